@@ -1,0 +1,246 @@
+//! Stream framing: `version:u8 = 1 | kind:u8 | len:u32 | body` with a CBOR body.
+//!
+//! The header is checked (version, kind, length against the cap) before any body byte is
+//! read or allocated. Bodies are serde structs without `deny_unknown_fields`, so a newer
+//! peer may add optional fields; a new version number is refused with a clear error.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::codec::{DecodeError, Reader};
+use crate::PROTOCOL_VERSION;
+
+/// Bytes of the frame header.
+pub const HEADER_LEN: usize = 6;
+
+/// Largest frame body accepted by default: room for a bundle with event logs and
+/// certificate chains, small enough that a hostile length cannot exhaust memory.
+pub const MAX_BODY_LEN: u32 = 4 << 20;
+
+/// What a frame carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum MessageKind {
+    EvidenceRequest = 1,
+    EvidenceResponse = 2,
+    TranscriptRequest = 3,
+    TranscriptResponse = 4,
+    Error = 0x7f,
+}
+
+impl MessageKind {
+    fn from_u8(b: u8) -> Option<Self> {
+        Some(match b {
+            1 => Self::EvidenceRequest,
+            2 => Self::EvidenceResponse,
+            3 => Self::TranscriptRequest,
+            4 => Self::TranscriptResponse,
+            0x7f => Self::Error,
+            _ => return None,
+        })
+    }
+}
+
+/// A decoded frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame {
+    pub kind: MessageKind,
+    pub body_len: u32,
+}
+
+/// Why a frame was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FrameError {
+    #[error("bad frame: {0}")]
+    Decode(#[from] DecodeError),
+    #[error("frame body of {len} bytes exceeds the limit of {max}")]
+    TooLarge { len: u32, max: u32 },
+    #[error("unknown message kind 0x{found:02x}")]
+    UnknownKind { found: u8 },
+    #[error("expected a {expected:?} message, got {found:?}")]
+    UnexpectedKind {
+        expected: MessageKind,
+        found: MessageKind,
+    },
+    #[error("malformed {kind:?} body: {reason}")]
+    Body { kind: MessageKind, reason: String },
+    #[error("frame body ended after {have} of {need} bytes")]
+    ShortBody { need: u32, have: usize },
+}
+
+impl Frame {
+    /// Decodes and checks a header; `max_body` caps the length before anything is allocated.
+    pub fn decode_header(buf: &[u8], max_body: u32) -> Result<Self, FrameError> {
+        let mut r = Reader::new(buf);
+        let version = r.u8()?;
+        if version != PROTOCOL_VERSION {
+            return Err(DecodeError::WrongVersion {
+                found: version,
+                supported: PROTOCOL_VERSION,
+            }
+            .into());
+        }
+        let kind_byte = r.u8()?;
+        let kind =
+            MessageKind::from_u8(kind_byte).ok_or(FrameError::UnknownKind { found: kind_byte })?;
+        let body_len = r.u32()?;
+        if body_len > max_body {
+            return Err(FrameError::TooLarge {
+                len: body_len,
+                max: max_body,
+            });
+        }
+        Ok(Self { kind, body_len })
+    }
+}
+
+/// Encodes `msg` as one frame.
+pub fn encode<T: Serialize>(kind: MessageKind, msg: &T) -> Vec<u8> {
+    let mut body = Vec::new();
+    // Serializing plain structs into a Vec cannot fail.
+    ciborium::into_writer(msg, &mut body).expect("CBOR encoding into memory");
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    out.push(PROTOCOL_VERSION);
+    out.push(kind as u8);
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Decodes one whole frame (header and body, nothing after) of the expected kind.
+pub fn decode<T: DeserializeOwned>(
+    buf: &[u8],
+    expected: MessageKind,
+    max_body: u32,
+) -> Result<T, FrameError> {
+    let frame = Frame::decode_header(buf, max_body)?;
+    let body = &buf[HEADER_LEN.min(buf.len())..];
+    if body.len() < frame.body_len as usize {
+        return Err(FrameError::ShortBody {
+            need: frame.body_len,
+            have: body.len(),
+        });
+    }
+    if body.len() > frame.body_len as usize {
+        return Err(DecodeError::TrailingData {
+            extra: body.len() - frame.body_len as usize,
+        }
+        .into());
+    }
+    if frame.kind != expected {
+        return Err(FrameError::UnexpectedKind {
+            expected,
+            found: frame.kind,
+        });
+    }
+    decode_body(frame.kind, body)
+}
+
+/// Decodes a body whose header was already checked.
+pub fn decode_body<T: DeserializeOwned>(kind: MessageKind, body: &[u8]) -> Result<T, FrameError> {
+    ciborium::from_reader(body).map_err(|e| FrameError::Body {
+        kind,
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messages::{ErrorMessage, EvidenceRequest, Include};
+
+    fn request() -> EvidenceRequest {
+        EvidenceRequest {
+            nonce: vec![5; 32],
+            include: Include {
+                tdx: true,
+                tpm: false,
+                anchors: vec!["fra".into()],
+            },
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let f = encode(MessageKind::EvidenceRequest, &request());
+        let back: EvidenceRequest = decode(&f, MessageKind::EvidenceRequest, MAX_BODY_LEN).unwrap();
+        assert_eq!(back, request());
+    }
+
+    #[test]
+    fn every_prefix_fails() {
+        let f = encode(MessageKind::EvidenceRequest, &request());
+        for n in 0..f.len() {
+            assert!(
+                decode::<EvidenceRequest>(&f[..n], MessageKind::EvidenceRequest, MAX_BODY_LEN)
+                    .is_err(),
+                "prefix {n}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_headers_are_typed() {
+        let mut f = encode(MessageKind::EvidenceRequest, &request());
+        f[0] = 9;
+        assert_eq!(
+            Frame::decode_header(&f, MAX_BODY_LEN),
+            Err(FrameError::Decode(DecodeError::WrongVersion {
+                found: 9,
+                supported: 1
+            }))
+        );
+        f[0] = 1;
+        f[1] = 0x42;
+        assert_eq!(
+            Frame::decode_header(&f, MAX_BODY_LEN),
+            Err(FrameError::UnknownKind { found: 0x42 })
+        );
+        let huge = [1, 1, 0xff, 0xff, 0xff, 0xff];
+        assert_eq!(
+            Frame::decode_header(&huge, MAX_BODY_LEN),
+            Err(FrameError::TooLarge {
+                len: u32::MAX,
+                max: MAX_BODY_LEN
+            })
+        );
+        let err = encode(
+            MessageKind::Error,
+            &ErrorMessage {
+                code: 1,
+                message: "x".into(),
+            },
+        );
+        assert!(matches!(
+            decode::<EvidenceRequest>(&err, MessageKind::EvidenceRequest, MAX_BODY_LEN),
+            Err(FrameError::UnexpectedKind { .. })
+        ));
+        let mut garbage = encode(MessageKind::EvidenceRequest, &request());
+        garbage[HEADER_LEN] = 0xff;
+        assert!(matches!(
+            decode::<EvidenceRequest>(&garbage, MessageKind::EvidenceRequest, MAX_BODY_LEN),
+            Err(FrameError::Body { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_optional_fields_are_ignored() {
+        #[derive(serde::Serialize)]
+        struct Newer {
+            nonce: serde_bytes::ByteBuf,
+            include: Include,
+            future_field: u32,
+        }
+        let f = encode(
+            MessageKind::EvidenceRequest,
+            &Newer {
+                nonce: serde_bytes::ByteBuf::from(vec![5; 32]),
+                include: request().include,
+                future_field: 7,
+            },
+        );
+        let back: EvidenceRequest = decode(&f, MessageKind::EvidenceRequest, MAX_BODY_LEN).unwrap();
+        assert_eq!(back, request());
+    }
+}

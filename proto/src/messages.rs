@@ -1,0 +1,65 @@
+//! Stream messages of protocol version 1. Optional fields default, unknown fields are ignored.
+
+use serde::{Deserialize, Serialize};
+
+use crate::evidence::EvidenceBundle;
+use crate::transcript::SignedTranscript;
+
+/// Asks the responder for fresh evidence bound to `nonce`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceRequest {
+    /// The verifier's fresh nonce ([`crate::NONCE_LEN`] bytes).
+    #[serde(with = "serde_bytes")]
+    pub nonce: Vec<u8>,
+    #[serde(default)]
+    pub include: Include,
+}
+
+/// Which parts of the evidence to produce. Session keys and the transcript are always included.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Include {
+    #[serde(default)]
+    pub tdx: bool,
+    #[serde(default)]
+    pub tpm: bool,
+    /// Names of anchors to time before quoting.
+    #[serde(default)]
+    pub anchors: Vec<String>,
+}
+
+/// The responder's answer to an [`EvidenceRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvidenceResponse {
+    pub bundle: EvidenceBundle,
+}
+
+/// Asks for the signed transcript of this connection so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TranscriptRequest {}
+
+/// The signed transcript of this connection so far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TranscriptResponse {
+    pub transcript: SignedTranscript,
+    /// The session key's SubjectPublicKeyInfo (DER) that signed it.
+    #[serde(with = "serde_bytes")]
+    pub session_spki: Vec<u8>,
+}
+
+/// Sent instead of a response when a request is refused; the stream then closes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorMessage {
+    pub code: u16,
+    pub message: String,
+}
+
+/// Error codes of [`ErrorMessage`] (also used as QUIC application close codes).
+pub mod codes {
+    pub const MALFORMED: u16 = 1;
+    pub const WRONG_VERSION: u16 = 2;
+    pub const TOO_LARGE: u16 = 3;
+    pub const UNKNOWN_MESSAGE: u16 = 4;
+    pub const BAD_NONCE: u16 = 5;
+    pub const UNAVAILABLE: u16 = 6;
+    pub const INTERNAL: u16 = 7;
+}

@@ -1,0 +1,52 @@
+//! `locus`: proves where a confidential VM runs.
+//!
+//! Exit codes (all subcommands): 0 ok / valid; 1 negative verdict or invalid evidence;
+//! 2 usage error or unreadable input.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod logging;
+
+#[derive(Parser)]
+#[command(name = "locus", version, about = "Proves where a confidential VM runs")]
+struct Cli {
+    /// Log as JSON lines (to stderr).
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Benchmarks, each against a baseline measured in the same run.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_json);
+    let result = match cli.command {
+        Command::Bench(cmd) => bench::run(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln_error(&e);
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[expect(
+    clippy::print_stderr,
+    reason = "the CLI reports fatal errors to the user"
+)]
+fn eprintln_error(e: &anyhow::Error) {
+    eprintln!("error: {e:#}");
+}
