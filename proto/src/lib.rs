@@ -5,6 +5,7 @@
 //! arguments, so every state machine can be driven deterministically in tests.
 #![forbid(unsafe_code)]
 
+pub mod anchor;
 mod codec;
 pub mod echo;
 pub mod evidence;
