@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::anchor::AnchorReport;
 use crate::transcript::SignedTranscript;
 
 /// Version of the bundle layout.
@@ -13,11 +14,17 @@ pub const BUNDLE_VERSION: u16 = 1;
 pub const MAX_BUNDLE_LEN: usize = 4 << 20;
 
 /// One evidence answer, bound to the verifier's nonce.
+///
+/// The binding of its parts is specified in [`crate::binding`] and `docs/binding.md`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvidenceBundle {
     pub version: u16,
     #[serde(with = "serde_bytes")]
     pub nonce: Vec<u8>,
+    /// Who issued the nonce (the verifier's name as it stated in the request), when known.
+    /// The verifier checks the nonce against its own record; this only names where to look.
+    #[serde(default)]
+    pub nonce_issuer: Option<String>,
     /// SubjectPublicKeyInfo (DER) of the responder's TLS session key.
     #[serde(with = "serde_bytes")]
     pub session_spki: Vec<u8>,
@@ -30,6 +37,9 @@ pub struct EvidenceBundle {
     /// Timings the responder measured inside the TEE while producing this bundle.
     #[serde(default)]
     pub timings: ResponderTimings,
+    /// Anchor round trips timed before quoting; its digest is bound into TDX REPORTDATA.
+    #[serde(default)]
+    pub anchors: Option<AnchorReport>,
 }
 
 /// A TDX quote and what is needed to check its binding.
@@ -38,6 +48,20 @@ pub struct TdxEvidence {
     /// The raw quote (TDX quote v4) as the quote provider returned it.
     #[serde(with = "serde_bytes")]
     pub quote: Vec<u8>,
+    /// The CCEL event log (TCG crypto-agile, SHA-384, MR index 1..4 = RTMR0..3), when read.
+    #[serde(default)]
+    pub ccel: Option<CcelLog>,
+}
+
+/// The TDX Confidential Computing Event Log as ACPI exposes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CcelLog {
+    /// The ACPI CCEL table (`/sys/firmware/acpi/tables/CCEL`).
+    #[serde(with = "serde_bytes")]
+    pub table: Vec<u8>,
+    /// The log area (`/sys/firmware/acpi/tables/data/CCEL`); may end in 0xFF or zero fill.
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
 }
 
 /// A vTPM quote and its endorsements.
@@ -49,18 +73,59 @@ pub struct TpmEvidence {
     /// TPMT_SIGNATURE over `attest`.
     #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
-    /// AK public area (TPM2B_PUBLIC, wire format).
+    /// AK public area (TPM2B_PUBLIC, wire format, size prefix included).
     #[serde(with = "serde_bytes")]
     pub ak_public: Vec<u8>,
+    /// The quoted PCR values, in the quote's selection order.
+    #[serde(default)]
+    pub pcrs: Vec<PcrValue>,
+    /// The provider's AK certificate (DER), where the provider issues one (e.g. GCE NV).
+    #[serde(default, with = "serde_bytes")]
+    pub ak_cert: Option<Vec<u8>>,
+    /// EK certificates (DER) read from the TPM's NV indices, with the index each came from.
+    #[serde(default)]
+    pub ek_certs: Vec<EkCert>,
+    /// Intermediate CA certificates (DER) up to, not including, a provider root.
+    #[serde(default)]
+    pub ca_certs: Vec<serde_bytes::ByteBuf>,
+    /// The TCG PC Client event log (`binary_bios_measurements`), when read.
+    #[serde(default, with = "serde_bytes")]
+    pub event_log: Option<Vec<u8>>,
+}
+
+/// One PCR value as read from the TPM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PcrValue {
+    /// TPM_ALG_ID of the bank (0x000B = SHA-256).
+    pub alg: u16,
+    pub index: u8,
+    #[serde(with = "serde_bytes")]
+    pub digest: Vec<u8>,
+}
+
+/// An EK certificate and the NV index it was read from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EkCert {
+    pub nv_index: u32,
+    #[serde(with = "serde_bytes")]
+    pub der: Vec<u8>,
 }
 
 /// In-TEE timings, in nanoseconds of the TEE's monotonic clock.
+///
+/// These are reported by the responder: a relayed vTPM shows its network round trip in
+/// `tpm_cheap_rtt_min_ns`. They are not covered by a TPM or TDX signature (see `docs/binding.md`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResponderTimings {
     #[serde(default)]
     pub tdx_quote_ns: Option<u64>,
     #[serde(default)]
     pub tpm_quote_ns: Option<u64>,
+    /// Minimum round trip of a cheap vTPM command (TPM2_GetRandom) over `tpm_cheap_samples`.
+    #[serde(default)]
+    pub tpm_cheap_rtt_min_ns: Option<u64>,
+    #[serde(default)]
+    pub tpm_cheap_samples: u32,
 }
 
 /// Why a stored bundle could not be read.

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod anchor;
+pub mod binding;
 mod codec;
 pub mod echo;
 pub mod evidence;
