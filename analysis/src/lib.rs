@@ -1,1 +1,2 @@
 //! locus-analysis
+pub mod tdx;

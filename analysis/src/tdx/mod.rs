@@ -1,0 +1,124 @@
+//! TDX quote verification: dcap-qvl's DCAP checks plus locus's stricter structural checks.
+//!
+//! Pure: the quote, its collateral, the trust root and the verification time come in; no clock,
+//! file or network is touched.
+
+mod classify;
+mod error;
+mod layout;
+mod root;
+mod verified;
+
+pub use dcap_qvl::QuoteCollateralV3 as Collateral;
+pub use error::TdxError;
+pub use layout::MAX_QUOTE_LEN;
+pub use root::{RootKind, TrustRoot, INTEL_SGX_ROOT_CA_DER};
+pub use verified::TdxVerified;
+
+use dcap_qvl::quote::Report;
+use dcap_qvl::verify::QuoteVerifier;
+
+/// Decode collateral from dcap-qvl's JSON form (`QuoteCollateralV3`, byte fields as hex).
+pub fn collateral_from_json(json: &[u8]) -> Result<Collateral, TdxError> {
+    serde_json::from_slice(json).map_err(|e| TdxError::CollateralMalformed {
+        reason: format!("collateral JSON: {e}"),
+    })
+}
+
+/// Verify `quote` with `collateral` under `root` at `now_unix` (seconds since the epoch).
+///
+/// Checks, in order: layout (header, lengths at offsets 632 and 764 in v4, zero-only trailing
+/// bytes), the root certificate embedded in the quote's PCK chain against `root`, then dcap-qvl's
+/// full DCAP verification (collateral signatures and dates, CRLs, PCK chain, QE report, quote
+/// signature, TCB matching, TD attributes). The TCB status is reported, not judged, except
+/// `Revoked`, which is an error.
+pub fn verify(
+    quote: &[u8],
+    collateral: &Collateral,
+    root: &TrustRoot,
+    now_unix: u64,
+) -> Result<TdxVerified, TdxError> {
+    let (layout, leaf) = structural(quote, root)?;
+
+    let proper = quote.get(..layout.end).unwrap_or(quote);
+    let report = QuoteVerifier::new(root.der().to_vec())
+        .verify(proper, collateral, now_unix)
+        .map_err(|e| classify::classify(&format!("{e:#}")))?;
+    let pck = dcap_qvl::intel::parse_pck_extension(&leaf)
+        .map_err(|e| classify::classify(&format!("Intel extension: {e:#}")))?;
+
+    let td = match &report.report {
+        Report::TD10(r) => r,
+        Report::TD15(r) => &r.base,
+        Report::TD15Ex(r) => &r.base.base,
+        Report::SgxEnclave(_) => {
+            return Err(TdxError::HeaderTeeType { found: 0 });
+        }
+    };
+    Ok(TdxVerified {
+        root: root.kind(),
+        quote_version: layout.version,
+        tcb_status: report.status,
+        advisory_ids: report.advisory_ids,
+        tee_tcb_svn: td.tee_tcb_svn,
+        mr_td: td.mr_td,
+        mr_config_id: td.mr_config_id,
+        mr_owner: td.mr_owner,
+        mr_owner_config: td.mr_owner_config,
+        rtmr: [td.rt_mr0, td.rt_mr1, td.rt_mr2, td.rt_mr3],
+        report_data: td.report_data,
+        td_attributes: td.td_attributes,
+        fmspc: pck.fmspc,
+        pce_id: pck.pce_id,
+        ppid: report.ppid,
+        piid: pck.platform_instance_id,
+    })
+}
+
+/// locus's own checks, before dcap-qvl: the layout and the embedded root. Returns the layout
+/// and the PCK leaf certificate (DER).
+pub(crate) fn structural(
+    quote: &[u8],
+    root: &TrustRoot,
+) -> Result<(layout::Layout, Vec<u8>), TdxError> {
+    let layout = layout::parse(quote)?;
+    let (chain_at, chain_len) = layout.pck_chain;
+    // The layout parse checked that the chain lies inside `quote`.
+    let chain_pem = quote
+        .get(chain_at..chain_at + chain_len)
+        .ok_or(TdxError::Truncated {
+            need: (chain_at + chain_len) as u64,
+            have: quote.len(),
+        })?;
+    let chain = pem::parse_many(chain_pem).map_err(|e| TdxError::PckChainEncoding {
+        reason: e.to_string(),
+    })?;
+    let (Some(leaf), Some(embedded_root)) = (chain.first(), chain.last()) else {
+        return Err(TdxError::PckChainEncoding {
+            reason: "no certificate".into(),
+        });
+    };
+    if chain.len() < 2 || embedded_root.contents() != root.der() {
+        return Err(TdxError::EmbeddedRootMismatch {
+            expected: root::sha256_hex(root.der()),
+            found: root::sha256_hex(embedded_root.contents()),
+        });
+    }
+    Ok((layout, leaf.contents().to_vec()))
+}
+
+/// The bare dcap-qvl verification, for benchmarks that compare locus against it.
+pub fn verify_dcap_only(
+    quote: &[u8],
+    collateral: &Collateral,
+    root: &TrustRoot,
+    now_unix: u64,
+) -> Result<String, TdxError> {
+    QuoteVerifier::new(root.der().to_vec())
+        .verify(quote, collateral, now_unix)
+        .map(|r| r.status)
+        .map_err(|e| classify::classify(&format!("{e:#}")))
+}
+
+#[cfg(test)]
+mod tests;
