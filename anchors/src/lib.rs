@@ -1,1 +1,25 @@
-//! locus-anchors
+//! TLS round-trip anchors, measured from inside the TEE.
+//!
+//! A responder that claims to run at a site times TLS 1.3 round trips to servers known to be
+//! there, with the TD's own monotonic clock, and binds the [`AnchorReport`] digest into a quote
+//! taken afterwards. The ClientHello.random is derived from the challenge nonce, so the anchor's
+//! CertificateVerify signs over it: the handshake cannot have been recorded earlier.
+//!
+//! - [`measure_all`] / [`measure`]: the measurement (driver: sockets and clock only);
+//! - [`config`]: anchor specs and limits, TOML loader;
+//! - [`lab`]: a lab CA and local anchor servers for `locus lab` and the tests.
+//!
+//! The report type and its canonical digest live in `locus_proto::anchor`; the verification is
+//! `locus_analysis::anchor`. Layout and rationale: `docs/anchors.md`.
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod http;
+pub mod lab;
+mod measure;
+mod tls;
+
+pub use config::{AnchorSpec, AnchorsConfig, ConfigError, Location, MeasureOptions, Trust};
+pub use lab::{AnchorServer, LabBehaviour, LabCa, LabError, ServerIdentity};
+pub use locus_proto::anchor::{AnchorFailure, AnchorReport, AnchorResult};
+pub use measure::{measure, measure_all};

@@ -1,0 +1,274 @@
+//! The measuring TLS client's configuration: a ring `CryptoProvider` whose random source puts the
+//! nonce-derived ClientHello.random into the handshake, a certificate verifier that records the
+//! chain and the CertificateVerify it checked, and a key log that keeps the server's handshake
+//! traffic secret, so that a verifier can re-check the handshake offline.
+
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{Resumption, WebPkiServerVerifier};
+use rustls::crypto::{CryptoProvider, GetRandomFailed, SecureRandom, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{
+    CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, Error, KeyLog,
+    OtherError, RootCertStore, SignatureScheme,
+};
+use sha2::{Digest, Sha256};
+
+use crate::config::Trust;
+
+thread_local! {
+    /// The random for the ClientHello being built on this thread, if any; see [`NonceRandom`].
+    static PLAN: RefCell<Option<Plan>> = const { RefCell::new(None) };
+}
+
+#[derive(Debug)]
+struct Plan {
+    client_random: [u8; 32],
+    fills_of_32: u32,
+}
+
+/// The random source of the measuring client.
+///
+/// rustls 0.23 (`client/hs.rs`, `ClientHelloInput::new`) draws from `provider.secure_random`, in
+/// this order, while `ClientConnection::new` builds the ClientHello: the legacy session id
+/// (32 bytes), a u16 for extension GREASE, then ClientHello.random (32 bytes). The second
+/// 32-byte draw is therefore the random, and only that draw is replaced, and only inside
+/// [`new_connection`], which sets a thread-local plan around the synchronous constructor.
+/// Every other draw is OS randomness. The ring provider's key exchange does not use this
+/// source at all (`crypto/ring/kx.rs` calls `SystemRandom` directly), so key shares stay secret;
+/// they must, or someone who knew the client's key share could forge the server's answers.
+/// Should a rustls update reorder these draws, the random would land elsewhere: the measurement
+/// checks the ClientHello it actually sent and records `FreshnessNotBound` instead of samples.
+#[derive(Debug)]
+struct NonceRandom;
+
+static NONCE_RANDOM: NonceRandom = NonceRandom;
+
+impl SecureRandom for NonceRandom {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), GetRandomFailed> {
+        let planned = PLAN.with(|p| {
+            let mut p = p.borrow_mut();
+            let plan = p.as_mut()?;
+            if buf.len() != 32 {
+                return None;
+            }
+            plan.fills_of_32 += 1;
+            (plan.fills_of_32 == 2).then_some(plan.client_random)
+        });
+        match planned {
+            Some(r) => {
+                buf.copy_from_slice(&r);
+                Ok(())
+            }
+            None => rustls::crypto::ring::default_provider()
+                .secure_random
+                .fill(buf),
+        }
+    }
+}
+
+/// What the verifier and the key log saw during one handshake.
+#[derive(Debug, Default)]
+pub(crate) struct Captured {
+    pub(crate) cert_chain: Vec<Vec<u8>>,
+    pub(crate) cert_verify: Option<(u16, Vec<u8>, Vec<u8>)>,
+    pub(crate) server_handshake_secret: Option<Vec<u8>>,
+    pub(crate) keylog_client_random: Option<Vec<u8>>,
+}
+
+/// Shared between the verifier, the key log and the measurement.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Capture(Arc<Mutex<Captured>>);
+
+impl Capture {
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Captured) -> T) -> T {
+        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl KeyLog for Capture {
+    fn will_log(&self, label: &str) -> bool {
+        label == "SERVER_HANDSHAKE_TRAFFIC_SECRET"
+    }
+
+    fn log(&self, label: &str, client_random: &[u8], secret: &[u8]) {
+        if label == "SERVER_HANDSHAKE_TRAFFIC_SECRET" {
+            self.with(|c| {
+                c.server_handshake_secret = Some(secret.to_vec());
+                c.keylog_client_random = Some(client_random.to_vec());
+            });
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Inner {
+    WebPki(Arc<WebPkiServerVerifier>),
+    Pin([u8; 32]),
+}
+
+/// Checks the server per the anchor's [`Trust`] and records what it checked.
+#[derive(Debug)]
+struct CapturingVerifier {
+    inner: Inner,
+    algs: WebPkiSupportedAlgorithms,
+    capture: Capture,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("SPKI pin mismatch: expected sha256 {expected}, found {found}")]
+struct PinMismatch {
+    expected: String,
+    found: String,
+}
+
+fn spki_sha256(cert: &CertificateDer<'_>) -> Result<[u8; 32], Error> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
+    Ok(Sha256::digest(parsed.tbs_certificate.subject_pki.raw).into())
+}
+
+impl ServerCertVerifier for CapturingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        self.capture.with(|c| {
+            c.cert_chain = std::iter::once(end_entity)
+                .chain(intermediates)
+                .map(|d| d.as_ref().to_vec())
+                .collect();
+        });
+        match &self.inner {
+            Inner::WebPki(v) => {
+                v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            }
+            Inner::Pin(expected) => {
+                let found = spki_sha256(end_entity)?;
+                if &found == expected {
+                    Ok(ServerCertVerified::assertion())
+                } else {
+                    Err(Error::InvalidCertificate(CertificateError::Other(
+                        OtherError(Arc::new(PinMismatch {
+                            expected: hex::encode(expected),
+                            found: hex::encode(found),
+                        })),
+                    )))
+                }
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        // The client offers TLS 1.3 only; a TLS 1.2 signature means the server ignored that.
+        Err(Error::General(
+            "TLS 1.2 signature offered to a TLS 1.3-only client".into(),
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.capture.with(|c| {
+            c.cert_verify = Some((
+                u16::from(dss.scheme),
+                dss.signature().to_vec(),
+                message.to_vec(),
+            ));
+        });
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+/// A client config for one measurement, and the capture it fills.
+pub(crate) fn client_config(trust: &Trust) -> Result<(Arc<ClientConfig>, Capture), Error> {
+    let base = rustls::crypto::ring::default_provider();
+    let provider = Arc::new(CryptoProvider {
+        secure_random: &NONCE_RANDOM,
+        ..base
+    });
+    let inner = match trust {
+        Trust::PinnedSpki(pin) => Inner::Pin(*pin),
+        Trust::WebPki => {
+            let roots = RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            Inner::WebPki(
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|e| Error::General(e.to_string()))?,
+            )
+        }
+        Trust::Ca(certs) => {
+            let mut roots = RootCertStore::empty();
+            for c in certs {
+                roots.add(c.clone())?;
+            }
+            Inner::WebPki(
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|e| Error::General(e.to_string()))?,
+            )
+        }
+    };
+    let capture = Capture::default();
+    let verifier = Arc::new(CapturingVerifier {
+        inner,
+        algs: provider.signature_verification_algorithms,
+        capture: capture.clone(),
+    });
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    // Every measurement is a full handshake: a resumed one has no CertificateVerify.
+    config.resumption = Resumption::disabled();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.key_log = Arc::new(capture.clone());
+    Ok((Arc::new(config), capture))
+}
+
+/// A client connection whose ClientHello carries `client_random` (see [`NonceRandom`]).
+pub(crate) fn new_connection(
+    config: Arc<ClientConfig>,
+    sni: ServerName<'static>,
+    client_random: [u8; 32],
+) -> Result<ClientConnection, Error> {
+    PLAN.with(|p| {
+        *p.borrow_mut() = Some(Plan {
+            client_random,
+            fills_of_32: 0,
+        })
+    });
+    let conn = ClientConnection::new(config, sni);
+    PLAN.with(|p| *p.borrow_mut() = None);
+    conn
+}
+
+/// ClientHello.random inside the first TLS record the client wrote, if it is a ClientHello:
+/// record header (5), handshake header (4), legacy_version (2), then the random (32).
+pub(crate) fn client_hello_random(record: &[u8]) -> Option<[u8; 32]> {
+    if record.first() != Some(&22) || record.get(5) != Some(&1) {
+        return None;
+    }
+    record.get(11..43)?.try_into().ok()
+}
