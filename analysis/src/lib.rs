@@ -1,2 +1,17 @@
 //! locus-analysis
+pub mod frankenstein;
+pub mod geo;
+pub mod input;
+pub mod policy;
+pub mod region;
+pub mod relocation;
+pub mod rtt_bound;
 pub mod tdx;
+pub mod verdict;
+
+pub use input::{
+    AnchorReport, BaselineMin, EchoSample, EvidenceSummary, InTdTimings, LandmarkRtt, NodeInput,
+    Prober, ProberSeries, SamplesFile, Site, World,
+};
+pub use policy::{Policy, PolicyError, RelocationPolicy};
+pub use verdict::{judge, Check, CheckStatus, Judgement, Verdict};

@@ -1,0 +1,226 @@
+//! What the verdict engine judges: sites, probers, per-node timing samples, in-TD timings,
+//! anchor reports and a summary of verified evidence. All serde, so stored JSON can be re-judged.
+
+use serde::{Deserialize, Serialize};
+
+use crate::geo::LatLon;
+
+/// A named place with coordinates (a data center, a prober's location, an anchor's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    pub name: String,
+    pub lat: f64,
+    pub lon: f64,
+}
+
+impl Site {
+    pub fn position(&self) -> LatLon {
+        LatLon::new(self.lat, self.lon)
+    }
+}
+
+/// A prober and the site it runs at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prober {
+    /// Unique id; [`ProberSeries::prober`] refers to it.
+    pub id: String,
+    /// A [`Site::name`].
+    pub site: String,
+}
+
+/// A prober's measured minimum RTT to a landmark with a known site (another prober, an anchor),
+/// used to calibrate that prober's CBG bestline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LandmarkRtt {
+    pub prober: String,
+    pub site: String,
+    pub min_rtt_ns: u64,
+}
+
+/// The fixed part of the world: sites, probers and their calibration data.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct World {
+    pub sites: Vec<Site>,
+    pub probers: Vec<Prober>,
+    #[serde(default)]
+    pub landmarks: Vec<LandmarkRtt>,
+}
+
+impl World {
+    pub fn site(&self, name: &str) -> Option<&Site> {
+        self.sites.iter().find(|s| s.name == name)
+    }
+
+    pub fn prober(&self, id: &str) -> Option<&Prober> {
+        self.probers.iter().find(|p| p.id == id)
+    }
+
+    /// Every inconsistency in the world itself (unknown sites, duplicates, bad coordinates).
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, s) in self.sites.iter().enumerate() {
+            if !s.position().is_valid() {
+                out.push(format!(
+                    "site {} has invalid coordinates ({}, {})",
+                    s.name, s.lat, s.lon
+                ));
+            }
+            if self.sites[..i].iter().any(|o| o.name == s.name) {
+                out.push(format!("site {} is defined twice", s.name));
+            }
+        }
+        for (i, p) in self.probers.iter().enumerate() {
+            if self.site(&p.site).is_none() {
+                out.push(format!("prober {} is at unknown site {}", p.id, p.site));
+            }
+            if self.probers[..i].iter().any(|o| o.id == p.id) {
+                out.push(format!("prober {} is defined twice", p.id));
+            }
+        }
+        for l in &self.landmarks {
+            if self.prober(&l.prober).is_none() {
+                out.push(format!("landmark RTT names unknown prober {}", l.prober));
+            }
+            if self.site(&l.site).is_none() {
+                out.push(format!("landmark RTT names unknown site {}", l.site));
+            }
+        }
+        out
+    }
+}
+
+/// One answered echo challenge, as the prober recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EchoSample {
+    /// When the challenge was sent, ns on the prober's monotonic clock (any epoch, but one
+    /// clock per series). Orders samples into rounds.
+    pub sent_ns: u64,
+    /// Round-trip time measured by the prober.
+    pub rtt_ns: u64,
+    /// Time the responder reports it spent between receiving and answering.
+    #[serde(default)]
+    pub inside_ns: u64,
+}
+
+/// Everything one prober measured against one node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProberSeries {
+    /// A [`Prober::id`].
+    pub prober: String,
+    pub samples: Vec<EchoSample>,
+    /// Challenges sent (answered or not); 0 when unknown.
+    #[serde(default)]
+    pub sent: u64,
+    /// Round trips of evidence requests (request sent → evidence answer received), ns.
+    #[serde(default)]
+    pub evidence_rtt_ns: Vec<u64>,
+}
+
+/// Timings the responder measured inside the TD with the TD's own clock.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InTdTimings {
+    /// Time to obtain a TDX quote, ns.
+    #[serde(default)]
+    pub tdx_quote_ns: Option<u64>,
+    /// Time to obtain a vTPM quote, ns.
+    #[serde(default)]
+    pub tpm_quote_ns: Option<u64>,
+    /// Round trips of a cheap vTPM command (e.g. TPM2_GetRandom) issued from inside the TD,
+    /// ns: a vTPM relayed from elsewhere shows its network RTT here.
+    #[serde(default)]
+    pub tpm_cmd_rtt_ns: Vec<u64>,
+}
+
+/// The minimum TLS round trip the responder measured, from inside the TD, to an anchor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnchorReport {
+    /// A [`Site::name`].
+    pub site: String,
+    pub min_rtt_ns: u64,
+    /// Round trips the minimum was taken over (informational).
+    #[serde(default)]
+    pub samples: u32,
+}
+
+/// Result of the evidence verifiers (TDX quote, vTPM quote, their binding), reduced to what
+/// the verdict needs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceSummary {
+    pub valid: bool,
+    /// Names of the checks that failed, as the verifiers name them.
+    #[serde(default)]
+    pub failed_checks: Vec<String>,
+    /// Whether TDX and vTPM evidence come from the same machine (AK hash in REPORTDATA,
+    /// PCR ↔ RTMR cross-check); None when not checked (e.g. one of them missing).
+    #[serde(default)]
+    pub tdx_vtpm_bound: Option<bool>,
+    /// The quote chains to the lab root rather than Intel's.
+    #[serde(default)]
+    pub lab_root: bool,
+}
+
+/// A prober's minimum RTT to this node in an earlier period (the node's history).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineMin {
+    pub prober: String,
+    pub min_rtt_ns: u64,
+}
+
+/// Everything observed about one node (responder) over one window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeInput {
+    pub name: String,
+    /// The [`Site::name`] the operator claims the node runs at.
+    pub claim: String,
+    #[serde(default)]
+    pub probes: Vec<ProberSeries>,
+    #[serde(default)]
+    pub in_td: InTdTimings,
+    #[serde(default)]
+    pub anchors: Vec<AnchorReport>,
+    /// None when no evidence was collected or verified.
+    #[serde(default)]
+    pub evidence: Option<EvidenceSummary>,
+    /// Per-prober minimum RTTs from earlier windows; empty ⇒ the first rounds of this window
+    /// are the baseline.
+    #[serde(default)]
+    pub baseline: Vec<BaselineMin>,
+}
+
+/// Version of the samples file layout ([`SamplesFile`]).
+pub const SAMPLES_VERSION: u32 = 1;
+
+/// The stored-samples file `locus judge --samples` reads: one world, many nodes
+/// (documented in `docs/judge.md`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplesFile {
+    pub version: u32,
+    pub sites: Vec<Site>,
+    pub probers: Vec<Prober>,
+    #[serde(default)]
+    pub landmarks: Vec<LandmarkRtt>,
+    pub nodes: Vec<NodeInput>,
+}
+
+impl SamplesFile {
+    /// The world part (sites, probers, landmarks).
+    pub fn world(&self) -> World {
+        World {
+            sites: self.sites.clone(),
+            probers: self.probers.clone(),
+            landmarks: self.landmarks.clone(),
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! Verdict thresholds (TOML, unknown keys rejected), with documented defaults.
+//!
+//! Defaults were chosen from the lab's model (fiber at 200 km/ms, path inflation 1.5, jitter
+//! ≤ 50 µs per packet, swtpm on loopback) and the physics they protect; each field says why.
+//! `config/policy.example.toml` lists every field with its default.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Thresholds for [`crate::judge`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    /// Probers with at least `min_samples` answers needed for a timing verdict. Three discs
+    /// around the claim bound a region; two leave a lens that can reach far.
+    pub min_probers: usize,
+    /// Answers a prober needs to count. The minimum of 20 answers at 50 µs jitter sits within
+    /// a few µs of the true floor.
+    pub min_samples: usize,
+    /// Largest responder-reported processing time subtracted from an RTT, µs. The responder is
+    /// trusted code, but capping keeps a bug (or a compromised clock) from shrinking discs.
+    pub max_processing_us: f64,
+    /// Expected fiber path length / great-circle distance, used to predict RTTs to the claim
+    /// when a prober has no landmark calibration. 1.5 is the lab's default and a typical value
+    /// for terrestrial routes.
+    pub inflation: f64,
+    /// A node whose RTT exceeds the prediction for the claim at *every* prober by more than
+    /// this (ms) is not at the claim. 2 ms ≈ 130 km of extra fiber at inflation 1.5, several
+    /// times the lab's jitter and emulation error.
+    pub max_excess_ms: f64,
+    /// A node whose RTT at some prober is below the prediction for the claim by more than this
+    /// (ms) is closer to that prober than the claim is (plausibility; the hard 2/3 c bound
+    /// applies regardless). Raise it where real paths are much less inflated than `inflation`.
+    pub fast_tolerance_ms: f64,
+    /// Excess that is the same at every prober (within `relay_spread_ms` + `relay_spread_frac`
+    /// × excess) is the signature of a relay at the claim forwarding to a TD elsewhere.
+    pub relay_spread_ms: f64,
+    /// See `relay_spread_ms`.
+    pub relay_spread_frac: f64,
+    /// Fraction of probers whose RTT misses the prediction for the claim (by more than
+    /// `max_excess_ms` above or `fast_tolerance_ms` below) at which the node is judged to run
+    /// elsewhere. One badly routed path out of four is tolerated.
+    pub misfit_quorum: f64,
+    /// In-TD RTT to an anchor above the prediction for the claim's distance to that anchor by
+    /// more than this (ms) ⇒ the TD is not near the claim. Intra-data-center RTTs on clouds are
+    /// 0.5-1 ms; 2 ms leaves room for that plus scheduling noise.
+    pub max_anchor_excess_ms: f64,
+    /// Anchor reports needed for `located` ("anchors near"). Set 0 where no anchor runs.
+    pub min_anchors: usize,
+    /// Evidence round trip minus the in-TD quote times minus the echo RTT above this (ms) ⇒ the
+    /// evidence came from farther away than the echoes (a relay answering echoes itself). 25 ms
+    /// covers serialisation and event-log reads on a loaded 2-core host.
+    pub max_evidence_excess_ms: f64,
+    /// Smallest in-TD round trip of a cheap vTPM command above this (ms) ⇒ the vTPM is not
+    /// local (Frankenstein). Local swtpm answers in 0.1-3 ms on the lab host; a vTPM 400 km away
+    /// adds ≥ 4 ms (≥ 6 ms at inflation 1.5).
+    pub max_vtpm_cmd_rtt_ms: f64,
+    /// Calibrated vTPM quote time of a local vTPM on this platform (ms); None disables the
+    /// quote-time check (quote time varies too much across hosts to default it).
+    pub vtpm_quote_baseline_ms: Option<f64>,
+    /// vTPM quote time above `vtpm_quote_baseline_ms` + this (ms) ⇒ relayed vTPM.
+    pub vtpm_relay_margin_ms: f64,
+    /// Failed-check names (case-insensitive substrings) that mean TDX and vTPM evidence come
+    /// from different machines: those give `frankenstein`, other failures `evidence-invalid`.
+    pub frankenstein_checks: Vec<String>,
+    /// Without an evidence summary the verdict is `inconclusive`.
+    pub require_evidence: bool,
+    /// Accept evidence chaining to the lab root. The verifier only trusts that root when it was
+    /// configured to, so this is a second switch for production policies.
+    pub accept_lab_root: bool,
+    /// Relocation detection (change detection over probe rounds).
+    pub relocation: RelocationPolicy,
+}
+
+/// CUSUM over per-prober, per-round minimum RTTs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelocationPolicy {
+    /// Length of a probe round, ms. At 50 challenges/s a 1 s round holds 50 answers, whose
+    /// minimum is stable to jitter.
+    pub round_ms: f64,
+    /// Answers a round needs to count; rounds with fewer (an outage) are skipped.
+    pub min_round_samples: usize,
+    /// Rounds whose median minimum is the baseline when the node has no history.
+    pub baseline_rounds: usize,
+    /// Drift allowance k, ms: per-round deviations below this never accumulate.
+    pub drift_ms: f64,
+    /// Decision threshold h, ms of accumulated deviation. With k = 0.5 and h = 4 a 1.5 ms
+    /// shift alarms in 4 rounds while a single 4 ms spike does not.
+    pub threshold_ms: f64,
+    /// Probers that must alarm: one prober's route change or outage is not a relocation.
+    pub min_probers: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            min_probers: 3,
+            min_samples: 20,
+            max_processing_us: 2000.0,
+            inflation: 1.5,
+            max_excess_ms: 2.0,
+            fast_tolerance_ms: 2.0,
+            relay_spread_ms: 1.5,
+            relay_spread_frac: 0.2,
+            misfit_quorum: 0.5,
+            max_anchor_excess_ms: 2.0,
+            min_anchors: 1,
+            max_evidence_excess_ms: 25.0,
+            max_vtpm_cmd_rtt_ms: 3.5,
+            vtpm_quote_baseline_ms: None,
+            vtpm_relay_margin_ms: 3.0,
+            frankenstein_checks: ["ak_hash", "ak-hash", "pcr_rtmr", "pcr-rtmr", "binding"]
+                .map(String::from)
+                .to_vec(),
+            require_evidence: true,
+            accept_lab_root: true,
+            relocation: RelocationPolicy::default(),
+        }
+    }
+}
+
+impl Default for RelocationPolicy {
+    fn default() -> Self {
+        Self {
+            round_ms: 1000.0,
+            min_round_samples: 5,
+            baseline_rounds: 3,
+            drift_ms: 0.5,
+            threshold_ms: 4.0,
+            min_probers: 2,
+        }
+    }
+}
+
+/// A policy file that cannot be used.
+#[derive(Debug, Error)]
+pub enum PolicyError {
+    #[error("policy is not valid TOML for this schema: {0}")]
+    Parse(#[from] toml::de::Error),
+    #[error("policy field {field} = {found} is out of range: {expected}")]
+    OutOfRange {
+        field: &'static str,
+        found: String,
+        expected: &'static str,
+    },
+}
+
+impl Policy {
+    /// Parse and validate a TOML policy; absent fields take their defaults.
+    pub fn from_toml_str(s: &str) -> Result<Self, PolicyError> {
+        let p: Policy = toml::from_str(s)?;
+        p.validate()?;
+        Ok(p)
+    }
+
+    /// Check every threshold's range.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        fn nonneg(field: &'static str, v: f64) -> Result<(), PolicyError> {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(PolicyError::OutOfRange {
+                    field,
+                    found: v.to_string(),
+                    expected: "a finite number ≥ 0",
+                })
+            }
+        }
+        nonneg("max_processing_us", self.max_processing_us)?;
+        nonneg("max_excess_ms", self.max_excess_ms)?;
+        nonneg("fast_tolerance_ms", self.fast_tolerance_ms)?;
+        nonneg("relay_spread_ms", self.relay_spread_ms)?;
+        nonneg("relay_spread_frac", self.relay_spread_frac)?;
+        nonneg("max_anchor_excess_ms", self.max_anchor_excess_ms)?;
+        nonneg("misfit_quorum", self.misfit_quorum)?;
+        nonneg("max_evidence_excess_ms", self.max_evidence_excess_ms)?;
+        nonneg("max_vtpm_cmd_rtt_ms", self.max_vtpm_cmd_rtt_ms)?;
+        nonneg("vtpm_relay_margin_ms", self.vtpm_relay_margin_ms)?;
+        if let Some(b) = self.vtpm_quote_baseline_ms {
+            nonneg("vtpm_quote_baseline_ms", b)?;
+        }
+        nonneg("relocation.drift_ms", self.relocation.drift_ms)?;
+        nonneg("relocation.threshold_ms", self.relocation.threshold_ms)?;
+        if !(self.inflation.is_finite() && self.inflation >= 1.0) {
+            return Err(PolicyError::OutOfRange {
+                field: "inflation",
+                found: self.inflation.to_string(),
+                expected: "≥ 1 (paths are never shorter than the great circle)",
+            });
+        }
+        if !(self.relocation.round_ms.is_finite() && self.relocation.round_ms > 0.0) {
+            return Err(PolicyError::OutOfRange {
+                field: "relocation.round_ms",
+                found: self.relocation.round_ms.to_string(),
+                expected: "> 0",
+            });
+        }
+        for (field, v) in [
+            ("min_probers", self.min_probers),
+            ("min_samples", self.min_samples),
+            (
+                "relocation.baseline_rounds",
+                self.relocation.baseline_rounds,
+            ),
+            ("relocation.min_probers", self.relocation.min_probers),
+        ] {
+            if v == 0 {
+                return Err(PolicyError::OutOfRange {
+                    field,
+                    found: "0".into(),
+                    expected: "≥ 1",
+                });
+            }
+        }
+        Ok(())
+    }
+}

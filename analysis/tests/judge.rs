@@ -1,0 +1,508 @@
+//! Verdict table tests and property tests on synthetic, seeded lab-like data.
+
+use locus_analysis::geo::{distance_km, LatLon};
+use locus_analysis::region::{self, Disc};
+use locus_analysis::rtt_bound::max_distance_km;
+use locus_analysis::{
+    judge, AnchorReport, EchoSample, EvidenceSummary, InTdTimings, NodeInput, Policy, Prober,
+    ProberSeries, Site, Verdict, World,
+};
+use proptest::prelude::*;
+
+const INFL: f64 = 1.5;
+
+fn site(name: &str, lat: f64, lon: f64) -> Site {
+    Site {
+        name: name.into(),
+        lat,
+        lon,
+    }
+}
+
+fn world() -> World {
+    World {
+        sites: vec![
+            site("fra", 50.11, 8.68),
+            site("ams", 52.37, 4.90),
+            site("lon", 51.51, -0.13),
+            site("par", 48.86, 2.35),
+            site("waw", 52.23, 21.01),
+            site("mil", 45.46, 9.19),
+            site("muc", 48.14, 11.58),
+            site("nyc", 40.71, -74.01),
+        ],
+        probers: ["ams", "lon", "par", "waw"]
+            .iter()
+            .map(|s| Prober {
+                id: format!("p-{s}"),
+                site: s.to_string(),
+            })
+            .collect(),
+        landmarks: Vec::new(),
+    }
+}
+
+fn pos(w: &World, s: &str) -> LatLon {
+    w.site(s).unwrap().position()
+}
+
+/// Deterministic jitter source (xorshift).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % 1_000_000) as f64 / 1_000_000.0
+    }
+}
+
+fn path_ms(a: LatLon, b: LatLon) -> f64 {
+    2.0 * distance_km(a, b) * INFL / 200.0
+}
+
+/// How a synthetic node behaves.
+#[derive(Clone, Default)]
+struct Spec {
+    /// Where the TD runs.
+    td: &'static str,
+    /// Traffic enters a relay here and is forwarded to `td`.
+    relay: Option<&'static str>,
+    /// The vTPM is this far from the TD, km.
+    tpm_km: f64,
+    /// The TD moves to this site at this round.
+    move_to: Option<(&'static str, u64)>,
+    rounds: u64,
+    per_round: u64,
+}
+
+const NS: f64 = 1e6;
+
+fn node(w: &World, name: &str, claim: &str, spec: &Spec, seed: u64) -> NodeInput {
+    let mut rng = Rng(seed | 1);
+    let rounds = if spec.rounds == 0 { 20 } else { spec.rounds };
+    let per_round = if spec.per_round == 0 {
+        25
+    } else {
+        spec.per_round
+    };
+    let td_at = |round: u64| match spec.move_to {
+        Some((to, r)) if round >= r => pos(w, to),
+        _ => pos(w, spec.td),
+    };
+    let probes = w
+        .probers
+        .iter()
+        .map(|p| {
+            let ps = pos(w, &p.site);
+            let mut samples = Vec::new();
+            for r in 0..rounds {
+                let td = td_at(r);
+                let base = match spec.relay {
+                    Some(relay) => path_ms(ps, pos(w, relay)) + path_ms(pos(w, relay), td),
+                    None => path_ms(ps, td),
+                };
+                for k in 0..per_round {
+                    let jitter = rng.next() * 0.1 + rng.next() * 0.1; // 2 × 50 µs one way
+                    samples.push(EchoSample {
+                        sent_ns: r * 1_000_000_000 + k * 1_000_000_000 / per_round,
+                        rtt_ns: ((base + jitter + 0.03) * NS) as u64,
+                        inside_ns: 30_000,
+                    });
+                }
+            }
+            let min_rtt = samples.iter().map(|s| s.rtt_ns).min().unwrap();
+            ProberSeries {
+                prober: p.id.clone(),
+                sent: samples.len() as u64,
+                samples,
+                evidence_rtt_ns: vec![min_rtt + 8_000_000, min_rtt + 9_000_000],
+            }
+        })
+        .collect();
+    let td_end = td_at(rounds - 1);
+    let tpm_extra = 2.0 * spec.tpm_km * INFL / 200.0;
+    NodeInput {
+        name: name.into(),
+        claim: claim.into(),
+        probes,
+        in_td: InTdTimings {
+            tdx_quote_ns: Some(5_000_000),
+            tpm_quote_ns: Some(((3.0 + tpm_extra) * NS) as u64),
+            tpm_cmd_rtt_ns: (0..10)
+                .map(|_| ((0.2 + rng.next() * 0.3 + tpm_extra) * NS) as u64)
+                .collect(),
+        },
+        anchors: vec![AnchorReport {
+            site: "fra".into(),
+            min_rtt_ns: ((path_ms(td_end, pos(w, "fra")) + 0.3) * NS) as u64,
+            samples: 10,
+        }],
+        evidence: Some(EvidenceSummary {
+            valid: true,
+            failed_checks: vec![],
+            tdx_vtpm_bound: Some(true),
+            lab_root: true,
+        }),
+        baseline: vec![],
+    }
+}
+
+fn honest() -> Spec {
+    Spec {
+        td: "fra",
+        ..Default::default()
+    }
+}
+
+fn assert_verdict(n: &NodeInput, want: Verdict, reason: &str) {
+    let j = judge(&world(), n, &Policy::default());
+    assert_eq!(j.verdict, want, "{}: {:#?}", n.name, j.reasons);
+    assert!(
+        j.reasons.iter().any(|r| r.contains(reason)),
+        "{}: no reason contains {reason:?}: {:#?}",
+        n.name,
+        j.reasons
+    );
+}
+
+#[test]
+fn table_of_verdicts() {
+    let w = world();
+    let mut cases: Vec<(NodeInput, Verdict, &str)> = vec![
+        (
+            node(&w, "honest", "fra", &honest(), 1),
+            Verdict::Located,
+            "located at fra",
+        ),
+        (
+            node(
+                &w,
+                "proxy-nyc",
+                "fra",
+                &Spec {
+                    td: "nyc",
+                    relay: Some("fra"),
+                    ..honest()
+                },
+                2,
+            ),
+            Verdict::Proxied,
+            "relay near the claim",
+        ),
+        (
+            node(
+                &w,
+                "proxy-mil",
+                "fra",
+                &Spec {
+                    td: "mil",
+                    relay: Some("fra"),
+                    ..honest()
+                },
+                3,
+            ),
+            Verdict::Proxied,
+            "uniformly",
+        ),
+        (
+            node(
+                &w,
+                "franken",
+                "fra",
+                &Spec {
+                    tpm_km: 400.0,
+                    ..honest()
+                },
+                4,
+            ),
+            Verdict::Frankenstein,
+            "vTPM is remote",
+        ),
+        (
+            node(
+                &w,
+                "moves",
+                "fra",
+                &Spec {
+                    move_to: Some(("par", 10)),
+                    ..honest()
+                },
+                5,
+            ),
+            Verdict::Relocated,
+            "baseline shifted",
+        ),
+        (
+            node(
+                &w,
+                "elsewhere",
+                "fra",
+                &Spec {
+                    td: "muc",
+                    ..honest()
+                },
+                6,
+            ),
+            Verdict::Relocated,
+            "away from its claimed site",
+        ),
+        (
+            node(
+                &w,
+                "elsewhere-par",
+                "fra",
+                &Spec {
+                    td: "par",
+                    ..honest()
+                },
+                7,
+            ),
+            Verdict::Relocated,
+            "beyond the 2/3 c bound of prober p-lon, prober p-par",
+        ),
+    ];
+
+    let mut dead = node(&w, "dead", "fra", &honest(), 8);
+    for p in &mut dead.probes {
+        p.samples.clear();
+    }
+    cases.push((dead, Verdict::Unreachable, "no prober got an answer"));
+
+    let mut bad = node(&w, "bad-sig", "fra", &honest(), 9);
+    bad.evidence = Some(EvidenceSummary {
+        valid: false,
+        failed_checks: vec!["tdx-quote-signature".into()],
+        tdx_vtpm_bound: None,
+        lab_root: false,
+    });
+    cases.push((bad, Verdict::EvidenceInvalid, "tdx-quote-signature"));
+
+    let mut unbound = node(&w, "ak-mismatch", "fra", &honest(), 10);
+    unbound.evidence = Some(EvidenceSummary {
+        valid: false,
+        failed_checks: vec!["ak_hash_mismatch".into()],
+        tdx_vtpm_bound: Some(false),
+        lab_root: false,
+    });
+    cases.push((unbound, Verdict::Frankenstein, "ak_hash_mismatch"));
+
+    let mut few = node(&w, "two-probers", "fra", &honest(), 11);
+    few.probes.truncate(2);
+    cases.push((few, Verdict::Inconclusive, "need ≥ 3 probers"));
+
+    let mut no_ev = node(&w, "no-evidence", "fra", &honest(), 12);
+    no_ev.evidence = None;
+    cases.push((no_ev, Verdict::Inconclusive, "no verified evidence"));
+
+    let mut no_anchor = node(&w, "no-anchor", "fra", &honest(), 13);
+    no_anchor.anchors.clear();
+    cases.push((no_anchor, Verdict::Inconclusive, "anchor reports"));
+
+    // relay answers echoes itself, only the TD's anchor RTT shows the distance
+    let mut smart = node(&w, "smart-relay", "fra", &honest(), 14);
+    smart.anchors[0].min_rtt_ns = ((path_ms(pos(&w, "nyc"), pos(&w, "fra")) + 0.3) * NS) as u64;
+    cases.push((smart, Verdict::Proxied, "TD's own RTT to anchors"));
+
+    let mut slow_ev = node(&w, "slow-evidence", "fra", &honest(), 15);
+    for p in &mut slow_ev.probes {
+        for e in &mut p.evidence_rtt_ns {
+            *e += 90_000_000;
+        }
+    }
+    cases.push((slow_ev, Verdict::Proxied, "evidence round trips"));
+
+    let mut impossible = node(&w, "impossible", "fra", &honest(), 16);
+    impossible.claim = "nowhere".into();
+    cases.push((impossible, Verdict::Inconclusive, "claimed site nowhere"));
+
+    for (n, want, reason) in &cases {
+        assert_verdict(n, *want, reason);
+    }
+}
+
+#[test]
+fn verdict_names_are_kebab_case() {
+    let names: Vec<String> = [
+        Verdict::Located,
+        Verdict::Proxied,
+        Verdict::Frankenstein,
+        Verdict::Relocated,
+        Verdict::Unreachable,
+        Verdict::EvidenceInvalid,
+        Verdict::Inconclusive,
+    ]
+    .iter()
+    .map(|v| {
+        let s = serde_json::to_string(v).unwrap();
+        assert_eq!(s, format!("\"{}\"", v.as_str()));
+        v.as_str().to_string()
+    })
+    .collect();
+    assert_eq!(
+        names,
+        [
+            "located",
+            "proxied",
+            "frankenstein",
+            "relocated",
+            "unreachable",
+            "evidence-invalid",
+            "inconclusive"
+        ]
+    );
+}
+
+#[test]
+fn one_prober_outage_does_not_hide_or_fake_relocation() {
+    let w = world();
+    // honest node, one prober silent for half the window
+    let mut n = node(&w, "outage", "fra", &honest(), 21);
+    n.probes[0].samples.retain(|s| s.sent_ns < 5_000_000_000);
+    assert_eq!(judge(&w, &n, &Policy::default()).verdict, Verdict::Located);
+    // relocating node, one prober silent throughout
+    let mut n = node(
+        &w,
+        "moves",
+        "fra",
+        &Spec {
+            move_to: Some(("par", 10)),
+            ..honest()
+        },
+        22,
+    );
+    n.probes.remove(1);
+    assert_eq!(
+        judge(&w, &n, &Policy::default()).verdict,
+        Verdict::Relocated
+    );
+}
+
+#[test]
+fn judgement_json_has_the_documented_fields() {
+    let w = world();
+    let j = judge(
+        &w,
+        &node(&w, "honest", "fra", &honest(), 1),
+        &Policy::default(),
+    );
+    let v = serde_json::to_value(&j).unwrap();
+    for k in [
+        "name",
+        "claim",
+        "verdict",
+        "reasons",
+        "region",
+        "distances",
+        "checks",
+        "anchors",
+    ] {
+        assert!(v.get(k).is_some(), "missing {k}");
+    }
+    assert_eq!(v["verdict"], "located");
+    assert_eq!(v["region"]["claim_inside"], true);
+    assert!(v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["status"] != "fail"));
+}
+
+#[test]
+fn default_policy_is_valid_and_documented_values_hold() {
+    let p = Policy::default();
+    p.validate().unwrap();
+    assert_eq!(p.min_probers, 3);
+    assert_eq!(Policy::from_toml_str("").unwrap(), p);
+    assert!(Policy::from_toml_str("min_probers = 0").is_err());
+    assert!(Policy::from_toml_str("bogus = 1").is_err());
+    assert!(Policy::from_toml_str("[relocation]\nbogus = 1").is_err());
+    assert!(Policy::from_toml_str("inflation = 0.5").is_err());
+}
+
+#[test]
+fn example_policy_file_loads_and_names_every_field() {
+    let text = include_str!("../../config/policy.example.toml");
+    let p = Policy::from_toml_str(text).unwrap();
+    assert_eq!(p, Policy::default(), "the example documents the defaults");
+    // every field of the policy appears in the example
+    let json = serde_json::to_value(Policy::default()).unwrap();
+    for (k, v) in json.as_object().unwrap() {
+        if let Some(inner) = v.as_object() {
+            for k2 in inner.keys() {
+                assert!(text.contains(&format!("{k2} =")), "example lacks {k}.{k2}");
+            }
+        } else {
+            assert!(text.contains(&format!("{k} =")), "example lacks {k}");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+
+    /// Growing any RTT never shrinks the region (fixed lattice step) and never moves the claim
+    /// out of it.
+    #[test]
+    fn larger_rtt_never_tightens(
+        rtts in proptest::collection::vec(1.0f64..15.0, 4),
+        grow in proptest::collection::vec(0.0f64..5.0, 4),
+        qlat in 44.0f64..56.0, qlon in -2.0f64..22.0,
+    ) {
+        let w = world();
+        let claim = pos(&w, "fra");
+        let discs = |r: &[f64]| -> Vec<Disc> {
+            w.probers.iter().zip(r).map(|(p, ms)| Disc {
+                label: p.id.clone(),
+                center: pos(&w, &p.site),
+                radius_km: max_distance_km(*ms),
+            }).collect()
+        };
+        let bigger: Vec<f64> = rtts.iter().zip(&grow).map(|(a, b)| a + b).collect();
+        let (a, b) = (discs(&rtts), discs(&bigger));
+        let q = LatLon::new(qlat, qlon);
+        prop_assert!(!a.iter().all(|d| d.contains(q)) || b.iter().all(|d| d.contains(q)));
+        let ra = region::intersect_with_step(&a, claim, 0.2);
+        let rb = region::intersect_with_step(&b, claim, 0.2);
+        prop_assert!(rb.area_km2.unwrap() >= ra.area_km2.unwrap());
+        prop_assert!(!ra.claim_inside || rb.claim_inside);
+        prop_assert!(!ra.empty || rb.empty || rb.area_km2.unwrap() > 0.0 || rb.claim_inside);
+    }
+
+    /// Honest synthetic data, TD at any site: the true site is always inside the region.
+    #[test]
+    fn true_site_inside(td_idx in 0usize..7, seed in 1u64..1_000_000) {
+        let w = world();
+        let td = ["fra", "ams", "lon", "par", "waw", "mil", "muc"][td_idx];
+        let n = node(&w, "h", td, &Spec { td, rounds: 5, per_round: 10, ..Default::default() }, seed);
+        let j = judge(&w, &n, &Policy::default());
+        let r = j.region.expect("region");
+        prop_assert!(r.claim_inside, "{:?}", r);
+        prop_assert_eq!(j.verdict, Verdict::Located, "{:?}", j.reasons);
+    }
+
+    /// Shuffling samples (and series) does not change the judgement.
+    #[test]
+    fn order_invariant(kind in 0usize..4, seed in 1u64..1_000_000, perm_seed in any::<u64>()) {
+        let w = world();
+        let spec = match kind {
+            0 => honest(),
+            1 => Spec { td: "nyc", relay: Some("fra"), ..honest() },
+            2 => Spec { move_to: Some(("par", 10)), ..honest() },
+            _ => Spec { td: "muc", ..honest() },
+        };
+        let n = node(&w, "n", "fra", &spec, seed);
+        let mut shuffled = n.clone();
+        let mut rng = Rng(perm_seed | 1);
+        for p in &mut shuffled.probes {
+            for i in (1..p.samples.len()).rev() {
+                let j = (rng.next() * (i + 1) as f64) as usize % (i + 1);
+                p.samples.swap(i, j);
+            }
+        }
+        shuffled.probes.reverse();
+        let p = Policy::default();
+        let (a, b) = (judge(&w, &n, &p), judge(&w, &shuffled, &p));
+        prop_assert_eq!(a, b);
+    }
+}
