@@ -1,1 +1,2 @@
 //! locus-responder
+pub mod tdx;
