@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod judge;
 mod logging;
 
 #[derive(Parser)]
@@ -25,6 +26,8 @@ enum Command {
     /// Benchmarks, each against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// Verdicts on stored samples and evidence summaries, offline (docs/judge.md).
+    Judge(judge::JudgeArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     logging::init(cli.log_json);
     let result = match cli.command {
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Judge(args) => judge::run(args),
     };
     match result {
         Ok(code) => code,

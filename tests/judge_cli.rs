@@ -1,0 +1,172 @@
+//! `locus judge` on stored files: verdicts, evidence directory, exit codes 0 / 1 / 2.
+
+use std::path::Path;
+use std::process::Command;
+
+use locus_analysis::geo::distance_km;
+use locus_analysis::{
+    AnchorReport, EchoSample, EvidenceSummary, InTdTimings, NodeInput, Prober, ProberSeries,
+    SamplesFile, Site,
+};
+
+fn site(name: &str, lat: f64, lon: f64) -> Site {
+    Site {
+        name: name.into(),
+        lat,
+        lon,
+    }
+}
+
+/// A node at `td` claiming `fra`, seen from three probers at inflation 1.5.
+fn node(file: &SamplesFile, name: &str, td: &str) -> NodeInput {
+    let at = |s: &str| file.sites.iter().find(|x| x.name == s).unwrap().position();
+    let ms = |a: &str, b: &str| 2.0 * distance_km(at(a), at(b)) * 1.5 / 200.0;
+    let probes = file
+        .probers
+        .iter()
+        .map(|p| ProberSeries {
+            prober: p.id.clone(),
+            sent: 100,
+            samples: (0..100u64)
+                .map(|i| EchoSample {
+                    sent_ns: i * 100_000_000,
+                    rtt_ns: ((ms(&p.site, td) + 0.05 + (i % 7) as f64 * 0.01) * 1e6) as u64,
+                    inside_ns: 20_000,
+                })
+                .collect(),
+            evidence_rtt_ns: vec![],
+        })
+        .collect();
+    NodeInput {
+        name: name.into(),
+        claim: "fra".into(),
+        probes,
+        in_td: InTdTimings::default(),
+        anchors: vec![AnchorReport {
+            site: "fra".into(),
+            min_rtt_ns: ((ms(td, "fra") + 0.3) * 1e6) as u64,
+            samples: 5,
+        }],
+        evidence: None,
+        baseline: vec![],
+    }
+}
+
+fn world() -> SamplesFile {
+    SamplesFile {
+        version: 1,
+        sites: vec![
+            site("fra", 50.11, 8.68),
+            site("ams", 52.37, 4.90),
+            site("par", 48.86, 2.35),
+            site("waw", 52.23, 21.01),
+        ],
+        probers: ["ams", "par", "waw"]
+            .iter()
+            .map(|s| Prober {
+                id: s.to_string(),
+                site: s.to_string(),
+            })
+            .collect(),
+        landmarks: vec![],
+        nodes: vec![],
+    }
+}
+
+fn valid() -> EvidenceSummary {
+    EvidenceSummary {
+        valid: true,
+        failed_checks: vec![],
+        tdx_vtpm_bound: Some(true),
+        lab_root: true,
+    }
+}
+
+fn locus_judge(dir: &Path, extra: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_locus"))
+        .arg("judge")
+        .arg("--samples")
+        .arg(dir.join("samples.json"))
+        .arg("--evidence")
+        .arg(dir.join("evidence"))
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+    )
+}
+
+fn write(dir: &Path, file: &SamplesFile, evidence: &[(&str, EvidenceSummary)]) {
+    std::fs::write(
+        dir.join("samples.json"),
+        serde_json::to_string(file).unwrap(),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("evidence")).unwrap();
+    for (name, ev) in evidence {
+        std::fs::write(
+            dir.join("evidence").join(format!("{name}.json")),
+            serde_json::to_string(ev).unwrap(),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn honest_node_exits_zero_with_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = world();
+    f.nodes.push(node(&f, "honest", "fra"));
+    write(dir.path(), &f, &[("honest", valid())]);
+    let policy = concat!(env!("CARGO_MANIFEST_DIR"), "/config/policy.example.toml");
+    let (code, out) = locus_judge(dir.path(), &["--policy", policy, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["nodes"][0]["verdict"], "located", "{out}");
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn negative_verdict_exits_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = world();
+    f.nodes.push(node(&f, "honest", "fra"));
+    f.nodes.push(node(&f, "elsewhere", "waw"));
+    let mut bad = valid();
+    bad.valid = false;
+    bad.failed_checks = vec!["tdx-quote-signature".into()];
+    write(dir.path(), &f, &[("honest", valid()), ("elsewhere", bad)]);
+    let (code, out) = locus_judge(dir.path(), &["--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["nodes"][0]["verdict"], "located", "{out}");
+    assert_eq!(v["nodes"][1]["verdict"], "evidence-invalid", "{out}");
+    assert_eq!(code, 1);
+    // without its evidence summary the same node's timing still gives it away
+    std::fs::remove_file(dir.path().join("evidence/elsewhere.json")).unwrap();
+    let (code, out) = locus_judge(dir.path(), &["--node", "elsewhere"]);
+    assert!(
+        out.contains("elsewhere") && out.contains("relocated"),
+        "{out}"
+    );
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn unreadable_input_exits_two() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("evidence")).unwrap();
+    std::fs::write(dir.path().join("samples.json"), "{not json").unwrap();
+    assert_eq!(locus_judge(dir.path(), &[]).0, 2);
+    let mut f = world();
+    f.nodes.push(node(&f, "honest", "fra"));
+    write(dir.path(), &f, &[]);
+    std::fs::write(dir.path().join("bad.toml"), "no_such_threshold = 1\n").unwrap();
+    let bad = dir.path().join("bad.toml");
+    assert_eq!(
+        locus_judge(dir.path(), &["--policy", bad.to_str().unwrap()]).0,
+        2
+    );
+    std::fs::write(dir.path().join("evidence/honest.json"), "[]").unwrap();
+    assert_eq!(locus_judge(dir.path(), &[]).0, 2);
+}
