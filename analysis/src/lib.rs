@@ -6,6 +6,7 @@ pub mod policy;
 pub mod region;
 pub mod relocation;
 pub mod rtt_bound;
+pub mod anchor;
 pub mod tdx;
 pub mod verdict;
 

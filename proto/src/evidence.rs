@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use serde_bytes::ByteBuf;
+
 use crate::anchor::AnchorReport;
 use crate::transcript::SignedTranscript;
 
@@ -87,7 +89,7 @@ pub struct TpmEvidence {
     pub ek_certs: Vec<EkCert>,
     /// Intermediate CA certificates (DER) up to, not including, a provider root.
     #[serde(default)]
-    pub ca_certs: Vec<serde_bytes::ByteBuf>,
+    pub ca_certs: Vec<ByteBuf>,
     /// The TCG PC Client event log (`binary_bios_measurements`), when read.
     #[serde(default, with = "serde_bytes")]
     pub event_log: Option<Vec<u8>>,

@@ -1,0 +1,106 @@
+//! The EK certificate chain to a configured provider root, at a given time.
+
+use thiserror::Error;
+use x509_parser::certificate::X509Certificate;
+use x509_parser::prelude::FromDer;
+
+/// Longest chain followed (leaf, intermediates, root).
+const MAX_DEPTH: usize = 6;
+
+/// Why an EK certificate does not chain to a trusted root.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum EkChainError {
+    #[error("the bundle carries no EK certificate")]
+    NoEkCertificate,
+    #[error("the policy names no EK root")]
+    NoRoots,
+    #[error("certificate is not valid X.509 DER: {0}")]
+    Parse(String),
+    #[error("certificate {subject} expired at {not_after} (verification time {now})")]
+    Expired {
+        subject: String,
+        not_after: i64,
+        now: i64,
+    },
+    #[error("certificate {subject} is valid only from {not_before} (verification time {now})")]
+    NotYetValid {
+        subject: String,
+        not_before: i64,
+        now: i64,
+    },
+    #[error("no trusted root or intermediate issued {subject} (issuer {issuer})")]
+    UntrustedIssuer { subject: String, issuer: String },
+    #[error("chain longer than {MAX_DEPTH}")]
+    TooLong,
+}
+
+fn parse(der: &[u8]) -> Result<X509Certificate<'_>, EkChainError> {
+    X509Certificate::from_der(der)
+        .map(|(_, c)| c)
+        .map_err(|e| EkChainError::Parse(e.to_string()))
+}
+
+fn check_time(c: &X509Certificate<'_>, now: i64) -> Result<(), EkChainError> {
+    let v = c.validity();
+    if now < v.not_before.timestamp() {
+        return Err(EkChainError::NotYetValid {
+            subject: c.subject().to_string(),
+            not_before: v.not_before.timestamp(),
+            now,
+        });
+    }
+    if now > v.not_after.timestamp() {
+        return Err(EkChainError::Expired {
+            subject: c.subject().to_string(),
+            not_after: v.not_after.timestamp(),
+            now,
+        });
+    }
+    Ok(())
+}
+
+/// Verifies `leaf` → `intermediates`* → one of `roots`, every certificate valid at `now`.
+/// Returns the chain's subjects, leaf first.
+pub fn verify_chain(
+    leaf: &[u8],
+    intermediates: &[Vec<u8>],
+    roots: &[Vec<u8>],
+    now: i64,
+) -> Result<Vec<String>, EkChainError> {
+    if roots.is_empty() {
+        return Err(EkChainError::NoRoots);
+    }
+    let roots: Vec<X509Certificate<'_>> =
+        roots.iter().map(|d| parse(d)).collect::<Result<_, _>>()?;
+    let inter: Vec<X509Certificate<'_>> = intermediates
+        .iter()
+        .map(|d| parse(d))
+        .collect::<Result<_, _>>()?;
+    let mut current = parse(leaf)?;
+    let mut subjects = vec![current.subject().to_string()];
+    for _ in 0..MAX_DEPTH {
+        check_time(&current, now)?;
+        let issued_by = |ca: &X509Certificate<'_>| {
+            ca.subject() == current.issuer()
+                && current.verify_signature(Some(ca.public_key())).is_ok()
+        };
+        if let Some(root) = roots.iter().find(|r| issued_by(r)) {
+            check_time(root, now)?;
+            subjects.push(root.subject().to_string());
+            return Ok(subjects);
+        }
+        match inter.iter().find(|c| issued_by(c)) {
+            Some(next) => {
+                subjects.push(next.subject().to_string());
+                current = next.clone();
+            }
+            None => {
+                return Err(EkChainError::UntrustedIssuer {
+                    subject: current.subject().to_string(),
+                    issuer: current.issuer().to_string(),
+                })
+            }
+        }
+    }
+    Err(EkChainError::TooLong)
+}

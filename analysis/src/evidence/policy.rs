@@ -1,0 +1,281 @@
+//! The evidence policy: trust roots, reference values and which checks are required.
+//!
+//! [`PolicyFile`] is the TOML form (`deny_unknown_fields` everywhere); [`PolicyFile::resolve`]
+//! turns it, with the files it names loaded by the caller, into a typed [`EvidencePolicy`]. Nothing
+//! later parses strings.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::CheckId;
+use crate::tdx::{Collateral, TrustRoot};
+
+/// How a check counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Requirement {
+    /// Must run and pass.
+    Required,
+    /// Runs when its inputs are present; a failure still invalidates, a skip does not.
+    Optional,
+    /// Not run.
+    Off,
+}
+
+/// The TOML policy file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    /// Requirement per check (see [`CheckId`] for names); unnamed checks use their default.
+    #[serde(default)]
+    pub checks: BTreeMap<CheckId, Requirement>,
+    #[serde(default)]
+    pub nonce: NonceSection,
+    #[serde(default)]
+    pub ek: EkSection,
+    #[serde(default)]
+    pub tdx: TdxSection,
+    #[serde(default)]
+    pub reference: ReferenceSection,
+    #[serde(default)]
+    pub timing: TimingSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NonceSection {
+    /// This verifier's name, as recorded in its nonce ledger.
+    pub issuer: String,
+    /// How long a nonce stays valid after it was issued.
+    pub max_age_secs: u64,
+}
+
+impl Default for NonceSection {
+    fn default() -> Self {
+        Self {
+            issuer: "locus".into(),
+            max_age_secs: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EkSection {
+    /// Provider EK root CA certificates (PEM or DER files).
+    #[serde(default)]
+    pub roots: Vec<String>,
+    /// Intermediate CA certificates (PEM or DER files), in addition to those in the bundle.
+    #[serde(default)]
+    pub intermediates: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TdxSection {
+    /// `"intel"` (default) or a file with a lab root CA (DER or PEM).
+    #[serde(default)]
+    pub root: Option<String>,
+    /// Collateral file (dcap-qvl JSON). Without it the TDX quote's signature is not checked.
+    #[serde(default)]
+    pub collateral: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceSection {
+    /// Expected SHA-256 PCR values (hex).
+    #[serde(default)]
+    pub pcrs: Vec<PcrReference>,
+    /// Expected MRTD (hex, 48 bytes).
+    #[serde(default)]
+    pub mrtd: Option<String>,
+    /// Expected RTMRs (hex, 48 bytes each).
+    #[serde(default)]
+    pub rtmrs: Vec<RtmrReference>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PcrReference {
+    pub index: u8,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtmrReference {
+    pub index: u8,
+    pub sha384: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimingSection {
+    /// Largest acceptable in-TD round trip of a cheap vTPM command (a relayed vTPM shows its
+    /// network round trip there).
+    #[serde(default)]
+    pub max_tpm_cheap_rtt_us: Option<u64>,
+}
+
+/// Why a policy could not be used.
+#[derive(Debug, Error)]
+pub enum PolicyError {
+    #[error("policy TOML: {0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("cannot read {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("{field}: {reason}")]
+    Value { field: String, reason: String },
+}
+
+/// A validated policy.
+#[derive(Debug, Clone)]
+pub struct EvidencePolicy {
+    pub requirements: BTreeMap<CheckId, Requirement>,
+    pub nonce_issuer: String,
+    pub nonce_max_age_secs: u64,
+    /// EK roots and intermediates, DER.
+    pub ek_roots: Vec<Vec<u8>>,
+    pub ek_intermediates: Vec<Vec<u8>>,
+    pub tdx_root: TrustRoot,
+    pub tdx_collateral: Option<Collateral>,
+    pub pcr_reference: BTreeMap<u8, [u8; 32]>,
+    pub mrtd_reference: Option<[u8; 48]>,
+    pub rtmr_reference: BTreeMap<u8, [u8; 48]>,
+    pub max_tpm_cheap_rtt_ns: Option<u64>,
+}
+
+impl EvidencePolicy {
+    /// The requirement of `check`: the policy's, else the check's default.
+    pub fn requirement(&self, check: CheckId) -> Requirement {
+        self.requirements
+            .get(&check)
+            .copied()
+            .unwrap_or_else(|| check.default_requirement())
+    }
+}
+
+fn hex_array<const N: usize>(field: String, s: &str) -> Result<[u8; N], PolicyError> {
+    let v = hex::decode(s.trim()).map_err(|e| PolicyError::Value {
+        field: field.clone(),
+        reason: e.to_string(),
+    })?;
+    v.try_into().map_err(|v: Vec<u8>| PolicyError::Value {
+        field,
+        reason: format!("{} bytes, expected {N}", v.len()),
+    })
+}
+
+/// DER from a PEM or DER certificate file's bytes (every PEM block; one DER).
+pub fn certificates_from_bytes(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    if bytes.starts_with(b"-----BEGIN") || bytes.windows(10).any(|w| w == b"-----BEGIN") {
+        let blocks = pem::parse_many(bytes).map_err(|e| e.to_string())?;
+        Ok(blocks.into_iter().map(|p| p.into_contents()).collect())
+    } else {
+        Ok(vec![bytes.to_vec()])
+    }
+}
+
+impl PolicyFile {
+    pub fn from_toml(text: &str) -> Result<Self, PolicyError> {
+        Ok(toml::from_str(text)?)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Validates values and loads the files the policy names through `load` (the caller
+    /// resolves paths, e.g. relative to the policy file).
+    pub fn resolve(
+        &self,
+        load: &dyn Fn(&str) -> Result<Vec<u8>, String>,
+    ) -> Result<EvidencePolicy, PolicyError> {
+        let read = |path: &str| {
+            load(path).map_err(|reason| PolicyError::File {
+                path: path.to_string(),
+                reason,
+            })
+        };
+        let certs = |paths: &[String]| -> Result<Vec<Vec<u8>>, PolicyError> {
+            let mut out = Vec::new();
+            for p in paths {
+                out.extend(certificates_from_bytes(&read(p)?).map_err(|reason| {
+                    PolicyError::File {
+                        path: p.clone(),
+                        reason,
+                    }
+                })?);
+            }
+            Ok(out)
+        };
+        let tdx_root = match self.tdx.root.as_deref() {
+            None | Some("intel") => TrustRoot::IntelSgx,
+            Some(path) => {
+                let mut ders =
+                    certificates_from_bytes(&read(path)?).map_err(|reason| PolicyError::File {
+                        path: path.into(),
+                        reason,
+                    })?;
+                if ders.len() != 1 {
+                    return Err(PolicyError::Value {
+                        field: "tdx.root".into(),
+                        reason: format!("{} certificates, expected one", ders.len()),
+                    });
+                }
+                TrustRoot::Configured(ders.remove(0))
+            }
+        };
+        let tdx_collateral = match &self.tdx.collateral {
+            None => None,
+            Some(p) => Some(crate::tdx::collateral_from_json(&read(p)?).map_err(|e| {
+                PolicyError::Value {
+                    field: "tdx.collateral".into(),
+                    reason: e.to_string(),
+                }
+            })?),
+        };
+        let mut pcr_reference = BTreeMap::new();
+        for r in &self.reference.pcrs {
+            if r.index > 23 {
+                return Err(PolicyError::Value {
+                    field: "reference.pcrs.index".into(),
+                    reason: format!("PCR {} does not exist", r.index),
+                });
+            }
+            let field = format!("reference.pcrs[{}].sha256", r.index);
+            pcr_reference.insert(r.index, hex_array::<32>(field, &r.sha256)?);
+        }
+        let mut rtmr_reference = BTreeMap::new();
+        for r in &self.reference.rtmrs {
+            if r.index > 3 {
+                return Err(PolicyError::Value {
+                    field: "reference.rtmrs.index".into(),
+                    reason: format!("RTMR{} does not exist", r.index),
+                });
+            }
+            let field = format!("reference.rtmrs[{}].sha384", r.index);
+            rtmr_reference.insert(r.index, hex_array::<48>(field, &r.sha384)?);
+        }
+        let mrtd_reference = match &self.reference.mrtd {
+            None => None,
+            Some(s) => Some(hex_array::<48>("reference.mrtd".into(), s)?),
+        };
+        Ok(EvidencePolicy {
+            requirements: self.checks.clone(),
+            nonce_issuer: self.nonce.issuer.clone(),
+            nonce_max_age_secs: self.nonce.max_age_secs,
+            ek_roots: certs(&self.ek.roots)?,
+            ek_intermediates: certs(&self.ek.intermediates)?,
+            tdx_root,
+            tdx_collateral,
+            pcr_reference,
+            mrtd_reference,
+            rtmr_reference,
+            max_tpm_cheap_rtt_ns: self.timing.max_tpm_cheap_rtt_us.map(|u| u * 1000),
+        })
+    }
+}

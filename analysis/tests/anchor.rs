@@ -1,0 +1,259 @@
+//! Anchor report verification on real reports measured against lab anchors over loopback: the
+//! honest report passes, and each tampering or replay is rejected by its own check.
+
+use std::net::SocketAddr;
+
+use locus_analysis::anchor::{
+    verify_report, AnchorError, AnchorPolicy, AnchorReportError, AnchorTrust, KnownAnchor,
+    Position, VerifiedAnchor,
+};
+use locus_anchors::{measure_all, AnchorFailure, AnchorServer, AnchorSpec, LabCa, MeasureOptions};
+use locus_proto::anchor::AnchorReport;
+
+const NONCE: [u8; 32] = [0x11; 32];
+const OLD_NONCE: [u8; 32] = [0x22; 32];
+/// 2026-11-25, inside the lab certificates' validity.
+const NOW: u64 = 1_795_600_000;
+
+struct Lab {
+    ca: LabCa,
+    _servers: Vec<AnchorServer>,
+    specs: Vec<AnchorSpec>,
+}
+
+async fn lab(names: &[&str]) -> Lab {
+    let ca = LabCa::generate().unwrap();
+    let mut servers = Vec::new();
+    let mut specs = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let addr: SocketAddr = format!("127.78.0.{}:0", i + 1).parse().unwrap();
+        let sni = format!("{name}.anchor.lab");
+        let s = AnchorServer::start(addr, &ca, &sni).await.unwrap();
+        specs.push(AnchorSpec::lab(name, s.local_addr(), &sni, &ca).unwrap());
+        servers.push(s);
+    }
+    Lab {
+        ca,
+        _servers: servers,
+        specs,
+    }
+}
+
+fn policy(lab: &Lab) -> AnchorPolicy {
+    // Loopback answers in microseconds: anchors a few km apart keep that consistent.
+    let positions = [(50.11, 8.68), (50.12, 8.69)];
+    AnchorPolicy::new(
+        lab.specs
+            .iter()
+            .zip(positions)
+            .map(|(s, (lat, lon))| KnownAnchor {
+                name: s.name.clone(),
+                sni: s.sni.to_str().into_owned(),
+                site: Some(s.name.clone()),
+                position: Some(Position { lat, lon }),
+                trust: AnchorTrust::Roots(vec![lab.ca.cert_der().to_vec()]),
+            })
+            .collect(),
+    )
+}
+
+async fn measured(lab: &Lab, nonce: &[u8]) -> AnchorReport {
+    let opts = MeasureOptions {
+        round_trips: 3,
+        ..MeasureOptions::default()
+    };
+    measure_all(&lab.specs, nonce, &opts).await
+}
+
+fn only_anchor_error(r: &AnchorReport, nonce: &[u8], policy: &AnchorPolicy) -> AnchorError {
+    let v = verify_report(r, &r.digest(), nonce, policy, NOW).unwrap();
+    v.anchors[0].outcome.clone().unwrap_err()
+}
+
+#[tokio::test]
+async fn honest_report_verifies_with_the_handshake_rechecked() {
+    // (Placed 480 km apart, loopback RTTs would flag the pair as anycast; see the unit test.)
+    let lab = lab(&["fra", "par"]).await;
+    let report = measured(&lab, &NONCE).await;
+    let bound = report.digest();
+    let v = verify_report(&report, &bound, &NONCE, &policy(&lab), NOW).unwrap();
+    assert_eq!(v.anchors.len(), 2);
+    for c in &v.anchors {
+        let ok: &VerifiedAnchor = c.outcome.as_ref().unwrap();
+        assert!(ok.handshake_rechecked);
+        assert_eq!(ok.samples, 3);
+        assert!(ok.max_distance_km > 0.0);
+    }
+    assert!(v.anycast_suspects.is_empty());
+    assert_eq!(v.usable().len(), 2);
+}
+
+#[tokio::test]
+async fn report_tampered_after_binding_is_rejected() {
+    let lab = lab(&["fra"]).await;
+    let mut report = measured(&lab, &NONCE).await;
+    let bound = report.digest();
+    report.anchors[0].round_trips_ns[0] = 1;
+    report.anchors[0].min_rtt_ns = Some(1);
+    let err = verify_report(&report, &bound, &NONCE, &policy(&lab), NOW).unwrap_err();
+    assert!(
+        matches!(err, AnchorReportError::DigestMismatch { .. }),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn replayed_report_with_an_old_nonce_is_rejected_at_every_layer() {
+    let lab = lab(&["fra"]).await;
+    let policy = policy(&lab);
+    let old = measured(&lab, &OLD_NONCE).await;
+
+    // As recorded: it answers another challenge.
+    let err = verify_report(&old, &old.digest(), &NONCE, &policy, NOW).unwrap_err();
+    assert!(
+        matches!(err, AnchorReportError::NonceMismatch { .. }),
+        "{err}"
+    );
+
+    // Nonce field rewritten (and re-bound): the ClientHello.random was derived from the old one.
+    let mut r = old.clone();
+    r.nonce = NONCE.to_vec();
+    assert!(matches!(
+        only_anchor_error(&r, &NONCE, &policy),
+        AnchorError::ClientRandomMismatch { .. }
+    ));
+
+    // Random rewritten too: the recorded ClientHello still carries the old one.
+    let fresh = locus_proto::anchor::derive_client_random(&NONCE, 0, "fra");
+    let tls = r.anchors[0].tls.as_mut().unwrap();
+    tls.client_random = fresh.to_vec();
+    assert!(matches!(
+        only_anchor_error(&r, &NONCE, &policy),
+        AnchorError::ClientHelloMismatch { .. }
+    ));
+
+    // ClientHello bytes patched as well: the server finished (and signed) a transcript over the
+    // old ClientHello, so the re-checked handshake no longer holds together.
+    let tls = r.anchors[0].tls.as_mut().unwrap();
+    tls.client_hello[11..43].copy_from_slice(&fresh);
+    assert_eq!(
+        only_anchor_error(&r, &NONCE, &policy),
+        AnchorError::FinishedMismatch
+    );
+    // Without the re-check, the reported signed message still hashes the old transcript; it
+    // verifies, but nothing ties it to the patched ClientHello: that is what the re-check is for.
+    let mut lax = policy.clone();
+    lax.recheck_handshake = false;
+    assert!(verify_report(&r, &r.digest(), &NONCE, &lax, NOW)
+        .unwrap()
+        .anchors[0]
+        .outcome
+        .is_ok());
+}
+
+#[tokio::test]
+async fn certificate_checks_fail_with_their_own_reason() {
+    let lab = lab(&["fra"]).await;
+    let report = measured(&lab, &NONCE).await;
+
+    let mut p = policy(&lab);
+    p.anchors[0].trust = AnchorTrust::Roots(vec![LabCa::generate().unwrap().cert_der().to_vec()]);
+    assert!(matches!(
+        only_anchor_error(&report, &NONCE, &p),
+        AnchorError::ChainInvalid { .. }
+    ));
+
+    // Before the certificates' validity (rcgen's default starts in 1975).
+    let v = verify_report(&report, &report.digest(), &NONCE, &policy(&lab), 0).unwrap();
+    match v.anchors[0].outcome.as_ref().unwrap_err() {
+        AnchorError::ChainInvalid { detail } => assert!(detail.contains("NotValidYet"), "{detail}"),
+        e => panic!("{e}"),
+    }
+
+    let mut p = policy(&lab);
+    p.anchors[0].trust = AnchorTrust::PinnedSpki([7; 32]);
+    assert!(matches!(
+        only_anchor_error(&report, &NONCE, &p),
+        AnchorError::PinMismatch { .. }
+    ));
+
+    let mut p = policy(&lab);
+    p.anchors[0].sni = "other.anchor.lab".into();
+    assert!(matches!(
+        only_anchor_error(&report, &NONCE, &p),
+        AnchorError::SniMismatch { .. }
+    ));
+
+    let mut p = policy(&lab);
+    p.anchors[0].name = "elsewhere".into();
+    assert!(matches!(
+        only_anchor_error(&report, &NONCE, &p),
+        AnchorError::UnknownAnchor { .. }
+    ));
+}
+
+#[tokio::test]
+async fn tampered_handshake_fields_are_caught() {
+    let lab = lab(&["fra"]).await;
+    let report = measured(&lab, &NONCE).await;
+    let policy = policy(&lab);
+
+    let mut r = report.clone();
+    r.anchors[0]
+        .tls
+        .as_mut()
+        .unwrap()
+        .cert_verify
+        .as_mut()
+        .unwrap()
+        .signature[10] ^= 1;
+    assert_eq!(
+        only_anchor_error(&r, &NONCE, &policy),
+        AnchorError::TranscriptMismatch {
+            what: "CertificateVerify"
+        }
+    );
+    // Without the re-check the signature itself fails.
+    let mut lax = policy.clone();
+    lax.recheck_handshake = false;
+    assert!(matches!(
+        only_anchor_error(&r, &NONCE, &lax),
+        AnchorError::SignatureInvalid { .. }
+    ));
+
+    let mut r = report.clone();
+    r.anchors[0].tls.as_mut().unwrap().server_handshake_secret[0] ^= 1;
+    assert!(matches!(
+        only_anchor_error(&r, &NONCE, &policy),
+        AnchorError::HandshakeDecrypt { .. }
+    ));
+
+    let mut r = report.clone();
+    r.anchors[0].min_rtt_ns = Some(r.anchors[0].min_rtt_ns.unwrap() - 1);
+    assert!(matches!(
+        only_anchor_error(&r, &NONCE, &policy),
+        AnchorError::SamplesInconsistent { .. }
+    ));
+
+    let mut r = report.clone();
+    r.anchors[0].round_trips_ns.pop();
+    r.anchors[0].min_rtt_ns = r.anchors[0].round_trips_ns.iter().min().copied();
+    assert!(matches!(
+        only_anchor_error(&r, &NONCE, &policy),
+        AnchorError::SamplesInconsistent { .. }
+    ));
+}
+
+#[tokio::test]
+async fn recorded_failures_are_never_usable() {
+    let lab = lab(&["fra"]).await;
+    let listener = std::net::TcpListener::bind("127.78.1.1:0").unwrap();
+    let dead = listener.local_addr().unwrap();
+    drop(listener);
+    let spec = AnchorSpec::lab("fra", dead, "fra.anchor.lab", &lab.ca).unwrap();
+    let report = measure_all(&[spec], &NONCE, &MeasureOptions::default()).await;
+    assert_eq!(
+        only_anchor_error(&report, &NONCE, &policy(&lab)),
+        AnchorError::Recorded(AnchorFailure::Refused)
+    );
+}

@@ -1,0 +1,260 @@
+//! Builds evidence bundles for evidence requests, bound per `docs/binding.md`.
+//!
+//! The session key's SPKI and the signed transcript are always included. For a vTPM part: the
+//! in-TD round trip of cheap vTPM commands is timed, then TPM2_Quote runs with the binding's
+//! qualifying data (nonce, session SPKI); for a TDX part the quote's REPORTDATA binds the nonce,
+//! the session SPKI and the hash of the AK that signed the vTPM quote. TPM and TDX calls block,
+//! so they run on tokio's blocking pool.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use locus_proto::binding::{self, BindingError, BindingInputs};
+use locus_proto::evidence::{
+    ByteBuf, CcelLog, EkCert, EvidenceBundle, ResponderTimings, TdxEvidence, TpmEvidence,
+    BUNDLE_VERSION,
+};
+use locus_proto::messages::Include;
+use locus_proto::transcript::SignedTranscript;
+use locus_proto::Nonce;
+
+use crate::tdx::{QuoteError, TdxQuoter};
+use crate::tpm::{Vtpm, VtpmError};
+
+/// Why evidence could not be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum EvidenceError {
+    /// The request asked for a part this responder has no backend for.
+    #[error("{part} evidence was requested but this responder has no {part} backend")]
+    Unavailable { part: &'static str },
+    #[error("vTPM: {0}")]
+    Vtpm(#[from] VtpmError),
+    #[error("TDX quote: {0}")]
+    Tdx(#[from] QuoteError),
+    #[error("binding: {0}")]
+    Binding(#[from] BindingError),
+    #[error("cannot read the event log {path}: {source}")]
+    EventLog {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("a blocking evidence task failed: {0}")]
+    Task(String),
+}
+
+/// Where the event logs are (real defaults in [`EventLogPaths::linux`]; tests use fakes).
+#[derive(Debug, Clone, Default)]
+pub struct EventLogPaths {
+    /// UEFI TCG log (`/sys/kernel/security/tpm0/binary_bios_measurements`).
+    pub tcg: Option<PathBuf>,
+    /// ACPI CCEL table (`/sys/firmware/acpi/tables/CCEL`).
+    pub ccel_table: Option<PathBuf>,
+    /// CCEL log area (`/sys/firmware/acpi/tables/data/CCEL`).
+    pub ccel_data: Option<PathBuf>,
+}
+
+impl EventLogPaths {
+    /// The Linux locations.
+    pub fn linux() -> Self {
+        Self {
+            tcg: Some("/sys/kernel/security/tpm0/binary_bios_measurements".into()),
+            ccel_table: Some("/sys/firmware/acpi/tables/CCEL".into()),
+            ccel_data: Some("/sys/firmware/acpi/tables/data/CCEL".into()),
+        }
+    }
+}
+
+/// The evidence backends of one responder.
+#[derive(Default)]
+pub struct EvidenceSource {
+    tdx: Option<Arc<dyn TdxQuoter>>,
+    vtpm: Option<Arc<Vtpm>>,
+    logs: EventLogPaths,
+    /// Intermediate EK CA certificates (DER) to ship in bundles (clouds publish them).
+    ek_ca_certs: Vec<Vec<u8>>,
+    /// EK certificates do not change while the responder runs: read once.
+    ek_certs: OnceLock<Vec<EkCert>>,
+}
+
+impl std::fmt::Debug for EvidenceSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EvidenceSource")
+            .field("tdx", &self.tdx.is_some())
+            .field("vtpm", &self.vtpm)
+            .field("logs", &self.logs)
+            .finish()
+    }
+}
+
+fn elapsed_ns(t: Instant) -> u64 {
+    u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn read_optional(path: &Option<PathBuf>) -> Result<Option<Vec<u8>>, EvidenceError> {
+    match path {
+        None => Ok(None),
+        Some(p) => match std::fs::read(p) {
+            Ok(b) => Ok(Some(b)),
+            // An absent log (no TPM log exposed, not a TD) is not an error: the verifier's
+            // policy decides whether the log is required.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(EvidenceError::EventLog {
+                path: p.clone(),
+                source,
+            }),
+        },
+    }
+}
+
+impl EvidenceSource {
+    /// A source with a TDX quoter and/or a vTPM.
+    pub fn new(tdx: Option<Arc<dyn TdxQuoter>>, vtpm: Option<Arc<Vtpm>>) -> Self {
+        Self {
+            tdx,
+            vtpm,
+            ..Self::default()
+        }
+    }
+
+    /// Where to read the event logs from.
+    pub fn with_event_logs(mut self, logs: EventLogPaths) -> Self {
+        self.logs = logs;
+        self
+    }
+
+    /// Intermediate EK CA certificates (DER) to include in every bundle.
+    pub fn with_ek_ca_certs(mut self, certs: Vec<Vec<u8>>) -> Self {
+        self.ek_ca_certs = certs;
+        self
+    }
+
+    /// Collects a bundle bound to `nonce` for the session whose transcript is given.
+    pub async fn collect(
+        &self,
+        nonce: &Nonce,
+        session_spki: &[u8],
+        transcript: SignedTranscript,
+        include: &Include,
+    ) -> Result<EvidenceBundle, EvidenceError> {
+        let vtpm = match (include.tpm, &self.vtpm) {
+            (false, _) => None,
+            (true, None) => return Err(EvidenceError::Unavailable { part: "vTPM" }),
+            (true, Some(v)) => Some(v.clone()),
+        };
+        let tdx = match (include.tdx, &self.tdx) {
+            (false, _) => None,
+            (true, None) => return Err(EvidenceError::Unavailable { part: "TDX" }),
+            (true, Some(q)) => Some(q.clone()),
+        };
+        let nonce = *nonce;
+        let spki = session_spki.to_vec();
+        let logs = self.logs.clone();
+        let ek_ca_certs = self.ek_ca_certs.clone();
+        let cached_ek = self.ek_certs.get().cloned();
+        let (bundle_parts, ek_read) = tokio::task::spawn_blocking(move || {
+            collect_blocking(
+                &nonce,
+                &spki,
+                vtpm.as_deref(),
+                tdx.as_deref(),
+                &logs,
+                ek_ca_certs,
+                cached_ek,
+            )
+        })
+        .await
+        .map_err(|e| EvidenceError::Task(e.to_string()))??;
+        if let Some(ek) = ek_read {
+            let _ = self.ek_certs.set(ek);
+        }
+        let (tpm, tdx, timings) = bundle_parts;
+        Ok(EvidenceBundle {
+            version: BUNDLE_VERSION,
+            nonce: nonce.to_vec(),
+            nonce_issuer: None,
+            session_spki: session_spki.to_vec(),
+            transcript,
+            tdx,
+            tpm,
+            timings,
+            anchors: None,
+        })
+    }
+}
+
+type Parts = (Option<TpmEvidence>, Option<TdxEvidence>, ResponderTimings);
+
+/// The blocking part of [`EvidenceSource::collect`]: vTPM first (its AK goes into REPORTDATA),
+/// then TDX. Returns the EK certificates when they were read now (to cache them).
+pub fn collect_blocking(
+    nonce: &[u8],
+    session_spki: &[u8],
+    vtpm: Option<&Vtpm>,
+    tdx: Option<&dyn TdxQuoter>,
+    logs: &EventLogPaths,
+    ek_ca_certs: Vec<Vec<u8>>,
+    cached_ek: Option<Vec<EkCert>>,
+) -> Result<(Parts, Option<Vec<EkCert>>), EvidenceError> {
+    let spki_hash = binding::spki_hash(session_spki);
+    let mut timings = ResponderTimings::default();
+    let mut ek_read = None;
+    let tpm = match vtpm {
+        None => None,
+        Some(v) => {
+            let rtt = v.cheap_rtt()?;
+            timings.tpm_cheap_rtt_min_ns = Some(rtt.min_ns);
+            timings.tpm_cheap_samples = rtt.samples;
+            let q = v.quote(&binding::qualifying_data(nonce, &spki_hash)?)?;
+            timings.tpm_quote_ns = Some(q.quote_ns);
+            let ek_certs = match cached_ek {
+                Some(c) => c,
+                None => {
+                    let c = v.ek_certs()?;
+                    ek_read = Some(c.clone());
+                    c
+                }
+            };
+            Some(TpmEvidence {
+                attest: q.attest,
+                signature: q.signature,
+                ak_public: q.ak_public,
+                pcrs: q.pcrs,
+                ak_cert: None,
+                ek_certs,
+                ca_certs: ek_ca_certs.into_iter().map(ByteBuf::from).collect(),
+                event_log: read_optional(&logs.tcg)?,
+            })
+        }
+    };
+    let tdx = match tdx {
+        None => None,
+        Some(quoter) => {
+            let ak_public_hash = tpm
+                .as_ref()
+                .map(|t| binding::ak_public_hash(&t.ak_public))
+                .unwrap_or([0; 32]);
+            let report_data = binding::report_data(&BindingInputs {
+                nonce,
+                ak_public_hash,
+                spki_hash,
+                anchor_digest: None,
+            })?;
+            let t = Instant::now();
+            let quote = quoter.quote(report_data)?;
+            timings.tdx_quote_ns = Some(elapsed_ns(t));
+            let ccel = match (
+                read_optional(&logs.ccel_table)?,
+                read_optional(&logs.ccel_data)?,
+            ) {
+                (table, Some(data)) => Some(CcelLog {
+                    table: table.unwrap_or_default(),
+                    data,
+                }),
+                _ => None,
+            };
+            Some(TdxEvidence { quote, ccel })
+        }
+    };
+    Ok(((tpm, tdx, timings), ek_read))
+}

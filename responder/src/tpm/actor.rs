@@ -1,0 +1,348 @@
+//! The thread that owns the tss-esapi context and the AK handle.
+
+use std::str::FromStr;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::time::Instant;
+
+use locus_proto::evidence::{EkCert, PcrValue};
+use tss_esapi::abstraction::{nv, pcr};
+use tss_esapi::attributes::ObjectAttributesBuilder;
+use tss_esapi::handles::{KeyHandle, NvIndexTpmHandle, PcrHandle, TpmHandle};
+use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
+use tss_esapi::interface_types::ecc::EccCurve;
+use tss_esapi::interface_types::resource_handles::{Hierarchy, NvAuth};
+use tss_esapi::structures::{
+    Data, Digest, DigestValues, EccPoint, EccScheme, HashScheme, KeyDerivationFunctionScheme,
+    PcrSelectionList, PcrSelectionListBuilder, PcrSlot, Public, PublicBuilder,
+    PublicEccParametersBuilder, SignatureScheme,
+};
+use tss_esapi::tcti_ldr::{DeviceConfig, NetworkTPMConfig};
+use tss_esapi::traits::Marshall;
+use tss_esapi::{Context, TctiNameConf};
+
+use super::{CheapRtt, Tcti, VtpmConfig, VtpmError, VtpmQuote, ALG_SHA256};
+
+/// How often the PCRs are re-read when they change around a quote.
+const PCR_ATTEMPTS: u32 = 3;
+
+#[derive(Debug)]
+pub(super) enum Op {
+    AkPublic,
+    Quote {
+        qualifying_data: Vec<u8>,
+        pcrs: Vec<u8>,
+    },
+    CheapRtt {
+        samples: u32,
+    },
+    EkCerts {
+        indices: Vec<u32>,
+    },
+    Extend {
+        index: u8,
+        sha256: [u8; 32],
+    },
+}
+
+#[derive(Debug)]
+pub(super) enum Reply {
+    AkPublic(Vec<u8>),
+    Quote(VtpmQuote),
+    CheapRtt(CheapRtt),
+    EkCerts(Vec<EkCert>),
+    Done,
+}
+
+type Request = (Op, SyncSender<Result<Reply, VtpmError>>);
+
+/// Handle to the TPM thread; dropping it ends the thread after its current command.
+pub(super) struct Actor {
+    tx: SyncSender<Request>,
+}
+
+impl Actor {
+    /// Starts the thread, connects and creates the AK, waiting at most the command timeout.
+    pub(super) fn spawn(config: &VtpmConfig) -> Result<Actor, VtpmError> {
+        let (tx, rx) = mpsc::sync_channel::<Request>(1);
+        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+        let tcti = config.tcti.clone();
+        std::thread::Builder::new()
+            .name("locus-vtpm".into())
+            .spawn(move || run(tcti, rx, ready_tx))
+            .map_err(|e| VtpmError::Connect {
+                tcti: config.tcti.to_string(),
+                detail: format!("cannot start the vTPM thread: {e}"),
+            })?;
+        match ready_rx.recv_timeout(config.command_timeout) {
+            Ok(Ok(())) => Ok(Actor { tx }),
+            Ok(Err(detail)) => Err(VtpmError::Connect {
+                tcti: config.tcti.to_string(),
+                detail,
+            }),
+            Err(_) => Err(VtpmError::Timeout {
+                op: "connect",
+                after: config.command_timeout,
+            }),
+        }
+    }
+
+    pub(super) fn send(
+        &self,
+        op: Op,
+        reply: SyncSender<Result<Reply, VtpmError>>,
+    ) -> Result<(), ()> {
+        self.tx.send((op, reply)).map_err(|_| ())
+    }
+}
+
+struct State {
+    ctx: Context,
+    ak: KeyHandle,
+    ak_public: Vec<u8>,
+}
+
+fn run(tcti: Tcti, rx: Receiver<Request>, ready: SyncSender<Result<(), String>>) {
+    let mut state = match connect(&tcti) {
+        Ok(s) => {
+            let _ = ready.send(Ok(()));
+            s
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    while let Ok((op, reply)) = rx.recv() {
+        let result = handle(&mut state, op);
+        let failed = result.is_err();
+        let _ = reply.send(result);
+        if failed {
+            // The caller drops this actor; stop using a context that may be broken.
+            break;
+        }
+    }
+    // Transient AK: flushed so a long-lived resource manager does not fill up; errors are
+    // irrelevant when the TPM is gone.
+    let _ = state.ctx.flush_context(state.ak.into());
+}
+
+fn connect(tcti: &Tcti) -> Result<State, String> {
+    let conf = match tcti {
+        Tcti::Device(path) => DeviceConfig::from_str(&path.display().to_string())
+            .map(TctiNameConf::Device)
+            .map_err(|e| format!("bad device path: {e}"))?,
+        Tcti::Swtpm { host, port } => {
+            NetworkTPMConfig::from_str(&format!("host={host},port={port}"))
+                .map(TctiNameConf::Swtpm)
+                .map_err(|e| format!("bad swtpm address: {e}"))?
+        }
+    };
+    let mut ctx = Context::new(conf).map_err(|e| format!("opening the TCTI: {e}"))?;
+    let created = ctx
+        .execute_with_nullauth_session(|c| {
+            c.create_primary(
+                Hierarchy::Endorsement,
+                ak_template()?,
+                None,
+                None,
+                None,
+                None,
+            )
+        })
+        .map_err(|e| format!("creating the AK: {e}"))?;
+    let ak_public = tpm2b_public(&created.out_public).map_err(|e| format!("AK public: {e}"))?;
+    tracing::debug!(%tcti, "vTPM connected, AK created");
+    Ok(State {
+        ctx,
+        ak: created.key_handle,
+        ak_public,
+    })
+}
+
+/// ECC P-256 restricted signing key (ECDSA-SHA256), as a primary in the endorsement hierarchy.
+/// A primary is derived from the TPM's seed and this template: the same TPM gives the same AK
+/// after a reconnect, another TPM (a relay) a different one.
+fn ak_template() -> tss_esapi::Result<Public> {
+    let attrs = ObjectAttributesBuilder::new()
+        .with_fixed_tpm(true)
+        .with_fixed_parent(true)
+        .with_sensitive_data_origin(true)
+        .with_user_with_auth(true)
+        .with_restricted(true)
+        .with_sign_encrypt(true)
+        .build()?;
+    let params = PublicEccParametersBuilder::new()
+        .with_ecc_scheme(EccScheme::EcDsa(HashScheme::new(HashingAlgorithm::Sha256)))
+        .with_curve(EccCurve::NistP256)
+        .with_is_signing_key(true)
+        .with_is_decryption_key(false)
+        .with_restricted(true)
+        .with_key_derivation_function_scheme(KeyDerivationFunctionScheme::Null)
+        .build()?;
+    PublicBuilder::new()
+        .with_public_algorithm(PublicAlgorithm::Ecc)
+        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+        .with_object_attributes(attrs)
+        .with_ecc_parameters(params)
+        .with_ecc_unique_identifier(EccPoint::default())
+        .build()
+}
+
+/// TPM2B_PUBLIC: the TPMT_PUBLIC with its u16 size prefix.
+fn tpm2b_public(p: &Public) -> tss_esapi::Result<Vec<u8>> {
+    let t = p.marshall()?;
+    let len = u16::try_from(t.len()).unwrap_or(u16::MAX);
+    let mut out = Vec::with_capacity(t.len() + 2);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&t);
+    Ok(out)
+}
+
+fn cmd_err(op: &'static str) -> impl Fn(tss_esapi::Error) -> VtpmError {
+    move |e| VtpmError::Command {
+        op,
+        detail: e.to_string(),
+    }
+}
+
+fn handle(s: &mut State, op: Op) -> Result<Reply, VtpmError> {
+    match op {
+        Op::AkPublic => Ok(Reply::AkPublic(s.ak_public.clone())),
+        Op::Quote {
+            qualifying_data,
+            pcrs,
+        } => quote(s, &qualifying_data, &pcrs).map(Reply::Quote),
+        Op::CheapRtt { samples } => {
+            let mut min = u64::MAX;
+            for _ in 0..samples {
+                let t = Instant::now();
+                s.ctx.get_random(8).map_err(cmd_err("get_random"))?;
+                min = min.min(elapsed_ns(t));
+            }
+            Ok(Reply::CheapRtt(CheapRtt {
+                min_ns: min,
+                samples,
+            }))
+        }
+        Op::EkCerts { indices } => Ok(Reply::EkCerts(ek_certs(s, &indices))),
+        Op::Extend { index, sha256 } => {
+            let handle = PcrHandle::try_from(u32::from(index))
+                .map_err(|e| VtpmError::Config(format!("PCR {index}: {e}")))?;
+            let mut values = DigestValues::new();
+            values.set(
+                HashingAlgorithm::Sha256,
+                Digest::try_from(sha256.to_vec()).map_err(cmd_err("pcr_extend"))?,
+            );
+            s.ctx
+                .execute_with_nullauth_session(|c| c.pcr_extend(handle, values))
+                .map_err(cmd_err("pcr_extend"))?;
+            Ok(Reply::Done)
+        }
+    }
+}
+
+fn elapsed_ns(t: Instant) -> u64 {
+    u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn selection(pcrs: &[u8]) -> Result<PcrSelectionList, VtpmError> {
+    let slots = pcrs
+        .iter()
+        .map(|i| {
+            PcrSlot::try_from(1u32 << i).map_err(|e| VtpmError::Config(format!("PCR {i}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    PcrSelectionListBuilder::new()
+        .with_selection(HashingAlgorithm::Sha256, &slots)
+        .build()
+        .map_err(|e| VtpmError::Config(format!("PCR selection: {e}")))
+}
+
+fn read_pcrs(s: &mut State, pcrs: &[u8]) -> Result<Vec<PcrValue>, VtpmError> {
+    let data = pcr::read_all(&mut s.ctx, selection(pcrs)?).map_err(cmd_err("pcr_read"))?;
+    let bank = data
+        .pcr_bank(HashingAlgorithm::Sha256)
+        .ok_or_else(|| VtpmError::Command {
+            op: "pcr_read",
+            detail: "the TPM has no SHA-256 PCR bank".into(),
+        })?;
+    // TPM2_Quote hashes the selected PCRs in ascending index order.
+    let mut sorted = pcrs.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    sorted
+        .into_iter()
+        .map(|i| {
+            let slot = PcrSlot::try_from(1u32 << i)
+                .map_err(|e| VtpmError::Config(format!("PCR {i}: {e}")))?;
+            let d = bank.get_digest(slot).ok_or_else(|| VtpmError::Command {
+                op: "pcr_read",
+                detail: format!("PCR {i} missing from the read"),
+            })?;
+            Ok(PcrValue {
+                alg: ALG_SHA256,
+                index: i,
+                digest: d.value().to_vec(),
+            })
+        })
+        .collect()
+}
+
+fn quote(s: &mut State, qualifying_data: &[u8], pcrs: &[u8]) -> Result<VtpmQuote, VtpmError> {
+    let data = Data::try_from(qualifying_data.to_vec()).map_err(cmd_err("quote"))?;
+    for _ in 0..PCR_ATTEMPTS {
+        let before = read_pcrs(s, pcrs)?;
+        let sel = selection(pcrs)?;
+        let ak = s.ak;
+        let d = data.clone();
+        let t = Instant::now();
+        let (attest, signature) = s
+            .ctx
+            .execute_with_nullauth_session(|c| c.quote(ak, d, SignatureScheme::Null, sel))
+            .map_err(cmd_err("quote"))?;
+        let quote_ns = elapsed_ns(t);
+        let after = read_pcrs(s, pcrs)?;
+        if before != after {
+            // Something extended a PCR between read and quote: the digest might not match.
+            continue;
+        }
+        return Ok(VtpmQuote {
+            attest: attest.marshall().map_err(cmd_err("quote"))?,
+            signature: signature.marshall().map_err(cmd_err("quote"))?,
+            ak_public: s.ak_public.clone(),
+            pcrs: after,
+            quote_ns,
+        });
+    }
+    Err(VtpmError::PcrsUnstable {
+        attempts: PCR_ATTEMPTS,
+    })
+}
+
+fn ek_certs(s: &mut State, indices: &[u32]) -> Vec<EkCert> {
+    let mut out = Vec::new();
+    for &index in indices {
+        let Ok(nv_idx) = NvIndexTpmHandle::new(index) else {
+            continue;
+        };
+        let read = s
+            .ctx
+            .execute_without_session(|c| c.tr_from_tpm_public(TpmHandle::NvIndex(nv_idx)))
+            .map(|h| NvAuth::NvIndex(h.into()))
+            .and_then(|auth| {
+                s.ctx
+                    .execute_with_nullauth_session(|c| nv::read_full(c, auth, nv_idx))
+            });
+        match read {
+            Ok(der) => out.push(EkCert {
+                nv_index: index,
+                der,
+            }),
+            // Not every TPM has every index (swtpm without --create-ek-cert has none).
+            Err(e) => {
+                tracing::debug!(index = format!("{index:#010x}"), error = %e, "no EK certificate")
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,258 @@
+//! The vTPM: an attestation key, TPM2_Quote over the PCRs with the binding's qualifying data,
+//! EK certificates from NV, and in-TD timings of the vTPM.
+//!
+//! A tss-esapi [`tss_esapi::Context`] needs `&mut self` and is not `Send`, so it lives on its own
+//! thread ([`actor`]); [`Vtpm`] sends it commands over a channel and waits with a timeout. Any
+//! failure (the TPM closed the connection, swtpm crashed, a command hung) drops that thread, and
+//! the next call connects afresh and recreates the AK: a crashed TPM gives an error, never a hung
+//! responder.
+//!
+//! Backends: the real device (`/dev/tpmrm0`, device TCTI) and the `swtpm` emulator (swtpm TCTI,
+//! see [`swtpm::Swtpm`]).
+
+mod actor;
+pub mod swtpm;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use locus_proto::evidence::{EkCert, PcrValue};
+use thiserror::Error;
+
+use actor::{Actor, Op, Reply};
+
+/// TPM_ALG_ID of SHA-256.
+pub const ALG_SHA256: u16 = 0x000b;
+
+/// NV index of the RSA-2048 EK certificate (TCG EK Credential Profile).
+pub const EK_CERT_NV_RSA: u32 = 0x01c0_0002;
+/// NV index of the ECC NIST P-256 EK certificate.
+pub const EK_CERT_NV_ECC: u32 = 0x01c0_000a;
+
+/// How to reach the TPM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tcti {
+    /// A TPM device node, normally the kernel's resource manager `/dev/tpmrm0`.
+    Device(PathBuf),
+    /// The `swtpm` emulator's TCP socket (control channel on `port + 1`).
+    Swtpm { host: String, port: u16 },
+}
+
+impl fmt::Display for Tcti {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Tcti::Device(p) => write!(f, "device:{}", p.display()),
+            Tcti::Swtpm { host, port } => write!(f, "swtpm:host={host},port={port}"),
+        }
+    }
+}
+
+/// vTPM settings.
+#[derive(Debug, Clone)]
+pub struct VtpmConfig {
+    pub tcti: Tcti,
+    /// SHA-256 PCRs to quote (default 0-15).
+    pub pcrs: Vec<u8>,
+    /// NV indices to read EK certificates from (default RSA 0x01c00002, ECC 0x01c0000a).
+    pub ek_cert_indices: Vec<u32>,
+    /// Longest any one vTPM command (or connecting) may take before it is abandoned.
+    pub command_timeout: Duration,
+    /// How many cheap commands (TPM2_GetRandom) to time; the minimum is reported.
+    pub cheap_samples: u32,
+}
+
+impl VtpmConfig {
+    /// Defaults for this TCTI.
+    pub fn new(tcti: Tcti) -> Self {
+        Self {
+            tcti,
+            pcrs: (0..16).collect(),
+            ek_cert_indices: vec![EK_CERT_NV_RSA, EK_CERT_NV_ECC],
+            command_timeout: Duration::from_secs(5),
+            cheap_samples: 5,
+        }
+    }
+
+    /// The kernel resource manager `/dev/tpmrm0`.
+    pub fn device() -> Self {
+        Self::new(Tcti::Device(PathBuf::from("/dev/tpmrm0")))
+    }
+}
+
+/// Why a vTPM operation failed.
+#[derive(Debug, Clone, Error)]
+pub enum VtpmError {
+    /// Could not open the TCTI or create the AK; the TPM may be down. The next call retries.
+    #[error("cannot connect to the vTPM at {tcti}: {detail}")]
+    Connect { tcti: String, detail: String },
+    /// A TPM command failed (including the connection dropping mid-command); the connection
+    /// is reset and the next call reconnects.
+    #[error("vTPM command {op} failed: {detail}")]
+    Command { op: &'static str, detail: String },
+    /// A command did not answer in time; the connection is abandoned and the next call
+    /// reconnects.
+    #[error("vTPM command {op} did not answer within {after:?}")]
+    Timeout { op: &'static str, after: Duration },
+    /// The configuration cannot be used (e.g. a PCR index above 23).
+    #[error("bad vTPM configuration: {0}")]
+    Config(String),
+    /// The PCRs changed during every attempt to read them consistently with a quote.
+    #[error("PCRs kept changing while quoting ({attempts} attempts)")]
+    PcrsUnstable { attempts: u32 },
+}
+
+/// A quote with everything measured around it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VtpmQuote {
+    /// TPMS_ATTEST as signed.
+    pub attest: Vec<u8>,
+    /// TPMT_SIGNATURE.
+    pub signature: Vec<u8>,
+    /// The AK that signed (TPM2B_PUBLIC).
+    pub ak_public: Vec<u8>,
+    /// The quoted PCR values, read before and after the quote and equal both times.
+    pub pcrs: Vec<PcrValue>,
+    /// How long TPM2_Quote took, in ns of this machine's monotonic clock.
+    pub quote_ns: u64,
+}
+
+/// Minimum round trip of a cheap vTPM command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheapRtt {
+    pub min_ns: u64,
+    pub samples: u32,
+}
+
+/// A vTPM with its attestation key. Cheap to share behind an `Arc`; calls are serialized.
+pub struct Vtpm {
+    config: VtpmConfig,
+    actor: Mutex<Option<Actor>>,
+}
+
+impl fmt::Debug for Vtpm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Vtpm")
+            .field("tcti", &self.config.tcti)
+            .finish()
+    }
+}
+
+impl Vtpm {
+    /// Connects and creates the attestation key.
+    pub fn open(config: VtpmConfig) -> Result<Vtpm, VtpmError> {
+        if let Some(p) = config.pcrs.iter().find(|p| **p > 23) {
+            return Err(VtpmError::Config(format!("PCR {p} does not exist (0-23)")));
+        }
+        if config.pcrs.is_empty() {
+            return Err(VtpmError::Config("no PCRs selected".into()));
+        }
+        let vtpm = Vtpm {
+            actor: Mutex::new(None),
+            config,
+        };
+        vtpm.call("connect", Op::AkPublic)?;
+        Ok(vtpm)
+    }
+
+    pub fn config(&self) -> &VtpmConfig {
+        &self.config
+    }
+
+    /// The AK's public area (TPM2B_PUBLIC).
+    pub fn ak_public(&self) -> Result<Vec<u8>, VtpmError> {
+        match self.call("ak_public", Op::AkPublic)? {
+            Reply::AkPublic(p) => Ok(p),
+            other => Err(unexpected("ak_public", &other)),
+        }
+    }
+
+    /// TPM2_Quote over the configured PCRs with `qualifying_data` as extraData.
+    pub fn quote(&self, qualifying_data: &[u8]) -> Result<VtpmQuote, VtpmError> {
+        let op = Op::Quote {
+            qualifying_data: qualifying_data.to_vec(),
+            pcrs: self.config.pcrs.clone(),
+        };
+        match self.call("quote", op)? {
+            Reply::Quote(q) => Ok(q),
+            other => Err(unexpected("quote", &other)),
+        }
+    }
+
+    /// Times `config.cheap_samples` TPM2_GetRandom(8) round trips and returns the minimum.
+    pub fn cheap_rtt(&self) -> Result<CheapRtt, VtpmError> {
+        let samples = self.config.cheap_samples.max(1);
+        match self.call("get_random", Op::CheapRtt { samples })? {
+            Reply::CheapRtt(r) => Ok(r),
+            other => Err(unexpected("get_random", &other)),
+        }
+    }
+
+    /// EK certificates found at the configured NV indices (missing indices are skipped).
+    pub fn ek_certs(&self) -> Result<Vec<EkCert>, VtpmError> {
+        let op = Op::EkCerts {
+            indices: self.config.ek_cert_indices.clone(),
+        };
+        match self.call("nv_read", op)? {
+            Reply::EkCerts(c) => Ok(c),
+            other => Err(unexpected("nv_read", &other)),
+        }
+    }
+
+    /// TPM2_PCR_Extend of a SHA-256 digest (lab and tests: measure a fake boot).
+    pub fn extend_pcr(&self, index: u8, sha256: [u8; 32]) -> Result<(), VtpmError> {
+        if index > 23 {
+            return Err(VtpmError::Config(format!(
+                "PCR {index} does not exist (0-23)"
+            )));
+        }
+        match self.call("pcr_extend", Op::Extend { index, sha256 })? {
+            Reply::Done => Ok(()),
+            other => Err(unexpected("pcr_extend", &other)),
+        }
+    }
+
+    /// Sends one command to the TPM thread, connecting first when needed. On any failure the
+    /// thread is dropped, so the next call starts from a fresh connection.
+    fn call(&self, op_name: &'static str, op: Op) -> Result<Reply, VtpmError> {
+        let mut guard = self.actor.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            *guard = Some(Actor::spawn(&self.config)?);
+        }
+        let actor = guard.as_ref().expect("set above");
+        let (tx, rx) = mpsc::sync_channel(1);
+        let result = match actor.send(op, tx) {
+            Err(()) => Err(VtpmError::Command {
+                op: op_name,
+                detail: "the vTPM thread exited".into(),
+            }),
+            Ok(()) => match rx.recv_timeout(self.config.command_timeout) {
+                Ok(r) => r,
+                Err(mpsc::RecvTimeoutError::Timeout) => Err(VtpmError::Timeout {
+                    op: op_name,
+                    after: self.config.command_timeout,
+                }),
+                Err(mpsc::RecvTimeoutError::Disconnected) => Err(VtpmError::Command {
+                    op: op_name,
+                    detail: "the vTPM thread exited".into(),
+                }),
+            },
+        };
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, "vTPM command failed; reconnecting on next use");
+            // Dropping the actor closes its channel: the thread exits after its current command
+            // (a hung command keeps only that detached thread).
+            *guard = None;
+        }
+        result
+    }
+}
+
+fn unexpected(op: &'static str, reply: &Reply) -> VtpmError {
+    VtpmError::Command {
+        op,
+        detail: format!("unexpected reply {reply:?}"),
+    }
+}

@@ -1,0 +1,62 @@
+//! The vTPM against a real `swtpm` on loopback: AK, quote, PCRs, EK certificates, crash and
+//! reconnect.
+
+use std::time::Duration;
+
+use locus_responder::tpm::swtpm::{Swtpm, SwtpmOptions};
+use locus_responder::tpm::{Vtpm, VtpmConfig, VtpmError, EK_CERT_NV_RSA};
+
+fn config(tpm: &Swtpm) -> VtpmConfig {
+    let mut c = VtpmConfig::new(tpm.tcti());
+    c.command_timeout = Duration::from_secs(5);
+    c
+}
+
+#[test]
+fn quotes_pcrs_and_reads_the_ek_certificate() {
+    let tpm = Swtpm::start(SwtpmOptions {
+        create_ek_cert: true,
+        ..SwtpmOptions::default()
+    })
+    .unwrap();
+    let vtpm = Vtpm::open(config(&tpm)).unwrap();
+    let ak = vtpm.ak_public().unwrap();
+    assert_eq!(
+        usize::from(u16::from_be_bytes([ak[0], ak[1]])),
+        ak.len() - 2
+    );
+
+    vtpm.extend_pcr(8, [0xab; 32]).unwrap();
+    let q = vtpm.quote(&[7u8; 32]).unwrap();
+    assert_eq!(q.ak_public, ak);
+    assert_eq!(q.pcrs.len(), 16);
+    assert_ne!(q.pcrs[8].digest, vec![0u8; 32]);
+    // The qualifying data is in the attest verbatim.
+    assert!(q.attest.windows(32).any(|w| w == [7u8; 32]));
+
+    let rtt = vtpm.cheap_rtt().unwrap();
+    assert_eq!(rtt.samples, 5);
+
+    let certs = vtpm.ek_certs().unwrap();
+    assert!(certs.iter().any(|c| c.nv_index == EK_CERT_NV_RSA));
+    assert_eq!(tpm.ek_ca_certs().unwrap().len(), 2);
+}
+
+#[test]
+fn a_killed_swtpm_gives_errors_then_reconnects_with_the_same_ak() {
+    let mut tpm = Swtpm::start(SwtpmOptions::default()).unwrap();
+    let vtpm = Vtpm::open(config(&tpm)).unwrap();
+    let ak = vtpm.ak_public().unwrap();
+    vtpm.quote(&[1; 32]).unwrap();
+
+    tpm.kill();
+    let e = vtpm.quote(&[2; 32]).unwrap_err();
+    assert!(matches!(e, VtpmError::Command { .. }), "{e:?}");
+    // Down: reconnecting fails at once, no hang.
+    let e = vtpm.quote(&[3; 32]).unwrap_err();
+    assert!(matches!(e, VtpmError::Connect { .. }), "{e:?}");
+
+    tpm.restart(Duration::from_secs(10)).unwrap();
+    let q = vtpm.quote(&[4; 32]).unwrap();
+    assert_eq!(q.ak_public, ak, "same TPM state, same AK");
+}
