@@ -1,4 +1,6 @@
 //! locus-analysis
+pub mod eventlog;
+pub mod evidence;
 pub mod frankenstein;
 pub mod geo;
 pub mod input;
@@ -6,8 +8,8 @@ pub mod policy;
 pub mod region;
 pub mod relocation;
 pub mod rtt_bound;
-pub mod anchor;
 pub mod tdx;
+pub mod tpm;
 pub mod verdict;
 
 pub use input::{

@@ -1,4 +1,4 @@
 //! locus-responder
-pub mod tdx;
 pub mod evidence;
+pub mod tdx;
 pub mod tpm;
