@@ -1,4 +1,5 @@
 //! locus-analysis
+pub mod anchor;
 pub mod eventlog;
 pub mod evidence;
 pub mod frankenstein;
@@ -17,4 +18,4 @@ pub use input::{
     Prober, ProberSeries, SamplesFile, Site, World,
 };
 pub use policy::{Policy, PolicyError, RelocationPolicy};
-pub use verdict::{judge, Check, CheckStatus, Judgement, Verdict};
+pub use verdict::{judge, judge_file, Check, CheckStatus, Judgement, Verdict};
