@@ -133,9 +133,14 @@ pub struct InTdTimings {
     #[serde(default)]
     pub tpm_quote_ns: Option<u64>,
     /// Round trips of a cheap vTPM command (e.g. TPM2_GetRandom) issued from inside the TD,
-    /// ns: a vTPM relayed from elsewhere shows its network RTT here.
+    /// ns: a vTPM relayed from elsewhere shows its network RTT here. Only the minimum is used,
+    /// so a single value (the minimum the responder kept) is fine.
     #[serde(default)]
     pub tpm_cmd_rtt_ns: Vec<u64>,
+    /// Total in-TD time to produce one evidence answer (request received → answer sent), ns.
+    /// Enables the evidence-round-trip check.
+    #[serde(default)]
+    pub evidence_ns: Option<u64>,
 }
 
 /// The minimum TLS round trip the responder measured, from inside the TD, to an anchor.

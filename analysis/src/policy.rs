@@ -47,10 +47,14 @@ pub struct Policy {
     pub max_anchor_excess_ms: f64,
     /// Anchor reports needed for `located` ("anchors near"). Set 0 where no anchor runs.
     pub min_anchors: usize,
-    /// Evidence round trip minus the in-TD quote times minus the echo RTT above this (ms) ⇒ the
-    /// evidence came from farther away than the echoes (a relay answering echoes itself). 25 ms
-    /// covers serialisation and event-log reads on a loaded 2-core host.
+    /// Evidence round trip − in-TD evidence time − echo RTT − `evidence_rtt_factor` × echo RTT
+    /// above this (ms) ⇒ the evidence came from farther away than the echoes (a relay answering
+    /// echoes itself). Needs the responder's in-TD evidence time; skipped without it. 5 ms
+    /// ≈ 500 km at 2/3 c, above loopback scheduling noise.
     pub max_evidence_excess_ms: f64,
+    /// Extra echo round trips an evidence answer may take (a bundle of tens of kB needs
+    /// several congestion-window round trips).
+    pub evidence_rtt_factor: f64,
     /// Smallest in-TD round trip of a cheap vTPM command above this (ms) ⇒ the vTPM is not
     /// local (Frankenstein). Local swtpm answers in 0.1-3 ms on the lab host; a vTPM 400 km away
     /// adds ≥ 4 ms (≥ 6 ms at inflation 1.5).
@@ -106,7 +110,8 @@ impl Default for Policy {
             misfit_quorum: 0.5,
             max_anchor_excess_ms: 2.0,
             min_anchors: 1,
-            max_evidence_excess_ms: 25.0,
+            max_evidence_excess_ms: 5.0,
+            evidence_rtt_factor: 3.0,
             max_vtpm_cmd_rtt_ms: 3.5,
             vtpm_quote_baseline_ms: None,
             vtpm_relay_margin_ms: 3.0,
@@ -175,6 +180,7 @@ impl Policy {
         nonneg("max_anchor_excess_ms", self.max_anchor_excess_ms)?;
         nonneg("misfit_quorum", self.misfit_quorum)?;
         nonneg("max_evidence_excess_ms", self.max_evidence_excess_ms)?;
+        nonneg("evidence_rtt_factor", self.evidence_rtt_factor)?;
         nonneg("max_vtpm_cmd_rtt_ms", self.max_vtpm_cmd_rtt_ms)?;
         nonneg("vtpm_relay_margin_ms", self.vtpm_relay_margin_ms)?;
         if let Some(b) = self.vtpm_quote_baseline_ms {

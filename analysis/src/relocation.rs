@@ -44,6 +44,9 @@ pub struct ProberShift {
     pub shift_ms: Option<f64>,
     /// Rounds evaluated (after the baseline rounds).
     pub rounds: usize,
+    /// Largest CUSUM statistic reached (either direction), ms: compare with the threshold, or
+    /// sweep the threshold over it offline.
+    pub max_stat_ms: f64,
 }
 
 /// Relocation finding over all probers.
@@ -79,12 +82,13 @@ pub fn detect(series: &[(String, Rounds, Option<f64>)], p: &RelocationPolicy) ->
         }
         let (mut up, mut down) = (0.0f64, 0.0f64);
         let mut alarm = None;
+        let mut max_stat = 0.0f64;
         for (i, &(round, x)) in rest.iter().enumerate() {
             up = (up + x - baseline - p.drift_ms).max(0.0);
             down = (down + baseline - x - p.drift_ms).max(0.0);
-            if up > p.threshold_ms || down > p.threshold_ms {
+            max_stat = max_stat.max(up).max(down);
+            if alarm.is_none() && (up > p.threshold_ms || down > p.threshold_ms) {
                 alarm = Some((i, round));
-                break;
             }
         }
         let shift_ms = alarm.map(|(i, _)| {
@@ -101,6 +105,7 @@ pub fn detect(series: &[(String, Rounds, Option<f64>)], p: &RelocationPolicy) ->
             alarm_round: alarm.map(|a| a.1),
             shift_ms,
             rounds: rest.len(),
+            max_stat_ms: max_stat,
         });
     }
     let mut alarms: Vec<f64> = shifts

@@ -128,6 +128,7 @@ fn node(w: &World, name: &str, claim: &str, spec: &Spec, seed: u64) -> NodeInput
         probes,
         in_td: InTdTimings {
             tdx_quote_ns: Some(5_000_000),
+            evidence_ns: Some(7_000_000),
             tpm_quote_ns: Some(((3.0 + tpm_extra) * NS) as u64),
             tpm_cmd_rtt_ns: (0..10)
                 .map(|_| ((0.2 + rng.next() * 0.3 + tpm_extra) * NS) as u64)
