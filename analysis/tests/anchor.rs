@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 
 use locus_analysis::anchor::{
-    verify_report, AnchorError, AnchorPolicy, AnchorReportError, AnchorTrust, KnownAnchor,
-    Position, VerifiedAnchor,
+    verify_report, AnchorError, AnchorPolicy, AnchorPolicyFile, AnchorReportError, AnchorTrust,
+    KnownAnchor, Position, VerifiedAnchor,
 };
 use locus_anchors::{measure_all, AnchorFailure, AnchorServer, AnchorSpec, LabCa, MeasureOptions};
 use locus_proto::anchor::AnchorReport;
@@ -256,4 +256,24 @@ async fn recorded_failures_are_never_usable() {
         only_anchor_error(&report, &NONCE, &policy(&lab)),
         AnchorError::Recorded(AnchorFailure::Refused)
     );
+}
+
+#[tokio::test]
+async fn policy_file_with_the_lab_ca_verifies_a_lab_report() {
+    let lab = lab(&["fra"]).await;
+    let report = measured(&lab, &NONCE).await;
+    let text = format!(
+        "[[anchor]]\nname = \"fra\"\nsni = \"{}\"\nlat = 50.11\nlon = 8.68\ntrust = {{ ca_file = \"lab-ca.pem\" }}\n",
+        lab.specs[0].sni.to_str()
+    );
+    let file: AnchorPolicyFile = toml::from_str(&text).unwrap();
+    let pem = lab.ca.cert_pem();
+    let policy = file
+        .resolve(&|path: &str| {
+            assert_eq!(path, "lab-ca.pem");
+            Ok(pem.clone().into_bytes())
+        })
+        .unwrap();
+    let v = verify_report(&report, &report.digest(), &NONCE, &policy, NOW).unwrap();
+    assert!(v.anchors[0].outcome.is_ok(), "{:?}", v.anchors[0].outcome);
 }

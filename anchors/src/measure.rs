@@ -14,7 +14,7 @@ use locus_proto::anchor::{
 use rustls::ClientConnection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tracing::{debug, warn};
+use tracing::{debug, warn, Instrument};
 
 use crate::config::{AnchorSpec, MeasureOptions};
 use crate::http::{head_request, parse_head, Head};
@@ -67,7 +67,6 @@ pub async fn measure(
         failure: None,
     };
     let span = tracing::debug_span!("anchor", name = %spec.name, target = %spec.target);
-    let _enter = span.enter();
     let mut run = Run {
         spec,
         options,
@@ -77,7 +76,7 @@ pub async fn measure(
         client_hello: Vec::new(),
         server_flight: Vec::new(),
     };
-    let outcome = run.run().await;
+    let outcome = run.run().instrument(span).await;
     let tls = run.tls_capture();
     if let Err(failure) = outcome {
         warn!(anchor = %spec.name, %failure, "anchor measurement failed");
@@ -153,7 +152,6 @@ impl Run<'_> {
     async fn run(&mut self) -> Result<(), AnchorFailure> {
         // Everything that costs CPU but no round trip happens before the clock starts.
         let (config, capture) = client_config(&self.spec.trust).map_err(tls_failure)?;
-        self.capture = Some((capture.clone(), 0));
         let request = head_request(&self.spec.sni.to_str());
 
         let connect_timeout = self.options.connect_timeout;
@@ -196,6 +194,8 @@ impl Run<'_> {
 
         let mut conn = new_connection(config, self.spec.sni.clone(), self.client_random)
             .map_err(tls_failure)?;
+        // From here on there is a handshake to record, complete or not.
+        self.capture = Some((capture.clone(), 0));
         let handshake_timeout = self.options.handshake_timeout;
         match tokio::time::timeout(handshake_timeout, self.handshake(&mut sock, &mut conn)).await {
             Err(_) => {

@@ -98,6 +98,7 @@ async fn anchor_down_is_refused() {
     let spec = AnchorSpec::lab("down", addr, "anchor-down.lab", &ca).unwrap();
     let r = measure(&spec, &NONCE, 0, &options(3)).await;
     assert_eq!(r.failure, Some(AnchorFailure::Refused));
+    assert!(r.tls.is_none(), "no handshake was attempted");
     assert!(r.round_trips_ns.is_empty());
     assert_eq!(r.min_rtt_ns, None);
     assert_eq!(r.good_min_rtt_ns(), None);

@@ -6,6 +6,9 @@
 //! unusable; an anchor-level failure makes that anchor unusable and leaves the others.
 
 mod handshake;
+mod policy;
+
+pub use policy::{AnchorEntry, AnchorPolicyError, AnchorPolicyFile, TrustEntry};
 
 use locus_proto::anchor::ANCHOR_REPORT_VERSION;
 use locus_proto::anchor::{derive_client_random, AnchorFailure, AnchorReport, AnchorResult};
