@@ -76,9 +76,10 @@ pub fn check(
 
 /// Whether a failed check's name marks a TDX ↔ vTPM binding failure.
 pub fn is_binding_check(name: &str, policy: &Policy) -> bool {
-    let n = name.to_ascii_lowercase();
+    let norm = |s: &str| s.to_ascii_lowercase().replace('-', "_");
+    let n = norm(name);
     policy
         .frankenstein_checks
         .iter()
-        .any(|c| n.contains(&c.to_ascii_lowercase()))
+        .any(|c| n.contains(&norm(c)))
 }

@@ -9,6 +9,7 @@ pub mod policy;
 pub mod region;
 pub mod relocation;
 pub mod rtt_bound;
+mod summary;
 pub mod tdx;
 pub mod tpm;
 pub mod verdict;

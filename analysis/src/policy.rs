@@ -64,8 +64,10 @@ pub struct Policy {
     pub vtpm_quote_baseline_ms: Option<f64>,
     /// vTPM quote time above `vtpm_quote_baseline_ms` + this (ms) ⇒ relayed vTPM.
     pub vtpm_relay_margin_ms: f64,
-    /// Failed-check names (case-insensitive substrings) that mean TDX and vTPM evidence come
-    /// from different machines: those give `frankenstein`, other failures `evidence-invalid`.
+    /// Failed-check names (case-insensitive substrings, `-` = `_`) that mean TDX and vTPM
+    /// evidence come from different machines: those give `frankenstein`, other failures
+    /// `evidence-invalid`. Defaults name the evidence verifier's `ak_hash`,
+    /// `pcr_rtmr_cross_check` and `vtpm_timing` checks.
     pub frankenstein_checks: Vec<String>,
     /// Without an evidence summary the verdict is `inconclusive`.
     pub require_evidence: bool,
@@ -115,7 +117,7 @@ impl Default for Policy {
             max_vtpm_cmd_rtt_ms: 3.5,
             vtpm_quote_baseline_ms: None,
             vtpm_relay_margin_ms: 3.0,
-            frankenstein_checks: ["ak_hash", "ak-hash", "pcr_rtmr", "pcr-rtmr", "binding"]
+            frankenstein_checks: ["ak_hash", "pcr_rtmr", "vtpm_timing"]
                 .map(String::from)
                 .to_vec(),
             require_evidence: true,
