@@ -277,3 +277,63 @@ async fn policy_file_with_the_lab_ca_verifies_a_lab_report() {
     let v = verify_report(&report, &report.digest(), &NONCE, &policy, NOW).unwrap();
     assert!(v.anchors[0].outcome.is_ok(), "{:?}", v.anchors[0].outcome);
 }
+
+#[tokio::test]
+async fn every_truncation_or_bit_flip_of_the_recorded_handshake_is_rejected() {
+    let lab = lab(&["fra"]).await;
+    let report = measured(&lab, &NONCE).await;
+    let policy = policy(&lab);
+    let tls = report.anchors[0].tls.clone().unwrap();
+    let check = |flight: Vec<u8>, hello: Vec<u8>| {
+        let mut r = report.clone();
+        let t = r.anchors[0].tls.as_mut().unwrap();
+        t.server_flight = flight;
+        t.client_hello = hello;
+        let v = verify_report(&r, &r.digest(), &NONCE, &policy, NOW).unwrap();
+        v.anchors[0].outcome.clone()
+    };
+    assert!(check(tls.server_flight.clone(), tls.client_hello.clone()).is_ok());
+
+    // Every proper prefix fails (and none panics).
+    let n = tls.server_flight.len();
+    for cut in 0..n {
+        let mut flight = tls.server_flight.clone();
+        flight.truncate(cut);
+        assert!(
+            check(flight, tls.client_hello.clone()).is_err(),
+            "flight prefix {cut}/{n}"
+        );
+    }
+    for cut in 0..tls.client_hello.len() {
+        let mut hello = tls.client_hello.clone();
+        hello.truncate(cut);
+        assert!(
+            check(tls.server_flight.clone(), hello).is_err(),
+            "hello prefix {cut}"
+        );
+    }
+
+    // A flipped bit is rejected unless it is outside the transcript and the AEAD: the
+    // legacy_record_version of a plaintext record, or the ChangeCipherSpec compatibility record.
+    let mut outside = Vec::new();
+    let mut at = 0;
+    while at + 5 <= n {
+        let ty = tls.server_flight[at];
+        let len = usize::from(u16::from_be_bytes([
+            tls.server_flight[at + 3],
+            tls.server_flight[at + 4],
+        ]));
+        match ty {
+            22 => outside.extend([at + 1, at + 2]),
+            20 => outside.extend([at + 1, at + 2].into_iter().chain(at + 5..at + 5 + len)),
+            _ => {}
+        }
+        at += 5 + len;
+    }
+    for i in 0..n {
+        let mut flight = tls.server_flight.clone();
+        flight[i] ^= 0x01;
+        let accepted = check(flight, tls.client_hello.clone()).is_ok();
+        assert_eq!(accepted, outside.contains(&i), "flip at {i} of {n}");
+    }
+}

@@ -272,6 +272,14 @@ impl AnchorResult {
 }
 
 impl TlsCapture {
+    /// SHA-256 of each certificate of the chain, leaf first.
+    pub fn cert_chain_sha256(&self) -> Vec<[u8; 32]> {
+        self.cert_chain
+            .iter()
+            .map(|c| Sha256::digest(c).into())
+            .collect()
+    }
+
     fn encode(&self, e: &mut Encoder) {
         e.bytes(&self.client_random);
         e.u16(self.cipher_suite);
