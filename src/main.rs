@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod judge;
 mod logging;
+mod verify;
 
 #[derive(Parser)]
 #[command(name = "locus", version, about = "Proves where a confidential VM runs")]
@@ -28,6 +29,9 @@ enum Command {
     Bench(bench::BenchCmd),
     /// Verdicts on stored samples and evidence summaries, offline (docs/judge.md).
     Judge(judge::JudgeArgs),
+    /// Verify attestation evidence offline (exit 0 valid, 1 invalid, 2 unreadable).
+    #[command(subcommand)]
+    Verify(verify::VerifyCmd),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +39,7 @@ fn main() -> ExitCode {
     logging::init(cli.log_json);
     let result = match cli.command {
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Verify(cmd) => verify::run(cmd),
         Command::Judge(args) => judge::run(args),
     };
     match result {

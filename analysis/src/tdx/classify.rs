@@ -13,7 +13,7 @@ pub(crate) fn classify(chain: &str) -> TdxError {
 
     // Collateral decoding and the root CA CRL, checked before anything else.
     if has("Failed to parse root CA CRL") {
-        return if has("BadSignature") || has("UnsupportedSignatureAlgorithm") {
+        return if has("Signature") {
             TdxError::RootCaCrl { reason: reason() }
         } else {
             TdxError::CollateralMalformed { reason: reason() }
@@ -84,7 +84,7 @@ pub(crate) fn classify(chain: &str) -> TdxError {
         || has("Certificate chain is too short in quote")
         || has("Intel extension")
     {
-        return TdxError::PckChain { reason: reason() };
+        return TdxError::CertificateChain { reason: reason() };
     }
     if has("QE MRSIGNER")
         || has("QE ISVPRODID")

@@ -114,9 +114,11 @@ pub enum TdxError {
     /// A chain does not lead to the configured root: wrong root, or a foreign certificate.
     #[error("certificate chain does not lead to the configured root ({reason})")]
     UnknownIssuer { reason: String },
-    /// The PCK certificate chain does not verify for another reason (bad signature, encoding).
-    #[error("PCK certificate chain rejected: {reason}")]
-    PckChain { reason: String },
+    /// A certificate chain does not verify for another reason (bad signature, encoding, a CA
+    /// used as a leaf): the PCK chain, or the TCB info / QE identity signer chain (dcap-qvl's
+    /// message does not say which).
+    #[error("certificate chain rejected: {reason}")]
+    CertificateChain { reason: String },
     /// The QE report's signature by the PCK key does not verify.
     #[error("QE report signature invalid")]
     QeReportSignature,
@@ -144,4 +146,50 @@ pub enum TdxError {
     /// Any other dcap-qvl failure, with its message.
     #[error("dcap-qvl: {message}")]
     Dcap { message: String },
+}
+
+impl TdxError {
+    /// The name of the failed check (the variant name), for reports and JSON.
+    pub fn check(&self) -> &'static str {
+        match self {
+            Self::Truncated { .. } => "Truncated",
+            Self::Oversized { .. } => "Oversized",
+            Self::HeaderVersion { .. } => "HeaderVersion",
+            Self::HeaderKeyType { .. } => "HeaderKeyType",
+            Self::HeaderTeeType { .. } => "HeaderTeeType",
+            Self::HeaderQeVendor { .. } => "HeaderQeVendor",
+            Self::BodyDescriptor { .. } => "BodyDescriptor",
+            Self::SignatureDataLength { .. } => "SignatureDataLength",
+            Self::CertificationDataType { .. } => "CertificationDataType",
+            Self::CertificationDataLength { .. } => "CertificationDataLength",
+            Self::TrailingBytes { .. } => "TrailingBytes",
+            Self::PckChainEncoding { .. } => "PckChainEncoding",
+            Self::EmbeddedRootMismatch { .. } => "EmbeddedRootMismatch",
+            Self::CollateralMalformed { .. } => "CollateralMalformed",
+            Self::RootCaCrl { .. } => "RootCaCrl",
+            Self::CrlExpired { .. } => "CrlExpired",
+            Self::TcbInfoNotYetValid { .. } => "TcbInfoNotYetValid",
+            Self::TcbInfoExpired { .. } => "TcbInfoExpired",
+            Self::TcbInfoChain { .. } => "TcbInfoChain",
+            Self::TcbInfoSignature { .. } => "TcbInfoSignature",
+            Self::QeIdentityNotYetValid { .. } => "QeIdentityNotYetValid",
+            Self::QeIdentityExpired { .. } => "QeIdentityExpired",
+            Self::QeIdentityChain { .. } => "QeIdentityChain",
+            Self::QeIdentitySignature { .. } => "QeIdentitySignature",
+            Self::QeIdentityKind { .. } => "QeIdentityKind",
+            Self::CertificateRevoked { .. } => "CertificateRevoked",
+            Self::CertificateValidity { .. } => "CertificateValidity",
+            Self::UnknownIssuer { .. } => "UnknownIssuer",
+            Self::CertificateChain { .. } => "CertificateChain",
+            Self::QeReportSignature { .. } => "QeReportSignature",
+            Self::QeReportData { .. } => "QeReportData",
+            Self::QeIdentityPolicy { .. } => "QeIdentityPolicy",
+            Self::QuoteSignature { .. } => "QuoteSignature",
+            Self::FmspcMismatch { .. } => "FmspcMismatch",
+            Self::TcbLevel { .. } => "TcbLevel",
+            Self::TcbRevoked { .. } => "TcbRevoked",
+            Self::TdAttributes { .. } => "TdAttributes",
+            Self::Dcap { .. } => "Dcap",
+        }
+    }
 }

@@ -75,6 +75,25 @@ pub fn verify(
     })
 }
 
+/// The FMSPC in a quote's PCK certificate, to pick collateral from a cache. Unverified: use
+/// only to look collateral up, never as a result.
+pub fn quote_fmspc(quote: &[u8]) -> Result<[u8; 6], TdxError> {
+    let layout = layout::parse(quote)?;
+    let (at, len) = layout.pck_chain;
+    let pem_chain = quote.get(at..at + len).unwrap_or_default();
+    let chain = pem::parse_many(pem_chain).map_err(|e| TdxError::PckChainEncoding {
+        reason: e.to_string(),
+    })?;
+    let leaf = chain.first().ok_or(TdxError::PckChainEncoding {
+        reason: "no certificate".into(),
+    })?;
+    dcap_qvl::intel::parse_pck_extension(leaf.contents())
+        .map(|ext| ext.fmspc)
+        .map_err(|e| TdxError::CertificateChain {
+            reason: format!("{e:#}"),
+        })
+}
+
 /// locus's own checks, before dcap-qvl: the layout and the embedded root. Returns the layout
 /// and the PCK leaf certificate (DER).
 pub(crate) fn structural(

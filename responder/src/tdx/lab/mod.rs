@@ -28,16 +28,21 @@ use super::{QuoteError, TdxQuoter};
 #[derive(Debug, Clone)]
 pub struct LabOptions {
     /// Generation time, unix seconds. Collateral is valid from an hour before to
-    /// `collateral_validity_secs` after; certificates from a day before.
+    /// `collateral_validity_secs` (CRLs: `crl_validity_secs`) after; certificates from a day
+    /// before.
     pub now_unix: u64,
-    /// How long TCB info, QE identity and CRLs stay valid.
+    /// How long TCB info and QE identity stay valid.
     pub collateral_validity_secs: u64,
+    /// How long the CRLs stay valid.
+    pub crl_validity_secs: u64,
     /// How long the certificates stay valid.
     pub cert_validity_secs: u64,
     /// List the PCK leaf in the PCK CRL (for revocation tests).
     pub revoke_pck_leaf: bool,
     /// MRTD and RTMR0-3 of the lab TD.
     pub measurements: LabMeasurements,
+    /// Appended to the lab certificates' common names (random by default).
+    pub lab_id: String,
 }
 
 impl LabOptions {
@@ -46,9 +51,11 @@ impl LabOptions {
         Self {
             now_unix,
             collateral_validity_secs: 30 * 86_400,
+            crl_validity_secs: 30 * 86_400,
             cert_validity_secs: 5 * 365 * 86_400,
             revoke_pck_leaf: false,
             measurements: LabMeasurements::default(),
+            lab_id: hex::encode(rand::random::<[u8; 4]>()),
         }
     }
 }
@@ -151,7 +158,7 @@ impl LabTdx {
             collateral,
             measurements: opts.measurements.clone(),
             valid_from: opts.now_unix - 3600,
-            valid_until: opts.now_unix + opts.collateral_validity_secs,
+            valid_until: opts.now_unix + opts.collateral_validity_secs.min(opts.crl_validity_secs),
         };
         Self::from_state(state)
     }

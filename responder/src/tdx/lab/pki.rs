@@ -62,7 +62,9 @@ fn name(cn: &str) -> DistinguishedName {
 fn params(cn: &str, serial: u8, opts: &LabOptions) -> Result<CertificateParams, QuoteError> {
     let now = opts.now_unix as i64;
     let mut p = CertificateParams::default();
-    p.distinguished_name = name(cn);
+    // Names carry the lab ID so two labs' certificates never share a subject: a chain from
+    // another lab then fails as an unknown issuer, not as a bad signature.
+    p.distinguished_name = name(&format!("{cn} {}", opts.lab_id));
     p.serial_number = Some(SerialNumber::from_slice(&[serial]));
     p.not_before = at(now - 86_400)?;
     p.not_after = at(now + opts.cert_validity_secs as i64)?;
@@ -129,7 +131,7 @@ fn crl(
     let now = opts.now_unix as i64;
     Ok(CertificateRevocationListParams {
         this_update: at(now - 3600)?,
-        next_update: at(now + opts.collateral_validity_secs as i64)?,
+        next_update: at(now + opts.crl_validity_secs as i64)?,
         crl_number: SerialNumber::from_slice(&[1]),
         issuing_distribution_point: None,
         revoked_certs: match revoked {

@@ -1,0 +1,21 @@
+//! `locus verify`: offline verification of attestation evidence.
+//!
+//! Exit codes: 0 valid; 1 invalid (the failed check is named); 2 usage or unreadable input
+//! (clap's usage errors exit 2 as well).
+
+use std::process::ExitCode;
+
+mod at;
+mod tdx;
+
+#[derive(clap::Subcommand)]
+pub(crate) enum VerifyCmd {
+    /// Verify a TDX quote (v4/v5) with its collateral, under Intel's root or a configured one.
+    TdxQuote(tdx::Args),
+}
+
+pub(crate) fn run(cmd: VerifyCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        VerifyCmd::TdxQuote(args) => tdx::run(args),
+    }
+}
