@@ -115,6 +115,12 @@ pub enum ConfigError {
     BadServerName { name: String },
     #[error("duplicate anchor name {name:?}")]
     Duplicate { name: String },
+    /// A request named an anchor this responder is not configured with.
+    #[error("no anchor named {name:?} is configured")]
+    UnknownAnchor { name: String },
+    /// A request named more anchors than one evidence answer may time.
+    #[error("{count} anchors requested, at most {max} per request")]
+    TooMany { count: usize, max: usize },
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,7 +172,31 @@ fn server_name(name: &str) -> Result<ServerName<'static>, ConfigError> {
     })
 }
 
+/// Most anchors one evidence request may ask for (each costs a handshake and K round trips).
+pub const MAX_ANCHORS_PER_REQUEST: usize = 16;
+
 impl AnchorsConfig {
+    /// The specs for the anchor names of an evidence request, in request order. Requests name
+    /// configured anchors only: a verifier cannot make the responder connect anywhere else.
+    pub fn select(&self, names: &[String]) -> Result<Vec<AnchorSpec>, ConfigError> {
+        if names.len() > MAX_ANCHORS_PER_REQUEST {
+            return Err(ConfigError::TooMany {
+                count: names.len(),
+                max: MAX_ANCHORS_PER_REQUEST,
+            });
+        }
+        names
+            .iter()
+            .map(|n| {
+                self.anchors
+                    .iter()
+                    .find(|a| &a.name == n)
+                    .cloned()
+                    .ok_or_else(|| ConfigError::UnknownAnchor { name: n.clone() })
+            })
+            .collect()
+    }
+
     /// Loads and validates an anchors file; `ca_file` paths are relative to the file's folder.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -303,6 +333,21 @@ mod tests {
         ));
         let text = base.replace("\"webpki\"", "{ spki_sha256 = \"00\", extra = 1 }");
         assert!(AnchorsConfig::parse(&text, Path::new(".")).is_err());
+    }
+
+    #[test]
+    fn selects_requested_anchors_in_order() {
+        let c = AnchorsConfig::load(&example_path()).unwrap();
+        let names: Vec<String> = c.anchors.iter().rev().map(|a| a.name.clone()).collect();
+        let picked = c.select(&names).unwrap();
+        assert_eq!(picked.len(), names.len());
+        assert!(picked.iter().zip(&names).all(|(a, n)| &a.name == n));
+        assert!(matches!(
+            c.select(&["nowhere".to_owned()]),
+            Err(ConfigError::UnknownAnchor { .. })
+        ));
+        let many = vec![names[0].clone(); MAX_ANCHORS_PER_REQUEST + 1];
+        assert!(matches!(c.select(&many), Err(ConfigError::TooMany { .. })));
     }
 
     #[test]

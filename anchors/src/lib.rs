@@ -19,7 +19,10 @@ pub mod lab;
 mod measure;
 mod tls;
 
-pub use config::{AnchorSpec, AnchorsConfig, ConfigError, Location, MeasureOptions, Trust};
+pub use config::{
+    AnchorSpec, AnchorsConfig, ConfigError, Location, MeasureOptions, Trust,
+    MAX_ANCHORS_PER_REQUEST,
+};
 pub use lab::{AnchorServer, LabBehaviour, LabCa, LabError, ServerIdentity};
 pub use locus_proto::anchor::{AnchorFailure, AnchorReport, AnchorResult};
 pub use measure::{measure, measure_all};
