@@ -86,6 +86,11 @@ async fn honest_report_verifies_with_the_handshake_rechecked() {
     }
     assert!(v.anycast_suspects.is_empty());
     assert_eq!(v.usable().len(), 2);
+    let inputs = v.verdict_inputs();
+    assert_eq!(inputs.len(), 2);
+    assert_eq!(inputs[0].site, "fra");
+    assert_eq!(inputs[0].samples, 3);
+    assert_eq!(Some(inputs[0].min_rtt_ns), report.anchors[0].min_rtt_ns);
 }
 
 #[tokio::test]

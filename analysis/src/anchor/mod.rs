@@ -184,6 +184,20 @@ pub struct AnchorVerification {
 }
 
 impl AnchorVerification {
+    /// The usable anchors with a site, as the verdict engine takes them (`NodeInput::anchors`).
+    pub fn verdict_inputs(&self) -> Vec<crate::input::AnchorReport> {
+        self.usable()
+            .into_iter()
+            .filter_map(|v| {
+                Some(crate::input::AnchorReport {
+                    site: v.site.clone()?,
+                    min_rtt_ns: v.min_rtt_ns,
+                    samples: v.samples,
+                })
+            })
+            .collect()
+    }
+
     /// Verified anchors that are in no anycast-suspect pair: the ones fit for distance bounds.
     pub fn usable(&self) -> Vec<&VerifiedAnchor> {
         self.anchors
