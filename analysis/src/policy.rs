@@ -87,7 +87,10 @@ pub struct RelocationPolicy {
     pub round_ms: f64,
     /// Answers a round needs to count; rounds with fewer (an outage) are skipped.
     pub min_round_samples: usize,
-    /// Rounds whose median minimum is the baseline when the node has no history.
+    /// Rounds skipped at the start when the node has no history (processes starting).
+    pub warmup_rounds: usize,
+    /// Rounds (after the warm-up) whose median minimum is the baseline when the node has no
+    /// history.
     pub baseline_rounds: usize,
     /// Drift allowance k, ms: per-round deviations below this never accumulate.
     pub drift_ms: f64,
@@ -96,6 +99,12 @@ pub struct RelocationPolicy {
     pub threshold_ms: f64,
     /// Probers that must alarm: one prober's route change or outage is not a relocation.
     pub min_probers: usize,
+    /// An alarm counts only if at least this many rounds follow it (including its own) ...
+    pub confirm_rounds: usize,
+    /// ... and their median deviates from the baseline by at least this (ms), in the alarm's
+    /// direction. A host stall or route flap reverts; a relocation persists. 1.5 ms ≈ 100 km
+    /// of re-routing at inflation 1.5.
+    pub min_shift_ms: f64,
 }
 
 impl Default for Policy {
@@ -132,10 +141,13 @@ impl Default for RelocationPolicy {
         Self {
             round_ms: 1000.0,
             min_round_samples: 5,
+            warmup_rounds: 1,
             baseline_rounds: 3,
             drift_ms: 0.5,
             threshold_ms: 4.0,
             min_probers: 2,
+            confirm_rounds: 3,
+            min_shift_ms: 1.5,
         }
     }
 }
@@ -190,6 +202,7 @@ impl Policy {
         }
         nonneg("relocation.drift_ms", self.relocation.drift_ms)?;
         nonneg("relocation.threshold_ms", self.relocation.threshold_ms)?;
+        nonneg("relocation.min_shift_ms", self.relocation.min_shift_ms)?;
         if !(self.inflation.is_finite() && self.inflation >= 1.0) {
             return Err(PolicyError::OutOfRange {
                 field: "inflation",
@@ -212,6 +225,7 @@ impl Policy {
                 self.relocation.baseline_rounds,
             ),
             ("relocation.min_probers", self.relocation.min_probers),
+            ("relocation.confirm_rounds", self.relocation.confirm_rounds),
         ] {
             if v == 0 {
                 return Err(PolicyError::OutOfRange {

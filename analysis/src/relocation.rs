@@ -47,6 +47,8 @@ pub struct ProberShift {
     /// Largest CUSUM statistic reached (either direction), ms: compare with the threshold, or
     /// sweep the threshold over it offline.
     pub max_stat_ms: f64,
+    /// Alarms discarded because the shift did not persist (stalls, route flaps).
+    pub transients: usize,
 }
 
 /// Relocation finding over all probers.
@@ -70,11 +72,13 @@ pub fn detect(series: &[(String, Rounds, Option<f64>)], p: &RelocationPolicy) ->
         let (baseline, rest) = match external {
             Some(b) => (*b, &rounds[..]),
             None => {
-                if rounds.len() <= p.baseline_rounds {
+                // start-up rounds (processes launching, handshakes) are not a baseline
+                let usable = rounds.get(p.warmup_rounds..).unwrap_or(&[]);
+                if usable.len() <= p.baseline_rounds {
                     continue;
                 }
-                let mut first: Vec<f64> = rounds[..p.baseline_rounds].iter().map(|r| r.1).collect();
-                (median(&mut first), &rounds[p.baseline_rounds..])
+                let mut first: Vec<f64> = usable[..p.baseline_rounds].iter().map(|r| r.1).collect();
+                (median(&mut first), &usable[p.baseline_rounds..])
             }
         };
         if rest.is_empty() {
@@ -82,13 +86,25 @@ pub fn detect(series: &[(String, Rounds, Option<f64>)], p: &RelocationPolicy) ->
         }
         let (mut up, mut down) = (0.0f64, 0.0f64);
         let mut alarm = None;
+        let mut transients = 0;
         let mut max_stat = 0.0f64;
         for (i, &(round, x)) in rest.iter().enumerate() {
             up = (up + x - baseline - p.drift_ms).max(0.0);
             down = (down + baseline - x - p.drift_ms).max(0.0);
             max_stat = max_stat.max(up).max(down);
             if alarm.is_none() && (up > p.threshold_ms || down > p.threshold_ms) {
-                alarm = Some((i, round));
+                // Offline, the rounds after the alarm are known: a relocation persists, a
+                // host stall or route flap does not. Confirm before accepting the alarm.
+                let dir = if up > p.threshold_ms { 1.0 } else { -1.0 };
+                let after = &rest[i..];
+                let mut dev: Vec<f64> = after.iter().map(|r| r.1 - baseline).collect();
+                if after.len() >= p.confirm_rounds && median(&mut dev) * dir >= p.min_shift_ms {
+                    alarm = Some((i, round));
+                } else {
+                    transients += 1;
+                    up = 0.0;
+                    down = 0.0;
+                }
             }
         }
         let shift_ms = alarm.map(|(i, _)| {
@@ -106,6 +122,7 @@ pub fn detect(series: &[(String, Rounds, Option<f64>)], p: &RelocationPolicy) ->
             shift_ms,
             rounds: rest.len(),
             max_stat_ms: max_stat,
+            transients,
         });
     }
     let mut alarms: Vec<f64> = shifts
@@ -185,6 +202,34 @@ mod tests {
         ];
         let r = detect(&s, &p);
         assert!(!r.detected, "{r:?}");
+    }
+
+    #[test]
+    fn host_stall_and_slow_start_are_not_relocation() {
+        let p = RelocationPolicy::default();
+        // every prober +2.5 ms for 4 rounds mid-window (a stalled host), and a slow first round
+        let stalled = |name: &str, base: f64| {
+            let mut s = series(name, base, base, 20, 20);
+            for r in &mut s.1[9..13] {
+                r.1 += 2.5;
+            }
+            s.1[0].1 += 5.0;
+            s
+        };
+        let s = [stalled("a", 5.0), stalled("b", 7.0), stalled("c", 6.0)];
+        let r = detect(&s, &p);
+        assert!(!r.detected, "{r:?}");
+        assert!(r.shifts.iter().all(|x| x.transients >= 1), "{r:?}");
+    }
+
+    #[test]
+    fn shift_too_late_to_confirm_is_not_reported() {
+        let p = RelocationPolicy::default();
+        let s = [
+            series("a", 5.0, 15.0, 20, 19),
+            series("b", 7.0, 1.0, 20, 19),
+        ];
+        assert!(!detect(&s, &p).detected);
     }
 
     #[test]

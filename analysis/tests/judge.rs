@@ -74,6 +74,9 @@ struct Spec {
     move_to: Option<(&'static str, u64)>,
     rounds: u64,
     per_round: u64,
+    /// Loaded host: heavy-tailed extra delay per sample (mean 0.5 ms), a slow first round and
+    /// a 3-round stall of +2.5 ms at every prober.
+    loaded: bool,
 }
 
 const NS: f64 = 1e6;
@@ -102,8 +105,16 @@ fn node(w: &World, name: &str, claim: &str, spec: &Spec, seed: u64) -> NodeInput
                     Some(relay) => path_ms(ps, pos(w, relay)) + path_ms(pos(w, relay), td),
                     None => path_ms(ps, td),
                 };
+                let stall = if spec.loaded && (r == 0 || (12..15).contains(&r)) {
+                    2.5
+                } else {
+                    0.0
+                };
                 for k in 0..per_round {
-                    let jitter = rng.next() * 0.1 + rng.next() * 0.1; // 2 × 50 µs one way
+                    let mut jitter = rng.next() * 0.1 + rng.next() * 0.1; // 2 × 50 µs one way
+                    if spec.loaded {
+                        jitter += stall - 0.5 * (1.0 - rng.next()).ln();
+                    }
                     samples.push(EchoSample {
                         sent_ns: r * 1_000_000_000 + k * 1_000_000_000 / per_round,
                         rtt_ns: ((base + jitter + 0.03) * NS) as u64,
@@ -319,6 +330,62 @@ fn table_of_verdicts() {
 
     for (n, want, reason) in &cases {
         assert_verdict(n, *want, reason);
+    }
+}
+
+#[test]
+fn loaded_host_keeps_verdicts() {
+    let w = world();
+    let loaded = Spec {
+        loaded: true,
+        ..honest()
+    };
+    let cases = [
+        (node(&w, "honest", "fra", &loaded, 31), Verdict::Located),
+        (
+            node(
+                &w,
+                "proxy-mil",
+                "fra",
+                &Spec {
+                    td: "mil",
+                    relay: Some("fra"),
+                    ..loaded.clone()
+                },
+                32,
+            ),
+            Verdict::Proxied,
+        ),
+        (
+            node(
+                &w,
+                "moves",
+                "fra",
+                &Spec {
+                    move_to: Some(("par", 8)),
+                    ..loaded.clone()
+                },
+                33,
+            ),
+            Verdict::Relocated,
+        ),
+        (
+            node(
+                &w,
+                "franken",
+                "fra",
+                &Spec {
+                    tpm_km: 400.0,
+                    ..loaded.clone()
+                },
+                34,
+            ),
+            Verdict::Frankenstein,
+        ),
+    ];
+    for (n, want) in &cases {
+        let j = judge(&w, n, &Policy::default());
+        assert_eq!(j.verdict, *want, "{}: {:#?}", n.name, j.reasons);
     }
 }
 
