@@ -1,9 +1,49 @@
-//! Reduce the evidence verifier's report ([`crate::evidence::EvidenceReport`]) to the
-//! [`EvidenceSummary`] the verdict engine takes.
+//! Conversions from what the prober, responder and verifiers produce (echo samples, in-TD
+//! timings, verified anchors, the evidence report) into the verdict engine's inputs.
 
+use crate::anchor::AnchorVerification;
 use crate::evidence::{CheckId, EvidenceReport, Outcome};
-use crate::input::EvidenceSummary;
+use crate::input::{AnchorReport, EchoSample, EvidenceSummary, InTdTimings};
 use crate::tdx::RootKind;
+
+impl From<&locus_proto::prober::Sample> for EchoSample {
+    fn from(s: &locus_proto::prober::Sample) -> Self {
+        EchoSample {
+            sent_ns: s.sent_ns,
+            rtt_ns: s.rtt_ns,
+            inside_ns: s.inside_ns,
+        }
+    }
+}
+
+impl From<&locus_proto::evidence::ResponderTimings> for InTdTimings {
+    fn from(t: &locus_proto::evidence::ResponderTimings) -> Self {
+        InTdTimings {
+            tdx_quote_ns: t.tdx_quote_ns,
+            tpm_quote_ns: t.tpm_quote_ns,
+            tpm_cmd_rtt_ns: t.tpm_cheap_rtt_min_ns.into_iter().collect(),
+            evidence_ns: None,
+        }
+    }
+}
+
+impl AnchorReport {
+    /// The anchors that verified and have a known site; failed anchors and anchors without a
+    /// site in the anchor policy are left out (the verification report names them).
+    pub fn from_verification(v: &AnchorVerification) -> Vec<AnchorReport> {
+        v.anchors
+            .iter()
+            .filter_map(|c| {
+                let a = c.outcome.as_ref().ok()?;
+                Some(AnchorReport {
+                    site: a.site.clone()?,
+                    min_rtt_ns: a.min_rtt_ns,
+                    samples: a.samples,
+                })
+            })
+            .collect()
+    }
+}
 
 impl EvidenceSummary {
     /// Summary of a verified bundle: its validity, the names of the checks that invalidate it,
@@ -72,6 +112,21 @@ mod tests {
             .failed_checks
             .iter()
             .all(|c| crate::frankenstein::is_binding_check(c, &p)));
+    }
+
+    #[test]
+    fn timings_convert() {
+        let t = locus_proto::evidence::ResponderTimings {
+            tdx_quote_ns: Some(1),
+            tpm_quote_ns: Some(2),
+            tpm_cheap_rtt_min_ns: Some(3),
+            tpm_cheap_samples: 8,
+        };
+        let i = InTdTimings::from(&t);
+        assert_eq!(
+            (i.tdx_quote_ns, i.tpm_quote_ns, i.tpm_cmd_rtt_ns),
+            (Some(1), Some(2), vec![3])
+        );
     }
 
     #[test]
