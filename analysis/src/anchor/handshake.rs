@@ -336,3 +336,57 @@ pub(crate) fn recheck(
         signed_message,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn record(ty: u8, body: &[u8]) -> Vec<u8> {
+        let mut r = vec![ty, 3, 3];
+        r.extend_from_slice(&u16::try_from(body.len()).unwrap().to_be_bytes());
+        r.extend_from_slice(body);
+        r
+    }
+
+    #[test]
+    fn expand_label_matches_rfc8448() {
+        // RFC 8448 §3 (simple 1-RTT handshake): server handshake traffic secret, and the
+        // server handshake write key and iv derived from it.
+        let secret =
+            hex::decode("b67b7d690cc16c4e75e54213cb2d37b4e9c912bcded9105d42befd59d391ad38")
+                .unwrap();
+        let key = expand_label(hkdf::HKDF_SHA256, &secret, b"key", 16).unwrap();
+        let iv = expand_label(hkdf::HKDF_SHA256, &secret, b"iv", 12).unwrap();
+        assert_eq!(hex::encode(key), "3fce516009c21727d0f2e4e86ee403bc");
+        assert_eq!(hex::encode(iv), "5d313eb2671276ee13000b30");
+    }
+
+    #[test]
+    fn rejects_unknown_suites_and_wrong_secret_lengths() {
+        assert_eq!(
+            recheck(0x00ff, &[], &[], &[0; 32]).unwrap_err(),
+            AnchorError::UnsupportedCipherSuite { suite: 0x00ff }
+        );
+        assert!(matches!(
+            recheck(0x1301, &[], &[], &[0; 48]),
+            Err(AnchorError::HandshakeMalformed { .. })
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_records_never_panic(
+            hello in proptest::collection::vec(any::<u8>(), 0..200),
+            body in proptest::collection::vec(any::<u8>(), 0..300),
+            ty in prop_oneof![Just(20u8), Just(21), Just(22), Just(23), any::<u8>()],
+            suite in prop_oneof![Just(0x1301u16), Just(0x1302), Just(0x1303)],
+        ) {
+            let secret = vec![7u8; if suite == 0x1302 { 48 } else { 32 }];
+            let hello = record(22, &hello);
+            let flight = [record(22, &body), record(ty, &body)].concat();
+            prop_assert!(recheck(suite, &hello, &flight, &secret).is_err());
+            prop_assert!(recheck(suite, &body, &hello, &secret).is_err());
+        }
+    }
+}
