@@ -5,6 +5,9 @@
 pub mod configfs;
 pub mod lab;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::PathBuf;
 
 /// Produces a TDX quote whose REPORTDATA is `report_data`.
