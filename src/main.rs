@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod judge;
 mod logging;
+mod prober_cmd;
+mod responder_cmd;
 mod verify;
 
 #[derive(Parser)]
@@ -24,6 +26,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a responder (inside the confidential VM) until interrupted.
+    Responder(responder_cmd::ResponderArgs),
+    /// Measure round trips to one or more responders.
+    Prober(prober_cmd::ProberArgs),
     /// Benchmarks, each against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -38,9 +44,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_json);
     let result = match cli.command {
+        Command::Responder(args) => responder_cmd::run(args),
+        Command::Prober(args) => prober_cmd::run(args),
         Command::Bench(cmd) => bench::run(cmd),
-        Command::Verify(cmd) => verify::run(cmd),
         Command::Judge(args) => judge::run(args),
+        Command::Verify(cmd) => verify::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -49,6 +49,7 @@ fn node(file: &SamplesFile, name: &str, td: &str) -> NodeInput {
         }],
         evidence: None,
         baseline: vec![],
+        endorsement: None,
     }
 }
 

@@ -1,1 +1,14 @@
-//! locus-prober
+//! The locus prober: connects to responders over QUIC, sends concurrent echo challenges at a
+//! set rate, and measures their round trips. Decisions (matching, loss, violations) live in
+//! `locus_proto::prober`; this crate owns sockets, clock and randomness.
+
+pub mod client;
+pub mod pin;
+pub mod requests;
+pub mod round;
+pub mod stats;
+
+pub use client::{connect, ConnectError, Target};
+pub use pin::SpkiPolicy;
+pub use round::{run_round, RoundConfig, RoundReport};
+pub use stats::RttStats;

@@ -115,6 +115,11 @@ impl ChallengeTracker {
         EchoChallenge { seq, nonce }.encode()
     }
 
+    /// Changes the timeout for challenges issued or expired from now on.
+    pub fn set_timeout(&mut self, timeout_ns: u64) {
+        self.timeout_ns = timeout_ns;
+    }
+
     /// Challenges still waiting for an answer.
     pub fn in_flight(&self) -> usize {
         self.pending.len()

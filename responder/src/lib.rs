@@ -1,4 +1,11 @@
-//! locus-responder
+//! The locus responder: runs inside the confidential VM, answers echo challenges at once over
+//! QUIC datagrams, and answers evidence requests on QUIC streams.
+//!
+//! This crate is the driver: decisions (decoding, replay checks, transcript) live in
+//! `locus-proto`; here we own the sockets, the clock and the hardware.
+
 pub mod evidence;
+pub mod server;
+pub mod session_key;
 pub mod tdx;
 pub mod tpm;

@@ -4,16 +4,20 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
+mod ping;
 mod tdx;
 
 #[derive(Subcommand)]
 pub(crate) enum BenchCmd {
+    /// Echo round trips and throughput: locus vs a raw UDP echo.
+    Ping(ping::PingArgs),
     /// TDX: lab quote generation; locus verify vs bare dcap-qvl verify (target ratio <= 1.2).
     Tdx(tdx::TdxArgs),
 }
 
 pub(crate) fn run(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
     match cmd {
+        BenchCmd::Ping(args) => ping::run(args),
         BenchCmd::Tdx(args) => tdx::run(args),
     }
 }

@@ -6,16 +6,20 @@
 use std::process::ExitCode;
 
 mod at;
+mod evidence;
 mod tdx;
 
 #[derive(clap::Subcommand)]
 pub(crate) enum VerifyCmd {
     /// Verify a TDX quote (v4/v5) with its collateral, under Intel's root or a configured one.
     TdxQuote(tdx::Args),
+    /// Verify an evidence bundle (vTPM + TDX, bound to a nonce) under a policy.
+    Evidence(evidence::Args),
 }
 
 pub(crate) fn run(cmd: VerifyCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         VerifyCmd::TdxQuote(args) => tdx::run(args),
+        VerifyCmd::Evidence(args) => evidence::run(args),
     }
 }

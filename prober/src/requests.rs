@@ -1,0 +1,96 @@
+//! Requests on QUIC streams: evidence and the signed transcript.
+
+use locus_proto::evidence::EvidenceBundle;
+use locus_proto::frame::{self, Frame, FrameError, MessageKind, HEADER_LEN, MAX_BODY_LEN};
+use locus_proto::messages::{
+    ErrorMessage, EvidenceRequest, EvidenceResponse, Include, TranscriptRequest, TranscriptResponse,
+};
+use locus_proto::Nonce;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::client::Target;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("stream: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    #[error("sending the request: {0}")]
+    Write(#[from] quinn::WriteError),
+    #[error("reading the reply: {0}")]
+    Read(#[from] quinn::ReadExactError),
+    #[error("bad reply: {0}")]
+    Frame(#[from] FrameError),
+    #[error("the responder refused the request (code {code}): {message}")]
+    Refused { code: u16, message: String },
+    #[error("the reply was bound to another nonce")]
+    WrongNonce,
+}
+
+/// Asks for fresh evidence bound to `nonce`.
+pub async fn request_evidence(
+    target: &Target,
+    nonce: &Nonce,
+    include: Include,
+) -> Result<EvidenceBundle, RequestError> {
+    let req = EvidenceRequest {
+        nonce: nonce.to_vec(),
+        include,
+    };
+    let resp: EvidenceResponse = exchange(
+        target,
+        MessageKind::EvidenceRequest,
+        &req,
+        MessageKind::EvidenceResponse,
+    )
+    .await?;
+    if resp.bundle.nonce != nonce {
+        return Err(RequestError::WrongNonce);
+    }
+    Ok(resp.bundle)
+}
+
+/// Asks for the signed transcript of this connection so far.
+pub async fn request_transcript(target: &Target) -> Result<TranscriptResponse, RequestError> {
+    exchange(
+        target,
+        MessageKind::TranscriptRequest,
+        &TranscriptRequest {},
+        MessageKind::TranscriptResponse,
+    )
+    .await
+}
+
+/// Sends raw bytes as a request and returns the raw reply: for tests of bad input.
+pub async fn exchange_raw(target: &Target, request: &[u8]) -> Result<Vec<u8>, RequestError> {
+    let (mut send, mut recv) = target.conn.open_bi().await?;
+    send.write_all(request).await?;
+    let _ = send.finish();
+    let mut header = [0u8; HEADER_LEN];
+    recv.read_exact(&mut header).await?;
+    let frame = Frame::decode_header(&header, MAX_BODY_LEN)?;
+    let mut body = vec![0u8; frame.body_len as usize];
+    recv.read_exact(&mut body).await?;
+    let mut out = header.to_vec();
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+async fn exchange<Req: Serialize, Resp: DeserializeOwned>(
+    target: &Target,
+    kind: MessageKind,
+    req: &Req,
+    expected: MessageKind,
+) -> Result<Resp, RequestError> {
+    let reply = exchange_raw(target, &frame::encode(kind, req)).await?;
+    let header = Frame::decode_header(&reply, MAX_BODY_LEN)?;
+    if header.kind == MessageKind::Error {
+        let e: ErrorMessage = frame::decode(&reply, MessageKind::Error, MAX_BODY_LEN)?;
+        return Err(RequestError::Refused {
+            code: e.code,
+            message: e.message,
+        });
+    }
+    Ok(frame::decode(&reply, expected, MAX_BODY_LEN)?)
+}

@@ -1,0 +1,200 @@
+//! One probing round against one target: paced challenges with a bounded in-flight window,
+//! answers matched by the sans-I/O tracker, round trips into a histogram.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use locus_proto::prober::{AnswerOutcome, Counters, Sample};
+use rand::{RngCore, SeedableRng};
+use serde::Serialize;
+use tokio::sync::Notify;
+use tracing::debug;
+
+use crate::client::{ProbeState, Target};
+use crate::stats::{new_histogram, RttStats};
+
+/// How often the receiver wakes to expire unanswered challenges.
+const EXPIRY_TICK: Duration = Duration::from_millis(5);
+
+/// How many violations are kept verbatim in a report (all are counted).
+const VIOLATIONS_KEPT: usize = 32;
+
+/// Settings of one round.
+#[derive(Debug, Clone)]
+pub struct RoundConfig {
+    /// Challenges per second; 0 sends as fast as the window allows.
+    pub rate_hz: f64,
+    pub count: u64,
+    /// Most challenges in flight at once.
+    pub window: usize,
+    /// After this long without an answer a challenge counts as lost.
+    pub timeout: Duration,
+    /// Keep every sample in the report (for storage and transcript checks).
+    pub keep_samples: bool,
+}
+
+impl Default for RoundConfig {
+    fn default() -> Self {
+        Self {
+            rate_hz: 100.0,
+            count: 100,
+            window: 32,
+            timeout: Duration::from_secs(1),
+            keep_samples: false,
+        }
+    }
+}
+
+/// What one round measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoundReport {
+    pub target: SocketAddr,
+    pub rtt: RttStats,
+    /// Responder-reported processing time, p50, in microseconds.
+    pub inside_p50_us: f64,
+    pub sent: u64,
+    pub answered: u64,
+    pub lost: u64,
+    pub late: u64,
+    pub out_of_order: u64,
+    pub violations: u64,
+    pub violation_examples: Vec<String>,
+    pub wall_s: f64,
+    #[serde(skip)]
+    pub samples: Vec<Sample>,
+}
+
+/// Runs one round against `target`. Rounds on one target should not overlap.
+pub async fn run_round(target: &Target, cfg: &RoundConfig) -> RoundReport {
+    let started = Instant::now();
+    let state = target.probe.clone();
+    let before = {
+        let mut s = lock(&state);
+        s.tracker.set_timeout(cfg.timeout.as_nanos() as u64);
+        s.sending_done = cfg.count == 0;
+        s.tracker.counters()
+    };
+    let epoch = lock(&state).epoch;
+    let room = Arc::new(Notify::new());
+    let receiver = tokio::spawn(receive(
+        target.conn.clone(),
+        state.clone(),
+        room.clone(),
+        cfg.keep_samples,
+    ));
+
+    let mut rng = rand::rngs::StdRng::from_entropy();
+    let interval = (cfg.rate_hz > 0.0).then(|| Duration::from_secs_f64(1.0 / cfg.rate_hz));
+    for i in 0..cfg.count {
+        if let Some(iv) = interval {
+            let due = started + iv.mul_f64(i as f64);
+            if due > Instant::now() {
+                tokio::time::sleep_until(due.into()).await;
+            }
+        }
+        loop {
+            let waiting = room.notified();
+            if lock(&state).tracker.in_flight() < cfg.window {
+                break;
+            }
+            waiting.await;
+        }
+        let mut nonce = [0u8; 32];
+        rng.fill_bytes(&mut nonce);
+        let datagram = {
+            let mut s = lock(&state);
+            let now = epoch.elapsed().as_nanos() as u64;
+            s.tracker.issue(now, nonce)
+        };
+        if let Err(e) = target.conn.send_datagram(datagram.to_vec().into()) {
+            debug!(target = %target.addr, "challenge not sent: {e}");
+            break;
+        }
+    }
+    lock(&state).sending_done = true;
+    let (hist, inside, samples, examples) = receiver.await.unwrap_or_else(|e| {
+        debug!("receiver task failed: {e}");
+        (new_histogram(), new_histogram(), Vec::new(), Vec::new())
+    });
+    let after = lock(&state).tracker.counters();
+    let d = |f: fn(&Counters) -> u64| f(&after) - f(&before);
+    RoundReport {
+        target: target.addr,
+        rtt: RttStats::from_histogram(&hist),
+        inside_p50_us: RttStats::from_histogram(&inside).p50_us,
+        sent: d(|c| c.sent),
+        answered: d(|c| c.answered),
+        lost: d(|c| c.lost),
+        late: d(|c| c.late),
+        out_of_order: d(|c| c.out_of_order),
+        violations: d(|c| c.violations),
+        violation_examples: examples,
+        wall_s: started.elapsed().as_secs_f64(),
+        samples,
+    }
+}
+
+type Received = (
+    hdrhistogram::Histogram<u64>,
+    hdrhistogram::Histogram<u64>,
+    Vec<Sample>,
+    Vec<String>,
+);
+
+async fn receive(
+    conn: quinn::Connection,
+    state: Arc<Mutex<ProbeState>>,
+    room: Arc<Notify>,
+    keep: bool,
+) -> Received {
+    let epoch = lock(&state).epoch;
+    let mut hist = new_histogram();
+    let mut inside = new_histogram();
+    let mut samples = Vec::new();
+    let mut examples = Vec::new();
+    loop {
+        {
+            let mut s = lock(&state);
+            let now = epoch.elapsed().as_nanos() as u64;
+            if s.tracker.expire(now) > 0 {
+                room.notify_one();
+            }
+            if s.sending_done && s.tracker.in_flight() == 0 {
+                break;
+            }
+        }
+        let datagram = match tokio::time::timeout(EXPIRY_TICK, conn.read_datagram()).await {
+            Err(_) => continue,
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => {
+                debug!("connection closed during round: {e}");
+                lock(&state).tracker.expire_all();
+                break;
+            }
+        };
+        let now = epoch.elapsed().as_nanos() as u64;
+        let outcome = lock(&state).tracker.on_answer(now, &datagram);
+        match outcome {
+            AnswerOutcome::Sample(s) => {
+                let _ = hist.record(s.rtt_ns.max(1));
+                let _ = inside.record(s.inside_ns.max(1));
+                if keep {
+                    samples.push(s);
+                }
+                room.notify_one();
+            }
+            AnswerOutcome::Late { .. } => {}
+            AnswerOutcome::Violation(v) => {
+                if examples.len() < VIOLATIONS_KEPT {
+                    examples.push(v.to_string());
+                }
+            }
+        }
+    }
+    (hist, inside, samples, examples)
+}
+
+fn lock(state: &Mutex<ProbeState>) -> MutexGuard<'_, ProbeState> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}

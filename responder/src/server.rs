@@ -1,0 +1,340 @@
+//! The QUIC driver: accepts prober connections, answers echo datagrams at once, and serves
+//! evidence and transcript requests on bidirectional streams (one request per stream).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use locus_proto::frame::{self, Frame, FrameError, MessageKind, HEADER_LEN};
+use locus_proto::messages::{
+    codes, ErrorMessage, EvidenceRequest, EvidenceResponse, TranscriptRequest, TranscriptResponse,
+};
+use locus_proto::responder::EchoSession;
+use locus_proto::{DecodeError, Nonce, ALPN};
+use tracing::{debug, info, warn};
+
+use crate::evidence::EvidenceSource;
+use crate::session_key::SessionKey;
+
+/// How long one evidence or transcript request may take before the stream is dropped.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Responder settings.
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Largest request frame body accepted.
+    pub max_request_len: u32,
+    pub idle_timeout: Duration,
+}
+
+impl ServerConfig {
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            max_request_len: 64 << 10,
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("QUIC configuration: {0}")]
+    Quic(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running responder.
+pub struct Server {
+    endpoint: quinn::Endpoint,
+    key: Arc<SessionKey>,
+}
+
+struct Shared {
+    key: Arc<SessionKey>,
+    evidence: EvidenceSource,
+    max_request_len: u32,
+}
+
+impl Server {
+    /// Binds the endpoint and starts accepting connections on the current tokio runtime.
+    pub fn start(
+        config: ServerConfig,
+        key: Arc<SessionKey>,
+        evidence: EvidenceSource,
+    ) -> Result<Self, ServerError> {
+        let endpoint = quinn::Endpoint::server(quinn_config(&key, &config)?, config.listen)
+            .map_err(|source| ServerError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let shared = Arc::new(Shared {
+            key: key.clone(),
+            evidence,
+            max_request_len: config.max_request_len,
+        });
+        let ep = endpoint.clone();
+        tokio::spawn(async move {
+            while let Some(incoming) = ep.accept().await {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    match incoming.await {
+                        Ok(conn) => serve_connection(conn, shared).await,
+                        Err(e) => debug!("handshake failed: {e}"),
+                    }
+                });
+            }
+        });
+        Ok(Self { endpoint, key })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    pub fn session_key(&self) -> &Arc<SessionKey> {
+        &self.key
+    }
+
+    /// Closes every connection and waits until they are gone.
+    pub async fn shutdown(&self) {
+        self.endpoint.close(0u32.into(), b"shutting down");
+        self.endpoint.wait_idle().await;
+    }
+}
+
+fn quinn_config(key: &SessionKey, cfg: &ServerConfig) -> Result<quinn::ServerConfig, ServerError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(vec![key.cert_der()], key.private_key_der())?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    // Every connection is fresh: no resumption, no 0-RTT replays of requests.
+    tls.max_early_data_size = 0;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(|e| ServerError::Quic(e.to_string()))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_idle_timeout(Some(cfg.idle_timeout.try_into().map_err(
+            |e: quinn::VarIntBoundsExceeded| ServerError::Quic(e.to_string()),
+        )?))
+        .datagram_receive_buffer_size(Some(4 << 20))
+        .datagram_send_buffer_size(4 << 20)
+        .max_concurrent_bidi_streams(64u32.into())
+        .max_concurrent_uni_streams(0u32.into());
+    server.transport_config(Arc::new(transport));
+    Ok(server)
+}
+
+async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>) {
+    let peer = conn.remote_address();
+    info!(%peer, "prober connected");
+    let session = Arc::new(Mutex::new(EchoSession::new()));
+    let streams = {
+        let conn = conn.clone();
+        let session = session.clone();
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            while let Ok((send, recv)) = conn.accept_bi().await {
+                let session = session.clone();
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(
+                        REQUEST_TIMEOUT,
+                        serve_stream(send, recv, &session, &shared),
+                    )
+                    .await;
+                });
+            }
+        })
+    };
+    let mut rejected = 0u64;
+    loop {
+        let datagram = match conn.read_datagram().await {
+            Ok(d) => d,
+            Err(e) => {
+                debug!(%peer, "connection ended: {e}");
+                break;
+            }
+        };
+        let received = Instant::now();
+        let answer = {
+            let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
+            // Time since receipt, in the responder's monotonic clock (receipt = 0).
+            let inside = received.elapsed().as_nanos() as u64;
+            s.on_challenge(0, inside, &datagram)
+        };
+        match answer {
+            Ok(bytes) => {
+                if let Err(e) = conn.send_datagram(bytes.to_vec().into()) {
+                    debug!(%peer, "answer not sent: {e}");
+                }
+            }
+            Err(e) => {
+                // A bad challenge is the prober's problem: count it, tell the log, keep going.
+                // Only every 1000th is logged at warn, so a flood cannot flood the log too.
+                rejected += 1;
+                if rejected % 1000 == 1 {
+                    warn!(%peer, rejected, "challenge rejected: {e}");
+                } else {
+                    debug!(%peer, rejected, "challenge rejected: {e}");
+                }
+            }
+        }
+    }
+    streams.abort();
+    info!(%peer, rejected, "prober disconnected");
+}
+
+async fn serve_stream(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    session: &Mutex<EchoSession>,
+    shared: &Shared,
+) {
+    let reply = match read_request(&mut recv, shared.max_request_len).await {
+        Ok((kind, body)) => handle_request(kind, &body, session, shared).await,
+        Err(e) => {
+            warn!("request refused: {e}");
+            error_frame(&e)
+        }
+    };
+    if send.write_all(&reply).await.is_ok() {
+        let _ = send.finish();
+        // Wait until the prober has the reply before the stream is dropped.
+        let _ = send.stopped().await;
+    }
+}
+
+/// Errors while reading a request from a stream.
+#[derive(Debug, thiserror::Error)]
+enum RequestError {
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error("stream ended early: {0}")]
+    Read(#[from] quinn::ReadExactError),
+    #[error("trailing bytes after the request frame")]
+    Trailing,
+    #[error("invalid nonce: expected {expected} bytes, got {found}")]
+    BadNonce { expected: usize, found: usize },
+}
+
+async fn read_request(
+    recv: &mut quinn::RecvStream,
+    max: u32,
+) -> Result<(MessageKind, Vec<u8>), RequestError> {
+    let mut header = [0u8; HEADER_LEN];
+    recv.read_exact(&mut header).await?;
+    let frame = Frame::decode_header(&header, max)?;
+    let mut body = vec![0u8; frame.body_len as usize];
+    recv.read_exact(&mut body).await?;
+    // One request per stream: anything after it is a protocol error.
+    let mut extra = [0u8; 1];
+    match recv.read(&mut extra).await {
+        Ok(None) => Ok((frame.kind, body)),
+        Ok(Some(_)) => Err(RequestError::Trailing),
+        Err(e) => Err(RequestError::Read(quinn::ReadExactError::ReadError(e))),
+    }
+}
+
+async fn handle_request(
+    kind: MessageKind,
+    body: &[u8],
+    session: &Mutex<EchoSession>,
+    shared: &Shared,
+) -> Vec<u8> {
+    match kind {
+        MessageKind::EvidenceRequest => {
+            let req: EvidenceRequest = match frame::decode_body(kind, body) {
+                Ok(r) => r,
+                Err(e) => return error_frame(&RequestError::Frame(e)),
+            };
+            let nonce: Nonce = match req.nonce.as_slice().try_into() {
+                Ok(n) => n,
+                Err(_) => {
+                    return error_frame(&RequestError::BadNonce {
+                        expected: locus_proto::NONCE_LEN,
+                        found: req.nonce.len(),
+                    })
+                }
+            };
+            let transcript = signed_transcript(session, shared);
+            match shared
+                .evidence
+                .collect(&nonce, shared.key.spki_der(), transcript, &req.include)
+                .await
+            {
+                Ok(bundle) => {
+                    frame::encode(MessageKind::EvidenceResponse, &EvidenceResponse { bundle })
+                }
+                Err(e) => frame::encode(
+                    MessageKind::Error,
+                    &ErrorMessage {
+                        code: codes::UNAVAILABLE,
+                        message: e.to_string(),
+                    },
+                ),
+            }
+        }
+        MessageKind::TranscriptRequest => {
+            if let Err(e) = frame::decode_body::<TranscriptRequest>(kind, body) {
+                return error_frame(&RequestError::Frame(e));
+            }
+            let transcript = signed_transcript(session, shared);
+            frame::encode(
+                MessageKind::TranscriptResponse,
+                &TranscriptResponse {
+                    transcript,
+                    session_spki: shared.key.spki_der().to_vec(),
+                },
+            )
+        }
+        other => frame::encode(
+            MessageKind::Error,
+            &ErrorMessage {
+                code: codes::UNKNOWN_MESSAGE,
+                message: format!("{other:?} is not a request"),
+            },
+        ),
+    }
+}
+
+fn signed_transcript(
+    session: &Mutex<EchoSession>,
+    shared: &Shared,
+) -> locus_proto::transcript::SignedTranscript {
+    let transcript = session
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .transcript()
+        .clone();
+    transcript.sign(shared.key.signing_key())
+}
+
+fn error_frame(e: &RequestError) -> Vec<u8> {
+    let code = match e {
+        RequestError::Frame(FrameError::Decode(DecodeError::WrongVersion { .. })) => {
+            codes::WRONG_VERSION
+        }
+        RequestError::Frame(FrameError::TooLarge { .. }) => codes::TOO_LARGE,
+        RequestError::Frame(FrameError::UnknownKind { .. }) => codes::UNKNOWN_MESSAGE,
+        RequestError::BadNonce { .. } => codes::BAD_NONCE,
+        _ => codes::MALFORMED,
+    };
+    frame::encode(
+        MessageKind::Error,
+        &ErrorMessage {
+            code,
+            message: e.to_string(),
+        },
+    )
+}

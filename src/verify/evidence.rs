@@ -1,0 +1,116 @@
+//! `locus verify evidence`: verify a stored evidence bundle under a policy, offline.
+//!
+//! Exit 0 when valid; 1 when invalid, naming every failed check; 2 when the bundle, policy,
+//! nonce ledger or a file the policy names cannot be read.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use locus_analysis::evidence::{
+    self, EvidenceReport, NonceRecord, Outcome, PolicyFile, VerifyInputs,
+};
+
+use super::at::parse_at;
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// The bundle (CBOR, as the responder sends it).
+    bundle: PathBuf,
+    /// Policy TOML: trust roots, reference values, which checks are required. Paths in it are
+    /// relative to the policy file.
+    #[arg(long, value_name = "FILE")]
+    policy: PathBuf,
+    /// This verifier's nonce ledger: JSON list of {nonce (hex), issuer, issued_at, used}.
+    /// Without it the `nonce` check fails as foreign.
+    #[arg(long, value_name = "FILE")]
+    nonce_ledger: Option<PathBuf>,
+    /// The QUIC peer's SubjectPublicKeyInfo (DER) the bundle must have been produced for.
+    #[arg(long, value_name = "FILE")]
+    peer_spki: Option<PathBuf>,
+    /// Verify as of this time: RFC 3339 or unix seconds (default: now).
+    #[arg(long, value_name = "TIME")]
+    at: Option<String>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let bundle = read(&args.bundle, "bundle")?;
+    let policy_text = String::from_utf8(read(&args.policy, "policy")?)
+        .with_context(|| format!("policy {} is not UTF-8", args.policy.display()))?;
+    let base = args
+        .policy
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let policy = PolicyFile::from_toml(&policy_text)
+        .and_then(|p| {
+            p.resolve(&|rel: &str| {
+                std::fs::read(base.join(rel))
+                    .map_err(|e| format!("{}: {e}", base.join(rel).display()))
+            })
+        })
+        .with_context(|| format!("policy {}", args.policy.display()))?;
+    let now_unix = match &args.at {
+        Some(t) => parse_at(t)?,
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .context("system clock before 1970")?
+            .as_secs(),
+    };
+    let ledger: Vec<NonceRecord> = match &args.nonce_ledger {
+        None => Vec::new(),
+        Some(p) => serde_json::from_slice(&read(p, "nonce ledger")?)
+            .with_context(|| format!("nonce ledger {}", p.display()))?,
+    };
+    let peer_spki = match &args.peer_spki {
+        None => None,
+        Some(p) => Some(read(p, "peer SPKI")?),
+    };
+    // The ledger is looked up by the bundle's nonce; an undecodable bundle has none.
+    let bundle_nonce = locus_proto::evidence::EvidenceBundle::from_cbor(&bundle)
+        .map(|b| b.nonce)
+        .unwrap_or_default();
+    let inputs = VerifyInputs {
+        now_unix,
+        nonce_record: ledger.into_iter().find(|r| r.nonce == bundle_nonce),
+        peer_spki,
+    };
+    let report = evidence::verify_bundle_bytes(&bundle, &policy, &inputs);
+    print_report(&report, args.json)?;
+    Ok(if report.valid() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+#[expect(clippy::print_stdout, reason = "the report is the command's output")]
+fn print_report(report: &EvidenceReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+        return Ok(());
+    }
+    for c in &report.checks {
+        let (status, detail) = match &c.outcome {
+            Outcome::Pass => ("pass", String::new()),
+            Outcome::Fail(e) => ("FAIL", format!(": {e}")),
+            Outcome::Skipped(r) if c.invalidates() => ("MISSING", format!(": {r}")),
+            Outcome::Skipped(r) => ("skip", format!(": {r}")),
+        };
+        println!("{status:7} {}{detail}", c.check);
+    }
+    if report.valid() {
+        println!("valid evidence bundle");
+    } else {
+        let failed: Vec<&str> = report.failed().iter().map(|c| c.name()).collect();
+        println!("invalid: failed checks: {}", failed.join(", "));
+    }
+    Ok(())
+}

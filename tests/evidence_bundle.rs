@@ -1,0 +1,397 @@
+//! Evidence bundles from a real swtpm and the lab TDX backend, verified under a policy that
+//! requires every check; each tampering and attack is rejected by the check named.
+
+mod evidence_lab;
+
+use evidence_lab::{lab, BOOT};
+use locus_analysis::eventlog::{rtmr_for_pcr, EventLogWriter, ALG_SHA256, ALG_SHA384};
+use locus_analysis::evidence::{
+    self, CheckId, EkChainError, EvidenceError, EvidenceReport, NonceError, NonceRecord, Outcome,
+    VerifyInputs,
+};
+use locus_analysis::tpm::TpmError;
+use locus_proto::evidence::{EvidenceBundle, MAX_BUNDLE_LEN};
+
+fn verify(b: &EvidenceBundle, inputs: &VerifyInputs) -> EvidenceReport {
+    evidence::verify_bundle(b, &lab().policy, inputs)
+}
+
+fn failed(r: &EvidenceReport) -> Vec<CheckId> {
+    r.failed()
+}
+
+#[track_caller]
+fn assert_fails(r: &EvidenceReport, check: CheckId) -> &EvidenceError {
+    assert!(
+        !r.valid(),
+        "bundle accepted; expected {check} to fail: {:#?}",
+        r.to_json()
+    );
+    r.error(check).unwrap_or_else(|| {
+        panic!(
+            "{check} did not fail (failed: {:?}): {:#?}",
+            failed(r),
+            r.to_json()
+        )
+    })
+}
+
+#[test]
+fn the_lab_bundle_is_valid_with_every_check_passing() {
+    let l = lab();
+    let r = verify(&l.bundle, &l.inputs());
+    assert!(r.valid(), "{:#}", r.to_json());
+    for c in &r.checks {
+        if c.check == CheckId::AkEkBinding {
+            assert!(matches!(c.outcome, Outcome::Skipped(_)));
+        } else {
+            assert!(
+                matches!(c.outcome, Outcome::Pass),
+                "{}: {:?}",
+                c.check,
+                c.outcome
+            );
+        }
+    }
+    assert!(r.tdx.is_some());
+    // The CBOR round trip keeps everything.
+    let again = EvidenceBundle::from_cbor(&l.bundle.to_cbor()).unwrap();
+    assert_eq!(again, l.bundle);
+}
+
+#[test]
+fn nonce_replayed_expired_and_foreign() {
+    let l = lab();
+    let mut inputs = l.inputs();
+    inputs.nonce_record.as_mut().unwrap().used = true;
+    let r = verify(&l.bundle, &inputs);
+    assert!(matches!(
+        assert_fails(&r, CheckId::Nonce),
+        EvidenceError::Nonce(NonceError::Replayed)
+    ));
+
+    let mut inputs = l.inputs();
+    inputs.now_unix += 61;
+    let r = verify(&l.bundle, &inputs);
+    assert!(matches!(
+        assert_fails(&r, CheckId::Nonce),
+        EvidenceError::Nonce(NonceError::Expired { .. })
+    ));
+
+    let mut inputs = l.inputs();
+    inputs.nonce_record = None;
+    let r = verify(&l.bundle, &inputs);
+    assert!(matches!(
+        assert_fails(&r, CheckId::Nonce),
+        EvidenceError::Nonce(NonceError::Unknown)
+    ));
+
+    let mut inputs = l.inputs();
+    inputs.nonce_record = Some(NonceRecord {
+        issuer: "another-verifier".into(),
+        ..inputs.nonce_record.unwrap()
+    });
+    let r = verify(&l.bundle, &inputs);
+    assert!(matches!(
+        assert_fails(&r, CheckId::Nonce),
+        EvidenceError::Nonce(NonceError::ForeignIssuer { .. })
+    ));
+}
+
+#[test]
+fn a_changed_nonce_breaks_both_bindings() {
+    let l = lab();
+    let mut b = l.bundle.clone();
+    b.nonce[0] ^= 1;
+    let mut inputs = l.inputs();
+    // Even with a ledger entry for the new nonce, both quotes were bound to the old one.
+    inputs.nonce_record = Some(NonceRecord {
+        nonce: b.nonce.clone(),
+        ..inputs.nonce_record.unwrap()
+    });
+    let r = verify(&b, &inputs);
+    assert!(matches!(
+        assert_fails(&r, CheckId::QualifyingData),
+        EvidenceError::QualifyingDataMismatch { .. }
+    ));
+    assert!(matches!(
+        assert_fails(&r, CheckId::ReportData),
+        EvidenceError::ReportDataMismatch { .. }
+    ));
+    assert!(r.error(CheckId::Nonce).is_none());
+}
+
+#[test]
+fn a_changed_session_key_is_caught() {
+    let l = lab();
+    let mut b = l.bundle.clone();
+    let n = b.session_spki.len();
+    b.session_spki[n - 1] ^= 1;
+    let r = verify(&b, &l.inputs());
+    assert!(matches!(
+        assert_fails(&r, CheckId::SessionSpki),
+        EvidenceError::SpkiMismatch { .. }
+    ));
+    assert!(r.error(CheckId::Transcript).is_some());
+    assert!(r.error(CheckId::QualifyingData).is_some());
+    assert!(r.error(CheckId::ReportData).is_some());
+}
+
+#[test]
+fn a_tampered_transcript_is_caught() {
+    let l = lab();
+    let mut b = l.bundle.clone();
+    b.transcript.count += 1;
+    let r = verify(&b, &l.inputs());
+    assert!(matches!(
+        assert_fails(&r, CheckId::Transcript),
+        EvidenceError::Transcript(_)
+    ));
+    assert_eq!(failed(&r), vec![CheckId::Transcript]);
+}
+
+#[test]
+fn a_tampered_tdx_quote_is_caught() {
+    let l = lab();
+    let mut b = l.bundle.clone();
+    // A byte of MRCONFIGID in the TD report body: only the quote signature covers it.
+    b.tdx.as_mut().unwrap().quote[48 + 200] ^= 1;
+    let r = verify(&b, &l.inputs());
+    assert!(matches!(
+        assert_fails(&r, CheckId::TdxQuote),
+        EvidenceError::Tdx(_)
+    ));
+}
+
+#[test]
+fn tampered_tpm_attest_and_signature_are_caught() {
+    let l = lab();
+    let mut b = l.bundle.clone();
+    // The clock field of TPMS_ATTEST.
+    let t = b.tpm.as_mut().unwrap();
+    let at = t.attest.len() / 2;
+    t.attest[at] ^= 1;
+    let r = verify(&b, &l.inputs());
+    assert!(matches!(
+        assert_fails(&r, CheckId::TpmSignature),
+        EvidenceError::Tpm(TpmError::SignatureMismatch)
+    ));
+
+    let mut b = l.bundle.clone();
+    let t = b.tpm.as_mut().unwrap();
+    let n = t.signature.len();
+    t.signature[n - 1] ^= 1;
+    let r = verify(&b, &l.inputs());
+    assert!(matches!(
+        assert_fails(&r, CheckId::TpmSignature),
+        EvidenceError::Tpm(TpmError::SignatureMismatch)
+    ));
+
+    let mut b = l.bundle.clone();
+    b.tpm.as_mut().unwrap().attest[0] ^= 0x80;
+    let r = verify(&b, &l.inputs());
+    assert!(matches!(
+        assert_fails(&r, CheckId::TpmAttest),
+        EvidenceError::Tpm(TpmError::BadMagic { .. })
+    ));
+}
+
+#[test]
+fn a_tampered_pcr_value_is_caught() {
+    let l = lab();
+    let mut b = l.bundle.clone();
+    b.tpm.as_mut().unwrap().pcrs[3].digest[0] ^= 1;
+    let r = verify(&b, &l.inputs());
+    assert!(matches!(
+        assert_fails(&r, CheckId::PcrDigest),
+        EvidenceError::PcrDigestMismatch { .. }
+    ));
+}
+
+#[test]
+fn an_ak_swapped_in_is_caught() {
+    let l = lab();
+    let mut b = l.bundle.clone();
+    b.tpm.as_mut().unwrap().ak_public = l.relayed_tpm.ak_public.clone();
+    let r = verify(&b, &l.inputs());
+    assert!(matches!(
+        assert_fails(&r, CheckId::AkHash),
+        EvidenceError::AkHashMismatch { .. }
+    ));
+    assert!(matches!(
+        assert_fails(&r, CheckId::TpmSignature),
+        EvidenceError::Tpm(TpmError::SignatureMismatch)
+    ));
+}
+
+#[test]
+fn a_vtpm_quote_relayed_from_a_second_swtpm_fails_on_the_ak_hash() {
+    let l = lab();
+    let mut b = l.bundle.clone();
+    let t = b.tpm.as_mut().unwrap();
+    t.attest = l.relayed_tpm.attest.clone();
+    t.signature = l.relayed_tpm.signature.clone();
+    t.ak_public = l.relayed_tpm.ak_public.clone();
+    t.pcrs = l.relayed_tpm.pcrs.clone();
+    let r = verify(&b, &l.inputs());
+    // The relayed quote is genuine, fresh, bound to this nonce and session, same boot...
+    for ok in [
+        CheckId::TpmSignature,
+        CheckId::TpmAttest,
+        CheckId::QualifyingData,
+        CheckId::PcrDigest,
+        CheckId::PcrReference,
+        CheckId::TcgEventLog,
+    ] {
+        assert!(matches!(r.outcome(ok), Some(Outcome::Pass)), "{ok}");
+    }
+    // ...but the TD's REPORTDATA commits to the TD's own AK.
+    assert!(matches!(
+        assert_fails(&r, CheckId::AkHash),
+        EvidenceError::AkHashMismatch { .. }
+    ));
+}
+
+#[test]
+fn pcr_events_inserted_or_removed_are_caught() {
+    let l = lab();
+    let mut inserted = EventLogWriter::new(&[ALG_SHA256]);
+    for (pcr, ty, data) in BOOT {
+        inserted.push(*pcr, *ty, data);
+        if *pcr == 4 {
+            inserted.push(4, 0x8000_0003, b"an extra bootloader");
+        }
+    }
+    let mut b = l.bundle.clone();
+    b.tpm.as_mut().unwrap().event_log = Some(inserted.bytes());
+    let r = verify(&b, &l.inputs());
+    assert!(matches!(
+        assert_fails(&r, CheckId::TcgEventLog),
+        EvidenceError::ReplayMismatch { .. }
+    ));
+    assert!(r.error(CheckId::PcrRtmrCrossCheck).is_some());
+
+    let mut removed = EventLogWriter::new(&[ALG_SHA256]);
+    for (pcr, ty, data) in BOOT.iter().filter(|e| e.0 != 9) {
+        removed.push(*pcr, *ty, data);
+    }
+    let mut b = l.bundle.clone();
+    b.tpm.as_mut().unwrap().event_log = Some(removed.bytes());
+    let r = verify(&b, &l.inputs());
+    assert!(matches!(
+        assert_fails(&r, CheckId::TcgEventLog),
+        EvidenceError::ReplayMismatch { .. }
+    ));
+}
+
+#[test]
+fn a_tampered_ccel_is_caught() {
+    let l = lab();
+    // An event the TD did not measure: the CCEL no longer replays to the quoted RTMRs.
+    let mut ccel = EventLogWriter::new(&[ALG_SHA384]);
+    for (pcr, ty, data) in BOOT {
+        if let Some(rtmr) = rtmr_for_pcr(*pcr) {
+            ccel.push(rtmr as u32 + 1, *ty, data);
+        }
+    }
+    ccel.push(3, 0xd, b"injected");
+    let mut b = l.bundle.clone();
+    b.tdx.as_mut().unwrap().ccel.as_mut().unwrap().data = ccel.bytes();
+    let r = verify(&b, &l.inputs());
+    assert!(matches!(
+        assert_fails(&r, CheckId::CcelEventLog),
+        EvidenceError::ReplayMismatch { .. }
+    ));
+
+    // Event data changed under an unchanged digest: replay cannot see it, the cross-check
+    // (SHA-384 of the data against the CCEL digest) does.
+    let mut b = l.bundle.clone();
+    let ccel = b.tdx.as_mut().unwrap().ccel.as_mut().unwrap();
+    let n = ccel.data.len();
+    ccel.data[n - 1] ^= 1;
+    let r = verify(&b, &l.inputs());
+    assert!(matches!(
+        assert_fails(&r, CheckId::PcrRtmrCrossCheck),
+        EvidenceError::CrossCheck(_)
+    ));
+}
+
+#[test]
+fn an_ek_certificate_from_an_untrusted_ca_is_rejected() {
+    let l = lab();
+    let mut policy = l.policy.clone();
+    policy.ek_roots =
+        locus_analysis::evidence::policy::certificates_from_bytes(l.other_ca_root_pem.as_bytes())
+            .unwrap();
+    let r = evidence::verify_bundle(&l.bundle, &policy, &l.inputs());
+    assert!(matches!(
+        r.error(CheckId::EkChain),
+        Some(EvidenceError::EkChain(EkChainError::UntrustedIssuer { .. }))
+    ));
+
+    let mut b = l.bundle.clone();
+    let t = b.tpm.as_mut().unwrap();
+    let n = t.ek_certs[0].der.len();
+    t.ek_certs[0].der[n - 1] ^= 1; // the CA's signature
+    let r = verify(&b, &l.inputs());
+    assert!(matches!(
+        assert_fails(&r, CheckId::EkChain),
+        EvidenceError::EkChain(EkChainError::UntrustedIssuer { .. })
+    ));
+}
+
+#[test]
+fn an_expired_ek_chain_is_rejected() {
+    let l = lab();
+    let mut inputs = l.inputs();
+    // swtpm-localca certificates end at 9999-12-31T23:59:59Z.
+    inputs.now_unix = 253_402_300_800;
+    let r = verify(&l.bundle, &inputs);
+    assert!(matches!(
+        assert_fails(&r, CheckId::EkChain),
+        EvidenceError::EkChain(EkChainError::Expired { .. })
+    ));
+}
+
+#[test]
+fn a_slow_vtpm_fails_the_timing_bound() {
+    let l = lab();
+    let mut b = l.bundle.clone();
+    b.timings.tpm_cheap_rtt_min_ns = Some(20_000_000_000);
+    let r = verify(&b, &l.inputs());
+    assert!(matches!(
+        assert_fails(&r, CheckId::VtpmTiming),
+        EvidenceError::VtpmTooSlow { .. }
+    ));
+}
+
+#[test]
+fn truncated_and_oversized_bundles_fail_the_format_check() {
+    let l = lab();
+    let bytes = l.bundle.to_cbor();
+    for n in [0, 1, bytes.len() / 3, bytes.len() - 1] {
+        let r = evidence::verify_bundle_bytes(&bytes[..n], &l.policy, &l.inputs());
+        assert!(matches!(
+            assert_fails(&r, CheckId::BundleFormat),
+            EvidenceError::Bundle(_)
+        ));
+    }
+    let mut big = bytes.clone();
+    big.resize(MAX_BUNDLE_LEN + 1, 0);
+    let r = evidence::verify_bundle_bytes(&big, &l.policy, &l.inputs());
+    assert!(matches!(
+        assert_fails(&r, CheckId::BundleFormat),
+        EvidenceError::Bundle(evidence::BundleErrorKind::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn missing_parts_fail_required_checks() {
+    let l = lab();
+    let mut b = l.bundle.clone();
+    b.tpm = None;
+    let r = verify(&b, &l.inputs());
+    assert!(!r.valid());
+    assert!(failed(&r).contains(&CheckId::TpmSignature));
+    assert!(failed(&r).contains(&CheckId::EkChain));
+}
