@@ -272,3 +272,48 @@ pub(crate) fn client_hello_random(record: &[u8]) -> Option<[u8; 32]> {
     }
     record.get(11..43)?.try_into().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn first_flight(conn: &mut ClientConnection) -> Vec<u8> {
+        let mut out = Vec::new();
+        while conn.wants_write() {
+            conn.write_tls(&mut out).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn the_planned_bytes_land_in_client_hello_random_only() {
+        let (config, _) = client_config(&Trust::PinnedSpki([0; 32])).unwrap();
+        let sni = ServerName::try_from("anchor.lab").unwrap();
+        let planned = [0xA5; 32];
+        let mut conn = new_connection(config.clone(), sni.clone(), planned).unwrap();
+        let hello = first_flight(&mut conn);
+        assert_eq!(client_hello_random(&hello), Some(planned));
+        // The legacy session id (length byte at 43, then 32 bytes) is OS randomness.
+        assert_eq!(hello[43], 32);
+        assert_ne!(&hello[44..76], &planned);
+        // The planned bytes appear exactly once: not in a key share or anywhere else.
+        let count = hello.windows(32).filter(|w| *w == planned).count();
+        assert_eq!(count, 1);
+
+        // Outside `new_connection` the provider's random is the OS's.
+        let mut plain = ClientConnection::new(config, sni).unwrap();
+        let other = first_flight(&mut plain);
+        assert_ne!(client_hello_random(&other), Some(planned));
+    }
+
+    #[test]
+    fn client_hello_random_needs_a_client_hello() {
+        assert_eq!(client_hello_random(&[]), None);
+        assert_eq!(client_hello_random(&[23; 64]), None);
+        let mut rec = vec![22, 3, 1, 0, 100, 1, 0, 0, 96, 3, 3];
+        rec.extend_from_slice(&[9; 32]);
+        assert_eq!(client_hello_random(&rec), Some([9; 32]));
+        rec[5] = 2;
+        assert_eq!(client_hello_random(&rec), None);
+    }
+}
