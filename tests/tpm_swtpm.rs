@@ -60,3 +60,53 @@ fn a_killed_swtpm_gives_errors_then_reconnects_with_the_same_ak() {
     let q = vtpm.quote(&[4; 32]).unwrap();
     assert_eq!(q.ak_public, ak, "same TPM state, same AK");
 }
+
+#[test]
+fn evidence_collection_reports_a_dead_vtpm_as_an_error() {
+    use std::sync::Arc;
+
+    use locus_proto::messages::Include;
+    use locus_proto::transcript::SignedTranscript;
+    use locus_responder::evidence::{EvidenceError, EvidenceSource};
+
+    let mut tpm = Swtpm::start(SwtpmOptions::default()).unwrap();
+    let vtpm = Arc::new(Vtpm::open(config(&tpm)).unwrap());
+    let source = EvidenceSource::new(None, Some(vtpm));
+    let include = Include {
+        tpm: true,
+        ..Include::default()
+    };
+    let transcript = SignedTranscript {
+        count: 0,
+        digest: vec![0; 32],
+        signature: Vec::new(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let b = rt
+        .block_on(source.collect(&[1; 32], b"spki", transcript.clone(), &include))
+        .unwrap();
+    assert!(b.tpm.is_some());
+    assert!(b.timings.tpm_quote_ns.is_some());
+
+    tpm.kill();
+    let e = rt
+        .block_on(source.collect(&[2; 32], b"spki", transcript.clone(), &include))
+        .unwrap_err();
+    assert!(matches!(e, EvidenceError::Vtpm(_)), "{e:?}");
+
+    // A TDX part without a TDX backend is refused by name.
+    let tdx = Include {
+        tdx: true,
+        ..Include::default()
+    };
+    let e = rt
+        .block_on(source.collect(&[3; 32], b"spki", transcript, &tdx))
+        .unwrap_err();
+    assert!(
+        matches!(e, EvidenceError::Unavailable { part: "TDX" }),
+        "{e:?}"
+    );
+}
