@@ -45,32 +45,71 @@ struct PingReport {
 
 const LOOPBACK: &str = "127.0.0.1:0";
 
+/// Both ends run as they would in two processes: the answering side (UDP echo or locus
+/// responder) on its own single-threaded runtime and thread, the measuring side on another.
 pub(crate) fn run(args: PingArgs) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let server_rt = ServerThread::start()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let report = rt.block_on(measure(&args))?;
+    let report = rt.block_on(measure(&args, &server_rt))?;
     print(&report, args.json)?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn measure(args: &PingArgs) -> anyhow::Result<PingReport> {
-    let baseline = udp_baseline(args.samples).await?;
+/// A runtime on its own thread for the answering side, stopped on drop.
+struct ServerThread {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
 
-    let server = Server::start(
-        ServerConfig::new(LOOPBACK.parse()?),
-        SessionKey::generate()?,
-        EvidenceSource::default(),
-    )?;
+impl ServerThread {
+    fn start() -> anyhow::Result<Self> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = rt.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let _ = rt.block_on(stopped);
+        });
+        Ok(Self {
+            handle,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for ServerThread {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn measure(args: &PingArgs, server_rt: &ServerThread) -> anyhow::Result<PingReport> {
+    let baseline = udp_baseline(args.samples, server_rt).await?;
+
+    let server = server_rt
+        .handle
+        .spawn(async {
+            Server::start(
+                ServerConfig::new(LOOPBACK.parse()?),
+                SessionKey::generate()?,
+                EvidenceSource::default(),
+            )
+            .map_err(anyhow::Error::from)
+        })
+        .await??;
     let addr = server.local_addr()?;
-    let target = connect(
-        addr,
-        LOOPBACK.parse()?,
-        SpkiPolicy::Pinned(server.session_key().spki_der().to_vec()),
-        Duration::from_secs(5),
-    )
-    .await?;
+    let pin = SpkiPolicy::Pinned(server.session_key().spki_der().to_vec());
+    let target = connect(addr, LOOPBACK.parse()?, pin, Duration::from_secs(5)).await?;
     let sequential = RoundConfig {
         rate_hz: 0.0,
         count: args.samples,
@@ -98,7 +137,10 @@ async fn measure(args: &PingArgs) -> anyhow::Result<PingReport> {
     )
     .await;
     target.conn.close(0u32.into(), b"done");
-    server.shutdown().await;
+    server_rt
+        .handle
+        .spawn(async move { server.shutdown().await })
+        .await?;
 
     Ok(PingReport {
         samples: args.samples,
@@ -117,11 +159,14 @@ async fn measure(args: &PingArgs) -> anyhow::Result<PingReport> {
 }
 
 /// Raw UDP echo over loopback with tokio, the same payload size as a challenge.
-async fn udp_baseline(samples: u64) -> anyhow::Result<RttStats> {
-    let server = UdpSocket::bind(LOOPBACK).await?;
+async fn udp_baseline(samples: u64, server_rt: &ServerThread) -> anyhow::Result<RttStats> {
+    let server = server_rt
+        .handle
+        .spawn(async { UdpSocket::bind(LOOPBACK).await })
+        .await??;
     let server_addr: SocketAddr = server.local_addr()?;
     let server = Arc::new(server);
-    let echo = tokio::spawn({
+    let echo = server_rt.handle.spawn({
         let server = server.clone();
         async move {
             let mut buf = [0u8; 1500];
