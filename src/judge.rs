@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use locus_analysis::endorse::{verifying_key_from_pem, Endorsement, SignedInventory};
 use locus_analysis::{judge, EvidenceSummary, Judgement, Policy, SamplesFile};
 use serde::Serialize;
 
@@ -23,6 +24,16 @@ pub(crate) struct JudgeArgs {
     /// Verdict policy (TOML; config/policy.example.toml). Defaults when absent.
     #[arg(long)]
     policy: Option<PathBuf>,
+    /// Signed platform inventory (JSON, docs/judge.md): each node's evidence `platform_id` is
+    /// looked up in it and the endorsement joins the verdict.
+    #[arg(long, requires = "inventory_key")]
+    inventory: Option<PathBuf>,
+    /// The inventory signer's P-256 public key (PEM SubjectPublicKeyInfo).
+    #[arg(long, requires = "inventory")]
+    inventory_key: Option<PathBuf>,
+    /// Time (unix seconds) at which the inventory's validity is checked; default now.
+    #[arg(long)]
+    at: Option<u64>,
     /// Judge only these nodes (repeatable).
     #[arg(long)]
     node: Vec<String>,
@@ -50,6 +61,9 @@ pub(crate) fn run(args: JudgeArgs) -> anyhow::Result<ExitCode> {
     let mut file = load_samples(&args.samples)?;
     if let Some(dir) = &args.evidence {
         attach_evidence(&mut file, dir)?;
+    }
+    if let (Some(inv), Some(key)) = (&args.inventory, &args.inventory_key) {
+        attach_endorsements(&mut file, inv, key, args.at)?;
     }
     let world = file.world();
     let problems = world.problems();
@@ -124,6 +138,38 @@ fn attach_evidence(file: &mut SamplesFile, dir: &Path) -> anyhow::Result<()> {
         let ev: EvidenceSummary = serde_json::from_str(&text)
             .with_context(|| format!("evidence summary {} is malformed", path.display()))?;
         node.evidence = Some(ev);
+    }
+    Ok(())
+}
+
+/// Resolve every node's endorsement from the signed inventory. An inventory that fails to
+/// verify is recorded per node (the policy decides whether that is fatal for the verdict).
+fn attach_endorsements(
+    file: &mut SamplesFile,
+    inventory: &Path,
+    key: &Path,
+    at: Option<u64>,
+) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(inventory)
+        .with_context(|| format!("reading inventory {}", inventory.display()))?;
+    let signed: SignedInventory = serde_json::from_str(&text)
+        .with_context(|| format!("inventory {} is malformed", inventory.display()))?;
+    let pem = std::fs::read_to_string(key)
+        .with_context(|| format!("reading inventory key {}", key.display()))?;
+    let key = verifying_key_from_pem(&pem).with_context(|| format!("{}", inventory.display()))?;
+    let now = match at {
+        Some(t) => t,
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .context("system clock before 1970")?
+            .as_secs(),
+    };
+    for node in &mut file.nodes {
+        let id = node
+            .evidence
+            .as_ref()
+            .and_then(|e| e.platform_id.as_deref());
+        node.endorsement = Some(Endorsement::resolve(&signed, &key, now, id));
     }
     Ok(())
 }

@@ -80,6 +80,7 @@ fn valid() -> EvidenceSummary {
         failed_checks: vec![],
         tdx_vtpm_bound: Some(true),
         lab_root: true,
+        platform_id: None,
     }
 }
 
@@ -170,4 +171,50 @@ fn unreadable_input_exits_two() {
     );
     std::fs::write(dir.path().join("evidence/honest.json"), "[]").unwrap();
     assert_eq!(locus_judge(dir.path(), &[]).0, 2);
+}
+
+#[test]
+fn inventory_endorsement_moves_the_verdict() {
+    use locus_analysis::endorse::{
+        public_key_pem, Inventory, InventoryEntry, SignedInventory, SigningKey,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = world();
+    f.nodes.push(node(&f, "honest", "fra"));
+    let mut ev = valid();
+    ev.platform_id = Some("00aa11".into());
+    write(dir.path(), &f, &[("honest", ev)]);
+    let key = SigningKey::from_slice(&[7; 32]).unwrap();
+    let inventory = |site: &str| Inventory {
+        version: 1,
+        issuer: "test registry".into(),
+        not_before: 0,
+        not_after: 4_000_000_000,
+        entries: vec![InventoryEntry {
+            platform_id: "00aa11".into(),
+            owner: "acme".into(),
+            facility: format!("{site}-1"),
+            site: site.into(),
+        }],
+    };
+    let key_path = dir.path().join("registry.pem");
+    std::fs::write(&key_path, public_key_pem(key.verifying_key())).unwrap();
+    let inv_path = dir.path().join("inventory.json");
+    let args = [
+        "--inventory",
+        inv_path.to_str().unwrap(),
+        "--inventory-key",
+        key_path.to_str().unwrap(),
+        "--at",
+        "1800000000",
+        "--json",
+    ];
+    for (site, verdict, code) in [("fra", "located", 0), ("waw", "relocated", 1)] {
+        let signed = SignedInventory::sign(&inventory(site), &key);
+        std::fs::write(&inv_path, serde_json::to_string(&signed).unwrap()).unwrap();
+        let (c, out) = locus_judge(dir.path(), &args);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["nodes"][0]["verdict"], verdict, "{out}");
+        assert_eq!(c, code);
+    }
 }

@@ -171,6 +171,10 @@ pub struct EvidenceSummary {
     /// The quote chains to the lab root rather than Intel's.
     #[serde(default)]
     pub lab_root: bool,
+    /// Platform ID the evidence names (hex; e.g. the PIID from the PCK certificate), for the
+    /// endorsement lookup.
+    #[serde(default)]
+    pub platform_id: Option<String>,
 }
 
 /// A prober's minimum RTT to this node in an earlier period (the node's history).
@@ -201,6 +205,9 @@ pub struct NodeInput {
     /// are the baseline.
     #[serde(default)]
     pub baseline: Vec<BaselineMin>,
+    /// The platform's endorsement (signed inventory lookup), when one was resolved.
+    #[serde(default)]
+    pub endorsement: Option<crate::endorse::Endorsement>,
 }
 
 /// Version of the samples file layout ([`SamplesFile`]).

@@ -1,5 +1,6 @@
 //! locus-analysis
 pub mod anchor;
+pub mod endorse;
 pub mod eventlog;
 pub mod evidence;
 pub mod frankenstein;

@@ -74,6 +74,11 @@ pub struct Policy {
     /// Accept evidence chaining to the lab root. The verifier only trusts that root when it was
     /// configured to, so this is a second switch for production policies.
     pub accept_lab_root: bool,
+    /// Without a usable endorsement naming the platform the verdict is `evidence-invalid`.
+    /// Off by default: few platforms carry one today.
+    pub require_endorsement: bool,
+    /// Owner the endorsement must name (the expected operator); None accepts any owner.
+    pub expected_owner: Option<String>,
     /// Relocation detection (change detection over probe rounds).
     pub relocation: RelocationPolicy,
 }
@@ -131,6 +136,8 @@ impl Default for Policy {
                 .to_vec(),
             require_evidence: true,
             accept_lab_root: true,
+            require_endorsement: false,
+            expected_owner: None,
             relocation: RelocationPolicy::default(),
         }
     }

@@ -71,6 +71,8 @@ impl EvidenceSummary {
                 report.tdx.as_ref().map(|t| &t.root),
                 Some(RootKind::Configured { .. })
             ),
+            // the TDX verifier does not extract the PIID yet
+            platform_id: None,
         }
     }
 }

@@ -316,6 +316,71 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
         ),
     }
 
+    // --- platform endorsement (signed inventory)
+    match &node.endorsement {
+        None if policy.require_endorsement => {
+            b.check("endorsement", CheckStatus::Fail, "no platform endorsement");
+            return b.finish(
+                Verdict::EvidenceInvalid,
+                vec!["evidence invalid: no platform endorsement (policy requires one)".into()],
+            );
+        }
+        None => b.check("endorsement", CheckStatus::Skip, "no platform endorsement"),
+        Some(e) => {
+            let id = e.platform_id.as_deref().unwrap_or("(none)");
+            let problem = match (&e.error, &e.entry, &e.platform_id) {
+                (Some(err), _, _) => Some(format!("endorsement unusable: {err}")),
+                (None, _, None) => Some("the evidence names no platform ID".to_string()),
+                (None, None, Some(_)) => Some(format!("platform {id} is not in the inventory")),
+                (None, Some(_), Some(_)) => None,
+            };
+            if let Some(problem) = problem {
+                if policy.require_endorsement {
+                    b.check("endorsement", CheckStatus::Fail, problem.clone());
+                    return b.finish(
+                        Verdict::EvidenceInvalid,
+                        vec![format!("evidence invalid: {problem}")],
+                    );
+                }
+                b.check(
+                    "endorsement",
+                    CheckStatus::Skip,
+                    format!("{problem} (not required)"),
+                );
+            } else if let Some(entry) = &e.entry {
+                if let Some(owner) = &policy.expected_owner {
+                    if &entry.owner != owner {
+                        let detail = format!(
+                            "platform {id} is endorsed to owner {}, expected {owner}",
+                            entry.owner
+                        );
+                        b.check("endorsement", CheckStatus::Fail, detail.clone());
+                        return b.finish(
+                            Verdict::EvidenceInvalid,
+                            vec![format!("evidence invalid: {detail}")],
+                        );
+                    }
+                }
+                if entry.site != node.claim {
+                    let detail = format!(
+                        "platform {id} is endorsed at facility {} (site {}), not at the claimed site {}",
+                        entry.facility, entry.site, node.claim
+                    );
+                    b.check("endorsement", CheckStatus::Fail, detail.clone());
+                    return b.finish(Verdict::Relocated, vec![format!("relocated: {detail}")]);
+                }
+                b.check(
+                    "endorsement",
+                    CheckStatus::Pass,
+                    format!(
+                        "platform {id} endorsed to {} at facility {} ({})",
+                        entry.owner, entry.facility, entry.site
+                    ),
+                );
+            }
+        }
+    }
+
     // --- per-prober numbers
     let cap_ns = (policy.max_processing_us * 1e3).max(0.0) as u64;
     // canonical order: the judgement must not depend on the order of series or samples

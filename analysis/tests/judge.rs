@@ -155,8 +155,10 @@ fn node(w: &World, name: &str, claim: &str, spec: &Spec, seed: u64) -> NodeInput
             failed_checks: vec![],
             tdx_vtpm_bound: Some(true),
             lab_root: true,
+            platform_id: None,
         }),
         baseline: vec![],
+        endorsement: None,
     }
 }
 
@@ -287,6 +289,7 @@ fn table_of_verdicts() {
         failed_checks: vec!["tdx-quote-signature".into()],
         tdx_vtpm_bound: None,
         lab_root: false,
+        platform_id: None,
     });
     cases.push((bad, Verdict::EvidenceInvalid, "tdx-quote-signature"));
 
@@ -296,6 +299,7 @@ fn table_of_verdicts() {
         failed_checks: vec!["ak_hash_mismatch".into()],
         tdx_vtpm_bound: Some(false),
         lab_root: false,
+        platform_id: None,
     });
     cases.push((unbound, Verdict::Frankenstein, "ak_hash_mismatch"));
 
@@ -387,6 +391,88 @@ fn loaded_host_keeps_verdicts() {
         let j = judge(&w, n, &Policy::default());
         assert_eq!(j.verdict, *want, "{}: {:#?}", n.name, j.reasons);
     }
+}
+
+#[test]
+fn endorsement_findings() {
+    use locus_analysis::endorse::{Endorsement, InventoryEntry};
+    let w = world();
+    let entry = |owner: &str, site: &str| InventoryEntry {
+        platform_id: "00aa11".into(),
+        owner: owner.into(),
+        facility: format!("{site}-1"),
+        site: site.into(),
+    };
+    let with = |e: Endorsement| {
+        let mut n = node(&w, "endorsed", "fra", &honest(), 41);
+        n.endorsement = Some(e);
+        n
+    };
+    let strict = Policy {
+        require_endorsement: true,
+        expected_owner: Some("acme".into()),
+        ..Policy::default()
+    };
+    let ok = Endorsement {
+        platform_id: Some("00aa11".into()),
+        entry: Some(entry("acme", "fra")),
+        error: None,
+    };
+    let cases = [
+        (ok.clone(), Verdict::Located, "located"),
+        (
+            Endorsement {
+                entry: Some(entry("acme", "waw")),
+                ..ok.clone()
+            },
+            Verdict::Relocated,
+            "endorsed at facility waw-1",
+        ),
+        (
+            Endorsement {
+                entry: Some(entry("mallory", "fra")),
+                ..ok.clone()
+            },
+            Verdict::EvidenceInvalid,
+            "owner mallory, expected acme",
+        ),
+        (
+            Endorsement {
+                entry: None,
+                platform_id: Some("beef".into()),
+                ..ok.clone()
+            },
+            Verdict::EvidenceInvalid,
+            "platform beef is not in the inventory",
+        ),
+        (
+            Endorsement {
+                entry: None,
+                error: Some("inventory expired at 5".into()),
+                ..ok.clone()
+            },
+            Verdict::EvidenceInvalid,
+            "expired",
+        ),
+    ];
+    for (e, want, reason) in cases {
+        let j = judge(&w, &with(e), &strict);
+        assert_eq!(j.verdict, want, "{:#?}", j.reasons);
+        assert!(
+            j.reasons.iter().any(|r| r.contains(reason)),
+            "{reason}: {:#?}",
+            j.reasons
+        );
+    }
+    // not required: a missing endorsement does not change an honest verdict
+    let j = judge(
+        &w,
+        &node(&w, "plain", "fra", &honest(), 42),
+        &Policy::default(),
+    );
+    assert_eq!(j.verdict, Verdict::Located);
+    let j = judge(&w, &node(&w, "plain", "fra", &honest(), 42), &strict);
+    assert_eq!(j.verdict, Verdict::EvidenceInvalid);
 }
 
 #[test]
