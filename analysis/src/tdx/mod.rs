@@ -6,12 +6,14 @@
 mod classify;
 mod error;
 mod layout;
+mod merkle;
 mod root;
 mod verified;
 
 pub use dcap_qvl::QuoteCollateralV3 as Collateral;
 pub use error::TdxError;
 pub use layout::MAX_QUOTE_LEN;
+pub use merkle::{coalesced_report_data, InclusionProof};
 pub use root::{RootKind, TrustRoot, INTEL_SGX_ROOT_CA_DER};
 pub use verified::TdxVerified;
 

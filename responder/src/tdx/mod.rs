@@ -2,6 +2,7 @@
 //! ([`configfs::ConfigfsQuoter`]) and a lab backend ([`lab::LabTdx`]) whose quotes verify only
 //! under an explicitly configured lab root.
 
+pub mod coalesce;
 pub mod configfs;
 pub mod lab;
 
@@ -62,6 +63,9 @@ pub enum QuoteError {
         #[source]
         source: std::io::Error,
     },
+    /// A coalesced quote failed; `reason` is the error the batch's quoter returned.
+    #[error("coalesced TDX quote failed: {reason}")]
+    Coalesced { reason: String },
     /// The lab backend failed (key or certificate generation, lab state files).
     #[error("lab TDX: {reason}")]
     Lab { reason: String },
