@@ -127,3 +127,25 @@ mod props {
         }
     }
 }
+
+#[test]
+fn v5_samples_inside_their_windows() {
+    // Windows computed from each collateral's TCB info, QE identity and CRL dates.
+    let td15ex = collateral_from_json(include_bytes!(
+        "../../../tests/vectors/dcap-qvl/tdx_quote_td15ex_collateral.json"
+    ))
+    .unwrap();
+    let quote = include_bytes!("../../../tests/vectors/dcap-qvl/tdx_quote_td15ex");
+    let v = verify(quote, &td15ex, &TrustRoot::IntelSgx, 1_791_419_306 + 3600).unwrap();
+    assert_eq!((v.quote_version, v.tcb_status.as_str()), (5, "UpToDate"));
+
+    // This platform's SVNs meet no TCB level of its TCB info: not appraisable (dcap-qvl's
+    // own tests accept it only with a dangerous TCB override).
+    let outdated = collateral_from_json(include_bytes!(
+        "../../../tests/vectors/dcap-qvl/tdx_quote_outdated_collateral.json"
+    ))
+    .unwrap();
+    let quote = include_bytes!("../../../tests/vectors/dcap-qvl/tdx_quote_outdated");
+    let err = verify(quote, &outdated, &TrustRoot::IntelSgx, 1_771_412_331 + 3600).unwrap_err();
+    assert!(matches!(err, TdxError::TcbLevel { .. }), "{err:?}");
+}
