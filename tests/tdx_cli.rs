@@ -229,3 +229,35 @@ fn base64_encode(b: &[u8]) -> String {
     }
     s
 }
+
+#[test]
+fn chain_only_verifies_a_real_gce_quote_and_says_what_is_unknown() {
+    let gce = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/vectors/gce-tdx-ccel/cos-113-tdx-quote.dat"
+    );
+    let o = locus(&[
+        "verify",
+        "tdx-quote",
+        gce,
+        "--chain-only",
+        "--at",
+        "2025-01-01T00:00:00Z",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).contains("NO COLLATERAL"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("tcb_status:   Unknown"),
+        "{}",
+        stdout(&o)
+    );
+    let both = locus(&[
+        "verify",
+        "tdx-quote",
+        gce,
+        "--chain-only",
+        "--collateral",
+        gce,
+    ]);
+    assert_eq!(both.status.code(), Some(2));
+}

@@ -13,8 +13,12 @@ pub(crate) struct Args {
     /// The quote: raw bytes, or hex text.
     quote: PathBuf,
     /// Collateral in dcap-qvl's JSON form, or a cache directory holding `<FMSPC>.json`.
-    #[arg(long)]
-    collateral: PathBuf,
+    #[arg(long, required_unless_present = "chain_only")]
+    collateral: Option<PathBuf>,
+    /// No collateral: check signatures and the PCK chain only; TCB status, QE identity and
+    /// revocation are reported as unknown.
+    #[arg(long, conflicts_with = "collateral")]
+    chain_only: bool,
     /// Trust this root CA (DER or PEM) instead of Intel's SGX root CA. Verdicts under another
     /// root say so.
     #[arg(long, value_name = "FILE")]
@@ -113,7 +117,10 @@ fn collateral(path: &Path, quote: &[u8]) -> anyhow::Result<Collateral> {
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let quote = quote_bytes(read(&args.quote, "quote")?);
-    let coll = collateral(&args.collateral, &quote)?;
+    let coll = match &args.collateral {
+        Some(path) => Some(collateral(path, &quote)?),
+        None => None,
+    };
     let root = match &args.root_ca {
         Some(p) => TrustRoot::Configured(root_der(read(p, "root CA")?)?),
         None => TrustRoot::IntelSgx,
@@ -125,7 +132,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             .context("system clock before 1970")?
             .as_secs(),
     };
-    let result = tdx::verify(&quote, &coll, &root, now);
+    let result = match &coll {
+        Some(coll) => tdx::verify(&quote, coll, &root, now),
+        None => tdx::verify_without_collateral(&quote, &root, now),
+    };
     print_result(&result, &args, now)?;
     Ok(match result {
         Ok(_) => ExitCode::SUCCESS,
@@ -165,6 +175,9 @@ fn print_result(
                 v.quote_version,
                 root_text(&v.root)
             );
+            if !v.collateral_checked {
+                println!("NO COLLATERAL: TCB status, QE identity and revocation not checked");
+            }
             println!("tcb_status:   {}", v.tcb_status);
             println!("advisory_ids: {}", v.advisory_ids.join(","));
             println!("mr_td:        {}", hex::encode(v.mr_td));

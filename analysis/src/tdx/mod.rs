@@ -3,6 +3,7 @@
 //! Pure: the quote, its collateral, the trust root and the verification time come in; no clock,
 //! file or network is touched.
 
+mod chain_only;
 mod classify;
 mod error;
 mod layout;
@@ -10,6 +11,7 @@ mod merkle;
 mod root;
 mod verified;
 
+pub use chain_only::verify_without_collateral;
 pub use dcap_qvl::QuoteCollateralV3 as Collateral;
 pub use error::TdxError;
 pub use layout::MAX_QUOTE_LEN;
@@ -40,16 +42,34 @@ pub fn verify(
     root: &TrustRoot,
     now_unix: u64,
 ) -> Result<TdxVerified, TdxError> {
-    let (layout, leaf) = structural(quote, root)?;
+    let (layout, chain) = structural(quote, root)?;
 
     let proper = quote.get(..layout.end).unwrap_or(quote);
     let report = QuoteVerifier::new(root.der().to_vec())
         .verify(proper, collateral, now_unix)
         .map_err(|e| classify::classify(&format!("{e:#}")))?;
-    let pck = dcap_qvl::intel::parse_pck_extension(&leaf)
-        .map_err(|e| classify::classify(&format!("Intel extension: {e:#}")))?;
+    let pck = pck_extension(&chain)?;
+    let mut v = verified(root, layout.version, &report.report, pck)?;
+    v.tcb_status = report.status;
+    v.advisory_ids = report.advisory_ids;
+    v.collateral_checked = true;
+    Ok(v)
+}
 
-    let td = match &report.report {
+fn pck_extension(chain: &[Vec<u8>]) -> Result<dcap_qvl::intel::PckExtension, TdxError> {
+    let leaf = chain.first().map(Vec::as_slice).unwrap_or_default();
+    dcap_qvl::intel::parse_pck_extension(leaf)
+        .map_err(|e| classify::classify(&format!("Intel extension: {e:#}")))
+}
+
+/// The result fields of a verified quote; TCB status "Unknown" until collateral says more.
+fn verified(
+    root: &TrustRoot,
+    version: u16,
+    report: &Report,
+    pck: dcap_qvl::intel::PckExtension,
+) -> Result<TdxVerified, TdxError> {
+    let td = match report {
         Report::TD10(r) => r,
         Report::TD15(r) => &r.base,
         Report::TD15Ex(r) => &r.base.base,
@@ -59,9 +79,10 @@ pub fn verify(
     };
     Ok(TdxVerified {
         root: root.kind(),
-        quote_version: layout.version,
-        tcb_status: report.status,
-        advisory_ids: report.advisory_ids,
+        quote_version: version,
+        collateral_checked: false,
+        tcb_status: "Unknown".to_owned(),
+        advisory_ids: Vec::new(),
         tee_tcb_svn: td.tee_tcb_svn,
         mr_td: td.mr_td,
         mr_config_id: td.mr_config_id,
@@ -72,7 +93,7 @@ pub fn verify(
         td_attributes: td.td_attributes,
         fmspc: pck.fmspc,
         pce_id: pck.pce_id,
-        ppid: report.ppid,
+        ppid: pck.ppid,
         piid: pck.platform_instance_id,
     })
 }
@@ -97,11 +118,11 @@ pub fn quote_fmspc(quote: &[u8]) -> Result<[u8; 6], TdxError> {
 }
 
 /// locus's own checks, before dcap-qvl: the layout and the embedded root. Returns the layout
-/// and the PCK leaf certificate (DER).
+/// and the PCK chain (DER, leaf first, root last).
 pub(crate) fn structural(
     quote: &[u8],
     root: &TrustRoot,
-) -> Result<(layout::Layout, Vec<u8>), TdxError> {
+) -> Result<(layout::Layout, Vec<Vec<u8>>), TdxError> {
     let layout = layout::parse(quote)?;
     let (chain_at, chain_len) = layout.pck_chain;
     // The layout parse checked that the chain lies inside `quote`.
@@ -114,7 +135,7 @@ pub(crate) fn structural(
     let chain = pem::parse_many(chain_pem).map_err(|e| TdxError::PckChainEncoding {
         reason: e.to_string(),
     })?;
-    let (Some(leaf), Some(embedded_root)) = (chain.first(), chain.last()) else {
+    let Some(embedded_root) = chain.last() else {
         return Err(TdxError::PckChainEncoding {
             reason: "no certificate".into(),
         });
@@ -125,7 +146,10 @@ pub(crate) fn structural(
             found: root::sha256_hex(embedded_root.contents()),
         });
     }
-    Ok((layout, leaf.contents().to_vec()))
+    Ok((
+        layout,
+        chain.into_iter().map(pem::Pem::into_contents).collect(),
+    ))
 }
 
 /// The bare dcap-qvl verification, for benchmarks that compare locus against it.

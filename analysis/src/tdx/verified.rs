@@ -6,11 +6,15 @@ use super::root::RootKind;
 
 /// A quote that passed every check, with the fields a location verdict needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct TdxVerified {
     /// The root the chains were verified under; `Configured` means a lab (or other) root.
     pub root: RootKind,
     /// Quote version (4 or 5).
     pub quote_version: u16,
+    /// Whether collateral was checked. `false` ([`super::verify_without_collateral`]): the
+    /// signatures and the PCK chain hold, but TCB status, QE identity and revocation are unknown.
+    pub collateral_checked: bool,
     /// Converged TCB status (platform, TDX module, QE), e.g. `UpToDate`, `OutOfDate`.
     pub tcb_status: String,
     /// Intel security advisories that apply to the matched TCB level.
@@ -43,7 +47,7 @@ pub struct TdxVerified {
     /// PCE ID of the PCK certificate.
     #[serde(serialize_with = "hex_ser")]
     pub pce_id: Vec<u8>,
-    /// PPID of the PCK certificate (empty if absent).
+    /// PPID of the PCK certificate.
     #[serde(serialize_with = "hex_ser")]
     pub ppid: Vec<u8>,
     /// Platform instance ID (PIID), present in Platform-CA PCK certificates.
