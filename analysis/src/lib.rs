@@ -6,6 +6,7 @@ pub mod evidence;
 pub mod frankenstein;
 pub mod geo;
 pub mod input;
+mod joint;
 pub mod policy;
 pub mod region;
 pub mod relocation;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::frankenstein::{self, VtpmFinding};
 use crate::geo::distance_km;
 use crate::input::{NodeInput, World};
+use crate::joint;
 use crate::policy::Policy;
 use crate::region::{self, Disc, Region};
 use crate::relocation::{self, Relocation};
@@ -389,6 +390,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
     let mut anchors: Vec<&crate::input::AnchorReport> = node.anchors.iter().collect();
     anchors.sort_by(|a, c| a.site.cmp(&c.site).then(a.min_rtt_ns.cmp(&c.min_rtt_ns)));
     let mut series_rounds = Vec::new();
+    let mut recent: Vec<joint::Obs> = Vec::new();
     let mut discs = Vec::new();
     let mut cal_discs = Vec::new();
     let mut any_calibrated = false;
@@ -460,6 +462,22 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
                 policy.relocation.round_ms,
                 policy.relocation.min_round_samples,
             );
+            // the most recent third of the window (≥ 3 rounds): where the node is now
+            let k = (r.len() / 3).max(3).min(r.len());
+            let recent_min = r[r.len() - k..]
+                .iter()
+                .map(|x| x.1)
+                .min_by(f64::total_cmp)
+                .or(min_eff);
+            if let Some(m) = recent_min {
+                recent.push(joint::Obs {
+                    at: site.position(),
+                    rtt_ms: m,
+                    model,
+                    slow_tol_ms: policy.max_excess_ms,
+                    fast_tol_ms: policy.fast_tolerance_ms,
+                });
+            }
             series_rounds.push((s.prober.clone(), r, external));
         }
         b.j.distances.push(ProberDistance {
@@ -760,9 +778,35 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
                 )
             })
             .collect();
+        let mut obs = recent.clone();
+        for a in &b.j.anchors {
+            if let Some(site) = world.site(&a.site) {
+                obs.push(joint::Obs {
+                    at: site.position(),
+                    rtt_ms: a.min_rtt_ms,
+                    model: Bestline::inflated(policy.inflation),
+                    slow_tol_ms: policy.max_anchor_excess_ms,
+                    fast_tol_ms: policy.fast_tolerance_ms,
+                });
+            }
+        }
+        let radius = far
+            .iter()
+            .map(|a| a.max_distance_km + a.distance_to_claim_km)
+            .fold(0.0, f64::max);
+        if let Some((at, _)) = joint::consistent_location(&obs, claim, radius) {
+            let detail = format!(
+                "the TD's own RTT to anchors does not fit the claim: {}; prober and anchor timing                  both fit one location, ({:.2}, {:.2}), {:.0} km from the claim: the node runs                  there (a relay at the claim would add the TD's detour to every prober RTT)",
+                list.join(", "),
+                at.lat,
+                at.lon,
+                distance_km(at, claim)
+            );
+            b.check("anchors", CheckStatus::Fail, detail.clone());
+            return b.finish(Verdict::Relocated, vec![format!("relocated: {detail}")]);
+        }
         let detail = format!(
-            "prober timing fits the claim but the TD's own RTT to anchors does not: {}: the TD \
-             runs elsewhere and a relay at the claim answers the probers",
+            "prober timing fits the claim but the TD's own RTT to anchors does not: {}: no single              location explains both, so the TD runs elsewhere and a relay at the claim answers              the probers",
             list.join(", ")
         );
         b.check("anchors", CheckStatus::Fail, detail.clone());

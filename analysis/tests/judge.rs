@@ -623,12 +623,14 @@ proptest! {
         prop_assert!(!ra.empty || rb.empty || rb.area_km2.unwrap() > 0.0 || rb.claim_inside);
     }
 
-    /// Honest synthetic data, TD at any site: the true site is always inside the region.
+    /// Honest synthetic data, TD at any site, quiet or loaded host: the true site is always
+    /// inside the region and the verdict is `located`.
     #[test]
-    fn true_site_inside(td_idx in 0usize..7, seed in 1u64..1_000_000) {
+    fn true_site_inside(td_idx in 0usize..7, seed in 1u64..1_000_000, loaded in any::<bool>()) {
         let w = world();
         let td = ["fra", "ams", "lon", "par", "waw", "mil", "muc"][td_idx];
-        let n = node(&w, "h", td, &Spec { td, rounds: 5, per_round: 10, ..Default::default() }, seed);
+        let spec = Spec { td, rounds: 20, per_round: 10, loaded, ..Default::default() };
+        let n = node(&w, "h", td, &spec, seed);
         let j = judge(&w, &n, &Policy::default());
         let r = j.region.expect("region");
         prop_assert!(r.claim_inside, "{:?}", r);
