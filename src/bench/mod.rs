@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
+mod evidence;
 mod ping;
 mod tdx;
 
@@ -13,11 +14,14 @@ pub(crate) enum BenchCmd {
     Ping(ping::PingArgs),
     /// TDX: lab quote generation; locus verify vs bare dcap-qvl verify (target ratio <= 1.2).
     Tdx(tdx::TdxArgs),
+    /// Evidence: fresh bundle vs bare TPM2_Quote (target <= 3), bundle verify vs dcap-qvl (<= 4).
+    Evidence(evidence::EvidenceArgs),
 }
 
 pub(crate) fn run(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCmd::Ping(args) => ping::run(args),
         BenchCmd::Tdx(args) => tdx::run(args),
+        BenchCmd::Evidence(args) => evidence::run(args),
     }
 }

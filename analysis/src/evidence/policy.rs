@@ -180,6 +180,41 @@ pub fn certificates_from_bytes(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
 }
 
 impl PolicyFile {
+    /// A lab policy: every check required except `ak_ek_binding` (not implemented); EK chain
+    /// to `ek_root`, TDX quotes under the lab root `tdx_root` with `tdx_collateral` (paths as
+    /// the policy file will name them); nonces from `nonce_issuer`, valid for 60 s. Reference
+    /// values are left empty: fill `reference` to pin PCRs/MRTD/RTMRs.
+    pub fn lab(ek_root: &str, tdx_root: &str, tdx_collateral: &str, nonce_issuer: &str) -> Self {
+        let mut checks: BTreeMap<CheckId, Requirement> = CheckId::ALL
+            .iter()
+            .map(|c| (*c, Requirement::Required))
+            .collect();
+        checks.insert(CheckId::AkEkBinding, Requirement::Off);
+        // Online only: offline verification has no QUIC peer key.
+        checks.insert(CheckId::SessionSpki, Requirement::Optional);
+        // Both need reference values or a bound the caller chooses.
+        checks.insert(CheckId::PcrReference, Requirement::Optional);
+        checks.insert(CheckId::TdReference, Requirement::Optional);
+        checks.insert(CheckId::VtpmTiming, Requirement::Optional);
+        Self {
+            checks,
+            nonce: NonceSection {
+                issuer: nonce_issuer.into(),
+                max_age_secs: 60,
+            },
+            ek: EkSection {
+                roots: vec![ek_root.into()],
+                intermediates: Vec::new(),
+            },
+            tdx: TdxSection {
+                root: Some(tdx_root.into()),
+                collateral: Some(tdx_collateral.into()),
+            },
+            reference: ReferenceSection::default(),
+            timing: TimingSection::default(),
+        }
+    }
+
     pub fn from_toml(text: &str) -> Result<Self, PolicyError> {
         Ok(toml::from_str(text)?)
     }
@@ -277,5 +312,46 @@ impl PolicyFile {
             rtmr_reference,
             max_tpm_cheap_rtt_ns: self.timing.max_tpm_cheap_rtt_us.map(|u| u * 1000),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lab_policy_round_trips_through_toml_and_unknown_keys_are_refused() {
+        let p = PolicyFile::lab("ek.pem", "root.der", "coll.json", "me");
+        let text = p.to_toml();
+        assert_eq!(PolicyFile::from_toml(&text).unwrap(), p);
+        for (table, line) in [
+            ("", "surprise = 1"),
+            ("[nonce]", "surprise = 1"),
+            ("[ek]", "surprise = 1"),
+            ("[tdx]", "surprise = 1"),
+            ("[timing]", "surprise = 1"),
+        ] {
+            let bad = if table.is_empty() {
+                format!("{line}\n{text}")
+            } else {
+                text.replace(table, &format!("{table}\n{line}"))
+            };
+            assert!(
+                PolicyFile::from_toml(&bad).is_err(),
+                "{table} accepted {line}"
+            );
+        }
+        assert!(PolicyFile::from_toml("[checks]\nno_such_check = \"required\"\n").is_err());
+    }
+
+    #[test]
+    fn bad_reference_values_are_refused_when_resolving() {
+        let mut p = PolicyFile::default();
+        p.reference.pcrs.push(PcrReference {
+            index: 3,
+            sha256: "abcd".into(),
+        });
+        let e = p.resolve(&|_| Ok(Vec::new())).unwrap_err();
+        assert!(matches!(e, PolicyError::Value { .. }), "{e}");
     }
 }

@@ -2,19 +2,20 @@
 
 use std::str::FromStr;
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use locus_proto::evidence::{EkCert, PcrValue};
 use tss_esapi::abstraction::{nv, pcr};
 use tss_esapi::attributes::ObjectAttributesBuilder;
+use tss_esapi::constants::CapabilityType;
 use tss_esapi::handles::{KeyHandle, NvIndexTpmHandle, PcrHandle, TpmHandle};
 use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
 use tss_esapi::interface_types::ecc::EccCurve;
 use tss_esapi::interface_types::resource_handles::{Hierarchy, NvAuth};
 use tss_esapi::structures::{
-    Data, Digest, DigestValues, EccPoint, EccScheme, HashScheme, KeyDerivationFunctionScheme,
-    PcrSelectionList, PcrSelectionListBuilder, PcrSlot, Public, PublicBuilder,
-    PublicEccParametersBuilder, SignatureScheme,
+    CapabilityData, Data, Digest, DigestValues, EccPoint, EccScheme, HashScheme,
+    KeyDerivationFunctionScheme, PcrSelectionList, PcrSelectionListBuilder, PcrSlot, Public,
+    PublicBuilder, PublicEccParametersBuilder, SignatureScheme,
 };
 use tss_esapi::tcti_ldr::{DeviceConfig, NetworkTPMConfig};
 use tss_esapi::traits::Marshall;
@@ -24,6 +25,9 @@ use super::{CheapRtt, Tcti, VtpmConfig, VtpmError, VtpmQuote, ALG_SHA256};
 
 /// How often the PCRs are re-read when they change around a quote.
 const PCR_ATTEMPTS: u32 = 3;
+
+/// First handle of the NV index range (TPM_HT_NV_INDEX << 24).
+const NV_INDEX_FIRST: u32 = 0x0100_0000;
 
 #[derive(Debug)]
 pub(super) enum Op {
@@ -55,9 +59,21 @@ pub(super) enum Reply {
 
 type Request = (Op, SyncSender<Result<Reply, VtpmError>>);
 
-/// Handle to the TPM thread; dropping it ends the thread after its current command.
+/// How long dropping an actor waits for its thread to release the TPM (flush the AK).
+const DROP_WAIT: Duration = Duration::from_millis(500);
+
+/// Handle to the TPM thread; dropping it ends the thread after its current command and waits
+/// (boundedly) for it to flush the AK, so a stopping responder leaves the TPM clean.
 pub(super) struct Actor {
-    tx: SyncSender<Request>,
+    tx: Option<SyncSender<Request>>,
+    done: Receiver<()>,
+}
+
+impl Drop for Actor {
+    fn drop(&mut self) {
+        self.tx = None;
+        let _ = self.done.recv_timeout(DROP_WAIT);
+    }
 }
 
 impl Actor {
@@ -65,16 +81,20 @@ impl Actor {
     pub(super) fn spawn(config: &VtpmConfig) -> Result<Actor, VtpmError> {
         let (tx, rx) = mpsc::sync_channel::<Request>(1);
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+        let (done_tx, done) = mpsc::sync_channel(1);
         let tcti = config.tcti.clone();
         std::thread::Builder::new()
             .name("locus-vtpm".into())
-            .spawn(move || run(tcti, rx, ready_tx))
+            .spawn(move || {
+                run(tcti, rx, ready_tx);
+                let _ = done_tx.send(());
+            })
             .map_err(|e| VtpmError::Connect {
                 tcti: config.tcti.to_string(),
                 detail: format!("cannot start the vTPM thread: {e}"),
             })?;
         match ready_rx.recv_timeout(config.command_timeout) {
-            Ok(Ok(())) => Ok(Actor { tx }),
+            Ok(Ok(())) => Ok(Actor { tx: Some(tx), done }),
             Ok(Err(detail)) => Err(VtpmError::Connect {
                 tcti: config.tcti.to_string(),
                 detail,
@@ -91,7 +111,10 @@ impl Actor {
         op: Op,
         reply: SyncSender<Result<Reply, VtpmError>>,
     ) -> Result<(), ()> {
-        self.tx.send((op, reply)).map_err(|_| ())
+        match &self.tx {
+            Some(tx) => tx.send((op, reply)).map_err(|_| ()),
+            None => Err(()),
+        }
     }
 }
 
@@ -121,9 +144,9 @@ fn run(tcti: Tcti, rx: Receiver<Request>, ready: SyncSender<Result<(), String>>)
             break;
         }
     }
-    // Transient AK: flushed so a long-lived resource manager does not fill up; errors are
-    // irrelevant when the TPM is gone.
-    let _ = state.ctx.flush_context(state.ak.into());
+    // Dropping the context flushes the transient AK, so a long-lived resource manager does
+    // not fill up (tss-esapi tracks the handles it created).
+    drop(state);
 }
 
 fn connect(tcti: &Tcti) -> Result<State, String> {
@@ -320,16 +343,30 @@ fn quote(s: &mut State, qualifying_data: &[u8], pcrs: &[u8]) -> Result<VtpmQuote
 }
 
 fn ek_certs(s: &mut State, indices: &[u32]) -> Vec<EkCert> {
+    // Ask which NV indices exist first: reading a missing one makes the TSS log errors.
+    let present: Option<Vec<u32>> = match s
+        .ctx
+        .execute_without_session(|c| c.get_capability(CapabilityType::Handles, NV_INDEX_FIRST, 256))
+    {
+        Ok((CapabilityData::Handles(list), _)) => {
+            Some(list.iter().map(|h| u32::from(*h)).collect())
+        }
+        _ => None,
+    };
     let mut out = Vec::new();
     for &index in indices {
+        if present.as_ref().is_some_and(|p| !p.contains(&index)) {
+            continue;
+        }
         let Ok(nv_idx) = NvIndexTpmHandle::new(index) else {
             continue;
         };
         let read = s
             .ctx
             .execute_without_session(|c| c.tr_from_tpm_public(TpmHandle::NvIndex(nv_idx)))
-            .map(|h| NvAuth::NvIndex(h.into()))
-            .and_then(|auth| {
+            .and_then(|handle| {
+                // read_full's reader releases the ESYS resource of the index when done.
+                let auth = NvAuth::NvIndex(handle.into());
                 s.ctx
                     .execute_with_nullauth_session(|c| nv::read_full(c, auth, nv_idx))
             });
