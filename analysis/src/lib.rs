@@ -21,4 +21,4 @@ pub use input::{
     Prober, ProberSeries, SamplesFile, Site, World,
 };
 pub use policy::{Policy, PolicyError, RelocationPolicy};
-pub use verdict::{judge, judge_file, Check, CheckStatus, Judgement, Verdict};
+pub use verdict::{judge, judge_file, Check, CheckStatus, Judgement, Scores, Verdict};

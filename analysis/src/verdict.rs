@@ -117,6 +117,24 @@ pub struct AnchorDistance {
     pub excess_ms: f64,
 }
 
+/// The decision statistics, computed for every node whatever decided its verdict, so that
+/// thresholds can be swept offline (ROC curves).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Scores {
+    /// Smallest excess over the prediction for the claim among used probers, ms (proxy and
+    /// "elsewhere" score; compare with `max_excess_ms`).
+    pub min_excess_ms: Option<f64>,
+    /// Largest such excess, ms.
+    pub max_excess_ms: Option<f64>,
+    /// Largest anchor excess over the prediction for the claim, ms (`max_anchor_excess_ms`).
+    pub max_anchor_excess_ms: Option<f64>,
+    /// Fastest in-TD vTPM command, ms (`max_vtpm_cmd_rtt_ms`).
+    pub vtpm_cmd_rtt_min_ms: Option<f64>,
+    /// The `relocation.min_probers`-th largest CUSUM statistic across probers, ms
+    /// (`relocation.threshold_ms`; confirmation not applied).
+    pub cusum_stat_ms: Option<f64>,
+}
+
 /// The result of judging one node; serializes to the per-node JSON of `locus judge --json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Judgement {
@@ -134,6 +152,7 @@ pub struct Judgement {
     pub checks: Vec<Check>,
     pub relocation: Option<Relocation>,
     pub vtpm: VtpmFinding,
+    pub scores: Scores,
     /// Evidence round trip minus the in-TD evidence time minus the echo RTT, ms, at the prober
     /// closest to the threshold (None without `in_td.evidence_ns`).
     pub evidence_excess_ms: Option<f64>,
@@ -180,6 +199,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
             checks: Vec::new(),
             relocation: None,
             vtpm: VtpmFinding::default(),
+            scores: Scores::default(),
             evidence_excess_ms: None,
         },
     };
@@ -245,6 +265,176 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
             format!("{answered} answers"),
         );
     }
+
+    // --- per-prober numbers
+    let cap_ns = (policy.max_processing_us * 1e3).max(0.0) as u64;
+    // canonical order: the judgement must not depend on the order of series or samples
+    let mut probes: Vec<&crate::input::ProberSeries> = node.probes.iter().collect();
+    probes.sort_by(|a, c| a.prober.cmp(&c.prober));
+    let mut anchors: Vec<&crate::input::AnchorReport> = node.anchors.iter().collect();
+    anchors.sort_by(|a, c| a.site.cmp(&c.site).then(a.min_rtt_ns.cmp(&c.min_rtt_ns)));
+    let mut series_rounds = Vec::new();
+    let mut recent: Vec<joint::Obs> = Vec::new();
+    let mut discs = Vec::new();
+    let mut cal_discs = Vec::new();
+    let mut any_calibrated = false;
+    for s in probes.iter().copied() {
+        let Some(prober) = world.prober(&s.prober) else {
+            continue;
+        };
+        let Some(site) = world.site(&prober.site) else {
+            continue;
+        };
+        let d_claim = distance_km(site.position(), claim);
+        let eff: Vec<(u64, f64)> = s
+            .samples
+            .iter()
+            .map(|x| {
+                (
+                    x.sent_ns,
+                    ms(x.rtt_ns.saturating_sub(x.inside_ns.min(cap_ns))),
+                )
+            })
+            .collect();
+        let min_rtt = s.samples.iter().map(|x| x.rtt_ns).min().map(ms);
+        let min_eff = eff.iter().map(|e| e.1).min_by(f64::total_cmp);
+        let landmarks: Vec<(f64, f64)> = world
+            .landmarks
+            .iter()
+            .filter(|l| l.prober == s.prober)
+            .filter_map(|l| {
+                let ls = world.site(&l.site)?;
+                Some((
+                    distance_km(site.position(), ls.position()),
+                    ms(l.min_rtt_ns),
+                ))
+            })
+            .collect();
+        let calibrated = landmarks.len() >= 2;
+        let model = if calibrated {
+            rtt_bound::bestline(&landmarks)
+        } else {
+            Bestline::inflated(policy.inflation)
+        };
+        let used = s.samples.len() >= policy.min_samples;
+        let expected = model.rtt_ms(d_claim);
+        if used {
+            if let Some(m) = min_eff {
+                discs.push(Disc {
+                    label: format!("prober {}", s.prober),
+                    center: site.position(),
+                    radius_km: rtt_bound::max_distance_km(m),
+                });
+                if calibrated {
+                    any_calibrated = true;
+                    cal_discs.push(Disc {
+                        label: format!("prober {} (calibrated)", s.prober),
+                        center: site.position(),
+                        radius_km: model.max_distance_km(m),
+                    });
+                } else {
+                    cal_discs.push(discs[discs.len() - 1].clone());
+                }
+            }
+            let external = node
+                .baseline
+                .iter()
+                .find(|x| x.prober == s.prober)
+                .map(|x| ms(x.min_rtt_ns));
+            let r = relocation::rounds(
+                &eff,
+                policy.relocation.round_ms,
+                policy.relocation.min_round_samples,
+            );
+            // the most recent third of the window (≥ 3 rounds): where the node is now
+            let k = (r.len() / 3).max(3).min(r.len());
+            let recent_min = r[r.len() - k..]
+                .iter()
+                .map(|x| x.1)
+                .min_by(f64::total_cmp)
+                .or(min_eff);
+            if let Some(m) = recent_min {
+                recent.push(joint::Obs {
+                    at: site.position(),
+                    rtt_ms: m,
+                    model,
+                    slow_tol_ms: policy.max_excess_ms,
+                    fast_tol_ms: policy.fast_tolerance_ms,
+                });
+            }
+            series_rounds.push((s.prober.clone(), r, external));
+        }
+        b.j.distances.push(ProberDistance {
+            prober: s.prober.clone(),
+            site: site.name.clone(),
+            samples: s.samples.len(),
+            sent: s.sent,
+            distance_to_claim_km: d_claim,
+            min_rtt_ms: min_rtt,
+            min_eff_rtt_ms: min_eff,
+            max_distance_km: min_eff.map(rtt_bound::max_distance_km),
+            calibrated_max_distance_km: calibrated
+                .then(|| min_eff.map(|m| model.max_distance_km(m)))
+                .flatten(),
+            expected_rtt_ms: expected,
+            excess_ms: min_eff.map(|m| m - expected),
+            used,
+            calibrated,
+        });
+    }
+    // --- anchors (discs join the region)
+    for a in anchors.iter().copied() {
+        let Some(site) = world.site(&a.site) else {
+            continue;
+        };
+        let rtt = ms(a.min_rtt_ns);
+        let d = distance_km(site.position(), claim);
+        let expected = Bestline::inflated(policy.inflation).rtt_ms(d);
+        let max_d = rtt_bound::max_distance_km(rtt);
+        discs.push(Disc {
+            label: format!("anchor {}", a.site),
+            center: site.position(),
+            radius_km: max_d,
+        });
+        b.j.anchors.push(AnchorDistance {
+            site: a.site.clone(),
+            min_rtt_ms: rtt,
+            distance_to_claim_km: d,
+            max_distance_km: max_d,
+            expected_rtt_ms: expected,
+            excess_ms: rtt - expected,
+        });
+    }
+
+    let region = region::intersect(&discs, claim);
+    b.j.region = Some(region.clone());
+    if any_calibrated {
+        b.j.calibrated_region = Some(region::intersect(&cal_discs, claim));
+    }
+
+    // --- relocation during the window
+    let reloc = relocation::detect(&series_rounds, &policy.relocation);
+    b.j.relocation = Some(reloc.clone());
+    let excesses: Vec<f64> =
+        b.j.distances
+            .iter()
+            .filter(|d| d.used)
+            .filter_map(|d| d.excess_ms)
+            .collect();
+    let mut stats: Vec<f64> = reloc.shifts.iter().map(|x| x.max_stat_ms).collect();
+    stats.sort_by(|a, c| c.total_cmp(a));
+    b.j.scores = Scores {
+        min_excess_ms: excesses.iter().copied().min_by(f64::total_cmp),
+        max_excess_ms: excesses.iter().copied().max_by(f64::total_cmp),
+        max_anchor_excess_ms: b
+            .j
+            .anchors
+            .iter()
+            .map(|a| a.excess_ms)
+            .max_by(f64::total_cmp),
+        vtpm_cmd_rtt_min_ms: frankenstein::check(&node.in_td, None, policy).cmd_rtt_min_ms,
+        cusum_stat_ms: stats.get(policy.relocation.min_probers - 1).copied(),
+    };
 
     // --- evidence validity (binding failures are Frankenstein, judged below)
     let mut missing: Vec<String> = Vec::new();
@@ -382,122 +572,6 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
         }
     }
 
-    // --- per-prober numbers
-    let cap_ns = (policy.max_processing_us * 1e3).max(0.0) as u64;
-    // canonical order: the judgement must not depend on the order of series or samples
-    let mut probes: Vec<&crate::input::ProberSeries> = node.probes.iter().collect();
-    probes.sort_by(|a, c| a.prober.cmp(&c.prober));
-    let mut anchors: Vec<&crate::input::AnchorReport> = node.anchors.iter().collect();
-    anchors.sort_by(|a, c| a.site.cmp(&c.site).then(a.min_rtt_ns.cmp(&c.min_rtt_ns)));
-    let mut series_rounds = Vec::new();
-    let mut recent: Vec<joint::Obs> = Vec::new();
-    let mut discs = Vec::new();
-    let mut cal_discs = Vec::new();
-    let mut any_calibrated = false;
-    for s in probes.iter().copied() {
-        let Some(prober) = world.prober(&s.prober) else {
-            continue;
-        };
-        let Some(site) = world.site(&prober.site) else {
-            continue;
-        };
-        let d_claim = distance_km(site.position(), claim);
-        let eff: Vec<(u64, f64)> = s
-            .samples
-            .iter()
-            .map(|x| {
-                (
-                    x.sent_ns,
-                    ms(x.rtt_ns.saturating_sub(x.inside_ns.min(cap_ns))),
-                )
-            })
-            .collect();
-        let min_rtt = s.samples.iter().map(|x| x.rtt_ns).min().map(ms);
-        let min_eff = eff.iter().map(|e| e.1).min_by(f64::total_cmp);
-        let landmarks: Vec<(f64, f64)> = world
-            .landmarks
-            .iter()
-            .filter(|l| l.prober == s.prober)
-            .filter_map(|l| {
-                let ls = world.site(&l.site)?;
-                Some((
-                    distance_km(site.position(), ls.position()),
-                    ms(l.min_rtt_ns),
-                ))
-            })
-            .collect();
-        let calibrated = landmarks.len() >= 2;
-        let model = if calibrated {
-            rtt_bound::bestline(&landmarks)
-        } else {
-            Bestline::inflated(policy.inflation)
-        };
-        let used = s.samples.len() >= policy.min_samples;
-        let expected = model.rtt_ms(d_claim);
-        if used {
-            if let Some(m) = min_eff {
-                discs.push(Disc {
-                    label: format!("prober {}", s.prober),
-                    center: site.position(),
-                    radius_km: rtt_bound::max_distance_km(m),
-                });
-                if calibrated {
-                    any_calibrated = true;
-                    cal_discs.push(Disc {
-                        label: format!("prober {} (calibrated)", s.prober),
-                        center: site.position(),
-                        radius_km: model.max_distance_km(m),
-                    });
-                } else {
-                    cal_discs.push(discs[discs.len() - 1].clone());
-                }
-            }
-            let external = node
-                .baseline
-                .iter()
-                .find(|x| x.prober == s.prober)
-                .map(|x| ms(x.min_rtt_ns));
-            let r = relocation::rounds(
-                &eff,
-                policy.relocation.round_ms,
-                policy.relocation.min_round_samples,
-            );
-            // the most recent third of the window (≥ 3 rounds): where the node is now
-            let k = (r.len() / 3).max(3).min(r.len());
-            let recent_min = r[r.len() - k..]
-                .iter()
-                .map(|x| x.1)
-                .min_by(f64::total_cmp)
-                .or(min_eff);
-            if let Some(m) = recent_min {
-                recent.push(joint::Obs {
-                    at: site.position(),
-                    rtt_ms: m,
-                    model,
-                    slow_tol_ms: policy.max_excess_ms,
-                    fast_tol_ms: policy.fast_tolerance_ms,
-                });
-            }
-            series_rounds.push((s.prober.clone(), r, external));
-        }
-        b.j.distances.push(ProberDistance {
-            prober: s.prober.clone(),
-            site: site.name.clone(),
-            samples: s.samples.len(),
-            sent: s.sent,
-            distance_to_claim_km: d_claim,
-            min_rtt_ms: min_rtt,
-            min_eff_rtt_ms: min_eff,
-            max_distance_km: min_eff.map(rtt_bound::max_distance_km),
-            calibrated_max_distance_km: calibrated
-                .then(|| min_eff.map(|m| model.max_distance_km(m)))
-                .flatten(),
-            expected_rtt_ms: expected,
-            excess_ms: min_eff.map(|m| m - expected),
-            used,
-            calibrated,
-        });
-    }
     let used: Vec<ProberDistance> = b.j.distances.iter().filter(|d| d.used).cloned().collect();
     let n_used = used.len();
     if n_used < policy.min_probers {
@@ -523,39 +597,6 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
         format!("{n_used} probers with ≥ {} answers", policy.min_samples),
     );
 
-    // --- anchors (discs join the region)
-    for a in anchors.iter().copied() {
-        let Some(site) = world.site(&a.site) else {
-            continue;
-        };
-        let rtt = ms(a.min_rtt_ns);
-        let d = distance_km(site.position(), claim);
-        let expected = Bestline::inflated(policy.inflation).rtt_ms(d);
-        let max_d = rtt_bound::max_distance_km(rtt);
-        discs.push(Disc {
-            label: format!("anchor {}", a.site),
-            center: site.position(),
-            radius_km: max_d,
-        });
-        b.j.anchors.push(AnchorDistance {
-            site: a.site.clone(),
-            min_rtt_ms: rtt,
-            distance_to_claim_km: d,
-            max_distance_km: max_d,
-            expected_rtt_ms: expected,
-            excess_ms: rtt - expected,
-        });
-    }
-
-    let region = region::intersect(&discs, claim);
-    b.j.region = Some(region.clone());
-    if any_calibrated {
-        b.j.calibrated_region = Some(region::intersect(&cal_discs, claim));
-    }
-
-    // --- relocation during the window
-    let reloc = relocation::detect(&series_rounds, &policy.relocation);
-    b.j.relocation = Some(reloc.clone());
     if reloc.detected {
         let shifts: Vec<String> = reloc
             .shifts

@@ -554,6 +554,7 @@ fn judgement_json_has_the_documented_fields() {
         assert!(v.get(k).is_some(), "missing {k}");
     }
     assert_eq!(v["verdict"], "located");
+    assert!(v["scores"]["min_excess_ms"].as_f64().unwrap().abs() < 1.0, "{v}");
     assert_eq!(v["region"]["claim_inside"], true);
     assert!(v["checks"]
         .as_array()
