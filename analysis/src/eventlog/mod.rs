@@ -442,4 +442,30 @@ mod tests {
             })
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            if let Ok(log) = parse(&bytes) {
+                let _ = log.replay(ALG_SHA256, 24);
+                let _ = log.replay_rtmrs();
+            }
+        }
+
+        #[test]
+        fn written_events_round_trip(events in proptest::collection::vec(
+            (0u32..24, 1u32..0x8000_00ff, proptest::collection::vec(proptest::num::u8::ANY, 0..40)),
+            0..20,
+        )) {
+            let mut w = EventLogWriter::new(&[ALG_SHA256, ALG_SHA384]);
+            for (i, t, d) in &events {
+                w.push(*i, *t, d);
+            }
+            let log = parse(&w.bytes()).unwrap();
+            proptest::prop_assert_eq!(log.events.len(), events.len());
+            for (e, (i, t, d)) in log.events.iter().zip(&events) {
+                proptest::prop_assert_eq!((e.index, e.event_type, &e.data), (*i, *t, d));
+            }
+        }
+    }
 }

@@ -45,6 +45,8 @@ pub enum TpmError {
     BadMagic { found: u32 },
     #[error("attest type is {found:#06x}, expected TPM_ST_ATTEST_QUOTE {ST_ATTEST_QUOTE:#06x}")]
     NotAQuote { found: u16 },
+    #[error("PCR selection bitmap of {size} bytes (at most 32)")]
+    BadPcrSelection { size: u8 },
     #[error("unsupported key: {0}")]
     UnsupportedKey(String),
     #[error("the AK lacks required attributes (restricted signing, fixedTPM): {attributes:#010x}")]
@@ -181,6 +183,10 @@ pub fn parse_quote_attest(bytes: &[u8]) -> Result<QuoteAttest, TpmError> {
     for _ in 0..count {
         let hash_alg = r.u16()?;
         let size = r.u8()?;
+        // 32 bytes select 256 PCRs, the most a u8 index names (real TPMs use 3 or 4).
+        if size > 32 {
+            return Err(TpmError::BadPcrSelection { size });
+        }
         let bitmap = r.take(usize::from(size))?;
         let pcrs = bitmap
             .iter()
@@ -405,6 +411,22 @@ mod tests {
         assert_eq!(p.x, vec![0x11; 32]);
         for n in 0..ak.len() {
             assert!(parse_ak_public(&ak[..n]).is_err(), "prefix {n}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            let _ = parse_quote_attest(&bytes);
+            let _ = parse_signature(&bytes);
+            let _ = parse_ak_public(&bytes);
+        }
+
+        #[test]
+        fn flipped_attest_bytes_never_panic(at in 0usize..80, bit in 0u8..8) {
+            let mut a = sample_attest();
+            a[at] ^= 1 << bit;
+            let _ = parse_quote_attest(&a);
         }
     }
 }
