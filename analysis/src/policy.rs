@@ -90,6 +90,9 @@ pub struct RelocationPolicy {
     /// Length of a probe round, ms. At 50 challenges/s a 1 s round holds 50 answers, whose
     /// minimum is stable to jitter.
     pub round_ms: f64,
+    /// Windows shorter than `min_rounds` × `round_ms` get shorter rounds, so that warm-up,
+    /// baseline and confirmation still fit (0 disables).
+    pub min_rounds: usize,
     /// Answers a round needs to count; rounds with fewer (an outage) are skipped.
     pub min_round_samples: usize,
     /// Rounds skipped at the start when the node has no history (processes starting).
@@ -147,6 +150,7 @@ impl Default for RelocationPolicy {
     fn default() -> Self {
         Self {
             round_ms: 1000.0,
+            min_rounds: 12,
             min_round_samples: 5,
             warmup_rounds: 1,
             baseline_rounds: 3,

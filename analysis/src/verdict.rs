@@ -273,6 +273,23 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
     probes.sort_by(|a, c| a.prober.cmp(&c.prober));
     let mut anchors: Vec<&crate::input::AnchorReport> = node.anchors.iter().collect();
     anchors.sort_by(|a, c| a.site.cmp(&c.site).then(a.min_rtt_ns.cmp(&c.min_rtt_ns)));
+    // Rounds: `round_ms`, shortened for short windows so there are at least `min_rounds`.
+    let span_ms = probes
+        .iter()
+        .filter_map(|s| {
+            let lo = s.samples.iter().map(|x| x.sent_ns).min()?;
+            let hi = s.samples.iter().map(|x| x.sent_ns).max()?;
+            Some(ms(hi - lo))
+        })
+        .fold(0.0, f64::max);
+    let round_ms = if policy.relocation.min_rounds > 0 && span_ms > 0.0 {
+        policy
+            .relocation
+            .round_ms
+            .min(span_ms / policy.relocation.min_rounds as f64)
+    } else {
+        policy.relocation.round_ms
+    };
     let mut series_rounds = Vec::new();
     let mut recent: Vec<joint::Obs> = Vec::new();
     let mut discs = Vec::new();
@@ -341,11 +358,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
                 .iter()
                 .find(|x| x.prober == s.prober)
                 .map(|x| ms(x.min_rtt_ns));
-            let r = relocation::rounds(
-                &eff,
-                policy.relocation.round_ms,
-                policy.relocation.min_round_samples,
-            );
+            let r = relocation::rounds(&eff, round_ms, policy.relocation.min_round_samples);
             // the most recent third of the window (≥ 3 rounds): where the node is now
             let k = (r.len() / 3).max(3).min(r.len());
             let recent_min = r[r.len() - k..]

@@ -394,6 +394,31 @@ fn loaded_host_keeps_verdicts() {
 }
 
 #[test]
+fn short_window_still_detects_a_move() {
+    // 6 s at 50 Hz, moving after 3 s: rounds shrink to 500 ms
+    let w = world();
+    let spec = Spec {
+        move_to: Some(("par", 6)),
+        rounds: 12,
+        per_round: 25,
+        ..honest()
+    };
+    let mut n = node(&w, "short", "fra", &spec, 51);
+    for p in &mut n.probes {
+        for s in &mut p.samples {
+            s.sent_ns /= 2;
+        }
+    }
+    let j = judge(&w, &n, &Policy::default());
+    assert_eq!(j.verdict, Verdict::Relocated, "{:#?}", j.reasons);
+    assert!(
+        j.reasons[0].contains("baseline shifted"),
+        "{:#?}",
+        j.reasons
+    );
+}
+
+#[test]
 fn endorsement_findings() {
     use locus_analysis::endorse::{Endorsement, InventoryEntry};
     let w = world();
@@ -554,7 +579,10 @@ fn judgement_json_has_the_documented_fields() {
         assert!(v.get(k).is_some(), "missing {k}");
     }
     assert_eq!(v["verdict"], "located");
-    assert!(v["scores"]["min_excess_ms"].as_f64().unwrap().abs() < 1.0, "{v}");
+    assert!(
+        v["scores"]["min_excess_ms"].as_f64().unwrap().abs() < 1.0,
+        "{v}"
+    );
     assert_eq!(v["region"]["claim_inside"], true);
     assert!(v["checks"]
         .as_array()
