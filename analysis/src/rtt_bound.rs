@@ -134,6 +134,23 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// The bestline stays below every landmark and never beats light in fiber.
+        #[test]
+        fn bestline_is_a_physical_lower_envelope(
+            pts in proptest::collection::vec((0.0f64..3000.0, 0.0f64..5.0, 1.0f64..3.0), 1..8)
+        ) {
+            let pts: Vec<(f64, f64)> =
+                pts.iter().map(|(d, fixed, infl)| (*d, PHYSICS_MS_PER_KM * infl * d + fixed)).collect();
+            let l = bestline(&pts);
+            proptest::prop_assert!(l.slope_ms_per_km >= PHYSICS_MS_PER_KM);
+            proptest::prop_assert!(l.intercept_ms >= 0.0);
+            for &(d, r) in &pts {
+                proptest::prop_assert!(l.rtt_ms(d) <= r + 1e-6, "{l:?} above ({d}, {r})");
+            }
+        }
+    }
+
     #[test]
     fn bestline_rejects_faster_than_light_data() {
         let l = bestline(&[(1000.0, 5.0), (100.0, 2.0)]);

@@ -94,7 +94,8 @@ pub struct ProberDistance {
     pub min_eff_rtt_ms: Option<f64>,
     /// Hard bound at 2/3 c from `min_eff_rtt_ms`, km.
     pub max_distance_km: Option<f64>,
-    /// Bound from this prober's calibrated bestline, km (when calibrated).
+    /// Bound from this prober's calibrated bestline slope (intercept dropped), km (when
+    /// calibrated). Tighter than the hard bound; a plausibility bound, not physics.
     pub calibrated_max_distance_km: Option<f64>,
     /// RTT predicted for a node at the claim, ms.
     pub expected_rtt_ms: f64,
@@ -333,6 +334,12 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
         } else {
             Bestline::inflated(policy.inflation)
         };
+        // The calibrated disc keeps the bestline's slope but not its intercept: the node's
+        // fixed delay may be smaller than the landmarks', and a disc must not exclude it.
+        let disc_line = Bestline {
+            intercept_ms: 0.0,
+            ..model
+        };
         let used = s.samples.len() >= policy.min_samples;
         let expected = model.rtt_ms(d_claim);
         if used {
@@ -347,7 +354,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
                     cal_discs.push(Disc {
                         label: format!("prober {} (calibrated)", s.prober),
                         center: site.position(),
-                        radius_km: model.max_distance_km(m),
+                        radius_km: disc_line.max_distance_km(m),
                     });
                 } else {
                     cal_discs.push(discs[discs.len() - 1].clone());
@@ -387,7 +394,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
             min_eff_rtt_ms: min_eff,
             max_distance_km: min_eff.map(rtt_bound::max_distance_km),
             calibrated_max_distance_km: calibrated
-                .then(|| min_eff.map(|m| model.max_distance_km(m)))
+                .then(|| min_eff.map(|m| disc_line.max_distance_km(m)))
                 .flatten(),
             expected_rtt_ms: expected,
             excess_ms: min_eff.map(|m| m - expected),

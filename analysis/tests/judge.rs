@@ -419,6 +419,51 @@ fn short_window_still_detects_a_move() {
 }
 
 #[test]
+fn calibrated_probers_use_their_bestline() {
+    let mut w = world();
+    // each prober measured the other probers' sites (1.5x inflated paths + 0.1 ms)
+    for p in w.probers.clone() {
+        for q in &w.probers {
+            if q.site != p.site {
+                let rtt = path_ms(pos(&w, &p.site), pos(&w, &q.site)) + 0.1;
+                w.landmarks.push(locus_analysis::LandmarkRtt {
+                    prober: p.id.clone(),
+                    site: q.site.clone(),
+                    min_rtt_ns: (rtt * NS) as u64,
+                });
+            }
+        }
+    }
+    let n = node(&w, "honest", "fra", &honest(), 61);
+    let j = judge(&w, &n, &Policy::default());
+    assert_eq!(j.verdict, Verdict::Located, "{:#?}", j.reasons);
+    assert!(j.distances.iter().all(|d| d.calibrated));
+    let cal = j.calibrated_region.expect("calibrated region");
+    let hard = j.region.expect("region");
+    assert!(cal.claim_inside);
+    for d in &j.distances {
+        assert!(d.calibrated_max_distance_km.unwrap() <= d.max_distance_km.unwrap());
+    }
+    assert!(
+        cal.area_km2.unwrap() < hard.area_km2.unwrap(),
+        "{cal:?} vs {hard:?}"
+    );
+    // and a node 500 km behind a relay is still caught with calibrated predictions
+    let p = node(
+        &w,
+        "proxy",
+        "fra",
+        &Spec {
+            td: "mil",
+            relay: Some("fra"),
+            ..honest()
+        },
+        62,
+    );
+    assert_eq!(judge(&w, &p, &Policy::default()).verdict, Verdict::Proxied);
+}
+
+#[test]
 fn endorsement_findings() {
     use locus_analysis::endorse::{Endorsement, InventoryEntry};
     let w = world();
