@@ -79,3 +79,44 @@ fn chains_outside_their_validity_are_rejected() {
         Err(EkChainError::UntrustedIssuer { .. })
     ));
 }
+
+/// TPM2B_PUBLIC of an ECC P-256 restricted signing key with the given point.
+fn ak_public(x: &[u8], y: &[u8]) -> Vec<u8> {
+    let mut t = hex::decode("0023000b00050072000000100018000b00030010").unwrap();
+    t.extend_from_slice(&[0, 32]);
+    t.extend_from_slice(x);
+    t.extend_from_slice(&[0, 32]);
+    t.extend_from_slice(y);
+    let mut out = (t.len() as u16).to_be_bytes().to_vec();
+    out.extend_from_slice(&t);
+    out
+}
+
+#[test]
+fn a_gce_ak_certificate_binds_its_key_to_the_provider() {
+    use locus_analysis::evidence::{check_ak_cert, EvidenceError};
+    let leaf = cert("certificates/pca_tpm_ecc_sign_cert.pem");
+    let inter = vec![cert("ca-certs/gcp_ek_ak_ca_intermediate_v3.crt")];
+    let root = vec![cert("ca-certs/gcp_ek_ak_ca_root.crt")];
+    // The certificate's P-256 point (from its SubjectPublicKeyInfo: 04 | x | y).
+    let spki_point_at = leaf
+        .windows(3)
+        .position(|w| w == [0x03, 0x42, 0x00])
+        .unwrap()
+        + 3;
+    let point = &leaf[spki_point_at..spki_point_at + 65];
+    assert_eq!(point[0], 4);
+    let ak = ak_public(&point[1..33], &point[33..65]);
+    check_ak_cert(&ak, &leaf, &inter, &root, AT).unwrap();
+
+    let other = ak_public(&[0x11; 32], &point[33..65]);
+    assert!(matches!(
+        check_ak_cert(&other, &leaf, &inter, &root, AT),
+        Err(EvidenceError::AkCertKeyMismatch)
+    ));
+    let legacy_root = vec![cert("ca-certs/tpm_ek_root_1.cer")];
+    assert!(matches!(
+        check_ak_cert(&ak, &leaf, &inter, &legacy_root, AT),
+        Err(EvidenceError::EkChain(EkChainError::UntrustedIssuer { .. }))
+    ));
+}

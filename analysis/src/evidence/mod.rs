@@ -62,7 +62,8 @@ pub enum CheckId {
     PcrRtmrCrossCheck,
     /// An EK certificate chains to a configured provider root.
     EkChain,
-    /// The AK is tied to the EK (provider AK certificate or credential activation).
+    /// The AK is tied to the provider: a provider AK certificate for this AK chains to an EK
+    /// root. (Credential activation against the EK is not implemented.)
     AkEkBinding,
     /// The in-TD vTPM round trip is within the policy's bound.
     VtpmTiming,
@@ -116,8 +117,8 @@ impl CheckId {
     }
 
     /// Without a policy entry: the binding and signature checks are required; checks that need
-    /// optional inputs (peer key, logs, references, roots, timing bound) are optional;
-    /// `ak_ek_binding` is off (not implemented, see its doc).
+    /// optional inputs (peer key, logs, references, roots, AK certificate, timing bound) are
+    /// optional.
     pub fn default_requirement(self) -> Requirement {
         match self {
             CheckId::BundleFormat
@@ -130,7 +131,6 @@ impl CheckId {
             | CheckId::TpmAttest
             | CheckId::QualifyingData
             | CheckId::PcrDigest => Requirement::Required,
-            CheckId::AkEkBinding => Requirement::Off,
             _ => Requirement::Optional,
         }
     }
@@ -193,6 +193,8 @@ pub enum EvidenceError {
     CrossCheck(#[from] CrossCheckError),
     #[error("EK chain: {0}")]
     EkChain(#[from] EkChainError),
+    #[error("the AK certificate certifies another key than the quoting AK")]
+    AkCertKeyMismatch,
     #[error("in-TD vTPM round trip {found_ns} ns exceeds {max_ns} ns (a relayed vTPM?)")]
     VtpmTooSlow { found_ns: u64, max_ns: u64 },
     #[error("required input missing: {0}")]
@@ -327,6 +329,34 @@ pub struct VerifyInputs {
     pub nonce_record: Option<NonceRecord>,
     /// The QUIC peer's SubjectPublicKeyInfo (DER), when verifying online.
     pub peer_spki: Option<Vec<u8>>,
+}
+
+/// The provider's AK certificate certifies this AK: its key is the AK's public point, and it
+/// chains to a provider root (GCE issues AK certificates under its EK/AK CA).
+pub fn check_ak_cert(
+    ak_public: &[u8],
+    ak_cert: &[u8],
+    intermediates: &[Vec<u8>],
+    roots: &[Vec<u8>],
+    now: i64,
+) -> Result<(), EvidenceError> {
+    use x509_parser::prelude::FromDer;
+    let ak = tpm::parse_ak_public(ak_public)?;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(ak_cert)
+        .map_err(|e| EkChainError::Parse(e.to_string()))?;
+    let point = cert.public_key().subject_public_key.data.as_ref();
+    let mut expected = vec![0x04];
+    for c in [&ak.x, &ak.y] {
+        let mut padded = [0u8; 32];
+        let n = c.len().min(32);
+        padded[32 - n..].copy_from_slice(&c[c.len() - n..]);
+        expected.extend_from_slice(&padded);
+    }
+    if point != expected.as_slice() {
+        return Err(EvidenceError::AkCertKeyMismatch);
+    }
+    ekchain::verify_chain(ak_cert, intermediates, roots, now)?;
+    Ok(())
 }
 
 /// TD report fields needed by the binding, read from a quote at the v4/v5 TD report offsets.
@@ -749,9 +779,9 @@ pub fn verify_bundle(
         if policy.ek_roots.is_empty() {
             return Outcome::Skipped("no EK roots in the policy".into());
         }
-        let Some(first) = t.ek_certs.first() else {
+        if t.ek_certs.is_empty() {
             return Outcome::Fail(EkChainError::NoEkCertificate.into());
-        };
+        }
         let mut intermediates: Vec<Vec<u8>> = t.ca_certs.iter().map(|c| c.to_vec()).collect();
         intermediates.extend(policy.ek_intermediates.iter().cloned());
         let now = i64::try_from(inputs.now_unix).unwrap_or(i64::MAX);
@@ -765,14 +795,28 @@ pub fn verify_bundle(
                 }
             }
         }
-        let _ = first;
         Outcome::Fail(first_err.unwrap_or(EkChainError::NoEkCertificate).into())
     });
 
     run.record(CheckId::AkEkBinding, || {
-        Outcome::Skipped(
-            "not implemented: needs a provider AK certificate or TPM2_ActivateCredential".into(),
-        )
+        let Some(t) = tpm else {
+            return Outcome::Skipped("the bundle has no vTPM part".into());
+        };
+        let Some(cert) = &t.ak_cert else {
+            return Outcome::Skipped(
+                "no provider AK certificate (credential activation is not implemented)".into(),
+            );
+        };
+        let mut intermediates: Vec<Vec<u8>> = t.ca_certs.iter().map(|c| c.to_vec()).collect();
+        intermediates.extend(policy.ek_intermediates.iter().cloned());
+        let now = i64::try_from(inputs.now_unix).unwrap_or(i64::MAX);
+        result(check_ak_cert(
+            &t.ak_public,
+            cert,
+            &intermediates,
+            &policy.ek_roots,
+            now,
+        ))
     });
 
     run.record(CheckId::VtpmTiming, || {

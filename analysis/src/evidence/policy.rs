@@ -50,6 +50,10 @@ pub struct NonceSection {
     pub issuer: String,
     /// How long a nonce stays valid after it was issued.
     pub max_age_secs: u64,
+    /// The verifier's nonce ledger (JSON list of records), relative to the policy file; lets
+    /// a stored bundle be re-checked offline with the policy alone (the lab writes one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<String>,
 }
 
 impl Default for NonceSection {
@@ -57,6 +61,7 @@ impl Default for NonceSection {
         Self {
             issuer: "locus".into(),
             max_age_secs: 60,
+            ledger: None,
         }
     }
 }
@@ -180,7 +185,8 @@ pub fn certificates_from_bytes(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
 }
 
 impl PolicyFile {
-    /// A lab policy: every check required except `ak_ek_binding` (not implemented); EK chain
+    /// A lab policy: every check required except `ak_ek_binding` (swtpm has no AK
+    /// certificate; optional, so a provider AK certificate is still checked); EK chain
     /// to `ek_root`, TDX quotes under the lab root `tdx_root` with `tdx_collateral` (paths as
     /// the policy file will name them); nonces from `nonce_issuer`, valid for 60 s. Reference
     /// values are left empty: fill `reference` to pin PCRs/MRTD/RTMRs.
@@ -189,7 +195,7 @@ impl PolicyFile {
             .iter()
             .map(|c| (*c, Requirement::Required))
             .collect();
-        checks.insert(CheckId::AkEkBinding, Requirement::Off);
+        checks.insert(CheckId::AkEkBinding, Requirement::Optional);
         // Online only: offline verification has no QUIC peer key.
         checks.insert(CheckId::SessionSpki, Requirement::Optional);
         // Both need reference values or a bound the caller chooses.
@@ -201,6 +207,7 @@ impl PolicyFile {
             nonce: NonceSection {
                 issuer: nonce_issuer.into(),
                 max_age_secs: 60,
+                ledger: None,
             },
             ek: EkSection {
                 roots: vec![ek_root.into()],
