@@ -177,12 +177,35 @@ pub struct EvidenceSummary {
     pub platform_id: Option<String>,
 }
 
-/// A prober's minimum RTT to this node in an earlier period (the node's history).
+/// A prober's minimum effective RTT (processing subtracted) to this node in an earlier period
+/// (the node's history).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BaselineMin {
     pub prober: String,
     pub min_rtt_ns: u64,
+}
+
+impl BaselineMin {
+    /// Baseline from a history of per-round minima: their median (robust to a few bad rounds).
+    /// None for an empty history.
+    pub fn from_history(prober: impl Into<String>, round_mins_ns: &[u64]) -> Option<BaselineMin> {
+        if round_mins_ns.is_empty() {
+            return None;
+        }
+        let mut v = round_mins_ns.to_vec();
+        v.sort_unstable();
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            ((u128::from(v[n / 2 - 1]) + u128::from(v[n / 2])) / 2) as u64
+        };
+        Some(BaselineMin {
+            prober: prober.into(),
+            min_rtt_ns: median,
+        })
+    }
 }
 
 /// Everything observed about one node (responder) over one window.

@@ -4,8 +4,8 @@ use locus_analysis::geo::{distance_km, LatLon};
 use locus_analysis::region::{self, Disc};
 use locus_analysis::rtt_bound::max_distance_km;
 use locus_analysis::{
-    judge, AnchorReport, EchoSample, EvidenceSummary, InTdTimings, NodeInput, Policy, Prober,
-    ProberSeries, Site, Verdict, World,
+    judge, AnchorReport, BaselineMin, EchoSample, EvidenceSummary, InTdTimings, NodeInput, Policy,
+    Prober, ProberSeries, Site, Verdict, World,
 };
 use proptest::prelude::*;
 
@@ -461,6 +461,52 @@ fn calibrated_probers_use_their_bestline() {
         62,
     );
     assert_eq!(judge(&w, &p, &Policy::default()).verdict, Verdict::Proxied);
+}
+
+#[test]
+fn history_baseline_catches_a_move_between_windows() {
+    let w = world();
+    // history: the node at the claim
+    let before = node(&w, "n", "fra", &honest(), 71);
+    let baseline: Vec<BaselineMin> = before
+        .probes
+        .iter()
+        .filter_map(|p| {
+            let mins: Vec<u64> = p
+                .samples
+                .chunks(25)
+                .map(|c| c.iter().map(|s| s.rtt_ns - s.inside_ns).min().unwrap())
+                .collect();
+            BaselineMin::from_history(p.prober.clone(), &mins)
+        })
+        .collect();
+    assert_eq!(baseline.len(), 4);
+    // now: the whole window 300 km away, at muc
+    let mut now = node(
+        &w,
+        "n",
+        "fra",
+        &Spec {
+            td: "muc",
+            ..honest()
+        },
+        72,
+    );
+    now.baseline = baseline;
+    let j = judge(&w, &now, &Policy::default());
+    assert_eq!(j.verdict, Verdict::Relocated, "{:#?}", j.reasons);
+    assert!(
+        j.reasons[0].contains("baseline shifted"),
+        "{:#?}",
+        j.reasons
+    );
+    assert_eq!(BaselineMin::from_history("x", &[]), None);
+    assert_eq!(
+        BaselineMin::from_history("x", &[3, 1, 2])
+            .unwrap()
+            .min_rtt_ns,
+        2
+    );
 }
 
 #[test]
