@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::pki::{Pki, Platform};
 use super::time::rfc3339;
-use super::LabOptions;
+use super::{LabOptions, LabTcbStatus};
 
 /// The lab's TDX module and QE, as the TCB info and QE identity describe them.
 #[derive(Debug, Clone)]
@@ -61,7 +61,12 @@ fn tcb_info(p: &Platform, c: &Components, opts: &LabOptions) -> String {
                     "tdxtcbcomponents": sgx_components(&c.tee_tcb_svn)
                 },
                 "tcbDate": tcb_date,
-                "tcbStatus": "UpToDate"
+                "tcbStatus": opts.tcb_status.as_json(),
+                "advisoryIDs": if opts.tcb_status == LabTcbStatus::UpToDate {
+                    Vec::<&str>::new()
+                } else {
+                    vec!["LOCUS-LAB-SA-0002"]
+                }
             },
             {
                 "tcb": {

@@ -43,6 +43,30 @@ pub struct LabOptions {
     pub measurements: LabMeasurements,
     /// Appended to the lab certificates' common names (random by default).
     pub lab_id: String,
+    /// The status the TCB info gives the lab platform's TCB level.
+    pub tcb_status: LabTcbStatus,
+}
+
+/// Platform TCB status written into lab TCB info. Anything but `UpToDate` comes with the
+/// advisory `LOCUS-LAB-SA-0002`, so verdict code sees advisories flow through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LabTcbStatus {
+    #[default]
+    UpToDate,
+    OutOfDate,
+    SwHardeningNeeded,
+    Revoked,
+}
+
+impl LabTcbStatus {
+    fn as_json(self) -> &'static str {
+        match self {
+            Self::UpToDate => "UpToDate",
+            Self::OutOfDate => "OutOfDate",
+            Self::SwHardeningNeeded => "SWHardeningNeeded",
+            Self::Revoked => "Revoked",
+        }
+    }
 }
 
 impl LabOptions {
@@ -56,6 +80,7 @@ impl LabOptions {
             revoke_pck_leaf: false,
             measurements: LabMeasurements::default(),
             lab_id: hex::encode(rand::random::<[u8; 4]>()),
+            tcb_status: LabTcbStatus::UpToDate,
         }
     }
 }

@@ -105,3 +105,31 @@ fn two_labs_do_not_trust_each_other() {
         "{err:?}"
     );
 }
+
+#[test]
+fn lab_tcb_status_and_advisories_reach_the_verdict() {
+    for (status, want) in [
+        (LabTcbStatus::OutOfDate, "OutOfDate"),
+        (LabTcbStatus::SwHardeningNeeded, "SWHardeningNeeded"),
+    ] {
+        let lab = LabTdx::generate_with(&LabOptions {
+            tcb_status: status,
+            ..LabOptions::at(NOW)
+        })
+        .unwrap();
+        let q = lab.quoter().quote([0; 64]).unwrap();
+        let root = TrustRoot::Configured(lab.root_ca_der().to_vec());
+        let r = v::verify(&q, lab.collateral(), &root, NOW).unwrap();
+        assert_eq!(r.tcb_status, want);
+        assert_eq!(r.advisory_ids, ["LOCUS-LAB-SA-0002"]);
+    }
+    let lab = LabTdx::generate_with(&LabOptions {
+        tcb_status: LabTcbStatus::Revoked,
+        ..LabOptions::at(NOW)
+    })
+    .unwrap();
+    let q = lab.quoter().quote([0; 64]).unwrap();
+    let root = TrustRoot::Configured(lab.root_ca_der().to_vec());
+    let err = v::verify(&q, lab.collateral(), &root, NOW).unwrap_err();
+    assert!(matches!(err, TdxError::TcbRevoked), "{err:?}");
+}
