@@ -206,6 +206,7 @@ fn build() -> Lab {
         nonce: NonceSection {
             issuer: "lab-verifier".into(),
             max_age_secs: 60,
+            ledger: None,
         },
         ek: EkSection {
             roots: vec!["ek-root.pem".into()],
