@@ -81,6 +81,7 @@ fn valid() -> EvidenceSummary {
         tdx_vtpm_bound: Some(true),
         lab_root: true,
         platform_id: None,
+        zone: None,
     }
 }
 

@@ -175,6 +175,10 @@ pub struct EvidenceSummary {
     /// endorsement lookup.
     #[serde(default)]
     pub platform_id: Option<String>,
+    /// Provider zone named by the vTPM's EK/AK certificate (GCP: the subject's `L=`, e.g.
+    /// `europe-west3-a`), when the chain verified.
+    #[serde(default)]
+    pub zone: Option<String>,
 }
 
 /// A prober's minimum effective RTT (processing subtracted) to this node in an earlier period

@@ -79,6 +79,9 @@ pub struct Policy {
     pub require_endorsement: bool,
     /// Owner the endorsement must name (the expected operator); None accepts any owner.
     pub expected_owner: Option<String>,
+    /// Provider zone prefix → site, e.g. `"europe-west3" = "fra"`: a vTPM certificate naming a
+    /// zone mapped to another site than the claim ⇒ `relocated`. Empty by default.
+    pub zone_sites: std::collections::BTreeMap<String, String>,
     /// Relocation detection (change detection over probe rounds).
     pub relocation: RelocationPolicy,
 }
@@ -141,6 +144,7 @@ impl Default for Policy {
             accept_lab_root: true,
             require_endorsement: false,
             expected_owner: None,
+            zone_sites: std::collections::BTreeMap::new(),
             relocation: RelocationPolicy::default(),
         }
     }

@@ -73,6 +73,7 @@ impl EvidenceSummary {
             ),
             // the TDX verifier does not extract the PIID yet
             platform_id: None,
+            zone: None,
         }
     }
 }

@@ -527,6 +527,35 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
         ),
     }
 
+    // --- provider zone named by the vTPM certificate
+    if let Some(zone) = node.evidence.as_ref().and_then(|e| e.zone.as_deref()) {
+        let mapped = policy
+            .zone_sites
+            .iter()
+            .filter(|(prefix, _)| zone.starts_with(prefix.as_str()))
+            .max_by_key(|(prefix, _)| prefix.len());
+        match mapped {
+            Some((_, site)) if site != &node.claim => {
+                let detail = format!(
+                    "the vTPM certificate names zone {zone} (site {site}), not the claimed site {}",
+                    node.claim
+                );
+                b.check("zone", CheckStatus::Fail, detail.clone());
+                return b.finish(Verdict::Relocated, vec![format!("relocated: {detail}")]);
+            }
+            Some((_, site)) => b.check(
+                "zone",
+                CheckStatus::Pass,
+                format!("zone {zone} is at {site}"),
+            ),
+            None => b.check(
+                "zone",
+                CheckStatus::Skip,
+                format!("zone {zone} is not mapped to a site"),
+            ),
+        }
+    }
+
     // --- platform endorsement (signed inventory)
     match &node.endorsement {
         None if policy.require_endorsement => {

@@ -156,6 +156,7 @@ fn node(w: &World, name: &str, claim: &str, spec: &Spec, seed: u64) -> NodeInput
             tdx_vtpm_bound: Some(true),
             lab_root: true,
             platform_id: None,
+            zone: None,
         }),
         baseline: vec![],
         endorsement: None,
@@ -290,6 +291,7 @@ fn table_of_verdicts() {
         tdx_vtpm_bound: None,
         lab_root: false,
         platform_id: None,
+        zone: None,
     });
     cases.push((bad, Verdict::EvidenceInvalid, "tdx-quote-signature"));
 
@@ -300,6 +302,7 @@ fn table_of_verdicts() {
         tdx_vtpm_bound: Some(false),
         lab_root: false,
         platform_id: None,
+        zone: None,
     });
     cases.push((unbound, Verdict::Frankenstein, "ak_hash_mismatch"));
 
@@ -507,6 +510,22 @@ fn history_baseline_catches_a_move_between_windows() {
             .min_rtt_ns,
         2
     );
+}
+
+#[test]
+fn vtpm_zone_at_another_site_is_relocation() {
+    let w = world();
+    let policy = Policy::from_toml_str(
+        "[zone_sites]\n\"europe-west3\" = \"fra\"\n\"europe-central2\" = \"waw\"\n",
+    )
+    .unwrap();
+    let mut n = node(&w, "gcp", "fra", &honest(), 81);
+    n.evidence.as_mut().unwrap().zone = Some("europe-west3-a".into());
+    assert_eq!(judge(&w, &n, &policy).verdict, Verdict::Located);
+    n.evidence.as_mut().unwrap().zone = Some("europe-central2-b".into());
+    let j = judge(&w, &n, &policy);
+    assert_eq!(j.verdict, Verdict::Relocated, "{:#?}", j.reasons);
+    assert!(j.reasons[0].contains("zone europe-central2-b (site waw)"));
 }
 
 #[test]
