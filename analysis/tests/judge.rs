@@ -529,6 +529,23 @@ fn vtpm_zone_at_another_site_is_relocation() {
 }
 
 #[test]
+fn documented_samples_file_parses_and_judges() {
+    let doc = include_str!("../../docs/judge.md");
+    let start = doc.find("```json\n").expect("a json block") + "```json\n".len();
+    let end = start + doc[start..].find("```").unwrap();
+    let file: locus_analysis::SamplesFile = serde_json::from_str(&doc[start..end]).unwrap();
+    assert!(file.world().problems().is_empty());
+    let js = locus_analysis::judge_file(&file, &Policy::default());
+    // the example has one prober: too few for a timing verdict, and it says so
+    assert_eq!(js[0].verdict, Verdict::Inconclusive);
+    assert!(
+        js[0].reasons[0].contains("need ≥ 3 probers"),
+        "{:#?}",
+        js[0].reasons
+    );
+}
+
+#[test]
 fn endorsement_findings() {
     use locus_analysis::endorse::{Endorsement, InventoryEntry};
     let w = world();
