@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod judge;
+mod lab;
 mod logging;
 mod prober_cmd;
 mod responder_cmd;
@@ -30,6 +31,8 @@ enum Command {
     Responder(responder_cmd::ResponderArgs),
     /// Measure round trips to one or more responders.
     Prober(prober_cmd::ProberArgs),
+    /// Run the lab: emulated sites, honest nodes and attackers, verdicts vs truth.
+    Lab(lab::LabArgs),
     /// Benchmarks, each against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Responder(args) => responder_cmd::run(args),
         Command::Prober(args) => prober_cmd::run(args),
+        Command::Lab(args) => lab::run(args),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Judge(args) => judge::run(args),
         Command::Verify(cmd) => verify::run(cmd),
@@ -53,7 +57,6 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            tracing::error!("{e:#}");
             eprintln_error(&e);
             ExitCode::from(2)
         }

@@ -33,6 +33,13 @@ pub(crate) struct ProbeState {
     pub(crate) sending_done: bool,
 }
 
+impl Target {
+    /// The instant that sample timestamps (`sent_ns`) of this connection count from.
+    pub fn epoch(&self) -> Instant {
+        self.probe.lock().unwrap_or_else(|p| p.into_inner()).epoch
+    }
+}
+
 /// Why a responder could not be reached.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {

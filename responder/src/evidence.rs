@@ -19,6 +19,8 @@ use locus_proto::messages::Include;
 use locus_proto::transcript::SignedTranscript;
 use locus_proto::Nonce;
 
+use locus_anchors::AnchorsConfig;
+
 use crate::tdx::{QuoteError, TdxQuoter};
 use crate::tpm::{Vtpm, VtpmError};
 
@@ -39,6 +41,8 @@ pub enum EvidenceError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("anchors: {0}")]
+    Anchors(#[from] locus_anchors::ConfigError),
     #[error("a blocking evidence task failed: {0}")]
     Task(String),
 }
@@ -75,6 +79,8 @@ pub struct EvidenceSource {
     ek_ca_certs: Vec<Vec<u8>>,
     /// EK certificates do not change while the responder runs: read once.
     ek_certs: OnceLock<Vec<EkCert>>,
+    /// TLS anchors this responder can time on request.
+    anchors: Option<AnchorsConfig>,
 }
 
 impl std::fmt::Debug for EvidenceSource {
@@ -129,6 +135,12 @@ impl EvidenceSource {
         self
     }
 
+    /// TLS anchors to time when an evidence request names them.
+    pub fn with_anchors(mut self, anchors: AnchorsConfig) -> Self {
+        self.anchors = Some(anchors);
+        self
+    }
+
     /// Collects a bundle bound to `nonce` for the session whose transcript is given.
     pub async fn collect(
         &self,
@@ -147,13 +159,23 @@ impl EvidenceSource {
             (true, None) => return Err(EvidenceError::Unavailable { part: "TDX" }),
             (true, Some(q)) => Some(q.clone()),
         };
+        // Anchors first: their report's digest goes into the quote taken after them.
+        let anchors = match (include.anchors.is_empty(), &self.anchors) {
+            (true, _) => None,
+            (false, None) => return Err(EvidenceError::Unavailable { part: "anchor" }),
+            (false, Some(cfg)) => {
+                let specs = cfg.select(&include.anchors)?;
+                Some(locus_anchors::measure_all(&specs, nonce, &cfg.options).await)
+            }
+        };
+        let anchor_digest = anchors.as_ref().map(|a| a.digest());
         let nonce = *nonce;
         let spki = session_spki.to_vec();
         let logs = self.logs.clone();
         let ek_ca_certs = self.ek_ca_certs.clone();
         let cached_ek = self.ek_certs.get().cloned();
         let (bundle_parts, ek_read) = tokio::task::spawn_blocking(move || {
-            collect_blocking(
+            collect_blocking_bound(
                 &nonce,
                 &spki,
                 vtpm.as_deref(),
@@ -161,6 +183,7 @@ impl EvidenceSource {
                 &logs,
                 ek_ca_certs,
                 cached_ek,
+                anchor_digest,
             )
         })
         .await
@@ -178,7 +201,7 @@ impl EvidenceSource {
             tdx,
             tpm,
             timings,
-            anchors: None,
+            anchors,
         })
     }
 }
@@ -195,6 +218,34 @@ pub fn collect_blocking(
     logs: &EventLogPaths,
     ek_ca_certs: Vec<Vec<u8>>,
     cached_ek: Option<Vec<EkCert>>,
+) -> Result<(Parts, Option<Vec<EkCert>>), EvidenceError> {
+    collect_blocking_bound(
+        nonce,
+        session_spki,
+        vtpm,
+        tdx,
+        logs,
+        ek_ca_certs,
+        cached_ek,
+        None,
+    )
+}
+
+/// [`collect_blocking`] with the digest of an anchor report measured before it, bound into
+/// REPORTDATA.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the parts of one bundle, each optional"
+)]
+pub fn collect_blocking_bound(
+    nonce: &[u8],
+    session_spki: &[u8],
+    vtpm: Option<&Vtpm>,
+    tdx: Option<&dyn TdxQuoter>,
+    logs: &EventLogPaths,
+    ek_ca_certs: Vec<Vec<u8>>,
+    cached_ek: Option<Vec<EkCert>>,
+    anchor_digest: Option<[u8; 32]>,
 ) -> Result<(Parts, Option<Vec<EkCert>>), EvidenceError> {
     let spki_hash = binding::spki_hash(session_spki);
     let mut timings = ResponderTimings::default();
@@ -238,7 +289,7 @@ pub fn collect_blocking(
                 nonce,
                 ak_public_hash,
                 spki_hash,
-                anchor_digest: None,
+                anchor_digest,
             })?;
             let t = Instant::now();
             let quote = quoter.quote(report_data)?;

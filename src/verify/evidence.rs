@@ -49,14 +49,18 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    let policy = PolicyFile::from_toml(&policy_text)
-        .and_then(|p| {
-            p.resolve(&|rel: &str| {
-                std::fs::read(base.join(rel))
-                    .map_err(|e| format!("{}: {e}", base.join(rel).display()))
-            })
+    let policy_file = PolicyFile::from_toml(&policy_text)
+        .with_context(|| format!("policy {}", args.policy.display()))?;
+    let policy = policy_file
+        .resolve(&|rel: &str| {
+            std::fs::read(base.join(rel)).map_err(|e| format!("{}: {e}", base.join(rel).display()))
         })
         .with_context(|| format!("policy {}", args.policy.display()))?;
+    // `--nonce-ledger` wins; otherwise the ledger the policy names, relative to it.
+    let ledger_path = args
+        .nonce_ledger
+        .clone()
+        .or_else(|| policy_file.nonce.ledger.as_ref().map(|l| base.join(l)));
     let now_unix = match &args.at {
         Some(t) => parse_at(t)?,
         None => std::time::SystemTime::now()
@@ -64,7 +68,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             .context("system clock before 1970")?
             .as_secs(),
     };
-    let ledger: Vec<NonceRecord> = match &args.nonce_ledger {
+    let ledger: Vec<NonceRecord> = match &ledger_path {
         None => Vec::new(),
         Some(p) => serde_json::from_slice(&read(p, "nonce ledger")?)
             .with_context(|| format!("nonce ledger {}", p.display()))?,

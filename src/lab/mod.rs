@@ -1,0 +1,159 @@
+//! `locus lab`: a whole world on one machine. Real components (QUIC responders and probers,
+//! swtpm vTPMs, lab TDX quotes, TLS anchors, the verifier) at emulated sites, honest nodes and
+//! attackers side by side, and each verdict compared with the truth.
+
+mod addr;
+mod boot;
+mod emulation;
+mod geo;
+mod plots;
+mod relay;
+mod report;
+mod scenario;
+mod trust;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use scenario::Scenario;
+
+#[derive(Args)]
+pub(crate) struct LabArgs {
+    /// Scenario file (TOML); default: the built-in scenario (config/lab.toml).
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// Output directory; default: a fresh `lab-out-<time>` in the current directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Also print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Override the scenario's probing time (seconds).
+    #[arg(long)]
+    duration: Option<f64>,
+}
+
+pub(crate) fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
+    let (text, origin) = match &args.scenario {
+        Some(p) => (
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+            p.display().to_string(),
+        ),
+        None => (
+            scenario::BUILT_IN.to_string(),
+            "built-in scenario".to_string(),
+        ),
+    };
+    let mut scenario = Scenario::parse(&text, &origin)?;
+    if let Some(d) = args.duration {
+        if !(1.0..=3600.0).contains(&d) {
+            bail!("--duration must be within 1..=3600 seconds");
+        }
+        if scenario
+            .responders
+            .iter()
+            .any(|r| r.moves.is_some_and(|m| m.1 >= d))
+        {
+            bail!("--duration {d} ends before a scheduled move: lengthen it");
+        }
+        scenario.duration_s = d;
+    }
+    preflight()?;
+    // The TSS C library logs to stderr on its own; the lab reports errors itself.
+    if std::env::var_os("TSS2_LOG").is_none() {
+        std::env::set_var("TSS2_LOG", "all+none");
+    }
+    let out = match args.out {
+        Some(p) => p,
+        None => PathBuf::from(format!(
+            "lab-out-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        )),
+    };
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let (progress_tx, progress_rx) = tokio::sync::watch::channel((0u64, 1u64));
+    let bar = progress_bar(progress_rx, &rt);
+    let result = rt.block_on(async {
+        tokio::select! {
+            r = emulation::run(scenario, &out, progress_tx) => r.map(Some),
+            _ = crate::responder_cmd::shutdown_signal() => Ok(None),
+        }
+    });
+    bar.finish_and_clear();
+    // Dropping the runtime ends every task; swtpm processes die with their handles.
+    rt.shutdown_timeout(Duration::from_secs(2));
+    let Some((outcome, _trust)) = result? else {
+        bail!("interrupted: the lab stopped and cleaned up");
+    };
+
+    let report = report::write(&out, &outcome)?;
+    let table = report::table(&report);
+    let files =
+        plots::draw_all(&out, &outcome).map_err(|e| anyhow::anyhow!("drawing plots: {e}"))?;
+    plots::index_html(&out, &table, &files)?;
+    print(&table, &report, args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Checks what the lab needs before starting anything.
+fn preflight() -> anyhow::Result<()> {
+    for tool in ["swtpm", "swtpm_setup"] {
+        let found = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+            .unwrap_or(false);
+        if !found {
+            bail!("`{tool}` is not installed: run scripts/setup.sh (Debian packages swtpm, swtpm-tools)");
+        }
+    }
+    Ok(())
+}
+
+fn progress_bar(
+    mut rx: tokio::sync::watch::Receiver<(u64, u64)>,
+    rt: &tokio::runtime::Runtime,
+) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(1);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} lab [{bar:40}] {pos}/{len} rounds {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message("setting up");
+    let b = bar.clone();
+    rt.spawn(async move {
+        while rx.changed().await.is_ok() {
+            let (done, total) = *rx.borrow();
+            b.set_length(total);
+            b.set_position(done);
+            b.set_message(if done + 1 >= total {
+                "collecting evidence"
+            } else {
+                "probing"
+            });
+        }
+    });
+    bar
+}
+
+#[expect(clippy::print_stdout, reason = "the CLI prints its report")]
+fn print(table: &str, report: &report::Report, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{table}");
+    }
+    Ok(())
+}
