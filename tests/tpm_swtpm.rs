@@ -110,3 +110,59 @@ fn evidence_collection_reports_a_dead_vtpm_as_an_error() {
         "{e:?}"
     );
 }
+
+#[test]
+fn killing_swtpm_during_quotes_errors_and_recovers() {
+    use std::sync::Arc;
+
+    let mut tpm = Swtpm::start(SwtpmOptions::default()).unwrap();
+    let vtpm = Arc::new(Vtpm::open(config(&tpm)).unwrap());
+    let v = vtpm.clone();
+    // Quote continuously on another thread; kill the emulator while it runs.
+    let worker = std::thread::spawn(move || {
+        for i in 0..10_000u32 {
+            if let Err(e) = v.quote(&i.to_be_bytes()) {
+                return Some(e);
+            }
+        }
+        None
+    });
+    std::thread::sleep(Duration::from_millis(30));
+    tpm.kill();
+    let e = worker
+        .join()
+        .unwrap()
+        .expect("a quote fails once swtpm is gone");
+    assert!(
+        matches!(e, VtpmError::Command { .. } | VtpmError::Connect { .. }),
+        "{e:?}"
+    );
+    tpm.restart(Duration::from_secs(10)).unwrap();
+    vtpm.quote(&[9; 32]).unwrap();
+}
+
+#[test]
+fn a_hung_swtpm_times_out_instead_of_hanging() {
+    let tpm = Swtpm::start(SwtpmOptions::default()).unwrap();
+    let mut c = config(&tpm);
+    c.command_timeout = Duration::from_millis(500);
+    let vtpm = Vtpm::open(c).unwrap();
+    let pid = tpm.pid().unwrap().to_string();
+    let signal = |sig: &str| {
+        assert!(std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    signal("-STOP");
+    let e = vtpm.quote(&[1; 32]).unwrap_err();
+    assert!(matches!(e, VtpmError::Timeout { .. }), "{e:?}");
+    // Still stopped: reconnecting times out as well, it does not block.
+    let e = vtpm.quote(&[2; 32]).unwrap_err();
+    assert!(matches!(e, VtpmError::Timeout { .. }), "{e:?}");
+    signal("-CONT");
+    // The abandoned connections drain; a bounded number of attempts reconnects.
+    let ok = (0..20).any(|i| vtpm.quote(&[3 + i as u8; 32]).is_ok());
+    assert!(ok, "no recovery after SIGCONT");
+}

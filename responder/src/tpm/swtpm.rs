@@ -210,6 +210,11 @@ impl Swtpm {
         }
     }
 
+    /// The process id while running (e.g. to stop it with SIGSTOP in a hang test).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the process is running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
