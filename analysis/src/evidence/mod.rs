@@ -42,7 +42,7 @@ pub enum CheckId {
     ReportData,
     /// REPORTDATA commits to the bundle's AK.
     AkHash,
-    /// The AK is an ECC P-256 restricted signing key and the quote signature verifies.
+    /// The AK is a restricted signing key (ECC P-256 or RSA) and the quote signature verifies.
     TpmSignature,
     /// TPMS_ATTEST magic and type are a TPM-generated quote.
     TpmAttest,
@@ -344,15 +344,27 @@ pub fn check_ak_cert(
     let ak = tpm::parse_ak_public(ak_public)?;
     let (_, cert) = x509_parser::certificate::X509Certificate::from_der(ak_cert)
         .map_err(|e| EkChainError::Parse(e.to_string()))?;
-    let point = cert.public_key().subject_public_key.data.as_ref();
-    let mut expected = vec![0x04];
-    for c in [&ak.x, &ak.y] {
-        let mut padded = [0u8; 32];
-        let n = c.len().min(32);
-        padded[32 - n..].copy_from_slice(&c[c.len() - n..]);
-        expected.extend_from_slice(&padded);
-    }
-    if point != expected.as_slice() {
+    let matches = match (&ak.key, cert.public_key().parsed()) {
+        (tpm::AkKey::Ecc { x, y }, Ok(x509_parser::public_key::PublicKey::EC(point))) => {
+            let mut expected = vec![0x04];
+            for c in [x, y] {
+                let mut padded = [0u8; 32];
+                let n = c.len().min(32);
+                padded[32 - n..].copy_from_slice(&c[c.len() - n..]);
+                expected.extend_from_slice(&padded);
+            }
+            point.data() == expected.as_slice()
+        }
+        (tpm::AkKey::Rsa { n, e }, Ok(x509_parser::public_key::PublicKey::RSA(rsa))) => {
+            let strip = |v: &[u8]| -> Vec<u8> {
+                let first = v.iter().position(|b| *b != 0).unwrap_or(v.len());
+                v[first..].to_vec()
+            };
+            strip(rsa.modulus) == strip(n) && strip(rsa.exponent) == strip(e)
+        }
+        _ => false,
+    };
+    if !matches {
         return Err(EvidenceError::AkCertKeyMismatch);
     }
     ekchain::verify_chain(ak_cert, intermediates, roots, now)?;

@@ -1,8 +1,9 @@
 //! TPM 2.0 structures a vTPM quote consists of (TPMS_ATTEST, TPMT_SIGNATURE, TPM2B_PUBLIC),
 //! parsed with every length checked, and the quote's signature and PCR digest verified.
 //!
-//! Supported: ECC NIST P-256 AKs with ECDSA-SHA256 (what locus's responder creates). An RSA AK
-//! (some providers) is reported as [`TpmError::UnsupportedKey`].
+//! Supported AKs: ECC NIST P-256 with ECDSA-SHA256 (what locus's responder creates) and RSA
+//! (2048-8192 bits) with RSASSA-PKCS1-v1_5 or RSA-PSS over SHA-256 (providers that only offer
+//! RSA AKs, e.g. Azure's HCL AK).
 
 use p256::ecdsa::signature::Verifier;
 use p256::ecdsa::{Signature, VerifyingKey};
@@ -17,7 +18,10 @@ pub const ST_ATTEST_QUOTE: u16 = 0x8018;
 /// TPM_ALG_* values used here.
 pub const ALG_SHA256: u16 = 0x000b;
 pub const ALG_ECC: u16 = 0x0023;
+pub const ALG_RSA: u16 = 0x0001;
 pub const ALG_ECDSA: u16 = 0x0018;
+pub const ALG_RSASSA: u16 = 0x0014;
+pub const ALG_RSAPSS: u16 = 0x0016;
 pub const ALG_NULL: u16 = 0x0010;
 pub const ECC_NIST_P256: u16 = 0x0003;
 
@@ -214,51 +218,67 @@ pub fn parse_quote_attest(bytes: &[u8]) -> Result<QuoteAttest, TpmError> {
     })
 }
 
-/// An ECDSA signature from a TPMT_SIGNATURE.
+/// A TPMT_SIGNATURE over SHA-256.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EcdsaSignature {
-    pub hash_alg: u16,
-    pub r: Vec<u8>,
-    pub s: Vec<u8>,
+pub enum TpmSignature {
+    Ecdsa { r: Vec<u8>, s: Vec<u8> },
+    RsaPkcs1 { sig: Vec<u8> },
+    RsaPss { sig: Vec<u8> },
 }
 
-/// Parses a TPMT_SIGNATURE (ECDSA only).
-pub fn parse_signature(bytes: &[u8]) -> Result<EcdsaSignature, TpmError> {
+/// Parses a TPMT_SIGNATURE (ECDSA, RSASSA or RSAPSS, each with SHA-256).
+pub fn parse_signature(bytes: &[u8]) -> Result<TpmSignature, TpmError> {
     let mut r = Reader::new("TPMT_SIGNATURE", bytes);
     let sig_alg = r.u16()?;
     let hash_alg = r.u16()?;
-    if sig_alg != ALG_ECDSA || hash_alg != ALG_SHA256 {
+    if hash_alg != ALG_SHA256 {
         return Err(TpmError::UnsupportedSignature { sig_alg, hash_alg });
     }
-    let sig_r = r.tpm2b()?.to_vec();
-    let sig_s = r.tpm2b()?.to_vec();
+    let sig = match sig_alg {
+        ALG_ECDSA => {
+            let sig_r = r.tpm2b()?.to_vec();
+            let sig_s = r.tpm2b()?.to_vec();
+            TpmSignature::Ecdsa { r: sig_r, s: sig_s }
+        }
+        ALG_RSASSA => TpmSignature::RsaPkcs1 {
+            sig: r.tpm2b()?.to_vec(),
+        },
+        ALG_RSAPSS => TpmSignature::RsaPss {
+            sig: r.tpm2b()?.to_vec(),
+        },
+        _ => return Err(TpmError::UnsupportedSignature { sig_alg, hash_alg }),
+    };
     r.finish()?;
-    Ok(EcdsaSignature {
-        hash_alg,
-        r: sig_r,
-        s: sig_s,
-    })
+    Ok(sig)
 }
 
-/// The parts of an ECC AK's TPM2B_PUBLIC that verification needs.
+/// The public key of an AK.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EccAkPublic {
+pub enum AkKey {
+    /// NIST P-256 point.
+    Ecc { x: Vec<u8>, y: Vec<u8> },
+    /// RSA modulus and public exponent (big-endian).
+    Rsa { n: Vec<u8>, e: Vec<u8> },
+}
+
+/// The parts of an AK's TPM2B_PUBLIC that verification needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AkPublic {
     pub name_alg: u16,
     pub attributes: u32,
-    pub x: Vec<u8>,
-    pub y: Vec<u8>,
+    pub key: AkKey,
 }
 
-/// Parses a TPM2B_PUBLIC of an ECC P-256 restricted signing key.
-pub fn parse_ak_public(bytes: &[u8]) -> Result<EccAkPublic, TpmError> {
+/// Parses a TPM2B_PUBLIC of a restricted signing key (ECC P-256 or RSA).
+pub fn parse_ak_public(bytes: &[u8]) -> Result<AkPublic, TpmError> {
     let mut outer = Reader::new("TPM2B_PUBLIC", bytes);
     let inner = outer.tpm2b()?;
     outer.finish()?;
     let mut r = Reader::new("TPMT_PUBLIC", inner);
     let ty = r.u16()?;
-    if ty != ALG_ECC {
+    if ty != ALG_ECC && ty != ALG_RSA {
         return Err(TpmError::UnsupportedKey(format!(
-            "key type {ty:#06x} (only ECC is supported)"
+            "key type {ty:#06x} (only ECC and RSA)"
         )));
     }
     let name_alg = r.u16()?;
@@ -273,19 +293,34 @@ pub fn parse_ak_public(bytes: &[u8]) -> Result<EccAkPublic, TpmError> {
     if scheme != ALG_NULL {
         let _hash = r.u16()?;
     }
-    let curve = r.u16()?;
-    let kdf = r.u16()?;
-    if kdf != ALG_NULL {
-        let _hash = r.u16()?;
-    }
-    let x = r.tpm2b()?.to_vec();
-    let y = r.tpm2b()?.to_vec();
+    let key = if ty == ALG_ECC {
+        let curve = r.u16()?;
+        let kdf = r.u16()?;
+        if kdf != ALG_NULL {
+            let _hash = r.u16()?;
+        }
+        let x = r.tpm2b()?.to_vec();
+        let y = r.tpm2b()?.to_vec();
+        if curve != ECC_NIST_P256 {
+            return Err(TpmError::UnsupportedKey(format!(
+                "curve {curve:#06x} (only NIST P-256)"
+            )));
+        }
+        AkKey::Ecc { x, y }
+    } else {
+        let _key_bits = r.u16()?;
+        let exponent = r.u32()?;
+        let n = r.tpm2b()?.to_vec();
+        // TPM2: an exponent of 0 means the default 2^16 + 1.
+        let e = if exponent == 0 { 65_537 } else { exponent };
+        let e = e.to_be_bytes();
+        let first = e.iter().position(|b| *b != 0).unwrap_or(3);
+        AkKey::Rsa {
+            n,
+            e: e[first..].to_vec(),
+        }
+    };
     r.finish()?;
-    if curve != ECC_NIST_P256 {
-        return Err(TpmError::UnsupportedKey(format!(
-            "curve {curve:#06x} (only NIST P-256)"
-        )));
-    }
     let required = ATTR_FIXED_TPM
         | ATTR_FIXED_PARENT
         | ATTR_SENSITIVE_DATA_ORIGIN
@@ -294,11 +329,10 @@ pub fn parse_ak_public(bytes: &[u8]) -> Result<EccAkPublic, TpmError> {
     if attributes & required != required || attributes & ATTR_DECRYPT != 0 {
         return Err(TpmError::NotAnAttestationKey { attributes });
     }
-    Ok(EccAkPublic {
+    Ok(AkPublic {
         name_alg,
         attributes,
-        x,
-        y,
+        key,
     })
 }
 
@@ -315,16 +349,73 @@ fn left_pad_32(v: &[u8]) -> Result<[u8; 32], TpmError> {
 }
 
 /// Verifies `signature` (TPMT_SIGNATURE) over `attest` under the AK.
-pub fn verify_signature(ak: &EccAkPublic, attest: &[u8], signature: &[u8]) -> Result<(), TpmError> {
-    let sig = parse_signature(signature)?;
-    let x = left_pad_32(&ak.x).map_err(|_| TpmError::BadPublicPoint)?;
-    let y = left_pad_32(&ak.y).map_err(|_| TpmError::BadPublicPoint)?;
-    let point = EncodedPoint::from_affine_coordinates(&x.into(), &y.into(), false);
-    let key = VerifyingKey::from_encoded_point(&point).map_err(|_| TpmError::BadPublicPoint)?;
-    let r = left_pad_32(&sig.r)?;
-    let s = left_pad_32(&sig.s)?;
-    let sig = Signature::from_scalars(r, s).map_err(|_| TpmError::SignatureMismatch)?;
-    key.verify(attest, &sig)
+pub fn verify_signature(ak: &AkPublic, attest: &[u8], signature: &[u8]) -> Result<(), TpmError> {
+    match (&ak.key, parse_signature(signature)?) {
+        (AkKey::Ecc { x, y }, TpmSignature::Ecdsa { r, s }) => {
+            let x = left_pad_32(x).map_err(|_| TpmError::BadPublicPoint)?;
+            let y = left_pad_32(y).map_err(|_| TpmError::BadPublicPoint)?;
+            let point = EncodedPoint::from_affine_coordinates(&x.into(), &y.into(), false);
+            let key =
+                VerifyingKey::from_encoded_point(&point).map_err(|_| TpmError::BadPublicPoint)?;
+            let sig = Signature::from_scalars(left_pad_32(&r)?, left_pad_32(&s)?)
+                .map_err(|_| TpmError::SignatureMismatch)?;
+            key.verify(attest, &sig)
+                .map_err(|_| TpmError::SignatureMismatch)
+        }
+        (AkKey::Rsa { n, e }, TpmSignature::RsaPkcs1 { sig }) => verify_rsa(
+            n,
+            e,
+            attest,
+            &sig,
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+        ),
+        (AkKey::Rsa { n, e }, TpmSignature::RsaPss { sig }) => verify_rsa(
+            n,
+            e,
+            attest,
+            &sig,
+            &ring::signature::RSA_PSS_2048_8192_SHA256,
+        ),
+        _ => Err(TpmError::UnsupportedSignature {
+            sig_alg: signature_alg(signature),
+            hash_alg: ALG_SHA256,
+        }),
+    }
+}
+
+fn signature_alg(signature: &[u8]) -> u16 {
+    match signature {
+        [a, b, ..] => u16::from_be_bytes([*a, *b]),
+        _ => 0,
+    }
+}
+
+/// RSASSA-PKCS1-v1_5 / SHA-256 with a raw (not TPMT-wrapped) signature, as some providers
+/// deliver vTPM quotes (Azure's HCL).
+pub fn verify_rsa_pkcs1_sha256(
+    n: &[u8],
+    e: &[u8],
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), TpmError> {
+    verify_rsa(
+        n,
+        e,
+        message,
+        signature,
+        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+    )
+}
+
+fn verify_rsa(
+    n: &[u8],
+    e: &[u8],
+    message: &[u8],
+    signature: &[u8],
+    params: &'static ring::signature::RsaParameters,
+) -> Result<(), TpmError> {
+    ring::signature::RsaPublicKeyComponents { n, e }
+        .verify(params, message, signature)
         .map_err(|_| TpmError::SignatureMismatch)
 }
 
@@ -408,7 +499,7 @@ mod tests {
         let p = parse_ak_public(&ak).unwrap();
         // fixedTPM, fixedParent, sensitiveDataOrigin, userWithAuth, restricted, sign.
         assert_eq!(p.attributes, 0x0005_0072);
-        assert_eq!(p.x, vec![0x11; 32]);
+        assert!(matches!(&p.key, AkKey::Ecc { x, .. } if *x == vec![0x11; 32]));
         for n in 0..ak.len() {
             assert!(parse_ak_public(&ak[..n]).is_err(), "prefix {n}");
         }
