@@ -513,3 +513,85 @@ fn execute(action: Action) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn udp_echo() -> (SocketAddr, JoinHandle<()>) {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let addr = s.local_addr().unwrap();
+        let h = std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            while let Ok((n, from)) = s.recv_from(&mut buf) {
+                if &buf[..n] == b"stop" {
+                    return;
+                }
+                let _ = s.send_to(&buf[..n], from);
+            }
+        });
+        (addr, h)
+    }
+
+    fn rtt(client: &UdpSocket, to: SocketAddr) -> Duration {
+        let mut buf = [0u8; 64];
+        let t = Instant::now();
+        client.send_to(b"ping", to).unwrap();
+        client.recv_from(&mut buf).unwrap();
+        t.elapsed()
+    }
+
+    /// The relay may be late, never early: a round trip through a link of one-way delay `d`
+    /// never takes less than `2d`. And the planned change of delay takes effect.
+    #[test]
+    fn udp_link_delays_both_ways_and_follows_its_plan() {
+        let relay = Relay::start(1);
+        let (echo, handle) = udp_echo();
+        let plan = DelayPlan::fixed(Duration::from_millis(3), Duration::ZERO)
+            .then_at(Duration::from_millis(300), Duration::from_millis(1));
+        let link = relay.udp_link("127.0.0.1:0".parse().unwrap(), echo, &plan).unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        relay.start_clock();
+        for _ in 0..5 {
+            assert!(rtt(&client, link) >= Duration::from_millis(6));
+        }
+        std::thread::sleep(Duration::from_millis(350));
+        let after = (0..5).map(|_| rtt(&client, link)).min().unwrap();
+        assert!(after >= Duration::from_millis(2), "{after:?}");
+        assert!(after < Duration::from_millis(6), "the delay change did not apply: {after:?}");
+        let err = relay.error();
+        assert!(err.packets >= 20, "{err:?}");
+        client.send_to(b"stop", echo).unwrap();
+        handle.join().unwrap();
+        relay.stop();
+    }
+
+    #[test]
+    fn tcp_link_delays_bytes_and_closes() {
+        let relay = Relay::start(2);
+        let server = TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = server.local_addr().unwrap();
+        let h = std::thread::spawn(move || {
+            let (mut s, _) = server.accept().unwrap();
+            let mut buf = [0u8; 4];
+            s.read_exact(&mut buf).unwrap();
+            s.write_all(&buf).unwrap();
+        });
+        let plan = DelayPlan::fixed(Duration::from_millis(2), Duration::ZERO);
+        let link = relay.tcp_link("127.0.0.1:0".parse().unwrap(), target, &plan).unwrap();
+        let mut c = TcpStream::connect(link).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let t = Instant::now();
+        c.write_all(b"abcd").unwrap();
+        let mut back = [0u8; 4];
+        c.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"abcd");
+        assert!(t.elapsed() >= Duration::from_millis(4));
+        h.join().unwrap();
+        // The server closed: the close travels through the link too.
+        assert_eq!(c.read(&mut back).unwrap(), 0);
+        relay.stop();
+    }
+}
