@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use locus_prober::requests::{exchange_raw, request_evidence, request_transcript, RequestError};
+use locus_prober::requests::{
+    exchange_raw, request_evidence, request_evidence_from, request_transcript, RequestError,
+};
 use locus_prober::{connect, run_round, RoundConfig, SpkiPolicy, Target};
 use locus_proto::frame::{self, MessageKind, MAX_BODY_LEN};
 use locus_proto::messages::{codes, ErrorMessage, EvidenceRequest, Include, TranscriptRequest};
@@ -147,6 +149,7 @@ async fn bad_frames_get_typed_errors_and_close_only_their_stream() {
         &EvidenceRequest {
             nonce: vec![1; 5],
             include: Include::default(),
+            issuer: None,
         },
     );
     let e = error_of(&exchange_raw(&target, &short_nonce).await.unwrap());
@@ -172,6 +175,16 @@ async fn evidence_is_bound_to_the_nonce_and_unavailable_parts_are_refused() {
     assert_eq!(bundle.session_spki, target.spki);
     assert_eq!(bundle.transcript.count, 20);
     bundle.transcript.verify(&target.spki).unwrap();
+    assert_eq!(bundle.nonce_issuer, None);
+    let named = request_evidence_from(
+        &target,
+        &[7; 32],
+        Include::default(),
+        Some("verifier-a".into()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(named.nonce_issuer.as_deref(), Some("verifier-a"));
 
     let err = request_evidence(
         &target,

@@ -34,9 +34,20 @@ pub async fn request_evidence(
     nonce: &Nonce,
     include: Include,
 ) -> Result<EvidenceBundle, RequestError> {
+    request_evidence_from(target, nonce, include, None).await
+}
+
+/// Asks for fresh evidence bound to `nonce`, naming the verifier that issued it.
+pub async fn request_evidence_from(
+    target: &Target,
+    nonce: &Nonce,
+    include: Include,
+    issuer: Option<String>,
+) -> Result<EvidenceBundle, RequestError> {
     let req = EvidenceRequest {
         nonce: nonce.to_vec(),
         include,
+        issuer,
     };
     let resp: EvidenceResponse = exchange(
         target,

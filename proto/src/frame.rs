@@ -158,6 +158,7 @@ mod tests {
                 tpm: false,
                 anchors: vec!["fra".into()],
             },
+            issuer: Some("verifier".into()),
         }
     }
 
@@ -230,6 +231,7 @@ mod tests {
         struct Newer {
             nonce: serde_bytes::ByteBuf,
             include: Include,
+            issuer: Option<String>,
             future_field: u32,
         }
         let f = encode(
@@ -237,6 +239,7 @@ mod tests {
             &Newer {
                 nonce: serde_bytes::ByteBuf::from(vec![5; 32]),
                 include: request().include,
+                issuer: request().issuer,
                 future_field: 7,
             },
         );

@@ -13,6 +13,9 @@ pub struct EvidenceRequest {
     pub nonce: Vec<u8>,
     #[serde(default)]
     pub include: Include,
+    /// Who issued the nonce (the verifier's name in its nonce ledger); copied into the bundle.
+    #[serde(default)]
+    pub issuer: Option<String>,
 }
 
 /// Which parts of the evidence to produce. Session keys and the transcript are always included.

@@ -273,7 +273,8 @@ async fn handle_request(
                 .collect(&nonce, shared.key.spki_der(), transcript, &req.include)
                 .await
             {
-                Ok(bundle) => {
+                Ok(mut bundle) => {
+                    bundle.nonce_issuer = req.issuer;
                     frame::encode(MessageKind::EvidenceResponse, &EvidenceResponse { bundle })
                 }
                 Err(e) => frame::encode(

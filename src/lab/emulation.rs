@@ -17,7 +17,7 @@ use locus_analysis::input::{
 use locus_analysis::{judge, Judgement, Policy};
 use locus_anchors::lab::{AnchorServer, LabCa};
 use locus_anchors::{AnchorSpec, AnchorsConfig, MeasureOptions};
-use locus_prober::requests::request_evidence;
+use locus_prober::requests::request_evidence_from;
 use locus_prober::{connect, run_round, RoundConfig, SpkiPolicy, Target};
 use locus_proto::evidence::EvidenceBundle;
 use locus_proto::messages::Include;
@@ -296,7 +296,7 @@ async fn run_inner(
                 anchors: anchor_names.clone(),
             };
             let sent = Instant::now();
-            match request_evidence(t, &nonce, include).await {
+            match request_evidence_from(t, &nonce, include, Some(NONCE_ISSUER.to_string())).await {
                 Ok(b) => {
                     evidence_rtts
                         .entry((i, j))
