@@ -31,6 +31,9 @@ pub(crate) struct ProberArgs {
     /// Milliseconds after which an unanswered challenge is lost.
     #[arg(long, default_value_t = 1000)]
     timeout_ms: u64,
+    /// Milliseconds to wait for the QUIC handshake before a target counts as unreachable.
+    #[arg(long, default_value_t = 5000)]
+    connect_timeout_ms: u64,
     /// Local address to send from.
     #[arg(long, default_value = "127.0.0.1:0")]
     bind: SocketAddr,
@@ -76,7 +79,8 @@ pub(crate) fn run(args: ProberArgs) -> anyhow::Result<ExitCode> {
             .map(|(&addr, policy)| {
                 let cfg = cfg.clone();
                 let bind = args.bind;
-                tokio::spawn(async move { probe(addr, bind, policy, &cfg).await })
+                let connect_timeout = Duration::from_millis(args.connect_timeout_ms);
+                tokio::spawn(async move { probe(addr, bind, policy, connect_timeout, &cfg).await })
             })
             .collect();
         let mut out = Vec::new();
@@ -115,6 +119,7 @@ async fn probe(
     addr: SocketAddr,
     bind: SocketAddr,
     policy: SpkiPolicy,
+    connect_timeout: Duration,
     cfg: &RoundConfig,
 ) -> TargetResult {
     let key = match policy {
@@ -129,7 +134,7 @@ async fn probe(
         transcript_verified: None,
         error: None,
     };
-    let target = match connect(addr, bind, policy, Duration::from_secs(5)).await {
+    let target = match connect(addr, bind, policy, connect_timeout).await {
         Ok(t) => t,
         Err(e) => {
             result.error = Some(e.to_string());
