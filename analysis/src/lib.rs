@@ -1,6 +1,5 @@
 //! locus-analysis
 pub mod anchor;
-pub mod cloud;
 pub mod endorse;
 pub mod eventlog;
 pub mod evidence;

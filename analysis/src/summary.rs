@@ -22,7 +22,7 @@ impl From<&locus_proto::evidence::ResponderTimings> for InTdTimings {
             tdx_quote_ns: t.tdx_quote_ns,
             tpm_quote_ns: t.tpm_quote_ns,
             tpm_cmd_rtt_ns: t.tpm_cheap_rtt_min_ns.into_iter().collect(),
-            evidence_ns: None,
+            evidence_ns: t.evidence_ns,
         }
     }
 }
@@ -124,11 +124,17 @@ mod tests {
             tpm_quote_ns: Some(2),
             tpm_cheap_rtt_min_ns: Some(3),
             tpm_cheap_samples: 8,
+            evidence_ns: Some(4),
         };
         let i = InTdTimings::from(&t);
         assert_eq!(
-            (i.tdx_quote_ns, i.tpm_quote_ns, i.tpm_cmd_rtt_ns),
-            (Some(1), Some(2), vec![3])
+            (
+                i.tdx_quote_ns,
+                i.tpm_quote_ns,
+                i.tpm_cmd_rtt_ns,
+                i.evidence_ns
+            ),
+            (Some(1), Some(2), vec![3], Some(4))
         );
     }
 

@@ -128,6 +128,10 @@ pub struct ResponderTimings {
     pub tpm_cheap_rtt_min_ns: Option<u64>,
     #[serde(default)]
     pub tpm_cheap_samples: u32,
+    /// Whole time inside the TD to produce this evidence answer (anchors, vTPM and TDX
+    /// quotes), so a verifier can subtract it from the evidence request's round trip.
+    #[serde(default)]
+    pub evidence_ns: Option<u64>,
 }
 
 /// Why a stored bundle could not be read.

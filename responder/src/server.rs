@@ -268,6 +268,7 @@ async fn handle_request(
                 }
             };
             let transcript = signed_transcript(session, shared);
+            let started = Instant::now();
             match shared
                 .evidence
                 .collect(&nonce, shared.key.spki_der(), transcript, &req.include)
@@ -275,6 +276,7 @@ async fn handle_request(
             {
                 Ok(mut bundle) => {
                     bundle.nonce_issuer = req.issuer;
+                    bundle.timings.evidence_ns = Some(started.elapsed().as_nanos() as u64);
                     frame::encode(MessageKind::EvidenceResponse, &EvidenceResponse { bundle })
                 }
                 Err(e) => frame::encode(
