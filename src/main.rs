@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
-mod experiment;
 mod judge;
 mod lab;
 mod logging;
@@ -42,8 +41,6 @@ enum Command {
     /// Verify attestation evidence offline (exit 0 valid, 1 invalid, 2 unreadable).
     #[command(subcommand)]
     Verify(verify::VerifyCmd),
-    /// Detection-power experiments: seeded sweeps, ROC curves, plots (docs/experiment.md).
-    Experiment(experiment::ExperimentArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,7 +53,6 @@ fn main() -> ExitCode {
         Command::Bench(cmd) => bench::run(cmd),
         Command::Judge(args) => judge::run(args),
         Command::Verify(cmd) => verify::run(cmd),
-        Command::Experiment(args) => experiment::run(args),
     };
     match result {
         Ok(code) => code,

@@ -2,9 +2,8 @@
 //! TPM2_Quote inside it, and bundle verification against bare dcap-qvl verification of the
 //! same TDX quote, each pair measured alternately in the same run.
 //!
-//! Also the lab recipe the lab harness can reuse: [`LabEvidence::start`] starts a swtpm with an
-//! EK certificate, measures a fake boot into its PCRs, the TCG log and a CCEL whose replay the
-//! lab TDX quotes report as RTMRs, and writes a lab policy ([`LabEvidence::write_policy`]).
+//! [`LabEvidence::start`] starts a swtpm with an EK certificate and measures the lab's fake boot
+//! (`crate::lab::boot`) into it, with lab TDX quotes whose RTMRs replay its CCEL.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use locus_analysis::eventlog::{self, EventLogWriter, ALG_SHA256, ALG_SHA384};
 use locus_analysis::evidence::{self, EvidencePolicy, NonceLedger, PolicyFile, VerifyInputs};
 use locus_analysis::tdx::{self, TrustRoot};
 use locus_proto::binding;
@@ -37,16 +35,6 @@ pub(crate) struct EvidenceArgs {
     #[arg(long)]
     json: bool,
 }
-
-/// The lab's fake boot: (PCR, event type, data).
-const BOOT: &[(u32, u32, &[u8])] = &[
-    (0, 0x8, b"lab CRTM version"),
-    (1, 0x8000_0006, b"lab handoff tables"),
-    (7, 0x8000_00e0, b"lab secure boot config"),
-    (4, 0x8000_0003, b"lab bootloader"),
-    (9, 0xd, b"lab kernel command line"),
-    (7, eventlog::EV_SEPARATOR, &[0, 0, 0, 0]),
-];
 
 /// A swtpm-backed vTPM and a lab TDX whose measurements agree, with logs on disk.
 pub(crate) struct LabEvidence {
@@ -75,28 +63,12 @@ impl LabEvidence {
             ..SwtpmOptions::default()
         })?;
         let vtpm = Arc::new(Vtpm::open(VtpmConfig::new(swtpm.tcti()))?);
-        let mut tcg = EventLogWriter::new(&[ALG_SHA256]);
-        let mut ccel = EventLogWriter::new(&[ALG_SHA384]);
-        for (pcr, ty, data) in BOOT {
-            let d = eventlog::hash(ALG_SHA256, data).unwrap_or_default();
-            let d: [u8; 32] = d.try_into().map_err(|_| anyhow::anyhow!("digest length"))?;
-            vtpm.extend_pcr(u8::try_from(*pcr)?, d)?;
-            tcg.push(*pcr, *ty, data);
-            if let Some(rtmr) = eventlog::rtmr_for_pcr(*pcr) {
-                ccel.push(rtmr as u32 + 1, *ty, data);
-            }
-        }
-        let ccel = ccel.bytes();
+        crate::lab::boot::measure_into(&vtpm)?;
+        let boot = crate::lab::boot::write_logs(dir.path())?;
         let mut opts = LabOptions::at(unix_now()?);
-        opts.measurements.rtmr = eventlog::parse(&ccel)?.replay_rtmrs();
+        opts.measurements.rtmr = boot.rtmrs;
         let tdx = LabTdx::generate_with(&opts)?;
-        let logs = EventLogPaths {
-            tcg: Some(dir.path().join("binary_bios_measurements")),
-            ccel_table: None,
-            ccel_data: Some(dir.path().join("CCEL")),
-        };
-        std::fs::write(dir.path().join("binary_bios_measurements"), tcg.bytes())?;
-        std::fs::write(dir.path().join("CCEL"), &ccel)?;
+        let logs = boot.logs;
         let ek_ca_pem = swtpm.ek_ca_certs()?;
         Ok(Self {
             _swtpm: swtpm,

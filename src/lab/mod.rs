@@ -3,7 +3,7 @@
 //! attackers side by side, and each verdict compared with the truth.
 
 mod addr;
-mod boot;
+pub(crate) mod boot;
 mod emulation;
 mod geo;
 mod plots;
