@@ -550,9 +550,13 @@ mod tests {
         let (echo, handle) = udp_echo();
         let plan = DelayPlan::fixed(Duration::from_millis(3), Duration::ZERO)
             .then_at(Duration::from_millis(300), Duration::from_millis(1));
-        let link = relay.udp_link("127.0.0.1:0".parse().unwrap(), echo, &plan).unwrap();
+        let link = relay
+            .udp_link("127.0.0.1:0".parse().unwrap(), echo, &plan)
+            .unwrap();
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-        client.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
         relay.start_clock();
         for _ in 0..5 {
             assert!(rtt(&client, link) >= Duration::from_millis(6));
@@ -560,7 +564,10 @@ mod tests {
         std::thread::sleep(Duration::from_millis(350));
         let after = (0..5).map(|_| rtt(&client, link)).min().unwrap();
         assert!(after >= Duration::from_millis(2), "{after:?}");
-        assert!(after < Duration::from_millis(6), "the delay change did not apply: {after:?}");
+        assert!(
+            after < Duration::from_millis(6),
+            "the delay change did not apply: {after:?}"
+        );
         let err = relay.error();
         assert!(err.packets >= 20, "{err:?}");
         client.send_to(b"stop", echo).unwrap();
@@ -580,7 +587,9 @@ mod tests {
             s.write_all(&buf).unwrap();
         });
         let plan = DelayPlan::fixed(Duration::from_millis(2), Duration::ZERO);
-        let link = relay.tcp_link("127.0.0.1:0".parse().unwrap(), target, &plan).unwrap();
+        let link = relay
+            .tcp_link("127.0.0.1:0".parse().unwrap(), target, &plan)
+            .unwrap();
         let mut c = TcpStream::connect(link).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         let t = Instant::now();
