@@ -6,7 +6,9 @@
 use std::process::ExitCode;
 
 mod at;
+mod azure;
 mod evidence;
+mod gce;
 mod tdx;
 
 #[derive(clap::Subcommand)]
@@ -15,11 +17,19 @@ pub(crate) enum VerifyCmd {
     TdxQuote(tdx::Args),
     /// Verify an evidence bundle (vTPM + TDX, bound to a nonce) under a policy.
     Evidence(evidence::Args),
+    /// Verify a GCE vTPM attestation (go-tpm-tools protobuf): quotes, event log, AK
+    /// certificate chain and the instance identity (zone) it names.
+    GceAttestation(gce::Args),
+    /// Verify Azure TDX confidential-VM evidence: vTPM quote by the HCL AK, HCL report bound
+    /// into the TD quote's REPORTDATA, TD quote and PCK chain.
+    AzTdxVtpm(azure::Args),
 }
 
 pub(crate) fn run(cmd: VerifyCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         VerifyCmd::TdxQuote(args) => tdx::run(args),
         VerifyCmd::Evidence(args) => evidence::run(args),
+        VerifyCmd::GceAttestation(args) => gce::run(args),
+        VerifyCmd::AzTdxVtpm(args) => azure::run(args),
     }
 }

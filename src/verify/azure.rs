@@ -1,0 +1,102 @@
+//! `locus verify az-tdx-vtpm`: verify Azure TDX confidential-VM evidence (TD quote, HCL report,
+//! vTPM quote) offline.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use locus_analysis::cloud::azure;
+use locus_analysis::tdx;
+
+use super::gce::{now, read_capped, status_word};
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("the_nonce").required(true).args(["nonce", "nonce_hex"])))]
+pub(crate) struct Args {
+    /// The evidence JSON (trustee's v1 or legacy v0 encoding).
+    evidence: PathBuf,
+    /// The nonce as text (its UTF-8 bytes must be the vTPM quote's extraData).
+    #[arg(long, value_name = "TEXT")]
+    nonce: Option<String>,
+    /// The nonce as hex.
+    #[arg(long, value_name = "HEX")]
+    nonce_hex: Option<String>,
+    /// TDX collateral in dcap-qvl's JSON form; without it the TCB status is "Unknown".
+    #[arg(long, value_name = "FILE")]
+    collateral: Option<PathBuf>,
+    /// Verify as of this time: RFC 3339 or unix seconds (default: now).
+    #[arg(long, value_name = "TIME")]
+    at: Option<String>,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let bytes = read_capped(&args.evidence, "evidence")?;
+    let nonce = match (&args.nonce, &args.nonce_hex) {
+        (Some(t), _) => t.as_bytes().to_vec(),
+        (None, Some(h)) => hex::decode(h.trim()).context("--nonce-hex is not hex")?,
+        (None, None) => anyhow::bail!("--nonce or --nonce-hex is required"),
+    };
+    let collateral = match &args.collateral {
+        Some(p) => {
+            let raw =
+                std::fs::read(p).with_context(|| format!("reading collateral {}", p.display()))?;
+            Some(
+                tdx::collateral_from_json(&raw)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+            )
+        }
+        None => None,
+    };
+    let now = now(args.at.as_deref())?;
+    let report = azure::verify(&bytes, &nonce, now, collateral.as_ref());
+    print_report(&report, args.json, now)?;
+    Ok(if report.valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+#[expect(clippy::print_stdout, reason = "the verdict is the command's output")]
+fn print_report(report: &azure::AzureReport, json: bool, now: u64) -> anyhow::Result<()> {
+    if json {
+        let mut v = serde_json::to_value(report)?;
+        v["at"] = now.into();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    if report.valid {
+        println!("valid Azure TDX vTPM evidence");
+    } else {
+        println!(
+            "invalid Azure TDX vTPM evidence: failed checks {}",
+            report.failed_checks.join(", ")
+        );
+    }
+    for c in report.checks.all() {
+        println!(
+            "  {:4}  {:<18} {}",
+            status_word(c.status),
+            c.check,
+            c.detail
+        );
+    }
+    if let Some(id) = &report.identity {
+        if !id.collateral_checked {
+            println!("NO COLLATERAL: TCB status, QE identity and revocation not checked");
+        }
+        println!("tcb_status: {}", id.tcb_status);
+        println!("fmspc:      {}", id.fmspc);
+        println!("mr_td:      {}", id.mr_td);
+        for (i, r) in id.rtmrs.iter().enumerate() {
+            println!("rtmr{i}:      {r}");
+        }
+    }
+    for (i, p) in report.pcrs.iter().enumerate() {
+        println!("pcr{i:<2}      {p}");
+    }
+    Ok(())
+}
