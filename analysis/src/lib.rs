@@ -1,5 +1,6 @@
 //! locus-analysis
 pub mod anchor;
+pub mod cloud;
 pub mod endorse;
 pub mod eventlog;
 pub mod evidence;
