@@ -474,3 +474,42 @@ fn cli_usage_and_unreadable_input_exit_2() {
     assert_eq!(code, 1);
     assert!(out.contains("failed checks Oversized"), "{out}");
 }
+
+// ---------------------------------------------------------------- policy
+
+#[test]
+fn policies_select_the_gce_roots_by_name() {
+    use locus_analysis::evidence::ekchain;
+    use locus_analysis::evidence::policy::PolicyFile;
+
+    let file = PolicyFile::from_toml("[ek]\nroots = [\"gce\"]\n").unwrap();
+    let policy = file
+        .resolve(&|p: &str| Err(format!("no file {p} in this test")))
+        .unwrap();
+    assert_eq!(policy.ek_roots.len(), 2, "legacy and CAS roots");
+    assert_eq!(policy.ek_intermediates.len(), 3);
+    let ak_cert = &PB[field(PB, 0, 6)[0].clone()];
+    let chain = ekchain::verify_chain(
+        ak_cert,
+        &policy.ek_intermediates,
+        &policy.ek_roots,
+        AT as i64,
+    )
+    .unwrap();
+    assert_eq!(chain.len(), 3);
+
+    // Only the CAS set: the legacy-CA AK certificate does not chain.
+    let cas = PolicyFile::from_toml("[ek]\nroots = [\"gce-cas\"]\n")
+        .unwrap()
+        .resolve(&|p: &str| Err(format!("no file {p}")))
+        .unwrap();
+    assert!(matches!(
+        ekchain::verify_chain(ak_cert, &cas.ek_intermediates, &cas.ek_roots, AT as i64),
+        Err(ekchain::EkChainError::UntrustedIssuer { .. })
+    ));
+    // Other names are still files.
+    assert!(PolicyFile::from_toml("[ek]\nroots = [\"aws\"]\n")
+        .unwrap()
+        .resolve(&|p: &str| Err(format!("no file {p}")))
+        .is_err());
+}

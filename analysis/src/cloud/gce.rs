@@ -401,7 +401,7 @@ fn verify_decoded(
         }
     };
     checks.pass("AkCertParse", "X.509 DER");
-    let (anchors, mut intermediates) = split_roots(roots);
+    let (anchors, mut intermediates) = super::roots::split(roots);
     intermediates.extend(att.intermediate_certs.iter().cloned());
     match ekchain::verify_chain(&att.ak_cert, &intermediates, &anchors, now_unix as i64) {
         Ok(chain) => {
@@ -624,16 +624,6 @@ fn verify_event_log(att: &Attestation, checks: &mut Checks<GceError>) {
             );
         }
     }
-}
-
-/// Self-signed certificates are anchors; the rest intermediates. Unparsable ones are passed as
-/// anchors so that the chain check reports them.
-fn split_roots(roots: &[Vec<u8>]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-    roots.iter().cloned().partition(|der| {
-        X509Certificate::from_der(der).map_or(true, |(_, c)| {
-            c.subject() == c.issuer() && c.verify_signature(None).is_ok()
-        })
-    })
 }
 
 fn strip_zeros(v: &[u8]) -> &[u8] {

@@ -10,6 +10,8 @@
 //! A set mixes roots and intermediates; verifiers trust only the self-signed ones as anchors and
 //! use the others to build paths.
 
+use x509_parser::prelude::{FromDer, X509Certificate};
+
 const GCE_LEGACY_ROOT: &[u8] =
     include_bytes!("../../../tests/vectors/gce-vtpm/ca-certs/tpm_ek_root_1.cer");
 const GCE_LEGACY_INTERMEDIATE_2: &[u8] =
@@ -42,10 +44,27 @@ pub fn named(name: &str) -> Option<Vec<Vec<u8>>> {
     Some(set.into_iter().map(<[u8]>::to_vec).collect())
 }
 
+/// Trust anchors and intermediates, DER.
+pub type AnchorsAndIntermediates = (Vec<Vec<u8>>, Vec<Vec<u8>>);
+
+/// Splits certificates into trust anchors (self-signed) and intermediates. Unparsable ones
+/// count as anchors, so that the chain check that uses them reports them.
+pub fn split(certs: &[Vec<u8>]) -> AnchorsAndIntermediates {
+    certs.iter().cloned().partition(|der| {
+        X509Certificate::from_der(der).map_or(true, |(_, c)| {
+            c.subject() == c.issuer() && c.verify_signature(None).is_ok()
+        })
+    })
+}
+
+/// [`named`], split into trust anchors and intermediates.
+pub fn named_split(name: &str) -> Option<AnchorsAndIntermediates> {
+    named(name).map(|set| split(&set))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use x509_parser::prelude::{FromDer, X509Certificate};
 
     #[test]
     fn every_named_set_parses_and_unknown_names_do_not_resolve() {
@@ -57,5 +76,7 @@ mod tests {
             }
         }
         assert!(named("aws").is_none());
+        let (anchors, intermediates) = named_split("gce").unwrap();
+        assert_eq!((anchors.len(), intermediates.len()), (2, 3));
     }
 }

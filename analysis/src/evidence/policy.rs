@@ -69,7 +69,8 @@ impl Default for NonceSection {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EkSection {
-    /// Provider EK root CA certificates (PEM or DER files).
+    /// Provider EK root CA certificates (PEM or DER files), or a built-in provider set by
+    /// name (`gce`, `gce-legacy`, `gce-cas`: Google's EK/AK CAs, roots and intermediates).
     #[serde(default)]
     pub roots: Vec<String>,
     /// Intermediate CA certificates (PEM or DER files), in addition to those in the bundle.
@@ -306,12 +307,25 @@ impl PolicyFile {
             None => None,
             Some(s) => Some(hex_array::<48>("reference.mrtd".into(), s)?),
         };
+        // `ek.roots` entries naming a built-in provider CA set (`gce`, see `cloud::roots`)
+        // bring its roots and intermediates; the others are files.
+        let mut ek_roots = Vec::new();
+        let mut ek_intermediates = certs(&self.ek.intermediates)?;
+        for r in &self.ek.roots {
+            match crate::cloud::roots::named_split(r) {
+                Some((anchors, intermediates)) => {
+                    ek_roots.extend(anchors);
+                    ek_intermediates.extend(intermediates);
+                }
+                None => ek_roots.extend(certs(std::slice::from_ref(r))?),
+            }
+        }
         Ok(EvidencePolicy {
             requirements: self.checks.clone(),
             nonce_issuer: self.nonce.issuer.clone(),
             nonce_max_age_secs: self.nonce.max_age_secs,
-            ek_roots: certs(&self.ek.roots)?,
-            ek_intermediates: certs(&self.ek.intermediates)?,
+            ek_roots,
+            ek_intermediates,
             tdx_root,
             tdx_collateral,
             pcr_reference,
