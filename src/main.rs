@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod experiment;
 mod judge;
 mod lab;
 mod logging;
@@ -41,6 +42,8 @@ enum Command {
     /// Verify attestation evidence offline (exit 0 valid, 1 invalid, 2 unreadable).
     #[command(subcommand)]
     Verify(verify::VerifyCmd),
+    /// Detection-power experiments: seeded sweeps, ROC curves, plots (docs/experiment.md).
+    Experiment(experiment::ExperimentArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         Command::Bench(cmd) => bench::run(cmd),
         Command::Judge(args) => judge::run(args),
         Command::Verify(cmd) => verify::run(cmd),
+        Command::Experiment(args) => experiment::run(args),
     };
     match result {
         Ok(code) => code,

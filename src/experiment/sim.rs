@@ -1,0 +1,250 @@
+//! Fast simulation of one trial: draws the observations a lab run would make from the lab's
+//! delay model and judges them with the verdict engine.
+//!
+//! Model (the lab's, `src/lab/geo.rs`): one-way delay = great-circle distance × inflation /
+//! 200 km per ms, plus per packet and direction a jitter uniform in `0..=jitter_us`; every
+//! echo RTT also carries a fixed floor (processing, loopback) and an exponential host-noise
+//! tail, calibrated against the emulation (`Model`). No sockets, processes or clocks: a trial
+//! is a pure function of the experiment, the point and its seed.
+
+use locus_analysis::geo::{destination, distance_km, LatLon};
+use locus_analysis::{
+    judge, AnchorReport, EchoSample, EvidenceSummary, InTdTimings, Judgement, NodeInput, Prober,
+    ProberSeries, Site, World,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::config::{Experiment, Kind, Model};
+
+/// One point of the sweep (all axes fixed).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Point {
+    pub(crate) kind: Kind,
+    /// Attacker distance (relay → TD, TD → vTPM, claim → new site); 0 for honest points.
+    pub(crate) distance_km: f64,
+    pub(crate) jitter_us: f64,
+    pub(crate) probers: usize,
+    pub(crate) samples_per_round: u64,
+    pub(crate) inflation: f64,
+}
+
+impl Point {
+    /// Stable key of the point (CSV, resume, seeds).
+    pub(crate) fn key(&self) -> String {
+        format!(
+            "{}/d{}/j{}/p{}/s{}/i{}",
+            self.kind.as_str(),
+            self.distance_km,
+            self.jitter_us,
+            self.probers,
+            self.samples_per_round,
+            self.inflation
+        )
+    }
+}
+
+/// What one trial produced.
+#[derive(Debug, Clone)]
+pub(crate) struct TrialResult {
+    pub(crate) judgement: Judgement,
+    /// Seconds from the move to the end of the round CUSUM alarmed in (relocation only).
+    pub(crate) latency_s: Option<f64>,
+}
+
+/// FNV-1a over the bytes, then splitmix64: a seed per (experiment seed, point, rep) that does
+/// not depend on run order, so resumed and parallel runs draw the same numbers.
+pub(crate) fn trial_seed(seed: u64, key: &str, rep: u64) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in seed
+        .to_le_bytes()
+        .iter()
+        .chain(key.as_bytes())
+        .chain(&rep.to_le_bytes())
+    {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut z = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The verdict engine's world for a point: every site, the first `n` probers.
+pub(crate) fn world(e: &Experiment, n: usize) -> World {
+    World {
+        sites: e
+            .sites
+            .iter()
+            .map(|s| Site {
+                name: s.name.clone(),
+                lat: s.lat,
+                lon: s.lon,
+            })
+            .collect(),
+        probers: e.probers[..n.min(e.probers.len())]
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| Prober {
+                id: prober_id(e, i, s),
+                site: e.sites[s].name.clone(),
+            })
+            .collect(),
+        landmarks: Vec::new(),
+    }
+}
+
+fn prober_id(e: &Experiment, i: usize, site: usize) -> String {
+    format!("p{i}-{}", e.sites[site].name)
+}
+
+fn pos(e: &Experiment, i: usize) -> LatLon {
+    LatLon::new(e.sites[i].lat, e.sites[i].lon)
+}
+
+struct Draw<'a> {
+    rng: StdRng,
+    jitter_ms: f64,
+    model: &'a Model,
+}
+
+impl Draw<'_> {
+    /// Both directions' jitter.
+    fn jitter2(&mut self) -> f64 {
+        if self.jitter_ms > 0.0 {
+            self.rng.gen_range(0.0..=self.jitter_ms) + self.rng.gen_range(0.0..=self.jitter_ms)
+        } else {
+            0.0
+        }
+    }
+
+    fn exp(&mut self, mean_ms: f64) -> f64 {
+        if mean_ms <= 0.0 {
+            return 0.0;
+        }
+        let u: f64 = self.rng.gen_range(0.0..1.0);
+        -mean_ms * (1.0 - u).ln()
+    }
+
+    fn echo(&mut self, one_way_ms: f64) -> f64 {
+        2.0 * one_way_ms
+            + self.model.floor_us / 1e3
+            + self.jitter2()
+            + self.exp(self.model.noise_mean_us / 1e3)
+    }
+}
+
+/// Runs one trial: draw, judge.
+pub(crate) fn trial(
+    e: &Experiment,
+    world: &World,
+    p: &Point,
+    rep: u64,
+    move_after_s: f64,
+) -> TrialResult {
+    let mut d = Draw {
+        rng: StdRng::seed_from_u64(trial_seed(e.seed, &p.key(), rep)),
+        jitter_ms: p.jitter_us / 1e3,
+        model: &e.model,
+    };
+    let claim = pos(e, e.claim_index());
+    let ow = |a: LatLon, b: LatLon| distance_km(a, b) * p.inflation / 200.0;
+    // Where the attacker's far end is: a random bearing at `distance_km` from the claim.
+    let bearing: f64 = d.rng.gen_range(0.0..360.0);
+    let far = destination(claim, bearing, p.distance_km);
+    let extra_ow = p.distance_km * p.inflation / 200.0;
+
+    let n = p.samples_per_round as usize;
+    let rounds = e.duration_s.ceil() as usize;
+    let step_ns = 1e9 / p.samples_per_round as f64;
+    let mut probes = Vec::new();
+    for (i, &site) in e.probers[..p.probers].iter().enumerate() {
+        let at = pos(e, site);
+        let mut samples = Vec::with_capacity(n * rounds);
+        for k in 0..n * rounds {
+            let t_s = k as f64 * step_ns / 1e9;
+            let one_way = match p.kind {
+                Kind::Honest | Kind::Frankenstein => ow(at, claim),
+                Kind::Proxy => ow(at, claim) + extra_ow,
+                Kind::Relocation if t_s >= move_after_s => ow(at, far),
+                Kind::Relocation => ow(at, claim),
+            };
+            let rtt = d.echo(one_way);
+            samples.push(EchoSample {
+                sent_ns: (k as f64 * step_ns) as u64,
+                rtt_ns: (rtt * 1e6) as u64,
+                inside_ns: 0,
+            });
+        }
+        probes.push(ProberSeries {
+            prober: prober_id(e, i, site),
+            sent: samples.len() as u64,
+            samples,
+            evidence_rtt_ns: Vec::new(),
+        });
+    }
+
+    // In-TD measurements, taken with the evidence at the end of the window.
+    let td = match p.kind {
+        Kind::Honest | Kind::Frankenstein => claim,
+        Kind::Proxy | Kind::Relocation => far,
+    };
+    let mut anchors = Vec::new();
+    for &a in &e.anchors {
+        let one_way = ow(td, pos(e, a));
+        let min = (0..e.model.anchor_round_trips)
+            .map(|_| 2.0 * one_way + e.model.anchor_floor_us / 1e3 + d.jitter2())
+            .fold(f64::INFINITY, f64::min);
+        anchors.push(AnchorReport {
+            site: e.sites[a].name.clone(),
+            min_rtt_ns: (min * 1e6) as u64,
+            samples: e.model.anchor_round_trips,
+        });
+    }
+    let vtpm_ow = if p.kind == Kind::Frankenstein {
+        extra_ow
+    } else {
+        0.0
+    };
+    let vtpm = (0..e.model.vtpm_cmds)
+        .map(|_| 2.0 * vtpm_ow + e.model.vtpm_local_us / 1e3 + d.jitter2())
+        .fold(f64::INFINITY, f64::min);
+    let node = NodeInput {
+        name: p.kind.as_str().into(),
+        claim: e.claim.clone(),
+        probes,
+        in_td: InTdTimings {
+            tpm_cmd_rtt_ns: vec![(vtpm * 1e6) as u64],
+            ..InTdTimings::default()
+        },
+        anchors,
+        // The simulation studies timing: evidence is valid and bound (a Frankenstein built
+        // from two machines with the same image passes PCR equality; timing must catch it).
+        evidence: Some(EvidenceSummary {
+            valid: true,
+            tdx_vtpm_bound: Some(true),
+            lab_root: true,
+            ..EvidenceSummary::default()
+        }),
+        ..NodeInput::default()
+    };
+    let judgement = judge(world, &node, &e.policy);
+    let latency_s = match (p.kind, &judgement.relocation) {
+        (Kind::Relocation, Some(r)) if r.detected => r.change_round.map(|c| {
+            let span_ms = (n * rounds).saturating_sub(1) as f64 * step_ns / 1e6;
+            let rp = &e.policy.relocation;
+            let round_ms = if rp.min_rounds > 0 && span_ms > 0.0 {
+                rp.round_ms.min(span_ms / rp.min_rounds as f64)
+            } else {
+                rp.round_ms
+            };
+            (c + 1) as f64 * round_ms / 1e3 - move_after_s
+        }),
+        _ => None,
+    };
+    TrialResult {
+        judgement,
+        latency_s,
+    }
+}
