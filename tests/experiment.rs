@@ -271,3 +271,34 @@ fn bad_experiment_files_are_refused_with_the_line() {
         assert!(!dir.path().join(format!("out{i}")).exists(), "case {i}");
     }
 }
+
+#[test]
+fn every_shipped_experiment_is_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/experiments");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let out = tempfile::tempdir().unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_locus"))
+            .arg("experiment")
+            .arg(&path)
+            .arg("--out")
+            .arg(out.path().join("never"))
+            .arg("--dry-run")
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(String::from_utf8_lossy(&o.stdout).contains("trials"));
+        assert!(!out.path().join("never").exists());
+        n += 1;
+    }
+    assert!(n >= 2, "config/experiments holds {n} experiments");
+}

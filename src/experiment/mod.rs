@@ -34,6 +34,9 @@ pub(crate) struct ExperimentArgs {
     /// Also print summary.json on stdout.
     #[arg(long)]
     json: bool,
+    /// Validate the file and print the number of points and trials; write nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 /// Trials judged between two CSV flushes.
@@ -57,6 +60,12 @@ fn fingerprint(e: &Experiment) -> anyhow::Result<String> {
 pub(crate) fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let e = Experiment::load(&args.file)?;
+    let plan = summary::points(&e);
+    if args.dry_run {
+        let trials: u64 = plan.iter().map(|p| p.1).sum();
+        print_plan(&e, plan.len(), trials)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let fp_path = args.out.join("fingerprint.json");
@@ -77,7 +86,7 @@ pub(crate) fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
     let mut rows = results::load(&args.out)?;
     let done = results::done(&rows);
     let mut todo: Vec<(Point, u64)> = Vec::new();
-    for (p, reps) in summary::points(&e) {
+    for (p, reps) in plan {
         let key = p.key();
         for rep in 0..reps {
             if !done.contains(&(key.clone(), rep)) {
@@ -163,6 +172,15 @@ fn run_trials(
         rows.extend(batch_rows);
     }
     bar.finish_and_clear();
+    Ok(())
+}
+
+#[expect(clippy::print_stdout, reason = "the CLI prints its plan")]
+fn print_plan(e: &Experiment, points: usize, trials: u64) -> anyhow::Result<()> {
+    println!(
+        "{}: {points} points, {trials} trials (simulation, seed {})",
+        e.name, e.seed
+    );
     Ok(())
 }
 
