@@ -755,7 +755,56 @@ mod tests {
         assert_eq!(r.endorsed_zone(), None);
     }
 
+    fn bytes(max: usize) -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(proptest::num::u8::ANY, 0..max)
+    }
+
+    fn quote() -> impl proptest::strategy::Strategy<Value = Quote> {
+        use proptest::strategy::Strategy;
+        (
+            bytes(64),
+            bytes(64),
+            proptest::option::of((
+                proptest::num::i32::ANY,
+                proptest::collection::btree_map(0u32..24, bytes(48), 0..24),
+            )),
+        )
+            .prop_map(|(quote, raw_sig, pcrs)| Quote {
+                quote,
+                raw_sig,
+                pcrs: pcrs.map(|(hash, pcrs)| Pcrs { hash, pcrs }),
+            })
+    }
+
     proptest::proptest! {
+        /// The hand-written schema round-trips through prost's encoder and decoder.
+        #[test]
+        fn attestations_round_trip(
+            ak_pub in bytes(64),
+            quotes in proptest::collection::vec(quote(), 0..4),
+            event_log in bytes(128),
+            zone in "[a-z0-9-]{0,16}",
+            project_number in proptest::num::u64::ANY,
+            ak_cert in bytes(128),
+            intermediate_certs in proptest::collection::vec(bytes(32), 0..3),
+        ) {
+            let m = Attestation {
+                ak_pub,
+                quotes,
+                event_log,
+                instance_info: Some(InstanceInfo {
+                    zone,
+                    project_number,
+                    ..Default::default()
+                }),
+                canonical_event_log: Vec::new(),
+                ak_cert,
+                intermediate_certs,
+            };
+            let decoded = decode_attestation(&m.encode_to_vec()).unwrap();
+            proptest::prop_assert_eq!(decoded, m);
+        }
+
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
             let _ = decode(&bytes);
