@@ -1,0 +1,401 @@
+//! Daemon configuration (`locus prober --config FILE`): TOML with unknown keys rejected,
+//! validated once into typed values (durations, addresses, SPKI bytes).
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A named place with coordinates; the monitor needs the prober's and the claimed sites.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    pub name: String,
+    pub lat: f64,
+    pub lon: f64,
+}
+
+/// One responder to probe continuously.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetConfig {
+    /// Unique name of the node (the `target` label, the monitor's node name).
+    pub name: String,
+    pub address: SocketAddr,
+    /// The site the operator claims the node runs at.
+    pub claim: String,
+    /// Pinned session key (SPKI DER); None: learned on each connection and reported.
+    pub spki: Option<Vec<u8>>,
+}
+
+/// How each target is probed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeSettings {
+    /// Echo challenges per second per target.
+    pub rate_hz: f64,
+    /// Length of one round (one stored aggregate).
+    pub round: Duration,
+    /// Most challenges in flight per target.
+    pub window: usize,
+    /// An unanswered challenge is lost after this long.
+    pub timeout: Duration,
+    /// How often evidence is requested (±10 % jitter); None: never.
+    pub evidence_interval: Option<Duration>,
+    pub evidence_tdx: bool,
+    pub evidence_tpm: bool,
+    /// Anchors the responder times before quoting.
+    pub anchors: Vec<String>,
+}
+
+impl ProbeSettings {
+    /// Challenges per round (at least one).
+    pub fn count(&self) -> u64 {
+        ((self.rate_hz * self.round.as_secs_f64()).ceil() as u64).max(1)
+    }
+}
+
+/// What is kept and for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// Raw samples older than this are deleted; None keeps them.
+    pub samples: Option<Duration>,
+}
+
+/// A validated daemon configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub prober_id: String,
+    /// The site this prober runs at (one of `sites`).
+    pub prober_site: String,
+    /// HTTP address of `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`.
+    pub listen: SocketAddr,
+    /// SQLite database (relative paths are relative to the config file's directory).
+    pub db: PathBuf,
+    /// Local address probes are sent from.
+    pub bind: SocketAddr,
+    pub probe: ProbeSettings,
+    pub retention: Retention,
+    pub sites: Vec<SiteConfig>,
+    pub targets: Vec<TargetConfig>,
+}
+
+/// Why a configuration was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("{field} = {found}: expected {expected}")]
+    OutOfRange {
+        field: &'static str,
+        found: String,
+        expected: &'static str,
+    },
+    #[error("target {0:?} is defined twice: target names must be unique")]
+    DuplicateTarget(String),
+    #[error("site {0:?} is defined twice")]
+    DuplicateSite(String),
+    #[error("{what} names site {site:?}, which is not in [[sites]]")]
+    UnknownSite { what: String, site: String },
+    #[error("target {target:?}: spki is not hex: {source}")]
+    BadSpki {
+        target: String,
+        source: hex::FromHexError,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    prober: RawProber,
+    #[serde(default = "default_listen")]
+    listen: SocketAddr,
+    db: PathBuf,
+    #[serde(default = "default_bind")]
+    bind: SocketAddr,
+    #[serde(default)]
+    probe: RawProbe,
+    #[serde(default)]
+    retention: RawRetention,
+    #[serde(default)]
+    sites: Vec<SiteConfig>,
+    #[serde(default)]
+    targets: Vec<RawTarget>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProber {
+    id: String,
+    site: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawProbe {
+    rate_hz: f64,
+    round_s: f64,
+    window: usize,
+    timeout_ms: u64,
+    evidence_interval_s: f64,
+    evidence_tdx: bool,
+    evidence_tpm: bool,
+    anchors: Vec<String>,
+}
+
+impl Default for RawProbe {
+    fn default() -> Self {
+        Self {
+            rate_hz: 1.0,
+            round_s: 60.0,
+            window: 32,
+            timeout_ms: 1000,
+            evidence_interval_s: 300.0,
+            evidence_tdx: true,
+            evidence_tpm: true,
+            anchors: Vec::new(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRetention {
+    samples_days: f64,
+}
+
+impl Default for RawRetention {
+    fn default() -> Self {
+        Self { samples_days: 7.0 }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    name: String,
+    address: SocketAddr,
+    claim: String,
+    #[serde(default)]
+    spki: Option<String>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
+}
+
+fn default_bind() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 0))
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_toml_str(&text, base).map_err(|e| match e {
+            ConfigError::Parse { source, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                source,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates TOML; a relative `db` is taken relative to `base`.
+    pub fn from_toml_str(text: &str, base: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: PathBuf::new(),
+            source,
+        })?;
+        let p = &raw.probe;
+        let positive = |field, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(ConfigError::OutOfRange {
+                    field,
+                    found: v.to_string(),
+                    expected: "a finite number > 0",
+                })
+            }
+        };
+        positive("probe.rate_hz", p.rate_hz)?;
+        positive("probe.round_s", p.round_s)?;
+        if !(p.evidence_interval_s.is_finite() && p.evidence_interval_s >= 0.0) {
+            return Err(ConfigError::OutOfRange {
+                field: "probe.evidence_interval_s",
+                found: p.evidence_interval_s.to_string(),
+                expected: "a finite number ≥ 0 (0: never)",
+            });
+        }
+        if p.window == 0 {
+            return Err(ConfigError::OutOfRange {
+                field: "probe.window",
+                found: "0".into(),
+                expected: "at least 1",
+            });
+        }
+        if p.timeout_ms == 0 {
+            return Err(ConfigError::OutOfRange {
+                field: "probe.timeout_ms",
+                found: "0".into(),
+                expected: "at least 1",
+            });
+        }
+        let days = raw.retention.samples_days;
+        if !(days.is_finite() && days >= 0.0) {
+            return Err(ConfigError::OutOfRange {
+                field: "retention.samples_days",
+                found: days.to_string(),
+                expected: "a finite number ≥ 0 (0: keep forever)",
+            });
+        }
+        let mut site_names = BTreeSet::new();
+        for s in &raw.sites {
+            if !site_names.insert(s.name.as_str()) {
+                return Err(ConfigError::DuplicateSite(s.name.clone()));
+            }
+            if !(s.lat.abs() <= 90.0 && s.lon.abs() <= 180.0) {
+                return Err(ConfigError::OutOfRange {
+                    field: "sites.lat/lon",
+                    found: format!("{} ({}, {})", s.name, s.lat, s.lon),
+                    expected: "latitude in [-90, 90], longitude in [-180, 180]",
+                });
+            }
+        }
+        let known = |what: String, site: &str| {
+            if site_names.contains(site) {
+                Ok(())
+            } else {
+                Err(ConfigError::UnknownSite {
+                    what,
+                    site: site.to_owned(),
+                })
+            }
+        };
+        known(format!("prober {}", raw.prober.id), &raw.prober.site)?;
+        let mut names = BTreeSet::new();
+        let mut targets = Vec::with_capacity(raw.targets.len());
+        for t in raw.targets {
+            if !names.insert(t.name.clone()) {
+                return Err(ConfigError::DuplicateTarget(t.name));
+            }
+            known(format!("target {}", t.name), &t.claim)?;
+            let spki = match &t.spki {
+                None => None,
+                Some(h) => Some(
+                    hex::decode(h.trim()).map_err(|source| ConfigError::BadSpki {
+                        target: t.name.clone(),
+                        source,
+                    })?,
+                ),
+            };
+            targets.push(TargetConfig {
+                name: t.name,
+                address: t.address,
+                claim: t.claim,
+                spki,
+            });
+        }
+        let db = if raw.db.is_absolute() {
+            raw.db
+        } else {
+            base.join(raw.db)
+        };
+        Ok(Config {
+            prober_id: raw.prober.id,
+            prober_site: raw.prober.site,
+            listen: raw.listen,
+            db,
+            bind: raw.bind,
+            probe: ProbeSettings {
+                rate_hz: p.rate_hz,
+                round: Duration::from_secs_f64(p.round_s),
+                window: p.window,
+                timeout: Duration::from_millis(p.timeout_ms),
+                evidence_interval: (p.evidence_interval_s > 0.0)
+                    .then(|| Duration::from_secs_f64(p.evidence_interval_s)),
+                evidence_tdx: p.evidence_tdx,
+                evidence_tpm: p.evidence_tpm,
+                anchors: p.anchors.clone(),
+            },
+            retention: Retention {
+                samples: (days > 0.0).then(|| Duration::from_secs_f64(days * 86_400.0)),
+            },
+            sites: raw.sites,
+            targets,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+db = "x.db"
+[prober]
+id = "p1"
+site = "ams"
+[[sites]]
+name = "ams"
+lat = 52.37
+lon = 4.9
+[[targets]]
+name = "n1"
+address = "127.0.0.1:4433"
+claim = "ams"
+"#;
+
+    #[test]
+    fn defaults_and_relative_db() {
+        let c = Config::from_toml_str(MINIMAL, Path::new("/etc/locus")).unwrap();
+        assert_eq!(c.probe.rate_hz, 1.0);
+        assert_eq!(c.probe.round, Duration::from_secs(60));
+        assert_eq!(c.probe.count(), 60);
+        assert_eq!(c.probe.evidence_interval, Some(Duration::from_secs(300)));
+        assert_eq!(c.db, PathBuf::from("/etc/locus/x.db"));
+        assert_eq!(c.targets[0].spki, None);
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        let dup = format!(
+            "{MINIMAL}[[targets]]\nname = \"n1\"\naddress = \"127.0.0.1:1\"\nclaim = \"ams\"\n"
+        );
+        assert!(matches!(
+            Config::from_toml_str(&dup, Path::new(".")),
+            Err(ConfigError::DuplicateTarget(n)) if n == "n1"
+        ));
+        let unknown = MINIMAL.replace("claim = \"ams\"", "claim = \"fra\"");
+        assert!(matches!(
+            Config::from_toml_str(&unknown, Path::new(".")),
+            Err(ConfigError::UnknownSite { site, .. }) if site == "fra"
+        ));
+        let rate = format!("{MINIMAL}[probe]\nrate_hz = 0\n");
+        assert!(matches!(
+            Config::from_toml_str(&rate, Path::new(".")),
+            Err(ConfigError::OutOfRange {
+                field: "probe.rate_hz",
+                ..
+            })
+        ));
+        let spki = MINIMAL.replace("claim = \"ams\"", "claim = \"ams\"\nspki = \"zz\"");
+        assert!(matches!(
+            Config::from_toml_str(&spki, Path::new(".")),
+            Err(ConfigError::BadSpki { .. })
+        ));
+    }
+}

@@ -1,0 +1,336 @@
+//! Prometheus metrics (OpenMetrics text via `prometheus-client`), named like blackbox_exporter's
+//! and smokeping_prober's: per-target probe success, an RTT histogram with buckets from 50 µs,
+//! counters of sent, lost, late and violating answers; per-node verdicts for the monitor.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+pub use prometheus_client::registry::Registry;
+
+/// Every verdict the engine can give, for one `locus_node_verdict` series each.
+pub const VERDICTS: &[&str] = &[
+    "located",
+    "proxied",
+    "frankenstein",
+    "relocated",
+    "unreachable",
+    "evidence-invalid",
+    "inconclusive",
+];
+
+/// Labels of per-target series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabels {
+    pub prober: String,
+    pub target: String,
+    pub instance: String,
+    pub claim: String,
+}
+
+/// Labels of `locus_node_verdict`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    pub node: String,
+    pub claim: String,
+    pub verdict: String,
+}
+
+/// Labels of per-node series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeLabels {
+    pub node: String,
+    pub claim: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+fn rtt_histogram() -> Histogram {
+    // 50 µs … 1.6 s in doublings.
+    Histogram::new(exponential_buckets(50e-6, 2.0, 16))
+}
+
+/// The prober daemon's metrics.
+#[derive(Clone)]
+pub struct ProberMetrics {
+    pub probe_success: Family<TargetLabels, Gauge>,
+    pub rtt_seconds: Family<TargetLabels, Histogram, fn() -> Histogram>,
+    pub round_min_rtt_seconds: Family<TargetLabels, FloatGauge>,
+    pub sent: Family<TargetLabels, Counter>,
+    pub answered: Family<TargetLabels, Counter>,
+    pub lost: Family<TargetLabels, Counter>,
+    pub late: Family<TargetLabels, Counter>,
+    pub violations: Family<TargetLabels, Counter>,
+    pub rounds: Family<TargetLabels, Counter>,
+    pub session_key_changes: Family<TargetLabels, Counter>,
+    pub evidence_success: Family<TargetLabels, Gauge>,
+    pub evidence_rtt_seconds: Family<TargetLabels, FloatGauge>,
+    pub store_errors: Counter,
+    pub targets: Gauge,
+    pub reloads: Counter,
+    pub reload_failures: Counter,
+}
+
+impl ProberMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn new(registry: &mut Registry) -> Self {
+        let m = Self {
+            probe_success: Family::default(),
+            rtt_seconds: Family::new_with_constructor(rtt_histogram as fn() -> Histogram),
+            round_min_rtt_seconds: Family::default(),
+            sent: Family::default(),
+            answered: Family::default(),
+            lost: Family::default(),
+            late: Family::default(),
+            violations: Family::default(),
+            rounds: Family::default(),
+            session_key_changes: Family::default(),
+            evidence_success: Family::default(),
+            evidence_rtt_seconds: Family::default(),
+            store_errors: Counter::default(),
+            targets: Gauge::default(),
+            reloads: Counter::default(),
+            reload_failures: Counter::default(),
+        };
+        let r = registry;
+        r.register(
+            "locus_probe_success",
+            "Whether the last round got at least one answer (1) or not (0)",
+            m.probe_success.clone(),
+        );
+        r.register(
+            "locus_rtt_seconds",
+            "Round-trip times of answered echo challenges",
+            m.rtt_seconds.clone(),
+        );
+        r.register(
+            "locus_round_min_rtt_seconds",
+            "Smallest round trip of the last round",
+            m.round_min_rtt_seconds.clone(),
+        );
+        r.register(
+            "locus_challenges_sent",
+            "Echo challenges sent",
+            m.sent.clone(),
+        );
+        r.register(
+            "locus_answers",
+            "Echo challenges answered in time",
+            m.answered.clone(),
+        );
+        r.register(
+            "locus_answers_lost",
+            "Echo challenges without an answer in time",
+            m.lost.clone(),
+        );
+        r.register(
+            "locus_answers_late",
+            "Answers that arrived after their challenge was counted lost",
+            m.late.clone(),
+        );
+        r.register(
+            "locus_answers_violating",
+            "Answers that broke the protocol (wrong nonce, bad sequence, bad MAC)",
+            m.violations.clone(),
+        );
+        r.register("locus_rounds", "Rounds completed", m.rounds.clone());
+        r.register(
+            "locus_session_key_changes",
+            "Connections on which a learned session key differed from the previous one",
+            m.session_key_changes.clone(),
+        );
+        r.register(
+            "locus_evidence_request_success",
+            "Whether the last evidence request was answered (1) or not (0)",
+            m.evidence_success.clone(),
+        );
+        r.register(
+            "locus_evidence_rtt_seconds",
+            "Round trip of the last evidence request",
+            m.evidence_rtt_seconds.clone(),
+        );
+        r.register(
+            "locus_store_errors",
+            "Rounds or evidence results that could not be stored",
+            m.store_errors.clone(),
+        );
+        r.register(
+            "locus_targets",
+            "Targets currently probed",
+            m.targets.clone(),
+        );
+        r.register(
+            "locus_config_reloads",
+            "Successful configuration reloads",
+            m.reloads.clone(),
+        );
+        r.register(
+            "locus_config_reload_failures",
+            "Rejected configuration reloads (the previous configuration stays)",
+            m.reload_failures.clone(),
+        );
+        m
+    }
+
+    /// Drops every series of a removed target.
+    pub fn remove_target(&self, l: &TargetLabels) {
+        self.probe_success.remove(l);
+        self.rtt_seconds.remove(l);
+        self.round_min_rtt_seconds.remove(l);
+        self.sent.remove(l);
+        self.answered.remove(l);
+        self.lost.remove(l);
+        self.late.remove(l);
+        self.violations.remove(l);
+        self.rounds.remove(l);
+        self.session_key_changes.remove(l);
+        self.evidence_success.remove(l);
+        self.evidence_rtt_seconds.remove(l);
+    }
+}
+
+/// The monitor's metrics: per-node verdicts and region size.
+#[derive(Clone)]
+pub struct NodeMetrics {
+    pub verdict: Family<VerdictLabels, Gauge>,
+    pub region_radius_km: Family<NodeLabels, FloatGauge>,
+    pub last_judged: Family<NodeLabels, FloatGauge>,
+    pub judgements: Counter,
+}
+
+impl NodeMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn new(registry: &mut Registry) -> Self {
+        let m = Self {
+            verdict: Family::default(),
+            region_radius_km: Family::default(),
+            last_judged: Family::default(),
+            judgements: Counter::default(),
+        };
+        registry.register(
+            "locus_node_verdict",
+            "1 for the node's current verdict, 0 for the others",
+            m.verdict.clone(),
+        );
+        registry.register(
+            "locus_region_radius_km",
+            "Radius of the region the node's timing allows",
+            m.region_radius_km.clone(),
+        );
+        registry.register(
+            "locus_node_last_judged_timestamp_seconds",
+            "When the node was last judged (Unix time)",
+            m.last_judged.clone(),
+        );
+        registry.register("locus_judgements", "Judgements made", m.judgements.clone());
+        m
+    }
+
+    /// Sets `node`'s verdict: its series is 1, every other verdict's 0.
+    pub fn set_verdict(
+        &self,
+        node: &str,
+        claim: &str,
+        verdict: &str,
+        radius_km: Option<f64>,
+        now_unix_s: f64,
+    ) {
+        for v in VERDICTS {
+            let l = VerdictLabels {
+                node: node.into(),
+                claim: claim.into(),
+                verdict: (*v).into(),
+            };
+            self.verdict.get_or_create(&l).set(i64::from(*v == verdict));
+        }
+        let l = NodeLabels {
+            node: node.into(),
+            claim: claim.into(),
+        };
+        match radius_km {
+            Some(r) => {
+                self.region_radius_km.get_or_create(&l).set(r);
+            }
+            None => {
+                self.region_radius_km.remove(&l);
+            }
+        }
+        self.last_judged.get_or_create(&l).set(now_unix_s);
+        self.judgements.inc();
+    }
+}
+
+/// Encodes `registry` in the OpenMetrics text format.
+pub fn encode_openmetrics(registry: &Registry) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, registry);
+    out
+}
+
+/// Encodes `registry` in the Prometheus text format 0.0.4 (what `promtool check metrics` and
+/// non-OpenMetrics scrapers read): OpenMetrics names a counter family without its `_total`
+/// suffix and ends with `# EOF`; the classic format names the family like its sample.
+pub fn encode_prometheus(registry: &Registry) -> String {
+    let om = encode_openmetrics(registry);
+    let counters: std::collections::HashSet<&str> = om
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(om.len() + 64);
+    for line in om.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+/// The content type of [`encode_openmetrics`]'s output.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The content type of [`encode_prometheus`]'s output.
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdict_is_one_hot() {
+        let mut r = Registry::default();
+        let m = NodeMetrics::new(&mut r);
+        m.set_verdict("n1", "ams", "located", Some(10.0), 1.0);
+        m.set_verdict("n1", "ams", "relocated", None, 2.0);
+        let text = encode_prometheus(&r);
+        assert!(
+            text.contains(r#"locus_node_verdict{node="n1",claim="ams",verdict="relocated"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"locus_node_verdict{node="n1",claim="ams",verdict="located"} 0"#),
+            "{text}"
+        );
+        assert!(!text.contains("locus_region_radius_km{"), "{text}");
+        assert!(
+            text.contains("# TYPE locus_judgements_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nlocus_judgements_total 2\n"), "{text}");
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(encode_openmetrics(&r).ends_with("# EOF\n"));
+    }
+}

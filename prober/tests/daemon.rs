@@ -1,0 +1,224 @@
+//! The prober daemon against real responders on loopback: rounds stored and exported as
+//! metrics, reload adds and removes targets without resetting the others, a bad config is
+//! rejected, `promtool check metrics` accepts the output, shutdown flushes the database.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use locus_prober::daemon;
+use locus_prober::store::Store;
+use locus_responder::evidence::EvidenceSource;
+use locus_responder::server::{Server, ServerConfig};
+use locus_responder::session_key::SessionKey;
+
+/// `(status, body)` of one HTTP/1.1 request.
+fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, body.to_owned())
+}
+
+async fn http_async(addr: SocketAddr, method: &'static str, path: &'static str) -> (u16, String) {
+    tokio::task::spawn_blocking(move || http(addr, method, path))
+        .await
+        .unwrap()
+}
+
+/// The value of the first series named `name` whose labels contain `label`.
+fn metric(text: &str, name: &str, label: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Polls `/metrics` until `pred` holds; panics with the last output after a generous bound.
+async fn wait_metrics(addr: SocketAddr, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, text) = http_async(addr, "GET", "/metrics").await;
+        if pred(&text) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "never saw {what}:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn config(targets: &[(&str, SocketAddr)], extra: &str) -> String {
+    let mut s = format!(
+        r#"db = "probe.db"
+listen = "127.0.0.1:0"
+bind = "127.0.0.1:0"
+[prober]
+id = "p-test"
+site = "ams"
+[probe]
+rate_hz = 100.0
+round_s = 0.1
+timeout_ms = 500
+evidence_interval_s = 0.2
+evidence_tdx = false
+evidence_tpm = false
+{extra}
+[[sites]]
+name = "ams"
+lat = 52.37
+lon = 4.9
+"#
+    );
+    for (name, addr) in targets {
+        s.push_str(&format!(
+            "[[targets]]\nname = \"{name}\"\naddress = \"{addr}\"\nclaim = \"ams\"\n"
+        ));
+    }
+    s
+}
+
+pub fn promtool() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("promtool"))
+        .find(|p| p.is_file())
+        .expect(
+            "promtool not found on PATH: run scripts/setup.sh (it installs the Debian package \
+             `prometheus`, which has promtool)",
+        )
+}
+
+fn promtool_check(text: &str, dir: &Path) {
+    let file = dir.join("metrics.txt");
+    std::fs::write(&file, text).unwrap();
+    let out = Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn responder() -> Server {
+    Server::start(
+        ServerConfig::new("127.0.0.1:0".parse().unwrap()),
+        SessionKey::generate().unwrap(),
+        EvidenceSource::default(),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_probes_reloads_and_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("prober.toml");
+    let r1 = responder().await;
+    let r2 = responder().await;
+    let (a1, a2) = (r1.local_addr().unwrap(), r2.local_addr().unwrap());
+    std::fs::write(&cfg_path, config(&[("n1", a1)], "")).unwrap();
+
+    let d = daemon::start(cfg_path.clone()).await.unwrap();
+    let addr = d.http_addr();
+    assert_eq!(http_async(addr, "GET", "/-/healthy").await.0, 200);
+    let text = wait_metrics(addr, "two rounds of n1", |t| {
+        metric(t, "locus_rounds_total", "target=\"n1\"").is_some_and(|v| v >= 2.0)
+    })
+    .await;
+    assert_eq!(http_async(addr, "GET", "/-/ready").await.0, 200);
+    assert_eq!(
+        metric(&text, "locus_probe_success", "target=\"n1\""),
+        Some(1.0)
+    );
+    // The histogram's first bucket is 50 µs.
+    assert!(
+        text.contains("locus_rtt_seconds_bucket{le=\"0.00005\",prober=\"p-test\",target=\"n1\""),
+        "{text}"
+    );
+    promtool_check(&text, dir.path());
+    let rounds_before = metric(&text, "locus_rounds_total", "target=\"n1\"").unwrap();
+
+    // Add n2 and an unreachable n3: n1 keeps its connection and counters.
+    std::fs::write(
+        &cfg_path,
+        config(
+            &[
+                ("n1", a1),
+                ("n2", a2),
+                ("n3", "127.0.0.1:9".parse().unwrap()),
+            ],
+            "",
+        ),
+    )
+    .unwrap();
+    let (status, body) = http_async(addr, "POST", "/-/reload").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("2 added") && body.contains("1 unchanged"),
+        "{body}"
+    );
+    let text = wait_metrics(addr, "rounds of n2 and a failed n3", |t| {
+        metric(t, "locus_rounds_total", "target=\"n2\"").is_some_and(|v| v >= 1.0)
+            && metric(t, "locus_probe_success", "target=\"n3\"") == Some(0.0)
+    })
+    .await;
+    assert!(metric(&text, "locus_rounds_total", "target=\"n1\"").unwrap() >= rounds_before);
+    assert_eq!(metric(&text, "locus_targets", ""), None); // no labels: checked below
+    assert!(text.contains("\nlocus_targets 3\n"), "{text}");
+
+    // A broken file is rejected and changes nothing.
+    std::fs::write(&cfg_path, "db = \"probe.db\"\nbogus = 1\n").unwrap();
+    let (status, body) = http_async(addr, "POST", "/-/reload").await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("bogus"), "{body}");
+    assert_eq!(http_async(addr, "GET", "/-/reload").await.0, 405);
+
+    // Remove n1 (through the handle, as SIGHUP does): its series go.
+    std::fs::write(&cfg_path, config(&[("n2", a2)], "")).unwrap();
+    let summary = d.reload().await.unwrap();
+    assert!(summary.contains("2 removed"), "{summary}");
+    let (_, text) = http_async(addr, "GET", "/metrics").await;
+    assert!(!text.contains("target=\"n1\""), "{text}");
+    assert!(
+        text.contains("locus_config_reload_failures_total 1"),
+        "{text}"
+    );
+
+    d.shutdown().await.unwrap();
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "HTTP still up after shutdown"
+    );
+    r1.shutdown().await;
+    r2.shutdown().await;
+
+    let store = Store::open(&dir.path().join("probe.db")).unwrap();
+    let far = i64::MAX;
+    let n1 = store.rounds_between("n1", 0, far).unwrap();
+    assert!(n1.len() >= 2, "{n1:?}");
+    assert!(n1.iter().all(|r| r.prober == "p-test" && r.error.is_none()));
+    assert!(n1.iter().any(|r| r.answered > 0 && r.min_rtt_ns.is_some()));
+    assert!(!store.samples_between("n1", 0, far).unwrap().is_empty());
+    let n3 = store.rounds_between("n3", 0, far).unwrap();
+    assert!(
+        n3.iter().all(|r| r.sent == 0 && r.error.is_some()),
+        "{n3:?}"
+    );
+    assert_eq!(
+        store.probers().unwrap(),
+        vec![("p-test".into(), "ams".into())]
+    );
+}

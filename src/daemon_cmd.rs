@@ -1,0 +1,35 @@
+//! `locus prober --config FILE`: the continuous prober daemon until SIGTERM or SIGINT; SIGHUP
+//! reloads the target list (as does `POST /-/reload`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use tracing::{info, warn};
+
+pub(crate) fn run(config: PathBuf) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let handle = locus_prober::daemon::start(config).await?;
+        announce(handle.http_addr());
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let stop = crate::responder_cmd::shutdown_signal();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = hup.recv() => match handle.reload().await {
+                    Ok(summary) => info!("SIGHUP: {summary}"),
+                    Err(e) => warn!("SIGHUP: reload rejected: {e}"),
+                },
+            }
+        }
+        handle.shutdown().await?;
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// One JSON line on stdout with the HTTP address, for scripts and tests.
+#[expect(clippy::print_stdout, reason = "the CLI announces its address")]
+fn announce(addr: std::net::SocketAddr) {
+    println!("{}", serde_json::json!({ "listen": addr.to_string() }));
+}

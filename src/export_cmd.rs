@@ -1,0 +1,63 @@
+//! `locus export`: stored measurements and verdicts as JSON Lines or CSV, for researchers.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use locus_prober::store::{export, ExportFormat, ExportTable, Store};
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Jsonl,
+    Csv,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Table {
+    Rounds,
+    Samples,
+    Evidence,
+    Verdicts,
+}
+
+#[derive(Args)]
+pub(crate) struct ExportArgs {
+    /// SQLite database written by `locus prober --config` and `locus monitor`.
+    #[arg(long)]
+    db: PathBuf,
+    #[arg(long, value_enum, default_value = "jsonl")]
+    format: Format,
+    /// Which table: per-round aggregates, raw samples, evidence requests or verdicts.
+    #[arg(long, value_enum, default_value = "rounds")]
+    table: Table,
+    /// Write here instead of stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub(crate) fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    if !args.db.exists() {
+        bail!("database {} does not exist", args.db.display());
+    }
+    let store = Store::open(&args.db).with_context(|| format!("opening {}", args.db.display()))?;
+    let format = match args.format {
+        Format::Jsonl => ExportFormat::Jsonl,
+        Format::Csv => ExportFormat::Csv,
+    };
+    let table = match args.table {
+        Table::Rounds => ExportTable::Rounds,
+        Table::Samples => ExportTable::Samples,
+        Table::Evidence => ExportTable::Evidence,
+        Table::Verdicts => ExportTable::Verdicts,
+    };
+    let mut out: Box<dyn Write> = match &args.out {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    export(&store, table, format, &mut out)?;
+    Ok(ExitCode::SUCCESS)
+}

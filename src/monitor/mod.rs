@@ -1,0 +1,305 @@
+//! `locus monitor`: judges every node the probers stored, on a schedule, with the verdict
+//! engine (`locus_analysis::judge`); stores each verdict and exports `locus_node_verdict` and
+//! `locus_region_radius_km` on `/metrics` (for the rules in `config/prometheus/`).
+//!
+//! Exit codes with `--once`: 0 every node `located`; 1 any other verdict (or no node);
+//! 2 unreadable input. Running continuously it exits 0 on SIGTERM or SIGINT.
+
+mod alert;
+mod input;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use locus_analysis::{judge, Judgement, Policy};
+use locus_prober::daemon::http::{self, Endpoints};
+use locus_prober::metrics::NodeMetrics;
+use locus_prober::metrics::Registry;
+use locus_prober::store::{Store, VerdictRecord};
+use serde::Serialize;
+use tracing::{info, warn};
+
+#[derive(Args)]
+pub(crate) struct MonitorArgs {
+    /// SQLite database the probers write (`db` in their config).
+    #[arg(long)]
+    db: PathBuf,
+    /// Verdict policy (TOML, config/policy.example.toml); defaults when absent. The daemon
+    /// does not store verified evidence yet: set `require_evidence = false` to judge on timing.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Seconds between two judgements of every node.
+    #[arg(long, default_value_t = 60.0)]
+    interval_s: f64,
+    /// Seconds of samples each judgement looks at (ending now).
+    #[arg(long, default_value_t = 600.0)]
+    window_s: f64,
+    /// Rounds before the window, per prober, whose minima make the node's baseline (median).
+    #[arg(long, default_value_t = 60)]
+    baseline_rounds: usize,
+    /// Address of /metrics, /-/healthy and /-/ready.
+    #[arg(long, default_value = "127.0.0.1:9465")]
+    listen: SocketAddr,
+    /// Judge once, print the judgements and exit (0 all located, 1 otherwise).
+    #[arg(long)]
+    once: bool,
+    /// With --once: judge as of this Unix time (seconds) instead of now.
+    #[arg(long, requires = "once")]
+    at: Option<f64>,
+    /// With --once: print JSON instead of one line per node.
+    #[arg(long)]
+    json: bool,
+    /// Also post alerts for negative verdicts to this Alertmanager (`http://host:port`,
+    /// repeatable), named like the rules in config/prometheus/locus-rules.yml.
+    #[arg(long = "alertmanager")]
+    alertmanagers: Vec<String>,
+}
+
+/// What [`judge_all`] does besides judging.
+pub(crate) struct Sinks<'a> {
+    metrics: Option<&'a NodeMetrics>,
+    alertmanagers: &'a [String],
+    /// A firing alert expires this long after it was last sent.
+    alert_ttl: Duration,
+}
+
+#[derive(Serialize)]
+struct Output<'a> {
+    all_located: bool,
+    nodes: &'a [Judgement],
+}
+
+pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
+    for (name, v) in [
+        ("--interval-s", args.interval_s),
+        ("--window-s", args.window_s),
+    ] {
+        if !(v.is_finite() && v > 0.0) {
+            bail!("{name} must be a finite number > 0, not {v}");
+        }
+    }
+    if args.baseline_rounds == 0 {
+        bail!("--baseline-rounds must be at least 1");
+    }
+    let policy = load_policy(args.policy.as_deref())?;
+    if !args.db.exists() {
+        bail!("database {} does not exist", args.db.display());
+    }
+    let mut store =
+        Store::open(&args.db).with_context(|| format!("opening {}", args.db.display()))?;
+    let window = Duration::from_secs_f64(args.window_s);
+    if args.once {
+        let now = match args.at {
+            Some(t) => (t * 1e9) as i64,
+            None => unix_now_ns(),
+        };
+        let sinks = Sinks {
+            metrics: None,
+            alertmanagers: &args.alertmanagers,
+            alert_ttl: Duration::from_secs_f64(args.interval_s * 3.0),
+        };
+        let (js, failed) = judge_all(
+            &mut store,
+            &policy,
+            now,
+            window,
+            args.baseline_rounds,
+            &sinks,
+        )?;
+        if let Some(e) = failed.first() {
+            bail!("alert not delivered: {e}");
+        }
+        let all_located = !js.is_empty() && js.iter().all(|j| j.verdict.is_located());
+        print_judgements(&js, all_located, args.json)?;
+        return Ok(if all_located {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(serve(args, store, policy, window))
+}
+
+async fn serve(
+    args: MonitorArgs,
+    store: Store,
+    policy: Policy,
+    window: Duration,
+) -> anyhow::Result<ExitCode> {
+    let mut registry = Registry::default();
+    let metrics = NodeMetrics::new(&mut registry);
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    announce(listener.local_addr()?);
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(http::serve(
+        listener,
+        Endpoints {
+            registry: Arc::new(registry),
+            ready: ready.clone(),
+            reload: None,
+        },
+        async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        },
+    ));
+    let store = Arc::new(Mutex::new(store));
+    let policy = Arc::new(policy);
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(args.interval_s));
+    let stop = crate::responder_cmd::shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tick.tick() => {
+                let (s, p, m) = (store.clone(), policy.clone(), metrics.clone());
+                let rounds = args.baseline_rounds;
+                let ams = args.alertmanagers.clone();
+                let ttl = Duration::from_secs_f64(args.interval_s * 3.0);
+                let res = tokio::task::spawn_blocking(move || {
+                    let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
+                    let sinks = Sinks { metrics: Some(&m), alertmanagers: &ams, alert_ttl: ttl };
+                    judge_all(&mut s, &p, unix_now_ns(), window, rounds, &sinks)
+                })
+                .await;
+                match res {
+                    Ok(Ok((js, failed))) => {
+                        ready.store(true, Ordering::Release);
+                        for e in failed {
+                            warn!("alert not delivered: {e}");
+                        }
+                        info!(nodes = js.len(), "judged");
+                    }
+                    Ok(Err(e)) => warn!("judging failed: {e:#}"),
+                    Err(e) => warn!("judging failed: {e}"),
+                }
+            }
+        }
+    }
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    info!("monitor stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Judges every node with rounds in the window ending at `now_ns`, stores the verdicts,
+/// updates the metrics and posts alerts; returns the judgements and the alerts not delivered.
+pub(crate) fn judge_all(
+    store: &mut Store,
+    policy: &Policy,
+    now_ns: i64,
+    window: Duration,
+    baseline_rounds: usize,
+    sinks: &Sinks<'_>,
+) -> anyhow::Result<(Vec<Judgement>, Vec<String>)> {
+    let world = input::world(store)?;
+    let problems = world.problems();
+    if !problems.is_empty() {
+        bail!(
+            "the probers' world is inconsistent: {}",
+            problems.join("; ")
+        );
+    }
+    let from = now_ns.saturating_sub(i64::try_from(window.as_nanos()).unwrap_or(i64::MAX));
+    let mut out = Vec::new();
+    let mut failed = Vec::new();
+    for (node, claim) in store.nodes_between(from, now_ns)? {
+        let previous = store.latest_verdict(&node)?;
+        let input = input::node_input(store, &node, &claim, from, now_ns, baseline_rounds)?;
+        let j = judge(&world, &input, policy);
+        let radius_km = j.region.as_ref().and_then(|r| r.radius_km);
+        store.insert_verdict(&VerdictRecord {
+            node: node.clone(),
+            claim: claim.clone(),
+            at_unix_ns: now_ns,
+            window_start_unix_ns: from,
+            verdict: j.verdict.as_str().to_owned(),
+            reasons: j.reasons.clone(),
+            radius_km,
+            judgement: serde_json::to_string(&j)?,
+        })?;
+        if !sinks.alertmanagers.is_empty() {
+            let alerts = alert::alerts_for(
+                &j,
+                previous.as_ref(),
+                now_ns / 1_000_000_000,
+                sinks.alert_ttl,
+            );
+            for url in sinks.alertmanagers {
+                if let Err(e) = alert::post(url, &alerts) {
+                    failed.push(e.to_string());
+                }
+            }
+        }
+        if let Some(m) = sinks.metrics {
+            m.set_verdict(
+                &node,
+                &claim,
+                j.verdict.as_str(),
+                radius_km,
+                now_ns as f64 / 1e9,
+            );
+        }
+        out.push(j);
+    }
+    Ok((out, failed))
+}
+
+fn load_policy(path: Option<&Path>) -> anyhow::Result<Policy> {
+    match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading policy {}", p.display()))?;
+            Policy::from_toml_str(&text).with_context(|| format!("policy {}", p.display()))
+        }
+        None => Ok(Policy::default()),
+    }
+}
+
+fn unix_now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[expect(clippy::print_stdout, reason = "the CLI announces its address")]
+fn announce(addr: SocketAddr) {
+    println!("{}", serde_json::json!({ "listen": addr.to_string() }));
+}
+
+#[expect(clippy::print_stdout, reason = "the CLI prints its report")]
+fn print_judgements(js: &[Judgement], all_located: bool, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&Output {
+                all_located,
+                nodes: js,
+            })?
+        );
+        return Ok(());
+    }
+    if js.is_empty() {
+        println!("no node has rounds in the window");
+    }
+    for j in js {
+        println!(
+            "{:<24} {:<16} claim {}: {}",
+            j.name,
+            j.verdict.as_str(),
+            j.claim,
+            j.reasons.join("; ")
+        );
+    }
+    Ok(())
+}

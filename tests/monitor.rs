@@ -1,0 +1,493 @@
+//! `locus monitor` and `locus export` on a database written through the store API, and the
+//! `locus prober --config` daemon as a process: SIGHUP reloads, SIGTERM stops cleanly.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use locus_analysis::geo::{distance_km, LatLon};
+use locus_prober::store::{RoundRecord, SampleRecord, SiteRecord, Store};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const SITES: &[(&str, f64, f64)] = &[
+    ("fra", 50.11, 8.68),
+    ("ams", 52.37, 4.90),
+    ("par", 48.86, 2.35),
+    ("waw", 52.23, 21.01),
+];
+const PROBERS: &[&str] = &["ams", "par", "waw"];
+const S: i64 = 1_000_000_000;
+
+fn locus() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_locus"))
+}
+
+fn pos(site: &str) -> LatLon {
+    let (_, lat, lon) = SITES.iter().find(|s| s.0 == site).unwrap();
+    LatLon::new(*lat, *lon)
+}
+
+/// RTT from a prober's site to a node at `at`, inflation 1.5, in ns.
+fn rtt_ns(prober: &str, at: &str, i: u64) -> u64 {
+    let ms = 2.0 * distance_km(pos(prober), pos(at)) * 1.5 / 200.0;
+    ((ms + 0.05 + (i % 7) as f64 * 0.01) * 1e6) as u64
+}
+
+fn round(prober: &str, node: &str, started: i64, min_eff: Option<u64>, error: bool) -> RoundRecord {
+    RoundRecord {
+        prober: prober.into(),
+        target: node.into(),
+        claim: "fra".into(),
+        address: "127.0.0.1:1".into(),
+        spki: None,
+        started_unix_ns: started,
+        duration_ns: 10 * S,
+        sent: if error { 0 } else { 100 },
+        answered: if error { 0 } else { 100 },
+        lost: 0,
+        late: 0,
+        out_of_order: 0,
+        violations: 0,
+        min_rtt_ns: min_eff,
+        p50_rtt_ns: min_eff,
+        p99_rtt_ns: min_eff,
+        min_eff_rtt_ns: min_eff,
+        inside_p50_ns: Some(20_000),
+        error: error.then(|| "unreachable".to_string()),
+    }
+}
+
+/// Three probers; `honest` at fra, `moved` was at fra and is now at waw, `dark` never answers.
+/// Window rounds start at `t - 50 s`, history rounds at `t - 1000 s`.
+fn fill(db: &Path, t: i64) {
+    let mut s = Store::open(db).unwrap();
+    let sites: Vec<SiteRecord> = SITES
+        .iter()
+        .map(|(n, lat, lon)| SiteRecord {
+            name: n.to_string(),
+            lat: *lat,
+            lon: *lon,
+        })
+        .collect();
+    for p in PROBERS {
+        s.upsert_world(p, p, &sites).unwrap();
+    }
+    for p in PROBERS {
+        for (node, now_at) in [("honest", "fra"), ("moved", "waw")] {
+            for k in 0..5 {
+                let hist = rtt_ns(p, "fra", 0) - 20_000;
+                s.insert_round(
+                    &round(p, node, t - 1000 * S + k * 10 * S, Some(hist), false),
+                    &[],
+                )
+                .unwrap();
+            }
+            let start = t - 50 * S;
+            let samples: Vec<SampleRecord> = (0..100u64)
+                .map(|i| SampleRecord {
+                    sent_unix_ns: start + i as i64 * S / 10,
+                    rtt_ns: rtt_ns(p, now_at, i),
+                    inside_ns: 20_000,
+                })
+                .collect();
+            let min = samples.iter().map(|x| x.rtt_ns - x.inside_ns).min();
+            s.insert_round(&round(p, node, start, min, false), &samples)
+                .unwrap();
+        }
+        s.insert_round(&round(p, "dark", t - 50 * S, None, true), &[])
+            .unwrap();
+    }
+}
+
+fn policy(dir: &Path) -> PathBuf {
+    let p = dir.join("policy.toml");
+    // The daemon stores no verified evidence yet: judge on timing alone.
+    std::fs::write(&p, "require_evidence = false\nmin_anchors = 0\n").unwrap();
+    p
+}
+
+#[test]
+fn monitor_once_judges_stores_and_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let t = 1_800_000_000 * S;
+    fill(&db, t);
+    let out = locus()
+        .arg("monitor")
+        .arg("--db")
+        .arg(&db)
+        .arg("--policy")
+        .arg(policy(dir.path()))
+        .args(["--once", "--json", "--at", "1800000000"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let verdict = |name: &str| {
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not judged: {stdout}"))["verdict"]
+            .clone()
+    };
+    assert_eq!(verdict("honest"), "located", "{stdout}");
+    assert_eq!(verdict("moved"), "relocated", "{stdout}");
+    assert_eq!(verdict("dark"), "unreachable", "{stdout}");
+
+    let store = Store::open(&db).unwrap();
+    let moved = store.latest_verdict("moved").unwrap().unwrap();
+    assert_eq!(moved.verdict, "relocated");
+    assert!(!moved.reasons.is_empty());
+    assert_eq!(moved.at_unix_ns, t);
+    drop(store);
+
+    let export = |table: &str, format: &str| {
+        let out = locus()
+            .arg("export")
+            .arg("--db")
+            .arg(&db)
+            .args(["--table", table, "--format", format])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let csv = export("verdicts", "csv");
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    assert!(csv.starts_with("id,node,claim,at_unix_ns,"), "{csv}");
+    let rounds = export("rounds", "jsonl");
+    // 3 probers × (2 nodes × 6 rounds + 1 failed round)
+    assert_eq!(rounds.lines().count(), 39);
+    let first: serde_json::Value = serde_json::from_str(rounds.lines().next().unwrap()).unwrap();
+    assert_eq!(first["prober"], "ams");
+    assert_eq!(export("samples", "csv").lines().count(), 1 + 3 * 2 * 100);
+
+    let missing = locus()
+        .args(["export", "--db"])
+        .arg(dir.path().join("nope.db"))
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    /// Reads the announce line and returns the HTTP address.
+    fn listen(&mut self) -> SocketAddr {
+        let mut line = String::new();
+        BufReader::new(self.0.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).expect("announce line");
+        v["listen"].as_str().unwrap().parse().unwrap()
+    }
+
+    fn signal(&self, s: Signal) {
+        kill(Pid::from_raw(self.0.id() as i32), s).unwrap();
+    }
+
+    /// Waits (bounded) for the process to exit and returns its code.
+    fn exit_code(mut self) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = self.0.try_wait().unwrap() {
+                return st.code();
+            }
+            assert!(Instant::now() < deadline, "process did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    (status, out.split_once("\r\n\r\n").unwrap().1.to_owned())
+}
+
+fn wait_for(addr: SocketAddr, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, text) = get(addr, "/metrics");
+        if pred(&text) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "never saw {what}:\n{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn promtool_check(text: &str) {
+    let promtool = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join("promtool"))
+        .find(|p| p.is_file())
+        .expect("promtool not found on PATH: run scripts/setup.sh (Debian package `prometheus`)");
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn monitor_serves_verdicts_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    fill(&db, now);
+    let mut p = Proc(
+        locus()
+            .arg("monitor")
+            .arg("--db")
+            .arg(&db)
+            .arg("--policy")
+            .arg(policy(dir.path()))
+            .args(["--listen", "127.0.0.1:0", "--interval-s", "0.2"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let addr = p.listen();
+    assert_eq!(get(addr, "/-/healthy").0, 200);
+    let text = wait_for(addr, "the verdict of moved", |t| {
+        t.contains(r#"locus_node_verdict{node="moved",claim="fra",verdict="relocated"} 1"#)
+    });
+    assert!(
+        text.contains(r#"locus_node_verdict{node="honest",claim="fra",verdict="located"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("locus_region_radius_km{node=\"honest\""),
+        "{text}"
+    );
+    assert_eq!(get(addr, "/-/ready").0, 200);
+    promtool_check(&text);
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.exit_code(), Some(0));
+}
+
+#[test]
+fn prober_daemon_process_reloads_on_sighup_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut responder = Proc(
+        locus()
+            .args(["responder", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let raddr = responder.listen();
+    let cfg = dir.path().join("prober.toml");
+    let write_cfg = |targets: &[&str]| {
+        let mut s = String::from(
+            "db = \"d.db\"\nlisten = \"127.0.0.1:0\"\nbind = \"127.0.0.1:0\"\n\
+             [prober]\nid = \"p1\"\nsite = \"ams\"\n\
+             [probe]\nrate_hz = 100.0\nround_s = 0.1\nevidence_interval_s = 0\n\
+             [[sites]]\nname = \"ams\"\nlat = 52.37\nlon = 4.9\n",
+        );
+        for t in targets {
+            s.push_str(&format!(
+                "[[targets]]\nname = \"{t}\"\naddress = \"{raddr}\"\nclaim = \"ams\"\n"
+            ));
+        }
+        std::fs::write(&cfg, s).unwrap();
+    };
+    write_cfg(&["a"]);
+    let mut p = Proc(
+        locus()
+            .arg("prober")
+            .arg("--config")
+            .arg(&cfg)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let addr = p.listen();
+    wait_for(addr, "rounds of a", |t| {
+        t.contains("locus_rounds_total{prober=\"p1\",target=\"a\"")
+    });
+    write_cfg(&["a", "b"]);
+    p.signal(Signal::SIGHUP);
+    wait_for(addr, "rounds of b after SIGHUP", |t| {
+        t.contains("locus_rounds_total{prober=\"p1\",target=\"b\"")
+    });
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.exit_code(), Some(0));
+    let store = Store::open(&dir.path().join("d.db")).unwrap();
+    assert!(!store.rounds_between("b", 0, i64::MAX).unwrap().is_empty());
+
+    // --config and --target exclude each other.
+    let both = locus()
+        .args(["prober", "--target", "127.0.0.1:1", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(both.status.code(), Some(2));
+    responder.signal(Signal::SIGTERM);
+}
+
+fn on_path(names: &[&str]) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .flat_map(|d| names.iter().map(move |n| d.join(n)))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "{} not found on PATH: run scripts/setup.sh (Debian package \
+                 prometheus-alertmanager)",
+                names.join(" / ")
+            )
+        })
+}
+
+/// GET with HTTP/1.0, so that Go servers answer without chunked encoding.
+fn get10(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.get(9..12)?.parse().ok()?;
+    Some((status, out.split_once("\r\n\r\n")?.1.to_owned()))
+}
+
+#[test]
+fn relocation_alert_reaches_a_real_alertmanager() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let am_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let am_cfg = dir.path().join("alertmanager.yml");
+    std::fs::write(
+        &am_cfg,
+        "route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n",
+    )
+    .unwrap();
+    let _am = Proc(
+        Command::new(on_path(&["prometheus-alertmanager", "alertmanager"]))
+            .arg(format!("--config.file={}", am_cfg.display()))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("am").display()
+            ))
+            .arg(format!("--web.listen-address={am_addr}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get10(am_addr, "/-/ready").map(|r| r.0) != Some(200) {
+        assert!(
+            Instant::now() < deadline,
+            "Alertmanager did not become ready"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let db = dir.path().join("m.db");
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    fill(&db, now_s * S);
+    let out = locus()
+        .arg("monitor")
+        .arg("--db")
+        .arg(&db)
+        .arg("--policy")
+        .arg(policy(dir.path()))
+        .args(["--once", "--at", &now_s.to_string()])
+        .args(["--alertmanager", &format!("http://{am_addr}")])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (status, body) = get10(am_addr, "/api/v2/alerts").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let alerts: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let find = |name: &str, node: &str| {
+        alerts
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["labels"]["alertname"] == name && a["labels"]["node"] == node)
+            .unwrap_or_else(|| panic!("no {name} for {node}: {body}"))
+            .clone()
+    };
+    let moved = find("LocusNodeRelocated", "moved");
+    assert_eq!(moved["status"]["state"], "active", "{moved}");
+    assert_eq!(moved["labels"]["claim"], "fra");
+    assert_eq!(moved["labels"]["severity"], "critical");
+    let ann = &moved["annotations"];
+    assert!(ann["reasons"].as_str().unwrap().len() > 10, "{ann}");
+    assert_eq!(ann["old_region"], "claimed site fra", "{ann}");
+    assert!(ann["new_region"].as_str().unwrap().contains("km"), "{ann}");
+    find("LocusNodeUnreachable", "dark");
+    assert!(
+        !body.contains("\"node\":\"honest\""),
+        "a located node must not alert: {body}"
+    );
+}
