@@ -271,7 +271,7 @@ pub fn collect_blocking_bound(
                 signature: q.signature,
                 ak_public: q.ak_public,
                 pcrs: q.pcrs,
-                ak_cert: None,
+                ak_cert: v.ak_cert()?,
                 ek_certs,
                 ca_certs: ek_ca_certs.into_iter().map(ByteBuf::from).collect(),
                 event_log: read_optional(&logs.tcg)?,

@@ -18,10 +18,13 @@ use tss_esapi::structures::{
     PublicBuilder, PublicEccParametersBuilder, SignatureScheme,
 };
 use tss_esapi::tcti_ldr::{DeviceConfig, NetworkTPMConfig};
-use tss_esapi::traits::Marshall;
+use tss_esapi::traits::{Marshall, UnMarshall};
 use tss_esapi::{Context, TctiNameConf};
 
-use super::{CheapRtt, Tcti, VtpmConfig, VtpmError, VtpmQuote, ALG_SHA256};
+use super::{
+    CheapRtt, Tcti, VtpmConfig, VtpmError, VtpmQuote, ALG_SHA256, GCE_AK_CERT_NV_ECC,
+    GCE_AK_CERT_NV_RSA, GCE_AK_TEMPLATE_NV_ECC, GCE_AK_TEMPLATE_NV_RSA,
+};
 
 /// How often the PCRs are re-read when they change around a quote.
 const PCR_ATTEMPTS: u32 = 3;
@@ -32,6 +35,7 @@ const NV_INDEX_FIRST: u32 = 0x0100_0000;
 #[derive(Debug)]
 pub(super) enum Op {
     AkPublic,
+    AkCert,
     Quote {
         qualifying_data: Vec<u8>,
         pcrs: Vec<u8>,
@@ -51,6 +55,7 @@ pub(super) enum Op {
 #[derive(Debug)]
 pub(super) enum Reply {
     AkPublic(Vec<u8>),
+    AkCert(Option<Vec<u8>>),
     Quote(VtpmQuote),
     CheapRtt(CheapRtt),
     EkCerts(Vec<EkCert>),
@@ -122,6 +127,8 @@ struct State {
     ctx: Context,
     ak: KeyHandle,
     ak_public: Vec<u8>,
+    /// The provider's certificate for this AK (GCE), when the AK came from its NV template.
+    ak_cert: Option<Vec<u8>>,
 }
 
 fn run(tcti: Tcti, rx: Receiver<Request>, ready: SyncSender<Result<(), String>>) {
@@ -161,25 +168,84 @@ fn connect(tcti: &Tcti) -> Result<State, String> {
         }
     };
     let mut ctx = Context::new(conf).map_err(|e| format!("opening the TCTI: {e}"))?;
+    let present = nv_indices(&mut ctx);
+    let (template, ak_cert) = match provisioned_ak(&mut ctx, present.as_deref()) {
+        Some((template, cert)) => (template, cert),
+        None => (
+            ak_template().map_err(|e| format!("AK template: {e}"))?,
+            None,
+        ),
+    };
     let created = ctx
         .execute_with_nullauth_session(|c| {
-            c.create_primary(
-                Hierarchy::Endorsement,
-                ak_template()?,
-                None,
-                None,
-                None,
-                None,
-            )
+            c.create_primary(Hierarchy::Endorsement, template, None, None, None, None)
         })
         .map_err(|e| format!("creating the AK: {e}"))?;
     let ak_public = tpm2b_public(&created.out_public).map_err(|e| format!("AK public: {e}"))?;
-    tracing::debug!(%tcti, "vTPM connected, AK created");
+    tracing::debug!(%tcti, provider_ak = ak_cert.is_some(), "vTPM connected, AK created");
     Ok(State {
         ctx,
         ak: created.key_handle,
         ak_public,
+        ak_cert,
     })
+}
+
+/// The NV indices that exist, or `None` when the TPM does not say.
+fn nv_indices(ctx: &mut Context) -> Option<Vec<u32>> {
+    match ctx
+        .execute_without_session(|c| c.get_capability(CapabilityType::Handles, NV_INDEX_FIRST, 256))
+    {
+        Ok((CapabilityData::Handles(list), _)) => {
+            Some(list.iter().map(|h| u32::from(*h)).collect())
+        }
+        _ => None,
+    }
+}
+
+/// Reads one NV index whole (auth: the index itself, empty).
+fn nv_read(ctx: &mut Context, index: u32) -> tss_esapi::Result<Vec<u8>> {
+    let nv_idx = NvIndexTpmHandle::new(index)?;
+    let handle =
+        ctx.execute_without_session(|c| c.tr_from_tpm_public(TpmHandle::NvIndex(nv_idx)))?;
+    // read_full's reader releases the ESYS resource of the index when done.
+    let auth = NvAuth::NvIndex(handle.into());
+    ctx.execute_with_nullauth_session(|c| nv::read_full(c, auth, nv_idx))
+}
+
+/// The platform's AK template (ECC first, then RSA) with its certificate, when provisioned
+/// (GCE). A template that does not read or parse is logged and skipped.
+fn provisioned_ak(ctx: &mut Context, present: Option<&[u32]>) -> Option<(Public, Option<Vec<u8>>)> {
+    let present = present?;
+    for (template_index, cert_index) in [
+        (GCE_AK_TEMPLATE_NV_ECC, GCE_AK_CERT_NV_ECC),
+        (GCE_AK_TEMPLATE_NV_RSA, GCE_AK_CERT_NV_RSA),
+    ] {
+        if !present.contains(&template_index) {
+            continue;
+        }
+        let template = nv_read(ctx, template_index).and_then(|b| Public::unmarshall(&b));
+        let template = match template {
+            Ok(t) => t,
+            Err(e) => {
+                let index = format!("{template_index:#010x}");
+                tracing::warn!(index, error = %e, "unusable AK template in NV");
+                continue;
+            }
+        };
+        let cert = if present.contains(&cert_index) {
+            nv_read(ctx, cert_index)
+                .map_err(|e| {
+                    let index = format!("{cert_index:#010x}");
+                    tracing::warn!(index, error = %e, "unreadable AK certificate in NV");
+                })
+                .ok()
+        } else {
+            None
+        };
+        return Some((template, cert));
+    }
+    None
 }
 
 /// ECC P-256 restricted signing key (ECDSA-SHA256), as a primary in the endorsement hierarchy.
@@ -231,6 +297,7 @@ fn cmd_err(op: &'static str) -> impl Fn(tss_esapi::Error) -> VtpmError {
 fn handle(s: &mut State, op: Op) -> Result<Reply, VtpmError> {
     match op {
         Op::AkPublic => Ok(Reply::AkPublic(s.ak_public.clone())),
+        Op::AkCert => Ok(Reply::AkCert(s.ak_cert.clone())),
         Op::Quote {
             qualifying_data,
             pcrs,
@@ -344,33 +411,13 @@ fn quote(s: &mut State, qualifying_data: &[u8], pcrs: &[u8]) -> Result<VtpmQuote
 
 fn ek_certs(s: &mut State, indices: &[u32]) -> Vec<EkCert> {
     // Ask which NV indices exist first: reading a missing one makes the TSS log errors.
-    let present: Option<Vec<u32>> = match s
-        .ctx
-        .execute_without_session(|c| c.get_capability(CapabilityType::Handles, NV_INDEX_FIRST, 256))
-    {
-        Ok((CapabilityData::Handles(list), _)) => {
-            Some(list.iter().map(|h| u32::from(*h)).collect())
-        }
-        _ => None,
-    };
+    let present = nv_indices(&mut s.ctx);
     let mut out = Vec::new();
     for &index in indices {
         if present.as_ref().is_some_and(|p| !p.contains(&index)) {
             continue;
         }
-        let Ok(nv_idx) = NvIndexTpmHandle::new(index) else {
-            continue;
-        };
-        let read = s
-            .ctx
-            .execute_without_session(|c| c.tr_from_tpm_public(TpmHandle::NvIndex(nv_idx)))
-            .and_then(|handle| {
-                // read_full's reader releases the ESYS resource of the index when done.
-                let auth = NvAuth::NvIndex(handle.into());
-                s.ctx
-                    .execute_with_nullauth_session(|c| nv::read_full(c, auth, nv_idx))
-            });
-        match read {
+        match nv_read(&mut s.ctx, index) {
             Ok(der) => out.push(EkCert {
                 nv_index: index,
                 der,

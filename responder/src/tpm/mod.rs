@@ -32,6 +32,15 @@ pub const EK_CERT_NV_RSA: u32 = 0x01c0_0002;
 /// NV index of the ECC NIST P-256 EK certificate.
 pub const EK_CERT_NV_ECC: u32 = 0x01c0_000a;
 
+/// GCE's platform-provisioned AKs (go-tpm-tools `client/handles.go`): the AK template
+/// (TPMT_PUBLIC) and the AK certificate (DER, issued by Google's EK/AK CA, naming the zone) in
+/// NV. When a template is present the responder creates its AK from it (a primary in the
+/// endorsement hierarchy), so verifiers can chain the AK to the provider; ECC is preferred.
+pub const GCE_AK_CERT_NV_RSA: u32 = 0x01c1_0000;
+pub const GCE_AK_TEMPLATE_NV_RSA: u32 = 0x01c1_0001;
+pub const GCE_AK_CERT_NV_ECC: u32 = 0x01c1_0002;
+pub const GCE_AK_TEMPLATE_NV_ECC: u32 = 0x01c1_0003;
+
 /// How to reach the TPM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tcti {
@@ -191,6 +200,15 @@ impl Vtpm {
     }
 
     /// EK certificates found at the configured NV indices (missing indices are skipped).
+    /// The AK certificate the platform provisioned with the AK template the AK was created
+    /// from (GCE), if any.
+    pub fn ak_cert(&self) -> Result<Option<Vec<u8>>, VtpmError> {
+        match self.call("ak_cert", Op::AkCert)? {
+            Reply::AkCert(c) => Ok(c),
+            other => Err(unexpected("ak_cert", &other)),
+        }
+    }
+
     pub fn ek_certs(&self) -> Result<Vec<EkCert>, VtpmError> {
         let op = Op::EkCerts {
             indices: self.config.ek_cert_indices.clone(),
