@@ -163,6 +163,13 @@ fn short_scenario_verdicts_equal_truth_and_everything_is_cleaned_up() {
 
 #[test]
 fn interrupted_lab_cleans_up() {
+    // Once while emulators are being set up, once while probing.
+    for extra_wait in [Duration::ZERO, Duration::from_secs(4)] {
+        interrupt_after(extra_wait);
+    }
+}
+
+fn interrupt_after(extra_wait: Duration) {
     let tmp = tempfile::tempdir().unwrap();
     let scenario = tmp.path().join("short.toml");
     std::fs::write(
@@ -189,6 +196,7 @@ fn interrupted_lab_cleans_up() {
         !swtpms_under(tmp.path()).is_empty(),
         "the lab never started its emulators"
     );
+    std::thread::sleep(extra_wait);
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
     let status = child.wait().unwrap();

@@ -3,13 +3,10 @@
 //! `locus_proto::prober`; this crate owns sockets, clock and randomness.
 
 pub mod client;
-pub mod daemon;
-pub mod metrics;
 pub mod pin;
 pub mod requests;
 pub mod round;
 pub mod stats;
-pub mod store;
 
 pub use client::{connect, ConnectError, Target};
 pub use pin::SpkiPolicy;

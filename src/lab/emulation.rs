@@ -88,15 +88,30 @@ fn unix_now() -> u64 {
 /// Progress as (done, total) rounds.
 pub(crate) type Progress = watch::Sender<(u64, u64)>;
 
+/// The run was interrupted (Ctrl-C, SIGTERM).
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
+pub(crate) struct Interrupted;
+
+/// Stops between steps when asked: a step in flight (an emulator being started) finishes
+/// first, so everything it made is owned, and dropped, by the run.
+fn check(cancel: &watch::Receiver<bool>) -> anyhow::Result<()> {
+    if *cancel.borrow() {
+        return Err(Interrupted.into());
+    }
+    Ok(())
+}
+
 /// Runs the scenario; `out` receives the lab's trust files and evidence as they are made.
 pub(crate) async fn run(
     scenario: Scenario,
     out: &Path,
     progress: Progress,
+    cancel: watch::Receiver<bool>,
 ) -> anyhow::Result<(Outcome, LabTrust)> {
     let started = Instant::now();
     let relay = Relay::start(scenario.seed);
-    let result = run_inner(&scenario, out, &relay, &progress).await;
+    let result = run_inner(&scenario, out, &relay, &progress, &cancel).await;
     relay.stop();
     let (samples, nodes, trust) = result?;
     Ok((
@@ -118,6 +133,7 @@ async fn run_inner(
     out: &Path,
     relay: &Arc<Relay>,
     progress: &Progress,
+    cancel: &watch::Receiver<bool>,
 ) -> anyhow::Result<Inner> {
     let jitter = Duration::from_secs_f64(s.jitter_us / 1e6);
     let boot = super::boot::write_logs(&out.join("td-logs"))?;
@@ -142,6 +158,7 @@ async fn run_inner(
     let mut nodes = Vec::new();
     let mut ek_roots_pem = Vec::new();
     for (j, r) in s.responders.iter().enumerate() {
+        check(cancel)?;
         let swtpm = tokio::task::spawn_blocking(|| {
             Swtpm::start(SwtpmOptions {
                 create_ek_cert: true,
@@ -215,6 +232,7 @@ async fn run_inner(
     // Probers: one connection per responder, through a link with the emulated delay.
     let mut targets: Vec<Vec<Target>> = Vec::new();
     for (i, &psite) in s.probers.iter().enumerate() {
+        check(cancel)?;
         let mut row = Vec::new();
         for (j, node) in nodes.iter().enumerate() {
             let r = &s.responders[j];
@@ -241,6 +259,7 @@ async fn run_inner(
     let probe_start = Instant::now();
     let mut series: BTreeMap<(usize, usize), (Vec<EchoSample>, u64)> = BTreeMap::new();
     for round in 0..rounds {
+        check(cancel)?;
         let _ = progress.send((round, rounds + 1));
         let mut tasks = Vec::new();
         for (i, row) in targets.iter().enumerate() {
@@ -287,6 +306,7 @@ async fn run_inner(
         .collect();
     for (i, row) in targets.iter().enumerate() {
         for (j, t) in row.iter().enumerate() {
+            check(cancel)?;
             let mut nonce = [0u8; 32];
             rng.fill_bytes(&mut nonce);
             ledger.issue(&nonce, unix_now());

@@ -84,17 +84,22 @@ pub(crate) fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     let (progress_tx, progress_rx) = tokio::sync::watch::channel((0u64, 1u64));
     let bar = progress_bar(progress_rx, &rt);
-    let result = rt.block_on(async {
-        tokio::select! {
-            r = emulation::run(scenario, &out, progress_tx) => r.map(Some),
-            _ = crate::responder_cmd::shutdown_signal() => Ok(None),
-        }
+    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    rt.spawn(async move {
+        crate::responder_cmd::shutdown_signal().await;
+        let _ = cancel_tx.send(true);
     });
+    // The run stops itself between steps when cancelled, so every emulator it started is
+    // owned by it and killed when its handle drops.
+    let result = rt.block_on(emulation::run(scenario, &out, progress_tx, cancel_rx));
     bar.finish_and_clear();
-    // Dropping the runtime ends every task; swtpm processes die with their handles.
     rt.shutdown_timeout(Duration::from_secs(2));
-    let Some((outcome, _trust)) = result? else {
-        bail!("interrupted: the lab stopped and cleaned up");
+    let (outcome, _trust) = match result {
+        Ok(r) => r,
+        Err(e) if e.is::<emulation::Interrupted>() => {
+            bail!("interrupted: the lab stopped and cleaned up")
+        }
+        Err(e) => return Err(e),
     };
 
     let report = report::write(&out, &outcome)?;
