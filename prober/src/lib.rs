@@ -2,6 +2,7 @@
 //! set rate, and measures their round trips. Decisions (matching, loss, violations) live in
 //! `locus_proto::prober`; this crate owns sockets, clock and randomness.
 
+pub mod busy;
 pub mod client;
 pub mod pin;
 pub mod requests;

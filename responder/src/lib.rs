@@ -4,6 +4,7 @@
 //! This crate is the driver: decisions (decoding, replay checks, transcript) live in
 //! `locus-proto`; here we own the sockets, the clock and the hardware.
 
+pub mod busy;
 pub mod evidence;
 pub mod server;
 pub mod session_key;

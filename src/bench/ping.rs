@@ -1,13 +1,18 @@
-//! `locus bench ping`: the locus echo path against a raw tokio UDP echo, in one process and run.
+//! `locus bench ping`: the locus echo path against a raw tokio UDP echo, in one process and run;
+//! then the precision mode (busy-polling drivers over quinn-proto) against a busy-polled raw
+//! UDP echo, where neither side waits for a wake-up.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use locus_prober::busy::BusyTarget;
 use locus_prober::stats::new_histogram;
 use locus_prober::{connect, run_round, RoundConfig, RttStats, SpkiPolicy};
+use locus_responder::busy::serve_busy;
 use locus_responder::evidence::EvidenceSource;
 use locus_responder::server::{Server, ServerConfig};
 use locus_responder::session_key::SessionKey;
@@ -41,7 +46,23 @@ struct PingReport {
     throughput_per_s: f64,
     p99_at_256_us: f64,
     lost_at_256: u64,
+    /// Busy-polled raw UDP echo (both sides spin on non-blocking std sockets).
+    busy_udp_min_us: f64,
+    busy_udp_p50_us: f64,
+    busy_udp_p99_us: f64,
+    /// Precision mode: busy-polling QUIC drivers on both sides, same echo protocol.
+    precision_min_us: f64,
+    precision_p50_us: f64,
+    precision_p99_us: f64,
+    /// `precision_min_us - busy_udp_min_us` (target ≤ 15 µs).
+    precision_min_gap_us: f64,
+    precision_p50_gap_us: f64,
 }
+
+/// Measured samples follow this many unrecorded warm-up round trips.
+const WARM_UP: u64 = 500;
+/// An echo that takes longer than this is lost and fails the run.
+const ECHO_TIMEOUT: Duration = Duration::from_secs(1);
 
 const LOOPBACK: &str = "127.0.0.1:0";
 
@@ -52,7 +73,19 @@ pub(crate) fn run(args: PingArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let report = rt.block_on(measure(&args, &server_rt))?;
+    let mut report = rt.block_on(measure(&args, &server_rt))?;
+    drop(server_rt);
+    // The spinning runs come last, on threads of their own, with the runtimes idle or gone.
+    let busy_udp = busy_udp_baseline(args.samples)?;
+    let precision = precision(args.samples)?;
+    report.busy_udp_min_us = busy_udp.min_us;
+    report.busy_udp_p50_us = busy_udp.p50_us;
+    report.busy_udp_p99_us = busy_udp.p99_us;
+    report.precision_min_us = precision.min_us;
+    report.precision_p50_us = precision.p50_us;
+    report.precision_p99_us = precision.p99_us;
+    report.precision_min_gap_us = precision.min_us - busy_udp.min_us;
+    report.precision_p50_gap_us = precision.p50_us - busy_udp.p50_us;
     print(&report, args.json)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -155,6 +188,15 @@ async fn measure(args: &PingArgs, server_rt: &ServerThread) -> anyhow::Result<Pi
         throughput_per_s: busy.answered as f64 / busy.wall_s,
         p99_at_256_us: busy.rtt.p99_us,
         lost_at_256: busy.lost,
+        // Filled in by `run` once the spinning runs are done.
+        busy_udp_min_us: 0.0,
+        busy_udp_p50_us: 0.0,
+        busy_udp_p99_us: 0.0,
+        precision_min_us: 0.0,
+        precision_p50_us: 0.0,
+        precision_p99_us: 0.0,
+        precision_min_gap_us: 0.0,
+        precision_p50_gap_us: 0.0,
     })
 }
 
@@ -192,6 +234,118 @@ async fn udp_baseline(samples: u64, server_rt: &ServerThread) -> anyhow::Result<
     Ok(RttStats::from_histogram(&hist))
 }
 
+/// A thread spinning on a non-blocking socket until its flag is set; stops and joins on drop.
+struct Spinner<T> {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<T>>,
+}
+
+impl<T: Send + 'static> Spinner<T> {
+    fn spawn(f: impl FnOnce(&AtomicBool) -> T + Send + 'static) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let stop = stop.clone();
+            move || f(&stop)
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> anyhow::Result<T> {
+        self.stop.store(true, Ordering::Relaxed);
+        let thread = self.thread.take().expect("joined only here or on drop");
+        thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("spinning thread panicked"))
+    }
+}
+
+impl<T> Drop for Spinner<T> {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Raw UDP echo over loopback, both sides spinning on non-blocking std sockets: the floor that
+/// the precision mode is compared with.
+fn busy_udp_baseline(samples: u64) -> anyhow::Result<RttStats> {
+    let server = std::net::UdpSocket::bind(LOOPBACK)?;
+    server.set_nonblocking(true)?;
+    let server_addr = server.local_addr()?;
+    let echo = Spinner::spawn(move |stop| {
+        let mut buf = [0u8; 1500];
+        while !stop.load(Ordering::Relaxed) {
+            match server.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    let _ = server.send_to(&buf[..n], from);
+                }
+                Err(_) => std::hint::spin_loop(),
+            }
+        }
+    });
+    let client = std::net::UdpSocket::bind(LOOPBACK)?;
+    client.connect(server_addr)?;
+    client.set_nonblocking(true)?;
+    let payload = [7u8; locus_proto::EchoChallenge::LEN];
+    let mut buf = [0u8; 1500];
+    let mut hist = new_histogram();
+    for i in 0..samples + WARM_UP {
+        let start = Instant::now();
+        client.send(&payload)?;
+        loop {
+            match client.recv(&mut buf) {
+                Ok(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if start.elapsed() > ECHO_TIMEOUT {
+                        anyhow::bail!("busy UDP echo: no answer within {ECHO_TIMEOUT:?}");
+                    }
+                    std::hint::spin_loop();
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if i >= WARM_UP {
+            hist.record(start.elapsed().as_nanos().max(1) as u64)?;
+        }
+    }
+    echo.finish()?;
+    Ok(RttStats::from_histogram(&hist))
+}
+
+/// The precision mode: a busy responder thread and a busy prober on this thread, sequential
+/// echoes over a pinned QUIC connection.
+fn precision(samples: u64) -> anyhow::Result<RttStats> {
+    let key = SessionKey::generate()?;
+    let socket = std::net::UdpSocket::bind(LOOPBACK)?;
+    let addr = socket.local_addr()?;
+    let responder = Spinner::spawn({
+        let key = key.clone();
+        move |stop| serve_busy(socket, &key, stop)
+    });
+    let mut target = BusyTarget::connect(
+        std::net::UdpSocket::bind(LOOPBACK)?,
+        addr,
+        SpkiPolicy::Pinned(key.spki_der().to_vec()),
+        Duration::from_secs(5),
+    )?;
+    let mut hist = new_histogram();
+    for i in 0..samples + WARM_UP {
+        let nonce: locus_proto::Nonce = rand::random();
+        let sample = target.echo(nonce, ECHO_TIMEOUT)?;
+        if i >= WARM_UP {
+            hist.record(sample.rtt_ns.max(1))?;
+        }
+    }
+    target.close()?;
+    responder.finish()??;
+    Ok(RttStats::from_histogram(&hist))
+}
+
 #[expect(clippy::print_stdout, reason = "the CLI prints its report")]
 fn print(r: &PingReport, json: bool) -> anyhow::Result<()> {
     if json {
@@ -217,6 +371,18 @@ fn print(r: &PingReport, json: bool) -> anyhow::Result<()> {
     println!(
         "256 in flight: {:.0} answered challenges/s (target ≥ 250000), p99 {:.1} µs (target ≤ 1000), lost {}",
         r.throughput_per_s, r.p99_at_256_us, r.lost_at_256
+    );
+    println!(
+        "{:<28} {:>9.1} {:>9.1} {:>9.1}",
+        "busy-polled UDP (floor)", r.busy_udp_min_us, r.busy_udp_p50_us, r.busy_udp_p99_us
+    );
+    println!(
+        "{:<28} {:>9.1} {:>9.1} {:>9.1}",
+        "locus precision (busy QUIC)", r.precision_min_us, r.precision_p50_us, r.precision_p99_us
+    );
+    println!(
+        "precision min gap {:.1} µs (target ≤ 15), p50 gap {:.1} µs",
+        r.precision_min_gap_us, r.precision_p50_gap_us
     );
     Ok(())
 }
