@@ -68,6 +68,38 @@ pub(crate) fn markdown(
     t.push_str(&kind_line("frankenstein", &s.frankenstein));
     t.push_str(&kind_line("relocation", &s.relocation));
 
+    if s.by_axes.len() > 1 {
+        t.push_str(
+            "\n## Every combination of the other axes\n\n| jitter µs | probers | samples/round | \
+             inflation | honest trials | FPR (95 % CI) | min distance caught |\n\
+             |---|---|---|---|---|---|---|\n",
+        );
+        for a in &s.by_axes {
+            let md: Vec<String> = a
+                .min_distance_km
+                .iter()
+                .map(|(k, d)| {
+                    format!(
+                        "{} {}",
+                        k.as_str(),
+                        d.map_or("none".into(), |d| format!("{d} km"))
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                t,
+                "| {} | {} | {} | {} | {} | {:.2} % {} | {} |",
+                a.jitter_us,
+                a.probers,
+                a.samples_per_round,
+                a.inflation,
+                a.honest_trials,
+                a.fpr * 100.0,
+                ci(Some(a.fpr_ci)),
+                md.join(", ")
+            );
+        }
+    }
     t.push_str("\n## Per distance (headline axes)\n\n");
     t.push_str(
         "| kind | km | trials | TPR | correct verdict | TPR at FPR ≤ 0.1 % (score) | AUC | \

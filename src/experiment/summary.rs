@@ -23,7 +23,18 @@ pub(crate) fn wilson(k: u64, n: u64) -> (f64, f64) {
     let denom = 1.0 + z2 / n_f;
     let center = (p + z2 / (2.0 * n_f)) / denom;
     let half = Z95 * (p * (1.0 - p) / n_f + z2 / (4.0 * n_f * n_f)).sqrt() / denom;
-    ((center - half).max(0.0), (center + half).min(1.0))
+    // exact at the ends: no successes has lower bound 0, all successes upper bound 1
+    let lo = if k == 0 {
+        0.0
+    } else {
+        (center - half).max(0.0)
+    };
+    let hi = if k == n {
+        1.0
+    } else {
+        (center + half).min(1.0)
+    };
+    (lo, hi)
 }
 
 /// The decision statistic (verdict `Scores`) whose threshold a kind's ROC sweeps.
@@ -164,6 +175,20 @@ pub(crate) struct ThresholdStats {
     pub(crate) tpr_at_default: Vec<(f64, f64)>,
 }
 
+/// One combination of the axes other than distance: honest FPR and, per swept kind, the
+/// smallest distance caught (same criterion as the headline).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct AxesStats {
+    pub(crate) jitter_us: f64,
+    pub(crate) probers: usize,
+    pub(crate) samples_per_round: u64,
+    pub(crate) inflation: f64,
+    pub(crate) honest_trials: u64,
+    pub(crate) fpr: f64,
+    pub(crate) fpr_ci: (f64, f64),
+    pub(crate) min_distance_km: std::collections::BTreeMap<Kind, Option<f64>>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Headline {
     pub(crate) jitter_us: f64,
@@ -186,6 +211,8 @@ pub(crate) struct Summary {
     pub(crate) proxy: KindSummary,
     pub(crate) frankenstein: KindSummary,
     pub(crate) relocation: KindSummary,
+    /// Every combination of the other axes (the first is the headline).
+    pub(crate) by_axes: Vec<AxesStats>,
     pub(crate) thresholds: Vec<ThresholdStats>,
     pub(crate) points: Vec<PointStats>,
     pub(crate) assumptions: Vec<String>,
@@ -343,7 +370,7 @@ pub(crate) fn summarize(e: &Experiment, rows: &[Row]) -> Summary {
 
     let combos = combos(e);
     let head = combos[0].clone();
-    let kind_summary = |k: Kind| -> KindSummary {
+    let kind_summary = |k: Kind, head: &Point| -> KindSummary {
         let mine: Vec<&PointStats> = points_out
             .iter()
             .filter(|p| p.kind == k)
@@ -357,7 +384,7 @@ pub(crate) fn summarize(e: &Experiment, rows: &[Row]) -> Summary {
                         samples_per_round: p.samples_per_round,
                         inflation: p.inflation,
                     },
-                    &head,
+                    head,
                 )
             })
             .collect();
@@ -401,6 +428,29 @@ pub(crate) fn summarize(e: &Experiment, rows: &[Row]) -> Summary {
             at_distance_km: Some(at.distance_km),
         }
     };
+
+    let by_axes: Vec<AxesStats> = combos
+        .iter()
+        .map(|c| {
+            let honest = rows_of(rows, c, e.honest_reps);
+            let n = honest.len() as u64;
+            let k = honest.iter().filter(|r| r.caught).count() as u64;
+            AxesStats {
+                jitter_us: c.jitter_us,
+                probers: c.probers,
+                samples_per_round: c.samples_per_round,
+                inflation: c.inflation,
+                honest_trials: n,
+                fpr: frac(k, n),
+                fpr_ci: wilson(k, n),
+                min_distance_km: e
+                    .kinds
+                    .iter()
+                    .map(|&kind| (kind, kind_summary(kind, c).min_distance_km))
+                    .collect(),
+            }
+        })
+        .collect();
 
     let mut thresholds = Vec::new();
     for &k in &e.kinds {
@@ -481,9 +531,10 @@ pub(crate) fn summarize(e: &Experiment, rows: &[Row]) -> Summary {
             inflation: head.inflation,
             duration_s: e.duration_s,
         },
-        proxy: kind_summary(Kind::Proxy),
-        frankenstein: kind_summary(Kind::Frankenstein),
-        relocation: kind_summary(Kind::Relocation),
+        proxy: kind_summary(Kind::Proxy, &head),
+        frankenstein: kind_summary(Kind::Frankenstein, &head),
+        relocation: kind_summary(Kind::Relocation, &head),
+        by_axes,
         thresholds,
         points: points_out,
         assumptions,
