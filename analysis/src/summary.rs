@@ -78,6 +78,21 @@ impl EvidenceSummary {
     }
 }
 
+impl EvidenceSummary {
+    /// [`EvidenceSummary::from_report`], plus the provider zone that the bundle's AK
+    /// certificate names (GCE's instance-identity extension), taken only when `ak_ek_binding`
+    /// passed: the certificate certifies the quoting AK and chains to a provider root.
+    pub fn from_report_with_ak_cert(report: &EvidenceReport, ak_cert: Option<&[u8]>) -> Self {
+        let mut s = Self::from_report(report);
+        if matches!(report.outcome(CheckId::AkEkBinding), Some(Outcome::Pass)) {
+            s.zone = ak_cert
+                .and_then(|c| crate::cloud::gce::certified_instance(c).ok())
+                .map(|i| i.zone);
+        }
+        s
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +130,27 @@ mod tests {
             .failed_checks
             .iter()
             .all(|c| crate::frankenstein::is_binding_check(c, &p)));
+    }
+
+    #[test]
+    fn a_verified_gce_ak_certificate_gives_its_zone() {
+        let cert = pem::parse(include_str!(
+            "../../tests/vectors/gce-vtpm/certificates/pca_tpm_ecc_sign_cert.pem"
+        ))
+        .unwrap()
+        .into_contents();
+        let report = |outcome| EvidenceReport {
+            checks: vec![line(CheckId::AkEkBinding, outcome)],
+            tdx: None,
+        };
+        let s = EvidenceSummary::from_report_with_ak_cert(&report(Outcome::Pass), Some(&cert));
+        assert_eq!(s.zone.as_deref(), Some("us-central1-a"));
+        // Not verified, or no certificate: no zone.
+        let failed = Outcome::Fail(EvidenceError::AkCertKeyMismatch);
+        let s = EvidenceSummary::from_report_with_ak_cert(&report(failed), Some(&cert));
+        assert_eq!(s.zone, None);
+        let s = EvidenceSummary::from_report_with_ak_cert(&report(Outcome::Pass), None);
+        assert_eq!(s.zone, None);
     }
 
     #[test]

@@ -669,6 +669,26 @@ fn cert_key_matches(cert: &X509Certificate<'_>, ak: &AkPublic) -> Result<(), Gce
     }
 }
 
+/// The instance identity a GCE EK/AK certificate (DER) names. Reads the certificate only:
+/// the caller must have verified it (chain to Google's CA, key = the quoting AK) before
+/// treating the zone as an endorsement.
+pub fn certified_instance(cert_der: &[u8]) -> Result<GceInstance, GceError> {
+    let cert = match X509Certificate::from_der(cert_der) {
+        Ok(([], c)) => c,
+        Ok(_) => {
+            return Err(GceError::AkCertParse {
+                reason: "trailing bytes after the certificate".into(),
+            })
+        }
+        Err(e) => {
+            return Err(GceError::AkCertParse {
+                reason: e.to_string(),
+            })
+        }
+    };
+    instance_identity(&cert)
+}
+
 /// Reads `SEQUENCE { zone UTF8String, project_number INTEGER, project_id UTF8String,
 /// instance_id INTEGER, instance_name UTF8String, ... }`.
 fn instance_identity(cert: &X509Certificate<'_>) -> Result<GceInstance, GceError> {
