@@ -192,7 +192,14 @@ fn every_tampered_region_is_rejected_by_its_check() {
         (
             "ak_pub modulus",
             ak_pub.end - 1,
-            vec!["QuoteSignature", "AkCertKey"],
+            vec!["QuoteSignature", "AkQualifiedName", "AkCertKey"],
+        ),
+        // a reserved attribute bit: the key still parses and is the certified one, but the
+        // quotes' qualifiedSigner names the original public area
+        (
+            "ak_pub attributes (reserved bit)",
+            ak_pub.start + 7,
+            vec!["AkQualifiedName"],
         ),
         (
             "event log header",
@@ -212,6 +219,11 @@ fn every_tampered_region_is_rejected_by_its_check() {
         let sig = &sub(quote, 2)[0];
         let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
         cases.extend([
+            (
+                leak(format!("quote {q} qualifiedSigner")),
+                attest.start + 10,
+                vec!["QuoteSignature", "AkQualifiedName"],
+            ),
             (
                 leak(format!("quote {q} magic")),
                 attest.start,
@@ -248,6 +260,21 @@ fn every_tampered_region_is_rejected_by_its_check() {
     }
     for (name, at, want) in cases {
         assert_eq!(failed(&flipped(at), None), want, "{name} (offset {at})");
+    }
+}
+
+#[test]
+fn no_byte_of_the_ak_public_area_or_the_quotes_can_change() {
+    let mut regions = vec![field(PB, 0, 1)[0].clone()];
+    for quote in field(PB, 0, 2) {
+        regions.push(sub(&quote, 1)[0].clone());
+        regions.push(sub(&quote, 2)[0].clone());
+    }
+    for r in regions {
+        for at in r {
+            let r = gce::verify_attestation(&flipped(at), None, &gce_roots(), AT);
+            assert!(!r.valid, "offset {at}");
+        }
     }
 }
 

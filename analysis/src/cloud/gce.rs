@@ -144,6 +144,15 @@ pub enum GceError {
     /// The verifier gave no nonce and did not allow nonce-less evidence.
     #[error("no nonce expected: evidence without a fresh nonce is not accepted (quote extraData {found})")]
     NonceRequired { found: String },
+    /// A quote's qualifiedSigner is not the qualified name of `ak_pub` as a primary key of the
+    /// endorsement hierarchy (how GCE and go-tpm-tools create AKs): some other key, or an
+    /// `ak_pub` whose attributes or policy were changed, signed.
+    #[error("quote {bank}: qualifiedSigner {found} is not ak_pub's qualified name {expected}")]
+    AkQualifiedName {
+        bank: usize,
+        expected: String,
+        found: String,
+    },
     /// A quote's extraData is not the expected nonce.
     #[error("quote {bank}: extraData {found} is not the nonce {expected}")]
     NonceMismatch {
@@ -204,6 +213,7 @@ impl NamedCheck for GceError {
             Self::NoQuotes => "NoQuotes",
             Self::QuoteParse { .. } => "QuoteParse",
             Self::QuoteSignature { .. } => "QuoteSignature",
+            Self::AkQualifiedName { .. } => "AkQualifiedName",
             Self::NonceRequired { .. } => "NonceRequired",
             Self::NonceMismatch { .. } => "Nonce",
             Self::PcrSelection { .. } => "PcrSelection",
@@ -494,6 +504,12 @@ fn verify_quotes(
                     sig,
                     &format!("{name} bank signed by ak_pub"),
                 );
+                let qn = qualified_name_matches(bank, &att.ak_pub, &attest.qualified_signer);
+                checks.record(
+                    "AkQualifiedName",
+                    qn,
+                    &format!("{name} bank: qualifiedSigner = endorsement primary ak_pub"),
+                );
             }
             None => checks.skip("QuoteSignature", "ak_pub did not parse"),
         }
@@ -537,6 +553,42 @@ fn verify_quotes(
                 found: hex::encode(found),
             });
         }
+    }
+}
+
+/// TPM_RH_ENDORSEMENT: the qualified name of the endorsement hierarchy.
+const RH_ENDORSEMENT: u32 = 0x4000_000b;
+
+/// qualifiedSigner of a primary key in the endorsement hierarchy: nameAlg ||
+/// H(TPM_RH_ENDORSEMENT || Name), Name = nameAlg || H(TPMT_PUBLIC) (TPM 2.0 Part 1, 16).
+/// Binds the whole public area, attributes and policy included, to the signed quote.
+fn qualified_name_matches(bank: usize, tpmt_public: &[u8], found: &[u8]) -> Result<(), GceError> {
+    let name_alg = match tpmt_public.get(2..4) {
+        Some(&[a, b]) => u16::from_be_bytes([a, b]),
+        _ => 0,
+    };
+    let expected = hash(name_alg, tpmt_public).and_then(|h| {
+        let mut name = name_alg.to_be_bytes().to_vec();
+        name.extend_from_slice(&h);
+        let mut parent_and_name = RH_ENDORSEMENT.to_be_bytes().to_vec();
+        parent_and_name.extend_from_slice(&name);
+        let qn = hash(name_alg, &parent_and_name)?;
+        let mut out = name_alg.to_be_bytes().to_vec();
+        out.extend_from_slice(&qn);
+        Some(out)
+    });
+    match expected {
+        Some(e) if e == found => Ok(()),
+        Some(e) => Err(GceError::AkQualifiedName {
+            bank,
+            expected: hex::encode(e),
+            found: hex::encode(found),
+        }),
+        None => Err(GceError::AkQualifiedName {
+            bank,
+            expected: format!("(unsupported nameAlg {name_alg:#06x})"),
+            found: hex::encode(found),
+        }),
     }
 }
 
