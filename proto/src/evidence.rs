@@ -53,6 +53,24 @@ pub struct TdxEvidence {
     /// The CCEL event log (TCG crypto-agile, SHA-384, MR index 1..4 = RTMR0..3), when read.
     #[serde(default)]
     pub ccel: Option<CcelLog>,
+    /// Present when the quote was shared by concurrent evidence requests (coalesced): the
+    /// quote's REPORTDATA is then the Merkle root over the batch's binding values and this
+    /// bundle's binding value is one leaf (`docs/binding.md`, "Coalesced quotes"). Absent for
+    /// a quote taken for this bundle alone (omitted from the encoding, so such bundles encode
+    /// exactly as before the field existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inclusion: Option<TdxInclusionProof>,
+}
+
+/// Where a bundle's REPORTDATA binding value sits in the batch of a coalesced TDX quote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TdxInclusionProof {
+    /// Index of this bundle's binding value among the batch's values.
+    pub index: u64,
+    /// Number of values in the batch.
+    pub size: u64,
+    /// Sibling hashes (64 bytes each, SHA-512), leaf level first.
+    pub path: Vec<ByteBuf>,
 }
 
 /// The TDX Confidential Computing Event Log as ACPI exposes it.

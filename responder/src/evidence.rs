@@ -5,6 +5,11 @@
 //! qualifying data (nonce, session SPKI); for a TDX part the quote's REPORTDATA binds the nonce,
 //! the session SPKI and the hash of the AK that signed the vTPM quote. TPM and TDX calls block,
 //! so they run on tokio's blocking pool.
+//!
+//! With [`EvidenceSource::with_coalescing`], concurrent collections share TDX quotes through a
+//! [`CoalescingQuoter`]: a bundle whose quote was shared carries its inclusion proof
+//! (`TdxEvidence::inclusion`, `docs/binding.md`). Only evidence requests wait there; the echo
+//! path never does.
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -12,8 +17,8 @@ use std::time::Instant;
 
 use locus_proto::binding::{self, BindingError, BindingInputs};
 use locus_proto::evidence::{
-    ByteBuf, CcelLog, EkCert, EvidenceBundle, ResponderTimings, TdxEvidence, TpmEvidence,
-    BUNDLE_VERSION,
+    ByteBuf, CcelLog, EkCert, EvidenceBundle, ResponderTimings, TdxEvidence, TdxInclusionProof,
+    TpmEvidence, BUNDLE_VERSION,
 };
 use locus_proto::messages::Include;
 use locus_proto::transcript::SignedTranscript;
@@ -21,6 +26,7 @@ use locus_proto::Nonce;
 
 use locus_anchors::AnchorsConfig;
 
+use crate::tdx::coalesce::CoalescingQuoter;
 use crate::tdx::{QuoteError, TdxQuoter};
 use crate::tpm::{Vtpm, VtpmError};
 
@@ -73,6 +79,8 @@ impl EventLogPaths {
 #[derive(Default)]
 pub struct EvidenceSource {
     tdx: Option<Arc<dyn TdxQuoter>>,
+    /// Wraps `tdx` when coalescing is on: TDX quotes then go through it.
+    coalescer: Option<Arc<CoalescingQuoter>>,
     vtpm: Option<Arc<Vtpm>>,
     logs: EventLogPaths,
     /// Intermediate EK CA certificates (DER) to ship in bundles (clouds publish them).
@@ -87,6 +95,7 @@ impl std::fmt::Debug for EvidenceSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EvidenceSource")
             .field("tdx", &self.tdx.is_some())
+            .field("coalescer", &self.coalescer)
             .field("vtpm", &self.vtpm)
             .field("logs", &self.logs)
             .finish()
@@ -123,6 +132,17 @@ impl EvidenceSource {
         }
     }
 
+    /// Coalesce TDX quotes: collections whose quotes overlap share one quote (up to
+    /// `max_batch` per quote, at least 1), each bundle carrying its inclusion proof. Quote
+    /// requests are serialized. Without a TDX quoter this does nothing.
+    pub fn with_coalescing(mut self, max_batch: usize) -> Self {
+        self.coalescer = self
+            .tdx
+            .as_ref()
+            .map(|q| Arc::new(CoalescingQuoter::new(Arc::clone(q), max_batch)));
+        self
+    }
+
     /// Where to read the event logs from.
     pub fn with_event_logs(mut self, logs: EventLogPaths) -> Self {
         self.logs = logs;
@@ -154,10 +174,11 @@ impl EvidenceSource {
             (true, None) => return Err(EvidenceError::Unavailable { part: "vTPM" }),
             (true, Some(v)) => Some(v.clone()),
         };
-        let tdx = match (include.tdx, &self.tdx) {
-            (false, _) => None,
-            (true, None) => return Err(EvidenceError::Unavailable { part: "TDX" }),
-            (true, Some(q)) => Some(q.clone()),
+        let tdx = match (include.tdx, &self.coalescer, &self.tdx) {
+            (false, _, _) => None,
+            (true, Some(c), _) => Some(TdxBackend::Coalescing(Arc::clone(c))),
+            (true, None, Some(q)) => Some(TdxBackend::Plain(Arc::clone(q))),
+            (true, None, None) => return Err(EvidenceError::Unavailable { part: "TDX" }),
         };
         // Anchors first: their report's digest goes into the quote taken after them.
         let anchors = match (include.anchors.is_empty(), &self.anchors) {
@@ -175,11 +196,11 @@ impl EvidenceSource {
         let ek_ca_certs = self.ek_ca_certs.clone();
         let cached_ek = self.ek_certs.get().cloned();
         let (bundle_parts, ek_read) = tokio::task::spawn_blocking(move || {
-            collect_blocking_bound(
+            collect_blocking_with(
                 &nonce,
                 &spki,
                 vtpm.as_deref(),
-                tdx.as_deref(),
+                tdx.as_ref().map(TdxBackend::borrowed),
                 &logs,
                 ek_ca_certs,
                 cached_ek,
@@ -207,6 +228,27 @@ impl EvidenceSource {
 }
 
 type Parts = (Option<TpmEvidence>, Option<TdxEvidence>, ResponderTimings);
+
+/// The TDX quoter of one collection: plain, or shared through a coalescer.
+enum TdxBackend {
+    Plain(Arc<dyn TdxQuoter>),
+    Coalescing(Arc<CoalescingQuoter>),
+}
+
+impl TdxBackend {
+    fn borrowed(&self) -> TdxRef<'_> {
+        match self {
+            TdxBackend::Plain(q) => TdxRef::Plain(q.as_ref()),
+            TdxBackend::Coalescing(c) => TdxRef::Coalescing(c),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum TdxRef<'a> {
+    Plain(&'a dyn TdxQuoter),
+    Coalescing(&'a CoalescingQuoter),
+}
 
 /// The blocking part of [`EvidenceSource::collect`]: vTPM first (its AK goes into REPORTDATA),
 /// then TDX. Returns the EK certificates when they were read now (to cache them).
@@ -242,6 +284,32 @@ pub fn collect_blocking_bound(
     session_spki: &[u8],
     vtpm: Option<&Vtpm>,
     tdx: Option<&dyn TdxQuoter>,
+    logs: &EventLogPaths,
+    ek_ca_certs: Vec<Vec<u8>>,
+    cached_ek: Option<Vec<EkCert>>,
+    anchor_digest: Option<[u8; 32]>,
+) -> Result<(Parts, Option<Vec<EkCert>>), EvidenceError> {
+    collect_blocking_with(
+        nonce,
+        session_spki,
+        vtpm,
+        tdx.map(TdxRef::Plain),
+        logs,
+        ek_ca_certs,
+        cached_ek,
+        anchor_digest,
+    )
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the parts of one bundle, each optional"
+)]
+fn collect_blocking_with(
+    nonce: &[u8],
+    session_spki: &[u8],
+    vtpm: Option<&Vtpm>,
+    tdx: Option<TdxRef<'_>>,
     logs: &EventLogPaths,
     ek_ca_certs: Vec<Vec<u8>>,
     cached_ek: Option<Vec<EkCert>>,
@@ -291,8 +359,22 @@ pub fn collect_blocking_bound(
                 spki_hash,
                 anchor_digest,
             })?;
+            // With coalescing this includes the wait for the quote in flight.
             let t = Instant::now();
-            let quote = quoter.quote(report_data)?;
+            let (quote, inclusion) = match quoter {
+                TdxRef::Plain(q) => (q.quote(report_data)?, None),
+                TdxRef::Coalescing(c) => {
+                    let c = c.quote_coalesced(report_data)?;
+                    // A batch of one is quoted with the value itself: no proof, the bundle is
+                    // exactly what the plain path gives.
+                    let inclusion = (c.size > 1).then(|| TdxInclusionProof {
+                        index: c.index,
+                        size: c.size,
+                        path: c.path.iter().map(|h| ByteBuf::from(h.to_vec())).collect(),
+                    });
+                    (c.quote, inclusion)
+                }
+            };
             timings.tdx_quote_ns = Some(elapsed_ns(t));
             let ccel = match (
                 read_optional(&logs.ccel_table)?,
@@ -304,7 +386,11 @@ pub fn collect_blocking_bound(
                 }),
                 _ => None,
             };
-            Some(TdxEvidence { quote, ccel })
+            Some(TdxEvidence {
+                quote,
+                ccel,
+                inclusion,
+            })
         }
     };
     Ok(((tpm, tdx, timings), ek_read))

@@ -11,13 +11,13 @@ pub mod policy;
 use std::fmt;
 
 use locus_proto::binding::{self, BindingInputs};
-use locus_proto::evidence::{BundleError, EvidenceBundle};
+use locus_proto::evidence::{BundleError, EvidenceBundle, TdxInclusionProof};
 use locus_proto::transcript::TranscriptError;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::eventlog::{self, CrossCheckError, EventLogError};
-use crate::tdx::{TdxError, TdxVerified};
+use crate::tdx::{coalesced_report_data, InclusionProof, TdxError, TdxVerified};
 use crate::tpm::{self, TpmError};
 
 pub use ekchain::EkChainError;
@@ -38,7 +38,8 @@ pub enum CheckId {
     SessionSpki,
     /// The TDX quote verifies (DCAP, via `analysis::tdx`).
     TdxQuote,
-    /// REPORTDATA equals the binding recomputed from the bundle.
+    /// REPORTDATA equals the binding recomputed from the bundle, or, for a coalesced quote,
+    /// the Merkle root its inclusion proof folds that binding into.
     ReportData,
     /// REPORTDATA commits to the bundle's AK.
     AkHash,
@@ -159,6 +160,22 @@ pub enum EvidenceError {
     TdxQuoteTooShort { len: usize },
     #[error("REPORTDATA is {found}, the binding of this bundle gives {expected}")]
     ReportDataMismatch { expected: String, found: String },
+    #[error("REPORTDATA is {found}, the inclusion proof (leaf {index} of {size}) folds this bundle's binding to {expected}")]
+    CoalescedReportDataMismatch {
+        index: u64,
+        size: u64,
+        expected: String,
+        found: String,
+    },
+    #[error("the TDX inclusion proof (leaf {index} of {size}, {path_len} hashes) is malformed: {reason}")]
+    InclusionProofMalformed {
+        index: u64,
+        size: u64,
+        path_len: usize,
+        reason: &'static str,
+    },
+    #[error("the bundle carries an inclusion proof (leaf {index} of {size}) but its quote is not coalesced: REPORTDATA is the bundle's own binding")]
+    InclusionProofUncoalesced { index: u64, size: u64 },
     #[error("REPORTDATA does not commit to this AK (AK sha256 {ak_hash}): the vTPM quote is not from this TD's vTPM")]
     AkHashMismatch { ak_hash: String },
     #[error("vTPM: {0}")]
@@ -397,6 +414,29 @@ fn td_fields_unverified(quote: &[u8]) -> Option<TdFields> {
     Some(f)
 }
 
+/// The REPORTDATA a coalesced quote must carry for `leaf` (this bundle's binding) under `p`.
+fn fold_inclusion(leaf: &[u8; 64], p: &TdxInclusionProof) -> Result<[u8; 64], EvidenceError> {
+    let malformed = |reason| EvidenceError::InclusionProofMalformed {
+        index: p.index,
+        size: p.size,
+        path_len: p.path.len(),
+        reason,
+    };
+    let path = p
+        .path
+        .iter()
+        .map(|h| <[u8; 64]>::try_from(h.as_slice()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| malformed("a sibling hash is not 64 bytes"))?;
+    let proof = InclusionProof {
+        index: p.index,
+        size: p.size,
+        path,
+    };
+    coalesced_report_data(leaf, &proof)
+        .ok_or_else(|| malformed("index out of range or path length wrong for the batch size"))
+}
+
 struct Run<'a> {
     policy: &'a EvidencePolicy,
     results: Vec<CheckResult>,
@@ -542,8 +582,15 @@ pub fn verify_bundle(
         spki_hash,
         anchor_digest: b.anchors.as_ref().map(|a| a.digest()),
     });
-    let rd_matches = match (&td_fields, &expected_rd) {
-        (Some(f), Ok(e)) => Some(f.report_data == *e),
+    // A coalesced quote: REPORTDATA is the root the proof folds the binding (a leaf) into.
+    let proof = b.tdx.as_ref().and_then(|t| t.inclusion.as_ref());
+    let folded_rd: Option<Result<[u8; 64], EvidenceError>> = match (proof, &expected_rd) {
+        (Some(p), Ok(leaf)) => Some(fold_inclusion(leaf, p)),
+        _ => None,
+    };
+    let rd_matches = match (&td_fields, &expected_rd, &folded_rd) {
+        (Some(f), Ok(_), Some(folded)) => Some(folded.as_ref().is_ok_and(|r| f.report_data == *r)),
+        (Some(f), Ok(e), None) => Some(f.report_data == *e),
         _ => None,
     };
     run.record(CheckId::ReportData, || {
@@ -559,6 +606,33 @@ pub fn verify_bundle(
             Ok(e) => e,
             Err(_) => return Outcome::Fail(EvidenceError::Missing("a bindable nonce")),
         };
+        if let (Some(p), Some(folded)) = (proof, &folded_rd) {
+            let root = match folded {
+                Ok(r) => r,
+                Err(e) => return Outcome::Fail(e.clone()),
+            };
+            if f.report_data == *root {
+                return if tdx_checked {
+                    Outcome::Pass
+                } else {
+                    Outcome::Skipped(format!(
+                        "REPORTDATA is the root over this bundle's binding{unverified_note}"
+                    ))
+                };
+            }
+            if f.report_data == *expected {
+                return Outcome::Fail(EvidenceError::InclusionProofUncoalesced {
+                    index: p.index,
+                    size: p.size,
+                });
+            }
+            return Outcome::Fail(EvidenceError::CoalescedReportDataMismatch {
+                index: p.index,
+                size: p.size,
+                expected: hex::encode(root),
+                found: hex::encode(f.report_data),
+            });
+        }
         if f.report_data == *expected {
             if tdx_checked {
                 Outcome::Pass
