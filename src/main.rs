@@ -8,10 +8,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod daemon_cmd;
 mod experiment;
+mod export_cmd;
 mod judge;
 mod lab;
 mod logging;
+mod monitor;
 mod prober_cmd;
 mod responder_cmd;
 mod verify;
@@ -42,6 +45,10 @@ enum Command {
     /// Verify attestation evidence offline (exit 0 valid, 1 invalid, 2 unreadable).
     #[command(subcommand)]
     Verify(verify::VerifyCmd),
+    /// Judge every stored node on a schedule; verdicts to the database and /metrics.
+    Monitor(monitor::MonitorArgs),
+    /// Export stored rounds, samples, evidence requests or verdicts (JSON Lines or CSV).
+    Export(export_cmd::ExportArgs),
     /// Detection-power experiments: seeded sweeps, ROC curves, plots (docs/experiment.md).
     Experiment(experiment::ExperimentArgs),
 }
@@ -56,6 +63,8 @@ fn main() -> ExitCode {
         Command::Bench(cmd) => bench::run(cmd),
         Command::Judge(args) => judge::run(args),
         Command::Verify(cmd) => verify::run(cmd),
+        Command::Monitor(args) => monitor::run(args),
+        Command::Export(args) => export_cmd::run(args),
         Command::Experiment(args) => experiment::run(args),
     };
     match result {

@@ -4,10 +4,13 @@
 
 pub mod busy;
 pub mod client;
+pub mod daemon;
+pub mod metrics;
 pub mod pin;
 pub mod requests;
 pub mod round;
 pub mod stats;
+pub mod store;
 
 pub use client::{connect, ConnectError, Target};
 pub use pin::SpkiPolicy;
