@@ -204,6 +204,7 @@ async fn run_inner(
         }
         let issuing_ca = pem_certs(ek_ca.first().map_or("", String::as_str));
         let source = EvidenceSource::new(Some(lab_tdx.quoter()), Some(vtpm.clone()))
+            .with_coalescing(16)
             .with_ek_ca_certs(issuing_ca)
             .with_event_logs(boot.logs.clone())
             .with_anchors(AnchorsConfig {
