@@ -151,6 +151,35 @@ fn short_scenario_verdicts_equal_truth_and_everything_is_cleaned_up() {
             .unwrap();
         assert!(status.success(), "bundle of {name} does not verify offline");
     }
+    // The anchors check is part of it: against a policy that trusts another CA for the anchor,
+    // the same bundle fails exactly there.
+    let policy = std::fs::read_to_string(out.join("policy.toml")).unwrap();
+    assert!(policy.contains("lab-anchor-ca.pem"), "{policy}");
+    std::fs::write(
+        out.join("policy-wrong-anchor-ca.toml"),
+        policy.replace("lab-anchor-ca.pem", "swtpm-ek-ca.pem"),
+    )
+    .unwrap();
+    let honest = &responders[0];
+    let wrong = locus()
+        .args(["verify", "evidence", "--json"])
+        .arg(out.join("evidence/honest.bundle"))
+        .arg("--policy")
+        .arg(out.join("policy-wrong-anchor-ca.toml"))
+        .args(["--at", &honest["collected_at"].to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&wrong.stdout).unwrap();
+    let failed: Vec<String> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .map(|c| c["check"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(failed, ["anchors"], "{report}");
+
     // The stored samples can be judged again offline.
     let judged = locus()
         .args(["judge", "--json", "--samples"])

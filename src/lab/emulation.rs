@@ -342,9 +342,12 @@ async fn run_inner(
         ek_ca_pem: ek_roots_pem.join("\n"),
         anchor_ca,
     };
-    super::trust::write(out, &trust, &ledger)?;
+    super::trust::write(out, s, &trust, &ledger)?;
     let policy = super::trust::evidence_policy(out)?;
-    let anchor_policy = super::trust::anchor_policy(s, &trust);
+    let anchor_policy = policy
+        .anchors
+        .clone()
+        .context("the lab policy names no anchors")?;
 
     // Judge.
     let world_sites: Vec<_> = s

@@ -5,10 +5,10 @@
 use std::path::Path;
 
 use anyhow::Context;
-use locus_analysis::anchor::{AnchorPolicy, AnchorTrust, KnownAnchor, Position};
+use locus_analysis::anchor::{AnchorEntry, AnchorPolicyFile, TrustEntry};
 use locus_analysis::evidence::nonce::NonceLedger;
 use locus_analysis::evidence::policy::PolicyFile;
-use locus_analysis::evidence::EvidencePolicy;
+use locus_analysis::evidence::{CheckId, EvidencePolicy, Requirement};
 
 use super::emulation::{anchor_name, LabTrust, NONCE_ISSUER};
 use super::scenario::Scenario;
@@ -21,7 +21,12 @@ pub(crate) const NONCES: &str = "trust/nonces.json";
 pub(crate) const POLICY: &str = "policy.toml";
 
 /// Writes the trust files, the nonce ledger and `policy.toml` under `out`.
-pub(crate) fn write(out: &Path, trust: &LabTrust, ledger: &NonceLedger) -> anyhow::Result<()> {
+pub(crate) fn write(
+    out: &Path,
+    s: &Scenario,
+    trust: &LabTrust,
+    ledger: &NonceLedger,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(out.join("trust"))?;
     let write = |rel: &str, bytes: &[u8]| {
         std::fs::write(out.join(rel), bytes).with_context(|| format!("writing {rel}"))
@@ -36,6 +41,30 @@ pub(crate) fn write(out: &Path, trust: &LabTrust, ledger: &NonceLedger) -> anyho
     write(NONCES, &serde_json::to_vec_pretty(&ledger.records())?)?;
     let mut policy = PolicyFile::lab(EK_CA, TDX_ROOT, TDX_COLLATERAL, NONCE_ISSUER);
     policy.nonce.ledger = Some(NONCES.to_string());
+    policy.anchors = Some(AnchorPolicyFile {
+        km_per_ms_rtt: None,
+        recheck_handshake: Some(true),
+        anchor: s
+            .anchors
+            .iter()
+            .enumerate()
+            .map(|(k, &site)| {
+                let name = anchor_name(s, k, site);
+                AnchorEntry {
+                    sni: Some(format!("{name}.lab")),
+                    name,
+                    target: None,
+                    site: Some(s.sites[site].name.clone()),
+                    lat: Some(s.sites[site].lat),
+                    lon: Some(s.sites[site].lon),
+                    trust: TrustEntry::CaFile(ANCHOR_CA.to_string()),
+                }
+            })
+            .collect(),
+    });
+    policy
+        .checks
+        .insert(CheckId::Anchors, Requirement::Required);
     let text = format!(
         "# Verification policy of this lab run. Paths are relative to this file.\n\
          # The TDX root is the lab's own root, not Intel's: verdicts under it say so.\n{}",
@@ -49,27 +78,4 @@ pub(crate) fn evidence_policy(out: &Path) -> anyhow::Result<EvidencePolicy> {
     let text = std::fs::read_to_string(out.join(POLICY))?;
     let file = PolicyFile::from_toml(&text)?;
     Ok(file.resolve(&|rel: &str| std::fs::read(out.join(rel)).map_err(|e| e.to_string()))?)
-}
-
-/// The verifier's view of the lab anchors.
-pub(crate) fn anchor_policy(s: &Scenario, trust: &LabTrust) -> AnchorPolicy {
-    let anchors = s
-        .anchors
-        .iter()
-        .enumerate()
-        .map(|(k, &site)| {
-            let name = anchor_name(s, k, site);
-            KnownAnchor {
-                sni: format!("{name}.lab"),
-                name,
-                site: Some(s.sites[site].name.clone()),
-                position: Some(Position {
-                    lat: s.sites[site].lat,
-                    lon: s.sites[site].lon,
-                }),
-                trust: AnchorTrust::Roots(vec![trust.anchor_ca.cert_der().to_vec()]),
-            }
-        })
-        .collect();
-    AnchorPolicy::new(anchors)
 }

@@ -68,10 +68,13 @@ pub enum CheckId {
     AkEkBinding,
     /// The in-TD vTPM round trip is within the policy's bound.
     VtpmTiming,
+    /// The anchor report verifies under the policy's anchors (nonce-derived ClientHello
+    /// randoms, certificate chains, recorded handshakes); its digest is bound by `report_data`.
+    Anchors,
 }
 
 impl CheckId {
-    pub const ALL: [CheckId; 19] = [
+    pub const ALL: [CheckId; 20] = [
         CheckId::BundleFormat,
         CheckId::Nonce,
         CheckId::Transcript,
@@ -91,6 +94,7 @@ impl CheckId {
         CheckId::EkChain,
         CheckId::AkEkBinding,
         CheckId::VtpmTiming,
+        CheckId::Anchors,
     ];
 
     pub fn name(self) -> &'static str {
@@ -114,6 +118,7 @@ impl CheckId {
             CheckId::EkChain => "ek_chain",
             CheckId::AkEkBinding => "ak_ek_binding",
             CheckId::VtpmTiming => "vtpm_timing",
+            CheckId::Anchors => "anchors",
         }
     }
 
@@ -214,6 +219,13 @@ pub enum EvidenceError {
     AkCertKeyMismatch,
     #[error("in-TD vTPM round trip {found_ns} ns exceeds {max_ns} ns (a relayed vTPM?)")]
     VtpmTooSlow { found_ns: u64, max_ns: u64 },
+    #[error("anchor report: {0}")]
+    Anchors(crate::anchor::AnchorReportError),
+    #[error("anchor {name:?}: {error}")]
+    AnchorInvalid {
+        name: String,
+        error: crate::anchor::AnchorError,
+    },
     #[error("required input missing: {0}")]
     Missing(&'static str),
     #[error("a check this one depends on failed: {0}")]
@@ -916,6 +928,35 @@ pub fn verify_bundle(
                 found_ns: found,
                 max_ns: max,
             }),
+        }
+    });
+
+    run.record(CheckId::Anchors, || match (&b.anchors, &policy.anchors) {
+        (None, _) => Outcome::Skipped("the bundle has no anchor report".into()),
+        (Some(_), None) => Outcome::Skipped("no anchors in the policy".into()),
+        // The report's digest is bound into REPORTDATA by `report_data`; here the report
+        // itself is checked against the nonce and the anchors the policy knows.
+        (Some(report), Some(anchors)) => {
+            match crate::anchor::verify_report(
+                report,
+                &report.digest(),
+                &b.nonce,
+                anchors,
+                inputs.now_unix,
+            ) {
+                Err(e) => Outcome::Fail(EvidenceError::Anchors(e)),
+                // An anchor the responder reports as down or slow is honest reporting; one
+                // whose recorded handshake or chain does not verify is not.
+                Ok(v) => match v.anchors.into_iter().find_map(|c| match c.outcome {
+                    Err(crate::anchor::AnchorError::Recorded(_)) | Ok(_) => None,
+                    Err(error) => Some((c.name, error)),
+                }) {
+                    None => Outcome::Pass,
+                    Some((name, error)) => {
+                        Outcome::Fail(EvidenceError::AnchorInvalid { name, error })
+                    }
+                },
+            }
         }
     });
 

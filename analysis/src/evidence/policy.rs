@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::CheckId;
+use crate::anchor::{AnchorPolicy, AnchorPolicyFile};
 use crate::tdx::{Collateral, TrustRoot};
 
 /// How a check counts.
@@ -25,7 +26,7 @@ pub enum Requirement {
 }
 
 /// The TOML policy file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyFile {
     /// Requirement per check (see [`CheckId`] for names); unnamed checks use their default.
@@ -41,6 +42,9 @@ pub struct PolicyFile {
     pub reference: ReferenceSection,
     #[serde(default)]
     pub timing: TimingSection,
+    /// The anchors a bundle's anchor report is checked against (as in `anchors.example.toml`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchors: Option<AnchorPolicyFile>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,6 +156,8 @@ pub struct EvidencePolicy {
     pub mrtd_reference: Option<[u8; 48]>,
     pub rtmr_reference: BTreeMap<u8, [u8; 48]>,
     pub max_tpm_cheap_rtt_ns: Option<u64>,
+    /// Anchors known to this verifier, for the `anchors` check.
+    pub anchors: Option<AnchorPolicy>,
 }
 
 impl EvidencePolicy {
@@ -203,6 +209,8 @@ impl PolicyFile {
         checks.insert(CheckId::PcrReference, Requirement::Optional);
         checks.insert(CheckId::TdReference, Requirement::Optional);
         checks.insert(CheckId::VtpmTiming, Requirement::Optional);
+        // Needs an `[anchors]` section, which the caller adds when it knows its anchors.
+        checks.insert(CheckId::Anchors, Requirement::Optional);
         Self {
             checks,
             nonce: NonceSection {
@@ -220,6 +228,7 @@ impl PolicyFile {
             },
             reference: ReferenceSection::default(),
             timing: TimingSection::default(),
+            anchors: None,
         }
     }
 
@@ -332,6 +341,13 @@ impl PolicyFile {
             mrtd_reference,
             rtmr_reference,
             max_tpm_cheap_rtt_ns: self.timing.max_tpm_cheap_rtt_us.map(|u| u * 1000),
+            anchors: match &self.anchors {
+                None => None,
+                Some(a) => Some(a.resolve(load).map_err(|e| PolicyError::Value {
+                    field: "anchors".into(),
+                    reason: e.to_string(),
+                })?),
+            },
         })
     }
 }
