@@ -336,6 +336,40 @@ fn every_tampered_region_is_rejected_by_its_check() {
 }
 
 #[test]
+fn no_byte_of_the_signed_or_bound_parts_can_change() {
+    let p = parts();
+    let var_len = u32::from_le_bytes(p.hcl[0x4d0..0x4d4].try_into().unwrap()) as usize;
+    type Region = (
+        &'static str,
+        fn(&mut Parts) -> &mut Vec<u8>,
+        std::ops::Range<usize>,
+        usize,
+    );
+    let regions: [Region; 4] = [
+        ("TPMS_ATTEST", |p| &mut p.message, 0..p.message.len(), 3),
+        ("signature", |p| &mut p.signature, 0..p.signature.len(), 32),
+        (
+            "HCL variable data",
+            |p| &mut p.hcl,
+            VAR_AT..VAR_AT + var_len,
+            50,
+        ),
+        // header, body, signature, attestation key, QE report and its signature. Sampled (each
+        // verification re-encodes and re-verifies everything): every byte of these regions is
+        // covered by a signature or a hash, the table above names the check per region.
+        ("TD quote", |p| &mut p.td, 0..1218, 31),
+    ];
+    for (name, part, range, step) in regions {
+        for at in range.step_by(step) {
+            let mut q = p.clone();
+            part(&mut q)[at] ^= 0x01;
+            let r = azure::verify(&v1(&q), NONCE, AT, None);
+            assert!(!r.valid, "{name} offset {at}");
+        }
+    }
+}
+
+#[test]
 fn the_td_quote_failure_names_the_inner_check() {
     let mut p = parts();
     p.td[640] ^= 1;
