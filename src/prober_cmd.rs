@@ -13,8 +13,12 @@ use serde::Serialize;
 #[derive(Args)]
 pub(crate) struct ProberArgs {
     /// Responder address; repeat for several targets (probed concurrently).
-    #[arg(long = "target", required = true)]
+    #[arg(long = "target", required_unless_present = "config")]
     targets: Vec<SocketAddr>,
+    /// Run continuously from a TOML file (targets, rate, storage, HTTP endpoints; see
+    /// `config/prober.example.toml`) instead of measuring once.
+    #[arg(long, conflicts_with = "targets")]
+    config: Option<std::path::PathBuf>,
     /// Pin the responder's session key (SPKI DER, hex). One for all targets or one per target;
     /// without it the key is learned on first use and the report says so.
     #[arg(long = "pin-spki")]
@@ -56,6 +60,9 @@ struct TargetResult {
 }
 
 pub(crate) fn run(args: ProberArgs) -> anyhow::Result<ExitCode> {
+    if let Some(config) = args.config {
+        return crate::daemon_cmd::run(config);
+    }
     if args.window == 0 {
         bail!("--window must be at least 1");
     }

@@ -68,7 +68,9 @@ pub struct ProberMetrics {
     pub session_key_changes: Family<TargetLabels, Counter>,
     pub evidence_success: Family<TargetLabels, Gauge>,
     pub evidence_rtt_seconds: Family<TargetLabels, FloatGauge>,
+    pub evidence_last_success: Family<TargetLabels, FloatGauge>,
     pub store_errors: Counter,
+    pub rounds_dropped: Counter,
     pub targets: Gauge,
     pub reloads: Counter,
     pub reload_failures: Counter,
@@ -90,7 +92,9 @@ impl ProberMetrics {
             session_key_changes: Family::default(),
             evidence_success: Family::default(),
             evidence_rtt_seconds: Family::default(),
+            evidence_last_success: Family::default(),
             store_errors: Counter::default(),
+            rounds_dropped: Counter::default(),
             targets: Gauge::default(),
             reloads: Counter::default(),
             reload_failures: Counter::default(),
@@ -153,9 +157,19 @@ impl ProberMetrics {
             m.evidence_rtt_seconds.clone(),
         );
         r.register(
+            "locus_evidence_last_success_timestamp_seconds",
+            "When evidence was last obtained (Unix time): its age is time() minus this",
+            m.evidence_last_success.clone(),
+        );
+        r.register(
             "locus_store_errors",
             "Rounds or evidence results that could not be stored",
             m.store_errors.clone(),
+        );
+        r.register(
+            "locus_rounds_dropped",
+            "Rounds never stored: the database refused writes longer than the buffer holds",
+            m.rounds_dropped.clone(),
         );
         r.register(
             "locus_targets",
@@ -189,6 +203,7 @@ impl ProberMetrics {
         self.session_key_changes.remove(l);
         self.evidence_success.remove(l);
         self.evidence_rtt_seconds.remove(l);
+        self.evidence_last_success.remove(l);
     }
 }
 

@@ -222,3 +222,94 @@ async fn daemon_probes_reloads_and_stops() {
         vec![("p-test".into(), "ams".into())]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responder_restart_is_a_new_key_not_a_lost_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("prober.toml");
+    let r1 = responder().await;
+    let addr = r1.local_addr().unwrap();
+    std::fs::write(&cfg_path, config(&[("n1", addr)], "")).unwrap();
+    let d = daemon::start(cfg_path).await.unwrap();
+    let http = d.http_addr();
+    wait_metrics(http, "a round of n1", |t| {
+        metric(t, "locus_rounds_total", "target=\"n1\"").is_some_and(|v| v >= 1.0)
+    })
+    .await;
+    r1.shutdown().await;
+    drop(r1);
+    // Same address, new session key: the daemon reconnects, learns the key, counts the change.
+    let r2 = Server::start(
+        ServerConfig::new(addr),
+        SessionKey::generate().unwrap(),
+        EvidenceSource::default(),
+    )
+    .unwrap();
+    let (_, before) = http_async(http, "GET", "/metrics").await;
+    let rounds_before = metric(&before, "locus_rounds_total", "target=\"n1\"").unwrap();
+    let text = wait_metrics(http, "the key change and new rounds", |t| {
+        metric(t, "locus_session_key_changes_total", "target=\"n1\"") == Some(1.0)
+            && metric(t, "locus_rounds_total", "target=\"n1\"").is_some_and(|v| v > rounds_before)
+            && metric(t, "locus_probe_success", "target=\"n1\"") == Some(1.0)
+    })
+    .await;
+    assert_eq!(
+        metric(&text, "locus_answers_violating_total", "target=\"n1\""),
+        Some(0.0)
+    );
+    d.shutdown().await.unwrap();
+    r2.shutdown().await;
+    let store = Store::open(&dir.path().join("probe.db")).unwrap();
+    let keys: std::collections::BTreeSet<_> = store
+        .rounds_between("n1", 0, i64::MAX)
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| r.spki)
+        .collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locked_database_loses_no_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("prober.toml");
+    let r = responder().await;
+    let text = config(&[("n1", r.local_addr().unwrap())], "").replace(
+        "db = \"probe.db\"\n",
+        "db = \"probe.db\"\ndb_busy_timeout_ms = 20\n",
+    );
+    std::fs::write(&cfg_path, text).unwrap();
+    let d = daemon::start(cfg_path).await.unwrap();
+    let http = d.http_addr();
+    wait_metrics(http, "a stored round", |t| {
+        metric(t, "locus_rounds_total", "target=\"n1\"").is_some_and(|v| v >= 1.0)
+    })
+    .await;
+    // Another process takes the write lock: rounds go on, their writes fail and are kept.
+    let blocker = rusqlite::Connection::open(dir.path().join("probe.db")).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    wait_metrics(http, "refused writes", |t| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("locus_store_errors_total "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .is_some_and(|v| v >= 3.0)
+    })
+    .await;
+    blocker.execute_batch("COMMIT").unwrap();
+    drop(blocker);
+    let (_, unlocked) = http_async(http, "GET", "/metrics").await;
+    let after_unlock = metric(&unlocked, "locus_rounds_total", "target=\"n1\"").unwrap();
+    wait_metrics(http, "rounds after the lock", |t| {
+        metric(t, "locus_rounds_total", "target=\"n1\"").is_some_and(|v| v >= after_unlock + 2.0)
+    })
+    .await;
+    let (_, last) = http_async(http, "GET", "/metrics").await;
+    let completed = metric(&last, "locus_rounds_total", "target=\"n1\"").unwrap();
+    assert!(!last.contains("locus_rounds_dropped_total 1"), "{last}");
+    d.shutdown().await.unwrap();
+    r.shutdown().await;
+    let store = Store::open(&dir.path().join("probe.db")).unwrap();
+    let stored = store.rounds_between("n1", 0, i64::MAX).unwrap().len() as f64;
+    // Every round completed before the last scrape was stored, those during the lock included.
+    assert!(stored >= completed, "{stored} rounds stored of {completed}");
+}

@@ -72,6 +72,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// SQLite database (relative paths are relative to the config file's directory).
     pub db: PathBuf,
+    /// How long a write waits for another writer's lock before it fails (and is retried
+    /// with the next round).
+    pub db_busy_timeout: Duration,
     /// Local address probes are sent from.
     pub bind: SocketAddr,
     pub probe: ProbeSettings,
@@ -119,6 +122,8 @@ struct RawConfig {
     #[serde(default = "default_listen")]
     listen: SocketAddr,
     db: PathBuf,
+    #[serde(default = "default_busy_ms")]
+    db_busy_timeout_ms: u64,
     #[serde(default = "default_bind")]
     bind: SocketAddr,
     #[serde(default)]
@@ -190,6 +195,10 @@ struct RawTarget {
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9464))
+}
+
+fn default_busy_ms() -> u64 {
+    5_000
 }
 
 fn default_bind() -> SocketAddr {
@@ -319,6 +328,7 @@ impl Config {
             prober_site: raw.prober.site,
             listen: raw.listen,
             db,
+            db_busy_timeout: Duration::from_millis(raw.db_busy_timeout_ms),
             bind: raw.bind,
             probe: ProbeSettings {
                 rate_hz: p.rate_hz,

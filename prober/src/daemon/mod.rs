@@ -86,14 +86,15 @@ struct Running {
 pub async fn start(config_path: PathBuf) -> Result<DaemonHandle, DaemonError> {
     let config = Config::load(&config_path)?;
     let store = {
-        let (db, id, site, sites) = (
+        let (db, busy, id, site, sites) = (
             config.db.clone(),
+            config.db_busy_timeout,
             config.prober_id.clone(),
             config.prober_site.clone(),
             site_records(&config),
         );
         tokio::task::spawn_blocking(move || -> Result<Store, StoreError> {
-            let mut s = Store::open(&db)?;
+            let mut s = Store::open_with_busy_timeout(&db, busy)?;
             s.upsert_world(&id, &site, &sites)?;
             Ok(s)
         })
@@ -266,7 +267,7 @@ async fn stop_target(shared: &Shared, r: Running) {
 
 /// Applies a new configuration's targets: unchanged targets keep running (and their state);
 /// changed ones restart; removed ones stop. Probe settings apply to every target (all restart).
-/// `listen`, `db`, `bind` and the prober's id need a restart and are left as they were.
+/// `listen`, `db`, `db_busy_timeout_ms`, `bind` and the prober's id need a restart and are left as they were.
 async fn reload(
     path: &std::path::Path,
     config: &mut Config,
@@ -280,6 +281,9 @@ async fn reload(
     }
     if new.db != config.db {
         fixed.push("db");
+    }
+    if new.db_busy_timeout != config.db_busy_timeout {
+        fixed.push("db_busy_timeout_ms");
     }
     if new.bind != config.bind {
         fixed.push("bind");
@@ -324,13 +328,15 @@ async fn reload(
         }
     }
     let previous: Vec<String> = config.targets.iter().map(|t| t.name.clone()).collect();
-    let (prober_id, listen, db, bind) = (
+    let (prober_id, listen, db, busy, bind) = (
         config.prober_id.clone(),
         config.listen,
         config.db.clone(),
+        config.db_busy_timeout,
         config.bind,
     );
     *config = new;
+    config.db_busy_timeout = busy;
     config.prober_id = prober_id;
     config.listen = listen;
     config.db = db;

@@ -2,6 +2,7 @@
 //! request evidence on its interval, store each round and update the metrics; reconnect
 //! after a failure, stop when told.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -10,7 +11,7 @@ use locus_proto::messages::Include;
 use locus_proto::{Nonce, NONCE_LEN};
 use rand::{Rng, RngCore};
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::config::{ProbeSettings, TargetConfig};
 use crate::metrics::{ProberMetrics, TargetLabels};
@@ -50,13 +51,42 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Runs until `stop` is set. A round in progress when it is set is dropped, not stored.
+/// Most rounds kept in memory while the database refuses writes; beyond it the oldest go.
+const MAX_PENDING_ROUNDS: usize = 1_000;
+
+/// Rounds waiting to be stored, oldest first.
+type Pending = VecDeque<(RoundRecord, Vec<SampleRecord>)>;
+
+/// Runs until `stop` is set. A round in progress when it is set is dropped, not stored; rounds
+/// the database refused are retried with each later round and once more before returning.
 pub(crate) async fn run(
     shared: Arc<Shared>,
     spec: TargetConfig,
     settings: ProbeSettings,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
+    let mut pending = Pending::new();
+    run_rounds(&shared, &spec, &settings, stop, &mut pending).await;
+    flush(&shared, &mut pending).await;
+    if !pending.is_empty() {
+        error!(
+            target = %spec.name,
+            "{} rounds could not be stored before stopping",
+            pending.len()
+        );
+        shared.metrics.rounds_dropped.inc_by(pending.len() as u64);
+    }
+}
+
+async fn run_rounds(
+    shared: &Arc<Shared>,
+    spec: &TargetConfig,
+    settings: &ProbeSettings,
+    mut stop: watch::Receiver<bool>,
+    pending: &mut Pending,
+) {
+    let shared = shared.clone();
+    let spec = spec.clone();
     let labels = labels(&shared.prober_id, &spec);
     let mut last_spki: Option<Vec<u8>> = None;
     let mut next_evidence = Instant::now();
@@ -85,7 +115,7 @@ pub(crate) async fn run(
                 warn!(target = %spec.name, address = %spec.address, "unreachable: {e}");
                 shared.metrics.probe_success.get_or_create(&labels).set(0);
                 let rec = failed_round(&shared.prober_id, &spec, started, t0, e.to_string());
-                store_round(&shared, rec, Vec::new()).await;
+                store_round(&shared, pending, rec, Vec::new()).await;
                 // Try again after a round's length, as if the round had run.
                 let wait = settings.round.saturating_sub(t0.elapsed());
                 tokio::select! {
@@ -148,10 +178,10 @@ pub(crate) async fn run(
                 &report,
             );
             update_metrics(&shared.metrics, &labels, &report);
-            store_round(&shared, rec, samples).await;
+            store_round(&shared, pending, rec, samples).await;
             if let Some(iv) = settings.evidence_interval {
                 if Instant::now() >= next_evidence {
-                    evidence(&shared, &spec, &labels, &target, &settings).await;
+                    evidence(&shared, &spec, &labels, &target, settings).await;
                     next_evidence =
                         Instant::now() + iv.mul_f64(rand::thread_rng().gen_range(0.9..1.1));
                 }
@@ -276,18 +306,51 @@ fn update_metrics(m: &ProberMetrics, l: &TargetLabels, r: &RoundReport) {
     debug!(target = %l.target, sent = r.sent, answered = r.answered, lost = r.lost, "round done");
 }
 
-async fn store_round(shared: &Arc<Shared>, rec: RoundRecord, samples: Vec<SampleRecord>) {
+/// Queues the round and stores every queued round it can, oldest first.
+async fn store_round(
+    shared: &Arc<Shared>,
+    pending: &mut Pending,
+    rec: RoundRecord,
+    samples: Vec<SampleRecord>,
+) {
+    if pending.len() >= MAX_PENDING_ROUNDS {
+        pending.pop_front();
+        shared.metrics.rounds_dropped.inc();
+        error!(target = %rec.target, "the database refuses writes: dropped the oldest unstored round");
+    }
+    pending.push_back((rec, samples));
+    flush(shared, pending).await;
+}
+
+async fn flush(shared: &Arc<Shared>, pending: &mut Pending) {
+    if pending.is_empty() {
+        return;
+    }
     let s = shared.clone();
-    let target = rec.target.clone();
-    match tokio::task::spawn_blocking(move || lock(&s.store).insert_round(&rec, &samples)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => {
-            shared.metrics.store_errors.inc();
-            warn!(%target, "round not stored: {e}");
+    let mut queue = std::mem::take(pending);
+    let res = tokio::task::spawn_blocking(move || {
+        let mut store = lock(&s.store);
+        while let Some((rec, samples)) = queue.front() {
+            if let Err(e) = store.insert_round(rec, samples) {
+                return (queue, Some(e.to_string()));
+            }
+            queue.pop_front();
         }
+        (queue, None)
+    })
+    .await;
+    match res {
+        Ok((rest, err)) => {
+            *pending = rest;
+            if let Some(e) = err {
+                shared.metrics.store_errors.inc();
+                warn!("{} rounds wait to be stored: {e}", pending.len());
+            }
+        }
+        // The blocking task panicked: the queue is gone with it.
         Err(e) => {
             shared.metrics.store_errors.inc();
-            warn!(%target, "round not stored: {e}");
+            error!("storing rounds failed: {e}");
         }
     }
 }
@@ -328,6 +391,11 @@ async fn evidence(
             .evidence_rtt_seconds
             .get_or_create(labels)
             .set(rtt.as_secs_f64());
+        shared
+            .metrics
+            .evidence_last_success
+            .get_or_create(labels)
+            .set(unix_now_ns() as f64 / 1e9);
     } else {
         warn!(target = %spec.name, "evidence request failed: {error:?}");
     }

@@ -118,11 +118,17 @@ fn u64_of(v: i64) -> u64 {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path`, in WAL mode, migrated.
+    /// Opens (creating if needed) the database at `path`, in WAL mode, migrated; waits up to
+    /// 5 s for another writer's lock.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_busy_timeout(path, Duration::from_secs(5))
+    }
+
+    /// Like [`Store::open`]; a write waits up to `busy` for another writer (a second prober,
+    /// the monitor) before it fails.
+    pub fn open_with_busy_timeout(path: &Path, busy: Duration) -> Result<Self, StoreError> {
         let mut conn = Connection::open(path)?;
-        // Another writer (a second prober, the monitor) may hold the lock briefly.
-        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.busy_timeout(busy)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
