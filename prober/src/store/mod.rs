@@ -294,6 +294,13 @@ impl Store {
         Ok(())
     }
 
+    /// SQLite's `PRAGMA integrity_check`: `"ok"` or the first problem found.
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+    }
+
     /// Every known site.
     pub fn sites(&self) -> Result<Vec<SiteRecord>, StoreError> {
         let mut stmt = self
