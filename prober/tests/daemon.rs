@@ -149,6 +149,27 @@ async fn daemon_probes_reloads_and_stops() {
         "{text}"
     );
     promtool_check(&text, dir.path());
+    let om = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAccept: application/openmetrics-text; \
+             version=1.0.0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    })
+    .await
+    .unwrap();
+    assert!(
+        om.to_ascii_lowercase()
+            .contains("content-type: application/openmetrics-text"),
+        "{om}"
+    );
+    assert!(om.ends_with("# EOF\n"), "{om}");
+    assert!(om.contains("# TYPE locus_rounds counter"), "{om}");
     let rounds_before = metric(&text, "locus_rounds_total", "target=\"n1\"").unwrap();
 
     // Add n2 and an unreachable n3: n1 keeps its connection and counters.
@@ -239,12 +260,21 @@ async fn responder_restart_is_a_new_key_not_a_lost_target() {
     r1.shutdown().await;
     drop(r1);
     // Same address, new session key: the daemon reconnects, learns the key, counts the change.
-    let r2 = Server::start(
-        ServerConfig::new(addr),
-        SessionKey::generate().unwrap(),
-        EvidenceSource::default(),
-    )
-    .unwrap();
+    // The old endpoint's socket is released by its driver task shortly after: retry the bind.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let r2 = loop {
+        match Server::start(
+            ServerConfig::new(addr),
+            SessionKey::generate().unwrap(),
+            EvidenceSource::default(),
+        ) {
+            Ok(s) => break s,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "cannot bind {addr} again: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
     let (_, before) = http_async(http, "GET", "/metrics").await;
     let rounds_before = metric(&before, "locus_rounds_total", "target=\"n1\"").unwrap();
     let text = wait_metrics(http, "the key change and new rounds", |t| {
