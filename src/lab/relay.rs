@@ -482,12 +482,13 @@ fn run_scheduler(s: &Scheduler) {
         while q.peek().is_some_and(|Reverse(j)| j.deadline <= now) {
             let Some(Reverse(job)) = q.pop() else { break };
             let late = Instant::now().saturating_duration_since(job.deadline);
-            execute(job.action);
+            // Recorded before sending, so that whoever receives the packet sees it counted.
             let _ = s
                 .error
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .record((late.as_nanos() as u64).max(1));
+            execute(job.action);
         }
     }
 }
