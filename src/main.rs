@@ -17,6 +17,7 @@ mod logging;
 mod monitor;
 mod prober_cmd;
 mod responder_cmd;
+mod toml_span;
 mod verify;
 
 #[derive(Parser)]

@@ -8,6 +8,8 @@ use locus_analysis::Policy;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::toml_span::{check_range, line_of};
+
 /// The attacks an experiment can sweep (honest trials are always run: they give the FPR).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -254,11 +256,6 @@ pub(crate) enum ConfigError {
     Other { origin: String, message: String },
 }
 
-/// 1-based line of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
-    text.get(..offset).unwrap_or(text).matches('\n').count() + 1
-}
-
 const MAX_TRIALS: u64 = 20_000_000;
 
 impl Experiment {
@@ -399,7 +396,7 @@ impl Experiment {
         };
         let duration_s = match &s.duration_s {
             Some(d) => {
-                check_f(d, 1.0, 3600.0, "duration_s", &invalid)?;
+                check_range(d, 1.0, 3600.0, "duration_s", &invalid)?;
                 *d.get_ref()
             }
             None => lab.duration_s.unwrap_or(20.0),
@@ -536,24 +533,6 @@ impl Experiment {
             inflation,
             policy,
         })
-    }
-}
-
-fn check_f(
-    v: &Spanned<f64>,
-    lo: f64,
-    hi: f64,
-    name: &str,
-    invalid: &impl Fn(Range<usize>, String) -> ConfigError,
-) -> Result<(), ConfigError> {
-    let x = *v.get_ref();
-    if x.is_finite() && (lo..=hi).contains(&x) {
-        Ok(())
-    } else {
-        Err(invalid(
-            v.span(),
-            format!("{name} = {x} is outside {lo}..={hi}"),
-        ))
     }
 }
 

@@ -9,6 +9,8 @@ use std::ops::Range;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::toml_span::{check_range, line_of};
+
 /// The built-in scenario (`config/lab.toml`), compiled in.
 pub(crate) const BUILT_IN: &str = include_str!("../../config/lab.toml");
 
@@ -346,29 +348,6 @@ impl Scenario {
             responders,
         })
     }
-}
-
-fn check_range(
-    v: &Spanned<f64>,
-    lo: f64,
-    hi: f64,
-    name: &str,
-    invalid: &impl Fn(Range<usize>, String) -> ScenarioError,
-) -> Result<(), ScenarioError> {
-    let x = *v.get_ref();
-    if x.is_finite() && (lo..=hi).contains(&x) {
-        Ok(())
-    } else {
-        Err(invalid(
-            v.span(),
-            format!("{name} = {x} is outside {lo}..={hi}"),
-        ))
-    }
-}
-
-/// 1-based line of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
-    text.get(..offset).unwrap_or(text).matches('\n').count() + 1
 }
 
 #[cfg(test)]
