@@ -45,6 +45,7 @@ fn round(count: u64, window: usize) -> RoundConfig {
         window,
         timeout: Duration::from_secs(2),
         keep_samples: true,
+        spin: Duration::ZERO,
     }
 }
 

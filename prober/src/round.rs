@@ -32,6 +32,9 @@ pub struct RoundConfig {
     pub timeout: Duration,
     /// Keep every sample in the report (for storage and transcript checks).
     pub keep_samples: bool,
+    /// Poll for answers this long before letting the thread sleep (waking an idle vCPU costs
+    /// tens of µs); zero never spins. For precise sequential echoes, not for long paths.
+    pub spin: Duration,
 }
 
 impl Default for RoundConfig {
@@ -42,6 +45,7 @@ impl Default for RoundConfig {
             window: 32,
             timeout: Duration::from_secs(1),
             keep_samples: false,
+            spin: Duration::ZERO,
         }
     }
 }
@@ -82,6 +86,7 @@ pub async fn run_round(target: &Target, cfg: &RoundConfig) -> RoundReport {
         state.clone(),
         room.clone(),
         cfg.keep_samples,
+        cfg.spin,
     ));
 
     let mut rng = rand::rngs::StdRng::from_entropy();
@@ -147,6 +152,7 @@ async fn receive(
     state: Arc<Mutex<ProbeState>>,
     room: Arc<Notify>,
     keep: bool,
+    spin: Duration,
 ) -> Received {
     let epoch = lock(&state).epoch;
     let mut hist = new_histogram();
@@ -164,7 +170,8 @@ async fn receive(
                 break;
             }
         }
-        let datagram = match tokio::time::timeout(EXPIRY_TICK, conn.read_datagram()).await {
+        let read = spin_then_read(&conn, spin);
+        let datagram = match tokio::time::timeout(EXPIRY_TICK, read).await {
             Err(_) => continue,
             Ok(Ok(d)) => d,
             Ok(Err(e)) => {
@@ -193,6 +200,25 @@ async fn receive(
         }
     }
     (hist, inside, samples, examples)
+}
+
+/// Awaits the next datagram, first yielding to the runtime (which then polls the socket
+/// without sleeping) for up to `spin`.
+async fn spin_then_read(
+    conn: &quinn::Connection,
+    spin: Duration,
+) -> Result<bytes::Bytes, quinn::ConnectionError> {
+    let until = Instant::now() + spin;
+    let read = conn.read_datagram();
+    tokio::pin!(read);
+    while Instant::now() < until {
+        tokio::select! {
+            biased;
+            r = &mut read => return r,
+            _ = tokio::task::yield_now() => {}
+        }
+    }
+    read.await
 }
 
 fn lock(state: &Mutex<ProbeState>) -> MutexGuard<'_, ProbeState> {

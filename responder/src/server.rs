@@ -25,6 +25,10 @@ pub struct ServerConfig {
     /// Largest request frame body accepted.
     pub max_request_len: u32,
     pub idle_timeout: Duration,
+    /// How long the echo loop keeps polling after a datagram before it lets its thread sleep.
+    /// Waking an idle vCPU costs tens of µs, more than the answer itself; a prober's next
+    /// challenge often arrives within this window. Zero never spins.
+    pub spin_after_answer: Duration,
 }
 
 impl ServerConfig {
@@ -33,6 +37,7 @@ impl ServerConfig {
             listen,
             max_request_len: 64 << 10,
             idle_timeout: Duration::from_secs(30),
+            spin_after_answer: Duration::from_micros(200),
         }
     }
 }
@@ -59,6 +64,7 @@ pub struct Server {
 
 struct Shared {
     key: Arc<SessionKey>,
+    spin_after_answer: Duration,
     evidence: EvidenceSource,
     max_request_len: u32,
 }
@@ -77,6 +83,7 @@ impl Server {
             })?;
         let shared = Arc::new(Shared {
             key: key.clone(),
+            spin_after_answer: config.spin_after_answer,
             evidence,
             max_request_len: config.max_request_len,
         });
@@ -159,7 +166,7 @@ async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>) {
     };
     let mut rejected = 0u64;
     loop {
-        let datagram = match conn.read_datagram().await {
+        let datagram = match read_datagram_spinning(&conn, shared.spin_after_answer).await {
             Ok(d) => d,
             Err(e) => {
                 debug!(%peer, "connection ended: {e}");
@@ -193,6 +200,25 @@ async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>) {
     }
     streams.abort();
     info!(%peer, rejected, "prober disconnected");
+}
+
+/// Awaits the next datagram, first yielding to the runtime (which polls the socket without
+/// sleeping) for up to `spin`, then sleeping as usual.
+async fn read_datagram_spinning(
+    conn: &quinn::Connection,
+    spin: Duration,
+) -> Result<bytes::Bytes, quinn::ConnectionError> {
+    let until = Instant::now() + spin;
+    let read = conn.read_datagram();
+    tokio::pin!(read);
+    while Instant::now() < until {
+        tokio::select! {
+            biased;
+            r = &mut read => return r,
+            _ = tokio::task::yield_now() => {}
+        }
+    }
+    read.await
 }
 
 async fn serve_stream(

@@ -149,6 +149,8 @@ async fn measure(args: &PingArgs, server_rt: &ServerThread) -> anyhow::Result<Pi
         window: 1,
         timeout: Duration::from_secs(1),
         keep_samples: false,
+        // Spin as the responder does: measure QUIC, not vCPU wake-ups.
+        spin: Duration::from_micros(200),
     };
     // Warm-up: connection state, allocator, caches.
     run_round(

@@ -214,12 +214,13 @@ async fn run_inner(
                 },
                 anchors: specs,
             });
-        let server = Server::start(
-            ServerConfig::new(addr::td(j)),
-            SessionKey::generate()?,
-            source,
-        )
-        .with_context(|| format!("starting responder {}", r.name))?;
+        let server_config = ServerConfig {
+            // Emulated paths are milliseconds long: no spinning (see RoundConfig::spin).
+            spin_after_answer: Duration::ZERO,
+            ..ServerConfig::new(addr::td(j))
+        };
+        let server = Server::start(server_config, SessionKey::generate()?, source)
+            .with_context(|| format!("starting responder {}", r.name))?;
         nodes.push(Node {
             name: r.name.clone(),
             claim: r.claim,
@@ -272,6 +273,9 @@ async fn run_inner(
                     window: 64,
                     timeout: Duration::from_millis(900),
                     keep_samples: true,
+                    // Emulated paths are milliseconds long: spinning would only eat the cores
+                    // the relay needs.
+                    spin: Duration::ZERO,
                 };
                 tasks.push(tokio::spawn(async move {
                     ((i, j), run_round(&t, &cfg).await, t.epoch())

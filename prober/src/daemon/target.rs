@@ -96,6 +96,8 @@ async fn run_rounds(
         window: settings.window,
         timeout: settings.timeout,
         keep_samples: true,
+        // 1 Hz monitoring: never spin.
+        spin: Duration::ZERO,
     };
     while !*stop.borrow() {
         let policy = match &spec.spki {
