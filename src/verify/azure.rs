@@ -8,7 +8,8 @@ use anyhow::Context;
 use locus_analysis::cloud::azure;
 use locus_analysis::tdx;
 
-use super::gce::{now, read_capped, status_word};
+use super::cloud_report::{print_checks, print_json};
+use super::gce::{now, read_capped};
 
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("the_nonce").required(true).args(["nonce", "nonce_hex"])))]
@@ -63,27 +64,15 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
 #[expect(clippy::print_stdout, reason = "the verdict is the command's output")]
 fn print_report(report: &azure::AzureReport, json: bool, now: u64) -> anyhow::Result<()> {
     if json {
-        let mut v = serde_json::to_value(report)?;
-        v["at"] = now.into();
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
+        return print_json(report, now);
     }
-    if report.valid {
-        println!("valid Azure TDX vTPM evidence");
-    } else {
-        println!(
-            "invalid Azure TDX vTPM evidence: failed checks {}",
-            report.failed_checks.join(", ")
-        );
-    }
-    for c in report.checks.all() {
-        println!(
-            "  {:4}  {:<18} {}",
-            status_word(c.status),
-            c.check,
-            c.detail
-        );
-    }
+    print_checks(
+        "Azure TDX vTPM evidence",
+        report.valid,
+        &report.failed_checks,
+        report.checks.all(),
+        18,
+    );
     if let Some(id) = &report.identity {
         if !id.collateral_checked {
             println!("NO COLLATERAL: TCB status, QE identity and revocation not checked");

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use locus_analysis::cloud::{self, gce, Status};
+use locus_analysis::cloud::{self, gce};
+
+use super::cloud_report::{print_checks, print_json};
 
 use super::at::parse_at;
 
@@ -108,38 +110,18 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub(super) fn status_word(s: Status) -> &'static str {
-    match s {
-        Status::Pass => "pass",
-        Status::Fail => "FAIL",
-        Status::Skip => "skip",
-    }
-}
-
 #[expect(clippy::print_stdout, reason = "the verdict is the command's output")]
 fn print_report(report: &gce::GceReport, json: bool, now: u64) -> anyhow::Result<()> {
     if json {
-        let mut v = serde_json::to_value(report)?;
-        v["at"] = now.into();
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
+        return print_json(report, now);
     }
-    if report.valid {
-        println!("valid GCE attestation");
-    } else {
-        println!(
-            "invalid GCE attestation: failed checks {}",
-            report.failed_checks.join(", ")
-        );
-    }
-    for c in report.checks.all() {
-        println!(
-            "  {:4}  {:<20} {}",
-            status_word(c.status),
-            c.check,
-            c.detail
-        );
-    }
+    print_checks(
+        "GCE attestation",
+        report.valid,
+        &report.failed_checks,
+        report.checks.all(),
+        20,
+    );
     if let Some(id) = &report.identity {
         let trust = if report.valid { "" } else { " (UNVERIFIED)" };
         println!("zone:          {}{trust}", id.zone);

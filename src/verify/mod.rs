@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 mod at;
 mod azure;
+mod cloud_report;
 mod evidence;
 mod gce;
 mod tdx;
