@@ -16,7 +16,7 @@ use std::time::Duration;
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use self::config::{Config, ConfigError, TargetConfig};
 use self::http::{Endpoints, ReloadRequest};
@@ -208,11 +208,12 @@ async fn main_loop(
                     let before = unix_now_ns() - i64::try_from(keep.as_nanos()).unwrap_or(i64::MAX);
                     let s = shared.clone();
                     let res = tokio::task::spawn_blocking(move || {
-                        s.store.lock().unwrap_or_else(|p| p.into_inner()).prune_samples(before)
+                        s.store.lock().unwrap_or_else(|p| p.into_inner()).prune_raw(before)
                     })
                     .await;
-                    if !matches!(res, Ok(Ok(_))) {
-                        warn!("pruning old samples failed: {res:?}");
+                    match res {
+                        Ok(Ok(p)) => debug!(samples = p.samples, bundles = p.bundles, "pruned"),
+                        _ => warn!("pruning old samples and bundles failed: {res:?}"),
                     }
                 }
             }

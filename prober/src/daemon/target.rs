@@ -408,6 +408,9 @@ async fn evidence(
         rtt_ns: ok.then_some(rtt.as_nanos() as u64),
         ok,
         error,
+        nonce: Some(nonce.to_vec()),
+        // The lead wires the received bundle in (CBOR of `EvidenceBundle`).
+        bundle: None,
     };
     let s = shared.clone();
     let res = tokio::task::spawn_blocking(move || lock(&s.store).insert_evidence(&rec)).await;

@@ -80,6 +80,19 @@ pub struct EvidenceRecord {
     pub rtt_ns: Option<u64>,
     pub ok: bool,
     pub error: Option<String>,
+    /// The nonce the prober asked the evidence to be bound to.
+    pub nonce: Option<Vec<u8>>,
+    /// The `EvidenceBundle` as received (CBOR), unverified; pruned with the raw samples.
+    pub bundle: Option<Vec<u8>>,
+}
+
+/// What one pruning pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Raw samples deleted.
+    pub samples: usize,
+    /// Evidence bundles dropped (the request's record stays).
+    pub bundles: usize,
 }
 
 /// One stored verdict.
@@ -245,15 +258,17 @@ impl Store {
     /// Stores one evidence request.
     pub fn insert_evidence(&mut self, e: &EvidenceRecord) -> Result<(), StoreError> {
         self.conn.execute(
-            "INSERT INTO evidence (prober, target, at_unix_ns, rtt_ns, ok, error)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO evidence (prober, target, at_unix_ns, rtt_ns, ok, error, nonce, bundle)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 e.prober,
                 e.target,
                 e.at_unix_ns,
                 e.rtt_ns.map(i64_of),
                 e.ok,
-                e.error
+                e.error,
+                e.nonce,
+                e.bundle
             ],
         )?;
         Ok(())
@@ -279,12 +294,20 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes raw samples sent before `before_unix_ns` (aggregates stay); returns how many.
-    pub fn prune_samples(&mut self, before_unix_ns: i64) -> Result<usize, StoreError> {
-        Ok(self.conn.execute(
+    /// Deletes raw samples sent and evidence bundles received before `before_unix_ns`, in one
+    /// transaction; round aggregates and evidence records stay.
+    pub fn prune_raw(&mut self, before_unix_ns: i64) -> Result<Pruned, StoreError> {
+        let tx = self.conn.transaction()?;
+        let samples = tx.execute(
             "DELETE FROM samples WHERE sent_unix_ns < ?1",
             params![before_unix_ns],
-        )?)
+        )?;
+        let bundles = tx.execute(
+            "UPDATE evidence SET bundle = NULL WHERE bundle IS NOT NULL AND at_unix_ns < ?1",
+            params![before_unix_ns],
+        )?;
+        tx.commit()?;
+        Ok(Pruned { samples, bundles })
     }
 
     /// Writes the WAL back into the main file (on shutdown).
@@ -420,6 +443,36 @@ impl Store {
         )?;
         let rows = stmt.query_map(params![target, from, to], |r| {
             Ok((r.get(0)?, u64_of(r.get(1)?)))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Per target, the latest evidence request in `[from, to)` that stored a bundle, by target.
+    pub fn evidence_bundles_between(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<EvidenceRecord>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT prober, target, at_unix_ns, rtt_ns, ok, error, nonce, bundle FROM evidence e
+             WHERE bundle IS NOT NULL AND at_unix_ns >= ?1 AND at_unix_ns < ?2
+               AND id = (SELECT id FROM evidence e2
+                         WHERE e2.target = e.target AND e2.bundle IS NOT NULL
+                           AND e2.at_unix_ns >= ?1 AND e2.at_unix_ns < ?2
+                         ORDER BY e2.at_unix_ns DESC, e2.id DESC LIMIT 1)
+             ORDER BY target",
+        )?;
+        let rows = stmt.query_map(params![from, to], |r| {
+            Ok(EvidenceRecord {
+                prober: r.get(0)?,
+                target: r.get(1)?,
+                at_unix_ns: r.get(2)?,
+                rtt_ns: r.get::<_, Option<i64>>(3)?.map(u64_of),
+                ok: r.get(4)?,
+                error: r.get(5)?,
+                nonce: r.get(6)?,
+                bundle: r.get(7)?,
+            })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -564,10 +617,121 @@ mod tests {
             s.round_minima_before("n1", 1_000, 10).unwrap(),
             vec![("p1".to_string(), 45)]
         );
-        assert_eq!(s.prune_samples(150).unwrap(), 1);
+        assert_eq!(s.prune_raw(150).unwrap().samples, 1);
         assert_eq!(s.samples_between("n1", 0, 1_000).unwrap().len(), 1);
         // Aggregates outlive their samples.
         assert_eq!(s.rounds_between("n1", 0, 2_000).unwrap().len(), 2);
+    }
+
+    fn evidence(target: &str, at: i64, bundle: Option<&[u8]>) -> EvidenceRecord {
+        EvidenceRecord {
+            prober: "p1".into(),
+            target: target.into(),
+            at_unix_ns: at,
+            rtt_ns: Some(900),
+            ok: bundle.is_some(),
+            error: bundle.is_none().then(|| "timeout".into()),
+            nonce: Some(vec![at as u8; 32]),
+            bundle: bundle.map(<[u8]>::to_vec),
+        }
+    }
+
+    #[test]
+    fn latest_bundle_per_target_in_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("b.db")).unwrap();
+        for e in [
+            evidence("n1", 10, Some(b"old")),
+            evidence("n1", 20, Some(b"new")),
+            // Later, but no bundle: the request failed.
+            evidence("n1", 30, None),
+            evidence("n2", 15, Some(b"n2")),
+            // Outside the window.
+            evidence("n2", 50, Some(b"late")),
+            evidence("n3", 5, Some(b"early")),
+        ] {
+            s.insert_evidence(&e).unwrap();
+        }
+        let got = s.evidence_bundles_between(10, 50).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                evidence("n1", 20, Some(b"new")),
+                evidence("n2", 15, Some(b"n2"))
+            ]
+        );
+        assert_eq!(s.evidence_bundles_between(60, 70).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn bundles_are_pruned_with_samples_and_records_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("p.db")).unwrap();
+        s.insert_evidence(&evidence("n1", 10, Some(b"old")))
+            .unwrap();
+        s.insert_evidence(&evidence("n1", 20, Some(b"new")))
+            .unwrap();
+        s.insert_round(
+            &round("n1", 10, 50),
+            &[SampleRecord {
+                sent_unix_ns: 10,
+                rtt_ns: 50,
+                inside_ns: 5,
+            }],
+        )
+        .unwrap();
+        assert_eq!(
+            s.prune_raw(15).unwrap(),
+            Pruned {
+                samples: 1,
+                bundles: 1
+            }
+        );
+        assert_eq!(
+            s.evidence_bundles_between(0, 15).unwrap(),
+            vec![],
+            "the old bundle is gone"
+        );
+        assert_eq!(
+            s.evidence_bundles_between(0, 30).unwrap(),
+            vec![evidence("n1", 20, Some(b"new"))]
+        );
+        // The request's record (and its round trip) outlives the bundle.
+        assert_eq!(
+            s.evidence_rtts_between("n1", 0, 30).unwrap(),
+            vec![("p1".to_string(), 900), ("p1".to_string(), 900)]
+        );
+        assert_eq!(s.prune_raw(15).unwrap(), Pruned::default());
+    }
+
+    #[test]
+    fn migrates_a_version_1_database_keeping_its_evidence() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            schema::migrate_to(&mut conn, 1).unwrap();
+            conn.execute(
+                "INSERT INTO evidence (prober, target, at_unix_ns, rtt_ns, ok, error)
+                 VALUES ('p1', 'n1', 7, 900, 1, NULL)",
+                [],
+            )
+            .unwrap();
+        }
+        let mut s = Store::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(
+            s.evidence_rtts_between("n1", 0, 10).unwrap(),
+            vec![("p1".to_string(), 900)]
+        );
+        // The old row has no bundle; a new one does.
+        assert_eq!(s.evidence_bundles_between(0, 10).unwrap(), vec![]);
+        s.insert_evidence(&evidence("n1", 8, Some(b"cbor")))
+            .unwrap();
+        assert_eq!(
+            s.evidence_bundles_between(0, 10).unwrap(),
+            vec![evidence("n1", 8, Some(b"cbor"))]
+        );
     }
 
     #[test]

@@ -6,7 +6,8 @@ use super::StoreError;
 
 /// Migration `i` brings the schema from version `i` to `i + 1`. Append only: never edit one
 /// that has shipped.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE sites (
     name TEXT PRIMARY KEY,
     lat REAL NOT NULL,
@@ -78,13 +79,25 @@ CREATE TABLE verdicts (
     judgement TEXT NOT NULL
 );
 CREATE INDEX verdicts_node_time ON verdicts (node, at_unix_ns);
-"#];
+"#,
+    // 2: the nonce asked and the evidence bundle as received (CBOR), for the monitor to verify.
+    r#"
+ALTER TABLE evidence ADD COLUMN nonce BLOB;
+ALTER TABLE evidence ADD COLUMN bundle BLOB;
+CREATE INDEX evidence_bundle_time ON evidence (at_unix_ns) WHERE bundle IS NOT NULL;
+"#,
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
-/// Applies the missing migrations, each in its own transaction.
+/// Applies the missing migrations, each in its own transaction; returns the version found.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<u32, StoreError> {
+    migrate_to(conn, SCHEMA_VERSION)
+}
+
+/// Brings the schema to `version` (≤ [`SCHEMA_VERSION`]); tests use it to make old databases.
+pub(crate) fn migrate_to(conn: &mut Connection, version: u32) -> Result<u32, StoreError> {
     let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::NewerSchema {
@@ -92,7 +105,8 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<u32, StoreError> {
             supported: SCHEMA_VERSION,
         });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+    let wanted = MIGRATIONS.iter().take(version as usize);
+    for (i, sql) in wanted.enumerate().skip(found as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         // PRAGMA takes no bound parameters; the value is our own integer.
