@@ -403,28 +403,24 @@ fn get10(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     Some((status, out.split_once("\r\n\r\n")?.1.to_owned()))
 }
 
-#[test]
-fn relocation_alert_reaches_a_real_alertmanager() {
-    let dir = tempfile::tempdir().unwrap();
+/// A real Alertmanager on a free loopback port, ready; it stops when the handle drops.
+fn start_alertmanager(dir: &Path) -> (Proc, SocketAddr) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let am_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let am_cfg = dir.path().join("alertmanager.yml");
+    let am_cfg = dir.join("alertmanager.yml");
     std::fs::write(
         &am_cfg,
         "route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n",
     )
     .unwrap();
-    let _am = Proc(
+    let am = Proc(
         Command::new(on_path(&["prometheus-alertmanager", "alertmanager"]))
             .arg(format!("--config.file={}", am_cfg.display()))
-            .arg(format!(
-                "--storage.path={}",
-                dir.path().join("am").display()
-            ))
+            .arg(format!("--storage.path={}", dir.join("am").display()))
             .arg(format!("--web.listen-address={am_addr}"))
             .arg("--cluster.listen-address=")
             .stdout(Stdio::null())
@@ -440,6 +436,31 @@ fn relocation_alert_reaches_a_real_alertmanager() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    (am, am_addr)
+}
+
+/// The alerts Alertmanager holds, and the raw body for messages.
+fn alerts_in(am_addr: SocketAddr) -> (Vec<serde_json::Value>, String) {
+    let (status, body) = get10(am_addr, "/api/v2/alerts").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    (v.as_array().unwrap().clone(), body)
+}
+
+fn find_alert<'a>(
+    alerts: &'a [serde_json::Value],
+    name: &str,
+    node: &str,
+) -> Option<&'a serde_json::Value> {
+    alerts
+        .iter()
+        .find(|a| a["labels"]["alertname"] == name && a["labels"]["node"] == node)
+}
+
+#[test]
+fn relocation_alert_reaches_a_real_alertmanager() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_am, am_addr) = start_alertmanager(dir.path());
 
     let db = dir.path().join("m.db");
     let now_s = std::time::SystemTime::now()
@@ -465,15 +486,9 @@ fn relocation_alert_reaches_a_real_alertmanager() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let (status, body) = get10(am_addr, "/api/v2/alerts").unwrap();
-    assert_eq!(status, 200, "{body}");
-    let alerts: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let (alerts, body) = alerts_in(am_addr);
     let find = |name: &str, node: &str| {
-        alerts
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["labels"]["alertname"] == name && a["labels"]["node"] == node)
+        find_alert(&alerts, name, node)
             .unwrap_or_else(|| panic!("no {name} for {node}: {body}"))
             .clone()
     };
@@ -490,6 +505,177 @@ fn relocation_alert_reaches_a_real_alertmanager() {
         !body.contains("\"node\":\"honest\""),
         "a located node must not alert: {body}"
     );
+}
+
+/// A served lab world: an honest node and one that moves from Frankfurt to Paris.
+const FLEET_SCENARIO: &str = r#"
+[settings]
+duration_s = 60
+rate_hz = 50
+[[site]]
+name = "fra"
+lat = 50.11
+lon = 8.68
+[[site]]
+name = "ams"
+lat = 52.37
+lon = 4.90
+[[site]]
+name = "lon"
+lat = 51.51
+lon = -0.13
+[[site]]
+name = "par"
+lat = 48.86
+lon = 2.35
+[[site]]
+name = "waw"
+lat = 52.23
+lon = 21.01
+[[prober]]
+site = "ams"
+[[prober]]
+site = "lon"
+[[prober]]
+site = "par"
+[[prober]]
+site = "waw"
+[[anchor]]
+site = "fra"
+[[responder]]
+name = "honest"
+claim = "fra"
+site = "fra"
+[[responder]]
+name = "mover"
+claim = "fra"
+site = "fra"
+move_to = "par"
+move_after_s = 15
+"#;
+
+/// The whole operator path on a lab world: `locus lab --serve` runs the TDs behind the delay
+/// relay, one `locus prober --config` daemon per prober site probes them into one database,
+/// `locus monitor` judges it every second and posts to a real Alertmanager, which must hold a
+/// firing relocation alert for the node that moved (with its old and new region and the
+/// reasons) and none for the honest node.
+#[test]
+fn lab_relocation_through_daemons_fires_a_real_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_am, am_addr) = start_alertmanager(dir.path());
+    let scenario = dir.path().join("fleet.toml");
+    std::fs::write(&scenario, FLEET_SCENARIO).unwrap();
+    let mut lab = Proc(
+        locus()
+            .args(["lab", "--serve", "--scenario"])
+            .arg(&scenario)
+            .arg("--out")
+            .arg(dir.path().join("lab"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(lab.0.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let serving: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    let configs = serving["configs"].as_array().unwrap();
+    assert_eq!(configs.len(), 4, "{serving}");
+    let daemons: Vec<Proc> = configs
+        .iter()
+        .map(|c| {
+            Proc(
+                locus()
+                    .args(["prober", "--config", c.as_str().unwrap()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let db = serving["db"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !Path::new(db).exists() {
+        assert!(Instant::now() < deadline, "no daemon created {db}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut monitor = Proc(
+        locus()
+            .args(["monitor", "--db", db, "--policy"])
+            .arg(serving["policy"].as_str().unwrap())
+            .args(["--listen", "127.0.0.1:0", "--interval-s", "1"])
+            .args(["--window-s", "4", "--baseline-rounds", "5"])
+            .args(["--alertmanager", &format!("http://{am_addr}")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let metrics = monitor.listen();
+
+    // The mover moves 15 s after the world started: its alert must fire well before the
+    // world stops at 60 s.
+    let deadline = Instant::now() + Duration::from_secs(50);
+    let moved = loop {
+        let (alerts, body) = alerts_in(am_addr);
+        if let Some(a) = find_alert(&alerts, "LocusNodeRelocated", "mover") {
+            break (a.clone(), body);
+        }
+        if Instant::now() > deadline {
+            let once = locus()
+                .args(["monitor", "--db", db, "--once", "--json", "--policy"])
+                .arg(serving["policy"].as_str().unwrap())
+                .args(["--window-s", "4", "--baseline-rounds", "5"])
+                .output()
+                .unwrap();
+            panic!(
+                "no relocation alert for mover: {body}\n{}",
+                String::from_utf8_lossy(&once.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let (alert, body) = moved;
+    assert_eq!(alert["status"]["state"], "active", "{alert}");
+    assert_eq!(alert["labels"]["claim"], "fra");
+    let ann = &alert["annotations"];
+    assert!(ann["reasons"].as_str().unwrap().contains("claim"), "{ann}");
+    assert!(
+        ann["old_region"].as_str().unwrap().contains("located"),
+        "{ann}"
+    );
+    // "(lat, lon) ± r km": the new region's estimate is near Paris, where the node went.
+    let new_region = ann["new_region"].as_str().unwrap();
+    let (lat, lon) = new_region
+        .trim_start_matches('(')
+        .split_once(')')
+        .and_then(|(p, _)| p.split_once(", "))
+        .unwrap_or_else(|| panic!("{new_region}"));
+    let at = LatLon::new(lat.parse().unwrap(), lon.parse().unwrap());
+    assert!(distance_km(at, pos("par")) < 150.0, "{ann}");
+    assert!(
+        !body.contains("\"node\":\"honest\""),
+        "the honest node must not alert: {body}"
+    );
+    let text = get(metrics, "/metrics").1;
+    assert!(
+        text.contains(r#"locus_node_verdict{node="honest",claim="fra",verdict="located"} 1"#),
+        "{text}"
+    );
+    monitor.signal(Signal::SIGTERM);
+    assert_eq!(monitor.exit_code(), Some(0));
+    for d in &daemons {
+        d.signal(Signal::SIGTERM);
+    }
+    for d in daemons {
+        assert_eq!(d.exit_code(), Some(0));
+    }
+    lab.signal(Signal::SIGTERM);
+    assert_eq!(lab.exit_code(), Some(0));
 }
 
 #[test]

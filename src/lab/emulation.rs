@@ -1,11 +1,10 @@
-//! Builds the emulated world of a scenario and runs it: relays, TDs (QUIC responders with lab
-//! TDX and swtpm vTPMs), anchors and probers, then collects evidence and judges every node.
+//! Runs a scenario on its emulated world (`world`): probers measure every responder round by
+//! round, collect evidence, and every node is judged.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use locus_analysis::evidence::nonce::NonceLedger;
@@ -15,42 +14,23 @@ use locus_analysis::input::{
     SAMPLES_VERSION,
 };
 use locus_analysis::{judge, Judgement, Policy};
-use locus_anchors::lab::{AnchorServer, LabCa};
-use locus_anchors::{AnchorSpec, AnchorsConfig, MeasureOptions};
 use locus_prober::requests::request_evidence_from;
 use locus_prober::{connect, run_round, RoundConfig, SpkiPolicy, Target};
 use locus_proto::evidence::EvidenceBundle;
 use locus_proto::messages::Include;
-use locus_responder::evidence::EvidenceSource;
-use locus_responder::server::{Server, ServerConfig};
-use locus_responder::session_key::SessionKey;
-use locus_responder::tdx::lab::{LabOptions, LabTdx};
-use locus_responder::tpm::swtpm::{Swtpm, SwtpmOptions};
-use locus_responder::tpm::{Tcti, Vtpm, VtpmConfig};
 use rand::{RngCore, SeedableRng};
 use tokio::sync::watch;
 
 use super::addr;
-use super::geo::one_way;
-use super::relay::{DelayPlan, Relay, RelayError};
+use super::relay::{Relay, RelayError};
 use super::scenario::{Scenario, Truth};
+use super::world::{self, anchor_name, check, unix_now, LabTrust, World};
 
 /// Name under which the lab's verifier issues nonces.
 pub(crate) const NONCE_ISSUER: &str = "locus-lab";
 
 /// Length of one probing round (the verdict engine's change detection works per round).
 const ROUND: Duration = Duration::from_secs(1);
-
-/// One responder's emulated parts, kept alive for the run.
-struct Node {
-    name: String,
-    claim: usize,
-    truth: Truth,
-    server: Server,
-    // Fields drop in order: the vTPM connection before its emulator process.
-    _vtpm: Arc<Vtpm>,
-    _swtpm: Swtpm,
-}
 
 /// What a run produced, for the report.
 pub(crate) struct Outcome {
@@ -72,35 +52,8 @@ pub(crate) struct NodeOutcome {
     pub(crate) failed_checks: Vec<String>,
 }
 
-/// Files the lab's verification policy refers to (written beside `policy.toml`).
-pub(crate) struct LabTrust {
-    pub(crate) tdx: LabTdx,
-    pub(crate) ek_ca_pem: String,
-    pub(crate) anchor_ca: LabCa,
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// Progress as (done, total) rounds.
 pub(crate) type Progress = watch::Sender<(u64, u64)>;
-
-/// The run was interrupted (Ctrl-C, SIGTERM).
-#[derive(Debug, thiserror::Error)]
-#[error("interrupted")]
-pub(crate) struct Interrupted;
-
-/// Stops between steps when asked: a step in flight (an emulator being started) finishes
-/// first, so everything it made is owned, and dropped, by the run.
-fn check(cancel: &watch::Receiver<bool>) -> anyhow::Result<()> {
-    if *cancel.borrow() {
-        return Err(Interrupted.into());
-    }
-    Ok(())
-}
 
 /// Runs the scenario; `out` receives the lab's trust files and evidence as they are made.
 pub(crate) async fn run(
@@ -135,115 +88,29 @@ async fn run_inner(
     progress: &Progress,
     cancel: &watch::Receiver<bool>,
 ) -> anyhow::Result<Inner> {
-    let jitter = Duration::from_secs_f64(s.jitter_us / 1e6);
-    let boot = super::boot::write_logs(&out.join("td-logs"))?;
-    let mut tdx_opts = LabOptions::at(unix_now());
-    tdx_opts.measurements.rtmr = boot.rtmrs;
-    let lab_tdx = tokio::task::spawn_blocking(move || LabTdx::generate_with(&tdx_opts))
-        .await?
-        .context("generating the lab TDX keys and collateral")?;
-    let anchor_ca = LabCa::generate().context("generating the lab anchor CA")?;
+    let world = world::build(s, out, relay, cancel).await?;
+    let result = probe_and_judge(s, out, relay, progress, cancel, &world).await;
+    let trust = world.shutdown().await;
+    let (samples, outcomes) = result?;
+    Ok((samples, outcomes, trust))
+}
 
-    // Anchors, each on its own host.
-    let mut anchor_servers = Vec::new();
-    for (k, &site) in s.anchors.iter().enumerate() {
-        let name = anchor_name(s, k, site);
-        let server = AnchorServer::start(addr::anchor(k), &anchor_ca, &format!("{name}.lab"))
-            .await
-            .with_context(|| format!("starting anchor {name}"))?;
-        anchor_servers.push(server);
-    }
-
-    // Responders: a TD with its vTPM (maybe far away) and anchors seen from where it runs.
-    let mut nodes = Vec::new();
-    let mut ek_roots_pem = Vec::new();
-    for (j, r) in s.responders.iter().enumerate() {
-        check(cancel)?;
-        let swtpm = tokio::task::spawn_blocking(|| {
-            Swtpm::start(SwtpmOptions {
-                create_ek_cert: true,
-                ..SwtpmOptions::default()
-            })
-        })
-        .await?
-        .with_context(|| format!("starting swtpm for {}", r.name))?;
-        // Each emulator has its own local EK CA: [issuing CA, root] in PEM.
-        let ek_ca = swtpm.ek_ca_certs()?;
-        ek_roots_pem.extend(ek_ca.get(1).cloned());
-        let tcti = match r.tpm_site {
-            Some(t) if t != r.site => {
-                let plan = DelayPlan::fixed(one_way(s, r.site, t), jitter);
-                let port = tpm_relay_ports(relay, addr::tpm_link(j), swtpm.port(), &plan)?;
-                Tcti::Swtpm {
-                    host: addr::tpm_link(j).to_string(),
-                    port,
-                }
-            }
-            _ => swtpm.tcti(),
-        };
-        let vtpm = Arc::new(
-            tokio::task::spawn_blocking(move || Vtpm::open(VtpmConfig::new(tcti)))
-                .await?
-                .with_context(|| format!("opening the vTPM of {}", r.name))?,
-        );
-        let mut specs = Vec::new();
-        for (k, &asite) in s.anchors.iter().enumerate() {
-            let plan = moving_plan(s, j, asite, jitter);
-            let server = &anchor_servers[k];
-            let link = relay.tcp_link(addr::anchor_link(j, k), server.local_addr(), &plan)?;
-            specs.push(AnchorSpec::lab(
-                &anchor_name(s, k, asite),
-                link,
-                server.name(),
-                &anchor_ca,
-            )?);
-        }
-        {
-            let vtpm = vtpm.clone();
-            tokio::task::spawn_blocking(move || super::boot::measure_into(&vtpm)).await??;
-        }
-        let issuing_ca = pem_certs(ek_ca.first().map_or("", String::as_str));
-        let source = EvidenceSource::new(Some(lab_tdx.quoter()), Some(vtpm.clone()))
-            .with_coalescing(16)
-            .with_ek_ca_certs(issuing_ca)
-            .with_event_logs(boot.logs.clone())
-            .with_anchors(AnchorsConfig {
-                options: MeasureOptions {
-                    round_trips: 5,
-                    ..MeasureOptions::default()
-                },
-                anchors: specs,
-            });
-        let server_config = ServerConfig {
-            // Emulated paths are milliseconds long: no spinning (see RoundConfig::spin).
-            spin_after_answer: Duration::ZERO,
-            ..ServerConfig::new(addr::td(j))
-        };
-        let server = Server::start(server_config, SessionKey::generate()?, source)
-            .with_context(|| format!("starting responder {}", r.name))?;
-        nodes.push(Node {
-            name: r.name.clone(),
-            claim: r.claim,
-            truth: r.truth(),
-            server,
-            _vtpm: vtpm,
-            _swtpm: swtpm,
-        });
-    }
-
+async fn probe_and_judge(
+    s: &Scenario,
+    out: &Path,
+    relay: &Arc<Relay>,
+    progress: &Progress,
+    cancel: &watch::Receiver<bool>,
+    world: &World,
+) -> anyhow::Result<(SamplesFile, Vec<NodeOutcome>)> {
+    let nodes = &world.nodes;
     // Probers: one connection per responder, through a link with the emulated delay.
     let mut targets: Vec<Vec<Target>> = Vec::new();
-    for (i, &psite) in s.probers.iter().enumerate() {
+    for i in 0..s.probers.len() {
         check(cancel)?;
         let mut row = Vec::new();
         for (j, node) in nodes.iter().enumerate() {
-            let r = &s.responders[j];
-            let entry = r.relay_via.unwrap_or(r.site);
-            let base = one_way(s, psite, entry) + one_way(s, entry, r.site);
-            let mut plan = DelayPlan::fixed(base, jitter);
-            if let Some((to, after)) = r.moves {
-                plan = plan.then_at(Duration::from_secs_f64(after), one_way(s, psite, to));
-            }
+            let plan = world::prober_plan(s, i, j);
             let link = relay.udp_link(addr::prober_link(i, j), node.server.local_addr()?, &plan)?;
             let pin = SpkiPolicy::Pinned(node.server.session_key().spki_der().to_vec());
             let target = connect(link, addr::prober(i), pin, Duration::from_secs(10))
@@ -341,12 +208,7 @@ async fn run_inner(
     }
 
     // Trust files and the lab's policy.
-    let trust = LabTrust {
-        tdx: lab_tdx,
-        ek_ca_pem: ek_roots_pem.join("\n"),
-        anchor_ca,
-    };
-    super::trust::write(out, s, &trust, &ledger)?;
+    super::trust::write(out, s, &world.trust, &ledger)?;
     let policy = super::trust::evidence_policy(out)?;
     let anchor_policy = policy
         .anchors
@@ -444,55 +306,7 @@ async fn run_inner(
             failed_checks,
         });
     }
-    for node in &nodes {
-        node.server.shutdown().await;
-    }
-    for a in anchor_servers {
-        a.shutdown();
-    }
-    Ok((samples, outcomes, trust))
-}
-
-/// A TD's path to a site that may change when the TD moves.
-fn moving_plan(s: &Scenario, j: usize, to_site: usize, jitter: Duration) -> DelayPlan {
-    let r = &s.responders[j];
-    let plan = DelayPlan::fixed(one_way(s, r.site, to_site), jitter);
-    match r.moves {
-        Some((m, after)) => plan.then_at(Duration::from_secs_f64(after), one_way(s, m, to_site)),
-        None => plan,
-    }
-}
-
-/// Relays swtpm's TPM port and control port (port + 1) through a pair of adjacent ports on
-/// the relay host; returns the TPM port.
-fn tpm_relay_ports(
-    relay: &Arc<Relay>,
-    host: std::net::IpAddr,
-    swtpm_port: u16,
-    plan: &DelayPlan,
-) -> anyhow::Result<u16> {
-    let target = |p: u16| SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), p);
-    for port in (20_000u16..60_000).step_by(2) {
-        let a = SocketAddr::new(host, port);
-        let b = SocketAddr::new(host, port + 1);
-        if std::net::TcpListener::bind(a).is_err() || std::net::TcpListener::bind(b).is_err() {
-            continue;
-        }
-        relay.tcp_link(a, target(swtpm_port), plan)?;
-        relay.tcp_link(b, target(swtpm_port + 1), plan)?;
-        return Ok(port);
-    }
-    anyhow::bail!("no free port pair on {host} for the vTPM relay")
-}
-
-fn pem_certs(pem_text: &str) -> Vec<Vec<u8>> {
-    pem::parse_many(pem_text.as_bytes())
-        .map(|v| v.into_iter().map(|p| p.into_contents()).collect())
-        .unwrap_or_default()
-}
-
-pub(crate) fn anchor_name(s: &Scenario, k: usize, site: usize) -> String {
-    format!("anchor-{}-{k}", s.sites[site].name)
+    Ok((samples, outcomes))
 }
 
 pub(crate) fn prober_id(s: &Scenario, i: usize, site: usize) -> String {

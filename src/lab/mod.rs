@@ -10,7 +10,9 @@ mod plots;
 mod relay;
 mod report;
 mod scenario;
+mod serve;
 mod trust;
+mod world;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +37,11 @@ pub(crate) struct LabArgs {
     /// Override the scenario's probing time (seconds).
     #[arg(long)]
     duration: Option<f64>,
+    /// Keep the world running for the duration without the lab's own probers, and write one
+    /// `locus prober --config` file per prober site (OUT/fleet/) for real daemons and
+    /// `locus monitor` to watch it (docs/monitoring.md). Prints one JSON line when ready.
+    #[arg(long, conflicts_with = "json")]
+    serve: bool,
 }
 
 pub(crate) fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
@@ -82,13 +89,16 @@ pub(crate) fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let (progress_tx, progress_rx) = tokio::sync::watch::channel((0u64, 1u64));
-    let bar = progress_bar(progress_rx, &rt);
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     rt.spawn(async move {
         crate::responder_cmd::shutdown_signal().await;
         let _ = cancel_tx.send(true);
     });
+    if args.serve {
+        return serve_world(&rt, &scenario, &out, cancel_rx);
+    }
+    let (progress_tx, progress_rx) = tokio::sync::watch::channel((0u64, 1u64));
+    let bar = progress_bar(progress_rx, &rt);
     // The run stops itself between steps when cancelled, so every emulator it started is
     // owned by it and killed when its handle drops.
     let result = rt.block_on(emulation::run(scenario, &out, progress_tx, cancel_rx));
@@ -96,7 +106,7 @@ pub(crate) fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     rt.shutdown_timeout(Duration::from_secs(2));
     let (outcome, _trust) = match result {
         Ok(r) => r,
-        Err(e) if e.is::<emulation::Interrupted>() => {
+        Err(e) if e.is::<world::Interrupted>() => {
             bail!("interrupted: the lab stopped and cleaned up")
         }
         Err(e) => return Err(e),
@@ -109,6 +119,44 @@ pub(crate) fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     plots::index_html(&out, &table, &files)?;
     print(&table, &report, args.json)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--serve`: runs the world until its duration ends or a signal comes.
+fn serve_world(
+    rt: &tokio::runtime::Runtime,
+    scenario: &Scenario,
+    out: &std::path::Path,
+    cancel: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<ExitCode> {
+    let result = rt.block_on(serve::run(scenario, out, cancel, announce_serving));
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if e.is::<world::Interrupted>() => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(e),
+    }
+}
+
+#[expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the CLI announces what it serves and how to watch it"
+)]
+fn announce_serving(s: &serve::Serving) {
+    if let Ok(line) = serde_json::to_string(s) {
+        println!("{line}");
+    }
+    eprintln!(
+        "lab world running for {:.0} s; watch it with one daemon per config and the monitor:",
+        s.duration_s
+    );
+    for c in &s.configs {
+        eprintln!("  locus prober --config {} &", c.display());
+    }
+    eprintln!(
+        "  locus monitor --db {} --policy {} --interval-s 1 --window-s 5 --baseline-rounds 5",
+        s.db.display(),
+        s.policy.display()
+    );
 }
 
 /// Checks what the lab needs before starting anything.

@@ -10,8 +10,9 @@ use locus_analysis::evidence::nonce::NonceLedger;
 use locus_analysis::evidence::policy::PolicyFile;
 use locus_analysis::evidence::{CheckId, EvidencePolicy, Requirement};
 
-use super::emulation::{anchor_name, LabTrust, NONCE_ISSUER};
+use super::emulation::NONCE_ISSUER;
 use super::scenario::Scenario;
+use super::world::{anchor_name, LabTrust};
 
 const TDX_ROOT: &str = "trust/lab-tdx-root.der";
 const TDX_COLLATERAL: &str = "trust/lab-tdx-collateral.json";

@@ -543,6 +543,29 @@ impl Store {
 mod tests {
     use super::*;
 
+    /// Probers started together open one new database at once: every one must get a
+    /// migrated store (a migration step read outside its write lock ran twice and failed).
+    #[test]
+    fn concurrent_first_opens_all_succeed() {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("new.db");
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+            let opens: Vec<_> = (0..6)
+                .map(|_| {
+                    let (path, barrier) = (path.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        Store::open(&path).map(|s| s.schema_version().unwrap())
+                    })
+                })
+                .collect();
+            for o in opens {
+                assert_eq!(o.join().unwrap().unwrap(), SCHEMA_VERSION);
+            }
+        }
+    }
+
     fn round(target: &str, started: i64, min: u64) -> RoundRecord {
         RoundRecord {
             prober: "p1".into(),

@@ -1,6 +1,6 @@
 //! Schema migrations: an ordered list of SQL scripts; `PRAGMA user_version` counts those applied.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 
 use super::StoreError;
 
@@ -105,9 +105,14 @@ pub(crate) fn migrate_to(conn: &mut Connection, version: u32) -> Result<u32, Sto
             supported: SCHEMA_VERSION,
         });
     }
-    let wanted = MIGRATIONS.iter().take(version as usize);
-    for (i, sql) in wanted.enumerate().skip(found as usize) {
-        let tx = conn.transaction()?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().take(version as usize) {
+        // Several probers may open a new database at once: take the write lock first (waiting
+        // for the busy timeout), then re-read the version, so each step runs exactly once.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now: u32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if now as usize > i {
+            continue;
+        }
         tx.execute_batch(sql)?;
         // PRAGMA takes no bound parameters; the value is our own integer.
         tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
