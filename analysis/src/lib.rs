@@ -13,6 +13,7 @@ pub mod region;
 pub mod relocation;
 pub mod rtt_bound;
 mod summary;
+pub use summary::VerifiedEvidence;
 pub mod tdx;
 pub mod tpm;
 pub mod verdict;

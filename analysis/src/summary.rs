@@ -191,3 +191,55 @@ mod tests {
         assert_eq!(s.tdx_vtpm_bound, Some(true));
     }
 }
+
+/// What one evidence bundle gives the verdict engine once verified: its summary, the in-TD
+/// timings, the verified anchors, and every failed check by name (anchor failures included).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedEvidence {
+    pub summary: EvidenceSummary,
+    pub in_td: InTdTimings,
+    pub anchors: Vec<AnchorReport>,
+    pub failed_checks: Vec<String>,
+}
+
+impl VerifiedEvidence {
+    /// Verifies `bundle` under `policy` (anchors too, when the policy names anchors).
+    pub fn verify(
+        bundle: &locus_proto::evidence::EvidenceBundle,
+        policy: &crate::evidence::EvidencePolicy,
+        inputs: &crate::evidence::VerifyInputs,
+    ) -> Self {
+        let report = crate::evidence::verify_bundle(bundle, policy, inputs);
+        let mut failed_checks: Vec<String> = report
+            .failed()
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect();
+        let mut anchors = Vec::new();
+        if let (Some(a), Some(anchor_policy)) = (&bundle.anchors, &policy.anchors) {
+            match crate::anchor::verify_report(
+                a,
+                &a.digest(),
+                &bundle.nonce,
+                anchor_policy,
+                inputs.now_unix,
+            ) {
+                Ok(v) => anchors = v.verdict_inputs(),
+                Err(e) => failed_checks.push(format!("anchors: {e}")),
+            }
+        }
+        VerifiedEvidence {
+            summary: EvidenceSummary::from_report(&report),
+            in_td: InTdTimings::from(&bundle.timings),
+            anchors,
+            failed_checks,
+        }
+    }
+
+    /// Puts the evidence into a node's input for the verdict engine.
+    pub fn apply_to(&self, input: &mut crate::input::NodeInput) {
+        input.evidence = Some(self.summary.clone());
+        input.in_td = self.in_td.clone();
+        input.anchors = self.anchors.clone();
+    }
+}

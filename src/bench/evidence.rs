@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use locus_analysis::evidence::{self, EvidencePolicy, NonceLedger, PolicyFile, VerifyInputs};
+use locus_analysis::evidence::{self, NonceLedger, PolicyFile, VerifyInputs};
 use locus_analysis::tdx::{self, TrustRoot};
 use locus_proto::binding;
 use locus_proto::evidence::{EkCert, EvidenceBundle, BUNDLE_VERSION};
@@ -199,8 +199,7 @@ pub(crate) fn run(args: EvidenceArgs) -> anyhow::Result<ExitCode> {
 
     let dir = lab.dir.path().join("policy");
     let policy_path = lab.write_policy(&dir, "bench")?;
-    let policy: EvidencePolicy = PolicyFile::from_toml(&std::fs::read_to_string(&policy_path)?)?
-        .resolve(&|rel: &str| std::fs::read(dir.join(rel)).map_err(|e| e.to_string()))?;
+    let (_, policy) = crate::verify::evidence::load_policy(&policy_path)?;
     let mut ledger = NonceLedger::new("bench");
     let now = unix_now()?;
     ledger.issue(&bundle.nonce, now);

@@ -8,12 +8,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use locus_analysis::evidence::nonce::NonceLedger;
-use locus_analysis::evidence::{verify_bundle, VerifyInputs};
+use locus_analysis::evidence::VerifyInputs;
 use locus_analysis::input::{
-    EchoSample, EvidenceSummary, InTdTimings, NodeInput, Prober, ProberSeries, SamplesFile,
-    SAMPLES_VERSION,
+    EchoSample, NodeInput, Prober, ProberSeries, SamplesFile, SAMPLES_VERSION,
 };
-use locus_analysis::{judge, Judgement, Policy};
+use locus_analysis::{judge, Judgement, Policy, VerifiedEvidence};
 use locus_prober::requests::request_evidence_from;
 use locus_prober::{connect, run_round, RoundConfig, SpkiPolicy, Target};
 use locus_proto::evidence::EvidenceBundle;
@@ -210,10 +209,7 @@ async fn probe_and_judge(
     // Trust files and the lab's policy.
     super::trust::write(out, s, &world.trust, &ledger)?;
     let policy = super::trust::evidence_policy(out)?;
-    let anchor_policy = policy
-        .anchors
-        .clone()
-        .context("the lab policy names no anchors")?;
+    anyhow::ensure!(policy.anchors.is_some(), "the lab policy names no anchors");
 
     // Judge.
     let world_sites: Vec<_> = s
@@ -272,26 +268,9 @@ async fn probe_and_judge(
                 nonce_record: ledger.record(&b.nonce),
                 peer_spki: Some(node.server.session_key().spki_der().to_vec()),
             };
-            let report = verify_bundle(b, &policy, &inputs);
-            failed_checks = report
-                .failed()
-                .iter()
-                .map(|c| c.name().to_string())
-                .collect();
-            input.evidence = Some(EvidenceSummary::from_report(&report));
-            input.in_td = InTdTimings::from(&b.timings);
-            if let Some(a) = &b.anchors {
-                match locus_analysis::anchor::verify_report(
-                    a,
-                    &a.digest(),
-                    &b.nonce,
-                    &anchor_policy,
-                    collected_at,
-                ) {
-                    Ok(v) => input.anchors = v.verdict_inputs(),
-                    Err(e) => failed_checks.push(format!("anchors: {e}")),
-                }
-            }
+            let verified = VerifiedEvidence::verify(b, &policy, &inputs);
+            verified.apply_to(&mut input);
+            failed_checks = verified.failed_checks;
         }
         let world = samples.world();
         let judgement = judge(&world, &input, &verdict_policy);

@@ -153,9 +153,11 @@ fn announce_serving(s: &serve::Serving) {
         eprintln!("  locus prober --config {} &", c.display());
     }
     eprintln!(
-        "  locus monitor --db {} --policy {} --interval-s 1 --window-s 5 --baseline-rounds 5",
+        "  locus monitor --db {} --policy {} --evidence-policy {} --interval-s 1 --window-s 5 \
+         --baseline-rounds 5",
         s.db.display(),
-        s.policy.display()
+        s.policy.display(),
+        s.evidence_policy.display()
     );
 }
 

@@ -35,6 +35,8 @@ pub(crate) struct Serving {
     pub(crate) db: PathBuf,
     /// Verdict policy for `locus monitor --policy`.
     pub(crate) policy: PathBuf,
+    /// Evidence policy (the lab's trust roots) for `locus monitor --evidence-policy`.
+    pub(crate) evidence_policy: PathBuf,
     /// Seconds the world keeps running.
     pub(crate) duration_s: f64,
 }
@@ -102,6 +104,7 @@ async fn serve(
         configs,
         db: fleet.join("locus.db"),
         policy,
+        evidence_policy: out.join(super::trust::POLICY),
         duration_s: s.duration_s,
     });
     let until = Duration::from_secs_f64(s.duration_s);
@@ -111,12 +114,12 @@ async fn serve(
     }
 }
 
-/// The monitor judges timing only: the daemons store evidence round trips, not verified
-/// bundles, and no anchor report reaches the monitor.
+/// The defaults: evidence (verified by the monitor from the daemons' stored bundles) and an
+/// anchor report are required, as in the lab's own run.
 const VERDICT_POLICY: &str = "\
-# Verdict policy for `locus monitor` on a served lab (timing only: see docs/monitoring.md).
-require_evidence = false
-min_anchors = 0
+# Verdict policy for `locus monitor` on a served lab: the defaults of config/policy.example.toml
+# (evidence and anchors required; the monitor verifies the daemons' bundles with
+# --evidence-policy ../policy.toml).
 ";
 
 #[derive(Serialize)]
@@ -141,6 +144,7 @@ struct ProbeEntry {
     rate_hz: f64,
     round_s: f64,
     evidence_interval_s: f64,
+    anchors: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -179,6 +183,9 @@ fn daemon_config(
             rate_hz: s.rate_hz,
             round_s: ROUND_S,
             evidence_interval_s: EVIDENCE_INTERVAL_S,
+            anchors: (0..s.anchors.len())
+                .map(|k| world::anchor_name(s, k, s.anchors[k]))
+                .collect(),
         },
         sites: s
             .sites

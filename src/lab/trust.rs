@@ -76,7 +76,5 @@ pub(crate) fn write(
 
 /// Loads `policy.toml` back from `out`, exactly as `locus verify evidence` will.
 pub(crate) fn evidence_policy(out: &Path) -> anyhow::Result<EvidencePolicy> {
-    let text = std::fs::read_to_string(out.join(POLICY))?;
-    let file = PolicyFile::from_toml(&text)?;
-    Ok(file.resolve(&|rel: &str| std::fs::read(out.join(rel)).map_err(|e| e.to_string()))?)
+    Ok(crate::verify::evidence::load_policy(&out.join(POLICY))?.1)
 }

@@ -163,7 +163,8 @@ pub(crate) async fn build(
             .with_event_logs(boot.logs.clone())
             .with_anchors(AnchorsConfig {
                 options: MeasureOptions {
-                    round_trips: 5,
+                    // The minimum of several: a first TLS round trip under load can take ms.
+                    round_trips: 10,
                     ..MeasureOptions::default()
                 },
                 anchors: specs,

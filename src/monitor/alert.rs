@@ -71,10 +71,12 @@ fn region_text(j: &serde_json::Value) -> Option<String> {
     })
 }
 
-/// The alerts to send after judging a node whose previous stored verdict was `previous`.
+/// The alerts to send after judging a node whose previous stored verdict was `previous` and
+/// whose last `located` verdict was `last_located` (the old region of the alert).
 pub(crate) fn alerts_for(
     j: &Judgement,
     previous: Option<&VerdictRecord>,
+    last_located: Option<&VerdictRecord>,
     now_unix_s: i64,
     firing_for: Duration,
 ) -> Vec<Alert> {
@@ -119,7 +121,7 @@ pub(crate) fn alerts_for(
     };
     let judged = serde_json::to_value(j).unwrap_or_default();
     let new_region = region_text(&judged).unwrap_or_else(|| "none (no feasible region)".into());
-    let old_region = previous
+    let old_region = last_located
         .and_then(|p| region_of(&p.judgement).map(|r| format!("{r} (verdict {})", p.verdict)))
         .unwrap_or_else(|| format!("claimed site {}", j.claim));
     let annotations = [

@@ -30,10 +30,17 @@ pub(crate) struct MonitorArgs {
     /// SQLite database the probers write (`db` in their config).
     #[arg(long)]
     db: PathBuf,
-    /// Verdict policy (TOML, config/policy.example.toml); defaults when absent. The daemon
-    /// does not store verified evidence yet: set `require_evidence = false` to judge on timing.
+    /// Verdict policy (TOML, config/policy.example.toml); defaults when absent. Without
+    /// --evidence-policy set `require_evidence = false` to judge on timing alone.
     #[arg(long)]
     policy: Option<PathBuf>,
+    /// Evidence policy (as for `locus verify evidence --policy`): each node's latest stored
+    /// bundle is verified under it and feeds the verdict (evidence, anchors, in-TD timings).
+    #[arg(long)]
+    evidence_policy: Option<PathBuf>,
+    /// Seconds back from the judgement in which a node's latest evidence bundle counts.
+    #[arg(long, default_value_t = 900.0)]
+    evidence_window_s: f64,
     /// Seconds between two judgements of every node.
     #[arg(long, default_value_t = 60.0)]
     interval_s: f64,
@@ -61,6 +68,15 @@ pub(crate) struct MonitorArgs {
     alertmanagers: Vec<String>,
 }
 
+/// How [`judge_all`] judges: the verdict policy, the sample window, the baseline and, when
+/// configured, the stored evidence.
+pub(crate) struct Judging {
+    pub(crate) policy: Policy,
+    pub(crate) window: Duration,
+    pub(crate) baseline_rounds: usize,
+    pub(crate) evidence: Option<input::EvidenceConfig>,
+}
+
 /// What [`judge_all`] does besides judging.
 pub(crate) struct Sinks<'a> {
     metrics: Option<&'a NodeMetrics>,
@@ -79,6 +95,7 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     for (name, v) in [
         ("--interval-s", args.interval_s),
         ("--window-s", args.window_s),
+        ("--evidence-window-s", args.evidence_window_s),
     ] {
         if !(v.is_finite() && v > 0.0) {
             bail!("{name} must be a finite number > 0, not {v}");
@@ -87,13 +104,24 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     if args.baseline_rounds == 0 {
         bail!("--baseline-rounds must be at least 1");
     }
-    let policy = load_policy(args.policy.as_deref())?;
+    let evidence = match &args.evidence_policy {
+        Some(p) => Some(input::EvidenceConfig {
+            policy: crate::verify::evidence::load_policy(p)?.1,
+            window: Duration::from_secs_f64(args.evidence_window_s),
+        }),
+        None => None,
+    };
+    let judging = Judging {
+        policy: load_policy(args.policy.as_deref())?,
+        window: Duration::from_secs_f64(args.window_s),
+        baseline_rounds: args.baseline_rounds,
+        evidence,
+    };
     if !args.db.exists() {
         bail!("database {} does not exist", args.db.display());
     }
     let mut store =
         Store::open(&args.db).with_context(|| format!("opening {}", args.db.display()))?;
-    let window = Duration::from_secs_f64(args.window_s);
     if args.once {
         let now = match args.at {
             Some(t) => (t * 1e9) as i64,
@@ -104,14 +132,7 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
             alertmanagers: &args.alertmanagers,
             alert_ttl: Duration::from_secs_f64(args.interval_s * 3.0),
         };
-        let (js, failed) = judge_all(
-            &mut store,
-            &policy,
-            now,
-            window,
-            args.baseline_rounds,
-            &sinks,
-        )?;
+        let (js, failed) = judge_all(&mut store, &judging, now, &sinks)?;
         if let Some(e) = failed.first() {
             bail!("alert not delivered: {e}");
         }
@@ -124,15 +145,10 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         });
     }
     let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(serve(args, store, policy, window))
+    rt.block_on(serve(args, store, judging))
 }
 
-async fn serve(
-    args: MonitorArgs,
-    store: Store,
-    policy: Policy,
-    window: Duration,
-) -> anyhow::Result<ExitCode> {
+async fn serve(args: MonitorArgs, store: Store, judging: Judging) -> anyhow::Result<ExitCode> {
     let mut registry = Registry::default();
     let metrics = NodeMetrics::new(&mut registry);
     let ready = Arc::new(AtomicBool::new(false));
@@ -153,7 +169,7 @@ async fn serve(
         },
     ));
     let store = Arc::new(Mutex::new(store));
-    let policy = Arc::new(policy);
+    let judging = Arc::new(judging);
     let mut tick = tokio::time::interval(Duration::from_secs_f64(args.interval_s));
     let stop = crate::responder_cmd::shutdown_signal();
     tokio::pin!(stop);
@@ -161,14 +177,13 @@ async fn serve(
         tokio::select! {
             _ = &mut stop => break,
             _ = tick.tick() => {
-                let (s, p, m) = (store.clone(), policy.clone(), metrics.clone());
-                let rounds = args.baseline_rounds;
+                let (s, j, m) = (store.clone(), judging.clone(), metrics.clone());
                 let ams = args.alertmanagers.clone();
                 let ttl = Duration::from_secs_f64(args.interval_s * 3.0);
                 let res = tokio::task::spawn_blocking(move || {
                     let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
                     let sinks = Sinks { metrics: Some(&m), alertmanagers: &ams, alert_ttl: ttl };
-                    judge_all(&mut s, &p, unix_now_ns(), window, rounds, &sinks)
+                    judge_all(&mut s, &j, unix_now_ns(), &sinks)
                 })
                 .await;
                 match res {
@@ -195,10 +210,8 @@ async fn serve(
 /// updates the metrics and posts alerts; returns the judgements and the alerts not delivered.
 pub(crate) fn judge_all(
     store: &mut Store,
-    policy: &Policy,
+    judging: &Judging,
     now_ns: i64,
-    window: Duration,
-    baseline_rounds: usize,
     sinks: &Sinks<'_>,
 ) -> anyhow::Result<(Vec<Judgement>, Vec<String>)> {
     let world = input::world(store)?;
@@ -209,13 +222,21 @@ pub(crate) fn judge_all(
             problems.join("; ")
         );
     }
-    let from = now_ns.saturating_sub(i64::try_from(window.as_nanos()).unwrap_or(i64::MAX));
+    let from = now_ns.saturating_sub(ns_of(judging.window));
+    let bundles = match &judging.evidence {
+        Some(e) => Some(input::latest_bundles(store, e, now_ns)?),
+        None => None,
+    };
     let mut out = Vec::new();
     let mut failed = Vec::new();
     for (node, claim) in store.nodes_between(from, now_ns)? {
         let previous = store.latest_verdict(&node)?;
-        let input = input::node_input(store, &node, &claim, from, now_ns, baseline_rounds)?;
-        let j = judge(&world, &input, policy);
+        let mut input =
+            input::node_input(store, &node, &claim, from, now_ns, judging.baseline_rounds)?;
+        if let (Some(e), Some(bundles)) = (&judging.evidence, &bundles) {
+            input::attach_evidence(store, e, bundles.get(&node), &mut input, now_ns)?;
+        }
+        let j = judge(&world, &input, &judging.policy);
         let radius_km = j.region.as_ref().and_then(|r| r.radius_km);
         store.insert_verdict(&VerdictRecord {
             node: node.clone(),
@@ -228,9 +249,11 @@ pub(crate) fn judge_all(
             judgement: serde_json::to_string(&j)?,
         })?;
         if !sinks.alertmanagers.is_empty() {
+            let last_located = store.latest_verdict_of(&node, Some("located"))?;
             let alerts = alert::alerts_for(
                 &j,
                 previous.as_ref(),
+                last_located.as_ref(),
                 now_ns / 1_000_000_000,
                 sinks.alert_ttl,
             );
@@ -263,6 +286,10 @@ fn load_policy(path: Option<&Path>) -> anyhow::Result<Policy> {
         }
         None => Ok(Policy::default()),
     }
+}
+
+fn ns_of(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
 fn unix_now_ns() -> i64 {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use locus_analysis::evidence::{
-    self, EvidenceReport, NonceRecord, Outcome, PolicyFile, VerifyInputs,
+    self, EvidencePolicy, EvidenceReport, NonceRecord, Outcome, PolicyFile, VerifyInputs,
 };
 
 use super::at::parse_at;
@@ -40,22 +40,29 @@ fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
 }
 
+/// Reads an evidence policy file and the trust files it names (relative to the file).
+pub(crate) fn load_policy(path: &Path) -> anyhow::Result<(PolicyFile, EvidencePolicy)> {
+    let text = String::from_utf8(read(path, "policy")?)
+        .with_context(|| format!("policy {} is not UTF-8", path.display()))?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let file =
+        PolicyFile::from_toml(&text).with_context(|| format!("policy {}", path.display()))?;
+    let policy = file
+        .resolve(&|rel: &str| {
+            std::fs::read(base.join(rel)).map_err(|e| format!("{}: {e}", base.join(rel).display()))
+        })
+        .with_context(|| format!("policy {}", path.display()))?;
+    Ok((file, policy))
+}
+
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let bundle = read(&args.bundle, "bundle")?;
-    let policy_text = String::from_utf8(read(&args.policy, "policy")?)
-        .with_context(|| format!("policy {} is not UTF-8", args.policy.display()))?;
+    let (policy_file, policy) = load_policy(&args.policy)?;
     let base = args
         .policy
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    let policy_file = PolicyFile::from_toml(&policy_text)
-        .with_context(|| format!("policy {}", args.policy.display()))?;
-    let policy = policy_file
-        .resolve(&|rel: &str| {
-            std::fs::read(base.join(rel)).map_err(|e| format!("{}: {e}", base.join(rel).display()))
-        })
-        .with_context(|| format!("policy {}", args.policy.display()))?;
     // `--nonce-ledger` wins; otherwise the ledger the policy names, relative to it.
     let ledger_path = args
         .nonce_ledger

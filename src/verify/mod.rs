@@ -8,7 +8,7 @@ use std::process::ExitCode;
 mod at;
 mod azure;
 mod cloud_report;
-mod evidence;
+pub(crate) mod evidence;
 mod gce;
 mod tdx;
 

@@ -376,10 +376,11 @@ async fn evidence(
     let result =
         tokio::time::timeout(EVIDENCE_TIMEOUT, request_evidence(target, &nonce, include)).await;
     let rtt = t0.elapsed();
-    let error = match result {
-        Ok(Ok(_bundle)) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(_) => Some(format!("no answer within {EVIDENCE_TIMEOUT:?}")),
+    let (error, bundle) = match result {
+        // Stored as received: the monitor verifies it against its policy.
+        Ok(Ok(bundle)) => (None, Some(bundle.to_cbor())),
+        Ok(Err(e)) => (Some(e.to_string()), None),
+        Err(_) => (Some(format!("no answer within {EVIDENCE_TIMEOUT:?}")), None),
     };
     let ok = error.is_none();
     shared
@@ -409,8 +410,7 @@ async fn evidence(
         ok,
         error,
         nonce: Some(nonce.to_vec()),
-        // The lead wires the received bundle in (CBOR of `EvidenceBundle`).
-        bundle: None,
+        bundle,
     };
     let s = shared.clone();
     let res = tokio::task::spawn_blocking(move || lock(&s.store).insert_evidence(&rec)).await;

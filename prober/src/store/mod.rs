@@ -501,13 +501,24 @@ impl Store {
 
     /// The latest verdict of `node`.
     pub fn latest_verdict(&self, node: &str) -> Result<Option<VerdictRecord>, StoreError> {
+        self.latest_verdict_of(node, None)
+    }
+
+    /// The latest verdict of `node` that is `verdict` (any verdict when None): the monitor's
+    /// alerts name where the node was last `located`.
+    pub fn latest_verdict_of(
+        &self,
+        node: &str,
+        verdict: Option<&str>,
+    ) -> Result<Option<VerdictRecord>, StoreError> {
         let row = self
             .conn
             .query_row(
                 "SELECT node, claim, at_unix_ns, window_start_unix_ns, verdict, reasons,
                      radius_km, judgement
-                 FROM verdicts WHERE node = ?1 ORDER BY at_unix_ns DESC, id DESC LIMIT 1",
-                params![node],
+                 FROM verdicts WHERE node = ?1 AND (?2 IS NULL OR verdict = ?2)
+                 ORDER BY at_unix_ns DESC, id DESC LIMIT 1",
+                params![node, verdict],
                 |r| {
                     Ok((
                         VerdictRecord {
