@@ -1,0 +1,174 @@
+//! The Azure binding of a bundle whose vTPM part carries an HCL report (`docs/binding.md`,
+//! "Azure"): the TD quote's REPORTDATA commits to the HCL variable data, which names the AK
+//! (`HCLAkPub`) and carries the `user-data` the responder wrote (its binding value). The
+//! parsing and comparisons are `cloud::azure`'s; this module turns them into bundle checks.
+
+use sha2::{Digest, Sha256};
+
+use super::{CheckId, EvidenceError, Outcome};
+use crate::cloud::azure::{self, AzureError};
+use crate::tpm::{self, AkKey};
+
+/// The parts of a well-formed HCL report that the bundle checks use.
+pub(super) struct Parsed<'a> {
+    variable_data: &'a [u8],
+    /// `HCLAkPub`: RSA modulus and exponent.
+    ak: (Vec<u8>, Vec<u8>),
+    user_data: Option<[u8; 64]>,
+}
+
+pub(super) fn parse(report: &[u8]) -> Result<Parsed<'_>, AzureError> {
+    let variable_data = azure::hcl_variable_data(report)?;
+    Ok(Parsed {
+        ak: azure::hcl_ak(variable_data)?,
+        user_data: azure::hcl_user_data(variable_data)?,
+        variable_data,
+    })
+}
+
+const NO_REPORT_DATA: &str = "REPORTDATA does not commit to the HCL report (see report_data)";
+
+fn depends_on_report<'p, 'a>(
+    parsed: &'p Result<Parsed<'a>, AzureError>,
+) -> Result<&'p Parsed<'a>, Outcome> {
+    parsed
+        .as_ref()
+        .map_err(|_| Outcome::Fail(EvidenceError::Dependency(CheckId::HclReport)))
+}
+
+/// `hcl_report`: the report parsed, and its TDREPORT equals the TD quote's body (`quote`,
+/// when the bundle has one).
+pub(super) fn report_outcome(
+    report: &[u8],
+    parsed: &Result<Parsed<'_>, AzureError>,
+    quote: Option<&[u8]>,
+) -> Outcome {
+    if let Err(e) = parsed {
+        return Outcome::Fail(e.clone().into());
+    }
+    let Some(quote) = quote else {
+        return Outcome::Pass;
+    };
+    // TD quote v4/v5: the 584-byte TD report body follows the 48-byte header.
+    let Some(body) = quote.get(48..48 + 584) else {
+        return Outcome::Fail(EvidenceError::TdxQuoteTooShort { len: quote.len() });
+    };
+    match azure::hcl_td_report(report, body) {
+        Ok(()) => Outcome::Pass,
+        Err(e) => Outcome::Fail(e.into()),
+    }
+}
+
+/// `report_data` with an HCL report: REPORTDATA[0..32] = SHA-256(variable data).
+pub(super) fn report_data_outcome(
+    parsed: &Result<Parsed<'_>, AzureError>,
+    report_data: &[u8; 64],
+    has_inclusion_proof: bool,
+    tdx_checked: bool,
+) -> Outcome {
+    if has_inclusion_proof {
+        return Outcome::Fail(EvidenceError::HclInclusionProof);
+    }
+    let p = match depends_on_report(parsed) {
+        Ok(p) => p,
+        Err(o) => return o,
+    };
+    match azure::check_report_data(p.variable_data, report_data) {
+        Err(e) => Outcome::Fail(e.into()),
+        Ok(()) if tdx_checked => Outcome::Pass,
+        Ok(()) => Outcome::Skipped(
+            "REPORTDATA[0..32] = SHA-256(HCL variable data) (TDX quote signature not verified)"
+                .into(),
+        ),
+    }
+}
+
+/// Whether REPORTDATA commits to the variable data (`None`: no TD quote to compare with).
+pub(super) fn report_data_matches(
+    parsed: &Result<Parsed<'_>, AzureError>,
+    report_data: Option<&[u8; 64]>,
+) -> Option<bool> {
+    let rd = report_data?;
+    Some(
+        parsed
+            .as_ref()
+            .is_ok_and(|p| azure::check_report_data(p.variable_data, rd).is_ok()),
+    )
+}
+
+/// The outcome of a check that holds only when REPORTDATA vouches for the HCL report.
+fn vouched(rd_matches: Option<bool>, tdx_checked: bool, what: &str) -> Outcome {
+    match rd_matches {
+        None => Outcome::Skipped(format!("{what}; no TD quote vouches for the HCL report")),
+        Some(false) => Outcome::Skipped(format!("{what}; {NO_REPORT_DATA}")),
+        Some(true) if tdx_checked => Outcome::Pass,
+        Some(true) => Outcome::Skipped(format!("{what} (TDX quote signature not verified)")),
+    }
+}
+
+fn strip_zeros(v: &[u8]) -> &[u8] {
+    let first = v.iter().position(|b| *b != 0).unwrap_or(v.len());
+    &v[first..]
+}
+
+/// `ak_hash` with an HCL report: `HCLAkPub` is the bundle's AK (the key that signed the vTPM
+/// quote), and REPORTDATA commits to the variable data naming it.
+pub(super) fn ak_outcome(
+    parsed: &Result<Parsed<'_>, AzureError>,
+    ak_public: &[u8],
+    rd_matches: Option<bool>,
+    tdx_checked: bool,
+) -> Outcome {
+    let p = match depends_on_report(parsed) {
+        Ok(p) => p,
+        Err(o) => return o,
+    };
+    let (hcl_n, hcl_e) = &p.ak;
+    let bundle = match tpm::parse_ak_public(ak_public).map(|a| a.key) {
+        Ok(AkKey::Rsa { n, e })
+            if strip_zeros(&n) == strip_zeros(hcl_n) && strip_zeros(&e) == strip_zeros(hcl_e) =>
+        {
+            None
+        }
+        Ok(AkKey::Rsa { n, .. }) => Some(format!(
+            "the RSA key whose modulus hashes to {}",
+            hex::encode(Sha256::digest(&n))
+        )),
+        Ok(AkKey::Ecc { .. }) => Some("an ECC key".into()),
+        Err(e) => Some(format!("unparsable ({e})")),
+    };
+    if let Some(bundle) = bundle {
+        return Outcome::Fail(EvidenceError::HclAkMismatch {
+            hcl: hex::encode(Sha256::digest(hcl_n)),
+            bundle,
+        });
+    }
+    vouched(rd_matches, tdx_checked, "HCLAkPub is the bundle's AK")
+}
+
+/// `hcl_user_data`: the report's `user-data` is this bundle's binding value `expected`.
+pub(super) fn user_data_outcome(
+    parsed: &Result<Parsed<'_>, AzureError>,
+    expected: Option<&[u8; 64]>,
+    rd_matches: Option<bool>,
+    tdx_checked: bool,
+) -> Outcome {
+    let p = match depends_on_report(parsed) {
+        Ok(p) => p,
+        Err(o) => return o,
+    };
+    let Some(expected) = expected else {
+        return Outcome::Fail(EvidenceError::Missing("a bindable nonce"));
+    };
+    if p.user_data.as_ref() != Some(expected) {
+        return Outcome::Fail(EvidenceError::HclUserDataMismatch {
+            expected: hex::encode(expected),
+            found: p.user_data.map_or_else(|| "absent".into(), hex::encode),
+        });
+    }
+    vouched(
+        rd_matches,
+        tdx_checked,
+        "user-data is this bundle's binding",
+    )
+}
