@@ -172,3 +172,128 @@ pub(super) fn user_data_outcome(
         "user-data is this bundle's binding",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Azure's own HCL report and the TD quote over it (confidential-containers/trustee).
+    const HCL: &[u8] = include_bytes!("../../../tests/vectors/azure-tdx-vtpm/hcl-report.bin");
+    const QUOTE: &[u8] = include_bytes!("../../../tests/vectors/azure-tdx-vtpm/td-quote.bin");
+
+    /// TPM2B_PUBLIC of an RSA-2048 restricted signing key (RSASSA-SHA256) with modulus `n`.
+    fn rsa_ak_public(n: &[u8]) -> Vec<u8> {
+        let mut t = Vec::new();
+        t.extend_from_slice(&0x0001u16.to_be_bytes()); // TPM_ALG_RSA
+        t.extend_from_slice(&0x000bu16.to_be_bytes()); // nameAlg SHA-256
+        t.extend_from_slice(&0x0005_0472u32.to_be_bytes());
+        t.extend_from_slice(&[0, 0]); // authPolicy
+        t.extend_from_slice(&0x0010u16.to_be_bytes()); // symmetric NULL
+        t.extend_from_slice(&0x0014u16.to_be_bytes()); // RSASSA
+        t.extend_from_slice(&0x000bu16.to_be_bytes()); // SHA-256
+        t.extend_from_slice(&2048u16.to_be_bytes());
+        t.extend_from_slice(&0u32.to_be_bytes()); // exponent 0 = 65537
+        t.extend_from_slice(&u16::try_from(n.len()).unwrap().to_be_bytes());
+        t.extend_from_slice(n);
+        let mut out = u16::try_from(t.len()).unwrap().to_be_bytes().to_vec();
+        out.extend_from_slice(&t);
+        out
+    }
+
+    fn real_report_data() -> [u8; 64] {
+        QUOTE[48 + 520..48 + 584].try_into().unwrap()
+    }
+
+    #[test]
+    fn the_real_azure_report_binds_its_ak_through_the_td_quote() {
+        let parsed = parse(HCL);
+        let p = parsed.as_ref().unwrap();
+        assert_eq!(
+            p.user_data,
+            Some([0; 64]),
+            "the vector's user-data is zeros"
+        );
+        assert!(matches!(
+            report_outcome(HCL, &parsed, Some(QUOTE)),
+            Outcome::Pass
+        ));
+        let rd = real_report_data();
+        assert_eq!(
+            report_data_matches(&parsed, Some(&rd)),
+            Some(true),
+            "SHA-256 of the variable data is REPORTDATA[0..32]"
+        );
+        // Intel's root, no collateral here: the quote is unchecked, so these skip, not fail.
+        assert!(matches!(
+            report_data_outcome(&parsed, &rd, false, false),
+            Outcome::Skipped(_)
+        ));
+        assert!(matches!(
+            report_data_outcome(&parsed, &rd, false, true),
+            Outcome::Pass
+        ));
+        let ak = rsa_ak_public(&p.ak.0);
+        assert!(matches!(
+            ak_outcome(&parsed, &ak, Some(true), true),
+            Outcome::Pass
+        ));
+    }
+
+    #[test]
+    fn each_broken_link_of_the_real_report_is_named() {
+        let parsed = parse(HCL);
+        let p = parsed.as_ref().unwrap();
+        let rd = real_report_data();
+        // Another AK.
+        let mut n = p.ak.0.clone();
+        n[0] ^= 0x01;
+        assert!(matches!(
+            ak_outcome(&parsed, &rsa_ak_public(&n), Some(true), true),
+            Outcome::Fail(EvidenceError::HclAkMismatch { .. })
+        ));
+        // Another REPORTDATA.
+        let mut other = rd;
+        other[5] ^= 1;
+        assert!(matches!(
+            report_data_outcome(&parsed, &other, false, true),
+            Outcome::Fail(EvidenceError::Hcl(AzureError::ReportData { .. }))
+        ));
+        assert!(matches!(
+            ak_outcome(&parsed, &rsa_ak_public(&p.ak.0), Some(false), true),
+            Outcome::Skipped(_)
+        ));
+        // A user-data that is not this bundle's binding (the vector's is zeros).
+        assert!(matches!(
+            user_data_outcome(&parsed, Some(&[1; 64]), Some(true), true),
+            Outcome::Fail(EvidenceError::HclUserDataMismatch { .. })
+        ));
+        assert!(matches!(
+            user_data_outcome(&parsed, Some(&[0; 64]), Some(true), true),
+            Outcome::Pass
+        ));
+        // A TDREPORT field other than the quote's.
+        let mut hcl = HCL.to_vec();
+        hcl[locus_proto::hcl::TD_INFO_AT] ^= 1;
+        let tampered = parse(&hcl);
+        assert!(matches!(
+            report_outcome(&hcl, &tampered, Some(QUOTE)),
+            Outcome::Fail(EvidenceError::Hcl(AzureError::HclTdReport { .. }))
+        ));
+        // A broken report: the binding checks name it as their dependency.
+        let broken = parse(&HCL[..100]);
+        assert!(matches!(
+            report_outcome(&HCL[..100], &broken, None),
+            Outcome::Fail(EvidenceError::Hcl(AzureError::HclReport { .. }))
+        ));
+        for o in [
+            report_data_outcome(&broken, &rd, false, true),
+            ak_outcome(&broken, &rsa_ak_public(&p.ak.0), Some(true), true),
+            user_data_outcome(&broken, Some(&[0; 64]), Some(true), true),
+        ] {
+            assert!(matches!(
+                o,
+                Outcome::Fail(EvidenceError::Dependency(CheckId::HclReport))
+            ));
+        }
+    }
+}
