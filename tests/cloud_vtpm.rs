@@ -194,12 +194,14 @@ mod azure {
 
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
+    use locus_analysis::anchor::AnchorPolicy;
     use locus_analysis::cloud::azure::AzureError;
     use locus_analysis::evidence::policy::{NonceSection, TdxSection};
     use locus_analysis::evidence::{
         self, CheckId, EvidenceError, EvidencePolicy, EvidenceReport, NonceLedger, Outcome,
         PolicyFile, Requirement, VerifyInputs,
     };
+    use locus_proto::anchor::{AnchorReport, ANCHOR_REPORT_VERSION};
     use locus_proto::binding::{self, BindingInputs};
     use locus_proto::evidence::{EvidenceBundle, TdxInclusionProof, BUNDLE_VERSION};
     use locus_proto::transcript::Transcript;
@@ -730,6 +732,55 @@ mod azure {
             let b = mutate_report(|r| r.truncate(len));
             assert!(!verify(&b).valid(), "prefix of {len} bytes accepted");
         }
+    }
+
+    #[test]
+    fn an_anchor_report_is_bound_only_through_the_hcl_user_data() {
+        let f = fixture();
+        let anchors = AnchorReport {
+            version: ANCHOR_REPORT_VERSION,
+            nonce: NONCE.to_vec(),
+            anchors: vec![],
+        };
+        let mut policy = policy(&f.lab, &[(CheckId::Anchors, Requirement::Required)]);
+        policy.anchors = Some(AnchorPolicy {
+            anchors: vec![],
+            km_per_ms_rtt: 100.0,
+            recheck_handshake: false,
+        });
+        // The fixture's report carries the binding without anchors: adding them unbinds it.
+        let mut b = f.bundle.clone();
+        b.anchors = Some(anchors.clone());
+        let r = verify_with(&b, &policy);
+        assert_eq!(
+            r.failed(),
+            [CheckId::HclUserData, CheckId::Anchors],
+            "{:#}",
+            r.to_json()
+        );
+        assert!(matches!(
+            r.error(CheckId::Anchors),
+            Some(EvidenceError::Dependency(CheckId::HclUserData))
+        ));
+        // A report requested with the anchor digest in the binding binds them.
+        let user_data = binding::report_data(&BindingInputs {
+            nonce: &NONCE,
+            ak_public_hash: binding::ak_public_hash(&f.ak_public),
+            spki_hash: binding::spki_hash(&b.session_spki),
+            anchor_digest: Some(anchors.digest()),
+        })
+        .unwrap();
+        let mut b = with_report(hcl_report(
+            &f.body,
+            &f.rsa.0,
+            &f.rsa.1,
+            Some(&user_data),
+            NV_LEN,
+        ));
+        b.anchors = Some(anchors);
+        let r = verify_with(&b, &policy);
+        assert!(r.valid(), "{:#}", r.to_json());
+        assert!(matches!(r.outcome(CheckId::Anchors), Some(Outcome::Pass)));
     }
 
     #[test]

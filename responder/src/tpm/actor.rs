@@ -253,11 +253,10 @@ fn hcl_ak(ctx: &mut Context) -> Result<(KeyHandle, Vec<u8>), String> {
 /// Asks the HCL for a report carrying `user_data` and reads it. Azure defines the user-data
 /// index with owner auth (empty on Azure) when absent and reads both indices with owner auth.
 fn hcl_report(s: &mut State, user_data: &[u8; USER_DATA_LEN]) -> Result<Vec<u8>, VtpmError> {
-    let fail = |op: &'static str| move |detail: String| VtpmError::Command { op, detail };
-    let user_index = NvIndexTpmHandle::new(AZURE_USER_DATA_NV)
-        .map_err(|e| fail("hcl_user_data")(e.to_string()))?;
-    let report_index = NvIndexTpmHandle::new(AZURE_HCL_REPORT_NV)
-        .map_err(|e| fail("hcl_report")(e.to_string()))?;
+    const WRITE: &str = "hcl_user_data";
+    const READ: &str = "hcl_report";
+    let user_index = NvIndexTpmHandle::new(AZURE_USER_DATA_NV).map_err(cmd_err(WRITE))?;
+    let report_index = NvIndexTpmHandle::new(AZURE_HCL_REPORT_NV).map_err(cmd_err(READ))?;
     let defined = nv_indices(&mut s.ctx).is_some_and(|p| p.contains(&AZURE_USER_DATA_NV));
     let open = if defined {
         NvOpenOptions::ExistingIndex {
@@ -266,23 +265,21 @@ fn hcl_report(s: &mut State, user_data: &[u8; USER_DATA_LEN]) -> Result<Vec<u8>,
         }
     } else {
         NvOpenOptions::NewIndex {
-            nv_public: user_data_index(user_index)
-                .map_err(|e| fail("hcl_user_data")(e.to_string()))?,
+            nv_public: user_data_index(user_index).map_err(cmd_err(WRITE))?,
             auth_handle: NvAuth::Owner,
         }
     };
     s.ctx
         .execute_with_session(Some(AuthSession::Password), |c| {
-            let mut w = open.open(c).map_err(|e| e.to_string())?;
+            let mut w = open.open(c).map_err(cmd_err(WRITE))?;
             if w.size() != USER_DATA_LEN {
-                return Err(format!(
-                    "user-data index holds {} bytes, not {USER_DATA_LEN}",
-                    w.size()
-                ));
+                return Err(VtpmError::Command {
+                    op: WRITE,
+                    detail: format!("the index holds {} bytes, not {USER_DATA_LEN}", w.size()),
+                });
             }
-            w.write_all(user_data).map_err(|e| e.to_string())
-        })
-        .map_err(fail("hcl_user_data"))?;
+            w.write_all(user_data).map_err(io_err(WRITE))
+        })?;
     s.ctx
         .execute_with_session(Some(AuthSession::Password), |c| {
             let mut r = NvOpenOptions::ExistingIndex {
@@ -290,7 +287,7 @@ fn hcl_report(s: &mut State, user_data: &[u8; USER_DATA_LEN]) -> Result<Vec<u8>,
                 auth_handle: NvAuth::Owner,
             }
             .open(c)
-            .map_err(|e| fail("hcl_report")(e.to_string()))?;
+            .map_err(cmd_err(READ))?;
             if r.size() > MAX_HCL_REPORT_LEN {
                 return Err(VtpmError::HclReportTooLarge {
                     len: r.size(),
@@ -298,8 +295,7 @@ fn hcl_report(s: &mut State, user_data: &[u8; USER_DATA_LEN]) -> Result<Vec<u8>,
                 });
             }
             let mut report = Vec::with_capacity(r.size());
-            r.read_to_end(&mut report)
-                .map_err(|e| fail("hcl_report")(e.to_string()))?;
+            r.read_to_end(&mut report).map_err(io_err(READ))?;
             Ok(report)
         })
 }
@@ -418,6 +414,14 @@ fn tpm2b_public(p: &Public) -> tss_esapi::Result<Vec<u8>> {
 }
 
 fn cmd_err(op: &'static str) -> impl Fn(tss_esapi::Error) -> VtpmError {
+    move |e| VtpmError::Command {
+        op,
+        detail: e.to_string(),
+    }
+}
+
+/// NV reads and writes go through `std::io` (tss-esapi's NV reader/writer).
+fn io_err(op: &'static str) -> impl Fn(std::io::Error) -> VtpmError {
     move |e| VtpmError::Command {
         op,
         detail: e.to_string(),
