@@ -5,7 +5,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{CheckId, EvidenceError, Outcome};
+use super::{same_rsa_key, CheckId, EvidenceError, Outcome};
 use crate::cloud::azure::{self, AzureError};
 use crate::tpm::{self, AkKey};
 
@@ -28,12 +28,9 @@ pub(super) fn parse(report: &[u8]) -> Result<Parsed<'_>, AzureError> {
 
 const NO_REPORT_DATA: &str = "REPORTDATA does not commit to the HCL report (see report_data)";
 
-fn depends_on_report<'p, 'a>(
-    parsed: &'p Result<Parsed<'a>, AzureError>,
-) -> Result<&'p Parsed<'a>, Outcome> {
-    parsed
-        .as_ref()
-        .map_err(|_| Outcome::Fail(EvidenceError::Dependency(CheckId::HclReport)))
+/// The outcome of a check that needs the HCL report when it did not parse.
+fn report_missing() -> Outcome {
+    Outcome::Fail(EvidenceError::Dependency(CheckId::HclReport))
 }
 
 /// `hcl_report`: the report parsed, and its TDREPORT equals the TD quote's body (`quote`,
@@ -69,9 +66,8 @@ pub(super) fn report_data_outcome(
     if has_inclusion_proof {
         return Outcome::Fail(EvidenceError::HclInclusionProof);
     }
-    let p = match depends_on_report(parsed) {
-        Ok(p) => p,
-        Err(o) => return o,
+    let Ok(p) = parsed else {
+        return report_missing();
     };
     match azure::check_report_data(p.variable_data, report_data) {
         Err(e) => Outcome::Fail(e.into()),
@@ -106,11 +102,6 @@ fn vouched(rd_matches: Option<bool>, tdx_checked: bool, what: &str) -> Outcome {
     }
 }
 
-fn strip_zeros(v: &[u8]) -> &[u8] {
-    let first = v.iter().position(|b| *b != 0).unwrap_or(v.len());
-    &v[first..]
-}
-
 /// `ak_hash` with an HCL report: `HCLAkPub` is the bundle's AK (the key that signed the vTPM
 /// quote), and REPORTDATA commits to the variable data naming it.
 pub(super) fn ak_outcome(
@@ -119,17 +110,12 @@ pub(super) fn ak_outcome(
     rd_matches: Option<bool>,
     tdx_checked: bool,
 ) -> Outcome {
-    let p = match depends_on_report(parsed) {
-        Ok(p) => p,
-        Err(o) => return o,
+    let Ok(p) = parsed else {
+        return report_missing();
     };
     let (hcl_n, hcl_e) = &p.ak;
     let bundle = match tpm::parse_ak_public(ak_public).map(|a| a.key) {
-        Ok(AkKey::Rsa { n, e })
-            if strip_zeros(&n) == strip_zeros(hcl_n) && strip_zeros(&e) == strip_zeros(hcl_e) =>
-        {
-            None
-        }
+        Ok(AkKey::Rsa { n, e }) if same_rsa_key((&n, &e), (hcl_n, hcl_e)) => None,
         Ok(AkKey::Rsa { n, .. }) => Some(format!(
             "the RSA key whose modulus hashes to {}",
             hex::encode(Sha256::digest(&n))
@@ -153,9 +139,8 @@ pub(super) fn user_data_outcome(
     rd_matches: Option<bool>,
     tdx_checked: bool,
 ) -> Outcome {
-    let p = match depends_on_report(parsed) {
-        Ok(p) => p,
-        Err(o) => return o,
+    let Ok(p) = parsed else {
+        return report_missing();
     };
     let Some(expected) = expected else {
         return Outcome::Fail(EvidenceError::Missing("a bindable nonce"));

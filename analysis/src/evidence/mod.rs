@@ -408,11 +408,7 @@ pub fn check_ak_cert(
             point.data() == expected.as_slice()
         }
         (tpm::AkKey::Rsa { n, e }, Ok(x509_parser::public_key::PublicKey::RSA(rsa))) => {
-            let strip = |v: &[u8]| -> Vec<u8> {
-                let first = v.iter().position(|b| *b != 0).unwrap_or(v.len());
-                v[first..].to_vec()
-            };
-            strip(rsa.modulus) == strip(n) && strip(rsa.exponent) == strip(e)
+            same_rsa_key((rsa.modulus, rsa.exponent), (n, e))
         }
         _ => false,
     };
@@ -421,6 +417,16 @@ pub fn check_ak_cert(
     }
     ekchain::verify_chain(ak_cert, intermediates, roots, now)?;
     Ok(())
+}
+
+/// Two RSA public keys (modulus, exponent; big-endian) are equal, leading zeros aside (DER
+/// integers carry a sign byte, JWKs and TPM2B buffers do not).
+fn same_rsa_key(a: (&[u8], &[u8]), b: (&[u8], &[u8])) -> bool {
+    fn strip(v: &[u8]) -> &[u8] {
+        let first = v.iter().position(|b| *b != 0).unwrap_or(v.len());
+        &v[first..]
+    }
+    strip(a.0) == strip(b.0) && strip(a.1) == strip(b.1)
 }
 
 /// TD report fields needed by the binding, read from a quote at the v4/v5 TD report offsets.
