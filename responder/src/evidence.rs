@@ -365,37 +365,29 @@ fn collect_blocking_with(
             })
         }
     };
-    let hcl_report = tpm.as_ref().and_then(|t| t.hcl_report.as_deref());
-    let tdx = match (tdx, hcl_report) {
-        (None, _) => None,
-        (Some(quoter), Some(hcl)) => {
-            let report_data = locus_proto::hcl::td_report_data(hcl)
-                .ok_or(EvidenceError::HclReportMalformed { len: hcl.len() })?;
-            // REPORTDATA is the HCL's: one quote per report, never coalesced.
-            let plain = match quoter {
-                TdxRef::Plain(q) => q,
-                TdxRef::Coalescing(c) => c.inner(),
+    let tdx = match tdx {
+        None => None,
+        Some(quoter) => {
+            let hcl_report = tpm.as_ref().and_then(|t| t.hcl_report.as_deref());
+            let report_data = match hcl_report {
+                // Azure: REPORTDATA is the HCL's (`docs/binding.md`, "Azure").
+                Some(hcl) => locus_proto::hcl::td_report_data(hcl)
+                    .ok_or(EvidenceError::HclReportMalformed { len: hcl.len() })?,
+                None => binding::report_data(&BindingInputs {
+                    nonce,
+                    ak_public_hash: tpm
+                        .as_ref()
+                        .map(|t| binding::ak_public_hash(&t.ak_public))
+                        .unwrap_or([0; 32]),
+                    spki_hash,
+                    anchor_digest,
+                })?,
             };
-            let t = Instant::now();
-            let quote = plain.quote(report_data)?;
-            timings.tdx_quote_ns = Some(elapsed_ns(t));
-            Some(TdxEvidence {
-                quote,
-                ccel: read_ccel(logs)?,
-                inclusion: None,
-            })
-        }
-        (Some(quoter), None) => {
-            let ak_public_hash = tpm
-                .as_ref()
-                .map(|t| binding::ak_public_hash(&t.ak_public))
-                .unwrap_or([0; 32]);
-            let report_data = binding::report_data(&BindingInputs {
-                nonce,
-                ak_public_hash,
-                spki_hash,
-                anchor_digest,
-            })?;
+            // One HCL report, one quote: a quote over it is never shared.
+            let quoter = match (quoter, hcl_report) {
+                (TdxRef::Coalescing(c), Some(_)) => TdxRef::Plain(c.inner()),
+                (q, _) => q,
+            };
             // With coalescing this includes the wait for the quote in flight.
             let t = Instant::now();
             let (quote, inclusion) = match quoter {
@@ -413,27 +405,22 @@ fn collect_blocking_with(
                 }
             };
             timings.tdx_quote_ns = Some(elapsed_ns(t));
+            let ccel = match (
+                read_optional(&logs.ccel_table)?,
+                read_optional(&logs.ccel_data)?,
+            ) {
+                (table, Some(data)) => Some(CcelLog {
+                    table: table.unwrap_or_default(),
+                    data,
+                }),
+                _ => None,
+            };
             Some(TdxEvidence {
                 quote,
-                ccel: read_ccel(logs)?,
+                ccel,
                 inclusion,
             })
         }
     };
     Ok(((tpm, tdx, timings), ek_read))
-}
-
-fn read_ccel(logs: &EventLogPaths) -> Result<Option<CcelLog>, EvidenceError> {
-    Ok(
-        match (
-            read_optional(&logs.ccel_table)?,
-            read_optional(&logs.ccel_data)?,
-        ) {
-            (table, Some(data)) => Some(CcelLog {
-                table: table.unwrap_or_default(),
-                data,
-            }),
-            _ => None,
-        },
-    )
 }
