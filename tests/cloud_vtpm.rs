@@ -185,3 +185,708 @@ fn the_responder_uses_the_provisioned_gce_ak_and_ships_its_certificate() {
         .any(|w| w[..32] == x[..] && w[32..] == y[..]));
     tpm::verify_signature(&parsed, &ev.attest, &ev.signature).unwrap();
 }
+
+// ---- Azure: the HCL's AK at 0x81000003 and the HCL report in NV 0x01400001 ----
+
+mod azure {
+    use std::collections::BTreeMap;
+    use std::sync::OnceLock;
+
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use locus_analysis::anchor::AnchorPolicy;
+    use locus_analysis::cloud::azure::AzureError;
+    use locus_analysis::evidence::policy::{NonceSection, TdxSection};
+    use locus_analysis::evidence::{
+        self, CheckId, EvidenceError, EvidencePolicy, EvidenceReport, NonceLedger, Outcome,
+        PolicyFile, Requirement, VerifyInputs,
+    };
+    use locus_proto::anchor::{AnchorReport, ANCHOR_REPORT_VERSION};
+    use locus_proto::binding::{self, BindingInputs};
+    use locus_proto::evidence::{EvidenceBundle, TdxInclusionProof, BUNDLE_VERSION};
+    use locus_proto::transcript::Transcript;
+    use locus_responder::evidence::EvidenceError as CollectError;
+    use locus_responder::tdx::lab::{LabOptions, LabTdx};
+    use locus_responder::tdx::TdxQuoter;
+    use locus_responder::tpm::{
+        AkSource, VtpmError, AZURE_HCL_AK_HANDLE, AZURE_HCL_REPORT_NV, AZURE_USER_DATA_NV,
+    };
+    use p256::ecdsa::SigningKey;
+    use p256::pkcs8::EncodePublicKey;
+    use sha2::{Digest, Sha256};
+    use tempfile::TempDir;
+
+    use super::*;
+
+    const NONCE: [u8; 32] = [0xa2; 32];
+    const ISSUER: &str = "azure-verifier";
+    /// swtpm's largest NV index (TPM2_PT_NV_INDEX_MAX); Azure's report index holds 2600 bytes.
+    const NV_LEN: usize = 2048;
+    /// Offset of the JSON variable data in an HCL report.
+    const VAR_AT: usize = locus_proto::hcl::VARIABLE_DATA_AT;
+
+    /// swtpm with an RSA-2048 restricted signing key (RSASSA-SHA256) persistent at the HCL
+    /// AK's handle, as the HCL provisions it.
+    struct AzureVtpm {
+        tpm: Swtpm,
+        dir: TempDir,
+        /// TPM2B_PUBLIC as `tpm2_readpublic` gives it.
+        ak_public: Vec<u8>,
+    }
+
+    impl AzureVtpm {
+        fn start() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let tpm = Swtpm::start(SwtpmOptions::default()).unwrap();
+            let tcti = tpm.tcti().to_string();
+            let ctx = dir.path().join("ak.ctx");
+            let public = dir.path().join("ak.pub");
+            run(Command::new("tpm2_createprimary")
+                .args(["-C", "e", "-G", "rsa2048:rsassa-sha256:null"])
+                .args([
+                    "-a",
+                    "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign|noda",
+                ])
+                .arg("-c")
+                .arg(&ctx)
+                .args(["-T", &tcti]));
+            run(Command::new("tpm2_evictcontrol")
+                .args(["-C", "o", "-c"])
+                .arg(&ctx)
+                .arg(format!("{AZURE_HCL_AK_HANDLE:#010x}"))
+                .args(["-T", &tcti]));
+            run(Command::new("tpm2_readpublic")
+                .args(["-c", &format!("{AZURE_HCL_AK_HANDLE:#010x}"), "-o"])
+                .arg(&public)
+                .args(["-T", &tcti]));
+            let ak_public = std::fs::read(&public).unwrap();
+            AzureVtpm {
+                tpm,
+                dir,
+                ak_public,
+            }
+        }
+
+        /// Writes `report` to the HCL report index, replacing what was there.
+        fn provision(&self, report: &[u8]) {
+            let tcti = self.tpm.tcti().to_string();
+            let index = format!("{AZURE_HCL_REPORT_NV:#010x}");
+            let _ = Command::new("tpm2_nvundefine")
+                .args([&index, "-C", "o", "-T", &tcti])
+                .output();
+            nv_write(&self.tpm, AZURE_HCL_REPORT_NV, report, self.dir.path());
+        }
+
+        fn read_user_data(&self) -> Vec<u8> {
+            let out = self.dir.path().join("user-data.bin");
+            run(Command::new("tpm2_nvread")
+                .arg(format!("{AZURE_USER_DATA_NV:#010x}"))
+                .args(["-C", "o", "-s", "64", "-o"])
+                .arg(&out)
+                .args(["-T", &self.tpm.tcti().to_string()]));
+            std::fs::read(out).unwrap()
+        }
+
+        fn vtpm(&self, ak: AkSource) -> Result<Vtpm, VtpmError> {
+            let mut c = config(&self.tpm);
+            c.ak = ak;
+            Vtpm::open(c)
+        }
+
+        fn rsa(&self) -> (Vec<u8>, Vec<u8>) {
+            match tpm::parse_ak_public(&self.ak_public).unwrap().key {
+                AkKey::Rsa { n, e } => (n, e),
+                other => panic!("the HCL AK is {other:?}"),
+            }
+        }
+    }
+
+    /// An HCL report for a TDX CVM as Azure's HCL writes it: header, TDREPORT, runtime data
+    /// header, then the JSON variable data naming the AK `(n, e)` and carrying `user_data`,
+    /// zero-padded to `len`. Its TDREPORT repeats the TD quote body fields (`body`, from a lab
+    /// quote) that the verifier compares, and its REPORTDATA is SHA-256(variable data) ‖ 0³².
+    /// Without `user_data` the runtime data has no `user-data` (no request was made).
+    fn hcl_report(
+        body: &[u8],
+        n: &[u8],
+        e: &[u8],
+        user_data: Option<&[u8; 64]>,
+        len: usize,
+    ) -> Vec<u8> {
+        let mut var = serde_json::json!({
+            "keys": [{
+                "kid": "HCLAkPub", "key_ops": ["sign"], "kty": "RSA",
+                "e": URL_SAFE_NO_PAD.encode(e), "n": URL_SAFE_NO_PAD.encode(n),
+            }],
+            "vm-configuration": {
+                "console-enabled": false, "secure-boot": true, "tpm-enabled": true,
+                "tpm-persisted": true, "vmUniqueId": "10CA5000-0000-4000-8000-000000000001",
+            },
+        });
+        if let Some(u) = user_data {
+            var["user-data"] = hex::encode_upper(u).into();
+        }
+        let var = var.to_string().into_bytes();
+        let le = |v: usize| u32::try_from(v).unwrap().to_le_bytes();
+        let mut r = vec![0u8; VAR_AT];
+        r[0..4].copy_from_slice(b"HCLA");
+        r[4..8].copy_from_slice(&le(2));
+        r[8..12].copy_from_slice(&le(VAR_AT + var.len()));
+        r[12..16].copy_from_slice(&le(2));
+        r[32 + 128..32 + 160].copy_from_slice(&Sha256::digest(&var));
+        r[32 + 264..32 + 376].copy_from_slice(&body[0..112]);
+        r[32 + 512..32 + 912].copy_from_slice(&body[120..520]);
+        let rt = locus_proto::hcl::RUNTIME_HEADER_AT;
+        for (i, v) in [var.len() + 20, 1, 4, 1, var.len()].into_iter().enumerate() {
+            r[rt + 4 * i..rt + 4 * i + 4].copy_from_slice(&le(v));
+        }
+        r.extend_from_slice(&var);
+        assert!(r.len() <= len, "HCL report of {} bytes", r.len());
+        r.resize(len, 0);
+        r
+    }
+
+    fn session_key() -> (SigningKey, Vec<u8>) {
+        let key = SigningKey::from_slice(&[0x42; 32]).unwrap();
+        let spki = key
+            .verifying_key()
+            .to_public_key_der()
+            .unwrap()
+            .as_bytes()
+            .to_vec();
+        (key, spki)
+    }
+
+    /// The binding value of a bundle for `nonce` by this AK and session (no anchors).
+    fn binding_value(nonce: &[u8], ak_public: &[u8], spki: &[u8]) -> [u8; 64] {
+        binding::report_data(&BindingInputs {
+            nonce,
+            ak_public_hash: binding::ak_public_hash(ak_public),
+            spki_hash: binding::spki_hash(spki),
+            anchor_digest: None,
+        })
+        .unwrap()
+    }
+
+    fn unix_now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    /// A valid Azure bundle from the responder, and what the tests compare it with. The swtpm
+    /// is stopped before any test runs.
+    struct Fixture {
+        now: u64,
+        lab: LabTdx,
+        /// The TD quote body of the lab TD (REPORTDATA aside).
+        body: Vec<u8>,
+        ak_public: Vec<u8>,
+        rsa: (Vec<u8>, Vec<u8>),
+        provisioned: Vec<u8>,
+        user_data_written: Vec<u8>,
+        /// The AK the responder uses with `AkSource::Own` on the same vTPM, and whether it
+        /// then bundled an HCL report.
+        own_ak: Vec<u8>,
+        own_hcl_report: Option<Vec<u8>>,
+        bundle: EvidenceBundle,
+        policy: EvidencePolicy,
+        ledger: NonceLedger,
+    }
+
+    fn fixture() -> &'static Fixture {
+        static F: OnceLock<Fixture> = OnceLock::new();
+        F.get_or_init(|| {
+            let now = unix_now();
+            let lab = LabTdx::generate_with(&LabOptions::at(now)).unwrap();
+            let body = lab.quoter().quote([0; 64]).unwrap()[48..48 + 584].to_vec();
+            let az = AzureVtpm::start();
+            let (_, spki) = session_key();
+            let rsa = az.rsa();
+            let user_data = binding_value(&NONCE, &az.ak_public, &spki);
+            let provisioned = hcl_report(&body, &rsa.0, &rsa.1, Some(&user_data), NV_LEN);
+            az.provision(&provisioned);
+
+            let own = az.vtpm(AkSource::Own).unwrap();
+            let own_ak = own.ak_public().unwrap();
+            let own_hcl_report = own.hcl_report([1; 64]).unwrap();
+            drop(own);
+
+            let vtpm = az.vtpm(AkSource::Auto).unwrap();
+            let bundle = collect(&vtpm, &lab, &NONCE).unwrap();
+            drop(vtpm);
+            let user_data_written = az.read_user_data();
+
+            let mut ledger = NonceLedger::new(ISSUER);
+            ledger.issue(&NONCE, now);
+            Fixture {
+                now,
+                policy: policy(&lab, &[]),
+                lab,
+                body,
+                ak_public: az.ak_public.clone(),
+                rsa,
+                provisioned,
+                user_data_written,
+                own_ak,
+                own_hcl_report,
+                bundle,
+                ledger,
+            }
+        })
+    }
+
+    /// The responder's evidence for `nonce`: vTPM (the HCL AK when provisioned) and the lab
+    /// TDX quoter standing in for Azure's quoting service.
+    fn collect(vtpm: &Vtpm, lab: &LabTdx, nonce: &[u8]) -> Result<EvidenceBundle, CollectError> {
+        let (key, spki) = session_key();
+        let quoter = lab.quoter();
+        let ((tpm, tdx, timings), _) = collect_blocking_bound(
+            nonce,
+            &spki,
+            Some(vtpm),
+            Some(quoter.as_ref() as &dyn TdxQuoter),
+            &EventLogPaths::default(),
+            vec![],
+            None,
+            None,
+        )?;
+        let mut t = Transcript::new();
+        t.record(0, &[7; 32]);
+        Ok(EvidenceBundle {
+            version: BUNDLE_VERSION,
+            nonce: nonce.to_vec(),
+            nonce_issuer: Some(ISSUER.into()),
+            session_spki: spki,
+            transcript: t.sign(&key),
+            tdx,
+            tpm,
+            timings,
+            anchors: None,
+        })
+    }
+
+    /// Every check required except those that need inputs this vTPM has not (EK certificate,
+    /// reference values, logs, peer key, timing bound, anchors); `extra` overrides.
+    fn policy(lab: &LabTdx, extra: &[(CheckId, Requirement)]) -> EvidencePolicy {
+        let optional = [
+            CheckId::SessionSpki,
+            CheckId::PcrReference,
+            CheckId::TdReference,
+            CheckId::TcgEventLog,
+            CheckId::CcelEventLog,
+            CheckId::PcrRtmrCrossCheck,
+            CheckId::EkChain,
+            CheckId::AkEkBinding,
+            CheckId::VtpmTiming,
+            CheckId::Anchors,
+        ];
+        let mut checks: BTreeMap<CheckId, Requirement> = CheckId::ALL
+            .iter()
+            .map(|c| {
+                let r = if optional.contains(c) {
+                    Requirement::Optional
+                } else {
+                    Requirement::Required
+                };
+                (*c, r)
+            })
+            .collect();
+        checks.extend(extra.iter().copied());
+        let mut files = BTreeMap::new();
+        files.insert("lab-root-ca.der", lab.root_ca_der().to_vec());
+        files.insert(
+            "lab-collateral.json",
+            serde_json::to_vec(lab.collateral()).unwrap(),
+        );
+        PolicyFile {
+            checks,
+            nonce: NonceSection {
+                issuer: ISSUER.into(),
+                max_age_secs: 3600,
+                ledger: None,
+            },
+            tdx: TdxSection {
+                root: Some("lab-root-ca.der".into()),
+                collateral: Some("lab-collateral.json".into()),
+            },
+            ..PolicyFile::default()
+        }
+        .resolve(&|name: &str| files.get(name).cloned().ok_or_else(|| "missing".into()))
+        .unwrap()
+    }
+
+    fn verify_with(b: &EvidenceBundle, policy: &EvidencePolicy) -> EvidenceReport {
+        let f = fixture();
+        let inputs = VerifyInputs {
+            now_unix: f.now,
+            nonce_record: f.ledger.record(&b.nonce),
+            peer_spki: None,
+        };
+        evidence::verify_bundle(b, policy, &inputs)
+    }
+
+    fn verify(b: &EvidenceBundle) -> EvidenceReport {
+        verify_with(b, &fixture().policy)
+    }
+
+    /// The bundle with `hcl_report` in place of its HCL report and a lab TD quote over it
+    /// (what a TD whose HCL wrote that report would present).
+    fn with_report(hcl_report: Vec<u8>) -> EvidenceBundle {
+        let f = fixture();
+        let mut b = f.bundle.clone();
+        let rd = locus_proto::hcl::td_report_data(&hcl_report).unwrap();
+        b.tdx.as_mut().unwrap().quote = f.lab.quoter().quote(rd).unwrap();
+        b.tpm.as_mut().unwrap().hcl_report = Some(hcl_report);
+        b
+    }
+
+    fn mutate_report(f: impl FnOnce(&mut Vec<u8>)) -> EvidenceBundle {
+        let mut b = fixture().bundle.clone();
+        f(b.tpm.as_mut().unwrap().hcl_report.as_mut().unwrap());
+        b
+    }
+
+    fn failure(r: &EvidenceReport, check: CheckId) -> &EvidenceError {
+        assert!(!r.valid(), "tampered bundle accepted: {:#}", r.to_json());
+        r.error(check)
+            .unwrap_or_else(|| panic!("{check} did not fail: {:#}", r.to_json()))
+    }
+
+    #[test]
+    fn the_responder_quotes_with_the_hcl_ak_and_bundles_the_hcl_report() {
+        let f = fixture();
+        let tpm_ev = f.bundle.tpm.as_ref().unwrap();
+        assert_eq!(tpm_ev.ak_public, f.ak_public, "the HCL's AK signed");
+        assert_eq!(tpm_ev.hcl_report.as_ref(), Some(&f.provisioned));
+        assert_eq!(
+            f.user_data_written,
+            binding_value(&NONCE, &f.ak_public, &f.bundle.session_spki),
+            "the HCL was asked for a report carrying this bundle's binding"
+        );
+        // The TD quote is over the HCL report's REPORTDATA, not locus's binding.
+        let quote = &f.bundle.tdx.as_ref().unwrap().quote;
+        assert_eq!(
+            quote[48 + 520..48 + 584],
+            locus_proto::hcl::td_report_data(&f.provisioned).unwrap()
+        );
+        assert_eq!(f.bundle.tdx.as_ref().unwrap().inclusion, None);
+        // `AkSource::Own` ignores the HCL: its own AK, no report.
+        assert_ne!(f.own_ak, f.ak_public);
+        assert_eq!(f.own_hcl_report, None);
+        // The bundle survives CBOR.
+        let decoded = EvidenceBundle::from_cbor(&f.bundle.to_cbor()).unwrap();
+        assert_eq!(decoded, f.bundle);
+
+        let r = verify(&f.bundle);
+        assert!(r.valid(), "{:#}", r.to_json());
+        for check in [
+            CheckId::TdxQuote,
+            CheckId::HclReport,
+            CheckId::ReportData,
+            CheckId::AkHash,
+            CheckId::HclUserData,
+            CheckId::TpmSignature,
+            CheckId::QualifyingData,
+            CheckId::PcrDigest,
+        ] {
+            assert!(
+                matches!(r.outcome(check), Some(Outcome::Pass)),
+                "{check}: {:#}",
+                r.to_json()
+            );
+        }
+    }
+
+    #[test]
+    fn a_report_naming_another_ak_fails_ak_hash() {
+        let f = fixture();
+        let mut n = f.rsa.0.clone();
+        n[100] ^= 1;
+        let user_data = binding_value(&NONCE, &f.ak_public, &f.bundle.session_spki);
+        let b = with_report(hcl_report(&f.body, &n, &f.rsa.1, Some(&user_data), NV_LEN));
+        let r = verify(&b);
+        assert!(
+            matches!(
+                failure(&r, CheckId::AkHash),
+                EvidenceError::HclAkMismatch { .. }
+            ),
+            "{:#}",
+            r.to_json()
+        );
+        assert_eq!(r.failed(), [CheckId::AkHash], "{:#}", r.to_json());
+    }
+
+    #[test]
+    fn a_report_made_for_another_bundle_fails_hcl_user_data() {
+        let f = fixture();
+        let stale = binding_value(&[0x99; 32], &f.ak_public, &f.bundle.session_spki);
+        let b = with_report(hcl_report(
+            &f.body,
+            &f.rsa.0,
+            &f.rsa.1,
+            Some(&stale),
+            NV_LEN,
+        ));
+        let r = verify(&b);
+        assert!(
+            matches!(
+                failure(&r, CheckId::HclUserData),
+                EvidenceError::HclUserDataMismatch { .. }
+            ),
+            "{:#}",
+            r.to_json()
+        );
+        assert_eq!(r.failed(), [CheckId::HclUserData], "{:#}", r.to_json());
+        // Without user data (no request made) it fails the same check.
+        let b = with_report(hcl_report(&f.body, &f.rsa.0, &f.rsa.1, None, NV_LEN));
+        let r = verify(&b);
+        assert!(matches!(
+            r.error(CheckId::HclUserData),
+            Some(EvidenceError::HclUserDataMismatch { found, .. }) if found == "absent"
+        ));
+        assert_eq!(r.failed(), [CheckId::HclUserData]);
+    }
+
+    #[test]
+    fn tampered_variable_data_fails_report_data() {
+        let b = mutate_report(|r| {
+            let text = String::from_utf8_lossy(&r[VAR_AT..]).into_owned();
+            let at = VAR_AT + text.find("10CA5000").unwrap();
+            r[at] = b'2';
+        });
+        let r = verify(&b);
+        assert!(
+            matches!(
+                failure(&r, CheckId::ReportData),
+                EvidenceError::Hcl(AzureError::ReportData { .. })
+            ),
+            "{:#}",
+            r.to_json()
+        );
+        assert!(matches!(r.outcome(CheckId::HclReport), Some(Outcome::Pass)));
+        // The AK and user data are not vouched for: skipped (required, so invalid), not failed.
+        for check in [CheckId::AkHash, CheckId::HclUserData] {
+            assert!(
+                matches!(r.outcome(check), Some(Outcome::Skipped(_))),
+                "{check}: {:#}",
+                r.to_json()
+            );
+        }
+    }
+
+    #[test]
+    fn a_tdreport_other_than_the_quoted_one_fails_hcl_report() {
+        // RTMR0 inside the HCL's TDREPORT (TDINFO at 512: RTMR0 at +208).
+        let b = mutate_report(|r| r[32 + 512 + 208] ^= 1);
+        let r = verify(&b);
+        assert!(
+            matches!(
+                failure(&r, CheckId::HclReport),
+                EvidenceError::Hcl(AzureError::HclTdReport { .. })
+            ),
+            "{:#}",
+            r.to_json()
+        );
+        assert_eq!(r.failed(), [CheckId::HclReport]);
+    }
+
+    #[test]
+    fn truncated_and_oversized_reports_fail_hcl_report() {
+        let f = fixture();
+        let size = VAR_AT + {
+            let var = &f.provisioned[VAR_AT..];
+            var.iter().rposition(|b| *b != 0).unwrap() + 1
+        };
+        for (what, len) in [
+            ("headers cut", VAR_AT - 1),
+            ("variable data cut", size - 1),
+            ("oversized", locus_proto::hcl::MAX_HCL_REPORT_LEN + 1),
+        ] {
+            let b = mutate_report(|r| r.resize(len, 0));
+            let r = verify(&b);
+            assert!(
+                matches!(
+                    failure(&r, CheckId::HclReport),
+                    EvidenceError::Hcl(AzureError::HclReport { .. })
+                ),
+                "{what}: {:#}",
+                r.to_json()
+            );
+            // The binding checks that need the report say so.
+            for check in [CheckId::ReportData, CheckId::AkHash, CheckId::HclUserData] {
+                assert!(
+                    matches!(
+                        r.error(check),
+                        Some(EvidenceError::Dependency(CheckId::HclReport))
+                    ),
+                    "{what}, {check}: {:#}",
+                    r.to_json()
+                );
+            }
+        }
+        // Every prefix short of the report's size is rejected (the zero padding after it is
+        // not part of the report), none panics.
+        for len in (0..size).step_by(37).chain([size - 1]) {
+            let b = mutate_report(|r| r.truncate(len));
+            assert!(!verify(&b).valid(), "prefix of {len} bytes accepted");
+        }
+    }
+
+    #[test]
+    fn an_anchor_report_is_bound_only_through_the_hcl_user_data() {
+        let f = fixture();
+        let anchors = AnchorReport {
+            version: ANCHOR_REPORT_VERSION,
+            nonce: NONCE.to_vec(),
+            anchors: vec![],
+        };
+        let mut policy = policy(&f.lab, &[(CheckId::Anchors, Requirement::Required)]);
+        policy.anchors = Some(AnchorPolicy {
+            anchors: vec![],
+            km_per_ms_rtt: 100.0,
+            recheck_handshake: false,
+        });
+        // The fixture's report carries the binding without anchors: adding them unbinds it.
+        let mut b = f.bundle.clone();
+        b.anchors = Some(anchors.clone());
+        let r = verify_with(&b, &policy);
+        assert_eq!(
+            r.failed(),
+            [CheckId::HclUserData, CheckId::Anchors],
+            "{:#}",
+            r.to_json()
+        );
+        assert!(matches!(
+            r.error(CheckId::Anchors),
+            Some(EvidenceError::Dependency(CheckId::HclUserData))
+        ));
+        // A report requested with the anchor digest in the binding binds them.
+        let user_data = binding::report_data(&BindingInputs {
+            nonce: &NONCE,
+            ak_public_hash: binding::ak_public_hash(&f.ak_public),
+            spki_hash: binding::spki_hash(&b.session_spki),
+            anchor_digest: Some(anchors.digest()),
+        })
+        .unwrap();
+        let mut b = with_report(hcl_report(
+            &f.body,
+            &f.rsa.0,
+            &f.rsa.1,
+            Some(&user_data),
+            NV_LEN,
+        ));
+        b.anchors = Some(anchors);
+        let r = verify_with(&b, &policy);
+        assert!(r.valid(), "{:#}", r.to_json());
+        assert!(matches!(r.outcome(CheckId::Anchors), Some(Outcome::Pass)));
+    }
+
+    #[test]
+    fn an_inclusion_proof_on_an_hcl_quote_fails_report_data() {
+        let mut b = fixture().bundle.clone();
+        b.tdx.as_mut().unwrap().inclusion = Some(TdxInclusionProof {
+            index: 0,
+            size: 1,
+            path: vec![],
+        });
+        let r = verify(&b);
+        assert!(matches!(
+            failure(&r, CheckId::ReportData),
+            EvidenceError::HclInclusionProof
+        ));
+    }
+
+    #[test]
+    fn a_policy_requiring_the_hcl_report_rejects_a_bundle_without_one() {
+        let mut b = fixture().bundle.clone();
+        b.tpm.as_mut().unwrap().hcl_report = None;
+        let r = verify(&b);
+        assert!(matches!(
+            r.outcome(CheckId::HclReport),
+            Some(Outcome::Skipped(_))
+        ));
+        assert!(
+            r.failed().contains(&CheckId::HclReport),
+            "{:#}",
+            r.to_json()
+        );
+        // Without the report the quote's REPORTDATA (the HCL's) is not locus's binding either.
+        assert!(matches!(
+            r.error(CheckId::ReportData),
+            Some(EvidenceError::ReportDataMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn the_responder_bundles_what_the_hcl_wrote_and_the_verifier_names_the_fault() {
+        // End to end on one vTPM: the HCL's report names another AK, then a stale report.
+        let f = fixture();
+        let az = AzureVtpm::start();
+        let (_, spki) = session_key();
+        let (n, e) = az.rsa();
+        let user_data = binding_value(&NONCE, &az.ak_public, &spki);
+        let mut wrong_n = n.clone();
+        wrong_n[7] ^= 0x40;
+        let cases = [
+            (
+                hcl_report(&f.body, &wrong_n, &e, Some(&user_data), NV_LEN),
+                CheckId::AkHash,
+            ),
+            (
+                hcl_report(
+                    &f.body,
+                    &n,
+                    &e,
+                    Some(&binding_value(&[3; 32], &az.ak_public, &spki)),
+                    NV_LEN,
+                ),
+                CheckId::HclUserData,
+            ),
+        ];
+        // One connection throughout: each collection reads the report the HCL wrote last.
+        az.provision(&cases[0].0);
+        let vtpm = az.vtpm(AkSource::AzureHcl).unwrap();
+        for (report, check) in cases {
+            az.provision(&report);
+            let b = collect(&vtpm, &f.lab, &NONCE).unwrap();
+            assert_eq!(b.tpm.as_ref().unwrap().hcl_report.as_ref(), Some(&report));
+            assert_eq!(b.tpm.as_ref().unwrap().ak_public, az.ak_public);
+            let r = verify_with(&b, &policy(&f.lab, &[]));
+            assert_eq!(r.failed(), [check], "{:#}", r.to_json());
+        }
+        // A report too short to hold a TDREPORT: no TD quote can be asked for.
+        az.provision(&[0x48; 200]);
+        assert!(matches!(
+            collect(&vtpm, &f.lab, &NONCE),
+            Err(CollectError::HclReportMalformed { len: 200 })
+        ));
+    }
+
+    #[test]
+    fn the_azure_ak_source_requires_the_report_index_and_the_hcl_ak() {
+        let tpm = Swtpm::start(SwtpmOptions::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(&tpm);
+        c.ak = AkSource::AzureHcl;
+        let err = Vtpm::open(c.clone()).unwrap_err();
+        assert!(
+            matches!(&err, VtpmError::Connect { detail, .. } if detail.contains("0x01400001")),
+            "{err}"
+        );
+        // Auto on a vTPM without the index: the responder's own AK, no HCL report.
+        let own = Vtpm::open(config(&tpm)).unwrap();
+        assert_eq!(own.hcl_report([0; 64]).unwrap(), None);
+        drop(own);
+        // The report index alone is not enough: the HCL's AK must be at 0x81000003.
+        nv_write(&tpm, AZURE_HCL_REPORT_NV, &[0; 64], dir.path());
+        let err = Vtpm::open(c).unwrap_err();
+        assert!(
+            matches!(&err, VtpmError::Connect { detail, .. } if detail.contains("0x81000003")),
+            "{err}"
+        );
+        let err = Vtpm::open(config(&tpm)).unwrap_err();
+        assert!(matches!(err, VtpmError::Connect { .. }), "{err}");
+    }
+}

@@ -111,6 +111,12 @@ pub struct TpmEvidence {
     /// The TCG PC Client event log (`binary_bios_measurements`), when read.
     #[serde(default, with = "serde_bytes")]
     pub event_log: Option<Vec<u8>>,
+    /// Azure's HCL report (at most [`crate::hcl::MAX_HCL_REPORT_LEN`] bytes), read from the
+    /// vTPM's NV when the AK is the HCL's: its variable data names the AK, and the TD quote's
+    /// REPORTDATA commits to that data (`docs/binding.md`, "Azure"). Absent otherwise, and then
+    /// omitted from the encoding, so such bundles encode exactly as before the field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
+    pub hcl_report: Option<Vec<u8>>,
 }
 
 /// One PCR value as read from the TPM.
@@ -186,5 +192,49 @@ impl EvidenceBundle {
             });
         }
         Ok(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transcript::Transcript;
+
+    fn bundle(hcl_report: Option<Vec<u8>>) -> EvidenceBundle {
+        let key = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
+        EvidenceBundle {
+            version: BUNDLE_VERSION,
+            nonce: vec![1; 32],
+            nonce_issuer: None,
+            session_spki: vec![2; 91],
+            transcript: Transcript::new().sign(&key),
+            tdx: None,
+            tpm: Some(TpmEvidence {
+                attest: vec![3; 10],
+                signature: vec![4; 10],
+                ak_public: vec![5; 10],
+                pcrs: Vec::new(),
+                ak_cert: None,
+                ek_certs: Vec::new(),
+                ca_certs: Vec::new(),
+                event_log: None,
+                hcl_report,
+            }),
+            timings: ResponderTimings::default(),
+            anchors: None,
+        }
+    }
+
+    #[test]
+    fn an_absent_hcl_report_is_not_encoded_and_bundles_without_it_decode() {
+        let plain = bundle(None);
+        let bytes = plain.to_cbor();
+        assert!(!bytes.windows(10).any(|w| w == b"hcl_report"));
+        assert_eq!(EvidenceBundle::from_cbor(&bytes).unwrap(), plain);
+
+        let azure = bundle(Some(vec![0x48; 2600]));
+        let bytes = azure.to_cbor();
+        assert!(bytes.windows(10).any(|w| w == b"hcl_report"));
+        assert_eq!(EvidenceBundle::from_cbor(&bytes).unwrap(), azure);
     }
 }

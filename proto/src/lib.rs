@@ -11,6 +11,7 @@ mod codec;
 pub mod echo;
 pub mod evidence;
 pub mod frame;
+pub mod hcl;
 pub mod messages;
 pub mod prober;
 pub mod responder;

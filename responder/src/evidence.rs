@@ -6,6 +6,14 @@
 //! the session SPKI and the hash of the AK that signed the vTPM quote. TPM and TDX calls block,
 //! so they run on tokio's blocking pool.
 //!
+//! On Azure (the vTPM's AK is the HCL's, see [`crate::tpm::AkSource`]) the vTPM part also
+//! carries the HCL report, requested with this bundle's binding value as its user data; the TD
+//! quote's REPORTDATA is then the HCL's (SHA-256 of its variable data), not locus's binding
+//! (`docs/binding.md`, "Azure"). Azure makes that TD quote from the HCL report's TDREPORT
+//! through the host's quoting service (IMDS `/acc/tdquote`), which is not reachable here and
+//! has no backend yet; a [`TdxQuoter`] given here (the lab's) is asked for a quote over the
+//! HCL report's REPORTDATA instead, so the whole chain can be checked.
+//!
 //! With [`EvidenceSource::with_coalescing`], concurrent collections share TDX quotes through a
 //! [`CoalescingQuoter`]: a bundle whose quote was shared carries its inclusion proof
 //! (`TdxEvidence::inclusion`, `docs/binding.md`). Only evidence requests wait there; the echo
@@ -51,6 +59,9 @@ pub enum EvidenceError {
     Anchors(#[from] locus_anchors::ConfigError),
     #[error("a blocking evidence task failed: {0}")]
     Task(String),
+    /// The vTPM's HCL report is too short to hold the TDREPORT a TD quote would be made from.
+    #[error("the HCL report of {len} bytes holds no TDREPORT REPORTDATA")]
+    HclReportMalformed { len: usize },
 }
 
 /// Where the event logs are (real defaults in [`EventLogPaths::linux`]; tests use fakes).
@@ -326,6 +337,13 @@ fn collect_blocking_with(
             timings.tpm_cheap_samples = rtt.samples;
             let q = v.quote(&binding::qualifying_data(nonce, &spki_hash)?)?;
             timings.tpm_quote_ns = Some(q.quote_ns);
+            // Azure: a fresh HCL report whose user data is this bundle's binding value.
+            let hcl_report = v.hcl_report(binding::report_data(&BindingInputs {
+                nonce,
+                ak_public_hash: binding::ak_public_hash(&q.ak_public),
+                spki_hash,
+                anchor_digest,
+            })?)?;
             let ek_certs = match cached_ek {
                 Some(c) => c,
                 None => {
@@ -343,22 +361,33 @@ fn collect_blocking_with(
                 ek_certs,
                 ca_certs: ek_ca_certs.into_iter().map(ByteBuf::from).collect(),
                 event_log: read_optional(&logs.tcg)?,
+                hcl_report,
             })
         }
     };
     let tdx = match tdx {
         None => None,
         Some(quoter) => {
-            let ak_public_hash = tpm
-                .as_ref()
-                .map(|t| binding::ak_public_hash(&t.ak_public))
-                .unwrap_or([0; 32]);
-            let report_data = binding::report_data(&BindingInputs {
-                nonce,
-                ak_public_hash,
-                spki_hash,
-                anchor_digest,
-            })?;
+            let hcl_report = tpm.as_ref().and_then(|t| t.hcl_report.as_deref());
+            let report_data = match hcl_report {
+                // Azure: REPORTDATA is the HCL's (`docs/binding.md`, "Azure").
+                Some(hcl) => locus_proto::hcl::td_report_data(hcl)
+                    .ok_or(EvidenceError::HclReportMalformed { len: hcl.len() })?,
+                None => binding::report_data(&BindingInputs {
+                    nonce,
+                    ak_public_hash: tpm
+                        .as_ref()
+                        .map(|t| binding::ak_public_hash(&t.ak_public))
+                        .unwrap_or([0; 32]),
+                    spki_hash,
+                    anchor_digest,
+                })?,
+            };
+            // One HCL report, one quote: a quote over it is never shared.
+            let quoter = match (quoter, hcl_report) {
+                (TdxRef::Coalescing(c), Some(_)) => TdxRef::Plain(c.inner()),
+                (q, _) => q,
+            };
             // With coalescing this includes the wait for the quote in flight.
             let t = Instant::now();
             let (quote, inclusion) = match quoter {

@@ -22,19 +22,12 @@ use super::{Checks, NamedCheck, MAX_EVIDENCE_LEN};
 use crate::tdx::{self, Collateral, TdxError, TdxVerified, TrustRoot};
 use crate::tpm::{self, TpmError, ALG_SHA256};
 
-const HCL_SIGNATURE: &[u8; 4] = b"HCLA";
-const HCL_HEADER_LEN: usize = 32;
-/// The runtime data header follows the 1184-byte hardware report.
-const RUNTIME_HEADER_AT: usize = HCL_HEADER_LEN + 1184;
-const VARIABLE_DATA_AT: usize = RUNTIME_HEADER_AT + 20;
-/// IGVM report type TDX; hash type SHA-256.
-const REPORT_TYPE_TDX: u32 = 4;
-const HASH_TYPE_SHA256: u32 = 1;
-/// TDREPORT offsets inside the HCL report: REPORTDATA in REPORTMACSTRUCT, TEE_TCB_SVN..
-/// MRSIGNERSEAM in TEE_TCB_INFO, ATTRIBUTES..RTMR3 in TDINFO.
-const HCL_REPORT_DATA_AT: usize = HCL_HEADER_LEN + 128;
-const HCL_TEE_TCB_AT: usize = HCL_HEADER_LEN + 256 + 8;
-const HCL_TD_INFO_AT: usize = HCL_HEADER_LEN + 512;
+use locus_proto::hcl::{
+    HASH_TYPE_SHA256, HEADER_LEN as HCL_HEADER_LEN, MAX_HCL_REPORT_LEN, REPORT_TYPE_TDX,
+    RUNTIME_HEADER_AT, SIGNATURE as HCL_SIGNATURE, TD_INFO_AT as HCL_TD_INFO_AT,
+    TD_REPORT_DATA_AT as HCL_REPORT_DATA_AT, TD_TEE_TCB_AT as HCL_TEE_TCB_AT, USER_DATA_LEN,
+    VARIABLE_DATA_AT,
+};
 /// TD quote v4: the 584-byte TD report body follows the 48-byte header.
 const QUOTE_BODY_AT: usize = 48;
 
@@ -82,6 +75,9 @@ pub enum AzureError {
     /// The HCL report's TDREPORT is not the one the TD quote was made from.
     #[error("HCL TDREPORT {field} differs from the TD quote's")]
     HclTdReport { field: &'static str },
+    /// The runtime data's `user-data` is not a 64-byte hex string.
+    #[error("HCL user-data: {reason}")]
+    HclUserData { reason: String },
 }
 
 impl NamedCheck for AzureError {
@@ -100,6 +96,7 @@ impl NamedCheck for AzureError {
             Self::TdQuote(_) => "TdQuote",
             Self::ReportData { .. } => "ReportData",
             Self::HclTdReport { .. } => "HclTdReport",
+            Self::HclUserData { .. } => "HclUserData",
         }
     }
 }
@@ -220,9 +217,15 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 
-/// Checks the HCL report's headers; returns the variable data.
-fn hcl_variable_data(hcl: &[u8]) -> Result<&[u8], AzureError> {
+/// Checks the HCL report's size and headers; returns the variable data.
+pub fn hcl_variable_data(hcl: &[u8]) -> Result<&[u8], AzureError> {
     let err = |reason: String| AzureError::HclReport { reason };
+    if hcl.len() > MAX_HCL_REPORT_LEN {
+        return Err(err(format!(
+            "{} bytes exceed the limit of {MAX_HCL_REPORT_LEN}",
+            hcl.len()
+        )));
+    }
     if hcl.len() < VARIABLE_DATA_AT {
         return Err(err(format!(
             "{} bytes, the headers need {VARIABLE_DATA_AT}",
@@ -277,14 +280,18 @@ fn hcl_variable_data(hcl: &[u8]) -> Result<&[u8], AzureError> {
     Ok(&hcl[VARIABLE_DATA_AT..end])
 }
 
+/// The variable data as JSON (trailing zero bytes ignored).
+fn variable_json(var: &[u8]) -> Result<Value, String> {
+    let end = var.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    serde_json::from_slice(&var[..end]).map_err(|e| format!("variable data is not JSON: {e}"))
+}
+
 /// The RSA key `HCLAkPub` from the variable data's JWK set: (n, e).
-fn hcl_ak(var: &[u8]) -> Result<(Vec<u8>, Vec<u8>), AzureError> {
+pub fn hcl_ak(var: &[u8]) -> Result<(Vec<u8>, Vec<u8>), AzureError> {
     let err = |reason: &str| AzureError::HclAkPub {
         reason: reason.into(),
     };
-    let end = var.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
-    let v: Value = serde_json::from_slice(&var[..end])
-        .map_err(|e| err(&format!("variable data is not JSON: {e}")))?;
+    let v = variable_json(var).map_err(|e| err(&e))?;
     let keys = v
         .get("keys")
         .and_then(Value::as_array)
@@ -304,6 +311,40 @@ fn hcl_ak(var: &[u8]) -> Result<(Vec<u8>, Vec<u8>), AzureError> {
             .ok_or_else(|| err(&format!("HCLAkPub.{name} is not base64url")))
     };
     Ok((part("n")?, part("e")?))
+}
+
+/// The `user-data` the guest wrote before the HCL made this report (hex in the runtime data;
+/// Azure writes it upper-case); `None` when the runtime data has none.
+pub fn hcl_user_data(var: &[u8]) -> Result<Option<[u8; USER_DATA_LEN]>, AzureError> {
+    let err = |reason: String| AzureError::HclUserData { reason };
+    let v = variable_json(var).map_err(err)?;
+    let Some(u) = v.get("user-data") else {
+        return Ok(None);
+    };
+    let bytes = u
+        .as_str()
+        .and_then(hex_text)
+        .ok_or_else(|| err("not a hex string".into()))?;
+    let len = bytes.len();
+    bytes
+        .try_into()
+        .map(Some)
+        .map_err(|_| err(format!("{len} bytes, expected {USER_DATA_LEN}")))
+}
+
+/// SHA-256 of the HCL variable data is the TD quote's REPORTDATA[0..32] (`report_data`: the
+/// quote's 64-byte REPORTDATA).
+pub fn check_report_data(var: &[u8], report_data: &[u8]) -> Result<(), AzureError> {
+    let found = Sha256::digest(var);
+    let expected = report_data.get(..32).unwrap_or(report_data);
+    if found[..] == *expected {
+        Ok(())
+    } else {
+        Err(AzureError::ReportData {
+            expected: hex::encode(expected),
+            found: hex::encode(found),
+        })
+    }
 }
 
 /// Verifies Azure TDX evidence (`evidence_json` in either encoding) against the verifier's
@@ -421,18 +462,11 @@ fn verify_decoded(
     let body = ev.td_quote.get(QUOTE_BODY_AT..QUOTE_BODY_AT + 584);
     match (var, body) {
         (Some(var), Some(body)) => {
-            let found = Sha256::digest(var);
-            if found[..] == body[520..552] {
-                checks.pass(
-                    "ReportData",
-                    "SHA-256(HCL variable data) = REPORTDATA[0..32]",
-                );
-            } else {
-                checks.fail(AzureError::ReportData {
-                    expected: hex::encode(&body[520..552]),
-                    found: hex::encode(found),
-                });
-            }
+            checks.record(
+                "ReportData",
+                check_report_data(var, &body[520..584]),
+                "SHA-256(HCL variable data) = REPORTDATA[0..32]",
+            );
             checks.record(
                 "HclTdReport",
                 hcl_td_report(&ev.hcl_report, body),
@@ -476,8 +510,8 @@ fn pcr_selection(attest: &tpm::QuoteAttest, pcrs: &[Vec<u8>]) -> Result<(), Azur
     Ok(())
 }
 
-/// The HCL's TDREPORT fields that the TD quote body repeats.
-fn hcl_td_report(hcl: &[u8], body: &[u8]) -> Result<(), AzureError> {
+/// The HCL's TDREPORT fields that the TD quote body (584 bytes) repeats.
+pub fn hcl_td_report(hcl: &[u8], body: &[u8]) -> Result<(), AzureError> {
     let pairs: [(&'static str, usize, usize, usize); 3] = [
         ("REPORTDATA", HCL_REPORT_DATA_AT, 520, 64),
         ("TEE_TCB_SVN/MRSEAM/MRSIGNERSEAM", HCL_TEE_TCB_AT, 0, 112),

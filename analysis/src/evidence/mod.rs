@@ -5,6 +5,7 @@
 //! The binding being checked is specified in `docs/binding.md` ([`locus_proto::binding`]).
 
 pub mod ekchain;
+mod hcl;
 pub mod nonce;
 pub mod policy;
 
@@ -16,6 +17,7 @@ use locus_proto::transcript::TranscriptError;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::cloud::azure::AzureError;
 use crate::eventlog::{self, CrossCheckError, EventLogError};
 use crate::tdx::{coalesced_report_data, InclusionProof, TdxError, TdxVerified};
 use crate::tpm::{self, TpmError};
@@ -38,11 +40,20 @@ pub enum CheckId {
     SessionSpki,
     /// The TDX quote verifies (DCAP, via `analysis::tdx`).
     TdxQuote,
+    /// The bundle's Azure HCL report is well formed (size, header, TDX, SHA-256, `HCLAkPub`,
+    /// `user-data`) and its TDREPORT is the one the TD quote was made from.
+    HclReport,
     /// REPORTDATA equals the binding recomputed from the bundle, or, for a coalesced quote,
-    /// the Merkle root its inclusion proof folds that binding into.
+    /// the Merkle root its inclusion proof folds that binding into. With an HCL report:
+    /// REPORTDATA[0..32] = SHA-256 of the HCL variable data.
     ReportData,
-    /// REPORTDATA commits to the bundle's AK.
+    /// REPORTDATA commits to the bundle's AK. With an HCL report: the HCL variable data
+    /// (which REPORTDATA commits to) names the bundle's AK as `HCLAkPub`.
     AkHash,
+    /// The HCL report was made for this bundle: its `user-data` is the bundle's binding value
+    /// (the REPORTDATA of `docs/binding.md`), so the TD quote is fresh and bound to the nonce,
+    /// session key and anchor report.
+    HclUserData,
     /// The AK is a restricted signing key (ECC P-256 or RSA) and the quote signature verifies.
     TpmSignature,
     /// TPMS_ATTEST magic and type are a TPM-generated quote.
@@ -74,14 +85,16 @@ pub enum CheckId {
 }
 
 impl CheckId {
-    pub const ALL: [CheckId; 20] = [
+    pub const ALL: [CheckId; 22] = [
         CheckId::BundleFormat,
         CheckId::Nonce,
         CheckId::Transcript,
         CheckId::SessionSpki,
         CheckId::TdxQuote,
+        CheckId::HclReport,
         CheckId::ReportData,
         CheckId::AkHash,
+        CheckId::HclUserData,
         CheckId::TpmSignature,
         CheckId::TpmAttest,
         CheckId::QualifyingData,
@@ -104,8 +117,10 @@ impl CheckId {
             CheckId::Transcript => "transcript",
             CheckId::SessionSpki => "session_spki",
             CheckId::TdxQuote => "tdx_quote",
+            CheckId::HclReport => "hcl_report",
             CheckId::ReportData => "report_data",
             CheckId::AkHash => "ak_hash",
+            CheckId::HclUserData => "hcl_user_data",
             CheckId::TpmSignature => "tpm_signature",
             CheckId::TpmAttest => "tpm_attest",
             CheckId::QualifyingData => "qualifying_data",
@@ -226,6 +241,14 @@ pub enum EvidenceError {
         name: String,
         error: crate::anchor::AnchorError,
     },
+    #[error(transparent)]
+    Hcl(#[from] AzureError),
+    #[error("the HCL report names the AK whose modulus hashes to {hcl} (SHA-256), the vTPM quote's AK is {bundle}: not the HCL's AK")]
+    HclAkMismatch { hcl: String, bundle: String },
+    #[error("the HCL report's user-data is {found}, this bundle's binding is {expected}: the HCL report was not made for this bundle")]
+    HclUserDataMismatch { expected: String, found: String },
+    #[error("the bundle carries an inclusion proof, but a TD quote over an HCL report is not coalesced (its REPORTDATA is the HCL's)")]
+    HclInclusionProof,
     #[error("required input missing: {0}")]
     Missing(&'static str),
     #[error("a check this one depends on failed: {0}")]
@@ -385,11 +408,7 @@ pub fn check_ak_cert(
             point.data() == expected.as_slice()
         }
         (tpm::AkKey::Rsa { n, e }, Ok(x509_parser::public_key::PublicKey::RSA(rsa))) => {
-            let strip = |v: &[u8]| -> Vec<u8> {
-                let first = v.iter().position(|b| *b != 0).unwrap_or(v.len());
-                v[first..].to_vec()
-            };
-            strip(rsa.modulus) == strip(n) && strip(rsa.exponent) == strip(e)
+            same_rsa_key((rsa.modulus, rsa.exponent), (n, e))
         }
         _ => false,
     };
@@ -398,6 +417,16 @@ pub fn check_ak_cert(
     }
     ekchain::verify_chain(ak_cert, intermediates, roots, now)?;
     Ok(())
+}
+
+/// Two RSA public keys (modulus, exponent; big-endian) are equal, leading zeros aside (DER
+/// integers carry a sign byte, JWKs and TPM2B buffers do not).
+fn same_rsa_key(a: (&[u8], &[u8]), b: (&[u8], &[u8])) -> bool {
+    fn strip(v: &[u8]) -> &[u8] {
+        let first = v.iter().position(|b| *b != 0).unwrap_or(v.len());
+        &v[first..]
+    }
+    strip(a.0) == strip(b.0) && strip(a.1) == strip(b.1)
 }
 
 /// TD report fields needed by the binding, read from a quote at the v4/v5 TD report offsets.
@@ -583,6 +612,17 @@ pub fn verify_bundle(
         " (TDX quote signature not verified)"
     };
 
+    // Azure: a bundle with an HCL report is bound through it (`hcl.rs`).
+    let hcl_report = b.tpm.as_ref().and_then(|t| t.hcl_report.as_deref());
+    let hcl_parsed = hcl_report.map(hcl::parse);
+    run.record(CheckId::HclReport, || match (hcl_report, &hcl_parsed) {
+        (Some(r), Some(p)) => hcl::report_outcome(r, p, b.tdx.as_ref().map(|t| t.quote.as_slice())),
+        _ => Outcome::Skipped("the bundle has no HCL report".into()),
+    });
+    let hcl_rd_matches = hcl_parsed
+        .as_ref()
+        .and_then(|p| hcl::report_data_matches(p, td_fields.as_ref().map(|f| &f.report_data)));
+
     let ak_hash = b
         .tpm
         .as_ref()
@@ -614,6 +654,9 @@ pub fn verify_bundle(
                 len: tdx.quote.len(),
             });
         };
+        if let Some(p) = &hcl_parsed {
+            return hcl::report_data_outcome(p, &f.report_data, proof.is_some(), tdx_checked);
+        }
         let expected = match &expected_rd {
             Ok(e) => e,
             Err(_) => return Outcome::Fail(EvidenceError::Missing("a bindable nonce")),
@@ -660,8 +703,11 @@ pub fn verify_bundle(
     });
 
     run.record(CheckId::AkHash, || {
-        if b.tpm.is_none() {
+        let Some(t) = &b.tpm else {
             return Outcome::Skipped("the bundle has no vTPM quote".into());
+        };
+        if let Some(p) = &hcl_parsed {
+            return hcl::ak_outcome(p, &t.ak_public, hcl_rd_matches, tdx_checked);
         }
         match rd_matches {
             None => Outcome::Skipped("no TDX REPORTDATA to bind the AK".into()),
@@ -672,6 +718,15 @@ pub fn verify_bundle(
             }),
         }
     });
+
+    run.record(CheckId::HclUserData, || match &hcl_parsed {
+        None => Outcome::Skipped("the bundle has no HCL report".into()),
+        Some(p) => {
+            hcl::user_data_outcome(p, expected_rd.as_ref().ok(), hcl_rd_matches, tdx_checked)
+        }
+    });
+    // With an HCL report the anchor report's digest is bound only through `user-data`.
+    let anchors_bound = hcl_parsed.is_none() || run.passed(CheckId::HclUserData);
 
     // vTPM quote.
     let tpm = b.tpm.as_ref();
@@ -936,6 +991,9 @@ pub fn verify_bundle(
         (Some(_), None) => Outcome::Skipped("no anchors in the policy".into()),
         // The report's digest is bound into REPORTDATA by `report_data`; here the report
         // itself is checked against the nonce and the anchors the policy knows.
+        (Some(_), Some(_)) if !anchors_bound => {
+            Outcome::Fail(EvidenceError::Dependency(CheckId::HclUserData))
+        }
         (Some(report), Some(anchors)) => {
             match crate::anchor::verify_report(
                 report,

@@ -211,6 +211,9 @@ impl PolicyFile {
         checks.insert(CheckId::VtpmTiming, Requirement::Optional);
         // Needs an `[anchors]` section, which the caller adds when it knows its anchors.
         checks.insert(CheckId::Anchors, Requirement::Optional);
+        // Azure only: run when a bundle carries an HCL report.
+        checks.insert(CheckId::HclReport, Requirement::Optional);
+        checks.insert(CheckId::HclUserData, Requirement::Optional);
         Self {
             checks,
             nonce: NonceSection {

@@ -158,6 +158,11 @@ impl CoalescingQuoter {
         self.lock().waiting.len()
     }
 
+    /// The quoter this one shares (for quotes that must not be batched).
+    pub fn inner(&self) -> &dyn TdxQuoter {
+        self.inner.as_ref()
+    }
+
     /// A quote whose REPORTDATA includes `value`, with the proof of inclusion. Blocks while
     /// another quote is in flight, then shares the next quote with everyone who waited.
     pub fn quote_coalesced(&self, value: [u8; 64]) -> Result<CoalescedQuote, QuoteError> {

@@ -1,29 +1,34 @@
 //! The thread that owns the tss-esapi context and the AK handle.
 
+use std::io::{Read, Write};
 use std::str::FromStr;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
 use locus_proto::evidence::{EkCert, PcrValue};
-use tss_esapi::abstraction::{nv, pcr};
-use tss_esapi::attributes::ObjectAttributesBuilder;
-use tss_esapi::constants::CapabilityType;
-use tss_esapi::handles::{KeyHandle, NvIndexTpmHandle, PcrHandle, TpmHandle};
+use locus_proto::hcl::{MAX_HCL_REPORT_LEN, USER_DATA_LEN};
+use tss_esapi::abstraction::nv::{self, NvOpenOptions};
+use tss_esapi::abstraction::pcr;
+use tss_esapi::attributes::{NvIndexAttributesBuilder, ObjectAttributesBuilder};
+use tss_esapi::constants::{CapabilityType, NvIndexType};
+use tss_esapi::handles::{KeyHandle, NvIndexTpmHandle, PcrHandle, PersistentTpmHandle, TpmHandle};
 use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
 use tss_esapi::interface_types::ecc::EccCurve;
 use tss_esapi::interface_types::resource_handles::{Hierarchy, NvAuth};
+use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::structures::{
     CapabilityData, Data, Digest, DigestValues, EccPoint, EccScheme, HashScheme,
-    KeyDerivationFunctionScheme, PcrSelectionList, PcrSelectionListBuilder, PcrSlot, Public,
-    PublicBuilder, PublicEccParametersBuilder, SignatureScheme,
+    KeyDerivationFunctionScheme, NvPublicBuilder, PcrSelectionList, PcrSelectionListBuilder,
+    PcrSlot, Public, PublicBuilder, PublicEccParametersBuilder, SignatureScheme,
 };
 use tss_esapi::tcti_ldr::{DeviceConfig, NetworkTPMConfig};
 use tss_esapi::traits::{Marshall, UnMarshall};
 use tss_esapi::{Context, TctiNameConf};
 
 use super::{
-    CheapRtt, Tcti, VtpmConfig, VtpmError, VtpmQuote, ALG_SHA256, GCE_AK_CERT_NV_ECC,
-    GCE_AK_CERT_NV_RSA, GCE_AK_TEMPLATE_NV_ECC, GCE_AK_TEMPLATE_NV_RSA,
+    AkSource, CheapRtt, Tcti, VtpmConfig, VtpmError, VtpmQuote, ALG_SHA256, AZURE_HCL_AK_HANDLE,
+    AZURE_HCL_REPORT_NV, AZURE_USER_DATA_NV, GCE_AK_CERT_NV_ECC, GCE_AK_CERT_NV_RSA,
+    GCE_AK_TEMPLATE_NV_ECC, GCE_AK_TEMPLATE_NV_RSA,
 };
 
 /// How often the PCRs are re-read when they change around a quote.
@@ -36,6 +41,9 @@ const NV_INDEX_FIRST: u32 = 0x0100_0000;
 pub(super) enum Op {
     AkPublic,
     AkCert,
+    HclReport {
+        user_data: [u8; USER_DATA_LEN],
+    },
     Quote {
         qualifying_data: Vec<u8>,
         pcrs: Vec<u8>,
@@ -56,6 +64,7 @@ pub(super) enum Op {
 pub(super) enum Reply {
     AkPublic(Vec<u8>),
     AkCert(Option<Vec<u8>>),
+    HclReport(Option<Vec<u8>>),
     Quote(VtpmQuote),
     CheapRtt(CheapRtt),
     EkCerts(Vec<EkCert>),
@@ -88,10 +97,11 @@ impl Actor {
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         let (done_tx, done) = mpsc::sync_channel(1);
         let tcti = config.tcti.clone();
+        let source = config.ak;
         std::thread::Builder::new()
             .name("locus-vtpm".into())
             .spawn(move || {
-                run(tcti, rx, ready_tx);
+                run(tcti, source, rx, ready_tx);
                 let _ = done_tx.send(());
             })
             .map_err(|e| VtpmError::Connect {
@@ -129,10 +139,12 @@ struct State {
     ak_public: Vec<u8>,
     /// The provider's certificate for this AK (GCE), when the AK came from its NV template.
     ak_cert: Option<Vec<u8>>,
+    /// The AK is the Azure HCL's persistent key: HCL reports can be requested.
+    hcl: bool,
 }
 
-fn run(tcti: Tcti, rx: Receiver<Request>, ready: SyncSender<Result<(), String>>) {
-    let mut state = match connect(&tcti) {
+fn run(tcti: Tcti, source: AkSource, rx: Receiver<Request>, ready: SyncSender<Result<(), String>>) {
+    let mut state = match connect(&tcti, source) {
         Ok(s) => {
             let _ = ready.send(Ok(()));
             s
@@ -151,12 +163,13 @@ fn run(tcti: Tcti, rx: Receiver<Request>, ready: SyncSender<Result<(), String>>)
             break;
         }
     }
-    // Dropping the context flushes the transient AK, so a long-lived resource manager does
-    // not fill up (tss-esapi tracks the handles it created).
+    // Dropping the context flushes a transient AK, so a long-lived resource manager does
+    // not fill up (tss-esapi tracks the handles it created); the HCL's persistent AK is only
+    // closed, never evicted.
     drop(state);
 }
 
-fn connect(tcti: &Tcti) -> Result<State, String> {
+fn connect(tcti: &Tcti, source: AkSource) -> Result<State, String> {
     let conf = match tcti {
         Tcti::Device(path) => DeviceConfig::from_str(&path.display().to_string())
             .map(TctiNameConf::Device)
@@ -169,8 +182,36 @@ fn connect(tcti: &Tcti) -> Result<State, String> {
     };
     let mut ctx = Context::new(conf).map_err(|e| format!("opening the TCTI: {e}"))?;
     let present = nv_indices(&mut ctx);
-    let (template, ak_cert) = match provisioned_ak(&mut ctx, present.as_deref()) {
+    let has_hcl_report = present
+        .as_ref()
+        .is_some_and(|p| p.contains(&AZURE_HCL_REPORT_NV));
+    if source == AkSource::AzureHcl || (source == AkSource::Auto && has_hcl_report) {
+        if !has_hcl_report {
+            return Err(format!(
+                "no HCL report at NV {AZURE_HCL_REPORT_NV:#010x}: not an Azure confidential VM's vTPM"
+            ));
+        }
+        let (ak, ak_public) = hcl_ak(&mut ctx)?;
+        tracing::debug!(%tcti, "vTPM connected, using the Azure HCL's AK");
+        return Ok(State {
+            ctx,
+            ak,
+            ak_public,
+            ak_cert: None,
+            hcl: true,
+        });
+    }
+    let provisioned = match source {
+        AkSource::Own => None,
+        _ => provisioned_ak(&mut ctx, present.as_deref()),
+    };
+    let (template, ak_cert) = match provisioned {
         Some((template, cert)) => (template, cert),
+        None if source == AkSource::Gce => {
+            return Err(format!(
+                "no usable GCE AK template in NV ({GCE_AK_TEMPLATE_NV_ECC:#010x}, {GCE_AK_TEMPLATE_NV_RSA:#010x})"
+            ))
+        }
         None => (
             ak_template().map_err(|e| format!("AK template: {e}"))?,
             None,
@@ -188,7 +229,92 @@ fn connect(tcti: &Tcti) -> Result<State, String> {
         ak: created.key_handle,
         ak_public,
         ak_cert,
+        hcl: false,
     })
+}
+
+/// The Azure HCL's AK, a persistent key, and its public area (TPM2B_PUBLIC).
+fn hcl_ak(ctx: &mut Context) -> Result<(KeyHandle, Vec<u8>), String> {
+    let missing = |e: tss_esapi::Error| {
+        format!("no HCL AK at persistent handle {AZURE_HCL_AK_HANDLE:#010x}: {e}")
+    };
+    let handle = PersistentTpmHandle::new(AZURE_HCL_AK_HANDLE).map_err(missing)?;
+    let key: KeyHandle = ctx
+        .execute_without_session(|c| c.tr_from_tpm_public(TpmHandle::Persistent(handle)))
+        .map_err(missing)?
+        .into();
+    let (public, _, _) = ctx
+        .execute_without_session(|c| c.read_public(key))
+        .map_err(missing)?;
+    let ak_public = tpm2b_public(&public).map_err(|e| format!("HCL AK public: {e}"))?;
+    Ok((key, ak_public))
+}
+
+/// Asks the HCL for a report carrying `user_data` and reads it. Azure defines the user-data
+/// index with owner auth (empty on Azure) when absent and reads both indices with owner auth.
+fn hcl_report(s: &mut State, user_data: &[u8; USER_DATA_LEN]) -> Result<Vec<u8>, VtpmError> {
+    const WRITE: &str = "hcl_user_data";
+    const READ: &str = "hcl_report";
+    let user_index = NvIndexTpmHandle::new(AZURE_USER_DATA_NV).map_err(cmd_err(WRITE))?;
+    let report_index = NvIndexTpmHandle::new(AZURE_HCL_REPORT_NV).map_err(cmd_err(READ))?;
+    let defined = nv_indices(&mut s.ctx).is_some_and(|p| p.contains(&AZURE_USER_DATA_NV));
+    let open = if defined {
+        NvOpenOptions::ExistingIndex {
+            nv_index_handle: user_index,
+            auth_handle: NvAuth::Owner,
+        }
+    } else {
+        NvOpenOptions::NewIndex {
+            nv_public: user_data_index(user_index).map_err(cmd_err(WRITE))?,
+            auth_handle: NvAuth::Owner,
+        }
+    };
+    s.ctx
+        .execute_with_session(Some(AuthSession::Password), |c| {
+            let mut w = open.open(c).map_err(cmd_err(WRITE))?;
+            if w.size() != USER_DATA_LEN {
+                return Err(VtpmError::Command {
+                    op: WRITE,
+                    detail: format!("the index holds {} bytes, not {USER_DATA_LEN}", w.size()),
+                });
+            }
+            w.write_all(user_data).map_err(io_err(WRITE))
+        })?;
+    s.ctx
+        .execute_with_session(Some(AuthSession::Password), |c| {
+            let mut r = NvOpenOptions::ExistingIndex {
+                nv_index_handle: report_index,
+                auth_handle: NvAuth::Owner,
+            }
+            .open(c)
+            .map_err(cmd_err(READ))?;
+            if r.size() > MAX_HCL_REPORT_LEN {
+                return Err(VtpmError::HclReportTooLarge {
+                    len: r.size(),
+                    max: MAX_HCL_REPORT_LEN,
+                });
+            }
+            let mut report = Vec::with_capacity(r.size());
+            r.read_to_end(&mut report).map_err(io_err(READ))?;
+            Ok(report)
+        })
+}
+
+/// The user-data index as Azure's guest attestation library defines it.
+fn user_data_index(index: NvIndexTpmHandle) -> tss_esapi::Result<tss_esapi::structures::NvPublic> {
+    let attributes = NvIndexAttributesBuilder::new()
+        .with_nv_index_type(NvIndexType::Ordinary)
+        .with_owner_write(true)
+        .with_owner_read(true)
+        .with_auth_write(true)
+        .with_auth_read(true)
+        .build()?;
+    NvPublicBuilder::new()
+        .with_nv_index(index)
+        .with_index_name_algorithm(HashingAlgorithm::Sha256)
+        .with_index_attributes(attributes)
+        .with_data_area_size(USER_DATA_LEN)
+        .build()
 }
 
 /// The NV indices that exist, or `None` when the TPM does not say.
@@ -294,10 +420,22 @@ fn cmd_err(op: &'static str) -> impl Fn(tss_esapi::Error) -> VtpmError {
     }
 }
 
+/// NV reads and writes go through `std::io` (tss-esapi's NV reader/writer).
+fn io_err(op: &'static str) -> impl Fn(std::io::Error) -> VtpmError {
+    move |e| VtpmError::Command {
+        op,
+        detail: e.to_string(),
+    }
+}
+
 fn handle(s: &mut State, op: Op) -> Result<Reply, VtpmError> {
     match op {
         Op::AkPublic => Ok(Reply::AkPublic(s.ak_public.clone())),
         Op::AkCert => Ok(Reply::AkCert(s.ak_cert.clone())),
+        Op::HclReport { user_data } if s.hcl => {
+            hcl_report(s, &user_data).map(|r| Reply::HclReport(Some(r)))
+        }
+        Op::HclReport { .. } => Ok(Reply::HclReport(None)),
         Op::Quote {
             qualifying_data,
             pcrs,

@@ -9,6 +9,10 @@
 //!
 //! Backends: the real device (`/dev/tpmrm0`, device TCTI) and the `swtpm` emulator (swtpm TCTI,
 //! see [`swtpm::Swtpm`]).
+//!
+//! The AK is the responder's own (a primary from its template), or the one the cloud
+//! provisioned ([`AkSource`]): on GCE a primary from the template in NV, with its certificate;
+//! on Azure the HCL's persistent key, with the HCL report read from NV.
 
 mod actor;
 pub mod swtpm;
@@ -41,6 +45,31 @@ pub const GCE_AK_TEMPLATE_NV_RSA: u32 = 0x01c1_0001;
 pub const GCE_AK_CERT_NV_ECC: u32 = 0x01c1_0002;
 pub const GCE_AK_TEMPLATE_NV_ECC: u32 = 0x01c1_0003;
 
+/// Azure's confidential VMs: the HCL (the paravisor) keeps its attestation report in NV
+/// `0x01400001`; a guest that writes 64 bytes of user data to `0x01400002` (defining the index
+/// with owner auth when absent) gets a fresh report carrying them as `user-data`. The HCL's
+/// AK (RSA-2048, RSASSA-SHA256), named by the report, is the persistent key `0x81000003`.
+/// (Azure/confidential-computing-cvm-guest-attestation, virtee/azure-cvm-tooling.)
+pub const AZURE_HCL_REPORT_NV: u32 = 0x0140_0001;
+pub const AZURE_USER_DATA_NV: u32 = 0x0140_0002;
+pub const AZURE_HCL_AK_HANDLE: u32 = 0x8100_0003;
+
+/// Which attestation key the responder quotes with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AkSource {
+    /// What the vTPM offers: Azure's HCL AK when the HCL report's NV index exists, else GCE's
+    /// template when provisioned, else the responder's own.
+    #[default]
+    Auto,
+    /// The responder's own AK, whatever the platform provisioned.
+    Own,
+    /// GCE's AK template from NV (ECC first); fails to connect when none is provisioned.
+    Gce,
+    /// Azure's HCL AK and HCL report; fails to connect when the NV index or the persistent
+    /// key is missing.
+    AzureHcl,
+}
+
 /// How to reach the TPM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tcti {
@@ -71,6 +100,8 @@ pub struct VtpmConfig {
     pub command_timeout: Duration,
     /// How many cheap commands (TPM2_GetRandom) to time; the minimum is reported.
     pub cheap_samples: u32,
+    /// Which AK to quote with (default [`AkSource::Auto`]).
+    pub ak: AkSource,
 }
 
 impl VtpmConfig {
@@ -82,6 +113,7 @@ impl VtpmConfig {
             ek_cert_indices: vec![EK_CERT_NV_RSA, EK_CERT_NV_ECC],
             command_timeout: Duration::from_secs(5),
             cheap_samples: 5,
+            ak: AkSource::Auto,
         }
     }
 
@@ -108,6 +140,9 @@ pub enum VtpmError {
     /// The configuration cannot be used (e.g. a PCR index above 23).
     #[error("bad vTPM configuration: {0}")]
     Config(String),
+    /// The HCL report's NV index is larger than any real report; it is not read.
+    #[error("the HCL report NV index holds {len} bytes, more than {max}")]
+    HclReportTooLarge { len: usize, max: usize },
     /// The PCRs changed during every attempt to read them consistently with a quote.
     #[error("PCRs kept changing while quoting ({attempts} attempts)")]
     PcrsUnstable { attempts: u32 },
@@ -199,7 +234,6 @@ impl Vtpm {
         }
     }
 
-    /// EK certificates found at the configured NV indices (missing indices are skipped).
     /// The AK certificate the platform provisioned with the AK template the AK was created
     /// from (GCE), if any.
     pub fn ak_cert(&self) -> Result<Option<Vec<u8>>, VtpmError> {
@@ -209,6 +243,17 @@ impl Vtpm {
         }
     }
 
+    /// With the HCL's AK (Azure): writes `user_data` to the user-data index, so the HCL makes
+    /// a fresh report carrying it, and reads the report (at most
+    /// [`locus_proto::hcl::MAX_HCL_REPORT_LEN`] bytes). `None` with any other AK.
+    pub fn hcl_report(&self, user_data: [u8; 64]) -> Result<Option<Vec<u8>>, VtpmError> {
+        match self.call("hcl_report", Op::HclReport { user_data })? {
+            Reply::HclReport(r) => Ok(r),
+            other => Err(unexpected("hcl_report", &other)),
+        }
+    }
+
+    /// EK certificates found at the configured NV indices (missing indices are skipped).
     pub fn ek_certs(&self) -> Result<Vec<EkCert>, VtpmError> {
         let op = Op::EkCerts {
             indices: self.config.ek_cert_indices.clone(),
