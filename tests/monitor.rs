@@ -1,6 +1,8 @@
 //! `locus monitor` and `locus export` on a database written through the store API, and the
 //! `locus prober --config` daemon as a process: SIGHUP reloads, SIGTERM stops cleanly.
 
+mod evidence_lab;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -8,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use locus_analysis::geo::{distance_km, LatLon};
-use locus_prober::store::{RoundRecord, SampleRecord, SiteRecord, Store};
+use locus_prober::store::{EvidenceRecord, RoundRecord, SampleRecord, SiteRecord, Store};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -273,6 +275,111 @@ fn promtool_check(text: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `locus monitor --evidence-policy`: a node's stored bundle is verified into its verdict; a
+/// wrong nonce, a tampered quote and undecodable bytes each give `evidence-invalid` naming the
+/// check that failed.
+#[test]
+fn monitor_verifies_stored_bundles_by_named_check() {
+    let lab = evidence_lab::lab();
+    let dir = tempfile::tempdir().unwrap();
+    let evidence_policy = lab.write_policy(dir.path());
+    let verdict_policy = dir.path().join("verdict.toml");
+    std::fs::write(&verdict_policy, "min_anchors = 0\n").unwrap();
+    let t = lab.now as i64 * S;
+    let mut tampered = lab.bundle.clone();
+    let tpm = tampered.tpm.as_mut().unwrap();
+    let last = tpm.signature.len() - 1;
+    tpm.signature[last] ^= 1;
+    let (nonce, key) = (lab.bundle.nonce.clone(), lab.peer_spki.clone());
+    let valid = lab.bundle.to_cbor();
+    // (case, stored bundle, nonce the prober asked, session key it saw, failed check)
+    let cases: [(&str, &[u8], &[u8], &[u8], Option<&str>); 5] = [
+        ("valid", &valid, &nonce, &key, None),
+        ("wrong nonce", &valid, &[7; 32], &key, Some("nonce")),
+        ("other key", &valid, &nonce, &[1; 91], Some("session_spki")),
+        (
+            "tampered",
+            &tampered.to_cbor(),
+            &nonce,
+            &key,
+            Some("tpm_signature"),
+        ),
+        ("garbage", b"not cbor", &nonce, &key, Some("bundle_format")),
+    ];
+    for (case, bundle, nonce, seen_key, failed) in cases {
+        let db = dir.path().join(format!("{case}.db"));
+        fill(&db, t);
+        let mut store = Store::open(&db).unwrap();
+        // The round in which the prober saw the responder's session key.
+        let mut seen = round("ams", "honest", t - 2 * S, None, false);
+        seen.spki = Some(hex::encode(seen_key));
+        store.insert_round(&seen, &[]).unwrap();
+        store
+            .insert_evidence(&EvidenceRecord {
+                prober: "ams".into(),
+                target: "honest".into(),
+                at_unix_ns: t - S,
+                rtt_ns: Some(5_000_000),
+                ok: true,
+                error: None,
+                nonce: Some(nonce.to_vec()),
+                bundle: Some(bundle.to_vec()),
+            })
+            .unwrap();
+        let out = locus()
+            .args(["monitor", "--once", "--json", "--db"])
+            .arg(&db)
+            .arg("--policy")
+            .arg(&verdict_policy)
+            .arg("--evidence-policy")
+            .arg(&evidence_policy)
+            .args(["--at", &lab.now.to_string()])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let v: serde_json::Value = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("{case}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+        let honest = v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == "honest")
+            .unwrap_or_else(|| panic!("{case}: {stdout}"));
+        let evidence = honest["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "evidence")
+            .unwrap();
+        match failed {
+            None => {
+                assert_eq!(honest["verdict"], "located", "{case}: {honest}");
+                assert_eq!(evidence["status"], "pass", "{case}: {evidence}");
+            }
+            Some(check) => {
+                assert_eq!(honest["verdict"], "evidence-invalid", "{case}: {honest}");
+                let detail = evidence["detail"].as_str().unwrap();
+                assert!(detail.contains(check), "{case}: {evidence}");
+            }
+        }
+        // A node without a stored bundle has no evidence summary.
+        let moved = v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == "moved")
+            .unwrap();
+        assert!(
+            moved["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["name"] == "evidence" && c["status"] == "skip"),
+            "{case}: {moved}"
+        );
+    }
 }
 
 #[test]
