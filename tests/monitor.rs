@@ -295,7 +295,8 @@ fn monitor_verifies_stored_bundles_by_named_check() {
     let (nonce, key) = (lab.bundle.nonce.clone(), lab.peer_spki.clone());
     let valid = lab.bundle.to_cbor();
     // (case, stored bundle, nonce the prober asked, session key it saw, failed check)
-    let cases: [(&str, &[u8], &[u8], &[u8], Option<&str>); 5] = [
+    type Case<'a> = (&'a str, &'a [u8], &'a [u8], &'a [u8], Option<&'a str>);
+    let cases: [Case<'_>; 5] = [
         ("valid", &valid, &nonce, &key, None),
         ("wrong nonce", &valid, &[7; 32], &key, Some("nonce")),
         ("other key", &valid, &nonce, &[1; 91], Some("session_spki")),
