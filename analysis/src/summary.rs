@@ -228,8 +228,10 @@ impl VerifiedEvidence {
                 Err(e) => failed_checks.push(format!("anchors: {e}")),
             }
         }
+        // A provider AK certificate that chained names the instance's zone (GCE).
+        let ak_cert = bundle.tpm.as_ref().and_then(|t| t.ak_cert.as_deref());
         VerifiedEvidence {
-            summary: EvidenceSummary::from_report(&report),
+            summary: EvidenceSummary::from_report_with_ak_cert(&report, ak_cert),
             in_td: InTdTimings::from(&bundle.timings),
             anchors,
             failed_checks,
