@@ -103,7 +103,7 @@ fn dashboard_and_rules_name_only_exported_metrics() {
     let known: BTreeSet<String> = exported();
     assert!(known.contains("locus_rtt_seconds_bucket"), "{known:?}");
     assert!(known.contains("locus_answers_lost_total"), "{known:?}");
-    let rules = config_file("prometheus/locus-rules.yml");
+    let rules = config_file("alerts.yml");
     let rec = recorded(&rules);
     assert!(rec.len() >= 2, "{rec:?}");
 

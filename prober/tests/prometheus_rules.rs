@@ -1,4 +1,4 @@
-//! `config/prometheus/locus-rules.yml` passes `promtool check rules` and its unit tests
+//! `config/alerts.yml` passes `promtool check rules` and its unit tests
 //! (`promtool test rules`); a wrong expectation makes promtool fail, so the check can fail.
 
 use std::path::{Path, PathBuf};
@@ -16,7 +16,7 @@ fn promtool() -> PathBuf {
 }
 
 fn rules_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/prometheus")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")
 }
 
 fn promtool_in(dir: &Path, args: &[&str]) -> Output {
@@ -38,9 +38,9 @@ fn report(o: &Output) -> String {
 #[test]
 fn rules_check_and_unit_tests_pass() {
     let dir = rules_dir();
-    let check = promtool_in(&dir, &["check", "rules", "locus-rules.yml"]);
+    let check = promtool_in(&dir, &["check", "rules", "alerts.yml"]);
     assert!(check.status.success(), "{}", report(&check));
-    let test = promtool_in(&dir, &["test", "rules", "locus-rules.test.yml"]);
+    let test = promtool_in(&dir, &["test", "rules", "alerts.test.yml"]);
     assert!(test.status.success(), "{}", report(&test));
 }
 
@@ -48,12 +48,12 @@ fn rules_check_and_unit_tests_pass() {
 fn a_wrong_expectation_fails() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::copy(
-        rules_dir().join("locus-rules.yml"),
-        tmp.path().join("locus-rules.yml"),
+        rules_dir().join("alerts.yml"),
+        tmp.path().join("alerts.yml"),
     )
     .unwrap();
     // The relocated node must alert at 2m; expecting silence must fail.
-    let tests = std::fs::read_to_string(rules_dir().join("locus-rules.test.yml")).unwrap();
+    let tests = std::fs::read_to_string(rules_dir().join("alerts.test.yml")).unwrap();
     let broken = tests.replacen(
         "      - eval_time: 2m\n        alertname: LocusNodeRelocated\n        exp_alerts:\n",
         "      - eval_time: 2m\n        alertname: LocusNodeRelocated\n        exp_alerts: []\n      - eval_time: 2m\n        alertname: LocusNodeRelocated\n        exp_alerts:\n",

@@ -1,5 +1,5 @@
 //! Direct alerting without Prometheus: posts alerts to Alertmanager's API (`POST
-//! /api/v2/alerts`), named and labelled like the rules in `config/prometheus/locus-rules.yml`.
+//! /api/v2/alerts`), named and labelled like the rules in `config/alerts.yml`.
 //! A firing alert is re-sent on every judgement with `endsAt` a few intervals ahead (as
 //! Prometheus does); when a node's verdict changes, the previous alert is resolved (`endsAt`
 //! now). Plain HTTP only: run it against an Alertmanager on the same host or a trusted network.

@@ -1,6 +1,6 @@
 //! `locus monitor`: judges every node the probers stored, on a schedule, with the verdict
 //! engine (`locus_analysis::judge`); stores each verdict and exports `locus_node_verdict` and
-//! `locus_region_radius_km` on `/metrics` (for the rules in `config/prometheus/`).
+//! `locus_region_radius_km` on `/metrics` (for the rules in `config/alerts.yml`).
 //!
 //! Exit codes with `--once`: 0 every node `located`; 1 any other verdict (or no node);
 //! 2 unreadable input. Running continuously it exits 0 on SIGTERM or SIGINT.
@@ -63,7 +63,7 @@ pub(crate) struct MonitorArgs {
     #[arg(long)]
     json: bool,
     /// Also post alerts for negative verdicts to this Alertmanager (`http://host:port`,
-    /// repeatable), named like the rules in config/prometheus/locus-rules.yml.
+    /// repeatable), named like the rules in config/alerts.yml.
     #[arg(long = "alertmanager")]
     alertmanagers: Vec<String>,
 }
