@@ -21,15 +21,19 @@ use locus_analysis::{judge, Judgement, Policy};
 use locus_prober::daemon::http::{self, Endpoints};
 use locus_prober::metrics::NodeMetrics;
 use locus_prober::metrics::Registry;
-use locus_prober::store::{Store, VerdictRecord};
+use locus_prober::store::{Database, Store, VerdictRecord};
 use serde::Serialize;
 use tracing::{info, warn};
 
+/// How long opening the database and a write wait for the server or another writer's lock.
+pub(crate) const DB_WAIT: Duration = Duration::from_secs(5);
+
 #[derive(Args)]
 pub(crate) struct MonitorArgs {
-    /// SQLite database the probers write (`db` in their config).
+    /// The database the probers write (`db` in their config): an SQLite file or a
+    /// `postgres://user:password@host:port/dbname` URL.
     #[arg(long)]
-    db: PathBuf,
+    db: Database,
     /// Verdict policy (TOML, config/policy.example.toml); defaults when absent. The daemon
     /// does not store verified evidence yet: set `require_evidence = false` to judge on timing.
     #[arg(long)]
@@ -88,11 +92,8 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         bail!("--baseline-rounds must be at least 1");
     }
     let policy = load_policy(args.policy.as_deref())?;
-    if !args.db.exists() {
-        bail!("database {} does not exist", args.db.display());
-    }
-    let mut store =
-        Store::open(&args.db).with_context(|| format!("opening {}", args.db.display()))?;
+    let mut store = Store::connect_existing(&args.db, DB_WAIT)
+        .with_context(|| format!("opening {}", args.db))?;
     let window = Duration::from_secs_f64(args.window_s);
     if args.once {
         let now = match args.at {

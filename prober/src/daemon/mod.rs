@@ -94,7 +94,7 @@ pub async fn start(config_path: PathBuf) -> Result<DaemonHandle, DaemonError> {
             site_records(&config),
         );
         tokio::task::spawn_blocking(move || -> Result<Store, StoreError> {
-            let mut s = Store::open_with_busy_timeout(&db, busy)?;
+            let mut s = Store::connect(&db, busy)?;
             s.upsert_world(&id, &site, &sites)?;
             Ok(s)
         })
