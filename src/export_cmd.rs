@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use locus_prober::store::{export, Database, ExportFormat, ExportTable, Store};
+use locus_prober::store::{export, Database, ExportFormat, ExportTable};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {
@@ -39,8 +39,7 @@ pub(crate) struct ExportArgs {
 }
 
 pub(crate) fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
-    let store = Store::connect_existing(&args.db, crate::monitor::DB_WAIT)
-        .with_context(|| format!("opening {}", args.db))?;
+    let store = crate::monitor::open_store(&args.db)?;
     let format = match args.format {
         Format::Jsonl => ExportFormat::Jsonl,
         Format::Csv => ExportFormat::Csv,

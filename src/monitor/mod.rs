@@ -21,12 +21,21 @@ use locus_analysis::{judge, Judgement, Policy};
 use locus_prober::daemon::http::{self, Endpoints};
 use locus_prober::metrics::NodeMetrics;
 use locus_prober::metrics::Registry;
-use locus_prober::store::{Database, Store, VerdictRecord};
+use locus_prober::store::{Database, Store, StoreError, VerdictRecord};
 use serde::Serialize;
 use tracing::{info, warn};
 
 /// How long opening the database and a write wait for the server or another writer's lock.
-pub(crate) const DB_WAIT: Duration = Duration::from_secs(5);
+const DB_WAIT: Duration = Duration::from_secs(5);
+
+/// Opens the database a reader (monitor, export) names; a missing SQLite file is an error.
+pub(crate) fn open_store(db: &Database) -> anyhow::Result<Store> {
+    Store::connect_existing(db, DB_WAIT).map_err(|e| match e {
+        // SQLite's own messages do not say which file; the others name their database.
+        StoreError::Sqlite(_) => anyhow::Error::new(e).context(format!("opening {db}")),
+        e => e.into(),
+    })
+}
 
 #[derive(Args)]
 pub(crate) struct MonitorArgs {
@@ -92,8 +101,7 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         bail!("--baseline-rounds must be at least 1");
     }
     let policy = load_policy(args.policy.as_deref())?;
-    let mut store = Store::connect_existing(&args.db, DB_WAIT)
-        .with_context(|| format!("opening {}", args.db))?;
+    let mut store = open_store(&args.db)?;
     let window = Duration::from_secs_f64(args.window_s);
     if args.once {
         let now = match args.at {

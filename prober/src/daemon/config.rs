@@ -78,6 +78,9 @@ pub struct Config {
     /// How long a write waits for another writer's lock before it fails (and is retried
     /// with the next round); for PostgreSQL also the connection timeout.
     pub db_busy_timeout: Duration,
+    /// Rounds each target keeps while the database refuses writes (locked, or a PostgreSQL
+    /// server down); beyond it the oldest are dropped, logged and counted.
+    pub db_max_pending_rounds: usize,
     /// Local address probes are sent from.
     pub bind: SocketAddr,
     pub probe: ProbeSettings,
@@ -127,6 +130,8 @@ struct RawConfig {
     db: String,
     #[serde(default = "default_busy_ms")]
     db_busy_timeout_ms: u64,
+    #[serde(default = "default_max_pending")]
+    db_max_pending_rounds: usize,
     #[serde(default = "default_bind")]
     bind: SocketAddr,
     #[serde(default)]
@@ -200,6 +205,10 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9464))
 }
 
+fn default_max_pending() -> usize {
+    1_000
+}
+
 fn default_busy_ms() -> u64 {
     5_000
 }
@@ -266,6 +275,13 @@ impl Config {
                 expected: "at least 1",
             });
         }
+        if raw.db_max_pending_rounds == 0 {
+            return Err(ConfigError::OutOfRange {
+                field: "db_max_pending_rounds",
+                found: "0".into(),
+                expected: "at least 1",
+            });
+        }
         let days = raw.retention.samples_days;
         if !(days.is_finite() && days >= 0.0) {
             return Err(ConfigError::OutOfRange {
@@ -328,6 +344,7 @@ impl Config {
             listen: raw.listen,
             db,
             db_busy_timeout: Duration::from_millis(raw.db_busy_timeout_ms),
+            db_max_pending_rounds: raw.db_max_pending_rounds,
             bind: raw.bind,
             probe: ProbeSettings {
                 rate_hz: p.rate_hz,

@@ -31,24 +31,26 @@ pub use schema::SCHEMA_VERSION;
 pub enum StoreError {
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    // The PostgreSQL errors are shown whole (with their causes) and are not `source`s, so a
+    // report that prints the chain does not repeat them.
     #[error("PostgreSQL: {}", postgres::describe(.0))]
-    Postgres(#[from] ::postgres::Error),
-    #[error("{url} is not a PostgreSQL URL: {reason}")]
+    Postgres(::postgres::Error),
+    #[error("{url} is not a usable PostgreSQL URL: {reason}")]
     BadUrl { url: String, reason: String },
-    #[error("cannot connect to PostgreSQL at {url}: {}", postgres::describe(.source))]
+    #[error("cannot connect to PostgreSQL at {url}: {}", postgres::describe(.error))]
     PgConnect {
         url: String,
-        source: ::postgres::Error,
+        error: ::postgres::Error,
     },
     #[error(
         "PostgreSQL at {url} refused user {user:?}: {} (check the user and password in the \
          URL)",
-        postgres::describe(.source)
+        postgres::describe(.error)
     )]
     PgAuth {
         url: String,
         user: String,
-        source: ::postgres::Error,
+        error: ::postgres::Error,
     },
     #[error("PostgreSQL at {url} is unreachable (last attempt: {last}); retrying")]
     PgDown { url: String, last: String },
@@ -73,6 +75,12 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("encoding JSON: {0}")]
     Json(#[from] serde_json::Error),
+}
+
+impl From<::postgres::Error> for StoreError {
+    fn from(e: ::postgres::Error) -> Self {
+        StoreError::Postgres(e)
+    }
 }
 
 /// One round's aggregate as stored.
@@ -171,7 +179,7 @@ pub struct Store {
 
 enum Backend {
     Sqlite(rusqlite::Connection),
-    Postgres(Pg),
+    Postgres(Box<Pg>),
 }
 
 fn i64_of(v: u64) -> i64 {
@@ -243,7 +251,7 @@ impl Store {
     pub fn connect(db: &Database, wait: Duration) -> Result<Self, StoreError> {
         let backend = match db {
             Database::Sqlite(path) => Backend::Sqlite(sqlite::open(path, wait)?),
-            Database::Postgres(url) => Backend::Postgres(Pg::connect(url, wait)?),
+            Database::Postgres(url) => Backend::Postgres(Box::new(Pg::connect(url, wait)?)),
         };
         Ok(Self {
             backend: RefCell::new(backend),

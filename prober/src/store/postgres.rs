@@ -35,8 +35,16 @@ impl Pg {
             url.parse()
                 .map_err(|e: postgres::Error| StoreError::BadUrl {
                     url: redact(url),
-                    reason: e.to_string(),
+                    reason: describe(&e),
                 })?;
+        if config.get_ssl_mode() == postgres::config::SslMode::Require {
+            return Err(StoreError::BadUrl {
+                url: redact(url),
+                reason: "sslmode=require: TLS to PostgreSQL is not supported yet (use \
+                         sslmode=disable or prefer on a trusted network or through a tunnel)"
+                    .into(),
+            });
+        }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(wait.max(Duration::from_secs(1)));
         }
@@ -127,12 +135,12 @@ fn connect_error(url: &str, config: &postgres::Config, e: postgres::Error) -> St
         return StoreError::PgAuth {
             url: redact(url),
             user: config.get_user().unwrap_or("").to_owned(),
-            source: e,
+            error: e,
         };
     }
     StoreError::PgConnect {
         url: redact(url),
-        source: e,
+        error: e,
     }
 }
 
@@ -218,7 +226,24 @@ mod tests {
         let e = Pg::connect("postgres://u:pw@h:notaport/db", Duration::from_secs(1))
             .err()
             .unwrap();
-        assert!(matches!(e, StoreError::BadUrl { .. }), "{e}");
+        assert!(
+            matches!(&e, StoreError::BadUrl { reason, .. } if reason.contains("invalid value for option `port`")),
+            "{e}"
+        );
         assert!(!e.to_string().contains("pw@"), "{e}");
+    }
+
+    #[test]
+    fn tls_required_is_refused_before_connecting() {
+        let e = Pg::connect(
+            "postgres://u:pw@127.0.0.1:1/db?sslmode=require",
+            Duration::from_secs(1),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            matches!(&e, StoreError::BadUrl { reason, .. } if reason.contains("TLS")),
+            "{e}"
+        );
     }
 }
