@@ -413,7 +413,7 @@ async fn evidence(
         ok,
         error,
         nonce: Some(nonce.to_vec()),
-        // The lead wires the received bundle in (CBOR of `EvidenceBundle`).
+        // Not stored yet (docs/monitoring.md, "Not done yet"); the store takes its CBOR.
         bundle: None,
     };
     let s = shared.clone();
