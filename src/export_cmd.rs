@@ -4,9 +4,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Args, ValueEnum};
-use locus_prober::store::{export, ExportFormat, ExportTable, Store};
+use locus_prober::store::{export, Database, ExportFormat, ExportTable};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {
@@ -24,9 +24,10 @@ enum Table {
 
 #[derive(Args)]
 pub(crate) struct ExportArgs {
-    /// SQLite database written by `locus prober --config` and `locus monitor`.
+    /// The database `locus prober --config` and `locus monitor` write: an SQLite file or a
+    /// `postgres://user:password@host:port/dbname` URL.
     #[arg(long)]
-    db: PathBuf,
+    db: Database,
     #[arg(long, value_enum, default_value = "jsonl")]
     format: Format,
     /// Which table: per-round aggregates, raw samples, evidence requests or verdicts.
@@ -38,10 +39,7 @@ pub(crate) struct ExportArgs {
 }
 
 pub(crate) fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
-    if !args.db.exists() {
-        bail!("database {} does not exist", args.db.display());
-    }
-    let store = Store::open(&args.db).with_context(|| format!("opening {}", args.db.display()))?;
+    let store = crate::monitor::open_store(&args.db)?;
     let format = match args.format {
         Format::Jsonl => ExportFormat::Jsonl,
         Format::Csv => ExportFormat::Csv,

@@ -10,7 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use locus_analysis::geo::{distance_km, LatLon};
-use locus_prober::store::{EvidenceRecord, RoundRecord, SampleRecord, SiteRecord, Store};
+use locus_prober::pg_server;
+use locus_prober::store::{Database, EvidenceRecord, RoundRecord, SampleRecord, SiteRecord, Store};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -64,8 +65,8 @@ fn round(prober: &str, node: &str, started: i64, min_eff: Option<u64>, error: bo
 
 /// Three probers; `honest` at fra, `moved` was at fra and is now at waw, `dark` never answers.
 /// Window rounds start at `t - 50 s`, history rounds at `t - 1000 s`.
-fn fill(db: &Path, t: i64) {
-    let mut s = Store::open(db).unwrap();
+fn fill(db: &Database, t: i64) {
+    let mut s = Store::connect(db, Duration::from_secs(5)).unwrap();
     let sites: Vec<SiteRecord> = SITES
         .iter()
         .map(|(n, lat, lon)| SiteRecord {
@@ -115,14 +116,48 @@ fn policy(dir: &Path) -> PathBuf {
 fn monitor_once_judges_stores_and_exports() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("m.db");
-    let t = 1_800_000_000 * S;
-    fill(&db, t);
+    judge_once_and_export(&Database::Sqlite(db), dir.path());
+    let missing = locus()
+        .args(["export", "--db"])
+        .arg(dir.path().join("nope.db"))
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+}
+
+#[test]
+fn monitor_once_judges_stores_and_exports_on_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = pg_server::shared().unwrap().fresh_database().unwrap();
+    judge_once_and_export(&Database::Postgres(url), dir.path());
+}
+
+/// `locus export --db DB`: its stdout, after checking it succeeded.
+fn export(db: &str, table: &str, format: &str) -> String {
     let out = locus()
-        .arg("monitor")
-        .arg("--db")
-        .arg(&db)
+        .args(["export", "--db", db, "--table", table, "--format", format])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Fills `db`, judges it once with `locus monitor --db` and exports it with `locus export`.
+fn judge_once_and_export(db: &Database, dir: &Path) {
+    let arg = match db {
+        Database::Sqlite(p) => p.to_str().unwrap().to_owned(),
+        Database::Postgres(url) => url.clone(),
+    };
+    let t = 1_800_000_000 * S;
+    fill(db, t);
+    let out = locus()
+        .args(["monitor", "--db", &arg])
         .arg("--policy")
-        .arg(policy(dir.path()))
+        .arg(policy(dir))
         .args(["--once", "--json", "--at", "1800000000"])
         .output()
         .unwrap();
@@ -147,44 +182,158 @@ fn monitor_once_judges_stores_and_exports() {
     assert_eq!(verdict("moved"), "relocated", "{stdout}");
     assert_eq!(verdict("dark"), "unreachable", "{stdout}");
 
-    let store = Store::open(&db).unwrap();
+    let store = Store::connect_existing(db, Duration::from_secs(5)).unwrap();
     let moved = store.latest_verdict("moved").unwrap().unwrap();
     assert_eq!(moved.verdict, "relocated");
     assert!(!moved.reasons.is_empty());
     assert_eq!(moved.at_unix_ns, t);
     drop(store);
 
-    let export = |table: &str, format: &str| {
-        let out = locus()
-            .arg("export")
-            .arg("--db")
-            .arg(&db)
-            .args(["--table", table, "--format", format])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
-    let csv = export("verdicts", "csv");
+    let csv = export(&arg, "verdicts", "csv");
     assert_eq!(csv.lines().count(), 4, "{csv}");
     assert!(csv.starts_with("id,node,claim,at_unix_ns,"), "{csv}");
-    let rounds = export("rounds", "jsonl");
+    let rounds = export(&arg, "rounds", "jsonl");
     // 3 probers × (2 nodes × 6 rounds + 1 failed round)
     assert_eq!(rounds.lines().count(), 39);
     let first: serde_json::Value = serde_json::from_str(rounds.lines().next().unwrap()).unwrap();
     assert_eq!(first["prober"], "ams");
-    assert_eq!(export("samples", "csv").lines().count(), 1 + 3 * 2 * 100);
+    assert_eq!(
+        export(&arg, "samples", "csv").lines().count(),
+        1 + 3 * 2 * 100
+    );
+}
 
-    let missing = locus()
-        .args(["export", "--db"])
-        .arg(dir.path().join("nope.db"))
+/// Two prober daemons (two sites) write into one PostgreSQL database at the same time; the
+/// monitor judges the node with both probers' rounds and the export holds both.
+#[test]
+fn two_probers_write_one_postgres_database_that_monitor_and_export_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = pg_server::shared().unwrap().fresh_database().unwrap();
+    let mut responder = Proc(
+        locus()
+            .args(["responder", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let raddr = responder.listen();
+    let probers: Vec<Proc> = [("p-ams", "ams"), ("p-par", "par")]
+        .iter()
+        .map(|(id, site)| {
+            let cfg = dir.path().join(format!("{id}.toml"));
+            std::fs::write(
+                &cfg,
+                format!(
+                    "db = \"{url}\"\nlisten = \"127.0.0.1:0\"\nbind = \"127.0.0.1:0\"\n\
+                     [prober]\nid = \"{id}\"\nsite = \"{site}\"\n\
+                     [probe]\nrate_hz = 100.0\nround_s = 0.1\nevidence_interval_s = 0\n\
+                     [[sites]]\nname = \"ams\"\nlat = 52.37\nlon = 4.9\n\
+                     [[sites]]\nname = \"par\"\nlat = 48.86\nlon = 2.35\n\
+                     [[targets]]\nname = \"n\"\naddress = \"{raddr}\"\nclaim = \"ams\"\n"
+                ),
+            )
+            .unwrap();
+            Proc(
+                locus()
+                    .arg("prober")
+                    .arg("--config")
+                    .arg(&cfg)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    for (mut p, id) in probers.into_iter().zip(["p-ams", "p-par"]) {
+        let addr = p.listen();
+        wait_for(addr, "three rounds", |t| {
+            t.lines()
+                .find_map(|l| {
+                    l.strip_prefix(&format!("locus_rounds_total{{prober=\"{id}\",target=\"n\""))
+                        .and_then(|r| r.rsplit(' ').next()?.parse::<f64>().ok())
+                })
+                .is_some_and(|v| v >= 3.0)
+        });
+        p.signal(Signal::SIGTERM);
+        assert_eq!(p.exit_code(), Some(0), "{id}");
+    }
+    responder.signal(Signal::SIGTERM);
+
+    let rounds = export(&url, "rounds", "jsonl");
+    for id in ["p-ams", "p-par"] {
+        assert!(
+            rounds.contains(&format!("\"prober\":\"{id}\"")),
+            "no round of {id}:\n{rounds}"
+        );
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let out = locus()
+        .args(["monitor", "--db", &url, "--once", "--json"])
+        .args(["--at", &(now + 1.0).to_string()])
+        .arg("--policy")
+        .arg(policy(dir.path()))
         .output()
         .unwrap();
-    assert_eq!(missing.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // One node near both probers at once, 430 km apart: not located, whatever the verdict.
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let mut seen: Vec<&str> = v["nodes"][0]["distances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["prober"].as_str().unwrap())
+        .collect();
+    seen.sort();
+    assert_eq!(seen, ["p-ams", "p-par"], "{stdout}");
+    assert_eq!(export(&url, "verdicts", "csv").lines().count(), 2);
+}
+
+/// Unreachable servers, refused credentials and newer schemas end the CLI with exit code 2
+/// and a message that names the problem, never the password.
+#[test]
+fn cli_names_postgres_problems_clearly() {
+    let server = pg_server::shared().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let newer = server.fresh_database().unwrap();
+    Store::connect(&Database::Postgres(newer.clone()), Duration::from_secs(5)).unwrap();
+    let dbname = newer.rsplit('/').next().unwrap();
+    server
+        .sql(dbname, "UPDATE locus_schema SET version = 99")
+        .unwrap();
+    for (url, expected) in [
+        (
+            format!("postgres://locus:hunter2@127.0.0.1:{port}/x"),
+            "cannot connect to PostgreSQL",
+        ),
+        (
+            server.url_as(pg_server::USER, "hunter2", "postgres"),
+            "password authentication failed",
+        ),
+        (newer, "newer than this locus supports"),
+    ] {
+        for cmd in [&["export"][..], &["monitor", "--once"][..]] {
+            let out = locus().args(cmd).args(["--db", &url]).output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{cmd:?} {stderr}");
+            assert!(stderr.contains(expected), "{cmd:?}: {stderr}");
+            assert!(!stderr.contains("hunter2"), "{cmd:?}: {stderr}");
+        }
+    }
 }
 
 struct Proc(Child);
@@ -311,7 +460,7 @@ fn monitor_verifies_stored_bundles_by_named_check() {
     ];
     for (case, bundle, nonce, seen_key, failed) in cases {
         let db = dir.path().join(format!("{case}.db"));
-        fill(&db, t);
+        fill(&Database::Sqlite(db.clone()), t);
         let mut store = Store::open(&db).unwrap();
         // The round in which the prober saw the responder's session key.
         let mut seen = round("ams", "honest", t - 2 * S, None, false);
@@ -391,7 +540,7 @@ fn monitor_serves_verdicts_and_stops_on_sigterm() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as i64;
-    fill(&db, now);
+    fill(&Database::Sqlite(db.clone()), now);
     let mut p = Proc(
         locus()
             .arg("monitor")
@@ -575,7 +724,7 @@ fn relocation_alert_reaches_a_real_alertmanager() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    fill(&db, now_s * S);
+    fill(&Database::Sqlite(db.clone()), now_s * S);
     let out = locus()
         .arg("monitor")
         .arg("--db")

@@ -6,6 +6,7 @@ pub mod busy;
 pub mod client;
 pub mod daemon;
 pub mod metrics;
+pub mod pg_server;
 pub mod pin;
 pub mod requests;
 pub mod round;

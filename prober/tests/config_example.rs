@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use locus_prober::daemon::config::Config;
+use locus_prober::store::Database;
 
 const EXAMPLE: &str = include_str!("../../config/prober.example.toml");
 
@@ -14,7 +15,8 @@ fn example_loads() {
     assert_eq!(c.targets[0].spki, None);
     assert!(c.targets[1].spki.is_some());
     assert_eq!(c.probe.rate_hz, 1.0);
-    assert_eq!(c.db, Path::new("/etc/locus/locus.db"));
+    assert_eq!(c.db, Database::from(Path::new("/etc/locus/locus.db")));
+    assert_eq!(c.db_max_pending_rounds, 1000);
 }
 
 #[test]

@@ -9,7 +9,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use locus_prober::daemon;
-use locus_prober::store::Store;
+use locus_prober::pg_server::PgServer;
+use locus_prober::store::{Database, Store};
 use locus_responder::evidence::EvidenceSource;
 use locus_responder::server::{Server, ServerConfig};
 use locus_responder::session_key::SessionKey;
@@ -341,5 +342,138 @@ async fn locked_database_loses_no_round() {
     let store = Store::open(&dir.path().join("probe.db")).unwrap();
     let stored = store.rounds_between("n1", 0, i64::MAX).unwrap().len() as f64;
     // Every round completed before the last scrape was stored, those during the lock included.
+    assert!(stored >= completed, "{stored} rounds stored of {completed}");
+}
+
+/// Past `db_max_pending_rounds` unstored rounds, the oldest are dropped and counted; the rest
+/// are stored once the database takes writes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_refusing_writes_too_long_drops_the_oldest_rounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("prober.toml");
+    let r = responder().await;
+    let text = config(&[("n1", r.local_addr().unwrap())], "").replace(
+        "db = \"probe.db\"\n",
+        "db = \"probe.db\"\ndb_busy_timeout_ms = 20\ndb_max_pending_rounds = 2\n",
+    );
+    std::fs::write(&cfg_path, text).unwrap();
+    let d = daemon::start(cfg_path).await.unwrap();
+    let http = d.http_addr();
+    wait_metrics(http, "a stored round", |t| {
+        metric(t, "locus_rounds_total", "target=\"n1\"").is_some_and(|v| v >= 1.0)
+    })
+    .await;
+    let blocker = rusqlite::Connection::open(dir.path().join("probe.db")).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let dropped = |t: &str| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("locus_rounds_dropped_total "))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    wait_metrics(http, "dropped rounds", |t| {
+        dropped(t).is_some_and(|v| v >= 2.0)
+    })
+    .await;
+    blocker.execute_batch("COMMIT").unwrap();
+    drop(blocker);
+    let (_, unlocked) = http_async(http, "GET", "/metrics").await;
+    let after_unlock = metric(&unlocked, "locus_rounds_total", "target=\"n1\"").unwrap();
+    wait_metrics(http, "rounds after the lock", |t| {
+        metric(t, "locus_rounds_total", "target=\"n1\"").is_some_and(|v| v >= after_unlock + 2.0)
+    })
+    .await;
+    let (_, last) = http_async(http, "GET", "/metrics").await;
+    let completed = metric(&last, "locus_rounds_total", "target=\"n1\"").unwrap();
+    let dropped = dropped(&last).unwrap();
+    d.shutdown().await.unwrap();
+    r.shutdown().await;
+    let store = Store::open(&dir.path().join("probe.db")).unwrap();
+    let stored = store.rounds_between("n1", 0, i64::MAX).unwrap().len() as f64;
+    // Every completed round was stored or counted as dropped; the two kept while locked were
+    // stored with the two after the lock.
+    assert!(
+        stored + dropped >= completed,
+        "{stored} stored + {dropped} dropped of {completed}"
+    );
+    assert!(
+        stored >= 4.0,
+        "{stored} stored: the rounds within the bound were not kept"
+    );
+}
+
+/// Runs blocking harness and store calls off the async workers (the PostgreSQL client blocks
+/// on a runtime of its own).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_loses_no_round() {
+    let server = blocking(|| PgServer::start().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("prober.toml");
+    let r = responder().await;
+    let url = server.fresh_database().unwrap();
+    let text = config(&[("n1", r.local_addr().unwrap())], "")
+        .replace("db = \"probe.db\"\n", &format!("db = \"{url}\"\n"));
+    std::fs::write(&cfg_path, text).unwrap();
+    let d = daemon::start(cfg_path).await.unwrap();
+    let http = d.http_addr();
+    wait_metrics(http, "a stored round", |t| {
+        metric(t, "locus_rounds_total", "target=\"n1\"").is_some_and(|v| v >= 1.0)
+    })
+    .await;
+    // The server goes away: rounds go on, their writes fail and are kept.
+    let mut server = blocking(move || {
+        let mut server = server;
+        server.stop().unwrap();
+        server
+    })
+    .await;
+    wait_metrics(http, "refused writes", |t| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("locus_store_errors_total "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .is_some_and(|v| v >= 3.0)
+    })
+    .await;
+    let server = blocking(move || {
+        server.start_again().unwrap();
+        server
+    })
+    .await;
+    let (_, back) = http_async(http, "GET", "/metrics").await;
+    let after_restart = metric(&back, "locus_rounds_total", "target=\"n1\"").unwrap();
+    // The daemon reconnects by itself (at most once a second) and stores what it kept.
+    let db = Database::Postgres(url.clone());
+    blocking(move || {
+        let store = Store::connect(&db, Duration::from_secs(5)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let n = store.rounds_between("n1", 0, i64::MAX).unwrap().len() as f64;
+            if n >= after_restart {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{n} of {after_restart} rounds stored"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await;
+    let (_, last) = http_async(http, "GET", "/metrics").await;
+    let completed = metric(&last, "locus_rounds_total", "target=\"n1\"").unwrap();
+    assert!(!last.contains("locus_rounds_dropped_total 1"), "{last}");
+    d.shutdown().await.unwrap();
+    r.shutdown().await;
+    let stored = blocking(move || {
+        let store = Store::connect(&Database::Postgres(url), Duration::from_secs(5)).unwrap();
+        let n = store.rounds_between("n1", 0, i64::MAX).unwrap().len();
+        drop(server);
+        n as f64
+    })
+    .await;
+    // Every round completed before the last scrape was stored, those while it was down included.
     assert!(stored >= completed, "{stored} rounds stored of {completed}");
 }

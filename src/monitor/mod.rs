@@ -21,15 +21,28 @@ use locus_analysis::{judge, Judgement, Policy};
 use locus_prober::daemon::http::{self, Endpoints};
 use locus_prober::metrics::NodeMetrics;
 use locus_prober::metrics::Registry;
-use locus_prober::store::{Store, VerdictRecord};
+use locus_prober::store::{Database, Store, StoreError, VerdictRecord};
 use serde::Serialize;
 use tracing::{info, warn};
 
+/// How long opening the database and a write wait for the server or another writer's lock.
+const DB_WAIT: Duration = Duration::from_secs(5);
+
+/// Opens the database a reader (monitor, export) names; a missing SQLite file is an error.
+pub(crate) fn open_store(db: &Database) -> anyhow::Result<Store> {
+    Store::connect_existing(db, DB_WAIT).map_err(|e| match e {
+        // SQLite's own messages do not say which file; the others name their database.
+        StoreError::Sqlite(_) => anyhow::Error::new(e).context(format!("opening {db}")),
+        e => e.into(),
+    })
+}
+
 #[derive(Args)]
 pub(crate) struct MonitorArgs {
-    /// SQLite database the probers write (`db` in their config).
+    /// The database the probers write (`db` in their config): an SQLite file or a
+    /// `postgres://user:password@host:port/dbname` URL.
     #[arg(long)]
-    db: PathBuf,
+    db: Database,
     /// Verdict policy (TOML, config/policy.example.toml); defaults when absent. Without
     /// --evidence-policy set `require_evidence = false` to judge on timing alone.
     #[arg(long)]
@@ -117,11 +130,7 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         baseline_rounds: args.baseline_rounds,
         evidence,
     };
-    if !args.db.exists() {
-        bail!("database {} does not exist", args.db.display());
-    }
-    let mut store =
-        Store::open(&args.db).with_context(|| format!("opening {}", args.db.display()))?;
+    let mut store = open_store(&args.db)?;
     if args.once {
         let now = match args.at {
             Some(t) => (t * 1e9) as i64,

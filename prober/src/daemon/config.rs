@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::store::Database;
+
 /// A named place with coordinates; the monitor needs the prober's and the claimed sites.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,11 +72,15 @@ pub struct Config {
     pub prober_site: String,
     /// HTTP address of `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`.
     pub listen: SocketAddr,
-    /// SQLite database (relative paths are relative to the config file's directory).
-    pub db: PathBuf,
+    /// SQLite file (relative paths are relative to the config file's directory) or
+    /// PostgreSQL URL (`postgres://...`).
+    pub db: Database,
     /// How long a write waits for another writer's lock before it fails (and is retried
-    /// with the next round).
+    /// with the next round); for PostgreSQL also the connection timeout.
     pub db_busy_timeout: Duration,
+    /// Rounds each target keeps while the database refuses writes (locked, or a PostgreSQL
+    /// server down); beyond it the oldest are dropped, logged and counted.
+    pub db_max_pending_rounds: usize,
     /// Local address probes are sent from.
     pub bind: SocketAddr,
     pub probe: ProbeSettings,
@@ -121,9 +127,11 @@ struct RawConfig {
     prober: RawProber,
     #[serde(default = "default_listen")]
     listen: SocketAddr,
-    db: PathBuf,
+    db: String,
     #[serde(default = "default_busy_ms")]
     db_busy_timeout_ms: u64,
+    #[serde(default = "default_max_pending")]
+    db_max_pending_rounds: usize,
     #[serde(default = "default_bind")]
     bind: SocketAddr,
     #[serde(default)]
@@ -197,6 +205,10 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9464))
 }
 
+fn default_max_pending() -> usize {
+    1_000
+}
+
 fn default_busy_ms() -> u64 {
     5_000
 }
@@ -222,7 +234,7 @@ impl Config {
         })
     }
 
-    /// Parses and validates TOML; a relative `db` is taken relative to `base`.
+    /// Parses and validates TOML; a relative `db` path is taken relative to `base`.
     pub fn from_toml_str(text: &str, base: &Path) -> Result<Self, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|source| ConfigError::Parse {
             path: PathBuf::new(),
@@ -259,6 +271,13 @@ impl Config {
         if p.timeout_ms == 0 {
             return Err(ConfigError::OutOfRange {
                 field: "probe.timeout_ms",
+                found: "0".into(),
+                expected: "at least 1",
+            });
+        }
+        if raw.db_max_pending_rounds == 0 {
+            return Err(ConfigError::OutOfRange {
+                field: "db_max_pending_rounds",
                 found: "0".into(),
                 expected: "at least 1",
             });
@@ -318,17 +337,14 @@ impl Config {
                 spki,
             });
         }
-        let db = if raw.db.is_absolute() {
-            raw.db
-        } else {
-            base.join(raw.db)
-        };
+        let db = Database::parse(&raw.db, base);
         Ok(Config {
             prober_id: raw.prober.id,
             prober_site: raw.prober.site,
             listen: raw.listen,
             db,
             db_busy_timeout: Duration::from_millis(raw.db_busy_timeout_ms),
+            db_max_pending_rounds: raw.db_max_pending_rounds,
             bind: raw.bind,
             probe: ProbeSettings {
                 rate_hz: p.rate_hz,
@@ -376,8 +392,12 @@ claim = "ams"
         assert_eq!(c.probe.round, Duration::from_secs(60));
         assert_eq!(c.probe.count(), 60);
         assert_eq!(c.probe.evidence_interval, Some(Duration::from_secs(300)));
-        assert_eq!(c.db, PathBuf::from("/etc/locus/x.db"));
+        assert_eq!(c.db, Database::Sqlite(PathBuf::from("/etc/locus/x.db")));
         assert_eq!(c.targets[0].spki, None);
+        let url = "postgresql://locus:pw@db.internal:5432/fleet";
+        let pg = MINIMAL.replace("\"x.db\"", &format!("\"{url}\""));
+        let c = Config::from_toml_str(&pg, Path::new("/etc/locus")).unwrap();
+        assert_eq!(c.db, Database::Postgres(url.into()));
     }
 
     #[test]

@@ -94,7 +94,7 @@ pub async fn start(config_path: PathBuf) -> Result<DaemonHandle, DaemonError> {
             site_records(&config),
         );
         tokio::task::spawn_blocking(move || -> Result<Store, StoreError> {
-            let mut s = Store::open_with_busy_timeout(&db, busy)?;
+            let mut s = Store::connect(&db, busy)?;
             s.upsert_world(&id, &site, &sites)?;
             Ok(s)
         })
@@ -131,6 +131,7 @@ pub async fn start(config_path: PathBuf) -> Result<DaemonHandle, DaemonError> {
         prober_id: config.prober_id.clone(),
         bind: config.bind,
         store: Arc::new(Mutex::new(store)),
+        max_pending: config.db_max_pending_rounds,
         metrics,
     });
     info!(listen = %http_addr, targets = config.targets.len(), "prober daemon started");
@@ -268,7 +269,8 @@ async fn stop_target(shared: &Shared, r: Running) {
 
 /// Applies a new configuration's targets: unchanged targets keep running (and their state);
 /// changed ones restart; removed ones stop. Probe settings apply to every target (all restart).
-/// `listen`, `db`, `db_busy_timeout_ms`, `bind` and the prober's id need a restart and are left as they were.
+/// `listen`, `db`, `db_busy_timeout_ms`, `db_max_pending_rounds`, `bind` and the prober's id
+/// need a restart and are left as they were.
 async fn reload(
     path: &std::path::Path,
     config: &mut Config,
@@ -285,6 +287,9 @@ async fn reload(
     }
     if new.db_busy_timeout != config.db_busy_timeout {
         fixed.push("db_busy_timeout_ms");
+    }
+    if new.db_max_pending_rounds != config.db_max_pending_rounds {
+        fixed.push("db_max_pending_rounds");
     }
     if new.bind != config.bind {
         fixed.push("bind");
@@ -329,15 +334,17 @@ async fn reload(
         }
     }
     let previous: Vec<String> = config.targets.iter().map(|t| t.name.clone()).collect();
-    let (prober_id, listen, db, busy, bind) = (
+    let (prober_id, listen, db, busy, max_pending, bind) = (
         config.prober_id.clone(),
         config.listen,
         config.db.clone(),
         config.db_busy_timeout,
+        config.db_max_pending_rounds,
         config.bind,
     );
     *config = new;
     config.db_busy_timeout = busy;
+    config.db_max_pending_rounds = max_pending;
     config.prober_id = prober_id;
     config.listen = listen;
     config.db = db;

@@ -27,6 +27,8 @@ pub(crate) struct Shared {
     pub(crate) prober_id: String,
     pub(crate) bind: SocketAddr,
     pub(crate) store: Arc<Mutex<Store>>,
+    /// Most rounds a target keeps while the database refuses writes; beyond it the oldest go.
+    pub(crate) max_pending: usize,
     pub(crate) metrics: ProberMetrics,
 }
 
@@ -50,9 +52,6 @@ pub(crate) fn labels(prober: &str, t: &TargetConfig) -> TargetLabels {
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
-
-/// Most rounds kept in memory while the database refuses writes; beyond it the oldest go.
-const MAX_PENDING_ROUNDS: usize = 1_000;
 
 /// Rounds waiting to be stored, oldest first.
 type Pending = VecDeque<(RoundRecord, Vec<SampleRecord>)>;
@@ -315,10 +314,15 @@ async fn store_round(
     rec: RoundRecord,
     samples: Vec<SampleRecord>,
 ) {
-    if pending.len() >= MAX_PENDING_ROUNDS {
+    if pending.len() >= shared.max_pending {
         pending.pop_front();
         shared.metrics.rounds_dropped.inc();
-        error!(target = %rec.target, "the database refuses writes: dropped the oldest unstored round");
+        error!(
+            target = %rec.target,
+            "the database refused the last {} rounds (db_max_pending_rounds): dropped the \
+             oldest unstored round",
+            pending.len()
+        );
     }
     pending.push_back((rec, samples));
     flush(shared, pending).await;

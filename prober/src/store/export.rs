@@ -2,8 +2,7 @@
 
 use std::io::Write;
 
-use rusqlite::types::ValueRef;
-
+use super::value::Value;
 use super::{Store, StoreError};
 
 /// Output format.
@@ -40,60 +39,64 @@ impl ExportTable {
     }
 }
 
-/// Writes every row of `table` to `out`; returns the number of rows.
+/// Writes every row of `table` to `out`, streaming; returns the number of rows. Both backends
+/// give the same columns in the same order.
 pub fn export(
     store: &Store,
     table: ExportTable,
     format: ExportFormat,
     out: &mut dyn Write,
 ) -> Result<u64, StoreError> {
-    let mut stmt = store.connection().prepare(table.query())?;
-    let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
-    if format == ExportFormat::Csv {
-        let header: Vec<String> = names.iter().map(|n| csv_field(n)).collect();
-        writeln!(out, "{}", header.join(","))?;
-    }
-    let mut rows = stmt.query([])?;
-    let mut n = 0;
-    while let Some(row) = rows.next()? {
-        match format {
-            ExportFormat::Jsonl => {
-                let mut obj = serde_json::Map::new();
-                for (i, name) in names.iter().enumerate() {
-                    obj.insert(name.clone(), json_value(row.get_ref(i)?));
-                }
-                serde_json::to_writer(&mut *out, &obj)?;
-                writeln!(out)?;
-            }
-            ExportFormat::Csv => {
-                let mut fields = Vec::with_capacity(names.len());
-                for i in 0..names.len() {
-                    fields.push(match row.get_ref(i)? {
-                        ValueRef::Null => String::new(),
-                        ValueRef::Integer(v) => v.to_string(),
-                        ValueRef::Real(v) => v.to_string(),
-                        ValueRef::Text(t) => csv_field(&String::from_utf8_lossy(t)),
-                        ValueRef::Blob(b) => hex::encode(b),
-                    });
-                }
-                writeln!(out, "{}", fields.join(","))?;
-            }
+    let n = store.with(|c| {
+        let names = c.columns(table.query())?;
+        if format == ExportFormat::Csv {
+            let header: Vec<String> = names.iter().map(|n| csv_field(n)).collect();
+            writeln!(out, "{}", header.join(","))?;
         }
-        n += 1;
-    }
+        let mut n = 0;
+        c.each(table.query(), &[], &mut |row| {
+            match format {
+                ExportFormat::Jsonl => {
+                    let mut obj = serde_json::Map::new();
+                    for (name, v) in names.iter().zip(row.0) {
+                        obj.insert(name.clone(), json_value(v));
+                    }
+                    serde_json::to_writer(&mut *out, &obj)?;
+                    writeln!(out)?;
+                }
+                ExportFormat::Csv => {
+                    let fields: Vec<String> = row.0.into_iter().map(csv_value).collect();
+                    writeln!(out, "{}", fields.join(","))?;
+                }
+            }
+            n += 1;
+            Ok(())
+        })?;
+        Ok(n)
+    })?;
     out.flush()?;
     Ok(n)
 }
 
-fn json_value(v: ValueRef<'_>) -> serde_json::Value {
+fn csv_value(v: Value) -> String {
     match v {
-        ValueRef::Null => serde_json::Value::Null,
-        ValueRef::Integer(i) => i.into(),
-        ValueRef::Real(f) => serde_json::Number::from_f64(f)
+        Value::Null => String::new(),
+        Value::Int(v) => v.to_string(),
+        Value::Real(v) => v.to_string(),
+        Value::Text(t) => csv_field(&t),
+        Value::Blob(b) => hex::encode(b),
+    }
+}
+
+fn json_value(v: Value) -> serde_json::Value {
+    match v {
+        Value::Null => serde_json::Value::Null,
+        Value::Int(i) => i.into(),
+        Value::Real(f) => serde_json::Number::from_f64(f)
             .map(serde_json::Value::Number)
             .unwrap_or(serde_json::Value::Null),
-        ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned().into(),
-        ValueRef::Blob(b) => hex::encode(b).into(),
+        Value::Text(t) => t.into(),
+        Value::Blob(b) => hex::encode(b).into(),
     }
 }
 

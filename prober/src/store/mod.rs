@@ -1,16 +1,29 @@
-//! Measurement storage in SQLite (WAL): per-round aggregates per (prober, target), raw samples
-//! with retention, evidence requests, verdicts, and the sites and probers the monitor needs.
+//! Measurement storage: per-round aggregates per (prober, target), raw samples and evidence
+//! bundles with retention, evidence requests, verdicts, and the sites and probers the monitor
+//! needs. Two backends behind one API: an SQLite file (WAL) for one host, PostgreSQL for a
+//! fleet of probers writing to one database.
 
 mod export;
+mod location;
+mod postgres;
 mod schema;
+mod sql;
+mod sqlite;
+mod value;
 
+use std::cell::RefCell;
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
+use self::postgres::Pg;
+use self::sql::Sql;
+use self::sqlite::Lite;
+use self::value::{params, Param, Row};
+
 pub use export::{export, ExportFormat, ExportTable};
+pub use location::Database;
 pub use schema::SCHEMA_VERSION;
 
 /// A storage failure.
@@ -18,15 +31,56 @@ pub use schema::SCHEMA_VERSION;
 pub enum StoreError {
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    // The PostgreSQL errors are shown whole (with their causes) and are not `source`s, so a
+    // report that prints the chain does not repeat them.
+    #[error("PostgreSQL: {}", postgres::describe(.0))]
+    Postgres(::postgres::Error),
+    #[error("{url} is not a usable PostgreSQL URL: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("cannot connect to PostgreSQL at {url}: {}", postgres::describe(.error))]
+    PgConnect {
+        url: String,
+        error: ::postgres::Error,
+    },
+    #[error(
+        "PostgreSQL at {url} refused user {user:?}: {} (check the user and password in the \
+         URL)",
+        postgres::describe(.error)
+    )]
+    PgAuth {
+        url: String,
+        user: String,
+        error: ::postgres::Error,
+    },
+    #[error("PostgreSQL at {url} is unreachable (last attempt: {last}); retrying")]
+    PgDown { url: String, last: String },
     #[error(
         "the database has schema version {found}, newer than this locus supports \
          ({supported}): upgrade locus"
     )]
     NewerSchema { found: u32, supported: u32 },
+    #[error("column {index}: expected {expected}, found {found}")]
+    Column {
+        index: usize,
+        expected: &'static str,
+        found: &'static str,
+    },
+    #[error("column {column} has type {found}, which locus does not read")]
+    ColumnType { column: String, found: String },
+    #[error("database {} does not exist", .0.display())]
+    NoSuchFile(std::path::PathBuf),
+    #[error("{0} is an SQLite operation")]
+    SqliteOnly(&'static str),
     #[error("writing the export: {0}")]
     Io(#[from] std::io::Error),
     #[error("encoding JSON: {0}")]
     Json(#[from] serde_json::Error),
+}
+
+impl From<::postgres::Error> for StoreError {
+    fn from(e: ::postgres::Error) -> Self {
+        StoreError::Postgres(e)
+    }
 }
 
 /// One round's aggregate as stored.
@@ -117,22 +171,70 @@ pub struct SiteRecord {
     pub lon: f64,
 }
 
-/// The database. Not `Sync`: share it behind a mutex and write from blocking threads.
+/// The database. Not `Sync`: share it behind a mutex and use it from blocking threads (the
+/// PostgreSQL client blocks on its own runtime).
 pub struct Store {
-    conn: Connection,
+    backend: RefCell<Backend>,
+}
+
+enum Backend {
+    Sqlite(rusqlite::Connection),
+    Postgres(Box<Pg>),
 }
 
 fn i64_of(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn u64_of(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
+/// Most sample rows in one INSERT (SQLite allows 32766 bound parameters, PostgreSQL 65535).
+const SAMPLES_PER_INSERT: usize = 1_000;
+
+const ROUND_COLUMNS: &str = "prober, target, claim, address, spki, started_unix_ns, duration_ns, \
+     sent, answered, lost, late, out_of_order, violations, min_rtt_ns, p50_rtt_ns, p99_rtt_ns, \
+     min_eff_rtt_ns, inside_p50_ns, error";
+
+const EVIDENCE_COLUMNS: &str = "prober, target, at_unix_ns, rtt_ns, ok, error, nonce, bundle";
+
+fn round_of(r: &Row) -> Result<RoundRecord, StoreError> {
+    Ok(RoundRecord {
+        prober: r.text(0)?,
+        target: r.text(1)?,
+        claim: r.text(2)?,
+        address: r.text(3)?,
+        spki: r.opt_text(4)?,
+        started_unix_ns: r.i64(5)?,
+        duration_ns: r.i64(6)?,
+        sent: r.u64(7)?,
+        answered: r.u64(8)?,
+        lost: r.u64(9)?,
+        late: r.u64(10)?,
+        out_of_order: r.u64(11)?,
+        violations: r.u64(12)?,
+        min_rtt_ns: r.opt_u64(13)?,
+        p50_rtt_ns: r.opt_u64(14)?,
+        p99_rtt_ns: r.opt_u64(15)?,
+        min_eff_rtt_ns: r.opt_u64(16)?,
+        inside_p50_ns: r.opt_u64(17)?,
+        error: r.opt_text(18)?,
+    })
+}
+
+fn evidence_of(r: &Row) -> Result<EvidenceRecord, StoreError> {
+    Ok(EvidenceRecord {
+        prober: r.text(0)?,
+        target: r.text(1)?,
+        at_unix_ns: r.i64(2)?,
+        rtt_ns: r.opt_u64(3)?,
+        ok: r.bool(4)?,
+        error: r.opt_text(5)?,
+        nonce: r.opt_blob(6)?,
+        bundle: r.opt_blob(7)?,
+    })
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path`, in WAL mode, migrated; waits up to
-    /// 5 s for another writer's lock.
+    /// Opens (creating if needed) the SQLite database at `path`, in WAL mode, migrated; waits
+    /// up to 5 s for another writer's lock.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         Self::open_with_busy_timeout(path, Duration::from_secs(5))
     }
@@ -140,20 +242,71 @@ impl Store {
     /// Like [`Store::open`]; a write waits up to `busy` for another writer (a second prober,
     /// the monitor) before it fails.
     pub fn open_with_busy_timeout(path: &Path, busy: Duration) -> Result<Self, StoreError> {
-        let mut conn = Connection::open(path)?;
-        conn.busy_timeout(busy)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        schema::migrate(&mut conn)?;
-        Ok(Self { conn })
+        Self::connect(&Database::Sqlite(path.to_owned()), busy)
+    }
+
+    /// Opens either backend, migrated. `wait`: SQLite's busy timeout; for PostgreSQL the
+    /// connection timeout and the lock timeout (unless the URL sets them). A PostgreSQL
+    /// server that is down later is reconnected to on a later use.
+    pub fn connect(db: &Database, wait: Duration) -> Result<Self, StoreError> {
+        let backend = match db {
+            Database::Sqlite(path) => Backend::Sqlite(sqlite::open(path, wait)?),
+            Database::Postgres(url) => Backend::Postgres(Box::new(Pg::connect(url, wait)?)),
+        };
+        Ok(Self {
+            backend: RefCell::new(backend),
+        })
+    }
+
+    /// Like [`Store::connect`] for readers (monitor, export): a missing SQLite file is an
+    /// error, not a new empty database.
+    pub fn connect_existing(db: &Database, wait: Duration) -> Result<Self, StoreError> {
+        if let Database::Sqlite(path) = db {
+            if !path.exists() {
+                return Err(StoreError::NoSuchFile(path.clone()));
+            }
+        }
+        Self::connect(db, wait)
+    }
+
+    /// Runs `f` on the connection (PostgreSQL: reconnecting if needed).
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match &mut *self.backend.borrow_mut() {
+            Backend::Sqlite(c) => f(&mut Lite(c)),
+            Backend::Postgres(pg) => f(pg.client()?),
+        }
+    }
+
+    /// Runs `f` in a transaction, committed when `f` succeeds.
+    fn tx<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match &mut *self.backend.borrow_mut() {
+            Backend::Sqlite(c) => {
+                let tx = c.transaction()?;
+                let v = f(&mut Lite(&tx))?;
+                tx.commit()?;
+                Ok(v)
+            }
+            Backend::Postgres(pg) => {
+                let mut tx = pg.client()?.transaction()?;
+                let v = f(&mut tx)?;
+                tx.commit()?;
+                Ok(v)
+            }
+        }
     }
 
     /// The schema version of the open database.
     pub fn schema_version(&self) -> Result<u32, StoreError> {
-        Ok(self
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+        match &mut *self.backend.borrow_mut() {
+            Backend::Sqlite(c) => schema::sqlite_version(c),
+            Backend::Postgres(pg) => schema::postgres_version(pg.client()?),
+        }
     }
 
     /// Records the prober, its site and the known sites (replacing earlier values).
@@ -163,21 +316,25 @@ impl Store {
         prober_site: &str,
         sites: &[SiteRecord],
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
-        for s in sites {
+        // Probers sharing a PostgreSQL database upsert the same rows: one order for all
+        // avoids deadlocks.
+        let mut sorted: Vec<&SiteRecord> = sites.iter().collect();
+        sorted.sort_by(|a, b| a.name.cmp(&b.name));
+        self.tx(|tx| {
+            for s in sorted {
+                tx.execute(
+                    "INSERT INTO sites (name, lat, lon) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (name) DO UPDATE SET lat = excluded.lat, lon = excluded.lon",
+                    params![&s.name, s.lat, s.lon],
+                )?;
+            }
             tx.execute(
-                "INSERT INTO sites (name, lat, lon) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (name) DO UPDATE SET lat = excluded.lat, lon = excluded.lon",
-                params![s.name, s.lat, s.lon],
+                "INSERT INTO probers (id, site) VALUES (?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET site = excluded.site",
+                params![prober, prober_site],
             )?;
-        }
-        tx.execute(
-            "INSERT INTO probers (id, site) VALUES (?1, ?2)
-             ON CONFLICT (id) DO UPDATE SET site = excluded.site",
-            params![prober, prober_site],
-        )?;
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Records the session key a target showed.
@@ -190,14 +347,16 @@ impl Store {
         spki: Option<&str>,
         now_unix_ns: i64,
     ) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO targets (prober, name, address, claim, spki, updated_unix_ns)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (prober, name) DO UPDATE SET address = excluded.address,
-                 claim = excluded.claim, spki = excluded.spki,
-                 updated_unix_ns = excluded.updated_unix_ns",
-            params![prober, name, address, claim, spki, now_unix_ns],
-        )?;
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO targets (prober, name, address, claim, spki, updated_unix_ns)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (prober, name) DO UPDATE SET address = excluded.address,
+                     claim = excluded.claim, spki = excluded.spki,
+                     updated_unix_ns = excluded.updated_unix_ns",
+                params![prober, name, address, claim, spki, now_unix_ns],
+            )
+        })?;
         Ok(())
     }
 
@@ -207,158 +366,187 @@ impl Store {
         r: &RoundRecord,
         samples: &[SampleRecord],
     ) -> Result<i64, StoreError> {
-        let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT INTO rounds (prober, target, claim, address, spki, started_unix_ns,
-                 duration_ns, sent, answered, lost, late, out_of_order, violations, min_rtt_ns,
-                 p50_rtt_ns, p99_rtt_ns, min_eff_rtt_ns, inside_p50_ns, error)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                 ?17, ?18, ?19)",
-            params![
-                r.prober,
-                r.target,
-                r.claim,
-                r.address,
-                r.spki,
-                r.started_unix_ns,
-                r.duration_ns,
-                i64_of(r.sent),
-                i64_of(r.answered),
-                i64_of(r.lost),
-                i64_of(r.late),
-                i64_of(r.out_of_order),
-                i64_of(r.violations),
-                r.min_rtt_ns.map(i64_of),
-                r.p50_rtt_ns.map(i64_of),
-                r.p99_rtt_ns.map(i64_of),
-                r.min_eff_rtt_ns.map(i64_of),
-                r.inside_p50_ns.map(i64_of),
-                r.error,
-            ],
-        )?;
-        let id = tx.last_insert_rowid();
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO samples (round_id, sent_unix_ns, rtt_ns, inside_ns)
-                 VALUES (?1, ?2, ?3, ?4)",
+        self.tx(|tx| {
+            let ids = tx.query(
+                &format!(
+                    "INSERT INTO rounds ({ROUND_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                         ?16, ?17, ?18, ?19)
+                     RETURNING id"
+                ),
+                params![
+                    &r.prober,
+                    &r.target,
+                    &r.claim,
+                    &r.address,
+                    r.spki.as_deref(),
+                    r.started_unix_ns,
+                    r.duration_ns,
+                    i64_of(r.sent),
+                    i64_of(r.answered),
+                    i64_of(r.lost),
+                    i64_of(r.late),
+                    i64_of(r.out_of_order),
+                    i64_of(r.violations),
+                    r.min_rtt_ns.map(i64_of),
+                    r.p50_rtt_ns.map(i64_of),
+                    r.p99_rtt_ns.map(i64_of),
+                    r.min_eff_rtt_ns.map(i64_of),
+                    r.inside_p50_ns.map(i64_of),
+                    r.error.as_deref(),
+                ],
+                |row| row.i64(0),
             )?;
-            for s in samples {
-                stmt.execute(params![
-                    id,
-                    s.sent_unix_ns,
-                    i64_of(s.rtt_ns),
-                    i64_of(s.inside_ns)
-                ])?;
+            let id = ids.first().copied().ok_or(StoreError::Column {
+                index: 0,
+                expected: "the new round's id",
+                found: "no row",
+            })?;
+            // One statement per chunk: a round trip per sample would dominate on PostgreSQL.
+            for chunk in samples.chunks(SAMPLES_PER_INSERT) {
+                let mut sql = String::from(
+                    "INSERT INTO samples (round_id, sent_unix_ns, rtt_ns, inside_ns) VALUES ",
+                );
+                let mut values = vec![Param::Int(id)];
+                for (k, s) in chunk.iter().enumerate() {
+                    let p = 2 + 3 * k;
+                    if k > 0 {
+                        sql.push(',');
+                    }
+                    sql.push_str(&format!("(?1, ?{}, ?{}, ?{})", p, p + 1, p + 2));
+                    values.extend([
+                        Param::Int(s.sent_unix_ns),
+                        Param::Int(i64_of(s.rtt_ns)),
+                        Param::Int(i64_of(s.inside_ns)),
+                    ]);
+                }
+                tx.execute(&sql, &values)?;
             }
-        }
-        tx.commit()?;
-        Ok(id)
+            Ok(id)
+        })
     }
 
     /// Stores one evidence request.
     pub fn insert_evidence(&mut self, e: &EvidenceRecord) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO evidence (prober, target, at_unix_ns, rtt_ns, ok, error, nonce, bundle)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                e.prober,
-                e.target,
-                e.at_unix_ns,
-                e.rtt_ns.map(i64_of),
-                e.ok,
-                e.error,
-                e.nonce,
-                e.bundle
-            ],
-        )?;
+        self.with(|c| {
+            c.execute(
+                &format!(
+                    "INSERT INTO evidence ({EVIDENCE_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                ),
+                params![
+                    &e.prober,
+                    &e.target,
+                    e.at_unix_ns,
+                    e.rtt_ns.map(i64_of),
+                    e.ok,
+                    e.error.as_deref(),
+                    e.nonce.as_deref(),
+                    e.bundle.as_deref(),
+                ],
+            )
+        })?;
         Ok(())
     }
 
     /// Stores a verdict.
     pub fn insert_verdict(&mut self, v: &VerdictRecord) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO verdicts (node, claim, at_unix_ns, window_start_unix_ns, verdict,
-                 reasons, radius_km, judgement)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                v.node,
-                v.claim,
-                v.at_unix_ns,
-                v.window_start_unix_ns,
-                v.verdict,
-                serde_json::to_string(&v.reasons)?,
-                v.radius_km,
-                v.judgement
-            ],
-        )?;
+        let reasons = serde_json::to_string(&v.reasons)?;
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO verdicts (node, claim, at_unix_ns, window_start_unix_ns, verdict,
+                     reasons, radius_km, judgement)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    &v.node,
+                    &v.claim,
+                    v.at_unix_ns,
+                    v.window_start_unix_ns,
+                    &v.verdict,
+                    &reasons,
+                    v.radius_km,
+                    &v.judgement,
+                ],
+            )
+        })?;
         Ok(())
     }
 
     /// Deletes raw samples sent and evidence bundles received before `before_unix_ns`, in one
     /// transaction; round aggregates and evidence records stay.
     pub fn prune_raw(&mut self, before_unix_ns: i64) -> Result<Pruned, StoreError> {
-        let tx = self.conn.transaction()?;
-        let samples = tx.execute(
-            "DELETE FROM samples WHERE sent_unix_ns < ?1",
-            params![before_unix_ns],
-        )?;
-        let bundles = tx.execute(
-            "UPDATE evidence SET bundle = NULL WHERE bundle IS NOT NULL AND at_unix_ns < ?1",
-            params![before_unix_ns],
-        )?;
-        tx.commit()?;
-        Ok(Pruned { samples, bundles })
+        self.tx(|tx| {
+            let samples = tx.execute(
+                "DELETE FROM samples WHERE sent_unix_ns < ?1",
+                params![before_unix_ns],
+            )?;
+            let bundles = tx.execute(
+                "UPDATE evidence SET bundle = NULL WHERE bundle IS NOT NULL AND at_unix_ns < ?1",
+                params![before_unix_ns],
+            )?;
+            Ok(Pruned {
+                samples: samples as usize,
+                bundles: bundles as usize,
+            })
+        })
     }
 
-    /// Writes the WAL back into the main file (on shutdown).
+    /// SQLite: writes the WAL back into the main file (on shutdown). PostgreSQL: nothing to do,
+    /// every commit is already durable on the server.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-        Ok(())
+        match &*self.backend.borrow() {
+            Backend::Sqlite(c) => {
+                c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+                Ok(())
+            }
+            Backend::Postgres(_) => Ok(()),
+        }
     }
 
-    /// SQLite's `PRAGMA integrity_check`: `"ok"` or the first problem found.
+    /// SQLite's `PRAGMA integrity_check`: `"ok"` or the first problem found. PostgreSQL has no
+    /// such check built in: [`StoreError::SqliteOnly`].
     pub fn integrity_check(&self) -> Result<String, StoreError> {
-        Ok(self
-            .conn
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+        match &*self.backend.borrow() {
+            Backend::Sqlite(c) => Ok(c.query_row("PRAGMA integrity_check", [], |r| r.get(0))?),
+            Backend::Postgres(_) => Err(StoreError::SqliteOnly("integrity_check")),
+        }
     }
 
     /// Every known site.
     pub fn sites(&self) -> Result<Vec<SiteRecord>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT name, lat, lon FROM sites ORDER BY name")?;
-        let rows = stmt.query_map([], |r| {
-            Ok(SiteRecord {
-                name: r.get(0)?,
-                lat: r.get(1)?,
-                lon: r.get(2)?,
+        self.with(|c| {
+            c.query("SELECT name, lat, lon FROM sites ORDER BY name", &[], |r| {
+                Ok(SiteRecord {
+                    name: r.text(0)?,
+                    lat: r.f64(1)?,
+                    lon: r.f64(2)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 
     /// Every prober with its site: `(id, site)`.
     pub fn probers(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, site FROM probers ORDER BY id")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.with(|c| {
+            c.query("SELECT id, site FROM probers ORDER BY id", &[], |r| {
+                Ok((r.text(0)?, r.text(1)?))
+            })
+        })
     }
 
     /// Nodes with a round started in `[from, to)`, with the claim of their latest round.
     pub fn nodes_between(&self, from: i64, to: i64) -> Result<Vec<(String, String)>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT target, claim FROM rounds r
-             WHERE started_unix_ns >= ?1 AND started_unix_ns < ?2
-               AND id = (SELECT max(id) FROM rounds r2 WHERE r2.target = r.target
-                         AND r2.started_unix_ns >= ?1 AND r2.started_unix_ns < ?2)
-             ORDER BY target",
-        )?;
-        let rows = stmt.query_map(params![from, to], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.with(|c| {
+            c.query(
+                "SELECT target, claim FROM rounds r
+                 WHERE started_unix_ns >= ?1 AND started_unix_ns < ?2
+                   AND id = (SELECT max(id) FROM rounds r2 WHERE r2.target = r.target
+                             AND r2.started_unix_ns >= ?1 AND r2.started_unix_ns < ?2)
+                 ORDER BY target",
+                params![from, to],
+                |r| Ok((r.text(0)?, r.text(1)?)),
+            )
+        })
     }
 
     /// The rounds of `target` started in `[from, to)`, oldest first.
@@ -368,38 +556,17 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<Vec<RoundRecord>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT prober, target, claim, address, spki, started_unix_ns, duration_ns, sent,
-                 answered, lost, late, out_of_order, violations, min_rtt_ns, p50_rtt_ns,
-                 p99_rtt_ns, min_eff_rtt_ns, inside_p50_ns, error
-             FROM rounds WHERE target = ?1 AND started_unix_ns >= ?2 AND started_unix_ns < ?3
-             ORDER BY started_unix_ns, id",
-        )?;
-        let opt = |v: Option<i64>| v.map(u64_of);
-        let rows = stmt.query_map(params![target, from, to], |r| {
-            Ok(RoundRecord {
-                prober: r.get(0)?,
-                target: r.get(1)?,
-                claim: r.get(2)?,
-                address: r.get(3)?,
-                spki: r.get(4)?,
-                started_unix_ns: r.get(5)?,
-                duration_ns: r.get(6)?,
-                sent: u64_of(r.get(7)?),
-                answered: u64_of(r.get(8)?),
-                lost: u64_of(r.get(9)?),
-                late: u64_of(r.get(10)?),
-                out_of_order: u64_of(r.get(11)?),
-                violations: u64_of(r.get(12)?),
-                min_rtt_ns: opt(r.get(13)?),
-                p50_rtt_ns: opt(r.get(14)?),
-                p99_rtt_ns: opt(r.get(15)?),
-                min_eff_rtt_ns: opt(r.get(16)?),
-                inside_p50_ns: opt(r.get(17)?),
-                error: r.get(18)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.with(|c| {
+            c.query(
+                &format!(
+                    "SELECT {ROUND_COLUMNS} FROM rounds
+                     WHERE target = ?1 AND started_unix_ns >= ?2 AND started_unix_ns < ?3
+                     ORDER BY started_unix_ns, id"
+                ),
+                params![target, from, to],
+                round_of,
+            )
+        })
     }
 
     /// The raw samples of `target` sent in `[from, to)`, with their prober.
@@ -409,23 +576,25 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<Vec<ProberSample>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT r.prober, s.sent_unix_ns, s.rtt_ns, s.inside_ns
-             FROM samples s JOIN rounds r ON r.id = s.round_id
-             WHERE r.target = ?1 AND s.sent_unix_ns >= ?2 AND s.sent_unix_ns < ?3
-             ORDER BY s.sent_unix_ns",
-        )?;
-        let rows = stmt.query_map(params![target, from, to], |r| {
-            Ok(ProberSample {
-                prober: r.get(0)?,
-                sample: SampleRecord {
-                    sent_unix_ns: r.get(1)?,
-                    rtt_ns: u64_of(r.get(2)?),
-                    inside_ns: u64_of(r.get(3)?),
+        self.with(|c| {
+            c.query(
+                "SELECT r.prober, s.sent_unix_ns, s.rtt_ns, s.inside_ns
+                 FROM samples s JOIN rounds r ON r.id = s.round_id
+                 WHERE r.target = ?1 AND s.sent_unix_ns >= ?2 AND s.sent_unix_ns < ?3
+                 ORDER BY s.sent_unix_ns",
+                params![target, from, to],
+                |r| {
+                    Ok(ProberSample {
+                        prober: r.text(0)?,
+                        sample: SampleRecord {
+                            sent_unix_ns: r.i64(1)?,
+                            rtt_ns: r.u64(2)?,
+                            inside_ns: r.u64(3)?,
+                        },
+                    })
                 },
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            )
+        })
     }
 
     /// Evidence round trips of `target` in `[from, to)`: `(prober, rtt_ns)` of successful requests.
@@ -435,16 +604,16 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<Vec<(String, u64)>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT prober, rtt_ns FROM evidence
-             WHERE target = ?1 AND ok = 1 AND rtt_ns IS NOT NULL
-               AND at_unix_ns >= ?2 AND at_unix_ns < ?3
-             ORDER BY at_unix_ns",
-        )?;
-        let rows = stmt.query_map(params![target, from, to], |r| {
-            Ok((r.get(0)?, u64_of(r.get(1)?)))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.with(|c| {
+            c.query(
+                "SELECT prober, rtt_ns FROM evidence
+                 WHERE target = ?1 AND ok = 1 AND rtt_ns IS NOT NULL
+                   AND at_unix_ns >= ?2 AND at_unix_ns < ?3
+                 ORDER BY at_unix_ns, id",
+                params![target, from, to],
+                |r| Ok((r.text(0)?, r.u64(1)?)),
+            )
+        })
     }
 
     /// Per target, the latest evidence request in `[from, to)` that stored a bundle, by target.
@@ -453,28 +622,21 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<Vec<EvidenceRecord>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT prober, target, at_unix_ns, rtt_ns, ok, error, nonce, bundle FROM evidence e
-             WHERE bundle IS NOT NULL AND at_unix_ns >= ?1 AND at_unix_ns < ?2
-               AND id = (SELECT id FROM evidence e2
-                         WHERE e2.target = e.target AND e2.bundle IS NOT NULL
-                           AND e2.at_unix_ns >= ?1 AND e2.at_unix_ns < ?2
-                         ORDER BY e2.at_unix_ns DESC, e2.id DESC LIMIT 1)
-             ORDER BY target",
-        )?;
-        let rows = stmt.query_map(params![from, to], |r| {
-            Ok(EvidenceRecord {
-                prober: r.get(0)?,
-                target: r.get(1)?,
-                at_unix_ns: r.get(2)?,
-                rtt_ns: r.get::<_, Option<i64>>(3)?.map(u64_of),
-                ok: r.get(4)?,
-                error: r.get(5)?,
-                nonce: r.get(6)?,
-                bundle: r.get(7)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.with(|c| {
+            c.query(
+                &format!(
+                    "SELECT {EVIDENCE_COLUMNS} FROM evidence e
+                     WHERE bundle IS NOT NULL AND at_unix_ns >= ?1 AND at_unix_ns < ?2
+                       AND id = (SELECT id FROM evidence e2
+                                 WHERE e2.target = e.target AND e2.bundle IS NOT NULL
+                                   AND e2.at_unix_ns >= ?1 AND e2.at_unix_ns < ?2
+                                 ORDER BY e2.at_unix_ns DESC, e2.id DESC LIMIT 1)
+                     ORDER BY target"
+                ),
+                params![from, to],
+                evidence_of,
+            )
+        })
     }
 
     /// Per-round minimum effective RTTs of `target` before `before`, the latest `limit` per
@@ -485,18 +647,19 @@ impl Store {
         before: i64,
         limit: usize,
     ) -> Result<Vec<(String, u64)>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT prober, min_eff_rtt_ns FROM (
-                 SELECT prober, min_eff_rtt_ns, row_number() OVER (
-                     PARTITION BY prober ORDER BY started_unix_ns DESC) AS k
-                 FROM rounds
-                 WHERE target = ?1 AND started_unix_ns < ?2 AND min_eff_rtt_ns IS NOT NULL)
-             WHERE k <= ?3 ORDER BY prober",
-        )?;
-        let rows = stmt.query_map(params![target, before, i64_of(limit as u64)], |r| {
-            Ok((r.get(0)?, u64_of(r.get(1)?)))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.with(|c| {
+            c.query(
+                "SELECT prober, min_eff_rtt_ns FROM (
+                     SELECT prober, min_eff_rtt_ns, row_number() OVER (
+                         PARTITION BY prober ORDER BY started_unix_ns DESC, id DESC) AS k
+                     FROM rounds
+                     WHERE target = ?1 AND started_unix_ns < ?2 AND min_eff_rtt_ns IS NOT NULL
+                 ) AS ranked
+                 WHERE k <= ?3 ORDER BY prober, k",
+                params![target, before, i64_of(limit as u64)],
+                |r| Ok((r.text(0)?, r.u64(1)?)),
+            )
+        })
     }
 
     /// The latest verdict of `node`.
@@ -511,279 +674,33 @@ impl Store {
         node: &str,
         verdict: Option<&str>,
     ) -> Result<Option<VerdictRecord>, StoreError> {
-        let row = self
-            .conn
-            .query_row(
+        // '' stands for any verdict (no verdict is empty), so one typed text parameter serves
+        // both backends.
+        let verdict = verdict.unwrap_or("");
+        let rows = self.with(|c| {
+            c.query(
                 "SELECT node, claim, at_unix_ns, window_start_unix_ns, verdict, reasons,
                      radius_km, judgement
-                 FROM verdicts WHERE node = ?1 AND (?2 IS NULL OR verdict = ?2)
+                 FROM verdicts WHERE node = ?1 AND (?2 = '' OR verdict = ?2)
                  ORDER BY at_unix_ns DESC, id DESC LIMIT 1",
                 params![node, verdict],
                 |r| {
-                    Ok((
-                        VerdictRecord {
-                            node: r.get(0)?,
-                            claim: r.get(1)?,
-                            at_unix_ns: r.get(2)?,
-                            window_start_unix_ns: r.get(3)?,
-                            verdict: r.get(4)?,
-                            reasons: Vec::new(),
-                            radius_km: r.get(6)?,
-                            judgement: r.get(7)?,
-                        },
-                        r.get::<_, String>(5)?,
-                    ))
+                    Ok(VerdictRecord {
+                        node: r.text(0)?,
+                        claim: r.text(1)?,
+                        at_unix_ns: r.i64(2)?,
+                        window_start_unix_ns: r.i64(3)?,
+                        verdict: r.text(4)?,
+                        reasons: serde_json::from_str(&r.text(5)?)?,
+                        radius_km: r.opt_f64(6)?,
+                        judgement: r.text(7)?,
+                    })
                 },
             )
-            .optional()?;
-        match row {
-            None => Ok(None),
-            Some((mut v, reasons)) => {
-                v.reasons = serde_json::from_str(&reasons)?;
-                Ok(Some(v))
-            }
-        }
-    }
-
-    pub(crate) fn connection(&self) -> &Connection {
-        &self.conn
+        })?;
+        Ok(rows.into_iter().next())
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Probers started together open one new database at once: every one must get a
-    /// migrated store (a migration step read outside its write lock ran twice and failed).
-    #[test]
-    fn concurrent_first_opens_all_succeed() {
-        for _ in 0..5 {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("new.db");
-            let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
-            let opens: Vec<_> = (0..6)
-                .map(|_| {
-                    let (path, barrier) = (path.clone(), barrier.clone());
-                    std::thread::spawn(move || {
-                        barrier.wait();
-                        Store::open(&path).map(|s| s.schema_version().unwrap())
-                    })
-                })
-                .collect();
-            for o in opens {
-                assert_eq!(o.join().unwrap().unwrap(), SCHEMA_VERSION);
-            }
-        }
-    }
-
-    fn round(target: &str, started: i64, min: u64) -> RoundRecord {
-        RoundRecord {
-            prober: "p1".into(),
-            target: target.into(),
-            claim: "ams".into(),
-            address: "127.0.0.1:1".into(),
-            spki: None,
-            started_unix_ns: started,
-            duration_ns: 1_000,
-            sent: 3,
-            answered: 2,
-            lost: 1,
-            late: 0,
-            out_of_order: 0,
-            violations: 0,
-            min_rtt_ns: Some(min),
-            p50_rtt_ns: Some(min + 10),
-            p99_rtt_ns: Some(min + 20),
-            min_eff_rtt_ns: Some(min - 5),
-            inside_p50_ns: Some(5),
-            error: None,
-        }
-    }
-
-    #[test]
-    fn migrates_once_and_refuses_newer_schema() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m.db");
-        let s = Store::open(&path).unwrap();
-        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
-        drop(s);
-        // Reopening applies nothing twice.
-        let s = Store::open(&path).unwrap();
-        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
-        s.conn
-            .execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1))
-            .unwrap();
-        drop(s);
-        assert!(matches!(
-            Store::open(&path),
-            Err(StoreError::NewerSchema { found, .. }) if found == SCHEMA_VERSION + 1
-        ));
-    }
-
-    #[test]
-    fn rounds_samples_retention_and_history() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("r.db")).unwrap();
-        let samples = [
-            SampleRecord {
-                sent_unix_ns: 100,
-                rtt_ns: 50,
-                inside_ns: 5,
-            },
-            SampleRecord {
-                sent_unix_ns: 200,
-                rtt_ns: 60,
-                inside_ns: 5,
-            },
-        ];
-        s.insert_round(&round("n1", 100, 50), &samples).unwrap();
-        s.insert_round(&round("n1", 1_000, 70), &[]).unwrap();
-        s.insert_round(&round("n2", 1_000, 90), &[]).unwrap();
-        assert_eq!(s.samples_between("n1", 0, 1_000).unwrap().len(), 2);
-        assert_eq!(s.samples_between("n2", 0, 1_000).unwrap().len(), 0);
-        assert_eq!(s.rounds_between("n1", 0, 2_000).unwrap().len(), 2);
-        assert_eq!(
-            s.nodes_between(500, 2_000).unwrap(),
-            vec![("n1".into(), "ams".into()), ("n2".into(), "ams".into())]
-        );
-        assert_eq!(
-            s.round_minima_before("n1", 1_000, 10).unwrap(),
-            vec![("p1".to_string(), 45)]
-        );
-        assert_eq!(s.prune_raw(150).unwrap().samples, 1);
-        assert_eq!(s.samples_between("n1", 0, 1_000).unwrap().len(), 1);
-        // Aggregates outlive their samples.
-        assert_eq!(s.rounds_between("n1", 0, 2_000).unwrap().len(), 2);
-    }
-
-    fn evidence(target: &str, at: i64, bundle: Option<&[u8]>) -> EvidenceRecord {
-        EvidenceRecord {
-            prober: "p1".into(),
-            target: target.into(),
-            at_unix_ns: at,
-            rtt_ns: Some(900),
-            ok: bundle.is_some(),
-            error: bundle.is_none().then(|| "timeout".into()),
-            nonce: Some(vec![at as u8; 32]),
-            bundle: bundle.map(<[u8]>::to_vec),
-        }
-    }
-
-    #[test]
-    fn latest_bundle_per_target_in_window() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("b.db")).unwrap();
-        for e in [
-            evidence("n1", 10, Some(b"old")),
-            evidence("n1", 20, Some(b"new")),
-            // Later, but no bundle: the request failed.
-            evidence("n1", 30, None),
-            evidence("n2", 15, Some(b"n2")),
-            // Outside the window.
-            evidence("n2", 50, Some(b"late")),
-            evidence("n3", 5, Some(b"early")),
-        ] {
-            s.insert_evidence(&e).unwrap();
-        }
-        let got = s.evidence_bundles_between(10, 50).unwrap();
-        assert_eq!(
-            got,
-            vec![
-                evidence("n1", 20, Some(b"new")),
-                evidence("n2", 15, Some(b"n2"))
-            ]
-        );
-        assert_eq!(s.evidence_bundles_between(60, 70).unwrap(), vec![]);
-    }
-
-    #[test]
-    fn bundles_are_pruned_with_samples_and_records_stay() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("p.db")).unwrap();
-        s.insert_evidence(&evidence("n1", 10, Some(b"old")))
-            .unwrap();
-        s.insert_evidence(&evidence("n1", 20, Some(b"new")))
-            .unwrap();
-        s.insert_round(
-            &round("n1", 10, 50),
-            &[SampleRecord {
-                sent_unix_ns: 10,
-                rtt_ns: 50,
-                inside_ns: 5,
-            }],
-        )
-        .unwrap();
-        assert_eq!(
-            s.prune_raw(15).unwrap(),
-            Pruned {
-                samples: 1,
-                bundles: 1
-            }
-        );
-        assert_eq!(
-            s.evidence_bundles_between(0, 15).unwrap(),
-            vec![],
-            "the old bundle is gone"
-        );
-        assert_eq!(
-            s.evidence_bundles_between(0, 30).unwrap(),
-            vec![evidence("n1", 20, Some(b"new"))]
-        );
-        // The request's record (and its round trip) outlives the bundle.
-        assert_eq!(
-            s.evidence_rtts_between("n1", 0, 30).unwrap(),
-            vec![("p1".to_string(), 900), ("p1".to_string(), 900)]
-        );
-        assert_eq!(s.prune_raw(15).unwrap(), Pruned::default());
-    }
-
-    #[test]
-    fn migrates_a_version_1_database_keeping_its_evidence() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v1.db");
-        {
-            let mut conn = Connection::open(&path).unwrap();
-            schema::migrate_to(&mut conn, 1).unwrap();
-            conn.execute(
-                "INSERT INTO evidence (prober, target, at_unix_ns, rtt_ns, ok, error)
-                 VALUES ('p1', 'n1', 7, 900, 1, NULL)",
-                [],
-            )
-            .unwrap();
-        }
-        let mut s = Store::open(&path).unwrap();
-        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
-        assert_eq!(
-            s.evidence_rtts_between("n1", 0, 10).unwrap(),
-            vec![("p1".to_string(), 900)]
-        );
-        // The old row has no bundle; a new one does.
-        assert_eq!(s.evidence_bundles_between(0, 10).unwrap(), vec![]);
-        s.insert_evidence(&evidence("n1", 8, Some(b"cbor")))
-            .unwrap();
-        assert_eq!(
-            s.evidence_bundles_between(0, 10).unwrap(),
-            vec![evidence("n1", 8, Some(b"cbor"))]
-        );
-    }
-
-    #[test]
-    fn verdicts_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("v.db")).unwrap();
-        assert_eq!(s.latest_verdict("n1").unwrap(), None);
-        let v = VerdictRecord {
-            node: "n1".into(),
-            claim: "ams".into(),
-            at_unix_ns: 5,
-            window_start_unix_ns: 1,
-            verdict: "relocated".into(),
-            reasons: vec!["moved".into()],
-            radius_km: Some(12.5),
-            judgement: "{}".into(),
-        };
-        s.insert_verdict(&v).unwrap();
-        assert_eq!(s.latest_verdict("n1").unwrap(), Some(v));
-    }
-}
+mod tests;

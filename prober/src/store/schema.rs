@@ -1,4 +1,6 @@
-//! Schema migrations: an ordered list of SQL scripts; `PRAGMA user_version` counts those applied.
+//! Schema migrations: an ordered list of SQL scripts per backend, the same tables and columns in
+//! the same order in both. SQLite counts those applied in `PRAGMA user_version`, PostgreSQL in
+//! the one-row table `locus_schema`.
 
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -6,7 +8,7 @@ use super::StoreError;
 
 /// Migration `i` brings the schema from version `i` to `i + 1`. Append only: never edit one
 /// that has shipped.
-const MIGRATIONS: &[&str] = &[
+const SQLITE: &[&str] = &[
     r#"
 CREATE TABLE sites (
     name TEXT PRIMARY KEY,
@@ -88,24 +90,126 @@ CREATE INDEX evidence_bundle_time ON evidence (at_unix_ns) WHERE bundle IS NOT N
 "#,
 ];
 
+/// The same migrations in PostgreSQL's types: `BIGINT` for integers (64-bit like SQLite's),
+/// `DOUBLE PRECISION`, `BYTEA`, `BIGSERIAL` ids; `ok` stays an integer so both export alike.
+const POSTGRES: &[&str] = &[
+    r#"
+CREATE TABLE sites (
+    name TEXT PRIMARY KEY,
+    lat DOUBLE PRECISION NOT NULL,
+    lon DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE probers (
+    id TEXT PRIMARY KEY,
+    site TEXT NOT NULL
+);
+CREATE TABLE targets (
+    prober TEXT NOT NULL,
+    name TEXT NOT NULL,
+    address TEXT NOT NULL,
+    claim TEXT NOT NULL,
+    spki TEXT,
+    updated_unix_ns BIGINT NOT NULL,
+    PRIMARY KEY (prober, name)
+);
+CREATE TABLE rounds (
+    id BIGSERIAL PRIMARY KEY,
+    prober TEXT NOT NULL,
+    target TEXT NOT NULL,
+    claim TEXT NOT NULL,
+    address TEXT NOT NULL,
+    spki TEXT,
+    started_unix_ns BIGINT NOT NULL,
+    duration_ns BIGINT NOT NULL,
+    sent BIGINT NOT NULL,
+    answered BIGINT NOT NULL,
+    lost BIGINT NOT NULL,
+    late BIGINT NOT NULL,
+    out_of_order BIGINT NOT NULL,
+    violations BIGINT NOT NULL,
+    min_rtt_ns BIGINT,
+    p50_rtt_ns BIGINT,
+    p99_rtt_ns BIGINT,
+    min_eff_rtt_ns BIGINT,
+    inside_p50_ns BIGINT,
+    error TEXT
+);
+CREATE INDEX rounds_target_time ON rounds (target, started_unix_ns);
+CREATE TABLE samples (
+    round_id BIGINT NOT NULL REFERENCES rounds (id) ON DELETE CASCADE,
+    sent_unix_ns BIGINT NOT NULL,
+    rtt_ns BIGINT NOT NULL,
+    inside_ns BIGINT NOT NULL
+);
+CREATE INDEX samples_round ON samples (round_id);
+CREATE INDEX samples_time ON samples (sent_unix_ns);
+CREATE TABLE evidence (
+    id BIGSERIAL PRIMARY KEY,
+    prober TEXT NOT NULL,
+    target TEXT NOT NULL,
+    at_unix_ns BIGINT NOT NULL,
+    rtt_ns BIGINT,
+    ok BIGINT NOT NULL,
+    error TEXT
+);
+CREATE INDEX evidence_target_time ON evidence (target, at_unix_ns);
+CREATE TABLE verdicts (
+    id BIGSERIAL PRIMARY KEY,
+    node TEXT NOT NULL,
+    claim TEXT NOT NULL,
+    at_unix_ns BIGINT NOT NULL,
+    window_start_unix_ns BIGINT NOT NULL,
+    verdict TEXT NOT NULL,
+    reasons TEXT NOT NULL,
+    radius_km DOUBLE PRECISION,
+    judgement TEXT NOT NULL
+);
+CREATE INDEX verdicts_node_time ON verdicts (node, at_unix_ns);
+"#,
+    r#"
+ALTER TABLE evidence ADD COLUMN nonce BYTEA;
+ALTER TABLE evidence ADD COLUMN bundle BYTEA;
+CREATE INDEX evidence_bundle_time ON evidence (at_unix_ns) WHERE bundle IS NOT NULL;
+"#,
+];
+
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+pub const SCHEMA_VERSION: u32 = SQLITE.len() as u32;
 
-/// Applies the missing migrations, each in its own transaction; returns the version found.
-pub(crate) fn migrate(conn: &mut Connection) -> Result<u32, StoreError> {
-    migrate_to(conn, SCHEMA_VERSION)
-}
+const _: () = assert!(
+    SQLITE.len() == POSTGRES.len(),
+    "every migration exists for both backends"
+);
 
-/// Brings the schema to `version` (≤ [`SCHEMA_VERSION`]); tests use it to make old databases.
-pub(crate) fn migrate_to(conn: &mut Connection, version: u32) -> Result<u32, StoreError> {
-    let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+/// Arbitrary key of the advisory lock that serialises migrations of one PostgreSQL database.
+const PG_MIGRATION_LOCK: i64 = 0x6c6f_6375_735f_6462; // "locus_db"
+
+fn check_not_newer(found: u32) -> Result<(), StoreError> {
     if found > SCHEMA_VERSION {
         return Err(StoreError::NewerSchema {
             found,
             supported: SCHEMA_VERSION,
         });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().take(version as usize) {
+    Ok(())
+}
+
+/// The SQLite schema version.
+pub(crate) fn sqlite_version(conn: &Connection) -> Result<u32, StoreError> {
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+}
+
+/// Applies the missing SQLite migrations, each in its own transaction; returns the version found.
+pub(crate) fn migrate_sqlite(conn: &mut Connection) -> Result<u32, StoreError> {
+    migrate_sqlite_to(conn, SCHEMA_VERSION)
+}
+
+/// Brings an SQLite schema to `version` (≤ [`SCHEMA_VERSION`]); tests use it to make old
+/// databases.
+pub(crate) fn migrate_sqlite_to(conn: &mut Connection, version: u32) -> Result<u32, StoreError> {
+    let found = sqlite_version(conn)?;
+    check_not_newer(found)?;
+    for (i, sql) in SQLITE.iter().enumerate().take(version as usize) {
         // Several probers may open a new database at once: take the write lock first (waiting
         // for the busy timeout), then re-read the version, so each step runs exactly once.
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -118,5 +222,55 @@ pub(crate) fn migrate_to(conn: &mut Connection, version: u32) -> Result<u32, Sto
         tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
         tx.commit()?;
     }
+    Ok(found)
+}
+
+/// The PostgreSQL schema version (0 when no locus table exists yet).
+pub(crate) fn postgres_version(c: &mut impl postgres::GenericClient) -> Result<u32, StoreError> {
+    let exists: bool = c
+        .query_one("SELECT to_regclass('locus_schema') IS NOT NULL", &[])?
+        .get(0);
+    if !exists {
+        return Ok(0);
+    }
+    let v: Option<i64> = c
+        .query_opt("SELECT version FROM locus_schema", &[])?
+        .map(|r| r.get(0));
+    Ok(u32::try_from(v.unwrap_or(0)).unwrap_or(u32::MAX))
+}
+
+/// Applies the missing PostgreSQL migrations; returns the version found.
+pub(crate) fn migrate_postgres(c: &mut postgres::Client) -> Result<u32, StoreError> {
+    migrate_postgres_to(c, SCHEMA_VERSION)
+}
+
+/// Brings a PostgreSQL schema to `version` in one transaction (PostgreSQL's DDL is
+/// transactional) under an advisory lock, so probers starting together migrate once. A current
+/// schema is only read: a user without CREATE rights can open it.
+pub(crate) fn migrate_postgres_to(
+    c: &mut postgres::Client,
+    version: u32,
+) -> Result<u32, StoreError> {
+    let mut tx = c.transaction()?;
+    // Lock before the first look at the catalog: a session that looked before waiting could
+    // keep a stale "no such table" in its cache and migrate a second time.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PG_MIGRATION_LOCK])?;
+    let found = postgres_version(&mut tx)?;
+    check_not_newer(found)?;
+    if found >= version {
+        return Ok(found);
+    }
+    for sql in POSTGRES.iter().take(version as usize).skip(found as usize) {
+        tx.batch_execute(sql)?;
+    }
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS locus_schema (version BIGINT NOT NULL);
+         DELETE FROM locus_schema;",
+    )?;
+    tx.execute(
+        "INSERT INTO locus_schema (version) VALUES ($1)",
+        &[&i64::from(version)],
+    )?;
+    tx.commit()?;
     Ok(found)
 }

@@ -1,0 +1,56 @@
+//! The SQLite backend: one file in WAL mode, a busy timeout for other writers.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use super::sql::Sql;
+use super::value::{Param, Row, Value};
+use super::{schema, StoreError};
+
+/// Opens (creating if needed) and migrates the database at `path`; a write waits up to `busy`
+/// for another writer's lock.
+pub(crate) fn open(path: &Path, busy: Duration) -> Result<Connection, StoreError> {
+    let mut conn = Connection::open(path)?;
+    conn.busy_timeout(busy)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    schema::migrate_sqlite(&mut conn)?;
+    Ok(conn)
+}
+
+/// A connection or transaction (which derefs to one) as [`Sql`].
+pub(crate) struct Lite<'a>(pub(crate) &'a Connection);
+
+impl Sql for Lite<'_> {
+    fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
+        let mut stmt = self.0.prepare_cached(sql)?;
+        Ok(stmt.execute(rusqlite::params_from_iter(params))? as u64)
+    }
+
+    fn columns(&mut self, sql: &str) -> Result<Vec<String>, StoreError> {
+        let stmt = self.0.prepare_cached(sql)?;
+        Ok(stmt.column_names().iter().map(|s| s.to_string()).collect())
+    }
+
+    fn each(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+        f: &mut dyn FnMut(Row) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut stmt = self.0.prepare_cached(sql)?;
+        let n = stmt.column_count();
+        let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+        while let Some(r) = rows.next()? {
+            let mut values = Vec::with_capacity(n);
+            for i in 0..n {
+                values.push(Value::from_sqlite(r.get_ref(i)?));
+            }
+            f(Row(values))?;
+        }
+        Ok(())
+    }
+}
