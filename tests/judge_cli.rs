@@ -50,6 +50,7 @@ fn node(file: &SamplesFile, name: &str, td: &str) -> NodeInput {
         evidence: None,
         baseline: vec![],
         endorsement: None,
+        poe: None,
     }
 }
 

@@ -8,6 +8,7 @@ pub mod frankenstein;
 pub mod geo;
 pub mod input;
 mod joint;
+pub mod poe;
 pub mod policy;
 pub mod region;
 pub mod relocation;

@@ -71,8 +71,12 @@ impl EvidenceSummary {
                 report.tdx.as_ref().map(|t| &t.root),
                 Some(RootKind::Configured { .. })
             ),
-            // the TDX verifier does not extract the PIID yet
-            platform_id: None,
+            // the PIID of the verified quote's PCK certificate (Platform-CA certificates)
+            platform_id: report
+                .tdx
+                .as_ref()
+                .and_then(|t| t.piid.as_ref())
+                .map(hex::encode),
             zone: None,
         }
     }

@@ -160,6 +160,7 @@ fn node(w: &World, name: &str, claim: &str, spec: &Spec, seed: u64) -> NodeInput
         }),
         baseline: vec![],
         endorsement: None,
+        poe: None,
     }
 }
 
