@@ -23,4 +23,5 @@ pub use input::{
     Prober, ProberSeries, SamplesFile, Site, World,
 };
 pub use policy::{Policy, PolicyError, RelocationPolicy};
+pub use summary::BundleFindings;
 pub use verdict::{judge, judge_file, Check, CheckStatus, Judgement, Scores, Verdict};

@@ -97,6 +97,47 @@ impl EvidenceSummary {
     }
 }
 
+/// What one verified evidence bundle contributes to a node's verdict inputs: the evidence
+/// summary, the in-TD timings it carries and its verified anchor round trips. One function
+/// for the lab and for `locus judge` on stored bundles, so both judge the same inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BundleFindings {
+    pub evidence: EvidenceSummary,
+    pub in_td: InTdTimings,
+    /// Verified anchors with a site (empty when the anchor report did not verify).
+    pub anchors: Vec<AnchorReport>,
+    /// Why the anchor report did not verify, when it did not.
+    pub anchor_error: Option<String>,
+}
+
+impl BundleFindings {
+    /// `report` is the verification of `bundle` at `now_unix`; the anchor report is checked
+    /// again here (against the nonce and `anchors`) to recover the per-anchor minima.
+    pub fn new(
+        bundle: &locus_proto::evidence::EvidenceBundle,
+        report: &EvidenceReport,
+        anchors: Option<&crate::anchor::AnchorPolicy>,
+        now_unix: u64,
+    ) -> Self {
+        let (anchors, anchor_error) = match (&bundle.anchors, anchors) {
+            (Some(a), Some(policy)) => {
+                match crate::anchor::verify_report(a, &a.digest(), &bundle.nonce, policy, now_unix)
+                {
+                    Ok(v) => (v.verdict_inputs(), None),
+                    Err(e) => (Vec::new(), Some(e.to_string())),
+                }
+            }
+            _ => (Vec::new(), None),
+        };
+        BundleFindings {
+            evidence: EvidenceSummary::from_report(report),
+            in_td: InTdTimings::from(&bundle.timings),
+            anchors,
+            anchor_error,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,10 +11,9 @@ use anyhow::Context;
 use locus_analysis::evidence::nonce::NonceLedger;
 use locus_analysis::evidence::{verify_bundle, VerifyInputs};
 use locus_analysis::input::{
-    EchoSample, EvidenceSummary, InTdTimings, NodeInput, Prober, ProberSeries, SamplesFile,
-    SAMPLES_VERSION,
+    EchoSample, NodeInput, Prober, ProberSeries, SamplesFile, SAMPLES_VERSION,
 };
-use locus_analysis::{judge, Judgement, Policy};
+use locus_analysis::{judge, BundleFindings, Judgement, Policy};
 use locus_anchors::lab::{AnchorServer, LabCa};
 use locus_anchors::{AnchorSpec, AnchorsConfig, MeasureOptions};
 use locus_prober::requests::request_evidence_from;
@@ -416,20 +415,14 @@ async fn run_inner(
                 .iter()
                 .map(|c| c.name().to_string())
                 .collect();
-            input.evidence = Some(EvidenceSummary::from_report(&report));
-            input.in_td = InTdTimings::from(&b.timings);
-            if let Some(a) = &b.anchors {
-                match locus_analysis::anchor::verify_report(
-                    a,
-                    &a.digest(),
-                    &b.nonce,
-                    &anchor_policy,
-                    collected_at,
-                ) {
-                    Ok(v) => input.anchors = v.verdict_inputs(),
-                    Err(e) => failed_checks.push(format!("anchors: {e}")),
-                }
+            // the same reduction `locus judge` applies to the stored bundle
+            let found = BundleFindings::new(b, &report, Some(&anchor_policy), collected_at);
+            if let Some(e) = found.anchor_error {
+                failed_checks.push(format!("anchors: {e}"));
             }
+            input.evidence = Some(found.evidence);
+            input.in_td = found.in_td;
+            input.anchors = found.anchors;
         }
         let world = samples.world();
         let judgement = judge(&world, &input, &verdict_policy);

@@ -8,8 +8,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use locus_analysis::evidence::{
-    self, EvidenceReport, NonceRecord, Outcome, PolicyFile, VerifyInputs,
+    self, EvidencePolicy, EvidenceReport, NonceRecord, Outcome, PolicyFile, VerifyInputs,
 };
+use locus_proto::evidence::EvidenceBundle;
 
 use super::at::parse_at;
 
@@ -40,53 +41,93 @@ fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
 }
 
+/// Unix seconds now, for a verification time not given.
+pub(crate) fn unix_now() -> anyhow::Result<u64> {
+    Ok(std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("system clock before 1970")?
+        .as_secs())
+}
+
+/// A verification policy with its trust files and nonce ledger loaded: what `locus verify
+/// evidence` and `locus judge` (on stored bundles) verify bundles with.
+pub(crate) struct BundleVerifier {
+    pub(crate) policy: EvidencePolicy,
+    ledger: Vec<NonceRecord>,
+}
+
+impl BundleVerifier {
+    /// Loads `policy_path` (paths in it relative to it) and the nonce ledger: `ledger` when
+    /// given, otherwise the one the policy names.
+    pub(crate) fn load(policy_path: &Path, ledger: Option<&Path>) -> anyhow::Result<Self> {
+        let policy_text = String::from_utf8(read(policy_path, "policy")?)
+            .with_context(|| format!("policy {} is not UTF-8", policy_path.display()))?;
+        let base = policy_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let policy_file = PolicyFile::from_toml(&policy_text)
+            .with_context(|| format!("policy {}", policy_path.display()))?;
+        let policy = policy_file
+            .resolve(&|rel: &str| {
+                std::fs::read(base.join(rel))
+                    .map_err(|e| format!("{}: {e}", base.join(rel).display()))
+            })
+            .with_context(|| format!("policy {}", policy_path.display()))?;
+        let ledger_path = ledger
+            .map(Path::to_path_buf)
+            .or_else(|| policy_file.nonce.ledger.as_ref().map(|l| base.join(l)));
+        let ledger: Vec<NonceRecord> = match &ledger_path {
+            None => Vec::new(),
+            Some(p) => serde_json::from_slice(&read(p, "nonce ledger")?)
+                .with_context(|| format!("nonce ledger {}", p.display()))?,
+        };
+        Ok(Self { policy, ledger })
+    }
+
+    /// The bundle's nonce (empty when it does not decode) and the ledger's record of it.
+    fn record(&self, bundle: &[u8]) -> Option<&NonceRecord> {
+        // The ledger is looked up by the bundle's nonce; an undecodable bundle has none.
+        let nonce = EvidenceBundle::from_cbor(bundle)
+            .map(|b| b.nonce)
+            .unwrap_or_default();
+        self.ledger.iter().find(|r| r.nonce == nonce)
+    }
+
+    /// When this verifier issued the bundle's nonce, if it did.
+    pub(crate) fn issued_at(&self, bundle: &[u8]) -> Option<u64> {
+        self.record(bundle).map(|r| r.issued_at)
+    }
+
+    /// Verifies a stored bundle at `now_unix`.
+    pub(crate) fn verify(
+        &self,
+        bundle: &[u8],
+        now_unix: u64,
+        peer_spki: Option<Vec<u8>>,
+    ) -> EvidenceReport {
+        let inputs = VerifyInputs {
+            now_unix,
+            nonce_record: self.record(bundle).cloned(),
+            peer_spki,
+        };
+        evidence::verify_bundle_bytes(bundle, &self.policy, &inputs)
+    }
+}
+
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let bundle = read(&args.bundle, "bundle")?;
-    let policy_text = String::from_utf8(read(&args.policy, "policy")?)
-        .with_context(|| format!("policy {} is not UTF-8", args.policy.display()))?;
-    let base = args
-        .policy
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    let policy_file = PolicyFile::from_toml(&policy_text)
-        .with_context(|| format!("policy {}", args.policy.display()))?;
-    let policy = policy_file
-        .resolve(&|rel: &str| {
-            std::fs::read(base.join(rel)).map_err(|e| format!("{}: {e}", base.join(rel).display()))
-        })
-        .with_context(|| format!("policy {}", args.policy.display()))?;
     // `--nonce-ledger` wins; otherwise the ledger the policy names, relative to it.
-    let ledger_path = args
-        .nonce_ledger
-        .clone()
-        .or_else(|| policy_file.nonce.ledger.as_ref().map(|l| base.join(l)));
+    let verifier = BundleVerifier::load(&args.policy, args.nonce_ledger.as_deref())?;
     let now_unix = match &args.at {
         Some(t) => parse_at(t)?,
-        None => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .context("system clock before 1970")?
-            .as_secs(),
-    };
-    let ledger: Vec<NonceRecord> = match &ledger_path {
-        None => Vec::new(),
-        Some(p) => serde_json::from_slice(&read(p, "nonce ledger")?)
-            .with_context(|| format!("nonce ledger {}", p.display()))?,
+        None => unix_now()?,
     };
     let peer_spki = match &args.peer_spki {
         None => None,
         Some(p) => Some(read(p, "peer SPKI")?),
     };
-    // The ledger is looked up by the bundle's nonce; an undecodable bundle has none.
-    let bundle_nonce = locus_proto::evidence::EvidenceBundle::from_cbor(&bundle)
-        .map(|b| b.nonce)
-        .unwrap_or_default();
-    let inputs = VerifyInputs {
-        now_unix,
-        nonce_record: ledger.into_iter().find(|r| r.nonce == bundle_nonce),
-        peer_spki,
-    };
-    let report = evidence::verify_bundle_bytes(&bundle, &policy, &inputs);
+    let report = verifier.verify(&bundle, now_unix, peer_spki);
     print_report(&report, args.json)?;
     Ok(if report.valid() {
         ExitCode::SUCCESS

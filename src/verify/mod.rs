@@ -5,10 +5,10 @@
 
 use std::process::ExitCode;
 
-mod at;
+pub(crate) mod at;
 mod azure;
 mod cloud_report;
-mod evidence;
+pub(crate) mod evidence;
 mod gce;
 mod tdx;
 
