@@ -756,4 +756,3 @@ fn oversized_input_is_refused_before_parsing() {
     assert_eq!(v.failed(), vec!["poe-format"]);
     assert!(v.checks[0].detail.contains("more than"));
 }
-
