@@ -319,9 +319,18 @@ fn poe_owner_and_facility_move_the_verdict() {
     };
     let other_piid = "5a".repeat(16);
     let expired: &[&str] = &["--not-before", "2020-01-01T00:00:00Z", "--days", "30"];
-    // (issuer, PIID, site, issue flags, expected owner, verdict, deciding check)
-    let cases: [(&str, &str, &str, &[&str], &str, &str, &str); 6] = [
-        (
+    /// issuer, PIID, site, issue flags, expected owner, verdict, deciding check
+    struct Case<'a>(
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a [&'a str],
+        &'a str,
+        &'a str,
+        &'a str,
+    );
+    let cases = [
+        Case(
             "iss",
             &piid,
             "fra",
@@ -330,7 +339,7 @@ fn poe_owner_and_facility_move_the_verdict() {
             "located",
             "poe-facility",
         ),
-        (
+        Case(
             "iss",
             &piid,
             "waw",
@@ -339,7 +348,7 @@ fn poe_owner_and_facility_move_the_verdict() {
             "relocated",
             "poe-facility",
         ),
-        (
+        Case(
             "intruder",
             &piid,
             "fra",
@@ -348,7 +357,7 @@ fn poe_owner_and_facility_move_the_verdict() {
             "evidence-invalid",
             "poe-chain",
         ),
-        (
+        Case(
             "iss",
             &other_piid,
             "fra",
@@ -357,7 +366,7 @@ fn poe_owner_and_facility_move_the_verdict() {
             "evidence-invalid",
             "poe-piid",
         ),
-        (
+        Case(
             "iss",
             &piid,
             "fra",
@@ -366,7 +375,7 @@ fn poe_owner_and_facility_move_the_verdict() {
             "evidence-invalid",
             "poe-validity",
         ),
-        (
+        Case(
             "iss",
             &piid,
             "fra",
@@ -376,7 +385,7 @@ fn poe_owner_and_facility_move_the_verdict() {
             "poe-owner",
         ),
     ];
-    for (issuer, p, site, issue_extra, owner, verdict, check) in cases {
+    for Case(issuer, p, site, issue_extra, owner, verdict, check) in cases {
         issue(issuer, p, site, issue_extra);
         policy(owner);
         let (code, n) = judge();

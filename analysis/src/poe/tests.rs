@@ -328,16 +328,18 @@ fn each_fault_is_rejected_by_its_named_check() {
 
     let x = expect();
     let acme_anchor = anchors_of(acme());
-    let cases: Vec<(
-        &str,
+    /// what, POE, trust anchors, time, expectations, the check that must reject, its detail
+    struct Case<'a>(
+        &'a str,
         Vec<u8>,
         Vec<Vec<u8>>,
         u64,
-        Expectations<'_>,
+        Expectations<'a>,
         PoeCheckId,
-        &str,
-    )> = vec![
-        (
+        &'a str,
+    );
+    let cases = vec![
+        Case(
             "wrong signer",
             issue_by(&other, &request(&PIID)),
             acme_anchor.clone(),
@@ -346,7 +348,7 @@ fn each_fault_is_rejected_by_its_named_check() {
             PoeCheckId::Chain,
             "no trusted root",
         ),
-        (
+        Case(
             "no trust anchor",
             good(),
             vec![],
@@ -355,7 +357,7 @@ fn each_fault_is_rejected_by_its_named_check() {
             PoeCheckId::Chain,
             "no POE trust anchor",
         ),
-        (
+        Case(
             "altered payload",
             altered,
             acme_anchor.clone(),
@@ -364,7 +366,7 @@ fn each_fault_is_rejected_by_its_named_check() {
             PoeCheckId::Signature,
             "does not verify",
         ),
-        (
+        Case(
             "ES256",
             es256,
             acme_anchor.clone(),
@@ -373,7 +375,7 @@ fn each_fault_is_rejected_by_its_named_check() {
             PoeCheckId::Signature,
             "ES256",
         ),
-        (
+        Case(
             "expired",
             good(),
             acme_anchor.clone(),
@@ -382,7 +384,7 @@ fn each_fault_is_rejected_by_its_named_check() {
             PoeCheckId::Validity,
             "expired at",
         ),
-        (
+        Case(
             "not yet valid",
             good(),
             acme_anchor.clone(),
@@ -391,7 +393,7 @@ fn each_fault_is_rejected_by_its_named_check() {
             PoeCheckId::Validity,
             "valid only from",
         ),
-        (
+        Case(
             "signing certificate expired",
             issue_by(&stale, &request(&PIID)),
             anchors_of(&stale),
@@ -400,7 +402,7 @@ fn each_fault_is_rejected_by_its_named_check() {
             PoeCheckId::Chain,
             "expired",
         ),
-        (
+        Case(
             "wrong PIID",
             issue_by(acme(), &request(&foreign_piid)),
             acme_anchor.clone(),
@@ -409,7 +411,7 @@ fn each_fault_is_rejected_by_its_named_check() {
             PoeCheckId::Piid,
             "binds PIID 5a5a",
         ),
-        (
+        Case(
             "foreign owner",
             good(),
             acme_anchor.clone(),
@@ -421,7 +423,7 @@ fn each_fault_is_rejected_by_its_named_check() {
             PoeCheckId::Owner,
             "rival.example",
         ),
-        (
+        Case(
             "other site",
             good(),
             acme_anchor.clone(),
@@ -433,7 +435,7 @@ fn each_fault_is_rejected_by_its_named_check() {
             PoeCheckId::Facility,
             "not at the claimed site waw",
         ),
-        (
+        Case(
             "profile major 2",
             profile(Value::Tag(
                 32,
@@ -445,7 +447,7 @@ fn each_fault_is_rejected_by_its_named_check() {
             PoeCheckId::Profile,
             "#2.0",
         ),
-        (
+        Case(
             "profile untagged",
             profile(Value::Text(PROFILE.into())),
             acme_anchor.clone(),
@@ -454,7 +456,7 @@ fn each_fault_is_rejected_by_its_named_check() {
             PoeCheckId::Profile,
             "untagged",
         ),
-        (
+        Case(
             "no rim-validity",
             no_validity,
             acme_anchor.clone(),
@@ -463,7 +465,7 @@ fn each_fault_is_rejected_by_its_named_check() {
             PoeCheckId::Validity,
             "missing",
         ),
-        (
+        Case(
             "crit",
             crit,
             acme_anchor.clone(),
@@ -472,7 +474,7 @@ fn each_fault_is_rejected_by_its_named_check() {
             PoeCheckId::Format,
             "crit",
         ),
-        (
+        Case(
             "content type",
             ctype,
             acme_anchor.clone(),
@@ -481,7 +483,7 @@ fn each_fault_is_rejected_by_its_named_check() {
             PoeCheckId::Format,
             "application/cbor",
         ),
-        (
+        Case(
             "two CoMIDs",
             two_tags,
             acme_anchor.clone(),
@@ -490,7 +492,7 @@ fn each_fault_is_rejected_by_its_named_check() {
             PoeCheckId::Format,
             "tags holds 2",
         ),
-        (
+        Case(
             "two records",
             two_records,
             acme_anchor.clone(),
@@ -499,7 +501,7 @@ fn each_fault_is_rejected_by_its_named_check() {
             PoeCheckId::Format,
             "holds 2",
         ),
-        (
+        Case(
             "authorized-by",
             authorized_by,
             acme_anchor.clone(),
@@ -508,7 +510,7 @@ fn each_fault_is_rejected_by_its_named_check() {
             PoeCheckId::Format,
             "authorized-by",
         ),
-        (
+        Case(
             "PIID of 20 bytes",
             piid_len,
             acme_anchor.clone(),
@@ -517,7 +519,7 @@ fn each_fault_is_rejected_by_its_named_check() {
             PoeCheckId::Format,
             "20 bytes",
         ),
-        (
+        Case(
             "swapped class IDs",
             swapped_class,
             acme_anchor.clone(),
@@ -526,7 +528,7 @@ fn each_fault_is_rejected_by_its_named_check() {
             PoeCheckId::Format,
             "class-id",
         ),
-        (
+        Case(
             "duplicate profile key",
             duplicate,
             acme_anchor.clone(),
@@ -535,7 +537,7 @@ fn each_fault_is_rejected_by_its_named_check() {
             PoeCheckId::Format,
             "appears 2 times",
         ),
-        (
+        Case(
             "untagged COSE_Sign1",
             cose::untagged(&good()),
             acme_anchor.clone(),
@@ -544,7 +546,7 @@ fn each_fault_is_rejected_by_its_named_check() {
             PoeCheckId::Format,
             "tag 18",
         ),
-        (
+        Case(
             "not CBOR",
             b"{\"owner\": \"acme\"}".to_vec(),
             acme_anchor.clone(),
@@ -554,7 +556,7 @@ fn each_fault_is_rejected_by_its_named_check() {
             "COSE_Sign1",
         ),
     ];
-    for (what, bytes, anchors, now, x, check, detail) in cases {
+    for Case(what, bytes, anchors, now, x, check, detail) in cases {
         let v = appraise(&bytes, &anchors, now, &x);
         assert_eq!(v.failed(), vec![check.name()], "{what}: {:#?}", v.checks);
         let c = v.checks.iter().find(|c| c.name == check.name()).unwrap();
@@ -654,7 +656,7 @@ fn issuing_refuses_bad_requests() {
 fn a_leaf_only_chain_verifies_under_its_root() {
     // The profile lets the issuer omit the root: x5chain is then a bare bstr.
     let i = acme();
-    let b = issue(&request(&PIID), &i.key, &[i.leaf.clone()]).unwrap();
+    let b = issue(&request(&PIID), &i.key, std::slice::from_ref(&i.leaf)).unwrap();
     assert!(appraise_acme(&b, T0, &expect()).valid());
 }
 
