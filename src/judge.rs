@@ -229,27 +229,31 @@ fn attach_bundle(
 ) -> anyhow::Result<()> {
     let bytes =
         std::fs::read(path).with_context(|| format!("reading bundle {}", path.display()))?;
+    let bundle = match EvidenceBundle::from_cbor(&bytes) {
+        Ok(b) => b,
+        Err(e) => {
+            // `bundle_format` fails and names itself in the summary
+            tracing::info!(node = %node.name, "{} does not decode: {e}", path.display());
+            let report = verifier.verify_bytes(&bytes, at.map_or_else(unix_now, Ok)?, None);
+            node.evidence = Some(EvidenceSummary::from_report(&report));
+            return Ok(());
+        }
+    };
     // Offline, the bundle is checked as of when its nonce was issued (collection followed
     // within the nonce's lifetime), unless a time is given.
-    let now = match at.or_else(|| verifier.issued_at(&bytes)) {
+    let now = match at.or_else(|| verifier.issued_at(&bundle)) {
         Some(t) => t,
         None => unix_now()?,
     };
-    let report = verifier.verify(&bytes, now, None);
+    let report = verifier.verify(&bundle, now, None);
     let failed: Vec<&str> = report.failed().iter().map(|c| c.name()).collect();
     tracing::info!(node = %node.name, at = now, ?failed, "verified {}", path.display());
-    match EvidenceBundle::from_cbor(&bytes) {
-        Ok(bundle) => {
-            let anchors = verifier.policy.anchors.as_ref();
-            let found = BundleFindings::new(&bundle, &report, anchors, now);
-            node.evidence = Some(found.evidence);
-            node.in_td = found.in_td;
-            if bundle.anchors.is_some() && anchors.is_some() {
-                node.anchors = found.anchors;
-            }
-        }
-        // `bundle_format` failed and names itself in the summary
-        Err(_) => node.evidence = Some(EvidenceSummary::from_report(&report)),
+    let anchors = verifier.policy.anchors.as_ref();
+    let found = BundleFindings::new(&bundle, &report, anchors, now);
+    node.evidence = Some(found.evidence);
+    node.in_td = found.in_td;
+    if bundle.anchors.is_some() && anchors.is_some() {
+        node.anchors = found.anchors;
     }
     Ok(())
 }

@@ -275,10 +275,7 @@ fn poe_owner_and_facility_move_the_verdict() {
             d("poe.cbor"),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let out = Command::new(env!("CARGO_BIN_EXE_locus"))
-            .args(&args)
-            .output()
-            .unwrap();
+        let out = locus(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(
             out.status.success(),
             "{}",

@@ -1046,14 +1046,12 @@ fn poe_finding(
             .find(|c| c.status == CheckStatus::Fail && ids.iter().any(|i| i.name() == c.name))
             .cloned()
     };
-    let unusable = failed(&[
-        PoeCheckId::Format,
-        PoeCheckId::Signature,
-        PoeCheckId::Chain,
-        PoeCheckId::Profile,
-        PoeCheckId::Validity,
-        PoeCheckId::Piid,
-    ]);
+    // the document checks and the PIID: without them the POE says nothing about this node
+    let binding: Vec<PoeCheckId> = PoeCheckId::ALL
+        .into_iter()
+        .filter(|c| c.is_document_check() || *c == PoeCheckId::Piid)
+        .collect();
+    let unusable = failed(&binding);
     let owner = failed(&[PoeCheckId::Owner]);
     let facility = failed(&[PoeCheckId::Facility]);
     if unusable.is_some() && !policy.require_endorsement {

@@ -85,33 +85,50 @@ impl BundleVerifier {
         Ok(Self { policy, ledger })
     }
 
-    /// The bundle's nonce (empty when it does not decode) and the ledger's record of it.
-    fn record(&self, bundle: &[u8]) -> Option<&NonceRecord> {
-        // The ledger is looked up by the bundle's nonce; an undecodable bundle has none.
-        let nonce = EvidenceBundle::from_cbor(bundle)
-            .map(|b| b.nonce)
-            .unwrap_or_default();
+    /// When this verifier issued the bundle's nonce, if it did.
+    pub(crate) fn issued_at(&self, bundle: &EvidenceBundle) -> Option<u64> {
+        self.record(&bundle.nonce).map(|r| r.issued_at)
+    }
+
+    fn record(&self, nonce: &[u8]) -> Option<&NonceRecord> {
         self.ledger.iter().find(|r| r.nonce == nonce)
     }
 
-    /// When this verifier issued the bundle's nonce, if it did.
-    pub(crate) fn issued_at(&self, bundle: &[u8]) -> Option<u64> {
-        self.record(bundle).map(|r| r.issued_at)
-    }
-
-    /// Verifies a stored bundle at `now_unix`.
+    /// Verifies a decoded bundle at `now_unix`.
     pub(crate) fn verify(
         &self,
-        bundle: &[u8],
+        bundle: &EvidenceBundle,
         now_unix: u64,
         peer_spki: Option<Vec<u8>>,
     ) -> EvidenceReport {
         let inputs = VerifyInputs {
             now_unix,
-            nonce_record: self.record(bundle).cloned(),
+            nonce_record: self.record(&bundle.nonce).cloned(),
             peer_spki,
         };
-        evidence::verify_bundle_bytes(bundle, &self.policy, &inputs)
+        evidence::verify_bundle(bundle, &self.policy, &inputs)
+    }
+
+    /// Verifies stored bundle bytes at `now_unix`; bytes that do not decode fail
+    /// `bundle_format`.
+    pub(crate) fn verify_bytes(
+        &self,
+        bytes: &[u8],
+        now_unix: u64,
+        peer_spki: Option<Vec<u8>>,
+    ) -> EvidenceReport {
+        match EvidenceBundle::from_cbor(bytes) {
+            Ok(b) => self.verify(&b, now_unix, peer_spki),
+            Err(_) => evidence::verify_bundle_bytes(
+                bytes,
+                &self.policy,
+                &VerifyInputs {
+                    now_unix,
+                    nonce_record: None,
+                    peer_spki,
+                },
+            ),
+        }
     }
 }
 
@@ -127,7 +144,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => None,
         Some(p) => Some(read(p, "peer SPKI")?),
     };
-    let report = verifier.verify(&bundle, now_unix, peer_spki);
+    let report = verifier.verify_bytes(&bundle, now_unix, peer_spki);
     print_report(&report, args.json)?;
     Ok(if report.valid() {
         ExitCode::SUCCESS
