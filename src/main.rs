@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod daemon_cmd;
+mod endorse;
 mod experiment;
 mod export_cmd;
 mod judge;
@@ -43,6 +44,9 @@ enum Command {
     Bench(bench::BenchCmd),
     /// Verdicts on stored samples and evidence summaries, offline (docs/judge.md).
     Judge(judge::JudgeArgs),
+    /// Platform endorsements: issue and verify Intel POEs (docs/poe.md).
+    #[command(subcommand)]
+    Endorse(endorse::EndorseCmd),
     /// Verify attestation evidence offline (exit 0 valid, 1 invalid, 2 unreadable).
     #[command(subcommand)]
     Verify(verify::VerifyCmd),
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
         Command::Bench(cmd) => bench::run(cmd),
         Command::Judge(args) => judge::run(args),
         Command::Verify(cmd) => verify::run(cmd),
+        Command::Endorse(cmd) => endorse::run(cmd),
         Command::Monitor(args) => monitor::run(args),
         Command::Export(args) => export_cmd::run(args),
         Command::Experiment(args) => experiment::run(args),

@@ -349,6 +349,7 @@ fn a_node_claiming_europe_west3_with_this_vtpm_is_relocated_to_us_central1_a() {
         evidence: Some(report.evidence_summary()),
         baseline: vec![],
         endorsement: None,
+        poe: None,
     };
 
     let j = judge(&world, &node("fra"), &policy);

@@ -50,6 +50,7 @@ fn node(file: &SamplesFile, name: &str, td: &str) -> NodeInput {
         evidence: None,
         baseline: vec![],
         endorsement: None,
+        poe: None,
     }
 }
 
@@ -218,4 +219,186 @@ fn inventory_endorsement_moves_the_verdict() {
         assert_eq!(v["nodes"][0]["verdict"], verdict, "{out}");
         assert_eq!(c, code);
     }
+}
+
+fn locus(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_locus"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn poe_owner_and_facility_move_the_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |p: &str| dir.path().join(p).to_str().unwrap().to_string();
+    let piid = "a5".repeat(16);
+    let mut f = world();
+    f.nodes.push(node(&f, "honest", "fra"));
+    let mut ev = valid();
+    ev.platform_id = Some(piid.clone());
+    write(dir.path(), &f, &[("honest", ev)]);
+    for (issuer, name) in [("iss", "acme.example"), ("intruder", "intruder.example")] {
+        let out = locus(&[
+            "endorse",
+            "poe",
+            "issuer",
+            "--out",
+            &d(issuer),
+            "--name",
+            name,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let issue = |issuer: &str, piid: &str, site: &str, extra: &[&str]| {
+        let mut args = vec![
+            "endorse".to_string(),
+            "poe".into(),
+            "issue".into(),
+            "--key".into(),
+            d(&format!("{issuer}/poe-key.pem")),
+            "--chain".into(),
+            d(&format!("{issuer}/poe-chain.pem")),
+            "--piid".into(),
+            piid.into(),
+            "--owner".into(),
+            "acme.example".into(),
+            "--facility".into(),
+            format!("{site}-1"),
+            "--site".into(),
+            site.into(),
+            "--out".into(),
+            d("poe.cbor"),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let out = locus(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let policy = |owner: &str| {
+        std::fs::write(
+            dir.path().join("policy.toml"),
+            format!("require_endorsement = true\nexpected_owner = \"{owner}\"\n"),
+        )
+        .unwrap();
+    };
+    let judge = || {
+        let poe = d("poe.cbor");
+        let anchor = d("iss/poe-root.pem");
+        let pol = d("policy.toml");
+        let args = [
+            "--json",
+            "--policy",
+            &pol,
+            "--poe",
+            &poe,
+            "--poe-anchor",
+            &anchor,
+        ];
+        let (code, out) = locus_judge(dir.path(), &args);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        (code, v["nodes"][0].clone())
+    };
+    let status = |n: &serde_json::Value, check: &str| {
+        n["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == check)
+            .map(|c| c["status"].as_str().unwrap().to_string())
+    };
+    let other_piid = "5a".repeat(16);
+    let expired: &[&str] = &["--not-before", "2020-01-01T00:00:00Z", "--days", "30"];
+    /// issuer, PIID, site, issue flags, expected owner, verdict, deciding check
+    struct Case<'a>(
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a [&'a str],
+        &'a str,
+        &'a str,
+        &'a str,
+    );
+    let cases = [
+        Case(
+            "iss",
+            &piid,
+            "fra",
+            &[],
+            "acme.example",
+            "located",
+            "poe-facility",
+        ),
+        Case(
+            "iss",
+            &piid,
+            "waw",
+            &[],
+            "acme.example",
+            "relocated",
+            "poe-facility",
+        ),
+        Case(
+            "intruder",
+            &piid,
+            "fra",
+            &[],
+            "acme.example",
+            "evidence-invalid",
+            "poe-chain",
+        ),
+        Case(
+            "iss",
+            &other_piid,
+            "fra",
+            &[],
+            "acme.example",
+            "evidence-invalid",
+            "poe-piid",
+        ),
+        Case(
+            "iss",
+            &piid,
+            "fra",
+            expired,
+            "acme.example",
+            "evidence-invalid",
+            "poe-validity",
+        ),
+        Case(
+            "iss",
+            &piid,
+            "fra",
+            &[],
+            "rival.example",
+            "evidence-invalid",
+            "poe-owner",
+        ),
+    ];
+    for Case(issuer, p, site, issue_extra, owner, verdict, check) in cases {
+        issue(issuer, p, site, issue_extra);
+        policy(owner);
+        let (code, n) = judge();
+        assert_eq!(n["verdict"], verdict, "{issuer} {site}: {n:#}");
+        assert_eq!(code, if verdict == "located" { 0 } else { 1 });
+        let want = if verdict == "located" { "pass" } else { "fail" };
+        assert_eq!(status(&n, check).as_deref(), Some(want), "{check}: {n:#}");
+        if verdict != "located" {
+            assert!(
+                n["reasons"][0].as_str().unwrap().contains(check),
+                "{}",
+                n["reasons"]
+            );
+        }
+    }
+    // --poe without a trust anchor is a usage error
+    let (code, _) = locus_judge(dir.path(), &["--poe", &d("poe.cbor")]);
+    assert_eq!(code, 2);
 }

@@ -187,7 +187,149 @@ fn short_scenario_verdicts_equal_truth_and_everything_is_cleaned_up() {
         .output()
         .unwrap();
     assert_eq!(judged.status.code(), Some(1), "attackers make judge exit 1");
+    judge_from_bundles(&out, responders);
+    poe_on_lab_data(&out);
     assert!(swtpms_under(tmp.path()).is_empty(), "swtpm left running");
+}
+
+/// `locus judge --json` on `samples` with `extra` arguments; the per-node judgements.
+fn judge(samples: &Path, extra: &[&std::ffi::OsStr]) -> Vec<serde_json::Value> {
+    let run = locus()
+        .args(["judge", "--json", "--samples"])
+        .arg(samples)
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|_| {
+        panic!(
+            "judge printed no JSON: {stdout} {}",
+            String::from_utf8_lossy(&run.stderr)
+        )
+    });
+    v["nodes"].as_array().unwrap().clone()
+}
+
+/// The stored samples stripped of everything the bundles carry (evidence, in-TD timings,
+/// anchors) and judged offline from `OUT/evidence/*.bundle`: the lab's verdicts again. A
+/// tampered bundle gives `evidence-invalid` naming the failed check.
+fn judge_from_bundles(out: &Path, responders: &[serde_json::Value]) {
+    let mut samples: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("samples.json")).unwrap()).unwrap();
+    for n in samples["nodes"].as_array_mut().unwrap() {
+        let n = n.as_object_mut().unwrap();
+        for k in ["evidence", "in_td", "anchors"] {
+            n.remove(k);
+        }
+    }
+    let bare = out.join("samples-bare.json");
+    std::fs::write(&bare, samples.to_string()).unwrap();
+    let without = judge(&bare, &[]);
+    let with = judge(&bare, &["--evidence".as_ref(), out.as_os_str()]);
+    for (r, j) in responders.iter().zip(&with) {
+        assert_eq!(j["name"], r["name"]);
+        assert_eq!(
+            j["verdict"], r["verdict"],
+            "{}: {:#}",
+            r["name"], j["reasons"]
+        );
+    }
+    // Without the bundles the evidence is unknown: honest is no longer `located`, and the
+    // relayed vTPM (seen in the bundle's in-TD timings) is no longer found.
+    let verdict_of = |js: &[serde_json::Value], name: &str| {
+        js.iter().find(|j| j["name"] == name).unwrap()["verdict"].clone()
+    };
+    assert_eq!(verdict_of(&without, "honest"), "inconclusive");
+    assert_ne!(verdict_of(&without, "franken"), "frankenstein");
+
+    // Flip one byte of the honest node's TD report (MRTD, offset 48 + 136): the quote's
+    // signature no longer holds.
+    let tampered = out.join("tampered");
+    std::fs::create_dir_all(&tampered).unwrap();
+    let bytes = std::fs::read(out.join("evidence/honest.bundle")).unwrap();
+    let mut b = locus_proto::evidence::EvidenceBundle::from_cbor(&bytes).unwrap();
+    b.tdx.as_mut().unwrap().quote[184] ^= 1;
+    std::fs::write(tampered.join("honest.bundle"), b.to_cbor()).unwrap();
+    let j = judge(
+        &bare,
+        &[
+            "--node".as_ref(),
+            "honest".as_ref(),
+            "--evidence".as_ref(),
+            tampered.as_os_str(),
+            "--evidence-policy".as_ref(),
+            out.join("policy.toml").as_os_str(),
+        ],
+    );
+    assert_eq!(j[0]["verdict"], "evidence-invalid", "{:#}", j[0]["reasons"]);
+    let reason = j[0]["reasons"][0].as_str().unwrap();
+    assert!(reason.contains("tdx_quote"), "{reason}");
+}
+
+/// A POE for the lab platform's PIID (read from a bundle's PCK certificate) feeds the
+/// verdict: at the claimed site the honest node stays `located`, at another `relocated`.
+fn poe_on_lab_data(out: &Path) {
+    let run = |args: &[&std::ffi::OsStr]| {
+        let r = locus().args(args).output().unwrap();
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    };
+    let iss = out.join("poe-issuer");
+    run(&[
+        "endorse".as_ref(),
+        "poe".as_ref(),
+        "issuer".as_ref(),
+        "--out".as_ref(),
+        iss.as_os_str(),
+    ]);
+    std::fs::write(
+        out.join("verdict-policy.toml"),
+        "require_endorsement = true\nexpected_owner = \"lab-operator.example\"\n",
+    )
+    .unwrap();
+    for (site, verdict, check_status) in [("fra", "located", "pass"), ("par", "relocated", "fail")]
+    {
+        let poe = out.join(format!("poe-{site}.cbor"));
+        run(&[
+            "endorse".as_ref(),
+            "poe".as_ref(),
+            "issue".as_ref(),
+            "--key".as_ref(),
+            iss.join("poe-key.pem").as_os_str(),
+            "--chain".as_ref(),
+            iss.join("poe-chain.pem").as_os_str(),
+            "--bundle".as_ref(),
+            out.join("evidence/honest.bundle").as_os_str(),
+            "--owner".as_ref(),
+            "lab-operator.example".as_ref(),
+            "--site".as_ref(),
+            site.as_ref(),
+            "--out".as_ref(),
+            poe.as_os_str(),
+        ]);
+        let j = judge(
+            &out.join("samples.json"),
+            &[
+                "--node".as_ref(),
+                "honest".as_ref(),
+                "--evidence".as_ref(),
+                out.as_os_str(),
+                "--policy".as_ref(),
+                out.join("verdict-policy.toml").as_os_str(),
+                "--poe".as_ref(),
+                poe.as_os_str(),
+                "--poe-anchor".as_ref(),
+                iss.join("poe-root.pem").as_os_str(),
+            ],
+        );
+        assert_eq!(j[0]["verdict"], verdict, "{:#}", j[0]["reasons"]);
+        let facility = j[0]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "poe-facility")
+            .unwrap();
+        assert_eq!(facility["status"], check_status, "{facility}");
+    }
 }
 
 #[test]

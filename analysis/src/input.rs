@@ -235,6 +235,10 @@ pub struct NodeInput {
     /// The platform's endorsement (signed inventory lookup), when one was resolved.
     #[serde(default)]
     pub endorsement: Option<crate::endorse::Endorsement>,
+    /// The Intel Platform Ownership Endorsement chosen for the node's PIID, when POEs were
+    /// given ([`crate::poe::PoeEndorsement::resolve`]).
+    #[serde(default)]
+    pub poe: Option<crate::poe::PoeEndorsement>,
 }
 
 /// Version of the samples file layout ([`SamplesFile`]).

@@ -8,12 +8,12 @@ pub mod frankenstein;
 pub mod geo;
 pub mod input;
 mod joint;
+pub mod poe;
 pub mod policy;
 pub mod region;
 pub mod relocation;
 pub mod rtt_bound;
 mod summary;
-pub use summary::VerifiedEvidence;
 pub mod tdx;
 pub mod tpm;
 pub mod verdict;
@@ -23,4 +23,5 @@ pub use input::{
     Prober, ProberSeries, SamplesFile, Site, World,
 };
 pub use policy::{Policy, PolicyError, RelocationPolicy};
+pub use summary::BundleFindings;
 pub use verdict::{judge, judge_file, Check, CheckStatus, Judgement, Scores, Verdict};

@@ -74,10 +74,11 @@ pub struct Policy {
     /// Accept evidence chaining to the lab root. The verifier only trusts that root when it was
     /// configured to, so this is a second switch for production policies.
     pub accept_lab_root: bool,
-    /// Without a usable endorsement naming the platform the verdict is `evidence-invalid`.
-    /// Off by default: few platforms carry one today.
+    /// Without a usable endorsement naming the platform (signed inventory or POE) the verdict
+    /// is `evidence-invalid`. Off by default: few platforms carry one today.
     pub require_endorsement: bool,
-    /// Owner the endorsement must name (the expected operator); None accepts any owner.
+    /// Owner the endorsement (inventory entry, POE `tee.owner-name`) must name: the expected
+    /// operator. None accepts any owner.
     pub expected_owner: Option<String>,
     /// Provider zone prefix → site, e.g. `"europe-west3" = "fra"`: a vTPM certificate naming a
     /// zone mapped to another site than the claim ⇒ `relocated`. Empty by default.

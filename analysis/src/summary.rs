@@ -71,8 +71,12 @@ impl EvidenceSummary {
                 report.tdx.as_ref().map(|t| &t.root),
                 Some(RootKind::Configured { .. })
             ),
-            // the TDX verifier does not extract the PIID yet
-            platform_id: None,
+            // the PIID of the verified quote's PCK certificate (Platform-CA certificates)
+            platform_id: report
+                .tdx
+                .as_ref()
+                .and_then(|t| t.piid.as_ref())
+                .map(hex::encode),
             zone: None,
         }
     }
@@ -90,6 +94,74 @@ impl EvidenceSummary {
                 .map(|i| i.zone);
         }
         s
+    }
+}
+
+/// What one verified evidence bundle contributes to a node's verdict inputs: the evidence
+/// summary, the in-TD timings it carries and its verified anchor round trips. One function
+/// for the lab and for `locus judge` on stored bundles, so both judge the same inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BundleFindings {
+    pub evidence: EvidenceSummary,
+    pub in_td: InTdTimings,
+    /// Verified anchors with a site (empty when the anchor report did not verify).
+    pub anchors: Vec<AnchorReport>,
+    /// Why the anchor report did not verify, when it did not.
+    pub anchor_error: Option<String>,
+}
+
+impl BundleFindings {
+    /// `report` is the verification of `bundle` at `now_unix`; the anchor report is checked
+    /// again here (against the nonce and `anchors`) to recover the per-anchor minima.
+    pub fn new(
+        bundle: &locus_proto::evidence::EvidenceBundle,
+        report: &EvidenceReport,
+        anchors: Option<&crate::anchor::AnchorPolicy>,
+        now_unix: u64,
+    ) -> Self {
+        let (anchors, anchor_error) = match (&bundle.anchors, anchors) {
+            (Some(a), Some(policy)) => {
+                match crate::anchor::verify_report(a, &a.digest(), &bundle.nonce, policy, now_unix)
+                {
+                    Ok(v) => (v.verdict_inputs(), None),
+                    Err(e) => (Vec::new(), Some(e.to_string())),
+                }
+            }
+            _ => (Vec::new(), None),
+        };
+        // A provider AK certificate that chained names the instance's zone (GCE).
+        let ak_cert = bundle.tpm.as_ref().and_then(|t| t.ak_cert.as_deref());
+        BundleFindings {
+            evidence: EvidenceSummary::from_report_with_ak_cert(report, ak_cert),
+            in_td: InTdTimings::from(&bundle.timings),
+            anchors,
+            anchor_error,
+        }
+    }
+
+    /// Verifies `bundle` under `policy` (its anchors too, when the policy names anchors) and
+    /// reduces it.
+    pub fn verify(
+        bundle: &locus_proto::evidence::EvidenceBundle,
+        policy: &crate::evidence::EvidencePolicy,
+        inputs: &crate::evidence::VerifyInputs,
+    ) -> Self {
+        let report = crate::evidence::verify_bundle(bundle, policy, inputs);
+        Self::new(bundle, &report, policy.anchors.as_ref(), inputs.now_unix)
+    }
+
+    /// Every failed check by name, a failed anchor report as `anchors: why`.
+    pub fn failed_checks(&self) -> Vec<String> {
+        let mut failed = self.evidence.failed_checks.clone();
+        failed.extend(self.anchor_error.iter().map(|e| format!("anchors: {e}")));
+        failed
+    }
+
+    /// Puts the findings into a node's input for the verdict engine.
+    pub fn apply_to(&self, input: &mut crate::input::NodeInput) {
+        input.evidence = Some(self.evidence.clone());
+        input.in_td = self.in_td.clone();
+        input.anchors = self.anchors.clone();
     }
 }
 
@@ -189,59 +261,5 @@ mod tests {
         let s = EvidenceSummary::from_report(&report);
         assert!(s.valid && s.failed_checks.is_empty());
         assert_eq!(s.tdx_vtpm_bound, Some(true));
-    }
-}
-
-/// What one evidence bundle gives the verdict engine once verified: its summary, the in-TD
-/// timings, the verified anchors, and every failed check by name (anchor failures included).
-#[derive(Debug, Clone, PartialEq)]
-pub struct VerifiedEvidence {
-    pub summary: EvidenceSummary,
-    pub in_td: InTdTimings,
-    pub anchors: Vec<AnchorReport>,
-    pub failed_checks: Vec<String>,
-}
-
-impl VerifiedEvidence {
-    /// Verifies `bundle` under `policy` (anchors too, when the policy names anchors).
-    pub fn verify(
-        bundle: &locus_proto::evidence::EvidenceBundle,
-        policy: &crate::evidence::EvidencePolicy,
-        inputs: &crate::evidence::VerifyInputs,
-    ) -> Self {
-        let report = crate::evidence::verify_bundle(bundle, policy, inputs);
-        let mut failed_checks: Vec<String> = report
-            .failed()
-            .iter()
-            .map(|c| c.name().to_string())
-            .collect();
-        let mut anchors = Vec::new();
-        if let (Some(a), Some(anchor_policy)) = (&bundle.anchors, &policy.anchors) {
-            match crate::anchor::verify_report(
-                a,
-                &a.digest(),
-                &bundle.nonce,
-                anchor_policy,
-                inputs.now_unix,
-            ) {
-                Ok(v) => anchors = v.verdict_inputs(),
-                Err(e) => failed_checks.push(format!("anchors: {e}")),
-            }
-        }
-        // A provider AK certificate that chained names the instance's zone (GCE).
-        let ak_cert = bundle.tpm.as_ref().and_then(|t| t.ak_cert.as_deref());
-        VerifiedEvidence {
-            summary: EvidenceSummary::from_report_with_ak_cert(&report, ak_cert),
-            in_td: InTdTimings::from(&bundle.timings),
-            anchors,
-            failed_checks,
-        }
-    }
-
-    /// Puts the evidence into a node's input for the verdict engine.
-    pub fn apply_to(&self, input: &mut crate::input::NodeInput) {
-        input.evidence = Some(self.summary.clone());
-        input.in_td = self.in_td.clone();
-        input.anchors = self.anchors.clone();
     }
 }

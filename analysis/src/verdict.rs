@@ -556,16 +556,20 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
         }
     }
 
-    // --- platform endorsement (signed inventory)
+    // --- platform endorsements (signed inventory, Intel POE)
+    if policy.require_endorsement && node.endorsement.is_none() && node.poe.is_none() {
+        b.check(
+            "endorsement",
+            CheckStatus::Fail,
+            "no platform endorsement (signed inventory or POE)",
+        );
+        return b.finish(
+            Verdict::EvidenceInvalid,
+            vec!["evidence invalid: no platform endorsement (policy requires one)".into()],
+        );
+    }
     match &node.endorsement {
-        None if policy.require_endorsement => {
-            b.check("endorsement", CheckStatus::Fail, "no platform endorsement");
-            return b.finish(
-                Verdict::EvidenceInvalid,
-                vec!["evidence invalid: no platform endorsement (policy requires one)".into()],
-            );
-        }
-        None => b.check("endorsement", CheckStatus::Skip, "no platform endorsement"),
+        None => b.check("endorsement", CheckStatus::Skip, "no signed inventory"),
         Some(e) => {
             let id = e.platform_id.as_deref().unwrap_or("(none)");
             let problem = match (&e.error, &e.entry, &e.platform_id) {
@@ -618,6 +622,12 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
                     ),
                 );
             }
+        }
+    }
+
+    if let Some(pe) = &node.poe {
+        if let Some((verdict, reason)) = poe_finding(&mut b, pe, &node.claim, policy) {
+            return b.finish(verdict, vec![reason]);
         }
     }
 
@@ -1001,7 +1011,72 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
     if node.evidence.is_some() {
         reasons.push("evidence valid and bound".into());
     }
+    if let Some(c) = node
+        .poe
+        .as_ref()
+        .and_then(|p| p.poe.as_ref())
+        .filter(|p| p.document_valid())
+        .and_then(|p| p.claims.as_ref())
+    {
+        reasons.push(format!(
+            "POE: platform {} owned by {} (signed by {})",
+            c.piid,
+            c.owner,
+            c.signer.as_deref().unwrap_or("?")
+        ));
+    }
     b.finish(Verdict::Located, reasons)
+}
+
+/// Adds the POE checks for the node; returns the verdict they force, if any. A POE that does
+/// not verify or bind the platform counts only when the policy requires an endorsement; an
+/// owner other than the expected operator makes the evidence invalid, a site other than the
+/// claim is a relocation.
+fn poe_finding(
+    b: &mut Builder,
+    pe: &crate::poe::PoeEndorsement,
+    claim: &str,
+    policy: &Policy,
+) -> Option<(Verdict, String)> {
+    use crate::poe::PoeCheckId;
+    let checks = pe.checks(policy.expected_owner.as_deref(), claim);
+    let failed = |ids: &[PoeCheckId]| {
+        checks
+            .iter()
+            .find(|c| c.status == CheckStatus::Fail && ids.iter().any(|i| i.name() == c.name))
+            .cloned()
+    };
+    // the document checks and the PIID: without them the POE says nothing about this node
+    let binding: Vec<PoeCheckId> = PoeCheckId::ALL
+        .into_iter()
+        .filter(|c| c.is_document_check() || *c == PoeCheckId::Piid)
+        .collect();
+    let unusable = failed(&binding);
+    let owner = failed(&[PoeCheckId::Owner]);
+    let facility = failed(&[PoeCheckId::Facility]);
+    if unusable.is_some() && !policy.require_endorsement {
+        b.j.checks.extend(checks.into_iter().map(|mut c| {
+            if c.status == CheckStatus::Fail {
+                c.status = CheckStatus::Skip;
+                c.detail = format!("{} (not required)", c.detail);
+            }
+            c
+        }));
+        return None;
+    }
+    b.j.checks.extend(checks);
+    if let Some(c) = unusable.or(owner) {
+        return Some((
+            Verdict::EvidenceInvalid,
+            format!("evidence invalid: {}: {}", c.name, c.detail),
+        ));
+    }
+    facility.map(|c| {
+        (
+            Verdict::Relocated,
+            format!("relocated: {}: {}", c.name, c.detail),
+        )
+    })
 }
 
 /// Judge every node of a samples file (in file order).

@@ -160,6 +160,7 @@ fn node(w: &World, name: &str, claim: &str, spec: &Spec, seed: u64) -> NodeInput
         }),
         baseline: vec![],
         endorsement: None,
+        poe: None,
     }
 }
 
@@ -625,6 +626,181 @@ fn endorsement_findings() {
     assert_eq!(j.verdict, Verdict::Located);
     let j = judge(&w, &node(&w, "plain", "fra", &honest(), 42), &strict);
     assert_eq!(j.verdict, Verdict::EvidenceInvalid);
+}
+
+/// A stored POE verification (as `locus judge` attaches it): every document check passed
+/// except `failing`, with the given claims.
+fn poe_verification(
+    owner: &str,
+    site: &str,
+    failing: Option<(&str, &str)>,
+) -> locus_analysis::poe::PoeVerification {
+    use locus_analysis::poe::{PoeCheckId, PoeClaims, PoeVerification};
+    use locus_analysis::{Check, CheckStatus};
+    let checks = PoeCheckId::ALL
+        .iter()
+        .filter(|c| c.is_document_check())
+        .map(|c| match failing {
+            Some((name, detail)) if name == c.name() => Check {
+                name: name.into(),
+                status: CheckStatus::Fail,
+                detail: detail.into(),
+            },
+            _ => Check {
+                name: c.name().into(),
+                status: CheckStatus::Pass,
+                detail: "ok".into(),
+            },
+        })
+        .collect();
+    PoeVerification {
+        checks,
+        claims: Some(PoeClaims {
+            piid: "a5".repeat(16),
+            owner: owner.into(),
+            issuer: Some(owner.into()),
+            signer: Some(format!("CN={owner}")),
+            facility: Some(format!("{site}-1")),
+            site: Some(site.into()),
+            not_before: Some(0),
+            not_after: Some(u64::MAX),
+            id: None,
+            tag_id: None,
+        }),
+    }
+}
+
+#[test]
+fn poe_owner_and_facility_feed_the_verdict() {
+    use locus_analysis::poe::PoeEndorsement;
+    use locus_analysis::CheckStatus;
+    let w = world();
+    let piid = "a5".repeat(16);
+    let with = |poes: &[locus_analysis::poe::PoeVerification]| {
+        let mut n = node(&w, "endorsed", "fra", &honest(), 43);
+        n.evidence.as_mut().unwrap().platform_id = Some(piid.clone());
+        n.poe = Some(PoeEndorsement::resolve(poes, Some(&piid)));
+        n
+    };
+    let strict = Policy {
+        require_endorsement: true,
+        expected_owner: Some("acme.example".into()),
+        ..Policy::default()
+    };
+    let lenient = Policy {
+        expected_owner: Some("acme.example".into()),
+        ..Policy::default()
+    };
+    let mut other_platform = poe_verification("acme.example", "fra", None);
+    other_platform.claims.as_mut().unwrap().piid = "5a".repeat(16);
+    let cases = [
+        (
+            poe_verification("acme.example", "fra", None),
+            &strict,
+            Verdict::Located,
+            "poe-facility",
+            CheckStatus::Pass,
+            "POE: platform",
+        ),
+        (
+            poe_verification("acme.example", "waw", None),
+            &strict,
+            Verdict::Relocated,
+            "poe-facility",
+            CheckStatus::Fail,
+            "poe-facility: the POE places the platform at site waw",
+        ),
+        (
+            poe_verification("acme.example", "waw", None),
+            &lenient,
+            Verdict::Relocated,
+            "poe-facility",
+            CheckStatus::Fail,
+            "not at the claimed site fra",
+        ),
+        (
+            poe_verification("rival.example", "fra", None),
+            &lenient,
+            Verdict::EvidenceInvalid,
+            "poe-owner",
+            CheckStatus::Fail,
+            "poe-owner: the POE endorses owner \"rival.example\"",
+        ),
+        (
+            poe_verification("acme.example", "fra", Some(("poe-chain", "wrong signer"))),
+            &strict,
+            Verdict::EvidenceInvalid,
+            "poe-chain",
+            CheckStatus::Fail,
+            "poe-chain: wrong signer",
+        ),
+        (
+            poe_verification("acme.example", "fra", Some(("poe-validity", "expired"))),
+            &strict,
+            Verdict::EvidenceInvalid,
+            "poe-validity",
+            CheckStatus::Fail,
+            "poe-validity: expired",
+        ),
+        (
+            poe_verification("acme.example", "fra", Some(("poe-chain", "wrong signer"))),
+            &lenient,
+            Verdict::Located,
+            "poe-chain",
+            CheckStatus::Skip,
+            "located",
+        ),
+        (
+            other_platform.clone(),
+            &strict,
+            Verdict::EvidenceInvalid,
+            "poe-piid",
+            CheckStatus::Fail,
+            "no given POE binds the platform's PIID",
+        ),
+        (
+            other_platform,
+            &lenient,
+            Verdict::Located,
+            "poe-piid",
+            CheckStatus::Skip,
+            "located",
+        ),
+    ];
+    for (poe, policy, want, check, status, reason) in cases {
+        let j = judge(&w, &with(&[poe]), policy);
+        assert_eq!(j.verdict, want, "{:#?}", j.reasons);
+        let c = j.checks.iter().find(|c| c.name == check).unwrap();
+        assert_eq!(c.status, status, "{check}: {}", c.detail);
+        assert!(
+            j.reasons.iter().any(|r| r.contains(reason)),
+            "{reason}: {:#?}",
+            j.reasons
+        );
+    }
+    // a required endorsement is met by a POE alone (no inventory)
+    let j = judge(
+        &w,
+        &with(&[poe_verification("acme.example", "fra", None)]),
+        &strict,
+    );
+    assert!(j
+        .checks
+        .iter()
+        .any(|c| c.name == "endorsement" && c.status == CheckStatus::Skip));
+    // the node's evidence naming no PIID: the POE check says so
+    let mut n = with(&[poe_verification("acme.example", "fra", None)]);
+    n.poe = Some(PoeEndorsement::resolve(
+        &[poe_verification("acme.example", "fra", None)],
+        None,
+    ));
+    let j = judge(&w, &n, &strict);
+    assert_eq!(j.verdict, Verdict::EvidenceInvalid);
+    assert!(
+        j.reasons[0].contains("names no platform instance ID"),
+        "{:#?}",
+        j.reasons
+    );
 }
 
 #[test]

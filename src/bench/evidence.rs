@@ -23,6 +23,8 @@ use locus_responder::tpm::swtpm::{Swtpm, SwtpmOptions};
 use locus_responder::tpm::{Vtpm, VtpmConfig};
 use serde::Serialize;
 
+use crate::verify::evidence::unix_now;
+
 #[derive(Args)]
 pub(crate) struct EvidenceArgs {
     /// Bundles to build (and bare quotes to time), after a warm-up of a tenth as many.
@@ -47,12 +49,6 @@ pub(crate) struct LabEvidence {
     /// EK CA certificates (PEM): issuing CA, root.
     pub(crate) ek_ca_pem: Vec<String>,
     pub(crate) dir: tempfile::TempDir,
-}
-
-fn unix_now() -> anyhow::Result<u64> {
-    Ok(std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs())
 }
 
 impl LabEvidence {

@@ -12,7 +12,7 @@ use locus_analysis::evidence::VerifyInputs;
 use locus_analysis::input::{
     EchoSample, NodeInput, Prober, ProberSeries, SamplesFile, SAMPLES_VERSION,
 };
-use locus_analysis::{judge, Judgement, Policy, VerifiedEvidence};
+use locus_analysis::{judge, BundleFindings, Judgement, Policy};
 use locus_prober::requests::request_evidence_from;
 use locus_prober::{connect, run_round, RoundConfig, SpkiPolicy, Target};
 use locus_proto::evidence::EvidenceBundle;
@@ -268,9 +268,10 @@ async fn probe_and_judge(
                 nonce_record: ledger.record(&b.nonce),
                 peer_spki: Some(node.server.session_key().spki_der().to_vec()),
             };
-            let verified = VerifiedEvidence::verify(b, &policy, &inputs);
-            verified.apply_to(&mut input);
-            failed_checks = verified.failed_checks;
+            // the same reduction `locus judge` and the monitor apply to a stored bundle
+            let found = BundleFindings::verify(b, &policy, &inputs);
+            found.apply_to(&mut input);
+            failed_checks = found.failed_checks();
         }
         let world = samples.world();
         let judgement = judge(&world, &input, &verdict_policy);

@@ -23,6 +23,9 @@ use clap::Args;
 
 use scenario::Scenario;
 
+/// The verification policy a lab run writes into its output directory.
+pub(crate) const POLICY_FILE: &str = "policy.toml";
+
 #[derive(Args)]
 pub(crate) struct LabArgs {
     /// Scenario file (TOML); default: the built-in scenario (config/lab.toml).

@@ -19,7 +19,7 @@ const TDX_COLLATERAL: &str = "trust/lab-tdx-collateral.json";
 const EK_CA: &str = "trust/swtpm-ek-ca.pem";
 const ANCHOR_CA: &str = "trust/lab-anchor-ca.pem";
 pub(crate) const NONCES: &str = "trust/nonces.json";
-pub(crate) const POLICY: &str = "policy.toml";
+pub(crate) const POLICY: &str = super::POLICY_FILE;
 
 /// Writes the trust files, the nonce ledger and `policy.toml` under `out`.
 pub(crate) fn write(

@@ -7,8 +7,8 @@ use std::time::Duration;
 use locus_analysis::evidence::nonce::NonceRecord;
 use locus_analysis::evidence::{verify_bundle_bytes, EvidencePolicy, VerifyInputs};
 use locus_analysis::{
-    BaselineMin, EchoSample, EvidenceSummary, NodeInput, Prober, ProberSeries, Site,
-    VerifiedEvidence, World,
+    BaselineMin, BundleFindings, EchoSample, EvidenceSummary, NodeInput, Prober, ProberSeries,
+    Site, World,
 };
 use locus_prober::store::{EvidenceRecord, Store, StoreError};
 use locus_proto::evidence::EvidenceBundle;
@@ -145,7 +145,7 @@ pub(crate) fn attach_evidence(
         peer_spki,
     };
     match EvidenceBundle::from_cbor(bytes) {
-        Ok(bundle) => VerifiedEvidence::verify(&bundle, &e.policy, &inputs).apply_to(input),
+        Ok(bundle) => BundleFindings::verify(&bundle, &e.policy, &inputs).apply_to(input),
         // The report names the decoding failure (`bundle_format`).
         Err(_) => {
             let report = verify_bundle_bytes(bytes, &e.policy, &inputs);

@@ -10,6 +10,7 @@ use anyhow::Context;
 use locus_analysis::evidence::{
     self, EvidencePolicy, EvidenceReport, NonceRecord, Outcome, PolicyFile, VerifyInputs,
 };
+use locus_proto::evidence::EvidenceBundle;
 
 use super::at::parse_at;
 
@@ -55,45 +56,101 @@ pub(crate) fn load_policy(path: &Path) -> anyhow::Result<(PolicyFile, EvidencePo
     Ok((file, policy))
 }
 
+/// Unix seconds now, for a verification time not given.
+pub(crate) fn unix_now() -> anyhow::Result<u64> {
+    Ok(std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("system clock before 1970")?
+        .as_secs())
+}
+
+/// A verification policy with its trust files and nonce ledger loaded: what `locus verify
+/// evidence` and `locus judge` (on stored bundles) verify bundles with.
+pub(crate) struct BundleVerifier {
+    pub(crate) policy: EvidencePolicy,
+    ledger: Vec<NonceRecord>,
+}
+
+impl BundleVerifier {
+    /// Loads `policy_path` (paths in it relative to it) and the nonce ledger: `ledger` when
+    /// given, otherwise the one the policy names.
+    pub(crate) fn load(policy_path: &Path, ledger: Option<&Path>) -> anyhow::Result<Self> {
+        let (policy_file, policy) = load_policy(policy_path)?;
+        let base = policy_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let ledger_path = ledger
+            .map(Path::to_path_buf)
+            .or_else(|| policy_file.nonce.ledger.as_ref().map(|l| base.join(l)));
+        let ledger: Vec<NonceRecord> = match &ledger_path {
+            None => Vec::new(),
+            Some(p) => serde_json::from_slice(&read(p, "nonce ledger")?)
+                .with_context(|| format!("nonce ledger {}", p.display()))?,
+        };
+        Ok(Self { policy, ledger })
+    }
+
+    /// When this verifier issued the bundle's nonce, if it did.
+    pub(crate) fn issued_at(&self, bundle: &EvidenceBundle) -> Option<u64> {
+        self.record(&bundle.nonce).map(|r| r.issued_at)
+    }
+
+    fn record(&self, nonce: &[u8]) -> Option<&NonceRecord> {
+        self.ledger.iter().find(|r| r.nonce == nonce)
+    }
+
+    /// Verifies a decoded bundle at `now_unix`.
+    pub(crate) fn verify(
+        &self,
+        bundle: &EvidenceBundle,
+        now_unix: u64,
+        peer_spki: Option<Vec<u8>>,
+    ) -> EvidenceReport {
+        let inputs = VerifyInputs {
+            now_unix,
+            nonce_record: self.record(&bundle.nonce).cloned(),
+            peer_spki,
+        };
+        evidence::verify_bundle(bundle, &self.policy, &inputs)
+    }
+
+    /// Verifies stored bundle bytes at `now_unix`; bytes that do not decode fail
+    /// `bundle_format`.
+    pub(crate) fn verify_bytes(
+        &self,
+        bytes: &[u8],
+        now_unix: u64,
+        peer_spki: Option<Vec<u8>>,
+    ) -> EvidenceReport {
+        match EvidenceBundle::from_cbor(bytes) {
+            Ok(b) => self.verify(&b, now_unix, peer_spki),
+            Err(_) => evidence::verify_bundle_bytes(
+                bytes,
+                &self.policy,
+                &VerifyInputs {
+                    now_unix,
+                    nonce_record: None,
+                    peer_spki,
+                },
+            ),
+        }
+    }
+}
+
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let bundle = read(&args.bundle, "bundle")?;
-    let (policy_file, policy) = load_policy(&args.policy)?;
-    let base = args
-        .policy
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
     // `--nonce-ledger` wins; otherwise the ledger the policy names, relative to it.
-    let ledger_path = args
-        .nonce_ledger
-        .clone()
-        .or_else(|| policy_file.nonce.ledger.as_ref().map(|l| base.join(l)));
+    let verifier = BundleVerifier::load(&args.policy, args.nonce_ledger.as_deref())?;
     let now_unix = match &args.at {
         Some(t) => parse_at(t)?,
-        None => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .context("system clock before 1970")?
-            .as_secs(),
-    };
-    let ledger: Vec<NonceRecord> = match &ledger_path {
-        None => Vec::new(),
-        Some(p) => serde_json::from_slice(&read(p, "nonce ledger")?)
-            .with_context(|| format!("nonce ledger {}", p.display()))?,
+        None => unix_now()?,
     };
     let peer_spki = match &args.peer_spki {
         None => None,
         Some(p) => Some(read(p, "peer SPKI")?),
     };
-    // The ledger is looked up by the bundle's nonce; an undecodable bundle has none.
-    let bundle_nonce = locus_proto::evidence::EvidenceBundle::from_cbor(&bundle)
-        .map(|b| b.nonce)
-        .unwrap_or_default();
-    let inputs = VerifyInputs {
-        now_unix,
-        nonce_record: ledger.into_iter().find(|r| r.nonce == bundle_nonce),
-        peer_spki,
-    };
-    let report = evidence::verify_bundle_bytes(&bundle, &policy, &inputs);
+    let report = verifier.verify_bytes(&bundle, now_unix, peer_spki);
     print_report(&report, args.json)?;
     Ok(if report.valid() {
         ExitCode::SUCCESS

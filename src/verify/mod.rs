@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-mod at;
+pub(crate) mod at;
 mod azure;
 mod cloud_report;
 pub(crate) mod evidence;

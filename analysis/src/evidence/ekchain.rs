@@ -89,7 +89,12 @@ pub fn verify_chain(
             subjects.push(root.subject().to_string());
             return Ok(subjects);
         }
-        match inter.iter().find(|c| issued_by(c)) {
+        // A self-issued certificate that is not a trusted root ends the path (following it to
+        // itself would only reach the depth limit).
+        match inter
+            .iter()
+            .find(|c| issued_by(c) && c.subject() != current.subject())
+        {
             Some(next) => {
                 subjects.push(next.subject().to_string());
                 current = next.clone();

@@ -101,6 +101,17 @@ fn verified(
 /// The FMSPC in a quote's PCK certificate, to pick collateral from a cache. Unverified: use
 /// only to look collateral up, never as a result.
 pub fn quote_fmspc(quote: &[u8]) -> Result<[u8; 6], TdxError> {
+    quote_pck_extension(quote).map(|ext| ext.fmspc)
+}
+
+/// The platform instance ID (PIID) in a quote's PCK certificate, when it has one
+/// (Platform-CA certificates do). Unverified: use it to issue or find an endorsement; a
+/// verdict takes the PIID of a verified quote ([`TdxVerified::piid`]).
+pub fn quote_piid(quote: &[u8]) -> Result<Option<Vec<u8>>, TdxError> {
+    quote_pck_extension(quote).map(|ext| ext.platform_instance_id)
+}
+
+fn quote_pck_extension(quote: &[u8]) -> Result<dcap_qvl::intel::PckExtension, TdxError> {
     let layout = layout::parse(quote)?;
     let (at, len) = layout.pck_chain;
     let pem_chain = quote.get(at..at + len).unwrap_or_default();
@@ -110,11 +121,9 @@ pub fn quote_fmspc(quote: &[u8]) -> Result<[u8; 6], TdxError> {
     let leaf = chain.first().ok_or(TdxError::PckChainEncoding {
         reason: "no certificate".into(),
     })?;
-    dcap_qvl::intel::parse_pck_extension(leaf.contents())
-        .map(|ext| ext.fmspc)
-        .map_err(|e| TdxError::CertificateChain {
-            reason: format!("{e:#}"),
-        })
+    dcap_qvl::intel::parse_pck_extension(leaf.contents()).map_err(|e| TdxError::CertificateChain {
+        reason: format!("{e:#}"),
+    })
 }
 
 /// locus's own checks, before dcap-qvl: the layout and the embedded root. Returns the layout
