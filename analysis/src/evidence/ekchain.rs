@@ -30,6 +30,12 @@ pub enum EkChainError {
     },
     #[error("no trusted root or intermediate issued {subject} (issuer {issuer})")]
     UntrustedIssuer { subject: String, issuer: String },
+    #[error("certificate {subject} issued {issued} but may not issue certificates: {why}")]
+    NotACa {
+        subject: String,
+        issued: String,
+        why: &'static str,
+    },
     #[error("chain longer than {MAX_DEPTH}")]
     TooLong,
 }
@@ -59,7 +65,33 @@ fn check_time(c: &X509Certificate<'_>, now: i64) -> Result<(), EkChainError> {
     Ok(())
 }
 
-/// Verifies `leaf` → `intermediates`* → one of `roots`, every certificate valid at `now`.
+/// Whether `ca` may issue a certificate with `below` CA certificates between it and the leaf:
+/// basicConstraints with cA, keyCertSign when key usage is present, a path length that allows
+/// `below` (RFC 5280 4.2.1.3, 4.2.1.9). Without it any end-entity certificate under a trusted
+/// root could mint certificates of its own.
+fn may_issue(ca: &X509Certificate<'_>, below: usize) -> Result<(), &'static str> {
+    let bc = ca
+        .basic_constraints()
+        .map_err(|_| "malformed basicConstraints")?
+        .ok_or("no basicConstraints")?;
+    if !bc.value.ca {
+        return Err("basicConstraints cA is false");
+    }
+    if let Some(len) = bc.value.path_len_constraint {
+        if (len as usize) < below {
+            return Err("pathLenConstraint exceeded");
+        }
+    }
+    if let Some(ku) = ca.key_usage().map_err(|_| "malformed keyUsage")? {
+        if !ku.value.key_cert_sign() {
+            return Err("keyUsage lacks keyCertSign");
+        }
+    }
+    Ok(())
+}
+
+/// Verifies `leaf` → `intermediates`* → one of `roots`, every certificate valid at `now` and
+/// every issuer a CA allowed to issue at its depth.
 /// Returns the chain's subjects, leaf first.
 pub fn verify_chain(
     leaf: &[u8],
@@ -84,8 +116,16 @@ pub fn verify_chain(
             ca.subject() == current.issuer()
                 && current.verify_signature(Some(ca.public_key())).is_ok()
         };
+        let ca_check = |ca: &X509Certificate<'_>| {
+            may_issue(ca, subjects.len() - 1).map_err(|why| EkChainError::NotACa {
+                subject: ca.subject().to_string(),
+                issued: current.subject().to_string(),
+                why,
+            })
+        };
         if let Some(root) = roots.iter().find(|r| issued_by(r)) {
             check_time(root, now)?;
+            ca_check(root)?;
             subjects.push(root.subject().to_string());
             return Ok(subjects);
         }
@@ -96,6 +136,7 @@ pub fn verify_chain(
             .find(|c| issued_by(c) && c.subject() != current.subject())
         {
             Some(next) => {
+                ca_check(next)?;
                 subjects.push(next.subject().to_string());
                 current = next.clone();
             }

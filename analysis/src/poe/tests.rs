@@ -48,6 +48,39 @@ fn issuer_valid(name: &str, from: u64, until: u64) -> Issuer {
     }
 }
 
+/// A POE signed by a certificate that an end-entity certificate under a trusted root issued:
+/// `[sub_leaf, leaf (not a CA), root]`. The root is the anchor; only CAs may issue.
+fn minted_by_end_entity() -> (Vec<u8>, Vec<u8>) {
+    let (from, until) = (T0 - 10_000_000, T0 + 100_000_000);
+    let root_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap();
+    let mut rp = CertificateParams::new(Vec::<String>::new()).unwrap();
+    rp.distinguished_name
+        .push(DnType::CommonName, "acme.example POE root");
+    rp.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    rp.not_before = time(from);
+    rp.not_after = time(until);
+    let root = rp.self_signed(&root_key).unwrap();
+    let ee_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap();
+    let mut ep = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ep.distinguished_name
+        .push(DnType::CommonName, "acme.example");
+    ep.not_before = time(from);
+    ep.not_after = time(until);
+    let ee = ep.signed_by(&ee_key, &root, &root_key).unwrap();
+    let sub_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap();
+    let mut sp = CertificateParams::new(Vec::<String>::new()).unwrap();
+    sp.distinguished_name.push(DnType::CommonName, "mallory");
+    sp.not_before = time(from);
+    sp.not_after = time(until);
+    let sub = sp.signed_by(&sub_key, &ee, &ee_key).unwrap();
+    let key = SigningKey::from(p384::SecretKey::from_pkcs8_der(sub_key.serialized_der()).unwrap());
+    let chain = [sub.der().to_vec(), ee.der().to_vec(), root.der().to_vec()];
+    (
+        issue(&request(&PIID), &key, &chain).unwrap(),
+        root.der().to_vec(),
+    )
+}
+
 /// The default issuer ("acme.example"), made once: key generation dominates test time.
 fn acme() -> &'static Issuer {
     static I: OnceLock<Issuer> = OnceLock::new();
@@ -244,6 +277,7 @@ fn the_envelope_and_payload_use_the_registered_codes() {
 #[test]
 fn each_fault_is_rejected_by_its_named_check() {
     let other = issuer_valid("intruder.example", T0 - 10_000_000, T0 + 100_000_000);
+    let (minted, minted_root) = minted_by_end_entity();
     let stale = issuer_valid("acme.example", T0 - 10_000_000, T0 - 5_000_000);
     let anchors_of = |i: &Issuer| vec![i.root.clone()];
     let foreign_piid = [0x5A; 16];
@@ -347,6 +381,15 @@ fn each_fault_is_rejected_by_its_named_check() {
             x,
             PoeCheckId::Chain,
             "no trusted root",
+        ),
+        Case(
+            "signer certified by an end-entity certificate",
+            minted,
+            vec![minted_root],
+            T0,
+            x,
+            PoeCheckId::Chain,
+            "CN=acme.example issued CN=mallory but may not issue certificates",
         ),
         Case(
             "no trust anchor",
