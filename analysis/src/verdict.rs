@@ -568,28 +568,35 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
             vec!["evidence invalid: no platform endorsement (policy requires one)".into()],
         );
     }
+    // Either source endorses the platform: an unusable one fails the node only when the
+    // policy requires an endorsement and the other source is not usable either.
+    let inventory_problem = node.endorsement.as_ref().and_then(inventory_problem);
+    let inventory_usable = node.endorsement.is_some() && inventory_problem.is_none();
+    let poe_usable = node
+        .poe
+        .as_ref()
+        .is_some_and(|pe| poe_unusable(&pe.checks(None, &node.claim)).is_none());
     match &node.endorsement {
         None => b.check("endorsement", CheckStatus::Skip, "no signed inventory"),
         Some(e) => {
             let id = e.platform_id.as_deref().unwrap_or("(none)");
-            let problem = match (&e.error, &e.entry, &e.platform_id) {
-                (Some(err), _, _) => Some(format!("endorsement unusable: {err}")),
-                (None, _, None) => Some("the evidence names no platform ID".to_string()),
-                (None, None, Some(_)) => Some(format!("platform {id} is not in the inventory")),
-                (None, Some(_), Some(_)) => None,
-            };
-            if let Some(problem) = problem {
-                if policy.require_endorsement {
+            if let Some(problem) = inventory_problem {
+                if policy.require_endorsement && !poe_usable {
                     b.check("endorsement", CheckStatus::Fail, problem.clone());
                     return b.finish(
                         Verdict::EvidenceInvalid,
                         vec![format!("evidence invalid: {problem}")],
                     );
                 }
+                let why = if poe_usable {
+                    "the POE endorses the platform"
+                } else {
+                    "not required"
+                };
                 b.check(
                     "endorsement",
                     CheckStatus::Skip,
-                    format!("{problem} (not required)"),
+                    format!("{problem} ({why})"),
                 );
             } else if let Some(entry) = &e.entry {
                 if let Some(owner) = &policy.expected_owner {
@@ -626,7 +633,9 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
     }
 
     if let Some(pe) = &node.poe {
-        if let Some((verdict, reason)) = poe_finding(&mut b, pe, &node.claim, policy) {
+        if let Some((verdict, reason)) =
+            poe_finding(&mut b, pe, &node.claim, policy, inventory_usable)
+        {
             return b.finish(verdict, vec![reason]);
         }
     }
@@ -1037,28 +1046,23 @@ fn poe_finding(
     pe: &crate::poe::PoeEndorsement,
     claim: &str,
     policy: &Policy,
+    inventory_usable: bool,
 ) -> Option<(Verdict, String)> {
     use crate::poe::PoeCheckId;
     let checks = pe.checks(policy.expected_owner.as_deref(), claim);
-    let failed = |ids: &[PoeCheckId]| {
-        checks
-            .iter()
-            .find(|c| c.status == CheckStatus::Fail && ids.iter().any(|i| i.name() == c.name))
-            .cloned()
-    };
-    // the document checks and the PIID: without them the POE says nothing about this node
-    let binding: Vec<PoeCheckId> = PoeCheckId::ALL
-        .into_iter()
-        .filter(|c| c.is_document_check() || *c == PoeCheckId::Piid)
-        .collect();
-    let unusable = failed(&binding);
-    let owner = failed(&[PoeCheckId::Owner]);
-    let facility = failed(&[PoeCheckId::Facility]);
-    if unusable.is_some() && !policy.require_endorsement {
+    let unusable = poe_unusable(&checks);
+    let owner = failed_poe_check(&checks, &[PoeCheckId::Owner]);
+    let facility = failed_poe_check(&checks, &[PoeCheckId::Facility]);
+    if unusable.is_some() && (!policy.require_endorsement || inventory_usable) {
+        let why = if inventory_usable {
+            "the signed inventory endorses the platform"
+        } else {
+            "not required"
+        };
         b.j.checks.extend(checks.into_iter().map(|mut c| {
             if c.status == CheckStatus::Fail {
                 c.status = CheckStatus::Skip;
-                c.detail = format!("{} (not required)", c.detail);
+                c.detail = format!("{} ({why})", c.detail);
             }
             c
         }));
@@ -1077,6 +1081,34 @@ fn poe_finding(
             format!("relocated: {}: {}", c.name, c.detail),
         )
     })
+}
+
+fn failed_poe_check(checks: &[Check], ids: &[crate::poe::PoeCheckId]) -> Option<Check> {
+    checks
+        .iter()
+        .find(|c| c.status == CheckStatus::Fail && ids.iter().any(|i| i.name() == c.name))
+        .cloned()
+}
+
+/// The first failed document or PIID check: without them the POE says nothing about the node.
+fn poe_unusable(checks: &[Check]) -> Option<Check> {
+    use crate::poe::PoeCheckId;
+    let binding: Vec<PoeCheckId> = PoeCheckId::ALL
+        .into_iter()
+        .filter(|c| c.is_document_check() || *c == PoeCheckId::Piid)
+        .collect();
+    failed_poe_check(checks, &binding)
+}
+
+/// Why a signed-inventory endorsement cannot be used, if it cannot.
+fn inventory_problem(e: &crate::endorse::Endorsement) -> Option<String> {
+    let id = e.platform_id.as_deref().unwrap_or("(none)");
+    match (&e.error, &e.entry, &e.platform_id) {
+        (Some(err), _, _) => Some(format!("endorsement unusable: {err}")),
+        (None, _, None) => Some("the evidence names no platform ID".to_string()),
+        (None, None, Some(_)) => Some(format!("platform {id} is not in the inventory")),
+        (None, Some(_), Some(_)) => None,
+    }
 }
 
 /// Judge every node of a samples file (in file order).

@@ -759,7 +759,7 @@ fn poe_owner_and_facility_feed_the_verdict() {
             "no given POE binds the platform's PIID",
         ),
         (
-            other_platform,
+            other_platform.clone(),
             &lenient,
             Verdict::Located,
             "poe-piid",
@@ -788,6 +788,42 @@ fn poe_owner_and_facility_feed_the_verdict() {
         .checks
         .iter()
         .any(|c| c.name == "endorsement" && c.status == CheckStatus::Skip));
+    // Either source endorses the platform: an unusable one is skipped when the other is
+    // usable, and the node fails only when neither is.
+    {
+        use locus_analysis::endorse::{Endorsement, InventoryEntry};
+        let listed = Endorsement {
+            platform_id: Some(piid.clone()),
+            entry: Some(InventoryEntry {
+                platform_id: piid.clone(),
+                owner: "acme.example".into(),
+                facility: "fra-1".into(),
+                site: "fra".into(),
+            }),
+            error: None,
+        };
+        let unlisted = Endorsement {
+            entry: None,
+            ..listed.clone()
+        };
+        let good_poe = poe_verification("acme.example", "fra", None);
+        let cases = [
+            (&listed, &other_platform, Verdict::Located, "poe-piid"),
+            (&unlisted, &good_poe, Verdict::Located, "endorsement"),
+            (&unlisted, &other_platform, Verdict::EvidenceInvalid, ""),
+        ];
+        for (inventory, poe, want, skipped) in cases {
+            let mut n = with(std::slice::from_ref(poe));
+            n.endorsement = Some(inventory.clone());
+            let j = judge(&w, &n, &strict);
+            assert_eq!(j.verdict, want, "{skipped}: {:#?}", j.reasons);
+            if want == Verdict::Located {
+                let c = j.checks.iter().find(|c| c.name == skipped).unwrap();
+                assert_eq!(c.status, CheckStatus::Skip, "{}", c.detail);
+                assert!(c.detail.contains("endorses the platform"), "{}", c.detail);
+            }
+        }
+    }
     // the node's evidence naming no PIID: the POE check says so
     let mut n = with(&[poe_verification("acme.example", "fra", None)]);
     n.poe = Some(PoeEndorsement::resolve(
