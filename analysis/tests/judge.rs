@@ -788,6 +788,20 @@ fn poe_owner_and_facility_feed_the_verdict() {
         .checks
         .iter()
         .any(|c| c.name == "endorsement" && c.status == CheckStatus::Skip));
+    // Two valid POEs for the platform naming different owners: the order of the files must
+    // not decide; the owner check fails either way.
+    let acme_poe = poe_verification("acme.example", "fra", None);
+    let rival_poe = poe_verification("rival.example", "fra", None);
+    for poes in [
+        [acme_poe.clone(), rival_poe.clone()],
+        [rival_poe.clone(), acme_poe.clone()],
+    ] {
+        let j = judge(&w, &with(&poes), &lenient);
+        assert_eq!(j.verdict, Verdict::EvidenceInvalid, "{:#?}", j.reasons);
+        let c = j.checks.iter().find(|c| c.name == "poe-owner").unwrap();
+        assert_eq!(c.status, CheckStatus::Fail);
+        assert!(c.detail.contains("disagree"), "{}", c.detail);
+    }
     // Either source endorses the platform: an unusable one is skipped when the other is
     // usable, and the node fails only when neither is.
     {

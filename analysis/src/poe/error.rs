@@ -138,6 +138,8 @@ pub enum PoeError {
     PiidMismatch { bound: String, evidence: String },
     #[error("the POE endorses owner {found:?}, the expected operator is {expected:?}")]
     OwnerMismatch { expected: String, found: String },
+    #[error("valid POEs for this platform disagree: {endorsements} (an old owner's POE that is still valid, or a forgery): resolve out of band")]
+    Conflicting { endorsements: String },
     #[error("the POE places the platform at site {site}{}, not at the claimed site {claim}", facility.as_ref().map(|f| format!(" (facility {f})")).unwrap_or_default())]
     FacilityMismatch {
         site: String,
@@ -171,7 +173,7 @@ impl PoeError {
             ProfileMissing { .. } | Profile { .. } => PoeCheckId::Profile,
             ValidityMalformed { .. } | NotYetValid { .. } | Expired { .. } => PoeCheckId::Validity,
             NoPlatformId | NoPoeForPlatform { .. } | PiidMismatch { .. } => PoeCheckId::Piid,
-            OwnerMismatch { .. } => PoeCheckId::Owner,
+            OwnerMismatch { .. } | Conflicting { .. } => PoeCheckId::Owner,
             FacilityMismatch { .. } => PoeCheckId::Facility,
         }
     }

@@ -315,6 +315,10 @@ pub struct PoeEndorsement {
     /// PIIDs the given POEs bind (hex), for the reason when none matches.
     #[serde(default)]
     pub bound: Vec<String>,
+    /// Every (owner, site) that valid POEs for this PIID name, when they differ: the owner
+    /// check fails rather than let the order of the files decide.
+    #[serde(default)]
+    pub conflicting: Vec<String>,
 }
 
 impl PoeEndorsement {
@@ -335,10 +339,29 @@ impl PoeEndorsement {
             .collect();
         bound.sort();
         bound.dedup();
+        let mut endorsed: Vec<String> = matching
+            .iter()
+            .filter(|v| v.document_valid())
+            .filter_map(|v| v.claims.as_ref())
+            .map(|c| {
+                format!(
+                    "{} at {}",
+                    c.owner,
+                    c.site.as_deref().unwrap_or("(no site)")
+                )
+            })
+            .collect();
+        endorsed.sort();
+        endorsed.dedup();
         PoeEndorsement {
             platform_id: id,
             poe: chosen,
             bound,
+            conflicting: if endorsed.len() > 1 {
+                endorsed
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -380,6 +403,17 @@ impl PoeEndorsement {
             owner: expected_owner,
             site: Some(claim),
         });
+        if !self.conflicting.is_empty() {
+            let conflict = Outcome::Fail(PoeError::Conflicting {
+                endorsements: self.conflicting.join("; "),
+            })
+            .into_check(PoeCheckId::Owner);
+            for c in &mut v.checks {
+                if c.name == conflict.name {
+                    *c = conflict.clone();
+                }
+            }
+        }
         v.checks
     }
 }
