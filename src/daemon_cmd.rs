@@ -7,7 +7,12 @@ use std::process::ExitCode;
 use tracing::{info, warn};
 
 pub(crate) fn run(config: PathBuf) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Runtime::new()?;
+    // Blocking threads only wait for the one database connection: a few are enough, and
+    // each costs a stack and a malloc arena.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(8)
+        .build()?;
     rt.block_on(async {
         let handle = locus_prober::daemon::start(config).await?;
         announce(handle.http_addr());

@@ -53,6 +53,11 @@ fn rtt_histogram() -> Histogram {
     Histogram::new(exponential_buckets(50e-6, 2.0, 16))
 }
 
+fn lateness_histogram() -> Histogram {
+    // 100 µs … 3.3 s in doublings: tokio's timers have 1 ms granularity.
+    Histogram::new(exponential_buckets(100e-6, 2.0, 16))
+}
+
 /// The prober daemon's metrics.
 #[derive(Clone)]
 pub struct ProberMetrics {
@@ -72,6 +77,12 @@ pub struct ProberMetrics {
     pub store_errors: Counter,
     pub rounds_dropped: Counter,
     pub targets: Gauge,
+    /// Targets with an open connection.
+    pub targets_connected: Gauge,
+    /// How late challenges left after their scheduled time (all targets).
+    pub lateness_seconds: Histogram,
+    /// Wall-clock steps noticed (stored timestamps jump with them).
+    pub wall_clock_steps: Counter,
     pub reloads: Counter,
     pub reload_failures: Counter,
 }
@@ -96,6 +107,9 @@ impl ProberMetrics {
             store_errors: Counter::default(),
             rounds_dropped: Counter::default(),
             targets: Gauge::default(),
+            targets_connected: Gauge::default(),
+            lateness_seconds: lateness_histogram(),
+            wall_clock_steps: Counter::default(),
             reloads: Counter::default(),
             reload_failures: Counter::default(),
         };
@@ -175,6 +189,23 @@ impl ProberMetrics {
             "locus_targets",
             "Targets currently probed",
             m.targets.clone(),
+        );
+        r.register(
+            "locus_targets_connected",
+            "Targets with an open connection",
+            m.targets_connected.clone(),
+        );
+        r.register(
+            "locus_probe_lateness_seconds",
+            "How late echo challenges left after their scheduled time, all targets \
+             (observed when their round ends)",
+            m.lateness_seconds.clone(),
+        );
+        r.register(
+            "locus_wall_clock_steps",
+            "Steps of the wall clock by more than 1 s (stored timestamps follow them; round \
+             trips use the monotonic clock)",
+            m.wall_clock_steps.clone(),
         );
         r.register(
             "locus_config_reloads",

@@ -1,0 +1,324 @@
+//! Storing rounds: every target hands its finished rounds to one writer, which stores all that
+//! wait in one transaction (one commit per batch, not per round: with thousands of targets the
+//! commits would cost more than the probing). While the database refuses writes (locked, disk
+//! full) rounds wait in memory, in order, up to a bound, and the batch is retried.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{error, warn};
+
+use crate::metrics::{ProberMetrics, TargetLabels};
+use crate::store::{RoundRecord, SampleRecord, Store};
+
+/// A finished round and its samples.
+pub(crate) type Round = (RoundRecord, Vec<SampleRecord>);
+
+/// Most rounds kept per target while the database refuses writes; beyond it the target's
+/// oldest go.
+pub(crate) const MAX_PENDING_ROUNDS: usize = 1_000;
+
+/// Most samples kept in all (a sample is 24 bytes): bounds memory when thousands of targets
+/// wait at once (2 M samples are ~55 h of one target at 1 Hz, or 200 s of 10 000).
+pub(crate) const MAX_PENDING_SAMPLES: usize = 2_000_000;
+
+/// Most rounds per transaction.
+const BATCH: usize = 2_000;
+
+/// Wait before retrying a batch the database refused.
+const RETRY_AFTER: Duration = Duration::from_millis(250);
+
+/// The writer task; rounds go in through [`Writer::sender`].
+pub(crate) struct Writer {
+    tx: mpsc::UnboundedSender<Round>,
+    finish: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Writer {
+    pub(crate) fn start(store: Arc<Mutex<Store>>, metrics: ProberMetrics) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (finish, finishing) = oneshot::channel();
+        let task = tokio::spawn(run(store, metrics, rx, finishing));
+        Self { tx, finish, task }
+    }
+
+    pub(crate) fn sender(&self) -> mpsc::UnboundedSender<Round> {
+        self.tx.clone()
+    }
+
+    /// Stores what waits (once more; what the database still refuses is dropped and counted)
+    /// and returns. Call once no target sends any more.
+    pub(crate) async fn finish(self) {
+        let _ = self.finish.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Rounds waiting to be stored, oldest first, with the counts that bound them.
+struct Pending {
+    max_per_target: usize,
+    max_samples: usize,
+    queue: VecDeque<Round>,
+    per_target: HashMap<String, usize>,
+    samples: usize,
+    dropped: u64,
+}
+
+impl Pending {
+    fn new(max_per_target: usize, max_samples: usize) -> Self {
+        Self {
+            max_per_target,
+            max_samples,
+            queue: VecDeque::new(),
+            per_target: HashMap::new(),
+            samples: 0,
+            dropped: 0,
+        }
+    }
+
+    fn push(&mut self, round: Round, metrics: &ProberMetrics) {
+        let target = round.0.target.clone();
+        if self.per_target.get(&target).copied().unwrap_or(0) >= self.max_per_target {
+            if let Some(i) = self.queue.iter().position(|(r, _)| r.target == target) {
+                self.drop_at(i, metrics);
+            }
+        }
+        self.samples += round.1.len();
+        *self.per_target.entry(target).or_default() += 1;
+        self.queue.push_back(round);
+        while self.samples > self.max_samples && self.queue.len() > 1 {
+            self.drop_at(0, metrics);
+        }
+    }
+
+    fn drop_at(&mut self, i: usize, metrics: &ProberMetrics) {
+        let Some(round) = self.queue.remove(i) else {
+            return;
+        };
+        self.forget(&round);
+        self.dropped += 1;
+        metrics.rounds_dropped.inc();
+        // One line per thousand: a fleet's worth of drops must not flood the log.
+        if self.dropped % 1000 == 1 {
+            error!(
+                target = %round.0.target,
+                dropped = self.dropped,
+                "the database refuses writes and the buffer is full ({} rounds per target, {} \
+                 samples in all): dropped the oldest unstored round",
+                self.max_per_target,
+                self.max_samples
+            );
+        }
+    }
+
+    fn forget(&mut self, (r, samples): &Round) {
+        self.samples -= samples.len();
+        if let Some(n) = self.per_target.get_mut(&r.target) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_target.remove(&r.target);
+            }
+        }
+    }
+
+    fn take_batch(&mut self) -> Vec<Round> {
+        let n = self.queue.len().min(BATCH);
+        let batch: Vec<Round> = self.queue.drain(..n).collect();
+        for round in &batch {
+            self.forget(round);
+        }
+        batch
+    }
+
+    /// Returns a refused batch to the front, in order.
+    fn put_back(&mut self, batch: Vec<Round>) {
+        for round in batch.into_iter().rev() {
+            self.samples += round.1.len();
+            *self.per_target.entry(round.0.target.clone()).or_default() += 1;
+            self.queue.push_front(round);
+        }
+    }
+}
+
+async fn run(
+    store: Arc<Mutex<Store>>,
+    metrics: ProberMetrics,
+    mut rx: mpsc::UnboundedReceiver<Round>,
+    mut finish: oneshot::Receiver<()>,
+) {
+    let mut pending = Pending::new(MAX_PENDING_ROUNDS, MAX_PENDING_SAMPLES);
+    let mut retry_at: Option<Instant> = None;
+    loop {
+        if pending.queue.is_empty() || retry_at.is_some() {
+            let wake = retry_at;
+            tokio::select! {
+                r = rx.recv() => match r {
+                    Some(round) => pending.push(round, &metrics),
+                    None => break,
+                },
+                _ = &mut finish => break,
+                _ = async {
+                    match wake {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => retry_at = None,
+            }
+        }
+        while let Ok(round) = rx.try_recv() {
+            pending.push(round, &metrics);
+        }
+        if retry_at.is_some() || pending.queue.is_empty() {
+            continue;
+        }
+        if !store_batch(&store, &metrics, &mut pending).await {
+            retry_at = Some(Instant::now() + RETRY_AFTER);
+        }
+    }
+    while let Ok(round) = rx.try_recv() {
+        pending.push(round, &metrics);
+    }
+    while !pending.queue.is_empty() {
+        if !store_batch(&store, &metrics, &mut pending).await {
+            break;
+        }
+    }
+    if !pending.queue.is_empty() {
+        error!(
+            "{} rounds could not be stored before stopping",
+            pending.queue.len()
+        );
+        metrics.rounds_dropped.inc_by(pending.queue.len() as u64);
+    }
+}
+
+/// Stores the oldest batch; on refusal puts it back and returns false.
+async fn store_batch(
+    store: &Arc<Mutex<Store>>,
+    metrics: &ProberMetrics,
+    pending: &mut Pending,
+) -> bool {
+    let batch = pending.take_batch();
+    let s = store.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        let r = s
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert_rounds(&batch);
+        (batch, r)
+    })
+    .await;
+    match res {
+        Ok((batch, Ok(()))) => {
+            for (r, _) in &batch {
+                // Counted once stored. A removed target's series stays removed.
+                if let Some(c) = metrics.rounds.get(&labels_of(r)) {
+                    c.inc();
+                }
+            }
+            true
+        }
+        Ok((batch, Err(e))) => {
+            metrics.store_errors.inc();
+            warn!(
+                "the database refused {} rounds ({} wait in all); retrying: {e}",
+                batch.len(),
+                batch.len() + pending.queue.len()
+            );
+            pending.put_back(batch);
+            false
+        }
+        // The blocking task panicked: the batch is gone with it.
+        Err(e) => {
+            metrics.store_errors.inc();
+            error!("storing rounds failed: {e}");
+            false
+        }
+    }
+}
+
+fn labels_of(r: &RoundRecord) -> TargetLabels {
+    TargetLabels {
+        prober: r.prober.clone(),
+        target: r.target.clone(),
+        instance: r.address.clone(),
+        claim: r.claim.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round(target: &str, samples: usize) -> Round {
+        let r = RoundRecord {
+            prober: "p".into(),
+            target: target.into(),
+            claim: "c".into(),
+            address: "127.0.0.1:1".into(),
+            spki: None,
+            started_unix_ns: 0,
+            duration_ns: 0,
+            sent: samples as u64,
+            answered: samples as u64,
+            lost: 0,
+            late: 0,
+            out_of_order: 0,
+            violations: 0,
+            min_rtt_ns: None,
+            p50_rtt_ns: None,
+            p99_rtt_ns: None,
+            min_eff_rtt_ns: None,
+            inside_p50_ns: None,
+            error: None,
+        };
+        let s = SampleRecord {
+            sent_unix_ns: 0,
+            rtt_ns: 1,
+            inside_ns: 0,
+        };
+        (r, vec![s; samples])
+    }
+
+    #[test]
+    fn the_bound_drops_a_targets_oldest_round_only() {
+        let metrics = ProberMetrics::new(&mut Default::default());
+        let mut p = Pending::new(10, 1_000);
+        p.push(round("b", 1), &metrics);
+        for k in 0..12 {
+            let mut r = round("a", 1);
+            r.0.started_unix_ns = k as i64;
+            p.push(r, &metrics);
+        }
+        assert_eq!(p.dropped, 2);
+        assert_eq!(metrics.rounds_dropped.get(), 2);
+        assert_eq!(p.per_target["a"], 10);
+        // b's round stayed; a's two oldest went.
+        assert_eq!(p.queue[0].0.target, "b");
+        assert_eq!(p.queue[1].0.started_unix_ns, 2);
+        let batch = p.take_batch();
+        assert_eq!(batch.len(), 11);
+        assert!(p.queue.is_empty() && p.per_target.is_empty() && p.samples == 0);
+        p.put_back(batch);
+        assert_eq!(p.queue[0].0.target, "b");
+        assert_eq!((p.per_target["a"], p.samples), (10, 11));
+    }
+
+    #[test]
+    fn the_sample_bound_drops_the_oldest_rounds() {
+        let metrics = ProberMetrics::new(&mut Default::default());
+        let mut p = Pending::new(10, 100);
+        let big = 50;
+        for t in ["x", "y", "z"] {
+            p.push(round(t, big), &metrics);
+        }
+        assert_eq!(p.dropped, 1);
+        assert_eq!(p.queue[0].0.target, "y");
+        assert_eq!(p.samples, 2 * big);
+    }
+}
