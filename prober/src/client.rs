@@ -63,6 +63,15 @@ pub enum ConnectError {
     Timeout { addr: SocketAddr, timeout: Duration },
 }
 
+/// One crypto provider for every connection (each would otherwise carry its own copy).
+fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    static PROVIDER: std::sync::OnceLock<Arc<rustls::crypto::CryptoProvider>> =
+        std::sync::OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .clone()
+}
+
 /// Connects to the responder at `addr`, from a fresh endpoint bound to `bind`.
 pub async fn connect(
     addr: SocketAddr,
@@ -112,7 +121,7 @@ pub async fn connect_on(
 ) -> Result<Target, ConnectError> {
     let seen = Arc::new(Mutex::new(None));
     let pinned = matches!(policy, SpkiPolicy::Pinned(_));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crypto_provider();
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()

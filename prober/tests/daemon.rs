@@ -14,13 +14,14 @@ use locus_responder::evidence::EvidenceSource;
 use locus_responder::server::{Server, ServerConfig};
 use locus_responder::session_key::SessionKey;
 
-/// `(status, body)` of one HTTP/1.1 request.
+/// `(status, body)` of one request. HTTP/1.0, so that the server answers without chunked
+/// encoding (`/metrics` streams its text).
 fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
     )
     .unwrap();
     let mut out = String::new();
@@ -153,7 +154,7 @@ async fn daemon_probes_reloads_and_stops() {
         let mut s = TcpStream::connect(addr).unwrap();
         write!(
             s,
-            "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAccept: application/openmetrics-text; \
+            "GET /metrics HTTP/1.0\r\nHost: {addr}\r\nAccept: application/openmetrics-text; \
              version=1.0.0\r\nConnection: close\r\n\r\n"
         )
         .unwrap();

@@ -456,14 +456,15 @@ fn scrape(addr: SocketAddr) -> anyhow::Result<Scrape> {
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
     write!(
         s,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        // HTTP/1.0: the answer comes unchunked, closed at its end.
+        "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n"
     )?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;
     let Some((head, body)) = out.split_once("\r\n\r\n") else {
         bail!("malformed answer from /metrics: {out:.200}");
     };
-    if !head.starts_with("HTTP/1.1 200") {
+    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
         bail!("/metrics answered {head:.200}");
     }
     Ok(Scrape::parse(body))

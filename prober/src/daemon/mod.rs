@@ -26,7 +26,7 @@ use self::clock::StepDetector;
 use self::config::{Config, ConfigError, TargetConfig};
 use self::http::{Endpoints, ReloadRequest};
 use self::target::Shared;
-use self::writer::Writer;
+use self::writer::{linger_for, Writer};
 use crate::client::{client_endpoint, ConnectError};
 use crate::metrics::ProberMetrics;
 use crate::store::{SiteRecord, Store, StoreError};
@@ -151,13 +151,17 @@ pub async fn start_with_clock(
         let _ = http_stop_rx.wait_for(|s| *s).await;
     }));
     let store = Arc::new(Mutex::new(store));
-    let writer = Writer::start(store.clone(), metrics.clone());
+    let writer = Writer::start(
+        store.clone(),
+        metrics.clone(),
+        linger_for(config.probe.round),
+    );
     let shared = Arc::new(Shared {
         prober_id: config.prober_id.clone(),
         endpoint: client_endpoint(config.bind)?,
         handshakes: tokio::sync::Semaphore::new(MAX_HANDSHAKES),
         store,
-        rounds: writer.sender(),
+        writer: writer.sender(),
         metrics,
         clock,
     });
@@ -223,6 +227,7 @@ async fn main_loop(
             req = reload_rx.recv() => {
                 let Some(req) = req else { break };
                 let result = reload(&config_path, &mut config, &shared, &mut running).await;
+                writer.set_linger(linger_for(config.probe.round));
                 match &result {
                     Ok(summary) => {
                         shared.metrics.reloads.inc();

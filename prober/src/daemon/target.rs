@@ -13,7 +13,7 @@ use tracing::{debug, error, info, warn};
 
 use super::clock::WallClock;
 use super::config::{ProbeSettings, TargetConfig};
-use super::writer::Round;
+use super::writer::{KeySeen, Write};
 use crate::metrics::{ProberMetrics, TargetLabels};
 use crate::requests::request_evidence;
 use crate::store::{EvidenceRecord, RoundRecord, SampleRecord, Store};
@@ -31,8 +31,8 @@ pub(crate) struct Shared {
     /// that waits for the CPU behind all the others would time out.
     pub(crate) handshakes: tokio::sync::Semaphore,
     pub(crate) store: Arc<Mutex<Store>>,
-    /// Finished rounds go to the writer (see `writer.rs`).
-    pub(crate) rounds: tokio::sync::mpsc::UnboundedSender<Round>,
+    /// Finished rounds and learned keys go to the writer (see `writer.rs`).
+    pub(crate) writer: tokio::sync::mpsc::UnboundedSender<Write>,
     pub(crate) metrics: ProberMetrics,
     pub(crate) clock: Arc<dyn WallClock>,
 }
@@ -61,10 +61,10 @@ impl Drop for Connected<'_> {
 
 pub(crate) fn labels(prober: &str, t: &TargetConfig) -> TargetLabels {
     TargetLabels {
-        prober: prober.to_owned(),
-        target: t.name.clone(),
-        instance: t.address.to_string(),
-        claim: t.claim.clone(),
+        prober: prober.into(),
+        target: t.name.as_str().into(),
+        instance: t.address.to_string().into(),
+        claim: t.claim.as_str().into(),
     }
 }
 
@@ -74,6 +74,9 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 /// Runs until `stop` is set. A round in progress when it is set is dropped, not stored.
+///
+/// Thousands of these tasks live at once: the connect, round and evidence futures are boxed
+/// so that the task itself stays small while it waits.
 pub(crate) async fn run(
     shared: Arc<Shared>,
     spec: TargetConfig,
@@ -104,7 +107,8 @@ pub(crate) async fn run(
                 // Closed only when the daemon is dropped; then give up like a stop.
                 let _permit = shared.handshakes.acquire().await.ok()?;
                 Some((shared.unix_now_ns(), Instant::now(),
-                    connect_on(&shared.endpoint, spec.address, policy, connect_timeout).await))
+                    Box::pin(connect_on(&shared.endpoint, spec.address, policy, connect_timeout))
+                        .await))
             } => c,
             _ = stopped(&mut stop) => break,
         };
@@ -143,25 +147,17 @@ pub(crate) async fn run(
         }
         last_spki = Some(target.spki.clone());
         let _connected = Connected::new(&shared.metrics);
-        {
-            let (shared2, spec2, spki2) = (shared.clone(), spec.clone(), spki_hex.clone());
-            let res = tokio::task::spawn_blocking(move || {
-                let now = shared2.unix_now_ns();
-                lock(&shared2.store).upsert_target(
-                    &shared2.prober_id,
-                    &spec2.name,
-                    &spec2.address.to_string(),
-                    &spec2.claim,
-                    Some(&spki2),
-                    now,
-                )
-            })
-            .await;
-            if !matches!(res, Ok(Ok(()))) {
-                shared.metrics.store_errors.inc();
-                warn!(target = %spec.name, "could not store the target's key: {res:?}");
-            }
-        }
+        let _ = send(
+            &shared,
+            Write::Key(KeySeen {
+                prober: shared.prober_id.clone(),
+                target: spec.name.clone(),
+                address: spec.address.to_string(),
+                claim: spec.claim.clone(),
+                spki: spki_hex.clone(),
+                at_unix_ns: shared.unix_now_ns(),
+            }),
+        );
         // Spread the targets' challenges over the probe interval and their round ends over
         // the round: a random phase, then a first round of random length.
         let (mut schedule, mut count) = {
@@ -190,7 +186,7 @@ pub(crate) async fn run(
             // Sample timestamps count from the connection's epoch: map them to wall time.
             let epoch_unix = started - nanos(target.epoch().elapsed());
             let report = tokio::select! {
-                r = run_round_from(&target, &cfg, schedule) => r,
+                r = Box::pin(run_round_from(&target, &cfg, schedule)) => r,
                 _ = stopped(&mut stop) => {
                     target.conn.close(0u32.into(), b"prober stopping");
                     return;
@@ -210,7 +206,7 @@ pub(crate) async fn run(
             store_round(&shared, rec, samples);
             if let Some(iv) = settings.evidence_interval {
                 if Instant::now() >= next_evidence {
-                    evidence(&shared, &spec, &labels, &target, &settings).await;
+                    Box::pin(evidence(&shared, &spec, &labels, &target, &settings)).await;
                     next_evidence =
                         Instant::now() + iv.mul_f64(rand::thread_rng().gen_range(0.9..1.1));
                 }
@@ -341,11 +337,18 @@ fn update_metrics(m: &ProberMetrics, l: &TargetLabels, r: &RoundReport) {
 
 /// Hands the round to the writer; probing goes on while it is stored.
 fn store_round(shared: &Shared, rec: RoundRecord, samples: Vec<SampleRecord>) {
-    if shared.rounds.send((rec, samples)).is_err() {
-        // Only after shutdown has begun: the writer finishes once every target has stopped.
+    if !send(shared, Write::Round((rec, samples))) {
         shared.metrics.rounds_dropped.inc();
-        error!("the writer has stopped: a round was not stored");
     }
+}
+
+fn send(shared: &Shared, w: Write) -> bool {
+    let sent = shared.writer.send(w).is_ok();
+    if !sent {
+        // Cannot happen while targets run: the writer finishes after every target stopped.
+        error!("the writer has stopped: a round or key was not stored");
+    }
+    sent
 }
 
 async fn evidence(

@@ -1,9 +1,11 @@
-//! Storing rounds: every target hands its finished rounds to one writer, which stores all that
-//! wait in one transaction (one commit per batch, not per round: with thousands of targets the
-//! commits would cost more than the probing). While the database refuses writes (locked, disk
-//! full) rounds wait in memory, in order, up to a bound, and the batch is retried.
+//! Storing rounds: every target hands its finished rounds to one writer, which stores what
+//! waits in one transaction at most every `linger` (one commit per batch, not per round: with
+//! thousands of targets the commits, each rewriting the same index pages, would cost more than
+//! the probing). While the database refuses writes (locked, disk full) rounds wait in memory,
+//! in order, up to a bound, and the batch is retried.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,6 +19,23 @@ use crate::store::{RoundRecord, SampleRecord, Store};
 
 /// A finished round and its samples.
 pub(crate) type Round = (RoundRecord, Vec<SampleRecord>);
+
+/// The session key a target showed on connecting (the `targets` table keeps the latest).
+#[derive(Debug, Clone)]
+pub(crate) struct KeySeen {
+    pub(crate) prober: String,
+    pub(crate) target: String,
+    pub(crate) address: String,
+    pub(crate) claim: String,
+    pub(crate) spki: String,
+    pub(crate) at_unix_ns: i64,
+}
+
+/// What targets hand to the writer.
+pub(crate) enum Write {
+    Round(Round),
+    Key(KeySeen),
+}
 
 /// Most rounds kept per target while the database refuses writes; beyond it the target's
 /// oldest go.
@@ -32,22 +51,48 @@ const BATCH: usize = 2_000;
 /// Wait before retrying a batch the database refused.
 const RETRY_AFTER: Duration = Duration::from_millis(250);
 
+/// Longest wait between a round's end and its commit.
+const MAX_LINGER: Duration = Duration::from_secs(1);
+
+/// How long rounds gather before a commit for rounds of `round` length: at most a second, and
+/// at most half a round, so that a crash loses at most each target's last round.
+pub(crate) fn linger_for(round: Duration) -> Duration {
+    MAX_LINGER.min(round / 2)
+}
+
 /// The writer task; rounds go in through [`Writer::sender`].
 pub(crate) struct Writer {
-    tx: mpsc::UnboundedSender<Round>,
+    tx: mpsc::UnboundedSender<Write>,
+    linger_ns: Arc<AtomicU64>,
     finish: oneshot::Sender<()>,
     task: JoinHandle<()>,
 }
 
 impl Writer {
-    pub(crate) fn start(store: Arc<Mutex<Store>>, metrics: ProberMetrics) -> Self {
+    pub(crate) fn start(
+        store: Arc<Mutex<Store>>,
+        metrics: ProberMetrics,
+        linger: Duration,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let (finish, finishing) = oneshot::channel();
-        let task = tokio::spawn(run(store, metrics, rx, finishing));
-        Self { tx, finish, task }
+        let linger_ns = Arc::new(AtomicU64::new(linger.as_nanos() as u64));
+        let task = tokio::spawn(run(store, metrics, linger_ns.clone(), rx, finishing));
+        Self {
+            tx,
+            linger_ns,
+            finish,
+            task,
+        }
     }
 
-    pub(crate) fn sender(&self) -> mpsc::UnboundedSender<Round> {
+    /// Changes the linger (after a reload changed the round length).
+    pub(crate) fn set_linger(&self, linger: Duration) {
+        self.linger_ns
+            .store(linger.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn sender(&self) -> mpsc::UnboundedSender<Write> {
         self.tx.clone()
     }
 
@@ -64,6 +109,8 @@ struct Pending {
     max_per_target: usize,
     max_samples: usize,
     queue: VecDeque<Round>,
+    /// The latest key of each target not stored yet.
+    keys: HashMap<String, KeySeen>,
     per_target: HashMap<String, usize>,
     samples: usize,
     dropped: u64,
@@ -75,9 +122,23 @@ impl Pending {
             max_per_target,
             max_samples,
             queue: VecDeque::new(),
+            keys: HashMap::new(),
             per_target: HashMap::new(),
             samples: 0,
             dropped: 0,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty() && self.keys.is_empty()
+    }
+
+    fn add(&mut self, w: Write, metrics: &ProberMetrics) {
+        match w {
+            Write::Round(r) => self.push(r, metrics),
+            Write::Key(k) => {
+                self.keys.insert(k.target.clone(), k);
+            }
         }
     }
 
@@ -126,17 +187,20 @@ impl Pending {
         }
     }
 
-    fn take_batch(&mut self) -> Vec<Round> {
+    fn take_batch(&mut self) -> (Vec<KeySeen>, Vec<Round>) {
         let n = self.queue.len().min(BATCH);
         let batch: Vec<Round> = self.queue.drain(..n).collect();
         for round in &batch {
             self.forget(round);
         }
-        batch
+        (self.keys.drain().map(|(_, k)| k).collect(), batch)
     }
 
-    /// Returns a refused batch to the front, in order.
-    fn put_back(&mut self, batch: Vec<Round>) {
+    /// Returns refused keys (unless a newer one came) and rounds (to the front, in order).
+    fn put_back(&mut self, keys: Vec<KeySeen>, batch: Vec<Round>) {
+        for k in keys {
+            self.keys.entry(k.target.clone()).or_insert(k);
+        }
         for round in batch.into_iter().rev() {
             self.samples += round.1.len();
             *self.per_target.entry(round.0.target.clone()).or_default() += 1;
@@ -148,42 +212,45 @@ impl Pending {
 async fn run(
     store: Arc<Mutex<Store>>,
     metrics: ProberMetrics,
-    mut rx: mpsc::UnboundedReceiver<Round>,
+    linger_ns: Arc<AtomicU64>,
+    mut rx: mpsc::UnboundedReceiver<Write>,
     mut finish: oneshot::Receiver<()>,
 ) {
     let mut pending = Pending::new(MAX_PENDING_ROUNDS, MAX_PENDING_SAMPLES);
-    let mut retry_at: Option<Instant> = None;
+    // The first round after a quiet spell is stored at once; later ones gather for `linger`.
+    let mut next_attempt = Instant::now();
     loop {
-        if pending.queue.is_empty() || retry_at.is_some() {
-            let wake = retry_at;
-            tokio::select! {
-                r = rx.recv() => match r {
-                    Some(round) => pending.push(round, &metrics),
-                    None => break,
-                },
-                _ = &mut finish => break,
-                _ = async {
-                    match wake {
-                        Some(at) => tokio::time::sleep_until(at).await,
-                        None => std::future::pending().await,
-                    }
-                } => retry_at = None,
+        let due = (!pending.is_empty()).then_some(next_attempt);
+        tokio::select! {
+            r = rx.recv() => match r {
+                Some(w) => pending.add(w, &metrics),
+                None => break,
+            },
+            _ = &mut finish => break,
+            _ = async {
+                match due {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                while let Ok(w) = rx.try_recv() {
+                    pending.add(w, &metrics);
+                }
+                let linger = Duration::from_nanos(linger_ns.load(Ordering::Relaxed));
+                next_attempt = if !store_batch(&store, &metrics, &mut pending).await {
+                    Instant::now() + RETRY_AFTER.max(linger)
+                } else if pending.queue.len() >= BATCH {
+                    Instant::now()
+                } else {
+                    Instant::now() + linger
+                };
             }
         }
-        while let Ok(round) = rx.try_recv() {
-            pending.push(round, &metrics);
-        }
-        if retry_at.is_some() || pending.queue.is_empty() {
-            continue;
-        }
-        if !store_batch(&store, &metrics, &mut pending).await {
-            retry_at = Some(Instant::now() + RETRY_AFTER);
-        }
     }
-    while let Ok(round) = rx.try_recv() {
-        pending.push(round, &metrics);
+    while let Ok(w) = rx.try_recv() {
+        pending.add(w, &metrics);
     }
-    while !pending.queue.is_empty() {
+    while !pending.is_empty() {
         if !store_batch(&store, &metrics, &mut pending).await {
             break;
         }
@@ -197,24 +264,34 @@ async fn run(
     }
 }
 
-/// Stores the oldest batch; on refusal puts it back and returns false.
+/// Stores the waiting keys and the oldest rounds; on refusal puts them back and returns false.
 async fn store_batch(
     store: &Arc<Mutex<Store>>,
     metrics: &ProberMetrics,
     pending: &mut Pending,
 ) -> bool {
-    let batch = pending.take_batch();
+    let (keys, batch) = pending.take_batch();
     let s = store.clone();
     let res = tokio::task::spawn_blocking(move || {
-        let r = s
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert_rounds(&batch);
-        (batch, r)
+        let mut store = s.lock().unwrap_or_else(|p| p.into_inner());
+        let r = keys
+            .iter()
+            .try_for_each(|k| {
+                store.upsert_target(
+                    &k.prober,
+                    &k.target,
+                    &k.address,
+                    &k.claim,
+                    Some(&k.spki),
+                    k.at_unix_ns,
+                )
+            })
+            .and_then(|()| store.insert_rounds(&batch));
+        (keys, batch, r)
     })
     .await;
     match res {
-        Ok((batch, Ok(()))) => {
+        Ok((_, batch, Ok(()))) => {
             for (r, _) in &batch {
                 // Counted once stored. A removed target's series stays removed.
                 if let Some(c) = metrics.rounds.get(&labels_of(r)) {
@@ -223,14 +300,14 @@ async fn store_batch(
             }
             true
         }
-        Ok((batch, Err(e))) => {
+        Ok((keys, batch, Err(e))) => {
             metrics.store_errors.inc();
             warn!(
                 "the database refused {} rounds ({} wait in all); retrying: {e}",
                 batch.len(),
                 batch.len() + pending.queue.len()
             );
-            pending.put_back(batch);
+            pending.put_back(keys, batch);
             false
         }
         // The blocking task panicked: the batch is gone with it.
@@ -244,10 +321,10 @@ async fn store_batch(
 
 fn labels_of(r: &RoundRecord) -> TargetLabels {
     TargetLabels {
-        prober: r.prober.clone(),
-        target: r.target.clone(),
-        instance: r.address.clone(),
-        claim: r.claim.clone(),
+        prober: r.prober.as_str().into(),
+        target: r.target.as_str().into(),
+        instance: r.address.as_str().into(),
+        claim: r.claim.as_str().into(),
     }
 }
 
@@ -286,6 +363,15 @@ mod tests {
     }
 
     #[test]
+    fn linger_is_at_most_a_second_and_half_a_round() {
+        assert_eq!(linger_for(Duration::from_secs(60)), Duration::from_secs(1));
+        assert_eq!(
+            linger_for(Duration::from_millis(100)),
+            Duration::from_millis(50)
+        );
+    }
+
+    #[test]
     fn the_bound_drops_a_targets_oldest_round_only() {
         let metrics = ProberMetrics::new(&mut Default::default());
         let mut p = Pending::new(10, 1_000);
@@ -301,10 +387,10 @@ mod tests {
         // b's round stayed; a's two oldest went.
         assert_eq!(p.queue[0].0.target, "b");
         assert_eq!(p.queue[1].0.started_unix_ns, 2);
-        let batch = p.take_batch();
-        assert_eq!(batch.len(), 11);
+        let (keys, batch) = p.take_batch();
+        assert_eq!((keys.len(), batch.len()), (0, 11));
         assert!(p.queue.is_empty() && p.per_target.is_empty() && p.samples == 0);
-        p.put_back(batch);
+        p.put_back(keys, batch);
         assert_eq!(p.queue[0].0.target, "b");
         assert_eq!((p.per_target["a"], p.samples), (10, 11));
     }
