@@ -303,7 +303,8 @@ async fn store_batch(
         Ok((keys, batch, Err(e))) => {
             metrics.store_errors.inc();
             warn!(
-                "the database refused {} rounds ({} wait in all); retrying: {e}",
+                "the database refused {} rounds ({} wait in memory, at most {MAX_PENDING_ROUNDS} per \
+                 target); retrying: {e}",
                 batch.len(),
                 batch.len() + pending.queue.len()
             );
