@@ -409,56 +409,31 @@ async fn wall_clock_steps_change_no_rtt_and_lose_no_round() {
         stored_sent >= sent,
         "{stored_sent} challenges stored of {sent}"
     );
-    let c = rusqlite::Connection::open(&db).unwrap();
-    let rows: Vec<(
-        i64,
-        i64,
-        i64,
-        i64,
-        i64,
-        Option<i64>,
-        Option<i64>,
-        Option<String>,
-    )> = c
-        .prepare(
-            "SELECT id, started_unix_ns, duration_ns, sent, answered, min_rtt_ns, p99_rtt_ns, \
-             error FROM rounds ORDER BY id",
-        )
-        .unwrap()
-        .query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-            ))
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert!(rows.len() >= 9, "{} rounds", rows.len());
     // Round trips come from the monotonic clock: loopback values, whatever the wall clock did.
-    for (id, _, _, sent, answered, min, p99, error) in &rows {
-        assert_eq!(error, &None, "round {id}");
-        assert!(
-            *sent > 0 && *answered > 0,
-            "round {id}: {sent} sent, {answered} answered"
-        );
-        let (min, p99) = (min.unwrap(), p99.unwrap());
-        assert!(
-            0 < min && min <= p99 && p99 < 500_000_000,
-            "round {id}: {min} / {p99} ns"
-        );
+    let stored = Store::open(&db)
+        .unwrap()
+        .rounds_between("n1", i64::MIN, i64::MAX)
+        .unwrap();
+    assert!(stored.len() >= 9, "{} rounds", stored.len());
+    for r in &stored {
+        assert_eq!(r.error, None, "{r:?}");
+        assert!(r.sent > 0 && r.answered > 0, "{r:?}");
+        let (min, p99) = (r.min_rtt_ns.unwrap(), r.p99_rtt_ns.unwrap());
+        assert!(0 < min && min <= p99 && p99 < 500_000_000, "{r:?}");
     }
     // The schedule too: after the first (random-length) round every round has its 10
     // challenges, and consecutive rounds (in storage order) follow each other within a few
     // seconds of wall time except at exactly the two steps.
-    assert!(rows[1..].iter().all(|r| r.3 == 10), "{rows:?}");
-    let gaps: Vec<i64> = rows.windows(2).map(|w| w[1].1 - w[0].1).collect();
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let rows: Vec<(i64, i64)> = c
+        .prepare("SELECT started_unix_ns, sent FROM rounds ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(rows[1..].iter().all(|r| r.1 == 10), "{rows:?}");
+    let gaps: Vec<i64> = rows.windows(2).map(|w| w[1].0 - w[0].0).collect();
     let near = |g: i64, want: i64| (g - want).abs() < 5_000_000_000;
     assert_eq!(
         gaps.iter().filter(|g| near(**g, -HOUR_NS)).count(),
