@@ -376,11 +376,7 @@ impl Proc {
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     let status = out[9..12].parse().unwrap();
@@ -1026,4 +1022,165 @@ fn integrity(db: &Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     Store::open(db).unwrap().integrity_check().unwrap()
+}
+
+/// The value of the first series line that starts with `prefix` (name and first labels).
+fn series(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// The disk fills up under the prober: the database refuses writes, rounds go on and wait in
+/// memory, and once space returns every one of them is stored. "Full" is the running daemon's
+/// `RLIMIT_FSIZE` lowered to one byte with `prlimit` (no root tricks, nothing filled on a
+/// shared disk): every database write then fails with EFBIG, as writes do with ENOSPC on a full
+/// disk; the daemon catches SIGXFSZ, which would otherwise kill it.
+#[test]
+fn full_disk_keeps_rounds_in_memory_until_space_returns() {
+    let prlimit = on_path(&["prlimit"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut responder = Proc(
+        locus()
+            .args(["responder", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let raddr = responder.listen();
+    let cfg = dir.path().join("prober.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "db = \"d.db\"\nlisten = \"127.0.0.1:0\"\nbind = \"127.0.0.1:0\"\n\
+             [prober]\nid = \"p1\"\nsite = \"ams\"\n\
+             [probe]\nrate_hz = 100.0\nround_s = 0.1\nevidence_interval_s = 0\n\
+             [[sites]]\nname = \"ams\"\nlat = 52.37\nlon = 4.9\n\
+             [[targets]]\nname = \"a\"\naddress = \"{raddr}\"\nclaim = \"ams\"\n"
+        ),
+    )
+    .unwrap();
+    let mut p = Proc(
+        locus()
+            .arg("prober")
+            .arg("--config")
+            .arg(&cfg)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Drain the log (a full pipe would stall the daemon); keep it for the checks below.
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    {
+        let log = log.clone();
+        let stderr = p.0.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = log.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+    }
+    let addr = p.listen();
+    let pid = p.0.id().to_string();
+    let rounds =
+        |t: &str| series(t, "locus_rounds_total{prober=\"p1\",target=\"a\"").unwrap_or(0.0);
+    let sent = |t: &str| {
+        series(t, "locus_challenges_sent_total{prober=\"p1\",target=\"a\"").unwrap_or(0.0)
+    };
+    let errors = |t: &str| series(t, "locus_store_errors_total ").unwrap_or(0.0);
+    wait_for(addr, "three stored rounds", |t| rounds(t) >= 3.0);
+
+    let limit = |soft: &str| {
+        let out = Command::new(&prlimit)
+            .args(["--pid", &pid, &format!("--fsize={soft}:unlimited")])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    limit("1");
+    let full = wait_for(addr, "refused writes", |t| errors(t) >= 3.0);
+    let (stored_when_full, sent_when_full) = (rounds(&full), sent(&full));
+    let still_full = wait_for(addr, "rounds probed while the disk is full", |t| {
+        sent(t) >= sent_when_full + 100.0
+    });
+    assert_eq!(rounds(&still_full), stored_when_full, "stored while full?");
+
+    limit("unlimited");
+    let backlog = sent(&still_full) / 10.0;
+    let recovered = wait_for(addr, "the backlog stored", |t| rounds(t) >= backlog);
+    let sent_total = sent(&recovered);
+    assert_eq!(series(&recovered, "locus_rounds_dropped_total "), Some(0.0));
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.exit_code(), Some(0), "{}", log.lock().unwrap());
+
+    // No round lost: every challenge counted is in a stored round, the database checks out.
+    let store = Store::open(&dir.path().join("d.db")).unwrap();
+    let stored = store.rounds_between("a", i64::MIN, i64::MAX).unwrap();
+    let stored_sent: u64 = stored.iter().map(|r| r.sent).sum();
+    assert!(
+        stored_sent as f64 >= sent_total,
+        "{stored_sent} challenges stored of {sent_total}"
+    );
+    assert!(stored.iter().all(|r| r.error.is_none()), "{stored:?}");
+    drop(store);
+    assert_eq!(integrity(&dir.path().join("d.db")), "ok");
+    let log = log.lock().unwrap();
+    assert!(log.contains("the database refused"), "{log}");
+    assert!(log.contains("file size limit"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    responder.signal(Signal::SIGTERM);
+}
+
+/// `locus bench fleet` end to end on a tiny fleet: the JSON keys of the contract, and values
+/// that follow from the run (20 targets at 1 Hz send about 20 challenges a second).
+#[test]
+fn bench_fleet_reports_its_contract_keys() {
+    let out = locus()
+        .args([
+            "bench",
+            "fleet",
+            "--targets",
+            "20",
+            "--duration-s",
+            "2",
+            "--round-s",
+            "1",
+            "--responders",
+            "2",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let num = |k: &str| {
+        v[k].as_f64()
+            .unwrap_or_else(|| panic!("no number {k:?} in {v}"))
+    };
+    assert_eq!(num("targets"), 20.0, "{v}");
+    // Counters move when rounds end: allow a round's worth either way.
+    let pps = num("probes_per_s");
+    assert!((10.0..=30.0).contains(&pps), "{v}");
+    assert!(num("answered_ratio") >= 0.9, "{v}");
+    let cpu = num("prober_cpu_cores");
+    assert!(cpu > 0.0 && cpu < 2.0, "{v}");
+    let rss = num("prober_rss_mib");
+    assert!(rss > 1.0 && rss < 4096.0, "{v}");
+    let late = num("lateness_p99_ms");
+    assert!((0.0..1000.0).contains(&late), "{v}");
+    let ratio = num("cpu_ratio_vs_udp_loop");
+    assert!(ratio.is_finite() && ratio > 0.0, "{v}");
 }

@@ -63,6 +63,15 @@ pub enum ConnectError {
     Timeout { addr: SocketAddr, timeout: Duration },
 }
 
+/// One crypto provider for every connection (each would otherwise carry its own copy).
+fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    static PROVIDER: std::sync::OnceLock<Arc<rustls::crypto::CryptoProvider>> =
+        std::sync::OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .clone()
+}
+
 /// Connects to the responder at `addr`, from a fresh endpoint bound to `bind`.
 pub async fn connect(
     addr: SocketAddr,
@@ -70,15 +79,58 @@ pub async fn connect(
     policy: SpkiPolicy,
     timeout: Duration,
 ) -> Result<Target, ConnectError> {
+    let endpoint = client_endpoint(bind)?;
+    connect_on(&endpoint, addr, policy, timeout).await
+}
+
+/// Socket buffers asked for (the kernel caps them at `net.core.rmem_max`/`wmem_max`): with
+/// thousands of targets on one socket, handshake flights of full-size packets arrive in bursts
+/// that overflow the default ~208 KiB, and every drop costs a retransmission timeout.
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// A client endpoint (one UDP socket) that many connections can share: see [`connect_on`].
+pub fn client_endpoint(bind: SocketAddr) -> Result<quinn::Endpoint, ConnectError> {
+    let socket = udp_socket(bind).map_err(ConnectError::Bind)?;
+    let runtime =
+        quinn::default_runtime().ok_or_else(|| ConnectError::Quic("no async runtime".into()))?;
+    quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime)
+        .map_err(ConnectError::Bind)
+}
+
+fn udp_socket(bind: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(bind), Type::DGRAM, Some(Protocol::UDP))?;
+    if bind.is_ipv6() {
+        s.set_only_v6(false)?;
+    }
+    // Best effort: a smaller buffer still works, with drops under bursts.
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    s.bind(&bind.into())?;
+    Ok(s.into())
+}
+
+/// Connects to the responder at `addr` over an existing endpoint. A daemon probing thousands
+/// of targets shares one endpoint: each endpoint has its own socket, driver task and receive
+/// buffer (quinn sizes it for 32 batches of GRO'd 64 KiB datagrams).
+pub async fn connect_on(
+    endpoint: &quinn::Endpoint,
+    addr: SocketAddr,
+    policy: SpkiPolicy,
+    timeout: Duration,
+) -> Result<Target, ConnectError> {
     let seen = Arc::new(Mutex::new(None));
     let pinned = matches!(policy, SpkiPolicy::Pinned(_));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crypto_provider();
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(PinVerifier::new(policy, seen.clone())))
         .with_no_client_auth();
     tls.alpn_protocols = vec![ALPN.to_vec()];
+    // Every connection shows the session key: a resumed session would skip the certificate
+    // (and the pin). This also frees the 256-entry session cache each config starts with.
+    tls.resumption = rustls::client::Resumption::disabled();
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| ConnectError::Quic(e.to_string()))?;
     let mut client = quinn::ClientConfig::new(Arc::new(crypto));
@@ -86,13 +138,15 @@ pub async fn connect(
     transport
         .datagram_receive_buffer_size(Some(4 << 20))
         .datagram_send_buffer_size(4 << 20)
-        .keep_alive_interval(Some(Duration::from_secs(5)));
+        .keep_alive_interval(Some(Duration::from_secs(5)))
+        // Responders never open streams: no per-connection state for them (quinn keeps a
+        // slot per allowed stream, ~10 KiB per connection at the default 100 + 100).
+        .max_concurrent_bidi_streams(0u32.into())
+        .max_concurrent_uni_streams(0u32.into());
     client.transport_config(Arc::new(transport));
 
-    let mut endpoint = quinn::Endpoint::client(bind).map_err(ConnectError::Bind)?;
-    endpoint.set_default_client_config(client);
     let connecting = endpoint
-        .connect(addr, "locus-responder")
+        .connect_with(client, addr, "locus-responder")
         .map_err(|source| ConnectError::Connect { addr, source })?;
     let conn = match tokio::time::timeout(timeout, connecting).await {
         Ok(Ok(c)) => c,
@@ -114,6 +168,6 @@ pub async fn connect(
             epoch: Instant::now(),
             sending_done: true,
         })),
-        _endpoint: endpoint,
+        _endpoint: endpoint.clone(),
     })
 }

@@ -13,7 +13,7 @@ pub mod round;
 pub mod stats;
 pub mod store;
 
-pub use client::{connect, ConnectError, Target};
+pub use client::{client_endpoint, connect, connect_on, ConnectError, Target};
 pub use pin::SpkiPolicy;
-pub use round::{run_round, RoundConfig, RoundReport};
+pub use round::{run_round, run_round_from, RoundConfig, RoundReport};
 pub use stats::RttStats;

@@ -3,6 +3,7 @@
 //! counters of sent, lost, late and violating answers; per-node verdicts for the monitor.
 
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -22,13 +23,14 @@ pub const VERDICTS: &[&str] = &[
     "inconclusive",
 ];
 
-/// Labels of per-target series.
+/// Labels of per-target series. Shared strings: each of a target's dozen series keeps its own
+/// copy of the labels, which with thousands of targets adds up.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TargetLabels {
-    pub prober: String,
-    pub target: String,
-    pub instance: String,
-    pub claim: String,
+    pub prober: Arc<str>,
+    pub target: Arc<str>,
+    pub instance: Arc<str>,
+    pub claim: Arc<str>,
 }
 
 /// Labels of `locus_node_verdict`.
@@ -53,6 +55,11 @@ fn rtt_histogram() -> Histogram {
     Histogram::new(exponential_buckets(50e-6, 2.0, 16))
 }
 
+fn lateness_histogram() -> Histogram {
+    // 100 µs … 3.3 s in doublings: tokio's timers have 1 ms granularity.
+    Histogram::new(exponential_buckets(100e-6, 2.0, 16))
+}
+
 /// The prober daemon's metrics.
 #[derive(Clone)]
 pub struct ProberMetrics {
@@ -72,6 +79,12 @@ pub struct ProberMetrics {
     pub store_errors: Counter,
     pub rounds_dropped: Counter,
     pub targets: Gauge,
+    /// Targets with an open connection.
+    pub targets_connected: Gauge,
+    /// How late challenges left after their scheduled time (all targets).
+    pub lateness_seconds: Histogram,
+    /// Wall-clock steps noticed (stored timestamps jump with them).
+    pub wall_clock_steps: Counter,
     pub reloads: Counter,
     pub reload_failures: Counter,
 }
@@ -96,6 +109,9 @@ impl ProberMetrics {
             store_errors: Counter::default(),
             rounds_dropped: Counter::default(),
             targets: Gauge::default(),
+            targets_connected: Gauge::default(),
+            lateness_seconds: lateness_histogram(),
+            wall_clock_steps: Counter::default(),
             reloads: Counter::default(),
             reload_failures: Counter::default(),
         };
@@ -175,6 +191,23 @@ impl ProberMetrics {
             "locus_targets",
             "Targets currently probed",
             m.targets.clone(),
+        );
+        r.register(
+            "locus_targets_connected",
+            "Targets with an open connection",
+            m.targets_connected.clone(),
+        );
+        r.register(
+            "locus_probe_lateness_seconds",
+            "How late echo challenges left after their scheduled time, all targets \
+             (observed when their round ends)",
+            m.lateness_seconds.clone(),
+        );
+        r.register(
+            "locus_wall_clock_steps",
+            "Steps of the wall clock by more than 1 s (stored timestamps follow them; round \
+             trips use the monotonic clock)",
+            m.wall_clock_steps.clone(),
         );
         r.register(
             "locus_config_reloads",
@@ -278,11 +311,36 @@ impl NodeMetrics {
     }
 }
 
+/// Size of the pieces [`encode_in_chunks`] hands on.
+const CHUNK: usize = 64 << 10;
+
+/// Encodes `registry` piece by piece, in the OpenMetrics text format or (`openmetrics` false)
+/// the Prometheus text format 0.0.4: `sink` gets pieces of about 64 KiB as they fill and
+/// returns false to stop. With thousands of targets the text is tens of MB; held whole, each
+/// scrape's copy would stay in the allocator of the thread that encoded it.
+pub fn encode_in_chunks(registry: &Registry, openmetrics: bool, sink: impl FnMut(String) -> bool) {
+    let mut w = TextChunks {
+        out: String::with_capacity(CHUNK + 4096),
+        sink,
+        stopped: false,
+        classic: !openmetrics,
+        line: String::new(),
+        help: None,
+    };
+    // Fails only when the sink stopped.
+    if prometheus_client::encoding::text::encode(&mut w, registry).is_ok() {
+        w.end_line();
+        w.hand_on();
+    }
+}
+
 /// Encodes `registry` in the OpenMetrics text format.
 pub fn encode_openmetrics(registry: &Registry) -> String {
     let mut out = String::new();
-    // Writing into a String cannot fail.
-    let _ = prometheus_client::encoding::text::encode(&mut out, registry);
+    encode_in_chunks(registry, true, |c| {
+        out.push_str(&c);
+        true
+    });
     out
 }
 
@@ -290,27 +348,101 @@ pub fn encode_openmetrics(registry: &Registry) -> String {
 /// non-OpenMetrics scrapers read): OpenMetrics names a counter family without its `_total`
 /// suffix and ends with `# EOF`; the classic format names the family like its sample.
 pub fn encode_prometheus(registry: &Registry) -> String {
-    let om = encode_openmetrics(registry);
-    let counters: std::collections::HashSet<&str> = om
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
-        .collect();
-    let mut out = String::with_capacity(om.len() + 64);
-    for line in om.lines() {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
-        }
-        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
-            let rest = line.strip_prefix(prefix)?;
-            let (name, tail) = rest.split_once(' ')?;
-            counters
-                .contains(name)
-                .then(|| format!("{prefix}{name}_total {tail}"))
-        });
-        out.push_str(renamed.as_deref().unwrap_or(line));
-        out.push('\n');
-    }
+    let mut out = String::new();
+    encode_in_chunks(registry, false, |c| {
+        out.push_str(&c);
+        true
+    });
     out
+}
+
+/// Collects encoded text into pieces; for the classic format it rewrites the OpenMetrics text
+/// line by line as it comes.
+struct TextChunks<F> {
+    out: String,
+    sink: F,
+    stopped: bool,
+    classic: bool,
+    /// The line being written (classic format).
+    line: String,
+    /// A `# HELP` line waiting for its `# TYPE` line (which tells whether it is a counter).
+    help: Option<String>,
+}
+
+impl<F: FnMut(String) -> bool> TextChunks<F> {
+    fn end_line(&mut self) {
+        let line = std::mem::take(&mut self.line);
+        let dropped = line.is_empty() || line == "# EOF" || line.starts_with("# UNIT ");
+        if dropped {
+            // Not part of the classic format.
+        } else if line.starts_with("# HELP ") {
+            self.flush_help();
+            self.help = Some(line.clone());
+        } else if let Some(name) = line
+            .strip_prefix("# TYPE ")
+            .and_then(|r| r.strip_suffix(" counter"))
+        {
+            if let Some(h) = self.help.take() {
+                match h
+                    .strip_prefix("# HELP ")
+                    .and_then(|r| r.strip_prefix(name)?.strip_prefix(' '))
+                {
+                    Some(text) => self.push_line(&format!("# HELP {name}_total {text}")),
+                    None => self.push_line(&h),
+                }
+            }
+            self.push_line(&format!("# TYPE {name}_total counter"));
+        } else {
+            self.flush_help();
+            self.push_line(&line);
+        }
+        // Reuse the line's buffer.
+        self.line = line;
+        self.line.clear();
+    }
+
+    fn flush_help(&mut self) {
+        if let Some(h) = self.help.take() {
+            self.push_line(&h);
+        }
+    }
+
+    fn push_line(&mut self, line: &str) {
+        self.out.push_str(line);
+        self.out.push('\n');
+    }
+
+    /// Hands the collected text to the sink.
+    fn hand_on(&mut self) {
+        if !self.out.is_empty() && !self.stopped {
+            let piece = std::mem::replace(&mut self.out, String::with_capacity(CHUNK + 4096));
+            self.stopped = !(self.sink)(piece);
+        }
+    }
+}
+
+impl<F: FnMut(String) -> bool> std::fmt::Write for TextChunks<F> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if self.classic {
+            let mut rest = s;
+            while let Some(i) = rest.find('\n') {
+                self.line.push_str(&rest[..i]);
+                self.end_line();
+                rest = &rest[i + 1..];
+            }
+            self.line.push_str(rest);
+        } else {
+            self.out.push_str(s);
+        }
+        if self.out.len() >= CHUNK {
+            self.hand_on();
+        }
+        if self.stopped {
+            Err(std::fmt::Error)
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// The content type of [`encode_openmetrics`]'s output.
@@ -323,6 +455,65 @@ pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=ut
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fmt::Write;
+
+    #[test]
+    fn classic_text_does_not_depend_on_how_the_text_is_cut() {
+        let om = "# HELP c Things.\n# TYPE c counter\nc_total{a=\"x\"} 1\n# HELP g A gauge.\n\
+                  # TYPE g gauge\n# UNIT g seconds\ng 2\n# EOF\n";
+        let want = "# HELP c_total Things.\n# TYPE c_total counter\nc_total{a=\"x\"} 1\n\
+                    # HELP g A gauge.\n# TYPE g gauge\ng 2\n";
+        for cut in 1..om.len() {
+            let mut got = String::new();
+            let mut c = TextChunks {
+                out: String::new(),
+                sink: |p: String| {
+                    got.push_str(&p);
+                    true
+                },
+                stopped: false,
+                classic: true,
+                line: String::new(),
+                help: None,
+            };
+            for chunk in om.as_bytes().chunks(cut) {
+                c.write_str(std::str::from_utf8(chunk).unwrap()).unwrap();
+            }
+            c.end_line();
+            c.hand_on();
+            drop(c);
+            assert_eq!(got, want, "cut every {cut} bytes");
+        }
+    }
+
+    #[test]
+    fn large_registries_come_in_pieces_and_a_sink_can_stop() {
+        let mut r = Registry::default();
+        let m = ProberMetrics::new(&mut r);
+        for i in 0..2_000 {
+            let l = TargetLabels {
+                prober: "p".into(),
+                target: format!("t{i}").into(),
+                instance: "127.0.0.1:1".into(),
+                claim: "c".into(),
+            };
+            m.sent.get_or_create(&l).inc();
+        }
+        let mut pieces = Vec::new();
+        encode_in_chunks(&r, false, |p| {
+            pieces.push(p);
+            true
+        });
+        assert!(pieces.len() > 1, "{} pieces", pieces.len());
+        assert!(pieces.iter().all(|p| p.len() < CHUNK + 4096));
+        assert_eq!(pieces.concat(), encode_prometheus(&r));
+        let mut calls = 0;
+        encode_in_chunks(&r, true, |_| {
+            calls += 1;
+            false
+        });
+        assert_eq!(calls, 1);
+    }
 
     #[test]
     fn verdict_is_one_hot() {
@@ -346,6 +537,7 @@ mod tests {
         );
         assert!(text.contains("\nlocus_judgements_total 2\n"), "{text}");
         assert!(!text.contains("# EOF"), "{text}");
+        assert!(text.contains("# HELP locus_judgements_total "), "{text}");
         assert!(encode_openmetrics(&r).ends_with("# EOF\n"));
     }
 }

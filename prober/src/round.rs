@@ -14,9 +14,6 @@ use tracing::debug;
 use crate::client::{ProbeState, Target};
 use crate::stats::{new_histogram, RttStats};
 
-/// How often the receiver wakes to expire unanswered challenges.
-const EXPIRY_TICK: Duration = Duration::from_millis(5);
-
 /// How many violations are kept verbatim in a report (all are counted).
 const VIOLATIONS_KEPT: usize = 32;
 
@@ -67,10 +64,21 @@ pub struct RoundReport {
     pub wall_s: f64,
     #[serde(skip)]
     pub samples: Vec<Sample>,
+    /// How late each paced challenge left after its scheduled time, in ns (empty when
+    /// `rate_hz` is 0): the scheduler's lateness, including waits for window room.
+    #[serde(skip)]
+    pub lateness_ns: Vec<u64>,
 }
 
-/// Runs one round against `target`. Rounds on one target should not overlap.
+/// Runs one round against `target`, paced from now. Rounds on one target should not overlap.
 pub async fn run_round(target: &Target, cfg: &RoundConfig) -> RoundReport {
+    run_round_from(target, cfg, Instant::now()).await
+}
+
+/// Runs one round whose challenge `i` is due at `schedule + i / rate_hz`: a caller that
+/// continues a schedule across rounds passes the previous round's end of schedule, so rounds
+/// follow each other at the configured rate without a gap or a double probe.
+pub async fn run_round_from(target: &Target, cfg: &RoundConfig, schedule: Instant) -> RoundReport {
     let started = Instant::now();
     let state = target.probe.clone();
     let before = {
@@ -81,19 +89,27 @@ pub async fn run_round(target: &Target, cfg: &RoundConfig) -> RoundReport {
     };
     let epoch = lock(&state).epoch;
     let room = Arc::new(Notify::new());
+    let done = Arc::new(Notify::new());
     let receiver = tokio::spawn(receive(
         target.conn.clone(),
         state.clone(),
         room.clone(),
+        done.clone(),
+        cfg.timeout,
         cfg.keep_samples,
         cfg.spin,
     ));
 
     let mut rng = rand::rngs::StdRng::from_entropy();
     let interval = (cfg.rate_hz > 0.0).then(|| Duration::from_secs_f64(1.0 / cfg.rate_hz));
+    let mut lateness_ns = Vec::with_capacity(if interval.is_some() {
+        cfg.count.min(1 << 16) as usize
+    } else {
+        0
+    });
     for i in 0..cfg.count {
-        if let Some(iv) = interval {
-            let due = started + iv.mul_f64(i as f64);
+        let due = interval.map(|iv| schedule + iv.mul_f64(i as f64));
+        if let Some(due) = due {
             if due > Instant::now() {
                 tokio::time::sleep_until(due.into()).await;
             }
@@ -112,22 +128,27 @@ pub async fn run_round(target: &Target, cfg: &RoundConfig) -> RoundReport {
             let now = epoch.elapsed().as_nanos() as u64;
             s.tracker.issue(now, nonce)
         };
+        if let Some(due) = due {
+            lateness_ns.push(Instant::now().saturating_duration_since(due).as_nanos() as u64);
+        }
         if let Err(e) = target.conn.send_datagram(datagram.to_vec().into()) {
             debug!(target = %target.addr, "challenge not sent: {e}");
             break;
         }
     }
     lock(&state).sending_done = true;
-    let (hist, inside, samples, examples) = receiver.await.unwrap_or_else(|e| {
+    // A permit is stored if the receiver is not waiting yet: it cannot miss the end.
+    done.notify_one();
+    let (rtt, inside_p50_us, samples, examples) = receiver.await.unwrap_or_else(|e| {
         debug!("receiver task failed: {e}");
-        (new_histogram(), new_histogram(), Vec::new(), Vec::new())
+        (RttStats::default(), 0.0, Vec::new(), Vec::new())
     });
     let after = lock(&state).tracker.counters();
     let d = |f: fn(&Counters) -> u64| f(&after) - f(&before);
     RoundReport {
         target: target.addr,
-        rtt: RttStats::from_histogram(&hist),
-        inside_p50_us: RttStats::from_histogram(&inside).p50_us,
+        rtt,
+        inside_p50_us,
         sent: d(|c| c.sent),
         answered: d(|c| c.answered),
         lost: d(|c| c.lost),
@@ -137,30 +158,37 @@ pub async fn run_round(target: &Target, cfg: &RoundConfig) -> RoundReport {
         violation_examples: examples,
         wall_s: started.elapsed().as_secs_f64(),
         samples,
+        lateness_ns,
     }
 }
 
-type Received = (
-    hdrhistogram::Histogram<u64>,
-    hdrhistogram::Histogram<u64>,
-    Vec<Sample>,
-    Vec<String>,
-);
+/// Round-trip statistics, the responder's processing time p50 (µs), kept samples, violations.
+type Received = (RttStats, f64, Vec<Sample>, Vec<String>);
 
+/// Matches answers until sending is done and nothing is in flight. Sleeps until the next
+/// datagram, the oldest challenge's expiry or the end of sending: no periodic wake-ups, which
+/// matter when thousands of targets are probed at 1 Hz.
 async fn receive(
     conn: quinn::Connection,
     state: Arc<Mutex<ProbeState>>,
     room: Arc<Notify>,
+    done: Arc<Notify>,
+    timeout: Duration,
     keep: bool,
     spin: Duration,
 ) -> Received {
     let epoch = lock(&state).epoch;
-    let mut hist = new_histogram();
-    let mut inside = new_histogram();
+    // Kept samples give exact statistics at the end. A 3-digit histogram over 1 ns - 60 s
+    // fills ~220 KiB: with thousands of targets at 1 Hz, their memory would dominate.
+    let (mut hist, mut inside) = if keep {
+        (None, None)
+    } else {
+        (Some(new_histogram()), Some(new_histogram()))
+    };
     let mut samples = Vec::new();
     let mut examples = Vec::new();
     loop {
-        {
+        let next_expiry = {
             let mut s = lock(&state);
             let now = epoch.elapsed().as_nanos() as u64;
             if s.tracker.expire(now) > 0 {
@@ -169,24 +197,34 @@ async fn receive(
             if s.sending_done && s.tracker.in_flight() == 0 {
                 break;
             }
-        }
-        let read = spin_then_read(&conn, spin);
-        let datagram = match tokio::time::timeout(EXPIRY_TICK, read).await {
-            Err(_) => continue,
-            Ok(Ok(d)) => d,
-            Ok(Err(e)) => {
-                debug!("connection closed during round: {e}");
-                lock(&state).tracker.expire_all();
-                break;
-            }
+            s.tracker.next_expiry_ns()
+        };
+        // Nothing pending: a challenge issued from now on expires no earlier than a timeout
+        // from now, so waking then is early enough.
+        let wake = match next_expiry {
+            Some(ns) => epoch + Duration::from_nanos(ns),
+            None => Instant::now() + timeout,
+        };
+        let datagram = tokio::select! {
+            r = spin_then_read(&conn, spin) => match r {
+                Ok(d) => d,
+                Err(e) => {
+                    debug!("connection closed during round: {e}");
+                    lock(&state).tracker.expire_all();
+                    break;
+                }
+            },
+            _ = tokio::time::sleep_until(wake.into()) => continue,
+            _ = done.notified() => continue,
         };
         let now = epoch.elapsed().as_nanos() as u64;
         let outcome = lock(&state).tracker.on_answer(now, &datagram);
         match outcome {
             AnswerOutcome::Sample(s) => {
-                let _ = hist.record(s.rtt_ns.max(1));
-                let _ = inside.record(s.inside_ns.max(1));
-                if keep {
+                if let (Some(h), Some(i)) = (hist.as_mut(), inside.as_mut()) {
+                    let _ = h.record(s.rtt_ns.max(1));
+                    let _ = i.record(s.inside_ns.max(1));
+                } else {
                     samples.push(s);
                 }
                 room.notify_one();
@@ -199,7 +237,17 @@ async fn receive(
             }
         }
     }
-    (hist, inside, samples, examples)
+    let (rtt, inside_p50_us) = match (hist, inside) {
+        (Some(h), Some(i)) => (
+            RttStats::from_histogram(&h),
+            RttStats::from_histogram(&i).p50_us,
+        ),
+        _ => (
+            RttStats::from_ns(samples.iter().map(|s| s.rtt_ns).collect()),
+            RttStats::from_ns(samples.iter().map(|s| s.inside_ns).collect()).p50_us,
+        ),
+    };
+    (rtt, inside_p50_us, samples, examples)
 }
 
 /// Awaits the next datagram, first yielding to the runtime (which then polls the socket

@@ -21,6 +21,25 @@ pub fn new_histogram() -> Histogram<u64> {
 }
 
 impl RttStats {
+    /// Exact statistics of a few values (nearest-rank quantiles), without a histogram.
+    pub fn from_ns(mut ns: Vec<u64>) -> Self {
+        if ns.is_empty() {
+            return Self::default();
+        }
+        ns.sort_unstable();
+        let us = |v: u64| v as f64 / 1_000.0;
+        let at = |q: f64| us(ns[((q * ns.len() as f64).ceil() as usize).clamp(1, ns.len()) - 1]);
+        Self {
+            count: ns.len() as u64,
+            min_us: us(ns[0]),
+            p50_us: at(0.50),
+            p90_us: at(0.90),
+            p99_us: at(0.99),
+            max_us: us(ns[ns.len() - 1]),
+            mean_us: ns.iter().map(|&v| v as f64).sum::<f64>() / ns.len() as f64 / 1_000.0,
+        }
+    }
+
     pub fn from_histogram(h: &Histogram<u64>) -> Self {
         if h.is_empty() {
             return Self::default();
@@ -57,5 +76,30 @@ mod tests {
             RttStats::from_histogram(&new_histogram()),
             RttStats::default()
         );
+    }
+
+    #[test]
+    fn exact_quantiles_agree_with_the_histogram() {
+        let ns: Vec<u64> = (1..=200).map(|i| i * 1_000).collect();
+        let mut h = new_histogram();
+        for &v in &ns {
+            h.record(v).unwrap();
+        }
+        let (exact, hist) = (RttStats::from_ns(ns), RttStats::from_histogram(&h));
+        assert_eq!(exact.count, 200);
+        assert_eq!(
+            (exact.min_us, exact.p50_us, exact.p99_us),
+            (1.0, 100.0, 198.0)
+        );
+        assert_eq!(exact.max_us, 200.0);
+        assert!((exact.mean_us - 100.5).abs() < 1e-9);
+        for (a, b) in [
+            (exact.p50_us, hist.p50_us),
+            (exact.p90_us, hist.p90_us),
+            (exact.p99_us, hist.p99_us),
+        ] {
+            assert!((a - b).abs() <= b * 1e-3, "{a} vs {b}");
+        }
+        assert_eq!(RttStats::from_ns(Vec::new()), RttStats::default());
     }
 }

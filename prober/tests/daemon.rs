@@ -6,6 +6,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use locus_prober::daemon;
@@ -15,13 +17,14 @@ use locus_responder::evidence::EvidenceSource;
 use locus_responder::server::{Server, ServerConfig};
 use locus_responder::session_key::SessionKey;
 
-/// `(status, body)` of one HTTP/1.1 request.
+/// `(status, body)` of one request. HTTP/1.0, so that the server answers without chunked
+/// encoding (`/metrics` streams its text).
 fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
     )
     .unwrap();
     let mut out = String::new();
@@ -154,7 +157,7 @@ async fn daemon_probes_reloads_and_stops() {
         let mut s = TcpStream::connect(addr).unwrap();
         write!(
             s,
-            "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAccept: application/openmetrics-text; \
+            "GET /metrics HTTP/1.0\r\nHost: {addr}\r\nAccept: application/openmetrics-text; \
              version=1.0.0\r\nConnection: close\r\n\r\n"
         )
         .unwrap();
@@ -330,19 +333,138 @@ async fn locked_database_loses_no_round() {
     drop(blocker);
     let (_, unlocked) = http_async(http, "GET", "/metrics").await;
     let after_unlock = metric(&unlocked, "locus_rounds_total", "target=\"n1\"").unwrap();
+    // The writer retries on its own: the two kept rounds may be stored before `after_unlock`
+    // was read or after it; four more counted include at least two probed after the lock.
     wait_metrics(http, "rounds after the lock", |t| {
-        metric(t, "locus_rounds_total", "target=\"n1\"").is_some_and(|v| v >= after_unlock + 2.0)
+        metric(t, "locus_rounds_total", "target=\"n1\"").is_some_and(|v| v >= after_unlock + 4.0)
     })
     .await;
     let (_, last) = http_async(http, "GET", "/metrics").await;
-    let completed = metric(&last, "locus_rounds_total", "target=\"n1\"").unwrap();
+    let sent = metric(&last, "locus_challenges_sent_total", "target=\"n1\"").unwrap();
     assert!(!last.contains("locus_rounds_dropped_total 1"), "{last}");
     d.shutdown().await.unwrap();
     r.shutdown().await;
-    let store = Store::open(&dir.path().join("probe.db")).unwrap();
-    let stored = store.rounds_between("n1", 0, i64::MAX).unwrap().len() as f64;
-    // Every round completed before the last scrape was stored, those during the lock included.
-    assert!(stored >= completed, "{stored} rounds stored of {completed}");
+    // Every challenge of a round completed before the last scrape is in a stored round, those
+    // of the rounds during the lock included.
+    let (_, stored_sent) = stored_totals(&dir.path().join("probe.db"));
+    assert!(
+        stored_sent >= sent,
+        "{stored_sent} challenges stored of {sent}"
+    );
+}
+
+/// `(rounds, challenges sent)` stored in the database.
+fn stored_totals(db: &Path) -> (f64, f64) {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.query_row(
+        "SELECT count(*), coalesce(sum(sent), 0) FROM rounds",
+        [],
+        |r| Ok((r.get::<_, i64>(0)? as f64, r.get::<_, i64>(1)? as f64)),
+    )
+    .unwrap()
+}
+
+/// A wall clock the test steps: the system's plus an offset.
+struct SteppedClock(AtomicI64);
+
+impl daemon::WallClock for SteppedClock {
+    fn unix_now_ns(&self) -> i64 {
+        daemon::SystemClock.unix_now_ns() + self.0.load(Ordering::Relaxed)
+    }
+}
+
+const HOUR_NS: i64 = 3_600_000_000_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wall_clock_steps_change_no_rtt_and_lose_no_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("prober.toml");
+    let r = responder().await;
+    std::fs::write(&cfg_path, config(&[("n1", r.local_addr().unwrap())], "")).unwrap();
+    let clock = Arc::new(SteppedClock(AtomicI64::new(0)));
+    let d = daemon::start_with_clock(cfg_path, clock.clone())
+        .await
+        .unwrap();
+    let http = d.http_addr();
+    let rounds = |t: &str| metric(t, "locus_rounds_total", "target=\"n1\"").unwrap_or(0.0);
+    let steps = |t: &str| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("locus_wall_clock_steps_total "))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let mut seen = wait_metrics(http, "three rounds", |t| rounds(t) >= 3.0).await;
+    // Back an hour, then forward two: each step is noticed once, and rounds go on.
+    for (offset, n) in [(-HOUR_NS, 1.0), (HOUR_NS, 2.0)] {
+        clock.0.store(offset, Ordering::Relaxed);
+        let before = rounds(&seen);
+        seen = wait_metrics(http, "the step and three more rounds", |t| {
+            steps(t) == Some(n) && rounds(t) >= before + 3.0
+        })
+        .await;
+    }
+    let sent = metric(&seen, "locus_challenges_sent_total", "target=\"n1\"").unwrap();
+    d.shutdown().await.unwrap();
+    r.shutdown().await;
+
+    let db = dir.path().join("probe.db");
+    let (_, stored_sent) = stored_totals(&db);
+    assert!(
+        stored_sent >= sent,
+        "{stored_sent} challenges stored of {sent}"
+    );
+    // Round trips come from the monotonic clock: loopback values, whatever the wall clock did.
+    let stored = Store::open(&db)
+        .unwrap()
+        .rounds_between("n1", i64::MIN, i64::MAX)
+        .unwrap();
+    assert!(stored.len() >= 9, "{} rounds", stored.len());
+    for r in &stored {
+        assert_eq!(r.error, None, "{r:?}");
+        assert!(r.sent > 0 && r.answered > 0, "{r:?}");
+        let (min, p99) = (r.min_rtt_ns.unwrap(), r.p99_rtt_ns.unwrap());
+        assert!(0 < min && min <= p99 && p99 < 500_000_000, "{r:?}");
+    }
+    // The schedule too: after the first (random-length) round every round has its 10
+    // challenges, and consecutive rounds (in storage order) follow each other within a few
+    // seconds of wall time except at exactly the two steps.
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let rows: Vec<(i64, i64)> = c
+        .prepare("SELECT started_unix_ns, sent FROM rounds ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(rows[1..].iter().all(|r| r.1 == 10), "{rows:?}");
+    let gaps: Vec<i64> = rows.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    let near = |g: i64, want: i64| (g - want).abs() < 5_000_000_000;
+    assert_eq!(
+        gaps.iter().filter(|g| near(**g, -HOUR_NS)).count(),
+        1,
+        "{gaps:?}"
+    );
+    assert_eq!(
+        gaps.iter().filter(|g| near(**g, 2 * HOUR_NS)).count(),
+        1,
+        "{gaps:?}"
+    );
+    assert!(
+        gaps.iter()
+            .all(|&g| near(g, -HOUR_NS) || near(g, 2 * HOUR_NS) || (0..5_000_000_000).contains(&g)),
+        "{gaps:?}"
+    );
+    // Each round's samples are placed with that round's reading of the wall clock, inside it.
+    let outside: i64 = c
+        .query_row(
+            "SELECT count(*) FROM samples s JOIN rounds r ON r.id = s.round_id \
+             WHERE s.sent_unix_ns < r.started_unix_ns - 1000000000 \
+                OR s.sent_unix_ns > r.started_unix_ns + r.duration_ns + 1000000000 \
+                OR s.rtt_ns <= 0 OR s.rtt_ns >= 500000000",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(outside, 0);
 }
 
 /// Past `db_max_pending_rounds` unstored rounds, the oldest are dropped and counted; the rest
@@ -378,8 +500,10 @@ async fn a_database_refusing_writes_too_long_drops_the_oldest_rounds() {
     drop(blocker);
     let (_, unlocked) = http_async(http, "GET", "/metrics").await;
     let after_unlock = metric(&unlocked, "locus_rounds_total", "target=\"n1\"").unwrap();
+    // The writer retries on its own: the two kept rounds may be stored before `after_unlock`
+    // was read or after it; four more counted include at least two probed after the lock.
     wait_metrics(http, "rounds after the lock", |t| {
-        metric(t, "locus_rounds_total", "target=\"n1\"").is_some_and(|v| v >= after_unlock + 2.0)
+        metric(t, "locus_rounds_total", "target=\"n1\"").is_some_and(|v| v >= after_unlock + 4.0)
     })
     .await;
     let (_, last) = http_async(http, "GET", "/metrics").await;

@@ -125,6 +125,20 @@ impl ChallengeTracker {
         self.pending.len()
     }
 
+    /// When the oldest pending challenge expires (its send time plus the timeout); `None` when
+    /// nothing is pending. Lets a driver sleep until then instead of polling.
+    pub fn next_expiry_ns(&mut self) -> Option<u64> {
+        while let Some(&seq) = self.order.front() {
+            match self.pending.get(&seq) {
+                Some(p) => return Some(p.sent_ns.saturating_add(self.timeout_ns)),
+                None => {
+                    self.order.pop_front(); // answered already
+                }
+            }
+        }
+        None
+    }
+
     /// Classifies one answer datagram received at `now_ns`.
     pub fn on_answer(&mut self, now_ns: u64, datagram: &[u8]) -> AnswerOutcome {
         let outcome = self.classify(now_ns, datagram);
@@ -321,5 +335,21 @@ mod tests {
         assert_eq!(t.expire_all(), 1);
         let c = t.counters();
         assert_eq!((c.sent, c.lost, c.late, c.answered), (2, 2, 1, 0));
+    }
+
+    #[test]
+    fn next_expiry_is_the_oldest_pending_challenge() {
+        let mut t = ChallengeTracker::new(100);
+        let mut r = EchoSession::new();
+        assert_eq!(t.next_expiry_ns(), None);
+        let c0 = t.issue(10, [1; 32]);
+        let _ = t.issue(30, [2; 32]);
+        assert_eq!(t.next_expiry_ns(), Some(110));
+        // Answering the oldest moves the deadline to the next one.
+        let a0 = r.on_challenge(12, 12, &c0).unwrap();
+        assert!(matches!(t.on_answer(20, &a0), AnswerOutcome::Sample(_)));
+        assert_eq!(t.next_expiry_ns(), Some(130));
+        assert_eq!(t.expire(130), 1);
+        assert_eq!(t.next_expiry_ns(), None);
     }
 }

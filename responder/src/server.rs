@@ -76,11 +76,19 @@ impl Server {
         key: Arc<SessionKey>,
         evidence: EvidenceSource,
     ) -> Result<Self, ServerError> {
-        let endpoint = quinn::Endpoint::server(quinn_config(&key, &config)?, config.listen)
-            .map_err(|source| ServerError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let bind_err = |source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        };
+        let runtime =
+            quinn::default_runtime().ok_or_else(|| ServerError::Quic("no async runtime".into()))?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(quinn_config(&key, &config)?),
+            udp_socket(config.listen).map_err(bind_err)?,
+            runtime,
+        )
+        .map_err(bind_err)?;
         let shared = Arc::new(Shared {
             key: key.clone(),
             spin_after_answer: config.spin_after_answer,
@@ -115,6 +123,24 @@ impl Server {
         self.endpoint.close(0u32.into(), b"shutting down");
         self.endpoint.wait_idle().await;
     }
+}
+
+/// Socket buffers asked for (capped by `net.core.rmem_max`/`wmem_max`): many probers' handshake
+/// flights arrive in bursts that overflow the default ~208 KiB.
+const SOCKET_BUFFER: usize = 4 << 20;
+
+fn udp_socket(listen: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(
+        Domain::for_address(listen),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
+    // Best effort: a smaller buffer still works, with drops under bursts.
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    s.bind(&listen.into())?;
+    Ok(s.into())
 }
 
 fn quinn_config(key: &SessionKey, cfg: &ServerConfig) -> Result<quinn::ServerConfig, ServerError> {

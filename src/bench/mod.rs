@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 mod evidence;
+mod fleet;
 mod ping;
 mod tdx;
 
@@ -16,6 +17,9 @@ pub(crate) enum BenchCmd {
     Tdx(tdx::TdxArgs),
     /// Evidence: fresh bundle vs bare TPM2_Quote (target <= 3), bundle verify vs dcap-qvl (<= 4).
     Evidence(evidence::EvidenceArgs),
+    /// Fleet: one prober daemon process, many targets at 1 Hz (target ≤ 1 core, ≤ 512 MiB at
+    /// 10 000); CPU per probe vs a plain UDP ping loop.
+    Fleet(fleet::FleetArgs),
 }
 
 pub(crate) fn run(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
@@ -23,5 +27,6 @@ pub(crate) fn run(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
         BenchCmd::Ping(args) => ping::run(args),
         BenchCmd::Tdx(args) => tdx::run(args),
         BenchCmd::Evidence(args) => evidence::run(args),
+        BenchCmd::Fleet(args) => fleet::run(args),
     }
 }

@@ -50,23 +50,41 @@ async fn metrics(State(ep): State<Endpoints>, headers: HeaderMap) -> impl IntoRe
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("application/openmetrics-text"));
-    if openmetrics {
-        (
-            [(
-                header::CONTENT_TYPE,
-                crate::metrics::OPENMETRICS_CONTENT_TYPE,
-            )],
-            crate::metrics::encode_openmetrics(&ep.registry),
-        )
+    // Thousands of targets make tens of MB of text: encode off the runtime's thread (which
+    // keeps probing on time meanwhile) and send it on in pieces as it is encoded.
+    let content_type = if openmetrics {
+        crate::metrics::OPENMETRICS_CONTENT_TYPE
     } else {
-        (
-            [(
-                header::CONTENT_TYPE,
-                crate::metrics::PROMETHEUS_CONTENT_TYPE,
-            )],
-            crate::metrics::encode_prometheus(&ep.registry),
-        )
+        crate::metrics::PROMETHEUS_CONTENT_TYPE
+    };
+    // Unbounded: the encoder holds the metric families' locks while it writes, so it must
+    // never wait for the runtime's thread, which may be waiting for one of those locks.
+    // Pieces go out about as fast as they come; at worst they add up to the whole text.
+    let (tx, rx) = mpsc::unbounded_channel::<String>();
+    let registry = ep.registry.clone();
+    // On a thread of its own, not the blocking pool, where it could wait behind database
+    // work. A scraper that hangs up drops the receiver, and the encoder stops.
+    let encoder = std::thread::Builder::new()
+        .name("metrics-encoder".into())
+        .spawn(move || {
+            crate::metrics::encode_in_chunks(&registry, openmetrics, |piece| tx.send(piece).is_ok())
+        });
+    if let Err(e) = encoder {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain")],
+            axum::body::Body::from(format!("cannot start the metrics encoder: {e}\n")),
+        );
     }
+    let pieces = futures_util::stream::unfold(rx, |mut rx| async move {
+        let piece = rx.recv().await?;
+        Some((Ok::<_, std::convert::Infallible>(piece), rx))
+    });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, content_type)],
+        axum::body::Body::from_stream(pieces),
+    )
 }
 
 async fn healthy() -> &'static str {

@@ -2,9 +2,13 @@
 //! own task, stores rounds in SQLite, serves metrics and health endpoints, reloads its target
 //! list on request without losing the state of unchanged targets, and stops cleanly.
 
+mod clock;
 pub mod config;
 pub mod http;
 mod target;
+mod writer;
+
+pub use clock::{SystemClock, WallClock};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,14 +22,23 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use self::clock::StepDetector;
 use self::config::{Config, ConfigError, TargetConfig};
 use self::http::{Endpoints, ReloadRequest};
-use self::target::{unix_now_ns, Shared};
+use self::target::Shared;
+use self::writer::{linger_for, Writer};
+use crate::client::{client_endpoint, ConnectError};
 use crate::metrics::ProberMetrics;
 use crate::store::{SiteRecord, Store, StoreError};
 
 /// How often old raw samples are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// How often the wall clock is compared with the monotonic clock.
+const CLOCK_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Most QUIC handshakes in progress at once.
+const MAX_HANDSHAKES: usize = 32;
 
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +54,8 @@ pub enum DaemonError {
     },
     #[error("a daemon task failed: {0}")]
     Task(String),
+    #[error("cannot open the probing socket: {0}")]
+    Endpoint(#[from] ConnectError),
 }
 
 /// A running daemon.
@@ -84,6 +99,14 @@ struct Running {
 
 /// Loads `config_path`, opens the database, binds the HTTP endpoints and starts probing.
 pub async fn start(config_path: PathBuf) -> Result<DaemonHandle, DaemonError> {
+    start_with_clock(config_path, Arc::new(SystemClock)).await
+}
+
+/// Like [`start`], with stored timestamps taken from `clock` (tests make it jump).
+pub async fn start_with_clock(
+    config_path: PathBuf,
+    clock: Arc<dyn WallClock>,
+) -> Result<DaemonHandle, DaemonError> {
     let config = Config::load(&config_path)?;
     let store = {
         let (db, busy, id, site, sites) = (
@@ -127,18 +150,28 @@ pub async fn start(config_path: PathBuf) -> Result<DaemonHandle, DaemonError> {
     let http = tokio::spawn(http::serve(listener, endpoints, async move {
         let _ = http_stop_rx.wait_for(|s| *s).await;
     }));
+    let store = Arc::new(Mutex::new(store));
+    let writer = Writer::start(
+        store.clone(),
+        metrics.clone(),
+        linger_for(config.probe.round),
+        config.db_max_pending_rounds,
+    );
     let shared = Arc::new(Shared {
         prober_id: config.prober_id.clone(),
-        bind: config.bind,
-        store: Arc::new(Mutex::new(store)),
-        max_pending: config.db_max_pending_rounds,
+        endpoint: client_endpoint(config.bind)?,
+        handshakes: tokio::sync::Semaphore::new(MAX_HANDSHAKES),
+        store,
+        writer: writer.sender(),
         metrics,
+        clock,
     });
     info!(listen = %http_addr, targets = config.targets.len(), "prober daemon started");
     let main = tokio::spawn(main_loop(
         config_path,
         config,
         shared,
+        writer,
         ready,
         reload_rx,
         shutdown_rx,
@@ -172,6 +205,7 @@ async fn main_loop(
     config_path: PathBuf,
     mut config: Config,
     shared: Arc<Shared>,
+    writer: Writer,
     ready: Arc<AtomicBool>,
     mut reload_rx: mpsc::Receiver<ReloadRequest>,
     mut shutdown_rx: watch::Receiver<bool>,
@@ -185,6 +219,8 @@ async fn main_loop(
     shared.metrics.targets.set(running.len() as i64);
     ready.store(true, Ordering::Release);
     let mut prune = tokio::time::interval(PRUNE_EVERY);
+    let steps = StepDetector::new(shared.clock.as_ref());
+    let mut clock_check = tokio::time::interval(CLOCK_CHECK_EVERY);
     loop {
         tokio::select! {
             // `wait_for` returns a guard that is not Send: drop it inside the branch future.
@@ -192,6 +228,7 @@ async fn main_loop(
             req = reload_rx.recv() => {
                 let Some(req) = req else { break };
                 let result = reload(&config_path, &mut config, &shared, &mut running).await;
+                writer.set_linger(linger_for(config.probe.round));
                 match &result {
                     Ok(summary) => {
                         shared.metrics.reloads.inc();
@@ -204,9 +241,20 @@ async fn main_loop(
                 }
                 let _ = req.send(result);
             }
+            _ = clock_check.tick() => {
+                if let Some(step) = steps.check(shared.clock.as_ref()) {
+                    shared.metrics.wall_clock_steps.inc();
+                    warn!(
+                        "the wall clock stepped by {:+.3} s: stored timestamps follow it; \
+                         round trips and probe schedules use the monotonic clock",
+                        step as f64 / 1e9
+                    );
+                }
+            }
             _ = prune.tick() => {
                 if let Some(keep) = config.retention.samples {
-                    let before = unix_now_ns() - i64::try_from(keep.as_nanos()).unwrap_or(i64::MAX);
+                    let before = shared.unix_now_ns()
+                        - i64::try_from(keep.as_nanos()).unwrap_or(i64::MAX);
                     let s = shared.clone();
                     let res = tokio::task::spawn_blocking(move || {
                         s.store.lock().unwrap_or_else(|p| p.into_inner()).prune_raw(before)
@@ -221,6 +269,7 @@ async fn main_loop(
         }
     }
     info!("prober daemon stopping");
+    shared.endpoint.close(0u32.into(), b"prober stopping");
     ready.store(false, Ordering::Release);
     for r in running.values() {
         let _ = r.stop.send(true);
@@ -228,6 +277,8 @@ async fn main_loop(
     for (_, r) in std::mem::take(&mut running) {
         let _ = r.task.await;
     }
+    // Every target has stopped: store what waits.
+    writer.finish().await;
     let _ = http_stop.send(true);
     let _ = http.await;
     let s = shared.clone();

@@ -2,10 +2,8 @@
 //! request evidence on its interval, store each round and update the metrics; reconnect
 //! after a failure, stop when told.
 
-use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use locus_proto::messages::Include;
 use locus_proto::{Nonce, NONCE_LEN};
@@ -13,11 +11,13 @@ use rand::{Rng, RngCore};
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
+use super::clock::WallClock;
 use super::config::{ProbeSettings, TargetConfig};
+use super::writer::{KeySeen, Write};
 use crate::metrics::{ProberMetrics, TargetLabels};
 use crate::requests::request_evidence;
 use crate::store::{EvidenceRecord, RoundRecord, SampleRecord, Store};
-use crate::{connect, run_round, RoundConfig, RoundReport, SpkiPolicy, Target};
+use crate::{connect_on, run_round_from, RoundConfig, RoundReport, SpkiPolicy, Target};
 
 /// Longest wait for an evidence answer (quotes can take a while on real hardware).
 const EVIDENCE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -25,26 +25,46 @@ const EVIDENCE_TIMEOUT: Duration = Duration::from_secs(30);
 /// What every target task shares.
 pub(crate) struct Shared {
     pub(crate) prober_id: String,
-    pub(crate) bind: SocketAddr,
+    /// One QUIC endpoint (one socket) for every target.
+    pub(crate) endpoint: quinn::Endpoint,
+    /// Handshakes in progress at once: thousands of targets start together, and a handshake
+    /// that waits for the CPU behind all the others would time out.
+    pub(crate) handshakes: tokio::sync::Semaphore,
     pub(crate) store: Arc<Mutex<Store>>,
-    /// Most rounds a target keeps while the database refuses writes; beyond it the oldest go.
-    pub(crate) max_pending: usize,
+    /// Finished rounds and learned keys go to the writer (see `writer.rs`).
+    pub(crate) writer: tokio::sync::mpsc::UnboundedSender<Write>,
     pub(crate) metrics: ProberMetrics,
+    pub(crate) clock: Arc<dyn WallClock>,
 }
 
-pub(crate) fn unix_now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+impl Shared {
+    pub(crate) fn unix_now_ns(&self) -> i64 {
+        self.clock.unix_now_ns()
+    }
+}
+
+/// Counts a connection in `locus_targets_connected` while it lives.
+struct Connected<'a>(&'a ProberMetrics);
+
+impl<'a> Connected<'a> {
+    fn new(m: &'a ProberMetrics) -> Self {
+        m.targets_connected.inc();
+        Self(m)
+    }
+}
+
+impl Drop for Connected<'_> {
+    fn drop(&mut self) {
+        self.0.targets_connected.dec();
+    }
 }
 
 pub(crate) fn labels(prober: &str, t: &TargetConfig) -> TargetLabels {
     TargetLabels {
-        prober: prober.to_owned(),
-        target: t.name.clone(),
-        instance: t.address.to_string(),
-        claim: t.claim.clone(),
+        prober: prober.into(),
+        target: t.name.as_str().into(),
+        instance: t.address.to_string().into(),
+        claim: t.claim.as_str().into(),
     }
 }
 
@@ -53,42 +73,20 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Rounds waiting to be stored, oldest first.
-type Pending = VecDeque<(RoundRecord, Vec<SampleRecord>)>;
-
-/// Runs until `stop` is set. A round in progress when it is set is dropped, not stored; rounds
-/// the database refused are retried with each later round and once more before returning.
+/// Runs until `stop` is set. A round in progress when it is set is dropped, not stored.
+///
+/// Thousands of these tasks live at once: the connect, round and evidence futures are boxed
+/// so that the task itself stays small while it waits.
 pub(crate) async fn run(
     shared: Arc<Shared>,
     spec: TargetConfig,
     settings: ProbeSettings,
-    stop: watch::Receiver<bool>,
-) {
-    let mut pending = Pending::new();
-    run_rounds(&shared, &spec, &settings, stop, &mut pending).await;
-    flush(&shared, &mut pending).await;
-    if !pending.is_empty() {
-        error!(
-            target = %spec.name,
-            "{} rounds could not be stored before stopping",
-            pending.len()
-        );
-        shared.metrics.rounds_dropped.inc_by(pending.len() as u64);
-    }
-}
-
-async fn run_rounds(
-    shared: &Arc<Shared>,
-    spec: &TargetConfig,
-    settings: &ProbeSettings,
     mut stop: watch::Receiver<bool>,
-    pending: &mut Pending,
 ) {
-    let shared = shared.clone();
-    let spec = spec.clone();
     let labels = labels(&shared.prober_id, &spec);
     let mut last_spki: Option<Vec<u8>> = None;
     let mut next_evidence = Instant::now();
+    let interval = Duration::from_secs_f64(1.0 / settings.rate_hz);
     let round_cfg = RoundConfig {
         rate_hz: settings.rate_hz,
         count: settings.count(),
@@ -103,12 +101,19 @@ async fn run_rounds(
             Some(k) => SpkiPolicy::Pinned(k.clone()),
             None => SpkiPolicy::TrustOnFirstUse,
         };
-        let started = unix_now_ns();
-        let t0 = Instant::now();
         let connect_timeout = settings.timeout.max(Duration::from_secs(2));
         let connected = tokio::select! {
-            c = connect(spec.address, shared.bind, policy, connect_timeout) => c,
+            c = async {
+                // Closed only when the daemon is dropped; then give up like a stop.
+                let _permit = shared.handshakes.acquire().await.ok()?;
+                Some((shared.unix_now_ns(), Instant::now(),
+                    Box::pin(connect_on(&shared.endpoint, spec.address, policy, connect_timeout))
+                        .await))
+            } => c,
             _ = stopped(&mut stop) => break,
+        };
+        let Some((started, t0, connected)) = connected else {
+            break;
         };
         let target = match connected {
             Ok(t) => t,
@@ -116,7 +121,7 @@ async fn run_rounds(
                 warn!(target = %spec.name, address = %spec.address, "unreachable: {e}");
                 shared.metrics.probe_success.get_or_create(&labels).set(0);
                 let rec = failed_round(&shared.prober_id, &spec, started, t0, e.to_string());
-                store_round(&shared, pending, rec, Vec::new()).await;
+                store_round(&shared, rec, Vec::new());
                 // Try again after a round's length, as if the round had run.
                 let wait = settings.round.saturating_sub(t0.elapsed());
                 tokio::select! {
@@ -141,35 +146,54 @@ async fn run_rounds(
             info!(target = %spec.name, "session key learned on first use: {spki_hex}");
         }
         last_spki = Some(target.spki.clone());
-        {
-            let (shared2, spec2, spki2) = (shared.clone(), spec.clone(), spki_hex.clone());
-            let res = tokio::task::spawn_blocking(move || {
-                lock(&shared2.store).upsert_target(
-                    &shared2.prober_id,
-                    &spec2.name,
-                    &spec2.address.to_string(),
-                    &spec2.claim,
-                    Some(&spki2),
-                    unix_now_ns(),
-                )
-            })
-            .await;
-            if !matches!(res, Ok(Ok(()))) {
-                shared.metrics.store_errors.inc();
-                warn!(target = %spec.name, "could not store the target's key: {res:?}");
-            }
-        }
+        let _connected = Connected::new(&shared.metrics);
+        let _ = send(
+            &shared,
+            Write::Key(KeySeen {
+                prober: shared.prober_id.clone(),
+                target: spec.name.clone(),
+                address: spec.address.to_string(),
+                claim: spec.claim.clone(),
+                spki: spki_hex.clone(),
+                at_unix_ns: shared.unix_now_ns(),
+            }),
+        );
+        // Spread the targets' challenges over the probe interval and their round ends over
+        // the round: a random phase, then a first round of random length.
+        let (mut schedule, mut count) = {
+            let mut rng = rand::thread_rng();
+            (
+                Instant::now() + interval.mul_f64(rng.gen_range(0.0..1.0)),
+                rng.gen_range(1..=round_cfg.count),
+            )
+        };
         loop {
-            let started = unix_now_ns();
+            // Each round continues the previous one's schedule; after a stall (a slow
+            // database, an evidence request) missed slots are skipped, not sent in a burst.
+            let behind = Instant::now().saturating_duration_since(schedule);
+            if behind > interval {
+                shared
+                    .metrics
+                    .lateness_seconds
+                    .observe(behind.as_secs_f64());
+                schedule = Instant::now();
+            }
+            let cfg = RoundConfig {
+                count,
+                ..round_cfg.clone()
+            };
+            let started = shared.unix_now_ns();
             // Sample timestamps count from the connection's epoch: map them to wall time.
             let epoch_unix = started - nanos(target.epoch().elapsed());
             let report = tokio::select! {
-                r = run_round(&target, &round_cfg) => r,
+                r = Box::pin(run_round_from(&target, &cfg, schedule)) => r,
                 _ = stopped(&mut stop) => {
                     target.conn.close(0u32.into(), b"prober stopping");
                     return;
                 }
             };
+            schedule += interval.mul_f64(count as f64);
+            count = round_cfg.count;
             let (rec, samples) = round_record(
                 &shared.prober_id,
                 &spec,
@@ -179,10 +203,10 @@ async fn run_rounds(
                 &report,
             );
             update_metrics(&shared.metrics, &labels, &report);
-            store_round(&shared, pending, rec, samples).await;
+            store_round(&shared, rec, samples);
             if let Some(iv) = settings.evidence_interval {
                 if Instant::now() >= next_evidence {
-                    evidence(&shared, &spec, &labels, &target, settings).await;
+                    Box::pin(evidence(&shared, &spec, &labels, &target, &settings)).await;
                     next_evidence =
                         Instant::now() + iv.mul_f64(rand::thread_rng().gen_range(0.9..1.1));
                 }
@@ -303,62 +327,28 @@ fn update_metrics(m: &ProberMetrics, l: &TargetLabels, r: &RoundReport) {
     m.lost.get_or_create(l).inc_by(r.lost);
     m.late.get_or_create(l).inc_by(r.late);
     m.violations.get_or_create(l).inc_by(r.violations);
-    m.rounds.get_or_create(l).inc();
+    // Counted by the writer once stored.
+    let _ = m.rounds.get_or_create(l);
+    for ns in &r.lateness_ns {
+        m.lateness_seconds.observe(*ns as f64 / 1e9);
+    }
     debug!(target = %l.target, sent = r.sent, answered = r.answered, lost = r.lost, "round done");
 }
 
-/// Queues the round and stores every queued round it can, oldest first.
-async fn store_round(
-    shared: &Arc<Shared>,
-    pending: &mut Pending,
-    rec: RoundRecord,
-    samples: Vec<SampleRecord>,
-) {
-    if pending.len() >= shared.max_pending {
-        pending.pop_front();
+/// Hands the round to the writer; probing goes on while it is stored.
+fn store_round(shared: &Shared, rec: RoundRecord, samples: Vec<SampleRecord>) {
+    if !send(shared, Write::Round((rec, samples))) {
         shared.metrics.rounds_dropped.inc();
-        error!(
-            target = %rec.target,
-            "the database refused the last {} rounds (db_max_pending_rounds): dropped the \
-             oldest unstored round",
-            pending.len()
-        );
     }
-    pending.push_back((rec, samples));
-    flush(shared, pending).await;
 }
 
-async fn flush(shared: &Arc<Shared>, pending: &mut Pending) {
-    if pending.is_empty() {
-        return;
+fn send(shared: &Shared, w: Write) -> bool {
+    let sent = shared.writer.send(w).is_ok();
+    if !sent {
+        // Cannot happen while targets run: the writer finishes after every target stopped.
+        error!("the writer has stopped: a round or key was not stored");
     }
-    let s = shared.clone();
-    let mut queue = std::mem::take(pending);
-    let res = tokio::task::spawn_blocking(move || {
-        let mut store = lock(&s.store);
-        while let Some((rec, samples)) = queue.front() {
-            if let Err(e) = store.insert_round(rec, samples) {
-                return (queue, Some(e.to_string()));
-            }
-            queue.pop_front();
-        }
-        (queue, None)
-    })
-    .await;
-    match res {
-        Ok((rest, err)) => {
-            *pending = rest;
-            if let Some(e) = err {
-                shared.metrics.store_errors.inc();
-                warn!("{} rounds wait to be stored: {e}", pending.len());
-            }
-        }
-        // The blocking task panicked: the queue is gone with it.
-        Err(e) => {
-            shared.metrics.store_errors.inc();
-            error!("storing rounds failed: {e}");
-        }
-    }
+    sent
 }
 
 async fn evidence(
@@ -375,7 +365,7 @@ async fn evidence(
         tpm: settings.evidence_tpm,
         anchors: settings.anchors.clone(),
     };
-    let at = unix_now_ns();
+    let at = shared.unix_now_ns();
     let t0 = Instant::now();
     let result =
         tokio::time::timeout(EVIDENCE_TIMEOUT, request_evidence(target, &nonce, include)).await;
@@ -402,7 +392,7 @@ async fn evidence(
             .metrics
             .evidence_last_success
             .get_or_create(labels)
-            .set(unix_now_ns() as f64 / 1e9);
+            .set(shared.unix_now_ns() as f64 / 1e9);
     } else {
         warn!(target = %spec.name, "evidence request failed: {error:?}");
     }

@@ -366,63 +366,21 @@ impl Store {
         r: &RoundRecord,
         samples: &[SampleRecord],
     ) -> Result<i64, StoreError> {
+        self.tx(|tx| insert_round_in(tx, r, samples))
+    }
+
+    /// Stores rounds and their samples in one transaction: all or none. A prober with
+    /// thousands of targets ends hundreds of rounds a second; one commit each would cost more
+    /// than the probing.
+    pub fn insert_rounds(
+        &mut self,
+        rounds: &[(RoundRecord, Vec<SampleRecord>)],
+    ) -> Result<(), StoreError> {
         self.tx(|tx| {
-            let ids = tx.query(
-                &format!(
-                    "INSERT INTO rounds ({ROUND_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                         ?16, ?17, ?18, ?19)
-                     RETURNING id"
-                ),
-                params![
-                    &r.prober,
-                    &r.target,
-                    &r.claim,
-                    &r.address,
-                    r.spki.as_deref(),
-                    r.started_unix_ns,
-                    r.duration_ns,
-                    i64_of(r.sent),
-                    i64_of(r.answered),
-                    i64_of(r.lost),
-                    i64_of(r.late),
-                    i64_of(r.out_of_order),
-                    i64_of(r.violations),
-                    r.min_rtt_ns.map(i64_of),
-                    r.p50_rtt_ns.map(i64_of),
-                    r.p99_rtt_ns.map(i64_of),
-                    r.min_eff_rtt_ns.map(i64_of),
-                    r.inside_p50_ns.map(i64_of),
-                    r.error.as_deref(),
-                ],
-                |row| row.i64(0),
-            )?;
-            let id = ids.first().copied().ok_or(StoreError::Column {
-                index: 0,
-                expected: "the new round's id",
-                found: "no row",
-            })?;
-            // One statement per chunk: a round trip per sample would dominate on PostgreSQL.
-            for chunk in samples.chunks(SAMPLES_PER_INSERT) {
-                let mut sql = String::from(
-                    "INSERT INTO samples (round_id, sent_unix_ns, rtt_ns, inside_ns) VALUES ",
-                );
-                let mut values = vec![Param::Int(id)];
-                for (k, s) in chunk.iter().enumerate() {
-                    let p = 2 + 3 * k;
-                    if k > 0 {
-                        sql.push(',');
-                    }
-                    sql.push_str(&format!("(?1, ?{}, ?{}, ?{})", p, p + 1, p + 2));
-                    values.extend([
-                        Param::Int(s.sent_unix_ns),
-                        Param::Int(i64_of(s.rtt_ns)),
-                        Param::Int(i64_of(s.inside_ns)),
-                    ]);
-                }
-                tx.execute(&sql, &values)?;
+            for (r, samples) in rounds {
+                insert_round_in(tx, r, samples)?;
             }
-            Ok(id)
+            Ok(())
         })
     }
 
@@ -700,6 +658,69 @@ impl Store {
         })?;
         Ok(rows.into_iter().next())
     }
+}
+
+/// Inserts a round and its samples inside `tx`; returns the round's id.
+fn insert_round_in(
+    tx: &mut dyn Sql,
+    r: &RoundRecord,
+    samples: &[SampleRecord],
+) -> Result<i64, StoreError> {
+    let ids = tx.query(
+        &format!(
+            "INSERT INTO rounds ({ROUND_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                 ?16, ?17, ?18, ?19)
+             RETURNING id"
+        ),
+        params![
+            &r.prober,
+            &r.target,
+            &r.claim,
+            &r.address,
+            r.spki.as_deref(),
+            r.started_unix_ns,
+            r.duration_ns,
+            i64_of(r.sent),
+            i64_of(r.answered),
+            i64_of(r.lost),
+            i64_of(r.late),
+            i64_of(r.out_of_order),
+            i64_of(r.violations),
+            r.min_rtt_ns.map(i64_of),
+            r.p50_rtt_ns.map(i64_of),
+            r.p99_rtt_ns.map(i64_of),
+            r.min_eff_rtt_ns.map(i64_of),
+            r.inside_p50_ns.map(i64_of),
+            r.error.as_deref(),
+        ],
+        |row| row.i64(0),
+    )?;
+    let id = ids.first().copied().ok_or(StoreError::Column {
+        index: 0,
+        expected: "the new round's id",
+        found: "no row",
+    })?;
+    // One statement per chunk: a round trip per sample would dominate on PostgreSQL.
+    for chunk in samples.chunks(SAMPLES_PER_INSERT) {
+        let mut sql =
+            String::from("INSERT INTO samples (round_id, sent_unix_ns, rtt_ns, inside_ns) VALUES ");
+        let mut values = vec![Param::Int(id)];
+        for (k, s) in chunk.iter().enumerate() {
+            let p = 2 + 3 * k;
+            if k > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("(?1, ?{}, ?{}, ?{})", p, p + 1, p + 2));
+            values.extend([
+                Param::Int(s.sent_unix_ns),
+                Param::Int(i64_of(s.rtt_ns)),
+                Param::Int(i64_of(s.inside_ns)),
+            ]);
+        }
+        tx.execute(&sql, &values)?;
+    }
+    Ok(id)
 }
 
 #[cfg(test)]

@@ -531,3 +531,29 @@ fn postgres_store_reconnects_after_the_server_restarts() {
         .collect();
     assert_eq!(starts, vec![1, 3]);
 }
+
+/// A batch of rounds is stored all or none, in order (the daemon's writer commits batches).
+#[test]
+fn insert_rounds_is_all_or_none_and_keeps_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.db");
+    let mut s = Store::open_with_busy_timeout(&path, Duration::ZERO).unwrap();
+    let batch: Vec<_> = (0..3)
+        .map(|k| {
+            (
+                round("n1", 100 * k, 50 + k as u64),
+                vec![sample(100 * k, 50)],
+            )
+        })
+        .collect();
+    let blocker = rusqlite::Connection::open(&path).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    assert!(s.insert_rounds(&batch).is_err());
+    blocker.execute_batch("COMMIT").unwrap();
+    assert!(s.rounds_between("n1", 0, i64::MAX).unwrap().is_empty());
+    s.insert_rounds(&batch).unwrap();
+    let stored = s.rounds_between("n1", 0, i64::MAX).unwrap();
+    let mins: Vec<_> = stored.iter().map(|r| r.min_rtt_ns).collect();
+    assert_eq!(mins, vec![Some(50), Some(51), Some(52)]);
+    assert_eq!(s.samples_between("n1", 0, i64::MAX).unwrap().len(), 3);
+}
