@@ -209,41 +209,13 @@ fn judge_once_and_export(db: &Database, dir: &Path) {
 fn two_probers_write_one_postgres_database_that_monitor_and_export_read() {
     let dir = tempfile::tempdir().unwrap();
     let url = pg_server::shared().unwrap().fresh_database().unwrap();
-    let mut responder = Proc(
-        locus()
-            .args(["responder", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let raddr = responder.listen();
+    let (responder, raddr) = start_responder();
     let probers: Vec<Proc> = [("p-ams", "ams"), ("p-par", "par")]
         .iter()
         .map(|(id, site)| {
             let cfg = dir.path().join(format!("{id}.toml"));
-            std::fs::write(
-                &cfg,
-                format!(
-                    "db = \"{url}\"\nlisten = \"127.0.0.1:0\"\nbind = \"127.0.0.1:0\"\n\
-                     [prober]\nid = \"{id}\"\nsite = \"{site}\"\n\
-                     [probe]\nrate_hz = 100.0\nround_s = 0.1\nevidence_interval_s = 0\n\
-                     [[sites]]\nname = \"ams\"\nlat = 52.37\nlon = 4.9\n\
-                     [[sites]]\nname = \"par\"\nlat = 48.86\nlon = 2.35\n\
-                     [[targets]]\nname = \"n\"\naddress = \"{raddr}\"\nclaim = \"ams\"\n"
-                ),
-            )
-            .unwrap();
-            Proc(
-                locus()
-                    .arg("prober")
-                    .arg("--config")
-                    .arg(&cfg)
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap(),
-            )
+            std::fs::write(&cfg, daemon_config(&url, (id, site), raddr, &["n"])).unwrap();
+            Proc(prober(&cfg).stderr(Stdio::null()).spawn().unwrap())
         })
         .collect();
     for (mut p, id) in probers.into_iter().zip(["p-ams", "p-par"]) {
@@ -371,6 +343,53 @@ impl Proc {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// A `locus responder` on a free loopback port, and its address.
+fn start_responder() -> (Proc, SocketAddr) {
+    let mut responder = Proc(
+        locus()
+            .args(["responder", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let addr = responder.listen();
+    (responder, addr)
+}
+
+/// A prober daemon config: prober `(id, site)` probes `targets` (all served at `raddr`,
+/// claiming ams) 100 times a second in 0.1 s rounds, without evidence, into `db`.
+fn daemon_config(
+    db: &str,
+    (id, site): (&str, &str),
+    raddr: SocketAddr,
+    targets: &[&str],
+) -> String {
+    let mut s = format!(
+        "db = \"{db}\"\nlisten = \"127.0.0.1:0\"\nbind = \"127.0.0.1:0\"\n\
+         [prober]\nid = \"{id}\"\nsite = \"{site}\"\n\
+         [probe]\nrate_hz = 100.0\nround_s = 0.1\nevidence_interval_s = 0\n\
+         [[sites]]\nname = \"ams\"\nlat = 52.37\nlon = 4.9\n\
+         [[sites]]\nname = \"par\"\nlat = 48.86\nlon = 2.35\n"
+    );
+    for t in targets {
+        s.push_str(&format!(
+            "[[targets]]\nname = \"{t}\"\naddress = \"{raddr}\"\nclaim = \"ams\"\n"
+        ));
+    }
+    s
+}
+
+/// `locus prober --config cfg` with its announce line on a pipe.
+fn prober(cfg: &Path) -> Command {
+    let mut c = locus();
+    c.arg("prober")
+        .arg("--config")
+        .arg(cfg)
+        .stdout(Stdio::piped());
+    c
 }
 
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
@@ -572,41 +591,13 @@ fn monitor_serves_verdicts_and_stops_on_sigterm() {
 #[test]
 fn prober_daemon_process_reloads_on_sighup_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let mut responder = Proc(
-        locus()
-            .args(["responder", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let raddr = responder.listen();
+    let (responder, raddr) = start_responder();
     let cfg = dir.path().join("prober.toml");
     let write_cfg = |targets: &[&str]| {
-        let mut s = String::from(
-            "db = \"d.db\"\nlisten = \"127.0.0.1:0\"\nbind = \"127.0.0.1:0\"\n\
-             [prober]\nid = \"p1\"\nsite = \"ams\"\n\
-             [probe]\nrate_hz = 100.0\nround_s = 0.1\nevidence_interval_s = 0\n\
-             [[sites]]\nname = \"ams\"\nlat = 52.37\nlon = 4.9\n",
-        );
-        for t in targets {
-            s.push_str(&format!(
-                "[[targets]]\nname = \"{t}\"\naddress = \"{raddr}\"\nclaim = \"ams\"\n"
-            ));
-        }
-        std::fs::write(&cfg, s).unwrap();
+        std::fs::write(&cfg, daemon_config("d.db", ("p1", "ams"), raddr, targets)).unwrap();
     };
     write_cfg(&["a"]);
-    let mut p = Proc(
-        locus()
-            .arg("prober")
-            .arg("--config")
-            .arg(&cfg)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut p = Proc(prober(&cfg).stderr(Stdio::null()).spawn().unwrap());
     let addr = p.listen();
     wait_for(addr, "rounds of a", |t| {
         t.contains("locus_rounds_total{prober=\"p1\",target=\"a\"")
@@ -946,37 +937,10 @@ fn lab_relocation_through_daemons_fires_a_real_alert() {
 #[test]
 fn sigkill_loses_at_most_the_round_in_progress() {
     let dir = tempfile::tempdir().unwrap();
-    let mut responder = Proc(
-        locus()
-            .args(["responder", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let raddr = responder.listen();
+    let (responder, raddr) = start_responder();
     let cfg = dir.path().join("prober.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "db = \"d.db\"\nlisten = \"127.0.0.1:0\"\nbind = \"127.0.0.1:0\"\n\
-             [prober]\nid = \"p1\"\nsite = \"ams\"\n\
-             [probe]\nrate_hz = 100.0\nround_s = 0.1\nevidence_interval_s = 0\n\
-             [[sites]]\nname = \"ams\"\nlat = 52.37\nlon = 4.9\n\
-             [[targets]]\nname = \"a\"\naddress = \"{raddr}\"\nclaim = \"ams\"\n"
-        ),
-    )
-    .unwrap();
-    let mut p = Proc(
-        locus()
-            .arg("prober")
-            .arg("--config")
-            .arg(&cfg)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    std::fs::write(&cfg, daemon_config("d.db", ("p1", "ams"), raddr, &["a"])).unwrap();
+    let mut p = Proc(prober(&cfg).stderr(Stdio::null()).spawn().unwrap());
     let addr = p.listen();
     let text = wait_for(addr, "three rounds", |t| {
         t.lines()
@@ -1040,34 +1004,12 @@ fn series(text: &str, prefix: &str) -> Option<f64> {
 fn full_disk_keeps_rounds_in_memory_until_space_returns() {
     let prlimit = on_path(&["prlimit"]);
     let dir = tempfile::tempdir().unwrap();
-    let mut responder = Proc(
-        locus()
-            .args(["responder", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let raddr = responder.listen();
+    let (responder, raddr) = start_responder();
     let cfg = dir.path().join("prober.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "db = \"d.db\"\nlisten = \"127.0.0.1:0\"\nbind = \"127.0.0.1:0\"\n\
-             [prober]\nid = \"p1\"\nsite = \"ams\"\n\
-             [probe]\nrate_hz = 100.0\nround_s = 0.1\nevidence_interval_s = 0\n\
-             [[sites]]\nname = \"ams\"\nlat = 52.37\nlon = 4.9\n\
-             [[targets]]\nname = \"a\"\naddress = \"{raddr}\"\nclaim = \"ams\"\n"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&cfg, daemon_config("d.db", ("p1", "ams"), raddr, &["a"])).unwrap();
     let mut p = Proc(
-        locus()
-            .arg("prober")
-            .arg("--config")
-            .arg(&cfg)
+        prober(&cfg)
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
