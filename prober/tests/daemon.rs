@@ -126,6 +126,22 @@ async fn responder() -> Server {
     .unwrap()
 }
 
+/// A daemon probing one responder (target `n1`) with `db_lines` in place of the config's
+/// `db = "probe.db"` line, once it has stored its first round.
+async fn one_target_daemon(dir: &Path, db_lines: &str) -> (Server, daemon::DaemonHandle) {
+    let cfg_path = dir.join("prober.toml");
+    let r = responder().await;
+    let text =
+        config(&[("n1", r.local_addr().unwrap())], "").replace("db = \"probe.db\"\n", db_lines);
+    std::fs::write(&cfg_path, text).unwrap();
+    let d = daemon::start(cfg_path).await.unwrap();
+    wait_metrics(d.http_addr(), "a stored round", |t| {
+        metric(t, "locus_rounds_total", "target=\"n1\"").is_some_and(|v| v >= 1.0)
+    })
+    .await;
+    (r, d)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_probes_reloads_and_stops() {
     let dir = tempfile::tempdir().unwrap();
@@ -306,19 +322,9 @@ async fn responder_restart_is_a_new_key_not_a_lost_target() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locked_database_loses_no_round() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg_path = dir.path().join("prober.toml");
-    let r = responder().await;
-    let text = config(&[("n1", r.local_addr().unwrap())], "").replace(
-        "db = \"probe.db\"\n",
-        "db = \"probe.db\"\ndb_busy_timeout_ms = 20\n",
-    );
-    std::fs::write(&cfg_path, text).unwrap();
-    let d = daemon::start(cfg_path).await.unwrap();
+    let (r, d) =
+        one_target_daemon(dir.path(), "db = \"probe.db\"\ndb_busy_timeout_ms = 20\n").await;
     let http = d.http_addr();
-    wait_metrics(http, "a stored round", |t| {
-        metric(t, "locus_rounds_total", "target=\"n1\"").is_some_and(|v| v >= 1.0)
-    })
-    .await;
     // Another process takes the write lock: rounds go on, their writes fail and are kept.
     let blocker = rusqlite::Connection::open(dir.path().join("probe.db")).unwrap();
     blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
@@ -472,19 +478,12 @@ async fn wall_clock_steps_change_no_rtt_and_lose_no_round() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_refusing_writes_too_long_drops_the_oldest_rounds() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg_path = dir.path().join("prober.toml");
-    let r = responder().await;
-    let text = config(&[("n1", r.local_addr().unwrap())], "").replace(
-        "db = \"probe.db\"\n",
+    let (r, d) = one_target_daemon(
+        dir.path(),
         "db = \"probe.db\"\ndb_busy_timeout_ms = 20\ndb_max_pending_rounds = 2\n",
-    );
-    std::fs::write(&cfg_path, text).unwrap();
-    let d = daemon::start(cfg_path).await.unwrap();
-    let http = d.http_addr();
-    wait_metrics(http, "a stored round", |t| {
-        metric(t, "locus_rounds_total", "target=\"n1\"").is_some_and(|v| v >= 1.0)
-    })
+    )
     .await;
+    let http = d.http_addr();
     let blocker = rusqlite::Connection::open(dir.path().join("probe.db")).unwrap();
     blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let dropped = |t: &str| {
@@ -535,18 +534,9 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 async fn postgres_down_loses_no_round() {
     let server = blocking(|| PgServer::start().unwrap()).await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg_path = dir.path().join("prober.toml");
-    let r = responder().await;
     let url = server.fresh_database().unwrap();
-    let text = config(&[("n1", r.local_addr().unwrap())], "")
-        .replace("db = \"probe.db\"\n", &format!("db = \"{url}\"\n"));
-    std::fs::write(&cfg_path, text).unwrap();
-    let d = daemon::start(cfg_path).await.unwrap();
+    let (r, d) = one_target_daemon(dir.path(), &format!("db = \"{url}\"\n")).await;
     let http = d.http_addr();
-    wait_metrics(http, "a stored round", |t| {
-        metric(t, "locus_rounds_total", "target=\"n1\"").is_some_and(|v| v >= 1.0)
-    })
-    .await;
     // The server goes away: rounds go on, their writes fail and are kept.
     let mut server = blocking(move || {
         let mut server = server;
