@@ -12,6 +12,26 @@ use super::{schema, StoreError};
 /// Opens (creating if needed) and migrates the database at `path`; a write waits up to `busy`
 /// for another writer's lock.
 pub(crate) fn open(path: &Path, busy: Duration) -> Result<Connection, StoreError> {
+    // Switching a new database to WAL while other processes open it too can answer "busy"
+    // without waiting for the busy handler (SQLite does not call it there): retry the set-up
+    // until `busy` has passed.
+    let deadline = std::time::Instant::now() + busy;
+    loop {
+        match set_up(path, busy) {
+            Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn set_up(path: &Path, busy: Duration) -> Result<Connection, StoreError> {
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(busy)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
