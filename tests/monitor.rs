@@ -146,6 +146,29 @@ fn export(db: &str, table: &str, format: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `locus monitor --once --json --db DB --at AT ARGS...` on a database where some node is not
+/// located: checks exit code 1 and returns the judgements (and the raw text for messages).
+fn monitor_once(
+    db: &str,
+    at: &str,
+    args: &[&dyn AsRef<std::ffi::OsStr>],
+) -> (serde_json::Value, String) {
+    let out = locus()
+        .args(["monitor", "--once", "--json", "--db", db, "--at", at])
+        .args(args.iter().map(|a| a.as_ref()))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    (v, stdout)
+}
+
 /// Fills `db`, judges it once with `locus monitor --db` and exports it with `locus export`.
 fn judge_once_and_export(db: &Database, dir: &Path) {
     let arg = match db {
@@ -154,21 +177,7 @@ fn judge_once_and_export(db: &Database, dir: &Path) {
     };
     let t = 1_800_000_000 * S;
     fill(db, t);
-    let out = locus()
-        .args(["monitor", "--db", &arg])
-        .arg("--policy")
-        .arg(policy(dir))
-        .args(["--once", "--json", "--at", "1800000000"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let (v, stdout) = monitor_once(&arg, "1800000000", &[&"--policy", &policy(dir)]);
     let verdict = |name: &str| {
         v["nodes"]
             .as_array()
@@ -244,22 +253,12 @@ fn two_probers_write_one_postgres_database_that_monitor_and_export_read() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
-    let out = locus()
-        .args(["monitor", "--db", &url, "--once", "--json"])
-        .args(["--at", &(now + 1.0).to_string()])
-        .arg("--policy")
-        .arg(policy(dir.path()))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
     // One node near both probers at once, 430 km apart: not located, whatever the verdict.
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (v, stdout) = monitor_once(
+        &url,
+        &(now + 1.0).to_string(),
+        &[&"--policy", &policy(dir.path())],
     );
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let mut seen: Vec<&str> = v["nodes"][0]["distances"]
         .as_array()
         .unwrap()
@@ -493,19 +492,17 @@ fn monitor_verifies_stored_bundles_by_named_check() {
                 bundle: Some(bundle.to_vec()),
             })
             .unwrap();
-        let out = locus()
-            .args(["monitor", "--once", "--json", "--db"])
-            .arg(&db)
-            .arg("--policy")
-            .arg(&verdict_policy)
-            .arg("--evidence-policy")
-            .arg(&evidence_policy)
-            .args(["--at", &lab.now.to_string()])
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let v: serde_json::Value = serde_json::from_str(&stdout)
-            .unwrap_or_else(|e| panic!("{case}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+        // `moved` is relocated in every case: never all located.
+        let (v, stdout) = monitor_once(
+            db.to_str().unwrap(),
+            &lab.now.to_string(),
+            &[
+                &"--policy",
+                &verdict_policy,
+                &"--evidence-policy",
+                &evidence_policy,
+            ],
+        );
         let honest = v["nodes"]
             .as_array()
             .unwrap()
