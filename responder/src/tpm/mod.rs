@@ -88,6 +88,46 @@ impl fmt::Display for Tcti {
     }
 }
 
+/// Why a TCTI string could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("TCTI {found:?}: {reason} (expected \"device:/dev/tpmrm0\" or \"swtpm:host=127.0.0.1,port=2321\")")]
+pub struct TctiParseError {
+    pub found: String,
+    pub reason: &'static str,
+}
+
+impl std::str::FromStr for Tcti {
+    type Err = TctiParseError;
+
+    /// The tpm2-tools forms: `device[:PATH]` (default `/dev/tpmrm0`) and
+    /// `swtpm[:host=HOST,port=PORT]` (defaults `127.0.0.1`, 2321).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = |reason| TctiParseError {
+            found: s.to_string(),
+            reason,
+        };
+        let (kind, conf) = s.split_once(':').unwrap_or((s, ""));
+        match kind {
+            "device" if conf.is_empty() => Ok(Tcti::Device(PathBuf::from("/dev/tpmrm0"))),
+            "device" => Ok(Tcti::Device(PathBuf::from(conf))),
+            "swtpm" => {
+                let (mut host, mut port) = ("127.0.0.1".to_string(), 2321u16);
+                for kv in conf.split(',').filter(|kv| !kv.is_empty()) {
+                    match kv.split_once('=') {
+                        Some(("host", h)) if !h.is_empty() => host = h.to_string(),
+                        Some(("port", p)) => {
+                            port = p.parse().map_err(|_| err("port is not a number"))?
+                        }
+                        _ => return Err(err("swtpm options are host=HOST and port=PORT")),
+                    }
+                }
+                Ok(Tcti::Swtpm { host, port })
+            }
+            _ => Err(err("unknown TCTI kind")),
+        }
+    }
+}
+
 /// vTPM settings.
 #[derive(Debug, Clone)]
 pub struct VtpmConfig {

@@ -1,0 +1,182 @@
+use std::path::Path;
+use std::sync::Arc;
+
+use super::*;
+use crate::tdx::configfs::fake::{FakeKernel, Faults};
+use crate::tdx::lab::LabTdx;
+
+const EXAMPLE: &str = include_str!("../../../config/responder.example.toml");
+
+fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("responder.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn open_err(dir: &Path, text: &str) -> ConfigError {
+    ResponderConfig::load(&write_config(dir, text))
+        .unwrap()
+        .open()
+        .unwrap_err()
+}
+
+#[test]
+fn the_example_parses_with_every_documented_key() {
+    let c = ResponderConfig::parse(EXAMPLE).unwrap();
+    assert_eq!(c.tdx.backend, TdxBackendKind::Configfs);
+    assert_eq!(c.tdx.configfs_root, Path::new(configfs::DEFAULT_ROOT));
+    assert_eq!(c.tdx.coalesce_max_batch, 16);
+    let tpm = c.tpm.as_ref().unwrap();
+    assert_eq!(tpm.ak, AkChoice::Auto);
+    assert_eq!(c.tcti().unwrap(), Some(Tcti::Device("/dev/tpmrm0".into())));
+    let linux = EventLogPaths::linux();
+    assert_eq!(c.event_logs.tcg, linux.tcg);
+    assert_eq!(c.event_logs.ccel_data, linux.ccel_data);
+    assert_eq!(c.listen, Some("0.0.0.0:4433".parse().unwrap()));
+}
+
+#[test]
+fn a_stray_key_in_any_table_is_refused() {
+    for table in ["[tdx]", "[tpm]", "[event_logs]"] {
+        let bad = EXAMPLE.replacen(table, &format!("{table}\nsurprise = 1"), 1);
+        assert!(
+            ResponderConfig::parse(&bad).is_err(),
+            "{table} took a stray key"
+        );
+    }
+    assert!(ResponderConfig::parse(&format!("surprise = 1\n{EXAMPLE}")).is_err());
+    assert!(ResponderConfig::parse("[anchors]\nfile = \"a.toml\"\nsurprise = 1\n").is_err());
+    // Enums escape deny_unknown_fields: their values are checked too.
+    assert!(ResponderConfig::parse("[tdx]\nbackend = \"sev\"\n").is_err());
+    assert!(ResponderConfig::parse("[tpm]\nak = \"aws\"\n").is_err());
+}
+
+#[test]
+fn tcti_strings_parse_like_tpm2_tools() {
+    assert_eq!(
+        "device:/dev/tpm0".parse::<Tcti>().unwrap(),
+        Tcti::Device("/dev/tpm0".into())
+    );
+    assert_eq!(
+        "device".parse::<Tcti>().unwrap(),
+        Tcti::Device("/dev/tpmrm0".into())
+    );
+    assert_eq!(
+        "swtpm:host=127.0.0.2,port=2400".parse::<Tcti>().unwrap(),
+        Tcti::Swtpm {
+            host: "127.0.0.2".into(),
+            port: 2400
+        }
+    );
+    for bad in ["mssim:port=1", "swtpm:port=x", "swtpm:hots=a", ""] {
+        assert!(bad.parse::<Tcti>().is_err(), "{bad:?} parsed");
+    }
+    let t: Tcti = "swtpm:host=127.0.0.1,port=9".parse().unwrap();
+    assert_eq!(t.to_string().parse::<Tcti>().unwrap(), t);
+}
+
+#[test]
+fn an_empty_config_opens_no_backend() {
+    let b = ResponderConfig::parse("").unwrap().open().unwrap();
+    assert!(b.tdx.is_none() && b.vtpm.is_none() && b.anchors.is_none());
+}
+
+#[test]
+fn each_broken_backend_names_its_key_and_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cases = [
+        (
+            "[tdx]\nbackend = \"configfs\"\nconfigfs_root = \"no-such-tsm\"\n",
+            "tdx.configfs_root",
+            "no-such-tsm",
+        ),
+        (
+            "[tdx]\nbackend = \"lab\"\nlab_dir = \"no-such-lab\"\n",
+            "tdx.lab_dir",
+            "no-such-lab",
+        ),
+        (
+            "[event_logs]\ntcg = \"no-such-log\"\n",
+            "event_logs.tcg",
+            "no-such-log",
+        ),
+        (
+            "[event_logs]\nccel_data = \"no-ccel\"\n",
+            "event_logs.ccel_data",
+            "no-ccel",
+        ),
+        (
+            "[anchors]\nfile = \"no-anchors.toml\"\n",
+            "anchors.file",
+            "no-anchors.toml",
+        ),
+        (
+            "[tpm]\ntcti = \"device:/no/such/tpm\"\n",
+            "tpm.tcti",
+            "/no/such/tpm",
+        ),
+        (
+            "[tpm]\ntcti = \"device:/no/such/tpm\"\nek_ca_certs = [\"no-ca.pem\"]\n",
+            "tpm.ek_ca_certs",
+            "no-ca.pem",
+        ),
+    ];
+    for (text, key, path) in cases {
+        let e = open_err(d, text);
+        assert_eq!(e.key(), Some(key), "{text}: {e}");
+        assert!(e.to_string().contains(path), "{text}: {e}");
+    }
+    let e = open_err(d, "[tdx]\nbackend = \"lab\"\n");
+    assert_eq!(e.key(), Some("tdx.lab_dir"), "{e}");
+    let e = open_err(d, "[tpm]\ntcti = \"serial:/dev/ttyS0\"\n");
+    assert_eq!(e.key(), Some("tpm.tcti"), "{e}");
+    let e = open_err(d, "[tdx]\ncoalesce_max_batch = 0\n");
+    assert_eq!(e.key(), Some("tdx.coalesce_max_batch"), "{e}");
+}
+
+#[test]
+fn a_lab_directory_and_a_configfs_tree_give_tdx_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = LabTdx::generate().unwrap();
+    lab.save(&dir.path().join("lab")).unwrap();
+    let cfg = ResponderConfig::load(&write_config(
+        dir.path(),
+        "[tdx]\nbackend = \"lab\"\nlab_dir = \"lab\"\ncoalesce_max_batch = 1\n",
+    ))
+    .unwrap();
+    let b = cfg.open().unwrap();
+    let quote = b.tdx.as_ref().unwrap().quote([7; 64]).unwrap();
+    assert!(b.lab.is_some());
+    // REPORTDATA sits at 48 + 520 in a v4 quote.
+    assert_eq!(&quote[568..632], &[7; 64][..]);
+
+    let tsm = dir.path().join("tsm");
+    std::fs::create_dir(&tsm).unwrap();
+    let cfg = ResponderConfig::load(&write_config(
+        dir.path(),
+        "[tdx]\nbackend = \"configfs\"\nconfigfs_root = \"tsm\"\n",
+    ))
+    .unwrap();
+    let kernel = Arc::new(FakeKernel::new(lab.quoter(), Faults::default()));
+    let b = cfg.open_with(kernel.clone()).unwrap();
+    assert_eq!(b.tdx_kind, TdxBackendKind::Configfs);
+    assert_eq!(
+        &b.tdx.as_ref().unwrap().quote([9; 64]).unwrap()[568..632],
+        &[9; 64][..]
+    );
+    // The start-up quote and this one.
+    assert_eq!(kernel.stats().quotes, 2);
+
+    // A TSM provider that is not TDX fails at start, naming the key.
+    let sev = Arc::new(FakeKernel::new(
+        lab.quoter(),
+        Faults {
+            provider: Some("sev_guest"),
+            ..Faults::default()
+        },
+    ));
+    let e = cfg.open_with(sev).unwrap_err();
+    assert_eq!(e.key(), Some("tdx.configfs_root"), "{e}");
+    assert!(e.to_string().contains("sev_guest"), "{e}");
+}
