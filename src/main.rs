@@ -14,6 +14,7 @@ mod experiment;
 mod export_cmd;
 mod judge;
 mod lab;
+mod lab_pki_cmd;
 mod logging;
 mod monitor;
 mod prober_cmd;
@@ -64,7 +65,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Responder(args) => responder_cmd::run(args),
         Command::Prober(args) => prober_cmd::run(args),
-        Command::Lab(args) => lab::run(args),
+        Command::Lab(mut args) => match args.command.take() {
+            Some(cmd) => lab_pki_cmd::run(cmd),
+            None => lab::run(args),
+        },
         Command::Bench(cmd) => bench::run(cmd),
         Command::Judge(args) => judge::run(args),
         Command::Verify(cmd) => verify::run(cmd),
