@@ -1,13 +1,17 @@
 //! `locus prober`: measures one or more responders concurrently and reports round trips.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use locus_prober::requests::request_transcript;
-use locus_prober::{connect, run_round, RoundConfig, RoundReport, SpkiPolicy};
+use locus_analysis::evidence::NonceRecord;
+use locus_prober::requests::{request_evidence_from, request_transcript};
+use locus_prober::{connect, run_round, RoundConfig, RoundReport, SpkiPolicy, Target};
+use locus_proto::messages::Include;
+use locus_proto::Nonce;
 use serde::Serialize;
 
 #[derive(Args)]
@@ -48,6 +52,40 @@ pub(crate) struct ProberArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// After the round, ask the (single) target for one evidence bundle bound to a fresh nonce,
+    /// write it (CBOR) to FILE and the nonce to the ledger FILE.nonces.json (the format
+    /// `locus verify evidence --nonce-ledger` reads; records are appended).
+    #[arg(long, value_name = "FILE")]
+    evidence_out: Option<PathBuf>,
+    /// Evidence parts to ask for with --evidence-out.
+    #[arg(long, value_delimiter = ',', default_value = "tdx,tpm", requires = "evidence_out")]
+    evidence_parts: Vec<EvidencePart>,
+    /// The issuer recorded in the nonce ledger and sent with the request; an evidence policy's
+    /// `nonce.issuer` must name it.
+    #[arg(long, default_value = "locus", requires = "evidence_out")]
+    nonce_issuer: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum EvidencePart {
+    Tdx,
+    Tpm,
+}
+
+/// Where `--evidence-out` went.
+#[derive(Serialize)]
+struct EvidenceResult {
+    file: PathBuf,
+    ledger: PathBuf,
+    nonce: String,
+}
+
+/// What `--evidence-out` asks for.
+#[derive(Clone)]
+struct EvidenceAsk {
+    out: PathBuf,
+    include: Include,
+    issuer: String,
 }
 
 #[derive(Serialize)]
@@ -60,6 +98,8 @@ struct TargetResult {
     round: Option<RoundReport>,
     /// The responder's signed transcript covers exactly the answers measured.
     transcript_verified: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evidence: Option<EvidenceResult>,
     error: Option<String>,
 }
 
@@ -74,6 +114,19 @@ pub(crate) fn run(args: ProberArgs) -> anyhow::Result<ExitCode> {
         bail!("--rate must be a finite number ≥ 0");
     }
     let pins = pins_for(&args)?;
+    let ask = match &args.evidence_out {
+        None => None,
+        Some(_) if args.targets.len() != 1 => bail!("--evidence-out takes exactly one --target"),
+        Some(out) => Some(EvidenceAsk {
+            out: out.clone(),
+            include: Include {
+                tdx: args.evidence_parts.contains(&EvidencePart::Tdx),
+                tpm: args.evidence_parts.contains(&EvidencePart::Tpm),
+                anchors: Vec::new(),
+            },
+            issuer: args.nonce_issuer.clone(),
+        }),
+    };
     let cfg = RoundConfig {
         rate_hz: args.rate,
         count: args.count,
@@ -90,9 +143,12 @@ pub(crate) fn run(args: ProberArgs) -> anyhow::Result<ExitCode> {
             .zip(pins)
             .map(|(&addr, policy)| {
                 let cfg = cfg.clone();
+                let ask = ask.clone();
                 let bind = args.bind;
                 let connect_timeout = Duration::from_millis(args.connect_timeout_ms);
-                tokio::spawn(async move { probe(addr, bind, policy, connect_timeout, &cfg).await })
+                tokio::spawn(async move {
+                    probe(addr, bind, policy, connect_timeout, &cfg, ask.as_ref()).await
+                })
             })
             .collect();
         let mut out = Vec::new();
@@ -133,6 +189,7 @@ async fn probe(
     policy: SpkiPolicy,
     connect_timeout: Duration,
     cfg: &RoundConfig,
+    ask: Option<&EvidenceAsk>,
 ) -> TargetResult {
     let key = match policy {
         SpkiPolicy::Pinned(_) => "pinned",
@@ -144,6 +201,7 @@ async fn probe(
         spki: String::new(),
         round: None,
         transcript_verified: None,
+        evidence: None,
         error: None,
     };
     let target = match connect(addr, bind, policy, connect_timeout).await {
@@ -166,9 +224,52 @@ async fn probe(
         }
         Err(e) => result.error = Some(format!("transcript request failed: {e}")),
     }
+    if let Some(ask) = ask {
+        match fetch_evidence(&target, ask).await {
+            Ok(e) => result.evidence = Some(e),
+            Err(e) => result.error = Some(format!("evidence: {e:#}")),
+        }
+    }
     target.conn.close(0u32.into(), b"done");
     result.round = Some(round);
     result
+}
+
+/// Asks for one bundle bound to a fresh nonce; writes it and appends the nonce to the ledger.
+async fn fetch_evidence(target: &Target, ask: &EvidenceAsk) -> anyhow::Result<EvidenceResult> {
+    let nonce: Nonce = rand::random();
+    let issued_at = crate::verify::evidence::unix_now()?;
+    let bundle = request_evidence_from(
+        target,
+        &nonce,
+        ask.include.clone(),
+        Some(ask.issuer.clone()),
+    )
+    .await?;
+    std::fs::write(&ask.out, bundle.to_cbor())
+        .with_context(|| format!("writing {}", ask.out.display()))?;
+    let mut ledger_name = ask.out.clone().into_os_string();
+    ledger_name.push(".nonces.json");
+    let ledger = PathBuf::from(ledger_name);
+    let mut records: Vec<NonceRecord> = match std::fs::read(&ledger) {
+        Ok(b) => serde_json::from_slice(&b)
+            .with_context(|| format!("existing nonce ledger {}", ledger.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", ledger.display())),
+    };
+    records.push(NonceRecord {
+        nonce: nonce.to_vec(),
+        issuer: ask.issuer.clone(),
+        issued_at,
+        used: false,
+    });
+    std::fs::write(&ledger, serde_json::to_vec_pretty(&records)?)
+        .with_context(|| format!("writing {}", ledger.display()))?;
+    Ok(EvidenceResult {
+        file: ask.out.clone(),
+        ledger,
+        nonce: hex::encode(nonce),
+    })
 }
 
 #[expect(clippy::print_stdout, reason = "the CLI prints its report")]
@@ -205,8 +306,18 @@ fn print_results(results: &[TargetResult], json: bool) -> anyhow::Result<()> {
                 },
                 r.key
             ),
-            (_, Some(e)) => println!("{:<22} unreachable: {e}", r.target.to_string()),
+            (Some(_), Some(e)) => println!("{:<22} error: {e}", r.target.to_string()),
+            (None, Some(e)) => println!("{:<22} unreachable: {e}", r.target.to_string()),
             (None, None) => println!("{:<22} no result", r.target.to_string()),
+        }
+        if let Some(e) = &r.evidence {
+            println!(
+                "{:<22} evidence bundle {} (nonce {} in {})",
+                "",
+                e.file.display(),
+                e.nonce,
+                e.ledger.display()
+            );
         }
     }
     Ok(())
