@@ -17,6 +17,7 @@ mod lab;
 mod lab_pki_cmd;
 mod logging;
 mod monitor;
+mod policy_cmd;
 mod prober_cmd;
 mod responder_cmd;
 mod toml_span;
@@ -55,6 +56,9 @@ enum Command {
     Monitor(monitor::MonitorArgs),
     /// Export stored rounds, samples, evidence requests or verdicts (JSON Lines or CSV).
     Export(export_cmd::ExportArgs),
+    /// Evidence policies: capture golden values from a known-good bundle.
+    #[command(subcommand)]
+    Policy(policy_cmd::PolicyCmd),
     /// Detection-power experiments: seeded sweeps, ROC curves, plots (docs/experiment.md).
     Experiment(experiment::ExperimentArgs),
 }
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
         Command::Monitor(args) => monitor::run(args),
         Command::Export(args) => export_cmd::run(args),
         Command::Experiment(args) => experiment::run(args),
+        Command::Policy(cmd) => policy_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,

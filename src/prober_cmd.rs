@@ -58,7 +58,12 @@ pub(crate) struct ProberArgs {
     #[arg(long, value_name = "FILE")]
     evidence_out: Option<PathBuf>,
     /// Evidence parts to ask for with --evidence-out.
-    #[arg(long, value_delimiter = ',', default_value = "tdx,tpm", requires = "evidence_out")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "tdx,tpm",
+        requires = "evidence_out"
+    )]
     evidence_parts: Vec<EvidencePart>,
     /// The issuer recorded in the nonce ledger and sent with the request; an evidence policy's
     /// `nonce.issuer` must name it.

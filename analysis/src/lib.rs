@@ -10,6 +10,7 @@ pub mod input;
 mod joint;
 pub mod poe;
 pub mod policy;
+pub mod policy_init;
 pub mod region;
 pub mod relocation;
 pub mod rtt_bound;

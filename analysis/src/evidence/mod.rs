@@ -429,24 +429,32 @@ fn same_rsa_key(a: (&[u8], &[u8]), b: (&[u8], &[u8])) -> bool {
     strip(a.0) == strip(b.0) && strip(a.1) == strip(b.1)
 }
 
-/// TD report fields needed by the binding, read from a quote at the v4/v5 TD report offsets.
-struct TdFields {
-    mrtd: [u8; 48],
-    rtmrs: [[u8; 48]; 4],
-    report_data: [u8; 64],
+/// TD report fields needed by the binding and the reference checks, read from a quote at the
+/// v4/v5 TD report offsets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TdFields {
+    pub td_attributes: [u8; 8],
+    pub xfam: [u8; 8],
+    pub mrtd: [u8; 48],
+    pub rtmrs: [[u8; 48]; 4],
+    pub report_data: [u8; 64],
 }
 
 /// Offsets of the TD report body inside a quote (48-byte header; body layout of TDX 1.0:
-/// MRTD at +136, RTMR0-3 at +328, REPORTDATA at +520). Used when the quote's signature is not
-/// checked (no collateral): the checks that rely on these fields then say they are unverified.
-fn td_fields_unverified(quote: &[u8]) -> Option<TdFields> {
+/// TD attributes at +120, XFAM at +128, MRTD at +136, RTMR0-3 at +328, REPORTDATA at +520).
+/// Unverified: checks that rely on these fields without a verified quote say so.
+pub fn td_fields_unverified(quote: &[u8]) -> Option<TdFields> {
     const BODY: usize = 48;
     let get = |at: usize, n: usize| quote.get(BODY + at..BODY + at + n);
     let mut f = TdFields {
+        td_attributes: [0; 8],
+        xfam: [0; 8],
         mrtd: [0; 48],
         rtmrs: [[0; 48]; 4],
         report_data: [0; 64],
     };
+    f.td_attributes.copy_from_slice(get(120, 8)?);
+    f.xfam.copy_from_slice(get(128, 8)?);
     f.mrtd.copy_from_slice(get(136, 48)?);
     for (i, r) in f.rtmrs.iter_mut().enumerate() {
         r.copy_from_slice(get(328 + 48 * i, 48)?);
@@ -591,7 +599,12 @@ pub fn verify_bundle(
         };
         match crate::tdx::verify(&tdx.quote, collateral, &policy.tdx_root, inputs.now_unix) {
             Ok(v) => {
+                // XFAM is not among dcap-qvl's results: read it at its offset in the body the
+                // verified signature covers.
+                let xfam = td_fields_unverified(&tdx.quote).map_or([0; 8], |f| f.xfam);
                 td_fields = Some(TdFields {
+                    td_attributes: v.td_attributes,
+                    xfam,
                     mrtd: v.mr_td,
                     rtmrs: v.rtmr,
                     report_data: v.report_data,
@@ -819,7 +832,11 @@ pub fn verify_bundle(
     });
 
     run.record(CheckId::TdReference, || {
-        if policy.mrtd_reference.is_none() && policy.rtmr_reference.is_empty() {
+        if policy.mrtd_reference.is_none()
+            && policy.rtmr_reference.is_empty()
+            && policy.td_attributes_reference.is_none()
+            && policy.xfam_reference.is_none()
+        {
             return Outcome::Skipped("no MRTD/RTMR reference values in the policy".into());
         }
         let Some(f) = &td_fields else {
@@ -835,6 +852,25 @@ pub fn verify_bundle(
                     expected: hex::encode(m),
                     found: hex::encode(f.mrtd),
                 });
+            }
+        }
+        let registers = [
+            (
+                "TD attributes",
+                policy.td_attributes_reference,
+                f.td_attributes,
+            ),
+            ("XFAM", policy.xfam_reference, f.xfam),
+        ];
+        for (register, expected, found) in registers {
+            if let Some(e) = expected {
+                if e != found {
+                    return Outcome::Fail(EvidenceError::TdReferenceMismatch {
+                        register: register.into(),
+                        expected: hex::encode(e),
+                        found: hex::encode(found),
+                    });
+                }
             }
         }
         for (i, r) in &policy.rtmr_reference {

@@ -105,6 +105,12 @@ pub struct ReferenceSection {
     /// Expected RTMRs (hex, 48 bytes each).
     #[serde(default)]
     pub rtmrs: Vec<RtmrReference>,
+    /// Expected TD attributes (hex, 8 bytes as in the TD report: debug, SEPT_VE_DISABLE, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub td_attributes: Option<String>,
+    /// Expected XFAM (hex, 8 bytes: the CPU extended features the TD may use).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xfam: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,6 +161,8 @@ pub struct EvidencePolicy {
     pub pcr_reference: BTreeMap<u8, [u8; 32]>,
     pub mrtd_reference: Option<[u8; 48]>,
     pub rtmr_reference: BTreeMap<u8, [u8; 48]>,
+    pub td_attributes_reference: Option<[u8; 8]>,
+    pub xfam_reference: Option<[u8; 8]>,
     pub max_tpm_cheap_rtt_ns: Option<u64>,
     /// Anchors known to this verifier, for the `anchors` check.
     pub anchors: Option<AnchorPolicy>,
@@ -319,6 +327,14 @@ impl PolicyFile {
             None => None,
             Some(s) => Some(hex_array::<48>("reference.mrtd".into(), s)?),
         };
+        let td_attributes_reference = match &self.reference.td_attributes {
+            None => None,
+            Some(s) => Some(hex_array::<8>("reference.td_attributes".into(), s)?),
+        };
+        let xfam_reference = match &self.reference.xfam {
+            None => None,
+            Some(s) => Some(hex_array::<8>("reference.xfam".into(), s)?),
+        };
         // `ek.roots` entries naming a built-in provider CA set (`gce`, see `cloud::roots`)
         // bring its roots and intermediates; the others are files.
         let mut ek_roots = Vec::new();
@@ -343,6 +359,8 @@ impl PolicyFile {
             pcr_reference,
             mrtd_reference,
             rtmr_reference,
+            td_attributes_reference,
+            xfam_reference,
             max_tpm_cheap_rtt_ns: self.timing.max_tpm_cheap_rtt_us.map(|u| u * 1000),
             anchors: match &self.anchors {
                 None => None,
