@@ -6,6 +6,20 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
+use locus_proto::evidence::EvidenceBundle;
+use locus_responder::tpm::swtpm::{Swtpm, SwtpmOptions};
+
+/// MRTD of a bundle's TD quote (TD report body offset 136).
+trait Mrtd {
+    fn tdx_mrtd(&self) -> Vec<u8>;
+}
+
+impl Mrtd for EvidenceBundle {
+    fn tdx_mrtd(&self) -> Vec<u8> {
+        self.tdx.as_ref().unwrap().quote[48 + 136..48 + 184].to_vec()
+    }
+}
+
 fn locus() -> Command {
     Command::new(env!("CARGO_BIN_EXE_locus"))
 }
@@ -120,4 +134,172 @@ fn each_broken_backend_exits_2_naming_its_key() {
     let out = run(&["responder", "--config", &config]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bakend"));
+}
+
+/// `locus prober --evidence-out` against `r`; returns the bundle path.
+fn fetch_bundle(r: &Responder, dir: &Path, name: &str, parts: &str) -> String {
+    let bundle = dir.join(name).display().to_string();
+    let out = run(&[
+        "prober",
+        "--json",
+        "--count",
+        "20",
+        "--rate",
+        "0",
+        "--target",
+        &r.addr,
+        "--pin-spki",
+        &r.spki,
+        "--evidence-out",
+        &bundle,
+        "--evidence-parts",
+        parts,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ev = &report["targets"][0]["evidence"];
+    assert_eq!(ev["file"].as_str(), Some(bundle.as_str()), "{report}");
+    let ledger: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{bundle}.nonces.json")).unwrap()).unwrap();
+    let nonces: Vec<&str> = ledger
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["nonce"].as_str().unwrap())
+        .collect();
+    assert!(nonces.contains(&ev["nonce"].as_str().unwrap()), "{ledger}");
+    bundle
+}
+
+fn verify(bundle: &str, policy: &str) -> Output {
+    let ledger = format!("{bundle}.nonces.json");
+    run(&[
+        "verify",
+        "evidence",
+        bundle,
+        "--policy",
+        policy,
+        "--nonce-ledger",
+        &ledger,
+        "--json",
+    ])
+}
+
+fn failed_checks(out: &Output) -> Vec<String> {
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .map(|c| c["check"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn swtpm_and_a_lab_pki_give_a_bundle_that_verifies_under_its_captured_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pki = d.join("pki").display().to_string();
+    let out = run(&["lab", "pki", "--out", &pki, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for f in [
+        "root.pem",
+        "collateral.json",
+        "pck-chain.pem",
+        "pck-key.pem",
+    ] {
+        assert!(d.join("pki").join(f).is_file(), "{f} missing");
+    }
+    let tpm = Swtpm::start(SwtpmOptions {
+        create_ek_cert: true,
+        ..SwtpmOptions::default()
+    })
+    .expect("swtpm (Debian: swtpm swtpm-tools; scripts/setup.sh installs them)");
+    write(d, "ek-ca.pem", &tpm.ek_ca_certs().unwrap().concat());
+    let config = write(
+        d,
+        "responder.toml",
+        &format!(
+            "[tdx]\nbackend = \"lab\"\nlab_dir = \"pki\"\n\n[tpm]\ntcti = \"{}\"\nak = \"create\"\n\
+             ek_ca_certs = [\"ek-ca.pem\"]\n",
+            tpm.tcti()
+        ),
+    );
+    let r = start_responder(&config);
+    let bundle = fetch_bundle(&r, d, "golden.cbor", "tdx,tpm");
+
+    // Its TDX quote verifies on its own under the lab set.
+    let b = EvidenceBundle::from_cbor(&std::fs::read(&bundle).unwrap()).unwrap();
+    let quote = d.join("quote.bin");
+    std::fs::write(&quote, &b.tdx.as_ref().unwrap().quote).unwrap();
+    let collateral = format!("{pki}/collateral.json");
+    let root = format!("{pki}/root.pem");
+    let out = run(&[
+        "verify",
+        "tdx-quote",
+        quote.to_str().unwrap(),
+        "--collateral",
+        &collateral,
+        "--root-ca",
+        &root,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    let policy = d.join("policy.toml").display().to_string();
+    let out = run(&[
+        "policy",
+        "init",
+        "--from-bundle",
+        &bundle,
+        "--collateral",
+        &collateral,
+        "--root-ca",
+        &root,
+        "--out",
+        &policy,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let toml = std::fs::read_to_string(&policy).unwrap();
+    // Golden values pinned, each with where it came from.
+    for key in [
+        "mrtd = ",
+        "td_attributes = ",
+        "xfam = ",
+        "max_tpm_cheap_rtt_us = ",
+    ] {
+        assert!(toml.contains(key), "{key} not pinned:\n{toml}");
+    }
+    assert!(toml.contains("[[reference.pcrs]]") && toml.contains("[[reference.rtmrs]]"));
+    assert!(toml.contains("# Frankenstein baseline"), "{toml}");
+    for required in [
+        "tdx_quote",
+        "td_reference",
+        "pcr_reference",
+        "ek_chain",
+        "vtpm_timing",
+    ] {
+        assert!(
+            toml.contains(&format!("{required} = \"required\"")),
+            "{required} not required:\n{toml}"
+        );
+    }
+    assert!(d.join("policy.toml.ek-roots.pem").is_file());
+
+    let out = verify(&bundle, &policy);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // A second fetch (a new nonce in the same ledger) verifies too.
+    let again = fetch_bundle(&r, d, "golden.cbor", "tdx,tpm");
+    assert_eq!(verify(&again, &policy).status.code(), Some(0));
+
+    // A TD with another MRTD fails td_reference (and nothing else).
+    let other = toml.replace(
+        &format!("mrtd = \"{}\"", hex::encode(b.tdx_mrtd())),
+        &format!("mrtd = \"{}\"", "ab".repeat(48)),
+    );
+    assert_ne!(other, toml);
+    let other_policy = write(d, "other.toml", &other);
+    let out = verify(&again, &other_policy);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(failed_checks(&out), ["td_reference"], "{}", text(&out));
 }
