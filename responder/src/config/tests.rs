@@ -180,3 +180,88 @@ fn a_lab_directory_and_a_configfs_tree_give_tdx_evidence() {
     assert_eq!(e.key(), Some("tdx.configfs_root"), "{e}");
     assert!(e.to_string().contains("sev_guest"), "{e}");
 }
+
+/// The configfs backend end to end on the kernel emulation the configfs tests drive: config →
+/// backends → a bundle → a policy captured from it → the bundle verifies; another MRTD fails
+/// `td_reference`. (A child `locus responder` cannot be given the emulation: it lives in this
+/// process, behind `TsmFs`.)
+#[tokio::test]
+async fn a_configfs_bundle_verifies_under_the_policy_captured_from_it() {
+    use locus_analysis::evidence::{verify_bundle, CheckId, NonceRecord, VerifyInputs};
+    use locus_analysis::policy_init::{init_policy, InitOptions, NamedFile};
+    use locus_proto::messages::Include;
+    use locus_proto::transcript::Transcript;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tsm")).unwrap();
+    let lab = LabTdx::generate().unwrap();
+    let cfg = ResponderConfig::load(&write_config(
+        dir.path(),
+        "[tdx]\nbackend = \"configfs\"\nconfigfs_root = \"tsm\"\n",
+    ))
+    .unwrap();
+    let kernel = Arc::new(FakeKernel::new(lab.quoter(), Faults::default()));
+    let source = cfg.open_with(kernel.clone()).unwrap().into_source();
+    let key = crate::session_key::SessionKey::generate().unwrap();
+    let nonce = [0x42; 32];
+    let include = Include {
+        tdx: true,
+        ..Include::default()
+    };
+    let transcript = Transcript::new().sign(key.signing_key());
+    let bundle = source
+        .collect(&nonce, key.spki_der(), transcript, &include)
+        .await
+        .unwrap();
+    assert_eq!(kernel.stats().quotes, 2, "start-up quote and the bundle's");
+
+    let now = lab.validity().0 + 7200;
+    let opts = InitOptions {
+        tdx_collateral: Some(NamedFile {
+            path: "collateral.json".into(),
+            bytes: serde_json::to_vec(lab.collateral()).unwrap(),
+        }),
+        tdx_root: Some(NamedFile {
+            path: "root.der".into(),
+            bytes: lab.root_ca_der().to_vec(),
+        }),
+        ek_roots_path: "ek.pem".into(),
+        bundle_name: "configfs.cbor".into(),
+        nonce_issuer: "locus".into(),
+        now_unix: now,
+    };
+    let init = init_policy(&bundle, &opts).unwrap();
+    assert!(init.file.reference.mrtd.is_some());
+    let files = [
+        (
+            "collateral.json",
+            serde_json::to_vec(lab.collateral()).unwrap(),
+        ),
+        ("root.der", lab.root_ca_der().to_vec()),
+    ];
+    let load = |p: &str| {
+        files
+            .iter()
+            .find(|(n, _)| *n == p)
+            .map(|(_, b)| b.clone())
+            .ok_or_else(|| p.to_string())
+    };
+    let inputs = VerifyInputs {
+        now_unix: now,
+        nonce_record: Some(NonceRecord {
+            nonce: nonce.to_vec(),
+            issuer: "locus".into(),
+            issued_at: now - 1,
+            used: false,
+        }),
+        peer_spki: None,
+    };
+    let policy = init.file.resolve(&load).unwrap();
+    let report = verify_bundle(&bundle, &policy, &inputs);
+    assert!(report.valid(), "{:?}", report.failed());
+
+    let mut other = init.file.clone();
+    other.reference.mrtd = Some("ab".repeat(48));
+    let report = verify_bundle(&bundle, &other.resolve(&load).unwrap(), &inputs);
+    assert_eq!(report.failed(), [CheckId::TdReference]);
+}
