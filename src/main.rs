@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod daemon_cmd;
+mod doctor_cmd;
 mod endorse;
 mod experiment;
 mod export_cmd;

@@ -11,7 +11,10 @@ use locus_responder::server::{Server, ServerConfig};
 use locus_responder::session_key::SessionKey;
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct ResponderArgs {
+    #[command(subcommand)]
+    command: Option<ResponderCmd>,
     /// Address to listen on (UDP, QUIC); overrides the config's `listen`
     /// [default: 127.0.0.1:4433].
     #[arg(long)]
@@ -26,9 +29,19 @@ pub(crate) struct ResponderArgs {
     config: Option<PathBuf>,
 }
 
+#[derive(clap::Subcommand)]
+enum ResponderCmd {
+    /// Try each configured backend once and print a row per check (run this first on a new
+    /// machine). Exit 0 only when a bundle (the policy's, with --policy) could be produced.
+    Doctor(crate::doctor_cmd::DoctorArgs),
+}
+
 const DEFAULT_LISTEN: &str = "127.0.0.1:4433";
 
 pub(crate) fn run(args: ResponderArgs) -> anyhow::Result<ExitCode> {
+    if let Some(ResponderCmd::Doctor(d)) = args.command {
+        return crate::doctor_cmd::run(d);
+    }
     let config = match &args.config {
         Some(path) => ResponderConfig::load(path)?,
         None => ResponderConfig::default(),

@@ -302,4 +302,72 @@ fn swtpm_and_a_lab_pki_give_a_bundle_that_verifies_under_its_captured_policy() {
     let out = verify(&again, &other_policy);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert_eq!(failed_checks(&out), ["td_reference"], "{}", text(&out));
+
+    // The doctor reports every backend, and a bundle valid under the captured policy.
+    let (code, report) = doctor(&config, Some(&policy));
+    assert_eq!(code, 0, "{report:#}");
+    for (check, status) in [
+        ("tdx", "ok"),
+        ("vtpm", "ok"),
+        ("tpm_quote", "ok"),
+        ("vtpm_time", "ok"),
+        ("ek_cert", "ok"),
+        ("ek_ca_certs", "ok"),
+        ("bundle", "ok"),
+        ("policy", "ok"),
+    ] {
+        assert_eq!(row(&report, check)["status"], status, "{check}: {report:#}");
+    }
+    // Without the vTPM the policy's vTPM checks are named.
+    let tdx_only = write(
+        d,
+        "tdx-only.toml",
+        "[tdx]\nbackend = \"lab\"\nlab_dir = \"pki\"\n",
+    );
+    let (code, report) = doctor(&tdx_only, Some(&policy));
+    assert_eq!(code, 1, "{report:#}");
+    let failed: Vec<&str> = report["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert!(failed.contains(&"policy.tpm_signature"), "{report:#}");
+    assert!(!failed.contains(&"tdx"), "{report:#}");
+    // swtpm down: the vtpm row fails, naming the key.
+    drop(r);
+    let port = tpm.port();
+    drop(tpm);
+    let down = write(
+        d,
+        "down.toml",
+        &format!("[tpm]\ntcti = \"swtpm:host=127.0.0.1,port={port}\"\n"),
+    );
+    let (code, report) = doctor(&down, None);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(row(&report, "vtpm")["status"], "fail", "{report:#}");
+    assert!(row(&report, "vtpm")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("tpm.tcti"));
+}
+
+fn doctor(config: &str, policy: Option<&str>) -> (i32, serde_json::Value) {
+    let mut args = vec!["responder", "doctor", "--config", config, "--json"];
+    if let Some(p) = policy {
+        args.extend(["--policy", p]);
+    }
+    let out = run(&args);
+    let report =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    (out.status.code().unwrap(), report)
+}
+
+fn row<'a>(report: &'a serde_json::Value, check: &str) -> &'a serde_json::Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["check"] == check)
+        .unwrap_or_else(|| panic!("no {check} row: {report:#}"))
 }

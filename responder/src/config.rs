@@ -184,6 +184,9 @@ pub struct ResponderConfig {
     base: PathBuf,
 }
 
+/// An opened TDX backend: the quoter, and the lab's signing set when it is the lab's.
+pub type OpenedTdx = (Option<Arc<dyn TdxQuoter>>, Option<LabTdx>);
+
 /// The configured backends, opened and checked once.
 pub struct Backends {
     pub tdx: Option<Arc<dyn TdxQuoter>>,
@@ -331,10 +334,7 @@ impl ResponderConfig {
 
     /// Opens the TDX backend and takes one quote, so a broken one fails now. `tsm` is the
     /// filesystem configfs-tsm is reached through ([`StdFs`]; tests: a kernel emulation).
-    pub fn open_tdx(
-        &self,
-        tsm: Arc<dyn TsmFs>,
-    ) -> Result<(Option<Arc<dyn TdxQuoter>>, Option<LabTdx>), ConfigError> {
+    pub fn open_tdx(&self, tsm: Arc<dyn TsmFs>) -> Result<OpenedTdx, ConfigError> {
         match self.tdx.backend {
             TdxBackendKind::None => Ok((None, None)),
             TdxBackendKind::Configfs => {
