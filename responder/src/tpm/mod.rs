@@ -1,7 +1,7 @@
 //! The vTPM: an attestation key, TPM2_Quote over the PCRs with the binding's qualifying data,
 //! EK certificates from NV, and in-TD timings of the vTPM.
 //!
-//! A tss-esapi [`tss_esapi::Context`] needs `&mut self` and is not `Send`, so it lives on its own
+//! A tss-esapi `Context` needs `&mut self` and is not `Send`, so it lives on its own
 //! thread ([`actor`]); [`Vtpm`] sends it commands over a channel and waits with a timeout. Any
 //! failure (the TPM closed the connection, swtpm crashed, a command hung) drops that thread, and
 //! the next call connects afresh and recreates the AK: a crashed TPM gives an error, never a hung
@@ -14,7 +14,12 @@
 //! provisioned ([`AkSource`]): on GCE a primary from the template in NV, with its certificate;
 //! on Azure the HCL's persistent key, with the HCL report read from NV.
 
+#[cfg(feature = "vtpm")]
 mod actor;
+#[cfg(not(feature = "vtpm"))]
+#[path = "no_actor.rs"]
+mod actor;
+mod ops;
 pub mod swtpm;
 
 use std::fmt;
@@ -26,7 +31,8 @@ use std::time::Duration;
 use locus_proto::evidence::{EkCert, PcrValue};
 use thiserror::Error;
 
-use actor::{Actor, Op, Reply};
+use actor::Actor;
+use ops::{Op, Reply};
 
 /// TPM_ALG_ID of SHA-256.
 pub const ALG_SHA256: u16 = 0x000b;
@@ -183,6 +189,10 @@ pub enum VtpmError {
     /// The HCL report's NV index is larger than any real report; it is not read.
     #[error("the HCL report NV index holds {len} bytes, more than {max}")]
     HclReportTooLarge { len: usize, max: usize },
+    /// This build has no TPM software stack (built without the `vtpm` feature); rebuild
+    /// `locus` with default features to use a vTPM.
+    #[error("vTPM support is not built in (cargo feature `vtpm`)")]
+    Unsupported,
     /// The PCRs changed during every attempt to read them consistently with a quote.
     #[error("PCRs kept changing while quoting ({attempts} attempts)")]
     PcrsUnstable { attempts: u32 },

@@ -1,0 +1,54 @@
+//! The commands the vTPM thread runs and its replies.
+
+use locus_proto::evidence::EkCert;
+use locus_proto::hcl::USER_DATA_LEN;
+
+use super::{CheapRtt, VtpmQuote};
+
+#[cfg_attr(
+    not(feature = "vtpm"),
+    expect(
+        dead_code,
+        reason = "without the vtpm feature no thread runs the commands"
+    )
+)]
+#[derive(Debug)]
+pub(crate) enum Op {
+    AkPublic,
+    AkCert,
+    HclReport {
+        user_data: [u8; USER_DATA_LEN],
+    },
+    Quote {
+        qualifying_data: Vec<u8>,
+        pcrs: Vec<u8>,
+    },
+    CheapRtt {
+        samples: u32,
+    },
+    EkCerts {
+        indices: Vec<u32>,
+    },
+    Extend {
+        index: u8,
+        sha256: [u8; 32],
+    },
+}
+
+#[cfg_attr(
+    not(feature = "vtpm"),
+    expect(
+        dead_code,
+        reason = "without the vtpm feature no thread runs the commands"
+    )
+)]
+#[derive(Debug)]
+pub(crate) enum Reply {
+    AkPublic(Vec<u8>),
+    AkCert(Option<Vec<u8>>),
+    HclReport(Option<Vec<u8>>),
+    Quote(VtpmQuote),
+    CheapRtt(CheapRtt),
+    EkCerts(Vec<EkCert>),
+    Done,
+}
