@@ -1,13 +1,13 @@
 //! Server authentication by SPKI pin: the responder's session key is bound into its quotes, so
 //! the prober trusts that key, not WebPKI. It either pins a known SPKI or learns it on first use
-//! (and reports which), always checking the TLS 1.3 CertificateVerify signature.
+//! (and reports which); [`locus_net::Tls13Verifier`] checks the CertificateVerify signature.
 
 use std::sync::{Arc, Mutex};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls13_signature, WebPkiSupportedAlgorithms};
+use locus_net::{spki_of, ServerKeyCheck, Tls13Verifier};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, Error, SignatureScheme};
+use rustls::{CertificateError, Error};
 
 /// How the prober decides to trust a responder's session key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,33 +18,24 @@ pub enum SpkiPolicy {
     TrustOnFirstUse,
 }
 
-/// Verifies the server's certificate against an [`SpkiPolicy`], recording the SPKI seen.
+/// Checks the server's key against an [`SpkiPolicy`], recording the SPKI seen.
 #[derive(Debug)]
-pub(crate) struct PinVerifier {
+struct PinCheck {
     policy: SpkiPolicy,
     seen: Arc<Mutex<Option<Vec<u8>>>>,
-    algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl PinVerifier {
-    pub(crate) fn new(policy: SpkiPolicy, seen: Arc<Mutex<Option<Vec<u8>>>>) -> Self {
-        Self {
-            policy,
-            seen,
-            algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
-        }
-    }
+/// A verifier for `policy` that stores the responder's SPKI in `seen` once it is accepted.
+pub(crate) fn pin_verifier(
+    policy: SpkiPolicy,
+    seen: Arc<Mutex<Option<Vec<u8>>>>,
+) -> Arc<dyn ServerCertVerifier> {
+    let algorithms = locus_net::crypto_provider().signature_verification_algorithms;
+    Arc::new(Tls13Verifier::new(PinCheck { policy, seen }, algorithms))
 }
 
-/// Extracts the SubjectPublicKeyInfo (DER) of a certificate.
-pub fn spki_of(cert: &[u8]) -> Result<Vec<u8>, Error> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert)
-        .map_err(|_| Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
-    Ok(parsed.tbs_certificate.subject_pki.raw.to_vec())
-}
-
-impl ServerCertVerifier for PinVerifier {
-    fn verify_server_cert(
+impl ServerKeyCheck for PinCheck {
+    fn check_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
@@ -54,38 +45,13 @@ impl ServerCertVerifier for PinVerifier {
     ) -> Result<ServerCertVerified, Error> {
         let spki = spki_of(end_entity)?;
         if let SpkiPolicy::Pinned(expected) = &self.policy {
-            if *expected != spki {
+            if expected.as_slice() != spki {
                 return Err(Error::InvalidCertificate(
-                    rustls::CertificateError::ApplicationVerificationFailure,
+                    CertificateError::ApplicationVerificationFailure,
                 ));
             }
         }
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(spki);
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(spki.to_vec());
         Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        // QUIC is TLS 1.3 only.
-        Err(Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls12NotOffered,
-        ))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
     }
 }

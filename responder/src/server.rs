@@ -5,17 +5,22 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use locus_net::{read_datagram_spinning, ConfigError};
 use locus_proto::frame::{self, Frame, FrameError, MessageKind, HEADER_LEN};
 use locus_proto::messages::{
     codes, ErrorMessage, EvidenceRequest, EvidenceResponse, TranscriptRequest, TranscriptResponse,
 };
 use locus_proto::responder::EchoSession;
-use locus_proto::{DecodeError, Nonce, ALPN};
+use locus_proto::{DecodeError, Nonce};
+use quinn_proto::crypto::rustls::NoInitialCipherSuite;
+use quinn_proto::VarIntBoundsExceeded;
 use tracing::{debug, info, warn};
 
 use crate::evidence::EvidenceSource;
 use crate::session_key::SessionKey;
 
+/// Evidence and transcript requests a prober may have open at once on one connection.
+const MAX_REQUEST_STREAMS: u32 = 64;
 /// How long one evidence or transcript request may take before the stream is dropped.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -44,16 +49,38 @@ impl ServerConfig {
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServerError {
+    /// rustls refused the session certificate or key.
     #[error("TLS configuration: {0}")]
-    Tls(#[from] rustls::Error),
+    Tls(#[source] rustls::Error),
+    /// The TLS configuration offers no cipher suite QUIC can protect Initial packets with.
     #[error("QUIC configuration: {0}")]
-    Quic(String),
+    NoInitialCipherSuite(#[source] NoInitialCipherSuite),
+    /// `idle_timeout` does not fit QUIC's varint milliseconds: choose a shorter one.
+    #[error("idle timeout {timeout:?} is too large for QUIC: {source}")]
+    IdleTimeout {
+        timeout: Duration,
+        source: VarIntBoundsExceeded,
+    },
+    /// [`Server::start`] was called outside a tokio runtime: call it from inside one.
+    #[error("no async runtime: start the server inside a tokio runtime")]
+    NoRuntime,
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
     },
+}
+
+impl From<ConfigError> for ServerError {
+    fn from(e: ConfigError) -> Self {
+        match e {
+            ConfigError::Tls(e) => Self::Tls(e),
+            ConfigError::NoInitialCipherSuite(e) => Self::NoInitialCipherSuite(e),
+            ConfigError::IdleTimeout { timeout, source } => Self::IdleTimeout { timeout, source },
+        }
+    }
 }
 
 /// A running responder.
@@ -80,11 +107,16 @@ impl Server {
             addr: config.listen,
             source,
         };
-        let runtime =
-            quinn::default_runtime().ok_or_else(|| ServerError::Quic("no async runtime".into()))?;
+        let runtime = quinn::default_runtime().ok_or(ServerError::NoRuntime)?;
+        let quic = locus_net::server_config(
+            key.cert_der(),
+            key.private_key_der(),
+            config.idle_timeout,
+            MAX_REQUEST_STREAMS,
+        )?;
         let endpoint = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
-            Some(quinn_config(&key, &config)?),
+            Some(quic),
             udp_socket(config.listen).map_err(bind_err)?,
             runtime,
         )
@@ -141,31 +173,6 @@ fn udp_socket(listen: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     let _ = s.set_send_buffer_size(SOCKET_BUFFER);
     s.bind(&listen.into())?;
     Ok(s.into())
-}
-
-fn quinn_config(key: &SessionKey, cfg: &ServerConfig) -> Result<quinn::ServerConfig, ServerError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
-        .with_single_cert(vec![key.cert_der()], key.private_key_der())?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    // Every connection is fresh: no resumption, no 0-RTT replays of requests.
-    tls.max_early_data_size = 0;
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
-        .map_err(|e| ServerError::Quic(e.to_string()))?;
-    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    let mut transport = quinn::TransportConfig::default();
-    transport
-        .max_idle_timeout(Some(cfg.idle_timeout.try_into().map_err(
-            |e: quinn::VarIntBoundsExceeded| ServerError::Quic(e.to_string()),
-        )?))
-        .datagram_receive_buffer_size(Some(4 << 20))
-        .datagram_send_buffer_size(4 << 20)
-        .max_concurrent_bidi_streams(64u32.into())
-        .max_concurrent_uni_streams(0u32.into());
-    server.transport_config(Arc::new(transport));
-    Ok(server)
 }
 
 async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>) {
@@ -226,25 +233,6 @@ async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>) {
     }
     streams.abort();
     info!(%peer, rejected, "prober disconnected");
-}
-
-/// Awaits the next datagram, first yielding to the runtime (which polls the socket without
-/// sleeping) for up to `spin`, then sleeping as usual.
-async fn read_datagram_spinning(
-    conn: &quinn::Connection,
-    spin: Duration,
-) -> Result<bytes::Bytes, quinn::ConnectionError> {
-    let until = Instant::now() + spin;
-    let read = conn.read_datagram();
-    tokio::pin!(read);
-    while Instant::now() < until {
-        tokio::select! {
-            biased;
-            r = &mut read => return r,
-            _ = tokio::task::yield_now() => {}
-        }
-    }
-    read.await
 }
 
 async fn serve_stream(
