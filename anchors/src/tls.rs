@@ -6,11 +6,11 @@
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use locus_net::{spki_of, ServerKeyCheck, Tls13Verifier};
+use locus_net::{spki_of, ServerCert, ServerKeyCheck, Tls13Verifier};
 use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::crypto::{CryptoProvider, GetRandomFailed, SecureRandom};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{
     CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, Error, KeyLog,
     OtherError, RootCertStore,
@@ -129,26 +129,17 @@ fn spki_sha256(cert: &CertificateDer<'_>) -> Result<[u8; 32], Error> {
 }
 
 impl ServerKeyCheck for CapturingCheck {
-    fn check_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
+    fn check_server_cert(&self, cert: ServerCert<'_>) -> Result<ServerCertVerified, Error> {
         self.capture.with(|c| {
-            c.cert_chain = std::iter::once(end_entity)
-                .chain(intermediates)
+            c.cert_chain = std::iter::once(cert.end_entity)
+                .chain(cert.intermediates)
                 .map(|d| d.as_ref().to_vec())
                 .collect();
         });
         match &self.inner {
-            Inner::WebPki(v) => {
-                v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-            }
+            Inner::WebPki(v) => cert.verify_with(v.as_ref()),
             Inner::Pin(expected) => {
-                let found = spki_sha256(end_entity)?;
+                let found = spki_sha256(cert.end_entity)?;
                 if &found == expected {
                     Ok(ServerCertVerified::assertion())
                 } else {

@@ -13,4 +13,4 @@ pub mod verify;
 
 pub use config::{client_config, crypto_provider, server_config, ConfigError};
 pub use spin::read_datagram_spinning;
-pub use verify::{spki_of, ServerKeyCheck, Tls13Verifier};
+pub use verify::{spki_of, ServerCert, ServerKeyCheck, Tls13Verifier};

@@ -4,9 +4,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use locus_net::{spki_of, ServerKeyCheck, Tls13Verifier};
+use locus_net::{spki_of, ServerCert, ServerKeyCheck, Tls13Verifier};
 use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, Error};
 
 /// How the prober decides to trust a responder's session key.
@@ -35,15 +34,8 @@ pub(crate) fn pin_verifier(
 }
 
 impl ServerKeyCheck for PinCheck {
-    fn check_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
-        let spki = spki_of(end_entity)?;
+    fn check_server_cert(&self, cert: ServerCert<'_>) -> Result<ServerCertVerified, Error> {
+        let spki = spki_of(cert.end_entity)?;
         if let SpkiPolicy::Pinned(expected) = &self.policy {
             if expected.as_slice() != spki {
                 return Err(Error::InvalidCertificate(

@@ -381,3 +381,50 @@ fn error_frame(e: &RequestError) -> Vec<u8> {
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(config: ServerConfig) -> Result<Server, ServerError> {
+        Server::start(
+            config,
+            SessionKey::generate().unwrap(),
+            EvidenceSource::default(),
+        )
+    }
+
+    fn loopback() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    }
+
+    #[test]
+    fn outside_a_runtime_there_is_no_runtime() {
+        assert!(matches!(
+            start(ServerConfig::new(loopback())),
+            Err(ServerError::NoRuntime)
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_idle_timeout_quic_cannot_carry_is_named() {
+        let mut config = ServerConfig::new(loopback());
+        let too_long = Duration::from_secs(1 << 62);
+        config.idle_timeout = too_long;
+        match start(config) {
+            Err(ServerError::IdleTimeout { timeout, .. }) => assert_eq!(timeout, too_long),
+            other => panic!("expected IdleTimeout, got {:?}", other.err()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_taken_address_is_a_bind_error_naming_it() {
+        let first = start(ServerConfig::new(loopback())).unwrap();
+        let taken = first.local_addr().unwrap();
+        match start(ServerConfig::new(taken)) {
+            Err(ServerError::Bind { addr, .. }) => assert_eq!(addr, taken),
+            other => panic!("expected Bind, got {:?}", other.err()),
+        }
+        first.shutdown().await;
+    }
+}
