@@ -115,7 +115,7 @@ fn policy() -> PathBuf {
 fn monitor_once_judges_stores_and_exports() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("m.db");
-    judge_once_and_export(&Database::Sqlite(db), dir.path());
+    judge_once_and_export(&Database::Sqlite(db));
     let missing = locus()
         .args(["export", "--db"])
         .arg(dir.path().join("nope.db"))
@@ -126,9 +126,8 @@ fn monitor_once_judges_stores_and_exports() {
 
 #[test]
 fn monitor_once_judges_stores_and_exports_on_postgres() {
-    let dir = tempfile::tempdir().unwrap();
     let url = pg_server::shared().unwrap().fresh_database().unwrap();
-    judge_once_and_export(&Database::Postgres(url), dir.path());
+    judge_once_and_export(&Database::Postgres(url));
 }
 
 /// `locus export --db DB`: its stdout, after checking it succeeded.
@@ -169,7 +168,7 @@ fn monitor_once(
 }
 
 /// Fills `db`, judges it once with `locus monitor --db` and exports it with `locus export`.
-fn judge_once_and_export(db: &Database, dir: &Path) {
+fn judge_once_and_export(db: &Database) {
     let arg = match db {
         Database::Sqlite(p) => p.to_str().unwrap().to_owned(),
         Database::Postgres(url) => url.clone(),
