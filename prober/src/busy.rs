@@ -4,7 +4,6 @@
 //! rates, windows and evidence requests stay with the tokio driver ([`crate::round`]).
 
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -82,9 +81,9 @@ impl BusyTarget {
         timeout: Duration,
     ) -> Result<Self, BusyError> {
         let mut endpoint = BusyEndpoint::new(socket, None)?;
-        let seen = Arc::new(Mutex::new(None));
-        let pinned = matches!(policy, SpkiPolicy::Pinned(_));
-        let config = locus_net::client_config(pin_verifier(policy, seen.clone()))?;
+        let pinned = policy.is_pinned();
+        let (verifier, seen) = pin_verifier(policy);
+        let config = locus_net::client_config(verifier)?;
         let now = Instant::now();
         let (ch, conn) = endpoint
             .connect(now, config, addr, "locus-responder")
@@ -122,11 +121,7 @@ impl BusyTarget {
                 break;
             }
         }
-        target.spki = seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .unwrap_or_default();
+        target.spki = seen.spki();
         Ok(target)
     }
 

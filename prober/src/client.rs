@@ -110,9 +110,9 @@ pub async fn connect_on(
     policy: SpkiPolicy,
     timeout: Duration,
 ) -> Result<Target, ConnectError> {
-    let seen = Arc::new(Mutex::new(None));
-    let pinned = matches!(policy, SpkiPolicy::Pinned(_));
-    let client = locus_net::client_config(pin_verifier(policy, seen.clone()))?;
+    let pinned = policy.is_pinned();
+    let (verifier, seen) = pin_verifier(policy);
+    let client = locus_net::client_config(verifier)?;
     let connecting = endpoint
         .connect_with(client, addr, "locus-responder")
         .map_err(|source| ConnectError::Connect { addr, source })?;
@@ -121,11 +121,7 @@ pub async fn connect_on(
         Ok(Err(source)) => return Err(ConnectError::Handshake { addr, source }),
         Err(_) => return Err(ConnectError::Timeout { addr, timeout }),
     };
-    let spki = seen
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone()
-        .unwrap_or_default();
+    let spki = seen.spki();
     Ok(Target {
         addr,
         conn,

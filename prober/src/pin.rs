@@ -17,20 +17,43 @@ pub enum SpkiPolicy {
     TrustOnFirstUse,
 }
 
+impl SpkiPolicy {
+    /// Whether the key is known beforehand (rather than learned on first use).
+    pub fn is_pinned(&self) -> bool {
+        matches!(self, Self::Pinned(_))
+    }
+}
+
+/// The responder SPKI a [`pin_verifier`] accepted; empty until the handshake checked it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SeenKey(Arc<Mutex<Option<Vec<u8>>>>);
+
+impl SeenKey {
+    pub(crate) fn spki(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_default()
+    }
+}
+
 /// Checks the server's key against an [`SpkiPolicy`], recording the SPKI seen.
 #[derive(Debug)]
 struct PinCheck {
     policy: SpkiPolicy,
-    seen: Arc<Mutex<Option<Vec<u8>>>>,
+    seen: SeenKey,
 }
 
-/// A verifier for `policy` that stores the responder's SPKI in `seen` once it is accepted.
-pub(crate) fn pin_verifier(
-    policy: SpkiPolicy,
-    seen: Arc<Mutex<Option<Vec<u8>>>>,
-) -> Arc<dyn ServerCertVerifier> {
+/// A verifier for `policy`, and where it records the responder's SPKI once it accepted it.
+pub(crate) fn pin_verifier(policy: SpkiPolicy) -> (Arc<dyn ServerCertVerifier>, SeenKey) {
+    let seen = SeenKey::default();
     let algorithms = locus_net::crypto_provider().signature_verification_algorithms;
-    Arc::new(Tls13Verifier::new(PinCheck { policy, seen }, algorithms))
+    let check = PinCheck {
+        policy,
+        seen: seen.clone(),
+    };
+    (Arc::new(Tls13Verifier::new(check, algorithms)), seen)
 }
 
 impl ServerKeyCheck for PinCheck {
@@ -43,7 +66,7 @@ impl ServerKeyCheck for PinCheck {
                 ));
             }
         }
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(spki.to_vec());
+        *self.seen.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(spki.to_vec());
         Ok(ServerCertVerified::assertion())
     }
 }
