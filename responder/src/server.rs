@@ -12,8 +12,6 @@ use locus_proto::messages::{
 };
 use locus_proto::responder::EchoSession;
 use locus_proto::{DecodeError, Nonce};
-use quinn_proto::crypto::rustls::NoInitialCipherSuite;
-use quinn_proto::VarIntBoundsExceeded;
 use tracing::{debug, info, warn};
 
 use crate::evidence::EvidenceSource;
@@ -51,18 +49,9 @@ impl ServerConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServerError {
-    /// rustls refused the session certificate or key.
-    #[error("TLS configuration: {0}")]
-    Tls(#[source] rustls::Error),
-    /// The TLS configuration offers no cipher suite QUIC can protect Initial packets with.
-    #[error("QUIC configuration: {0}")]
-    NoInitialCipherSuite(#[source] NoInitialCipherSuite),
-    /// `idle_timeout` does not fit QUIC's varint milliseconds: choose a shorter one.
-    #[error("idle timeout {timeout:?} is too large for QUIC: {source}")]
-    IdleTimeout {
-        timeout: Duration,
-        source: VarIntBoundsExceeded,
-    },
+    /// The QUIC or TLS configuration was refused (see [`ConfigError`]'s variants).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// [`Server::start`] was called outside a tokio runtime: call it from inside one.
     #[error("no async runtime: start the server inside a tokio runtime")]
     NoRuntime,
@@ -71,16 +60,6 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-}
-
-impl From<ConfigError> for ServerError {
-    fn from(e: ConfigError) -> Self {
-        match e {
-            ConfigError::Tls(e) => Self::Tls(e),
-            ConfigError::NoInitialCipherSuite(e) => Self::NoInitialCipherSuite(e),
-            ConfigError::IdleTimeout { timeout, source } => Self::IdleTimeout { timeout, source },
-        }
-    }
 }
 
 /// A running responder.
@@ -412,7 +391,9 @@ mod tests {
         let too_long = Duration::from_secs(1 << 62);
         config.idle_timeout = too_long;
         match start(config) {
-            Err(ServerError::IdleTimeout { timeout, .. }) => assert_eq!(timeout, too_long),
+            Err(ServerError::Config(ConfigError::IdleTimeout { timeout, .. })) => {
+                assert_eq!(timeout, too_long)
+            }
             other => panic!("expected IdleTimeout, got {:?}", other.err()),
         }
     }
