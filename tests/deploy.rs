@@ -2,9 +2,11 @@
 //! swtpm and a `locus lab pki` set, `locus prober --evidence-out`, `locus policy init`, `locus
 //! verify evidence` under that policy; each backend configured but broken exits 2 naming its key.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
+
+mod responder_proc;
+use responder_proc::Responder;
 
 use locus_proto::evidence::EvidenceBundle;
 use locus_responder::tpm::swtpm::{Swtpm, SwtpmOptions};
@@ -42,38 +44,11 @@ fn write(dir: &Path, name: &str, body: &str) -> String {
     p.display().to_string()
 }
 
-/// A running `locus responder`; killed on drop.
-struct Responder {
-    child: Child,
-    addr: String,
-    spki: String,
-}
-
-impl Drop for Responder {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_responder(config: &str) -> Responder {
-    let mut child = locus()
-        .args(["responder", "--config", config, "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let announce: serde_json::Value =
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("announce line {line:?}: {e}"));
-    Responder {
-        child,
-        addr: announce["listen"].as_str().unwrap().to_string(),
-        spki: announce["spki"].as_str().unwrap().to_string(),
-    }
+    Responder::start(
+        &["--config", config, "--listen", "127.0.0.1:0"],
+        Stdio::inherit(),
+    )
 }
 
 /// A loopback port nothing listens on (bound, then released).

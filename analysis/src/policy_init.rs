@@ -6,8 +6,6 @@
 //! whose evidence this machine does not produce (no vTPM, no CCEL, ...) are made optional rather
 //! than required, so the policy demands exactly what this machine gives.
 
-use std::collections::BTreeMap;
-
 use locus_proto::evidence::EvidenceBundle;
 use thiserror::Error;
 use x509_parser::certificate::X509Certificate;
@@ -158,14 +156,8 @@ pub fn init_policy(b: &EvidenceBundle, opts: &InitOptions) -> Result<InitPolicy,
             .collect::<String>()
     });
 
-    let mut checks: BTreeMap<CheckId, Requirement> = CheckId::ALL
-        .iter()
-        .map(|c| (*c, Requirement::Required))
-        .collect();
-    // Offline verification has no QUIC peer key; a provider AK certificate is checked when
-    // present; anchors need an [anchors] section the operator writes.
-    checks.insert(CheckId::SessionSpki, Requirement::Optional);
-    checks.insert(CheckId::AkEkBinding, Requirement::Optional);
+    let mut checks = PolicyFile::offline_checks();
+    // Anchors need an [anchors] section the operator writes.
     checks.insert(CheckId::Anchors, Requirement::Optional);
     let mut file = PolicyFile {
         checks,

@@ -236,23 +236,22 @@ fn backend(key: &'static str, path: impl std::fmt::Display, reason: impl ToStrin
     }
 }
 
-/// DER certificates of a PEM (every block) or DER file.
+/// DER certificates of a PEM (every CERTIFICATE block) or DER file.
 fn read_certs(path: &Path) -> Result<Vec<Vec<u8>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    if bytes.windows(10).any(|w| w == b"-----BEGIN") {
-        let blocks = pem::parse_many(&bytes).map_err(|e| e.to_string())?;
-        let certs: Vec<Vec<u8>> = blocks
-            .into_iter()
-            .filter(|b| b.tag() == "CERTIFICATE")
-            .map(pem::Pem::into_contents)
-            .collect();
-        if certs.is_empty() {
-            return Err("no CERTIFICATE block".into());
-        }
-        Ok(certs)
-    } else {
-        Ok(vec![bytes])
+    if !bytes.windows(10).any(|w| w == b"-----BEGIN") {
+        return Ok(vec![bytes]);
     }
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    if certs.is_empty() {
+        return Err("no CERTIFICATE block".into());
+    }
+    Ok(certs)
 }
 
 impl ResponderConfig {

@@ -206,13 +206,7 @@ impl PolicyFile {
     /// the policy file will name them); nonces from `nonce_issuer`, valid for 60 s. Reference
     /// values are left empty: fill `reference` to pin PCRs/MRTD/RTMRs.
     pub fn lab(ek_root: &str, tdx_root: &str, tdx_collateral: &str, nonce_issuer: &str) -> Self {
-        let mut checks: BTreeMap<CheckId, Requirement> = CheckId::ALL
-            .iter()
-            .map(|c| (*c, Requirement::Required))
-            .collect();
-        checks.insert(CheckId::AkEkBinding, Requirement::Optional);
-        // Online only: offline verification has no QUIC peer key.
-        checks.insert(CheckId::SessionSpki, Requirement::Optional);
+        let mut checks = Self::offline_checks();
         // Both need reference values or a bound the caller chooses.
         checks.insert(CheckId::PcrReference, Requirement::Optional);
         checks.insert(CheckId::TdReference, Requirement::Optional);
@@ -241,6 +235,19 @@ impl PolicyFile {
             timing: TimingSection::default(),
             anchors: None,
         }
+    }
+
+    /// Every check required, except those an offline verifier cannot or need not demand:
+    /// `session_spki` (no QUIC peer key offline) and `ak_ek_binding` (swtpm and GCE-less
+    /// vTPMs have no AK certificate; optional, so one present is still checked).
+    pub fn offline_checks() -> BTreeMap<CheckId, Requirement> {
+        let mut checks: BTreeMap<CheckId, Requirement> = CheckId::ALL
+            .iter()
+            .map(|c| (*c, Requirement::Required))
+            .collect();
+        checks.insert(CheckId::AkEkBinding, Requirement::Optional);
+        checks.insert(CheckId::SessionSpki, Requirement::Optional);
+        checks
     }
 
     pub fn from_toml(text: &str) -> Result<Self, PolicyError> {

@@ -1,17 +1,17 @@
 //! The commands the vTPM thread runs and its replies.
-
-use locus_proto::evidence::EkCert;
-use locus_proto::hcl::USER_DATA_LEN;
-
-use super::{CheapRtt, VtpmQuote};
-
-#[cfg_attr(
+#![cfg_attr(
     not(feature = "vtpm"),
     expect(
         dead_code,
         reason = "without the vtpm feature no thread runs the commands"
     )
 )]
+
+use locus_proto::evidence::EkCert;
+use locus_proto::hcl::USER_DATA_LEN;
+
+use super::{CheapRtt, VtpmQuote};
+
 #[derive(Debug)]
 pub(crate) enum Op {
     AkPublic,
@@ -35,13 +35,6 @@ pub(crate) enum Op {
     },
 }
 
-#[cfg_attr(
-    not(feature = "vtpm"),
-    expect(
-        dead_code,
-        reason = "without the vtpm feature no thread runs the commands"
-    )
-)]
 #[derive(Debug)]
 pub(crate) enum Reply {
     AkPublic(Vec<u8>),
