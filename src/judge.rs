@@ -81,8 +81,10 @@ pub(crate) fn run(args: JudgeArgs) -> anyhow::Result<ExitCode> {
     };
     let at = args.at.as_deref().map(parse_at).transpose()?;
     let mut file = load_samples(&args.samples)?;
+    let mut policy = policy;
     if let Some(dir) = &args.evidence {
-        attach_evidence(&mut file, dir, args.evidence_policy.as_deref(), at)?;
+        let vtpm_bound = attach_evidence(&mut file, dir, args.evidence_policy.as_deref(), at)?;
+        policy = policy.calibrated_vtpm(vtpm_bound);
     }
     if let (Some(inv), Some(key)) = (&args.inventory, &args.inventory_key) {
         attach_endorsements(&mut file, inv, key, at)?;
@@ -168,13 +170,14 @@ fn bundle_policy(dir: &Path, given: Option<&Path>) -> anyhow::Result<PathBuf> {
 }
 
 /// Replaces each node's evidence with `NAME.json` (a summary) or `NAME.bundle` (verified
-/// here) from `dir` or `dir/evidence`.
+/// here) from `dir` or `dir/evidence`. Returns the vTPM command bound of the bundle policy,
+/// when bundles were verified under one that has it.
 fn attach_evidence(
     file: &mut SamplesFile,
     dir: &Path,
     policy: Option<&Path>,
     at: Option<u64>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<u64>> {
     if !dir.is_dir() {
         bail!("evidence directory {} does not exist", dir.display());
     }
@@ -216,7 +219,7 @@ fn attach_evidence(
             }
         }
     }
-    Ok(())
+    Ok(verifier.and_then(|v| v.policy.max_tpm_cheap_rtt_ns))
 }
 
 /// Verifies one stored bundle (as `locus verify evidence` does) and takes what the lab takes

@@ -302,11 +302,11 @@ fn commented(
                 Some(ns) => format!(
                     "Frankenstein baseline: the fastest in-TD vTPM command took {:.1} µs on this \
                      machine; a relayed vTPM adds its network round trip, so fail above the \
-                     baseline + {} µs. Set the verdict policy's max_vtpm_cmd_rtt_ms (`locus \
-                     judge/monitor --policy`) to {:.2} to judge with this machine's vTPM speed.",
+                     baseline + {} µs. `locus judge` and `locus monitor` verifying bundles \
+                     under this policy judge Frankenstein by this bound too (in place of the \
+                     verdict policy's max_vtpm_cmd_rtt_ms, which swtpm set).",
                     ns as f64 / 1000.0,
-                    VTPM_RELAY_MARGIN_US,
-                    (ns.div_ceil(1000) + VTPM_RELAY_MARGIN_US) as f64 / 1000.0
+                    VTPM_RELAY_MARGIN_US
                 ),
                 None => "No vTPM timing in the bundle.".to_string(),
             }),
