@@ -196,12 +196,19 @@ fn swtpm_and_a_lab_pki_give_a_bundle_that_verifies_under_its_captured_policy() {
         d,
         "responder.toml",
         &format!(
-            "[tdx]\nbackend = \"lab\"\nlab_dir = \"pki\"\n\n[tpm]\ntcti = \"{}\"\nak = \"create\"\n\
+            "listen = \"127.0.0.1:1\"\nspki_out = \"responder.spki\"\n\n\
+             [tdx]\nbackend = \"lab\"\nlab_dir = \"pki\"\n\n[tpm]\ntcti = \"{}\"\nak = \"create\"\n\
              ek_ca_certs = [\"ek-ca.pem\"]\n",
             tpm.tcti()
         ),
     );
+    // --listen overrides the config's; spki_out is relative to the config file.
     let r = start_responder(&config);
+    assert_ne!(r.addr, "127.0.0.1:1");
+    assert_eq!(
+        hex::encode(std::fs::read(d.join("responder.spki")).unwrap()),
+        r.spki
+    );
     let bundle = fetch_bundle(&r, d, "golden.cbor", "tdx,tpm");
 
     // Its TDX quote verifies on its own under the lab set.
