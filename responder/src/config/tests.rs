@@ -260,8 +260,25 @@ async fn a_configfs_bundle_verifies_under_the_policy_captured_from_it() {
     let report = verify_bundle(&bundle, &policy, &inputs);
     assert!(report.valid(), "{:?}", report.failed());
 
-    let mut other = init.file.clone();
-    other.reference.mrtd = Some("ab".repeat(48));
-    let report = verify_bundle(&bundle, &other.resolve(&load).unwrap(), &inputs);
-    assert_eq!(report.failed(), [CheckId::TdReference]);
+    // Another MRTD, debug TD attributes or other XFAM each fail td_reference, naming it.
+    let edits: [(&str, fn(&mut locus_analysis::evidence::PolicyFile)); 3] = [
+        ("MRTD", |p| p.reference.mrtd = Some("ab".repeat(48))),
+        ("TD attributes", |p| {
+            p.reference.td_attributes = Some("0100001000000000".into())
+        }),
+        ("XFAM", |p| p.reference.xfam = Some("ff".repeat(8))),
+    ];
+    for (register, edit) in edits {
+        let mut other = init.file.clone();
+        edit(&mut other);
+        let report = verify_bundle(&bundle, &other.resolve(&load).unwrap(), &inputs);
+        assert_eq!(report.failed(), [CheckId::TdReference], "{register}");
+        let detail = report
+            .checks
+            .iter()
+            .find(|c| c.check == CheckId::TdReference)
+            .map(|c| format!("{:?}", c.outcome))
+            .unwrap();
+        assert!(detail.contains(register), "{register}: {detail}");
+    }
 }
