@@ -261,7 +261,8 @@ async fn a_configfs_bundle_verifies_under_the_policy_captured_from_it() {
     assert!(report.valid(), "{:?}", report.failed());
 
     // Another MRTD, debug TD attributes or other XFAM each fail td_reference, naming it.
-    let edits: [(&str, fn(&mut locus_analysis::evidence::PolicyFile)); 3] = [
+    type Edit = fn(&mut locus_analysis::evidence::PolicyFile);
+    let edits: [(&str, Edit); 3] = [
         ("MRTD", |p| p.reference.mrtd = Some("ab".repeat(48))),
         ("TD attributes", |p| {
             p.reference.td_attributes = Some("0100001000000000".into())
