@@ -17,8 +17,9 @@ use locus_analysis::{
 use locus_proto::evidence::EvidenceBundle;
 use serde::Serialize;
 
-use crate::verify::at::parse_at;
-use crate::verify::evidence::{unix_now, BundleVerifier};
+use locus_fleet::time::parse_at;
+use locus_fleet::time::unix_now;
+use locus_fleet::verifier::BundleVerifier;
 
 #[derive(Args)]
 pub(crate) struct JudgeArgs {

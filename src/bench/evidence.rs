@@ -23,7 +23,7 @@ use locus_responder::tpm::swtpm::{Swtpm, SwtpmOptions};
 use locus_responder::tpm::{Vtpm, VtpmConfig};
 use serde::Serialize;
 
-use crate::verify::evidence::unix_now;
+use locus_fleet::time::unix_now;
 
 #[derive(Args)]
 pub(crate) struct EvidenceArgs {
@@ -195,7 +195,7 @@ pub(crate) fn run(args: EvidenceArgs) -> anyhow::Result<ExitCode> {
 
     let dir = lab.dir.path().join("policy");
     let policy_path = lab.write_policy(&dir, "bench")?;
-    let (_, policy) = crate::verify::evidence::load_policy(&policy_path)?;
+    let (_, policy) = locus_fleet::verifier::load_policy(&policy_path)?;
     let mut ledger = NonceLedger::new("bench");
     let now = unix_now()?;
     ledger.issue(&bundle.nonce, now);

@@ -14,8 +14,8 @@ use rcgen::{
 };
 
 use super::read_certificates;
-use crate::verify::at::parse_at;
-use crate::verify::evidence::unix_now;
+use locus_fleet::time::parse_at;
+use locus_fleet::time::unix_now;
 
 /// File names `locus endorse poe issuer` writes.
 pub(crate) const ROOT_FILE: &str = "poe-root.pem";

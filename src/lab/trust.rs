@@ -76,5 +76,5 @@ pub(crate) fn write(
 
 /// Loads `policy.toml` back from `out`, exactly as `locus verify evidence` will.
 pub(crate) fn evidence_policy(out: &Path) -> anyhow::Result<EvidencePolicy> {
-    Ok(crate::verify::evidence::load_policy(&out.join(POLICY))?.1)
+    Ok(locus_fleet::verifier::load_policy(&out.join(POLICY))?.1)
 }

@@ -10,7 +10,7 @@ use locus_analysis::cloud::{self, gce};
 
 use super::cloud_report::{print_checks, print_json};
 
-use super::at::parse_at;
+use locus_fleet::time::parse_at;
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -83,11 +83,8 @@ pub(super) fn roots(values: &[String]) -> anyhow::Result<Vec<Vec<u8>>> {
 
 pub(super) fn now(at: Option<&str>) -> anyhow::Result<u64> {
     match at {
-        Some(s) => parse_at(s),
-        None => Ok(std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .context("system clock before 1970")?
-            .as_secs()),
+        Some(s) => Ok(parse_at(s)?),
+        None => Ok(locus_fleet::time::unix_now()?),
     }
 }
 

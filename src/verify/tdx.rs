@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use locus_analysis::tdx::{self, Collateral, RootKind, TdxError, TdxVerified, TrustRoot};
 
-use super::at::parse_at;
+use locus_fleet::time::parse_at;
 
 #[derive(clap::Args)]
 pub(crate) struct Args {

@@ -8,8 +8,8 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+use crate::store::VerdictRecord;
 use locus_analysis::Judgement;
-use locus_prober::store::VerdictRecord;
 use serde::Serialize;
 
 /// Connect, write and read timeout of one post.
@@ -17,7 +17,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why an alert could not be delivered.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum AlertError {
+pub enum AlertError {
     #[error("{url:?} is not an http://host:port[/path] URL")]
     Url { url: String },
     #[error("connecting to {url}: {source}")]

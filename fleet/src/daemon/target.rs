@@ -15,9 +15,9 @@ use super::clock::WallClock;
 use super::config::{ProbeSettings, TargetConfig};
 use super::writer::{KeySeen, Write};
 use crate::metrics::{ProberMetrics, TargetLabels};
-use crate::requests::request_evidence;
 use crate::store::{EvidenceRecord, RoundRecord, SampleRecord, Store};
-use crate::{connect_on, run_round_from, RoundConfig, RoundReport, SpkiPolicy, Target};
+use locus_prober::requests::request_evidence;
+use locus_prober::{connect_on, run_round_from, RoundConfig, RoundReport, SpkiPolicy, Target};
 
 /// Longest wait for an evidence answer (quotes can take a while on real hardware).
 const EVIDENCE_TIMEOUT: Duration = Duration::from_secs(30);

@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use locus_prober::daemon::config::Config;
-use locus_prober::store::Database;
+use locus_fleet::daemon::config::Config;
+use locus_fleet::store::Database;
 
 const EXAMPLE: &str = include_str!("../../config/prober.example.toml");
 

@@ -5,7 +5,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use super::*;
-use crate::pg_server::{self, PgServer, USER};
+use locus_test_support::pg_server::{self, PgServer, USER};
 
 const WAIT: Duration = Duration::from_secs(5);
 

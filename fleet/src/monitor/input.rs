@@ -4,20 +4,20 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::store::{EvidenceRecord, Store, StoreError};
 use locus_analysis::evidence::nonce::NonceRecord;
 use locus_analysis::evidence::{verify_bundle_bytes, EvidencePolicy, VerifyInputs};
 use locus_analysis::{
     BaselineMin, BundleFindings, EchoSample, EvidenceSummary, NodeInput, Prober, ProberSeries,
     Site, World,
 };
-use locus_prober::store::{EvidenceRecord, Store, StoreError};
 use locus_proto::evidence::EvidenceBundle;
 
 /// The stored evidence bundles the monitor verifies, and under which policy.
-pub(crate) struct EvidenceConfig {
-    pub(crate) policy: EvidencePolicy,
+pub struct EvidenceConfig {
+    pub policy: EvidencePolicy,
     /// How far back from a judgement the latest bundle counts.
-    pub(crate) window: Duration,
+    pub window: Duration,
 }
 
 /// Sites and probers as the probers recorded them.

@@ -27,9 +27,9 @@ use self::config::{Config, ConfigError, TargetConfig};
 use self::http::{Endpoints, ReloadRequest};
 use self::target::Shared;
 use self::writer::{linger_for, Writer};
-use crate::client::{client_endpoint, ConnectError};
 use crate::metrics::ProberMetrics;
 use crate::store::{SiteRecord, Store, StoreError};
+use locus_prober::client::{client_endpoint, ConnectError};
 
 /// How often old raw samples are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);

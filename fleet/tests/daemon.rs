@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use locus_prober::daemon;
-use locus_prober::pg_server::PgServer;
-use locus_prober::store::{Database, Store};
+use locus_fleet::daemon;
+use locus_fleet::store::{Database, Store};
 use locus_responder::evidence::EvidenceSource;
 use locus_responder::server::{Server, ServerConfig};
 use locus_responder::session_key::SessionKey;
+use locus_test_support::pg_server::PgServer;
 
 /// `(status, body)` of one request. HTTP/1.0, so that the server answers without chunked
 /// encoding (`/metrics` streams its text).

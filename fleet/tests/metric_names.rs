@@ -4,9 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use locus_prober::metrics::{
-    encode_prometheus, NodeMetrics, ProberMetrics, Registry, TargetLabels,
-};
+use locus_fleet::metrics::{encode_prometheus, NodeMetrics, ProberMetrics, Registry, TargetLabels};
 
 fn config_file(name: &str) -> String {
     std::fs::read_to_string(
