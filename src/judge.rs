@@ -157,7 +157,7 @@ fn bundle_policy(dir: &Path, given: Option<&Path>) -> anyhow::Result<PathBuf> {
     [Some(dir), dir.parent()]
         .into_iter()
         .flatten()
-        .map(|d| d.join(crate::lab::POLICY_FILE))
+        .map(|d| d.join(locus_lab::POLICY_FILE))
         .find(|p| p.is_file())
         .with_context(|| {
             format!(

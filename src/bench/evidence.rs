@@ -59,8 +59,8 @@ impl LabEvidence {
             ..SwtpmOptions::default()
         })?;
         let vtpm = Arc::new(Vtpm::open(VtpmConfig::new(swtpm.tcti()))?);
-        crate::lab::boot::measure_into(&vtpm)?;
-        let boot = crate::lab::boot::write_logs(dir.path())?;
+        locus_lab::boot::measure_into(&vtpm)?;
+        let boot = locus_lab::boot::write_logs(dir.path())?;
         let mut opts = LabOptions::at(unix_now()?);
         opts.measurements.rtmr = boot.rtmrs;
         let tdx = LabTdx::generate_with(&opts)?;

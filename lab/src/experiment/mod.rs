@@ -1,5 +1,5 @@
-//! `locus experiment`: detection-power sweeps (relay distance, jitter, probers, samples,
-//! inflation, attacker kind) with seeded, resumable trials, ROC curves, plots and a summary.
+//! Detection-power sweeps (relay distance, jitter, probers, samples, inflation, attacker
+//! kind) with seeded, resumable trials, ROC curves, plots and a summary (`locus experiment`).
 //!
 //! Trials are simulated from the lab's delay model (`sim`) and judged by the verdict engine;
 //! sweeping through the full emulation (~35 s per lab run) would take hours. See
@@ -13,31 +13,15 @@ mod sim;
 mod summary;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::ExitCode;
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use clap::Args;
 
-use config::Experiment;
+pub use config::Experiment;
 use results::Row;
 use sim::Point;
-
-#[derive(Args)]
-pub(crate) struct ExperimentArgs {
-    /// Experiment file (TOML), e.g. config/experiments/relay-distance.toml.
-    file: PathBuf,
-    /// Output directory (created; finished trials found there are kept and skipped).
-    #[arg(long)]
-    out: PathBuf,
-    /// Also print summary.json on stdout.
-    #[arg(long)]
-    json: bool,
-    /// Validate the file and print the number of points and trials; write nothing.
-    #[arg(long)]
-    dry_run: bool,
-}
+pub use summary::Summary;
 
 /// Trials judged between two CSV flushes.
 const BATCH: usize = 1024;
@@ -57,33 +41,66 @@ fn fingerprint(e: &Experiment) -> anyhow::Result<String> {
     }))?)
 }
 
-pub(crate) fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
-    let started = Instant::now();
-    let e = Experiment::load(&args.file)?;
-    let plan = summary::points(&e);
-    if args.dry_run {
-        let trials: u64 = plan.iter().map(|p| p.1).sum();
-        print_plan(&e, plan.len(), trials)?;
-        return Ok(ExitCode::SUCCESS);
+/// What an experiment file plans: its points and trials in all.
+pub struct Plan {
+    pub points: usize,
+    pub trials: u64,
+}
+
+/// Counts the points and trials `e` plans, running nothing.
+pub fn plan(e: &Experiment) -> Plan {
+    let plan = summary::points(e);
+    Plan {
+        points: plan.len(),
+        trials: plan.iter().map(|p| p.1).sum(),
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let fp_path = args.out.join("fingerprint.json");
-    let fp = fingerprint(&e)?;
+}
+
+/// How far a run is, for a progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// This many trials are to run (the others were found done).
+    Planned(u64),
+    /// One more trial was judged.
+    Trial,
+    /// Every trial ran; summary, plots and report follow.
+    Finished,
+}
+
+/// A finished run: the summary (summary.json) and the report (report.md).
+pub struct Finished {
+    pub summary: Summary,
+    pub report: String,
+}
+
+/// Runs the trials of the experiment in `file` not yet found in `out` (created), then writes
+/// summary.json, the plots and report.md there. `progress` learns the number of trials to run,
+/// then is called once per trial judged (from several threads).
+pub fn run(
+    file: &Path,
+    e: &Experiment,
+    out: &Path,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> anyhow::Result<Finished> {
+    let started = Instant::now();
+    let plan = summary::points(e);
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let fp_path = out.join("fingerprint.json");
+    let fp = fingerprint(e)?;
     match std::fs::read_to_string(&fp_path) {
         Ok(old) if old != fp => bail!(
             "{} holds trials of an experiment with another seed, world, model or policy \
              (see {}): use another --out",
-            args.out.display(),
+            out.display(),
             fp_path.display()
         ),
         Ok(_) => {}
         Err(_) => std::fs::write(&fp_path, &fp)?,
     }
-    std::fs::copy(&args.file, args.out.join("experiment.toml"))
-        .with_context(|| format!("copying {}", args.file.display()))?;
+    std::fs::copy(file, out.join("experiment.toml"))
+        .with_context(|| format!("copying {}", file.display()))?;
 
-    let mut rows = results::load(&args.out)?;
+    let mut rows = results::load(out)?;
     let done = results::done(&rows);
     let mut todo: Vec<(Point, u64)> = Vec::new();
     for (p, reps) in plan {
@@ -102,36 +119,32 @@ pub(crate) fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
         e.name
     );
     let new_trials = todo.len();
-    run_trials(&e, &args.out, &todo, &mut rows)?;
+    progress(Progress::Planned(todo.len() as u64));
+    run_trials(e, out, &todo, &mut rows, progress)?;
 
-    let s = summary::summarize(&e, &rows);
+    let s = summary::summarize(e, &rows);
     std::fs::write(
-        args.out.join("summary.json"),
+        out.join("summary.json"),
         serde_json::to_string_pretty(&s)? + "\n",
     )?;
-    let files = plots::draw_all(&args.out, &e, &rows, &s)
+    let files = plots::draw_all(out, e, &rows, &s)
         .map_err(|err| anyhow::anyhow!("drawing plots: {err}"))?;
     let wall_s = started.elapsed().as_secs_f64();
-    let text = report::markdown(&e, &s, &files, new_trials, skipped, wall_s);
-    std::fs::write(args.out.join("report.md"), &text)?;
-    print(&s, &text, args.json)?;
-    Ok(ExitCode::SUCCESS)
+    let text = report::markdown(e, &s, &files, new_trials, skipped, wall_s);
+    std::fs::write(out.join("report.md"), &text)?;
+    Ok(Finished {
+        summary: s,
+        report: text,
+    })
 }
 
 fn run_trials(
     e: &Experiment,
-    out: &std::path::Path,
+    out: &Path,
     todo: &[(Point, u64)],
     rows: &mut Vec<Row>,
+    progress: &(dyn Fn(Progress) + Sync),
 ) -> anyhow::Result<()> {
-    let bar = indicatif::ProgressBar::new(todo.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} experiment [{bar:40}] {pos}/{len} trials ({eta} left)",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
     let mut writer = results::Writer::open(out)?;
     let worlds: HashMap<usize, locus_analysis::World> =
         e.n_probers.iter().map(|&n| (n, sim::world(e, n))).collect();
@@ -147,13 +160,12 @@ fn run_trials(
                 .chunks(per.max(1))
                 .map(|chunk| {
                     let worlds = &worlds;
-                    let bar = &bar;
                     scope.spawn(move || {
                         chunk
                             .iter()
                             .map(|(p, rep)| {
                                 let r = sim::trial(e, &worlds[&p.probers], p, *rep, move_after_s);
-                                bar.inc(1);
+                                progress(Progress::Trial);
                                 Row::new(p, *rep, &r)
                             })
                             .collect::<Vec<Row>>()
@@ -171,25 +183,6 @@ fn run_trials(
         writer.append(&batch_rows)?;
         rows.extend(batch_rows);
     }
-    bar.finish_and_clear();
-    Ok(())
-}
-
-#[expect(clippy::print_stdout, reason = "the CLI prints its plan")]
-fn print_plan(e: &Experiment, points: usize, trials: u64) -> anyhow::Result<()> {
-    println!(
-        "{}: {points} points, {trials} trials (simulation, seed {})",
-        e.name, e.seed
-    );
-    Ok(())
-}
-
-#[expect(clippy::print_stdout, reason = "the CLI prints its report")]
-fn print(s: &summary::Summary, text: &str, json: bool) -> anyhow::Result<()> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(s)?);
-    } else {
-        print!("{text}");
-    }
+    progress(Progress::Finished);
     Ok(())
 }

@@ -18,10 +18,10 @@ use locus_responder::tpm::swtpm::{Swtpm, SwtpmOptions};
 use locus_responder::tpm::{Tcti, Vtpm, VtpmConfig};
 use tokio::sync::watch;
 
-use super::addr;
-use super::geo::one_way;
-use super::relay::{DelayPlan, Relay};
-use super::scenario::{Scenario, Truth};
+use crate::addr;
+use crate::geo::one_way;
+use crate::relay::{DelayPlan, Relay};
+use crate::scenario::{Scenario, Truth};
 
 /// One responder's emulated parts, kept alive for the run.
 pub(crate) struct Node {
@@ -50,7 +50,7 @@ pub(crate) fn unix_now() -> u64 {
 /// The run was interrupted (Ctrl-C, SIGTERM).
 #[derive(Debug, thiserror::Error)]
 #[error("interrupted")]
-pub(crate) struct Interrupted;
+pub struct Interrupted;
 
 /// Stops between steps when asked: a step in flight (an emulator being started) finishes
 /// first, so everything it made is owned, and dropped, by the run.
@@ -90,7 +90,7 @@ pub(crate) async fn build(
     cancel: &watch::Receiver<bool>,
 ) -> anyhow::Result<World> {
     let jitter = jitter(s);
-    let boot = super::boot::write_logs(&out.join("td-logs"))?;
+    let boot = crate::boot::write_logs(&out.join("td-logs"))?;
     let mut tdx_opts = LabOptions::at(unix_now());
     tdx_opts.measurements.rtmr = boot.rtmrs;
     let lab_tdx = tokio::task::spawn_blocking(move || LabTdx::generate_with(&tdx_opts))
@@ -154,7 +154,7 @@ pub(crate) async fn build(
         }
         {
             let vtpm = vtpm.clone();
-            tokio::task::spawn_blocking(move || super::boot::measure_into(&vtpm)).await??;
+            tokio::task::spawn_blocking(move || crate::boot::measure_into(&vtpm)).await??;
         }
         let issuing_ca = pem_certs(ek_ca.first().map_or("", String::as_str));
         let source = EvidenceSource::new(Some(lab_tdx.quoter()), Some(vtpm.clone()))

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use locus_analysis::geo::{destination, LatLon};
 use plotters::prelude::*;
 
-use super::emulation::Outcome;
-use super::geo::{km, FIBER_KM_PER_MS};
-use super::scenario::Scenario;
+use crate::emulation::Outcome;
+use crate::geo::{km, FIBER_KM_PER_MS};
+use crate::scenario::Scenario;
 
 type PlotResult<T> = Result<T, Box<dyn std::error::Error>>;
 

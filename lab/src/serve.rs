@@ -13,11 +13,11 @@ use locus_analysis::evidence::nonce::NonceLedger;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use super::addr;
-use super::emulation::{prober_id, NONCE_ISSUER};
-use super::relay::Relay;
-use super::scenario::Scenario;
-use super::world::{self, World};
+use crate::addr;
+use crate::emulation::{prober_id, NONCE_ISSUER};
+use crate::relay::Relay;
+use crate::scenario::Scenario;
+use crate::world::{self, World};
 
 /// Directory (under the output) with the daemons' configs, their database and the policy.
 pub(crate) const FLEET_DIR: &str = "fleet";
@@ -28,17 +28,17 @@ const EVIDENCE_INTERVAL_S: f64 = 10.0;
 
 /// What `--serve` announces on stdout once the world runs (one JSON line).
 #[derive(Serialize)]
-pub(crate) struct Serving {
+pub struct Serving {
     /// Prober daemon configs, one per prober site.
-    pub(crate) configs: Vec<PathBuf>,
+    pub configs: Vec<PathBuf>,
     /// The database those configs write to.
-    pub(crate) db: PathBuf,
+    pub db: PathBuf,
     /// Verdict policy for `locus monitor --policy`.
-    pub(crate) policy: PathBuf,
+    pub policy: PathBuf,
     /// Evidence policy (the lab's trust roots) for `locus monitor --evidence-policy`.
-    pub(crate) evidence_policy: PathBuf,
+    pub evidence_policy: PathBuf,
     /// Seconds the world keeps running.
-    pub(crate) duration_s: f64,
+    pub duration_s: f64,
 }
 
 /// Builds and runs the world for `s.duration_s` seconds (or until cancelled); `on_ready` is
@@ -72,7 +72,7 @@ async fn serve(
 ) -> anyhow::Result<()> {
     // Evidence the daemons collect is checked against the lab's trust roots; nonces are the
     // daemons' own, so the lab's ledger stays empty.
-    super::trust::write(out, s, &w.trust, &NonceLedger::new(NONCE_ISSUER))?;
+    crate::trust::write(out, s, &w.trust, &NonceLedger::new(NONCE_ISSUER))?;
     let fleet = out.join(FLEET_DIR);
     std::fs::create_dir_all(&fleet).with_context(|| format!("creating {}", fleet.display()))?;
     let mut configs = Vec::new();
@@ -104,7 +104,7 @@ async fn serve(
         configs,
         db: fleet.join("locus.db"),
         policy,
-        evidence_policy: out.join(super::trust::POLICY),
+        evidence_policy: out.join(crate::trust::POLICY),
         duration_s: s.duration_s,
     });
     let until = Duration::from_secs_f64(s.duration_s);

@@ -199,7 +199,7 @@ pub(crate) struct Headline {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct Summary {
+pub struct Summary {
     pub(crate) experiment: String,
     pub(crate) description: String,
     /// "simulation": trials drawn from the lab's delay model (not run through the emulation).

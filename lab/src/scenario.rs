@@ -166,7 +166,7 @@ impl Responder {
 
 /// A validated scenario.
 #[derive(Debug, Clone)]
-pub(crate) struct Scenario {
+pub struct Scenario {
     pub(crate) duration_s: f64,
     pub(crate) seed: u64,
     pub(crate) inflation: f64,

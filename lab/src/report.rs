@@ -7,9 +7,9 @@ use std::path::Path;
 use anyhow::Context;
 use serde::Serialize;
 
-use super::emulation::Outcome;
-use super::geo::km;
-use super::scenario::Scenario;
+use crate::emulation::Outcome;
+use crate::geo::km;
+use crate::scenario::Scenario;
 
 /// km of distance per µs of one-way delay error: an error `e` on both legs lengthens a round
 /// trip by `2e`, worth `2e × 100 km/ms`.
@@ -22,7 +22,7 @@ const KM_PER_US_ERROR: f64 = 0.2;
 const MAX_ERROR_FRACTION: f64 = 0.25;
 
 #[derive(Serialize)]
-pub(crate) struct Report {
+pub struct Report {
     pub(crate) responders: Vec<ResponderReport>,
     pub(crate) wall_s: f64,
     pub(crate) emulation: Emulation,

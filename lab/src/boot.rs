@@ -20,13 +20,13 @@ const BOOT: &[(u32, u32, &[u8])] = &[
 ];
 
 /// The boot's logs on disk and the RTMRs a TD that ran it reports.
-pub(crate) struct Boot {
-    pub(crate) logs: EventLogPaths,
-    pub(crate) rtmrs: [[u8; 48]; 4],
+pub struct Boot {
+    pub logs: EventLogPaths,
+    pub rtmrs: [[u8; 48]; 4],
 }
 
 /// Writes the TCG log and the CCEL of the fake boot into `dir`.
-pub(crate) fn write_logs(dir: &Path) -> anyhow::Result<Boot> {
+pub fn write_logs(dir: &Path) -> anyhow::Result<Boot> {
     std::fs::create_dir_all(dir)?;
     let mut tcg = EventLogWriter::new(&[ALG_SHA256]);
     let mut ccel = EventLogWriter::new(&[ALG_SHA384]);
@@ -55,7 +55,7 @@ pub(crate) fn write_logs(dir: &Path) -> anyhow::Result<Boot> {
 }
 
 /// Extends the boot's events into a fresh vTPM's PCRs.
-pub(crate) fn measure_into(vtpm: &Vtpm) -> anyhow::Result<()> {
+pub fn measure_into(vtpm: &Vtpm) -> anyhow::Result<()> {
     for (pcr, _, data) in BOOT {
         let digest: [u8; 32] = eventlog::hash(ALG_SHA256, data)
             .and_then(|d| d.try_into().ok())

@@ -20,10 +20,10 @@ use locus_proto::messages::Include;
 use rand::{RngCore, SeedableRng};
 use tokio::sync::watch;
 
-use super::addr;
-use super::relay::{Relay, RelayError};
-use super::scenario::{Scenario, Truth};
-use super::world::{self, anchor_name, check, unix_now, LabTrust, World};
+use crate::addr;
+use crate::relay::{Relay, RelayError};
+use crate::scenario::{Scenario, Truth};
+use crate::world::{self, anchor_name, check, unix_now, LabTrust, World};
 
 /// Name under which the lab's verifier issues nonces.
 pub(crate) const NONCE_ISSUER: &str = "locus-lab";
@@ -32,7 +32,7 @@ pub(crate) const NONCE_ISSUER: &str = "locus-lab";
 const ROUND: Duration = Duration::from_secs(1);
 
 /// What a run produced, for the report.
-pub(crate) struct Outcome {
+pub struct Outcome {
     pub(crate) scenario: Scenario,
     pub(crate) samples: SamplesFile,
     pub(crate) nodes: Vec<NodeOutcome>,
@@ -52,7 +52,7 @@ pub(crate) struct NodeOutcome {
 }
 
 /// Progress as (done, total) rounds.
-pub(crate) type Progress = watch::Sender<(u64, u64)>;
+pub type Progress = watch::Sender<(u64, u64)>;
 
 /// Runs the scenario; `out` receives the lab's trust files and evidence as they are made.
 pub(crate) async fn run(
@@ -207,8 +207,8 @@ async fn probe_and_judge(
     }
 
     // Trust files and the lab's policy.
-    super::trust::write(out, s, &world.trust, &ledger)?;
-    let policy = super::trust::evidence_policy(out)?;
+    crate::trust::write(out, s, &world.trust, &ledger)?;
+    let policy = crate::trust::evidence_policy(out)?;
     anyhow::ensure!(policy.anchors.is_some(), "the lab policy names no anchors");
 
     // Judge.

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use locus_analysis::geo::{distance_km, LatLon};
 
-use super::scenario::{Scenario, Site};
+use crate::scenario::{Scenario, Site};
 
 /// One-way speed of light in fiber, km per ms (2/3 c).
 pub(crate) const FIBER_KM_PER_MS: f64 = 200.0;
@@ -25,7 +25,7 @@ mod tests {
 
     #[test]
     fn frankfurt_to_ashburn_is_tens_of_ms() {
-        let s = Scenario::parse(super::super::scenario::BUILT_IN, "built-in").unwrap();
+        let s = Scenario::parse(crate::scenario::BUILT_IN, "built-in").unwrap();
         let fra = s.sites.iter().position(|x| x.name == "fra").unwrap();
         let iad = s.sites.iter().position(|x| x.name == "iad").unwrap();
         let d = one_way(&s, fra, iad).as_secs_f64() * 1e3;

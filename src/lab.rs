@@ -2,29 +2,13 @@
 //! swtpm vTPMs, lab TDX quotes, TLS anchors, the verifier) at emulated sites, honest nodes and
 //! attackers side by side, and each verdict compared with the truth.
 
-mod addr;
-pub(crate) mod boot;
-mod emulation;
-mod geo;
-mod plots;
-mod relay;
-mod report;
-mod scenario;
-mod serve;
-mod trust;
-mod world;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-
-use scenario::Scenario;
-
-/// The verification policy a lab run writes into its output directory.
-pub(crate) const POLICY_FILE: &str = "policy.toml";
+use locus_lab::{Interrupted, Report, Scenario, Serving};
 
 #[derive(Args)]
 pub(crate) struct LabArgs {
@@ -48,31 +32,8 @@ pub(crate) struct LabArgs {
 }
 
 pub(crate) fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
-    let (text, origin) = match &args.scenario {
-        Some(p) => (
-            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
-            p.display().to_string(),
-        ),
-        None => (
-            scenario::BUILT_IN.to_string(),
-            "built-in scenario".to_string(),
-        ),
-    };
-    let mut scenario = Scenario::parse(&text, &origin)?;
-    if let Some(d) = args.duration {
-        if !(1.0..=3600.0).contains(&d) {
-            bail!("--duration must be within 1..=3600 seconds");
-        }
-        if scenario
-            .responders
-            .iter()
-            .any(|r| r.moves.is_some_and(|m| m.1 >= d))
-        {
-            bail!("--duration {d} ends before a scheduled move: lengthen it");
-        }
-        scenario.duration_s = d;
-    }
-    preflight()?;
+    let scenario = locus_lab::load_scenario(args.scenario.as_deref(), args.duration)?;
+    locus_lab::preflight()?;
     // The TSS C library logs to stderr on its own; the lab reports errors itself.
     if std::env::var_os("TSS2_LOG").is_none() {
         std::env::set_var("TSS2_LOG", "all+none");
@@ -104,22 +65,18 @@ pub(crate) fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     let bar = progress_bar(progress_rx, &rt);
     // The run stops itself between steps when cancelled, so every emulator it started is
     // owned by it and killed when its handle drops.
-    let result = rt.block_on(emulation::run(scenario, &out, progress_tx, cancel_rx));
+    let result = rt.block_on(locus_lab::run(scenario, &out, progress_tx, cancel_rx));
     bar.finish_and_clear();
     rt.shutdown_timeout(Duration::from_secs(2));
-    let (outcome, _trust) = match result {
+    let outcome = match result {
         Ok(r) => r,
-        Err(e) if e.is::<world::Interrupted>() => {
+        Err(e) if e.is::<Interrupted>() => {
             bail!("interrupted: the lab stopped and cleaned up")
         }
         Err(e) => return Err(e),
     };
 
-    let report = report::write(&out, &outcome)?;
-    let table = report::table(&report);
-    let files =
-        plots::draw_all(&out, &outcome).map_err(|e| anyhow::anyhow!("drawing plots: {e}"))?;
-    plots::index_html(&out, &table, &files)?;
+    let (report, table) = locus_lab::write_results(&out, &outcome)?;
     print(&table, &report, args.json)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -131,10 +88,10 @@ fn serve_world(
     out: &std::path::Path,
     cancel: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<ExitCode> {
-    let result = rt.block_on(serve::run(scenario, out, cancel, announce_serving));
+    let result = rt.block_on(locus_lab::serve(scenario, out, cancel, announce_serving));
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(e) if e.is::<world::Interrupted>() => Ok(ExitCode::SUCCESS),
+        Err(e) if e.is::<Interrupted>() => Ok(ExitCode::SUCCESS),
         Err(e) => Err(e),
     }
 }
@@ -144,7 +101,7 @@ fn serve_world(
     clippy::print_stderr,
     reason = "the CLI announces what it serves and how to watch it"
 )]
-fn announce_serving(s: &serve::Serving) {
+fn announce_serving(s: &Serving) {
     if let Ok(line) = serde_json::to_string(s) {
         println!("{line}");
     }
@@ -162,19 +119,6 @@ fn announce_serving(s: &serve::Serving) {
         s.policy.display(),
         s.evidence_policy.display()
     );
-}
-
-/// Checks what the lab needs before starting anything.
-fn preflight() -> anyhow::Result<()> {
-    for tool in ["swtpm", "swtpm_setup"] {
-        let found = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-            .unwrap_or(false);
-        if !found {
-            bail!("`{tool}` is not installed: run scripts/setup.sh (Debian packages swtpm, swtpm-tools)");
-        }
-    }
-    Ok(())
 }
 
 fn progress_bar(
@@ -207,7 +151,7 @@ fn progress_bar(
 }
 
 #[expect(clippy::print_stdout, reason = "the CLI prints its report")]
-fn print(table: &str, report: &report::Report, json: bool) -> anyhow::Result<()> {
+fn print(table: &str, report: &Report, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(report)?);
     } else {

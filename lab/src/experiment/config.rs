@@ -205,10 +205,10 @@ struct RawSweep {
 
 /// A validated experiment.
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct Experiment {
-    pub(crate) name: String,
+pub struct Experiment {
+    pub name: String,
     pub(crate) description: String,
-    pub(crate) seed: u64,
+    pub seed: u64,
     pub(crate) reps: u64,
     pub(crate) honest_reps: u64,
     pub(crate) duration_s: f64,
@@ -239,7 +239,7 @@ impl Experiment {
 
 /// An experiment file that cannot be used.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ConfigError {
+pub enum ConfigError {
     /// Not TOML, or not this schema (unknown key, wrong type); the message names the line.
     #[error("{origin}: {err}")]
     Syntax {
@@ -260,7 +260,7 @@ const MAX_TRIALS: u64 = 20_000_000;
 
 impl Experiment {
     /// Reads and validates an experiment file; a base scenario path is resolved relative to it.
-    pub(crate) fn load(path: &Path) -> Result<Self, ConfigError> {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Other {
             origin: origin.clone(),

@@ -10,16 +10,16 @@ use locus_analysis::evidence::nonce::NonceLedger;
 use locus_analysis::evidence::policy::PolicyFile;
 use locus_analysis::evidence::{CheckId, EvidencePolicy, Requirement};
 
-use super::emulation::NONCE_ISSUER;
-use super::scenario::Scenario;
-use super::world::{anchor_name, LabTrust};
+use crate::emulation::NONCE_ISSUER;
+use crate::scenario::Scenario;
+use crate::world::{anchor_name, LabTrust};
 
 const TDX_ROOT: &str = "trust/lab-tdx-root.der";
 const TDX_COLLATERAL: &str = "trust/lab-tdx-collateral.json";
 const EK_CA: &str = "trust/swtpm-ek-ca.pem";
 const ANCHOR_CA: &str = "trust/lab-anchor-ca.pem";
 pub(crate) const NONCES: &str = "trust/nonces.json";
-pub(crate) const POLICY: &str = super::POLICY_FILE;
+pub(crate) const POLICY: &str = crate::POLICY_FILE;
 
 /// Writes the trust files, the nonce ledger and `policy.toml` under `out`.
 pub(crate) fn write(
