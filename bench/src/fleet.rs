@@ -2,10 +2,11 @@
 //! and memory are its own) probing many targets at 1 Hz, against responders in this process;
 //! then a plain UDP ping loop at the same probe rate in the same run, for CPU per probe.
 
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +20,7 @@ use locus_responder::session_key::SessionKey;
 use serde::Serialize;
 
 #[derive(Args)]
-pub(crate) struct FleetArgs {
+pub struct FleetArgs {
     /// Targets the prober probes, one QUIC connection each.
     #[arg(long, default_value_t = 10_000)]
     targets: usize,
@@ -80,7 +81,8 @@ struct FleetReport {
 /// The UDP loop runs at most this long: its CPU per probe settles within seconds.
 const UDP_LOOP_MAX: Duration = Duration::from_secs(10);
 
-pub(crate) fn run(args: FleetArgs) -> anyhow::Result<ExitCode> {
+/// Runs the benchmark; returns its report as text, or as JSON with `--json`.
+pub fn run(args: FleetArgs) -> anyhow::Result<String> {
     if args.targets == 0 {
         bail!("--targets must be at least 1");
     }
@@ -125,8 +127,7 @@ pub(crate) fn run(args: FleetArgs) -> anyhow::Result<ExitCode> {
     report.udp_loop_cpu_us_per_probe = udp.cpu_s * 1e6 / udp.answered.max(1) as f64;
     report.cpu_ratio_vs_udp_loop =
         report.prober_cpu_us_per_probe / report.udp_loop_cpu_us_per_probe;
-    print(&report, args.json)?;
-    Ok(ExitCode::SUCCESS)
+    render(&report, args.json)
 }
 
 async fn start_responders(n: usize) -> anyhow::Result<Vec<Server>> {
@@ -565,38 +566,44 @@ fn thread_cpu_seconds() -> anyhow::Result<f64> {
     Ok(s(u.user_time()) + s(u.system_time()))
 }
 
-#[expect(clippy::print_stdout, reason = "the CLI prints its report")]
-fn print(r: &FleetReport, json: bool) -> anyhow::Result<()> {
+/// The report as the command prints it.
+fn render(r: &FleetReport, json: bool) -> anyhow::Result<String> {
+    let mut out = String::new();
     if json {
-        println!("{}", serde_json::to_string(r)?);
-        return Ok(());
+        _ = writeln!(out, "{}", serde_json::to_string(r)?);
+        return Ok(out);
     }
-    println!(
+    _ = writeln!(
+        out,
         "{} targets at {} Hz: connected in {:.1} s; measured {:.1} s",
         r.targets, r.rate_hz, r.connect_s, r.duration_s
     );
-    println!(
+    _ = writeln!(
+        out,
         "probes/s {:.0} (expected {:.0}), answered {:.2} %",
         r.probes_per_s,
         r.expected_probes_per_s,
         r.answered_ratio * 100.0
     );
-    println!(
+    _ = writeln!(
+        out,
         "prober CPU {:.3} cores (target ≤ 1), RSS peak {:.0} MiB (target ≤ 512), at end {:.0} MiB",
         r.prober_cpu_cores, r.prober_rss_mib, r.prober_rss_end_mib
     );
-    println!(
+    _ = writeln!(
+        out,
         "lateness p50 {:.2} ms, p99 {:.2} ms",
         r.lateness_p50_ms, r.lateness_p99_ms
     );
-    println!(
+    _ = writeln!(
+        out,
         "CPU per probe: prober {:.1} µs, plain UDP loop {:.1} µs ({:.0} probes/s): ratio {:.1}",
         r.prober_cpu_us_per_probe,
         r.udp_loop_cpu_us_per_probe,
         r.udp_loop_probes_per_s,
         r.cpu_ratio_vs_udp_loop
     );
-    Ok(())
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -3,11 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
-
-mod evidence;
-mod fleet;
-mod ping;
-mod tdx;
+use locus_bench::{evidence, fleet, ping, tdx};
 
 #[derive(Subcommand)]
 pub(crate) enum BenchCmd {
@@ -23,10 +19,20 @@ pub(crate) enum BenchCmd {
 }
 
 pub(crate) fn run(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
-    match cmd {
-        BenchCmd::Ping(args) => ping::run(args),
-        BenchCmd::Tdx(args) => tdx::run(args),
-        BenchCmd::Evidence(args) => evidence::run(args),
-        BenchCmd::Fleet(args) => fleet::run(args),
-    }
+    let report = match cmd {
+        BenchCmd::Ping(args) => ping::run(args)?,
+        BenchCmd::Tdx(args) => tdx::run(args)?,
+        BenchCmd::Evidence(args) => evidence::run(args)?,
+        BenchCmd::Fleet(args) => fleet::run(args)?,
+    };
+    print(&report);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[expect(
+    clippy::print_stdout,
+    reason = "the benchmark report is the command's output"
+)]
+fn print(report: &str) {
+    print!("{report}");
 }

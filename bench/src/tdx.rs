@@ -1,7 +1,7 @@
 //! `locus bench tdx`: lab quote generation, and locus's TDX verification against bare dcap-qvl
 //! verification of the same quotes in the same run (real Intel sample and lab quote).
 
-use std::process::ExitCode;
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -11,7 +11,7 @@ use locus_responder::tdx::TdxQuoter;
 use serde::Serialize;
 
 #[derive(Args)]
-pub(crate) struct TdxArgs {
+pub struct TdxArgs {
     /// Iterations per measured operation (after a warm-up of a tenth as many).
     #[arg(long, default_value_t = 1000)]
     iterations: u32,
@@ -90,7 +90,8 @@ fn pair(
     })
 }
 
-pub(crate) fn run(args: TdxArgs) -> anyhow::Result<ExitCode> {
+/// Runs the benchmark; returns its report as text, or as JSON with `--json`.
+pub fn run(args: TdxArgs) -> anyhow::Result<String> {
     let n = args.iterations.max(1);
     let t = Instant::now();
     let lab = LabTdx::generate()?;
@@ -122,22 +123,20 @@ pub(crate) fn run(args: TdxArgs) -> anyhow::Result<ExitCode> {
         intel_sample: intel_pair,
         lab_quote: lab_pair,
     };
-    print(&report, args.json)?;
-    Ok(ExitCode::SUCCESS)
+    render(&report, args.json)
 }
 
-#[expect(
-    clippy::print_stdout,
-    reason = "the benchmark report is the command's output"
-)]
-fn print(r: &TdxReport, json: bool) -> anyhow::Result<()> {
+/// The report as the command prints it.
+fn render(r: &TdxReport, json: bool) -> anyhow::Result<String> {
+    let mut out = String::new();
     if json {
-        println!("{}", serde_json::to_string_pretty(r)?);
-        return Ok(());
+        _ = writeln!(out, "{}", serde_json::to_string_pretty(r)?);
+        return Ok(out);
     }
-    println!("iterations:           {}", r.iterations);
-    println!("lab generate:         {:.1} ms", r.lab_generate_ms);
-    println!(
+    _ = writeln!(out, "iterations:           {}", r.iterations);
+    _ = writeln!(out, "lab generate:         {:.1} ms", r.lab_generate_ms);
+    _ = writeln!(
+        out,
         "lab quote p50:        {:.1} us ({:.2}x a bare dcap-qvl verify of it)",
         r.lab_quote_p50_us, r.lab_quote_vs_dcap_verify
     );
@@ -145,10 +144,11 @@ fn print(r: &TdxReport, json: bool) -> anyhow::Result<()> {
         ("intel sample", &r.intel_sample),
         ("lab quote", &r.lab_quote),
     ] {
-        println!(
+        _ = writeln!(
+            out,
             "{name:<13} verify p50: dcap-qvl {:.1} us, locus {:.1} us, ratio {:.3} (target <= 1.2)",
             p.dcap_p50_us, p.locus_p50_us, p.ratio_p50
         );
     }
-    Ok(())
+    Ok(out)
 }

@@ -2,8 +2,8 @@
 //! then the precision mode (busy-polling drivers over quinn-proto) against a busy-polled raw
 //! UDP echo, where neither side waits for a wake-up.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ use serde::Serialize;
 use tokio::net::UdpSocket;
 
 #[derive(Args)]
-pub(crate) struct PingArgs {
+pub struct PingArgs {
     /// Sequential round trips measured per path (after a warm-up).
     #[arg(long, default_value_t = 5000)]
     samples: u64,
@@ -68,7 +68,8 @@ const LOOPBACK: &str = "127.0.0.1:0";
 
 /// Both ends run as they would in two processes: the answering side (UDP echo or locus
 /// responder) on its own single-threaded runtime and thread, the measuring side on another.
-pub(crate) fn run(args: PingArgs) -> anyhow::Result<ExitCode> {
+/// Runs the benchmark; returns its report as text, or as JSON with `--json`.
+pub fn run(args: PingArgs) -> anyhow::Result<String> {
     let server_rt = ServerThread::start()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -86,8 +87,7 @@ pub(crate) fn run(args: PingArgs) -> anyhow::Result<ExitCode> {
     report.precision_p99_us = precision.p99_us;
     report.precision_min_gap_us = precision.min_us - busy_udp.min_us;
     report.precision_p50_gap_us = precision.p50_us - busy_udp.p50_us;
-    print(&report, args.json)?;
-    Ok(ExitCode::SUCCESS)
+    render(&report, args.json)
 }
 
 /// A runtime on its own thread for the answering side, stopped on drop.
@@ -348,43 +348,52 @@ fn precision(samples: u64) -> anyhow::Result<RttStats> {
     Ok(RttStats::from_histogram(&hist))
 }
 
-#[expect(clippy::print_stdout, reason = "the CLI prints its report")]
-fn print(r: &PingReport, json: bool) -> anyhow::Result<()> {
+/// The report as the command prints it.
+fn render(r: &PingReport, json: bool) -> anyhow::Result<String> {
+    let mut out = String::new();
     if json {
-        println!("{}", serde_json::to_string(r)?);
-        return Ok(());
+        _ = writeln!(out, "{}", serde_json::to_string(r)?);
+        return Ok(out);
     }
-    println!(
+    _ = writeln!(
+        out,
         "{:<28} {:>9} {:>9} {:>9}",
         "path (sequential echo)", "min µs", "p50 µs", "p99 µs"
     );
-    println!(
+    _ = writeln!(
+        out,
         "{:<28} {:>9.1} {:>9.1} {:>9.1}",
         "raw tokio UDP (baseline)", r.baseline_min_us, r.baseline_p50_us, r.baseline_p99_us
     );
-    println!(
+    _ = writeln!(
+        out,
         "{:<28} {:>9.1} {:>9.1} {:>9.1}",
         "locus (QUIC datagrams)", r.locus_min_us, r.locus_p50_us, r.locus_p99_us
     );
-    println!(
+    _ = writeln!(
+        out,
         "ratio p50 {:.2} (target ≤ 1.3), ratio min {:.2}",
         r.ratio_p50, r.ratio_min
     );
-    println!(
+    _ = writeln!(
+        out,
         "256 in flight: {:.0} answered challenges/s (target ≥ 250000), p99 {:.1} µs (target ≤ 1000), lost {}",
         r.throughput_per_s, r.p99_at_256_us, r.lost_at_256
     );
-    println!(
+    _ = writeln!(
+        out,
         "{:<28} {:>9.1} {:>9.1} {:>9.1}",
         "busy-polled UDP (floor)", r.busy_udp_min_us, r.busy_udp_p50_us, r.busy_udp_p99_us
     );
-    println!(
+    _ = writeln!(
+        out,
         "{:<28} {:>9.1} {:>9.1} {:>9.1}",
         "locus precision (busy QUIC)", r.precision_min_us, r.precision_p50_us, r.precision_p99_us
     );
-    println!(
+    _ = writeln!(
+        out,
         "precision min gap {:.1} µs (target ≤ 15), p50 gap {:.1} µs",
         r.precision_min_gap_us, r.precision_p50_gap_us
     );
-    Ok(())
+    Ok(out)
 }

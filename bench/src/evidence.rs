@@ -3,10 +3,10 @@
 //! same TDX quote, each pair measured alternately in the same run.
 //!
 //! [`LabEvidence::start`] starts a swtpm with an EK certificate and measures the lab's fake boot
-//! (`crate::lab::boot`) into it, with lab TDX quotes whose RTMRs replay its CCEL.
+//! (`locus_lab::boot`) into it, with lab TDX quotes whose RTMRs replay its CCEL.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ use serde::Serialize;
 use locus_fleet::time::unix_now;
 
 #[derive(Args)]
-pub(crate) struct EvidenceArgs {
+pub struct EvidenceArgs {
     /// Bundles to build (and bare quotes to time), after a warm-up of a tenth as many.
     #[arg(long, default_value_t = 50)]
     iterations: u32,
@@ -168,7 +168,8 @@ fn p50_us(mut v: Vec<Duration>) -> f64 {
         * 1e6
 }
 
-pub(crate) fn run(args: EvidenceArgs) -> anyhow::Result<ExitCode> {
+/// Runs the benchmark; returns its report as text, or as JSON with `--json`.
+pub fn run(args: EvidenceArgs) -> anyhow::Result<String> {
     let lab = LabEvidence::start()?;
     let key = SessionKey::generate()?;
     let inter = lab.ek_intermediates()?;
@@ -244,27 +245,26 @@ pub(crate) fn run(args: EvidenceArgs) -> anyhow::Result<ExitCode> {
         verify_ratio_p50: verify_p50_us / dcap_p50_us,
         bundle_bytes: bytes.len(),
     };
-    print(&report, args.json)?;
-    Ok(ExitCode::SUCCESS)
+    render(&report, args.json)
 }
 
-#[expect(
-    clippy::print_stdout,
-    reason = "the benchmark report is the command's output"
-)]
-fn print(r: &Report, json: bool) -> anyhow::Result<()> {
+/// The report as the command prints it.
+fn render(r: &Report, json: bool) -> anyhow::Result<String> {
+    let mut out = String::new();
     if json {
-        println!("{}", serde_json::to_string_pretty(r)?);
-        return Ok(());
+        _ = writeln!(out, "{}", serde_json::to_string_pretty(r)?);
+        return Ok(out);
     }
-    println!(
+    _ = writeln!(
+        out,
         "fresh bundle p50 {:.0} us vs bare TPM2_Quote p50 {:.0} us: ratio {:.2} (target <= 3)",
         r.bundle_p50_us, r.bare_quote_p50_us, r.bundle_ratio_p50
     );
-    println!(
+    _ = writeln!(
+        out,
         "bundle verify p50 {:.0} us vs dcap-qvl alone p50 {:.0} us: ratio {:.2} (target <= 4)",
         r.verify_p50_us, r.dcap_p50_us, r.verify_ratio_p50
     );
-    println!("bundle size {} bytes", r.bundle_bytes);
-    Ok(())
+    _ = writeln!(out, "bundle size {} bytes", r.bundle_bytes);
+    Ok(out)
 }
