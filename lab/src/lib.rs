@@ -19,6 +19,7 @@ mod relay;
 mod report;
 mod scenario;
 mod serve;
+pub mod tdx_files;
 mod toml_span;
 mod trust;
 mod world;
