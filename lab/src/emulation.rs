@@ -17,6 +17,7 @@ use locus_prober::requests::request_evidence_from;
 use locus_prober::{connect, run_round, RoundConfig, SpkiPolicy, Target};
 use locus_proto::evidence::EvidenceBundle;
 use locus_proto::messages::Include;
+use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use tokio::sync::watch;
 
@@ -30,6 +31,15 @@ pub(crate) const NONCE_ISSUER: &str = "locus-lab";
 
 /// Length of one probing round (the verdict engine's change detection works per round).
 const ROUND: Duration = Duration::from_secs(1);
+
+/// Set apart the nonces' random stream from the relay's, which is seeded with the seed itself.
+const NONCE_STREAM: u64 = 0x6e6f_6e63_6573_0001;
+
+/// The evidence nonces' source: seeded from the scenario, so that one seed gives one run (lab
+/// nonces are test values, not secrets).
+fn nonce_rng(seed: u64) -> StdRng {
+    StdRng::seed_from_u64(seed ^ NONCE_STREAM)
+}
 
 /// What a run produced, for the report.
 pub struct Outcome {
@@ -165,7 +175,7 @@ async fn probe_and_judge(
     // Evidence: every prober asks every responder once (the round trip is evidence too); the
     // last bundle per responder is verified and kept.
     let mut ledger = NonceLedger::new(NONCE_ISSUER);
-    let mut rng = rand::rngs::StdRng::from_entropy();
+    let mut rng = nonce_rng(s.seed);
     let mut evidence_rtts: BTreeMap<(usize, usize), Vec<u64>> = BTreeMap::new();
     let mut last: Vec<Option<(EvidenceBundle, u64)>> = vec![None; nodes.len()];
     let mut errors: Vec<Option<String>> = vec![None; nodes.len()];
@@ -291,4 +301,29 @@ async fn probe_and_judge(
 
 pub(crate) fn prober_id(s: &Scenario, i: usize, site: usize) -> String {
     format!("p{i}-{}", s.sites[site].name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nonces(seed: u64) -> [[u8; 32]; 3] {
+        let mut rng = nonce_rng(seed);
+        let mut out = [[0u8; 32]; 3];
+        for n in &mut out {
+            rng.fill_bytes(n);
+        }
+        out
+    }
+
+    #[test]
+    fn one_seed_draws_the_same_nonces_another_seed_others() {
+        assert_eq!(nonces(7), nonces(7));
+        assert_ne!(nonces(7), nonces(8));
+        // Not the relay's stream (seeded with the seed itself).
+        let mut relay = StdRng::seed_from_u64(7);
+        let mut first = [0u8; 32];
+        relay.fill_bytes(&mut first);
+        assert_ne!(nonces(7)[0], first);
+    }
 }
