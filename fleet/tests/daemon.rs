@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use locus_fleet::daemon;
+use locus_fleet::daemon::config::ConfigError;
 use locus_fleet::store::{Database, Store};
 use locus_responder::evidence::EvidenceSource;
 use locus_responder::server::{Server, ServerConfig};
@@ -226,15 +227,27 @@ async fn daemon_probes_reloads_and_stops() {
     assert_eq!(status, 500, "{body}");
     assert!(body.contains("bogus"), "{body}");
     assert_eq!(http_async(addr, "GET", "/-/reload").await.0, 405);
+    // Through the handle the rejection is typed: the configuration failed to parse.
+    match d.reload().await {
+        Err(daemon::ReloadError::Config(ConfigError::Parse { path, .. })) => {
+            assert_eq!(path, cfg_path)
+        }
+        other => panic!("expected a config parse error, got {other:?}"),
+    }
 
     // Remove n1 (through the handle, as SIGHUP does): its series go.
     std::fs::write(&cfg_path, config(&[("n2", a2)], "")).unwrap();
     let summary = d.reload().await.unwrap();
-    assert!(summary.contains("2 removed"), "{summary}");
+    assert_eq!(
+        (summary.added, summary.removed, summary.unchanged),
+        (0, 2, 1),
+        "{summary}"
+    );
+    assert!(summary.need_restart.is_empty(), "{summary}");
     let (_, text) = http_async(addr, "GET", "/metrics").await;
     assert!(!text.contains("target=\"n1\""), "{text}");
     assert!(
-        text.contains("locus_config_reload_failures_total 1"),
+        text.contains("locus_config_reload_failures_total 2"),
         "{text}"
     );
 

@@ -13,8 +13,10 @@ use axum::Router;
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot};
 
+use super::{ReloadError, ReloadSummary};
+
 /// A reload request; the answer is a summary or why the new configuration was rejected.
-pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
+pub type ReloadRequest = oneshot::Sender<Result<ReloadSummary, ReloadError>>;
 
 /// What the endpoints serve.
 #[derive(Clone)]

@@ -52,10 +52,58 @@ pub enum DaemonError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// A task of the daemon panicked or was cancelled.
     #[error("a daemon task failed: {0}")]
-    Task(String),
+    Task(#[from] tokio::task::JoinError),
     #[error("cannot open the probing socket: {0}")]
     Endpoint(#[from] ConnectError),
+}
+
+/// Why a reload was rejected; the previous configuration stays in force.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReloadError {
+    /// The new configuration file does not load (fix it and reload again).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Recording the new configuration's sites in the database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The database task panicked or was cancelled.
+    #[error("a daemon task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// The daemon is shutting down or has stopped.
+    #[error("the daemon has stopped")]
+    Stopped,
+}
+
+/// What a reload changed. Settings that need a restart (`listen`, `db`, ...) are kept as
+/// they were and named in `need_restart`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub added: usize,
+    pub removed: usize,
+    pub restarted: usize,
+    pub unchanged: usize,
+    pub need_restart: Vec<&'static str>,
+}
+
+impl std::fmt::Display for ReloadSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} added, {} removed, {} restarted, {} unchanged",
+            self.added, self.removed, self.restarted, self.unchanged
+        )?;
+        if !self.need_restart.is_empty() {
+            write!(
+                f,
+                "; {} changed but need a restart (kept as they were)",
+                self.need_restart.join(", ")
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// A running daemon.
@@ -73,21 +121,19 @@ impl DaemonHandle {
     }
 
     /// Re-reads the configuration file and applies its target list (like SIGHUP).
-    pub async fn reload(&self) -> Result<String, String> {
+    pub async fn reload(&self) -> Result<ReloadSummary, ReloadError> {
         let (tx, rx) = oneshot::channel();
         self.reload
             .send(tx)
             .await
-            .map_err(|_| "the daemon has stopped".to_string())?;
-        rx.await.map_err(|_| "the daemon has stopped".to_string())?
+            .map_err(|_| ReloadError::Stopped)?;
+        rx.await.map_err(|_| ReloadError::Stopped)?
     }
 
     /// Stops probing (a round in progress is dropped), flushes the database and returns.
     pub async fn shutdown(self) -> Result<(), DaemonError> {
         let _ = self.shutdown.send(true);
-        self.main
-            .await
-            .map_err(|e| DaemonError::Task(e.to_string()))?
+        self.main.await?
     }
 }
 
@@ -121,8 +167,7 @@ pub async fn start_with_clock(
             s.upsert_world(&id, &site, &sites)?;
             Ok(s)
         })
-        .await
-        .map_err(|e| DaemonError::Task(e.to_string()))??
+        .await??
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -288,8 +333,7 @@ async fn main_loop(
             .unwrap_or_else(|p| p.into_inner())
             .checkpoint()
     })
-    .await
-    .map_err(|e| DaemonError::Task(e.to_string()))??;
+    .await??;
     info!("prober daemon stopped");
     Ok(())
 }
@@ -327,8 +371,8 @@ async fn reload(
     config: &mut Config,
     shared: &Arc<Shared>,
     running: &mut BTreeMap<String, Running>,
-) -> Result<String, String> {
-    let new = Config::load(path).map_err(|e| e.to_string())?;
+) -> Result<ReloadSummary, ReloadError> {
+    let new = Config::load(path)?;
     let mut fixed = Vec::new();
     if new.listen != config.listen {
         fixed.push("listen");
@@ -361,12 +405,13 @@ async fn reload(
                 .unwrap_or_else(|p| p.into_inner())
                 .upsert_world(&id, &site, &sites)
         })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        .await??;
     }
     let settings_changed = new.probe != config.probe;
-    let (mut added, mut removed, mut restarted, mut kept) = (0, 0, 0, 0);
+    let mut summary = ReloadSummary {
+        need_restart: fixed,
+        ..ReloadSummary::default()
+    };
     let names: Vec<String> = running.keys().cloned().collect();
     for name in names {
         let wanted = new.targets.iter().find(|t| t.name == name);
@@ -376,12 +421,12 @@ async fn reload(
                 stop_target(shared, r).await;
             }
             if wanted.is_some() {
-                restarted += 1;
+                summary.restarted += 1;
             } else {
-                removed += 1;
+                summary.removed += 1;
             }
         } else {
-            kept += 1;
+            summary.unchanged += 1;
         }
     }
     let previous: Vec<String> = config.targets.iter().map(|t| t.name.clone()).collect();
@@ -403,19 +448,11 @@ async fn reload(
     for t in config.targets.clone() {
         if !running.contains_key(&t.name) {
             if !previous.contains(&t.name) {
-                added += 1;
+                summary.added += 1;
             }
             spawn_target(shared, config, t, running);
         }
     }
     shared.metrics.targets.set(running.len() as i64);
-    let mut summary =
-        format!("{added} added, {removed} removed, {restarted} restarted, {kept} unchanged");
-    if !fixed.is_empty() {
-        summary.push_str(&format!(
-            "; {} changed but need a restart (kept as they were)",
-            fixed.join(", ")
-        ));
-    }
     Ok(summary)
 }
