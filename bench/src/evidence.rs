@@ -250,21 +250,17 @@ pub fn run(args: EvidenceArgs) -> anyhow::Result<String> {
 
 /// The report as the command prints it.
 fn render(r: &Report, json: bool) -> anyhow::Result<String> {
-    let mut out = String::new();
-    if json {
-        _ = writeln!(out, "{}", serde_json::to_string_pretty(r)?);
-        return Ok(out);
-    }
-    _ = writeln!(
-        out,
-        "fresh bundle p50 {:.0} us vs bare TPM2_Quote p50 {:.0} us: ratio {:.2} (target <= 3)",
-        r.bundle_p50_us, r.bare_quote_p50_us, r.bundle_ratio_p50
-    );
-    _ = writeln!(
-        out,
-        "bundle verify p50 {:.0} us vs dcap-qvl alone p50 {:.0} us: ratio {:.2} (target <= 4)",
-        r.verify_p50_us, r.dcap_p50_us, r.verify_ratio_p50
-    );
-    _ = writeln!(out, "bundle size {} bytes", r.bundle_bytes);
-    Ok(out)
+    crate::render(r, json, true, |out| {
+        _ = writeln!(
+            out,
+            "fresh bundle p50 {:.0} us vs bare TPM2_Quote p50 {:.0} us: ratio {:.2} (target <= 3)",
+            r.bundle_p50_us, r.bare_quote_p50_us, r.bundle_ratio_p50
+        );
+        _ = writeln!(
+            out,
+            "bundle verify p50 {:.0} us vs dcap-qvl alone p50 {:.0} us: ratio {:.2} (target <= 4)",
+            r.verify_p50_us, r.dcap_p50_us, r.verify_ratio_p50
+        );
+        _ = writeln!(out, "bundle size {} bytes", r.bundle_bytes);
+    })
 }

@@ -568,42 +568,38 @@ fn thread_cpu_seconds() -> anyhow::Result<f64> {
 
 /// The report as the command prints it.
 fn render(r: &FleetReport, json: bool) -> anyhow::Result<String> {
-    let mut out = String::new();
-    if json {
-        _ = writeln!(out, "{}", serde_json::to_string(r)?);
-        return Ok(out);
-    }
-    _ = writeln!(
-        out,
-        "{} targets at {} Hz: connected in {:.1} s; measured {:.1} s",
-        r.targets, r.rate_hz, r.connect_s, r.duration_s
-    );
-    _ = writeln!(
-        out,
-        "probes/s {:.0} (expected {:.0}), answered {:.2} %",
-        r.probes_per_s,
-        r.expected_probes_per_s,
-        r.answered_ratio * 100.0
-    );
-    _ = writeln!(
-        out,
-        "prober CPU {:.3} cores (target ≤ 1), RSS peak {:.0} MiB (target ≤ 512), at end {:.0} MiB",
-        r.prober_cpu_cores, r.prober_rss_mib, r.prober_rss_end_mib
-    );
-    _ = writeln!(
-        out,
-        "lateness p50 {:.2} ms, p99 {:.2} ms",
-        r.lateness_p50_ms, r.lateness_p99_ms
-    );
-    _ = writeln!(
-        out,
-        "CPU per probe: prober {:.1} µs, plain UDP loop {:.1} µs ({:.0} probes/s): ratio {:.1}",
-        r.prober_cpu_us_per_probe,
-        r.udp_loop_cpu_us_per_probe,
-        r.udp_loop_probes_per_s,
-        r.cpu_ratio_vs_udp_loop
-    );
-    Ok(out)
+    crate::render(r, json, false, |out| {
+        _ = writeln!(
+            out,
+            "{} targets at {} Hz: connected in {:.1} s; measured {:.1} s",
+            r.targets, r.rate_hz, r.connect_s, r.duration_s
+        );
+        _ = writeln!(
+            out,
+            "probes/s {:.0} (expected {:.0}), answered {:.2} %",
+            r.probes_per_s,
+            r.expected_probes_per_s,
+            r.answered_ratio * 100.0
+        );
+        _ = writeln!(
+            out,
+            "prober CPU {:.3} cores (target ≤ 1), RSS peak {:.0} MiB (target ≤ 512), at end {:.0} MiB",
+            r.prober_cpu_cores, r.prober_rss_mib, r.prober_rss_end_mib
+        );
+        _ = writeln!(
+            out,
+            "lateness p50 {:.2} ms, p99 {:.2} ms",
+            r.lateness_p50_ms, r.lateness_p99_ms
+        );
+        _ = writeln!(
+            out,
+            "CPU per probe: prober {:.1} µs, plain UDP loop {:.1} µs ({:.0} probes/s): ratio {:.1}",
+            r.prober_cpu_us_per_probe,
+            r.udp_loop_cpu_us_per_probe,
+            r.udp_loop_probes_per_s,
+            r.cpu_ratio_vs_udp_loop
+        );
+    })
 }
 
 #[cfg(test)]

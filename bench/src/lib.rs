@@ -10,3 +10,24 @@ pub mod evidence;
 pub mod fleet;
 pub mod ping;
 pub mod tdx;
+
+/// A report as JSON (`pretty` or one line) with `json`, else as the text `text` writes.
+fn render<R: serde::Serialize>(
+    r: &R,
+    json: bool,
+    pretty: bool,
+    text: impl FnOnce(&mut String),
+) -> anyhow::Result<String> {
+    if json {
+        let mut s = if pretty {
+            serde_json::to_string_pretty(r)?
+        } else {
+            serde_json::to_string(r)?
+        };
+        s.push('\n');
+        return Ok(s);
+    }
+    let mut out = String::new();
+    text(&mut out);
+    Ok(out)
+}

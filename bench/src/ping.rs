@@ -350,50 +350,49 @@ fn precision(samples: u64) -> anyhow::Result<RttStats> {
 
 /// The report as the command prints it.
 fn render(r: &PingReport, json: bool) -> anyhow::Result<String> {
-    let mut out = String::new();
-    if json {
-        _ = writeln!(out, "{}", serde_json::to_string(r)?);
-        return Ok(out);
-    }
-    _ = writeln!(
-        out,
-        "{:<28} {:>9} {:>9} {:>9}",
-        "path (sequential echo)", "min µs", "p50 µs", "p99 µs"
-    );
-    _ = writeln!(
-        out,
-        "{:<28} {:>9.1} {:>9.1} {:>9.1}",
-        "raw tokio UDP (baseline)", r.baseline_min_us, r.baseline_p50_us, r.baseline_p99_us
-    );
-    _ = writeln!(
-        out,
-        "{:<28} {:>9.1} {:>9.1} {:>9.1}",
-        "locus (QUIC datagrams)", r.locus_min_us, r.locus_p50_us, r.locus_p99_us
-    );
-    _ = writeln!(
-        out,
-        "ratio p50 {:.2} (target ≤ 1.3), ratio min {:.2}",
-        r.ratio_p50, r.ratio_min
-    );
-    _ = writeln!(
-        out,
-        "256 in flight: {:.0} answered challenges/s (target ≥ 250000), p99 {:.1} µs (target ≤ 1000), lost {}",
-        r.throughput_per_s, r.p99_at_256_us, r.lost_at_256
-    );
-    _ = writeln!(
-        out,
-        "{:<28} {:>9.1} {:>9.1} {:>9.1}",
-        "busy-polled UDP (floor)", r.busy_udp_min_us, r.busy_udp_p50_us, r.busy_udp_p99_us
-    );
-    _ = writeln!(
-        out,
-        "{:<28} {:>9.1} {:>9.1} {:>9.1}",
-        "locus precision (busy QUIC)", r.precision_min_us, r.precision_p50_us, r.precision_p99_us
-    );
-    _ = writeln!(
-        out,
-        "precision min gap {:.1} µs (target ≤ 15), p50 gap {:.1} µs",
-        r.precision_min_gap_us, r.precision_p50_gap_us
-    );
-    Ok(out)
+    crate::render(r, json, false, |out| {
+        _ = writeln!(
+            out,
+            "{:<28} {:>9} {:>9} {:>9}",
+            "path (sequential echo)", "min µs", "p50 µs", "p99 µs"
+        );
+        _ = writeln!(
+            out,
+            "{:<28} {:>9.1} {:>9.1} {:>9.1}",
+            "raw tokio UDP (baseline)", r.baseline_min_us, r.baseline_p50_us, r.baseline_p99_us
+        );
+        _ = writeln!(
+            out,
+            "{:<28} {:>9.1} {:>9.1} {:>9.1}",
+            "locus (QUIC datagrams)", r.locus_min_us, r.locus_p50_us, r.locus_p99_us
+        );
+        _ = writeln!(
+            out,
+            "ratio p50 {:.2} (target ≤ 1.3), ratio min {:.2}",
+            r.ratio_p50, r.ratio_min
+        );
+        _ = writeln!(
+            out,
+            "256 in flight: {:.0} answered challenges/s (target ≥ 250000), p99 {:.1} µs (target ≤ 1000), lost {}",
+            r.throughput_per_s, r.p99_at_256_us, r.lost_at_256
+        );
+        _ = writeln!(
+            out,
+            "{:<28} {:>9.1} {:>9.1} {:>9.1}",
+            "busy-polled UDP (floor)", r.busy_udp_min_us, r.busy_udp_p50_us, r.busy_udp_p99_us
+        );
+        _ = writeln!(
+            out,
+            "{:<28} {:>9.1} {:>9.1} {:>9.1}",
+            "locus precision (busy QUIC)",
+            r.precision_min_us,
+            r.precision_p50_us,
+            r.precision_p99_us
+        );
+        _ = writeln!(
+            out,
+            "precision min gap {:.1} µs (target ≤ 15), p50 gap {:.1} µs",
+            r.precision_min_gap_us, r.precision_p50_gap_us
+        );
+    })
 }

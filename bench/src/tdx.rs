@@ -128,27 +128,23 @@ pub fn run(args: TdxArgs) -> anyhow::Result<String> {
 
 /// The report as the command prints it.
 fn render(r: &TdxReport, json: bool) -> anyhow::Result<String> {
-    let mut out = String::new();
-    if json {
-        _ = writeln!(out, "{}", serde_json::to_string_pretty(r)?);
-        return Ok(out);
-    }
-    _ = writeln!(out, "iterations:           {}", r.iterations);
-    _ = writeln!(out, "lab generate:         {:.1} ms", r.lab_generate_ms);
-    _ = writeln!(
-        out,
-        "lab quote p50:        {:.1} us ({:.2}x a bare dcap-qvl verify of it)",
-        r.lab_quote_p50_us, r.lab_quote_vs_dcap_verify
-    );
-    for (name, p) in [
-        ("intel sample", &r.intel_sample),
-        ("lab quote", &r.lab_quote),
-    ] {
+    crate::render(r, json, true, |out| {
+        _ = writeln!(out, "iterations:           {}", r.iterations);
+        _ = writeln!(out, "lab generate:         {:.1} ms", r.lab_generate_ms);
         _ = writeln!(
             out,
-            "{name:<13} verify p50: dcap-qvl {:.1} us, locus {:.1} us, ratio {:.3} (target <= 1.2)",
-            p.dcap_p50_us, p.locus_p50_us, p.ratio_p50
+            "lab quote p50:        {:.1} us ({:.2}x a bare dcap-qvl verify of it)",
+            r.lab_quote_p50_us, r.lab_quote_vs_dcap_verify
         );
-    }
-    Ok(out)
+        for (name, p) in [
+            ("intel sample", &r.intel_sample),
+            ("lab quote", &r.lab_quote),
+        ] {
+            _ = writeln!(
+                out,
+                "{name:<13} verify p50: dcap-qvl {:.1} us, locus {:.1} us, ratio {:.3} (target <= 1.2)",
+                p.dcap_p50_us, p.locus_p50_us, p.ratio_p50
+            );
+        }
+    })
 }

@@ -8,7 +8,9 @@ use anyhow::Context;
 use locus_analysis::cloud::azure;
 use locus_analysis::tdx;
 
-use super::cloud_report::{print_checks, verify_file, Verified};
+use locus_analysis::cloud::CheckOutcome;
+
+use super::cloud_report::{verify_file, Verified};
 
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("the_nonce").required(true).args(["nonce", "nonce_hex"])))]
@@ -59,21 +61,17 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 impl Verified for azure::AzureReport {
-    fn valid(&self) -> bool {
-        self.valid
+    const WHAT: &'static str = "Azure TDX vTPM evidence";
+    const WIDTH: usize = 18;
+    type Error = azure::AzureError;
+
+    fn outcome(&self) -> (bool, &[&'static str], &[CheckOutcome<Self::Error>]) {
+        (self.valid, &self.failed_checks, self.checks.all())
     }
 
     #[expect(clippy::print_stdout, reason = "the verdict is the command's output")]
-    fn print_text(&self) {
-        let report = self;
-        print_checks(
-            "Azure TDX vTPM evidence",
-            report.valid,
-            &report.failed_checks,
-            report.checks.all(),
-            18,
-        );
-        if let Some(id) = &report.identity {
+    fn print_details(&self) {
+        if let Some(id) = &self.identity {
             if !id.collateral_checked {
                 println!("NO COLLATERAL: TCB status, QE identity and revocation not checked");
             }
@@ -84,7 +82,7 @@ impl Verified for azure::AzureReport {
                 println!("rtmr{i}:      {r}");
             }
         }
-        for (i, p) in report.pcrs.iter().enumerate() {
+        for (i, p) in self.pcrs.iter().enumerate() {
             println!("pcr{i:<2}      {p}");
         }
     }

@@ -13,9 +13,16 @@ use serde::Serialize;
 
 /// A cloud verifier's report, as the shared path prints and judges it.
 pub(super) trait Verified: Serialize {
-    fn valid(&self) -> bool;
-    /// The text form: [`print_checks`] and what the report identifies.
-    fn print_text(&self);
+    /// What was verified, as the verdict line names it.
+    const WHAT: &'static str;
+    /// Width the check names are padded to.
+    const WIDTH: usize;
+    /// The error a failed check carries.
+    type Error;
+    /// Whether it is valid, the failed checks' names and every check.
+    fn outcome(&self) -> (bool, &[&'static str], &[CheckOutcome<Self::Error>]);
+    /// What the report identifies (platform, instance, registers), printed after the checks.
+    fn print_details(&self);
 }
 
 /// Reads `path` (`what` names it in errors), verifies its bytes with `verify` at `at` (RFC 3339
@@ -33,12 +40,14 @@ pub(super) fn verify_file<R: Verified>(
         None => unix_now()?,
     };
     let report = verify(&bytes, now);
+    let (valid, failed, checks) = report.outcome();
     if json {
         print_json(&report, now)?;
     } else {
-        report.print_text();
+        print_checks(R::WHAT, valid, failed, checks, R::WIDTH);
+        report.print_details();
     }
-    Ok(if report.valid() {
+    Ok(if valid {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -68,7 +77,7 @@ fn print_json<T: Serialize>(report: &T, now: u64) -> anyhow::Result<()> {
 
 /// "valid WHAT" or "invalid WHAT: failed checks …", then each check, names padded to `width`.
 #[expect(clippy::print_stdout, reason = "the verdict is the command's output")]
-pub(super) fn print_checks<E>(
+fn print_checks<E>(
     what: &str,
     valid: bool,
     failed_checks: &[&str],

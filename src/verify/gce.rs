@@ -9,7 +9,9 @@ use locus_analysis::cloud::{self, gce};
 
 use locus_lab::poe::read_certificates;
 
-use super::cloud_report::{print_checks, verify_file, Verified};
+use locus_analysis::cloud::CheckOutcome;
+
+use super::cloud_report::{verify_file, Verified};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -67,27 +69,23 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 impl Verified for gce::GceReport {
-    fn valid(&self) -> bool {
-        self.valid
+    const WHAT: &'static str = "GCE attestation";
+    const WIDTH: usize = 20;
+    type Error = gce::GceError;
+
+    fn outcome(&self) -> (bool, &[&'static str], &[CheckOutcome<Self::Error>]) {
+        (self.valid, &self.failed_checks, self.checks.all())
     }
 
     #[expect(clippy::print_stdout, reason = "the verdict is the command's output")]
-    fn print_text(&self) {
-        let report = self;
-        print_checks(
-            "GCE attestation",
-            report.valid,
-            &report.failed_checks,
-            report.checks.all(),
-            20,
-        );
-        if let Some(id) = &report.identity {
-            let trust = if report.valid { "" } else { " (UNVERIFIED)" };
+    fn print_details(&self) {
+        if let Some(id) = &self.identity {
+            let trust = if self.valid { "" } else { " (UNVERIFIED)" };
             println!("zone:          {}{trust}", id.zone);
             println!("project:       {} ({})", id.project_id, id.project_number);
             println!("instance:      {} ({})", id.instance_name, id.instance_id);
         }
-        for b in &report.banks {
+        for b in &self.banks {
             for (i, v) in &b.pcrs {
                 println!("pcr{i:<2} {:<7} {v}", b.hash);
             }
