@@ -7,9 +7,9 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Args;
-use locus_analysis::{judge, Judgement, Policy};
+use locus_analysis::{judge, Judgement};
 use locus_fleet::time::parse_at;
 use locus_lab::judge_input::{attach_endorsements, attach_evidence, attach_poes, load_samples};
 use serde::Serialize;
@@ -65,14 +65,7 @@ struct Output<'a> {
 }
 
 pub(crate) fn run(args: JudgeArgs) -> anyhow::Result<ExitCode> {
-    let policy = match &args.policy {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("reading policy {}", p.display()))?;
-            Policy::from_toml_str(&text).with_context(|| format!("policy {}", p.display()))?
-        }
-        None => Policy::default(),
-    };
+    let policy = locus_fleet::verifier::load_verdict_policy(args.policy.as_deref())?;
     let at = args.at.as_deref().map(parse_at).transpose()?;
     let mut file = load_samples(&args.samples)?;
     if let Some(dir) = &args.evidence {

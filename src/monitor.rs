@@ -6,13 +6,13 @@
 //! 2 unreadable input. Running continuously it exits 0 on SIGTERM or SIGINT.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use locus_analysis::{Judgement, Policy};
+use locus_analysis::Judgement;
 use locus_fleet::monitor::{judge_all, unix_now_ns, EvidenceConfig, Judging, Sinks};
 use locus_fleet::store::{Database, Store, StoreError};
 use serde::Serialize;
@@ -100,7 +100,7 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let judging = Judging {
-        policy: load_policy(args.policy.as_deref())?,
+        policy: locus_fleet::verifier::load_verdict_policy(args.policy.as_deref())?,
         window: Duration::from_secs_f64(args.window_s),
         baseline_rounds: args.baseline_rounds,
         evidence,
@@ -145,17 +145,6 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         .await;
         anyhow::Ok(ExitCode::SUCCESS)
     })
-}
-
-fn load_policy(path: Option<&Path>) -> anyhow::Result<Policy> {
-    match path {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("reading policy {}", p.display()))?;
-            Policy::from_toml_str(&text).with_context(|| format!("policy {}", p.display()))
-        }
-        None => Ok(Policy::default()),
-    }
 }
 
 #[expect(clippy::print_stdout, reason = "the CLI announces its address")]

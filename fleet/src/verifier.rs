@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use locus_analysis::evidence::{
     self, EvidencePolicy, EvidenceReport, NonceRecord, PolicyError, PolicyFile, VerifyInputs,
 };
+use locus_analysis::Policy;
 use locus_proto::evidence::EvidenceBundle;
 
 /// Why a policy, its trust files or a nonce ledger could not be loaded.
@@ -27,6 +28,12 @@ pub enum LoadError {
     /// The policy does not parse, or a trust file it names is unreadable or invalid.
     #[error("policy {}: {source}", path.display())]
     Policy { path: PathBuf, source: PolicyError },
+    /// The verdict policy does not parse or is out of range.
+    #[error("policy {}: {source}", path.display())]
+    VerdictPolicy {
+        path: PathBuf,
+        source: locus_analysis::PolicyError,
+    },
     /// The nonce ledger is not a JSON list of nonce records.
     #[error("nonce ledger {}: {source}", path.display())]
     Ledger {
@@ -39,6 +46,22 @@ pub enum LoadError {
 pub fn read(path: &Path, what: &'static str) -> Result<Vec<u8>, LoadError> {
     std::fs::read(path).map_err(|source| LoadError::Read {
         what,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads a verdict policy file (config/policy.example.toml); the defaults without one.
+pub fn load_verdict_policy(path: Option<&Path>) -> Result<Policy, LoadError> {
+    let Some(path) = path else {
+        return Ok(Policy::default());
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        what: "policy",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Policy::from_toml_str(&text).map_err(|source| LoadError::VerdictPolicy {
         path: path.to_path_buf(),
         source,
     })
