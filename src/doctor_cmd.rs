@@ -83,7 +83,7 @@ fn ms(t: Instant) -> f64 {
 pub(crate) fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     let cfg = ResponderConfig::load(&args.config)?;
     let policy = match &args.policy {
-        Some(p) => Some(crate::verify::evidence::load_policy(p)?.1),
+        Some(p) => Some(locus_fleet::verifier::load_policy(p)?.1),
         None => None,
     };
     let mut rows = Rows::default();
@@ -191,7 +191,7 @@ pub(crate) fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
                     ),
                 );
                 if let Some(policy) = &policy {
-                    let now = crate::verify::evidence::unix_now()?;
+                    let now = locus_fleet::time::unix_now()?;
                     let inputs = VerifyInputs {
                         now_unix: now,
                         nonce_record: Some(NonceRecord {

@@ -21,7 +21,6 @@ mod monitor;
 mod policy_cmd;
 mod prober_cmd;
 mod responder_cmd;
-mod toml_span;
 mod verify;
 
 #[derive(Parser)]

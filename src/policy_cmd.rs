@@ -84,8 +84,8 @@ pub(crate) fn run(cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
             .clone()
             .unwrap_or_else(|| "locus".into()),
         now_unix: match &args.at {
-            Some(t) => crate::verify::at::parse_at(t)?,
-            None => crate::verify::evidence::unix_now()?,
+            Some(t) => locus_fleet::time::parse_at(t)?,
+            None => locus_fleet::time::unix_now()?,
         },
     };
     let init = match init_policy(&bundle, &opts) {

@@ -1,17 +1,16 @@
 //! `locus prober`: measures one or more responders concurrently and reports round trips.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
 use locus_analysis::evidence::NonceRecord;
-use locus_prober::requests::{request_evidence_from, request_transcript};
-use locus_prober::{connect, run_round, RoundConfig, RoundReport, SpkiPolicy, Target};
+use locus_prober::once::{probe_once_then, EvidenceAsk, FetchedEvidence, TargetResult};
+use locus_prober::{RoundConfig, SpkiPolicy};
 use locus_proto::messages::Include;
-use locus_proto::Nonce;
 use serde::Serialize;
 
 #[derive(Args)]
@@ -85,27 +84,13 @@ struct EvidenceResult {
     nonce: String,
 }
 
-/// What `--evidence-out` asks for.
-#[derive(Clone)]
-struct EvidenceAsk {
-    out: PathBuf,
-    include: Include,
-    issuer: String,
-}
-
+/// One target's line of the report: the probe, and where `--evidence-out` went.
 #[derive(Serialize)]
-struct TargetResult {
-    target: SocketAddr,
-    /// `pinned` or `learned-on-first-use`.
-    key: &'static str,
-    spki: String,
+struct Reported {
     #[serde(flatten)]
-    round: Option<RoundReport>,
-    /// The responder's signed transcript covers exactly the answers measured.
-    transcript_verified: Option<bool>,
+    probe: TargetResult,
     #[serde(skip_serializing_if = "Option::is_none")]
     evidence: Option<EvidenceResult>,
-    error: Option<String>,
 }
 
 pub(crate) fn run(args: ProberArgs) -> anyhow::Result<ExitCode> {
@@ -122,8 +107,7 @@ pub(crate) fn run(args: ProberArgs) -> anyhow::Result<ExitCode> {
     let ask = match &args.evidence_out {
         None => None,
         Some(_) if args.targets.len() != 1 => bail!("--evidence-out takes exactly one --target"),
-        Some(out) => Some(EvidenceAsk {
-            out: out.clone(),
+        Some(_) => Some(EvidenceAsk {
             include: Include {
                 tdx: args.evidence_parts.contains(&EvidencePart::Tdx),
                 tpm: args.evidence_parts.contains(&EvidencePart::Tpm),
@@ -141,7 +125,7 @@ pub(crate) fn run(args: ProberArgs) -> anyhow::Result<ExitCode> {
         spin: Duration::from_micros(args.spin_us),
     };
     let rt = tokio::runtime::Runtime::new()?;
-    let results = rt.block_on(async {
+    let raw = rt.block_on(async {
         let tasks: Vec<_> = args
             .targets
             .iter()
@@ -152,7 +136,7 @@ pub(crate) fn run(args: ProberArgs) -> anyhow::Result<ExitCode> {
                 let bind = args.bind;
                 let connect_timeout = Duration::from_millis(args.connect_timeout_ms);
                 tokio::spawn(async move {
-                    probe(addr, bind, policy, connect_timeout, &cfg, ask.as_ref()).await
+                    probe_once_then(addr, bind, policy, connect_timeout, &cfg, ask.as_ref()).await
                 })
             })
             .collect();
@@ -162,12 +146,52 @@ pub(crate) fn run(args: ProberArgs) -> anyhow::Result<ExitCode> {
         }
         anyhow::Ok(out)
     })?;
-    let failed = results.iter().any(|r| r.error.is_some());
+    let mut results = Vec::new();
+    for (mut probe, fetched) in raw {
+        let evidence = match (fetched, &args.evidence_out) {
+            (Some(Ok(f)), Some(out)) => Some(write_evidence(out, &f, &args.nonce_issuer)?),
+            (Some(Err(e)), _) => {
+                probe.error = Some(format!("evidence: {e}"));
+                None
+            }
+            _ => None,
+        };
+        results.push(Reported { probe, evidence });
+    }
+    let failed = results.iter().any(|r| r.probe.error.is_some());
     print_results(&results, args.json)?;
     Ok(if failed {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+/// Writes the bundle (CBOR) to `out` and appends its nonce to `out.nonces.json`.
+fn write_evidence(out: &Path, f: &FetchedEvidence, issuer: &str) -> anyhow::Result<EvidenceResult> {
+    std::fs::write(out, f.bundle.to_cbor())
+        .with_context(|| format!("writing {}", out.display()))?;
+    let mut ledger_name = out.as_os_str().to_owned();
+    ledger_name.push(".nonces.json");
+    let ledger = PathBuf::from(ledger_name);
+    let mut records: Vec<NonceRecord> = match std::fs::read(&ledger) {
+        Ok(b) => serde_json::from_slice(&b)
+            .with_context(|| format!("existing nonce ledger {}", ledger.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", ledger.display())),
+    };
+    records.push(NonceRecord {
+        nonce: f.nonce.to_vec(),
+        issuer: issuer.to_string(),
+        issued_at: f.issued_at,
+        used: false,
+    });
+    std::fs::write(&ledger, serde_json::to_vec_pretty(&records)?)
+        .with_context(|| format!("writing {}", ledger.display()))?;
+    Ok(EvidenceResult {
+        file: out.to_path_buf(),
+        ledger,
+        nonce: hex::encode(f.nonce),
     })
 }
 
@@ -188,97 +212,8 @@ fn pins_for(args: &ProberArgs) -> anyhow::Result<Vec<SpkiPolicy>> {
     }
 }
 
-async fn probe(
-    addr: SocketAddr,
-    bind: SocketAddr,
-    policy: SpkiPolicy,
-    connect_timeout: Duration,
-    cfg: &RoundConfig,
-    ask: Option<&EvidenceAsk>,
-) -> TargetResult {
-    let key = match policy {
-        SpkiPolicy::Pinned(_) => "pinned",
-        SpkiPolicy::TrustOnFirstUse => "learned-on-first-use",
-    };
-    let mut result = TargetResult {
-        target: addr,
-        key,
-        spki: String::new(),
-        round: None,
-        transcript_verified: None,
-        evidence: None,
-        error: None,
-    };
-    let target = match connect(addr, bind, policy, connect_timeout).await {
-        Ok(t) => t,
-        Err(e) => {
-            result.error = Some(e.to_string());
-            return result;
-        }
-    };
-    result.spki = hex::encode(&target.spki);
-    let round = run_round(&target, cfg).await;
-    match request_transcript(&target).await {
-        Ok(t) => {
-            let entries = round.samples.iter().map(|s| (s.seq, s.nonce, s.arrival));
-            // Lost answers may have been answered: only an exact match counts as verified.
-            result.transcript_verified = Some(
-                t.session_spki == target.spki
-                    && t.transcript.verify_entries(&target.spki, entries).is_ok(),
-            );
-        }
-        Err(e) => result.error = Some(format!("transcript request failed: {e}")),
-    }
-    if let Some(ask) = ask {
-        match fetch_evidence(&target, ask).await {
-            Ok(e) => result.evidence = Some(e),
-            Err(e) => result.error = Some(format!("evidence: {e:#}")),
-        }
-    }
-    target.conn.close(0u32.into(), b"done");
-    result.round = Some(round);
-    result
-}
-
-/// Asks for one bundle bound to a fresh nonce; writes it and appends the nonce to the ledger.
-async fn fetch_evidence(target: &Target, ask: &EvidenceAsk) -> anyhow::Result<EvidenceResult> {
-    let nonce: Nonce = rand::random();
-    let issued_at = crate::verify::evidence::unix_now()?;
-    let bundle = request_evidence_from(
-        target,
-        &nonce,
-        ask.include.clone(),
-        Some(ask.issuer.clone()),
-    )
-    .await?;
-    std::fs::write(&ask.out, bundle.to_cbor())
-        .with_context(|| format!("writing {}", ask.out.display()))?;
-    let mut ledger_name = ask.out.clone().into_os_string();
-    ledger_name.push(".nonces.json");
-    let ledger = PathBuf::from(ledger_name);
-    let mut records: Vec<NonceRecord> = match std::fs::read(&ledger) {
-        Ok(b) => serde_json::from_slice(&b)
-            .with_context(|| format!("existing nonce ledger {}", ledger.display()))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", ledger.display())),
-    };
-    records.push(NonceRecord {
-        nonce: nonce.to_vec(),
-        issuer: ask.issuer.clone(),
-        issued_at,
-        used: false,
-    });
-    std::fs::write(&ledger, serde_json::to_vec_pretty(&records)?)
-        .with_context(|| format!("writing {}", ledger.display()))?;
-    Ok(EvidenceResult {
-        file: ask.out.clone(),
-        ledger,
-        nonce: hex::encode(nonce),
-    })
-}
-
 #[expect(clippy::print_stdout, reason = "the CLI prints its report")]
-fn print_results(results: &[TargetResult], json: bool) -> anyhow::Result<()> {
+fn print_results(results: &[Reported], json: bool) -> anyhow::Result<()> {
     if json {
         println!(
             "{}",
@@ -290,7 +225,7 @@ fn print_results(results: &[TargetResult], json: bool) -> anyhow::Result<()> {
         "{:<22} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>5} {:>5} {:>4} {:>10}  key",
         "target", "min µs", "p50", "p90", "p99", "max", "sent", "lost", "ooo", "viol", "transcript"
     );
-    for r in results {
+    for Reported { probe: r, evidence } in results {
         match (&r.round, &r.error) {
             (Some(round), None) => println!(
                 "{:<22} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>6} {:>5} {:>5} {:>4} {:>10}  {}",
@@ -315,7 +250,7 @@ fn print_results(results: &[TargetResult], json: bool) -> anyhow::Result<()> {
             (None, Some(e)) => println!("{:<22} unreachable: {e}", r.target.to_string()),
             (None, None) => println!("{:<22} no result", r.target.to_string()),
         }
-        if let Some(e) = &r.evidence {
+        if let Some(e) = evidence {
             println!(
                 "{:<22} evidence bundle {} (nonce {} in {})",
                 "",
