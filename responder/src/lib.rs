@@ -6,6 +6,7 @@
 
 pub mod busy;
 pub mod config;
+pub mod doctor;
 pub mod evidence;
 pub mod server;
 pub mod session_key;
