@@ -4,12 +4,12 @@
 mod evidence_lab;
 
 use evidence_lab::{lab, BOOT};
-use locus_analysis::eventlog::{rtmr_for_pcr, EventLogWriter, ALG_SHA256, ALG_SHA384};
-use locus_analysis::evidence::{
-    self, CheckId, EkChainError, EvidenceError, EvidenceReport, NonceError, NonceRecord, Outcome,
-    VerifyInputs,
+use locus_analysis::verify::bundle::{
+    self as evidence, CheckId, EkChainError, EvidenceError, EvidenceReport, NonceError,
+    NonceRecord, Outcome, VerifyInputs,
 };
-use locus_analysis::tpm::TpmError;
+use locus_analysis::verify::eventlog::{rtmr_for_pcr, EventLogWriter, ALG_SHA256, ALG_SHA384};
+use locus_analysis::verify::tpm::TpmError;
 use locus_proto::evidence::{EvidenceBundle, MAX_BUNDLE_LEN};
 
 fn verify(b: &EvidenceBundle, inputs: &VerifyInputs) -> EvidenceReport {
@@ -324,9 +324,10 @@ fn a_tampered_ccel_is_caught() {
 fn an_ek_certificate_from_an_untrusted_ca_is_rejected() {
     let l = lab();
     let mut policy = l.policy.clone();
-    policy.ek_roots =
-        locus_analysis::evidence::policy::certificates_from_bytes(l.other_ca_root_pem.as_bytes())
-            .unwrap();
+    policy.ek_roots = locus_analysis::verify::bundle::policy::certificates_from_bytes(
+        l.other_ca_root_pem.as_bytes(),
+    )
+    .unwrap();
     let r = evidence::verify_bundle(&l.bundle, &policy, &l.inputs());
     assert!(matches!(
         r.error(CheckId::EkChain),

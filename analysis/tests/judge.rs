@@ -1,8 +1,8 @@
 //! Verdict table tests and property tests on synthetic, seeded lab-like data.
 
-use locus_analysis::geo::{distance_km, LatLon};
-use locus_analysis::region::{self, Disc};
-use locus_analysis::rtt_bound::max_distance_km;
+use locus_analysis::judge::bound::max_distance_km;
+use locus_analysis::judge::geo::{distance_km, LatLon};
+use locus_analysis::judge::region::{self, Disc};
 use locus_analysis::{
     judge, AnchorReport, BaselineMin, EchoSample, EvidenceSummary, InTdTimings, NodeInput, Policy,
     Prober, ProberSeries, Site, Verdict, World,
@@ -548,7 +548,7 @@ fn documented_samples_file_parses_and_judges() {
 
 #[test]
 fn endorsement_findings() {
-    use locus_analysis::endorse::{Endorsement, InventoryEntry};
+    use locus_analysis::verify::endorse::{Endorsement, InventoryEntry};
     let w = world();
     let entry = |owner: &str, site: &str| InventoryEntry {
         platform_id: "00aa11".into(),
@@ -634,8 +634,8 @@ fn poe_verification(
     owner: &str,
     site: &str,
     failing: Option<(&str, &str)>,
-) -> locus_analysis::poe::PoeVerification {
-    use locus_analysis::poe::{PoeCheckId, PoeClaims, PoeVerification};
+) -> locus_analysis::verify::poe::PoeVerification {
+    use locus_analysis::verify::poe::{PoeCheckId, PoeClaims, PoeVerification};
     use locus_analysis::{Check, CheckStatus};
     let checks = PoeCheckId::ALL
         .iter()
@@ -672,11 +672,11 @@ fn poe_verification(
 
 #[test]
 fn poe_owner_and_facility_feed_the_verdict() {
-    use locus_analysis::poe::PoeEndorsement;
+    use locus_analysis::verify::poe::PoeEndorsement;
     use locus_analysis::CheckStatus;
     let w = world();
     let piid = "a5".repeat(16);
-    let with = |poes: &[locus_analysis::poe::PoeVerification]| {
+    let with = |poes: &[locus_analysis::verify::poe::PoeVerification]| {
         let mut n = node(&w, "endorsed", "fra", &honest(), 43);
         n.evidence.as_mut().unwrap().platform_id = Some(piid.clone());
         n.poe = Some(PoeEndorsement::resolve(poes, Some(&piid)));
@@ -805,7 +805,7 @@ fn poe_owner_and_facility_feed_the_verdict() {
     // Either source endorses the platform: an unusable one is skipped when the other is
     // usable, and the node fails only when neither is.
     {
-        use locus_analysis::endorse::{Endorsement, InventoryEntry};
+        use locus_analysis::verify::endorse::{Endorsement, InventoryEntry};
         let listed = Endorsement {
             platform_id: Some(piid.clone()),
             entry: Some(InventoryEntry {

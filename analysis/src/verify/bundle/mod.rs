@@ -17,10 +17,10 @@ use locus_proto::transcript::TranscriptError;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::cloud::azure::AzureError;
-use crate::eventlog::{self, CrossCheckError, EventLogError};
-use crate::tdx::{coalesced_report_data, InclusionProof, TdxError, TdxVerified};
-use crate::tpm::{self, TpmError};
+use crate::verify::cloud::azure::AzureError;
+use crate::verify::eventlog::{self, CrossCheckError, EventLogError};
+use crate::verify::tdx::{coalesced_report_data, InclusionProof, TdxError, TdxVerified};
+use crate::verify::tpm::{self, TpmError};
 
 pub use ekchain::EkChainError;
 pub use nonce::{NonceError, NonceLedger, NonceRecord};
@@ -235,11 +235,11 @@ pub enum EvidenceError {
     #[error("in-TD vTPM round trip {found_ns} ns exceeds {max_ns} ns (a relayed vTPM?)")]
     VtpmTooSlow { found_ns: u64, max_ns: u64 },
     #[error("anchor report: {0}")]
-    Anchors(crate::anchor::AnchorReportError),
+    Anchors(crate::verify::anchor::AnchorReportError),
     #[error("anchor {name:?}: {error}")]
     AnchorInvalid {
         name: String,
-        error: crate::anchor::AnchorError,
+        error: crate::verify::anchor::AnchorError,
     },
     #[error(transparent)]
     Hcl(#[from] AzureError),
@@ -589,7 +589,8 @@ pub fn verify_bundle(
         let Some(collateral) = &policy.tdx_collateral else {
             return Outcome::Skipped("no TDX collateral configured".into());
         };
-        match crate::tdx::verify(&tdx.quote, collateral, &policy.tdx_root, inputs.now_unix) {
+        match crate::verify::tdx::verify(&tdx.quote, collateral, &policy.tdx_root, inputs.now_unix)
+        {
             Ok(v) => {
                 td_fields = Some(TdFields {
                     mrtd: v.mr_td,
@@ -995,7 +996,7 @@ pub fn verify_bundle(
             Outcome::Fail(EvidenceError::Dependency(CheckId::HclUserData))
         }
         (Some(report), Some(anchors)) => {
-            match crate::anchor::verify_report(
+            match crate::verify::anchor::verify_report(
                 report,
                 &report.digest(),
                 &b.nonce,
@@ -1006,7 +1007,7 @@ pub fn verify_bundle(
                 // An anchor the responder reports as down or slow is honest reporting; one
                 // whose recorded handshake or chain does not verify is not.
                 Ok(v) => match v.anchors.into_iter().find_map(|c| match c.outcome {
-                    Err(crate::anchor::AnchorError::Recorded(_)) | Ok(_) => None,
+                    Err(crate::verify::anchor::AnchorError::Recorded(_)) | Ok(_) => None,
                     Err(error) => Some((c.name, error)),
                 }) {
                     None => Outcome::Pass,

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::evidence::EkChainError;
+use crate::verify::bundle::ekchain::EkChainError;
 
 /// The POE checks, in the order they run. The first five judge the document itself; the last
 /// three relate it to the evidence, the policy and the claim.

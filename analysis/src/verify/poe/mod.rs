@@ -22,8 +22,8 @@ pub use error::{PoeCheckId, PoeError};
 /// The issuer's key type, re-exported so callers need no matching `p384` dependency.
 pub use p384::ecdsa::SigningKey;
 
-use crate::evidence::ekchain;
-use crate::verdict::{Check, CheckStatus};
+use crate::check::{Check, CheckStatus};
+use crate::verify::bundle::ekchain;
 
 /// What a POE states, as decoded (trust it only when [`PoeVerification::document_valid`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -59,7 +59,7 @@ pub fn check(
                 "vTPM is remote: fastest in-TD vTPM command took {rtt:.2} ms > {:.2} ms for a \
                  local vTPM, so it is ≥ {:.0} km away (2/3 c on the excess)",
                 policy.max_vtpm_cmd_rtt_ms,
-                crate::rtt_bound::max_distance_km(rtt - policy.max_vtpm_cmd_rtt_ms)
+                crate::judge::bound::max_distance_km(rtt - policy.max_vtpm_cmd_rtt_ms)
             ));
         }
     }

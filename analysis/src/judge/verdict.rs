@@ -5,14 +5,15 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::frankenstein::{self, VtpmFinding};
-use crate::geo::distance_km;
+use super::frankenstein::{self, VtpmFinding};
+pub use crate::check::{Check, CheckStatus};
 use crate::input::{NodeInput, World};
-use crate::joint;
+use crate::judge::bound::{self, Bestline};
+use crate::judge::geo::distance_km;
+use crate::judge::joint;
+use crate::judge::region::{self, Disc, Region};
+use crate::judge::relocation::{self, Relocation};
 use crate::policy::Policy;
-use crate::region::{self, Disc, Region};
-use crate::relocation::{self, Relocation};
-use crate::rtt_bound::{self, Bestline};
 
 /// What locus concludes about a node's location. Serialized in kebab-case
 /// (`located`, `proxied`, `frankenstein`, `relocated`, `unreachable`, `evidence-invalid`,
@@ -59,24 +60,6 @@ impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// Outcome of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CheckStatus {
-    Pass,
-    Fail,
-    /// Not evaluated (data missing or an earlier finding decided).
-    Skip,
-}
-
-/// One named check with its outcome and numbers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Check {
-    pub name: String,
-    pub status: CheckStatus,
-    pub detail: String,
 }
 
 /// One prober's numbers against the node and the claim.
@@ -330,7 +313,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
             .collect();
         let calibrated = landmarks.len() >= 2;
         let model = if calibrated {
-            rtt_bound::bestline(&landmarks)
+            bound::bestline(&landmarks)
         } else {
             Bestline::inflated(policy.inflation)
         };
@@ -347,7 +330,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
                 discs.push(Disc {
                     label: format!("prober {}", s.prober),
                     center: site.position(),
-                    radius_km: rtt_bound::max_distance_km(m),
+                    radius_km: bound::max_distance_km(m),
                 });
                 if calibrated {
                     any_calibrated = true;
@@ -392,7 +375,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
             distance_to_claim_km: d_claim,
             min_rtt_ms: min_rtt,
             min_eff_rtt_ms: min_eff,
-            max_distance_km: min_eff.map(rtt_bound::max_distance_km),
+            max_distance_km: min_eff.map(bound::max_distance_km),
             calibrated_max_distance_km: calibrated
                 .then(|| min_eff.map(|m| disc_line.max_distance_km(m)))
                 .flatten(),
@@ -410,7 +393,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
         let rtt = ms(a.min_rtt_ns);
         let d = distance_km(site.position(), claim);
         let expected = Bestline::inflated(policy.inflation).rtt_ms(d);
-        let max_d = rtt_bound::max_distance_km(rtt);
+        let max_d = bound::max_distance_km(rtt);
         discs.push(Disc {
             label: format!("anchor {}", a.site),
             center: site.position(),
@@ -693,7 +676,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
                 Some(Disc {
                     label: format!("prober {p} (after change)"),
                     center: site.position(),
-                    radius_km: rtt_bound::max_distance_km(*m),
+                    radius_km: bound::max_distance_km(*m),
                 })
             })
             .collect();
@@ -832,12 +815,12 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
     }
     if too_slow {
         if uniform {
-            let km = min_r * rtt_bound::FIBER_KM_PER_MS / 2.0 / policy.inflation;
+            let km = min_r * bound::FIBER_KM_PER_MS / 2.0 / policy.inflation;
             let detail = format!(
                 "every prober sees ≥ {min_r:.2} ms more than predicted for the claim, uniformly \
                  (spread {spread:.2} ms): a relay near the claim forwards to a TD ≈ {km:.0} km \
                  away (≤ {:.0} km at 2/3 c)",
-                rtt_bound::max_distance_km(min_r)
+                bound::max_distance_km(min_r)
             );
             b.check("claim-timing", CheckStatus::Fail, detail.clone());
             return b.finish(
@@ -971,7 +954,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
                         "evidence round trips exceed echo RTT + {inside:.2} ms in-TD time by                          {x:.2} ms at the closest prober, {m:.2} ms beyond {:.1} extra echo round                          trips (> {:.2} ms): the evidence came from up to {:.0} km farther away                          than the echoes",
                         policy.evidence_rtt_factor,
                         policy.max_evidence_excess_ms,
-                        rtt_bound::max_distance_km(m)
+                        bound::max_distance_km(m)
                     );
                     b.check("evidence-rtt", CheckStatus::Fail, detail.clone());
                     return b.finish(Verdict::Proxied, vec![format!("proxied: {detail}")]);
@@ -1043,12 +1026,12 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
 /// claim is a relocation.
 fn poe_finding(
     b: &mut Builder,
-    pe: &crate::poe::PoeEndorsement,
+    pe: &crate::verify::poe::PoeEndorsement,
     claim: &str,
     policy: &Policy,
     inventory_usable: bool,
 ) -> Option<(Verdict, String)> {
-    use crate::poe::PoeCheckId;
+    use crate::verify::poe::PoeCheckId;
     let checks = pe.checks(policy.expected_owner.as_deref(), claim);
     let unusable = poe_unusable(&checks);
     let owner = failed_poe_check(&checks, &[PoeCheckId::Owner]);
@@ -1083,7 +1066,7 @@ fn poe_finding(
     })
 }
 
-fn failed_poe_check(checks: &[Check], ids: &[crate::poe::PoeCheckId]) -> Option<Check> {
+fn failed_poe_check(checks: &[Check], ids: &[crate::verify::poe::PoeCheckId]) -> Option<Check> {
     checks
         .iter()
         .find(|c| c.status == CheckStatus::Fail && ids.iter().any(|i| i.name() == c.name))
@@ -1092,7 +1075,7 @@ fn failed_poe_check(checks: &[Check], ids: &[crate::poe::PoeCheckId]) -> Option<
 
 /// The first failed document or PIID check: without them the POE says nothing about the node.
 fn poe_unusable(checks: &[Check]) -> Option<Check> {
-    use crate::poe::PoeCheckId;
+    use crate::verify::poe::PoeCheckId;
     let binding: Vec<PoeCheckId> = PoeCheckId::ALL
         .into_iter()
         .filter(|c| c.is_document_check() || *c == PoeCheckId::Piid)
@@ -1101,7 +1084,7 @@ fn poe_unusable(checks: &[Check]) -> Option<Check> {
 }
 
 /// Why a signed-inventory endorsement cannot be used, if it cannot.
-fn inventory_problem(e: &crate::endorse::Endorsement) -> Option<String> {
+fn inventory_problem(e: &crate::verify::endorse::Endorsement) -> Option<String> {
     let id = e.platform_id.as_deref().unwrap_or("(none)");
     match (&e.error, &e.entry, &e.platform_id) {
         (Some(err), _, _) => Some(format!("endorsement unusable: {err}")),
