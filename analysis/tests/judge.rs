@@ -180,6 +180,16 @@ fn assert_verdict(n: &NodeInput, want: Verdict, reason: &str) {
         n.name,
         j.reasons
     );
+    assert_single_spaced(&j);
+}
+
+/// Reasons and check details are prose for people: no runs of spaces (string literals that
+/// lost their `\` continuation once put 14-28 spaces into them).
+fn assert_single_spaced(j: &locus_analysis::Judgement) {
+    let texts = j.reasons.iter().chain(j.checks.iter().map(|c| &c.detail));
+    for t in texts {
+        assert!(!t.contains("  "), "{}: two spaces in {t:?}", j.name);
+    }
 }
 
 #[test]

@@ -888,7 +888,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
             .fold(0.0, f64::max);
         if let Some((at, _)) = joint::consistent_location(&obs, claim, radius) {
             let detail = format!(
-                "the TD's own RTT to anchors does not fit the claim: {}; prober and anchor timing                  both fit one location, ({:.2}, {:.2}), {:.0} km from the claim: the node runs                  there (a relay at the claim would add the TD's detour to every prober RTT)",
+                "the TD's own RTT to anchors does not fit the claim: {}; prober and anchor timing both fit one location, ({:.2}, {:.2}), {:.0} km from the claim: the node runs there (a relay at the claim would add the TD's detour to every prober RTT)",
                 list.join(", "),
                 at.lat,
                 at.lon,
@@ -898,7 +898,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
             return b.finish(Verdict::Relocated, vec![format!("relocated: {detail}")]);
         }
         let detail = format!(
-            "prober timing fits the claim but the TD's own RTT to anchors does not: {}: no single              location explains both, so the TD runs elsewhere and a relay at the claim answers              the probers",
+            "prober timing fits the claim but the TD's own RTT to anchors does not: {}: no single location explains both, so the TD runs elsewhere and a relay at the claim answers the probers",
             list.join(", ")
         );
         b.check("anchors", CheckStatus::Fail, detail.clone());
@@ -951,7 +951,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
             match best {
                 Some((x, m)) if m > policy.max_evidence_excess_ms => {
                     let detail = format!(
-                        "evidence round trips exceed echo RTT + {inside:.2} ms in-TD time by                          {x:.2} ms at the closest prober, {m:.2} ms beyond {:.1} extra echo round                          trips (> {:.2} ms): the evidence came from up to {:.0} km farther away                          than the echoes",
+                        "evidence round trips exceed echo RTT + {inside:.2} ms in-TD time by {x:.2} ms at the closest prober, {m:.2} ms beyond {:.1} extra echo round trips (> {:.2} ms): the evidence came from up to {:.0} km farther away than the echoes",
                         policy.evidence_rtt_factor,
                         policy.max_evidence_excess_ms,
                         bound::max_distance_km(m)
@@ -963,7 +963,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
                     "evidence-rtt",
                     CheckStatus::Pass,
                     format!(
-                        "evidence round trip excess {x:.2} ms ({m:.2} ms beyond {:.1} echo RTTs)                          ≤ {:.2} ms",
+                        "evidence round trip excess {x:.2} ms ({m:.2} ms beyond {:.1} echo RTTs) ≤ {:.2} ms",
                         policy.evidence_rtt_factor, policy.max_evidence_excess_ms
                     ),
                 ),
