@@ -213,6 +213,21 @@ fn a_tampered_pcr_value_is_caught() {
 }
 
 #[test]
+fn a_carried_pcr_above_23_is_rejected_not_compared_with_pcr_23() {
+    let l = lab();
+    let mut b = l.bundle.clone();
+    // PCR 23 is never extended at boot: a PCR 30 carrying its value once passed the replay.
+    let pcr = b.tpm.as_mut().unwrap().pcrs.last_mut().unwrap();
+    pcr.index = 30;
+    pcr.digest = vec![0; 32];
+    let r = verify(&b, &l.inputs());
+    assert!(matches!(
+        assert_fails(&r, CheckId::TcgEventLog),
+        EvidenceError::PcrIndexOutOfRange { index: 30, max: 23 }
+    ));
+}
+
+#[test]
 fn an_ak_swapped_in_is_caught() {
     let l = lab();
     let mut b = l.bundle.clone();

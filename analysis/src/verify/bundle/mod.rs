@@ -26,6 +26,9 @@ pub use ekchain::EkChainError;
 pub use nonce::{NonceError, NonceLedger, NonceRecord};
 pub use policy::{EvidencePolicy, PolicyError, PolicyFile, Requirement};
 
+/// PCRs of a TPM 2.0 PC client (PCR 0-23).
+const PCR_COUNT: usize = 24;
+
 /// Every check, in the order it runs. The snake_case names are used in policies and reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -220,6 +223,10 @@ pub enum EvidenceError {
     },
     #[error("event log: {0}")]
     EventLog(#[from] EventLogError),
+    /// The bundle carries a PCR the TPM does not have (a TPM 2.0 PC client has PCR 0-23):
+    /// the event log cannot vouch for it. The bundle was built wrongly or tampered with.
+    #[error("PCR{index} is carried but a TPM has PCR 0-{max} only")]
+    PcrIndexOutOfRange { index: u8, max: u8 },
     #[error("{register}: the event log replays to {replayed}, the quote has {quoted}")]
     ReplayMismatch {
         register: String,
@@ -866,11 +873,16 @@ pub fn verify_bundle(
         let Some(t) = tpm else {
             return Outcome::Skipped("no vTPM quote".into());
         };
-        let Some(replayed) = log.replay(eventlog::ALG_SHA256, 24) else {
+        let Some(replayed) = log.replay(eventlog::ALG_SHA256, PCR_COUNT) else {
             return Outcome::Fail(EvidenceError::Missing("a SHA-256 bank in the log"));
         };
         for p in t.pcrs.iter().filter(|p| p.alg == tpm::ALG_SHA256) {
-            let r = &replayed[usize::from(p.index).min(23)];
+            let Some(r) = replayed.get(usize::from(p.index)) else {
+                return Outcome::Fail(EvidenceError::PcrIndexOutOfRange {
+                    index: p.index,
+                    max: (PCR_COUNT - 1) as u8,
+                });
+            };
             if *r != p.digest {
                 return Outcome::Fail(EvidenceError::ReplayMismatch {
                     register: format!("PCR{}", p.index),
