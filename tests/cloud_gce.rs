@@ -366,7 +366,8 @@ fn a_node_claiming_europe_west3_with_this_vtpm_is_relocated_to_us_central1_a() {
     assert!(j
         .checks
         .iter()
-        .any(|c| c.name == "zone" && c.status == locus_analysis::CheckStatus::Pass));
+        .any(|c| c.name == locus_analysis::check::VerdictCheck::Zone
+            && c.status == locus_analysis::CheckStatus::Pass));
 
     // A tampered certificate endorses nothing: the evidence is invalid instead.
     let ak_cert = &field(PB, 0, 6)[0];

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::check::CheckId;
 use crate::input::{EvidenceSummary, InTdTimings};
 use crate::policy::Policy;
 
@@ -74,12 +75,9 @@ pub fn check(
     f
 }
 
-/// Whether a failed check's name marks a TDX ↔ vTPM binding failure.
+/// Whether a failed check's name marks a TDX ↔ vTPM binding failure: it names a bundle check
+/// (exactly, see [`CheckId`]) that the policy lists in `frankenstein_checks`.
 pub fn is_binding_check(name: &str, policy: &Policy) -> bool {
-    let norm = |s: &str| s.to_ascii_lowercase().replace('-', "_");
-    let n = norm(name);
-    policy
-        .frankenstein_checks
-        .iter()
-        .any(|c| n.contains(&norm(c)))
+    name.parse::<CheckId>()
+        .is_ok_and(|id| policy.frankenstein_checks.contains(&id))
 }

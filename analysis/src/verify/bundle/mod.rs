@@ -9,12 +9,9 @@ mod hcl;
 pub mod nonce;
 pub mod policy;
 
-use std::fmt;
-
 use locus_proto::binding::{self, BindingInputs};
 use locus_proto::evidence::{BundleError, EvidenceBundle, TdxInclusionProof};
 use locus_proto::transcript::TranscriptError;
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::verify::cloud::azure::AzureError;
@@ -22,6 +19,7 @@ use crate::verify::eventlog::{self, CrossCheckError, EventLogError};
 use crate::verify::tdx::{coalesced_report_data, InclusionProof, TdxError, TdxVerified};
 use crate::verify::tpm::{self, TpmError};
 
+pub use crate::check::CheckId;
 pub use ekchain::EkChainError;
 pub use nonce::{NonceError, NonceLedger, NonceRecord};
 pub use policy::{EvidencePolicy, PolicyError, PolicyFile, Requirement};
@@ -29,117 +27,7 @@ pub use policy::{EvidencePolicy, PolicyError, PolicyFile, Requirement};
 /// PCRs of a TPM 2.0 PC client (PCR 0-23).
 const PCR_COUNT: usize = 24;
 
-/// Every check, in the order it runs. The snake_case names are used in policies and reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CheckId {
-    /// The bundle decodes, has a supported version and is within the size limit.
-    BundleFormat,
-    /// The nonce was issued by this verifier, is unused and within its window.
-    Nonce,
-    /// The echo transcript is signed by the session key.
-    Transcript,
-    /// The session SPKI is the QUIC peer's (needs the peer key as input).
-    SessionSpki,
-    /// The TDX quote verifies (DCAP, via `analysis::tdx`).
-    TdxQuote,
-    /// The bundle's Azure HCL report is well formed (size, header, TDX, SHA-256, `HCLAkPub`,
-    /// `user-data`) and its TDREPORT is the one the TD quote was made from.
-    HclReport,
-    /// REPORTDATA equals the binding recomputed from the bundle, or, for a coalesced quote,
-    /// the Merkle root its inclusion proof folds that binding into. With an HCL report:
-    /// REPORTDATA[0..32] = SHA-256 of the HCL variable data.
-    ReportData,
-    /// REPORTDATA commits to the bundle's AK. With an HCL report: the HCL variable data
-    /// (which REPORTDATA commits to) names the bundle's AK as `HCLAkPub`.
-    AkHash,
-    /// The HCL report was made for this bundle: its `user-data` is the bundle's binding value
-    /// (the REPORTDATA of `docs/binding.md`), so the TD quote is fresh and bound to the nonce,
-    /// session key and anchor report.
-    HclUserData,
-    /// The AK is a restricted signing key (ECC P-256 or RSA) and the quote signature verifies.
-    TpmSignature,
-    /// TPMS_ATTEST magic and type are a TPM-generated quote.
-    TpmAttest,
-    /// The quote's extraData is the binding's qualifying data.
-    QualifyingData,
-    /// The quote's pcrDigest equals the hash of the bundle's PCR values.
-    PcrDigest,
-    /// PCR values equal the policy's reference values.
-    PcrReference,
-    /// MRTD and RTMRs equal the policy's reference values.
-    TdReference,
-    /// The TCG event log replays to the quoted PCRs.
-    TcgEventLog,
-    /// The CCEL replays to the quote's RTMRs.
-    CcelEventLog,
-    /// The TCG log and the CCEL record the same events (PCR↔RTMR mapping).
-    PcrRtmrCrossCheck,
-    /// An EK certificate chains to a configured provider root.
-    EkChain,
-    /// The AK is tied to the provider: a provider AK certificate for this AK chains to an EK
-    /// root. (Credential activation against the EK is not implemented.)
-    AkEkBinding,
-    /// The in-TD vTPM round trip is within the policy's bound.
-    VtpmTiming,
-    /// The anchor report verifies under the policy's anchors (nonce-derived ClientHello
-    /// randoms, certificate chains, recorded handshakes); its digest is bound by `report_data`.
-    Anchors,
-}
-
 impl CheckId {
-    pub const ALL: [CheckId; 22] = [
-        CheckId::BundleFormat,
-        CheckId::Nonce,
-        CheckId::Transcript,
-        CheckId::SessionSpki,
-        CheckId::TdxQuote,
-        CheckId::HclReport,
-        CheckId::ReportData,
-        CheckId::AkHash,
-        CheckId::HclUserData,
-        CheckId::TpmSignature,
-        CheckId::TpmAttest,
-        CheckId::QualifyingData,
-        CheckId::PcrDigest,
-        CheckId::PcrReference,
-        CheckId::TdReference,
-        CheckId::TcgEventLog,
-        CheckId::CcelEventLog,
-        CheckId::PcrRtmrCrossCheck,
-        CheckId::EkChain,
-        CheckId::AkEkBinding,
-        CheckId::VtpmTiming,
-        CheckId::Anchors,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            CheckId::BundleFormat => "bundle_format",
-            CheckId::Nonce => "nonce",
-            CheckId::Transcript => "transcript",
-            CheckId::SessionSpki => "session_spki",
-            CheckId::TdxQuote => "tdx_quote",
-            CheckId::HclReport => "hcl_report",
-            CheckId::ReportData => "report_data",
-            CheckId::AkHash => "ak_hash",
-            CheckId::HclUserData => "hcl_user_data",
-            CheckId::TpmSignature => "tpm_signature",
-            CheckId::TpmAttest => "tpm_attest",
-            CheckId::QualifyingData => "qualifying_data",
-            CheckId::PcrDigest => "pcr_digest",
-            CheckId::PcrReference => "pcr_reference",
-            CheckId::TdReference => "td_reference",
-            CheckId::TcgEventLog => "tcg_event_log",
-            CheckId::CcelEventLog => "ccel_event_log",
-            CheckId::PcrRtmrCrossCheck => "pcr_rtmr_cross_check",
-            CheckId::EkChain => "ek_chain",
-            CheckId::AkEkBinding => "ak_ek_binding",
-            CheckId::VtpmTiming => "vtpm_timing",
-            CheckId::Anchors => "anchors",
-        }
-    }
-
     /// Without a policy entry: the binding and signature checks are required; checks that need
     /// optional inputs (peer key, logs, references, roots, AK certificate, timing bound) are
     /// optional.
@@ -157,12 +45,6 @@ impl CheckId {
             | CheckId::PcrDigest => Requirement::Required,
             _ => Requirement::Optional,
         }
-    }
-}
-
-impl fmt::Display for CheckId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
     }
 }
 
