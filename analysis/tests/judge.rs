@@ -158,6 +158,7 @@ fn node(w: &World, name: &str, claim: &str, spec: &Spec, seed: u64) -> NodeInput
             lab_root: true,
             platform_id: None,
             zone: None,
+            unpinned_code: false,
         }),
         baseline: vec![],
         endorsement: None,
@@ -304,6 +305,7 @@ fn table_of_verdicts() {
         lab_root: false,
         platform_id: None,
         zone: None,
+        unpinned_code: false,
     });
     cases.push((bad, Verdict::EvidenceInvalid, "tdx-quote-signature"));
 
@@ -315,6 +317,7 @@ fn table_of_verdicts() {
         lab_root: false,
         platform_id: None,
         zone: None,
+        unpinned_code: false,
     });
     cases.push((unbound, Verdict::Frankenstein, "ak_hash"));
 
@@ -1112,6 +1115,7 @@ fn frankenstein_checks_are_typed_ids_and_typos_fail_the_policy_load() {
         lab_root: false,
         platform_id: None,
         zone: None,
+        unpinned_code: false,
     });
     let j = judge(&w, &n, &Policy::default());
     assert_eq!(j.verdict, Verdict::Frankenstein, "{:#?}", j.reasons);

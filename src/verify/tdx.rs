@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use locus_analysis::verify::tdx::{self, Collateral, RootKind, TdxError, TdxVerified, TrustRoot};
+use locus_analysis::verify::tdx::{
+    self, Collateral, RootKind, TcbStatus, TdxError, TdxVerified, TrustRoot,
+};
 
 use super::at::parse_at;
 
@@ -29,6 +31,16 @@ pub(crate) struct Args {
     /// Print the result as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// TCB statuses to accept, comma-separated Intel names; any other status fails
+    /// (`TcbStatusNotAccepted`). Ignored with --chain-only (no status to judge).
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "UpToDate,SWHardeningNeeded",
+        value_parser = tdx::parse_tcb_status
+    )]
+    accept_tcb: Vec<TcbStatus>,
 }
 
 fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
@@ -133,7 +145,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             .as_secs(),
     };
     let result = match &coll {
-        Some(coll) => tdx::verify(&quote, coll, &root, now),
+        Some(coll) => tdx::verify(&quote, coll, &root, now)
+            .and_then(|v| tdx::check_tcb(&v, &args.accept_tcb).map(|()| v)),
         None => tdx::verify_without_collateral(&quote, &root, now),
     };
     print_result(&result, &args, now)?;
@@ -141,6 +154,18 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(_) => ExitCode::SUCCESS,
         Err(_) => ExitCode::from(1),
     })
+}
+
+/// RFC 3339 UTC for unix seconds (out of range: the number itself).
+fn rfc3339(unix: u64) -> String {
+    i64::try_from(unix)
+        .ok()
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
 }
 
 fn root_text(r: &RootKind) -> String {
@@ -160,7 +185,12 @@ fn print_result(
 ) -> anyhow::Result<()> {
     if args.json {
         let v = match result {
-            Ok(v) => serde_json::json!({ "valid": true, "at": now, "quote": v }),
+            Ok(v) => serde_json::json!({
+                "valid": true,
+                "at": now,
+                "quote": v,
+                "collateral_expires_at": v.collateral_expires_unix.map(rfc3339),
+            }),
             Err(e) => serde_json::json!({
                 "valid": false, "at": now, "check": e.check(), "error": e.to_string()
             }),
@@ -179,6 +209,9 @@ fn print_result(
                 println!("NO COLLATERAL: TCB status, QE identity and revocation not checked");
             }
             println!("tcb_status:   {}", v.tcb_status);
+            if let Some(t) = v.collateral_expires_unix {
+                println!("collateral_expires_at: {}", rfc3339(t));
+            }
             println!("advisory_ids: {}", v.advisory_ids.join(","));
             println!("mr_td:        {}", hex::encode(v.mr_td));
             for (i, r) in v.rtmr.iter().enumerate() {

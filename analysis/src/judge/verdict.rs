@@ -168,6 +168,10 @@ fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
 }
 
+/// Why a verdict fed by an evidence policy with `allow_unpinned_code = true` is capped: a
+/// genuine TD running other code than the operator's would pass every evidence check.
+pub const UNPINNED_CODE: &str = "pinned TD code: the evidence policy sets allow_unpinned_code = true (MRTD, RTMR0-3, TD attributes or XFAM not pinned), so a genuine TD running other code would pass";
+
 /// Judge one node. Pure and deterministic: the same inputs (in any sample order) give the
 /// same judgement.
 pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
@@ -478,6 +482,9 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
                     Verdict::EvidenceInvalid,
                     vec![format!("evidence invalid: {detail}")],
                 );
+            }
+            if ev.unpinned_code {
+                missing.push(UNPINNED_CODE.into());
             }
             let note = if ev.lab_root { " (lab root)" } else { "" };
             if binding_only {

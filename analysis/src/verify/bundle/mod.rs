@@ -37,6 +37,7 @@ impl CheckId {
             | CheckId::Nonce
             | CheckId::Transcript
             | CheckId::TdxQuote
+            | CheckId::TdxTcb
             | CheckId::ReportData
             | CheckId::AkHash
             | CheckId::TpmSignature
@@ -200,6 +201,9 @@ pub struct EvidenceReport {
     pub checks: Vec<CheckResult>,
     /// The verified TDX quote's fields, when `tdx_quote` passed.
     pub tdx: Option<TdxVerified>,
+    /// The policy did not pin the TD's code (`allow_unpinned_code`): a verdict fed by this
+    /// report is at most `inconclusive`.
+    pub unpinned_code: bool,
 }
 
 impl EvidenceReport {
@@ -256,6 +260,7 @@ impl EvidenceReport {
             "failed": self.failed().iter().map(|c| c.name()).collect::<Vec<_>>(),
             "checks": checks,
             "tdx": self.tdx,
+            "unpinned_code": self.unpinned_code,
         })
     }
 }
@@ -318,25 +323,37 @@ fn same_rsa_key(a: (&[u8], &[u8]), b: (&[u8], &[u8])) -> bool {
     strip(a.0) == strip(b.0) && strip(a.1) == strip(b.1)
 }
 
-/// TD report fields needed by the binding, read from a quote at the v4/v5 TD report offsets.
-struct TdFields {
-    mrtd: [u8; 48],
-    rtmrs: [[u8; 48]; 4],
-    report_data: [u8; 64],
+/// TD report fields needed by the binding and the reference checks, read from a quote at the
+/// v4/v5 TD report offsets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TdFields {
+    pub td_attributes: [u8; 8],
+    pub xfam: [u8; 8],
+    pub mrtd: [u8; 48],
+    pub mr_config_id: [u8; 48],
+    pub rtmrs: [[u8; 48]; 4],
+    pub report_data: [u8; 64],
 }
 
 /// Offsets of the TD report body inside a quote (48-byte header; body layout of TDX 1.0:
-/// MRTD at +136, RTMR0-3 at +328, REPORTDATA at +520). Used when the quote's signature is not
-/// checked (no collateral): the checks that rely on these fields then say they are unverified.
-fn td_fields_unverified(quote: &[u8]) -> Option<TdFields> {
+/// TD attributes at +120, XFAM at +128, MRTD at +136, MRCONFIGID at +184, RTMR0-3 at +328,
+/// REPORTDATA at +520). Unverified: checks that rely on these fields without a verified quote
+/// say so.
+pub fn td_fields_unverified(quote: &[u8]) -> Option<TdFields> {
     const BODY: usize = 48;
     let get = |at: usize, n: usize| quote.get(BODY + at..BODY + at + n);
     let mut f = TdFields {
+        td_attributes: [0; 8],
+        xfam: [0; 8],
         mrtd: [0; 48],
+        mr_config_id: [0; 48],
         rtmrs: [[0; 48]; 4],
         report_data: [0; 64],
     };
+    f.td_attributes.copy_from_slice(get(120, 8)?);
+    f.xfam.copy_from_slice(get(128, 8)?);
     f.mrtd.copy_from_slice(get(136, 48)?);
+    f.mr_config_id.copy_from_slice(get(184, 48)?);
     for (i, r) in f.rtmrs.iter_mut().enumerate() {
         r.copy_from_slice(get(328 + 48 * i, 48)?);
     }
@@ -423,7 +440,11 @@ pub fn verify_bundle_bytes(
                 requirement: policy.requirement(*c),
                 outcome: Outcome::Skipped("the bundle did not decode".into()),
             }));
-            EvidenceReport { checks, tdx: None }
+            EvidenceReport {
+                checks,
+                tdx: None,
+                unpinned_code: policy.unpinned_code,
+            }
         }
     }
 }
@@ -481,8 +502,14 @@ pub fn verify_bundle(
         match crate::verify::tdx::verify(&tdx.quote, collateral, &policy.tdx_root, inputs.now_unix)
         {
             Ok(v) => {
+                // XFAM is not among dcap-qvl's results: read it at its offset in the body the
+                // verified signature covers.
+                let xfam = td_fields_unverified(&tdx.quote).map_or([0; 8], |f| f.xfam);
                 td_fields = Some(TdFields {
+                    td_attributes: v.td_attributes,
+                    xfam,
                     mrtd: v.mr_td,
+                    mr_config_id: v.mr_config_id,
                     rtmrs: v.rtmr,
                     report_data: v.report_data,
                 });
@@ -493,6 +520,10 @@ pub fn verify_bundle(
         }
     });
     let tdx_checked = run.passed(CheckId::TdxQuote);
+    run.record(CheckId::TdxTcb, || match &tdx_verified {
+        None => Outcome::Skipped("no verified TDX quote".into()),
+        Some(v) => result(crate::verify::tdx::check_tcb(v, &policy.accept_tcb).map_err(Into::into)),
+    });
     if td_fields.is_none() {
         td_fields = b.tdx.as_ref().and_then(|t| td_fields_unverified(&t.quote));
     }
@@ -709,7 +740,11 @@ pub fn verify_bundle(
     });
 
     run.record(CheckId::TdReference, || {
-        if policy.mrtd_reference.is_none() && policy.rtmr_reference.is_empty() {
+        if policy.mrtd_reference.is_none()
+            && policy.rtmr_reference.is_empty()
+            && policy.td_attributes_reference.is_none()
+            && policy.xfam_reference.is_none()
+        {
             return Outcome::Skipped("no MRTD/RTMR reference values in the policy".into());
         }
         let Some(f) = &td_fields else {
@@ -726,6 +761,32 @@ pub fn verify_bundle(
                     found: hex::encode(f.mrtd),
                 });
             }
+        }
+        let registers = [
+            (
+                "TD attributes",
+                policy.td_attributes_reference,
+                f.td_attributes,
+            ),
+            ("XFAM", policy.xfam_reference, f.xfam),
+        ];
+        for (register, expected, found) in registers {
+            if let Some(e) = expected {
+                if e != found {
+                    return Outcome::Fail(EvidenceError::TdReferenceMismatch {
+                        register: register.into(),
+                        expected: hex::encode(e),
+                        found: hex::encode(found),
+                    });
+                }
+            }
+        }
+        if policy.mr_config_id_reference != f.mr_config_id {
+            return Outcome::Fail(EvidenceError::TdReferenceMismatch {
+                register: "MRCONFIGID".into(),
+                expected: hex::encode(policy.mr_config_id_reference),
+                found: hex::encode(f.mr_config_id),
+            });
         }
         for (i, r) in &policy.rtmr_reference {
             let found = f.rtmrs[usize::from(*i)];
@@ -916,5 +977,6 @@ pub fn verify_bundle(
     EvidenceReport {
         checks: run.results,
         tdx: tdx_verified,
+        unpinned_code: policy.unpinned_code,
     }
 }
