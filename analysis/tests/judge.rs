@@ -329,6 +329,18 @@ fn table_of_verdicts() {
     no_ev.evidence = None;
     cases.push((no_ev, Verdict::Inconclusive, "no verified evidence"));
 
+    // Issue 18 item 1: evidence verified under a policy that does not pin the TD's code
+    // (`allow_unpinned_code = true`) is valid, but a genuine TD running other code passes it.
+    let mut unpinned = node(&w, "unpinned-code", "fra", &honest(), 13);
+    if let Some(e) = unpinned.evidence.as_mut() {
+        e.unpinned_code = true;
+    }
+    cases.push((
+        unpinned,
+        Verdict::Inconclusive,
+        "allow_unpinned_code = true",
+    ));
+
     let mut no_anchor = node(&w, "no-anchor", "fra", &honest(), 13);
     no_anchor.anchors.clear();
     cases.push((no_anchor, Verdict::Inconclusive, "anchor reports"));

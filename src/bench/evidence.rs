@@ -104,9 +104,7 @@ impl LabEvidence {
         );
         // The bench's lab TD: pin its measurements from one of its quotes.
         anyhow::ensure!(
-            policy
-                .reference
-                .pin_td(&self.tdx.quoter().quote([0; 64])?),
+            policy.reference.pin_td(&self.tdx.quoter().quote([0; 64])?),
             "lab TDX quote too short"
         );
         let path = dir.join("policy.toml");

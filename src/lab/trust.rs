@@ -45,10 +45,7 @@ pub(crate) fn write(
     let mut policy = PolicyFile::lab(EK_CA, TDX_ROOT, TDX_COLLATERAL, NONCE_ISSUER);
     // The lab makes its TD's quotes, so it knows the TD's measurements: pin them from one.
     let quote = trust.tdx.quoter().quote([0; 64])?;
-    anyhow::ensure!(
-        policy.reference.pin_td(&quote),
-        "lab TDX quote too short"
-    );
+    anyhow::ensure!(policy.reference.pin_td(&quote), "lab TDX quote too short");
     policy.nonce.ledger = Some(NONCES.to_string());
     policy.anchors = Some(AnchorPolicyFile {
         km_per_ms_rtt: None,

@@ -248,10 +248,7 @@ fn build() -> Lab {
         policy_file.reference.mrtd,
         Some(hex::encode(opts.measurements.mr_td))
     );
-    assert_eq!(
-        policy_file.reference.rtmrs[0].sha384,
-        hex::encode(rtmrs[0])
-    );
+    assert_eq!(policy_file.reference.rtmrs[0].sha384, hex::encode(rtmrs[0]));
     let policy = policy_file
         .resolve(&|name: &str| files.get(name).cloned().ok_or_else(|| "missing".into()))
         .unwrap();

@@ -61,7 +61,11 @@ pub(crate) fn classify(chain: &str) -> TdxError {
         return TdxError::CertificateRevoked { reason: reason() };
     }
     if has("CrlExpired") {
-        return TdxError::CrlExpired { reason: reason() };
+        return TdxError::CrlExpired {
+            crl: String::new(),
+            next_update: String::new(),
+            reason: reason(),
+        };
     }
     if has("CertExpired") || has("CertNotValidYet") {
         return TdxError::CertificateValidity { reason: reason() };

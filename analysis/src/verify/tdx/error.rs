@@ -76,8 +76,14 @@ pub enum TdxError {
     #[error("root CA CRL rejected: {reason}")]
     RootCaCrl { reason: String },
     /// A CRL is past its nextUpdate at the verification time. Fetch fresh collateral.
-    #[error("collateral CRL expired at the verification time ({reason})")]
-    CrlExpired { reason: String },
+    #[error("collateral CRL expired at the verification time: {crl} nextUpdate {next_update} ({reason})")]
+    CrlExpired {
+        /// `root CA CRL` or `PCK CRL` (empty when neither is past its nextUpdate: the
+        /// failure came from elsewhere in the chain).
+        crl: String,
+        next_update: String,
+        reason: String,
+    },
     /// TCB info issueDate is after the verification time.
     #[error("TCB info is not yet valid at the verification time (issueDate {issue_date})")]
     TcbInfoNotYetValid { issue_date: String },

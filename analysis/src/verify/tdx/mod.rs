@@ -58,7 +58,14 @@ pub fn verify(
             now_unix,
             &dcap_qvl::QuotePolicy::claims_only(now_unix),
         )
-        .map_err(|e| with_details(classify::classify(&format!("{e:#}")), collateral, proper))?;
+        .map_err(|e| {
+            with_details(
+                classify::classify(&format!("{e:#}")),
+                collateral,
+                proper,
+                now_unix,
+            )
+        })?;
     let pck = pck_extension(&chain)?;
     let mut v = verified(root, layout.version, &claims.report, pck)?;
     v.tcb_status = claims.tcb.status.to_string();
@@ -74,7 +81,7 @@ pub fn verify(
 }
 
 /// dcap-qvl's messages do not say which date or attribute failed: add it from the inputs.
-fn with_details(e: TdxError, collateral: &Collateral, quote: &[u8]) -> TdxError {
+fn with_details(e: TdxError, collateral: &Collateral, quote: &[u8], now_unix: u64) -> TdxError {
     let tcb = || serde_json::from_str::<dcap_qvl::TcbInfo>(&collateral.tcb_info).ok();
     let qe = || serde_json::from_str::<dcap_qvl::QeIdentity>(&collateral.qe_identity).ok();
     // TD attributes: 8 bytes at offset 120 of the TD report body, after the 48-byte header.
@@ -103,8 +110,32 @@ fn with_details(e: TdxError, collateral: &Collateral, quote: &[u8]) -> TdxError 
         TdxError::TdMigratable { .. } => TdxError::TdMigratable {
             attributes: attributes(),
         },
+        TdxError::CrlExpired { reason, .. } => {
+            let (crl, next_update) = expired_crl(collateral, now_unix).unwrap_or_default();
+            TdxError::CrlExpired {
+                crl,
+                next_update,
+                reason,
+            }
+        }
         other => other,
     }
+}
+
+/// The first collateral CRL whose nextUpdate is before `now_unix`, with that date.
+fn expired_crl(collateral: &Collateral, now_unix: u64) -> Option<(String, String)> {
+    use x509_parser::prelude::FromDer;
+    use x509_parser::revocation_list::CertificateRevocationList;
+    let crls = [
+        ("root CA CRL", &collateral.root_ca_crl),
+        ("PCK CRL", &collateral.pck_crl),
+    ];
+    crls.into_iter().find_map(|(name, der)| {
+        let (_, crl) = CertificateRevocationList::from_der(der).ok()?;
+        let next = crl.next_update()?;
+        (next.timestamp() < i64::try_from(now_unix).unwrap_or(i64::MAX))
+            .then(|| (name.to_string(), next.to_string()))
+    })
 }
 
 fn pck_extension(chain: &[Vec<u8>]) -> Result<dcap_qvl::intel::PckExtension, TdxError> {
