@@ -276,22 +276,20 @@ fn chain_only_verifies_a_real_gce_quote_and_says_what_is_unknown() {
 #[test]
 fn an_out_of_date_platform_fails_unless_its_status_is_accepted() {
     let dir = tempfile::tempdir().unwrap();
-    let (_lab, qp) = lab_dir_with(dir.path(), LabTcbStatus::OutOfDate);
-    let coll = dir.path().join("lab-collateral.json");
-    let root = dir.path().join("lab-root-ca.der");
-    let base = [
-        "verify",
-        "tdx-quote",
-        qp.to_str().unwrap(),
-        "--collateral",
-        coll.to_str().unwrap(),
-        "--root-ca",
-        root.to_str().unwrap(),
-        "--at",
-        "1780000000",
-        "--json",
-    ];
-    let o = locus(&base);
+    lab_dir_with(dir.path(), LabTcbStatus::OutOfDate);
+    let with_root = |extra: &[&str]| {
+        let dir = dir.path().to_str().unwrap();
+        let (qp, coll, root) = (
+            format!("{dir}/quote.bin"),
+            format!("{dir}/lab-collateral.json"),
+            format!("{dir}/lab-root-ca.der"),
+        );
+        let mut args = vec!["verify", "tdx-quote", &qp, "--collateral", &coll];
+        args.extend(["--root-ca", &root, "--at", "1780000000", "--json"]);
+        args.extend(extra);
+        locus(&args)
+    };
+    let o = with_root(&[]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["check"], "TcbStatusNotAccepted");
@@ -303,9 +301,7 @@ fn an_out_of_date_platform_fails_unless_its_status_is_accepted() {
     );
     assert!(e.contains("LOCUS-LAB-SA-0002"), "{e}");
 
-    let mut accepting = base.to_vec();
-    accepting.extend(["--accept-tcb", "UpToDate,OutOfDate"]);
-    let o = locus(&accepting);
+    let o = with_root(&["--accept-tcb", "UpToDate,OutOfDate"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["quote"]["tcb_status"], "OutOfDate");
@@ -314,7 +310,6 @@ fn an_out_of_date_platform_fails_unless_its_status_is_accepted() {
         "SGX component 0 (CPUSVN[0])"
     );
 
-    let mut unknown = base.to_vec();
-    unknown.extend(["--accept-tcb", "UpToDate,Stale"]);
-    assert_eq!(locus(&unknown).status.code(), Some(2));
+    let unknown = with_root(&["--accept-tcb", "UpToDate,Stale"]);
+    assert_eq!(unknown.status.code(), Some(2));
 }

@@ -54,7 +54,7 @@ pub fn verify(
     let claims = QuoteVerifier::new(root.der().to_vec())
         .verify_with_policy(
             proper,
-            collateral.clone(),
+            collateral,
             now_unix,
             &dcap_qvl::QuotePolicy::claims_only(now_unix),
         )

@@ -52,6 +52,11 @@ pub(crate) fn detail(claims: &QuoteClaims, tcb_info: &str, qe_identity: &str) ->
         matched_tcb_date: Some(claims.platform.tcb_level.tcb_date.clone()),
         ..TcbDetail::default()
     };
+    // An up-to-date platform matched an up-to-date level: nothing is behind (and the TCB info
+    // need not be parsed again on the common path).
+    if claims.tcb.status == TcbStatus::UpToDate {
+        return d;
+    }
     let tee_tcb_svn = match &claims.report {
         dcap_qvl::quote::Report::TD10(r) => Some(r.tee_tcb_svn),
         dcap_qvl::quote::Report::TD15(r) => Some(r.base.tee_tcb_svn),
