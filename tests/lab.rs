@@ -6,77 +6,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const SHORT: &str = r#"
-[settings]
-duration_s = 10
-seed = 7
-rate_hz = 50
+mod fixtures;
 
-[[site]]
-name = "fra"
-lat = 50.11
-lon = 8.68
-[[site]]
-name = "ams"
-lat = 52.37
-lon = 4.90
-[[site]]
-name = "par"
-lat = 48.86
-lon = 2.35
-[[site]]
-name = "waw"
-lat = 52.23
-lon = 21.01
-[[site]]
-name = "lon"
-lat = 51.51
-lon = -0.13
-[[site]]
-name = "prg"
-lat = 50.08
-lon = 14.44
-[[site]]
-name = "iad"
-lat = 39.04
-lon = -77.49
-
-[[prober]]
-site = "ams"
-[[prober]]
-site = "lon"
-[[prober]]
-site = "par"
-[[prober]]
-site = "waw"
-
-[[anchor]]
-site = "fra"
-
-[[responder]]
-name = "honest"
-claim = "fra"
-site = "fra"
-
-[[responder]]
-name = "proxied"
-claim = "fra"
-site = "iad"
-relay_via = "fra"
-
-[[responder]]
-name = "franken"
-claim = "fra"
-site = "fra"
-tpm_site = "prg"
-
-[[responder]]
-name = "mover"
-claim = "fra"
-site = "fra"
-move_to = "par"
-move_after_s = 5
-"#;
+fn short() -> String {
+    fixtures::scenario("short")
+}
 
 fn locus() -> Command {
     Command::new(env!("CARGO_BIN_EXE_locus"))
@@ -102,7 +36,7 @@ fn swtpms_under(dir: &Path) -> Vec<String> {
 fn short_scenario_verdicts_equal_truth_and_everything_is_cleaned_up() {
     let tmp = tempfile::tempdir().unwrap();
     let scenario = tmp.path().join("short.toml");
-    std::fs::write(&scenario, SHORT).unwrap();
+    std::fs::write(&scenario, short()).unwrap();
     let out = tmp.path().join("out");
     let run = locus()
         .args(["lab", "--json", "--scenario"])
@@ -345,7 +279,7 @@ fn interrupt_after(extra_wait: Duration) {
     let scenario = tmp.path().join("short.toml");
     std::fs::write(
         &scenario,
-        SHORT.replace("duration_s = 10", "duration_s = 60"),
+        short().replace("duration_s = 10", "duration_s = 60"),
     )
     .unwrap();
     let mut child = locus()
@@ -388,11 +322,8 @@ fn interrupt_after(extra_wait: Duration) {
 fn bad_scenarios_are_refused_with_the_line() {
     let tmp = tempfile::tempdir().unwrap();
     let bad = tmp.path().join("bad.toml");
-    std::fs::write(
-        &bad,
-        SHORT.replace("tpm_site = \"prg\"", "tpm_site = \"atlantis\""),
-    )
-    .unwrap();
+    let text = short().replace("tpm_site = \"prg\"", "tpm_site = \"atlantis\"");
+    std::fs::write(&bad, &text).unwrap();
     let run = locus()
         .args(["lab", "--scenario"])
         .arg(&bad)
@@ -400,7 +331,7 @@ fn bad_scenarios_are_refused_with_the_line() {
         .unwrap();
     assert_eq!(run.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&run.stderr);
-    let line = SHORT.lines().position(|l| l.contains("tpm_site")).unwrap() + 1;
+    let line = text.lines().position(|l| l.contains("tpm_site")).unwrap() + 1;
     assert!(
         stderr.contains(&format!("line {line}")) && stderr.contains("unknown site \"atlantis\""),
         "{stderr}"

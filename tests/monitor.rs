@@ -2,6 +2,7 @@
 //! `locus prober --config` daemon as a process: SIGHUP reloads, SIGTERM stops cleanly.
 
 mod evidence_lab;
+mod fixtures;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -105,18 +106,16 @@ fn fill(db: &Database, t: i64) {
     }
 }
 
-fn policy(dir: &Path) -> PathBuf {
-    let p = dir.join("policy.toml");
-    // The daemon stores no verified evidence yet: judge on timing alone.
-    std::fs::write(&p, "require_evidence = false\nmin_anchors = 0\n").unwrap();
-    p
+/// The daemon stores no verified evidence yet: judge on timing alone.
+fn policy() -> PathBuf {
+    fixtures::path("policy/timing-only.toml")
 }
 
 #[test]
 fn monitor_once_judges_stores_and_exports() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("m.db");
-    judge_once_and_export(&Database::Sqlite(db), dir.path());
+    judge_once_and_export(&Database::Sqlite(db));
     let missing = locus()
         .args(["export", "--db"])
         .arg(dir.path().join("nope.db"))
@@ -127,9 +126,8 @@ fn monitor_once_judges_stores_and_exports() {
 
 #[test]
 fn monitor_once_judges_stores_and_exports_on_postgres() {
-    let dir = tempfile::tempdir().unwrap();
     let url = pg_server::shared().unwrap().fresh_database().unwrap();
-    judge_once_and_export(&Database::Postgres(url), dir.path());
+    judge_once_and_export(&Database::Postgres(url));
 }
 
 /// `locus export --db DB`: its stdout, after checking it succeeded.
@@ -170,14 +168,14 @@ fn monitor_once(
 }
 
 /// Fills `db`, judges it once with `locus monitor --db` and exports it with `locus export`.
-fn judge_once_and_export(db: &Database, dir: &Path) {
+fn judge_once_and_export(db: &Database) {
     let arg = match db {
         Database::Sqlite(p) => p.to_str().unwrap().to_owned(),
         Database::Postgres(url) => url.clone(),
     };
     let t = 1_800_000_000 * S;
     fill(db, t);
-    let (v, stdout) = monitor_once(&arg, "1800000000", &[&"--policy", &policy(dir)]);
+    let (v, stdout) = monitor_once(&arg, "1800000000", &[&"--policy", &policy()]);
     let verdict = |name: &str| {
         v["nodes"]
             .as_array()
@@ -254,11 +252,7 @@ fn two_probers_write_one_postgres_database_that_monitor_and_export_read() {
         .unwrap()
         .as_secs_f64();
     // One node near both probers at once, 430 km apart: not located, whatever the verdict.
-    let (v, stdout) = monitor_once(
-        &url,
-        &(now + 1.0).to_string(),
-        &[&"--policy", &policy(dir.path())],
-    );
+    let (v, stdout) = monitor_once(&url, &(now + 1.0).to_string(), &[&"--policy", &policy()]);
     let mut seen: Vec<&str> = v["nodes"][0]["distances"]
         .as_array()
         .unwrap()
@@ -448,8 +442,7 @@ fn monitor_verifies_stored_bundles_by_named_check() {
     let lab = evidence_lab::lab();
     let dir = tempfile::tempdir().unwrap();
     let evidence_policy = lab.write_policy(dir.path());
-    let verdict_policy = dir.path().join("verdict.toml");
-    std::fs::write(&verdict_policy, "min_anchors = 0\n").unwrap();
+    let verdict_policy = fixtures::path("policy/no-anchors.toml");
     let t = lab.now as i64 * S;
     let mut tampered = lab.bundle.clone();
     let tpm = tampered.tpm.as_mut().unwrap();
@@ -559,7 +552,7 @@ fn monitor_serves_verdicts_and_stops_on_sigterm() {
             .arg("--db")
             .arg(&db)
             .arg("--policy")
-            .arg(policy(dir.path()))
+            .arg(policy())
             .args(["--listen", "127.0.0.1:0", "--interval-s", "0.2"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -714,7 +707,7 @@ fn relocation_alert_reaches_a_real_alertmanager() {
         .arg("--db")
         .arg(&db)
         .arg("--policy")
-        .arg(policy(dir.path()))
+        .arg(policy())
         .args(["--once", "--at", &now_s.to_string()])
         .args(["--alertmanager", &format!("http://{am_addr}")])
         .output()
@@ -748,53 +741,6 @@ fn relocation_alert_reaches_a_real_alertmanager() {
     );
 }
 
-/// A served lab world: an honest node and one that moves from Frankfurt to Paris.
-const FLEET_SCENARIO: &str = r#"
-[settings]
-duration_s = 120
-rate_hz = 50
-[[site]]
-name = "fra"
-lat = 50.11
-lon = 8.68
-[[site]]
-name = "ams"
-lat = 52.37
-lon = 4.90
-[[site]]
-name = "lon"
-lat = 51.51
-lon = -0.13
-[[site]]
-name = "par"
-lat = 48.86
-lon = 2.35
-[[site]]
-name = "waw"
-lat = 52.23
-lon = 21.01
-[[prober]]
-site = "ams"
-[[prober]]
-site = "lon"
-[[prober]]
-site = "par"
-[[prober]]
-site = "waw"
-[[anchor]]
-site = "fra"
-[[responder]]
-name = "honest"
-claim = "fra"
-site = "fra"
-[[responder]]
-name = "mover"
-claim = "fra"
-site = "fra"
-move_to = "par"
-move_after_s = 15
-"#;
-
 /// The whole operator path on a lab world: `locus lab --serve` runs the TDs behind the delay
 /// relay, one `locus prober --config` daemon per prober site probes them into one database,
 /// `locus monitor` judges it every second and posts to a real Alertmanager, which must hold a
@@ -805,7 +751,7 @@ fn lab_relocation_through_daemons_fires_a_real_alert() {
     let dir = tempfile::tempdir().unwrap();
     let (_am, am_addr) = start_alertmanager(dir.path());
     let scenario = dir.path().join("fleet.toml");
-    std::fs::write(&scenario, FLEET_SCENARIO).unwrap();
+    std::fs::write(&scenario, fixtures::scenario("fleet")).unwrap();
     let mut lab = Proc(
         locus()
             .args(["lab", "--serve", "--scenario"])

@@ -6,13 +6,14 @@
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use locus_net::{spki_of, ServerCert, ServerKeyCheck, Tls13Verifier};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::client::{Resumption, WebPkiServerVerifier};
-use rustls::crypto::{CryptoProvider, GetRandomFailed, SecureRandom, WebPkiSupportedAlgorithms};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::crypto::{CryptoProvider, GetRandomFailed, SecureRandom};
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{
     CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, Error, KeyLog,
-    OtherError, RootCertStore, SignatureScheme,
+    OtherError, RootCertStore,
 };
 use sha2::{Digest, Sha256};
 
@@ -111,9 +112,8 @@ enum Inner {
 
 /// Checks the server per the anchor's [`Trust`] and records what it checked.
 #[derive(Debug)]
-struct CapturingVerifier {
+struct CapturingCheck {
     inner: Inner,
-    algs: WebPkiSupportedAlgorithms,
     capture: Capture,
 }
 
@@ -125,32 +125,21 @@ struct PinMismatch {
 }
 
 fn spki_sha256(cert: &CertificateDer<'_>) -> Result<[u8; 32], Error> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
-        .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
-    Ok(Sha256::digest(parsed.tbs_certificate.subject_pki.raw).into())
+    Ok(Sha256::digest(spki_of(cert)?).into())
 }
 
-impl ServerCertVerifier for CapturingVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
+impl ServerKeyCheck for CapturingCheck {
+    fn check_server_cert(&self, cert: ServerCert<'_>) -> Result<ServerCertVerified, Error> {
         self.capture.with(|c| {
-            c.cert_chain = std::iter::once(end_entity)
-                .chain(intermediates)
+            c.cert_chain = std::iter::once(cert.end_entity)
+                .chain(cert.intermediates)
                 .map(|d| d.as_ref().to_vec())
                 .collect();
         });
         match &self.inner {
-            Inner::WebPki(v) => {
-                v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-            }
+            Inner::WebPki(v) => cert.verify_with(v.as_ref()),
             Inner::Pin(expected) => {
-                let found = spki_sha256(end_entity)?;
+                let found = spki_sha256(cert.end_entity)?;
                 if &found == expected {
                     Ok(ServerCertVerified::assertion())
                 } else {
@@ -165,24 +154,7 @@ impl ServerCertVerifier for CapturingVerifier {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        // The client offers TLS 1.3 only; a TLS 1.2 signature means the server ignored that.
-        Err(Error::General(
-            "TLS 1.2 signature offered to a TLS 1.3-only client".into(),
-        ))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
+    fn saw_signature(&self, message: &[u8], dss: &DigitallySignedStruct) {
         self.capture.with(|c| {
             c.cert_verify = Some((
                 u16::from(dss.scheme),
@@ -190,11 +162,6 @@ impl ServerCertVerifier for CapturingVerifier {
                 message.to_vec(),
             ));
         });
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
     }
 }
 
@@ -230,11 +197,13 @@ pub(crate) fn client_config(trust: &Trust) -> Result<(Arc<ClientConfig>, Capture
         }
     };
     let capture = Capture::default();
-    let verifier = Arc::new(CapturingVerifier {
-        inner,
-        algs: provider.signature_verification_algorithms,
-        capture: capture.clone(),
-    });
+    let verifier: Arc<dyn ServerCertVerifier> = Arc::new(Tls13Verifier::new(
+        CapturingCheck {
+            inner,
+            capture: capture.clone(),
+        },
+        provider.signature_verification_algorithms,
+    ));
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()

@@ -3,33 +3,24 @@
 //! VMs) sits between the socket and [`ChallengeTracker`]. One challenge is in flight at a time;
 //! rates, windows and evidence requests stay with the tokio driver ([`crate::round`]).
 
-use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use locus_net::busy::{BusyEndpoint, Received};
+use locus_net::ConfigError;
 use locus_proto::prober::{AnswerOutcome, ChallengeTracker, Counters, Sample, Violation};
-use locus_proto::{Nonce, ALPN};
-use quinn_proto::crypto::rustls::QuicClientConfig;
-use quinn_proto::{
-    ClientConfig, Connection, ConnectionError, ConnectionHandle, DatagramEvent, Endpoint,
-    EndpointConfig, Event, SendDatagramError, TransportConfig,
-};
+use locus_proto::Nonce;
+use quinn_proto::{Connection, ConnectionError, ConnectionHandle, Event, SendDatagramError};
 use tracing::debug;
 
-use crate::pin::{PinVerifier, SpkiPolicy};
-
-/// Largest UDP payload read; QUIC datagrams stay far below it.
-const MAX_UDP_PAYLOAD: usize = 65_535;
+use crate::pin::{pin_verifier, SpkiPolicy};
 
 /// Why a busy connection or echo failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BusyError {
-    #[error("TLS configuration: {0}")]
-    Tls(#[from] rustls::Error),
-    #[error("QUIC configuration: {0}")]
-    Quic(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error("UDP socket: {0}")]
     Io(#[from] std::io::Error),
     #[error("connecting to {addr}: {source}")]
@@ -70,8 +61,7 @@ enum Woke {
 /// A responder connected by a busy-polling driver; echoes run on the calling thread.
 pub struct BusyTarget {
     addr: SocketAddr,
-    socket: UdpSocket,
-    endpoint: Endpoint,
+    endpoint: BusyEndpoint,
     ch: ConnectionHandle,
     conn: Connection,
     tracker: ChallengeTracker,
@@ -79,8 +69,6 @@ pub struct BusyTarget {
     epoch: Instant,
     spki: Vec<u8>,
     pinned: bool,
-    recv_buf: Vec<u8>,
-    send_buf: Vec<u8>,
 }
 
 impl BusyTarget {
@@ -92,22 +80,16 @@ impl BusyTarget {
         policy: SpkiPolicy,
         timeout: Duration,
     ) -> Result<Self, BusyError> {
-        socket.set_nonblocking(true)?;
-        let seen = Arc::new(Mutex::new(None));
-        let pinned = matches!(policy, SpkiPolicy::Pinned(_));
-        let mut endpoint = Endpoint::new(Arc::new(EndpointConfig::default()), None, false, None);
+        let mut endpoint = BusyEndpoint::new(socket, None)?;
+        let pinned = policy.is_pinned();
+        let (verifier, seen) = pin_verifier(policy);
+        let config = locus_net::client_config(verifier)?;
         let now = Instant::now();
         let (ch, conn) = endpoint
-            .connect(
-                now,
-                client_config(policy, seen.clone())?,
-                addr,
-                "locus-responder",
-            )
+            .connect(now, config, addr, "locus-responder")
             .map_err(|source| BusyError::Connect { addr, source })?;
         let mut target = Self {
             addr,
-            socket,
             endpoint,
             ch,
             conn,
@@ -115,8 +97,6 @@ impl BusyTarget {
             epoch: now,
             spki: Vec::new(),
             pinned,
-            recv_buf: vec![0u8; MAX_UDP_PAYLOAD],
-            send_buf: Vec::with_capacity(MAX_UDP_PAYLOAD),
         };
         target.flush()?;
         let deadline = now + timeout;
@@ -141,11 +121,7 @@ impl BusyTarget {
                 break;
             }
         }
-        target.spki = seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .unwrap_or_default();
+        target.spki = seen.spki();
         Ok(target)
     }
 
@@ -233,31 +209,19 @@ impl BusyTarget {
     /// Spins until a datagram arrived, a connection timer fired, or `deadline` passed.
     fn wait(&mut self, deadline: Instant) -> Result<Woke, BusyError> {
         loop {
-            match self.socket.recv_from(&mut self.recv_buf) {
-                Ok((n, from)) => {
-                    let received = Instant::now();
-                    self.send_buf.clear();
-                    match self.endpoint.handle(
-                        received,
-                        from,
-                        None,
-                        None,
-                        BytesMut::from(&self.recv_buf[..n]),
-                        &mut self.send_buf,
-                    ) {
-                        Some(DatagramEvent::ConnectionEvent(ch, event)) if ch == self.ch => {
+            match self.endpoint.recv()? {
+                Some((received, event)) => {
+                    match event {
+                        Received::Connection(ch, event) if ch == self.ch => {
                             self.conn.handle_event(event);
                         }
-                        Some(DatagramEvent::Response(t)) => self.send(t.size, t.destination)?,
                         // A client endpoint accepts no connections.
-                        Some(DatagramEvent::NewConnection(incoming)) => {
-                            self.endpoint.ignore(incoming)
-                        }
+                        Received::Incoming(incoming) => self.endpoint.ignore(incoming),
                         _ => {}
                     }
                     return Ok(Woke::Datagram(received));
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                None => {
                     let now = Instant::now();
                     if self.conn.poll_timeout().is_some_and(|t| t <= now) {
                         self.conn.handle_timeout(now);
@@ -268,77 +232,12 @@ impl BusyTarget {
                     }
                     std::hint::spin_loop();
                 }
-                Err(e) if is_transient(&e) => debug!("receive: {e}"),
-                Err(e) => return Err(e.into()),
             }
         }
     }
 
     /// Exchanges endpoint events and sends every packet the connection has ready.
     fn flush(&mut self) -> Result<(), BusyError> {
-        loop {
-            self.send_buf.clear();
-            while let Some(t) = self
-                .conn
-                .poll_transmit(Instant::now(), 1, &mut self.send_buf)
-            {
-                self.send(t.size, t.destination)?;
-                self.send_buf.clear();
-            }
-            let mut more = false;
-            while let Some(event) = self.conn.poll_endpoint_events() {
-                if let Some(back) = self.endpoint.handle_event(self.ch, event) {
-                    self.conn.handle_event(back);
-                    more = true;
-                }
-            }
-            if !more {
-                return Ok(());
-            }
-        }
+        Ok(self.endpoint.flush(self.ch, &mut self.conn)?)
     }
-
-    /// Sends the first `len` bytes of `send_buf`; a full send buffer drops the datagram, as a
-    /// congested network would (a lost challenge is counted as lost).
-    fn send(&self, len: usize, to: SocketAddr) -> std::io::Result<()> {
-        match self.socket.send_to(&self.send_buf[..len], to) {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::WouldBlock || is_transient(&e) => {
-                debug!(%to, "datagram not sent: {e}");
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
-    }
-}
-
-/// Errors a UDP socket reports for one peer (e.g. ICMP port unreachable), not for the socket.
-fn is_transient(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        ErrorKind::Interrupted | ErrorKind::ConnectionRefused | ErrorKind::ConnectionReset
-    )
-}
-
-/// TLS 1.3, ALPN `locus/1`, the responder's key checked by [`PinVerifier`]: as the tokio client.
-fn client_config(
-    policy: SpkiPolicy,
-    seen: Arc<Mutex<Option<Vec<u8>>>>,
-) -> Result<ClientConfig, BusyError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinVerifier::new(policy, seen)))
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    let crypto = QuicClientConfig::try_from(tls).map_err(|e| BusyError::Quic(e.to_string()))?;
-    let mut client = ClientConfig::new(Arc::new(crypto));
-    let mut transport = TransportConfig::default();
-    transport
-        .datagram_receive_buffer_size(Some(4 << 20))
-        .datagram_send_buffer_size(4 << 20)
-        .keep_alive_interval(Some(Duration::from_secs(5)));
-    client.transport_config(Arc::new(transport));
-    Ok(client)
 }

@@ -4,10 +4,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use locus_net::ConfigError;
 use locus_proto::prober::ChallengeTracker;
-use locus_proto::ALPN;
 
-use crate::pin::{PinVerifier, SpkiPolicy};
+use crate::pin::{pin_verifier, SpkiPolicy};
 
 /// A connected responder.
 #[derive(Clone)]
@@ -45,10 +45,11 @@ impl Target {
 pub enum ConnectError {
     #[error("cannot open a local UDP socket: {0}")]
     Bind(std::io::Error),
-    #[error("TLS configuration: {0}")]
-    Tls(#[from] rustls::Error),
-    #[error("QUIC configuration: {0}")]
-    Quic(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// No tokio runtime is running: connect from inside one.
+    #[error("no async runtime")]
+    NoRuntime,
     #[error("connecting to {addr}: {source}")]
     Connect {
         addr: SocketAddr,
@@ -61,15 +62,6 @@ pub enum ConnectError {
     },
     #[error("{addr} did not answer within {timeout:?}")]
     Timeout { addr: SocketAddr, timeout: Duration },
-}
-
-/// One crypto provider for every connection (each would otherwise carry its own copy).
-fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
-    static PROVIDER: std::sync::OnceLock<Arc<rustls::crypto::CryptoProvider>> =
-        std::sync::OnceLock::new();
-    PROVIDER
-        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
-        .clone()
 }
 
 /// Connects to the responder at `addr`, from a fresh endpoint bound to `bind`.
@@ -91,8 +83,7 @@ const SOCKET_BUFFER: usize = 4 << 20;
 /// A client endpoint (one UDP socket) that many connections can share: see [`connect_on`].
 pub fn client_endpoint(bind: SocketAddr) -> Result<quinn::Endpoint, ConnectError> {
     let socket = udp_socket(bind).map_err(ConnectError::Bind)?;
-    let runtime =
-        quinn::default_runtime().ok_or_else(|| ConnectError::Quic("no async runtime".into()))?;
+    let runtime = quinn::default_runtime().ok_or(ConnectError::NoRuntime)?;
     quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime)
         .map_err(ConnectError::Bind)
 }
@@ -119,32 +110,9 @@ pub async fn connect_on(
     policy: SpkiPolicy,
     timeout: Duration,
 ) -> Result<Target, ConnectError> {
-    let seen = Arc::new(Mutex::new(None));
-    let pinned = matches!(policy, SpkiPolicy::Pinned(_));
-    let provider = crypto_provider();
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinVerifier::new(policy, seen.clone())))
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    // Every connection shows the session key: a resumed session would skip the certificate
-    // (and the pin). This also frees the 256-entry session cache each config starts with.
-    tls.resumption = rustls::client::Resumption::disabled();
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-        .map_err(|e| ConnectError::Quic(e.to_string()))?;
-    let mut client = quinn::ClientConfig::new(Arc::new(crypto));
-    let mut transport = quinn::TransportConfig::default();
-    transport
-        .datagram_receive_buffer_size(Some(4 << 20))
-        .datagram_send_buffer_size(4 << 20)
-        .keep_alive_interval(Some(Duration::from_secs(5)))
-        // Responders never open streams: no per-connection state for them (quinn keeps a
-        // slot per allowed stream, ~10 KiB per connection at the default 100 + 100).
-        .max_concurrent_bidi_streams(0u32.into())
-        .max_concurrent_uni_streams(0u32.into());
-    client.transport_config(Arc::new(transport));
-
+    let pinned = policy.is_pinned();
+    let (verifier, seen) = pin_verifier(policy);
+    let client = locus_net::client_config(verifier)?;
     let connecting = endpoint
         .connect_with(client, addr, "locus-responder")
         .map_err(|source| ConnectError::Connect { addr, source })?;
@@ -153,11 +121,7 @@ pub async fn connect_on(
         Ok(Err(source)) => return Err(ConnectError::Handshake { addr, source }),
         Err(_) => return Err(ConnectError::Timeout { addr, timeout }),
     };
-    let spki = seen
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone()
-        .unwrap_or_default();
+    let spki = seen.spki();
     Ok(Target {
         addr,
         conn,

@@ -1,13 +1,12 @@
 //! Server authentication by SPKI pin: the responder's session key is bound into its quotes, so
 //! the prober trusts that key, not WebPKI. It either pins a known SPKI or learns it on first use
-//! (and reports which), always checking the TLS 1.3 CertificateVerify signature.
+//! (and reports which); [`locus_net::Tls13Verifier`] checks the CertificateVerify signature.
 
 use std::sync::{Arc, Mutex};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls13_signature, WebPkiSupportedAlgorithms};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, Error, SignatureScheme};
+use locus_net::{spki_of, ServerCert, ServerKeyCheck, Tls13Verifier};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
+use rustls::{CertificateError, Error};
 
 /// How the prober decides to trust a responder's session key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,74 +17,56 @@ pub enum SpkiPolicy {
     TrustOnFirstUse,
 }
 
-/// Verifies the server's certificate against an [`SpkiPolicy`], recording the SPKI seen.
-#[derive(Debug)]
-pub(crate) struct PinVerifier {
-    policy: SpkiPolicy,
-    seen: Arc<Mutex<Option<Vec<u8>>>>,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl PinVerifier {
-    pub(crate) fn new(policy: SpkiPolicy, seen: Arc<Mutex<Option<Vec<u8>>>>) -> Self {
-        Self {
-            policy,
-            seen,
-            algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
-        }
+impl SpkiPolicy {
+    /// Whether the key is known beforehand (rather than learned on first use).
+    pub fn is_pinned(&self) -> bool {
+        matches!(self, Self::Pinned(_))
     }
 }
 
-/// Extracts the SubjectPublicKeyInfo (DER) of a certificate.
-pub fn spki_of(cert: &[u8]) -> Result<Vec<u8>, Error> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert)
-        .map_err(|_| Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
-    Ok(parsed.tbs_certificate.subject_pki.raw.to_vec())
+/// The responder SPKI a [`pin_verifier`] accepted; empty until the handshake checked it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SeenKey(Arc<Mutex<Option<Vec<u8>>>>);
+
+impl SeenKey {
+    pub(crate) fn spki(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_default()
+    }
 }
 
-impl ServerCertVerifier for PinVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
-        let spki = spki_of(end_entity)?;
+/// Checks the server's key against an [`SpkiPolicy`], recording the SPKI seen.
+#[derive(Debug)]
+struct PinCheck {
+    policy: SpkiPolicy,
+    seen: SeenKey,
+}
+
+/// A verifier for `policy`, and where it records the responder's SPKI once it accepted it.
+pub(crate) fn pin_verifier(policy: SpkiPolicy) -> (Arc<dyn ServerCertVerifier>, SeenKey) {
+    let seen = SeenKey::default();
+    let algorithms = locus_net::crypto_provider().signature_verification_algorithms;
+    let check = PinCheck {
+        policy,
+        seen: seen.clone(),
+    };
+    (Arc::new(Tls13Verifier::new(check, algorithms)), seen)
+}
+
+impl ServerKeyCheck for PinCheck {
+    fn check_server_cert(&self, cert: ServerCert<'_>) -> Result<ServerCertVerified, Error> {
+        let spki = spki_of(cert.end_entity)?;
         if let SpkiPolicy::Pinned(expected) = &self.policy {
-            if *expected != spki {
+            if expected.as_slice() != spki {
                 return Err(Error::InvalidCertificate(
-                    rustls::CertificateError::ApplicationVerificationFailure,
+                    CertificateError::ApplicationVerificationFailure,
                 ));
             }
         }
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(spki);
+        *self.seen.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(spki.to_vec());
         Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        // QUIC is TLS 1.3 only.
-        Err(Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls12NotOffered,
-        ))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
     }
 }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use locus_net::read_datagram_spinning;
 use locus_proto::prober::{AnswerOutcome, Counters, Sample};
 use rand::{RngCore, SeedableRng};
 use serde::Serialize;
@@ -206,7 +207,7 @@ async fn receive(
             None => Instant::now() + timeout,
         };
         let datagram = tokio::select! {
-            r = spin_then_read(&conn, spin) => match r {
+            r = read_datagram_spinning(&conn, spin) => match r {
                 Ok(d) => d,
                 Err(e) => {
                     debug!("connection closed during round: {e}");
@@ -248,25 +249,6 @@ async fn receive(
         ),
     };
     (rtt, inside_p50_us, samples, examples)
-}
-
-/// Awaits the next datagram, first yielding to the runtime (which then polls the socket
-/// without sleeping) for up to `spin`.
-async fn spin_then_read(
-    conn: &quinn::Connection,
-    spin: Duration,
-) -> Result<bytes::Bytes, quinn::ConnectionError> {
-    let until = Instant::now() + spin;
-    let read = conn.read_datagram();
-    tokio::pin!(read);
-    while Instant::now() < until {
-        tokio::select! {
-            biased;
-            r = &mut read => return r,
-            _ = tokio::task::yield_now() => {}
-        }
-    }
-    read.await
 }
 
 fn lock(state: &Mutex<ProbeState>) -> MutexGuard<'_, ProbeState> {

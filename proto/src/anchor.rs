@@ -45,6 +45,7 @@ fn len_u32(len: usize) -> u32 {
 
 /// Every anchor measurement made for one challenge nonce.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AnchorReport {
     pub version: u16,
     /// The challenge nonce the ClientHello randoms were derived from.
@@ -57,6 +58,7 @@ pub struct AnchorReport {
 /// The measurement of one anchor. A failed anchor keeps what was measured before it failed, and
 /// `failure` says why; its round trips are never good samples.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AnchorResult {
     /// Anchor name from the configuration (the verifier looks up its location by this name).
     pub name: String,
@@ -92,6 +94,7 @@ pub struct AnchorResult {
 
 /// The handshake as recorded by the responder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TlsCapture {
     /// ClientHello.random as sent (must equal [`derive_client_random`]).
     #[serde(with = "serde_bytes")]
@@ -119,6 +122,7 @@ pub struct TlsCapture {
 
 /// A TLS 1.3 CertificateVerify as the client verified it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CertVerify {
     /// SignatureScheme (IANA code).
     pub scheme: u16,

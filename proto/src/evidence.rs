@@ -19,6 +19,7 @@ pub const MAX_BUNDLE_LEN: usize = 4 << 20;
 ///
 /// The binding of its parts is specified in [`crate::binding`] and `docs/binding.md`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EvidenceBundle {
     pub version: u16,
     #[serde(with = "serde_bytes")]
@@ -46,6 +47,7 @@ pub struct EvidenceBundle {
 
 /// A TDX quote and what is needed to check its binding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TdxEvidence {
     /// The raw quote (TDX quote v4) as the quote provider returned it.
     #[serde(with = "serde_bytes")]
@@ -64,6 +66,7 @@ pub struct TdxEvidence {
 
 /// Where a bundle's REPORTDATA binding value sits in the batch of a coalesced TDX quote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TdxInclusionProof {
     /// Index of this bundle's binding value among the batch's values.
     pub index: u64,
@@ -75,6 +78,7 @@ pub struct TdxInclusionProof {
 
 /// The TDX Confidential Computing Event Log as ACPI exposes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CcelLog {
     /// The ACPI CCEL table (`/sys/firmware/acpi/tables/CCEL`).
     #[serde(with = "serde_bytes")]
@@ -86,6 +90,7 @@ pub struct CcelLog {
 
 /// A vTPM quote and its endorsements.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TpmEvidence {
     /// TPMS_ATTEST as signed by the AK.
     #[serde(with = "serde_bytes")]
@@ -121,6 +126,7 @@ pub struct TpmEvidence {
 
 /// One PCR value as read from the TPM.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PcrValue {
     /// TPM_ALG_ID of the bank (0x000B = SHA-256).
     pub alg: u16,
@@ -131,6 +137,7 @@ pub struct PcrValue {
 
 /// An EK certificate and the NV index it was read from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EkCert {
     pub nv_index: u32,
     #[serde(with = "serde_bytes")]
@@ -142,6 +149,7 @@ pub struct EkCert {
 /// These are reported by the responder: a relayed vTPM shows its network round trip in
 /// `tpm_cheap_rtt_min_ns`. They are not covered by a TPM or TDX signature (see `docs/binding.md`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ResponderTimings {
     #[serde(default)]
     pub tdx_quote_ns: Option<u64>,
@@ -159,7 +167,7 @@ pub struct ResponderTimings {
 }
 
 /// Why a stored bundle could not be read.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum BundleError {
     #[error("bundle of {len} bytes exceeds the limit of {max}")]
     TooLarge { len: usize, max: usize },
@@ -167,13 +175,14 @@ pub enum BundleError {
     WrongVersion { found: u16, supported: u16 },
     #[error("malformed bundle: {0}")]
     Malformed(String),
+    /// Decodes, but is not the one encoding a bundle has (see [`crate::cbor`]).
+    #[error("bundle is not canonically encoded: {0}")]
+    NonCanonical(crate::cbor::StrictError),
 }
 
 impl EvidenceBundle {
     pub fn to_cbor(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        ciborium::into_writer(self, &mut out).expect("CBOR encoding into memory");
-        out
+        crate::cbor::encode(self)
     }
 
     pub fn from_cbor(bytes: &[u8]) -> Result<Self, BundleError> {
@@ -183,8 +192,10 @@ impl EvidenceBundle {
                 max: MAX_BUNDLE_LEN,
             });
         }
-        let b: Self =
-            ciborium::from_reader(bytes).map_err(|e| BundleError::Malformed(e.to_string()))?;
+        let b: Self = crate::cbor::decode_canonical(bytes).map_err(|e| match e {
+            crate::cbor::StrictError::Malformed { reason } => BundleError::Malformed(reason),
+            other => BundleError::NonCanonical(other),
+        })?;
         if b.version != BUNDLE_VERSION {
             return Err(BundleError::WrongVersion {
                 found: b.version,
@@ -236,5 +247,61 @@ mod tests {
         let bytes = azure.to_cbor();
         assert!(bytes.windows(10).any(|w| w == b"hcl_report"));
         assert_eq!(EvidenceBundle::from_cbor(&bytes).unwrap(), azure);
+    }
+
+    fn as_value(b: &EvidenceBundle) -> ciborium::Value {
+        ciborium::from_reader(b.to_cbor().as_slice()).unwrap()
+    }
+
+    fn to_bytes(v: &ciborium::Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        ciborium::into_writer(v, &mut out).unwrap();
+        out
+    }
+
+    fn entries(v: &mut ciborium::Value) -> &mut Vec<(ciborium::Value, ciborium::Value)> {
+        match v {
+            ciborium::Value::Map(m) => m,
+            other => panic!("a bundle encodes as a map, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bundle_with_an_unknown_key_is_malformed() {
+        let mut v = as_value(&bundle(None));
+        entries(&mut v).push((ciborium::Value::Text("ignored".into()), 1.into()));
+        let err = EvidenceBundle::from_cbor(&to_bytes(&v)).unwrap_err();
+        assert!(
+            matches!(&err, BundleError::Malformed(m) if m.contains("ignored")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_bundle_whose_key_is_a_byte_string_is_not_canonical() {
+        let mut v = as_value(&bundle(None));
+        let key = &mut entries(&mut v)[1].0;
+        assert_eq!(key, &ciborium::Value::Text("nonce".into()));
+        *key = ciborium::Value::Bytes(b"nonce".to_vec());
+        let bytes = to_bytes(&v);
+        assert!(matches!(
+            EvidenceBundle::from_cbor(&bytes),
+            Err(BundleError::NonCanonical(_))
+        ));
+    }
+
+    #[test]
+    fn a_bundle_with_a_nested_unknown_key_is_malformed() {
+        let mut v = as_value(&bundle(None));
+        let tpm = entries(&mut v)
+            .iter_mut()
+            .find(|(k, _)| k == &ciborium::Value::Text("tpm".into()))
+            .map(|(_, t)| t)
+            .unwrap();
+        entries(tpm).push((ciborium::Value::Text("extra".into()), 0.into()));
+        assert!(matches!(
+            EvidenceBundle::from_cbor(&to_bytes(&v)),
+            Err(BundleError::Malformed(m)) if m.contains("extra")
+        ));
     }
 }

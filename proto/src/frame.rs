@@ -1,8 +1,9 @@
 //! Stream framing: `version:u8 = 1 | kind:u8 | len:u32 | body` with a CBOR body.
 //!
 //! The header is checked (version, kind, length against the cap) before any body byte is
-//! read or allocated. Bodies are serde structs without `deny_unknown_fields`, so a newer
-//! peer may add optional fields; a new version number is refused with a clear error.
+//! read or allocated. Bodies decode strictly ([`crate::cbor`]): unknown fields and any encoding
+//! but the canonical one are refused, so a message has one encoding; a protocol change takes a
+//! new version number, which is refused with a clear error.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -65,6 +66,11 @@ pub enum FrameError {
     },
     #[error("malformed {kind:?} body: {reason}")]
     Body { kind: MessageKind, reason: String },
+    #[error("{kind:?} body is not canonically encoded: {error}")]
+    NonCanonical {
+        kind: MessageKind,
+        error: crate::cbor::StrictError,
+    },
     #[error("frame body ended after {have} of {need} bytes")]
     ShortBody { need: u32, have: usize },
 }
@@ -97,9 +103,7 @@ impl Frame {
 
 /// Encodes `msg` as one frame.
 pub fn encode<T: Serialize>(kind: MessageKind, msg: &T) -> Vec<u8> {
-    let mut body = Vec::new();
-    // Serializing plain structs into a Vec cannot fail.
-    ciborium::into_writer(msg, &mut body).expect("CBOR encoding into memory");
+    let body = crate::cbor::encode(msg);
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.push(PROTOCOL_VERSION);
     out.push(kind as u8);
@@ -109,7 +113,7 @@ pub fn encode<T: Serialize>(kind: MessageKind, msg: &T) -> Vec<u8> {
 }
 
 /// Decodes one whole frame (header and body, nothing after) of the expected kind.
-pub fn decode<T: DeserializeOwned>(
+pub fn decode<T: DeserializeOwned + Serialize>(
     buf: &[u8],
     expected: MessageKind,
     max_body: u32,
@@ -138,10 +142,13 @@ pub fn decode<T: DeserializeOwned>(
 }
 
 /// Decodes a body whose header was already checked.
-pub fn decode_body<T: DeserializeOwned>(kind: MessageKind, body: &[u8]) -> Result<T, FrameError> {
-    ciborium::from_reader(body).map_err(|e| FrameError::Body {
-        kind,
-        reason: e.to_string(),
+pub fn decode_body<T: DeserializeOwned + Serialize>(
+    kind: MessageKind,
+    body: &[u8],
+) -> Result<T, FrameError> {
+    crate::cbor::decode_canonical(body).map_err(|e| match e {
+        crate::cbor::StrictError::Malformed { reason } => FrameError::Body { kind, reason },
+        other => FrameError::NonCanonical { kind, error: other },
     })
 }
 
@@ -167,6 +174,27 @@ mod tests {
         let f = encode(MessageKind::EvidenceRequest, &request());
         let back: EvidenceRequest = decode(&f, MessageKind::EvidenceRequest, MAX_BODY_LEN).unwrap();
         assert_eq!(back, request());
+    }
+
+    #[test]
+    fn a_non_canonical_body_is_refused() {
+        // The request's body with its first key ("nonce") written as a byte string.
+        let mut f = encode(MessageKind::EvidenceRequest, &request());
+        let at = HEADER_LEN + 1;
+        assert_eq!(&f[at..at + 6], b"\x65nonce");
+        f[at] = 0x45;
+        let err =
+            decode::<EvidenceRequest>(&f, MessageKind::EvidenceRequest, MAX_BODY_LEN).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FrameError::NonCanonical {
+                    kind: MessageKind::EvidenceRequest,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -226,7 +254,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_optional_fields_are_ignored() {
+    fn unknown_fields_are_refused() {
         #[derive(serde::Serialize)]
         struct Newer {
             nonce: serde_bytes::ByteBuf,
@@ -243,7 +271,11 @@ mod tests {
                 future_field: 7,
             },
         );
-        let back: EvidenceRequest = decode(&f, MessageKind::EvidenceRequest, MAX_BODY_LEN).unwrap();
-        assert_eq!(back, request());
+        let err =
+            decode::<EvidenceRequest>(&f, MessageKind::EvidenceRequest, MAX_BODY_LEN).unwrap_err();
+        assert!(
+            matches!(&err, FrameError::Body { reason, .. } if reason.contains("future_field")),
+            "{err:?}"
+        );
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod anchor;
 pub mod binding;
+pub mod cbor;
 mod codec;
 pub mod echo;
 pub mod evidence;

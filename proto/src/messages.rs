@@ -1,4 +1,5 @@
-//! Stream messages of protocol version 1. Optional fields default, unknown fields are ignored.
+//! Stream messages of protocol version 1. Optional fields default; unknown fields and
+//! non-canonical encodings are refused (`crate::cbor`).
 
 use serde::{Deserialize, Serialize};
 
@@ -7,6 +8,7 @@ use crate::transcript::SignedTranscript;
 
 /// Asks the responder for fresh evidence bound to `nonce`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EvidenceRequest {
     /// The verifier's fresh nonce ([`crate::NONCE_LEN`] bytes).
     #[serde(with = "serde_bytes")]
@@ -20,6 +22,7 @@ pub struct EvidenceRequest {
 
 /// Which parts of the evidence to produce. Session keys and the transcript are always included.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Include {
     #[serde(default)]
     pub tdx: bool,
@@ -32,16 +35,19 @@ pub struct Include {
 
 /// The responder's answer to an [`EvidenceRequest`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EvidenceResponse {
     pub bundle: EvidenceBundle,
 }
 
 /// Asks for the signed transcript of this connection so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TranscriptRequest {}
 
 /// The signed transcript of this connection so far.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TranscriptResponse {
     pub transcript: SignedTranscript,
     /// The session key's SubjectPublicKeyInfo (DER) that signed it.
@@ -51,6 +57,7 @@ pub struct TranscriptResponse {
 
 /// Sent instead of a response when a request is refused; the stream then closes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ErrorMessage {
     pub code: u16,
     pub message: String,

@@ -94,6 +94,7 @@ impl Transcript {
 
 /// A transcript state signed by the responder's session key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SignedTranscript {
     pub count: u64,
     #[serde(with = "serde_bytes")]

@@ -4,28 +4,21 @@
 //! evidence and transcript requests stay with the tokio [`crate::server::Server`].
 
 use std::collections::HashMap;
-use std::io::ErrorKind;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use locus_net::busy::{BusyEndpoint, Received};
+use locus_net::ConfigError;
 use locus_proto::responder::EchoSession;
-use locus_proto::ALPN;
-use quinn_proto::crypto::rustls::QuicServerConfig;
-use quinn_proto::{
-    Connection, ConnectionHandle, DatagramEvent, Endpoint, EndpointConfig, Event, ServerConfig,
-    TransportConfig,
-};
+use quinn_proto::{Connection, ConnectionHandle, Event};
 use tracing::{debug, info, warn};
 
 use crate::session_key::SessionKey;
 
 /// Idle connections are closed after this long, as in the tokio server.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Largest UDP payload read; QUIC datagrams stay far below it.
-const MAX_UDP_PAYLOAD: usize = 65_535;
 
 /// What a busy responder did before it stopped.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,10 +34,8 @@ pub struct BusyReport {
 /// Why the busy responder could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum BusyError {
-    #[error("TLS configuration: {0}")]
-    Tls(#[from] rustls::Error),
-    #[error("QUIC configuration: {0}")]
-    Quic(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error("UDP socket: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -62,92 +53,53 @@ pub fn serve_busy(
     key: &SessionKey,
     stop: &AtomicBool,
 ) -> Result<BusyReport, BusyError> {
-    socket.set_nonblocking(true)?;
+    // Echoes only: evidence and transcript requests (streams) go to the tokio server.
+    let config = locus_net::server_config(key.cert_der(), key.private_key_der(), IDLE_TIMEOUT, 0)?;
     let mut driver = Driver {
-        endpoint: Endpoint::new(
-            Arc::new(EndpointConfig::default()),
-            Some(Arc::new(server_config(key)?)),
-            false,
-            None,
-        ),
+        endpoint: BusyEndpoint::new(socket, Some(config))?,
         peers: HashMap::new(),
-        io: Io {
-            socket,
-            send_buf: Vec::with_capacity(MAX_UDP_PAYLOAD),
-        },
         report: BusyReport::default(),
     };
-    let mut recv_buf = vec![0u8; MAX_UDP_PAYLOAD];
     while !stop.load(Ordering::Relaxed) {
-        match driver.io.socket.recv_from(&mut recv_buf) {
-            Ok((n, from)) => driver.on_datagram(Instant::now(), from, &recv_buf[..n])?,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+        match driver.endpoint.recv()? {
+            Some((received, event)) => driver.on_datagram(received, event)?,
+            None => {
                 driver.on_timers()?;
                 std::hint::spin_loop();
             }
-            Err(e) if is_transient(&e) => debug!("receive: {e}"),
-            Err(e) => return Err(e.into()),
         }
     }
     driver.close_all()?;
     Ok(driver.report)
 }
 
-/// The endpoint, its connections and the socket, driven from one thread.
+/// The endpoint and its connections, driven from one thread.
 struct Driver {
-    endpoint: Endpoint,
+    endpoint: BusyEndpoint,
     peers: HashMap<ConnectionHandle, Peer>,
-    io: Io,
     report: BusyReport,
 }
 
 impl Driver {
-    /// Feeds one UDP datagram, read at `received`, to the endpoint and the connection it is for.
-    fn on_datagram(
-        &mut self,
-        received: Instant,
-        from: SocketAddr,
-        data: &[u8],
-    ) -> Result<(), BusyError> {
-        self.io.send_buf.clear();
-        let event = self.endpoint.handle(
-            received,
-            from,
-            None,
-            None,
-            BytesMut::from(data),
-            &mut self.io.send_buf,
-        );
+    /// Hands what one UDP datagram, read at `received`, meant to the connection it is for.
+    fn on_datagram(&mut self, received: Instant, event: Received) -> Result<(), BusyError> {
         match event {
-            Some(DatagramEvent::ConnectionEvent(ch, event)) => {
+            Received::Connection(ch, event) => {
                 if let Some(peer) = self.peers.get_mut(&ch) {
                     peer.conn.handle_event(event);
                     self.drive(ch, received)?;
                 }
             }
-            Some(DatagramEvent::NewConnection(incoming)) => {
-                self.io.send_buf.clear();
-                match self
-                    .endpoint
-                    .accept(incoming, received, &mut self.io.send_buf, None)
-                {
-                    Ok((ch, conn)) => {
-                        self.report.connections += 1;
-                        info!(peer = %conn.remote_address(), "prober connected (busy)");
-                        let session = EchoSession::new();
-                        self.peers.insert(ch, Peer { conn, session });
-                        self.drive(ch, received)?;
-                    }
-                    Err(e) => {
-                        debug!(%from, "connection refused: {}", e.cause);
-                        if let Some(t) = e.response {
-                            self.io.send(t.size, t.destination)?;
-                        }
-                    }
+            Received::Incoming(incoming) => {
+                if let Some((ch, conn)) = self.endpoint.accept(incoming, received)? {
+                    self.report.connections += 1;
+                    info!(peer = %conn.remote_address(), "prober connected (busy)");
+                    let session = EchoSession::new();
+                    self.peers.insert(ch, Peer { conn, session });
+                    self.drive(ch, received)?;
                 }
             }
-            Some(DatagramEvent::Response(t)) => self.io.send(t.size, t.destination)?,
-            None => {}
+            Received::Nothing => {}
         }
         Ok(())
     }
@@ -207,23 +159,9 @@ impl Driver {
                     _ => {}
                 }
             }
-            self.io.send_buf.clear();
-            while let Some(t) = peer
-                .conn
-                .poll_transmit(Instant::now(), 1, &mut self.io.send_buf)
-            {
-                self.io.send(t.size, t.destination)?;
-                self.io.send_buf.clear();
-            }
-            let mut more = false;
-            while let Some(event) = peer.conn.poll_endpoint_events() {
-                drained |= event.is_drained();
-                if let Some(back) = self.endpoint.handle_event(ch, event) {
-                    peer.conn.handle_event(back);
-                    more = true;
-                }
-            }
-            if !more {
+            let sent = self.endpoint.transmit(ch, &mut peer.conn)?;
+            drained |= sent.drained;
+            if !sent.more {
                 break;
             }
         }
@@ -232,35 +170,6 @@ impl Driver {
         }
         Ok(())
     }
-}
-
-/// The socket and the buffer outgoing datagrams are written into.
-struct Io {
-    socket: UdpSocket,
-    send_buf: Vec<u8>,
-}
-
-impl Io {
-    /// Sends the first `len` bytes of `send_buf`. A full send buffer drops the datagram, as a
-    /// congested network would; QUIC recovers what matters.
-    fn send(&self, len: usize, to: SocketAddr) -> std::io::Result<()> {
-        match self.socket.send_to(&self.send_buf[..len], to) {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::WouldBlock || is_transient(&e) => {
-                debug!(%to, "datagram not sent: {e}");
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
-    }
-}
-
-/// Errors a UDP socket reports for one peer (e.g. ICMP port unreachable), not for the socket.
-fn is_transient(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        ErrorKind::Interrupted | ErrorKind::ConnectionRefused | ErrorKind::ConnectionReset
-    )
 }
 
 /// Answers every challenge datagram the connection holds.
@@ -290,28 +199,4 @@ fn answer(peer: &mut Peer, received: Instant, report: &mut BusyReport) {
             }
         }
     }
-}
-
-/// TLS 1.3 with the session key, ALPN `locus/1`, no 0-RTT, datagrams only (no streams).
-fn server_config(key: &SessionKey) -> Result<ServerConfig, BusyError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
-        .with_single_cert(vec![key.cert_der()], key.private_key_der())?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    tls.max_early_data_size = 0;
-    let crypto = QuicServerConfig::try_from(tls).map_err(|e| BusyError::Quic(e.to_string()))?;
-    let mut server = ServerConfig::with_crypto(Arc::new(crypto));
-    let mut transport = TransportConfig::default();
-    transport
-        .max_idle_timeout(Some(IDLE_TIMEOUT.try_into().map_err(
-            |e: quinn_proto::VarIntBoundsExceeded| BusyError::Quic(e.to_string()),
-        )?))
-        .datagram_receive_buffer_size(Some(4 << 20))
-        .datagram_send_buffer_size(4 << 20)
-        .max_concurrent_bidi_streams(0u32.into())
-        .max_concurrent_uni_streams(0u32.into());
-    server.transport_config(Arc::new(transport));
-    Ok(server)
 }

@@ -5,17 +5,20 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use locus_net::{read_datagram_spinning, ConfigError};
 use locus_proto::frame::{self, Frame, FrameError, MessageKind, HEADER_LEN};
 use locus_proto::messages::{
     codes, ErrorMessage, EvidenceRequest, EvidenceResponse, TranscriptRequest, TranscriptResponse,
 };
 use locus_proto::responder::EchoSession;
-use locus_proto::{DecodeError, Nonce, ALPN};
+use locus_proto::{DecodeError, Nonce};
 use tracing::{debug, info, warn};
 
 use crate::evidence::EvidenceSource;
 use crate::session_key::SessionKey;
 
+/// Evidence and transcript requests a prober may have open at once on one connection.
+const MAX_REQUEST_STREAMS: u32 = 64;
 /// How long one evidence or transcript request may take before the stream is dropped.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -44,11 +47,14 @@ impl ServerConfig {
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServerError {
-    #[error("TLS configuration: {0}")]
-    Tls(#[from] rustls::Error),
-    #[error("QUIC configuration: {0}")]
-    Quic(String),
+    /// The QUIC or TLS configuration was refused (see [`ConfigError`]'s variants).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// [`Server::start`] was called outside a tokio runtime: call it from inside one.
+    #[error("no async runtime: start the server inside a tokio runtime")]
+    NoRuntime,
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -80,11 +86,16 @@ impl Server {
             addr: config.listen,
             source,
         };
-        let runtime =
-            quinn::default_runtime().ok_or_else(|| ServerError::Quic("no async runtime".into()))?;
+        let runtime = quinn::default_runtime().ok_or(ServerError::NoRuntime)?;
+        let quic = locus_net::server_config(
+            key.cert_der(),
+            key.private_key_der(),
+            config.idle_timeout,
+            MAX_REQUEST_STREAMS,
+        )?;
         let endpoint = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
-            Some(quinn_config(&key, &config)?),
+            Some(quic),
             udp_socket(config.listen).map_err(bind_err)?,
             runtime,
         )
@@ -141,31 +152,6 @@ fn udp_socket(listen: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     let _ = s.set_send_buffer_size(SOCKET_BUFFER);
     s.bind(&listen.into())?;
     Ok(s.into())
-}
-
-fn quinn_config(key: &SessionKey, cfg: &ServerConfig) -> Result<quinn::ServerConfig, ServerError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
-        .with_single_cert(vec![key.cert_der()], key.private_key_der())?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    // Every connection is fresh: no resumption, no 0-RTT replays of requests.
-    tls.max_early_data_size = 0;
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
-        .map_err(|e| ServerError::Quic(e.to_string()))?;
-    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    let mut transport = quinn::TransportConfig::default();
-    transport
-        .max_idle_timeout(Some(cfg.idle_timeout.try_into().map_err(
-            |e: quinn::VarIntBoundsExceeded| ServerError::Quic(e.to_string()),
-        )?))
-        .datagram_receive_buffer_size(Some(4 << 20))
-        .datagram_send_buffer_size(4 << 20)
-        .max_concurrent_bidi_streams(64u32.into())
-        .max_concurrent_uni_streams(0u32.into());
-    server.transport_config(Arc::new(transport));
-    Ok(server)
 }
 
 async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>) {
@@ -226,25 +212,6 @@ async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>) {
     }
     streams.abort();
     info!(%peer, rejected, "prober disconnected");
-}
-
-/// Awaits the next datagram, first yielding to the runtime (which polls the socket without
-/// sleeping) for up to `spin`, then sleeping as usual.
-async fn read_datagram_spinning(
-    conn: &quinn::Connection,
-    spin: Duration,
-) -> Result<bytes::Bytes, quinn::ConnectionError> {
-    let until = Instant::now() + spin;
-    let read = conn.read_datagram();
-    tokio::pin!(read);
-    while Instant::now() < until {
-        tokio::select! {
-            biased;
-            r = &mut read => return r,
-            _ = tokio::task::yield_now() => {}
-        }
-    }
-    read.await
 }
 
 async fn serve_stream(
@@ -392,4 +359,53 @@ fn error_frame(e: &RequestError) -> Vec<u8> {
             message: e.to_string(),
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(config: ServerConfig) -> Result<Server, ServerError> {
+        Server::start(
+            config,
+            SessionKey::generate().unwrap(),
+            EvidenceSource::default(),
+        )
+    }
+
+    fn loopback() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    }
+
+    #[test]
+    fn outside_a_runtime_there_is_no_runtime() {
+        assert!(matches!(
+            start(ServerConfig::new(loopback())),
+            Err(ServerError::NoRuntime)
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_idle_timeout_quic_cannot_carry_is_named() {
+        let mut config = ServerConfig::new(loopback());
+        let too_long = Duration::from_secs(1 << 62);
+        config.idle_timeout = too_long;
+        match start(config) {
+            Err(ServerError::Config(ConfigError::IdleTimeout { timeout, .. })) => {
+                assert_eq!(timeout, too_long)
+            }
+            other => panic!("expected IdleTimeout, got {:?}", other.err()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_taken_address_is_a_bind_error_naming_it() {
+        let first = start(ServerConfig::new(loopback())).unwrap();
+        let taken = first.local_addr().unwrap();
+        match start(ServerConfig::new(taken)) {
+            Err(ServerError::Bind { addr, .. }) => assert_eq!(addr, taken),
+            other => panic!("expected Bind, got {:?}", other.err()),
+        }
+        first.shutdown().await;
+    }
 }

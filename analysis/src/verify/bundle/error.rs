@@ -115,6 +115,8 @@ pub enum BundleErrorKind {
     WrongVersion { found: u16, supported: u16 },
     #[error("malformed bundle: {0}")]
     Malformed(String),
+    #[error("bundle is not canonically encoded: {0}")]
+    NonCanonical(locus_proto::cbor::StrictError),
 }
 
 impl From<BundleError> for BundleErrorKind {
@@ -125,6 +127,7 @@ impl From<BundleError> for BundleErrorKind {
                 Self::WrongVersion { found, supported }
             }
             BundleError::Malformed(m) => Self::Malformed(m),
+            BundleError::NonCanonical(e) => Self::NonCanonical(e),
         }
     }
 }
