@@ -1,7 +1,7 @@
 //! Output shared by the cloud evidence verifiers: the JSON report with its verification time,
 //! or a verdict line and one line per check.
 
-use locus_analysis::verify::cloud::{CheckOutcome, Status};
+use locus_analysis::verify::cloud::{CheckOutcome, NamedCheck, Status};
 use serde::Serialize;
 
 /// The report as JSON, with the time it was verified at (`at`, unix seconds).
@@ -15,17 +15,18 @@ pub(super) fn print_json<T: Serialize>(report: &T, now: u64) -> anyhow::Result<(
 
 /// "valid WHAT" or "invalid WHAT: failed checks …", then each check, names padded to `width`.
 #[expect(clippy::print_stdout, reason = "the verdict is the command's output")]
-pub(super) fn print_checks<E>(
+pub(super) fn print_checks<E: NamedCheck>(
     what: &str,
     valid: bool,
-    failed_checks: &[&str],
+    failed_checks: &[E::Id],
     checks: &[CheckOutcome<E>],
     width: usize,
 ) {
     if valid {
         println!("valid {what}");
     } else {
-        println!("invalid {what}: failed checks {}", failed_checks.join(", "));
+        let names: Vec<String> = failed_checks.iter().map(|c| c.to_string()).collect();
+        println!("invalid {what}: failed checks {}", names.join(", "));
     }
     for c in checks {
         println!(
