@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use super::{Checks, NamedCheck, MAX_EVIDENCE_LEN};
+pub use crate::check::AzureCheck;
 use crate::verify::tdx::{self, Collateral, TdxError, TdxVerified, TrustRoot};
 use crate::verify::tpm::{self, TpmError, ALG_SHA256};
 
@@ -41,8 +42,8 @@ pub enum AzureError {
     #[error("not az-tdx-vtpm evidence: {reason}")]
     Decode { reason: String },
     /// The HCL report's header or runtime data header is malformed.
-    #[error("HCL report: {reason}")]
-    HclReport { reason: String },
+    #[error("HCL report: {0}")]
+    HclReport(HclReportError),
     /// The HCL variable data holds no usable `HCLAkPub` RSA JWK.
     #[error("HCL AK: {reason}")]
     HclAkPub { reason: String },
@@ -80,23 +81,52 @@ pub enum AzureError {
     HclUserData { reason: String },
 }
 
+/// Why an HCL report's size, header or runtime data header is malformed (all one check,
+/// `HclReport`). The report was cut, padded or is not an Azure TDX HCL report: fetch it again.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum HclReportError {
+    #[error("{len} bytes exceed the limit of {max}")]
+    TooLarge { len: usize, max: usize },
+    #[error("{len} bytes, the headers need {need}")]
+    Truncated { len: usize, need: usize },
+    #[error("signature {found:02x?} is not HCLA")]
+    Signature { found: [u8; 4] },
+    #[error("status {status:#x} or reserved header bytes nonzero")]
+    Header { status: u32 },
+    #[error("report type {found}, TDX is {expected}")]
+    ReportType { found: u32, expected: u32 },
+    #[error("hash type {found}, SHA-256 is {expected}")]
+    HashType { found: u32, expected: u32 },
+    #[error("variable data of {size} bytes overruns the report")]
+    VariableDataOverrun { size: usize },
+    #[error("runtime data size {runtime} is not variable data size {variable} + 20")]
+    RuntimeDataSize { runtime: usize, variable: usize },
+    #[error("report size {found}, the variable data ends at {end}")]
+    ReportSize { found: usize, end: usize },
+    #[error("nonzero bytes after the report")]
+    TrailingBytes,
+}
+
 impl NamedCheck for AzureError {
-    fn check(&self) -> &'static str {
+    type Id = AzureCheck;
+
+    fn check(&self) -> AzureCheck {
         match self {
-            Self::Oversized { .. } => "Oversized",
-            Self::Decode { .. } => "Decode",
-            Self::HclReport { .. } => "HclReport",
-            Self::HclAkPub { .. } => "HclAkPub",
-            Self::TpmQuoteParse(_) => "TpmQuoteParse",
-            Self::TpmQuoteSignature(_) => "TpmQuoteSignature",
-            Self::NonceRequired { .. } => "NonceRequired",
-            Self::Nonce { .. } => "Nonce",
-            Self::PcrSelection { .. } => "PcrSelection",
-            Self::PcrDigest { .. } => "PcrDigest",
-            Self::TdQuote(_) => "TdQuote",
-            Self::ReportData { .. } => "ReportData",
-            Self::HclTdReport { .. } => "HclTdReport",
-            Self::HclUserData { .. } => "HclUserData",
+            Self::Oversized { .. } => AzureCheck::Oversized,
+            Self::Decode { .. } => AzureCheck::Decode,
+            Self::HclReport { .. } => AzureCheck::HclReport,
+            Self::HclAkPub { .. } => AzureCheck::HclAkPub,
+            Self::TpmQuoteParse(_) => AzureCheck::TpmQuoteParse,
+            Self::TpmQuoteSignature(_) => AzureCheck::TpmQuoteSignature,
+            Self::NonceRequired { .. } => AzureCheck::NonceRequired,
+            Self::Nonce { .. } => AzureCheck::Nonce,
+            Self::PcrSelection { .. } => AzureCheck::PcrSelection,
+            Self::PcrDigest { .. } => AzureCheck::PcrDigest,
+            Self::TdQuote(_) => AzureCheck::TdQuote,
+            Self::ReportData { .. } => AzureCheck::ReportData,
+            Self::HclTdReport { .. } => AzureCheck::HclTdReport,
+            Self::HclUserData { .. } => AzureCheck::HclUserData,
         }
     }
 }
@@ -117,7 +147,7 @@ pub struct AzureIdentity {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AzureReport {
     pub valid: bool,
-    pub failed_checks: Vec<&'static str>,
+    pub failed_checks: Vec<AzureCheck>,
     /// `v1` or `v0`.
     pub encoding: Option<&'static str>,
     pub checks: Checks<AzureError>,
@@ -219,63 +249,68 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 
 /// Checks the HCL report's size and headers; returns the variable data.
 pub fn hcl_variable_data(hcl: &[u8]) -> Result<&[u8], AzureError> {
-    let err = |reason: String| AzureError::HclReport { reason };
-    if hcl.len() > MAX_HCL_REPORT_LEN {
-        return Err(err(format!(
-            "{} bytes exceed the limit of {MAX_HCL_REPORT_LEN}",
-            hcl.len()
-        )));
+    hcl_layout(hcl).map_err(AzureError::HclReport)
+}
+
+fn hcl_layout(hcl: &[u8]) -> Result<&[u8], HclReportError> {
+    use HclReportError as E;
+    let len = hcl.len();
+    if len > MAX_HCL_REPORT_LEN {
+        return Err(E::TooLarge {
+            len,
+            max: MAX_HCL_REPORT_LEN,
+        });
     }
-    if hcl.len() < VARIABLE_DATA_AT {
-        return Err(err(format!(
-            "{} bytes, the headers need {VARIABLE_DATA_AT}",
-            hcl.len()
-        )));
+    if len < VARIABLE_DATA_AT {
+        return Err(E::Truncated {
+            len,
+            need: VARIABLE_DATA_AT,
+        });
     }
     if &hcl[..4] != HCL_SIGNATURE {
-        return Err(err(format!("signature {:02x?} is not HCLA", &hcl[..4])));
+        let mut found = [0; 4];
+        found.copy_from_slice(&hcl[..4]);
+        return Err(E::Signature { found });
     }
     let status = u32_at(hcl, 16).unwrap_or(u32::MAX);
     if status != 0 || hcl[20..HCL_HEADER_LEN].iter().any(|b| *b != 0) {
-        return Err(err(format!(
-            "status {status:#x} or reserved header bytes nonzero"
-        )));
+        return Err(E::Header { status });
     }
     let report_type = u32_at(hcl, RUNTIME_HEADER_AT + 8).unwrap_or(0);
     if report_type != REPORT_TYPE_TDX {
-        return Err(err(format!(
-            "report type {report_type}, TDX is {REPORT_TYPE_TDX}"
-        )));
+        return Err(E::ReportType {
+            found: report_type,
+            expected: REPORT_TYPE_TDX,
+        });
     }
     let hash_type = u32_at(hcl, RUNTIME_HEADER_AT + 12).unwrap_or(0);
     if hash_type != HASH_TYPE_SHA256 {
-        return Err(err(format!(
-            "hash type {hash_type}, SHA-256 is {HASH_TYPE_SHA256}"
-        )));
+        return Err(E::HashType {
+            found: hash_type,
+            expected: HASH_TYPE_SHA256,
+        });
     }
     let data_size = u32_at(hcl, RUNTIME_HEADER_AT).unwrap_or(0) as usize;
     let var_size = u32_at(hcl, RUNTIME_HEADER_AT + 16).unwrap_or(0) as usize;
     let end = VARIABLE_DATA_AT
         .checked_add(var_size)
-        .filter(|end| *end <= hcl.len())
-        .ok_or_else(|| {
-            err(format!(
-                "variable data of {var_size} bytes overruns the report"
-            ))
-        })?;
+        .filter(|end| *end <= len)
+        .ok_or(E::VariableDataOverrun { size: var_size })?;
     if data_size != var_size + 20 {
-        return Err(err(format!(
-            "runtime data size {data_size} is not variable data size {var_size} + 20"
-        )));
+        return Err(E::RuntimeDataSize {
+            runtime: data_size,
+            variable: var_size,
+        });
     }
     let report_size = u32_at(hcl, 8).unwrap_or(0) as usize;
     if report_size != end {
-        return Err(err(format!(
-            "report size {report_size}, the variable data ends at {end}"
-        )));
+        return Err(E::ReportSize {
+            found: report_size,
+            end,
+        });
     }
     if hcl[end..].iter().any(|b| *b != 0) {
-        return Err(err("nonzero bytes after the report".into()));
+        return Err(E::TrailingBytes);
     }
     Ok(&hcl[VARIABLE_DATA_AT..end])
 }
@@ -366,7 +401,11 @@ pub fn verify(
         pcrs: Vec::new(),
         ak_modulus_sha256: None,
     };
-    if let Some(ev) = checks.record("Decode", decode(evidence_json), "az-tdx-vtpm JSON") {
+    if let Some(ev) = checks.record(
+        AzureCheck::Decode,
+        decode(evidence_json),
+        "az-tdx-vtpm JSON",
+    ) {
         report.encoding = Some(ev.encoding);
         report.pcrs = ev.pcrs.iter().map(hex::encode).collect();
         verify_decoded(&ev, nonce, now_unix, collateral, &mut checks, &mut report);
@@ -387,15 +426,15 @@ fn verify_decoded(
 ) {
     // HCL report and its AK.
     let var = checks.record(
-        "HclReport",
+        AzureCheck::HclReport,
         hcl_variable_data(&ev.hcl_report),
         "HCLA, TDX, SHA-256",
     );
     let ak = var.map(hcl_ak);
     let ak = match ak {
-        Some(ak) => checks.record("HclAkPub", ak, "RSA JWK HCLAkPub"),
+        Some(ak) => checks.record(AzureCheck::HclAkPub, ak, "RSA JWK HCLAkPub"),
         None => {
-            checks.skip("HclAkPub", "HCL report malformed");
+            checks.skip(AzureCheck::HclAkPub, "HCL report malformed");
             None
         }
     };
@@ -405,14 +444,18 @@ fn verify_decoded(
 
     // vTPM quote.
     let attest = tpm::parse_quote_attest(&ev.message).map_err(AzureError::TpmQuoteParse);
-    let attest = checks.record("TpmQuoteParse", attest, "TPMS_ATTEST");
+    let attest = checks.record(AzureCheck::TpmQuoteParse, attest, "TPMS_ATTEST");
     match &ak {
         Some((n, e)) => {
             let sig = tpm::verify_rsa_pkcs1_sha256(n, e, &ev.message, &ev.signature)
                 .map_err(AzureError::TpmQuoteSignature);
-            checks.record("TpmQuoteSignature", sig, "RSASSA-SHA256 by HCLAkPub");
+            checks.record(
+                AzureCheck::TpmQuoteSignature,
+                sig,
+                "RSASSA-SHA256 by HCLAkPub",
+            );
         }
-        None => checks.skip("TpmQuoteSignature", "no HCL AK"),
+        None => checks.skip(AzureCheck::TpmQuoteSignature, "no HCL AK"),
     }
     if let Some(attest) = &attest {
         if nonce.is_empty() {
@@ -420,7 +463,7 @@ fn verify_decoded(
                 found: hex::encode(&attest.extra_data),
             });
         } else if attest.extra_data == nonce {
-            checks.pass("Nonce", "extraData = nonce");
+            checks.pass(AzureCheck::Nonce, "extraData = nonce");
         } else {
             checks.fail(AzureError::Nonce {
                 expected: hex::encode(nonce),
@@ -429,12 +472,12 @@ fn verify_decoded(
         }
         let sel = pcr_selection(attest, &ev.pcrs);
         if checks
-            .record("PcrSelection", sel, "sha256 PCR0..23")
+            .record(AzureCheck::PcrSelection, sel, "sha256 PCR0..23")
             .is_some()
         {
             let found = tpm::pcr_digest(ev.pcrs.iter().map(Vec::as_slice));
             if found[..] == attest.pcr_digest[..] {
-                checks.pass("PcrDigest", "SHA-256 of the PCR values");
+                checks.pass(AzureCheck::PcrDigest, "SHA-256 of the PCR values");
             } else {
                 checks.fail(AzureError::PcrDigest {
                     expected: hex::encode(&attest.pcr_digest),
@@ -454,7 +497,7 @@ fn verify_decoded(
     } else {
         "signature and PCK chain; no collateral: TCB status unknown"
     };
-    let td = checks.record("TdQuote", td.map_err(AzureError::TdQuote), detail);
+    let td = checks.record(AzureCheck::TdQuote, td.map_err(AzureError::TdQuote), detail);
     if let Some(td) = &td {
         report.identity = Some(identity(td));
     }
@@ -463,19 +506,19 @@ fn verify_decoded(
     match (var, body) {
         (Some(var), Some(body)) => {
             checks.record(
-                "ReportData",
+                AzureCheck::ReportData,
                 check_report_data(var, &body[520..584]),
                 "SHA-256(HCL variable data) = REPORTDATA[0..32]",
             );
             checks.record(
-                "HclTdReport",
+                AzureCheck::HclTdReport,
                 hcl_td_report(&ev.hcl_report, body),
                 "TDREPORT = TD quote body",
             );
         }
         _ => {
-            checks.skip("ReportData", "HCL report or TD quote malformed");
-            checks.skip("HclTdReport", "HCL report or TD quote malformed");
+            checks.skip(AzureCheck::ReportData, "HCL report or TD quote malformed");
+            checks.skip(AzureCheck::HclTdReport, "HCL report or TD quote malformed");
         }
     }
 }
@@ -544,6 +587,60 @@ mod tests {
     const V0: &[u8] = include_bytes!("../../../../tests/vectors/azure-tdx-vtpm/evidence-v0.json");
     /// 2025-01-01, inside the PCK chain's validity (2023-09-13 .. 2030-09-13).
     const AT: u64 = 1_735_689_600;
+    const HCL: &[u8] = include_bytes!("../../../../tests/vectors/azure-tdx-vtpm/hcl-report.bin");
+
+    /// One malformation per HCL layout condition, each named by its own variant.
+    #[test]
+    fn each_hcl_layout_fault_has_its_variant() {
+        use HclReportError as E;
+        assert!(hcl_variable_data(HCL).is_ok());
+        let put = |at: usize, v: u32| {
+            let mut h = HCL.to_vec();
+            h[at..at + 4].copy_from_slice(&v.to_le_bytes());
+            h
+        };
+        let field = |at: usize| u32::from_le_bytes(HCL[at..at + 4].try_into().unwrap());
+        let var_size = field(RUNTIME_HEADER_AT + 16);
+        let mut signed = HCL.to_vec();
+        signed[0] = b'X';
+        let mut trailing = HCL.to_vec();
+        trailing.push(1);
+        type Case = (Vec<u8>, fn(&E) -> bool);
+        let cases: Vec<Case> = vec![
+            (vec![0; MAX_HCL_REPORT_LEN + 1], |e| {
+                matches!(e, E::TooLarge { .. })
+            }),
+            (
+                HCL[..100].to_vec(),
+                |e| matches!(e, E::Truncated { len: 100, need } if *need == VARIABLE_DATA_AT),
+            ),
+            (
+                signed,
+                |e| matches!(e, E::Signature { found } if found[0] == b'X'),
+            ),
+            (put(16, 7), |e| matches!(e, E::Header { status: 7 })),
+            (put(RUNTIME_HEADER_AT + 8, 9), |e| {
+                matches!(e, E::ReportType { found: 9, .. })
+            }),
+            (put(RUNTIME_HEADER_AT + 12, 9), |e| {
+                matches!(e, E::HashType { found: 9, .. })
+            }),
+            (put(RUNTIME_HEADER_AT + 16, u32::MAX >> 1), |e| {
+                matches!(e, E::VariableDataOverrun { .. })
+            }),
+            (put(RUNTIME_HEADER_AT, var_size + 21), |e| {
+                matches!(e, E::RuntimeDataSize { .. })
+            }),
+            (put(8, field(8) + 1), |e| matches!(e, E::ReportSize { .. })),
+            (trailing, |e| matches!(e, E::TrailingBytes)),
+        ];
+        for (i, (hcl, want)) in cases.iter().enumerate() {
+            match hcl_variable_data(hcl) {
+                Err(AzureError::HclReport(e)) => assert!(want(&e), "case {i}: {e:?}"),
+                other => panic!("case {i}: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn both_encodings_verify_with_unknown_tcb() {
@@ -562,11 +659,11 @@ mod tests {
     fn a_wrong_or_empty_nonce_is_rejected() {
         assert_eq!(
             verify(V1, b"challengf", AT, None).failed_checks,
-            vec!["Nonce"]
+            vec![AzureCheck::Nonce]
         );
         assert_eq!(
             verify(V1, b"", AT, None).failed_checks,
-            vec!["NonceRequired"]
+            vec![AzureCheck::NonceRequired]
         );
     }
 
