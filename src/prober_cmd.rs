@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use locus_analysis::evidence::NonceRecord;
+use locus_analysis::verify::bundle::NonceRecord;
 use locus_prober::once::{probe_once_then, EvidenceAsk, FetchedEvidence, TargetResult};
 use locus_prober::{RoundConfig, SpkiPolicy};
 use locus_proto::messages::Include;

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use locus_analysis::evidence::{
-    self, policy::NonceSection, policy::TdxSection, CheckId, EvidenceError, EvidencePolicy,
-    EvidenceReport, NonceLedger, Outcome, PolicyFile, Requirement, VerifyInputs,
+use locus_analysis::verify::bundle::{
+    self as evidence, policy::NonceSection, policy::TdxSection, CheckId, EvidenceError,
+    EvidencePolicy, EvidenceReport, NonceLedger, Outcome, PolicyFile, Requirement, VerifyInputs,
 };
 use locus_proto::evidence::{ByteBuf, EvidenceBundle};
 use locus_proto::messages::Include;
@@ -155,7 +155,11 @@ fn build() -> Fixture {
         tdx: TdxSection {
             root: Some("lab-root-ca.der".into()),
             collateral: Some("lab-collateral.json".into()),
+            accept_tcb: None,
         },
+        // These tests are about coalesced quotes; TD pinning has its own tests
+        // (tests/evidence_bundle.rs).
+        allow_unpinned_code: true,
         ..PolicyFile::default()
     }
     .resolve(&|name: &str| files.get(name).cloned().ok_or_else(|| "missing".into()))

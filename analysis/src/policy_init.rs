@@ -11,11 +11,11 @@ use thiserror::Error;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
-use crate::evidence::policy::{
-    PcrReference, PolicyFile, ReferenceSection, RtmrReference, TimingSection,
+use crate::verify::bundle::policy::{
+    EkSection, NonceSection, PcrReference, PolicyFile, ReferenceSection, TdxSection, TimingSection,
 };
-use crate::evidence::{
-    td_fields_unverified, verify_bundle, CheckId, NonceRecord, Outcome, Requirement, VerifyInputs,
+use crate::verify::bundle::{
+    verify_bundle, CheckId, NonceRecord, Outcome, PolicyError, Requirement, VerifyInputs,
 };
 
 /// Slack over the measured vTPM command time before `vtpm_timing` fails: a relayed vTPM adds its
@@ -71,7 +71,7 @@ pub enum InitError {
     BundleInvalid { failed: Vec<String> },
     /// A trust file given could not be used.
     #[error("{0}")]
-    Policy(#[from] crate::evidence::policy::PolicyError),
+    Policy(#[from] PolicyError),
 }
 
 /// Subject/issuer walk from `leaf` through `pool` to the highest certificate present (a
@@ -123,24 +123,14 @@ fn roots_seen(b: &EvidenceBundle) -> Vec<Vec<u8>> {
 
 /// The policy pinning what `b` measured; see the module doc.
 pub fn init_policy(b: &EvidenceBundle, opts: &InitOptions) -> Result<InitPolicy, InitError> {
-    let td = b.tdx.as_ref().and_then(|t| td_fields_unverified(&t.quote));
     let mut reference = ReferenceSection::default();
-    if let Some(f) = &td {
-        reference.mrtd = Some(hex::encode(f.mrtd));
-        reference.rtmrs = (0u8..4)
-            .map(|i| RtmrReference {
-                index: i,
-                sha384: hex::encode(f.rtmrs[usize::from(i)]),
-            })
-            .collect();
-        reference.td_attributes = Some(hex::encode(f.td_attributes));
-        reference.xfam = Some(hex::encode(f.xfam));
-    }
+    // MRTD, RTMR0-3, TD attributes, XFAM and MRCONFIGID as the TD quote reports them.
+    let td_pinned = b.tdx.as_ref().is_some_and(|t| reference.pin_td(&t.quote));
     if let Some(t) = &b.tpm {
         reference.pcrs = t
             .pcrs
             .iter()
-            .filter(|p| p.alg == crate::tpm::ALG_SHA256)
+            .filter(|p| p.alg == crate::verify::tpm::ALG_SHA256)
             .map(|p| PcrReference {
                 index: p.index,
                 sha256: hex::encode(&p.digest),
@@ -160,21 +150,26 @@ pub fn init_policy(b: &EvidenceBundle, opts: &InitOptions) -> Result<InitPolicy,
     // Anchors need an [anchors] section the operator writes.
     checks.insert(CheckId::Anchors, Requirement::Optional);
     let mut file = PolicyFile {
+        // Without a TD quote there is no code to pin: the policy says so, and verdicts under
+        // it are at most `inconclusive`.
+        allow_unpinned_code: !td_pinned,
         checks,
-        nonce: crate::evidence::policy::NonceSection {
+        nonce: NonceSection {
             issuer: opts.nonce_issuer.clone(),
             ..Default::default()
         },
-        ek: crate::evidence::policy::EkSection {
+        ek: EkSection {
             roots: ek_roots_pem
                 .as_ref()
                 .map(|_| vec![opts.ek_roots_path.clone()])
                 .unwrap_or_default(),
             intermediates: Vec::new(),
         },
-        tdx: crate::evidence::policy::TdxSection {
+        tdx: TdxSection {
             root: opts.tdx_root.as_ref().map(|r| r.path.clone()),
             collateral: opts.tdx_collateral.as_ref().map(|c| c.path.clone()),
+            // The TCB statuses accepted stay the verifier's default (UpToDate).
+            accept_tcb: None,
         },
         reference,
         timing: TimingSection {
@@ -283,8 +278,8 @@ fn commented(
                 ),
             }),
             "[reference]" => Some(format!(
-                "Golden measurements from the TD quote (MRTD, TD attributes, XFAM, RTMR0-3) and \
-                 the vTPM quote (PCRs) of {src}."
+                "Golden measurements from the TD quote (MRTD, TD attributes, XFAM, MRCONFIGID, \
+                 RTMR0-3) and the vTPM quote (PCRs) of {src}."
             )),
             "[[reference.pcrs]]" if !seen_pcrs => {
                 seen_pcrs = true;

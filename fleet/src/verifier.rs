@@ -1,12 +1,13 @@
 //! Verifying stored evidence offline: an evidence policy file with the trust files it names,
 //! a nonce ledger, and the bundle bytes, as `locus verify evidence`, `locus judge`, the monitor
-//! and the lab do. The verification itself is `locus_analysis::evidence` (pure); this module
+//! and the lab do. The verification itself is `locus_analysis::verify::bundle` (pure); this module
 //! reads the files it needs.
 
 use std::path::{Path, PathBuf};
 
-use locus_analysis::evidence::{
-    self, EvidencePolicy, EvidenceReport, NonceRecord, PolicyError, PolicyFile, VerifyInputs,
+use locus_analysis::verify::bundle::{
+    self as evidence, EvidencePolicy, EvidenceReport, NonceRecord, PolicyError, PolicyFile,
+    VerifyInputs,
 };
 use locus_analysis::Policy;
 use locus_proto::evidence::EvidenceBundle;

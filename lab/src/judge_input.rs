@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use locus_analysis::endorse::{verifying_key_from_pem, Endorsement, SignedInventory};
-use locus_analysis::poe::PoeEndorsement;
+use locus_analysis::verify::endorse::{verifying_key_from_pem, Endorsement, SignedInventory};
+use locus_analysis::verify::poe::PoeEndorsement;
 use locus_analysis::{BundleFindings, EvidenceSummary, NodeInput, SamplesFile};
 use locus_fleet::time::unix_now;
 use locus_fleet::verifier::BundleVerifier;

@@ -1,12 +1,12 @@
 //! Intel Platform Ownership Endorsements on disk: a lab POE issuer (`locus endorse poe
 //! issuer`), certificates and trust anchors from PEM or DER files, POE files verified under
-//! them. Issuing and verifying a POE document is `locus_analysis::poe` (pure).
+//! them. Issuing and verifying a POE document is `locus_analysis::verify::poe` (pure).
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use locus_analysis::poe::{self, PoeVerification};
+use locus_analysis::verify::poe::{self, PoeVerification};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
     PKCS_ECDSA_P384_SHA384,

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use locus_analysis::tdx::{self, Collateral};
+use locus_analysis::verify::tdx::{self, Collateral};
 
 /// Reads `path`; `what` names it in the error.
 pub fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {

@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use locus_analysis::eventlog;
-use locus_analysis::evidence::{verify_bundle, EvidencePolicy, NonceRecord, Outcome, VerifyInputs};
+use locus_analysis::verify::bundle::{
+    verify_bundle, EvidencePolicy, NonceRecord, Outcome, VerifyInputs,
+};
+use locus_analysis::verify::eventlog;
 use locus_proto::messages::Include;
 use locus_proto::transcript::Transcript;
 use serde::Serialize;

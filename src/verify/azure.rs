@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use locus_analysis::cloud::azure;
-use locus_analysis::tdx;
+use locus_analysis::verify::cloud::azure;
+use locus_analysis::verify::tdx;
 
-use locus_analysis::cloud::CheckOutcome;
+use locus_analysis::verify::cloud::CheckOutcome;
 
 use super::cloud_report::{verify_file, Verified};
 
@@ -65,7 +65,13 @@ impl Verified for azure::AzureReport {
     const WIDTH: usize = 18;
     type Error = azure::AzureError;
 
-    fn outcome(&self) -> (bool, &[&'static str], &[CheckOutcome<Self::Error>]) {
+    fn outcome(
+        &self,
+    ) -> (
+        bool,
+        &[locus_analysis::check::AzureCheck],
+        &[CheckOutcome<Self::Error>],
+    ) {
         (self.valid, &self.failed_checks, self.checks.all())
     }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use locus_analysis::cloud::{self, CheckOutcome, Status};
+use locus_analysis::verify::cloud::{self, CheckOutcome, NamedCheck, Status};
 use locus_fleet::time::{parse_at, unix_now};
 use serde::Serialize;
 
@@ -18,9 +18,19 @@ pub(super) trait Verified: Serialize {
     /// Width the check names are padded to.
     const WIDTH: usize;
     /// The error a failed check carries.
-    type Error;
-    /// Whether it is valid, the failed checks' names and every check.
-    fn outcome(&self) -> (bool, &[&'static str], &[CheckOutcome<Self::Error>]);
+    type Error: NamedCheck;
+    /// Whether it is valid, the failed checks and every check.
+    #[expect(
+        clippy::type_complexity,
+        reason = "the three parts the report is printed from"
+    )]
+    fn outcome(
+        &self,
+    ) -> (
+        bool,
+        &[<Self::Error as NamedCheck>::Id],
+        &[CheckOutcome<Self::Error>],
+    );
     /// What the report identifies (platform, instance, registers), printed after the checks.
     fn print_details(&self);
 }
@@ -77,17 +87,18 @@ fn print_json<T: Serialize>(report: &T, now: u64) -> anyhow::Result<()> {
 
 /// "valid WHAT" or "invalid WHAT: failed checks …", then each check, names padded to `width`.
 #[expect(clippy::print_stdout, reason = "the verdict is the command's output")]
-fn print_checks<E>(
+fn print_checks<E: NamedCheck>(
     what: &str,
     valid: bool,
-    failed_checks: &[&str],
+    failed_checks: &[E::Id],
     checks: &[CheckOutcome<E>],
     width: usize,
 ) {
     if valid {
         println!("valid {what}");
     } else {
-        println!("invalid {what}: failed checks {}", failed_checks.join(", "));
+        let names: Vec<String> = failed_checks.iter().map(|c| c.to_string()).collect();
+        println!("invalid {what}: failed checks {}", names.join(", "));
     }
     for c in checks {
         println!(

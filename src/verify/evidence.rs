@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use locus_analysis::evidence::{EvidenceReport, Outcome};
+use locus_analysis::verify::bundle::{EvidenceReport, Outcome};
 use locus_fleet::time::{parse_at, unix_now};
 use locus_fleet::verifier::{read, BundleVerifier};
 

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use locus_analysis::cloud::{self, gce};
+use locus_analysis::verify::cloud::{self, gce};
 
 use locus_lab::poe::read_certificates;
 
-use locus_analysis::cloud::CheckOutcome;
+use locus_analysis::verify::cloud::CheckOutcome;
 
 use super::cloud_report::{verify_file, Verified};
 
@@ -73,7 +73,13 @@ impl Verified for gce::GceReport {
     const WIDTH: usize = 20;
     type Error = gce::GceError;
 
-    fn outcome(&self) -> (bool, &[&'static str], &[CheckOutcome<Self::Error>]) {
+    fn outcome(
+        &self,
+    ) -> (
+        bool,
+        &[locus_analysis::check::GceCheck],
+        &[CheckOutcome<Self::Error>],
+    ) {
         (self.valid, &self.failed_checks, self.checks.all())
     }
 

@@ -187,8 +187,8 @@ fn a_lab_directory_and_a_configfs_tree_give_tdx_evidence() {
 /// process, behind `TsmFs`.)
 #[tokio::test]
 async fn a_configfs_bundle_verifies_under_the_policy_captured_from_it() {
-    use locus_analysis::evidence::{verify_bundle, CheckId, NonceRecord, VerifyInputs};
     use locus_analysis::policy_init::{init_policy, InitOptions, NamedFile};
+    use locus_analysis::verify::bundle::{verify_bundle, CheckId, NonceRecord, VerifyInputs};
     use locus_proto::messages::Include;
     use locus_proto::transcript::Transcript;
 
@@ -261,7 +261,7 @@ async fn a_configfs_bundle_verifies_under_the_policy_captured_from_it() {
     assert!(report.valid(), "{:?}", report.failed());
 
     // Another MRTD, debug TD attributes or other XFAM each fail td_reference, naming it.
-    type Edit = fn(&mut locus_analysis::evidence::PolicyFile);
+    type Edit = fn(&mut locus_analysis::verify::bundle::PolicyFile);
     let edits: [(&str, Edit); 3] = [
         ("MRTD", |p| p.reference.mrtd = Some("ab".repeat(48))),
         ("TD attributes", |p| {
