@@ -8,6 +8,7 @@
 pub mod anchor;
 pub mod binding;
 pub mod cbor;
+pub mod credential;
 mod codec;
 pub mod echo;
 pub mod evidence;
