@@ -71,6 +71,36 @@ impl EkPublic {
             .map(EkPublic::EccP256)
             .map_err(|e| CredentialError::UnsupportedEk(e.to_string()))
     }
+
+    /// An RSA EK from its modulus and public exponent (big-endian), as a TPMT_PUBLIC holds
+    /// them.
+    pub fn rsa(n: &[u8], e: &[u8]) -> Result<Self, CredentialError> {
+        rsa::RsaPublicKey::new(
+            rsa::BigUint::from_bytes_be(n),
+            rsa::BigUint::from_bytes_be(e),
+        )
+        .map(EkPublic::Rsa)
+        .map_err(|e| CredentialError::UnsupportedEk(e.to_string()))
+    }
+
+    /// An ECC P-256 EK from its affine coordinates (big-endian, up to 32 bytes each).
+    pub fn ecc_p256(x: &[u8], y: &[u8]) -> Result<Self, CredentialError> {
+        let pad = |c: &[u8]| -> Result<[u8; 32], CredentialError> {
+            let first = c.iter().position(|b| *b != 0).unwrap_or(c.len());
+            let c = &c[first..];
+            let mut out = [0u8; 32];
+            let at = 32usize.checked_sub(c.len()).ok_or_else(|| {
+                CredentialError::UnsupportedEk(format!("a coordinate of {} bytes", c.len()))
+            })?;
+            out[at..].copy_from_slice(c);
+            Ok(out)
+        };
+        let (x, y) = (pad(x)?, pad(y)?);
+        let point = p256::EncodedPoint::from_affine_coordinates(&x.into(), &y.into(), false);
+        p256::PublicKey::from_sec1_bytes(point.as_bytes())
+            .map(EkPublic::EccP256)
+            .map_err(|e| CredentialError::UnsupportedEk(e.to_string()))
+    }
 }
 
 /// TPM2_MakeCredential's output, each the contents of its TPM2B (no size prefix), as
