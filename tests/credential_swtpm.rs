@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use locus_analysis::verify::credential::ek_public_from_cert;
 use locus_proto::credential::{make_credential, object_name, EkPublic};
 use locus_responder::tpm::swtpm::{Swtpm, SwtpmOptions};
 use locus_responder::tpm::{EkKind, Vtpm, VtpmConfig, VtpmError, EK_CERT_NV_RSA};
@@ -34,7 +33,7 @@ fn rng(seed: u64) -> rand::rngs::StdRng {
 fn ek_from_cert(vtpm: &Vtpm) -> EkPublic {
     let certs = vtpm.ek_certs().unwrap();
     let cert = certs.iter().find(|c| c.nv_index == EK_CERT_NV_RSA).unwrap();
-    ek_public_from_cert(&cert.der).unwrap()
+    EkPublic::from_certificate_der(&cert.der).unwrap()
 }
 
 /// The ECC P-256 EK's point from its TPM2B_PUBLIC (default template L-2: 32-byte policy,
@@ -86,7 +85,13 @@ fn a_software_tpm_with_a_copied_ek_certificate_cannot_activate() {
         .activate_credential(EkKind::Rsa2048, &c.id_object, &c.encrypted_secret)
         .unwrap_err();
     assert!(
-        matches!(e, VtpmError::Command { op: "activate_credential", .. }),
+        matches!(
+            e,
+            VtpmError::Command {
+                op: "activate_credential",
+                ..
+            }
+        ),
         "{e:?}"
     );
     // The same credential made for the genuine TPM's own AK works there: the refusal above is
@@ -113,7 +118,13 @@ fn a_credential_for_another_ak_name_is_refused_by_the_tpm() {
         .activate_credential(EkKind::Rsa2048, &c.id_object, &c.encrypted_secret)
         .unwrap_err();
     assert!(
-        matches!(e, VtpmError::Command { op: "activate_credential", .. }),
+        matches!(
+            e,
+            VtpmError::Command {
+                op: "activate_credential",
+                ..
+            }
+        ),
         "{e:?}"
     );
 }

@@ -18,6 +18,7 @@
 use aes::cipher::{AsyncStreamCipher, KeyIvInit};
 use hmac::{Hmac, Mac};
 use p256::elliptic_curve::sec1::ToEncodedPoint;
+use rand_chacha::rand_core::SeedableRng;
 use rsa::pkcs8::DecodePublicKey;
 use rsa::rand_core::CryptoRngCore;
 use sha2::{Digest, Sha256};
@@ -32,6 +33,11 @@ const ALG_SHA256: u16 = 0x000b;
 const DIGEST_LEN: usize = 32;
 /// AES-128: the low-range EK templates' symmetric key size in bits.
 const SYM_KEY_BITS: u32 = 128;
+
+/// NV index of the RSA-2048 EK certificate (TCG EK Credential Profile, template L-1).
+pub const EK_CERT_NV_RSA_2048: u32 = 0x01c0_0002;
+/// NV index of the ECC NIST P-256 EK certificate (template L-2).
+pub const EK_CERT_NV_ECC_P256: u32 = 0x01c0_000a;
 
 /// Largest credential a TPM2B_DIGEST can carry with a SHA-256 EK: the digest size.
 pub const MAX_CREDENTIAL_LEN: usize = DIGEST_LEN;
@@ -70,6 +76,23 @@ impl EkPublic {
         p256::PublicKey::from_public_key_der(spki)
             .map(EkPublic::EccP256)
             .map_err(|e| CredentialError::UnsupportedEk(e.to_string()))
+    }
+
+    /// The EK public key of an EK certificate (DER).
+    pub fn from_certificate_der(der: &[u8]) -> Result<Self, CredentialError> {
+        use x509_parser::prelude::FromDer;
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der)
+            .map_err(|e| CredentialError::UnsupportedEk(format!("EK certificate: {e}")))?;
+        Self::from_spki_der(cert.public_key().raw)
+    }
+
+    /// Whether this key is the kind the EK certificate index `nv_index` holds (a nonce can only
+    /// be sealed to the two low-range EKs, which a TPM recreates from their default templates).
+    pub fn fits_cert_index(&self, nv_index: u32) -> bool {
+        matches!(
+            (self, nv_index),
+            (EkPublic::Rsa(_), EK_CERT_NV_RSA_2048) | (EkPublic::EccP256(_), EK_CERT_NV_ECC_P256)
+        )
     }
 
     /// An RSA EK from its modulus and public exponent (big-endian), as a TPMT_PUBLIC holds
@@ -134,6 +157,28 @@ pub fn object_name(tpm2b_public: &[u8]) -> Result<Vec<u8>, CredentialError> {
     let mut name = ALG_SHA256.to_be_bytes().to_vec();
     name.extend_from_slice(&Sha256::digest(rest));
     Ok(name)
+}
+
+/// Domain tag of the randomness [`seal_nonce`] derives from the nonce.
+pub const SEAL_RNG_TAG: &[u8] = b"locus/credential/seal-rng/v1\0";
+
+/// Seals an evidence nonce as the credential for the AK named `name` under `ek`.
+///
+/// Deterministic in its inputs: the seed, the OAEP padding or ephemeral ECDH key are drawn
+/// from ChaCha20 keyed with SHA-256(`SEAL_RNG_TAG` ‖ nonce). The nonce stays secret until the
+/// responder activates the credential, so this randomness is unpredictable to anyone without
+/// the EK; once the bundle shows the nonce, a verifier recomputes exactly the credential the
+/// prober sent and so learns, without storing anything, which EK and AK name it was sealed to.
+pub fn seal_nonce(
+    ek: &EkPublic,
+    name: &[u8],
+    nonce: &crate::Nonce,
+) -> Result<Credential, CredentialError> {
+    let mut h = Sha256::new();
+    h.update(SEAL_RNG_TAG);
+    h.update(nonce);
+    let mut rng = rand_chacha::ChaCha20Rng::from_seed(h.finalize().into());
+    make_credential(ek, name, nonce, &mut rng)
 }
 
 /// TPM2_MakeCredential: protects `credential` for the object named `name` under `ek`.
@@ -286,7 +331,7 @@ mod tests {
         let p = ak_public();
         let name = object_name(&p).unwrap();
         assert_eq!(&name[..2], &[0x00, 0x0b]);
-        assert_eq!(&name[2..], Sha256::digest(&p[2..]).as_slice());
+        assert_eq!(name[2..], Sha256::digest(&p[2..])[..]);
         let mut sha1 = p.clone();
         sha1[5] = 0x04;
         assert_eq!(
@@ -306,12 +351,22 @@ mod tests {
         assert_eq!(out.len(), 48);
         let block = |i: u32| {
             let mut m = HmacSha256::new_from_slice(&key).unwrap();
-            m.update(&[&i.to_be_bytes()[..], b"STORAGE\0name", &384u32.to_be_bytes()].concat());
+            m.update(
+                &[
+                    &i.to_be_bytes()[..],
+                    b"STORAGE\0name",
+                    &384u32.to_be_bytes(),
+                ]
+                .concat(),
+            );
             m.finalize().into_bytes().to_vec()
         };
         assert_eq!(out, [block(1), block(2)].concat()[..48].to_vec());
         // The bit count is part of each block's input: a shorter output is not a prefix.
-        assert_ne!(kdfa(&key, b"STORAGE", b"name", b"", 128), out[..16].to_vec());
+        assert_ne!(
+            kdfa(&key, b"STORAGE", b"name", b"", 128),
+            out[..16].to_vec()
+        );
     }
 
     #[test]

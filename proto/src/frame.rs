@@ -27,6 +27,8 @@ pub enum MessageKind {
     EvidenceResponse = 2,
     TranscriptRequest = 3,
     TranscriptResponse = 4,
+    KeysRequest = 5,
+    KeysResponse = 6,
     Error = 0x7f,
 }
 
@@ -37,6 +39,8 @@ impl MessageKind {
             2 => Self::EvidenceResponse,
             3 => Self::TranscriptRequest,
             4 => Self::TranscriptResponse,
+            5 => Self::KeysRequest,
+            6 => Self::KeysResponse,
             0x7f => Self::Error,
             _ => return None,
         })
@@ -166,6 +170,7 @@ mod tests {
                 anchors: vec!["fra".into()],
             },
             issuer: Some("verifier".into()),
+            sealed: None,
         }
     }
 

@@ -8,8 +8,8 @@
 pub mod anchor;
 pub mod binding;
 pub mod cbor;
-pub mod credential;
 mod codec;
+pub mod credential;
 pub mod echo;
 pub mod evidence;
 pub mod frame;

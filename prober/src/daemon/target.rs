@@ -15,7 +15,7 @@ use super::clock::WallClock;
 use super::config::{ProbeSettings, TargetConfig};
 use super::writer::{KeySeen, Write};
 use crate::metrics::{ProberMetrics, TargetLabels};
-use crate::requests::request_evidence;
+use crate::requests::request_evidence_sealed;
 use crate::store::{EvidenceRecord, RoundRecord, SampleRecord, Store};
 use crate::{connect_on, run_round_from, RoundConfig, RoundReport, SpkiPolicy, Target};
 
@@ -367,8 +367,11 @@ async fn evidence(
     };
     let at = shared.unix_now_ns();
     let t0 = Instant::now();
-    let result =
-        tokio::time::timeout(EVIDENCE_TIMEOUT, request_evidence(target, &nonce, include)).await;
+    let result = tokio::time::timeout(
+        EVIDENCE_TIMEOUT,
+        request_evidence_sealed(target, &nonce, include, None),
+    )
+    .await;
     let rtt = t0.elapsed();
     let (error, bundle) = match result {
         // Stored as received: the monitor verifies it against its policy.

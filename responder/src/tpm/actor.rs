@@ -11,27 +11,28 @@ use tss_esapi::abstraction::nv::{self, NvOpenOptions};
 use tss_esapi::abstraction::pcr;
 use tss_esapi::abstraction::{ek, AsymmetricAlgorithmSelection};
 use tss_esapi::attributes::{NvIndexAttributesBuilder, ObjectAttributesBuilder};
+use tss_esapi::constants::SessionType;
 use tss_esapi::constants::{CapabilityType, NvIndexType};
 use tss_esapi::handles::{KeyHandle, NvIndexTpmHandle, PcrHandle, PersistentTpmHandle, TpmHandle};
 use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
-use tss_esapi::constants::SessionType;
 use tss_esapi::interface_types::ecc::EccCurve;
 use tss_esapi::interface_types::key_bits::RsaKeyBits;
 use tss_esapi::interface_types::resource_handles::{Hierarchy, NvAuth};
 use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
 use tss_esapi::structures::{
     CapabilityData, Data, Digest, DigestValues, EccPoint, EccScheme, EncryptedSecret, HashScheme,
-    IdObject, KeyDerivationFunctionScheme, SymmetricDefinition, NvPublicBuilder, PcrSelectionList, PcrSelectionListBuilder,
-    PcrSlot, Public, PublicBuilder, PublicEccParametersBuilder, SignatureScheme,
+    IdObject, KeyDerivationFunctionScheme, NvPublicBuilder, PcrSelectionList,
+    PcrSelectionListBuilder, PcrSlot, Public, PublicBuilder, PublicEccParametersBuilder,
+    SignatureScheme, SymmetricDefinition,
 };
 use tss_esapi::tcti_ldr::{DeviceConfig, NetworkTPMConfig};
 use tss_esapi::traits::{Marshall, UnMarshall};
 use tss_esapi::{Context, TctiNameConf};
 
 use super::{
-    AkSource, CheapRtt, EkKind, Tcti, VtpmConfig, VtpmError, VtpmQuote, ALG_SHA256, AZURE_HCL_AK_HANDLE,
-    AZURE_HCL_REPORT_NV, AZURE_USER_DATA_NV, GCE_AK_CERT_NV_ECC, GCE_AK_CERT_NV_RSA,
-    GCE_AK_TEMPLATE_NV_ECC, GCE_AK_TEMPLATE_NV_RSA,
+    AkSource, CheapRtt, EkKind, Tcti, VtpmConfig, VtpmError, VtpmQuote, ALG_SHA256,
+    AZURE_HCL_AK_HANDLE, AZURE_HCL_REPORT_NV, AZURE_USER_DATA_NV, GCE_AK_CERT_NV_ECC,
+    GCE_AK_CERT_NV_RSA, GCE_AK_TEMPLATE_NV_ECC, GCE_AK_TEMPLATE_NV_RSA,
 };
 
 /// How often the PCRs are re-read when they change around a quote.
@@ -641,16 +642,17 @@ fn activate_credential(
         let ak = s.ak;
         let r = PolicySession::try_from(session)
             .and_then(|policy| {
-                s.ctx.execute_with_session(Some(AuthSession::Password), |c| {
-                    c.policy_secret(
-                        policy,
-                        tss_esapi::handles::AuthHandle::Endorsement,
-                        Default::default(),
-                        Default::default(),
-                        Default::default(),
-                        None,
-                    )
-                })
+                s.ctx
+                    .execute_with_session(Some(AuthSession::Password), |c| {
+                        c.policy_secret(
+                            policy,
+                            tss_esapi::handles::AuthHandle::Endorsement,
+                            Default::default(),
+                            Default::default(),
+                            Default::default(),
+                            None,
+                        )
+                    })
             })
             .and_then(|_| {
                 s.ctx.execute_with_sessions(
@@ -660,7 +662,9 @@ fn activate_credential(
             })
             .map(|d| d.value().to_vec())
             .map_err(cmd_err(OP));
-        let _ = s.ctx.flush_context(tss_esapi::handles::SessionHandle::from(session).into());
+        let _ = s
+            .ctx
+            .flush_context(tss_esapi::handles::SessionHandle::from(session).into());
         r
     });
     let _ = s.ctx.flush_context(ek.into());

@@ -32,9 +32,9 @@ use actor::{Actor, Op, Reply};
 pub const ALG_SHA256: u16 = 0x000b;
 
 /// NV index of the RSA-2048 EK certificate (TCG EK Credential Profile).
-pub const EK_CERT_NV_RSA: u32 = 0x01c0_0002;
+pub const EK_CERT_NV_RSA: u32 = locus_proto::credential::EK_CERT_NV_RSA_2048;
 /// NV index of the ECC NIST P-256 EK certificate.
-pub const EK_CERT_NV_ECC: u32 = 0x01c0_000a;
+pub const EK_CERT_NV_ECC: u32 = locus_proto::credential::EK_CERT_NV_ECC_P256;
 
 /// GCE's platform-provisioned AKs (go-tpm-tools `client/handles.go`): the AK template
 /// (TPMT_PUBLIC) and the AK certificate (DER, issued by Google's EK/AK CA, naming the zone) in

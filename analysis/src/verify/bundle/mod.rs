@@ -15,6 +15,7 @@ use locus_proto::transcript::TranscriptError;
 use thiserror::Error;
 
 use crate::verify::cloud::azure::AzureError;
+use crate::verify::credential::{check_sealed_nonce, SealError};
 use crate::verify::eventlog::{self, CrossCheckError, EventLogError};
 use crate::verify::tdx::{coalesced_report_data, InclusionProof, TdxError, TdxVerified};
 use crate::verify::tpm::{self, TpmError};
@@ -121,6 +122,8 @@ pub enum EvidenceError {
     EkChain(#[from] EkChainError),
     #[error("the AK certificate certifies another key than the quoting AK")]
     AkCertKeyMismatch,
+    #[error("credential activation: {0}")]
+    Seal(#[from] SealError),
     #[error("in-TD vTPM round trip {found_ns} ns exceeds {max_ns} ns (a relayed vTPM?)")]
     VtpmTooSlow { found_ns: u64, max_ns: u64 },
     #[error("anchor report: {0}")]
@@ -849,25 +852,43 @@ pub fn verify_bundle(
         Outcome::Fail(first_err.unwrap_or(EkChainError::NoEkCertificate).into())
     });
 
+    // `ek_chain` says a certificate is genuine, not that this AK shares its TPM: that takes a
+    // provider AK certificate or the nonce sealed to the EK (credential activation).
     run.record(CheckId::AkEkBinding, || {
         let Some(t) = tpm else {
             return Outcome::Skipped("the bundle has no vTPM part".into());
         };
-        let Some(cert) = &t.ak_cert else {
-            return Outcome::Skipped(
-                "no provider AK certificate (credential activation is not implemented)".into(),
-            );
-        };
         let mut intermediates: Vec<Vec<u8>> = t.ca_certs.iter().map(|c| c.to_vec()).collect();
         intermediates.extend(policy.ek_intermediates.iter().cloned());
         let now = i64::try_from(inputs.now_unix).unwrap_or(i64::MAX);
-        result(check_ak_cert(
-            &t.ak_public,
-            cert,
-            &intermediates,
-            &policy.ek_roots,
-            now,
-        ))
+        if t.ak_cert.is_none() && t.sealed_nonce.is_none() {
+            return if policy.requirement(CheckId::EkChain) == Requirement::Required {
+                Outcome::Fail(SealError::NoProof.into())
+            } else {
+                Outcome::Skipped("no provider AK certificate and no sealed nonce".into())
+            };
+        }
+        if policy.ek_roots.is_empty() {
+            return Outcome::Skipped("no EK roots in the policy".into());
+        }
+        if let Some(cert) = &t.ak_cert {
+            if let Err(e) = check_ak_cert(&t.ak_public, cert, &intermediates, &policy.ek_roots, now)
+            {
+                return Outcome::Fail(e);
+            }
+        }
+        let Some(sealed) = &t.sealed_nonce else {
+            return Outcome::Pass;
+        };
+        let chains = |der: &[u8]| {
+            ekchain::verify_chain(der, &intermediates, &policy.ek_roots, now)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        result(
+            check_sealed_nonce(sealed, &b.nonce, &t.ak_public, &t.ek_certs, &chains)
+                .map_err(Into::into),
+        )
     });
 
     run.record(CheckId::VtpmTiming, || {
