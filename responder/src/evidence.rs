@@ -172,6 +172,14 @@ impl EvidenceSource {
         self
     }
 
+    /// EK certificates to present instead of reading them from the vTPM's NV (a provider that
+    /// publishes them out of band). Nothing trusts them for that: a verifier seals its nonce
+    /// to the EK they name, which only the TPM holding that EK can unseal.
+    pub fn with_ek_certs(self, certs: Vec<EkCert>) -> Self {
+        let _ = self.ek_certs.set(certs);
+        self
+    }
+
     /// TLS anchors to time when an evidence request names them.
     pub fn with_anchors(mut self, anchors: AnchorsConfig) -> Self {
         self.anchors = Some(anchors);
