@@ -91,13 +91,24 @@ fn policy(genuine: &Swtpm) -> EvidencePolicy {
     .unwrap()
 }
 
-fn verify(b: &EvidenceBundle, policy: &EvidencePolicy, issued: &Nonce) -> Vec<(CheckId, Outcome)> {
-    // Swtpm's EK certificates are dated at their creation, moments ago.
-    let now = SystemTime::now()
+fn unix_now() -> u64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
-        + 1;
+}
+
+fn verify(b: &EvidenceBundle, policy: &EvidencePolicy, issued: &Nonce) -> Vec<(CheckId, Outcome)> {
+    // Swtpm's EK certificates are dated at their creation, moments ago.
+    verify_at(b, policy, issued, unix_now() + 1)
+}
+
+fn verify_at(
+    b: &EvidenceBundle,
+    policy: &EvidencePolicy,
+    issued: &Nonce,
+    now: u64,
+) -> Vec<(CheckId, Outcome)> {
     let inputs = VerifyInputs {
         now_unix: now,
         nonce_record: Some(NonceRecord {
@@ -173,6 +184,30 @@ async fn a_copied_ek_certificate_fails_ak_ek_binding_and_the_honest_vtpm_passes(
     assert!(matches!(
         outcome(&report, CheckId::AkEkBinding),
         Outcome::Pass
+    ));
+    // Sealed to a certificate the bundle does not carry, or to one that no longer chains.
+    let mut elsewhere = b.clone();
+    let moved = elsewhere
+        .tpm
+        .as_mut()
+        .unwrap()
+        .sealed_nonce
+        .as_mut()
+        .unwrap();
+    moved.ek_nv_index = 0x01c0_000a;
+    assert_eq!(
+        seal_error(&verify(&elsewhere, &policy, &nonce)),
+        SealError::NoSuchEkCert {
+            nv_index: 0x01c0_000a
+        }
+    );
+    // Before the certificates were issued (swtpm's local CA issues them without expiry).
+    assert!(matches!(
+        seal_error(&verify_at(&b, &policy, &nonce, 1_000_000)),
+        SealError::EkCertUntrusted {
+            nv_index: EK_CERT_NV_RSA,
+            ..
+        }
     ));
 
     // The copier: a software TPM presenting the genuine TPM's EK certificate with its own AK.
