@@ -46,6 +46,24 @@ fn ecc_ek(vtpm: &Vtpm) -> EkPublic {
     EkPublic::ecc_p256(&p[58..90], &p[92..124]).unwrap()
 }
 
+/// `vtpm` refuses to activate a credential made under the RSA EK `ek` for `name`.
+fn assert_refused(vtpm: &Vtpm, ek: &EkPublic, name: &[u8]) {
+    let c = make_credential(ek, name, &[1; 32], &mut rng(3)).unwrap();
+    let e = vtpm
+        .activate_credential(EkKind::Rsa2048, &c.id_object, &c.encrypted_secret)
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            VtpmError::Command {
+                op: "activate_credential",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}
+
 #[test]
 fn the_honest_vtpm_activates_a_credential_for_its_ak_under_its_certified_rsa_ek() {
     let tpm = with_ek_cert();
@@ -80,20 +98,7 @@ fn a_software_tpm_with_a_copied_ek_certificate_cannot_activate() {
     // The verifier encrypts to the EK in the (genuine) certificate the copier presents, for
     // the copier's AK.
     let name = object_name(&copier.ak_public().unwrap()).unwrap();
-    let c = make_credential(&ek_from_cert(&genuine), &name, &[1; 32], &mut rng(3)).unwrap();
-    let e = copier
-        .activate_credential(EkKind::Rsa2048, &c.id_object, &c.encrypted_secret)
-        .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            VtpmError::Command {
-                op: "activate_credential",
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    assert_refused(&copier, &ek_from_cert(&genuine), &name);
     // The same credential made for the genuine TPM's own AK works there: the refusal above is
     // the EK, not the encoding.
     let name = object_name(&genuine.ak_public().unwrap()).unwrap();
@@ -113,18 +118,5 @@ fn a_credential_for_another_ak_name_is_refused_by_the_tpm() {
     let other = Swtpm::start(SwtpmOptions::default()).unwrap();
     let other_name = object_name(&open(&other).ak_public().unwrap()).unwrap();
     assert_ne!(other_name, object_name(&vtpm.ak_public().unwrap()).unwrap());
-    let c = make_credential(&ek_from_cert(&vtpm), &other_name, &[2; 32], &mut rng(4)).unwrap();
-    let e = vtpm
-        .activate_credential(EkKind::Rsa2048, &c.id_object, &c.encrypted_secret)
-        .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            VtpmError::Command {
-                op: "activate_credential",
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    assert_refused(&vtpm, &ek_from_cert(&vtpm), &other_name);
 }
