@@ -295,6 +295,7 @@ fn swtpm_and_a_lab_pki_give_a_bundle_that_verifies_under_its_captured_policy() {
         ("vtpm_time", "ok"),
         ("ek_cert", "ok"),
         ("ek_ca_certs", "ok"),
+        ("ek_activate", "ok"),
         ("bundle", "ok"),
         ("policy", "ok"),
     ] {

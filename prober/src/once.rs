@@ -11,7 +11,7 @@ use locus_proto::evidence::EvidenceBundle;
 use locus_proto::messages::Include;
 use locus_proto::Nonce;
 
-use crate::requests::{request_evidence_from, request_transcript, RequestError};
+use crate::requests::{request_evidence_sealed, request_transcript, RequestError};
 use crate::{connect, run_round, RoundConfig, RoundReport, SpkiPolicy};
 
 /// The bundle to ask for after the round.
@@ -110,7 +110,8 @@ pub async fn probe_once_then(
             let issued_at = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            let fetched = request_evidence_from(
+            // Sealed to the vTPM's certified EK for its AK, as the daemon asks (`ak_ek_binding`).
+            let fetched = request_evidence_sealed(
                 &target,
                 &nonce,
                 ask.include.clone(),

@@ -154,6 +154,7 @@ pub fn run(
                 .flat_map(|a| a.anchors.iter().map(|s| s.name.clone()))
                 .collect(),
         };
+        let vtpm_handle = vtpm.clone();
         let source = Backends {
             tdx,
             tdx_kind: cfg.tdx.backend,
@@ -169,9 +170,39 @@ pub fn run(
         let nonce: [u8; 32] = rand::random();
         let transcript = Transcript::new().sign(key.signing_key());
         let t = Instant::now();
+        // As a prober asks: the nonce sealed to the certified EK for the AK, recovered by
+        // TPM2_ActivateCredential (what `ak_ek_binding` checks).
+        let sealed = vtpm_handle.as_ref().and_then(|v| {
+            let ak = v.ak_public().ok()?;
+            let certs = v.ek_certs().ok()?;
+            locus_proto::credential::seal_to_first_ek(&ak, &certs, &nonce)
+        });
+        match &sealed {
+            None if vtpm_handle.is_some() => rows.skip(
+                "ek_activate",
+                "no EK certificate to seal a nonce to: ak_ek_binding needs a provider AK \
+                 certificate",
+            ),
+            None => {}
+            Some(s) => match rt.block_on(source.unseal(s)) {
+                Ok(n) if n == nonce => rows.ok(
+                    "ek_activate",
+                    format!(
+                        "TPM2_ActivateCredential recovered a nonce sealed to the EK at NV {:#010x} \
+                         for the AK",
+                        s.ek_nv_index
+                    ),
+                ),
+                Ok(_) => rows.fail("ek_activate", "the recovered nonce is another"),
+                Err(e) => rows.fail("ek_activate", e),
+            },
+        }
         match rt.block_on(source.collect(&nonce, key.spki_der(), transcript, &include)) {
             Err(e) => rows.fail("bundle", e),
-            Ok(bundle) => {
+            Ok(mut bundle) => {
+                if let Some(t) = bundle.tpm.as_mut() {
+                    t.sealed_nonce = sealed;
+                }
                 rows.ok(
                     "bundle",
                     format!(

@@ -10,7 +10,7 @@
 use locus_proto::evidence::EkCert;
 use locus_proto::hcl::USER_DATA_LEN;
 
-use super::{CheapRtt, VtpmQuote};
+use super::{CheapRtt, EkKind, VtpmQuote};
 
 #[derive(Debug)]
 pub(crate) enum Op {
@@ -33,6 +33,14 @@ pub(crate) enum Op {
         index: u8,
         sha256: [u8; 32],
     },
+    EkPublic {
+        kind: EkKind,
+    },
+    ActivateCredential {
+        kind: EkKind,
+        id_object: Vec<u8>,
+        encrypted_secret: Vec<u8>,
+    },
 }
 
 #[derive(Debug)]
@@ -43,5 +51,7 @@ pub(crate) enum Reply {
     Quote(VtpmQuote),
     CheapRtt(CheapRtt),
     EkCerts(Vec<EkCert>),
+    EkPublic(Vec<u8>),
+    Activated(Vec<u8>),
     Done,
 }

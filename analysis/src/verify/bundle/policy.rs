@@ -246,8 +246,8 @@ pub fn certificates_from_bytes(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
 }
 
 impl PolicyFile {
-    /// A lab policy: every check required except `ak_ek_binding` (swtpm has no AK
-    /// certificate; optional, so a provider AK certificate is still checked); EK chain
+    /// A lab policy: every check required (`ak_ek_binding` through the nonce sealed to the
+    /// swtpm's certified EK); EK chain
     /// to `ek_root`, TDX quotes under the lab root `tdx_root` with `tdx_collateral` (paths as
     /// the policy file will name them); nonces from `nonce_issuer`, valid for 60 s. Reference
     /// values are left empty: pin the TD with [`ReferenceSection::pin_td`] (a policy that does
@@ -310,15 +310,13 @@ impl PolicyFile {
         missing
     }
 
-    /// Every check required, except those an offline verifier cannot or need not demand:
-    /// `session_spki` (no QUIC peer key offline) and `ak_ek_binding` (swtpm and GCE-less
-    /// vTPMs have no AK certificate; optional, so one present is still checked).
+    /// Every check required, except `session_spki`: offline verification has no QUIC peer
+    /// key.
     pub fn offline_checks() -> BTreeMap<CheckId, Requirement> {
         let mut checks: BTreeMap<CheckId, Requirement> = CheckId::ALL
             .iter()
             .map(|c| (*c, Requirement::Required))
             .collect();
-        checks.insert(CheckId::AkEkBinding, Requirement::Optional);
         checks.insert(CheckId::SessionSpki, Requirement::Optional);
         checks
     }
