@@ -9,8 +9,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use locus_analysis::endorse::{verifying_key_from_pem, Endorsement, SignedInventory};
-use locus_analysis::poe::PoeEndorsement;
+use locus_analysis::verify::endorse::{verifying_key_from_pem, Endorsement, SignedInventory};
+use locus_analysis::verify::poe::PoeEndorsement;
 use locus_analysis::{
     judge, BundleFindings, EvidenceSummary, Judgement, NodeInput, Policy, SamplesFile,
 };

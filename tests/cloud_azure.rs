@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use locus_analysis::cloud::azure;
+use locus_analysis::verify::cloud::azure;
 use serde_json::{json, Value};
 
 const V1: &[u8] = include_bytes!("vectors/azure-tdx-vtpm/evidence-v1.json");
@@ -402,7 +402,7 @@ fn malformed_truncated_and_oversized_files_are_rejected() {
     v["td_quote"] = "not base64!".into();
     assert_eq!(failed(&serde_json::to_vec(&v).unwrap()), ["Decode"]);
     let mut big = V1.to_vec();
-    big.resize(locus_analysis::cloud::MAX_EVIDENCE_LEN + 1, b' ');
+    big.resize(locus_analysis::verify::cloud::MAX_EVIDENCE_LEN + 1, b' ');
     assert_eq!(failed(&big), ["Oversized"]);
 }
 

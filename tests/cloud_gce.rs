@@ -4,8 +4,8 @@
 
 use std::process::Command;
 
-use locus_analysis::cloud::{gce, roots};
-use locus_analysis::eventlog;
+use locus_analysis::verify::cloud::{gce, roots};
+use locus_analysis::verify::eventlog;
 use locus_analysis::{judge, NodeInput, Policy, Site, Verdict, World};
 
 const PB: &[u8] = include_bytes!("vectors/gce-vtpm/gce-cos-85-no-nonce.pb");
@@ -311,7 +311,7 @@ fn truncated_and_oversized_files_are_rejected() {
         assert!(!r.failed_checks.is_empty());
     }
     let mut big = PB.to_vec();
-    big.resize(locus_analysis::cloud::MAX_EVIDENCE_LEN + 1, 0);
+    big.resize(locus_analysis::verify::cloud::MAX_EVIDENCE_LEN + 1, 0);
     assert_eq!(failed(&big, None), ["Oversized"]);
 }
 
@@ -366,7 +366,8 @@ fn a_node_claiming_europe_west3_with_this_vtpm_is_relocated_to_us_central1_a() {
     assert!(j
         .checks
         .iter()
-        .any(|c| c.name == "zone" && c.status == locus_analysis::CheckStatus::Pass));
+        .any(|c| c.name == locus_analysis::check::VerdictCheck::Zone
+            && c.status == locus_analysis::CheckStatus::Pass));
 
     // A tampered certificate endorses nothing: the evidence is invalid instead.
     let ak_cert = &field(PB, 0, 6)[0];
@@ -507,8 +508,8 @@ fn cli_usage_and_unreadable_input_exit_2() {
 
 #[test]
 fn policies_select_the_gce_roots_by_name() {
-    use locus_analysis::evidence::ekchain;
-    use locus_analysis::evidence::policy::PolicyFile;
+    use locus_analysis::verify::bundle::ekchain;
+    use locus_analysis::verify::bundle::policy::PolicyFile;
 
     let file = PolicyFile::from_toml("[ek]\nroots = [\"gce\"]\n").unwrap();
     let policy = file

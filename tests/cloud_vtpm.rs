@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use locus_analysis::evidence::ekchain;
-use locus_analysis::tpm::{self, AkKey};
+use locus_analysis::verify::bundle::ekchain;
+use locus_analysis::verify::tpm::{self, AkKey};
 use locus_responder::evidence::{collect_blocking_bound, EventLogPaths};
 use locus_responder::tpm::swtpm::{Swtpm, SwtpmOptions};
 use locus_responder::tpm::{Vtpm, VtpmConfig, GCE_AK_CERT_NV_ECC, GCE_AK_TEMPLATE_NV_ECC};
@@ -194,13 +194,13 @@ mod azure {
 
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
-    use locus_analysis::anchor::AnchorPolicy;
-    use locus_analysis::cloud::azure::AzureError;
-    use locus_analysis::evidence::policy::{NonceSection, TdxSection};
-    use locus_analysis::evidence::{
-        self, CheckId, EvidenceError, EvidencePolicy, EvidenceReport, NonceLedger, Outcome,
-        PolicyFile, Requirement, VerifyInputs,
+    use locus_analysis::verify::anchor::AnchorPolicy;
+    use locus_analysis::verify::bundle::policy::{NonceSection, TdxSection};
+    use locus_analysis::verify::bundle::{
+        self as evidence, CheckId, EvidenceError, EvidencePolicy, EvidenceReport, NonceLedger,
+        Outcome, PolicyFile, Requirement, VerifyInputs,
     };
+    use locus_analysis::verify::cloud::azure::AzureError;
     use locus_proto::anchor::{AnchorReport, ANCHOR_REPORT_VERSION};
     use locus_proto::binding::{self, BindingInputs};
     use locus_proto::evidence::{EvidenceBundle, TdxInclusionProof, BUNDLE_VERSION};

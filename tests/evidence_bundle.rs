@@ -4,12 +4,12 @@
 mod evidence_lab;
 
 use evidence_lab::{lab, BOOT};
-use locus_analysis::eventlog::{rtmr_for_pcr, EventLogWriter, ALG_SHA256, ALG_SHA384};
-use locus_analysis::evidence::{
-    self, CheckId, EkChainError, EvidenceError, EvidenceReport, NonceError, NonceRecord, Outcome,
-    VerifyInputs,
+use locus_analysis::verify::bundle::{
+    self as evidence, CheckId, EkChainError, EvidenceError, EvidenceReport, NonceError,
+    NonceRecord, Outcome, VerifyInputs,
 };
-use locus_analysis::tpm::TpmError;
+use locus_analysis::verify::eventlog::{rtmr_for_pcr, EventLogWriter, ALG_SHA256, ALG_SHA384};
+use locus_analysis::verify::tpm::TpmError;
 use locus_proto::evidence::{EvidenceBundle, MAX_BUNDLE_LEN};
 
 fn verify(b: &EvidenceBundle, inputs: &VerifyInputs) -> EvidenceReport {
@@ -213,6 +213,21 @@ fn a_tampered_pcr_value_is_caught() {
 }
 
 #[test]
+fn a_carried_pcr_above_23_is_rejected_not_compared_with_pcr_23() {
+    let l = lab();
+    let mut b = l.bundle.clone();
+    // PCR 23 is never extended at boot: a PCR 30 carrying its value once passed the replay.
+    let pcr = b.tpm.as_mut().unwrap().pcrs.last_mut().unwrap();
+    pcr.index = 30;
+    pcr.digest = vec![0; 32];
+    let r = verify(&b, &l.inputs());
+    assert!(matches!(
+        assert_fails(&r, CheckId::TcgEventLog),
+        EvidenceError::PcrIndexOutOfRange { index: 30, max: 23 }
+    ));
+}
+
+#[test]
 fn an_ak_swapped_in_is_caught() {
     let l = lab();
     let mut b = l.bundle.clone();
@@ -324,9 +339,10 @@ fn a_tampered_ccel_is_caught() {
 fn an_ek_certificate_from_an_untrusted_ca_is_rejected() {
     let l = lab();
     let mut policy = l.policy.clone();
-    policy.ek_roots =
-        locus_analysis::evidence::policy::certificates_from_bytes(l.other_ca_root_pem.as_bytes())
-            .unwrap();
+    policy.ek_roots = locus_analysis::verify::bundle::policy::certificates_from_bytes(
+        l.other_ca_root_pem.as_bytes(),
+    )
+    .unwrap();
     let r = evidence::verify_bundle(&l.bundle, &policy, &l.inputs());
     assert!(matches!(
         r.error(CheckId::EkChain),

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use locus_analysis::evidence::{
-    self, policy::NonceSection, policy::TdxSection, CheckId, EvidenceError, EvidencePolicy,
-    EvidenceReport, NonceLedger, Outcome, PolicyFile, Requirement, VerifyInputs,
+use locus_analysis::verify::bundle::{
+    self as evidence, policy::NonceSection, policy::TdxSection, CheckId, EvidenceError,
+    EvidencePolicy, EvidenceReport, NonceLedger, Outcome, PolicyFile, Requirement, VerifyInputs,
 };
 use locus_proto::evidence::{ByteBuf, EvidenceBundle};
 use locus_proto::messages::Include;

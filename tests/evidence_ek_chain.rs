@@ -1,8 +1,8 @@
 //! EK/AK certificate chains of real GCE vTPMs, verified to Google's roots at a pinned time;
 //! each rejected against the other root, before and after the validity window.
 
-use locus_analysis::evidence::ekchain::{verify_chain, EkChainError};
-use locus_analysis::evidence::policy::certificates_from_bytes;
+use locus_analysis::verify::bundle::ekchain::{verify_chain, EkChainError};
+use locus_analysis::verify::bundle::policy::certificates_from_bytes;
 
 fn cert(name: &str) -> Vec<u8> {
     let path = format!(
@@ -94,7 +94,7 @@ fn ak_public(x: &[u8], y: &[u8]) -> Vec<u8> {
 
 #[test]
 fn a_gce_ak_certificate_binds_its_key_to_the_provider() {
-    use locus_analysis::evidence::{check_ak_cert, EvidenceError};
+    use locus_analysis::verify::bundle::{check_ak_cert, EvidenceError};
     let leaf = cert("certificates/pca_tpm_ecc_sign_cert.pem");
     let inter = vec![cert("ca-certs/gcp_ek_ak_ca_intermediate_v3.crt")];
     let root = vec![cert("ca-certs/gcp_ek_ak_ca_root.crt")];

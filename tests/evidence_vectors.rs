@@ -1,8 +1,8 @@
 //! Real evidence from clouds: the GCE TDX CCEL replays to its quote's RTMRs; the Azure vTPM
 //! quote's TPMS_ATTEST parses with its nonce and a pcrDigest over its PCR values.
 
-use locus_analysis::eventlog;
-use locus_analysis::tpm::{self, ALG_SHA256};
+use locus_analysis::verify::eventlog;
+use locus_analysis::verify::tpm::{self, ALG_SHA256};
 
 const CCEL: &[u8] = include_bytes!("vectors/gce-tdx-ccel/ccel_data.dat");
 const GCE_QUOTE: &[u8] = include_bytes!("vectors/gce-tdx-ccel/cos-113-tdx-quote.dat");

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use locus_analysis::geo::distance_km;
+use locus_analysis::judge::geo::distance_km;
 use locus_analysis::{
     AnchorReport, EchoSample, EvidenceSummary, InTdTimings, NodeInput, Prober, ProberSeries,
     SamplesFile, Site,
@@ -177,7 +177,7 @@ fn unreadable_input_exits_two() {
 
 #[test]
 fn inventory_endorsement_moves_the_verdict() {
-    use locus_analysis::endorse::{
+    use locus_analysis::verify::endorse::{
         public_key_pem, Inventory, InventoryEntry, SignedInventory, SigningKey,
     };
     let dir = tempfile::tempdir().unwrap();

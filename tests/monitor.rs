@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use locus_analysis::geo::{distance_km, LatLon};
+use locus_analysis::judge::geo::{distance_km, LatLon};
 use locus_prober::pg_server;
 use locus_prober::store::{Database, EvidenceRecord, RoundRecord, SampleRecord, SiteRecord, Store};
 use nix::sys::signal::{kill, Signal};

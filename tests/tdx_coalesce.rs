@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use locus_analysis::tdx::{self, coalesced_report_data, InclusionProof, TrustRoot};
+use locus_analysis::verify::tdx::{self, coalesced_report_data, InclusionProof, TrustRoot};
 use locus_responder::tdx::coalesce::{batch_root, CoalescingQuoter};
 use locus_responder::tdx::lab::{LabOptions, LabTdx};
 

@@ -1,7 +1,7 @@
 //! One tampering case per region of a TDX quote and its collateral, each rejected with the
 //! check that names it: on dcap-qvl's real sample (pinned time) and on a lab quote.
 
-use locus_analysis::tdx::{self, Collateral, TdxError, TrustRoot, MAX_QUOTE_LEN};
+use locus_analysis::verify::tdx::{self, Collateral, TdxError, TrustRoot, MAX_QUOTE_LEN};
 use locus_responder::tdx::lab::{LabOptions, LabTdx};
 use locus_responder::tdx::TdxQuoter;
 

@@ -3,8 +3,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::geo::LatLon;
-
 /// A named place with coordinates (a data center, a prober's location, an anchor's).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -234,11 +232,11 @@ pub struct NodeInput {
     pub baseline: Vec<BaselineMin>,
     /// The platform's endorsement (signed inventory lookup), when one was resolved.
     #[serde(default)]
-    pub endorsement: Option<crate::endorse::Endorsement>,
+    pub endorsement: Option<crate::verify::endorse::Endorsement>,
     /// The Intel Platform Ownership Endorsement chosen for the node's PIID, when POEs were
-    /// given ([`crate::poe::PoeEndorsement::resolve`]).
+    /// given ([`crate::verify::poe::PoeEndorsement::resolve`]).
     #[serde(default)]
-    pub poe: Option<crate::poe::PoeEndorsement>,
+    pub poe: Option<crate::verify::poe::PoeEndorsement>,
 }
 
 /// Version of the samples file layout ([`SamplesFile`]).
@@ -265,5 +263,26 @@ impl SamplesFile {
             probers: self.probers.clone(),
             landmarks: self.landmarks.clone(),
         }
+    }
+}
+
+/// A point on the sphere, degrees.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LatLon {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+impl LatLon {
+    pub fn new(lat: f64, lon: f64) -> Self {
+        Self { lat, lon }
+    }
+
+    /// Whether the coordinates are finite and in range (lat ±90, lon ±180).
+    pub fn is_valid(&self) -> bool {
+        self.lat.is_finite()
+            && self.lon.is_finite()
+            && (-90.0..=90.0).contains(&self.lat)
+            && (-180.0..=180.0).contains(&self.lon)
     }
 }

@@ -1,27 +1,24 @@
-//! locus-analysis
-pub mod anchor;
-pub mod cloud;
-pub mod endorse;
-pub mod eventlog;
-pub mod evidence;
-pub mod frankenstein;
-pub mod geo;
+//! locus-analysis: pure (sans-I/O) verification of attestation evidence and judgement of
+//! where a node runs.
+//!
+//! Three layers, each importing only the ones below it:
+//! - vocabulary at the root: [`check`] (checks and their outcomes), [`policy`] (the judge's
+//!   policy file) and [`input`] (what the judge reads: samples plus verification findings);
+//! - [`verify`]: evidence verification (TDX, vTPM, event logs, bundles, cloud evidence, POEs,
+//!   anchors, endorsements);
+//! - [`judge`]: judgement (geometry, regions, RTT bounds, relocation, Frankenstein, the verdict),
+//!   consuming verification findings.
+pub mod check;
 pub mod input;
-mod joint;
-pub mod poe;
+pub mod judge;
 pub mod policy;
-pub mod region;
-pub mod relocation;
-pub mod rtt_bound;
-mod summary;
-pub mod tdx;
-pub mod tpm;
-pub mod verdict;
+pub mod verify;
 
+pub use check::{Check, CheckStatus};
 pub use input::{
     AnchorReport, BaselineMin, EchoSample, EvidenceSummary, InTdTimings, LandmarkRtt, NodeInput,
     Prober, ProberSeries, SamplesFile, Site, World,
 };
+pub use judge::findings::BundleFindings;
+pub use judge::verdict::{judge, judge_file, Judgement, Scores, Verdict};
 pub use policy::{Policy, PolicyError, RelocationPolicy};
-pub use summary::BundleFindings;
-pub use verdict::{judge, judge_file, Check, CheckStatus, Judgement, Scores, Verdict};

@@ -4,8 +4,10 @@
 //! ≤ 50 µs per packet, swtpm on loopback) and the physics they protect; each field says why.
 //! `config/policy.example.toml` lists every field with its default.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 use thiserror::Error;
+
+use crate::check::CheckId;
 
 /// Thresholds for [`crate::judge`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,11 +66,13 @@ pub struct Policy {
     pub vtpm_quote_baseline_ms: Option<f64>,
     /// vTPM quote time above `vtpm_quote_baseline_ms` + this (ms) ⇒ relayed vTPM.
     pub vtpm_relay_margin_ms: f64,
-    /// Failed-check names (case-insensitive substrings, `-` = `_`) that mean TDX and vTPM
+    /// Evidence checks (bundle check names, see [`CheckId`]) whose failure means TDX and vTPM
     /// evidence come from different machines: those give `frankenstein`, other failures
-    /// `evidence-invalid`. Defaults name the evidence verifier's `ak_hash`,
-    /// `pcr_rtmr_cross_check` and `vtpm_timing` checks.
-    pub frankenstein_checks: Vec<String>,
+    /// `evidence-invalid`. Defaults: `ak_hash`, `pcr_rtmr` (`pcr_rtmr_cross_check`) and
+    /// `vtpm_timing`. An unknown name fails the policy load: a typo must not silently turn a
+    /// binding failure into `evidence-invalid`.
+    #[serde(serialize_with = "serialize_frankenstein_checks")]
+    pub frankenstein_checks: Vec<CheckId>,
     /// Without an evidence summary the verdict is `inconclusive`.
     pub require_evidence: bool,
     /// Accept evidence chaining to the lab root. The verifier only trusts that root when it was
@@ -138,9 +142,11 @@ impl Default for Policy {
             max_vtpm_cmd_rtt_ms: 3.5,
             vtpm_quote_baseline_ms: None,
             vtpm_relay_margin_ms: 3.0,
-            frankenstein_checks: ["ak_hash", "pcr_rtmr", "vtpm_timing"]
-                .map(String::from)
-                .to_vec(),
+            frankenstein_checks: vec![
+                CheckId::AkHash,
+                CheckId::PcrRtmrCrossCheck,
+                CheckId::VtpmTiming,
+            ],
             require_evidence: true,
             accept_lab_root: true,
             require_endorsement: false,
@@ -166,6 +172,15 @@ impl Default for RelocationPolicy {
             min_shift_ms: 1.5,
         }
     }
+}
+
+/// Policy files (and JSON that echoes the policy) have always spelled the cross-check
+/// `pcr_rtmr`; keep writing it so.
+fn serialize_frankenstein_checks<S: Serializer>(ids: &[CheckId], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(ids.iter().map(|c| match c {
+        CheckId::PcrRtmrCrossCheck => "pcr_rtmr",
+        c => c.name(),
+    }))
 }
 
 /// A policy file that cannot be used.

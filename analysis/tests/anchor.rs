@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use locus_analysis::anchor::{
+use locus_analysis::verify::anchor::{
     verify_report, AnchorError, AnchorPolicy, AnchorPolicyFile, AnchorReportError, AnchorTrust,
     KnownAnchor, Position, VerifiedAnchor,
 };

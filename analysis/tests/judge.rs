@@ -1,8 +1,9 @@
 //! Verdict table tests and property tests on synthetic, seeded lab-like data.
 
-use locus_analysis::geo::{distance_km, LatLon};
-use locus_analysis::region::{self, Disc};
-use locus_analysis::rtt_bound::max_distance_km;
+use locus_analysis::check::{CheckName, PoeCheckId, VerdictCheck};
+use locus_analysis::judge::bound::max_distance_km;
+use locus_analysis::judge::geo::{distance_km, LatLon};
+use locus_analysis::judge::region::{self, Disc};
 use locus_analysis::{
     judge, AnchorReport, BaselineMin, EchoSample, EvidenceSummary, InTdTimings, NodeInput, Policy,
     Prober, ProberSeries, Site, Verdict, World,
@@ -180,6 +181,16 @@ fn assert_verdict(n: &NodeInput, want: Verdict, reason: &str) {
         n.name,
         j.reasons
     );
+    assert_single_spaced(&j);
+}
+
+/// Reasons and check details are prose for people: no runs of spaces (string literals that
+/// lost their `\` continuation once put 14-28 spaces into them).
+fn assert_single_spaced(j: &locus_analysis::Judgement) {
+    let texts = j.reasons.iter().chain(j.checks.iter().map(|c| &c.detail));
+    for t in texts {
+        assert!(!t.contains("  "), "{}: two spaces in {t:?}", j.name);
+    }
 }
 
 #[test]
@@ -299,13 +310,13 @@ fn table_of_verdicts() {
     let mut unbound = node(&w, "ak-mismatch", "fra", &honest(), 10);
     unbound.evidence = Some(EvidenceSummary {
         valid: false,
-        failed_checks: vec!["ak_hash_mismatch".into()],
+        failed_checks: vec!["ak_hash".into()],
         tdx_vtpm_bound: Some(false),
         lab_root: false,
         platform_id: None,
         zone: None,
     });
-    cases.push((unbound, Verdict::Frankenstein, "ak_hash_mismatch"));
+    cases.push((unbound, Verdict::Frankenstein, "ak_hash"));
 
     let mut few = node(&w, "two-probers", "fra", &honest(), 11);
     few.probes.truncate(2);
@@ -548,7 +559,7 @@ fn documented_samples_file_parses_and_judges() {
 
 #[test]
 fn endorsement_findings() {
-    use locus_analysis::endorse::{Endorsement, InventoryEntry};
+    use locus_analysis::verify::endorse::{Endorsement, InventoryEntry};
     let w = world();
     let entry = |owner: &str, site: &str| InventoryEntry {
         platform_id: "00aa11".into(),
@@ -633,21 +644,21 @@ fn endorsement_findings() {
 fn poe_verification(
     owner: &str,
     site: &str,
-    failing: Option<(&str, &str)>,
-) -> locus_analysis::poe::PoeVerification {
-    use locus_analysis::poe::{PoeCheckId, PoeClaims, PoeVerification};
+    failing: Option<(PoeCheckId, &str)>,
+) -> locus_analysis::verify::poe::PoeVerification {
+    use locus_analysis::verify::poe::{PoeClaims, PoeVerification};
     use locus_analysis::{Check, CheckStatus};
     let checks = PoeCheckId::ALL
         .iter()
         .filter(|c| c.is_document_check())
         .map(|c| match failing {
-            Some((name, detail)) if name == c.name() => Check {
-                name: name.into(),
+            Some((id, detail)) if id == *c => Check {
+                name: id.into(),
                 status: CheckStatus::Fail,
                 detail: detail.into(),
             },
             _ => Check {
-                name: c.name().into(),
+                name: (*c).into(),
                 status: CheckStatus::Pass,
                 detail: "ok".into(),
             },
@@ -672,11 +683,11 @@ fn poe_verification(
 
 #[test]
 fn poe_owner_and_facility_feed_the_verdict() {
-    use locus_analysis::poe::PoeEndorsement;
+    use locus_analysis::verify::poe::PoeEndorsement;
     use locus_analysis::CheckStatus;
     let w = world();
     let piid = "a5".repeat(16);
-    let with = |poes: &[locus_analysis::poe::PoeVerification]| {
+    let with = |poes: &[locus_analysis::verify::poe::PoeVerification]| {
         let mut n = node(&w, "endorsed", "fra", &honest(), 43);
         n.evidence.as_mut().unwrap().platform_id = Some(piid.clone());
         n.poe = Some(PoeEndorsement::resolve(poes, Some(&piid)));
@@ -698,7 +709,7 @@ fn poe_owner_and_facility_feed_the_verdict() {
             poe_verification("acme.example", "fra", None),
             &strict,
             Verdict::Located,
-            "poe-facility",
+            CheckName::from(PoeCheckId::Facility),
             CheckStatus::Pass,
             "POE: platform",
         ),
@@ -706,7 +717,7 @@ fn poe_owner_and_facility_feed_the_verdict() {
             poe_verification("acme.example", "waw", None),
             &strict,
             Verdict::Relocated,
-            "poe-facility",
+            CheckName::from(PoeCheckId::Facility),
             CheckStatus::Fail,
             "poe-facility: the POE places the platform at site waw",
         ),
@@ -714,7 +725,7 @@ fn poe_owner_and_facility_feed_the_verdict() {
             poe_verification("acme.example", "waw", None),
             &lenient,
             Verdict::Relocated,
-            "poe-facility",
+            CheckName::from(PoeCheckId::Facility),
             CheckStatus::Fail,
             "not at the claimed site fra",
         ),
@@ -722,31 +733,43 @@ fn poe_owner_and_facility_feed_the_verdict() {
             poe_verification("rival.example", "fra", None),
             &lenient,
             Verdict::EvidenceInvalid,
-            "poe-owner",
+            CheckName::from(PoeCheckId::Owner),
             CheckStatus::Fail,
             "poe-owner: the POE endorses owner \"rival.example\"",
         ),
         (
-            poe_verification("acme.example", "fra", Some(("poe-chain", "wrong signer"))),
+            poe_verification(
+                "acme.example",
+                "fra",
+                Some((PoeCheckId::Chain, "wrong signer")),
+            ),
             &strict,
             Verdict::EvidenceInvalid,
-            "poe-chain",
+            CheckName::from(PoeCheckId::Chain),
             CheckStatus::Fail,
             "poe-chain: wrong signer",
         ),
         (
-            poe_verification("acme.example", "fra", Some(("poe-validity", "expired"))),
+            poe_verification(
+                "acme.example",
+                "fra",
+                Some((PoeCheckId::Validity, "expired")),
+            ),
             &strict,
             Verdict::EvidenceInvalid,
-            "poe-validity",
+            CheckName::from(PoeCheckId::Validity),
             CheckStatus::Fail,
             "poe-validity: expired",
         ),
         (
-            poe_verification("acme.example", "fra", Some(("poe-chain", "wrong signer"))),
+            poe_verification(
+                "acme.example",
+                "fra",
+                Some((PoeCheckId::Chain, "wrong signer")),
+            ),
             &lenient,
             Verdict::Located,
-            "poe-chain",
+            CheckName::from(PoeCheckId::Chain),
             CheckStatus::Skip,
             "located",
         ),
@@ -754,7 +777,7 @@ fn poe_owner_and_facility_feed_the_verdict() {
             other_platform.clone(),
             &strict,
             Verdict::EvidenceInvalid,
-            "poe-piid",
+            CheckName::from(PoeCheckId::Piid),
             CheckStatus::Fail,
             "no given POE binds the platform's PIID",
         ),
@@ -762,7 +785,7 @@ fn poe_owner_and_facility_feed_the_verdict() {
             other_platform.clone(),
             &lenient,
             Verdict::Located,
-            "poe-piid",
+            CheckName::from(PoeCheckId::Piid),
             CheckStatus::Skip,
             "located",
         ),
@@ -787,7 +810,7 @@ fn poe_owner_and_facility_feed_the_verdict() {
     assert!(j
         .checks
         .iter()
-        .any(|c| c.name == "endorsement" && c.status == CheckStatus::Skip));
+        .any(|c| c.name == VerdictCheck::Endorsement && c.status == CheckStatus::Skip));
     // Two valid POEs for the platform naming different owners: the order of the files must
     // not decide; the owner check fails either way.
     let acme_poe = poe_verification("acme.example", "fra", None);
@@ -798,14 +821,18 @@ fn poe_owner_and_facility_feed_the_verdict() {
     ] {
         let j = judge(&w, &with(&poes), &lenient);
         assert_eq!(j.verdict, Verdict::EvidenceInvalid, "{:#?}", j.reasons);
-        let c = j.checks.iter().find(|c| c.name == "poe-owner").unwrap();
+        let c = j
+            .checks
+            .iter()
+            .find(|c| c.name == PoeCheckId::Owner)
+            .unwrap();
         assert_eq!(c.status, CheckStatus::Fail);
         assert!(c.detail.contains("disagree"), "{}", c.detail);
     }
     // Either source endorses the platform: an unusable one is skipped when the other is
     // usable, and the node fails only when neither is.
     {
-        use locus_analysis::endorse::{Endorsement, InventoryEntry};
+        use locus_analysis::verify::endorse::{Endorsement, InventoryEntry};
         let listed = Endorsement {
             platform_id: Some(piid.clone()),
             entry: Some(InventoryEntry {
@@ -822,16 +849,26 @@ fn poe_owner_and_facility_feed_the_verdict() {
         };
         let good_poe = poe_verification("acme.example", "fra", None);
         let cases = [
-            (&listed, &other_platform, Verdict::Located, "poe-piid"),
-            (&unlisted, &good_poe, Verdict::Located, "endorsement"),
-            (&unlisted, &other_platform, Verdict::EvidenceInvalid, ""),
+            (
+                &listed,
+                &other_platform,
+                Verdict::Located,
+                Some(CheckName::from(PoeCheckId::Piid)),
+            ),
+            (
+                &unlisted,
+                &good_poe,
+                Verdict::Located,
+                Some(VerdictCheck::Endorsement.into()),
+            ),
+            (&unlisted, &other_platform, Verdict::EvidenceInvalid, None),
         ];
         for (inventory, poe, want, skipped) in cases {
             let mut n = with(std::slice::from_ref(poe));
             n.endorsement = Some(inventory.clone());
             let j = judge(&w, &n, &strict);
-            assert_eq!(j.verdict, want, "{skipped}: {:#?}", j.reasons);
-            if want == Verdict::Located {
+            assert_eq!(j.verdict, want, "{skipped:?}: {:#?}", j.reasons);
+            if let Some(skipped) = skipped {
                 let c = j.checks.iter().find(|c| c.name == skipped).unwrap();
                 assert_eq!(c.status, CheckStatus::Skip, "{}", c.detail);
                 assert!(c.detail.contains("endorses the platform"), "{}", c.detail);
@@ -1043,4 +1080,42 @@ proptest! {
         let (a, b) = (judge(&w, &n, &p), judge(&w, &shuffled, &p));
         prop_assert_eq!(a, b);
     }
+}
+
+#[test]
+fn frankenstein_checks_are_typed_ids_and_typos_fail_the_policy_load() {
+    use locus_analysis::check::CheckId;
+    use locus_analysis::PolicyError;
+    let err = Policy::from_toml_str("frankenstein_checks = [\"ak_hsah\"]").unwrap_err();
+    assert!(matches!(err, PolicyError::Parse(_)), "{err}");
+    assert!(err.to_string().contains("ak_hsah"), "{err}");
+
+    // the spelling policy files have always used still loads, and is written back as is
+    let p = Policy::from_toml_str("frankenstein_checks = [\"ak_hash\", \"pcr_rtmr\"]").unwrap();
+    assert_eq!(
+        p.frankenstein_checks,
+        [CheckId::AkHash, CheckId::PcrRtmrCrossCheck]
+    );
+    let json = serde_json::to_value(&p).unwrap();
+    assert_eq!(
+        json["frankenstein_checks"],
+        serde_json::json!(["ak_hash", "pcr_rtmr"])
+    );
+
+    // a failed check counts as a binding failure by its exact id, not by a substring
+    let w = world();
+    let mut n = node(&w, "binding", "fra", &honest(), 21);
+    n.evidence = Some(EvidenceSummary {
+        valid: false,
+        failed_checks: vec!["pcr_rtmr_cross_check".into()],
+        tdx_vtpm_bound: None,
+        lab_root: false,
+        platform_id: None,
+        zone: None,
+    });
+    let j = judge(&w, &n, &Policy::default());
+    assert_eq!(j.verdict, Verdict::Frankenstein, "{:#?}", j.reasons);
+    n.evidence.as_mut().unwrap().failed_checks = vec!["not_ak_hash_at_all".into()];
+    let j = judge(&w, &n, &Policy::default());
+    assert_eq!(j.verdict, Verdict::EvidenceInvalid, "{:#?}", j.reasons);
 }

@@ -10,7 +10,7 @@
 //! - [`lab`]: a lab CA and local anchor servers for `locus lab` and the tests.
 //!
 //! The report type and its canonical digest live in `locus_proto::anchor`; the verification is
-//! `locus_analysis::anchor`. Layout and rationale: `docs/anchors.md`.
+//! `locus_analysis::verify::anchor`. Layout and rationale: `docs/anchors.md`.
 #![forbid(unsafe_code)]
 
 pub mod config;

@@ -8,7 +8,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use locus_analysis::cloud::{azure, gce, roots};
+use locus_analysis::verify::cloud::{azure, gce, roots};
 
 /// Inside the vectors' certificate validity.
 const AT: u64 = 1_735_689_600;

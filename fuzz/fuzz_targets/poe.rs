@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use locus_analysis::poe::{self, Expectations};
+use locus_analysis::verify::poe::{self, Expectations};
 
 fuzz_target!(|data: &[u8]| {
     // No anchor: the chain check fails, every other check still runs on the decoded POE.

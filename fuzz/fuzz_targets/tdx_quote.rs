@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use locus_analysis::tdx::{self, Collateral, TrustRoot};
+use locus_analysis::verify::tdx::{self, Collateral, TrustRoot};
 
 const COLLATERAL: &[u8] = include_bytes!("../../tests/vectors/dcap-qvl/tdx_quote_collateral.json");
 /// Inside the sample collateral's validity, so fuzzed quotes reach the deep checks.

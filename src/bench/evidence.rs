@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use locus_analysis::evidence::{self, NonceLedger, PolicyFile, VerifyInputs};
-use locus_analysis::tdx::{self, TrustRoot};
+use locus_analysis::verify::bundle::{self as evidence, NonceLedger, PolicyFile, VerifyInputs};
+use locus_analysis::verify::tdx::{self, TrustRoot};
 use locus_proto::binding;
 use locus_proto::evidence::{EkCert, EvidenceBundle, BUNDLE_VERSION};
 use locus_proto::transcript::Transcript;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use locus_analysis::tdx::{self, Collateral, TrustRoot};
+use locus_analysis::verify::tdx::{self, Collateral, TrustRoot};
 use locus_responder::tdx::lab::LabTdx;
 use locus_responder::tdx::TdxQuoter;
 use serde::Serialize;

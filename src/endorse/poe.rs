@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use locus_analysis::poe::{self, Expectations, PoeRequest, PoeVerification};
+use locus_analysis::verify::poe::{self, Expectations, PoeRequest, PoeVerification};
 use locus_analysis::CheckStatus;
 use locus_proto::evidence::EvidenceBundle;
 use rcgen::{
@@ -189,7 +189,7 @@ fn issuer(a: IssuerArgs) -> anyhow::Result<ExitCode> {
 /// The PIID named by `src`, if any.
 fn piid(src: &PiidSource) -> anyhow::Result<Option<Vec<u8>>> {
     let from_quote = |quote: &[u8], what: &Path| -> anyhow::Result<Vec<u8>> {
-        locus_analysis::tdx::quote_piid(quote)
+        locus_analysis::verify::tdx::quote_piid(quote)
             .with_context(|| format!("reading the PCK certificate of {}", what.display()))?
             .with_context(|| {
                 format!(

@@ -7,7 +7,7 @@
 //! tail, calibrated against the emulation (`Model`). No sockets, processes or clocks: a trial
 //! is a pure function of the experiment, the point and its seed.
 
-use locus_analysis::geo::{destination, distance_km, LatLon};
+use locus_analysis::judge::geo::{destination, distance_km, LatLon};
 use locus_analysis::{
     judge, AnchorReport, EchoSample, EvidenceSummary, InTdTimings, Judgement, NodeInput, Prober,
     ProberSeries, Site, World,

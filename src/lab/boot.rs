@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use locus_analysis::eventlog::{self, EventLogWriter, ALG_SHA256, ALG_SHA384};
+use locus_analysis::verify::eventlog::{self, EventLogWriter, ALG_SHA256, ALG_SHA384};
 use locus_responder::evidence::EventLogPaths;
 use locus_responder::tpm::Vtpm;
 

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use locus_analysis::evidence::nonce::NonceLedger;
-use locus_analysis::evidence::VerifyInputs;
 use locus_analysis::input::{
     EchoSample, NodeInput, Prober, ProberSeries, SamplesFile, SAMPLES_VERSION,
 };
+use locus_analysis::verify::bundle::nonce::NonceLedger;
+use locus_analysis::verify::bundle::VerifyInputs;
 use locus_analysis::{judge, BundleFindings, Judgement, Policy};
 use locus_prober::requests::request_evidence_from;
 use locus_prober::{connect, run_round, RoundConfig, SpkiPolicy, Target};

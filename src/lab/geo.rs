@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use locus_analysis::geo::{distance_km, LatLon};
+use locus_analysis::judge::geo::{distance_km, LatLon};
 
 use super::scenario::{Scenario, Site};
 

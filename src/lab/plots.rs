@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use locus_analysis::geo::{destination, LatLon};
+use locus_analysis::judge::geo::{destination, LatLon};
 use plotters::prelude::*;
 
 use super::emulation::Outcome;

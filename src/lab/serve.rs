@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use locus_analysis::evidence::nonce::NonceLedger;
+use locus_analysis::verify::bundle::nonce::NonceLedger;
 use serde::Serialize;
 use tokio::sync::watch;
 

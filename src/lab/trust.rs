@@ -5,10 +5,10 @@
 use std::path::Path;
 
 use anyhow::Context;
-use locus_analysis::anchor::{AnchorEntry, AnchorPolicyFile, TrustEntry};
-use locus_analysis::evidence::nonce::NonceLedger;
-use locus_analysis::evidence::policy::PolicyFile;
-use locus_analysis::evidence::{CheckId, EvidencePolicy, Requirement};
+use locus_analysis::verify::anchor::{AnchorEntry, AnchorPolicyFile, TrustEntry};
+use locus_analysis::verify::bundle::nonce::NonceLedger;
+use locus_analysis::verify::bundle::policy::PolicyFile;
+use locus_analysis::verify::bundle::{CheckId, EvidencePolicy, Requirement};
 
 use super::emulation::NONCE_ISSUER;
 use super::scenario::Scenario;

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use locus_analysis::evidence::nonce::NonceRecord;
-use locus_analysis::evidence::{verify_bundle_bytes, EvidencePolicy, VerifyInputs};
+use locus_analysis::verify::bundle::nonce::NonceRecord;
+use locus_analysis::verify::bundle::{verify_bundle_bytes, EvidencePolicy, VerifyInputs};
 use locus_analysis::{
     BaselineMin, BundleFindings, EchoSample, EvidenceSummary, NodeInput, Prober, ProberSeries,
     Site, World,

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use locus_analysis::cloud::azure;
-use locus_analysis::tdx;
+use locus_analysis::verify::cloud::azure;
+use locus_analysis::verify::tdx;
 
 use super::cloud_report::{print_checks, print_json};
 use super::gce::{now, read_capped};

@@ -1,7 +1,7 @@
 //! Output shared by the cloud evidence verifiers: the JSON report with its verification time,
 //! or a verdict line and one line per check.
 
-use locus_analysis::cloud::{CheckOutcome, Status};
+use locus_analysis::verify::cloud::{CheckOutcome, Status};
 use serde::Serialize;
 
 /// The report as JSON, with the time it was verified at (`at`, unix seconds).

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use locus_analysis::evidence::{
-    self, EvidencePolicy, EvidenceReport, NonceRecord, Outcome, PolicyFile, VerifyInputs,
+use locus_analysis::verify::bundle::{
+    self as evidence, EvidencePolicy, EvidenceReport, NonceRecord, Outcome, PolicyFile,
+    VerifyInputs,
 };
 use locus_proto::evidence::EvidenceBundle;
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use locus_analysis::cloud::{self, gce};
+use locus_analysis::verify::cloud::{self, gce};
 
 use super::cloud_report::{print_checks, print_json};
 

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use locus_analysis::tdx::{self, Collateral, RootKind, TdxError, TdxVerified, TrustRoot};
+use locus_analysis::verify::tdx::{self, Collateral, RootKind, TdxError, TdxVerified, TrustRoot};
 
 use super::at::parse_at;
 

@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use locus_analysis::eventlog::{self, EventLogWriter, ALG_SHA256, ALG_SHA384};
-use locus_analysis::evidence::{
+use locus_analysis::verify::bundle::{
     policy::{EkSection, NonceSection, TdxSection, TimingSection},
     CheckId, EvidencePolicy, NonceLedger, PolicyFile, Requirement, VerifyInputs,
 };
+use locus_analysis::verify::eventlog::{self, EventLogWriter, ALG_SHA256, ALG_SHA384};
 use locus_proto::evidence::{EvidenceBundle, TpmEvidence, BUNDLE_VERSION};
 use locus_proto::transcript::Transcript;
 use locus_responder::evidence::{collect_blocking, EventLogPaths};
@@ -103,7 +103,7 @@ pub fn measure_boot(vtpm: &Vtpm) -> (Vec<u8>, Vec<u8>, [[u8; 48]; 4]) {
 }
 
 fn pem_to_der(pem: &str) -> Vec<u8> {
-    locus_analysis::evidence::policy::certificates_from_bytes(pem.as_bytes())
+    locus_analysis::verify::bundle::policy::certificates_from_bytes(pem.as_bytes())
         .unwrap()
         .remove(0)
 }
@@ -234,14 +234,14 @@ fn build() -> Lab {
         .pcrs
         .iter()
         .filter(|p| p.index < 10)
-        .map(|p| locus_analysis::evidence::policy::PcrReference {
+        .map(|p| locus_analysis::verify::bundle::policy::PcrReference {
             index: p.index,
             sha256: hex::encode(&p.digest),
         })
         .collect();
     policy_file.reference.mrtd = Some(hex::encode(opts.measurements.mr_td));
     policy_file.reference.rtmrs = (0..3u8)
-        .map(|i| locus_analysis::evidence::policy::RtmrReference {
+        .map(|i| locus_analysis::verify::bundle::policy::RtmrReference {
             index: i,
             sha384: hex::encode(rtmrs[usize::from(i)]),
         })

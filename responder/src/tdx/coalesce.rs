@@ -4,7 +4,7 @@
 //! quote is in flight, new requests wait; when it returns, one of them quotes for all of them
 //! at once: REPORTDATA = Merkle root of their 64-byte binding values, and each requester gets
 //! the quote with its inclusion proof. Verifiers recompute the root with
-//! `locus_analysis::tdx::coalesced_report_data`. A lone request is quoted with its own value
+//! `locus_analysis::verify::tdx::coalesced_report_data`. A lone request is quoted with its own value
 //! as REPORTDATA (empty proof), exactly as without coalescing.
 //!
 //! Tree: RFC 9162 §2.1 shape, SHA-512, leaf = H(0x00 ‖ value), node = H(0x01 ‖ left ‖ right).
@@ -288,12 +288,12 @@ mod tests {
         assert_eq!(indices, [0, 1, 2, 3]);
         for (v, r) in results {
             assert_eq!((r.size, &r.quote), (4, &shared));
-            let proof = locus_analysis::tdx::InclusionProof {
+            let proof = locus_analysis::verify::tdx::InclusionProof {
                 index: r.index,
                 size: r.size,
                 path: r.path,
             };
-            let root = locus_analysis::tdx::coalesced_report_data(&v, &proof).unwrap();
+            let root = locus_analysis::verify::tdx::coalesced_report_data(&v, &proof).unwrap();
             assert_eq!(
                 root.to_vec(),
                 shared,

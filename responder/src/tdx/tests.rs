@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use locus_analysis::tdx::{self as v, TrustRoot};
+use locus_analysis::verify::tdx::{self as v, TrustRoot};
 
 use super::configfs::fake::{FakeKernel, Faults};
 use super::configfs::ConfigfsQuoter;

@@ -49,10 +49,10 @@ fn quote_binds_report_data_and_leaves_no_report_dir() {
     let r = rig(Faults::default());
     let q = r.quoter.quote(rd(7)).unwrap();
     assert_eq!(&q[568..632], &rd(7));
-    let v = locus_analysis::tdx::verify(
+    let v = locus_analysis::verify::tdx::verify(
         &q,
         r.lab.collateral(),
-        &locus_analysis::tdx::TrustRoot::Configured(r.lab.root_ca_der().to_vec()),
+        &locus_analysis::verify::tdx::TrustRoot::Configured(r.lab.root_ca_der().to_vec()),
         NOW,
     )
     .unwrap();

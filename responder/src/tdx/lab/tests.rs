@@ -1,7 +1,7 @@
 //! Lab quotes verify under the lab root, through dcap-qvl alone and through locus's verifier.
 
 use super::*;
-use locus_analysis::tdx::{self as v, RootKind, TdxError, TrustRoot};
+use locus_analysis::verify::tdx::{self as v, RootKind, TdxError, TrustRoot};
 
 const NOW: u64 = 1_780_000_000;
 

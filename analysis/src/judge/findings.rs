@@ -1,10 +1,10 @@
 //! Conversions from what the prober, responder and verifiers produce (echo samples, in-TD
 //! timings, verified anchors, the evidence report) into the verdict engine's inputs.
 
-use crate::anchor::AnchorVerification;
-use crate::evidence::{CheckId, EvidenceReport, Outcome};
 use crate::input::{AnchorReport, EchoSample, EvidenceSummary, InTdTimings};
-use crate::tdx::RootKind;
+use crate::verify::anchor::AnchorVerification;
+use crate::verify::bundle::{CheckId, EvidenceReport, Outcome};
+use crate::verify::tdx::RootKind;
 
 impl From<&locus_proto::prober::Sample> for EchoSample {
     fn from(s: &locus_proto::prober::Sample) -> Self {
@@ -90,7 +90,7 @@ impl EvidenceSummary {
         let mut s = Self::from_report(report);
         if matches!(report.outcome(CheckId::AkEkBinding), Some(Outcome::Pass)) {
             s.zone = ak_cert
-                .and_then(|c| crate::cloud::gce::certified_instance(c).ok())
+                .and_then(|c| crate::verify::cloud::gce::certified_instance(c).ok())
                 .map(|i| i.zone);
         }
         s
@@ -116,13 +116,18 @@ impl BundleFindings {
     pub fn new(
         bundle: &locus_proto::evidence::EvidenceBundle,
         report: &EvidenceReport,
-        anchors: Option<&crate::anchor::AnchorPolicy>,
+        anchors: Option<&crate::verify::anchor::AnchorPolicy>,
         now_unix: u64,
     ) -> Self {
         let (anchors, anchor_error) = match (&bundle.anchors, anchors) {
             (Some(a), Some(policy)) => {
-                match crate::anchor::verify_report(a, &a.digest(), &bundle.nonce, policy, now_unix)
-                {
+                match crate::verify::anchor::verify_report(
+                    a,
+                    &a.digest(),
+                    &bundle.nonce,
+                    policy,
+                    now_unix,
+                ) {
                     Ok(v) => (v.verdict_inputs(), None),
                     Err(e) => (Vec::new(), Some(e.to_string())),
                 }
@@ -143,10 +148,10 @@ impl BundleFindings {
     /// reduces it.
     pub fn verify(
         bundle: &locus_proto::evidence::EvidenceBundle,
-        policy: &crate::evidence::EvidencePolicy,
-        inputs: &crate::evidence::VerifyInputs,
+        policy: &crate::verify::bundle::EvidencePolicy,
+        inputs: &crate::verify::bundle::VerifyInputs,
     ) -> Self {
-        let report = crate::evidence::verify_bundle(bundle, policy, inputs);
+        let report = crate::verify::bundle::verify_bundle(bundle, policy, inputs);
         Self::new(bundle, &report, policy.anchors.as_ref(), inputs.now_unix)
     }
 
@@ -168,7 +173,7 @@ impl BundleFindings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evidence::{CheckResult, EvidenceError, Requirement};
+    use crate::verify::bundle::{CheckResult, EvidenceError, Requirement};
 
     fn line(check: CheckId, outcome: Outcome) -> CheckResult {
         CheckResult {
@@ -201,13 +206,13 @@ mod tests {
         assert!(s
             .failed_checks
             .iter()
-            .all(|c| crate::frankenstein::is_binding_check(c, &p)));
+            .all(|c| crate::judge::frankenstein::is_binding_check(c, &p)));
     }
 
     #[test]
     fn a_verified_gce_ak_certificate_gives_its_zone() {
         let cert = pem::parse(include_str!(
-            "../../tests/vectors/gce-vtpm/certificates/pca_tpm_ecc_sign_cert.pem"
+            "../../../tests/vectors/gce-vtpm/certificates/pca_tpm_ecc_sign_cert.pem"
         ))
         .unwrap()
         .into_contents();

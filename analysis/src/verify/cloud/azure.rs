@@ -19,8 +19,8 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use super::{Checks, NamedCheck, MAX_EVIDENCE_LEN};
-use crate::tdx::{self, Collateral, TdxError, TdxVerified, TrustRoot};
-use crate::tpm::{self, TpmError, ALG_SHA256};
+use crate::verify::tdx::{self, Collateral, TdxError, TdxVerified, TrustRoot};
+use crate::verify::tpm::{self, TpmError, ALG_SHA256};
 
 use locus_proto::hcl::{
     HASH_TYPE_SHA256, HEADER_LEN as HCL_HEADER_LEN, MAX_HCL_REPORT_LEN, REPORT_TYPE_TDX,
@@ -540,8 +540,8 @@ fn identity(td: &TdxVerified) -> AzureIdentity {
 mod tests {
     use super::*;
 
-    const V1: &[u8] = include_bytes!("../../../tests/vectors/azure-tdx-vtpm/evidence-v1.json");
-    const V0: &[u8] = include_bytes!("../../../tests/vectors/azure-tdx-vtpm/evidence-v0.json");
+    const V1: &[u8] = include_bytes!("../../../../tests/vectors/azure-tdx-vtpm/evidence-v1.json");
+    const V0: &[u8] = include_bytes!("../../../../tests/vectors/azure-tdx-vtpm/evidence-v0.json");
     /// 2025-01-01, inside the PCK chain's validity (2023-09-13 .. 2030-09-13).
     const AT: u64 = 1_735_689_600;
 

@@ -602,7 +602,7 @@ fn each_fault_is_rejected_by_its_named_check() {
     for Case(what, bytes, anchors, now, x, check, detail) in cases {
         let v = appraise(&bytes, &anchors, now, &x);
         assert_eq!(v.failed(), vec![check.name()], "{what}: {:#?}", v.checks);
-        let c = v.checks.iter().find(|c| c.name == check.name()).unwrap();
+        let c = v.checks.iter().find(|c| c.name == check).unwrap();
         assert!(c.detail.contains(detail), "{what}: {}", c.detail);
     }
 }
@@ -628,7 +628,11 @@ fn facility_outside_the_protected_header_is_not_read() {
     let v = appraise_acme(&b, T0, &expect());
     assert!(v.valid());
     assert_eq!(v.claims.unwrap().site, None);
-    let facility = v.checks.iter().find(|c| c.name == "poe-facility").unwrap();
+    let facility = v
+        .checks
+        .iter()
+        .find(|c| c.name == PoeCheckId::Facility)
+        .unwrap();
     assert_eq!(facility.status, CheckStatus::Skip);
 }
 
@@ -731,17 +735,17 @@ fn resolve_picks_the_poe_of_the_platform() {
         .filter(|c| c.status == CheckStatus::Fail)
         .map(|c| c.name)
         .collect();
-    assert_eq!(failed, ["poe-chain"]);
+    assert_eq!(failed, [PoeCheckId::Chain]);
     // none binds the platform
     let e = PoeEndorsement::resolve(&[other], Some(&pid));
     let c = e.checks(None, "fra");
-    let piid = c.iter().find(|c| c.name == "poe-piid").unwrap();
+    let piid = c.iter().find(|c| c.name == PoeCheckId::Piid).unwrap();
     assert_eq!(piid.status, CheckStatus::Fail);
     assert!(piid.detail.contains(&"07".repeat(32)), "{}", piid.detail);
     // no platform ID in the evidence
     let e = PoeEndorsement::resolve(&all, None);
     let c = e.checks(None, "fra");
-    assert!(c.iter().any(|c| c.name == "poe-piid"
+    assert!(c.iter().any(|c| c.name == PoeCheckId::Piid
         && c.status == CheckStatus::Fail
         && c.detail.contains("names no platform instance ID")));
 }

@@ -1,7 +1,7 @@
 //! Platform endorsements: a signed inventory (platform ID → owner, facility, site), the shape a
 //! public registry of proof-of-cloud machines takes, verified with ECDSA P-256 at a given time.
 //!
-//! Intel's Platform Ownership Endorsement (COSE_Sign1 CoRIM) is in [`crate::poe`].
+//! Intel's Platform Ownership Endorsement (COSE_Sign1 CoRIM) is in [`crate::verify::poe`].
 
 use p256::ecdsa::signature::{Signer, Verifier};
 use p256::ecdsa::Signature;

@@ -17,9 +17,9 @@ use x509_parser::public_key::PublicKey;
 
 use super::der::{uint, Der};
 use super::{Checks, NamedCheck, MAX_EVIDENCE_LEN};
-use crate::eventlog::{self, EventLog, EventLogError};
-use crate::evidence::ekchain::{self, EkChainError};
-use crate::tpm::{self, AkKey, AkPublic, TpmError};
+use crate::verify::bundle::ekchain::{self, EkChainError};
+use crate::verify::eventlog::{self, EventLog, EventLogError};
+use crate::verify::tpm::{self, AkKey, AkPublic, TpmError};
 
 /// OID of Google's instance-identity certificate extension.
 pub const INSTANCE_IDENTITY_OID: &str = "1.3.6.1.4.1.11129.2.1.21";
@@ -790,7 +790,7 @@ fn instance_identity(cert: &X509Certificate<'_>) -> Result<GceInstance, GceError
 mod tests {
     use super::*;
 
-    const PB: &[u8] = include_bytes!("../../../tests/vectors/gce-vtpm/gce-cos-85-no-nonce.pb");
+    const PB: &[u8] = include_bytes!("../../../../tests/vectors/gce-vtpm/gce-cos-85-no-nonce.pb");
     /// 2025-01-01, inside the AK certificate's validity (2021-08-31 .. 2051-08-24).
     const AT: u64 = 1_735_689_600;
 

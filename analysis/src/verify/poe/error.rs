@@ -1,67 +1,9 @@
 //! Why a POE is rejected: one variant per failed condition, each belonging to one named check.
 
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::evidence::EkChainError;
-
-/// The POE checks, in the order they run. The first five judge the document itself; the last
-/// three relate it to the evidence, the policy and the claim.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum PoeCheckId {
-    /// COSE_Sign1 envelope and CoRIM/CoMID structure, cardinalities, class IDs, value sizes.
-    Format,
-    /// ESP384 / ES384 signature under the x5chain leaf key.
-    Signature,
-    /// The x5chain chains to a configured trust anchor, every certificate valid at the time.
-    Chain,
-    /// CoRIM profile `tag:intel.com,2026:tee.poe#1.<minor>` as a URI (#6.32).
-    Profile,
-    /// The verification time lies inside `rim-validity`.
-    Validity,
-    /// The bound PIID equals the PIID of the evidence's PCK certificate.
-    Piid,
-    /// The endorsed owner equals the expected operator.
-    Owner,
-    /// The site the POE places the platform at equals the claimed site.
-    Facility,
-}
-
-impl PoeCheckId {
-    pub const ALL: [PoeCheckId; 8] = [
-        PoeCheckId::Format,
-        PoeCheckId::Signature,
-        PoeCheckId::Chain,
-        PoeCheckId::Profile,
-        PoeCheckId::Validity,
-        PoeCheckId::Piid,
-        PoeCheckId::Owner,
-        PoeCheckId::Facility,
-    ];
-
-    /// The check's name in reports and judgements.
-    pub fn name(self) -> &'static str {
-        match self {
-            PoeCheckId::Format => "poe-format",
-            PoeCheckId::Signature => "poe-signature",
-            PoeCheckId::Chain => "poe-chain",
-            PoeCheckId::Profile => "poe-profile",
-            PoeCheckId::Validity => "poe-validity",
-            PoeCheckId::Piid => "poe-piid",
-            PoeCheckId::Owner => "poe-owner",
-            PoeCheckId::Facility => "poe-facility",
-        }
-    }
-
-    /// Checks of the document alone (signature, chain, time); the others need the evidence,
-    /// the policy or the claim.
-    pub fn is_document_check(self) -> bool {
-        !matches!(
-            self,
-            PoeCheckId::Piid | PoeCheckId::Owner | PoeCheckId::Facility
-        )
-    }
-}
+pub use crate::check::PoeCheckId;
+use crate::verify::bundle::ekchain::EkChainError;
 
 /// One reason a POE fails; [`PoeError::check`] names the check it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

@@ -9,134 +9,25 @@ mod hcl;
 pub mod nonce;
 pub mod policy;
 
-use std::fmt;
-
 use locus_proto::binding::{self, BindingInputs};
 use locus_proto::evidence::{BundleError, EvidenceBundle, TdxInclusionProof};
 use locus_proto::transcript::TranscriptError;
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::cloud::azure::AzureError;
-use crate::eventlog::{self, CrossCheckError, EventLogError};
-use crate::tdx::{coalesced_report_data, InclusionProof, TdxError, TdxVerified};
-use crate::tpm::{self, TpmError};
+use crate::verify::cloud::azure::AzureError;
+use crate::verify::eventlog::{self, CrossCheckError, EventLogError};
+use crate::verify::tdx::{coalesced_report_data, InclusionProof, TdxError, TdxVerified};
+use crate::verify::tpm::{self, TpmError};
 
+pub use crate::check::CheckId;
 pub use ekchain::EkChainError;
 pub use nonce::{NonceError, NonceLedger, NonceRecord};
 pub use policy::{EvidencePolicy, PolicyError, PolicyFile, Requirement};
 
-/// Every check, in the order it runs. The snake_case names are used in policies and reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CheckId {
-    /// The bundle decodes, has a supported version and is within the size limit.
-    BundleFormat,
-    /// The nonce was issued by this verifier, is unused and within its window.
-    Nonce,
-    /// The echo transcript is signed by the session key.
-    Transcript,
-    /// The session SPKI is the QUIC peer's (needs the peer key as input).
-    SessionSpki,
-    /// The TDX quote verifies (DCAP, via `analysis::tdx`).
-    TdxQuote,
-    /// The bundle's Azure HCL report is well formed (size, header, TDX, SHA-256, `HCLAkPub`,
-    /// `user-data`) and its TDREPORT is the one the TD quote was made from.
-    HclReport,
-    /// REPORTDATA equals the binding recomputed from the bundle, or, for a coalesced quote,
-    /// the Merkle root its inclusion proof folds that binding into. With an HCL report:
-    /// REPORTDATA[0..32] = SHA-256 of the HCL variable data.
-    ReportData,
-    /// REPORTDATA commits to the bundle's AK. With an HCL report: the HCL variable data
-    /// (which REPORTDATA commits to) names the bundle's AK as `HCLAkPub`.
-    AkHash,
-    /// The HCL report was made for this bundle: its `user-data` is the bundle's binding value
-    /// (the REPORTDATA of `docs/binding.md`), so the TD quote is fresh and bound to the nonce,
-    /// session key and anchor report.
-    HclUserData,
-    /// The AK is a restricted signing key (ECC P-256 or RSA) and the quote signature verifies.
-    TpmSignature,
-    /// TPMS_ATTEST magic and type are a TPM-generated quote.
-    TpmAttest,
-    /// The quote's extraData is the binding's qualifying data.
-    QualifyingData,
-    /// The quote's pcrDigest equals the hash of the bundle's PCR values.
-    PcrDigest,
-    /// PCR values equal the policy's reference values.
-    PcrReference,
-    /// MRTD and RTMRs equal the policy's reference values.
-    TdReference,
-    /// The TCG event log replays to the quoted PCRs.
-    TcgEventLog,
-    /// The CCEL replays to the quote's RTMRs.
-    CcelEventLog,
-    /// The TCG log and the CCEL record the same events (PCR↔RTMR mapping).
-    PcrRtmrCrossCheck,
-    /// An EK certificate chains to a configured provider root.
-    EkChain,
-    /// The AK is tied to the provider: a provider AK certificate for this AK chains to an EK
-    /// root. (Credential activation against the EK is not implemented.)
-    AkEkBinding,
-    /// The in-TD vTPM round trip is within the policy's bound.
-    VtpmTiming,
-    /// The anchor report verifies under the policy's anchors (nonce-derived ClientHello
-    /// randoms, certificate chains, recorded handshakes); its digest is bound by `report_data`.
-    Anchors,
-}
+/// PCRs of a TPM 2.0 PC client (PCR 0-23).
+const PCR_COUNT: usize = 24;
 
 impl CheckId {
-    pub const ALL: [CheckId; 22] = [
-        CheckId::BundleFormat,
-        CheckId::Nonce,
-        CheckId::Transcript,
-        CheckId::SessionSpki,
-        CheckId::TdxQuote,
-        CheckId::HclReport,
-        CheckId::ReportData,
-        CheckId::AkHash,
-        CheckId::HclUserData,
-        CheckId::TpmSignature,
-        CheckId::TpmAttest,
-        CheckId::QualifyingData,
-        CheckId::PcrDigest,
-        CheckId::PcrReference,
-        CheckId::TdReference,
-        CheckId::TcgEventLog,
-        CheckId::CcelEventLog,
-        CheckId::PcrRtmrCrossCheck,
-        CheckId::EkChain,
-        CheckId::AkEkBinding,
-        CheckId::VtpmTiming,
-        CheckId::Anchors,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            CheckId::BundleFormat => "bundle_format",
-            CheckId::Nonce => "nonce",
-            CheckId::Transcript => "transcript",
-            CheckId::SessionSpki => "session_spki",
-            CheckId::TdxQuote => "tdx_quote",
-            CheckId::HclReport => "hcl_report",
-            CheckId::ReportData => "report_data",
-            CheckId::AkHash => "ak_hash",
-            CheckId::HclUserData => "hcl_user_data",
-            CheckId::TpmSignature => "tpm_signature",
-            CheckId::TpmAttest => "tpm_attest",
-            CheckId::QualifyingData => "qualifying_data",
-            CheckId::PcrDigest => "pcr_digest",
-            CheckId::PcrReference => "pcr_reference",
-            CheckId::TdReference => "td_reference",
-            CheckId::TcgEventLog => "tcg_event_log",
-            CheckId::CcelEventLog => "ccel_event_log",
-            CheckId::PcrRtmrCrossCheck => "pcr_rtmr_cross_check",
-            CheckId::EkChain => "ek_chain",
-            CheckId::AkEkBinding => "ak_ek_binding",
-            CheckId::VtpmTiming => "vtpm_timing",
-            CheckId::Anchors => "anchors",
-        }
-    }
-
     /// Without a policy entry: the binding and signature checks are required; checks that need
     /// optional inputs (peer key, logs, references, roots, AK certificate, timing bound) are
     /// optional.
@@ -154,12 +45,6 @@ impl CheckId {
             | CheckId::PcrDigest => Requirement::Required,
             _ => Requirement::Optional,
         }
-    }
-}
-
-impl fmt::Display for CheckId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
     }
 }
 
@@ -220,6 +105,10 @@ pub enum EvidenceError {
     },
     #[error("event log: {0}")]
     EventLog(#[from] EventLogError),
+    /// The bundle carries a PCR the TPM does not have (a TPM 2.0 PC client has PCR 0-23):
+    /// the event log cannot vouch for it. The bundle was built wrongly or tampered with.
+    #[error("PCR{index} is carried but a TPM has PCR 0-{max} only")]
+    PcrIndexOutOfRange { index: u8, max: u8 },
     #[error("{register}: the event log replays to {replayed}, the quote has {quoted}")]
     ReplayMismatch {
         register: String,
@@ -235,11 +124,11 @@ pub enum EvidenceError {
     #[error("in-TD vTPM round trip {found_ns} ns exceeds {max_ns} ns (a relayed vTPM?)")]
     VtpmTooSlow { found_ns: u64, max_ns: u64 },
     #[error("anchor report: {0}")]
-    Anchors(crate::anchor::AnchorReportError),
+    Anchors(crate::verify::anchor::AnchorReportError),
     #[error("anchor {name:?}: {error}")]
     AnchorInvalid {
         name: String,
-        error: crate::anchor::AnchorError,
+        error: crate::verify::anchor::AnchorError,
     },
     #[error(transparent)]
     Hcl(#[from] AzureError),
@@ -592,7 +481,8 @@ pub fn verify_bundle(
         let Some(collateral) = &policy.tdx_collateral else {
             return Outcome::Skipped("no TDX collateral configured".into());
         };
-        match crate::tdx::verify(&tdx.quote, collateral, &policy.tdx_root, inputs.now_unix) {
+        match crate::verify::tdx::verify(&tdx.quote, collateral, &policy.tdx_root, inputs.now_unix)
+        {
             Ok(v) => {
                 td_fields = Some(TdFields {
                     mrtd: v.mr_td,
@@ -868,11 +758,16 @@ pub fn verify_bundle(
         let Some(t) = tpm else {
             return Outcome::Skipped("no vTPM quote".into());
         };
-        let Some(replayed) = log.replay(eventlog::ALG_SHA256, 24) else {
+        let Some(replayed) = log.replay(eventlog::ALG_SHA256, PCR_COUNT) else {
             return Outcome::Fail(EvidenceError::Missing("a SHA-256 bank in the log"));
         };
         for p in t.pcrs.iter().filter(|p| p.alg == tpm::ALG_SHA256) {
-            let r = &replayed[usize::from(p.index).min(23)];
+            let Some(r) = replayed.get(usize::from(p.index)) else {
+                return Outcome::Fail(EvidenceError::PcrIndexOutOfRange {
+                    index: p.index,
+                    max: (PCR_COUNT - 1) as u8,
+                });
+            };
             if *r != p.digest {
                 return Outcome::Fail(EvidenceError::ReplayMismatch {
                     register: format!("PCR{}", p.index),
@@ -998,7 +893,7 @@ pub fn verify_bundle(
             Outcome::Fail(EvidenceError::Dependency(CheckId::HclUserData))
         }
         (Some(report), Some(anchors)) => {
-            match crate::anchor::verify_report(
+            match crate::verify::anchor::verify_report(
                 report,
                 &report.digest(),
                 &b.nonce,
@@ -1009,7 +904,7 @@ pub fn verify_bundle(
                 // An anchor the responder reports as down or slow is honest reporting; one
                 // whose recorded handshake or chain does not verify is not.
                 Ok(v) => match v.anchors.into_iter().find_map(|c| match c.outcome {
-                    Err(crate::anchor::AnchorError::Recorded(_)) | Ok(_) => None,
+                    Err(crate::verify::anchor::AnchorError::Recorded(_)) | Ok(_) => None,
                     Err(error) => Some((c.name, error)),
                 }) {
                     None => Outcome::Pass,

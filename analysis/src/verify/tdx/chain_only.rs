@@ -132,8 +132,9 @@ pub fn verify_without_collateral(
 mod tests {
     use super::*;
 
-    const GCE: &[u8] = include_bytes!("../../../tests/vectors/gce-tdx-ccel/cos-113-tdx-quote.dat");
-    const AZURE: &[u8] = include_bytes!("../../../tests/vectors/azure-tdx-vtpm/td-quote.bin");
+    const GCE: &[u8] =
+        include_bytes!("../../../../tests/vectors/gce-tdx-ccel/cos-113-tdx-quote.dat");
+    const AZURE: &[u8] = include_bytes!("../../../../tests/vectors/azure-tdx-vtpm/td-quote.bin");
     /// 2025-01-01: inside both PCK chains' validity (GCE 2024-07-02.., Azure 2023-09-13..).
     const AT: u64 = 1_735_689_600;
 

@@ -1,31 +1,10 @@
 //! Great-circle geometry on a spherical Earth (mean radius of WGS84), in kilometres and degrees.
 
-use serde::{Deserialize, Serialize};
-
 /// Mean Earth radius (IUGG R1 of WGS84), km. The sphere is off by < 0.5 % from the ellipsoid,
 /// far below what round-trip timing resolves.
 pub const EARTH_RADIUS_KM: f64 = 6371.0088;
 
-/// A point on the sphere, degrees.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct LatLon {
-    pub lat: f64,
-    pub lon: f64,
-}
-
-impl LatLon {
-    pub fn new(lat: f64, lon: f64) -> Self {
-        Self { lat, lon }
-    }
-
-    /// Whether the coordinates are finite and in range (lat ±90, lon ±180).
-    pub fn is_valid(&self) -> bool {
-        self.lat.is_finite()
-            && self.lon.is_finite()
-            && (-90.0..=90.0).contains(&self.lat)
-            && (-180.0..=180.0).contains(&self.lon)
-    }
-}
+pub use crate::input::LatLon;
 
 /// Great-circle distance (haversine), km.
 pub fn distance_km(a: LatLon, b: LatLon) -> f64 {

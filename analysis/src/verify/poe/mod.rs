@@ -22,8 +22,8 @@ pub use error::{PoeCheckId, PoeError};
 /// The issuer's key type, re-exported so callers need no matching `p384` dependency.
 pub use p384::ecdsa::SigningKey;
 
-use crate::evidence::ekchain;
-use crate::verdict::{Check, CheckStatus};
+use crate::check::{Check, CheckStatus};
+use crate::verify::bundle::ekchain;
 
 /// What a POE states, as decoded (trust it only when [`PoeVerification::document_valid`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,10 +67,7 @@ pub struct PoeVerification {
 
 impl PoeVerification {
     fn status(&self, id: PoeCheckId) -> Option<CheckStatus> {
-        self.checks
-            .iter()
-            .find(|c| c.name == id.name())
-            .map(|c| c.status)
+        self.checks.iter().find(|c| c.name == id).map(|c| c.status)
     }
 
     /// The document checks (format, signature, chain, profile, validity) all passed.
@@ -103,7 +100,7 @@ impl PoeVerification {
                 .map(|id| (id, Outcome::Skip("the POE itself did not verify".into()))),
         };
         self.checks
-            .retain(|c| !outcomes.iter().any(|(id, _)| id.name() == c.name));
+            .retain(|c| !outcomes.iter().any(|(id, _)| c.name == *id));
         self.checks
             .extend(outcomes.into_iter().map(|(id, o)| o.into_check(id)));
     }
@@ -134,7 +131,7 @@ impl Outcome {
             Outcome::Skip(d) => (CheckStatus::Skip, d),
         };
         Check {
-            name: id.name().into(),
+            name: id.into(),
             status,
             detail,
         }

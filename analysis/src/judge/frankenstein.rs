@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::check::CheckId;
 use crate::input::{EvidenceSummary, InTdTimings};
 use crate::policy::Policy;
 
@@ -59,7 +60,7 @@ pub fn check(
                 "vTPM is remote: fastest in-TD vTPM command took {rtt:.2} ms > {:.2} ms for a \
                  local vTPM, so it is ≥ {:.0} km away (2/3 c on the excess)",
                 policy.max_vtpm_cmd_rtt_ms,
-                crate::rtt_bound::max_distance_km(rtt - policy.max_vtpm_cmd_rtt_ms)
+                crate::judge::bound::max_distance_km(rtt - policy.max_vtpm_cmd_rtt_ms)
             ));
         }
     }
@@ -74,12 +75,9 @@ pub fn check(
     f
 }
 
-/// Whether a failed check's name marks a TDX ↔ vTPM binding failure.
+/// Whether a failed check's name marks a TDX ↔ vTPM binding failure: it names a bundle check
+/// (exactly, see [`CheckId`]) that the policy lists in `frankenstein_checks`.
 pub fn is_binding_check(name: &str, policy: &Policy) -> bool {
-    let norm = |s: &str| s.to_ascii_lowercase().replace('-', "_");
-    let n = norm(name);
-    policy
-        .frankenstein_checks
-        .iter()
-        .any(|c| n.contains(&norm(c)))
+    name.parse::<CheckId>()
+        .is_ok_and(|id| policy.frankenstein_checks.contains(&id))
 }

@@ -238,7 +238,7 @@ mod tests {
     #[test]
     fn loads_the_anchors_example_entries() {
         // The responder's example file minus its [measure] table is a valid verifier policy.
-        let text = include_str!("../../../config/anchors.example.toml");
+        let text = include_str!("../../../../config/anchors.example.toml");
         let mut value: toml::Table = toml::from_str(text).unwrap();
         value.remove("measure");
         let f: AnchorPolicyFile = toml::from_str(&toml::to_string(&value).unwrap()).unwrap();

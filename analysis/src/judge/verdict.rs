@@ -5,14 +5,16 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::frankenstein::{self, VtpmFinding};
-use crate::geo::distance_km;
+use super::frankenstein::{self, VtpmFinding};
+pub use crate::check::{Check, CheckStatus};
+use crate::check::{PoeCheckId, VerdictCheck};
 use crate::input::{NodeInput, World};
-use crate::joint;
+use crate::judge::bound::{self, Bestline};
+use crate::judge::geo::distance_km;
+use crate::judge::joint;
+use crate::judge::region::{self, Disc, Region};
+use crate::judge::relocation::{self, Relocation};
 use crate::policy::Policy;
-use crate::region::{self, Disc, Region};
-use crate::relocation::{self, Relocation};
-use crate::rtt_bound::{self, Bestline};
 
 /// What locus concludes about a node's location. Serialized in kebab-case
 /// (`located`, `proxied`, `frankenstein`, `relocated`, `unreachable`, `evidence-invalid`,
@@ -59,24 +61,6 @@ impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// Outcome of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CheckStatus {
-    Pass,
-    Fail,
-    /// Not evaluated (data missing or an earlier finding decided).
-    Skip,
-}
-
-/// One named check with its outcome and numbers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Check {
-    pub name: String,
-    pub status: CheckStatus,
-    pub detail: String,
 }
 
 /// One prober's numbers against the node and the claim.
@@ -164,9 +148,9 @@ struct Builder {
 }
 
 impl Builder {
-    fn check(&mut self, name: &str, status: CheckStatus, detail: impl Into<String>) {
+    fn check(&mut self, id: VerdictCheck, status: CheckStatus, detail: impl Into<String>) {
         self.j.checks.push(Check {
-            name: name.into(),
+            name: id.into(),
             status,
             detail: detail.into(),
         });
@@ -225,7 +209,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
         }
     }
     let Some(claim) = claim.filter(|_| problems.is_empty()) else {
-        b.check("input", CheckStatus::Fail, problems.join("; "));
+        b.check(VerdictCheck::Input, CheckStatus::Fail, problems.join("; "));
         let reasons = problems
             .into_iter()
             .map(|p| format!("input: {p}"))
@@ -233,7 +217,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
         return b.finish(Verdict::Inconclusive, reasons);
     };
     b.check(
-        "input",
+        VerdictCheck::Input,
         CheckStatus::Pass,
         "sites, probers and anchors known",
     );
@@ -242,7 +226,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
     let answered: usize = node.probes.iter().map(|s| s.samples.len()).sum();
     if node.probes.is_empty() {
         b.check(
-            "reachability",
+            VerdictCheck::Reachability,
             CheckStatus::Skip,
             "no prober measured this node",
         );
@@ -254,14 +238,18 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
             .collect();
         each.sort();
         let detail = each.join(", ");
-        b.check("reachability", CheckStatus::Fail, detail.clone());
+        b.check(
+            VerdictCheck::Reachability,
+            CheckStatus::Fail,
+            detail.clone(),
+        );
         return b.finish(
             Verdict::Unreachable,
             vec![format!("no prober got an answer ({detail})")],
         );
     } else {
         b.check(
-            "reachability",
+            VerdictCheck::Reachability,
             CheckStatus::Pass,
             format!("{answered} answers"),
         );
@@ -330,7 +318,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
             .collect();
         let calibrated = landmarks.len() >= 2;
         let model = if calibrated {
-            rtt_bound::bestline(&landmarks)
+            bound::bestline(&landmarks)
         } else {
             Bestline::inflated(policy.inflation)
         };
@@ -347,7 +335,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
                 discs.push(Disc {
                     label: format!("prober {}", s.prober),
                     center: site.position(),
-                    radius_km: rtt_bound::max_distance_km(m),
+                    radius_km: bound::max_distance_km(m),
                 });
                 if calibrated {
                     any_calibrated = true;
@@ -392,7 +380,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
             distance_to_claim_km: d_claim,
             min_rtt_ms: min_rtt,
             min_eff_rtt_ms: min_eff,
-            max_distance_km: min_eff.map(rtt_bound::max_distance_km),
+            max_distance_km: min_eff.map(bound::max_distance_km),
             calibrated_max_distance_km: calibrated
                 .then(|| min_eff.map(|m| disc_line.max_distance_km(m)))
                 .flatten(),
@@ -410,7 +398,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
         let rtt = ms(a.min_rtt_ns);
         let d = distance_km(site.position(), claim);
         let expected = Bestline::inflated(policy.inflation).rtt_ms(d);
-        let max_d = rtt_bound::max_distance_km(rtt);
+        let max_d = bound::max_distance_km(rtt);
         discs.push(Disc {
             label: format!("anchor {}", a.site),
             center: site.position(),
@@ -460,7 +448,11 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
     let mut missing: Vec<String> = Vec::new();
     match &node.evidence {
         None => {
-            b.check("evidence", CheckStatus::Skip, "no evidence summary");
+            b.check(
+                VerdictCheck::Evidence,
+                CheckStatus::Skip,
+                "no evidence summary",
+            );
             if policy.require_evidence {
                 missing.push("no verified evidence for this node".into());
             }
@@ -481,7 +473,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
             }
             if !bad.is_empty() {
                 let detail = format!("failed checks: {}", bad.join(", "));
-                b.check("evidence", CheckStatus::Fail, detail.clone());
+                b.check(VerdictCheck::Evidence, CheckStatus::Fail, detail.clone());
                 return b.finish(
                     Verdict::EvidenceInvalid,
                     vec![format!("evidence invalid: {detail}")],
@@ -490,12 +482,16 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
             let note = if ev.lab_root { " (lab root)" } else { "" };
             if binding_only {
                 b.check(
-                    "evidence",
+                    VerdictCheck::Evidence,
                     CheckStatus::Pass,
                     format!("valid apart from binding checks{note}"),
                 );
             } else {
-                b.check("evidence", CheckStatus::Pass, format!("valid{note}"));
+                b.check(
+                    VerdictCheck::Evidence,
+                    CheckStatus::Pass,
+                    format!("valid{note}"),
+                );
             }
         }
     }
@@ -505,7 +501,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
     b.j.vtpm = vtpm.clone();
     if vtpm.is_frankenstein() {
         b.check(
-            "tdx-vtpm-binding",
+            VerdictCheck::TdxVtpmBinding,
             CheckStatus::Fail,
             vtpm.findings.join("; "),
         );
@@ -513,7 +509,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
     }
     match vtpm.cmd_rtt_min_ms {
         Some(r) => b.check(
-            "vtpm-local",
+            VerdictCheck::VtpmLocal,
             CheckStatus::Pass,
             format!(
                 "fastest in-TD vTPM command {r:.3} ms ≤ {:.2} ms",
@@ -521,7 +517,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
             ),
         ),
         None => b.check(
-            "vtpm-local",
+            VerdictCheck::VtpmLocal,
             CheckStatus::Skip,
             "no in-TD vTPM command timings",
         ),
@@ -540,16 +536,16 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
                     "the vTPM certificate names zone {zone} (site {site}), not the claimed site {}",
                     node.claim
                 );
-                b.check("zone", CheckStatus::Fail, detail.clone());
+                b.check(VerdictCheck::Zone, CheckStatus::Fail, detail.clone());
                 return b.finish(Verdict::Relocated, vec![format!("relocated: {detail}")]);
             }
             Some((_, site)) => b.check(
-                "zone",
+                VerdictCheck::Zone,
                 CheckStatus::Pass,
                 format!("zone {zone} is at {site}"),
             ),
             None => b.check(
-                "zone",
+                VerdictCheck::Zone,
                 CheckStatus::Skip,
                 format!("zone {zone} is not mapped to a site"),
             ),
@@ -559,7 +555,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
     // --- platform endorsements (signed inventory, Intel POE)
     if policy.require_endorsement && node.endorsement.is_none() && node.poe.is_none() {
         b.check(
-            "endorsement",
+            VerdictCheck::Endorsement,
             CheckStatus::Fail,
             "no platform endorsement (signed inventory or POE)",
         );
@@ -577,12 +573,20 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
         .as_ref()
         .is_some_and(|pe| poe_unusable(&pe.checks(None, &node.claim)).is_none());
     match &node.endorsement {
-        None => b.check("endorsement", CheckStatus::Skip, "no signed inventory"),
+        None => b.check(
+            VerdictCheck::Endorsement,
+            CheckStatus::Skip,
+            "no signed inventory",
+        ),
         Some(e) => {
             let id = e.platform_id.as_deref().unwrap_or("(none)");
             if let Some(problem) = inventory_problem {
                 if policy.require_endorsement && !poe_usable {
-                    b.check("endorsement", CheckStatus::Fail, problem.clone());
+                    b.check(
+                        VerdictCheck::Endorsement,
+                        CheckStatus::Fail,
+                        problem.clone(),
+                    );
                     return b.finish(
                         Verdict::EvidenceInvalid,
                         vec![format!("evidence invalid: {problem}")],
@@ -594,7 +598,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
                     "not required"
                 };
                 b.check(
-                    "endorsement",
+                    VerdictCheck::Endorsement,
                     CheckStatus::Skip,
                     format!("{problem} ({why})"),
                 );
@@ -605,7 +609,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
                             "platform {id} is endorsed to owner {}, expected {owner}",
                             entry.owner
                         );
-                        b.check("endorsement", CheckStatus::Fail, detail.clone());
+                        b.check(VerdictCheck::Endorsement, CheckStatus::Fail, detail.clone());
                         return b.finish(
                             Verdict::EvidenceInvalid,
                             vec![format!("evidence invalid: {detail}")],
@@ -617,11 +621,11 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
                         "platform {id} is endorsed at facility {} (site {}), not at the claimed site {}",
                         entry.facility, entry.site, node.claim
                     );
-                    b.check("endorsement", CheckStatus::Fail, detail.clone());
+                    b.check(VerdictCheck::Endorsement, CheckStatus::Fail, detail.clone());
                     return b.finish(Verdict::Relocated, vec![format!("relocated: {detail}")]);
                 }
                 b.check(
-                    "endorsement",
+                    VerdictCheck::Endorsement,
                     CheckStatus::Pass,
                     format!(
                         "platform {id} endorsed to {} at facility {} ({})",
@@ -655,12 +659,12 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
             policy.min_samples,
             if have.is_empty() { "none".into() } else { have }
         );
-        b.check("probers", CheckStatus::Fail, detail.clone());
+        b.check(VerdictCheck::Probers, CheckStatus::Fail, detail.clone());
         missing.insert(0, detail);
         return b.finish(Verdict::Inconclusive, missing);
     }
     b.check(
-        "probers",
+        VerdictCheck::Probers,
         CheckStatus::Pass,
         format!("{n_used} probers with ≥ {} answers", policy.min_samples),
     );
@@ -683,7 +687,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
             reloc.change_round.unwrap_or(0),
             shifts.join(", ")
         );
-        b.check("relocation", CheckStatus::Fail, detail.clone());
+        b.check(VerdictCheck::Relocation, CheckStatus::Fail, detail.clone());
         let mut reasons = vec![format!("relocated: {detail}")];
         let after: Vec<Disc> = reloc
             .after_min_ms
@@ -693,7 +697,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
                 Some(Disc {
                     label: format!("prober {p} (after change)"),
                     center: site.position(),
-                    radius_km: rtt_bound::max_distance_km(*m),
+                    radius_km: bound::max_distance_km(*m),
                 })
             })
             .collect();
@@ -707,7 +711,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
         return b.finish(Verdict::Relocated, reasons);
     }
     b.check(
-        "relocation",
+        VerdictCheck::Relocation,
         if reloc.evaluated >= policy.relocation.min_probers {
             CheckStatus::Pass
         } else {
@@ -731,7 +735,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
                 .collect();
             format!("discs do not intersect: {}", pairs.join(", "))
         };
-        b.check("region", CheckStatus::Fail, detail.clone());
+        b.check(VerdictCheck::Region, CheckStatus::Fail, detail.clone());
         return b.finish(
             Verdict::Inconclusive,
             vec![format!(
@@ -741,7 +745,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
         );
     }
     b.check(
-        "region",
+        VerdictCheck::Region,
         if region.claim_inside { CheckStatus::Pass } else { CheckStatus::Fail },
         format!(
             "claim {} the 2/3 c region (area {:.0} km², radius {:.0} km, estimate {:.0} km from claim)",
@@ -821,7 +825,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
             ));
         }
         let detail = format!("{}{estimate}", why.join("; "));
-        b.check("claim-timing", CheckStatus::Fail, detail.clone());
+        b.check(VerdictCheck::ClaimTiming, CheckStatus::Fail, detail.clone());
         return b.finish(
             Verdict::Relocated,
             vec![
@@ -832,14 +836,14 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
     }
     if too_slow {
         if uniform {
-            let km = min_r * rtt_bound::FIBER_KM_PER_MS / 2.0 / policy.inflation;
+            let km = min_r * bound::FIBER_KM_PER_MS / 2.0 / policy.inflation;
             let detail = format!(
                 "every prober sees ≥ {min_r:.2} ms more than predicted for the claim, uniformly \
                  (spread {spread:.2} ms): a relay near the claim forwards to a TD ≈ {km:.0} km \
                  away (≤ {:.0} km at 2/3 c)",
-                rtt_bound::max_distance_km(min_r)
+                bound::max_distance_km(min_r)
             );
-            b.check("claim-timing", CheckStatus::Fail, detail.clone());
+            b.check(VerdictCheck::ClaimTiming, CheckStatus::Fail, detail.clone());
             return b.finish(
                 Verdict::Proxied,
                 vec![
@@ -852,7 +856,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
             "every prober sees ≥ {min_r:.2} ms more than predicted for the claim, unevenly \
              (spread {spread:.2} ms): the node answers from another site{estimate}"
         );
-        b.check("claim-timing", CheckStatus::Fail, detail.clone());
+        b.check(VerdictCheck::ClaimTiming, CheckStatus::Fail, detail.clone());
         return b.finish(
             Verdict::Relocated,
             vec![
@@ -862,7 +866,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
         );
     }
     b.check(
-        "claim-timing",
+        VerdictCheck::ClaimTiming,
         CheckStatus::Pass,
         format!("excess over the prediction for the claim, ms: {excess_list}"),
     );
@@ -905,20 +909,20 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
             .fold(0.0, f64::max);
         if let Some((at, _)) = joint::consistent_location(&obs, claim, radius) {
             let detail = format!(
-                "the TD's own RTT to anchors does not fit the claim: {}; prober and anchor timing                  both fit one location, ({:.2}, {:.2}), {:.0} km from the claim: the node runs                  there (a relay at the claim would add the TD's detour to every prober RTT)",
+                "the TD's own RTT to anchors does not fit the claim: {}; prober and anchor timing both fit one location, ({:.2}, {:.2}), {:.0} km from the claim: the node runs there (a relay at the claim would add the TD's detour to every prober RTT)",
                 list.join(", "),
                 at.lat,
                 at.lon,
                 distance_km(at, claim)
             );
-            b.check("anchors", CheckStatus::Fail, detail.clone());
+            b.check(VerdictCheck::Anchors, CheckStatus::Fail, detail.clone());
             return b.finish(Verdict::Relocated, vec![format!("relocated: {detail}")]);
         }
         let detail = format!(
-            "prober timing fits the claim but the TD's own RTT to anchors does not: {}: no single              location explains both, so the TD runs elsewhere and a relay at the claim answers              the probers",
+            "prober timing fits the claim but the TD's own RTT to anchors does not: {}: no single location explains both, so the TD runs elsewhere and a relay at the claim answers the probers",
             list.join(", ")
         );
-        b.check("anchors", CheckStatus::Fail, detail.clone());
+        b.check(VerdictCheck::Anchors, CheckStatus::Fail, detail.clone());
         return b.finish(Verdict::Proxied, vec![format!("proxied: {detail}")]);
     }
     if b.j.anchors.len() < policy.min_anchors {
@@ -927,7 +931,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
             b.j.anchors.len(),
             policy.min_anchors
         );
-        b.check("anchors", CheckStatus::Skip, detail.clone());
+        b.check(VerdictCheck::Anchors, CheckStatus::Skip, detail.clone());
         missing.push(format!("anchors: {detail}"));
     } else {
         let list: Vec<String> =
@@ -936,7 +940,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
                 .map(|a| format!("{} {:.2} ms ({:+.2})", a.site, a.min_rtt_ms, a.excess_ms))
                 .collect();
         b.check(
-            "anchors",
+            VerdictCheck::Anchors,
             CheckStatus::Pass,
             format!("anchors near: {}", list.join(", ")),
         );
@@ -948,7 +952,7 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
     // network detour.
     match node.in_td.evidence_ns.map(ms) {
         None => b.check(
-            "evidence-rtt",
+            VerdictCheck::EvidenceRtt,
             CheckStatus::Skip,
             "the responder did not report its in-TD evidence time",
         ),
@@ -968,23 +972,23 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
             match best {
                 Some((x, m)) if m > policy.max_evidence_excess_ms => {
                     let detail = format!(
-                        "evidence round trips exceed echo RTT + {inside:.2} ms in-TD time by                          {x:.2} ms at the closest prober, {m:.2} ms beyond {:.1} extra echo round                          trips (> {:.2} ms): the evidence came from up to {:.0} km farther away                          than the echoes",
+                        "evidence round trips exceed echo RTT + {inside:.2} ms in-TD time by {x:.2} ms at the closest prober, {m:.2} ms beyond {:.1} extra echo round trips (> {:.2} ms): the evidence came from up to {:.0} km farther away than the echoes",
                         policy.evidence_rtt_factor,
                         policy.max_evidence_excess_ms,
-                        rtt_bound::max_distance_km(m)
+                        bound::max_distance_km(m)
                     );
-                    b.check("evidence-rtt", CheckStatus::Fail, detail.clone());
+                    b.check(VerdictCheck::EvidenceRtt, CheckStatus::Fail, detail.clone());
                     return b.finish(Verdict::Proxied, vec![format!("proxied: {detail}")]);
                 }
                 Some((x, m)) => b.check(
-                    "evidence-rtt",
+                    VerdictCheck::EvidenceRtt,
                     CheckStatus::Pass,
                     format!(
-                        "evidence round trip excess {x:.2} ms ({m:.2} ms beyond {:.1} echo RTTs)                          ≤ {:.2} ms",
+                        "evidence round trip excess {x:.2} ms ({m:.2} ms beyond {:.1} echo RTTs) ≤ {:.2} ms",
                         policy.evidence_rtt_factor, policy.max_evidence_excess_ms
                     ),
                 ),
-                None => b.check("evidence-rtt", CheckStatus::Skip, "no evidence round trips"),
+                None => b.check(VerdictCheck::EvidenceRtt, CheckStatus::Skip, "no evidence round trips"),
             }
         }
     }
@@ -1043,12 +1047,11 @@ pub fn judge(world: &World, node: &NodeInput, policy: &Policy) -> Judgement {
 /// claim is a relocation.
 fn poe_finding(
     b: &mut Builder,
-    pe: &crate::poe::PoeEndorsement,
+    pe: &crate::verify::poe::PoeEndorsement,
     claim: &str,
     policy: &Policy,
     inventory_usable: bool,
 ) -> Option<(Verdict, String)> {
-    use crate::poe::PoeCheckId;
     let checks = pe.checks(policy.expected_owner.as_deref(), claim);
     let unusable = poe_unusable(&checks);
     let owner = failed_poe_check(&checks, &[PoeCheckId::Owner]);
@@ -1083,16 +1086,15 @@ fn poe_finding(
     })
 }
 
-fn failed_poe_check(checks: &[Check], ids: &[crate::poe::PoeCheckId]) -> Option<Check> {
+fn failed_poe_check(checks: &[Check], ids: &[PoeCheckId]) -> Option<Check> {
     checks
         .iter()
-        .find(|c| c.status == CheckStatus::Fail && ids.iter().any(|i| i.name() == c.name))
+        .find(|c| c.status == CheckStatus::Fail && ids.iter().any(|i| c.name == *i))
         .cloned()
 }
 
 /// The first failed document or PIID check: without them the POE says nothing about the node.
 fn poe_unusable(checks: &[Check]) -> Option<Check> {
-    use crate::poe::PoeCheckId;
     let binding: Vec<PoeCheckId> = PoeCheckId::ALL
         .into_iter()
         .filter(|c| c.is_document_check() || *c == PoeCheckId::Piid)
@@ -1101,7 +1103,7 @@ fn poe_unusable(checks: &[Check]) -> Option<Check> {
 }
 
 /// Why a signed-inventory endorsement cannot be used, if it cannot.
-fn inventory_problem(e: &crate::endorse::Endorsement) -> Option<String> {
+fn inventory_problem(e: &crate::verify::endorse::Endorsement) -> Option<String> {
     let id = e.platform_id.as_deref().unwrap_or("(none)");
     match (&e.error, &e.entry, &e.platform_id) {
         (Some(err), _, _) => Some(format!("endorsement unusable: {err}")),

@@ -490,7 +490,7 @@ mod tests {
 
     #[test]
     fn the_binding_vector_ak_parses() {
-        let vectors = include_str!("../../../proto/tests/vectors/binding.txt");
+        let vectors = include_str!("../../../../proto/tests/vectors/binding.txt");
         let line = vectors
             .lines()
             .find(|l| l.starts_with("ak_public ="))

@@ -6,8 +6,8 @@
 use sha2::{Digest, Sha256};
 
 use super::{same_rsa_key, CheckId, EvidenceError, Outcome};
-use crate::cloud::azure::{self, AzureError};
-use crate::tpm::{self, AkKey};
+use crate::verify::cloud::azure::{self, AzureError};
+use crate::verify::tpm::{self, AkKey};
 
 /// The parts of a well-formed HCL report that the bundle checks use.
 pub(super) struct Parsed<'a> {
@@ -163,8 +163,8 @@ mod tests {
     use super::*;
 
     /// Azure's own HCL report and the TD quote over it (confidential-containers/trustee).
-    const HCL: &[u8] = include_bytes!("../../../tests/vectors/azure-tdx-vtpm/hcl-report.bin");
-    const QUOTE: &[u8] = include_bytes!("../../../tests/vectors/azure-tdx-vtpm/td-quote.bin");
+    const HCL: &[u8] = include_bytes!("../../../../tests/vectors/azure-tdx-vtpm/hcl-report.bin");
+    const QUOTE: &[u8] = include_bytes!("../../../../tests/vectors/azure-tdx-vtpm/td-quote.bin");
 
     /// TPM2B_PUBLIC of an RSA-2048 restricted signing key (RSASSA-SHA256) with modulus `n`.
     fn rsa_ak_public(n: &[u8]) -> Vec<u8> {

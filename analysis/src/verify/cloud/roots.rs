@@ -13,15 +13,15 @@
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 const GCE_LEGACY_ROOT: &[u8] =
-    include_bytes!("../../../tests/vectors/gce-vtpm/ca-certs/tpm_ek_root_1.cer");
+    include_bytes!("../../../../tests/vectors/gce-vtpm/ca-certs/tpm_ek_root_1.cer");
 const GCE_LEGACY_INTERMEDIATE_2: &[u8] =
-    include_bytes!("../../../tests/vectors/gce-vtpm/ca-certs/tpm_ek_intermediate_2.crt");
+    include_bytes!("../../../../tests/vectors/gce-vtpm/ca-certs/tpm_ek_intermediate_2.crt");
 const GCE_LEGACY_INTERMEDIATE_3: &[u8] =
-    include_bytes!("../../../tests/vectors/gce-vtpm/ca-certs/tpm_ek_intermediate_3.crt");
+    include_bytes!("../../../../tests/vectors/gce-vtpm/ca-certs/tpm_ek_intermediate_3.crt");
 const GCE_CAS_ROOT: &[u8] =
-    include_bytes!("../../../tests/vectors/gce-vtpm/ca-certs/gcp_ek_ak_ca_root.crt");
+    include_bytes!("../../../../tests/vectors/gce-vtpm/ca-certs/gcp_ek_ak_ca_root.crt");
 const GCE_CAS_INTERMEDIATE_V3: &[u8] =
-    include_bytes!("../../../tests/vectors/gce-vtpm/ca-certs/gcp_ek_ak_ca_intermediate_v3.crt");
+    include_bytes!("../../../../tests/vectors/gce-vtpm/ca-certs/gcp_ek_ak_ca_intermediate_v3.crt");
 
 /// Names [`named`] knows.
 pub const NAMES: &[&str] = &["gce", "gce-legacy", "gce-cas"];

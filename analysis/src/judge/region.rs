@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::geo::{distance_km, LatLon, EARTH_RADIUS_KM};
+use crate::judge::geo::{distance_km, LatLon, EARTH_RADIUS_KM};
 
 /// Lattice steps tried, finest first (degrees). Aligned to multiples of the step so that a
 /// larger disc can only add lattice points, never move them.

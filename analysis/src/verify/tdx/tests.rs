@@ -2,13 +2,13 @@
 
 use super::*;
 
-const SAMPLE: &[u8] = include_bytes!("../../../tests/vectors/dcap-qvl/tdx_quote");
+const SAMPLE: &[u8] = include_bytes!("../../../../tests/vectors/dcap-qvl/tdx_quote");
 const SAMPLE_COLLATERAL: &[u8] =
-    include_bytes!("../../../tests/vectors/dcap-qvl/tdx_quote_collateral.json");
+    include_bytes!("../../../../tests/vectors/dcap-qvl/tdx_quote_collateral.json");
 /// Inside every validity window of the sample's collateral (dcap-qvl's own pin).
 const SAMPLE_NOW: u64 = 1_752_919_234;
-const GCE: &[u8] = include_bytes!("../../../tests/vectors/gce-tdx-ccel/cos-113-tdx-quote.dat");
-const AZURE: &[u8] = include_bytes!("../../../tests/vectors/azure-tdx-vtpm/td-quote.bin");
+const GCE: &[u8] = include_bytes!("../../../../tests/vectors/gce-tdx-ccel/cos-113-tdx-quote.dat");
+const AZURE: &[u8] = include_bytes!("../../../../tests/vectors/azure-tdx-vtpm/td-quote.bin");
 
 fn sample_collateral() -> Collateral {
     collateral_from_json(SAMPLE_COLLATERAL).unwrap()
@@ -132,20 +132,20 @@ mod props {
 fn v5_samples_inside_their_windows() {
     // Windows computed from each collateral's TCB info, QE identity and CRL dates.
     let td15ex = collateral_from_json(include_bytes!(
-        "../../../tests/vectors/dcap-qvl/tdx_quote_td15ex_collateral.json"
+        "../../../../tests/vectors/dcap-qvl/tdx_quote_td15ex_collateral.json"
     ))
     .unwrap();
-    let quote = include_bytes!("../../../tests/vectors/dcap-qvl/tdx_quote_td15ex");
+    let quote = include_bytes!("../../../../tests/vectors/dcap-qvl/tdx_quote_td15ex");
     let v = verify(quote, &td15ex, &TrustRoot::IntelSgx, 1_791_419_306 + 3600).unwrap();
     assert_eq!((v.quote_version, v.tcb_status.as_str()), (5, "UpToDate"));
 
     // This platform's SVNs meet no TCB level of its TCB info: not appraisable (dcap-qvl's
     // own tests accept it only with a dangerous TCB override).
     let outdated = collateral_from_json(include_bytes!(
-        "../../../tests/vectors/dcap-qvl/tdx_quote_outdated_collateral.json"
+        "../../../../tests/vectors/dcap-qvl/tdx_quote_outdated_collateral.json"
     ))
     .unwrap();
-    let quote = include_bytes!("../../../tests/vectors/dcap-qvl/tdx_quote_outdated");
+    let quote = include_bytes!("../../../../tests/vectors/dcap-qvl/tdx_quote_outdated");
     let err = verify(quote, &outdated, &TrustRoot::IntelSgx, 1_771_412_331 + 3600).unwrap_err();
     assert!(matches!(err, TdxError::TcbLevel { .. }), "{err:?}");
 }

@@ -2,8 +2,8 @@
 //! network endpoint) and the TD's own RTTs to anchors? If so the TD answers from there
 //! (relocated); if not, the endpoint and the TD are in different places (a relay: proxied).
 
-use crate::geo::{destination, distance_km, LatLon};
-use crate::rtt_bound::Bestline;
+use crate::judge::bound::Bestline;
+use crate::judge::geo::{destination, distance_km, LatLon};
 
 /// One timing observation from a known place: `rtt_ms` predicted by `model` at the distance.
 #[derive(Debug, Clone, Copy)]

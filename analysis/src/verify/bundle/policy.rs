@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::CheckId;
-use crate::anchor::{AnchorPolicy, AnchorPolicyFile};
-use crate::tdx::{Collateral, TrustRoot};
+use crate::verify::anchor::{AnchorPolicy, AnchorPolicyFile};
+use crate::verify::tdx::{Collateral, TrustRoot};
 
 /// How a check counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -284,15 +284,16 @@ impl PolicyFile {
                 TrustRoot::Configured(ders.remove(0))
             }
         };
-        let tdx_collateral = match &self.tdx.collateral {
-            None => None,
-            Some(p) => Some(crate::tdx::collateral_from_json(&read(p)?).map_err(|e| {
-                PolicyError::Value {
-                    field: "tdx.collateral".into(),
-                    reason: e.to_string(),
-                }
-            })?),
-        };
+        let tdx_collateral =
+            match &self.tdx.collateral {
+                None => None,
+                Some(p) => Some(crate::verify::tdx::collateral_from_json(&read(p)?).map_err(
+                    |e| PolicyError::Value {
+                        field: "tdx.collateral".into(),
+                        reason: e.to_string(),
+                    },
+                )?),
+            };
         let mut pcr_reference = BTreeMap::new();
         for r in &self.reference.pcrs {
             if r.index > 23 {
@@ -324,7 +325,7 @@ impl PolicyFile {
         let mut ek_roots = Vec::new();
         let mut ek_intermediates = certs(&self.ek.intermediates)?;
         for r in &self.ek.roots {
-            match crate::cloud::roots::named_split(r) {
+            match crate::verify::cloud::roots::named_split(r) {
                 Some((anchors, intermediates)) => {
                     ek_roots.extend(anchors);
                     ek_intermediates.extend(intermediates);
