@@ -31,6 +31,9 @@ pub struct Check {
 pub enum CheckId {
     /// The bundle decodes, has a supported version and is within the size limit.
     BundleFormat,
+    /// The bundle's binding version is at least the policy's `binding.min_version` (default
+    /// 2: in-TD timings bound into REPORTDATA, AK-signed vTPM chain).
+    BindingVersion,
     /// The nonce was issued by this verifier, is unused and within its window.
     Nonce,
     /// The echo transcript is signed by the session key.
@@ -59,6 +62,10 @@ pub enum CheckId {
     TpmAttest,
     /// The quote's extraData is the binding's qualifying data.
     QualifyingData,
+    /// Binding version 2: the vTPM part carries its AK-signed chain with one timing per link;
+    /// every link is a quote signed by the bundle's AK over the qualifying data chained from
+    /// the previous signature; the fastest link is within the policy's bound, if any.
+    VtpmChain,
     /// The quote's pcrDigest equals the hash of the bundle's PCR values.
     PcrDigest,
     /// PCR values equal the policy's reference values.
@@ -87,8 +94,9 @@ pub enum CheckId {
 }
 
 impl CheckId {
-    pub const ALL: [CheckId; 22] = [
+    pub const ALL: [CheckId; 24] = [
         CheckId::BundleFormat,
+        CheckId::BindingVersion,
         CheckId::Nonce,
         CheckId::Transcript,
         CheckId::SessionSpki,
@@ -100,6 +108,7 @@ impl CheckId {
         CheckId::TpmSignature,
         CheckId::TpmAttest,
         CheckId::QualifyingData,
+        CheckId::VtpmChain,
         CheckId::PcrDigest,
         CheckId::PcrReference,
         CheckId::TdReference,
@@ -115,6 +124,7 @@ impl CheckId {
     pub fn name(self) -> &'static str {
         match self {
             CheckId::BundleFormat => "bundle_format",
+            CheckId::BindingVersion => "binding_version",
             CheckId::Nonce => "nonce",
             CheckId::Transcript => "transcript",
             CheckId::SessionSpki => "session_spki",
@@ -126,6 +136,7 @@ impl CheckId {
             CheckId::TpmSignature => "tpm_signature",
             CheckId::TpmAttest => "tpm_attest",
             CheckId::QualifyingData => "qualifying_data",
+            CheckId::VtpmChain => "vtpm_chain",
             CheckId::PcrDigest => "pcr_digest",
             CheckId::PcrReference => "pcr_reference",
             CheckId::TdReference => "td_reference",

@@ -4,6 +4,7 @@
 //! Pure (STYLE rule 1): the bundle, policy, nonce record, QUIC peer key and time come in.
 //! The binding being checked is specified in `docs/binding.md` ([`locus_proto::binding`]).
 
+mod chain;
 pub mod ekchain;
 mod hcl;
 pub mod nonce;
@@ -34,6 +35,8 @@ impl CheckId {
     pub fn default_requirement(self) -> Requirement {
         match self {
             CheckId::BundleFormat
+            | CheckId::BindingVersion
+            | CheckId::VtpmChain
             | CheckId::Nonce
             | CheckId::Transcript
             | CheckId::TdxQuote
@@ -138,6 +141,30 @@ pub enum EvidenceError {
     HclUserDataMismatch { expected: String, found: String },
     #[error("the bundle carries an inclusion proof, but a TD quote over an HCL report is not coalesced (its REPORTDATA is the HCL's)")]
     HclInclusionProof,
+    #[error("binding version {found} does not bind the in-TD timings nor sign the vTPM round trip; this policy requires binding version {required} (bundles of this release follow it; `[binding] min_version = {found}` accepts older ones)")]
+    BindingTooOld { found: u8, required: u8 },
+    #[error("the vTPM part has no signed timings ({links} chain links, {timings} link timings, quote timed: {quote_timed}): the vTPM's distance cannot be checked")]
+    VtpmTimingsMissing {
+        links: usize,
+        timings: usize,
+        quote_timed: bool,
+    },
+    #[error("the vTPM chain has {links} links but {timings} link timings")]
+    VtpmChainTimings { links: usize, timings: usize },
+    #[error("vTPM chain link {index} is not a quote signed by the bundle's AK: {error}")]
+    VtpmChainSignature { index: u32, error: TpmError },
+    #[error("vTPM chain link {index} quotes extraData {found}, the chain gives {expected}: the link does not follow the previous signature")]
+    VtpmChainBroken {
+        index: u32,
+        expected: String,
+        found: String,
+    },
+    #[error("fastest of {links} signed vTPM quotes took {found_ns} ns, more than {max_ns} ns (a relayed vTPM?)")]
+    VtpmChainTooSlow {
+        found_ns: u64,
+        max_ns: u64,
+        links: usize,
+    },
     #[error("required input missing: {0}")]
     Missing(&'static str),
     #[error("a check this one depends on failed: {0}")]
@@ -155,6 +182,8 @@ pub enum BundleErrorKind {
     Malformed(String),
     #[error("bundle is not canonically encoded: {0}")]
     NonCanonical(locus_proto::cbor::StrictError),
+    #[error("bundle version {version} has no field {field}")]
+    FieldNotInVersion { version: u16, field: &'static str },
 }
 
 impl From<BundleError> for BundleErrorKind {
@@ -166,6 +195,9 @@ impl From<BundleError> for BundleErrorKind {
             }
             BundleError::Malformed(m) => Self::Malformed(m),
             BundleError::NonCanonical(e) => Self::NonCanonical(e),
+            BundleError::FieldNotInVersion { version, field } => {
+                Self::FieldNotInVersion { version, field }
+            }
         }
     }
 }
@@ -444,6 +476,9 @@ pub fn verify_bundle(
     let spki_hash = binding::spki_hash(&b.session_spki);
 
     run.record(CheckId::BundleFormat, || Outcome::Pass);
+    run.record(CheckId::BindingVersion, || {
+        chain::binding_version(b, policy)
+    });
 
     run.record(CheckId::Nonce, || match &inputs.nonce_record {
         None => Outcome::Fail(NonceError::Unknown.into()),
@@ -526,6 +561,7 @@ pub fn verify_bundle(
         ak_public_hash: ak_hash,
         spki_hash,
         anchor_digest: b.anchors.as_ref().map(|a| a.digest()),
+        version: b.binding_version(),
     });
     // A coalesced quote: REPORTDATA is the root the proof folds the binding (a leaf) into.
     let proof = b.tdx.as_ref().and_then(|t| t.inclusion.as_ref());
@@ -653,6 +689,9 @@ pub fn verify_bundle(
                 found: hex::encode(&a.extra_data),
             }),
         }
+    });
+    run.record(CheckId::VtpmChain, || {
+        chain::vtpm_chain(b, ak.as_ref(), policy)
     });
     run.record(CheckId::PcrDigest, || {
         let (Some(a), Some(t)) = (&attest, tpm) else {
