@@ -472,10 +472,20 @@ fn a_tampered_pre_quote_timing_breaks_report_data() {
 #[test]
 fn a_chain_with_a_broken_link_fails_vtpm_chain() {
     let l = lab();
-    // Links 1 and 2 swapped: both genuine AK signatures, but link 1 no longer quotes the
-    // value chained from link 0's signature.
+    // Links 0 and 1 swapped: genuine AK signatures, but link 0 does not quote the value
+    // chained from the main quote's signature.
     let mut b = l.bundle.clone();
-    b.tpm.as_mut().unwrap().chain.swap(1, 2);
+    b.tpm.as_mut().unwrap().chain.swap(0, 1);
+    let r = verify(&b, &l.inputs());
+    assert!(matches!(
+        assert_fails(&r, CheckId::VtpmChain),
+        EvidenceError::VtpmChainBroken { index: 0, .. }
+    ));
+    assert_eq!(failed(&r), [CheckId::VtpmChain]);
+    // Link 0 repeated as link 1: a valid signature by this AK, in the wrong position.
+    let mut b = l.bundle.clone();
+    let link0 = b.tpm.as_ref().unwrap().chain[0].clone();
+    b.tpm.as_mut().unwrap().chain[1] = link0;
     let r = verify(&b, &l.inputs());
     assert!(matches!(
         assert_fails(&r, CheckId::VtpmChain),
@@ -500,12 +510,12 @@ fn a_chain_link_signed_by_another_key_fails_vtpm_chain() {
     let relayed = &l.relayed_tpm.chain;
     assert!(!relayed.is_empty());
     let mut b = l.bundle.clone();
-    b.tpm.as_mut().unwrap().chain[2] = relayed[2].clone();
+    b.tpm.as_mut().unwrap().chain[1] = relayed[1].clone();
     let r = verify(&b, &l.inputs());
     assert!(matches!(
         assert_fails(&r, CheckId::VtpmChain),
         EvidenceError::VtpmChainSignature {
-            index: 2,
+            index: 1,
             error: TpmError::SignatureMismatch
         }
     ));
@@ -542,8 +552,8 @@ fn a_vtpm_part_without_signed_timings_fails_vtpm_chain() {
     assert!(matches!(
         assert_fails(&r, CheckId::VtpmChain),
         EvidenceError::VtpmChainTimings {
-            links: 3,
-            timings: 2
+            links: 2,
+            timings: 1
         }
     ));
 }
@@ -552,7 +562,12 @@ fn a_vtpm_part_without_signed_timings_fails_vtpm_chain() {
 fn a_slow_signed_chain_fails_its_bound() {
     let l = lab();
     let mut policy = l.policy.clone();
-    let fastest = *l.bundle.timings.tpm_chain_ns.iter().min().unwrap();
+    // The fastest signed quote: the main one or a link.
+    let t = &l.bundle.timings;
+    let fastest = t
+        .tpm_chain_ns
+        .iter()
+        .fold(t.tpm_quote_ns.unwrap(), |a, b| a.min(*b));
     policy.max_tpm_chain_rtt_ns = Some(fastest - 1);
     let r = evidence::verify_bundle(&l.bundle, &policy, &l.inputs());
     assert!(matches!(

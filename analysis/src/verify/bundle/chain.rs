@@ -22,8 +22,9 @@ pub(super) fn binding_version(b: &EvidenceBundle, policy: &EvidencePolicy) -> Ou
 
 /// `vtpm_chain`: for a version 2 bundle with a vTPM part, every link of the chain is a quote
 /// by the bundle's AK over the qualifying data chained from the previous signature, each link
-/// has its timing, and the fastest link is within `max_tpm_chain_rtt_ns`. The timings
-/// themselves are bound into REPORTDATA (checked by `report_data`).
+/// and the main quote have their timing, and the fastest of these signed quotes is within
+/// `max_tpm_chain_rtt_ns`. The timings themselves are bound into REPORTDATA (checked by
+/// `report_data`).
 pub(super) fn vtpm_chain(
     b: &EvidenceBundle,
     ak: Option<&Result<AkPublic, TpmError>>,
@@ -48,7 +49,7 @@ pub(super) fn vtpm_chain(
     }
 }
 
-/// Checks every link; returns the fastest link's time.
+/// Checks every link; returns the fastest signed quote's time (main quote or link).
 fn check_links(
     b: &EvidenceBundle,
     ak: Option<&Result<AkPublic, TpmError>>,
@@ -58,13 +59,17 @@ fn check_links(
         .as_ref()
         .ok_or(EvidenceError::Missing("a vTPM part"))?;
     let timings = &b.timings.tpm_chain_ns;
-    if t.chain.is_empty() || timings.is_empty() || b.timings.tpm_quote_ns.is_none() {
+    let Some(quote_ns) = b
+        .timings
+        .tpm_quote_ns
+        .filter(|_| !t.chain.is_empty() && !timings.is_empty())
+    else {
         return Err(EvidenceError::VtpmTimingsMissing {
             links: t.chain.len(),
             timings: timings.len(),
             quote_timed: b.timings.tpm_quote_ns.is_some(),
         });
-    }
+    };
     if t.chain.len() != timings.len() {
         return Err(EvidenceError::VtpmChainTimings {
             links: t.chain.len(),
@@ -94,5 +99,5 @@ fn check_links(
         }
         previous = &link.signature;
     }
-    Ok(timings.iter().copied().min().unwrap_or(u64::MAX))
+    Ok(timings.iter().copied().fold(quote_ns, u64::min))
 }
