@@ -419,6 +419,9 @@ fn missing_parts_fail_required_checks() {
 // Binding version 2 (docs/binding.md): the in-TD timings are bound into REPORTDATA, and the
 // vTPM round trip is timed on a chain of AK-signed quotes.
 
+/// One change to a bundle.
+type Tamper = fn(&mut EvidenceBundle);
+
 #[test]
 fn the_lab_bundle_follows_binding_v2_with_a_timed_signed_chain() {
     let b = &lab().bundle;
@@ -435,7 +438,7 @@ fn the_lab_bundle_follows_binding_v2_with_a_timed_signed_chain() {
 #[test]
 fn a_tampered_pre_quote_timing_breaks_report_data() {
     let l = lab();
-    let tampers: [(&str, fn(&mut EvidenceBundle)); 4] = [
+    let tampers: [(&str, Tamper); 4] = [
         ("tpm_quote_ns", |b| {
             b.timings.tpm_quote_ns = b.timings.tpm_quote_ns.map(|n| n + 1)
         }),
@@ -524,7 +527,7 @@ fn a_chain_link_signed_by_another_key_fails_vtpm_chain() {
 #[test]
 fn a_vtpm_part_without_signed_timings_fails_vtpm_chain() {
     let l = lab();
-    let strips: [fn(&mut EvidenceBundle); 3] = [
+    let strips: [Tamper; 3] = [
         |b| {
             b.tpm.as_mut().unwrap().chain.clear();
             b.timings.tpm_chain_ns.clear();

@@ -62,12 +62,12 @@ pub enum CheckId {
     TpmAttest,
     /// The quote's extraData is the binding's qualifying data.
     QualifyingData,
+    /// The quote's pcrDigest equals the hash of the bundle's PCR values.
+    PcrDigest,
     /// Binding version 2: the vTPM part carries its AK-signed chain with one timing per link;
     /// every link is a quote signed by the bundle's AK over the qualifying data chained from
     /// the previous signature; the fastest link is within the policy's bound, if any.
     VtpmChain,
-    /// The quote's pcrDigest equals the hash of the bundle's PCR values.
-    PcrDigest,
     /// PCR values equal the policy's reference values.
     PcrReference,
     /// MRTD and RTMRs equal the policy's reference values.
@@ -108,8 +108,8 @@ impl CheckId {
         CheckId::TpmSignature,
         CheckId::TpmAttest,
         CheckId::QualifyingData,
-        CheckId::VtpmChain,
         CheckId::PcrDigest,
+        CheckId::VtpmChain,
         CheckId::PcrReference,
         CheckId::TdReference,
         CheckId::TcgEventLog,

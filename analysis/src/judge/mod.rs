@@ -1,9 +1,12 @@
 //! Judgement: turns timing samples and verification findings into a verdict per node.
+mod attested;
 pub mod bound;
 pub mod findings;
 pub mod frankenstein;
 pub mod geo;
 mod joint;
+mod measure;
 pub mod region;
 pub mod relocation;
+mod rules;
 pub mod verdict;

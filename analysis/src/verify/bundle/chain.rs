@@ -5,7 +5,7 @@ use locus_proto::binding::{self, BindingVersion};
 use locus_proto::evidence::EvidenceBundle;
 
 use super::{EvidenceError, EvidencePolicy, Outcome};
-use crate::verify::tpm::{self, AkPublic, TpmError};
+use crate::verify::tpm;
 
 /// `binding_version`: the bundle follows at least the binding version the policy requires.
 pub(super) fn binding_version(b: &EvidenceBundle, policy: &EvidencePolicy) -> Outcome {
@@ -25,24 +25,20 @@ pub(super) fn binding_version(b: &EvidenceBundle, policy: &EvidencePolicy) -> Ou
 /// and the main quote have their timing, and the fastest of these signed quotes is within
 /// `max_tpm_chain_rtt_ns`. The timings themselves are bound into REPORTDATA (checked by
 /// `report_data`).
-pub(super) fn vtpm_chain(
-    b: &EvidenceBundle,
-    ak: Option<&Result<AkPublic, TpmError>>,
-    policy: &EvidencePolicy,
-) -> Outcome {
+pub(super) fn vtpm_chain(b: &EvidenceBundle, policy: &EvidencePolicy) -> Outcome {
     let Some(t) = &b.tpm else {
         return Outcome::Skipped("the bundle has no vTPM part".into());
     };
     if b.binding_version() == BindingVersion::V1 {
         return Outcome::Skipped("a binding version 1 bundle has no vTPM chain".into());
     }
-    match check_links(b, ak) {
+    match check_links(b) {
         Err(e) => Outcome::Fail(e),
         Ok(fastest) => match policy.max_tpm_chain_rtt_ns {
             Some(max) if fastest > max => Outcome::Fail(EvidenceError::VtpmChainTooSlow {
                 found_ns: fastest,
                 max_ns: max,
-                links: t.chain.len(),
+                quotes: t.chain.len() + 1,
             }),
             _ => Outcome::Pass,
         },
@@ -50,10 +46,7 @@ pub(super) fn vtpm_chain(
 }
 
 /// Checks every link; returns the fastest signed quote's time (main quote or link).
-fn check_links(
-    b: &EvidenceBundle,
-    ak: Option<&Result<AkPublic, TpmError>>,
-) -> Result<u64, EvidenceError> {
+fn check_links(b: &EvidenceBundle) -> Result<u64, EvidenceError> {
     let t = b
         .tpm
         .as_ref()
@@ -76,15 +69,11 @@ fn check_links(
             timings: timings.len(),
         });
     }
-    let ak = match ak {
-        Some(Ok(ak)) => ak,
-        Some(Err(e)) => return Err(e.clone().into()),
-        None => return Err(EvidenceError::Missing("the AK public area")),
-    };
+    let ak = tpm::parse_ak_public(&t.ak_public)?;
     let mut previous = t.signature.as_slice();
     for (i, link) in t.chain.iter().enumerate() {
         let index = u32::try_from(i).unwrap_or(u32::MAX);
-        tpm::verify_signature(ak, &link.attest, &link.signature)
+        tpm::verify_signature(&ak, &link.attest, &link.signature)
             .map_err(|error| EvidenceError::VtpmChainSignature { index, error })?;
         let attest = tpm::parse_quote_attest(&link.attest)
             .map_err(|error| EvidenceError::VtpmChainSignature { index, error })?;

@@ -5,7 +5,8 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{same_rsa_key, CheckId, EvidenceError, Outcome};
+use super::akcert::same_rsa_key;
+use super::{CheckId, EvidenceError, Outcome};
 use crate::verify::cloud::azure::{self, AzureError};
 use crate::verify::tpm::{self, AkKey};
 

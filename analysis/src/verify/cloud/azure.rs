@@ -41,8 +41,8 @@ pub enum AzureError {
     #[error("not az-tdx-vtpm evidence: {reason}")]
     Decode { reason: String },
     /// The HCL report's header or runtime data header is malformed.
-    #[error("HCL report: {reason}")]
-    HclReport { reason: String },
+    #[error("HCL report: {0}")]
+    HclReport(HclReportError),
     /// The HCL variable data holds no usable `HCLAkPub` RSA JWK.
     #[error("HCL AK: {reason}")]
     HclAkPub { reason: String },
@@ -78,6 +78,33 @@ pub enum AzureError {
     /// The runtime data's `user-data` is not a 64-byte hex string.
     #[error("HCL user-data: {reason}")]
     HclUserData { reason: String },
+}
+
+/// Why an HCL report's size, header or runtime data header is malformed (all one check,
+/// `HclReport`). The report was cut, padded or is not an Azure TDX HCL report: fetch it again.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum HclReportError {
+    #[error("{len} bytes exceed the limit of {max}")]
+    TooLarge { len: usize, max: usize },
+    #[error("{len} bytes, the headers need {need}")]
+    Truncated { len: usize, need: usize },
+    #[error("signature {found:02x?} is not HCLA")]
+    Signature { found: [u8; 4] },
+    #[error("status {status:#x} or reserved header bytes nonzero")]
+    Header { status: u32 },
+    #[error("report type {found}, TDX is {expected}")]
+    ReportType { found: u32, expected: u32 },
+    #[error("hash type {found}, SHA-256 is {expected}")]
+    HashType { found: u32, expected: u32 },
+    #[error("variable data of {size} bytes overruns the report")]
+    VariableDataOverrun { size: usize },
+    #[error("runtime data size {runtime} is not variable data size {variable} + 20")]
+    RuntimeDataSize { runtime: usize, variable: usize },
+    #[error("report size {found}, the variable data ends at {end}")]
+    ReportSize { found: usize, end: usize },
+    #[error("nonzero bytes after the report")]
+    TrailingBytes,
 }
 
 impl NamedCheck for AzureError {
@@ -219,63 +246,68 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 
 /// Checks the HCL report's size and headers; returns the variable data.
 pub fn hcl_variable_data(hcl: &[u8]) -> Result<&[u8], AzureError> {
-    let err = |reason: String| AzureError::HclReport { reason };
-    if hcl.len() > MAX_HCL_REPORT_LEN {
-        return Err(err(format!(
-            "{} bytes exceed the limit of {MAX_HCL_REPORT_LEN}",
-            hcl.len()
-        )));
+    hcl_layout(hcl).map_err(AzureError::HclReport)
+}
+
+fn hcl_layout(hcl: &[u8]) -> Result<&[u8], HclReportError> {
+    use HclReportError as E;
+    let len = hcl.len();
+    if len > MAX_HCL_REPORT_LEN {
+        return Err(E::TooLarge {
+            len,
+            max: MAX_HCL_REPORT_LEN,
+        });
     }
-    if hcl.len() < VARIABLE_DATA_AT {
-        return Err(err(format!(
-            "{} bytes, the headers need {VARIABLE_DATA_AT}",
-            hcl.len()
-        )));
+    if len < VARIABLE_DATA_AT {
+        return Err(E::Truncated {
+            len,
+            need: VARIABLE_DATA_AT,
+        });
     }
     if &hcl[..4] != HCL_SIGNATURE {
-        return Err(err(format!("signature {:02x?} is not HCLA", &hcl[..4])));
+        let mut found = [0; 4];
+        found.copy_from_slice(&hcl[..4]);
+        return Err(E::Signature { found });
     }
     let status = u32_at(hcl, 16).unwrap_or(u32::MAX);
     if status != 0 || hcl[20..HCL_HEADER_LEN].iter().any(|b| *b != 0) {
-        return Err(err(format!(
-            "status {status:#x} or reserved header bytes nonzero"
-        )));
+        return Err(E::Header { status });
     }
     let report_type = u32_at(hcl, RUNTIME_HEADER_AT + 8).unwrap_or(0);
     if report_type != REPORT_TYPE_TDX {
-        return Err(err(format!(
-            "report type {report_type}, TDX is {REPORT_TYPE_TDX}"
-        )));
+        return Err(E::ReportType {
+            found: report_type,
+            expected: REPORT_TYPE_TDX,
+        });
     }
     let hash_type = u32_at(hcl, RUNTIME_HEADER_AT + 12).unwrap_or(0);
     if hash_type != HASH_TYPE_SHA256 {
-        return Err(err(format!(
-            "hash type {hash_type}, SHA-256 is {HASH_TYPE_SHA256}"
-        )));
+        return Err(E::HashType {
+            found: hash_type,
+            expected: HASH_TYPE_SHA256,
+        });
     }
     let data_size = u32_at(hcl, RUNTIME_HEADER_AT).unwrap_or(0) as usize;
     let var_size = u32_at(hcl, RUNTIME_HEADER_AT + 16).unwrap_or(0) as usize;
     let end = VARIABLE_DATA_AT
         .checked_add(var_size)
-        .filter(|end| *end <= hcl.len())
-        .ok_or_else(|| {
-            err(format!(
-                "variable data of {var_size} bytes overruns the report"
-            ))
-        })?;
+        .filter(|end| *end <= len)
+        .ok_or(E::VariableDataOverrun { size: var_size })?;
     if data_size != var_size + 20 {
-        return Err(err(format!(
-            "runtime data size {data_size} is not variable data size {var_size} + 20"
-        )));
+        return Err(E::RuntimeDataSize {
+            runtime: data_size,
+            variable: var_size,
+        });
     }
     let report_size = u32_at(hcl, 8).unwrap_or(0) as usize;
     if report_size != end {
-        return Err(err(format!(
-            "report size {report_size}, the variable data ends at {end}"
-        )));
+        return Err(E::ReportSize {
+            found: report_size,
+            end,
+        });
     }
     if hcl[end..].iter().any(|b| *b != 0) {
-        return Err(err("nonzero bytes after the report".into()));
+        return Err(E::TrailingBytes);
     }
     Ok(&hcl[VARIABLE_DATA_AT..end])
 }
@@ -544,6 +576,60 @@ mod tests {
     const V0: &[u8] = include_bytes!("../../../../tests/vectors/azure-tdx-vtpm/evidence-v0.json");
     /// 2025-01-01, inside the PCK chain's validity (2023-09-13 .. 2030-09-13).
     const AT: u64 = 1_735_689_600;
+    const HCL: &[u8] = include_bytes!("../../../../tests/vectors/azure-tdx-vtpm/hcl-report.bin");
+
+    /// One malformation per HCL layout condition, each named by its own variant.
+    #[test]
+    fn each_hcl_layout_fault_has_its_variant() {
+        use HclReportError as E;
+        assert!(hcl_variable_data(HCL).is_ok());
+        let put = |at: usize, v: u32| {
+            let mut h = HCL.to_vec();
+            h[at..at + 4].copy_from_slice(&v.to_le_bytes());
+            h
+        };
+        let field = |at: usize| u32::from_le_bytes(HCL[at..at + 4].try_into().unwrap());
+        let var_size = field(RUNTIME_HEADER_AT + 16);
+        let mut signed = HCL.to_vec();
+        signed[0] = b'X';
+        let mut trailing = HCL.to_vec();
+        trailing.push(1);
+        type Case = (Vec<u8>, fn(&E) -> bool);
+        let cases: Vec<Case> = vec![
+            (vec![0; MAX_HCL_REPORT_LEN + 1], |e| {
+                matches!(e, E::TooLarge { .. })
+            }),
+            (
+                HCL[..100].to_vec(),
+                |e| matches!(e, E::Truncated { len: 100, need } if *need == VARIABLE_DATA_AT),
+            ),
+            (
+                signed,
+                |e| matches!(e, E::Signature { found } if found[0] == b'X'),
+            ),
+            (put(16, 7), |e| matches!(e, E::Header { status: 7 })),
+            (put(RUNTIME_HEADER_AT + 8, 9), |e| {
+                matches!(e, E::ReportType { found: 9, .. })
+            }),
+            (put(RUNTIME_HEADER_AT + 12, 9), |e| {
+                matches!(e, E::HashType { found: 9, .. })
+            }),
+            (put(RUNTIME_HEADER_AT + 16, u32::MAX >> 1), |e| {
+                matches!(e, E::VariableDataOverrun { .. })
+            }),
+            (put(RUNTIME_HEADER_AT, var_size + 21), |e| {
+                matches!(e, E::RuntimeDataSize { .. })
+            }),
+            (put(8, field(8) + 1), |e| matches!(e, E::ReportSize { .. })),
+            (trailing, |e| matches!(e, E::TrailingBytes)),
+        ];
+        for (i, (hcl, want)) in cases.iter().enumerate() {
+            match hcl_variable_data(hcl) {
+                Err(AzureError::HclReport(e)) => assert!(want(&e), "case {i}: {e:?}"),
+                other => panic!("case {i}: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn both_encodings_verify_with_unknown_tcb() {

@@ -1,0 +1,244 @@
+//! The numbers every rule reads: per-prober distances and bounds, anchor distances, the
+//! feasible region, relocation statistics and the scores, computed before any rule decides.
+
+use super::bound::{self, Bestline};
+use super::geo::distance_km;
+use super::region::{self, Disc, Region};
+use super::relocation::{self, Relocation, Rounds};
+use super::verdict::{ms, AnchorDistance, Judging, ProberDistance, Scores};
+use super::{frankenstein, joint};
+use crate::input::{LatLon, ProberSeries};
+
+/// What the timing rules need beyond the judgement's own fields.
+pub(super) struct Measured<'a> {
+    /// The node's sample series, in prober order (the judgement must not depend on input order).
+    pub(super) probes: Vec<&'a ProberSeries>,
+    /// Per used prober: its minimum RTT over the most recent third of the window.
+    pub(super) recent: Vec<joint::Obs>,
+    pub(super) region: Region,
+    pub(super) relocation: Relocation,
+}
+
+/// One prober's rounds for relocation detection: (prober, rounds, external baseline ms).
+type SeriesRounds = (String, Rounds, Option<f64>);
+
+/// Discs from the probers' hard bounds and from their calibrated bestlines.
+#[derive(Default)]
+struct Discs {
+    hard: Vec<Disc>,
+    calibrated: Vec<Disc>,
+    any_calibrated: bool,
+}
+
+impl<'a> Judging<'a> {
+    pub(super) fn measure(&mut self, claim: LatLon) -> Measured<'a> {
+        let mut probes: Vec<&'a ProberSeries> = self.node.probes.iter().collect();
+        probes.sort_by(|a, c| a.prober.cmp(&c.prober));
+        let round_ms = self.round_ms(&probes);
+        let mut discs = Discs::default();
+        let mut recent = Vec::new();
+        let mut series_rounds = Vec::new();
+        for s in probes.iter().copied() {
+            if let Some(r) = self.prober_numbers(s, claim, round_ms, &mut discs, &mut recent) {
+                series_rounds.push(r);
+            }
+        }
+        self.anchor_numbers(claim, &mut discs.hard);
+        let region = region::intersect(&discs.hard, claim);
+        self.j.region = Some(region.clone());
+        if discs.any_calibrated {
+            self.j.calibrated_region = Some(region::intersect(&discs.calibrated, claim));
+        }
+        let reloc = relocation::detect(&series_rounds, &self.policy.relocation);
+        self.j.relocation = Some(reloc.clone());
+        self.j.scores = self.scores(&reloc);
+        Measured {
+            probes,
+            recent,
+            region,
+            relocation: reloc,
+        }
+    }
+
+    /// Rounds: `round_ms`, shortened for short windows so there are at least `min_rounds`.
+    fn round_ms(&self, probes: &[&ProberSeries]) -> f64 {
+        let p = &self.policy.relocation;
+        let span_ms = probes
+            .iter()
+            .filter_map(|s| {
+                let lo = s.samples.iter().map(|x| x.sent_ns).min()?;
+                let hi = s.samples.iter().map(|x| x.sent_ns).max()?;
+                Some(ms(hi - lo))
+            })
+            .fold(0.0, f64::max);
+        if p.min_rounds > 0 && span_ms > 0.0 {
+            p.round_ms.min(span_ms / p.min_rounds as f64)
+        } else {
+            p.round_ms
+        }
+    }
+
+    /// One prober's distance, bounds and discs; its rounds when it counts (≥ `min_samples`).
+    fn prober_numbers(
+        &mut self,
+        s: &ProberSeries,
+        claim: LatLon,
+        round_ms: f64,
+        discs: &mut Discs,
+        recent: &mut Vec<joint::Obs>,
+    ) -> Option<SeriesRounds> {
+        let (world, policy) = (self.world, self.policy);
+        let prober = world.prober(&s.prober)?;
+        let site = world.site(&prober.site)?;
+        let d_claim = distance_km(site.position(), claim);
+        let cap_ns = (policy.max_processing_us * 1e3).max(0.0) as u64;
+        let eff: Vec<(u64, f64)> = s
+            .samples
+            .iter()
+            .map(|x| {
+                let rtt = x.rtt_ns.saturating_sub(x.inside_ns.min(cap_ns));
+                (x.sent_ns, ms(rtt))
+            })
+            .collect();
+        let min_rtt = s.samples.iter().map(|x| x.rtt_ns).min().map(ms);
+        let min_eff = eff.iter().map(|e| e.1).min_by(f64::total_cmp);
+        let landmarks: Vec<(f64, f64)> = world
+            .landmarks
+            .iter()
+            .filter(|l| l.prober == s.prober)
+            .filter_map(|l| {
+                let ls = world.site(&l.site)?;
+                let d = distance_km(site.position(), ls.position());
+                Some((d, ms(l.min_rtt_ns)))
+            })
+            .collect();
+        let calibrated = landmarks.len() >= 2;
+        let model = if calibrated {
+            bound::bestline(&landmarks)
+        } else {
+            Bestline::inflated(policy.inflation)
+        };
+        // The calibrated disc keeps the bestline's slope but not its intercept: the node's
+        // fixed delay may be smaller than the landmarks', and a disc must not exclude it.
+        let disc_line = Bestline {
+            intercept_ms: 0.0,
+            ..model
+        };
+        let used = s.samples.len() >= policy.min_samples;
+        let expected = model.rtt_ms(d_claim);
+        let mut rounds = None;
+        if used {
+            if let Some(m) = min_eff {
+                let hard = Disc {
+                    label: format!("prober {}", s.prober),
+                    center: site.position(),
+                    radius_km: bound::max_distance_km(m),
+                };
+                discs.calibrated.push(if calibrated {
+                    discs.any_calibrated = true;
+                    Disc {
+                        label: format!("prober {} (calibrated)", s.prober),
+                        center: site.position(),
+                        radius_km: disc_line.max_distance_km(m),
+                    }
+                } else {
+                    hard.clone()
+                });
+                discs.hard.push(hard);
+            }
+            let external = self
+                .node
+                .baseline
+                .iter()
+                .find(|x| x.prober == s.prober)
+                .map(|x| ms(x.min_rtt_ns));
+            let r = relocation::rounds(&eff, round_ms, policy.relocation.min_round_samples);
+            // the most recent third of the window (≥ 3 rounds): where the node is now
+            let k = (r.len() / 3).max(3).min(r.len());
+            let recent_min = r[r.len() - k..]
+                .iter()
+                .map(|x| x.1)
+                .min_by(f64::total_cmp)
+                .or(min_eff);
+            if let Some(m) = recent_min {
+                recent.push(joint::Obs {
+                    at: site.position(),
+                    rtt_ms: m,
+                    model,
+                    slow_tol_ms: policy.max_excess_ms,
+                    fast_tol_ms: policy.fast_tolerance_ms,
+                });
+            }
+            rounds = Some((s.prober.clone(), r, external));
+        }
+        self.j.distances.push(ProberDistance {
+            prober: s.prober.clone(),
+            site: site.name.clone(),
+            samples: s.samples.len(),
+            sent: s.sent,
+            distance_to_claim_km: d_claim,
+            min_rtt_ms: min_rtt,
+            min_eff_rtt_ms: min_eff,
+            max_distance_km: min_eff.map(bound::max_distance_km),
+            calibrated_max_distance_km: calibrated
+                .then(|| min_eff.map(|m| disc_line.max_distance_km(m)))
+                .flatten(),
+            expected_rtt_ms: expected,
+            excess_ms: min_eff.map(|m| m - expected),
+            used,
+            calibrated,
+        });
+        rounds
+    }
+
+    /// Anchor distances; their discs join the region.
+    fn anchor_numbers(&mut self, claim: LatLon, discs: &mut Vec<Disc>) {
+        let mut anchors: Vec<_> = self.node.anchors.iter().collect();
+        anchors.sort_by(|a, c| a.site.cmp(&c.site).then(a.min_rtt_ns.cmp(&c.min_rtt_ns)));
+        for a in anchors {
+            let Some(site) = self.world.site(&a.site) else {
+                continue;
+            };
+            let rtt = ms(a.min_rtt_ns);
+            let d = distance_km(site.position(), claim);
+            let expected = Bestline::inflated(self.policy.inflation).rtt_ms(d);
+            let max_d = bound::max_distance_km(rtt);
+            discs.push(Disc {
+                label: format!("anchor {}", a.site),
+                center: site.position(),
+                radius_km: max_d,
+            });
+            self.j.anchors.push(AnchorDistance {
+                site: a.site.clone(),
+                min_rtt_ms: rtt,
+                distance_to_claim_km: d,
+                max_distance_km: max_d,
+                expected_rtt_ms: expected,
+                excess_ms: rtt - expected,
+            });
+        }
+    }
+
+    /// The decision statistics, whatever decides the verdict (for offline threshold sweeps).
+    fn scores(&self, reloc: &Relocation) -> Scores {
+        let excesses: Vec<f64> = (self.j.distances.iter())
+            .filter(|d| d.used)
+            .filter_map(|d| d.excess_ms)
+            .collect();
+        let mut stats: Vec<f64> = reloc.shifts.iter().map(|x| x.max_stat_ms).collect();
+        stats.sort_by(|a, c| c.total_cmp(a));
+        let policy = self.policy;
+        Scores {
+            min_excess_ms: excesses.iter().copied().min_by(f64::total_cmp),
+            max_excess_ms: excesses.iter().copied().max_by(f64::total_cmp),
+            max_anchor_excess_ms: self
+                .j
+                .anchors
+                .iter()
+                .map(|a| a.excess_ms)
+                .max_by(f64::total_cmp),
+            vtpm_cmd_rtt_min_ms: frankenstein::check(&self.node.in_td, None, policy).cmd_rtt_min_ms,
+            cusum_stat_ms: stats.get(policy.relocation.min_probers - 1).copied(),
+        }
+    }
+}

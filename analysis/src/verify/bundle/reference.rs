@@ -1,0 +1,69 @@
+//! Reference values: the policy's PCR values (`pcr_reference`) and MRTD/RTMRs
+//! (`td_reference`), compared only once the quote carrying them verified.
+
+use locus_proto::evidence::TpmEvidence;
+
+use super::quote::TdxPart;
+use super::{CheckId, EvidenceError, EvidencePolicy, Outcome};
+use crate::verify::tpm;
+
+/// `pcr_reference`; `pcrs_trusted`: the vTPM signature and PCR digest passed.
+pub(super) fn pcrs(
+    policy: &EvidencePolicy,
+    t: Option<&TpmEvidence>,
+    pcrs_trusted: bool,
+) -> Outcome {
+    if policy.pcr_reference.is_empty() {
+        return Outcome::Skipped("no PCR reference values in the policy".into());
+    }
+    let Some(t) = t else {
+        return Outcome::Fail(EvidenceError::Missing("vTPM PCR values"));
+    };
+    if !pcrs_trusted {
+        return Outcome::Fail(EvidenceError::Dependency(CheckId::PcrDigest));
+    }
+    for (index, expected) in &policy.pcr_reference {
+        let found = (t.pcrs.iter()).find(|p| p.index == *index && p.alg == tpm::ALG_SHA256);
+        if found.map(|p| p.digest.as_slice()) != Some(expected.as_slice()) {
+            return Outcome::Fail(EvidenceError::PcrReferenceMismatch {
+                index: *index,
+                expected: hex::encode(expected),
+                found: found.map(|p| hex::encode(&p.digest)).unwrap_or_default(),
+            });
+        }
+    }
+    Outcome::Pass
+}
+
+/// `td_reference`.
+pub(super) fn td(policy: &EvidencePolicy, td: &TdxPart) -> Outcome {
+    if policy.mrtd_reference.is_none() && policy.rtmr_reference.is_empty() {
+        return Outcome::Skipped("no MRTD/RTMR reference values in the policy".into());
+    }
+    let Some(f) = &td.fields else {
+        return Outcome::Fail(EvidenceError::Missing("a TDX quote"));
+    };
+    if !td.checked {
+        return Outcome::Fail(EvidenceError::Dependency(CheckId::TdxQuote));
+    }
+    if let Some(m) = &policy.mrtd_reference {
+        if *m != f.mrtd {
+            return Outcome::Fail(EvidenceError::TdReferenceMismatch {
+                register: "MRTD".into(),
+                expected: hex::encode(m),
+                found: hex::encode(f.mrtd),
+            });
+        }
+    }
+    for (i, r) in &policy.rtmr_reference {
+        let found = f.rtmrs[usize::from(*i)];
+        if *r != found {
+            return Outcome::Fail(EvidenceError::TdReferenceMismatch {
+                register: format!("RTMR{i}"),
+                expected: hex::encode(r),
+                found: hex::encode(found),
+            });
+        }
+    }
+    Outcome::Pass
+}
