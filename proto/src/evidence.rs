@@ -360,43 +360,15 @@ mod tests {
             Err(BundleError::Malformed(m)) if m.contains("extra")
         ));
     }
-}
-
-#[cfg(test)]
-mod version_tests {
-    use super::*;
-    use crate::transcript::Transcript;
 
     fn v2() -> EvidenceBundle {
-        let key = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
-        EvidenceBundle {
-            version: BUNDLE_VERSION,
-            nonce: vec![1; 32],
-            nonce_issuer: None,
-            session_spki: vec![2; 91],
-            transcript: Transcript::new().sign(&key),
-            tdx: None,
-            tpm: Some(TpmEvidence {
-                attest: vec![3; 10],
-                signature: vec![4; 10],
-                ak_public: vec![5; 10],
-                pcrs: Vec::new(),
-                ak_cert: None,
-                ek_certs: Vec::new(),
-                ca_certs: Vec::new(),
-                event_log: None,
-                hcl_report: None,
-                chain: vec![SignedAttest {
-                    attest: vec![6; 10],
-                    signature: vec![7; 10],
-                }],
-            }),
-            timings: ResponderTimings {
-                tpm_chain_ns: vec![3_000_000],
-                ..ResponderTimings::default()
-            },
-            anchors: None,
-        }
+        let mut b = bundle(None);
+        b.tpm.as_mut().unwrap().chain = vec![SignedAttest {
+            attest: vec![6; 10],
+            signature: vec![7; 10],
+        }];
+        b.timings.tpm_chain_ns = vec![3_000_000];
+        b
     }
 
     #[test]
