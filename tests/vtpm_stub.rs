@@ -1,6 +1,7 @@
 //! Issue 18, item 2: a host that relays the real vTPM from far away but answers
-//! TPM2_GetRandom from a local stub. The unsigned cheap-command timing then looks local;
-//! binding v2's chain of AK-signed quotes cannot be answered locally, so `vtpm_chain` fails.
+//! TPM2_GetRandom from a local stub. The cheap-command timing then looks local (binding v2
+//! binds it, but nothing in a random answer shows where it came from); the chain of AK-signed
+//! quotes cannot be answered locally, so `vtpm_chain` fails.
 //!
 //! The stub sits between the responder's vTPM and a real swtpm on loopback; swtpm's socket
 //! server takes raw TPM commands on its data channel. The stub answers GetRandom at once and
