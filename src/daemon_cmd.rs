@@ -17,7 +17,7 @@ pub(crate) fn run(config: PathBuf) -> anyhow::Result<ExitCode> {
         .max_blocking_threads(8)
         .build()?;
     rt.block_on(async {
-        let handle = locus_prober::daemon::start(config).await?;
+        let handle = locus_fleet::daemon::start(config).await?;
         announce(handle.http_addr());
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         // A write past RLIMIT_FSIZE raises SIGXFSZ, which would kill the process: caught, the

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use locus_prober::store::{export, Database, ExportFormat, ExportTable};
+use locus_fleet::store::{export, Database, ExportFormat, ExportTable};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {

@@ -18,7 +18,6 @@ mod logging;
 mod monitor;
 mod prober_cmd;
 mod responder_cmd;
-mod toml_span;
 mod verify;
 
 #[derive(Parser)]

@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use locus_prober::requests::request_transcript;
-use locus_prober::{connect, run_round, RoundConfig, RoundReport, SpkiPolicy};
-use serde::Serialize;
+use locus_prober::once::{probe_once, TargetResult};
+use locus_prober::{RoundConfig, SpkiPolicy};
 
 #[derive(Args)]
 pub(crate) struct ProberArgs {
@@ -50,19 +49,6 @@ pub(crate) struct ProberArgs {
     json: bool,
 }
 
-#[derive(Serialize)]
-struct TargetResult {
-    target: SocketAddr,
-    /// `pinned` or `learned-on-first-use`.
-    key: &'static str,
-    spki: String,
-    #[serde(flatten)]
-    round: Option<RoundReport>,
-    /// The responder's signed transcript covers exactly the answers measured.
-    transcript_verified: Option<bool>,
-    error: Option<String>,
-}
-
 pub(crate) fn run(args: ProberArgs) -> anyhow::Result<ExitCode> {
     if let Some(config) = args.config {
         return crate::daemon_cmd::run(config);
@@ -92,7 +78,9 @@ pub(crate) fn run(args: ProberArgs) -> anyhow::Result<ExitCode> {
                 let cfg = cfg.clone();
                 let bind = args.bind;
                 let connect_timeout = Duration::from_millis(args.connect_timeout_ms);
-                tokio::spawn(async move { probe(addr, bind, policy, connect_timeout, &cfg).await })
+                tokio::spawn(
+                    async move { probe_once(addr, bind, policy, connect_timeout, &cfg).await },
+                )
             })
             .collect();
         let mut out = Vec::new();
@@ -125,50 +113,6 @@ fn pins_for(args: &ProberArgs) -> anyhow::Result<Vec<SpkiPolicy>> {
             args.targets.len()
         ),
     }
-}
-
-async fn probe(
-    addr: SocketAddr,
-    bind: SocketAddr,
-    policy: SpkiPolicy,
-    connect_timeout: Duration,
-    cfg: &RoundConfig,
-) -> TargetResult {
-    let key = match policy {
-        SpkiPolicy::Pinned(_) => "pinned",
-        SpkiPolicy::TrustOnFirstUse => "learned-on-first-use",
-    };
-    let mut result = TargetResult {
-        target: addr,
-        key,
-        spki: String::new(),
-        round: None,
-        transcript_verified: None,
-        error: None,
-    };
-    let target = match connect(addr, bind, policy, connect_timeout).await {
-        Ok(t) => t,
-        Err(e) => {
-            result.error = Some(e.to_string());
-            return result;
-        }
-    };
-    result.spki = hex::encode(&target.spki);
-    let round = run_round(&target, cfg).await;
-    match request_transcript(&target).await {
-        Ok(t) => {
-            let entries = round.samples.iter().map(|s| (s.seq, s.nonce, s.arrival));
-            // Lost answers may have been answered: only an exact match counts as verified.
-            result.transcript_verified = Some(
-                t.session_spki == target.spki
-                    && t.transcript.verify_entries(&target.spki, entries).is_ok(),
-            );
-        }
-        Err(e) => result.error = Some(format!("transcript request failed: {e}")),
-    }
-    target.conn.close(0u32.into(), b"done");
-    result.round = Some(round);
-    result
 }
 
 #[expect(clippy::print_stdout, reason = "the CLI prints its report")]

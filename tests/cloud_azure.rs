@@ -4,6 +4,7 @@
 
 use std::process::Command;
 
+use locus_analysis::check::AzureCheck;
 use locus_analysis::verify::cloud::azure;
 use serde_json::{json, Value};
 
@@ -104,7 +105,7 @@ fn v0(p: &Parts) -> Vec<u8> {
     .unwrap()
 }
 
-fn failed(evidence: &[u8]) -> Vec<&'static str> {
+fn failed(evidence: &[u8]) -> Vec<AzureCheck> {
     let r = azure::verify(evidence, NONCE, AT, None);
     assert_eq!(r.valid, r.failed_checks.is_empty());
     r.failed_checks
@@ -137,11 +138,11 @@ fn nonces_are_compared() {
     for ev in [V1, V0] {
         assert_eq!(
             azure::verify(ev, b"challengE", AT, None).failed_checks,
-            ["Nonce"]
+            [AzureCheck::Nonce]
         );
         assert_eq!(
             azure::verify(ev, b"", AT, None).failed_checks,
-            ["NonceRequired"]
+            [AzureCheck::NonceRequired]
         );
     }
 }
@@ -160,153 +161,157 @@ fn every_tampered_region_is_rejected_by_its_check() {
         + 1;
     let body = 48;
     type Edit = Box<dyn Fn(&mut Parts)>;
-    let cases: Vec<(&str, Edit, Vec<&str>)> = vec![
+    let cases: Vec<(&str, Edit, Vec<AzureCheck>)> = vec![
         // vTPM quote: TPMS_ATTEST regions, signature, PCR values
         (
             "attest magic",
             Box::new(|p| p.message[0] ^= 1),
-            vec!["TpmQuoteParse", "TpmQuoteSignature"],
+            vec![AzureCheck::TpmQuoteParse, AzureCheck::TpmQuoteSignature],
         ),
         // extraData starts after magic, type and qualifiedSigner (2 + 34 bytes)
         (
             "attest extraData",
             Box::new(|p| p.message[4 + 2 + 36 + 2] ^= 1),
-            vec!["TpmQuoteSignature", "Nonce"],
+            vec![AzureCheck::TpmQuoteSignature, AzureCheck::Nonce],
         ),
         (
             "attest clock",
             Box::new(|p| p.message[60] ^= 1),
-            vec!["TpmQuoteSignature"],
+            vec![AzureCheck::TpmQuoteSignature],
         ),
         (
             "attest pcrDigest",
             Box::new(|p| *p.message.last_mut().unwrap() ^= 1),
-            vec!["TpmQuoteSignature", "PcrDigest"],
+            vec![AzureCheck::TpmQuoteSignature, AzureCheck::PcrDigest],
         ),
         (
             "signature",
             Box::new(|p| p.signature[100] ^= 1),
-            vec!["TpmQuoteSignature"],
+            vec![AzureCheck::TpmQuoteSignature],
         ),
         (
             "PCR7 value",
             Box::new(|p| p.pcrs[7][0] ^= 1),
-            vec!["PcrDigest"],
+            vec![AzureCheck::PcrDigest],
         ),
         (
             "PCR23 missing",
             Box::new(|p| {
                 p.pcrs.pop();
             }),
-            vec!["PcrSelection"],
+            vec![AzureCheck::PcrSelection],
         ),
         // HCL report: header, hardware report (TDREPORT), runtime header, variable data
         (
             "HCL signature",
             Box::new(|p| p.hcl[0] ^= 1),
-            vec!["HclReport"],
+            vec![AzureCheck::HclReport],
         ),
         (
             "HCL status",
             Box::new(|p| p.hcl[16] ^= 1),
-            vec!["HclReport"],
+            vec![AzureCheck::HclReport],
         ),
         (
             "HCL report size",
             Box::new(|p| p.hcl[8] ^= 1),
-            vec!["HclReport"],
+            vec![AzureCheck::HclReport],
         ),
         (
             "HCL TDREPORT REPORTDATA",
             Box::new(|p| p.hcl[0x20 + 128] ^= 1),
-            vec!["HclTdReport"],
+            vec![AzureCheck::HclTdReport],
         ),
         (
             "HCL TDREPORT MRSEAM",
             Box::new(|p| p.hcl[0x20 + 256 + 8 + 20] ^= 1),
-            vec!["HclTdReport"],
+            vec![AzureCheck::HclTdReport],
         ),
         (
             "HCL TDREPORT MRTD",
             Box::new(|p| p.hcl[0x20 + 512 + 16] ^= 1),
-            vec!["HclTdReport"],
+            vec![AzureCheck::HclTdReport],
         ),
         (
             "HCL TDREPORT RTMR2",
             Box::new(|p| p.hcl[0x20 + 512 + 208 + 96] ^= 1),
-            vec!["HclTdReport"],
+            vec![AzureCheck::HclTdReport],
         ),
         (
             "HCL report type",
             Box::new(|p| p.hcl[0x4c0 + 8] ^= 1),
-            vec!["HclReport"],
+            vec![AzureCheck::HclReport],
         ),
         (
             "HCL hash type",
             Box::new(|p| p.hcl[0x4c0 + 12] ^= 1),
-            vec!["HclReport"],
+            vec![AzureCheck::HclReport],
         ),
         (
             "HCL variable size",
             Box::new(|p| p.hcl[0x4d0] ^= 1),
-            vec!["HclReport"],
+            vec![AzureCheck::HclReport],
         ),
         // a base64url letter of the AK modulus: another key, another hash
         (
             "HCL AK modulus",
             Box::new(move |p| p.hcl[n_at] = if p.hcl[n_at] == b'A' { b'B' } else { b'A' }),
-            vec!["TpmQuoteSignature", "ReportData"],
+            vec![AzureCheck::TpmQuoteSignature, AzureCheck::ReportData],
         ),
         (
             "HCL vm-configuration",
             Box::new(move |p| p.hcl[cfg_at] ^= 0x20),
-            vec!["ReportData"],
+            vec![AzureCheck::ReportData],
         ),
         (
             "HCL variable data not JSON",
             Box::new(|p| p.hcl[VAR_AT] = b'['),
-            vec!["HclAkPub", "ReportData"],
+            vec![AzureCheck::HclAkPub, AzureCheck::ReportData],
         ),
         (
             "HCL trailing bytes",
             Box::new(|p| *p.hcl.last_mut().unwrap() = 1),
-            vec!["HclReport"],
+            vec![AzureCheck::HclReport],
         ),
         // TD quote: header, body fields, REPORTDATA, signature, certification data
         (
             "TD quote version",
             Box::new(|p| p.td[0] ^= 1),
-            vec!["TdQuote"],
+            vec![AzureCheck::TdQuote],
         ),
         (
             "TD quote MRTD",
             Box::new(move |p| p.td[body + 136] ^= 1),
-            vec!["TdQuote", "HclTdReport"],
+            vec![AzureCheck::TdQuote, AzureCheck::HclTdReport],
         ),
         (
             "TD quote RTMR0",
             Box::new(move |p| p.td[body + 328] ^= 1),
-            vec!["TdQuote", "HclTdReport"],
+            vec![AzureCheck::TdQuote, AzureCheck::HclTdReport],
         ),
         (
             "TD quote REPORTDATA",
             Box::new(move |p| p.td[body + 520] ^= 1),
-            vec!["TdQuote", "ReportData", "HclTdReport"],
+            vec![
+                AzureCheck::TdQuote,
+                AzureCheck::ReportData,
+                AzureCheck::HclTdReport,
+            ],
         ),
         (
             "TD quote REPORTDATA tail",
             Box::new(move |p| p.td[body + 560] ^= 1),
-            vec!["TdQuote", "HclTdReport"],
+            vec![AzureCheck::TdQuote, AzureCheck::HclTdReport],
         ),
         (
             "TD quote signature",
             Box::new(|p| p.td[640] ^= 1),
-            vec!["TdQuote"],
+            vec![AzureCheck::TdQuote],
         ),
         (
             "TD quote QE report",
             Box::new(|p| p.td[800] ^= 1),
-            vec!["TdQuote"],
+            vec![AzureCheck::TdQuote],
         ),
         (
             "TD quote PCK chain",
@@ -314,17 +319,17 @@ fn every_tampered_region_is_rejected_by_its_check() {
                 let n = p.td.len();
                 p.td[n - 100] ^= 1;
             }),
-            vec!["TdQuote"],
+            vec![AzureCheck::TdQuote],
         ),
         (
             "TD quote truncated",
             Box::new(|p| p.td.truncate(1000)),
-            vec!["TdQuote"],
+            vec![AzureCheck::TdQuote],
         ),
         (
             "TD quote short",
             Box::new(|p| p.td.truncate(600)),
-            vec!["TdQuote"],
+            vec![AzureCheck::TdQuote],
         ),
     ];
     for (name, edit, want) in &cases {
@@ -381,29 +386,38 @@ fn the_td_quote_failure_names_the_inner_check() {
     );
     // Before the PCK certificate's validity.
     let r = azure::verify(V1, NONCE, 1_600_000_000, None);
-    assert_eq!(r.failed_checks, ["TdQuote"]);
+    assert_eq!(r.failed_checks, [AzureCheck::TdQuote]);
 }
 
 #[test]
 fn malformed_truncated_and_oversized_files_are_rejected() {
     for n in (0..V1.len()).step_by(97) {
-        assert_eq!(failed(&V1[..n]), ["Decode"], "v1 prefix {n}");
+        assert_eq!(failed(&V1[..n]), [AzureCheck::Decode], "v1 prefix {n}");
     }
     for n in (0..V0.len()).step_by(211) {
-        assert_eq!(failed(&V0[..n]), ["Decode"], "v0 prefix {n}");
+        assert_eq!(failed(&V0[..n]), [AzureCheck::Decode], "v0 prefix {n}");
     }
     let mut v: Value = serde_json::from_slice(V1).unwrap();
     v["version"] = 2.into();
-    assert_eq!(failed(&serde_json::to_vec(&v).unwrap()), ["Decode"]);
+    assert_eq!(
+        failed(&serde_json::to_vec(&v).unwrap()),
+        [AzureCheck::Decode]
+    );
     let mut v: Value = serde_json::from_slice(V0).unwrap();
     v["hcl_report"][0] = 256.into();
-    assert_eq!(failed(&serde_json::to_vec(&v).unwrap()), ["Decode"]);
+    assert_eq!(
+        failed(&serde_json::to_vec(&v).unwrap()),
+        [AzureCheck::Decode]
+    );
     let mut v: Value = serde_json::from_slice(V1).unwrap();
     v["td_quote"] = "not base64!".into();
-    assert_eq!(failed(&serde_json::to_vec(&v).unwrap()), ["Decode"]);
+    assert_eq!(
+        failed(&serde_json::to_vec(&v).unwrap()),
+        [AzureCheck::Decode]
+    );
     let mut big = V1.to_vec();
     big.resize(locus_analysis::verify::cloud::MAX_EVIDENCE_LEN + 1, b' ');
-    assert_eq!(failed(&big), ["Oversized"]);
+    assert_eq!(failed(&big), [AzureCheck::Oversized]);
 }
 
 // ---------------------------------------------------------------- CLI

@@ -4,6 +4,7 @@
 
 use std::process::Command;
 
+use locus_analysis::check::GceCheck;
 use locus_analysis::verify::cloud::{gce, roots};
 use locus_analysis::verify::eventlog;
 use locus_analysis::{judge, NodeInput, Policy, Site, Verdict, World};
@@ -105,7 +106,7 @@ fn gce_roots() -> Vec<Vec<u8>> {
     roots::named("gce").unwrap()
 }
 
-fn failed(bytes: &[u8], nonce: Option<&[u8]>) -> Vec<&'static str> {
+fn failed(bytes: &[u8], nonce: Option<&[u8]>) -> Vec<GceCheck> {
     let r = gce::verify_attestation(bytes, nonce, &gce_roots(), AT);
     assert_eq!(r.valid, r.failed_checks.is_empty());
     r.failed_checks
@@ -142,18 +143,18 @@ fn only_the_legacy_chain_files_verify_it() {
         ("none", vec![]),
     ] {
         let r = gce::verify_attestation(PB, None, &roots, AT);
-        assert_eq!(r.failed_checks, ["AkCertChain"], "{name}");
+        assert_eq!(r.failed_checks, [GceCheck::AkCertChain], "{name}");
         assert_eq!(r.endorsed_zone(), None);
     }
     // Outside the validity window.
     let r = gce::verify_attestation(PB, None, &gce_roots(), 1_600_000_000);
-    assert_eq!(r.failed_checks, ["AkCertChain"]);
+    assert_eq!(r.failed_checks, [GceCheck::AkCertChain]);
 }
 
 #[test]
 fn nonces_are_required_and_compared() {
-    assert_eq!(failed(PB, Some(&[])), ["NonceRequired"]);
-    assert_eq!(failed(PB, Some(b"fresh")), ["Nonce"]);
+    assert_eq!(failed(PB, Some(&[])), [GceCheck::NonceRequired]);
+    assert_eq!(failed(PB, Some(b"fresh")), [GceCheck::Nonce]);
     let r = gce::verify_attestation(PB, Some(b"fresh"), &gce_roots(), AT);
     assert_eq!(r.checks.errors().count(), 3, "one per bank");
     assert!(r.checks.errors().all(|e| matches!(
@@ -182,36 +183,40 @@ fn every_tampered_region_is_rejected_by_its_check() {
     let zone_at = find(PB, b"us-central1-a", ak_cert.start);
     assert!(zone_at < ak_cert.end);
 
-    let mut cases: Vec<(&str, usize, Vec<&str>)> = vec![
+    let mut cases: Vec<(&str, usize, Vec<GceCheck>)> = vec![
         // TPMT_PUBLIC: objectAttributes (sign bit) and the RSA modulus' last byte
         (
             "ak_pub attributes (restricted)",
             ak_pub.start + 5,
-            vec!["AkPublic"],
+            vec![GceCheck::AkPublic],
         ),
         (
             "ak_pub modulus",
             ak_pub.end - 1,
-            vec!["QuoteSignature", "AkQualifiedName", "AkCertKey"],
+            vec![
+                GceCheck::QuoteSignature,
+                GceCheck::AkQualifiedName,
+                GceCheck::AkCertKey,
+            ],
         ),
         // a reserved attribute bit: the key still parses and is the certified one, but the
         // quotes' qualifiedSigner names the original public area
         (
             "ak_pub attributes (reserved bit)",
             ak_pub.start + 7,
-            vec!["AkQualifiedName"],
+            vec![GceCheck::AkQualifiedName],
         ),
         (
             "event log header",
             event_log.start + 4,
-            vec!["EventLogParse"],
+            vec![GceCheck::EventLogParse],
         ),
-        ("event digest", digest_at, vec!["EventLogReplay"]),
-        ("AK certificate zone", zone_at, vec!["AkCertChain"]),
+        ("event digest", digest_at, vec![GceCheck::EventLogReplay]),
+        ("AK certificate zone", zone_at, vec![GceCheck::AkCertChain]),
         (
             "AK certificate signature",
             ak_cert.end - 1,
-            vec!["AkCertChain"],
+            vec![GceCheck::AkCertChain],
         ),
     ];
     for (q, quote) in quotes.iter().enumerate() {
@@ -222,39 +227,39 @@ fn every_tampered_region_is_rejected_by_its_check() {
             (
                 leak(format!("quote {q} qualifiedSigner")),
                 attest.start + 10,
-                vec!["QuoteSignature", "AkQualifiedName"],
+                vec![GceCheck::QuoteSignature, GceCheck::AkQualifiedName],
             ),
             (
                 leak(format!("quote {q} magic")),
                 attest.start,
-                vec!["QuoteParse"],
+                vec![GceCheck::QuoteParse],
             ),
             // clock field: signed, not otherwise checked
             (
                 leak(format!("quote {q} clock")),
                 attest.start + 45,
-                vec!["QuoteSignature"],
+                vec![GceCheck::QuoteSignature],
             ),
             (
                 leak(format!("quote {q} pcrDigest")),
                 attest.end - 1,
-                vec!["QuoteSignature", "PcrDigest"],
+                vec![GceCheck::QuoteSignature, GceCheck::PcrDigest],
             ),
             (
                 leak(format!("quote {q} signature")),
                 sig.end - 1,
-                vec!["QuoteSignature"],
+                vec![GceCheck::QuoteSignature],
             ),
             (
                 leak(format!("quote {q} PCR0")),
                 pcr_value(q, 0).start,
-                vec!["PcrDigest", "EventLogReplay"],
+                vec![GceCheck::PcrDigest, GceCheck::EventLogReplay],
             ),
             // PCR15 is quoted but not in the event log
             (
                 leak(format!("quote {q} PCR15")),
                 pcr_value(q, 15).end - 1,
-                vec!["PcrDigest"],
+                vec![GceCheck::PcrDigest],
             ),
         ]);
     }
@@ -286,7 +291,7 @@ fn a_zone_edited_with_a_valid_structure_still_fails_the_chain() {
     let mut b = PB.to_vec();
     b[at..at + 13].copy_from_slice(b"europe-west3a");
     let r = gce::verify_attestation(&b, None, &gce_roots(), AT);
-    assert_eq!(r.failed_checks, ["AkCertChain"]);
+    assert_eq!(r.failed_checks, [GceCheck::AkCertChain]);
     assert_eq!(r.identity.as_ref().unwrap().zone, "europe-west3a");
     assert_eq!(
         r.endorsed_zone(),
@@ -297,14 +302,14 @@ fn a_zone_edited_with_a_valid_structure_still_fails_the_chain() {
 
 #[test]
 fn truncated_and_oversized_files_are_rejected() {
-    assert_eq!(failed(&[], None), ["Decode"]);
-    assert_eq!(failed(&PB[..PB.len() - 1], None), ["Decode"]);
+    assert_eq!(failed(&[], None), [GceCheck::Decode]);
+    assert_eq!(failed(&PB[..PB.len() - 1], None), [GceCheck::Decode]);
     // Prefixes ending on a field boundary decode, with fields missing.
     let ak_cert = &field(PB, 0, 6)[0];
     // field 6's tag (0x32) and its two-byte length precede the certificate
     let before_cert = ak_cert.start - 3;
     assert_eq!(PB[before_cert], 0x32);
-    assert_eq!(failed(&PB[..before_cert], None), ["AkCertMissing"]);
+    assert_eq!(failed(&PB[..before_cert], None), [GceCheck::AkCertMissing]);
     for n in (0..PB.len()).step_by(101) {
         let r = gce::verify_attestation(&PB[..n], None, &gce_roots(), AT);
         assert!(!r.valid, "prefix {n}");
@@ -312,7 +317,7 @@ fn truncated_and_oversized_files_are_rejected() {
     }
     let mut big = PB.to_vec();
     big.resize(locus_analysis::verify::cloud::MAX_EVIDENCE_LEN + 1, 0);
-    assert_eq!(failed(&big, None), ["Oversized"]);
+    assert_eq!(failed(&big, None), [GceCheck::Oversized]);
 }
 
 // ---------------------------------------------------------------- verdict

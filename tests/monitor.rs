@@ -11,8 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use locus_analysis::judge::geo::{distance_km, LatLon};
-use locus_prober::pg_server;
-use locus_prober::store::{Database, EvidenceRecord, RoundRecord, SampleRecord, SiteRecord, Store};
+use locus_fleet::store::{Database, EvidenceRecord, RoundRecord, SampleRecord, SiteRecord, Store};
+use locus_test_support::pg_server;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 

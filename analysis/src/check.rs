@@ -170,7 +170,7 @@ impl FromStr for CheckId {
 
 impl fmt::Display for CheckId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
     }
 }
 
@@ -366,7 +366,7 @@ impl FromStr for CheckName {
 
 impl fmt::Display for CheckName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -380,6 +380,112 @@ impl<'de> Deserialize<'de> for CheckName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The checks of a GCE vTPM attestation (`verify::cloud::gce`), named as reports and JSON
+/// show them (PascalCase, the names of the `GceError` variants).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum GceCheck {
+    Oversized,
+    Decode,
+    AkPublic,
+    NoQuotes,
+    QuoteParse,
+    QuoteSignature,
+    AkQualifiedName,
+    NonceRequired,
+    Nonce,
+    PcrSelection,
+    PcrDigest,
+    EventLogMissing,
+    EventLogParse,
+    EventLogReplay,
+    AkCertMissing,
+    AkCertParse,
+    AkCertChain,
+    AkCertKey,
+    InstanceIdentity,
+    InstanceInfoMismatch,
+}
+
+impl GceCheck {
+    pub fn name(self) -> &'static str {
+        match self {
+            GceCheck::Oversized => "Oversized",
+            GceCheck::Decode => "Decode",
+            GceCheck::AkPublic => "AkPublic",
+            GceCheck::NoQuotes => "NoQuotes",
+            GceCheck::QuoteParse => "QuoteParse",
+            GceCheck::QuoteSignature => "QuoteSignature",
+            GceCheck::AkQualifiedName => "AkQualifiedName",
+            GceCheck::NonceRequired => "NonceRequired",
+            GceCheck::Nonce => "Nonce",
+            GceCheck::PcrSelection => "PcrSelection",
+            GceCheck::PcrDigest => "PcrDigest",
+            GceCheck::EventLogMissing => "EventLogMissing",
+            GceCheck::EventLogParse => "EventLogParse",
+            GceCheck::EventLogReplay => "EventLogReplay",
+            GceCheck::AkCertMissing => "AkCertMissing",
+            GceCheck::AkCertParse => "AkCertParse",
+            GceCheck::AkCertChain => "AkCertChain",
+            GceCheck::AkCertKey => "AkCertKey",
+            GceCheck::InstanceIdentity => "InstanceIdentity",
+            GceCheck::InstanceInfoMismatch => "InstanceInfoMismatch",
+        }
+    }
+}
+
+impl fmt::Display for GceCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// The checks of Azure TDX evidence (`verify::cloud::azure`), named as reports and JSON show
+/// them (PascalCase, the names of the `AzureError` variants).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AzureCheck {
+    Oversized,
+    Decode,
+    HclReport,
+    HclAkPub,
+    TpmQuoteParse,
+    TpmQuoteSignature,
+    NonceRequired,
+    Nonce,
+    PcrSelection,
+    PcrDigest,
+    TdQuote,
+    ReportData,
+    HclTdReport,
+    HclUserData,
+}
+
+impl AzureCheck {
+    pub fn name(self) -> &'static str {
+        match self {
+            AzureCheck::Oversized => "Oversized",
+            AzureCheck::Decode => "Decode",
+            AzureCheck::HclReport => "HclReport",
+            AzureCheck::HclAkPub => "HclAkPub",
+            AzureCheck::TpmQuoteParse => "TpmQuoteParse",
+            AzureCheck::TpmQuoteSignature => "TpmQuoteSignature",
+            AzureCheck::NonceRequired => "NonceRequired",
+            AzureCheck::Nonce => "Nonce",
+            AzureCheck::PcrSelection => "PcrSelection",
+            AzureCheck::PcrDigest => "PcrDigest",
+            AzureCheck::TdQuote => "TdQuote",
+            AzureCheck::ReportData => "ReportData",
+            AzureCheck::HclTdReport => "HclTdReport",
+            AzureCheck::HclUserData => "HclUserData",
+        }
+    }
+}
+
+impl fmt::Display for AzureCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
     }
 }
 

@@ -4,14 +4,11 @@
 
 pub mod busy;
 pub mod client;
-pub mod daemon;
-pub mod metrics;
-pub mod pg_server;
+pub mod once;
 pub mod pin;
 pub mod requests;
 pub mod round;
 pub mod stats;
-pub mod store;
 
 pub use client::{client_endpoint, connect, connect_on, ConnectError, Target};
 pub use pin::SpkiPolicy;

@@ -1,26 +1,15 @@
 //! `locus endorse poe`: a lab POE issuer, issuing a POE for a platform, verifying one.
 
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use locus_analysis::verify::poe::{self, Expectations, PoeRequest, PoeVerification};
 use locus_analysis::CheckStatus;
+use locus_fleet::time::parse_at;
+use locus_fleet::time::unix_now;
+use locus_lab::poe::{read_anchors, read_certificates, verify_file};
 use locus_proto::evidence::EvidenceBundle;
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
-    PKCS_ECDSA_P384_SHA384,
-};
-
-use super::read_certificates;
-use crate::verify::at::parse_at;
-use crate::verify::evidence::unix_now;
-
-/// File names `locus endorse poe issuer` writes.
-pub(crate) const ROOT_FILE: &str = "poe-root.pem";
-pub(crate) const CHAIN_FILE: &str = "poe-chain.pem";
-pub(crate) const KEY_FILE: &str = "poe-key.pem";
 
 #[derive(clap::Subcommand)]
 pub(crate) enum PoeCmd {
@@ -133,56 +122,8 @@ pub(crate) fn run(cmd: PoeCmd) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn time(unix: u64) -> anyhow::Result<time::OffsetDateTime> {
-    let t = i64::try_from(unix).context("time out of range")?;
-    time::OffsetDateTime::from_unix_timestamp(t).context("time out of range")
-}
-
 fn issuer(a: IssuerArgs) -> anyhow::Result<ExitCode> {
-    let now = unix_now()?;
-    let until = now + u64::from(a.days) * 86_400;
-    let params = |cn: String| -> anyhow::Result<CertificateParams> {
-        let mut p = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, cn);
-        dn.push(DnType::OrganizationName, "locus lab POE issuer");
-        p.distinguished_name = dn;
-        p.not_before = time(now.saturating_sub(3600))?;
-        p.not_after = time(until)?;
-        Ok(p)
-    };
-    let root_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384)?;
-    let mut rp = params(format!("{} POE root", a.name))?;
-    rp.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    rp.key_usages = vec![KeyUsagePurpose::KeyCertSign];
-    let root = rp.self_signed(&root_key)?;
-    let leaf_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384)?;
-    let mut lp = params(a.name.clone())?;
-    lp.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    let leaf = lp.signed_by(&leaf_key, &root, &root_key)?;
-
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let write = |name: &str, text: String| {
-        let p = a.out.join(name);
-        std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))
-    };
-    write(ROOT_FILE, root.pem())?;
-    write(CHAIN_FILE, format!("{}{}", leaf.pem(), root.pem()))?;
-    // The signing key is readable by its owner only.
-    let key_path = a.out.join(KEY_FILE);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&key_path)
-        .with_context(|| format!("writing {}", key_path.display()))?;
-    std::io::Write::write_all(&mut f, leaf_key.serialize_pem().as_bytes())?;
-    tracing::info!(
-        "POE issuer {} in {}: trust anchor {ROOT_FILE}, chain {CHAIN_FILE}, key {KEY_FILE}",
-        a.name,
-        a.out.display()
-    );
+    locus_lab::poe::write_issuer(&a.out, &a.name, a.days, unix_now()?)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -256,27 +197,6 @@ fn issue(a: IssueArgs) -> anyhow::Result<ExitCode> {
         bytes.len()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// Reads trust anchors (root certificates, PEM or DER).
-pub(crate) fn read_anchors(paths: &[PathBuf]) -> anyhow::Result<Vec<Vec<u8>>> {
-    let mut out = Vec::new();
-    for p in paths {
-        out.extend(read_certificates(p)?);
-    }
-    Ok(out)
-}
-
-/// Reads a POE file and verifies its document checks.
-pub(crate) fn verify_file(
-    path: &Path,
-    anchors: &[Vec<u8>],
-    now: u64,
-) -> anyhow::Result<PoeVerification> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading POE {}", path.display()))?;
-    let v = poe::verify(&bytes, anchors, now);
-    tracing::debug!(poe = %path.display(), failed = ?v.failed(), "POE verified");
-    Ok(v)
 }
 
 fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {

@@ -8,8 +8,9 @@ use anyhow::Context;
 use locus_analysis::verify::cloud::azure;
 use locus_analysis::verify::tdx;
 
-use super::cloud_report::{print_checks, print_json};
-use super::gce::{now, read_capped};
+use locus_analysis::verify::cloud::CheckOutcome;
+
+use super::cloud_report::{verify_file, Verified};
 
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("the_nonce").required(true).args(["nonce", "nonce_hex"])))]
@@ -34,7 +35,6 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let bytes = read_capped(&args.evidence, "evidence")?;
     let nonce = match (&args.nonce, &args.nonce_hex) {
         (Some(t), _) => t.as_bytes().to_vec(),
         (None, Some(h)) => hex::decode(h.trim()).context("--nonce-hex is not hex")?,
@@ -51,41 +51,45 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let now = now(args.at.as_deref())?;
-    let report = azure::verify(&bytes, &nonce, now, collateral.as_ref());
-    print_report(&report, args.json, now)?;
-    Ok(if report.valid {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    verify_file(
+        &args.evidence,
+        "evidence",
+        args.at.as_deref(),
+        args.json,
+        |bytes, now| azure::verify(bytes, &nonce, now, collateral.as_ref()),
+    )
 }
 
-#[expect(clippy::print_stdout, reason = "the verdict is the command's output")]
-fn print_report(report: &azure::AzureReport, json: bool, now: u64) -> anyhow::Result<()> {
-    if json {
-        return print_json(report, now);
+impl Verified for azure::AzureReport {
+    const WHAT: &'static str = "Azure TDX vTPM evidence";
+    const WIDTH: usize = 18;
+    type Error = azure::AzureError;
+
+    fn outcome(
+        &self,
+    ) -> (
+        bool,
+        &[locus_analysis::check::AzureCheck],
+        &[CheckOutcome<Self::Error>],
+    ) {
+        (self.valid, &self.failed_checks, self.checks.all())
     }
-    print_checks(
-        "Azure TDX vTPM evidence",
-        report.valid,
-        &report.failed_checks,
-        report.checks.all(),
-        18,
-    );
-    if let Some(id) = &report.identity {
-        if !id.collateral_checked {
-            println!("NO COLLATERAL: TCB status, QE identity and revocation not checked");
+
+    #[expect(clippy::print_stdout, reason = "the verdict is the command's output")]
+    fn print_details(&self) {
+        if let Some(id) = &self.identity {
+            if !id.collateral_checked {
+                println!("NO COLLATERAL: TCB status, QE identity and revocation not checked");
+            }
+            println!("tcb_status: {}", id.tcb_status);
+            println!("fmspc:      {}", id.fmspc);
+            println!("mr_td:      {}", id.mr_td);
+            for (i, r) in id.rtmrs.iter().enumerate() {
+                println!("rtmr{i}:      {r}");
+            }
         }
-        println!("tcb_status: {}", id.tcb_status);
-        println!("fmspc:      {}", id.fmspc);
-        println!("mr_td:      {}", id.mr_td);
-        for (i, r) in id.rtmrs.iter().enumerate() {
-            println!("rtmr{i}:      {r}");
+        for (i, p) in self.pcrs.iter().enumerate() {
+            println!("pcr{i:<2}      {p}");
         }
     }
-    for (i, p) in report.pcrs.iter().enumerate() {
-        println!("pcr{i:<2}      {p}");
-    }
-    Ok(())
 }

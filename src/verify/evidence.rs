@@ -3,17 +3,12 @@
 //! Exit 0 when valid; 1 when invalid, naming every failed check; 2 when the bundle, policy,
 //! nonce ledger or a file the policy names cannot be read.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use locus_analysis::verify::bundle::{
-    self as evidence, EvidencePolicy, EvidenceReport, NonceRecord, Outcome, PolicyFile,
-    VerifyInputs,
-};
-use locus_proto::evidence::EvidenceBundle;
-
-use super::at::parse_at;
+use locus_analysis::verify::bundle::{EvidenceReport, Outcome};
+use locus_fleet::time::{parse_at, unix_now};
+use locus_fleet::verifier::{read, BundleVerifier};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -36,107 +31,6 @@ pub(crate) struct Args {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
-}
-
-fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
-}
-
-/// Reads an evidence policy file and the trust files it names (relative to the file).
-pub(crate) fn load_policy(path: &Path) -> anyhow::Result<(PolicyFile, EvidencePolicy)> {
-    let text = String::from_utf8(read(path, "policy")?)
-        .with_context(|| format!("policy {} is not UTF-8", path.display()))?;
-    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let file =
-        PolicyFile::from_toml(&text).with_context(|| format!("policy {}", path.display()))?;
-    let policy = file
-        .resolve(&|rel: &str| {
-            std::fs::read(base.join(rel)).map_err(|e| format!("{}: {e}", base.join(rel).display()))
-        })
-        .with_context(|| format!("policy {}", path.display()))?;
-    Ok((file, policy))
-}
-
-/// Unix seconds now, for a verification time not given.
-pub(crate) fn unix_now() -> anyhow::Result<u64> {
-    Ok(std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .context("system clock before 1970")?
-        .as_secs())
-}
-
-/// A verification policy with its trust files and nonce ledger loaded: what `locus verify
-/// evidence` and `locus judge` (on stored bundles) verify bundles with.
-pub(crate) struct BundleVerifier {
-    pub(crate) policy: EvidencePolicy,
-    ledger: Vec<NonceRecord>,
-}
-
-impl BundleVerifier {
-    /// Loads `policy_path` (paths in it relative to it) and the nonce ledger: `ledger` when
-    /// given, otherwise the one the policy names.
-    pub(crate) fn load(policy_path: &Path, ledger: Option<&Path>) -> anyhow::Result<Self> {
-        let (policy_file, policy) = load_policy(policy_path)?;
-        let base = policy_path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        let ledger_path = ledger
-            .map(Path::to_path_buf)
-            .or_else(|| policy_file.nonce.ledger.as_ref().map(|l| base.join(l)));
-        let ledger: Vec<NonceRecord> = match &ledger_path {
-            None => Vec::new(),
-            Some(p) => serde_json::from_slice(&read(p, "nonce ledger")?)
-                .with_context(|| format!("nonce ledger {}", p.display()))?,
-        };
-        Ok(Self { policy, ledger })
-    }
-
-    /// When this verifier issued the bundle's nonce, if it did.
-    pub(crate) fn issued_at(&self, bundle: &EvidenceBundle) -> Option<u64> {
-        self.record(&bundle.nonce).map(|r| r.issued_at)
-    }
-
-    fn record(&self, nonce: &[u8]) -> Option<&NonceRecord> {
-        self.ledger.iter().find(|r| r.nonce == nonce)
-    }
-
-    /// Verifies a decoded bundle at `now_unix`.
-    pub(crate) fn verify(
-        &self,
-        bundle: &EvidenceBundle,
-        now_unix: u64,
-        peer_spki: Option<Vec<u8>>,
-    ) -> EvidenceReport {
-        let inputs = VerifyInputs {
-            now_unix,
-            nonce_record: self.record(&bundle.nonce).cloned(),
-            peer_spki,
-        };
-        evidence::verify_bundle(bundle, &self.policy, &inputs)
-    }
-
-    /// Verifies stored bundle bytes at `now_unix`; bytes that do not decode fail
-    /// `bundle_format`.
-    pub(crate) fn verify_bytes(
-        &self,
-        bytes: &[u8],
-        now_unix: u64,
-        peer_spki: Option<Vec<u8>>,
-    ) -> EvidenceReport {
-        match EvidenceBundle::from_cbor(bytes) {
-            Ok(b) => self.verify(&b, now_unix, peer_spki),
-            Err(_) => evidence::verify_bundle_bytes(
-                bytes,
-                &self.policy,
-                &VerifyInputs {
-                    now_unix,
-                    nonce_record: None,
-                    peer_spki,
-                },
-            ),
-        }
-    }
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {

@@ -5,10 +5,9 @@
 
 use std::process::ExitCode;
 
-pub(crate) mod at;
 mod azure;
 mod cloud_report;
-pub(crate) mod evidence;
+mod evidence;
 mod gce;
 mod tdx;
 

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use super::{Checks, NamedCheck, MAX_EVIDENCE_LEN};
+pub use crate::check::AzureCheck;
 use crate::verify::tdx::{self, Collateral, TdxError, TdxVerified, TrustRoot};
 use crate::verify::tpm::{self, TpmError, ALG_SHA256};
 
@@ -108,22 +109,24 @@ pub enum HclReportError {
 }
 
 impl NamedCheck for AzureError {
-    fn check(&self) -> &'static str {
+    type Id = AzureCheck;
+
+    fn check(&self) -> AzureCheck {
         match self {
-            Self::Oversized { .. } => "Oversized",
-            Self::Decode { .. } => "Decode",
-            Self::HclReport { .. } => "HclReport",
-            Self::HclAkPub { .. } => "HclAkPub",
-            Self::TpmQuoteParse(_) => "TpmQuoteParse",
-            Self::TpmQuoteSignature(_) => "TpmQuoteSignature",
-            Self::NonceRequired { .. } => "NonceRequired",
-            Self::Nonce { .. } => "Nonce",
-            Self::PcrSelection { .. } => "PcrSelection",
-            Self::PcrDigest { .. } => "PcrDigest",
-            Self::TdQuote(_) => "TdQuote",
-            Self::ReportData { .. } => "ReportData",
-            Self::HclTdReport { .. } => "HclTdReport",
-            Self::HclUserData { .. } => "HclUserData",
+            Self::Oversized { .. } => AzureCheck::Oversized,
+            Self::Decode { .. } => AzureCheck::Decode,
+            Self::HclReport { .. } => AzureCheck::HclReport,
+            Self::HclAkPub { .. } => AzureCheck::HclAkPub,
+            Self::TpmQuoteParse(_) => AzureCheck::TpmQuoteParse,
+            Self::TpmQuoteSignature(_) => AzureCheck::TpmQuoteSignature,
+            Self::NonceRequired { .. } => AzureCheck::NonceRequired,
+            Self::Nonce { .. } => AzureCheck::Nonce,
+            Self::PcrSelection { .. } => AzureCheck::PcrSelection,
+            Self::PcrDigest { .. } => AzureCheck::PcrDigest,
+            Self::TdQuote(_) => AzureCheck::TdQuote,
+            Self::ReportData { .. } => AzureCheck::ReportData,
+            Self::HclTdReport { .. } => AzureCheck::HclTdReport,
+            Self::HclUserData { .. } => AzureCheck::HclUserData,
         }
     }
 }
@@ -144,7 +147,7 @@ pub struct AzureIdentity {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AzureReport {
     pub valid: bool,
-    pub failed_checks: Vec<&'static str>,
+    pub failed_checks: Vec<AzureCheck>,
     /// `v1` or `v0`.
     pub encoding: Option<&'static str>,
     pub checks: Checks<AzureError>,
@@ -398,7 +401,11 @@ pub fn verify(
         pcrs: Vec::new(),
         ak_modulus_sha256: None,
     };
-    if let Some(ev) = checks.record("Decode", decode(evidence_json), "az-tdx-vtpm JSON") {
+    if let Some(ev) = checks.record(
+        AzureCheck::Decode,
+        decode(evidence_json),
+        "az-tdx-vtpm JSON",
+    ) {
         report.encoding = Some(ev.encoding);
         report.pcrs = ev.pcrs.iter().map(hex::encode).collect();
         verify_decoded(&ev, nonce, now_unix, collateral, &mut checks, &mut report);
@@ -419,15 +426,15 @@ fn verify_decoded(
 ) {
     // HCL report and its AK.
     let var = checks.record(
-        "HclReport",
+        AzureCheck::HclReport,
         hcl_variable_data(&ev.hcl_report),
         "HCLA, TDX, SHA-256",
     );
     let ak = var.map(hcl_ak);
     let ak = match ak {
-        Some(ak) => checks.record("HclAkPub", ak, "RSA JWK HCLAkPub"),
+        Some(ak) => checks.record(AzureCheck::HclAkPub, ak, "RSA JWK HCLAkPub"),
         None => {
-            checks.skip("HclAkPub", "HCL report malformed");
+            checks.skip(AzureCheck::HclAkPub, "HCL report malformed");
             None
         }
     };
@@ -437,14 +444,18 @@ fn verify_decoded(
 
     // vTPM quote.
     let attest = tpm::parse_quote_attest(&ev.message).map_err(AzureError::TpmQuoteParse);
-    let attest = checks.record("TpmQuoteParse", attest, "TPMS_ATTEST");
+    let attest = checks.record(AzureCheck::TpmQuoteParse, attest, "TPMS_ATTEST");
     match &ak {
         Some((n, e)) => {
             let sig = tpm::verify_rsa_pkcs1_sha256(n, e, &ev.message, &ev.signature)
                 .map_err(AzureError::TpmQuoteSignature);
-            checks.record("TpmQuoteSignature", sig, "RSASSA-SHA256 by HCLAkPub");
+            checks.record(
+                AzureCheck::TpmQuoteSignature,
+                sig,
+                "RSASSA-SHA256 by HCLAkPub",
+            );
         }
-        None => checks.skip("TpmQuoteSignature", "no HCL AK"),
+        None => checks.skip(AzureCheck::TpmQuoteSignature, "no HCL AK"),
     }
     if let Some(attest) = &attest {
         if nonce.is_empty() {
@@ -452,7 +463,7 @@ fn verify_decoded(
                 found: hex::encode(&attest.extra_data),
             });
         } else if attest.extra_data == nonce {
-            checks.pass("Nonce", "extraData = nonce");
+            checks.pass(AzureCheck::Nonce, "extraData = nonce");
         } else {
             checks.fail(AzureError::Nonce {
                 expected: hex::encode(nonce),
@@ -461,12 +472,12 @@ fn verify_decoded(
         }
         let sel = pcr_selection(attest, &ev.pcrs);
         if checks
-            .record("PcrSelection", sel, "sha256 PCR0..23")
+            .record(AzureCheck::PcrSelection, sel, "sha256 PCR0..23")
             .is_some()
         {
             let found = tpm::pcr_digest(ev.pcrs.iter().map(Vec::as_slice));
             if found[..] == attest.pcr_digest[..] {
-                checks.pass("PcrDigest", "SHA-256 of the PCR values");
+                checks.pass(AzureCheck::PcrDigest, "SHA-256 of the PCR values");
             } else {
                 checks.fail(AzureError::PcrDigest {
                     expected: hex::encode(&attest.pcr_digest),
@@ -486,7 +497,7 @@ fn verify_decoded(
     } else {
         "signature and PCK chain; no collateral: TCB status unknown"
     };
-    let td = checks.record("TdQuote", td.map_err(AzureError::TdQuote), detail);
+    let td = checks.record(AzureCheck::TdQuote, td.map_err(AzureError::TdQuote), detail);
     if let Some(td) = &td {
         report.identity = Some(identity(td));
     }
@@ -495,19 +506,19 @@ fn verify_decoded(
     match (var, body) {
         (Some(var), Some(body)) => {
             checks.record(
-                "ReportData",
+                AzureCheck::ReportData,
                 check_report_data(var, &body[520..584]),
                 "SHA-256(HCL variable data) = REPORTDATA[0..32]",
             );
             checks.record(
-                "HclTdReport",
+                AzureCheck::HclTdReport,
                 hcl_td_report(&ev.hcl_report, body),
                 "TDREPORT = TD quote body",
             );
         }
         _ => {
-            checks.skip("ReportData", "HCL report or TD quote malformed");
-            checks.skip("HclTdReport", "HCL report or TD quote malformed");
+            checks.skip(AzureCheck::ReportData, "HCL report or TD quote malformed");
+            checks.skip(AzureCheck::HclTdReport, "HCL report or TD quote malformed");
         }
     }
 }
@@ -648,11 +659,11 @@ mod tests {
     fn a_wrong_or_empty_nonce_is_rejected() {
         assert_eq!(
             verify(V1, b"challengf", AT, None).failed_checks,
-            vec!["Nonce"]
+            vec![AzureCheck::Nonce]
         );
         assert_eq!(
             verify(V1, b"", AT, None).failed_checks,
-            vec!["NonceRequired"]
+            vec![AzureCheck::NonceRequired]
         );
     }
 

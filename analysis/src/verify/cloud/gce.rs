@@ -17,6 +17,7 @@ use x509_parser::public_key::PublicKey;
 
 use super::der::{uint, Der};
 use super::{Checks, NamedCheck, MAX_EVIDENCE_LEN};
+pub use crate::check::GceCheck;
 use crate::verify::bundle::ekchain::{self, EkChainError};
 use crate::verify::eventlog::{self, EventLog, EventLogError};
 use crate::verify::tpm::{self, AkKey, AkPublic, TpmError};
@@ -205,28 +206,30 @@ pub enum GceError {
 }
 
 impl NamedCheck for GceError {
-    fn check(&self) -> &'static str {
+    type Id = GceCheck;
+
+    fn check(&self) -> GceCheck {
         match self {
-            Self::Oversized { .. } => "Oversized",
-            Self::Decode { .. } => "Decode",
-            Self::AkPublic(_) => "AkPublic",
-            Self::NoQuotes => "NoQuotes",
-            Self::QuoteParse { .. } => "QuoteParse",
-            Self::QuoteSignature { .. } => "QuoteSignature",
-            Self::AkQualifiedName { .. } => "AkQualifiedName",
-            Self::NonceRequired { .. } => "NonceRequired",
-            Self::NonceMismatch { .. } => "Nonce",
-            Self::PcrSelection { .. } => "PcrSelection",
-            Self::PcrDigest { .. } => "PcrDigest",
-            Self::EventLogMissing => "EventLogMissing",
-            Self::EventLogParse(_) => "EventLogParse",
-            Self::EventLogReplay { .. } => "EventLogReplay",
-            Self::AkCertMissing => "AkCertMissing",
-            Self::AkCertParse { .. } => "AkCertParse",
-            Self::AkCertChain(_) => "AkCertChain",
-            Self::AkCertKey { .. } => "AkCertKey",
-            Self::InstanceIdentity { .. } => "InstanceIdentity",
-            Self::InstanceInfoMismatch { .. } => "InstanceInfoMismatch",
+            Self::Oversized { .. } => GceCheck::Oversized,
+            Self::Decode { .. } => GceCheck::Decode,
+            Self::AkPublic(_) => GceCheck::AkPublic,
+            Self::NoQuotes => GceCheck::NoQuotes,
+            Self::QuoteParse { .. } => GceCheck::QuoteParse,
+            Self::QuoteSignature { .. } => GceCheck::QuoteSignature,
+            Self::AkQualifiedName { .. } => GceCheck::AkQualifiedName,
+            Self::NonceRequired { .. } => GceCheck::NonceRequired,
+            Self::NonceMismatch { .. } => GceCheck::Nonce,
+            Self::PcrSelection { .. } => GceCheck::PcrSelection,
+            Self::PcrDigest { .. } => GceCheck::PcrDigest,
+            Self::EventLogMissing => GceCheck::EventLogMissing,
+            Self::EventLogParse(_) => GceCheck::EventLogParse,
+            Self::EventLogReplay { .. } => GceCheck::EventLogReplay,
+            Self::AkCertMissing => GceCheck::AkCertMissing,
+            Self::AkCertParse { .. } => GceCheck::AkCertParse,
+            Self::AkCertChain(_) => GceCheck::AkCertChain,
+            Self::AkCertKey { .. } => GceCheck::AkCertKey,
+            Self::InstanceIdentity { .. } => GceCheck::InstanceIdentity,
+            Self::InstanceInfoMismatch { .. } => GceCheck::InstanceInfoMismatch,
         }
     }
 }
@@ -244,7 +247,7 @@ pub struct GceBank {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GceReport {
     pub valid: bool,
-    pub failed_checks: Vec<&'static str>,
+    pub failed_checks: Vec<GceCheck>,
     pub checks: Checks<GceError>,
     /// From the AK certificate's extension (trust it only when `valid`).
     pub identity: Option<GceInstance>,
@@ -360,7 +363,11 @@ pub fn verify_attestation(
         banks: Vec::new(),
         extra_data: None,
     };
-    if let Some(att) = checks.record("Decode", decode_attestation(bytes), "attest.Attestation") {
+    if let Some(att) = checks.record(
+        GceCheck::Decode,
+        decode_attestation(bytes),
+        "attest.Attestation",
+    ) {
         verify_decoded(
             &att,
             expected_nonce,
@@ -385,7 +392,7 @@ fn verify_decoded(
     report: &mut GceReport,
 ) {
     let ak = parse_ak(&att.ak_pub);
-    let ak = checks.record("AkPublic", ak, "restricted signing key");
+    let ak = checks.record(GceCheck::AkPublic, ak, "restricted signing key");
 
     verify_quotes(att, ak.as_ref(), expected_nonce, checks, report);
     verify_event_log(att, checks);
@@ -410,7 +417,7 @@ fn verify_decoded(
             return;
         }
     };
-    checks.pass("AkCertParse", "X.509 DER");
+    checks.pass(GceCheck::AkCertParse, "X.509 DER");
     let (anchors, mut intermediates) = super::roots::split(roots);
     intermediates.extend(att.intermediate_certs.iter().cloned());
     match ekchain::verify_chain(&att.ak_cert, &intermediates, &anchors, now_unix as i64) {
@@ -425,24 +432,31 @@ fn verify_decoded(
                     }
                 })
                 .collect();
-            checks.pass("AkCertChain", chain.join(" -> "));
+            checks.pass(GceCheck::AkCertChain, chain.join(" -> "));
             report.ak_cert_chain = chain;
         }
         Err(e) => checks.fail(GceError::AkCertChain(e)),
     }
     match &ak {
         Some(ak) => {
-            checks.record("AkCertKey", cert_key_matches(&cert, ak), "certifies ak_pub");
+            checks.record(
+                GceCheck::AkCertKey,
+                cert_key_matches(&cert, ak),
+                "certifies ak_pub",
+            );
         }
-        None => checks.skip("AkCertKey", "ak_pub did not parse"),
+        None => checks.skip(GceCheck::AkCertKey, "ak_pub did not parse"),
     }
     let identity = instance_identity(&cert);
-    if let Some(id) = checks.record("InstanceIdentity", identity, INSTANCE_IDENTITY_OID) {
+    if let Some(id) = checks.record(GceCheck::InstanceIdentity, identity, INSTANCE_IDENTITY_OID) {
         if let Some(info) = &att.instance_info {
             let claimed = format!("{}/{}/{}", info.zone, info.project_id, info.instance_id);
             let certified = format!("{}/{}/{}", id.zone, id.project_id, id.instance_id);
             if claimed == certified {
-                checks.pass("InstanceInfoMismatch", "instance_info = certificate");
+                checks.pass(
+                    GceCheck::InstanceInfoMismatch,
+                    "instance_info = certificate",
+                );
             } else {
                 checks.fail(GceError::InstanceInfoMismatch { claimed, certified });
             }
@@ -492,7 +506,8 @@ fn verify_quotes(
         let name = alg_name(alg);
         let attest =
             tpm::parse_quote_attest(&q.quote).map_err(|err| GceError::QuoteParse { bank, err });
-        let Some(attest) = checks.record("QuoteParse", attest, &format!("{name} bank")) else {
+        let Some(attest) = checks.record(GceCheck::QuoteParse, attest, &format!("{name} bank"))
+        else {
             continue;
         };
         match ak {
@@ -500,25 +515,25 @@ fn verify_quotes(
                 let sig = tpm::verify_signature(ak, &q.quote, &q.raw_sig)
                     .map_err(|err| GceError::QuoteSignature { bank, err });
                 checks.record(
-                    "QuoteSignature",
+                    GceCheck::QuoteSignature,
                     sig,
                     &format!("{name} bank signed by ak_pub"),
                 );
                 let qn = qualified_name_matches(bank, &att.ak_pub, &attest.qualified_signer);
                 checks.record(
-                    "AkQualifiedName",
+                    GceCheck::AkQualifiedName,
                     qn,
                     &format!("{name} bank: qualifiedSigner = endorsement primary ak_pub"),
                 );
             }
-            None => checks.skip("QuoteSignature", "ak_pub did not parse"),
+            None => checks.skip(GceCheck::QuoteSignature, "ak_pub did not parse"),
         }
         if report.extra_data.is_none() {
             report.extra_data = Some(hex::encode(&attest.extra_data));
         }
         match expected_nonce {
             None => checks.skip(
-                "Nonce",
+                GceCheck::Nonce,
                 format!(
                     "{name} bank: no nonce required (extraData {})",
                     hex::encode(&attest.extra_data)
@@ -532,7 +547,9 @@ fn verify_quotes(
                     });
                 }
             }
-            Some(n) if attest.extra_data == n => checks.pass("Nonce", format!("{name} bank")),
+            Some(n) if attest.extra_data == n => {
+                checks.pass(GceCheck::Nonce, format!("{name} bank"))
+            }
             Some(n) => checks.fail(GceError::NonceMismatch {
                 bank,
                 expected: hex::encode(n),
@@ -540,12 +557,13 @@ fn verify_quotes(
             }),
         }
         let values = pcr_values(bank, alg, q.pcrs.as_ref(), &attest);
-        let Some(values) = checks.record("PcrSelection", values, &format!("{name} bank")) else {
+        let Some(values) = checks.record(GceCheck::PcrSelection, values, &format!("{name} bank"))
+        else {
             continue;
         };
         let found = tpm::pcr_digest(values.iter().map(Vec::as_slice));
         if found[..] == attest.pcr_digest[..] {
-            checks.pass("PcrDigest", format!("{name} bank"));
+            checks.pass(GceCheck::PcrDigest, format!("{name} bank"));
         } else {
             checks.fail(GceError::PcrDigest {
                 bank,
@@ -638,7 +656,7 @@ fn verify_event_log(att: &Attestation, checks: &mut Checks<GceError>) {
         return;
     }
     let log = eventlog::parse(&att.event_log).map_err(GceError::EventLogParse);
-    let Some(log) = checks.record("EventLogParse", log, "TCG crypto-agile") else {
+    let Some(log) = checks.record(GceCheck::EventLogParse, log, "TCG crypto-agile") else {
         return;
     };
     for (bank, q) in att.quotes.iter().enumerate() {
@@ -646,7 +664,7 @@ fn verify_event_log(att: &Attestation, checks: &mut Checks<GceError>) {
         let alg = u16::try_from(pcrs.hash).unwrap_or(0);
         let Some(replayed) = replay(&log, alg) else {
             checks.skip(
-                "EventLogReplay",
+                GceCheck::EventLogReplay,
                 format!("bank {} not supported", alg_name(alg)),
             );
             continue;
@@ -671,7 +689,7 @@ fn verify_event_log(att: &Attestation, checks: &mut Checks<GceError>) {
         }
         if !failed {
             checks.pass(
-                "EventLogReplay",
+                GceCheck::EventLogReplay,
                 format!("{} bank: PCRs {ok:?} replay", alg_name(alg)),
             );
         }
@@ -803,17 +821,18 @@ mod tests {
         assert_eq!(id.zone, "us-central1-a");
         assert_eq!(r.endorsed_zone(), Some("us-central1-a"));
         assert_eq!(r.banks.len(), 3);
-        let names: Vec<&str> = r.checks.all().iter().map(|c| c.check).collect();
+        let names: Vec<GceCheck> = r.checks.all().iter().map(|c| c.check).collect();
         for want in [
-            "QuoteSignature",
-            "PcrDigest",
-            "EventLogReplay",
-            "AkCertChain",
-            "AkCertKey",
+            GceCheck::QuoteSignature,
+            GceCheck::PcrDigest,
+            GceCheck::EventLogReplay,
+            GceCheck::AkCertChain,
+            GceCheck::AkCertKey,
         ] {
+            let per_bank = !matches!(want, GceCheck::AkCertChain | GceCheck::AkCertKey);
             assert_eq!(
                 names.iter().filter(|n| **n == want).count(),
-                if want.starts_with("AkCert") { 1 } else { 3 },
+                if per_bank { 3 } else { 1 },
                 "{want}"
             );
         }
@@ -823,7 +842,7 @@ mod tests {
     fn an_empty_expected_nonce_is_rejected() {
         let roots = super::super::roots::named("gce").unwrap();
         let r = verify_attestation(PB, Some(&[]), &roots, AT);
-        assert_eq!(r.failed_checks, vec!["NonceRequired"]);
+        assert_eq!(r.failed_checks, vec![GceCheck::NonceRequired]);
         assert_eq!(r.endorsed_zone(), None);
     }
 

@@ -28,8 +28,8 @@ pub enum Status {
 /// One named check with its outcome; `error` holds the typed failure.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(bound = "")]
-pub struct CheckOutcome<E> {
-    pub check: &'static str,
+pub struct CheckOutcome<E: NamedCheck> {
+    pub check: E::Id,
     pub status: Status,
     pub detail: String,
     #[serde(skip)]
@@ -39,14 +39,17 @@ pub struct CheckOutcome<E> {
 /// The checks of one verification, in the order they ran.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent, bound = "")]
-pub struct Checks<E> {
+pub struct Checks<E: NamedCheck> {
     items: Vec<CheckOutcome<E>>,
 }
 
-/// A typed check failure that knows its check's name.
+/// A typed check failure that knows its check.
 pub trait NamedCheck: std::fmt::Display {
-    /// The name of the failed check, as reports and JSON show it.
-    fn check(&self) -> &'static str;
+    /// The family's check ids; they serialize to the names reports and JSON show.
+    type Id: Copy + Eq + std::fmt::Debug + std::fmt::Display + Serialize;
+
+    /// The check that failed.
+    fn check(&self) -> Self::Id;
 }
 
 impl<E: NamedCheck> Checks<E> {
@@ -54,7 +57,7 @@ impl<E: NamedCheck> Checks<E> {
         Self { items: Vec::new() }
     }
 
-    fn pass(&mut self, check: &'static str, detail: impl Into<String>) {
+    fn pass(&mut self, check: E::Id, detail: impl Into<String>) {
         self.items.push(CheckOutcome {
             check,
             status: Status::Pass,
@@ -63,7 +66,7 @@ impl<E: NamedCheck> Checks<E> {
         });
     }
 
-    fn skip(&mut self, check: &'static str, detail: impl Into<String>) {
+    fn skip(&mut self, check: E::Id, detail: impl Into<String>) {
         self.items.push(CheckOutcome {
             check,
             status: Status::Skip,
@@ -82,7 +85,7 @@ impl<E: NamedCheck> Checks<E> {
     }
 
     /// Records `result` as a pass with `detail` or as its error.
-    fn record<T>(&mut self, check: &'static str, result: Result<T, E>, detail: &str) -> Option<T> {
+    fn record<T>(&mut self, check: E::Id, result: Result<T, E>, detail: &str) -> Option<T> {
         match result {
             Ok(v) => {
                 self.pass(check, detail);
@@ -106,8 +109,8 @@ impl<E: NamedCheck> Checks<E> {
     }
 
     /// The names of the failed checks, each once, in order.
-    pub fn failed(&self) -> Vec<&'static str> {
-        let mut out: Vec<&'static str> = Vec::new();
+    pub fn failed(&self) -> Vec<E::Id> {
+        let mut out: Vec<E::Id> = Vec::new();
         for c in &self.items {
             if c.status == Status::Fail && !out.contains(&c.check) {
                 out.push(c.check);

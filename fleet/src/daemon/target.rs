@@ -1,0 +1,415 @@
+//! One target's probing loop: connect (pinned or learned key), run rounds back to back,
+//! request evidence on its interval, store each round and update the metrics; reconnect
+//! after a failure, stop when told.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use locus_proto::messages::Include;
+use locus_proto::{Nonce, NONCE_LEN};
+use rand::{Rng, RngCore};
+use tokio::sync::watch;
+use tracing::{debug, error, info, warn};
+
+use super::clock::WallClock;
+use super::config::{ProbeSettings, TargetConfig};
+use super::writer::{KeySeen, Write};
+use crate::metrics::{ProberMetrics, TargetLabels};
+use crate::store::{EvidenceRecord, RoundRecord, SampleRecord, Store};
+use locus_prober::requests::request_evidence;
+use locus_prober::{connect_on, run_round_from, RoundConfig, RoundReport, SpkiPolicy, Target};
+
+/// Longest wait for an evidence answer (quotes can take a while on real hardware).
+const EVIDENCE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What every target task shares.
+pub(crate) struct Shared {
+    pub(crate) prober_id: String,
+    /// One QUIC endpoint (one socket) for every target.
+    pub(crate) endpoint: quinn::Endpoint,
+    /// Handshakes in progress at once: thousands of targets start together, and a handshake
+    /// that waits for the CPU behind all the others would time out.
+    pub(crate) handshakes: tokio::sync::Semaphore,
+    pub(crate) store: Arc<Mutex<Store>>,
+    /// Finished rounds and learned keys go to the writer (see `writer.rs`).
+    pub(crate) writer: tokio::sync::mpsc::UnboundedSender<Write>,
+    pub(crate) metrics: ProberMetrics,
+    pub(crate) clock: Arc<dyn WallClock>,
+}
+
+impl Shared {
+    pub(crate) fn unix_now_ns(&self) -> i64 {
+        self.clock.unix_now_ns()
+    }
+}
+
+/// Counts a connection in `locus_targets_connected` while it lives.
+struct Connected<'a>(&'a ProberMetrics);
+
+impl<'a> Connected<'a> {
+    fn new(m: &'a ProberMetrics) -> Self {
+        m.targets_connected.inc();
+        Self(m)
+    }
+}
+
+impl Drop for Connected<'_> {
+    fn drop(&mut self) {
+        self.0.targets_connected.dec();
+    }
+}
+
+pub(crate) fn labels(prober: &str, t: &TargetConfig) -> TargetLabels {
+    TargetLabels {
+        prober: prober.into(),
+        target: t.name.as_str().into(),
+        instance: t.address.to_string().into(),
+        claim: t.claim.as_str().into(),
+    }
+}
+
+/// Resolves once `stop` is set (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Runs until `stop` is set. A round in progress when it is set is dropped, not stored.
+///
+/// Thousands of these tasks live at once: the connect, round and evidence futures are boxed
+/// so that the task itself stays small while it waits.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    spec: TargetConfig,
+    settings: ProbeSettings,
+    mut stop: watch::Receiver<bool>,
+) {
+    let labels = labels(&shared.prober_id, &spec);
+    let mut last_spki: Option<Vec<u8>> = None;
+    let mut next_evidence = Instant::now();
+    let interval = Duration::from_secs_f64(1.0 / settings.rate_hz);
+    let round_cfg = RoundConfig {
+        rate_hz: settings.rate_hz,
+        count: settings.count(),
+        window: settings.window,
+        timeout: settings.timeout,
+        keep_samples: true,
+        // 1 Hz monitoring: never spin.
+        spin: Duration::ZERO,
+    };
+    while !*stop.borrow() {
+        let policy = match &spec.spki {
+            Some(k) => SpkiPolicy::Pinned(k.clone()),
+            None => SpkiPolicy::TrustOnFirstUse,
+        };
+        let connect_timeout = settings.timeout.max(Duration::from_secs(2));
+        let connected = tokio::select! {
+            c = async {
+                // Closed only when the daemon is dropped; then give up like a stop.
+                let _permit = shared.handshakes.acquire().await.ok()?;
+                Some((shared.unix_now_ns(), Instant::now(),
+                    Box::pin(connect_on(&shared.endpoint, spec.address, policy, connect_timeout))
+                        .await))
+            } => c,
+            _ = stopped(&mut stop) => break,
+        };
+        let Some((started, t0, connected)) = connected else {
+            break;
+        };
+        let target = match connected {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(target = %spec.name, address = %spec.address, "unreachable: {e}");
+                shared.metrics.probe_success.get_or_create(&labels).set(0);
+                let rec = failed_round(&shared.prober_id, &spec, started, t0, e.to_string());
+                store_round(&shared, rec, Vec::new());
+                // Try again after a round's length, as if the round had run.
+                let wait = settings.round.saturating_sub(t0.elapsed());
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => continue,
+                    _ = stopped(&mut stop) => break,
+                }
+            }
+        };
+        let spki_hex = hex::encode(&target.spki);
+        if spec.spki.is_none() {
+            if let Some(old) = &last_spki {
+                if *old != target.spki {
+                    // A restarted responder has a new session key: not a relocation by itself.
+                    warn!(target = %spec.name, "learned a new session key: {spki_hex}");
+                    shared
+                        .metrics
+                        .session_key_changes
+                        .get_or_create(&labels)
+                        .inc();
+                }
+            }
+            info!(target = %spec.name, "session key learned on first use: {spki_hex}");
+        }
+        last_spki = Some(target.spki.clone());
+        let _connected = Connected::new(&shared.metrics);
+        let _ = send(
+            &shared,
+            Write::Key(KeySeen {
+                prober: shared.prober_id.clone(),
+                target: spec.name.clone(),
+                address: spec.address.to_string(),
+                claim: spec.claim.clone(),
+                spki: spki_hex.clone(),
+                at_unix_ns: shared.unix_now_ns(),
+            }),
+        );
+        // Spread the targets' challenges over the probe interval and their round ends over
+        // the round: a random phase, then a first round of random length.
+        let (mut schedule, mut count) = {
+            let mut rng = rand::thread_rng();
+            (
+                Instant::now() + interval.mul_f64(rng.gen_range(0.0..1.0)),
+                rng.gen_range(1..=round_cfg.count),
+            )
+        };
+        loop {
+            // Each round continues the previous one's schedule; after a stall (a slow
+            // database, an evidence request) missed slots are skipped, not sent in a burst.
+            let behind = Instant::now().saturating_duration_since(schedule);
+            if behind > interval {
+                shared
+                    .metrics
+                    .lateness_seconds
+                    .observe(behind.as_secs_f64());
+                schedule = Instant::now();
+            }
+            let cfg = RoundConfig {
+                count,
+                ..round_cfg.clone()
+            };
+            let started = shared.unix_now_ns();
+            // Sample timestamps count from the connection's epoch: map them to wall time.
+            let epoch_unix = started - nanos(target.epoch().elapsed());
+            let report = tokio::select! {
+                r = Box::pin(run_round_from(&target, &cfg, schedule)) => r,
+                _ = stopped(&mut stop) => {
+                    target.conn.close(0u32.into(), b"prober stopping");
+                    return;
+                }
+            };
+            schedule += interval.mul_f64(count as f64);
+            count = round_cfg.count;
+            let (rec, samples) = round_record(
+                &shared.prober_id,
+                &spec,
+                &spki_hex,
+                started,
+                epoch_unix,
+                &report,
+            );
+            update_metrics(&shared.metrics, &labels, &report);
+            store_round(&shared, rec, samples);
+            if let Some(iv) = settings.evidence_interval {
+                if Instant::now() >= next_evidence {
+                    Box::pin(evidence(&shared, &spec, &labels, &target, &settings)).await;
+                    next_evidence =
+                        Instant::now() + iv.mul_f64(rand::thread_rng().gen_range(0.9..1.1));
+                }
+            }
+            if let Some(reason) = target.conn.close_reason() {
+                warn!(target = %spec.name, "connection lost: {reason}; reconnecting");
+                break;
+            }
+            if *stop.borrow() {
+                target.conn.close(0u32.into(), b"prober stopping");
+                return;
+            }
+        }
+    }
+}
+
+fn nanos(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
+    store.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn failed_round(
+    prober: &str,
+    spec: &TargetConfig,
+    started: i64,
+    t0: Instant,
+    error: String,
+) -> RoundRecord {
+    RoundRecord {
+        prober: prober.to_owned(),
+        target: spec.name.clone(),
+        claim: spec.claim.clone(),
+        address: spec.address.to_string(),
+        spki: None,
+        started_unix_ns: started,
+        duration_ns: nanos(t0.elapsed()),
+        sent: 0,
+        answered: 0,
+        lost: 0,
+        late: 0,
+        out_of_order: 0,
+        violations: 0,
+        min_rtt_ns: None,
+        p50_rtt_ns: None,
+        p99_rtt_ns: None,
+        min_eff_rtt_ns: None,
+        inside_p50_ns: None,
+        error: Some(error),
+    }
+}
+
+fn round_record(
+    prober: &str,
+    spec: &TargetConfig,
+    spki_hex: &str,
+    started: i64,
+    epoch_unix: i64,
+    r: &RoundReport,
+) -> (RoundRecord, Vec<SampleRecord>) {
+    let ns = |us: f64| (r.rtt.count > 0).then(|| (us * 1_000.0).round() as u64);
+    let samples: Vec<SampleRecord> = r
+        .samples
+        .iter()
+        .map(|s| SampleRecord {
+            sent_unix_ns: epoch_unix.saturating_add(i64::try_from(s.sent_ns).unwrap_or(0)),
+            rtt_ns: s.rtt_ns,
+            inside_ns: s.inside_ns,
+        })
+        .collect();
+    let rec = RoundRecord {
+        prober: prober.to_owned(),
+        target: spec.name.clone(),
+        claim: spec.claim.clone(),
+        address: spec.address.to_string(),
+        spki: Some(spki_hex.to_owned()),
+        started_unix_ns: started,
+        duration_ns: (r.wall_s * 1e9) as i64,
+        sent: r.sent,
+        answered: r.answered,
+        lost: r.lost,
+        late: r.late,
+        out_of_order: r.out_of_order,
+        violations: r.violations,
+        min_rtt_ns: ns(r.rtt.min_us),
+        p50_rtt_ns: ns(r.rtt.p50_us),
+        p99_rtt_ns: ns(r.rtt.p99_us),
+        min_eff_rtt_ns: r
+            .samples
+            .iter()
+            .map(|s| s.rtt_ns.saturating_sub(s.inside_ns))
+            .min(),
+        inside_p50_ns: ns(r.inside_p50_us),
+        error: None,
+    };
+    (rec, samples)
+}
+
+fn update_metrics(m: &ProberMetrics, l: &TargetLabels, r: &RoundReport) {
+    m.probe_success
+        .get_or_create(l)
+        .set(i64::from(r.answered > 0));
+    {
+        let h = m.rtt_seconds.get_or_create(l);
+        for s in &r.samples {
+            h.observe(s.rtt_ns as f64 / 1e9);
+        }
+    }
+    if r.rtt.count > 0 {
+        m.round_min_rtt_seconds
+            .get_or_create(l)
+            .set(r.rtt.min_us / 1e6);
+    }
+    m.sent.get_or_create(l).inc_by(r.sent);
+    m.answered.get_or_create(l).inc_by(r.answered);
+    m.lost.get_or_create(l).inc_by(r.lost);
+    m.late.get_or_create(l).inc_by(r.late);
+    m.violations.get_or_create(l).inc_by(r.violations);
+    // Counted by the writer once stored.
+    let _ = m.rounds.get_or_create(l);
+    for ns in &r.lateness_ns {
+        m.lateness_seconds.observe(*ns as f64 / 1e9);
+    }
+    debug!(target = %l.target, sent = r.sent, answered = r.answered, lost = r.lost, "round done");
+}
+
+/// Hands the round to the writer; probing goes on while it is stored.
+fn store_round(shared: &Shared, rec: RoundRecord, samples: Vec<SampleRecord>) {
+    if !send(shared, Write::Round((rec, samples))) {
+        shared.metrics.rounds_dropped.inc();
+    }
+}
+
+fn send(shared: &Shared, w: Write) -> bool {
+    let sent = shared.writer.send(w).is_ok();
+    if !sent {
+        // Cannot happen while targets run: the writer finishes after every target stopped.
+        error!("the writer has stopped: a round or key was not stored");
+    }
+    sent
+}
+
+async fn evidence(
+    shared: &Arc<Shared>,
+    spec: &TargetConfig,
+    labels: &TargetLabels,
+    target: &Target,
+    settings: &ProbeSettings,
+) {
+    let mut nonce: Nonce = [0u8; NONCE_LEN];
+    rand::thread_rng().fill_bytes(&mut nonce);
+    let include = Include {
+        tdx: settings.evidence_tdx,
+        tpm: settings.evidence_tpm,
+        anchors: settings.anchors.clone(),
+    };
+    let at = shared.unix_now_ns();
+    let t0 = Instant::now();
+    let result =
+        tokio::time::timeout(EVIDENCE_TIMEOUT, request_evidence(target, &nonce, include)).await;
+    let rtt = t0.elapsed();
+    let (error, bundle) = match result {
+        // Stored as received: the monitor verifies it against its policy.
+        Ok(Ok(bundle)) => (None, Some(bundle.to_cbor())),
+        Ok(Err(e)) => (Some(e.to_string()), None),
+        Err(_) => (Some(format!("no answer within {EVIDENCE_TIMEOUT:?}")), None),
+    };
+    let ok = error.is_none();
+    shared
+        .metrics
+        .evidence_success
+        .get_or_create(labels)
+        .set(i64::from(ok));
+    if ok {
+        shared
+            .metrics
+            .evidence_rtt_seconds
+            .get_or_create(labels)
+            .set(rtt.as_secs_f64());
+        shared
+            .metrics
+            .evidence_last_success
+            .get_or_create(labels)
+            .set(shared.unix_now_ns() as f64 / 1e9);
+    } else {
+        warn!(target = %spec.name, "evidence request failed: {error:?}");
+    }
+    let rec = EvidenceRecord {
+        prober: shared.prober_id.clone(),
+        target: spec.name.clone(),
+        at_unix_ns: at,
+        rtt_ns: ok.then_some(rtt.as_nanos() as u64),
+        ok,
+        error,
+        nonce: Some(nonce.to_vec()),
+        bundle,
+    };
+    let s = shared.clone();
+    let res = tokio::task::spawn_blocking(move || lock(&s.store).insert_evidence(&rec)).await;
+    if !matches!(res, Ok(Ok(()))) {
+        shared.metrics.store_errors.inc();
+        warn!(target = %spec.name, "evidence result not stored: {res:?}");
+    }
+}

@@ -1,0 +1,606 @@
+//! The prober daemon against real responders on loopback: rounds stored and exported as
+//! metrics, reload adds and removes targets without resetting the others, a bad config is
+//! rejected, `promtool check metrics` accepts the output, shutdown flushes the database.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use locus_fleet::daemon;
+use locus_fleet::daemon::config::ConfigError;
+use locus_fleet::store::{Database, Store};
+use locus_responder::evidence::EvidenceSource;
+use locus_responder::server::{Server, ServerConfig};
+use locus_responder::session_key::SessionKey;
+use locus_test_support::pg_server::PgServer;
+
+/// `(status, body)` of one request. HTTP/1.0, so that the server answers without chunked
+/// encoding (`/metrics` streams its text).
+fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, body.to_owned())
+}
+
+async fn http_async(addr: SocketAddr, method: &'static str, path: &'static str) -> (u16, String) {
+    tokio::task::spawn_blocking(move || http(addr, method, path))
+        .await
+        .unwrap()
+}
+
+/// The value of the first series named `name` whose labels contain `label`.
+fn metric(text: &str, name: &str, label: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Polls `/metrics` until `pred` holds; panics with the last output after a generous bound.
+async fn wait_metrics(addr: SocketAddr, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, text) = http_async(addr, "GET", "/metrics").await;
+        if pred(&text) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "never saw {what}:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn config(targets: &[(&str, SocketAddr)], extra: &str) -> String {
+    let mut s = format!(
+        r#"db = "probe.db"
+listen = "127.0.0.1:0"
+bind = "127.0.0.1:0"
+[prober]
+id = "p-test"
+site = "ams"
+[probe]
+rate_hz = 100.0
+round_s = 0.1
+timeout_ms = 500
+evidence_interval_s = 0.2
+evidence_tdx = false
+evidence_tpm = false
+{extra}
+[[sites]]
+name = "ams"
+lat = 52.37
+lon = 4.9
+"#
+    );
+    for (name, addr) in targets {
+        s.push_str(&format!(
+            "[[targets]]\nname = \"{name}\"\naddress = \"{addr}\"\nclaim = \"ams\"\n"
+        ));
+    }
+    s
+}
+
+pub fn promtool() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("promtool"))
+        .find(|p| p.is_file())
+        .expect(
+            "promtool not found on PATH: run scripts/setup.sh (it installs the Debian package \
+             `prometheus`, which has promtool)",
+        )
+}
+
+fn promtool_check(text: &str, dir: &Path) {
+    let file = dir.join("metrics.txt");
+    std::fs::write(&file, text).unwrap();
+    let out = Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn responder() -> Server {
+    Server::start(
+        ServerConfig::new("127.0.0.1:0".parse().unwrap()),
+        SessionKey::generate().unwrap(),
+        EvidenceSource::default(),
+    )
+    .unwrap()
+}
+
+/// A daemon probing one responder (target `n1`) with `db_lines` in place of the config's
+/// `db = "probe.db"` line, once it has stored its first round.
+async fn one_target_daemon(dir: &Path, db_lines: &str) -> (Server, daemon::DaemonHandle) {
+    let cfg_path = dir.join("prober.toml");
+    let r = responder().await;
+    let text =
+        config(&[("n1", r.local_addr().unwrap())], "").replace("db = \"probe.db\"\n", db_lines);
+    std::fs::write(&cfg_path, text).unwrap();
+    let d = daemon::start(cfg_path).await.unwrap();
+    wait_metrics(d.http_addr(), "a stored round", |t| {
+        metric(t, "locus_rounds_total", "target=\"n1\"").is_some_and(|v| v >= 1.0)
+    })
+    .await;
+    (r, d)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_probes_reloads_and_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("prober.toml");
+    let r1 = responder().await;
+    let r2 = responder().await;
+    let (a1, a2) = (r1.local_addr().unwrap(), r2.local_addr().unwrap());
+    std::fs::write(&cfg_path, config(&[("n1", a1)], "")).unwrap();
+
+    let d = daemon::start(cfg_path.clone()).await.unwrap();
+    let addr = d.http_addr();
+    assert_eq!(http_async(addr, "GET", "/-/healthy").await.0, 200);
+    let text = wait_metrics(addr, "two rounds of n1", |t| {
+        metric(t, "locus_rounds_total", "target=\"n1\"").is_some_and(|v| v >= 2.0)
+    })
+    .await;
+    assert_eq!(http_async(addr, "GET", "/-/ready").await.0, 200);
+    assert_eq!(
+        metric(&text, "locus_probe_success", "target=\"n1\""),
+        Some(1.0)
+    );
+    // The histogram's first bucket is 50 µs.
+    assert!(
+        text.contains("locus_rtt_seconds_bucket{le=\"0.00005\",prober=\"p-test\",target=\"n1\""),
+        "{text}"
+    );
+    promtool_check(&text, dir.path());
+    let om = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.0\r\nHost: {addr}\r\nAccept: application/openmetrics-text; \
+             version=1.0.0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    })
+    .await
+    .unwrap();
+    assert!(
+        om.to_ascii_lowercase()
+            .contains("content-type: application/openmetrics-text"),
+        "{om}"
+    );
+    assert!(om.ends_with("# EOF\n"), "{om}");
+    assert!(om.contains("# TYPE locus_rounds counter"), "{om}");
+    let rounds_before = metric(&text, "locus_rounds_total", "target=\"n1\"").unwrap();
+
+    // Add n2 and an unreachable n3: n1 keeps its connection and counters.
+    std::fs::write(
+        &cfg_path,
+        config(
+            &[
+                ("n1", a1),
+                ("n2", a2),
+                ("n3", "127.0.0.1:9".parse().unwrap()),
+            ],
+            "",
+        ),
+    )
+    .unwrap();
+    let (status, body) = http_async(addr, "POST", "/-/reload").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("2 added") && body.contains("1 unchanged"),
+        "{body}"
+    );
+    let text = wait_metrics(addr, "rounds of n2 and a failed n3", |t| {
+        metric(t, "locus_rounds_total", "target=\"n2\"").is_some_and(|v| v >= 1.0)
+            && metric(t, "locus_probe_success", "target=\"n3\"") == Some(0.0)
+    })
+    .await;
+    assert!(metric(&text, "locus_rounds_total", "target=\"n1\"").unwrap() >= rounds_before);
+    assert_eq!(metric(&text, "locus_targets", ""), None); // no labels: checked below
+    assert!(text.contains("\nlocus_targets 3\n"), "{text}");
+
+    // A broken file is rejected and changes nothing.
+    std::fs::write(&cfg_path, "db = \"probe.db\"\nbogus = 1\n").unwrap();
+    let (status, body) = http_async(addr, "POST", "/-/reload").await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("bogus"), "{body}");
+    assert_eq!(http_async(addr, "GET", "/-/reload").await.0, 405);
+    // Through the handle the rejection is typed: the configuration failed to parse.
+    match d.reload().await {
+        Err(daemon::ReloadError::Config(ConfigError::Parse { path, .. })) => {
+            assert_eq!(path, cfg_path)
+        }
+        other => panic!("expected a config parse error, got {other:?}"),
+    }
+
+    // Remove n1 (through the handle, as SIGHUP does): its series go.
+    std::fs::write(&cfg_path, config(&[("n2", a2)], "")).unwrap();
+    let summary = d.reload().await.unwrap();
+    assert_eq!(
+        (summary.added, summary.removed, summary.unchanged),
+        (0, 2, 1),
+        "{summary}"
+    );
+    assert!(summary.need_restart.is_empty(), "{summary}");
+    let (_, text) = http_async(addr, "GET", "/metrics").await;
+    assert!(!text.contains("target=\"n1\""), "{text}");
+    assert!(
+        text.contains("locus_config_reload_failures_total 2"),
+        "{text}"
+    );
+
+    d.shutdown().await.unwrap();
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "HTTP still up after shutdown"
+    );
+    r1.shutdown().await;
+    r2.shutdown().await;
+
+    let store = Store::open(&dir.path().join("probe.db")).unwrap();
+    let far = i64::MAX;
+    let n1 = store.rounds_between("n1", 0, far).unwrap();
+    assert!(n1.len() >= 2, "{n1:?}");
+    assert!(n1.iter().all(|r| r.prober == "p-test" && r.error.is_none()));
+    assert!(n1.iter().any(|r| r.answered > 0 && r.min_rtt_ns.is_some()));
+    assert!(!store.samples_between("n1", 0, far).unwrap().is_empty());
+    let n3 = store.rounds_between("n3", 0, far).unwrap();
+    assert!(
+        n3.iter().all(|r| r.sent == 0 && r.error.is_some()),
+        "{n3:?}"
+    );
+    assert_eq!(
+        store.probers().unwrap(),
+        vec![("p-test".into(), "ams".into())]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responder_restart_is_a_new_key_not_a_lost_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("prober.toml");
+    let r1 = responder().await;
+    let addr = r1.local_addr().unwrap();
+    std::fs::write(&cfg_path, config(&[("n1", addr)], "")).unwrap();
+    let d = daemon::start(cfg_path).await.unwrap();
+    let http = d.http_addr();
+    wait_metrics(http, "a round of n1", |t| {
+        metric(t, "locus_rounds_total", "target=\"n1\"").is_some_and(|v| v >= 1.0)
+    })
+    .await;
+    r1.shutdown().await;
+    drop(r1);
+    // Same address, new session key: the daemon reconnects, learns the key, counts the change.
+    // The old endpoint's socket is released by its driver task shortly after: retry the bind.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let r2 = loop {
+        match Server::start(
+            ServerConfig::new(addr),
+            SessionKey::generate().unwrap(),
+            EvidenceSource::default(),
+        ) {
+            Ok(s) => break s,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "cannot bind {addr} again: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let (_, before) = http_async(http, "GET", "/metrics").await;
+    let rounds_before = metric(&before, "locus_rounds_total", "target=\"n1\"").unwrap();
+    let text = wait_metrics(http, "the key change and new rounds", |t| {
+        metric(t, "locus_session_key_changes_total", "target=\"n1\"") == Some(1.0)
+            && metric(t, "locus_rounds_total", "target=\"n1\"").is_some_and(|v| v > rounds_before)
+            && metric(t, "locus_probe_success", "target=\"n1\"") == Some(1.0)
+    })
+    .await;
+    assert_eq!(
+        metric(&text, "locus_answers_violating_total", "target=\"n1\""),
+        Some(0.0)
+    );
+    d.shutdown().await.unwrap();
+    r2.shutdown().await;
+    let store = Store::open(&dir.path().join("probe.db")).unwrap();
+    let keys: std::collections::BTreeSet<_> = store
+        .rounds_between("n1", 0, i64::MAX)
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| r.spki)
+        .collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locked_database_loses_no_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, d) =
+        one_target_daemon(dir.path(), "db = \"probe.db\"\ndb_busy_timeout_ms = 20\n").await;
+    let http = d.http_addr();
+    // Another process takes the write lock: rounds go on, their writes fail and are kept.
+    let blocker = rusqlite::Connection::open(dir.path().join("probe.db")).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    wait_metrics(http, "refused writes", |t| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("locus_store_errors_total "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .is_some_and(|v| v >= 3.0)
+    })
+    .await;
+    blocker.execute_batch("COMMIT").unwrap();
+    drop(blocker);
+    let (_, unlocked) = http_async(http, "GET", "/metrics").await;
+    let after_unlock = metric(&unlocked, "locus_rounds_total", "target=\"n1\"").unwrap();
+    // The writer retries on its own: the two kept rounds may be stored before `after_unlock`
+    // was read or after it; four more counted include at least two probed after the lock.
+    wait_metrics(http, "rounds after the lock", |t| {
+        metric(t, "locus_rounds_total", "target=\"n1\"").is_some_and(|v| v >= after_unlock + 4.0)
+    })
+    .await;
+    let (_, last) = http_async(http, "GET", "/metrics").await;
+    let sent = metric(&last, "locus_challenges_sent_total", "target=\"n1\"").unwrap();
+    assert!(!last.contains("locus_rounds_dropped_total 1"), "{last}");
+    d.shutdown().await.unwrap();
+    r.shutdown().await;
+    // Every challenge of a round completed before the last scrape is in a stored round, those
+    // of the rounds during the lock included.
+    let (_, stored_sent) = stored_totals(&dir.path().join("probe.db"));
+    assert!(
+        stored_sent >= sent,
+        "{stored_sent} challenges stored of {sent}"
+    );
+}
+
+/// `(rounds, challenges sent)` stored in the database.
+fn stored_totals(db: &Path) -> (f64, f64) {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.query_row(
+        "SELECT count(*), coalesce(sum(sent), 0) FROM rounds",
+        [],
+        |r| Ok((r.get::<_, i64>(0)? as f64, r.get::<_, i64>(1)? as f64)),
+    )
+    .unwrap()
+}
+
+/// A wall clock the test steps: the system's plus an offset.
+struct SteppedClock(AtomicI64);
+
+impl daemon::WallClock for SteppedClock {
+    fn unix_now_ns(&self) -> i64 {
+        daemon::SystemClock.unix_now_ns() + self.0.load(Ordering::Relaxed)
+    }
+}
+
+const HOUR_NS: i64 = 3_600_000_000_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wall_clock_steps_change_no_rtt_and_lose_no_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("prober.toml");
+    let r = responder().await;
+    std::fs::write(&cfg_path, config(&[("n1", r.local_addr().unwrap())], "")).unwrap();
+    let clock = Arc::new(SteppedClock(AtomicI64::new(0)));
+    let d = daemon::start_with_clock(cfg_path, clock.clone())
+        .await
+        .unwrap();
+    let http = d.http_addr();
+    let rounds = |t: &str| metric(t, "locus_rounds_total", "target=\"n1\"").unwrap_or(0.0);
+    let steps = |t: &str| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("locus_wall_clock_steps_total "))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let mut seen = wait_metrics(http, "three rounds", |t| rounds(t) >= 3.0).await;
+    // Back an hour, then forward two: each step is noticed once, and rounds go on.
+    for (offset, n) in [(-HOUR_NS, 1.0), (HOUR_NS, 2.0)] {
+        clock.0.store(offset, Ordering::Relaxed);
+        let before = rounds(&seen);
+        seen = wait_metrics(http, "the step and three more rounds", |t| {
+            steps(t) == Some(n) && rounds(t) >= before + 3.0
+        })
+        .await;
+    }
+    let sent = metric(&seen, "locus_challenges_sent_total", "target=\"n1\"").unwrap();
+    d.shutdown().await.unwrap();
+    r.shutdown().await;
+
+    let db = dir.path().join("probe.db");
+    let (_, stored_sent) = stored_totals(&db);
+    assert!(
+        stored_sent >= sent,
+        "{stored_sent} challenges stored of {sent}"
+    );
+    // Round trips come from the monotonic clock: loopback values, whatever the wall clock did.
+    let stored = Store::open(&db)
+        .unwrap()
+        .rounds_between("n1", i64::MIN, i64::MAX)
+        .unwrap();
+    assert!(stored.len() >= 9, "{} rounds", stored.len());
+    for r in &stored {
+        assert_eq!(r.error, None, "{r:?}");
+        assert!(r.sent > 0 && r.answered > 0, "{r:?}");
+        let (min, p99) = (r.min_rtt_ns.unwrap(), r.p99_rtt_ns.unwrap());
+        assert!(0 < min && min <= p99 && p99 < 500_000_000, "{r:?}");
+    }
+    // The schedule too: after the first (random-length) round every round has its 10
+    // challenges, and consecutive rounds (in storage order) follow each other within a few
+    // seconds of wall time except at exactly the two steps.
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let rows: Vec<(i64, i64)> = c
+        .prepare("SELECT started_unix_ns, sent FROM rounds ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(rows[1..].iter().all(|r| r.1 == 10), "{rows:?}");
+    let gaps: Vec<i64> = rows.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    let near = |g: i64, want: i64| (g - want).abs() < 5_000_000_000;
+    assert_eq!(
+        gaps.iter().filter(|g| near(**g, -HOUR_NS)).count(),
+        1,
+        "{gaps:?}"
+    );
+    assert_eq!(
+        gaps.iter().filter(|g| near(**g, 2 * HOUR_NS)).count(),
+        1,
+        "{gaps:?}"
+    );
+    assert!(
+        gaps.iter()
+            .all(|&g| near(g, -HOUR_NS) || near(g, 2 * HOUR_NS) || (0..5_000_000_000).contains(&g)),
+        "{gaps:?}"
+    );
+    // Each round's samples are placed with that round's reading of the wall clock, inside it.
+    let outside: i64 = c
+        .query_row(
+            "SELECT count(*) FROM samples s JOIN rounds r ON r.id = s.round_id \
+             WHERE s.sent_unix_ns < r.started_unix_ns - 1000000000 \
+                OR s.sent_unix_ns > r.started_unix_ns + r.duration_ns + 1000000000 \
+                OR s.rtt_ns <= 0 OR s.rtt_ns >= 500000000",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(outside, 0);
+}
+
+/// Past `db_max_pending_rounds` unstored rounds, the oldest are dropped and counted; the rest
+/// are stored once the database takes writes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_refusing_writes_too_long_drops_the_oldest_rounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, d) = one_target_daemon(
+        dir.path(),
+        "db = \"probe.db\"\ndb_busy_timeout_ms = 20\ndb_max_pending_rounds = 2\n",
+    )
+    .await;
+    let http = d.http_addr();
+    let blocker = rusqlite::Connection::open(dir.path().join("probe.db")).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let dropped = |t: &str| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("locus_rounds_dropped_total "))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    wait_metrics(http, "dropped rounds", |t| {
+        dropped(t).is_some_and(|v| v >= 2.0)
+    })
+    .await;
+    blocker.execute_batch("COMMIT").unwrap();
+    drop(blocker);
+    let (_, unlocked) = http_async(http, "GET", "/metrics").await;
+    let after_unlock = metric(&unlocked, "locus_rounds_total", "target=\"n1\"").unwrap();
+    // The writer retries on its own: the two kept rounds may be stored before `after_unlock`
+    // was read or after it; four more counted include at least two probed after the lock.
+    wait_metrics(http, "rounds after the lock", |t| {
+        metric(t, "locus_rounds_total", "target=\"n1\"").is_some_and(|v| v >= after_unlock + 4.0)
+    })
+    .await;
+    let (_, last) = http_async(http, "GET", "/metrics").await;
+    let completed = metric(&last, "locus_rounds_total", "target=\"n1\"").unwrap();
+    let dropped = dropped(&last).unwrap();
+    d.shutdown().await.unwrap();
+    r.shutdown().await;
+    let store = Store::open(&dir.path().join("probe.db")).unwrap();
+    let stored = store.rounds_between("n1", 0, i64::MAX).unwrap().len() as f64;
+    // Every completed round was stored or counted as dropped; the two kept while locked were
+    // stored with the two after the lock.
+    assert!(
+        stored + dropped >= completed,
+        "{stored} stored + {dropped} dropped of {completed}"
+    );
+    assert!(
+        stored >= 4.0,
+        "{stored} stored: the rounds within the bound were not kept"
+    );
+}
+
+/// Runs blocking harness and store calls off the async workers (the PostgreSQL client blocks
+/// on a runtime of its own).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_loses_no_round() {
+    let server = blocking(|| PgServer::start().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.fresh_database().unwrap();
+    let (r, d) = one_target_daemon(dir.path(), &format!("db = \"{url}\"\n")).await;
+    let http = d.http_addr();
+    // The server goes away: rounds go on, their writes fail and are kept.
+    let mut server = blocking(move || {
+        let mut server = server;
+        server.stop().unwrap();
+        server
+    })
+    .await;
+    wait_metrics(http, "refused writes", |t| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("locus_store_errors_total "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .is_some_and(|v| v >= 3.0)
+    })
+    .await;
+    let server = blocking(move || {
+        server.start_again().unwrap();
+        server
+    })
+    .await;
+    let (_, back) = http_async(http, "GET", "/metrics").await;
+    let after_restart = metric(&back, "locus_rounds_total", "target=\"n1\"").unwrap();
+    // The daemon reconnects by itself (at most once a second) and stores what it kept.
+    let db = Database::Postgres(url.clone());
+    blocking(move || {
+        let store = Store::connect(&db, Duration::from_secs(5)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let n = store.rounds_between("n1", 0, i64::MAX).unwrap().len() as f64;
+            if n >= after_restart {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{n} of {after_restart} rounds stored"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await;
+    let (_, last) = http_async(http, "GET", "/metrics").await;
+    let completed = metric(&last, "locus_rounds_total", "target=\"n1\"").unwrap();
+    assert!(!last.contains("locus_rounds_dropped_total 1"), "{last}");
+    d.shutdown().await.unwrap();
+    r.shutdown().await;
+    let stored = blocking(move || {
+        let store = Store::connect(&Database::Postgres(url), Duration::from_secs(5)).unwrap();
+        let n = store.rounds_between("n1", 0, i64::MAX).unwrap().len();
+        drop(server);
+        n as f64
+    })
+    .await;
+    // Every round completed before the last scrape was stored, those while it was down included.
+    assert!(stored >= completed, "{stored} rounds stored of {completed}");
+}

@@ -1,0 +1,329 @@
+//! Runs a scenario on its emulated world (`world`): probers measure every responder round by
+//! round, collect evidence, and every node is judged.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use locus_analysis::input::{
+    EchoSample, NodeInput, Prober, ProberSeries, SamplesFile, SAMPLES_VERSION,
+};
+use locus_analysis::verify::bundle::nonce::NonceLedger;
+use locus_analysis::verify::bundle::VerifyInputs;
+use locus_analysis::{judge, BundleFindings, Judgement, Policy};
+use locus_prober::requests::request_evidence_from;
+use locus_prober::{connect, run_round, RoundConfig, SpkiPolicy, Target};
+use locus_proto::evidence::EvidenceBundle;
+use locus_proto::messages::Include;
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+use tokio::sync::watch;
+
+use crate::addr;
+use crate::relay::{Relay, RelayError};
+use crate::scenario::{Scenario, Truth};
+use crate::world::{self, anchor_name, check, unix_now, LabTrust, World};
+
+/// Name under which the lab's verifier issues nonces.
+pub(crate) const NONCE_ISSUER: &str = "locus-lab";
+
+/// Length of one probing round (the verdict engine's change detection works per round).
+const ROUND: Duration = Duration::from_secs(1);
+
+/// Set apart the nonces' random stream from the relay's, which is seeded with the seed itself.
+const NONCE_STREAM: u64 = 0x6e6f_6e63_6573_0001;
+
+/// The evidence nonces' source: seeded from the scenario, so that one seed gives one run (lab
+/// nonces are test values, not secrets).
+fn nonce_rng(seed: u64) -> StdRng {
+    StdRng::seed_from_u64(seed ^ NONCE_STREAM)
+}
+
+/// What a run produced, for the report.
+pub struct Outcome {
+    pub(crate) scenario: Scenario,
+    pub(crate) samples: SamplesFile,
+    pub(crate) nodes: Vec<NodeOutcome>,
+    pub(crate) relay_error: RelayError,
+    pub(crate) wall_s: f64,
+}
+
+pub(crate) struct NodeOutcome {
+    pub(crate) name: String,
+    pub(crate) truth: Truth,
+    pub(crate) judgement: Judgement,
+    pub(crate) bundle: Option<EvidenceBundle>,
+    /// Unix seconds at which `bundle` was collected.
+    pub(crate) collected_at: u64,
+    pub(crate) evidence_error: Option<String>,
+    pub(crate) failed_checks: Vec<String>,
+}
+
+/// Progress as (done, total) rounds.
+pub type Progress = watch::Sender<(u64, u64)>;
+
+/// Runs the scenario; `out` receives the lab's trust files and evidence as they are made.
+pub(crate) async fn run(
+    scenario: Scenario,
+    out: &Path,
+    progress: Progress,
+    cancel: watch::Receiver<bool>,
+) -> anyhow::Result<(Outcome, LabTrust)> {
+    let started = Instant::now();
+    let relay = Relay::start(scenario.seed);
+    let result = run_inner(&scenario, out, &relay, &progress, &cancel).await;
+    relay.stop();
+    let (samples, nodes, trust) = result?;
+    Ok((
+        Outcome {
+            scenario,
+            samples,
+            nodes,
+            relay_error: relay.error(),
+            wall_s: started.elapsed().as_secs_f64(),
+        },
+        trust,
+    ))
+}
+
+type Inner = (SamplesFile, Vec<NodeOutcome>, LabTrust);
+
+async fn run_inner(
+    s: &Scenario,
+    out: &Path,
+    relay: &Arc<Relay>,
+    progress: &Progress,
+    cancel: &watch::Receiver<bool>,
+) -> anyhow::Result<Inner> {
+    let world = world::build(s, out, relay, cancel).await?;
+    let result = probe_and_judge(s, out, relay, progress, cancel, &world).await;
+    let trust = world.shutdown().await;
+    let (samples, outcomes) = result?;
+    Ok((samples, outcomes, trust))
+}
+
+async fn probe_and_judge(
+    s: &Scenario,
+    out: &Path,
+    relay: &Arc<Relay>,
+    progress: &Progress,
+    cancel: &watch::Receiver<bool>,
+    world: &World,
+) -> anyhow::Result<(SamplesFile, Vec<NodeOutcome>)> {
+    let nodes = &world.nodes;
+    // Probers: one connection per responder, through a link with the emulated delay.
+    let mut targets: Vec<Vec<Target>> = Vec::new();
+    for i in 0..s.probers.len() {
+        check(cancel)?;
+        let mut row = Vec::new();
+        for (j, node) in nodes.iter().enumerate() {
+            let plan = world::prober_plan(s, i, j);
+            let link = relay.udp_link(addr::prober_link(i, j), node.server.local_addr()?, &plan)?;
+            let pin = SpkiPolicy::Pinned(node.server.session_key().spki_der().to_vec());
+            let target = connect(link, addr::prober(i), pin, Duration::from_secs(10))
+                .await
+                .with_context(|| format!("prober {i} connecting to {}", node.name))?;
+            row.push(target);
+        }
+        targets.push(row);
+    }
+
+    // Probing: every prober against every responder, round by round.
+    let rounds = s.duration_s.ceil() as u64;
+    let per_round = (s.rate_hz * ROUND.as_secs_f64()).ceil().max(1.0) as u64;
+    relay.start_clock();
+    let probe_start = Instant::now();
+    let mut series: BTreeMap<(usize, usize), (Vec<EchoSample>, u64)> = BTreeMap::new();
+    for round in 0..rounds {
+        check(cancel)?;
+        let _ = progress.send((round, rounds + 1));
+        let mut tasks = Vec::new();
+        for (i, row) in targets.iter().enumerate() {
+            for (j, t) in row.iter().enumerate() {
+                let t = t.clone();
+                let cfg = RoundConfig {
+                    rate_hz: s.rate_hz,
+                    count: per_round,
+                    window: 64,
+                    timeout: Duration::from_millis(900),
+                    keep_samples: true,
+                    // Emulated paths are milliseconds long: spinning would only eat the cores
+                    // the relay needs.
+                    spin: Duration::ZERO,
+                };
+                tasks.push(tokio::spawn(async move {
+                    ((i, j), run_round(&t, &cfg).await, t.epoch())
+                }));
+            }
+        }
+        for task in tasks {
+            let ((i, j), report, epoch) = task.await?;
+            let offset = epoch.saturating_duration_since(probe_start).as_nanos() as u64;
+            let entry = series.entry((i, j)).or_default();
+            entry.1 += report.sent;
+            entry.0.extend(report.samples.iter().map(|x| EchoSample {
+                sent_ns: x.sent_ns + offset,
+                rtt_ns: x.rtt_ns,
+                inside_ns: x.inside_ns,
+            }));
+        }
+    }
+    let _ = progress.send((rounds, rounds + 1));
+
+    // Evidence: every prober asks every responder once (the round trip is evidence too); the
+    // last bundle per responder is verified and kept.
+    let mut ledger = NonceLedger::new(NONCE_ISSUER);
+    let mut rng = nonce_rng(s.seed);
+    let mut evidence_rtts: BTreeMap<(usize, usize), Vec<u64>> = BTreeMap::new();
+    let mut last: Vec<Option<(EvidenceBundle, u64)>> = vec![None; nodes.len()];
+    let mut errors: Vec<Option<String>> = vec![None; nodes.len()];
+    let anchor_names: Vec<String> = s
+        .anchors
+        .iter()
+        .enumerate()
+        .map(|(k, &site)| anchor_name(s, k, site))
+        .collect();
+    for (i, row) in targets.iter().enumerate() {
+        for (j, t) in row.iter().enumerate() {
+            check(cancel)?;
+            let mut nonce = [0u8; 32];
+            rng.fill_bytes(&mut nonce);
+            ledger.issue(&nonce, unix_now());
+            let include = Include {
+                tdx: true,
+                tpm: true,
+                anchors: anchor_names.clone(),
+            };
+            let sent = Instant::now();
+            match request_evidence_from(t, &nonce, include, Some(NONCE_ISSUER.to_string())).await {
+                Ok(b) => {
+                    evidence_rtts
+                        .entry((i, j))
+                        .or_default()
+                        .push(sent.elapsed().as_nanos() as u64);
+                    last[j] = Some((b, unix_now()));
+                }
+                Err(e) => errors[j] = Some(e.to_string()),
+            }
+        }
+    }
+    let _ = progress.send((rounds + 1, rounds + 1));
+    for row in &targets {
+        for t in row {
+            t.conn.close(0u32.into(), b"lab done");
+        }
+    }
+
+    // Trust files and the lab's policy.
+    crate::trust::write(out, s, &world.trust, &ledger)?;
+    let policy = crate::trust::evidence_policy(out)?;
+    anyhow::ensure!(policy.anchors.is_some(), "the lab policy names no anchors");
+
+    // Judge.
+    let world_sites: Vec<_> = s
+        .sites
+        .iter()
+        .map(|x| locus_analysis::Site {
+            name: x.name.clone(),
+            lat: x.lat,
+            lon: x.lon,
+        })
+        .collect();
+    let probers: Vec<Prober> = s
+        .probers
+        .iter()
+        .enumerate()
+        .map(|(i, &site)| Prober {
+            id: prober_id(s, i, site),
+            site: s.sites[site].name.clone(),
+        })
+        .collect();
+    let mut samples = SamplesFile {
+        version: SAMPLES_VERSION,
+        sites: world_sites,
+        probers,
+        landmarks: Vec::new(),
+        nodes: Vec::new(),
+    };
+    let verdict_policy = Policy::default();
+    let mut outcomes = Vec::new();
+    for (j, node) in nodes.iter().enumerate() {
+        let probes = (0..s.probers.len())
+            .map(|i| {
+                let (samples, sent) = series.remove(&(i, j)).unwrap_or_default();
+                ProberSeries {
+                    prober: prober_id(s, i, s.probers[i]),
+                    samples,
+                    sent,
+                    evidence_rtt_ns: evidence_rtts.remove(&(i, j)).unwrap_or_default(),
+                }
+            })
+            .collect();
+        let mut input = NodeInput {
+            name: node.name.clone(),
+            claim: s.sites[node.claim].name.clone(),
+            probes,
+            ..NodeInput::default()
+        };
+        let mut failed_checks = Vec::new();
+        let (bundle, collected_at) = match last[j].take() {
+            Some((b, at)) => (Some(b), at),
+            None => (None, 0),
+        };
+        if let Some(b) = &bundle {
+            let inputs = VerifyInputs {
+                now_unix: collected_at,
+                nonce_record: ledger.record(&b.nonce),
+                peer_spki: Some(node.server.session_key().spki_der().to_vec()),
+            };
+            // the same reduction `locus judge` and the monitor apply to a stored bundle
+            let found = BundleFindings::verify(b, &policy, &inputs);
+            found.apply_to(&mut input);
+            failed_checks = found.failed_checks();
+        }
+        let world = samples.world();
+        let judgement = judge(&world, &input, &verdict_policy);
+        samples.nodes.push(input);
+        outcomes.push(NodeOutcome {
+            name: node.name.clone(),
+            truth: node.truth,
+            judgement,
+            bundle,
+            collected_at,
+            evidence_error: errors[j].take(),
+            failed_checks,
+        });
+    }
+    Ok((samples, outcomes))
+}
+
+pub(crate) fn prober_id(s: &Scenario, i: usize, site: usize) -> String {
+    format!("p{i}-{}", s.sites[site].name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nonces(seed: u64) -> [[u8; 32]; 3] {
+        let mut rng = nonce_rng(seed);
+        let mut out = [[0u8; 32]; 3];
+        for n in &mut out {
+            rng.fill_bytes(n);
+        }
+        out
+    }
+
+    #[test]
+    fn one_seed_draws_the_same_nonces_another_seed_others() {
+        assert_eq!(nonces(7), nonces(7));
+        assert_ne!(nonces(7), nonces(8));
+        // Not the relay's stream (seeded with the seed itself).
+        let mut relay = StdRng::seed_from_u64(7);
+        let mut first = [0u8; 32];
+        relay.fill_bytes(&mut first);
+        assert_ne!(nonces(7)[0], first);
+    }
+}

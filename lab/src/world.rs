@@ -1,0 +1,257 @@
+//! The emulated world of a scenario: TLS anchors and TDs (QUIC responders with lab TDX and
+//! swtpm vTPMs, maybe far from their vTPM), each on its own loopback host behind the delay
+//! relay. The lab's own probing run and `locus lab --serve` both stand on it.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use locus_anchors::lab::{AnchorServer, LabCa};
+use locus_anchors::{AnchorSpec, AnchorsConfig, MeasureOptions};
+use locus_responder::evidence::EvidenceSource;
+use locus_responder::server::{Server, ServerConfig};
+use locus_responder::session_key::SessionKey;
+use locus_responder::tdx::lab::{LabOptions, LabTdx};
+use locus_responder::tpm::swtpm::{Swtpm, SwtpmOptions};
+use locus_responder::tpm::{Tcti, Vtpm, VtpmConfig};
+use tokio::sync::watch;
+
+use crate::addr;
+use crate::geo::one_way;
+use crate::relay::{DelayPlan, Relay};
+use crate::scenario::{Scenario, Truth};
+
+/// One responder's emulated parts, kept alive for the run.
+pub(crate) struct Node {
+    pub(crate) name: String,
+    pub(crate) claim: usize,
+    pub(crate) truth: Truth,
+    pub(crate) server: Server,
+    // Fields drop in order: the vTPM connection before its emulator process.
+    _vtpm: Arc<Vtpm>,
+    _swtpm: Swtpm,
+}
+
+/// Files the lab's verification policy refers to (written beside `policy.toml`).
+pub(crate) struct LabTrust {
+    pub(crate) tdx: LabTdx,
+    pub(crate) ek_ca_pem: String,
+    pub(crate) anchor_ca: LabCa,
+}
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The run was interrupted (Ctrl-C, SIGTERM).
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
+pub struct Interrupted;
+
+/// Stops between steps when asked: a step in flight (an emulator being started) finishes
+/// first, so everything it made is owned, and dropped, by the run.
+pub(crate) fn check(cancel: &watch::Receiver<bool>) -> anyhow::Result<()> {
+    if *cancel.borrow() {
+        return Err(Interrupted.into());
+    }
+    Ok(())
+}
+
+/// The running world; dropping it kills every emulator it started.
+pub(crate) struct World {
+    pub(crate) nodes: Vec<Node>,
+    anchor_servers: Vec<AnchorServer>,
+    pub(crate) trust: LabTrust,
+}
+
+impl World {
+    /// Stops every server and emulator; the trust material outlives them.
+    pub(crate) async fn shutdown(self) -> LabTrust {
+        for node in &self.nodes {
+            node.server.shutdown().await;
+        }
+        for a in self.anchor_servers {
+            a.shutdown();
+        }
+        self.trust
+    }
+}
+
+/// Starts the anchors and the responders of `s` behind `relay`; boot event logs go to
+/// `out/td-logs`.
+pub(crate) async fn build(
+    s: &Scenario,
+    out: &Path,
+    relay: &Arc<Relay>,
+    cancel: &watch::Receiver<bool>,
+) -> anyhow::Result<World> {
+    let jitter = jitter(s);
+    let boot = crate::boot::write_logs(&out.join("td-logs"))?;
+    let mut tdx_opts = LabOptions::at(unix_now());
+    tdx_opts.measurements.rtmr = boot.rtmrs;
+    let lab_tdx = tokio::task::spawn_blocking(move || LabTdx::generate_with(&tdx_opts))
+        .await?
+        .context("generating the lab TDX keys and collateral")?;
+    let anchor_ca = LabCa::generate().context("generating the lab anchor CA")?;
+
+    // Anchors, each on its own host.
+    let mut anchor_servers = Vec::new();
+    for (k, &site) in s.anchors.iter().enumerate() {
+        let name = anchor_name(s, k, site);
+        let server = AnchorServer::start(addr::anchor(k), &anchor_ca, &format!("{name}.lab"))
+            .await
+            .with_context(|| format!("starting anchor {name}"))?;
+        anchor_servers.push(server);
+    }
+
+    // Responders: a TD with its vTPM (maybe far away) and anchors seen from where it runs.
+    let mut nodes = Vec::new();
+    let mut ek_roots_pem = Vec::new();
+    for (j, r) in s.responders.iter().enumerate() {
+        check(cancel)?;
+        let swtpm = tokio::task::spawn_blocking(|| {
+            Swtpm::start(SwtpmOptions {
+                create_ek_cert: true,
+                ..SwtpmOptions::default()
+            })
+        })
+        .await?
+        .with_context(|| format!("starting swtpm for {}", r.name))?;
+        // Each emulator has its own local EK CA: [issuing CA, root] in PEM.
+        let ek_ca = swtpm.ek_ca_certs()?;
+        ek_roots_pem.extend(ek_ca.get(1).cloned());
+        let tcti = match r.tpm_site {
+            Some(t) if t != r.site => {
+                let plan = DelayPlan::fixed(one_way(s, r.site, t), jitter);
+                let port = tpm_relay_ports(relay, addr::tpm_link(j), swtpm.port(), &plan)?;
+                Tcti::Swtpm {
+                    host: addr::tpm_link(j).to_string(),
+                    port,
+                }
+            }
+            _ => swtpm.tcti(),
+        };
+        let vtpm = Arc::new(
+            tokio::task::spawn_blocking(move || Vtpm::open(VtpmConfig::new(tcti)))
+                .await?
+                .with_context(|| format!("opening the vTPM of {}", r.name))?,
+        );
+        let mut specs = Vec::new();
+        for (k, &asite) in s.anchors.iter().enumerate() {
+            let plan = moving_plan(s, j, asite, jitter);
+            let server = &anchor_servers[k];
+            let link = relay.tcp_link(addr::anchor_link(j, k), server.local_addr(), &plan)?;
+            specs.push(AnchorSpec::lab(
+                &anchor_name(s, k, asite),
+                link,
+                server.name(),
+                &anchor_ca,
+            )?);
+        }
+        {
+            let vtpm = vtpm.clone();
+            tokio::task::spawn_blocking(move || crate::boot::measure_into(&vtpm)).await??;
+        }
+        let issuing_ca = pem_certs(ek_ca.first().map_or("", String::as_str));
+        let source = EvidenceSource::new(Some(lab_tdx.quoter()), Some(vtpm.clone()))
+            .with_coalescing(16)
+            .with_ek_ca_certs(issuing_ca)
+            .with_event_logs(boot.logs.clone())
+            .with_anchors(AnchorsConfig {
+                options: MeasureOptions {
+                    // The minimum of several: a first TLS round trip under load can take ms.
+                    round_trips: 10,
+                    ..MeasureOptions::default()
+                },
+                anchors: specs,
+            });
+        let server_config = ServerConfig {
+            // Emulated paths are milliseconds long: no spinning (see RoundConfig::spin).
+            spin_after_answer: Duration::ZERO,
+            ..ServerConfig::new(addr::td(j))
+        };
+        let server = Server::start(server_config, SessionKey::generate()?, source)
+            .with_context(|| format!("starting responder {}", r.name))?;
+        nodes.push(Node {
+            name: r.name.clone(),
+            claim: r.claim,
+            truth: r.truth(),
+            server,
+            _vtpm: vtpm,
+            _swtpm: swtpm,
+        });
+    }
+    Ok(World {
+        nodes,
+        anchor_servers,
+        trust: LabTrust {
+            tdx: lab_tdx,
+            ek_ca_pem: ek_roots_pem.join("\n"),
+            anchor_ca,
+        },
+    })
+}
+
+/// The path from prober `i` to responder `j`: through the relay's entry site when it has one,
+/// and to the new site once the TD moves.
+pub(crate) fn prober_plan(s: &Scenario, i: usize, j: usize) -> DelayPlan {
+    let r = &s.responders[j];
+    let psite = s.probers[i];
+    let entry = r.relay_via.unwrap_or(r.site);
+    let base = one_way(s, psite, entry) + one_way(s, entry, r.site);
+    let mut plan = DelayPlan::fixed(base, jitter(s));
+    if let Some((to, after)) = r.moves {
+        plan = plan.then_at(Duration::from_secs_f64(after), one_way(s, psite, to));
+    }
+    plan
+}
+
+fn jitter(s: &Scenario) -> Duration {
+    Duration::from_secs_f64(s.jitter_us / 1e6)
+}
+
+/// A TD's path to a site that may change when the TD moves.
+fn moving_plan(s: &Scenario, j: usize, to_site: usize, jitter: Duration) -> DelayPlan {
+    let r = &s.responders[j];
+    let plan = DelayPlan::fixed(one_way(s, r.site, to_site), jitter);
+    match r.moves {
+        Some((m, after)) => plan.then_at(Duration::from_secs_f64(after), one_way(s, m, to_site)),
+        None => plan,
+    }
+}
+
+/// Relays swtpm's TPM port and control port (port + 1) through a pair of adjacent ports on
+/// the relay host; returns the TPM port.
+fn tpm_relay_ports(
+    relay: &Arc<Relay>,
+    host: std::net::IpAddr,
+    swtpm_port: u16,
+    plan: &DelayPlan,
+) -> anyhow::Result<u16> {
+    let target = |p: u16| SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), p);
+    for port in (20_000u16..60_000).step_by(2) {
+        let a = SocketAddr::new(host, port);
+        let b = SocketAddr::new(host, port + 1);
+        if std::net::TcpListener::bind(a).is_err() || std::net::TcpListener::bind(b).is_err() {
+            continue;
+        }
+        relay.tcp_link(a, target(swtpm_port), plan)?;
+        relay.tcp_link(b, target(swtpm_port + 1), plan)?;
+        return Ok(port);
+    }
+    anyhow::bail!("no free port pair on {host} for the vTPM relay")
+}
+
+fn pem_certs(pem_text: &str) -> Vec<Vec<u8>> {
+    pem::parse_many(pem_text.as_bytes())
+        .map(|v| v.into_iter().map(|p| p.into_contents()).collect())
+        .unwrap_or_default()
+}
+
+pub(crate) fn anchor_name(s: &Scenario, k: usize, site: usize) -> String {
+    format!("anchor-{}-{k}", s.sites[site].name)
+}

@@ -1,0 +1,161 @@
+//! `locus lab`: a whole world on one machine. Real components (QUIC responders and probers,
+//! swtpm vTPMs, lab TDX quotes, TLS anchors, the verifier) at emulated sites, honest nodes and
+//! attackers side by side, and each verdict compared with the truth.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use locus_lab::{Interrupted, Report, Scenario, Serving};
+
+#[derive(Args)]
+pub(crate) struct LabArgs {
+    /// Scenario file (TOML); default: the built-in scenario (config/lab.toml).
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// Output directory; default: a fresh `lab-out-<time>` in the current directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Also print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Override the scenario's probing time (seconds).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Keep the world running for the duration without the lab's own probers, and write one
+    /// `locus prober --config` file per prober site (OUT/fleet/) for real daemons and
+    /// `locus monitor` to watch it (docs/monitoring.md). Prints one JSON line when ready.
+    #[arg(long, conflicts_with = "json")]
+    serve: bool,
+}
+
+pub(crate) fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
+    let scenario = locus_lab::load_scenario(args.scenario.as_deref(), args.duration)?;
+    locus_lab::preflight()?;
+    // The TSS C library logs to stderr on its own; the lab reports errors itself.
+    if std::env::var_os("TSS2_LOG").is_none() {
+        std::env::set_var("TSS2_LOG", "all+none");
+    }
+    let out = match args.out {
+        Some(p) => p,
+        None => PathBuf::from(format!(
+            "lab-out-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        )),
+    };
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    rt.spawn(async move {
+        crate::responder_cmd::shutdown_signal().await;
+        let _ = cancel_tx.send(true);
+    });
+    if args.serve {
+        return serve_world(&rt, &scenario, &out, cancel_rx);
+    }
+    let (progress_tx, progress_rx) = tokio::sync::watch::channel((0u64, 1u64));
+    let bar = progress_bar(progress_rx, &rt);
+    // The run stops itself between steps when cancelled, so every emulator it started is
+    // owned by it and killed when its handle drops.
+    let result = rt.block_on(locus_lab::run(scenario, &out, progress_tx, cancel_rx));
+    bar.finish_and_clear();
+    rt.shutdown_timeout(Duration::from_secs(2));
+    let outcome = match result {
+        Ok(r) => r,
+        Err(e) if e.is::<Interrupted>() => {
+            bail!("interrupted: the lab stopped and cleaned up")
+        }
+        Err(e) => return Err(e),
+    };
+
+    let (report, table) = locus_lab::write_results(&out, &outcome)?;
+    print(&table, &report, args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--serve`: runs the world until its duration ends or a signal comes.
+fn serve_world(
+    rt: &tokio::runtime::Runtime,
+    scenario: &Scenario,
+    out: &std::path::Path,
+    cancel: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<ExitCode> {
+    let result = rt.block_on(locus_lab::serve(scenario, out, cancel, announce_serving));
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if e.is::<Interrupted>() => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(e),
+    }
+}
+
+#[expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the CLI announces what it serves and how to watch it"
+)]
+fn announce_serving(s: &Serving) {
+    if let Ok(line) = serde_json::to_string(s) {
+        println!("{line}");
+    }
+    eprintln!(
+        "lab world running for {:.0} s; watch it with one daemon per config and the monitor:",
+        s.duration_s
+    );
+    for c in &s.configs {
+        eprintln!("  locus prober --config {} &", c.display());
+    }
+    eprintln!(
+        "  locus monitor --db {} --policy {} --evidence-policy {} --interval-s 1 --window-s 5 \
+         --baseline-rounds 5",
+        s.db.display(),
+        s.policy.display(),
+        s.evidence_policy.display()
+    );
+}
+
+fn progress_bar(
+    mut rx: tokio::sync::watch::Receiver<(u64, u64)>,
+    rt: &tokio::runtime::Runtime,
+) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(1);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} lab [{bar:40}] {pos}/{len} rounds {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message("setting up");
+    let b = bar.clone();
+    rt.spawn(async move {
+        while rx.changed().await.is_ok() {
+            let (done, total) = *rx.borrow();
+            b.set_length(total);
+            b.set_position(done);
+            b.set_message(if done + 1 >= total {
+                "collecting evidence"
+            } else {
+                "probing"
+            });
+        }
+    });
+    bar
+}
+
+#[expect(clippy::print_stdout, reason = "the CLI prints its report")]
+fn print(table: &str, report: &Report, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{table}");
+    }
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! `locus monitor`: judges every node the probers stored, on a schedule, with the verdict
+//! engine (`locus_analysis::judge`); stores each verdict and exports `locus_node_verdict` and
+//! `locus_region_radius_km` on `/metrics` (for the rules in `config/alerts.yml`).
+//!
+//! Exit codes with `--once`: 0 every node `located`; 1 any other verdict (or no node);
+//! 2 unreadable input. Running continuously it exits 0 on SIGTERM or SIGINT.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use locus_analysis::Judgement;
+use locus_fleet::monitor::{judge_all, unix_now_ns, EvidenceConfig, Judging, Sinks};
+use locus_fleet::store::{Database, Store, StoreError};
+use serde::Serialize;
+
+/// How long opening the database and a write wait for the server or another writer's lock.
+const DB_WAIT: Duration = Duration::from_secs(5);
+
+/// Opens the database a reader (monitor, export) names; a missing SQLite file is an error.
+pub(crate) fn open_store(db: &Database) -> anyhow::Result<Store> {
+    Store::connect_existing(db, DB_WAIT).map_err(|e| match e {
+        // SQLite's own messages do not say which file; the others name their database.
+        StoreError::Sqlite(_) => anyhow::Error::new(e).context(format!("opening {db}")),
+        e => e.into(),
+    })
+}
+
+#[derive(Args)]
+pub(crate) struct MonitorArgs {
+    /// The database the probers write (`db` in their config): an SQLite file or a
+    /// `postgres://user:password@host:port/dbname` URL.
+    #[arg(long)]
+    db: Database,
+    /// Verdict policy (TOML, config/policy.example.toml); defaults when absent. Without
+    /// --evidence-policy set `require_evidence = false` to judge on timing alone.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Evidence policy (as for `locus verify evidence --policy`): each node's latest stored
+    /// bundle is verified under it and feeds the verdict (evidence, anchors, in-TD timings).
+    #[arg(long)]
+    evidence_policy: Option<PathBuf>,
+    /// Seconds back from the judgement in which a node's latest evidence bundle counts.
+    #[arg(long, default_value_t = 900.0)]
+    evidence_window_s: f64,
+    /// Seconds between two judgements of every node.
+    #[arg(long, default_value_t = 60.0)]
+    interval_s: f64,
+    /// Seconds of samples each judgement looks at (ending now).
+    #[arg(long, default_value_t = 600.0)]
+    window_s: f64,
+    /// Rounds before the window, per prober, whose minima make the node's baseline (median).
+    #[arg(long, default_value_t = 60)]
+    baseline_rounds: usize,
+    /// Address of /metrics, /-/healthy and /-/ready.
+    #[arg(long, default_value = "127.0.0.1:9465")]
+    listen: SocketAddr,
+    /// Judge once, print the judgements and exit (0 all located, 1 otherwise).
+    #[arg(long)]
+    once: bool,
+    /// With --once: judge as of this Unix time (seconds) instead of now.
+    #[arg(long, requires = "once")]
+    at: Option<f64>,
+    /// With --once: print JSON instead of one line per node.
+    #[arg(long)]
+    json: bool,
+    /// Also post alerts for negative verdicts to this Alertmanager (`http://host:port`,
+    /// repeatable), named like the rules in config/alerts.yml.
+    #[arg(long = "alertmanager")]
+    alertmanagers: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Output<'a> {
+    all_located: bool,
+    nodes: &'a [Judgement],
+}
+
+pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
+    for (name, v) in [
+        ("--interval-s", args.interval_s),
+        ("--window-s", args.window_s),
+        ("--evidence-window-s", args.evidence_window_s),
+    ] {
+        if !(v.is_finite() && v > 0.0) {
+            bail!("{name} must be a finite number > 0, not {v}");
+        }
+    }
+    if args.baseline_rounds == 0 {
+        bail!("--baseline-rounds must be at least 1");
+    }
+    let evidence = match &args.evidence_policy {
+        Some(p) => Some(EvidenceConfig {
+            policy: locus_fleet::verifier::load_policy(p)?.1,
+            window: Duration::from_secs_f64(args.evidence_window_s),
+        }),
+        None => None,
+    };
+    let judging = Judging {
+        policy: locus_fleet::verifier::load_verdict_policy(args.policy.as_deref())?,
+        window: Duration::from_secs_f64(args.window_s),
+        baseline_rounds: args.baseline_rounds,
+        evidence,
+    };
+    let mut store = open_store(&args.db)?;
+    if args.once {
+        let now = match args.at {
+            Some(t) => (t * 1e9) as i64,
+            None => unix_now_ns(),
+        };
+        let sinks = Sinks {
+            metrics: None,
+            alertmanagers: &args.alertmanagers,
+            alert_ttl: Duration::from_secs_f64(args.interval_s * 3.0),
+        };
+        let (js, failed) = judge_all(&mut store, &judging, now, &sinks)?;
+        if let Some(e) = failed.first() {
+            bail!("alert not delivered: {e}");
+        }
+        let all_located = !js.is_empty() && js.iter().all(|j| j.verdict.is_located());
+        print_judgements(&js, all_located, args.json)?;
+        return Ok(if all_located {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        announce(listener.local_addr()?);
+        locus_fleet::monitor::serve(
+            listener,
+            store,
+            judging,
+            Duration::from_secs_f64(args.interval_s),
+            args.alertmanagers,
+            crate::responder_cmd::shutdown_signal(),
+        )
+        .await;
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+#[expect(clippy::print_stdout, reason = "the CLI announces its address")]
+fn announce(addr: SocketAddr) {
+    println!("{}", serde_json::json!({ "listen": addr.to_string() }));
+}
+
+#[expect(clippy::print_stdout, reason = "the CLI prints its report")]
+fn print_judgements(js: &[Judgement], all_located: bool, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&Output {
+                all_located,
+                nodes: js,
+            })?
+        );
+        return Ok(());
+    }
+    if js.is_empty() {
+        println!("no node has rounds in the window");
+    }
+    for j in js {
+        println!(
+            "{:<24} {:<16} claim {}: {}",
+            j.name,
+            j.verdict.as_str(),
+            j.claim,
+            j.reasons.join("; ")
+        );
+    }
+    Ok(())
+}
