@@ -475,35 +475,38 @@ fn a_tampered_pre_quote_timing_breaks_report_data() {
 #[test]
 fn a_chain_with_a_broken_link_fails_vtpm_chain() {
     let l = lab();
-    // Links 0 and 1 swapped: genuine AK signatures, but link 0 does not quote the value
-    // chained from the main quote's signature.
-    let mut b = l.bundle.clone();
-    b.tpm.as_mut().unwrap().chain.swap(0, 1);
-    let r = verify(&b, &l.inputs());
-    assert!(matches!(
-        assert_fails(&r, CheckId::VtpmChain),
-        EvidenceError::VtpmChainBroken { index: 0, .. }
-    ));
-    assert_eq!(failed(&r), [CheckId::VtpmChain]);
-    // Link 0 repeated as link 1: a valid signature by this AK, in the wrong position.
-    let mut b = l.bundle.clone();
-    let link0 = b.tpm.as_ref().unwrap().chain[0].clone();
-    b.tpm.as_mut().unwrap().chain[1] = link0;
-    let r = verify(&b, &l.inputs());
-    assert!(matches!(
-        assert_fails(&r, CheckId::VtpmChain),
-        EvidenceError::VtpmChainBroken { index: 1, .. }
-    ));
-    assert_eq!(failed(&r), [CheckId::VtpmChain]);
-    // A chain that does not start at the main quote's signature: link 0 breaks.
-    let mut b = l.bundle.clone();
-    b.tpm.as_mut().unwrap().chain.remove(0);
-    b.timings.tpm_chain_ns.remove(0);
-    let r = verify(&b, &l.inputs());
-    assert!(matches!(
-        assert_fails(&r, CheckId::VtpmChain),
-        EvidenceError::VtpmChainBroken { index: 0, .. }
-    ));
+    let breaks: [(u32, Tamper); 3] = [
+        // Links 0 and 1 swapped: genuine AK signatures, but link 0 does not quote the value
+        // chained from the main quote's signature.
+        (0, |b| b.tpm.as_mut().unwrap().chain.swap(0, 1)),
+        // Link 0 repeated as link 1: a valid signature by this AK, in the wrong position.
+        (1, |b| {
+            let chain = &mut b.tpm.as_mut().unwrap().chain;
+            chain[1] = chain[0].clone();
+        }),
+        // A chain that does not start at the main quote's signature (its timing dropped too,
+        // which `report_data` also names).
+        (0, |b| {
+            b.tpm.as_mut().unwrap().chain.remove(0);
+            b.timings.tpm_chain_ns.remove(0);
+        }),
+    ];
+    for (at, tamper) in breaks {
+        let mut b = l.bundle.clone();
+        tamper(&mut b);
+        let r = verify(&b, &l.inputs());
+        assert!(matches!(
+            assert_fails(&r, CheckId::VtpmChain),
+            EvidenceError::VtpmChainBroken { index, .. } if *index == at
+        ));
+        let timings_changed = b.timings != l.bundle.timings;
+        let only = if timings_changed {
+            vec![CheckId::ReportData, CheckId::AkHash, CheckId::VtpmChain]
+        } else {
+            vec![CheckId::VtpmChain]
+        };
+        assert_eq!(failed(&r), only, "{:#}", r.to_json());
+    }
 }
 
 #[test]

@@ -20,10 +20,9 @@ use locus_analysis::verify::bundle::{
 use locus_proto::evidence::{EvidenceBundle, BUNDLE_VERSION};
 use locus_proto::transcript::Transcript;
 use locus_responder::evidence::{collect_blocking, EventLogPaths};
+use locus_responder::session_key::SessionKey;
 use locus_responder::tpm::swtpm::{Swtpm, SwtpmOptions};
 use locus_responder::tpm::{Tcti, Vtpm, VtpmConfig};
-use p256::ecdsa::SigningKey;
-use p256::pkcs8::EncodePublicKey;
 
 /// One round trip to the far vTPM (~3 000 km of fiber).
 const RELAY_DELAY: Duration = Duration::from_millis(30);
@@ -118,13 +117,8 @@ fn start_stub(swtpm_port: u16) -> u16 {
 }
 
 fn bundle(vtpm: &Vtpm) -> EvidenceBundle {
-    let key = SigningKey::from_slice(&[0x42; 32]).unwrap();
-    let spki = key
-        .verifying_key()
-        .to_public_key_der()
-        .unwrap()
-        .as_bytes()
-        .to_vec();
+    let key = SessionKey::generate().unwrap();
+    let spki = key.spki_der().to_vec();
     let nonce = [9u8; 32];
     let ((tpm, tdx, timings), _) = collect_blocking(
         &nonce,
@@ -141,7 +135,7 @@ fn bundle(vtpm: &Vtpm) -> EvidenceBundle {
         nonce: nonce.to_vec(),
         nonce_issuer: None,
         session_spki: spki,
-        transcript: Transcript::new().sign(&key),
+        transcript: Transcript::new().sign(key.signing_key()),
         tdx,
         tpm,
         timings,
