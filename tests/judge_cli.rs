@@ -83,6 +83,7 @@ fn valid() -> EvidenceSummary {
         lab_root: true,
         platform_id: None,
         zone: None,
+        unpinned_code: false,
     }
 }
 

@@ -42,6 +42,10 @@ pub enum CheckId {
     SessionSpki,
     /// The TDX quote verifies (DCAP, via `analysis::tdx`).
     TdxQuote,
+    /// The verified quote's converged TCB status is one the policy accepts (`tdx.accept_tcb`,
+    /// default `UpToDate`, `SWHardeningNeeded`): a stale platform (`OutOfDate`, ...) fails,
+    /// naming the components behind, since which tcbDate and the advisories.
+    TdxTcb,
     /// The bundle's Azure HCL report is well formed (size, header, TDX, SHA-256, `HCLAkPub`,
     /// `user-data`) and its TDREPORT is the one the TD quote was made from.
     HclReport,
@@ -94,13 +98,14 @@ pub enum CheckId {
 }
 
 impl CheckId {
-    pub const ALL: [CheckId; 24] = [
+    pub const ALL: [CheckId; 25] = [
         CheckId::BundleFormat,
         CheckId::BindingVersion,
         CheckId::Nonce,
         CheckId::Transcript,
         CheckId::SessionSpki,
         CheckId::TdxQuote,
+        CheckId::TdxTcb,
         CheckId::HclReport,
         CheckId::ReportData,
         CheckId::AkHash,
@@ -129,6 +134,7 @@ impl CheckId {
             CheckId::Transcript => "transcript",
             CheckId::SessionSpki => "session_spki",
             CheckId::TdxQuote => "tdx_quote",
+            CheckId::TdxTcb => "tdx_tcb",
             CheckId::HclReport => "hcl_report",
             CheckId::ReportData => "report_data",
             CheckId::AkHash => "ak_hash",

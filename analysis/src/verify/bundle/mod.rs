@@ -29,6 +29,7 @@ pub use ekchain::EkChainError;
 pub use error::{BundleErrorKind, EvidenceError};
 pub use nonce::{NonceError, NonceLedger, NonceRecord};
 pub use policy::{EvidencePolicy, PolicyError, PolicyFile, Requirement};
+pub use quote::{fields_unverified as td_fields_unverified, TdFields};
 pub use report::{CheckResult, EvidenceReport, Outcome};
 
 impl CheckId {
@@ -43,6 +44,7 @@ impl CheckId {
             | CheckId::Nonce
             | CheckId::Transcript
             | CheckId::TdxQuote
+            | CheckId::TdxTcb
             | CheckId::ReportData
             | CheckId::AkHash
             | CheckId::TpmSignature
@@ -124,7 +126,11 @@ pub fn verify_bundle_bytes(
                 requirement: policy.requirement(*c),
                 outcome: Outcome::Skipped("the bundle did not decode".into()),
             }));
-            EvidenceReport { checks, tdx: None }
+            EvidenceReport {
+                checks,
+                tdx: None,
+                unpinned_code: policy.unpinned_code,
+            }
         }
     }
 }
@@ -174,5 +180,6 @@ pub fn verify_bundle(
     EvidenceReport {
         checks: run.results,
         tdx: td.verified,
+        unpinned_code: policy.unpinned_code,
     }
 }
