@@ -544,12 +544,15 @@ mod tests {
     #[test]
     fn a_policy_requires_binding_v2_unless_it_says_otherwise() {
         let load = |_: &str| Ok(Vec::new());
-        let p = PolicyFile::from_toml("").unwrap();
+        // Pins are another check's business (issue 18, item 1).
+        let unpinned = "allow_unpinned_code = true\n";
+        let p = PolicyFile::from_toml(unpinned).unwrap();
         assert_eq!(p.resolve(&load).unwrap().min_binding_version, 2);
-        let p = PolicyFile::from_toml("[binding]\nmin_version = 1\n").unwrap();
+        let p = PolicyFile::from_toml(&format!("{unpinned}[binding]\nmin_version = 1\n")).unwrap();
         assert_eq!(p.resolve(&load).unwrap().min_binding_version, 1);
         for bad in [0, 3] {
-            let p = PolicyFile::from_toml(&format!("[binding]\nmin_version = {bad}\n")).unwrap();
+            let p = PolicyFile::from_toml(&format!("{unpinned}[binding]\nmin_version = {bad}\n"))
+                .unwrap();
             assert!(
                 matches!(p.resolve(&load), Err(PolicyError::Value { field, .. }) if field == "binding.min_version"),
                 "{bad}"
