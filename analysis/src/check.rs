@@ -87,8 +87,9 @@ pub enum CheckId {
     PcrRtmrCrossCheck,
     /// An EK certificate chains to a configured provider root.
     EkChain,
-    /// The AK is tied to the provider: a provider AK certificate for this AK chains to an EK
-    /// root. (Credential activation against the EK is not implemented.)
+    /// The AK lives in the TPM the EK certificate endorses: a provider AK certificate for this
+    /// AK chains to an EK root, or the nonce was sealed to a chaining EK certificate for this
+    /// AK (credential activation). Fails without either when `ek_chain` is required.
     AkEkBinding,
     /// The in-TD vTPM round trip is within the policy's bound.
     VtpmTiming,

@@ -169,7 +169,7 @@ pub fn verify_bundle(
     logs::check(&mut run, b, &td, pcrs_trusted);
     run.record(CheckId::EkChain, || provider::ek_chain(tpm, policy, now));
     run.record(CheckId::AkEkBinding, || {
-        provider::ak_ek_binding(tpm, policy, now)
+        provider::ak_ek_binding(tpm, &b.nonce, policy, now)
     });
     let max_rtt = policy.max_tpm_cheap_rtt_ns;
     run.record(CheckId::VtpmTiming, || vtpm::timing(b, max_rtt));

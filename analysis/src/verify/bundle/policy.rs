@@ -282,8 +282,8 @@ pub fn certificates_from_bytes(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
 }
 
 impl PolicyFile {
-    /// A lab policy: every check required except `ak_ek_binding` (swtpm has no AK
-    /// certificate; optional, so a provider AK certificate is still checked); EK chain
+    /// A lab policy: every check required (`ak_ek_binding` through the nonce sealed to the
+    /// swtpm's certified EK); EK chain
     /// to `ek_root`, TDX quotes under the lab root `tdx_root` with `tdx_collateral` (paths as
     /// the policy file will name them); nonces from `nonce_issuer`, valid for 60 s. Reference
     /// values are left empty: pin the TD with [`ReferenceSection::pin_td`] (a policy that does
@@ -293,7 +293,6 @@ impl PolicyFile {
             .iter()
             .map(|c| (*c, Requirement::Required))
             .collect();
-        checks.insert(CheckId::AkEkBinding, Requirement::Optional);
         // Online only: offline verification has no QUIC peer key.
         checks.insert(CheckId::SessionSpki, Requirement::Optional);
         // Need reference values or a bound the caller chooses.
