@@ -174,7 +174,10 @@ pub fn init_policy(b: &EvidenceBundle, opts: &InitOptions) -> Result<InitPolicy,
         reference,
         timing: TimingSection {
             max_tpm_cheap_rtt_us: baseline_ns.map(|ns| ns.div_ceil(1000) + VTPM_RELAY_MARGIN_US),
+            // Not captured yet: `vtpm_chain` runs only with a bound the operator sets.
+            max_tpm_chain_rtt_us: None,
         },
+        binding: Default::default(),
         anchors: None,
     };
 

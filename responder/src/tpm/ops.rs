@@ -10,7 +10,7 @@
 use locus_proto::evidence::EkCert;
 use locus_proto::hcl::USER_DATA_LEN;
 
-use super::{CheapRtt, EkKind, VtpmQuote};
+use super::{ChainLink, CheapRtt, EkKind, VtpmQuote};
 
 #[derive(Debug)]
 pub(crate) enum Op {
@@ -25,6 +25,12 @@ pub(crate) enum Op {
     },
     CheapRtt {
         samples: u32,
+    },
+    Chain {
+        nonce: Vec<u8>,
+        first_previous: Vec<u8>,
+        len: u32,
+        pcrs: Vec<u8>,
     },
     EkCerts {
         indices: Vec<u32>,
@@ -50,6 +56,7 @@ pub(crate) enum Reply {
     HclReport(Option<Vec<u8>>),
     Quote(VtpmQuote),
     CheapRtt(CheapRtt),
+    Chain(Vec<ChainLink>),
     EkCerts(Vec<EkCert>),
     EkPublic(Vec<u8>),
     Activated(Vec<u8>),
