@@ -68,7 +68,7 @@ pub async fn request_evidence_sealed(
 ) -> Result<EvidenceBundle, RequestError> {
     let sealed = if include.tpm {
         match request_keys(target).await {
-            Ok(keys) => seal_to_first_ek(&keys.ak_public, &keys.ek_certs, nonce),
+            Ok(keys) => seal_to(&keys, nonce),
             Err(e @ (RequestError::Connection(_) | RequestError::Write(_))) => return Err(e),
             Err(e) => {
                 tracing::debug!(error = %e, "no vTPM keys to seal the nonce to");
@@ -89,6 +89,12 @@ pub async fn request_evidence_sealed(
         sealed,
     };
     send_evidence_request(target, nonce, &req).await
+}
+
+/// Seals `nonce` to the first EK certificate of a known kind (RSA-2048 or ECC P-256) for the
+/// stated AK.
+pub fn seal_to(keys: &KeysResponse, nonce: &Nonce) -> Option<locus_proto::evidence::SealedNonce> {
+    seal_to_first_ek(&keys.ak_public, &keys.ek_certs, nonce)
 }
 
 /// Asks for the vTPM's AK and EK certificates.
