@@ -277,6 +277,42 @@ fn a_policy_without_td_pins_is_refused_at_load() {
     ));
 }
 
+/// A check required by default turned off (no nonce, no quote signature, no TCB, no binding)
+/// would let stale or foreign evidence pass: refused at load like a missing pin; with
+/// `allow_unpinned_code = true` it loads and the report is capped, naming the check.
+#[test]
+fn a_policy_turning_a_default_required_check_off_is_refused_unless_unpinned_is_allowed() {
+    let lab = lab(LabTcbStatus::UpToDate, TD_ATTRIBUTES_DEFAULT);
+    let b = bundle(&lab);
+    let quote = b.tdx.as_ref().unwrap().quote.clone();
+    for check in [
+        CheckId::BundleFormat,
+        CheckId::Nonce,
+        CheckId::Transcript,
+        CheckId::TdxQuote,
+        CheckId::TdxTcb,
+        CheckId::ReportData,
+        CheckId::TdReference,
+    ] {
+        let mut p = policy_file(&lab, Some(&quote));
+        p.checks.insert(check, Requirement::Off);
+        let named = format!("checks.{} (off)", check.name());
+        match resolve(&lab, &p) {
+            Err(PolicyError::Unpinned { missing }) => assert_eq!(missing, [named.clone()]),
+            other => panic!("{check} off loaded: {other:?}"),
+        }
+        p.allow_unpinned_code = true;
+        let policy = resolve(&lab, &p).unwrap();
+        let r = verify(&b, &policy);
+        assert!(r.unpinned_code, "{check}");
+        assert_eq!(r.unpinned, [named]);
+    }
+    // Optional is not off: the check still runs when its inputs are there.
+    let mut p = policy_file(&lab, Some(&quote));
+    p.checks.insert(CheckId::TdxTcb, Requirement::Optional);
+    assert!(!resolve(&lab, &p).unwrap().unpinned_code);
+}
+
 #[test]
 fn another_td_fails_td_reference_on_each_pinned_register() {
     let lab = lab(LabTcbStatus::UpToDate, TD_ATTRIBUTES_DEFAULT);

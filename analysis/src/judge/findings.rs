@@ -198,6 +198,7 @@ mod tests {
             ],
             tdx: None,
             unpinned_code: false,
+            unpinned: Vec::new(),
         };
         let s = EvidenceSummary::from_report(&report);
         assert!(!s.valid);
@@ -222,6 +223,7 @@ mod tests {
             checks: vec![line(CheckId::AkEkBinding, outcome)],
             tdx: None,
             unpinned_code: false,
+            unpinned: Vec::new(),
         };
         let s = EvidenceSummary::from_report_with_ak_cert(&report(Outcome::Pass), Some(&cert));
         assert_eq!(s.zone.as_deref(), Some("us-central1-a"));
@@ -266,6 +268,7 @@ mod tests {
             checks: vec![line(CheckId::AkHash, Outcome::Pass), skipped],
             tdx: None,
             unpinned_code: false,
+            unpinned: Vec::new(),
         };
         let s = EvidenceSummary::from_report(&report);
         assert!(s.valid && s.failed_checks.is_empty());
