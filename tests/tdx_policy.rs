@@ -298,7 +298,9 @@ fn a_policy_turning_a_default_required_check_off_is_refused_unless_unpinned_is_a
         p.checks.insert(check, Requirement::Off);
         let named = format!("checks.{} (off)", check.name());
         match resolve(&lab, &p) {
-            Err(PolicyError::Unpinned { missing }) => assert_eq!(missing, [named.clone()]),
+            Err(PolicyError::Unpinned { missing }) => {
+                assert_eq!(missing, std::slice::from_ref(&named))
+            }
             other => panic!("{check} off loaded: {other:?}"),
         }
         p.allow_unpinned_code = true;

@@ -72,8 +72,9 @@ pub enum AzureError {
     TdQuote(TdxError),
     /// The TD quote's TCB status is not accepted (`--accept-tcb`; default `UpToDate`,
     /// `SWHardeningNeeded`): the platform is behind, see the components named.
+    /// Boxed: a second inline `TdxError` would cost the niche and grow every `AzureError`.
     #[error("TD quote: {0}")]
-    TdTcb(TdxError),
+    TdTcb(Box<TdxError>),
     /// SHA-256 of the HCL variable data is not the TD quote's REPORTDATA[0..32].
     #[error("SHA-256 of the HCL variable data is {found}, the TD quote's REPORTDATA[0..32] is {expected}")]
     ReportData { expected: String, found: String },
@@ -569,7 +570,7 @@ fn td_tcb(checks: &mut Checks<AzureError>, td: Option<&TdxVerified>, accept: &[T
             checks.skip(AzureCheck::TdTcb, "no collateral: TCB status unknown")
         }
         Some(v) => {
-            let r = tdx::check_tcb(v, accept).map_err(AzureError::TdTcb);
+            let r = tdx::check_tcb(v, accept).map_err(|e| AzureError::TdTcb(Box::new(e)));
             checks.record(AzureCheck::TdTcb, r, "TCB status accepted");
         }
     }
