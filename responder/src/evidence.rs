@@ -2,8 +2,10 @@
 //!
 //! The session key's SPKI and the signed transcript are always included. For a vTPM part: the
 //! in-TD round trip of cheap vTPM commands is timed, then TPM2_Quote runs with the binding's
-//! qualifying data (nonce, session SPKI); for a TDX part the quote's REPORTDATA binds the nonce,
-//! the session SPKI and the hash of the AK that signed the vTPM quote. TPM and TDX calls block,
+//! qualifying data (nonce, session SPKI), then a timed chain of AK-signed quotes, each over
+//! the previous one's signature; for a TDX part the quote's REPORTDATA binds the nonce, the
+//! session SPKI, the hash of the AK that signed the vTPM quote and the digest of the in-TD
+//! timings measured so far (binding version 2). TPM and TDX calls block,
 //! so they run on tokio's blocking pool.
 //!
 //! On Azure (the vTPM's AK is the HCL's, see [`crate::tpm::AkSource`]) the vTPM part also
@@ -23,12 +25,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use locus_proto::binding::{self, BindingError, BindingInputs};
+use locus_proto::binding::{self, BindingError, BindingInputs, BindingVersion};
 use locus_proto::evidence::{
-    ByteBuf, CcelLog, EkCert, EvidenceBundle, ResponderTimings, TdxEvidence, TdxInclusionProof,
-    TpmEvidence, BUNDLE_VERSION,
+    ByteBuf, CcelLog, EkCert, EvidenceBundle, ResponderTimings, SealedNonce, SignedAttest,
+    TdxEvidence, TdxInclusionProof, TpmEvidence, BUNDLE_VERSION,
 };
-use locus_proto::messages::Include;
+use locus_proto::messages::{Include, KeysResponse};
 use locus_proto::transcript::SignedTranscript;
 use locus_proto::Nonce;
 
@@ -36,7 +38,7 @@ use locus_anchors::AnchorsConfig;
 
 use crate::tdx::coalesce::CoalescingQuoter;
 use crate::tdx::{QuoteError, TdxQuoter};
-use crate::tpm::{Vtpm, VtpmError};
+use crate::tpm::{EkKind, Vtpm, VtpmError};
 
 /// Why evidence could not be produced.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +61,12 @@ pub enum EvidenceError {
     Anchors(#[from] locus_anchors::ConfigError),
     #[error("a blocking evidence task failed: {0}")]
     Task(String),
+    /// A sealed nonce names an EK certificate index without a known EK template.
+    #[error("the nonce is sealed to the EK of NV index {nv_index:#010x}, which has no known EK template")]
+    UnknownEkIndex { nv_index: u32 },
+    /// The vTPM activated the credential, but it is not a nonce.
+    #[error("the activated credential is {len} bytes, a nonce is {expected}")]
+    UnsealedLength { len: usize, expected: usize },
     /// The vTPM's HCL report is too short to hold the TDREPORT a TD quote would be made from.
     #[error("the HCL report of {len} bytes holds no TDREPORT REPORTDATA")]
     HclReportMalformed { len: usize },
@@ -166,10 +174,67 @@ impl EvidenceSource {
         self
     }
 
+    /// EK certificates to present instead of reading them from the vTPM's NV (a provider that
+    /// publishes them out of band). Nothing trusts them for that: a verifier seals its nonce
+    /// to the EK they name, which only the TPM holding that EK can unseal.
+    pub fn with_ek_certs(self, certs: Vec<EkCert>) -> Self {
+        let _ = self.ek_certs.set(certs);
+        self
+    }
+
     /// TLS anchors to time when an evidence request names them.
     pub fn with_anchors(mut self, anchors: AnchorsConfig) -> Self {
         self.anchors = Some(anchors);
         self
+    }
+
+    /// The vTPM's AK and EK certificates, for a verifier to seal its nonce to
+    /// ([`locus_proto::credential::seal_nonce`]).
+    pub async fn keys(&self) -> Result<KeysResponse, EvidenceError> {
+        let vtpm = self
+            .vtpm
+            .clone()
+            .ok_or(EvidenceError::Unavailable { part: "vTPM" })?;
+        let cached = self.ek_certs.get().cloned();
+        let (ak_public, ek_certs, read) = tokio::task::spawn_blocking(move || {
+            let ak = vtpm.ak_public()?;
+            match cached {
+                Some(c) => Ok::<_, EvidenceError>((ak, c, false)),
+                None => Ok((ak, vtpm.ek_certs()?, true)),
+            }
+        })
+        .await
+        .map_err(|e| EvidenceError::Task(e.to_string()))??;
+        if read {
+            let _ = self.ek_certs.set(ek_certs.clone());
+        }
+        Ok(KeysResponse {
+            ak_public,
+            ek_certs,
+        })
+    }
+
+    /// Recovers a sealed nonce with TPM2_ActivateCredential under the EK whose certificate
+    /// it was sealed to. Fails when this vTPM does not hold that EK or the AK it names.
+    pub async fn unseal(&self, sealed: &SealedNonce) -> Result<Nonce, EvidenceError> {
+        let vtpm = self
+            .vtpm
+            .clone()
+            .ok_or(EvidenceError::Unavailable { part: "vTPM" })?;
+        let kind =
+            EkKind::for_cert_index(sealed.ek_nv_index).ok_or(EvidenceError::UnknownEkIndex {
+                nv_index: sealed.ek_nv_index,
+            })?;
+        let sealed = sealed.clone();
+        let secret = tokio::task::spawn_blocking(move || {
+            vtpm.activate_credential(kind, &sealed.id_object, &sealed.encrypted_secret)
+        })
+        .await
+        .map_err(|e| EvidenceError::Task(e.to_string()))??;
+        Nonce::try_from(secret.as_slice()).map_err(|_| EvidenceError::UnsealedLength {
+            len: secret.len(),
+            expected: locus_proto::NONCE_LEN,
+        })
     }
 
     /// Collects a bundle bound to `nonce` for the session whose transcript is given.
@@ -337,12 +402,19 @@ fn collect_blocking_with(
             timings.tpm_cheap_samples = rtt.samples;
             let q = v.quote(&binding::qualifying_data(nonce, &spki_hash)?)?;
             timings.tpm_quote_ns = Some(q.quote_ns);
+            // Binding v2: AK-signed quotes chained from the main one, timed; a relay cannot
+            // answer them without the vTPM that holds the AK.
+            let chain = v.chain(nonce, &q.signature)?;
+            timings.tpm_chain_ns = chain.iter().map(|l| l.ns).collect();
             // Azure: a fresh HCL report whose user data is this bundle's binding value.
             let hcl_report = v.hcl_report(binding::report_data(&BindingInputs {
                 nonce,
                 ak_public_hash: binding::ak_public_hash(&q.ak_public),
                 spki_hash,
                 anchor_digest,
+                version: BindingVersion::V2 {
+                    timings_digest: binding::timings_digest(&timings),
+                },
             })?)?;
             let ek_certs = match cached_ek {
                 Some(c) => c,
@@ -362,6 +434,15 @@ fn collect_blocking_with(
                 ca_certs: ek_ca_certs.into_iter().map(ByteBuf::from).collect(),
                 event_log: read_optional(&logs.tcg)?,
                 hcl_report,
+                chain: chain
+                    .into_iter()
+                    .map(|l| SignedAttest {
+                        attest: l.attest,
+                        signature: l.signature,
+                    })
+                    .collect(),
+                // Set by the server when the request's nonce came sealed.
+                sealed_nonce: None,
             })
         }
     };
@@ -381,6 +462,10 @@ fn collect_blocking_with(
                         .unwrap_or([0; 32]),
                     spki_hash,
                     anchor_digest,
+                    // Every timing so far is known: they go into the quote taken now.
+                    version: BindingVersion::V2 {
+                        timings_digest: binding::timings_digest(&timings),
+                    },
                 })?,
             };
             // One HCL report, one quote: a quote over it is never shared.

@@ -6,6 +6,7 @@
 
 mod akcert;
 mod binding;
+mod chain;
 pub mod ekchain;
 mod error;
 mod hcl;
@@ -38,6 +39,8 @@ impl CheckId {
     pub fn default_requirement(self) -> Requirement {
         match self {
             CheckId::BundleFormat
+            | CheckId::BindingVersion
+            | CheckId::VtpmChain
             | CheckId::Nonce
             | CheckId::Transcript
             | CheckId::TdxQuote
@@ -146,6 +149,9 @@ pub fn verify_bundle(
     };
     let now = inputs.now_unix;
     run.record(CheckId::BundleFormat, || Outcome::Pass);
+    run.record(CheckId::BindingVersion, || {
+        chain::binding_version(b, policy)
+    });
     run.record(CheckId::Nonce, || session::nonce(b, policy, inputs));
     run.record(CheckId::Transcript, || session::transcript(b));
     let peer = inputs.peer_spki.as_deref();
@@ -155,6 +161,7 @@ pub fn verify_bundle(
     let spki_hash = locus_proto::binding::spki_hash(&b.session_spki);
     let anchors_bound = binding::check(&mut run, b, &td, spki_hash);
     let pcrs_trusted = vtpm::check(&mut run, b, spki_hash);
+    run.record(CheckId::VtpmChain, || chain::vtpm_chain(b, policy));
     let tpm = b.tpm.as_ref();
     run.record(CheckId::PcrReference, || {
         reference::pcrs(policy, tpm, pcrs_trusted)
@@ -163,7 +170,7 @@ pub fn verify_bundle(
     logs::check(&mut run, b, &td, pcrs_trusted);
     run.record(CheckId::EkChain, || provider::ek_chain(tpm, policy, now));
     run.record(CheckId::AkEkBinding, || {
-        provider::ak_ek_binding(tpm, policy, now)
+        provider::ak_ek_binding(tpm, &b.nonce, policy, now)
     });
     let max_rtt = policy.max_tpm_cheap_rtt_ns;
     run.record(CheckId::VtpmTiming, || vtpm::timing(b, max_rtt));

@@ -47,6 +47,9 @@ pub struct PolicyFile {
     pub reference: ReferenceSection,
     #[serde(default)]
     pub timing: TimingSection,
+    /// Which evidence binding a bundle must follow (`docs/binding.md`).
+    #[serde(default)]
+    pub binding: BindingSection,
     /// The anchors a bundle's anchor report is checked against (as in `anchors.example.toml`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anchors: Option<AnchorPolicyFile>,
@@ -169,6 +172,35 @@ pub struct TimingSection {
     /// network round trip there).
     #[serde(default)]
     pub max_tpm_cheap_rtt_us: Option<u64>,
+    /// Largest acceptable fastest link of the AK-signed vTPM chain (binding version 2): a
+    /// TPM2_Quote's signing time plus the round trip, which a relay cannot shortcut. Checked
+    /// by `vtpm_chain`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tpm_chain_rtt_us: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindingSection {
+    /// Oldest binding version accepted: 2 (the default) needs the in-TD timings bound into
+    /// REPORTDATA and the AK-signed vTPM chain; 1 also accepts bundles of earlier releases,
+    /// whose timings nothing signs.
+    #[serde(default = "BindingSection::default_min_version")]
+    pub min_version: u8,
+}
+
+impl BindingSection {
+    fn default_min_version() -> u8 {
+        locus_proto::binding::BINDING_VERSION
+    }
+}
+
+impl Default for BindingSection {
+    fn default() -> Self {
+        Self {
+            min_version: Self::default_min_version(),
+        }
+    }
 }
 
 /// Why a policy could not be used.
@@ -212,6 +244,10 @@ pub struct EvidencePolicy {
     /// What [`PolicyFile::unpinned`] found missing (empty when `unpinned_code` is false).
     pub unpinned: Vec<String>,
     pub max_tpm_cheap_rtt_ns: Option<u64>,
+    /// Bound on the fastest link of the AK-signed chain, for `vtpm_chain`.
+    pub max_tpm_chain_rtt_ns: Option<u64>,
+    /// Oldest binding version accepted, for `binding_version`.
+    pub min_binding_version: u8,
     /// Anchors known to this verifier, for the `anchors` check.
     pub anchors: Option<AnchorPolicy>,
 }
@@ -248,8 +284,8 @@ pub fn certificates_from_bytes(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
 }
 
 impl PolicyFile {
-    /// A lab policy: every check required except `ak_ek_binding` (swtpm has no AK
-    /// certificate; optional, so a provider AK certificate is still checked); EK chain
+    /// A lab policy: every check required (`ak_ek_binding` through the nonce sealed to the
+    /// swtpm's certified EK); EK chain
     /// to `ek_root`, TDX quotes under the lab root `tdx_root` with `tdx_collateral` (paths as
     /// the policy file will name them); nonces from `nonce_issuer`, valid for 60 s. Reference
     /// values are left empty: pin the TD with [`ReferenceSection::pin_td`] (a policy that does
@@ -259,7 +295,6 @@ impl PolicyFile {
             .iter()
             .map(|c| (*c, Requirement::Required))
             .collect();
-        checks.insert(CheckId::AkEkBinding, Requirement::Optional);
         // Online only: offline verification has no QUIC peer key.
         checks.insert(CheckId::SessionSpki, Requirement::Optional);
         // Need reference values or a bound the caller chooses.
@@ -289,6 +324,7 @@ impl PolicyFile {
             },
             reference: ReferenceSection::default(),
             timing: TimingSection::default(),
+            binding: BindingSection::default(),
             anchors: None,
         }
     }
@@ -450,6 +486,16 @@ impl PolicyFile {
                 None => ek_roots.extend(certs(std::slice::from_ref(r))?),
             }
         }
+        let min_binding_version = self.binding.min_version;
+        if !(1..=locus_proto::binding::BINDING_VERSION).contains(&min_binding_version) {
+            return Err(PolicyError::Value {
+                field: "binding.min_version".into(),
+                reason: format!(
+                    "{min_binding_version}: this build knows binding versions 1 to {}",
+                    locus_proto::binding::BINDING_VERSION
+                ),
+            });
+        }
         Ok(EvidencePolicy {
             requirements: self.checks.clone(),
             nonce_issuer: self.nonce.issuer.clone(),
@@ -472,6 +518,8 @@ impl PolicyFile {
             unpinned_code: !missing.is_empty(),
             unpinned: missing,
             max_tpm_cheap_rtt_ns: self.timing.max_tpm_cheap_rtt_us.map(|u| u * 1000),
+            max_tpm_chain_rtt_ns: self.timing.max_tpm_chain_rtt_us.map(|u| u * 1000),
+            min_binding_version,
             anchors: match &self.anchors {
                 None => None,
                 Some(a) => Some(a.resolve(load).map_err(|e| PolicyError::Value {
@@ -498,6 +546,7 @@ mod tests {
             ("[ek]", "surprise = 1"),
             ("[tdx]", "surprise = 1"),
             ("[timing]", "surprise = 1"),
+            ("[binding]", "surprise = 1"),
         ] {
             let bad = if table.is_empty() {
                 format!("{line}\n{text}")
@@ -510,6 +559,25 @@ mod tests {
             );
         }
         assert!(PolicyFile::from_toml("[checks]\nno_such_check = \"required\"\n").is_err());
+    }
+
+    #[test]
+    fn a_policy_requires_binding_v2_unless_it_says_otherwise() {
+        let load = |_: &str| Ok(Vec::new());
+        // Pins are another check's business (issue 18, item 1).
+        let unpinned = "allow_unpinned_code = true\n";
+        let p = PolicyFile::from_toml(unpinned).unwrap();
+        assert_eq!(p.resolve(&load).unwrap().min_binding_version, 2);
+        let p = PolicyFile::from_toml(&format!("{unpinned}[binding]\nmin_version = 1\n")).unwrap();
+        assert_eq!(p.resolve(&load).unwrap().min_binding_version, 1);
+        for bad in [0, 3] {
+            let p = PolicyFile::from_toml(&format!("{unpinned}[binding]\nmin_version = {bad}\n"))
+                .unwrap();
+            assert!(
+                matches!(p.resolve(&load), Err(PolicyError::Value { field, .. }) if field == "binding.min_version"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
