@@ -69,15 +69,8 @@ fn bundle(lab: &LabTdx) -> EvidenceBundle {
 /// The TDX checks required, the vTPM ones off (these bundles have no vTPM); the TD pinned to
 /// `pins` (a quote whose TD report gives the values) unless `None`.
 fn policy_file(lab: &LabTdx, pins: Option<&[u8]>) -> PolicyFile {
-    let tdx_checks = [
-        CheckId::BundleFormat,
-        CheckId::Nonce,
-        CheckId::Transcript,
-        CheckId::TdxQuote,
-        CheckId::TdxTcb,
-        CheckId::ReportData,
-        CheckId::TdReference,
-    ];
+    // The TDX checks are those a policy may not turn off; the rest are vTPM's.
+    let tdx_checks = PolicyFile::MUST_NOT_BE_OFF;
     let mut p = PolicyFile::lab("unused-ek.pem", "root.der", "collateral.json", ISSUER);
     for (c, r) in p.checks.iter_mut() {
         *r = if tdx_checks.contains(c) {
@@ -285,15 +278,7 @@ fn a_policy_turning_a_default_required_check_off_is_refused_unless_unpinned_is_a
     let lab = lab(LabTcbStatus::UpToDate, TD_ATTRIBUTES_DEFAULT);
     let b = bundle(&lab);
     let quote = b.tdx.as_ref().unwrap().quote.clone();
-    for check in [
-        CheckId::BundleFormat,
-        CheckId::Nonce,
-        CheckId::Transcript,
-        CheckId::TdxQuote,
-        CheckId::TdxTcb,
-        CheckId::ReportData,
-        CheckId::TdReference,
-    ] {
+    for check in PolicyFile::MUST_NOT_BE_OFF {
         let mut p = policy_file(&lab, Some(&quote));
         p.checks.insert(check, Requirement::Off);
         let named = format!("checks.{} (off)", check.name());

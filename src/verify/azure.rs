@@ -26,16 +26,8 @@ pub(crate) struct Args {
     /// TDX collateral in dcap-qvl's JSON form; without it the TCB status is "Unknown".
     #[arg(long, value_name = "FILE")]
     collateral: Option<PathBuf>,
-    /// TCB statuses to accept, comma-separated Intel names; any other status fails `TdTcb`
-    /// (with --collateral only: without it the status is unknown and the check skipped).
-    #[arg(
-        long,
-        value_name = "LIST",
-        value_delimiter = ',',
-        default_value = "UpToDate,SWHardeningNeeded",
-        value_parser = tdx::parse_tcb_status
-    )]
-    accept_tcb: Vec<tdx::TcbStatus>,
+    #[command(flatten)]
+    accept: super::tdx::AcceptTcb,
     /// Verify as of this time: RFC 3339 or unix seconds (default: now).
     #[arg(long, value_name = "TIME")]
     at: Option<String>,
@@ -67,7 +59,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.at.as_deref(),
         args.json,
         |bytes, now| {
-            azure::verify_accepting(bytes, &nonce, now, collateral.as_ref(), &args.accept_tcb)
+            azure::verify_accepting(
+                bytes,
+                &nonce,
+                now,
+                collateral.as_ref(),
+                &args.accept.accept_tcb,
+            )
         },
     )
 }
