@@ -128,15 +128,27 @@ mod props {
     }
 }
 
-#[test]
-fn v5_samples_inside_their_windows() {
-    // Windows computed from each collateral's TCB info, QE identity and CRL dates.
-    let td15ex = collateral_from_json(include_bytes!(
+const TD15EX: &[u8] = include_bytes!("../../../../tests/vectors/dcap-qvl/tdx_quote_td15ex");
+/// Inside every window of the v5 sample's collateral (computed from its TCB info, QE identity
+/// and CRL dates).
+const TD15EX_NOW: u64 = 1_791_419_306 + 3600;
+
+fn td15ex_collateral() -> Collateral {
+    collateral_from_json(include_bytes!(
         "../../../../tests/vectors/dcap-qvl/tdx_quote_td15ex_collateral.json"
     ))
+    .unwrap()
+}
+
+#[test]
+fn v5_samples_inside_their_windows() {
+    let v = verify(
+        TD15EX,
+        &td15ex_collateral(),
+        &TrustRoot::IntelSgx,
+        TD15EX_NOW,
+    )
     .unwrap();
-    let quote = include_bytes!("../../../../tests/vectors/dcap-qvl/tdx_quote_td15ex");
-    let v = verify(quote, &td15ex, &TrustRoot::IntelSgx, 1_791_419_306 + 3600).unwrap();
     assert_eq!((v.quote_version, v.tcb_status.as_str()), (5, "UpToDate"));
 
     // This platform's SVNs meet no TCB level of its TCB info: not appraisable (dcap-qvl's
@@ -155,14 +167,9 @@ fn v5_samples_inside_their_windows() {
 /// verified one on both versions.
 #[test]
 fn unverified_fields_read_the_body_at_the_versions_offset() {
-    let td15ex = collateral_from_json(include_bytes!(
-        "../../../../tests/vectors/dcap-qvl/tdx_quote_td15ex_collateral.json"
-    ))
-    .unwrap();
-    let v5 = include_bytes!("../../../../tests/vectors/dcap-qvl/tdx_quote_td15ex");
     let cases: [(&[u8], Collateral, u64, usize); 2] = [
         (SAMPLE, sample_collateral(), SAMPLE_NOW, 48),
-        (v5, td15ex, 1_791_419_306 + 3600, 54),
+        (TD15EX, td15ex_collateral(), TD15EX_NOW, 54),
     ];
     for (quote, collateral, now, body) in cases {
         assert_eq!(body_offset(quote), body);
