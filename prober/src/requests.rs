@@ -93,7 +93,7 @@ pub async fn request_evidence_sealed(
 
 /// Seals `nonce` to the first EK certificate of a known kind (RSA-2048 or ECC P-256) for the
 /// stated AK.
-fn seal_to(keys: &KeysResponse, nonce: &Nonce) -> Option<SealedNonce> {
+pub fn seal_to(keys: &KeysResponse, nonce: &Nonce) -> Option<SealedNonce> {
     let name = object_name(&keys.ak_public)
         .map_err(|e| tracing::debug!(error = %e, "the stated AK has no usable name"))
         .ok()?;
