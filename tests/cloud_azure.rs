@@ -276,8 +276,18 @@ fn every_tampered_region_is_rejected_by_its_check() {
         // TD quote: header, body fields, REPORTDATA, signature, certification data
         (
             "TD quote version",
-            Box::new(|p| p.td[0] ^= 1),
+            Box::new(|p| p.td[0] ^= 2),
             vec![AzureCheck::TdQuote],
+        ),
+        // Version 5 puts the body after a 6-byte descriptor: the raw binding reads move with it.
+        (
+            "TD quote version 5",
+            Box::new(|p| p.td[0] ^= 1),
+            vec![
+                AzureCheck::TdQuote,
+                AzureCheck::ReportData,
+                AzureCheck::HclTdReport,
+            ],
         ),
         (
             "TD quote MRTD",
@@ -470,6 +480,17 @@ fn cli_names_failed_checks_and_exits_2_on_bad_usage() {
     let path = format!("{DIR}/azure-tdx-vtpm/evidence-v1.json");
     let (code, out, _) = locus(&[&path, "--nonce", "other", "--at", "1735689600"]);
     assert_eq!(code, 1);
+    // `--accept-tcb` takes Intel's names; without collateral `TdTcb` is skipped, not failed.
+    let (code, out2, _) = locus(&[
+        &path,
+        "--nonce",
+        "challenge",
+        "--at",
+        "1735689600",
+        "--accept-tcb",
+        "UpToDate",
+    ]);
+    assert_eq!(code, 0, "{out2}");
     assert!(out.contains("failed checks Nonce\n"), "{out}");
 
     // Collateral for another platform: the TD quote check fails, and says why.
@@ -495,6 +516,13 @@ fn cli_names_failed_checks_and_exits_2_on_bad_usage() {
         vec![missing.to_str().unwrap(), "--nonce", "challenge"],
         vec![path.as_str(), "--nonce-hex", "xyz"],
         vec![path.as_str(), "--nonce", "a", "--nonce-hex", "61"],
+        vec![
+            path.as_str(),
+            "--nonce",
+            "challenge",
+            "--accept-tcb",
+            "Fine",
+        ],
         vec![
             path.as_str(),
             "--nonce",

@@ -345,6 +345,8 @@ fn a_node_claiming_europe_west3_with_this_vtpm_is_relocated_to_us_central1_a() {
         .zone_sites
         .insert("us-central1".into(), "iowa".into());
     let report = gce::verify_attestation(PB, None, &gce_roots(), AT);
+    // GCE's verification pins no code: the verdict it feeds is capped.
+    assert!(report.evidence_summary().unpinned_code);
     let node = |claim: &str| NodeInput {
         name: "gce-node".into(),
         claim: claim.into(),

@@ -195,6 +195,7 @@ mod azure {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
     use locus_analysis::verify::anchor::AnchorPolicy;
+    use locus_analysis::verify::bundle::policy::PcrReference;
     use locus_analysis::verify::bundle::policy::{NonceSection, TdxSection};
     use locus_analysis::verify::bundle::{
         self as evidence, CheckId, EvidenceError, EvidencePolicy, EvidenceReport, NonceLedger,
@@ -489,6 +490,22 @@ mod azure {
     /// Every check required except those that need inputs this vTPM has not (EK certificate,
     /// reference values, logs, peer key, timing bound, anchors); `extra` overrides.
     fn policy(lab: &LabTdx, extra: &[(CheckId, Requirement)]) -> EvidencePolicy {
+        resolve(lab, &policy_file(extra))
+    }
+
+    fn resolve(lab: &LabTdx, p: &PolicyFile) -> EvidencePolicy {
+        let mut files = BTreeMap::new();
+        files.insert("lab-root-ca.der", lab.root_ca_der().to_vec());
+        files.insert(
+            "lab-collateral.json",
+            serde_json::to_vec(lab.collateral()).unwrap(),
+        );
+        p.resolve(&|name: &str| files.get(name).cloned().ok_or_else(|| "missing".into()))
+            .unwrap()
+    }
+
+    /// The file form of [`policy`].
+    fn policy_file(extra: &[(CheckId, Requirement)]) -> PolicyFile {
         let optional = [
             CheckId::SessionSpki,
             CheckId::PcrReference,
@@ -513,12 +530,6 @@ mod azure {
             })
             .collect();
         checks.extend(extra.iter().copied());
-        let mut files = BTreeMap::new();
-        files.insert("lab-root-ca.der", lab.root_ca_der().to_vec());
-        files.insert(
-            "lab-collateral.json",
-            serde_json::to_vec(lab.collateral()).unwrap(),
-        );
         PolicyFile {
             checks,
             nonce: NonceSection {
@@ -536,8 +547,6 @@ mod azure {
             allow_unpinned_code: true,
             ..PolicyFile::default()
         }
-        .resolve(&|name: &str| files.get(name).cloned().ok_or_else(|| "missing".into()))
-        .unwrap()
     }
 
     fn verify_with(b: &EvidenceBundle, policy: &EvidencePolicy) -> EvidenceReport {
@@ -620,6 +629,71 @@ mod azure {
                 r.to_json()
             );
         }
+    }
+
+    /// The TD quote of an Azure bundle is the paravisor's: pinning MRTD and RTMR0-3 pins the
+    /// paravisor build, not the guest. The code counts as pinned only with the guest boot PCRs
+    /// (4, and 8, 9 or 11) pinned and verified through the vTPM quote.
+    #[test]
+    fn td_pins_alone_leave_an_azure_bundle_unpinned_until_its_boot_pcrs_are_pinned() {
+        let f = fixture();
+        let quote = &f.bundle.tdx.as_ref().unwrap().quote;
+        let mut p = policy_file(&[(CheckId::TdReference, Requirement::Required)]);
+        p.allow_unpinned_code = false;
+        assert!(p.reference.pin_td(quote));
+        let r = verify_with(&f.bundle, &resolve(&f.lab, &p));
+        assert!(r.valid(), "{:#}", r.to_json());
+        assert!(matches!(
+            r.outcome(CheckId::TdReference),
+            Some(Outcome::Pass)
+        ));
+        assert!(r.unpinned_code, "TD pins alone counted: {:#}", r.to_json());
+        assert_eq!(
+            r.unpinned,
+            ["reference.pcrs[4]", "reference.pcrs[8, 9 or 11]"]
+        );
+
+        let pcr = |i: u8| {
+            let v = (f.bundle.tpm.as_ref().unwrap().pcrs.iter())
+                .find(|p| p.index == i && p.alg == tpm::ALG_SHA256)
+                .unwrap_or_else(|| panic!("the bundle carries no PCR {i}"));
+            PcrReference {
+                index: i,
+                sha256: hex::encode(&v.digest),
+            }
+        };
+        // PCR 4 without the kernel's PCR is still unpinned, naming what is missing.
+        p.reference.pcrs = vec![pcr(4)];
+        let r = verify_with(&f.bundle, &resolve(&f.lab, &p));
+        assert!(r.unpinned_code);
+        assert_eq!(r.unpinned, ["reference.pcrs[8, 9 or 11]"]);
+
+        for kernel in [8, 9, 11] {
+            p.reference.pcrs = vec![pcr(4), pcr(kernel)];
+            let r = verify_with(&f.bundle, &resolve(&f.lab, &p));
+            assert!(r.valid(), "{:#}", r.to_json());
+            assert!(matches!(
+                r.outcome(CheckId::PcrReference),
+                Some(Outcome::Pass)
+            ));
+            assert!(!r.unpinned_code, "PCR 4+{kernel}: {:#}", r.to_json());
+        }
+
+        // Pinned, but the comparison turned off: the pins count for nothing.
+        p.reference.pcrs = vec![pcr(4), pcr(11)];
+        p.checks.insert(CheckId::PcrReference, Requirement::Off);
+        let r = verify_with(&f.bundle, &resolve(&f.lab, &p));
+        assert!(r.unpinned_code);
+        assert_eq!(r.unpinned, ["pcr_reference (did not pass)"]);
+
+        // A bundle without an HCL report (the TD quote is the guest's own) is pinned by the
+        // TD pins alone.
+        let mut plain = f.bundle.clone();
+        plain.tpm.as_mut().unwrap().hcl_report = None;
+        p.checks
+            .insert(CheckId::PcrReference, Requirement::Optional);
+        let r = verify_with(&plain, &resolve(&f.lab, &p));
+        assert!(!r.unpinned_code, "{:#}", r.to_json());
     }
 
     #[test]

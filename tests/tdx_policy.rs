@@ -69,15 +69,8 @@ fn bundle(lab: &LabTdx) -> EvidenceBundle {
 /// The TDX checks required, the vTPM ones off (these bundles have no vTPM); the TD pinned to
 /// `pins` (a quote whose TD report gives the values) unless `None`.
 fn policy_file(lab: &LabTdx, pins: Option<&[u8]>) -> PolicyFile {
-    let tdx_checks = [
-        CheckId::BundleFormat,
-        CheckId::Nonce,
-        CheckId::Transcript,
-        CheckId::TdxQuote,
-        CheckId::TdxTcb,
-        CheckId::ReportData,
-        CheckId::TdReference,
-    ];
+    // The TDX checks are those a policy may not turn off; the rest are vTPM's.
+    let tdx_checks = PolicyFile::MUST_NOT_BE_OFF;
     let mut p = PolicyFile::lab("unused-ek.pem", "root.der", "collateral.json", ISSUER);
     for (c, r) in p.checks.iter_mut() {
         *r = if tdx_checks.contains(c) {
@@ -275,6 +268,36 @@ fn a_policy_without_td_pins_is_refused_at_load() {
         resolve(&lab, &p),
         Err(PolicyError::Unpinned { .. })
     ));
+}
+
+/// A check required by default turned off (no nonce, no quote signature, no TCB, no binding)
+/// would let stale or foreign evidence pass: refused at load like a missing pin; with
+/// `allow_unpinned_code = true` it loads and the report is capped, naming the check.
+#[test]
+fn a_policy_turning_a_default_required_check_off_is_refused_unless_unpinned_is_allowed() {
+    let lab = lab(LabTcbStatus::UpToDate, TD_ATTRIBUTES_DEFAULT);
+    let b = bundle(&lab);
+    let quote = b.tdx.as_ref().unwrap().quote.clone();
+    for check in PolicyFile::MUST_NOT_BE_OFF {
+        let mut p = policy_file(&lab, Some(&quote));
+        p.checks.insert(check, Requirement::Off);
+        let named = format!("checks.{} (off)", check.name());
+        match resolve(&lab, &p) {
+            Err(PolicyError::Unpinned { missing }) => {
+                assert_eq!(missing, std::slice::from_ref(&named))
+            }
+            other => panic!("{check} off loaded: {other:?}"),
+        }
+        p.allow_unpinned_code = true;
+        let policy = resolve(&lab, &p).unwrap();
+        let r = verify(&b, &policy);
+        assert!(r.unpinned_code, "{check}");
+        assert_eq!(r.unpinned, [named]);
+    }
+    // Optional is not off: the check still runs when its inputs are there.
+    let mut p = policy_file(&lab, Some(&quote));
+    p.checks.insert(CheckId::TdxTcb, Requirement::Optional);
+    assert!(!resolve(&lab, &p).unwrap().unpinned_code);
 }
 
 #[test]

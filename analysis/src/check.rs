@@ -464,6 +464,8 @@ pub enum AzureCheck {
     PcrSelection,
     PcrDigest,
     TdQuote,
+    /// With collateral: the TD quote's converged TCB status is an accepted one.
+    TdTcb,
     ReportData,
     HclTdReport,
     HclUserData,
@@ -483,6 +485,7 @@ impl AzureCheck {
             AzureCheck::PcrSelection => "PcrSelection",
             AzureCheck::PcrDigest => "PcrDigest",
             AzureCheck::TdQuote => "TdQuote",
+            AzureCheck::TdTcb => "TdTcb",
             AzureCheck::ReportData => "ReportData",
             AzureCheck::HclTdReport => "HclTdReport",
             AzureCheck::HclUserData => "HclUserData",

@@ -26,6 +26,8 @@ pub(crate) struct Args {
     /// TDX collateral in dcap-qvl's JSON form; without it the TCB status is "Unknown".
     #[arg(long, value_name = "FILE")]
     collateral: Option<PathBuf>,
+    #[command(flatten)]
+    accept: super::tdx::AcceptTcb,
     /// Verify as of this time: RFC 3339 or unix seconds (default: now).
     #[arg(long, value_name = "TIME")]
     at: Option<String>,
@@ -56,7 +58,15 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         "evidence",
         args.at.as_deref(),
         args.json,
-        |bytes, now| azure::verify(bytes, &nonce, now, collateral.as_ref()),
+        |bytes, now| {
+            azure::verify_accepting(
+                bytes,
+                &nonce,
+                now,
+                collateral.as_ref(),
+                &args.accept.accept_tcb,
+            )
+        },
     )
 }
 

@@ -29,8 +29,15 @@ pub(crate) struct Args {
     /// Print the result as JSON on stdout.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    accept: AcceptTcb,
+}
+
+/// `--accept-tcb`, shared by the commands that judge a TD quote's TCB status.
+#[derive(clap::Args)]
+pub(super) struct AcceptTcb {
     /// TCB statuses to accept, comma-separated Intel names; any other status fails
-    /// (`TcbStatusNotAccepted`). Ignored with --chain-only (no status to judge).
+    /// (`TcbStatusNotAccepted`). Needs collateral: without it there is no status to judge.
     #[arg(
         long,
         value_name = "LIST",
@@ -38,7 +45,7 @@ pub(crate) struct Args {
         default_value = "UpToDate,SWHardeningNeeded",
         value_parser = tdx::parse_tcb_status
     )]
-    accept_tcb: Vec<TcbStatus>,
+    pub(super) accept_tcb: Vec<TcbStatus>,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -57,7 +64,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let result = match &coll {
         Some(coll) => tdx::verify(&quote, coll, &root, now)
-            .and_then(|v| tdx::check_tcb(&v, &args.accept_tcb).map(|()| v)),
+            .and_then(|v| tdx::check_tcb(&v, &args.accept.accept_tcb).map(|()| v)),
         None => tdx::verify_without_collateral(&quote, &root, now),
     };
     print_result(&result, &args, now)?;

@@ -7,9 +7,9 @@ use super::verdict::{Decided, Judging, Rule, Verdict};
 use crate::check::{Check, CheckStatus, PoeCheckId, VerdictCheck};
 use crate::verify::endorse::{Endorsement, InventoryEntry};
 
-/// Why a verdict fed by an evidence policy with `allow_unpinned_code = true` is capped: a
-/// genuine TD running other code than the operator's would pass every evidence check.
-pub const UNPINNED_CODE: &str = "pinned TD code: the evidence policy sets allow_unpinned_code = true (MRTD, RTMR0-3, TD attributes or XFAM not pinned), so a genuine TD running other code would pass";
+/// Why a verdict fed by evidence whose code is not pinned is capped: a genuine TD running
+/// other code than the operator's would pass every evidence check.
+pub const UNPINNED_CODE: &str = "pinned TD code: the evidence does not pin the code the TD runs (the evidence policy sets allow_unpinned_code = true with MRTD, RTMR0-3, TD attributes, XFAM or a required check unpinned; or an Azure bundle's guest boot PCRs 4 and 8, 9 or 11 are not pinned; or the evidence is GCE's, which pins no code), so a genuine TD running other code would pass";
 
 impl Judging<'_> {
     /// Evidence validity (a policy that did not pin the TD's code caps the verdict); binding failures are left to [`Judging::frankenstein`].

@@ -204,6 +204,7 @@ mod tests {
             ],
             tdx: None,
             unpinned_code: false,
+            unpinned: Vec::new(),
         };
         let s = EvidenceSummary::from_report(&report);
         assert!(!s.valid);
@@ -228,6 +229,7 @@ mod tests {
             checks: vec![line(CheckId::AkEkBinding, outcome)],
             tdx: None,
             unpinned_code: false,
+            unpinned: Vec::new(),
         };
         let s = EvidenceSummary::from_report_with_ak_cert(&report(Outcome::Pass), Some(&cert));
         assert_eq!(s.zone.as_deref(), Some("us-central1-a"));
@@ -280,6 +282,7 @@ mod tests {
             checks: vec![line(CheckId::AkHash, Outcome::Pass), skipped],
             tdx: None,
             unpinned_code: false,
+            unpinned: Vec::new(),
         };
         let s = EvidenceSummary::from_report(&report);
         assert!(s.valid && s.failed_checks.is_empty());

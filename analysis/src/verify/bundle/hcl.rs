@@ -47,8 +47,9 @@ pub(super) fn report_outcome(
     let Some(quote) = quote else {
         return Outcome::Pass;
     };
-    // TD quote v4/v5: the 584-byte TD report body follows the 48-byte header.
-    let Some(body) = quote.get(48..48 + 584) else {
+    // The 584-byte TD report body, after the header (and v5's body descriptor).
+    let at = crate::verify::tdx::body_offset(quote);
+    let Some(body) = quote.get(at..at + 584) else {
         return Outcome::Fail(EvidenceError::TdxQuoteTooShort { len: quote.len() });
     };
     match azure::hcl_td_report(report, body) {

@@ -29,6 +29,7 @@ impl EvidenceReport {
             "checks": checks,
             "tdx": self.tdx,
             "unpinned_code": self.unpinned_code,
+            "unpinned": self.unpinned,
         })
     }
 }

@@ -130,6 +130,7 @@ pub fn verify_bundle_bytes(
                 checks,
                 tdx: None,
                 unpinned_code: policy.unpinned_code,
+                unpinned: policy.unpinned.clone(),
             }
         }
     }
@@ -177,9 +178,15 @@ pub fn verify_bundle(
         session::anchors(b, policy, now, anchors_bound)
     });
 
+    // Whether the code is pinned is decided per bundle: an Azure bundle's TD quote is the
+    // paravisor's, so the policy's TD pins say nothing about the guest.
+    let pcrs_pinned = run.passed(CheckId::PcrReference);
+    let mut unpinned = policy.unpinned.clone();
+    unpinned.extend(reference::hcl_guest_unpinned(policy, tpm, pcrs_pinned));
     EvidenceReport {
         checks: run.results,
         tdx: td.verified,
-        unpinned_code: policy.unpinned_code,
+        unpinned_code: !unpinned.is_empty(),
+        unpinned,
     }
 }

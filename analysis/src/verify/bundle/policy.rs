@@ -215,7 +215,7 @@ pub enum PolicyError {
     /// The policy does not pin the TD's code: a genuine TD running a modified responder would
     /// pass. Pin the values (`locus policy init --from-bundle` captures them from a known-good
     /// bundle) or set `allow_unpinned_code = true` to get verdicts capped at `inconclusive`.
-    #[error("the evidence policy does not pin the TD's code: {} not set (pin them, e.g. with `locus policy init --from-bundle`, or set allow_unpinned_code = true: verdicts are then at most inconclusive)", missing.join(", "))]
+    #[error("the evidence policy does not pin the TD's code: {} not set or turned off (pin them, e.g. with `locus policy init --from-bundle`, or set allow_unpinned_code = true: verdicts are then at most inconclusive)", missing.join(", "))]
     Unpinned { missing: Vec<String> },
 }
 
@@ -241,6 +241,8 @@ pub struct EvidencePolicy {
     pub accept_tcb: Vec<TcbStatus>,
     /// The TD's code is not pinned: verdicts fed by this policy are at most `inconclusive`.
     pub unpinned_code: bool,
+    /// What [`PolicyFile::unpinned`] found missing (empty when `unpinned_code` is false).
+    pub unpinned: Vec<String>,
     pub max_tpm_cheap_rtt_ns: Option<u64>,
     /// Bound on the fastest link of the AK-signed chain, for `vtpm_chain`.
     pub max_tpm_chain_rtt_ns: Option<u64>,
@@ -322,8 +324,24 @@ impl PolicyFile {
         }
     }
 
+    /// Checks whose `off` leaves a bundle's code or freshness unchecked: the binding and TDX
+    /// checks required by default, and `td_reference`, which compares the pins. Turning one
+    /// off is refused at load like a missing pin (`allow_unpinned_code = true` accepts it and
+    /// caps the verdicts). vTPM checks are not among them: a TDX-only deployment turns those
+    /// off, and the verdict rules judge a missing vTPM on their own.
+    pub const MUST_NOT_BE_OFF: [CheckId; 7] = [
+        CheckId::BundleFormat,
+        CheckId::Nonce,
+        CheckId::Transcript,
+        CheckId::TdxQuote,
+        CheckId::TdxTcb,
+        CheckId::ReportData,
+        CheckId::TdReference,
+    ];
+
     /// The TD code pins this policy lacks (`reference.mrtd`, `reference.rtmrs[0-3]`,
-    /// `reference.td_attributes`, `reference.xfam`), or a `td_reference` check turned off.
+    /// `reference.td_attributes`, `reference.xfam`), or a check of
+    /// [`PolicyFile::MUST_NOT_BE_OFF`] turned off (`checks.NAME (off)`).
     pub fn unpinned(&self) -> Vec<String> {
         let r = &self.reference;
         let mut missing = Vec::new();
@@ -341,8 +359,10 @@ impl PolicyFile {
         if r.xfam.is_none() {
             missing.push("reference.xfam".into());
         }
-        if self.checks.get(&CheckId::TdReference) == Some(&Requirement::Off) {
-            missing.push("checks.td_reference (off)".into());
+        for c in Self::MUST_NOT_BE_OFF {
+            if self.checks.get(&c) == Some(&Requirement::Off) {
+                missing.push(format!("checks.{} (off)", c.name()));
+            }
         }
         missing
     }
@@ -502,6 +522,7 @@ impl PolicyFile {
                 .clone()
                 .unwrap_or_else(|| DEFAULT_ACCEPT_TCB.to_vec()),
             unpinned_code: !missing.is_empty(),
+            unpinned: missing,
             max_tpm_cheap_rtt_ns: self.timing.max_tpm_cheap_rtt_us.map(|u| u * 1000),
             max_tpm_chain_rtt_ns: self.timing.max_tpm_chain_rtt_us.map(|u| u * 1000),
             min_binding_version,

@@ -70,11 +70,9 @@ pub(super) fn check(
         },
     });
     let fields = match (&verified, &b.tdx) {
-        (Some(v), Some(t)) => Some(TdFields {
+        (Some(v), Some(_)) => Some(TdFields {
             td_attributes: v.td_attributes,
-            // XFAM is not among dcap-qvl's results: read it at its offset in the body the
-            // verified signature covers.
-            xfam: fields_unverified(&t.quote).map_or([0; 8], |f| f.xfam),
+            xfam: v.xfam,
             mrtd: v.mr_td,
             mr_config_id: v.mr_config_id,
             rtmrs: v.rtmr,
@@ -89,13 +87,13 @@ pub(super) fn check(
     }
 }
 
-/// Offsets of the TD report body inside a quote (48-byte header; body layout of TDX 1.0:
-/// TD attributes at +120, XFAM at +128, MRTD at +136, MRCONFIGID at +184, RTMR0-3 at +328,
-/// REPORTDATA at +520). Unverified: checks that rely on these fields without a verified quote
-/// say so.
+/// Offsets of the TD report body inside a quote (after the 48-byte header, and in v5 its
+/// 6-byte body descriptor; body layout of TDX 1.0: TD attributes at +120, XFAM at +128, MRTD
+/// at +136, MRCONFIGID at +184, RTMR0-3 at +328, REPORTDATA at +520). Unverified: checks that
+/// rely on these fields without a verified quote say so.
 pub fn fields_unverified(quote: &[u8]) -> Option<TdFields> {
-    const BODY: usize = 48;
-    let get = |at: usize, n: usize| quote.get(BODY + at..BODY + at + n);
+    let body = tdx::body_offset(quote);
+    let get = |at: usize, n: usize| quote.get(body + at..body + at + n);
     let mut f = TdFields {
         td_attributes: [0; 8],
         xfam: [0; 8],

@@ -1,5 +1,6 @@
 //! Reference values: the policy's PCR values (`pcr_reference`) and MRTD, RTMRs, TD attributes,
-//! XFAM and MRCONFIGID (`td_reference`), compared only once the quote carrying them verified.
+//! XFAM and MRCONFIGID (`td_reference`), compared only once the quote carrying them verified;
+//! and which pins an Azure bundle needs before its code counts as pinned.
 
 use locus_proto::evidence::TpmEvidence;
 
@@ -96,4 +97,37 @@ pub(super) fn td(policy: &EvidencePolicy, td: &TdxPart) -> Outcome {
         }
     }
     Outcome::Pass
+}
+
+/// PCR 4: the boot manager and the kernel EFI image it loads.
+const GUEST_BOOT_PCR: u8 = 4;
+/// One of these must be pinned with [`GUEST_BOOT_PCR`]: 8 and 9 (GRUB's commands and the
+/// files it loads: kernel, initrd) or 11 (the UKI sections systemd-stub measures).
+const GUEST_KERNEL_PCRS: [u8; 3] = [8, 9, 11];
+
+/// The pins an Azure bundle (one carrying an HCL report) lacks. Its TD quote is the
+/// paravisor's: MRTD and RTMR0-3 are the same for every CVM on that paravisor build, and the
+/// guest's boot is measured only into the vTPM's PCRs. Its code counts as pinned only when the
+/// policy pins PCR 4 and one of 8, 9, 11 and `pcr_reference` passed on them (the vTPM quote
+/// covering them verified). Empty for a bundle without an HCL report.
+pub(super) fn hcl_guest_unpinned(
+    policy: &EvidencePolicy,
+    t: Option<&TpmEvidence>,
+    pcr_reference_passed: bool,
+) -> Vec<String> {
+    if t.and_then(|t| t.hcl_report.as_ref()).is_none() {
+        return Vec::new();
+    }
+    let pinned = |i: u8| policy.pcr_reference.contains_key(&i);
+    let mut missing = Vec::new();
+    if !pinned(GUEST_BOOT_PCR) {
+        missing.push(format!("reference.pcrs[{GUEST_BOOT_PCR}]"));
+    }
+    if !GUEST_KERNEL_PCRS.into_iter().any(pinned) {
+        missing.push("reference.pcrs[8, 9 or 11]".into());
+    }
+    if missing.is_empty() && !pcr_reference_passed {
+        missing.push(format!("{} (did not pass)", CheckId::PcrReference.name()));
+    }
+    missing
 }

@@ -36,9 +36,13 @@ pub struct EvidenceReport {
     pub checks: Vec<CheckResult>,
     /// The verified TDX quote's fields, when `tdx_quote` passed.
     pub tdx: Option<TdxVerified>,
-    /// The policy did not pin the TD's code (`allow_unpinned_code`): a verdict fed by this
-    /// report is at most `inconclusive`.
+    /// The code this bundle's TD runs is not pinned (the policy sets `allow_unpinned_code`, or
+    /// an Azure bundle's guest boot PCRs are not pinned): a verdict fed by this report is at
+    /// most `inconclusive`.
     pub unpinned_code: bool,
+    /// Why [`EvidenceReport::unpinned_code`]: the pins missing for this bundle (policy fields
+    /// such as `reference.mrtd` or `reference.pcrs[4]`, or a check turned off).
+    pub unpinned: Vec<String>,
 }
 
 impl EvidenceReport {

@@ -20,7 +20,9 @@ use thiserror::Error;
 
 use super::{Checks, NamedCheck, MAX_EVIDENCE_LEN};
 pub use crate::check::AzureCheck;
-use crate::verify::tdx::{self, Collateral, TdxError, TdxVerified, TrustRoot};
+use crate::verify::tdx::{
+    self, Collateral, TcbStatus, TdxError, TdxVerified, TrustRoot, DEFAULT_ACCEPT_TCB,
+};
 use crate::verify::tpm::{self, TpmError, ALG_SHA256};
 
 use locus_proto::hcl::{
@@ -29,8 +31,6 @@ use locus_proto::hcl::{
     TD_REPORT_DATA_AT as HCL_REPORT_DATA_AT, TD_TEE_TCB_AT as HCL_TEE_TCB_AT, USER_DATA_LEN,
     VARIABLE_DATA_AT,
 };
-/// TD quote v4: the 584-byte TD report body follows the 48-byte header.
-const QUOTE_BODY_AT: usize = 48;
 
 /// Why Azure TDX evidence was rejected. Each variant is one check.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -70,6 +70,11 @@ pub enum AzureError {
     /// The TD quote does not verify (signature, PCK chain, or collateral when given).
     #[error("TD quote: {0} (check {check})", check = .0.check())]
     TdQuote(TdxError),
+    /// The TD quote's TCB status is not accepted (`--accept-tcb`; default `UpToDate`,
+    /// `SWHardeningNeeded`): the platform is behind, see the components named.
+    /// Boxed: a second inline `TdxError` would cost the niche and grow every `AzureError`.
+    #[error("TD quote: {0}")]
+    TdTcb(Box<TdxError>),
     /// SHA-256 of the HCL variable data is not the TD quote's REPORTDATA[0..32].
     #[error("SHA-256 of the HCL variable data is {found}, the TD quote's REPORTDATA[0..32] is {expected}")]
     ReportData { expected: String, found: String },
@@ -124,6 +129,7 @@ impl NamedCheck for AzureError {
             Self::PcrSelection { .. } => AzureCheck::PcrSelection,
             Self::PcrDigest { .. } => AzureCheck::PcrDigest,
             Self::TdQuote(_) => AzureCheck::TdQuote,
+            Self::TdTcb(_) => AzureCheck::TdTcb,
             Self::ReportData { .. } => AzureCheck::ReportData,
             Self::HclTdReport { .. } => AzureCheck::HclTdReport,
             Self::HclUserData { .. } => AzureCheck::HclUserData,
@@ -383,13 +389,31 @@ pub fn check_report_data(var: &[u8], report_data: &[u8]) -> Result<(), AzureErro
 }
 
 /// Verifies Azure TDX evidence (`evidence_json` in either encoding) against the verifier's
-/// `nonce` at `now_unix`. Without `collateral` the TD quote's signature and PCK chain are
-/// checked and its TCB status is "Unknown".
+/// `nonce` at `now_unix`, accepting the TCB statuses of [`DEFAULT_ACCEPT_TCB`]. Without
+/// `collateral` the TD quote's signature and PCK chain are checked and its TCB status is
+/// "Unknown".
 pub fn verify(
     evidence_json: &[u8],
     nonce: &[u8],
     now_unix: u64,
     collateral: Option<&Collateral>,
+) -> AzureReport {
+    verify_accepting(
+        evidence_json,
+        nonce,
+        now_unix,
+        collateral,
+        &DEFAULT_ACCEPT_TCB,
+    )
+}
+
+/// [`verify`] with the TCB statuses the `TdTcb` check accepts.
+pub fn verify_accepting(
+    evidence_json: &[u8],
+    nonce: &[u8],
+    now_unix: u64,
+    collateral: Option<&Collateral>,
+    accept_tcb: &[TcbStatus],
 ) -> AzureReport {
     let mut checks = Checks::new();
     let mut report = AzureReport {
@@ -408,7 +432,12 @@ pub fn verify(
     ) {
         report.encoding = Some(ev.encoding);
         report.pcrs = ev.pcrs.iter().map(hex::encode).collect();
-        verify_decoded(&ev, nonce, now_unix, collateral, &mut checks, &mut report);
+        let quote = QuoteCheck {
+            collateral,
+            accept_tcb,
+            now_unix,
+        };
+        verify_decoded(&ev, nonce, &quote, &mut checks, &mut report);
     }
     report.valid = checks.valid();
     report.failed_checks = checks.failed();
@@ -416,14 +445,21 @@ pub fn verify(
     report
 }
 
+/// How the TD quote is verified: collateral, the accepted TCB statuses, the time.
+struct QuoteCheck<'a> {
+    collateral: Option<&'a Collateral>,
+    accept_tcb: &'a [TcbStatus],
+    now_unix: u64,
+}
+
 fn verify_decoded(
     ev: &Evidence,
     nonce: &[u8],
-    now_unix: u64,
-    collateral: Option<&Collateral>,
+    quote: &QuoteCheck<'_>,
     checks: &mut Checks<AzureError>,
     report: &mut AzureReport,
 ) {
+    let (collateral, now_unix) = (quote.collateral, quote.now_unix);
     // HCL report and its AK.
     let var = checks.record(
         AzureCheck::HclReport,
@@ -498,11 +534,13 @@ fn verify_decoded(
         "signature and PCK chain; no collateral: TCB status unknown"
     };
     let td = checks.record(AzureCheck::TdQuote, td.map_err(AzureError::TdQuote), detail);
+    td_tcb(checks, td.as_ref(), quote.accept_tcb);
     if let Some(td) = &td {
         report.identity = Some(identity(td));
     }
     // Run on the raw bytes even when the quote failed, so every broken binding is named.
-    let body = ev.td_quote.get(QUOTE_BODY_AT..QUOTE_BODY_AT + 584);
+    let at = tdx::body_offset(&ev.td_quote);
+    let body = ev.td_quote.get(at..at + 584);
     match (var, body) {
         (Some(var), Some(body)) => {
             checks.record(
@@ -519,6 +557,21 @@ fn verify_decoded(
         _ => {
             checks.skip(AzureCheck::ReportData, "HCL report or TD quote malformed");
             checks.skip(AzureCheck::HclTdReport, "HCL report or TD quote malformed");
+        }
+    }
+}
+
+/// `TdTcb`: the verified quote's TCB status is accepted. Without collateral there is no status
+/// to judge (skipped; the identity says `collateral_checked: false`).
+fn td_tcb(checks: &mut Checks<AzureError>, td: Option<&TdxVerified>, accept: &[TcbStatus]) {
+    match td {
+        None => checks.skip(AzureCheck::TdTcb, "no verified TD quote"),
+        Some(v) if !v.collateral_checked => {
+            checks.skip(AzureCheck::TdTcb, "no collateral: TCB status unknown")
+        }
+        Some(v) => {
+            let r = tdx::check_tcb(v, accept).map_err(|e| AzureError::TdTcb(Box::new(e)));
+            checks.record(AzureCheck::TdTcb, r, "TCB status accepted");
         }
     }
 }
@@ -588,6 +641,32 @@ mod tests {
     /// 2025-01-01, inside the PCK chain's validity (2023-09-13 .. 2030-09-13).
     const AT: u64 = 1_735_689_600;
     const HCL: &[u8] = include_bytes!("../../../../tests/vectors/azure-tdx-vtpm/hcl-report.bin");
+
+    /// The real TD quote's TCB judged as collateral would give it: an `OutOfDate` platform
+    /// fails `TdTcb` under the default list and passes when the caller accepts it; without
+    /// collateral there is no status to judge.
+    #[test]
+    fn td_tcb_applies_the_accepted_list() {
+        let quote = include_bytes!("../../../../tests/vectors/azure-tdx-vtpm/td-quote.bin");
+        let unchecked = tdx::verify_without_collateral(quote, &TrustRoot::IntelSgx, AT).unwrap();
+        let run = |v: &TdxVerified, accept: &[TcbStatus]| {
+            let mut checks = Checks::new();
+            td_tcb(&mut checks, Some(v), accept);
+            checks
+        };
+        let c = run(&unchecked, &DEFAULT_ACCEPT_TCB);
+        assert!(c.failed().is_empty() && !c.valid(), "skipped, not passed");
+        let mut stale = unchecked.clone();
+        stale.collateral_checked = true;
+        stale.tcb_status = "OutOfDate".into();
+        assert_eq!(
+            run(&stale, &DEFAULT_ACCEPT_TCB).failed(),
+            [AzureCheck::TdTcb]
+        );
+        assert!(run(&stale, &[TcbStatus::OutOfDate]).valid());
+        stale.tcb_status = "UpToDate".into();
+        assert!(run(&stale, &DEFAULT_ACCEPT_TCB).valid());
+    }
 
     /// One malformation per HCL layout condition, each named by its own variant.
     #[test]

@@ -280,7 +280,8 @@ impl GceReport {
             lab_root: false,
             platform_id: None,
             zone: self.endorsed_zone().map(str::to_owned),
-            unpinned_code: false,
+            // GCE verification pins no code: no reference values, no TD.
+            unpinned_code: true,
         }
     }
 }

@@ -18,6 +18,16 @@ const QE_REPORT_LEN: usize = 384;
 const SIG_LEN: usize = 64;
 const AK_LEN: usize = 64;
 
+/// Offset of the TD report body in a quote of `q`'s version, read unchecked: v5 puts a 6-byte
+/// body descriptor (type, size) after the header, v4 (and anything else, which later checks
+/// refuse) has the body right after it. For code that reads raw fields; [`parse`] checks.
+pub(crate) fn body_offset(q: &[u8]) -> usize {
+    match q.get(..2) {
+        Some([5, 0]) => HEADER_LEN + 6,
+        _ => HEADER_LEN,
+    }
+}
+
 /// Where the parts of a well-formed quote lie.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Layout {

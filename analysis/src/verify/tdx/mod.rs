@@ -7,6 +7,7 @@ mod chain_only;
 mod classify;
 mod error;
 mod layout;
+pub(crate) use layout::body_offset;
 mod merkle;
 mod root;
 mod tcb;
@@ -84,12 +85,10 @@ pub fn verify(
 fn with_details(e: TdxError, collateral: &Collateral, quote: &[u8], now_unix: u64) -> TdxError {
     let tcb = || serde_json::from_str::<dcap_qvl::TcbInfo>(&collateral.tcb_info).ok();
     let qe = || serde_json::from_str::<dcap_qvl::QeIdentity>(&collateral.qe_identity).ok();
-    // TD attributes: 8 bytes at offset 120 of the TD report body, after the 48-byte header.
+    // TD attributes: 8 bytes at offset 120 of the TD report body.
     let attributes = || {
-        quote
-            .get(48 + 120..48 + 128)
-            .map(hex::encode)
-            .unwrap_or_default()
+        let at = body_offset(quote) + 120;
+        quote.get(at..at + 8).map(hex::encode).unwrap_or_default()
     };
     match e {
         TdxError::TcbInfoNotYetValid { .. } => TdxError::TcbInfoNotYetValid {
@@ -175,6 +174,7 @@ fn verified(
         rtmr: [td.rt_mr0, td.rt_mr1, td.rt_mr2, td.rt_mr3],
         report_data: td.report_data,
         td_attributes: td.td_attributes,
+        xfam: td.xfam,
         fmspc: pck.fmspc,
         pce_id: pck.pce_id,
         ppid: pck.ppid,

@@ -128,15 +128,27 @@ mod props {
     }
 }
 
-#[test]
-fn v5_samples_inside_their_windows() {
-    // Windows computed from each collateral's TCB info, QE identity and CRL dates.
-    let td15ex = collateral_from_json(include_bytes!(
+const TD15EX: &[u8] = include_bytes!("../../../../tests/vectors/dcap-qvl/tdx_quote_td15ex");
+/// Inside every window of the v5 sample's collateral (computed from its TCB info, QE identity
+/// and CRL dates).
+const TD15EX_NOW: u64 = 1_791_419_306 + 3600;
+
+fn td15ex_collateral() -> Collateral {
+    collateral_from_json(include_bytes!(
         "../../../../tests/vectors/dcap-qvl/tdx_quote_td15ex_collateral.json"
     ))
+    .unwrap()
+}
+
+#[test]
+fn v5_samples_inside_their_windows() {
+    let v = verify(
+        TD15EX,
+        &td15ex_collateral(),
+        &TrustRoot::IntelSgx,
+        TD15EX_NOW,
+    )
     .unwrap();
-    let quote = include_bytes!("../../../../tests/vectors/dcap-qvl/tdx_quote_td15ex");
-    let v = verify(quote, &td15ex, &TrustRoot::IntelSgx, 1_791_419_306 + 3600).unwrap();
     assert_eq!((v.quote_version, v.tcb_status.as_str()), (5, "UpToDate"));
 
     // This platform's SVNs meet no TCB level of its TCB info: not appraisable (dcap-qvl's
@@ -148,4 +160,27 @@ fn v5_samples_inside_their_windows() {
     let quote = include_bytes!("../../../../tests/vectors/dcap-qvl/tdx_quote_outdated");
     let err = verify(quote, &outdated, &TrustRoot::IntelSgx, 1_771_412_331 + 3600).unwrap_err();
     assert!(matches!(err, TdxError::TcbLevel { .. }), "{err:?}");
+}
+
+/// Raw reads (unverified fields, the HCL's TDREPORT comparison) take the body where the quote's
+/// version puts it: a v5 quote's body starts after its 6-byte descriptor, and its XFAM is the
+/// verified one on both versions.
+#[test]
+fn unverified_fields_read_the_body_at_the_versions_offset() {
+    let cases: [(&[u8], Collateral, u64, usize); 2] = [
+        (SAMPLE, sample_collateral(), SAMPLE_NOW, 48),
+        (TD15EX, td15ex_collateral(), TD15EX_NOW, 54),
+    ];
+    for (quote, collateral, now, body) in cases {
+        assert_eq!(body_offset(quote), body);
+        let v = verify(quote, &collateral, &TrustRoot::IntelSgx, now).unwrap();
+        assert_eq!(&v.xfam[..], &quote[body + 128..body + 136]);
+        let f = crate::verify::bundle::td_fields_unverified(quote).unwrap();
+        assert_eq!(f.xfam, v.xfam, "v{}", v.quote_version);
+        assert_eq!(f.td_attributes, v.td_attributes);
+        assert_eq!(f.mrtd, v.mr_td);
+        assert_eq!(f.mr_config_id, v.mr_config_id);
+        assert_eq!(f.rtmrs, v.rtmr);
+        assert_eq!(f.report_data, v.report_data);
+    }
 }

@@ -48,6 +48,9 @@ pub struct TdxVerified {
     /// TD attributes (little-endian bit field).
     #[serde(serialize_with = "hex_ser")]
     pub td_attributes: [u8; 8],
+    /// XFAM: the CPU extended features the TD may use.
+    #[serde(serialize_with = "hex_ser")]
+    pub xfam: [u8; 8],
     /// FMSPC of the PCK certificate (platform family).
     #[serde(serialize_with = "hex_ser")]
     pub fmspc: [u8; 6],
