@@ -112,11 +112,6 @@ struct State {
     ak_cert: Option<Vec<u8>>,
     /// The AK is the Azure HCL's persistent key: HCL reports can be requested.
     hcl: bool,
-    /// The last EK primary created, kept loaded: deriving an RSA EK again takes tens of
-    /// milliseconds (a prime search from the endorsement seed), and every sealed evidence
-    /// request needs one. One at most, so that the AK and it fit the three transient slots
-    /// of a TPM without a resource manager; dropped with the context when a command fails.
-    ek: Option<(EkKind, KeyHandle)>,
 }
 
 fn run(tcti: Tcti, source: AkSource, rx: Receiver<Request>, ready: SyncSender<Result<(), String>>) {
@@ -175,7 +170,6 @@ fn connect(tcti: &Tcti, source: AkSource) -> Result<State, String> {
             ak_public,
             ak_cert: None,
             hcl: true,
-            ek: None,
         });
     }
     let provisioned = match source {
@@ -207,7 +201,6 @@ fn connect(tcti: &Tcti, source: AkSource) -> Result<State, String> {
         ak_public,
         ak_cert,
         hcl: false,
-        ek: None,
     })
 }
 
@@ -599,25 +592,12 @@ fn ek_certs(s: &mut State, indices: &[u32]) -> Vec<EkCert> {
 
 /// The EK primary from the TCG EK Credential Profile's default (low-range) template: the key
 /// swtpm_setup and providers certify, derived again from the endorsement seed.
-/// Kept loaded until another kind is asked for (see [`State::ek`]).
 fn create_ek(s: &mut State, kind: EkKind, op: &'static str) -> Result<KeyHandle, VtpmError> {
-    match s.ek.take() {
-        Some((k, handle)) if k == kind => {
-            s.ek = Some((k, handle));
-            return Ok(handle);
-        }
-        Some((_, other)) => {
-            let _ = s.ctx.flush_context(other.into());
-        }
-        None => {}
-    }
     let alg = match kind {
         EkKind::Rsa2048 => AsymmetricAlgorithmSelection::Rsa(RsaKeyBits::Rsa2048),
         EkKind::EccP256 => AsymmetricAlgorithmSelection::Ecc(EccCurve::NistP256),
     };
-    let handle = ek::create_ek_object_2(&mut s.ctx, alg, None).map_err(cmd_err(op))?;
-    s.ek = Some((kind, handle));
-    Ok(handle)
+    ek::create_ek_object_2(&mut s.ctx, alg, None).map_err(cmd_err(op))
 }
 
 fn ek_public(s: &mut State, kind: EkKind) -> Result<Vec<u8>, VtpmError> {
@@ -627,6 +607,7 @@ fn ek_public(s: &mut State, kind: EkKind) -> Result<Vec<u8>, VtpmError> {
         .ctx
         .execute_without_session(|c| c.read_public(ek))
         .map_err(cmd_err(OP));
+    let _ = s.ctx.flush_context(ek.into());
     tpm2b_public(&public?.0).map_err(cmd_err(OP))
 }
 
@@ -687,5 +668,6 @@ fn activate_credential(
             .flush_context(tss_esapi::handles::SessionHandle::from(session).into());
         r
     });
+    let _ = s.ctx.flush_context(ek.into());
     result
 }
