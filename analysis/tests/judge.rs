@@ -155,13 +155,14 @@ fn node(w: &World, name: &str, claim: &str, spec: &Spec, seed: u64) -> NodeInput
             valid: true,
             failed_checks: vec![],
             tdx_vtpm_bound: Some(true),
-            lab_root: true,
+            lab_root: false,
             platform_id: None,
             zone: None,
         }),
         baseline: vec![],
         endorsement: None,
         poe: None,
+        ..NodeInput::default()
     }
 }
 
@@ -325,6 +326,21 @@ fn table_of_verdicts() {
     let mut no_ev = node(&w, "no-evidence", "fra", &honest(), 12);
     no_ev.evidence = None;
     cases.push((no_ev, Verdict::Inconclusive, "no verified evidence"));
+
+    // issue 18 item 5: the lab root is refused by the default policy
+    let mut lab = node(&w, "lab-root", "fra", &honest(), 12);
+    lab.evidence.as_mut().unwrap().lab_root = true;
+    cases.push((lab, Verdict::EvidenceInvalid, "lab-root"));
+
+    // evidence the reader refused counts as missing, naming the refusal
+    let mut refused = node(&w, "refused", "fra", &honest(), 12);
+    refused.evidence = None;
+    refused
+        .refused_evidence
+        .push(locus_analysis::RefusedEvidence::UnsignedSummary {
+            origin: "x.json".into(),
+        });
+    cases.push((refused, Verdict::Inconclusive, "--trust-summaries"));
 
     let mut no_anchor = node(&w, "no-anchor", "fra", &honest(), 13);
     no_anchor.anchors.clear();

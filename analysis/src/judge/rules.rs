@@ -310,7 +310,11 @@ impl Judging<'_> {
     fn anchors_near(&mut self) {
         let (n, need) = (self.j.anchors.len(), self.policy.min_anchors);
         if n < need {
-            let detail = format!("{n} anchor reports, policy needs {need}");
+            let mut detail = format!("{n} anchor reports, policy needs {need}");
+            // anchors come only with verified evidence: say which refusal cost them
+            if let Some(r) = self.node.refused_evidence.first() {
+                detail.push_str(&format!(" (they come with the evidence: {r})"));
+            }
             self.missing.push(format!("anchors: {detail}"));
             self.check(VerdictCheck::Anchors, CheckStatus::Skip, detail);
             return;
