@@ -510,7 +510,11 @@ mod azure {
             tdx: TdxSection {
                 root: Some("lab-root-ca.der".into()),
                 collateral: Some("lab-collateral.json".into()),
+                accept_tcb: None,
             },
+            // These tests are about HCL binding; TD pinning has its own tests
+            // (tests/evidence_bundle.rs).
+            allow_unpinned_code: true,
             ..PolicyFile::default()
         }
         .resolve(&|name: &str| files.get(name).cloned().ok_or_else(|| "missing".into()))

@@ -155,7 +155,11 @@ fn build() -> Fixture {
         tdx: TdxSection {
             root: Some("lab-root-ca.der".into()),
             collateral: Some("lab-collateral.json".into()),
+            accept_tcb: None,
         },
+        // These tests are about coalesced quotes; TD pinning has its own tests
+        // (tests/evidence_bundle.rs).
+        allow_unpinned_code: true,
         ..PolicyFile::default()
     }
     .resolve(&|name: &str| files.get(name).cloned().ok_or_else(|| "missing".into()))

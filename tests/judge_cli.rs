@@ -85,6 +85,7 @@ fn valid() -> EvidenceSummary {
         lab_root: false,
         platform_id: None,
         zone: None,
+        unpinned_code: false,
     }
 }
 

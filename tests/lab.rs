@@ -113,6 +113,16 @@ fn short_scenario_verdicts_equal_truth_and_everything_is_cleaned_up() {
         .map(|c| c["check"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(failed, ["anchors"], "{report}");
+    // The lab's nonces travel sealed to the swtpm's certified EK: the AK is proven to share
+    // the EK's TPM.
+    let binding = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "ak_ek_binding")
+        .unwrap();
+    assert_eq!(binding["status"], "pass", "{binding}");
+    assert_eq!(binding["requirement"], "required", "{binding}");
 
     // The stored samples can be judged again offline, but only under trust the caller names.
     trust_is_not_taken_from_the_data(&out);

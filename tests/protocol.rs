@@ -151,6 +151,7 @@ async fn bad_frames_get_typed_errors_and_close_only_their_stream() {
             nonce: vec![1; 5],
             include: Include::default(),
             issuer: None,
+            sealed: None,
         },
     );
     let e = error_of(&exchange_raw(&target, &short_nonce).await.unwrap());

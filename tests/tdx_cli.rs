@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use locus_responder::tdx::lab::{LabOptions, LabTdx};
+use locus_responder::tdx::lab::{LabOptions, LabTcbStatus, LabTdx};
 use locus_responder::tdx::TdxQuoter;
 
 const V: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/dcap-qvl");
@@ -81,6 +81,9 @@ fn json_output_carries_the_fields() {
     assert_eq!(q["rtmr"].as_array().unwrap().len(), 4);
     assert_eq!(q["report_data"].as_str().unwrap().len(), 128);
     assert_eq!(q["mr_td"].as_str().unwrap().len(), 96);
+    // The earliest expiry of the collateral: the sample's PCK CRL, one second after.
+    assert_eq!(v["collateral_expires_at"], "2025-07-19T10:00:35Z");
+    assert_eq!(q["collateral_expires_unix"], 1_752_919_235);
 }
 
 #[test]
@@ -144,7 +147,15 @@ fn unreadable_inputs_and_bad_usage_exit_2() {
 }
 
 fn lab_dir(dir: &Path) -> (LabTdx, std::path::PathBuf) {
-    let lab = LabTdx::generate_with(&LabOptions::at(1_780_000_000)).unwrap();
+    lab_dir_with(dir, LabTcbStatus::UpToDate)
+}
+
+fn lab_dir_with(dir: &Path, tcb_status: LabTcbStatus) -> (LabTdx, std::path::PathBuf) {
+    let lab = LabTdx::generate_with(&LabOptions {
+        tcb_status,
+        ..LabOptions::at(1_780_000_000)
+    })
+    .unwrap();
     lab.save(dir).unwrap();
     let q = lab.quoter().quote([0xAB; 64]).unwrap();
     let qp = dir.join("quote.bin");
@@ -260,4 +271,45 @@ fn chain_only_verifies_a_real_gce_quote_and_says_what_is_unknown() {
         gce,
     ]);
     assert_eq!(both.status.code(), Some(2));
+}
+
+#[test]
+fn an_out_of_date_platform_fails_unless_its_status_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    lab_dir_with(dir.path(), LabTcbStatus::OutOfDate);
+    let with_root = |extra: &[&str]| {
+        let dir = dir.path().to_str().unwrap();
+        let (qp, coll, root) = (
+            format!("{dir}/quote.bin"),
+            format!("{dir}/lab-collateral.json"),
+            format!("{dir}/lab-root-ca.der"),
+        );
+        let mut args = vec!["verify", "tdx-quote", &qp, "--collateral", &coll];
+        args.extend(["--root-ca", &root, "--at", "1780000000", "--json"]);
+        args.extend(extra);
+        locus(&args)
+    };
+    let o = with_root(&[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["check"], "TcbStatusNotAccepted");
+    let e = v["error"].as_str().unwrap();
+    assert!(e.contains("OutOfDate"), "{e}");
+    assert!(
+        e.contains("SGX component 0 (CPUSVN[0]) have 3 need 4"),
+        "{e}"
+    );
+    assert!(e.contains("LOCUS-LAB-SA-0002"), "{e}");
+
+    let o = with_root(&["--accept-tcb", "UpToDate,OutOfDate"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["quote"]["tcb_status"], "OutOfDate");
+    assert_eq!(
+        v["quote"]["tcb_detail"]["behind"][0]["component"],
+        "SGX component 0 (CPUSVN[0])"
+    );
+
+    let unknown = with_root(&["--accept-tcb", "UpToDate,Stale"]);
+    assert_eq!(unknown.status.code(), Some(2));
 }

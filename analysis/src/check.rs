@@ -39,6 +39,10 @@ pub enum CheckId {
     SessionSpki,
     /// The TDX quote verifies (DCAP, via `analysis::tdx`).
     TdxQuote,
+    /// The verified quote's converged TCB status is one the policy accepts (`tdx.accept_tcb`,
+    /// default `UpToDate`, `SWHardeningNeeded`): a stale platform (`OutOfDate`, ...) fails,
+    /// naming the components behind, since which tcbDate and the advisories.
+    TdxTcb,
     /// The bundle's Azure HCL report is well formed (size, header, TDX, SHA-256, `HCLAkPub`,
     /// `user-data`) and its TDREPORT is the one the TD quote was made from.
     HclReport,
@@ -76,8 +80,9 @@ pub enum CheckId {
     PcrRtmrCrossCheck,
     /// An EK certificate chains to a configured provider root.
     EkChain,
-    /// The AK is tied to the provider: a provider AK certificate for this AK chains to an EK
-    /// root. (Credential activation against the EK is not implemented.)
+    /// The AK lives in the TPM the EK certificate endorses: a provider AK certificate for this
+    /// AK chains to an EK root, or the nonce was sealed to a chaining EK certificate for this
+    /// AK (credential activation). Fails without either when `ek_chain` is required.
     AkEkBinding,
     /// The in-TD vTPM round trip is within the policy's bound.
     VtpmTiming,
@@ -87,12 +92,13 @@ pub enum CheckId {
 }
 
 impl CheckId {
-    pub const ALL: [CheckId; 22] = [
+    pub const ALL: [CheckId; 23] = [
         CheckId::BundleFormat,
         CheckId::Nonce,
         CheckId::Transcript,
         CheckId::SessionSpki,
         CheckId::TdxQuote,
+        CheckId::TdxTcb,
         CheckId::HclReport,
         CheckId::ReportData,
         CheckId::AkHash,
@@ -119,6 +125,7 @@ impl CheckId {
             CheckId::Transcript => "transcript",
             CheckId::SessionSpki => "session_spki",
             CheckId::TdxQuote => "tdx_quote",
+            CheckId::TdxTcb => "tdx_tcb",
             CheckId::HclReport => "hcl_report",
             CheckId::ReportData => "report_data",
             CheckId::AkHash => "ak_hash",

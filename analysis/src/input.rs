@@ -177,6 +177,10 @@ pub struct EvidenceSummary {
     /// `europe-west3-a`), when the chain verified.
     #[serde(default)]
     pub zone: Option<String>,
+    /// The evidence policy did not pin the TD's code (`allow_unpinned_code = true`): the
+    /// verdict is at most `inconclusive`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unpinned_code: bool,
 }
 
 /// A prober's minimum effective RTT (processing subtracted) to this node in an earlier period

@@ -158,6 +158,7 @@ fn node(w: &World, name: &str, claim: &str, spec: &Spec, seed: u64) -> NodeInput
             lab_root: false,
             platform_id: None,
             zone: None,
+            unpinned_code: false,
         }),
         baseline: vec![],
         endorsement: None,
@@ -305,6 +306,7 @@ fn table_of_verdicts() {
         lab_root: false,
         platform_id: None,
         zone: None,
+        unpinned_code: false,
     });
     cases.push((bad, Verdict::EvidenceInvalid, "tdx-quote-signature"));
 
@@ -316,6 +318,7 @@ fn table_of_verdicts() {
         lab_root: false,
         platform_id: None,
         zone: None,
+        unpinned_code: false,
     });
     cases.push((unbound, Verdict::Frankenstein, "ak_hash"));
 
@@ -341,6 +344,18 @@ fn table_of_verdicts() {
             origin: "x.json".into(),
         });
     cases.push((refused, Verdict::Inconclusive, "--trust-summaries"));
+
+    // Issue 18 item 1: evidence verified under a policy that does not pin the TD's code
+    // (`allow_unpinned_code = true`) is valid, but a genuine TD running other code passes it.
+    let mut unpinned = node(&w, "unpinned-code", "fra", &honest(), 13);
+    if let Some(e) = unpinned.evidence.as_mut() {
+        e.unpinned_code = true;
+    }
+    cases.push((
+        unpinned,
+        Verdict::Inconclusive,
+        "allow_unpinned_code = true",
+    ));
 
     let mut no_anchor = node(&w, "no-anchor", "fra", &honest(), 13);
     no_anchor.anchors.clear();
@@ -1128,6 +1143,7 @@ fn frankenstein_checks_are_typed_ids_and_typos_fail_the_policy_load() {
         lab_root: false,
         platform_id: None,
         zone: None,
+        unpinned_code: false,
     });
     let j = judge(&w, &n, &Policy::default());
     assert_eq!(j.verdict, Verdict::Frankenstein, "{:#?}", j.reasons);

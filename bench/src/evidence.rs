@@ -19,6 +19,7 @@ use locus_proto::transcript::Transcript;
 use locus_responder::evidence::{collect_blocking, EventLogPaths};
 use locus_responder::session_key::SessionKey;
 use locus_responder::tdx::lab::{LabOptions, LabTdx};
+use locus_responder::tdx::TdxQuoter;
 use locus_responder::tpm::swtpm::{Swtpm, SwtpmOptions};
 use locus_responder::tpm::{Vtpm, VtpmConfig};
 use serde::Serialize;
@@ -95,11 +96,16 @@ impl LabEvidence {
             dir.join("lab-collateral.json"),
             serde_json::to_vec_pretty(self.tdx.collateral())?,
         )?;
-        let policy = PolicyFile::lab(
+        let mut policy = PolicyFile::lab(
             "ek-root.pem",
             "lab-root-ca.der",
             "lab-collateral.json",
             nonce_issuer,
+        );
+        // The bench's lab TD: pin its measurements from one of its quotes.
+        anyhow::ensure!(
+            policy.reference.pin_td(&self.tdx.quoter().quote([0; 64])?),
+            "lab TDX quote too short"
         );
         let path = dir.join("policy.toml");
         std::fs::write(&path, policy.to_toml())?;

@@ -13,7 +13,7 @@ use locus_analysis::input::{
 use locus_analysis::verify::bundle::nonce::NonceLedger;
 use locus_analysis::verify::bundle::VerifyInputs;
 use locus_analysis::{judge, BundleFindings, Judgement, Policy};
-use locus_prober::requests::request_evidence_from;
+use locus_prober::requests::request_evidence_sealed;
 use locus_prober::{connect, run_round, RoundConfig, SpkiPolicy, Target};
 use locus_proto::evidence::EvidenceBundle;
 use locus_proto::messages::Include;
@@ -197,7 +197,8 @@ async fn probe_and_judge(
                 anchors: anchor_names.clone(),
             };
             let sent = Instant::now();
-            match request_evidence_from(t, &nonce, include, Some(NONCE_ISSUER.to_string())).await {
+            match request_evidence_sealed(t, &nonce, include, Some(NONCE_ISSUER.to_string())).await
+            {
                 Ok(b) => {
                     evidence_rtts
                         .entry((i, j))

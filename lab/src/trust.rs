@@ -11,6 +11,8 @@ use locus_analysis::verify::bundle::nonce::NonceLedger;
 use locus_analysis::verify::bundle::policy::PolicyFile;
 use locus_analysis::verify::bundle::{CheckId, EvidencePolicy, Requirement};
 
+use locus_responder::tdx::TdxQuoter;
+
 use crate::emulation::NONCE_ISSUER;
 use crate::scenario::Scenario;
 use crate::world::{anchor_name, LabTrust};
@@ -42,6 +44,9 @@ pub(crate) fn write(
     write(ANCHOR_CA, trust.anchor_ca.cert_pem().as_bytes())?;
     write(NONCES, &serde_json::to_vec_pretty(&ledger.records())?)?;
     let mut policy = PolicyFile::lab(EK_CA, TDX_ROOT, TDX_COLLATERAL, NONCE_ISSUER);
+    // The lab makes its TD's quotes, so it knows the TD's measurements: pin them from one.
+    let quote = trust.tdx.quoter().quote([0; 64])?;
+    anyhow::ensure!(policy.reference.pin_td(&quote), "lab TDX quote too short");
     policy.nonce.ledger = Some(NONCES.to_string());
     policy.anchors = Some(AnchorPolicyFile {
         km_per_ms_rtt: None,

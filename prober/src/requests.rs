@@ -1,9 +1,11 @@
 //! Requests on QUIC streams: evidence and the signed transcript.
 
-use locus_proto::evidence::EvidenceBundle;
+use locus_proto::credential::{object_name, seal_nonce, EkPublic};
+use locus_proto::evidence::{EvidenceBundle, SealedNonce};
 use locus_proto::frame::{self, Frame, FrameError, MessageKind, HEADER_LEN, MAX_BODY_LEN};
 use locus_proto::messages::{
-    ErrorMessage, EvidenceRequest, EvidenceResponse, Include, TranscriptRequest, TranscriptResponse,
+    ErrorMessage, EvidenceRequest, EvidenceResponse, Include, KeysRequest, KeysResponse,
+    TranscriptRequest, TranscriptResponse,
 };
 use locus_proto::Nonce;
 use serde::de::DeserializeOwned;
@@ -48,11 +50,87 @@ pub async fn request_evidence_from(
         nonce: nonce.to_vec(),
         include,
         issuer,
+        sealed: None,
     };
+    send_evidence_request(target, nonce, &req).await
+}
+
+/// Asks for fresh evidence with `nonce` sealed to the vTPM's certified EK for its AK
+/// (credential activation, `docs/binding.md`): first the responder's keys, then the evidence
+/// request carrying the nonce only inside the credential. Falls back to a clear nonce when no
+/// vTPM part is asked for, the responder names no keys, or none of its EK certificates is of a
+/// kind a nonce can be sealed to; the verifier's `ak_ek_binding` check then decides.
+pub async fn request_evidence_sealed(
+    target: &Target,
+    nonce: &Nonce,
+    include: Include,
+    issuer: Option<String>,
+) -> Result<EvidenceBundle, RequestError> {
+    let sealed = if include.tpm {
+        match request_keys(target).await {
+            Ok(keys) => seal_to(&keys, nonce),
+            Err(e @ (RequestError::Connection(_) | RequestError::Write(_))) => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "no vTPM keys to seal the nonce to");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let req = EvidenceRequest {
+        nonce: if sealed.is_some() {
+            Vec::new()
+        } else {
+            nonce.to_vec()
+        },
+        include,
+        issuer,
+        sealed,
+    };
+    send_evidence_request(target, nonce, &req).await
+}
+
+/// Seals `nonce` to the first EK certificate of a known kind (RSA-2048 or ECC P-256) for the
+/// stated AK.
+fn seal_to(keys: &KeysResponse, nonce: &Nonce) -> Option<SealedNonce> {
+    let name = object_name(&keys.ak_public)
+        .map_err(|e| tracing::debug!(error = %e, "the stated AK has no usable name"))
+        .ok()?;
+    keys.ek_certs.iter().find_map(|c| {
+        let ek = EkPublic::from_certificate_der(&c.der).ok()?;
+        if !ek.fits_cert_index(c.nv_index) {
+            return None;
+        }
+        let cred = seal_nonce(&ek, &name, nonce).ok()?;
+        Some(SealedNonce {
+            ek_nv_index: c.nv_index,
+            id_object: cred.id_object,
+            encrypted_secret: cred.encrypted_secret,
+        })
+    })
+}
+
+/// Asks for the vTPM's AK and EK certificates.
+pub async fn request_keys(target: &Target) -> Result<KeysResponse, RequestError> {
+    exchange(
+        target,
+        MessageKind::KeysRequest,
+        &KeysRequest {},
+        MessageKind::KeysResponse,
+    )
+    .await
+}
+
+async fn send_evidence_request(
+    target: &Target,
+    nonce: &Nonce,
+    req: &EvidenceRequest,
+) -> Result<EvidenceBundle, RequestError> {
     let resp: EvidenceResponse = exchange(
         target,
         MessageKind::EvidenceRequest,
-        &req,
+        req,
         MessageKind::EvidenceResponse,
     )
     .await?;

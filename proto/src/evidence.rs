@@ -122,6 +122,24 @@ pub struct TpmEvidence {
     /// omitted from the encoding, so such bundles encode exactly as before the field existed.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
     pub hcl_report: Option<Vec<u8>>,
+    /// The verifier's credential that carried this bundle's nonce, sealed to a certified EK
+    /// for this AK, as the vTPM activated it (`docs/binding.md`, "Credential activation").
+    /// Absent when the nonce came in clear, and then omitted from the encoding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_nonce: Option<SealedNonce>,
+}
+
+/// A nonce sealed with TPM2_MakeCredential ([`crate::credential::seal_nonce`]): the EK
+/// certificate's NV index it was sealed to, and the TPM2_ActivateCredential inputs (the
+/// contents of the TPM2B_ID_OBJECT and TPM2B_ENCRYPTED_SECRET).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealedNonce {
+    pub ek_nv_index: u32,
+    #[serde(with = "serde_bytes")]
+    pub id_object: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub encrypted_secret: Vec<u8>,
 }
 
 /// One PCR value as read from the TPM.
@@ -230,6 +248,7 @@ mod tests {
                 ca_certs: Vec::new(),
                 event_log: None,
                 hcl_report,
+                sealed_nonce: None,
             }),
             timings: ResponderTimings::default(),
             anchors: None,

@@ -27,6 +27,8 @@ pub enum MessageKind {
     EvidenceResponse = 2,
     TranscriptRequest = 3,
     TranscriptResponse = 4,
+    KeysRequest = 5,
+    KeysResponse = 6,
     Error = 0x7f,
 }
 
@@ -37,6 +39,8 @@ impl MessageKind {
             2 => Self::EvidenceResponse,
             3 => Self::TranscriptRequest,
             4 => Self::TranscriptResponse,
+            5 => Self::KeysRequest,
+            6 => Self::KeysResponse,
             0x7f => Self::Error,
             _ => return None,
         })
@@ -166,6 +170,7 @@ mod tests {
                 anchors: vec!["fra".into()],
             },
             issuer: Some("verifier".into()),
+            sealed: None,
         }
     }
 
@@ -195,6 +200,43 @@ mod tests {
             ),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn sealed_requests_and_keys_round_trip_and_plain_requests_encode_as_before() {
+        use crate::evidence::{EkCert, SealedNonce};
+        use crate::messages::{KeysRequest, KeysResponse};
+        // A plain request has no `sealed` key: it is byte-for-byte what older probers send.
+        let plain = encode(MessageKind::EvidenceRequest, &request());
+        assert!(!plain.windows(6).any(|w| w == b"sealed"));
+        let mut sealed = request();
+        sealed.nonce = Vec::new();
+        sealed.sealed = Some(SealedNonce {
+            ek_nv_index: 0x01c0_0002,
+            id_object: vec![1; 68],
+            encrypted_secret: vec![2; 256],
+        });
+        let f = encode(MessageKind::EvidenceRequest, &sealed);
+        assert_eq!(
+            decode::<EvidenceRequest>(&f, MessageKind::EvidenceRequest, MAX_BODY_LEN).unwrap(),
+            sealed
+        );
+        let keys = KeysResponse {
+            ak_public: vec![0, 2, 0x23, 0x0b],
+            ek_certs: vec![EkCert {
+                nv_index: 0x01c0_000a,
+                der: vec![0x30; 40],
+            }],
+        };
+        let f = encode(MessageKind::KeysResponse, &keys);
+        assert_eq!(
+            decode::<KeysResponse>(&f, MessageKind::KeysResponse, MAX_BODY_LEN).unwrap(),
+            keys
+        );
+        let f = encode(MessageKind::KeysRequest, &KeysRequest {});
+        assert!(decode::<KeysRequest>(&f, MessageKind::KeysRequest, MAX_BODY_LEN).is_ok());
+        // Another kind where keys were expected is refused, not misread.
+        assert!(decode::<KeysResponse>(&f, MessageKind::KeysResponse, MAX_BODY_LEN).is_err());
     }
 
     #[test]

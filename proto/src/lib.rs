@@ -9,6 +9,7 @@ pub mod anchor;
 pub mod binding;
 pub mod cbor;
 mod codec;
+pub mod credential;
 pub mod echo;
 pub mod evidence;
 pub mod frame;

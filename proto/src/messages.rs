@@ -3,14 +3,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::evidence::EvidenceBundle;
+use crate::evidence::{EkCert, EvidenceBundle, SealedNonce};
 use crate::transcript::SignedTranscript;
 
 /// Asks the responder for fresh evidence bound to `nonce`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvidenceRequest {
-    /// The verifier's fresh nonce ([`crate::NONCE_LEN`] bytes).
+    /// The verifier's fresh nonce ([`crate::NONCE_LEN`] bytes); empty when it is `sealed`.
     #[serde(with = "serde_bytes")]
     pub nonce: Vec<u8>,
     #[serde(default)]
@@ -18,6 +18,28 @@ pub struct EvidenceRequest {
     /// Who issued the nonce (the verifier's name in its nonce ledger); copied into the bundle.
     #[serde(default)]
     pub issuer: Option<String>,
+    /// The nonce sealed to the vTPM's certified EK for its AK: the responder learns it only
+    /// through TPM2_ActivateCredential (`docs/binding.md`, "Credential activation"). Omitted
+    /// when absent, so plain requests encode as before; a responder that predates the field
+    /// refuses a sealed request as malformed rather than ignoring it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<SealedNonce>,
+}
+
+/// Asks for the vTPM's AK and EK certificates, to seal the next evidence request's nonce.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysRequest {}
+
+/// The vTPM's keys as the responder states them (unauthenticated: the bundle's checks decide
+/// whether they are genuine).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysResponse {
+    /// The AK's TPM2B_PUBLIC.
+    #[serde(with = "serde_bytes")]
+    pub ak_public: Vec<u8>,
+    pub ek_certs: Vec<EkCert>,
 }
 
 /// Which parts of the evidence to produce. Session keys and the transcript are always included.

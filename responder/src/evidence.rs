@@ -25,10 +25,10 @@ use std::time::Instant;
 
 use locus_proto::binding::{self, BindingError, BindingInputs};
 use locus_proto::evidence::{
-    ByteBuf, CcelLog, EkCert, EvidenceBundle, ResponderTimings, TdxEvidence, TdxInclusionProof,
-    TpmEvidence, BUNDLE_VERSION,
+    ByteBuf, CcelLog, EkCert, EvidenceBundle, ResponderTimings, SealedNonce, TdxEvidence,
+    TdxInclusionProof, TpmEvidence, BUNDLE_VERSION,
 };
-use locus_proto::messages::Include;
+use locus_proto::messages::{Include, KeysResponse};
 use locus_proto::transcript::SignedTranscript;
 use locus_proto::Nonce;
 
@@ -36,7 +36,7 @@ use locus_anchors::AnchorsConfig;
 
 use crate::tdx::coalesce::CoalescingQuoter;
 use crate::tdx::{QuoteError, TdxQuoter};
-use crate::tpm::{Vtpm, VtpmError};
+use crate::tpm::{EkKind, Vtpm, VtpmError};
 
 /// Why evidence could not be produced.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +59,12 @@ pub enum EvidenceError {
     Anchors(#[from] locus_anchors::ConfigError),
     #[error("a blocking evidence task failed: {0}")]
     Task(String),
+    /// A sealed nonce names an EK certificate index without a known EK template.
+    #[error("the nonce is sealed to the EK of NV index {nv_index:#010x}, which has no known EK template")]
+    UnknownEkIndex { nv_index: u32 },
+    /// The vTPM activated the credential, but it is not a nonce.
+    #[error("the activated credential is {len} bytes, a nonce is {expected}")]
+    UnsealedLength { len: usize, expected: usize },
     /// The vTPM's HCL report is too short to hold the TDREPORT a TD quote would be made from.
     #[error("the HCL report of {len} bytes holds no TDREPORT REPORTDATA")]
     HclReportMalformed { len: usize },
@@ -166,10 +172,67 @@ impl EvidenceSource {
         self
     }
 
+    /// EK certificates to present instead of reading them from the vTPM's NV (a provider that
+    /// publishes them out of band). Nothing trusts them for that: a verifier seals its nonce
+    /// to the EK they name, which only the TPM holding that EK can unseal.
+    pub fn with_ek_certs(self, certs: Vec<EkCert>) -> Self {
+        let _ = self.ek_certs.set(certs);
+        self
+    }
+
     /// TLS anchors to time when an evidence request names them.
     pub fn with_anchors(mut self, anchors: AnchorsConfig) -> Self {
         self.anchors = Some(anchors);
         self
+    }
+
+    /// The vTPM's AK and EK certificates, for a verifier to seal its nonce to
+    /// ([`locus_proto::credential::seal_nonce`]).
+    pub async fn keys(&self) -> Result<KeysResponse, EvidenceError> {
+        let vtpm = self
+            .vtpm
+            .clone()
+            .ok_or(EvidenceError::Unavailable { part: "vTPM" })?;
+        let cached = self.ek_certs.get().cloned();
+        let (ak_public, ek_certs, read) = tokio::task::spawn_blocking(move || {
+            let ak = vtpm.ak_public()?;
+            match cached {
+                Some(c) => Ok::<_, EvidenceError>((ak, c, false)),
+                None => Ok((ak, vtpm.ek_certs()?, true)),
+            }
+        })
+        .await
+        .map_err(|e| EvidenceError::Task(e.to_string()))??;
+        if read {
+            let _ = self.ek_certs.set(ek_certs.clone());
+        }
+        Ok(KeysResponse {
+            ak_public,
+            ek_certs,
+        })
+    }
+
+    /// Recovers a sealed nonce with TPM2_ActivateCredential under the EK whose certificate
+    /// it was sealed to. Fails when this vTPM does not hold that EK or the AK it names.
+    pub async fn unseal(&self, sealed: &SealedNonce) -> Result<Nonce, EvidenceError> {
+        let vtpm = self
+            .vtpm
+            .clone()
+            .ok_or(EvidenceError::Unavailable { part: "vTPM" })?;
+        let kind =
+            EkKind::for_cert_index(sealed.ek_nv_index).ok_or(EvidenceError::UnknownEkIndex {
+                nv_index: sealed.ek_nv_index,
+            })?;
+        let sealed = sealed.clone();
+        let secret = tokio::task::spawn_blocking(move || {
+            vtpm.activate_credential(kind, &sealed.id_object, &sealed.encrypted_secret)
+        })
+        .await
+        .map_err(|e| EvidenceError::Task(e.to_string()))??;
+        Nonce::try_from(secret.as_slice()).map_err(|_| EvidenceError::UnsealedLength {
+            len: secret.len(),
+            expected: locus_proto::NONCE_LEN,
+        })
     }
 
     /// Collects a bundle bound to `nonce` for the session whose transcript is given.
@@ -362,6 +425,8 @@ fn collect_blocking_with(
                 ca_certs: ek_ca_certs.into_iter().map(ByteBuf::from).collect(),
                 event_log: read_optional(&logs.tcg)?,
                 hcl_report,
+                // Set by the server when the request's nonce came sealed.
+                sealed_nonce: None,
             })
         }
     };

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use locus_net::{read_datagram_spinning, ConfigError};
 use locus_proto::frame::{self, Frame, FrameError, MessageKind, HEADER_LEN};
 use locus_proto::messages::{
-    codes, ErrorMessage, EvidenceRequest, EvidenceResponse, TranscriptRequest, TranscriptResponse,
+    codes, ErrorMessage, EvidenceRequest, EvidenceResponse, KeysRequest, TranscriptRequest,
+    TranscriptResponse,
 };
 use locus_proto::responder::EchoSession;
 use locus_proto::{DecodeError, Nonce};
@@ -245,6 +246,10 @@ enum RequestError {
     Trailing,
     #[error("invalid nonce: expected {expected} bytes, got {found}")]
     BadNonce { expected: usize, found: usize },
+    /// A sealed nonce must not also travel in clear (nor come without a vTPM part to activate
+    /// it): the verifier would lose what sealing proves.
+    #[error("a sealed nonce needs an empty clear nonce and a vTPM part")]
+    SealedAndClear,
 }
 
 async fn read_request(
@@ -277,17 +282,26 @@ async fn handle_request(
                 Ok(r) => r,
                 Err(e) => return error_frame(&RequestError::Frame(e)),
             };
-            let nonce: Nonce = match req.nonce.as_slice().try_into() {
-                Ok(n) => n,
-                Err(_) => {
-                    return error_frame(&RequestError::BadNonce {
-                        expected: locus_proto::NONCE_LEN,
-                        found: req.nonce.len(),
-                    })
+            let started = Instant::now();
+            let nonce: Nonce = match &req.sealed {
+                Some(_) if !req.nonce.is_empty() || !req.include.tpm => {
+                    return error_frame(&RequestError::SealedAndClear)
                 }
+                Some(sealed) => match shared.evidence.unseal(sealed).await {
+                    Ok(n) => n,
+                    Err(e) => return unavailable(&e),
+                },
+                None => match req.nonce.as_slice().try_into() {
+                    Ok(n) => n,
+                    Err(_) => {
+                        return error_frame(&RequestError::BadNonce {
+                            expected: locus_proto::NONCE_LEN,
+                            found: req.nonce.len(),
+                        })
+                    }
+                },
             };
             let transcript = signed_transcript(session, shared);
-            let started = Instant::now();
             match shared
                 .evidence
                 .collect(&nonce, shared.key.spki_der(), transcript, &req.include)
@@ -295,16 +309,22 @@ async fn handle_request(
             {
                 Ok(mut bundle) => {
                     bundle.nonce_issuer = req.issuer;
+                    if let Some(t) = bundle.tpm.as_mut() {
+                        t.sealed_nonce = req.sealed;
+                    }
                     bundle.timings.evidence_ns = Some(started.elapsed().as_nanos() as u64);
                     frame::encode(MessageKind::EvidenceResponse, &EvidenceResponse { bundle })
                 }
-                Err(e) => frame::encode(
-                    MessageKind::Error,
-                    &ErrorMessage {
-                        code: codes::UNAVAILABLE,
-                        message: e.to_string(),
-                    },
-                ),
+                Err(e) => unavailable(&e),
+            }
+        }
+        MessageKind::KeysRequest => {
+            if let Err(e) = frame::decode_body::<KeysRequest>(kind, body) {
+                return error_frame(&RequestError::Frame(e));
+            }
+            match shared.evidence.keys().await {
+                Ok(keys) => frame::encode(MessageKind::KeysResponse, &keys),
+                Err(e) => unavailable(&e),
             }
         }
         MessageKind::TranscriptRequest => {
@@ -340,6 +360,16 @@ fn signed_transcript(
         .transcript()
         .clone();
     transcript.sign(shared.key.signing_key())
+}
+
+fn unavailable(e: &crate::evidence::EvidenceError) -> Vec<u8> {
+    frame::encode(
+        MessageKind::Error,
+        &ErrorMessage {
+            code: codes::UNAVAILABLE,
+            message: e.to_string(),
+        },
+    )
 }
 
 fn error_frame(e: &RequestError) -> Vec<u8> {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use locus_analysis::verify::tdx::{self, RootKind, TdxError, TdxVerified, TrustRoot};
+use locus_analysis::verify::tdx::{self, RootKind, TcbStatus, TdxError, TdxVerified, TrustRoot};
 
 use locus_fleet::time::{parse_at, unix_now};
 use locus_lab::tdx_files::{collateral, quote_bytes, read, root_der};
@@ -29,6 +29,16 @@ pub(crate) struct Args {
     /// Print the result as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// TCB statuses to accept, comma-separated Intel names; any other status fails
+    /// (`TcbStatusNotAccepted`). Ignored with --chain-only (no status to judge).
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "UpToDate,SWHardeningNeeded",
+        value_parser = tdx::parse_tcb_status
+    )]
+    accept_tcb: Vec<TcbStatus>,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -46,7 +56,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => unix_now()?,
     };
     let result = match &coll {
-        Some(coll) => tdx::verify(&quote, coll, &root, now),
+        Some(coll) => tdx::verify(&quote, coll, &root, now)
+            .and_then(|v| tdx::check_tcb(&v, &args.accept_tcb).map(|()| v)),
         None => tdx::verify_without_collateral(&quote, &root, now),
     };
     print_result(&result, &args, now)?;
@@ -54,6 +65,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(_) => ExitCode::SUCCESS,
         Err(_) => ExitCode::from(1),
     })
+}
+
+/// RFC 3339 UTC for unix seconds.
+fn rfc3339(unix: u64) -> String {
+    locus_fleet::time::rfc3339(i64::try_from(unix).unwrap_or(i64::MAX))
 }
 
 fn root_text(r: &RootKind) -> String {
@@ -73,7 +89,12 @@ fn print_result(
 ) -> anyhow::Result<()> {
     if args.json {
         let v = match result {
-            Ok(v) => serde_json::json!({ "valid": true, "at": now, "quote": v }),
+            Ok(v) => serde_json::json!({
+                "valid": true,
+                "at": now,
+                "quote": v,
+                "collateral_expires_at": v.collateral_expires_unix.map(rfc3339),
+            }),
             Err(e) => serde_json::json!({
                 "valid": false, "at": now, "check": e.check(), "error": e.to_string()
             }),
@@ -92,6 +113,9 @@ fn print_result(
                 println!("NO COLLATERAL: TCB status, QE identity and revocation not checked");
             }
             println!("tcb_status:   {}", v.tcb_status);
+            if let Some(t) = v.collateral_expires_unix {
+                println!("collateral_expires_at: {}", rfc3339(t));
+            }
             println!("advisory_ids: {}", v.advisory_ids.join(","));
             println!("mr_td:        {}", hex::encode(v.mr_td));
             for (i, r) in v.rtmr.iter().enumerate() {

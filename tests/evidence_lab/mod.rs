@@ -220,6 +220,7 @@ fn build() -> Lab {
         tdx: TdxSection {
             root: Some("lab-root-ca.der".into()),
             collateral: Some("lab-collateral.json".into()),
+            accept_tcb: None,
         },
         timing: TimingSection {
             // A configured bound, far above any local vTPM: the check runs, tests never
@@ -239,13 +240,15 @@ fn build() -> Lab {
             sha256: hex::encode(&p.digest),
         })
         .collect();
-    policy_file.reference.mrtd = Some(hex::encode(opts.measurements.mr_td));
-    policy_file.reference.rtmrs = (0..3u8)
-        .map(|i| locus_analysis::verify::bundle::policy::RtmrReference {
-            index: i,
-            sha384: hex::encode(rtmrs[usize::from(i)]),
-        })
-        .collect();
+    // The TD pins (MRTD, RTMR0-3, attributes, XFAM, MRCONFIGID): the lab's own quote's.
+    assert!(policy_file
+        .reference
+        .pin_td(&bundle.tdx.as_ref().unwrap().quote));
+    assert_eq!(
+        policy_file.reference.mrtd,
+        Some(hex::encode(opts.measurements.mr_td))
+    );
+    assert_eq!(policy_file.reference.rtmrs[0].sha384, hex::encode(rtmrs[0]));
     let policy = policy_file
         .resolve(&|name: &str| files.get(name).cloned().ok_or_else(|| "missing".into()))
         .unwrap();

@@ -8,8 +8,12 @@ use crate::check::{Check, CheckStatus, PoeCheckId, VerdictCheck};
 use crate::input::EvidenceSource;
 use crate::verify::endorse::{Endorsement, InventoryEntry};
 
+/// Why a verdict fed by an evidence policy with `allow_unpinned_code = true` is capped: a
+/// genuine TD running other code than the operator's would pass every evidence check.
+pub const UNPINNED_CODE: &str = "pinned TD code: the evidence policy sets allow_unpinned_code = true (MRTD, RTMR0-3, TD attributes or XFAM not pinned), so a genuine TD running other code would pass";
+
 impl Judging<'_> {
-    /// Evidence validity; binding failures are left to [`Judging::frankenstein`].
+    /// Evidence validity (a policy that did not pin the TD's code caps the verdict); binding failures are left to [`Judging::frankenstein`].
     pub(super) fn evidence(&mut self) -> Rule {
         let (node, policy) = (self.node, self.policy);
         // Refused evidence always counts as missing, whatever `require_evidence` says: the
@@ -49,6 +53,9 @@ impl Judging<'_> {
         if !bad.is_empty() {
             let detail = format!("failed checks: {}", bad.join(", "));
             return Err(self.fail(VerdictCheck::Evidence, Verdict::EvidenceInvalid, detail));
+        }
+        if ev.unpinned_code {
+            self.missing.push(UNPINNED_CODE.into());
         }
         let mut note = if ev.lab_root { " (lab root)" } else { "" }.to_string();
         if let EvidenceSource::TrustedSummary { source } = &node.evidence_source {

@@ -78,6 +78,7 @@ impl EvidenceSummary {
                 .and_then(|t| t.piid.as_ref())
                 .map(hex::encode),
             zone: None,
+            unpinned_code: report.unpinned_code,
         }
     }
 }
@@ -196,6 +197,7 @@ mod tests {
                 ),
             ],
             tdx: None,
+            unpinned_code: false,
         };
         let s = EvidenceSummary::from_report(&report);
         assert!(!s.valid);
@@ -219,6 +221,7 @@ mod tests {
         let report = |outcome| EvidenceReport {
             checks: vec![line(CheckId::AkEkBinding, outcome)],
             tdx: None,
+            unpinned_code: false,
         };
         let s = EvidenceSummary::from_report_with_ak_cert(&report(Outcome::Pass), Some(&cert));
         assert_eq!(s.zone.as_deref(), Some("us-central1-a"));
@@ -259,12 +262,17 @@ mod tests {
             Outcome::Skipped("no logs".into()),
         );
         skipped.requirement = Requirement::Optional;
-        let report = EvidenceReport {
+        let mut report = EvidenceReport {
             checks: vec![line(CheckId::AkHash, Outcome::Pass), skipped],
             tdx: None,
+            unpinned_code: false,
         };
         let s = EvidenceSummary::from_report(&report);
         assert!(s.valid && s.failed_checks.is_empty());
         assert_eq!(s.tdx_vtpm_bound, Some(true));
+        assert!(!s.unpinned_code);
+        // A policy with allow_unpinned_code marks the summary, which caps the verdict.
+        report.unpinned_code = true;
+        assert!(EvidenceSummary::from_report(&report).unpinned_code);
     }
 }

@@ -159,6 +159,8 @@ impl Decided {
     }
 }
 
+pub use super::attested::UNPINNED_CODE;
+
 /// The outcome of a rule that may decide the verdict.
 pub(super) type Rule<T = ()> = Result<T, Decided>;
 

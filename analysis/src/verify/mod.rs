@@ -3,6 +3,7 @@
 pub mod anchor;
 pub mod bundle;
 pub mod cloud;
+pub mod credential;
 pub mod endorse;
 pub mod eventlog;
 pub mod poe;

@@ -16,7 +16,7 @@ use super::config::{ProbeSettings, TargetConfig};
 use super::writer::{KeySeen, Write};
 use crate::metrics::{ProberMetrics, TargetLabels};
 use crate::store::{EvidenceRecord, RoundRecord, SampleRecord, Store};
-use locus_prober::requests::request_evidence;
+use locus_prober::requests::request_evidence_sealed;
 use locus_prober::{connect_on, run_round_from, RoundConfig, RoundReport, SpkiPolicy, Target};
 
 /// Longest wait for an evidence answer (quotes can take a while on real hardware).
@@ -367,8 +367,11 @@ async fn evidence(
     };
     let at = shared.unix_now_ns();
     let t0 = Instant::now();
-    let result =
-        tokio::time::timeout(EVIDENCE_TIMEOUT, request_evidence(target, &nonce, include)).await;
+    let result = tokio::time::timeout(
+        EVIDENCE_TIMEOUT,
+        request_evidence_sealed(target, &nonce, include, None),
+    )
+    .await;
     let rtt = t0.elapsed();
     let (error, bundle) = match result {
         // Stored as received: the monitor verifies it against its policy.

@@ -9,26 +9,30 @@ use locus_proto::evidence::{EkCert, PcrValue};
 use locus_proto::hcl::{MAX_HCL_REPORT_LEN, USER_DATA_LEN};
 use tss_esapi::abstraction::nv::{self, NvOpenOptions};
 use tss_esapi::abstraction::pcr;
+use tss_esapi::abstraction::{ek, AsymmetricAlgorithmSelection};
 use tss_esapi::attributes::{NvIndexAttributesBuilder, ObjectAttributesBuilder};
+use tss_esapi::constants::SessionType;
 use tss_esapi::constants::{CapabilityType, NvIndexType};
 use tss_esapi::handles::{KeyHandle, NvIndexTpmHandle, PcrHandle, PersistentTpmHandle, TpmHandle};
 use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
 use tss_esapi::interface_types::ecc::EccCurve;
+use tss_esapi::interface_types::key_bits::RsaKeyBits;
 use tss_esapi::interface_types::resource_handles::{Hierarchy, NvAuth};
-use tss_esapi::interface_types::session_handles::AuthSession;
+use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
 use tss_esapi::structures::{
-    CapabilityData, Data, Digest, DigestValues, EccPoint, EccScheme, HashScheme,
-    KeyDerivationFunctionScheme, NvPublicBuilder, PcrSelectionList, PcrSelectionListBuilder,
-    PcrSlot, Public, PublicBuilder, PublicEccParametersBuilder, SignatureScheme,
+    CapabilityData, Data, Digest, DigestValues, EccPoint, EccScheme, EncryptedSecret, HashScheme,
+    IdObject, KeyDerivationFunctionScheme, NvPublicBuilder, PcrSelectionList,
+    PcrSelectionListBuilder, PcrSlot, Public, PublicBuilder, PublicEccParametersBuilder,
+    SignatureScheme, SymmetricDefinition,
 };
 use tss_esapi::tcti_ldr::{DeviceConfig, NetworkTPMConfig};
 use tss_esapi::traits::{Marshall, UnMarshall};
 use tss_esapi::{Context, TctiNameConf};
 
 use super::{
-    AkSource, CheapRtt, Tcti, VtpmConfig, VtpmError, VtpmQuote, ALG_SHA256, AZURE_HCL_AK_HANDLE,
-    AZURE_HCL_REPORT_NV, AZURE_USER_DATA_NV, GCE_AK_CERT_NV_ECC, GCE_AK_CERT_NV_RSA,
-    GCE_AK_TEMPLATE_NV_ECC, GCE_AK_TEMPLATE_NV_RSA,
+    AkSource, CheapRtt, EkKind, Tcti, VtpmConfig, VtpmError, VtpmQuote, ALG_SHA256,
+    AZURE_HCL_AK_HANDLE, AZURE_HCL_REPORT_NV, AZURE_USER_DATA_NV, GCE_AK_CERT_NV_ECC,
+    GCE_AK_CERT_NV_RSA, GCE_AK_TEMPLATE_NV_ECC, GCE_AK_TEMPLATE_NV_RSA,
 };
 
 /// How often the PCRs are re-read when they change around a quote.
@@ -58,6 +62,14 @@ pub(super) enum Op {
         index: u8,
         sha256: [u8; 32],
     },
+    EkPublic {
+        kind: EkKind,
+    },
+    ActivateCredential {
+        kind: EkKind,
+        id_object: Vec<u8>,
+        encrypted_secret: Vec<u8>,
+    },
 }
 
 #[derive(Debug)]
@@ -68,6 +80,8 @@ pub(super) enum Reply {
     Quote(VtpmQuote),
     CheapRtt(CheapRtt),
     EkCerts(Vec<EkCert>),
+    EkPublic(Vec<u8>),
+    Activated(Vec<u8>),
     Done,
 }
 
@@ -453,6 +467,12 @@ fn handle(s: &mut State, op: Op) -> Result<Reply, VtpmError> {
             }))
         }
         Op::EkCerts { indices } => Ok(Reply::EkCerts(ek_certs(s, &indices))),
+        Op::EkPublic { kind } => ek_public(s, kind).map(Reply::EkPublic),
+        Op::ActivateCredential {
+            kind,
+            id_object,
+            encrypted_secret,
+        } => activate_credential(s, kind, id_object, encrypted_secret).map(Reply::Activated),
         Op::Extend { index, sha256 } => {
             let handle = PcrHandle::try_from(u32::from(index))
                 .map_err(|e| VtpmError::Config(format!("PCR {index}: {e}")))?;
@@ -567,4 +587,86 @@ fn ek_certs(s: &mut State, indices: &[u32]) -> Vec<EkCert> {
         }
     }
     out
+}
+
+/// The EK primary from the TCG EK Credential Profile's default (low-range) template: the key
+/// swtpm_setup and providers certify, derived again from the endorsement seed.
+fn create_ek(s: &mut State, kind: EkKind, op: &'static str) -> Result<KeyHandle, VtpmError> {
+    let alg = match kind {
+        EkKind::Rsa2048 => AsymmetricAlgorithmSelection::Rsa(RsaKeyBits::Rsa2048),
+        EkKind::EccP256 => AsymmetricAlgorithmSelection::Ecc(EccCurve::NistP256),
+    };
+    ek::create_ek_object_2(&mut s.ctx, alg, None).map_err(cmd_err(op))
+}
+
+fn ek_public(s: &mut State, kind: EkKind) -> Result<Vec<u8>, VtpmError> {
+    const OP: &str = "ek_public";
+    let ek = create_ek(s, kind, OP)?;
+    let public = s
+        .ctx
+        .execute_without_session(|c| c.read_public(ek))
+        .map_err(cmd_err(OP));
+    let _ = s.ctx.flush_context(ek.into());
+    tpm2b_public(&public?.0).map_err(cmd_err(OP))
+}
+
+/// TPM2_ActivateCredential with the AK as the credentialed object and the EK as the
+/// decryption key. The EK's policy is PolicySecret(TPM_RH_ENDORSEMENT), so it is used through
+/// a policy session satisfied by the (empty) endorsement auth; the AK takes a password session.
+fn activate_credential(
+    s: &mut State,
+    kind: EkKind,
+    id_object: Vec<u8>,
+    encrypted_secret: Vec<u8>,
+) -> Result<Vec<u8>, VtpmError> {
+    const OP: &str = "activate_credential";
+    let id_object = IdObject::try_from(id_object).map_err(cmd_err(OP))?;
+    let secret = EncryptedSecret::try_from(encrypted_secret).map_err(cmd_err(OP))?;
+    let ek = create_ek(s, kind, OP)?;
+    let session = s
+        .ctx
+        .start_auth_session(
+            None,
+            None,
+            None,
+            SessionType::Policy,
+            SymmetricDefinition::AES_128_CFB,
+            HashingAlgorithm::Sha256,
+        )
+        .map_err(cmd_err(OP));
+    let result = session.and_then(|session| {
+        let session = session.ok_or_else(|| VtpmError::Command {
+            op: OP,
+            detail: "the TPM started no policy session".into(),
+        })?;
+        let ak = s.ak;
+        let r = PolicySession::try_from(session)
+            .and_then(|policy| {
+                s.ctx
+                    .execute_with_session(Some(AuthSession::Password), |c| {
+                        c.policy_secret(
+                            policy,
+                            tss_esapi::handles::AuthHandle::Endorsement,
+                            Default::default(),
+                            Default::default(),
+                            Default::default(),
+                            None,
+                        )
+                    })
+            })
+            .and_then(|_| {
+                s.ctx.execute_with_sessions(
+                    (Some(AuthSession::Password), Some(session), None),
+                    |c| c.activate_credential(ak, ek, id_object, secret),
+                )
+            })
+            .map(|d| d.value().to_vec())
+            .map_err(cmd_err(OP));
+        let _ = s
+            .ctx
+            .flush_context(tss_esapi::handles::SessionHandle::from(session).into());
+        r
+    });
+    let _ = s.ctx.flush_context(ek.into());
+    result
 }

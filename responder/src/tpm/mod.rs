@@ -32,9 +32,9 @@ use actor::{Actor, Op, Reply};
 pub const ALG_SHA256: u16 = 0x000b;
 
 /// NV index of the RSA-2048 EK certificate (TCG EK Credential Profile).
-pub const EK_CERT_NV_RSA: u32 = 0x01c0_0002;
+pub const EK_CERT_NV_RSA: u32 = locus_proto::credential::EK_CERT_NV_RSA_2048;
 /// NV index of the ECC NIST P-256 EK certificate.
-pub const EK_CERT_NV_ECC: u32 = 0x01c0_000a;
+pub const EK_CERT_NV_ECC: u32 = locus_proto::credential::EK_CERT_NV_ECC_P256;
 
 /// GCE's platform-provisioned AKs (go-tpm-tools `client/handles.go`): the AK template
 /// (TPMT_PUBLIC) and the AK certificate (DER, issued by Google's EK/AK CA, naming the zone) in
@@ -53,6 +53,25 @@ pub const GCE_AK_TEMPLATE_NV_ECC: u32 = 0x01c1_0003;
 pub const AZURE_HCL_REPORT_NV: u32 = 0x0140_0001;
 pub const AZURE_USER_DATA_NV: u32 = 0x0140_0002;
 pub const AZURE_HCL_AK_HANDLE: u32 = 0x8100_0003;
+
+/// Which EK a credential is encrypted to: the TCG EK Credential Profile's low-range
+/// templates, whose certificates sit at [`EK_CERT_NV_RSA`] and [`EK_CERT_NV_ECC`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EkKind {
+    Rsa2048,
+    EccP256,
+}
+
+impl EkKind {
+    /// The EK whose certificate is stored at `nv_index`, for the two low-range indices.
+    pub fn for_cert_index(nv_index: u32) -> Option<EkKind> {
+        match nv_index {
+            EK_CERT_NV_RSA => Some(EkKind::Rsa2048),
+            EK_CERT_NV_ECC => Some(EkKind::EccP256),
+            _ => None,
+        }
+    }
+}
 
 /// Which attestation key the responder quotes with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -261,6 +280,35 @@ impl Vtpm {
         match self.call("nv_read", op)? {
             Reply::EkCerts(c) => Ok(c),
             other => Err(unexpected("nv_read", &other)),
+        }
+    }
+
+    /// The EK's public area (TPM2B_PUBLIC), recreated from the default template.
+    pub fn ek_public(&self, kind: EkKind) -> Result<Vec<u8>, VtpmError> {
+        match self.call("ek_public", Op::EkPublic { kind })? {
+            Reply::EkPublic(p) => Ok(p),
+            other => Err(unexpected("ek_public", &other)),
+        }
+    }
+
+    /// TPM2_ActivateCredential for this vTPM's AK under its EK: the secret a verifier
+    /// protected with TPM2_MakeCredential (`locus_proto::credential`), which only the TPM
+    /// holding that EK, with this AK loaded, can recover. `id_object` and `encrypted_secret`
+    /// are the contents of their TPM2Bs.
+    pub fn activate_credential(
+        &self,
+        kind: EkKind,
+        id_object: &[u8],
+        encrypted_secret: &[u8],
+    ) -> Result<Vec<u8>, VtpmError> {
+        let op = Op::ActivateCredential {
+            kind,
+            id_object: id_object.to_vec(),
+            encrypted_secret: encrypted_secret.to_vec(),
+        };
+        match self.call("activate_credential", op)? {
+            Reply::Activated(secret) => Ok(secret),
+            other => Err(unexpected("activate_credential", &other)),
         }
     }
 

@@ -6,6 +6,7 @@ use thiserror::Error;
 
 use super::{CheckId, EkChainError, NonceError};
 use crate::verify::cloud::azure::AzureError;
+use crate::verify::credential::SealError;
 use crate::verify::eventlog::{CrossCheckError, EventLogError};
 use crate::verify::tdx::TdxError;
 use crate::verify::tpm::TpmError;
@@ -83,6 +84,8 @@ pub enum EvidenceError {
     EkChain(#[from] EkChainError),
     #[error("the AK certificate certifies another key than the quoting AK")]
     AkCertKeyMismatch,
+    #[error("credential activation: {0}")]
+    Seal(#[from] SealError),
     #[error("in-TD vTPM round trip {found_ns} ns exceeds {max_ns} ns (a relayed vTPM?)")]
     VtpmTooSlow { found_ns: u64, max_ns: u64 },
     #[error("anchor report: {0}")]

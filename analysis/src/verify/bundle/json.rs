@@ -28,6 +28,7 @@ impl EvidenceReport {
             "failed": self.failed().iter().map(|c| c.name()).collect::<Vec<_>>(),
             "checks": checks,
             "tdx": self.tdx,
+            "unpinned_code": self.unpinned_code,
         })
     }
 }

@@ -28,6 +28,7 @@ pub use ekchain::EkChainError;
 pub use error::{BundleErrorKind, EvidenceError};
 pub use nonce::{NonceError, NonceLedger, NonceRecord};
 pub use policy::{EvidencePolicy, PolicyError, PolicyFile, Requirement};
+pub use quote::{fields_unverified as td_fields_unverified, TdFields};
 pub use report::{CheckResult, EvidenceReport, Outcome};
 
 impl CheckId {
@@ -40,6 +41,7 @@ impl CheckId {
             | CheckId::Nonce
             | CheckId::Transcript
             | CheckId::TdxQuote
+            | CheckId::TdxTcb
             | CheckId::ReportData
             | CheckId::AkHash
             | CheckId::TpmSignature
@@ -121,7 +123,11 @@ pub fn verify_bundle_bytes(
                 requirement: policy.requirement(*c),
                 outcome: Outcome::Skipped("the bundle did not decode".into()),
             }));
-            EvidenceReport { checks, tdx: None }
+            EvidenceReport {
+                checks,
+                tdx: None,
+                unpinned_code: policy.unpinned_code,
+            }
         }
     }
 }
@@ -156,7 +162,7 @@ pub fn verify_bundle(
     logs::check(&mut run, b, &td, pcrs_trusted);
     run.record(CheckId::EkChain, || provider::ek_chain(tpm, policy, now));
     run.record(CheckId::AkEkBinding, || {
-        provider::ak_ek_binding(tpm, policy, now)
+        provider::ak_ek_binding(tpm, &b.nonce, policy, now)
     });
     let max_rtt = policy.max_tpm_cheap_rtt_ns;
     run.record(CheckId::VtpmTiming, || vtpm::timing(b, max_rtt));
@@ -167,5 +173,6 @@ pub fn verify_bundle(
     EvidenceReport {
         checks: run.results,
         tdx: td.verified,
+        unpinned_code: policy.unpinned_code,
     }
 }

@@ -11,7 +11,7 @@ use thiserror::Error;
 
 use super::CheckId;
 use crate::verify::anchor::{AnchorPolicy, AnchorPolicyFile};
-use crate::verify::tdx::{Collateral, TrustRoot};
+use crate::verify::tdx::{Collateral, TcbStatus, TrustRoot, DEFAULT_ACCEPT_TCB};
 
 /// How a check counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +29,11 @@ pub enum Requirement {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyFile {
+    /// Accept a policy that does not pin the TD's code (MRTD, RTMR0-3, TD attributes, XFAM):
+    /// every verdict fed by it is capped at `inconclusive`. Without it such a policy is refused
+    /// at load, since a genuine TD running other code would pass every other check.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_unpinned_code: bool,
     /// Requirement per check (see [`CheckId`] for names); unnamed checks use their default.
     #[serde(default)]
     pub checks: BTreeMap<CheckId, Requirement>,
@@ -91,6 +96,10 @@ pub struct TdxSection {
     /// Collateral file (dcap-qvl JSON). Without it the TDX quote's signature is not checked.
     #[serde(default)]
     pub collateral: Option<String>,
+    /// Converged TCB statuses the `tdx_tcb` check accepts (Intel names); absent: `UpToDate`
+    /// and `SWHardeningNeeded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept_tcb: Option<Vec<TcbStatus>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +114,38 @@ pub struct ReferenceSection {
     /// Expected RTMRs (hex, 48 bytes each).
     #[serde(default)]
     pub rtmrs: Vec<RtmrReference>,
+    /// Expected TD attributes (hex, 8 bytes as in the TD report: debug, SEPT_VE_DISABLE, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub td_attributes: Option<String>,
+    /// Expected XFAM (hex, 8 bytes: the CPU extended features the TD may use).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xfam: Option<String>,
+    /// Expected MRCONFIGID (hex, 48 bytes: configuration the host gave the TD at creation).
+    /// Absent: it must be all zero, as hosts that set none leave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mr_config_id: Option<String>,
+}
+
+impl ReferenceSection {
+    /// Pins MRTD, RTMR0-3, TD attributes, XFAM and MRCONFIGID to the values in `quote`'s TD
+    /// report (read unverified: for a quote this verifier made or already trusts, e.g. the
+    /// lab's). `false` when the quote is too short to hold a TD report.
+    pub fn pin_td(&mut self, quote: &[u8]) -> bool {
+        let Some(f) = super::td_fields_unverified(quote) else {
+            return false;
+        };
+        self.mrtd = Some(hex::encode(f.mrtd));
+        self.rtmrs = (0u8..4)
+            .map(|i| RtmrReference {
+                index: i,
+                sha384: hex::encode(f.rtmrs[usize::from(i)]),
+            })
+            .collect();
+        self.td_attributes = Some(hex::encode(f.td_attributes));
+        self.xfam = Some(hex::encode(f.xfam));
+        self.mr_config_id = Some(hex::encode(f.mr_config_id));
+        true
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +180,11 @@ pub enum PolicyError {
     File { path: String, reason: String },
     #[error("{field}: {reason}")]
     Value { field: String, reason: String },
+    /// The policy does not pin the TD's code: a genuine TD running a modified responder would
+    /// pass. Pin the values (`locus policy init --from-bundle` captures them from a known-good
+    /// bundle) or set `allow_unpinned_code = true` to get verdicts capped at `inconclusive`.
+    #[error("the evidence policy does not pin the TD's code: {} not set (pin them, e.g. with `locus policy init --from-bundle`, or set allow_unpinned_code = true: verdicts are then at most inconclusive)", missing.join(", "))]
+    Unpinned { missing: Vec<String> },
 }
 
 /// A validated policy.
@@ -155,6 +201,14 @@ pub struct EvidencePolicy {
     pub pcr_reference: BTreeMap<u8, [u8; 32]>,
     pub mrtd_reference: Option<[u8; 48]>,
     pub rtmr_reference: BTreeMap<u8, [u8; 48]>,
+    pub td_attributes_reference: Option<[u8; 8]>,
+    pub xfam_reference: Option<[u8; 8]>,
+    /// MRCONFIGID expected (all zero unless the policy pins another value).
+    pub mr_config_id_reference: [u8; 48],
+    /// The TCB statuses `tdx_tcb` accepts.
+    pub accept_tcb: Vec<TcbStatus>,
+    /// The TD's code is not pinned: verdicts fed by this policy are at most `inconclusive`.
+    pub unpinned_code: bool,
     pub max_tpm_cheap_rtt_ns: Option<u64>,
     /// Anchors known to this verifier, for the `anchors` check.
     pub anchors: Option<AnchorPolicy>,
@@ -192,22 +246,21 @@ pub fn certificates_from_bytes(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
 }
 
 impl PolicyFile {
-    /// A lab policy: every check required except `ak_ek_binding` (swtpm has no AK
-    /// certificate; optional, so a provider AK certificate is still checked); EK chain
+    /// A lab policy: every check required (`ak_ek_binding` through the nonce sealed to the
+    /// swtpm's certified EK); EK chain
     /// to `ek_root`, TDX quotes under the lab root `tdx_root` with `tdx_collateral` (paths as
     /// the policy file will name them); nonces from `nonce_issuer`, valid for 60 s. Reference
-    /// values are left empty: fill `reference` to pin PCRs/MRTD/RTMRs.
+    /// values are left empty: pin the TD with [`ReferenceSection::pin_td`] (a policy that does
+    /// not pin it is refused at [`PolicyFile::resolve`]) and fill `reference.pcrs` to pin PCRs.
     pub fn lab(ek_root: &str, tdx_root: &str, tdx_collateral: &str, nonce_issuer: &str) -> Self {
         let mut checks: BTreeMap<CheckId, Requirement> = CheckId::ALL
             .iter()
             .map(|c| (*c, Requirement::Required))
             .collect();
-        checks.insert(CheckId::AkEkBinding, Requirement::Optional);
         // Online only: offline verification has no QUIC peer key.
         checks.insert(CheckId::SessionSpki, Requirement::Optional);
-        // Both need reference values or a bound the caller chooses.
+        // Need reference values or a bound the caller chooses.
         checks.insert(CheckId::PcrReference, Requirement::Optional);
-        checks.insert(CheckId::TdReference, Requirement::Optional);
         checks.insert(CheckId::VtpmTiming, Requirement::Optional);
         // Needs an `[anchors]` section, which the caller adds when it knows its anchors.
         checks.insert(CheckId::Anchors, Requirement::Optional);
@@ -215,6 +268,7 @@ impl PolicyFile {
         checks.insert(CheckId::HclReport, Requirement::Optional);
         checks.insert(CheckId::HclUserData, Requirement::Optional);
         Self {
+            allow_unpinned_code: false,
             checks,
             nonce: NonceSection {
                 issuer: nonce_issuer.into(),
@@ -228,11 +282,37 @@ impl PolicyFile {
             tdx: TdxSection {
                 root: Some(tdx_root.into()),
                 collateral: Some(tdx_collateral.into()),
+                accept_tcb: None,
             },
             reference: ReferenceSection::default(),
             timing: TimingSection::default(),
             anchors: None,
         }
+    }
+
+    /// The TD code pins this policy lacks (`reference.mrtd`, `reference.rtmrs[0-3]`,
+    /// `reference.td_attributes`, `reference.xfam`), or a `td_reference` check turned off.
+    pub fn unpinned(&self) -> Vec<String> {
+        let r = &self.reference;
+        let mut missing = Vec::new();
+        if r.mrtd.is_none() {
+            missing.push("reference.mrtd".to_string());
+        }
+        for i in 0u8..4 {
+            if !r.rtmrs.iter().any(|x| x.index == i) {
+                missing.push(format!("reference.rtmrs[{i}]"));
+            }
+        }
+        if r.td_attributes.is_none() {
+            missing.push("reference.td_attributes".into());
+        }
+        if r.xfam.is_none() {
+            missing.push("reference.xfam".into());
+        }
+        if self.checks.get(&CheckId::TdReference) == Some(&Requirement::Off) {
+            missing.push("checks.td_reference (off)".into());
+        }
+        missing
     }
 
     pub fn from_toml(text: &str) -> Result<Self, PolicyError> {
@@ -320,6 +400,22 @@ impl PolicyFile {
             None => None,
             Some(s) => Some(hex_array::<48>("reference.mrtd".into(), s)?),
         };
+        let td_attributes_reference = match &self.reference.td_attributes {
+            None => None,
+            Some(s) => Some(hex_array::<8>("reference.td_attributes".into(), s)?),
+        };
+        let xfam_reference = match &self.reference.xfam {
+            None => None,
+            Some(s) => Some(hex_array::<8>("reference.xfam".into(), s)?),
+        };
+        let mr_config_id_reference = match &self.reference.mr_config_id {
+            None => [0; 48],
+            Some(s) => hex_array::<48>("reference.mr_config_id".into(), s)?,
+        };
+        let missing = self.unpinned();
+        if !missing.is_empty() && !self.allow_unpinned_code {
+            return Err(PolicyError::Unpinned { missing });
+        }
         // `ek.roots` entries naming a built-in provider CA set (`gce`, see `cloud::roots`)
         // bring its roots and intermediates; the others are files.
         let mut ek_roots = Vec::new();
@@ -344,6 +440,15 @@ impl PolicyFile {
             pcr_reference,
             mrtd_reference,
             rtmr_reference,
+            td_attributes_reference,
+            xfam_reference,
+            mr_config_id_reference,
+            accept_tcb: self
+                .tdx
+                .accept_tcb
+                .clone()
+                .unwrap_or_else(|| DEFAULT_ACCEPT_TCB.to_vec()),
+            unpinned_code: !missing.is_empty(),
             max_tpm_cheap_rtt_ns: self.timing.max_tpm_cheap_rtt_us.map(|u| u * 1000),
             anchors: match &self.anchors {
                 None => None,

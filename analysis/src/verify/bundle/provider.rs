@@ -1,10 +1,12 @@
-//! The provider's certificates: an EK certificate chaining to a provider root (`ek_chain`)
-//! and a provider AK certificate for this AK (`ak_ek_binding`).
+//! The provider's certificates: an EK certificate chaining to a provider root (`ek_chain`),
+//! and the proof that this AK shares that EK's TPM (`ak_ek_binding`): a provider AK
+//! certificate, or the nonce sealed to the certified EK for this AK (credential activation).
 
 use locus_proto::evidence::TpmEvidence;
 
 use super::akcert::check_ak_cert;
-use super::{ekchain, result, EkChainError, EvidencePolicy, Outcome};
+use super::{ekchain, result, CheckId, EkChainError, EvidencePolicy, Outcome, Requirement};
+use crate::verify::credential::{check_sealed_nonce, SealError};
 
 /// The bundle's CA certificates, then the policy's intermediates.
 fn intermediates(t: &TpmEvidence, policy: &EvidencePolicy) -> Vec<Vec<u8>> {
@@ -42,27 +44,45 @@ pub(super) fn ek_chain(t: Option<&TpmEvidence>, policy: &EvidencePolicy, now_uni
     Outcome::Fail(first_err.unwrap_or(EkChainError::NoEkCertificate).into())
 }
 
-/// `ak_ek_binding`: a provider AK certificate certifies this AK and chains to an EK root.
+/// `ak_ek_binding`: `ek_chain` says a certificate is genuine, not that this AK shares its TPM
+/// (a software TPM can carry a copied one). That takes a provider AK certificate for this AK
+/// chaining to an EK root, or the bundle's nonce sealed to a chaining EK certificate for this
+/// AK; without either the check fails when the policy requires `ek_chain`.
 pub(super) fn ak_ek_binding(
     t: Option<&TpmEvidence>,
+    nonce: &[u8],
     policy: &EvidencePolicy,
     now_unix: u64,
 ) -> Outcome {
     let Some(t) = t else {
         return Outcome::Skipped("the bundle has no vTPM part".into());
     };
-    let Some(cert) = &t.ak_cert else {
-        return Outcome::Skipped(
-            "no provider AK certificate (credential activation is not implemented)".into(),
-        );
-    };
+    if t.ak_cert.is_none() && t.sealed_nonce.is_none() {
+        return if policy.requirement(CheckId::EkChain) == Requirement::Required {
+            Outcome::Fail(SealError::NoProof.into())
+        } else {
+            Outcome::Skipped("no provider AK certificate and no sealed nonce".into())
+        };
+    }
+    if policy.ek_roots.is_empty() {
+        return Outcome::Skipped("no EK roots in the policy".into());
+    }
     let intermediates = intermediates(t, policy);
     let now = now_secs(now_unix);
-    result(check_ak_cert(
-        &t.ak_public,
-        cert,
-        &intermediates,
-        &policy.ek_roots,
-        now,
-    ))
+    if let Some(cert) = &t.ak_cert {
+        if let Err(e) = check_ak_cert(&t.ak_public, cert, &intermediates, &policy.ek_roots, now) {
+            return Outcome::Fail(e);
+        }
+    }
+    let Some(sealed) = &t.sealed_nonce else {
+        return Outcome::Pass;
+    };
+    let chains = |der: &[u8]| {
+        ekchain::verify_chain(der, &intermediates, &policy.ek_roots, now)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    result(
+        check_sealed_nonce(sealed, nonce, &t.ak_public, &t.ek_certs, &chains).map_err(Into::into),
+    )
 }

@@ -1,5 +1,5 @@
-//! Reference values: the policy's PCR values (`pcr_reference`) and MRTD/RTMRs
-//! (`td_reference`), compared only once the quote carrying them verified.
+//! Reference values: the policy's PCR values (`pcr_reference`) and MRTD, RTMRs, TD attributes,
+//! XFAM and MRCONFIGID (`td_reference`), compared only once the quote carrying them verified.
 
 use locus_proto::evidence::TpmEvidence;
 
@@ -37,7 +37,11 @@ pub(super) fn pcrs(
 
 /// `td_reference`.
 pub(super) fn td(policy: &EvidencePolicy, td: &TdxPart) -> Outcome {
-    if policy.mrtd_reference.is_none() && policy.rtmr_reference.is_empty() {
+    if policy.mrtd_reference.is_none()
+        && policy.rtmr_reference.is_empty()
+        && policy.td_attributes_reference.is_none()
+        && policy.xfam_reference.is_none()
+    {
         return Outcome::Skipped("no MRTD/RTMR reference values in the policy".into());
     }
     let Some(f) = &td.fields else {
@@ -54,6 +58,32 @@ pub(super) fn td(policy: &EvidencePolicy, td: &TdxPart) -> Outcome {
                 found: hex::encode(f.mrtd),
             });
         }
+    }
+    let registers = [
+        (
+            "TD attributes",
+            policy.td_attributes_reference,
+            f.td_attributes,
+        ),
+        ("XFAM", policy.xfam_reference, f.xfam),
+    ];
+    for (register, expected, found) in registers {
+        if let Some(e) = expected {
+            if e != found {
+                return Outcome::Fail(EvidenceError::TdReferenceMismatch {
+                    register: register.into(),
+                    expected: hex::encode(e),
+                    found: hex::encode(found),
+                });
+            }
+        }
+    }
+    if policy.mr_config_id_reference != f.mr_config_id {
+        return Outcome::Fail(EvidenceError::TdReferenceMismatch {
+            register: "MRCONFIGID".into(),
+            expected: hex::encode(policy.mr_config_id_reference),
+            found: hex::encode(f.mr_config_id),
+        });
     }
     for (i, r) in &policy.rtmr_reference {
         let found = f.rtmrs[usize::from(*i)];

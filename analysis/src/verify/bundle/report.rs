@@ -36,6 +36,9 @@ pub struct EvidenceReport {
     pub checks: Vec<CheckResult>,
     /// The verified TDX quote's fields, when `tdx_quote` passed.
     pub tdx: Option<TdxVerified>,
+    /// The policy did not pin the TD's code (`allow_unpinned_code`): a verdict fed by this
+    /// report is at most `inconclusive`.
+    pub unpinned_code: bool,
 }
 
 impl EvidenceReport {

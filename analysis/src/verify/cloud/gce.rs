@@ -280,6 +280,7 @@ impl GceReport {
             lab_root: false,
             platform_id: None,
             zone: self.endorsed_zone().map(str::to_owned),
+            unpinned_code: false,
         }
     }
 }

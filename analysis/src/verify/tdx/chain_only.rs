@@ -119,10 +119,24 @@ pub fn verify_without_collateral(
         message: format!("{e:#}"),
     })?;
     let v = verified(root, layout.version, &parsed.report, pck_extension(&chain)?)?;
-    // TUD bits (debug, profiling): the host can read such a TD.
+    // TD attributes as Intel's TDX module ABI defines them (ABI spec 348551, TDATTRIBUTES;
+    // dcap-qvl's `TDAttributes::parse` reads the same bits): bit 0 TUD.DEBUG, bit 29
+    // SEC.MIGRATABLE.
+    let attributes = u64::from_le_bytes(v.td_attributes);
+    if attributes & 1 != 0 {
+        return Err(TdxError::TdDebug {
+            attributes: hex::encode(v.td_attributes),
+        });
+    }
+    if attributes & (1 << 29) != 0 {
+        return Err(TdxError::TdMigratable {
+            attributes: hex::encode(v.td_attributes),
+        });
+    }
+    // The other TUD bits (profiling): the host can observe such a TD.
     if v.td_attributes[0] != 0 {
         return Err(TdxError::TdAttributes {
-            reason: format!("TUD bits {:#04x} set (debug)", v.td_attributes[0]),
+            reason: format!("TUD bits {:#04x} set (profiling)", v.td_attributes[0]),
         });
     }
     Ok(v)

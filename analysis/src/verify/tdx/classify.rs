@@ -28,16 +28,24 @@ pub(crate) fn classify(chain: &str) -> TdxError {
         return TdxError::CollateralMalformed { reason: reason() };
     }
     if has("TCBInfo issue date is in the future") {
-        return TdxError::TcbInfoNotYetValid;
+        return TdxError::TcbInfoNotYetValid {
+            issue_date: String::new(),
+        };
     }
     if has("TCBInfo expired") {
-        return TdxError::TcbInfoExpired;
+        return TdxError::TcbInfoExpired {
+            next_update: String::new(),
+        };
     }
     if has("QE Identity issue date is in the future") {
-        return TdxError::QeIdentityNotYetValid;
+        return TdxError::QeIdentityNotYetValid {
+            issue_date: String::new(),
+        };
     }
     if has("QE Identity expired") {
-        return TdxError::QeIdentityExpired;
+        return TdxError::QeIdentityExpired {
+            next_update: String::new(),
+        };
     }
     if has("Signature is invalid for tcb_info") {
         return TdxError::TcbInfoSignature;
@@ -53,7 +61,11 @@ pub(crate) fn classify(chain: &str) -> TdxError {
         return TdxError::CertificateRevoked { reason: reason() };
     }
     if has("CrlExpired") {
-        return TdxError::CrlExpired { reason: reason() };
+        return TdxError::CrlExpired {
+            crl: String::new(),
+            next_update: String::new(),
+            reason: reason(),
+        };
     }
     if has("CertExpired") || has("CertNotValidYet") {
         return TdxError::CertificateValidity { reason: reason() };
@@ -114,10 +126,18 @@ pub(crate) fn classify(chain: &str) -> TdxError {
     {
         return TdxError::TcbLevel { reason: reason() };
     }
-    if has("Debug mode")
-        || has("TD profiling")
+    if has("Debug mode is enabled") {
+        return TdxError::TdDebug {
+            attributes: String::new(),
+        };
+    }
+    if has("TD migration is enabled") {
+        return TdxError::TdMigratable {
+            attributes: String::new(),
+        };
+    }
+    if has("TD profiling")
         || has("TD attributes")
-        || has("TD migration")
         || has("SERVTD_EXT")
         || has("SEPT_VE_DISABLE")
         || has("MR service TD")

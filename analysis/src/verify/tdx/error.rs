@@ -76,14 +76,20 @@ pub enum TdxError {
     #[error("root CA CRL rejected: {reason}")]
     RootCaCrl { reason: String },
     /// A CRL is past its nextUpdate at the verification time. Fetch fresh collateral.
-    #[error("collateral CRL expired at the verification time ({reason})")]
-    CrlExpired { reason: String },
+    #[error("collateral CRL expired at the verification time: {crl} nextUpdate {next_update} ({reason})")]
+    CrlExpired {
+        /// `root CA CRL` or `PCK CRL` (empty when neither is past its nextUpdate: the
+        /// failure came from elsewhere in the chain).
+        crl: String,
+        next_update: String,
+        reason: String,
+    },
     /// TCB info issueDate is after the verification time.
-    #[error("TCB info is not yet valid at the verification time")]
-    TcbInfoNotYetValid,
+    #[error("TCB info is not yet valid at the verification time (issueDate {issue_date})")]
+    TcbInfoNotYetValid { issue_date: String },
     /// TCB info nextUpdate is before the verification time. Fetch fresh collateral.
-    #[error("TCB info expired at the verification time")]
-    TcbInfoExpired,
+    #[error("TCB info expired at the verification time (nextUpdate {next_update})")]
+    TcbInfoExpired { next_update: String },
     /// The TCB info signing certificate does not chain to the root.
     #[error("TCB info issuer chain rejected: {reason}")]
     TcbInfoChain { reason: String },
@@ -91,11 +97,11 @@ pub enum TdxError {
     #[error("TCB info signature invalid")]
     TcbInfoSignature,
     /// QE identity issueDate is after the verification time.
-    #[error("QE identity is not yet valid at the verification time")]
-    QeIdentityNotYetValid,
+    #[error("QE identity is not yet valid at the verification time (issueDate {issue_date})")]
+    QeIdentityNotYetValid { issue_date: String },
     /// QE identity nextUpdate is before the verification time. Fetch fresh collateral.
-    #[error("QE identity expired at the verification time")]
-    QeIdentityExpired,
+    #[error("QE identity expired at the verification time (nextUpdate {next_update})")]
+    QeIdentityExpired { next_update: String },
     /// The QE identity signing certificate does not chain to the root.
     #[error("QE identity issuer chain rejected: {reason}")]
     QeIdentityChain { reason: String },
@@ -140,7 +146,32 @@ pub enum TdxError {
     /// The matched TCB level is Revoked.
     #[error("TCB status is Revoked")]
     TcbRevoked,
-    /// TD attributes forbid trust (debug, migratable, reserved bits, SEPT_VE_DISABLE off).
+    /// The converged TCB status is not one the policy accepts (`tdx.accept_tcb`, `--accept-tcb`;
+    /// default `UpToDate`, `SWHardeningNeeded`). Update the platform (BIOS/microcode, TDX module)
+    /// to the TCB the collateral calls up to date, or accept the status knowingly.
+    #[error(
+        "TCB status {status} is not accepted (accepted: {}); behind: {}; since tcbDate {}; advisories: {}",
+        accepted.join(", "),
+        super::tcb::behind_text(behind),
+        since.as_deref().unwrap_or("unknown"),
+        if advisory_ids.is_empty() { "none listed".to_string() } else { advisory_ids.join(", ") }
+    )]
+    TcbStatusNotAccepted {
+        status: String,
+        accepted: Vec<String>,
+        behind: Vec<super::tcb::SvnBehind>,
+        since: Option<String>,
+        advisory_ids: Vec<String>,
+    },
+    /// TD attributes bit 0 (TUD.DEBUG) is set: the host VMM can read and write the TD's CPU
+    /// state and private memory, so nothing the TD reports is its own.
+    #[error("the TD is a debug TD (TD attributes bit 0 DEBUG set: {attributes}): the host can read and change it")]
+    TdDebug { attributes: String },
+    /// TD attributes bit 29 (SEC.MIGRATABLE) is set: a migration TD may move the TD, with its
+    /// state, to another platform after it was attested.
+    #[error("the TD is migratable (TD attributes bit 29 MIGRATABLE set: {attributes}): it may be moved to another platform after attestation")]
+    TdMigratable { attributes: String },
+    /// TD attributes forbid trust (profiling, reserved bits, SERVTD_EXT, SEPT_VE_DISABLE off).
     #[error("TD attributes rejected: {reason}")]
     TdAttributes { reason: String },
     /// Any other dcap-qvl failure, with its message.
@@ -188,6 +219,9 @@ impl TdxError {
             Self::FmspcMismatch { .. } => "FmspcMismatch",
             Self::TcbLevel { .. } => "TcbLevel",
             Self::TcbRevoked { .. } => "TcbRevoked",
+            Self::TcbStatusNotAccepted { .. } => "TcbStatusNotAccepted",
+            Self::TdDebug { .. } => "TdDebug",
+            Self::TdMigratable { .. } => "TdMigratable",
             Self::TdAttributes { .. } => "TdAttributes",
             Self::Dcap { .. } => "Dcap",
         }

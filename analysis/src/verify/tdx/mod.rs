@@ -9,6 +9,7 @@ mod error;
 mod layout;
 mod merkle;
 mod root;
+mod tcb;
 mod verified;
 
 pub use chain_only::verify_without_collateral;
@@ -17,6 +18,7 @@ pub use error::TdxError;
 pub use layout::MAX_QUOTE_LEN;
 pub use merkle::{coalesced_report_data, InclusionProof};
 pub use root::{RootKind, TrustRoot, INTEL_SGX_ROOT_CA_DER};
+pub use tcb::{check_tcb, parse_tcb_status, SvnBehind, TcbDetail, TcbStatus, DEFAULT_ACCEPT_TCB};
 pub use verified::TdxVerified;
 
 use dcap_qvl::quote::Report;
@@ -34,8 +36,9 @@ pub fn collateral_from_json(json: &[u8]) -> Result<Collateral, TdxError> {
 /// Checks, in order: layout (header, lengths at offsets 632 and 764 in v4, zero-only trailing
 /// bytes), the root certificate embedded in the quote's PCK chain against `root`, then dcap-qvl's
 /// full DCAP verification (collateral signatures and dates, CRLs, PCK chain, QE report, quote
-/// signature, TCB matching, TD attributes). The TCB status is reported, not judged, except
-/// `Revoked`, which is an error.
+/// signature, TCB matching, TD attributes: debug and migratable TDs fail by name). The TCB
+/// status is reported, not judged, except `Revoked`, which is an error: [`check_tcb`] judges it
+/// against a policy's accepted statuses.
 pub fn verify(
     quote: &[u8],
     collateral: &Collateral,
@@ -45,15 +48,94 @@ pub fn verify(
     let (layout, chain) = structural(quote, root)?;
 
     let proper = quote.get(..layout.end).unwrap_or(quote);
-    let report = QuoteVerifier::new(root.der().to_vec())
-        .verify(proper, collateral, now_unix)
-        .map_err(|e| classify::classify(&format!("{e:#}")))?;
+    // dcap-qvl's claims carry what its one-shot report drops: the matched TCB levels, the PCK's
+    // CPUSVN/PCESVN and the collateral's earliest expiry. Its checks are the same; the TCB
+    // policy is ours (`check_tcb`), so dcap-qvl's own policy stage is `claims_only`.
+    let claims = QuoteVerifier::new(root.der().to_vec())
+        .verify_with_policy(
+            proper,
+            collateral,
+            now_unix,
+            &dcap_qvl::QuotePolicy::claims_only(now_unix),
+        )
+        .map_err(|e| {
+            with_details(
+                classify::classify(&format!("{e:#}")),
+                collateral,
+                proper,
+                now_unix,
+            )
+        })?;
     let pck = pck_extension(&chain)?;
-    let mut v = verified(root, layout.version, &report.report, pck)?;
-    v.tcb_status = report.status;
-    v.advisory_ids = report.advisory_ids;
+    let mut v = verified(root, layout.version, &claims.report, pck)?;
+    v.tcb_status = claims.tcb.status.to_string();
+    v.advisory_ids = claims.tcb.advisory_ids.clone();
     v.collateral_checked = true;
+    v.collateral_expires_unix = Some(claims.earliest_expiration_date);
+    v.tcb_detail = Some(tcb::detail(
+        &claims,
+        &collateral.tcb_info,
+        &collateral.qe_identity,
+    ));
     Ok(v)
+}
+
+/// dcap-qvl's messages do not say which date or attribute failed: add it from the inputs.
+fn with_details(e: TdxError, collateral: &Collateral, quote: &[u8], now_unix: u64) -> TdxError {
+    let tcb = || serde_json::from_str::<dcap_qvl::TcbInfo>(&collateral.tcb_info).ok();
+    let qe = || serde_json::from_str::<dcap_qvl::QeIdentity>(&collateral.qe_identity).ok();
+    // TD attributes: 8 bytes at offset 120 of the TD report body, after the 48-byte header.
+    let attributes = || {
+        quote
+            .get(48 + 120..48 + 128)
+            .map(hex::encode)
+            .unwrap_or_default()
+    };
+    match e {
+        TdxError::TcbInfoNotYetValid { .. } => TdxError::TcbInfoNotYetValid {
+            issue_date: tcb().map(|t| t.issue_date).unwrap_or_default(),
+        },
+        TdxError::TcbInfoExpired { .. } => TdxError::TcbInfoExpired {
+            next_update: tcb().map(|t| t.next_update).unwrap_or_default(),
+        },
+        TdxError::QeIdentityNotYetValid { .. } => TdxError::QeIdentityNotYetValid {
+            issue_date: qe().map(|q| q.issue_date).unwrap_or_default(),
+        },
+        TdxError::QeIdentityExpired { .. } => TdxError::QeIdentityExpired {
+            next_update: qe().map(|q| q.next_update).unwrap_or_default(),
+        },
+        TdxError::TdDebug { .. } => TdxError::TdDebug {
+            attributes: attributes(),
+        },
+        TdxError::TdMigratable { .. } => TdxError::TdMigratable {
+            attributes: attributes(),
+        },
+        TdxError::CrlExpired { reason, .. } => {
+            let (crl, next_update) = expired_crl(collateral, now_unix).unwrap_or_default();
+            TdxError::CrlExpired {
+                crl,
+                next_update,
+                reason,
+            }
+        }
+        other => other,
+    }
+}
+
+/// The first collateral CRL whose nextUpdate is before `now_unix`, with that date.
+fn expired_crl(collateral: &Collateral, now_unix: u64) -> Option<(String, String)> {
+    use x509_parser::prelude::FromDer;
+    use x509_parser::revocation_list::CertificateRevocationList;
+    let crls = [
+        ("root CA CRL", &collateral.root_ca_crl),
+        ("PCK CRL", &collateral.pck_crl),
+    ];
+    crls.into_iter().find_map(|(name, der)| {
+        let (_, crl) = CertificateRevocationList::from_der(der).ok()?;
+        let next = crl.next_update()?;
+        (next.timestamp() < i64::try_from(now_unix).unwrap_or(i64::MAX))
+            .then(|| (name.to_string(), next.to_string()))
+    })
 }
 
 fn pck_extension(chain: &[Vec<u8>]) -> Result<dcap_qvl::intel::PckExtension, TdxError> {
@@ -83,6 +165,8 @@ fn verified(
         collateral_checked: false,
         tcb_status: "Unknown".to_owned(),
         advisory_ids: Vec::new(),
+        tcb_detail: None,
+        collateral_expires_unix: None,
         tee_tcb_svn: td.tee_tcb_svn,
         mr_td: td.mr_td,
         mr_config_id: td.mr_config_id,

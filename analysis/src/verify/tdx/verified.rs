@@ -19,6 +19,13 @@ pub struct TdxVerified {
     pub tcb_status: String,
     /// Intel security advisories that apply to the matched TCB level.
     pub advisory_ids: Vec<String>,
+    /// Which components are below the collateral's up-to-date level, and since when (with
+    /// collateral only).
+    pub tcb_detail: Option<super::TcbDetail>,
+    /// The earliest nextUpdate / notAfter of the collateral and the chains it verified under
+    /// (unix seconds): after it, this quote no longer verifies with this collateral. Alert
+    /// before it passes.
+    pub collateral_expires_unix: Option<u64>,
     /// TEE_TCB_SVN of the TD report.
     #[serde(serialize_with = "hex_ser")]
     pub tee_tcb_svn: [u8; 16],

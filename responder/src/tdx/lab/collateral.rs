@@ -28,6 +28,47 @@ fn tcb_info(p: &Platform, c: &Components, opts: &LabOptions) -> String {
     let tcb_date = rfc3339(opts.now_unix - 86_400);
     let zeros48 = "0".repeat(96);
     let module_isvsvn = c.tee_tcb_svn[0];
+    let platform_level = json!({
+        "tcb": {
+            "sgxtcbcomponents": sgx_components(&p.cpu_svn),
+            "pcesvn": p.pce_svn,
+            "tdxtcbcomponents": sgx_components(&c.tee_tcb_svn)
+        },
+        "tcbDate": tcb_date,
+        "tcbStatus": opts.tcb_status.as_json(),
+        "advisoryIDs": if opts.tcb_status == LabTcbStatus::UpToDate {
+            Vec::<&str>::new()
+        } else {
+            vec!["LOCUS-LAB-SA-0002"]
+        }
+    });
+    let mut levels = Vec::new();
+    // A platform that is not up to date is one CPUSVN[0] step behind an up-to-date level, a
+    // TCB recovery released at generation time.
+    if opts.tcb_status != LabTcbStatus::UpToDate {
+        let mut newer = p.cpu_svn;
+        newer[0] = newer[0].saturating_add(1);
+        levels.push(json!({
+            "tcb": {
+                "sgxtcbcomponents": sgx_components(&newer),
+                "pcesvn": p.pce_svn,
+                "tdxtcbcomponents": sgx_components(&c.tee_tcb_svn)
+            },
+            "tcbDate": rfc3339(opts.now_unix),
+            "tcbStatus": "UpToDate"
+        }));
+    }
+    levels.push(platform_level);
+    levels.push(json!({
+        "tcb": {
+            "sgxtcbcomponents": sgx_components(&[0; 16]),
+            "pcesvn": 0,
+            "tdxtcbcomponents": sgx_components(&[0; 16])
+        },
+        "tcbDate": rfc3339(0),
+        "tcbStatus": "OutOfDate",
+        "advisoryIDs": ["LOCUS-LAB-SA-0001"]
+    }));
     json!({
         "id": "TDX",
         "version": 3,
@@ -53,32 +94,7 @@ fn tcb_info(p: &Platform, c: &Components, opts: &LabOptions) -> String {
                   "advisoryIDs": ["LOCUS-LAB-SA-0001"] }
             ]
         }],
-        "tcbLevels": [
-            {
-                "tcb": {
-                    "sgxtcbcomponents": sgx_components(&p.cpu_svn),
-                    "pcesvn": p.pce_svn,
-                    "tdxtcbcomponents": sgx_components(&c.tee_tcb_svn)
-                },
-                "tcbDate": tcb_date,
-                "tcbStatus": opts.tcb_status.as_json(),
-                "advisoryIDs": if opts.tcb_status == LabTcbStatus::UpToDate {
-                    Vec::<&str>::new()
-                } else {
-                    vec!["LOCUS-LAB-SA-0002"]
-                }
-            },
-            {
-                "tcb": {
-                    "sgxtcbcomponents": sgx_components(&[0; 16]),
-                    "pcesvn": 0,
-                    "tdxtcbcomponents": sgx_components(&[0; 16])
-                },
-                "tcbDate": rfc3339(0),
-                "tcbStatus": "OutOfDate",
-                "advisoryIDs": ["LOCUS-LAB-SA-0001"]
-            }
-        ]
+        "tcbLevels": levels
     })
     .to_string()
 }

@@ -58,13 +58,16 @@ pub(super) fn header(qe_svn: u16, pce_svn: u16) -> [u8; HEADER_LEN] {
 }
 
 /// TD report body (TDX 1.0, 584 bytes) with zero REPORTDATA.
-pub(super) fn td_body(tee_tcb_svn: [u8; 16], m: &LabMeasurements) -> [u8; BODY_LEN] {
+pub(super) fn td_body(
+    tee_tcb_svn: [u8; 16],
+    td_attributes: u64,
+    m: &LabMeasurements,
+) -> [u8; BODY_LEN] {
     let mut b = [0u8; BODY_LEN];
     b[0..16].copy_from_slice(&tee_tcb_svn);
     b[16..64].copy_from_slice(&[0x5E; 48]); // MRSEAM
                                             // MRSIGNERSEAM (64..112) and SEAMATTRIBUTES (112..120) stay zero: Intel's module.
-                                            // TDATTRIBUTES: SEPT_VE_DISABLE (bit 28) set, no debug, not migratable.
-    b[120..128].copy_from_slice(&(1u64 << 28).to_le_bytes());
+    b[120..128].copy_from_slice(&td_attributes.to_le_bytes());
     b[128..136].copy_from_slice(&0x0006_02E7u64.to_le_bytes()); // XFAM
     b[136..184].copy_from_slice(&m.mr_td);
     // MRCONFIGID, MROWNER, MROWNERCONFIG (184..328) stay zero.

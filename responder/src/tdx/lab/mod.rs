@@ -45,10 +45,21 @@ pub struct LabOptions {
     pub lab_id: String,
     /// The status the TCB info gives the lab platform's TCB level.
     pub tcb_status: LabTcbStatus,
+    /// TD attributes in the TD report (little-endian bit field, see [`TD_ATTRIBUTES_DEFAULT`]).
+    pub td_attributes: u64,
 }
 
+/// The lab TD's attributes: SEPT_VE_DISABLE (bit 28) set; not DEBUG (bit 0), not MIGRATABLE
+/// (bit 29). Bits as in Intel's TDX module ABI (348551), TDATTRIBUTES.
+pub const TD_ATTRIBUTES_DEFAULT: u64 = 1 << 28;
+/// TD attributes bit 0, TUD.DEBUG: the host can read and write the TD.
+pub const TD_ATTRIBUTE_DEBUG: u64 = 1;
+/// TD attributes bit 29, SEC.MIGRATABLE: a migration TD may move the TD.
+pub const TD_ATTRIBUTE_MIGRATABLE: u64 = 1 << 29;
+
 /// Platform TCB status written into lab TCB info. Anything but `UpToDate` comes with the
-/// advisory `LOCUS-LAB-SA-0002`, so verdict code sees advisories flow through.
+/// advisory `LOCUS-LAB-SA-0002` and an up-to-date level one CPUSVN above the platform's, so
+/// verdict code sees advisories and the component behind flow through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LabTcbStatus {
     #[default]
@@ -81,6 +92,7 @@ impl LabOptions {
             measurements: LabMeasurements::default(),
             lab_id: hex::encode(rand::random::<[u8; 4]>()),
             tcb_status: LabTcbStatus::UpToDate,
+            td_attributes: TD_ATTRIBUTES_DEFAULT,
         }
     }
 }
@@ -177,7 +189,11 @@ impl LabTdx {
             version: 1,
             ak_pkcs8: hex::encode(ak.to_pkcs8_der().map_err(lab_err)?.as_bytes()),
             header: hex::encode(layout::header(components.qe_isv_svn, platform.pce_svn)),
-            body: hex::encode(layout::td_body(components.tee_tcb_svn, &opts.measurements)),
+            body: hex::encode(layout::td_body(
+                components.tee_tcb_svn,
+                opts.td_attributes,
+                &opts.measurements,
+            )),
             cert_data: hex::encode(cert_data),
             root_ca_der: hex::encode(&pki.root_der),
             collateral,
