@@ -153,6 +153,18 @@ pub struct AnchorReport {
     pub samples: u32,
 }
 
+/// A requested anchor that gave no usable round trip. A far TD cannot reach an anchor at the
+/// claim quickly and may prefer to report it as down: a failure is never read as honest, it
+/// makes the anchors check inconclusive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailedAnchor {
+    /// The anchor's name in the anchor policy.
+    pub name: String,
+    /// Why it failed (as the verifier says it).
+    pub reason: String,
+}
+
 /// Result of the evidence verifiers (TDX quote, vTPM quote, their binding), reduced to what
 /// the verdict needs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -227,6 +239,9 @@ pub struct NodeInput {
     pub in_td: InTdTimings,
     #[serde(default)]
     pub anchors: Vec<AnchorReport>,
+    /// Requested anchors that failed (from the verified anchor report).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_anchors: Vec<FailedAnchor>,
     /// None when no evidence was collected or verified.
     #[serde(default)]
     pub evidence: Option<EvidenceSummary>,

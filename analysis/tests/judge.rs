@@ -335,6 +335,19 @@ fn table_of_verdicts() {
     lab.evidence.as_mut().unwrap().lab_root = true;
     cases.push((lab, Verdict::EvidenceInvalid, "lab-root"));
 
+    // issue 18 item 7: a requested anchor that failed makes the anchors check inconclusive,
+    // even though another anchor near the claim verified
+    let mut failed = node(&w, "failed-anchor", "fra", &honest(), 12);
+    failed.failed_anchors.push(locus_analysis::FailedAnchor {
+        name: "fra-2".into(),
+        reason: "measurement failed: timed out".into(),
+    });
+    cases.push((
+        failed,
+        Verdict::Inconclusive,
+        "requested anchors failed: fra-2",
+    ));
+
     // evidence the reader refused counts as missing, naming the refusal
     let mut refused = node(&w, "refused", "fra", &honest(), 12);
     refused.evidence = None;

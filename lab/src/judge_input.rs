@@ -59,6 +59,7 @@ pub fn distrust_inline_summaries(file: &mut SamplesFile, source: &Path) {
         }
         node.in_td = InTdTimings::default();
         node.anchors.clear();
+        node.failed_anchors.clear();
     }
 }
 
@@ -166,6 +167,7 @@ fn attach_bundle(
             node.evidence = Some(EvidenceSummary::from_report(&report));
             node.in_td = InTdTimings::default();
             node.anchors.clear();
+            node.failed_anchors.clear();
             return Ok(());
         }
     };
