@@ -202,7 +202,7 @@ mod azure {
     };
     use locus_analysis::verify::cloud::azure::AzureError;
     use locus_proto::anchor::{AnchorReport, ANCHOR_REPORT_VERSION};
-    use locus_proto::binding::{self, BindingInputs};
+    use locus_proto::binding::{self, BindingInputs, BindingVersion};
     use locus_proto::evidence::{EvidenceBundle, TdxInclusionProof, BUNDLE_VERSION};
     use locus_proto::transcript::Transcript;
     use locus_responder::evidence::EvidenceError as CollectError;
@@ -358,14 +358,26 @@ mod azure {
     }
 
     /// The binding value of a bundle for `nonce` by this AK and session (no anchors).
-    fn binding_value(nonce: &[u8], ak_public: &[u8], spki: &[u8]) -> [u8; 64] {
+    fn binding_value(
+        nonce: &[u8],
+        ak_public: &[u8],
+        spki: &[u8],
+        version: BindingVersion,
+    ) -> [u8; 64] {
         binding::report_data(&BindingInputs {
             nonce,
             ak_public_hash: binding::ak_public_hash(ak_public),
             spki_hash: binding::spki_hash(spki),
             anchor_digest: None,
+            version,
         })
         .unwrap()
+    }
+
+    /// The binding value of `b` (its nonce, AK, session and timings; no anchors).
+    fn bundle_binding_value(b: &EvidenceBundle) -> [u8; 64] {
+        let ak = &b.tpm.as_ref().unwrap().ak_public;
+        binding_value(&b.nonce, ak, &b.session_spki, b.binding_version())
     }
 
     fn unix_now() -> u64 {
@@ -404,9 +416,11 @@ mod azure {
             let az = AzureVtpm::start();
             let (_, spki) = session_key();
             let rsa = az.rsa();
-            let user_data = binding_value(&NONCE, &az.ak_public, &spki);
-            let provisioned = hcl_report(&body, &rsa.0, &rsa.1, Some(&user_data), NV_LEN);
-            az.provision(&provisioned);
+            // The emulated HCL keeps the report it was given: provision one now, and after
+            // collecting the one a real HCL would have written for the bundle's binding value
+            // (binding v2 covers timings measured during the collection).
+            let early = binding_value(&NONCE, &az.ak_public, &spki, BindingVersion::V1);
+            az.provision(&hcl_report(&body, &rsa.0, &rsa.1, Some(&early), NV_LEN));
 
             let own = az.vtpm(AkSource::Own).unwrap();
             let own_ak = own.ak_public().unwrap();
@@ -414,9 +428,14 @@ mod azure {
             drop(own);
 
             let vtpm = az.vtpm(AkSource::Auto).unwrap();
-            let bundle = collect(&vtpm, &lab, &NONCE).unwrap();
+            let mut bundle = collect(&vtpm, &lab, &NONCE).unwrap();
             drop(vtpm);
             let user_data_written = az.read_user_data();
+            let written: [u8; 64] = user_data_written.as_slice().try_into().unwrap();
+            let provisioned = hcl_report(&body, &rsa.0, &rsa.1, Some(&written), NV_LEN);
+            let rd = locus_proto::hcl::td_report_data(&provisioned).unwrap();
+            bundle.tdx.as_mut().unwrap().quote = lab.quoter().quote(rd).unwrap();
+            bundle.tpm.as_mut().unwrap().hcl_report = Some(provisioned.clone());
 
             let mut ledger = NonceLedger::new(ISSUER);
             ledger.issue(&NONCE, now);
@@ -566,7 +585,7 @@ mod azure {
         assert_eq!(tpm_ev.hcl_report.as_ref(), Some(&f.provisioned));
         assert_eq!(
             f.user_data_written,
-            binding_value(&NONCE, &f.ak_public, &f.bundle.session_spki),
+            bundle_binding_value(&f.bundle),
             "the HCL was asked for a report carrying this bundle's binding"
         );
         // The TD quote is over the HCL report's REPORTDATA, not locus's binding.
@@ -608,7 +627,7 @@ mod azure {
         let f = fixture();
         let mut n = f.rsa.0.clone();
         n[100] ^= 1;
-        let user_data = binding_value(&NONCE, &f.ak_public, &f.bundle.session_spki);
+        let user_data = bundle_binding_value(&f.bundle);
         let b = with_report(hcl_report(&f.body, &n, &f.rsa.1, Some(&user_data), NV_LEN));
         let r = verify(&b);
         assert!(
@@ -625,7 +644,12 @@ mod azure {
     #[test]
     fn a_report_made_for_another_bundle_fails_hcl_user_data() {
         let f = fixture();
-        let stale = binding_value(&[0x99; 32], &f.ak_public, &f.bundle.session_spki);
+        let stale = binding_value(
+            &[0x99; 32],
+            &f.ak_public,
+            &f.bundle.session_spki,
+            f.bundle.binding_version(),
+        );
         let b = with_report(hcl_report(
             &f.body,
             &f.rsa.0,
@@ -772,6 +796,7 @@ mod azure {
             ak_public_hash: binding::ak_public_hash(&f.ak_public),
             spki_hash: binding::spki_hash(&b.session_spki),
             anchor_digest: Some(anchors.digest()),
+            version: b.binding_version(),
         })
         .unwrap();
         let mut b = with_report(hcl_report(
@@ -830,35 +855,43 @@ mod azure {
         let az = AzureVtpm::start();
         let (_, spki) = session_key();
         let (n, e) = az.rsa();
-        let user_data = binding_value(&NONCE, &az.ak_public, &spki);
+        // The emulated HCL keeps what was provisioned, so no report made before a collection
+        // carries its binding value (binding v2 covers the timings measured during it): the
+        // report naming another AK fails `hcl_user_data` as well.
+        let user_data = binding_value(&NONCE, &az.ak_public, &spki, BindingVersion::V1);
         let mut wrong_n = n.clone();
         wrong_n[7] ^= 0x40;
         let cases = [
             (
                 hcl_report(&f.body, &wrong_n, &e, Some(&user_data), NV_LEN),
-                CheckId::AkHash,
+                vec![CheckId::AkHash, CheckId::HclUserData],
             ),
             (
                 hcl_report(
                     &f.body,
                     &n,
                     &e,
-                    Some(&binding_value(&[3; 32], &az.ak_public, &spki)),
+                    Some(&binding_value(
+                        &[3; 32],
+                        &az.ak_public,
+                        &spki,
+                        BindingVersion::V1,
+                    )),
                     NV_LEN,
                 ),
-                CheckId::HclUserData,
+                vec![CheckId::HclUserData],
             ),
         ];
         // One connection throughout: each collection reads the report the HCL wrote last.
         az.provision(&cases[0].0);
         let vtpm = az.vtpm(AkSource::AzureHcl).unwrap();
-        for (report, check) in cases {
+        for (report, failed) in cases {
             az.provision(&report);
             let b = collect(&vtpm, &f.lab, &NONCE).unwrap();
             assert_eq!(b.tpm.as_ref().unwrap().hcl_report.as_ref(), Some(&report));
             assert_eq!(b.tpm.as_ref().unwrap().ak_public, az.ak_public);
             let r = verify_with(&b, &policy(&f.lab, &[]));
-            assert_eq!(r.failed(), [check], "{:#}", r.to_json());
+            assert_eq!(r.failed(), failed, "{:#}", r.to_json());
         }
         // A report too short to hold a TDREPORT: no TD quote can be asked for.
         az.provision(&[0x48; 200]);

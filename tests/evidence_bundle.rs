@@ -415,3 +415,222 @@ fn missing_parts_fail_required_checks() {
     assert!(failed(&r).contains(&CheckId::TpmSignature));
     assert!(failed(&r).contains(&CheckId::EkChain));
 }
+
+// Binding version 2 (docs/binding.md): the in-TD timings are bound into REPORTDATA, and the
+// vTPM round trip is timed on a chain of AK-signed quotes.
+
+/// One change to a bundle.
+type Tamper = fn(&mut EvidenceBundle);
+
+#[test]
+fn the_lab_bundle_follows_binding_v2_with_a_timed_signed_chain() {
+    let b = &lab().bundle;
+    assert_eq!(b.version, locus_proto::evidence::BUNDLE_VERSION);
+    let chain = &b.tpm.as_ref().unwrap().chain;
+    assert_eq!(
+        chain.len(),
+        locus_responder::tpm::DEFAULT_CHAIN_LEN as usize
+    );
+    assert_eq!(b.timings.tpm_chain_ns.len(), chain.len());
+    assert!(b.timings.tpm_chain_ns.iter().all(|ns| *ns > 0));
+}
+
+#[test]
+fn a_tampered_pre_quote_timing_breaks_report_data() {
+    let l = lab();
+    let tampers: [(&str, Tamper); 4] = [
+        ("tpm_quote_ns", |b| {
+            b.timings.tpm_quote_ns = b.timings.tpm_quote_ns.map(|n| n + 1)
+        }),
+        ("tpm_chain_ns", |b| b.timings.tpm_chain_ns[1] /= 2),
+        ("tpm_cheap_rtt_min_ns", |b| {
+            b.timings.tpm_cheap_rtt_min_ns = Some(1)
+        }),
+        ("tpm_cheap_samples", |b| b.timings.tpm_cheap_samples += 1),
+    ];
+    for (field, tamper) in tampers {
+        let mut b = l.bundle.clone();
+        tamper(&mut b);
+        let r = verify(&b, &l.inputs());
+        assert!(
+            matches!(
+                assert_fails(&r, CheckId::ReportData),
+                EvidenceError::ReportDataMismatch { .. }
+            ),
+            "{field}"
+        );
+        // The chain itself is intact: only the binding names the change.
+        assert!(
+            matches!(r.outcome(CheckId::VtpmChain), Some(Outcome::Pass)),
+            "{field}"
+        );
+    }
+    // Measured after the TDX quote, so not inside it (docs/binding.md says so).
+    let mut b = l.bundle.clone();
+    b.timings.evidence_ns = Some(1);
+    b.timings.tdx_quote_ns = Some(1);
+    assert!(verify(&b, &l.inputs()).valid());
+}
+
+#[test]
+fn a_chain_with_a_broken_link_fails_vtpm_chain() {
+    let l = lab();
+    let breaks: [(u32, Tamper); 3] = [
+        // Links 0 and 1 swapped: genuine AK signatures, but link 0 does not quote the value
+        // chained from the main quote's signature.
+        (0, |b| b.tpm.as_mut().unwrap().chain.swap(0, 1)),
+        // Link 0 repeated as link 1: a valid signature by this AK, in the wrong position.
+        (1, |b| {
+            let chain = &mut b.tpm.as_mut().unwrap().chain;
+            chain[1] = chain[0].clone();
+        }),
+        // A chain that does not start at the main quote's signature (its timing dropped too,
+        // which `report_data` also names).
+        (0, |b| {
+            b.tpm.as_mut().unwrap().chain.remove(0);
+            b.timings.tpm_chain_ns.remove(0);
+        }),
+    ];
+    for (at, tamper) in breaks {
+        let mut b = l.bundle.clone();
+        tamper(&mut b);
+        let r = verify(&b, &l.inputs());
+        assert!(matches!(
+            assert_fails(&r, CheckId::VtpmChain),
+            EvidenceError::VtpmChainBroken { index, .. } if *index == at
+        ));
+        let timings_changed = b.timings != l.bundle.timings;
+        let only = if timings_changed {
+            vec![CheckId::ReportData, CheckId::AkHash, CheckId::VtpmChain]
+        } else {
+            vec![CheckId::VtpmChain]
+        };
+        assert_eq!(failed(&r), only, "{:#}", r.to_json());
+    }
+}
+
+#[test]
+fn a_chain_link_signed_by_another_key_fails_vtpm_chain() {
+    let l = lab();
+    // The second swtpm (a relayed vTPM) answered a chain for the same nonce and session.
+    let relayed = &l.relayed_tpm.chain;
+    assert!(!relayed.is_empty());
+    let mut b = l.bundle.clone();
+    b.tpm.as_mut().unwrap().chain[1] = relayed[1].clone();
+    let r = verify(&b, &l.inputs());
+    assert!(matches!(
+        assert_fails(&r, CheckId::VtpmChain),
+        EvidenceError::VtpmChainSignature {
+            index: 1,
+            error: TpmError::SignatureMismatch
+        }
+    ));
+}
+
+#[test]
+fn a_vtpm_part_without_signed_timings_fails_vtpm_chain() {
+    let l = lab();
+    let strips: [Tamper; 3] = [
+        |b| {
+            b.tpm.as_mut().unwrap().chain.clear();
+            b.timings.tpm_chain_ns.clear();
+        },
+        |b| b.timings.tpm_chain_ns.clear(),
+        |b| b.timings.tpm_quote_ns = None,
+    ];
+    for strip in strips {
+        let mut b = l.bundle.clone();
+        strip(&mut b);
+        let r = verify(&b, &l.inputs());
+        assert!(
+            matches!(
+                assert_fails(&r, CheckId::VtpmChain),
+                EvidenceError::VtpmTimingsMissing { .. }
+            ),
+            "{:#}",
+            r.to_json()
+        );
+    }
+    // Timings that do not match the links are refused as such.
+    let mut b = l.bundle.clone();
+    b.timings.tpm_chain_ns.pop();
+    let r = verify(&b, &l.inputs());
+    assert!(matches!(
+        assert_fails(&r, CheckId::VtpmChain),
+        EvidenceError::VtpmChainTimings {
+            links: 2,
+            timings: 1
+        }
+    ));
+}
+
+#[test]
+fn a_slow_signed_chain_fails_its_bound() {
+    let l = lab();
+    let mut policy = l.policy.clone();
+    // The fastest signed quote: the main one or a link.
+    let t = &l.bundle.timings;
+    let fastest = t
+        .tpm_chain_ns
+        .iter()
+        .fold(t.tpm_quote_ns.unwrap(), |a, b| a.min(*b));
+    policy.max_tpm_chain_rtt_ns = Some(fastest - 1);
+    let r = evidence::verify_bundle(&l.bundle, &policy, &l.inputs());
+    assert!(matches!(
+        assert_fails(&r, CheckId::VtpmChain),
+        EvidenceError::VtpmChainTooSlow { found_ns, .. } if *found_ns == fastest
+    ));
+    policy.max_tpm_chain_rtt_ns = Some(fastest);
+    assert!(evidence::verify_bundle(&l.bundle, &policy, &l.inputs()).valid());
+}
+
+#[test]
+fn a_v1_bundle_is_refused_by_a_v2_policy_with_the_reason() {
+    let l = lab();
+    let mut b = l.bundle.clone();
+    b.version = locus_proto::evidence::BUNDLE_VERSION_V1;
+    b.tpm.as_mut().unwrap().chain.clear();
+    b.timings.tpm_chain_ns.clear();
+    // It decodes (a v1 layout), so the verifier can say why it refuses it.
+    let r = evidence::verify_bundle_bytes(&b.to_cbor(), &l.policy, &l.inputs());
+    let e = assert_fails(&r, CheckId::BindingVersion);
+    assert!(
+        matches!(
+            e,
+            EvidenceError::BindingTooOld {
+                found: 1,
+                required: 2
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("min_version = 1"), "{e}");
+    // A policy that still accepts version 1 lets the check pass (this bundle's quote was
+    // taken over a v2 binding, so its REPORTDATA does not match the v1 recomputation).
+    let mut policy = l.policy.clone();
+    policy.min_binding_version = 1;
+    let r = evidence::verify_bundle(&b, &policy, &l.inputs());
+    assert!(matches!(
+        r.outcome(CheckId::BindingVersion),
+        Some(Outcome::Pass)
+    ));
+    assert!(matches!(
+        r.outcome(CheckId::VtpmChain),
+        Some(Outcome::Skipped(_))
+    ));
+    assert!(matches!(
+        assert_fails(&r, CheckId::ReportData),
+        EvidenceError::ReportDataMismatch { .. }
+    ));
+    // v2 fields in a v1 bundle: one layout per version.
+    let mut b = l.bundle.clone();
+    b.version = locus_proto::evidence::BUNDLE_VERSION_V1;
+    let r = evidence::verify_bundle_bytes(&b.to_cbor(), &l.policy, &l.inputs());
+    assert!(matches!(
+        assert_fails(&r, CheckId::BundleFormat),
+        EvidenceError::Bundle(evidence::BundleErrorKind::FieldNotInVersion {
+            version: 1,
+            field: "tpm.chain"
+        })
+    ));
+}

@@ -84,6 +84,14 @@ fn short_scenario_verdicts_equal_truth_and_everything_is_cleaned_up() {
             .status()
             .unwrap();
         assert!(status.success(), "bundle of {name} does not verify offline");
+        // Binding v2: the in-TD vTPM timings come from an AK-signed chain (a relayed vTPM
+        // cannot answer it locally) and are bound into REPORTDATA.
+        let bytes = std::fs::read(out.join(format!("evidence/{name}.bundle"))).unwrap();
+        let b = locus_proto::evidence::EvidenceBundle::from_cbor(&bytes).unwrap();
+        assert_eq!(b.version, locus_proto::evidence::BUNDLE_VERSION, "{name}");
+        let links = b.tpm.as_ref().map_or(0, |t| t.chain.len());
+        assert!(links > 0, "{name}: no signed vTPM chain");
+        assert_eq!(b.timings.tpm_chain_ns.len(), links, "{name}");
     }
     // The anchors check is part of it: against a policy that trusts another CA for the anchor,
     // the same bundle fails exactly there.

@@ -31,6 +31,9 @@ pub struct Check {
 pub enum CheckId {
     /// The bundle decodes, has a supported version and is within the size limit.
     BundleFormat,
+    /// The bundle's binding version is at least the policy's `binding.min_version` (default
+    /// 2: in-TD timings bound into REPORTDATA, AK-signed vTPM chain).
+    BindingVersion,
     /// The nonce was issued by this verifier, is unused and within its window.
     Nonce,
     /// The echo transcript is signed by the session key.
@@ -65,6 +68,10 @@ pub enum CheckId {
     QualifyingData,
     /// The quote's pcrDigest equals the hash of the bundle's PCR values.
     PcrDigest,
+    /// Binding version 2: the vTPM part carries its AK-signed chain with one timing per link;
+    /// every link is a quote signed by the bundle's AK over the qualifying data chained from
+    /// the previous signature; the fastest link is within the policy's bound, if any.
+    VtpmChain,
     /// PCR values equal the policy's reference values.
     PcrReference,
     /// MRTD and RTMRs equal the policy's reference values.
@@ -92,8 +99,9 @@ pub enum CheckId {
 }
 
 impl CheckId {
-    pub const ALL: [CheckId; 23] = [
+    pub const ALL: [CheckId; 25] = [
         CheckId::BundleFormat,
+        CheckId::BindingVersion,
         CheckId::Nonce,
         CheckId::Transcript,
         CheckId::SessionSpki,
@@ -107,6 +115,7 @@ impl CheckId {
         CheckId::TpmAttest,
         CheckId::QualifyingData,
         CheckId::PcrDigest,
+        CheckId::VtpmChain,
         CheckId::PcrReference,
         CheckId::TdReference,
         CheckId::TcgEventLog,
@@ -121,6 +130,7 @@ impl CheckId {
     pub fn name(self) -> &'static str {
         match self {
             CheckId::BundleFormat => "bundle_format",
+            CheckId::BindingVersion => "binding_version",
             CheckId::Nonce => "nonce",
             CheckId::Transcript => "transcript",
             CheckId::SessionSpki => "session_spki",
@@ -133,6 +143,7 @@ impl CheckId {
             CheckId::TpmSignature => "tpm_signature",
             CheckId::TpmAttest => "tpm_attest",
             CheckId::QualifyingData => "qualifying_data",
+            CheckId::VtpmChain => "vtpm_chain",
             CheckId::PcrDigest => "pcr_digest",
             CheckId::PcrReference => "pcr_reference",
             CheckId::TdReference => "td_reference",

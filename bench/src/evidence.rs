@@ -151,8 +151,9 @@ impl LabEvidence {
 struct Report {
     iterations: u32,
     verify_iterations: u32,
-    /// p50 of building one fresh bundle (cheap-command timing, PCR reads, quote, EK certs,
-    /// logs, lab TDX quote, CBOR).
+    /// p50 of building one fresh bundle (cheap-command timing, PCR reads, quote, the
+    /// AK-signed chain of `VtpmConfig::chain_len` more quotes, EK certs, logs, lab TDX quote,
+    /// CBOR).
     bundle_p50_us: f64,
     /// p50 of the bare TPM2_Quote (the command alone, as timed inside the vTPM thread).
     bare_quote_p50_us: f64,

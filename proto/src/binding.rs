@@ -4,10 +4,15 @@
 //! test vectors that the unit tests below recompute.
 //!
 //! - TDX REPORTDATA (64 bytes) = SHA-512 of
-//!   `REPORT_DATA_TAG | version:u8 | nonce_len:u16be | nonce | ak_hash:[32] | spki_hash:[32] |
-//!   anchor_flag:u8 | anchor_digest:[32] (only when anchor_flag = 1)`.
+//!   `tag | version:u8 | nonce_len:u16be | nonce | ak_hash:[32] | spki_hash:[32] |
+//!   anchor_flag:u8 | anchor_digest:[32] (only when anchor_flag = 1) |
+//!   timings_digest:[32] (version 2 only)`; the tag names the version.
 //! - TPM qualifying data (32 bytes) = SHA-256 of
-//!   `QUALIFYING_DATA_TAG | version:u8 | nonce_len:u16be | nonce | spki_hash:[32]`.
+//!   `QUALIFYING_DATA_TAG | 0x01 | nonce_len:u16be | nonce | spki_hash:[32]` (both versions).
+//! - Version 2: the qualifying data of link `i` of the AK-signed chain = SHA-256 of
+//!   `CHAIN_TAG | 0x02 | nonce_len:u16be | nonce | i:u32be | SHA-256(previous signature)`, the
+//!   previous signature of link 0 being the main quote's; and the in-TD timings measured before
+//!   the TDX quote are hashed into `timings_digest` ([`timings_digest`]).
 //!
 //! `ak_hash` = SHA-256 of the AK's TPM2B_PUBLIC (size prefix included), `spki_hash` = SHA-256 of
 //! the session key's SubjectPublicKeyInfo DER. The tags differ, so a value computed for one use
@@ -16,14 +21,49 @@
 use sha2::{Digest, Sha256, Sha512};
 use thiserror::Error;
 
+use crate::evidence::ResponderTimings;
+
 /// Domain tag of the TDX REPORTDATA hash (NUL-terminated so no tag is a prefix of another).
 pub const REPORT_DATA_TAG: &[u8] = b"locus/binding/tdx-report-data/v1\0";
+
+/// Domain tag of the version 2 REPORTDATA hash (it also covers the in-TD timings).
+pub const REPORT_DATA_TAG_V2: &[u8] = b"locus/binding/tdx-report-data/v2\0";
 
 /// Domain tag of the TPM2_Quote qualifying data hash.
 pub const QUALIFYING_DATA_TAG: &[u8] = b"locus/binding/tpm-qualifying-data/v1\0";
 
-/// The binding version this build writes and checks (equal to the protocol version).
-pub const BINDING_VERSION: u8 = crate::PROTOCOL_VERSION;
+/// Domain tag of the qualifying data of one link of the AK-signed chain (version 2).
+pub const CHAIN_TAG: &[u8] = b"locus/binding/tpm-chain/v2\0";
+
+/// Domain tag of the digest of the in-TD timings (version 2).
+pub const TIMINGS_TAG: &[u8] = b"locus/binding/in-td-timings/v2\0";
+
+/// The binding version this build writes.
+pub const BINDING_VERSION: u8 = 2;
+
+/// The version byte of the main quote's qualifying data: its layout did not change in
+/// binding version 2, so both versions quote the same value.
+const QUALIFYING_DATA_VERSION: u8 = 1;
+
+/// Which binding REPORTDATA follows, with what only that version binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindingVersion {
+    /// Nonce, AK, session key and anchor report; the in-TD timings are not covered.
+    V1,
+    /// Version 1's inputs and the digest of the in-TD timings measured before the TDX quote
+    /// ([`timings_digest`]).
+    V2 { timings_digest: [u8; 32] },
+}
+
+impl BindingVersion {
+    /// The version number (the byte in the preimage).
+    pub fn number(&self) -> u8 {
+        match self {
+            BindingVersion::V1 => 1,
+            BindingVersion::V2 { .. } => 2,
+        }
+    }
+}
 
 /// Why binding inputs were refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -44,6 +84,8 @@ pub struct BindingInputs<'a> {
     pub spki_hash: [u8; 32],
     /// Digest of the anchor report, when anchors were timed.
     pub anchor_digest: Option<[u8; 32]>,
+    /// The binding version, with the timings digest in version 2.
+    pub version: BindingVersion,
 }
 
 /// SHA-256 of an AK public area as stored in the bundle (TPM2B_PUBLIC, size prefix included).
@@ -67,9 +109,13 @@ fn nonce_prefix(nonce: &[u8]) -> Result<[u8; 2], BindingError> {
 
 /// The exact bytes hashed into TDX REPORTDATA (exposed for the docs and test vectors).
 pub fn report_data_preimage(inputs: &BindingInputs<'_>) -> Result<Vec<u8>, BindingError> {
-    let mut m = Vec::with_capacity(REPORT_DATA_TAG.len() + 3 + inputs.nonce.len() + 97);
-    m.extend_from_slice(REPORT_DATA_TAG);
-    m.push(BINDING_VERSION);
+    let tag = match inputs.version {
+        BindingVersion::V1 => REPORT_DATA_TAG,
+        BindingVersion::V2 { .. } => REPORT_DATA_TAG_V2,
+    };
+    let mut m = Vec::with_capacity(tag.len() + 3 + inputs.nonce.len() + 129);
+    m.extend_from_slice(tag);
+    m.push(inputs.version.number());
     m.extend_from_slice(&nonce_prefix(inputs.nonce)?);
     m.extend_from_slice(inputs.nonce);
     m.extend_from_slice(&inputs.ak_public_hash);
@@ -80,6 +126,9 @@ pub fn report_data_preimage(inputs: &BindingInputs<'_>) -> Result<Vec<u8>, Bindi
             m.push(1);
             m.extend_from_slice(&d);
         }
+    }
+    if let BindingVersion::V2 { timings_digest } = inputs.version {
+        m.extend_from_slice(&timings_digest);
     }
     Ok(m)
 }
@@ -96,7 +145,7 @@ pub fn qualifying_data_preimage(
 ) -> Result<Vec<u8>, BindingError> {
     let mut m = Vec::with_capacity(QUALIFYING_DATA_TAG.len() + 3 + nonce.len() + 32);
     m.extend_from_slice(QUALIFYING_DATA_TAG);
-    m.push(BINDING_VERSION);
+    m.push(QUALIFYING_DATA_VERSION);
     m.extend_from_slice(&nonce_prefix(nonce)?);
     m.extend_from_slice(nonce);
     m.extend_from_slice(spki_hash);
@@ -106,6 +155,69 @@ pub fn qualifying_data_preimage(
 /// TPM2_Quote qualifying data (`extraData` of the TPMS_ATTEST) for this nonce and session.
 pub fn qualifying_data(nonce: &[u8], spki_hash: &[u8; 32]) -> Result<[u8; 32], BindingError> {
     Ok(Sha256::digest(qualifying_data_preimage(nonce, spki_hash)?).into())
+}
+
+/// The exact bytes hashed into the qualifying data of link `index` of the AK-signed chain.
+pub fn chain_qualifying_data_preimage(
+    nonce: &[u8],
+    index: u32,
+    previous_signature: &[u8],
+) -> Result<Vec<u8>, BindingError> {
+    let mut m = Vec::with_capacity(CHAIN_TAG.len() + 7 + nonce.len() + 32);
+    m.extend_from_slice(CHAIN_TAG);
+    m.push(2);
+    m.extend_from_slice(&nonce_prefix(nonce)?);
+    m.extend_from_slice(nonce);
+    m.extend_from_slice(&index.to_be_bytes());
+    m.extend_from_slice(&Sha256::digest(previous_signature));
+    Ok(m)
+}
+
+/// Qualifying data of link `index` of the chain of AK-signed quotes (binding version 2):
+/// each link commits to the previous link's signature (link 0 to the main quote's), so no
+/// link can be made before the one before it was signed, and none without the AK.
+pub fn chain_qualifying_data(
+    nonce: &[u8],
+    index: u32,
+    previous_signature: &[u8],
+) -> Result<[u8; 32], BindingError> {
+    Ok(Sha256::digest(chain_qualifying_data_preimage(
+        nonce,
+        index,
+        previous_signature,
+    )?)
+    .into())
+}
+
+/// The exact bytes hashed into [`timings_digest`]: every in-TD timing known before the TDX
+/// quote is taken. `tdx_quote_ns` and `evidence_ns` are measured after it and are not covered.
+pub fn timings_preimage(t: &ResponderTimings) -> Vec<u8> {
+    fn optional(m: &mut Vec<u8>, v: Option<u64>) {
+        match v {
+            None => m.push(0),
+            Some(v) => {
+                m.push(1);
+                m.extend_from_slice(&v.to_be_bytes());
+            }
+        }
+    }
+    let mut m = Vec::with_capacity(TIMINGS_TAG.len() + 26 + 8 * t.tpm_chain_ns.len());
+    m.extend_from_slice(TIMINGS_TAG);
+    optional(&mut m, t.tpm_quote_ns);
+    optional(&mut m, t.tpm_cheap_rtt_min_ns);
+    m.extend_from_slice(&t.tpm_cheap_samples.to_be_bytes());
+    // A u32 count: a bundle is at most 4 MiB, so no real chain comes near it.
+    let n = u32::try_from(t.tpm_chain_ns.len()).unwrap_or(u32::MAX);
+    m.extend_from_slice(&n.to_be_bytes());
+    for ns in &t.tpm_chain_ns {
+        m.extend_from_slice(&ns.to_be_bytes());
+    }
+    m
+}
+
+/// SHA-256 of [`timings_preimage`], bound into REPORTDATA by binding version 2.
+pub fn timings_digest(t: &ResponderTimings) -> [u8; 32] {
+    Sha256::digest(timings_preimage(t)).into()
 }
 
 #[cfg(test)]
@@ -143,6 +255,7 @@ mod tests {
             ak_public_hash: ak,
             spki_hash: spki,
             anchor_digest: None,
+            version: BindingVersion::V1,
         };
         assert_eq!(
             report_data_preimage(&inputs).unwrap(),
@@ -171,6 +284,108 @@ mod tests {
         );
     }
 
+    fn vector_timings() -> ResponderTimings {
+        ResponderTimings {
+            tdx_quote_ns: Some(9),
+            tpm_quote_ns: Some(3_400_000),
+            tpm_cheap_rtt_min_ns: Some(41_000),
+            tpm_cheap_samples: 5,
+            evidence_ns: Some(10),
+            tpm_chain_ns: vec![3_500_000, 3_300_000, 3_450_000],
+        }
+    }
+
+    #[test]
+    fn v2_vectors_recompute() {
+        let (ak, spki, nonce, anchor) = inputs_from_vectors(true);
+        let t = vector_timings();
+        assert_eq!(timings_preimage(&t), vector("timings_preimage"));
+        assert_eq!(timings_digest(&t).to_vec(), vector("timings_digest"));
+        let inputs = BindingInputs {
+            nonce: &nonce,
+            ak_public_hash: ak,
+            spki_hash: spki,
+            anchor_digest: None,
+            version: BindingVersion::V2 {
+                timings_digest: timings_digest(&t),
+            },
+        };
+        assert_eq!(
+            report_data_preimage(&inputs).unwrap(),
+            vector("report_data_v2_preimage")
+        );
+        assert_eq!(
+            report_data(&inputs).unwrap().to_vec(),
+            vector("report_data_v2")
+        );
+        let with_anchor = BindingInputs {
+            anchor_digest: anchor,
+            ..inputs
+        };
+        assert_eq!(
+            report_data(&with_anchor).unwrap().to_vec(),
+            vector("report_data_v2_with_anchor")
+        );
+        let previous = vector("chain_previous_signature");
+        assert_eq!(
+            chain_qualifying_data_preimage(&nonce, 1, &previous).unwrap(),
+            vector("chain_qualifying_data_preimage")
+        );
+        assert_eq!(
+            chain_qualifying_data(&nonce, 1, &previous)
+                .unwrap()
+                .to_vec(),
+            vector("chain_qualifying_data")
+        );
+    }
+
+    #[test]
+    fn the_timings_digest_covers_every_pre_quote_timing_only() {
+        let base = vector_timings();
+        let d = timings_digest(&base);
+        for changed in [
+            ResponderTimings {
+                tpm_quote_ns: Some(1),
+                ..base.clone()
+            },
+            ResponderTimings {
+                tpm_cheap_rtt_min_ns: None,
+                ..base.clone()
+            },
+            ResponderTimings {
+                tpm_cheap_samples: 4,
+                ..base.clone()
+            },
+            ResponderTimings {
+                tpm_chain_ns: vec![3_500_000, 3_300_000],
+                ..base.clone()
+            },
+            ResponderTimings {
+                tpm_chain_ns: vec![3_500_000, 1, 3_450_000],
+                ..base.clone()
+            },
+        ] {
+            assert_ne!(timings_digest(&changed), d, "{changed:?}");
+        }
+        // Measured after the TDX quote, so they cannot be inside it.
+        let after = ResponderTimings {
+            tdx_quote_ns: None,
+            evidence_ns: Some(77),
+            ..base.clone()
+        };
+        assert_eq!(timings_digest(&after), d);
+    }
+
+    #[test]
+    fn every_chain_input_changes_the_link() {
+        let nonce = [1u8; 32];
+        let q = chain_qualifying_data(&nonce, 0, b"sig").unwrap();
+        assert_ne!(chain_qualifying_data(&[2u8; 32], 0, b"sig").unwrap(), q);
+        assert_ne!(chain_qualifying_data(&nonce, 1, b"sig").unwrap(), q);
+        assert_ne!(chain_qualifying_data(&nonce, 0, b"sig2").unwrap(), q);
+        assert_ne!(qualifying_data(&nonce, &[0; 32]).unwrap(), q);
+    }
+
     #[test]
     fn every_input_changes_the_binding() {
         let nonce = [1u8; 32];
@@ -179,6 +394,9 @@ mod tests {
             ak_public_hash: [2; 32],
             spki_hash: [3; 32],
             anchor_digest: None,
+            version: BindingVersion::V2 {
+                timings_digest: [5; 32],
+            },
         };
         let rd = report_data(&base).unwrap();
         let other_nonce = [9u8; 32];
@@ -197,6 +415,16 @@ mod tests {
             },
             BindingInputs {
                 anchor_digest: Some([0; 32]),
+                ..base
+            },
+            BindingInputs {
+                version: BindingVersion::V2 {
+                    timings_digest: [6; 32],
+                },
+                ..base
+            },
+            BindingInputs {
+                version: BindingVersion::V1,
                 ..base
             },
         ] {

@@ -9,8 +9,14 @@ pub use serde_bytes::ByteBuf;
 use crate::anchor::AnchorReport;
 use crate::transcript::SignedTranscript;
 
-/// Version of the bundle layout.
-pub const BUNDLE_VERSION: u16 = 1;
+/// Version of the bundle layout this build writes: 2 adds the AK-signed chain
+/// (`tpm.chain`, `timings.tpm_chain_ns`) and binds the in-TD timings into REPORTDATA
+/// (binding version 2, `docs/binding.md`).
+pub const BUNDLE_VERSION: u16 = 2;
+
+/// The first bundle layout (binding version 1): still decoded, so a verifier can name why a
+/// policy refuses it.
+pub const BUNDLE_VERSION_V1: u16 = 1;
 
 /// Largest bundle accepted from a file or the wire.
 pub const MAX_BUNDLE_LEN: usize = 4 << 20;
@@ -122,6 +128,12 @@ pub struct TpmEvidence {
     /// omitted from the encoding, so such bundles encode exactly as before the field existed.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
     pub hcl_report: Option<Vec<u8>>,
+    /// Bundle version 2: TPM2_Quotes by the same AK, link `i` over the qualifying data
+    /// [`crate::binding::chain_qualifying_data`] of the previous link's signature (link 0: the
+    /// main quote's), each timed in `timings.tpm_chain_ns`. A relayed vTPM cannot answer
+    /// them locally. Omitted when empty, so version 1 bundles encode as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<SignedAttest>,
     /// The verifier's credential that carried this bundle's nonce, sealed to a certified EK
     /// for this AK, as the vTPM activated it (`docs/binding.md`, "Credential activation").
     /// Absent when the nonce came in clear, and then omitted from the encoding.
@@ -140,6 +152,16 @@ pub struct SealedNonce {
     pub id_object: Vec<u8>,
     #[serde(with = "serde_bytes")]
     pub encrypted_secret: Vec<u8>,
+}
+
+/// One TPMS_ATTEST and the AK's TPMT_SIGNATURE over it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedAttest {
+    #[serde(with = "serde_bytes")]
+    pub attest: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub signature: Vec<u8>,
 }
 
 /// One PCR value as read from the TPM.
@@ -164,8 +186,10 @@ pub struct EkCert {
 
 /// In-TEE timings, in nanoseconds of the TEE's monotonic clock.
 ///
-/// These are reported by the responder: a relayed vTPM shows its network round trip in
-/// `tpm_cheap_rtt_min_ns`. They are not covered by a TPM or TDX signature (see `docs/binding.md`).
+/// Reported by the responder: a relayed vTPM shows its network round trip in
+/// `tpm_chain_ns` (and `tpm_cheap_rtt_min_ns`). In a version 2 bundle every field but
+/// `tdx_quote_ns` and `evidence_ns` (measured after the TDX quote) is bound into REPORTDATA
+/// ([`crate::binding::timings_digest`]); version 1 covers none of them (`docs/binding.md`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResponderTimings {
@@ -182,6 +206,10 @@ pub struct ResponderTimings {
     /// quotes), so a verifier can subtract it from the evidence request's round trip.
     #[serde(default)]
     pub evidence_ns: Option<u64>,
+    /// Bundle version 2: how long each link of `tpm.chain` took, in chain order. The
+    /// minimum is the signed vTPM round trip (signing time included).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tpm_chain_ns: Vec<u64>,
 }
 
 /// Why a stored bundle could not be read.
@@ -189,8 +217,11 @@ pub struct ResponderTimings {
 pub enum BundleError {
     #[error("bundle of {len} bytes exceeds the limit of {max}")]
     TooLarge { len: usize, max: usize },
-    #[error("bundle version {found} is not supported (this build reads {supported})")]
+    #[error("bundle version {found} is not supported (this build reads 1 to {supported})")]
     WrongVersion { found: u16, supported: u16 },
+    /// A field that only a later bundle version has: each version has one layout.
+    #[error("bundle version {version} has no field {field}")]
+    FieldNotInVersion { version: u16, field: &'static str },
     #[error("malformed bundle: {0}")]
     Malformed(String),
     /// Decodes, but is not the one encoding a bundle has (see [`crate::cbor`]).
@@ -214,13 +245,37 @@ impl EvidenceBundle {
             crate::cbor::StrictError::Malformed { reason } => BundleError::Malformed(reason),
             other => BundleError::NonCanonical(other),
         })?;
-        if b.version != BUNDLE_VERSION {
+        if !(BUNDLE_VERSION_V1..=BUNDLE_VERSION).contains(&b.version) {
             return Err(BundleError::WrongVersion {
                 found: b.version,
                 supported: BUNDLE_VERSION,
             });
         }
+        if b.version == BUNDLE_VERSION_V1 {
+            let not_in_v1 = |field| BundleError::FieldNotInVersion {
+                version: BUNDLE_VERSION_V1,
+                field,
+            };
+            if b.tpm.as_ref().is_some_and(|t| !t.chain.is_empty()) {
+                return Err(not_in_v1("tpm.chain"));
+            }
+            if !b.timings.tpm_chain_ns.is_empty() {
+                return Err(not_in_v1("timings.tpm_chain_ns"));
+            }
+        }
         Ok(b)
+    }
+
+    /// The binding this bundle's REPORTDATA follows: version 1 for a version 1 bundle, else
+    /// version 2 over this bundle's timings.
+    pub fn binding_version(&self) -> crate::binding::BindingVersion {
+        if self.version == BUNDLE_VERSION_V1 {
+            crate::binding::BindingVersion::V1
+        } else {
+            crate::binding::BindingVersion::V2 {
+                timings_digest: crate::binding::timings_digest(&self.timings),
+            }
+        }
     }
 }
 
@@ -248,6 +303,7 @@ mod tests {
                 ca_certs: Vec::new(),
                 event_log: None,
                 hcl_report,
+                chain: Vec::new(),
                 sealed_nonce: None,
             }),
             timings: ResponderTimings::default(),
@@ -322,5 +378,68 @@ mod tests {
             EvidenceBundle::from_cbor(&to_bytes(&v)),
             Err(BundleError::Malformed(m)) if m.contains("extra")
         ));
+    }
+
+    fn v2() -> EvidenceBundle {
+        let mut b = bundle(None);
+        b.tpm.as_mut().unwrap().chain = vec![SignedAttest {
+            attest: vec![6; 10],
+            signature: vec![7; 10],
+        }];
+        b.timings.tpm_chain_ns = vec![3_000_000];
+        b
+    }
+
+    #[test]
+    fn a_v2_bundle_round_trips_with_its_chain() {
+        let b = v2();
+        assert_eq!(EvidenceBundle::from_cbor(&b.to_cbor()).unwrap(), b);
+        assert!(matches!(
+            b.binding_version(),
+            crate::binding::BindingVersion::V2 { .. }
+        ));
+    }
+
+    #[test]
+    fn a_v1_bundle_decodes_without_v2_fields_and_is_refused_with_them() {
+        let mut b = v2();
+        b.version = BUNDLE_VERSION_V1;
+        assert_eq!(
+            EvidenceBundle::from_cbor(&b.to_cbor()),
+            Err(BundleError::FieldNotInVersion {
+                version: 1,
+                field: "tpm.chain"
+            })
+        );
+        b.tpm.as_mut().unwrap().chain.clear();
+        assert_eq!(
+            EvidenceBundle::from_cbor(&b.to_cbor()),
+            Err(BundleError::FieldNotInVersion {
+                version: 1,
+                field: "timings.tpm_chain_ns"
+            })
+        );
+        b.timings.tpm_chain_ns.clear();
+        let decoded = EvidenceBundle::from_cbor(&b.to_cbor()).unwrap();
+        assert_eq!(
+            decoded.binding_version(),
+            crate::binding::BindingVersion::V1
+        );
+        // The v1 encoding has no v2 keys at all.
+        let bytes = b.to_cbor();
+        assert!(!bytes.windows(5).any(|w| w == b"chain"));
+    }
+
+    #[test]
+    fn an_unknown_version_is_refused() {
+        let mut b = v2();
+        b.version = 3;
+        assert_eq!(
+            EvidenceBundle::from_cbor(&b.to_cbor()),
+            Err(BundleError::WrongVersion {
+                found: 3,
+                supported: BUNDLE_VERSION
+            })
+        );
     }
 }

@@ -2,8 +2,10 @@
 //!
 //! The session key's SPKI and the signed transcript are always included. For a vTPM part: the
 //! in-TD round trip of cheap vTPM commands is timed, then TPM2_Quote runs with the binding's
-//! qualifying data (nonce, session SPKI); for a TDX part the quote's REPORTDATA binds the nonce,
-//! the session SPKI and the hash of the AK that signed the vTPM quote. TPM and TDX calls block,
+//! qualifying data (nonce, session SPKI), then a timed chain of AK-signed quotes, each over
+//! the previous one's signature; for a TDX part the quote's REPORTDATA binds the nonce, the
+//! session SPKI, the hash of the AK that signed the vTPM quote and the digest of the in-TD
+//! timings measured so far (binding version 2). TPM and TDX calls block,
 //! so they run on tokio's blocking pool.
 //!
 //! On Azure (the vTPM's AK is the HCL's, see [`crate::tpm::AkSource`]) the vTPM part also
@@ -23,10 +25,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use locus_proto::binding::{self, BindingError, BindingInputs};
+use locus_proto::binding::{self, BindingError, BindingInputs, BindingVersion};
 use locus_proto::evidence::{
-    ByteBuf, CcelLog, EkCert, EvidenceBundle, ResponderTimings, SealedNonce, TdxEvidence,
-    TdxInclusionProof, TpmEvidence, BUNDLE_VERSION,
+    ByteBuf, CcelLog, EkCert, EvidenceBundle, ResponderTimings, SealedNonce, SignedAttest,
+    TdxEvidence, TdxInclusionProof, TpmEvidence, BUNDLE_VERSION,
 };
 use locus_proto::messages::{Include, KeysResponse};
 use locus_proto::transcript::SignedTranscript;
@@ -400,12 +402,19 @@ fn collect_blocking_with(
             timings.tpm_cheap_samples = rtt.samples;
             let q = v.quote(&binding::qualifying_data(nonce, &spki_hash)?)?;
             timings.tpm_quote_ns = Some(q.quote_ns);
+            // Binding v2: AK-signed quotes chained from the main one, timed; a relay cannot
+            // answer them without the vTPM that holds the AK.
+            let chain = v.chain(nonce, &q.signature)?;
+            timings.tpm_chain_ns = chain.iter().map(|l| l.ns).collect();
             // Azure: a fresh HCL report whose user data is this bundle's binding value.
             let hcl_report = v.hcl_report(binding::report_data(&BindingInputs {
                 nonce,
                 ak_public_hash: binding::ak_public_hash(&q.ak_public),
                 spki_hash,
                 anchor_digest,
+                version: BindingVersion::V2 {
+                    timings_digest: binding::timings_digest(&timings),
+                },
             })?)?;
             let ek_certs = match cached_ek {
                 Some(c) => c,
@@ -425,6 +434,13 @@ fn collect_blocking_with(
                 ca_certs: ek_ca_certs.into_iter().map(ByteBuf::from).collect(),
                 event_log: read_optional(&logs.tcg)?,
                 hcl_report,
+                chain: chain
+                    .into_iter()
+                    .map(|l| SignedAttest {
+                        attest: l.attest,
+                        signature: l.signature,
+                    })
+                    .collect(),
                 // Set by the server when the request's nonce came sealed.
                 sealed_nonce: None,
             })
@@ -446,6 +462,10 @@ fn collect_blocking_with(
                         .unwrap_or([0; 32]),
                     spki_hash,
                     anchor_digest,
+                    // Every timing so far is known: they go into the quote taken now.
+                    version: BindingVersion::V2 {
+                        timings_digest: binding::timings_digest(&timings),
+                    },
                 })?,
             };
             // One HCL report, one quote: a quote over it is never shared.

@@ -226,6 +226,7 @@ fn build() -> Lab {
             // A configured bound, far above any local vTPM: the check runs, tests never
             // depend on measured speed.
             max_tpm_cheap_rtt_us: Some(10_000_000),
+            max_tpm_chain_rtt_us: Some(10_000_000),
         },
         ..PolicyFile::default()
     };

@@ -20,7 +20,13 @@ impl From<&locus_proto::evidence::ResponderTimings> for InTdTimings {
     fn from(t: &locus_proto::evidence::ResponderTimings) -> Self {
         InTdTimings {
             tdx_quote_ns: t.tdx_quote_ns,
-            tpm_quote_ns: t.tpm_quote_ns,
+            // The fastest AK-signed quote (main or chain link): the vTPM time no relay can
+            // shorten, compared with the policy's quote baseline.
+            tpm_quote_ns: t
+                .tpm_quote_ns
+                .into_iter()
+                .chain(t.tpm_chain_ns.iter().copied())
+                .min(),
             tpm_cmd_rtt_ns: t.tpm_cheap_rtt_min_ns.into_iter().collect(),
             evidence_ns: t.evidence_ns,
         }
@@ -265,6 +271,7 @@ mod tests {
             tpm_cheap_rtt_min_ns: Some(3),
             tpm_cheap_samples: 8,
             evidence_ns: Some(4),
+            tpm_chain_ns: Vec::new(),
         };
         let i = InTdTimings::from(&t);
         assert_eq!(
@@ -276,6 +283,13 @@ mod tests {
             ),
             (Some(1), Some(2), vec![3], Some(4))
         );
+        // Binding v2: the fastest signed quote, chain links included.
+        let v2 = locus_proto::evidence::ResponderTimings {
+            tpm_quote_ns: Some(3_400),
+            tpm_chain_ns: vec![3_500, 3_300, 3_450],
+            ..t
+        };
+        assert_eq!(InTdTimings::from(&v2).tpm_quote_ns, Some(3_300));
     }
 
     #[test]

@@ -30,7 +30,7 @@ use tss_esapi::traits::{Marshall, UnMarshall};
 use tss_esapi::{Context, TctiNameConf};
 
 use super::{
-    AkSource, CheapRtt, EkKind, Tcti, VtpmConfig, VtpmError, VtpmQuote, ALG_SHA256,
+    AkSource, ChainLink, CheapRtt, EkKind, Tcti, VtpmConfig, VtpmError, VtpmQuote, ALG_SHA256,
     AZURE_HCL_AK_HANDLE, AZURE_HCL_REPORT_NV, AZURE_USER_DATA_NV, GCE_AK_CERT_NV_ECC,
     GCE_AK_CERT_NV_RSA, GCE_AK_TEMPLATE_NV_ECC, GCE_AK_TEMPLATE_NV_RSA,
 };
@@ -54,6 +54,12 @@ pub(super) enum Op {
     },
     CheapRtt {
         samples: u32,
+    },
+    Chain {
+        nonce: Vec<u8>,
+        first_previous: Vec<u8>,
+        len: u32,
+        pcrs: Vec<u8>,
     },
     EkCerts {
         indices: Vec<u32>,
@@ -79,6 +85,7 @@ pub(super) enum Reply {
     HclReport(Option<Vec<u8>>),
     Quote(VtpmQuote),
     CheapRtt(CheapRtt),
+    Chain(Vec<ChainLink>),
     EkCerts(Vec<EkCert>),
     EkPublic(Vec<u8>),
     Activated(Vec<u8>),
@@ -466,6 +473,12 @@ fn handle(s: &mut State, op: Op) -> Result<Reply, VtpmError> {
                 samples,
             }))
         }
+        Op::Chain {
+            nonce,
+            first_previous,
+            len,
+            pcrs,
+        } => chain(s, &nonce, first_previous, len, &pcrs).map(Reply::Chain),
         Op::EkCerts { indices } => Ok(Reply::EkCerts(ek_certs(s, &indices))),
         Op::EkPublic { kind } => ek_public(s, kind).map(Reply::EkPublic),
         Op::ActivateCredential {
@@ -565,6 +578,44 @@ fn quote(s: &mut State, qualifying_data: &[u8], pcrs: &[u8]) -> Result<VtpmQuote
     Err(VtpmError::PcrsUnstable {
         attempts: PCR_ATTEMPTS,
     })
+}
+
+/// The AK-signed chain: each link's qualifying data needs the previous link's signature, so
+/// the links run one after another, each a full round trip to the vTPM that holds the AK.
+fn chain(
+    s: &mut State,
+    nonce: &[u8],
+    first_previous: Vec<u8>,
+    len: u32,
+    pcrs: &[u8],
+) -> Result<Vec<ChainLink>, VtpmError> {
+    let mut previous = first_previous;
+    let mut links = Vec::with_capacity(len as usize);
+    for i in 0..len {
+        let qd = locus_proto::binding::chain_qualifying_data(nonce, i, &previous).map_err(|e| {
+            VtpmError::Command {
+                op: "chain",
+                detail: e.to_string(),
+            }
+        })?;
+        let data = Data::try_from(qd.to_vec()).map_err(cmd_err("chain"))?;
+        let sel = selection(pcrs)?;
+        let ak = s.ak;
+        let t = Instant::now();
+        let (attest, signature) = s
+            .ctx
+            .execute_with_nullauth_session(|c| c.quote(ak, data, SignatureScheme::Null, sel))
+            .map_err(cmd_err("chain"))?;
+        let ns = elapsed_ns(t);
+        let signature = signature.marshall().map_err(cmd_err("chain"))?;
+        previous = signature.clone();
+        links.push(ChainLink {
+            attest: attest.marshall().map_err(cmd_err("chain"))?,
+            signature,
+            ns,
+        });
+    }
+    Ok(links)
 }
 
 fn ek_certs(s: &mut State, indices: &[u32]) -> Vec<EkCert> {

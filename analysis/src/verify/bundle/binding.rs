@@ -34,6 +34,7 @@ impl<'a> Expected<'a> {
             ak_public_hash: ak_hash,
             spki_hash,
             anchor_digest: b.anchors.as_ref().map(|a| a.digest()),
+            version: b.binding_version(),
         });
         // A coalesced quote: REPORTDATA is the root the proof folds the binding (a leaf) into.
         let proof = b.tdx.as_ref().and_then(|t| t.inclusion.as_ref());

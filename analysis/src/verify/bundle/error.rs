@@ -103,6 +103,30 @@ pub enum EvidenceError {
     HclUserDataMismatch { expected: String, found: String },
     #[error("the bundle carries an inclusion proof, but a TD quote over an HCL report is not coalesced (its REPORTDATA is the HCL's)")]
     HclInclusionProof,
+    #[error("binding version {found} does not bind the in-TD timings nor sign the vTPM round trip; this policy requires binding version {required} (bundles of this release follow it; `[binding] min_version = {found}` accepts older ones)")]
+    BindingTooOld { found: u8, required: u8 },
+    #[error("the vTPM part has no signed timings ({links} chain links, {timings} link timings, quote timed: {quote_timed}): the vTPM's distance cannot be checked")]
+    VtpmTimingsMissing {
+        links: usize,
+        timings: usize,
+        quote_timed: bool,
+    },
+    #[error("the vTPM chain has {links} links but {timings} link timings")]
+    VtpmChainTimings { links: usize, timings: usize },
+    #[error("vTPM chain link {index} is not a quote signed by the bundle's AK: {error}")]
+    VtpmChainSignature { index: u32, error: TpmError },
+    #[error("vTPM chain link {index} quotes extraData {found}, the chain gives {expected}: the link does not follow the previous signature")]
+    VtpmChainBroken {
+        index: u32,
+        expected: String,
+        found: String,
+    },
+    #[error("fastest of {quotes} signed vTPM quotes took {found_ns} ns, more than {max_ns} ns (a relayed vTPM?)")]
+    VtpmChainTooSlow {
+        found_ns: u64,
+        max_ns: u64,
+        quotes: usize,
+    },
     #[error("required input missing: {0}")]
     Missing(&'static str),
     #[error("a check this one depends on failed: {0}")]
@@ -120,6 +144,8 @@ pub enum BundleErrorKind {
     Malformed(String),
     #[error("bundle is not canonically encoded: {0}")]
     NonCanonical(locus_proto::cbor::StrictError),
+    #[error("bundle version {version} has no field {field}")]
+    FieldNotInVersion { version: u16, field: &'static str },
 }
 
 impl From<BundleError> for BundleErrorKind {
@@ -131,6 +157,9 @@ impl From<BundleError> for BundleErrorKind {
             }
             BundleError::Malformed(m) => Self::Malformed(m),
             BundleError::NonCanonical(e) => Self::NonCanonical(e),
+            BundleError::FieldNotInVersion { version, field } => {
+                Self::FieldNotInVersion { version, field }
+            }
         }
     }
 }

@@ -6,6 +6,7 @@
 
 mod akcert;
 mod binding;
+mod chain;
 pub mod ekchain;
 mod error;
 mod hcl;
@@ -38,6 +39,8 @@ impl CheckId {
     pub fn default_requirement(self) -> Requirement {
         match self {
             CheckId::BundleFormat
+            | CheckId::BindingVersion
+            | CheckId::VtpmChain
             | CheckId::Nonce
             | CheckId::Transcript
             | CheckId::TdxQuote
@@ -145,6 +148,9 @@ pub fn verify_bundle(
     };
     let now = inputs.now_unix;
     run.record(CheckId::BundleFormat, || Outcome::Pass);
+    run.record(CheckId::BindingVersion, || {
+        chain::binding_version(b, policy)
+    });
     run.record(CheckId::Nonce, || session::nonce(b, policy, inputs));
     run.record(CheckId::Transcript, || session::transcript(b));
     let peer = inputs.peer_spki.as_deref();
@@ -154,6 +160,7 @@ pub fn verify_bundle(
     let spki_hash = locus_proto::binding::spki_hash(&b.session_spki);
     let anchors_bound = binding::check(&mut run, b, &td, spki_hash);
     let pcrs_trusted = vtpm::check(&mut run, b, spki_hash);
+    run.record(CheckId::VtpmChain, || chain::vtpm_chain(b, policy));
     let tpm = b.tpm.as_ref();
     run.record(CheckId::PcrReference, || {
         reference::pcrs(policy, tpm, pcrs_trusted)

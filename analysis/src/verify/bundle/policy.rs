@@ -47,6 +47,9 @@ pub struct PolicyFile {
     pub reference: ReferenceSection,
     #[serde(default)]
     pub timing: TimingSection,
+    /// Which evidence binding a bundle must follow (`docs/binding.md`).
+    #[serde(default)]
+    pub binding: BindingSection,
     /// The anchors a bundle's anchor report is checked against (as in `anchors.example.toml`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anchors: Option<AnchorPolicyFile>,
@@ -169,6 +172,35 @@ pub struct TimingSection {
     /// network round trip there).
     #[serde(default)]
     pub max_tpm_cheap_rtt_us: Option<u64>,
+    /// Largest acceptable fastest link of the AK-signed vTPM chain (binding version 2): a
+    /// TPM2_Quote's signing time plus the round trip, which a relay cannot shortcut. Checked
+    /// by `vtpm_chain`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tpm_chain_rtt_us: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindingSection {
+    /// Oldest binding version accepted: 2 (the default) needs the in-TD timings bound into
+    /// REPORTDATA and the AK-signed vTPM chain; 1 also accepts bundles of earlier releases,
+    /// whose timings nothing signs.
+    #[serde(default = "BindingSection::default_min_version")]
+    pub min_version: u8,
+}
+
+impl BindingSection {
+    fn default_min_version() -> u8 {
+        locus_proto::binding::BINDING_VERSION
+    }
+}
+
+impl Default for BindingSection {
+    fn default() -> Self {
+        Self {
+            min_version: Self::default_min_version(),
+        }
+    }
 }
 
 /// Why a policy could not be used.
@@ -210,6 +242,10 @@ pub struct EvidencePolicy {
     /// The TD's code is not pinned: verdicts fed by this policy are at most `inconclusive`.
     pub unpinned_code: bool,
     pub max_tpm_cheap_rtt_ns: Option<u64>,
+    /// Bound on the fastest link of the AK-signed chain, for `vtpm_chain`.
+    pub max_tpm_chain_rtt_ns: Option<u64>,
+    /// Oldest binding version accepted, for `binding_version`.
+    pub min_binding_version: u8,
     /// Anchors known to this verifier, for the `anchors` check.
     pub anchors: Option<AnchorPolicy>,
 }
@@ -286,6 +322,7 @@ impl PolicyFile {
             },
             reference: ReferenceSection::default(),
             timing: TimingSection::default(),
+            binding: BindingSection::default(),
             anchors: None,
         }
     }
@@ -429,6 +466,16 @@ impl PolicyFile {
                 None => ek_roots.extend(certs(std::slice::from_ref(r))?),
             }
         }
+        let min_binding_version = self.binding.min_version;
+        if !(1..=locus_proto::binding::BINDING_VERSION).contains(&min_binding_version) {
+            return Err(PolicyError::Value {
+                field: "binding.min_version".into(),
+                reason: format!(
+                    "{min_binding_version}: this build knows binding versions 1 to {}",
+                    locus_proto::binding::BINDING_VERSION
+                ),
+            });
+        }
         Ok(EvidencePolicy {
             requirements: self.checks.clone(),
             nonce_issuer: self.nonce.issuer.clone(),
@@ -450,6 +497,8 @@ impl PolicyFile {
                 .unwrap_or_else(|| DEFAULT_ACCEPT_TCB.to_vec()),
             unpinned_code: !missing.is_empty(),
             max_tpm_cheap_rtt_ns: self.timing.max_tpm_cheap_rtt_us.map(|u| u * 1000),
+            max_tpm_chain_rtt_ns: self.timing.max_tpm_chain_rtt_us.map(|u| u * 1000),
+            min_binding_version,
             anchors: match &self.anchors {
                 None => None,
                 Some(a) => Some(a.resolve(load).map_err(|e| PolicyError::Value {
@@ -476,6 +525,7 @@ mod tests {
             ("[ek]", "surprise = 1"),
             ("[tdx]", "surprise = 1"),
             ("[timing]", "surprise = 1"),
+            ("[binding]", "surprise = 1"),
         ] {
             let bad = if table.is_empty() {
                 format!("{line}\n{text}")
@@ -488,6 +538,25 @@ mod tests {
             );
         }
         assert!(PolicyFile::from_toml("[checks]\nno_such_check = \"required\"\n").is_err());
+    }
+
+    #[test]
+    fn a_policy_requires_binding_v2_unless_it_says_otherwise() {
+        let load = |_: &str| Ok(Vec::new());
+        // Pins are another check's business (issue 18, item 1).
+        let unpinned = "allow_unpinned_code = true\n";
+        let p = PolicyFile::from_toml(unpinned).unwrap();
+        assert_eq!(p.resolve(&load).unwrap().min_binding_version, 2);
+        let p = PolicyFile::from_toml(&format!("{unpinned}[binding]\nmin_version = 1\n")).unwrap();
+        assert_eq!(p.resolve(&load).unwrap().min_binding_version, 1);
+        for bad in [0, 3] {
+            let p = PolicyFile::from_toml(&format!("{unpinned}[binding]\nmin_version = {bad}\n"))
+                .unwrap();
+            assert!(
+                matches!(p.resolve(&load), Err(PolicyError::Value { field, .. }) if field == "binding.min_version"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,213 @@
+//! Issue 18, item 2: a host that relays the real vTPM from far away but answers
+//! TPM2_GetRandom from a local stub. The cheap-command timing then looks local (binding v2
+//! binds it, but nothing in a random answer shows where it came from); the chain of AK-signed
+//! quotes cannot be answered locally, so `vtpm_chain` fails.
+//!
+//! The stub sits between the responder's vTPM and a real swtpm on loopback; swtpm's socket
+//! server takes raw TPM commands on its data channel. The stub answers GetRandom at once and
+//! delays every other command by [`RELAY_DELAY`], as a relay would; the control channel is
+//! passed through.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::thread;
+use std::time::Duration;
+
+use locus_analysis::verify::bundle::{
+    self as evidence, CheckId, EvidenceError, EvidencePolicy, Outcome, PolicyFile, Requirement,
+    VerifyInputs,
+};
+use locus_proto::evidence::{EvidenceBundle, BUNDLE_VERSION};
+use locus_proto::transcript::Transcript;
+use locus_responder::evidence::{collect_blocking, EventLogPaths};
+use locus_responder::session_key::SessionKey;
+use locus_responder::tpm::swtpm::{Swtpm, SwtpmOptions};
+use locus_responder::tpm::{Tcti, Vtpm, VtpmConfig};
+
+/// One round trip to the far vTPM (~3 000 km of fiber).
+const RELAY_DELAY: Duration = Duration::from_millis(30);
+/// Bound on both timings in the policy: far above a local swtpm, below the relay's delay.
+const BOUND_US: u64 = 20_000;
+
+const TPM2_CC_GET_RANDOM: u32 = 0x0000_017b;
+
+/// What the stub answers to TPM2_GetRandom(n): success, n zero bytes.
+fn local_get_random(command: &[u8]) -> Vec<u8> {
+    let n = command
+        .get(10..12)
+        .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+    let mut r = Vec::new();
+    r.extend_from_slice(&0x8001u16.to_be_bytes());
+    r.extend_from_slice(&(12 + u32::from(n)).to_be_bytes());
+    r.extend_from_slice(&0u32.to_be_bytes());
+    r.extend_from_slice(&n.to_be_bytes());
+    r.resize(r.len() + usize::from(n), 0);
+    r
+}
+
+/// Reads one TPM command or response: the 10-byte header (tag, size, code) and the rest.
+fn read_tpm_message(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut m = vec![0u8; 10];
+    s.read_exact(&mut m)?;
+    let size = u32::from_be_bytes([m[2], m[3], m[4], m[5]]) as usize;
+    if !(10..=1 << 16).contains(&size) {
+        return Err(std::io::Error::other(format!(
+            "TPM message of {size} bytes"
+        )));
+    }
+    m.resize(size, 0);
+    s.read_exact(&mut m[10..])?;
+    Ok(m)
+}
+
+/// Serves one data-channel connection (raw TPM commands, as swtpm's socket server takes
+/// them): GetRandom locally, everything else relayed.
+fn serve_data(mut client: TcpStream, upstream_port: u16) -> std::io::Result<()> {
+    let mut up = TcpStream::connect(("127.0.0.1", upstream_port))?;
+    loop {
+        let command = read_tpm_message(&mut client)?;
+        let code = u32::from_be_bytes([command[6], command[7], command[8], command[9]]);
+        let response = if code == TPM2_CC_GET_RANDOM {
+            local_get_random(&command)
+        } else {
+            thread::sleep(RELAY_DELAY);
+            up.write_all(&command)?;
+            read_tpm_message(&mut up)?
+        };
+        client.write_all(&response)?;
+    }
+}
+
+/// Copies bytes both ways between two streams until either closes.
+fn pass_through(client: TcpStream, upstream_port: u16) -> std::io::Result<()> {
+    let up = TcpStream::connect(("127.0.0.1", upstream_port))?;
+    let (mut c_in, mut u_out) = (client.try_clone()?, up.try_clone()?);
+    let t = thread::spawn(move || std::io::copy(&mut c_in, &mut u_out));
+    let (mut u_in, mut c_out) = (up, client);
+    let _ = std::io::copy(&mut u_in, &mut c_out);
+    let _ = t.join();
+    Ok(())
+}
+
+/// Listens on two consecutive loopback ports (the swtpm TCTI's data and control channels)
+/// and returns the data port.
+fn start_stub(swtpm_port: u16) -> u16 {
+    for _ in 0..100 {
+        let data = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = data.local_addr().unwrap().port();
+        let Some(ctrl_port) = port.checked_add(1) else {
+            continue;
+        };
+        let Ok(ctrl) = TcpListener::bind(("127.0.0.1", ctrl_port)) else {
+            continue;
+        };
+        thread::spawn(move || {
+            for c in data.incoming().flatten() {
+                thread::spawn(move || serve_data(c, swtpm_port));
+            }
+        });
+        thread::spawn(move || {
+            for c in ctrl.incoming().flatten() {
+                thread::spawn(move || pass_through(c, swtpm_port + 1));
+            }
+        });
+        return port;
+    }
+    panic!("no two consecutive free loopback ports");
+}
+
+fn bundle(vtpm: &Vtpm) -> EvidenceBundle {
+    let key = SessionKey::generate().unwrap();
+    let spki = key.spki_der().to_vec();
+    let nonce = [9u8; 32];
+    let ((tpm, tdx, timings), _) = collect_blocking(
+        &nonce,
+        &spki,
+        Some(vtpm),
+        None,
+        &EventLogPaths::default(),
+        Vec::new(),
+        None,
+    )
+    .unwrap();
+    EvidenceBundle {
+        version: BUNDLE_VERSION,
+        nonce: nonce.to_vec(),
+        nonce_issuer: None,
+        session_spki: spki,
+        transcript: Transcript::new().sign(key.signing_key()),
+        tdx,
+        tpm,
+        timings,
+        anchors: None,
+    }
+}
+
+/// Only the two timing checks and the chain's signatures matter here.
+fn timing_policy() -> EvidencePolicy {
+    // No TD here: the TD's code pins are not this test's business.
+    let mut p = PolicyFile {
+        allow_unpinned_code: true,
+        ..PolicyFile::default()
+    };
+    for c in CheckId::ALL {
+        p.checks.insert(c, Requirement::Off);
+    }
+    for c in [
+        CheckId::TpmSignature,
+        CheckId::VtpmTiming,
+        CheckId::VtpmChain,
+    ] {
+        p.checks.insert(c, Requirement::Required);
+    }
+    p.timing.max_tpm_cheap_rtt_us = Some(BOUND_US);
+    p.timing.max_tpm_chain_rtt_us = Some(BOUND_US);
+    p.resolve(&|f| Err(format!("{f}: no files here"))).unwrap()
+}
+
+#[test]
+fn a_getrandom_stub_in_front_of_a_relayed_vtpm_fails_the_signed_chain() {
+    let swtpm = Swtpm::start(SwtpmOptions::default()).unwrap();
+    let Tcti::Swtpm { port, .. } = swtpm.tcti() else {
+        unreachable!("swtpm has a socket TCTI")
+    };
+    let policy = timing_policy();
+    let inputs = VerifyInputs::default();
+
+    // The same vTPM, first directly (a local vTPM)...
+    let direct = Vtpm::open(VtpmConfig::new(swtpm.tcti())).unwrap();
+    let local = bundle(&direct);
+    drop(direct);
+    let r = evidence::verify_bundle(&local, &policy, &inputs);
+    assert!(r.valid(), "{:#}", r.to_json());
+
+    // ...then through the stub: GetRandom still looks local, the signed quotes do not.
+    let stub_port = start_stub(port);
+    let mut config = VtpmConfig::new(Tcti::Swtpm {
+        host: "127.0.0.1".into(),
+        port: stub_port,
+    });
+    config.command_timeout = Duration::from_secs(10);
+    let relayed = Vtpm::open(config).unwrap();
+    let b = bundle(&relayed);
+    drop(relayed);
+    let r = evidence::verify_bundle(&b, &policy, &inputs);
+    assert!(
+        matches!(r.outcome(CheckId::VtpmTiming), Some(Outcome::Pass)),
+        "the stub should fool the unsigned GetRandom timing: {:#}",
+        r.to_json()
+    );
+    assert!(matches!(
+        r.outcome(CheckId::TpmSignature),
+        Some(Outcome::Pass)
+    ));
+    let e = r.error(CheckId::VtpmChain).unwrap_or_else(|| {
+        panic!("vtpm_chain did not fail: {:#}", r.to_json());
+    });
+    assert!(
+        matches!(e, EvidenceError::VtpmChainTooSlow { found_ns, max_ns, .. }
+            if *found_ns >= RELAY_DELAY.as_nanos() as u64 && *max_ns == BOUND_US * 1000),
+        "{e}"
+    );
+    assert_eq!(r.failed(), [CheckId::VtpmChain]);
+}
