@@ -77,6 +77,7 @@ pub(crate) fn run(args: JudgeArgs) -> anyhow::Result<ExitCode> {
     let policy = locus_fleet::verifier::load_verdict_policy(args.policy.as_deref())?;
     let at = args.at.as_deref().map(parse_at).transpose()?;
     let mut file = load_samples(&args.samples)?;
+    let mut policy = policy;
     if args.trust_summaries {
         trust_inline_summaries(&mut file, &args.samples);
     } else {
@@ -88,7 +89,8 @@ pub(crate) fn run(args: JudgeArgs) -> anyhow::Result<ExitCode> {
             trust_summaries: args.trust_summaries,
             at,
         };
-        attach_evidence(&mut file, dir, trust)?;
+        let vtpm_bound = attach_evidence(&mut file, dir, trust)?;
+        policy = policy.calibrated_vtpm(vtpm_bound);
     } else if args.evidence_policy.is_some() {
         bail!("--evidence-policy verifies the bundles of --evidence DIR: pass --evidence too");
     }

@@ -11,7 +11,11 @@ use clap::Args;
 use locus_lab::{Interrupted, Report, Scenario, Serving};
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct LabArgs {
+    /// `locus lab pki`: a lab TDX signing set (instead of running the lab).
+    #[command(subcommand)]
+    pub(crate) command: Option<crate::lab_pki_cmd::LabCmd>,
     /// Scenario file (TOML); default: the built-in scenario (config/lab.toml).
     #[arg(long)]
     scenario: Option<PathBuf>,

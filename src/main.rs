@@ -9,13 +9,16 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod daemon_cmd;
+mod doctor_cmd;
 mod endorse;
 mod experiment;
 mod export_cmd;
 mod judge;
 mod lab;
+mod lab_pki_cmd;
 mod logging;
 mod monitor;
+mod policy_cmd;
 mod prober_cmd;
 mod responder_cmd;
 mod verify;
@@ -53,6 +56,9 @@ enum Command {
     Monitor(monitor::MonitorArgs),
     /// Export stored rounds, samples, evidence requests or verdicts (JSON Lines or CSV).
     Export(export_cmd::ExportArgs),
+    /// Evidence policies: capture golden values from a known-good bundle.
+    #[command(subcommand)]
+    Policy(policy_cmd::PolicyCmd),
     /// Detection-power experiments: seeded sweeps, ROC curves, plots (docs/experiment.md).
     Experiment(experiment::ExperimentArgs),
 }
@@ -63,7 +69,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Responder(args) => responder_cmd::run(args),
         Command::Prober(args) => prober_cmd::run(args),
-        Command::Lab(args) => lab::run(args),
+        Command::Lab(mut args) => match args.command.take() {
+            Some(cmd) => lab_pki_cmd::run(cmd),
+            None => lab::run(args),
+        },
         Command::Bench(cmd) => bench::run(cmd),
         Command::Judge(args) => judge::run(args),
         Command::Verify(cmd) => verify::run(cmd),
@@ -71,6 +80,7 @@ fn main() -> ExitCode {
         Command::Monitor(args) => monitor::run(args),
         Command::Export(args) => export_cmd::run(args),
         Command::Experiment(args) => experiment::run(args),
+        Command::Policy(cmd) => policy_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -1,13 +1,17 @@
 //! `locus prober`: measures one or more responders concurrently and reports round trips.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use locus_prober::once::{probe_once, TargetResult};
+use locus_analysis::verify::bundle::NonceRecord;
+use locus_prober::once::{probe_once_then, EvidenceAsk, FetchedEvidence, TargetResult};
 use locus_prober::{RoundConfig, SpkiPolicy};
+use locus_proto::messages::Include;
+use serde::Serialize;
 
 #[derive(Args)]
 pub(crate) struct ProberArgs {
@@ -47,6 +51,46 @@ pub(crate) struct ProberArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// After the round, ask the (single) target for one evidence bundle bound to a fresh nonce,
+    /// write it (CBOR) to FILE and the nonce to the ledger FILE.nonces.json (the format
+    /// `locus verify evidence --nonce-ledger` reads; records are appended).
+    #[arg(long, value_name = "FILE")]
+    evidence_out: Option<PathBuf>,
+    /// Evidence parts to ask for with --evidence-out.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "tdx,tpm",
+        requires = "evidence_out"
+    )]
+    evidence_parts: Vec<EvidencePart>,
+    /// The issuer recorded in the nonce ledger and sent with the request; an evidence policy's
+    /// `nonce.issuer` must name it.
+    #[arg(long, default_value = "locus", requires = "evidence_out")]
+    nonce_issuer: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum EvidencePart {
+    Tdx,
+    Tpm,
+}
+
+/// Where `--evidence-out` went.
+#[derive(Serialize)]
+struct EvidenceResult {
+    file: PathBuf,
+    ledger: PathBuf,
+    nonce: String,
+}
+
+/// One target's line of the report: the probe, and where `--evidence-out` went.
+#[derive(Serialize)]
+struct Reported {
+    #[serde(flatten)]
+    probe: TargetResult,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evidence: Option<EvidenceResult>,
 }
 
 pub(crate) fn run(args: ProberArgs) -> anyhow::Result<ExitCode> {
@@ -60,6 +104,18 @@ pub(crate) fn run(args: ProberArgs) -> anyhow::Result<ExitCode> {
         bail!("--rate must be a finite number ≥ 0");
     }
     let pins = pins_for(&args)?;
+    let ask = match &args.evidence_out {
+        None => None,
+        Some(_) if args.targets.len() != 1 => bail!("--evidence-out takes exactly one --target"),
+        Some(_) => Some(EvidenceAsk {
+            include: Include {
+                tdx: args.evidence_parts.contains(&EvidencePart::Tdx),
+                tpm: args.evidence_parts.contains(&EvidencePart::Tpm),
+                anchors: Vec::new(),
+            },
+            issuer: args.nonce_issuer.clone(),
+        }),
+    };
     let cfg = RoundConfig {
         rate_hz: args.rate,
         count: args.count,
@@ -69,18 +125,19 @@ pub(crate) fn run(args: ProberArgs) -> anyhow::Result<ExitCode> {
         spin: Duration::from_micros(args.spin_us),
     };
     let rt = tokio::runtime::Runtime::new()?;
-    let results = rt.block_on(async {
+    let raw = rt.block_on(async {
         let tasks: Vec<_> = args
             .targets
             .iter()
             .zip(pins)
             .map(|(&addr, policy)| {
                 let cfg = cfg.clone();
+                let ask = ask.clone();
                 let bind = args.bind;
                 let connect_timeout = Duration::from_millis(args.connect_timeout_ms);
-                tokio::spawn(
-                    async move { probe_once(addr, bind, policy, connect_timeout, &cfg).await },
-                )
+                tokio::spawn(async move {
+                    probe_once_then(addr, bind, policy, connect_timeout, &cfg, ask.as_ref()).await
+                })
             })
             .collect();
         let mut out = Vec::new();
@@ -89,12 +146,52 @@ pub(crate) fn run(args: ProberArgs) -> anyhow::Result<ExitCode> {
         }
         anyhow::Ok(out)
     })?;
-    let failed = results.iter().any(|r| r.error.is_some());
+    let mut results = Vec::new();
+    for (mut probe, fetched) in raw {
+        let evidence = match (fetched, &args.evidence_out) {
+            (Some(Ok(f)), Some(out)) => Some(write_evidence(out, &f, &args.nonce_issuer)?),
+            (Some(Err(e)), _) => {
+                probe.error = Some(format!("evidence: {e}"));
+                None
+            }
+            _ => None,
+        };
+        results.push(Reported { probe, evidence });
+    }
+    let failed = results.iter().any(|r| r.probe.error.is_some());
     print_results(&results, args.json)?;
     Ok(if failed {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+/// Writes the bundle (CBOR) to `out` and appends its nonce to `out.nonces.json`.
+fn write_evidence(out: &Path, f: &FetchedEvidence, issuer: &str) -> anyhow::Result<EvidenceResult> {
+    std::fs::write(out, f.bundle.to_cbor())
+        .with_context(|| format!("writing {}", out.display()))?;
+    let mut ledger_name = out.as_os_str().to_owned();
+    ledger_name.push(".nonces.json");
+    let ledger = PathBuf::from(ledger_name);
+    let mut records: Vec<NonceRecord> = match std::fs::read(&ledger) {
+        Ok(b) => serde_json::from_slice(&b)
+            .with_context(|| format!("existing nonce ledger {}", ledger.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", ledger.display())),
+    };
+    records.push(NonceRecord {
+        nonce: f.nonce.to_vec(),
+        issuer: issuer.to_string(),
+        issued_at: f.issued_at,
+        used: false,
+    });
+    std::fs::write(&ledger, serde_json::to_vec_pretty(&records)?)
+        .with_context(|| format!("writing {}", ledger.display()))?;
+    Ok(EvidenceResult {
+        file: out.to_path_buf(),
+        ledger,
+        nonce: hex::encode(f.nonce),
     })
 }
 
@@ -116,7 +213,7 @@ fn pins_for(args: &ProberArgs) -> anyhow::Result<Vec<SpkiPolicy>> {
 }
 
 #[expect(clippy::print_stdout, reason = "the CLI prints its report")]
-fn print_results(results: &[TargetResult], json: bool) -> anyhow::Result<()> {
+fn print_results(results: &[Reported], json: bool) -> anyhow::Result<()> {
     if json {
         println!(
             "{}",
@@ -128,7 +225,7 @@ fn print_results(results: &[TargetResult], json: bool) -> anyhow::Result<()> {
         "{:<22} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>5} {:>5} {:>4} {:>10}  key",
         "target", "min µs", "p50", "p90", "p99", "max", "sent", "lost", "ooo", "viol", "transcript"
     );
-    for r in results {
+    for Reported { probe: r, evidence } in results {
         match (&r.round, &r.error) {
             (Some(round), None) => println!(
                 "{:<22} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>6} {:>5} {:>5} {:>4} {:>10}  {}",
@@ -149,8 +246,18 @@ fn print_results(results: &[TargetResult], json: bool) -> anyhow::Result<()> {
                 },
                 r.key
             ),
-            (_, Some(e)) => println!("{:<22} unreachable: {e}", r.target.to_string()),
+            (Some(_), Some(e)) => println!("{:<22} error: {e}", r.target.to_string()),
+            (None, Some(e)) => println!("{:<22} unreachable: {e}", r.target.to_string()),
             (None, None) => println!("{:<22} no result", r.target.to_string()),
+        }
+        if let Some(e) = evidence {
+            println!(
+                "{:<22} evidence bundle {} (nonce {} in {})",
+                "",
+                e.file.display(),
+                e.nonce,
+                e.ledger.display()
+            );
         }
     }
     Ok(())

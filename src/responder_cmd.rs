@@ -6,35 +6,68 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use locus_responder::evidence::EvidenceSource;
+use locus_responder::config::ResponderConfig;
 use locus_responder::server::{Server, ServerConfig};
 use locus_responder::session_key::SessionKey;
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct ResponderArgs {
-    /// Address to listen on (UDP, QUIC).
-    #[arg(long, default_value = "127.0.0.1:4433")]
-    listen: SocketAddr,
-    /// Also write the session key's SPKI (DER) to this file, for probers to pin.
+    #[command(subcommand)]
+    command: Option<ResponderCmd>,
+    /// Address to listen on (UDP, QUIC); overrides the config's `listen`
+    /// [default: 127.0.0.1:4433].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Also write the session key's SPKI (DER) to this file, for probers to pin; overrides the
+    /// config's `spki_out`.
     #[arg(long)]
     spki_out: Option<PathBuf>,
+    /// Responder configuration (TOML, see `config/responder.example.toml`): the evidence
+    /// backends to switch on. Without it the responder answers echoes only.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
+#[derive(clap::Subcommand)]
+enum ResponderCmd {
+    /// Try each configured backend once and print a row per check (run this first on a new
+    /// machine). Exit 0 only when a bundle (the policy's, with --policy) could be produced.
+    Doctor(crate::doctor_cmd::DoctorArgs),
+}
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:4433";
+
 pub(crate) fn run(args: ResponderArgs) -> anyhow::Result<ExitCode> {
+    if let Some(ResponderCmd::Doctor(d)) = args.command {
+        return crate::doctor_cmd::run(d);
+    }
+    let config = match &args.config {
+        Some(path) => ResponderConfig::load(path)?,
+        None => ResponderConfig::default(),
+    };
+    let listen = match args.listen.or(config.listen) {
+        Some(l) => l,
+        None => DEFAULT_LISTEN.parse()?,
+    };
+    let spki_out = args
+        .spki_out
+        .or_else(|| config.spki_out.as_ref().map(|p| config.resolve(p)));
+    // Blocking (TPM, a first TDX quote): before the runtime, and fatal when a backend fails.
+    let backends = config.open()?;
+    tracing::info!(?backends, "evidence backends open");
+    let source = backends.into_source();
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let key = SessionKey::generate()?;
-        if let Some(path) = &args.spki_out {
+        if let Some(path) = &spki_out {
             std::fs::write(path, key.spki_der())
                 .with_context(|| format!("writing {}", path.display()))?;
         }
-        let server = Server::start(
-            ServerConfig::new(args.listen),
-            key.clone(),
-            EvidenceSource::default(),
-        )?;
+        let server = Server::start(ServerConfig::new(listen), key.clone(), source)?;
         let addr = server.local_addr()?;
         announce(addr, key.spki_der());
+        log_hangups();
         shutdown_signal().await;
         server.shutdown().await;
         anyhow::Ok(ExitCode::SUCCESS)
@@ -69,4 +102,20 @@ pub(crate) async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// systemd's `ExecReload=` sends SIGHUP, whose default action would end the process: note it
+/// instead (the backends are opened once, at start).
+fn log_hangups() {
+    #[cfg(unix)]
+    if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::warn!(
+                    "SIGHUP: evidence backends are opened once at start; restart to apply a \
+                     changed config"
+                );
+            }
+        });
+    }
 }

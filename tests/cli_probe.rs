@@ -1,43 +1,17 @@
 //! The `locus responder` and `locus prober` binaries talking over loopback, several probers
 //! at once; unreachable and wrongly pinned targets are reported, not hidden.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-struct Responder {
-    child: Child,
-    addr: String,
-    spki: String,
-}
-
-impl Drop for Responder {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod responder_proc;
+use responder_proc::Responder;
 
 fn locus() -> Command {
     Command::new(env!("CARGO_BIN_EXE_locus"))
 }
 
 fn start_responder() -> Responder {
-    let mut child = locus()
-        .args(["responder", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let announce: serde_json::Value = serde_json::from_str(&line).expect("announce line");
-    Responder {
-        child,
-        addr: announce["listen"].as_str().unwrap().to_string(),
-        spki: announce["spki"].as_str().unwrap().to_string(),
-    }
+    Responder::start(&["--listen", "127.0.0.1:0"], Stdio::null())
 }
 
 #[test]

@@ -98,3 +98,36 @@ fn unreadable_inputs_exit_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `locus bench evidence` builds bundles the way a responder answers a sealed request, and
+/// they verify under the bench's own policy (it exits 2 when its bundle does not verify).
+#[test]
+fn bench_evidence_builds_bundles_that_verify() {
+    let out = Command::new(env!("CARGO_BIN_EXE_locus"))
+        .args([
+            "bench",
+            "evidence",
+            "--iterations",
+            "2",
+            "--verify-iterations",
+            "2",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "bundle_p50_us",
+        "bare_quote_p50_us",
+        "bundle_ratio_p50",
+        "verify_ratio_p50",
+    ] {
+        let x = v[key].as_f64().unwrap_or_else(|| panic!("no {key} in {v}"));
+        assert!(x.is_finite() && x > 0.0, "{key} = {x} in {v}");
+    }
+}

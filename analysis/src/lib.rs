@@ -12,6 +12,7 @@ pub mod check;
 pub mod input;
 pub mod judge;
 pub mod policy;
+pub mod policy_init;
 pub mod verify;
 
 pub use check::{Check, CheckStatus};

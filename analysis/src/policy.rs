@@ -207,6 +207,18 @@ impl Policy {
         }
     }
 
+    /// With the in-TD vTPM command bound an evidence policy calibrated on the platform
+    /// (`timing.max_tpm_cheap_rtt_us`, which `locus policy init` sets to the measured time plus
+    /// a relay margin) in place of `max_vtpm_cmd_rtt_ms`, whose default comes from swtpm on
+    /// loopback: a cloud vTPM answering through its host or paravisor at its own speed is no
+    /// Frankenstein. `None` keeps the policy as it is.
+    pub fn calibrated_vtpm(mut self, max_tpm_cheap_rtt_ns: Option<u64>) -> Self {
+        if let Some(ns) = max_tpm_cheap_rtt_ns {
+            self.max_vtpm_cmd_rtt_ms = ns as f64 / 1e6;
+        }
+        self
+    }
+
     /// Parse and validate a TOML policy; absent fields take their defaults.
     pub fn from_toml_str(s: &str) -> Result<Self, PolicyError> {
         let p: Policy = toml::from_str(s)?;

@@ -10,18 +10,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use clap::Args;
 use locus_analysis::verify::bundle::{self as evidence, NonceLedger, PolicyFile, VerifyInputs};
 use locus_analysis::verify::tdx::{self, TrustRoot};
 use locus_proto::binding;
-use locus_proto::evidence::{EkCert, EvidenceBundle, BUNDLE_VERSION};
+use locus_proto::evidence::{EvidenceBundle, SealedNonce, BUNDLE_VERSION};
+use locus_proto::messages::KeysResponse;
 use locus_proto::transcript::Transcript;
 use locus_responder::evidence::{collect_blocking, EventLogPaths};
 use locus_responder::session_key::SessionKey;
 use locus_responder::tdx::lab::{LabOptions, LabTdx};
 use locus_responder::tdx::TdxQuoter;
 use locus_responder::tpm::swtpm::{Swtpm, SwtpmOptions};
-use locus_responder::tpm::{Vtpm, VtpmConfig};
+use locus_responder::tpm::{EkKind, Vtpm, VtpmConfig};
 use serde::Serialize;
 
 use locus_fleet::time::unix_now;
@@ -112,27 +114,38 @@ impl LabEvidence {
         Ok(path)
     }
 
-    /// A fresh bundle for `nonce` and the session key (EK certificates read once, as the
-    /// responder's `EvidenceSource` caches them).
+    /// A fresh bundle for `nonce` and the session key, as the responder answers a sealed
+    /// request: TPM2_ActivateCredential recovers the nonce, then the bundle is collected.
+    /// `keys` are read once, as the responder's `EvidenceSource` caches them.
     pub(crate) fn bundle(
         &self,
         nonce: &[u8; 32],
+        sealed: SealedNonce,
         key: &SessionKey,
         intermediates: &[Vec<u8>],
-        ek_certs: &[EkCert],
+        keys: &KeysResponse,
     ) -> anyhow::Result<EvidenceBundle> {
+        let kind = EkKind::for_cert_index(sealed.ek_nv_index)
+            .context("the sealed nonce names an EK index of no known kind")?;
+        let unsealed =
+            self.vtpm
+                .activate_credential(kind, &sealed.id_object, &sealed.encrypted_secret)?;
+        anyhow::ensure!(unsealed == nonce, "the vTPM activated another secret");
         let mut t = Transcript::new();
         t.record(0, nonce);
         let quoter = self.tdx.quoter();
-        let ((tpm, tdx, timings), _) = collect_blocking(
+        let ((mut tpm, tdx, timings), _) = collect_blocking(
             nonce,
             key.spki_der(),
             Some(&self.vtpm),
             Some(quoter.as_ref()),
             &self.logs,
             intermediates.to_vec(),
-            Some(ek_certs.to_vec()),
+            Some(keys.ek_certs.clone()),
         )?;
+        if let Some(t) = tpm.as_mut() {
+            t.sealed_nonce = Some(sealed);
+        }
         Ok(EvidenceBundle {
             version: BUNDLE_VERSION,
             nonce: nonce.to_vec(),
@@ -180,15 +193,21 @@ pub fn run(args: EvidenceArgs) -> anyhow::Result<String> {
     let lab = LabEvidence::start()?;
     let key = SessionKey::generate()?;
     let inter = lab.ek_intermediates()?;
-    let ek_certs = lab.vtpm.ek_certs()?;
+    let keys = KeysResponse {
+        ak_public: lab.vtpm.ak_public()?,
+        ek_certs: lab.vtpm.ek_certs()?,
+    };
     let n = args.iterations.max(1);
     let (mut bundle_t, mut quote_t) = (Vec::new(), Vec::new());
     let mut last = None;
     for i in 0..n + n / 10 {
         let mut nonce = [0u8; 32];
         nonce[..4].copy_from_slice(&i.to_le_bytes());
+        // Sealing is the prober's work, outside the responder's bundle time.
+        let sealed = locus_prober::requests::seal_to(&keys, &nonce)
+            .context("no EK certificate of a kind a nonce can be sealed to")?;
         let t = Instant::now();
-        let b = lab.bundle(&nonce, &key, &inter, &ek_certs)?;
+        let b = lab.bundle(&nonce, sealed, &key, &inter, &keys)?;
         let bytes = b.to_cbor();
         let d_bundle = t.elapsed();
         let qd = binding::qualifying_data(&nonce, &binding::spki_hash(key.spki_der()))?;

@@ -75,12 +75,14 @@ pub fn trust_inline_summaries(file: &mut SamplesFile, source: &Path) {
 }
 
 /// Replaces each node's evidence with `NAME.json` (a summary, used only when trusted) or
-/// `NAME.bundle` (verified here under the given policy) from `dir` or `dir/evidence`.
+/// `NAME.bundle` (verified here under the given policy) from `dir` or `dir/evidence`. Returns
+/// the vTPM command bound of the bundle policy, when bundles were verified under one that has
+/// it (for `Policy::calibrated_vtpm`).
 pub fn attach_evidence(
     file: &mut SamplesFile,
     dir: &Path,
     trust: EvidenceTrust<'_>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<u64>> {
     if !dir.is_dir() {
         bail!("evidence directory {} does not exist", dir.display());
     }
@@ -143,7 +145,7 @@ pub fn attach_evidence(
             }
         }
     }
-    Ok(())
+    Ok(verifier.and_then(|v| v.policy.max_tpm_cheap_rtt_ns))
 }
 
 /// Verifies one stored bundle (as `locus verify evidence` does) and takes what the lab takes

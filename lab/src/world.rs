@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use locus_anchors::lab::{AnchorServer, LabCa};
 use locus_anchors::{AnchorSpec, AnchorsConfig, MeasureOptions};
-use locus_responder::evidence::EvidenceSource;
+use locus_responder::config::{Backends, TdxBackendKind};
 use locus_responder::server::{Server, ServerConfig};
 use locus_responder::session_key::SessionKey;
 use locus_responder::tdx::lab::{LabOptions, LabTdx};
@@ -157,18 +157,25 @@ pub(crate) async fn build(
             tokio::task::spawn_blocking(move || crate::boot::measure_into(&vtpm)).await??;
         }
         let issuing_ca = pem_certs(ek_ca.first().map_or("", String::as_str));
-        let source = EvidenceSource::new(Some(lab_tdx.quoter()), Some(vtpm.clone()))
-            .with_coalescing(16)
-            .with_ek_ca_certs(issuing_ca)
-            .with_event_logs(boot.logs.clone())
-            .with_anchors(AnchorsConfig {
+        // The same wiring as `locus responder --config` (tdx.backend = "lab", [tpm] on swtpm).
+        let source = Backends {
+            tdx: Some(lab_tdx.quoter()),
+            tdx_kind: TdxBackendKind::Lab,
+            lab: None,
+            coalesce_max_batch: 16,
+            vtpm: Some(vtpm.clone()),
+            ek_ca_certs: issuing_ca,
+            logs: boot.logs.clone(),
+            anchors: Some(AnchorsConfig {
                 options: MeasureOptions {
                     // The minimum of several: a first TLS round trip under load can take ms.
                     round_trips: 10,
                     ..MeasureOptions::default()
                 },
                 anchors: specs,
-            });
+            }),
+        }
+        .into_source();
         let server_config = ServerConfig {
             // Emulated paths are milliseconds long: no spinning (see RoundConfig::spin).
             spin_after_answer: Duration::ZERO,

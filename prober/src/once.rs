@@ -1,13 +1,35 @@
 //! One-shot probing (`locus prober --target`): connect, one round, and the responder's signed
-//! transcript checked against the answers measured.
+//! transcript checked against the answers measured; then, when asked (`--evidence-out`), one
+//! evidence bundle bound to a fresh nonce.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::requests::request_transcript;
+use locus_proto::evidence::EvidenceBundle;
+use locus_proto::messages::Include;
+use locus_proto::Nonce;
+
+use crate::requests::{request_evidence_sealed, request_transcript, RequestError};
 use crate::{connect, run_round, RoundConfig, RoundReport, SpkiPolicy};
+
+/// The bundle to ask for after the round.
+#[derive(Debug, Clone)]
+pub struct EvidenceAsk {
+    pub include: Include,
+    /// The verifier named in the request and in the nonce ledger.
+    pub issuer: String,
+}
+
+/// A bundle fetched after the round: bound to `nonce`, which this prober issued at `issued_at`
+/// (unix seconds), for the ledger the verifier reads.
+#[derive(Debug)]
+pub struct FetchedEvidence {
+    pub bundle: EvidenceBundle,
+    pub nonce: Nonce,
+    pub issued_at: u64,
+}
 
 /// One target probed once: its round, whether its signed transcript covers exactly the
 /// answers measured, or why it could not be probed.
@@ -33,6 +55,21 @@ pub async fn probe_once(
     connect_timeout: Duration,
     cfg: &RoundConfig,
 ) -> TargetResult {
+    probe_once_then(addr, bind, policy, connect_timeout, cfg, None)
+        .await
+        .0
+}
+
+/// [`probe_once`], then, with `ask`, one bundle bound to a fresh nonce on the same
+/// connection (`None` when unreachable or not asked).
+pub async fn probe_once_then(
+    addr: SocketAddr,
+    bind: SocketAddr,
+    policy: SpkiPolicy,
+    connect_timeout: Duration,
+    cfg: &RoundConfig,
+    ask: Option<&EvidenceAsk>,
+) -> (TargetResult, Option<Result<FetchedEvidence, RequestError>>) {
     let key = match policy {
         SpkiPolicy::Pinned(_) => "pinned",
         SpkiPolicy::TrustOnFirstUse => "learned-on-first-use",
@@ -49,7 +86,7 @@ pub async fn probe_once(
         Ok(t) => t,
         Err(e) => {
             result.error = Some(e.to_string());
-            return result;
+            return (result, None);
         }
     };
     result.spki = hex::encode(&target.spki);
@@ -65,7 +102,31 @@ pub async fn probe_once(
         }
         Err(e) => result.error = Some(format!("transcript request failed: {e}")),
     }
+    let evidence = match ask {
+        None => None,
+        Some(ask) => {
+            let nonce: Nonce = rand::random();
+            // A clock before 1970 only makes the nonce look stale to the verifier.
+            let issued_at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            // Sealed to the vTPM's certified EK for its AK, as the daemon asks (`ak_ek_binding`).
+            let fetched = request_evidence_sealed(
+                &target,
+                &nonce,
+                ask.include.clone(),
+                Some(ask.issuer.clone()),
+            )
+            .await
+            .map(|bundle| FetchedEvidence {
+                bundle,
+                nonce,
+                issued_at,
+            });
+            Some(fetched)
+        }
+    };
     target.conn.close(0u32.into(), b"done");
     result.round = Some(round);
-    result
+    (result, evidence)
 }

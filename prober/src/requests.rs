@@ -1,7 +1,7 @@
 //! Requests on QUIC streams: evidence and the signed transcript.
 
-use locus_proto::credential::{object_name, seal_nonce, EkPublic};
-use locus_proto::evidence::{EvidenceBundle, SealedNonce};
+use locus_proto::credential::seal_to_first_ek;
+use locus_proto::evidence::EvidenceBundle;
 use locus_proto::frame::{self, Frame, FrameError, MessageKind, HEADER_LEN, MAX_BODY_LEN};
 use locus_proto::messages::{
     ErrorMessage, EvidenceRequest, EvidenceResponse, Include, KeysRequest, KeysResponse,
@@ -93,22 +93,8 @@ pub async fn request_evidence_sealed(
 
 /// Seals `nonce` to the first EK certificate of a known kind (RSA-2048 or ECC P-256) for the
 /// stated AK.
-fn seal_to(keys: &KeysResponse, nonce: &Nonce) -> Option<SealedNonce> {
-    let name = object_name(&keys.ak_public)
-        .map_err(|e| tracing::debug!(error = %e, "the stated AK has no usable name"))
-        .ok()?;
-    keys.ek_certs.iter().find_map(|c| {
-        let ek = EkPublic::from_certificate_der(&c.der).ok()?;
-        if !ek.fits_cert_index(c.nv_index) {
-            return None;
-        }
-        let cred = seal_nonce(&ek, &name, nonce).ok()?;
-        Some(SealedNonce {
-            ek_nv_index: c.nv_index,
-            id_object: cred.id_object,
-            encrypted_secret: cred.encrypted_secret,
-        })
-    })
+pub fn seal_to(keys: &KeysResponse, nonce: &Nonce) -> Option<locus_proto::evidence::SealedNonce> {
+    seal_to_first_ek(&keys.ak_public, &keys.ek_certs, nonce)
 }
 
 /// Asks for the vTPM's AK and EK certificates.

@@ -181,6 +181,31 @@ pub fn seal_nonce(
     make_credential(ek, name, nonce, &mut rng)
 }
 
+/// Seals `nonce` to the first of `ek_certs` of a known kind (RSA-2048 or ECC P-256, at its
+/// index) for the AK `ak_public` (TPM2B_PUBLIC): what a prober sends instead of a clear nonce.
+/// `None` when the AK has no usable name or no certificate fits.
+pub fn seal_to_first_ek(
+    ak_public: &[u8],
+    ek_certs: &[crate::evidence::EkCert],
+    nonce: &crate::Nonce,
+) -> Option<crate::evidence::SealedNonce> {
+    let name = object_name(ak_public)
+        .map_err(|e| tracing::debug!(error = %e, "the stated AK has no usable name"))
+        .ok()?;
+    ek_certs.iter().find_map(|c| {
+        let ek = EkPublic::from_certificate_der(&c.der).ok()?;
+        if !ek.fits_cert_index(c.nv_index) {
+            return None;
+        }
+        let cred = seal_nonce(&ek, &name, nonce).ok()?;
+        Some(crate::evidence::SealedNonce {
+            ek_nv_index: c.nv_index,
+            id_object: cred.id_object,
+            encrypted_secret: cred.encrypted_secret,
+        })
+    })
+}
+
 /// TPM2_MakeCredential: protects `credential` for the object named `name` under `ek`.
 pub fn make_credential(
     ek: &EkPublic,

@@ -5,6 +5,8 @@
 //! `locus-proto`; here we own the sockets, the clock and the hardware.
 
 pub mod busy;
+pub mod config;
+pub mod doctor;
 pub mod evidence;
 pub mod server;
 pub mod session_key;

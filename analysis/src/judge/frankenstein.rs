@@ -81,3 +81,32 @@ pub fn is_binding_check(name: &str, policy: &Policy) -> bool {
     name.parse::<CheckId>()
         .is_ok_and(|id| policy.frankenstein_checks.contains(&id))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slow_provider_vtpm_is_no_frankenstein_under_its_calibrated_bound() {
+        // A cloud vTPM whose fastest command takes 5 ms (through the host), not swtpm's < 1 ms.
+        let in_td = InTdTimings {
+            tpm_cmd_rtt_ns: vec![5_000_000],
+            ..InTdTimings::default()
+        };
+        assert!(check(&in_td, None, &Policy::default()).is_frankenstein());
+        // `locus policy init` on that machine: 5 ms measured + 3 ms margin.
+        let calibrated = Policy::default().calibrated_vtpm(Some(8_000_000));
+        assert!(!check(&in_td, None, &calibrated).is_frankenstein());
+        // Relayed 400 km further it still is one.
+        let relayed = InTdTimings {
+            tpm_cmd_rtt_ns: vec![9_000_000],
+            ..InTdTimings::default()
+        };
+        assert!(check(&relayed, None, &calibrated).is_frankenstein());
+        // No bound in the evidence policy: the verdict policy's own stays.
+        assert_eq!(
+            Policy::default().calibrated_vtpm(None).max_vtpm_cmd_rtt_ms,
+            Policy::default().max_vtpm_cmd_rtt_ms
+        );
+    }
+}

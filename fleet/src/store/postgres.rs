@@ -45,6 +45,12 @@ impl Pg {
                     .into(),
             });
         }
+        if config.get_password().is_none() {
+            let dir = std::env::var_os("CREDENTIALS_DIRECTORY").map(std::path::PathBuf::from);
+            if let Some(pw) = credential_password(dir.as_deref()) {
+                config.password(pw);
+            }
+        }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(wait.max(Duration::from_secs(1)));
         }
@@ -129,6 +135,18 @@ pub(crate) fn describe(e: &postgres::Error) -> String {
 }
 
 /// Sorts a failed connection into a wrong user or password, or anything else.
+/// The file systemd's `LoadCredential=db-password:...` puts in `$CREDENTIALS_DIRECTORY`.
+pub(crate) const CREDENTIAL_DB_PASSWORD: &str = "db-password";
+
+/// The password of a URL without one: the `db-password` credential systemd passed the
+/// service (`LoadCredential=`), so it is in neither the command line nor the config. One
+/// trailing newline is not part of it.
+fn credential_password(dir: Option<&std::path::Path>) -> Option<String> {
+    let text = std::fs::read_to_string(dir?.join(CREDENTIAL_DB_PASSWORD)).ok()?;
+    let pw = text.strip_suffix('\n').unwrap_or(&text);
+    Some(pw.strip_suffix('\r').unwrap_or(pw).to_owned())
+}
+
 fn connect_error(url: &str, config: &postgres::Config, e: postgres::Error) -> StoreError {
     // SQLSTATE class 28: invalid authorization specification (28000), invalid password (28P01).
     if e.code().is_some_and(|c| c.code().starts_with("28")) {
@@ -212,6 +230,18 @@ impl<C: GenericClient> Sql for C {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_db_password_credential_is_read_without_its_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(credential_password(None), None);
+        assert_eq!(credential_password(Some(dir.path())), None);
+        std::fs::write(dir.path().join(CREDENTIAL_DB_PASSWORD), "s3cret pw\n").unwrap();
+        assert_eq!(
+            credential_password(Some(dir.path())).as_deref(),
+            Some("s3cret pw")
+        );
+    }
 
     #[test]
     fn placeholders_become_dollars() {

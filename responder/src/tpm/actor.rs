@@ -29,6 +29,7 @@ use tss_esapi::tcti_ldr::{DeviceConfig, NetworkTPMConfig};
 use tss_esapi::traits::{Marshall, UnMarshall};
 use tss_esapi::{Context, TctiNameConf};
 
+use super::ops::{Op, Reply};
 use super::{
     AkSource, ChainLink, CheapRtt, EkKind, Tcti, VtpmConfig, VtpmError, VtpmQuote, ALG_SHA256,
     AZURE_HCL_AK_HANDLE, AZURE_HCL_REPORT_NV, AZURE_USER_DATA_NV, GCE_AK_CERT_NV_ECC,
@@ -40,57 +41,6 @@ const PCR_ATTEMPTS: u32 = 3;
 
 /// First handle of the NV index range (TPM_HT_NV_INDEX << 24).
 const NV_INDEX_FIRST: u32 = 0x0100_0000;
-
-#[derive(Debug)]
-pub(super) enum Op {
-    AkPublic,
-    AkCert,
-    HclReport {
-        user_data: [u8; USER_DATA_LEN],
-    },
-    Quote {
-        qualifying_data: Vec<u8>,
-        pcrs: Vec<u8>,
-    },
-    CheapRtt {
-        samples: u32,
-    },
-    Chain {
-        nonce: Vec<u8>,
-        first_previous: Vec<u8>,
-        len: u32,
-        pcrs: Vec<u8>,
-    },
-    EkCerts {
-        indices: Vec<u32>,
-    },
-    Extend {
-        index: u8,
-        sha256: [u8; 32],
-    },
-    EkPublic {
-        kind: EkKind,
-    },
-    ActivateCredential {
-        kind: EkKind,
-        id_object: Vec<u8>,
-        encrypted_secret: Vec<u8>,
-    },
-}
-
-#[derive(Debug)]
-pub(super) enum Reply {
-    AkPublic(Vec<u8>),
-    AkCert(Option<Vec<u8>>),
-    HclReport(Option<Vec<u8>>),
-    Quote(VtpmQuote),
-    CheapRtt(CheapRtt),
-    Chain(Vec<ChainLink>),
-    EkCerts(Vec<EkCert>),
-    EkPublic(Vec<u8>),
-    Activated(Vec<u8>),
-    Done,
-}
 
 type Request = (Op, SyncSender<Result<Reply, VtpmError>>);
 

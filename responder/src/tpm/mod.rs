@@ -1,7 +1,7 @@
 //! The vTPM: an attestation key, TPM2_Quote over the PCRs with the binding's qualifying data,
 //! EK certificates from NV, and in-TD timings of the vTPM.
 //!
-//! A tss-esapi [`tss_esapi::Context`] needs `&mut self` and is not `Send`, so it lives on its own
+//! A tss-esapi `Context` needs `&mut self` and is not `Send`, so it lives on its own
 //! thread ([`actor`]); [`Vtpm`] sends it commands over a channel and waits with a timeout. Any
 //! failure (the TPM closed the connection, swtpm crashed, a command hung) drops that thread, and
 //! the next call connects afresh and recreates the AK: a crashed TPM gives an error, never a hung
@@ -14,7 +14,12 @@
 //! provisioned ([`AkSource`]): on GCE a primary from the template in NV, with its certificate;
 //! on Azure the HCL's persistent key, with the HCL report read from NV.
 
+#[cfg(feature = "vtpm")]
 mod actor;
+#[cfg(not(feature = "vtpm"))]
+#[path = "no_actor.rs"]
+mod actor;
+mod ops;
 pub mod swtpm;
 
 use std::fmt;
@@ -26,7 +31,8 @@ use std::time::Duration;
 use locus_proto::evidence::{EkCert, PcrValue};
 use thiserror::Error;
 
-use actor::{Actor, Op, Reply};
+use actor::Actor;
+use ops::{Op, Reply};
 
 /// TPM_ALG_ID of SHA-256.
 pub const ALG_SHA256: u16 = 0x000b;
@@ -107,6 +113,46 @@ impl fmt::Display for Tcti {
     }
 }
 
+/// Why a TCTI string could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("TCTI {found:?}: {reason} (expected \"device:/dev/tpmrm0\" or \"swtpm:host=127.0.0.1,port=2321\")")]
+pub struct TctiParseError {
+    pub found: String,
+    pub reason: &'static str,
+}
+
+impl std::str::FromStr for Tcti {
+    type Err = TctiParseError;
+
+    /// The tpm2-tools forms: `device[:PATH]` (default `/dev/tpmrm0`) and
+    /// `swtpm[:host=HOST,port=PORT]` (defaults `127.0.0.1`, 2321).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = |reason| TctiParseError {
+            found: s.to_string(),
+            reason,
+        };
+        let (kind, conf) = s.split_once(':').unwrap_or((s, ""));
+        match kind {
+            "device" if conf.is_empty() => Ok(Tcti::Device(PathBuf::from("/dev/tpmrm0"))),
+            "device" => Ok(Tcti::Device(PathBuf::from(conf))),
+            "swtpm" => {
+                let (mut host, mut port) = ("127.0.0.1".to_string(), 2321u16);
+                for kv in conf.split(',').filter(|kv| !kv.is_empty()) {
+                    match kv.split_once('=') {
+                        Some(("host", h)) if !h.is_empty() => host = h.to_string(),
+                        Some(("port", p)) => {
+                            port = p.parse().map_err(|_| err("port is not a number"))?
+                        }
+                        _ => return Err(err("swtpm options are host=HOST and port=PORT")),
+                    }
+                }
+                Ok(Tcti::Swtpm { host, port })
+            }
+            _ => Err(err("unknown TCTI kind")),
+        }
+    }
+}
+
 /// vTPM settings.
 #[derive(Debug, Clone)]
 pub struct VtpmConfig {
@@ -171,6 +217,10 @@ pub enum VtpmError {
     /// The HCL report's NV index is larger than any real report; it is not read.
     #[error("the HCL report NV index holds {len} bytes, more than {max}")]
     HclReportTooLarge { len: usize, max: usize },
+    /// This build has no TPM software stack (built without the `vtpm` feature); rebuild
+    /// `locus` with default features to use a vTPM.
+    #[error("vTPM support is not built in (cargo feature `vtpm`)")]
+    Unsupported,
     /// The PCRs changed during every attempt to read them consistently with a quote.
     #[error("PCRs kept changing while quoting ({attempts} attempts)")]
     PcrsUnstable { attempts: u32 },

@@ -289,12 +289,7 @@ impl PolicyFile {
     /// values are left empty: pin the TD with [`ReferenceSection::pin_td`] (a policy that does
     /// not pin it is refused at [`PolicyFile::resolve`]) and fill `reference.pcrs` to pin PCRs.
     pub fn lab(ek_root: &str, tdx_root: &str, tdx_collateral: &str, nonce_issuer: &str) -> Self {
-        let mut checks: BTreeMap<CheckId, Requirement> = CheckId::ALL
-            .iter()
-            .map(|c| (*c, Requirement::Required))
-            .collect();
-        // Online only: offline verification has no QUIC peer key.
-        checks.insert(CheckId::SessionSpki, Requirement::Optional);
+        let mut checks = Self::offline_checks();
         // Need reference values or a bound the caller chooses.
         checks.insert(CheckId::PcrReference, Requirement::Optional);
         checks.insert(CheckId::VtpmTiming, Requirement::Optional);
@@ -350,6 +345,17 @@ impl PolicyFile {
             missing.push("checks.td_reference (off)".into());
         }
         missing
+    }
+
+    /// Every check required, except `session_spki`: offline verification has no QUIC peer
+    /// key.
+    pub fn offline_checks() -> BTreeMap<CheckId, Requirement> {
+        let mut checks: BTreeMap<CheckId, Requirement> = CheckId::ALL
+            .iter()
+            .map(|c| (*c, Requirement::Required))
+            .collect();
+        checks.insert(CheckId::SessionSpki, Requirement::Optional);
+        checks
     }
 
     pub fn from_toml(text: &str) -> Result<Self, PolicyError> {

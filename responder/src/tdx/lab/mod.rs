@@ -113,6 +113,12 @@ struct LabState {
     measurements: LabMeasurements,
     valid_from: u64,
     valid_until: u64,
+    /// PCK leaf, PCK CA, root (PEM) and the PCK leaf's key (PKCS#8 DER, hex): written out by
+    /// [`LabTdx::write_pki`]; absent in labs saved before they were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pck_chain_pem: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pck_key_pkcs8: Option<String>,
 }
 
 /// A generated (or loaded) lab: its quoter, root certificate and collateral.
@@ -134,6 +140,11 @@ impl std::fmt::Debug for LabTdx {
 
 /// File names inside a lab directory.
 const STATE_FILE: &str = "lab-tdx.json";
+/// File names `locus lab pki` adds for operators and verifiers (`PKI_*`).
+pub const PKI_ROOT: &str = "root.pem";
+pub const PKI_COLLATERAL: &str = "collateral.json";
+pub const PKI_PCK_CHAIN: &str = "pck-chain.pem";
+pub const PKI_PCK_KEY: &str = "pck-key.pem";
 const ROOT_FILE: &str = "lab-root-ca.der";
 const COLLATERAL_FILE: &str = "lab-collateral.json";
 
@@ -200,6 +211,10 @@ impl LabTdx {
             measurements: opts.measurements.clone(),
             valid_from: opts.now_unix - 3600,
             valid_until: opts.now_unix + opts.collateral_validity_secs.min(opts.crl_validity_secs),
+            pck_chain_pem: Some(pki.pck_chain_pem.clone()),
+            pck_key_pkcs8: Some(hex::encode(
+                pki.pck_leaf_key.to_pkcs8_der().map_err(lab_err)?.as_bytes(),
+            )),
         };
         Self::from_state(state)
     }
@@ -272,6 +287,47 @@ impl LabTdx {
         let coll_path = dir.join(COLLATERAL_FILE);
         std::fs::write(&coll_path, coll).map_err(io("write lab collateral", &coll_path))?;
         Ok(())
+    }
+
+    /// Write a lab TDX signing set to `dir` (created if missing): what [`LabTdx::save`] writes
+    /// (the responder's `tdx.backend = "lab"` reads it back with [`LabTdx::load`]) plus
+    /// [`PKI_ROOT`] (the root CA a verifier must be given, PEM), [`PKI_COLLATERAL`] (dcap-qvl
+    /// JSON), [`PKI_PCK_CHAIN`] (leaf, CA, root) and [`PKI_PCK_KEY`] (PKCS#8 PEM, mode 0600).
+    /// Returns the paths written.
+    pub fn write_pki(&self, dir: &Path) -> Result<Vec<std::path::PathBuf>, QuoteError> {
+        self.save(dir)?;
+        let pem_block = |tag: &str, der: &[u8]| pem::encode(&pem::Pem::new(tag, der.to_vec()));
+        let mut files = vec![
+            (PKI_ROOT, pem_block("CERTIFICATE", &self.root_ca_der), false),
+            (
+                PKI_COLLATERAL,
+                String::from_utf8(
+                    serde_json::to_vec_pretty(&self.state.collateral).map_err(lab_err)?,
+                )
+                .map_err(lab_err)?,
+                false,
+            ),
+        ];
+        if let (Some(chain), Some(key)) = (&self.state.pck_chain_pem, &self.state.pck_key_pkcs8) {
+            files.push((PKI_PCK_CHAIN, chain.clone(), false));
+            files.push((PKI_PCK_KEY, pem_block("PRIVATE KEY", &unhex(key)?), true));
+        }
+        let mut written = Vec::new();
+        for (name, body, private) in files {
+            let path = dir.join(name);
+            let result = if private {
+                write_private(&path, body.as_bytes())
+            } else {
+                std::fs::write(&path, body)
+            };
+            result.map_err(|source| QuoteError::Io {
+                op: "write lab PKI",
+                path: path.clone(),
+                source,
+            })?;
+            written.push(path);
+        }
+        Ok(written)
     }
 
     /// Read a lab written by [`LabTdx::save`].

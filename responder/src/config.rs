@@ -1,0 +1,438 @@
+//! The responder's configuration file (`config/responder.example.toml`) and the evidence
+//! backends it switches on: TOML in, an opened [`Backends`] (and from it an
+//! [`EvidenceSource`]) out.
+//!
+//! A backend that is configured but cannot start (no configfs-tsm, no TPM, swtpm down, an
+//! unreadable event log or anchors file) is a [`ConfigError::Backend`] naming the key and the
+//! path: never a silent fall-back to a responder without that evidence.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use locus_anchors::AnchorsConfig;
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::evidence::{EventLogPaths, EvidenceSource};
+use crate::tdx::configfs::{self, ConfigfsQuoter, StdFs, TsmFs};
+use crate::tdx::lab::LabTdx;
+use crate::tdx::TdxQuoter;
+use crate::tpm::{AkSource, Tcti, Vtpm, VtpmConfig};
+
+/// Why a responder configuration cannot be used.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read the responder config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("responder config {path}: {source}")]
+    Toml {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    /// A value that cannot be used, whatever the machine offers.
+    #[error("{key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+    /// A configured backend failed to start: fix the path or the machine, or switch the
+    /// backend off (`tdx.backend = "none"`, no `[tpm]` table).
+    #[error("{key} = {path:?}: {reason}")]
+    Backend {
+        key: &'static str,
+        path: String,
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    /// The config key this error is about, when it is about one.
+    pub fn key(&self) -> Option<&'static str> {
+        match self {
+            Self::Invalid { key, .. } | Self::Backend { key, .. } => Some(key),
+            Self::Read { .. } | Self::Toml { .. } => None,
+        }
+    }
+}
+
+/// The TDX quote backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TdxBackendKind {
+    /// Linux configfs-tsm (`/sys/kernel/config/tsm/report`): a real TD.
+    Configfs,
+    /// Lab quotes from a `locus lab pki` directory: any machine, trusted only under its root.
+    Lab,
+    /// No TDX evidence.
+    #[default]
+    None,
+}
+
+/// Which AK the vTPM quotes with (`tpm.ak`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AkChoice {
+    /// The provider's AK when the vTPM offers one (Azure HCL, GCE template), else our own.
+    #[default]
+    Auto,
+    /// The responder's own AK.
+    Create,
+    /// GCE's AK template and certificate from NV.
+    Gce,
+    /// Azure's HCL AK and HCL report.
+    AzureHcl,
+}
+
+impl From<AkChoice> for AkSource {
+    fn from(a: AkChoice) -> Self {
+        match a {
+            AkChoice::Auto => AkSource::Auto,
+            AkChoice::Create => AkSource::Own,
+            AkChoice::Gce => AkSource::Gce,
+            AkChoice::AzureHcl => AkSource::AzureHcl,
+        }
+    }
+}
+
+/// `[tdx]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TdxSection {
+    #[serde(default)]
+    pub backend: TdxBackendKind,
+    #[serde(default = "default_configfs_root")]
+    pub configfs_root: PathBuf,
+    /// The directory `locus lab pki --out DIR` wrote (for `backend = "lab"`).
+    #[serde(default)]
+    pub lab_dir: Option<PathBuf>,
+    /// Most bundles sharing one TDX quote (1: a quote per bundle).
+    #[serde(default = "default_coalesce")]
+    pub coalesce_max_batch: usize,
+}
+
+fn default_configfs_root() -> PathBuf {
+    PathBuf::from(configfs::DEFAULT_ROOT)
+}
+
+fn default_coalesce() -> usize {
+    16
+}
+
+impl Default for TdxSection {
+    fn default() -> Self {
+        Self {
+            backend: TdxBackendKind::None,
+            configfs_root: default_configfs_root(),
+            lab_dir: None,
+            coalesce_max_batch: default_coalesce(),
+        }
+    }
+}
+
+/// `[tpm]`: present means a vTPM is used.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TpmSection {
+    /// tpm2-tools TCTI string: `device:/dev/tpmrm0`, `swtpm:host=127.0.0.1,port=2321`.
+    #[serde(default = "default_tcti")]
+    pub tcti: String,
+    #[serde(default)]
+    pub ak: AkChoice,
+    /// Intermediate EK CA certificates (PEM or DER files) shipped in every bundle.
+    #[serde(default)]
+    pub ek_ca_certs: Vec<PathBuf>,
+}
+
+fn default_tcti() -> String {
+    "device:/dev/tpmrm0".into()
+}
+
+/// `[event_logs]`: unset keys take the Linux paths of [`EventLogPaths::linux`], used when
+/// readable; a path set here must be readable.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventLogsSection {
+    pub ccel_table: Option<PathBuf>,
+    pub ccel_data: Option<PathBuf>,
+    pub tcg: Option<PathBuf>,
+}
+
+/// `[anchors]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnchorsSection {
+    /// An anchors file in the format of `config/anchors.example.toml`.
+    pub file: PathBuf,
+}
+
+/// A responder configuration file. Relative paths are relative to the file's directory.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponderConfig {
+    pub listen: Option<SocketAddr>,
+    pub spki_out: Option<PathBuf>,
+    #[serde(default)]
+    pub tdx: TdxSection,
+    pub tpm: Option<TpmSection>,
+    #[serde(default)]
+    pub event_logs: EventLogsSection,
+    pub anchors: Option<AnchorsSection>,
+    /// Where relative paths start (the config file's directory); not a key.
+    #[serde(skip)]
+    base: PathBuf,
+}
+
+/// An opened TDX backend: the quoter, and the lab's signing set when it is the lab's.
+pub type OpenedTdx = (Option<Arc<dyn TdxQuoter>>, Option<LabTdx>);
+
+/// The configured backends, opened and checked once.
+pub struct Backends {
+    pub tdx: Option<Arc<dyn TdxQuoter>>,
+    pub tdx_kind: TdxBackendKind,
+    /// The lab's signing set when `tdx.backend = "lab"` (for its root and collateral).
+    pub lab: Option<LabTdx>,
+    pub coalesce_max_batch: usize,
+    pub vtpm: Option<Arc<Vtpm>>,
+    /// DER of `tpm.ek_ca_certs`.
+    pub ek_ca_certs: Vec<Vec<u8>>,
+    pub logs: EventLogPaths,
+    pub anchors: Option<AnchorsConfig>,
+}
+
+impl std::fmt::Debug for Backends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backends")
+            .field("tdx", &self.tdx_kind)
+            .field("vtpm", &self.vtpm)
+            .field("logs", &self.logs)
+            .field("anchors", &self.anchors.as_ref().map(|a| a.anchors.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Backends {
+    /// The evidence source serving these backends.
+    pub fn into_source(self) -> EvidenceSource {
+        let mut source = EvidenceSource::new(self.tdx, self.vtpm)
+            .with_event_logs(self.logs)
+            .with_ek_ca_certs(self.ek_ca_certs);
+        if self.coalesce_max_batch > 1 {
+            source = source.with_coalescing(self.coalesce_max_batch);
+        }
+        if let Some(a) = self.anchors {
+            source = source.with_anchors(a);
+        }
+        source
+    }
+}
+
+fn backend(key: &'static str, path: impl std::fmt::Display, reason: impl ToString) -> ConfigError {
+    ConfigError::Backend {
+        key,
+        path: path.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// DER certificates of a PEM (every CERTIFICATE block) or DER file.
+fn read_certs(path: &Path) -> Result<Vec<Vec<u8>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    if !bytes.windows(10).any(|w| w == b"-----BEGIN") {
+        return Ok(vec![bytes]);
+    }
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    if certs.is_empty() {
+        return Err("no CERTIFICATE block".into());
+    }
+    Ok(certs)
+}
+
+impl ResponderConfig {
+    /// Reads and parses `path`; nothing is opened yet ([`ResponderConfig::open`]).
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut cfg = Self::parse(&text).map_err(|source| ConfigError::Toml {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        cfg.base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(cfg)
+    }
+
+    /// Parses TOML; relative paths stay relative to the working directory.
+    pub fn parse(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// `p` relative to the config file.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        self.base.join(p)
+    }
+
+    /// The configured TCTI, parsed.
+    pub fn tcti(&self) -> Result<Option<Tcti>, ConfigError> {
+        self.tpm
+            .as_ref()
+            .map(|t| {
+                t.tcti.parse::<Tcti>().map_err(|e| ConfigError::Invalid {
+                    key: "tpm.tcti",
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+
+    /// The event-log paths: configured ones (relative to the file) must be readable; unset
+    /// ones take the Linux defaults when those are readable.
+    pub fn event_logs(&self) -> Result<EventLogPaths, ConfigError> {
+        let linux = EventLogPaths::linux();
+        let pick = |key: &'static str,
+                    set: &Option<PathBuf>,
+                    default: Option<PathBuf>|
+         -> Result<Option<PathBuf>, ConfigError> {
+            match set {
+                Some(p) => {
+                    let p = self.resolve(p);
+                    std::fs::File::open(&p).map_err(|e| backend(key, p.display(), e))?;
+                    Ok(Some(p))
+                }
+                None => Ok(default.filter(|d| match std::fs::File::open(d) {
+                    Ok(_) => true,
+                    Err(e) => {
+                        tracing::info!(key, path = %d.display(), error = %e,
+                            "default event log not readable; bundles go without it");
+                        false
+                    }
+                })),
+            }
+        };
+        Ok(EventLogPaths {
+            tcg: pick("event_logs.tcg", &self.event_logs.tcg, linux.tcg)?,
+            ccel_table: pick(
+                "event_logs.ccel_table",
+                &self.event_logs.ccel_table,
+                linux.ccel_table,
+            )?,
+            ccel_data: pick(
+                "event_logs.ccel_data",
+                &self.event_logs.ccel_data,
+                linux.ccel_data,
+            )?,
+        })
+    }
+
+    /// Opens the TDX backend and takes one quote, so a broken one fails now. `tsm` is the
+    /// filesystem configfs-tsm is reached through ([`StdFs`]; tests: a kernel emulation).
+    pub fn open_tdx(&self, tsm: Arc<dyn TsmFs>) -> Result<OpenedTdx, ConfigError> {
+        match self.tdx.backend {
+            TdxBackendKind::None => Ok((None, None)),
+            TdxBackendKind::Configfs => {
+                let root = self.resolve(&self.tdx.configfs_root);
+                let quoter = ConfigfsQuoter::with_fs(&root, tsm);
+                quoter
+                    .quote([0; 64])
+                    .map_err(|e| backend("tdx.configfs_root", root.display(), e))?;
+                Ok((Some(Arc::new(quoter)), None))
+            }
+            TdxBackendKind::Lab => {
+                let dir = self.tdx.lab_dir.as_ref().ok_or(ConfigError::Invalid {
+                    key: "tdx.lab_dir",
+                    reason: "tdx.backend = \"lab\" needs the directory `locus lab pki` wrote"
+                        .into(),
+                })?;
+                let dir = self.resolve(dir);
+                let lab =
+                    LabTdx::load(&dir).map_err(|e| backend("tdx.lab_dir", dir.display(), e))?;
+                Ok((Some(lab.quoter() as Arc<dyn TdxQuoter>), Some(lab)))
+            }
+        }
+    }
+
+    /// Connects to the vTPM and creates (or loads) the AK.
+    pub fn open_vtpm(&self) -> Result<Option<Arc<Vtpm>>, ConfigError> {
+        let (Some(tpm), Some(tcti)) = (&self.tpm, self.tcti()?) else {
+            return Ok(None);
+        };
+        let mut vc = VtpmConfig::new(tcti);
+        vc.ak = tpm.ak.into();
+        let key = if tpm.ak == AkChoice::Auto || tpm.ak == AkChoice::Create {
+            "tpm.tcti"
+        } else {
+            "tpm.ak"
+        };
+        let vtpm = Vtpm::open(vc).map_err(|e| {
+            let what = if key == "tpm.ak" {
+                format!("{:?} on {}", tpm.ak, tpm.tcti)
+            } else {
+                tpm.tcti.clone()
+            };
+            backend(key, what, e)
+        })?;
+        Ok(Some(Arc::new(vtpm)))
+    }
+
+    /// Reads `tpm.ek_ca_certs`.
+    pub fn ek_ca_certs(&self) -> Result<Vec<Vec<u8>>, ConfigError> {
+        let mut out = Vec::new();
+        for p in self.tpm.iter().flat_map(|t| &t.ek_ca_certs) {
+            let p = self.resolve(p);
+            out.extend(read_certs(&p).map_err(|e| backend("tpm.ek_ca_certs", p.display(), e))?);
+        }
+        Ok(out)
+    }
+
+    /// Loads `anchors.file`.
+    pub fn anchors(&self) -> Result<Option<AnchorsConfig>, ConfigError> {
+        self.anchors
+            .as_ref()
+            .map(|a| {
+                let p = self.resolve(&a.file);
+                AnchorsConfig::load(&p).map_err(|e| backend("anchors.file", p.display(), e))
+            })
+            .transpose()
+    }
+
+    /// Opens every configured backend (blocking: TPM and TDX calls), failing on the first
+    /// that cannot start.
+    pub fn open(&self) -> Result<Backends, ConfigError> {
+        self.open_with(Arc::new(StdFs))
+    }
+
+    /// [`ResponderConfig::open`] with configfs-tsm reached through `tsm`.
+    pub fn open_with(&self, tsm: Arc<dyn TsmFs>) -> Result<Backends, ConfigError> {
+        if self.tdx.coalesce_max_batch == 0 {
+            return Err(ConfigError::Invalid {
+                key: "tdx.coalesce_max_batch",
+                reason: "must be at least 1 (1: a quote per bundle)".into(),
+            });
+        }
+        let ek_ca_certs = self.ek_ca_certs()?;
+        let logs = self.event_logs()?;
+        let anchors = self.anchors()?;
+        let (tdx, lab) = self.open_tdx(tsm)?;
+        let vtpm = self.open_vtpm()?;
+        Ok(Backends {
+            tdx,
+            tdx_kind: self.tdx.backend,
+            lab,
+            coalesce_max_batch: self.tdx.coalesce_max_batch,
+            vtpm,
+            ek_ca_certs,
+            logs,
+            anchors,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
