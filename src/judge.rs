@@ -11,7 +11,10 @@ use anyhow::bail;
 use clap::Args;
 use locus_analysis::{judge, Judgement};
 use locus_fleet::time::parse_at;
-use locus_lab::judge_input::{attach_endorsements, attach_evidence, attach_poes, load_samples};
+use locus_lab::judge_input::{
+    attach_endorsements, attach_evidence, attach_poes, distrust_inline_summaries, load_samples,
+    trust_inline_summaries, EvidenceTrust,
+};
 use serde::Serialize;
 
 #[derive(Args)]
@@ -19,15 +22,21 @@ pub(crate) struct JudgeArgs {
     /// Samples file (JSON; format in docs/judge.md).
     #[arg(long)]
     samples: PathBuf,
-    /// Evidence per node, in DIR or DIR/evidence (a lab output directory): `NODE.json`, an
-    /// evidence summary, or `NODE.bundle`, an evidence bundle verified here under
-    /// --evidence-policy (its summary, in-TD timings and verified anchors replace the node's).
+    /// Evidence per node, in DIR or DIR/evidence (a lab output directory): `NODE.bundle`, an
+    /// evidence bundle verified here under --evidence-policy (its summary, in-TD timings and
+    /// verified anchors replace the node's), or `NODE.json`, an unsigned evidence summary
+    /// (used only with --trust-summaries).
     #[arg(long, value_name = "DIR")]
     evidence: Option<PathBuf>,
-    /// Verification policy for bundles (TOML, as for `locus verify evidence --policy`);
-    /// default: `policy.toml` in the evidence directory or its parent (a lab output directory).
+    /// Verification policy for bundles (TOML, as for `locus verify evidence --policy`), with
+    /// its trust roots and nonce ledger. Required to verify bundles: it is never taken from the
+    /// evidence directory; without it bundles count for nothing.
     #[arg(long, value_name = "FILE")]
     evidence_policy: Option<PathBuf>,
+    /// Trust unsigned evidence summaries: `NODE.json` files and the samples file's own
+    /// `evidence`, `in_td` and `anchors`. Without it they are not used (and each node says so).
+    #[arg(long)]
+    trust_summaries: bool,
     /// Verdict policy (TOML; config/policy.example.toml). Defaults when absent.
     #[arg(long)]
     policy: Option<PathBuf>,
@@ -69,9 +78,21 @@ pub(crate) fn run(args: JudgeArgs) -> anyhow::Result<ExitCode> {
     let at = args.at.as_deref().map(parse_at).transpose()?;
     let mut file = load_samples(&args.samples)?;
     let mut policy = policy;
+    if args.trust_summaries {
+        trust_inline_summaries(&mut file, &args.samples);
+    } else {
+        distrust_inline_summaries(&mut file, &args.samples);
+    }
     if let Some(dir) = &args.evidence {
-        let vtpm_bound = attach_evidence(&mut file, dir, args.evidence_policy.as_deref(), at)?;
+        let trust = EvidenceTrust {
+            policy: args.evidence_policy.as_deref(),
+            trust_summaries: args.trust_summaries,
+            at,
+        };
+        let vtpm_bound = attach_evidence(&mut file, dir, trust)?;
         policy = policy.calibrated_vtpm(vtpm_bound);
+    } else if args.evidence_policy.is_some() {
+        bail!("--evidence-policy verifies the bundles of --evidence DIR: pass --evidence too");
     }
     if let (Some(inv), Some(key)) = (&args.inventory, &args.inventory_key) {
         attach_endorsements(&mut file, inv, key, at)?;

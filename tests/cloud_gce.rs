@@ -357,6 +357,7 @@ fn a_node_claiming_europe_west3_with_this_vtpm_is_relocated_to_us_central1_a() {
         baseline: vec![],
         endorsement: None,
         poe: None,
+        ..NodeInput::default()
     };
 
     let j = judge(&world, &node("fra"), &policy);

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use locus_analysis::check::VerdictCheck;
 use locus_analysis::judge::geo::distance_km;
 use locus_analysis::{
     AnchorReport, EchoSample, EvidenceSummary, InTdTimings, NodeInput, Prober, ProberSeries,
@@ -51,6 +52,7 @@ fn node(file: &SamplesFile, name: &str, td: &str) -> NodeInput {
         baseline: vec![],
         endorsement: None,
         poe: None,
+        ..NodeInput::default()
     }
 }
 
@@ -80,14 +82,20 @@ fn valid() -> EvidenceSummary {
         valid: true,
         failed_checks: vec![],
         tdx_vtpm_bound: Some(true),
-        lab_root: true,
+        lab_root: false,
         platform_id: None,
         zone: None,
         unpinned_code: false,
     }
 }
 
+/// `locus judge` on `dir`'s samples and evidence summaries, which these tests trust
+/// (`--trust-summaries`; without it, see `unsigned_summaries_are_refused_unless_trusted`).
 fn locus_judge(dir: &Path, extra: &[&str]) -> (i32, String) {
+    locus_judge_untrusted(dir, &[&["--trust-summaries"], extra].concat())
+}
+
+fn locus_judge_untrusted(dir: &Path, extra: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_locus"))
         .arg("judge")
         .arg("--samples")
@@ -130,6 +138,78 @@ fn honest_node_exits_zero_with_json() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["nodes"][0]["verdict"], "located", "{out}");
     assert_eq!(code, 0);
+}
+
+/// The node's check named `check` (a `VerdictCheck` id) in a judgement.
+fn check(node: &serde_json::Value, check: VerdictCheck) -> &serde_json::Value {
+    node["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == check.name())
+        .unwrap_or_else(|| panic!("no {check:?} check: {node:#}"))
+}
+
+/// Issue 18, item 5: an evidence summary is unsigned JSON that anyone can write, in a file next
+/// to the data or in the samples file itself. Without `--trust-summaries` neither is used (nor
+/// the samples file's in-TD timings and anchors): the `evidence` check names the refusal and
+/// the node is `inconclusive`, every reason naming the flag.
+#[test]
+fn unsigned_summaries_are_refused_unless_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = world();
+    f.nodes.push(node(&f, "from-file", "fra"));
+    let mut inline = node(&f, "inline", "fra");
+    inline.evidence = Some(valid());
+    f.nodes.push(inline);
+    write(dir.path(), &f, &[("from-file", valid())]);
+    let (code, out) = locus_judge_untrusted(dir.path(), &["--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(code, 1, "{out}");
+    for n in v["nodes"].as_array().unwrap() {
+        assert_eq!(n["verdict"], "inconclusive", "{n:#}");
+        let ev = check(n, VerdictCheck::Evidence);
+        assert_eq!(ev["status"], "skip", "{ev}");
+        assert!(ev["detail"].as_str().unwrap().contains("unsigned"), "{ev}");
+        for r in n["reasons"].as_array().unwrap() {
+            assert!(r.as_str().unwrap().contains("--trust-summaries"), "{r}");
+        }
+        // the samples file's anchors were dropped with its summary
+        assert_eq!(n["anchors"].as_array().unwrap().len(), 0, "{n:#}");
+    }
+    // trusted, each says where it came from
+    let (code, out) = locus_judge(dir.path(), &["--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(code, 0, "{out}");
+    for n in v["nodes"].as_array().unwrap() {
+        let ev = check(n, VerdictCheck::Evidence);
+        assert!(
+            ev["detail"].as_str().unwrap().contains("--trust-summaries"),
+            "{ev}"
+        );
+    }
+}
+
+/// Issue 18, item 5: evidence under the lab root fails the `evidence` check under the default
+/// verdict policy (`accept_lab_root = false`), even from a trusted summary.
+#[test]
+fn lab_root_is_refused_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = world();
+    f.nodes.push(node(&f, "lab", "fra"));
+    let mut ev = valid();
+    ev.lab_root = true;
+    write(dir.path(), &f, &[("lab", ev)]);
+    let (code, out) = locus_judge(dir.path(), &["--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let n = &v["nodes"][0];
+    assert_eq!(n["verdict"], "evidence-invalid", "{n:#}");
+    assert_eq!(check(n, VerdictCheck::Evidence)["status"], "fail", "{n:#}");
+    assert_eq!(code, 1);
+    std::fs::write(dir.path().join("lab.toml"), "accept_lab_root = true\n").unwrap();
+    let lab = dir.path().join("lab.toml");
+    let (code, out) = locus_judge(dir.path(), &["--policy", lab.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
 }
 
 #[test]

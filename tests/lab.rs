@@ -132,16 +132,71 @@ fn short_scenario_verdicts_equal_truth_and_everything_is_cleaned_up() {
     assert_eq!(binding["status"], "pass", "{binding}");
     assert_eq!(binding["requirement"], "required", "{binding}");
 
-    // The stored samples can be judged again offline.
-    let judged = locus()
-        .args(["judge", "--json", "--samples"])
-        .arg(out.join("samples.json"))
-        .output()
-        .unwrap();
-    assert_eq!(judged.status.code(), Some(1), "attackers make judge exit 1");
+    // The stored samples can be judged again offline, but only under trust the caller names.
+    trust_is_not_taken_from_the_data(&out);
     judge_from_bundles(&out, responders);
     poe_on_lab_data(&out);
     assert!(swtpms_under(tmp.path()).is_empty(), "swtpm left running");
+}
+
+/// Issue 18, item 5: the lab's output carries its own (lab) root, trust files, nonce ledger,
+/// evidence policy, bundles and summaries in `samples.json`. Judged without flags no node is
+/// `located`: the samples file's summaries are unsigned (`--trust-summaries`), the bundles
+/// unverified (`--evidence-policy`), and the `evidence` check names why. Under the lab's
+/// evidence policy but the default verdict policy, the lab root fails the `evidence` check.
+fn trust_is_not_taken_from_the_data(out: &Path) {
+    use locus_analysis::check::VerdictCheck;
+    let evidence_check = |n: &serde_json::Value| {
+        n["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == VerdictCheck::Evidence.name())
+            .cloned()
+            .unwrap_or_else(|| panic!("no evidence check: {n:#}"))
+    };
+    let samples = out.join("samples.json");
+    for extra in [&[][..], &["--evidence".as_ref(), out.as_os_str()][..]] {
+        let js = judge(&samples, extra);
+        assert!(!js.is_empty());
+        for j in &js {
+            assert_ne!(j["verdict"], "located", "{:#}", j["reasons"]);
+            let ev = evidence_check(j);
+            assert_ne!(ev["status"], "pass", "{ev}");
+        }
+        let honest = js.iter().find(|j| j["name"] == "honest").unwrap();
+        assert_eq!(honest["verdict"], "inconclusive", "{honest:#}");
+        let flag = if extra.is_empty() {
+            "--trust-summaries"
+        } else {
+            "--evidence-policy"
+        };
+        for r in honest["reasons"].as_array().unwrap() {
+            assert!(r.as_str().unwrap().contains(flag), "{r}");
+        }
+    }
+    let run = locus()
+        .args(["judge", "--json", "--samples"])
+        .arg(&samples)
+        .arg("--evidence")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1), "nothing located: judge exits 1");
+    let js = judge(
+        &samples,
+        &[
+            "--evidence".as_ref(),
+            out.as_os_str(),
+            "--evidence-policy".as_ref(),
+            out.join("policy.toml").as_os_str(),
+        ],
+    );
+    let honest = js.iter().find(|j| j["name"] == "honest").unwrap();
+    assert_eq!(honest["verdict"], "evidence-invalid", "{honest:#}");
+    let ev = evidence_check(honest);
+    assert_eq!(ev["status"], "fail", "{ev}");
+    assert!(ev["detail"].as_str().unwrap().contains("lab-root"), "{ev}");
 }
 
 /// `locus judge --json` on `samples` with `extra` arguments; the per-node judgements.
@@ -177,7 +232,17 @@ fn judge_from_bundles(out: &Path, responders: &[serde_json::Value]) {
     let bare = out.join("samples-bare.json");
     std::fs::write(&bare, samples.to_string()).unwrap();
     let without = judge(&bare, &[]);
-    let with = judge(&bare, &["--evidence".as_ref(), out.as_os_str()]);
+    let with = judge(
+        &bare,
+        &[
+            "--evidence".as_ref(),
+            out.as_os_str(),
+            "--evidence-policy".as_ref(),
+            out.join("policy.toml").as_os_str(),
+            "--policy".as_ref(),
+            out.join("verdict-policy.toml").as_os_str(),
+        ],
+    );
     for (r, j) in responders.iter().zip(&with) {
         assert_eq!(j["name"], r["name"]);
         assert_eq!(
@@ -234,8 +299,9 @@ fn poe_on_lab_data(out: &Path) {
         iss.as_os_str(),
     ]);
     std::fs::write(
-        out.join("verdict-policy.toml"),
-        "require_endorsement = true\nexpected_owner = \"lab-operator.example\"\n",
+        out.join("verdict-policy-poe.toml"),
+        "accept_lab_root = true\nrequire_endorsement = true\n\
+         expected_owner = \"lab-operator.example\"\n",
     )
     .unwrap();
     for (site, verdict, check_status) in [("fra", "located", "pass"), ("par", "relocated", "fail")]
@@ -265,8 +331,10 @@ fn poe_on_lab_data(out: &Path) {
                 "honest".as_ref(),
                 "--evidence".as_ref(),
                 out.as_os_str(),
+                "--evidence-policy".as_ref(),
+                out.join("policy.toml").as_os_str(),
                 "--policy".as_ref(),
-                out.join("verdict-policy.toml").as_os_str(),
+                out.join("verdict-policy-poe.toml").as_os_str(),
                 "--poe".as_ref(),
                 poe.as_os_str(),
                 "--poe-anchor".as_ref(),

@@ -153,6 +153,18 @@ pub struct AnchorReport {
     pub samples: u32,
 }
 
+/// A requested anchor that gave no usable round trip. A far TD cannot reach an anchor at the
+/// claim quickly and may prefer to report it as down: a failure is never read as honest, it
+/// makes the anchors check inconclusive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailedAnchor {
+    /// The anchor's name in the anchor policy.
+    pub name: String,
+    /// Why it failed (as the verifier says it).
+    pub reason: String,
+}
+
 /// Result of the evidence verifiers (TDX quote, vTPM quote, their binding), reduced to what
 /// the verdict needs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -227,6 +239,9 @@ pub struct NodeInput {
     pub in_td: InTdTimings,
     #[serde(default)]
     pub anchors: Vec<AnchorReport>,
+    /// Requested anchors that failed (from the verified anchor report).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_anchors: Vec<FailedAnchor>,
     /// None when no evidence was collected or verified.
     #[serde(default)]
     pub evidence: Option<EvidenceSummary>,
@@ -241,6 +256,44 @@ pub struct NodeInput {
     /// given ([`crate::verify::poe::PoeEndorsement::resolve`]).
     #[serde(default)]
     pub poe: Option<crate::verify::poe::PoeEndorsement>,
+    /// Where [`NodeInput::evidence`] came from. Set by the reader of stored data (`locus
+    /// judge`), never read from a samples file: a file cannot vouch for itself.
+    #[serde(skip)]
+    pub evidence_source: EvidenceSource,
+    /// Evidence the reader found but did not use, and why; each makes the node `inconclusive`
+    /// naming it.
+    #[serde(skip)]
+    pub refused_evidence: Vec<RefusedEvidence>,
+}
+
+/// Where a node's evidence summary came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum EvidenceSource {
+    /// Not said (library callers that verified the evidence themselves: the lab, the monitor).
+    #[default]
+    Unspecified,
+    /// A bundle verified by the reader under an evidence policy.
+    VerifiedBundle,
+    /// An unsigned summary (`NODE.json`, or the samples file's own `evidence`) that the
+    /// operator chose to trust (`locus judge --trust-summaries`).
+    TrustedSummary { source: String },
+}
+
+/// Evidence that was found but not used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefusedEvidence {
+    /// An unsigned summary anyone could have written; trusting it is the operator's choice.
+    #[error(
+        "evidence summary {origin} is unsigned and was not used (pass --trust-summaries to trust \
+         unsigned summaries)"
+    )]
+    UnsignedSummary { origin: String },
+    /// A bundle with no verification policy to check it under: trust roots and the nonce
+    /// ledger are never taken from the directory being judged.
+    #[error(
+        "evidence bundle {path} was not verified: no evidence policy (pass --evidence-policy FILE)"
+    )]
+    UnverifiedBundle { path: String },
 }
 
 /// Version of the samples file layout ([`SamplesFile`]).

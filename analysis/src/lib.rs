@@ -17,8 +17,9 @@ pub mod verify;
 
 pub use check::{Check, CheckStatus};
 pub use input::{
-    AnchorReport, BaselineMin, EchoSample, EvidenceSummary, InTdTimings, LandmarkRtt, NodeInput,
-    Prober, ProberSeries, SamplesFile, Site, World,
+    AnchorReport, BaselineMin, EchoSample, EvidenceSource, EvidenceSummary, FailedAnchor,
+    InTdTimings, LandmarkRtt, NodeInput, Prober, ProberSeries, RefusedEvidence, SamplesFile, Site,
+    World,
 };
 pub use judge::findings::BundleFindings;
 pub use judge::verdict::{judge, judge_file, Judgement, Scores, Verdict};

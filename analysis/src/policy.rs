@@ -75,8 +75,9 @@ pub struct Policy {
     pub frankenstein_checks: Vec<CheckId>,
     /// Without an evidence summary the verdict is `inconclusive`.
     pub require_evidence: bool,
-    /// Accept evidence chaining to the lab root. The verifier only trusts that root when it was
-    /// configured to, so this is a second switch for production policies.
+    /// Accept evidence chaining to the lab root. Off by default: the lab root is a key anyone
+    /// can generate, so only the lab's own policies ([`Policy::lab`]) set it. The verifier also
+    /// trusts that root only when configured to; this is the second switch.
     pub accept_lab_root: bool,
     /// Without a usable endorsement naming the platform (signed inventory or POE) the verdict
     /// is `evidence-invalid`. Off by default: few platforms carry one today.
@@ -148,7 +149,7 @@ impl Default for Policy {
                 CheckId::VtpmTiming,
             ],
             require_evidence: true,
-            accept_lab_root: true,
+            accept_lab_root: false,
             require_endorsement: false,
             expected_owner: None,
             zone_sites: std::collections::BTreeMap::new(),
@@ -197,6 +198,15 @@ pub enum PolicyError {
 }
 
 impl Policy {
+    /// The lab's verdict policy: the defaults, accepting evidence under the lab root (which
+    /// only the lab's own evidence policy trusts).
+    pub fn lab() -> Self {
+        Self {
+            accept_lab_root: true,
+            ..Self::default()
+        }
+    }
+
     /// With the in-TD vTPM command bound an evidence policy calibrated on the platform
     /// (`timing.max_tpm_cheap_rtt_us`, which `locus policy init` sets to the measured time plus
     /// a relay margin) in place of `max_vtpm_cmd_rtt_ms`, whose default comes from swtpm on

@@ -155,7 +155,7 @@ fn node(w: &World, name: &str, claim: &str, spec: &Spec, seed: u64) -> NodeInput
             valid: true,
             failed_checks: vec![],
             tdx_vtpm_bound: Some(true),
-            lab_root: true,
+            lab_root: false,
             platform_id: None,
             zone: None,
             unpinned_code: false,
@@ -163,6 +163,7 @@ fn node(w: &World, name: &str, claim: &str, spec: &Spec, seed: u64) -> NodeInput
         baseline: vec![],
         endorsement: None,
         poe: None,
+        ..NodeInput::default()
     }
 }
 
@@ -328,6 +329,34 @@ fn table_of_verdicts() {
     let mut no_ev = node(&w, "no-evidence", "fra", &honest(), 12);
     no_ev.evidence = None;
     cases.push((no_ev, Verdict::Inconclusive, "no verified evidence"));
+
+    // issue 18 item 5: the lab root is refused by the default policy
+    let mut lab = node(&w, "lab-root", "fra", &honest(), 12);
+    lab.evidence.as_mut().unwrap().lab_root = true;
+    cases.push((lab, Verdict::EvidenceInvalid, "lab-root"));
+
+    // issue 18 item 7: a requested anchor that failed makes the anchors check inconclusive,
+    // even though another anchor near the claim verified
+    let mut failed = node(&w, "failed-anchor", "fra", &honest(), 12);
+    failed.failed_anchors.push(locus_analysis::FailedAnchor {
+        name: "fra-2".into(),
+        reason: "measurement failed: timed out".into(),
+    });
+    cases.push((
+        failed,
+        Verdict::Inconclusive,
+        "requested anchors failed: fra-2",
+    ));
+
+    // evidence the reader refused counts as missing, naming the refusal
+    let mut refused = node(&w, "refused", "fra", &honest(), 12);
+    refused.evidence = None;
+    refused
+        .refused_evidence
+        .push(locus_analysis::RefusedEvidence::UnsignedSummary {
+            origin: "x.json".into(),
+        });
+    cases.push((refused, Verdict::Inconclusive, "--trust-summaries"));
 
     // Issue 18 item 1: evidence verified under a policy that does not pin the TD's code
     // (`allow_unpinned_code = true`) is valid, but a genuine TD running other code passes it.

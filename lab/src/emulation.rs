@@ -248,7 +248,8 @@ async fn probe_and_judge(
         landmarks: Vec::new(),
         nodes: Vec::new(),
     };
-    let verdict_policy = Policy::default();
+    // the policy the lab writes to `VERDICT_POLICY_FILE` for re-judging
+    let verdict_policy = Policy::lab();
     let mut outcomes = Vec::new();
     for (j, node) in nodes.iter().enumerate() {
         let probes = (0..s.probers.len())

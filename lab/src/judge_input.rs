@@ -1,13 +1,17 @@
 //! What `locus judge` judges, read from files: a samples file, each node's evidence from a
-//! directory (a lab output directory or its `evidence/`: summaries, or bundles verified here),
-//! a signed inventory and Intel POEs. The judging itself is `locus_analysis::judge` (pure).
+//! directory (a lab output directory or its `evidence/`: bundles verified here under a policy
+//! the caller names, or summaries the caller chose to trust), a signed inventory and Intel
+//! POEs. Nothing in the judged data is trusted because it is there. The judging itself is `locus_analysis::judge` (pure).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use locus_analysis::verify::endorse::{verifying_key_from_pem, Endorsement, SignedInventory};
 use locus_analysis::verify::poe::PoeEndorsement;
-use locus_analysis::{BundleFindings, EvidenceSummary, NodeInput, SamplesFile};
+use locus_analysis::{
+    BundleFindings, EvidenceSource, EvidenceSummary, InTdTimings, NodeInput, RefusedEvidence,
+    SamplesFile,
+};
 use locus_fleet::time::unix_now;
 use locus_fleet::verifier::BundleVerifier;
 use locus_proto::evidence::EvidenceBundle;
@@ -29,34 +33,55 @@ pub fn load_samples(path: &Path) -> anyhow::Result<SamplesFile> {
     Ok(file)
 }
 
-/// The verification policy for bundles: `--evidence-policy`, else `policy.toml` next to the
-/// evidence or one level up (a lab output directory).
-fn bundle_policy(dir: &Path, given: Option<&Path>) -> anyhow::Result<PathBuf> {
-    if let Some(p) = given {
-        return Ok(p.to_path_buf());
-    }
-    [Some(dir), dir.parent()]
-        .into_iter()
-        .flatten()
-        .map(|d| d.join(crate::POLICY_FILE))
-        .find(|p| p.is_file())
-        .with_context(|| {
-            format!(
-                "{} holds evidence bundles but no verification policy was found: pass \
-                 --evidence-policy FILE (as for `locus verify evidence --policy`)",
-                dir.display()
-            )
-        })
+/// How `locus judge` treats the evidence it reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EvidenceTrust<'a> {
+    /// The verification policy for bundles (`--evidence-policy`). Without one, bundles are not
+    /// verified and count for nothing: trust roots and the nonce ledger are never taken from the
+    /// directory being judged.
+    pub policy: Option<&'a Path>,
+    /// Use unsigned summaries (`NODE.json` and the samples file's own `evidence`, `in_td` and
+    /// `anchors`) as they are (`--trust-summaries`).
+    pub trust_summaries: bool,
+    /// Verification time for bundles (`--at`); default: when each bundle's nonce was issued.
+    pub at: Option<u64>,
 }
 
-/// Replaces each node's evidence with `NAME.json` (a summary) or `NAME.bundle` (verified
-/// here) from `dir` or `dir/evidence`. Returns the vTPM command bound of the bundle policy,
-/// when bundles were verified under one that has it (for `Policy::calibrated_vtpm`).
+/// Without `--trust-summaries`, drops what the samples file says about each node's evidence,
+/// in-TD timings and anchors: unsigned claims that only a verified bundle may supply.
+pub fn distrust_inline_summaries(file: &mut SamplesFile, source: &Path) {
+    for node in &mut file.nodes {
+        if node.evidence.take().is_some() {
+            node.refused_evidence
+                .push(RefusedEvidence::UnsignedSummary {
+                    origin: format!("in {}", source.display()),
+                });
+        }
+        node.in_td = InTdTimings::default();
+        node.anchors.clear();
+        node.failed_anchors.clear();
+    }
+}
+
+/// Marks each node's samples-file evidence as trusted by the operator (`--trust-summaries`).
+pub fn trust_inline_summaries(file: &mut SamplesFile, source: &Path) {
+    for node in &mut file.nodes {
+        if node.evidence.is_some() {
+            node.evidence_source = EvidenceSource::TrustedSummary {
+                source: format!("in {}", source.display()),
+            };
+        }
+    }
+}
+
+/// Replaces each node's evidence with `NAME.json` (a summary, used only when trusted) or
+/// `NAME.bundle` (verified here under the given policy) from `dir` or `dir/evidence`. Returns
+/// the vTPM command bound of the bundle policy, when bundles were verified under one that has
+/// it (for `Policy::calibrated_vtpm`).
 pub fn attach_evidence(
     file: &mut SamplesFile,
     dir: &Path,
-    policy: Option<&Path>,
-    at: Option<u64>,
+    trust: EvidenceTrust<'_>,
 ) -> anyhow::Result<Option<u64>> {
     if !dir.is_dir() {
         bail!("evidence directory {} does not exist", dir.display());
@@ -67,9 +92,20 @@ pub fn attach_evidence(
             .map(|d| d.join(format!("{name}.{ext}")))
             .find(|p| p.is_file())
     };
-    let mut verifier: Option<BundleVerifier> = None;
+    let verifier = match trust.policy {
+        Some(p) => {
+            tracing::info!("verifying bundles under {}", p.display());
+            Some(BundleVerifier::load(p, None)?)
+        }
+        None => None,
+    };
     for node in &mut file.nodes {
-        match (find(&node.name, "json"), find(&node.name, "bundle")) {
+        let found = (find(&node.name, "json"), find(&node.name, "bundle"));
+        if found.0.is_some() || found.1.is_some() {
+            // what is found here supersedes the samples file's own (refused) summary
+            node.refused_evidence.clear();
+        }
+        match found {
             (Some(j), Some(b)) => bail!(
                 "node {} has both {} and {}: keep one",
                 node.name,
@@ -81,19 +117,29 @@ pub fn attach_evidence(
                     .with_context(|| format!("reading evidence summary {}", path.display()))?;
                 let ev: EvidenceSummary = serde_json::from_str(&text)
                     .with_context(|| format!("evidence summary {} is malformed", path.display()))?;
-                node.evidence = Some(ev);
+                let source = path.display().to_string();
+                if trust.trust_summaries {
+                    node.evidence = Some(ev);
+                    node.evidence_source = EvidenceSource::TrustedSummary { source };
+                } else {
+                    tracing::warn!(node = %node.name, "unsigned summary {source} not used");
+                    node.evidence = None;
+                    node.refused_evidence
+                        .push(RefusedEvidence::UnsignedSummary { origin: source });
+                }
             }
-            (None, Some(path)) => {
-                let v = match &mut verifier {
-                    Some(v) => v,
-                    None => {
-                        let p = bundle_policy(dir, policy)?;
-                        tracing::info!("verifying bundles under {}", p.display());
-                        verifier.insert(BundleVerifier::load(&p, None)?)
-                    }
-                };
-                attach_bundle(node, v, &path, at)?;
-            }
+            (None, Some(path)) => match &verifier {
+                Some(v) => attach_bundle(node, v, &path, trust.at)?,
+                None => {
+                    tracing::warn!(node = %node.name, "{} not verified: no --evidence-policy", path.display());
+                    node.evidence = None;
+                    node.evidence_source = EvidenceSource::Unspecified;
+                    node.refused_evidence
+                        .push(RefusedEvidence::UnverifiedBundle {
+                            path: path.display().to_string(),
+                        });
+                }
+            },
             (None, None) => {
                 tracing::debug!(node = %node.name, "no evidence in {}", dir.display());
             }
@@ -103,7 +149,8 @@ pub fn attach_evidence(
 }
 
 /// Verifies one stored bundle (as `locus verify evidence` does) and takes what the lab takes
-/// from it: the evidence summary, the in-TD timings and the verified anchor round trips.
+/// from it: the evidence summary, the in-TD timings and the verified anchor round trips
+/// (anchors come only from here: none when the bundle or the policy has none).
 fn attach_bundle(
     node: &mut NodeInput,
     verifier: &BundleVerifier,
@@ -112,6 +159,7 @@ fn attach_bundle(
 ) -> anyhow::Result<()> {
     let bytes =
         std::fs::read(path).with_context(|| format!("reading bundle {}", path.display()))?;
+    node.evidence_source = EvidenceSource::VerifiedBundle;
     let bundle = match EvidenceBundle::from_cbor(&bytes) {
         Ok(b) => b,
         Err(e) => {
@@ -119,6 +167,9 @@ fn attach_bundle(
             tracing::info!(node = %node.name, "{} does not decode: {e}", path.display());
             let report = verifier.verify_bytes(&bytes, at.map_or_else(unix_now, Ok)?, None);
             node.evidence = Some(EvidenceSummary::from_report(&report));
+            node.in_td = InTdTimings::default();
+            node.anchors.clear();
+            node.failed_anchors.clear();
             return Ok(());
         }
     };
@@ -131,13 +182,7 @@ fn attach_bundle(
     let report = verifier.verify(&bundle, now, None);
     let failed: Vec<&str> = report.failed().iter().map(|c| c.name()).collect();
     tracing::info!(node = %node.name, at = now, ?failed, "verified {}", path.display());
-    let anchors = verifier.policy.anchors.as_ref();
-    let found = BundleFindings::new(&bundle, &report, anchors, now);
-    node.evidence = Some(found.evidence);
-    node.in_td = found.in_td;
-    if bundle.anchors.is_some() && anchors.is_some() {
-        node.anchors = found.anchors;
-    }
+    BundleFindings::new(&bundle, &report, verifier.policy.anchors.as_ref(), now).apply_to(node);
     Ok(())
 }
 

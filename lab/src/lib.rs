@@ -38,6 +38,9 @@ pub use world::Interrupted;
 /// The verification policy a lab run writes into its output directory.
 pub const POLICY_FILE: &str = "policy.toml";
 
+/// The verdict policy a lab run writes (and judges with): the defaults, accepting the lab root.
+pub const VERDICT_POLICY_FILE: &str = "verdict-policy.toml";
+
 /// Reads the scenario at `path` (default: the built-in one, config/lab.toml) and overrides its
 /// probing time with `duration_s` when given.
 pub fn load_scenario(path: Option<&Path>, duration_s: Option<f64>) -> anyhow::Result<Scenario> {

@@ -115,11 +115,12 @@ async fn serve(
 }
 
 /// The defaults: evidence (verified by the monitor from the daemons' stored bundles) and an
-/// anchor report are required, as in the lab's own run.
+/// anchor report are required, as in the lab's own run; the lab root is accepted.
 const VERDICT_POLICY: &str = "\
 # Verdict policy for `locus monitor` on a served lab: the defaults of config/policy.example.toml
 # (evidence and anchors required; the monitor verifies the daemons' bundles with
-# --evidence-policy ../policy.toml).
+# --evidence-policy ../policy.toml), except that the lab's own TDX root is accepted.
+accept_lab_root = true
 ";
 
 #[derive(Serialize)]

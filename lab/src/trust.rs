@@ -1,6 +1,7 @@
-//! The lab's trust material and verification policy, written into the output directory so
-//! that `locus verify evidence DIR/evidence/NAME.bundle --policy DIR/policy.toml --at T`
-//! re-checks a bundle offline.
+//! The lab's trust material, verification policy and verdict policy, written into the output
+//! directory so that `locus verify evidence DIR/evidence/NAME.bundle --policy DIR/policy.toml
+//! --at T` re-checks a bundle offline, and `locus judge --evidence-policy DIR/policy.toml
+//! --policy DIR/verdict-policy.toml` re-judges the run.
 
 use std::path::Path;
 
@@ -76,7 +77,14 @@ pub(crate) fn write(
          # The TDX root is the lab's own root, not Intel's: verdicts under it say so.\n{}",
         policy.to_toml()
     );
-    write(POLICY, text.as_bytes())
+    write(POLICY, text.as_bytes())?;
+    // `Policy::lab()` as a file: the defaults, except that the lab root is accepted.
+    write(
+        crate::VERDICT_POLICY_FILE,
+        b"# Verdict policy of this lab run (locus judge --policy): the defaults, except that\n\
+          # evidence under the lab's own TDX root is accepted. Never use it for real nodes.\n\
+          accept_lab_root = true\n",
+    )
 }
 
 /// Loads `policy.toml` back from `out`, exactly as `locus verify evidence` will.

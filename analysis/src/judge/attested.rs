@@ -5,6 +5,7 @@
 use super::frankenstein;
 use super::verdict::{Decided, Judging, Rule, Verdict};
 use crate::check::{Check, CheckStatus, PoeCheckId, VerdictCheck};
+use crate::input::EvidenceSource;
 use crate::verify::endorse::{Endorsement, InventoryEntry};
 
 /// Why a verdict fed by evidence whose code is not pinned is capped: a genuine TD running
@@ -15,18 +16,29 @@ impl Judging<'_> {
     /// Evidence validity (a policy that did not pin the TD's code caps the verdict); binding failures are left to [`Judging::frankenstein`].
     pub(super) fn evidence(&mut self) -> Rule {
         let (node, policy) = (self.node, self.policy);
+        // Refused evidence always counts as missing, whatever `require_evidence` says: the
+        // operator pointed at it, so judging as if there were none would hide the refusal.
+        let refused: Vec<String> = node
+            .refused_evidence
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
         let Some(ev) = &node.evidence else {
-            self.check(
-                VerdictCheck::Evidence,
-                CheckStatus::Skip,
-                "no evidence summary",
-            );
-            if policy.require_evidence {
+            let detail = if refused.is_empty() {
+                "no evidence summary".to_string()
+            } else {
+                refused.join("; ")
+            };
+            self.check(VerdictCheck::Evidence, CheckStatus::Skip, detail);
+            if !refused.is_empty() {
+                self.missing.extend(refused);
+            } else if policy.require_evidence {
                 self.missing
                     .push("no verified evidence for this node".into());
             }
             return Ok(());
         };
+        self.missing.extend(refused);
         let other: Vec<&String> = (ev.failed_checks.iter())
             .filter(|c| !frankenstein::is_binding_check(c, policy))
             .collect();
@@ -45,7 +57,12 @@ impl Judging<'_> {
         if ev.unpinned_code {
             self.missing.push(UNPINNED_CODE.into());
         }
-        let note = if ev.lab_root { " (lab root)" } else { "" };
+        let mut note = if ev.lab_root { " (lab root)" } else { "" }.to_string();
+        if let EvidenceSource::TrustedSummary { source } = &node.evidence_source {
+            note.push_str(&format!(
+                " (unsigned summary {source}, trusted by --trust-summaries)"
+            ));
+        }
         let detail = if binding_only {
             format!("valid apart from binding checks{note}")
         } else {

@@ -1,7 +1,7 @@
 //! Conversions from what the prober, responder and verifiers produce (echo samples, in-TD
 //! timings, verified anchors, the evidence report) into the verdict engine's inputs.
 
-use crate::input::{AnchorReport, EchoSample, EvidenceSummary, InTdTimings};
+use crate::input::{AnchorReport, EchoSample, EvidenceSummary, FailedAnchor, InTdTimings};
 use crate::verify::anchor::AnchorVerification;
 use crate::verify::bundle::{CheckId, EvidenceReport, Outcome};
 use crate::verify::tdx::RootKind;
@@ -115,6 +115,9 @@ pub struct BundleFindings {
     pub anchors: Vec<AnchorReport>,
     /// Why the anchor report did not verify, when it did not.
     pub anchor_error: Option<String>,
+    /// Requested anchors that yielded no usable round trip (recorded as failed by the
+    /// responder, or not verifying); every anchor when the whole report did not verify.
+    pub failed_anchors: Vec<FailedAnchor>,
 }
 
 impl BundleFindings {
@@ -126,7 +129,7 @@ impl BundleFindings {
         anchors: Option<&crate::verify::anchor::AnchorPolicy>,
         now_unix: u64,
     ) -> Self {
-        let (anchors, anchor_error) = match (&bundle.anchors, anchors) {
+        let (anchors, anchor_error, failed_anchors) = match (&bundle.anchors, anchors) {
             (Some(a), Some(policy)) => {
                 match crate::verify::anchor::verify_report(
                     a,
@@ -135,11 +138,30 @@ impl BundleFindings {
                     policy,
                     now_unix,
                 ) {
-                    Ok(v) => (v.verdict_inputs(), None),
-                    Err(e) => (Vec::new(), Some(e.to_string())),
+                    Ok(v) => {
+                        let failed = (v.anchors.iter())
+                            .filter_map(|c| {
+                                let e = c.outcome.as_ref().err()?;
+                                Some(FailedAnchor {
+                                    name: c.name.clone(),
+                                    reason: e.to_string(),
+                                })
+                            })
+                            .collect();
+                        (v.verdict_inputs(), None, failed)
+                    }
+                    Err(e) => {
+                        let failed = (a.anchors.iter())
+                            .map(|x| FailedAnchor {
+                                name: x.name.clone(),
+                                reason: e.to_string(),
+                            })
+                            .collect();
+                        (Vec::new(), Some(e.to_string()), failed)
+                    }
                 }
             }
-            _ => (Vec::new(), None),
+            _ => (Vec::new(), None, Vec::new()),
         };
         // A provider AK certificate that chained names the instance's zone (GCE).
         let ak_cert = bundle.tpm.as_ref().and_then(|t| t.ak_cert.as_deref());
@@ -148,6 +170,7 @@ impl BundleFindings {
             in_td: InTdTimings::from(&bundle.timings),
             anchors,
             anchor_error,
+            failed_anchors,
         }
     }
 
@@ -174,6 +197,7 @@ impl BundleFindings {
         input.evidence = Some(self.evidence.clone());
         input.in_td = self.in_td.clone();
         input.anchors = self.anchors.clone();
+        input.failed_anchors = self.failed_anchors.clone();
     }
 }
 

@@ -308,9 +308,25 @@ impl Judging<'_> {
 
     /// No anchor is far: enough of them, or the shortfall is missing data.
     fn anchors_near(&mut self) {
+        let failed = &self.node.failed_anchors;
+        if !failed.is_empty() {
+            // A far TD cannot make an anchor at the claim answer fast; reporting it as down is
+            // its way out, so a failed anchor is never read as an honest absence.
+            let list: Vec<String> = (failed.iter())
+                .map(|f| format!("{} ({})", f.name, f.reason))
+                .collect();
+            let detail = format!("requested anchors failed: {}", list.join(", "));
+            self.missing.push(format!("anchors: {detail}"));
+            self.check(VerdictCheck::Anchors, CheckStatus::Skip, detail);
+            return;
+        }
         let (n, need) = (self.j.anchors.len(), self.policy.min_anchors);
         if n < need {
-            let detail = format!("{n} anchor reports, policy needs {need}");
+            let mut detail = format!("{n} anchor reports, policy needs {need}");
+            // anchors come only with verified evidence: say which refusal cost them
+            if let Some(r) = self.node.refused_evidence.first() {
+                detail.push_str(&format!(" (they come with the evidence: {r})"));
+            }
             self.missing.push(format!("anchors: {detail}"));
             self.check(VerdictCheck::Anchors, CheckStatus::Skip, detail);
             return;

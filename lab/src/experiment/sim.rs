@@ -224,7 +224,6 @@ pub(crate) fn trial(
         evidence: Some(EvidenceSummary {
             valid: true,
             tdx_vtpm_bound: Some(true),
-            lab_root: true,
             ..EvidenceSummary::default()
         }),
         ..NodeInput::default()

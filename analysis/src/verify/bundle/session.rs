@@ -60,8 +60,9 @@ pub(super) fn anchors(
         Ok(v) => v,
         Err(e) => return Outcome::Fail(EvidenceError::Anchors(e)),
     };
-    // An anchor the responder reports as down or slow is honest reporting; one whose
-    // recorded handshake or chain does not verify is not.
+    // An anchor the responder reports as down or slow leaves the report intact (the verdict
+    // still reads it as missing data: `BundleFindings::failed_anchors`); one whose recorded
+    // handshake or chain does not verify is an invalid report.
     let invalid = v.anchors.into_iter().find_map(|c| match c.outcome {
         Err(AnchorError::Recorded(_)) | Ok(_) => None,
         Err(error) => Some((c.name, error)),
