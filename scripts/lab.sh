@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --release --locked --bin locus
-exec target/release/locus lab "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/locus" lab "$@"
