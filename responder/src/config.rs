@@ -143,6 +143,13 @@ pub struct TpmSection {
     /// Intermediate EK CA certificates (PEM or DER files) shipped in every bundle.
     #[serde(default)]
     pub ek_ca_certs: Vec<PathBuf>,
+    /// AK-signed TPM2_Quotes timed after the main quote (binding v2, `docs/binding.md`).
+    #[serde(default = "default_chain_len")]
+    pub chain_len: u32,
+}
+
+fn default_chain_len() -> u32 {
+    crate::tpm::DEFAULT_CHAIN_LEN
 }
 
 fn default_tcti() -> String {
@@ -365,6 +372,7 @@ impl ResponderConfig {
         };
         let mut vc = VtpmConfig::new(tcti);
         vc.ak = tpm.ak.into();
+        vc.chain_len = tpm.chain_len.max(1);
         let key = if tpm.ak == AkChoice::Auto || tpm.ak == AkChoice::Create {
             "tpm.tcti"
         } else {
