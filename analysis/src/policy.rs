@@ -127,8 +127,8 @@ pub struct RelocationPolicy {
     pub baseline_rounds: usize,
     /// Drift allowance k, ms: per-round deviations below this never accumulate.
     pub drift_ms: f64,
-    /// Decision threshold h, ms of accumulated deviation. With k = 0.3 and h = 1.5 a 1 ms
-    /// shift (≈ 70 km at inflation 1.5) alarms in 3 rounds; a single spike alarms too, but
+    /// Decision threshold h, ms of accumulated deviation. With k = 0.25 and h = 1.2 a 0.75 ms
+    /// shift (≈ 50 km at inflation 1.5) alarms in 3 rounds; a single spike alarms too, but
     /// does not persist through `confirm_rounds` and is discarded.
     pub threshold_ms: f64,
     /// Probers that must alarm: one prober's route change or outage is not a relocation.
@@ -136,7 +136,7 @@ pub struct RelocationPolicy {
     /// An alarm counts only if at least this many rounds follow it (including its own) ...
     pub confirm_rounds: usize,
     /// ... and their median deviates from the baseline by at least this (ms), in the alarm's
-    /// direction. A host stall or route flap reverts; a relocation persists. 0.6 ms ≈ 40 km
+    /// direction. A host stall or route flap reverts; a relocation persists. 0.5 ms ≈ 33 km
     /// of re-routing at inflation 1.5.
     pub min_shift_ms: f64,
     /// Alarms count together only when their onsets (the round each prober's deviation began)
@@ -196,14 +196,14 @@ impl Default for RelocationPolicy {
             min_round_samples: 5,
             warmup_rounds: 1,
             baseline_rounds: 3,
-            drift_ms: 0.3,
-            threshold_ms: 1.5,
+            drift_ms: 0.25,
+            threshold_ms: 1.2,
             min_probers: 2,
             confirm_rounds: 3,
-            min_shift_ms: 0.6,
-            onset_rounds: 2,
-            fit_tolerance_ms: 0.5,
-            fit_tolerance_frac: 0.35,
+            min_shift_ms: 0.5,
+            onset_rounds: 1,
+            fit_tolerance_ms: 0.3,
+            fit_tolerance_frac: 0.2,
         }
     }
 }

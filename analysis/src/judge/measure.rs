@@ -168,6 +168,7 @@ impl<'a> Judging<'a> {
                     at: site.position(),
                     baseline_ms: s.baseline_ms,
                     shift_ms: s.settled_shift_ms?,
+                    alarmed: s.alarm_round.is_some(),
                 })
             })
             .collect();

@@ -16,6 +16,8 @@ pub(crate) struct Shift {
     pub(crate) baseline_ms: f64,
     /// Its settled shift from the onset on, ms.
     pub(crate) shift_ms: f64,
+    /// Its CUSUM alarmed.
+    pub(crate) alarmed: bool,
 }
 
 impl Shift {
@@ -32,8 +34,10 @@ impl Shift {
     }
 }
 
-/// The centroid of the new positions that explain every shift, or None. Each shift may miss
-/// its prediction by `relocation.fit_tolerance_ms` + `fit_tolerance_frac` of it.
+/// The centroid of the new positions that explain the shifts, or None. Each shift may miss
+/// its prediction by `relocation.fit_tolerance_ms` + `fit_tolerance_frac` of it. With four or
+/// more probers one may miss (its path changed route during the window too), as long as at
+/// least `relocation.min_probers` alarming probers are explained.
 pub(crate) fn fit(shifts: &[Shift], from: LatLon, policy: &Policy) -> Option<LatLon> {
     let (tol, frac) = (
         policy.relocation.fit_tolerance_ms,
@@ -47,13 +51,26 @@ pub(crate) fn fit(shifts: &[Shift], from: LatLon, policy: &Policy) -> Option<Lat
     if !radius.is_finite() {
         return None;
     }
-    joint::search(from, radius, |p| {
-        shifts.iter().all(|s| {
+    let need = policy.relocation.min_probers;
+    let fits = |p: LatLon, outliers: usize| {
+        let (mut missed, mut explained) = (0, 0);
+        for s in shifts {
             let want = s.predicted(from, p, ceiling);
-            (s.shift_ms - want).abs() <= tol + frac * want.abs()
-        })
-    })
-    .map(|(c, _)| c)
+            if (s.shift_ms - want).abs() <= tol + frac * want.abs() {
+                explained += usize::from(s.alarmed);
+            } else {
+                missed += 1;
+                if missed > outliers {
+                    return false;
+                }
+            }
+        }
+        explained >= need
+    };
+    // positions explaining every prober first; only without any, those missing one
+    joint::search(from, radius, |p| fits(p, 0))
+        .or_else(|| (shifts.len() >= 4).then(|| joint::search(from, radius, |p| fits(p, 1)))?)
+        .map(|(c, _)| c)
 }
 
 #[cfg(test)]
@@ -62,10 +79,12 @@ mod tests {
 
     fn shift(at: LatLon, from: LatLon, to: LatLon, infl: f64, extra: f64) -> Shift {
         let base = distance_km(at, from) * PHYSICS_MS_PER_KM * infl;
+        let shift_ms = distance_km(at, to) * PHYSICS_MS_PER_KM * infl - base + extra;
         Shift {
             at,
             baseline_ms: base,
-            shift_ms: distance_km(at, to) * PHYSICS_MS_PER_KM * infl - base + extra,
+            shift_ms,
+            alarmed: shift_ms.abs() > 0.5,
         }
     }
 
@@ -94,6 +113,8 @@ mod tests {
             .collect();
         routes[0].shift_ms = 2.0;
         routes[3].shift_ms = -2.5;
+        routes[0].alarmed = true;
+        routes[3].alarmed = true;
         assert!(fit(&routes, fra, &policy).is_none());
     }
 }
