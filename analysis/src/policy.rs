@@ -203,7 +203,7 @@ impl Default for RelocationPolicy {
             min_shift_ms: 0.5,
             onset_rounds: 1,
             fit_tolerance_ms: 0.3,
-            fit_tolerance_frac: 0.2,
+            fit_tolerance_frac: 0.15,
         }
     }
 }

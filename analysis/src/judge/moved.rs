@@ -36,8 +36,8 @@ impl Shift {
 
 /// The centroid of the new positions that explain the shifts, or None. Each shift may miss
 /// its prediction by `relocation.fit_tolerance_ms` + `fit_tolerance_frac` of it. With four or
-/// more probers one may miss (its path changed route during the window too), as long as at
-/// least `relocation.min_probers` alarming probers are explained.
+/// more probers one alarming prober may miss (its path changed route during the window too),
+/// as long as at least `relocation.min_probers` alarming probers are explained.
 pub(crate) fn fit(shifts: &[Shift], from: LatLon, policy: &Policy) -> Option<LatLon> {
     let (tol, frac) = (
         policy.relocation.fit_tolerance_ms,
@@ -59,8 +59,10 @@ pub(crate) fn fit(shifts: &[Shift], from: LatLon, policy: &Policy) -> Option<Lat
             if (s.shift_ms - want).abs() <= tol + frac * want.abs() {
                 explained += usize::from(s.alarmed);
             } else {
+                // only an alarming path may miss (its route changed as well); a path that
+                // stayed put must fit, or two route changes would pass for a move
                 missed += 1;
-                if missed > outliers {
+                if missed > outliers || !s.alarmed {
                     return false;
                 }
             }
