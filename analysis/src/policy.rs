@@ -202,8 +202,8 @@ impl Default for RelocationPolicy {
             confirm_rounds: 3,
             min_shift_ms: 0.5,
             onset_rounds: 1,
-            fit_tolerance_ms: 0.2,
-            fit_tolerance_frac: 0.1,
+            fit_tolerance_ms: 0.3,
+            fit_tolerance_frac: 0.15,
         }
     }
 }
