@@ -265,6 +265,8 @@ pub enum VerdictCheck {
     Zone,
     /// A signed inventory or POE endorses the platform.
     Endorsement,
+    /// Samples count only under a session key that evidence verified for their prober binds.
+    SessionKey,
     /// Enough probers with enough samples.
     Probers,
     /// The node's timing did not shift during the window or from its baseline.
@@ -280,7 +282,7 @@ pub enum VerdictCheck {
 }
 
 impl VerdictCheck {
-    pub const ALL: [VerdictCheck; 13] = [
+    pub const ALL: [VerdictCheck; 14] = [
         VerdictCheck::Input,
         VerdictCheck::Reachability,
         VerdictCheck::Evidence,
@@ -288,6 +290,7 @@ impl VerdictCheck {
         VerdictCheck::VtpmLocal,
         VerdictCheck::Zone,
         VerdictCheck::Endorsement,
+        VerdictCheck::SessionKey,
         VerdictCheck::Probers,
         VerdictCheck::Relocation,
         VerdictCheck::Region,
@@ -305,6 +308,7 @@ impl VerdictCheck {
             VerdictCheck::VtpmLocal => "vtpm-local",
             VerdictCheck::Zone => "zone",
             VerdictCheck::Endorsement => "endorsement",
+            VerdictCheck::SessionKey => "session-key",
             VerdictCheck::Probers => "probers",
             VerdictCheck::Relocation => "relocation",
             VerdictCheck::Region => "region",

@@ -136,10 +136,26 @@ pub fn judge_all(
     let mut failed = Vec::new();
     for (node, claim) in store.nodes_between(from, now_ns)? {
         let previous = store.latest_verdict(&node)?;
-        let mut input =
-            input::node_input(store, &node, &claim, from, now_ns, judging.baseline_rounds)?;
-        if let (Some(e), Some(bundles)) = (&judging.evidence, &bundles) {
-            input::attach_evidence(store, e, bundles.get(&node), &mut input, now_ns)?;
+        let found = match (&judging.evidence, &bundles) {
+            (Some(e), Some(bundles)) => {
+                let recs = bundles.get(&node).map_or(&[][..], Vec::as_slice);
+                input::verify_evidence(store, e, &node, recs, now_ns)?
+            }
+            _ => None,
+        };
+        let keys = found
+            .as_ref()
+            .map_or(&[][..], |f| &f.evidence.session_keys[..]);
+        let mut input = input::node_input(
+            store,
+            &node,
+            &claim,
+            (from, now_ns),
+            judging.baseline_rounds,
+            keys,
+        )?;
+        if let Some(f) = &found {
+            f.apply_to(&mut input);
         }
         let j = judge(&world, &input, &judging.policy);
         let radius_km = j.region.as_ref().and_then(|r| r.radius_km);
