@@ -96,10 +96,13 @@ pub enum CheckId {
     /// The anchor report verifies under the policy's anchors (nonce-derived ClientHello
     /// randoms, certificate chains, recorded handshakes); its digest is bound by `report_data`.
     Anchors,
+    /// The anchor report names the clocksource its round trips were timed with (version 2),
+    /// and the policy allows it (`tsc` unless `[anchors] allow_clocksource` says otherwise).
+    AnchorClocksource,
 }
 
 impl CheckId {
-    pub const ALL: [CheckId; 25] = [
+    pub const ALL: [CheckId; 26] = [
         CheckId::BundleFormat,
         CheckId::BindingVersion,
         CheckId::Nonce,
@@ -125,6 +128,7 @@ impl CheckId {
         CheckId::AkEkBinding,
         CheckId::VtpmTiming,
         CheckId::Anchors,
+        CheckId::AnchorClocksource,
     ];
 
     pub fn name(self) -> &'static str {
@@ -154,6 +158,7 @@ impl CheckId {
             CheckId::AkEkBinding => "ak_ek_binding",
             CheckId::VtpmTiming => "vtpm_timing",
             CheckId::Anchors => "anchors",
+            CheckId::AnchorClocksource => "anchor_clocksource",
         }
     }
 }

@@ -216,6 +216,10 @@ pub struct VerifiedKey {
     /// since each such QUIC peer proved it holds the key the TD bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prober: Option<String>,
+    /// The in-TD evidence time of that bundle, ns: its prober's evidence round trip is held
+    /// against this, not against another request's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence_ns: Option<u64>,
 }
 
 impl VerifiedKey {

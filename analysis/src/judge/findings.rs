@@ -175,6 +175,7 @@ impl BundleFindings {
             evidence.session_keys = vec![VerifiedKey {
                 spki: hex::encode(&bundle.session_spki),
                 prober: None,
+                evidence_ns: bundle.timings.evidence_ns,
             }];
         }
         BundleFindings {

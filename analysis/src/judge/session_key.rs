@@ -27,6 +27,15 @@ impl Judging<'_> {
             .map_or(&[], |e| e.session_keys.as_slice())
     }
 
+    /// The in-TD evidence time of the bundle verified over `s`'s own connection, when known.
+    pub(super) fn own_evidence_ns(&self, s: &ProberSeries) -> Option<u64> {
+        let peer = s.peer_spki.as_deref()?;
+        (self.verified_keys().iter())
+            .filter(|k| k.prober.as_deref() == Some(s.prober.as_str()))
+            .find(|k| k.vouches_for(&s.prober, peer))?
+            .evidence_ns
+    }
+
     /// Why `s`'s samples do not count, or None when they do.
     pub(super) fn key_mismatch(&self, s: &ProberSeries) -> Option<String> {
         let keys = self.verified_keys();
@@ -184,6 +193,8 @@ mod tests {
         VerifiedKey {
             spki: spki.into(),
             prober: prober.map(str::to_owned),
+            // the in-TD time of the prober's own bundle (the node's in this fixture)
+            evidence_ns: prober.map(|_| 10_000_000),
         }
     }
 
@@ -283,8 +294,19 @@ mod tests {
                 session_keys: vouched,
                 ..n.evidence.clone().unwrap()
             }),
-            ..n
+            ..n.clone()
         });
+        assert_eq!(j.verdict, Verdict::Located, "{:?}", j.reasons);
+        // offline, a bundle file names no prober: only the closest is held to the node's time
+        n.probes[3].peer_spki = Some(TD_KEY.into());
+        let offline = NodeInput {
+            evidence: Some(EvidenceSummary {
+                session_keys: vec![key(TD_KEY, None)],
+                ..n.evidence.clone().unwrap()
+            }),
+            ..n
+        };
+        let j = judged(&offline);
         assert_eq!(j.verdict, Verdict::Located, "{:?}", j.reasons);
     }
 }
