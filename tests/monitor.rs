@@ -70,17 +70,44 @@ fn fill(db: &Database, t: i64) {
     fill_keyed(db, t, None);
 }
 
-/// [`fill`], the window rounds of `honest` under session key `key` (hex) when given.
-fn fill_keyed(db: &Database, t: i64, key: Option<&str>) {
-    let mut s = Store::connect(db, Duration::from_secs(5)).unwrap();
-    let sites: Vec<SiteRecord> = SITES
+/// Stores a round of `prober` against `node` from `start`: `n` samples, 10 per second, as
+/// from a node at `at`, under session key `key` (hex).
+fn window_round(
+    s: &mut Store,
+    (prober, node): (&str, &str),
+    start: i64,
+    (at, n): (&str, u64),
+    key: Option<&str>,
+) {
+    let samples: Vec<SampleRecord> = (0..n)
+        .map(|i| SampleRecord {
+            sent_unix_ns: start + i as i64 * S / 10,
+            rtt_ns: rtt_ns(prober, at, i),
+            inside_ns: 20_000,
+        })
+        .collect();
+    let min = samples.iter().map(|x| x.rtt_ns - x.inside_ns).min();
+    let mut r = round(prober, node, start, min, false);
+    r.spki = key.map(str::to_owned);
+    s.insert_round(&r, &samples).unwrap();
+}
+
+/// [`SITES`] as the store records them.
+fn site_records() -> Vec<SiteRecord> {
+    SITES
         .iter()
         .map(|(n, lat, lon)| SiteRecord {
             name: n.to_string(),
             lat: *lat,
             lon: *lon,
         })
-        .collect();
+        .collect()
+}
+
+/// [`fill`], the window rounds of `honest` under session key `key` (hex) when given.
+fn fill_keyed(db: &Database, t: i64, key: Option<&str>) {
+    let mut s = Store::connect(db, Duration::from_secs(5)).unwrap();
+    let sites = site_records();
     for p in PROBERS {
         s.upsert_world(p, p, &sites).unwrap();
     }
@@ -94,18 +121,8 @@ fn fill_keyed(db: &Database, t: i64, key: Option<&str>) {
                 )
                 .unwrap();
             }
-            let start = t - 50 * S;
-            let samples: Vec<SampleRecord> = (0..100u64)
-                .map(|i| SampleRecord {
-                    sent_unix_ns: start + i as i64 * S / 10,
-                    rtt_ns: rtt_ns(p, now_at, i),
-                    inside_ns: 20_000,
-                })
-                .collect();
-            let min = samples.iter().map(|x| x.rtt_ns - x.inside_ns).min();
-            let mut r = round(p, node, start, min, false);
-            r.spki = key.filter(|_| node == "honest").map(str::to_owned);
-            s.insert_round(&r, &samples).unwrap();
+            let key = key.filter(|_| node == "honest");
+            window_round(&mut s, (p, node), t - 50 * S, (now_at, 100), key);
         }
         s.insert_round(&round(p, "dark", t - 50 * S, None, true), &[])
             .unwrap();
@@ -171,6 +188,25 @@ fn monitor_once(
     );
     let v = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     (v, stdout)
+}
+
+/// [`monitor_once`] at `at` under a verdict policy and an evidence policy.
+fn monitor_verifying(
+    db: &Path,
+    at: u64,
+    verdict_policy: &Path,
+    evidence_policy: &Path,
+) -> (serde_json::Value, String) {
+    monitor_once(
+        db.to_str().unwrap(),
+        &at.to_string(),
+        &[
+            &"--policy",
+            &verdict_policy,
+            &"--evidence-policy",
+            &evidence_policy,
+        ],
+    )
 }
 
 /// Fills `db`, judges it once with `locus monitor --db` and exports it with `locus export`.
@@ -499,16 +535,7 @@ fn monitor_verifies_stored_bundles_by_named_check() {
                 .unwrap();
         }
         // `moved` is relocated in every case: never all located.
-        let (v, stdout) = monitor_once(
-            db.to_str().unwrap(),
-            &lab.now.to_string(),
-            &[
-                &"--policy",
-                &verdict_policy,
-                &"--evidence-policy",
-                &evidence_policy,
-            ],
-        );
+        let (v, stdout) = monitor_verifying(&db, lab.now, &verdict_policy, &evidence_policy);
         let honest = v["nodes"]
             .as_array()
             .unwrap()
@@ -565,14 +592,7 @@ fn samples_under_a_key_no_verified_bundle_binds_do_not_locate() {
     let td_key = hex::encode(&lab.peer_spki);
     let near_key = hex::encode([9u8; 91]);
     let mut s = Store::open(&db).unwrap();
-    let sites: Vec<SiteRecord> = SITES
-        .iter()
-        .map(|(n, lat, lon)| SiteRecord {
-            name: n.to_string(),
-            lat: *lat,
-            lon: *lon,
-        })
-        .collect();
+    let sites = site_records();
     let start = t - 50 * S;
     for p in ["ams", "fra", "par", "waw"] {
         s.upsert_world(p, p, &sites).unwrap();
@@ -583,17 +603,7 @@ fn samples_under_a_key_no_verified_bundle_binds_do_not_locate() {
         } else {
             ("fra", 100, &near_key)
         };
-        let samples: Vec<SampleRecord> = (0..n)
-            .map(|i| SampleRecord {
-                sent_unix_ns: start + i as i64 * S / 10,
-                rtt_ns: rtt_ns(p, at, i),
-                inside_ns: 20_000,
-            })
-            .collect();
-        let min = samples.iter().map(|x| x.rtt_ns - x.inside_ns).min();
-        let mut r = round(p, "split", start, min, false);
-        r.spki = Some(key.clone());
-        s.insert_round(&r, &samples).unwrap();
+        window_round(&mut s, (p, "split"), start, (at, n), Some(key));
     }
     s.insert_evidence(&EvidenceRecord {
         prober: "ams".into(),
@@ -608,16 +618,7 @@ fn samples_under_a_key_no_verified_bundle_binds_do_not_locate() {
     })
     .unwrap();
     drop(s);
-    let (v, stdout) = monitor_once(
-        db.to_str().unwrap(),
-        &lab.now.to_string(),
-        &[
-            &"--policy",
-            &verdict_policy,
-            &"--evidence-policy",
-            &evidence_policy,
-        ],
-    );
+    let (v, stdout) = monitor_verifying(&db, lab.now, &verdict_policy, &evidence_policy);
     let node = &v["nodes"][0];
     assert_eq!(node["name"], "split", "{stdout}");
     assert_eq!(node["verdict"], "inconclusive", "{node}");

@@ -13,7 +13,7 @@ use locus_analysis::input::{
 use locus_analysis::verify::bundle::nonce::NonceLedger;
 use locus_analysis::verify::bundle::VerifyInputs;
 use locus_analysis::{judge, BundleFindings, Judgement, Policy};
-use locus_prober::requests::request_evidence_sealed;
+use locus_prober::requests::request_evidence_sealed_timed;
 use locus_prober::{connect, run_round, RoundConfig, SpkiPolicy, Target};
 use locus_proto::evidence::EvidenceBundle;
 use locus_proto::messages::Include;
@@ -198,14 +198,14 @@ async fn probe_and_judge(
                 tpm: true,
                 anchors: anchor_names.clone(),
             };
-            let sent = Instant::now();
-            match request_evidence_sealed(t, &nonce, include, Some(NONCE_ISSUER.to_string())).await
-            {
-                Ok(b) => {
+            let issuer = Some(NONCE_ISSUER.to_string());
+            // the evidence request's own round trip, as the daemons store it
+            match request_evidence_sealed_timed(t, &nonce, include, issuer).await {
+                Ok((b, rtt)) => {
                     evidence_rtts
                         .entry((i, j))
                         .or_default()
-                        .push(sent.elapsed().as_nanos() as u64);
+                        .push(rtt.as_nanos() as u64);
                     let at = unix_now();
                     asked[j].push((i, b.clone(), at));
                     last[j] = Some((b, at));

@@ -118,21 +118,24 @@ mod tests {
     const TD_KEY: &str = "aa01";
     const NEAR_KEY: &str = "bb02";
     const PROBERS: [&str; 4] = ["ams", "lon", "par", "waw"];
+    /// The claim (fra) and the probers' sites.
+    const SITES: [(&str, f64, f64); 5] = [
+        ("fra", 50.11, 8.68),
+        ("ams", 52.37, 4.90),
+        ("lon", 51.51, -0.13),
+        ("par", 48.86, 2.35),
+        ("waw", 52.23, 21.01),
+    ];
 
     fn world() -> World {
-        let site = |name: &str, lat, lon| Site {
-            name: name.into(),
-            lat,
-            lon,
-        };
         World {
-            sites: vec![
-                site("fra", 50.11, 8.68),
-                site("ams", 52.37, 4.90),
-                site("lon", 51.51, -0.13),
-                site("par", 48.86, 2.35),
-                site("waw", 52.23, 21.01),
-            ],
+            sites: (SITES.iter())
+                .map(|&(name, lat, lon)| Site {
+                    name: name.into(),
+                    lat,
+                    lon,
+                })
+                .collect(),
             probers: (PROBERS.iter())
                 .map(|s| Prober {
                     id: format!("p-{s}"),
