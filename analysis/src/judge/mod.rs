@@ -10,4 +10,5 @@ mod moved;
 pub mod region;
 pub mod relocation;
 mod rules;
+mod session_key;
 pub mod verdict;

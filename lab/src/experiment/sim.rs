@@ -277,6 +277,7 @@ pub(crate) fn trial(
             sent: samples.len() as u64,
             samples,
             evidence_rtt_ns: Vec::new(),
+            peer_spki: None,
         });
         if m.landmark_at_claim {
             // the prober measures the landmark through the window too (same routes)
