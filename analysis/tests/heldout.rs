@@ -112,6 +112,7 @@ fn case(rng: &mut Rng, probers: &[LatLon], claim: LatLon, relay_km: f64, landmar
             sent: samples.len() as u64,
             samples,
             evidence_rtt_ns: Vec::new(),
+            peer_spki: None,
         });
     }
     let node = NodeInput {

@@ -118,6 +118,7 @@ fn input(n: &Node) -> NodeInput {
                 sent: samples.len() as u64,
                 samples,
                 evidence_rtt_ns: Vec::new(),
+                peer_spki: None,
             }
         })
         .collect();
