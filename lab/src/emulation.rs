@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use locus_analysis::input::{
-    EchoSample, NodeInput, Prober, ProberSeries, SamplesFile, SAMPLES_VERSION,
+    EchoSample, LandmarkRtt, NodeInput, Prober, ProberSeries, SamplesFile, SAMPLES_VERSION,
 };
 use locus_analysis::verify::bundle::nonce::NonceLedger;
 use locus_analysis::verify::bundle::VerifyInputs;
@@ -127,6 +127,16 @@ async fn probe_and_judge(
                 .with_context(|| format!("prober {i} connecting to {}", node.name))?;
             row.push(target);
         }
+        // Then the landmarks, probed like the nodes (their index in the row follows the nodes').
+        for (l, lm) in world.landmarks.iter().enumerate() {
+            let plan = world::landmark_plan(s, i, l);
+            let link = relay.udp_link(addr::landmark_link(i, l), lm.server.local_addr()?, &plan)?;
+            let pin = SpkiPolicy::Pinned(lm.server.session_key().spki_der().to_vec());
+            let target = connect(link, addr::prober(i), pin, Duration::from_secs(10))
+                .await
+                .with_context(|| format!("prober {i} connecting to {}", lm.name))?;
+            row.push(target);
+        }
         targets.push(row);
     }
 
@@ -186,7 +196,8 @@ async fn probe_and_judge(
         .map(|(k, &site)| anchor_name(s, k, site))
         .collect();
     for (i, row) in targets.iter().enumerate() {
-        for (j, t) in row.iter().enumerate() {
+        // Landmarks give no evidence.
+        for (j, t) in row.iter().enumerate().take(nodes.len()) {
             check(cancel)?;
             let mut nonce = [0u8; 32];
             rng.fill_bytes(&mut nonce);
@@ -241,11 +252,12 @@ async fn probe_and_judge(
             site: s.sites[site].name.clone(),
         })
         .collect();
+    let landmarks = landmark_rtts(s, world, &mut series);
     let mut samples = SamplesFile {
         version: SAMPLES_VERSION,
         sites: world_sites,
         probers,
-        landmarks: Vec::new(),
+        landmarks,
         nodes: Vec::new(),
     };
     // the policy the lab writes to `VERDICT_POLICY_FILE` for re-judging
@@ -299,6 +311,37 @@ async fn probe_and_judge(
         });
     }
     Ok((samples, outcomes))
+}
+
+/// Each prober's minimum effective RTT (the responder's reported time inside subtracted, as
+/// for nodes) to each landmark, taken out of `series` (landmarks follow the nodes in each
+/// prober's row). A prober that never reached a landmark gives none.
+fn landmark_rtts(
+    s: &Scenario,
+    world: &World,
+    series: &mut BTreeMap<(usize, usize), (Vec<EchoSample>, u64)>,
+) -> Vec<LandmarkRtt> {
+    let mut out = Vec::new();
+    for (i, &psite) in s.probers.iter().enumerate() {
+        for (l, lm) in world.landmarks.iter().enumerate() {
+            let (samples, _) = series
+                .remove(&(i, world.nodes.len() + l))
+                .unwrap_or_default();
+            let min = samples
+                .iter()
+                .map(|x| x.rtt_ns.saturating_sub(x.inside_ns))
+                .min();
+            match min {
+                Some(min_rtt_ns) => out.push(LandmarkRtt {
+                    prober: prober_id(s, i, psite),
+                    site: s.sites[lm.site].name.clone(),
+                    min_rtt_ns,
+                }),
+                None => tracing::warn!(landmark = %lm.name, prober = i, "landmark never answered"),
+            }
+        }
+    }
+    out
 }
 
 pub(crate) fn prober_id(s: &Scenario, i: usize, site: usize) -> String {
