@@ -596,6 +596,11 @@ site = "ams"
         }
         assert!(s.probers.len() >= 4);
         assert!(!s.anchors.is_empty());
+        // Issue 19: per-path spread, a route change and a landmark at the claimed site.
+        assert!(s.inflation_spread > 0.0);
+        assert_eq!(s.events.len(), 1);
+        let claim = s.responders[0].claim;
+        assert_eq!(s.landmarks, [claim]);
     }
 
     #[test]
