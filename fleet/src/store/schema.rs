@@ -88,7 +88,12 @@ ALTER TABLE evidence ADD COLUMN nonce BLOB;
 ALTER TABLE evidence ADD COLUMN bundle BLOB;
 CREATE INDEX evidence_bundle_time ON evidence (at_unix_ns) WHERE bundle IS NOT NULL;
 "#,
-    // 3: rounds against landmarks (responders at known sites), the judge's calibration.
+    // 3: the hex SPKI of the QUIC peer the evidence request went to, so the monitor counts
+    // only samples taken under the key a verified bundle binds (issue 18, item 6).
+    r#"
+ALTER TABLE evidence ADD COLUMN peer_spki TEXT;
+"#,
+    // 4: rounds against landmarks (responders at known sites), the judge's calibration.
     r#"
 CREATE TABLE landmark_rounds (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -188,6 +193,9 @@ CREATE INDEX verdicts_node_time ON verdicts (node, at_unix_ns);
 ALTER TABLE evidence ADD COLUMN nonce BYTEA;
 ALTER TABLE evidence ADD COLUMN bundle BYTEA;
 CREATE INDEX evidence_bundle_time ON evidence (at_unix_ns) WHERE bundle IS NOT NULL;
+"#,
+    r#"
+ALTER TABLE evidence ADD COLUMN peer_spki TEXT;
 "#,
     r#"
 CREATE TABLE landmark_rounds (
