@@ -844,7 +844,7 @@ fn relocation_alert_reaches_a_real_alertmanager() {
 /// relay, one `locus prober --config` daemon per prober site probes them into one database,
 /// `locus monitor` judges it every second and posts to a real Alertmanager, which must hold a
 /// firing relocation alert for the node that moved (with its old and new region and the
-/// reasons) and none for the honest node.
+/// reasons) and none for the honest node. The daemons also probe the scenario's landmark.
 #[test]
 fn lab_relocation_through_daemons_fires_a_real_alert() {
     let dir = tempfile::tempdir().unwrap();
@@ -974,6 +974,16 @@ fn lab_relocation_through_daemons_fires_a_real_alert() {
     }
     lab.signal(Signal::SIGTERM);
     assert_eq!(lab.exit_code(), Some(0));
+    // Every daemon probed the served landmark (pinned, through the relay from its site).
+    let store = Store::open(Path::new(db)).unwrap();
+    let minima = store.landmark_minima_between(0, i64::MAX).unwrap();
+    let probers: Vec<&str> = minima.iter().map(|m| m.prober.as_str()).collect();
+    assert_eq!(
+        probers,
+        ["p0-ams", "p1-lon", "p2-par", "p3-waw"],
+        "{minima:?}"
+    );
+    assert!(minima.iter().all(|m| m.site == "fra"), "{minima:?}");
 }
 
 #[test]
