@@ -16,6 +16,25 @@ fn locus() -> Command {
     Command::new(env!("CARGO_BIN_EXE_locus"))
 }
 
+/// `locus lab --json` on the fixture scenario `name`, its output and swtpm state in `tmp`: the
+/// report, and the output directory.
+fn run_lab(tmp: &Path, name: &str) -> (serde_json::Value, std::path::PathBuf) {
+    let scenario = tmp.join(format!("{name}.toml"));
+    std::fs::write(&scenario, fixtures::scenario(name)).unwrap();
+    let out = tmp.join("out");
+    let run = locus()
+        .args(["lab", "--json", "--scenario"])
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&out)
+        .env("TMPDIR", tmp)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "lab failed: {stderr}");
+    (serde_json::from_slice(&run.stdout).unwrap(), out)
+}
+
 /// swtpm processes whose command line mentions `dir` (their state lives under our TMPDIR).
 fn swtpms_under(dir: &Path) -> Vec<String> {
     let needle = dir.to_string_lossy().to_string();
@@ -35,20 +54,7 @@ fn swtpms_under(dir: &Path) -> Vec<String> {
 #[test]
 fn short_scenario_verdicts_equal_truth_and_everything_is_cleaned_up() {
     let tmp = tempfile::tempdir().unwrap();
-    let scenario = tmp.path().join("short.toml");
-    std::fs::write(&scenario, short()).unwrap();
-    let out = tmp.path().join("out");
-    let run = locus()
-        .args(["lab", "--json", "--scenario"])
-        .arg(&scenario)
-        .arg("--out")
-        .arg(&out)
-        .env("TMPDIR", tmp.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "lab failed: {stderr}");
-    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let (report, out) = run_lab(tmp.path(), "short");
     let responders = report["responders"].as_array().unwrap();
     assert_eq!(responders.len(), 4);
     for r in responders {
@@ -437,23 +443,7 @@ fn bad_scenarios_are_refused_with_the_line() {
 #[test]
 fn network_like_scenario_accuses_no_honest_node_and_carries_landmarks_to_judge() {
     let tmp = tempfile::tempdir().unwrap();
-    let scenario = tmp.path().join("networks.toml");
-    std::fs::write(&scenario, fixtures::scenario("networks")).unwrap();
-    let out = tmp.path().join("out");
-    let run = locus()
-        .args(["lab", "--json", "--scenario"])
-        .arg(&scenario)
-        .arg("--out")
-        .arg(&out)
-        .env("TMPDIR", tmp.path())
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "lab failed: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let (report, out) = run_lab(tmp.path(), "networks");
     let responders = report["responders"].as_array().unwrap();
     // One landmark RTT per prober, to Frankfurt, within what the scenario's paths allow: at
     // least the straight fiber path's round trip, at most the slowest inflation's (4.0) plus

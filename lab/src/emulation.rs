@@ -2,6 +2,7 @@
 //! round, collect evidence, and every node is judged.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,12 +18,13 @@ use locus_prober::requests::request_evidence_sealed;
 use locus_prober::{connect, run_round, RoundConfig, SpkiPolicy, Target};
 use locus_proto::evidence::EvidenceBundle;
 use locus_proto::messages::Include;
+use locus_responder::server::Server;
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use tokio::sync::watch;
 
 use crate::addr;
-use crate::relay::{Relay, RelayError};
+use crate::relay::{LinkPlan, Relay, RelayError};
 use crate::scenario::{Scenario, Truth};
 use crate::world::{self, anchor_name, check, unix_now, LabTrust, World};
 
@@ -119,23 +121,13 @@ async fn probe_and_judge(
         check(cancel)?;
         let mut row = Vec::new();
         for (j, node) in nodes.iter().enumerate() {
-            let plan = world::prober_plan(s, i, j);
-            let link = relay.udp_link(addr::prober_link(i, j), node.server.local_addr()?, &plan)?;
-            let pin = SpkiPolicy::Pinned(node.server.session_key().spki_der().to_vec());
-            let target = connect(link, addr::prober(i), pin, Duration::from_secs(10))
-                .await
-                .with_context(|| format!("prober {i} connecting to {}", node.name))?;
-            row.push(target);
+            let link = (addr::prober_link(i, j), world::prober_plan(s, i, j));
+            row.push(connect_through(relay, i, link, &node.server, &node.name).await?);
         }
         // Then the landmarks, probed like the nodes (their index in the row follows the nodes').
         for (l, lm) in world.landmarks.iter().enumerate() {
-            let plan = world::landmark_plan(s, i, l);
-            let link = relay.udp_link(addr::landmark_link(i, l), lm.server.local_addr()?, &plan)?;
-            let pin = SpkiPolicy::Pinned(lm.server.session_key().spki_der().to_vec());
-            let target = connect(link, addr::prober(i), pin, Duration::from_secs(10))
-                .await
-                .with_context(|| format!("prober {i} connecting to {}", lm.name))?;
-            row.push(target);
+            let link = (addr::landmark_link(i, l), world::landmark_plan(s, i, l));
+            row.push(connect_through(relay, i, link, &lm.server, &lm.name).await?);
         }
         targets.push(row);
     }
@@ -311,6 +303,21 @@ async fn probe_and_judge(
         });
     }
     Ok((samples, outcomes))
+}
+
+/// Prober `i` connects to `server` (pinned) through a relay link `(listen address, plan)`.
+async fn connect_through(
+    relay: &Arc<Relay>,
+    i: usize,
+    (listen, plan): (SocketAddr, LinkPlan),
+    server: &Server,
+    name: &str,
+) -> anyhow::Result<Target> {
+    let link = relay.udp_link(listen, server.local_addr()?, &plan)?;
+    let pin = SpkiPolicy::Pinned(server.session_key().spki_der().to_vec());
+    connect(link, addr::prober(i), pin, Duration::from_secs(10))
+        .await
+        .with_context(|| format!("prober {i} connecting to {name}"))
 }
 
 /// Each prober's minimum effective RTT (the responder's reported time inside subtracted, as

@@ -569,10 +569,11 @@ fn execute(action: Action) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn udp_echo() -> (SocketAddr, JoinHandle<()>) {
+    /// A UDP echo server on loopback; it ends on a `stop` datagram or 5 s of silence.
+    pub(crate) fn udp_echo() -> (SocketAddr, JoinHandle<()>) {
         let s = UdpSocket::bind("127.0.0.1:0").unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let addr = s.local_addr().unwrap();

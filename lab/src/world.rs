@@ -382,19 +382,6 @@ site = "b"
         Scenario::parse(&text, "t").unwrap()
     }
 
-    fn echo() -> SocketAddr {
-        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let addr = s.local_addr().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 64];
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            while let Ok((n, from)) = s.recv_from(&mut buf) {
-                let _ = s.send_to(&buf[..n], from);
-            }
-        });
-        addr
-    }
-
     /// The smallest of `n` round trips through `link`.
     fn min_rtt(client: &UdpSocket, link: SocketAddr, n: usize) -> Duration {
         let mut buf = [0u8; 64];
@@ -431,7 +418,7 @@ inflation = 1.0
         let link = relay
             .udp_link(
                 "127.0.0.1:0".parse().unwrap(),
-                echo(),
+                crate::relay::tests::udp_echo().0,
                 &prober_plan(&s, 0, 0),
             )
             .unwrap();

@@ -235,6 +235,11 @@ struct RawTarget {
     spki: Option<String>,
 }
 
+/// A pinned session key: hex SPKI DER, or none (learned on each connection).
+fn pin(spki: &Option<String>) -> Result<Option<Vec<u8>>, hex::FromHexError> {
+    spki.as_deref().map(|h| hex::decode(h.trim())).transpose()
+}
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9464))
 }
@@ -355,15 +360,10 @@ impl Config {
                 return Err(ConfigError::DuplicateTarget(t.name));
             }
             known(format!("target {}", t.name), &t.claim)?;
-            let spki = match &t.spki {
-                None => None,
-                Some(h) => Some(
-                    hex::decode(h.trim()).map_err(|source| ConfigError::BadSpki {
-                        target: t.name.clone(),
-                        source,
-                    })?,
-                ),
-            };
+            let spki = pin(&t.spki).map_err(|source| ConfigError::BadSpki {
+                target: t.name.clone(),
+                source,
+            })?;
             targets.push(TargetConfig {
                 name: t.name,
                 address: t.address,
@@ -378,16 +378,10 @@ impl Config {
                 return Err(ConfigError::DuplicateLandmark(l.name));
             }
             known(format!("landmark {}", l.name), &l.site)?;
-            let spki =
-                match &l.spki {
-                    None => None,
-                    Some(h) => Some(hex::decode(h.trim()).map_err(|source| {
-                        ConfigError::BadLandmarkSpki {
-                            landmark: l.name.clone(),
-                            source,
-                        }
-                    })?),
-                };
+            let spki = pin(&l.spki).map_err(|source| ConfigError::BadLandmarkSpki {
+                landmark: l.name.clone(),
+                source,
+            })?;
             landmarks.push(LandmarkConfig {
                 name: l.name,
                 site: l.site,

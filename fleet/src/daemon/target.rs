@@ -229,56 +229,40 @@ pub(crate) async fn run(
             };
             schedule += interval.mul_f64(count as f64);
             count = round_cfg.count;
-            if let Some(l) = &landmark {
-                let rec = landmark_record(
-                    &shared.prober_id,
-                    &spec,
-                    Some(&spki_hex),
-                    started,
-                    Some(&report),
-                );
-                shared
-                    .metrics
-                    .landmark_success
-                    .get_or_create(l)
-                    .set(i64::from(report.answered > 0));
-                if let Some(min) = rec.min_eff_rtt_ns {
-                    shared
-                        .metrics
-                        .landmark_rtt_seconds
-                        .get_or_create(l)
-                        .set(min as f64 / 1e9);
+            match &landmark {
+                Some(l) => {
+                    let rec = landmark_record(
+                        &shared.prober_id,
+                        &spec,
+                        Some(&spki_hex),
+                        started,
+                        Some(&report),
+                    );
+                    update_landmark_metrics(&shared.metrics, l, &rec);
+                    Box::pin(store_landmark_round(&shared, rec)).await;
                 }
-                Box::pin(store_landmark_round(&shared, rec)).await;
-                if let Some(reason) = target.conn.close_reason() {
-                    warn!(landmark = %spec.name, "connection lost: {reason}; reconnecting");
-                    break;
-                }
-                if *stop.borrow() {
-                    target.conn.close(0u32.into(), b"prober stopping");
-                    return;
-                }
-                continue;
-            }
-            let (rec, samples) = round_record(
-                &shared.prober_id,
-                &spec,
-                &spki_hex,
-                started,
-                epoch_unix,
-                &report,
-            );
-            update_metrics(&shared.metrics, &labels, &report);
-            store_round(&shared, rec, samples);
-            if let Some(iv) = settings.evidence_interval {
-                if Instant::now() >= next_evidence {
-                    Box::pin(evidence(&shared, &spec, &labels, &target, &settings)).await;
-                    next_evidence =
-                        Instant::now() + iv.mul_f64(rand::thread_rng().gen_range(0.9..1.1));
+                None => {
+                    let (rec, samples) = round_record(
+                        &shared.prober_id,
+                        &spec,
+                        &spki_hex,
+                        started,
+                        epoch_unix,
+                        &report,
+                    );
+                    update_metrics(&shared.metrics, &labels, &report);
+                    store_round(&shared, rec, samples);
+                    if let Some(iv) = settings.evidence_interval {
+                        if Instant::now() >= next_evidence {
+                            Box::pin(evidence(&shared, &spec, &labels, &target, &settings)).await;
+                            next_evidence =
+                                Instant::now() + iv.mul_f64(rand::thread_rng().gen_range(0.9..1.1));
+                        }
+                    }
                 }
             }
             if let Some(reason) = target.conn.close_reason() {
-                warn!(target = %spec.name, "connection lost: {reason}; reconnecting");
+                warn!(target = %spec.name, ?role, "connection lost: {reason}; reconnecting");
                 break;
             }
             if *stop.borrow() {
@@ -397,6 +381,17 @@ fn landmark_record(
             .map(|s| s.rtt_ns.saturating_sub(s.inside_ns))
             .min(),
         error: None,
+    }
+}
+
+fn update_landmark_metrics(m: &ProberMetrics, l: &LandmarkLabels, rec: &LandmarkRoundRecord) {
+    m.landmark_success
+        .get_or_create(l)
+        .set(i64::from(rec.answered > 0));
+    if let Some(min) = rec.min_eff_rtt_ns {
+        m.landmark_rtt_seconds
+            .get_or_create(l)
+            .set(min as f64 / 1e9);
     }
 }
 
