@@ -189,8 +189,15 @@ impl Lattice {
                     .map(move |&lon| half_sin_sq((lon - t.lon).to_radians()))
             })
             .collect();
-        // Per disc, for the current row: the latitude term and the cosine product.
-        let mut row_terms = vec![(0.0, 0.0); terms.len()];
+        // Per disc: the largest longitude term, which bounds h along a row.
+        let max_lon_term: Vec<f64> = (0..terms.len())
+            .map(|k| {
+                lon_terms[k * n..(k + 1) * n]
+                    .iter()
+                    .copied()
+                    .fold(0.0, f64::max)
+            })
+            .collect();
         // Per column, for the centroid.
         let lon_trig: Vec<(f64, f64)> = self
             .lons
@@ -200,22 +207,32 @@ impl Lattice {
                 (lo.cos(), lo.sin())
             })
             .collect();
+        // The discs that decide the current row: (disc, latitude term, cosine product).
+        let mut active: Vec<(usize, f64, f64)> = Vec::with_capacity(terms.len());
         let mut scan = Scan::default();
-        for (ri, row) in self.rows.iter().enumerate() {
-            for (rt, t) in row_terms.iter_mut().zip(&terms) {
-                *rt = (
+        'rows: for (ri, row) in self.rows.iter().enumerate() {
+            active.clear();
+            for (k, t) in terms.iter().enumerate() {
+                let (a, c) = (
                     half_sin_sq(row.lat_rad - t.lat_rad),
                     t.cos_lat * row.cos_lat,
                 );
+                // Along the row h = a + c·b with c, b ≥ 0, so a ≤ h ≤ a + c·max b, and rounding
+                // keeps both bounds: a disc that the bounds put wholly outside or inside decides
+                // every point of the row as the point-by-point test would.
+                if a > t.h_out {
+                    continue 'rows;
+                }
+                if a + c * max_lon_term[k] >= t.h_in {
+                    active.push((k, a, c));
+                }
             }
             let row_area = cell * row.cos_lat;
             let sin_lat = row.lat_rad.sin();
             for (j, &(cos_lo, sin_lo)) in lon_trig.iter().enumerate() {
-                let inside = terms
+                let inside = active
                     .iter()
-                    .zip(&row_terms)
-                    .enumerate()
-                    .all(|(k, (t, &(a, c)))| t.contains(a + c * lon_terms[k * n + j]));
+                    .all(|&(k, a, c)| terms[k].contains(a + c * lon_terms[k * n + j]));
                 if inside {
                     scan.area += row_area;
                     scan.feasible.push((ri as u32, j as u32));
