@@ -162,13 +162,15 @@ pub(crate) fn trial(
     for (i, &site) in e.probers[..p.probers].iter().enumerate() {
         let at = pos(e, site);
         let mut samples = Vec::with_capacity(n * rounds);
+        // Once per prober, not per sample: the distances are the trial's hottest trigonometry.
+        let (to_claim, to_far) = (ow(at, claim), ow(at, far));
         for k in 0..n * rounds {
             let t_s = k as f64 * step_ns / 1e9;
             let one_way = match p.kind {
-                Kind::Honest | Kind::Frankenstein => ow(at, claim),
-                Kind::Proxy => ow(at, claim) + extra_ow,
-                Kind::Relocation if t_s >= move_after_s => ow(at, far),
-                Kind::Relocation => ow(at, claim),
+                Kind::Honest | Kind::Frankenstein => to_claim,
+                Kind::Proxy => to_claim + extra_ow,
+                Kind::Relocation if t_s >= move_after_s => to_far,
+                Kind::Relocation => to_claim,
             };
             let rtt = d.echo(one_way);
             samples.push(EchoSample {
