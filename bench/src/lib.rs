@@ -11,6 +11,7 @@ mod coalesce;
 pub mod evidence;
 pub mod fleet;
 pub mod ping;
+mod smokeping;
 pub mod tdx;
 
 /// A report as JSON (`pretty` or one line) with `json`, else as the text `text` writes.
