@@ -44,9 +44,6 @@ pub struct BusyEndpoint {
     socket: UdpSocket,
     recv_buf: Vec<u8>,
     send_buf: Vec<u8>,
-    /// The one peer the socket is connected to (a prober's): datagrams to it go out with
-    /// `send`, which reuses the socket's cached route instead of looking it up per datagram.
-    peer: Option<SocketAddr>,
 }
 
 impl BusyEndpoint {
@@ -63,16 +60,7 @@ impl BusyEndpoint {
             socket,
             recv_buf: vec![0u8; MAX_UDP_PAYLOAD],
             send_buf: Vec::with_capacity(MAX_UDP_PAYLOAD),
-            peer: None,
         })
-    }
-
-    /// Connects the socket to `peer`, for an endpoint that talks to it alone: the kernel then
-    /// drops datagrams from anyone else and sends without a route lookup each time.
-    pub fn connect_socket(&mut self, peer: SocketAddr) -> std::io::Result<()> {
-        self.socket.connect(peer)?;
-        self.peer = Some(peer);
-        Ok(())
     }
 
     /// Starts a connection to `addr`; [`Self::transmit`] sends its first flight.
@@ -181,12 +169,7 @@ impl BusyEndpoint {
     /// datagram, as a congested network would (QUIC recovers what matters, a lost challenge
     /// is counted as lost).
     fn send(&self, len: usize, to: SocketAddr) -> std::io::Result<()> {
-        let sent = if self.peer == Some(to) {
-            self.socket.send(&self.send_buf[..len])
-        } else {
-            self.socket.send_to(&self.send_buf[..len], to)
-        };
-        match sent {
+        match self.socket.send_to(&self.send_buf[..len], to) {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == ErrorKind::WouldBlock || is_transient(&e) => {
                 debug!(%to, "datagram not sent: {e}");

@@ -81,8 +81,6 @@ impl BusyTarget {
         timeout: Duration,
     ) -> Result<Self, BusyError> {
         let mut endpoint = BusyEndpoint::new(socket, None)?;
-        // One responder per busy target: as the raw UDP floor does, on a connected socket.
-        endpoint.connect_socket(addr)?;
         let pinned = policy.is_pinned();
         let (verifier, seen) = pin_verifier(policy);
         let config = locus_net::client_config(verifier)?;
