@@ -44,6 +44,9 @@ pub struct EvidenceArgs {
     /// With --concurrency: each TDX quote takes at least this long, one at a time.
     #[arg(long, default_value_t = 40)]
     quote_delay_ms: u64,
+    /// With --concurrency: lab anchors timed in each bundle (0 to 2).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=2))]
+    anchors: u8,
     /// With --concurrency: how long each of the three runs keeps asking, seconds.
     #[arg(long, default_value_t = 3.0)]
     duration_s: f64,
@@ -209,6 +212,7 @@ pub fn run(args: EvidenceArgs) -> anyhow::Result<String> {
         return crate::coalesce::run(crate::coalesce::LoadArgs {
             concurrency,
             quote_delay_ms: args.quote_delay_ms,
+            anchors: usize::from(args.anchors),
             duration: Duration::from_secs_f64(args.duration_s),
             json: args.json,
         });
