@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use locus_anchors::lab::{AnchorServer, LabCa};
-use locus_anchors::{AnchorSpec, AnchorsConfig, MeasureOptions};
+use locus_anchors::{AnchorSpec, AnchorsConfig, ClockOptions, MeasureOptions};
 use locus_proto::messages::Include;
 use locus_proto::transcript::Transcript;
 use locus_responder::config::TdxSection;
@@ -110,7 +110,11 @@ async fn measure(args: &LoadArgs) -> anyhow::Result<LoadReport> {
         servers.push(server);
     }
     let anchors = AnchorsConfig {
-        options: MeasureOptions::default(),
+        options: MeasureOptions {
+            // This machine's own clock, as the lab allows it by name.
+            clock: ClockOptions::lab(),
+            ..MeasureOptions::default()
+        },
         anchors: specs,
     };
     let include = Include {
