@@ -340,12 +340,24 @@ impl Judging<'_> {
 
     /// Evidence round trip versus echo round trip. Sound only with the TD's own total time
     /// for the evidence answer: without it, quote generation, event-log reads and in-TD anchor
-    /// measurements are indistinguishable from a network detour.
+    /// measurements are indistinguishable from a network detour. That time is not signed, so
+    /// leaving it out must not skip the check: when probers timed evidence answers and the
+    /// evidence says nothing of its in-TD time, the check fails and the node cannot be
+    /// `located`.
     pub(super) fn evidence_rtt(&mut self, probes: &[&ProberSeries]) -> Rule {
         let policy = self.policy;
         let Some(inside) = self.node.in_td.evidence_ns.map(ms) else {
-            let detail = "the responder did not report its in-TD evidence time";
-            self.check(VerdictCheck::EvidenceRtt, CheckStatus::Skip, detail);
+            let timed = probes.iter().any(|s| !s.evidence_rtt_ns.is_empty());
+            if timed && self.node.evidence.is_some() {
+                let detail = "probers timed evidence answers but the responder did not report \
+                              its in-TD evidence time (timings.evidence_ns): the evidence round \
+                              trip cannot be checked";
+                self.missing.push(format!("evidence round trip: {detail}"));
+                self.check(VerdictCheck::EvidenceRtt, CheckStatus::Fail, detail);
+            } else {
+                let detail = "the responder did not report its in-TD evidence time";
+                self.check(VerdictCheck::EvidenceRtt, CheckStatus::Skip, detail);
+            }
             return Ok(());
         };
         // per prober: (raw excess, excess beyond what a large answer's extra round trips take)
