@@ -93,15 +93,16 @@ fn short_scenario_verdicts_equal_truth_and_everything_is_cleaned_up() {
         assert!(links > 0, "{name}: no signed vTPM chain");
         assert_eq!(b.timings.tpm_chain_ns.len(), links, "{name}");
     }
-    // The anchors check is part of it: against a policy that trusts another CA for the anchor,
-    // the same bundle fails exactly there.
+    // The anchors check is part of it: against a policy that pins another key for each anchor
+    // (the lab pins its anchors like a production policy), the same bundle fails exactly there.
     let policy = std::fs::read_to_string(out.join("policy.toml")).unwrap();
-    assert!(policy.contains("lab-anchor-ca.pem"), "{policy}");
-    std::fs::write(
-        out.join("policy-wrong-anchor-ca.toml"),
-        policy.replace("lab-anchor-ca.pem", "swtpm-ek-ca.pem"),
-    )
-    .unwrap();
+    let pins: Vec<&str> = policy.split("spki_sha256 = \"").skip(1).collect();
+    assert!(!pins.is_empty(), "the lab policy pins no anchor: {policy}");
+    let mut wrong_pins = policy.clone();
+    for p in pins {
+        wrong_pins = wrong_pins.replace(&p[..64], &"0".repeat(64));
+    }
+    std::fs::write(out.join("policy-wrong-anchor-ca.toml"), wrong_pins).unwrap();
     let honest = &responders[0];
     let wrong = locus()
         .args(["verify", "evidence", "--json"])
@@ -131,12 +132,67 @@ fn short_scenario_verdicts_equal_truth_and_everything_is_cleaned_up() {
         .unwrap();
     assert_eq!(binding["status"], "pass", "{binding}");
     assert_eq!(binding["requirement"], "required", "{binding}");
+    anchor_clock_is_bound(&out, honest);
 
     // The stored samples can be judged again offline, but only under trust the caller names.
     trust_is_not_taken_from_the_data(&out);
     judge_from_bundles(&out, responders);
     poe_on_lab_data(&out);
     assert!(swtpms_under(tmp.path()).is_empty(), "swtpm left running");
+}
+
+/// Issue 18, item 7: the anchor report names the clocksource it was timed with, and the quote
+/// binds it. Changed to `hpet` it breaks the binding and fails `anchor_clocksource` by name;
+/// turned back into a version 1 report (no clocksource) it fails `anchor_clocksource` under the
+/// lab's policy, which requires one.
+fn anchor_clock_is_bound(out: &Path, honest: &serde_json::Value) {
+    let bytes = std::fs::read(out.join("evidence/honest.bundle")).unwrap();
+    let b = locus_proto::evidence::EvidenceBundle::from_cbor(&bytes).unwrap();
+    let report = b.anchors.as_ref().expect("the lab's bundles carry anchors");
+    assert_eq!(report.version, locus_proto::anchor::ANCHOR_REPORT_VERSION);
+    assert!(report.clocksource.is_some(), "{report:?}");
+    let verify = |name: &str, b: &locus_proto::evidence::EvidenceBundle| {
+        let path = out.join(format!("evidence/{name}.bundle-tampered"));
+        std::fs::write(&path, b.to_cbor()).unwrap();
+        let run = locus()
+            .args(["verify", "evidence", "--json"])
+            .arg(&path)
+            .arg("--policy")
+            .arg(out.join("policy.toml"))
+            .args(["--at", &honest["collected_at"].to_string()])
+            .output()
+            .unwrap();
+        assert_eq!(run.status.code(), Some(1), "{name} verified");
+        let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+        let failed: Vec<(String, String)> = (v["checks"].as_array().unwrap().iter())
+            .filter(|c| c["status"] == "fail")
+            .map(|c| (c["check"].to_string(), c["detail"].to_string()))
+            .collect();
+        failed
+    };
+    let mut hpet = b.clone();
+    hpet.anchors.as_mut().unwrap().clocksource = Some("hpet".into());
+    let failed = verify("hpet", &hpet);
+    let names: Vec<&str> = failed.iter().map(|f| f.0.trim_matches('"')).collect();
+    assert!(
+        names.contains(&"report_data"),
+        "binding not broken: {failed:?}"
+    );
+    let clock = failed.iter().find(|f| f.0 == "\"anchor_clocksource\"");
+    assert!(
+        clock.is_some_and(|c| c.1.contains("hpet")),
+        "hpet not refused by name: {failed:?}"
+    );
+    let mut v1 = b.clone();
+    let r = v1.anchors.as_mut().unwrap();
+    r.version = locus_proto::anchor::ANCHOR_REPORT_V1;
+    r.clocksource = None;
+    let failed = verify("v1", &v1);
+    let clock = failed.iter().find(|f| f.0 == "\"anchor_clocksource\"");
+    assert!(
+        clock.is_some_and(|c| c.1.contains("does not name the clocksource")),
+        "version 1 accepted: {failed:?}"
+    );
 }
 
 /// Issue 18, item 5: the lab's output carries its own (lab) root, trust files, nonce ledger,

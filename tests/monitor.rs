@@ -67,15 +67,47 @@ fn round(prober: &str, node: &str, started: i64, min_eff: Option<u64>, error: bo
 /// Three probers; `honest` at fra, `moved` was at fra and is now at waw, `dark` never answers.
 /// Window rounds start at `t - 50 s`, history rounds at `t - 1000 s`.
 fn fill(db: &Database, t: i64) {
-    let mut s = Store::connect(db, Duration::from_secs(5)).unwrap();
-    let sites: Vec<SiteRecord> = SITES
+    fill_keyed(db, t, None);
+}
+
+/// Stores a round of `prober` against `node` from `start`: `n` samples, 10 per second, as
+/// from a node at `at`, under session key `key` (hex).
+fn window_round(
+    s: &mut Store,
+    (prober, node): (&str, &str),
+    start: i64,
+    (at, n): (&str, u64),
+    key: Option<&str>,
+) {
+    let samples: Vec<SampleRecord> = (0..n)
+        .map(|i| SampleRecord {
+            sent_unix_ns: start + i as i64 * S / 10,
+            rtt_ns: rtt_ns(prober, at, i),
+            inside_ns: 20_000,
+        })
+        .collect();
+    let min = samples.iter().map(|x| x.rtt_ns - x.inside_ns).min();
+    let mut r = round(prober, node, start, min, false);
+    r.spki = key.map(str::to_owned);
+    s.insert_round(&r, &samples).unwrap();
+}
+
+/// [`SITES`] as the store records them.
+fn site_records() -> Vec<SiteRecord> {
+    SITES
         .iter()
         .map(|(n, lat, lon)| SiteRecord {
             name: n.to_string(),
             lat: *lat,
             lon: *lon,
         })
-        .collect();
+        .collect()
+}
+
+/// [`fill`], the window rounds of `honest` under session key `key` (hex) when given.
+fn fill_keyed(db: &Database, t: i64, key: Option<&str>) {
+    let mut s = Store::connect(db, Duration::from_secs(5)).unwrap();
+    let sites = site_records();
     for p in PROBERS {
         s.upsert_world(p, p, &sites).unwrap();
     }
@@ -89,17 +121,8 @@ fn fill(db: &Database, t: i64) {
                 )
                 .unwrap();
             }
-            let start = t - 50 * S;
-            let samples: Vec<SampleRecord> = (0..100u64)
-                .map(|i| SampleRecord {
-                    sent_unix_ns: start + i as i64 * S / 10,
-                    rtt_ns: rtt_ns(p, now_at, i),
-                    inside_ns: 20_000,
-                })
-                .collect();
-            let min = samples.iter().map(|x| x.rtt_ns - x.inside_ns).min();
-            s.insert_round(&round(p, node, start, min, false), &samples)
-                .unwrap();
+            let key = key.filter(|_| node == "honest");
+            window_round(&mut s, (p, node), t - 50 * S, (now_at, 100), key);
         }
         s.insert_round(&round(p, "dark", t - 50 * S, None, true), &[])
             .unwrap();
@@ -165,6 +188,25 @@ fn monitor_once(
     );
     let v = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     (v, stdout)
+}
+
+/// [`monitor_once`] at `at` under a verdict policy and an evidence policy.
+fn monitor_verifying(
+    db: &Path,
+    at: u64,
+    verdict_policy: &Path,
+    evidence_policy: &Path,
+) -> (serde_json::Value, String) {
+    monitor_once(
+        db.to_str().unwrap(),
+        &at.to_string(),
+        &[
+            &"--policy",
+            &verdict_policy,
+            &"--evidence-policy",
+            &evidence_policy,
+        ],
+    )
 }
 
 /// Fills `db`, judges it once with `locus monitor --db` and exports it with `locus export`.
@@ -467,36 +509,33 @@ fn monitor_verifies_stored_bundles_by_named_check() {
     ];
     for (case, bundle, nonce, seen_key, failed) in cases {
         let db = dir.path().join(format!("{case}.db"));
-        fill(&Database::Sqlite(db.clone()), t);
-        let mut store = Store::open(&db).unwrap();
-        // The round in which the prober saw the responder's session key.
-        let mut seen = round("ams", "honest", t - 2 * S, None, false);
-        seen.spki = Some(hex::encode(seen_key));
-        store.insert_round(&seen, &[]).unwrap();
-        store
-            .insert_evidence(&EvidenceRecord {
-                prober: "ams".into(),
-                target: "honest".into(),
-                at_unix_ns: t - S,
-                rtt_ns: Some(5_000_000),
-                ok: true,
-                error: None,
-                nonce: Some(nonce.to_vec()),
-                bundle: Some(bundle.to_vec()),
-                peer_spki: Some(hex::encode(seen_key)),
-            })
-            .unwrap();
-        // `moved` is relocated in every case: never all located.
-        let (v, stdout) = monitor_once(
-            db.to_str().unwrap(),
-            &lab.now.to_string(),
-            &[
-                &"--policy",
-                &verdict_policy,
-                &"--evidence-policy",
-                &evidence_policy,
-            ],
+        // Every prober's samples are under the session key it saw, and each asked for
+        // evidence over that connection (ams last: its bundle is the one judged).
+        fill_keyed(
+            &Database::Sqlite(db.clone()),
+            t,
+            Some(&hex::encode(seen_key)),
         );
+        let mut store = Store::open(&db).unwrap();
+        for (k, p) in PROBERS.iter().rev().enumerate() {
+            store
+                .insert_evidence(&EvidenceRecord {
+                    prober: p.to_string(),
+                    target: "honest".into(),
+                    // all in the second before `lab.now`: the lab's certificates are dated only
+                    // seconds earlier
+                    at_unix_ns: t - S + k as i64,
+                    rtt_ns: Some(5_000_000),
+                    ok: true,
+                    error: None,
+                    nonce: Some(nonce.to_vec()),
+                    bundle: Some(bundle.to_vec()),
+                    peer_spki: Some(hex::encode(seen_key)),
+                })
+                .unwrap();
+        }
+        // `moved` is relocated in every case: never all located.
+        let (v, stdout) = monitor_verifying(&db, lab.now, &verdict_policy, &evidence_policy);
         let honest = v["nodes"]
             .as_array()
             .unwrap()
@@ -534,6 +573,65 @@ fn monitor_verifies_stored_bundles_by_named_check() {
                 .iter()
                 .any(|c| c["name"] == "evidence" && c["status"] == "skip"),
             "{case}: {moved}"
+        );
+    }
+}
+
+/// Issue 18, item 6: prober `ams` reaches the far TD and gets a valid bundle; probers `fra`,
+/// `par` and `waw` reach a near box that is no TD, under its own key, and get fast answers.
+/// The near box's samples must not borrow the TD's evidence: not `located`, and the reason
+/// names the session key mismatch.
+#[test]
+fn samples_under_a_key_no_verified_bundle_binds_do_not_locate() {
+    let lab = evidence_lab::lab();
+    let dir = tempfile::tempdir().unwrap();
+    let evidence_policy = lab.write_policy(dir.path());
+    let verdict_policy = fixtures::path("policy/no-anchors.toml");
+    let t = lab.now as i64 * S;
+    let db = dir.path().join("split.db");
+    let td_key = hex::encode(&lab.peer_spki);
+    let near_key = hex::encode([9u8; 91]);
+    let mut s = Store::open(&db).unwrap();
+    let sites = site_records();
+    let start = t - 50 * S;
+    for p in ["ams", "fra", "par", "waw"] {
+        s.upsert_world(p, p, &sites).unwrap();
+        // ams: a few slow answers from the far TD (at waw); the others: fast answers, as
+        // from fra, from the near box
+        let (at, n, key) = if p == "ams" {
+            ("waw", 10u64, &td_key)
+        } else {
+            ("fra", 100, &near_key)
+        };
+        window_round(&mut s, (p, "split"), start, (at, n), Some(key));
+    }
+    s.insert_evidence(&EvidenceRecord {
+        prober: "ams".into(),
+        target: "split".into(),
+        at_unix_ns: t - S,
+        rtt_ns: Some(30_000_000),
+        ok: true,
+        error: None,
+        nonce: Some(lab.bundle.nonce.clone()),
+        bundle: Some(lab.bundle.to_cbor()),
+        peer_spki: Some(td_key.clone()),
+    })
+    .unwrap();
+    drop(s);
+    let (v, stdout) = monitor_verifying(&db, lab.now, &verdict_policy, &evidence_policy);
+    let node = &v["nodes"][0];
+    assert_eq!(node["name"], "split", "{stdout}");
+    assert_eq!(node["verdict"], "inconclusive", "{node}");
+    let checks = node["checks"].as_array().unwrap();
+    let check = |name: &str| checks.iter().find(|c| c["name"] == name).cloned();
+    assert_eq!(check("evidence").unwrap()["status"], "pass", "{node}");
+    assert_eq!(check("session-key").unwrap()["status"], "fail", "{node}");
+    let reasons = node["reasons"].to_string();
+    assert!(reasons.contains("session key mismatch"), "{reasons}");
+    for p in ["fra", "par", "waw"] {
+        assert!(
+            reasons.contains(&format!("{p}: its 100 samples came from session key")),
+            "{reasons}"
         );
     }
 }

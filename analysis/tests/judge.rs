@@ -129,6 +129,7 @@ fn node(w: &World, name: &str, claim: &str, spec: &Spec, seed: u64) -> NodeInput
                 sent: samples.len() as u64,
                 samples,
                 evidence_rtt_ns: vec![min_rtt + 8_000_000, min_rtt + 9_000_000],
+                peer_spki: None,
             }
         })
         .collect();
@@ -159,6 +160,7 @@ fn node(w: &World, name: &str, claim: &str, spec: &Spec, seed: u64) -> NodeInput
             platform_id: None,
             zone: None,
             unpinned_code: false,
+            session_keys: vec![],
         }),
         baseline: vec![],
         endorsement: None,
@@ -307,6 +309,7 @@ fn table_of_verdicts() {
         platform_id: None,
         zone: None,
         unpinned_code: false,
+        session_keys: vec![],
     });
     cases.push((bad, Verdict::EvidenceInvalid, "tdx-quote-signature"));
 
@@ -319,6 +322,7 @@ fn table_of_verdicts() {
         platform_id: None,
         zone: None,
         unpinned_code: false,
+        session_keys: vec![],
     });
     cases.push((unbound, Verdict::Frankenstein, "ak_hash"));
 
@@ -1157,6 +1161,7 @@ fn frankenstein_checks_are_typed_ids_and_typos_fail_the_policy_load() {
         platform_id: None,
         zone: None,
         unpinned_code: false,
+        session_keys: vec![],
     });
     let j = judge(&w, &n, &Policy::default());
     assert_eq!(j.verdict, Verdict::Frankenstein, "{:#?}", j.reasons);

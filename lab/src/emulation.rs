@@ -13,7 +13,7 @@ use locus_analysis::input::{
 use locus_analysis::verify::bundle::nonce::NonceLedger;
 use locus_analysis::verify::bundle::VerifyInputs;
 use locus_analysis::{judge, BundleFindings, Judgement, Policy};
-use locus_prober::requests::request_evidence_sealed;
+use locus_prober::requests::request_evidence_sealed_timed;
 use locus_prober::{connect, run_round, RoundConfig, SpkiPolicy, Target};
 use locus_proto::evidence::EvidenceBundle;
 use locus_proto::messages::Include;
@@ -172,12 +172,14 @@ async fn probe_and_judge(
     }
     let _ = progress.send((rounds, rounds + 1));
 
-    // Evidence: every prober asks every responder once (the round trip is evidence too); the
-    // last bundle per responder is verified and kept.
+    // Evidence: every prober asks every responder once (the round trip is evidence too); every
+    // bundle is verified for the prober that asked (its session key vouches for that prober's
+    // samples), the last per responder is kept.
     let mut ledger = NonceLedger::new(NONCE_ISSUER);
     let mut rng = nonce_rng(s.seed);
     let mut evidence_rtts: BTreeMap<(usize, usize), Vec<u64>> = BTreeMap::new();
     let mut last: Vec<Option<(EvidenceBundle, u64)>> = vec![None; nodes.len()];
+    let mut asked: Vec<Vec<(usize, EvidenceBundle, u64)>> = vec![Vec::new(); nodes.len()];
     let mut errors: Vec<Option<String>> = vec![None; nodes.len()];
     let anchor_names: Vec<String> = s
         .anchors
@@ -196,15 +198,17 @@ async fn probe_and_judge(
                 tpm: true,
                 anchors: anchor_names.clone(),
             };
-            let sent = Instant::now();
-            match request_evidence_sealed(t, &nonce, include, Some(NONCE_ISSUER.to_string())).await
-            {
-                Ok(b) => {
+            let issuer = Some(NONCE_ISSUER.to_string());
+            // the evidence request's own round trip, as the daemons store it
+            match request_evidence_sealed_timed(t, &nonce, include, issuer).await {
+                Ok((b, rtt)) => {
                     evidence_rtts
                         .entry((i, j))
                         .or_default()
-                        .push(sent.elapsed().as_nanos() as u64);
-                    last[j] = Some((b, unix_now()));
+                        .push(rtt.as_nanos() as u64);
+                    let at = unix_now();
+                    asked[j].push((i, b.clone(), at));
+                    last[j] = Some((b, at));
                 }
                 Err(e) => errors[j] = Some(e.to_string()),
             }
@@ -260,6 +264,7 @@ async fn probe_and_judge(
                     samples,
                     sent,
                     evidence_rtt_ns: evidence_rtts.remove(&(i, j)).unwrap_or_default(),
+                    peer_spki: Some(hex::encode(&targets[i][j].spki)),
                 }
             })
             .collect();
@@ -274,16 +279,28 @@ async fn probe_and_judge(
             Some((b, at)) => (Some(b), at),
             None => (None, 0),
         };
-        if let Some(b) = &bundle {
+        let verify = |i: usize, b: &EvidenceBundle, at: u64| {
             let inputs = VerifyInputs {
-                now_unix: collected_at,
+                now_unix: at,
                 nonce_record: ledger.record(&b.nonce),
-                peer_spki: Some(node.server.session_key().spki_der().to_vec()),
+                // the key the asking prober's connection showed
+                peer_spki: Some(targets[i][j].spki.clone()),
             };
+            let asker = prober_id(s, i, s.probers[i]);
+            BundleFindings::verify(b, &policy, &inputs).requested_over(&asker)
+        };
+        // Each prober's own bundle vouches for its samples' key.
+        let session_keys: Vec<_> = (asked[j].iter())
+            .flat_map(|(i, b, at)| verify(*i, b, *at).evidence.session_keys)
+            .collect();
+        if let (Some(b), Some((i, _, _))) = (&bundle, asked[j].last()) {
             // the same reduction `locus judge` and the monitor apply to a stored bundle
-            let found = BundleFindings::verify(b, &policy, &inputs);
+            let found = verify(*i, b, collected_at);
             found.apply_to(&mut input);
             failed_checks = found.failed_checks();
+            if let Some(e) = &mut input.evidence {
+                e.session_keys = session_keys;
+            }
         }
         let world = samples.world();
         let judgement = judge(&world, &input, &verdict_policy);

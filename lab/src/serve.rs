@@ -115,12 +115,15 @@ async fn serve(
 }
 
 /// The defaults: evidence (verified by the monitor from the daemons' stored bundles) and an
-/// anchor report are required, as in the lab's own run; the lab root is accepted.
+/// anchor report are required, as in the lab's own run; the lab root is accepted, and the
+/// evidence round trip gets `Policy::lab()`'s allowance (a test checks they agree).
 const VERDICT_POLICY: &str = "\
 # Verdict policy for `locus monitor` on a served lab: the defaults of config/policy.example.toml
 # (evidence and anchors required; the monitor verifies the daemons' bundles with
-# --evidence-policy ../policy.toml), except that the lab's own TDX root is accepted.
+# --evidence-policy ../policy.toml), except that the lab's own TDX root is accepted and evidence
+# round trips may exceed echo round trips by what the lab's relay adds to a large answer.
 accept_lab_root = true
+max_evidence_excess_ms = 30.0
 ";
 
 #[derive(Serialize)]
@@ -203,4 +206,13 @@ fn daemon_config(
         "# Prober daemon for a served lab: `locus prober --config THIS_FILE`.\n{}",
         toml::to_string(&config)?
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_served_verdict_policy_is_the_labs() {
+        let p = locus_analysis::Policy::from_toml_str(super::VERDICT_POLICY).unwrap();
+        assert_eq!(p, locus_analysis::Policy::lab());
+    }
 }

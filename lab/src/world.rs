@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use locus_anchors::lab::{AnchorServer, LabCa};
-use locus_anchors::{AnchorSpec, AnchorsConfig, MeasureOptions};
+use locus_anchors::lab::{AnchorServer, LabBehaviour, LabCa};
+use locus_anchors::{AnchorSpec, AnchorsConfig, ClockOptions, MeasureOptions};
 use locus_responder::config::{Backends, TdxBackendKind};
 use locus_responder::server::{Server, ServerConfig};
 use locus_responder::session_key::SessionKey;
@@ -39,6 +39,8 @@ pub(crate) struct LabTrust {
     pub(crate) tdx: LabTdx,
     pub(crate) ek_ca_pem: String,
     pub(crate) anchor_ca: LabCa,
+    /// SHA-256 of each anchor's leaf SPKI, in scenario order: the lab policy pins them.
+    pub(crate) anchor_pins: Vec<[u8; 32]>,
 }
 
 pub(crate) fn unix_now() -> u64 {
@@ -100,11 +102,18 @@ pub(crate) async fn build(
 
     // Anchors, each on its own host.
     let mut anchor_servers = Vec::new();
+    let mut anchor_pins = Vec::new();
     for (k, &site) in s.anchors.iter().enumerate() {
         let name = anchor_name(s, k, site);
-        let server = AnchorServer::start(addr::anchor(k), &anchor_ca, &format!("{name}.lab"))
-            .await
-            .with_context(|| format!("starting anchor {name}"))?;
+        let sni = format!("{name}.lab");
+        let identity = anchor_ca
+            .issue(&sni)
+            .with_context(|| format!("issuing anchor {name}'s certificate"))?;
+        anchor_pins.push(identity.spki_sha256());
+        let server =
+            AnchorServer::start_with(addr::anchor(k), &sni, identity, LabBehaviour::Honest)
+                .await
+                .with_context(|| format!("starting anchor {name}"))?;
         anchor_servers.push(server);
     }
 
@@ -170,6 +179,8 @@ pub(crate) async fn build(
                 options: MeasureOptions {
                     // The minimum of several: a first TLS round trip under load can take ms.
                     round_trips: 10,
+                    // the lab machine's own clock (its policy allows it by name)
+                    clock: ClockOptions::lab(),
                     ..MeasureOptions::default()
                 },
                 anchors: specs,
@@ -199,6 +210,7 @@ pub(crate) async fn build(
             tdx: lab_tdx,
             ek_ca_pem: ek_roots_pem.join("\n"),
             anchor_ca,
+            anchor_pins,
         },
     })
 }

@@ -124,7 +124,8 @@ impl<'a> Judging<'a> {
             intercept_ms: 0.0,
             ..model
         };
-        let used = s.samples.len() >= policy.min_samples;
+        // Samples under a key no verified bundle binds are shown but never count.
+        let used = s.samples.len() >= policy.min_samples && self.key_mismatch(s).is_none();
         let expected = model.rtt_ms(d_claim);
         let mut rounds = None;
         if used {

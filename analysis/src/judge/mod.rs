@@ -9,4 +9,5 @@ mod measure;
 pub mod region;
 pub mod relocation;
 mod rules;
+mod session_key;
 pub mod verdict;

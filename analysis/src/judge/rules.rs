@@ -338,57 +338,87 @@ impl Judging<'_> {
         self.check(VerdictCheck::Anchors, CheckStatus::Pass, detail);
     }
 
-    /// Evidence round trip versus echo round trip. Sound only with the TD's own total time
-    /// for the evidence answer: without it, quote generation, event-log reads and in-TD anchor
-    /// measurements are indistinguishable from a network detour. That time is not signed, so
-    /// leaving it out must not skip the check: when probers timed evidence answers and the
-    /// evidence says nothing of its in-TD time, the check fails and the node cannot be
+    /// Evidence round trip versus echo round trip. Every prober that asked for a bundle that
+    /// verified (its session key carries that bundle's in-TD time) is held to the bound on its
+    /// own request: one whose evidence took a detour is enough, since the closest prober alone
+    /// would let a near box answer it while the others reach a far TD. Without such probers (a
+    /// bundle file judged offline does not say who asked for it) the node's in-TD time is held
+    /// against the closest prober only: in-TD times vary by tens of ms between requests, so
+    /// another request's time says nothing at the 5 ms scale. Sound only with the TD's own
+    /// total time for the evidence answer: without it, quote generation, event-log reads and
+    /// in-TD anchor measurements are indistinguishable from a network detour. That time is not
+    /// signed, so leaving it out must not skip the check: a prober that timed an evidence
+    /// answer with no in-TD time to hold it against fails the check, and the node cannot be
     /// `located`.
     pub(super) fn evidence_rtt(&mut self, probes: &[&ProberSeries]) -> Rule {
         let policy = self.policy;
-        let Some(inside) = self.node.in_td.evidence_ns.map(ms) else {
-            let timed = probes.iter().any(|s| !s.evidence_rtt_ns.is_empty());
-            if timed && self.node.evidence.is_some() {
-                let detail = "probers timed evidence answers but the responder did not report \
-                              its in-TD evidence time (timings.evidence_ns): the evidence round \
-                              trip cannot be checked";
-                self.missing.push(format!("evidence round trip: {detail}"));
-                self.check(VerdictCheck::EvidenceRtt, CheckStatus::Fail, detail);
-            } else {
-                let detail = "the responder did not report its in-TD evidence time";
-                self.check(VerdictCheck::EvidenceRtt, CheckStatus::Skip, detail);
-            }
-            return Ok(());
-        };
-        // per prober: (raw excess, excess beyond what a large answer's extra round trips take)
-        let margins: Vec<(f64, f64)> = (probes.iter())
+        let node_inside = self.node.in_td.evidence_ns;
+        // per prober: (prober, raw excess, excess beyond what a large answer's extra round
+        // trips take, in-TD time, whether it is the prober's own bundle's)
+        let margins: Vec<(&str, f64, f64, f64, bool)> = (probes.iter())
+            .filter(|s| self.key_mismatch(s).is_none())
             .filter_map(|s| {
+                let own = self.own_evidence_ns(s);
+                let inside = ms(own.or(node_inside)?);
                 let ev = ms(*s.evidence_rtt_ns.iter().min()?);
                 let echo = ms(s.samples.iter().map(|x| x.rtt_ns).min()?);
                 let x = ev - inside - echo;
-                Some((x, x - policy.evidence_rtt_factor * echo))
+                let m = x - policy.evidence_rtt_factor * echo;
+                Some((s.prober.as_str(), x, m, inside, own.is_some()))
             })
             .collect();
-        let best = margins.iter().copied().min_by(|a, c| a.1.total_cmp(&c.1));
-        self.j.evidence_excess_ms = best.map(|m| m.0);
+        let untimed: Vec<&str> = (probes.iter())
+            .filter(|s| self.key_mismatch(s).is_none() && !s.evidence_rtt_ns.is_empty())
+            .filter(|s| self.own_evidence_ns(s).or(node_inside).is_none())
+            .map(|s| s.prober.as_str())
+            .collect();
+        if !untimed.is_empty() && self.node.evidence.is_some() {
+            let detail = format!(
+                "prober(s) {} timed evidence answers but the responder did not report its \
+                 in-TD evidence time (timings.evidence_ns): the evidence round trip cannot be \
+                 checked",
+                untimed.join(", ")
+            );
+            self.missing.push(format!("evidence round trip: {detail}"));
+            self.check(VerdictCheck::EvidenceRtt, CheckStatus::Fail, detail);
+            return Ok(());
+        }
+        if margins.is_empty() && node_inside.is_none() {
+            let detail = "the responder did not report its in-TD evidence time";
+            self.check(VerdictCheck::EvidenceRtt, CheckStatus::Skip, detail);
+            return Ok(());
+        }
+        let held: Vec<_> = if margins.iter().any(|m| m.4) {
+            margins.iter().copied().filter(|m| m.4).collect()
+        } else {
+            let closest = margins.iter().copied().min_by(|a, c| a.2.total_cmp(&c.2));
+            closest.into_iter().collect()
+        };
+        let worst = held.iter().copied().max_by(|a, c| a.2.total_cmp(&c.2));
+        self.j.evidence_excess_ms = worst.map(|m| m.1);
         let (factor, max) = (policy.evidence_rtt_factor, policy.max_evidence_excess_ms);
-        match best {
-            Some((x, m)) if m > max => {
+        match worst {
+            Some((p, x, m, inside, _)) if m > max => {
                 let detail = format!(
                     "evidence round trips exceed echo RTT + {inside:.2} ms in-TD time by \
-                     {x:.2} ms at the closest prober, {m:.2} ms beyond {factor:.1} extra echo \
-                     round trips (> {max:.2} ms): the evidence came from up to {:.0} km \
-                     farther away than the echoes",
+                     {x:.2} ms at prober {p}, {m:.2} ms beyond {factor:.1} extra echo round \
+                     trips (> {max:.2} ms): the evidence came from up to {:.0} km farther away \
+                     than the echoes",
                     bound::max_distance_km(m)
                 );
                 return Err(self.fail(VerdictCheck::EvidenceRtt, Verdict::Proxied, detail));
             }
-            Some((x, m)) => self.check(
+            Some((p, x, m, _, own)) => self.check(
                 VerdictCheck::EvidenceRtt,
                 CheckStatus::Pass,
                 format!(
-                    "evidence round trip excess {x:.2} ms ({m:.2} ms beyond {factor:.1} echo \
-                     RTTs) ≤ {max:.2} ms"
+                    "evidence round trip excess within bound at {} (largest at {p}: {x:.2} ms, \
+                     {m:.2} ms beyond {factor:.1} echo RTTs ≤ {max:.2} ms)",
+                    if own {
+                        format!("each of {} probers, on its own bundle", held.len())
+                    } else {
+                        "the closest prober".to_string()
+                    }
                 ),
             ),
             None => self.check(

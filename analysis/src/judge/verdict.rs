@@ -82,7 +82,7 @@ pub struct ProberDistance {
     pub expected_rtt_ms: f64,
     /// `min_eff_rtt_ms − expected_rtt_ms`.
     pub excess_ms: Option<f64>,
-    /// Whether this prober counts (≥ `min_samples` answers).
+    /// Whether this prober counts (≥ `min_samples` answers, under a verified session key).
     pub used: bool,
     pub calibrated: bool,
 }
@@ -136,7 +136,7 @@ pub struct Judgement {
     pub vtpm: VtpmFinding,
     pub scores: Scores,
     /// Evidence round trip minus the in-TD evidence time minus the echo RTT, ms, at the prober
-    /// closest to the threshold (None without `in_td.evidence_ns`).
+    /// farthest beyond the threshold (None without `in_td.evidence_ns`).
     pub evidence_excess_ms: Option<f64>,
 }
 
@@ -225,6 +225,7 @@ impl Judging<'_> {
         self.zone()?;
         self.endorsement()?;
         self.poe()?;
+        self.session_key(&m.probes)?;
         let used = self.probers()?;
         self.relocation(&m.relocation, claim)?;
         self.region(&m.region)?;

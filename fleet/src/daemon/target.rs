@@ -16,7 +16,7 @@ use super::config::{ProbeSettings, TargetConfig};
 use super::writer::{KeySeen, Write};
 use crate::metrics::{ProberMetrics, TargetLabels};
 use crate::store::{EvidenceRecord, RoundRecord, SampleRecord, Store};
-use locus_prober::requests::request_evidence_sealed;
+use locus_prober::requests::request_evidence_sealed_timed;
 use locus_prober::{connect_on, run_round_from, RoundConfig, RoundReport, SpkiPolicy, Target};
 
 /// Longest wait for an evidence answer (quotes can take a while on real hardware).
@@ -366,18 +366,22 @@ async fn evidence(
         anchors: settings.anchors.clone(),
     };
     let at = shared.unix_now_ns();
-    let t0 = Instant::now();
     let result = tokio::time::timeout(
         EVIDENCE_TIMEOUT,
-        request_evidence_sealed(target, &nonce, include, None),
+        request_evidence_sealed_timed(target, &nonce, include, None),
     )
     .await;
-    let rtt = t0.elapsed();
-    let (error, bundle) = match result {
+    // The evidence request's own round trip (not the keys request and sealing before it): the
+    // monitor holds it against the TD's evidence time.
+    let (error, bundle, rtt) = match result {
         // Stored as received: the monitor verifies it against its policy.
-        Ok(Ok(bundle)) => (None, Some(bundle.to_cbor())),
-        Ok(Err(e)) => (Some(e.to_string()), None),
-        Err(_) => (Some(format!("no answer within {EVIDENCE_TIMEOUT:?}")), None),
+        Ok(Ok((bundle, rtt))) => (None, Some(bundle.to_cbor()), rtt),
+        Ok(Err(e)) => (Some(e.to_string()), None, Duration::ZERO),
+        Err(_) => (
+            Some(format!("no answer within {EVIDENCE_TIMEOUT:?}")),
+            None,
+            Duration::ZERO,
+        ),
     };
     let ok = error.is_none();
     shared

@@ -118,10 +118,12 @@ pub struct SampleRecord {
     pub inside_ns: u64,
 }
 
-/// A sample with the prober that measured it (monitor input).
+/// A sample with the prober that measured it and the session key its round's connection
+/// showed (hex SPKI; None for rounds stored without one) (monitor input).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProberSample {
     pub prober: String,
+    pub spki: Option<String>,
     pub sample: SampleRecord,
 }
 
@@ -542,7 +544,7 @@ impl Store {
     ) -> Result<Vec<ProberSample>, StoreError> {
         self.with(|c| {
             c.query(
-                "SELECT r.prober, s.sent_unix_ns, s.rtt_ns, s.inside_ns
+                "SELECT r.prober, s.sent_unix_ns, s.rtt_ns, s.inside_ns, r.spki
                  FROM samples s JOIN rounds r ON r.id = s.round_id
                  WHERE r.target = ?1 AND s.sent_unix_ns >= ?2 AND s.sent_unix_ns < ?3
                  ORDER BY s.sent_unix_ns",
@@ -550,6 +552,7 @@ impl Store {
                 |r| {
                     Ok(ProberSample {
                         prober: r.text(0)?,
+                        spki: r.opt_text(4)?,
                         sample: SampleRecord {
                             sent_unix_ns: r.i64(1)?,
                             rtt_ns: r.u64(2)?,
@@ -561,26 +564,28 @@ impl Store {
         })
     }
 
-    /// Evidence round trips of `target` in `[from, to)`: `(prober, rtt_ns)` of successful requests.
+    /// Evidence round trips of `target` in `[from, to)`: `(prober, rtt_ns, peer_spki)` of
+    /// successful requests (the key is None for requests stored before schema 3).
     pub fn evidence_rtts_between(
         &self,
         target: &str,
         from: i64,
         to: i64,
-    ) -> Result<Vec<(String, u64)>, StoreError> {
+    ) -> Result<Vec<(String, u64, Option<String>)>, StoreError> {
         self.with(|c| {
             c.query(
-                "SELECT prober, rtt_ns FROM evidence
+                "SELECT prober, rtt_ns, peer_spki FROM evidence
                  WHERE target = ?1 AND ok = 1 AND rtt_ns IS NOT NULL
                    AND at_unix_ns >= ?2 AND at_unix_ns < ?3
                  ORDER BY at_unix_ns, id",
                 params![target, from, to],
-                |r| Ok((r.text(0)?, r.u64(1)?)),
+                |r| Ok((r.text(0)?, r.u64(1)?, r.opt_text(2)?)),
             )
         })
     }
 
-    /// Per target, the latest evidence request in `[from, to)` that stored a bundle, by target.
+    /// Per target and prober, the latest evidence request in `[from, to)` that stored a
+    /// bundle, by target and prober: each prober's bundle vouches for its own samples.
     pub fn evidence_bundles_between(
         &self,
         from: i64,
@@ -592,10 +597,11 @@ impl Store {
                     "SELECT {EVIDENCE_COLUMNS} FROM evidence e
                      WHERE bundle IS NOT NULL AND at_unix_ns >= ?1 AND at_unix_ns < ?2
                        AND id = (SELECT id FROM evidence e2
-                                 WHERE e2.target = e.target AND e2.bundle IS NOT NULL
+                                 WHERE e2.target = e.target AND e2.prober = e.prober
+                                   AND e2.bundle IS NOT NULL
                                    AND e2.at_unix_ns >= ?1 AND e2.at_unix_ns < ?2
                                  ORDER BY e2.at_unix_ns DESC, e2.id DESC LIMIT 1)
-                     ORDER BY target"
+                     ORDER BY target, prober"
                 ),
                 params![from, to],
                 evidence_of,

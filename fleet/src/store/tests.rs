@@ -87,6 +87,13 @@ fn evidence(target: &str, at: i64, bundle: Option<&[u8]>) -> EvidenceRecord {
     }
 }
 
+fn from_p2(e: EvidenceRecord) -> EvidenceRecord {
+    EvidenceRecord {
+        prober: "p2".into(),
+        ..e
+    }
+}
+
 fn verdict(node: &str, at: i64) -> VerdictRecord {
     VerdictRecord {
         node: node.into(),
@@ -132,6 +139,7 @@ fn rounds_samples_retention_and_history(s: &mut Store) {
         s.samples_between("n1", 0, 1_000).unwrap(),
         vec![ProberSample {
             prober: "p1".into(),
+            spki: None,
             sample: sample(200, 60)
         }]
     );
@@ -149,6 +157,8 @@ fn latest_bundle_per_target_in_window(s: &mut Store) {
         // Outside the window.
         evidence("n2", 50, Some(b"late")),
         evidence("n3", 5, Some(b"early")),
+        // Another prober's bundle for n1: each prober's latest is kept.
+        from_p2(evidence("n1", 12, Some(b"p2"))),
     ] {
         s.insert_evidence(&e).unwrap();
     }
@@ -156,6 +166,7 @@ fn latest_bundle_per_target_in_window(s: &mut Store) {
         s.evidence_bundles_between(10, 50).unwrap(),
         vec![
             evidence("n1", 20, Some(b"new")),
+            from_p2(evidence("n1", 12, Some(b"p2"))),
             evidence("n2", 15, Some(b"n2"))
         ]
     );
@@ -188,7 +199,10 @@ fn bundles_are_pruned_with_samples_and_records_stay(s: &mut Store) {
     // The request's record (and its round trip) outlives the bundle.
     assert_eq!(
         s.evidence_rtts_between("n1", 0, 30).unwrap(),
-        vec![("p1".to_string(), 900), ("p1".to_string(), 900)]
+        vec![
+            ("p1".to_string(), 900, Some("0a".to_string())),
+            ("p1".to_string(), 900, Some("14".to_string()))
+        ]
     );
     assert_eq!(s.prune_raw(15).unwrap(), Pruned::default());
 }
@@ -351,7 +365,7 @@ fn check_migrated_v1(s: &mut Store) {
     assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
     assert_eq!(
         s.evidence_rtts_between("n1", 0, 10).unwrap(),
-        vec![("p1".to_string(), 900)]
+        vec![("p1".to_string(), 900, None)]
     );
     assert_eq!(s.evidence_bundles_between(0, 10).unwrap(), vec![]);
     s.insert_evidence(&evidence("n1", 8, Some(b"cbor")))

@@ -182,6 +182,7 @@ pub(crate) fn trial(
             sent: samples.len() as u64,
             samples,
             evidence_rtt_ns: Vec::new(),
+            peer_spki: None,
         });
     }
 
