@@ -16,6 +16,25 @@ fn locus() -> Command {
     Command::new(env!("CARGO_BIN_EXE_locus"))
 }
 
+/// `locus lab --json` on the fixture scenario `name`, its output and swtpm state in `tmp`: the
+/// report, and the output directory.
+fn run_lab(tmp: &Path, name: &str) -> (serde_json::Value, std::path::PathBuf) {
+    let scenario = tmp.join(format!("{name}.toml"));
+    std::fs::write(&scenario, fixtures::scenario(name)).unwrap();
+    let out = tmp.join("out");
+    let run = locus()
+        .args(["lab", "--json", "--scenario"])
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&out)
+        .env("TMPDIR", tmp)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "lab failed: {stderr}");
+    (serde_json::from_slice(&run.stdout).unwrap(), out)
+}
+
 /// swtpm processes whose command line mentions `dir` (their state lives under our TMPDIR).
 fn swtpms_under(dir: &Path) -> Vec<String> {
     let needle = dir.to_string_lossy().to_string();
@@ -35,20 +54,7 @@ fn swtpms_under(dir: &Path) -> Vec<String> {
 #[test]
 fn short_scenario_verdicts_equal_truth_and_everything_is_cleaned_up() {
     let tmp = tempfile::tempdir().unwrap();
-    let scenario = tmp.path().join("short.toml");
-    std::fs::write(&scenario, short()).unwrap();
-    let out = tmp.path().join("out");
-    let run = locus()
-        .args(["lab", "--json", "--scenario"])
-        .arg(&scenario)
-        .arg("--out")
-        .arg(&out)
-        .env("TMPDIR", tmp.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "lab failed: {stderr}");
-    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let (report, out) = run_lab(tmp.path(), "short");
     let responders = report["responders"].as_array().unwrap();
     assert_eq!(responders.len(), 4);
     for r in responders {
@@ -483,4 +489,65 @@ fn bad_scenarios_are_refused_with_the_line() {
         .output()
         .unwrap();
     assert_eq!(missing.status.code(), Some(2));
+}
+
+/// Issue 19: on a network that matches no model (per-path inflation 1.1 to 3.0, one of them
+/// one way, a route change, heavy-tailed jitter) the honest node is not accused: `located`,
+/// or `inconclusive` with a reason. The lab's landmark at the claimed site is measured by every
+/// prober, shown in the report, carried by `samples.json`, and `locus judge` re-judges that
+/// file to the lab's verdicts.
+#[test]
+fn network_like_scenario_accuses_no_honest_node_and_carries_landmarks_to_judge() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (report, out) = run_lab(tmp.path(), "networks");
+    let responders = report["responders"].as_array().unwrap();
+    // One landmark RTT per prober, to Frankfurt, within what the scenario's paths allow: at
+    // least the straight fiber path's round trip, at most the slowest inflation's (4.0) plus
+    // jitter and scheduling.
+    let landmarks = report["landmarks"].as_array().unwrap();
+    let probers: Vec<&str> = landmarks
+        .iter()
+        .map(|l| l["prober"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        probers,
+        ["p0-ams", "p1-lon", "p2-par", "p3-waw"],
+        "{landmarks:?}"
+    );
+    for (l, km) in landmarks.iter().zip([363.8, 637.9, 477.7, 890.2]) {
+        assert_eq!(l["site"], "fra");
+        let ms = l["min_rtt_ms"].as_f64().unwrap();
+        let fiber = 2.0 * km / 200.0;
+        assert!(ms >= fiber * 0.98 && ms <= fiber * 4.0 + 5.0, "{l}");
+    }
+    let samples: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("samples.json")).unwrap()).unwrap();
+    assert_eq!(samples["landmarks"].as_array().unwrap().len(), 4);
+
+    // `locus judge` on the lab's own output reaches the lab's verdicts: same calibration.
+    let js = judge(
+        &out.join("samples.json"),
+        &[
+            "--trust-summaries".as_ref(),
+            "--policy".as_ref(),
+            out.join("verdict-policy.toml").as_os_str(),
+        ],
+    );
+    for r in responders {
+        let j = js.iter().find(|j| j["name"] == r["name"]).unwrap();
+        assert_eq!(
+            j["verdict"], r["verdict"],
+            "{}: {:#}",
+            r["name"], j["reasons"]
+        );
+    }
+
+    let honest = responders.iter().find(|r| r["name"] == "honest").unwrap();
+    let verdict = honest["verdict"].as_str().unwrap();
+    assert!(
+        verdict == "located"
+            || (verdict == "inconclusive" && !honest["reasons"].as_array().unwrap().is_empty()),
+        "honest node accused: {verdict}: {:#}",
+        honest["reasons"]
+    );
 }

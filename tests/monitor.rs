@@ -711,6 +711,104 @@ fn prober_daemon_process_reloads_on_sighup_and_stops_on_sigterm() {
     responder.signal(Signal::SIGTERM);
 }
 
+/// Issue 19: `[[landmark]]` in the daemon's config is probed like a target (pinned or
+/// learned key), its rounds stored, exported and shown per landmark on `/metrics`; a landmark
+/// whose pin does not match never counts. The monitor judges with them (its world's landmark
+/// minima are checked in `fleet/src/monitor/input.rs`).
+#[test]
+fn prober_daemon_probes_stores_and_exports_landmarks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (responder, raddr) = start_responder();
+    let cfg = dir.path().join("prober.toml");
+    let config = format!(
+        "{}[[landmark]]\nname = \"ref-par\"\nsite = \"par\"\naddress = \"{raddr}\"\n\
+         [[landmark]]\nname = \"ref-ams\"\nsite = \"ams\"\naddress = \"{raddr}\"\n\
+         spki = \"3059301306072a8648ce3d020106082a8648ce3d03010703420004\"\n",
+        daemon_config("d.db", ("p1", "ams"), raddr, &["a"])
+    );
+    std::fs::write(&cfg, config).unwrap();
+    let mut p = Proc(prober(&cfg).stderr(Stdio::null()).spawn().unwrap());
+    let addr = p.listen();
+    let text = wait_for(addr, "a landmark RTT and a failed pinned landmark", |t| {
+        t.contains(r#"locus_landmark_rtt_seconds{prober="p1",landmark="ref-par",site="par"}"#)
+            && t.contains(
+                r#"locus_landmark_probe_success{prober="p1",landmark="ref-ams",site="ams"} 0"#,
+            )
+            && t.contains("locus_rounds_total{prober=\"p1\",target=\"a\"")
+    });
+    assert!(
+        text.contains(
+            r#"locus_landmark_probe_success{prober="p1",landmark="ref-par",site="par"} 1"#
+        ),
+        "{text}"
+    );
+    // Landmarks are not targets.
+    assert!(text.contains("locus_targets 1"), "{text}");
+    assert!(!text.contains("target=\"ref-par\""), "{text}");
+    promtool_check(&text);
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.exit_code(), Some(0));
+    responder.signal(Signal::SIGTERM);
+
+    let db = dir.path().join("d.db");
+    let store = Store::open(&db).unwrap();
+    let minima = store.landmark_minima_between(0, i64::MAX).unwrap();
+    assert_eq!(
+        minima.len(),
+        1,
+        "only the reachable landmark counts: {minima:?}"
+    );
+    assert_eq!(
+        (minima[0].prober.as_str(), minima[0].site.as_str()),
+        ("p1", "par")
+    );
+    // A loopback round trip: more than nothing, far less than a second.
+    assert!(
+        (1_000..1_000_000_000).contains(&minima[0].min_rtt_ns),
+        "{minima:?}"
+    );
+    assert!(store
+        .nodes_between(0, i64::MAX)
+        .unwrap()
+        .iter()
+        .all(|(n, _)| n == "a"));
+    drop(store);
+
+    let rows: Vec<serde_json::Value> = export(db.to_str().unwrap(), "landmarks", "jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(rows
+        .iter()
+        .any(|r| r["landmark"] == "ref-par" && r["min_eff_rtt_ns"].is_u64()));
+    let pinned: Vec<_> = rows.iter().filter(|r| r["landmark"] == "ref-ams").collect();
+    assert!(!pinned.is_empty());
+    assert!(
+        pinned
+            .iter()
+            .all(|r| r["min_rtt_ns"].is_null() && r["error"].is_string()),
+        "{pinned:?}"
+    );
+
+    // The monitor judges node a with the landmark in its world (a consistent one: the
+    // landmark's prober and site are known).
+    let out = locus()
+        .args(["monitor", "--once", "--json", "--db"])
+        .arg(&db)
+        .arg("--policy")
+        .arg(policy())
+        .output()
+        .unwrap();
+    assert_ne!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["nodes"][0]["name"], "a", "{v}");
+}
+
 fn on_path(names: &[&str]) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
@@ -844,7 +942,7 @@ fn relocation_alert_reaches_a_real_alertmanager() {
 /// relay, one `locus prober --config` daemon per prober site probes them into one database,
 /// `locus monitor` judges it every second and posts to a real Alertmanager, which must hold a
 /// firing relocation alert for the node that moved (with its old and new region and the
-/// reasons) and none for the honest node.
+/// reasons) and none for the honest node. The daemons also probe the scenario's landmark.
 #[test]
 fn lab_relocation_through_daemons_fires_a_real_alert() {
     let dir = tempfile::tempdir().unwrap();
@@ -974,6 +1072,16 @@ fn lab_relocation_through_daemons_fires_a_real_alert() {
     }
     lab.signal(Signal::SIGTERM);
     assert_eq!(lab.exit_code(), Some(0));
+    // Every daemon probed the served landmark (pinned, through the relay from its site).
+    let store = Store::open(Path::new(db)).unwrap();
+    let minima = store.landmark_minima_between(0, i64::MAX).unwrap();
+    let probers: Vec<&str> = minima.iter().map(|m| m.prober.as_str()).collect();
+    assert_eq!(
+        probers,
+        ["p0-ams", "p1-lon", "p2-par", "p3-waw"],
+        "{minima:?}"
+    );
+    assert!(minima.iter().all(|m| m.site == "fra"), "{minima:?}");
 }
 
 #[test]

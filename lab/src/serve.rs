@@ -2,7 +2,7 @@
 //! schedule) without the lab's own probers, kept running so that the operators' tools watch
 //! it: one `locus prober --config` daemon per prober site and `locus monitor` on their
 //! database. Writes `OUT/fleet/prober-<id>.toml` (one per prober, every path through the
-//! relay), `OUT/fleet/verdict-policy.toml`, and the lab's trust files and evidence policy.
+//! relay, the scenario's landmarks as `[[landmark]]`), `OUT/fleet/verdict-policy.toml`, and the lab's trust files and evidence policy.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -88,9 +88,20 @@ async fn serve(
                 spki: hex::encode(node.server.session_key().spki_der()),
             });
         }
+        let mut landmarks = Vec::new();
+        for (l, lm) in w.landmarks.iter().enumerate() {
+            let plan = world::landmark_plan(s, i, l);
+            let link = relay.udp_link(addr::landmark_link(i, l), lm.server.local_addr()?, &plan)?;
+            landmarks.push(LandmarkEntry {
+                name: lm.name.clone(),
+                site: s.sites[lm.site].name.clone(),
+                address: link.to_string(),
+                spki: hex::encode(lm.server.session_key().spki_der()),
+            });
+        }
         let id = prober_id(s, i, s.probers[i]);
         let path = fleet.join(format!("prober-{id}.toml"));
-        let text = daemon_config(s, i, &id, targets)?;
+        let text = daemon_config(s, i, &id, targets, landmarks)?;
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         configs.push(path);
     }
@@ -135,6 +146,7 @@ struct DaemonConfig<'a> {
     probe: ProbeEntry,
     sites: Vec<SiteEntry<'a>>,
     targets: Vec<TargetEntry>,
+    landmark: Vec<LandmarkEntry>,
 }
 
 #[derive(Serialize)]
@@ -166,6 +178,14 @@ struct TargetEntry {
     spki: String,
 }
 
+#[derive(Serialize)]
+struct LandmarkEntry {
+    name: String,
+    site: String,
+    address: String,
+    spki: String,
+}
+
 /// A `locus prober --config` file for prober `i`: probes leave from the prober's own host and
 /// its HTTP endpoints listen there on a free port.
 fn daemon_config(
@@ -173,6 +193,7 @@ fn daemon_config(
     i: usize,
     id: &str,
     targets: Vec<TargetEntry>,
+    landmark: Vec<LandmarkEntry>,
 ) -> anyhow::Result<String> {
     let host = addr::prober(i).ip();
     let config = DaemonConfig {
@@ -201,6 +222,7 @@ fn daemon_config(
             })
             .collect(),
         targets,
+        landmark,
     };
     Ok(format!(
         "# Prober daemon for a served lab: `locus prober --config THIS_FILE`.\n{}",

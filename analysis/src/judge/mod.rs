@@ -6,6 +6,7 @@ pub mod frankenstein;
 pub mod geo;
 mod joint;
 mod measure;
+mod moved;
 pub mod region;
 pub mod relocation;
 mod rules;

@@ -84,7 +84,17 @@ pub struct ProberDistance {
     pub excess_ms: Option<f64>,
     /// Whether this prober counts (≥ `min_samples` answers, under a verified session key).
     pub used: bool,
+    /// Landmark calibration: a landmark at the claim, or ≥ 2 landmarks (bestline).
     pub calibrated: bool,
+    /// How much slower than `expected_rtt_ms` a node at the claim may be, ms: small with a
+    /// landmark at the claim, widened to the policy's inflation ceiling and claim radius
+    /// without one.
+    #[serde(default)]
+    pub slack_ms: f64,
+    /// The reference behind `expected_rtt_ms` (landmark at the claim or bestline); None: the
+    /// policy's inflation.
+    #[serde(default)]
+    pub reference: Option<String>,
 }
 
 /// One anchor report against the claim.

@@ -8,8 +8,8 @@ use crate::store::{EvidenceRecord, Store, StoreError};
 use locus_analysis::verify::bundle::nonce::NonceRecord;
 use locus_analysis::verify::bundle::{verify_bundle_bytes, EvidencePolicy, VerifyInputs};
 use locus_analysis::{
-    BaselineMin, BundleFindings, EchoSample, EvidenceSummary, InTdTimings, NodeInput, Prober,
-    ProberSeries, Site, VerifiedKey, World,
+    BaselineMin, BundleFindings, EchoSample, EvidenceSummary, InTdTimings, LandmarkRtt, NodeInput,
+    Prober, ProberSeries, Site, VerifiedKey, World,
 };
 use locus_proto::evidence::EvidenceBundle;
 
@@ -20,8 +20,9 @@ pub struct EvidenceConfig {
     pub window: Duration,
 }
 
-/// Sites and probers as the probers recorded them.
-pub(crate) fn world(store: &Store) -> Result<World, StoreError> {
+/// Sites and probers as the probers recorded them, and each prober's smallest round trip to
+/// each landmark site over `[from, to)` (the judging window): the engine's calibration.
+pub(crate) fn world(store: &Store, from: i64, to: i64) -> Result<World, StoreError> {
     Ok(World {
         sites: store
             .sites()?
@@ -37,7 +38,15 @@ pub(crate) fn world(store: &Store) -> Result<World, StoreError> {
             .into_iter()
             .map(|(id, site)| Prober { id, site })
             .collect(),
-        landmarks: Vec::new(),
+        landmarks: store
+            .landmark_minima_between(from, to)?
+            .into_iter()
+            .map(|l| LandmarkRtt {
+                prober: l.prober,
+                site: l.site,
+                min_rtt_ns: l.min_rtt_ns,
+            })
+            .collect(),
     })
 }
 
@@ -223,4 +232,75 @@ fn verify_one(
             }
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{LandmarkRoundRecord, SiteRecord};
+
+    fn landmark_round(prober: &str, at: i64, min: u64) -> LandmarkRoundRecord {
+        LandmarkRoundRecord {
+            prober: prober.into(),
+            landmark: "ref-fra".into(),
+            site: "fra".into(),
+            address: "127.0.0.1:4500".into(),
+            spki: None,
+            started_unix_ns: at,
+            sent: 5,
+            answered: 5,
+            min_rtt_ns: Some(min + 20),
+            min_eff_rtt_ns: Some(min),
+            error: None,
+        }
+    }
+
+    /// The monitor's world carries each prober's landmark minimum over the judging window, and
+    /// a landmark the probers recorded is consistent with their sites.
+    #[test]
+    fn world_has_the_landmark_minima_of_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("w.db")).unwrap();
+        let sites = [
+            SiteRecord {
+                name: "ams".into(),
+                lat: 52.37,
+                lon: 4.9,
+            },
+            SiteRecord {
+                name: "fra".into(),
+                lat: 50.11,
+                lon: 8.68,
+            },
+        ];
+        store.upsert_world("p-ams", "ams", &sites).unwrap();
+        store.upsert_world("p-fra", "fra", &sites).unwrap();
+        for r in [
+            landmark_round("p-ams", 100, 5_600_000),
+            landmark_round("p-ams", 200, 5_400_000),
+            landmark_round("p-fra", 150, 90_000),
+            // Before the window: an older route, not this window's calibration.
+            landmark_round("p-ams", 10, 1_000_000),
+        ] {
+            store.insert_landmark_round(&r).unwrap();
+        }
+        let w = world(&store, 50, 300).unwrap();
+        assert_eq!(
+            w.landmarks,
+            [
+                LandmarkRtt {
+                    prober: "p-ams".into(),
+                    site: "fra".into(),
+                    min_rtt_ns: 5_400_000
+                },
+                LandmarkRtt {
+                    prober: "p-fra".into(),
+                    site: "fra".into(),
+                    min_rtt_ns: 90_000
+                },
+            ]
+        );
+        assert_eq!(w.problems(), Vec::<String>::new());
+        assert!(world(&store, 300, 400).unwrap().landmarks.is_empty());
+    }
 }

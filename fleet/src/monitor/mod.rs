@@ -122,12 +122,12 @@ pub fn judge_all(
     now_ns: i64,
     sinks: &Sinks<'_>,
 ) -> Result<(Vec<Judgement>, Vec<AlertError>), MonitorError> {
-    let world = input::world(store)?;
+    let from = now_ns.saturating_sub(ns_of(judging.window));
+    let world = input::world(store, from, now_ns)?;
     let problems = world.problems();
     if !problems.is_empty() {
         return Err(MonitorError::InconsistentWorld { problems });
     }
-    let from = now_ns.saturating_sub(ns_of(judging.window));
     let bundles = match &judging.evidence {
         Some(e) => Some(input::latest_bundles(store, e, now_ns)?),
         None => None,

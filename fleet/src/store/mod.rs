@@ -145,6 +145,34 @@ pub struct EvidenceRecord {
     pub peer_spki: Option<String>,
 }
 
+/// One round against a landmark (a responder at a known site): what calibration needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LandmarkRoundRecord {
+    pub prober: String,
+    pub landmark: String,
+    /// The landmark's site.
+    pub site: String,
+    pub address: String,
+    /// Hex SPKI of the session key seen, when connected.
+    pub spki: Option<String>,
+    pub started_unix_ns: i64,
+    pub sent: u64,
+    pub answered: u64,
+    pub min_rtt_ns: Option<u64>,
+    /// Smallest round trip minus the landmark's reported processing time.
+    pub min_eff_rtt_ns: Option<u64>,
+    /// Why no round ran (e.g. unreachable).
+    pub error: Option<String>,
+}
+
+/// A prober's smallest effective round trip to a site's landmarks over a window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LandmarkMin {
+    pub prober: String,
+    pub site: String,
+    pub min_rtt_ns: u64,
+}
+
 /// What one pruning pass removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pruned {
@@ -152,6 +180,8 @@ pub struct Pruned {
     pub samples: usize,
     /// Evidence bundles dropped (the request's record stays).
     pub bundles: usize,
+    /// Landmark rounds deleted.
+    pub landmark_rounds: usize,
 }
 
 /// One stored verdict.
@@ -415,6 +445,56 @@ impl Store {
         Ok(())
     }
 
+    /// Stores one landmark round.
+    pub fn insert_landmark_round(&mut self, r: &LandmarkRoundRecord) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO landmark_rounds (prober, landmark, site, address, spki,
+                     started_unix_ns, sent, answered, min_rtt_ns, min_eff_rtt_ns, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    &r.prober,
+                    &r.landmark,
+                    &r.site,
+                    &r.address,
+                    r.spki.as_deref(),
+                    r.started_unix_ns,
+                    i64_of(r.sent),
+                    i64_of(r.answered),
+                    r.min_rtt_ns.map(i64_of),
+                    r.min_eff_rtt_ns.map(i64_of),
+                    r.error.as_deref(),
+                ],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Per prober and landmark site, the smallest effective round trip of the landmark rounds
+    /// started in `[from, to)` (the judge's calibration over its window).
+    pub fn landmark_minima_between(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<LandmarkMin>, StoreError> {
+        self.with(|c| {
+            c.query(
+                "SELECT prober, site, min(min_eff_rtt_ns) FROM landmark_rounds
+                 WHERE started_unix_ns >= ?1 AND started_unix_ns < ?2
+                   AND min_eff_rtt_ns IS NOT NULL
+                 GROUP BY prober, site ORDER BY prober, site",
+                params![from, to],
+                |r| {
+                    Ok(LandmarkMin {
+                        prober: r.text(0)?,
+                        site: r.text(1)?,
+                        min_rtt_ns: r.u64(2)?,
+                    })
+                },
+            )
+        })
+    }
+
     /// Stores a verdict.
     pub fn insert_verdict(&mut self, v: &VerdictRecord) -> Result<(), StoreError> {
         let reasons = serde_json::to_string(&v.reasons)?;
@@ -438,8 +518,8 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes raw samples sent and evidence bundles received before `before_unix_ns`, in one
-    /// transaction; round aggregates and evidence records stay.
+    /// Deletes raw samples sent, evidence bundles received and landmark rounds started before
+    /// `before_unix_ns`, in one transaction; round aggregates and evidence records stay.
     pub fn prune_raw(&mut self, before_unix_ns: i64) -> Result<Pruned, StoreError> {
         self.tx(|tx| {
             let samples = tx.execute(
@@ -450,9 +530,14 @@ impl Store {
                 "UPDATE evidence SET bundle = NULL WHERE bundle IS NOT NULL AND at_unix_ns < ?1",
                 params![before_unix_ns],
             )?;
+            let landmark_rounds = tx.execute(
+                "DELETE FROM landmark_rounds WHERE started_unix_ns < ?1",
+                params![before_unix_ns],
+            )?;
             Ok(Pruned {
                 samples: samples as usize,
                 bundles: bundles as usize,
+                landmark_rounds: landmark_rounds as usize,
             })
         })
     }
