@@ -89,8 +89,8 @@ pub(crate) fn run(args: JudgeArgs) -> anyhow::Result<ExitCode> {
             trust_summaries: args.trust_summaries,
             at,
         };
-        let vtpm_bound = attach_evidence(&mut file, dir, trust)?;
-        policy = policy.calibrated_vtpm(vtpm_bound);
+        let evidence_policy = attach_evidence(&mut file, dir, trust)?;
+        policy = policy.calibrated_vtpm(evidence_policy.as_ref());
     } else if args.evidence_policy.is_some() {
         bail!("--evidence-policy verifies the bundles of --evidence DIR: pass --evidence too");
     }

@@ -99,12 +99,9 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         }),
         None => None,
     };
-    let vtpm_bound = evidence
-        .as_ref()
-        .and_then(|e| e.policy.max_tpm_cheap_rtt_ns);
     let judging = Judging {
         policy: locus_fleet::verifier::load_verdict_policy(args.policy.as_deref())?
-            .calibrated_vtpm(vtpm_bound),
+            .calibrated_vtpm(evidence.as_ref().map(|e| &e.policy)),
         window: Duration::from_secs_f64(args.window_s),
         baseline_rounds: args.baseline_rounds,
         evidence,

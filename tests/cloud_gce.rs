@@ -519,9 +519,10 @@ fn policies_select_the_gce_roots_by_name() {
     use locus_analysis::verify::bundle::ekchain;
     use locus_analysis::verify::bundle::policy::PolicyFile;
 
-    // EK roots only: no TD to pin here (pinning is tested in tests/evidence_bundle.rs).
-    let file =
-        PolicyFile::from_toml("allow_unpinned_code = true\n[ek]\nroots = [\"gce\"]\n").unwrap();
+    // EK roots only: no TD to pin here (pinning is tested in tests/evidence_bundle.rs), no
+    // vTPM chain to bound (tests/vtpm_stub.rs).
+    const UNBOUND: &str = "allow_unpinned_code = true\n[checks]\nvtpm_chain = \"optional\"\n";
+    let file = PolicyFile::from_toml(&format!("{UNBOUND}[ek]\nroots = [\"gce\"]\n")).unwrap();
     let policy = file
         .resolve(&|p: &str| Err(format!("no file {p} in this test")))
         .unwrap();
@@ -538,7 +539,7 @@ fn policies_select_the_gce_roots_by_name() {
     assert_eq!(chain.len(), 3);
 
     // Only the CAS set: the legacy-CA AK certificate does not chain.
-    let cas = PolicyFile::from_toml("allow_unpinned_code = true\n[ek]\nroots = [\"gce-cas\"]\n")
+    let cas = PolicyFile::from_toml(&format!("{UNBOUND}[ek]\nroots = [\"gce-cas\"]\n"))
         .unwrap()
         .resolve(&|p: &str| Err(format!("no file {p}")))
         .unwrap();

@@ -546,6 +546,11 @@ mod azure {
             // These tests are about HCL binding; TD pinning has its own tests
             // (tests/evidence_bundle.rs).
             allow_unpinned_code: true,
+            // Nor is the vTPM's distance (tests/vtpm_stub.rs): a bound no swtpm misses.
+            timing: locus_analysis::verify::bundle::policy::TimingSection {
+                max_tpm_cheap_rtt_us: None,
+                max_tpm_chain_rtt_us: Some(10_000_000),
+            },
             ..PolicyFile::default()
         }
     }
@@ -750,6 +755,28 @@ mod azure {
             Some(EvidenceError::HclUserDataMismatch { found, .. }) if found == "absent"
         ));
         assert_eq!(r.failed(), [CheckId::HclUserData]);
+    }
+
+    /// Security review finding 6: the HCL report's user data is all that binds the in-TD
+    /// timings and the anchor report to the TD quote, so a bundle with an HCL report fails
+    /// `hcl_user_data` without it even where the policy turns the check off.
+    #[test]
+    fn an_hcl_report_without_user_data_fails_even_when_the_policy_turns_the_check_off() {
+        let f = fixture();
+        let lenient = policy(&f.lab, &[(CheckId::HclUserData, Requirement::Off)]);
+        let b = with_report(hcl_report(&f.body, &f.rsa.0, &f.rsa.1, None, NV_LEN));
+        let r = verify_with(&b, &lenient);
+        assert!(
+            matches!(
+                r.error(CheckId::HclUserData),
+                Some(EvidenceError::HclUserDataMismatch { found, .. }) if found == "absent"
+            ),
+            "{:#}",
+            r.to_json()
+        );
+        assert_eq!(r.failed(), [CheckId::HclUserData], "{:#}", r.to_json());
+        // The honest bundle still verifies under that policy.
+        assert!(verify_with(&f.bundle, &lenient).valid());
     }
 
     #[test]

@@ -589,11 +589,65 @@ fn a_slow_signed_chain_fails_its_bound() {
 }
 
 #[test]
-fn a_v1_bundle_is_refused_by_a_v2_policy_with_the_reason() {
+fn a_v2_bundle_is_refused_by_default_naming_the_precomputable_chain() {
+    let l = lab();
+    let mut b = l.bundle.clone();
+    b.version = locus_proto::evidence::BUNDLE_VERSION_V2;
+    b.tpm.as_mut().unwrap().chain_secret = None;
+    let r = evidence::verify_bundle_bytes(&b.to_cbor(), &l.policy, &l.inputs());
+    let e = assert_fails(&r, CheckId::BindingVersion);
+    assert!(
+        matches!(
+            e,
+            EvidenceError::BindingTooOld {
+                found: 2,
+                required: 3
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("precompute"), "{e}");
+    assert!(e.to_string().contains("min_version = 2"), "{e}");
+    // Its links were made with the v3 secret, so under a v2 reading they do not chain.
+    let mut policy = l.policy.clone();
+    policy.min_binding_version = 2;
+    let r = evidence::verify_bundle(&b, &policy, &l.inputs());
+    assert!(matches!(
+        assert_fails(&r, CheckId::VtpmChain),
+        EvidenceError::VtpmChainBroken { index: 0, .. }
+    ));
+}
+
+#[test]
+fn a_v3_chain_without_its_secret_or_with_another_fails_vtpm_chain() {
+    let l = lab();
+    for secret in [None, Some(vec![0u8; 31]), Some(vec![0u8; 32])] {
+        let mut b = l.bundle.clone();
+        b.tpm.as_mut().unwrap().chain_secret = secret.clone();
+        let r = evidence::verify_bundle(&b, &l.policy, &l.inputs());
+        let e = assert_fails(&r, CheckId::VtpmChain);
+        match secret.as_ref().map(Vec::len) {
+            Some(32) => assert!(
+                matches!(e, EvidenceError::VtpmChainBroken { index: 0, .. }),
+                "{e}"
+            ),
+            len => assert!(
+                matches!(e, EvidenceError::VtpmChainSecret { len: l } if Some(*l) == len.or(Some(0))),
+                "{e}"
+            ),
+        }
+        // The secret is bound into REPORTDATA too.
+        assert_fails(&r, CheckId::ReportData);
+    }
+}
+
+#[test]
+fn a_v1_bundle_is_refused_by_a_v3_policy_with_the_reason() {
     let l = lab();
     let mut b = l.bundle.clone();
     b.version = locus_proto::evidence::BUNDLE_VERSION_V1;
     b.tpm.as_mut().unwrap().chain.clear();
+    b.tpm.as_mut().unwrap().chain_secret = None;
     b.timings.tpm_chain_ns.clear();
     // It decodes (a v1 layout), so the verifier can say why it refuses it.
     let r = evidence::verify_bundle_bytes(&b.to_cbor(), &l.policy, &l.inputs());
@@ -603,14 +657,14 @@ fn a_v1_bundle_is_refused_by_a_v2_policy_with_the_reason() {
             e,
             EvidenceError::BindingTooOld {
                 found: 1,
-                required: 2
+                required: 3
             }
         ),
         "{e}"
     );
     assert!(e.to_string().contains("min_version = 1"), "{e}");
     // A policy that still accepts version 1 lets the check pass (this bundle's quote was
-    // taken over a v2 binding, so its REPORTDATA does not match the v1 recomputation).
+    // taken over a v3 binding, so its REPORTDATA does not match the v1 recomputation).
     let mut policy = l.policy.clone();
     policy.min_binding_version = 1;
     let r = evidence::verify_bundle(&b, &policy, &l.inputs());

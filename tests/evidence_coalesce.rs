@@ -158,8 +158,12 @@ fn build() -> Fixture {
             accept_tcb: None,
         },
         // These tests are about coalesced quotes; TD pinning has its own tests
-        // (tests/evidence_bundle.rs).
+        // (tests/evidence_bundle.rs), the vTPM's distance too (tests/vtpm_stub.rs).
         allow_unpinned_code: true,
+        timing: locus_analysis::verify::bundle::policy::TimingSection {
+            max_tpm_cheap_rtt_us: None,
+            max_tpm_chain_rtt_us: Some(10_000_000),
+        },
         ..PolicyFile::default()
     }
     .resolve(&|name: &str| files.get(name).cloned().ok_or_else(|| "missing".into()))

@@ -485,3 +485,120 @@ fn poe_owner_and_facility_move_the_verdict() {
     let (code, _) = locus_judge(dir.path(), &["--poe", &d("poe.cbor")]);
     assert_eq!(code, 2);
 }
+
+/// Security review finding 3: the samples file is unsigned, so its endorsement, POE and RTT
+/// baseline count only under `--trust-summaries`. A made-up endorsement would satisfy
+/// `require_endorsement`, skip a `--poe` binding that fails, or (a made-up POE) hide a platform
+/// missing from the `--inventory`.
+#[test]
+fn the_samples_file_cannot_endorse_its_own_platform() {
+    use locus_analysis::input::{BaselineMin, EvidenceSource};
+    use locus_analysis::verify::endorse::{Endorsement, InventoryEntry};
+    use locus_analysis::verify::poe::PoeEndorsement;
+    use locus_lab::judge_input::{distrust_inline_summaries, trust_inline_summaries};
+
+    let mut f = world();
+    let mut n = node(&f, "honest", "fra");
+    n.evidence = Some(EvidenceSummary {
+        platform_id: Some("00aa11".into()),
+        ..valid()
+    });
+    n.endorsement = Some(Endorsement {
+        platform_id: Some("00aa11".into()),
+        entry: Some(InventoryEntry {
+            platform_id: "00aa11".into(),
+            owner: "acme".into(),
+            facility: "fra-1".into(),
+            site: "fra".into(),
+        }),
+        error: None,
+    });
+    n.poe = Some(PoeEndorsement {
+        platform_id: Some("00aa11".into()),
+        ..PoeEndorsement::default()
+    });
+    n.baseline = vec![BaselineMin {
+        prober: "ams".into(),
+        min_rtt_ns: 1,
+    }];
+    f.nodes.push(n);
+    let policy = locus_analysis::Policy {
+        require_endorsement: true,
+        ..locus_analysis::Policy::default()
+    };
+    let source = Path::new("samples.json");
+    let judge = |mut f: SamplesFile, trusted: bool| {
+        if trusted {
+            trust_inline_summaries(&mut f, source);
+        } else {
+            distrust_inline_summaries(&mut f, source);
+            // As if `--evidence` had verified this node's bundle: only the endorsement is
+            // left to decide.
+            let n = &mut f.nodes[0];
+            n.evidence = Some(EvidenceSummary {
+                platform_id: Some("00aa11".into()),
+                ..valid()
+            });
+            n.evidence_source = EvidenceSource::VerifiedBundle;
+            n.refused_evidence.clear();
+        }
+        let n = f.nodes[0].clone();
+        (locus_analysis::judge(&f.world(), &n, &policy), n)
+    };
+
+    // Trusted explicitly, the samples file's endorsement is used (the verdict it gives).
+    let (trusted, n) = judge(f.clone(), true);
+    assert!(n.endorsement.is_some() && n.poe.is_some() && !n.baseline.is_empty());
+    let text = format!("{trusted:?}");
+    assert!(text.contains("endorsed to acme"), "{text}");
+
+    // Otherwise none of the three is read, and the required endorsement is missing.
+    let (j, n) = judge(f, false);
+    assert_eq!(n.endorsement, None);
+    assert_eq!(n.poe, None);
+    assert!(n.baseline.is_empty());
+    assert_eq!(j.verdict.as_str(), "evidence-invalid", "{j:?}");
+    assert!(
+        j.reasons
+            .iter()
+            .any(|r| r.contains("no platform endorsement")),
+        "{:?}",
+        j.reasons
+    );
+}
+
+/// Security review finding 5: `evidence_ns` is not signed, and leaving it out skipped the
+/// evidence round-trip check. Once probers timed evidence answers, a missing in-TD time fails
+/// the check and the node is not `located`.
+#[test]
+fn a_missing_evidence_time_fails_the_evidence_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = world();
+    let mut n = node(&f, "honest", "fra");
+    for p in &mut n.probes {
+        // One echo round trip plus 2 ms: what an honest evidence answer costs.
+        let echo = p.samples.iter().map(|s| s.rtt_ns).min().unwrap();
+        p.evidence_rtt_ns = vec![echo + 2_000_000];
+    }
+    n.in_td.evidence_ns = Some(1_500_000);
+    f.nodes.push(n);
+    let policy = concat!(env!("CARGO_MANIFEST_DIR"), "/config/policy.example.toml");
+    let judge = |f: &SamplesFile| {
+        write(dir.path(), f, &[("honest", valid())]);
+        let (code, out) = locus_judge(dir.path(), &["--policy", policy, "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        (code, v["nodes"][0].clone())
+    };
+    let (code, timed) = judge(&f);
+    assert_eq!(timed["verdict"], "located", "{timed:#}");
+    assert_eq!(check(&timed, VerdictCheck::EvidenceRtt)["status"], "pass");
+    assert_eq!(code, 0);
+
+    f.nodes[0].in_td.evidence_ns = None;
+    let (code, untimed) = judge(&f);
+    assert_ne!(untimed["verdict"], "located", "{untimed:#}");
+    let c = check(&untimed, VerdictCheck::EvidenceRtt);
+    assert_eq!(c["status"], "fail", "{c}");
+    assert!(c["detail"].as_str().unwrap().contains("evidence_ns"), "{c}");
+    assert_eq!(code, 1);
+}

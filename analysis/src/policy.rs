@@ -248,14 +248,29 @@ impl Policy {
         }
     }
 
-    /// With the in-TD vTPM command bound an evidence policy calibrated on the platform
-    /// (`timing.max_tpm_cheap_rtt_us`, which `locus policy init` sets to the measured time plus
-    /// a relay margin) in place of `max_vtpm_cmd_rtt_ms`, whose default comes from swtpm on
-    /// loopback: a cloud vTPM answering through its host or paravisor at its own speed is no
-    /// Frankenstein. `None` keeps the policy as it is.
-    pub fn calibrated_vtpm(mut self, max_tpm_cheap_rtt_ns: Option<u64>) -> Self {
-        if let Some(ns) = max_tpm_cheap_rtt_ns {
+    /// With the vTPM bounds of an evidence policy calibrated on the platform (`locus policy
+    /// init` sets each to the measured time plus a relay margin):
+    /// - `timing.max_tpm_chain_rtt_us`, the fastest AK-signed quote, becomes the quote bound
+    ///   (`vtpm_quote_baseline_ms`, with no further margin: the bound carries it). This is the
+    ///   vTPM distance signal a host stub cannot fake.
+    /// - `timing.max_tpm_cheap_rtt_us` replaces `max_vtpm_cmd_rtt_ms`, whose default comes from
+    ///   swtpm on loopback, so a cloud vTPM answering at its own speed is no Frankenstein.
+    ///   A stub can answer that command fast, so it only ever adds a finding.
+    ///
+    /// `None` keeps the policy as it is.
+    pub fn calibrated_vtpm(
+        mut self,
+        evidence: Option<&crate::verify::bundle::EvidencePolicy>,
+    ) -> Self {
+        let Some(e) = evidence else {
+            return self;
+        };
+        if let Some(ns) = e.max_tpm_cheap_rtt_ns {
             self.max_vtpm_cmd_rtt_ms = ns as f64 / 1e6;
+        }
+        if let Some(ns) = e.max_tpm_chain_rtt_ns {
+            self.vtpm_quote_baseline_ms = Some(ns as f64 / 1e6);
+            self.vtpm_relay_margin_ms = 0.0;
         }
         self
     }

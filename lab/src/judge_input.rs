@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use locus_analysis::verify::bundle::EvidencePolicy;
 use locus_analysis::verify::endorse::{verifying_key_from_pem, Endorsement, SignedInventory};
 use locus_analysis::verify::poe::PoeEndorsement;
 use locus_analysis::{
@@ -48,9 +49,28 @@ pub struct EvidenceTrust<'a> {
 }
 
 /// Without `--trust-summaries`, drops what the samples file says about each node's evidence,
-/// in-TD timings and anchors: unsigned claims that only a verified bundle may supply.
+/// in-TD timings, anchors, platform endorsement, POE and RTT baseline: unsigned claims that
+/// only a verified bundle, `--inventory` or `--poe` may supply. (A made-up endorsement would
+/// satisfy `require_endorsement`, skip the POE binding or hide a platform missing from the
+/// inventory; a made-up baseline would move the relocation check.)
 pub fn distrust_inline_summaries(file: &mut SamplesFile, source: &Path) {
     for node in &mut file.nodes {
+        let dropped: Vec<&str> = [
+            ("endorsement", node.endorsement.take().is_some()),
+            ("poe", node.poe.take().is_some()),
+            ("baseline", !std::mem::take(&mut node.baseline).is_empty()),
+        ]
+        .into_iter()
+        .filter_map(|(k, had)| had.then_some(k))
+        .collect();
+        if !dropped.is_empty() {
+            tracing::warn!(
+                node = %node.name,
+                fields = %dropped.join(", "),
+                "ignoring the samples file's unsigned {} (pass --trust-summaries to use them)",
+                dropped.join(", ")
+            );
+        }
         if node.evidence.take().is_some() {
             node.refused_evidence
                 .push(RefusedEvidence::UnsignedSummary {
@@ -76,13 +96,13 @@ pub fn trust_inline_summaries(file: &mut SamplesFile, source: &Path) {
 
 /// Replaces each node's evidence with `NAME.json` (a summary, used only when trusted) or
 /// `NAME.bundle` (verified here under the given policy) from `dir` or `dir/evidence`. Returns
-/// the vTPM command bound of the bundle policy, when bundles were verified under one that has
-/// it (for `Policy::calibrated_vtpm`).
+/// the evidence policy bundles were verified under, if any (its vTPM bounds calibrate the
+/// verdict policy: `Policy::calibrated_vtpm`).
 pub fn attach_evidence(
     file: &mut SamplesFile,
     dir: &Path,
     trust: EvidenceTrust<'_>,
-) -> anyhow::Result<Option<u64>> {
+) -> anyhow::Result<Option<EvidencePolicy>> {
     if !dir.is_dir() {
         bail!("evidence directory {} does not exist", dir.display());
     }
@@ -145,7 +165,7 @@ pub fn attach_evidence(
             }
         }
     }
-    Ok(verifier.and_then(|v| v.policy.max_tpm_cheap_rtt_ns))
+    Ok(verifier.map(|v| v.policy))
 }
 
 /// Verifies one stored bundle (as `locus verify evidence` does) and takes what the lab takes

@@ -13,6 +13,13 @@
 //!   `CHAIN_TAG | 0x02 | nonce_len:u16be | nonce | i:u32be | SHA-256(previous signature)`, the
 //!   previous signature of link 0 being the main quote's; and the in-TD timings measured before
 //!   the TDX quote are hashed into `timings_digest` ([`timings_digest`]).
+//! - Version 3: as version 2, but each link's qualifying data also commits to a 32-byte secret
+//!   the responder draws inside the TD per request and reveals only in the bundle, after the
+//!   chain: `CHAIN_TAG_V3 | 0x03 | nonce_len:u16be | nonce | secret:[32] | i:u32be |
+//!   SHA-256(previous signature)` ([`chain_qualifying_data_v3`]). Everything else in a version 2
+//!   link is visible to the vTPM transport, which could ask the real TPM for every link at once
+//!   and answer them from a local stub; the secret makes link `i + 1` unknowable before the TD
+//!   sends it. The secret is also hashed into the timings digest ([`timings_digest_v3`]).
 //!
 //! `ak_hash` = SHA-256 of the AK's TPM2B_PUBLIC (size prefix included), `spki_hash` = SHA-256 of
 //! the session key's SubjectPublicKeyInfo DER. The tags differ, so a value computed for one use
@@ -38,8 +45,20 @@ pub const CHAIN_TAG: &[u8] = b"locus/binding/tpm-chain/v2\0";
 /// Domain tag of the digest of the in-TD timings (version 2).
 pub const TIMINGS_TAG: &[u8] = b"locus/binding/in-td-timings/v2\0";
 
+/// Domain tag of the version 3 REPORTDATA hash.
+pub const REPORT_DATA_TAG_V3: &[u8] = b"locus/binding/tdx-report-data/v3\0";
+
+/// Domain tag of the qualifying data of one link of the chain (version 3: with the TD's secret).
+pub const CHAIN_TAG_V3: &[u8] = b"locus/binding/tpm-chain/v3\0";
+
+/// Domain tag of the digest of the in-TD timings and the chain secret (version 3).
+pub const TIMINGS_TAG_V3: &[u8] = b"locus/binding/in-td-timings/v3\0";
+
+/// Length of the chain secret the responder draws per evidence request (version 3).
+pub const CHAIN_SECRET_LEN: usize = 32;
+
 /// The binding version this build writes.
-pub const BINDING_VERSION: u8 = 2;
+pub const BINDING_VERSION: u8 = 3;
 
 /// The version byte of the main quote's qualifying data: its layout did not change in
 /// binding version 2, so both versions quote the same value.
@@ -53,6 +72,9 @@ pub enum BindingVersion {
     /// Version 1's inputs and the digest of the in-TD timings measured before the TDX quote
     /// ([`timings_digest`]).
     V2 { timings_digest: [u8; 32] },
+    /// Version 2's layout with its own tag; the digest also covers the chain secret
+    /// ([`timings_digest_v3`]), and the chain's links commit to it ([`chain_qualifying_data_v3`]).
+    V3 { timings_digest: [u8; 32] },
 }
 
 impl BindingVersion {
@@ -61,6 +83,7 @@ impl BindingVersion {
         match self {
             BindingVersion::V1 => 1,
             BindingVersion::V2 { .. } => 2,
+            BindingVersion::V3 { .. } => 3,
         }
     }
 }
@@ -112,6 +135,7 @@ pub fn report_data_preimage(inputs: &BindingInputs<'_>) -> Result<Vec<u8>, Bindi
     let tag = match inputs.version {
         BindingVersion::V1 => REPORT_DATA_TAG,
         BindingVersion::V2 { .. } => REPORT_DATA_TAG_V2,
+        BindingVersion::V3 { .. } => REPORT_DATA_TAG_V3,
     };
     let mut m = Vec::with_capacity(tag.len() + 3 + inputs.nonce.len() + 129);
     m.extend_from_slice(tag);
@@ -127,8 +151,11 @@ pub fn report_data_preimage(inputs: &BindingInputs<'_>) -> Result<Vec<u8>, Bindi
             m.extend_from_slice(&d);
         }
     }
-    if let BindingVersion::V2 { timings_digest } = inputs.version {
-        m.extend_from_slice(&timings_digest);
+    match inputs.version {
+        BindingVersion::V1 => {}
+        BindingVersion::V2 { timings_digest } | BindingVersion::V3 { timings_digest } => {
+            m.extend_from_slice(&timings_digest)
+        }
     }
     Ok(m)
 }
@@ -189,9 +216,67 @@ pub fn chain_qualifying_data(
     .into())
 }
 
+/// The exact bytes hashed into the qualifying data of link `index` of the version 3 chain.
+pub fn chain_qualifying_data_v3_preimage(
+    nonce: &[u8],
+    secret: &[u8; CHAIN_SECRET_LEN],
+    index: u32,
+    previous_signature: &[u8],
+) -> Result<Vec<u8>, BindingError> {
+    let mut m = Vec::with_capacity(CHAIN_TAG_V3.len() + 7 + nonce.len() + 64);
+    m.extend_from_slice(CHAIN_TAG_V3);
+    m.push(3);
+    m.extend_from_slice(&nonce_prefix(nonce)?);
+    m.extend_from_slice(nonce);
+    m.extend_from_slice(secret);
+    m.extend_from_slice(&index.to_be_bytes());
+    m.extend_from_slice(&Sha256::digest(previous_signature));
+    Ok(m)
+}
+
+/// Qualifying data of link `index` of the chain (binding version 3): version 2's link plus
+/// the responder's per-request `secret`, which never crosses the vTPM transport in clear
+/// before the chain is done. So the transport cannot ask the real TPM for link `i + 1` before
+/// the TD sends it, and every link carries a full round trip to the TPM holding the AK.
+pub fn chain_qualifying_data_v3(
+    nonce: &[u8],
+    secret: &[u8; CHAIN_SECRET_LEN],
+    index: u32,
+    previous_signature: &[u8],
+) -> Result<[u8; 32], BindingError> {
+    Ok(Sha256::digest(chain_qualifying_data_v3_preimage(
+        nonce,
+        secret,
+        index,
+        previous_signature,
+    )?)
+    .into())
+}
+
 /// The exact bytes hashed into [`timings_digest`]: every in-TD timing known before the TDX
 /// quote is taken. `tdx_quote_ns` and `evidence_ns` are measured after it and are not covered.
 pub fn timings_preimage(t: &ResponderTimings) -> Vec<u8> {
+    timings_preimage_tagged(TIMINGS_TAG, t)
+}
+
+/// The exact bytes hashed into [`timings_digest_v3`]: version 2's fields under the version 3
+/// tag, then `len(chain_secret):u16 | chain_secret` (length 0 without a vTPM part).
+pub fn timings_preimage_v3(t: &ResponderTimings, chain_secret: &[u8]) -> Vec<u8> {
+    let mut m = timings_preimage_tagged(TIMINGS_TAG_V3, t);
+    // A secret is 32 bytes; a longer one (only in a forged bundle) is cut at the prefix's
+    // limit, and the chain check refuses it anyway.
+    let len = u16::try_from(chain_secret.len()).unwrap_or(u16::MAX);
+    m.extend_from_slice(&len.to_be_bytes());
+    m.extend_from_slice(&chain_secret[..usize::from(len)]);
+    m
+}
+
+/// SHA-256 of [`timings_preimage_v3`], bound into REPORTDATA by binding version 3.
+pub fn timings_digest_v3(t: &ResponderTimings, chain_secret: &[u8]) -> [u8; 32] {
+    Sha256::digest(timings_preimage_v3(t, chain_secret)).into()
+}
+
+fn timings_preimage_tagged(tag: &[u8], t: &ResponderTimings) -> Vec<u8> {
     fn optional(m: &mut Vec<u8>, v: Option<u64>) {
         match v {
             None => m.push(0),
@@ -201,8 +286,8 @@ pub fn timings_preimage(t: &ResponderTimings) -> Vec<u8> {
             }
         }
     }
-    let mut m = Vec::with_capacity(TIMINGS_TAG.len() + 26 + 8 * t.tpm_chain_ns.len());
-    m.extend_from_slice(TIMINGS_TAG);
+    let mut m = Vec::with_capacity(tag.len() + 60 + 8 * t.tpm_chain_ns.len());
+    m.extend_from_slice(tag);
     optional(&mut m, t.tpm_quote_ns);
     optional(&mut m, t.tpm_cheap_rtt_min_ns);
     m.extend_from_slice(&t.tpm_cheap_samples.to_be_bytes());
@@ -340,6 +425,71 @@ mod tests {
     }
 
     #[test]
+    fn v3_vectors_recompute() {
+        let (ak, spki, nonce, anchor) = inputs_from_vectors(true);
+        let t = vector_timings();
+        let secret: [u8; 32] = vector("chain_secret").try_into().unwrap();
+        assert_eq!(
+            timings_preimage_v3(&t, &secret),
+            vector("timings_v3_preimage")
+        );
+        let digest = timings_digest_v3(&t, &secret);
+        assert_eq!(digest.to_vec(), vector("timings_v3_digest"));
+        let inputs = BindingInputs {
+            nonce: &nonce,
+            ak_public_hash: ak,
+            spki_hash: spki,
+            anchor_digest: None,
+            version: BindingVersion::V3 {
+                timings_digest: digest,
+            },
+        };
+        assert_eq!(
+            report_data_preimage(&inputs).unwrap(),
+            vector("report_data_v3_preimage")
+        );
+        assert_eq!(
+            report_data(&inputs).unwrap().to_vec(),
+            vector("report_data_v3")
+        );
+        let with_anchor = BindingInputs {
+            anchor_digest: anchor,
+            ..inputs
+        };
+        assert_eq!(
+            report_data(&with_anchor).unwrap().to_vec(),
+            vector("report_data_v3_with_anchor")
+        );
+        let previous = vector("chain_previous_signature");
+        assert_eq!(
+            chain_qualifying_data_v3_preimage(&nonce, &secret, 1, &previous).unwrap(),
+            vector("chain_v3_qualifying_data_preimage")
+        );
+        assert_eq!(
+            chain_qualifying_data_v3(&nonce, &secret, 1, &previous)
+                .unwrap()
+                .to_vec(),
+            vector("chain_v3_qualifying_data")
+        );
+    }
+
+    #[test]
+    fn a_v3_link_needs_the_secret() {
+        let nonce = [1u8; 32];
+        let q = chain_qualifying_data_v3(&nonce, &[7; 32], 0, b"sig").unwrap();
+        // What the vTPM transport sees (nonce, index, previous signature) gives another value.
+        assert_ne!(chain_qualifying_data(&nonce, 0, b"sig").unwrap(), q);
+        assert_ne!(
+            chain_qualifying_data_v3(&nonce, &[8; 32], 0, b"sig").unwrap(),
+            q
+        );
+        assert_ne!(
+            timings_digest_v3(&vector_timings(), &[7; 32]),
+            timings_digest_v3(&vector_timings(), &[8; 32])
+        );
+    }
+
+    #[test]
     fn the_timings_digest_covers_every_pre_quote_timing_only() {
         let base = vector_timings();
         let d = timings_digest(&base);
@@ -425,6 +575,12 @@ mod tests {
             },
             BindingInputs {
                 version: BindingVersion::V1,
+                ..base
+            },
+            BindingInputs {
+                version: BindingVersion::V3 {
+                    timings_digest: [5; 32],
+                },
                 ..base
             },
         ] {

@@ -9,10 +9,14 @@ pub use serde_bytes::ByteBuf;
 use crate::anchor::AnchorReport;
 use crate::transcript::SignedTranscript;
 
-/// Version of the bundle layout this build writes: 2 adds the AK-signed chain
-/// (`tpm.chain`, `timings.tpm_chain_ns`) and binds the in-TD timings into REPORTDATA
-/// (binding version 2, `docs/binding.md`).
-pub const BUNDLE_VERSION: u16 = 2;
+/// Version of the bundle layout this build writes: 2 added the AK-signed chain
+/// (`tpm.chain`, `timings.tpm_chain_ns`) and bound the in-TD timings into REPORTDATA; 3 adds
+/// the responder's chain secret (`tpm.chain_secret`), without which the vTPM transport can
+/// precompute the chain (binding version 3, `docs/binding.md`).
+pub const BUNDLE_VERSION: u16 = 3;
+
+/// The binding version 2 layout: still decoded, so a verifier can name why a policy refuses it.
+pub const BUNDLE_VERSION_V2: u16 = 2;
 
 /// The first bundle layout (binding version 1): still decoded, so a verifier can name why a
 /// policy refuses it.
@@ -134,6 +138,12 @@ pub struct TpmEvidence {
     /// them locally. Omitted when empty, so version 1 bundles encode as before.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chain: Vec<SignedAttest>,
+    /// Bundle version 3: the 32-byte secret the responder drew inside the TD for this request
+    /// and mixed into every chain link's qualifying data
+    /// ([`crate::binding::chain_qualifying_data_v3`]); revealed here only after the chain was
+    /// done. Omitted when absent, so earlier versions encode as before.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
+    pub chain_secret: Option<Vec<u8>>,
     /// The verifier's credential that carried this bundle's nonce, sealed to a certified EK
     /// for this AK, as the vTPM activated it (`docs/binding.md`, "Credential activation").
     /// Absent when the nonce came in clear, and then omitted from the encoding.
@@ -263,19 +273,36 @@ impl EvidenceBundle {
                 return Err(not_in_v1("timings.tpm_chain_ns"));
             }
         }
+        if b.version < BUNDLE_VERSION && b.tpm.as_ref().is_some_and(|t| t.chain_secret.is_some()) {
+            return Err(BundleError::FieldNotInVersion {
+                version: b.version,
+                field: "tpm.chain_secret",
+            });
+        }
         Ok(b)
     }
 
-    /// The binding this bundle's REPORTDATA follows: version 1 for a version 1 bundle, else
-    /// version 2 over this bundle's timings.
+    /// The binding this bundle's REPORTDATA follows: the bundle's version, over this bundle's
+    /// timings (version 2) and chain secret (version 3).
     pub fn binding_version(&self) -> crate::binding::BindingVersion {
-        if self.version == BUNDLE_VERSION_V1 {
-            crate::binding::BindingVersion::V1
-        } else {
-            crate::binding::BindingVersion::V2 {
-                timings_digest: crate::binding::timings_digest(&self.timings),
-            }
+        use crate::binding::{timings_digest, timings_digest_v3, BindingVersion};
+        match self.version {
+            BUNDLE_VERSION_V1 => BindingVersion::V1,
+            BUNDLE_VERSION_V2 => BindingVersion::V2 {
+                timings_digest: timings_digest(&self.timings),
+            },
+            _ => BindingVersion::V3 {
+                timings_digest: timings_digest_v3(&self.timings, self.chain_secret()),
+            },
         }
+    }
+
+    /// The vTPM chain secret (version 3), empty when the bundle has none.
+    pub fn chain_secret(&self) -> &[u8] {
+        self.tpm
+            .as_ref()
+            .and_then(|t| t.chain_secret.as_deref())
+            .unwrap_or_default()
     }
 }
 
@@ -304,6 +331,7 @@ mod tests {
                 event_log: None,
                 hcl_report,
                 chain: Vec::new(),
+                chain_secret: None,
                 sealed_nonce: None,
             }),
             timings: ResponderTimings::default(),
@@ -382,11 +410,19 @@ mod tests {
 
     fn v2() -> EvidenceBundle {
         let mut b = bundle(None);
+        b.version = BUNDLE_VERSION_V2;
         b.tpm.as_mut().unwrap().chain = vec![SignedAttest {
             attest: vec![6; 10],
             signature: vec![7; 10],
         }];
         b.timings.tpm_chain_ns = vec![3_000_000];
+        b
+    }
+
+    fn v3() -> EvidenceBundle {
+        let mut b = v2();
+        b.version = BUNDLE_VERSION;
+        b.tpm.as_mut().unwrap().chain_secret = Some(vec![8; 32]);
         b
     }
 
@@ -398,6 +434,34 @@ mod tests {
             b.binding_version(),
             crate::binding::BindingVersion::V2 { .. }
         ));
+    }
+
+    #[test]
+    fn a_v3_bundle_round_trips_and_binds_its_chain_secret() {
+        let b = v3();
+        assert_eq!(EvidenceBundle::from_cbor(&b.to_cbor()).unwrap(), b);
+        let crate::binding::BindingVersion::V3 { timings_digest } = b.binding_version() else {
+            panic!("a version 3 bundle follows binding version 3");
+        };
+        let mut other = b.clone();
+        other.tpm.as_mut().unwrap().chain_secret = Some(vec![9; 32]);
+        assert_ne!(
+            other.binding_version(),
+            crate::binding::BindingVersion::V3 { timings_digest }
+        );
+    }
+
+    #[test]
+    fn a_v2_bundle_with_a_chain_secret_is_refused() {
+        let mut b = v3();
+        b.version = BUNDLE_VERSION_V2;
+        assert_eq!(
+            EvidenceBundle::from_cbor(&b.to_cbor()),
+            Err(BundleError::FieldNotInVersion {
+                version: 2,
+                field: "tpm.chain_secret"
+            })
+        );
     }
 
     #[test]
@@ -432,12 +496,12 @@ mod tests {
 
     #[test]
     fn an_unknown_version_is_refused() {
-        let mut b = v2();
-        b.version = 3;
+        let mut b = v3();
+        b.version = 4;
         assert_eq!(
             EvidenceBundle::from_cbor(&b.to_cbor()),
             Err(BundleError::WrongVersion {
-                found: 3,
+                found: 4,
                 supported: BUNDLE_VERSION
             })
         );

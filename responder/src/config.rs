@@ -151,7 +151,7 @@ pub struct TpmSection {
     /// Intermediate EK CA certificates (PEM or DER files) shipped in every bundle.
     #[serde(default)]
     pub ek_ca_certs: Vec<PathBuf>,
-    /// AK-signed TPM2_Quotes timed after the main quote (binding v2, `docs/binding.md`).
+    /// AK-signed TPM2_Quotes timed after the main quote (binding v3, `docs/binding.md`).
     #[serde(default = "default_chain_len")]
     pub chain_len: u32,
 }

@@ -394,6 +394,7 @@ fn collect_blocking_with(
     let spki_hash = binding::spki_hash(session_spki);
     let mut timings = ResponderTimings::default();
     let mut ek_read = None;
+    let mut chain_secret = None;
     let tpm = match vtpm {
         None => None,
         Some(v) => {
@@ -402,18 +403,23 @@ fn collect_blocking_with(
             timings.tpm_cheap_samples = rtt.samples;
             let q = v.quote(&binding::qualifying_data(nonce, &spki_hash)?)?;
             timings.tpm_quote_ns = Some(q.quote_ns);
-            // Binding v2: AK-signed quotes chained from the main one, timed; a relay cannot
-            // answer them without the vTPM that holds the AK.
-            let chain = v.chain(nonce, &q.signature)?;
+            // Binding v3: AK-signed quotes chained from the main one and a secret drawn here,
+            // timed; a relay cannot answer them without the vTPM that holds the AK, nor ask
+            // for a link before this TD does. The OS RNG, not the vTPM's: the vTPM's transport
+            // is what the secret is kept from.
+            let mut secret = [0u8; binding::CHAIN_SECRET_LEN];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
+            let chain = v.chain(nonce, &secret, &q.signature)?;
             timings.tpm_chain_ns = chain.iter().map(|l| l.ns).collect();
+            chain_secret = Some(secret);
             // Azure: a fresh HCL report whose user data is this bundle's binding value.
             let hcl_report = v.hcl_report(binding::report_data(&BindingInputs {
                 nonce,
                 ak_public_hash: binding::ak_public_hash(&q.ak_public),
                 spki_hash,
                 anchor_digest,
-                version: BindingVersion::V2 {
-                    timings_digest: binding::timings_digest(&timings),
+                version: BindingVersion::V3 {
+                    timings_digest: binding::timings_digest_v3(&timings, &secret),
                 },
             })?)?;
             let ek_certs = match cached_ek {
@@ -441,6 +447,7 @@ fn collect_blocking_with(
                         signature: l.signature,
                     })
                     .collect(),
+                chain_secret: Some(secret.to_vec()),
                 // Set by the server when the request's nonce came sealed.
                 sealed_nonce: None,
             })
@@ -463,8 +470,11 @@ fn collect_blocking_with(
                     spki_hash,
                     anchor_digest,
                     // Every timing so far is known: they go into the quote taken now.
-                    version: BindingVersion::V2 {
-                        timings_digest: binding::timings_digest(&timings),
+                    version: BindingVersion::V3 {
+                        timings_digest: binding::timings_digest_v3(
+                            &timings,
+                            chain_secret.as_ref().map_or(&[][..], |s| &s[..]),
+                        ),
                     },
                 })?,
             };

@@ -150,7 +150,7 @@ fn build() -> Lab {
     let ca = tpm.ek_ca_certs().unwrap();
     let issuer_der = pem_to_der(&ca[0]);
     let quoter = tdx.quoter();
-    let ((tpm_ev, tdx_ev, timings), _) = collect_blocking(
+    let ((tpm_ev, tdx_ev, mut timings), _) = collect_blocking(
         &nonce,
         &spki,
         Some(&vtpm),
@@ -160,6 +160,9 @@ fn build() -> Lab {
         None,
     )
     .unwrap();
+    // The server stamps the whole in-TD time after collecting (not signed, not in REPORTDATA);
+    // without it the judge cannot check the evidence round trip.
+    timings.evidence_ns = Some(timings.tdx_quote_ns.unwrap_or(0) + 1_000_000);
     let bundle = EvidenceBundle {
         version: BUNDLE_VERSION,
         nonce: nonce.to_vec(),

@@ -22,13 +22,11 @@ impl From<&locus_proto::evidence::ResponderTimings> for InTdTimings {
     fn from(t: &locus_proto::evidence::ResponderTimings) -> Self {
         InTdTimings {
             tdx_quote_ns: t.tdx_quote_ns,
-            // The fastest AK-signed quote (main or chain link): the vTPM time no relay can
-            // shorten, compared with the policy's quote baseline.
-            tpm_quote_ns: t
-                .tpm_quote_ns
-                .into_iter()
-                .chain(t.tpm_chain_ns.iter().copied())
-                .min(),
+            // The fastest AK-signed chain link: the vTPM time no relay can shorten, compared
+            // with the policy's quote baseline. The main quote is left out (the vTPM transport
+            // knows its qualifying data and could have it signed ahead); a bundle without a
+            // chain (binding version 1) has only the main quote's time.
+            tpm_quote_ns: t.tpm_chain_ns.iter().copied().min().or(t.tpm_quote_ns),
             tpm_cmd_rtt_ns: t.tpm_cheap_rtt_min_ns.into_iter().collect(),
             evidence_ns: t.evidence_ns,
         }

@@ -64,6 +64,8 @@ pub fn check(
             ));
         }
     }
+    // The fastest AK-signed quote: the distance signal a host-side stub cannot fake (the
+    // cheap command above it can answer fast, so it can only add a finding).
     if let (Some(q), Some(base)) = (f.quote_ms, policy.vtpm_quote_baseline_ms) {
         if q > base + policy.vtpm_relay_margin_ms {
             f.findings.push(format!(
@@ -95,7 +97,7 @@ mod tests {
         };
         assert!(check(&in_td, None, &Policy::default()).is_frankenstein());
         // `locus policy init` on that machine: 5 ms measured + 3 ms margin.
-        let calibrated = Policy::default().calibrated_vtpm(Some(8_000_000));
+        let calibrated = Policy::default().calibrated_vtpm(Some(&evidence_policy(8_000, None)));
         assert!(!check(&in_td, None, &calibrated).is_frankenstein());
         // Relayed 400 km further it still is one.
         let relayed = InTdTimings {
@@ -108,5 +110,46 @@ mod tests {
             Policy::default().calibrated_vtpm(None).max_vtpm_cmd_rtt_ms,
             Policy::default().max_vtpm_cmd_rtt_ms
         );
+    }
+
+    fn evidence_policy(
+        cheap_us: u64,
+        chain_us: Option<u64>,
+    ) -> crate::verify::bundle::EvidencePolicy {
+        let mut f = crate::verify::bundle::PolicyFile {
+            allow_unpinned_code: true,
+            ..Default::default()
+        };
+        f.timing.max_tpm_cheap_rtt_us = Some(cheap_us);
+        f.timing.max_tpm_chain_rtt_us = chain_us;
+        if chain_us.is_none() {
+            f.checks.insert(
+                crate::check::CheckId::VtpmChain,
+                crate::verify::bundle::Requirement::Optional,
+            );
+        }
+        f.resolve(&|p| Err(p.to_string())).unwrap()
+    }
+
+    #[test]
+    fn a_stub_answering_get_random_fast_does_not_hide_a_slow_signed_quote() {
+        // The host answers TPM2_GetRandom from a local stub (fast), the AK-signed chain goes
+        // to the real vTPM 30 ms away: the signed minimum is what the rule judges by.
+        let in_td = InTdTimings {
+            tpm_cmd_rtt_ns: vec![50_000],
+            tpm_quote_ns: Some(33_400_000),
+            ..InTdTimings::default()
+        };
+        let calibrated =
+            Policy::default().calibrated_vtpm(Some(&evidence_policy(3_100, Some(7_250))));
+        let f = check(&in_td, None, &calibrated);
+        assert!(f.is_frankenstein(), "{f:?}");
+        assert!(f.findings[0].contains("vTPM quote took 33.40 ms"), "{f:?}");
+        // The honest machine's own signed time passes.
+        let honest = InTdTimings {
+            tpm_quote_ns: Some(3_400_000),
+            ..in_td
+        };
+        assert!(!check(&honest, None, &calibrated).is_frankenstein());
     }
 }

@@ -450,7 +450,10 @@ impl Judging<'_> {
     /// against the closest prober only: in-TD times vary by tens of ms between requests, so
     /// another request's time says nothing at the 5 ms scale. Sound only with the TD's own
     /// total time for the evidence answer: without it, quote generation, event-log reads and
-    /// in-TD anchor measurements are indistinguishable from a network detour.
+    /// in-TD anchor measurements are indistinguishable from a network detour. That time is not
+    /// signed, so leaving it out must not skip the check: a prober that timed an evidence
+    /// answer with no in-TD time to hold it against fails the check, and the node cannot be
+    /// `located`.
     pub(super) fn evidence_rtt(&mut self, probes: &[&ProberSeries]) -> Rule {
         let policy = self.policy;
         let node_inside = self.node.in_td.evidence_ns;
@@ -468,6 +471,22 @@ impl Judging<'_> {
                 Some((s.prober.as_str(), x, m, inside, own.is_some()))
             })
             .collect();
+        let untimed: Vec<&str> = (probes.iter())
+            .filter(|s| self.key_mismatch(s).is_none() && !s.evidence_rtt_ns.is_empty())
+            .filter(|s| self.own_evidence_ns(s).or(node_inside).is_none())
+            .map(|s| s.prober.as_str())
+            .collect();
+        if !untimed.is_empty() && self.node.evidence.is_some() {
+            let detail = format!(
+                "prober(s) {} timed evidence answers but the responder did not report its \
+                 in-TD evidence time (timings.evidence_ns): the evidence round trip cannot be \
+                 checked",
+                untimed.join(", ")
+            );
+            self.missing.push(format!("evidence round trip: {detail}"));
+            self.check(VerdictCheck::EvidenceRtt, CheckStatus::Fail, detail);
+            return Ok(());
+        }
         if margins.is_empty() && node_inside.is_none() {
             let detail = "the responder did not report its in-TD evidence time";
             self.check(VerdictCheck::EvidenceRtt, CheckStatus::Skip, detail);

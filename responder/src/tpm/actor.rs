@@ -435,10 +435,11 @@ fn handle(s: &mut State, op: Op) -> Result<Reply, VtpmError> {
         }
         Op::Chain {
             nonce,
+            secret,
             first_previous,
             len,
             pcrs,
-        } => chain(s, &nonce, first_previous, len, &pcrs).map(Reply::Chain),
+        } => chain(s, &nonce, &secret, first_previous, len, &pcrs).map(Reply::Chain),
         Op::EkCerts { indices } => Ok(Reply::EkCerts(ek_certs(s, &indices))),
         Op::EkPublic { kind } => ek_public(s, kind).map(Reply::EkPublic),
         Op::ActivateCredential {
@@ -540,11 +541,13 @@ fn quote(s: &mut State, qualifying_data: &[u8], pcrs: &[u8]) -> Result<VtpmQuote
     })
 }
 
-/// The AK-signed chain: each link's qualifying data needs the previous link's signature, so
-/// the links run one after another, each a full round trip to the vTPM that holds the AK.
+/// The AK-signed chain: each link's qualifying data needs the previous link's signature and
+/// the TD's secret, so the links run one after another, each a full round trip to the vTPM
+/// that holds the AK, and the transport cannot ask for a link before the TD does.
 fn chain(
     s: &mut State,
     nonce: &[u8],
+    secret: &[u8; locus_proto::binding::CHAIN_SECRET_LEN],
     first_previous: Vec<u8>,
     len: u32,
     pcrs: &[u8],
@@ -552,12 +555,11 @@ fn chain(
     let mut previous = first_previous;
     let mut links = Vec::with_capacity(len as usize);
     for i in 0..len {
-        let qd = locus_proto::binding::chain_qualifying_data(nonce, i, &previous).map_err(|e| {
-            VtpmError::Command {
+        let qd = locus_proto::binding::chain_qualifying_data_v3(nonce, secret, i, &previous)
+            .map_err(|e| VtpmError::Command {
                 op: "chain",
                 detail: e.to_string(),
-            }
-        })?;
+            })?;
         let data = Data::try_from(qd.to_vec()).map_err(cmd_err("chain"))?;
         let sel = selection(pcrs)?;
         let ak = s.ak;

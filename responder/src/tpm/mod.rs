@@ -315,11 +315,19 @@ impl Vtpm {
     }
 
     /// The AK-signed chain after a quote whose signature is `first_previous`: `chain_len`
-    /// TPM2_Quotes, link `i` over [`locus_proto::binding::chain_qualifying_data`] of `nonce`,
-    /// `i` and the previous link's signature, each timed.
-    pub fn chain(&self, nonce: &[u8], first_previous: &[u8]) -> Result<Vec<ChainLink>, VtpmError> {
+    /// TPM2_Quotes, link `i` over [`locus_proto::binding::chain_qualifying_data_v3`] of
+    /// `nonce`, the request's `secret`, `i` and the previous link's signature, each timed.
+    /// `secret` must come from inside the TD (never from the vTPM, whose transport the
+    /// secret guards against) and stay there until the chain is done.
+    pub fn chain(
+        &self,
+        nonce: &[u8],
+        secret: &[u8; locus_proto::binding::CHAIN_SECRET_LEN],
+        first_previous: &[u8],
+    ) -> Result<Vec<ChainLink>, VtpmError> {
         let op = Op::Chain {
             nonce: nonce.to_vec(),
+            secret: *secret,
             first_previous: first_previous.to_vec(),
             len: self.config.chain_len.max(1),
             pcrs: self.config.pcrs.clone(),

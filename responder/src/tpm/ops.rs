@@ -28,6 +28,7 @@ pub(crate) enum Op {
     },
     Chain {
         nonce: Vec<u8>,
+        secret: [u8; locus_proto::binding::CHAIN_SECRET_LEN],
         first_previous: Vec<u8>,
         len: u32,
         pcrs: Vec<u8>,

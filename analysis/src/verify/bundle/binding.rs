@@ -6,7 +6,7 @@ use locus_proto::binding::{self, BindingError, BindingInputs};
 use locus_proto::evidence::{EvidenceBundle, TdxInclusionProof};
 
 use super::quote::TdxPart;
-use super::{hcl, CheckId, EvidenceError, Outcome, Run};
+use super::{hcl, CheckId, EvidenceError, Outcome, Requirement, Run};
 use crate::verify::cloud::azure::AzureError;
 use crate::verify::tdx::{coalesced_report_data, InclusionProof};
 
@@ -96,7 +96,13 @@ pub(super) fn check(
             }),
         }
     });
-    run.record(CheckId::HclUserData, || match &hcl {
+    // With an HCL report, its user data is the only thing binding the in-TD timings, the
+    // chain secret and the anchor report to the TD quote: required whatever the policy says.
+    let user_data_requirement = match &hcl {
+        Some(_) => Requirement::Required,
+        None => run.policy.requirement(CheckId::HclUserData),
+    };
+    run.record_as(CheckId::HclUserData, user_data_requirement, || match &hcl {
         None => Outcome::Skipped("the bundle has no HCL report".into()),
         Some(p) => {
             let rd = expected.report_data.as_ref().ok();

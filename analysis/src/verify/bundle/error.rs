@@ -105,8 +105,10 @@ pub enum EvidenceError {
     HclUserDataMismatch { expected: String, found: String },
     #[error("the bundle carries an inclusion proof, but a TD quote over an HCL report is not coalesced (its REPORTDATA is the HCL's)")]
     HclInclusionProof,
-    #[error("binding version {found} does not bind the in-TD timings nor sign the vTPM round trip; this policy requires binding version {required} (bundles of this release follow it; `[binding] min_version = {found}` accepts older ones)")]
+    #[error("binding version {found} {}; this policy requires binding version {required} (bundles of this release follow it; `[binding] min_version = {found}` accepts older ones)", binding_gap(*.found))]
     BindingTooOld { found: u8, required: u8 },
+    #[error("the vTPM chain carries a secret of {len} bytes, not 32: its links cannot be checked")]
+    VtpmChainSecret { len: usize },
     #[error("the vTPM part has no signed timings ({links} chain links, {timings} link timings, quote timed: {quote_timed}): the vTPM's distance cannot be checked")]
     VtpmTimingsMissing {
         links: usize,
@@ -163,5 +165,14 @@ impl From<BundleError> for BundleErrorKind {
                 Self::FieldNotInVersion { version, field }
             }
         }
+    }
+}
+
+/// What a binding version older than this build's leaves open, for [`EvidenceError::BindingTooOld`].
+fn binding_gap(found: u8) -> &'static str {
+    match found {
+        0 | 1 => "does not bind the in-TD timings nor sign the vTPM round trip",
+        2 => "lets the vTPM transport precompute the AK-signed chain (its links carry no secret of the TD's), so a relayed vTPM can look local",
+        _ => "is older than this policy's",
     }
 }

@@ -76,7 +76,16 @@ struct Run<'a> {
 
 impl Run<'_> {
     fn record(&mut self, check: CheckId, f: impl FnOnce() -> Outcome) -> bool {
-        let requirement = self.policy.requirement(check);
+        self.record_as(check, self.policy.requirement(check), f)
+    }
+
+    /// [`Run::record`] with a requirement the bundle's content sets, not the policy.
+    fn record_as(
+        &mut self,
+        check: CheckId,
+        requirement: Requirement,
+        f: impl FnOnce() -> Outcome,
+    ) -> bool {
         let outcome = if requirement == Requirement::Off {
             Outcome::Skipped("disabled by policy".into())
         } else {

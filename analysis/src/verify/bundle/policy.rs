@@ -25,6 +25,12 @@ pub enum Requirement {
     Off,
 }
 
+/// The lab's bound on the fastest signed vTPM quote (µs). Loose on purpose: the lab's swtpm
+/// shares two cores with builds and tests, so its quotes stall for tens of ms; the bound only
+/// keeps `vtpm_chain` meaningful. The lab's Frankenstein node (a vTPM a few ms away) is caught
+/// by the verdict policy's vTPM timing, not by this.
+pub const LAB_MAX_TPM_CHAIN_RTT_US: u64 = 250_000;
+
 /// The TOML policy file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -182,9 +188,10 @@ pub struct TimingSection {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BindingSection {
-    /// Oldest binding version accepted: 2 (the default) needs the in-TD timings bound into
-    /// REPORTDATA and the AK-signed vTPM chain; 1 also accepts bundles of earlier releases,
-    /// whose timings nothing signs.
+    /// Oldest binding version accepted: 3 (the default) needs the in-TD timings bound into
+    /// REPORTDATA and an AK-signed vTPM chain that commits to a secret of the TD's; 2 also
+    /// accepts chains the vTPM transport could precompute; 1 bundles whose timings nothing
+    /// signs.
     #[serde(default = "BindingSection::default_min_version")]
     pub min_version: u8,
 }
@@ -217,6 +224,10 @@ pub enum PolicyError {
     /// bundle) or set `allow_unpinned_code = true` to get verdicts capped at `inconclusive`.
     #[error("the evidence policy does not pin the TD's code: {} not set or turned off (pin them, e.g. with `locus policy init --from-bundle`, or set allow_unpinned_code = true: verdicts are then at most inconclusive)", missing.join(", "))]
     Unpinned { missing: Vec<String> },
+    /// `vtpm_chain` is required but nothing bounds the chain's time: it would pass a vTPM
+    /// relayed from anywhere, since its signatures alone say nothing about distance.
+    #[error("checks.vtpm_chain is required but timing.max_tpm_chain_rtt_us is not set: a vTPM relayed from any distance would pass (set the bound, e.g. with `locus policy init --from-bundle`, which captures this machine's fastest signed vTPM quote plus a relay margin; or make vtpm_chain optional)")]
+    VtpmChainUnbounded,
 }
 
 /// A validated policy.
@@ -318,7 +329,10 @@ impl PolicyFile {
                 accept_tcb: None,
             },
             reference: ReferenceSection::default(),
-            timing: TimingSection::default(),
+            timing: TimingSection {
+                max_tpm_cheap_rtt_us: None,
+                max_tpm_chain_rtt_us: Some(LAB_MAX_TPM_CHAIN_RTT_US),
+            },
             binding: BindingSection::default(),
             anchors: None,
         }
@@ -482,6 +496,14 @@ impl PolicyFile {
         if !missing.is_empty() && !self.allow_unpinned_code {
             return Err(PolicyError::Unpinned { missing });
         }
+        let chain = self
+            .checks
+            .get(&CheckId::VtpmChain)
+            .copied()
+            .unwrap_or_else(|| CheckId::VtpmChain.default_requirement());
+        if chain == Requirement::Required && self.timing.max_tpm_chain_rtt_us.is_none() {
+            return Err(PolicyError::VtpmChainUnbounded);
+        }
         // `ek.roots` entries naming a built-in provider CA set (`gce`, see `cloud::roots`)
         // bring its roots and intermediates; the others are files.
         let mut ek_roots = Vec::new();
@@ -571,15 +593,18 @@ mod tests {
     }
 
     #[test]
-    fn a_policy_requires_binding_v2_unless_it_says_otherwise() {
+    fn a_policy_requires_binding_v3_unless_it_says_otherwise() {
         let load = |_: &str| Ok(Vec::new());
-        // Pins are another check's business (issue 18, item 1).
-        let unpinned = "allow_unpinned_code = true\n";
+        // Pins are another check's business (issue 18, item 1), the chain bound too (below).
+        let unpinned = "allow_unpinned_code = true\n[timing]\nmax_tpm_chain_rtt_us = 8000\n";
         let p = PolicyFile::from_toml(unpinned).unwrap();
-        assert_eq!(p.resolve(&load).unwrap().min_binding_version, 2);
-        let p = PolicyFile::from_toml(&format!("{unpinned}[binding]\nmin_version = 1\n")).unwrap();
-        assert_eq!(p.resolve(&load).unwrap().min_binding_version, 1);
-        for bad in [0, 3] {
+        assert_eq!(p.resolve(&load).unwrap().min_binding_version, 3);
+        for old in [1, 2] {
+            let p = PolicyFile::from_toml(&format!("{unpinned}[binding]\nmin_version = {old}\n"))
+                .unwrap();
+            assert_eq!(p.resolve(&load).unwrap().min_binding_version, old);
+        }
+        for bad in [0, 4] {
             let p = PolicyFile::from_toml(&format!("{unpinned}[binding]\nmin_version = {bad}\n"))
                 .unwrap();
             assert!(
@@ -587,6 +612,29 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// Security review finding 2: a required `vtpm_chain` without a bound passes a vTPM
+    /// relayed from anywhere.
+    #[test]
+    fn a_required_vtpm_chain_needs_a_bound() {
+        let load = |_: &str| Ok(Vec::new());
+        let p = PolicyFile::from_toml("allow_unpinned_code = true\n").unwrap();
+        let e = p.resolve(&load).unwrap_err();
+        assert!(matches!(e, PolicyError::VtpmChainUnbounded), "{e}");
+        assert!(e.to_string().contains("max_tpm_chain_rtt_us"), "{e}");
+        let optional = PolicyFile::from_toml(
+            "allow_unpinned_code = true\n[checks]\nvtpm_chain = \"optional\"\n",
+        )
+        .unwrap();
+        assert!(optional.resolve(&load).is_ok());
+        // The lab's policy carries its own bound.
+        let mut lab = PolicyFile::lab("ek.pem", "root.der", "coll.json", "me");
+        lab.allow_unpinned_code = true;
+        assert_eq!(
+            lab.timing.max_tpm_chain_rtt_us,
+            Some(LAB_MAX_TPM_CHAIN_RTT_US)
+        );
     }
 
     #[test]
