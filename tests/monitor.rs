@@ -61,6 +61,7 @@ fn round(prober: &str, node: &str, started: i64, min_eff: Option<u64>, error: bo
         min_eff_rtt_ns: min_eff,
         inside_p50_ns: Some(20_000),
         error: error.then(|| "unreachable".to_string()),
+        seal: None,
     }
 }
 
@@ -484,6 +485,7 @@ fn monitor_verifies_stored_bundles_by_named_check() {
                 nonce: Some(nonce.to_vec()),
                 bundle: Some(bundle.to_vec()),
                 peer_spki: Some(hex::encode(seen_key)),
+                seal: None,
             })
             .unwrap();
         // `moved` is relocated in every case: never all located.

@@ -258,6 +258,7 @@ fn failed_round(
         min_eff_rtt_ns: None,
         inside_p50_ns: None,
         error: Some(error),
+        seal: None,
     }
 }
 
@@ -303,6 +304,7 @@ fn round_record(
             .min(),
         inside_p50_ns: ns(r.inside_p50_us),
         error: None,
+        seal: None,
     };
     (rec, samples)
 }
@@ -409,6 +411,7 @@ async fn evidence(
         nonce: Some(nonce.to_vec()),
         bundle,
         peer_spki: Some(hex::encode(&target.spki)),
+        seal: None,
     };
     let s = shared.clone();
     let res = tokio::task::spawn_blocking(move || lock(&s.store).insert_evidence(&rec)).await;

@@ -362,6 +362,7 @@ mod tests {
             min_eff_rtt_ns: None,
             inside_p50_ns: None,
             error: None,
+            seal: None,
         };
         let s = SampleRecord {
             sent_unix_ns: 0,

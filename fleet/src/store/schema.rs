@@ -93,6 +93,17 @@ CREATE INDEX evidence_bundle_time ON evidence (at_unix_ns) WHERE bundle IS NOT N
     r#"
 ALTER TABLE evidence ADD COLUMN peer_spki TEXT;
 "#,
+    // 4: each prober's signature over its rounds and evidence records (crate::integrity), with
+    // the digest of the samples or bundle it signed, so that rows altered on the database or its
+    // link are not judged (issue 20).
+    r#"
+ALTER TABLE rounds ADD COLUMN samples_sha256 BLOB;
+ALTER TABLE rounds ADD COLUMN key_id TEXT;
+ALTER TABLE rounds ADD COLUMN signature BLOB;
+ALTER TABLE evidence ADD COLUMN bundle_sha256 BLOB;
+ALTER TABLE evidence ADD COLUMN key_id TEXT;
+ALTER TABLE evidence ADD COLUMN signature BLOB;
+"#,
 ];
 
 /// The same migrations in PostgreSQL's types: `BIGINT` for integers (64-bit like SQLite's),
@@ -178,6 +189,14 @@ CREATE INDEX evidence_bundle_time ON evidence (at_unix_ns) WHERE bundle IS NOT N
 "#,
     r#"
 ALTER TABLE evidence ADD COLUMN peer_spki TEXT;
+"#,
+    r#"
+ALTER TABLE rounds ADD COLUMN samples_sha256 BYTEA;
+ALTER TABLE rounds ADD COLUMN key_id TEXT;
+ALTER TABLE rounds ADD COLUMN signature BYTEA;
+ALTER TABLE evidence ADD COLUMN bundle_sha256 BYTEA;
+ALTER TABLE evidence ADD COLUMN key_id TEXT;
+ALTER TABLE evidence ADD COLUMN signature BYTEA;
 "#,
 ];
 
