@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::store::{EvidenceRecord, Store, StoreError};
+use tracing::warn;
+
+use crate::integrity::{Rejection, Trust};
+use crate::store::{EvidenceRecord, Store, StoreError, StoredRound};
 use locus_analysis::verify::bundle::nonce::NonceRecord;
 use locus_analysis::verify::bundle::{verify_bundle_bytes, EvidencePolicy, VerifyInputs};
 use locus_analysis::{
@@ -41,48 +44,110 @@ pub(crate) fn world(store: &Store) -> Result<World, StoreError> {
     })
 }
 
-/// One node's input for `[from, to)`: samples (wall-clock `sent_ns`), challenges sent, evidence
-/// round trips per prober; the baseline is the median of each prober's last `baseline_rounds`
-/// round minima before `from`. A prober whose rounds all failed contributes an empty series,
-/// so a node no prober reaches is judged `unreachable`. Evidence is attached by
-/// [`attach_evidence`].
+/// Rows a judgement did not use, by table (`rounds`, `evidence`) and reason.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Rejected(pub(crate) BTreeMap<(&'static str, Rejection), u64>);
+
+impl Rejected {
+    fn add(&mut self, table: &'static str, why: Rejection) {
+        *self.0.entry((table, why)).or_default() += 1;
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `"3 rounds (bad_signature), 1 evidence (unknown_prober)"`.
+    pub(crate) fn describe(&self) -> String {
+        self.0
+            .iter()
+            .map(|((table, why), n)| format!("{n} {table} ({why})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// One node's input for `[from, to)`, from the rows `trust` accepts: samples (wall-clock
+/// `sent_ns`) of every round overlapping the window, challenges sent of the rounds started in
+/// it, evidence round trips per prober; the baseline is the median of each prober's last
+/// `baseline_rounds` round minima before `from`. A prober whose rounds all failed contributes
+/// an empty series, so a node no prober reaches is judged `unreachable`. Evidence is attached
+/// by [`attach_evidence`]. Also returns how many window rounds were accepted and what was
+/// rejected.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the judgement's parameters, one call site"
+)]
 pub(crate) fn node_input(
     store: &Store,
+    trust: &Trust,
     node: &str,
     claim: &str,
     from: i64,
     to: i64,
     baseline_rounds: usize,
-) -> Result<NodeInput, StoreError> {
+    rejected: &mut Rejected,
+) -> Result<(NodeInput, usize), StoreError> {
     let mut series: BTreeMap<String, ProberSeries> = BTreeMap::new();
-    for r in store.rounds_between(node, from, to)? {
-        series_of(&mut series, &r.prober).sent += r.sent;
+    let mut accepted = 0;
+    for StoredRound { id, round: r } in store.rounds_overlapping(node, from, to)? {
+        let samples = store.samples_of_round(id)?;
+        if let Err(why) = trust.check_round(&r, Some(&samples)) {
+            warn!(node, prober = %r.prober, round = id, reason = %why, "round rejected");
+            rejected.add("rounds", why);
+            continue;
+        }
+        let s = series_of(&mut series, &r.prober);
+        if r.started_unix_ns >= from {
+            accepted += 1;
+            s.sent += r.sent;
+        }
+        s.samples.extend(
+            samples
+                .iter()
+                .filter(|x| x.sent_unix_ns >= from && x.sent_unix_ns < to)
+                .map(|x| EchoSample {
+                    sent_ns: u64::try_from(x.sent_unix_ns).unwrap_or(0),
+                    rtt_ns: x.rtt_ns,
+                    inside_ns: x.inside_ns,
+                }),
+        );
     }
-    for ps in store.samples_between(node, from, to)? {
-        series_of(&mut series, &ps.prober).samples.push(EchoSample {
-            sent_ns: u64::try_from(ps.sample.sent_unix_ns).unwrap_or(0),
-            rtt_ns: ps.sample.rtt_ns,
-            inside_ns: ps.sample.inside_ns,
-        });
+    for e in store.evidence_between(node, from, to)? {
+        if let Err(why) = trust.check_evidence(&e) {
+            warn!(node, prober = %e.prober, reason = %why, "evidence record rejected");
+            rejected.add("evidence", why);
+            continue;
+        }
+        if let (true, Some(rtt)) = (e.ok, e.rtt_ns) {
+            series_of(&mut series, &e.prober).evidence_rtt_ns.push(rtt);
+        }
     }
-    for (prober, rtt) in store.evidence_rtts_between(node, from, to)? {
-        series_of(&mut series, &prober).evidence_rtt_ns.push(rtt);
+    // The engine wants each prober's samples in time order, as the database gave them before.
+    for s in series.values_mut() {
+        s.samples.sort_by_key(|x| x.sent_ns);
+        s.evidence_rtt_ns.reverse();
     }
     let mut history: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for (prober, min) in store.round_minima_before(node, from, baseline_rounds)? {
-        history.entry(prober).or_default().push(min);
+    for r in store.rounds_before(node, from, baseline_rounds)? {
+        match (trust.check_round(&r, None), r.min_eff_rtt_ns) {
+            (Ok(()), Some(min)) => history.entry(r.prober).or_default().push(min),
+            (Ok(()), None) => {}
+            (Err(why), _) => rejected.add("rounds", why),
+        }
     }
     let baseline = history
         .iter()
         .filter_map(|(p, mins)| BaselineMin::from_history(p.clone(), mins))
         .collect();
-    Ok(NodeInput {
+    let input = NodeInput {
         name: node.to_owned(),
         claim: claim.to_owned(),
         probes: series.into_values().collect(),
         baseline,
         ..NodeInput::default()
-    })
+    };
+    Ok((input, accepted))
 }
 
 fn series_of<'a>(m: &'a mut BTreeMap<String, ProberSeries>, prober: &str) -> &'a mut ProberSeries {
@@ -94,18 +159,30 @@ fn series_of<'a>(m: &'a mut BTreeMap<String, ProberSeries>, prober: &str) -> &'a
     })
 }
 
-/// Per node, its latest stored bundle in the evidence window ending at `now_ns`.
-pub(crate) fn latest_bundles(
+/// The node's latest evidence record with a bundle in the evidence window ending at `now_ns`
+/// that `trust` accepts (a forged newer record does not hide an older genuine one).
+pub(crate) fn latest_bundle(
     store: &Store,
+    trust: &Trust,
     e: &EvidenceConfig,
+    node: &str,
     now_ns: i64,
-) -> Result<BTreeMap<String, EvidenceRecord>, StoreError> {
+    rejected: &mut Rejected,
+) -> Result<Option<EvidenceRecord>, StoreError> {
     let from = now_ns.saturating_sub(i64::try_from(e.window.as_nanos()).unwrap_or(i64::MAX));
-    Ok(store
-        .evidence_bundles_between(from, now_ns)?
-        .into_iter()
-        .map(|r| (r.target.clone(), r))
-        .collect())
+    for rec in store.evidence_between(node, from, now_ns)? {
+        if rec.bundle.is_none() {
+            continue;
+        }
+        match trust.check_evidence(&rec) {
+            Ok(()) => return Ok(Some(rec)),
+            Err(why) => {
+                warn!(node, prober = %rec.prober, reason = %why, "evidence bundle rejected");
+                rejected.add("evidence", why);
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Verifies the node's latest stored bundle as of its collection and puts what it shows into
@@ -115,6 +192,7 @@ pub(crate) fn latest_bundles(
 /// evidence and the verdict policy decides (`require_evidence`).
 pub(crate) fn attach_evidence(
     store: &Store,
+    trust: &Trust,
     e: &EvidenceConfig,
     rec: Option<&EvidenceRecord>,
     input: &mut NodeInput,
@@ -135,7 +213,7 @@ pub(crate) fn attach_evidence(
         None => store
             .rounds_between(&input.name, from, now_ns)?
             .into_iter()
-            .filter(|r| r.prober == rec.prober)
+            .filter(|r| r.prober == rec.prober && trust.check_round(r, None).is_ok())
             .filter_map(|r| Some((r.started_unix_ns.abs_diff(rec.at_unix_ns), r.spki?)))
             .min_by_key(|(gap, _)| *gap)
             .and_then(|(_, spki)| hex::decode(spki).ok()),

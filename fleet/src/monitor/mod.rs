@@ -4,6 +4,7 @@
 //! `config/alerts.yml`) and posts alerts to Alertmanager.
 
 mod alert;
+pub mod config;
 mod input;
 
 use std::future::Future;
@@ -11,14 +12,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use locus_analysis::{judge, Judgement, Policy};
+use locus_analysis::{judge, Judgement, Policy, Verdict};
 use tracing::{info, warn};
 
 use crate::daemon::http::{self, Endpoints};
-use crate::metrics::{NodeMetrics, Registry};
+use crate::integrity::Trust;
+use crate::metrics::{NodeMetrics, Registry, RejectLabels};
 use crate::store::{Store, StoreError, VerdictRecord};
 
 pub use alert::AlertError;
+pub use config::{MonitorConfig, MonitorConfigError};
 pub use input::EvidenceConfig;
 
 /// Why a judgement of all nodes failed.
@@ -43,6 +46,18 @@ pub struct Judging {
     pub window: Duration,
     pub baseline_rounds: usize,
     pub evidence: Option<EvidenceConfig>,
+    /// Whose rows count and what the nodes claim.
+    pub fleet: Fleet,
+}
+
+/// Where the monitor's world (sites, probers, claims) and its trust come from.
+pub enum Fleet {
+    /// Its own config: only rows of its probers, signed by their keys, are judged; every
+    /// configured node is judged, with the claim the config gives it.
+    Configured(MonitorConfig),
+    /// The database, as the probers recorded it, every row taken unverified (`--allow-unsigned`
+    /// without a config): whoever can write the database decides the verdicts.
+    Unsigned,
 }
 
 /// What [`judge_all`] does besides judging.
@@ -122,26 +137,82 @@ pub fn judge_all(
     now_ns: i64,
     sinks: &Sinks<'_>,
 ) -> Result<(Vec<Judgement>, Vec<AlertError>), MonitorError> {
-    let world = input::world(store)?;
-    let problems = world.problems();
-    if !problems.is_empty() {
-        return Err(MonitorError::InconsistentWorld { problems });
-    }
     let from = now_ns.saturating_sub(ns_of(judging.window));
-    let bundles = match &judging.evidence {
-        Some(e) => Some(input::latest_bundles(store, e, now_ns)?),
-        None => None,
+    let unchecked = Trust::unchecked();
+    let (world, trust, nodes) = match &judging.fleet {
+        Fleet::Configured(c) => {
+            let stored = store.nodes_between(from, now_ns)?;
+            let strangers: Vec<&str> = stored
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .filter(|n| !c.claims.contains_key(*n))
+                .collect();
+            if !strangers.is_empty() {
+                warn!(
+                    nodes = %strangers.join(", "),
+                    "rows of nodes not in the monitor's config are not judged"
+                );
+            }
+            let nodes: Vec<(String, String)> = c
+                .claims
+                .iter()
+                .map(|(n, claim)| (n.clone(), claim.clone()))
+                .collect();
+            (c.world.clone(), &c.trust, nodes)
+        }
+        Fleet::Unsigned => {
+            let world = input::world(store)?;
+            let problems = world.problems();
+            if !problems.is_empty() {
+                return Err(MonitorError::InconsistentWorld { problems });
+            }
+            (world, &unchecked, store.nodes_between(from, now_ns)?)
+        }
     };
     let mut out = Vec::new();
     let mut failed = Vec::new();
-    for (node, claim) in store.nodes_between(from, now_ns)? {
+    for (node, claim) in nodes {
         let previous = store.latest_verdict(&node)?;
-        let mut input =
-            input::node_input(store, &node, &claim, from, now_ns, judging.baseline_rounds)?;
-        if let (Some(e), Some(bundles)) = (&judging.evidence, &bundles) {
-            input::attach_evidence(store, e, bundles.get(&node), &mut input, now_ns)?;
+        let mut rejected = input::Rejected::default();
+        let (mut input, accepted) = input::node_input(
+            store,
+            trust,
+            &node,
+            &claim,
+            from,
+            now_ns,
+            judging.baseline_rounds,
+            &mut rejected,
+        )?;
+        if let Some(e) = &judging.evidence {
+            let rec = input::latest_bundle(store, trust, e, &node, now_ns, &mut rejected)?;
+            input::attach_evidence(store, trust, e, rec.as_ref(), &mut input, now_ns)?;
         }
-        let j = judge(&world, &input, &judging.policy);
+        let mut j = judge(&world, &input, &judging.policy);
+        if !rejected.is_empty() {
+            let what = rejected.describe();
+            if accepted == 0 {
+                // Rounds were stored but none can be believed: say so rather than judge the
+                // node unreachable on an absence the database's writer may have caused.
+                j.verdict = Verdict::Inconclusive;
+                j.reasons = vec![format!(
+                    "inconclusive: every stored row of the window was rejected: {what}"
+                )];
+            } else {
+                j.reasons
+                    .push(format!("rows rejected (not judged): {what}"));
+            }
+            if let Some(m) = sinks.metrics {
+                for ((table, why), n) in &rejected.0 {
+                    m.rows_rejected
+                        .get_or_create(&RejectLabels {
+                            table: (*table).to_owned(),
+                            reason: why.as_str().to_owned(),
+                        })
+                        .inc_by(*n);
+                }
+            }
+        }
         let radius_km = j.region.as_ref().and_then(|r| r.radius_km);
         store.insert_verdict(&VerdictRecord {
             node: node.clone(),
