@@ -5,6 +5,7 @@
 
 mod export;
 mod location;
+mod pg_tls;
 mod postgres;
 mod schema;
 mod sql;
@@ -50,6 +51,18 @@ pub enum StoreError {
     PgAuth {
         url: String,
         user: String,
+        error: ::postgres::Error,
+    },
+    /// The server's certificate does not verify against `sslrootcert` (wrong CA, or a
+    /// certificate for another host name, or expired).
+    #[error(
+        "PostgreSQL at {url} presented a certificate that does not verify against sslrootcert: \
+         {} (is sslrootcert the CA that signed the server's certificate, and does that \
+         certificate name the host of the URL?)",
+        postgres::describe(.error)
+    )]
+    PgCertificate {
+        url: String,
         error: ::postgres::Error,
     },
     #[error("PostgreSQL at {url} is unreachable (last attempt: {last}); retrying")]
