@@ -52,8 +52,8 @@ pub struct Judging {
 
 /// Where the monitor's world (sites, probers, claims) and its trust come from.
 pub enum Fleet {
-    /// Its own config: only rows of its probers, signed by their keys, are judged; every
-    /// configured node is judged, with the claim the config gives it.
+    /// Its own config: only rows of its probers, signed by their keys, are judged; each
+    /// configured node with rows in the window is judged, with the claim the config gives it.
     Configured(MonitorConfig),
     /// The database, as the probers recorded it, every row taken unverified (`--allow-unsigned`
     /// without a config): whoever can write the database decides the verdicts.
@@ -153,10 +153,12 @@ pub fn judge_all(
                     "rows of nodes not in the monitor's config are not judged"
                 );
             }
-            let nodes: Vec<(String, String)> = c
-                .claims
+            // A configured node without any row in the window is not judged (its last verdict
+            // goes stale and `LocusVerdictStale` fires), as before keys: judging it
+            // `unreachable` would alert for every node whose probers have not started yet.
+            let nodes: Vec<(String, String)> = stored
                 .iter()
-                .map(|(n, claim)| (n.clone(), claim.clone()))
+                .filter_map(|(n, _)| Some((n.clone(), c.claims.get(n)?.clone())))
                 .collect();
             (c.world.clone(), &c.trust, nodes)
         }

@@ -166,9 +166,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "not a certificate\n").unwrap();
-        assert!(connector(&empty).unwrap_err().contains("no certificate"));
+        assert!(connector(&empty).err().unwrap().contains("no certificate"));
         assert!(connector(&dir.path().join("missing.pem"))
-            .unwrap_err()
+            .err()
+            .unwrap()
             .contains("reading"));
     }
 }

@@ -286,7 +286,7 @@ mod tests {
         .err()
         .unwrap();
         assert!(
-            matches!(&e, StoreError::BadUrl { reason, .. } if reason.contains("TLS")),
+            matches!(&e, StoreError::BadUrl { reason, .. } if reason.contains("verify-full")),
             "{e}"
         );
     }
