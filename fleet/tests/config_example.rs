@@ -24,6 +24,8 @@ fn example_loads() {
         c.key_file,
         Some(Path::new("/etc/locus/prober.key").to_owned())
     );
+    assert_eq!(c.landmarks.len(), 1);
+    assert_eq!(c.landmarks[0].site, "fra");
 }
 
 #[test]

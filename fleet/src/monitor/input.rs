@@ -7,12 +7,12 @@ use std::time::Duration;
 use tracing::warn;
 
 use crate::integrity::{Rejection, Trust};
-use crate::store::{EvidenceRecord, Store, StoreError, StoredRound};
+use crate::store::{EvidenceRecord, ProberSample, Store, StoreError, StoredRound};
 use locus_analysis::verify::bundle::nonce::NonceRecord;
 use locus_analysis::verify::bundle::{verify_bundle_bytes, EvidencePolicy, VerifyInputs};
 use locus_analysis::{
-    BaselineMin, BundleFindings, EchoSample, EvidenceSummary, NodeInput, Prober, ProberSeries,
-    Site, World,
+    BaselineMin, BundleFindings, EchoSample, EvidenceSummary, InTdTimings, LandmarkRtt, NodeInput,
+    Prober, ProberSeries, Site, VerifiedKey, World,
 };
 use locus_proto::evidence::EvidenceBundle;
 
@@ -21,27 +21,6 @@ pub struct EvidenceConfig {
     pub policy: EvidencePolicy,
     /// How far back from a judgement the latest bundle counts.
     pub window: Duration,
-}
-
-/// Sites and probers as the probers recorded them.
-pub(crate) fn world(store: &Store) -> Result<World, StoreError> {
-    Ok(World {
-        sites: store
-            .sites()?
-            .into_iter()
-            .map(|s| Site {
-                name: s.name,
-                lat: s.lat,
-                lon: s.lon,
-            })
-            .collect(),
-        probers: store
-            .probers()?
-            .into_iter()
-            .map(|(id, site)| Prober { id, site })
-            .collect(),
-        landmarks: Vec::new(),
-    })
 }
 
 /// Rows a judgement did not use, by table (`rounds`, `evidence`) and reason.
@@ -67,13 +46,59 @@ impl Rejected {
     }
 }
 
-/// One node's input for `[from, to)`, from the rows `trust` accepts: samples (wall-clock
-/// `sent_ns`) of every round overlapping the window, challenges sent of the rounds started in
-/// it, evidence round trips per prober; the baseline is the median of each prober's last
-/// `baseline_rounds` round minima before `from`. A prober whose rounds all failed contributes
-/// an empty series, so a node no prober reaches is judged `unreachable`. Evidence is attached
-/// by [`attach_evidence`]. Also returns how many window rounds were accepted and what was
-/// rejected.
+/// The landmark minima of `[from, to)` (the judging window), of the probers `keep` accepts.
+/// Landmark rounds are not signed yet: a configured monitor takes only its own probers'.
+pub(crate) fn landmarks(
+    store: &Store,
+    from: i64,
+    to: i64,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<LandmarkRtt>, StoreError> {
+    Ok(store
+        .landmark_minima_between(from, to)?
+        .into_iter()
+        .filter(|l| keep(&l.prober))
+        .map(|l| LandmarkRtt {
+            prober: l.prober,
+            site: l.site,
+            min_rtt_ns: l.min_rtt_ns,
+        })
+        .collect())
+}
+
+/// Sites and probers as the probers recorded them, and each prober's smallest round trip to
+/// each landmark site over `[from, to)` (the judging window): the engine's calibration.
+pub(crate) fn world(store: &Store, from: i64, to: i64) -> Result<World, StoreError> {
+    Ok(World {
+        sites: store
+            .sites()?
+            .into_iter()
+            .map(|s| Site {
+                name: s.name,
+                lat: s.lat,
+                lon: s.lon,
+            })
+            .collect(),
+        probers: store
+            .probers()?
+            .into_iter()
+            .map(|(id, site)| Prober { id, site })
+            .collect(),
+        landmarks: landmarks(store, from, to, |_| true)?,
+    })
+}
+
+/// One node's input for `[from, to)`: samples (wall-clock `sent_ns`), challenges sent, evidence
+/// round trips per prober; the baseline is the median of each prober's last `baseline_rounds`
+/// round minima before `from`. A prober whose rounds all failed contributes an empty series,
+/// so a node no prober reaches is judged `unreachable`.
+///
+/// Per prober, the series keeps the samples of one session key: one that `keys` (verified
+/// bundles) vouches for that prober, else the key of its latest sample, which the verdict then
+/// names as unverified; samples and evidence round trips under other keys are left out.
+///
+/// Only rows `trust` accepts count (each round checked with its samples); the others are
+/// added to `rejected`. Also returns how many rounds started in the window were accepted.
 #[expect(
     clippy::too_many_arguments,
     reason = "the judgement's parameters, one call site"
@@ -83,50 +108,88 @@ pub(crate) fn node_input(
     trust: &Trust,
     node: &str,
     claim: &str,
-    from: i64,
-    to: i64,
+    window: (i64, i64),
     baseline_rounds: usize,
+    keys: &[VerifiedKey],
     rejected: &mut Rejected,
 ) -> Result<(NodeInput, usize), StoreError> {
+    let (from, to) = window;
     let mut series: BTreeMap<String, ProberSeries> = BTreeMap::new();
     let mut accepted = 0;
+    let mut samples: Vec<ProberSample> = Vec::new();
     for StoredRound { id, round: r } in store.rounds_overlapping(node, from, to)? {
-        let samples = store.samples_of_round(id)?;
-        if let Err(why) = trust.check_round(&r, Some(&samples)) {
+        let stored = store.samples_of_round(id)?;
+        if let Err(why) = trust.check_round(&r, Some(&stored)) {
             warn!(node, prober = %r.prober, round = id, reason = %why, "round rejected");
             rejected.add("rounds", why);
             continue;
         }
-        let s = series_of(&mut series, &r.prober);
         if r.started_unix_ns >= from {
             accepted += 1;
-            s.sent += r.sent;
+            series_of(&mut series, &r.prober).sent += r.sent;
         }
-        s.samples.extend(
-            samples
-                .iter()
+        samples.extend(
+            stored
+                .into_iter()
                 .filter(|x| x.sent_unix_ns >= from && x.sent_unix_ns < to)
-                .map(|x| EchoSample {
-                    sent_ns: u64::try_from(x.sent_unix_ns).unwrap_or(0),
-                    rtt_ns: x.rtt_ns,
-                    inside_ns: x.inside_ns,
+                .map(|sample| ProberSample {
+                    prober: r.prober.clone(),
+                    spki: r.spki.clone(),
+                    sample,
                 }),
         );
     }
-    for e in store.evidence_between(node, from, to)? {
-        if let Err(why) = trust.check_evidence(&e) {
-            warn!(node, prober = %e.prober, reason = %why, "evidence record rejected");
-            rejected.add("evidence", why);
-            continue;
-        }
-        if let (true, Some(rtt)) = (e.ok, e.rtt_ns) {
-            series_of(&mut series, &e.prober).evidence_rtt_ns.push(rtt);
+    // Oldest first, as the key choice below expects.
+    samples.sort_by_key(|s| s.sample.sent_unix_ns);
+    let mut chosen: BTreeMap<&str, Option<&str>> = BTreeMap::new();
+    // oldest first: a later unvouched key replaces an earlier one, a vouched key stays
+    for ps in &samples {
+        let key = ps.spki.as_deref();
+        let vouched =
+            |k: Option<&str>| k.is_some_and(|k| keys.iter().any(|v| v.vouches_for(&ps.prober, k)));
+        let slot = chosen.entry(ps.prober.as_str()).or_insert(key);
+        if !vouched(*slot) {
+            *slot = key;
         }
     }
-    // The engine wants each prober's samples in time order, as the database gave them before.
-    for s in series.values_mut() {
-        s.samples.sort_by_key(|x| x.sent_ns);
-        s.evidence_rtt_ns.reverse();
+    for ps in &samples {
+        let key = chosen.get(ps.prober.as_str()).copied().flatten();
+        if ps.spki.as_deref() != key {
+            continue;
+        }
+        let s = series_of(&mut series, &ps.prober);
+        s.peer_spki = key.map(str::to_owned);
+        s.samples.push(EchoSample {
+            sent_ns: u64::try_from(ps.sample.sent_unix_ns).unwrap_or(0),
+            rtt_ns: ps.sample.rtt_ns,
+            inside_ns: ps.sample.inside_ns,
+        });
+    }
+    let mut rtts = Vec::new();
+    for e in store.evidence_between(node, from, to)?.into_iter().rev() {
+        match trust.check_evidence(&e) {
+            Err(why) => {
+                warn!(node, prober = %e.prober, reason = %why, "evidence record rejected");
+                rejected.add("evidence", why);
+            }
+            Ok(()) => {
+                if let (true, Some(rtt)) = (e.ok, e.rtt_ns) {
+                    rtts.push((e.prober, rtt, e.peer_spki));
+                }
+            }
+        }
+    }
+    for (prober, rtt, peer) in rtts {
+        // requests stored before schema 3 carry no key and keep counting
+        let key = chosen.get(prober.as_str()).copied().flatten();
+        if peer.is_some() && key.is_some() && peer.as_deref() != key {
+            continue;
+        }
+        series_of(&mut series, &prober).evidence_rtt_ns.push(rtt);
+    }
+    let dropped = samples.len() - series.values().map(|s| s.samples.len()).sum::<usize>();
+    if dropped > 0 {
+        tracing::debug!(node, dropped, "samples under another session key left out");
     }
     let mut history: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for r in store.rounds_before(node, from, baseline_rounds)? {
@@ -156,50 +219,76 @@ fn series_of<'a>(m: &'a mut BTreeMap<String, ProberSeries>, prober: &str) -> &'a
         samples: Vec::new(),
         sent: 0,
         evidence_rtt_ns: Vec::new(),
+        peer_spki: None,
     })
 }
 
-/// The node's latest evidence record with a bundle in the evidence window ending at `now_ns`
-/// that `trust` accepts (a forged newer record does not hide an older genuine one).
-pub(crate) fn latest_bundle(
+/// Per node, each prober's latest stored bundle in the evidence window ending at `now_ns`
+/// that `trust` accepts; the rejected ones go to `rejected`, by node.
+pub(crate) fn latest_bundles(
+    store: &Store,
+    trust: &Trust,
+    e: &EvidenceConfig,
+    now_ns: i64,
+    rejected: &mut BTreeMap<String, Rejected>,
+) -> Result<BTreeMap<String, Vec<EvidenceRecord>>, StoreError> {
+    let from = now_ns.saturating_sub(i64::try_from(e.window.as_nanos()).unwrap_or(i64::MAX));
+    let mut out: BTreeMap<String, Vec<EvidenceRecord>> = BTreeMap::new();
+    for r in store.evidence_bundles_between(from, now_ns)? {
+        if let Err(why) = trust.check_evidence(&r) {
+            warn!(node = %r.target, prober = %r.prober, reason = %why, "evidence bundle rejected");
+            rejected
+                .entry(r.target.clone())
+                .or_default()
+                .add("evidence", why);
+            continue;
+        }
+        out.entry(r.target.clone()).or_default().push(r);
+    }
+    Ok(out)
+}
+
+/// Verifies each prober's latest stored bundle of the node as of its collection. The node's
+/// latest bundle gives the evidence summary, anchors and in-TD timings; every bundle that
+/// verified vouches for its prober's session key (`session_keys`). The nonce is the one the
+/// prober stored with its request (the daemons are this verifier's nonce issuers); the session
+/// key is the one the request's connection showed. None without a bundle: the verdict policy
+/// decides (`require_evidence`).
+pub(crate) fn verify_evidence(
     store: &Store,
     trust: &Trust,
     e: &EvidenceConfig,
     node: &str,
+    recs: &[EvidenceRecord],
     now_ns: i64,
-    rejected: &mut Rejected,
-) -> Result<Option<EvidenceRecord>, StoreError> {
-    let from = now_ns.saturating_sub(i64::try_from(e.window.as_nanos()).unwrap_or(i64::MAX));
-    for rec in store.evidence_between(node, from, now_ns)? {
-        if rec.bundle.is_none() {
+) -> Result<Option<BundleFindings>, StoreError> {
+    let mut keys = Vec::new();
+    let mut latest: Option<(i64, BundleFindings)> = None;
+    for rec in recs {
+        let Some(found) = verify_one(store, trust, e, node, rec, now_ns)? else {
             continue;
-        }
-        match trust.check_evidence(&rec) {
-            Ok(()) => return Ok(Some(rec)),
-            Err(why) => {
-                warn!(node, prober = %rec.prober, reason = %why, "evidence bundle rejected");
-                rejected.add("evidence", why);
-            }
+        };
+        keys.extend(found.evidence.session_keys.iter().cloned());
+        if latest.as_ref().is_none_or(|(at, _)| rec.at_unix_ns > *at) {
+            latest = Some((rec.at_unix_ns, found));
         }
     }
-    Ok(None)
+    Ok(latest.map(|(_, mut found)| {
+        found.evidence.session_keys = keys;
+        found
+    }))
 }
 
-/// Verifies the node's latest stored bundle as of its collection and puts what it shows into
-/// `input` (evidence summary, anchors, in-TD timings). The nonce is the one the prober stored
-/// with its request (the daemons are this verifier's nonce issuers); the session key is the one
-/// the same prober saw in its round closest to the request. Without a bundle, `input` keeps no
-/// evidence and the verdict policy decides (`require_evidence`).
-pub(crate) fn attach_evidence(
+fn verify_one(
     store: &Store,
     trust: &Trust,
     e: &EvidenceConfig,
-    rec: Option<&EvidenceRecord>,
-    input: &mut NodeInput,
+    node: &str,
+    rec: &EvidenceRecord,
     now_ns: i64,
-) -> Result<(), StoreError> {
-    let Some((rec, bytes)) = rec.and_then(|r| Some((r, r.bundle.as_ref()?))) else {
-        return Ok(());
+) -> Result<Option<BundleFindings>, StoreError> {
+    let Some(bytes) = rec.bundle.as_ref() else {
+        return Ok(None);
     };
     let collected_ns = rec
         .at_unix_ns
@@ -211,7 +300,7 @@ pub(crate) fn attach_evidence(
     let peer_spki = match recorded {
         Some(k) => Some(k),
         None => store
-            .rounds_between(&input.name, from, now_ns)?
+            .rounds_between(node, from, now_ns)?
             .into_iter()
             .filter(|r| r.prober == rec.prober && trust.check_round(r, None).is_ok())
             .filter_map(|r| Some((r.started_unix_ns.abs_diff(rec.at_unix_ns), r.spki?)))
@@ -228,13 +317,91 @@ pub(crate) fn attach_evidence(
         }),
         peer_spki,
     };
-    match EvidenceBundle::from_cbor(bytes) {
-        Ok(bundle) => BundleFindings::verify(&bundle, &e.policy, &inputs).apply_to(input),
+    Ok(Some(match EvidenceBundle::from_cbor(bytes) {
+        Ok(bundle) => {
+            BundleFindings::verify(&bundle, &e.policy, &inputs).requested_over(&rec.prober)
+        }
         // The report names the decoding failure (`bundle_format`).
         Err(_) => {
             let report = verify_bundle_bytes(bytes, &e.policy, &inputs);
-            input.evidence = Some(EvidenceSummary::from_report(&report));
+            BundleFindings {
+                evidence: EvidenceSummary::from_report(&report),
+                in_td: InTdTimings::default(),
+                anchors: Vec::new(),
+                anchor_error: None,
+                failed_anchors: Vec::new(),
+            }
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{LandmarkRoundRecord, SiteRecord};
+
+    fn landmark_round(prober: &str, at: i64, min: u64) -> LandmarkRoundRecord {
+        LandmarkRoundRecord {
+            prober: prober.into(),
+            landmark: "ref-fra".into(),
+            site: "fra".into(),
+            address: "127.0.0.1:4500".into(),
+            spki: None,
+            started_unix_ns: at,
+            sent: 5,
+            answered: 5,
+            min_rtt_ns: Some(min + 20),
+            min_eff_rtt_ns: Some(min),
+            error: None,
         }
     }
-    Ok(())
+
+    /// The monitor's world carries each prober's landmark minimum over the judging window, and
+    /// a landmark the probers recorded is consistent with their sites.
+    #[test]
+    fn world_has_the_landmark_minima_of_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("w.db")).unwrap();
+        let sites = [
+            SiteRecord {
+                name: "ams".into(),
+                lat: 52.37,
+                lon: 4.9,
+            },
+            SiteRecord {
+                name: "fra".into(),
+                lat: 50.11,
+                lon: 8.68,
+            },
+        ];
+        store.upsert_world("p-ams", "ams", &sites).unwrap();
+        store.upsert_world("p-fra", "fra", &sites).unwrap();
+        for r in [
+            landmark_round("p-ams", 100, 5_600_000),
+            landmark_round("p-ams", 200, 5_400_000),
+            landmark_round("p-fra", 150, 90_000),
+            // Before the window: an older route, not this window's calibration.
+            landmark_round("p-ams", 10, 1_000_000),
+        ] {
+            store.insert_landmark_round(&r).unwrap();
+        }
+        let w = world(&store, 50, 300).unwrap();
+        assert_eq!(
+            w.landmarks,
+            [
+                LandmarkRtt {
+                    prober: "p-ams".into(),
+                    site: "fra".into(),
+                    min_rtt_ns: 5_400_000
+                },
+                LandmarkRtt {
+                    prober: "p-fra".into(),
+                    site: "fra".into(),
+                    min_rtt_ns: 90_000
+                },
+            ]
+        );
+        assert_eq!(w.problems(), Vec::<String>::new());
+        assert!(world(&store, 300, 400).unwrap().landmarks.is_empty());
+    }
 }

@@ -7,6 +7,7 @@ mod alert;
 pub mod config;
 mod input;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -160,10 +161,14 @@ pub fn judge_all(
                 .iter()
                 .filter_map(|(n, _)| Some((n.clone(), c.claims.get(n)?.clone())))
                 .collect();
-            (c.world.clone(), &c.trust, nodes)
+            let mut world = c.world.clone();
+            world.landmarks = input::landmarks(store, from, now_ns, |p| {
+                c.world.probers.iter().any(|q| q.id == p)
+            })?;
+            (world, &c.trust, nodes)
         }
         Fleet::Unsigned => {
-            let world = input::world(store)?;
+            let world = input::world(store, from, now_ns)?;
             let problems = world.problems();
             if !problems.is_empty() {
                 return Err(MonitorError::InconsistentWorld { problems });
@@ -171,24 +176,49 @@ pub fn judge_all(
             (world, &unchecked, store.nodes_between(from, now_ns)?)
         }
     };
+    let mut bundle_rejects = BTreeMap::new();
+    let bundles = match &judging.evidence {
+        Some(e) => Some(input::latest_bundles(
+            store,
+            trust,
+            e,
+            now_ns,
+            &mut bundle_rejects,
+        )?),
+        None => None,
+    };
     let mut out = Vec::new();
     let mut failed = Vec::new();
     for (node, claim) in nodes {
         let previous = store.latest_verdict(&node)?;
-        let mut rejected = input::Rejected::default();
+        let mut rejected = bundle_rejects.remove(&node).unwrap_or_default();
+        let found = match (&judging.evidence, &bundles) {
+            (Some(e), Some(bundles)) => {
+                let recs = bundles.get(&node).map_or(&[][..], Vec::as_slice);
+                input::verify_evidence(store, trust, e, &node, recs, now_ns)?
+            }
+            _ => None,
+        };
+        let keys = found
+            .as_ref()
+            .map_or(&[][..], |f| &f.evidence.session_keys[..]);
         let (mut input, accepted) = input::node_input(
             store,
             trust,
             &node,
             &claim,
-            from,
-            now_ns,
+            (from, now_ns),
             judging.baseline_rounds,
+            keys,
             &mut rejected,
         )?;
-        if let Some(e) = &judging.evidence {
-            let rec = input::latest_bundle(store, trust, e, &node, now_ns, &mut rejected)?;
-            input::attach_evidence(store, trust, e, rec.as_ref(), &mut input, now_ns)?;
+        if let Some(f) = &found {
+            f.apply_to(&mut input);
+            own_evidence_rtts(
+                &mut input,
+                bundles.as_ref().and_then(|b| b.get(&node)),
+                keys,
+            );
         }
         let mut j = judge(&world, &input, &judging.policy);
         if !rejected.is_empty() {
@@ -253,6 +283,24 @@ pub fn judge_all(
         out.push(j);
     }
     Ok((out, failed))
+}
+
+/// A prober whose own bundle verified is held to the evidence bound on that very request: its
+/// round trip is paired with the bundle's in-TD time, not with other requests' round trips.
+fn own_evidence_rtts(
+    input: &mut locus_analysis::NodeInput,
+    recs: Option<&Vec<crate::store::EvidenceRecord>>,
+    keys: &[locus_analysis::VerifiedKey],
+) {
+    for s in &mut input.probes {
+        let own = keys
+            .iter()
+            .any(|k| k.prober.as_deref() == Some(s.prober.as_str()));
+        let rec = recs.and_then(|r| r.iter().find(|r| r.prober == s.prober));
+        if let (true, Some(rtt)) = (own, rec.and_then(|r| r.rtt_ns)) {
+            s.evidence_rtt_ns = vec![rtt];
+        }
+    }
 }
 
 fn ns_of(d: Duration) -> i64 {

@@ -93,7 +93,25 @@ CREATE INDEX evidence_bundle_time ON evidence (at_unix_ns) WHERE bundle IS NOT N
     r#"
 ALTER TABLE evidence ADD COLUMN peer_spki TEXT;
 "#,
-    // 4: each prober's signature over its rounds and evidence records (crate::integrity), with
+    // 4: rounds against landmarks (responders at known sites), the judge's calibration.
+    r#"
+CREATE TABLE landmark_rounds (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    prober TEXT NOT NULL,
+    landmark TEXT NOT NULL,
+    site TEXT NOT NULL,
+    address TEXT NOT NULL,
+    spki TEXT,
+    started_unix_ns INTEGER NOT NULL,
+    sent INTEGER NOT NULL,
+    answered INTEGER NOT NULL,
+    min_rtt_ns INTEGER,
+    min_eff_rtt_ns INTEGER,
+    error TEXT
+);
+CREATE INDEX landmark_rounds_time ON landmark_rounds (started_unix_ns);
+"#,
+    // 5: each prober's signature over its rounds and evidence records (crate::integrity), with
     // the digest of the samples or bundle it signed, so that rows altered on the database or its
     // link are not judged (issue 20).
     r#"
@@ -189,6 +207,23 @@ CREATE INDEX evidence_bundle_time ON evidence (at_unix_ns) WHERE bundle IS NOT N
 "#,
     r#"
 ALTER TABLE evidence ADD COLUMN peer_spki TEXT;
+"#,
+    r#"
+CREATE TABLE landmark_rounds (
+    id BIGSERIAL PRIMARY KEY,
+    prober TEXT NOT NULL,
+    landmark TEXT NOT NULL,
+    site TEXT NOT NULL,
+    address TEXT NOT NULL,
+    spki TEXT,
+    started_unix_ns BIGINT NOT NULL,
+    sent BIGINT NOT NULL,
+    answered BIGINT NOT NULL,
+    min_rtt_ns BIGINT,
+    min_eff_rtt_ns BIGINT,
+    error TEXT
+);
+CREATE INDEX landmark_rounds_time ON landmark_rounds (started_unix_ns);
 "#,
     r#"
 ALTER TABLE rounds ADD COLUMN samples_sha256 BYTEA;
