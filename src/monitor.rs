@@ -13,7 +13,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use locus_analysis::Judgement;
-use locus_fleet::monitor::{judge_all, unix_now_ns, EvidenceConfig, Judging, Sinks};
+use locus_fleet::monitor::{
+    judge_all, unix_now_ns, EvidenceConfig, Fleet, Judging, MonitorConfig, Sinks,
+};
 use locus_fleet::store::{Database, Store, StoreError};
 use serde::Serialize;
 
@@ -35,6 +37,16 @@ pub(crate) struct MonitorArgs {
     /// `postgres://user:password@host:port/dbname` URL.
     #[arg(long)]
     db: Database,
+    /// The monitor's own view of the fleet (TOML, config/monitor.example.toml): sites, probers
+    /// with their public keys, nodes with their claims. Only rows those probers signed are
+    /// judged. Required unless --allow-unsigned.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Judge unsigned rows: with --config, those of probers listed without a key; without it,
+    /// every row, with sites, probers and claims as the database holds them. Anyone who can
+    /// write the database (or its link) then decides the verdicts.
+    #[arg(long)]
+    allow_unsigned: bool,
     /// Verdict policy (TOML, config/policy.example.toml); defaults when absent. Without
     /// --evidence-policy set `require_evidence = false` to judge on timing alone.
     #[arg(long)]
@@ -99,7 +111,23 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         }),
         None => None,
     };
+    let fleet = match &args.config {
+        Some(path) => Fleet::Configured(MonitorConfig::load(path, args.allow_unsigned)?),
+        None if args.allow_unsigned => {
+            tracing::warn!(
+                "--allow-unsigned without --config: every stored row is judged unverified, with \
+                 the sites, probers and claims the database holds"
+            );
+            Fleet::Unsigned
+        }
+        None => bail!(
+            "the monitor needs --config FILE naming the probers and their public keys \
+             (config/monitor.example.toml) so that it judges only rows they signed; \
+             --allow-unsigned judges every stored row unverified instead"
+        ),
+    };
     let judging = Judging {
+        fleet,
         policy: locus_fleet::verifier::load_verdict_policy(args.policy.as_deref())?
             .calibrated_vtpm(evidence.as_ref().map(|e| &e.policy)),
         window: Duration::from_secs_f64(args.window_s),

@@ -11,7 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use locus_analysis::judge::geo::{distance_km, LatLon};
+use locus_fleet::integrity::{seal_evidence, seal_round};
 use locus_fleet::store::{Database, EvidenceRecord, RoundRecord, SampleRecord, SiteRecord, Store};
+use locus_prober::identity::ProberIdentity;
 use locus_test_support::pg_server;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -61,7 +63,49 @@ fn round(prober: &str, node: &str, started: i64, min_eff: Option<u64>, error: bo
         min_eff_rtt_ns: min_eff,
         inside_p50_ns: Some(20_000),
         error: error.then(|| "unreachable".to_string()),
+        seal: None,
     }
+}
+
+/// The identity key of `fill`'s prober `p` (a fixed seed per prober).
+fn key(prober: &str) -> ProberIdentity {
+    let mut seed = [7u8; 32];
+    for (i, b) in prober.bytes().enumerate() {
+        seed[i % 32] ^= b;
+    }
+    ProberIdentity::from_seed(seed)
+}
+
+/// `r` and its samples as prober `r.prober` signs them.
+fn signed(mut r: RoundRecord, samples: &[SampleRecord]) -> RoundRecord {
+    seal_round(&key(&r.prober), &mut r, samples);
+    r
+}
+
+/// A monitor config (in `dir`) for `fill`'s world: its sites, its probers with their keys (or
+/// `keys` instead), the nodes claiming fra.
+fn fill_config(dir: &Path, keys: Option<&[(&str, String)]>) -> PathBuf {
+    let mut s = String::new();
+    for (n, lat, lon) in SITES {
+        s.push_str(&format!(
+            "[[sites]]\nname = \"{n}\"\nlat = {lat}\nlon = {lon}\n"
+        ));
+    }
+    let own: Vec<(&str, String)> = PROBERS
+        .iter()
+        .map(|p| (*p, key(p).public_key().to_string()))
+        .collect();
+    for (p, k) in keys.unwrap_or(&own) {
+        s.push_str(&format!(
+            "[[probers]]\nid = \"{p}\"\nsite = \"{p}\"\npublic_key = \"{k}\"\n"
+        ));
+    }
+    for n in ["honest", "moved", "dark"] {
+        s.push_str(&format!("[[nodes]]\nname = \"{n}\"\nclaim = \"fra\"\n"));
+    }
+    let path = dir.join("monitor.toml");
+    std::fs::write(&path, s).unwrap();
+    path
 }
 
 /// Three probers; `honest` at fra, `moved` was at fra and is now at waw, `dark` never answers.
@@ -89,7 +133,7 @@ fn window_round(
     let min = samples.iter().map(|x| x.rtt_ns - x.inside_ns).min();
     let mut r = round(prober, node, start, min, false);
     r.spki = key.map(str::to_owned);
-    s.insert_round(&r, &samples).unwrap();
+    s.insert_round(&signed(r, &samples), &samples).unwrap();
 }
 
 /// [`SITES`] as the store records them.
@@ -115,17 +159,14 @@ fn fill_keyed(db: &Database, t: i64, key: Option<&str>) {
         for (node, now_at) in [("honest", "fra"), ("moved", "waw")] {
             for k in 0..5 {
                 let hist = rtt_ns(p, "fra", 0) - 20_000;
-                s.insert_round(
-                    &round(p, node, t - 1000 * S + k * 10 * S, Some(hist), false),
-                    &[],
-                )
-                .unwrap();
+                let r = round(p, node, t - 1000 * S + k * 10 * S, Some(hist), false);
+                s.insert_round(&signed(r, &[]), &[]).unwrap();
             }
             let key = key.filter(|_| node == "honest");
             window_round(&mut s, (p, node), t - 50 * S, (now_at, 100), key);
         }
-        s.insert_round(&round(p, "dark", t - 50 * S, None, true), &[])
-            .unwrap();
+        let dark = signed(round(p, "dark", t - 50 * S, None, true), &[]);
+        s.insert_round(&dark, &[]).unwrap();
     }
 }
 
@@ -205,6 +246,8 @@ fn monitor_verifying(
             &verdict_policy,
             &"--evidence-policy",
             &evidence_policy,
+            // Bundles stored unsigned: these tests are about evidence, not rows.
+            &"--allow-unsigned",
         ],
     )
 }
@@ -217,7 +260,13 @@ fn judge_once_and_export(db: &Database) {
     };
     let t = 1_800_000_000 * S;
     fill(db, t);
-    let (v, stdout) = monitor_once(&arg, "1800000000", &[&"--policy", &policy()]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = fill_config(dir.path(), None);
+    let (v, stdout) = monitor_once(
+        &arg,
+        "1800000000",
+        &[&"--policy", &policy(), &"--config", &config],
+    );
     let verdict = |name: &str| {
         v["nodes"]
             .as_array()
@@ -259,14 +308,16 @@ fn two_probers_write_one_postgres_database_that_monitor_and_export_read() {
     let dir = tempfile::tempdir().unwrap();
     let url = pg_server::shared().unwrap().fresh_database().unwrap();
     let (responder, raddr) = start_responder();
+    let mut keys = Vec::new();
     let probers: Vec<Proc> = [("p-ams", "ams"), ("p-par", "par")]
         .iter()
         .map(|(id, site)| {
-            let cfg = dir.path().join(format!("{id}.toml"));
-            std::fs::write(&cfg, daemon_config(&url, (id, site), raddr, &["n"])).unwrap();
+            let (cfg, key) = keyed_daemon(dir.path(), &url, (id, site), raddr, &["n"]);
+            keys.push((*id, *site, key));
             Proc(prober(&cfg).stderr(Stdio::null()).spawn().unwrap())
         })
         .collect();
+    let config = daemon_monitor_config(dir.path(), &keys, &["n"]);
     for (mut p, id) in probers.into_iter().zip(["p-ams", "p-par"]) {
         let addr = p.listen();
         wait_for(addr, "three rounds", |t| {
@@ -294,7 +345,11 @@ fn two_probers_write_one_postgres_database_that_monitor_and_export_read() {
         .unwrap()
         .as_secs_f64();
     // One node near both probers at once, 430 km apart: not located, whatever the verdict.
-    let (v, stdout) = monitor_once(&url, &(now + 1.0).to_string(), &[&"--policy", &policy()]);
+    let (v, stdout) = monitor_once(
+        &url,
+        &(now + 1.0).to_string(),
+        &[&"--policy", &policy(), &"--config", &config],
+    );
     let mut seen: Vec<&str> = v["nodes"][0]["distances"]
         .as_array()
         .unwrap()
@@ -333,7 +388,10 @@ fn cli_names_postgres_problems_clearly() {
         ),
         (newer, "newer than this locus supports"),
     ] {
-        for cmd in [&["export"][..], &["monitor", "--once"][..]] {
+        for cmd in [
+            &["export"][..],
+            &["monitor", "--once", "--allow-unsigned"][..],
+        ] {
             let out = locus().args(cmd).args(["--db", &url]).output().unwrap();
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(2), "{cmd:?} {stderr}");
@@ -415,6 +473,48 @@ fn daemon_config(
         ));
     }
     s
+}
+
+/// Like [`daemon_config`], written to `dir/ID.toml` with a new identity key `dir/ID.key`;
+/// returns the config's path and the key's public half.
+fn keyed_daemon(
+    dir: &Path,
+    db: &str,
+    (id, site): (&str, &str),
+    raddr: SocketAddr,
+    targets: &[&str],
+) -> (PathBuf, String) {
+    let key_file = dir.join(format!("{id}.key"));
+    let identity = ProberIdentity::generate();
+    identity.write_new(&key_file).unwrap();
+    let text = daemon_config(db, (id, site), raddr, targets).replacen(
+        "[probe]",
+        &format!("key_file = \"{}\"\n[probe]", key_file.display()),
+        1,
+    );
+    let cfg = dir.join(format!("{id}.toml"));
+    std::fs::write(&cfg, text).unwrap();
+    (cfg, identity.public_key().to_string())
+}
+
+/// A monitor config (`dir/monitor.toml`) for daemons of [`daemon_config`]'s world: probers
+/// `(id, site, public key)`, `nodes` claiming ams.
+fn daemon_monitor_config(dir: &Path, probers: &[(&str, &str, String)], nodes: &[&str]) -> PathBuf {
+    let mut s = String::from(
+        "[[sites]]\nname = \"ams\"\nlat = 52.37\nlon = 4.9\n\
+         [[sites]]\nname = \"par\"\nlat = 48.86\nlon = 2.35\n",
+    );
+    for (id, site, key) in probers {
+        s.push_str(&format!(
+            "[[probers]]\nid = \"{id}\"\nsite = \"{site}\"\npublic_key = \"{key}\"\n"
+        ));
+    }
+    for n in nodes {
+        s.push_str(&format!("[[nodes]]\nname = \"{n}\"\nclaim = \"ams\"\n"));
+    }
+    let path = dir.join("monitor.toml");
+    std::fs::write(&path, s).unwrap();
+    path
 }
 
 /// `locus prober --config cfg` with its announce line on a pipe.
@@ -531,6 +631,7 @@ fn monitor_verifies_stored_bundles_by_named_check() {
                     nonce: Some(nonce.to_vec()),
                     bundle: Some(bundle.to_vec()),
                     peer_spki: Some(hex::encode(seen_key)),
+                    seal: None,
                 })
                 .unwrap();
         }
@@ -615,6 +716,7 @@ fn samples_under_a_key_no_verified_bundle_binds_do_not_locate() {
         nonce: Some(lab.bundle.nonce.clone()),
         bundle: Some(lab.bundle.to_cbor()),
         peer_spki: Some(td_key.clone()),
+        seal: None,
     })
     .unwrap();
     drop(s);
@@ -652,6 +754,8 @@ fn monitor_serves_verdicts_and_stops_on_sigterm() {
             .arg(&db)
             .arg("--policy")
             .arg(policy())
+            .arg("--config")
+            .arg(fill_config(dir.path(), None))
             .args(["--listen", "127.0.0.1:0", "--interval-s", "0.2"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -793,7 +897,7 @@ fn prober_daemon_probes_stores_and_exports_landmarks() {
     // The monitor judges node a with the landmark in its world (a consistent one: the
     // landmark's prober and site are known).
     let out = locus()
-        .args(["monitor", "--once", "--json", "--db"])
+        .args(["monitor", "--once", "--json", "--allow-unsigned", "--db"])
         .arg(&db)
         .arg("--policy")
         .arg(policy())
@@ -905,6 +1009,8 @@ fn relocation_alert_reaches_a_real_alertmanager() {
         .arg(&db)
         .arg("--policy")
         .arg(policy())
+        .arg("--config")
+        .arg(fill_config(dir.path(), None))
         .args(["--once", "--at", &now_s.to_string()])
         .args(["--alertmanager", &format!("http://{am_addr}")])
         .output()
@@ -991,6 +1097,8 @@ fn lab_relocation_through_daemons_fires_a_real_alert() {
         locus()
             .args(["monitor", "--db", db, "--policy"])
             .arg(serving["policy"].as_str().unwrap())
+            .arg("--config")
+            .arg(serving["monitor_config"].as_str().unwrap())
             .arg("--evidence-policy")
             .arg(serving["evidence_policy"].as_str().unwrap())
             .args(["--listen", "127.0.0.1:0", "--interval-s", "1"])
@@ -1033,6 +1141,8 @@ fn lab_relocation_through_daemons_fires_a_real_alert() {
             let once = locus()
                 .args(["monitor", "--db", db, "--once", "--json", "--policy"])
                 .arg(serving["policy"].as_str().unwrap())
+                .arg("--config")
+                .arg(serving["monitor_config"].as_str().unwrap())
                 .arg("--evidence-policy")
                 .arg(serving["evidence_policy"].as_str().unwrap())
                 .args(["--window-s", "4", "--baseline-rounds", "5"])
@@ -1280,4 +1390,212 @@ fn bench_fleet_reports_its_contract_keys() {
     assert!((0.0..1000.0).contains(&late), "{v}");
     let ratio = num("cpu_ratio_vs_udp_loop");
     assert!(ratio.is_finite() && ratio > 0.0, "{v}");
+}
+
+/// `locus monitor --once --json --config CONFIG` as of `at`: the judged nodes, whatever the
+/// exit code (0 or 1).
+fn judged(db: &str, at: &str, config: &Path) -> Vec<serde_json::Value> {
+    let out = locus()
+        .args([
+            "monitor", "--once", "--json", "--db", db, "--at", at, "--policy",
+        ])
+        .arg(policy())
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    v["nodes"].as_array().unwrap().clone()
+}
+
+fn node<'a>(nodes: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
+    nodes
+        .iter()
+        .find(|n| n["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not judged: {nodes:?}"))
+}
+
+fn reasons(n: &serde_json::Value) -> String {
+    n["reasons"].to_string()
+}
+
+/// After a signed daemon run, `UPDATE samples SET rtt_ns = rtt_ns / 10` on the database: the
+/// monitor judges none of the altered rounds (the node becomes `inconclusive`, naming
+/// `samples_mismatch`) and counts them in `locus_rows_rejected_total`.
+#[test]
+fn altered_samples_are_rejected_counted_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = pg_server::shared().unwrap();
+    let url = server.fresh_database().unwrap();
+    let dbname = url.rsplit('/').next().unwrap().to_owned();
+    let (responder, raddr) = start_responder();
+    let (cfg, key) = keyed_daemon(dir.path(), &url, ("p-ams", "ams"), raddr, &["n"]);
+    let mut p = Proc(prober(&cfg).stderr(Stdio::null()).spawn().unwrap());
+    let addr = p.listen();
+    wait_for(addr, "five rounds", |t| {
+        series(t, "locus_rounds_total{prober=\"p-ams\",target=\"n\"").is_some_and(|v| v >= 5.0)
+    });
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.exit_code(), Some(0));
+    responder.signal(Signal::SIGTERM);
+    let config = daemon_monitor_config(dir.path(), &[("p-ams", "ams", key)], &["n"]);
+    let at = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        + 1.0)
+        .to_string();
+
+    let before = judged(&url, &at, &config);
+    let n = node(&before, "n");
+    assert_ne!(n["verdict"], "inconclusive", "{n}");
+    assert!(!reasons(n).contains("rejected"), "{n}");
+
+    server
+        .sql(&dbname, "UPDATE samples SET rtt_ns = rtt_ns / 10")
+        .unwrap();
+    let after = judged(&url, &at, &config);
+    let n = node(&after, "n");
+    assert_eq!(n["verdict"], "inconclusive", "{n}");
+    assert!(reasons(n).contains("samples_mismatch"), "{n}");
+
+    // Served, the rejections are counted.
+    let mut m = Proc(
+        locus()
+            .args(["monitor", "--db", &url, "--policy"])
+            .arg(policy())
+            .arg("--config")
+            .arg(&config)
+            .args(["--listen", "127.0.0.1:0", "--interval-s", "0.2"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let maddr = m.listen();
+    let text = wait_for(maddr, "rejected rounds counted", |t| {
+        series(
+            t,
+            "locus_rows_rejected_total{table=\"rounds\",reason=\"samples_mismatch\"}",
+        )
+        .is_some_and(|v| v >= 5.0)
+    });
+    promtool_check(&text);
+    m.signal(Signal::SIGTERM);
+    assert_eq!(m.exit_code(), Some(0));
+}
+
+/// A second prober writes the database too: it moves the claimed site's coordinates, moves an
+/// honest prober's site and stores rounds that would place the moved node at its claim. The
+/// monitor takes sites, probers and claims from its own config and only its probers' signed
+/// rows: nothing it judges changes.
+#[test]
+fn a_rogue_prober_changes_nothing_the_monitor_judges() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let t = 1_800_000_000 * S;
+    fill(&Database::Sqlite(db.clone()), t);
+    let config = fill_config(dir.path(), None);
+    let arg = db.to_str().unwrap();
+    let before = judged(arg, "1800000000", &config);
+    assert_eq!(node(&before, "moved")["verdict"], "relocated");
+
+    let mut store = Store::open(&db).unwrap();
+    let fake: Vec<SiteRecord> = SITES
+        .iter()
+        .map(|(n, lat, lon)| match *n {
+            // fra moved onto waw, where `moved` now answers from.
+            "fra" => SiteRecord {
+                name: "fra".into(),
+                lat: 52.23,
+                lon: 21.01,
+            },
+            n => SiteRecord {
+                name: n.into(),
+                lat: *lat,
+                lon: *lon,
+            },
+        })
+        .collect();
+    store.upsert_world("rogue", "waw", &fake).unwrap();
+    store.upsert_world("ams", "fra", &fake).unwrap();
+    assert_eq!(judged(arg, "1800000000", &config), before);
+
+    // Its own rounds, signed with its own key: fra-like round trips for `moved`.
+    let rogue = ProberIdentity::from_seed([99; 32]);
+    let start = t - 40 * S;
+    let samples: Vec<SampleRecord> = (0..50u64)
+        .map(|i| SampleRecord {
+            sent_unix_ns: start + i as i64 * S / 10,
+            rtt_ns: rtt_ns("waw", "waw", i),
+            inside_ns: 20_000,
+        })
+        .collect();
+    let mut r = round(
+        "rogue",
+        "moved",
+        start,
+        samples.iter().map(|s| s.rtt_ns).min(),
+        false,
+    );
+    seal_round(&rogue, &mut r, &samples);
+    store.insert_round(&r, &samples).unwrap();
+    let after = judged(arg, "1800000000", &config);
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(b["verdict"], a["verdict"], "{a}");
+        assert_eq!(b["region"], a["region"], "{a}");
+        assert_eq!(b["distances"], a["distances"], "{a}");
+    }
+    assert!(
+        reasons(node(&after, "moved")).contains("1 rounds (unknown_prober)"),
+        "{after:?}"
+    );
+}
+
+/// Rows signed by a key the monitor's config does not give their prober are not judged; a
+/// monitor without a config refuses to judge unless told to take unsigned rows.
+#[test]
+fn a_prober_key_not_in_the_monitor_config_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    fill(&Database::Sqlite(db.clone()), 1_800_000_000 * S);
+    let arg = db.to_str().unwrap();
+    let stranger = ProberIdentity::from_seed([42; 32]).public_key().to_string();
+    let keys: Vec<(&str, String)> = PROBERS
+        .iter()
+        .map(|p| match *p {
+            "ams" => (*p, stranger.clone()),
+            p => (p, key(p).public_key().to_string()),
+        })
+        .collect();
+    let config = fill_config(dir.path(), Some(&keys));
+    let nodes = judged(arg, "1800000000", &config);
+    let honest = node(&nodes, "honest");
+    assert!(reasons(honest).contains("(unknown_key)"), "{honest}");
+    let probers: Vec<&str> = honest["distances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["prober"].as_str().unwrap())
+        .collect();
+    assert!(!probers.contains(&"ams"), "{honest}");
+    assert!(!probers.is_empty(), "{honest}");
+
+    let out = locus()
+        .args(["monitor", "--once", "--db", arg])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--config"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

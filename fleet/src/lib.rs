@@ -7,6 +7,7 @@
 //! `locus_analysis` (pure). This crate must never import the lab or the responder.
 
 pub mod daemon;
+pub mod integrity;
 pub mod metrics;
 pub mod monitor;
 pub mod store;

@@ -56,6 +56,13 @@ pub struct NodeLabels {
     pub claim: String,
 }
 
+/// Labels of `locus_rows_rejected_total`: the table (`rounds`, `evidence`) and why.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    pub table: String,
+    pub reason: String,
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 fn rtt_histogram() -> Histogram {
@@ -278,6 +285,8 @@ pub struct NodeMetrics {
     pub region_radius_km: Family<NodeLabels, FloatGauge>,
     pub last_judged: Family<NodeLabels, FloatGauge>,
     pub judgements: Counter,
+    /// Stored rows a judgement did not use (counted each time a judgement reads them).
+    pub rows_rejected: Family<RejectLabels, Counter>,
 }
 
 impl NodeMetrics {
@@ -288,6 +297,7 @@ impl NodeMetrics {
             region_radius_km: Family::default(),
             last_judged: Family::default(),
             judgements: Counter::default(),
+            rows_rejected: Family::default(),
         };
         registry.register(
             "locus_node_verdict",
@@ -305,6 +315,12 @@ impl NodeMetrics {
             m.last_judged.clone(),
         );
         registry.register("locus_judgements", "Judgements made", m.judgements.clone());
+        registry.register(
+            "locus_rows_rejected",
+            "Stored rows not judged (unsigned, unknown prober or key, bad signature, altered \
+             samples or bundle), each time a judgement read them",
+            m.rows_rejected.clone(),
+        );
         m
     }
 

@@ -2,7 +2,9 @@
 //! schedule) without the lab's own probers, kept running so that the operators' tools watch
 //! it: one `locus prober --config` daemon per prober site and `locus monitor` on their
 //! database. Writes `OUT/fleet/prober-<id>.toml` (one per prober, every path through the
-//! relay, the scenario's landmarks as `[[landmark]]`), `OUT/fleet/verdict-policy.toml`, and the lab's trust files and evidence policy.
+//! relay, the scenario's landmarks as `[[landmark]]`) with its identity key
+//! `OUT/fleet/prober-<id>.key`, `OUT/fleet/monitor.toml` (sites, the probers' public keys, the
+//! nodes' claims), `OUT/fleet/verdict-policy.toml`, and the lab's trust files and evidence policy.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,6 +14,8 @@ use anyhow::Context;
 use locus_analysis::verify::bundle::nonce::NonceLedger;
 use serde::Serialize;
 use tokio::sync::watch;
+
+use locus_prober::identity::ProberIdentity;
 
 use crate::addr;
 use crate::emulation::{prober_id, NONCE_ISSUER};
@@ -35,6 +39,8 @@ pub struct Serving {
     pub db: PathBuf,
     /// Verdict policy for `locus monitor --policy`.
     pub policy: PathBuf,
+    /// The monitor's config (`locus monitor --config`): sites, probers with their keys, claims.
+    pub monitor_config: PathBuf,
     /// Evidence policy (the lab's trust roots) for `locus monitor --evidence-policy`.
     pub evidence_policy: PathBuf,
     /// Seconds the world keeps running.
@@ -76,6 +82,7 @@ async fn serve(
     let fleet = out.join(FLEET_DIR);
     std::fs::create_dir_all(&fleet).with_context(|| format!("creating {}", fleet.display()))?;
     let mut configs = Vec::new();
+    let mut probers = Vec::new();
     for i in 0..s.probers.len() {
         let mut targets = Vec::new();
         for (j, node) in w.nodes.iter().enumerate() {
@@ -100,11 +107,29 @@ async fn serve(
             });
         }
         let id = prober_id(s, i, s.probers[i]);
+        let key_file = fleet.join(format!("prober-{id}.key"));
+        // A world served again into the same directory keeps its probers' keys.
+        let identity = if key_file.exists() {
+            ProberIdentity::load(&key_file)?
+        } else {
+            let identity = ProberIdentity::generate();
+            identity.write_new(&key_file)?;
+            identity
+        };
+        probers.push(MonitorProber {
+            id: id.clone(),
+            site: s.sites[s.probers[i]].name.clone(),
+            public_key: identity.public_key().to_string(),
+        });
         let path = fleet.join(format!("prober-{id}.toml"));
-        let text = daemon_config(s, i, &id, targets, landmarks)?;
+        let text = daemon_config(s, i, &id, &key_file, targets, landmarks)?;
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         configs.push(path);
     }
+    let monitor_config = fleet.join("monitor.toml");
+    let text = monitor_config_text(s, w, probers)?;
+    std::fs::write(&monitor_config, text)
+        .with_context(|| format!("writing {}", monitor_config.display()))?;
     let policy = fleet.join("verdict-policy.toml");
     std::fs::write(&policy, VERDICT_POLICY)
         .with_context(|| format!("writing {}", policy.display()))?;
@@ -115,6 +140,7 @@ async fn serve(
         configs,
         db: fleet.join("locus.db"),
         policy,
+        monitor_config,
         evidence_policy: out.join(crate::trust::POLICY),
         duration_s: s.duration_s,
     });
@@ -153,6 +179,63 @@ struct DaemonConfig<'a> {
 struct ProberEntry<'a> {
     id: &'a str,
     site: &'a str,
+    key_file: &'a Path,
+}
+
+#[derive(Serialize)]
+struct MonitorConfig<'a> {
+    sites: Vec<SiteEntry<'a>>,
+    probers: Vec<MonitorProber>,
+    nodes: Vec<NodeEntry>,
+}
+
+#[derive(Serialize)]
+struct MonitorProber {
+    id: String,
+    site: String,
+    public_key: String,
+}
+
+#[derive(Serialize)]
+struct NodeEntry {
+    name: String,
+    claim: String,
+}
+
+fn site_entries(s: &Scenario) -> Vec<SiteEntry<'_>> {
+    s.sites
+        .iter()
+        .map(|x| SiteEntry {
+            name: &x.name,
+            lat: x.lat,
+            lon: x.lon,
+        })
+        .collect()
+}
+
+/// The `locus monitor --config` file: the scenario's sites, the daemons' keys, every node's
+/// claim.
+fn monitor_config_text(
+    s: &Scenario,
+    w: &World,
+    probers: Vec<MonitorProber>,
+) -> anyhow::Result<String> {
+    let config = MonitorConfig {
+        sites: site_entries(s),
+        probers,
+        nodes: w
+            .nodes
+            .iter()
+            .map(|n| NodeEntry {
+                name: n.name.clone(),
+                claim: s.sites[n.claim].name.clone(),
+            })
+            .collect(),
+    };
+    Ok(format!(
+        "# Monitor for a served lab: `locus monitor --config THIS_FILE`.\n{}",
+        toml::to_string(&config)?
+    ))
 }
 
 #[derive(Serialize)]
@@ -192,6 +275,7 @@ fn daemon_config(
     s: &Scenario,
     i: usize,
     id: &str,
+    key_file: &Path,
     targets: Vec<TargetEntry>,
     landmark: Vec<LandmarkEntry>,
 ) -> anyhow::Result<String> {
@@ -203,6 +287,7 @@ fn daemon_config(
         prober: ProberEntry {
             id,
             site: &s.sites[s.probers[i]].name,
+            key_file,
         },
         probe: ProbeEntry {
             rate_hz: s.rate_hz,
@@ -212,15 +297,7 @@ fn daemon_config(
                 .map(|k| world::anchor_name(s, k, s.anchors[k]))
                 .collect(),
         },
-        sites: s
-            .sites
-            .iter()
-            .map(|x| SiteEntry {
-                name: &x.name,
-                lat: x.lat,
-                lon: x.lon,
-            })
-            .collect(),
+        sites: site_entries(s),
         targets,
         landmark,
     };

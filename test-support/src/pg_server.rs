@@ -12,7 +12,7 @@
 
 use std::io;
 use std::net::{Ipv4Addr, TcpListener};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -63,6 +63,8 @@ pub struct PgServer {
     dir: PathBuf,
     port: u16,
     running: bool,
+    /// Serves TLS (`ssl=on`) with `server.crt`/`server.key` in its directory.
+    tls: bool,
     watchdog: Option<Child>,
     // Removed last, after the server stopped.
     _tmp: tempfile::TempDir,
@@ -71,6 +73,16 @@ pub struct PgServer {
 impl PgServer {
     /// Makes a cluster and starts it (about a second).
     pub fn start() -> Result<Self, PgServerError> {
+        Self::start_with(None)
+    }
+
+    /// Like [`PgServer::start`], serving TLS (`ssl=on`, plain connections still allowed) with
+    /// this certificate chain and key (PEM).
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Result<Self, PgServerError> {
+        Self::start_with(Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> Result<Self, PgServerError> {
         let bin = find_bin()?;
         let tmp = tempfile::Builder::new().prefix("locus-pg-").tempdir()?;
         let dir = tmp.path().to_owned();
@@ -92,6 +104,7 @@ impl PgServer {
             dir,
             port: 0,
             running: false,
+            tls: tls.is_some(),
             watchdog: None,
             _tmp: tmp,
         };
@@ -113,6 +126,17 @@ impl PgServer {
             ],
         )?;
         std::fs::remove_file(&pwfile)?;
+        if let Some((cert, key)) = tls {
+            // The server refuses a key others may read, and reads both as its own user.
+            for (name, pem) in [("server.crt", cert), ("server.key", key)] {
+                let p = server.dir.join(name);
+                std::fs::write(&p, pem)?;
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
+                if let Some(u) = &server.run_as {
+                    std::os::unix::fs::chown(&p, Some(u.uid), Some(u.gid))?;
+                }
+            }
+        }
         server.watchdog = Some(server.spawn_watchdog()?);
         // A port found free can be taken before the server binds it: try another.
         let mut last = None;
@@ -193,12 +217,18 @@ impl PgServer {
     pub fn start_again(&mut self) -> Result<(), PgServerError> {
         let data = self.data();
         let log = self.dir.join("server.log");
-        let options = format!(
+        let mut options = format!(
             "-c listen_addresses=127.0.0.1 -p {} -c unix_socket_directories={} \
              -c fsync=off -c full_page_writes=off",
             self.port,
             path_str(&self.dir)?
         );
+        if self.tls {
+            let dir = path_str(&self.dir)?;
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={dir}/server.crt -c ssl_key_file={dir}/server.key"
+            ));
+        }
         let res = self.run(
             "pg_ctl",
             &[

@@ -81,6 +81,10 @@ pub struct Retention {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub prober_id: String,
+    /// The prober's identity key (PKCS#8 PEM, `locus prober keygen`), relative paths relative
+    /// to the config file; None: rows are stored unsigned (a monitor that knows this prober's
+    /// key rejects them).
+    pub key_file: Option<PathBuf>,
     /// The site this prober runs at (one of `sites`).
     pub prober_site: String,
     /// HTTP address of `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`.
@@ -183,6 +187,8 @@ struct RawLandmark {
 struct RawProber {
     id: String,
     site: String,
+    #[serde(default)]
+    key_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -391,6 +397,7 @@ impl Config {
         }
         let db = Database::parse(&raw.db, base);
         Ok(Config {
+            key_file: raw.prober.key_file.map(|k| base.join(k)),
             prober_id: raw.prober.id,
             prober_site: raw.prober.site,
             listen: raw.listen,
@@ -447,6 +454,13 @@ claim = "ams"
         assert_eq!(c.probe.evidence_interval, Some(Duration::from_secs(300)));
         assert_eq!(c.db, Database::Sqlite(PathBuf::from("/etc/locus/x.db")));
         assert_eq!(c.targets[0].spki, None);
+        assert_eq!(c.key_file, None);
+        let keyed = MINIMAL.replace(
+            "site = \"ams\"\n[[",
+            "site = \"ams\"\nkey_file = \"p1.key\"\n[[",
+        );
+        let c = Config::from_toml_str(&keyed, Path::new("/etc/locus")).unwrap();
+        assert_eq!(c.key_file, Some(PathBuf::from("/etc/locus/p1.key")));
         let url = "postgresql://locus:pw@db.internal:5432/fleet";
         let pg = MINIMAL.replace("\"x.db\"", &format!("\"{url}\""));
         let c = Config::from_toml_str(&pg, Path::new("/etc/locus")).unwrap();

@@ -30,6 +30,7 @@ use self::writer::{linger_for, Writer};
 use crate::metrics::ProberMetrics;
 use crate::store::{SiteRecord, Store, StoreError};
 use locus_prober::client::{client_endpoint, ConnectError};
+use locus_prober::identity::{IdentityError, ProberIdentity};
 
 /// How often old raw samples are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -57,6 +58,9 @@ pub enum DaemonError {
     Task(#[from] tokio::task::JoinError),
     #[error("cannot open the probing socket: {0}")]
     Endpoint(#[from] ConnectError),
+    /// The prober's identity key (`[prober] key_file`) could not be loaded.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
 }
 
 /// Why a reload was rejected; the previous configuration stays in force.
@@ -176,6 +180,20 @@ pub async fn start_with_clock(
     clock: Arc<dyn WallClock>,
 ) -> Result<DaemonHandle, DaemonError> {
     let config = Config::load(&config_path)?;
+    let identity = match &config.key_file {
+        Some(path) => {
+            let id = ProberIdentity::load(path)?;
+            info!(key_id = %id.public_key().key_id(), "rounds and evidence records are signed");
+            Some(Arc::new(id))
+        }
+        None => {
+            warn!(
+                "no [prober] key_file: rounds and evidence records are stored unsigned, and a \
+                 monitor that knows this prober's key rejects them (locus prober keygen)"
+            );
+            None
+        }
+    };
     let store = {
         let (db, busy, id, site, sites) = (
             config.db.clone(),
@@ -223,6 +241,7 @@ pub async fn start_with_clock(
         metrics.clone(),
         linger_for(config.probe.round),
         config.db_max_pending_rounds,
+        identity.clone(),
     );
     let shared = Arc::new(Shared {
         prober_id: config.prober_id.clone(),
@@ -232,6 +251,7 @@ pub async fn start_with_clock(
         writer: writer.sender(),
         metrics,
         clock,
+        identity,
     });
     info!(
         listen = %http_addr,
@@ -417,8 +437,8 @@ async fn stop_target(shared: &Shared, r: Running) {
 
 /// Applies a new configuration's targets: unchanged targets keep running (and their state);
 /// changed ones restart; removed ones stop. Probe settings apply to every target (all restart).
-/// `listen`, `db`, `db_busy_timeout_ms`, `db_max_pending_rounds`, `bind` and the prober's id
-/// need a restart and are left as they were.
+/// `listen`, `db`, `db_busy_timeout_ms`, `db_max_pending_rounds`, `bind`, the prober's id and
+/// key file need a restart and are left as they were.
 async fn reload(
     path: &std::path::Path,
     config: &mut Config,
@@ -444,6 +464,9 @@ async fn reload(
     }
     if new.prober_id != config.prober_id {
         fixed.push("prober.id");
+    }
+    if new.key_file != config.key_file {
+        fixed.push("prober.key_file");
     }
     {
         let (s, id, site, sites) = (
@@ -490,8 +513,9 @@ async fn reload(
         .into_iter()
         .map(|(role, t)| (role, t.name))
         .collect();
-    let (prober_id, listen, db, busy, max_pending, bind) = (
+    let (prober_id, key_file, listen, db, busy, max_pending, bind) = (
         config.prober_id.clone(),
+        config.key_file.clone(),
         config.listen,
         config.db.clone(),
         config.db_busy_timeout,
@@ -502,6 +526,7 @@ async fn reload(
     config.db_busy_timeout = busy;
     config.db_max_pending_rounds = max_pending;
     config.prober_id = prober_id;
+    config.key_file = key_file;
     config.listen = listen;
     config.db = db;
     config.bind = bind;

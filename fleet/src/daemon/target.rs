@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use locus_prober::identity::ProberIdentity;
 use locus_proto::messages::Include;
 use locus_proto::{Nonce, NONCE_LEN};
 use rand::{Rng, RngCore};
@@ -35,6 +36,8 @@ pub(crate) struct Shared {
     pub(crate) writer: tokio::sync::mpsc::UnboundedSender<Write>,
     pub(crate) metrics: ProberMetrics,
     pub(crate) clock: Arc<dyn WallClock>,
+    /// Signs every round and evidence record stored; None: stored unsigned.
+    pub(crate) identity: Option<Arc<ProberIdentity>>,
 }
 
 impl Shared {
@@ -334,6 +337,7 @@ fn failed_round(
         min_eff_rtt_ns: None,
         inside_p50_ns: None,
         error: Some(error),
+        seal: None,
     }
 }
 
@@ -379,6 +383,7 @@ fn round_record(
             .min(),
         inside_p50_ns: ns(r.inside_p50_us),
         error: None,
+        seal: None,
     };
     (rec, samples)
 }
@@ -538,9 +543,17 @@ async fn evidence(
         nonce: Some(nonce.to_vec()),
         bundle,
         peer_spki: Some(hex::encode(&target.spki)),
+        seal: None,
     };
     let s = shared.clone();
-    let res = tokio::task::spawn_blocking(move || lock(&s.store).insert_evidence(&rec)).await;
+    let res = tokio::task::spawn_blocking(move || {
+        let mut rec = rec;
+        if let Some(id) = &s.identity {
+            crate::integrity::seal_evidence(id, &mut rec);
+        }
+        lock(&s.store).insert_evidence(&rec)
+    })
+    .await;
     if !matches!(res, Ok(Ok(()))) {
         shared.metrics.store_errors.inc();
         warn!(target = %spec.name, "evidence result not stored: {res:?}");

@@ -16,6 +16,7 @@ use tracing::{error, warn};
 
 use crate::metrics::{ProberMetrics, TargetLabels};
 use crate::store::{RoundRecord, SampleRecord, Store};
+use locus_prober::identity::ProberIdentity;
 
 /// A finished round and its samples.
 pub(crate) type Round = (RoundRecord, Vec<SampleRecord>);
@@ -72,6 +73,7 @@ impl Writer {
         metrics: ProberMetrics,
         linger: Duration,
         max_pending: usize,
+        identity: Option<Arc<ProberIdentity>>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let (finish, finishing) = oneshot::channel();
@@ -81,6 +83,7 @@ impl Writer {
             metrics,
             linger_ns.clone(),
             max_pending,
+            identity,
             rx,
             finishing,
         ));
@@ -220,6 +223,7 @@ async fn run(
     metrics: ProberMetrics,
     linger_ns: Arc<AtomicU64>,
     max_pending: usize,
+    identity: Option<Arc<ProberIdentity>>,
     mut rx: mpsc::UnboundedReceiver<Write>,
     mut finish: oneshot::Receiver<()>,
 ) {
@@ -244,7 +248,7 @@ async fn run(
                     pending.add(w, &metrics);
                 }
                 let linger = Duration::from_nanos(linger_ns.load(Ordering::Relaxed));
-                next_attempt = if !store_batch(&store, &metrics, &mut pending).await {
+                next_attempt = if !store_batch(&store, &metrics, identity.as_ref(), &mut pending).await {
                     Instant::now() + RETRY_AFTER.max(linger)
                 } else if pending.queue.len() >= BATCH {
                     Instant::now()
@@ -258,7 +262,7 @@ async fn run(
         pending.add(w, &metrics);
     }
     while !pending.is_empty() {
-        if !store_batch(&store, &metrics, &mut pending).await {
+        if !store_batch(&store, &metrics, identity.as_ref(), &mut pending).await {
             break;
         }
     }
@@ -275,11 +279,19 @@ async fn run(
 async fn store_batch(
     store: &Arc<Mutex<Store>>,
     metrics: &ProberMetrics,
+    identity: Option<&Arc<ProberIdentity>>,
     pending: &mut Pending,
 ) -> bool {
-    let (keys, batch) = pending.take_batch();
+    let (keys, mut batch) = pending.take_batch();
     let s = store.clone();
+    let identity = identity.cloned();
     let res = tokio::task::spawn_blocking(move || {
+        // Signed off the probing thread; a round put back after a refusal keeps its seal.
+        if let Some(id) = &identity {
+            for (r, samples) in batch.iter_mut().filter(|(r, _)| r.seal.is_none()) {
+                crate::integrity::seal_round(id, r, samples);
+            }
+        }
         let mut store = s.lock().unwrap_or_else(|p| p.into_inner());
         let r = keys
             .iter()
@@ -362,6 +374,7 @@ mod tests {
             min_eff_rtt_ns: None,
             inside_p50_ns: None,
             error: None,
+            seal: None,
         };
         let s = SampleRecord {
             sent_unix_ns: 0,

@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::store::{EvidenceRecord, Store, StoreError};
+use tracing::warn;
+
+use crate::integrity::{Rejection, Trust};
+use crate::store::{EvidenceRecord, ProberSample, Store, StoreError, StoredRound};
 use locus_analysis::verify::bundle::nonce::NonceRecord;
 use locus_analysis::verify::bundle::{verify_bundle_bytes, EvidencePolicy, VerifyInputs};
 use locus_analysis::{
@@ -18,6 +21,49 @@ pub struct EvidenceConfig {
     pub policy: EvidencePolicy,
     /// How far back from a judgement the latest bundle counts.
     pub window: Duration,
+}
+
+/// Rows a judgement did not use, by table (`rounds`, `evidence`) and reason.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Rejected(pub(crate) BTreeMap<(&'static str, Rejection), u64>);
+
+impl Rejected {
+    fn add(&mut self, table: &'static str, why: Rejection) {
+        *self.0.entry((table, why)).or_default() += 1;
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `"3 rounds (bad_signature), 1 evidence (unknown_prober)"`.
+    pub(crate) fn describe(&self) -> String {
+        self.0
+            .iter()
+            .map(|((table, why), n)| format!("{n} {table} ({why})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The landmark minima of `[from, to)` (the judging window), of the probers `keep` accepts.
+/// Landmark rounds are not signed yet: a configured monitor takes only its own probers'.
+pub(crate) fn landmarks(
+    store: &Store,
+    from: i64,
+    to: i64,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<LandmarkRtt>, StoreError> {
+    Ok(store
+        .landmark_minima_between(from, to)?
+        .into_iter()
+        .filter(|l| keep(&l.prober))
+        .map(|l| LandmarkRtt {
+            prober: l.prober,
+            site: l.site,
+            min_rtt_ns: l.min_rtt_ns,
+        })
+        .collect())
 }
 
 /// Sites and probers as the probers recorded them, and each prober's smallest round trip to
@@ -38,15 +84,7 @@ pub(crate) fn world(store: &Store, from: i64, to: i64) -> Result<World, StoreErr
             .into_iter()
             .map(|(id, site)| Prober { id, site })
             .collect(),
-        landmarks: store
-            .landmark_minima_between(from, to)?
-            .into_iter()
-            .map(|l| LandmarkRtt {
-                prober: l.prober,
-                site: l.site,
-                min_rtt_ns: l.min_rtt_ns,
-            })
-            .collect(),
+        landmarks: landmarks(store, from, to, |_| true)?,
     })
 }
 
@@ -58,20 +96,51 @@ pub(crate) fn world(store: &Store, from: i64, to: i64) -> Result<World, StoreErr
 /// Per prober, the series keeps the samples of one session key: one that `keys` (verified
 /// bundles) vouches for that prober, else the key of its latest sample, which the verdict then
 /// names as unverified; samples and evidence round trips under other keys are left out.
+///
+/// Only rows `trust` accepts count (each round checked with its samples); the others are
+/// added to `rejected`. Also returns how many rounds started in the window were accepted.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the judgement's parameters, one call site"
+)]
 pub(crate) fn node_input(
     store: &Store,
+    trust: &Trust,
     node: &str,
     claim: &str,
     window: (i64, i64),
     baseline_rounds: usize,
     keys: &[VerifiedKey],
-) -> Result<NodeInput, StoreError> {
+    rejected: &mut Rejected,
+) -> Result<(NodeInput, usize), StoreError> {
     let (from, to) = window;
     let mut series: BTreeMap<String, ProberSeries> = BTreeMap::new();
-    for r in store.rounds_between(node, from, to)? {
-        series_of(&mut series, &r.prober).sent += r.sent;
+    let mut accepted = 0;
+    let mut samples: Vec<ProberSample> = Vec::new();
+    for StoredRound { id, round: r } in store.rounds_overlapping(node, from, to)? {
+        let stored = store.samples_of_round(id)?;
+        if let Err(why) = trust.check_round(&r, Some(&stored)) {
+            warn!(node, prober = %r.prober, round = id, reason = %why, "round rejected");
+            rejected.add("rounds", why);
+            continue;
+        }
+        if r.started_unix_ns >= from {
+            accepted += 1;
+            series_of(&mut series, &r.prober).sent += r.sent;
+        }
+        samples.extend(
+            stored
+                .into_iter()
+                .filter(|x| x.sent_unix_ns >= from && x.sent_unix_ns < to)
+                .map(|sample| ProberSample {
+                    prober: r.prober.clone(),
+                    spki: r.spki.clone(),
+                    sample,
+                }),
+        );
     }
-    let samples = store.samples_between(node, from, to)?;
+    // Oldest first, as the key choice below expects.
+    samples.sort_by_key(|s| s.sample.sent_unix_ns);
     let mut chosen: BTreeMap<&str, Option<&str>> = BTreeMap::new();
     // oldest first: a later unvouched key replaces an earlier one, a vouched key stays
     for ps in &samples {
@@ -96,7 +165,21 @@ pub(crate) fn node_input(
             inside_ns: ps.sample.inside_ns,
         });
     }
-    for (prober, rtt, peer) in store.evidence_rtts_between(node, from, to)? {
+    let mut rtts = Vec::new();
+    for e in store.evidence_between(node, from, to)?.into_iter().rev() {
+        match trust.check_evidence(&e) {
+            Err(why) => {
+                warn!(node, prober = %e.prober, reason = %why, "evidence record rejected");
+                rejected.add("evidence", why);
+            }
+            Ok(()) => {
+                if let (true, Some(rtt)) = (e.ok, e.rtt_ns) {
+                    rtts.push((e.prober, rtt, e.peer_spki));
+                }
+            }
+        }
+    }
+    for (prober, rtt, peer) in rtts {
         // requests stored before schema 3 carry no key and keep counting
         let key = chosen.get(prober.as_str()).copied().flatten();
         if peer.is_some() && key.is_some() && peer.as_deref() != key {
@@ -109,20 +192,25 @@ pub(crate) fn node_input(
         tracing::debug!(node, dropped, "samples under another session key left out");
     }
     let mut history: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for (prober, min) in store.round_minima_before(node, from, baseline_rounds)? {
-        history.entry(prober).or_default().push(min);
+    for r in store.rounds_before(node, from, baseline_rounds)? {
+        match (trust.check_round(&r, None), r.min_eff_rtt_ns) {
+            (Ok(()), Some(min)) => history.entry(r.prober).or_default().push(min),
+            (Ok(()), None) => {}
+            (Err(why), _) => rejected.add("rounds", why),
+        }
     }
     let baseline = history
         .iter()
         .filter_map(|(p, mins)| BaselineMin::from_history(p.clone(), mins))
         .collect();
-    Ok(NodeInput {
+    let input = NodeInput {
         name: node.to_owned(),
         claim: claim.to_owned(),
         probes: series.into_values().collect(),
         baseline,
         ..NodeInput::default()
-    })
+    };
+    Ok((input, accepted))
 }
 
 fn series_of<'a>(m: &'a mut BTreeMap<String, ProberSeries>, prober: &str) -> &'a mut ProberSeries {
@@ -135,15 +223,26 @@ fn series_of<'a>(m: &'a mut BTreeMap<String, ProberSeries>, prober: &str) -> &'a
     })
 }
 
-/// Per node, each prober's latest stored bundle in the evidence window ending at `now_ns`.
+/// Per node, each prober's latest stored bundle in the evidence window ending at `now_ns`
+/// that `trust` accepts; the rejected ones go to `rejected`, by node.
 pub(crate) fn latest_bundles(
     store: &Store,
+    trust: &Trust,
     e: &EvidenceConfig,
     now_ns: i64,
+    rejected: &mut BTreeMap<String, Rejected>,
 ) -> Result<BTreeMap<String, Vec<EvidenceRecord>>, StoreError> {
     let from = now_ns.saturating_sub(i64::try_from(e.window.as_nanos()).unwrap_or(i64::MAX));
     let mut out: BTreeMap<String, Vec<EvidenceRecord>> = BTreeMap::new();
     for r in store.evidence_bundles_between(from, now_ns)? {
+        if let Err(why) = trust.check_evidence(&r) {
+            warn!(node = %r.target, prober = %r.prober, reason = %why, "evidence bundle rejected");
+            rejected
+                .entry(r.target.clone())
+                .or_default()
+                .add("evidence", why);
+            continue;
+        }
         out.entry(r.target.clone()).or_default().push(r);
     }
     Ok(out)
@@ -157,6 +256,7 @@ pub(crate) fn latest_bundles(
 /// decides (`require_evidence`).
 pub(crate) fn verify_evidence(
     store: &Store,
+    trust: &Trust,
     e: &EvidenceConfig,
     node: &str,
     recs: &[EvidenceRecord],
@@ -165,7 +265,7 @@ pub(crate) fn verify_evidence(
     let mut keys = Vec::new();
     let mut latest: Option<(i64, BundleFindings)> = None;
     for rec in recs {
-        let Some(found) = verify_one(store, e, node, rec, now_ns)? else {
+        let Some(found) = verify_one(store, trust, e, node, rec, now_ns)? else {
             continue;
         };
         keys.extend(found.evidence.session_keys.iter().cloned());
@@ -181,6 +281,7 @@ pub(crate) fn verify_evidence(
 
 fn verify_one(
     store: &Store,
+    trust: &Trust,
     e: &EvidenceConfig,
     node: &str,
     rec: &EvidenceRecord,
@@ -201,7 +302,7 @@ fn verify_one(
         None => store
             .rounds_between(node, from, now_ns)?
             .into_iter()
-            .filter(|r| r.prober == rec.prober)
+            .filter(|r| r.prober == rec.prober && trust.check_round(r, None).is_ok())
             .filter_map(|r| Some((r.started_unix_ns.abs_diff(rec.at_unix_ns), r.spki?)))
             .min_by_key(|(gap, _)| *gap)
             .and_then(|(_, spki)| hex::decode(spki).ok()),

@@ -4,21 +4,25 @@
 //! `config/alerts.yml`) and posts alerts to Alertmanager.
 
 mod alert;
+pub mod config;
 mod input;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use locus_analysis::{judge, Judgement, Policy};
+use locus_analysis::{judge, Judgement, Policy, Verdict};
 use tracing::{info, warn};
 
 use crate::daemon::http::{self, Endpoints};
-use crate::metrics::{NodeMetrics, Registry};
+use crate::integrity::Trust;
+use crate::metrics::{NodeMetrics, Registry, RejectLabels};
 use crate::store::{Store, StoreError, VerdictRecord};
 
 pub use alert::AlertError;
+pub use config::{MonitorConfig, MonitorConfigError};
 pub use input::EvidenceConfig;
 
 /// Why a judgement of all nodes failed.
@@ -43,6 +47,18 @@ pub struct Judging {
     pub window: Duration,
     pub baseline_rounds: usize,
     pub evidence: Option<EvidenceConfig>,
+    /// Whose rows count and what the nodes claim.
+    pub fleet: Fleet,
+}
+
+/// Where the monitor's world (sites, probers, claims) and its trust come from.
+pub enum Fleet {
+    /// Its own config: only rows of its probers, signed by their keys, are judged; each
+    /// configured node with rows in the window is judged, with the claim the config gives it.
+    Configured(MonitorConfig),
+    /// The database, as the probers recorded it, every row taken unverified (`--allow-unsigned`
+    /// without a config): whoever can write the database decides the verdicts.
+    Unsigned,
 }
 
 /// What [`judge_all`] does besides judging.
@@ -123,36 +139,78 @@ pub fn judge_all(
     sinks: &Sinks<'_>,
 ) -> Result<(Vec<Judgement>, Vec<AlertError>), MonitorError> {
     let from = now_ns.saturating_sub(ns_of(judging.window));
-    let world = input::world(store, from, now_ns)?;
-    let problems = world.problems();
-    if !problems.is_empty() {
-        return Err(MonitorError::InconsistentWorld { problems });
-    }
+    let unchecked = Trust::unchecked();
+    let (world, trust, nodes) = match &judging.fleet {
+        Fleet::Configured(c) => {
+            let stored = store.nodes_between(from, now_ns)?;
+            let strangers: Vec<&str> = stored
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .filter(|n| !c.claims.contains_key(*n))
+                .collect();
+            if !strangers.is_empty() {
+                warn!(
+                    nodes = %strangers.join(", "),
+                    "rows of nodes not in the monitor's config are not judged"
+                );
+            }
+            // A configured node without any row in the window is not judged (its last verdict
+            // goes stale and `LocusVerdictStale` fires), as before keys: judging it
+            // `unreachable` would alert for every node whose probers have not started yet.
+            let nodes: Vec<(String, String)> = stored
+                .iter()
+                .filter_map(|(n, _)| Some((n.clone(), c.claims.get(n)?.clone())))
+                .collect();
+            let mut world = c.world.clone();
+            world.landmarks = input::landmarks(store, from, now_ns, |p| {
+                c.world.probers.iter().any(|q| q.id == p)
+            })?;
+            (world, &c.trust, nodes)
+        }
+        Fleet::Unsigned => {
+            let world = input::world(store, from, now_ns)?;
+            let problems = world.problems();
+            if !problems.is_empty() {
+                return Err(MonitorError::InconsistentWorld { problems });
+            }
+            (world, &unchecked, store.nodes_between(from, now_ns)?)
+        }
+    };
+    let mut bundle_rejects = BTreeMap::new();
     let bundles = match &judging.evidence {
-        Some(e) => Some(input::latest_bundles(store, e, now_ns)?),
+        Some(e) => Some(input::latest_bundles(
+            store,
+            trust,
+            e,
+            now_ns,
+            &mut bundle_rejects,
+        )?),
         None => None,
     };
     let mut out = Vec::new();
     let mut failed = Vec::new();
-    for (node, claim) in store.nodes_between(from, now_ns)? {
+    for (node, claim) in nodes {
         let previous = store.latest_verdict(&node)?;
+        let mut rejected = bundle_rejects.remove(&node).unwrap_or_default();
         let found = match (&judging.evidence, &bundles) {
             (Some(e), Some(bundles)) => {
                 let recs = bundles.get(&node).map_or(&[][..], Vec::as_slice);
-                input::verify_evidence(store, e, &node, recs, now_ns)?
+                input::verify_evidence(store, trust, e, &node, recs, now_ns)?
             }
             _ => None,
         };
         let keys = found
             .as_ref()
             .map_or(&[][..], |f| &f.evidence.session_keys[..]);
-        let mut input = input::node_input(
+        let (mut input, accepted) = input::node_input(
             store,
+            trust,
             &node,
             &claim,
             (from, now_ns),
             judging.baseline_rounds,
             keys,
+            &mut rejected,
         )?;
         if let Some(f) = &found {
             f.apply_to(&mut input);
@@ -162,7 +220,31 @@ pub fn judge_all(
                 keys,
             );
         }
-        let j = judge(&world, &input, &judging.policy);
+        let mut j = judge(&world, &input, &judging.policy);
+        if !rejected.is_empty() {
+            let what = rejected.describe();
+            if accepted == 0 {
+                // Rounds were stored but none can be believed: say so rather than judge the
+                // node unreachable on an absence the database's writer may have caused.
+                j.verdict = Verdict::Inconclusive;
+                j.reasons = vec![format!(
+                    "inconclusive: every stored row of the window was rejected: {what}"
+                )];
+            } else {
+                j.reasons
+                    .push(format!("rows rejected (not judged): {what}"));
+            }
+            if let Some(m) = sinks.metrics {
+                for ((table, why), n) in &rejected.0 {
+                    m.rows_rejected
+                        .get_or_create(&RejectLabels {
+                            table: (*table).to_owned(),
+                            reason: why.as_str().to_owned(),
+                        })
+                        .inc_by(*n);
+                }
+            }
+        }
         let radius_km = j.region.as_ref().and_then(|r| r.radius_km);
         store.insert_verdict(&VerdictRecord {
             node: node.clone(),

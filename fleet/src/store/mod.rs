@@ -5,6 +5,7 @@
 
 mod export;
 mod location;
+mod pg_tls;
 mod postgres;
 mod schema;
 mod sql;
@@ -50,6 +51,18 @@ pub enum StoreError {
     PgAuth {
         url: String,
         user: String,
+        error: ::postgres::Error,
+    },
+    /// The server's certificate does not verify against `sslrootcert` (wrong CA, or a
+    /// certificate for another host name, or expired).
+    #[error(
+        "PostgreSQL at {url} presented a certificate that does not verify against sslrootcert: \
+         {} (is sslrootcert the CA that signed the server's certificate, and does that \
+         certificate name the host of the URL?)",
+        postgres::describe(.error)
+    )]
+    PgCertificate {
+        url: String,
         error: ::postgres::Error,
     },
     #[error("PostgreSQL at {url} is unreachable (last attempt: {last}); retrying")]
@@ -108,6 +121,28 @@ pub struct RoundRecord {
     pub inside_p50_ns: Option<u64>,
     /// Why no round ran (e.g. unreachable).
     pub error: Option<String>,
+    /// The prober's signature (`crate::integrity`); None for rows of unkeyed probers and of
+    /// schemas before 4.
+    #[serde(skip)]
+    pub seal: Option<Seal>,
+}
+
+/// A prober's signature over a stored row (`crate::integrity` defines what is signed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seal {
+    /// SHA-256 of the round's samples, or of the evidence bundle (None: no bundle), as signed.
+    pub digest: Option<Vec<u8>>,
+    /// The signing key's id (`locus_prober::identity::PublicKey::key_id`).
+    pub key_id: String,
+    /// Ed25519 signature, 64 bytes.
+    pub signature: Vec<u8>,
+}
+
+/// A round as stored, with its row id (to fetch its samples).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRound {
+    pub id: i64,
+    pub round: RoundRecord,
 }
 
 /// One answered challenge; `sent_unix_ns` is on the prober's wall clock.
@@ -143,6 +178,8 @@ pub struct EvidenceRecord {
     /// Hex SPKI of the QUIC peer the request went to (the connection's session key): the
     /// bundle's `session_spki` must equal it, and only samples taken under it count.
     pub peer_spki: Option<String>,
+    /// The prober's signature (`crate::integrity`).
+    pub seal: Option<Seal>,
 }
 
 /// One round against a landmark (a responder at a known site): what calibration needs.
@@ -226,10 +263,11 @@ const SAMPLES_PER_INSERT: usize = 1_000;
 
 const ROUND_COLUMNS: &str = "prober, target, claim, address, spki, started_unix_ns, duration_ns, \
      sent, answered, lost, late, out_of_order, violations, min_rtt_ns, p50_rtt_ns, p99_rtt_ns, \
-     min_eff_rtt_ns, inside_p50_ns, error";
+     min_eff_rtt_ns, inside_p50_ns, error, samples_sha256, key_id, signature";
 
 const EVIDENCE_COLUMNS: &str =
-    "prober, target, at_unix_ns, rtt_ns, ok, error, nonce, bundle, peer_spki";
+    "prober, target, at_unix_ns, rtt_ns, ok, error, nonce, bundle, peer_spki, bundle_sha256, \
+     key_id, signature";
 
 fn round_of(r: &Row) -> Result<RoundRecord, StoreError> {
     Ok(RoundRecord {
@@ -252,7 +290,32 @@ fn round_of(r: &Row) -> Result<RoundRecord, StoreError> {
         min_eff_rtt_ns: r.opt_u64(16)?,
         inside_p50_ns: r.opt_u64(17)?,
         error: r.opt_text(18)?,
+        seal: seal_of(r, 19)?,
     })
+}
+
+/// The seal in columns `at..at + 3` (digest, key id, signature); None when unsigned.
+fn seal_of(r: &Row, at: usize) -> Result<Option<Seal>, StoreError> {
+    let (Some(key_id), Some(signature)) = (r.opt_text(at + 1)?, r.opt_blob(at + 2)?) else {
+        return Ok(None);
+    };
+    Ok(Some(Seal {
+        digest: r.opt_blob(at)?,
+        key_id,
+        signature,
+    }))
+}
+
+/// The seal's columns as parameters: digest, key id, signature.
+fn seal_params(seal: Option<&Seal>) -> [Param<'_>; 3] {
+    match seal {
+        None => [Param::Null, Param::Null, Param::Null],
+        Some(s) => [
+            s.digest.as_deref().into(),
+            Param::from(s.key_id.as_str()),
+            Param::from(s.signature.as_slice()),
+        ],
+    }
 }
 
 fn evidence_of(r: &Row) -> Result<EvidenceRecord, StoreError> {
@@ -266,6 +329,7 @@ fn evidence_of(r: &Row) -> Result<EvidenceRecord, StoreError> {
         nonce: r.opt_blob(6)?,
         bundle: r.opt_blob(7)?,
         peer_spki: r.opt_text(8)?,
+        seal: seal_of(r, 9)?,
     })
 }
 
@@ -423,23 +487,26 @@ impl Store {
 
     /// Stores one evidence request.
     pub fn insert_evidence(&mut self, e: &EvidenceRecord) -> Result<(), StoreError> {
+        let mut values: Vec<Param<'_>> = params![
+            &e.prober,
+            &e.target,
+            e.at_unix_ns,
+            e.rtt_ns.map(i64_of),
+            e.ok,
+            e.error.as_deref(),
+            e.nonce.as_deref(),
+            e.bundle.as_deref(),
+            e.peer_spki.as_deref(),
+        ]
+        .to_vec();
+        values.extend(seal_params(e.seal.as_ref()));
         self.with(|c| {
             c.execute(
                 &format!(
                     "INSERT INTO evidence ({EVIDENCE_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
                 ),
-                params![
-                    &e.prober,
-                    &e.target,
-                    e.at_unix_ns,
-                    e.rtt_ns.map(i64_of),
-                    e.ok,
-                    e.error.as_deref(),
-                    e.nonce.as_deref(),
-                    e.bundle.as_deref(),
-                    e.peer_spki.as_deref(),
-                ],
+                &values,
             )
         })?;
         Ok(())
@@ -717,6 +784,98 @@ impl Store {
         })
     }
 
+    /// The rounds of `target` whose time overlaps `[from, to)` (started before `to`, ended at
+    /// or after `from`), oldest first, with their ids: the monitor checks each one's signature
+    /// and samples.
+    pub fn rounds_overlapping(
+        &self,
+        target: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<StoredRound>, StoreError> {
+        self.with(|c| {
+            c.query(
+                &format!(
+                    "SELECT {ROUND_COLUMNS}, id FROM rounds
+                     WHERE target = ?1 AND started_unix_ns < ?3
+                       AND started_unix_ns + duration_ns >= ?2
+                     ORDER BY started_unix_ns, id"
+                ),
+                params![target, from, to],
+                |r| {
+                    Ok(StoredRound {
+                        round: round_of(r)?,
+                        id: r.i64(22)?,
+                    })
+                },
+            )
+        })
+    }
+
+    /// The samples stored for round `id`, in no particular order.
+    pub fn samples_of_round(&self, id: i64) -> Result<Vec<SampleRecord>, StoreError> {
+        self.with(|c| {
+            c.query(
+                "SELECT sent_unix_ns, rtt_ns, inside_ns FROM samples WHERE round_id = ?1",
+                params![id],
+                |r| {
+                    Ok(SampleRecord {
+                        sent_unix_ns: r.i64(0)?,
+                        rtt_ns: r.u64(1)?,
+                        inside_ns: r.u64(2)?,
+                    })
+                },
+            )
+        })
+    }
+
+    /// The latest `limit` rounds per prober of `target` started before `before` that have a
+    /// minimum effective RTT: the node's history for its baseline, whole so that each can be
+    /// checked.
+    pub fn rounds_before(
+        &self,
+        target: &str,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<RoundRecord>, StoreError> {
+        self.with(|c| {
+            c.query(
+                &format!(
+                    "SELECT {ROUND_COLUMNS} FROM (
+                         SELECT *, row_number() OVER (
+                             PARTITION BY prober ORDER BY started_unix_ns DESC, id DESC) AS k
+                         FROM rounds
+                         WHERE target = ?1 AND started_unix_ns < ?2
+                           AND min_eff_rtt_ns IS NOT NULL
+                     ) AS ranked
+                     WHERE k <= ?3 ORDER BY prober, k"
+                ),
+                params![target, before, i64_of(limit as u64)],
+                round_of,
+            )
+        })
+    }
+
+    /// Every evidence request of `target` in `[from, to)`, newest first (bundles included).
+    pub fn evidence_between(
+        &self,
+        target: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<EvidenceRecord>, StoreError> {
+        self.with(|c| {
+            c.query(
+                &format!(
+                    "SELECT {EVIDENCE_COLUMNS} FROM evidence
+                     WHERE target = ?1 AND at_unix_ns >= ?2 AND at_unix_ns < ?3
+                     ORDER BY at_unix_ns DESC, id DESC"
+                ),
+                params![target, from, to],
+                evidence_of,
+            )
+        })
+    }
+
     /// The latest verdict of `node`.
     pub fn latest_verdict(&self, node: &str) -> Result<Option<VerdictRecord>, StoreError> {
         self.latest_verdict_of(node, None)
@@ -763,34 +922,37 @@ fn insert_round_in(
     r: &RoundRecord,
     samples: &[SampleRecord],
 ) -> Result<i64, StoreError> {
+    let mut values: Vec<Param<'_>> = params![
+        &r.prober,
+        &r.target,
+        &r.claim,
+        &r.address,
+        r.spki.as_deref(),
+        r.started_unix_ns,
+        r.duration_ns,
+        i64_of(r.sent),
+        i64_of(r.answered),
+        i64_of(r.lost),
+        i64_of(r.late),
+        i64_of(r.out_of_order),
+        i64_of(r.violations),
+        r.min_rtt_ns.map(i64_of),
+        r.p50_rtt_ns.map(i64_of),
+        r.p99_rtt_ns.map(i64_of),
+        r.min_eff_rtt_ns.map(i64_of),
+        r.inside_p50_ns.map(i64_of),
+        r.error.as_deref(),
+    ]
+    .to_vec();
+    values.extend(seal_params(r.seal.as_ref()));
     let ids = tx.query(
         &format!(
             "INSERT INTO rounds ({ROUND_COLUMNS})
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                 ?16, ?17, ?18, ?19)
+                 ?16, ?17, ?18, ?19, ?20, ?21, ?22)
              RETURNING id"
         ),
-        params![
-            &r.prober,
-            &r.target,
-            &r.claim,
-            &r.address,
-            r.spki.as_deref(),
-            r.started_unix_ns,
-            r.duration_ns,
-            i64_of(r.sent),
-            i64_of(r.answered),
-            i64_of(r.lost),
-            i64_of(r.late),
-            i64_of(r.out_of_order),
-            i64_of(r.violations),
-            r.min_rtt_ns.map(i64_of),
-            r.p50_rtt_ns.map(i64_of),
-            r.p99_rtt_ns.map(i64_of),
-            r.min_eff_rtt_ns.map(i64_of),
-            r.inside_p50_ns.map(i64_of),
-            r.error.as_deref(),
-        ],
+        &values,
         |row| row.i64(0),
     )?;
     let id = ids.first().copied().ok_or(StoreError::Column {

@@ -3,14 +3,18 @@
 //! One synchronous client per store. A connection the server dropped (restart, network) is
 //! opened again on the next use, at most once per [`RECONNECT_EVERY`]; until then each use
 //! fails fast, so the daemon keeps its unstored rounds and retries them as it does when SQLite
-//! is locked. Connections are plain TCP: TLS (`sslmode=require`) is not supported yet.
+//! is locked. With `sslmode=verify-full&sslrootcert=CA.pem` the connection is TLS and the
+//! server's certificate is checked (`pg_tls`); otherwise it is plain TCP.
 
 use std::time::{Duration, Instant};
 
 use postgres::types::ToSql;
 use postgres::{Client, GenericClient, NoTls};
 
+use tokio_postgres_rustls::MakeRustlsConnect;
+
 use super::location::redact;
+use super::pg_tls::{self, TlsMode};
 use super::sql::Sql;
 use super::value::{Param, Row, Value};
 use super::{schema, StoreError};
@@ -22,6 +26,8 @@ pub(crate) const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 pub(crate) struct Pg {
     url: String,
     config: postgres::Config,
+    /// With `sslmode=verify-full`: the connector that checks the server against the CA file.
+    tls: Option<MakeRustlsConnect>,
     client: Option<Client>,
     /// While the server is unreachable: when to try again, and why the last attempt failed.
     down: Option<(Instant, String)>,
@@ -31,20 +37,18 @@ impl Pg {
     /// Connects and migrates. `wait` bounds the connection attempt and how long a statement
     /// waits for another session's lock (unless the URL sets them).
     pub(crate) fn connect(url: &str, wait: Duration) -> Result<Self, StoreError> {
-        let mut config: postgres::Config =
-            url.parse()
-                .map_err(|e: postgres::Error| StoreError::BadUrl {
-                    url: redact(url),
-                    reason: describe(&e),
-                })?;
-        if config.get_ssl_mode() == postgres::config::SslMode::Require {
-            return Err(StoreError::BadUrl {
-                url: redact(url),
-                reason: "sslmode=require: TLS to PostgreSQL is not supported yet (use \
-                         sslmode=disable or prefer on a trusted network or through a tunnel)"
-                    .into(),
-            });
-        }
+        let bad = |reason: String| StoreError::BadUrl {
+            url: redact(url),
+            reason,
+        };
+        let (plain_url, mode) = pg_tls::split_url(url).map_err(bad)?;
+        let tls = match &mode {
+            TlsMode::Plain => None,
+            TlsMode::VerifyFull { root } => Some(pg_tls::connector(root).map_err(bad)?),
+        };
+        let mut config: postgres::Config = plain_url
+            .parse()
+            .map_err(|e: postgres::Error| bad(describe(&e)))?;
         if config.get_password().is_none() {
             let dir = std::env::var_os("CREDENTIALS_DIRECTORY").map(std::path::PathBuf::from);
             if let Some(pw) = credential_password(dir.as_deref()) {
@@ -67,6 +71,7 @@ impl Pg {
         let mut pg = Self {
             url: url.to_owned(),
             config,
+            tls,
             client: None,
             down: None,
         };
@@ -112,10 +117,11 @@ impl Pg {
     }
 
     fn open(&self) -> Result<Client, StoreError> {
-        let mut c = self
-            .config
-            .connect(NoTls)
-            .map_err(|e| connect_error(&self.url, &self.config, e))?;
+        let connected = match &self.tls {
+            None => self.config.connect(NoTls),
+            Some(tls) => self.config.connect(tls.clone()),
+        };
+        let mut c = connected.map_err(|e| connect_error(&self.url, &self.config, e))?;
         schema::migrate_postgres(&mut c)?;
         Ok(c)
     }
@@ -153,6 +159,14 @@ fn connect_error(url: &str, config: &postgres::Config, e: postgres::Error) -> St
         return StoreError::PgAuth {
             url: redact(url),
             user: config.get_user().unwrap_or("").to_owned(),
+            error: e,
+        };
+    }
+    // rustls names a failed certificate check "invalid peer certificate: ..." (unknown
+    // issuer, name mismatch, expired).
+    if describe(&e).contains("invalid peer certificate") {
+        return StoreError::PgCertificate {
+            url: redact(url),
             error: e,
         };
     }
@@ -264,7 +278,7 @@ mod tests {
     }
 
     #[test]
-    fn tls_required_is_refused_before_connecting() {
+    fn unverified_tls_is_refused_before_connecting() {
         let e = Pg::connect(
             "postgres://u:pw@127.0.0.1:1/db?sslmode=require",
             Duration::from_secs(1),
@@ -272,7 +286,7 @@ mod tests {
         .err()
         .unwrap();
         assert!(
-            matches!(&e, StoreError::BadUrl { reason, .. } if reason.contains("TLS")),
+            matches!(&e, StoreError::BadUrl { reason, .. } if reason.contains("verify-full")),
             "{e}"
         );
     }

@@ -111,6 +111,17 @@ CREATE TABLE landmark_rounds (
 );
 CREATE INDEX landmark_rounds_time ON landmark_rounds (started_unix_ns);
 "#,
+    // 5: each prober's signature over its rounds and evidence records (crate::integrity), with
+    // the digest of the samples or bundle it signed, so that rows altered on the database or its
+    // link are not judged (issue 20).
+    r#"
+ALTER TABLE rounds ADD COLUMN samples_sha256 BLOB;
+ALTER TABLE rounds ADD COLUMN key_id TEXT;
+ALTER TABLE rounds ADD COLUMN signature BLOB;
+ALTER TABLE evidence ADD COLUMN bundle_sha256 BLOB;
+ALTER TABLE evidence ADD COLUMN key_id TEXT;
+ALTER TABLE evidence ADD COLUMN signature BLOB;
+"#,
 ];
 
 /// The same migrations in PostgreSQL's types: `BIGINT` for integers (64-bit like SQLite's),
@@ -213,6 +224,14 @@ CREATE TABLE landmark_rounds (
     error TEXT
 );
 CREATE INDEX landmark_rounds_time ON landmark_rounds (started_unix_ns);
+"#,
+    r#"
+ALTER TABLE rounds ADD COLUMN samples_sha256 BYTEA;
+ALTER TABLE rounds ADD COLUMN key_id TEXT;
+ALTER TABLE rounds ADD COLUMN signature BYTEA;
+ALTER TABLE evidence ADD COLUMN bundle_sha256 BYTEA;
+ALTER TABLE evidence ADD COLUMN key_id TEXT;
+ALTER TABLE evidence ADD COLUMN signature BYTEA;
 "#,
 ];
 

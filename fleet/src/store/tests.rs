@@ -71,6 +71,7 @@ fn round(target: &str, started: i64, min: u64) -> RoundRecord {
         min_eff_rtt_ns: Some(min - 5),
         inside_p50_ns: Some(5),
         error: None,
+        seal: None,
     }
 }
 
@@ -85,6 +86,7 @@ fn evidence(target: &str, at: i64, bundle: Option<&[u8]>) -> EvidenceRecord {
         nonce: Some(vec![at as u8; 32]),
         bundle: bundle.map(<[u8]>::to_vec),
         peer_spki: bundle.map(|_| format!("{at:02x}")),
+        seal: None,
     }
 }
 
