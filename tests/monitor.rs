@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use locus_analysis::judge::geo::{distance_km, LatLon};
-use locus_fleet::integrity::{seal_evidence, seal_round};
+use locus_fleet::integrity::seal_round;
 use locus_fleet::store::{Database, EvidenceRecord, RoundRecord, SampleRecord, SiteRecord, Store};
 use locus_prober::identity::ProberIdentity;
 use locus_test_support::pg_server;

@@ -33,6 +33,10 @@ pub(crate) struct KeySeen {
 }
 
 /// What targets hand to the writer.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "rounds are nearly every message; boxing each would add an allocation per round"
+)]
 pub(crate) enum Write {
     Round(Round),
     Key(KeySeen),
