@@ -1455,7 +1455,8 @@ fn altered_samples_are_rejected_counted_and_named() {
 
     let before = judged(&url, &at, &config);
     let n = node(&before, "n");
-    assert_ne!(n["verdict"], "inconclusive", "{n}");
+    // One prober is too few for a positive verdict; what matters is that its samples count.
+    assert!(n["distances"][0]["samples"].as_u64().unwrap() > 0, "{n}");
     assert!(!reasons(n).contains("rejected"), "{n}");
 
     server
@@ -1464,7 +1465,9 @@ fn altered_samples_are_rejected_counted_and_named() {
     let after = judged(&url, &at, &config);
     let n = node(&after, "n");
     assert_eq!(n["verdict"], "inconclusive", "{n}");
-    assert!(reasons(n).contains("samples_mismatch"), "{n}");
+    assert!(reasons(n).contains("every stored row"), "{n}");
+    assert!(reasons(n).contains("(samples_mismatch)"), "{n}");
+    assert!(n["distances"].as_array().unwrap().is_empty(), "{n}");
 
     // Served, the rejections are counted.
     let mut m = Proc(

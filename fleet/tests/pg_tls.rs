@@ -99,7 +99,10 @@ fn verify_full_connects_and_a_wrong_ca_or_name_is_refused() {
     .err()
     .unwrap();
     assert!(matches!(e, StoreError::PgCertificate { .. }), "{e}");
-    assert!(e.to_string().contains("certificate not valid for name"), "{e}");
+    assert!(
+        e.to_string().contains("certificate not valid for name"),
+        "{e}"
+    );
 
     // Encryption without verification is refused before connecting.
     let e = connect(&format!("{}?sslmode=require", server.url("postgres")))
