@@ -120,3 +120,36 @@ fn a_credential_for_another_ak_name_is_refused_by_the_tpm() {
     assert_ne!(other_name, object_name(&vtpm.ak_public().unwrap()).unwrap());
     assert_refused(&vtpm, &ek_from_cert(&vtpm), &other_name);
 }
+
+/// Repeated activations reuse the EK's saved context, and it never stays loaded: two
+/// connections without a resource manager (a responder and its doctor, each with its AK)
+/// activate in turn within swtpm's three transient object slots.
+#[test]
+fn repeated_activations_on_two_connections_fit_the_transient_slots() {
+    let tpm = with_ek_cert();
+    let (a, b) = (open(&tpm), open(&tpm));
+    let ek = ek_from_cert(&a);
+    let names = [&a, &b].map(|v| object_name(&v.ak_public().unwrap()).unwrap());
+    for round in 0..3u8 {
+        for (i, v) in [&a, &b].into_iter().enumerate() {
+            let secret = [round * 2 + i as u8; 32];
+            let c = make_credential(&ek, &names[i], &secret, &mut rng(u64::from(round))).unwrap();
+            let got = v
+                .activate_credential(EkKind::Rsa2048, &c.id_object, &c.encrypted_secret)
+                .unwrap_or_else(|e| panic!("round {round}, connection {i}: {e}"));
+            assert_eq!(got, secret, "round {round}, connection {i}");
+        }
+    }
+    // The ECC EK on the same connections, after the RSA one: one loaded at a time.
+    assert_eq!(
+        a.ek_public(EkKind::EccP256).unwrap(),
+        b.ek_public(EkKind::EccP256).unwrap()
+    );
+    let secret = [0x77; 32];
+    let c = make_credential(&ek, &names[0], &secret, &mut rng(9)).unwrap();
+    assert_eq!(
+        a.activate_credential(EkKind::Rsa2048, &c.id_object, &c.encrypted_secret)
+            .unwrap(),
+        secret
+    );
+}

@@ -1271,6 +1271,11 @@ fn bench_fleet_reports_its_contract_keys() {
     assert!(cpu > 0.0 && cpu < 2.0, "{v}");
     let rss = num("prober_rss_mib");
     assert!(rss > 1.0 && rss < 4096.0, "{v}");
+    let kib = num("prober_kib_per_target");
+    assert!(
+        kib > 0.0 && kib * 20.0 <= num("prober_rss_end_mib") * 1024.0 + 1.0,
+        "{v}"
+    );
     let late = num("lateness_p99_ms");
     assert!((0.0..1000.0).contains(&late), "{v}");
     let ratio = num("cpu_ratio_vs_udp_loop");

@@ -269,7 +269,8 @@ async fn policy_file_with_the_lab_ca_verifies_a_lab_report() {
     let lab = lab(&["fra"]).await;
     let report = measured(&lab, &NONCE).await;
     let text = format!(
-        "[[anchor]]\nname = \"fra\"\nsni = \"{}\"\nlat = 50.11\nlon = 8.68\ntrust = {{ ca_file = \"lab-ca.pem\" }}\n",
+        // A CA-trusted anchor is unpinned: only a lab/test policy may say so.
+        "allow_unpinned = true\n[[anchor]]\nname = \"fra\"\nsni = \"{}\"\nlat = 50.11\nlon = 8.68\ntrust = {{ ca_file = \"lab-ca.pem\" }}\n",
         lab.specs[0].sni.to_str()
     );
     let file: AnchorPolicyFile = toml::from_str(&text).unwrap();

@@ -36,6 +36,20 @@ pub struct EvidenceArgs {
     /// Verifications to time (each against a bare dcap-qvl verification).
     #[arg(long, default_value_t = 300)]
     verify_iterations: u32,
+    /// Evidence at cloud speed instead: this many concurrent requesters ask for bundles (TDX
+    /// quote and two lab anchors each) with coalescing, without, and of a bare serialized
+    /// quoter.
+    #[arg(long)]
+    concurrency: Option<u32>,
+    /// With --concurrency: each TDX quote takes at least this long, one at a time.
+    #[arg(long, default_value_t = 40)]
+    quote_delay_ms: u64,
+    /// With --concurrency: lab anchors timed in each bundle (0 to 2).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=2))]
+    anchors: u8,
+    /// With --concurrency: how long each of the three runs keeps asking, seconds.
+    #[arg(long, default_value_t = 3.0)]
+    duration_s: f64,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -190,6 +204,19 @@ fn p50_us(mut v: Vec<Duration>) -> f64 {
 
 /// Runs the benchmark; returns its report as text, or as JSON with `--json`.
 pub fn run(args: EvidenceArgs) -> anyhow::Result<String> {
+    if let Some(concurrency) = args.concurrency {
+        anyhow::ensure!(
+            concurrency > 0 && args.duration_s > 0.0,
+            "--concurrency and --duration-s must be positive"
+        );
+        return crate::coalesce::run(crate::coalesce::LoadArgs {
+            concurrency,
+            quote_delay_ms: args.quote_delay_ms,
+            anchors: usize::from(args.anchors),
+            duration: Duration::from_secs_f64(args.duration_s),
+            json: args.json,
+        });
+    }
     let lab = LabEvidence::start()?;
     let key = SessionKey::generate()?;
     let inter = lab.ek_intermediates()?;

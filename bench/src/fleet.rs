@@ -43,9 +43,19 @@ pub struct FleetArgs {
     /// Seconds allowed until every target is connected.
     #[arg(long, default_value_t = 180.0)]
     connect_timeout_s: f64,
+    /// Also run this peer on as many loopback hosts at the same rate, in the same run
+    /// (`smokeping`: Debian's prometheus-smokeping-prober, which must be installed).
+    #[arg(long, value_enum)]
+    peer: Option<PeerKind>,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+}
+
+/// A monitoring tool run beside the daemon for comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PeerKind {
+    Smokeping,
 }
 
 #[derive(Serialize)]
@@ -67,6 +77,8 @@ struct FleetReport {
     prober_rss_mib: f64,
     /// Resident set at the end of the window (VmRSS).
     prober_rss_end_mib: f64,
+    /// `prober_rss_end_mib` per target, KiB (the daemon's fixed share included).
+    prober_kib_per_target: f64,
     /// Lateness of challenges after their scheduled time, all targets (from the daemon's
     /// `locus_probe_lateness_seconds` histogram, interpolated within its bucket).
     lateness_p50_ms: f64,
@@ -76,6 +88,9 @@ struct FleetReport {
     udp_loop_cpu_us_per_probe: f64,
     /// `prober_cpu_us_per_probe / udp_loop_cpu_us_per_probe`.
     cpu_ratio_vs_udp_loop: f64,
+    /// With `--peer`: the peer's figures (`peer_*` keys).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    peer: Option<crate::smokeping::PeerReport>,
 }
 
 /// The UDP loop runs at most this long: its CPU per probe settles within seconds.
@@ -127,6 +142,14 @@ pub fn run(args: FleetArgs) -> anyhow::Result<String> {
     report.udp_loop_cpu_us_per_probe = udp.cpu_s * 1e6 / udp.answered.max(1) as f64;
     report.cpu_ratio_vs_udp_loop =
         report.prober_cpu_us_per_probe / report.udp_loop_cpu_us_per_probe;
+    if args.peer == Some(PeerKind::Smokeping) {
+        report.peer = Some(crate::smokeping::run(
+            args.targets,
+            args.rate_hz,
+            Duration::from_secs(2),
+            Duration::from_secs_f64(args.duration_s).min(UDP_LOOP_MAX),
+        )?);
+    }
     render(&report, args.json)
 }
 
@@ -325,6 +348,7 @@ fn measure(
         prober_cpu_cores: cpu / wall,
         prober_rss_mib: hwm,
         prober_rss_end_mib: rss_end,
+        prober_kib_per_target: rss_end * 1024.0 / n,
         lateness_p50_ms: quantile(&lateness, 0.50) * 1e3,
         lateness_p99_ms: quantile(&lateness, 0.99) * 1e3,
         prober_cpu_us_per_probe: cpu * 1e6 / (sent * wall / scraped_wall),
@@ -332,11 +356,12 @@ fn measure(
         udp_loop_probes_per_s: 0.0,
         udp_loop_cpu_us_per_probe: 0.0,
         cpu_ratio_vs_udp_loop: 0.0,
+        peer: None,
     })
 }
 
 /// CPU seconds (user + system) the process has used: fields 14 and 15 of /proc/PID/stat.
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+pub(crate) fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("reading /proc/{pid}/stat: has the prober exited?"))?;
     // The command name (field 2) may contain spaces: count fields after its closing paren.
@@ -355,7 +380,7 @@ fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
 }
 
 /// A `kB` line of /proc/PID/status, e.g. `VmHWM:`.
-fn status_kib(pid: u32, key: &str) -> anyhow::Result<u64> {
+pub(crate) fn status_kib(pid: u32, key: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
@@ -365,7 +390,7 @@ fn status_kib(pid: u32, key: &str) -> anyhow::Result<u64> {
 }
 
 /// One `/metrics` scrape: series values summed per name; histogram buckets by `le`.
-struct Scrape {
+pub(crate) struct Scrape {
     lines: Vec<(String, String, f64)>,
 }
 
@@ -384,7 +409,7 @@ impl Scrape {
         Self { lines }
     }
 
-    fn sum(&self, name: &str) -> f64 {
+    pub(crate) fn sum(&self, name: &str) -> f64 {
         self.lines
             .iter()
             .filter(|(n, _, _)| n == name)
@@ -451,9 +476,9 @@ fn quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
     lower
 }
 
-fn scrape(addr: SocketAddr) -> anyhow::Result<Scrape> {
+pub(crate) fn scrape(addr: SocketAddr) -> anyhow::Result<Scrape> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .with_context(|| format!("connecting to the prober's /metrics at {addr}"))?;
+        .with_context(|| format!("connecting to /metrics at {addr}"))?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
     write!(
         s,
@@ -583,8 +608,9 @@ fn render(r: &FleetReport, json: bool) -> anyhow::Result<String> {
         );
         _ = writeln!(
             out,
-            "prober CPU {:.3} cores (target ≤ 1), RSS peak {:.0} MiB (target ≤ 512), at end {:.0} MiB",
-            r.prober_cpu_cores, r.prober_rss_mib, r.prober_rss_end_mib
+            "prober CPU {:.3} cores (goal ≤ 0.25 at 10 000, ≤ 1 at 50 000), RSS peak {:.0} MiB, \
+             at end {:.0} MiB = {:.1} KiB per target (goal ≤ 256 MiB at 10 000, ≤ 1 GiB at 50 000)",
+            r.prober_cpu_cores, r.prober_rss_mib, r.prober_rss_end_mib, r.prober_kib_per_target
         );
         _ = writeln!(
             out,
@@ -599,6 +625,21 @@ fn render(r: &FleetReport, json: bool) -> anyhow::Result<String> {
             r.udp_loop_probes_per_s,
             r.cpu_ratio_vs_udp_loop
         );
+        if let Some(p) = &r.peer {
+            _ = writeln!(
+                out,
+                "{} ({} hosts): {:.0} probes/s, answered {:.2} %, CPU {:.3} cores = {:.1} µs per \
+                 probe ({:.1}x locus), RSS {:.0} MiB",
+                p.peer,
+                p.peer_hosts,
+                p.peer_probes_per_s,
+                p.peer_answered_ratio * 100.0,
+                p.peer_cpu_cores,
+                p.peer_cpu_us_per_probe,
+                p.peer_cpu_us_per_probe / r.prober_cpu_us_per_probe,
+                p.peer_rss_mib
+            );
+        }
     })
 }
 

@@ -1,7 +1,11 @@
-//! `locus bench ping`: the locus echo path against a raw tokio UDP echo, in one process and run;
-//! then the precision mode (busy-polling drivers over quinn-proto) against a busy-polled raw
-//! UDP echo, where neither side waits for a wake-up.
+//! `locus bench ping`: what the locus echo path adds to a round trip, against a raw UDP echo
+//! under the same polling policy, in one process and run. Three pairs: tokio drivers spinning
+//! on both ends after each datagram (the default of the prober and the responder), tokio
+//! drivers spinning on neither, and the precision mode (busy-polling drivers over quinn-proto)
+//! against a busy-polled raw UDP echo. Each pair runs interleaved (A, B, A, B…) over several
+//! repetitions so that machine noise hits both sides alike; the spread is over repetitions.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,8 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use locus_net::spinning;
 use locus_prober::busy::BusyTarget;
-use locus_prober::stats::new_histogram;
+use locus_prober::client::Target;
 use locus_prober::{connect, run_round, RoundConfig, RttStats, SpkiPolicy};
 use locus_responder::busy::serve_busy;
 use locus_responder::evidence::EvidenceSource;
@@ -21,9 +26,14 @@ use tokio::net::UdpSocket;
 
 #[derive(Args)]
 pub struct PingArgs {
-    /// Sequential round trips measured per path (after a warm-up).
+    /// Sequential round trips measured per path, split evenly over the repetitions (each
+    /// block after a warm-up of its own).
     #[arg(long, default_value_t = 5000)]
     samples: u64,
+    /// Interleaved repetitions of each pair (baseline, locus, baseline, locus…); the spread
+    /// of the overheads is over these.
+    #[arg(long, default_value_t = 5)]
+    repetitions: u32,
     /// Challenges sent in the throughput run (256 in flight).
     #[arg(long, default_value_t = 300_000)]
     throughput_count: u64,
@@ -32,17 +42,40 @@ pub struct PingArgs {
     json: bool,
 }
 
+/// Overheads are locus minus baseline under the same polling policy, in µs; `_km` turns them
+/// into km of fiber (a 10 km round trip in fiber takes 100 µs).
 #[derive(Serialize)]
 struct PingReport {
     samples: u64,
+    repetitions: u32,
+    /// The spin-after-datagram both sides of the spin pair use (the locus defaults).
+    baseline_spin_us: f64,
+    /// Spin pair: raw tokio UDP echo, both ends spinning `baseline_spin_us` after a datagram.
     baseline_min_us: f64,
     baseline_p50_us: f64,
     baseline_p99_us: f64,
+    /// Spin pair: the locus tokio drivers, both ends spinning `baseline_spin_us`.
     locus_min_us: f64,
     locus_p50_us: f64,
     locus_p99_us: f64,
+    /// `locus_p50_us / baseline_p50_us` (target ≤ 1.3).
     ratio_p50: f64,
     ratio_min: f64,
+    /// Median over repetitions of the spin pair's p50 difference (target ≤ 3 µs).
+    overhead_p50_us: f64,
+    /// `locus_min_us - baseline_min_us`.
+    overhead_min_us: f64,
+    overhead_p50_km: f64,
+    /// No-spin pair: neither end spins, so each datagram waits for a thread wake-up.
+    baseline_nospin_min_us: f64,
+    baseline_nospin_p50_us: f64,
+    locus_nospin_min_us: f64,
+    locus_nospin_p50_us: f64,
+    ratio_p50_nospin: f64,
+    /// Median over repetitions of the no-spin pair's p50 difference (target ≤ 5 µs).
+    overhead_p50_us_nospin: f64,
+    overhead_min_us_nospin: f64,
+    overhead_p50_km_nospin: f64,
     throughput_per_s: f64,
     p99_at_256_us: f64,
     lost_at_256: u64,
@@ -54,15 +87,29 @@ struct PingReport {
     precision_min_us: f64,
     precision_p50_us: f64,
     precision_p99_us: f64,
-    /// `precision_min_us - busy_udp_min_us` (target ≤ 15 µs).
+    /// `precision_min_us - busy_udp_min_us`.
     precision_min_gap_us: f64,
+    /// `precision_p50_us - busy_udp_p50_us` over all samples.
     precision_p50_gap_us: f64,
+    /// Median over repetitions of the precision pair's p50 difference (target ≤ 2 µs).
+    overhead_p50_us_precision: f64,
+    overhead_p50_km_precision: f64,
+    /// `[lowest, highest]` over the repetitions, for each per-repetition figure.
+    spread: BTreeMap<&'static str, [f64; 2]>,
 }
 
-/// Measured samples follow this many unrecorded warm-up round trips.
+/// The spin both tokio drivers use by default (`RoundConfig::spin` in the bench's prober,
+/// `ServerConfig::spin_after_answer` in the responder).
+const SPIN: Duration = Duration::from_micros(200);
+/// The first block of each path follows this many unrecorded round trips.
 const WARM_UP: u64 = 500;
+/// Every block starts with this many unrecorded round trips: the other path of the pair ran
+/// last and may have evicted this one's caches.
+const BLOCK_WARM_UP: u64 = 100;
 /// An echo that takes longer than this is lost and fails the run.
 const ECHO_TIMEOUT: Duration = Duration::from_secs(1);
+/// µs of round trip per km of fiber (light in fiber: ~200 km/ms each way).
+const US_PER_KM: f64 = 10.0;
 
 const LOOPBACK: &str = "127.0.0.1:0";
 
@@ -70,24 +117,180 @@ const LOOPBACK: &str = "127.0.0.1:0";
 /// responder) on its own single-threaded runtime and thread, the measuring side on another.
 /// Runs the benchmark; returns its report as text, or as JSON with `--json`.
 pub fn run(args: PingArgs) -> anyhow::Result<String> {
+    let reps = args.repetitions.max(1);
+    let per_block = (args.samples / u64::from(reps)).max(1);
     let server_rt = ServerThread::start()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let mut report = rt.block_on(measure(&args, &server_rt))?;
+    let (spin, nospin, throughput) = rt.block_on(async {
+        let spin = Pair::start(&server_rt, SPIN).await?;
+        let nospin = Pair::start(&server_rt, Duration::ZERO).await?;
+        spin.warm_up().await?;
+        nospin.warm_up().await?;
+        let (mut s, mut n) = (PairRuns::default(), PairRuns::default());
+        for rep in 0..reps {
+            // Alternate which side goes first, so that neither always follows the other.
+            let flip = rep % 2 == 1;
+            spin.block(per_block, flip, &mut s).await?;
+            nospin.block(per_block, flip, &mut n).await?;
+        }
+        let throughput = spin.throughput(args.throughput_count).await;
+        spin.stop(&server_rt).await?;
+        nospin.stop(&server_rt).await?;
+        anyhow::Ok((s, n, throughput))
+    })?;
     drop(server_rt);
-    // The spinning runs come last, on threads of their own, with the runtimes idle or gone.
-    let busy_udp = busy_udp_baseline(args.samples)?;
-    let precision = precision(args.samples)?;
-    report.busy_udp_min_us = busy_udp.min_us;
-    report.busy_udp_p50_us = busy_udp.p50_us;
-    report.busy_udp_p99_us = busy_udp.p99_us;
-    report.precision_min_us = precision.min_us;
-    report.precision_p50_us = precision.p50_us;
-    report.precision_p99_us = precision.p99_us;
-    report.precision_min_gap_us = precision.min_us - busy_udp.min_us;
-    report.precision_p50_gap_us = precision.p50_us - busy_udp.p50_us;
-    render(&report, args.json)
+    // The spinning pair comes last, on threads of its own, with the runtimes idle or gone.
+    let mut precision = PairRuns::default();
+    busy_udp_block(WARM_UP)?;
+    precision_block(WARM_UP)?;
+    for rep in 0..reps {
+        let (a, b) = if rep % 2 == 1 {
+            let b = precision_block(per_block)?;
+            (busy_udp_block(per_block)?, b)
+        } else {
+            let a = busy_udp_block(per_block)?;
+            (a, precision_block(per_block)?)
+        };
+        precision.push(a, b);
+    }
+    render(
+        &report(&args, reps, &spin, &nospin, &precision, throughput),
+        args.json,
+    )
+}
+
+fn report(
+    args: &PingArgs,
+    reps: u32,
+    spin: &PairRuns,
+    nospin: &PairRuns,
+    precision: &PairRuns,
+    throughput: Throughput,
+) -> PingReport {
+    let (base, locus) = (spin.baseline(), spin.locus());
+    let (base_n, locus_n) = (nospin.baseline(), nospin.locus());
+    let (busy, prec) = (precision.baseline(), precision.locus());
+    let mut spread = BTreeMap::new();
+    spread.insert("overhead_p50_us", spin.overhead_spread());
+    spread.insert("overhead_p50_us_nospin", nospin.overhead_spread());
+    spread.insert("overhead_p50_us_precision", precision.overhead_spread());
+    spread.insert("ratio_p50", spin.ratio_spread());
+    spread.insert("ratio_p50_nospin", nospin.ratio_spread());
+    PingReport {
+        samples: args.samples,
+        repetitions: reps,
+        baseline_spin_us: SPIN.as_secs_f64() * 1e6,
+        baseline_min_us: base.min_us,
+        baseline_p50_us: base.p50_us,
+        baseline_p99_us: base.p99_us,
+        locus_min_us: locus.min_us,
+        locus_p50_us: locus.p50_us,
+        locus_p99_us: locus.p99_us,
+        ratio_p50: locus.p50_us / base.p50_us,
+        ratio_min: locus.min_us / base.min_us,
+        overhead_p50_us: spin.overhead_p50(),
+        overhead_min_us: locus.min_us - base.min_us,
+        overhead_p50_km: spin.overhead_p50() / US_PER_KM,
+        baseline_nospin_min_us: base_n.min_us,
+        baseline_nospin_p50_us: base_n.p50_us,
+        locus_nospin_min_us: locus_n.min_us,
+        locus_nospin_p50_us: locus_n.p50_us,
+        ratio_p50_nospin: locus_n.p50_us / base_n.p50_us,
+        overhead_p50_us_nospin: nospin.overhead_p50(),
+        overhead_min_us_nospin: locus_n.min_us - base_n.min_us,
+        overhead_p50_km_nospin: nospin.overhead_p50() / US_PER_KM,
+        throughput_per_s: throughput.per_s,
+        p99_at_256_us: throughput.p99_us,
+        lost_at_256: throughput.lost,
+        busy_udp_min_us: busy.min_us,
+        busy_udp_p50_us: busy.p50_us,
+        busy_udp_p99_us: busy.p99_us,
+        precision_min_us: prec.min_us,
+        precision_p50_us: prec.p50_us,
+        precision_p99_us: prec.p99_us,
+        precision_min_gap_us: prec.min_us - busy.min_us,
+        precision_p50_gap_us: prec.p50_us - busy.p50_us,
+        overhead_p50_us_precision: precision.overhead_p50(),
+        overhead_p50_km_precision: precision.overhead_p50() / US_PER_KM,
+        spread,
+    }
+}
+
+/// The round trips (ns) of both sides of one pair, block by block.
+#[derive(Default)]
+struct PairRuns {
+    baseline: Vec<Vec<u64>>,
+    locus: Vec<Vec<u64>>,
+}
+
+impl PairRuns {
+    fn push(&mut self, baseline: Vec<u64>, locus: Vec<u64>) {
+        self.baseline.push(baseline);
+        self.locus.push(locus);
+    }
+
+    fn baseline(&self) -> RttStats {
+        RttStats::from_ns(self.baseline.concat())
+    }
+
+    fn locus(&self) -> RttStats {
+        RttStats::from_ns(self.locus.concat())
+    }
+
+    /// Per repetition: (baseline p50, locus p50) in µs.
+    fn p50s(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
+        self.baseline.iter().zip(&self.locus).map(|(a, b)| {
+            (
+                RttStats::from_ns(a.clone()).p50_us,
+                RttStats::from_ns(b.clone()).p50_us,
+            )
+        })
+    }
+
+    fn overheads(&self) -> Vec<f64> {
+        self.p50s().map(|(a, b)| b - a).collect()
+    }
+
+    fn overhead_p50(&self) -> f64 {
+        median(self.overheads())
+    }
+
+    fn overhead_spread(&self) -> [f64; 2] {
+        range(&self.overheads())
+    }
+
+    fn ratio_spread(&self) -> [f64; 2] {
+        range(&self.p50s().map(|(a, b)| b / a).collect::<Vec<_>>())
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn range(v: &[f64]) -> [f64; 2] {
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if v.is_empty() {
+        [0.0, 0.0]
+    } else {
+        [lo, hi]
+    }
+}
+
+/// The 256-in-flight run on the spin pair's locus connection.
+#[derive(Clone, Copy)]
+struct Throughput {
+    per_s: f64,
+    p99_us: f64,
+    lost: u64,
 }
 
 /// A runtime on its own thread for the answering side, stopped on drop.
@@ -126,114 +329,142 @@ impl Drop for ServerThread {
     }
 }
 
-async fn measure(args: &PingArgs, server_rt: &ServerThread) -> anyhow::Result<PingReport> {
-    let baseline = udp_baseline(args.samples, server_rt).await?;
-
-    let server = server_rt
-        .handle
-        .spawn(async {
-            Server::start(
-                ServerConfig::new(LOOPBACK.parse()?),
-                SessionKey::generate()?,
-                EvidenceSource::default(),
-            )
-            .map_err(anyhow::Error::from)
-        })
-        .await??;
-    let addr = server.local_addr()?;
-    let pin = SpkiPolicy::Pinned(server.session_key().spki_der().to_vec());
-    let target = connect(addr, LOOPBACK.parse()?, pin, Duration::from_secs(5)).await?;
-    let sequential = RoundConfig {
-        rate_hz: 0.0,
-        count: args.samples,
-        window: 1,
-        timeout: Duration::from_secs(1),
-        keep_samples: false,
-        // Spin as the responder does: measure QUIC, not vCPU wake-ups.
-        spin: Duration::from_micros(200),
-    };
-    // Warm-up: connection state, allocator, caches.
-    run_round(
-        &target,
-        &RoundConfig {
-            count: 500,
-            ..sequential.clone()
-        },
-    )
-    .await;
-    let locus = run_round(&target, &sequential).await.rtt;
-    let busy = run_round(
-        &target,
-        &RoundConfig {
-            count: args.throughput_count,
-            window: 256,
-            ..sequential
-        },
-    )
-    .await;
-    target.conn.close(0u32.into(), b"done");
-    server_rt
-        .handle
-        .spawn(async move { server.shutdown().await })
-        .await?;
-
-    Ok(PingReport {
-        samples: args.samples,
-        baseline_min_us: baseline.min_us,
-        baseline_p50_us: baseline.p50_us,
-        baseline_p99_us: baseline.p99_us,
-        locus_min_us: locus.min_us,
-        locus_p50_us: locus.p50_us,
-        locus_p99_us: locus.p99_us,
-        ratio_p50: locus.p50_us / baseline.p50_us,
-        ratio_min: locus.min_us / baseline.min_us,
-        throughput_per_s: busy.answered as f64 / busy.wall_s,
-        p99_at_256_us: busy.rtt.p99_us,
-        lost_at_256: busy.lost,
-        // Filled in by `run` once the spinning runs are done.
-        busy_udp_min_us: 0.0,
-        busy_udp_p50_us: 0.0,
-        busy_udp_p99_us: 0.0,
-        precision_min_us: 0.0,
-        precision_p50_us: 0.0,
-        precision_p99_us: 0.0,
-        precision_min_gap_us: 0.0,
-        precision_p50_gap_us: 0.0,
-    })
+/// One tokio pair under one polling policy: a raw UDP echo and a locus responder on the server
+/// thread, both spinning `spin` after each datagram, and their clients here, spinning alike.
+struct Pair {
+    spin: Duration,
+    udp: UdpSocket,
+    echo: tokio::task::JoinHandle<()>,
+    server: Server,
+    target: Target,
 }
 
-/// Raw UDP echo over loopback with tokio, the same payload size as a challenge.
-async fn udp_baseline(samples: u64, server_rt: &ServerThread) -> anyhow::Result<RttStats> {
-    let server = server_rt
-        .handle
-        .spawn(async { UdpSocket::bind(LOOPBACK).await })
-        .await??;
-    let server_addr: SocketAddr = server.local_addr()?;
-    let server = Arc::new(server);
-    let echo = server_rt.handle.spawn({
-        let server = server.clone();
-        async move {
-            let mut buf = [0u8; 1500];
-            while let Ok((n, from)) = server.recv_from(&mut buf).await {
-                let _ = server.send_to(&buf[..n], from).await;
-            }
-        }
-    });
-    let client = UdpSocket::bind(LOOPBACK).await?;
-    client.connect(server_addr).await?;
-    let payload = [7u8; locus_proto::EchoChallenge::LEN];
-    let mut buf = [0u8; 1500];
-    let mut hist = new_histogram();
-    for i in 0..samples + 500 {
-        let start = Instant::now();
-        client.send(&payload).await?;
-        tokio::time::timeout(Duration::from_secs(1), client.recv(&mut buf)).await??;
-        if i >= 500 {
-            hist.record(start.elapsed().as_nanos().max(1) as u64)?;
+impl Pair {
+    async fn start(server_rt: &ServerThread, spin: Duration) -> anyhow::Result<Self> {
+        let echo_socket = server_rt
+            .handle
+            .spawn(async { UdpSocket::bind(LOOPBACK).await })
+            .await??;
+        let echo_addr: SocketAddr = echo_socket.local_addr()?;
+        let echo = server_rt.handle.spawn(udp_echo(echo_socket, spin));
+        let udp = UdpSocket::bind(LOOPBACK).await?;
+        udp.connect(echo_addr).await?;
+
+        let server = server_rt
+            .handle
+            .spawn(async move {
+                let mut config = ServerConfig::new(LOOPBACK.parse()?);
+                config.spin_after_answer = spin;
+                Server::start(config, SessionKey::generate()?, EvidenceSource::default())
+                    .map_err(anyhow::Error::from)
+            })
+            .await??;
+        let addr = server.local_addr()?;
+        let pin = SpkiPolicy::Pinned(server.session_key().spki_der().to_vec());
+        let target = connect(addr, LOOPBACK.parse()?, pin, Duration::from_secs(5)).await?;
+        Ok(Self {
+            spin,
+            udp,
+            echo,
+            server,
+            target,
+        })
+    }
+
+    fn round(&self, count: u64) -> RoundConfig {
+        RoundConfig {
+            rate_hz: 0.0,
+            count,
+            window: 1,
+            timeout: ECHO_TIMEOUT,
+            keep_samples: true,
+            spin: self.spin,
         }
     }
-    echo.abort();
-    Ok(RttStats::from_histogram(&hist))
+
+    /// Connection state, allocator, caches: both sides once.
+    async fn warm_up(&self) -> anyhow::Result<()> {
+        self.udp_block(WARM_UP).await?;
+        run_round(&self.target, &self.round(WARM_UP)).await;
+        Ok(())
+    }
+
+    /// One repetition: a block of each side, the locus side first if `flip`.
+    async fn block(&self, n: u64, flip: bool, runs: &mut PairRuns) -> anyhow::Result<()> {
+        let (a, b) = if flip {
+            let b = self.locus_block(n).await?;
+            (self.udp_block(n).await?, b)
+        } else {
+            let a = self.udp_block(n).await?;
+            (a, self.locus_block(n).await?)
+        };
+        runs.push(a, b);
+        Ok(())
+    }
+
+    async fn udp_block(&self, n: u64) -> anyhow::Result<Vec<u64>> {
+        let payload = [7u8; locus_proto::EchoChallenge::LEN];
+        let mut buf = [0u8; 1500];
+        let mut rtts = Vec::with_capacity(n as usize);
+        for i in 0..n + BLOCK_WARM_UP {
+            let start = Instant::now();
+            self.udp.send(&payload).await?;
+            tokio::time::timeout(ECHO_TIMEOUT, spinning(self.udp.recv(&mut buf), self.spin))
+                .await??;
+            if i >= BLOCK_WARM_UP {
+                rtts.push(start.elapsed().as_nanos().max(1) as u64);
+            }
+        }
+        Ok(rtts)
+    }
+
+    async fn locus_block(&self, n: u64) -> anyhow::Result<Vec<u64>> {
+        run_round(&self.target, &self.round(BLOCK_WARM_UP)).await;
+        let r = run_round(&self.target, &self.round(n)).await;
+        anyhow::ensure!(
+            r.lost == 0 && r.violations == 0,
+            "locus echo: {} lost, {} violations",
+            r.lost,
+            r.violations
+        );
+        Ok(r.samples.iter().map(|s| s.rtt_ns.max(1)).collect())
+    }
+
+    async fn throughput(&self, count: u64) -> Throughput {
+        let r = run_round(
+            &self.target,
+            &RoundConfig {
+                window: 256,
+                keep_samples: false,
+                ..self.round(count)
+            },
+        )
+        .await;
+        Throughput {
+            per_s: r.answered as f64 / r.wall_s,
+            p99_us: r.rtt.p99_us,
+            lost: r.lost,
+        }
+    }
+
+    async fn stop(self, server_rt: &ServerThread) -> anyhow::Result<()> {
+        self.echo.abort();
+        self.target.conn.close(0u32.into(), b"done");
+        let server = self.server;
+        server_rt
+            .handle
+            .spawn(async move { server.shutdown().await })
+            .await?;
+        Ok(())
+    }
+}
+
+/// Raw UDP echo with tokio, spinning like the responder after each datagram.
+async fn udp_echo(socket: UdpSocket, spin: Duration) {
+    let mut buf = [0u8; 1500];
+    while let Ok((n, from)) = spinning(socket.recv_from(&mut buf), spin).await {
+        let _ = socket.send_to(&buf[..n], from).await;
+    }
 }
 
 /// A thread spinning on a non-blocking socket until its flag is set; stops and joins on drop.
@@ -273,9 +504,10 @@ impl<T> Drop for Spinner<T> {
     }
 }
 
-/// Raw UDP echo over loopback, both sides spinning on non-blocking std sockets: the floor that
-/// the precision mode is compared with.
-fn busy_udp_baseline(samples: u64) -> anyhow::Result<RttStats> {
+/// One block of raw UDP echoes over loopback, both sides spinning on non-blocking std sockets:
+/// the floor that the precision mode is compared with. The echo thread lives for the block
+/// only, so that it never spins beside the precision responder.
+fn busy_udp_block(n: u64) -> anyhow::Result<Vec<u64>> {
     let server = std::net::UdpSocket::bind(LOOPBACK)?;
     server.set_nonblocking(true)?;
     let server_addr = server.local_addr()?;
@@ -295,8 +527,8 @@ fn busy_udp_baseline(samples: u64) -> anyhow::Result<RttStats> {
     client.set_nonblocking(true)?;
     let payload = [7u8; locus_proto::EchoChallenge::LEN];
     let mut buf = [0u8; 1500];
-    let mut hist = new_histogram();
-    for i in 0..samples + WARM_UP {
+    let mut rtts = Vec::with_capacity(n as usize);
+    for i in 0..n + BLOCK_WARM_UP {
         let start = Instant::now();
         client.send(&payload)?;
         loop {
@@ -311,17 +543,17 @@ fn busy_udp_baseline(samples: u64) -> anyhow::Result<RttStats> {
                 Err(e) => return Err(e.into()),
             }
         }
-        if i >= WARM_UP {
-            hist.record(start.elapsed().as_nanos().max(1) as u64)?;
+        if i >= BLOCK_WARM_UP {
+            rtts.push(start.elapsed().as_nanos().max(1) as u64);
         }
     }
     echo.finish()?;
-    Ok(RttStats::from_histogram(&hist))
+    Ok(rtts)
 }
 
-/// The precision mode: a busy responder thread and a busy prober on this thread, sequential
-/// echoes over a pinned QUIC connection.
-fn precision(samples: u64) -> anyhow::Result<RttStats> {
+/// One block of the precision mode: a busy responder thread and a busy prober on this thread,
+/// sequential echoes over a pinned QUIC connection made for the block.
+fn precision_block(n: u64) -> anyhow::Result<Vec<u64>> {
     let key = SessionKey::generate()?;
     let socket = std::net::UdpSocket::bind(LOOPBACK)?;
     let addr = socket.local_addr()?;
@@ -335,64 +567,167 @@ fn precision(samples: u64) -> anyhow::Result<RttStats> {
         SpkiPolicy::Pinned(key.spki_der().to_vec()),
         Duration::from_secs(5),
     )?;
-    let mut hist = new_histogram();
-    for i in 0..samples + WARM_UP {
+    let mut rtts = Vec::with_capacity(n as usize);
+    for i in 0..n + BLOCK_WARM_UP {
         let nonce: locus_proto::Nonce = rand::random();
         let sample = target.echo(nonce, ECHO_TIMEOUT)?;
-        if i >= WARM_UP {
-            hist.record(sample.rtt_ns.max(1))?;
+        if i >= BLOCK_WARM_UP {
+            rtts.push(sample.rtt_ns.max(1));
         }
     }
     target.close()?;
     responder.finish()??;
-    Ok(RttStats::from_histogram(&hist))
+    Ok(rtts)
 }
 
 /// The report as the command prints it.
 fn render(r: &PingReport, json: bool) -> anyhow::Result<String> {
     crate::render(r, json, false, |out| {
+        let spread = |k: &str| r.spread.get(k).copied().unwrap_or_default();
         _ = writeln!(
             out,
-            "{:<28} {:>9} {:>9} {:>9}",
-            "path (sequential echo)", "min µs", "p50 µs", "p99 µs"
+            "sequential echo, {} repetitions interleaved; overhead = locus - baseline, same polling",
+            r.repetitions
         );
         _ = writeln!(
             out,
-            "{:<28} {:>9.1} {:>9.1} {:>9.1}",
-            "raw tokio UDP (baseline)", r.baseline_min_us, r.baseline_p50_us, r.baseline_p99_us
+            "{:<34} {:>8} {:>8} {:>8}",
+            "path", "min µs", "p50 µs", "p99 µs"
         );
+        let row = |out: &mut String, name: &str, min: f64, p50: f64, p99: Option<f64>| {
+            let p99 = p99.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
+            _ = writeln!(out, "{name:<34} {min:>8.1} {p50:>8.1} {p99:>8}");
+        };
+        let spin_name = format!("spin {:.0} µs both ends", r.baseline_spin_us);
+        row(
+            out,
+            &format!("raw tokio UDP, {spin_name}"),
+            r.baseline_min_us,
+            r.baseline_p50_us,
+            Some(r.baseline_p99_us),
+        );
+        row(
+            out,
+            &format!("locus QUIC, {spin_name}"),
+            r.locus_min_us,
+            r.locus_p50_us,
+            Some(r.locus_p99_us),
+        );
+        let pair = |out: &mut String, what: &str, p50: f64, min: f64, key: &str, goal: f64| {
+            let [lo, hi] = spread(key);
+            _ = writeln!(
+                out,
+                "  {what}: overhead p50 {p50:.1} µs [{lo:.1} .. {hi:.1}] = {:.2} km of fiber \
+                 (goal ≤ {goal} µs), min {min:.1} µs",
+                p50 / US_PER_KM
+            );
+        };
+        pair(
+            out,
+            "spin",
+            r.overhead_p50_us,
+            r.overhead_min_us,
+            "overhead_p50_us",
+            3.0,
+        );
+        let [lo, hi] = spread("ratio_p50");
         _ = writeln!(
             out,
-            "{:<28} {:>9.1} {:>9.1} {:>9.1}",
-            "locus (QUIC datagrams)", r.locus_min_us, r.locus_p50_us, r.locus_p99_us
-        );
-        _ = writeln!(
-            out,
-            "ratio p50 {:.2} (target ≤ 1.3), ratio min {:.2}",
+            "  ratio p50 {:.2} [{lo:.2} .. {hi:.2}] (goal ≤ 1.3), ratio min {:.2}",
             r.ratio_p50, r.ratio_min
+        );
+        row(
+            out,
+            "raw tokio UDP, no spin",
+            r.baseline_nospin_min_us,
+            r.baseline_nospin_p50_us,
+            None,
+        );
+        row(
+            out,
+            "locus QUIC, no spin",
+            r.locus_nospin_min_us,
+            r.locus_nospin_p50_us,
+            None,
+        );
+        pair(
+            out,
+            "no spin",
+            r.overhead_p50_us_nospin,
+            r.overhead_min_us_nospin,
+            "overhead_p50_us_nospin",
+            5.0,
+        );
+        row(
+            out,
+            "busy-polled UDP (floor)",
+            r.busy_udp_min_us,
+            r.busy_udp_p50_us,
+            Some(r.busy_udp_p99_us),
+        );
+        row(
+            out,
+            "locus precision (busy QUIC)",
+            r.precision_min_us,
+            r.precision_p50_us,
+            Some(r.precision_p99_us),
+        );
+        pair(
+            out,
+            "precision",
+            r.overhead_p50_us_precision,
+            r.precision_min_gap_us,
+            "overhead_p50_us_precision",
+            2.0,
         );
         _ = writeln!(
             out,
             "256 in flight: {:.0} answered challenges/s (target ≥ 250000), p99 {:.1} µs (target ≤ 1000), lost {}",
             r.throughput_per_s, r.p99_at_256_us, r.lost_at_256
         );
-        _ = writeln!(
-            out,
-            "{:<28} {:>9.1} {:>9.1} {:>9.1}",
-            "busy-polled UDP (floor)", r.busy_udp_min_us, r.busy_udp_p50_us, r.busy_udp_p99_us
-        );
-        _ = writeln!(
-            out,
-            "{:<28} {:>9.1} {:>9.1} {:>9.1}",
-            "locus precision (busy QUIC)",
-            r.precision_min_us,
-            r.precision_p50_us,
-            r.precision_p99_us
-        );
-        _ = writeln!(
-            out,
-            "precision min gap {:.1} µs (target ≤ 15), p50 gap {:.1} µs",
-            r.precision_min_gap_us, r.precision_p50_gap_us
-        );
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tiny run prints every key of the contract; timings are not asserted.
+    #[test]
+    fn small_run_reports_the_fair_keys() {
+        let out = run(PingArgs {
+            samples: 20,
+            repetitions: 2,
+            throughput_count: 200,
+            json: true,
+        })
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        for key in [
+            "baseline_p50_us",
+            "locus_p50_us",
+            "ratio_p50",
+            "ratio_p50_nospin",
+            "overhead_p50_us",
+            "overhead_min_us",
+            "overhead_p50_us_nospin",
+            "overhead_p50_us_precision",
+            "precision_min_gap_us",
+        ] {
+            assert!(v[key].as_f64().is_some_and(f64::is_finite), "{key} in {v}");
+        }
+        assert_eq!(v["baseline_spin_us"].as_f64(), Some(200.0), "{v}");
+        assert_eq!(v["repetitions"].as_u64(), Some(2), "{v}");
+        let [lo, hi] = [0, 1].map(|i| v["spread"]["overhead_p50_us"][i].as_f64().unwrap());
+        assert!(lo <= v["overhead_p50_us"].as_f64().unwrap(), "{v}");
+        assert!(hi >= v["overhead_p50_us"].as_f64().unwrap(), "{v}");
+    }
+
+    #[test]
+    fn median_and_range_of_repetitions() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(range(&[3.0, -1.0, 2.0]), [-1.0, 3.0]);
+        assert_eq!(range(&[]), [0.0, 0.0]);
+    }
 }

@@ -67,6 +67,14 @@ pub(crate) struct Settings {
     /// Pareto shape α of heavy-tailed jitter (scale `jitter_us`); absent: uniform jitter.
     #[serde(default)]
     pub(crate) jitter_tail: Option<Spanned<f64>>,
+    /// Each lab TDX quote takes at least this long, one at a time per responder, as on a cloud
+    /// TD (≈ 39 ms on GCP). 0 (default): as fast as the lab signs.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) quote_delay_ms: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 fn d_duration() -> Spanned<f64> {
@@ -95,6 +103,7 @@ impl Default for Settings {
             rate_hz: d_rate(),
             inflation_spread: None,
             jitter_tail: None,
+            quote_delay_ms: 0,
         }
     }
 }
@@ -235,6 +244,8 @@ pub struct Scenario {
     pub(crate) inflation: f64,
     pub(crate) jitter_us: f64,
     pub(crate) rate_hz: f64,
+    /// Least time of one lab TDX quote (one at a time per responder), ms; 0: none.
+    pub(crate) quote_delay_ms: u64,
     pub(crate) sites: Vec<Site>,
     /// Site index of each prober.
     pub(crate) probers: Vec<usize>,
@@ -482,6 +493,7 @@ impl Scenario {
             inflation: *s.inflation.get_ref(),
             jitter_us: *s.jitter_us.get_ref(),
             rate_hz: *s.rate_hz.get_ref(),
+            quote_delay_ms: s.quote_delay_ms,
             sites,
             probers,
             anchors,
@@ -601,6 +613,9 @@ site = "ams"
         assert_eq!(s.events.len(), 1);
         let claim = s.responders[0].claim;
         assert_eq!(s.landmarks, [claim]);
+        assert_eq!(s.quote_delay_ms, 0, "the built-in lab quotes at lab speed");
+        let slow = BUILT_IN.replacen("[settings]\n", "[settings]\nquote_delay_ms = 40\n", 1);
+        assert_eq!(Scenario::parse(&slow, "slow").unwrap().quote_delay_ms, 40);
     }
 
     #[test]

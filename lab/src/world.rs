@@ -14,7 +14,8 @@ use locus_responder::config::{Backends, TdxBackendKind};
 use locus_responder::evidence::EvidenceSource;
 use locus_responder::server::{Server, ServerConfig};
 use locus_responder::session_key::SessionKey;
-use locus_responder::tdx::lab::{LabOptions, LabTdx};
+use locus_responder::tdx::lab::{LabOptions, LabTdx, PacedQuoter};
+use locus_responder::tdx::TdxQuoter;
 use locus_responder::tpm::swtpm::{Swtpm, SwtpmOptions};
 use locus_responder::tpm::{Tcti, Vtpm, VtpmConfig};
 use tokio::sync::watch;
@@ -180,8 +181,15 @@ pub(crate) async fn build(
         }
         let issuing_ca = pem_certs(ek_ca.first().map_or("", String::as_str));
         // The same wiring as `locus responder --config` (tdx.backend = "lab", [tpm] on swtpm).
+        let quoter: Arc<dyn TdxQuoter> = match s.quote_delay_ms {
+            0 => lab_tdx.quoter(),
+            ms => Arc::new(PacedQuoter::new(
+                lab_tdx.quoter(),
+                Duration::from_millis(ms),
+            )),
+        };
         let source = Backends {
-            tdx: Some(lab_tdx.quoter()),
+            tdx: Some(quoter),
             tdx_kind: TdxBackendKind::Lab,
             lab: None,
             coalesce_max_batch: 16,

@@ -12,5 +12,5 @@ pub mod spin;
 pub mod verify;
 
 pub use config::{client_config, crypto_provider, server_config, ConfigError};
-pub use spin::read_datagram_spinning;
+pub use spin::{read_datagram_spinning, spinning};
 pub use verify::{spki_of, ServerCert, ServerKeyCheck, Tls13Verifier};

@@ -106,6 +106,7 @@ pub(crate) async fn run(
     let landmark = (role == Role::Landmark).then(|| landmark_labels(&shared.prober_id, &spec));
     let mut last_spki: Option<Vec<u8>> = None;
     let mut next_evidence = Instant::now();
+    let mut evidence_task = EvidenceTask(None);
     let interval = Duration::from_secs_f64(1.0 / settings.rate_hz);
     let round_cfg = RoundConfig {
         rate_hz: settings.rate_hz,
@@ -253,8 +254,22 @@ pub(crate) async fn run(
                     update_metrics(&shared.metrics, &labels, &report);
                     store_round(&shared, rec, samples);
                     if let Some(iv) = settings.evidence_interval {
-                        if Instant::now() >= next_evidence {
-                            Box::pin(evidence(&shared, &spec, &labels, &target, &settings)).await;
+                        let idle = match &evidence_task.0 {
+                            Some(t) => t.is_finished(),
+                            None => true,
+                        };
+                        if idle && Instant::now() >= next_evidence {
+                            // On a task of its own, one at a time: a slow quote (tens of ms on a
+                            // cloud TD) must not hold back this target's next challenges.
+                            let task = {
+                                let (shared, spec) = (shared.clone(), spec.clone());
+                                let labels = labels.clone();
+                                let (target, settings) = (target.clone(), settings.clone());
+                                async move {
+                                    evidence(&shared, &spec, &labels, &target, &settings).await
+                                }
+                            };
+                            evidence_task.0 = Some(tokio::spawn(task));
                             next_evidence =
                                 Instant::now() + iv.mul_f64(rand::thread_rng().gen_range(0.9..1.1));
                         }
@@ -269,6 +284,17 @@ pub(crate) async fn run(
                 target.conn.close(0u32.into(), b"prober stopping");
                 return;
             }
+        }
+    }
+}
+
+/// The target's evidence request in flight, if any; aborted when the target stops.
+struct EvidenceTask(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for EvidenceTask {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            t.abort();
         }
     }
 }

@@ -109,7 +109,8 @@ struct RawBase {
 }
 
 /// The parts of a lab scenario an experiment uses (settings give axis defaults; responders
-/// are ignored: the experiment places its own nodes).
+/// are ignored: the experiment places its own nodes; the scenario's network knobs — `[[path]]`,
+/// `[[event]]`, `[[landmark]]` — are the lab's, the experiment has its own `[model]`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LabFile {
@@ -123,6 +124,12 @@ struct LabFile {
     anchor: Vec<Spanned<SiteRef>>,
     #[serde(default)]
     responder: Vec<toml::Value>,
+    #[serde(default)]
+    path: Vec<toml::Value>,
+    #[serde(default)]
+    event: Vec<toml::Value>,
+    #[serde(default)]
+    landmark: Vec<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -328,7 +335,9 @@ impl Experiment {
                 origin: sc_origin.clone(),
                 err,
             })?;
-            let _ = file.responder.len();
+            // parsed so that a typo in them still fails, but not used here
+            let _ = (file.responder.len(), file.path.len(), file.event.len());
+            let _ = file.landmark.len();
             sites.extend(file.site);
             for r in &file.prober {
                 prober_refs.push((

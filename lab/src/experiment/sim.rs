@@ -255,15 +255,17 @@ pub(crate) fn trial(
         let at = pos(e, site);
         let path = paths[i];
         let mut samples = Vec::with_capacity(n * rounds);
+        // Once per prober, not per sample: the distances are the trial's hottest trigonometry.
+        let (to_home, to_claim, to_far) = (ow(at, home, 1.0), ow(at, claim, 1.0), ow(at, far, 1.0));
         for k in 0..n * rounds {
             let t_s = k as f64 * step_ns / 1e9;
             let infl = path.at(t_s);
             let one_way = match p.kind {
-                Kind::Honest | Kind::Frankenstein => ow(at, home, infl),
-                Kind::Proxy => ow(at, claim, infl) + extra_ow,
+                Kind::Honest | Kind::Frankenstein => to_home * infl,
+                Kind::Proxy => to_claim * infl + extra_ow,
                 // the far site is reached over the same backbone: the path keeps its inflation
-                Kind::Relocation if t_s >= move_after_s => ow(at, far, infl),
-                Kind::Relocation => ow(at, home, infl),
+                Kind::Relocation if t_s >= move_after_s => to_far * infl,
+                Kind::Relocation => to_home * infl,
             };
             let rtt = d.echo(one_way) + node_host_ms;
             samples.push(EchoSample {

@@ -25,7 +25,7 @@ fn the_example_parses_with_every_documented_key() {
     let c = ResponderConfig::parse(EXAMPLE).unwrap();
     assert_eq!(c.tdx.backend, TdxBackendKind::Configfs);
     assert_eq!(c.tdx.configfs_root, Path::new(configfs::DEFAULT_ROOT));
-    assert_eq!(c.tdx.coalesce_max_batch, 16);
+    assert_eq!(c.tdx.coalesce_max_batch, 128);
     let tpm = c.tpm.as_ref().unwrap();
     assert_eq!(tpm.ak, AkChoice::Auto);
     assert_eq!(c.tcti().unwrap(), Some(Tcti::Device("/dev/tpmrm0".into())));
@@ -133,6 +133,27 @@ fn each_broken_backend_names_its_key_and_path() {
     assert_eq!(e.key(), Some("tpm.tcti"), "{e}");
     let e = open_err(d, "[tdx]\ncoalesce_max_batch = 0\n");
     assert_eq!(e.key(), Some("tdx.coalesce_max_batch"), "{e}");
+    let e = open_err(d, "[tdx]\nbackend = \"configfs\"\nquote_delay_ms = 40\n");
+    assert_eq!(e.key(), Some("tdx.quote_delay_ms"), "{e}");
+}
+
+/// `quote_delay_ms` slows the lab quoter down: the start-up check and a quote each take it.
+#[test]
+fn a_lab_quote_delay_is_reachable_from_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = LabTdx::generate().unwrap();
+    lab.save(&dir.path().join("lab")).unwrap();
+    let cfg = ResponderConfig::load(&write_config(
+        dir.path(),
+        "[tdx]\nbackend = \"lab\"\nlab_dir = \"lab\"\nquote_delay_ms = 25\n",
+    ))
+    .unwrap();
+    assert_eq!(cfg.tdx.quote_delay_ms, 25);
+    let b = cfg.open().unwrap();
+    let t = std::time::Instant::now();
+    let quote = b.tdx.as_ref().unwrap().quote([3; 64]).unwrap();
+    assert!(t.elapsed() >= std::time::Duration::from_millis(25));
+    assert_eq!(&quote[568..632], &[3; 64][..]);
 }
 
 #[test]

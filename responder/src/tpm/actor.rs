@@ -27,6 +27,7 @@ use tss_esapi::structures::{
 };
 use tss_esapi::tcti_ldr::{DeviceConfig, NetworkTPMConfig};
 use tss_esapi::traits::{Marshall, UnMarshall};
+use tss_esapi::utils::TpmsContext;
 use tss_esapi::{Context, TctiNameConf};
 
 use super::ops::{Op, Reply};
@@ -112,6 +113,13 @@ struct State {
     ak_cert: Option<Vec<u8>>,
     /// The AK is the Azure HCL's persistent key: HCL reports can be requested.
     hcl: bool,
+    /// Saved contexts of the EK primaries derived so far. Deriving an RSA EK again is a prime
+    /// search from the endorsement seed (tens of ms, on every sealed evidence request);
+    /// TPM2_ContextLoad of its saved context takes well under a millisecond. The EK stays
+    /// loaded only for the command that needs it, as when derived each time: keeping it
+    /// loaded instead took a transient slot for good, and a TPM without a resource manager
+    /// (swtpm: three slots) then had none left for a second connection's AK and EK.
+    saved_eks: Vec<(EkKind, TpmsContext)>,
 }
 
 fn run(tcti: Tcti, source: AkSource, rx: Receiver<Request>, ready: SyncSender<Result<(), String>>) {
@@ -170,6 +178,7 @@ fn connect(tcti: &Tcti, source: AkSource) -> Result<State, String> {
             ak_public,
             ak_cert: None,
             hcl: true,
+            saved_eks: Vec::new(),
         });
     }
     let provisioned = match source {
@@ -201,6 +210,7 @@ fn connect(tcti: &Tcti, source: AkSource) -> Result<State, String> {
         ak_public,
         ak_cert,
         hcl: false,
+        saved_eks: Vec::new(),
     })
 }
 
@@ -602,9 +612,31 @@ fn create_ek(s: &mut State, kind: EkKind, op: &'static str) -> Result<KeyHandle,
     ek::create_ek_object_2(&mut s.ctx, alg, None).map_err(cmd_err(op))
 }
 
+/// The EK primary of `kind`, loaded for one command (the caller flushes it): from its saved
+/// context when there is one, else derived and its context saved. A saved context the TPM
+/// refuses (after a TPM reset, say) is dropped and the EK derived again.
+fn load_ek(s: &mut State, kind: EkKind, op: &'static str) -> Result<KeyHandle, VtpmError> {
+    if let Some(i) = s.saved_eks.iter().position(|(k, _)| *k == kind) {
+        match s.ctx.context_load(s.saved_eks[i].1.clone()) {
+            Ok(handle) => return Ok(KeyHandle::from(handle)),
+            Err(e) => {
+                tracing::debug!(?kind, error = %e, "saved EK context refused; deriving the EK");
+                s.saved_eks.swap_remove(i);
+            }
+        }
+    }
+    let ek = create_ek(s, kind, op)?;
+    match s.ctx.context_save(ek.into()) {
+        Ok(saved) => s.saved_eks.push((kind, saved)),
+        // Only slower next time.
+        Err(e) => tracing::debug!(?kind, error = %e, "EK context not saved"),
+    }
+    Ok(ek)
+}
+
 fn ek_public(s: &mut State, kind: EkKind) -> Result<Vec<u8>, VtpmError> {
     const OP: &str = "ek_public";
-    let ek = create_ek(s, kind, OP)?;
+    let ek = load_ek(s, kind, OP)?;
     let public = s
         .ctx
         .execute_without_session(|c| c.read_public(ek))
@@ -625,7 +657,7 @@ fn activate_credential(
     const OP: &str = "activate_credential";
     let id_object = IdObject::try_from(id_object).map_err(cmd_err(OP))?;
     let secret = EncryptedSecret::try_from(encrypted_secret).map_err(cmd_err(OP))?;
-    let ek = create_ek(s, kind, OP)?;
+    let ek = load_ek(s, kind, OP)?;
     let session = s
         .ctx
         .start_auth_session(

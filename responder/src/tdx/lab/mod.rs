@@ -9,6 +9,7 @@
 mod collateral;
 mod der;
 mod layout;
+mod paced;
 mod pki;
 mod time;
 
@@ -21,6 +22,7 @@ use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use serde::{Deserialize, Serialize};
 
 pub use layout::LabMeasurements;
+pub use paced::PacedQuoter;
 
 use super::{QuoteError, TdxQuoter};
 
