@@ -8,14 +8,14 @@
 //! delays every other command by [`RELAY_DELAY`], as a relay would; the control channel is
 //! passed through.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod vtpm_relay;
+
+use std::io::Write;
+use std::net::TcpStream;
 use std::thread;
-use std::time::Duration;
 
 use locus_analysis::verify::bundle::{
-    self as evidence, CheckId, EvidenceError, EvidencePolicy, Outcome, PolicyFile, Requirement,
-    VerifyInputs,
+    self as evidence, CheckId, EvidenceError, Outcome, Requirement, VerifyInputs,
 };
 use locus_proto::evidence::{EvidenceBundle, BUNDLE_VERSION};
 use locus_proto::transcript::Transcript;
@@ -23,42 +23,10 @@ use locus_responder::evidence::{collect_blocking, EventLogPaths};
 use locus_responder::session_key::SessionKey;
 use locus_responder::tpm::swtpm::{Swtpm, SwtpmOptions};
 use locus_responder::tpm::{Tcti, Vtpm, VtpmConfig};
-
-/// One round trip to the far vTPM (~3 000 km of fiber).
-const RELAY_DELAY: Duration = Duration::from_millis(30);
-/// Bound on both timings in the policy: far above a local swtpm, below the relay's delay.
-const BOUND_US: u64 = 20_000;
-
-const TPM2_CC_GET_RANDOM: u32 = 0x0000_017b;
-
-/// What the stub answers to TPM2_GetRandom(n): success, n zero bytes.
-fn local_get_random(command: &[u8]) -> Vec<u8> {
-    let n = command
-        .get(10..12)
-        .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
-    let mut r = Vec::new();
-    r.extend_from_slice(&0x8001u16.to_be_bytes());
-    r.extend_from_slice(&(12 + u32::from(n)).to_be_bytes());
-    r.extend_from_slice(&0u32.to_be_bytes());
-    r.extend_from_slice(&n.to_be_bytes());
-    r.resize(r.len() + usize::from(n), 0);
-    r
-}
-
-/// Reads one TPM command or response: the 10-byte header (tag, size, code) and the rest.
-fn read_tpm_message(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
-    let mut m = vec![0u8; 10];
-    s.read_exact(&mut m)?;
-    let size = u32::from_be_bytes([m[2], m[3], m[4], m[5]]) as usize;
-    if !(10..=1 << 16).contains(&size) {
-        return Err(std::io::Error::other(format!(
-            "TPM message of {size} bytes"
-        )));
-    }
-    m.resize(size, 0);
-    s.read_exact(&mut m[10..])?;
-    Ok(m)
-}
+use vtpm_relay::{
+    bundle, local_get_random, read_tpm_message, relayed_vtpm, timing_policy, BOUND_US, RELAY_DELAY,
+    TPM2_CC_GET_RANDOM,
+};
 
 /// Serves one data-channel connection (raw TPM commands, as swtpm's socket server takes
 /// them): GetRandom locally, everything else relayed.
@@ -78,93 +46,6 @@ fn serve_data(mut client: TcpStream, upstream_port: u16) -> std::io::Result<()> 
     }
 }
 
-/// Copies bytes both ways between two streams until either closes.
-fn pass_through(client: TcpStream, upstream_port: u16) -> std::io::Result<()> {
-    let up = TcpStream::connect(("127.0.0.1", upstream_port))?;
-    let (mut c_in, mut u_out) = (client.try_clone()?, up.try_clone()?);
-    let t = thread::spawn(move || std::io::copy(&mut c_in, &mut u_out));
-    let (mut u_in, mut c_out) = (up, client);
-    let _ = std::io::copy(&mut u_in, &mut c_out);
-    let _ = t.join();
-    Ok(())
-}
-
-/// Listens on two consecutive loopback ports (the swtpm TCTI's data and control channels)
-/// and returns the data port.
-fn start_stub(swtpm_port: u16) -> u16 {
-    for _ in 0..100 {
-        let data = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = data.local_addr().unwrap().port();
-        let Some(ctrl_port) = port.checked_add(1) else {
-            continue;
-        };
-        let Ok(ctrl) = TcpListener::bind(("127.0.0.1", ctrl_port)) else {
-            continue;
-        };
-        thread::spawn(move || {
-            for c in data.incoming().flatten() {
-                thread::spawn(move || serve_data(c, swtpm_port));
-            }
-        });
-        thread::spawn(move || {
-            for c in ctrl.incoming().flatten() {
-                thread::spawn(move || pass_through(c, swtpm_port + 1));
-            }
-        });
-        return port;
-    }
-    panic!("no two consecutive free loopback ports");
-}
-
-fn bundle(vtpm: &Vtpm) -> EvidenceBundle {
-    let key = SessionKey::generate().unwrap();
-    let spki = key.spki_der().to_vec();
-    let nonce = [9u8; 32];
-    let ((tpm, tdx, timings), _) = collect_blocking(
-        &nonce,
-        &spki,
-        Some(vtpm),
-        None,
-        &EventLogPaths::default(),
-        Vec::new(),
-        None,
-    )
-    .unwrap();
-    EvidenceBundle {
-        version: BUNDLE_VERSION,
-        nonce: nonce.to_vec(),
-        nonce_issuer: None,
-        session_spki: spki,
-        transcript: Transcript::new().sign(key.signing_key()),
-        tdx,
-        tpm,
-        timings,
-        anchors: None,
-    }
-}
-
-/// Only the two timing checks and the chain's signatures matter here.
-fn timing_policy() -> EvidencePolicy {
-    // No TD here: the TD's code pins are not this test's business.
-    let mut p = PolicyFile {
-        allow_unpinned_code: true,
-        ..PolicyFile::default()
-    };
-    for c in CheckId::ALL {
-        p.checks.insert(c, Requirement::Off);
-    }
-    for c in [
-        CheckId::TpmSignature,
-        CheckId::VtpmTiming,
-        CheckId::VtpmChain,
-    ] {
-        p.checks.insert(c, Requirement::Required);
-    }
-    p.timing.max_tpm_cheap_rtt_us = Some(BOUND_US);
-    p.timing.max_tpm_chain_rtt_us = Some(BOUND_US);
-    p.resolve(&|f| Err(format!("{f}: no files here"))).unwrap()
-}
-
 #[test]
 fn a_getrandom_stub_in_front_of_a_relayed_vtpm_fails_the_signed_chain() {
     let swtpm = Swtpm::start(SwtpmOptions::default()).unwrap();
@@ -182,13 +63,7 @@ fn a_getrandom_stub_in_front_of_a_relayed_vtpm_fails_the_signed_chain() {
     assert!(r.valid(), "{:#}", r.to_json());
 
     // ...then through the stub: GetRandom still looks local, the signed quotes do not.
-    let stub_port = start_stub(port);
-    let mut config = VtpmConfig::new(Tcti::Swtpm {
-        host: "127.0.0.1".into(),
-        port: stub_port,
-    });
-    config.command_timeout = Duration::from_secs(10);
-    let relayed = Vtpm::open(config).unwrap();
+    let relayed = relayed_vtpm(port, serve_data);
     let b = bundle(&relayed);
     drop(relayed);
     let r = evidence::verify_bundle(&b, &policy, &inputs);
@@ -273,13 +148,7 @@ fn the_getrandom_stub_fails_under_the_policy_init_captures() {
         Requirement::Required
     );
 
-    let stub_port = start_stub(port);
-    let mut config = VtpmConfig::new(Tcti::Swtpm {
-        host: "127.0.0.1".into(),
-        port: stub_port,
-    });
-    config.command_timeout = Duration::from_secs(10);
-    let relayed = Vtpm::open(config).unwrap();
+    let relayed = relayed_vtpm(port, serve_data);
     let b = sealed_bundle(&relayed, &ca, [8; 32]);
     drop(relayed);
     let inputs = VerifyInputs {
