@@ -133,6 +133,7 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         window: Duration::from_secs_f64(args.window_s),
         baseline_rounds: args.baseline_rounds,
         evidence,
+        memory: Default::default(),
     };
     let mut store = open_store(&args.db)?;
     if args.once {

@@ -187,6 +187,13 @@ struct MonitorConfig<'a> {
     sites: Vec<SiteEntry<'a>>,
     probers: Vec<MonitorProber>,
     nodes: Vec<NodeEntry>,
+    landmark: Vec<MonitorLandmark>,
+}
+
+#[derive(Serialize)]
+struct MonitorLandmark {
+    name: String,
+    site: String,
 }
 
 #[derive(Serialize)]
@@ -214,7 +221,7 @@ fn site_entries(s: &Scenario) -> Vec<SiteEntry<'_>> {
 }
 
 /// The `locus monitor --config` file: the scenario's sites, the daemons' keys, every node's
-/// claim.
+/// claim, every landmark's site.
 fn monitor_config_text(
     s: &Scenario,
     w: &World,
@@ -229,6 +236,14 @@ fn monitor_config_text(
             .map(|n| NodeEntry {
                 name: n.name.clone(),
                 claim: s.sites[n.claim].name.clone(),
+            })
+            .collect(),
+        landmark: w
+            .landmarks
+            .iter()
+            .map(|l| MonitorLandmark {
+                name: l.name.clone(),
+                site: s.sites[l.site].name.clone(),
             })
             .collect(),
     };

@@ -412,6 +412,7 @@ fn landmark_record(
             .map(|s| s.rtt_ns.saturating_sub(s.inside_ns))
             .min(),
         error: None,
+        seal: None,
     }
 }
 
@@ -430,7 +431,14 @@ fn update_landmark_metrics(m: &ProberMetrics, l: &LandmarkLabels, rec: &Landmark
 async fn store_landmark_round(shared: &Arc<Shared>, rec: LandmarkRoundRecord) {
     let s = shared.clone();
     let name = rec.landmark.clone();
-    let res = tokio::task::spawn_blocking(move || lock(&s.store).insert_landmark_round(&rec)).await;
+    let res = tokio::task::spawn_blocking(move || {
+        let mut rec = rec;
+        if let Some(id) = &s.identity {
+            crate::integrity::seal_landmark(id, &mut rec);
+        }
+        lock(&s.store).insert_landmark_round(&rec)
+    })
+    .await;
     if !matches!(res, Ok(Ok(()))) {
         shared.metrics.store_errors.inc();
         warn!(landmark = %name, "landmark round not stored: {res:?}");

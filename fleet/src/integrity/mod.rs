@@ -13,12 +13,14 @@ use std::fmt;
 use locus_prober::identity::{ProberIdentity, PublicKey};
 use sha2::{Digest, Sha256};
 
-use crate::store::{EvidenceRecord, RoundRecord, SampleRecord, Seal};
+use crate::store::{EvidenceRecord, LandmarkRoundRecord, RoundRecord, SampleRecord, Seal};
 
 /// Domain of a round's signature.
 pub const ROUND_DOMAIN: &[u8] = b"locus/fleet/round/v1\0";
 /// Domain of an evidence record's signature.
 pub const EVIDENCE_DOMAIN: &[u8] = b"locus/fleet/evidence/v1\0";
+/// Domain of a landmark round's signature.
+pub const LANDMARK_DOMAIN: &[u8] = b"locus/fleet/landmark/v1\0";
 /// Domain of the digest of a round's samples.
 pub const SAMPLES_DOMAIN: &[u8] = b"locus/fleet/samples/v1\0";
 
@@ -38,6 +40,15 @@ pub enum Rejection {
     SamplesMismatch,
     /// The evidence bundle (as stored now) is not the one the prober signed.
     BundleMismatch,
+    /// A landmark round names a landmark the monitor's config does not list.
+    UnknownLandmark,
+    /// A landmark round was signed for another site than the monitor's config gives its
+    /// landmark (the prober's and the monitor's configs disagree).
+    LandmarkSite,
+    /// More rows of one prober in one window than it can have written (a flood).
+    TooMany,
+    /// A second copy of a row already counted (same prober, target and start time).
+    Duplicate,
 }
 
 impl Rejection {
@@ -50,6 +61,10 @@ impl Rejection {
             Rejection::BadSignature => "bad_signature",
             Rejection::SamplesMismatch => "samples_mismatch",
             Rejection::BundleMismatch => "bundle_mismatch",
+            Rejection::UnknownLandmark => "unknown_landmark",
+            Rejection::LandmarkSite => "landmark_site",
+            Rejection::TooMany => "too_many",
+            Rejection::Duplicate => "duplicate",
         }
     }
 }
@@ -172,6 +187,34 @@ pub fn evidence_message(e: &EvidenceRecord, bundle_sha256: Option<&[u8]>) -> Vec
     m.0
 }
 
+/// The message a prober signs for a landmark round: every column, the landmark's site
+/// included (the monitor still takes the site from its own config).
+pub fn landmark_message(r: &LandmarkRoundRecord) -> Vec<u8> {
+    let mut m = Message::new(LANDMARK_DOMAIN);
+    m.text(&r.prober)
+        .text(&r.landmark)
+        .text(&r.site)
+        .text(&r.address)
+        .opt(r.spki.as_deref(), Message::text)
+        .int(r.started_unix_ns)
+        .uint(r.sent)
+        .uint(r.answered)
+        .opt(r.min_rtt_ns, Message::uint)
+        .opt(r.min_eff_rtt_ns, Message::uint)
+        .opt(r.error.as_deref(), Message::text);
+    m.0
+}
+
+/// Signs a landmark round (replacing any earlier seal).
+pub fn seal_landmark(id: &ProberIdentity, r: &mut LandmarkRoundRecord) {
+    let signature = id.sign(&landmark_message(r)).to_vec();
+    r.seal = Some(Seal {
+        digest: None,
+        key_id: id.public_key().key_id(),
+        signature,
+    });
+}
+
 /// Signs a round and its samples (replacing any earlier seal).
 pub fn seal_round(id: &ProberIdentity, r: &mut RoundRecord, samples: &[SampleRecord]) {
     let digest = samples_digest(samples);
@@ -278,6 +321,11 @@ impl Trust {
             }
         }
         Ok(())
+    }
+
+    /// Checks a stored landmark round's signature.
+    pub fn check_landmark(&self, r: &LandmarkRoundRecord) -> Result<(), Rejection> {
+        self.check_seal(&r.prober, r.seal.as_ref(), |_| landmark_message(r))
     }
 
     /// Checks a stored evidence record and, when its bundle is still stored, that it is the

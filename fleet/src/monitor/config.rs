@@ -19,6 +19,9 @@ pub struct MonitorConfig {
     pub world: World,
     /// Node → the site it claims.
     pub claims: BTreeMap<String, String>,
+    /// Landmark name → its site: a landmark round counts for calibration only under a name
+    /// listed here, at the site given here (not the one stored with the row).
+    pub landmarks: BTreeMap<String, String>,
     /// Which rows are believed.
     pub trust: Trust,
     /// Rows of probers without a key are judged (and without any prober, every row).
@@ -62,6 +65,9 @@ pub enum MonitorConfigError {
     MissingKey { id: String },
     #[error("no [[probers]]: the monitor would have nothing to judge")]
     NoProbers,
+    /// One key would speak for two probers: either prober could then write rows as the other.
+    #[error("probers {first} and {second} have the same public_key: give each prober its own key")]
+    SharedKey { first: String, second: String },
 }
 
 #[derive(Deserialize)]
@@ -75,6 +81,16 @@ struct Raw {
     probers: Vec<RawProber>,
     #[serde(default)]
     nodes: Vec<RawNode>,
+    /// `[[landmark]]` as in the prober's config (`[[landmarks]]` accepted too).
+    #[serde(default, rename = "landmark", alias = "landmarks")]
+    landmarks: Vec<RawLandmark>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLandmark {
+    name: String,
+    site: String,
 }
 
 #[derive(Deserialize)]
@@ -155,6 +171,7 @@ impl MonitorConfig {
             return Err(MonitorConfigError::NoProbers);
         }
         let mut keys = BTreeMap::new();
+        let mut key_owner: BTreeMap<String, &str> = BTreeMap::new();
         for p in &raw.probers {
             known(format!("prober {}", p.id), &p.site)?;
             let key =
@@ -168,6 +185,16 @@ impl MonitorConfig {
                     None if raw.allow_unsigned => None,
                     None => return Err(MonitorConfigError::MissingKey { id: p.id.clone() }),
                 };
+            if let Some(k) = &key {
+                if let Some(first) = key_owner.insert(k.to_string(), &p.id) {
+                    if first != p.id {
+                        return Err(MonitorConfigError::SharedKey {
+                            first: first.to_owned(),
+                            second: p.id.clone(),
+                        });
+                    }
+                }
+            }
             if keys.insert(p.id.clone(), key).is_some() {
                 return Err(MonitorConfigError::Duplicate {
                     what: "prober",
@@ -185,7 +212,18 @@ impl MonitorConfig {
                 });
             }
         }
+        let mut landmarks = BTreeMap::new();
+        for l in &raw.landmarks {
+            known(format!("landmark {}", l.name), &l.site)?;
+            if landmarks.insert(l.name.clone(), l.site.clone()).is_some() {
+                return Err(MonitorConfigError::Duplicate {
+                    what: "landmark",
+                    name: l.name.clone(),
+                });
+            }
+        }
         Ok(Self {
+            landmarks,
             world: World {
                 sites: raw
                     .sites
@@ -272,6 +310,45 @@ mod tests {
         assert!(matches!(
             MonitorConfig::from_toml_str("allow_unsigned = true", false),
             Err(MonitorConfigError::NoProbers)
+        ));
+        let landmark_elsewhere = format!(
+            "{}[[landmark]]\nname = \"ref-par\"\nsite = \"par\"\n",
+            config(&format!("public_key = \"{KEY}\""), "")
+        );
+        assert!(matches!(
+            MonitorConfig::from_toml_str(&landmark_elsewhere, false),
+            Err(MonitorConfigError::UnknownSite { site, .. }) if site == "par"
+        ));
+    }
+
+    #[test]
+    fn landmarks_are_named_with_their_site() {
+        let text = format!(
+            "{}[[landmark]]\nname = \"ref-fra\"\nsite = \"fra\"\n",
+            config(&format!("public_key = \"{KEY}\""), "")
+        );
+        let c = MonitorConfig::from_toml_str(&text, false).unwrap();
+        assert_eq!(c.landmarks["ref-fra"], "fra");
+        let twice = format!("{text}[[landmark]]\nname = \"ref-fra\"\nsite = \"ams\"\n");
+        assert!(matches!(
+            MonitorConfig::from_toml_str(&twice, false),
+            Err(MonitorConfigError::Duplicate {
+                what: "landmark",
+                ..
+            })
+        ));
+    }
+
+    /// F11: one key for two probers is refused (either could write rows as the other).
+    #[test]
+    fn two_probers_sharing_a_key_are_refused() {
+        let text = format!(
+            "{}[[probers]]\nid = \"p-fra\"\nsite = \"fra\"\npublic_key = \"{KEY}\"\n",
+            config(&format!("public_key = \"{KEY}\""), "")
+        );
+        assert!(matches!(
+            MonitorConfig::from_toml_str(&text, false),
+            Err(MonitorConfigError::SharedKey { first, second }) if first == "p-ams" && second == "p-fra"
         ));
     }
 }

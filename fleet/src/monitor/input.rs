@@ -1,13 +1,13 @@
 //! What the verdict engine gets from the database: the world (sites, probers) and, per node,
 //! one window of samples per prober with the node's baseline from the rounds before it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use tracing::warn;
+use tracing::debug;
 
 use crate::integrity::{Rejection, Trust};
-use crate::store::{EvidenceRecord, ProberSample, Store, StoreError, StoredRound};
+use crate::store::{EvidenceRecord, ProberSample, Store, StoreError, StoredEvidence, StoredRound};
 use locus_analysis::verify::bundle::nonce::NonceRecord;
 use locus_analysis::verify::bundle::{verify_bundle_bytes, EvidencePolicy, VerifyInputs};
 use locus_analysis::{
@@ -46,22 +46,50 @@ impl Rejected {
     }
 }
 
-/// The landmark minima of `[from, to)` (the judging window), of the probers `keep` accepts.
-/// Landmark rounds are not signed yet: a configured monitor takes only its own probers'.
+/// The landmark minima of `[from, to)` (the judging window): per prober and site, the smallest
+/// effective round trip of the landmark rounds `trust` accepts. With `names` (the monitor's
+/// `[[landmark]]`), a round counts only under a listed landmark and at the site listed there;
+/// without (no config, every row unverified), at the site the row names. The others are added
+/// to `rejected` (table `landmark_rounds`).
 pub(crate) fn landmarks(
     store: &Store,
-    from: i64,
-    to: i64,
-    keep: impl Fn(&str) -> bool,
+    trust: &Trust,
+    names: Option<&BTreeMap<String, String>>,
+    window: (i64, i64),
+    rejected: &mut Rejected,
 ) -> Result<Vec<LandmarkRtt>, StoreError> {
-    Ok(store
-        .landmark_minima_between(from, to)?
+    let mut minima: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for r in store.landmark_rounds_between(window.0, window.1)? {
+        let site = match names {
+            None => r.site.clone(),
+            Some(names) => match names.get(&r.landmark) {
+                None => {
+                    rejected.add("landmark_rounds", Rejection::UnknownLandmark);
+                    continue;
+                }
+                Some(site) => site.clone(),
+            },
+        };
+        if let Err(why) = trust.check_landmark(&r) {
+            rejected.add("landmark_rounds", why);
+            continue;
+        }
+        if site != r.site {
+            rejected.add("landmark_rounds", Rejection::LandmarkSite);
+            continue;
+        }
+        let Some(min) = r.min_eff_rtt_ns else {
+            continue;
+        };
+        let m = minima.entry((r.prober, site)).or_insert(min);
+        *m = (*m).min(min);
+    }
+    Ok(minima
         .into_iter()
-        .filter(|l| keep(&l.prober))
-        .map(|l| LandmarkRtt {
-            prober: l.prober,
-            site: l.site,
-            min_rtt_ns: l.min_rtt_ns,
+        .map(|((prober, site), min_rtt_ns)| LandmarkRtt {
+            prober,
+            site,
+            min_rtt_ns,
         })
         .collect())
 }
@@ -84,21 +112,45 @@ pub(crate) fn world(store: &Store, from: i64, to: i64) -> Result<World, StoreErr
             .into_iter()
             .map(|(id, site)| Prober { id, site })
             .collect(),
-        landmarks: landmarks(store, from, to, |_| true)?,
+        landmarks: landmarks(
+            store,
+            &Trust::unchecked(),
+            None,
+            (from, to),
+            &mut Rejected::default(),
+        )?,
     })
+}
+
+/// Most rows of one prober (rounds, evidence records) one node's window reads: far above what a
+/// prober writes (one round a second over a ten-minute window is 600), so that a flood of
+/// junk rows costs a bounded number of signature checks. The rows beyond are `too_many`.
+pub(crate) const MAX_ROWS_PER_PROBER: usize = 4_096;
+
+/// What [`node_input`] read for one node.
+pub(crate) struct Gathered {
+    pub(crate) input: NodeInput,
+    /// Rounds started in the window that were accepted.
+    pub(crate) accepted: usize,
+    /// Why the node has no baseline it can be judged against, when it should have one: it
+    /// must then not be `located` (a relocation before the window would go unseen).
+    pub(crate) baseline_missing: Option<String>,
 }
 
 /// One node's input for `[from, to)`: samples (wall-clock `sent_ns`), challenges sent, evidence
 /// round trips per prober; the baseline is the median of each prober's last `baseline_rounds`
-/// round minima before `from`. A prober whose rounds all failed contributes an empty series,
-/// so a node no prober reaches is judged `unreachable`.
+/// verified round minima before `from`. A prober whose rounds all failed contributes an empty
+/// series, so a node no prober reaches is judged `unreachable`.
 ///
 /// Per prober, the series keeps the samples of one session key: one that `keys` (verified
 /// bundles) vouches for that prober, else the key of its latest sample, which the verdict then
 /// names as unverified; samples and evidence round trips under other keys are left out.
 ///
-/// Only rows `trust` accepts count (each round checked with its samples); the others are
-/// added to `rejected`. Also returns how many rounds started in the window were accepted.
+/// Only rows `trust` accepts count (each round checked with its samples), each round once (a
+/// copy of a signed round is a `duplicate`); the others are added to `rejected`. The baseline
+/// is taken from verified rows only: a prober whose history rows were rejected and that has no
+/// verified history, or a node `judged_before` without any verified history, has its baseline
+/// missing ([`Gathered::baseline_missing`]).
 #[expect(
     clippy::too_many_arguments,
     reason = "the judgement's parameters, one call site"
@@ -111,17 +163,28 @@ pub(crate) fn node_input(
     window: (i64, i64),
     baseline_rounds: usize,
     keys: &[VerifiedKey],
+    judged_before: bool,
     rejected: &mut Rejected,
-) -> Result<(NodeInput, usize), StoreError> {
+) -> Result<Gathered, StoreError> {
     let (from, to) = window;
     let mut series: BTreeMap<String, ProberSeries> = BTreeMap::new();
     let mut accepted = 0;
     let mut samples: Vec<ProberSample> = Vec::new();
+    let mut read: BTreeMap<String, usize> = BTreeMap::new();
+    let mut seen: BTreeSet<(String, i64)> = BTreeSet::new();
     for StoredRound { id, round: r } in store.rounds_overlapping(node, from, to)? {
+        if !within_cap(&mut read, &r.prober) {
+            rejected.add("rounds", Rejection::TooMany);
+            continue;
+        }
         let stored = store.samples_of_round(id)?;
         if let Err(why) = trust.check_round(&r, Some(&stored)) {
-            warn!(node, prober = %r.prober, round = id, reason = %why, "round rejected");
+            debug!(node, prober = %r.prober, round = id, reason = %why, "round rejected");
             rejected.add("rounds", why);
+            continue;
+        }
+        if !seen.insert((r.prober.clone(), r.started_unix_ns)) {
+            rejected.add("rounds", Rejection::Duplicate);
             continue;
         }
         if r.started_unix_ns >= from {
@@ -166,11 +229,20 @@ pub(crate) fn node_input(
         });
     }
     let mut rtts = Vec::new();
+    let mut read: BTreeMap<String, usize> = BTreeMap::new();
+    let mut seen: BTreeSet<(String, i64)> = BTreeSet::new();
     for e in store.evidence_between(node, from, to)?.into_iter().rev() {
+        if !within_cap(&mut read, &e.prober) {
+            rejected.add("evidence", Rejection::TooMany);
+            continue;
+        }
         match trust.check_evidence(&e) {
             Err(why) => {
-                warn!(node, prober = %e.prober, reason = %why, "evidence record rejected");
+                debug!(node, prober = %e.prober, reason = %why, "evidence record rejected");
                 rejected.add("evidence", why);
+            }
+            Ok(()) if !seen.insert((e.prober.clone(), e.at_unix_ns)) => {
+                rejected.add("evidence", Rejection::Duplicate);
             }
             Ok(()) => {
                 if let (true, Some(rtt)) = (e.ok, e.rtt_ns) {
@@ -189,20 +261,17 @@ pub(crate) fn node_input(
     }
     let dropped = samples.len() - series.values().map(|s| s.samples.len()).sum::<usize>();
     if dropped > 0 {
-        tracing::debug!(node, dropped, "samples under another session key left out");
+        debug!(node, dropped, "samples under another session key left out");
     }
-    let mut history: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for r in store.rounds_before(node, from, baseline_rounds)? {
-        match (trust.check_round(&r, None), r.min_eff_rtt_ns) {
-            (Ok(()), Some(min)) => history.entry(r.prober).or_default().push(min),
-            (Ok(()), None) => {}
-            (Err(why), _) => rejected.add("rounds", why),
-        }
-    }
-    let baseline = history
-        .iter()
-        .filter_map(|(p, mins)| BaselineMin::from_history(p.clone(), mins))
-        .collect();
+    let (baseline, baseline_missing) = baseline(
+        store,
+        trust,
+        node,
+        from,
+        baseline_rounds,
+        judged_before,
+        rejected,
+    )?;
     let input = NodeInput {
         name: node.to_owned(),
         claim: claim.to_owned(),
@@ -210,7 +279,81 @@ pub(crate) fn node_input(
         baseline,
         ..NodeInput::default()
     };
-    Ok((input, accepted))
+    Ok(Gathered {
+        input,
+        accepted,
+        baseline_missing,
+    })
+}
+
+/// Counts a row of `prober`; false once it is over [`MAX_ROWS_PER_PROBER`].
+fn within_cap(read: &mut BTreeMap<String, usize>, prober: &str) -> bool {
+    let n = read.entry(prober.to_owned()).or_default();
+    *n += 1;
+    *n <= MAX_ROWS_PER_PROBER
+}
+
+/// Each prober's baseline from its latest `rounds` verified rounds before `before`: rows are
+/// checked first and then counted, so rejected rows (junk inserted just before the window, or
+/// a history rewritten) cannot push the true history out. Also says why the baseline is
+/// missing when it should be there.
+fn baseline(
+    store: &Store,
+    trust: &Trust,
+    node: &str,
+    before: i64,
+    rounds: usize,
+    judged_before: bool,
+    rejected: &mut Rejected,
+) -> Result<(Vec<BaselineMin>, Option<String>), StoreError> {
+    // Look a few baselines deep for verified rows; a prober with more rejected rows than that
+    // just before the window has no verified baseline, and says so.
+    let scan = rounds.saturating_mul(4).max(rounds + 16);
+    let mut history: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut spoiled: BTreeMap<String, BTreeSet<Rejection>> = BTreeMap::new();
+    let mut seen: BTreeSet<(String, i64)> = BTreeSet::new();
+    // Newest first per prober.
+    for r in store.rounds_before(node, before, scan)? {
+        if history.get(&r.prober).is_some_and(|h| h.len() >= rounds) {
+            continue;
+        }
+        let checked = trust.check_round(&r, None).and_then(|()| {
+            if seen.insert((r.prober.clone(), r.started_unix_ns)) {
+                Ok(())
+            } else {
+                Err(Rejection::Duplicate)
+            }
+        });
+        match (checked, r.min_eff_rtt_ns) {
+            (Ok(()), Some(min)) => history.entry(r.prober).or_default().push(min),
+            (Ok(()), None) => {}
+            (Err(why), _) => {
+                rejected.add("rounds", why);
+                spoiled.entry(r.prober).or_default().insert(why);
+            }
+        }
+    }
+    let mut missing: Vec<String> = spoiled
+        .iter()
+        .filter(|(p, _)| !history.contains_key(*p))
+        .map(|(p, why)| {
+            let why: Vec<&str> = why.iter().map(|w| w.as_str()).collect();
+            format!(
+                "prober {p}'s rounds before the window were rejected ({})",
+                why.join(", ")
+            )
+        })
+        .collect();
+    if missing.is_empty() && history.is_empty() && judged_before {
+        missing.push("the node was judged before but no verified round precedes the window".into());
+    }
+    let baseline = history
+        .iter()
+        .filter_map(|(p, mins)| BaselineMin::from_history(p.clone(), mins))
+        .collect();
+    let missing =
+        (!missing.is_empty()).then(|| format!("baseline missing: {}", missing.join("; ")));
+    Ok((baseline, missing))
 }
 
 fn series_of<'a>(m: &'a mut BTreeMap<String, ProberSeries>, prober: &str) -> &'a mut ProberSeries {
@@ -223,37 +366,111 @@ fn series_of<'a>(m: &'a mut BTreeMap<String, ProberSeries>, prober: &str) -> &'a
     })
 }
 
-/// Per node, each prober's latest stored bundle in the evidence window ending at `now_ns`
-/// that `trust` accepts; the rejected ones go to `rejected`, by node.
-pub(crate) fn latest_bundles(
+/// One node's stored bundles to verify: per prober, its latest evidence record in the window
+/// that verifies and still holds the bundle it signed; and the records newer than that one
+/// that should have given a bundle and do not (withheld, altered or rejected).
+#[derive(Debug, Default)]
+pub(crate) struct NodeBundles {
+    pub(crate) chosen: Vec<EvidenceRecord>,
+    pub(crate) withheld: Vec<String>,
+}
+
+/// Per node, [`NodeBundles`] of the evidence window ending at `now_ns`. Every record is
+/// checked before one is chosen (a junk or altered later row cannot hide the real bundle);
+/// only the chosen records' bundles are loaded. Rejected records go to `rejected`, by node.
+pub(crate) fn bundles(
     store: &Store,
     trust: &Trust,
     e: &EvidenceConfig,
     now_ns: i64,
     rejected: &mut BTreeMap<String, Rejected>,
-) -> Result<BTreeMap<String, Vec<EvidenceRecord>>, StoreError> {
+) -> Result<BTreeMap<String, NodeBundles>, StoreError> {
     let from = now_ns.saturating_sub(i64::try_from(e.window.as_nanos()).unwrap_or(i64::MAX));
-    let mut out: BTreeMap<String, Vec<EvidenceRecord>> = BTreeMap::new();
-    for r in store.evidence_bundles_between(from, now_ns)? {
-        if let Err(why) = trust.check_evidence(&r) {
-            warn!(node = %r.target, prober = %r.prober, reason = %why, "evidence bundle rejected");
-            rejected
-                .entry(r.target.clone())
-                .or_default()
-                .add("evidence", why);
+    let mut out: BTreeMap<String, NodeBundles> = BTreeMap::new();
+    let mut done: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut read: BTreeMap<String, usize> = BTreeMap::new();
+    // Newest first per target and prober.
+    for StoredEvidence {
+        id,
+        has_bundle,
+        record: mut r,
+    } in store.evidence_records_between(from, now_ns)?
+    {
+        let key = (r.target.clone(), r.prober.clone());
+        if done.contains(&key) {
             continue;
         }
-        out.entry(r.target.clone()).or_default().push(r);
+        let target = r.target.clone();
+        let reject = |rejected: &mut BTreeMap<String, Rejected>, why| {
+            rejected
+                .entry(target.clone())
+                .or_default()
+                .add("evidence", why);
+        };
+        if !within_cap(&mut read, &format!("{}\0{}", r.target, r.prober)) {
+            reject(rejected, Rejection::TooMany);
+            continue;
+        }
+        let at_s = r.at_unix_ns / 1_000_000_000;
+        let node = out.entry(r.target.clone()).or_default();
+        if let Err(why) = trust.check_evidence(&r) {
+            reject(rejected, why);
+            // A record of a prober the config does not know withholds nothing of ours.
+            if why != Rejection::UnknownProber {
+                node.withheld.push(format!(
+                    "prober {}'s evidence record at {at_s} s was rejected ({why})",
+                    r.prober
+                ));
+            }
+            continue;
+        }
+        if !has_bundle {
+            // Signed with a bundle that is gone: withheld, since retention prunes bundles far
+            // older than any evidence window.
+            if r.seal.as_ref().is_some_and(|s| s.digest.is_some()) {
+                node.withheld.push(format!(
+                    "prober {}'s evidence record at {at_s} s was signed with a bundle that is \
+                     not stored",
+                    r.prober
+                ));
+            }
+            continue;
+        }
+        r.bundle = store.evidence_bundle(id)?;
+        if let Err(why) = trust.check_evidence(&r) {
+            reject(rejected, why);
+            node.withheld.push(format!(
+                "prober {}'s evidence record at {at_s} s holds another bundle than it signed",
+                r.prober
+            ));
+            continue;
+        }
+        done.insert(key);
+        node.chosen.push(r);
     }
     Ok(out)
 }
 
-/// Verifies each prober's latest stored bundle of the node as of its collection. The node's
-/// latest bundle gives the evidence summary, anchors and in-TD timings; every bundle that
-/// verified vouches for its prober's session key (`session_keys`). The nonce is the one the
-/// prober stored with its request (the daemons are this verifier's nonce issuers); the session
-/// key is the one the request's connection showed. None without a bundle: the verdict policy
-/// decides (`require_evidence`).
+/// What the verified bundles of one node give its judgement.
+pub(crate) struct NodeEvidence {
+    /// The node-level findings (the latest verified bundle), with every verified bundle's
+    /// session key.
+    pub(crate) found: Option<BundleFindings>,
+    /// Whether the findings' summary, anchors and in-TD times may stand for the node: the
+    /// verified bundles agree on the session key and the platform.
+    pub(crate) node_level: bool,
+    /// Why the node must not be `located` on this evidence (each names the prober).
+    pub(crate) holds: Vec<String>,
+}
+
+/// Verifies each prober's chosen bundle of the node as of its collection. Only bundles that
+/// verified count: they vouch for their prober's session key (`session_keys`), and the latest
+/// gives the evidence summary, anchors and in-TD timings when all of them agree on the session
+/// key and the platform; a bundle that failed while others verified, or a disagreement, holds
+/// the node back from `located`, naming the prober. When none verified, the latest failure
+/// stands (evidence invalid). The nonce is the one the prober stored with its request (the
+/// daemons are this verifier's nonce issuers); the session key is the one the request's
+/// connection showed. None without a bundle: the verdict policy decides (`require_evidence`).
 pub(crate) fn verify_evidence(
     store: &Store,
     trust: &Trust,
@@ -261,22 +478,83 @@ pub(crate) fn verify_evidence(
     node: &str,
     recs: &[EvidenceRecord],
     now_ns: i64,
-) -> Result<Option<BundleFindings>, StoreError> {
-    let mut keys = Vec::new();
-    let mut latest: Option<(i64, BundleFindings)> = None;
+) -> Result<NodeEvidence, StoreError> {
+    let mut valid: Vec<(&EvidenceRecord, BundleFindings)> = Vec::new();
+    let mut invalid: Vec<(&EvidenceRecord, BundleFindings)> = Vec::new();
     for rec in recs {
-        let Some(found) = verify_one(store, trust, e, node, rec, now_ns)? else {
-            continue;
-        };
-        keys.extend(found.evidence.session_keys.iter().cloned());
-        if latest.as_ref().is_none_or(|(at, _)| rec.at_unix_ns > *at) {
-            latest = Some((rec.at_unix_ns, found));
+        if let Some(found) = verify_one(store, trust, e, node, rec, now_ns)? {
+            if found.evidence.valid {
+                valid.push((rec, found));
+            } else {
+                invalid.push((rec, found));
+            }
         }
     }
-    Ok(latest.map(|(_, mut found)| {
-        found.evidence.session_keys = keys;
-        found
-    }))
+    let latest = |v: &mut Vec<(&EvidenceRecord, BundleFindings)>| {
+        v.sort_by_key(|(r, _)| r.at_unix_ns);
+        v.pop().map(|(_, f)| f)
+    };
+    if valid.is_empty() {
+        let found = latest(&mut invalid).map(|mut f| {
+            f.evidence.session_keys.clear();
+            f
+        });
+        return Ok(NodeEvidence {
+            found,
+            node_level: true,
+            holds: Vec::new(),
+        });
+    }
+    let mut holds: Vec<String> = invalid
+        .iter()
+        .map(|(r, f)| {
+            format!(
+                "evidence: prober {}'s bundle failed ({}) while {} other bundle(s) verified",
+                r.prober,
+                f.failed_checks().join(", "),
+                valid.len()
+            )
+        })
+        .collect();
+    let keys_of = |f: &BundleFindings| -> BTreeSet<String> {
+        (f.evidence.session_keys.iter())
+            .map(|k| k.spki.to_ascii_lowercase())
+            .collect()
+    };
+    let mut disagree = Vec::new();
+    let (first_rec, first) = &valid[0];
+    for (r, f) in &valid[1..] {
+        if keys_of(f) != keys_of(first) {
+            disagree.push(format!(
+                "evidence: the bundles of prober {} and prober {} bind different session keys",
+                first_rec.prober, r.prober
+            ));
+        }
+        if f.evidence.platform_id != first.evidence.platform_id {
+            disagree.push(format!(
+                "evidence: the bundles of prober {} and prober {} name different platforms \
+                 ({} vs {})",
+                first_rec.prober,
+                r.prober,
+                first.evidence.platform_id.as_deref().unwrap_or("none"),
+                f.evidence.platform_id.as_deref().unwrap_or("none"),
+            ));
+        }
+    }
+    let node_level = disagree.is_empty();
+    holds.extend(disagree);
+    let keys: Vec<VerifiedKey> = (valid.iter())
+        .flat_map(|(_, f)| f.evidence.session_keys.iter().cloned())
+        .collect();
+    let found = latest(&mut valid).map(|mut f| {
+        f.evidence.session_keys = keys;
+        f
+    });
+    Ok(NodeEvidence {
+        found,
+        node_level,
+        holds,
+    })
 }
 
 fn verify_one(
@@ -353,6 +631,7 @@ mod tests {
             min_rtt_ns: Some(min + 20),
             min_eff_rtt_ns: Some(min),
             error: None,
+            seal: None,
         }
     }
 

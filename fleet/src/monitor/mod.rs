@@ -49,6 +49,53 @@ pub struct Judging {
     pub evidence: Option<EvidenceConfig>,
     /// Whose rows count and what the nodes claim.
     pub fleet: Fleet,
+    /// Each node's previous verdicts, as this monitor judged them.
+    pub memory: VerdictMemory,
+}
+
+/// The verdicts this monitor gave, kept in memory: alerts compare against them (resolving a
+/// relocation, naming the old region), so rows a database writer adds to `verdicts` cannot
+/// change what is alerted. After a restart the database's latest verdict (not one dated in
+/// the future) stands in until the node is judged again.
+#[derive(Debug, Default)]
+pub struct VerdictMemory(Mutex<BTreeMap<String, Remembered>>);
+
+#[derive(Debug, Clone)]
+struct Remembered {
+    last: VerdictRecord,
+    last_located: Option<VerdictRecord>,
+}
+
+impl VerdictMemory {
+    /// The node's previous verdict and its last `located` one.
+    fn recall(
+        &self,
+        store: &Store,
+        node: &str,
+        now_ns: i64,
+    ) -> Result<(Option<VerdictRecord>, Option<VerdictRecord>), StoreError> {
+        let memory = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = memory.get(node) {
+            return Ok((Some(r.last.clone()), r.last_located.clone()));
+        }
+        let past = |v: Option<VerdictRecord>| v.filter(|v| v.at_unix_ns <= now_ns);
+        Ok((
+            past(store.latest_verdict(node)?),
+            past(store.latest_verdict_of(node, Some("located"))?),
+        ))
+    }
+
+    fn remember(&self, v: &VerdictRecord, last_located: Option<VerdictRecord>) {
+        let located = (v.verdict == Verdict::Located.as_str()).then(|| v.clone());
+        let mut memory = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        memory.insert(
+            v.node.clone(),
+            Remembered {
+                last: v.clone(),
+                last_located: located.or(last_located),
+            },
+        );
+    }
 }
 
 /// Where the monitor's world (sites, probers, claims) and its trust come from.
@@ -162,9 +209,18 @@ pub fn judge_all(
                 .filter_map(|(n, _)| Some((n.clone(), c.claims.get(n)?.clone())))
                 .collect();
             let mut world = c.world.clone();
-            world.landmarks = input::landmarks(store, from, now_ns, |p| {
-                c.world.probers.iter().any(|q| q.id == p)
-            })?;
+            let mut rejected = input::Rejected::default();
+            world.landmarks = input::landmarks(
+                store,
+                &c.trust,
+                Some(&c.landmarks),
+                (from, now_ns),
+                &mut rejected,
+            )?;
+            if !rejected.is_empty() {
+                warn!(rejected = %rejected.describe(), "landmark rounds rejected (not used)");
+                count_rejected(sinks, &rejected);
+            }
             (world, &c.trust, nodes)
         }
         Fleet::Unsigned => {
@@ -178,7 +234,7 @@ pub fn judge_all(
     };
     let mut bundle_rejects = BTreeMap::new();
     let bundles = match &judging.evidence {
-        Some(e) => Some(input::latest_bundles(
+        Some(e) => Some(input::bundles(
             store,
             trust,
             e,
@@ -190,19 +246,22 @@ pub fn judge_all(
     let mut out = Vec::new();
     let mut failed = Vec::new();
     for (node, claim) in nodes {
-        let previous = store.latest_verdict(&node)?;
+        let (previous, last_located) = judging.memory.recall(store, &node, now_ns)?;
         let mut rejected = bundle_rejects.remove(&node).unwrap_or_default();
-        let found = match (&judging.evidence, &bundles) {
-            (Some(e), Some(bundles)) => {
-                let recs = bundles.get(&node).map_or(&[][..], Vec::as_slice);
-                input::verify_evidence(store, trust, e, &node, recs, now_ns)?
+        let mut holds = Vec::new();
+        let chosen = bundles.as_ref().and_then(|b| b.get(&node));
+        let evidence = match (&judging.evidence, chosen) {
+            (Some(e), Some(b)) => {
+                holds.extend(b.withheld.iter().map(|w| format!("evidence missing: {w}")));
+                let found = input::verify_evidence(store, trust, e, &node, &b.chosen, now_ns)?;
+                holds.extend(found.holds.iter().cloned());
+                Some(found)
             }
             _ => None,
         };
-        let keys = found
-            .as_ref()
-            .map_or(&[][..], |f| &f.evidence.session_keys[..]);
-        let (mut input, accepted) = input::node_input(
+        let found = evidence.as_ref().and_then(|e| e.found.as_ref());
+        let keys = found.map_or(&[][..], |f| &f.evidence.session_keys[..]);
+        let gathered = input::node_input(
             store,
             trust,
             &node,
@@ -210,19 +269,22 @@ pub fn judge_all(
             (from, now_ns),
             judging.baseline_rounds,
             keys,
+            previous.is_some(),
             &mut rejected,
         )?;
-        if let Some(f) = &found {
-            f.apply_to(&mut input);
-            own_evidence_rtts(
-                &mut input,
-                bundles.as_ref().and_then(|b| b.get(&node)),
-                keys,
-            );
+        let (mut input, accepted) = (gathered.input, gathered.accepted);
+        holds.extend(gathered.baseline_missing);
+        if let (Some(f), Some(e)) = (found, &evidence) {
+            if e.node_level {
+                f.apply_to(&mut input);
+            }
+            own_evidence_rtts(&mut input, chosen.map(|b| &b.chosen[..]), keys);
         }
         let mut j = judge(&world, &input, &judging.policy);
+        hold(&mut j, holds);
         if !rejected.is_empty() {
             let what = rejected.describe();
+            warn!(node, rejected = %what, "rows rejected (not judged)");
             if accepted == 0 {
                 // Rounds were stored but none can be believed: say so rather than judge the
                 // node unreachable on an absence the database's writer may have caused.
@@ -234,19 +296,10 @@ pub fn judge_all(
                 j.reasons
                     .push(format!("rows rejected (not judged): {what}"));
             }
-            if let Some(m) = sinks.metrics {
-                for ((table, why), n) in &rejected.0 {
-                    m.rows_rejected
-                        .get_or_create(&RejectLabels {
-                            table: (*table).to_owned(),
-                            reason: why.as_str().to_owned(),
-                        })
-                        .inc_by(*n);
-                }
-            }
+            count_rejected(sinks, &rejected);
         }
         let radius_km = j.region.as_ref().and_then(|r| r.radius_km);
-        store.insert_verdict(&VerdictRecord {
+        let record = VerdictRecord {
             node: node.clone(),
             claim: claim.clone(),
             at_unix_ns: now_ns,
@@ -255,9 +308,13 @@ pub fn judge_all(
             reasons: j.reasons.clone(),
             radius_km,
             judgement: serde_json::to_string(&j)?,
-        })?;
+        };
+        store.insert_verdict(&record)?;
+        judging.memory.remember(&record, last_located.clone());
         if !sinks.alertmanagers.is_empty() {
-            let last_located = store.latest_verdict_of(&node, Some("located"))?;
+            let last_located = (j.verdict == Verdict::Located)
+                .then_some(record)
+                .or(last_located);
             let alerts = alert::alerts_for(
                 &j,
                 previous.as_ref(),
@@ -285,11 +342,42 @@ pub fn judge_all(
     Ok((out, failed))
 }
 
+/// Adds rejected rows to `locus_rows_rejected_total{table, reason}`.
+fn count_rejected(sinks: &Sinks<'_>, rejected: &input::Rejected) {
+    if let Some(m) = sinks.metrics {
+        for ((table, why), n) in &rejected.0 {
+            m.rows_rejected
+                .get_or_create(&RejectLabels {
+                    table: (*table).to_owned(),
+                    reason: why.as_str().to_owned(),
+                })
+                .inc_by(*n);
+        }
+    }
+}
+
+/// A node that would be `located` while something it must be judged on is missing or
+/// contradicts itself is `inconclusive` with those reasons first; any other verdict stands,
+/// with the reasons added.
+fn hold(j: &mut Judgement, holds: Vec<String>) {
+    if holds.is_empty() {
+        return;
+    }
+    if j.verdict == Verdict::Located {
+        j.verdict = Verdict::Inconclusive;
+        let mut reasons: Vec<String> = holds.iter().map(|h| format!("inconclusive: {h}")).collect();
+        reasons.append(&mut j.reasons);
+        j.reasons = reasons;
+    } else {
+        j.reasons.extend(holds);
+    }
+}
+
 /// A prober whose own bundle verified is held to the evidence bound on that very request: its
 /// round trip is paired with the bundle's in-TD time, not with other requests' round trips.
 fn own_evidence_rtts(
     input: &mut locus_analysis::NodeInput,
-    recs: Option<&Vec<crate::store::EvidenceRecord>>,
+    recs: Option<&[crate::store::EvidenceRecord]>,
     keys: &[locus_analysis::VerifiedKey],
 ) {
     for s in &mut input.probes {

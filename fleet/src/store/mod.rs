@@ -182,6 +182,15 @@ pub struct EvidenceRecord {
     pub seal: Option<Seal>,
 }
 
+/// An evidence record as stored, with its row id and whether its bundle is still stored
+/// (the record itself carries no bundle bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvidence {
+    pub id: i64,
+    pub has_bundle: bool,
+    pub record: EvidenceRecord,
+}
+
 /// One round against a landmark (a responder at a known site): what calibration needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LandmarkRoundRecord {
@@ -200,6 +209,10 @@ pub struct LandmarkRoundRecord {
     pub min_eff_rtt_ns: Option<u64>,
     /// Why no round ran (e.g. unreachable).
     pub error: Option<String>,
+    /// The prober's signature (`crate::integrity::seal_landmark`; no digest); None for rows
+    /// of unkeyed probers and of schemas before 6.
+    #[serde(skip)]
+    pub seal: Option<Seal>,
 }
 
 /// A prober's smallest effective round trip to a site's landmarks over a window.
@@ -517,8 +530,9 @@ impl Store {
         self.with(|c| {
             c.execute(
                 "INSERT INTO landmark_rounds (prober, landmark, site, address, spki,
-                     started_unix_ns, sent, answered, min_rtt_ns, min_eff_rtt_ns, error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                     started_unix_ns, sent, answered, min_rtt_ns, min_eff_rtt_ns, error, key_id,
+                     signature)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 params![
                     &r.prober,
                     &r.landmark,
@@ -531,10 +545,56 @@ impl Store {
                     r.min_rtt_ns.map(i64_of),
                     r.min_eff_rtt_ns.map(i64_of),
                     r.error.as_deref(),
+                    r.seal.as_ref().map(|s| s.key_id.as_str()),
+                    r.seal.as_ref().map(|s| s.signature.as_slice()),
                 ],
             )
         })?;
         Ok(())
+    }
+
+    /// The landmark rounds started in `[from, to)` with an effective round trip, whole (with
+    /// their seals) so that the monitor can check each before it takes their minima.
+    pub fn landmark_rounds_between(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<LandmarkRoundRecord>, StoreError> {
+        self.with(|c| {
+            c.query(
+                "SELECT prober, landmark, site, address, spki, started_unix_ns, sent, answered,
+                     min_rtt_ns, min_eff_rtt_ns, error, key_id, signature
+                 FROM landmark_rounds
+                 WHERE started_unix_ns >= ?1 AND started_unix_ns < ?2
+                   AND min_eff_rtt_ns IS NOT NULL
+                 ORDER BY prober, started_unix_ns, id",
+                params![from, to],
+                |r| {
+                    let seal = match (r.opt_text(11)?, r.opt_blob(12)?) {
+                        (Some(key_id), Some(signature)) => Some(Seal {
+                            digest: None,
+                            key_id,
+                            signature,
+                        }),
+                        _ => None,
+                    };
+                    Ok(LandmarkRoundRecord {
+                        prober: r.text(0)?,
+                        landmark: r.text(1)?,
+                        site: r.text(2)?,
+                        address: r.text(3)?,
+                        spki: r.opt_text(4)?,
+                        started_unix_ns: r.i64(5)?,
+                        sent: r.u64(6)?,
+                        answered: r.u64(7)?,
+                        min_rtt_ns: r.opt_u64(8)?,
+                        min_eff_rtt_ns: r.opt_u64(9)?,
+                        error: r.opt_text(10)?,
+                        seal,
+                    })
+                },
+            )
+        })
     }
 
     /// Per prober and landmark site, the smallest effective round trip of the landmark rounds
@@ -759,6 +819,49 @@ impl Store {
                 evidence_of,
             )
         })
+    }
+
+    /// Every evidence record of every target in `[from, to)`, without its bundle bytes (only
+    /// whether one is stored), newest first per target and prober: the monitor checks each
+    /// record before it chooses whose bundle to load ([`Store::evidence_bundle`]).
+    pub fn evidence_records_between(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<StoredEvidence>, StoreError> {
+        // A NULL typed as the bundle column in both backends (a bare NULL has no type in
+        // PostgreSQL).
+        let columns = EVIDENCE_COLUMNS.replace(" bundle,", " CASE WHEN 1 = 0 THEN bundle END,");
+        self.with(|c| {
+            c.query(
+                &format!(
+                    "SELECT {columns}, id, CASE WHEN bundle IS NULL THEN 0 ELSE 1 END
+                     FROM evidence
+                     WHERE at_unix_ns >= ?1 AND at_unix_ns < ?2
+                     ORDER BY target, prober, at_unix_ns DESC, id DESC"
+                ),
+                params![from, to],
+                |r| {
+                    Ok(StoredEvidence {
+                        record: evidence_of(r)?,
+                        id: r.i64(12)?,
+                        has_bundle: r.i64(13)? != 0,
+                    })
+                },
+            )
+        })
+    }
+
+    /// The bundle stored with evidence record `id`, if any.
+    pub fn evidence_bundle(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let rows = self.with(|c| {
+            c.query(
+                "SELECT bundle FROM evidence WHERE id = ?1",
+                params![id],
+                |r| r.opt_blob(0),
+            )
+        })?;
+        Ok(rows.into_iter().next().flatten())
     }
 
     /// Per-round minimum effective RTTs of `target` before `before`, the latest `limit` per

@@ -122,6 +122,12 @@ ALTER TABLE evidence ADD COLUMN bundle_sha256 BLOB;
 ALTER TABLE evidence ADD COLUMN key_id TEXT;
 ALTER TABLE evidence ADD COLUMN signature BLOB;
 "#,
+    // 6: each prober's signature over its landmark rounds (crate::integrity::seal_landmark):
+    // they calibrate the judge, so a row written by anyone else must not count (issue 20).
+    r#"
+ALTER TABLE landmark_rounds ADD COLUMN key_id TEXT;
+ALTER TABLE landmark_rounds ADD COLUMN signature BLOB;
+"#,
 ];
 
 /// The same migrations in PostgreSQL's types: `BIGINT` for integers (64-bit like SQLite's),
@@ -232,6 +238,10 @@ ALTER TABLE rounds ADD COLUMN signature BYTEA;
 ALTER TABLE evidence ADD COLUMN bundle_sha256 BYTEA;
 ALTER TABLE evidence ADD COLUMN key_id TEXT;
 ALTER TABLE evidence ADD COLUMN signature BYTEA;
+"#,
+    r#"
+ALTER TABLE landmark_rounds ADD COLUMN key_id TEXT;
+ALTER TABLE landmark_rounds ADD COLUMN signature BYTEA;
 "#,
 ];
 

@@ -230,6 +230,7 @@ fn landmark_round(
         min_rtt_ns: min.map(|m| m + 30),
         min_eff_rtt_ns: min,
         error: min.is_none().then(|| "unreachable".into()),
+        seal: None,
     }
 }
 
