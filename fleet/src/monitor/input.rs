@@ -683,4 +683,73 @@ mod tests {
         assert_eq!(w.problems(), Vec::<String>::new());
         assert!(world(&store, 300, 400).unwrap().landmarks.is_empty());
     }
+
+    /// F1: a configured monitor takes a landmark round only when its prober signed it, under a
+    /// landmark its config lists, at the site listed there; each other row is rejected by one
+    /// named check, so a database writer's faster "landmark" does not calibrate anything.
+    #[test]
+    fn landmark_rounds_count_only_signed_listed_and_at_the_listed_site() {
+        use crate::integrity::seal_landmark;
+        use locus_prober::identity::ProberIdentity;
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("l.db")).unwrap();
+        let id = ProberIdentity::from_seed([5; 32]);
+        let trust = Trust::new([("p-ams".to_string(), Some(id.public_key()))], false);
+        let names: BTreeMap<String, String> = [("ref-fra".to_string(), "fra".to_string())].into();
+        let sealed = |mut r: LandmarkRoundRecord| {
+            seal_landmark(&id, &mut r);
+            r
+        };
+        let honest = sealed(landmark_round("p-ams", 100, 5_400_000));
+        // The same row with a round trip 3 ms below the truth, its seal kept.
+        let mut faster = honest.clone();
+        faster.min_eff_rtt_ns = Some(2_400_000);
+        faster.started_unix_ns = 110;
+        let unsigned = landmark_round("p-ams", 120, 2_000_000);
+        let unlisted = sealed(LandmarkRoundRecord {
+            landmark: "ref-claim".into(),
+            ..landmark_round("p-ams", 130, 1_000_000)
+        });
+        let elsewhere = sealed(LandmarkRoundRecord {
+            site: "ams".into(),
+            ..landmark_round("p-ams", 140, 900_000)
+        });
+        let stranger = landmark_round("rogue", 150, 800_000);
+        for r in [
+            &honest, &faster, &unsigned, &unlisted, &elsewhere, &stranger,
+        ] {
+            store.insert_landmark_round(r).unwrap();
+        }
+        let mut rejected = Rejected::default();
+        let got = landmarks(&store, &trust, Some(&names), (0, 1_000), &mut rejected).unwrap();
+        assert_eq!(
+            got,
+            [LandmarkRtt {
+                prober: "p-ams".into(),
+                site: "fra".into(),
+                min_rtt_ns: 5_400_000
+            }]
+        );
+        let t = "landmark_rounds";
+        assert_eq!(
+            rejected.0,
+            BTreeMap::from([
+                ((t, Rejection::UnknownProber), 1),
+                ((t, Rejection::Unsigned), 1),
+                ((t, Rejection::BadSignature), 1),
+                ((t, Rejection::UnknownLandmark), 1),
+                ((t, Rejection::LandmarkSite), 1),
+            ])
+        );
+        // Unverified (no config): every row at the site it names, as before.
+        let all = landmarks(
+            &store,
+            &Trust::unchecked(),
+            None,
+            (0, 1_000),
+            &mut Rejected::default(),
+        )
+        .unwrap();
+        assert_eq!(all.len(), 3, "{all:?}");
+    }
 }
