@@ -56,7 +56,7 @@ pub(crate) struct MonitorArgs {
     #[arg(long, default_value_t = 60)]
     baseline_rounds: usize,
     /// Address of /metrics, /-/healthy and /-/ready.
-    #[arg(long, default_value = "127.0.0.1:9465")]
+    #[arg(long, default_value = "127.0.0.1:19465")]
     listen: SocketAddr,
     /// Judge once, print the judgements and exit (0 all located, 1 otherwise).
     #[arg(long)]

@@ -569,7 +569,7 @@ fn monitor_serves_verdicts_and_stops_on_sigterm() {
         "{text}"
     );
     assert!(
-        text.contains("locus_region_radius_km{node=\"honest\""),
+        text.contains("locus_region_radius_meters{node=\"honest\""),
         "{text}"
     );
     assert_eq!(get(addr, "/-/ready").0, 200);

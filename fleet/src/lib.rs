@@ -9,6 +9,7 @@
 pub mod daemon;
 pub mod metrics;
 pub mod monitor;
+pub mod self_metrics;
 pub mod store;
 pub mod time;
 pub mod verifier;

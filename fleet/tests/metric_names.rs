@@ -4,7 +4,10 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use locus_fleet::metrics::{encode_prometheus, NodeMetrics, ProberMetrics, Registry, TargetLabels};
+use locus_fleet::metrics::{
+    encode_prometheus, NodeMetrics, NodePhysics, ProberMetrics, ProberPhysics, Registry,
+    TargetLabels,
+};
 
 fn config_file(name: &str) -> String {
     std::fs::read_to_string(
@@ -23,7 +26,7 @@ fn exported() -> BTreeSet<String> {
     let l = TargetLabels {
         prober: "p".into(),
         target: "t".into(),
-        instance: "i".into(),
+        address: "i".into(),
         claim: "c".into(),
     };
     let _ = m.probe_success.get_or_create(&l);
@@ -43,7 +46,18 @@ fn exported() -> BTreeSet<String> {
     let _ = m.evidence_success.get_or_create(&l);
     let _ = m.evidence_rtt_seconds.get_or_create(&l);
     let _ = m.evidence_last_success.get_or_create(&l);
-    NodeMetrics::new(&mut r).set_verdict("n", "c", "located", Some(1.0), 0.0);
+    let physics = NodePhysics {
+        region_center: Some((50.0, 8.0)),
+        region_radius_m: Some(1e3),
+        probers: vec![ProberPhysics {
+            prober: "p".into(),
+            min_rtt_s: Some(0.002),
+            expected_rtt_s: 0.001,
+            excess_s: Some(0.001),
+        }],
+    };
+    NodeMetrics::new(&mut r).set_verdict("n", "c", "located", &physics, 0.0);
+    locus_fleet::self_metrics::register(&mut r);
     let mut out = BTreeSet::new();
     for line in encode_prometheus(&r).lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {

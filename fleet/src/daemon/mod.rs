@@ -182,7 +182,12 @@ pub async fn start_with_clock(
             source,
         })?;
     let mut registry = Registry::default();
-    let metrics = ProberMetrics::new(&mut registry);
+    let metrics = ProberMetrics::with_rtt_buckets(
+        &mut registry,
+        crate::metrics::RttBuckets::new(&config.rtt_buckets),
+    );
+    crate::self_metrics::register(&mut registry);
+    metrics.config_applied(clock.unix_now_ns() as f64 / 1e9);
     let ready = Arc::new(AtomicBool::new(false));
     let (reload_tx, reload_rx) = mpsc::channel(4);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -277,10 +282,11 @@ async fn main_loop(
                 match &result {
                     Ok(summary) => {
                         shared.metrics.reloads.inc();
+                        shared.metrics.config_applied(shared.unix_now_ns() as f64 / 1e9);
                         info!("configuration reloaded: {summary}");
                     }
                     Err(e) => {
-                        shared.metrics.reload_failures.inc();
+                        shared.metrics.config_rejected();
                         warn!("configuration reload rejected, keeping the previous one: {e}");
                     }
                 }
@@ -392,6 +398,10 @@ async fn reload(
     if new.prober_id != config.prober_id {
         fixed.push("prober.id");
     }
+    if new.rtt_buckets != config.rtt_buckets {
+        // Every target's histogram was made with the old buckets.
+        fixed.push("probe.rtt_buckets");
+    }
     {
         let (s, id, site, sites) = (
             shared.clone(),
@@ -430,15 +440,17 @@ async fn reload(
         }
     }
     let previous: Vec<String> = config.targets.iter().map(|t| t.name.clone()).collect();
-    let (prober_id, listen, db, busy, max_pending, bind) = (
+    let (prober_id, listen, db, busy, max_pending, bind, buckets) = (
         config.prober_id.clone(),
         config.listen,
         config.db.clone(),
         config.db_busy_timeout,
         config.db_max_pending_rounds,
         config.bind,
+        std::mem::take(&mut config.rtt_buckets),
     );
     *config = new;
+    config.rtt_buckets = buckets;
     config.db_busy_timeout = busy;
     config.db_max_pending_rounds = max_pending;
     config.prober_id = prober_id;

@@ -1,7 +1,8 @@
 //! The monitor (`locus monitor`): judges every node the probers stored, on a schedule, with
 //! the verdict engine (`locus_analysis::judge`); stores each verdict, exports
-//! `locus_node_verdict` and `locus_region_radius_km` on `/metrics` (for the rules in
-//! `config/alerts.yml`) and posts alerts to Alertmanager.
+//! `locus_node_verdict`, the region estimate and each prober's round trip against the expected
+//! one on `/metrics` (for the rules in `config/alerts.yml` and the dashboard) and posts alerts
+//! to Alertmanager.
 
 mod alert;
 mod input;
@@ -15,7 +16,7 @@ use locus_analysis::{judge, Judgement, Policy};
 use tracing::{info, warn};
 
 use crate::daemon::http::{self, Endpoints};
-use crate::metrics::{NodeMetrics, Registry};
+use crate::metrics::{NodeMetrics, NodePhysics, ProberPhysics, Registry};
 use crate::store::{Store, StoreError, VerdictRecord};
 
 pub use alert::AlertError;
@@ -65,6 +66,7 @@ pub async fn serve(
 ) {
     let mut registry = Registry::default();
     let metrics = NodeMetrics::new(&mut registry);
+    crate::self_metrics::register(&mut registry);
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(http::serve(
@@ -173,13 +175,33 @@ pub fn judge_all(
                 &node,
                 &claim,
                 j.verdict.as_str(),
-                radius_km,
+                &physics_of(&j),
                 now_ns as f64 / 1e9,
             );
         }
         out.push(j);
     }
     Ok((out, failed))
+}
+
+/// The region estimate and each used prober's round trips of a judgement, in base units.
+fn physics_of(j: &Judgement) -> NodePhysics {
+    let region = j.region.as_ref();
+    NodePhysics {
+        region_center: region.and_then(|r| r.estimate).map(|e| (e.lat, e.lon)),
+        region_radius_m: region.and_then(|r| r.radius_km).map(|km| km * 1e3),
+        probers: j
+            .distances
+            .iter()
+            .filter(|d| d.used)
+            .map(|d| ProberPhysics {
+                prober: d.prober.clone(),
+                min_rtt_s: d.min_eff_rtt_ms.map(|ms| ms / 1e3),
+                expected_rtt_s: d.expected_rtt_ms / 1e3,
+                excess_s: d.excess_ms.map(|ms| ms / 1e3),
+            })
+            .collect(),
+    }
 }
 
 fn ns_of(d: Duration) -> i64 {
