@@ -11,7 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use locus_analysis::judge::geo::{distance_km, LatLon};
-use locus_fleet::store::{Database, EvidenceRecord, RoundRecord, SampleRecord, SiteRecord, Store};
+use locus_fleet::store::{
+    Database, EvidenceRecord, RoundRecord, SampleRecord, SiteRecord, Store, VerdictRecord,
+};
 use locus_test_support::pg_server;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -198,6 +200,30 @@ fn judge_once_and_export(db: &Database) {
 
     let csv = export(&arg, "verdicts", "csv");
     assert_eq!(csv.lines().count(), 4, "{csv}");
+    // One node, a time span (RFC 3339 or Unix seconds; until is exclusive).
+    let only = |extra: &[&str]| {
+        let out = locus()
+            .args([
+                "export", "--db", &arg, "--table", "rounds", "--format", "csv",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().lines().count() - 1
+    };
+    // moved: 3 probers × 6 rounds; its window rounds start 50 s before t = 2027-01-15T08:00:00Z.
+    assert_eq!(only(&["--node", "moved"]), 18);
+    assert_eq!(
+        only(&["--node", "moved", "--since", "2027-01-15T07:59:10Z"]),
+        3
+    );
+    assert_eq!(only(&["--node", "moved", "--until", "1799999950"]), 15);
+    assert_eq!(only(&["--node", "nobody"]), 0);
     assert!(csv.starts_with("id,node,claim,at_unix_ns,"), "{csv}");
     let rounds = export(&arg, "rounds", "jsonl");
     // 3 probers × (2 nodes × 6 rounds + 1 failed round)
@@ -703,16 +729,52 @@ fn relocation_alert_reaches_a_real_alertmanager() {
         .unwrap()
         .as_secs() as i64;
     fill(&Database::Sqlite(db.clone()), now_s * S);
-    let out = locus()
-        .arg("monitor")
-        .arg("--db")
-        .arg(&db)
-        .arg("--policy")
-        .arg(policy())
-        .args(["--once", "--at", &now_s.to_string()])
-        .args(["--alertmanager", &format!("http://{am_addr}")])
-        .output()
-        .unwrap();
+    // `dark` was already unreachable 400 s ago (and 200 s ago): past the rule's `for: 5m`, so
+    // the monitor alerts too, starting when the verdict began.
+    let mut store = Store::open(&db).unwrap();
+    for ago in [400, 200] {
+        store
+            .insert_verdict(&VerdictRecord {
+                node: "dark".into(),
+                claim: "fra".into(),
+                at_unix_ns: (now_s - ago) * S,
+                window_start_unix_ns: (now_s - ago - 600) * S,
+                verdict: "unreachable".into(),
+                reasons: vec!["no answer".into()],
+                radius_km: None,
+                judgement: "{}".into(),
+            })
+            .unwrap();
+    }
+    drop(store);
+    let monitor_at = |at: i64, extra: &[&str]| {
+        locus()
+            .arg("monitor")
+            .arg("--db")
+            .arg(&db)
+            .arg("--policy")
+            .arg(policy())
+            .args(["--once", "--at", &at.to_string()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let monitor = |extra: &[&str]| monitor_at(now_s, extra);
+    // A dry run posts nothing and stores nothing.
+    let am_url = format!("http://{am_addr}");
+    let dry = monitor(&["--alertmanager", &am_url, "--dry-run"]);
+    assert_eq!(dry.status.code(), Some(1));
+    assert!(alerts_in(am_addr).0.is_empty(), "a dry run alerted");
+    let store = Store::open(&db).unwrap();
+    assert_eq!(store.latest_verdict("moved").unwrap(), None);
+    drop(store);
+
+    let out = monitor(&[
+        "--alertmanager",
+        &am_url,
+        "--external-url",
+        "http://monitor.example:19465/",
+    ]);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -731,15 +793,59 @@ fn relocation_alert_reaches_a_real_alertmanager() {
     assert_eq!(moved["status"]["state"], "active", "{moved}");
     assert_eq!(moved["labels"]["claim"], "fra");
     assert_eq!(moved["labels"]["severity"], "critical");
+    assert_eq!(
+        moved["generatorURL"], "http://monitor.example:19465/metrics",
+        "{moved}"
+    );
     let ann = &moved["annotations"];
     assert!(ann["reasons"].as_str().unwrap().len() > 10, "{ann}");
+    assert!(
+        ann["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("locus judged moved relocated"),
+        "{ann}"
+    );
+    assert_eq!(ann["runbook_url"], "docs/runbook.md#locusnoderelocated");
     assert_eq!(ann["old_region"], "claimed site fra", "{ann}");
     assert!(ann["new_region"].as_str().unwrap().contains("km"), "{ann}");
-    find("LocusNodeUnreachable", "dark");
+    // The alert starts when the verdict changed: now, for moved; 400 s ago for dark.
+    let starts = |a: &serde_json::Value| a["startsAt"].as_str().unwrap().to_owned();
+    assert!(
+        starts(&moved).starts_with(&rfc3339_prefix(now_s)),
+        "{moved}"
+    );
+    let dark = find("LocusNodeUnreachable", "dark");
+    assert!(
+        starts(&dark).starts_with(&rfc3339_prefix(now_s - 400)),
+        "{dark}"
+    );
     assert!(
         !body.contains("\"node\":\"honest\""),
         "a located node must not alert: {body}"
     );
+
+    // Judged again 60 s later: the same alerts, the same start.
+    let out = monitor_at(now_s + 60, &["--alertmanager", &am_url]);
+    assert_eq!(out.status.code(), Some(1));
+    let (again, body) = alerts_in(am_addr);
+    let moved_again = find_alert(&again, "LocusNodeRelocated", "moved").unwrap();
+    assert_eq!(starts(moved_again), starts(&moved), "{body}");
+    assert_eq!(
+        again
+            .iter()
+            .filter(|a| a["labels"]["node"] == "moved")
+            .count(),
+        1,
+        "one alert per event: {body}"
+    );
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of Unix seconds (Alertmanager adds fractions and a zone).
+fn rfc3339_prefix(unix_s: i64) -> String {
+    locus_fleet::time::rfc3339(unix_s)
+        .trim_end_matches('Z')
+        .to_owned()
 }
 
 /// The whole operator path on a lab world: `locus lab --serve` runs the TDs behind the delay

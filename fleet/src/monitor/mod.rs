@@ -19,7 +19,7 @@ use crate::daemon::http::{self, Endpoints};
 use crate::metrics::{NodeMetrics, NodePhysics, ProberPhysics, Registry};
 use crate::store::{Store, StoreError, VerdictRecord};
 
-pub use alert::AlertError;
+pub use alert::{AlertError, Alertmanagers, UNREACHABLE_FOR};
 pub use input::EvidenceConfig;
 
 /// Why a judgement of all nodes failed.
@@ -49,9 +49,12 @@ pub struct Judging {
 /// What [`judge_all`] does besides judging.
 pub struct Sinks<'a> {
     pub metrics: Option<&'a NodeMetrics>,
-    pub alertmanagers: &'a [String],
+    pub alertmanagers: Option<&'a Alertmanagers>,
     /// A firing alert expires this long after it was last sent.
     pub alert_ttl: Duration,
+    /// Store each verdict in the node's history (false: a look that changes nothing, as
+    /// `locus monitor --once --dry-run` or a back-dated `--at`).
+    pub store: bool,
 }
 
 /// Serves `/metrics`, `/-/healthy` and `/-/ready` on `listener` and judges every node each
@@ -61,7 +64,7 @@ pub async fn serve(
     store: Store,
     judging: Judging,
     interval: Duration,
-    alertmanagers: Vec<String>,
+    alertmanagers: Option<Alertmanagers>,
     stop: impl Future<Output = ()>,
 ) {
     let mut registry = Registry::default();
@@ -93,7 +96,12 @@ pub async fn serve(
                 let ttl = interval * 3;
                 let res = tokio::task::spawn_blocking(move || {
                     let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
-                    let sinks = Sinks { metrics: Some(&m), alertmanagers: &ams, alert_ttl: ttl };
+                    let sinks = Sinks {
+                        metrics: Some(&m),
+                        alertmanagers: ams.as_ref(),
+                        alert_ttl: ttl,
+                        store: true,
+                    };
                     judge_all(&mut s, &j, unix_now_ns(), &sinks)
                 })
                 .await;
@@ -144,31 +152,41 @@ pub fn judge_all(
             input::attach_evidence(store, e, bundles.get(&node), &mut input, now_ns)?;
         }
         let j = judge(&world, &input, &judging.policy);
+        let verdict = j.verdict.as_str();
+        // When the current verdict began: stable across judgements, so that a re-sent alert
+        // keeps its start.
+        let since_ns = match &previous {
+            Some(p) if p.verdict == verdict => store.verdict_since(&node, verdict)?,
+            _ => None,
+        }
+        .unwrap_or(now_ns);
         let radius_km = j.region.as_ref().and_then(|r| r.radius_km);
-        store.insert_verdict(&VerdictRecord {
-            node: node.clone(),
-            claim: claim.clone(),
-            at_unix_ns: now_ns,
-            window_start_unix_ns: from,
-            verdict: j.verdict.as_str().to_owned(),
-            reasons: j.reasons.clone(),
-            radius_km,
-            judgement: serde_json::to_string(&j)?,
-        })?;
-        if !sinks.alertmanagers.is_empty() {
+        if sinks.store {
+            store.insert_verdict(&VerdictRecord {
+                node: node.clone(),
+                claim: claim.clone(),
+                at_unix_ns: now_ns,
+                window_start_unix_ns: from,
+                verdict: verdict.to_owned(),
+                reasons: j.reasons.clone(),
+                radius_km,
+                judgement: serde_json::to_string(&j)?,
+            })?;
+        }
+        if let Some(ams) = sinks.alertmanagers {
             let last_located = store.latest_verdict_of(&node, Some("located"))?;
             let alerts = alert::alerts_for(
                 &j,
-                previous.as_ref(),
-                last_located.as_ref(),
-                now_ns / 1_000_000_000,
-                sinks.alert_ttl,
+                &alert::AlertContext {
+                    previous: previous.as_ref(),
+                    last_located: last_located.as_ref(),
+                    since_unix_s: since_ns.div_euclid(1_000_000_000),
+                    now_unix_s: now_ns.div_euclid(1_000_000_000),
+                    firing_for: sinks.alert_ttl,
+                    generator_url: ams.generator_url(),
+                },
             );
-            for url in sinks.alertmanagers {
-                if let Err(e) = alert::post(url, &alerts) {
-                    failed.push(e);
-                }
-            }
+            failed.extend(ams.post(&alerts));
         }
         if let Some(m) = sinks.metrics {
             m.set_verdict(
