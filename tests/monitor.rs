@@ -861,7 +861,7 @@ fn lab_relocation_through_daemons_fires_a_real_alert() {
     std::fs::write(&scenario, fixtures::scenario("fleet")).unwrap();
     let mut lab = Proc(
         locus()
-            .args(["lab", "--serve", "--scenario"])
+            .args(["lab", "--serve", "--prober-port", "0", "--scenario"])
             .arg(&scenario)
             .arg("--out")
             .arg(dir.path().join("lab"))
@@ -892,11 +892,29 @@ fn lab_relocation_through_daemons_fires_a_real_alert() {
         })
         .collect();
     let db = serving["db"].as_str().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !Path::new(db).exists() {
-        assert!(Instant::now() < deadline, "no daemon created {db}");
-        std::thread::sleep(Duration::from_millis(50));
+    // Everything the walk-through needs exists once the lab announces itself.
+    assert!(Path::new(db).exists(), "{serving}");
+    assert!(
+        serving["duration_s"].is_null(),
+        "runs until interrupted: {serving}"
+    );
+    for key in ["prometheus_config", "alertmanager_config"] {
+        assert!(
+            Path::new(serving[key].as_str().unwrap()).exists(),
+            "{key}: {serving}"
+        );
     }
+    let prom = serving["prometheus_config"].as_str().unwrap();
+    let check = Command::new(on_path(&["promtool"]))
+        .args(["check", "config", prom])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
     let mut monitor = Proc(
         locus()
             .args(["monitor", "--db", db, "--policy"])

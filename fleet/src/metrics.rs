@@ -321,6 +321,8 @@ pub struct NodeMetrics {
     pub region_radius_meters: Family<NodeLabels, FloatGauge>,
     pub region_latitude: Family<NodeLabels, FloatGauge>,
     pub region_longitude: Family<NodeLabels, FloatGauge>,
+    pub claim_latitude: Family<NodeLabels, FloatGauge>,
+    pub claim_longitude: Family<NodeLabels, FloatGauge>,
     pub rtt_excess_seconds: Family<NodeProberLabels, FloatGauge>,
     pub expected_rtt_seconds: Family<NodeProberLabels, FloatGauge>,
     pub min_rtt_seconds: Family<NodeProberLabels, FloatGauge>,
@@ -333,6 +335,8 @@ pub struct NodeMetrics {
 /// What one judgement of a node exports besides its verdict.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NodePhysics {
+    /// Where the claimed site is, degrees.
+    pub claim_center: Option<(f64, f64)>,
     /// Centre of the region the timing allows, degrees.
     pub region_center: Option<(f64, f64)>,
     /// Radius of that region, metres.
@@ -361,6 +365,8 @@ impl NodeMetrics {
             region_radius_meters: Family::default(),
             region_latitude: Family::default(),
             region_longitude: Family::default(),
+            claim_latitude: Family::default(),
+            claim_longitude: Family::default(),
             rtt_excess_seconds: Family::default(),
             expected_rtt_seconds: Family::default(),
             min_rtt_seconds: Family::default(),
@@ -388,6 +394,16 @@ impl NodeMetrics {
             "locus_node_region_longitude_degrees",
             "Longitude of the centre of the region the node's timing allows",
             m.region_longitude.clone(),
+        );
+        r.register(
+            "locus_node_claim_latitude_degrees",
+            "Latitude of the site the node claims",
+            m.claim_latitude.clone(),
+        );
+        r.register(
+            "locus_node_claim_longitude_degrees",
+            "Longitude of the site the node claims",
+            m.claim_longitude.clone(),
         );
         r.register(
             "locus_node_rtt_excess_seconds",
@@ -440,6 +456,9 @@ impl NodeMetrics {
         let (lat, lon) = physics.region_center.unzip();
         set_or_remove(&self.region_latitude, &l, lat);
         set_or_remove(&self.region_longitude, &l, lon);
+        let (lat, lon) = physics.claim_center.unzip();
+        set_or_remove(&self.claim_latitude, &l, lat);
+        set_or_remove(&self.claim_longitude, &l, lon);
         // Probers that no longer measure this node lose their series.
         let now: Vec<String> = physics.probers.iter().map(|p| p.prober.clone()).collect();
         let before = self
@@ -698,6 +717,7 @@ mod tests {
         let mut r = Registry::default();
         let m = NodeMetrics::new(&mut r);
         let located = NodePhysics {
+            claim_center: Some((52.37, 4.9)),
             region_center: Some((52.0, 4.9)),
             region_radius_m: Some(10e3),
             probers: vec![ProberPhysics {

@@ -17,6 +17,14 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// had changes, "unknown" outside a git checkout unless `LOCUS_GIT_REVISION` was set.
 pub const REVISION: &str = env!("LOCUS_GIT_REVISION");
 
+/// `VERSION (REVISION)`, for `locus --version`.
+pub const VERSION_LINE: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("LOCUS_GIT_REVISION"),
+    ")"
+);
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,

@@ -1,8 +1,12 @@
 //! `locus lab --serve`: the scenario's world (responders, anchors, delay relay, moves on
-//! schedule) without the lab's own probers, kept running so that the operators' tools watch
-//! it: one `locus prober --config` daemon per prober site and `locus monitor` on their
-//! database. Writes `OUT/fleet/prober-<id>.toml` (one per prober, every path through the
-//! relay), `OUT/fleet/verdict-policy.toml`, and the lab's trust files and evidence policy.
+//! schedule) without the lab's own probers, kept running (until interrupted, unless a duration
+//! is given) so that the operators' tools watch it: one `locus prober --config` daemon per
+//! prober site and `locus monitor` on their database. Before it announces itself it writes
+//! `OUT/fleet/prober-<id>.toml` (one per prober, every path through the relay, each daemon on
+//! its prober's own loopback address and a fixed port), `OUT/fleet/verdict-policy.toml`, the
+//! database (`OUT/fleet/locus.db`, empty), `OUT/fleet/prometheus.yml` (scraping those
+//! addresses and the monitor's default one, with config/alerts.yml as `alerts.yml`),
+//! `OUT/fleet/alertmanager.yml`, and the lab's trust files and evidence policy.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,6 +30,37 @@ const ROUND_S: f64 = 1.0;
 /// The daemons ask for evidence this often (the lab's in-TD timings and bundles).
 const EVIDENCE_INTERVAL_S: f64 = 10.0;
 
+/// How `--serve` runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeOptions {
+    /// Stop after this long; None: run until cancelled.
+    pub duration: Option<Duration>,
+    /// The port every prober daemon's HTTP endpoints listen on (each prober has its own
+    /// loopback address); 0: a free port each (the generated prometheus.yml then cannot name
+    /// them).
+    pub prober_port: u16,
+    /// Where the generated prometheus.yml expects the monitor.
+    pub monitor_listen: String,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            duration: None,
+            prober_port: locus_fleet::daemon::config::DEFAULT_PROBER_PORT,
+            monitor_listen: format!(
+                "127.0.0.1:{}",
+                locus_fleet::daemon::config::DEFAULT_MONITOR_PORT
+            ),
+        }
+    }
+}
+
+/// The rules the generated prometheus.yml loads.
+const ALERT_RULES: &str = include_str!("../../config/alerts.yml");
+/// A single-node Alertmanager configuration for the walk-through.
+const ALERTMANAGER_CONFIG: &str = include_str!("../../config/prometheus/alertmanager.yml");
+
 /// What `--serve` announces on stdout once the world runs (one JSON line).
 #[derive(Serialize)]
 pub struct Serving {
@@ -37,8 +72,14 @@ pub struct Serving {
     pub policy: PathBuf,
     /// Evidence policy (the lab's trust roots) for `locus monitor --evidence-policy`.
     pub evidence_policy: PathBuf,
-    /// Seconds the world keeps running.
-    pub duration_s: f64,
+    /// Prometheus configuration scraping the daemons and the monitor.
+    pub prometheus_config: PathBuf,
+    /// Alertmanager configuration (one receiver, no notifications).
+    pub alertmanager_config: PathBuf,
+    /// Each prober daemon's `/metrics` address (`host:port`; port 0 when not fixed).
+    pub prober_metrics: Vec<String>,
+    /// Seconds the world keeps running; null: until interrupted.
+    pub duration_s: Option<f64>,
 }
 
 /// Builds and runs the world for `s.duration_s` seconds (or until cancelled); `on_ready` is
@@ -46,13 +87,14 @@ pub struct Serving {
 pub(crate) async fn run(
     s: &Scenario,
     out: &Path,
+    opts: &ServeOptions,
     cancel: watch::Receiver<bool>,
     on_ready: impl FnOnce(&Serving),
 ) -> anyhow::Result<()> {
     let relay = Relay::start(s.seed);
     let result = match world::build(s, out, &relay, &cancel).await {
         Ok(w) => {
-            let r = serve(s, out, &relay, cancel, &w, on_ready).await;
+            let r = serve(s, out, opts, &relay, cancel, &w, on_ready).await;
             w.shutdown().await;
             r
         }
@@ -65,6 +107,7 @@ pub(crate) async fn run(
 async fn serve(
     s: &Scenario,
     out: &Path,
+    opts: &ServeOptions,
     relay: &Arc<Relay>,
     mut cancel: watch::Receiver<bool>,
     w: &World,
@@ -76,6 +119,7 @@ async fn serve(
     let fleet = out.join(FLEET_DIR);
     std::fs::create_dir_all(&fleet).with_context(|| format!("creating {}", fleet.display()))?;
     let mut configs = Vec::new();
+    let mut prober_metrics = Vec::new();
     for i in 0..s.probers.len() {
         let mut targets = Vec::new();
         for (j, node) in w.nodes.iter().enumerate() {
@@ -90,28 +134,77 @@ async fn serve(
         }
         let id = prober_id(s, i, s.probers[i]);
         let path = fleet.join(format!("prober-{id}.toml"));
-        let text = daemon_config(s, i, &id, targets)?;
+        let listen = format!("{}:{}", addr::prober(i).ip(), opts.prober_port);
+        let text = daemon_config(s, i, &id, &listen, targets)?;
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         configs.push(path);
+        prober_metrics.push(listen);
     }
-    let policy = fleet.join("verdict-policy.toml");
-    std::fs::write(&policy, VERDICT_POLICY)
-        .with_context(|| format!("writing {}", policy.display()))?;
+    let write = |name: &str, text: &str| {
+        let path = fleet.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        anyhow::Ok(path)
+    };
+    let policy = write("verdict-policy.toml", VERDICT_POLICY)?;
+    write("alerts.yml", ALERT_RULES)?;
+    let prometheus_config = write(
+        "prometheus.yml",
+        &prometheus_yml(&prober_metrics, &opts.monitor_listen),
+    )?;
+    let alertmanager_config = write("alertmanager.yml", ALERTMANAGER_CONFIG)?;
+    // The database exists before the daemons and the monitor start, so they cannot race.
+    let db = fleet.join("locus.db");
+    locus_fleet::store::Store::open(&db).with_context(|| format!("creating {}", db.display()))?;
 
     relay.start_clock();
     let started = Instant::now();
     on_ready(&Serving {
         configs,
-        db: fleet.join("locus.db"),
+        db,
         policy,
         evidence_policy: out.join(crate::trust::POLICY),
-        duration_s: s.duration_s,
+        prometheus_config,
+        alertmanager_config,
+        prober_metrics,
+        duration_s: opts.duration.map(|d| d.as_secs_f64()),
     });
-    let until = Duration::from_secs_f64(s.duration_s);
+    let until = async {
+        match opts.duration {
+            Some(d) => tokio::time::sleep(d.saturating_sub(started.elapsed())).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
-        () = tokio::time::sleep(until.saturating_sub(started.elapsed())) => Ok(()),
+        () = until => Ok(()),
         _ = cancel.wait_for(|c| *c) => Err(world::Interrupted.into()),
     }
+}
+
+/// Scrapes every prober daemon and the monitor, evaluates the rules (written next to it as
+/// alerts.yml) and sends to no Alertmanager: in the walk-through the monitor posts its alerts
+/// itself, and one path per alert is the rule (docs/monitoring.md).
+fn prometheus_yml(probers: &[String], monitor: &str) -> String {
+    let quoted = |v: &[String]| {
+        v.iter()
+            .map(|t| format!("\"{t}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "# Prometheus for a served lab: prometheus --config.file=THIS_FILE\n\
+         # The rules' alerts show at http://127.0.0.1:9090/alerts; to send them to Alertmanager\n\
+         # instead of `locus monitor --alertmanager`, add:\n\
+         #   alerting: {{ alertmanagers: [{{ static_configs: [{{ targets: [\"127.0.0.1:9093\"] }}] }}] }}\n\
+         global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n\
+         rule_files: [alerts.yml]\n\
+         scrape_configs:\n\
+         \x20 - job_name: locus-prober\n\
+         \x20   static_configs: [{{ targets: [{}] }}]\n\
+         \x20 - job_name: locus-monitor\n\
+         \x20   static_configs: [{{ targets: [{}] }}]\n",
+        quoted(probers),
+        quoted(&[monitor.to_owned()]),
+    )
 }
 
 /// The defaults: evidence (verified by the monitor from the daemons' stored bundles) and an
@@ -164,17 +257,18 @@ struct TargetEntry {
 }
 
 /// A `locus prober --config` file for prober `i`: probes leave from the prober's own host and
-/// its HTTP endpoints listen there on a free port.
+/// its HTTP endpoints listen there on `listen`.
 fn daemon_config(
     s: &Scenario,
     i: usize,
     id: &str,
+    listen: &str,
     targets: Vec<TargetEntry>,
 ) -> anyhow::Result<String> {
     let host = addr::prober(i).ip();
     let config = DaemonConfig {
         db: "locus.db",
-        listen: format!("{host}:0"),
+        listen: listen.to_owned(),
         bind: format!("{host}:0"),
         prober: ProberEntry {
             id,

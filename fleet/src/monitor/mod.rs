@@ -193,7 +193,7 @@ pub fn judge_all(
                 &node,
                 &claim,
                 j.verdict.as_str(),
-                &physics_of(&j),
+                &physics_of(&j, world.site(&claim).map(|s| (s.lat, s.lon))),
                 now_ns as f64 / 1e9,
             );
         }
@@ -203,9 +203,10 @@ pub fn judge_all(
 }
 
 /// The region estimate and each used prober's round trips of a judgement, in base units.
-fn physics_of(j: &Judgement) -> NodePhysics {
+fn physics_of(j: &Judgement, claim: Option<(f64, f64)>) -> NodePhysics {
     let region = j.region.as_ref();
     NodePhysics {
+        claim_center: claim,
         region_center: region.and_then(|r| r.estimate).map(|e| (e.lat, e.lon)),
         region_radius_m: region.and_then(|r| r.radius_km).map(|km| km * 1e3),
         probers: j
