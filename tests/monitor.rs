@@ -113,6 +113,17 @@ fn policy() -> PathBuf {
     fixtures::path("policy/timing-only.toml")
 }
 
+/// `locus monitor --db DB --policy` the timing-only policy.
+fn monitor_on(db: &Path) -> Command {
+    let mut c = locus();
+    c.arg("monitor")
+        .arg("--db")
+        .arg(db)
+        .arg("--policy")
+        .arg(policy());
+    c
+}
+
 #[test]
 fn monitor_once_judges_stores_and_exports() {
     let dir = tempfile::tempdir().unwrap();
@@ -134,8 +145,14 @@ fn monitor_once_judges_stores_and_exports_on_postgres() {
 
 /// `locus export --db DB`: its stdout, after checking it succeeded.
 fn export(db: &str, table: &str, format: &str) -> String {
+    export_args(db, &["--table", table, "--format", format])
+}
+
+/// `locus export --db DB ARGS...`: its stdout, after checking it succeeded.
+fn export_args(db: &str, args: &[&str]) -> String {
     let out = locus()
-        .args(["export", "--db", db, "--table", table, "--format", format])
+        .args(["export", "--db", db])
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -202,19 +219,8 @@ fn judge_once_and_export(db: &Database) {
     assert_eq!(csv.lines().count(), 4, "{csv}");
     // One node, a time span (RFC 3339 or Unix seconds; until is exclusive).
     let only = |extra: &[&str]| {
-        let out = locus()
-            .args([
-                "export", "--db", &arg, "--table", "rounds", "--format", "csv",
-            ])
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().lines().count() - 1
+        let args = [&["--table", "rounds", "--format", "csv"], extra].concat();
+        export_args(&arg, &args).lines().count() - 1
     };
     // moved: 3 probers × 6 rounds; its window rounds start 50 s before t = 2027-01-15T08:00:00Z.
     assert_eq!(only(&["--node", "moved"]), 18);
@@ -574,12 +580,7 @@ fn monitor_serves_verdicts_and_stops_on_sigterm() {
         .as_nanos() as i64;
     fill(&Database::Sqlite(db.clone()), now);
     let mut p = Proc(
-        locus()
-            .arg("monitor")
-            .arg("--db")
-            .arg(&db)
-            .arg("--policy")
-            .arg(policy())
+        monitor_on(&db)
             .args(["--listen", "127.0.0.1:0", "--interval-s", "0.2"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -748,12 +749,7 @@ fn relocation_alert_reaches_a_real_alertmanager() {
     }
     drop(store);
     let monitor_at = |at: i64, extra: &[&str]| {
-        locus()
-            .arg("monitor")
-            .arg("--db")
-            .arg(&db)
-            .arg("--policy")
-            .arg(policy())
+        monitor_on(&db)
             .args(["--once", "--at", &at.to_string()])
             .args(extra)
             .output()
