@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Installs what locus needs on a fresh Debian machine (as root). Idempotent: does nothing when all is there.
 set -euo pipefail
-# prometheus (promtool), prometheus-alertmanager (amtool, alertmanager) and chromium (headless,
-# for the lab report's browser test) are test tools.
-pkgs=(swtpm swtpm-tools libtss2-dev pkg-config tpm2-tools prometheus prometheus-alertmanager postgresql chromium)
+# prometheus (promtool) and prometheus-alertmanager (amtool, alertmanager) are test tools.
+pkgs=(swtpm swtpm-tools libtss2-dev pkg-config tpm2-tools prometheus prometheus-alertmanager postgresql)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -49,8 +49,15 @@ pub(crate) struct ExportArgs {
     out: Option<PathBuf>,
 }
 
-/// RFC 3339 or Unix seconds, as Unix ns.
+/// RFC 3339 or Unix seconds (fractions kept, as `--at` always took them), as Unix ns.
 pub(crate) fn parse_time_ns(s: &str) -> Result<i64, String> {
+    let fractional = s.contains('.') && s.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if fractional {
+        return match s.parse::<f64>() {
+            Ok(v) if v.is_finite() && v < 9.2e9 => Ok((v * 1e9) as i64),
+            _ => Err(format!("not RFC 3339 or Unix seconds: {s:?}")),
+        };
+    }
     let secs = locus_fleet::time::parse_at(s).map_err(|e| e.to_string())?;
     i64::try_from(secs)
         .ok()

@@ -323,7 +323,7 @@ fn cli_names_postgres_problems_clearly() {
         ),
         (newer, "newer than this locus supports"),
     ] {
-        for cmd in [&["export"][..], &["monitor", "--once"][..]] {
+        for cmd in [&["export"][..], &["monitor", "--once", "--timing-only"][..]] {
             let out = locus().args(cmd).args(["--db", &url]).output().unwrap();
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(2), "{cmd:?} {stderr}");
