@@ -21,6 +21,8 @@ pub enum ExportTable {
     Samples,
     Evidence,
     Verdicts,
+    /// Rounds against landmarks.
+    Landmarks,
 }
 
 /// Which rows to export: one node's (empty: every node's), from `since` (inclusive) to
@@ -67,6 +69,11 @@ impl ExportTable {
             ExportTable::Verdicts => {
                 "SELECT * FROM verdicts
                  WHERE (?1 = '' OR node = ?1) AND at_unix_ns >= ?2 AND at_unix_ns < ?3
+                 ORDER BY id"
+            }
+            ExportTable::Landmarks => {
+                "SELECT * FROM landmark_rounds
+                 WHERE (?1 = '' OR landmark = ?1) AND started_unix_ns >= ?2 AND started_unix_ns < ?3
                  ORDER BY id"
             }
         }
