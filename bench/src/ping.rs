@@ -132,12 +132,11 @@ async fn measure(args: &PingArgs, server_rt: &ServerThread) -> anyhow::Result<Pi
     let server = server_rt
         .handle
         .spawn(async {
-            Server::start(
-                ServerConfig::new(LOOPBACK.parse()?),
-                SessionKey::generate()?,
-                EvidenceSource::default(),
-            )
-            .map_err(anyhow::Error::from)
+            let mut config = ServerConfig::new(LOOPBACK.parse()?);
+            // Throughput of the echo path itself: no per-connection echo rate limit.
+            config.limits.echo_per_conn_per_sec = None;
+            Server::start(config, SessionKey::generate()?, EvidenceSource::default())
+                .map_err(anyhow::Error::from)
         })
         .await??;
     let addr = server.local_addr()?;
