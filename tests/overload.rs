@@ -1,0 +1,256 @@
+//! Admission under load, end to end over loopback QUIC: a full evidence queue and a second
+//! request on one connection are answered `busy` at once, connection caps and request rates
+//! refuse and count, anchors are deduplicated and capped, and echoes are answered throughout.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use locus_prober::requests::{request_evidence, request_transcript, RequestError};
+use locus_prober::{connect, run_round, RoundConfig, SpkiPolicy, Target};
+use locus_proto::messages::{codes, Include};
+use locus_responder::admission::Limits;
+use locus_responder::evidence::EvidenceSource;
+use locus_responder::server::{Server, ServerConfig};
+use locus_responder::session_key::SessionKey;
+use locus_responder::tdx::{QuoteError, TdxQuoter};
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// A TDX quoter that holds every quote until the gate opens, then fails it: evidence
+/// requests stay in flight as long as a test needs.
+#[derive(Default)]
+struct GatedQuoter {
+    open: Mutex<bool>,
+    opened: Condvar,
+    entered: AtomicUsize,
+}
+
+impl GatedQuoter {
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+}
+
+impl TdxQuoter for GatedQuoter {
+    fn quote(&self, _report_data: [u8; 64]) -> Result<Vec<u8>, QuoteError> {
+        self.entered.fetch_add(1, Ordering::SeqCst);
+        let mut open = self.open.lock().unwrap();
+        while !*open {
+            open = self.opened.wait(open).unwrap();
+        }
+        Err(QuoteError::Busy { attempts: 1 })
+    }
+}
+
+fn start(limits: Limits, quoter: Option<Arc<GatedQuoter>>) -> Server {
+    let source = EvidenceSource::new(quoter.map(|q| q as Arc<dyn TdxQuoter>), None);
+    Server::start(
+        ServerConfig {
+            limits,
+            ..ServerConfig::new(loopback())
+        },
+        SessionKey::generate().unwrap(),
+        source,
+    )
+    .unwrap()
+}
+
+async fn prober(server: &Server) -> Target {
+    connect(
+        server.local_addr().unwrap(),
+        loopback(),
+        SpkiPolicy::Pinned(server.session_key().spki_der().to_vec()),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap()
+}
+
+fn tdx() -> Include {
+    Include {
+        tdx: true,
+        ..Include::default()
+    }
+}
+
+/// Waits (bounded) until `done` holds: the responder's worker runs on its own thread.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..5000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+fn is_busy(r: &Result<impl std::fmt::Debug, RequestError>, code: u16) -> bool {
+    matches!(r, Err(RequestError::Busy { code: c, .. }) if *c == code)
+}
+
+fn is_unavailable(r: &Result<impl std::fmt::Debug, RequestError>) -> bool {
+    matches!(
+        r,
+        Err(RequestError::Refused {
+            code: codes::UNAVAILABLE,
+            ..
+        })
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_evidence_request_on_a_connection_is_busy() {
+    let quoter = Arc::new(GatedQuoter::default());
+    let server = start(Limits::default(), Some(quoter.clone()));
+    let target = prober(&server).await;
+    let first = {
+        let target = target.clone();
+        tokio::spawn(async move { request_evidence(&target, &[1; 32], tdx()).await })
+    };
+    until("the first request quotes", || {
+        quoter.entered.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let second = request_evidence(&target, &[2; 32], tdx()).await;
+    assert!(is_busy(&second, codes::BUSY), "{second:?}");
+    quoter.open();
+    let first = first.await.unwrap();
+    assert!(is_unavailable(&first), "{first:?}");
+    assert_eq!(server.shed_counts().evidence_in_flight, 1);
+    // Once the first is answered the connection may ask again.
+    let third = request_evidence(&target, &[3; 32], tdx()).await;
+    assert!(is_unavailable(&third), "{third:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_evidence_queue_answers_busy_and_echoes_go_on() {
+    let quoter = Arc::new(GatedQuoter::default());
+    let limits = Limits {
+        evidence_concurrency: 1,
+        evidence_queue: 1,
+        ..Limits::default()
+    };
+    let server = start(limits, Some(quoter.clone()));
+    let mut asks = Vec::new();
+    let mut targets = Vec::new();
+    for i in 0..6u8 {
+        let target = prober(&server).await;
+        targets.push(target.clone());
+        asks.push(tokio::spawn(async move {
+            request_evidence(&target, &[i; 32], tdx()).await
+        }));
+    }
+    // One collection runs, one waits for its slot, one is queued: at least three are busy.
+    until("three requests are refused", || {
+        server.shed_counts().evidence_queue_full >= 3
+    })
+    .await;
+    // The echo path does not wait for evidence work.
+    let round = run_round(
+        &targets[0],
+        &RoundConfig {
+            rate_hz: 0.0,
+            count: 200,
+            window: 8,
+            timeout: Duration::from_secs(2),
+            keep_samples: false,
+            spin: Duration::ZERO,
+        },
+    )
+    .await;
+    assert_eq!(round.answered, 200, "{round:?}");
+    quoter.open();
+    let mut busy = 0;
+    for ask in asks {
+        let r = ask.await.unwrap();
+        if is_busy(&r, codes::BUSY) {
+            busy += 1;
+        } else {
+            assert!(is_unavailable(&r), "{r:?}");
+        }
+    }
+    let counts = server.shed_counts();
+    assert_eq!(busy, counts.evidence_queue_full);
+    assert!((3..=5).contains(&busy), "{counts:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_are_refused_and_counted() {
+    let server = start(
+        Limits {
+            max_connections: 2,
+            ..Limits::default()
+        },
+        None,
+    );
+    let _a = prober(&server).await;
+    let _b = prober(&server).await;
+    let refused = connect(
+        server.local_addr().unwrap(),
+        loopback(),
+        SpkiPolicy::Pinned(server.session_key().spki_der().to_vec()),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(refused.is_err());
+    assert_eq!(server.shed_counts().connections_over_cap, 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn requests_over_the_peer_rate_are_rate_limited() {
+    let server = start(
+        Limits {
+            requests_per_ip_per_sec: 1.0,
+            ..Limits::default()
+        },
+        None,
+    );
+    let target = prober(&server).await;
+    // A burst of twice the rate, then refused.
+    request_transcript(&target).await.unwrap();
+    request_transcript(&target).await.unwrap();
+    let third = request_transcript(&target).await;
+    assert!(is_busy(&third, codes::RATE_LIMITED), "{third:?}");
+    assert_eq!(server.shed_counts().requests_rate_limited, 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn anchors_are_deduplicated_and_capped() {
+    let server = start(
+        Limits {
+            max_anchors: 2,
+            ..Limits::default()
+        },
+        None,
+    );
+    let target = prober(&server).await;
+    let names = |n: &[&str]| Include {
+        anchors: n.iter().map(|s| s.to_string()).collect(),
+        ..Include::default()
+    };
+    let many = request_evidence(&target, &[1; 32], names(&["a", "b", "c"])).await;
+    assert!(
+        matches!(
+            many,
+            Err(RequestError::Refused {
+                code: codes::TOO_LARGE,
+                ..
+            })
+        ),
+        "{many:?}"
+    );
+    // Repeats count once: past the cap, refused only because this responder has no anchors.
+    let repeated = request_evidence(&target, &[2; 32], names(&["a", "a", "a", "a", "b"])).await;
+    assert!(is_unavailable(&repeated), "{repeated:?}");
+    assert_eq!(server.shed_counts().too_many_anchors, 1);
+    server.shutdown().await;
+}
