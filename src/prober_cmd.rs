@@ -8,13 +8,18 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use locus_analysis::verify::bundle::NonceRecord;
+use locus_prober::identity::ProberIdentity;
 use locus_prober::once::{probe_once_then, EvidenceAsk, FetchedEvidence, TargetResult};
 use locus_prober::{RoundConfig, SpkiPolicy};
 use locus_proto::messages::Include;
 use serde::Serialize;
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub(crate) struct ProberArgs {
+    /// `locus prober keygen`: make the prober's identity key (instead of measuring).
+    #[command(subcommand)]
+    command: Option<ProberCmd>,
     /// Responder address; repeat for several targets (probed concurrently).
     #[arg(long = "target", required_unless_present = "config")]
     targets: Vec<SocketAddr>,
@@ -70,6 +75,23 @@ pub(crate) struct ProberArgs {
     nonce_issuer: String,
 }
 
+#[derive(clap::Subcommand)]
+enum ProberCmd {
+    /// Write a new Ed25519 identity key (PKCS#8 PEM, mode 0600; never overwrites) and print its
+    /// public key (base64 of the raw 32 bytes) for the monitor's and responders' configs.
+    Keygen(KeygenArgs),
+}
+
+#[derive(Args)]
+struct KeygenArgs {
+    /// Key file to create (the prober config's `key_file`).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Print `{"key_file", "public_key", "key_id"}` as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum EvidencePart {
     Tdx,
@@ -94,6 +116,9 @@ struct Reported {
 }
 
 pub(crate) fn run(args: ProberArgs) -> anyhow::Result<ExitCode> {
+    if let Some(ProberCmd::Keygen(k)) = args.command {
+        return keygen(&k);
+    }
     if let Some(config) = args.config {
         return crate::daemon_cmd::run(config);
     }
@@ -165,6 +190,24 @@ pub(crate) fn run(args: ProberArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[expect(clippy::print_stdout, reason = "the CLI prints the new public key")]
+fn keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
+    let id = ProberIdentity::generate();
+    id.write_new(&args.out)?;
+    let key = id.public_key();
+    if args.json {
+        let out = serde_json::json!({
+            "key_file": args.out,
+            "public_key": key.to_string(),
+            "key_id": key.key_id(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("{key}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Writes the bundle (CBOR) to `out` and appends its nonce to `out.nonces.json`.

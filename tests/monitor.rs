@@ -483,6 +483,7 @@ fn monitor_verifies_stored_bundles_by_named_check() {
                 error: None,
                 nonce: Some(nonce.to_vec()),
                 bundle: Some(bundle.to_vec()),
+                peer_spki: Some(hex::encode(seen_key)),
             })
             .unwrap();
         // `moved` is relocated in every case: never all located.

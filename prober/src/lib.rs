@@ -4,6 +4,7 @@
 
 pub mod busy;
 pub mod client;
+pub mod identity;
 pub mod once;
 pub mod pin;
 pub mod requests;

@@ -408,6 +408,7 @@ async fn evidence(
         error,
         nonce: Some(nonce.to_vec()),
         bundle,
+        peer_spki: Some(hex::encode(&target.spki)),
     };
     let s = shared.clone();
     let res = tokio::task::spawn_blocking(move || lock(&s.store).insert_evidence(&rec)).await;

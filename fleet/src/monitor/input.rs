@@ -127,13 +127,19 @@ pub(crate) fn attach_evidence(
         .at_unix_ns
         .saturating_add(i64::try_from(rec.rtt_ns.unwrap_or(0)).unwrap_or(0));
     let from = now_ns.saturating_sub(i64::try_from(e.window.as_nanos()).unwrap_or(i64::MAX));
-    let peer_spki = store
-        .rounds_between(&input.name, from, now_ns)?
-        .into_iter()
-        .filter(|r| r.prober == rec.prober)
-        .filter_map(|r| Some((r.started_unix_ns.abs_diff(rec.at_unix_ns), r.spki?)))
-        .min_by_key(|(gap, _)| *gap)
-        .and_then(|(_, spki)| hex::decode(spki).ok());
+    // The key the request's own connection showed; records from before schema 3 lack it,
+    // then the same prober's round closest to the request stands in.
+    let recorded = rec.peer_spki.as_deref().and_then(|k| hex::decode(k).ok());
+    let peer_spki = match recorded {
+        Some(k) => Some(k),
+        None => store
+            .rounds_between(&input.name, from, now_ns)?
+            .into_iter()
+            .filter(|r| r.prober == rec.prober)
+            .filter_map(|r| Some((r.started_unix_ns.abs_diff(rec.at_unix_ns), r.spki?)))
+            .min_by_key(|(gap, _)| *gap)
+            .and_then(|(_, spki)| hex::decode(spki).ok()),
+    };
     let inputs = VerifyInputs {
         now_unix: u64::try_from(collected_ns / 1_000_000_000).unwrap_or(0),
         nonce_record: rec.nonce.as_ref().map(|nonce| NonceRecord {

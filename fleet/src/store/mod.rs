@@ -138,6 +138,9 @@ pub struct EvidenceRecord {
     pub nonce: Option<Vec<u8>>,
     /// The `EvidenceBundle` as received (CBOR), unverified; pruned with the raw samples.
     pub bundle: Option<Vec<u8>>,
+    /// Hex SPKI of the QUIC peer the request went to (the connection's session key): the
+    /// bundle's `session_spki` must equal it, and only samples taken under it count.
+    pub peer_spki: Option<String>,
 }
 
 /// What one pruning pass removed.
@@ -193,7 +196,8 @@ const ROUND_COLUMNS: &str = "prober, target, claim, address, spki, started_unix_
      sent, answered, lost, late, out_of_order, violations, min_rtt_ns, p50_rtt_ns, p99_rtt_ns, \
      min_eff_rtt_ns, inside_p50_ns, error";
 
-const EVIDENCE_COLUMNS: &str = "prober, target, at_unix_ns, rtt_ns, ok, error, nonce, bundle";
+const EVIDENCE_COLUMNS: &str =
+    "prober, target, at_unix_ns, rtt_ns, ok, error, nonce, bundle, peer_spki";
 
 fn round_of(r: &Row) -> Result<RoundRecord, StoreError> {
     Ok(RoundRecord {
@@ -229,6 +233,7 @@ fn evidence_of(r: &Row) -> Result<EvidenceRecord, StoreError> {
         error: r.opt_text(5)?,
         nonce: r.opt_blob(6)?,
         bundle: r.opt_blob(7)?,
+        peer_spki: r.opt_text(8)?,
     })
 }
 
@@ -390,7 +395,7 @@ impl Store {
             c.execute(
                 &format!(
                     "INSERT INTO evidence ({EVIDENCE_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
                 ),
                 params![
                     &e.prober,
@@ -401,6 +406,7 @@ impl Store {
                     e.error.as_deref(),
                     e.nonce.as_deref(),
                     e.bundle.as_deref(),
+                    e.peer_spki.as_deref(),
                 ],
             )
         })?;

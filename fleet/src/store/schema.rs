@@ -88,6 +88,11 @@ ALTER TABLE evidence ADD COLUMN nonce BLOB;
 ALTER TABLE evidence ADD COLUMN bundle BLOB;
 CREATE INDEX evidence_bundle_time ON evidence (at_unix_ns) WHERE bundle IS NOT NULL;
 "#,
+    // 3: the hex SPKI of the QUIC peer the evidence request went to, so the monitor counts
+    // only samples taken under the key a verified bundle binds (issue 18, item 6).
+    r#"
+ALTER TABLE evidence ADD COLUMN peer_spki TEXT;
+"#,
 ];
 
 /// The same migrations in PostgreSQL's types: `BIGINT` for integers (64-bit like SQLite's),
@@ -170,6 +175,9 @@ CREATE INDEX verdicts_node_time ON verdicts (node, at_unix_ns);
 ALTER TABLE evidence ADD COLUMN nonce BYTEA;
 ALTER TABLE evidence ADD COLUMN bundle BYTEA;
 CREATE INDEX evidence_bundle_time ON evidence (at_unix_ns) WHERE bundle IS NOT NULL;
+"#,
+    r#"
+ALTER TABLE evidence ADD COLUMN peer_spki TEXT;
 "#,
 ];
 

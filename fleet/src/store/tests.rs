@@ -83,6 +83,7 @@ fn evidence(target: &str, at: i64, bundle: Option<&[u8]>) -> EvidenceRecord {
         error: bundle.is_none().then(|| "timeout".into()),
         nonce: Some(vec![at as u8; 32]),
         bundle: bundle.map(<[u8]>::to_vec),
+        peer_spki: bundle.map(|_| format!("{at:02x}")),
     }
 }
 
