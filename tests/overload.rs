@@ -254,3 +254,85 @@ async fn anchors_are_deduplicated_and_capped() {
     assert_eq!(server.shed_counts().too_many_anchors, 1);
     server.shutdown().await;
 }
+
+/// `[access] evidence = "pinned"`: a pinned prober's signed request is served; an unsigned one,
+/// one signed by an unknown key, and one signed on another connection (a replay) are refused
+/// with `unauthorized` and counted. Echo stays open to all.
+#[tokio::test]
+async fn pinned_access_serves_signed_requests_only() {
+    use locus_prober::identity::ProberIdentity;
+    use locus_prober::requests::{exchange_raw, sign_request};
+    use locus_proto::frame::{self, MessageKind, MAX_BODY_LEN};
+    use locus_proto::messages::{ErrorMessage, EvidenceRequest};
+    use locus_responder::access::EvidenceAccess;
+
+    let honest = Arc::new(ProberIdentity::from_seed([1; 32]));
+    let stranger = Arc::new(ProberIdentity::from_seed([2; 32]));
+    let server = Server::start(
+        ServerConfig {
+            access: EvidenceAccess::Pinned(vec![honest.public_key().to_bytes()]),
+            ..ServerConfig::new(loopback())
+        },
+        SessionKey::generate().unwrap(),
+        EvidenceSource::default(),
+    )
+    .unwrap();
+    let signed = prober(&server).await.with_signer(honest.clone());
+    let bundle = request_evidence(&signed, &[1; 32], Include::default())
+        .await
+        .unwrap();
+    assert_eq!(bundle.nonce, [1; 32]);
+
+    let unauthorized =
+        |r: &Result<_, RequestError>| matches!(r, Err(RequestError::Unauthorized { .. }));
+    let unsigned = prober(&server).await;
+    let r = request_evidence(&unsigned, &[2; 32], Include::default()).await;
+    assert!(unauthorized(&r), "{r:?}");
+    let unknown = prober(&server).await.with_signer(stranger);
+    let r = request_evidence(&unknown, &[3; 32], Include::default()).await;
+    assert!(unauthorized(&r), "{r:?}");
+
+    // Signed by the pinned key, but on the first connection, sent on another.
+    let req = EvidenceRequest {
+        nonce: vec![4; 32],
+        include: Include::default(),
+        issuer: None,
+        sealed: None,
+        auth: None,
+    };
+    let lifted = sign_request(&signed, honest.as_ref(), &req).unwrap();
+    let other = prober(&server).await;
+    let reply = exchange_raw(
+        &other,
+        &frame::encode(MessageKind::EvidenceRequest, &lifted),
+    )
+    .await
+    .unwrap();
+    let e: ErrorMessage = frame::decode(&reply, MessageKind::Error, MAX_BODY_LEN).unwrap();
+    assert_eq!(e.code, codes::UNAUTHORIZED, "{e:?}");
+    assert!(e.message.contains("does not verify"), "{e:?}");
+    // On its own connection the same signed request is served.
+    let reply = exchange_raw(
+        &signed,
+        &frame::encode(MessageKind::EvidenceRequest, &lifted),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply[1], MessageKind::EvidenceResponse as u8);
+
+    assert_eq!(server.shed_counts().unauthorized, 3);
+    let round = run_round(
+        &unsigned,
+        &RoundConfig {
+            rate_hz: 0.0,
+            count: 20,
+            window: 4,
+            timeout: Duration::from_secs(2),
+            keep_samples: false,
+            spin: Duration::ZERO,
+        },
+    )
+    .await;
+    assert_eq!(round.answered, 20, "echo is open to all");
+    server.shutdown().await;
+}

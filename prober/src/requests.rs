@@ -151,11 +151,21 @@ async fn send_evidence_request(
 
 /// Signs evidence requests for responders that answer only pinned probers
 /// (`[access] evidence = "pinned"`): the prober's identity key.
-pub trait RequestSigner: Send + Sync {
+pub trait RequestSigner: Send + Sync + std::fmt::Debug {
     /// The Ed25519 public key the responder pins.
     fn public_key(&self) -> [u8; request_auth::PUBLIC_KEY_LEN];
     /// An Ed25519 signature over `message`.
     fn sign(&self, message: &[u8]) -> [u8; request_auth::SIGNATURE_LEN];
+}
+
+impl RequestSigner for crate::identity::ProberIdentity {
+    fn public_key(&self) -> [u8; request_auth::PUBLIC_KEY_LEN] {
+        crate::identity::ProberIdentity::public_key(self).to_bytes()
+    }
+
+    fn sign(&self, message: &[u8]) -> [u8; request_auth::SIGNATURE_LEN] {
+        crate::identity::ProberIdentity::sign(self, message)
+    }
 }
 
 /// `req` with its signature over this connection's exporter value
