@@ -1,13 +1,15 @@
 //! Benchmarks (`locus bench`), each reporting a ratio to a baseline measured in the same run:
 //! echo round trips against raw UDP ([`ping`]), TDX quote verification against bare dcap-qvl
 //! ([`tdx`]), evidence bundles against a bare TPM2_Quote ([`evidence`]), and one prober daemon
-//! probing many targets against a plain UDP ping loop ([`fleet`]).
+//! probing many targets against a plain UDP ping loop ([`fleet`]), and a responder under attack
+//! against the same responder idle ([`overload`]).
 //!
 //! Each `run` returns the report as the command prints it; the CLI prints it. The options are
 //! clap `Args` here so that their help text lives next to what they set.
 
 pub mod evidence;
 pub mod fleet;
+pub mod overload;
 pub mod ping;
 pub mod tdx;
 
