@@ -336,3 +336,48 @@ async fn pinned_access_serves_signed_requests_only() {
     assert_eq!(round.answered, 20, "echo is open to all");
     server.shutdown().await;
 }
+
+/// A small `locus bench overload` runs to the end and reports every key (timings are not
+/// asserted: this machine's load decides them); hostile evidence requests get no bundle under
+/// pinned access.
+#[test]
+fn bench_overload_small_instance_reports_its_keys() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_locus"))
+        .args([
+            "bench",
+            "overload",
+            "--attack-connections",
+            "6",
+            "--phase-ms",
+            "400",
+            "--evidence-requests",
+            "2",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "honest_echo_p50_us",
+        "honest_echo_p50_us_idle",
+        "honest_echo_ratio",
+        "honest_evidence_p99_ms_idle",
+        "responder_rss_mib_peak",
+        "echo_capacity_per_s",
+    ] {
+        let x = v[key].as_f64().unwrap_or_else(|| panic!("no {key} in {v}"));
+        assert!(x.is_finite() && x > 0.0, "{key} = {x} in {v}");
+    }
+    // Present even when every honest request under attack failed (then null).
+    assert!(v.get("honest_evidence_p99_ms").is_some(), "{v}");
+    assert_eq!(v["attack_connections"], 6, "{v}");
+    assert_eq!(v["attack_evidence_answered"], 0, "{v}");
+    assert!(v["attack_unauthorized"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["busy_answers"].as_u64().is_some(), "{v}");
+    assert_eq!(v["responder_alive"], true, "{v}");
+}

@@ -48,7 +48,7 @@ impl Default for Limits {
             evidence_concurrency: 2,
             evidence_queue: 16,
             max_anchors: 4,
-            echo_per_conn_per_sec: Some(50_000.0),
+            echo_per_conn_per_sec: Some(20_000.0),
         }
     }
 }
@@ -112,6 +112,8 @@ pub struct ShedCounts {
     pub too_many_anchors: u64,
     /// Echo challenges dropped unanswered: their connection's echo rate.
     pub echo_dropped: u64,
+    /// Connections closed for flooding echoes far beyond their rate.
+    pub echo_flood_closed: u64,
     /// Evidence requests answered (a bundle was sent).
     pub evidence_answered: u64,
 }
@@ -127,9 +129,10 @@ pub(crate) enum Shed {
     Unauthorized,
     TooManyAnchors,
     EchoDropped,
+    EchoFloodClosed,
 }
 
-const SHED_KINDS: usize = 8;
+const SHED_KINDS: usize = 9;
 
 impl Shed {
     fn name(self) -> &'static str {
@@ -142,6 +145,7 @@ impl Shed {
             Shed::Unauthorized => "evidence request unauthorized",
             Shed::TooManyAnchors => "evidence request refused: too many anchors",
             Shed::EchoDropped => "echo dropped: per-connection echo rate",
+            Shed::EchoFloodClosed => "connection closed: it kept flooding echoes",
         }
     }
 }
@@ -191,6 +195,7 @@ impl ShedLog {
             unauthorized: c(Shed::Unauthorized),
             too_many_anchors: c(Shed::TooManyAnchors),
             echo_dropped: c(Shed::EchoDropped),
+            echo_flood_closed: c(Shed::EchoFloodClosed),
             evidence_answered: self.answered.load(Ordering::Relaxed),
         }
     }
@@ -307,10 +312,43 @@ impl Admission {
     }
 
     /// The echo limiter of a new connection, or `None` when echoes are unlimited.
-    pub(crate) fn echo_bucket(&self, now: Instant) -> Option<TokenBucket> {
-        self.limits
-            .echo_per_conn_per_sec
-            .map(|r| TokenBucket::new(r, r / 10.0, now))
+    pub(crate) fn echo_limiter(&self, now: Instant) -> Option<EchoLimiter> {
+        self.limits.echo_per_conn_per_sec.map(|r| EchoLimiter {
+            answers: TokenBucket::new(r, r / 10.0, now),
+            drops: TokenBucket::new(r / 10.0, r / 10.0, now),
+        })
+    }
+}
+
+/// What to do with one echo challenge of a rate-limited connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EchoVerdict {
+    Answer,
+    /// Over the rate: drop it unanswered.
+    Drop,
+    /// Far over the rate for long (its drops exceeded a tenth of the rate for a second):
+    /// close the connection, so its flood costs the responder no more than a closed
+    /// connection's packets (reconnecting is rate-limited per IP).
+    Close,
+}
+
+/// Per-connection echo rate: answers up to the rate (bursts of a tenth of a second's worth),
+/// drops beyond it, and closes a connection that keeps flooding.
+#[derive(Debug, Clone)]
+pub(crate) struct EchoLimiter {
+    answers: TokenBucket,
+    drops: TokenBucket,
+}
+
+impl EchoLimiter {
+    pub(crate) fn on_challenge(&mut self, now: Instant) -> EchoVerdict {
+        if self.answers.take(now) {
+            EchoVerdict::Answer
+        } else if self.drops.take(now) {
+            EchoVerdict::Drop
+        } else {
+            EchoVerdict::Close
+        }
     }
 }
 
@@ -372,6 +410,40 @@ mod tests {
         assert_eq!((0..20).filter(|_| a.request(ip(1), now)).count(), 10);
         assert!(!a.request(ip(9), now), "an unknown peer has no budget");
         drop(slots);
+    }
+
+    #[test]
+    fn an_echo_flood_is_dropped_then_closed_and_an_honest_rate_never_is() {
+        let a = Admission::new(Limits {
+            echo_per_conn_per_sec: Some(1000.0),
+            ..Limits::default()
+        });
+        let t0 = Instant::now();
+        let mut honest = a.echo_limiter(t0).unwrap();
+        // 900 a second for ten seconds: always answered.
+        for i in 0..9000u64 {
+            let at = t0 + Duration::from_micros(i * 1_111);
+            assert_eq!(
+                honest.on_challenge(at),
+                EchoVerdict::Answer,
+                "challenge {i}"
+            );
+        }
+        let mut flood = a.echo_limiter(t0).unwrap();
+        let verdicts: Vec<_> = (0..400).map(|_| flood.on_challenge(t0)).collect();
+        // The burst (100) is answered, the next 100 dropped, then the connection is closed.
+        assert_eq!(
+            verdicts
+                .iter()
+                .filter(|v| **v == EchoVerdict::Answer)
+                .count(),
+            100
+        );
+        assert_eq!(
+            verdicts.iter().filter(|v| **v == EchoVerdict::Drop).count(),
+            100
+        );
+        assert_eq!(verdicts[200], EchoVerdict::Close);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use crate::access::{AccessError, EvidenceAccess};
-use crate::admission::{Admission, ConnectionSlot, Limits, Shed, ShedCounts};
+use crate::admission::{Admission, ConnectionSlot, EchoVerdict, Limits, Shed, ShedCounts};
 use crate::evidence::EvidenceSource;
 use crate::evidence_queue::EvidenceQueue;
 use crate::session_key::SessionKey;
@@ -247,7 +247,7 @@ async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>, _slot: C
             }
         })
     };
-    let mut echo_limit = shared.admission.echo_bucket(Instant::now());
+    let mut echo_limit = shared.admission.echo_limiter(Instant::now());
     let mut rejected = 0u64;
     loop {
         let datagram = match read_datagram_spinning(&conn, shared.spin_after_answer).await {
@@ -258,10 +258,16 @@ async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>, _slot: C
             }
         };
         let received = Instant::now();
-        if let Some(bucket) = echo_limit.as_mut() {
-            if !bucket.take(received) {
+        match echo_limit.as_mut().map(|l| l.on_challenge(received)) {
+            None | Some(EchoVerdict::Answer) => {}
+            Some(EchoVerdict::Drop) => {
                 shared.admission.log.shed(Shed::EchoDropped, peer);
                 continue;
+            }
+            Some(EchoVerdict::Close) => {
+                shared.admission.log.shed(Shed::EchoFloodClosed, peer);
+                conn.close(codes::RATE_LIMITED.into(), b"echo rate exceeded");
+                break;
             }
         }
         let answer = {
