@@ -133,8 +133,8 @@ async fn measure(args: &PingArgs, server_rt: &ServerThread) -> anyhow::Result<Pi
         .handle
         .spawn(async {
             let mut config = ServerConfig::new(LOOPBACK.parse()?);
-            // Throughput of the echo path itself: no per-connection echo rate limit.
-            config.limits.echo_per_conn_per_sec = None;
+            // Throughput of the echo path itself: no per-IP echo rate limit.
+            config.limits.echo_per_ip_per_sec = None;
             Server::start(config, SessionKey::generate()?, EvidenceSource::default())
                 .map_err(anyhow::Error::from)
         })

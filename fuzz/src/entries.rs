@@ -18,8 +18,11 @@ use locus_proto::messages::{
 };
 use locus_proto::{EchoAnswer, EchoChallenge};
 
+/// A target's entry point.
+pub type Entry = fn(&[u8]);
+
 /// Every target by name, for the corpus replay.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Entry)] = &[
     ("bundle", bundle),
     ("frames", frames),
     ("datagrams", datagrams),

@@ -2,7 +2,7 @@
 //! what it shed. Decisions take `now` as an argument so they can be tested without a clock.
 //!
 //! Connections are capped in total and per peer IP, and new ones are rate-limited per IP;
-//! requests (streams) are rate-limited per IP; echo answers are rate-limited per connection.
+//! requests (streams) and echo answers are rate-limited per IP.
 //! Each refusal is counted ([`ShedCounts`]) and logged at most once a second per kind.
 
 use std::collections::HashMap;
@@ -31,9 +31,9 @@ pub struct Limits {
     pub evidence_queue: usize,
     /// Distinct anchors one evidence request may name.
     pub max_anchors: usize,
-    /// Echo answers per second on one connection (bursts up to a tenth of a second's worth);
-    /// `None`: unlimited (benchmarks of the raw echo path).
-    pub echo_per_conn_per_sec: Option<f64>,
+    /// Echo answers per second to one IP address, all its connections together (bursts up to
+    /// a tenth of a second's worth); `None`: unlimited (benchmarks of the raw echo path).
+    pub echo_per_ip_per_sec: Option<f64>,
 }
 
 impl Default for Limits {
@@ -48,7 +48,7 @@ impl Default for Limits {
             evidence_concurrency: 2,
             evidence_queue: 16,
             max_anchors: 4,
-            echo_per_conn_per_sec: Some(20_000.0),
+            echo_per_ip_per_sec: Some(20_000.0),
         }
     }
 }
@@ -110,7 +110,7 @@ pub struct ShedCounts {
     pub unauthorized: u64,
     /// Evidence requests refused: too many anchors.
     pub too_many_anchors: u64,
-    /// Echo challenges dropped unanswered: their connection's echo rate.
+    /// Echo challenges dropped unanswered: their IP's echo rate.
     pub echo_dropped: u64,
     /// Connections closed for flooding echoes far beyond their rate.
     pub echo_flood_closed: u64,
@@ -144,7 +144,7 @@ impl Shed {
             Shed::EvidenceInFlight => "evidence request busy: one already in flight",
             Shed::Unauthorized => "evidence request unauthorized",
             Shed::TooManyAnchors => "evidence request refused: too many anchors",
-            Shed::EchoDropped => "echo dropped: per-connection echo rate",
+            Shed::EchoDropped => "echo dropped: per-IP echo rate",
             Shed::EchoFloodClosed => "connection closed: it kept flooding echoes",
         }
     }
@@ -207,6 +207,8 @@ struct PeerIp {
     connections: usize,
     handshakes: TokenBucket,
     requests: TokenBucket,
+    /// Shared by the IP's connections: opening more connections buys no more echoes.
+    echo: Option<EchoLimiter>,
 }
 
 /// Most peer IPs remembered; beyond it, idle ones are forgotten and, when none is, new IPs
@@ -292,6 +294,7 @@ impl Admission {
                 2.0 * l.requests_per_ip_per_sec,
                 now,
             ),
+            echo: l.echo_per_ip_per_sec.map(|r| EchoLimiter::new(r, now)),
         });
         if peer.connections >= l.max_connections_per_ip || !peer.handshakes.take(now) {
             return Err(Shed::ConnectionsPerIp);
@@ -311,12 +314,17 @@ impl Admission {
         s.peers.get_mut(&ip).is_some_and(|p| p.requests.take(now))
     }
 
-    /// The echo limiter of a new connection, or `None` when echoes are unlimited.
-    pub(crate) fn echo_limiter(&self, now: Instant) -> Option<EchoLimiter> {
-        self.limits.echo_per_conn_per_sec.map(|r| EchoLimiter {
-            answers: TokenBucket::new(r, r / 10.0, now),
-            drops: TokenBucket::new(r / 10.0, r / 10.0, now),
-        })
+    /// What to do with an echo challenge from `ip` received at `now`.
+    pub(crate) fn echo(&self, ip: IpAddr, now: Instant) -> EchoVerdict {
+        if self.limits.echo_per_ip_per_sec.is_none() {
+            return EchoVerdict::Answer;
+        }
+        let mut s = self.lock();
+        match s.peers.get_mut(&ip).and_then(|p| p.echo.as_mut()) {
+            Some(l) => l.on_challenge(now),
+            // A connected peer always has an entry.
+            None => EchoVerdict::Drop,
+        }
     }
 }
 
@@ -332,7 +340,7 @@ pub(crate) enum EchoVerdict {
     Close,
 }
 
-/// Per-connection echo rate: answers up to the rate (bursts of a tenth of a second's worth),
+/// Echo rate of one IP: answers up to the rate (bursts of a tenth of a second's worth),
 /// drops beyond it, and closes a connection that keeps flooding.
 #[derive(Debug, Clone)]
 pub(crate) struct EchoLimiter {
@@ -341,6 +349,13 @@ pub(crate) struct EchoLimiter {
 }
 
 impl EchoLimiter {
+    fn new(rate: f64, now: Instant) -> Self {
+        Self {
+            answers: TokenBucket::new(rate, rate / 10.0, now),
+            drops: TokenBucket::new(rate / 10.0, rate / 10.0, now),
+        }
+    }
+
     pub(crate) fn on_challenge(&mut self, now: Instant) -> EchoVerdict {
         if self.answers.take(now) {
             EchoVerdict::Answer
@@ -414,12 +429,8 @@ mod tests {
 
     #[test]
     fn an_echo_flood_is_dropped_then_closed_and_an_honest_rate_never_is() {
-        let a = Admission::new(Limits {
-            echo_per_conn_per_sec: Some(1000.0),
-            ..Limits::default()
-        });
         let t0 = Instant::now();
-        let mut honest = a.echo_limiter(t0).unwrap();
+        let mut honest = EchoLimiter::new(1000.0, t0);
         // 900 a second for ten seconds: always answered.
         for i in 0..9000u64 {
             let at = t0 + Duration::from_micros(i * 1_111);
@@ -429,7 +440,7 @@ mod tests {
                 "challenge {i}"
             );
         }
-        let mut flood = a.echo_limiter(t0).unwrap();
+        let mut flood = EchoLimiter::new(1000.0, t0);
         let verdicts: Vec<_> = (0..400).map(|_| flood.on_challenge(t0)).collect();
         // The burst (100) is answered, the next 100 dropped, then the connection is closed.
         assert_eq!(

@@ -188,7 +188,7 @@ pub struct LimitsSection {
     pub evidence_queue: usize,
     pub max_anchors: usize,
     /// 0: unlimited.
-    pub echo_per_conn_per_sec: f64,
+    pub echo_per_ip_per_sec: f64,
 }
 
 impl Default for LimitsSection {
@@ -202,7 +202,7 @@ impl Default for LimitsSection {
             evidence_concurrency: l.evidence_concurrency,
             evidence_queue: l.evidence_queue,
             max_anchors: l.max_anchors,
-            echo_per_conn_per_sec: l.echo_per_conn_per_sec.unwrap_or(0.0),
+            echo_per_ip_per_sec: l.echo_per_ip_per_sec.unwrap_or(0.0),
         }
     }
 }
@@ -512,9 +512,9 @@ impl ResponderConfig {
             )?,
             evidence_queue: at_least_one("limits.evidence_queue", l.evidence_queue)?,
             max_anchors: l.max_anchors,
-            echo_per_conn_per_sec: match l.echo_per_conn_per_sec {
+            echo_per_ip_per_sec: match l.echo_per_ip_per_sec {
                 0.0 => None,
-                v => Some(positive("limits.echo_per_conn_per_sec", v)?),
+                v => Some(positive("limits.echo_per_ip_per_sec", v)?),
             },
         })
     }

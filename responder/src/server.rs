@@ -247,7 +247,6 @@ async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>, _slot: C
             }
         })
     };
-    let mut echo_limit = shared.admission.echo_limiter(Instant::now());
     let mut rejected = 0u64;
     loop {
         let datagram = match read_datagram_spinning(&conn, shared.spin_after_answer).await {
@@ -258,13 +257,13 @@ async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>, _slot: C
             }
         };
         let received = Instant::now();
-        match echo_limit.as_mut().map(|l| l.on_challenge(received)) {
-            None | Some(EchoVerdict::Answer) => {}
-            Some(EchoVerdict::Drop) => {
+        match shared.admission.echo(peer.ip(), received) {
+            EchoVerdict::Answer => {}
+            EchoVerdict::Drop => {
                 shared.admission.log.shed(Shed::EchoDropped, peer);
                 continue;
             }
-            Some(EchoVerdict::Close) => {
+            EchoVerdict::Close => {
                 shared.admission.log.shed(Shed::EchoFloodClosed, peer);
                 conn.close(codes::RATE_LIMITED.into(), b"echo rate exceeded");
                 break;

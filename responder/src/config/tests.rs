@@ -57,8 +57,8 @@ fn limits_and_access_are_checked_once() {
     let c = ResponderConfig::parse(EXAMPLE).unwrap();
     assert_eq!(c.limits().unwrap(), Limits::default());
     assert_eq!(c.access().unwrap(), EvidenceAccess::Any);
-    let c = ResponderConfig::parse("[limits]\necho_per_conn_per_sec = 0\n").unwrap();
-    assert_eq!(c.limits().unwrap().echo_per_conn_per_sec, None);
+    let c = ResponderConfig::parse("[limits]\necho_per_ip_per_sec = 0\n").unwrap();
+    assert_eq!(c.limits().unwrap().echo_per_ip_per_sec, None);
     let c = ResponderConfig::parse("[limits]\nevidence_queue = 0\n").unwrap();
     assert_eq!(c.limits().unwrap_err().key(), Some("limits.evidence_queue"));
     let c = ResponderConfig::parse("[limits]\nrequests_per_ip_per_sec = -1.0\n").unwrap();
