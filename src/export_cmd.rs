@@ -20,6 +20,7 @@ enum Table {
     Samples,
     Evidence,
     Verdicts,
+    Landmarks,
 }
 
 #[derive(Args)]
@@ -30,7 +31,8 @@ pub(crate) struct ExportArgs {
     db: Database,
     #[arg(long, value_enum, default_value = "jsonl")]
     format: Format,
-    /// Which table: per-round aggregates, raw samples, evidence requests or verdicts.
+    /// Which table: per-round aggregates, raw samples, evidence requests, verdicts or landmark
+    /// rounds.
     #[arg(long, value_enum, default_value = "rounds")]
     table: Table,
     /// Write here instead of stdout.
@@ -49,6 +51,7 @@ pub(crate) fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         Table::Samples => ExportTable::Samples,
         Table::Evidence => ExportTable::Evidence,
         Table::Verdicts => ExportTable::Verdicts,
+        Table::Landmarks => ExportTable::Landmarks,
     };
     let mut out: Box<dyn Write> = match &args.out {
         Some(p) => Box::new(std::io::BufWriter::new(

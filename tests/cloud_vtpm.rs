@@ -517,6 +517,7 @@ mod azure {
             CheckId::AkEkBinding,
             CheckId::VtpmTiming,
             CheckId::Anchors,
+            CheckId::AnchorClocksource,
         ];
         let mut checks: BTreeMap<CheckId, Requirement> = CheckId::ALL
             .iter()
@@ -842,6 +843,7 @@ mod azure {
         let anchors = AnchorReport {
             version: ANCHOR_REPORT_VERSION,
             nonce: NONCE.to_vec(),
+            clocksource: Some("tsc".into()),
             anchors: vec![],
         };
         let mut policy = policy(&f.lab, &[(CheckId::Anchors, Requirement::Required)]);
@@ -849,6 +851,8 @@ mod azure {
             anchors: vec![],
             km_per_ms_rtt: 100.0,
             recheck_handshake: false,
+            allow_clocksource: vec!["tsc".into()],
+            require_clocksource: true,
         });
         // The fixture's report carries the binding without anchors: adding them unbinds it.
         let mut b = f.bundle.clone();

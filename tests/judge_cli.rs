@@ -36,6 +36,7 @@ fn node(file: &SamplesFile, name: &str, td: &str) -> NodeInput {
                 })
                 .collect(),
             evidence_rtt_ns: vec![],
+            peer_spki: None,
         })
         .collect();
     NodeInput {
@@ -86,6 +87,7 @@ fn valid() -> EvidenceSummary {
         platform_id: None,
         zone: None,
         unpinned_code: false,
+        session_keys: vec![],
     }
 }
 

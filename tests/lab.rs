@@ -16,6 +16,25 @@ fn locus() -> Command {
     Command::new(env!("CARGO_BIN_EXE_locus"))
 }
 
+/// `locus lab --json` on the fixture scenario `name`, its output and swtpm state in `tmp`: the
+/// report, and the output directory.
+fn run_lab(tmp: &Path, name: &str) -> (serde_json::Value, std::path::PathBuf) {
+    let scenario = tmp.join(format!("{name}.toml"));
+    std::fs::write(&scenario, fixtures::scenario(name)).unwrap();
+    let out = tmp.join("out");
+    let run = locus()
+        .args(["lab", "--json", "--scenario"])
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&out)
+        .env("TMPDIR", tmp)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "lab failed: {stderr}");
+    (serde_json::from_slice(&run.stdout).unwrap(), out)
+}
+
 /// swtpm processes whose command line mentions `dir` (their state lives under our TMPDIR).
 fn swtpms_under(dir: &Path) -> Vec<String> {
     let needle = dir.to_string_lossy().to_string();
@@ -35,20 +54,7 @@ fn swtpms_under(dir: &Path) -> Vec<String> {
 #[test]
 fn short_scenario_verdicts_equal_truth_and_everything_is_cleaned_up() {
     let tmp = tempfile::tempdir().unwrap();
-    let scenario = tmp.path().join("short.toml");
-    std::fs::write(&scenario, short()).unwrap();
-    let out = tmp.path().join("out");
-    let run = locus()
-        .args(["lab", "--json", "--scenario"])
-        .arg(&scenario)
-        .arg("--out")
-        .arg(&out)
-        .env("TMPDIR", tmp.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "lab failed: {stderr}");
-    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let (report, out) = run_lab(tmp.path(), "short");
     let responders = report["responders"].as_array().unwrap();
     assert_eq!(responders.len(), 4);
     for r in responders {
@@ -93,15 +99,16 @@ fn short_scenario_verdicts_equal_truth_and_everything_is_cleaned_up() {
         assert!(links > 0, "{name}: no signed vTPM chain");
         assert_eq!(b.timings.tpm_chain_ns.len(), links, "{name}");
     }
-    // The anchors check is part of it: against a policy that trusts another CA for the anchor,
-    // the same bundle fails exactly there.
+    // The anchors check is part of it: against a policy that pins another key for each anchor
+    // (the lab pins its anchors like a production policy), the same bundle fails exactly there.
     let policy = std::fs::read_to_string(out.join("policy.toml")).unwrap();
-    assert!(policy.contains("lab-anchor-ca.pem"), "{policy}");
-    std::fs::write(
-        out.join("policy-wrong-anchor-ca.toml"),
-        policy.replace("lab-anchor-ca.pem", "swtpm-ek-ca.pem"),
-    )
-    .unwrap();
+    let pins: Vec<&str> = policy.split("spki_sha256 = \"").skip(1).collect();
+    assert!(!pins.is_empty(), "the lab policy pins no anchor: {policy}");
+    let mut wrong_pins = policy.clone();
+    for p in pins {
+        wrong_pins = wrong_pins.replace(&p[..64], &"0".repeat(64));
+    }
+    std::fs::write(out.join("policy-wrong-anchor-ca.toml"), wrong_pins).unwrap();
     let honest = &responders[0];
     let wrong = locus()
         .args(["verify", "evidence", "--json"])
@@ -131,12 +138,67 @@ fn short_scenario_verdicts_equal_truth_and_everything_is_cleaned_up() {
         .unwrap();
     assert_eq!(binding["status"], "pass", "{binding}");
     assert_eq!(binding["requirement"], "required", "{binding}");
+    anchor_clock_is_bound(&out, honest);
 
     // The stored samples can be judged again offline, but only under trust the caller names.
     trust_is_not_taken_from_the_data(&out);
     judge_from_bundles(&out, responders);
     poe_on_lab_data(&out);
     assert!(swtpms_under(tmp.path()).is_empty(), "swtpm left running");
+}
+
+/// Issue 18, item 7: the anchor report names the clocksource it was timed with, and the quote
+/// binds it. Changed to `hpet` it breaks the binding and fails `anchor_clocksource` by name;
+/// turned back into a version 1 report (no clocksource) it fails `anchor_clocksource` under the
+/// lab's policy, which requires one.
+fn anchor_clock_is_bound(out: &Path, honest: &serde_json::Value) {
+    let bytes = std::fs::read(out.join("evidence/honest.bundle")).unwrap();
+    let b = locus_proto::evidence::EvidenceBundle::from_cbor(&bytes).unwrap();
+    let report = b.anchors.as_ref().expect("the lab's bundles carry anchors");
+    assert_eq!(report.version, locus_proto::anchor::ANCHOR_REPORT_VERSION);
+    assert!(report.clocksource.is_some(), "{report:?}");
+    let verify = |name: &str, b: &locus_proto::evidence::EvidenceBundle| {
+        let path = out.join(format!("evidence/{name}.bundle-tampered"));
+        std::fs::write(&path, b.to_cbor()).unwrap();
+        let run = locus()
+            .args(["verify", "evidence", "--json"])
+            .arg(&path)
+            .arg("--policy")
+            .arg(out.join("policy.toml"))
+            .args(["--at", &honest["collected_at"].to_string()])
+            .output()
+            .unwrap();
+        assert_eq!(run.status.code(), Some(1), "{name} verified");
+        let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+        let failed: Vec<(String, String)> = (v["checks"].as_array().unwrap().iter())
+            .filter(|c| c["status"] == "fail")
+            .map(|c| (c["check"].to_string(), c["detail"].to_string()))
+            .collect();
+        failed
+    };
+    let mut hpet = b.clone();
+    hpet.anchors.as_mut().unwrap().clocksource = Some("hpet".into());
+    let failed = verify("hpet", &hpet);
+    let names: Vec<&str> = failed.iter().map(|f| f.0.trim_matches('"')).collect();
+    assert!(
+        names.contains(&"report_data"),
+        "binding not broken: {failed:?}"
+    );
+    let clock = failed.iter().find(|f| f.0 == "\"anchor_clocksource\"");
+    assert!(
+        clock.is_some_and(|c| c.1.contains("hpet")),
+        "hpet not refused by name: {failed:?}"
+    );
+    let mut v1 = b.clone();
+    let r = v1.anchors.as_mut().unwrap();
+    r.version = locus_proto::anchor::ANCHOR_REPORT_V1;
+    r.clocksource = None;
+    let failed = verify("v1", &v1);
+    let clock = failed.iter().find(|f| f.0 == "\"anchor_clocksource\"");
+    assert!(
+        clock.is_some_and(|c| c.1.contains("does not name the clocksource")),
+        "version 1 accepted: {failed:?}"
+    );
 }
 
 /// Issue 18, item 5: the lab's output carries its own (lab) root, trust files, nonce ledger,
@@ -427,4 +489,65 @@ fn bad_scenarios_are_refused_with_the_line() {
         .output()
         .unwrap();
     assert_eq!(missing.status.code(), Some(2));
+}
+
+/// Issue 19: on a network that matches no model (per-path inflation 1.1 to 3.0, one of them
+/// one way, a route change, heavy-tailed jitter) the honest node is not accused: `located`,
+/// or `inconclusive` with a reason. The lab's landmark at the claimed site is measured by every
+/// prober, shown in the report, carried by `samples.json`, and `locus judge` re-judges that
+/// file to the lab's verdicts.
+#[test]
+fn network_like_scenario_accuses_no_honest_node_and_carries_landmarks_to_judge() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (report, out) = run_lab(tmp.path(), "networks");
+    let responders = report["responders"].as_array().unwrap();
+    // One landmark RTT per prober, to Frankfurt, within what the scenario's paths allow: at
+    // least the straight fiber path's round trip, at most the slowest inflation's (4.0) plus
+    // jitter and scheduling.
+    let landmarks = report["landmarks"].as_array().unwrap();
+    let probers: Vec<&str> = landmarks
+        .iter()
+        .map(|l| l["prober"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        probers,
+        ["p0-ams", "p1-lon", "p2-par", "p3-waw"],
+        "{landmarks:?}"
+    );
+    for (l, km) in landmarks.iter().zip([363.8, 637.9, 477.7, 890.2]) {
+        assert_eq!(l["site"], "fra");
+        let ms = l["min_rtt_ms"].as_f64().unwrap();
+        let fiber = 2.0 * km / 200.0;
+        assert!(ms >= fiber * 0.98 && ms <= fiber * 4.0 + 5.0, "{l}");
+    }
+    let samples: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("samples.json")).unwrap()).unwrap();
+    assert_eq!(samples["landmarks"].as_array().unwrap().len(), 4);
+
+    // `locus judge` on the lab's own output reaches the lab's verdicts: same calibration.
+    let js = judge(
+        &out.join("samples.json"),
+        &[
+            "--trust-summaries".as_ref(),
+            "--policy".as_ref(),
+            out.join("verdict-policy.toml").as_os_str(),
+        ],
+    );
+    for r in responders {
+        let j = js.iter().find(|j| j["name"] == r["name"]).unwrap();
+        assert_eq!(
+            j["verdict"], r["verdict"],
+            "{}: {:#}",
+            r["name"], j["reasons"]
+        );
+    }
+
+    let honest = responders.iter().find(|r| r["name"] == "honest").unwrap();
+    let verdict = honest["verdict"].as_str().unwrap();
+    assert!(
+        verdict == "located"
+            || (verdict == "inconclusive" && !honest["reasons"].as_array().unwrap().is_empty()),
+        "honest node accused: {verdict}: {:#}",
+        honest["reasons"]
+    );
 }

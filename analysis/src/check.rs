@@ -96,10 +96,13 @@ pub enum CheckId {
     /// The anchor report verifies under the policy's anchors (nonce-derived ClientHello
     /// randoms, certificate chains, recorded handshakes); its digest is bound by `report_data`.
     Anchors,
+    /// The anchor report names the clocksource its round trips were timed with (version 2),
+    /// and the policy allows it (`tsc` unless `[anchors] allow_clocksource` says otherwise).
+    AnchorClocksource,
 }
 
 impl CheckId {
-    pub const ALL: [CheckId; 25] = [
+    pub const ALL: [CheckId; 26] = [
         CheckId::BundleFormat,
         CheckId::BindingVersion,
         CheckId::Nonce,
@@ -125,6 +128,7 @@ impl CheckId {
         CheckId::AkEkBinding,
         CheckId::VtpmTiming,
         CheckId::Anchors,
+        CheckId::AnchorClocksource,
     ];
 
     pub fn name(self) -> &'static str {
@@ -154,6 +158,7 @@ impl CheckId {
             CheckId::AkEkBinding => "ak_ek_binding",
             CheckId::VtpmTiming => "vtpm_timing",
             CheckId::Anchors => "anchors",
+            CheckId::AnchorClocksource => "anchor_clocksource",
         }
     }
 }
@@ -265,6 +270,8 @@ pub enum VerdictCheck {
     Zone,
     /// A signed inventory or POE endorses the platform.
     Endorsement,
+    /// Samples count only under a session key that evidence verified for their prober binds.
+    SessionKey,
     /// Enough probers with enough samples.
     Probers,
     /// The node's timing did not shift during the window or from its baseline.
@@ -280,7 +287,7 @@ pub enum VerdictCheck {
 }
 
 impl VerdictCheck {
-    pub const ALL: [VerdictCheck; 13] = [
+    pub const ALL: [VerdictCheck; 14] = [
         VerdictCheck::Input,
         VerdictCheck::Reachability,
         VerdictCheck::Evidence,
@@ -288,6 +295,7 @@ impl VerdictCheck {
         VerdictCheck::VtpmLocal,
         VerdictCheck::Zone,
         VerdictCheck::Endorsement,
+        VerdictCheck::SessionKey,
         VerdictCheck::Probers,
         VerdictCheck::Relocation,
         VerdictCheck::Region,
@@ -305,6 +313,7 @@ impl VerdictCheck {
             VerdictCheck::VtpmLocal => "vtpm-local",
             VerdictCheck::Zone => "zone",
             VerdictCheck::Endorsement => "endorsement",
+            VerdictCheck::SessionKey => "session-key",
             VerdictCheck::Probers => "probers",
             VerdictCheck::Relocation => "relocation",
             VerdictCheck::Region => "region",

@@ -118,6 +118,11 @@ pub struct ProberSeries {
     /// Round trips of evidence requests (request sent → evidence answer received), ns.
     #[serde(default)]
     pub evidence_rtt_ns: Vec<u64>,
+    /// Hex SPKI of the QUIC peer that answered these samples (the connection's session key).
+    /// When the node's verified evidence names session keys, only a series under one of them
+    /// counts (`session-key`); None (older files) never matches one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_spki: Option<String>,
 }
 
 /// Timings the responder measured inside the TD with the TD's own clock.
@@ -193,6 +198,35 @@ pub struct EvidenceSummary {
     /// verdict is at most `inconclusive`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unpinned_code: bool,
+    /// The session keys that verified bundles bind, with the prober each was requested over.
+    /// When not empty, only samples under these keys count (`session-key`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub session_keys: Vec<VerifiedKey>,
+}
+
+/// A session key that a verified evidence bundle binds (`session_spki`: signed transcript,
+/// hashed into REPORTDATA and the vTPM quote).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifiedKey {
+    /// Hex SPKI (DER).
+    pub spki: String,
+    /// The prober whose connection the bundle was requested over; None when not known (a
+    /// bundle file judged offline): then it vouches for every prober's samples under that key,
+    /// since each such QUIC peer proved it holds the key the TD bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prober: Option<String>,
+    /// The in-TD evidence time of that bundle, ns: its prober's evidence round trip is held
+    /// against this, not against another request's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence_ns: Option<u64>,
+}
+
+impl VerifiedKey {
+    /// Whether this key vouches for samples `prober` took under `spki` (hex).
+    pub fn vouches_for(&self, prober: &str, spki: &str) -> bool {
+        self.spki.eq_ignore_ascii_case(spki) && self.prober.as_deref().is_none_or(|p| p == prober)
+    }
 }
 
 /// A prober's minimum effective RTT (processing subtracted) to this node in an earlier period

@@ -19,7 +19,7 @@ pub use check::{Check, CheckStatus};
 pub use input::{
     AnchorReport, BaselineMin, EchoSample, EvidenceSource, EvidenceSummary, FailedAnchor,
     InTdTimings, LandmarkRtt, NodeInput, Prober, ProberSeries, RefusedEvidence, SamplesFile, Site,
-    World,
+    VerifiedKey, World,
 };
 pub use judge::findings::BundleFindings;
 pub use judge::verdict::{judge, judge_file, Judgement, Scores, Verdict};

@@ -60,6 +60,7 @@ fn policy(lab: &Lab) -> AnchorPolicy {
 async fn measured(lab: &Lab, nonce: &[u8]) -> AnchorReport {
     let opts = MeasureOptions {
         round_trips: 3,
+        clock: locus_anchors::ClockOptions::lab(),
         ..MeasureOptions::default()
     };
     measure_all(&lab.specs, nonce, &opts).await

@@ -129,6 +129,7 @@ fn node(w: &World, name: &str, claim: &str, spec: &Spec, seed: u64) -> NodeInput
                 sent: samples.len() as u64,
                 samples,
                 evidence_rtt_ns: vec![min_rtt + 8_000_000, min_rtt + 9_000_000],
+                peer_spki: None,
             }
         })
         .collect();
@@ -159,6 +160,7 @@ fn node(w: &World, name: &str, claim: &str, spec: &Spec, seed: u64) -> NodeInput
             platform_id: None,
             zone: None,
             unpinned_code: false,
+            session_keys: vec![],
         }),
         baseline: vec![],
         endorsement: None,
@@ -216,8 +218,10 @@ fn table_of_verdicts() {
                 },
                 2,
             ),
+            // no landmark: the probers' slowness alone is no proof (their bounds are widened
+            // to inflation 3.0); the TD's own RTT to the anchor at the claim is
             Verdict::Proxied,
-            "relay near the claim",
+            "TD's own RTT to anchors",
         ),
         (
             node(
@@ -232,7 +236,7 @@ fn table_of_verdicts() {
                 3,
             ),
             Verdict::Proxied,
-            "uniformly",
+            "TD's own RTT to anchors",
         ),
         (
             node(
@@ -273,8 +277,10 @@ fn table_of_verdicts() {
                 },
                 6,
             ),
+            // faster than the model at p-waw is no evidence any more: the anchor at the claim
+            // and the probers fit one location, muc's
             Verdict::Relocated,
-            "away from its claimed site",
+            "the node runs there",
         ),
         (
             node(
@@ -307,6 +313,7 @@ fn table_of_verdicts() {
         platform_id: None,
         zone: None,
         unpinned_code: false,
+        session_keys: vec![],
     });
     cases.push((bad, Verdict::EvidenceInvalid, "tdx-quote-signature"));
 
@@ -319,6 +326,7 @@ fn table_of_verdicts() {
         platform_id: None,
         zone: None,
         unpinned_code: false,
+        session_keys: vec![],
     });
     cases.push((unbound, Verdict::Frankenstein, "ak_hash"));
 
@@ -1035,6 +1043,10 @@ fn default_policy_is_valid_and_documented_values_hold() {
     assert!(Policy::from_toml_str("bogus = 1").is_err());
     assert!(Policy::from_toml_str("[relocation]\nbogus = 1").is_err());
     assert!(Policy::from_toml_str("inflation = 0.5").is_err());
+    assert!(Policy::from_toml_str("inflation_ceiling = 1.2").is_err());
+    // removed: still accepted (ignored, with a deprecation warning) so old files load
+    let old = Policy::from_toml_str("misfit_quorum = 0.5").unwrap();
+    assert_eq!(old.misfit_quorum, Some(0.5));
 }
 
 #[test]
@@ -1157,6 +1169,7 @@ fn frankenstein_checks_are_typed_ids_and_typos_fail_the_policy_load() {
         platform_id: None,
         zone: None,
         unpinned_code: false,
+        session_keys: vec![],
     });
     let j = judge(&w, &n, &Policy::default());
     assert_eq!(j.verdict, Verdict::Frankenstein, "{:#?}", j.reasons);

@@ -77,6 +77,59 @@ pub struct MeasureOptions {
     pub max_handshake_bytes: u32,
     /// Most bytes of one HTTP response head.
     pub max_response_bytes: u32,
+    /// Which clock the round trips may be timed with.
+    pub clock: ClockOptions,
+}
+
+/// The clock check before any anchor is timed: inside a TD only the TSC is a clock the host
+/// cannot speed up, so by default the responder times anchors on `tsc` alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClockOptions {
+    /// The file naming the kernel's current clocksource ([`CLOCKSOURCE_PATH`]; a test file in
+    /// tests).
+    pub clocksource_path: PathBuf,
+    /// Clocksources anchors may be timed with (`["tsc"]`; a lab on a host without a TSC
+    /// clocksource lists its own explicitly).
+    pub allow: Vec<String>,
+}
+
+/// Where Linux names its current clocksource.
+pub const CLOCKSOURCE_PATH: &str =
+    "/sys/devices/system/clocksource/clocksource0/current_clocksource";
+
+impl Default for ClockOptions {
+    fn default() -> Self {
+        Self {
+            clocksource_path: PathBuf::from(CLOCKSOURCE_PATH),
+            allow: vec![locus_proto::anchor::TSC_CLOCKSOURCE.to_string()],
+        }
+    }
+}
+
+impl ClockOptions {
+    /// The current clocksource as the kernel names it, or `unreadable (why)`.
+    pub fn current(&self) -> String {
+        match std::fs::read_to_string(&self.clocksource_path) {
+            Ok(s) => s.trim().to_string(),
+            Err(e) => format!("unreadable ({}: {e})", self.clocksource_path.display()),
+        }
+    }
+
+    /// For labs and tests only: `tsc` and whatever clocksource this machine runs on, so a lab
+    /// on a host whose clock is `kvm-clock` still times its anchors. Never for production.
+    pub fn lab() -> Self {
+        let mut clock = Self::default();
+        let current = clock.current();
+        if !clock.allows(&current) {
+            clock.allow.push(current);
+        }
+        clock
+    }
+
+    /// Whether anchors may be timed with `clocksource`.
+    pub fn allows(&self, clocksource: &str) -> bool {
+        self.allow.iter().any(|a| a == clocksource)
+    }
 }
 
 impl Default for MeasureOptions {
@@ -88,6 +141,7 @@ impl Default for MeasureOptions {
             round_trip_timeout: Duration::from_secs(2),
             max_handshake_bytes: 64 * 1024,
             max_response_bytes: 16 * 1024,
+            clock: ClockOptions::default(),
         }
     }
 }
@@ -121,11 +175,21 @@ pub enum ConfigError {
     /// A request named more anchors than one evidence answer may time.
     #[error("{count} anchors requested, at most {max} per request")]
     TooMany { count: usize, max: usize },
+    /// An anchor trusted through a CA or the web PKI: the host could send the connection to
+    /// another server holding a certificate for the same name.
+    #[error(
+        "anchor {anchor}: no SPKI pin (trust = {trust}): pin its key with \
+         trust = {{ spki_sha256 = \"...\" }}, or set allow_unpinned = true in a lab or test file"
+    )]
+    Unpinned { anchor: String, trust: &'static str },
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
+    /// A lab or test file: anchors without an SPKI pin are accepted.
+    #[serde(default)]
+    allow_unpinned: bool,
     #[serde(default)]
     measure: RawMeasure,
     #[serde(default, rename = "anchor")]
@@ -220,6 +284,8 @@ impl AnchorsConfig {
             round_trip_timeout: ms(m.round_trip_timeout_ms, d.round_trip_timeout),
             max_handshake_bytes: m.max_handshake_bytes.unwrap_or(d.max_handshake_bytes),
             max_response_bytes: m.max_response_bytes.unwrap_or(d.max_response_bytes),
+            // set by the responder's own configuration (`[anchors]` in its TOML)
+            clock: d.clock,
         };
         if options.round_trips == 0 || options.round_trips > MAX_ROUND_TRIPS {
             return Err(ConfigError::Invalid {
@@ -256,6 +322,17 @@ impl AnchorsConfig {
                     .map(|(h, _)| h.trim_matches(['[', ']']).to_owned())
                     .unwrap_or_default(),
             };
+            let unpinned = match &a.trust {
+                RawTrust::SpkiSha256(_) => None,
+                RawTrust::Webpki => Some("\"webpki\""),
+                RawTrust::CaFile(_) => Some("{ ca_file }"),
+            };
+            if let Some(trust) = unpinned.filter(|_| !raw.allow_unpinned) {
+                return Err(ConfigError::Unpinned {
+                    anchor: a.name.clone(),
+                    trust,
+                });
+            }
             let trust = match a.trust {
                 RawTrust::Webpki => Trust::WebPki,
                 RawTrust::SpkiSha256(h) => {
@@ -310,7 +387,7 @@ mod tests {
 
     #[test]
     fn rejects_unknown_keys_in_every_table() {
-        let base = "[measure]\nround_trips = 4\n[[anchor]]\nname = \"a\"\ntarget = \"a.example:443\"\ntrust = \"webpki\"\n";
+        let base = "allow_unpinned = true\n[measure]\nround_trips = 4\n[[anchor]]\nname = \"a\"\ntarget = \"a.example:443\"\ntrust = \"webpki\"\n";
         assert!(AnchorsConfig::parse(base, Path::new(".")).is_ok());
         for (i, line) in ["bogus = 1\n", "[measure]\nbogus = 1\n"].iter().enumerate() {
             let text = if i == 0 {
@@ -333,6 +410,50 @@ mod tests {
         ));
         let text = base.replace("\"webpki\"", "{ spki_sha256 = \"00\", extra = 1 }");
         assert!(AnchorsConfig::parse(&text, Path::new(".")).is_err());
+    }
+
+    #[test]
+    fn an_unpinned_anchor_is_refused_unless_the_file_is_a_lab_one() {
+        let p = Path::new(".");
+        for trust in ["\"webpki\"", "{ ca_file = \"ca.pem\" }"] {
+            let text = format!(
+                "[[anchor]]\nname = \"pinned\"\ntarget = \"a.example:443\"\n\
+                 trust = {{ spki_sha256 = \"{}\" }}\n\
+                 [[anchor]]\nname = \"loose\"\ntarget = \"b.example:443\"\ntrust = {trust}\n",
+                "1".repeat(64)
+            );
+            let e = AnchorsConfig::parse(&text, p).unwrap_err();
+            assert!(
+                matches!(&e, ConfigError::Unpinned { anchor, .. } if anchor == "loose"),
+                "{e}"
+            );
+            assert!(e.to_string().contains("allow_unpinned = true"), "{e}");
+        }
+        let text = "allow_unpinned = true\n[[anchor]]\nname = \"loose\"\n\
+                    target = \"b.example:443\"\ntrust = \"webpki\"\n";
+        assert_eq!(
+            AnchorsConfig::parse(text, p).unwrap().anchors[0].trust,
+            Trust::WebPki
+        );
+    }
+
+    #[test]
+    fn the_clock_check_allows_tsc_only_by_default_and_reads_its_file() {
+        let path =
+            std::env::temp_dir().join(format!("locus-anchors-clocksource-{}", std::process::id()));
+        std::fs::write(&path, "kvm-clock\n").unwrap();
+        let clock = ClockOptions {
+            clocksource_path: path.clone(),
+            ..ClockOptions::default()
+        };
+        assert_eq!(clock.current(), "kvm-clock");
+        assert!(!clock.allows("kvm-clock") && clock.allows("tsc"));
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            clock.current().starts_with("unreadable"),
+            "{}",
+            clock.current()
+        );
     }
 
     #[test]
@@ -370,11 +491,16 @@ mod tests {
         let c =
             AnchorsConfig::parse(&one("", &format!("{{ spki_sha256 = \"{pin}\" }}")), p).unwrap();
         assert_eq!(c.anchors[0].trust, Trust::PinnedSpki([0; 32]));
+        let lab = |text: String| format!("allow_unpinned = true\n{text}");
         assert!(matches!(
-            AnchorsConfig::parse(&one("", "{ ca_file = \"/nonexistent/ca.pem\" }"), p),
+            AnchorsConfig::parse(&lab(one("", "{ ca_file = \"/nonexistent/ca.pem\" }")), p),
             Err(ConfigError::Invalid { .. })
         ));
-        let twice = format!("{}{}", one("", "\"webpki\""), one("", "\"webpki\""));
+        let twice = lab(format!(
+            "{}{}",
+            one("", "\"webpki\""),
+            one("", "\"webpki\"")
+        ));
         assert!(matches!(
             AnchorsConfig::parse(&twice, p),
             Err(ConfigError::Duplicate { .. })

@@ -20,8 +20,8 @@ mod measure;
 mod tls;
 
 pub use config::{
-    AnchorSpec, AnchorsConfig, ConfigError, Location, MeasureOptions, Trust,
-    MAX_ANCHORS_PER_REQUEST,
+    AnchorSpec, AnchorsConfig, ClockOptions, ConfigError, Location, MeasureOptions, Trust,
+    CLOCKSOURCE_PATH, MAX_ANCHORS_PER_REQUEST,
 };
 pub use lab::{AnchorServer, LabBehaviour, LabCa, LabError, ServerIdentity};
 pub use locus_proto::anchor::{AnchorFailure, AnchorReport, AnchorResult};

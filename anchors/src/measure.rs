@@ -35,7 +35,22 @@ pub async fn measure_all(
     nonce: &[u8],
     options: &MeasureOptions,
 ) -> AnchorReport {
-    let mut report = AnchorReport::new(nonce);
+    let clocksource = options.clock.current();
+    let mut report = AnchorReport::new(nonce, &clocksource);
+    if !options.clock.allows(&clocksource) {
+        // A clock the host can speed up would make far anchors look near: time nothing.
+        warn!(%clocksource, allowed = ?options.clock.allow, "refusing to time anchors");
+        report.anchors = specs
+            .iter()
+            .map(|spec| AnchorResult {
+                failure: Some(AnchorFailure::Clocksource {
+                    found: clocksource.clone(),
+                }),
+                ..empty_result(spec, options)
+            })
+            .collect();
+        return report;
+    }
     for (i, spec) in specs.iter().enumerate() {
         let index = u32::try_from(i).unwrap_or(u32::MAX);
         report
@@ -45,15 +60,9 @@ pub async fn measure_all(
     report
 }
 
-/// Measures one anchor, at position `index` of the report (the index is part of the
-/// ClientHello.random derivation). Never fails: what went wrong is in `failure`.
-pub async fn measure(
-    spec: &AnchorSpec,
-    nonce: &[u8],
-    index: u32,
-    options: &MeasureOptions,
-) -> AnchorResult {
-    let mut result = AnchorResult {
+/// A result with nothing measured yet.
+fn empty_result(spec: &AnchorSpec, options: &MeasureOptions) -> AnchorResult {
+    AnchorResult {
         name: spec.name.clone(),
         target: spec.target.clone(),
         peer_addr: None,
@@ -65,7 +74,18 @@ pub async fn measure(
         min_rtt_ns: None,
         tls: None,
         failure: None,
-    };
+    }
+}
+
+/// Measures one anchor, at position `index` of the report (the index is part of the
+/// ClientHello.random derivation). Never fails: what went wrong is in `failure`.
+pub async fn measure(
+    spec: &AnchorSpec,
+    nonce: &[u8],
+    index: u32,
+    options: &MeasureOptions,
+) -> AnchorResult {
+    let mut result = empty_result(spec, options);
     let span = tracing::debug_span!("anchor", name = %spec.name, target = %spec.target);
     let mut run = Run {
         spec,

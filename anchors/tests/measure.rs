@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use locus_anchors::{
-    measure, measure_all, AnchorFailure, AnchorServer, AnchorSpec, LabBehaviour, LabCa,
-    MeasureOptions, Trust,
+    measure, measure_all, AnchorFailure, AnchorServer, AnchorSpec, ClockOptions, LabBehaviour,
+    LabCa, MeasureOptions, Trust,
 };
 use locus_proto::anchor::derive_client_random;
 use rustls::pki_types::ServerName;
@@ -23,6 +23,8 @@ fn options(k: u32) -> MeasureOptions {
         connect_timeout: Duration::from_secs(2),
         handshake_timeout: Duration::from_millis(400),
         round_trip_timeout: Duration::from_millis(400),
+        // this machine's clock, whatever it is (CI runners may use kvm-clock)
+        clock: ClockOptions::lab(),
         ..MeasureOptions::default()
     }
 }

@@ -33,6 +33,14 @@ pub struct TargetLabels {
     pub claim: Arc<str>,
 }
 
+/// Labels of per-landmark series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LandmarkLabels {
+    pub prober: String,
+    pub landmark: String,
+    pub site: String,
+}
+
 /// Labels of `locus_node_verdict`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VerdictLabels {
@@ -76,6 +84,10 @@ pub struct ProberMetrics {
     pub evidence_success: Family<TargetLabels, Gauge>,
     pub evidence_rtt_seconds: Family<TargetLabels, FloatGauge>,
     pub evidence_last_success: Family<TargetLabels, FloatGauge>,
+    /// Smallest effective round trip of the last round per landmark (calibration).
+    pub landmark_rtt_seconds: Family<LandmarkLabels, FloatGauge>,
+    /// Whether the last landmark round got an answer.
+    pub landmark_success: Family<LandmarkLabels, Gauge>,
     pub store_errors: Counter,
     pub rounds_dropped: Counter,
     pub targets: Gauge,
@@ -106,6 +118,8 @@ impl ProberMetrics {
             evidence_success: Family::default(),
             evidence_rtt_seconds: Family::default(),
             evidence_last_success: Family::default(),
+            landmark_rtt_seconds: Family::default(),
+            landmark_success: Family::default(),
             store_errors: Counter::default(),
             rounds_dropped: Counter::default(),
             targets: Gauge::default(),
@@ -178,6 +192,17 @@ impl ProberMetrics {
             m.evidence_last_success.clone(),
         );
         r.register(
+            "locus_landmark_rtt_seconds",
+            "Smallest round trip (minus the landmark's processing time) of the last round \
+             against a landmark at a known site",
+            m.landmark_rtt_seconds.clone(),
+        );
+        r.register(
+            "locus_landmark_probe_success",
+            "Whether the last round against a landmark got at least one answer (1) or not (0)",
+            m.landmark_success.clone(),
+        );
+        r.register(
             "locus_store_errors",
             "Rounds or evidence results that could not be stored",
             m.store_errors.clone(),
@@ -220,6 +245,12 @@ impl ProberMetrics {
             m.reload_failures.clone(),
         );
         m
+    }
+
+    /// Drops every series of a removed landmark.
+    pub fn remove_landmark(&self, l: &LandmarkLabels) {
+        self.landmark_rtt_seconds.remove(l);
+        self.landmark_success.remove(l);
     }
 
     /// Drops every series of a removed target.

@@ -17,6 +17,8 @@ fn example_loads() {
     assert_eq!(c.probe.rate_hz, 1.0);
     assert_eq!(c.db, Database::from(Path::new("/etc/locus/locus.db")));
     assert_eq!(c.db_max_pending_rounds, 1000);
+    assert_eq!(c.landmarks.len(), 1);
+    assert_eq!(c.landmarks[0].site, "fra");
 }
 
 #[test]

@@ -604,3 +604,63 @@ async fn postgres_down_loses_no_round() {
     // Every round completed before the last scrape was stored, those while it was down included.
     assert!(stored >= completed, "{stored} rounds stored of {completed}");
 }
+
+/// Landmarks come and go on reload like targets, apart from them (a landmark may share a
+/// target's name): added, kept unchanged, removed with their series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn landmarks_reload_apart_from_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("prober.toml");
+    let r = responder().await;
+    let a = r.local_addr().unwrap();
+    let landmark = format!("[[landmark]]\nname = \"n1\"\nsite = \"ams\"\naddress = \"{a}\"\n");
+    std::fs::write(&cfg_path, config(&[("n1", a)], "")).unwrap();
+    let d = daemon::start(cfg_path.clone()).await.unwrap();
+    let http = d.http_addr();
+    wait_metrics(http, "a round of n1", |t| {
+        metric(t, "locus_rounds_total", "target=\"n1\"").is_some_and(|v| v >= 1.0)
+    })
+    .await;
+
+    std::fs::write(&cfg_path, config(&[("n1", a)], &landmark)).unwrap();
+    let summary = d.reload().await.unwrap();
+    assert_eq!(
+        (summary.added, summary.removed, summary.unchanged),
+        (1, 0, 1),
+        "{summary}"
+    );
+    let label = "landmark=\"n1\",site=\"ams\"";
+    let text = wait_metrics(http, "a landmark round", |t| {
+        metric(t, "locus_landmark_rtt_seconds", label).is_some()
+    })
+    .await;
+    assert_eq!(
+        metric(&text, "locus_landmark_probe_success", label),
+        Some(1.0)
+    );
+    assert!(text.contains("\nlocus_targets 1\n"), "{text}");
+    promtool_check(&text, dir.path());
+
+    std::fs::write(&cfg_path, config(&[("n1", a)], "")).unwrap();
+    let summary = d.reload().await.unwrap();
+    assert_eq!(
+        (summary.added, summary.removed, summary.unchanged),
+        (0, 1, 1),
+        "{summary}"
+    );
+    let (_, text) = http_async(http, "GET", "/metrics").await;
+    assert!(!text.contains("locus_landmark_rtt_seconds{"), "{text}");
+    d.shutdown().await.unwrap();
+    r.shutdown().await;
+
+    let store = Store::open(&dir.path().join("probe.db")).unwrap();
+    let minima = store.landmark_minima_between(0, i64::MAX).unwrap();
+    assert_eq!(minima.len(), 1, "{minima:?}");
+    assert_eq!(minima[0].site, "ams");
+    // The node's rounds are the target's only.
+    assert!(store
+        .rounds_between("n1", 0, i64::MAX)
+        .unwrap()
+        .iter()
+        .all(|r| r.claim == "ams" && r.prober == "p-test"));
+}

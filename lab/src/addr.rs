@@ -23,6 +23,16 @@ pub(crate) fn anchor(k: usize) -> SocketAddr {
     SocketAddr::new(ip(40, k, 1), 0)
 }
 
+/// Landmark `l`.
+pub(crate) fn landmark(l: usize) -> SocketAddr {
+    SocketAddr::new(ip(50, l, 1), 0)
+}
+
+/// The relay's end of the path from prober `i` to landmark `l`.
+pub(crate) fn landmark_link(i: usize, l: usize) -> SocketAddr {
+    SocketAddr::new(ip(65, i, l + 1), 0)
+}
+
 /// The relay's end of the path from prober `i` to responder `j`.
 pub(crate) fn prober_link(i: usize, j: usize) -> SocketAddr {
     SocketAddr::new(ip(60, i, j + 1), 0)

@@ -2,27 +2,29 @@
 //! round, collect evidence, and every node is judged.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use locus_analysis::input::{
-    EchoSample, NodeInput, Prober, ProberSeries, SamplesFile, SAMPLES_VERSION,
+    EchoSample, LandmarkRtt, NodeInput, Prober, ProberSeries, SamplesFile, SAMPLES_VERSION,
 };
 use locus_analysis::verify::bundle::nonce::NonceLedger;
 use locus_analysis::verify::bundle::VerifyInputs;
 use locus_analysis::{judge, BundleFindings, Judgement, Policy};
-use locus_prober::requests::request_evidence_sealed;
+use locus_prober::requests::request_evidence_sealed_timed;
 use locus_prober::{connect, run_round, RoundConfig, SpkiPolicy, Target};
 use locus_proto::evidence::EvidenceBundle;
 use locus_proto::messages::Include;
+use locus_responder::server::Server;
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use tokio::sync::watch;
 
 use crate::addr;
-use crate::relay::{Relay, RelayError};
+use crate::relay::{LinkPlan, Relay, RelayError};
 use crate::scenario::{Scenario, Truth};
 use crate::world::{self, anchor_name, check, unix_now, LabTrust, World};
 
@@ -119,13 +121,13 @@ async fn probe_and_judge(
         check(cancel)?;
         let mut row = Vec::new();
         for (j, node) in nodes.iter().enumerate() {
-            let plan = world::prober_plan(s, i, j);
-            let link = relay.udp_link(addr::prober_link(i, j), node.server.local_addr()?, &plan)?;
-            let pin = SpkiPolicy::Pinned(node.server.session_key().spki_der().to_vec());
-            let target = connect(link, addr::prober(i), pin, Duration::from_secs(10))
-                .await
-                .with_context(|| format!("prober {i} connecting to {}", node.name))?;
-            row.push(target);
+            let link = (addr::prober_link(i, j), world::prober_plan(s, i, j));
+            row.push(connect_through(relay, i, link, &node.server, &node.name).await?);
+        }
+        // Then the landmarks, probed like the nodes (their index in the row follows the nodes').
+        for (l, lm) in world.landmarks.iter().enumerate() {
+            let link = (addr::landmark_link(i, l), world::landmark_plan(s, i, l));
+            row.push(connect_through(relay, i, link, &lm.server, &lm.name).await?);
         }
         targets.push(row);
     }
@@ -172,12 +174,14 @@ async fn probe_and_judge(
     }
     let _ = progress.send((rounds, rounds + 1));
 
-    // Evidence: every prober asks every responder once (the round trip is evidence too); the
-    // last bundle per responder is verified and kept.
+    // Evidence: every prober asks every responder once (the round trip is evidence too); every
+    // bundle is verified for the prober that asked (its session key vouches for that prober's
+    // samples), the last per responder is kept.
     let mut ledger = NonceLedger::new(NONCE_ISSUER);
     let mut rng = nonce_rng(s.seed);
     let mut evidence_rtts: BTreeMap<(usize, usize), Vec<u64>> = BTreeMap::new();
     let mut last: Vec<Option<(EvidenceBundle, u64)>> = vec![None; nodes.len()];
+    let mut asked: Vec<Vec<(usize, EvidenceBundle, u64)>> = vec![Vec::new(); nodes.len()];
     let mut errors: Vec<Option<String>> = vec![None; nodes.len()];
     let anchor_names: Vec<String> = s
         .anchors
@@ -186,7 +190,8 @@ async fn probe_and_judge(
         .map(|(k, &site)| anchor_name(s, k, site))
         .collect();
     for (i, row) in targets.iter().enumerate() {
-        for (j, t) in row.iter().enumerate() {
+        // Landmarks give no evidence.
+        for (j, t) in row.iter().enumerate().take(nodes.len()) {
             check(cancel)?;
             let mut nonce = [0u8; 32];
             rng.fill_bytes(&mut nonce);
@@ -196,15 +201,17 @@ async fn probe_and_judge(
                 tpm: true,
                 anchors: anchor_names.clone(),
             };
-            let sent = Instant::now();
-            match request_evidence_sealed(t, &nonce, include, Some(NONCE_ISSUER.to_string())).await
-            {
-                Ok(b) => {
+            let issuer = Some(NONCE_ISSUER.to_string());
+            // the evidence request's own round trip, as the daemons store it
+            match request_evidence_sealed_timed(t, &nonce, include, issuer).await {
+                Ok((b, rtt)) => {
                     evidence_rtts
                         .entry((i, j))
                         .or_default()
-                        .push(sent.elapsed().as_nanos() as u64);
-                    last[j] = Some((b, unix_now()));
+                        .push(rtt.as_nanos() as u64);
+                    let at = unix_now();
+                    asked[j].push((i, b.clone(), at));
+                    last[j] = Some((b, at));
                 }
                 Err(e) => errors[j] = Some(e.to_string()),
             }
@@ -241,11 +248,12 @@ async fn probe_and_judge(
             site: s.sites[site].name.clone(),
         })
         .collect();
+    let landmarks = landmark_rtts(s, world, &mut series);
     let mut samples = SamplesFile {
         version: SAMPLES_VERSION,
         sites: world_sites,
         probers,
-        landmarks: Vec::new(),
+        landmarks,
         nodes: Vec::new(),
     };
     // the policy the lab writes to `VERDICT_POLICY_FILE` for re-judging
@@ -260,6 +268,7 @@ async fn probe_and_judge(
                     samples,
                     sent,
                     evidence_rtt_ns: evidence_rtts.remove(&(i, j)).unwrap_or_default(),
+                    peer_spki: Some(hex::encode(&targets[i][j].spki)),
                 }
             })
             .collect();
@@ -274,16 +283,28 @@ async fn probe_and_judge(
             Some((b, at)) => (Some(b), at),
             None => (None, 0),
         };
-        if let Some(b) = &bundle {
+        let verify = |i: usize, b: &EvidenceBundle, at: u64| {
             let inputs = VerifyInputs {
-                now_unix: collected_at,
+                now_unix: at,
                 nonce_record: ledger.record(&b.nonce),
-                peer_spki: Some(node.server.session_key().spki_der().to_vec()),
+                // the key the asking prober's connection showed
+                peer_spki: Some(targets[i][j].spki.clone()),
             };
+            let asker = prober_id(s, i, s.probers[i]);
+            BundleFindings::verify(b, &policy, &inputs).requested_over(&asker)
+        };
+        // Each prober's own bundle vouches for its samples' key.
+        let session_keys: Vec<_> = (asked[j].iter())
+            .flat_map(|(i, b, at)| verify(*i, b, *at).evidence.session_keys)
+            .collect();
+        if let (Some(b), Some((i, _, _))) = (&bundle, asked[j].last()) {
             // the same reduction `locus judge` and the monitor apply to a stored bundle
-            let found = BundleFindings::verify(b, &policy, &inputs);
+            let found = verify(*i, b, collected_at);
             found.apply_to(&mut input);
             failed_checks = found.failed_checks();
+            if let Some(e) = &mut input.evidence {
+                e.session_keys = session_keys;
+            }
         }
         let world = samples.world();
         let judgement = judge(&world, &input, &verdict_policy);
@@ -299,6 +320,52 @@ async fn probe_and_judge(
         });
     }
     Ok((samples, outcomes))
+}
+
+/// Prober `i` connects to `server` (pinned) through a relay link `(listen address, plan)`.
+async fn connect_through(
+    relay: &Arc<Relay>,
+    i: usize,
+    (listen, plan): (SocketAddr, LinkPlan),
+    server: &Server,
+    name: &str,
+) -> anyhow::Result<Target> {
+    let link = relay.udp_link(listen, server.local_addr()?, &plan)?;
+    let pin = SpkiPolicy::Pinned(server.session_key().spki_der().to_vec());
+    connect(link, addr::prober(i), pin, Duration::from_secs(10))
+        .await
+        .with_context(|| format!("prober {i} connecting to {name}"))
+}
+
+/// Each prober's minimum effective RTT (the responder's reported time inside subtracted, as
+/// for nodes) to each landmark, taken out of `series` (landmarks follow the nodes in each
+/// prober's row). A prober that never reached a landmark gives none.
+fn landmark_rtts(
+    s: &Scenario,
+    world: &World,
+    series: &mut BTreeMap<(usize, usize), (Vec<EchoSample>, u64)>,
+) -> Vec<LandmarkRtt> {
+    let mut out = Vec::new();
+    for (i, &psite) in s.probers.iter().enumerate() {
+        for (l, lm) in world.landmarks.iter().enumerate() {
+            let (samples, _) = series
+                .remove(&(i, world.nodes.len() + l))
+                .unwrap_or_default();
+            let min = samples
+                .iter()
+                .map(|x| x.rtt_ns.saturating_sub(x.inside_ns))
+                .min();
+            match min {
+                Some(min_rtt_ns) => out.push(LandmarkRtt {
+                    prober: prober_id(s, i, psite),
+                    site: s.sites[lm.site].name.clone(),
+                    min_rtt_ns,
+                }),
+                None => tracing::warn!(landmark = %lm.name, prober = i, "landmark never answered"),
+            }
+        }
+    }
+    out
 }
 
 pub(crate) fn prober_id(s: &Scenario, i: usize, site: usize) -> String {

@@ -13,9 +13,10 @@ pub(crate) fn km(a: &Site, b: &Site) -> f64 {
     distance_km(LatLon::new(a.lat, a.lon), LatLon::new(b.lat, b.lon))
 }
 
-/// One-way delay from site `a` to site `b`, path inflation included (no jitter).
-pub(crate) fn one_way(s: &Scenario, a: usize, b: usize) -> Duration {
-    let ms = km(&s.sites[a], &s.sites[b]) * s.inflation / FIBER_KM_PER_MS;
+/// One-way delay from site `a` to site `b` at `t_s` seconds into the run, the path's
+/// inflation included (no jitter).
+pub(crate) fn one_way(s: &Scenario, a: usize, b: usize, t_s: f64) -> Duration {
+    let ms = km(&s.sites[a], &s.sites[b]) * s.inflation_at(a, b, t_s) / FIBER_KM_PER_MS;
     Duration::from_secs_f64(ms / 1e3)
 }
 
@@ -28,9 +29,9 @@ mod tests {
         let s = Scenario::parse(crate::scenario::BUILT_IN, "built-in").unwrap();
         let fra = s.sites.iter().position(|x| x.name == "fra").unwrap();
         let iad = s.sites.iter().position(|x| x.name == "iad").unwrap();
-        let d = one_way(&s, fra, iad).as_secs_f64() * 1e3;
+        let d = one_way(&s, fra, iad, 0.0).as_secs_f64() * 1e3;
         // ~6,500 km × 1.5 / 200 km/ms ≈ 49 ms.
         assert!((45.0..55.0).contains(&d), "{d} ms");
-        assert_eq!(one_way(&s, fra, fra), Duration::ZERO);
+        assert_eq!(one_way(&s, fra, fra, 0.0), Duration::ZERO);
     }
 }

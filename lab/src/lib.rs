@@ -66,6 +66,9 @@ pub fn load_scenario(path: Option<&Path>, duration_s: Option<f64>) -> anyhow::Re
         {
             bail!("--duration {d} ends before a scheduled move: lengthen it");
         }
+        if scenario.events.iter().any(|e| e.at_s >= d) {
+            bail!("--duration {d} ends before a scheduled route change: lengthen it");
+        }
         scenario.duration_s = d;
     }
     Ok(scenario)

@@ -28,16 +28,74 @@ const SPIN_WINDOW: Duration = Duration::from_micros(250);
 /// How often blocked receivers look at the stop flag.
 const POLL: Duration = Duration::from_millis(50);
 
-/// One-way delay of a link, possibly changing over time (a host that moves).
+/// Random extra delay of each packet.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Jitter {
+    /// Uniform in `0..=max`.
+    Uniform(Duration),
+    /// Heavy-tailed: `scale · (U^(-1/shape) − 1)` (a Pareto draw minus its scale, so small
+    /// values are the rule and a few packets wait much longer), at most `cap`.
+    Pareto {
+        scale: Duration,
+        shape: f64,
+        cap: Duration,
+    },
+}
+
+impl Jitter {
+    #[cfg(test)]
+    pub(crate) const NONE: Jitter = Jitter::Uniform(Duration::ZERO);
+
+    fn draw_ns(&self, rng: &mut StdRng) -> u64 {
+        match *self {
+            Jitter::Uniform(max) => {
+                let max = max.as_nanos() as u64;
+                if max == 0 {
+                    0
+                } else {
+                    rng.gen_range(0..=max)
+                }
+            }
+            Jitter::Pareto { scale, shape, cap } => {
+                // 1 − U lies in (0, 1]: never a division by zero.
+                let u: f64 = 1.0 - rng.gen::<f64>();
+                let x = scale.as_nanos() as f64 * (u.powf(-1.0 / shape) - 1.0);
+                (x as u64).min(cap.as_nanos() as u64)
+            }
+        }
+    }
+}
+
+/// One-way delay of a link, possibly changing over time (a host that moves, a route change).
 #[derive(Debug, Clone)]
 pub(crate) struct DelayPlan {
     /// `(from, delay)`: from this offset since the relay's start, this one-way delay holds.
     steps: Vec<(Duration, Duration)>,
-    jitter: Duration,
+    jitter: Jitter,
+}
+
+/// Both directions of a link: paths may be asymmetric.
+#[derive(Debug, Clone)]
+pub(crate) struct LinkPlan {
+    /// Client → target.
+    pub(crate) there: DelayPlan,
+    /// Target → client.
+    pub(crate) back: DelayPlan,
+}
+
+impl LinkPlan {
+    /// The same plan both ways.
+    #[cfg(test)]
+    pub(crate) fn both(plan: DelayPlan) -> Self {
+        Self {
+            there: plan.clone(),
+            back: plan,
+        }
+    }
 }
 
 impl DelayPlan {
-    pub(crate) fn fixed(delay: Duration, jitter: Duration) -> Self {
+    pub(crate) fn fixed(delay: Duration, jitter: Jitter) -> Self {
         Self {
             steps: vec![(Duration::ZERO, delay)],
             jitter,
@@ -141,12 +199,7 @@ impl Direction {
     /// Deadline of a packet received at `now`: never before the previous one (FIFO).
     fn deadline(&self, now: Instant) -> Instant {
         let mut g = self.rng.lock().unwrap_or_else(|p| p.into_inner());
-        let jitter_ns = self.plan.jitter.as_nanos() as u64;
-        let extra = if jitter_ns == 0 {
-            0
-        } else {
-            g.0.gen_range(0..=jitter_ns)
-        };
+        let extra = self.plan.jitter.draw_ns(&mut g.0);
         let d = now + self.plan.base_at(self.clock.since_epoch(now)) + Duration::from_nanos(extra);
         let d = d.max(g.1);
         g.1 = d;
@@ -226,20 +279,20 @@ impl Relay {
         self.clock.epoch_offset_ns.store(offset, Ordering::Relaxed);
     }
 
-    /// Forwards UDP datagrams arriving at `listen` to `target` and the replies back, each
-    /// direction delayed by `plan`. Returns the bound listen address.
+    /// Forwards UDP datagrams arriving at `listen` to `target` (delayed by `plan.there`) and
+    /// the replies back (by `plan.back`). Returns the bound listen address.
     pub(crate) fn udp_link(
         self: &Arc<Self>,
         listen: SocketAddr,
         target: SocketAddr,
-        plan: &DelayPlan,
+        plan: &LinkPlan,
     ) -> std::io::Result<SocketAddr> {
         let front = Arc::new(UdpSocket::bind(listen)?);
         front.set_read_timeout(Some(POLL))?;
         let bound = front.local_addr()?;
-        let forward = self.direction(plan);
+        let forward = self.direction(&plan.there);
         let relay = self.clone();
-        let plan = plan.clone();
+        let plan = plan.back.clone();
         self.spawn("relay-udp", move || {
             let mut upstreams: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
             let mut buf = vec![0u8; 65_536];
@@ -313,7 +366,7 @@ impl Relay {
         self: &Arc<Self>,
         listen: SocketAddr,
         target: SocketAddr,
-        plan: &DelayPlan,
+        plan: &LinkPlan,
     ) -> std::io::Result<SocketAddr> {
         let listener = TcpListener::bind(listen)?;
         listener.set_nonblocking(true)?;
@@ -343,7 +396,7 @@ impl Relay {
         client: TcpStream,
         target: SocketAddr,
         bound: SocketAddr,
-        plan: &DelayPlan,
+        plan: &LinkPlan,
     ) -> std::io::Result<()> {
         client.set_nonblocking(false)?;
         // Connect from the relay host's own address, so the target sees the relay.
@@ -354,8 +407,8 @@ impl Relay {
         }
         let client = Arc::new(client);
         let server = Arc::new(server);
-        self.pump(client.clone(), server.clone(), self.direction(plan));
-        self.pump(server, client, self.direction(plan));
+        self.pump(client.clone(), server.clone(), self.direction(&plan.there));
+        self.pump(server, client, self.direction(&plan.back));
         Ok(())
     }
 
@@ -516,10 +569,11 @@ fn execute(action: Action) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn udp_echo() -> (SocketAddr, JoinHandle<()>) {
+    /// A UDP echo server on loopback; it ends on a `stop` datagram or 5 s of silence.
+    pub(crate) fn udp_echo() -> (SocketAddr, JoinHandle<()>) {
         let s = UdpSocket::bind("127.0.0.1:0").unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let addr = s.local_addr().unwrap();
@@ -549,10 +603,10 @@ mod tests {
     fn udp_link_delays_both_ways_and_follows_its_plan() {
         let relay = Relay::start(1);
         let (echo, handle) = udp_echo();
-        let plan = DelayPlan::fixed(Duration::from_millis(3), Duration::ZERO)
+        let plan = DelayPlan::fixed(Duration::from_millis(3), Jitter::NONE)
             .then_at(Duration::from_millis(300), Duration::from_millis(1));
         let link = relay
-            .udp_link("127.0.0.1:0".parse().unwrap(), echo, &plan)
+            .udp_link("127.0.0.1:0".parse().unwrap(), echo, &LinkPlan::both(plan))
             .unwrap();
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         client
@@ -577,6 +631,31 @@ mod tests {
     }
 
     #[test]
+    fn pareto_jitter_has_a_heavy_capped_tail_and_uniform_stays_bounded() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let scale = Duration::from_micros(50);
+        let cap = Duration::from_millis(5);
+        let pareto = Jitter::Pareto {
+            scale,
+            shape: 1.5,
+            cap,
+        };
+        let mut x: Vec<u64> = (0..20_000).map(|_| pareto.draw_ns(&mut rng)).collect();
+        x.sort_unstable();
+        // Median of scale·(U^(-1/α) − 1): scale·(2^(1/α) − 1) ≈ 29 µs.
+        let median = x[x.len() / 2] as f64 / 1e3;
+        assert!((25.0..34.0).contains(&median), "{median} µs");
+        // Heavy tail: about 2 % beyond 15 scales (uniform jitter never leaves one scale)...
+        let far = x.iter().filter(|v| **v > 15 * 50_000).count();
+        assert!((200..700).contains(&far), "{far}");
+        // ... cut at the cap.
+        assert_eq!(*x.last().unwrap(), cap.as_nanos() as u64);
+        let uniform = Jitter::Uniform(scale);
+        assert!((0..1000).all(|_| uniform.draw_ns(&mut rng) <= 50_000));
+        assert_eq!(Jitter::NONE.draw_ns(&mut rng), 0);
+    }
+
+    #[test]
     fn tcp_link_delays_bytes_and_closes() {
         let relay = Relay::start(2);
         let server = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -587,9 +666,13 @@ mod tests {
             s.read_exact(&mut buf).unwrap();
             s.write_all(&buf).unwrap();
         });
-        let plan = DelayPlan::fixed(Duration::from_millis(2), Duration::ZERO);
+        let plan = DelayPlan::fixed(Duration::from_millis(2), Jitter::NONE);
         let link = relay
-            .tcp_link("127.0.0.1:0".parse().unwrap(), target, &plan)
+            .tcp_link(
+                "127.0.0.1:0".parse().unwrap(),
+                target,
+                &LinkPlan::both(plan),
+            )
             .unwrap();
         let mut c = TcpStream::connect(link).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();

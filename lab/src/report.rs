@@ -24,6 +24,8 @@ const MAX_ERROR_FRACTION: f64 = 0.25;
 #[derive(Serialize)]
 pub struct Report {
     pub(crate) responders: Vec<ResponderReport>,
+    /// Each prober's minimum RTT to each landmark (the judge's calibration).
+    pub(crate) landmarks: Vec<LandmarkReport>,
     pub(crate) wall_s: f64,
     pub(crate) emulation: Emulation,
     /// Every verdict equals the truth.
@@ -50,6 +52,13 @@ pub(crate) struct ResponderReport {
     /// Unix seconds at which the stored bundle was collected (`--at` for offline checks).
     pub(crate) collected_at: u64,
     pub(crate) bundle: Option<String>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct LandmarkReport {
+    pub(crate) prober: String,
+    pub(crate) site: String,
+    pub(crate) min_rtt_ms: f64,
 }
 
 #[derive(Serialize)]
@@ -133,6 +142,16 @@ pub(crate) fn write(out: &Path, o: &Outcome) -> anyhow::Result<Report> {
     let report = Report {
         all_correct: responders.iter().all(|r| r.correct),
         responders,
+        landmarks: o
+            .samples
+            .landmarks
+            .iter()
+            .map(|l| LandmarkReport {
+                prober: l.prober.clone(),
+                site: l.site.clone(),
+                min_rtt_ms: l.min_rtt_ns as f64 / 1e6,
+            })
+            .collect(),
         wall_s: o.wall_s,
         emulation: Emulation {
             delay_error_p50_us: e.p50_us,
@@ -254,6 +273,21 @@ pub(crate) fn table(r: &Report) -> String {
             x.reasons.first().cloned().unwrap_or_default()
         );
     }
+    let landmarks = r
+        .landmarks
+        .iter()
+        .map(|l| format!("{}→{}:{:.1}", l.prober, l.site, l.min_rtt_ms))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let _ = writeln!(
+        t,
+        "\nlandmarks (min RTT, ms): {}",
+        if landmarks.is_empty() {
+            "none (uncalibrated)".to_string()
+        } else {
+            landmarks
+        }
+    );
     let _ = writeln!(
         t,
         "\n{} of {} verdicts equal the truth; wall time {:.1} s\nemulation: {}",

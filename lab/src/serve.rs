@@ -2,7 +2,7 @@
 //! schedule) without the lab's own probers, kept running so that the operators' tools watch
 //! it: one `locus prober --config` daemon per prober site and `locus monitor` on their
 //! database. Writes `OUT/fleet/prober-<id>.toml` (one per prober, every path through the
-//! relay), `OUT/fleet/verdict-policy.toml`, and the lab's trust files and evidence policy.
+//! relay, the scenario's landmarks as `[[landmark]]`), `OUT/fleet/verdict-policy.toml`, and the lab's trust files and evidence policy.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -88,9 +88,20 @@ async fn serve(
                 spki: hex::encode(node.server.session_key().spki_der()),
             });
         }
+        let mut landmarks = Vec::new();
+        for (l, lm) in w.landmarks.iter().enumerate() {
+            let plan = world::landmark_plan(s, i, l);
+            let link = relay.udp_link(addr::landmark_link(i, l), lm.server.local_addr()?, &plan)?;
+            landmarks.push(LandmarkEntry {
+                name: lm.name.clone(),
+                site: s.sites[lm.site].name.clone(),
+                address: link.to_string(),
+                spki: hex::encode(lm.server.session_key().spki_der()),
+            });
+        }
         let id = prober_id(s, i, s.probers[i]);
         let path = fleet.join(format!("prober-{id}.toml"));
-        let text = daemon_config(s, i, &id, targets)?;
+        let text = daemon_config(s, i, &id, targets, landmarks)?;
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         configs.push(path);
     }
@@ -115,12 +126,15 @@ async fn serve(
 }
 
 /// The defaults: evidence (verified by the monitor from the daemons' stored bundles) and an
-/// anchor report are required, as in the lab's own run; the lab root is accepted.
+/// anchor report are required, as in the lab's own run; the lab root is accepted, and the
+/// evidence round trip gets `Policy::lab()`'s allowance (a test checks they agree).
 const VERDICT_POLICY: &str = "\
 # Verdict policy for `locus monitor` on a served lab: the defaults of config/policy.example.toml
 # (evidence and anchors required; the monitor verifies the daemons' bundles with
-# --evidence-policy ../policy.toml), except that the lab's own TDX root is accepted.
+# --evidence-policy ../policy.toml), except that the lab's own TDX root is accepted and evidence
+# round trips may exceed echo round trips by what the lab's relay adds to a large answer.
 accept_lab_root = true
+max_evidence_excess_ms = 30.0
 ";
 
 #[derive(Serialize)]
@@ -132,6 +146,7 @@ struct DaemonConfig<'a> {
     probe: ProbeEntry,
     sites: Vec<SiteEntry<'a>>,
     targets: Vec<TargetEntry>,
+    landmark: Vec<LandmarkEntry>,
 }
 
 #[derive(Serialize)]
@@ -163,6 +178,14 @@ struct TargetEntry {
     spki: String,
 }
 
+#[derive(Serialize)]
+struct LandmarkEntry {
+    name: String,
+    site: String,
+    address: String,
+    spki: String,
+}
+
 /// A `locus prober --config` file for prober `i`: probes leave from the prober's own host and
 /// its HTTP endpoints listen there on a free port.
 fn daemon_config(
@@ -170,6 +193,7 @@ fn daemon_config(
     i: usize,
     id: &str,
     targets: Vec<TargetEntry>,
+    landmark: Vec<LandmarkEntry>,
 ) -> anyhow::Result<String> {
     let host = addr::prober(i).ip();
     let config = DaemonConfig {
@@ -198,9 +222,19 @@ fn daemon_config(
             })
             .collect(),
         targets,
+        landmark,
     };
     Ok(format!(
         "# Prober daemon for a served lab: `locus prober --config THIS_FILE`.\n{}",
         toml::to_string(&config)?
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_served_verdict_policy_is_the_labs() {
+        let p = locus_analysis::Policy::from_toml_str(super::VERDICT_POLICY).unwrap();
+        assert_eq!(p, locus_analysis::Policy::lab());
+    }
 }

@@ -51,6 +51,10 @@ pub(crate) fn write(
     policy.anchors = Some(AnchorPolicyFile {
         km_per_ms_rtt: None,
         recheck_handshake: Some(true),
+        allow_unpinned: false,
+        // the clock the lab's responders timed with: `tsc`, and this machine's if it is not
+        allow_clocksource: Some(locus_anchors::ClockOptions::lab().allow),
+        require_clocksource: None,
         anchor: s
             .anchors
             .iter()
@@ -64,7 +68,8 @@ pub(crate) fn write(
                     site: Some(s.sites[site].name.clone()),
                     lat: Some(s.sites[site].lat),
                     lon: Some(s.sites[site].lon),
-                    trust: TrustEntry::CaFile(ANCHOR_CA.to_string()),
+                    // pinned, like a production policy: the lab knows its anchors' keys
+                    trust: TrustEntry::SpkiSha256(hex::encode(trust.anchor_pins[k])),
                 }
             })
             .collect(),
@@ -72,19 +77,27 @@ pub(crate) fn write(
     policy
         .checks
         .insert(CheckId::Anchors, Requirement::Required);
+    policy
+        .checks
+        .insert(CheckId::AnchorClocksource, Requirement::Required);
     let text = format!(
         "# Verification policy of this lab run. Paths are relative to this file.\n\
          # The TDX root is the lab's own root, not Intel's: verdicts under it say so.\n{}",
         policy.to_toml()
     );
     write(POLICY, text.as_bytes())?;
-    // `Policy::lab()` as a file: the defaults, except that the lab root is accepted.
-    write(
-        crate::VERDICT_POLICY_FILE,
-        b"# Verdict policy of this lab run (locus judge --policy): the defaults, except that\n\
-          # evidence under the lab's own TDX root is accepted. Never use it for real nodes.\n\
-          accept_lab_root = true\n",
-    )
+    // `Policy::lab()` as a file: the defaults, except that the lab root is accepted and the
+    // evidence round trip has the relay's allowance.
+    let verdict = format!(
+        "# Verdict policy of this lab run (locus judge --policy): the defaults, except that\n\
+         # evidence under the lab's own TDX root is accepted and evidence round trips may exceed\n\
+         # echo round trips by what the lab's relay adds to a large answer. Never use it for\n\
+         # real nodes.\n\
+         accept_lab_root = true\n\
+         max_evidence_excess_ms = {:.1}\n",
+        locus_analysis::policy::LAB_MAX_EVIDENCE_EXCESS_MS
+    );
+    write(crate::VERDICT_POLICY_FILE, verdict.as_bytes())
 }
 
 /// Loads `policy.toml` back from `out`, exactly as `locus verify evidence` will.

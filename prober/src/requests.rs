@@ -80,6 +80,23 @@ pub async fn request_evidence_sealed(
     include: Include,
     issuer: Option<String>,
 ) -> Result<EvidenceBundle, RequestError> {
+    Ok(
+        request_evidence_sealed_timed(target, nonce, include, issuer)
+            .await?
+            .0,
+    )
+}
+
+/// [`request_evidence_sealed`], with the round trip of the evidence request itself (request
+/// written → bundle read): the keys request and the sealing before it are not in it, since
+/// the TD's own evidence time (`evidence_ns`) does not cover them and the verdict compares the
+/// two.
+pub async fn request_evidence_sealed_timed(
+    target: &Target,
+    nonce: &Nonce,
+    include: Include,
+    issuer: Option<String>,
+) -> Result<(EvidenceBundle, std::time::Duration), RequestError> {
     let sealed = if include.tpm {
         match request_keys(target).await {
             Ok(keys) => seal_to(&keys, nonce),
@@ -103,7 +120,9 @@ pub async fn request_evidence_sealed(
         sealed,
         auth: None,
     };
-    send_evidence_request(target, nonce, &req).await
+    let t0 = std::time::Instant::now();
+    let bundle = send_evidence_request(target, nonce, &req).await?;
+    Ok((bundle, t0.elapsed()))
 }
 
 /// Seals `nonce` to the first EK certificate of a known kind (RSA-2048 or ECC P-256) for the

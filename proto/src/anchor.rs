@@ -8,8 +8,17 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Version of the anchor report layout and of its canonical encoding.
-pub const ANCHOR_REPORT_VERSION: u16 = 1;
+/// Version of the anchor report layout and of its canonical encoding that responders write:
+/// 2 names the clocksource the round trips were timed with.
+pub const ANCHOR_REPORT_VERSION: u16 = 2;
+
+/// The first version, without the clocksource; verifiers refuse it unless their policy says
+/// otherwise.
+pub const ANCHOR_REPORT_V1: u16 = 1;
+
+/// The one clocksource whose readings the host cannot make shorter inside a TD: the TDX module
+/// virtualises the TSC, while `kvm-clock`, `hpet` and the like are host-controlled.
+pub const TSC_CLOCKSOURCE: &str = "tsc";
 
 /// Domain tag that starts the canonical encoding hashed by [`AnchorReport::digest`].
 pub const REPORT_DIGEST_TAG: &[u8] = b"locus/anchor-report/v1\0";
@@ -51,6 +60,11 @@ pub struct AnchorReport {
     /// The challenge nonce the ClientHello randoms were derived from.
     #[serde(with = "serde_bytes")]
     pub nonce: Vec<u8>,
+    /// The kernel clocksource the round trips were timed with
+    /// (`/sys/devices/system/clocksource/clocksource0/current_clocksource`). Version 2 on;
+    /// absent (not null) in version 1, so version 1 reports keep their one encoding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clocksource: Option<String>,
     /// One entry per requested anchor, in request order (the index feeds the random derivation).
     pub anchors: Vec<AnchorResult>,
 }
@@ -162,6 +176,9 @@ pub enum AnchorFailure {
     Closed { index: u32 },
     /// Any other I/O error.
     Io { detail: String },
+    /// The TD's clocksource is not one the responder may time anchors with (not `tsc`, and not
+    /// allowed in its configuration): nothing was measured.
+    Clocksource { found: String },
 }
 
 impl AnchorFailure {
@@ -181,6 +198,7 @@ impl AnchorFailure {
             Self::BadResponse { .. } => 11,
             Self::Closed { .. } => 12,
             Self::Io { .. } => 13,
+            Self::Clocksource { .. } => 14,
         }
     }
 
@@ -192,7 +210,8 @@ impl AnchorFailure {
             | Self::Connect { detail }
             | Self::Certificate { detail }
             | Self::Tls { detail }
-            | Self::Io { detail } => e.str(detail),
+            | Self::Io { detail }
+            | Self::Clocksource { found: detail } => e.str(detail),
             Self::ConnectTimeout { timeout_ms } | Self::HandshakeTimeout { timeout_ms } => {
                 e.u64(*timeout_ms)
             }
@@ -243,6 +262,10 @@ impl std::fmt::Display for AnchorFailure {
                 write!(f, "server closed the connection during round trip {index}")
             }
             Self::Io { detail } => write!(f, "I/O error: {detail}"),
+            Self::Clocksource { found } => write!(
+                f,
+                "the TD's clocksource is {found}, not one anchors may be timed with"
+            ),
         }
     }
 }
@@ -303,11 +326,12 @@ impl TlsCapture {
 }
 
 impl AnchorReport {
-    /// An empty report for `nonce`.
-    pub fn new(nonce: &[u8]) -> Self {
+    /// An empty report for `nonce`, timed with `clocksource`.
+    pub fn new(nonce: &[u8], clocksource: &str) -> Self {
         Self {
             version: ANCHOR_REPORT_VERSION,
             nonce: nonce.to_vec(),
+            clocksource: Some(clocksource.to_string()),
             anchors: Vec::new(),
         }
     }
@@ -315,12 +339,16 @@ impl AnchorReport {
     /// The canonical encoding (layout in the module docs of `docs/anchors.md`): the domain tag,
     /// then every field in declaration order, integers big-endian, byte and text strings as
     /// `len:u32 | bytes`, lists as `count:u32 | items`, options as `0x00` or `0x01 | value`,
-    /// failures as `code:u8 | fields`.
+    /// failures as `code:u8 | fields`. From version 2 the clocksource follows the nonce (a
+    /// version 2 report without one encodes it as empty; verifiers refuse that).
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut e = Encoder(Vec::with_capacity(4096));
         e.raw(REPORT_DIGEST_TAG);
         e.u16(self.version);
         e.bytes(&self.nonce);
+        if self.version >= 2 {
+            e.str(self.clocksource.as_deref().unwrap_or_default());
+        }
         e.u32(len_u32(self.anchors.len()));
         for a in &self.anchors {
             a.encode(&mut e);
@@ -376,7 +404,7 @@ mod tests {
 
     fn sample() -> AnchorReport {
         let nonce = [7u8; 32];
-        let mut r = AnchorReport::new(&nonce);
+        let mut r = AnchorReport::new(&nonce, TSC_CLOCKSOURCE);
         r.anchors.push(AnchorResult {
             name: "fra-1".into(),
             target: "127.0.1.1:443".into(),
@@ -432,6 +460,11 @@ mod tests {
         t.anchors[1].failure = Some(AnchorFailure::Closed { index: 0 });
         assert_ne!(t.digest(), r.digest());
         let mut t = r.clone();
+        t.anchors[1].failure = Some(AnchorFailure::Clocksource {
+            found: "hpet".into(),
+        });
+        assert_ne!(t.digest(), r.digest());
+        let mut t = r.clone();
         t.anchors[0].tls.as_mut().unwrap().cert_chain[0][1] = 1;
         assert_ne!(t.digest(), r.digest());
     }
@@ -449,11 +482,44 @@ mod tests {
 
     #[test]
     fn canonical_prefix_layout() {
-        let r = AnchorReport::new(&[1, 2]);
+        let r = AnchorReport::new(&[1, 2], "tsc");
         let bytes = r.canonical_bytes();
         let mut expected = REPORT_DIGEST_TAG.to_vec();
-        expected.extend_from_slice(&[0, 1, 0, 0, 0, 2, 1, 2, 0, 0, 0, 0]);
+        // version 2, nonce, clocksource "tsc", no anchors
+        expected.extend_from_slice(&[0, 2, 0, 0, 0, 2, 1, 2, 0, 0, 0, 3, b't', b's', b'c']);
+        expected.extend_from_slice(&[0, 0, 0, 0]);
         assert_eq!(bytes, expected);
+        // version 1 has no clocksource
+        let v1 = AnchorReport {
+            version: ANCHOR_REPORT_V1,
+            clocksource: None,
+            ..r
+        };
+        let mut expected = REPORT_DIGEST_TAG.to_vec();
+        expected.extend_from_slice(&[0, 1, 0, 0, 0, 2, 1, 2, 0, 0, 0, 0]);
+        assert_eq!(v1.canonical_bytes(), expected);
+    }
+
+    #[test]
+    fn the_clocksource_is_bound_and_absent_from_version_1_encodings() {
+        let r = sample();
+        let mut t = r.clone();
+        t.clocksource = Some("kvm-clock".into());
+        assert_ne!(
+            t.digest(),
+            r.digest(),
+            "a changed clocksource changes the digest"
+        );
+        let v1 = AnchorReport {
+            version: ANCHOR_REPORT_V1,
+            clocksource: None,
+            ..r.clone()
+        };
+        let cbor = crate::cbor::encode(&v1);
+        let back: AnchorReport = crate::cbor::decode_canonical(&cbor).unwrap();
+        assert_eq!(back, v1);
+        let text = String::from_utf8_lossy(&cbor);
+        assert!(!text.contains("clocksource"), "no null field in version 1");
     }
 
     #[test]

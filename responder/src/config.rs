@@ -174,6 +174,12 @@ pub struct EventLogsSection {
 pub struct AnchorsSection {
     /// An anchors file in the format of `config/anchors.example.toml`.
     pub file: PathBuf,
+    /// The file naming the kernel's clocksource (default
+    /// `/sys/devices/system/clocksource/clocksource0/current_clocksource`; a test file in tests).
+    pub clocksource_path: Option<PathBuf>,
+    /// Clocksources anchors may be timed with (default `["tsc"]`): on any other clock every
+    /// anchor is recorded as failed (`Clocksource`) and nothing is timed.
+    pub allow_clocksource: Option<Vec<String>>,
 }
 
 /// `[limits]`: admission limits (see [`Limits`] for each; unset keys take its defaults).
@@ -464,7 +470,16 @@ impl ResponderConfig {
             .as_ref()
             .map(|a| {
                 let p = self.resolve(&a.file);
-                AnchorsConfig::load(&p).map_err(|e| backend("anchors.file", p.display(), e))
+                let mut cfg =
+                    AnchorsConfig::load(&p).map_err(|e| backend("anchors.file", p.display(), e))?;
+                let clock = &mut cfg.options.clock;
+                if let Some(path) = &a.clocksource_path {
+                    clock.clocksource_path = self.resolve(path);
+                }
+                if let Some(allow) = &a.allow_clocksource {
+                    clock.allow = allow.clone();
+                }
+                Ok(cfg)
             })
             .transpose()
     }

@@ -206,6 +206,7 @@ fn build() -> Lab {
     checks.insert(CheckId::HclUserData, Requirement::Optional);
     // These bundles carry no anchor report (anchors are tested in tests/lab.rs).
     checks.insert(CheckId::Anchors, Requirement::Optional);
+    checks.insert(CheckId::AnchorClocksource, Requirement::Optional);
     let mut policy_file = PolicyFile {
         checks,
         nonce: NonceSection {

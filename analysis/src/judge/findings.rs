@@ -1,7 +1,9 @@
 //! Conversions from what the prober, responder and verifiers produce (echo samples, in-TD
 //! timings, verified anchors, the evidence report) into the verdict engine's inputs.
 
-use crate::input::{AnchorReport, EchoSample, EvidenceSummary, FailedAnchor, InTdTimings};
+use crate::input::{
+    AnchorReport, EchoSample, EvidenceSummary, FailedAnchor, InTdTimings, VerifiedKey,
+};
 use crate::verify::anchor::AnchorVerification;
 use crate::verify::bundle::{CheckId, EvidenceReport, Outcome};
 use crate::verify::tdx::RootKind;
@@ -85,6 +87,7 @@ impl EvidenceSummary {
                 .map(hex::encode),
             zone: None,
             unpinned_code: report.unpinned_code,
+            session_keys: Vec::new(),
         }
     }
 }
@@ -165,8 +168,18 @@ impl BundleFindings {
         };
         // A provider AK certificate that chained names the instance's zone (GCE).
         let ak_cert = bundle.tpm.as_ref().and_then(|t| t.ak_cert.as_deref());
+        let mut evidence = EvidenceSummary::from_report_with_ak_cert(report, ak_cert);
+        // Only a bundle that verified vouches for its session key; who asked for it is the
+        // caller's to say (`BundleFindings::requested_over`).
+        if report.valid() {
+            evidence.session_keys = vec![VerifiedKey {
+                spki: hex::encode(&bundle.session_spki),
+                prober: None,
+                evidence_ns: bundle.timings.evidence_ns,
+            }];
+        }
         BundleFindings {
-            evidence: EvidenceSummary::from_report_with_ak_cert(report, ak_cert),
+            evidence,
             in_td: InTdTimings::from(&bundle.timings),
             anchors,
             anchor_error,
@@ -183,6 +196,15 @@ impl BundleFindings {
     ) -> Self {
         let report = crate::verify::bundle::verify_bundle(bundle, policy, inputs);
         Self::new(bundle, &report, policy.anchors.as_ref(), inputs.now_unix)
+    }
+
+    /// Names the prober whose connection the bundle was requested over: its session key then
+    /// vouches only for that prober's samples.
+    pub fn requested_over(mut self, prober: &str) -> Self {
+        for k in &mut self.evidence.session_keys {
+            k.prober = Some(prober.to_string());
+        }
+        self
     }
 
     /// Every failed check by name, a failed anchor report as `anchors: why`.

@@ -31,6 +31,18 @@ pub(crate) fn consistent_location(
     center: LatLon,
     radius_km: f64,
 ) -> Option<(LatLon, usize)> {
+    search(center, radius_km, |p| {
+        obs.iter().all(|o| o.violation(p) <= 0.0)
+    })
+}
+
+/// Points within `radius_km` of `center` where `fits` holds: their centroid and count, or
+/// None. Deterministic lattice search (≤ ~40 000 points).
+pub(crate) fn search(
+    center: LatLon,
+    radius_km: f64,
+    fits: impl Fn(LatLon) -> bool,
+) -> Option<(LatLon, usize)> {
     let radius_km = radius_km.clamp(10.0, 20_000.0);
     let n = 100i64; // half-width in steps
     let step_km = radius_km / n as f64;
@@ -43,7 +55,7 @@ pub(crate) fn consistent_location(
                 continue;
             }
             let p = destination(center, dx.atan2(dy).to_degrees(), d);
-            if obs.iter().all(|o| o.violation(p) <= 0.0) {
+            if fits(p) {
                 hits.push(p);
             }
         }

@@ -6,7 +6,7 @@ use super::geo::distance_km;
 use super::region::{self, Disc, Region};
 use super::relocation::{self, Relocation, Rounds};
 use super::verdict::{ms, AnchorDistance, Judging, ProberDistance, Scores};
-use super::{frankenstein, joint};
+use super::{frankenstein, joint, moved};
 use crate::input::{LatLon, ProberSeries};
 
 /// What the timing rules need beyond the judgement's own fields.
@@ -17,6 +17,100 @@ pub(super) struct Measured<'a> {
     pub(super) recent: Vec<joint::Obs>,
     pub(super) region: Region,
     pub(super) relocation: Relocation,
+}
+
+/// How one prober predicts its RTT to the claim: from a landmark at the claim (best: the
+/// expected RTT is measured), from a CBG bestline over its landmarks, or from the policy's
+/// inflation with bounds widened to the inflation ceiling.
+struct Calibration {
+    /// Bestline (≥ 2 landmarks) or the policy's inflation line.
+    model: Bestline,
+    /// Landmarks this prober measured.
+    landmarks: usize,
+    /// A landmark within `claim_radius_km` of the claim: (site, its distance to the claim
+    /// km, min RTT ms).
+    at_claim: Option<(String, f64, f64)>,
+    /// Largest landmark residual above the bestline, ms (how well the line fits).
+    max_residual_ms: f64,
+}
+
+impl Calibration {
+    fn of(
+        world: &crate::input::World,
+        policy: &crate::policy::Policy,
+        prober: &str,
+        at: LatLon,
+        claim: LatLon,
+    ) -> Self {
+        let mut points = Vec::new();
+        let mut at_claim: Option<(String, f64, f64)> = None;
+        for l in world.landmarks.iter().filter(|l| l.prober == prober) {
+            let Some(ls) = world.site(&l.site) else {
+                continue;
+            };
+            let rtt = ms(l.min_rtt_ns);
+            points.push((distance_km(at, ls.position()), rtt));
+            let off = distance_km(ls.position(), claim);
+            // the nearest landmark at the claim; among equals the fastest (its best route)
+            let better = at_claim
+                .as_ref()
+                .is_none_or(|(_, o, r)| off < *o || (off == *o && rtt < *r));
+            if off <= policy.claim_radius_km && better {
+                at_claim = Some((l.site.clone(), off, rtt));
+            }
+        }
+        let model = if points.len() >= 2 {
+            bound::bestline(&points)
+        } else {
+            Bestline::inflated(policy.inflation)
+        };
+        let max_residual_ms = (points.iter())
+            .map(|&(d, r)| r - model.rtt_ms(d))
+            .fold(0.0, f64::max);
+        Calibration {
+            model,
+            landmarks: points.len(),
+            at_claim,
+            max_residual_ms,
+        }
+    }
+
+    /// RTT expected for a node at the claim and how much slower an honest node may be (ms).
+    fn predict(&self, policy: &crate::policy::Policy, d_claim: f64) -> (f64, f64) {
+        let ceiling = policy.inflation_ceiling;
+        if let Some((_, off, rtt)) = &self.at_claim {
+            // measured at the claim: only the metro offset and noise remain
+            let slack = policy.calibrated_excess_ms + off * bound::PHYSICS_MS_PER_KM * ceiling;
+            return (*rtt, slack);
+        }
+        let expected = self.model.rtt_ms(d_claim);
+        // Without a reference at the claim the path to it may be as inflated as any real path:
+        // widen to the ceiling (and the metro) rather than guess.
+        let widest = (d_claim * bound::PHYSICS_MS_PER_KM * ceiling + self.model.intercept_ms)
+            .max(expected + self.max_residual_ms);
+        let metro = policy.claim_radius_km * bound::PHYSICS_MS_PER_KM * ceiling;
+        (expected, widest - expected + metro + policy.max_excess_ms)
+    }
+
+    /// The reference used, for the judgement's `reference` field.
+    fn describe(&self) -> Option<String> {
+        if let Some((site, off, rtt)) = &self.at_claim {
+            return Some(format!(
+                "landmark {site} at the claim ({off:.0} km from it): {rtt:.2} ms"
+            ));
+        }
+        (self.landmarks >= 2).then(|| {
+            format!(
+                "bestline over {} landmarks: {:.4} ms/km ({:.2}x 2/3 c), intercept {:.2} ms, \
+                 residuals ≤ {:.2} ms",
+                self.landmarks,
+                self.model.slope_ms_per_km,
+                self.model.slope_ms_per_km / bound::PHYSICS_MS_PER_KM,
+                self.model.intercept_ms,
+                self.max_residual_ms
+            )
+        })
+    }
 }
 
 /// One prober's rounds for relocation detection: (prober, rounds, external baseline ms).
@@ -49,7 +143,10 @@ impl<'a> Judging<'a> {
         if discs.any_calibrated {
             self.j.calibrated_region = Some(region::intersect(&discs.calibrated, claim));
         }
-        let reloc = relocation::detect(&series_rounds, &self.policy.relocation);
+        let mut reloc = relocation::detect(&series_rounds, &self.policy.relocation);
+        if reloc.detected {
+            self.check_move(&mut reloc, claim);
+        }
         self.j.relocation = Some(reloc.clone());
         self.j.scores = self.scores(&reloc);
         Measured {
@@ -57,6 +154,36 @@ impl<'a> Judging<'a> {
             recent,
             region,
             relocation: reloc,
+        }
+    }
+
+    /// Enough probers shifted at once: do the shifts fit one new position? If not, they are
+    /// route changes, not a move.
+    fn check_move(&self, reloc: &mut Relocation, claim: LatLon) {
+        let world = self.world;
+        let shifts: Vec<moved::Shift> = (reloc.shifts.iter())
+            .filter_map(|s| {
+                let site = world.site(&world.prober(&s.prober)?.site)?;
+                Some(moved::Shift {
+                    at: site.position(),
+                    baseline_ms: s.baseline_ms,
+                    shift_ms: s.settled_shift_ms?,
+                    alarmed: s.alarm_round.is_some(),
+                })
+            })
+            .collect();
+        match moved::fit(&shifts, claim, self.policy) {
+            Some(at) => reloc.new_position = Some(at),
+            None => {
+                reloc.detected = false;
+                let list: Vec<String> = (reloc.shifts.iter())
+                    .filter_map(|s| Some(format!("{} {:+.2} ms", s.prober, s.settled_shift_ms?)))
+                    .collect();
+                reloc.rejected = Some(format!(
+                    "shifts {} fit no single new position: route changes, not a move",
+                    list.join(", ")
+                ));
+            }
         }
     }
 
@@ -102,30 +229,18 @@ impl<'a> Judging<'a> {
             .collect();
         let min_rtt = s.samples.iter().map(|x| x.rtt_ns).min().map(ms);
         let min_eff = eff.iter().map(|e| e.1).min_by(f64::total_cmp);
-        let landmarks: Vec<(f64, f64)> = world
-            .landmarks
-            .iter()
-            .filter(|l| l.prober == s.prober)
-            .filter_map(|l| {
-                let ls = world.site(&l.site)?;
-                let d = distance_km(site.position(), ls.position());
-                Some((d, ms(l.min_rtt_ns)))
-            })
-            .collect();
-        let calibrated = landmarks.len() >= 2;
-        let model = if calibrated {
-            bound::bestline(&landmarks)
-        } else {
-            Bestline::inflated(policy.inflation)
-        };
+        let cal = Calibration::of(world, policy, &s.prober, site.position(), claim);
+        let model = cal.model;
+        let calibrated = cal.at_claim.is_some() || cal.landmarks >= 2;
         // The calibrated disc keeps the bestline's slope but not its intercept: the node's
         // fixed delay may be smaller than the landmarks', and a disc must not exclude it.
         let disc_line = Bestline {
             intercept_ms: 0.0,
             ..model
         };
-        let used = s.samples.len() >= policy.min_samples;
-        let expected = model.rtt_ms(d_claim);
+        // Samples under a key no verified bundle binds are shown but never count.
+        let used = s.samples.len() >= policy.min_samples && self.key_mismatch(s).is_none();
+        let (expected, slack) = cal.predict(policy, d_claim);
         let mut rounds = None;
         if used {
             if let Some(m) = min_eff {
@@ -187,6 +302,8 @@ impl<'a> Judging<'a> {
             excess_ms: min_eff.map(|m| m - expected),
             used,
             calibrated,
+            slack_ms: slack,
+            reference: cal.describe(),
         });
         rounds
     }

@@ -49,6 +49,13 @@ pub struct ProberShift {
     pub max_stat_ms: f64,
     /// Alarms discarded because the shift did not persist (stalls, route flaps).
     pub transients: usize,
+    /// Round the alarming deviation began (the statistic's last departure from zero).
+    #[serde(default)]
+    pub onset_round: Option<u64>,
+    /// Median round minimum from the common onset on minus the baseline, for every evaluated
+    /// prober (alarming or not) once a move is suspected: what the geometric fit reads.
+    #[serde(default)]
+    pub settled_shift_ms: Option<f64>,
 }
 
 /// Relocation finding over all probers.
@@ -58,16 +65,81 @@ pub struct Relocation {
     /// Probers with enough rounds to be evaluated.
     pub evaluated: usize,
     pub shifts: Vec<ProberShift>,
-    /// Median alarm round of the alarming probers.
+    /// Median alarm round of the alarming probers (of the largest group with agreeing onsets).
     pub change_round: Option<u64>,
     /// Per alarming prober: the minimum round RTT from its alarm on (for the "after" region).
     pub after_min_ms: Vec<(String, f64)>,
+    /// Median onset of the agreeing alarms.
+    #[serde(default)]
+    pub onset_round: Option<u64>,
+    /// Why enough alarms were still not a move (onsets apart, or no single new position fits
+    /// the shifts); None when nothing was rejected.
+    #[serde(default)]
+    pub rejected: Option<String>,
+    /// Where the shifts put the node after the move (centroid of the fitting positions).
+    #[serde(default)]
+    pub new_position: Option<crate::input::LatLon>,
 }
 
-/// Run CUSUM per prober. `series` holds `(prober, rounds, external baseline ms)`.
+/// One prober's CUSUM run against its baseline.
+struct Run {
+    alarm: Option<(usize, u64)>,
+    onset: Option<u64>,
+    transients: usize,
+    max_stat: f64,
+}
+
+fn cusum(rest: &[(u64, f64)], baseline: f64, p: &RelocationPolicy) -> Run {
+    let (mut up, mut down) = (0.0f64, 0.0f64);
+    // first round of the current excursion in each direction
+    let (mut up_from, mut down_from) = (None, None);
+    let mut run = Run {
+        alarm: None,
+        onset: None,
+        transients: 0,
+        max_stat: 0.0,
+    };
+    for (i, &(round, x)) in rest.iter().enumerate() {
+        up = (up + x - baseline - p.drift_ms).max(0.0);
+        down = (down + baseline - x - p.drift_ms).max(0.0);
+        up_from = if up > 0.0 {
+            up_from.or(Some(round))
+        } else {
+            None
+        };
+        down_from = if down > 0.0 {
+            down_from.or(Some(round))
+        } else {
+            None
+        };
+        run.max_stat = run.max_stat.max(up).max(down);
+        if run.alarm.is_none() && (up > p.threshold_ms || down > p.threshold_ms) {
+            // Offline, the rounds after the alarm are known: a relocation persists, a
+            // host stall or route flap does not. Confirm before accepting the alarm.
+            let dir = if up > p.threshold_ms { 1.0 } else { -1.0 };
+            let after = &rest[i..];
+            let mut dev: Vec<f64> = after.iter().map(|r| r.1 - baseline).collect();
+            if after.len() >= p.confirm_rounds && median(&mut dev) * dir >= p.min_shift_ms {
+                run.alarm = Some((i, round));
+                run.onset = if dir > 0.0 { up_from } else { down_from };
+            } else {
+                run.transients += 1;
+                up = 0.0;
+                down = 0.0;
+                up_from = None;
+                down_from = None;
+            }
+        }
+    }
+    run
+}
+
+/// Run CUSUM per prober. `series` holds `(prober, rounds, external baseline ms)`. Alarms
+/// count together only when their onsets agree (within `onset_rounds`); the caller checks the
+/// settled shifts against geometry ([`super::moved`]).
 pub fn detect(series: &[(String, Rounds, Option<f64>)], p: &RelocationPolicy) -> Relocation {
     let mut shifts = Vec::new();
-    let mut after_min_ms = Vec::new();
+    let mut evaluated: Vec<(f64, &[(u64, f64)])> = Vec::new();
     for (prober, rounds, external) in series {
         let (baseline, rest) = match external {
             Some(b) => (*b, &rounds[..]),
@@ -84,59 +156,85 @@ pub fn detect(series: &[(String, Rounds, Option<f64>)], p: &RelocationPolicy) ->
         if rest.is_empty() {
             continue;
         }
-        let (mut up, mut down) = (0.0f64, 0.0f64);
-        let mut alarm = None;
-        let mut transients = 0;
-        let mut max_stat = 0.0f64;
-        for (i, &(round, x)) in rest.iter().enumerate() {
-            up = (up + x - baseline - p.drift_ms).max(0.0);
-            down = (down + baseline - x - p.drift_ms).max(0.0);
-            max_stat = max_stat.max(up).max(down);
-            if alarm.is_none() && (up > p.threshold_ms || down > p.threshold_ms) {
-                // Offline, the rounds after the alarm are known: a relocation persists, a
-                // host stall or route flap does not. Confirm before accepting the alarm.
-                let dir = if up > p.threshold_ms { 1.0 } else { -1.0 };
-                let after = &rest[i..];
-                let mut dev: Vec<f64> = after.iter().map(|r| r.1 - baseline).collect();
-                if after.len() >= p.confirm_rounds && median(&mut dev) * dir >= p.min_shift_ms {
-                    alarm = Some((i, round));
-                } else {
-                    transients += 1;
-                    up = 0.0;
-                    down = 0.0;
-                }
-            }
-        }
-        let shift_ms = alarm.map(|(i, _)| {
+        let run = cusum(rest, baseline, p);
+        let shift_ms = run.alarm.map(|(i, _)| {
             let mut after: Vec<f64> = rest[i..].iter().map(|r| r.1).collect();
             median(&mut after) - baseline
         });
-        if let Some((i, _)) = alarm {
-            let m = rest[i..].iter().map(|r| r.1).fold(f64::INFINITY, f64::min);
-            after_min_ms.push((prober.clone(), m));
-        }
         shifts.push(ProberShift {
             prober: prober.clone(),
             baseline_ms: baseline,
-            alarm_round: alarm.map(|a| a.1),
+            alarm_round: run.alarm.map(|a| a.1),
             shift_ms,
             rounds: rest.len(),
-            max_stat_ms: max_stat,
-            transients,
+            max_stat_ms: run.max_stat,
+            transients: run.transients,
+            onset_round: run.onset,
+            settled_shift_ms: None,
         });
+        evaluated.push((baseline, rest));
     }
-    let mut alarms: Vec<f64> = shifts
-        .iter()
-        .filter_map(|s| s.alarm_round.map(|r| r as f64))
+    // the largest group of alarms whose onsets lie within `onset_rounds` of each other
+    let mut onsets: Vec<(u64, usize)> = (shifts.iter().enumerate())
+        .filter(|(_, s)| s.alarm_round.is_some())
+        .map(|(i, s)| (s.onset_round.or(s.alarm_round).unwrap_or(0), i))
         .collect();
+    onsets.sort_unstable();
+    let mut group: &[(u64, usize)] = &[];
+    for i in 0..onsets.len() {
+        let j = onsets[i..]
+            .iter()
+            .take_while(|o| o.0 <= onsets[i].0 + p.onset_rounds)
+            .count();
+        if j > group.len() {
+            group = &onsets[i..i + j];
+        }
+    }
+    let mut alarms: Vec<f64> = (group.iter())
+        .filter_map(|&(_, i)| shifts[i].alarm_round.map(|r| r as f64))
+        .collect();
+    let mut group_onsets: Vec<f64> = group.iter().map(|o| o.0 as f64).collect();
     let detected = alarms.len() >= p.min_probers;
+    let rejected = (!detected && onsets.len() >= p.min_probers).then(|| {
+        format!(
+            "{} probers alarmed but their onsets (rounds {}) are more than {} rounds apart: \
+             independent route changes, not one move",
+            onsets.len(),
+            onsets
+                .iter()
+                .map(|o| o.0.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            p.onset_rounds
+        )
+    });
     let change_round = (!alarms.is_empty()).then(|| median(&mut alarms) as u64);
+    let onset_round = (!group_onsets.is_empty()).then(|| median(&mut group_onsets) as u64);
+    let mut after_min_ms = Vec::new();
+    if let Some(onset) = onset_round.filter(|_| detected) {
+        for (s, (baseline, rest)) in shifts.iter_mut().zip(&evaluated) {
+            let mut after: Vec<f64> = (rest.iter())
+                .filter(|r| r.0 >= onset)
+                .map(|r| r.1)
+                .collect();
+            if !after.is_empty() {
+                let m = after.iter().copied().fold(f64::INFINITY, f64::min);
+                if s.alarm_round.is_some() {
+                    after_min_ms.push((s.prober.clone(), m));
+                }
+                s.settled_shift_ms = Some(median(&mut after) - baseline);
+            }
+        }
+    }
     Relocation {
         detected,
         evaluated: shifts.len(),
         shifts,
         change_round,
         after_min_ms,
+        onset_round,
+        rejected,
+        new_position: None,
     }
 }
 
@@ -185,7 +283,8 @@ mod tests {
         ];
         let r = detect(&s, &p);
         assert!(r.detected, "{r:?}");
-        assert_eq!(r.change_round, Some(11));
+        assert_eq!(r.change_round, Some(10)); // h = 1.5 ms: a 4 ms shift alarms in its first round
+        assert_eq!(r.onset_round, Some(10));
         let a = &r.shifts[0];
         assert!((a.shift_ms.unwrap() - 4.0).abs() < 0.2);
     }

@@ -105,10 +105,13 @@ impl Judging<'_> {
             } else {
                 CheckStatus::Skip
             };
-            let detail = format!(
+            let mut detail = format!(
                 "no consistent baseline shift ({} probers evaluated)",
                 reloc.evaluated
             );
+            if let Some(r) = &reloc.rejected {
+                detail.push_str(&format!(": {r}"));
+            }
             self.check(VerdictCheck::Relocation, status, detail);
             return Ok(());
         }
@@ -127,6 +130,16 @@ impl Judging<'_> {
             reloc.change_round.unwrap_or(0),
             shifts.join(", ")
         );
+        let detail = match reloc.new_position {
+            Some(at) => format!(
+                "{detail}; the shifts fit one new position, ({:.2}, {:.2}), {:.0} km from the \
+                 claim",
+                at.lat,
+                at.lon,
+                distance_km(at, claim)
+            ),
+            None => detail,
+        };
         let mut d = self.fail(VerdictCheck::Relocation, Verdict::Relocated, detail);
         let world = self.world;
         let after: Vec<Disc> = (reloc.after_min_ms.iter())
@@ -183,17 +196,20 @@ impl Judging<'_> {
     }
 
     /// Does the probers' timing fit a node at the claim? Returns the spread of the excesses.
+    ///
+    /// Only two things accuse here: the claim beyond a prober's 2/3 c bound (physics), and,
+    /// with a landmark at the claim at every prober, a node slower than the landmark at every
+    /// prober. A node faster than a prediction is never evidence; a node slower than the
+    /// widened bounds of uncalibrated probers is not located, but not accused either.
     pub(super) fn claim_timing(&mut self, used: &[ProberDistance], region: &Region) -> Rule<f64> {
         let policy = self.policy;
-        let t = Timing::of(used, policy.max_excess_ms, policy.fast_tolerance_ms);
-        let hard_excluded: Vec<&str> = (region.claim_excluded_by.iter())
-            .filter(|l| l.starts_with("prober "))
-            .map(|s| s.as_str())
+        let t = Timing::of(used);
+        let hard: Vec<&ProberDistance> = (used.iter())
+            .filter(|d| {
+                d.max_distance_km
+                    .is_some_and(|m| d.distance_to_claim_km > m + policy.claim_radius_km)
+            })
             .collect();
-        let too_slow = t.min_r > policy.max_excess_ms;
-        let misfits = t.too_fast.len() + t.slow.len();
-        let quorum =
-            misfits as f64 >= policy.misfit_quorum * t.residuals.len() as f64 && misfits > 0;
         let estimate = (region.estimate.zip(region.estimate_to_claim_km))
             .map(|(e, d)| {
                 format!(
@@ -202,47 +218,130 @@ impl Judging<'_> {
                 )
             })
             .unwrap_or_default();
-        let excess = format!("excess over the prediction for the claim, ms: {}", t.list);
-        if !hard_excluded.is_empty() || (quorum && !too_slow) {
+        let excess = format!(
+            "excess over the prediction for the claim, ms (allowed): {}",
+            t.list
+        );
+        let calibration = t.calibration(used, policy);
+        if !hard.is_empty() {
+            let names: Vec<String> = hard
+                .iter()
+                .map(|d| format!("prober {}", d.prober))
+                .collect();
+            let each: Vec<String> = (hard.iter())
+                .map(|d| {
+                    format!(
+                        "{}: {:.0} km from the claim, ≤ {:.0} km by its {:.2} ms",
+                        d.prober,
+                        d.distance_to_claim_km,
+                        d.max_distance_km.unwrap_or(0.0),
+                        d.min_eff_rtt_ms.unwrap_or(0.0)
+                    )
+                })
+                .collect();
             let detail = format!(
-                "{}{estimate}",
-                t.misfit_reasons(&hard_excluded, policy).join("; ")
+                "the claim is beyond the 2/3 c bound of {} by more than the {:.0} km claim \
+                 radius ({}){estimate}",
+                names.join(", "),
+                policy.claim_radius_km,
+                each.join("; ")
             );
             let away = format!("the node runs away from its claimed site: {detail}");
             let d = self.fail(VerdictCheck::ClaimTiming, Verdict::Relocated, detail);
-            return Err(d.because(vec![away, excess]));
+            return Err(d.because(vec![away, excess, calibration]));
         }
-        if too_slow {
-            return Err(self.too_slow(&t, &estimate, excess));
+        if t.all_slow() {
+            if t.calibrated_at_claim {
+                return Err(self.too_slow(&t, &estimate, vec![excess, calibration]));
+            }
+            // Real paths are inflated 1.1-3.0 and more: slowness alone is no proof without a
+            // reference. Not located, but the anchors and the evidence round trip may still
+            // decide; otherwise the node ends inconclusive with this reason.
+            let detail = format!(
+                "every prober is slower than a node at the claim could be even at inflation \
+                 {:.1} and {:.0} km from the site (min excess over the allowed {:+.2} ms); no \
+                 calibration: bounds widened, so a relay and unusually slow paths cannot be \
+                 told apart (add a landmark at the claim); {calibration}",
+                policy.inflation_ceiling, policy.claim_radius_km, t.min_over_slack
+            );
+            self.missing.push(format!("claim-timing: {detail}"));
+            self.check(VerdictCheck::ClaimTiming, CheckStatus::Fail, detail);
+            return Ok(t.spread);
         }
-        self.check(VerdictCheck::ClaimTiming, CheckStatus::Pass, excess);
+        let mut detail = format!("{excess}; {calibration}");
+        if !t.fast.is_empty() {
+            detail.push_str(&format!(
+                "; faster than predicted at {} (not evidence: only the 2/3 c bound is)",
+                t.fast.join(", ")
+            ));
+        }
+        self.check(VerdictCheck::ClaimTiming, CheckStatus::Pass, detail);
         Ok(t.spread)
     }
 
-    /// Every prober sees more than predicted: uniformly, a relay near the claim; unevenly,
-    /// the node answers from another site.
-    fn too_slow(&mut self, t: &Timing, estimate: &str, excess: String) -> Decided {
+    /// Every prober sees more than the landmark at the claim: uniformly, a relay at the claim
+    /// forwarding to a TD elsewhere; unevenly, the node answers from another site.
+    fn too_slow(&mut self, t: &Timing, estimate: &str, mut more: Vec<String>) -> Decided {
         let (min_r, spread, policy) = (t.min_r, t.spread, self.policy);
         let uniform = spread <= policy.relay_spread_ms + policy.relay_spread_frac * min_r.max(0.0);
         if uniform {
-            let km = min_r * bound::FIBER_KM_PER_MS / 2.0 / policy.inflation;
+            let relay = self.relay_distance(t);
             let detail = format!(
-                "every prober sees ≥ {min_r:.2} ms more than predicted for the claim, uniformly \
-                 (spread {spread:.2} ms): a relay near the claim forwards to a TD ≈ {km:.0} km \
-                 away (≤ {:.0} km at 2/3 c)",
-                bound::max_distance_km(min_r)
+                "every prober sees ≥ {min_r:.2} ms more than the landmark at the claim, \
+                 uniformly (spread {spread:.2} ms): a relay near the claim forwards to a TD \
+                 {relay}"
             );
-            let proxied = format!("proxied: {detail}");
+            let mut reasons = vec![format!("proxied: {detail}")];
+            reasons.append(&mut more);
             let d = self.fail(VerdictCheck::ClaimTiming, Verdict::Proxied, detail);
-            return d.because(vec![proxied, excess]);
+            return d.because(reasons);
         }
         let detail = format!(
-            "every prober sees ≥ {min_r:.2} ms more than predicted for the claim, unevenly \
+            "every prober sees ≥ {min_r:.2} ms more than the landmark at the claim, unevenly \
              (spread {spread:.2} ms): the node answers from another site{estimate}"
         );
-        let away = format!("the node runs away from its claimed site: {detail}");
+        let mut reasons = vec![format!(
+            "the node runs away from its claimed site: {detail}"
+        )];
+        reasons.append(&mut more);
         let d = self.fail(VerdictCheck::ClaimTiming, Verdict::Relocated, detail);
-        d.because(vec![away, excess])
+        d.because(reasons)
+    }
+
+    /// The relay → TD distance from the uniform excess (median over probers) and, when an
+    /// anchor sits at the claim, from the TD's own RTT to it, with its uncertainty: the detour
+    /// is inflated between 1 (light in fiber, the hard upper distance) and the ceiling.
+    fn relay_distance(&self, t: &Timing) -> String {
+        let policy = self.policy;
+        let x = t.median_r;
+        let per_ms = bound::FIBER_KM_PER_MS / 2.0;
+        let (mut lo, mut hi) = (x * per_ms / policy.inflation_ceiling, x * per_ms);
+        let mut anchor = String::new();
+        let near = (self.j.anchors.iter())
+            .filter(|a| a.distance_to_claim_km <= policy.claim_radius_km)
+            .min_by(|a, c| a.min_rtt_ms.total_cmp(&c.min_rtt_ms));
+        if let Some(a) = near {
+            let a_hi = a.max_distance_km + a.distance_to_claim_km;
+            let a_lo = (a.min_rtt_ms * per_ms / policy.inflation_ceiling - a.distance_to_claim_km)
+                .max(0.0);
+            // both measure the same detour; keep what both allow (if they disagree, both)
+            if a_lo <= hi && lo <= a_hi {
+                lo = lo.max(a_lo);
+                hi = hi.min(a_hi);
+            }
+            anchor = format!(
+                "; the TD's own RTT to anchor {} ({:.2} ms) puts it {a_lo:.0}-{a_hi:.0} km away",
+                a.site, a.min_rtt_ms
+            );
+        }
+        let mid = x * per_ms / policy.inflation;
+        let mid = mid.clamp(lo, hi.max(lo));
+        format!(
+            "≈ {mid:.0} km away ({lo:.0}-{hi:.0} km: excess {x:.2} ± {:.2} ms at inflation \
+             1.0-{:.1}){anchor}",
+            t.spread / 2.0,
+            policy.inflation_ceiling
+        )
     }
 
     /// The TD's own RTTs to anchors fit the claim. When they do not, the probers' recent
@@ -252,8 +351,13 @@ impl Judging<'_> {
         let policy = self.policy;
         let far: Vec<AnchorDistance> = (self.j.anchors.iter())
             .filter(|a| {
-                a.excess_ms > policy.max_anchor_excess_ms
-                    || a.distance_to_claim_km > a.max_distance_km
+                // an anchor away from the claim may sit behind a path inflated up to the
+                // ceiling: widen its allowance by what that adds over the policy's inflation
+                let widen = a.distance_to_claim_km
+                    * bound::PHYSICS_MS_PER_KM
+                    * (policy.inflation_ceiling - policy.inflation);
+                a.excess_ms > policy.max_anchor_excess_ms + widen
+                    || a.distance_to_claim_km > a.max_distance_km + policy.claim_radius_km
             })
             .cloned()
             .collect();
@@ -338,45 +442,68 @@ impl Judging<'_> {
         self.check(VerdictCheck::Anchors, CheckStatus::Pass, detail);
     }
 
-    /// Evidence round trip versus echo round trip. Sound only with the TD's own total time
-    /// for the evidence answer: without it, quote generation, event-log reads and in-TD anchor
-    /// measurements are indistinguishable from a network detour.
+    /// Evidence round trip versus echo round trip. Every prober that asked for a bundle that
+    /// verified (its session key carries that bundle's in-TD time) is held to the bound on its
+    /// own request: one whose evidence took a detour is enough, since the closest prober alone
+    /// would let a near box answer it while the others reach a far TD. Without such probers (a
+    /// bundle file judged offline does not say who asked for it) the node's in-TD time is held
+    /// against the closest prober only: in-TD times vary by tens of ms between requests, so
+    /// another request's time says nothing at the 5 ms scale. Sound only with the TD's own
+    /// total time for the evidence answer: without it, quote generation, event-log reads and
+    /// in-TD anchor measurements are indistinguishable from a network detour.
     pub(super) fn evidence_rtt(&mut self, probes: &[&ProberSeries]) -> Rule {
         let policy = self.policy;
-        let Some(inside) = self.node.in_td.evidence_ns.map(ms) else {
-            let detail = "the responder did not report its in-TD evidence time";
-            self.check(VerdictCheck::EvidenceRtt, CheckStatus::Skip, detail);
-            return Ok(());
-        };
-        // per prober: (raw excess, excess beyond what a large answer's extra round trips take)
-        let margins: Vec<(f64, f64)> = (probes.iter())
+        let node_inside = self.node.in_td.evidence_ns;
+        // per prober: (prober, raw excess, excess beyond what a large answer's extra round
+        // trips take, in-TD time, whether it is the prober's own bundle's)
+        let margins: Vec<(&str, f64, f64, f64, bool)> = (probes.iter())
+            .filter(|s| self.key_mismatch(s).is_none())
             .filter_map(|s| {
+                let own = self.own_evidence_ns(s);
+                let inside = ms(own.or(node_inside)?);
                 let ev = ms(*s.evidence_rtt_ns.iter().min()?);
                 let echo = ms(s.samples.iter().map(|x| x.rtt_ns).min()?);
                 let x = ev - inside - echo;
-                Some((x, x - policy.evidence_rtt_factor * echo))
+                let m = x - policy.evidence_rtt_factor * echo;
+                Some((s.prober.as_str(), x, m, inside, own.is_some()))
             })
             .collect();
-        let best = margins.iter().copied().min_by(|a, c| a.1.total_cmp(&c.1));
-        self.j.evidence_excess_ms = best.map(|m| m.0);
+        if margins.is_empty() && node_inside.is_none() {
+            let detail = "the responder did not report its in-TD evidence time";
+            self.check(VerdictCheck::EvidenceRtt, CheckStatus::Skip, detail);
+            return Ok(());
+        }
+        let held: Vec<_> = if margins.iter().any(|m| m.4) {
+            margins.iter().copied().filter(|m| m.4).collect()
+        } else {
+            let closest = margins.iter().copied().min_by(|a, c| a.2.total_cmp(&c.2));
+            closest.into_iter().collect()
+        };
+        let worst = held.iter().copied().max_by(|a, c| a.2.total_cmp(&c.2));
+        self.j.evidence_excess_ms = worst.map(|m| m.1);
         let (factor, max) = (policy.evidence_rtt_factor, policy.max_evidence_excess_ms);
-        match best {
-            Some((x, m)) if m > max => {
+        match worst {
+            Some((p, x, m, inside, _)) if m > max => {
                 let detail = format!(
                     "evidence round trips exceed echo RTT + {inside:.2} ms in-TD time by \
-                     {x:.2} ms at the closest prober, {m:.2} ms beyond {factor:.1} extra echo \
-                     round trips (> {max:.2} ms): the evidence came from up to {:.0} km \
-                     farther away than the echoes",
+                     {x:.2} ms at prober {p}, {m:.2} ms beyond {factor:.1} extra echo round \
+                     trips (> {max:.2} ms): the evidence came from up to {:.0} km farther away \
+                     than the echoes",
                     bound::max_distance_km(m)
                 );
                 return Err(self.fail(VerdictCheck::EvidenceRtt, Verdict::Proxied, detail));
             }
-            Some((x, m)) => self.check(
+            Some((p, x, m, _, own)) => self.check(
                 VerdictCheck::EvidenceRtt,
                 CheckStatus::Pass,
                 format!(
-                    "evidence round trip excess {x:.2} ms ({m:.2} ms beyond {factor:.1} echo \
-                     RTTs) ≤ {max:.2} ms"
+                    "evidence round trip excess within bound at {} (largest at {p}: {x:.2} ms, \
+                     {m:.2} ms beyond {factor:.1} echo RTTs ≤ {max:.2} ms)",
+                    if own {
+                        format!("each of {} probers, on its own bundle", held.len())
+                    } else {
+                        "the closest prober".to_string()
+                    }
                 ),
             ),
             None => self.check(
@@ -419,6 +546,7 @@ impl Judging<'_> {
                 "timing fits the claim: smallest excess {x:+.2} ms at {p}, spread {spread:.2} ms"
             ));
         }
+        reasons.push(Timing::of(used).calibration(used, self.policy));
         if !self.j.anchors.is_empty() {
             reasons.push(format!("{} anchors near the claim", self.j.anchors.len()));
         }
@@ -441,78 +569,95 @@ impl Judging<'_> {
     }
 }
 
-/// The used probers' excess over the prediction for the claim.
-struct Timing<'a> {
-    residuals: Vec<(&'a str, f64)>,
+/// The used probers' excess over the prediction for the claim, against what each allows.
+struct Timing {
     min_r: f64,
+    median_r: f64,
     spread: f64,
-    /// Probers faster than the prediction by more than `fast_tolerance_ms`.
-    too_fast: Vec<String>,
-    /// Probers slower than the prediction by more than `max_excess_ms`.
-    slow: Vec<String>,
-    /// `prober +excess` for every used prober.
+    /// Smallest `excess − slack` over the probers: > 0 when every prober is too slow.
+    min_over_slack: f64,
+    /// Every used prober predicts from a landmark at the claim.
+    calibrated_at_claim: bool,
+    /// Probers faster than predicted by more than their slack (reported, never accused).
+    fast: Vec<String>,
+    /// `prober +excess (slack)` for every used prober.
     list: String,
 }
 
-impl<'a> Timing<'a> {
-    fn of(used: &'a [ProberDistance], max_excess_ms: f64, fast_tolerance_ms: f64) -> Self {
-        let residuals: Vec<(&str, f64)> = (used.iter())
-            .filter_map(|d| Some((d.prober.as_str(), d.excess_ms?)))
+impl Timing {
+    fn of(used: &[ProberDistance]) -> Self {
+        let rows: Vec<(&ProberDistance, f64)> = (used.iter())
+            .filter_map(|d| Some((d, d.excess_ms?)))
             .collect();
-        let min_r = residuals.iter().map(|r| r.1).fold(f64::INFINITY, f64::min);
-        let max_r = (residuals.iter())
-            .map(|r| r.1)
-            .fold(f64::NEG_INFINITY, f64::max);
-        let too_fast = (residuals.iter())
-            .filter(|r| r.1 < -fast_tolerance_ms)
-            .map(|r| format!("{} {:.2} ms", r.0, r.1))
+        let min_r = rows.iter().map(|r| r.1).fold(f64::INFINITY, f64::min);
+        let max_r = rows.iter().map(|r| r.1).fold(f64::NEG_INFINITY, f64::max);
+        let mut sorted: Vec<f64> = rows.iter().map(|r| r.1).collect();
+        let median_r = super::relocation::median(&mut sorted);
+        let min_over_slack = (rows.iter())
+            .map(|(d, x)| x - d.slack_ms)
+            .fold(f64::INFINITY, f64::min);
+        let fast = (rows.iter())
+            .filter(|(d, x)| *x < -d.slack_ms)
+            .map(|(d, x)| format!("{} {x:+.2} ms", d.prober))
             .collect();
-        let slow = (residuals.iter())
-            .filter(|r| r.1 > max_excess_ms)
-            .map(|r| format!("{} {:+.2} ms", r.0, r.1))
-            .collect();
-        let list = (residuals.iter())
-            .map(|r| format!("{} {:+.2}", r.0, r.1))
+        let list = (rows.iter())
+            .map(|(d, x)| format!("{} {x:+.2} (≤ {:.2})", d.prober, d.slack_ms))
             .collect::<Vec<_>>()
             .join(", ");
         Timing {
             min_r,
+            median_r,
             spread: max_r - min_r,
-            too_fast,
-            slow,
+            min_over_slack,
+            calibrated_at_claim: !rows.is_empty()
+                && rows.iter().all(|(d, _)| {
+                    d.reference
+                        .as_deref()
+                        .is_some_and(|r| r.starts_with("landmark"))
+                }),
+            fast,
             list,
-            residuals,
         }
     }
 
-    /// Why the claim does not fit: probers whose hard bound excludes it, probers too fast
-    /// or too slow for it.
-    fn misfit_reasons(
-        &self,
-        hard_excluded: &[&str],
-        policy: &crate::policy::Policy,
-    ) -> Vec<String> {
-        let mut why = Vec::new();
-        if !hard_excluded.is_empty() {
-            why.push(format!(
-                "the claim is beyond the 2/3 c bound of {}",
-                hard_excluded.join(", ")
-            ));
+    /// Every prober slower than a node at the claim may be.
+    fn all_slow(&self) -> bool {
+        self.min_over_slack.is_finite() && self.min_over_slack > 0.0
+    }
+
+    /// What the predictions rest on, with the uncertainty it leaves in km.
+    fn calibration(&self, used: &[ProberDistance], policy: &crate::policy::Policy) -> String {
+        let at_claim = (used.iter())
+            .filter(|d| (d.reference.as_deref()).is_some_and(|r| r.starts_with("landmark")))
+            .count();
+        let bestline = (used.iter())
+            .filter(|d| (d.reference.as_deref()).is_some_and(|r| r.starts_with("bestline")))
+            .count();
+        let slack = (used.iter())
+            .map(|d| d.slack_ms)
+            .fold(f64::INFINITY, f64::min);
+        // the slack at light speed in fiber: the farthest an honest node's extra delay reaches
+        let km = if slack.is_finite() {
+            bound::max_distance_km(slack)
+        } else {
+            0.0
+        };
+        let refs: Vec<String> = (used.iter())
+            .filter_map(|d| Some(format!("{}: {}", d.prober, d.reference.as_deref()?)))
+            .collect();
+        if at_claim == 0 && bestline == 0 {
+            return format!(
+                "calibration: none (no landmarks): predictions at inflation {:.1}, bounds \
+                 widened to inflation {:.1} and {:.0} km around the site; timing resolves the \
+                 node to ±{km:.0} km",
+                policy.inflation, policy.inflation_ceiling, policy.claim_radius_km
+            );
         }
-        if !self.too_fast.is_empty() {
-            why.push(format!(
-                "RTT below the prediction for the claim by more than {:.2} ms at {}",
-                policy.fast_tolerance_ms,
-                self.too_fast.join(", ")
-            ));
-        }
-        if !self.slow.is_empty() {
-            why.push(format!(
-                "RTT above the prediction for the claim by more than {:.2} ms at {}",
-                policy.max_excess_ms,
-                self.slow.join(", ")
-            ));
-        }
-        why
+        format!(
+            "calibration: landmark at the claim for {at_claim}/{n} probers, bestline for \
+             {bestline} ({}); timing resolves the node to ±{km:.0} km",
+            refs.join("; "),
+            n = used.len()
+        )
     }
 }

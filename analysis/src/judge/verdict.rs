@@ -82,9 +82,19 @@ pub struct ProberDistance {
     pub expected_rtt_ms: f64,
     /// `min_eff_rtt_ms − expected_rtt_ms`.
     pub excess_ms: Option<f64>,
-    /// Whether this prober counts (≥ `min_samples` answers).
+    /// Whether this prober counts (≥ `min_samples` answers, under a verified session key).
     pub used: bool,
+    /// Landmark calibration: a landmark at the claim, or ≥ 2 landmarks (bestline).
     pub calibrated: bool,
+    /// How much slower than `expected_rtt_ms` a node at the claim may be, ms: small with a
+    /// landmark at the claim, widened to the policy's inflation ceiling and claim radius
+    /// without one.
+    #[serde(default)]
+    pub slack_ms: f64,
+    /// The reference behind `expected_rtt_ms` (landmark at the claim or bestline); None: the
+    /// policy's inflation.
+    #[serde(default)]
+    pub reference: Option<String>,
 }
 
 /// One anchor report against the claim.
@@ -136,7 +146,7 @@ pub struct Judgement {
     pub vtpm: VtpmFinding,
     pub scores: Scores,
     /// Evidence round trip minus the in-TD evidence time minus the echo RTT, ms, at the prober
-    /// closest to the threshold (None without `in_td.evidence_ns`).
+    /// farthest beyond the threshold (None without `in_td.evidence_ns`).
     pub evidence_excess_ms: Option<f64>,
 }
 
@@ -225,6 +235,7 @@ impl Judging<'_> {
         self.zone()?;
         self.endorsement()?;
         self.poe()?;
+        self.session_key(&m.probes)?;
         let used = self.probers()?;
         self.relocation(&m.relocation, claim)?;
         self.region(&m.region)?;

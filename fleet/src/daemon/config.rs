@@ -31,6 +31,19 @@ pub struct TargetConfig {
     pub spki: Option<Vec<u8>>,
 }
 
+/// A landmark: a responder at a known site the operator trusts (best: a reference node in the
+/// claimed data center), probed like a target; its round-trip minima calibrate the verdicts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LandmarkConfig {
+    /// Unique among landmarks (the `landmark` label).
+    pub name: String,
+    /// Where it runs: one of `sites`.
+    pub site: String,
+    pub address: SocketAddr,
+    /// Pinned session key (SPKI DER); None: learned on each connection.
+    pub spki: Option<Vec<u8>>,
+}
+
 /// How each target is probed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbeSettings {
@@ -87,6 +100,7 @@ pub struct Config {
     pub retention: Retention,
     pub sites: Vec<SiteConfig>,
     pub targets: Vec<TargetConfig>,
+    pub landmarks: Vec<LandmarkConfig>,
 }
 
 /// Why a configuration was rejected.
@@ -110,6 +124,13 @@ pub enum ConfigError {
     },
     #[error("target {0:?} is defined twice: target names must be unique")]
     DuplicateTarget(String),
+    #[error("landmark {0:?} is defined twice: landmark names must be unique")]
+    DuplicateLandmark(String),
+    #[error("landmark {landmark:?}: spki is not hex: {source}")]
+    BadLandmarkSpki {
+        landmark: String,
+        source: hex::FromHexError,
+    },
     #[error("site {0:?} is defined twice")]
     DuplicateSite(String),
     #[error("{what} names site {site:?}, which is not in [[sites]]")]
@@ -142,6 +163,19 @@ struct RawConfig {
     sites: Vec<SiteConfig>,
     #[serde(default)]
     targets: Vec<RawTarget>,
+    /// `[[landmark]]` (the issue's spelling; `[[landmarks]]` like `[[targets]]` is accepted).
+    #[serde(default, rename = "landmark", alias = "landmarks")]
+    landmarks: Vec<RawLandmark>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLandmark {
+    name: String,
+    site: String,
+    address: SocketAddr,
+    #[serde(default)]
+    spki: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -199,6 +233,11 @@ struct RawTarget {
     claim: String,
     #[serde(default)]
     spki: Option<String>,
+}
+
+/// A pinned session key: hex SPKI DER, or none (learned on each connection).
+fn pin(spki: &Option<String>) -> Result<Option<Vec<u8>>, hex::FromHexError> {
+    spki.as_deref().map(|h| hex::decode(h.trim())).transpose()
 }
 
 fn default_listen() -> SocketAddr {
@@ -321,19 +360,32 @@ impl Config {
                 return Err(ConfigError::DuplicateTarget(t.name));
             }
             known(format!("target {}", t.name), &t.claim)?;
-            let spki = match &t.spki {
-                None => None,
-                Some(h) => Some(
-                    hex::decode(h.trim()).map_err(|source| ConfigError::BadSpki {
-                        target: t.name.clone(),
-                        source,
-                    })?,
-                ),
-            };
+            let spki = pin(&t.spki).map_err(|source| ConfigError::BadSpki {
+                target: t.name.clone(),
+                source,
+            })?;
             targets.push(TargetConfig {
                 name: t.name,
                 address: t.address,
                 claim: t.claim,
+                spki,
+            });
+        }
+        let mut landmark_names = BTreeSet::new();
+        let mut landmarks = Vec::with_capacity(raw.landmarks.len());
+        for l in raw.landmarks {
+            if !landmark_names.insert(l.name.clone()) {
+                return Err(ConfigError::DuplicateLandmark(l.name));
+            }
+            known(format!("landmark {}", l.name), &l.site)?;
+            let spki = pin(&l.spki).map_err(|source| ConfigError::BadLandmarkSpki {
+                landmark: l.name.clone(),
+                source,
+            })?;
+            landmarks.push(LandmarkConfig {
+                name: l.name,
+                site: l.site,
+                address: l.address,
                 spki,
             });
         }
@@ -362,6 +414,7 @@ impl Config {
             },
             sites: raw.sites,
             targets,
+            landmarks,
         })
     }
 }
@@ -398,6 +451,64 @@ claim = "ams"
         let pg = MINIMAL.replace("\"x.db\"", &format!("\"{url}\""));
         let c = Config::from_toml_str(&pg, Path::new("/etc/locus")).unwrap();
         assert_eq!(c.db, Database::Postgres(url.into()));
+    }
+
+    #[test]
+    fn landmarks_parse_pinned_or_learned_and_are_checked() {
+        let with = format!(
+            "{MINIMAL}[[landmark]]\nname = \"ref-ams\"\nsite = \"ams\"\naddress = \"127.0.0.1:4500\"\nspki = \"3059\"\n\
+             [[landmark]]\nname = \"n1\"\nsite = \"ams\"\naddress = \"127.0.0.1:4501\"\n"
+        );
+        let c = Config::from_toml_str(&with, Path::new(".")).unwrap();
+        assert_eq!(
+            c.landmarks,
+            [
+                LandmarkConfig {
+                    name: "ref-ams".into(),
+                    site: "ams".into(),
+                    address: "127.0.0.1:4500".parse().unwrap(),
+                    spki: Some(vec![0x30, 0x59]),
+                },
+                // A landmark may share a target's name: they are kept apart.
+                LandmarkConfig {
+                    name: "n1".into(),
+                    site: "ams".into(),
+                    address: "127.0.0.1:4501".parse().unwrap(),
+                    spki: None,
+                },
+            ]
+        );
+        let plural = with.replace("[[landmark]]", "[[landmarks]]");
+        assert_eq!(
+            Config::from_toml_str(&plural, Path::new("."))
+                .unwrap()
+                .landmarks,
+            c.landmarks
+        );
+        assert!(Config::from_toml_str(MINIMAL, Path::new("."))
+            .unwrap()
+            .landmarks
+            .is_empty());
+        let twice = with.replace("name = \"n1\"\nsite", "name = \"ref-ams\"\nsite");
+        assert!(matches!(
+            Config::from_toml_str(&twice, Path::new(".")),
+            Err(ConfigError::DuplicateLandmark(n)) if n == "ref-ams"
+        ));
+        let nowhere = with.replace(
+            "site = \"ams\"\naddress = \"127.0.0.1:4500\"",
+            "site = \"fra\"\naddress = \"127.0.0.1:4500\"",
+        );
+        assert!(matches!(
+            Config::from_toml_str(&nowhere, Path::new(".")),
+            Err(ConfigError::UnknownSite { what, site }) if what == "landmark ref-ams" && site == "fra"
+        ));
+        let bad_pin = with.replace("spki = \"3059\"", "spki = \"xyz\"");
+        assert!(matches!(
+            Config::from_toml_str(&bad_pin, Path::new(".")),
+            Err(ConfigError::BadLandmarkSpki { landmark, .. }) if landmark == "ref-ams"
+        ));
+        let stray = with.replace("spki = \"3059\"", "claim = \"ams\"");
+        assert!(Config::from_toml_str(&stray, Path::new(".")).is_err());
     }
 
     #[test]

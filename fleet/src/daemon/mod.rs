@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 use self::clock::StepDetector;
 use self::config::{Config, ConfigError, TargetConfig};
 use self::http::{Endpoints, ReloadRequest};
-use self::target::Shared;
+use self::target::{Role, Shared};
 use self::writer::{linger_for, Writer};
 use crate::metrics::ProberMetrics;
 use crate::store::{SiteRecord, Store, StoreError};
@@ -139,8 +139,30 @@ impl DaemonHandle {
 
 struct Running {
     spec: TargetConfig,
+    role: Role,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+}
+
+/// Targets and landmarks are probed alike; a landmark may share a target's name.
+type Key = (Role, String);
+
+/// Everything `config` probes: its targets, then its landmarks (as targets whose claim is
+/// their site).
+fn probed(config: &Config) -> Vec<(Role, TargetConfig)> {
+    let targets = config.targets.iter().map(|t| (Role::Node, t.clone()));
+    let landmarks = config.landmarks.iter().map(|l| {
+        (
+            Role::Landmark,
+            TargetConfig {
+                name: l.name.clone(),
+                address: l.address,
+                claim: l.site.clone(),
+                spki: l.spki.clone(),
+            },
+        )
+    });
+    targets.chain(landmarks).collect()
 }
 
 /// Loads `config_path`, opens the database, binds the HTTP endpoints and starts probing.
@@ -211,7 +233,12 @@ pub async fn start_with_clock(
         metrics,
         clock,
     });
-    info!(listen = %http_addr, targets = config.targets.len(), "prober daemon started");
+    info!(
+        listen = %http_addr,
+        targets = config.targets.len(),
+        landmarks = config.landmarks.len(),
+        "prober daemon started"
+    );
     let main = tokio::spawn(main_loop(
         config_path,
         config,
@@ -257,11 +284,11 @@ async fn main_loop(
     http: JoinHandle<std::io::Result<()>>,
     http_stop: watch::Sender<bool>,
 ) -> Result<(), DaemonError> {
-    let mut running: BTreeMap<String, Running> = BTreeMap::new();
-    for t in config.targets.clone() {
-        spawn_target(&shared, &config, t, &mut running);
+    let mut running: BTreeMap<Key, Running> = BTreeMap::new();
+    for (role, t) in probed(&config) {
+        spawn_target(&shared, &config, role, t, &mut running);
     }
-    shared.metrics.targets.set(running.len() as i64);
+    set_target_count(&shared, &running);
     ready.store(true, Ordering::Release);
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     let steps = StepDetector::new(shared.clock.as_ref());
@@ -306,7 +333,12 @@ async fn main_loop(
                     })
                     .await;
                     match res {
-                        Ok(Ok(p)) => debug!(samples = p.samples, bundles = p.bundles, "pruned"),
+                        Ok(Ok(p)) => debug!(
+                            samples = p.samples,
+                            bundles = p.bundles,
+                            landmark_rounds = p.landmark_rounds,
+                            "pruned"
+                        ),
                         _ => warn!("pruning old samples and bundles failed: {res:?}"),
                     }
                 }
@@ -338,28 +370,49 @@ async fn main_loop(
     Ok(())
 }
 
+/// `locus_targets` counts nodes, not landmarks.
+fn set_target_count(shared: &Shared, running: &BTreeMap<Key, Running>) {
+    let nodes = running.keys().filter(|k| k.0 == Role::Node).count();
+    shared.metrics.targets.set(nodes as i64);
+}
+
 fn spawn_target(
     shared: &Arc<Shared>,
     config: &Config,
+    role: Role,
     spec: TargetConfig,
-    running: &mut BTreeMap<String, Running>,
+    running: &mut BTreeMap<Key, Running>,
 ) {
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(target::run(
         shared.clone(),
         spec.clone(),
+        role,
         config.probe.clone(),
         stop_rx,
     ));
-    running.insert(spec.name.clone(), Running { spec, stop, task });
+    running.insert(
+        (role, spec.name.clone()),
+        Running {
+            spec,
+            role,
+            stop,
+            task,
+        },
+    );
 }
 
 async fn stop_target(shared: &Shared, r: Running) {
     let _ = r.stop.send(true);
     let _ = r.task.await;
-    shared
-        .metrics
-        .remove_target(&target::labels(&shared.prober_id, &r.spec));
+    match r.role {
+        Role::Node => shared
+            .metrics
+            .remove_target(&target::labels(&shared.prober_id, &r.spec)),
+        Role::Landmark => shared
+            .metrics
+            .remove_landmark(&target::landmark_labels(&shared.prober_id, &r.spec)),
+    }
 }
 
 /// Applies a new configuration's targets: unchanged targets keep running (and their state);
@@ -370,7 +423,7 @@ async fn reload(
     path: &std::path::Path,
     config: &mut Config,
     shared: &Arc<Shared>,
-    running: &mut BTreeMap<String, Running>,
+    running: &mut BTreeMap<Key, Running>,
 ) -> Result<ReloadSummary, ReloadError> {
     let new = Config::load(path)?;
     let mut fixed = Vec::new();
@@ -412,12 +465,16 @@ async fn reload(
         need_restart: fixed,
         ..ReloadSummary::default()
     };
-    let names: Vec<String> = running.keys().cloned().collect();
-    for name in names {
-        let wanted = new.targets.iter().find(|t| t.name == name);
-        let same = wanted.is_some_and(|t| Some(t) == running.get(&name).map(|r| &r.spec));
+    let wanted_all = probed(&new);
+    let keys: Vec<Key> = running.keys().cloned().collect();
+    for key in keys {
+        let wanted = wanted_all
+            .iter()
+            .find(|(role, t)| (*role, &t.name) == (key.0, &key.1))
+            .map(|(_, t)| t);
+        let same = wanted.is_some_and(|t| Some(t) == running.get(&key).map(|r| &r.spec));
         if !same || settings_changed {
-            if let Some(r) = running.remove(&name) {
+            if let Some(r) = running.remove(&key) {
                 stop_target(shared, r).await;
             }
             if wanted.is_some() {
@@ -429,7 +486,10 @@ async fn reload(
             summary.unchanged += 1;
         }
     }
-    let previous: Vec<String> = config.targets.iter().map(|t| t.name.clone()).collect();
+    let previous: Vec<Key> = probed(config)
+        .into_iter()
+        .map(|(role, t)| (role, t.name))
+        .collect();
     let (prober_id, listen, db, busy, max_pending, bind) = (
         config.prober_id.clone(),
         config.listen,
@@ -445,14 +505,15 @@ async fn reload(
     config.listen = listen;
     config.db = db;
     config.bind = bind;
-    for t in config.targets.clone() {
-        if !running.contains_key(&t.name) {
-            if !previous.contains(&t.name) {
+    for (role, t) in probed(config) {
+        let key = (role, t.name.clone());
+        if !running.contains_key(&key) {
+            if !previous.contains(&key) {
                 summary.added += 1;
             }
-            spawn_target(shared, config, t, running);
+            spawn_target(shared, config, role, t, running);
         }
     }
-    shared.metrics.targets.set(running.len() as i64);
+    set_target_count(shared, running);
     Ok(summary)
 }

@@ -14,9 +14,9 @@ use tracing::{debug, error, info, warn};
 use super::clock::WallClock;
 use super::config::{ProbeSettings, TargetConfig};
 use super::writer::{KeySeen, Write};
-use crate::metrics::{ProberMetrics, TargetLabels};
-use crate::store::{EvidenceRecord, RoundRecord, SampleRecord, Store};
-use locus_prober::requests::request_evidence_sealed;
+use crate::metrics::{LandmarkLabels, ProberMetrics, TargetLabels};
+use crate::store::{EvidenceRecord, LandmarkRoundRecord, RoundRecord, SampleRecord, Store};
+use locus_prober::requests::request_evidence_sealed_timed;
 use locus_prober::{connect_on, run_round_from, RoundConfig, RoundReport, SpkiPolicy, Target};
 
 /// Longest wait for an evidence answer (quotes can take a while on real hardware).
@@ -59,6 +59,24 @@ impl Drop for Connected<'_> {
     }
 }
 
+/// What a probed peer is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Role {
+    /// A node: rounds and samples stored for the monitor, evidence requested.
+    Node,
+    /// A landmark at a known site (`TargetConfig::claim` holds the site): each round's minimum
+    /// is stored for calibration; no samples, no evidence.
+    Landmark,
+}
+
+pub(crate) fn landmark_labels(prober: &str, t: &TargetConfig) -> LandmarkLabels {
+    LandmarkLabels {
+        prober: prober.into(),
+        landmark: t.name.clone(),
+        site: t.claim.clone(),
+    }
+}
+
 pub(crate) fn labels(prober: &str, t: &TargetConfig) -> TargetLabels {
     TargetLabels {
         prober: prober.into(),
@@ -80,10 +98,12 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 pub(crate) async fn run(
     shared: Arc<Shared>,
     spec: TargetConfig,
+    role: Role,
     settings: ProbeSettings,
     mut stop: watch::Receiver<bool>,
 ) {
     let labels = labels(&shared.prober_id, &spec);
+    let landmark = (role == Role::Landmark).then(|| landmark_labels(&shared.prober_id, &spec));
     let mut last_spki: Option<Vec<u8>> = None;
     let mut next_evidence = Instant::now();
     let interval = Duration::from_secs_f64(1.0 / settings.rate_hz);
@@ -118,10 +138,23 @@ pub(crate) async fn run(
         let target = match connected {
             Ok(t) => t,
             Err(e) => {
-                warn!(target = %spec.name, address = %spec.address, "unreachable: {e}");
-                shared.metrics.probe_success.get_or_create(&labels).set(0);
-                let rec = failed_round(&shared.prober_id, &spec, started, t0, e.to_string());
-                store_round(&shared, rec, Vec::new());
+                warn!(target = %spec.name, address = %spec.address, ?role, "unreachable: {e}");
+                match &landmark {
+                    None => {
+                        shared.metrics.probe_success.get_or_create(&labels).set(0);
+                        let rec =
+                            failed_round(&shared.prober_id, &spec, started, t0, e.to_string());
+                        store_round(&shared, rec, Vec::new());
+                    }
+                    Some(l) => {
+                        shared.metrics.landmark_success.get_or_create(l).set(0);
+                        let rec = LandmarkRoundRecord {
+                            error: Some(e.to_string()),
+                            ..landmark_record(&shared.prober_id, &spec, None, started, None)
+                        };
+                        Box::pin(store_landmark_round(&shared, rec)).await;
+                    }
+                }
                 // Try again after a round's length, as if the round had run.
                 let wait = settings.round.saturating_sub(t0.elapsed());
                 tokio::select! {
@@ -133,7 +166,7 @@ pub(crate) async fn run(
         let spki_hex = hex::encode(&target.spki);
         if spec.spki.is_none() {
             if let Some(old) = &last_spki {
-                if *old != target.spki {
+                if *old != target.spki && role == Role::Node {
                     // A restarted responder has a new session key: not a relocation by itself.
                     warn!(target = %spec.name, "learned a new session key: {spki_hex}");
                     shared
@@ -147,17 +180,19 @@ pub(crate) async fn run(
         }
         last_spki = Some(target.spki.clone());
         let _connected = Connected::new(&shared.metrics);
-        let _ = send(
-            &shared,
-            Write::Key(KeySeen {
-                prober: shared.prober_id.clone(),
-                target: spec.name.clone(),
-                address: spec.address.to_string(),
-                claim: spec.claim.clone(),
-                spki: spki_hex.clone(),
-                at_unix_ns: shared.unix_now_ns(),
-            }),
-        );
+        if role == Role::Node {
+            let _ = send(
+                &shared,
+                Write::Key(KeySeen {
+                    prober: shared.prober_id.clone(),
+                    target: spec.name.clone(),
+                    address: spec.address.to_string(),
+                    claim: spec.claim.clone(),
+                    spki: spki_hex.clone(),
+                    at_unix_ns: shared.unix_now_ns(),
+                }),
+            );
+        }
         // Spread the targets' challenges over the probe interval and their round ends over
         // the round: a random phase, then a first round of random length.
         let (mut schedule, mut count) = {
@@ -194,25 +229,40 @@ pub(crate) async fn run(
             };
             schedule += interval.mul_f64(count as f64);
             count = round_cfg.count;
-            let (rec, samples) = round_record(
-                &shared.prober_id,
-                &spec,
-                &spki_hex,
-                started,
-                epoch_unix,
-                &report,
-            );
-            update_metrics(&shared.metrics, &labels, &report);
-            store_round(&shared, rec, samples);
-            if let Some(iv) = settings.evidence_interval {
-                if Instant::now() >= next_evidence {
-                    Box::pin(evidence(&shared, &spec, &labels, &target, &settings)).await;
-                    next_evidence =
-                        Instant::now() + iv.mul_f64(rand::thread_rng().gen_range(0.9..1.1));
+            match &landmark {
+                Some(l) => {
+                    let rec = landmark_record(
+                        &shared.prober_id,
+                        &spec,
+                        Some(&spki_hex),
+                        started,
+                        Some(&report),
+                    );
+                    update_landmark_metrics(&shared.metrics, l, &rec);
+                    Box::pin(store_landmark_round(&shared, rec)).await;
+                }
+                None => {
+                    let (rec, samples) = round_record(
+                        &shared.prober_id,
+                        &spec,
+                        &spki_hex,
+                        started,
+                        epoch_unix,
+                        &report,
+                    );
+                    update_metrics(&shared.metrics, &labels, &report);
+                    store_round(&shared, rec, samples);
+                    if let Some(iv) = settings.evidence_interval {
+                        if Instant::now() >= next_evidence {
+                            Box::pin(evidence(&shared, &spec, &labels, &target, &settings)).await;
+                            next_evidence =
+                                Instant::now() + iv.mul_f64(rand::thread_rng().gen_range(0.9..1.1));
+                        }
+                    }
                 }
             }
             if let Some(reason) = target.conn.close_reason() {
-                warn!(target = %spec.name, "connection lost: {reason}; reconnecting");
+                warn!(target = %spec.name, ?role, "connection lost: {reason}; reconnecting");
                 break;
             }
             if *stop.borrow() {
@@ -307,6 +357,55 @@ fn round_record(
     (rec, samples)
 }
 
+/// A landmark round's record: its minima when it ran (`report`), nothing more.
+fn landmark_record(
+    prober: &str,
+    spec: &TargetConfig,
+    spki_hex: Option<&str>,
+    started: i64,
+    report: Option<&RoundReport>,
+) -> LandmarkRoundRecord {
+    let samples = report.map_or(&[][..], |r| &r.samples[..]);
+    LandmarkRoundRecord {
+        prober: prober.to_owned(),
+        landmark: spec.name.clone(),
+        site: spec.claim.clone(),
+        address: spec.address.to_string(),
+        spki: spki_hex.map(str::to_owned),
+        started_unix_ns: started,
+        sent: report.map_or(0, |r| r.sent),
+        answered: report.map_or(0, |r| r.answered),
+        min_rtt_ns: samples.iter().map(|s| s.rtt_ns).min(),
+        min_eff_rtt_ns: samples
+            .iter()
+            .map(|s| s.rtt_ns.saturating_sub(s.inside_ns))
+            .min(),
+        error: None,
+    }
+}
+
+fn update_landmark_metrics(m: &ProberMetrics, l: &LandmarkLabels, rec: &LandmarkRoundRecord) {
+    m.landmark_success
+        .get_or_create(l)
+        .set(i64::from(rec.answered > 0));
+    if let Some(min) = rec.min_eff_rtt_ns {
+        m.landmark_rtt_seconds
+            .get_or_create(l)
+            .set(min as f64 / 1e9);
+    }
+}
+
+/// Stores a landmark round at once: a few landmarks per prober, one commit each per round.
+async fn store_landmark_round(shared: &Arc<Shared>, rec: LandmarkRoundRecord) {
+    let s = shared.clone();
+    let name = rec.landmark.clone();
+    let res = tokio::task::spawn_blocking(move || lock(&s.store).insert_landmark_round(&rec)).await;
+    if !matches!(res, Ok(Ok(()))) {
+        shared.metrics.store_errors.inc();
+        warn!(landmark = %name, "landmark round not stored: {res:?}");
+    }
+}
+
 fn update_metrics(m: &ProberMetrics, l: &TargetLabels, r: &RoundReport) {
     m.probe_success
         .get_or_create(l)
@@ -366,18 +465,22 @@ async fn evidence(
         anchors: settings.anchors.clone(),
     };
     let at = shared.unix_now_ns();
-    let t0 = Instant::now();
     let result = tokio::time::timeout(
         EVIDENCE_TIMEOUT,
-        request_evidence_sealed(target, &nonce, include, None),
+        request_evidence_sealed_timed(target, &nonce, include, None),
     )
     .await;
-    let rtt = t0.elapsed();
-    let (error, bundle) = match result {
+    // The evidence request's own round trip (not the keys request and sealing before it): the
+    // monitor holds it against the TD's evidence time.
+    let (error, bundle, rtt) = match result {
         // Stored as received: the monitor verifies it against its policy.
-        Ok(Ok(bundle)) => (None, Some(bundle.to_cbor())),
-        Ok(Err(e)) => (Some(e.to_string()), None),
-        Err(_) => (Some(format!("no answer within {EVIDENCE_TIMEOUT:?}")), None),
+        Ok(Ok((bundle, rtt))) => (None, Some(bundle.to_cbor()), rtt),
+        Ok(Err(e)) => (Some(e.to_string()), None, Duration::ZERO),
+        Err(_) => (
+            Some(format!("no answer within {EVIDENCE_TIMEOUT:?}")),
+            None,
+            Duration::ZERO,
+        ),
     };
     let ok = error.is_none();
     shared

@@ -122,12 +122,12 @@ pub fn judge_all(
     now_ns: i64,
     sinks: &Sinks<'_>,
 ) -> Result<(Vec<Judgement>, Vec<AlertError>), MonitorError> {
-    let world = input::world(store)?;
+    let from = now_ns.saturating_sub(ns_of(judging.window));
+    let world = input::world(store, from, now_ns)?;
     let problems = world.problems();
     if !problems.is_empty() {
         return Err(MonitorError::InconsistentWorld { problems });
     }
-    let from = now_ns.saturating_sub(ns_of(judging.window));
     let bundles = match &judging.evidence {
         Some(e) => Some(input::latest_bundles(store, e, now_ns)?),
         None => None,
@@ -136,10 +136,31 @@ pub fn judge_all(
     let mut failed = Vec::new();
     for (node, claim) in store.nodes_between(from, now_ns)? {
         let previous = store.latest_verdict(&node)?;
-        let mut input =
-            input::node_input(store, &node, &claim, from, now_ns, judging.baseline_rounds)?;
-        if let (Some(e), Some(bundles)) = (&judging.evidence, &bundles) {
-            input::attach_evidence(store, e, bundles.get(&node), &mut input, now_ns)?;
+        let found = match (&judging.evidence, &bundles) {
+            (Some(e), Some(bundles)) => {
+                let recs = bundles.get(&node).map_or(&[][..], Vec::as_slice);
+                input::verify_evidence(store, e, &node, recs, now_ns)?
+            }
+            _ => None,
+        };
+        let keys = found
+            .as_ref()
+            .map_or(&[][..], |f| &f.evidence.session_keys[..]);
+        let mut input = input::node_input(
+            store,
+            &node,
+            &claim,
+            (from, now_ns),
+            judging.baseline_rounds,
+            keys,
+        )?;
+        if let Some(f) = &found {
+            f.apply_to(&mut input);
+            own_evidence_rtts(
+                &mut input,
+                bundles.as_ref().and_then(|b| b.get(&node)),
+                keys,
+            );
         }
         let j = judge(&world, &input, &judging.policy);
         let radius_km = j.region.as_ref().and_then(|r| r.radius_km);
@@ -180,6 +201,24 @@ pub fn judge_all(
         out.push(j);
     }
     Ok((out, failed))
+}
+
+/// A prober whose own bundle verified is held to the evidence bound on that very request: its
+/// round trip is paired with the bundle's in-TD time, not with other requests' round trips.
+fn own_evidence_rtts(
+    input: &mut locus_analysis::NodeInput,
+    recs: Option<&Vec<crate::store::EvidenceRecord>>,
+    keys: &[locus_analysis::VerifiedKey],
+) {
+    for s in &mut input.probes {
+        let own = keys
+            .iter()
+            .any(|k| k.prober.as_deref() == Some(s.prober.as_str()));
+        let rec = recs.and_then(|r| r.iter().find(|r| r.prober == s.prober));
+        if let (true, Some(rtt)) = (own, rec.and_then(|r| r.rtt_ns)) {
+            s.evidence_rtt_ns = vec![rtt];
+        }
+    }
 }
 
 fn ns_of(d: Duration) -> i64 {

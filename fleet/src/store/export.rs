@@ -21,6 +21,8 @@ pub enum ExportTable {
     Samples,
     Evidence,
     Verdicts,
+    /// Rounds against landmarks.
+    Landmarks,
 }
 
 impl ExportTable {
@@ -35,6 +37,7 @@ impl ExportTable {
             }
             ExportTable::Evidence => "SELECT * FROM evidence ORDER BY id",
             ExportTable::Verdicts => "SELECT * FROM verdicts ORDER BY id",
+            ExportTable::Landmarks => "SELECT * FROM landmark_rounds ORDER BY id",
         }
     }
 }

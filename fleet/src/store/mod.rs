@@ -118,10 +118,12 @@ pub struct SampleRecord {
     pub inside_ns: u64,
 }
 
-/// A sample with the prober that measured it (monitor input).
+/// A sample with the prober that measured it and the session key its round's connection
+/// showed (hex SPKI; None for rounds stored without one) (monitor input).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProberSample {
     pub prober: String,
+    pub spki: Option<String>,
     pub sample: SampleRecord,
 }
 
@@ -143,6 +145,34 @@ pub struct EvidenceRecord {
     pub peer_spki: Option<String>,
 }
 
+/// One round against a landmark (a responder at a known site): what calibration needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LandmarkRoundRecord {
+    pub prober: String,
+    pub landmark: String,
+    /// The landmark's site.
+    pub site: String,
+    pub address: String,
+    /// Hex SPKI of the session key seen, when connected.
+    pub spki: Option<String>,
+    pub started_unix_ns: i64,
+    pub sent: u64,
+    pub answered: u64,
+    pub min_rtt_ns: Option<u64>,
+    /// Smallest round trip minus the landmark's reported processing time.
+    pub min_eff_rtt_ns: Option<u64>,
+    /// Why no round ran (e.g. unreachable).
+    pub error: Option<String>,
+}
+
+/// A prober's smallest effective round trip to a site's landmarks over a window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LandmarkMin {
+    pub prober: String,
+    pub site: String,
+    pub min_rtt_ns: u64,
+}
+
 /// What one pruning pass removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pruned {
@@ -150,6 +180,8 @@ pub struct Pruned {
     pub samples: usize,
     /// Evidence bundles dropped (the request's record stays).
     pub bundles: usize,
+    /// Landmark rounds deleted.
+    pub landmark_rounds: usize,
 }
 
 /// One stored verdict.
@@ -413,6 +445,56 @@ impl Store {
         Ok(())
     }
 
+    /// Stores one landmark round.
+    pub fn insert_landmark_round(&mut self, r: &LandmarkRoundRecord) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO landmark_rounds (prober, landmark, site, address, spki,
+                     started_unix_ns, sent, answered, min_rtt_ns, min_eff_rtt_ns, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    &r.prober,
+                    &r.landmark,
+                    &r.site,
+                    &r.address,
+                    r.spki.as_deref(),
+                    r.started_unix_ns,
+                    i64_of(r.sent),
+                    i64_of(r.answered),
+                    r.min_rtt_ns.map(i64_of),
+                    r.min_eff_rtt_ns.map(i64_of),
+                    r.error.as_deref(),
+                ],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Per prober and landmark site, the smallest effective round trip of the landmark rounds
+    /// started in `[from, to)` (the judge's calibration over its window).
+    pub fn landmark_minima_between(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<LandmarkMin>, StoreError> {
+        self.with(|c| {
+            c.query(
+                "SELECT prober, site, min(min_eff_rtt_ns) FROM landmark_rounds
+                 WHERE started_unix_ns >= ?1 AND started_unix_ns < ?2
+                   AND min_eff_rtt_ns IS NOT NULL
+                 GROUP BY prober, site ORDER BY prober, site",
+                params![from, to],
+                |r| {
+                    Ok(LandmarkMin {
+                        prober: r.text(0)?,
+                        site: r.text(1)?,
+                        min_rtt_ns: r.u64(2)?,
+                    })
+                },
+            )
+        })
+    }
+
     /// Stores a verdict.
     pub fn insert_verdict(&mut self, v: &VerdictRecord) -> Result<(), StoreError> {
         let reasons = serde_json::to_string(&v.reasons)?;
@@ -436,8 +518,8 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes raw samples sent and evidence bundles received before `before_unix_ns`, in one
-    /// transaction; round aggregates and evidence records stay.
+    /// Deletes raw samples sent, evidence bundles received and landmark rounds started before
+    /// `before_unix_ns`, in one transaction; round aggregates and evidence records stay.
     pub fn prune_raw(&mut self, before_unix_ns: i64) -> Result<Pruned, StoreError> {
         self.tx(|tx| {
             let samples = tx.execute(
@@ -448,9 +530,14 @@ impl Store {
                 "UPDATE evidence SET bundle = NULL WHERE bundle IS NOT NULL AND at_unix_ns < ?1",
                 params![before_unix_ns],
             )?;
+            let landmark_rounds = tx.execute(
+                "DELETE FROM landmark_rounds WHERE started_unix_ns < ?1",
+                params![before_unix_ns],
+            )?;
             Ok(Pruned {
                 samples: samples as usize,
                 bundles: bundles as usize,
+                landmark_rounds: landmark_rounds as usize,
             })
         })
     }
@@ -542,7 +629,7 @@ impl Store {
     ) -> Result<Vec<ProberSample>, StoreError> {
         self.with(|c| {
             c.query(
-                "SELECT r.prober, s.sent_unix_ns, s.rtt_ns, s.inside_ns
+                "SELECT r.prober, s.sent_unix_ns, s.rtt_ns, s.inside_ns, r.spki
                  FROM samples s JOIN rounds r ON r.id = s.round_id
                  WHERE r.target = ?1 AND s.sent_unix_ns >= ?2 AND s.sent_unix_ns < ?3
                  ORDER BY s.sent_unix_ns",
@@ -550,6 +637,7 @@ impl Store {
                 |r| {
                     Ok(ProberSample {
                         prober: r.text(0)?,
+                        spki: r.opt_text(4)?,
                         sample: SampleRecord {
                             sent_unix_ns: r.i64(1)?,
                             rtt_ns: r.u64(2)?,
@@ -561,26 +649,28 @@ impl Store {
         })
     }
 
-    /// Evidence round trips of `target` in `[from, to)`: `(prober, rtt_ns)` of successful requests.
+    /// Evidence round trips of `target` in `[from, to)`: `(prober, rtt_ns, peer_spki)` of
+    /// successful requests (the key is None for requests stored before schema 3).
     pub fn evidence_rtts_between(
         &self,
         target: &str,
         from: i64,
         to: i64,
-    ) -> Result<Vec<(String, u64)>, StoreError> {
+    ) -> Result<Vec<(String, u64, Option<String>)>, StoreError> {
         self.with(|c| {
             c.query(
-                "SELECT prober, rtt_ns FROM evidence
+                "SELECT prober, rtt_ns, peer_spki FROM evidence
                  WHERE target = ?1 AND ok = 1 AND rtt_ns IS NOT NULL
                    AND at_unix_ns >= ?2 AND at_unix_ns < ?3
                  ORDER BY at_unix_ns, id",
                 params![target, from, to],
-                |r| Ok((r.text(0)?, r.u64(1)?)),
+                |r| Ok((r.text(0)?, r.u64(1)?, r.opt_text(2)?)),
             )
         })
     }
 
-    /// Per target, the latest evidence request in `[from, to)` that stored a bundle, by target.
+    /// Per target and prober, the latest evidence request in `[from, to)` that stored a
+    /// bundle, by target and prober: each prober's bundle vouches for its own samples.
     pub fn evidence_bundles_between(
         &self,
         from: i64,
@@ -592,10 +682,11 @@ impl Store {
                     "SELECT {EVIDENCE_COLUMNS} FROM evidence e
                      WHERE bundle IS NOT NULL AND at_unix_ns >= ?1 AND at_unix_ns < ?2
                        AND id = (SELECT id FROM evidence e2
-                                 WHERE e2.target = e.target AND e2.bundle IS NOT NULL
+                                 WHERE e2.target = e.target AND e2.prober = e.prober
+                                   AND e2.bundle IS NOT NULL
                                    AND e2.at_unix_ns >= ?1 AND e2.at_unix_ns < ?2
                                  ORDER BY e2.at_unix_ns DESC, e2.id DESC LIMIT 1)
-                     ORDER BY target"
+                     ORDER BY target, prober"
                 ),
                 params![from, to],
                 evidence_of,

@@ -93,6 +93,24 @@ CREATE INDEX evidence_bundle_time ON evidence (at_unix_ns) WHERE bundle IS NOT N
     r#"
 ALTER TABLE evidence ADD COLUMN peer_spki TEXT;
 "#,
+    // 4: rounds against landmarks (responders at known sites), the judge's calibration.
+    r#"
+CREATE TABLE landmark_rounds (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    prober TEXT NOT NULL,
+    landmark TEXT NOT NULL,
+    site TEXT NOT NULL,
+    address TEXT NOT NULL,
+    spki TEXT,
+    started_unix_ns INTEGER NOT NULL,
+    sent INTEGER NOT NULL,
+    answered INTEGER NOT NULL,
+    min_rtt_ns INTEGER,
+    min_eff_rtt_ns INTEGER,
+    error TEXT
+);
+CREATE INDEX landmark_rounds_time ON landmark_rounds (started_unix_ns);
+"#,
 ];
 
 /// The same migrations in PostgreSQL's types: `BIGINT` for integers (64-bit like SQLite's),
@@ -178,6 +196,23 @@ CREATE INDEX evidence_bundle_time ON evidence (at_unix_ns) WHERE bundle IS NOT N
 "#,
     r#"
 ALTER TABLE evidence ADD COLUMN peer_spki TEXT;
+"#,
+    r#"
+CREATE TABLE landmark_rounds (
+    id BIGSERIAL PRIMARY KEY,
+    prober TEXT NOT NULL,
+    landmark TEXT NOT NULL,
+    site TEXT NOT NULL,
+    address TEXT NOT NULL,
+    spki TEXT,
+    started_unix_ns BIGINT NOT NULL,
+    sent BIGINT NOT NULL,
+    answered BIGINT NOT NULL,
+    min_rtt_ns BIGINT,
+    min_eff_rtt_ns BIGINT,
+    error TEXT
+);
+CREATE INDEX landmark_rounds_time ON landmark_rounds (started_unix_ns);
 "#,
 ];
 

@@ -33,6 +33,7 @@ on_both!(
     bundles_are_pruned_with_samples_and_records_stay,
     verdicts_round_trip,
     many_samples_in_one_round,
+    landmark_minima_per_prober_and_site_in_window_and_pruned,
 );
 
 fn sqlite() -> (tempfile::TempDir, Store) {
@@ -87,6 +88,13 @@ fn evidence(target: &str, at: i64, bundle: Option<&[u8]>) -> EvidenceRecord {
     }
 }
 
+fn from_p2(e: EvidenceRecord) -> EvidenceRecord {
+    EvidenceRecord {
+        prober: "p2".into(),
+        ..e
+    }
+}
+
 fn verdict(node: &str, at: i64) -> VerdictRecord {
     VerdictRecord {
         node: node.into(),
@@ -132,6 +140,7 @@ fn rounds_samples_retention_and_history(s: &mut Store) {
         s.samples_between("n1", 0, 1_000).unwrap(),
         vec![ProberSample {
             prober: "p1".into(),
+            spki: None,
             sample: sample(200, 60)
         }]
     );
@@ -149,6 +158,8 @@ fn latest_bundle_per_target_in_window(s: &mut Store) {
         // Outside the window.
         evidence("n2", 50, Some(b"late")),
         evidence("n3", 5, Some(b"early")),
+        // Another prober's bundle for n1: each prober's latest is kept.
+        from_p2(evidence("n1", 12, Some(b"p2"))),
     ] {
         s.insert_evidence(&e).unwrap();
     }
@@ -156,6 +167,7 @@ fn latest_bundle_per_target_in_window(s: &mut Store) {
         s.evidence_bundles_between(10, 50).unwrap(),
         vec![
             evidence("n1", 20, Some(b"new")),
+            from_p2(evidence("n1", 12, Some(b"p2"))),
             evidence("n2", 15, Some(b"n2"))
         ]
     );
@@ -173,7 +185,8 @@ fn bundles_are_pruned_with_samples_and_records_stay(s: &mut Store) {
         s.prune_raw(15).unwrap(),
         Pruned {
             samples: 1,
-            bundles: 1
+            bundles: 1,
+            landmark_rounds: 0,
         }
     );
     assert_eq!(
@@ -188,9 +201,76 @@ fn bundles_are_pruned_with_samples_and_records_stay(s: &mut Store) {
     // The request's record (and its round trip) outlives the bundle.
     assert_eq!(
         s.evidence_rtts_between("n1", 0, 30).unwrap(),
-        vec![("p1".to_string(), 900), ("p1".to_string(), 900)]
+        vec![
+            ("p1".to_string(), 900, Some("0a".to_string())),
+            ("p1".to_string(), 900, Some("14".to_string()))
+        ]
     );
     assert_eq!(s.prune_raw(15).unwrap(), Pruned::default());
+}
+
+fn landmark_round(
+    prober: &str,
+    landmark: &str,
+    site: &str,
+    at: i64,
+    min: Option<u64>,
+) -> LandmarkRoundRecord {
+    LandmarkRoundRecord {
+        prober: prober.into(),
+        landmark: landmark.into(),
+        site: site.into(),
+        address: "127.0.0.1:4500".into(),
+        spki: Some("3059".into()),
+        started_unix_ns: at,
+        sent: 10,
+        answered: u64::from(min.is_some()) * 10,
+        min_rtt_ns: min.map(|m| m + 30),
+        min_eff_rtt_ns: min,
+        error: min.is_none().then(|| "unreachable".into()),
+    }
+}
+
+fn landmark_minima_per_prober_and_site_in_window_and_pruned(s: &mut Store) {
+    for r in [
+        landmark_round("p1", "ref-fra", "fra", 10, Some(5_000)),
+        landmark_round("p1", "ref-fra", "fra", 20, Some(4_000)),
+        // A second landmark at the same site: the site's minimum counts.
+        landmark_round("p1", "ref-fra-2", "fra", 25, Some(4_500)),
+        // A failed round has no minimum.
+        landmark_round("p1", "ref-ams", "ams", 30, None),
+        landmark_round("p1", "ref-ams", "ams", 31, Some(900)),
+        landmark_round("p2", "ref-fra", "fra", 22, Some(7_000)),
+        // Outside the window on both sides.
+        landmark_round("p2", "ref-fra", "fra", 5, Some(1)),
+        landmark_round("p2", "ref-fra", "fra", 50, Some(1)),
+    ] {
+        s.insert_landmark_round(&r).unwrap();
+    }
+    let min = |prober: &str, site: &str, min_rtt_ns| LandmarkMin {
+        prober: prober.into(),
+        site: site.into(),
+        min_rtt_ns,
+    };
+    assert_eq!(
+        s.landmark_minima_between(10, 50).unwrap(),
+        [
+            min("p1", "ams", 900),
+            min("p1", "fra", 4_000),
+            min("p2", "fra", 7_000)
+        ]
+    );
+    assert_eq!(s.landmark_minima_between(60, 70).unwrap(), []);
+    // Retention: landmark rounds go with the raw samples.
+    assert_eq!(s.prune_raw(21).unwrap().landmark_rounds, 3);
+    assert_eq!(
+        s.landmark_minima_between(0, 100).unwrap(),
+        [
+            min("p1", "ams", 900),
+            min("p1", "fra", 4_500),
+            min("p2", "fra", 1)
+        ]
+    );
 }
 
 fn verdicts_round_trip(s: &mut Store) {
@@ -279,12 +359,17 @@ fn exports_are_the_same_on_both_backends() {
             .unwrap();
         s.insert_evidence(&evidence("n2", 11, None)).unwrap();
         s.insert_verdict(&verdict("n,1", 5)).unwrap();
+        s.insert_landmark_round(&landmark_round("p1", "ref,fra", "fra", 7, Some(4_000)))
+            .unwrap();
+        s.insert_landmark_round(&landmark_round("p1", "ref,fra", "fra", 8, None))
+            .unwrap();
     }
     for table in [
         ExportTable::Rounds,
         ExportTable::Samples,
         ExportTable::Evidence,
         ExportTable::Verdicts,
+        ExportTable::Landmarks,
     ] {
         for format in [ExportFormat::Csv, ExportFormat::Jsonl] {
             let (mut a, mut b) = (Vec::new(), Vec::new());
@@ -351,7 +436,7 @@ fn check_migrated_v1(s: &mut Store) {
     assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
     assert_eq!(
         s.evidence_rtts_between("n1", 0, 10).unwrap(),
-        vec![("p1".to_string(), 900)]
+        vec![("p1".to_string(), 900, None)]
     );
     assert_eq!(s.evidence_bundles_between(0, 10).unwrap(), vec![]);
     s.insert_evidence(&evidence("n1", 8, Some(b"cbor")))

@@ -166,6 +166,29 @@ pub(crate) struct Model {
     pub(crate) vtpm_cmds: u32,
     /// Fraction of the window after which a relocating node moves.
     pub(crate) move_at_frac: f64,
+    /// Realistic model (issue 19), all off by default. Per-path inflation drawn lognormal
+    /// around the point's inflation with this σ (0: every path at the point's inflation).
+    pub(crate) inflation_sigma: f64,
+    /// Drawn inflations are clipped to `inflation_min..=inflation_max`.
+    pub(crate) inflation_min: f64,
+    /// See `inflation_min`.
+    pub(crate) inflation_max: f64,
+    /// Pareto (Lomax) shape of a heavy-tailed jitter with scale `jitter_us` per packet and
+    /// direction, in place of the uniform one (0: uniform).
+    pub(crate) jitter_tail: f64,
+    /// Probability that a prober's path changes route at a uniformly random time within the
+    /// window (10-90 %), for the node and a landmark alike.
+    pub(crate) route_change_prob: f64,
+    /// σ of the lognormal factor a route change multiplies the path's inflation by (clipped).
+    pub(crate) route_change_sigma: f64,
+    /// Honest nodes (and the TDs of Frankenstein and relocating nodes before they move) sit
+    /// uniformly within this many km of the claimed site's point (0: at the point).
+    pub(crate) metro_km: f64,
+    /// A landmark at the claimed site's point, measured by every prober through the same paths
+    /// (the same route changes) over the window; its minimum RTT goes to `World::landmarks`.
+    pub(crate) landmark_at_claim: bool,
+    /// Each endpoint (node, landmark) adds its own fixed host delay, uniform in 0..this, µs.
+    pub(crate) host_spread_us: f64,
 }
 
 impl Default for Model {
@@ -178,6 +201,15 @@ impl Default for Model {
             vtpm_local_us: 60.0,
             vtpm_cmds: 5,
             move_at_frac: 0.5,
+            inflation_sigma: 0.0,
+            inflation_min: 1.1,
+            inflation_max: 3.0,
+            jitter_tail: 0.0,
+            route_change_prob: 0.0,
+            route_change_sigma: 0.3,
+            metro_km: 0.0,
+            landmark_at_claim: false,
+            host_spread_us: 0.0,
         }
     }
 }
@@ -430,6 +462,7 @@ impl Experiment {
             ("noise_mean_us", m.noise_mean_us),
             ("anchor_floor_us", m.anchor_floor_us),
             ("vtpm_local_us", m.vtpm_local_us),
+            ("host_spread_us", m.host_spread_us),
         ] {
             if !(v.is_finite() && (0.0..=1e6).contains(&v)) {
                 return Err(ConfigError::Other {
@@ -437,6 +470,23 @@ impl Experiment {
                     message: format!("model.{field} = {v} is outside 0..=1000000 µs"),
                 });
             }
+        }
+        let realistic_ok = (0.0..=2.0).contains(&m.inflation_sigma)
+            && (0.0..=2.0).contains(&m.route_change_sigma)
+            && (0.0..=1.0).contains(&m.route_change_prob)
+            && (m.jitter_tail == 0.0 || (1.01..=10.0).contains(&m.jitter_tail))
+            && (0.0..=1000.0).contains(&m.metro_km)
+            && m.inflation_min >= 1.0
+            && m.inflation_max >= m.inflation_min
+            && m.inflation_max <= 10.0;
+        if !realistic_ok {
+            return Err(ConfigError::Other {
+                origin: origin.to_string(),
+                message: "model: inflation_sigma and route_change_sigma in 0..=2, \
+                          route_change_prob in 0..=1, jitter_tail 0 or 1.01..=10, metro_km in \
+                          0..=1000, 1 ≤ inflation_min ≤ inflation_max ≤ 10"
+                    .into(),
+            });
         }
         if m.anchor_round_trips == 0
             || m.vtpm_cmds == 0

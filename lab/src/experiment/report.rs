@@ -18,16 +18,19 @@ fn ci(x: Option<(f64, f64)>) -> String {
 
 fn kind_line(name: &str, k: &KindSummary) -> String {
     if !k.swept {
-        return format!("| {name} | not swept | | | | |\n");
+        return format!("| {name} | not swept | | | | | | | |\n");
     }
     format!(
-        "| {name} | {} | {} {} | {} {} | {} / {} | {} |\n",
+        "| {name} | {} | {} {} | {} | {} | {} {} | {} | {} / {} | {} |\n",
         k.min_distance_km
             .map_or("none (null)".into(), |d| format!("{d} km")),
+        pct(k.correct_tpr),
+        ci(k.correct_tpr_ci),
+        pct(k.flagged_other),
         pct(k.tpr),
-        ci(k.tpr_ci),
         pct(k.fpr),
         ci(k.fpr_ci),
+        pct(k.accused_fpr),
         k.trials,
         k.honest_trials,
         if k.ci_supported { "yes" } else { "no" }
@@ -61,8 +64,9 @@ pub(crate) fn markdown(
     );
     let _ = writeln!(t, "{}\n", s.criterion);
     t.push_str(
-        "| attacker | min distance caught | TPR (95 % CI) | FPR (95 % CI) | trials / honest | CI \
-         meets target |\n|---|---|---|---|---|---|\n",
+        "| attacker | min distance caught | right class (95 % CI) | flagged as something else | \
+         not located | FPR: honest not located (95 % CI) | honest accused | trials / honest | CI \
+         meets target |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     t.push_str(&kind_line("proxy", &s.proxy));
     t.push_str(&kind_line("frankenstein", &s.frankenstein));
@@ -71,8 +75,8 @@ pub(crate) fn markdown(
     if s.by_axes.len() > 1 {
         t.push_str(
             "\n## Every combination of the other axes\n\n| jitter µs | probers | samples/round | \
-             inflation | honest trials | FPR (95 % CI) | min distance caught |\n\
-             |---|---|---|---|---|---|---|\n",
+             inflation | honest trials | FPR (95 % CI) | accused | inconclusive | min distance caught |\n\
+             |---|---|---|---|---|---|---|---|---|\n",
         );
         for a in &s.by_axes {
             let md: Vec<String> = a
@@ -88,7 +92,7 @@ pub(crate) fn markdown(
                 .collect();
             let _ = writeln!(
                 t,
-                "| {} | {} | {} | {} | {} | {:.2} % {} | {} |",
+                "| {} | {} | {} | {} | {} | {:.2} % {} | {:.2} % | {:.2} % | {} |",
                 a.jitter_us,
                 a.probers,
                 a.samples_per_round,
@@ -96,6 +100,8 @@ pub(crate) fn markdown(
                 a.honest_trials,
                 a.fpr * 100.0,
                 ci(Some(a.fpr_ci)),
+                a.accused_fpr * 100.0,
+                a.inconclusive_rate * 100.0,
                 md.join(", ")
             );
         }

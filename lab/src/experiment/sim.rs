@@ -9,13 +9,16 @@
 
 use locus_analysis::judge::geo::{destination, distance_km, LatLon};
 use locus_analysis::{
-    judge, AnchorReport, EchoSample, EvidenceSummary, InTdTimings, Judgement, NodeInput, Prober,
-    ProberSeries, Site, World,
+    judge, AnchorReport, EchoSample, EvidenceSummary, InTdTimings, Judgement, LandmarkRtt,
+    NodeInput, Prober, ProberSeries, Site, World,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::config::{Experiment, Kind, Model};
+
+/// Echoes a prober sends the landmark over a window (its minimum is the landmark's RTT).
+pub(crate) const LANDMARK_ECHOES: usize = 200;
 
 /// One point of the sweep (all axes fixed).
 #[derive(Debug, Clone, PartialEq)]
@@ -110,10 +113,23 @@ struct Draw<'a> {
 }
 
 impl Draw<'_> {
+    /// One direction's jitter: uniform in 0..=jitter, or heavy-tailed (Lomax with the model's
+    /// shape and scale `jitter`) when `model.jitter_tail` is set.
+    fn jitter1(&mut self) -> f64 {
+        if self.jitter_ms <= 0.0 {
+            return 0.0;
+        }
+        if self.model.jitter_tail > 0.0 {
+            let u: f64 = self.rng.gen_range(f64::EPSILON..1.0);
+            return self.jitter_ms * (u.powf(-1.0 / self.model.jitter_tail) - 1.0);
+        }
+        self.rng.gen_range(0.0..=self.jitter_ms)
+    }
+
     /// Both directions' jitter.
     fn jitter2(&mut self) -> f64 {
         if self.jitter_ms > 0.0 {
-            self.rng.gen_range(0.0..=self.jitter_ms) + self.rng.gen_range(0.0..=self.jitter_ms)
+            self.jitter1() + self.jitter1()
         } else {
             0.0
         }
@@ -133,6 +149,51 @@ impl Draw<'_> {
             + self.jitter2()
             + self.exp(self.model.noise_mean_us / 1e3)
     }
+
+    /// Standard normal (Box-Muller).
+    fn normal(&mut self) -> f64 {
+        let u1: f64 = self.rng.gen_range(f64::EPSILON..1.0);
+        let u2: f64 = self.rng.gen_range(0.0..1.0);
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+
+    /// One path's inflation: the point's, or drawn lognormal around it (clipped).
+    fn inflation(&mut self, median: f64) -> f64 {
+        let m = self.model;
+        if m.inflation_sigma <= 0.0 {
+            return median;
+        }
+        (median * (m.inflation_sigma * self.normal()).exp()).clamp(m.inflation_min, m.inflation_max)
+    }
+}
+
+/// One prober's path to the claimed metro over the window: its inflation, and after a route
+/// change (at `change_s`) another.
+#[derive(Debug, Clone, Copy)]
+struct PathInfl {
+    before: f64,
+    after: f64,
+    change_s: f64,
+}
+
+impl PathInfl {
+    fn at(&self, t_s: f64) -> f64 {
+        if t_s >= self.change_s {
+            self.after
+        } else {
+            self.before
+        }
+    }
+}
+
+/// A point uniformly within `radius_km` of `c`.
+fn in_metro(d: &mut Draw<'_>, c: LatLon, radius_km: f64) -> LatLon {
+    if radius_km <= 0.0 {
+        return c;
+    }
+    let bearing = d.rng.gen_range(0.0..360.0);
+    let r = radius_km * d.rng.gen_range(0.0f64..1.0).sqrt();
+    destination(c, bearing, r)
 }
 
 /// Runs one trial: draw, judge.
@@ -149,28 +210,62 @@ pub(crate) fn trial(
         model: &e.model,
     };
     let claim = pos(e, e.claim_index());
-    let ow = |a: LatLon, b: LatLon| distance_km(a, b) * p.inflation / 200.0;
     // Where the attacker's far end is: a random bearing at `distance_km` from the claim.
     let bearing: f64 = d.rng.gen_range(0.0..360.0);
     let far = destination(claim, bearing, p.distance_km);
-    let extra_ow = p.distance_km * p.inflation / 200.0;
+    let m = &e.model;
+    // The realistic model's draws (none when it is off, so older experiments draw as before).
+    let home = in_metro(&mut d, claim, m.metro_km);
+    let duration_s = e.duration_s;
+    let paths: Vec<PathInfl> = (0..p.probers)
+        .map(|_| {
+            let before = d.inflation(p.inflation);
+            let mut path = PathInfl {
+                before,
+                after: before,
+                change_s: f64::INFINITY,
+            };
+            if m.route_change_prob > 0.0 && d.rng.gen_range(0.0..1.0) < m.route_change_prob {
+                path.change_s = duration_s * d.rng.gen_range(0.1..0.9);
+                path.after = (before * (m.route_change_sigma * d.normal()).exp())
+                    .clamp(m.inflation_min, m.inflation_max);
+            }
+            path
+        })
+        .collect();
+    let far_infl = d.inflation(p.inflation);
+    let anchor_infl = d.inflation(p.inflation);
+    let host_ms = |d: &mut Draw<'_>| {
+        if m.host_spread_us > 0.0 {
+            d.rng.gen_range(0.0..=m.host_spread_us) / 1e3
+        } else {
+            0.0
+        }
+    };
+    let node_host_ms = host_ms(&mut d);
+    let ow = |a: LatLon, b: LatLon, infl: f64| distance_km(a, b) * infl / 200.0;
+    let extra_ow = p.distance_km * far_infl / 200.0;
 
     let n = p.samples_per_round as usize;
     let rounds = e.duration_s.ceil() as usize;
     let step_ns = 1e9 / p.samples_per_round as f64;
     let mut probes = Vec::new();
+    let mut landmarks = Vec::new();
     for (i, &site) in e.probers[..p.probers].iter().enumerate() {
         let at = pos(e, site);
+        let path = paths[i];
         let mut samples = Vec::with_capacity(n * rounds);
         for k in 0..n * rounds {
             let t_s = k as f64 * step_ns / 1e9;
+            let infl = path.at(t_s);
             let one_way = match p.kind {
-                Kind::Honest | Kind::Frankenstein => ow(at, claim),
-                Kind::Proxy => ow(at, claim) + extra_ow,
-                Kind::Relocation if t_s >= move_after_s => ow(at, far),
-                Kind::Relocation => ow(at, claim),
+                Kind::Honest | Kind::Frankenstein => ow(at, home, infl),
+                Kind::Proxy => ow(at, claim, infl) + extra_ow,
+                // the far site is reached over the same backbone: the path keeps its inflation
+                Kind::Relocation if t_s >= move_after_s => ow(at, far, infl),
+                Kind::Relocation => ow(at, home, infl),
             };
-            let rtt = d.echo(one_way);
+            let rtt = d.echo(one_way) + node_host_ms;
             samples.push(EchoSample {
                 sent_ns: (k as f64 * step_ns) as u64,
                 rtt_ns: (rtt * 1e6) as u64,
@@ -182,17 +277,34 @@ pub(crate) fn trial(
             sent: samples.len() as u64,
             samples,
             evidence_rtt_ns: Vec::new(),
+            peer_spki: None,
         });
+        if m.landmark_at_claim {
+            // the prober measures the landmark through the window too (same routes)
+            let lm_host = host_ms(&mut d);
+            let total = (n * rounds).max(1);
+            let min = (0..LANDMARK_ECHOES)
+                .map(|j| {
+                    let t_s = (j * total / LANDMARK_ECHOES) as f64 * step_ns / 1e9;
+                    d.echo(ow(at, claim, path.at(t_s))) + lm_host
+                })
+                .fold(f64::INFINITY, f64::min);
+            landmarks.push(LandmarkRtt {
+                prober: prober_id(e, i, site),
+                site: e.claim.clone(),
+                min_rtt_ns: (min * 1e6) as u64,
+            });
+        }
     }
 
     // In-TD measurements, taken with the evidence at the end of the window.
     let td = match p.kind {
-        Kind::Honest | Kind::Frankenstein => claim,
+        Kind::Honest | Kind::Frankenstein => home,
         Kind::Proxy | Kind::Relocation => far,
     };
     let mut anchors = Vec::new();
     for &a in &e.anchors {
-        let one_way = ow(td, pos(e, a));
+        let one_way = ow(td, pos(e, a), anchor_infl);
         let min = (0..e.model.anchor_round_trips)
             .map(|_| 2.0 * one_way + e.model.anchor_floor_us / 1e3 + d.jitter2())
             .fold(f64::INFINITY, f64::min);
@@ -227,6 +339,16 @@ pub(crate) fn trial(
             ..EvidenceSummary::default()
         }),
         ..NodeInput::default()
+    };
+    let with_landmarks;
+    let world = if landmarks.is_empty() {
+        world
+    } else {
+        with_landmarks = World {
+            landmarks,
+            ..world.clone()
+        };
+        &with_landmarks
     };
     let judgement = judge(world, &node, &e.policy);
     let latency_s = match (p.kind, &judgement.relocation) {

@@ -125,9 +125,20 @@ pub(crate) struct PointStats {
     pub(crate) tpr_ci: (f64, f64),
     /// Verdict equals the truth (`proxied`, `frankenstein`, `relocated`).
     pub(crate) correct_verdict_rate: f64,
+    /// The same as `correct_verdict_rate` ("caught": the right class only), with its interval.
+    pub(crate) correct_tpr: f64,
+    pub(crate) correct_tpr_ci: (f64, f64),
+    /// Not located, but not the right class either ("flagged as something else").
+    pub(crate) flagged_other: f64,
     pub(crate) honest_trials: u64,
+    /// Honest nodes not `located` (any other verdict).
     pub(crate) fpr: f64,
     pub(crate) fpr_ci: (f64, f64),
+    /// Honest nodes accused: `proxied`, `relocated`, `frankenstein` or `evidence-invalid`.
+    pub(crate) accused_fpr: f64,
+    pub(crate) accused_fpr_ci: (f64, f64),
+    /// Honest nodes `inconclusive` (not located, not accused).
+    pub(crate) inconclusive_rate: f64,
     /// Detection rate of the kind's score at the threshold that keeps FPR ≤ 0.1 %.
     pub(crate) tpr_at_fixed_fpr: f64,
     pub(crate) auc: f64,
@@ -146,11 +157,19 @@ pub(crate) struct KindSummary {
     /// Smallest swept distance from which on every swept distance is caught with TPR ≥
     /// 99.9 % at FPR ≤ 0.1 % (point estimates); null if none.
     pub(crate) min_distance_km: Option<f64>,
-    /// At `min_distance_km` (else at the largest distance).
+    /// At `min_distance_km` (else at the largest distance): any verdict but `located`.
     pub(crate) tpr: Option<f64>,
     pub(crate) tpr_ci: Option<(f64, f64)>,
+    /// The right verdict class only (what `min_distance_km` counts as caught).
+    pub(crate) correct_tpr: Option<f64>,
+    pub(crate) correct_tpr_ci: Option<(f64, f64)>,
+    /// Not located but another class than the truth.
+    pub(crate) flagged_other: Option<f64>,
     pub(crate) fpr: Option<f64>,
     pub(crate) fpr_ci: Option<(f64, f64)>,
+    /// Honest nodes accused (`proxied`, `relocated`, `frankenstein`, `evidence-invalid`).
+    pub(crate) accused_fpr: Option<f64>,
+    pub(crate) accused_fpr_ci: Option<(f64, f64)>,
     /// Attacker trials at that distance.
     pub(crate) trials: u64,
     pub(crate) honest_trials: u64,
@@ -186,6 +205,9 @@ pub(crate) struct AxesStats {
     pub(crate) honest_trials: u64,
     pub(crate) fpr: f64,
     pub(crate) fpr_ci: (f64, f64),
+    pub(crate) accused_fpr: f64,
+    pub(crate) accused_fpr_ci: (f64, f64),
+    pub(crate) inconclusive_rate: f64,
     pub(crate) min_distance_km: std::collections::BTreeMap<Kind, Option<f64>>,
 }
 
@@ -326,6 +348,10 @@ pub(crate) fn summarize(e: &Experiment, rows: &[Row]) -> Summary {
         let honest = rows_of(rows, &c, e.honest_reps);
         let h_n = honest.len() as u64;
         let h_k = honest.iter().filter(|r| r.caught).count() as u64;
+        let h_acc = honest.iter().filter(|r| accused(r)).count() as u64;
+        let h_inc = (honest.iter())
+            .filter(|r| r.verdict == "inconclusive")
+            .count() as u64;
         for &k in &e.kinds {
             let hs = scores(k, &honest);
             let t_fix = threshold_at_fpr(&hs, FPR_MAX);
@@ -354,9 +380,15 @@ pub(crate) fn summarize(e: &Experiment, rows: &[Row]) -> Summary {
                     tpr: frac(caught, n),
                     tpr_ci: wilson(caught, n),
                     correct_verdict_rate: frac(correct as u64, n),
+                    correct_tpr: frac(correct as u64, n),
+                    correct_tpr_ci: wilson(correct as u64, n),
+                    flagged_other: frac(caught - correct as u64, n),
                     honest_trials: h_n,
                     fpr: frac(h_k, h_n),
                     fpr_ci: wilson(h_k, h_n),
+                    accused_fpr: frac(h_acc, h_n),
+                    accused_fpr_ci: wilson(h_acc, h_n),
+                    inconclusive_rate: frac(h_inc, h_n),
                     tpr_at_fixed_fpr: rate_above(&a, t_fix),
                     auc,
                     latency_median_s: quantile(&mut lat, 0.5),
@@ -394,8 +426,13 @@ pub(crate) fn summarize(e: &Experiment, rows: &[Row]) -> Summary {
                 min_distance_km: None,
                 tpr: None,
                 tpr_ci: None,
+                correct_tpr: None,
+                correct_tpr_ci: None,
+                flagged_other: None,
                 fpr: None,
                 fpr_ci: None,
+                accused_fpr: None,
+                accused_fpr_ci: None,
                 trials: 0,
                 honest_trials: 0,
                 ci_supported: false,
@@ -404,7 +441,8 @@ pub(crate) fn summarize(e: &Experiment, rows: &[Row]) -> Summary {
         }
         let mut by_d = mine.clone();
         by_d.sort_by(|a, b| a.distance_km.total_cmp(&b.distance_km));
-        let ok = |p: &PointStats| p.trials > 0 && p.tpr >= TPR_MIN && p.fpr <= FPR_MAX;
+        // caught = the right verdict class; a false positive = an honest node not located
+        let ok = |p: &PointStats| p.trials > 0 && p.correct_tpr >= TPR_MIN && p.fpr <= FPR_MAX;
         // smallest distance from which on every larger swept distance is caught too
         let mut first_ok: Option<usize> = None;
         for i in (0..by_d.len()).rev() {
@@ -420,11 +458,18 @@ pub(crate) fn summarize(e: &Experiment, rows: &[Row]) -> Summary {
             min_distance_km: first_ok.map(|i| by_d[i].distance_km),
             tpr: Some(at.tpr),
             tpr_ci: Some(at.tpr_ci),
+            correct_tpr: Some(at.correct_tpr),
+            correct_tpr_ci: Some(at.correct_tpr_ci),
+            flagged_other: Some(at.flagged_other),
             fpr: Some(at.fpr),
             fpr_ci: Some(at.fpr_ci),
+            accused_fpr: Some(at.accused_fpr),
+            accused_fpr_ci: Some(at.accused_fpr_ci),
             trials: at.trials,
             honest_trials: at.honest_trials,
-            ci_supported: first_ok.is_some() && at.tpr_ci.0 >= TPR_MIN && at.fpr_ci.1 <= FPR_MAX,
+            ci_supported: first_ok.is_some()
+                && at.correct_tpr_ci.0 >= TPR_MIN
+                && at.fpr_ci.1 <= FPR_MAX,
             at_distance_km: Some(at.distance_km),
         }
     };
@@ -435,6 +480,10 @@ pub(crate) fn summarize(e: &Experiment, rows: &[Row]) -> Summary {
             let honest = rows_of(rows, c, e.honest_reps);
             let n = honest.len() as u64;
             let k = honest.iter().filter(|r| r.caught).count() as u64;
+            let acc = honest.iter().filter(|r| accused(r)).count() as u64;
+            let inc = (honest.iter())
+                .filter(|r| r.verdict == "inconclusive")
+                .count() as u64;
             AxesStats {
                 jitter_us: c.jitter_us,
                 probers: c.probers,
@@ -443,6 +492,9 @@ pub(crate) fn summarize(e: &Experiment, rows: &[Row]) -> Summary {
                 honest_trials: n,
                 fpr: frac(k, n),
                 fpr_ci: wilson(k, n),
+                accused_fpr: frac(acc, n),
+                accused_fpr_ci: wilson(acc, n),
+                inconclusive_rate: frac(inc, n),
                 min_distance_km: e
                     .kinds
                     .iter()
@@ -480,7 +532,7 @@ pub(crate) fn summarize(e: &Experiment, rows: &[Row]) -> Summary {
     }
 
     let m = &e.model;
-    let assumptions = vec![
+    let mut assumptions = vec![
         "mode: simulation — trials are drawn from the lab's delay model and judged by the \
          verdict engine (locus_analysis::judge); no packets are sent"
             .to_string(),
@@ -508,8 +560,54 @@ pub(crate) fn summarize(e: &Experiment, rows: &[Row]) -> Summary {
         "evidence is valid and bound in every trial: the experiment measures what timing \
          catches"
             .to_string(),
-        "caught = any verdict other than located; FPR from honest trials at the claim".to_string(),
+        "caught (min_distance_km, correct_tpr) = the right verdict class only; tpr = any \
+         verdict other than located, flagged_other = the difference; FPR = honest nodes not \
+         located, accused_fpr = honest nodes proxied/relocated/frankenstein/evidence-invalid"
+            .to_string(),
     ];
+
+    if m.inflation_sigma > 0.0 {
+        assumptions.push(format!(
+            "realistic paths: every prober's path to the claimed metro, the relay → TD, TD → \
+             anchor and TD → vTPM legs have their own inflation, lognormal (σ {}) around the \
+             point's inflation, clipped to {}-{}",
+            m.inflation_sigma, m.inflation_min, m.inflation_max
+        ));
+    }
+    if m.jitter_tail > 0.0 {
+        assumptions.push(format!(
+            "jitter: heavy-tailed (Lomax, shape {}, scale jitter_us) per packet and direction",
+            m.jitter_tail
+        ));
+    }
+    if m.route_change_prob > 0.0 {
+        assumptions.push(format!(
+            "route changes: each prober path changes route with probability {} at a uniform \
+             time in 10-90 % of the window, its inflation multiplied by a lognormal factor \
+             (σ {}); a relocating node keeps each path's inflation to its new site",
+            m.route_change_prob, m.route_change_sigma
+        ));
+    }
+    if m.metro_km > 0.0 {
+        assumptions.push(format!(
+            "honest nodes (and Frankenstein TDs, relocating nodes before the move) sit \
+             uniformly within {} km of the claimed site's point; relays sit at the point",
+            m.metro_km
+        ));
+    }
+    if m.landmark_at_claim {
+        assumptions.push(format!(
+            "a landmark at the claimed site's point: each prober's minimum over {} echoes \
+             through the same paths (and route changes) goes to World::landmarks",
+            super::sim::LANDMARK_ECHOES
+        ));
+    }
+    if m.host_spread_us > 0.0 {
+        assumptions.push(format!(
+            "each endpoint (node, landmark) adds its own host delay, uniform in 0-{} µs",
+            m.host_spread_us
+        ));
+    }
 
     Summary {
         experiment: e.name.clone(),
@@ -542,6 +640,15 @@ pub(crate) fn summarize(e: &Experiment, rows: &[Row]) -> Summary {
         emulation: e.emulation.clone(),
         policy: e.policy.clone(),
     }
+}
+
+/// An accusation: a verdict that says the node is not what it claims (not `located`, not
+/// merely `inconclusive` or `unreachable`).
+fn accused(r: &Row) -> bool {
+    matches!(
+        r.verdict.as_str(),
+        "proxied" | "relocated" | "frankenstein" | "evidence-invalid"
+    )
 }
 
 fn frac(k: u64, n: u64) -> f64 {

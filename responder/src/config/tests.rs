@@ -310,3 +310,38 @@ async fn a_configfs_bundle_verifies_under_the_policy_captured_from_it() {
         assert!(detail.contains(register), "{register}: {detail}");
     }
 }
+
+#[test]
+fn the_anchor_clock_is_tsc_unless_configured_and_its_path_resolves_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pin = "1".repeat(64);
+    std::fs::write(
+        d.join("anchors.toml"),
+        format!(
+            "[[anchor]]\nname = \"a\"\ntarget = \"a.example:443\"\n\
+             trust = {{ spki_sha256 = \"{pin}\" }}\n"
+        ),
+    )
+    .unwrap();
+    let load = |text: &str| {
+        ResponderConfig::load(&write_config(d, text))
+            .unwrap()
+            .anchors()
+            .unwrap()
+            .unwrap()
+            .options
+            .clock
+    };
+    let strict = load("[anchors]\nfile = \"anchors.toml\"\n");
+    assert_eq!(strict, locus_anchors::ClockOptions::default());
+    assert_eq!(strict.allow, vec!["tsc".to_string()]);
+    let lab = load(
+        "[anchors]\nfile = \"anchors.toml\"\nclocksource_path = \"clock\"\n\
+         allow_clocksource = [\"tsc\", \"kvm-clock\"]\n",
+    );
+    assert_eq!(lab.clocksource_path, d.join("clock"));
+    std::fs::write(d.join("clock"), "kvm-clock\n").unwrap();
+    assert!(lab.allows(&lab.current()));
+    assert!(!strict.allows("kvm-clock"));
+}

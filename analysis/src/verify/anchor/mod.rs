@@ -10,8 +10,8 @@ mod policy;
 
 pub use policy::{AnchorEntry, AnchorPolicyError, AnchorPolicyFile, TrustEntry};
 
-use locus_proto::anchor::ANCHOR_REPORT_VERSION;
 use locus_proto::anchor::{derive_client_random, AnchorFailure, AnchorReport, AnchorResult};
+use locus_proto::anchor::{ANCHOR_REPORT_V1, ANCHOR_REPORT_VERSION};
 use rustls_pki_types::{CertificateDer, ServerName, SignatureVerificationAlgorithm, UnixTime};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -19,6 +19,10 @@ use thiserror::Error;
 /// Default conversion of round-trip time to distance: light in fiber covers about 200 km per ms
 /// one way (2/3 c), so 1 ms of RTT bounds the distance by 100 km.
 pub const DEFAULT_KM_PER_MS_RTT: f64 = 100.0;
+
+/// The clocksource anchor reports must name unless a policy allows others: the TSC, which the
+/// TDX module virtualises and the host cannot speed up.
+pub const DEFAULT_CLOCKSOURCE: &str = locus_proto::anchor::TSC_CLOCKSOURCE;
 
 /// A point on the earth, degrees.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -68,6 +72,10 @@ pub struct AnchorPolicy {
     /// it the CertificateVerify signature is still checked, but over the reported message, which
     /// is not tied to the ClientHello.
     pub recheck_handshake: bool,
+    /// Clocksources a report may have been timed with (`anchor_clocksource`).
+    pub allow_clocksource: Vec<String>,
+    /// Whether a report must name its clocksource (version 2); without, version 1 passes.
+    pub require_clocksource: bool,
 }
 
 impl AnchorPolicy {
@@ -76,8 +84,46 @@ impl AnchorPolicy {
             anchors,
             km_per_ms_rtt: DEFAULT_KM_PER_MS_RTT,
             recheck_handshake: true,
+            allow_clocksource: vec![DEFAULT_CLOCKSOURCE.to_string()],
+            require_clocksource: true,
         }
     }
+
+    /// The `anchor_clocksource` check: the report names a clocksource the policy allows (a
+    /// version 1 report names none: refused unless the policy does not require one).
+    pub fn check_clocksource(&self, report: &AnchorReport) -> Result<(), ClocksourceError> {
+        match report.clocksource.as_deref() {
+            None if self.require_clocksource => Err(ClocksourceError::NotRecorded {
+                version: report.version,
+            }),
+            None => Ok(()),
+            Some(c) if self.allow_clocksource.iter().any(|a| a == c) => Ok(()),
+            Some(c) => Err(ClocksourceError::NotAllowed {
+                found: c.to_string(),
+                allowed: self.allow_clocksource.clone(),
+            }),
+        }
+    }
+}
+
+/// Why the clock an anchor report was timed with is not trusted (`anchor_clocksource`).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ClocksourceError {
+    /// A version 1 report: made by a responder that did not record its clock.
+    #[error(
+        "anchor report version {version} does not name the clocksource it was timed with; this \
+         policy requires it (version 2 reports do; `require_clocksource = false` accepts older \
+         ones)"
+    )]
+    NotRecorded { version: u16 },
+    /// Timed with a clock the host controls (`kvm-clock`, `hpet`, ...): the host could make
+    /// far anchors look near.
+    #[error(
+        "the anchors were timed with clocksource {found:?}, which the host can speed up; the \
+         policy allows {}",
+        allowed.join(", ")
+    )]
+    NotAllowed { found: String, allowed: Vec<String> },
 }
 
 /// Why a whole report is rejected.
@@ -88,6 +134,10 @@ pub enum AnchorReportError {
     DigestMismatch { expected: String, found: String },
     #[error("anchor report version {found} is not supported (this build reads {supported})")]
     UnsupportedVersion { found: u16, supported: u16 },
+    /// The clocksource field does not belong to the version: a version 1 report carrying one
+    /// (outside its digest), or a version 2 report without one.
+    #[error("anchor report version {version} {}", if *has { "carries a clocksource, which its digest does not cover" } else { "names no clocksource" })]
+    ClocksourceField { version: u16, has: bool },
     /// The report answers another challenge: replayed or foreign.
     #[error("anchor report is for nonce {found}, the challenge was {expected}")]
     NonceMismatch { expected: String, found: String },
@@ -227,10 +277,17 @@ pub fn verify_binding(
             found: hex::encode(found),
         });
     }
-    if report.version != ANCHOR_REPORT_VERSION {
+    if !(ANCHOR_REPORT_V1..=ANCHOR_REPORT_VERSION).contains(&report.version) {
         return Err(AnchorReportError::UnsupportedVersion {
             found: report.version,
             supported: ANCHOR_REPORT_VERSION,
+        });
+    }
+    let has = report.clocksource.is_some();
+    if has != (report.version >= 2) {
+        return Err(AnchorReportError::ClocksourceField {
+            version: report.version,
+            has,
         });
     }
     if report.nonce != nonce {

@@ -4,6 +4,9 @@
 //! ```toml
 //! km_per_ms_rtt = 100.0        # optional; default 100 (2/3 c in fiber)
 //! recheck_handshake = true     # optional; default true
+//! allow_unpinned = false       # optional; true only for lab/test policies (see below)
+//! allow_clocksource = ["tsc"]  # optional; the clocksources anchors may be timed with
+//! require_clocksource = true   # optional; false accepts version 1 reports (no clocksource)
 //! [[anchor]]
 //! name = "fra"
 //! sni = "anchor-fra.lab"
@@ -14,11 +17,19 @@
 //! ```
 //! The same `[[anchor]]` entries as `config/anchors.example.toml`, whose `target` (where the
 //! responder connects) is accepted and ignored here.
+//!
+//! Every anchor needs an SPKI pin (`trust = { spki_sha256 = ... }`): a CA or the web PKI lets
+//! the host send the TD's connection to any server holding a certificate for the name (a
+//! wildcard, a GeoDNS name served everywhere), near the TD rather than at the claim. A policy
+//! with an unpinned anchor is refused at load ([`AnchorPolicyError::Unpinned`]) unless it says
+//! `allow_unpinned = true`, which marks it as a lab or test policy.
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::{AnchorPolicy, AnchorTrust, KnownAnchor, Position, DEFAULT_KM_PER_MS_RTT};
+use super::{
+    AnchorPolicy, AnchorTrust, KnownAnchor, Position, DEFAULT_CLOCKSOURCE, DEFAULT_KM_PER_MS_RTT,
+};
 
 /// The TOML form of an anchor policy.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -28,6 +39,16 @@ pub struct AnchorPolicyFile {
     pub km_per_ms_rtt: Option<f64>,
     #[serde(default)]
     pub recheck_handshake: Option<bool>,
+    /// A lab or test policy: anchors without an SPKI pin are accepted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_unpinned: bool,
+    /// Clocksources an anchor report may have been timed with; default `["tsc"]` (the only
+    /// clock the host cannot speed up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_clocksource: Option<Vec<String>>,
+    /// Whether reports must name their clocksource (version 2); default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_clocksource: Option<bool>,
     #[serde(default)]
     pub anchor: Vec<AnchorEntry>,
 }
@@ -77,6 +98,14 @@ pub enum AnchorPolicyError {
     Duplicate { name: String },
     #[error("km_per_ms_rtt must be positive and finite, got {value}")]
     BadSpeed { value: String },
+    /// An anchor trusted through a CA or the web PKI: the host could send the connection to
+    /// another server with a certificate for the same name. Pin its key, or mark the policy as
+    /// a lab/test one.
+    #[error(
+        "anchor {anchor:?} has no SPKI pin (trust = {trust}): pin its key with \
+         trust = {{ spki_sha256 = \"...\" }}, or set allow_unpinned = true in a lab or test policy"
+    )]
+    Unpinned { anchor: String, trust: &'static str },
 }
 
 impl AnchorPolicyFile {
@@ -93,6 +122,12 @@ impl AnchorPolicyFile {
         }
         let mut anchors: Vec<KnownAnchor> = Vec::with_capacity(self.anchor.len());
         for e in &self.anchor {
+            let unpinned = match &e.trust {
+                TrustEntry::SpkiSha256(_) => None,
+                TrustEntry::Webpki => Some("\"webpki\""),
+                TrustEntry::CaFile(_) => Some("{ ca_file }"),
+            };
+
             if anchors.iter().any(|a| a.name == e.name) {
                 return Err(AnchorPolicyError::Duplicate {
                     name: e.name.clone(),
@@ -150,6 +185,12 @@ impl AnchorPolicyFile {
                     AnchorTrust::Roots(ders)
                 }
             };
+            if let Some(trust) = unpinned.filter(|_| !self.allow_unpinned) {
+                return Err(AnchorPolicyError::Unpinned {
+                    anchor: e.name.clone(),
+                    trust,
+                });
+            }
             anchors.push(KnownAnchor {
                 name: e.name.clone(),
                 sni,
@@ -162,6 +203,9 @@ impl AnchorPolicyFile {
             anchors,
             km_per_ms_rtt,
             recheck_handshake: self.recheck_handshake.unwrap_or(true),
+            allow_clocksource: (self.allow_clocksource.clone())
+                .unwrap_or_else(|| vec![DEFAULT_CLOCKSOURCE.to_string()]),
+            require_clocksource: self.require_clocksource.unwrap_or(true),
         })
     }
 }
@@ -178,6 +222,7 @@ mod tests {
     fn resolves_entries_and_defaults() {
         let text = r#"
             km_per_ms_rtt = 80.0
+            allow_unpinned = true
             [[anchor]]
             name = "aws-eu-central-1"
             target = "ec2.eu-central-1.amazonaws.com:443"
@@ -200,6 +245,34 @@ mod tests {
         pin[31] = 1;
         assert_eq!(p.anchors[1].trust, AnchorTrust::PinnedSpki(pin));
         assert_eq!(p.anchors[1].position, None);
+        assert_eq!(p.allow_clocksource, vec!["tsc".to_string()]);
+        assert!(p.require_clocksource);
+    }
+
+    #[test]
+    fn an_unpinned_anchor_is_refused_unless_the_policy_is_a_lab_one() {
+        let pin = "1".repeat(64);
+        for trust in ["\"webpki\"", "{ ca_file = \"ca.pem\" }"] {
+            let text = format!(
+                "[[anchor]]\nname = \"pinned\"\nsni = \"p\"\ntrust = {{ spki_sha256 = \"{pin}\" }}\n\
+                 [[anchor]]\nname = \"loose\"\nsni = \"l\"\ntrust = {trust}\n"
+            );
+            let f: AnchorPolicyFile = toml::from_str(&text).unwrap();
+            let ca = |_: &str| {
+                Ok(b"-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n".to_vec())
+            };
+            let e = f.resolve(&ca).unwrap_err();
+            assert!(
+                matches!(&e, AnchorPolicyError::Unpinned { anchor, .. } if anchor == "loose"),
+                "{e}"
+            );
+            assert!(e.to_string().contains("allow_unpinned = true"), "{e}");
+            let lab = AnchorPolicyFile {
+                allow_unpinned: true,
+                ..f
+            };
+            assert!(lab.resolve(&ca).is_ok(), "{trust}");
+        }
     }
 
     #[test]

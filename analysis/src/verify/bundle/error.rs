@@ -90,6 +90,8 @@ pub enum EvidenceError {
     VtpmTooSlow { found_ns: u64, max_ns: u64 },
     #[error("anchor report: {0}")]
     Anchors(crate::verify::anchor::AnchorReportError),
+    #[error("anchor clock: {0}")]
+    AnchorClocksource(crate::verify::anchor::ClocksourceError),
     #[error("anchor {name:?}: {error}")]
     AnchorInvalid {
         name: String,

@@ -177,6 +177,9 @@ pub fn verify_bundle(
     run.record(CheckId::Anchors, || {
         session::anchors(b, policy, now, anchors_bound)
     });
+    run.record(CheckId::AnchorClocksource, || {
+        session::anchor_clocksource(b, policy)
+    });
 
     // Whether the code is pinned is decided per bundle: an Azure bundle's TD quote is the
     // paravisor's, so the policy's TD pins say nothing about the guest.

@@ -367,14 +367,17 @@ impl PolicyFile {
         missing
     }
 
-    /// Every check required, except `session_spki`: offline verification has no QUIC peer
-    /// key.
+    /// Every check required, except `session_spki` (offline verification has no QUIC peer
+    /// key) and `anchor_clocksource`, which runs only on a bundle with an anchor report (a
+    /// clocksource it refuses fails whatever the requirement; `anchors` says whether a report
+    /// is required).
     pub fn offline_checks() -> BTreeMap<CheckId, Requirement> {
         let mut checks: BTreeMap<CheckId, Requirement> = CheckId::ALL
             .iter()
             .map(|c| (*c, Requirement::Required))
             .collect();
         checks.insert(CheckId::SessionSpki, Requirement::Optional);
+        checks.insert(CheckId::AnchorClocksource, Requirement::Optional);
         checks
     }
 

@@ -72,3 +72,16 @@ pub(super) fn anchors(
         Some((name, error)) => Outcome::Fail(EvidenceError::AnchorInvalid { name, error }),
     }
 }
+
+/// `anchor_clocksource`: the anchor report was timed with a clock the policy allows (the
+/// report's digest, clocksource included, is bound by `report_data`).
+pub(super) fn anchor_clocksource(b: &EvidenceBundle, policy: &EvidencePolicy) -> Outcome {
+    match (&b.anchors, &policy.anchors) {
+        (None, _) => Outcome::Skipped("the bundle has no anchor report".into()),
+        (Some(_), None) => Outcome::Skipped("no anchors in the policy".into()),
+        (Some(r), Some(k)) => match k.check_clocksource(r) {
+            Ok(()) => Outcome::Pass,
+            Err(e) => Outcome::Fail(EvidenceError::AnchorClocksource(e)),
+        },
+    }
+}

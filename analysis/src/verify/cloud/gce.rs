@@ -282,6 +282,8 @@ impl GceReport {
             zone: self.endorsed_zone().map(str::to_owned),
             // GCE verification pins no code: no reference values, no TD.
             unpinned_code: true,
+            // Nothing here binds the session key to the quote.
+            session_keys: Vec::new(),
         }
     }
 }
