@@ -355,7 +355,7 @@ fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
 }
 
 /// A `kB` line of /proc/PID/status, e.g. `VmHWM:`.
-fn status_kib(pid: u32, key: &str) -> anyhow::Result<u64> {
+pub(crate) fn status_kib(pid: u32, key: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()

@@ -107,7 +107,8 @@ pub fn run(args: OverloadArgs) -> anyhow::Result<String> {
         Err(e) => bail!("{e:#}\nresponder log:\n{}", responder.log_tail()),
     };
     report.responder_alive = responder.alive();
-    report.responder_rss_mib_peak = status_kib(responder.pid, "VmHWM:")? as f64 / 1024.0;
+    report.responder_rss_mib_peak =
+        crate::fleet::status_kib(responder.pid, "VmHWM:")? as f64 / 1024.0;
     if !report.responder_alive {
         bail!("the responder died under attack:\n{}", responder.log_tail());
     }
@@ -529,16 +530,6 @@ impl Drop for ResponderProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A `kB` line of /proc/PID/status, e.g. `VmHWM:`.
-fn status_kib(pid: u32, key: &str) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .with_context(|| format!("no {key} in /proc/{pid}/status"))
 }
 
 fn render(r: &OverloadReport, json: bool) -> anyhow::Result<String> {
