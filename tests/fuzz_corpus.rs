@@ -1,4 +1,4 @@
-//! Replays the fuzz seed corpus (`fuzz/corpus/TARGET/*`) through the fuzz targets' own entry
+//! Replays the fuzz seed corpus (`fuzz/seeds/TARGET/*`) through the fuzz targets' own entry
 //! points (`fuzz/src/entries.rs`), so CI checks them on stable without libFuzzer; plus a
 //! deterministic sweep of every one-byte truncation and bit flip of each seed.
 
@@ -13,7 +13,7 @@ use std::path::Path;
 
 fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
+        .join("fuzz/seeds")
         .join(target);
     let mut out: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -50,7 +50,7 @@ fn every_target_has_seeds_and_survives_them_and_their_mutations() {
 /// logs), its event logs and TPM structures, and the policy TOML examples. Run it when a
 /// format changes: `cargo test --test fuzz_corpus -- --ignored`.
 #[test]
-#[ignore = "writes fuzz/corpus; run by hand when a format changes"]
+#[ignore = "writes fuzz/seeds; run by hand when a format changes"]
 fn regenerate_seed_corpus() {
     use locus_proto::anchor::AnchorReport;
     use locus_proto::evidence::SealedNonce;
@@ -65,7 +65,7 @@ fn regenerate_seed_corpus() {
     use locus_responder::tpm::swtpm::{Swtpm, SwtpmOptions};
     use locus_responder::tpm::{Vtpm, VtpmConfig};
 
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
     let put = |target: &str, name: &str, bytes: &[u8]| {
         let dir = root.join(target);
         std::fs::create_dir_all(&dir).unwrap();

@@ -1,5 +1,5 @@
 //! The entry points of the fuzz targets, shared with `tests/fuzz_corpus.rs`, which feeds the
-//! seed corpus (`fuzz/corpus/TARGET/`) through them in a plain `cargo test` (no nightly): one
+//! seed corpus (`fuzz/seeds/TARGET/`) through them in a plain `cargo test` (no nightly): one
 //! function per target, each must never panic on any input. Where a decoder accepts an
 //! input, the target also checks that the encoding round-trips.
 
