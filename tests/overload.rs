@@ -337,13 +337,48 @@ async fn pinned_access_serves_signed_requests_only() {
     server.shutdown().await;
 }
 
+/// A prober whose connection the responder closes for flooding echoes (a full window of
+/// challenges in flight, none to be answered) ends its round at once instead of waiting for
+/// room in the window forever.
+#[tokio::test]
+async fn a_round_ends_when_the_responder_closes_a_flooding_connection() {
+    let server = start(
+        Limits {
+            echo_per_ip_per_sec: Some(100.0),
+            ..Limits::default()
+        },
+        None,
+    );
+    let target = prober(&server).await;
+    let round = tokio::time::timeout(
+        Duration::from_secs(10),
+        run_round(
+            &target,
+            &RoundConfig {
+                rate_hz: 0.0,
+                count: 100_000,
+                window: 64,
+                timeout: Duration::from_secs(60),
+                keep_samples: false,
+                spin: Duration::ZERO,
+            },
+        ),
+    )
+    .await
+    .expect("the round hung on a closed connection");
+    assert!(target.conn.close_reason().is_some(), "not closed");
+    assert!(round.answered < 100, "answered {}", round.answered);
+    assert_eq!(server.shed_counts().echo_flood_closed, 1);
+    server.shutdown().await;
+}
+
 /// A small `locus bench overload` runs to the end and reports every key (timings are not
 /// asserted: this machine's load decides them); hostile evidence requests get no bundle under
 /// pinned access.
 #[test]
 fn bench_overload_small_instance_reports_its_keys() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_locus"))
-        .args([
+    let out = bounded_output(
+        std::process::Command::new(env!("CARGO_BIN_EXE_locus")).args([
             "bench",
             "overload",
             "--attack-connections",
@@ -353,9 +388,8 @@ fn bench_overload_small_instance_reports_its_keys() {
             "--evidence-requests",
             "2",
             "--json",
-        ])
-        .output()
-        .unwrap();
+        ]),
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -380,4 +414,38 @@ fn bench_overload_small_instance_reports_its_keys() {
     assert!(v["attack_unauthorized"].as_u64().unwrap() > 0, "{v}");
     assert!(v["busy_answers"].as_u64().is_some(), "{v}");
     assert_eq!(v["responder_alive"], true, "{v}");
+}
+
+/// Runs `cmd` to its end, killing it after two minutes (the bench bounds itself well within
+/// that; this catches a bench that does not).
+fn bounded_output(cmd: &mut std::process::Command) -> std::process::Output {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "hung: killed after 120 s; stderr:\n{}",
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::process::Output {
+        status,
+        stdout: std::fs::read(&out).unwrap(),
+        stderr: std::fs::read(&err).unwrap(),
+    }
 }

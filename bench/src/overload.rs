@@ -101,7 +101,16 @@ pub fn run(args: OverloadArgs) -> anyhow::Result<String> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let result = rt.block_on(measure(&args, &responder, honest));
+    // Every step below has its own timeout; this bound catches what they miss (a hang is a
+    // failed run with the responder's log, never a stuck bench).
+    let deadline = run_deadline(&args);
+    let result = rt.block_on(async {
+        tokio::time::timeout(deadline, measure(&args, &responder, honest))
+            .await
+            .unwrap_or_else(|_| bail!("the run did not finish within {deadline:?}"))
+    });
+    // Hostile tasks may still be parked on the responder: do not wait for them.
+    rt.shutdown_timeout(Duration::from_secs(1));
     let mut report = match result {
         Ok(r) => r,
         Err(e) => bail!("{e:#}\nresponder log:\n{}", responder.log_tail()),
@@ -114,6 +123,20 @@ pub fn run(args: OverloadArgs) -> anyhow::Result<String> {
     }
     render(&report, args.json)
 }
+
+/// The longest a run may take: three phases and the attack's ramp, every honest evidence
+/// request at its timeout, every hostile handshake at its timeout, and slack for the rest.
+fn run_deadline(args: &OverloadArgs) -> Duration {
+    let phase = Duration::from_millis(args.phase_ms);
+    phase * 4
+        + EVIDENCE_TIMEOUT * 2 * args.evidence_requests
+        + ATTACK_CONNECT_TIMEOUT * u32::try_from(args.attack_connections).unwrap_or(u32::MAX)
+        + Duration::from_secs(30)
+}
+
+/// One honest evidence request, and one hostile handshake, at most.
+const EVIDENCE_TIMEOUT: Duration = Duration::from_secs(10);
+const ATTACK_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The honest prober's source address; attackers use 127.0.1.x.
 const HONEST_BIND: &str = "127.0.0.2:0";
@@ -169,7 +192,7 @@ async fn measure(
     for i in 0..args.attack_connections {
         // 32 connections per source address: the per-IP cap (64) is not what stops them.
         let bind = SocketAddr::from(([127, 0, 1, 1 + (i / 32) as u8], 0));
-        let target = match connect(addr, bind, pin.clone(), Duration::from_secs(2)).await {
+        let target = match connect(addr, bind, pin.clone(), ATTACK_CONNECT_TIMEOUT).await {
             Ok(t) => t,
             Err(_) => {
                 counters.refused.fetch_add(1, Ordering::Relaxed);
@@ -268,11 +291,8 @@ async fn honest_phase(
                 ..Include::default()
             };
             let t = Instant::now();
-            match tokio::time::timeout(
-                Duration::from_secs(10),
-                request_evidence(prober, &nonce, include),
-            )
-            .await
+            match tokio::time::timeout(EVIDENCE_TIMEOUT, request_evidence(prober, &nonce, include))
+                .await
             {
                 Ok(Ok(_)) => out.times.push(t.elapsed()),
                 Ok(Err(e)) => {
@@ -312,7 +332,7 @@ async fn capacity(addr: SocketAddr, pin: &SpkiPolicy, phase: Duration) -> anyhow
         let until = started + phase;
         tasks.push(tokio::spawn(async move {
             let mut answered = 0;
-            while Instant::now() < until {
+            while Instant::now() < until && target.conn.close_reason().is_none() {
                 answered += run_round(&target, &flood_round(5_000)).await.answered;
             }
             target.conn.close(0u32.into(), b"done");
@@ -489,8 +509,15 @@ impl ResponderProcess {
         let mut child = cmd.spawn().context("starting `locus responder --config`")?;
         let pid = child.id();
         let stdout = child.stdout.take().context("responder stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
+        // Its first line announces address and key; a responder that prints nothing within
+        // the bound is a failed start, not a wait forever.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
         let announced: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
         let addr = announced["listen"].as_str().and_then(|a| a.parse().ok());
         let spki = announced["spki"].as_str().and_then(|s| hex::decode(s).ok());
