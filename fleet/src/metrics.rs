@@ -60,7 +60,8 @@ pub struct NodeLabels {
     pub claim: String,
 }
 
-/// Labels of `locus_rows_rejected_total`: the table (`rounds`, `evidence`) and why.
+/// Labels of `locus_rows_rejected_total`: the table (`rounds`, `evidence`, `landmark_rounds`)
+/// and why.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RejectLabels {
     pub table: String,

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use locus_fleet::metrics::{
     encode_prometheus, NodeMetrics, NodePhysics, ProberMetrics, ProberPhysics, Registry,
-    TargetLabels,
+    RejectLabels, TargetLabels,
 };
 
 fn config_file(name: &str) -> String {
@@ -57,7 +57,12 @@ fn exported() -> BTreeSet<String> {
             excess_s: Some(0.001),
         }],
     };
-    NodeMetrics::new(&mut r).set_verdict("n", "c", "located", &physics, 0.0);
+    let node = NodeMetrics::new(&mut r);
+    node.set_verdict("n", "c", "located", &physics, 0.0);
+    let _ = node.rows_rejected.get_or_create(&RejectLabels {
+        table: "rounds".into(),
+        reason: "unsigned".into(),
+    });
     locus_fleet::self_metrics::register(&mut r);
     let mut out = BTreeSet::new();
     for line in encode_prometheus(&r).lines() {
