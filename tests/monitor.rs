@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use locus_analysis::judge::geo::{distance_km, LatLon};
-use locus_fleet::integrity::seal_round;
+use locus_fleet::integrity::{seal_evidence, seal_round};
 use locus_fleet::store::{
     Database, EvidenceRecord, RoundRecord, SampleRecord, SiteRecord, Store, VerdictRecord,
 };
@@ -1720,4 +1720,160 @@ fn a_prober_key_not_in_the_monitor_config_is_rejected() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// REVIEW2 F2 and F10: unsigned rounds inserted just before the window (60 per prober, the
+/// baseline's length) no longer push the node's signed history out of its baseline: rows are
+/// checked before the latest are taken, so every verdict stays as it was, naming the rejected
+/// rows. A copied signed round counts once (`duplicate`). A flood deeper than the monitor looks
+/// leaves no verified baseline: the node is then `inconclusive` with "baseline missing", never
+/// silently `located`.
+#[test]
+fn junk_rounds_before_the_window_do_not_evict_the_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let t = 1_800_000_000 * S;
+    fill(&Database::Sqlite(db.clone()), t);
+    let config = fill_config(dir.path(), None);
+    let arg = db.to_str().unwrap();
+    let before = judged(arg, "1800000000", &config);
+    assert_eq!(node(&before, "honest")["verdict"], "located", "{before:?}");
+    assert_eq!(node(&before, "moved")["verdict"], "relocated", "{before:?}");
+
+    let mut store = Store::open(&db).unwrap();
+    let junk = |store: &mut Store, node: &str, n: i64| {
+        for p in PROBERS {
+            for k in 0..n {
+                // Ended before the window (600 s): history only. Round trips as at waw.
+                let start = t - 700 * S + k * S / 10;
+                let r = round(p, node, start, Some(rtt_ns(p, "waw", 0)), false);
+                store.insert_round(&r, &[]).unwrap();
+            }
+        }
+    };
+    junk(&mut store, "honest", 60);
+    junk(&mut store, "moved", 60);
+    // A copy of a signed window round (samples included) of honest from ams.
+    window_round(
+        &mut store,
+        ("ams", "honest"),
+        t - 50 * S,
+        ("fra", 100),
+        None,
+    );
+    let after = judged(arg, "1800000000", &config);
+    for name in ["honest", "moved"] {
+        let (b, a) = (node(&before, name), node(&after, name));
+        assert_eq!(b["verdict"], a["verdict"], "{a}");
+        assert_eq!(b["relocation"], a["relocation"], "{a}");
+        assert_eq!(b["distances"], a["distances"], "{a}");
+        assert!(reasons(a).contains("180 rounds (unsigned)"), "{a}");
+    }
+    assert!(
+        reasons(node(&after, "honest")).contains("1 rounds (duplicate)"),
+        "{after:?}"
+    );
+
+    // Deeper than the monitor looks for verified history (4 baselines): no baseline left.
+    junk(&mut store, "honest", 200);
+    let flooded = judged(arg, "1800000000", &config);
+    let honest = node(&flooded, "honest");
+    assert_eq!(honest["verdict"], "inconclusive", "{honest}");
+    assert!(
+        reasons(honest).contains(
+            "baseline missing: prober ams's rounds before the window were rejected (unsigned)"
+        ),
+        "{honest}"
+    );
+    assert_eq!(node(&flooded, "moved")["verdict"], "relocated");
+}
+
+/// REVIEW2 F3 and F6: each prober's latest verified bundle is chosen after every record was
+/// checked. A listed prober storing a bundle that fails (signed with its own key) after the
+/// others' valid ones no longer makes the honest node `evidence-invalid`: it is `inconclusive`
+/// naming that prober. A bundle removed from a newer signed record (UPDATE evidence SET
+/// bundle = NULL) does not let an older bundle stand in: `inconclusive`, "evidence missing".
+#[test]
+fn a_failed_or_withheld_bundle_holds_the_node_back_naming_the_prober() {
+    let lab = evidence_lab::lab();
+    let dir = tempfile::tempdir().unwrap();
+    let evidence_policy = lab.write_policy(dir.path());
+    let verdict_policy = fixtures::path("policy/no-anchors.toml");
+    let config = fill_config(dir.path(), None);
+    let t = lab.now as i64 * S;
+    let (nonce, spki) = (lab.bundle.nonce.clone(), lab.peer_spki.clone());
+    let valid = lab.bundle.to_cbor();
+    let run = |case: &str, newest_of_ams: Option<&[u8]>| -> serde_json::Value {
+        let db = dir.path().join(format!("{case}.db"));
+        fill_keyed(&Database::Sqlite(db.clone()), t, Some(&hex::encode(&spki)));
+        let mut store = Store::open(&db).unwrap();
+        let record = |p: &str, at: i64, bundle: &[u8]| {
+            let mut rec = EvidenceRecord {
+                prober: p.to_string(),
+                target: "honest".into(),
+                at_unix_ns: at,
+                rtt_ns: Some(5_000_000),
+                ok: true,
+                error: None,
+                nonce: Some(nonce.clone()),
+                bundle: Some(bundle.to_vec()),
+                peer_spki: Some(hex::encode(&spki)),
+                seal: None,
+            };
+            seal_evidence(&key(p), &mut rec);
+            rec
+        };
+        // all in the second before `lab.now`: the lab's certificates are only seconds older
+        for (k, p) in PROBERS.iter().enumerate() {
+            store
+                .insert_evidence(&record(p, t - S + k as i64, &valid))
+                .unwrap();
+        }
+        match newest_of_ams {
+            Some(bundle) => store.insert_evidence(&record("ams", t - S / 2, bundle)),
+            None => {
+                // Signed with the bundle, stored without it.
+                let mut rec = record("ams", t - S / 2, &valid);
+                rec.bundle = None;
+                store.insert_evidence(&rec)
+            }
+        }
+        .unwrap();
+        let (v, stdout) = monitor_once(
+            db.to_str().unwrap(),
+            &lab.now.to_string(),
+            &[
+                &"--policy",
+                &verdict_policy,
+                &"--evidence-policy",
+                &evidence_policy,
+                &"--config",
+                &config,
+            ],
+        );
+        let nodes = v["nodes"].as_array().unwrap();
+        nodes
+            .iter()
+            .find(|n| n["name"] == "honest")
+            .unwrap_or_else(|| panic!("{case}: {stdout}"))
+            .clone()
+    };
+    let honest = run("valid", Some(&valid));
+    assert_eq!(honest["verdict"], "located", "{honest}");
+
+    let honest = run("garbage", Some(b"not cbor"));
+    assert_eq!(honest["verdict"], "inconclusive", "{honest}");
+    assert!(
+        reasons(&honest).contains("prober ams's bundle failed (bundle_format"),
+        "{honest}"
+    );
+
+    let honest = run("withheld", None);
+    assert_eq!(honest["verdict"], "inconclusive", "{honest}");
+    let missing = format!(
+        "evidence missing: prober ams's evidence record at {} s was signed with a bundle that is \
+         not stored",
+        lab.now - 1
+    );
+    assert!(reasons(&honest).contains(&missing), "{honest}");
 }
