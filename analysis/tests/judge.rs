@@ -1177,3 +1177,40 @@ fn frankenstein_checks_are_typed_ids_and_typos_fail_the_policy_load() {
     let j = judge(&w, &n, &Policy::default());
     assert_eq!(j.verdict, Verdict::EvidenceInvalid, "{:#?}", j.reasons);
 }
+
+/// REVIEW2 F4: one listed prober whose round trips are impossibly short for the claim (a
+/// stolen key, a wrong clock or site) does not make an honest node `relocated` while three
+/// others measure it at the claim: it is not `located` either, and the reason names the
+/// prober. Two such probers agreeing still accuse.
+#[test]
+fn one_prober_alone_does_not_accuse_while_others_measure() {
+    let w = world();
+    let mut n = node(&w, "honest", "fra", &honest(), 11);
+    // Timing alone: an anchor at the claim would expose the lie as inconsistent discs.
+    n.anchors.clear();
+    // Round trips within 2/3 c of a disc that misses the claim (by more than the 30 km claim
+    // radius) yet overlaps the honest probers' discs.
+    let lie = |n: &mut NodeInput, prober: &str, rtt_ns: u64| {
+        for s in n.probes.iter_mut().filter(|s| s.prober == prober) {
+            for x in &mut s.samples {
+                x.rtt_ns = x.inside_ns + rtt_ns;
+            }
+        }
+    };
+    // ≤ 830 km from waw; fra is 890 km away.
+    lie(&mut n, "p-waw", 8_300_000);
+    let j = judge(&w, &n, &Policy::default());
+    assert_ne!(j.verdict, Verdict::Relocated, "{:?}", j.reasons);
+    assert_ne!(j.verdict, Verdict::Located, "{:?}", j.reasons);
+    assert!(
+        j.reasons
+            .iter()
+            .any(|r| r.contains("only prober p-waw puts the claim beyond its 2/3 c bound")),
+        "{:?}",
+        j.reasons
+    );
+    // ≤ 300 km from ams; fra is 360 km away.
+    lie(&mut n, "p-ams", 3_000_000);
+    let j = judge(&w, &n, &Policy::default());
+    assert_eq!(j.verdict, Verdict::Relocated, "{:?}", j.reasons);
+}

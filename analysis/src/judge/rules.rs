@@ -223,6 +223,22 @@ impl Judging<'_> {
             t.list
         );
         let calibration = t.calibration(used, policy);
+        // One prober alone does not accuse while others measure: a listed prober whose rows
+        // lie (stolen key, wrong clock or site) would otherwise decide a critical verdict.
+        if hard.len() == 1 && used.len() >= 2 {
+            let d = hard[0];
+            let detail = format!(
+                "only prober {} puts the claim beyond its 2/3 c bound ({:.0} km from the claim,                  ≤ {:.0} km by its {:.2} ms): one prober cannot accuse while {} others measure                  (check its site, clock and key); {excess}",
+                d.prober,
+                d.distance_to_claim_km,
+                d.max_distance_km.unwrap_or(0.0),
+                d.min_eff_rtt_ms.unwrap_or(0.0),
+                used.len() - 1
+            );
+            self.missing.push(format!("claim-timing: {detail}"));
+            self.check(VerdictCheck::ClaimTiming, CheckStatus::Fail, detail);
+            return Ok(t.spread);
+        }
         if !hard.is_empty() {
             let names: Vec<String> = hard
                 .iter()
@@ -251,7 +267,8 @@ impl Judging<'_> {
             return Err(d.because(vec![away, excess, calibration]));
         }
         if t.all_slow() {
-            if t.calibrated_at_claim {
+            // As above: `proxied` needs two probers that agree when two measure.
+            if t.calibrated_at_claim && (t.rows >= 2 || used.len() < 2) {
                 return Err(self.too_slow(&t, &estimate, vec![excess, calibration]));
             }
             // Real paths are inflated 1.1-3.0 and more: slowness alone is no proof without a
@@ -601,6 +618,8 @@ struct Timing {
     fast: Vec<String>,
     /// `prober +excess (slack)` for every used prober.
     list: String,
+    /// Used probers with an excess (the ones the other fields are over).
+    rows: usize,
 }
 
 impl Timing {
@@ -636,6 +655,7 @@ impl Timing {
                 }),
             fast,
             list,
+            rows: rows.len(),
         }
     }
 
