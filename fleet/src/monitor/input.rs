@@ -263,13 +263,15 @@ pub(crate) fn node_input(
     if dropped > 0 {
         debug!(node, dropped, "samples under another session key left out");
     }
+    // A node nobody reaches now needs no baseline (it is judged `unreachable` anyway).
+    let answered = series.values().any(|s| !s.samples.is_empty());
     let (baseline, baseline_missing) = baseline(
         store,
         trust,
         node,
         from,
         baseline_rounds,
-        judged_before,
+        judged_before && answered,
         rejected,
     )?;
     let input = NodeInput {

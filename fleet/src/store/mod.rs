@@ -991,6 +991,17 @@ impl Store {
         node: &str,
         verdict: Option<&str>,
     ) -> Result<Option<VerdictRecord>, StoreError> {
+        self.latest_verdict_until(node, verdict, i64::MAX)
+    }
+
+    /// [`Store::latest_verdict_of`] among the verdicts dated at or before `until` (a row dated
+    /// later cannot be one the monitor gave yet).
+    pub fn latest_verdict_until(
+        &self,
+        node: &str,
+        verdict: Option<&str>,
+        until: i64,
+    ) -> Result<Option<VerdictRecord>, StoreError> {
         // '' stands for any verdict (no verdict is empty), so one typed text parameter serves
         // both backends.
         let verdict = verdict.unwrap_or("");
@@ -999,8 +1010,9 @@ impl Store {
                 "SELECT node, claim, at_unix_ns, window_start_unix_ns, verdict, reasons,
                      radius_km, judgement
                  FROM verdicts WHERE node = ?1 AND (?2 = '' OR verdict = ?2)
+                   AND at_unix_ns <= ?3
                  ORDER BY at_unix_ns DESC, id DESC LIMIT 1",
-                params![node, verdict],
+                params![node, verdict, until],
                 |r| {
                     Ok(VerdictRecord {
                         node: r.text(0)?,
