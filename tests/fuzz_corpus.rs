@@ -185,7 +185,7 @@ fn regenerate_seed_corpus() {
     put(
         "frames",
         "keys-request.bin",
-        &encode(MessageKind::KeysRequest, &KeysRequest {}),
+        &encode(MessageKind::KeysRequest, &KeysRequest::default()),
     );
     put(
         "frames",

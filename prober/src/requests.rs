@@ -133,10 +133,25 @@ pub fn seal_to(keys: &KeysResponse, nonce: &Nonce) -> Option<locus_proto::eviden
 
 /// Asks for the vTPM's AK and EK certificates.
 pub async fn request_keys(target: &Target) -> Result<KeysResponse, RequestError> {
+    let mut req = KeysRequest::default();
+    // A pinned responder answers keys only to a signed request, like evidence.
+    if let Some(signer) = &target.signer {
+        let mut exporter = [0u8; request_auth::EXPORTER_LEN];
+        target
+            .conn
+            .export_keying_material(&mut exporter, request_auth::EXPORTER_LABEL, b"")
+            .map_err(|_| RequestError::NoExporter)?;
+        req.auth = Some(RequestAuth {
+            public_key: signer.public_key().to_vec(),
+            signature: signer
+                .sign(&request_auth::signed_keys_message(&exporter))
+                .to_vec(),
+        });
+    }
     exchange(
         target,
         MessageKind::KeysRequest,
-        &KeysRequest {},
+        &req,
         MessageKind::KeysResponse,
     )
     .await

@@ -234,7 +234,7 @@ mod tests {
             decode::<KeysResponse>(&f, MessageKind::KeysResponse, MAX_BODY_LEN).unwrap(),
             keys
         );
-        let f = encode(MessageKind::KeysRequest, &KeysRequest {});
+        let f = encode(MessageKind::KeysRequest, &KeysRequest::default());
         assert!(decode::<KeysRequest>(&f, MessageKind::KeysRequest, MAX_BODY_LEN).is_ok());
         // Another kind where keys were expected is refused, not misread.
         assert!(decode::<KeysResponse>(&f, MessageKind::KeysResponse, MAX_BODY_LEN).is_err());

@@ -47,7 +47,13 @@ pub struct RequestAuth {
 /// Asks for the vTPM's AK and EK certificates, to seal the next evidence request's nonce.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct KeysRequest {}
+pub struct KeysRequest {
+    /// Under the responder's `[access] evidence = "pinned"`: the prober's signature over
+    /// [`crate::request_auth::signed_keys_message`] (the keys name the platform and cost vTPM
+    /// work, so they are gated like evidence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<RequestAuth>,
+}
 
 /// The vTPM's keys as the responder states them (unauthenticated: the bundle's checks decide
 /// whether they are genuine).

@@ -21,6 +21,18 @@ pub const PUBLIC_KEY_LEN: usize = 32;
 /// Length of an Ed25519 signature.
 pub const SIGNATURE_LEN: usize = 64;
 
+/// Domain of a keys request's signature: never an evidence request's.
+const KEYS_DOMAIN: &[u8] = b"locus/1 keys request\0";
+
+/// The bytes a prober signs for a keys request on the connection whose exporter value is
+/// given: `KEYS_DOMAIN || exporter` (the request carries nothing else).
+pub fn signed_keys_message(exporter: &[u8; EXPORTER_LEN]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(KEYS_DOMAIN.len() + EXPORTER_LEN);
+    m.extend_from_slice(KEYS_DOMAIN);
+    m.extend_from_slice(exporter);
+    m
+}
+
 /// The bytes a prober signs for `request` on the connection whose exporter value is given:
 /// `DOMAIN || exporter || SHA-256(canonical CBOR of request without auth)`.
 pub fn signed_message(exporter: &[u8; EXPORTER_LEN], request: &EvidenceRequest) -> Vec<u8> {

@@ -5,7 +5,7 @@
 //! connection's TLS exporter value, so a signature seen on one connection is refused on any
 //! other. The key must be one of the configured probers'.
 
-use locus_proto::messages::EvidenceRequest;
+use locus_proto::messages::{EvidenceRequest, KeysRequest, RequestAuth};
 use locus_proto::request_auth::{self, EXPORTER_LEN, PUBLIC_KEY_LEN, SIGNATURE_LEN};
 
 /// The evidence access policy.
@@ -44,10 +44,32 @@ impl EvidenceAccess {
         req: &EvidenceRequest,
         exporter: &[u8; EXPORTER_LEN],
     ) -> Result<(), AccessError> {
+        self.check_auth(req.auth.as_ref(), || {
+            request_auth::signed_message(exporter, req)
+        })
+    }
+
+    /// Checks a keys request on the connection whose exporter value is `exporter`: under
+    /// `pinned` it is signed like an evidence request (REVIEW2 F8).
+    pub fn check_keys(
+        &self,
+        req: &KeysRequest,
+        exporter: &[u8; EXPORTER_LEN],
+    ) -> Result<(), AccessError> {
+        self.check_auth(req.auth.as_ref(), || {
+            request_auth::signed_keys_message(exporter)
+        })
+    }
+
+    fn check_auth(
+        &self,
+        auth: Option<&RequestAuth>,
+        message: impl FnOnce() -> Vec<u8>,
+    ) -> Result<(), AccessError> {
         let EvidenceAccess::Pinned(keys) = self else {
             return Ok(());
         };
-        let auth = req.auth.as_ref().ok_or(AccessError::Unsigned)?;
+        let auth = auth.ok_or(AccessError::Unsigned)?;
         if auth.public_key.len() != PUBLIC_KEY_LEN || auth.signature.len() != SIGNATURE_LEN {
             return Err(AccessError::Malformed {
                 key_len: auth.public_key.len(),
@@ -59,7 +81,7 @@ impl EvidenceAccess {
                 key: hex::encode(&auth.public_key),
             });
         }
-        let message = request_auth::signed_message(exporter, req);
+        let message = message();
         ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, &auth.public_key)
             .verify(&message, &auth.signature)
             .map_err(|_| AccessError::BadSignature)
@@ -69,7 +91,7 @@ impl EvidenceAccess {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use locus_proto::messages::{Include, RequestAuth};
+    use locus_proto::messages::Include;
     use ring::signature::{Ed25519KeyPair, KeyPair};
 
     fn key(seed: u8) -> Ed25519KeyPair {
@@ -94,6 +116,33 @@ mod tests {
 
     fn pinned(k: &Ed25519KeyPair) -> EvidenceAccess {
         EvidenceAccess::Pinned(vec![k.public_key().as_ref().try_into().unwrap()])
+    }
+
+    /// REVIEW2 F8: under `pinned`, keys go only to a pinned prober signing on this connection.
+    #[test]
+    fn a_keys_request_is_signed_like_an_evidence_request() {
+        let k = key(1);
+        let signed_keys = |k: &Ed25519KeyPair, exporter: &[u8; 32]| KeysRequest {
+            auth: Some(RequestAuth {
+                public_key: k.public_key().as_ref().to_vec(),
+                signature: k
+                    .sign(&request_auth::signed_keys_message(exporter))
+                    .as_ref()
+                    .to_vec(),
+            }),
+        };
+        let access = pinned(&k);
+        access
+            .check_keys(&signed_keys(&k, &[5; 32]), &[5; 32])
+            .unwrap();
+        assert_eq!(
+            access.check_keys(&signed_keys(&k, &[5; 32]), &[6; 32]),
+            Err(AccessError::BadSignature)
+        );
+        assert!(matches!(
+            access.check_keys(&signed_keys(&key(2), &[5; 32]), &[5; 32]),
+            Err(AccessError::UnknownKey { .. })
+        ));
     }
 
     #[test]
@@ -131,6 +180,20 @@ mod tests {
             access.check(&changed, &[5; 32]),
             Err(AccessError::BadSignature)
         );
+        // An evidence request's signature is no keys request's (and neither is none).
+        let mut keys = KeysRequest {
+            auth: signed(&k, &[5; 32]).auth,
+        };
+        assert_eq!(
+            access.check_keys(&keys, &[5; 32]),
+            Err(AccessError::BadSignature)
+        );
+        keys.auth = None;
+        assert_eq!(
+            access.check_keys(&keys, &[5; 32]),
+            Err(AccessError::Unsigned)
+        );
+        EvidenceAccess::Any.check_keys(&keys, &[5; 32]).unwrap();
         let mut short = signed(&k, &[5; 32]);
         short.auth.as_mut().unwrap().signature.pop();
         assert!(matches!(

@@ -381,8 +381,15 @@ async fn handle_request(
             evidence_request(req, state, shared).await
         }
         MessageKind::KeysRequest => {
-            if let Err(e) = frame::decode_body::<KeysRequest>(kind, body) {
-                return error_frame(&RequestError::Frame(e));
+            let req: KeysRequest = match frame::decode_body(kind, body) {
+                Ok(r) => r,
+                Err(e) => return error_frame(&RequestError::Frame(e)),
+            };
+            // The keys name the platform (EK certificates) and cost vTPM work: under
+            // `pinned`, only for pinned probers, like evidence.
+            if let Err(e) = check_auth(state, shared, |x| shared.access.check_keys(&req, x)) {
+                shared.admission.log.shed(Shed::Unauthorized, state.peer);
+                return refusal(codes::UNAUTHORIZED, &e.to_string());
             }
             // Keys cost vTPM commands: they queue with evidence.
             let worker = shared.clone();
@@ -421,7 +428,7 @@ async fn evidence_request(
     shared: &Arc<Shared>,
 ) -> Vec<u8> {
     let peer = state.peer;
-    if let Err(e) = check_access(&req, state, shared) {
+    if let Err(e) = check_auth(state, shared, |x| shared.access.check(&req, x)) {
         shared.admission.log.shed(Shed::Unauthorized, peer);
         return refusal(codes::UNAUTHORIZED, &e.to_string());
     }
@@ -454,11 +461,12 @@ async fn evidence_request(
     reply
 }
 
-/// `[access]`: under `pinned`, the request's signature must verify on this connection.
-fn check_access(
-    req: &EvidenceRequest,
+/// `[access]`: under `pinned`, the request's signature (`check`) must verify on this
+/// connection.
+fn check_auth(
     state: &ConnState,
     shared: &Shared,
+    check: impl FnOnce(&[u8; EXPORTER_LEN]) -> Result<(), AccessError>,
 ) -> Result<(), AccessError> {
     if shared.access == EvidenceAccess::Any {
         return Ok(());
@@ -473,7 +481,7 @@ fn check_access(
     {
         return Err(AccessError::BadSignature);
     }
-    shared.access.check(req, &exporter)
+    check(&exporter)
 }
 
 /// Runs `work` on the evidence worker and returns its reply, or `busy` at once when the
