@@ -246,6 +246,23 @@ impl Drop for ConnectionSlot {
     }
 }
 
+/// The peer the per-IP limits count: an IPv4 address (also when mapped into IPv6), or an IPv6
+/// address's /64, since one host commonly holds a whole /64 and could otherwise take a fresh
+/// address per connection (REVIEW2 F7).
+fn peer_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut octets = v6.octets();
+                octets[8..].fill(0);
+                IpAddr::from(octets)
+            }
+        },
+    }
+}
+
 impl Admission {
     pub(crate) fn new(limits: Limits) -> Self {
         Self {
@@ -269,6 +286,7 @@ impl Admission {
         ip: IpAddr,
         now: Instant,
     ) -> Result<ConnectionSlot, Shed> {
+        let ip = peer_of(ip);
         let l = &self.limits;
         let mut s = self.lock();
         if s.connections >= l.max_connections {
@@ -309,6 +327,7 @@ impl Admission {
 
     /// Whether `ip` may make one more stream request at `now`.
     pub(crate) fn request(&self, ip: IpAddr, now: Instant) -> bool {
+        let ip = peer_of(ip);
         let mut s = self.lock();
         // A connected peer always has an entry (it is kept while connections are open).
         s.peers.get_mut(&ip).is_some_and(|p| p.requests.take(now))
@@ -319,6 +338,7 @@ impl Admission {
         if self.limits.echo_per_ip_per_sec.is_none() {
             return EchoVerdict::Answer;
         }
+        let ip = peer_of(ip);
         let mut s = self.lock();
         match s.peers.get_mut(&ip).and_then(|p| p.echo.as_mut()) {
             Some(l) => l.on_challenge(now),
@@ -404,6 +424,30 @@ mod tests {
         assert_eq!(a.connect(ip(3), now).unwrap_err(), Shed::ConnectionsOverCap);
         drop(s1);
         a.connect(ip(1), now).unwrap();
+    }
+
+    /// REVIEW2 F7 (in part): the addresses of one IPv6 /64 are one peer; another /64, or an
+    /// IPv4-mapped address's IPv4 peer, is not the same one.
+    #[test]
+    fn an_ipv6_slash_64_is_one_peer() {
+        let a = Arc::new(Admission::new(Limits {
+            max_connections_per_ip: 2,
+            connections_per_ip_per_sec: 1000.0,
+            ..Limits::default()
+        }));
+        let now = Instant::now();
+        let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
+        let _a = a.connect(v6("2001:db8:1:2::1"), now).unwrap();
+        let _b = a.connect(v6("2001:db8:1:2::ffff:2"), now).unwrap();
+        assert_eq!(
+            a.connect(v6("2001:db8:1:2:aaaa::3"), now).unwrap_err(),
+            Shed::ConnectionsPerIp
+        );
+        let _c = a.connect(v6("2001:db8:1:3::1"), now).unwrap();
+        assert!(a.request(v6("2001:db8:1:2:bbbb::9"), now));
+        let _d = a.connect(v6("::ffff:127.0.0.9"), now).unwrap();
+        let _e = a.connect(ip(9), now).unwrap();
+        assert_eq!(a.connect(ip(9), now).unwrap_err(), Shed::ConnectionsPerIp);
     }
 
     #[test]
