@@ -26,7 +26,7 @@ td.reasons{color:var(--muted);max-width:32rem}td.reasons p{margin:0 0 .25rem}\
 .v-located{background:#1b7a36}.v-relocated{background:#b3261e}.v-proxied{background:#c2410c}\
 .v-frankenstein{background:#7e22ce}.v-evidence-invalid{background:#9f1239}\
 .v-inconclusive{background:#b7791f}.v-unreachable{background:#6b7280}\
-.truth{font-size:.8rem;color:var(--muted);white-space:nowrap}\
+td.verdict{white-space:nowrap}.truth{font-size:.8rem;color:var(--muted);white-space:nowrap}\
 .card{background:#fff;border:1px solid var(--line);border-radius:.5rem;padding:1rem 1.25rem;margin:1rem 0}\
 .card h3{margin:0 0 .5rem;display:flex;gap:.6rem;align-items:center}\
 .card dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margin:.5rem 0}\
@@ -209,7 +209,7 @@ fn verdict_table(h: &mut String, report: &Report, o: &Outcome) {
         let _ = write!(
             h,
             "<tr class=\"node\" id=\"row-{n}\"><td><a href=\"#node-{n}\">{n}</a></td><td>{}</td>\
-             <td>{} {mark}<div class=\"truth\">truth: {}</div></td>",
+             <td class=\"verdict\">{} {mark}<div class=\"truth\">truth: {}</div></td>",
             escape(&r.claim),
             badge(&r.verdict),
             escape(&r.truth),
@@ -252,7 +252,7 @@ fn verdict_table(h: &mut String, report: &Report, o: &Outcome) {
         if r.reasons.len() > 1 {
             let _ = write!(
                 h,
-                "<a href=\"#node-{}\">{} more</a>",
+                "<a href=\"#node-{}\">{} more reasons</a>",
                 escape(&r.name),
                 r.reasons.len() - 1
             );

@@ -108,7 +108,7 @@ pub(crate) fn draw(out: &Path, o: &Outcome, j: usize) -> Result<String, String> 
     let probe = Aeqd::new(claim, f64::INFINITY);
     let mut focus: Vec<LatLon> = s.probers.iter().map(|&p| pos(&s.sites[p])).collect();
     focus.extend(estimate);
-    for extra in [Some(r.site), r.relay_via, r.tpm_site]
+    for extra in [Some(r.site), r.relay_via, r.tpm_site, r.moves.map(|m| m.0)]
         .into_iter()
         .flatten()
     {
@@ -262,6 +262,8 @@ pub(crate) fn draw(out: &Path, o: &Outcome, j: usize) -> Result<String, String> 
             (" (claim)", "#d62728", 6.0)
         } else if idx == r.site {
             (" (truth)", "#1f4fd6", 6.0)
+        } else if r.moves.is_some_and(|(to, _)| to == idx) {
+            (" (moves here)", "#1f4fd6", 6.0)
         } else if r.relay_via == Some(idx) {
             (" (relay)", "#6a3d9a", 5.0)
         } else if r.tpm_site == Some(idx) {

@@ -18,6 +18,10 @@ pub const REQUIRE_ENV: &str = "LOCUS_REQUIRE_CHROMIUM";
 /// `chromium` on PATH, or `None` with the reason printed. Under scripts/test.sh (or wherever
 /// `CI` or [`REQUIRE_ENV`] is set) a missing browser fails instead: the check must not
 /// silently vanish.
+#[expect(
+    clippy::print_stderr,
+    reason = "a skipped check must say so in the test output"
+)]
 pub fn chromium() -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|p| {
         std::env::split_paths(&p)
