@@ -10,7 +10,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use locus_analysis::judge::geo::{destination, distance_km, LatLon};
+use locus_analysis::judge::geo::{destination, distance_km, LatLon, EARTH_RADIUS_KM};
 
 use crate::basemap::{basemap, ring_contains, Aeqd};
 use crate::emulation::Outcome;
@@ -28,6 +28,18 @@ pub(crate) const PROBER_COLOURS: [&str; 8] = [
 ];
 
 const REGION_COLOUR: &str = "#2a9d4b";
+
+/// A disc this wide (half the Earth's circumference) holds every point: it has no edge.
+const WHOLE_EARTH_KM: f64 = std::f64::consts::PI * EARTH_RADIUS_KM;
+
+/// A disc's legend entry.
+fn bound(what: &str, radius_km: f64) -> String {
+    if radius_km >= WHOLE_EARTH_KM {
+        format!("{what} ≤ {radius_km:.0} km (all the Earth)")
+    } else {
+        format!("{what} ≤ {radius_km:.0} km")
+    }
+}
 
 /// Points on a disc's edge: one every this many degrees of bearing.
 const DISC_STEP_DEG: f64 = 2.5;
@@ -208,11 +220,7 @@ pub(crate) fn draw(out: &Path, o: &Outcome, j: usize) -> Result<String, String> 
         };
         let colour = PROBER_COLOURS[i % PROBER_COLOURS.len()];
         disc(&mut svg, &view, pos(site), radius, colour, Style::Prober);
-        legend.push((
-            colour.to_string(),
-            format!("{} ≤ {radius:.0} km", dist.site),
-            false,
-        ));
+        legend.push((colour.to_string(), bound(&dist.site, radius), false));
     }
     for a in &node.judgement.anchors {
         let Some(site) = find(&s.sites, &a.site) else {
@@ -228,7 +236,7 @@ pub(crate) fn draw(out: &Path, o: &Outcome, j: usize) -> Result<String, String> 
         );
         legend.push((
             "#444".into(),
-            format!("anchor {} ≤ {:.0} km", a.site, a.max_distance_km),
+            bound(&format!("anchor {}", a.site), a.max_distance_km),
             true,
         ));
     }
@@ -340,6 +348,9 @@ enum Style {
 
 /// The disc of `radius_km` around `centre`: its true edge, projected and clipped.
 fn disc(svg: &mut String, view: &View, centre: LatLon, radius_km: f64, colour: &str, style: Style) {
+    if radius_km >= WHOLE_EARTH_KM {
+        return;
+    }
     let edge: Vec<LatLon> = (0..(360.0 / DISC_STEP_DEG) as usize)
         .map(|b| destination(centre, b as f64 * DISC_STEP_DEG, radius_km))
         .collect();
@@ -412,4 +423,38 @@ fn scale_bar(svg: &mut String, scale: f64, km: f64) {
         x + len + 6.0,
         y
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coastlines_leave_out_the_antimeridian_cut() {
+        // A ring cut at 180°: two real coast edges, one along the cut.
+        let ring = [
+            LatLon::new(60.0, 170.0),
+            LatLon::new(65.0, 180.0),
+            LatLon::new(70.0, 180.0),
+            LatLon::new(68.0, 172.0),
+        ];
+        let lines = coast_lines(&ring);
+        assert_eq!(
+            lines.len(),
+            2,
+            "{:?}",
+            lines.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+        for line in &lines {
+            for w in line.windows(2) {
+                assert!(!(w[0].lon == 180.0 && w[1].lon == 180.0), "cut edge kept");
+            }
+        }
+    }
+
+    #[test]
+    fn whole_earth_discs_say_so() {
+        assert_eq!(bound("ams", 585.2), "ams ≤ 585 km");
+        assert!(bound("sin", 34_237.0).ends_with("(all the Earth)"));
+    }
 }
