@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 /// How long one page may take to load and dump.
 const PAGE_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// Set by scripts/test.sh (after scripts/setup.sh installed Chromium): a missing browser fails.
-pub const REQUIRE_ENV: &str = "LOCUS_REQUIRE_CHROMIUM";
+/// Set by scripts/test.sh (after scripts/setup.sh installed the test tools): a missing
+/// browser fails.
+pub const REQUIRE_ENV: &str = "LOCUS_REQUIRE_TOOLS";
 
 /// `chromium` on PATH, or `None` with the reason printed. Under scripts/test.sh (or wherever
-/// `CI` or [`REQUIRE_ENV`] is set) a missing browser fails instead: the check must not
+/// [`REQUIRE_ENV`] or `CI` is set) a missing browser fails instead: the check must not
 /// silently vanish.
 #[expect(
     clippy::print_stderr,
@@ -31,7 +32,7 @@ pub fn chromium() -> Option<PathBuf> {
     if found.is_none() {
         assert!(
             std::env::var_os("CI").is_none() && std::env::var_os(REQUIRE_ENV).is_none(),
-            "chromium is not installed (scripts/setup.sh installs it)"
+            "chromium is not installed ({REQUIRE_ENV} or CI is set): run scripts/setup.sh"
         );
         eprintln!(
             "SKIPPED the browser check: chromium is not installed (scripts/setup.sh installs \
