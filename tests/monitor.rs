@@ -1534,6 +1534,16 @@ fn judged(db: &str, at: &str, config: &Path) -> Vec<serde_json::Value> {
     v["nodes"].as_array().unwrap().clone()
 }
 
+/// [`fill`] into `dir/m.db` with its [`fill_config`], judged once at `t` (whole seconds):
+/// (database, config, nodes).
+fn fill_and_judge(dir: &Path, t: i64) -> (PathBuf, PathBuf, Vec<serde_json::Value>) {
+    let db = dir.join("m.db");
+    fill(&Database::Sqlite(db.clone()), t);
+    let config = fill_config(dir, None);
+    let before = judged(db.to_str().unwrap(), &(t / S).to_string(), &config);
+    (db, config, before)
+}
+
 fn node<'a>(nodes: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
     nodes
         .iter()
@@ -1621,12 +1631,9 @@ fn altered_samples_are_rejected_counted_and_named() {
 #[test]
 fn a_rogue_prober_changes_nothing_the_monitor_judges() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("m.db");
     let t = 1_800_000_000 * S;
-    fill(&Database::Sqlite(db.clone()), t);
-    let config = fill_config(dir.path(), None);
+    let (db, config, before) = fill_and_judge(dir.path(), t);
     let arg = db.to_str().unwrap();
-    let before = judged(arg, "1800000000", &config);
     assert_eq!(node(&before, "moved")["verdict"], "relocated");
 
     let mut store = Store::open(&db).unwrap();
@@ -1731,12 +1738,9 @@ fn a_prober_key_not_in_the_monitor_config_is_rejected() {
 #[test]
 fn junk_rounds_before_the_window_do_not_evict_the_baseline() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("m.db");
     let t = 1_800_000_000 * S;
-    fill(&Database::Sqlite(db.clone()), t);
-    let config = fill_config(dir.path(), None);
+    let (db, config, before) = fill_and_judge(dir.path(), t);
     let arg = db.to_str().unwrap();
-    let before = judged(arg, "1800000000", &config);
     assert_eq!(node(&before, "honest")["verdict"], "located", "{before:?}");
     assert_eq!(node(&before, "moved")["verdict"], "relocated", "{before:?}");
 
