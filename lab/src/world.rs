@@ -133,16 +133,23 @@ pub(crate) async fn build(
     // Responders: a TD with its vTPM (maybe far away) and anchors seen from where it runs.
     let mut nodes = Vec::new();
     let mut ek_roots_pem = Vec::new();
-    for (j, r) in s.responders.iter().enumerate() {
-        check(cancel)?;
-        let swtpm = tokio::task::spawn_blocking(|| {
-            Swtpm::start(SwtpmOptions {
-                create_ek_cert: true,
-                ..SwtpmOptions::default()
+    // Every emulator starts at once: each spends most of a second making its EK and EK
+    // certificate, which one after another was most of the world's start-up.
+    let swtpms: Vec<_> = (s.responders.iter())
+        .map(|_| {
+            tokio::task::spawn_blocking(|| {
+                Swtpm::start(SwtpmOptions {
+                    create_ek_cert: true,
+                    ..SwtpmOptions::default()
+                })
             })
         })
-        .await?
-        .with_context(|| format!("starting swtpm for {}", r.name))?;
+        .collect();
+    for ((j, r), swtpm) in s.responders.iter().enumerate().zip(swtpms) {
+        check(cancel)?;
+        let swtpm = swtpm
+            .await?
+            .with_context(|| format!("starting swtpm for {}", r.name))?;
         // Each emulator has its own local EK CA: [issuing CA, root] in PEM.
         let ek_ca = swtpm.ek_ca_certs()?;
         ek_roots_pem.extend(ek_ca.get(1).cloned());
