@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what locus needs on a fresh Debian machine (as root). Idempotent: does nothing when all is there.
 set -euo pipefail
+# prometheus (promtool) and prometheus-alertmanager (amtool, alertmanager) are test tools.
 pkgs=(swtpm swtpm-tools libtss2-dev pkg-config tpm2-tools prometheus prometheus-alertmanager postgresql)
 missing=()
 for p in "${pkgs[@]}"; do

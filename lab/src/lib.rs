@@ -32,7 +32,7 @@ use tokio::sync::watch;
 pub use emulation::{Outcome, Progress};
 pub use report::Report;
 pub use scenario::Scenario;
-pub use serve::Serving;
+pub use serve::{ServeOptions, Serving};
 pub use world::Interrupted;
 
 /// The verification policy a lab run writes into its output directory.
@@ -109,14 +109,14 @@ pub fn write_results(out: &Path, outcome: &Outcome) -> anyhow::Result<(Report, S
     Ok((report, table))
 }
 
-/// Builds the world and keeps it running for the scenario's duration (or until `cancel`),
-/// without the lab's own probers: `on_ready` learns the daemon configs and policies to watch
-/// it with.
+/// Builds the world and keeps it running (for `opts.duration`, or until `cancel`), without
+/// the lab's own probers: `on_ready` learns the daemon configs and policies to watch it with.
 pub async fn serve(
     scenario: &Scenario,
     out: &Path,
+    opts: &ServeOptions,
     cancel: watch::Receiver<bool>,
     on_ready: impl FnOnce(&Serving),
 ) -> anyhow::Result<()> {
-    serve::run(scenario, out, cancel, on_ready).await
+    serve::run(scenario, out, opts, cancel, on_ready).await
 }
