@@ -114,6 +114,8 @@ pub struct ShedCounts {
     pub echo_dropped: u64,
     /// Connections closed for flooding echoes far beyond their rate.
     pub echo_flood_closed: u64,
+    /// Connections closed because they kept asking past the per-IP request rate.
+    pub request_flood_closed: u64,
     /// Evidence requests answered (a bundle was sent).
     pub evidence_answered: u64,
 }
@@ -130,9 +132,10 @@ pub(crate) enum Shed {
     TooManyAnchors,
     EchoDropped,
     EchoFloodClosed,
+    RequestFloodClosed,
 }
 
-const SHED_KINDS: usize = 9;
+const SHED_KINDS: usize = 10;
 
 impl Shed {
     fn name(self) -> &'static str {
@@ -146,6 +149,7 @@ impl Shed {
             Shed::TooManyAnchors => "evidence request refused: too many anchors",
             Shed::EchoDropped => "echo dropped: per-IP echo rate",
             Shed::EchoFloodClosed => "connection closed: it kept flooding echoes",
+            Shed::RequestFloodClosed => "connection closed: it kept flooding requests",
         }
     }
 }
@@ -196,6 +200,7 @@ impl ShedLog {
             too_many_anchors: c(Shed::TooManyAnchors),
             echo_dropped: c(Shed::EchoDropped),
             echo_flood_closed: c(Shed::EchoFloodClosed),
+            request_flood_closed: c(Shed::RequestFloodClosed),
             evidence_answered: self.answered.load(Ordering::Relaxed),
         }
     }
@@ -207,6 +212,9 @@ struct PeerIp {
     connections: usize,
     handshakes: TokenBucket,
     requests: TokenBucket,
+    /// Requests refused for the rate: up to the rate again, then the asking connection is
+    /// closed (each refusal still costs a stream and an answer).
+    refusals: TokenBucket,
     /// Shared by the IP's connections: opening more connections buys no more echoes.
     echo: Option<EchoLimiter>,
 }
@@ -294,6 +302,7 @@ impl Admission {
                 2.0 * l.requests_per_ip_per_sec,
                 now,
             ),
+            refusals: TokenBucket::new(l.requests_per_ip_per_sec, l.requests_per_ip_per_sec, now),
             echo: l.echo_per_ip_per_sec.map(|r| EchoLimiter::new(r, now)),
         });
         if peer.connections >= l.max_connections_per_ip || !peer.handshakes.take(now) {
@@ -307,11 +316,20 @@ impl Admission {
         })
     }
 
-    /// Whether `ip` may make one more stream request at `now`.
-    pub(crate) fn request(&self, ip: IpAddr, now: Instant) -> bool {
+    /// What to do with one more stream request of `ip` at `now`.
+    pub(crate) fn request(&self, ip: IpAddr, now: Instant) -> RequestVerdict {
         let mut s = self.lock();
         // A connected peer always has an entry (it is kept while connections are open).
-        s.peers.get_mut(&ip).is_some_and(|p| p.requests.take(now))
+        let Some(p) = s.peers.get_mut(&ip) else {
+            return RequestVerdict::Refuse;
+        };
+        if p.requests.take(now) {
+            RequestVerdict::Serve
+        } else if p.refusals.take(now) {
+            RequestVerdict::Refuse
+        } else {
+            RequestVerdict::Close
+        }
     }
 
     /// What to do with an echo challenge from `ip` received at `now`.
@@ -326,6 +344,17 @@ impl Admission {
             None => EchoVerdict::Drop,
         }
     }
+}
+
+/// What to do with one stream request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RequestVerdict {
+    Serve,
+    /// Over the per-IP rate: answer `rate-limited`.
+    Refuse,
+    /// Refused at the rate again for a second and still asking: close the connection, so a
+    /// request flood costs no more streams and answers (reconnecting is rate-limited per IP).
+    Close,
 }
 
 /// What to do with one echo challenge of a rate-limited connection.
@@ -422,8 +451,19 @@ mod tests {
             "another IP has its own budget"
         );
         a.connect(ip(1), now + Duration::from_millis(500)).unwrap();
-        assert_eq!((0..20).filter(|_| a.request(ip(1), now)).count(), 10);
-        assert!(!a.request(ip(9), now), "an unknown peer has no budget");
+        let verdicts: Vec<_> = (0..20).map(|_| a.request(ip(1), now)).collect();
+        // The burst (twice the rate) served, the rate's worth refused, then closed.
+        assert_eq!(verdicts[..10], [RequestVerdict::Serve; 10]);
+        assert_eq!(verdicts[10..15], [RequestVerdict::Refuse; 5]);
+        assert_eq!(verdicts[15..], [RequestVerdict::Close; 5]);
+        assert_eq!(
+            a.request(ip(9), now),
+            RequestVerdict::Refuse,
+            "an unknown peer has no budget"
+        );
+        // Refusals refill too: a peer that paused is served again, not closed.
+        let later = now + Duration::from_secs(2);
+        assert_eq!(a.request(ip(1), later), RequestVerdict::Serve);
         drop(slots);
     }
 

@@ -25,7 +25,9 @@ use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use crate::access::{AccessError, EvidenceAccess};
-use crate::admission::{Admission, ConnectionSlot, EchoVerdict, Limits, Shed, ShedCounts};
+use crate::admission::{
+    Admission, ConnectionSlot, EchoVerdict, Limits, RequestVerdict, Shed, ShedCounts,
+};
 use crate::evidence::EvidenceSource;
 use crate::evidence_queue::EvidenceQueue;
 use crate::session_key::SessionKey;
@@ -303,22 +305,33 @@ async fn serve_stream(
     state: &Arc<ConnState>,
     shared: &Arc<Shared>,
 ) {
-    let reply = if !shared.admission.request(state.peer.ip(), Instant::now()) {
-        shared
-            .admission
-            .log
-            .shed(Shed::RequestsRateLimited, state.peer);
-        refusal(
-            codes::RATE_LIMITED,
-            "request rate of this peer exceeded; ask again later",
-        )
-    } else {
-        match read_request(&mut recv, shared.max_request_len).await {
+    let reply = match shared.admission.request(state.peer.ip(), Instant::now()) {
+        RequestVerdict::Serve => match read_request(&mut recv, shared.max_request_len).await {
             Ok((kind, body)) => handle_request(kind, &body, state, shared).await,
             Err(e) => {
                 debug!(peer = %state.peer, "request refused: {e}");
                 error_frame(&e)
             }
+        },
+        RequestVerdict::Refuse => {
+            shared
+                .admission
+                .log
+                .shed(Shed::RequestsRateLimited, state.peer);
+            refusal(
+                codes::RATE_LIMITED,
+                "request rate of this peer exceeded; ask again later",
+            )
+        }
+        RequestVerdict::Close => {
+            shared
+                .admission
+                .log
+                .shed(Shed::RequestFloodClosed, state.peer);
+            state
+                .conn
+                .close(codes::RATE_LIMITED.into(), b"request rate exceeded");
+            return;
         }
     };
     if send.write_all(&reply).await.is_ok() {
