@@ -211,12 +211,11 @@ impl ShedLog {
 struct PeerIp {
     connections: usize,
     handshakes: TokenBucket,
-    requests: TokenBucket,
-    /// Requests refused for the rate: up to the rate again, then the asking connection is
-    /// closed (each refusal still costs a stream and an answer).
-    refusals: TokenBucket,
+    /// Refusals still cost a stream and an answer each: a peer refused a rate's worth within
+    /// a second and still asking has its connection closed.
+    requests: RateLimiter,
     /// Shared by the IP's connections: opening more connections buys no more echoes.
-    echo: Option<EchoLimiter>,
+    echo: Option<RateLimiter>,
 }
 
 /// Most peer IPs remembered; beyond it, idle ones are forgotten and, when none is, new IPs
@@ -297,13 +296,8 @@ impl Admission {
                 2.0 * l.connections_per_ip_per_sec,
                 now,
             ),
-            requests: TokenBucket::new(
-                l.requests_per_ip_per_sec,
-                2.0 * l.requests_per_ip_per_sec,
-                now,
-            ),
-            refusals: TokenBucket::new(l.requests_per_ip_per_sec, l.requests_per_ip_per_sec, now),
-            echo: l.echo_per_ip_per_sec.map(|r| EchoLimiter::new(r, now)),
+            requests: RateLimiter::requests(l.requests_per_ip_per_sec, now),
+            echo: l.echo_per_ip_per_sec.map(|r| RateLimiter::echo(r, now)),
         });
         if peer.connections >= l.max_connections_per_ip || !peer.handshakes.take(now) {
             return Err(Shed::ConnectionsPerIp);
@@ -317,82 +311,78 @@ impl Admission {
     }
 
     /// What to do with one more stream request of `ip` at `now`.
-    pub(crate) fn request(&self, ip: IpAddr, now: Instant) -> RequestVerdict {
+    pub(crate) fn request(&self, ip: IpAddr, now: Instant) -> RateVerdict {
         let mut s = self.lock();
         // A connected peer always has an entry (it is kept while connections are open).
-        let Some(p) = s.peers.get_mut(&ip) else {
-            return RequestVerdict::Refuse;
-        };
-        if p.requests.take(now) {
-            RequestVerdict::Serve
-        } else if p.refusals.take(now) {
-            RequestVerdict::Refuse
-        } else {
-            RequestVerdict::Close
-        }
+        s.peers
+            .get_mut(&ip)
+            .map_or(RateVerdict::Refuse, |p| p.requests.take(now))
     }
 
     /// What to do with an echo challenge from `ip` received at `now`.
-    pub(crate) fn echo(&self, ip: IpAddr, now: Instant) -> EchoVerdict {
+    pub(crate) fn echo(&self, ip: IpAddr, now: Instant) -> RateVerdict {
         if self.limits.echo_per_ip_per_sec.is_none() {
-            return EchoVerdict::Answer;
+            return RateVerdict::Answer;
         }
         let mut s = self.lock();
         match s.peers.get_mut(&ip).and_then(|p| p.echo.as_mut()) {
-            Some(l) => l.on_challenge(now),
+            Some(l) => l.take(now),
             // A connected peer always has an entry.
-            None => EchoVerdict::Drop,
+            None => RateVerdict::Refuse,
         }
     }
 }
 
-/// What to do with one stream request.
+/// What to do with one echo challenge or stream request of a rate-limited peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RequestVerdict {
-    Serve,
-    /// Over the per-IP rate: answer `rate-limited`.
-    Refuse,
-    /// Refused at the rate again for a second and still asking: close the connection, so a
-    /// request flood costs no more streams and answers (reconnecting is rate-limited per IP).
-    Close,
-}
-
-/// What to do with one echo challenge of a rate-limited connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum EchoVerdict {
+pub(crate) enum RateVerdict {
     Answer,
-    /// Over the rate: drop it unanswered.
-    Drop,
-    /// Far over the rate for long (its drops exceeded a tenth of the rate for a second):
-    /// close the connection, so its flood costs the responder no more than a closed
-    /// connection's packets (reconnecting is rate-limited per IP).
+    /// Over the rate: drop the echo unanswered, answer the request `rate-limited`.
+    Refuse,
+    /// Refused past its allowance for a second and still at it: close the connection, so its
+    /// flood costs the responder no more than a closed connection's packets (reconnecting is
+    /// rate-limited per IP).
     Close,
 }
 
-/// Echo rate of one IP: answers up to the rate (bursts of a tenth of a second's worth),
-/// drops beyond it, and closes a connection that keeps flooding.
+/// A rate with an allowance of refusals: answers up to `rate` (bursts of `burst`), refuses
+/// beyond it at up to `refusals` a second, and says close when even those run out.
 #[derive(Debug, Clone)]
-pub(crate) struct EchoLimiter {
+pub(crate) struct RateLimiter {
     answers: TokenBucket,
-    drops: TokenBucket,
+    refusals: TokenBucket,
 }
 
-impl EchoLimiter {
-    fn new(rate: f64, now: Instant) -> Self {
+impl RateLimiter {
+    fn new(rate: f64, burst: f64, refusals: f64, now: Instant) -> Self {
         Self {
-            answers: TokenBucket::new(rate, rate / 10.0, now),
-            drops: TokenBucket::new(rate / 10.0, rate / 10.0, now),
+            answers: TokenBucket::new(rate, burst, now),
+            refusals: TokenBucket::new(refusals, refusals, now),
         }
     }
 
-    pub(crate) fn on_challenge(&mut self, now: Instant) -> EchoVerdict {
+    /// Echoes: bursts and refusals of a tenth of a second's worth.
+    fn echo(rate: f64, now: Instant) -> Self {
+        Self::new(rate, rate / 10.0, rate / 10.0, now)
+    }
+
+    /// Requests: bursts of twice the rate, refusals at the rate.
+    fn requests(rate: f64, now: Instant) -> Self {
+        Self::new(rate, 2.0 * rate, rate, now)
+    }
+
+    pub(crate) fn take(&mut self, now: Instant) -> RateVerdict {
         if self.answers.take(now) {
-            EchoVerdict::Answer
-        } else if self.drops.take(now) {
-            EchoVerdict::Drop
+            RateVerdict::Answer
+        } else if self.refusals.take(now) {
+            RateVerdict::Refuse
         } else {
-            EchoVerdict::Close
+            RateVerdict::Close
         }
+    }
+
+    fn full(&self, now: Instant) -> bool {
+        self.answers.full(now) && self.refusals.full(now)
     }
 }
 
@@ -453,48 +443,47 @@ mod tests {
         a.connect(ip(1), now + Duration::from_millis(500)).unwrap();
         let verdicts: Vec<_> = (0..20).map(|_| a.request(ip(1), now)).collect();
         // The burst (twice the rate) served, the rate's worth refused, then closed.
-        assert_eq!(verdicts[..10], [RequestVerdict::Serve; 10]);
-        assert_eq!(verdicts[10..15], [RequestVerdict::Refuse; 5]);
-        assert_eq!(verdicts[15..], [RequestVerdict::Close; 5]);
+        assert_eq!(verdicts[..10], [RateVerdict::Answer; 10]);
+        assert_eq!(verdicts[10..15], [RateVerdict::Refuse; 5]);
+        assert_eq!(verdicts[15..], [RateVerdict::Close; 5]);
         assert_eq!(
             a.request(ip(9), now),
-            RequestVerdict::Refuse,
+            RateVerdict::Refuse,
             "an unknown peer has no budget"
         );
         // Refusals refill too: a peer that paused is served again, not closed.
         let later = now + Duration::from_secs(2);
-        assert_eq!(a.request(ip(1), later), RequestVerdict::Serve);
+        assert_eq!(a.request(ip(1), later), RateVerdict::Answer);
         drop(slots);
     }
 
     #[test]
     fn an_echo_flood_is_dropped_then_closed_and_an_honest_rate_never_is() {
         let t0 = Instant::now();
-        let mut honest = EchoLimiter::new(1000.0, t0);
+        let mut honest = RateLimiter::echo(1000.0, t0);
         // 900 a second for ten seconds: always answered.
         for i in 0..9000u64 {
             let at = t0 + Duration::from_micros(i * 1_111);
-            assert_eq!(
-                honest.on_challenge(at),
-                EchoVerdict::Answer,
-                "challenge {i}"
-            );
+            assert_eq!(honest.take(at), RateVerdict::Answer, "challenge {i}");
         }
-        let mut flood = EchoLimiter::new(1000.0, t0);
-        let verdicts: Vec<_> = (0..400).map(|_| flood.on_challenge(t0)).collect();
+        let mut flood = RateLimiter::echo(1000.0, t0);
+        let verdicts: Vec<_> = (0..400).map(|_| flood.take(t0)).collect();
         // The burst (100) is answered, the next 100 dropped, then the connection is closed.
         assert_eq!(
             verdicts
                 .iter()
-                .filter(|v| **v == EchoVerdict::Answer)
+                .filter(|v| **v == RateVerdict::Answer)
                 .count(),
             100
         );
         assert_eq!(
-            verdicts.iter().filter(|v| **v == EchoVerdict::Drop).count(),
+            verdicts
+                .iter()
+                .filter(|v| **v == RateVerdict::Refuse)
+                .count(),
             100
         );
-        assert_eq!(verdicts[200], EchoVerdict::Close);
+        assert_eq!(verdicts[200], RateVerdict::Close);
     }
 
     #[test]

@@ -25,9 +25,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use crate::access::{AccessError, EvidenceAccess};
-use crate::admission::{
-    Admission, ConnectionSlot, EchoVerdict, Limits, RequestVerdict, Shed, ShedCounts,
-};
+use crate::admission::{Admission, ConnectionSlot, Limits, RateVerdict, Shed, ShedCounts};
 use crate::evidence::EvidenceSource;
 use crate::evidence_queue::EvidenceQueue;
 use crate::session_key::SessionKey;
@@ -260,12 +258,12 @@ async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>, _slot: C
         };
         let received = Instant::now();
         match shared.admission.echo(peer.ip(), received) {
-            EchoVerdict::Answer => {}
-            EchoVerdict::Drop => {
+            RateVerdict::Answer => {}
+            RateVerdict::Refuse => {
                 shared.admission.log.shed(Shed::EchoDropped, peer);
                 continue;
             }
-            EchoVerdict::Close => {
+            RateVerdict::Close => {
                 shared.admission.log.shed(Shed::EchoFloodClosed, peer);
                 conn.close(codes::RATE_LIMITED.into(), b"echo rate exceeded");
                 break;
@@ -306,14 +304,14 @@ async fn serve_stream(
     shared: &Arc<Shared>,
 ) {
     let reply = match shared.admission.request(state.peer.ip(), Instant::now()) {
-        RequestVerdict::Serve => match read_request(&mut recv, shared.max_request_len).await {
+        RateVerdict::Answer => match read_request(&mut recv, shared.max_request_len).await {
             Ok((kind, body)) => handle_request(kind, &body, state, shared).await,
             Err(e) => {
                 debug!(peer = %state.peer, "request refused: {e}");
                 error_frame(&e)
             }
         },
-        RequestVerdict::Refuse => {
+        RateVerdict::Refuse => {
             shared
                 .admission
                 .log
@@ -323,7 +321,7 @@ async fn serve_stream(
                 "request rate of this peer exceeded; ask again later",
             )
         }
-        RequestVerdict::Close => {
+        RateVerdict::Close => {
             shared
                 .admission
                 .log
