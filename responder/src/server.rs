@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use crate::access::{AccessError, EvidenceAccess};
-use crate::admission::{Admission, ConnectionSlot, EchoVerdict, Limits, Shed, ShedCounts};
+use crate::admission::{Admission, ConnectionSlot, Limits, RateVerdict, Shed, ShedCounts};
 use crate::evidence::EvidenceSource;
 use crate::evidence_queue::EvidenceQueue;
 use crate::session_key::SessionKey;
@@ -258,12 +258,12 @@ async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>, _slot: C
         };
         let received = Instant::now();
         match shared.admission.echo(peer.ip(), received) {
-            EchoVerdict::Answer => {}
-            EchoVerdict::Drop => {
+            RateVerdict::Answer => {}
+            RateVerdict::Refuse => {
                 shared.admission.log.shed(Shed::EchoDropped, peer);
                 continue;
             }
-            EchoVerdict::Close => {
+            RateVerdict::Close => {
                 shared.admission.log.shed(Shed::EchoFloodClosed, peer);
                 conn.close(codes::RATE_LIMITED.into(), b"echo rate exceeded");
                 break;
@@ -303,22 +303,33 @@ async fn serve_stream(
     state: &Arc<ConnState>,
     shared: &Arc<Shared>,
 ) {
-    let reply = if !shared.admission.request(state.peer.ip(), Instant::now()) {
-        shared
-            .admission
-            .log
-            .shed(Shed::RequestsRateLimited, state.peer);
-        refusal(
-            codes::RATE_LIMITED,
-            "request rate of this peer exceeded; ask again later",
-        )
-    } else {
-        match read_request(&mut recv, shared.max_request_len).await {
+    let reply = match shared.admission.request(state.peer.ip(), Instant::now()) {
+        RateVerdict::Answer => match read_request(&mut recv, shared.max_request_len).await {
             Ok((kind, body)) => handle_request(kind, &body, state, shared).await,
             Err(e) => {
                 debug!(peer = %state.peer, "request refused: {e}");
                 error_frame(&e)
             }
+        },
+        RateVerdict::Refuse => {
+            shared
+                .admission
+                .log
+                .shed(Shed::RequestsRateLimited, state.peer);
+            refusal(
+                codes::RATE_LIMITED,
+                "request rate of this peer exceeded; ask again later",
+            )
+        }
+        RateVerdict::Close => {
+            shared
+                .admission
+                .log
+                .shed(Shed::RequestFloodClosed, state.peer);
+            state
+                .conn
+                .close(codes::RATE_LIMITED.into(), b"request rate exceeded");
+            return;
         }
     };
     if send.write_all(&reply).await.is_ok() {
