@@ -149,6 +149,11 @@ pub struct RelocationPolicy {
     pub fit_tolerance_ms: f64,
     /// See `fit_tolerance_ms`: routes to the new position need not be as inflated as the old.
     pub fit_tolerance_frac: f64,
+    /// Probers whose settled shift is larger than the noise (`drift_ms`) and fits the new
+    /// position. A position has two unknowns: any two shifts fit some position, so two route
+    /// changes that coincide pass for a move; a third shift seen at once over-determines the
+    /// fit and makes it a test. Probers that see no shift fit as well but prove nothing.
+    pub min_seen_probers: usize,
 }
 
 /// `max_evidence_excess_ms` of [`Policy::lab`].
@@ -207,6 +212,7 @@ impl Default for RelocationPolicy {
             onset_rounds: 1,
             fit_tolerance_ms: 0.3,
             fit_tolerance_frac: 0.15,
+            min_seen_probers: 3,
         }
     }
 }
@@ -357,6 +363,10 @@ impl Policy {
             ),
             ("relocation.min_probers", self.relocation.min_probers),
             ("relocation.confirm_rounds", self.relocation.confirm_rounds),
+            (
+                "relocation.min_seen_probers",
+                self.relocation.min_seen_probers,
+            ),
         ] {
             if v == 0 {
                 return Err(PolicyError::OutOfRange {

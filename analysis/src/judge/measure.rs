@@ -180,8 +180,10 @@ impl<'a> Judging<'a> {
                     .filter_map(|s| Some(format!("{} {:+.2} ms", s.prober, s.settled_shift_ms?)))
                     .collect();
                 reloc.rejected = Some(format!(
-                    "shifts {} fit no single new position: route changes, not a move",
-                    list.join(", ")
+                    "shifts {} fit no single new position seen by ≥ {} probers: route \
+                     changes, not a move",
+                    list.join(", "),
+                    self.policy.relocation.min_seen_probers
                 ));
             }
         }

@@ -37,7 +37,9 @@ impl Shift {
 /// The centroid of the new positions that explain the shifts, or None. Each shift may miss
 /// its prediction by `relocation.fit_tolerance_ms` + `fit_tolerance_frac` of it. With four or
 /// more probers one alarming prober may miss (its path changed route during the window too),
-/// as long as at least `relocation.min_probers` alarming probers are explained.
+/// as long as at least `relocation.min_probers` alarming probers are explained. At least
+/// `relocation.min_seen_probers` explained shifts must exceed the noise (`drift_ms`): two
+/// shifts fit some position whatever they are, only a third tests the move.
 pub(crate) fn fit(shifts: &[Shift], from: LatLon, policy: &Policy) -> Option<LatLon> {
     let (tol, frac) = (
         policy.relocation.fit_tolerance_ms,
@@ -51,13 +53,18 @@ pub(crate) fn fit(shifts: &[Shift], from: LatLon, policy: &Policy) -> Option<Lat
     if !radius.is_finite() {
         return None;
     }
-    let need = policy.relocation.min_probers;
+    let (need, need_seen) = (
+        policy.relocation.min_probers,
+        policy.relocation.min_seen_probers,
+    );
+    let noise = policy.relocation.drift_ms;
     let fits = |p: LatLon, outliers: usize| {
-        let (mut missed, mut explained) = (0, 0);
+        let (mut missed, mut explained, mut seen) = (0, 0, 0);
         for s in shifts {
             let want = s.predicted(from, p, ceiling);
             if (s.shift_ms - want).abs() <= tol + frac * want.abs() {
                 explained += usize::from(s.alarmed);
+                seen += usize::from(s.shift_ms.abs() > noise);
             } else {
                 // only an alarming path may miss (its route changed as well); a path that
                 // stayed put must fit, or two route changes would pass for a move
@@ -67,7 +74,7 @@ pub(crate) fn fit(shifts: &[Shift], from: LatLon, policy: &Policy) -> Option<Lat
                 }
             }
         }
-        explained >= need
+        explained >= need && seen >= need_seen
     };
     // positions explaining every prober first; only without any, those missing one
     joint::search(from, radius, |p| fits(p, 0))
@@ -118,5 +125,33 @@ mod tests {
         routes[0].alarmed = true;
         routes[3].alarmed = true;
         assert!(fit(&routes, fra, &policy).is_none());
+    }
+
+    #[test]
+    fn two_shifts_fit_some_position_and_prove_nothing() {
+        // probers north, east, north-west and south-east of the claim; a move north-east
+        // shifts the first two and leaves the others flat: exactly what two coinciding route
+        // changes look like
+        let c = LatLon::new(45.0, 10.0);
+        let probers = [
+            super::super::geo::destination(c, 0.0, 1000.0),
+            super::super::geo::destination(c, 90.0, 1000.0),
+            super::super::geo::destination(c, 315.0, 1000.0),
+            super::super::geo::destination(c, 135.0, 1000.0),
+        ];
+        let to = super::super::geo::destination(c, 45.0, 100.0);
+        let shifts: Vec<Shift> = probers.iter().map(|p| shift(*p, c, to, 1.6, 0.0)).collect();
+        let seen = |s: &Shift| s.shift_ms.abs() > 0.25;
+        assert_eq!(shifts.iter().filter(|s| seen(s)).count(), 2, "{shifts:?}");
+        let mut policy = Policy::default();
+        assert!(fit(&shifts, c, &policy).is_none());
+        policy.relocation.min_seen_probers = 2;
+        assert!(fit(&shifts, c, &policy).is_some());
+        // a fifth prober due east-north-east sees the same move: three shifts, a test passed
+        let east = super::super::geo::destination(c, 60.0, 800.0);
+        let mut five = shifts.clone();
+        five.push(shift(east, c, to, 1.6, 0.0));
+        policy.relocation.min_seen_probers = 3;
+        assert!(fit(&five, c, &policy).is_some());
     }
 }
