@@ -104,6 +104,10 @@ pub struct Policy {
     /// Provider zone prefix → site, e.g. `"europe-west3" = "fra"`: a vTPM certificate naming a
     /// zone mapped to another site than the claim ⇒ `relocated`. Empty by default.
     pub zone_sites: std::collections::BTreeMap<String, String>,
+    /// `located` means the evidence puts the TD within this many km of the claim (an anchor
+    /// timed from inside the TD, a landmark at the claim, or physics): a relay or a node this
+    /// far away is never `located`. Wider uncertainty ⇒ `inconclusive`, naming it in km.
+    pub max_located_km: f64,
     /// Relocation detection (change detection over probe rounds).
     pub relocation: RelocationPolicy,
 }
@@ -191,6 +195,7 @@ impl Default for Policy {
             require_endorsement: false,
             expected_owner: None,
             zone_sites: std::collections::BTreeMap::new(),
+            max_located_km: 200.0,
             relocation: RelocationPolicy::default(),
         }
     }
@@ -315,6 +320,7 @@ impl Policy {
         nonneg("max_anchor_excess_ms", self.max_anchor_excess_ms)?;
         nonneg("calibrated_excess_ms", self.calibrated_excess_ms)?;
         nonneg("claim_radius_km", self.claim_radius_km)?;
+        nonneg("max_located_km", self.max_located_km)?;
         nonneg(
             "relocation.fit_tolerance_ms",
             self.relocation.fit_tolerance_ms,
