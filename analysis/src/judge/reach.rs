@@ -42,8 +42,11 @@ impl Probe {
         }
         match self.landmark {
             Some((rtt, infl, slack)) => {
-                let want = rtt + (d - self.d_claim) * infl * PHYSICS_MS_PER_KM;
-                (self.rtt - want).abs() <= slack
+                // the route from elsewhere is inflated between light in fiber and the
+                // landmark's path (whose fixed delays make its inflation an upper estimate)
+                let step = (d - self.d_claim) * PHYSICS_MS_PER_KM;
+                let (a, b) = (rtt + step, rtt + step * infl);
+                self.rtt >= a.min(b) - slack && self.rtt <= a.max(b) + slack
             }
             None => true,
         }
@@ -51,17 +54,13 @@ impl Probe {
 }
 
 /// The farthest the TD can be from the claim given the used probers (site positions in `at`,
-/// same order) and the anchors timed from inside the TD.
+/// same order) and the anchors timed from inside the TD (site positions in `anchors`).
 pub(crate) fn reach(
     used: &[(LatLon, &ProberDistance)],
-    anchors: &[AnchorDistance],
+    anchors: &[(LatLon, &AnchorDistance)],
     claim: LatLon,
     policy: &Policy,
 ) -> Reach {
-    // An anchor timed from inside the TD bounds it by physics, relayed or not.
-    let anchor = (anchors.iter())
-        .map(|a| (a.max_distance_km + a.distance_to_claim_km, a))
-        .min_by(|x, y| x.0.total_cmp(&y.0));
     let probes: Vec<Probe> = (used.iter())
         .filter_map(|(at, d)| {
             let rtt = d.min_eff_rtt_ms?;
@@ -72,10 +71,13 @@ pub(crate) fn reach(
                 } else {
                     policy.inflation_ceiling
                 };
+                // the position is tested where it is: no metro allowance, only the noise
+                // between a node and its landmark; the landmark path's inflation is measured, so
+                // no ceiling (capping it let nodes 200 km away fit nowhere, hence be located)
                 (
                     d.expected_rtt_ms,
-                    infl.clamp(1.0, policy.inflation_ceiling),
-                    d.slack_ms,
+                    infl.max(1.0),
+                    policy.calibrated_excess_ms,
                 )
             });
             Some(Probe {
@@ -86,23 +88,35 @@ pub(crate) fn reach(
             })
         })
         .collect();
-    // A relay at the claim adds its detour to every prober: the least-delayed prober bounds it
-    // (over the landmark's RTT with one, over light in fiber without).
+    if probes.is_empty() && anchors.is_empty() {
+        return Reach {
+            km: f64::INFINITY,
+            how: "no prober or anchor timing".into(),
+        };
+    }
+    // Relayed: a relay at the claim adds the TD's detour to every prober, so the least-delayed
+    // prober bounds it (over the landmark's RTT with one, over light in fiber without); an
+    // anchor timed from inside the TD bounds the TD by physics, relayed or not.
     let detour = (probes.iter())
         .map(|p| {
             let floor = p.landmark.map_or(p.d_claim * PHYSICS_MS_PER_KM, |l| l.0);
             bound::max_distance_km(p.rtt - floor)
         })
         .fold(f64::INFINITY, f64::min);
-    // Not relayed, the node sits where every prober's RTT fits: the farthest ring with such a
-    // position (the next ring out bounds it).
+    let anchor = (anchors.iter())
+        .map(|(_, a)| a.max_distance_km + a.distance_to_claim_km)
+        .fold(f64::INFINITY, f64::min);
+    let relayed = detour.min(anchor);
+    // Not relayed, the node sits where every prober's RTT and every anchor's fits: the
+    // farthest ring with such a position (the next ring out bounds it).
+    let fits = |p: LatLon| {
+        probes.iter().all(|x| x.fits(p))
+            && (anchors.iter()).all(|(at, a)| distance_km(*at, p) <= a.max_distance_km)
+    };
     let ring = (RINGS_KM.iter())
         .rev()
         .find(|&&r| {
-            (0..BEARINGS).any(|b| {
-                let p = destination(claim, b as f64 * 360.0 / BEARINGS as f64, r);
-                probes.iter().all(|x| x.fits(p))
-            })
+            (0..BEARINGS).any(|b| fits(destination(claim, b as f64 * 360.0 / BEARINGS as f64, r)))
         })
         .map(|&r| {
             let next = RINGS_KM.iter().find(|&&n| n > r);
@@ -110,35 +124,26 @@ pub(crate) fn reach(
         })
         .unwrap_or(RINGS_KM[0]);
     let calibrated = probes.iter().filter(|p| p.landmark.is_some()).count();
-    let probers = if probes.is_empty() {
-        None
-    } else {
-        Some((
-            ring.max(detour),
-            format!(
-                "{} probers ({calibrated} with a landmark at the claim): a relay's detour ≤ \
-                 {detour:.0} km, a node elsewhere within {} km",
-                probes.len(),
-                if ring.is_finite() {
-                    format!("{ring:.0}")
-                } else {
-                    format!("> {:.0}", RINGS_KM[RINGS_KM.len() - 1])
-                }
-            ),
-        ))
+    let bounded = |v: f64| {
+        if v.is_finite() {
+            format!("{v:.0} km")
+        } else {
+            "any distance".into()
+        }
     };
-    match (anchor, probers) {
-        (Some((a, an)), p) if p.as_ref().is_none_or(|p| a <= p.0) => Reach {
-            km: a,
-            how: format!(
-                "the TD's own {:.2} ms to anchor {} ({:.0} km from the claim)",
-                an.min_rtt_ms, an.site, an.distance_to_claim_km
-            ),
-        },
-        (_, Some((km, how))) => Reach { km, how },
-        (_, None) => Reach {
-            km: f64::INFINITY,
-            how: "no prober or anchor timing".into(),
-        },
+    Reach {
+        km: ring.max(relayed),
+        how: format!(
+            "{} probers ({calibrated} with a landmark at the claim) and {} anchors: a node \
+             elsewhere within {}, a relay's TD within {}",
+            probes.len(),
+            anchors.len(),
+            if ring.is_finite() {
+                bounded(ring)
+            } else {
+                format!("> {:.0} km", RINGS_KM[RINGS_KM.len() - 1])
+            },
+            bounded(relayed)
+        ),
     }
 }

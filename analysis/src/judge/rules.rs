@@ -542,11 +542,15 @@ impl Judging<'_> {
         let at: Vec<(LatLon, &ProberDistance)> = (used.iter())
             .filter_map(|d| Some((world.site(&world.prober(&d.prober)?.site)?.position(), d)))
             .collect();
-        let r = reach::reach(&at, &self.j.anchors, claim, self.policy);
+        let anchors: Vec<(LatLon, &AnchorDistance)> = (self.j.anchors.iter())
+            .filter_map(|a| Some((world.site(&a.site)?.position(), a)))
+            .collect();
+        let r = reach::reach(&at, &anchors, claim, self.policy);
         let max = self.policy.max_located_km;
         if !(r.km < max) {
             self.missing.push(format!(
-                "uncertainty: the evidence leaves the TD anywhere within {} of the claim                  (located needs < {max:.0} km): {}",
+                "uncertainty: the evidence leaves the TD anywhere within {} of the claim \
+                 (located needs < {max:.0} km): {}",
                 km(r.km),
                 r.how
             ));
