@@ -18,6 +18,69 @@ pub(crate) struct Shift {
     pub(crate) shift_ms: f64,
     /// Its CUSUM alarmed.
     pub(crate) alarmed: bool,
+    /// When its step happened: an interval of send times (ns) holding the instant with
+    /// confidence 1 − [`INSTANT_ALPHA`]; None when its samples cannot time it.
+    pub(crate) when_ns: Option<(f64, f64)>,
+}
+
+/// Chance that a step's true instant lies outside the interval [`change_instant`] gives.
+const INSTANT_ALPHA: f64 = 1e-3;
+
+/// When one prober's step of `step_ms` happened, near round `onset` (rounds of `round_ns`
+/// counted from its first sample). Round trips never beat their path's floor, so with a step
+/// up no sample after it falls below the midpoint: it came after the last one below, and
+/// before the next one the pre-step samples would have put there (their rate below the
+/// midpoint, measured just before, bounds how long none may come); a step down mirrors it.
+/// A move shifts every path at one instant; route changes at independent ones.
+pub(crate) fn change_instant(
+    eff: &[(u64, f64)],
+    round_ns: f64,
+    onset: u64,
+    step_ms: f64,
+) -> Option<(f64, f64)> {
+    let t0 = eff.iter().map(|e| e.0).min()?;
+    let round = |t: u64| ((t - t0) as f64 / round_ns).floor() as i64;
+    let o = onset as i64;
+    let mut near: Vec<(u64, f64)> = (eff.iter())
+        .filter(|e| (round(e.0) - o).abs() <= 3)
+        .copied()
+        .collect();
+    near.sort_by_key(|e| e.0);
+    let level = |lo: i64, hi: i64| {
+        (near.iter())
+            .filter(|e| (lo..=hi).contains(&(round(e.0) - o)))
+            .map(|e| e.1)
+            .collect::<Vec<f64>>()
+    };
+    let before = level(-3, -2);
+    let floor = before.iter().copied().fold(f64::INFINITY, f64::min);
+    if !floor.is_finite() && o <= 1 {
+        // the step precedes the window (a baseline from history): some time before it
+        return Some((f64::NEG_INFINITY, t0 as f64));
+    }
+    if !floor.is_finite() || near.len() < 2 {
+        return None;
+    }
+    let mid = floor + step_ms / 2.0;
+    let dt = (near[near.len() - 1].0 - near[0].0) as f64 / (near.len() - 1) as f64;
+    // the rate of samples below the midpoint on the side that has them
+    let side = if step_ms > 0.0 { before } else { level(2, 3) };
+    let q = side.iter().filter(|x| **x < mid).count() as f64 / side.len().max(1) as f64;
+    if q <= 0.0 {
+        return None;
+    }
+    let gap = if q >= 1.0 {
+        1.0
+    } else {
+        (INSTANT_ALPHA.ln() / (1.0 - q).ln()).ceil()
+    } * dt;
+    if step_ms > 0.0 {
+        let last = near.iter().rev().find(|e| e.1 < mid)?;
+        Some((last.0 as f64, last.0 as f64 + gap))
+    } else {
+        let first = near.iter().find(|e| e.1 < mid)?;
+        Some((first.0 as f64 - gap, first.0 as f64))
+    }
 }
 
 impl Shift {
@@ -39,7 +102,8 @@ impl Shift {
 /// more probers one alarming prober may miss (its path changed route during the window too),
 /// as long as at least `relocation.min_probers` alarming probers are explained. At least
 /// `relocation.min_seen_probers` explained shifts must exceed the noise (`drift_ms`): two
-/// shifts fit some position whatever they are, only a third tests the move.
+/// shifts fit some position whatever they are, only a third tests the move; and those steps
+/// must have happened at one instant ([`change_instant`]).
 pub(crate) fn fit(shifts: &[Shift], from: LatLon, policy: &Policy) -> Option<LatLon> {
     let (tol, frac) = (
         policy.relocation.fit_tolerance_ms,
@@ -60,11 +124,20 @@ pub(crate) fn fit(shifts: &[Shift], from: LatLon, policy: &Policy) -> Option<Lat
     let noise = policy.relocation.drift_ms;
     let fits = |p: LatLon, outliers: usize| {
         let (mut missed, mut explained, mut seen) = (0, 0, 0);
+        // the seen steps' instants must share one moment
+        let (mut from_ns, mut to_ns) = (f64::NEG_INFINITY, f64::INFINITY);
         for s in shifts {
             let want = s.predicted(from, p, ceiling);
+            let timed = s.when_ns.filter(|w| w.0.max(from_ns) <= w.1.min(to_ns));
             if (s.shift_ms - want).abs() <= tol + frac * want.abs() {
                 explained += usize::from(s.alarmed);
-                seen += usize::from(s.shift_ms.abs() > noise);
+                if s.shift_ms.abs() > noise {
+                    let Some((a, b)) = timed else {
+                        return false;
+                    };
+                    (from_ns, to_ns) = (from_ns.max(a), to_ns.min(b));
+                    seen += 1;
+                }
             } else {
                 // only an alarming path may miss (its route changed as well); a path that
                 // stayed put must fit, or two route changes would pass for a move
@@ -94,6 +167,7 @@ mod tests {
             baseline_ms: base,
             shift_ms,
             alarmed: shift_ms.abs() > 0.5,
+            when_ns: Some((1e9, 1.1e9)),
         }
     }
 
