@@ -202,6 +202,30 @@ mod tests {
     }
 
     #[test]
+    fn a_step_is_timed_to_within_a_few_samples() {
+        // 50 samples/s, floor 5 ms plus a deterministic spread of 0-0.5 ms; a step at 10.51 s
+        let series = |step: f64| -> Vec<(u64, f64)> {
+            (0..1000u64)
+                .map(|k| {
+                    let t = k * 20_000_000;
+                    let noise = ((k * 7919) % 11) as f64 * 0.05;
+                    let at = if t >= 10_510_000_000 { step } else { 0.0 };
+                    (t, 5.0 + at + noise)
+                })
+                .collect()
+        };
+        for step in [1.0, -1.0] {
+            let (a, b) = change_instant(&series(step), 1e9, 10, step).expect("timed");
+            assert!(a <= 10.51e9 && 10.51e9 <= b, "{step}: {a} {b}");
+            assert!(b - a < 0.3e9, "{step}: {a} {b}");
+        }
+        // a step up that is not there: samples below its midpoint to the window's end, so it
+        // cannot be timed to the onset (nor meet a move's instant there)
+        let (a, _) = change_instant(&series(0.0), 1e9, 10, 1.0).expect("timed");
+        assert!(a > 13.0e9, "{a}");
+    }
+
+    #[test]
     fn two_shifts_fit_some_position_and_prove_nothing() {
         // probers north, east, north-west and south-east of the claim; a move north-east
         // shifts the first two and leaves the others flat: exactly what two coinciding route
