@@ -3,13 +3,15 @@
 # systemd unit in deploy/systemd/.
 #
 #   docker build -t locus .
-#   docker run -v /etc/locus:/etc/locus:ro -v locus-data:/var/lib/locus -p 9464:9464 \
+#   docker run -v /etc/locus:/etc/locus:ro -v locus-data:/var/lib/locus -p 19464:19464 \
 #       locus prober --config /etc/locus/prober.toml
-#   docker run -v /etc/locus:/etc/locus:ro -v locus-data:/var/lib/locus -p 9465:9465 \
-#       locus monitor --db /var/lib/locus/locus.db --policy /etc/locus/policy.toml \
-#       --listen 0.0.0.0:9465
+#   docker run -v /etc/locus:/etc/locus:ro -v locus-data:/var/lib/locus -p 19465:19465 \
+#       locus monitor --db /var/lib/locus/locus.db --config /etc/locus/monitor.toml \
+#       --policy /etc/locus/policy.toml \
+#       --evidence-policy /etc/locus/evidence-policy.toml \
+#       --listen 0.0.0.0:19465
 #
-# (The config's `listen` must be 0.0.0.0:9464 for /metrics to be reachable from outside.)
+# (The config's `listen` must be 0.0.0.0:19464 for /metrics to be reachable from outside.)
 
 FROM rust:1-slim-bookworm AS build
 WORKDIR /src
@@ -27,6 +29,6 @@ COPY config/ /usr/share/locus/config/
 USER locus
 WORKDIR /var/lib/locus
 VOLUME /var/lib/locus
-EXPOSE 9464 9465
+EXPOSE 19464 19465
 ENTRYPOINT ["/usr/local/bin/locus"]
 CMD ["prober", "--config", "/etc/locus/prober.toml"]

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use locus_fleet::store::{export, Database, ExportFormat, ExportTable};
+use locus_fleet::store::{export_filtered, Database, ExportFilter, ExportFormat, ExportTable};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {
@@ -27,7 +27,7 @@ enum Table {
 pub(crate) struct ExportArgs {
     /// The database `locus prober --config` and `locus monitor` write: an SQLite file or a
     /// `postgres://user:password@host:port/dbname` URL.
-    #[arg(long)]
+    #[arg(long, env = "LOCUS_DB", hide_env_values = true)]
     db: Database,
     #[arg(long, value_enum, default_value = "jsonl")]
     format: Format,
@@ -35,9 +35,36 @@ pub(crate) struct ExportArgs {
     /// rounds.
     #[arg(long, value_enum, default_value = "rounds")]
     table: Table,
+    /// Only this node's rows (the `target` of rounds, samples and evidence, the `node` of
+    /// verdicts).
+    #[arg(long)]
+    node: Option<String>,
+    /// Only rows from this time on (RFC 3339 or Unix seconds): rounds by start, samples by
+    /// send time, evidence requests and verdicts by their time.
+    #[arg(long, value_parser = parse_time_ns)]
+    since: Option<i64>,
+    /// Only rows before this time (RFC 3339 or Unix seconds).
+    #[arg(long, value_parser = parse_time_ns)]
+    until: Option<i64>,
     /// Write here instead of stdout.
     #[arg(long)]
     out: Option<PathBuf>,
+}
+
+/// RFC 3339 or Unix seconds (fractions kept, as `--at` always took them), as Unix ns.
+pub(crate) fn parse_time_ns(s: &str) -> Result<i64, String> {
+    let fractional = s.contains('.') && s.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if fractional {
+        return match s.parse::<f64>() {
+            Ok(v) if v.is_finite() && v < 9.2e9 => Ok((v * 1e9) as i64),
+            _ => Err(format!("not RFC 3339 or Unix seconds: {s:?}")),
+        };
+    }
+    let secs = locus_fleet::time::parse_at(s).map_err(|e| e.to_string())?;
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| s.checked_mul(1_000_000_000))
+        .ok_or_else(|| format!("{s}: too far in the future"))
 }
 
 pub(crate) fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
@@ -59,6 +86,11 @@ pub(crate) fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    export(&store, table, format, &mut out)?;
+    let filter = ExportFilter {
+        node: args.node,
+        since_unix_ns: args.since.unwrap_or(i64::MIN),
+        until_unix_ns: args.until.unwrap_or(i64::MAX),
+    };
+    export_filtered(&store, table, &filter, format, &mut out)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use locus_lab::{Interrupted, Report, Scenario, Serving};
+use locus_lab::{Interrupted, Report, Scenario, ServeOptions, Serving};
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -28,11 +28,16 @@ pub(crate) struct LabArgs {
     /// Override the scenario's probing time (seconds).
     #[arg(long)]
     duration: Option<f64>,
-    /// Keep the world running for the duration without the lab's own probers, and write one
-    /// `locus prober --config` file per prober site (OUT/fleet/) for real daemons and
-    /// `locus monitor` to watch it (docs/monitoring.md). Prints one JSON line when ready.
+    /// Keep the world running without the lab's own probers (until interrupted, or for
+    /// --duration), and write one `locus prober --config` file per prober site, the database,
+    /// prometheus.yml and alertmanager.yml (OUT/fleet/) for real daemons and `locus monitor`
+    /// to watch it (docs/monitoring.md). Prints one JSON line once all of it exists.
     #[arg(long, conflicts_with = "json")]
     serve: bool,
+    /// With --serve: the port of every prober daemon's /metrics (each prober has its own
+    /// loopback address); 0 picks free ports.
+    #[arg(long, requires = "serve", default_value_t = locus_fleet::daemon::config::DEFAULT_PROBER_PORT)]
+    prober_port: u16,
 }
 
 pub(crate) fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
@@ -63,7 +68,12 @@ pub(crate) fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
         let _ = cancel_tx.send(true);
     });
     if args.serve {
-        return serve_world(&rt, &scenario, &out, cancel_rx);
+        let opts = ServeOptions {
+            duration: args.duration.map(Duration::from_secs_f64),
+            prober_port: args.prober_port,
+            ..ServeOptions::default()
+        };
+        return serve_world(&rt, &scenario, &out, &opts, cancel_rx);
     }
     let (progress_tx, progress_rx) = tokio::sync::watch::channel((0u64, 1u64));
     let bar = progress_bar(progress_rx, &rt);
@@ -85,14 +95,21 @@ pub(crate) fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `--serve`: runs the world until its duration ends or a signal comes.
+/// `--serve`: runs the world until a signal comes (or `--duration` ends).
 fn serve_world(
     rt: &tokio::runtime::Runtime,
     scenario: &Scenario,
     out: &std::path::Path,
+    opts: &ServeOptions,
     cancel: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<ExitCode> {
-    let result = rt.block_on(locus_lab::serve(scenario, out, cancel, announce_serving));
+    let result = rt.block_on(locus_lab::serve(
+        scenario,
+        out,
+        opts,
+        cancel,
+        announce_serving,
+    ));
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) if e.is::<Interrupted>() => Ok(ExitCode::SUCCESS),
@@ -109,19 +126,29 @@ fn announce_serving(s: &Serving) {
     if let Ok(line) = serde_json::to_string(s) {
         println!("{line}");
     }
+    match s.duration_s {
+        Some(d) => eprintln!("lab world running for {d:.0} s; watch it with:"),
+        None => eprintln!("lab world running until interrupted; watch it with:"),
+    }
     eprintln!(
-        "lab world running for {:.0} s; watch it with one daemon per config and the monitor:",
-        s.duration_s
+        "  prometheus-alertmanager --config.file={} --storage.path=am-data \
+         --web.listen-address=127.0.0.1:9093 --cluster.listen-address= &",
+        s.alertmanager_config.display()
     );
     for c in &s.configs {
         eprintln!("  locus prober --config {} &", c.display());
     }
     eprintln!(
-        "  locus monitor --db {} --policy {} --evidence-policy {} --interval-s 1 --window-s 5 \
-         --baseline-rounds 5",
+        "  locus monitor --db {} --config {} --policy {} --evidence-policy {} --interval-s 1 \
+         --window-s 5 --baseline-rounds 5 --alertmanager http://127.0.0.1:9093 &",
         s.db.display(),
+        s.monitor_config.display(),
         s.policy.display(),
         s.evidence_policy.display()
+    );
+    eprintln!(
+        "  prometheus --config.file={} --storage.tsdb.path=prom-data   # optional: dashboards",
+        s.prometheus_config.display()
     );
 }
 

@@ -1,9 +1,12 @@
 //! `locus monitor`: judges every node the probers stored, on a schedule, with the verdict
 //! engine (`locus_analysis::judge`); stores each verdict and exports `locus_node_verdict` and
-//! `locus_region_radius_km` on `/metrics` (for the rules in `config/alerts.yml`).
+//! `locus_region_radius_meters` on `/metrics` (for the rules in `config/alerts.yml`).
 //!
 //! Exit codes with `--once`: 0 every node `located`; 1 any other verdict (or no node);
 //! 2 unreadable input. Running continuously it exits 0 on SIGTERM or SIGINT.
+//!
+//! Settings that hold secrets come from the environment as well as flags: `LOCUS_DB`,
+//! `LOCUS_ALERTMANAGER`, `LOCUS_ALERTMANAGER_BEARER_TOKEN_FILE`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,10 +17,11 @@ use anyhow::{bail, Context};
 use clap::Args;
 use locus_analysis::Judgement;
 use locus_fleet::monitor::{
-    judge_all, unix_now_ns, EvidenceConfig, Fleet, Judging, MonitorConfig, Sinks,
+    judge_all, unix_now_ns, Alertmanagers, EvidenceConfig, Fleet, Judging, MonitorConfig, Sinks,
 };
 use locus_fleet::store::{Database, Store, StoreError};
 use serde::Serialize;
+use tracing::info;
 
 /// How long opening the database and a write wait for the server or another writer's lock.
 const DB_WAIT: Duration = Duration::from_secs(5);
@@ -34,8 +38,9 @@ pub(crate) fn open_store(db: &Database) -> anyhow::Result<Store> {
 #[derive(Args)]
 pub(crate) struct MonitorArgs {
     /// The database the probers write (`db` in their config): an SQLite file or a
-    /// `postgres://user:password@host:port/dbname` URL.
-    #[arg(long)]
+    /// `postgres://user:password@host:port/dbname` URL. A missing SQLite file is waited for
+    /// (a prober creates it), except with --once.
+    #[arg(long, env = "LOCUS_DB", hide_env_values = true)]
     db: Database,
     /// The monitor's own view of the fleet (TOML, config/monitor.example.toml): sites, probers
     /// with their public keys, nodes with their claims. Only rows those probers signed are
@@ -47,10 +52,15 @@ pub(crate) struct MonitorArgs {
     /// write the database (or its link) then decides the verdicts.
     #[arg(long)]
     allow_unsigned: bool,
-    /// Verdict policy (TOML, config/policy.example.toml); defaults when absent. Without
-    /// --evidence-policy set `require_evidence = false` to judge on timing alone.
+    /// Verdict policy (TOML, config/policy.example.toml); defaults when absent. A policy that
+    /// needs evidence or anchors is refused without --evidence-policy (every node would be
+    /// `inconclusive`): give one, or --timing-only.
     #[arg(long)]
     policy: Option<PathBuf>,
+    /// Judge on timing alone, without evidence (the verdict policy's `require_evidence` and
+    /// `min_anchors` are set to false and 0): proxies and Frankenstein nodes go unseen.
+    #[arg(long, conflicts_with = "evidence_policy")]
+    timing_only: bool,
     /// Evidence policy (as for `locus verify evidence --policy`): each node's latest stored
     /// bundle is verified under it and feeds the verdict (evidence, anchors, in-TD timings).
     #[arg(long)]
@@ -67,22 +77,40 @@ pub(crate) struct MonitorArgs {
     /// Rounds before the window, per prober, whose minima make the node's baseline (median).
     #[arg(long, default_value_t = 60)]
     baseline_rounds: usize,
-    /// Address of /metrics, /-/healthy and /-/ready.
-    #[arg(long, default_value = "127.0.0.1:9465")]
+    /// Address of /metrics, /-/healthy and /-/ready (19465: outside the Prometheus exporter
+    /// port range 9100-9999, which is all allocated).
+    #[arg(long, default_value = "127.0.0.1:19465")]
     listen: SocketAddr,
-    /// Judge once, print the judgements and exit (0 all located, 1 otherwise).
+    /// Where the monitor is reachable (alerts link to its /metrics); default http://LISTEN.
+    #[arg(long)]
+    external_url: Option<String>,
+    /// Judge once, print the judgements and exit (0 all located, 1 otherwise). The verdicts
+    /// are stored and alerted like the running monitor's unless --dry-run.
     #[arg(long)]
     once: bool,
-    /// With --once: judge as of this Unix time (seconds) instead of now.
+    /// With --once: store no verdict and post no alert (a look that changes nothing the
+    /// running monitor and the alerts see).
     #[arg(long, requires = "once")]
-    at: Option<f64>,
+    dry_run: bool,
+    /// With --once: judge as of this time (RFC 3339 or Unix seconds) instead of now.
+    #[arg(long, requires = "once", value_parser = crate::export_cmd::parse_time_ns)]
+    at: Option<i64>,
     /// With --once: print JSON instead of one line per node.
     #[arg(long)]
     json: bool,
-    /// Also post alerts for negative verdicts to this Alertmanager (`http://host:port`,
-    /// repeatable), named like the rules in config/alerts.yml.
-    #[arg(long = "alertmanager")]
+    /// Also post alerts for negative verdicts to this Alertmanager
+    /// (`http(s)://[user:password@]host:port[/prefix]`, repeatable or comma-separated), named
+    /// like the rules in config/alerts.yml. Use this OR the Prometheus rules, not both.
+    #[arg(
+        long = "alertmanager",
+        env = "LOCUS_ALERTMANAGER",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     alertmanagers: Vec<String>,
+    /// A file holding a bearer token for the Alertmanagers whose URL has no user info.
+    #[arg(long, env = "LOCUS_ALERTMANAGER_BEARER_TOKEN_FILE")]
+    alertmanager_bearer_token_file: Option<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -126,24 +154,56 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
              --allow-unsigned judges every stored row unverified instead"
         ),
     };
+    let mut policy = locus_fleet::verifier::load_verdict_policy(args.policy.as_deref())?
+        .calibrated_vtpm(evidence.as_ref().map(|e| &e.policy));
+    if args.timing_only {
+        policy.require_evidence = false;
+        policy.min_anchors = 0;
+    } else if evidence.is_none() && (policy.require_evidence || policy.min_anchors > 0) {
+        bail!(
+            "the verdict policy requires evidence (require_evidence = {}, min_anchors = {}) \
+             but no --evidence-policy was given: every node would be judged inconclusive. Give \
+             --evidence-policy FILE, or --timing-only to judge on round trips alone",
+            policy.require_evidence,
+            policy.min_anchors
+        );
+    }
     let judging = Judging {
         fleet,
-        policy: locus_fleet::verifier::load_verdict_policy(args.policy.as_deref())?
-            .calibrated_vtpm(evidence.as_ref().map(|e| &e.policy)),
+        policy,
         window: Duration::from_secs_f64(args.window_s),
         baseline_rounds: args.baseline_rounds,
         evidence,
     };
-    let mut store = open_store(&args.db)?;
+    let bearer = match &args.alertmanager_bearer_token_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("reading {}", p.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let external_url = args
+        .external_url
+        .clone()
+        .or_else(|| (!args.once).then(|| format!("http://{}", args.listen)));
+    let alertmanagers = match args.alertmanagers.is_empty() || args.dry_run {
+        true => None,
+        false => Some(Alertmanagers::new(
+            &args.alertmanagers,
+            bearer,
+            external_url.map(|u| format!("{}/metrics", u.trim_end_matches('/'))),
+        )?),
+    };
     if args.once {
-        let now = match args.at {
-            Some(t) => (t * 1e9) as i64,
-            None => unix_now_ns(),
-        };
+        let mut store = open_store(&args.db)?;
+        let now = args.at.unwrap_or_else(unix_now_ns);
         let sinks = Sinks {
             metrics: None,
-            alertmanagers: &args.alertmanagers,
+            alertmanagers: alertmanagers.as_ref(),
             alert_ttl: Duration::from_secs_f64(args.interval_s * 3.0),
+            store: !args.dry_run,
         };
         let (js, failed) = judge_all(&mut store, &judging, now, &sinks)?;
         if let Some(e) = failed.first() {
@@ -162,14 +222,34 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
+        let stop = crate::responder_cmd::shutdown_signal();
+        tokio::pin!(stop);
+        // A monitor started next to probers that have not created the database yet waits.
+        if let Database::Sqlite(path) = &args.db {
+            if !path.exists() {
+                info!(db = %path.display(), "waiting for a prober to create the database");
+                let appeared = async {
+                    while !path.exists() {
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                };
+                tokio::select! {
+                    _ = &mut stop => return anyhow::Ok(ExitCode::SUCCESS),
+                    _ = appeared => {}
+                }
+            }
+        }
+        // The synchronous PostgreSQL client runs its own runtime: open it off this one.
+        let db = args.db.clone();
+        let store = tokio::task::spawn_blocking(move || open_store(&db)).await??;
         announce(listener.local_addr()?);
         locus_fleet::monitor::serve(
             listener,
             store,
             judging,
             Duration::from_secs_f64(args.interval_s),
-            args.alertmanagers,
-            crate::responder_cmd::shutdown_signal(),
+            alertmanagers,
+            stop,
         )
         .await;
         anyhow::Ok(ExitCode::SUCCESS)

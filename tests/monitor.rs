@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use locus_analysis::judge::geo::{distance_km, LatLon};
 use locus_fleet::integrity::seal_round;
-use locus_fleet::store::{Database, EvidenceRecord, RoundRecord, SampleRecord, SiteRecord, Store};
+use locus_fleet::store::{
+    Database, EvidenceRecord, RoundRecord, SampleRecord, SiteRecord, Store, VerdictRecord,
+};
 use locus_prober::identity::ProberIdentity;
 use locus_test_support::pg_server;
 use nix::sys::signal::{kill, Signal};
@@ -175,6 +177,19 @@ fn policy() -> PathBuf {
     fixtures::path("policy/timing-only.toml")
 }
 
+/// `locus monitor --db DB --config CONFIG --policy` the timing-only policy.
+fn monitor_on(db: &Path, config: &Path) -> Command {
+    let mut c = locus();
+    c.arg("monitor")
+        .arg("--db")
+        .arg(db)
+        .arg("--config")
+        .arg(config)
+        .arg("--policy")
+        .arg(policy());
+    c
+}
+
 #[test]
 fn monitor_once_judges_stores_and_exports() {
     let dir = tempfile::tempdir().unwrap();
@@ -196,8 +211,14 @@ fn monitor_once_judges_stores_and_exports_on_postgres() {
 
 /// `locus export --db DB`: its stdout, after checking it succeeded.
 fn export(db: &str, table: &str, format: &str) -> String {
+    export_args(db, &["--table", table, "--format", format])
+}
+
+/// `locus export --db DB ARGS...`: its stdout, after checking it succeeded.
+fn export_args(db: &str, args: &[&str]) -> String {
     let out = locus()
-        .args(["export", "--db", db, "--table", table, "--format", format])
+        .args(["export", "--db", db])
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -289,6 +310,19 @@ fn judge_once_and_export(db: &Database) {
 
     let csv = export(&arg, "verdicts", "csv");
     assert_eq!(csv.lines().count(), 4, "{csv}");
+    // One node, a time span (RFC 3339 or Unix seconds; until is exclusive).
+    let only = |extra: &[&str]| {
+        let args = [&["--table", "rounds", "--format", "csv"], extra].concat();
+        export_args(&arg, &args).lines().count() - 1
+    };
+    // moved: 3 probers × 6 rounds; its window rounds start 50 s before t = 2027-01-15T08:00:00Z.
+    assert_eq!(only(&["--node", "moved"]), 18);
+    assert_eq!(
+        only(&["--node", "moved", "--since", "2027-01-15T07:59:10Z"]),
+        3
+    );
+    assert_eq!(only(&["--node", "moved", "--until", "1799999950"]), 15);
+    assert_eq!(only(&["--node", "nobody"]), 0);
     assert!(csv.starts_with("id,node,claim,at_unix_ns,"), "{csv}");
     let rounds = export(&arg, "rounds", "jsonl");
     // 3 probers × (2 nodes × 6 rounds + 1 failed round)
@@ -390,7 +424,7 @@ fn cli_names_postgres_problems_clearly() {
     ] {
         for cmd in [
             &["export"][..],
-            &["monitor", "--once", "--allow-unsigned"][..],
+            &["monitor", "--once", "--allow-unsigned", "--timing-only"][..],
         ] {
             let out = locus().args(cmd).args(["--db", &url]).output().unwrap();
             let stderr = String::from_utf8_lossy(&out.stderr);
@@ -748,14 +782,7 @@ fn monitor_serves_verdicts_and_stops_on_sigterm() {
         .as_nanos() as i64;
     fill(&Database::Sqlite(db.clone()), now);
     let mut p = Proc(
-        locus()
-            .arg("monitor")
-            .arg("--db")
-            .arg(&db)
-            .arg("--policy")
-            .arg(policy())
-            .arg("--config")
-            .arg(fill_config(dir.path(), None))
+        monitor_on(&db, &fill_config(dir.path(), None))
             .args(["--listen", "127.0.0.1:0", "--interval-s", "0.2"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -772,7 +799,7 @@ fn monitor_serves_verdicts_and_stops_on_sigterm() {
         "{text}"
     );
     assert!(
-        text.contains("locus_region_radius_km{node=\"honest\""),
+        text.contains("locus_region_radius_meters{node=\"honest\""),
         "{text}"
     );
     assert_eq!(get(addr, "/-/ready").0, 200);
@@ -1003,18 +1030,48 @@ fn relocation_alert_reaches_a_real_alertmanager() {
         .unwrap()
         .as_secs() as i64;
     fill(&Database::Sqlite(db.clone()), now_s * S);
-    let out = locus()
-        .arg("monitor")
-        .arg("--db")
-        .arg(&db)
-        .arg("--policy")
-        .arg(policy())
-        .arg("--config")
-        .arg(fill_config(dir.path(), None))
-        .args(["--once", "--at", &now_s.to_string()])
-        .args(["--alertmanager", &format!("http://{am_addr}")])
-        .output()
-        .unwrap();
+    // `dark` was already unreachable 400 s ago (and 200 s ago): past the rule's `for: 5m`, so
+    // the monitor alerts too, starting when the verdict began.
+    let mut store = Store::open(&db).unwrap();
+    for ago in [400, 200] {
+        store
+            .insert_verdict(&VerdictRecord {
+                node: "dark".into(),
+                claim: "fra".into(),
+                at_unix_ns: (now_s - ago) * S,
+                window_start_unix_ns: (now_s - ago - 600) * S,
+                verdict: "unreachable".into(),
+                reasons: vec!["no answer".into()],
+                radius_km: None,
+                judgement: "{}".into(),
+            })
+            .unwrap();
+    }
+    drop(store);
+    let config = fill_config(dir.path(), None);
+    let monitor_at = |at: i64, extra: &[&str]| {
+        monitor_on(&db, &config)
+            .args(["--once", "--at", &at.to_string()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let monitor = |extra: &[&str]| monitor_at(now_s, extra);
+    // A dry run posts nothing and stores nothing.
+    let am_url = format!("http://{am_addr}");
+    let dry = monitor(&["--alertmanager", &am_url, "--dry-run"]);
+    assert_eq!(dry.status.code(), Some(1));
+    assert!(alerts_in(am_addr).0.is_empty(), "a dry run alerted");
+    let store = Store::open(&db).unwrap();
+    assert_eq!(store.latest_verdict("moved").unwrap(), None);
+    drop(store);
+
+    let out = monitor(&[
+        "--alertmanager",
+        &am_url,
+        "--external-url",
+        "http://monitor.example:19465/",
+    ]);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -1033,15 +1090,59 @@ fn relocation_alert_reaches_a_real_alertmanager() {
     assert_eq!(moved["status"]["state"], "active", "{moved}");
     assert_eq!(moved["labels"]["claim"], "fra");
     assert_eq!(moved["labels"]["severity"], "critical");
+    assert_eq!(
+        moved["generatorURL"], "http://monitor.example:19465/metrics",
+        "{moved}"
+    );
     let ann = &moved["annotations"];
     assert!(ann["reasons"].as_str().unwrap().len() > 10, "{ann}");
+    assert!(
+        ann["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("locus judged moved relocated"),
+        "{ann}"
+    );
+    assert_eq!(ann["runbook_url"], "docs/runbook.md#locusnoderelocated");
     assert_eq!(ann["old_region"], "claimed site fra", "{ann}");
     assert!(ann["new_region"].as_str().unwrap().contains("km"), "{ann}");
-    find("LocusNodeUnreachable", "dark");
+    // The alert starts when the verdict changed: now, for moved; 400 s ago for dark.
+    let starts = |a: &serde_json::Value| a["startsAt"].as_str().unwrap().to_owned();
+    assert!(
+        starts(&moved).starts_with(&rfc3339_prefix(now_s)),
+        "{moved}"
+    );
+    let dark = find("LocusNodeUnreachable", "dark");
+    assert!(
+        starts(&dark).starts_with(&rfc3339_prefix(now_s - 400)),
+        "{dark}"
+    );
     assert!(
         !body.contains("\"node\":\"honest\""),
         "a located node must not alert: {body}"
     );
+
+    // Judged again 60 s later: the same alerts, the same start.
+    let out = monitor_at(now_s + 60, &["--alertmanager", &am_url]);
+    assert_eq!(out.status.code(), Some(1));
+    let (again, body) = alerts_in(am_addr);
+    let moved_again = find_alert(&again, "LocusNodeRelocated", "moved").unwrap();
+    assert_eq!(starts(moved_again), starts(&moved), "{body}");
+    assert_eq!(
+        again
+            .iter()
+            .filter(|a| a["labels"]["node"] == "moved")
+            .count(),
+        1,
+        "one alert per event: {body}"
+    );
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of Unix seconds (Alertmanager adds fractions and a zone).
+fn rfc3339_prefix(unix_s: i64) -> String {
+    locus_fleet::time::rfc3339(unix_s)
+        .trim_end_matches('Z')
+        .to_owned()
 }
 
 /// The whole operator path on a lab world: `locus lab --serve` runs the TDs behind the delay
@@ -1057,7 +1158,7 @@ fn lab_relocation_through_daemons_fires_a_real_alert() {
     std::fs::write(&scenario, fixtures::scenario("fleet")).unwrap();
     let mut lab = Proc(
         locus()
-            .args(["lab", "--serve", "--scenario"])
+            .args(["lab", "--serve", "--prober-port", "0", "--scenario"])
             .arg(&scenario)
             .arg("--out")
             .arg(dir.path().join("lab"))
@@ -1088,11 +1189,29 @@ fn lab_relocation_through_daemons_fires_a_real_alert() {
         })
         .collect();
     let db = serving["db"].as_str().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !Path::new(db).exists() {
-        assert!(Instant::now() < deadline, "no daemon created {db}");
-        std::thread::sleep(Duration::from_millis(50));
+    // Everything the walk-through needs exists once the lab announces itself.
+    assert!(Path::new(db).exists(), "{serving}");
+    assert!(
+        serving["duration_s"].is_null(),
+        "runs until interrupted: {serving}"
+    );
+    for key in ["prometheus_config", "alertmanager_config"] {
+        assert!(
+            Path::new(serving[key].as_str().unwrap()).exists(),
+            "{key}: {serving}"
+        );
     }
+    let prom = serving["prometheus_config"].as_str().unwrap();
+    let check = Command::new(on_path(&["promtool"]))
+        .args(["check", "config", prom])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
     let mut monitor = Proc(
         locus()
             .args(["monitor", "--db", db, "--policy"])

@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod integrity;
 pub mod metrics;
 pub mod monitor;
+pub mod self_metrics;
 pub mod store;
 pub mod time;
 pub mod verifier;

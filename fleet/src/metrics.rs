@@ -1,13 +1,16 @@
 //! Prometheus metrics (OpenMetrics text via `prometheus-client`), named like blackbox_exporter's
-//! and smokeping_prober's: per-target probe success, an RTT histogram with buckets from 50 µs,
-//! counters of sent, lost, late and violating answers; per-node verdicts for the monitor.
+//! and smokeping_prober's: per-target probe success, an RTT histogram fine enough to see a
+//! 100 km move, counters of sent, lost, late and violating answers; per-node verdicts, region
+//! and physics for the monitor. No label is called `instance`: Prometheus sets its own (the
+//! scraped daemon) and would rename ours to `exported_instance`; a target's address is
+//! `address`.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 pub use prometheus_client::registry::Registry;
@@ -29,7 +32,8 @@ pub const VERDICTS: &[&str] = &[
 pub struct TargetLabels {
     pub prober: Arc<str>,
     pub target: Arc<str>,
-    pub instance: Arc<str>,
+    /// The target's address as configured (`host:port`).
+    pub address: Arc<str>,
     pub claim: Arc<str>,
 }
 
@@ -63,11 +67,47 @@ pub struct RejectLabels {
     pub reason: String,
 }
 
+/// Labels of per-node, per-prober series (the monitor's physics).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeProberLabels {
+    pub node: String,
+    pub claim: String,
+    pub prober: String,
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
-fn rtt_histogram() -> Histogram {
-    // 50 µs … 1.6 s in doublings.
-    Histogram::new(exponential_buckets(50e-6, 2.0, 16))
+/// The default upper bounds of `locus_rtt_seconds`, seconds: 1 ms steps from 1 to 50 ms, where
+/// fibre at 2/3 c adds 1 ms of round trip per 100 km, so a 100 km move shifts the histogram
+/// by a bucket; coarser below (loopback, one data centre) and above (other continents).
+pub fn default_rtt_buckets() -> Vec<f64> {
+    let mut b = vec![100e-6, 200e-6, 500e-6];
+    b.extend((1..=50).map(|ms| f64::from(ms) * 1e-3));
+    b.extend([0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0]);
+    b
+}
+
+/// Makes each target's RTT histogram with the configured buckets (`[probe] rtt_buckets`).
+#[derive(Debug, Clone)]
+pub struct RttBuckets(Arc<[f64]>);
+
+impl RttBuckets {
+    /// Upper bounds in seconds, ascending (validated by the config).
+    pub fn new(bounds: &[f64]) -> Self {
+        Self(bounds.into())
+    }
+}
+
+impl Default for RttBuckets {
+    fn default() -> Self {
+        Self::new(&default_rtt_buckets())
+    }
+}
+
+impl MetricConstructor<Histogram> for RttBuckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(self.0.iter().copied())
+    }
 }
 
 fn lateness_histogram() -> Histogram {
@@ -79,7 +119,7 @@ fn lateness_histogram() -> Histogram {
 #[derive(Clone)]
 pub struct ProberMetrics {
     pub probe_success: Family<TargetLabels, Gauge>,
-    pub rtt_seconds: Family<TargetLabels, Histogram, fn() -> Histogram>,
+    pub rtt_seconds: Family<TargetLabels, Histogram, RttBuckets>,
     pub round_min_rtt_seconds: Family<TargetLabels, FloatGauge>,
     pub sent: Family<TargetLabels, Counter>,
     pub answered: Family<TargetLabels, Counter>,
@@ -106,14 +146,23 @@ pub struct ProberMetrics {
     pub wall_clock_steps: Counter,
     pub reloads: Counter,
     pub reload_failures: Counter,
+    /// 1 when the last reload (or the start) applied the file, 0 when it was rejected.
+    pub reload_successful: Gauge,
+    /// When the configuration was last applied (Unix time).
+    pub reload_success_timestamp: FloatGauge,
 }
 
 impl ProberMetrics {
-    /// Creates the metrics and registers them in `registry`.
+    /// Creates the metrics with the default RTT buckets and registers them in `registry`.
     pub fn new(registry: &mut Registry) -> Self {
+        Self::with_rtt_buckets(registry, RttBuckets::default())
+    }
+
+    /// Creates the metrics with `buckets` for `locus_rtt_seconds` and registers them.
+    pub fn with_rtt_buckets(registry: &mut Registry, buckets: RttBuckets) -> Self {
         let m = Self {
             probe_success: Family::default(),
-            rtt_seconds: Family::new_with_constructor(rtt_histogram as fn() -> Histogram),
+            rtt_seconds: Family::new_with_constructor(buckets),
             round_min_rtt_seconds: Family::default(),
             sent: Family::default(),
             answered: Family::default(),
@@ -135,6 +184,8 @@ impl ProberMetrics {
             wall_clock_steps: Counter::default(),
             reloads: Counter::default(),
             reload_failures: Counter::default(),
+            reload_successful: Gauge::default(),
+            reload_success_timestamp: FloatGauge::default(),
         };
         let r = registry;
         r.register(
@@ -251,7 +302,29 @@ impl ProberMetrics {
             "Rejected configuration reloads (the previous configuration stays)",
             m.reload_failures.clone(),
         );
+        r.register(
+            "locus_config_last_reload_successful",
+            "Whether the last configuration (re)load was applied (1) or rejected (0)",
+            m.reload_successful.clone(),
+        );
+        r.register(
+            "locus_config_last_reload_success_timestamp_seconds",
+            "When the configuration was last applied (Unix time)",
+            m.reload_success_timestamp.clone(),
+        );
         m
+    }
+
+    /// Records a configuration applied (at start or by a reload) at `unix_s`.
+    pub fn config_applied(&self, unix_s: f64) {
+        self.reload_successful.set(1);
+        self.reload_success_timestamp.set(unix_s);
+    }
+
+    /// Records a rejected reload (the previous configuration stays).
+    pub fn config_rejected(&self) {
+        self.reload_successful.set(0);
+        self.reload_failures.inc();
     }
 
     /// Drops every series of a removed landmark.
@@ -278,15 +351,50 @@ impl ProberMetrics {
     }
 }
 
-/// The monitor's metrics: per-node verdicts and region size.
+/// The monitor's metrics: per-node verdicts, the region estimate and, per prober, the
+/// measured round trip against the one expected at the claimed site.
 #[derive(Clone)]
 pub struct NodeMetrics {
     pub verdict: Family<VerdictLabels, Gauge>,
-    pub region_radius_km: Family<NodeLabels, FloatGauge>,
+    pub region_radius_meters: Family<NodeLabels, FloatGauge>,
+    pub region_latitude: Family<NodeLabels, FloatGauge>,
+    pub region_longitude: Family<NodeLabels, FloatGauge>,
+    pub claim_latitude: Family<NodeLabels, FloatGauge>,
+    pub claim_longitude: Family<NodeLabels, FloatGauge>,
+    pub rtt_excess_seconds: Family<NodeProberLabels, FloatGauge>,
+    pub expected_rtt_seconds: Family<NodeProberLabels, FloatGauge>,
+    pub min_rtt_seconds: Family<NodeProberLabels, FloatGauge>,
     pub last_judged: Family<NodeLabels, FloatGauge>,
     pub judgements: Counter,
     /// Stored rows a judgement did not use (counted each time a judgement reads them).
     pub rows_rejected: Family<RejectLabels, Counter>,
+    /// The probers each node's per-prober series were last set for.
+    probers_of: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>>,
+}
+
+/// What one judgement of a node exports besides its verdict.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodePhysics {
+    /// Where the claimed site is, degrees.
+    pub claim_center: Option<(f64, f64)>,
+    /// Centre of the region the timing allows, degrees.
+    pub region_center: Option<(f64, f64)>,
+    /// Radius of that region, metres.
+    pub region_radius_m: Option<f64>,
+    /// Per prober: (prober, smallest effective RTT, expected RTT at the claim, excess), seconds.
+    pub probers: Vec<ProberPhysics>,
+}
+
+/// One prober's round trips to a node, seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProberPhysics {
+    pub prober: String,
+    /// Smallest round trip minus reported processing (None without answers).
+    pub min_rtt_s: Option<f64>,
+    /// What a node at the claimed site would show at 2/3 c.
+    pub expected_rtt_s: f64,
+    /// `min_rtt_s − expected_rtt_s`.
+    pub excess_s: Option<f64>,
 }
 
 impl NodeMetrics {
@@ -294,28 +402,74 @@ impl NodeMetrics {
     pub fn new(registry: &mut Registry) -> Self {
         let m = Self {
             verdict: Family::default(),
-            region_radius_km: Family::default(),
+            region_radius_meters: Family::default(),
+            region_latitude: Family::default(),
+            region_longitude: Family::default(),
+            claim_latitude: Family::default(),
+            claim_longitude: Family::default(),
+            rtt_excess_seconds: Family::default(),
+            expected_rtt_seconds: Family::default(),
+            min_rtt_seconds: Family::default(),
             last_judged: Family::default(),
             judgements: Counter::default(),
             rows_rejected: Family::default(),
+            probers_of: Arc::default(),
         };
-        registry.register(
+        let r = registry;
+        r.register(
             "locus_node_verdict",
             "1 for the node's current verdict, 0 for the others",
             m.verdict.clone(),
         );
-        registry.register(
-            "locus_region_radius_km",
+        r.register(
+            "locus_region_radius_meters",
             "Radius of the region the node's timing allows",
-            m.region_radius_km.clone(),
+            m.region_radius_meters.clone(),
         );
-        registry.register(
+        r.register(
+            "locus_node_region_latitude_degrees",
+            "Latitude of the centre of the region the node's timing allows",
+            m.region_latitude.clone(),
+        );
+        r.register(
+            "locus_node_region_longitude_degrees",
+            "Longitude of the centre of the region the node's timing allows",
+            m.region_longitude.clone(),
+        );
+        r.register(
+            "locus_node_claim_latitude_degrees",
+            "Latitude of the site the node claims",
+            m.claim_latitude.clone(),
+        );
+        r.register(
+            "locus_node_claim_longitude_degrees",
+            "Longitude of the site the node claims",
+            m.claim_longitude.clone(),
+        );
+        r.register(
+            "locus_node_rtt_excess_seconds",
+            "Smallest effective round trip from a prober minus the one expected at the claimed \
+             site (positive: farther away than claimed)",
+            m.rtt_excess_seconds.clone(),
+        );
+        r.register(
+            "locus_node_expected_rtt_seconds",
+            "Round trip from a prober that a node at the claimed site would show",
+            m.expected_rtt_seconds.clone(),
+        );
+        r.register(
+            "locus_node_min_rtt_seconds",
+            "Smallest effective round trip (RTT minus reported processing) from a prober in the \
+             judged window",
+            m.min_rtt_seconds.clone(),
+        );
+        r.register(
             "locus_node_last_judged_timestamp_seconds",
             "When the node was last judged (Unix time)",
             m.last_judged.clone(),
         );
-        registry.register("locus_judgements", "Judgements made", m.judgements.clone());
-        registry.register(
+        r.register("locus_judgements", "Judgements made", m.judgements.clone());
+        r.register(
             "locus_rows_rejected",
             "Stored rows not judged (unsigned, unknown prober or key, bad signature, altered \
              samples or bundle), each time a judgement read them",
@@ -324,13 +478,13 @@ impl NodeMetrics {
         m
     }
 
-    /// Sets `node`'s verdict: its series is 1, every other verdict's 0.
+    /// Sets `node`'s verdict (its series is 1, every other verdict's 0), region and physics.
     pub fn set_verdict(
         &self,
         node: &str,
         claim: &str,
         verdict: &str,
-        radius_km: Option<f64>,
+        physics: &NodePhysics,
         now_unix_s: f64,
     ) {
         for v in VERDICTS {
@@ -345,16 +499,59 @@ impl NodeMetrics {
             node: node.into(),
             claim: claim.into(),
         };
-        match radius_km {
-            Some(r) => {
-                self.region_radius_km.get_or_create(&l).set(r);
-            }
-            None => {
-                self.region_radius_km.remove(&l);
-            }
+        set_or_remove(&self.region_radius_meters, &l, physics.region_radius_m);
+        let (lat, lon) = physics.region_center.unzip();
+        set_or_remove(&self.region_latitude, &l, lat);
+        set_or_remove(&self.region_longitude, &l, lon);
+        let (lat, lon) = physics.claim_center.unzip();
+        set_or_remove(&self.claim_latitude, &l, lat);
+        set_or_remove(&self.claim_longitude, &l, lon);
+        // Probers that no longer measure this node lose their series.
+        let now: Vec<String> = physics.probers.iter().map(|p| p.prober.clone()).collect();
+        let before = self
+            .probers_of
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(node.to_owned(), now.clone())
+            .unwrap_or_default();
+        for gone in before.into_iter().filter(|p| !now.contains(p)) {
+            let pl = NodeProberLabels {
+                node: node.into(),
+                claim: claim.into(),
+                prober: gone,
+            };
+            self.rtt_excess_seconds.remove(&pl);
+            self.expected_rtt_seconds.remove(&pl);
+            self.min_rtt_seconds.remove(&pl);
+        }
+        for p in &physics.probers {
+            let pl = NodeProberLabels {
+                node: node.into(),
+                claim: claim.into(),
+                prober: p.prober.clone(),
+            };
+            set_or_remove(&self.rtt_excess_seconds, &pl, p.excess_s);
+            set_or_remove(&self.min_rtt_seconds, &pl, p.min_rtt_s);
+            self.expected_rtt_seconds
+                .get_or_create(&pl)
+                .set(p.expected_rtt_s);
         }
         self.last_judged.get_or_create(&l).set(now_unix_s);
         self.judgements.inc();
+    }
+}
+
+fn set_or_remove<L>(fam: &Family<L, FloatGauge>, l: &L, v: Option<f64>)
+where
+    L: Clone + std::hash::Hash + Eq,
+{
+    match v {
+        Some(v) => {
+            fam.get_or_create(l).set(v);
+        }
+        None => {
+            fam.remove(l);
+        }
     }
 }
 
@@ -541,7 +738,7 @@ mod tests {
             let l = TargetLabels {
                 prober: "p".into(),
                 target: format!("t{i}").into(),
-                instance: "127.0.0.1:1".into(),
+                address: "127.0.0.1:1".into(),
                 claim: "c".into(),
             };
             m.sent.get_or_create(&l).inc();
@@ -566,8 +763,28 @@ mod tests {
     fn verdict_is_one_hot() {
         let mut r = Registry::default();
         let m = NodeMetrics::new(&mut r);
-        m.set_verdict("n1", "ams", "located", Some(10.0), 1.0);
-        m.set_verdict("n1", "ams", "relocated", None, 2.0);
+        let located = NodePhysics {
+            claim_center: Some((52.37, 4.9)),
+            region_center: Some((52.0, 4.9)),
+            region_radius_m: Some(10e3),
+            probers: vec![ProberPhysics {
+                prober: "p1".into(),
+                min_rtt_s: Some(0.002),
+                expected_rtt_s: 0.0015,
+                excess_s: Some(0.0005),
+            }],
+        };
+        m.set_verdict("n1", "ams", "located", &located, 1.0);
+        let text = encode_prometheus(&r);
+        for want in [
+            r#"locus_region_radius_meters{node="n1",claim="ams"} 10000.0"#,
+            r#"locus_node_region_latitude_degrees{node="n1",claim="ams"} 52.0"#,
+            r#"locus_node_rtt_excess_seconds{node="n1",claim="ams",prober="p1"} 0.0005"#,
+            r#"locus_node_expected_rtt_seconds{node="n1",claim="ams",prober="p1"} 0.0015"#,
+        ] {
+            assert!(text.contains(want), "{want} in {text}");
+        }
+        m.set_verdict("n1", "ams", "relocated", &NodePhysics::default(), 2.0);
         let text = encode_prometheus(&r);
         assert!(
             text.contains(r#"locus_node_verdict{node="n1",claim="ams",verdict="relocated"} 1"#),
@@ -577,7 +794,8 @@ mod tests {
             text.contains(r#"locus_node_verdict{node="n1",claim="ams",verdict="located"} 0"#),
             "{text}"
         );
-        assert!(!text.contains("locus_region_radius_km{"), "{text}");
+        assert!(!text.contains("locus_region_radius_meters{"), "{text}");
+        assert!(!text.contains("locus_node_rtt_excess_seconds{"), "{text}");
         assert!(
             text.contains("# TYPE locus_judgements_total counter\n"),
             "{text}"

@@ -48,6 +48,12 @@ fn metric(text: &str, name: &str, label: &str) -> Option<f64> {
         .find_map(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
+/// The value of the series `name` without labels.
+fn plain(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
 /// Polls `/metrics` until `pred` holds; panics with the last output after a generous bound.
 async fn wait_metrics(addr: SocketAddr, what: &str, pred: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -164,9 +170,46 @@ async fn daemon_probes_reloads_and_stops() {
         metric(&text, "locus_probe_success", "target=\"n1\""),
         Some(1.0)
     );
-    // The histogram's first bucket is 50 µs.
+    // The histogram's first bucket is 100 µs; 1 ms steps (100 km of fibre) follow.
     assert!(
-        text.contains("locus_rtt_seconds_bucket{le=\"0.00005\",prober=\"p-test\",target=\"n1\""),
+        text.contains("locus_rtt_seconds_bucket{le=\"0.0001\",prober=\"p-test\",target=\"n1\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("locus_rtt_seconds_bucket{le=\"0.017\","),
+        "{text}"
+    );
+    // Prometheus sets `instance` itself (ours would become `exported_instance`): the target's
+    // address is `address`.
+    assert!(!text.contains("instance="), "{text}");
+    assert!(text.contains(&format!(",address=\"{a1}\"")), "{text}");
+    // The daemon describes itself.
+    let build = text
+        .lines()
+        .find(|l| l.starts_with("locus_build_info{"))
+        .unwrap_or_else(|| panic!("no locus_build_info: {text}"));
+    assert!(
+        build.contains("version=\"") && build.contains("revision=\"") && build.ends_with(" 1"),
+        "{build}"
+    );
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(
+            plain(&text, name).is_some_and(|v| v > 0.0),
+            "{name}: {text}"
+        );
+    }
+    assert_eq!(
+        plain(&text, "locus_config_last_reload_successful"),
+        Some(1.0)
+    );
+    assert!(
+        plain(&text, "locus_config_last_reload_success_timestamp_seconds")
+            .is_some_and(|t| t > 1.7e9),
         "{text}"
     );
     promtool_check(&text, dir.path());
@@ -227,6 +270,11 @@ async fn daemon_probes_reloads_and_stops() {
     assert_eq!(status, 500, "{body}");
     assert!(body.contains("bogus"), "{body}");
     assert_eq!(http_async(addr, "GET", "/-/reload").await.0, 405);
+    let (_, text) = http_async(addr, "GET", "/metrics").await;
+    assert_eq!(
+        plain(&text, "locus_config_last_reload_successful"),
+        Some(0.0)
+    );
     // Through the handle the rejection is typed: the configuration failed to parse.
     match d.reload().await {
         Err(daemon::ReloadError::Config(ConfigError::Parse { path, .. })) => {
@@ -249,6 +297,10 @@ async fn daemon_probes_reloads_and_stops() {
     assert!(
         text.contains("locus_config_reload_failures_total 2"),
         "{text}"
+    );
+    assert_eq!(
+        plain(&text, "locus_config_last_reload_successful"),
+        Some(1.0)
     );
 
     d.shutdown().await.unwrap();

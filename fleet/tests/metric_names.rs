@@ -4,7 +4,10 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use locus_fleet::metrics::{encode_prometheus, NodeMetrics, ProberMetrics, Registry, TargetLabels};
+use locus_fleet::metrics::{
+    encode_prometheus, NodeMetrics, NodePhysics, ProberMetrics, ProberPhysics, Registry,
+    TargetLabels,
+};
 
 fn config_file(name: &str) -> String {
     std::fs::read_to_string(
@@ -23,7 +26,7 @@ fn exported() -> BTreeSet<String> {
     let l = TargetLabels {
         prober: "p".into(),
         target: "t".into(),
-        instance: "i".into(),
+        address: "i".into(),
         claim: "c".into(),
     };
     let _ = m.probe_success.get_or_create(&l);
@@ -43,7 +46,19 @@ fn exported() -> BTreeSet<String> {
     let _ = m.evidence_success.get_or_create(&l);
     let _ = m.evidence_rtt_seconds.get_or_create(&l);
     let _ = m.evidence_last_success.get_or_create(&l);
-    NodeMetrics::new(&mut r).set_verdict("n", "c", "located", Some(1.0), 0.0);
+    let physics = NodePhysics {
+        claim_center: Some((50.1, 8.7)),
+        region_center: Some((50.0, 8.0)),
+        region_radius_m: Some(1e3),
+        probers: vec![ProberPhysics {
+            prober: "p".into(),
+            min_rtt_s: Some(0.002),
+            expected_rtt_s: 0.001,
+            excess_s: Some(0.001),
+        }],
+    };
+    NodeMetrics::new(&mut r).set_verdict("n", "c", "located", &physics, 0.0);
+    locus_fleet::self_metrics::register(&mut r);
     let mut out = BTreeSet::new();
     for line in encode_prometheus(&r).lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
@@ -137,8 +152,14 @@ fn dashboard_and_rules_name_only_exported_metrics() {
         serde_json::from_str(&config_file("grafana-dashboard.json")).unwrap();
     let mut exprs = Vec::new();
     for p in dash["panels"].as_array().unwrap() {
-        for t in p["targets"].as_array().unwrap() {
+        // Rows hold no queries.
+        for t in p["targets"].as_array().into_iter().flatten() {
             exprs.push(t["expr"].as_str().unwrap().to_owned());
+        }
+    }
+    for a in dash["annotations"]["list"].as_array().unwrap() {
+        if let Some(e) = a["expr"].as_str() {
+            exprs.push(e.to_owned());
         }
     }
     for v in dash["templating"]["list"].as_array().unwrap() {
@@ -161,4 +182,108 @@ fn dashboard_and_rules_name_only_exported_metrics() {
         ["locus_rtt_second_bucket"]
     );
     assert!(!known.contains("locus_rtt_second_bucket"));
+}
+
+/// The dashboard imports from a file (`__inputs`, `__requires`) and has what an operator looks
+/// for: a map of claimed site vs region estimate, measured minimum vs expected RTT per prober,
+/// a verdict timeline coloured per verdict, a daemon-health row, verdict-change annotations.
+#[test]
+fn dashboard_has_the_operator_panels() {
+    let dash: serde_json::Value =
+        serde_json::from_str(&config_file("grafana-dashboard.json")).unwrap();
+    let input = &dash["__inputs"][0];
+    assert_eq!(input["pluginId"], "prometheus", "{input}");
+    let name = input["name"].as_str().unwrap();
+    assert!(
+        dash["templating"]["list"][0]["current"]["value"]
+            .as_str()
+            .is_some_and(|v| v == format!("${{{name}}}")),
+        "the datasource variable defaults to the import's input"
+    );
+    let requires: Vec<&str> = dash["__requires"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    let panels = dash["panels"].as_array().unwrap();
+    let exprs = |p: &serde_json::Value| -> String {
+        p["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| t["expr"].as_str().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let find = |kind: &str, needs: &[&str]| {
+        panels
+            .iter()
+            .find(|p| p["type"] == kind && needs.iter().all(|n| exprs(p).contains(n)))
+    };
+    let geo = find(
+        "geomap",
+        &[
+            "locus_node_region_latitude_degrees",
+            "locus_node_region_longitude_degrees",
+            "locus_node_claim_latitude_degrees",
+            "locus_region_radius_meters",
+        ],
+    )
+    .expect("a geomap of claimed site vs region estimate");
+    assert_eq!(geo["options"]["layers"].as_array().unwrap().len(), 2);
+    find(
+        "timeseries",
+        &[
+            "locus_node_min_rtt_seconds",
+            "locus_node_expected_rtt_seconds",
+        ],
+    )
+    .filter(|p| p["repeat"] == "prober")
+    .expect("measured minimum vs expected RTT, per prober");
+    let timeline =
+        find("state-timeline", &["locus_node_verdict"]).expect("a verdict state timeline");
+    let colours: Vec<String> = timeline["fieldConfig"]["defaults"]["mappings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|m| m["options"].as_object().unwrap().values())
+        .map(|o| o["text"].as_str().unwrap().to_owned())
+        .collect();
+    for v in locus_fleet::metrics::VERDICTS {
+        assert!(
+            colours.iter().any(|c| c == v),
+            "no colour for {v}: {colours:?}"
+        );
+    }
+    let health = panels
+        .iter()
+        .position(|p| p["type"] == "row" && p["title"] == "Daemon health")
+        .expect("a daemon-health row");
+    let below: String = panels[health..].iter().map(exprs).collect();
+    for m in [
+        "locus_targets_connected",
+        "locus_probe_lateness_seconds_bucket",
+        "locus_store_errors_total",
+        "locus_rounds_dropped_total",
+        "locus_config_reloads_total",
+    ] {
+        assert!(below.contains(m), "daemon health lacks {m}");
+    }
+    for kind in ["geomap", "state-timeline", "timeseries", "heatmap", "table"] {
+        assert!(requires.contains(&kind), "__requires lacks {kind}");
+        assert!(panels.iter().any(|p| p["type"] == kind), "no {kind} panel");
+    }
+    let annotations = dash["annotations"]["list"].as_array().unwrap();
+    assert!(
+        annotations.iter().any(|a| a["expr"]
+            .as_str()
+            .is_some_and(|e| e.contains("locus_node_verdict"))),
+        "verdict changes are annotated"
+    );
+    // Panel ids are unique (Grafana keys panels by id).
+    let mut ids: Vec<i64> = panels.iter().map(|p| p["id"].as_i64().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), panels.len());
 }

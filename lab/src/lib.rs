@@ -8,11 +8,14 @@
 //! callers only report what failed.
 
 mod addr;
+mod basemap;
 pub mod boot;
 mod emulation;
 pub mod experiment;
 mod geo;
+mod index_page;
 pub mod judge_input;
+mod map;
 mod plots;
 pub mod poe;
 mod relay;
@@ -32,7 +35,7 @@ use tokio::sync::watch;
 pub use emulation::{Outcome, Progress};
 pub use report::Report;
 pub use scenario::Scenario;
-pub use serve::Serving;
+pub use serve::{ServeOptions, Serving};
 pub use world::Interrupted;
 
 /// The verification policy a lab run writes into its output directory.
@@ -104,19 +107,19 @@ pub async fn run(
 pub fn write_results(out: &Path, outcome: &Outcome) -> anyhow::Result<(Report, String)> {
     let report = report::write(out, outcome)?;
     let table = report::table(&report);
-    let files = plots::draw_all(out, outcome).map_err(|e| anyhow::anyhow!("drawing plots: {e}"))?;
-    plots::index_html(out, &table, &files)?;
+    let plots = plots::draw_all(out, outcome).map_err(|e| anyhow::anyhow!("drawing plots: {e}"))?;
+    index_page::write(out, &report, outcome, &plots).context("writing index.html")?;
     Ok((report, table))
 }
 
-/// Builds the world and keeps it running for the scenario's duration (or until `cancel`),
-/// without the lab's own probers: `on_ready` learns the daemon configs and policies to watch
-/// it with.
+/// Builds the world and keeps it running (for `opts.duration`, or until `cancel`), without
+/// the lab's own probers: `on_ready` learns the daemon configs and policies to watch it with.
 pub async fn serve(
     scenario: &Scenario,
     out: &Path,
+    opts: &ServeOptions,
     cancel: watch::Receiver<bool>,
     on_ready: impl FnOnce(&Serving),
 ) -> anyhow::Result<()> {
-    serve::run(scenario, out, cancel, on_ready).await
+    serve::run(scenario, out, opts, cancel, on_ready).await
 }

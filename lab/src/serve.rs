@@ -1,10 +1,14 @@
 //! `locus lab --serve`: the scenario's world (responders, anchors, delay relay, moves on
-//! schedule) without the lab's own probers, kept running so that the operators' tools watch
-//! it: one `locus prober --config` daemon per prober site and `locus monitor` on their
-//! database. Writes `OUT/fleet/prober-<id>.toml` (one per prober, every path through the
-//! relay, the scenario's landmarks as `[[landmark]]`) with its identity key
-//! `OUT/fleet/prober-<id>.key`, `OUT/fleet/monitor.toml` (sites, the probers' public keys, the
-//! nodes' claims), `OUT/fleet/verdict-policy.toml`, and the lab's trust files and evidence policy.
+//! schedule) without the lab's own probers, kept running (until interrupted, unless a duration
+//! is given) so that the operators' tools watch it: one `locus prober --config` daemon per
+//! prober site and `locus monitor` on their database. Before it announces itself it writes
+//! `OUT/fleet/prober-<id>.toml` (one per prober, every path through the relay, the scenario's
+//! landmarks as `[[landmark]]`, each daemon on its prober's own loopback address and a fixed
+//! port) with its identity key `OUT/fleet/prober-<id>.key`, `OUT/fleet/monitor.toml` (sites,
+//! the probers' public keys, the nodes' claims), `OUT/fleet/verdict-policy.toml`, the database
+//! (`OUT/fleet/locus.db`, empty), `OUT/fleet/prometheus.yml` (scraping those addresses and the
+//! monitor's default one, with config/alerts.yml as `alerts.yml`), `OUT/fleet/alertmanager.yml`,
+//! and the lab's trust files and evidence policy.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,6 +34,37 @@ const ROUND_S: f64 = 1.0;
 /// The daemons ask for evidence this often (the lab's in-TD timings and bundles).
 const EVIDENCE_INTERVAL_S: f64 = 10.0;
 
+/// How `--serve` runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeOptions {
+    /// Stop after this long; None: run until cancelled.
+    pub duration: Option<Duration>,
+    /// The port every prober daemon's HTTP endpoints listen on (each prober has its own
+    /// loopback address); 0: a free port each (the generated prometheus.yml then cannot name
+    /// them).
+    pub prober_port: u16,
+    /// Where the generated prometheus.yml expects the monitor.
+    pub monitor_listen: String,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            duration: None,
+            prober_port: locus_fleet::daemon::config::DEFAULT_PROBER_PORT,
+            monitor_listen: format!(
+                "127.0.0.1:{}",
+                locus_fleet::daemon::config::DEFAULT_MONITOR_PORT
+            ),
+        }
+    }
+}
+
+/// The rules the generated prometheus.yml loads.
+const ALERT_RULES: &str = include_str!("../../config/alerts.yml");
+/// A single-node Alertmanager configuration for the walk-through.
+const ALERTMANAGER_CONFIG: &str = include_str!("../../config/prometheus/alertmanager.yml");
+
 /// What `--serve` announces on stdout once the world runs (one JSON line).
 #[derive(Serialize)]
 pub struct Serving {
@@ -43,8 +78,14 @@ pub struct Serving {
     pub monitor_config: PathBuf,
     /// Evidence policy (the lab's trust roots) for `locus monitor --evidence-policy`.
     pub evidence_policy: PathBuf,
-    /// Seconds the world keeps running.
-    pub duration_s: f64,
+    /// Prometheus configuration scraping the daemons and the monitor.
+    pub prometheus_config: PathBuf,
+    /// Alertmanager configuration (one receiver, no notifications).
+    pub alertmanager_config: PathBuf,
+    /// Each prober daemon's `/metrics` address (`host:port`; port 0 when not fixed).
+    pub prober_metrics: Vec<String>,
+    /// Seconds the world keeps running; null: until interrupted.
+    pub duration_s: Option<f64>,
 }
 
 /// Builds and runs the world for `s.duration_s` seconds (or until cancelled); `on_ready` is
@@ -52,13 +93,14 @@ pub struct Serving {
 pub(crate) async fn run(
     s: &Scenario,
     out: &Path,
+    opts: &ServeOptions,
     cancel: watch::Receiver<bool>,
     on_ready: impl FnOnce(&Serving),
 ) -> anyhow::Result<()> {
     let relay = Relay::start(s.seed);
     let result = match world::build(s, out, &relay, &cancel).await {
         Ok(w) => {
-            let r = serve(s, out, &relay, cancel, &w, on_ready).await;
+            let r = serve(s, out, opts, &relay, cancel, &w, on_ready).await;
             w.shutdown().await;
             r
         }
@@ -71,6 +113,7 @@ pub(crate) async fn run(
 async fn serve(
     s: &Scenario,
     out: &Path,
+    opts: &ServeOptions,
     relay: &Arc<Relay>,
     mut cancel: watch::Receiver<bool>,
     w: &World,
@@ -83,6 +126,7 @@ async fn serve(
     std::fs::create_dir_all(&fleet).with_context(|| format!("creating {}", fleet.display()))?;
     let mut configs = Vec::new();
     let mut probers = Vec::new();
+    let mut prober_metrics = Vec::new();
     for i in 0..s.probers.len() {
         let mut targets = Vec::new();
         for (j, node) in w.nodes.iter().enumerate() {
@@ -122,33 +166,79 @@ async fn serve(
             public_key: identity.public_key().to_string(),
         });
         let path = fleet.join(format!("prober-{id}.toml"));
-        let text = daemon_config(s, i, &id, &key_file, targets, landmarks)?;
+        let listen = format!("{}:{}", addr::prober(i).ip(), opts.prober_port);
+        let text = daemon_config(s, i, &id, &key_file, &listen, targets, landmarks)?;
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         configs.push(path);
+        prober_metrics.push(listen);
     }
-    let monitor_config = fleet.join("monitor.toml");
-    let text = monitor_config_text(s, w, probers)?;
-    std::fs::write(&monitor_config, text)
-        .with_context(|| format!("writing {}", monitor_config.display()))?;
-    let policy = fleet.join("verdict-policy.toml");
-    std::fs::write(&policy, VERDICT_POLICY)
-        .with_context(|| format!("writing {}", policy.display()))?;
+    let write = |name: &str, text: &str| {
+        let path = fleet.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        anyhow::Ok(path)
+    };
+    let monitor_config = write("monitor.toml", &monitor_config_text(s, w, probers)?)?;
+    let policy = write("verdict-policy.toml", VERDICT_POLICY)?;
+    write("alerts.yml", ALERT_RULES)?;
+    let prometheus_config = write(
+        "prometheus.yml",
+        &prometheus_yml(&prober_metrics, &opts.monitor_listen),
+    )?;
+    let alertmanager_config = write("alertmanager.yml", ALERTMANAGER_CONFIG)?;
+    // The database exists before the daemons and the monitor start, so they cannot race.
+    let db = fleet.join("locus.db");
+    locus_fleet::store::Store::open(&db).with_context(|| format!("creating {}", db.display()))?;
 
     relay.start_clock();
     let started = Instant::now();
     on_ready(&Serving {
         configs,
-        db: fleet.join("locus.db"),
+        db,
         policy,
         monitor_config,
         evidence_policy: out.join(crate::trust::POLICY),
-        duration_s: s.duration_s,
+        prometheus_config,
+        alertmanager_config,
+        prober_metrics,
+        duration_s: opts.duration.map(|d| d.as_secs_f64()),
     });
-    let until = Duration::from_secs_f64(s.duration_s);
+    let until = async {
+        match opts.duration {
+            Some(d) => tokio::time::sleep(d.saturating_sub(started.elapsed())).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
-        () = tokio::time::sleep(until.saturating_sub(started.elapsed())) => Ok(()),
+        () = until => Ok(()),
         _ = cancel.wait_for(|c| *c) => Err(world::Interrupted.into()),
     }
+}
+
+/// Scrapes every prober daemon and the monitor, evaluates the rules (written next to it as
+/// alerts.yml) and sends to no Alertmanager: in the walk-through the monitor posts its alerts
+/// itself, and one path per alert is the rule (docs/monitoring.md).
+fn prometheus_yml(probers: &[String], monitor: &str) -> String {
+    let quoted = |v: &[String]| {
+        v.iter()
+            .map(|t| format!("\"{t}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "# Prometheus for a served lab: prometheus --config.file=THIS_FILE\n\
+         # The rules' alerts show at http://127.0.0.1:9090/alerts; to send them to Alertmanager\n\
+         # instead of `locus monitor --alertmanager`, add:\n\
+         #   alerting: {{ alertmanagers: [{{ static_configs: [{{ targets: [\"127.0.0.1:9093\"] }}] }}] }}\n\
+         global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n\
+         rule_files: [alerts.yml]\n\
+         scrape_configs:\n\
+         \x20 - job_name: locus-prober\n\
+         \x20   static_configs: [{{ targets: [{}] }}]\n\
+         \x20 - job_name: locus-monitor\n\
+         \x20   static_configs: [{{ targets: [{}] }}]\n",
+        quoted(probers),
+        quoted(&[monitor.to_owned()]),
+    )
 }
 
 /// The defaults: evidence (verified by the monitor from the daemons' stored bundles) and an
@@ -270,19 +360,20 @@ struct LandmarkEntry {
 }
 
 /// A `locus prober --config` file for prober `i`: probes leave from the prober's own host and
-/// its HTTP endpoints listen there on a free port.
+/// its HTTP endpoints listen there on `listen`.
 fn daemon_config(
     s: &Scenario,
     i: usize,
     id: &str,
     key_file: &Path,
+    listen: &str,
     targets: Vec<TargetEntry>,
     landmark: Vec<LandmarkEntry>,
 ) -> anyhow::Result<String> {
     let host = addr::prober(i).ip();
     let config = DaemonConfig {
         db: "locus.db",
-        listen: format!("{host}:0"),
+        listen: listen.to_owned(),
         bind: format!("{host}:0"),
         prober: ProberEntry {
             id,

@@ -101,6 +101,8 @@ pub struct Config {
     /// Local address probes are sent from.
     pub bind: SocketAddr,
     pub probe: ProbeSettings,
+    /// Upper bounds of `locus_rtt_seconds`, seconds, ascending (`[probe] rtt_buckets`).
+    pub rtt_buckets: Vec<f64>,
     pub retention: Retention,
     pub sites: Vec<SiteConfig>,
     pub targets: Vec<TargetConfig>,
@@ -202,6 +204,7 @@ struct RawProbe {
     evidence_tdx: bool,
     evidence_tpm: bool,
     anchors: Vec<String>,
+    rtt_buckets: Option<Vec<f64>>,
 }
 
 impl Default for RawProbe {
@@ -215,6 +218,7 @@ impl Default for RawProbe {
             evidence_tdx: true,
             evidence_tpm: true,
             anchors: Vec::new(),
+            rtt_buckets: None,
         }
     }
 }
@@ -241,13 +245,24 @@ struct RawTarget {
     spki: Option<String>,
 }
 
+/// The prober's default `/metrics` port. The Prometheus wiki's exporter range 9100-9999 is
+/// fully allocated (9464 is OpenTelemetry's Prometheus exporter): 19464 is outside it and below
+/// Linux's ephemeral ports (32768-60999). The monitor's is [`DEFAULT_MONITOR_PORT`].
+pub const DEFAULT_PROBER_PORT: u16 = 19464;
+
+/// The monitor's default `/metrics` port (`locus monitor --listen`).
+pub const DEFAULT_MONITOR_PORT: u16 = 19465;
+
+/// Most buckets `rtt_buckets` may name: each is a series per target.
+const MAX_RTT_BUCKETS: usize = 200;
+
 /// A pinned session key: hex SPKI DER, or none (learned on each connection).
 fn pin(spki: &Option<String>) -> Result<Option<Vec<u8>>, hex::FromHexError> {
     spki.as_deref().map(|h| hex::decode(h.trim())).transpose()
 }
 
 fn default_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 9464))
+    SocketAddr::from(([127, 0, 0, 1], DEFAULT_PROBER_PORT))
 }
 
 fn default_max_pending() -> usize {
@@ -320,6 +335,21 @@ impl Config {
                 expected: "at least 1",
             });
         }
+        let rtt_buckets = match &p.rtt_buckets {
+            None => crate::metrics::default_rtt_buckets(),
+            Some(b) => {
+                let ascending = b.windows(2).all(|w| w[0] < w[1]);
+                let valid = b.iter().all(|v| v.is_finite() && *v > 0.0);
+                if b.is_empty() || b.len() > MAX_RTT_BUCKETS || !ascending || !valid {
+                    return Err(ConfigError::OutOfRange {
+                        field: "probe.rtt_buckets",
+                        found: format!("{b:?}"),
+                        expected: "1 to 200 upper bounds in seconds, > 0, strictly ascending",
+                    });
+                }
+                b.clone()
+            }
+        };
         if raw.db_max_pending_rounds == 0 {
             return Err(ConfigError::OutOfRange {
                 field: "db_max_pending_rounds",
@@ -416,6 +446,7 @@ impl Config {
                 evidence_tpm: p.evidence_tpm,
                 anchors: p.anchors.clone(),
             },
+            rtt_buckets,
             retention: Retention {
                 samples: (days > 0.0).then(|| Duration::from_secs_f64(days * 86_400.0)),
             },
@@ -461,6 +492,14 @@ claim = "ams"
         );
         let c = Config::from_toml_str(&keyed, Path::new("/etc/locus")).unwrap();
         assert_eq!(c.key_file, Some(PathBuf::from("/etc/locus/p1.key")));
+        assert_eq!(c.listen.port(), DEFAULT_PROBER_PORT);
+        // 1 ms buckets (100 km of fibre) over 1-50 ms.
+        let ms: Vec<f64> = c
+            .rtt_buckets
+            .iter()
+            .map(|b| (b * 1e6).round() / 1e3)
+            .collect();
+        assert!((1..=50).all(|m| ms.contains(&f64::from(m))), "{ms:?}");
         let url = "postgresql://locus:pw@db.internal:5432/fleet";
         let pg = MINIMAL.replace("\"x.db\"", &format!("\"{url}\""));
         let c = Config::from_toml_str(&pg, Path::new("/etc/locus")).unwrap();
@@ -547,6 +586,22 @@ claim = "ams"
                 ..
             })
         ));
+        for bad in ["[]", "[0.002, 0.001]", "[0.0, 0.001]", "[0.001, 0.001]"] {
+            let b = format!("{MINIMAL}[probe]\nrtt_buckets = {bad}\n");
+            assert!(
+                matches!(
+                    Config::from_toml_str(&b, Path::new(".")),
+                    Err(ConfigError::OutOfRange {
+                        field: "probe.rtt_buckets",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
+        let b = format!("{MINIMAL}[probe]\nrtt_buckets = [0.001, 0.0015, 0.002]\n");
+        let c = Config::from_toml_str(&b, Path::new(".")).unwrap();
+        assert_eq!(c.rtt_buckets, [0.001, 0.0015, 0.002]);
         let spki = MINIMAL.replace("claim = \"ams\"", "claim = \"ams\"\nspki = \"zz\"");
         assert!(matches!(
             Config::from_toml_str(&spki, Path::new(".")),

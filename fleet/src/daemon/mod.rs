@@ -222,7 +222,12 @@ pub async fn start_with_clock(
             source,
         })?;
     let mut registry = Registry::default();
-    let metrics = ProberMetrics::new(&mut registry);
+    let metrics = ProberMetrics::with_rtt_buckets(
+        &mut registry,
+        crate::metrics::RttBuckets::new(&config.rtt_buckets),
+    );
+    crate::self_metrics::register(&mut registry);
+    metrics.config_applied(clock.unix_now_ns() as f64 / 1e9);
     let ready = Arc::new(AtomicBool::new(false));
     let (reload_tx, reload_rx) = mpsc::channel(4);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -324,10 +329,11 @@ async fn main_loop(
                 match &result {
                     Ok(summary) => {
                         shared.metrics.reloads.inc();
+                        shared.metrics.config_applied(shared.unix_now_ns() as f64 / 1e9);
                         info!("configuration reloaded: {summary}");
                     }
                     Err(e) => {
-                        shared.metrics.reload_failures.inc();
+                        shared.metrics.config_rejected();
                         warn!("configuration reload rejected, keeping the previous one: {e}");
                     }
                 }
@@ -468,6 +474,10 @@ async fn reload(
     if new.key_file != config.key_file {
         fixed.push("prober.key_file");
     }
+    if new.rtt_buckets != config.rtt_buckets {
+        // Every target's histogram was made with the old buckets.
+        fixed.push("probe.rtt_buckets");
+    }
     {
         let (s, id, site, sites) = (
             shared.clone(),
@@ -513,7 +523,7 @@ async fn reload(
         .into_iter()
         .map(|(role, t)| (role, t.name))
         .collect();
-    let (prober_id, key_file, listen, db, busy, max_pending, bind) = (
+    let (prober_id, key_file, listen, db, busy, max_pending, bind, buckets) = (
         config.prober_id.clone(),
         config.key_file.clone(),
         config.listen,
@@ -521,8 +531,10 @@ async fn reload(
         config.db_busy_timeout,
         config.db_max_pending_rounds,
         config.bind,
+        std::mem::take(&mut config.rtt_buckets),
     );
     *config = new;
+    config.rtt_buckets = buckets;
     config.db_busy_timeout = busy;
     config.db_max_pending_rounds = max_pending;
     config.prober_id = prober_id;

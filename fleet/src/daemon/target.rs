@@ -84,7 +84,7 @@ pub(crate) fn labels(prober: &str, t: &TargetConfig) -> TargetLabels {
     TargetLabels {
         prober: prober.into(),
         target: t.name.as_str().into(),
-        instance: t.address.to_string().into(),
+        address: t.address.to_string().into(),
         claim: t.claim.as_str().into(),
     }
 }

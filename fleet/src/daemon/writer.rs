@@ -348,7 +348,7 @@ fn labels_of(r: &RoundRecord) -> TargetLabels {
     TargetLabels {
         prober: r.prober.as_str().into(),
         target: r.target.as_str().into(),
-        instance: r.address.as_str().into(),
+        address: r.address.as_str().into(),
         claim: r.claim.as_str().into(),
     }
 }

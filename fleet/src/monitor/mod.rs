@@ -1,7 +1,8 @@
 //! The monitor (`locus monitor`): judges every node the probers stored, on a schedule, with
 //! the verdict engine (`locus_analysis::judge`); stores each verdict, exports
-//! `locus_node_verdict` and `locus_region_radius_km` on `/metrics` (for the rules in
-//! `config/alerts.yml`) and posts alerts to Alertmanager.
+//! `locus_node_verdict`, the region estimate and each prober's round trip against the expected
+//! one on `/metrics` (for the rules in `config/alerts.yml` and the dashboard) and posts alerts
+//! to Alertmanager.
 
 mod alert;
 pub mod config;
@@ -18,10 +19,10 @@ use tracing::{info, warn};
 
 use crate::daemon::http::{self, Endpoints};
 use crate::integrity::Trust;
-use crate::metrics::{NodeMetrics, Registry, RejectLabels};
+use crate::metrics::{NodeMetrics, NodePhysics, ProberPhysics, Registry, RejectLabels};
 use crate::store::{Store, StoreError, VerdictRecord};
 
-pub use alert::AlertError;
+pub use alert::{AlertError, Alertmanagers, UNREACHABLE_FOR};
 pub use config::{MonitorConfig, MonitorConfigError};
 pub use input::EvidenceConfig;
 
@@ -64,9 +65,12 @@ pub enum Fleet {
 /// What [`judge_all`] does besides judging.
 pub struct Sinks<'a> {
     pub metrics: Option<&'a NodeMetrics>,
-    pub alertmanagers: &'a [String],
+    pub alertmanagers: Option<&'a Alertmanagers>,
     /// A firing alert expires this long after it was last sent.
     pub alert_ttl: Duration,
+    /// Store each verdict in the node's history (false: a look that changes nothing, as
+    /// `locus monitor --once --dry-run` or a back-dated `--at`).
+    pub store: bool,
 }
 
 /// Serves `/metrics`, `/-/healthy` and `/-/ready` on `listener` and judges every node each
@@ -76,11 +80,12 @@ pub async fn serve(
     store: Store,
     judging: Judging,
     interval: Duration,
-    alertmanagers: Vec<String>,
+    alertmanagers: Option<Alertmanagers>,
     stop: impl Future<Output = ()>,
 ) {
     let mut registry = Registry::default();
     let metrics = NodeMetrics::new(&mut registry);
+    crate::self_metrics::register(&mut registry);
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(http::serve(
@@ -107,7 +112,12 @@ pub async fn serve(
                 let ttl = interval * 3;
                 let res = tokio::task::spawn_blocking(move || {
                     let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
-                    let sinks = Sinks { metrics: Some(&m), alertmanagers: &ams, alert_ttl: ttl };
+                    let sinks = Sinks {
+                        metrics: Some(&m),
+                        alertmanagers: ams.as_ref(),
+                        alert_ttl: ttl,
+                        store: true,
+                    };
                     judge_all(&mut s, &j, unix_now_ns(), &sinks)
                 })
                 .await;
@@ -245,44 +255,75 @@ pub fn judge_all(
                 }
             }
         }
+        let verdict = j.verdict.as_str();
+        // When the current verdict began: stable across judgements, so that a re-sent alert
+        // keeps its start.
+        let since_ns = match &previous {
+            Some(p) if p.verdict == verdict => store.verdict_since(&node, verdict)?,
+            _ => None,
+        }
+        .unwrap_or(now_ns);
         let radius_km = j.region.as_ref().and_then(|r| r.radius_km);
-        store.insert_verdict(&VerdictRecord {
-            node: node.clone(),
-            claim: claim.clone(),
-            at_unix_ns: now_ns,
-            window_start_unix_ns: from,
-            verdict: j.verdict.as_str().to_owned(),
-            reasons: j.reasons.clone(),
-            radius_km,
-            judgement: serde_json::to_string(&j)?,
-        })?;
-        if !sinks.alertmanagers.is_empty() {
+        if sinks.store {
+            store.insert_verdict(&VerdictRecord {
+                node: node.clone(),
+                claim: claim.clone(),
+                at_unix_ns: now_ns,
+                window_start_unix_ns: from,
+                verdict: verdict.to_owned(),
+                reasons: j.reasons.clone(),
+                radius_km,
+                judgement: serde_json::to_string(&j)?,
+            })?;
+        }
+        if let Some(ams) = sinks.alertmanagers {
             let last_located = store.latest_verdict_of(&node, Some("located"))?;
             let alerts = alert::alerts_for(
                 &j,
-                previous.as_ref(),
-                last_located.as_ref(),
-                now_ns / 1_000_000_000,
-                sinks.alert_ttl,
+                &alert::AlertContext {
+                    previous: previous.as_ref(),
+                    last_located: last_located.as_ref(),
+                    since_unix_s: since_ns.div_euclid(1_000_000_000),
+                    now_unix_s: now_ns.div_euclid(1_000_000_000),
+                    firing_for: sinks.alert_ttl,
+                    generator_url: ams.generator_url(),
+                },
             );
-            for url in sinks.alertmanagers {
-                if let Err(e) = alert::post(url, &alerts) {
-                    failed.push(e);
-                }
-            }
+            failed.extend(ams.post(&alerts));
         }
         if let Some(m) = sinks.metrics {
             m.set_verdict(
                 &node,
                 &claim,
                 j.verdict.as_str(),
-                radius_km,
+                &physics_of(&j, world.site(&claim).map(|s| (s.lat, s.lon))),
                 now_ns as f64 / 1e9,
             );
         }
         out.push(j);
     }
     Ok((out, failed))
+}
+
+/// The region estimate and each used prober's round trips of a judgement, in base units.
+fn physics_of(j: &Judgement, claim: Option<(f64, f64)>) -> NodePhysics {
+    let region = j.region.as_ref();
+    NodePhysics {
+        claim_center: claim,
+        region_center: region.and_then(|r| r.estimate).map(|e| (e.lat, e.lon)),
+        region_radius_m: region.and_then(|r| r.radius_km).map(|km| km * 1e3),
+        probers: j
+            .distances
+            .iter()
+            .filter(|d| d.used)
+            .map(|d| ProberPhysics {
+                prober: d.prober.clone(),
+                min_rtt_s: d.min_eff_rtt_ms.map(|ms| ms / 1e3),
+                expected_rtt_s: d.expected_rtt_ms / 1e3,
+                excess_s: d.excess_ms.map(|ms| ms / 1e3),
+            })
+            .collect(),
+    }
 }
 
 /// A prober whose own bundle verified is held to the evidence bound on that very request: its

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use super::value::Value;
+use super::value::{params, Value};
 use super::{Store, StoreError};
 
 /// Output format.
@@ -25,19 +25,57 @@ pub enum ExportTable {
     Landmarks,
 }
 
+/// Which rows to export: one node's (empty: every node's), from `since` (inclusive) to
+/// `until` (exclusive), Unix ns; rounds by start, samples by send time, evidence requests and
+/// verdicts by their time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportFilter {
+    pub node: Option<String>,
+    pub since_unix_ns: i64,
+    pub until_unix_ns: i64,
+}
+
+impl Default for ExportFilter {
+    fn default() -> Self {
+        Self {
+            node: None,
+            since_unix_ns: i64::MIN,
+            until_unix_ns: i64::MAX,
+        }
+    }
+}
+
 impl ExportTable {
+    /// The query, its parameters ?1 (node, '' for any), ?2 and ?3 (time bounds).
     fn query(self) -> &'static str {
         match self {
-            ExportTable::Rounds => "SELECT * FROM rounds ORDER BY id",
+            ExportTable::Rounds => {
+                "SELECT * FROM rounds
+                 WHERE (?1 = '' OR target = ?1) AND started_unix_ns >= ?2 AND started_unix_ns < ?3
+                 ORDER BY id"
+            }
             // Samples carry their round's prober and target, so they stand alone.
             ExportTable::Samples => {
                 "SELECT r.prober, r.target, s.round_id, s.sent_unix_ns, s.rtt_ns, s.inside_ns
                  FROM samples s JOIN rounds r ON r.id = s.round_id
+                 WHERE (?1 = '' OR r.target = ?1) AND s.sent_unix_ns >= ?2 AND s.sent_unix_ns < ?3
                  ORDER BY s.round_id, s.sent_unix_ns"
             }
-            ExportTable::Evidence => "SELECT * FROM evidence ORDER BY id",
-            ExportTable::Verdicts => "SELECT * FROM verdicts ORDER BY id",
-            ExportTable::Landmarks => "SELECT * FROM landmark_rounds ORDER BY id",
+            ExportTable::Evidence => {
+                "SELECT * FROM evidence
+                 WHERE (?1 = '' OR target = ?1) AND at_unix_ns >= ?2 AND at_unix_ns < ?3
+                 ORDER BY id"
+            }
+            ExportTable::Verdicts => {
+                "SELECT * FROM verdicts
+                 WHERE (?1 = '' OR node = ?1) AND at_unix_ns >= ?2 AND at_unix_ns < ?3
+                 ORDER BY id"
+            }
+            ExportTable::Landmarks => {
+                "SELECT * FROM landmark_rounds
+                 WHERE (?1 = '' OR landmark = ?1) AND started_unix_ns >= ?2 AND started_unix_ns < ?3
+                 ORDER BY id"
+            }
         }
     }
 }
@@ -50,6 +88,19 @@ pub fn export(
     format: ExportFormat,
     out: &mut dyn Write,
 ) -> Result<u64, StoreError> {
+    export_filtered(store, table, &ExportFilter::default(), format, out)
+}
+
+/// Like [`export`], only the rows `filter` selects.
+pub fn export_filtered(
+    store: &Store,
+    table: ExportTable,
+    filter: &ExportFilter,
+    format: ExportFormat,
+    out: &mut dyn Write,
+) -> Result<u64, StoreError> {
+    let node = filter.node.as_deref().unwrap_or("");
+    let params = params![node, filter.since_unix_ns, filter.until_unix_ns];
     let n = store.with(|c| {
         let names = c.columns(table.query())?;
         if format == ExportFormat::Csv {
@@ -57,7 +108,7 @@ pub fn export(
             writeln!(out, "{}", header.join(","))?;
         }
         let mut n = 0;
-        c.each(table.query(), &[], &mut |row| {
+        c.each(table.query(), params, &mut |row| {
             match format {
                 ExportFormat::Jsonl => {
                     let mut obj = serde_json::Map::new();
@@ -151,5 +202,25 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&jl).unwrap();
         assert_eq!(v["node"], "n,1");
         assert_eq!(v["radius_km"], serde_json::Value::Null);
+        // Filters: by node, and by time (since inclusive, until exclusive).
+        let count = |node: Option<&str>, since, until| {
+            let f = ExportFilter {
+                node: node.map(str::to_owned),
+                since_unix_ns: since,
+                until_unix_ns: until,
+            };
+            export_filtered(
+                &s,
+                ExportTable::Verdicts,
+                &f,
+                ExportFormat::Jsonl,
+                &mut Vec::new(),
+            )
+            .unwrap()
+        };
+        assert_eq!(count(Some("n,1"), 7, 8), 1);
+        assert_eq!(count(Some("n2"), i64::MIN, i64::MAX), 0);
+        assert_eq!(count(None, 8, i64::MAX), 0);
+        assert_eq!(count(None, i64::MIN, 7), 0);
     }
 }

@@ -23,7 +23,7 @@ use self::sql::Sql;
 use self::sqlite::Lite;
 use self::value::{params, Param, Row};
 
-pub use export::{export, ExportFormat, ExportTable};
+pub use export::{export, export_filtered, ExportFilter, ExportFormat, ExportTable};
 pub use location::Database;
 pub use schema::SCHEMA_VERSION;
 
@@ -913,6 +913,23 @@ impl Store {
             )
         })?;
         Ok(rows.into_iter().next())
+    }
+
+    /// When `node`'s latest run of `verdict` began: the time of its first verdict `verdict`
+    /// after its last other verdict (None when its latest stored verdict is another one or
+    /// none). Direct alerts start there, stable across re-sends.
+    pub fn verdict_since(&self, node: &str, verdict: &str) -> Result<Option<i64>, StoreError> {
+        let rows = self.with(|c| {
+            c.query(
+                "SELECT MIN(at_unix_ns) FROM verdicts
+                 WHERE node = ?1 AND verdict = ?2 AND at_unix_ns > COALESCE(
+                     (SELECT MAX(at_unix_ns) FROM verdicts WHERE node = ?1 AND verdict <> ?2),
+                     -1)",
+                params![node, verdict],
+                |r| r.opt_i64(0),
+            )
+        })?;
+        Ok(rows.into_iter().next().flatten())
     }
 }
 

@@ -296,6 +296,14 @@ fn verdicts_round_trip(s: &mut Store) {
         s.latest_verdict_of("n1", None).unwrap(),
         Some(verdict("n1", 9))
     );
+    // n1 at 5 and 9 has the helper's verdict, located at 7: its run began at 9.
+    let v = verdict("n1", 9).verdict;
+    assert_eq!(s.verdict_since("n1", &v).unwrap(), Some(9));
+    assert_eq!(s.verdict_since("n2", &v).unwrap(), Some(20));
+    s.insert_verdict(&verdict("n2", 30)).unwrap();
+    assert_eq!(s.verdict_since("n2", &v).unwrap(), Some(20));
+    assert_eq!(s.verdict_since("n1", "located").unwrap(), None);
+    assert_eq!(s.verdict_since("n3", &v).unwrap(), None);
 }
 
 /// Probers started together open one new database at once: every one must get a migrated
