@@ -6,6 +6,8 @@
 //! each judged from its 4 nearest of 40 prober cities, from the samples alone (no anchors, no
 //! history), as `locus judge --samples` would.
 
+mod goals;
+
 use locus_analysis::judge::geo::{destination, distance_km, LatLon};
 use locus_analysis::{
     judge, EchoSample, EvidenceSummary, LandmarkRtt, NodeInput, Policy, Prober, ProberSeries, Site,
@@ -164,55 +166,21 @@ fn verdicts_of(node: (f64, f64), landmark: bool) -> Vec<Verdict> {
         .collect()
 }
 
-fn count(v: &[Verdict], f: impl Fn(Verdict) -> bool) -> usize {
-    v.iter().filter(|x| f(**x)).count()
-}
-
-fn accused(v: Verdict) -> bool {
-    matches!(
-        v,
-        Verdict::Proxied | Verdict::Relocated | Verdict::Frankenstein | Verdict::EvidenceInvalid
-    )
-}
-
 #[test]
 fn honest_nodes_on_internet_like_paths() {
     // with a landmark at the claimed city: ≥ 95 % located, none accused. The issue asks 99 %,
     // but `located` must exclude 200 km: 6 of these 120 claims have probers on one side, or a
     // prober path with a 5-30 ms detour that constrains nothing, leaving a position 200-1000 km
-    // away that fits every RTT as well; they are inconclusive, naming it.
-    let with = verdicts(0.0, true);
-    let located = count(&with, |v| v == Verdict::Located);
-    assert!(
-        located * 100 >= with.len() * 95,
-        "{located}/{}: {with:?}",
-        with.len()
-    );
-    assert_eq!(count(&with, accused), 0, "{with:?}");
-    // without: ≤ 1 % accused (located or inconclusive otherwise)
-    let without = verdicts(0.0, false);
-    let acc = count(&without, accused);
-    assert!(
-        acc * 100 <= without.len(),
-        "{acc}/{}: {without:?}",
-        without.len()
-    );
+    // away that fits every RTT as well; they are inconclusive, naming it. Without a landmark:
+    // ≤ 1 % accused (located or inconclusive otherwise).
+    goals::honest(&verdicts(0.0, true), 95, &verdicts(0.0, false));
 }
 
 #[test]
 fn relays_on_internet_like_paths() {
-    // with a landmark: relays ≥ 200 km are never located, ≥ 95 % of those ≥ 100 km proxied
+    // with a landmark: ≥ 95 % of relays ≥ 100 km proxied, those ≥ 200 km never located
     for km in [100.0, 200.0, 500.0] {
-        let v = verdicts(km, true);
-        let proxied = count(&v, |x| x == Verdict::Proxied);
-        assert!(
-            proxied * 100 >= v.len() * 95,
-            "{km} km: {proxied}/{}",
-            v.len()
-        );
-        if km >= 200.0 {
-            assert_eq!(count(&v, |x| x == Verdict::Located), 0, "{km} km: {v:?}");
-        }
+        goals::relayed(km, &verdicts(km, true));
     }
 }
 
@@ -221,12 +189,7 @@ fn nodes_sitting_200_km_away_are_never_located() {
     // not relayed, just elsewhere, with or without a landmark at the claim (no anchors)
     for landmark in [true, false] {
         for km in [200.0, 300.0, 500.0] {
-            let v = verdicts_of((0.0, km), landmark);
-            assert_eq!(
-                count(&v, |x| x == Verdict::Located),
-                0,
-                "{km} km, landmark {landmark}: {v:?}"
-            );
+            goals::never_located(km, &verdicts_of((0.0, km), landmark));
         }
     }
 }

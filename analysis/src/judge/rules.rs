@@ -547,7 +547,7 @@ impl Judging<'_> {
             .collect();
         let r = reach::reach(&at, &anchors, claim, self.policy);
         let max = self.policy.max_located_km;
-        if !(r.km < max) {
+        if r.km.is_nan() || r.km >= max {
             self.missing.push(format!(
                 "uncertainty: the evidence leaves the TD anywhere within {} of the claim \
                  (located needs < {max:.0} km): {}",
