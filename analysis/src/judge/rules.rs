@@ -548,12 +548,22 @@ impl Judging<'_> {
         let r = reach::reach(&at, &anchors, claim, self.policy);
         let max = self.policy.max_located_km;
         if r.km.is_nan() || r.km >= max {
-            self.missing.push(format!(
+            let mut m = format!(
                 "uncertainty: the evidence leaves the TD anywhere within {} of the claim \
                  (located needs < {max:.0} km): {}",
                 km(r.km),
                 r.how
-            ));
+            );
+            // anchors come only with verified evidence: say which refusal cost them
+            if let Some(e) = self
+                .node
+                .refused_evidence
+                .first()
+                .filter(|_| anchors.is_empty())
+            {
+                m.push_str(&format!(" (anchors come with the evidence: {e})"));
+            }
+            self.missing.push(m);
         }
         r
     }
