@@ -10,8 +10,7 @@ mod goals;
 
 use locus_analysis::judge::geo::{destination, distance_km, LatLon};
 use locus_analysis::{
-    judge, EchoSample, EvidenceSummary, LandmarkRtt, NodeInput, Policy, Prober, ProberSeries, Site,
-    Verdict, World,
+    judge, EchoSample, LandmarkRtt, NodeInput, Policy, Prober, ProberSeries, Site, Verdict, World,
 };
 
 /// Seeded xorshift, uniform in [0, 1).
@@ -129,17 +128,7 @@ fn case(
             peer_spki: None,
         });
     }
-    let node = NodeInput {
-        name: "n".into(),
-        claim: "claim".into(),
-        probes,
-        evidence: Some(EvidenceSummary {
-            valid: true,
-            tdx_vtpm_bound: Some(true),
-            ..EvidenceSummary::default()
-        }),
-        ..NodeInput::default()
-    };
+    let node = goals::timing_node("n", "claim", probes);
     Case { world, node }
 }
 

@@ -9,8 +9,7 @@ use std::collections::BTreeMap;
 
 use locus_analysis::judge::geo::{distance_km, LatLon};
 use locus_analysis::{
-    judge, EchoSample, EvidenceSummary, LandmarkRtt, NodeInput, Policy, Prober, ProberSeries, Site,
-    Verdict, World,
+    judge, EchoSample, LandmarkRtt, Policy, Prober, ProberSeries, Site, Verdict, World,
 };
 
 const FIXTURE: &str = concat!(
@@ -110,17 +109,7 @@ fn verdict(d: &Data, claim: &str, probers: &[(String, f64)], relay_km: f64, lm: 
             peer_spki: None,
         });
     }
-    let node = NodeInput {
-        name: claim.into(),
-        claim: claim.into(),
-        probes,
-        evidence: Some(EvidenceSummary {
-            valid: true,
-            tdx_vtpm_bound: Some(true),
-            ..EvidenceSummary::default()
-        }),
-        ..NodeInput::default()
-    };
+    let node = goals::timing_node(claim, claim, probes);
     let policy = Policy {
         min_anchors: 0,
         ..Policy::default()

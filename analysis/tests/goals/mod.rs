@@ -1,6 +1,21 @@
 //! Issue 19's goals as assertions, shared by the held-out and the measured data sets.
 
-use locus_analysis::Verdict;
+use locus_analysis::{EvidenceSummary, NodeInput, ProberSeries, Verdict};
+
+/// A node judged on its samples: evidence valid and bound, no anchors, no history.
+pub(crate) fn timing_node(name: &str, claim: &str, probes: Vec<ProberSeries>) -> NodeInput {
+    NodeInput {
+        name: name.into(),
+        claim: claim.into(),
+        probes,
+        evidence: Some(EvidenceSummary {
+            valid: true,
+            tdx_vtpm_bound: Some(true),
+            ..EvidenceSummary::default()
+        }),
+        ..NodeInput::default()
+    }
+}
 
 /// Accused: a negative verdict about the node (not `located`, `inconclusive`, `unreachable`).
 fn accused(v: Verdict) -> bool {
