@@ -420,6 +420,9 @@ async fn evidence_request(
     state: &Arc<ConnState>,
     shared: &Arc<Shared>,
 ) -> Vec<u8> {
+    // The request is in the TD from here: time waiting in the evidence queue behind other
+    // probers' requests is in-TD time too, or a prober would hold it against the distance.
+    let received = Instant::now();
     let peer = state.peer;
     if let Err(e) = check_access(&req, state, shared) {
         shared.admission.log.shed(Shed::Unauthorized, peer);
@@ -447,7 +450,7 @@ async fn evidence_request(
     let worker = shared.clone();
     let session = state.session.clone();
     let reply = queued(state, shared, async move {
-        collect_evidence(req, &session, &worker).await
+        collect_evidence(req, received, &session, &worker).await
     })
     .await;
     state.evidence_in_flight.store(false, Ordering::Release);
@@ -507,10 +510,10 @@ async fn queued(
 /// The evidence work of one request, on the evidence worker.
 async fn collect_evidence(
     req: EvidenceRequest,
+    received: Instant,
     session: &Mutex<EchoSession>,
     shared: &Shared,
 ) -> Vec<u8> {
-    let started = Instant::now();
     let nonce: Nonce = match &req.sealed {
         Some(_) if !req.nonce.is_empty() || !req.include.tpm => {
             return error_frame(&RequestError::SealedAndClear)
@@ -540,7 +543,7 @@ async fn collect_evidence(
             if let Some(t) = bundle.tpm.as_mut() {
                 t.sealed_nonce = req.sealed;
             }
-            bundle.timings.evidence_ns = Some(started.elapsed().as_nanos() as u64);
+            bundle.timings.evidence_ns = Some(received.elapsed().as_nanos() as u64);
             shared.admission.log.answered();
             frame::encode(MessageKind::EvidenceResponse, &EvidenceResponse { bundle })
         }
