@@ -220,6 +220,12 @@ async fn requests_over_the_peer_rate_are_rate_limited() {
     let third = request_transcript(&target).await;
     assert!(is_busy(&third, codes::RATE_LIMITED), "{third:?}");
     assert_eq!(server.shed_counts().requests_rate_limited, 1);
+    // Still asking after a rate's worth of refusals: the connection is closed, not answered.
+    let fourth = request_transcript(&target).await;
+    assert!(fourth.is_err(), "{fourth:?}");
+    assert_eq!(server.shed_counts().request_flood_closed, 1);
+    let reason = format!("{:?}", target.conn.close_reason());
+    assert!(reason.contains("request rate exceeded"), "{reason}");
     server.shutdown().await;
 }
 

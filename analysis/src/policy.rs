@@ -104,6 +104,10 @@ pub struct Policy {
     /// Provider zone prefix → site, e.g. `"europe-west3" = "fra"`: a vTPM certificate naming a
     /// zone mapped to another site than the claim ⇒ `relocated`. Empty by default.
     pub zone_sites: std::collections::BTreeMap<String, String>,
+    /// `located` means the evidence puts the TD within this many km of the claim (an anchor
+    /// timed from inside the TD, a landmark at the claim, or physics): a relay or a node this
+    /// far away is never `located`. Wider uncertainty ⇒ `inconclusive`, naming it in km.
+    pub max_located_km: f64,
     /// Relocation detection (change detection over probe rounds).
     pub relocation: RelocationPolicy,
 }
@@ -149,6 +153,11 @@ pub struct RelocationPolicy {
     pub fit_tolerance_ms: f64,
     /// See `fit_tolerance_ms`: routes to the new position need not be as inflated as the old.
     pub fit_tolerance_frac: f64,
+    /// Probers whose settled shift is larger than the noise (`drift_ms`) and fits the new
+    /// position. A position has two unknowns: any two shifts fit some position, so two route
+    /// changes that coincide pass for a move; a third shift seen at once over-determines the
+    /// fit and makes it a test. Probers that see no shift fit as well but prove nothing.
+    pub min_seen_probers: usize,
 }
 
 /// `max_evidence_excess_ms` of [`Policy::lab`].
@@ -186,6 +195,7 @@ impl Default for Policy {
             require_endorsement: false,
             expected_owner: None,
             zone_sites: std::collections::BTreeMap::new(),
+            max_located_km: 200.0,
             relocation: RelocationPolicy::default(),
         }
     }
@@ -207,6 +217,7 @@ impl Default for RelocationPolicy {
             onset_rounds: 1,
             fit_tolerance_ms: 0.3,
             fit_tolerance_frac: 0.15,
+            min_seen_probers: 3,
         }
     }
 }
@@ -309,6 +320,7 @@ impl Policy {
         nonneg("max_anchor_excess_ms", self.max_anchor_excess_ms)?;
         nonneg("calibrated_excess_ms", self.calibrated_excess_ms)?;
         nonneg("claim_radius_km", self.claim_radius_km)?;
+        nonneg("max_located_km", self.max_located_km)?;
         nonneg(
             "relocation.fit_tolerance_ms",
             self.relocation.fit_tolerance_ms,
@@ -357,6 +369,10 @@ impl Policy {
             ),
             ("relocation.min_probers", self.relocation.min_probers),
             ("relocation.confirm_rounds", self.relocation.confirm_rounds),
+            (
+                "relocation.min_seen_probers",
+                self.relocation.min_seen_probers,
+            ),
         ] {
             if v == 0 {
                 return Err(PolicyError::OutOfRange {

@@ -1109,7 +1109,19 @@ proptest! {
         let j = judge(&w, &n, &Policy::default());
         let r = j.region.expect("region");
         prop_assert!(r.claim_inside, "{:?}", r);
-        prop_assert_eq!(j.verdict, Verdict::Located, "{:?}", j.reasons);
+        // A site with a prober or the anchor is pinned to within a few km; the others (mil,
+        // muc, hundreds of km from every prober and the anchor) may be left open by physics:
+        // then inconclusive, naming the uncertainty, never accused.
+        if ["fra", "ams", "lon", "par", "waw"].contains(&td) {
+            prop_assert_eq!(j.verdict, Verdict::Located, "{:?}", j.reasons);
+        } else if j.verdict != Verdict::Located {
+            prop_assert_eq!(j.verdict, Verdict::Inconclusive, "{:?}", j.reasons);
+            prop_assert!(
+                j.reasons.iter().all(|r| r.starts_with("missing: uncertainty")),
+                "{:?}",
+                j.reasons
+            );
+        }
     }
 
     /// Shuffling samples (and series) does not change the judgement.

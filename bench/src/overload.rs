@@ -53,8 +53,11 @@ pub struct OverloadArgs {
 #[derive(Debug, Default, Serialize)]
 struct OverloadReport {
     attack_connections: usize,
-    /// Hostile connections the responder refused (connection cap, per-IP cap or rate).
+    /// Hostile connection attempts the responder refused (connection cap, per-IP cap or
+    /// handshake rate); each refused or closed attacker connects again.
     attack_connections_refused: u64,
+    /// Hostile connections the responder closed (echo or request floods).
+    attack_connections_closed: u64,
     honest_echo_p50_us: f64,
     honest_echo_p50_us_idle: f64,
     /// `honest_echo_p50_us / honest_echo_p50_us_idle` (goal ≤ 1.5).
@@ -137,6 +140,8 @@ fn run_deadline(args: &OverloadArgs) -> Duration {
 /// One honest evidence request, and one hostile handshake, at most.
 const EVIDENCE_TIMEOUT: Duration = Duration::from_secs(10);
 const ATTACK_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a hostile connection the responder refused waits before trying again.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(10);
 
 /// The honest prober's source address; attackers use 127.0.1.x.
 const HONEST_BIND: &str = "127.0.0.2:0";
@@ -192,21 +197,28 @@ async fn measure(
     for i in 0..args.attack_connections {
         // 32 connections per source address: the per-IP cap (64) is not what stops them.
         let bind = SocketAddr::from(([127, 0, 1, 1 + (i / 32) as u8], 0));
-        let target = match connect(addr, bind, pin.clone(), ATTACK_CONNECT_TIMEOUT).await {
-            Ok(t) => t,
-            Err(_) => {
-                counters.refused.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-        };
-        let stop = stop.clone();
-        let counters = counters.clone();
-        let busy = busy.clone();
+        let (stop, counters, busy, pin) =
+            (stop.clone(), counters.clone(), busy.clone(), pin.clone());
         attackers.push(tokio::spawn(async move {
-            match i % 3 {
-                0 => hold_header_only_streams(&target, &stop, &counters).await,
-                1 => evidence_flood(&target, &stop, &counters, &busy).await,
-                _ => echo_flood(&target, &stop, &counters).await,
+            // A connection the responder closes (or refuses) is opened again: the attack
+            // keeps its size for as long as the responder lets it.
+            while !stop.load(Ordering::Relaxed) {
+                let target = match connect(addr, bind, pin.clone(), ATTACK_CONNECT_TIMEOUT).await {
+                    Ok(t) => t,
+                    Err(_) => {
+                        counters.refused.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(RECONNECT_PAUSE).await;
+                        continue;
+                    }
+                };
+                match i % 3 {
+                    0 => hold_header_only_streams(&target, &stop, &counters).await,
+                    1 => evidence_flood(&target, &stop, &counters, &busy).await,
+                    _ => echo_flood(&target, &stop, &counters).await,
+                }
+                if target.conn.close_reason().is_some() {
+                    counters.closed.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }));
     }
@@ -226,6 +238,7 @@ async fn measure(
         .map_err(|_| anyhow::anyhow!("flood thread panicked"))??;
 
     report.attack_connections_refused = counters.refused.load(Ordering::Relaxed);
+    report.attack_connections_closed = counters.closed.load(Ordering::Relaxed);
     report.honest_echo_p50_us = echo_load.rtt.p50_us;
     report.honest_echo_p99_us = echo_load.rtt.p99_us;
     report.honest_echo_lost = echo_load.lost;
@@ -360,6 +373,7 @@ fn flood_round(count: u64) -> RoundConfig {
 #[derive(Default)]
 struct AttackCounters {
     refused: AtomicU64,
+    closed: AtomicU64,
     echo_answered: AtomicU64,
     evidence_answered: AtomicU64,
     unauthorized: AtomicU64,
@@ -563,10 +577,11 @@ fn render(r: &OverloadReport, json: bool) -> anyhow::Result<String> {
     crate::render(r, json, true, |out| {
         let _ = writeln!(
             out,
-            "attack: {} hostile connections ({} refused), raw flood {:.0}/s of {:.0}/s aimed \
+            "attack: {} hostile connections ({} attempts refused, {} closed), raw flood {:.0}/s of {:.0}/s aimed \
              (capacity {:.0} echoes/s)",
             r.attack_connections,
             r.attack_connections_refused,
+            r.attack_connections_closed,
             r.flood_sent_per_s,
             r.flood_target_per_s,
             r.echo_capacity_per_s

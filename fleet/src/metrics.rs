@@ -655,6 +655,10 @@ impl<F: FnMut(String) -> bool> TextChunks<F> {
     fn push_line(&mut self, line: &str) {
         self.out.push_str(line);
         self.out.push('\n');
+        // Per line, so a piece never outgrows a chunk by more than one line.
+        if self.out.len() >= CHUNK {
+            self.hand_on();
+        }
     }
 
     /// Hands the collected text to the sink.
@@ -678,9 +682,9 @@ impl<F: FnMut(String) -> bool> std::fmt::Write for TextChunks<F> {
             self.line.push_str(rest);
         } else {
             self.out.push_str(s);
-        }
-        if self.out.len() >= CHUNK {
-            self.hand_on();
+            if self.out.len() >= CHUNK {
+                self.hand_on();
+            }
         }
         if self.stopped {
             Err(std::fmt::Error)

@@ -716,3 +716,88 @@ async fn landmarks_reload_apart_from_targets() {
         .iter()
         .all(|r| r.claim == "ams" && r.prober == "p-test"));
 }
+
+/// A responder answering evidence only to one pinned prober key, and its address.
+async fn pinned_responder(key: &locus_prober::identity::PublicKey) -> Server {
+    use locus_responder::access::EvidenceAccess;
+    Server::start(
+        ServerConfig {
+            access: EvidenceAccess::Pinned(vec![key.to_bytes()]),
+            ..ServerConfig::new("127.0.0.1:0".parse().unwrap())
+        },
+        SessionKey::generate().unwrap(),
+        EvidenceSource::default(),
+    )
+    .unwrap()
+}
+
+/// `[access] evidence = "pinned"` with the daemon: the daemon signs its evidence requests with
+/// its `key_file` identity, so a responder pinning that key answers and the evidence is stored
+/// (and sealed); a daemon with another key is refused as unauthorized and counted, its
+/// failure stored with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_signs_evidence_requests_for_a_pinned_responder() {
+    use locus_prober::identity::ProberIdentity;
+    let dir = tempfile::tempdir().unwrap();
+    let pinned = ProberIdentity::generate();
+    let stranger = ProberIdentity::generate();
+    let r = pinned_responder(&pinned.public_key()).await;
+    let addr = r.local_addr().unwrap();
+    let mut daemons = Vec::new();
+    for (name, id) in [("pinned", &pinned), ("stranger", &stranger)] {
+        let key = dir.path().join(format!("{name}.key"));
+        id.write_new(&key).unwrap();
+        let text = config(&[("n1", addr)], "")
+            .replace("probe.db", &format!("{name}.db"))
+            .replace(
+                "[probe]",
+                &format!("key_file = \"{}\"\n[probe]", key.display()),
+            );
+        let cfg = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&cfg, text).unwrap();
+        daemons.push(daemon::start(cfg).await.unwrap());
+    }
+    let success = |d: &daemon::DaemonHandle, want: f64| {
+        let addr = d.http_addr();
+        async move {
+            wait_metrics(
+                addr,
+                &format!("locus_evidence_request_success {want}"),
+                |t| metric(t, "locus_evidence_request_success", "target=\"n1\"") == Some(want),
+            )
+            .await
+        }
+    };
+    success(&daemons[0], 1.0).await;
+    success(&daemons[1], 0.0).await;
+    let counts = r.shed_counts();
+    assert!(counts.evidence_answered >= 1, "{counts:?}");
+    assert!(counts.unauthorized >= 1, "{counts:?}");
+    for d in daemons {
+        d.shutdown().await.unwrap();
+    }
+    r.shutdown().await;
+
+    let stored = |name: &str| {
+        Store::open(&dir.path().join(format!("{name}.db")))
+            .unwrap()
+            .evidence_between("n1", 0, i64::MAX)
+            .unwrap()
+    };
+    let ok = stored("pinned");
+    assert!(
+        ok.iter()
+            .any(|e| e.ok && e.bundle.is_some() && e.seal.is_some()),
+        "{ok:?}"
+    );
+    let refused = stored("stranger");
+    assert!(
+        !refused.is_empty() && refused.iter().all(|e| !e.ok),
+        "{refused:?}"
+    );
+    let reason = refused[0].error.as_deref().unwrap_or_default();
+    assert!(
+        reason.contains("refused this prober's identity"),
+        "{reason}"
+    );
+}

@@ -15,7 +15,7 @@ use locus_analysis::verify::bundle::nonce::NonceLedger;
 use locus_analysis::verify::bundle::VerifyInputs;
 use locus_analysis::{judge, BundleFindings, Judgement, Policy};
 use locus_prober::requests::request_evidence_sealed_timed;
-use locus_prober::{connect, run_round, RoundConfig, SpkiPolicy, Target};
+use locus_prober::{connect, run_round_from, RoundConfig, SpkiPolicy, Target};
 use locus_proto::evidence::EvidenceBundle;
 use locus_proto::messages::Include;
 use locus_responder::server::Server;
@@ -99,7 +99,10 @@ async fn run_inner(
     progress: &Progress,
     cancel: &watch::Receiver<bool>,
 ) -> anyhow::Result<Inner> {
+    let t0 = Instant::now();
     let world = world::build(s, out, relay, cancel).await?;
+    // Phase times at info: where a lab run's wall time goes.
+    tracing::info!(seconds = t0.elapsed().as_secs_f64(), "lab: world built");
     let result = probe_and_judge(s, out, relay, progress, cancel, &world).await;
     let trust = world.shutdown().await;
     let (samples, outcomes) = result?;
@@ -116,54 +119,90 @@ async fn probe_and_judge(
 ) -> anyhow::Result<(SamplesFile, Vec<NodeOutcome>)> {
     let nodes = &world.nodes;
     // Probers: one connection per responder, through a link with the emulated delay.
-    let mut targets: Vec<Vec<Target>> = Vec::new();
+    let connect_start = Instant::now();
+    // Every handshake at once: each takes a few emulated round trips of milliseconds.
+    let mut connecting: Vec<Vec<_>> = Vec::new();
     for i in 0..s.probers.len() {
         check(cancel)?;
         let mut row = Vec::new();
         for (j, node) in nodes.iter().enumerate() {
             let link = (addr::prober_link(i, j), world::prober_plan(s, i, j));
-            row.push(connect_through(relay, i, link, &node.server, &node.name).await?);
+            row.push(connect_through(relay, i, link, &node.server, &node.name)?);
         }
         // Then the landmarks, probed like the nodes (their index in the row follows the nodes').
         for (l, lm) in world.landmarks.iter().enumerate() {
             let link = (addr::landmark_link(i, l), world::landmark_plan(s, i, l));
-            row.push(connect_through(relay, i, link, &lm.server, &lm.name).await?);
+            row.push(connect_through(relay, i, link, &lm.server, &lm.name)?);
         }
-        targets.push(row);
+        connecting.push(row);
+    }
+    let mut targets: Vec<Vec<Target>> = Vec::new();
+    for row in connecting {
+        let mut connected = Vec::new();
+        for c in row {
+            connected.push(c.await??);
+        }
+        targets.push(connected);
     }
 
-    // Probing: every prober against every responder, round by round.
+    tracing::info!(
+        seconds = connect_start.elapsed().as_secs_f64(),
+        "lab: probers connected"
+    );
+    // Probing: every prober against every responder, round by round. Each pair runs its
+    // rounds on one continuous schedule in a task of its own: waiting for every pair's last
+    // answer before the next round cost the longest emulated round trip each second.
     let rounds = s.duration_s.ceil() as u64;
     let per_round = (s.rate_hz * ROUND.as_secs_f64()).ceil().max(1.0) as u64;
+    let cfg = RoundConfig {
+        rate_hz: s.rate_hz,
+        count: per_round,
+        window: 64,
+        timeout: Duration::from_millis(900),
+        keep_samples: true,
+        // Emulated paths are milliseconds long: spinning would only eat the cores the relay
+        // needs.
+        spin: Duration::ZERO,
+    };
+    let interval = Duration::from_secs_f64(1.0 / s.rate_hz);
     relay.start_clock();
     let probe_start = Instant::now();
     let mut series: BTreeMap<(usize, usize), (Vec<EchoSample>, u64)> = BTreeMap::new();
-    for round in 0..rounds {
-        check(cancel)?;
-        let _ = progress.send((round, rounds + 1));
-        let mut tasks = Vec::new();
-        for (i, row) in targets.iter().enumerate() {
-            for (j, t) in row.iter().enumerate() {
-                let t = t.clone();
-                let cfg = RoundConfig {
-                    rate_hz: s.rate_hz,
-                    count: per_round,
-                    window: 64,
-                    timeout: Duration::from_millis(900),
-                    keep_samples: true,
-                    // Emulated paths are milliseconds long: spinning would only eat the cores
-                    // the relay needs.
-                    spin: Duration::ZERO,
-                };
-                tasks.push(tokio::spawn(async move {
-                    ((i, j), run_round(&t, &cfg).await, t.epoch())
-                }));
-            }
+    // Rounds finished by all pairs together, for the progress bar.
+    let finished = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for (i, row) in targets.iter().enumerate() {
+        for (j, t) in row.iter().enumerate() {
+            let (t, cfg, finished) = (t.clone(), cfg.clone(), finished.clone());
+            let mut cancel = cancel.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut reports = Vec::new();
+                let mut schedule = probe_start;
+                for _ in 0..rounds {
+                    let report = tokio::select! {
+                        r = run_round_from(&t, &cfg, schedule) => r,
+                        Ok(_) = cancel.wait_for(|c| *c) => break,
+                    };
+                    schedule += interval.mul_f64(cfg.count as f64);
+                    reports.push(report);
+                    finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                ((i, j), reports, t.epoch())
+            }));
         }
-        for task in tasks {
-            let ((i, j), report, epoch) = task.await?;
-            let offset = epoch.saturating_duration_since(probe_start).as_nanos() as u64;
-            let entry = series.entry((i, j)).or_default();
+    }
+    let pairs = tasks.len().max(1) as u64;
+    while !tasks.iter().all(|t| t.is_finished()) {
+        let done = finished.load(std::sync::atomic::Ordering::Relaxed) / pairs;
+        let _ = progress.send((done, rounds + 1));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    check(cancel)?;
+    for task in tasks {
+        let ((i, j), reports, epoch) = task.await?;
+        let offset = epoch.saturating_duration_since(probe_start).as_nanos() as u64;
+        let entry = series.entry((i, j)).or_default();
+        for report in reports {
             entry.1 += report.sent;
             entry.0.extend(report.samples.iter().map(|x| EchoSample {
                 sent_ns: x.sent_ns + offset,
@@ -173,6 +212,11 @@ async fn probe_and_judge(
         }
     }
     let _ = progress.send((rounds, rounds + 1));
+    tracing::info!(
+        seconds = probe_start.elapsed().as_secs_f64(),
+        "lab: probing done"
+    );
+    let evidence_start = Instant::now();
 
     // Evidence: every prober asks every responder once (the round trip is evidence too); every
     // bundle is verified for the prober that asked (its session key vouches for that prober's
@@ -189,35 +233,66 @@ async fn probe_and_judge(
         .enumerate()
         .map(|(k, &site)| anchor_name(s, k, site))
         .collect();
-    for (i, row) in targets.iter().enumerate() {
-        // Landmarks give no evidence.
-        for (j, t) in row.iter().enumerate().take(nodes.len()) {
-            check(cancel)?;
+    // Nonces drawn and issued in (prober, node) order, as one seed always drew them.
+    let mut nonces = vec![Vec::new(); nodes.len()];
+    for _ in 0..targets.len() {
+        for n in nonces.iter_mut() {
             let mut nonce = [0u8; 32];
             rng.fill_bytes(&mut nonce);
             ledger.issue(&nonce, unix_now());
-            let include = Include {
-                tdx: true,
-                tpm: true,
-                anchors: anchor_names.clone(),
-            };
-            let issuer = Some(NONCE_ISSUER.to_string());
-            // the evidence request's own round trip, as the daemons store it
-            match request_evidence_sealed_timed(t, &nonce, include, issuer).await {
+            n.push(nonce);
+        }
+    }
+    // Every request at once, as probers at different sites would ask: a node's vTPM serializes
+    // its own commands, and its anchors are timed for each request over its own connections.
+    let mut tasks: Vec<Vec<_>> = Vec::new();
+    for (j, nonces) in nonces.into_iter().enumerate() {
+        // Landmarks give no evidence (they follow the nodes in each row).
+        let mut asking = Vec::new();
+        for (i, nonce) in nonces.into_iter().enumerate() {
+            let t = targets[i][j].clone();
+            let (anchors, mut cancel) = (anchor_names.clone(), cancel.clone());
+            asking.push(tokio::spawn(async move {
+                let include = Include {
+                    tdx: true,
+                    tpm: true,
+                    anchors,
+                };
+                let issuer = Some(NONCE_ISSUER.to_string());
+                // the evidence request's own round trip, as the daemons store it
+                let asked = request_evidence_sealed_timed(&t, &nonce, include, issuer);
+                let answer = tokio::select! {
+                    a = asked => a.map_err(|e| e.to_string()),
+                    Ok(_) = cancel.wait_for(|c| *c) => Err("interrupted".to_string()),
+                };
+                (answer, unix_now())
+            }));
+        }
+        tasks.push(asking);
+    }
+    for (j, asking) in tasks.into_iter().enumerate() {
+        for (i, task) in asking.into_iter().enumerate() {
+            let (answer, at) = task.await?;
+            match answer {
                 Ok((b, rtt)) => {
                     evidence_rtts
                         .entry((i, j))
                         .or_default()
                         .push(rtt.as_nanos() as u64);
-                    let at = unix_now();
                     asked[j].push((i, b.clone(), at));
                     last[j] = Some((b, at));
                 }
-                Err(e) => errors[j] = Some(e.to_string()),
+                Err(e) => errors[j] = Some(e),
             }
         }
     }
+    check(cancel)?;
     let _ = progress.send((rounds + 1, rounds + 1));
+    tracing::info!(
+        seconds = evidence_start.elapsed().as_secs_f64(),
+        "lab: evidence collected"
+    );
+    let judge_start = Instant::now();
     for row in &targets {
         for t in row {
             t.conn.close(0u32.into(), b"lab done");
@@ -319,22 +394,27 @@ async fn probe_and_judge(
             failed_checks,
         });
     }
+    tracing::info!(seconds = judge_start.elapsed().as_secs_f64(), "lab: judged");
     Ok((samples, outcomes))
 }
 
-/// Prober `i` connects to `server` (pinned) through a relay link `(listen address, plan)`.
-async fn connect_through(
+/// Prober `i` connects to `server` (pinned) through a relay link `(listen address, plan)`: the
+/// link now, the handshake on a task of its own.
+fn connect_through(
     relay: &Arc<Relay>,
     i: usize,
     (listen, plan): (SocketAddr, LinkPlan),
     server: &Server,
     name: &str,
-) -> anyhow::Result<Target> {
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<Target>>> {
     let link = relay.udp_link(listen, server.local_addr()?, &plan)?;
     let pin = SpkiPolicy::Pinned(server.session_key().spki_der().to_vec());
-    connect(link, addr::prober(i), pin, Duration::from_secs(10))
-        .await
-        .with_context(|| format!("prober {i} connecting to {name}"))
+    let name = name.to_owned();
+    Ok(tokio::spawn(async move {
+        connect(link, addr::prober(i), pin, Duration::from_secs(10))
+            .await
+            .with_context(|| format!("prober {i} connecting to {name}"))
+    }))
 }
 
 /// Each prober's minimum effective RTT (the responder's reported time inside subtracted, as

@@ -133,16 +133,34 @@ pub(crate) async fn build(
     // Responders: a TD with its vTPM (maybe far away) and anchors seen from where it runs.
     let mut nodes = Vec::new();
     let mut ek_roots_pem = Vec::new();
-    for (j, r) in s.responders.iter().enumerate() {
-        check(cancel)?;
-        let swtpm = tokio::task::spawn_blocking(|| {
-            Swtpm::start(SwtpmOptions {
-                create_ek_cert: true,
-                ..SwtpmOptions::default()
+    // Emulators are made in parallel, one per core: each spends most of a second making its EK
+    // and EK certificate, which one after another was most of the world's start-up. All are
+    // made before any is used: a TPM command (5 s timeout) sent while others still generate
+    // keys on the same cores could time out.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let permits = Arc::new(tokio::sync::Semaphore::new(cores));
+    let making: Vec<_> = (s.responders.iter())
+        .map(|_| {
+            let permits = permits.clone();
+            tokio::spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                tokio::task::spawn_blocking(|| {
+                    Swtpm::start(SwtpmOptions {
+                        create_ek_cert: true,
+                        ..SwtpmOptions::default()
+                    })
+                })
+                .await
             })
         })
-        .await?
-        .with_context(|| format!("starting swtpm for {}", r.name))?;
+        .collect();
+    let mut swtpms = Vec::new();
+    for (r, swtpm) in s.responders.iter().zip(making) {
+        let swtpm = swtpm.await??;
+        swtpms.push(swtpm.with_context(|| format!("starting swtpm for {}", r.name))?);
+    }
+    for ((j, r), swtpm) in s.responders.iter().enumerate().zip(swtpms) {
+        check(cancel)?;
         // Each emulator has its own local EK CA: [issuing CA, root] in PEM.
         let ek_ca = swtpm.ek_ca_certs()?;
         ek_roots_pem.extend(ek_ca.get(1).cloned());

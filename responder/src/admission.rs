@@ -114,6 +114,8 @@ pub struct ShedCounts {
     pub echo_dropped: u64,
     /// Connections closed for flooding echoes far beyond their rate.
     pub echo_flood_closed: u64,
+    /// Connections closed because they kept asking past the per-IP request rate.
+    pub request_flood_closed: u64,
     /// Evidence requests answered (a bundle was sent).
     pub evidence_answered: u64,
 }
@@ -130,9 +132,10 @@ pub(crate) enum Shed {
     TooManyAnchors,
     EchoDropped,
     EchoFloodClosed,
+    RequestFloodClosed,
 }
 
-const SHED_KINDS: usize = 9;
+const SHED_KINDS: usize = 10;
 
 impl Shed {
     fn name(self) -> &'static str {
@@ -146,6 +149,7 @@ impl Shed {
             Shed::TooManyAnchors => "evidence request refused: too many anchors",
             Shed::EchoDropped => "echo dropped: per-IP echo rate",
             Shed::EchoFloodClosed => "connection closed: it kept flooding echoes",
+            Shed::RequestFloodClosed => "connection closed: it kept flooding requests",
         }
     }
 }
@@ -196,6 +200,7 @@ impl ShedLog {
             too_many_anchors: c(Shed::TooManyAnchors),
             echo_dropped: c(Shed::EchoDropped),
             echo_flood_closed: c(Shed::EchoFloodClosed),
+            request_flood_closed: c(Shed::RequestFloodClosed),
             evidence_answered: self.answered.load(Ordering::Relaxed),
         }
     }
@@ -206,9 +211,11 @@ impl ShedLog {
 struct PeerIp {
     connections: usize,
     handshakes: TokenBucket,
-    requests: TokenBucket,
+    /// Refusals still cost a stream and an answer each: a peer refused a rate's worth within
+    /// a second and still asking has its connection closed.
+    requests: RateLimiter,
     /// Shared by the IP's connections: opening more connections buys no more echoes.
-    echo: Option<EchoLimiter>,
+    echo: Option<RateLimiter>,
 }
 
 /// Most peer IPs remembered; beyond it, idle ones are forgotten and, when none is, new IPs
@@ -307,12 +314,8 @@ impl Admission {
                 2.0 * l.connections_per_ip_per_sec,
                 now,
             ),
-            requests: TokenBucket::new(
-                l.requests_per_ip_per_sec,
-                2.0 * l.requests_per_ip_per_sec,
-                now,
-            ),
-            echo: l.echo_per_ip_per_sec.map(|r| EchoLimiter::new(r, now)),
+            requests: RateLimiter::requests(l.requests_per_ip_per_sec, now),
+            echo: l.echo_per_ip_per_sec.map(|r| RateLimiter::echo(r, now)),
         });
         if peer.connections >= l.max_connections_per_ip || !peer.handshakes.take(now) {
             return Err(Shed::ConnectionsPerIp);
@@ -325,65 +328,81 @@ impl Admission {
         })
     }
 
-    /// Whether `ip` may make one more stream request at `now`.
-    pub(crate) fn request(&self, ip: IpAddr, now: Instant) -> bool {
+    /// What to do with one more stream request of `ip` at `now`.
+    pub(crate) fn request(&self, ip: IpAddr, now: Instant) -> RateVerdict {
         let ip = peer_of(ip);
         let mut s = self.lock();
         // A connected peer always has an entry (it is kept while connections are open).
-        s.peers.get_mut(&ip).is_some_and(|p| p.requests.take(now))
+        s.peers
+            .get_mut(&ip)
+            .map_or(RateVerdict::Refuse, |p| p.requests.take(now))
     }
 
     /// What to do with an echo challenge from `ip` received at `now`.
-    pub(crate) fn echo(&self, ip: IpAddr, now: Instant) -> EchoVerdict {
+    pub(crate) fn echo(&self, ip: IpAddr, now: Instant) -> RateVerdict {
         if self.limits.echo_per_ip_per_sec.is_none() {
-            return EchoVerdict::Answer;
+            return RateVerdict::Answer;
         }
         let ip = peer_of(ip);
         let mut s = self.lock();
         match s.peers.get_mut(&ip).and_then(|p| p.echo.as_mut()) {
-            Some(l) => l.on_challenge(now),
+            Some(l) => l.take(now),
             // A connected peer always has an entry.
-            None => EchoVerdict::Drop,
+            None => RateVerdict::Refuse,
         }
     }
 }
 
-/// What to do with one echo challenge of a rate-limited connection.
+/// What to do with one echo challenge or stream request of a rate-limited peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum EchoVerdict {
+pub(crate) enum RateVerdict {
     Answer,
-    /// Over the rate: drop it unanswered.
-    Drop,
-    /// Far over the rate for long (its drops exceeded a tenth of the rate for a second):
-    /// close the connection, so its flood costs the responder no more than a closed
-    /// connection's packets (reconnecting is rate-limited per IP).
+    /// Over the rate: drop the echo unanswered, answer the request `rate-limited`.
+    Refuse,
+    /// Refused past its allowance for a second and still at it: close the connection, so its
+    /// flood costs the responder no more than a closed connection's packets (reconnecting is
+    /// rate-limited per IP).
     Close,
 }
 
-/// Echo rate of one IP: answers up to the rate (bursts of a tenth of a second's worth),
-/// drops beyond it, and closes a connection that keeps flooding.
+/// A rate with an allowance of refusals: answers up to `rate` (bursts of `burst`), refuses
+/// beyond it at up to `refusals` a second, and says close when even those run out.
 #[derive(Debug, Clone)]
-pub(crate) struct EchoLimiter {
+pub(crate) struct RateLimiter {
     answers: TokenBucket,
-    drops: TokenBucket,
+    refusals: TokenBucket,
 }
 
-impl EchoLimiter {
-    fn new(rate: f64, now: Instant) -> Self {
+impl RateLimiter {
+    fn new(rate: f64, burst: f64, refusals: f64, now: Instant) -> Self {
         Self {
-            answers: TokenBucket::new(rate, rate / 10.0, now),
-            drops: TokenBucket::new(rate / 10.0, rate / 10.0, now),
+            answers: TokenBucket::new(rate, burst, now),
+            refusals: TokenBucket::new(refusals, refusals, now),
         }
     }
 
-    pub(crate) fn on_challenge(&mut self, now: Instant) -> EchoVerdict {
+    /// Echoes: bursts and refusals of a tenth of a second's worth.
+    fn echo(rate: f64, now: Instant) -> Self {
+        Self::new(rate, rate / 10.0, rate / 10.0, now)
+    }
+
+    /// Requests: bursts of twice the rate, refusals at the rate.
+    fn requests(rate: f64, now: Instant) -> Self {
+        Self::new(rate, 2.0 * rate, rate, now)
+    }
+
+    pub(crate) fn take(&mut self, now: Instant) -> RateVerdict {
         if self.answers.take(now) {
-            EchoVerdict::Answer
-        } else if self.drops.take(now) {
-            EchoVerdict::Drop
+            RateVerdict::Answer
+        } else if self.refusals.take(now) {
+            RateVerdict::Refuse
         } else {
-            EchoVerdict::Close
+            RateVerdict::Close
         }
+    }
+
+    fn full(&self, now: Instant) -> bool {
+        self.answers.full(now) && self.refusals.full(now)
     }
 }
 
@@ -444,7 +463,10 @@ mod tests {
             Shed::ConnectionsPerIp
         );
         let _c = a.connect(v6("2001:db8:1:3::1"), now).unwrap();
-        assert!(a.request(v6("2001:db8:1:2:bbbb::9"), now));
+        assert_eq!(
+            a.request(v6("2001:db8:1:2:bbbb::9"), now),
+            RateVerdict::Answer
+        );
         let _d = a.connect(v6("::ffff:127.0.0.9"), now).unwrap();
         let _e = a.connect(ip(9), now).unwrap();
         assert_eq!(a.connect(ip(9), now).unwrap_err(), Shed::ConnectionsPerIp);
@@ -466,39 +488,49 @@ mod tests {
             "another IP has its own budget"
         );
         a.connect(ip(1), now + Duration::from_millis(500)).unwrap();
-        assert_eq!((0..20).filter(|_| a.request(ip(1), now)).count(), 10);
-        assert!(!a.request(ip(9), now), "an unknown peer has no budget");
+        let verdicts: Vec<_> = (0..20).map(|_| a.request(ip(1), now)).collect();
+        // The burst (twice the rate) served, the rate's worth refused, then closed.
+        assert_eq!(verdicts[..10], [RateVerdict::Answer; 10]);
+        assert_eq!(verdicts[10..15], [RateVerdict::Refuse; 5]);
+        assert_eq!(verdicts[15..], [RateVerdict::Close; 5]);
+        assert_eq!(
+            a.request(ip(9), now),
+            RateVerdict::Refuse,
+            "an unknown peer has no budget"
+        );
+        // Refusals refill too: a peer that paused is served again, not closed.
+        let later = now + Duration::from_secs(2);
+        assert_eq!(a.request(ip(1), later), RateVerdict::Answer);
         drop(slots);
     }
 
     #[test]
     fn an_echo_flood_is_dropped_then_closed_and_an_honest_rate_never_is() {
         let t0 = Instant::now();
-        let mut honest = EchoLimiter::new(1000.0, t0);
+        let mut honest = RateLimiter::echo(1000.0, t0);
         // 900 a second for ten seconds: always answered.
         for i in 0..9000u64 {
             let at = t0 + Duration::from_micros(i * 1_111);
-            assert_eq!(
-                honest.on_challenge(at),
-                EchoVerdict::Answer,
-                "challenge {i}"
-            );
+            assert_eq!(honest.take(at), RateVerdict::Answer, "challenge {i}");
         }
-        let mut flood = EchoLimiter::new(1000.0, t0);
-        let verdicts: Vec<_> = (0..400).map(|_| flood.on_challenge(t0)).collect();
+        let mut flood = RateLimiter::echo(1000.0, t0);
+        let verdicts: Vec<_> = (0..400).map(|_| flood.take(t0)).collect();
         // The burst (100) is answered, the next 100 dropped, then the connection is closed.
         assert_eq!(
             verdicts
                 .iter()
-                .filter(|v| **v == EchoVerdict::Answer)
+                .filter(|v| **v == RateVerdict::Answer)
                 .count(),
             100
         );
         assert_eq!(
-            verdicts.iter().filter(|v| **v == EchoVerdict::Drop).count(),
+            verdicts
+                .iter()
+                .filter(|v| **v == RateVerdict::Refuse)
+                .count(),
             100
         );
-        assert_eq!(verdicts[200], EchoVerdict::Close);
+        assert_eq!(verdicts[200], RateVerdict::Close);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use crate::access::{AccessError, EvidenceAccess};
-use crate::admission::{Admission, ConnectionSlot, EchoVerdict, Limits, Shed, ShedCounts};
+use crate::admission::{Admission, ConnectionSlot, Limits, RateVerdict, Shed, ShedCounts};
 use crate::evidence::EvidenceSource;
 use crate::evidence_queue::EvidenceQueue;
 use crate::session_key::SessionKey;
@@ -258,12 +258,12 @@ async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>, _slot: C
         };
         let received = Instant::now();
         match shared.admission.echo(peer.ip(), received) {
-            EchoVerdict::Answer => {}
-            EchoVerdict::Drop => {
+            RateVerdict::Answer => {}
+            RateVerdict::Refuse => {
                 shared.admission.log.shed(Shed::EchoDropped, peer);
                 continue;
             }
-            EchoVerdict::Close => {
+            RateVerdict::Close => {
                 shared.admission.log.shed(Shed::EchoFloodClosed, peer);
                 conn.close(codes::RATE_LIMITED.into(), b"echo rate exceeded");
                 break;
@@ -303,22 +303,33 @@ async fn serve_stream(
     state: &Arc<ConnState>,
     shared: &Arc<Shared>,
 ) {
-    let reply = if !shared.admission.request(state.peer.ip(), Instant::now()) {
-        shared
-            .admission
-            .log
-            .shed(Shed::RequestsRateLimited, state.peer);
-        refusal(
-            codes::RATE_LIMITED,
-            "request rate of this peer exceeded; ask again later",
-        )
-    } else {
-        match read_request(&mut recv, shared.max_request_len).await {
+    let reply = match shared.admission.request(state.peer.ip(), Instant::now()) {
+        RateVerdict::Answer => match read_request(&mut recv, shared.max_request_len).await {
             Ok((kind, body)) => handle_request(kind, &body, state, shared).await,
             Err(e) => {
                 debug!(peer = %state.peer, "request refused: {e}");
                 error_frame(&e)
             }
+        },
+        RateVerdict::Refuse => {
+            shared
+                .admission
+                .log
+                .shed(Shed::RequestsRateLimited, state.peer);
+            refusal(
+                codes::RATE_LIMITED,
+                "request rate of this peer exceeded; ask again later",
+            )
+        }
+        RateVerdict::Close => {
+            shared
+                .admission
+                .log
+                .shed(Shed::RequestFloodClosed, state.peer);
+            state
+                .conn
+                .close(codes::RATE_LIMITED.into(), b"request rate exceeded");
+            return;
         }
     };
     if send.write_all(&reply).await.is_ok() {
@@ -427,6 +438,9 @@ async fn evidence_request(
     state: &Arc<ConnState>,
     shared: &Arc<Shared>,
 ) -> Vec<u8> {
+    // The request is in the TD from here: time waiting in the evidence queue behind other
+    // probers' requests is in-TD time too, or a prober would hold it against the distance.
+    let received = Instant::now();
     let peer = state.peer;
     if let Err(e) = check_auth(state, shared, |x| shared.access.check(&req, x)) {
         shared.admission.log.shed(Shed::Unauthorized, peer);
@@ -454,7 +468,7 @@ async fn evidence_request(
     let worker = shared.clone();
     let session = state.session.clone();
     let reply = queued(state, shared, async move {
-        collect_evidence(req, &session, &worker).await
+        collect_evidence(req, received, &session, &worker).await
     })
     .await;
     state.evidence_in_flight.store(false, Ordering::Release);
@@ -515,10 +529,10 @@ async fn queued(
 /// The evidence work of one request, on the evidence worker.
 async fn collect_evidence(
     req: EvidenceRequest,
+    received: Instant,
     session: &Mutex<EchoSession>,
     shared: &Shared,
 ) -> Vec<u8> {
-    let started = Instant::now();
     let nonce: Nonce = match &req.sealed {
         Some(_) if !req.nonce.is_empty() || !req.include.tpm => {
             return error_frame(&RequestError::SealedAndClear)
@@ -548,7 +562,7 @@ async fn collect_evidence(
             if let Some(t) = bundle.tpm.as_mut() {
                 t.sealed_nonce = req.sealed;
             }
-            bundle.timings.evidence_ns = Some(started.elapsed().as_nanos() as u64);
+            bundle.timings.evidence_ns = Some(received.elapsed().as_nanos() as u64);
             shared.admission.log.answered();
             frame::encode(MessageKind::EvidenceResponse, &EvidenceResponse { bundle })
         }

@@ -145,7 +145,7 @@ impl<'a> Judging<'a> {
         }
         let mut reloc = relocation::detect(&series_rounds, &self.policy.relocation);
         if reloc.detected {
-            self.check_move(&mut reloc, claim);
+            self.check_move(&mut reloc, claim, &probes, round_ms);
         }
         self.j.relocation = Some(reloc.clone());
         self.j.scores = self.scores(&reloc);
@@ -159,16 +159,31 @@ impl<'a> Judging<'a> {
 
     /// Enough probers shifted at once: do the shifts fit one new position? If not, they are
     /// route changes, not a move.
-    fn check_move(&self, reloc: &mut Relocation, claim: LatLon) {
+    fn check_move(
+        &self,
+        reloc: &mut Relocation,
+        claim: LatLon,
+        probes: &[&ProberSeries],
+        round_ms: f64,
+    ) {
         let world = self.world;
+        let onset = reloc.onset_round.unwrap_or(0);
         let shifts: Vec<moved::Shift> = (reloc.shifts.iter())
             .filter_map(|s| {
                 let site = world.site(&world.prober(&s.prober)?.site)?;
+                let step = s.settled_shift_ms?;
+                let series = probes.iter().find(|p| p.prober == s.prober)?;
                 Some(moved::Shift {
                     at: site.position(),
                     baseline_ms: s.baseline_ms,
-                    shift_ms: s.settled_shift_ms?,
+                    shift_ms: step,
                     alarmed: s.alarm_round.is_some(),
+                    when_ns: moved::change_instant(
+                        &self.effective(series),
+                        round_ms * 1e6,
+                        onset,
+                        step,
+                    ),
                 })
             })
             .collect();
@@ -180,11 +195,25 @@ impl<'a> Judging<'a> {
                     .filter_map(|s| Some(format!("{} {:+.2} ms", s.prober, s.settled_shift_ms?)))
                     .collect();
                 reloc.rejected = Some(format!(
-                    "shifts {} fit no single new position: route changes, not a move",
-                    list.join(", ")
+                    "shifts {} fit no single new position seen by ≥ {} probers: route \
+                     changes, not a move",
+                    list.join(", "),
+                    self.policy.relocation.min_seen_probers
                 ));
             }
         }
+    }
+
+    /// `(sent_ns, effective RTT ms)`: each sample's RTT less the node's reported processing
+    /// time (capped at `max_processing_us`).
+    fn effective(&self, s: &ProberSeries) -> Vec<(u64, f64)> {
+        let cap_ns = (self.policy.max_processing_us * 1e3).max(0.0) as u64;
+        (s.samples.iter())
+            .map(|x| {
+                let rtt = x.rtt_ns.saturating_sub(x.inside_ns.min(cap_ns));
+                (x.sent_ns, ms(rtt))
+            })
+            .collect()
     }
 
     /// Rounds: `round_ms`, shortened for short windows so there are at least `min_rounds`.
@@ -218,15 +247,7 @@ impl<'a> Judging<'a> {
         let prober = world.prober(&s.prober)?;
         let site = world.site(&prober.site)?;
         let d_claim = distance_km(site.position(), claim);
-        let cap_ns = (policy.max_processing_us * 1e3).max(0.0) as u64;
-        let eff: Vec<(u64, f64)> = s
-            .samples
-            .iter()
-            .map(|x| {
-                let rtt = x.rtt_ns.saturating_sub(x.inside_ns.min(cap_ns));
-                (x.sent_ns, ms(rtt))
-            })
-            .collect();
+        let eff = self.effective(s);
         let min_rtt = s.samples.iter().map(|x| x.rtt_ns).min().map(ms);
         let min_eff = eff.iter().map(|e| e.1).min_by(f64::total_cmp);
         let cal = Calibration::of(world, policy, &s.prober, site.position(), claim);

@@ -7,6 +7,7 @@ pub mod geo;
 mod joint;
 mod measure;
 mod moved;
+mod reach;
 pub mod region;
 pub mod relocation;
 mod rules;

@@ -52,8 +52,9 @@ pub struct ProberShift {
     /// Round the alarming deviation began (the statistic's last departure from zero).
     #[serde(default)]
     pub onset_round: Option<u64>,
-    /// Median round minimum from the common onset on minus the baseline, for every evaluated
-    /// prober (alarming or not) once a move is suspected: what the geometric fit reads.
+    /// The step of the round minima across the common onset (medians of the rounds just
+    /// after minus just before), for every evaluated prober (alarming or not) once a move is
+    /// suspected: what the geometric fit reads.
     #[serde(default)]
     pub settled_shift_ms: Option<f64>,
 }
@@ -213,7 +214,7 @@ pub fn detect(series: &[(String, Rounds, Option<f64>)], p: &RelocationPolicy) ->
     let mut after_min_ms = Vec::new();
     if let Some(onset) = onset_round.filter(|_| detected) {
         for (s, (baseline, rest)) in shifts.iter_mut().zip(&evaluated) {
-            let mut after: Vec<f64> = (rest.iter())
+            let after: Vec<f64> = (rest.iter())
                 .filter(|r| r.0 >= onset)
                 .map(|r| r.1)
                 .collect();
@@ -222,7 +223,7 @@ pub fn detect(series: &[(String, Rounds, Option<f64>)], p: &RelocationPolicy) ->
                 if s.alarm_round.is_some() {
                     after_min_ms.push((s.prober.clone(), m));
                 }
-                s.settled_shift_ms = Some(median(&mut after) - baseline);
+                s.settled_shift_ms = Some(step_at(rest, onset, *baseline, p.confirm_rounds));
             }
         }
     }
@@ -236,6 +237,34 @@ pub fn detect(series: &[(String, Rounds, Option<f64>)], p: &RelocationPolicy) ->
         rejected,
         new_position: None,
     }
+}
+
+/// The step of one prober's round minima across `onset`: the median of the `k` (≥ 3) rounds
+/// just after it minus the median of the `k` just before, leaving out the round on each side
+/// of the onset (the move may fall inside either). A move shifts every path at that instant;
+/// a route change earlier or later in the window is not part of it, so it is measured at the
+/// onset, not against the window's baseline. Without rounds before the onset, the baseline.
+fn step_at(rest: &[(u64, f64)], onset: u64, baseline: f64, k: usize) -> f64 {
+    let k = k.max(3);
+    let mut before: Vec<f64> = (rest.iter().rev())
+        .filter(|r| r.0 + 1 < onset)
+        .take(k)
+        .map(|r| r.1)
+        .collect();
+    let mut after: Vec<f64> = (rest.iter())
+        .filter(|r| r.0 > onset + 1)
+        .take(k)
+        .map(|r| r.1)
+        .collect();
+    if after.is_empty() {
+        after = rest.iter().filter(|r| r.0 >= onset).map(|r| r.1).collect();
+    }
+    let from = if before.is_empty() {
+        baseline
+    } else {
+        median(&mut before)
+    };
+    median(&mut after) - from
 }
 
 pub(crate) fn median(v: &mut [f64]) -> f64 {
@@ -287,6 +316,21 @@ mod tests {
         assert_eq!(r.onset_round, Some(10));
         let a = &r.shifts[0];
         assert!((a.shift_ms.unwrap() - 4.0).abs() < 0.2);
+    }
+
+    #[test]
+    fn a_route_change_before_the_onset_is_no_step_at_it() {
+        let p = RelocationPolicy::default();
+        let s = [
+            series("a", 5.0, 9.0, 24, 14),
+            series("b", 7.0, 3.0, 24, 14),
+            series("c", 6.0, 8.0, 24, 7), // its route changed 7 rounds earlier
+        ];
+        let r = detect(&s, &p);
+        assert!(r.detected, "{r:?}");
+        let step = |i: usize| r.shifts[i].settled_shift_ms.unwrap();
+        assert!((step(0) - 4.0).abs() < 0.2, "{r:?}");
+        assert!(step(2).abs() < 0.2, "{r:?}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use super::bound::{self, Bestline};
 use super::geo::distance_km;
 use super::joint;
+use super::reach::{self, Reach};
 use super::region::{self, Disc, Region};
 use super::relocation::Relocation;
 use super::verdict::{ms, AnchorDistance, Decided, Judging, ProberDistance, Rule, Verdict};
@@ -551,6 +552,39 @@ impl Judging<'_> {
         Ok(())
     }
 
+    /// How far from the claim the TD may be; beyond `max_located_km` the node cannot be
+    /// `located` (widened bounds locate nothing), whatever else passed.
+    pub(super) fn reach(&mut self, used: &[ProberDistance], claim: LatLon) -> Reach {
+        let world = self.world;
+        let at: Vec<(LatLon, &ProberDistance)> = (used.iter())
+            .filter_map(|d| Some((world.site(&world.prober(&d.prober)?.site)?.position(), d)))
+            .collect();
+        let anchors: Vec<(LatLon, &AnchorDistance)> = (self.j.anchors.iter())
+            .filter_map(|a| Some((world.site(&a.site)?.position(), a)))
+            .collect();
+        let r = reach::reach(&at, &anchors, claim, self.policy);
+        let max = self.policy.max_located_km;
+        if r.km.is_nan() || r.km >= max {
+            let mut m = format!(
+                "uncertainty: the evidence leaves the TD anywhere within {} of the claim \
+                 (located needs < {max:.0} km): {}",
+                km(r.km),
+                r.how
+            );
+            // anchors come only with verified evidence: say which refusal cost them
+            if let Some(e) = self
+                .node
+                .refused_evidence
+                .first()
+                .filter(|_| anchors.is_empty())
+            {
+                m.push_str(&format!(" (anchors come with the evidence: {e})"));
+            }
+            self.missing.push(m);
+        }
+        r
+    }
+
     /// Nothing a positive verdict needs is missing.
     pub(super) fn complete(&mut self) -> Rule {
         if self.missing.is_empty() {
@@ -565,7 +599,13 @@ impl Judging<'_> {
     }
 
     /// Every rule passed.
-    pub(super) fn located(&self, used: &[ProberDistance], region: &Region, spread: f64) -> Decided {
+    pub(super) fn located(
+        &self,
+        used: &[ProberDistance],
+        region: &Region,
+        spread: f64,
+        reach: &Reach,
+    ) -> Decided {
         let node = self.node;
         let best = (used.iter())
             .filter_map(|d| Some((d.prober.as_str(), d.excess_ms?)))
@@ -583,6 +623,11 @@ impl Judging<'_> {
             ));
         }
         reasons.push(Timing::of(used).calibration(used, self.policy));
+        reasons.push(format!(
+            "uncertainty: the TD is within {} of the claim ({})",
+            km(reach.km),
+            reach.how
+        ));
         if !self.j.anchors.is_empty() {
             reasons.push(format!("{} anchors near the claim", self.j.anchors.len()));
         }
@@ -698,5 +743,14 @@ impl Timing {
             refs.join("; "),
             n = used.len()
         )
+    }
+}
+
+/// A distance bound for reasons: `N km`, or "any distance" when nothing bounds it.
+fn km(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.0} km")
+    } else {
+        "any distance".into()
     }
 }

@@ -242,8 +242,9 @@ impl Judging<'_> {
         let spread = self.claim_timing(&used, &m.region)?;
         self.anchors(&m.recent, claim)?;
         self.evidence_rtt(&m.probes)?;
+        let reach = self.reach(&used, claim);
         self.complete()?;
-        Ok(self.located(&used, &m.region, spread))
+        Ok(self.located(&used, &m.region, spread, &reach))
     }
 }
 

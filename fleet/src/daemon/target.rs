@@ -36,7 +36,8 @@ pub(crate) struct Shared {
     pub(crate) writer: tokio::sync::mpsc::UnboundedSender<Write>,
     pub(crate) metrics: ProberMetrics,
     pub(crate) clock: Arc<dyn WallClock>,
-    /// Signs every round and evidence record stored; None: stored unsigned.
+    /// Signs every round and evidence record stored, and every evidence request sent; None:
+    /// stored and sent unsigned.
     pub(crate) identity: Option<Arc<ProberIdentity>>,
 }
 
@@ -140,7 +141,12 @@ pub(crate) async fn run(
             break;
         };
         let target = match connected {
-            Ok(t) => t,
+            // The identity that signs the rows also signs evidence requests, so a responder
+            // with `[access] evidence = "pinned"` answers this prober.
+            Ok(t) => match &shared.identity {
+                Some(id) => t.with_signer(id.clone()),
+                None => t,
+            },
             Err(e) => {
                 warn!(target = %spec.name, address = %spec.address, ?role, "unreachable: {e}");
                 match &landmark {

@@ -123,6 +123,11 @@ impl Swtpm {
         state_dir: PathBuf,
         ca_dir: Option<PathBuf>,
     ) -> Result<Swtpm, SwtpmError> {
+        // Emulators started from several threads at once would find the same free pair, and
+        // the one that loses the bind would pass for listening on the winner's port: one start
+        // at a time in this process (manufacturing, the slow part, still runs in parallel).
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = STARTING.lock().unwrap_or_else(|p| p.into_inner());
         // A port found free can be taken before swtpm binds it: retry with another pair.
         let attempts = if opts.port.is_some() { 1 } else { 5 };
         let mut last = SwtpmError::NoFreePorts;
