@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::address::TargetAddress;
 use crate::store::Database;
 
 /// A named place with coordinates; the monitor needs the prober's and the claimed sites.
@@ -24,7 +25,8 @@ pub struct SiteConfig {
 pub struct TargetConfig {
     /// Unique name of the node (the `target` label, the monitor's node name).
     pub name: String,
-    pub address: SocketAddr,
+    /// `host:port`; a host name is resolved at every connect.
+    pub address: TargetAddress,
     /// The site the operator claims the node runs at.
     pub claim: String,
     /// Pinned session key (SPKI DER); None: learned on each connection and reported.
@@ -39,7 +41,7 @@ pub struct LandmarkConfig {
     pub name: String,
     /// Where it runs: one of `sites`.
     pub site: String,
-    pub address: SocketAddr,
+    pub address: TargetAddress,
     /// Pinned session key (SPKI DER); None: learned on each connection.
     pub spki: Option<Vec<u8>>,
 }
@@ -184,7 +186,7 @@ struct RawConfig {
 struct RawLandmark {
     name: String,
     site: String,
-    address: SocketAddr,
+    address: TargetAddress,
     #[serde(default)]
     spki: Option<String>,
 }
@@ -244,7 +246,7 @@ impl Default for RawRetention {
 #[serde(deny_unknown_fields)]
 struct RawTarget {
     name: String,
-    address: SocketAddr,
+    address: TargetAddress,
     claim: String,
     #[serde(default)]
     spki: Option<String>,
