@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-# Tests that need promtool or amtool skip when they are absent, except here: CI must run them.
+# Tests that need promtool, amtool or chromium skip when they are absent, except here: CI must run them.
 export LOCUS_REQUIRE_TOOLS=1
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use locus_bench::{evidence, fleet, ping, tdx};
+use locus_bench::{evidence, fleet, overload, ping, tdx};
 
 #[derive(Subcommand)]
 pub(crate) enum BenchCmd {
@@ -16,6 +16,10 @@ pub(crate) enum BenchCmd {
     /// Fleet: one prober daemon process, many targets at 1 Hz (target ≤ 1 core, ≤ 512 MiB at
     /// 10 000); CPU per probe vs a plain UDP ping loop.
     Fleet(fleet::FleetArgs),
+    /// Overload: a responder under attack by N hostile connections while a pinned honest prober
+    /// probes and asks for evidence (goals: echo p50 ≤ 1.5 × idle, evidence p99 ≤ 2 × idle,
+    /// responder RSS ≤ 256 MiB).
+    Overload(overload::OverloadArgs),
 }
 
 pub(crate) fn run(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
@@ -24,6 +28,7 @@ pub(crate) fn run(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
         BenchCmd::Tdx(args) => tdx::run(args)?,
         BenchCmd::Evidence(args) => evidence::run(args)?,
         BenchCmd::Fleet(args) => fleet::run(args)?,
+        BenchCmd::Overload(args) => overload::run(args)?,
     };
     print(&report);
     Ok(ExitCode::SUCCESS)

@@ -73,6 +73,10 @@ pub(crate) struct ProberArgs {
     /// `nonce.issuer` must name it.
     #[arg(long, default_value = "locus", requires = "evidence_out")]
     nonce_issuer: String,
+    /// Sign the evidence request with this identity key (`locus prober keygen`), as a
+    /// responder with `[access] evidence = "pinned"` requires.
+    #[arg(long, value_name = "FILE", requires = "evidence_out")]
+    key_file: Option<PathBuf>,
 }
 
 #[derive(clap::Subcommand)]
@@ -139,6 +143,10 @@ pub(crate) fn run(args: ProberArgs) -> anyhow::Result<ExitCode> {
                 anchors: Vec::new(),
             },
             issuer: args.nonce_issuer.clone(),
+            signer: match &args.key_file {
+                Some(path) => Some(std::sync::Arc::new(ProberIdentity::load(path)?)),
+                None => None,
+            },
         }),
     };
     let cfg = RoundConfig {

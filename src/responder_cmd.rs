@@ -53,6 +53,8 @@ pub(crate) fn run(args: ResponderArgs) -> anyhow::Result<ExitCode> {
     let spki_out = args
         .spki_out
         .or_else(|| config.spki_out.as_ref().map(|p| config.resolve(p)));
+    let limits = config.limits()?;
+    let access = config.access()?;
     // Blocking (TPM, a first TDX quote): before the runtime, and fatal when a backend fails.
     let backends = config.open()?;
     tracing::info!(?backends, "evidence backends open");
@@ -64,7 +66,12 @@ pub(crate) fn run(args: ResponderArgs) -> anyhow::Result<ExitCode> {
             std::fs::write(path, key.spki_der())
                 .with_context(|| format!("writing {}", path.display()))?;
         }
-        let server = Server::start(ServerConfig::new(listen), key.clone(), source)?;
+        let server_config = ServerConfig {
+            limits,
+            access,
+            ..ServerConfig::new(listen)
+        };
+        let server = Server::start(server_config, key.clone(), source)?;
         let addr = server.local_addr()?;
         announce(addr, key.spki_der());
         log_hangups();

@@ -55,7 +55,7 @@ fn assert_refused(vtpm: &Vtpm, ek: &EkPublic, name: &[u8]) {
     assert!(
         matches!(
             e,
-            VtpmError::Command {
+            VtpmError::Refused {
                 op: "activate_credential",
                 ..
             }
@@ -151,5 +151,38 @@ fn repeated_activations_on_two_connections_fit_the_transient_slots() {
         a.activate_credential(EkKind::Rsa2048, &c.id_object, &c.encrypted_secret)
             .unwrap(),
         secret
+    );
+}
+
+/// A bad sealed credential is an error for its request only: the vTPM connection and its AK
+/// stay (a reconnect would create a new AK, so hostile requests could churn every honest
+/// bundle's AK), and the next honest activation works.
+#[test]
+fn a_refused_credential_keeps_the_connection_and_the_ak() {
+    let tpm = with_ek_cert();
+    let vtpm = open(&tpm);
+    let ak = vtpm.ak_public().unwrap();
+    let name = object_name(&ak).unwrap();
+    let ek = ek_from_cert(&vtpm);
+    assert_refused(&vtpm, &ek, &[0; 34]);
+    assert_eq!(
+        vtpm.ak_public().unwrap(),
+        ak,
+        "the AK changed: the vTPM reconnected"
+    );
+    let garbage = vtpm
+        .activate_credential(EkKind::Rsa2048, &[0xff; 7], &[0xee; 256])
+        .unwrap_err();
+    assert!(matches!(garbage, VtpmError::Refused { .. }), "{garbage:?}");
+    assert_eq!(
+        vtpm.ak_public().unwrap(),
+        ak,
+        "the AK changed: the vTPM reconnected"
+    );
+    let c = make_credential(&ek, &name, &[9; 32], &mut rng(4)).unwrap();
+    assert_eq!(
+        vtpm.activate_credential(EkKind::Rsa2048, &c.id_object, &c.encrypted_secret)
+            .unwrap(),
+        [9; 32]
     );
 }

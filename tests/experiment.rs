@@ -80,6 +80,13 @@ fn run(file: &Path, out: &Path) -> Output {
         .expect("running locus")
 }
 
+/// With `--json` a failure is one `{"error": …, "kind": …}` object on stdout.
+fn json_error(o: &Output) -> String {
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).expect("a JSON error object on stdout");
+    v["error"].as_str().expect("an error string").to_string()
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -151,7 +158,7 @@ fn tiny_experiment_writes_csv_summary_and_plots_and_resumes() {
     let other = write(dir.path(), "other.toml", &tiny(4));
     let o = run(&other, &out);
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("another seed"));
+    assert!(json_error(&o).contains("another seed"));
 }
 
 #[test]
@@ -263,7 +270,7 @@ fn bad_experiment_files_are_refused_with_the_line() {
         let file = write(dir.path(), &format!("bad{i}.toml"), text);
         let o = run(&file, &dir.path().join(format!("out{i}")));
         assert_eq!(o.status.code(), Some(2), "case {i}");
-        let err = String::from_utf8_lossy(&o.stderr);
+        let err = json_error(&o);
         assert!(
             err.contains(&line(text, needle)) && err.contains(what),
             "case {i}: {err}"

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod browser;
 mod fixtures;
 
 fn short() -> String {
@@ -77,6 +78,7 @@ fn short_scenario_verdicts_equal_truth_and_everything_is_cleaned_up() {
     ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
+    report_renders_in_a_browser(&out, responders);
     // Each stored bundle re-verifies offline under the stored policy at its collection time.
     for r in responders {
         let name = r["name"].as_str().unwrap();
@@ -145,6 +147,75 @@ fn short_scenario_verdicts_equal_truth_and_everything_is_cleaned_up() {
     judge_from_bundles(&out, responders);
     poe_on_lab_data(&out);
     assert!(swtpms_under(tmp.path()).is_empty(), "swtpm left running");
+}
+
+/// Issue 21: `index.html`, opened from disk in headless Chromium, renders without a console
+/// message (the page has no script: any message is an error), has one table row per node
+/// (named for it, with its verdict badge) and a card per node, and every image it shows is
+/// there and parses as SVG in the browser.
+fn report_renders_in_a_browser(out: &Path, responders: &[serde_json::Value]) {
+    let Some(chromium) = browser::chromium() else {
+        return;
+    };
+    let page = browser::load(&chromium, &out.join("index.html"));
+    assert!(page.console.is_empty(), "console: {:#?}", page.console);
+    let dom = &page.dom;
+    let tbody = dom
+        .split("<table id=\"verdicts\">")
+        .nth(1)
+        .and_then(|t| t.split("<tbody>").nth(1))
+        .and_then(|t| t.split("</tbody>").next())
+        .unwrap_or_else(|| panic!("no verdict table in the rendered page: {dom}"));
+    assert_eq!(
+        tbody.matches("<tr ").count(),
+        responders.len(),
+        "one row per node: {tbody}"
+    );
+    for r in responders {
+        let name = r["name"].as_str().unwrap();
+        let row = tbody
+            .split(&format!("<tr class=\"node\" id=\"row-{name}\">"))
+            .nth(1)
+            .and_then(|t| t.split("</tr>").next())
+            .unwrap_or_else(|| panic!("no row for {name}: {tbody}"));
+        let verdict = r["verdict"].as_str().unwrap();
+        assert!(
+            row.contains(&format!("class=\"badge v-{verdict}\">{verdict}</span>")),
+            "{name}: no {verdict} badge in {row}"
+        );
+        assert!(
+            dom.contains(&format!("id=\"node-{name}\"")),
+            "no card for {name}"
+        );
+        assert!(
+            dom.contains(&format!("src=\"map-{name}.svg\"")),
+            "no map for {name}"
+        );
+    }
+    assert!(dom.contains("<footer>") && dom.contains("relay delay error"));
+    // No fetch leaves the output directory: every link and image is relative.
+    for external in ["http://", "https://", "src=\"//"] {
+        assert!(
+            !dom.contains(external),
+            "external reference {external} in the page"
+        );
+    }
+    let images: Vec<&str> = dom
+        .split("<img src=\"")
+        .skip(1)
+        .filter_map(|t| t.split('"').next())
+        .collect();
+    // The overview, a map per node, and the RTT over time of the fixture's one mover.
+    assert_eq!(images.len(), 1 + responders.len() + 1, "{images:?}");
+    for img in images {
+        let svg = browser::load(&chromium, &out.join(img));
+        assert!(svg.console.is_empty(), "{img}: {:#?}", svg.console);
+        assert!(
+            svg.dom.contains("<svg") && !svg.dom.contains("parsererror"),
+            "{img} does not render: {}",
+            svg.dom
+        );
+    }
 }
 
 /// Issue 18, item 7: the anchor report names the clocksource it was timed with, and the quote

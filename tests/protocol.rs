@@ -152,6 +152,7 @@ async fn bad_frames_get_typed_errors_and_close_only_their_stream() {
             include: Include::default(),
             issuer: None,
             sealed: None,
+            auth: None,
         },
     );
     let e = error_of(&exchange_raw(&target, &short_nonce).await.unwrap());

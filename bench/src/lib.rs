@@ -1,8 +1,9 @@
 //! Benchmarks (`locus bench`), each reporting a ratio to a baseline measured in the same run:
 //! echo round trips against raw UDP ([`ping`]), TDX quote verification against bare dcap-qvl
 //! ([`tdx`]), evidence bundles against a bare TPM2_Quote and, with many requesters and quotes
-//! at cloud speed, coalesced bundles against a bare serialized quoter ([`evidence`]), and one
-//! prober daemon probing many targets against a plain UDP ping loop ([`fleet`]).
+//! at cloud speed, coalesced bundles against a bare serialized quoter ([`evidence`]), one
+//! prober daemon probing many targets against a plain UDP ping loop ([`fleet`]), and a
+//! responder under attack against the same responder idle ([`overload`]).
 //!
 //! Each `run` returns the report as the command prints it; the CLI prints it. The options are
 //! clap `Args` here so that their help text lives next to what they set.
@@ -10,6 +11,7 @@
 mod coalesce;
 pub mod evidence;
 pub mod fleet;
+pub mod overload;
 pub mod ping;
 mod smokeping;
 pub mod tdx;

@@ -8,11 +8,14 @@
 //! callers only report what failed.
 
 mod addr;
+mod basemap;
 pub mod boot;
 mod emulation;
 pub mod experiment;
 mod geo;
+mod index_page;
 pub mod judge_input;
+mod map;
 mod plots;
 pub mod poe;
 mod relay;
@@ -104,8 +107,8 @@ pub async fn run(
 pub fn write_results(out: &Path, outcome: &Outcome) -> anyhow::Result<(Report, String)> {
     let report = report::write(out, outcome)?;
     let table = report::table(&report);
-    let files = plots::draw_all(out, outcome).map_err(|e| anyhow::anyhow!("drawing plots: {e}"))?;
-    plots::index_html(out, &table, &files)?;
+    let plots = plots::draw_all(out, outcome).map_err(|e| anyhow::anyhow!("drawing plots: {e}"))?;
+    index_page::write(out, &report, outcome, &plots).context("writing index.html")?;
     Ok((report, table))
 }
 

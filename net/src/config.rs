@@ -14,6 +14,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Datagrams queued per direction before the oldest are dropped.
 const DATAGRAM_BUFFER: usize = 4 << 20;
+/// The responder's datagram queues per connection: a connection whose challenges arrive
+/// faster than they are answered loses the oldest instead of holding memory (the prober's
+/// 4 MiB would be 4 GiB across a thousand hostile connections).
+const SERVER_DATAGRAM_BUFFER: usize = 256 << 10;
 /// Keeps an idle prober connection (and its NAT binding) alive between rounds.
 const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
@@ -71,12 +75,14 @@ pub fn client_config(verifier: Arc<dyn ServerCertVerifier>) -> Result<ClientConf
 
 /// The responder's configuration: its session certificate and key, no 0-RTT, connections
 /// closed after `idle_timeout` of silence, up to `bidi_streams` request streams at once
-/// (zero for an echo-only driver).
+/// (zero for an echo-only driver), each buffering at most `stream_window` bytes of request
+/// (a whole request frame: QUIC's default 1.25 MB per stream is an attacker's to fill).
 pub fn server_config(
     cert: CertificateDer<'static>,
     key: PrivateKeyDer<'static>,
     idle_timeout: Duration,
     bidi_streams: u32,
+    stream_window: u32,
 ) -> Result<ServerConfig, ConfigError> {
     let idle = IdleTimeout::try_from(idle_timeout).map_err(|source| ConfigError::IdleTimeout {
         timeout: idle_timeout,
@@ -93,8 +99,14 @@ pub fn server_config(
     let mut transport = TransportConfig::default();
     transport
         .max_idle_timeout(Some(idle))
-        .datagram_receive_buffer_size(Some(DATAGRAM_BUFFER))
-        .datagram_send_buffer_size(DATAGRAM_BUFFER)
+        .datagram_receive_buffer_size(Some(SERVER_DATAGRAM_BUFFER))
+        .datagram_send_buffer_size(SERVER_DATAGRAM_BUFFER)
+        .stream_receive_window(stream_window.into())
+        .receive_window(
+            (u64::from(stream_window) * u64::from(bidi_streams.max(1)))
+                .try_into()
+                .unwrap_or(quinn_proto::VarInt::MAX),
+        )
         .max_concurrent_bidi_streams(bidi_streams.into())
         .max_concurrent_uni_streams(0u32.into());
     server.transport_config(Arc::new(transport));

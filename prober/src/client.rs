@@ -20,6 +20,9 @@ pub struct Target {
     pub pinned: bool,
     /// Challenge bookkeeping of this connection: sequence numbers never repeat across rounds.
     pub(crate) probe: Arc<Mutex<ProbeState>>,
+    /// Signs this connection's evidence requests (a responder with `[access] evidence =
+    /// "pinned"` answers only signed ones); see [`Target::with_signer`].
+    pub(crate) signer: Option<Arc<dyn crate::requests::RequestSigner>>,
     // Keeps the endpoint alive as long as the connection.
     _endpoint: quinn::Endpoint,
 }
@@ -34,6 +37,12 @@ pub(crate) struct ProbeState {
 }
 
 impl Target {
+    /// Signs every evidence request on this connection with `signer`.
+    pub fn with_signer(mut self, signer: Arc<dyn crate::requests::RequestSigner>) -> Self {
+        self.signer = Some(signer);
+        self
+    }
+
     /// The instant that sample timestamps (`sent_ns`) of this connection count from.
     pub fn epoch(&self) -> Instant {
         self.probe.lock().unwrap_or_else(|p| p.into_inner()).epoch
@@ -132,6 +141,7 @@ pub async fn connect_on(
             epoch: Instant::now(),
             sending_done: true,
         })),
+        signer: None,
         _endpoint: endpoint.clone(),
     })
 }

@@ -3,6 +3,7 @@
 //! evidence bundle bound to a fresh nonce.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -11,7 +12,7 @@ use locus_proto::evidence::EvidenceBundle;
 use locus_proto::messages::Include;
 use locus_proto::Nonce;
 
-use crate::requests::{request_evidence_sealed, request_transcript, RequestError};
+use crate::requests::{request_evidence_sealed, request_transcript, RequestError, RequestSigner};
 use crate::{connect, run_round, RoundConfig, RoundReport, SpkiPolicy};
 
 /// The bundle to ask for after the round.
@@ -20,6 +21,9 @@ pub struct EvidenceAsk {
     pub include: Include,
     /// The verifier named in the request and in the nonce ledger.
     pub issuer: String,
+    /// Signs the request (the prober's identity key), for responders with
+    /// `[access] evidence = "pinned"`.
+    pub signer: Option<Arc<dyn RequestSigner>>,
 }
 
 /// A bundle fetched after the round: bound to `nonce`, which this prober issued at `issued_at`
@@ -83,7 +87,10 @@ pub async fn probe_once_then(
         error: None,
     };
     let target = match connect(addr, bind, policy, connect_timeout).await {
-        Ok(t) => t,
+        Ok(t) => match ask.and_then(|a| a.signer.clone()) {
+            Some(signer) => t.with_signer(signer),
+            None => t,
+        },
         Err(e) => {
             result.error = Some(e.to_string());
             return (result, None);

@@ -4,10 +4,10 @@ use locus_proto::credential::seal_to_first_ek;
 use locus_proto::evidence::EvidenceBundle;
 use locus_proto::frame::{self, Frame, FrameError, MessageKind, HEADER_LEN, MAX_BODY_LEN};
 use locus_proto::messages::{
-    ErrorMessage, EvidenceRequest, EvidenceResponse, Include, KeysRequest, KeysResponse,
-    TranscriptRequest, TranscriptResponse,
+    codes, ErrorMessage, EvidenceRequest, EvidenceResponse, Include, KeysRequest, KeysResponse,
+    RequestAuth, TranscriptRequest, TranscriptResponse,
 };
-use locus_proto::Nonce;
+use locus_proto::{request_auth, Nonce};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -26,8 +26,21 @@ pub enum RequestError {
     Frame(#[from] FrameError),
     #[error("the responder refused the request (code {code}): {message}")]
     Refused { code: u16, message: String },
+    /// The responder is at its evidence capacity or this peer's request rate
+    /// ([`codes::BUSY`], [`codes::RATE_LIMITED`]): nothing was done; ask again later.
+    #[error("the responder is busy (code {code}): {message}")]
+    Busy { code: u16, message: String },
+    /// The responder answers evidence only to pinned probers and refused this one
+    /// ([`codes::UNAUTHORIZED`]): configure the prober's `key_file` with a key the responder's
+    /// `[access] probers` lists.
+    #[error("the responder refused this prober's identity: {message}")]
+    Unauthorized { message: String },
     #[error("the reply was bound to another nonce")]
     WrongNonce,
+    /// The connection's TLS exporter could not be read (never on an established TLS 1.3
+    /// connection): the request cannot be signed.
+    #[error("the connection has no TLS exporter to sign the request over")]
+    NoExporter,
 }
 
 /// Asks for fresh evidence bound to `nonce`.
@@ -51,6 +64,7 @@ pub async fn request_evidence_from(
         include,
         issuer,
         sealed: None,
+        auth: None,
     };
     send_evidence_request(target, nonce, &req).await
 }
@@ -104,6 +118,7 @@ pub async fn request_evidence_sealed_timed(
         include,
         issuer,
         sealed,
+        auth: None,
     };
     let t0 = std::time::Instant::now();
     let bundle = send_evidence_request(target, nonce, &req).await?;
@@ -132,6 +147,14 @@ async fn send_evidence_request(
     nonce: &Nonce,
     req: &EvidenceRequest,
 ) -> Result<EvidenceBundle, RequestError> {
+    let signed;
+    let req = match &target.signer {
+        Some(signer) => {
+            signed = sign_request(target, signer.as_ref(), req)?;
+            &signed
+        }
+        None => req,
+    };
     let resp: EvidenceResponse = exchange(
         target,
         MessageKind::EvidenceRequest,
@@ -143,6 +166,47 @@ async fn send_evidence_request(
         return Err(RequestError::WrongNonce);
     }
     Ok(resp.bundle)
+}
+
+/// Signs evidence requests for responders that answer only pinned probers
+/// (`[access] evidence = "pinned"`): the prober's identity key.
+pub trait RequestSigner: Send + Sync + std::fmt::Debug {
+    /// The Ed25519 public key the responder pins.
+    fn public_key(&self) -> [u8; request_auth::PUBLIC_KEY_LEN];
+    /// An Ed25519 signature over `message`.
+    fn sign(&self, message: &[u8]) -> [u8; request_auth::SIGNATURE_LEN];
+}
+
+impl RequestSigner for crate::identity::ProberIdentity {
+    fn public_key(&self) -> [u8; request_auth::PUBLIC_KEY_LEN] {
+        crate::identity::ProberIdentity::public_key(self).to_bytes()
+    }
+
+    fn sign(&self, message: &[u8]) -> [u8; request_auth::SIGNATURE_LEN] {
+        crate::identity::ProberIdentity::sign(self, message)
+    }
+}
+
+/// `req` with its signature over this connection's exporter value
+/// ([`request_auth::signed_message`]).
+pub fn sign_request(
+    target: &Target,
+    signer: &dyn RequestSigner,
+    req: &EvidenceRequest,
+) -> Result<EvidenceRequest, RequestError> {
+    let mut exporter = [0u8; request_auth::EXPORTER_LEN];
+    target
+        .conn
+        .export_keying_material(&mut exporter, request_auth::EXPORTER_LABEL, b"")
+        .map_err(|_| RequestError::NoExporter)?;
+    let mut signed = req.clone();
+    signed.auth = Some(RequestAuth {
+        public_key: signer.public_key().to_vec(),
+        signature: signer
+            .sign(&request_auth::signed_message(&exporter, req))
+            .to_vec(),
+    });
+    Ok(signed)
 }
 
 /// Asks for the signed transcript of this connection so far.
@@ -181,9 +245,16 @@ async fn exchange<Req: Serialize, Resp: DeserializeOwned + Serialize>(
     let header = Frame::decode_header(&reply, MAX_BODY_LEN)?;
     if header.kind == MessageKind::Error {
         let e: ErrorMessage = frame::decode(&reply, MessageKind::Error, MAX_BODY_LEN)?;
-        return Err(RequestError::Refused {
-            code: e.code,
-            message: e.message,
+        return Err(match e.code {
+            codes::BUSY | codes::RATE_LIMITED => RequestError::Busy {
+                code: e.code,
+                message: e.message,
+            },
+            codes::UNAUTHORIZED => RequestError::Unauthorized { message: e.message },
+            code => RequestError::Refused {
+                code,
+                message: e.message,
+            },
         });
     }
     Ok(frame::decode(&reply, expected, MAX_BODY_LEN)?)

@@ -212,6 +212,9 @@ async fn receive(
                 Err(e) => {
                     debug!("connection closed during round: {e}");
                     lock(&state).tracker.expire_all();
+                    // The sender may be waiting for room in a full window: wake it, or the
+                    // round never ends (its next send fails on the closed connection).
+                    room.notify_one();
                     break;
                 }
             },

@@ -171,6 +171,7 @@ mod tests {
             },
             issuer: Some("verifier".into()),
             sealed: None,
+            auth: None,
         }
     }
 

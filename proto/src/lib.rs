@@ -16,6 +16,7 @@ pub mod frame;
 pub mod hcl;
 pub mod messages;
 pub mod prober;
+pub mod request_auth;
 pub mod responder;
 pub mod transcript;
 mod window;

@@ -24,6 +24,24 @@ pub struct EvidenceRequest {
     /// refuses a sealed request as malformed rather than ignoring it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed: Option<SealedNonce>,
+    /// The prober's signature over this request, bound to the connection
+    /// ([`crate::request_auth`]): required by a responder with `[access] evidence = "pinned"`.
+    /// Omitted when absent, so unsigned requests encode as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<RequestAuth>,
+}
+
+/// A prober's Ed25519 signature over an [`EvidenceRequest`] (`auth` left out) and the
+/// connection's TLS exporter value ([`crate::request_auth::signed_message`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestAuth {
+    /// The prober's Ed25519 public key (32 bytes).
+    #[serde(with = "serde_bytes")]
+    pub public_key: Vec<u8>,
+    /// Ed25519 signature (64 bytes).
+    #[serde(with = "serde_bytes")]
+    pub signature: Vec<u8>,
 }
 
 /// Asks for the vTPM's AK and EK certificates, to seal the next evidence request's nonce.
@@ -94,4 +112,12 @@ pub mod codes {
     pub const BAD_NONCE: u16 = 5;
     pub const UNAVAILABLE: u16 = 6;
     pub const INTERNAL: u16 = 7;
+    /// The responder is at its evidence capacity (queue full, or this connection already has
+    /// a request in flight): nothing was done; ask again later.
+    pub const BUSY: u16 = 8;
+    /// The responder answers evidence only to pinned probers (`[access] evidence = "pinned"`)
+    /// and this request's signature is missing, invalid, or by a key it does not know.
+    pub const UNAUTHORIZED: u16 = 9;
+    /// This peer exceeded its request rate: nothing was done.
+    pub const RATE_LIMITED: u16 = 10;
 }

@@ -54,7 +54,8 @@ pub fn serve_busy(
     stop: &AtomicBool,
 ) -> Result<BusyReport, BusyError> {
     // Echoes only: evidence and transcript requests (streams) go to the tokio server.
-    let config = locus_net::server_config(key.cert_der(), key.private_key_der(), IDLE_TIMEOUT, 0)?;
+    let config =
+        locus_net::server_config(key.cert_der(), key.private_key_der(), IDLE_TIMEOUT, 0, 0)?;
     let mut driver = Driver {
         endpoint: BusyEndpoint::new(socket, Some(config))?,
         peers: HashMap::new(),

@@ -15,6 +15,8 @@ use locus_anchors::AnchorsConfig;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::access::EvidenceAccess;
+use crate::admission::Limits;
 use crate::evidence::{EventLogPaths, EvidenceSource};
 use crate::tdx::configfs::{self, ConfigfsQuoter, StdFs, TsmFs};
 use crate::tdx::lab::{LabTdx, PacedQuoter};
@@ -188,6 +190,59 @@ pub struct AnchorsSection {
     pub allow_clocksource: Option<Vec<String>>,
 }
 
+/// `[limits]`: admission limits (see [`Limits`] for each; unset keys take its defaults).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub connections_per_ip_per_sec: f64,
+    pub requests_per_ip_per_sec: f64,
+    pub evidence_concurrency: usize,
+    pub evidence_queue: usize,
+    pub max_anchors: usize,
+    /// 0: unlimited.
+    pub echo_per_ip_per_sec: f64,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        let l = Limits::default();
+        Self {
+            max_connections: l.max_connections,
+            max_connections_per_ip: l.max_connections_per_ip,
+            connections_per_ip_per_sec: l.connections_per_ip_per_sec,
+            requests_per_ip_per_sec: l.requests_per_ip_per_sec,
+            evidence_concurrency: l.evidence_concurrency,
+            evidence_queue: l.evidence_queue,
+            max_anchors: l.max_anchors,
+            echo_per_ip_per_sec: l.echo_per_ip_per_sec.unwrap_or(0.0),
+        }
+    }
+}
+
+/// `[access] evidence`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvidenceAccessKind {
+    /// Any prober may ask for evidence (default).
+    #[default]
+    Any,
+    /// Only probers whose key is in `probers`, signing each request.
+    Pinned,
+}
+
+/// `[access]`: who may ask for evidence; echo is open to all.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessSection {
+    #[serde(default)]
+    pub evidence: EvidenceAccessKind,
+    /// Pinned probers' Ed25519 public keys, base64 (what `locus prober keygen` prints).
+    #[serde(default)]
+    pub probers: Vec<String>,
+}
+
 /// A responder configuration file. Relative paths are relative to the file's directory.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -200,6 +255,10 @@ pub struct ResponderConfig {
     #[serde(default)]
     pub event_logs: EventLogsSection,
     pub anchors: Option<AnchorsSection>,
+    #[serde(default)]
+    pub limits: LimitsSection,
+    #[serde(default)]
+    pub access: AccessSection,
     /// Where relative paths start (the config file's directory); not a key.
     #[serde(skip)]
     base: PathBuf,
@@ -435,6 +494,87 @@ impl ResponderConfig {
                 Ok(cfg)
             })
             .transpose()
+    }
+
+    /// `[limits]`, checked.
+    pub fn limits(&self) -> Result<Limits, ConfigError> {
+        let l = &self.limits;
+        let positive = |key: &'static str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(v)
+            } else {
+                Err(ConfigError::Invalid {
+                    key,
+                    reason: format!("must be a positive number, not {v}"),
+                })
+            }
+        };
+        let at_least_one = |key: &'static str, v: usize| {
+            if v >= 1 {
+                Ok(v)
+            } else {
+                Err(ConfigError::Invalid {
+                    key,
+                    reason: "must be at least 1".into(),
+                })
+            }
+        };
+        Ok(Limits {
+            max_connections: at_least_one("limits.max_connections", l.max_connections)?,
+            max_connections_per_ip: at_least_one(
+                "limits.max_connections_per_ip",
+                l.max_connections_per_ip,
+            )?,
+            connections_per_ip_per_sec: positive(
+                "limits.connections_per_ip_per_sec",
+                l.connections_per_ip_per_sec,
+            )?,
+            requests_per_ip_per_sec: positive(
+                "limits.requests_per_ip_per_sec",
+                l.requests_per_ip_per_sec,
+            )?,
+            evidence_concurrency: at_least_one(
+                "limits.evidence_concurrency",
+                l.evidence_concurrency,
+            )?,
+            evidence_queue: at_least_one("limits.evidence_queue", l.evidence_queue)?,
+            max_anchors: l.max_anchors,
+            echo_per_ip_per_sec: match l.echo_per_ip_per_sec {
+                0.0 => None,
+                v => Some(positive("limits.echo_per_ip_per_sec", v)?),
+            },
+        })
+    }
+
+    /// `[access]`, with the pinned keys decoded.
+    pub fn access(&self) -> Result<EvidenceAccess, ConfigError> {
+        use base64::Engine as _;
+        let a = &self.access;
+        let keys = a
+            .probers
+            .iter()
+            .map(|k| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(k.trim())
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+                    .ok_or_else(|| ConfigError::Invalid {
+                        key: "access.probers",
+                        reason: format!(
+                            "{k:?} is not a base64 Ed25519 public key (32 bytes; `locus prober \
+                             keygen` prints one)"
+                        ),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        match a.evidence {
+            EvidenceAccessKind::Any => Ok(EvidenceAccess::Any),
+            EvidenceAccessKind::Pinned if keys.is_empty() => Err(ConfigError::Invalid {
+                key: "access.probers",
+                reason: "evidence = \"pinned\" needs at least one prober key".into(),
+            }),
+            EvidenceAccessKind::Pinned => Ok(EvidenceAccess::Pinned(keys)),
+        }
     }
 
     /// Opens every configured backend (blocking: TPM and TDX calls), failing on the first

@@ -4,10 +4,13 @@
 //! This crate is the driver: decisions (decoding, replay checks, transcript) live in
 //! `locus-proto`; here we own the sockets, the clock and the hardware.
 
+pub mod access;
+pub mod admission;
 pub mod busy;
 pub mod config;
 pub mod doctor;
 pub mod evidence;
+mod evidence_queue;
 pub mod server;
 pub mod session_key;
 pub mod tdx;

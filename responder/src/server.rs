@@ -1,7 +1,14 @@
 //! The QUIC driver: accepts prober connections, answers echo datagrams at once, and serves
 //! evidence and transcript requests on bidirectional streams (one request per stream).
+//!
+//! Under attack it keeps answering: connections and requests pass [`crate::admission`];
+//! evidence work runs on its own worker ([`crate::evidence_queue`]), bounded, one request in
+//! flight per connection, and a request it cannot take is answered `busy` at once; under
+//! `[access] evidence = "pinned"` only signed requests of known probers are served
+//! ([`crate::access`]).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,15 +18,22 @@ use locus_proto::messages::{
     codes, ErrorMessage, EvidenceRequest, EvidenceResponse, KeysRequest, TranscriptRequest,
     TranscriptResponse,
 };
+use locus_proto::request_auth::{EXPORTER_LABEL, EXPORTER_LEN};
 use locus_proto::responder::EchoSession;
 use locus_proto::{DecodeError, Nonce};
+use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
+use crate::access::{AccessError, EvidenceAccess};
+use crate::admission::{Admission, ConnectionSlot, EchoVerdict, Limits, Shed, ShedCounts};
 use crate::evidence::EvidenceSource;
+use crate::evidence_queue::EvidenceQueue;
 use crate::session_key::SessionKey;
 
-/// Evidence and transcript requests a prober may have open at once on one connection.
-const MAX_REQUEST_STREAMS: u32 = 64;
+/// Requests a prober may have open at once on one connection: the protocol needs at most a
+/// keys request, an evidence request and a transcript request; each open stream is state
+/// (and buffer) an attacker could make us hold.
+const MAX_REQUEST_STREAMS: u32 = 4;
 /// How long one evidence or transcript request may take before the stream is dropped.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -33,15 +47,22 @@ pub struct ServerConfig {
     /// Waking an idle vCPU costs tens of µs, more than the answer itself; a prober's next
     /// challenge often arrives within this window. Zero never spins.
     pub spin_after_answer: Duration,
+    /// Connection, request and echo admission.
+    pub limits: Limits,
+    /// Who may ask for evidence.
+    pub access: EvidenceAccess,
 }
 
 impl ServerConfig {
     pub fn new(listen: SocketAddr) -> Self {
         Self {
             listen,
-            max_request_len: 64 << 10,
+            // Requests are small (a sealed nonce is ~400 bytes): no need to buffer more.
+            max_request_len: 16 << 10,
             idle_timeout: Duration::from_secs(30),
             spin_after_answer: Duration::from_micros(200),
+            limits: Limits::default(),
+            access: EvidenceAccess::Any,
         }
     }
 }
@@ -61,12 +82,16 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// The evidence worker thread could not be started.
+    #[error("cannot start the evidence worker: {0}")]
+    Worker(std::io::Error),
 }
 
 /// A running responder.
 pub struct Server {
     endpoint: quinn::Endpoint,
     key: Arc<SessionKey>,
+    admission: Arc<Admission>,
 }
 
 struct Shared {
@@ -74,6 +99,9 @@ struct Shared {
     spin_after_answer: Duration,
     evidence: EvidenceSource,
     max_request_len: u32,
+    admission: Arc<Admission>,
+    access: EvidenceAccess,
+    queue: EvidenceQueue,
 }
 
 impl Server {
@@ -93,6 +121,7 @@ impl Server {
             key.private_key_der(),
             config.idle_timeout,
             MAX_REQUEST_STREAMS,
+            frame::HEADER_LEN as u32 + config.max_request_len,
         )?;
         let endpoint = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
@@ -101,25 +130,53 @@ impl Server {
             runtime,
         )
         .map_err(bind_err)?;
+        let admission = Arc::new(Admission::new(config.limits.clone()));
+        let queue = EvidenceQueue::start(
+            config.limits.evidence_concurrency,
+            config.limits.evidence_queue,
+        )
+        .map_err(ServerError::Worker)?;
         let shared = Arc::new(Shared {
             key: key.clone(),
             spin_after_answer: config.spin_after_answer,
             evidence,
             max_request_len: config.max_request_len,
+            admission: admission.clone(),
+            access: config.access,
+            queue,
         });
         let ep = endpoint.clone();
         tokio::spawn(async move {
             while let Some(incoming) = ep.accept().await {
+                let from = incoming.remote_address();
+                // The slot is taken before the handshake: half-open connections count too.
+                let slot = match shared.admission.connect(from.ip(), Instant::now()) {
+                    Ok(slot) => slot,
+                    Err(kind) => {
+                        shared.admission.log.shed(kind, from);
+                        incoming.refuse();
+                        continue;
+                    }
+                };
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     match incoming.await {
-                        Ok(conn) => serve_connection(conn, shared).await,
+                        Ok(conn) => serve_connection(conn, shared, slot).await,
                         Err(e) => debug!("handshake failed: {e}"),
                     }
                 });
             }
         });
-        Ok(Self { endpoint, key })
+        Ok(Self {
+            endpoint,
+            key,
+            admission,
+        })
+    }
+
+    /// What this responder has shed (and evidence answered) since it started.
+    pub fn shed_counts(&self) -> ShedCounts {
+        self.admission.log.counts()
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -155,22 +212,35 @@ fn udp_socket(listen: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     Ok(s.into())
 }
 
-async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>) {
+/// What the stream tasks of one connection share.
+struct ConnState {
+    conn: quinn::Connection,
+    peer: SocketAddr,
+    session: Arc<Mutex<EchoSession>>,
+    /// An evidence request of this connection is queued or running.
+    evidence_in_flight: AtomicBool,
+}
+
+async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>, _slot: ConnectionSlot) {
     let peer = conn.remote_address();
     info!(%peer, "prober connected");
     let session = Arc::new(Mutex::new(EchoSession::new()));
+    let state = Arc::new(ConnState {
+        conn: conn.clone(),
+        peer,
+        session: session.clone(),
+        evidence_in_flight: AtomicBool::new(false),
+    });
     let streams = {
-        let conn = conn.clone();
-        let session = session.clone();
         let shared = shared.clone();
         tokio::spawn(async move {
-            while let Ok((send, recv)) = conn.accept_bi().await {
-                let session = session.clone();
+            while let Ok((send, recv)) = state.conn.accept_bi().await {
+                let state = state.clone();
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     let _ = tokio::time::timeout(
                         REQUEST_TIMEOUT,
-                        serve_stream(send, recv, &session, &shared),
+                        serve_stream(send, recv, &state, &shared),
                     )
                     .await;
                 });
@@ -187,6 +257,18 @@ async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>) {
             }
         };
         let received = Instant::now();
+        match shared.admission.echo(peer.ip(), received) {
+            EchoVerdict::Answer => {}
+            EchoVerdict::Drop => {
+                shared.admission.log.shed(Shed::EchoDropped, peer);
+                continue;
+            }
+            EchoVerdict::Close => {
+                shared.admission.log.shed(Shed::EchoFloodClosed, peer);
+                conn.close(codes::RATE_LIMITED.into(), b"echo rate exceeded");
+                break;
+            }
+        }
         let answer = {
             let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
             // Time since receipt, in the responder's monotonic clock (receipt = 0).
@@ -218,14 +300,25 @@ async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>) {
 async fn serve_stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
-    session: &Mutex<EchoSession>,
-    shared: &Shared,
+    state: &Arc<ConnState>,
+    shared: &Arc<Shared>,
 ) {
-    let reply = match read_request(&mut recv, shared.max_request_len).await {
-        Ok((kind, body)) => handle_request(kind, &body, session, shared).await,
-        Err(e) => {
-            warn!("request refused: {e}");
-            error_frame(&e)
+    let reply = if !shared.admission.request(state.peer.ip(), Instant::now()) {
+        shared
+            .admission
+            .log
+            .shed(Shed::RequestsRateLimited, state.peer);
+        refusal(
+            codes::RATE_LIMITED,
+            "request rate of this peer exceeded; ask again later",
+        )
+    } else {
+        match read_request(&mut recv, shared.max_request_len).await {
+            Ok((kind, body)) => handle_request(kind, &body, state, shared).await,
+            Err(e) => {
+                debug!(peer = %state.peer, "request refused: {e}");
+                error_frame(&e)
+            }
         }
     };
     if send.write_all(&reply).await.is_ok() {
@@ -250,6 +343,8 @@ enum RequestError {
     /// it): the verifier would lose what sealing proves.
     #[error("a sealed nonce needs an empty clear nonce and a vTPM part")]
     SealedAndClear,
+    #[error("the request names {found} distinct anchors; this responder times at most {max}")]
+    TooManyAnchors { found: usize, max: usize },
 }
 
 async fn read_request(
@@ -258,6 +353,7 @@ async fn read_request(
 ) -> Result<(MessageKind, Vec<u8>), RequestError> {
     let mut header = [0u8; HEADER_LEN];
     recv.read_exact(&mut header).await?;
+    // The body is allocated only now: its length is known and within the cap.
     let frame = Frame::decode_header(&header, max)?;
     let mut body = vec![0u8; frame.body_len as usize];
     recv.read_exact(&mut body).await?;
@@ -273,8 +369,8 @@ async fn read_request(
 async fn handle_request(
     kind: MessageKind,
     body: &[u8],
-    session: &Mutex<EchoSession>,
-    shared: &Shared,
+    state: &Arc<ConnState>,
+    shared: &Arc<Shared>,
 ) -> Vec<u8> {
     match kind {
         MessageKind::EvidenceRequest => {
@@ -282,56 +378,27 @@ async fn handle_request(
                 Ok(r) => r,
                 Err(e) => return error_frame(&RequestError::Frame(e)),
             };
-            let started = Instant::now();
-            let nonce: Nonce = match &req.sealed {
-                Some(_) if !req.nonce.is_empty() || !req.include.tpm => {
-                    return error_frame(&RequestError::SealedAndClear)
-                }
-                Some(sealed) => match shared.evidence.unseal(sealed).await {
-                    Ok(n) => n,
-                    Err(e) => return unavailable(&e),
-                },
-                None => match req.nonce.as_slice().try_into() {
-                    Ok(n) => n,
-                    Err(_) => {
-                        return error_frame(&RequestError::BadNonce {
-                            expected: locus_proto::NONCE_LEN,
-                            found: req.nonce.len(),
-                        })
-                    }
-                },
-            };
-            let transcript = signed_transcript(session, shared);
-            match shared
-                .evidence
-                .collect(&nonce, shared.key.spki_der(), transcript, &req.include)
-                .await
-            {
-                Ok(mut bundle) => {
-                    bundle.nonce_issuer = req.issuer;
-                    if let Some(t) = bundle.tpm.as_mut() {
-                        t.sealed_nonce = req.sealed;
-                    }
-                    bundle.timings.evidence_ns = Some(started.elapsed().as_nanos() as u64);
-                    frame::encode(MessageKind::EvidenceResponse, &EvidenceResponse { bundle })
-                }
-                Err(e) => unavailable(&e),
-            }
+            evidence_request(req, state, shared).await
         }
         MessageKind::KeysRequest => {
             if let Err(e) = frame::decode_body::<KeysRequest>(kind, body) {
                 return error_frame(&RequestError::Frame(e));
             }
-            match shared.evidence.keys().await {
-                Ok(keys) => frame::encode(MessageKind::KeysResponse, &keys),
-                Err(e) => unavailable(&e),
-            }
+            // Keys cost vTPM commands: they queue with evidence.
+            let worker = shared.clone();
+            queued(state, shared, async move {
+                match worker.evidence.keys().await {
+                    Ok(keys) => frame::encode(MessageKind::KeysResponse, &keys),
+                    Err(e) => unavailable(&e),
+                }
+            })
+            .await
         }
         MessageKind::TranscriptRequest => {
             if let Err(e) = frame::decode_body::<TranscriptRequest>(kind, body) {
                 return error_frame(&RequestError::Frame(e));
             }
-            let transcript = signed_transcript(session, shared);
+            let transcript = signed_transcript(&state.session, shared);
             frame::encode(
                 MessageKind::TranscriptResponse,
                 &TranscriptResponse {
@@ -340,14 +407,155 @@ async fn handle_request(
                 },
             )
         }
-        other => frame::encode(
-            MessageKind::Error,
-            &ErrorMessage {
-                code: codes::UNKNOWN_MESSAGE,
-                message: format!("{other:?} is not a request"),
-            },
+        other => refusal(
+            codes::UNKNOWN_MESSAGE,
+            &format!("{other:?} is not a request"),
         ),
     }
+}
+
+/// Admits an evidence request (access, anchors, one in flight per connection) and queues it.
+async fn evidence_request(
+    mut req: EvidenceRequest,
+    state: &Arc<ConnState>,
+    shared: &Arc<Shared>,
+) -> Vec<u8> {
+    let peer = state.peer;
+    if let Err(e) = check_access(&req, state, shared) {
+        shared.admission.log.shed(Shed::Unauthorized, peer);
+        return refusal(codes::UNAUTHORIZED, &e.to_string());
+    }
+    // Each anchor is timed once however often it is named, and a request names few: one
+    // request must not make the responder hammer third-party servers.
+    let mut seen = std::collections::HashSet::new();
+    req.include.anchors.retain(|a| seen.insert(a.clone()));
+    let max_anchors = shared.admission.limits().max_anchors;
+    if req.include.anchors.len() > max_anchors {
+        shared.admission.log.shed(Shed::TooManyAnchors, peer);
+        return error_frame(&RequestError::TooManyAnchors {
+            found: req.include.anchors.len(),
+            max: max_anchors,
+        });
+    }
+    if state.evidence_in_flight.swap(true, Ordering::AcqRel) {
+        shared.admission.log.shed(Shed::EvidenceInFlight, peer);
+        return refusal(
+            codes::BUSY,
+            "this connection already has an evidence request in flight",
+        );
+    }
+    let worker = shared.clone();
+    let session = state.session.clone();
+    let reply = queued(state, shared, async move {
+        collect_evidence(req, &session, &worker).await
+    })
+    .await;
+    state.evidence_in_flight.store(false, Ordering::Release);
+    reply
+}
+
+/// `[access]`: under `pinned`, the request's signature must verify on this connection.
+fn check_access(
+    req: &EvidenceRequest,
+    state: &ConnState,
+    shared: &Shared,
+) -> Result<(), AccessError> {
+    if shared.access == EvidenceAccess::Any {
+        return Ok(());
+    }
+    let mut exporter = [0u8; EXPORTER_LEN];
+    // The exporter is available on every established TLS 1.3 connection; without it no
+    // signature can be checked, which refuses the request.
+    if state
+        .conn
+        .export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
+        .is_err()
+    {
+        return Err(AccessError::BadSignature);
+    }
+    shared.access.check(req, &exporter)
+}
+
+/// Runs `work` on the evidence worker and returns its reply, or `busy` at once when the
+/// worker's queue is full.
+async fn queued(
+    state: &ConnState,
+    shared: &Shared,
+    work: impl std::future::Future<Output = Vec<u8>> + Send + 'static,
+) -> Vec<u8> {
+    let (tx, rx) = oneshot::channel();
+    let job = Box::pin(async move {
+        // The prober gave up (its stream timed out) while this waited: skip the work.
+        if tx.is_closed() {
+            return;
+        }
+        let _ = tx.send(work.await);
+    });
+    if shared.queue.try_submit(job).is_err() {
+        shared
+            .admission
+            .log
+            .shed(Shed::EvidenceQueueFull, state.peer);
+        return refusal(codes::BUSY, "the evidence queue is full; ask again later");
+    }
+    match rx.await {
+        Ok(reply) => reply,
+        Err(_) => refusal(codes::INTERNAL, "the evidence worker dropped the request"),
+    }
+}
+
+/// The evidence work of one request, on the evidence worker.
+async fn collect_evidence(
+    req: EvidenceRequest,
+    session: &Mutex<EchoSession>,
+    shared: &Shared,
+) -> Vec<u8> {
+    let started = Instant::now();
+    let nonce: Nonce = match &req.sealed {
+        Some(_) if !req.nonce.is_empty() || !req.include.tpm => {
+            return error_frame(&RequestError::SealedAndClear)
+        }
+        Some(sealed) => match shared.evidence.unseal(sealed).await {
+            Ok(n) => n,
+            Err(e) => return unavailable(&e),
+        },
+        None => match req.nonce.as_slice().try_into() {
+            Ok(n) => n,
+            Err(_) => {
+                return error_frame(&RequestError::BadNonce {
+                    expected: locus_proto::NONCE_LEN,
+                    found: req.nonce.len(),
+                })
+            }
+        },
+    };
+    let transcript = signed_transcript(session, shared);
+    match shared
+        .evidence
+        .collect(&nonce, shared.key.spki_der(), transcript, &req.include)
+        .await
+    {
+        Ok(mut bundle) => {
+            bundle.nonce_issuer = req.issuer;
+            if let Some(t) = bundle.tpm.as_mut() {
+                t.sealed_nonce = req.sealed;
+            }
+            bundle.timings.evidence_ns = Some(started.elapsed().as_nanos() as u64);
+            shared.admission.log.answered();
+            frame::encode(MessageKind::EvidenceResponse, &EvidenceResponse { bundle })
+        }
+        Err(e) => unavailable(&e),
+    }
+}
+
+fn refusal(code: u16, message: &str) -> Vec<u8> {
+    frame::encode(
+        MessageKind::Error,
+        &ErrorMessage {
+            code,
+            message: message.to_string(),
+        },
+    )
 }
 
 fn signed_transcript(
@@ -363,13 +571,7 @@ fn signed_transcript(
 }
 
 fn unavailable(e: &crate::evidence::EvidenceError) -> Vec<u8> {
-    frame::encode(
-        MessageKind::Error,
-        &ErrorMessage {
-            code: codes::UNAVAILABLE,
-            message: e.to_string(),
-        },
-    )
+    refusal(codes::UNAVAILABLE, &e.to_string())
 }
 
 fn error_frame(e: &RequestError) -> Vec<u8> {
@@ -380,6 +582,7 @@ fn error_frame(e: &RequestError) -> Vec<u8> {
         RequestError::Frame(FrameError::TooLarge { .. }) => codes::TOO_LARGE,
         RequestError::Frame(FrameError::UnknownKind { .. }) => codes::UNKNOWN_MESSAGE,
         RequestError::BadNonce { .. } => codes::BAD_NONCE,
+        RequestError::TooManyAnchors { .. } => codes::TOO_LARGE,
         _ => codes::MALFORMED,
     };
     frame::encode(

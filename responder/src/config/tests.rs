@@ -37,7 +37,7 @@ fn the_example_parses_with_every_documented_key() {
 
 #[test]
 fn a_stray_key_in_any_table_is_refused() {
-    for table in ["[tdx]", "[tpm]", "[event_logs]"] {
+    for table in ["[tdx]", "[tpm]", "[event_logs]", "[limits]", "[access]"] {
         let bad = EXAMPLE.replacen(table, &format!("{table}\nsurprise = 1"), 1);
         assert!(
             ResponderConfig::parse(&bad).is_err(),
@@ -49,6 +49,33 @@ fn a_stray_key_in_any_table_is_refused() {
     // Enums escape deny_unknown_fields: their values are checked too.
     assert!(ResponderConfig::parse("[tdx]\nbackend = \"sev\"\n").is_err());
     assert!(ResponderConfig::parse("[tpm]\nak = \"aws\"\n").is_err());
+    assert!(ResponderConfig::parse("[access]\nevidence = \"some\"\n").is_err());
+}
+
+#[test]
+fn limits_and_access_are_checked_once() {
+    let c = ResponderConfig::parse(EXAMPLE).unwrap();
+    assert_eq!(c.limits().unwrap(), Limits::default());
+    assert_eq!(c.access().unwrap(), EvidenceAccess::Any);
+    let c = ResponderConfig::parse("[limits]\necho_per_ip_per_sec = 0\n").unwrap();
+    assert_eq!(c.limits().unwrap().echo_per_ip_per_sec, None);
+    let c = ResponderConfig::parse("[limits]\nevidence_queue = 0\n").unwrap();
+    assert_eq!(c.limits().unwrap_err().key(), Some("limits.evidence_queue"));
+    let c = ResponderConfig::parse("[limits]\nrequests_per_ip_per_sec = -1.0\n").unwrap();
+    assert_eq!(
+        c.limits().unwrap_err().key(),
+        Some("limits.requests_per_ip_per_sec")
+    );
+    let key = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+    let c = ResponderConfig::parse(&format!(
+        "[access]\nevidence = \"pinned\"\nprobers = [\"{key}\"]\n"
+    ))
+    .unwrap();
+    assert_eq!(c.access().unwrap(), EvidenceAccess::Pinned(vec![[1; 32]]));
+    let c = ResponderConfig::parse("[access]\nevidence = \"pinned\"\n").unwrap();
+    assert_eq!(c.access().unwrap_err().key(), Some("access.probers"));
+    let c = ResponderConfig::parse("[access]\nprobers = [\"AQID\"]\n").unwrap();
+    assert_eq!(c.access().unwrap_err().key(), Some("access.probers"));
 }
 
 #[test]

@@ -135,10 +135,11 @@ fn run(tcti: Tcti, source: AkSource, rx: Receiver<Request>, ready: SyncSender<Re
     };
     while let Ok((op, reply)) = rx.recv() {
         let result = handle(&mut state, op);
-        let failed = result.is_err();
+        // A refused input leaves the context sound (the caller keeps this actor); after any
+        // other failure the caller drops it: stop using a context that may be broken.
+        let failed = matches!(&result, Err(e) if !matches!(e, VtpmError::Refused { .. }));
         let _ = reply.send(result);
         if failed {
-            // The caller drops this actor; stop using a context that may be broken.
             break;
         }
     }
@@ -401,6 +402,23 @@ fn cmd_err(op: &'static str) -> impl Fn(tss_esapi::Error) -> VtpmError {
     }
 }
 
+/// A TPM error about a command's parameters, handles or sessions (format-one response codes,
+/// e.g. TPM_RC_INTEGRITY for a credential made for another TPM) or input the wrapper cannot
+/// carry is the request's fault: [`VtpmError::Refused`] keeps the connection and the AK.
+/// Anything else (a dropped TCTI, a TPM warning) resets the connection as usual.
+fn refused(op: &'static str) -> impl Fn(tss_esapi::Error) -> VtpmError {
+    move |e| match e {
+        tss_esapi::Error::Tss2Error(
+            tss_esapi::constants::response_code::Tss2ResponseCode::FormatOne(_),
+        )
+        | tss_esapi::Error::WrapperError(_) => VtpmError::Refused {
+            op,
+            detail: e.to_string(),
+        },
+        other => cmd_err(op)(other),
+    }
+}
+
 /// NV reads and writes go through `std::io` (tss-esapi's NV reader/writer).
 fn io_err(op: &'static str) -> impl Fn(std::io::Error) -> VtpmError {
     move |e| VtpmError::Command {
@@ -655,8 +673,8 @@ fn activate_credential(
     encrypted_secret: Vec<u8>,
 ) -> Result<Vec<u8>, VtpmError> {
     const OP: &str = "activate_credential";
-    let id_object = IdObject::try_from(id_object).map_err(cmd_err(OP))?;
-    let secret = EncryptedSecret::try_from(encrypted_secret).map_err(cmd_err(OP))?;
+    let id_object = IdObject::try_from(id_object).map_err(refused(OP))?;
+    let secret = EncryptedSecret::try_from(encrypted_secret).map_err(refused(OP))?;
     let ek = load_ek(s, kind, OP)?;
     let session = s
         .ctx
@@ -695,8 +713,17 @@ fn activate_credential(
                     |c| c.activate_credential(ak, ek, id_object, secret),
                 )
             })
-            .map(|d| d.value().to_vec())
-            .map_err(cmd_err(OP));
+            .map(|d| d.value().to_vec());
+        // Whatever the TPM said about the credential, a TPM that still answers is sound: the
+        // failure is this request's (swtpm answers some malformed credentials with
+        // TPM_RC_FAILURE, yet keeps working).
+        let r = r.map_err(|e| match s.ctx.get_random(1) {
+            Ok(_) => VtpmError::Refused {
+                op: OP,
+                detail: e.to_string(),
+            },
+            Err(_) => cmd_err(OP)(e),
+        });
         let _ = s
             .ctx
             .flush_context(tss_esapi::handles::SessionHandle::from(session).into());

@@ -221,6 +221,10 @@ pub enum VtpmError {
     /// `locus` with default features to use a vTPM.
     #[error("vTPM support is not built in (cargo feature `vtpm`)")]
     Unsupported,
+    /// The TPM refused this command's input (e.g. a credential not made for this TPM's EK and
+    /// AK): an error for this request only; the connection and the AK are kept.
+    #[error("the vTPM refused {op}: {detail}")]
+    Refused { op: &'static str, detail: String },
     /// The PCRs changed during every attempt to read them consistently with a quote.
     #[error("PCRs kept changing while quoting ({attempts} attempts)")]
     PcrsUnstable { attempts: u32 },
@@ -446,6 +450,12 @@ impl Vtpm {
             },
         };
         if let Err(e) = &result {
+            if matches!(e, VtpmError::Refused { .. }) {
+                // The TPM answered: the connection is sound. Reconnecting would create a new
+                // AK, so a hostile request could change the AK of every honest bundle.
+                tracing::debug!(error = %e, "vTPM refused a request's input");
+                return result;
+            }
             tracing::warn!(error = %e, "vTPM command failed; reconnecting on next use");
             // Dropping the actor closes its channel: the thread exits after its current command
             // (a hung command keeps only that detached thread).

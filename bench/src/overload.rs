@@ -1,0 +1,603 @@
+//! `locus bench overload`: a responder (`locus responder`, a child process) under attack by N
+//! hostile connections while one pinned honest prober probes it and asks for evidence; the
+//! honest prober's echo and evidence times under attack are compared with its own idle ones,
+//! measured first in the same run.
+//!
+//! The attack mixes, per hostile connection in turn: request streams that send a frame header
+//! and never its body (held open), unsigned evidence-request floods, and echo-challenge floods;
+//! plus raw UDP datagrams at the responder's port, paced at `--flood-factor` times the echo
+//! capacity measured before the attack (best effort: the attacker shares the machine's cores
+//! with the responder and the honest prober; the rate reached is reported).
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use locus_prober::identity::ProberIdentity;
+use locus_prober::requests::{request_evidence, RequestError};
+use locus_prober::stats::RttStats;
+use locus_prober::{connect, run_round, RoundConfig, SpkiPolicy, Target};
+use locus_proto::frame::{self, MessageKind};
+use locus_proto::messages::{EvidenceRequest, Include};
+use locus_responder::tdx::lab::LabTdx;
+use serde::Serialize;
+
+#[derive(Args)]
+pub struct OverloadArgs {
+    /// Hostile connections (each one header-only streams, evidence flood or echo flood, in turn).
+    #[arg(long, default_value_t = 96)]
+    attack_connections: usize,
+    /// Length of each measuring phase (idle, capacity, attack), in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    phase_ms: u64,
+    /// Honest evidence requests per phase (idle, then under attack).
+    #[arg(long, default_value_t = 20)]
+    evidence_requests: u32,
+    /// Raw datagram flood rate as a multiple of the measured echo capacity.
+    #[arg(long, default_value_t = 10.0)]
+    flood_factor: f64,
+    /// Honest echo challenges per second.
+    #[arg(long, default_value_t = 1000.0)]
+    honest_rate: f64,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct OverloadReport {
+    attack_connections: usize,
+    /// Hostile connections the responder refused (connection cap, per-IP cap or rate).
+    attack_connections_refused: u64,
+    honest_echo_p50_us: f64,
+    honest_echo_p50_us_idle: f64,
+    /// `honest_echo_p50_us / honest_echo_p50_us_idle` (goal ≤ 1.5).
+    honest_echo_ratio: f64,
+    honest_echo_p99_us: f64,
+    honest_echo_p99_us_idle: f64,
+    /// Honest echo challenges lost under attack.
+    honest_echo_lost: u64,
+    honest_evidence_p99_ms: f64,
+    honest_evidence_p99_ms_idle: f64,
+    /// `honest_evidence_p99_ms / honest_evidence_p99_ms_idle` (goal ≤ 2).
+    honest_evidence_ratio: f64,
+    /// Honest evidence requests that failed under attack (busy, refused, timed out).
+    honest_evidence_failed: u32,
+    /// Peak resident set of the responder process (VmHWM; goal ≤ 256 MiB).
+    responder_rss_mib_peak: f64,
+    /// Echo answers per second the responder gave four flooding connections before the attack.
+    echo_capacity_per_s: f64,
+    /// Raw datagrams per second aimed at the responder, and reached.
+    flood_target_per_s: f64,
+    flood_sent_per_s: f64,
+    /// Hostile echo challenges answered per second.
+    attack_echo_answered_per_s: f64,
+    /// Hostile evidence requests answered with a bundle (0 under `pinned` access).
+    attack_evidence_answered: u64,
+    /// Hostile evidence requests refused as unauthorized.
+    attack_unauthorized: u64,
+    /// `busy` and `rate-limited` answers to anyone.
+    busy_answers: u64,
+    /// Header-only request streams the responder let hostile connections open.
+    attack_streams_held: u64,
+    /// The responder process was still running after the attack.
+    responder_alive: bool,
+}
+
+pub fn run(args: OverloadArgs) -> anyhow::Result<String> {
+    if args.phase_ms == 0 || args.evidence_requests == 0 || args.honest_rate <= 0.0 {
+        bail!("--phase-ms, --evidence-requests and --honest-rate must be positive");
+    }
+    let dir = tempfile::tempdir()?;
+    let honest = Arc::new(ProberIdentity::from_seed(rand::random()));
+    let mut responder = ResponderProcess::spawn(dir.path(), &honest)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    // Every step below has its own timeout; this bound catches what they miss (a hang is a
+    // failed run with the responder's log, never a stuck bench).
+    let deadline = run_deadline(&args);
+    let result = rt.block_on(async {
+        tokio::time::timeout(deadline, measure(&args, &responder, honest))
+            .await
+            .unwrap_or_else(|_| bail!("the run did not finish within {deadline:?}"))
+    });
+    // Hostile tasks may still be parked on the responder: do not wait for them.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    let mut report = match result {
+        Ok(r) => r,
+        Err(e) => bail!("{e:#}\nresponder log:\n{}", responder.log_tail()),
+    };
+    report.responder_alive = responder.alive();
+    report.responder_rss_mib_peak =
+        crate::fleet::status_kib(responder.pid, "VmHWM:")? as f64 / 1024.0;
+    if !report.responder_alive {
+        bail!("the responder died under attack:\n{}", responder.log_tail());
+    }
+    render(&report, args.json)
+}
+
+/// The longest a run may take: three phases and the attack's ramp, every honest evidence
+/// request at its timeout, every hostile handshake at its timeout, and slack for the rest.
+fn run_deadline(args: &OverloadArgs) -> Duration {
+    let phase = Duration::from_millis(args.phase_ms);
+    phase * 4
+        + EVIDENCE_TIMEOUT * 2 * args.evidence_requests
+        + ATTACK_CONNECT_TIMEOUT * u32::try_from(args.attack_connections).unwrap_or(u32::MAX)
+        + Duration::from_secs(30)
+}
+
+/// One honest evidence request, and one hostile handshake, at most.
+const EVIDENCE_TIMEOUT: Duration = Duration::from_secs(10);
+const ATTACK_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The honest prober's source address; attackers use 127.0.1.x.
+const HONEST_BIND: &str = "127.0.0.2:0";
+
+async fn measure(
+    args: &OverloadArgs,
+    responder: &ResponderProcess,
+    honest: Arc<ProberIdentity>,
+) -> anyhow::Result<OverloadReport> {
+    let addr = responder.addr;
+    let pin = SpkiPolicy::Pinned(responder.spki.clone());
+    let phase = Duration::from_millis(args.phase_ms);
+    let prober = connect(
+        addr,
+        HONEST_BIND.parse()?,
+        pin.clone(),
+        Duration::from_secs(5),
+    )
+    .await?
+    .with_signer(honest);
+    let mut report = OverloadReport {
+        attack_connections: args.attack_connections,
+        ..OverloadReport::default()
+    };
+    let busy = Arc::new(AtomicU64::new(0));
+
+    // Idle: the honest prober alone.
+    let (echo_idle, evidence_idle) = honest_phase(&prober, args, phase, &busy).await?;
+    report.honest_echo_p50_us_idle = echo_idle.rtt.p50_us;
+    report.honest_echo_p99_us_idle = echo_idle.rtt.p99_us;
+    report.honest_evidence_p99_ms_idle = p99_ms(&evidence_idle.times);
+    if evidence_idle.failed > 0 {
+        bail!(
+            "{} of {} idle evidence requests failed: {}",
+            evidence_idle.failed,
+            args.evidence_requests,
+            evidence_idle.last_error
+        );
+    }
+
+    // Capacity: four connections flooding echoes (from their own address).
+    report.echo_capacity_per_s = capacity(addr, &pin, phase).await?;
+
+    // Attack.
+    let stop = Arc::new(AtomicBool::new(false));
+    let counters = Arc::new(AttackCounters::default());
+    let flood_target = args.flood_factor * report.echo_capacity_per_s;
+    let flood = {
+        let stop = stop.clone();
+        std::thread::spawn(move || raw_flood(addr, flood_target, &stop))
+    };
+    let mut attackers = Vec::new();
+    for i in 0..args.attack_connections {
+        // 32 connections per source address: the per-IP cap (64) is not what stops them.
+        let bind = SocketAddr::from(([127, 0, 1, 1 + (i / 32) as u8], 0));
+        let target = match connect(addr, bind, pin.clone(), ATTACK_CONNECT_TIMEOUT).await {
+            Ok(t) => t,
+            Err(_) => {
+                counters.refused.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        };
+        let stop = stop.clone();
+        let counters = counters.clone();
+        let busy = busy.clone();
+        attackers.push(tokio::spawn(async move {
+            match i % 3 {
+                0 => hold_header_only_streams(&target, &stop, &counters).await,
+                1 => evidence_flood(&target, &stop, &counters, &busy).await,
+                _ => echo_flood(&target, &stop, &counters).await,
+            }
+        }));
+    }
+    // Let the attack reach its stride before measuring.
+    tokio::time::sleep(phase / 3).await;
+    let attack_started = Instant::now();
+    let echo_answered_before = counters.echo_answered.load(Ordering::Relaxed);
+    let (echo_load, evidence_load) = honest_phase(&prober, args, phase, &busy).await?;
+    let attack_secs = attack_started.elapsed().as_secs_f64();
+    let echo_answered = counters.echo_answered.load(Ordering::Relaxed) - echo_answered_before;
+    stop.store(true, Ordering::Relaxed);
+    for a in attackers {
+        let _ = tokio::time::timeout(Duration::from_secs(5), a).await;
+    }
+    let sent = flood
+        .join()
+        .map_err(|_| anyhow::anyhow!("flood thread panicked"))??;
+
+    report.attack_connections_refused = counters.refused.load(Ordering::Relaxed);
+    report.honest_echo_p50_us = echo_load.rtt.p50_us;
+    report.honest_echo_p99_us = echo_load.rtt.p99_us;
+    report.honest_echo_lost = echo_load.lost;
+    report.honest_echo_ratio = ratio(echo_load.rtt.p50_us, echo_idle.rtt.p50_us);
+    report.honest_evidence_p99_ms = p99_ms(&evidence_load.times);
+    report.honest_evidence_ratio = ratio(
+        report.honest_evidence_p99_ms,
+        report.honest_evidence_p99_ms_idle,
+    );
+    report.honest_evidence_failed = evidence_load.failed;
+    report.flood_target_per_s = flood_target;
+    report.flood_sent_per_s = sent;
+    report.attack_echo_answered_per_s = echo_answered as f64 / attack_secs;
+    report.attack_evidence_answered = counters.evidence_answered.load(Ordering::Relaxed);
+    report.attack_unauthorized = counters.unauthorized.load(Ordering::Relaxed);
+    report.attack_streams_held = counters.streams_held.load(Ordering::Relaxed);
+    report.busy_answers = busy.load(Ordering::Relaxed);
+    prober.conn.close(0u32.into(), b"done");
+    Ok(report)
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        f64::NAN
+    }
+}
+
+/// Evidence request times of one phase.
+#[derive(Default)]
+struct EvidenceTimes {
+    times: Vec<Duration>,
+    failed: u32,
+    last_error: String,
+}
+
+/// One honest phase: echoes at `honest_rate` for `phase` while evidence requests follow one
+/// another, spread over the same time.
+async fn honest_phase(
+    prober: &Target,
+    args: &OverloadArgs,
+    phase: Duration,
+    busy: &AtomicU64,
+) -> anyhow::Result<(locus_prober::RoundReport, EvidenceTimes)> {
+    let cfg = RoundConfig {
+        rate_hz: args.honest_rate,
+        count: (args.honest_rate * phase.as_secs_f64()).max(1.0) as u64,
+        window: 64,
+        timeout: Duration::from_secs(1),
+        keep_samples: false,
+        spin: Duration::ZERO,
+    };
+    let echo = run_round(prober, &cfg);
+    let evidence = async {
+        let mut out = EvidenceTimes::default();
+        let gap = phase / (args.evidence_requests + 1);
+        for _ in 0..args.evidence_requests {
+            tokio::time::sleep(gap).await;
+            let nonce: [u8; 32] = rand::random();
+            let include = Include {
+                tdx: true,
+                ..Include::default()
+            };
+            let t = Instant::now();
+            match tokio::time::timeout(EVIDENCE_TIMEOUT, request_evidence(prober, &nonce, include))
+                .await
+            {
+                Ok(Ok(_)) => out.times.push(t.elapsed()),
+                Ok(Err(e)) => {
+                    if matches!(e, RequestError::Busy { .. }) {
+                        busy.fetch_add(1, Ordering::Relaxed);
+                    }
+                    out.failed += 1;
+                    out.last_error = e.to_string();
+                }
+                Err(_) => {
+                    out.failed += 1;
+                    out.last_error = "timed out".into();
+                }
+            }
+        }
+        out
+    };
+    let (echo, evidence) = tokio::join!(echo, evidence);
+    Ok((echo, evidence))
+}
+
+fn p99_ms(times: &[Duration]) -> f64 {
+    if times.is_empty() {
+        return f64::NAN;
+    }
+    let ns = times.iter().map(|d| d.as_nanos() as u64).collect();
+    RttStats::from_ns(ns).p99_us / 1000.0
+}
+
+/// Echo answers per second to four connections flooding with 256 challenges in flight.
+async fn capacity(addr: SocketAddr, pin: &SpkiPolicy, phase: Duration) -> anyhow::Result<f64> {
+    let bind: SocketAddr = "127.0.0.3:0".parse()?;
+    let mut tasks = Vec::new();
+    let started = Instant::now();
+    for _ in 0..4 {
+        let target = connect(addr, bind, pin.clone(), Duration::from_secs(5)).await?;
+        let until = started + phase;
+        tasks.push(tokio::spawn(async move {
+            let mut answered = 0;
+            while Instant::now() < until && target.conn.close_reason().is_none() {
+                answered += run_round(&target, &flood_round(5_000)).await.answered;
+            }
+            target.conn.close(0u32.into(), b"done");
+            answered
+        }));
+    }
+    let mut answered = 0;
+    for t in tasks {
+        answered += t.await?;
+    }
+    Ok(answered as f64 / started.elapsed().as_secs_f64())
+}
+
+fn flood_round(count: u64) -> RoundConfig {
+    RoundConfig {
+        rate_hz: 0.0,
+        count,
+        window: 256,
+        timeout: Duration::from_millis(200),
+        keep_samples: false,
+        spin: Duration::ZERO,
+    }
+}
+
+#[derive(Default)]
+struct AttackCounters {
+    refused: AtomicU64,
+    echo_answered: AtomicU64,
+    evidence_answered: AtomicU64,
+    unauthorized: AtomicU64,
+    streams_held: AtomicU64,
+}
+
+/// Opens request streams that announce the largest body and never send it, as many as the
+/// responder allows, and holds them.
+async fn hold_header_only_streams(target: &Target, stop: &AtomicBool, c: &AttackCounters) {
+    let header = [
+        1u8,
+        MessageKind::EvidenceRequest as u8,
+        0x00,
+        0x00,
+        0x3f,
+        0xff,
+    ];
+    let mut held = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        // Past the stream limit `open_bi` waits: try again a little later.
+        match tokio::time::timeout(Duration::from_millis(100), target.conn.open_bi()).await {
+            Ok(Ok((mut send, recv))) => {
+                if send.write_all(&header).await.is_ok() {
+                    c.streams_held.fetch_add(1, Ordering::Relaxed);
+                    held.push((send, recv));
+                }
+            }
+            Ok(Err(_)) => return,
+            Err(_) => {}
+        }
+    }
+}
+
+/// Unsigned evidence requests, one after another (the responder's answer decides the pace).
+async fn evidence_flood(target: &Target, stop: &AtomicBool, c: &AttackCounters, busy: &AtomicU64) {
+    let req = EvidenceRequest {
+        nonce: vec![0xa5; 32],
+        include: Include {
+            tdx: true,
+            tpm: false,
+            anchors: vec!["a".into(), "a".into(), "b".into()],
+        },
+        issuer: None,
+        sealed: None,
+        auth: None,
+    };
+    let bytes = frame::encode(MessageKind::EvidenceRequest, &req);
+    while !stop.load(Ordering::Relaxed) {
+        match locus_prober::requests::exchange_raw(target, &bytes).await {
+            Ok(reply) => match reply.get(1).copied() {
+                Some(k) if k == MessageKind::EvidenceResponse as u8 => {
+                    c.evidence_answered.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {
+                    let e: Result<locus_proto::messages::ErrorMessage, _> =
+                        frame::decode(&reply, MessageKind::Error, frame::MAX_BODY_LEN);
+                    match e.map(|e| e.code) {
+                        Ok(locus_proto::messages::codes::UNAUTHORIZED) => {
+                            c.unauthorized.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(
+                            locus_proto::messages::codes::BUSY
+                            | locus_proto::messages::codes::RATE_LIMITED,
+                        ) => {
+                            busy.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {}
+                    }
+                }
+            },
+            Err(_) => {
+                if target.conn.close_reason().is_some() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Echo challenges as fast as 256 in flight allow.
+async fn echo_flood(target: &Target, stop: &AtomicBool, c: &AttackCounters) {
+    while !stop.load(Ordering::Relaxed) && target.conn.close_reason().is_none() {
+        let r = run_round(target, &flood_round(2_000)).await;
+        c.echo_answered.fetch_add(r.answered, Ordering::Relaxed);
+    }
+}
+
+/// Raw UDP datagrams (QUIC short-header look, no connection) at `rate` per second from one
+/// thread, paced per millisecond; returns the rate reached.
+fn raw_flood(addr: SocketAddr, rate: f64, stop: &AtomicBool) -> anyhow::Result<f64> {
+    let socket = UdpSocket::bind("127.0.1.250:0")?;
+    socket.set_nonblocking(true)?;
+    let mut packet = [0u8; 64];
+    packet[0] = 0x40;
+    let started = Instant::now();
+    let mut sent = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let due = (started.elapsed().as_secs_f64() * rate) as u64;
+        if sent >= due {
+            std::thread::sleep(Duration::from_micros(500));
+            continue;
+        }
+        for _ in 0..(due - sent).min(1024) {
+            packet[1..9].copy_from_slice(&sent.to_le_bytes());
+            // A full socket buffer drops the datagram, as a congested path would.
+            let _ = socket.send_to(&packet, addr);
+            sent += 1;
+        }
+    }
+    Ok(sent as f64 / started.elapsed().as_secs_f64())
+}
+
+/// `locus responder --config FILE` as a child process: pinned access for the honest key, a
+/// lab TDX backend; killed on drop.
+struct ResponderProcess {
+    child: Child,
+    pid: u32,
+    addr: SocketAddr,
+    spki: Vec<u8>,
+    log: std::path::PathBuf,
+}
+
+impl ResponderProcess {
+    fn spawn(dir: &std::path::Path, honest: &ProberIdentity) -> anyhow::Result<Self> {
+        let lab = dir.join("lab-pki");
+        LabTdx::generate()?.save(&lab)?;
+        let config = dir.join("responder.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:0\"\n\n[tdx]\nbackend = \"lab\"\nlab_dir = \"lab-pki\"\n\n\
+                 [access]\nevidence = \"pinned\"\nprobers = [\"{}\"]\n",
+                honest.public_key()
+            ),
+        )?;
+        let log = dir.join("responder.log");
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.arg("responder")
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log)?);
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "warn");
+        }
+        let mut child = cmd.spawn().context("starting `locus responder --config`")?;
+        let pid = child.id();
+        let stdout = child.stdout.take().context("responder stdout")?;
+        // Its first line announces address and key; a responder that prints nothing within
+        // the bound is a failed start, not a wait forever.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+        let announced: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        let addr = announced["listen"].as_str().and_then(|a| a.parse().ok());
+        let spki = announced["spki"].as_str().and_then(|s| hex::decode(s).ok());
+        let mut p = Self {
+            child,
+            pid,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            spki: Vec::new(),
+            log,
+        };
+        match (addr, spki) {
+            (Some(a), Some(s)) => {
+                p.addr = a;
+                p.spki = s;
+                Ok(p)
+            }
+            _ => bail!(
+                "the responder did not announce its address (got {line:?}):\n{}",
+                p.log_tail()
+            ),
+        }
+    }
+
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+impl Drop for ResponderProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn render(r: &OverloadReport, json: bool) -> anyhow::Result<String> {
+    crate::render(r, json, true, |out| {
+        let _ = writeln!(
+            out,
+            "attack: {} hostile connections ({} refused), raw flood {:.0}/s of {:.0}/s aimed \
+             (capacity {:.0} echoes/s)",
+            r.attack_connections,
+            r.attack_connections_refused,
+            r.flood_sent_per_s,
+            r.flood_target_per_s,
+            r.echo_capacity_per_s
+        );
+        let _ = writeln!(
+            out,
+            "honest echo p50: {:.1} µs under attack, {:.1} µs idle (ratio {:.2}, goal ≤ 1.5); \
+             lost {}",
+            r.honest_echo_p50_us,
+            r.honest_echo_p50_us_idle,
+            r.honest_echo_ratio,
+            r.honest_echo_lost
+        );
+        let _ = writeln!(
+            out,
+            "honest evidence p99: {:.2} ms under attack, {:.2} ms idle (ratio {:.2}, goal ≤ 2); \
+             failed {}",
+            r.honest_evidence_p99_ms,
+            r.honest_evidence_p99_ms_idle,
+            r.honest_evidence_ratio,
+            r.honest_evidence_failed
+        );
+        let _ = writeln!(
+            out,
+            "responder RSS peak: {:.1} MiB (goal ≤ 256); attack evidence answered {}, \
+             unauthorized {}, busy answers {}, header-only streams held {}",
+            r.responder_rss_mib_peak,
+            r.attack_evidence_answered,
+            r.attack_unauthorized,
+            r.busy_answers,
+            r.attack_streams_held
+        );
+    })
+}

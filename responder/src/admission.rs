@@ -1,0 +1,474 @@
+//! Admission: which connections, requests and echoes the responder takes on, and counters of
+//! what it shed. Decisions take `now` as an argument so they can be tested without a clock.
+//!
+//! Connections are capped in total and per peer IP, and new ones are rate-limited per IP;
+//! requests (streams) and echo answers are rate-limited per IP.
+//! Each refusal is counted ([`ShedCounts`]) and logged at most once a second per kind.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tracing::{debug, warn};
+
+/// The responder's admission limits (`[limits]` in the responder config).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Connections open at once, all peers together.
+    pub max_connections: usize,
+    /// Connections open at once from one IP address.
+    pub max_connections_per_ip: usize,
+    /// New connections (handshakes) per second from one IP address; bursts up to twice that.
+    pub connections_per_ip_per_sec: f64,
+    /// Stream requests (evidence, keys, transcript) per second from one IP; bursts up to twice.
+    pub requests_per_ip_per_sec: f64,
+    /// Evidence collections running at once.
+    pub evidence_concurrency: usize,
+    /// Evidence requests waiting for a collection slot; one more is answered `busy` at once.
+    pub evidence_queue: usize,
+    /// Distinct anchors one evidence request may name.
+    pub max_anchors: usize,
+    /// Echo answers per second to one IP address, all its connections together (bursts up to
+    /// a tenth of a second's worth); `None`: unlimited (benchmarks of the raw echo path).
+    pub echo_per_ip_per_sec: Option<f64>,
+}
+
+impl Default for Limits {
+    /// Sound for one CVM on two vCPUs: a few hundred probers, each probing at up to a few
+    /// kHz, asking for evidence a few times a minute.
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            max_connections_per_ip: 64,
+            connections_per_ip_per_sec: 20.0,
+            requests_per_ip_per_sec: 50.0,
+            evidence_concurrency: 2,
+            evidence_queue: 16,
+            max_anchors: 4,
+            echo_per_ip_per_sec: Some(20_000.0),
+        }
+    }
+}
+
+/// A token bucket: `rate` tokens a second, holding at most `burst`.
+#[derive(Debug, Clone)]
+pub(crate) struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    pub(crate) fn new(rate: f64, burst: f64, now: Instant) -> Self {
+        let burst = burst.max(1.0);
+        Self {
+            rate,
+            burst,
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    /// Takes one token if there is one.
+    pub(crate) fn take(&mut self, now: Instant) -> bool {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether the bucket would be full at `now` (its state can be forgotten).
+    fn full(&self, now: Instant) -> bool {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens + dt * self.rate >= self.burst
+    }
+}
+
+/// What was shed since the responder started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ShedCounts {
+    /// Connections refused: the total cap.
+    pub connections_over_cap: u64,
+    /// Connections refused: this IP's cap or handshake rate.
+    pub connections_per_ip: u64,
+    /// Stream requests refused: this IP's request rate (`rate-limited`).
+    pub requests_rate_limited: u64,
+    /// Evidence requests answered `busy`: the queue was full.
+    pub evidence_queue_full: u64,
+    /// Evidence requests answered `busy`: their connection had one in flight.
+    pub evidence_in_flight: u64,
+    /// Evidence requests refused under `[access] evidence = "pinned"`.
+    pub unauthorized: u64,
+    /// Evidence requests refused: too many anchors.
+    pub too_many_anchors: u64,
+    /// Echo challenges dropped unanswered: their IP's echo rate.
+    pub echo_dropped: u64,
+    /// Connections closed for flooding echoes far beyond their rate.
+    pub echo_flood_closed: u64,
+    /// Evidence requests answered (a bundle was sent).
+    pub evidence_answered: u64,
+}
+
+/// Kinds of shed work, one counter and one log limiter each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shed {
+    ConnectionsOverCap,
+    ConnectionsPerIp,
+    RequestsRateLimited,
+    EvidenceQueueFull,
+    EvidenceInFlight,
+    Unauthorized,
+    TooManyAnchors,
+    EchoDropped,
+    EchoFloodClosed,
+}
+
+const SHED_KINDS: usize = 9;
+
+impl Shed {
+    fn name(self) -> &'static str {
+        match self {
+            Shed::ConnectionsOverCap => "connection refused: connection cap",
+            Shed::ConnectionsPerIp => "connection refused: per-IP cap or handshake rate",
+            Shed::RequestsRateLimited => "request refused: per-IP request rate",
+            Shed::EvidenceQueueFull => "evidence request busy: queue full",
+            Shed::EvidenceInFlight => "evidence request busy: one already in flight",
+            Shed::Unauthorized => "evidence request unauthorized",
+            Shed::TooManyAnchors => "evidence request refused: too many anchors",
+            Shed::EchoDropped => "echo dropped: per-IP echo rate",
+            Shed::EchoFloodClosed => "connection closed: it kept flooding echoes",
+        }
+    }
+}
+
+/// Counters of shed work, with a log line per kind at most once a second.
+#[derive(Debug, Default)]
+pub(crate) struct ShedLog {
+    counts: [AtomicU64; SHED_KINDS],
+    answered: AtomicU64,
+    /// Per kind: when it was last logged at warn, and the count then.
+    logged: Mutex<[Option<(Instant, u64)>; SHED_KINDS]>,
+}
+
+/// Shed work is logged at warn at most this often per kind (a flood must not flood the log).
+const LOG_EVERY: Duration = Duration::from_secs(1);
+
+impl ShedLog {
+    pub(crate) fn shed(&self, kind: Shed, peer: impl std::fmt::Display) {
+        let total = self.counts[kind as usize].fetch_add(1, Ordering::Relaxed) + 1;
+        let now = Instant::now();
+        let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = &mut logged[kind as usize];
+        match *slot {
+            Some((at, _)) if now.duration_since(at) < LOG_EVERY => {
+                debug!(%peer, total, "{}", kind.name());
+            }
+            last => {
+                let since = total - last.map_or(0, |(_, n)| n);
+                *slot = Some((now, total));
+                warn!(%peer, total, since_last_log = since, "{}", kind.name());
+            }
+        }
+    }
+
+    pub(crate) fn answered(&self) {
+        self.answered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn counts(&self) -> ShedCounts {
+        let c = |k: Shed| self.counts[k as usize].load(Ordering::Relaxed);
+        ShedCounts {
+            connections_over_cap: c(Shed::ConnectionsOverCap),
+            connections_per_ip: c(Shed::ConnectionsPerIp),
+            requests_rate_limited: c(Shed::RequestsRateLimited),
+            evidence_queue_full: c(Shed::EvidenceQueueFull),
+            evidence_in_flight: c(Shed::EvidenceInFlight),
+            unauthorized: c(Shed::Unauthorized),
+            too_many_anchors: c(Shed::TooManyAnchors),
+            echo_dropped: c(Shed::EchoDropped),
+            echo_flood_closed: c(Shed::EchoFloodClosed),
+            evidence_answered: self.answered.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// One peer IP's state.
+#[derive(Debug)]
+struct PeerIp {
+    connections: usize,
+    handshakes: TokenBucket,
+    requests: TokenBucket,
+    /// Shared by the IP's connections: opening more connections buys no more echoes.
+    echo: Option<EchoLimiter>,
+}
+
+/// Most peer IPs remembered; beyond it, idle ones are forgotten and, when none is, new IPs
+/// are refused (the table's memory stays bounded whatever the attack).
+const MAX_PEER_IPS: usize = 65_536;
+
+/// Connection and request admission of one responder.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    limits: Limits,
+    state: Mutex<AdmissionState>,
+    pub(crate) log: ShedLog,
+}
+
+#[derive(Debug, Default)]
+struct AdmissionState {
+    connections: usize,
+    peers: HashMap<IpAddr, PeerIp>,
+}
+
+/// Holds one admitted connection's place; gives it back when dropped.
+#[derive(Debug)]
+pub(crate) struct ConnectionSlot {
+    admission: Arc<Admission>,
+    ip: IpAddr,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut s = self.admission.lock();
+        s.connections = s.connections.saturating_sub(1);
+        if let Some(p) = s.peers.get_mut(&self.ip) {
+            p.connections = p.connections.saturating_sub(1);
+        }
+    }
+}
+
+impl Admission {
+    pub(crate) fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            state: Mutex::new(AdmissionState::default()),
+            log: ShedLog::default(),
+        }
+    }
+
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, AdmissionState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Admits a new connection from `ip` at `now`, or says why not.
+    pub(crate) fn connect(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        now: Instant,
+    ) -> Result<ConnectionSlot, Shed> {
+        let l = &self.limits;
+        let mut s = self.lock();
+        if s.connections >= l.max_connections {
+            return Err(Shed::ConnectionsOverCap);
+        }
+        if !s.peers.contains_key(&ip) && s.peers.len() >= MAX_PEER_IPS {
+            s.peers.retain(|_, p| {
+                p.connections > 0 || !(p.handshakes.full(now) && p.requests.full(now))
+            });
+            if s.peers.len() >= MAX_PEER_IPS {
+                return Err(Shed::ConnectionsPerIp);
+            }
+        }
+        let peer = s.peers.entry(ip).or_insert_with(|| PeerIp {
+            connections: 0,
+            handshakes: TokenBucket::new(
+                l.connections_per_ip_per_sec,
+                2.0 * l.connections_per_ip_per_sec,
+                now,
+            ),
+            requests: TokenBucket::new(
+                l.requests_per_ip_per_sec,
+                2.0 * l.requests_per_ip_per_sec,
+                now,
+            ),
+            echo: l.echo_per_ip_per_sec.map(|r| EchoLimiter::new(r, now)),
+        });
+        if peer.connections >= l.max_connections_per_ip || !peer.handshakes.take(now) {
+            return Err(Shed::ConnectionsPerIp);
+        }
+        peer.connections += 1;
+        s.connections += 1;
+        Ok(ConnectionSlot {
+            admission: Arc::clone(self),
+            ip,
+        })
+    }
+
+    /// Whether `ip` may make one more stream request at `now`.
+    pub(crate) fn request(&self, ip: IpAddr, now: Instant) -> bool {
+        let mut s = self.lock();
+        // A connected peer always has an entry (it is kept while connections are open).
+        s.peers.get_mut(&ip).is_some_and(|p| p.requests.take(now))
+    }
+
+    /// What to do with an echo challenge from `ip` received at `now`.
+    pub(crate) fn echo(&self, ip: IpAddr, now: Instant) -> EchoVerdict {
+        if self.limits.echo_per_ip_per_sec.is_none() {
+            return EchoVerdict::Answer;
+        }
+        let mut s = self.lock();
+        match s.peers.get_mut(&ip).and_then(|p| p.echo.as_mut()) {
+            Some(l) => l.on_challenge(now),
+            // A connected peer always has an entry.
+            None => EchoVerdict::Drop,
+        }
+    }
+}
+
+/// What to do with one echo challenge of a rate-limited connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EchoVerdict {
+    Answer,
+    /// Over the rate: drop it unanswered.
+    Drop,
+    /// Far over the rate for long (its drops exceeded a tenth of the rate for a second):
+    /// close the connection, so its flood costs the responder no more than a closed
+    /// connection's packets (reconnecting is rate-limited per IP).
+    Close,
+}
+
+/// Echo rate of one IP: answers up to the rate (bursts of a tenth of a second's worth),
+/// drops beyond it, and closes a connection that keeps flooding.
+#[derive(Debug, Clone)]
+pub(crate) struct EchoLimiter {
+    answers: TokenBucket,
+    drops: TokenBucket,
+}
+
+impl EchoLimiter {
+    fn new(rate: f64, now: Instant) -> Self {
+        Self {
+            answers: TokenBucket::new(rate, rate / 10.0, now),
+            drops: TokenBucket::new(rate / 10.0, rate / 10.0, now),
+        }
+    }
+
+    pub(crate) fn on_challenge(&mut self, now: Instant) -> EchoVerdict {
+        if self.answers.take(now) {
+            EchoVerdict::Answer
+        } else if self.drops.take(now) {
+            EchoVerdict::Drop
+        } else {
+            EchoVerdict::Close
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([127, 0, 0, last])
+    }
+
+    #[test]
+    fn a_bucket_refills_at_its_rate_and_holds_its_burst() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(10.0, 3.0, t0);
+        assert!((0..3).all(|_| b.take(t0)));
+        assert!(!b.take(t0));
+        assert!(!b.take(t0 + Duration::from_millis(50)));
+        assert!(b.take(t0 + Duration::from_millis(100)));
+        // A long pause refills the burst, not more.
+        let later = t0 + Duration::from_secs(60);
+        assert_eq!((0..10).filter(|_| b.take(later)).count(), 3);
+    }
+
+    #[test]
+    fn connections_are_capped_in_total_and_per_ip_and_slots_come_back() {
+        let a = Arc::new(Admission::new(Limits {
+            max_connections: 3,
+            max_connections_per_ip: 2,
+            connections_per_ip_per_sec: 1000.0,
+            ..Limits::default()
+        }));
+        let now = Instant::now();
+        let s1 = a.connect(ip(1), now).unwrap();
+        let _s2 = a.connect(ip(1), now).unwrap();
+        assert_eq!(a.connect(ip(1), now).unwrap_err(), Shed::ConnectionsPerIp);
+        let _s3 = a.connect(ip(2), now).unwrap();
+        assert_eq!(a.connect(ip(3), now).unwrap_err(), Shed::ConnectionsOverCap);
+        drop(s1);
+        a.connect(ip(1), now).unwrap();
+    }
+
+    #[test]
+    fn handshakes_and_requests_are_rate_limited_per_ip() {
+        let a = Arc::new(Admission::new(Limits {
+            connections_per_ip_per_sec: 2.0,
+            requests_per_ip_per_sec: 5.0,
+            ..Limits::default()
+        }));
+        let now = Instant::now();
+        // Burst of twice the rate, then refused until the bucket refills.
+        let slots: Vec<_> = (0..4).map(|_| a.connect(ip(1), now).unwrap()).collect();
+        assert_eq!(a.connect(ip(1), now).unwrap_err(), Shed::ConnectionsPerIp);
+        assert!(
+            a.connect(ip(2), now).is_ok(),
+            "another IP has its own budget"
+        );
+        a.connect(ip(1), now + Duration::from_millis(500)).unwrap();
+        assert_eq!((0..20).filter(|_| a.request(ip(1), now)).count(), 10);
+        assert!(!a.request(ip(9), now), "an unknown peer has no budget");
+        drop(slots);
+    }
+
+    #[test]
+    fn an_echo_flood_is_dropped_then_closed_and_an_honest_rate_never_is() {
+        let t0 = Instant::now();
+        let mut honest = EchoLimiter::new(1000.0, t0);
+        // 900 a second for ten seconds: always answered.
+        for i in 0..9000u64 {
+            let at = t0 + Duration::from_micros(i * 1_111);
+            assert_eq!(
+                honest.on_challenge(at),
+                EchoVerdict::Answer,
+                "challenge {i}"
+            );
+        }
+        let mut flood = EchoLimiter::new(1000.0, t0);
+        let verdicts: Vec<_> = (0..400).map(|_| flood.on_challenge(t0)).collect();
+        // The burst (100) is answered, the next 100 dropped, then the connection is closed.
+        assert_eq!(
+            verdicts
+                .iter()
+                .filter(|v| **v == EchoVerdict::Answer)
+                .count(),
+            100
+        );
+        assert_eq!(
+            verdicts.iter().filter(|v| **v == EchoVerdict::Drop).count(),
+            100
+        );
+        assert_eq!(verdicts[200], EchoVerdict::Close);
+    }
+
+    #[test]
+    fn shed_work_is_counted_per_kind() {
+        let log = ShedLog::default();
+        for _ in 0..3 {
+            log.shed(Shed::EvidenceQueueFull, "127.0.0.1:1");
+        }
+        log.shed(Shed::Unauthorized, "127.0.0.1:1");
+        log.answered();
+        let c = log.counts();
+        assert_eq!(c.evidence_queue_full, 3);
+        assert_eq!(c.unauthorized, 1);
+        assert_eq!(c.evidence_answered, 1);
+        assert_eq!(c.echo_dropped, 0);
+    }
+}

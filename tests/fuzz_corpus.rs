@@ -1,0 +1,266 @@
+//! Replays the fuzz seed corpus (`fuzz/seeds/TARGET/*`) through the fuzz targets' own entry
+//! points (`fuzz/src/entries.rs`), so CI checks them on stable without libFuzzer; plus a
+//! deterministic sweep of every one-byte truncation and bit flip of each seed.
+
+#[path = "../fuzz/src/entries.rs"]
+#[allow(
+    unreachable_pub,
+    reason = "the fuzz crate's public entry points, compiled into this test"
+)]
+mod entries;
+
+use std::path::Path;
+
+fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/seeds")
+        .join(target);
+    let mut out: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn every_target_has_seeds_and_survives_them_and_their_mutations() {
+    for (name, run) in entries::TARGETS {
+        let seeds = seeds(name);
+        assert!(!seeds.is_empty(), "no seeds for {name}");
+        for (path, bytes) in &seeds {
+            run(bytes);
+            // Cheap, deterministic neighbours: prefixes and single bit flips (bounded).
+            for n in (0..bytes.len()).step_by((bytes.len() / 64).max(1)) {
+                run(&bytes[..n]);
+            }
+            for i in (0..bytes.len()).step_by((bytes.len() / 64).max(1)) {
+                let mut b = bytes.clone();
+                b[i] ^= 1 << (i % 8);
+                run(&b);
+            }
+            let _ = path;
+        }
+    }
+}
+
+/// Writes the seed corpus: messages of every kind, a lab bundle (lab TDX, swtpm vTPM, lab boot
+/// logs), its event logs and TPM structures, and the policy TOML examples. Run it when a
+/// format changes: `cargo test --test fuzz_corpus -- --ignored`.
+#[test]
+#[ignore = "writes fuzz/seeds; run by hand when a format changes"]
+fn regenerate_seed_corpus() {
+    use locus_proto::anchor::AnchorReport;
+    use locus_proto::evidence::SealedNonce;
+    use locus_proto::frame::{encode, MessageKind};
+    use locus_proto::messages::*;
+    use locus_proto::transcript::Transcript;
+    use locus_proto::{EchoAnswer, EchoChallenge};
+    use locus_responder::evidence::collect_blocking;
+    use locus_responder::session_key::SessionKey;
+    use locus_responder::tdx::lab::LabTdx;
+    use locus_responder::tdx::TdxQuoter;
+    use locus_responder::tpm::swtpm::{Swtpm, SwtpmOptions};
+    use locus_responder::tpm::{Vtpm, VtpmConfig};
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+    let put = |target: &str, name: &str, bytes: &[u8]| {
+        let dir = root.join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), bytes).unwrap();
+    };
+
+    let tmp = tempfile::tempdir().unwrap();
+    let boot = locus_lab::boot::write_logs(tmp.path()).unwrap();
+    let swtpm = Swtpm::start(SwtpmOptions {
+        create_ek_cert: true,
+        ..SwtpmOptions::default()
+    })
+    .unwrap();
+    let vtpm = Vtpm::open(VtpmConfig::new(swtpm.tcti())).unwrap();
+    locus_lab::boot::measure_into(&vtpm).unwrap();
+    let mut opts = locus_responder::tdx::lab::LabOptions::at(1_800_000_000);
+    opts.measurements.rtmr = boot.rtmrs;
+    let tdx = LabTdx::generate_with(&opts).unwrap();
+    let key = SessionKey::generate().unwrap();
+    let nonce = [7u8; 32];
+    let ((tpm, td, timings), _) = collect_blocking(
+        &nonce,
+        key.spki_der(),
+        Some(&vtpm),
+        Some(tdx.quoter().as_ref() as &dyn TdxQuoter),
+        &boot.logs,
+        Vec::new(),
+        None,
+    )
+    .unwrap();
+    let mut t = Transcript::new();
+    t.record(0, &nonce);
+    let bundle = locus_proto::evidence::EvidenceBundle {
+        version: locus_proto::evidence::BUNDLE_VERSION,
+        nonce: nonce.to_vec(),
+        nonce_issuer: Some("fuzz".into()),
+        session_spki: key.spki_der().to_vec(),
+        transcript: t.sign(key.signing_key()),
+        tdx: td,
+        tpm: tpm.clone(),
+        timings,
+        anchors: Some(AnchorReport::new(
+            &nonce,
+            locus_proto::anchor::TSC_CLOCKSOURCE,
+        )),
+    };
+    put("bundle", "lab-tdx-vtpm.cbor", &bundle.to_cbor());
+
+    let tpm = tpm.unwrap();
+    put("tpm_attest", "quote-attest.bin", &tpm.attest);
+    put("tpm_attest", "quote-signature.bin", &tpm.signature);
+    put("tpm_attest", "ak-public.bin", &tpm.ak_public);
+    for (i, path) in [&boot.logs.tcg, &boot.logs.ccel_data].iter().enumerate() {
+        let bytes = std::fs::read(path.as_ref().unwrap()).unwrap();
+        put(
+            "event_log",
+            &format!("lab-{}.bin", ["tcg", "ccel"][i]),
+            &bytes,
+        );
+    }
+    put(
+        "anchor_report",
+        "empty.cbor",
+        &locus_proto::cbor::encode(&AnchorReport::new(
+            &nonce,
+            locus_proto::anchor::TSC_CLOCKSOURCE,
+        )),
+    );
+
+    let request = EvidenceRequest {
+        nonce: nonce.to_vec(),
+        include: Include {
+            tdx: true,
+            tpm: true,
+            anchors: vec!["fra".into(), "ams".into()],
+        },
+        issuer: Some("fuzz".into()),
+        sealed: None,
+        auth: None,
+    };
+    let sealed = EvidenceRequest {
+        nonce: Vec::new(),
+        sealed: Some(SealedNonce {
+            ek_nv_index: 0x01c0_0002,
+            id_object: vec![1; 68],
+            encrypted_secret: vec![2; 256],
+        }),
+        ..request.clone()
+    };
+    let signed = EvidenceRequest {
+        auth: Some(RequestAuth {
+            public_key: vec![3; 32],
+            signature: vec![4; 64],
+        }),
+        ..request.clone()
+    };
+    put(
+        "frames",
+        "evidence-request.bin",
+        &encode(MessageKind::EvidenceRequest, &request),
+    );
+    put(
+        "frames",
+        "evidence-request-sealed.bin",
+        &encode(MessageKind::EvidenceRequest, &sealed),
+    );
+    put(
+        "frames",
+        "evidence-request-signed.bin",
+        &encode(MessageKind::EvidenceRequest, &signed),
+    );
+    put(
+        "frames",
+        "evidence-response.bin",
+        &encode(MessageKind::EvidenceResponse, &EvidenceResponse { bundle }),
+    );
+    put(
+        "frames",
+        "keys-request.bin",
+        &encode(MessageKind::KeysRequest, &KeysRequest {}),
+    );
+    put(
+        "frames",
+        "keys-response.bin",
+        &encode(
+            MessageKind::KeysResponse,
+            &KeysResponse {
+                ak_public: tpm.ak_public.clone(),
+                ek_certs: vtpm.ek_certs().unwrap(),
+            },
+        ),
+    );
+    put(
+        "frames",
+        "transcript-request.bin",
+        &encode(MessageKind::TranscriptRequest, &TranscriptRequest {}),
+    );
+    put(
+        "frames",
+        "transcript-response.bin",
+        &encode(
+            MessageKind::TranscriptResponse,
+            &TranscriptResponse {
+                transcript: t.sign(key.signing_key()),
+                session_spki: key.spki_der().to_vec(),
+            },
+        ),
+    );
+    put(
+        "frames",
+        "error.bin",
+        &encode(
+            MessageKind::Error,
+            &ErrorMessage {
+                code: codes::BUSY,
+                message: "busy".into(),
+            },
+        ),
+    );
+    put(
+        "datagrams",
+        "challenge.bin",
+        &EchoChallenge { seq: 1, nonce }.encode(),
+    );
+    put(
+        "datagrams",
+        "answer.bin",
+        &EchoAnswer {
+            seq: 1,
+            nonce,
+            inside_ns: 1200,
+            arrival: 0,
+        }
+        .encode(),
+    );
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    put(
+        "policy_toml",
+        "policy.example.toml",
+        &std::fs::read(config.join("policy.example.toml")).unwrap(),
+    );
+    put(
+        "policy_toml",
+        "evidence-policy.toml",
+        bundle_policy_example().as_bytes(),
+    );
+}
+
+/// An evidence policy file as `locus policy init` writes one.
+fn bundle_policy_example() -> String {
+    locus_analysis::verify::bundle::PolicyFile::lab(
+        "ek-root.pem",
+        "root.der",
+        "collateral.json",
+        "fuzz",
+    )
+    .to_toml()
+}

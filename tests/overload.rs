@@ -1,0 +1,451 @@
+//! Admission under load, end to end over loopback QUIC: a full evidence queue and a second
+//! request on one connection are answered `busy` at once, connection caps and request rates
+//! refuse and count, anchors are deduplicated and capped, and echoes are answered throughout.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use locus_prober::requests::{request_evidence, request_transcript, RequestError};
+use locus_prober::{connect, run_round, RoundConfig, SpkiPolicy, Target};
+use locus_proto::messages::{codes, Include};
+use locus_responder::admission::Limits;
+use locus_responder::evidence::EvidenceSource;
+use locus_responder::server::{Server, ServerConfig};
+use locus_responder::session_key::SessionKey;
+use locus_responder::tdx::{QuoteError, TdxQuoter};
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// A TDX quoter that holds every quote until the gate opens, then fails it: evidence
+/// requests stay in flight as long as a test needs.
+#[derive(Default)]
+struct GatedQuoter {
+    open: Mutex<bool>,
+    opened: Condvar,
+    entered: AtomicUsize,
+}
+
+impl GatedQuoter {
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+}
+
+impl TdxQuoter for GatedQuoter {
+    fn quote(&self, _report_data: [u8; 64]) -> Result<Vec<u8>, QuoteError> {
+        self.entered.fetch_add(1, Ordering::SeqCst);
+        let mut open = self.open.lock().unwrap();
+        while !*open {
+            open = self.opened.wait(open).unwrap();
+        }
+        Err(QuoteError::Busy { attempts: 1 })
+    }
+}
+
+fn start(limits: Limits, quoter: Option<Arc<GatedQuoter>>) -> Server {
+    let source = EvidenceSource::new(quoter.map(|q| q as Arc<dyn TdxQuoter>), None);
+    Server::start(
+        ServerConfig {
+            limits,
+            ..ServerConfig::new(loopback())
+        },
+        SessionKey::generate().unwrap(),
+        source,
+    )
+    .unwrap()
+}
+
+async fn prober(server: &Server) -> Target {
+    connect(
+        server.local_addr().unwrap(),
+        loopback(),
+        SpkiPolicy::Pinned(server.session_key().spki_der().to_vec()),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap()
+}
+
+fn tdx() -> Include {
+    Include {
+        tdx: true,
+        ..Include::default()
+    }
+}
+
+/// Waits (bounded) until `done` holds: the responder's worker runs on its own thread.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..5000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+fn is_busy(r: &Result<impl std::fmt::Debug, RequestError>, code: u16) -> bool {
+    matches!(r, Err(RequestError::Busy { code: c, .. }) if *c == code)
+}
+
+fn is_unavailable(r: &Result<impl std::fmt::Debug, RequestError>) -> bool {
+    matches!(
+        r,
+        Err(RequestError::Refused {
+            code: codes::UNAVAILABLE,
+            ..
+        })
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_evidence_request_on_a_connection_is_busy() {
+    let quoter = Arc::new(GatedQuoter::default());
+    let server = start(Limits::default(), Some(quoter.clone()));
+    let target = prober(&server).await;
+    let first = {
+        let target = target.clone();
+        tokio::spawn(async move { request_evidence(&target, &[1; 32], tdx()).await })
+    };
+    until("the first request quotes", || {
+        quoter.entered.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let second = request_evidence(&target, &[2; 32], tdx()).await;
+    assert!(is_busy(&second, codes::BUSY), "{second:?}");
+    quoter.open();
+    let first = first.await.unwrap();
+    assert!(is_unavailable(&first), "{first:?}");
+    assert_eq!(server.shed_counts().evidence_in_flight, 1);
+    // Once the first is answered the connection may ask again.
+    let third = request_evidence(&target, &[3; 32], tdx()).await;
+    assert!(is_unavailable(&third), "{third:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_evidence_queue_answers_busy_and_echoes_go_on() {
+    let quoter = Arc::new(GatedQuoter::default());
+    let limits = Limits {
+        evidence_concurrency: 1,
+        evidence_queue: 1,
+        ..Limits::default()
+    };
+    let server = start(limits, Some(quoter.clone()));
+    let mut asks = Vec::new();
+    let mut targets = Vec::new();
+    for i in 0..6u8 {
+        let target = prober(&server).await;
+        targets.push(target.clone());
+        asks.push(tokio::spawn(async move {
+            request_evidence(&target, &[i; 32], tdx()).await
+        }));
+    }
+    // One collection runs, one waits for its slot, one is queued: at least three are busy.
+    until("three requests are refused", || {
+        server.shed_counts().evidence_queue_full >= 3
+    })
+    .await;
+    // The echo path does not wait for evidence work.
+    let round = run_round(
+        &targets[0],
+        &RoundConfig {
+            rate_hz: 0.0,
+            count: 200,
+            window: 8,
+            timeout: Duration::from_secs(2),
+            keep_samples: false,
+            spin: Duration::ZERO,
+        },
+    )
+    .await;
+    assert_eq!(round.answered, 200, "{round:?}");
+    quoter.open();
+    let mut busy = 0;
+    for ask in asks {
+        let r = ask.await.unwrap();
+        if is_busy(&r, codes::BUSY) {
+            busy += 1;
+        } else {
+            assert!(is_unavailable(&r), "{r:?}");
+        }
+    }
+    let counts = server.shed_counts();
+    assert_eq!(busy, counts.evidence_queue_full);
+    assert!((3..=5).contains(&busy), "{counts:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_are_refused_and_counted() {
+    let server = start(
+        Limits {
+            max_connections: 2,
+            ..Limits::default()
+        },
+        None,
+    );
+    let _a = prober(&server).await;
+    let _b = prober(&server).await;
+    let refused = connect(
+        server.local_addr().unwrap(),
+        loopback(),
+        SpkiPolicy::Pinned(server.session_key().spki_der().to_vec()),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(refused.is_err());
+    assert_eq!(server.shed_counts().connections_over_cap, 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn requests_over_the_peer_rate_are_rate_limited() {
+    let server = start(
+        Limits {
+            requests_per_ip_per_sec: 1.0,
+            ..Limits::default()
+        },
+        None,
+    );
+    let target = prober(&server).await;
+    // A burst of twice the rate, then refused.
+    request_transcript(&target).await.unwrap();
+    request_transcript(&target).await.unwrap();
+    let third = request_transcript(&target).await;
+    assert!(is_busy(&third, codes::RATE_LIMITED), "{third:?}");
+    assert_eq!(server.shed_counts().requests_rate_limited, 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn anchors_are_deduplicated_and_capped() {
+    let server = start(
+        Limits {
+            max_anchors: 2,
+            ..Limits::default()
+        },
+        None,
+    );
+    let target = prober(&server).await;
+    let names = |n: &[&str]| Include {
+        anchors: n.iter().map(|s| s.to_string()).collect(),
+        ..Include::default()
+    };
+    let many = request_evidence(&target, &[1; 32], names(&["a", "b", "c"])).await;
+    assert!(
+        matches!(
+            many,
+            Err(RequestError::Refused {
+                code: codes::TOO_LARGE,
+                ..
+            })
+        ),
+        "{many:?}"
+    );
+    // Repeats count once: past the cap, refused only because this responder has no anchors.
+    let repeated = request_evidence(&target, &[2; 32], names(&["a", "a", "a", "a", "b"])).await;
+    assert!(is_unavailable(&repeated), "{repeated:?}");
+    assert_eq!(server.shed_counts().too_many_anchors, 1);
+    server.shutdown().await;
+}
+
+/// `[access] evidence = "pinned"`: a pinned prober's signed request is served; an unsigned one,
+/// one signed by an unknown key, and one signed on another connection (a replay) are refused
+/// with `unauthorized` and counted. Echo stays open to all.
+#[tokio::test]
+async fn pinned_access_serves_signed_requests_only() {
+    use locus_prober::identity::ProberIdentity;
+    use locus_prober::requests::{exchange_raw, sign_request};
+    use locus_proto::frame::{self, MessageKind, MAX_BODY_LEN};
+    use locus_proto::messages::{ErrorMessage, EvidenceRequest};
+    use locus_responder::access::EvidenceAccess;
+
+    let honest = Arc::new(ProberIdentity::from_seed([1; 32]));
+    let stranger = Arc::new(ProberIdentity::from_seed([2; 32]));
+    let server = Server::start(
+        ServerConfig {
+            access: EvidenceAccess::Pinned(vec![honest.public_key().to_bytes()]),
+            ..ServerConfig::new(loopback())
+        },
+        SessionKey::generate().unwrap(),
+        EvidenceSource::default(),
+    )
+    .unwrap();
+    let signed = prober(&server).await.with_signer(honest.clone());
+    let bundle = request_evidence(&signed, &[1; 32], Include::default())
+        .await
+        .unwrap();
+    assert_eq!(bundle.nonce, [1; 32]);
+
+    let unauthorized =
+        |r: &Result<_, RequestError>| matches!(r, Err(RequestError::Unauthorized { .. }));
+    let unsigned = prober(&server).await;
+    let r = request_evidence(&unsigned, &[2; 32], Include::default()).await;
+    assert!(unauthorized(&r), "{r:?}");
+    let unknown = prober(&server).await.with_signer(stranger);
+    let r = request_evidence(&unknown, &[3; 32], Include::default()).await;
+    assert!(unauthorized(&r), "{r:?}");
+
+    // Signed by the pinned key, but on the first connection, sent on another.
+    let req = EvidenceRequest {
+        nonce: vec![4; 32],
+        include: Include::default(),
+        issuer: None,
+        sealed: None,
+        auth: None,
+    };
+    let lifted = sign_request(&signed, honest.as_ref(), &req).unwrap();
+    let other = prober(&server).await;
+    let reply = exchange_raw(
+        &other,
+        &frame::encode(MessageKind::EvidenceRequest, &lifted),
+    )
+    .await
+    .unwrap();
+    let e: ErrorMessage = frame::decode(&reply, MessageKind::Error, MAX_BODY_LEN).unwrap();
+    assert_eq!(e.code, codes::UNAUTHORIZED, "{e:?}");
+    assert!(e.message.contains("does not verify"), "{e:?}");
+    // On its own connection the same signed request is served.
+    let reply = exchange_raw(
+        &signed,
+        &frame::encode(MessageKind::EvidenceRequest, &lifted),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply[1], MessageKind::EvidenceResponse as u8);
+
+    assert_eq!(server.shed_counts().unauthorized, 3);
+    let round = run_round(
+        &unsigned,
+        &RoundConfig {
+            rate_hz: 0.0,
+            count: 20,
+            window: 4,
+            timeout: Duration::from_secs(2),
+            keep_samples: false,
+            spin: Duration::ZERO,
+        },
+    )
+    .await;
+    assert_eq!(round.answered, 20, "echo is open to all");
+    server.shutdown().await;
+}
+
+/// A prober whose connection the responder closes for flooding echoes (a full window of
+/// challenges in flight, none to be answered) ends its round at once instead of waiting for
+/// room in the window forever.
+#[tokio::test]
+async fn a_round_ends_when_the_responder_closes_a_flooding_connection() {
+    let server = start(
+        Limits {
+            echo_per_ip_per_sec: Some(100.0),
+            ..Limits::default()
+        },
+        None,
+    );
+    let target = prober(&server).await;
+    let round = tokio::time::timeout(
+        Duration::from_secs(10),
+        run_round(
+            &target,
+            &RoundConfig {
+                rate_hz: 0.0,
+                count: 100_000,
+                window: 64,
+                timeout: Duration::from_secs(60),
+                keep_samples: false,
+                spin: Duration::ZERO,
+            },
+        ),
+    )
+    .await
+    .expect("the round hung on a closed connection");
+    assert!(target.conn.close_reason().is_some(), "not closed");
+    assert!(round.answered < 100, "answered {}", round.answered);
+    assert_eq!(server.shed_counts().echo_flood_closed, 1);
+    server.shutdown().await;
+}
+
+/// A small `locus bench overload` runs to the end and reports every key (timings are not
+/// asserted: this machine's load decides them); hostile evidence requests get no bundle under
+/// pinned access.
+#[test]
+fn bench_overload_small_instance_reports_its_keys() {
+    let out = bounded_output(
+        std::process::Command::new(env!("CARGO_BIN_EXE_locus")).args([
+            "bench",
+            "overload",
+            "--attack-connections",
+            "6",
+            "--phase-ms",
+            "400",
+            "--evidence-requests",
+            "2",
+            "--json",
+        ]),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "honest_echo_p50_us",
+        "honest_echo_p50_us_idle",
+        "honest_echo_ratio",
+        "honest_evidence_p99_ms_idle",
+        "responder_rss_mib_peak",
+        "echo_capacity_per_s",
+    ] {
+        let x = v[key].as_f64().unwrap_or_else(|| panic!("no {key} in {v}"));
+        assert!(x.is_finite() && x > 0.0, "{key} = {x} in {v}");
+    }
+    // Present even when every honest request under attack failed (then null).
+    assert!(v.get("honest_evidence_p99_ms").is_some(), "{v}");
+    assert_eq!(v["attack_connections"], 6, "{v}");
+    assert_eq!(v["attack_evidence_answered"], 0, "{v}");
+    assert!(v["attack_unauthorized"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["busy_answers"].as_u64().is_some(), "{v}");
+    assert_eq!(v["responder_alive"], true, "{v}");
+}
+
+/// Runs `cmd` to its end, killing it after two minutes (the bench bounds itself well within
+/// that; this catches a bench that does not).
+fn bounded_output(cmd: &mut std::process::Command) -> std::process::Output {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "hung: killed after 120 s; stderr:\n{}",
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::process::Output {
+        status,
+        stdout: std::fs::read(&out).unwrap(),
+        stderr: std::fs::read(&err).unwrap(),
+    }
+}
