@@ -143,7 +143,7 @@ pub struct ProberMetrics {
     pub landmark_rtt_seconds: Family<LandmarkLabels, FloatGauge>,
     /// Whether the last landmark round got an answer.
     pub landmark_success: Family<LandmarkLabels, Gauge>,
-    /// 1 per target (and landmark) for the IP its address last resolved to.
+    /// 1 per target for the IP its address last resolved to.
     pub resolved: Family<ResolvedLabels, Gauge>,
     pub store_errors: Counter,
     pub rounds_dropped: Counter,

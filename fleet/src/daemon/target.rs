@@ -170,7 +170,10 @@ pub(crate) async fn run(
                 let ipv4 = shared.endpoint.local_addr().map_or(true, |a| a.is_ipv4());
                 let connected = match spec.address.resolve(ipv4).await {
                     Ok(addr) => {
-                        resolved.set(&shared.metrics, &labels, addr);
+                        // Landmarks have no per-target series.
+                        if role == Role::Node {
+                            resolved.set(&shared.metrics, &labels, addr);
+                        }
                         Box::pin(connect_on(&shared.endpoint, addr, policy, connect_timeout))
                             .await
                             .map_err(|e| e.to_string())
