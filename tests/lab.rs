@@ -549,14 +549,18 @@ fn bad_scenarios_are_refused_with_the_line() {
     let tmp = tempfile::tempdir().unwrap();
     let bad = tmp.path().join("bad.toml");
     let text = short().replace("tpm_site = \"prg\"", "tpm_site = \"atlantis\"");
-    std::fs::write(&bad, &text).unwrap();
-    let run = locus()
-        .args(["lab", "--scenario"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    assert_eq!(run.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&run.stderr);
+    // The scenario refused: exit 2 and its stderr.
+    let refused = |text: &str| {
+        std::fs::write(&bad, text).unwrap();
+        let run = locus()
+            .args(["lab", "--scenario"])
+            .arg(&bad)
+            .output()
+            .unwrap();
+        assert_eq!(run.status.code(), Some(2));
+        String::from_utf8_lossy(&run.stderr).into_owned()
+    };
+    let stderr = refused(&text);
     let line = text.lines().position(|l| l.contains("tpm_site")).unwrap() + 1;
     assert!(
         stderr.contains(&format!("line {line}")) && stderr.contains("unknown site \"atlantis\""),
@@ -565,14 +569,7 @@ fn bad_scenarios_are_refused_with_the_line() {
     // Said once: the TOML error's message and excerpt are not repeated by its context.
     assert_eq!(stderr.matches("unknown site").count(), 1, "{stderr}");
     // A syntax error, too.
-    std::fs::write(&bad, "[settings\n").unwrap();
-    let run = locus()
-        .args(["lab", "--scenario"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    assert_eq!(run.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&run.stderr);
+    let stderr = refused("[settings\n");
     assert_eq!(stderr.matches("TOML parse error").count(), 1, "{stderr}");
     assert_eq!(stderr.matches("[settings").count(), 1, "{stderr}");
     let missing = locus()
