@@ -670,7 +670,7 @@ impl<F: FnMut(String) -> bool> TextChunks<F> {
     fn push_line(&mut self, line: &str) {
         self.out.push_str(line);
         self.out.push('\n');
-        // Per line, so a piece never outgrows a chunk by more than one line.
+        // Per line (one write may carry many), so a piece overshoots a chunk by one line at most.
         if self.out.len() >= CHUNK {
             self.hand_on();
         }
@@ -693,11 +693,6 @@ impl<F: FnMut(String) -> bool> std::fmt::Write for TextChunks<F> {
                 self.line.push_str(&rest[..i]);
                 self.end_line();
                 rest = &rest[i + 1..];
-                // One write may carry many lines: hand on by line, so a piece overshoots the
-                // chunk by one line at most.
-                if self.out.len() >= CHUNK {
-                    self.hand_on();
-                }
             }
             self.line.push_str(rest);
         } else {
