@@ -29,6 +29,9 @@ pub(crate) struct ExportArgs {
     /// `postgres://user:password@host:port/dbname` URL.
     #[arg(long, env = "LOCUS_DB", hide_env_values = true)]
     db: Database,
+    /// A file holding the PostgreSQL password, so that neither --db nor LOCUS_DB carries it.
+    #[arg(long, env = "LOCUS_DB_PASSWORD_FILE", value_name = "FILE")]
+    db_password_file: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "jsonl")]
     format: Format,
     /// Which table: per-round aggregates, raw samples, evidence requests, verdicts or landmark
@@ -51,24 +54,15 @@ pub(crate) struct ExportArgs {
     out: Option<PathBuf>,
 }
 
-/// RFC 3339 or Unix seconds (fractions kept, as `--at` always took them), as Unix ns.
+/// `--at`, `--since`, `--until` as clap parses them: RFC 3339 or Unix seconds (fractions
+/// kept), as Unix ns ([`locus_fleet::time::parse_time_ns`], the one time parser).
 pub(crate) fn parse_time_ns(s: &str) -> Result<i64, String> {
-    let fractional = s.contains('.') && s.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-    if fractional {
-        return match s.parse::<f64>() {
-            Ok(v) if v.is_finite() && v < 9.2e9 => Ok((v * 1e9) as i64),
-            _ => Err(format!("not RFC 3339 or Unix seconds: {s:?}")),
-        };
-    }
-    let secs = locus_fleet::time::parse_at(s).map_err(|e| e.to_string())?;
-    i64::try_from(secs)
-        .ok()
-        .and_then(|s| s.checked_mul(1_000_000_000))
-        .ok_or_else(|| format!("{s}: too far in the future"))
+    locus_fleet::time::parse_time_ns(s).map_err(|e| e.to_string())
 }
 
 pub(crate) fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
-    let store = crate::monitor::open_store(&args.db)?;
+    let db = crate::monitor::with_password(args.db, args.db_password_file.as_deref())?;
+    let store = crate::monitor::open_store(&db)?;
     let format = match args.format {
         Format::Jsonl => ExportFormat::Jsonl,
         Format::Csv => ExportFormat::Csv,

@@ -9,7 +9,7 @@
 //! `LOCUS_ALERTMANAGER`, `LOCUS_ALERTMANAGER_BEARER_TOKEN_FILE`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -35,6 +35,14 @@ pub(crate) fn open_store(db: &Database) -> anyhow::Result<Store> {
     })
 }
 
+/// `db` with the password of `file`, if any (`--db-password-file`, `db_password_file`).
+pub(crate) fn with_password(db: Database, file: Option<&Path>) -> anyhow::Result<Database> {
+    Ok(match file {
+        Some(f) => db.with_password_file(f)?,
+        None => db,
+    })
+}
+
 #[derive(Args)]
 pub(crate) struct MonitorArgs {
     /// The database the probers write (`db` in their config): an SQLite file or a
@@ -42,6 +50,10 @@ pub(crate) struct MonitorArgs {
     /// (a prober creates it), except with --once.
     #[arg(long, env = "LOCUS_DB", hide_env_values = true)]
     db: Database,
+    /// A file holding the PostgreSQL password, so that neither --db nor LOCUS_DB carries it
+    /// (overrides the config's `db_password_file`).
+    #[arg(long, env = "LOCUS_DB_PASSWORD_FILE", value_name = "FILE")]
+    db_password_file: Option<PathBuf>,
     /// The monitor's own view of the fleet (TOML, config/monitor.example.toml): sites, probers
     /// with their public keys, nodes with their claims. Only rows those probers signed are
     /// judged. Required unless --allow-unsigned.
@@ -176,6 +188,14 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         evidence,
         memory: Default::default(),
     };
+    let password_file = args
+        .db_password_file
+        .clone()
+        .or_else(|| match &judging.fleet {
+            Fleet::Configured(c) => c.db_password_file.clone(),
+            _ => None,
+        });
+    let db = with_password(args.db.clone(), password_file.as_deref())?;
     let bearer = match &args.alertmanager_bearer_token_file {
         Some(p) => Some(
             std::fs::read_to_string(p)
@@ -198,7 +218,7 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         )?),
     };
     if args.once {
-        let mut store = open_store(&args.db)?;
+        let mut store = open_store(&db)?;
         let now = args.at.unwrap_or_else(unix_now_ns);
         let sinks = Sinks {
             metrics: None,
@@ -226,7 +246,7 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         let stop = crate::responder_cmd::shutdown_signal();
         tokio::pin!(stop);
         // A monitor started next to probers that have not created the database yet waits.
-        if let Database::Sqlite(path) = &args.db {
+        if let Database::Sqlite(path) = &db {
             if !path.exists() {
                 info!(db = %path.display(), "waiting for a prober to create the database");
                 let appeared = async {
@@ -241,7 +261,6 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
             }
         }
         // The synchronous PostgreSQL client runs its own runtime: open it off this one.
-        let db = args.db.clone();
         let store = tokio::task::spawn_blocking(move || open_store(&db)).await??;
         announce(listener.local_addr()?);
         locus_fleet::monitor::serve(

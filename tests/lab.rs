@@ -487,13 +487,18 @@ fn poe_on_lab_data(out: &Path) {
 
 #[test]
 fn interrupted_lab_cleans_up() {
-    // Once while emulators are being set up, once while probing.
-    for extra_wait in [Duration::ZERO, Duration::from_secs(4)] {
-        interrupt_after(extra_wait);
+    use nix::sys::signal::Signal;
+    // Once while emulators are being set up (Ctrl-C), once while probing (SIGTERM, as from
+    // `kill` or systemd): both are an interrupt.
+    for (extra_wait, signal) in [
+        (Duration::ZERO, Signal::SIGINT),
+        (Duration::from_secs(4), Signal::SIGTERM),
+    ] {
+        interrupt_after(extra_wait, signal);
     }
 }
 
-fn interrupt_after(extra_wait: Duration) {
+fn interrupt_after(extra_wait: Duration, signal: nix::sys::signal::Signal) {
     let tmp = tempfile::tempdir().unwrap();
     let scenario = tmp.path().join("short.toml");
     std::fs::write(
@@ -522,15 +527,17 @@ fn interrupt_after(extra_wait: Duration) {
     );
     std::thread::sleep(extra_wait);
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    nix::sys::signal::kill(pid, signal).unwrap();
     let status = child.wait().unwrap();
-    assert!(
-        !status.success(),
-        "an interrupted lab must not report success"
-    );
+    // README: an interrupted run exits 2, like any run that could not complete.
+    assert_eq!(status.code(), Some(2), "{signal}: {status}");
     let mut stderr = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert_eq!(
+        stderr.matches("interrupted").count(),
+        1,
+        "{signal}: {stderr}"
+    );
     assert!(
         swtpms_under(tmp.path()).is_empty(),
         "swtpm left running after an interrupt"
@@ -542,19 +549,29 @@ fn bad_scenarios_are_refused_with_the_line() {
     let tmp = tempfile::tempdir().unwrap();
     let bad = tmp.path().join("bad.toml");
     let text = short().replace("tpm_site = \"prg\"", "tpm_site = \"atlantis\"");
-    std::fs::write(&bad, &text).unwrap();
-    let run = locus()
-        .args(["lab", "--scenario"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    assert_eq!(run.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&run.stderr);
+    // The scenario refused: exit 2 and its stderr.
+    let refused = |text: &str| {
+        std::fs::write(&bad, text).unwrap();
+        let run = locus()
+            .args(["lab", "--scenario"])
+            .arg(&bad)
+            .output()
+            .unwrap();
+        assert_eq!(run.status.code(), Some(2));
+        String::from_utf8_lossy(&run.stderr).into_owned()
+    };
+    let stderr = refused(&text);
     let line = text.lines().position(|l| l.contains("tpm_site")).unwrap() + 1;
     assert!(
         stderr.contains(&format!("line {line}")) && stderr.contains("unknown site \"atlantis\""),
         "{stderr}"
     );
+    // Said once: the TOML error's message and excerpt are not repeated by its context.
+    assert_eq!(stderr.matches("unknown site").count(), 1, "{stderr}");
+    // A syntax error, too.
+    let stderr = refused("[settings\n");
+    assert_eq!(stderr.matches("TOML parse error").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("[settings").count(), 1, "{stderr}");
     let missing = locus()
         .args(["lab", "--scenario", "/nonexistent/x.toml"])
         .output()

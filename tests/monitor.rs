@@ -435,6 +435,93 @@ fn cli_names_postgres_problems_clearly() {
     }
 }
 
+/// A PostgreSQL password read from a file (`--db-password-file`, `LOCUS_DB_PASSWORD_FILE`,
+/// the monitor config's `db_password_file`): the URL and the command line carry none, and a
+/// wrong one is named without being shown.
+#[test]
+fn postgres_password_from_a_file() {
+    let server = pg_server::shared().unwrap();
+    let url = server.fresh_database().unwrap();
+    Store::connect(&Database::Postgres(url.clone()), Duration::from_secs(5)).unwrap();
+    let bare = url.replacen(
+        &format!("{}:{}@", pg_server::USER, pg_server::PASSWORD),
+        &format!("{}@", pg_server::USER),
+        1,
+    );
+    assert!(!bare.contains(pg_server::PASSWORD), "{bare}");
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("db.password");
+    std::fs::write(&pw, format!("{}\n", pg_server::PASSWORD)).unwrap();
+
+    let flag = locus()
+        .args(["export", "--db", &bare, "--db-password-file"])
+        .arg(&pw)
+        .output()
+        .unwrap();
+    assert!(
+        flag.status.success(),
+        "{}",
+        String::from_utf8_lossy(&flag.stderr)
+    );
+    let env = locus()
+        .arg("export")
+        .env("LOCUS_DB", &bare)
+        .env("LOCUS_DB_PASSWORD_FILE", &pw)
+        .output()
+        .unwrap();
+    assert!(
+        env.status.success(),
+        "{}",
+        String::from_utf8_lossy(&env.stderr)
+    );
+    // Without it the server refuses.
+    let none = locus().args(["export", "--db", &bare]).output().unwrap();
+    assert_eq!(none.status.code(), Some(2));
+
+    // The monitor's config names the file, relative to itself.
+    let config = fill_config(dir.path(), None);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("db_password_file = \"db.password\"\n{text}"),
+    )
+    .unwrap();
+    let out = locus()
+        .args([
+            "monitor",
+            "--once",
+            "--timing-only",
+            "--db",
+            &bare,
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    // No rows: nothing located (exit 1), but connected and judged.
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no node has rounds"));
+
+    std::fs::write(&pw, "hunter2\n").unwrap();
+    let wrong = locus()
+        .args(["export", "--db", &bare, "--db-password-file"])
+        .arg(&pw)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert_eq!(wrong.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("password authentication failed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
 struct Proc(Child);
 
 impl Drop for Proc {
@@ -1066,12 +1153,13 @@ fn relocation_alert_reaches_a_real_alertmanager() {
     assert_eq!(store.latest_verdict("moved").unwrap(), None);
     drop(store);
 
-    let out = monitor(&[
-        "--alertmanager",
-        &am_url,
-        "--external-url",
-        "http://monitor.example:19465/",
-    ]);
+    // The Alertmanager from the environment, as a unit file would give it.
+    let out = monitor_on(&db, &config)
+        .args(["--once", "--at", &now_s.to_string()])
+        .args(["--external-url", "http://monitor.example:19465/"])
+        .env("LOCUS_ALERTMANAGER", &am_url)
+        .output()
+        .unwrap();
     assert_eq!(
         out.status.code(),
         Some(1),

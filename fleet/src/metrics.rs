@@ -37,6 +37,14 @@ pub struct TargetLabels {
     pub claim: Arc<str>,
 }
 
+/// Labels of `locus_target_resolved_info`: the target's and the IP its address resolved to.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResolvedLabels {
+    #[prometheus(flatten)]
+    pub target: TargetLabels,
+    pub ip: String,
+}
+
 /// Labels of per-landmark series.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LandmarkLabels {
@@ -136,6 +144,8 @@ pub struct ProberMetrics {
     pub landmark_rtt_seconds: Family<LandmarkLabels, FloatGauge>,
     /// Whether the last landmark round got an answer.
     pub landmark_success: Family<LandmarkLabels, Gauge>,
+    /// 1 per target for the IP its address last resolved to.
+    pub resolved: Family<ResolvedLabels, Gauge>,
     pub store_errors: Counter,
     pub rounds_dropped: Counter,
     pub targets: Gauge,
@@ -177,6 +187,7 @@ impl ProberMetrics {
             evidence_last_success: Family::default(),
             landmark_rtt_seconds: Family::default(),
             landmark_success: Family::default(),
+            resolved: Family::default(),
             store_errors: Counter::default(),
             rounds_dropped: Counter::default(),
             targets: Gauge::default(),
@@ -260,6 +271,11 @@ impl ProberMetrics {
             "locus_landmark_probe_success",
             "Whether the last round against a landmark got at least one answer (1) or not (0)",
             m.landmark_success.clone(),
+        );
+        r.register(
+            "locus_target_resolved_info",
+            "1 for the IP address a target's configured address last resolved to (its ip label)",
+            m.resolved.clone(),
         );
         r.register(
             "locus_store_errors",
@@ -655,7 +671,7 @@ impl<F: FnMut(String) -> bool> TextChunks<F> {
     fn push_line(&mut self, line: &str) {
         self.out.push_str(line);
         self.out.push('\n');
-        // Per line, so a piece never outgrows a chunk by more than one line.
+        // Per line (one write may carry many), so a piece overshoots a chunk by one line at most.
         if self.out.len() >= CHUNK {
             self.hand_on();
         }
@@ -754,7 +770,11 @@ mod tests {
             true
         });
         assert!(pieces.len() > 1, "{} pieces", pieces.len());
-        assert!(pieces.iter().all(|p| p.len() < CHUNK + 4096));
+        assert!(
+            pieces.iter().all(|p| p.len() < CHUNK + 4096),
+            "{:?}",
+            pieces.iter().map(String::len).collect::<Vec<_>>()
+        );
         assert_eq!(pieces.concat(), encode_prometheus(&r));
         let mut calls = 0;
         encode_in_chunks(&r, true, |_| {

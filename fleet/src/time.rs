@@ -50,85 +50,83 @@ pub fn unix_now() -> Result<u64, TimeError> {
 }
 
 /// Unix seconds from `123456789` or `2025-07-19T10:00:34Z` (offsets `±HH:MM`, fractions
-/// of a second truncated).
+/// of a second truncated): [`parse_time_ns`] in whole seconds.
 pub fn parse_at(s: &str) -> Result<u64, TimeError> {
-    let malformed = || TimeError::Malformed {
+    let ns = parse_time_ns(s)?;
+    // parse_time_ns refuses times before 1970.
+    Ok(ns.unsigned_abs() / 1_000_000_000)
+}
+
+/// The one parser of every time the CLI takes (`--at`, `--since`, `--until`): Unix seconds
+/// (`1752919234`, fractions kept: `1752919234.5`) or RFC 3339 (`2025-07-19T10:00:34Z`,
+/// `2025-07-19T12:00:34.5+02:00`), as Unix nanoseconds. Times before 1970 and after 2262
+/// (where i64 nanoseconds end) are [`TimeError::OutOfRange`].
+pub fn parse_time_ns(s: &str) -> Result<i64, TimeError> {
+    let out_of_range = || TimeError::OutOfRange {
         input: s.to_owned(),
     };
-    if s.bytes().all(|b| b.is_ascii_digit()) {
-        return s.parse().map_err(|_| {
-            if s.is_empty() {
-                malformed()
-            } else {
-                TimeError::OutOfRange {
-                    input: s.to_owned(),
+    let ns = if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        unix_seconds_ns(s)?
+    } else {
+        use time::error::{Parse, ParseFromDescription};
+        let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| match e {
+                // A month 13 or a February 30th: the form was right, a field is not.
+                Parse::TryFromParsed(_)
+                | Parse::ParseFromDescription(ParseFromDescription::InvalidComponent(_))
+                    if rfc3339_shaped(s) =>
+                {
+                    TimeError::FieldOutOfRange {
+                        input: s.to_owned(),
+                    }
                 }
-            }
-        });
-    }
-    let b = s.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Result<i64, TimeError> {
-        let part = s.get(r).ok_or_else(malformed)?;
-        if part.is_empty() || !part.bytes().all(|c| c.is_ascii_digit()) {
-            return Err(malformed());
-        }
-        part.parse().map_err(|_| malformed())
+                _ => TimeError::Malformed {
+                    input: s.to_owned(),
+                },
+            })?;
+        i64::try_from(t.unix_timestamp_nanos()).map_err(|_| out_of_range())?
     };
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return Err(malformed());
+    if ns < 0 {
+        return Err(out_of_range());
     }
-    if b[13] != b':' || b[16] != b':' {
-        return Err(malformed());
-    }
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return Err(TimeError::FieldOutOfRange {
+    Ok(ns)
+}
+
+/// `DDDD-DD-DDTDD:DD:DD` at the start: what the parser refused is a field's value, not the form.
+fn rfc3339_shaped(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 19
+        && b[..19].iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => matches!(c, b'T' | b't'),
+            13 | 16 => *c == b':',
+            _ => c.is_ascii_digit(),
+        })
+}
+
+/// `SECONDS[.FRACTION]` (ASCII digits and dots only) as nanoseconds.
+fn unix_seconds_ns(s: &str) -> Result<i64, TimeError> {
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    if whole.is_empty() || (s.contains('.') && frac.is_empty()) || frac.contains('.') {
+        return Err(TimeError::Malformed {
             input: s.to_owned(),
         });
     }
-    let mut rest = &s[19..];
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(malformed());
-        }
-        rest = &frac[digits..];
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        _ if rest.len() == 6
-            && rest.is_ascii()
-            && matches!(&rest[..1], "+" | "-")
-            && &rest[3..4] == ":" =>
-        {
-            let oh: i64 = rest[1..3].parse().map_err(|_| malformed())?;
-            let om: i64 = rest[4..6].parse().map_err(|_| malformed())?;
-            let sign = if rest.starts_with('-') { -1 } else { 1 };
-            sign * (oh * 3600 + om * 60)
-        }
-        _ => return Err(malformed()),
-    };
-    let unix = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset;
-    u64::try_from(unix).map_err(|_| TimeError::OutOfRange {
-        input: s.to_owned(),
-    })
-}
-
-/// Howard Hinnant's civil-to-days algorithm (proleptic Gregorian).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    // Nanoseconds from at most nine fraction digits; further ones are below resolution.
+    let digits: String = frac.chars().take(9).collect();
+    let frac_ns = format!("{digits:0<9}").parse::<i64>().unwrap_or(0);
+    whole
+        .parse::<i64>()
+        .ok()
+        .and_then(|secs| secs.checked_mul(1_000_000_000)?.checked_add(frac_ns))
+        .ok_or_else(|| TimeError::OutOfRange {
+            input: s.to_owned(),
+        })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_at, rfc3339, TimeError};
+    use super::{parse_at, parse_time_ns, rfc3339, TimeError};
 
     #[test]
     fn rfc3339_known_dates() {
@@ -148,6 +146,38 @@ mod tests {
         );
         assert_eq!(parse_at("2000-02-29T00:00:00Z").unwrap(), 951_782_400);
         assert_eq!(parse_at("1970-01-01T00:00:00Z").unwrap(), 0);
+    }
+
+    #[test]
+    fn nanoseconds_keep_fractions() {
+        assert_eq!(
+            parse_time_ns("1752919234").unwrap(),
+            1_752_919_234_000_000_000
+        );
+        assert_eq!(
+            parse_time_ns("1752919234.25").unwrap(),
+            1_752_919_234_250_000_000
+        );
+        assert_eq!(
+            parse_time_ns("2025-07-19T12:00:34.25+02:00").unwrap(),
+            1_752_919_234_250_000_000
+        );
+        assert_eq!(parse_time_ns("0.0000000019").unwrap(), 1);
+        // Past i64 nanoseconds (year 2262).
+        assert!(matches!(
+            parse_time_ns("9300000000"),
+            Err(TimeError::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            parse_time_ns("3000-01-01T00:00:00Z"),
+            Err(TimeError::OutOfRange { .. })
+        ));
+        for s in [".", "1.", ".5", "1.2.3"] {
+            assert!(
+                matches!(parse_time_ns(s), Err(TimeError::Malformed { .. })),
+                "{s}"
+            );
+        }
     }
 
     #[test]

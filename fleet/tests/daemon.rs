@@ -384,6 +384,48 @@ async fn responder_restart_is_a_new_key_not_a_lost_target() {
     assert_eq!(keys.len(), 2, "{keys:?}");
 }
 
+/// A target by host name (`localhost:PORT`, loopback only): resolved at connect, probed, and
+/// the IP it resolved to exported in `locus_target_resolved_info`; gone with the target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_by_host_name_is_resolved_and_its_ip_exported() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("prober.toml");
+    let r = responder().await;
+    let a = r.local_addr().unwrap();
+    let by_name = format!("localhost:{}", a.port());
+    let text = config(&[("n1", a)], "").replace(&a.to_string(), &by_name);
+    assert!(text.contains(&format!("address = \"{by_name}\"")), "{text}");
+    std::fs::write(&cfg_path, text).unwrap();
+    let d = daemon::start(cfg_path.clone()).await.unwrap();
+    let http = d.http_addr();
+    let text = wait_metrics(http, "a round of n1 by name", |t| {
+        metric(t, "locus_rounds_total", "target=\"n1\"").is_some_and(|v| v >= 1.0)
+    })
+    .await;
+    assert_eq!(
+        metric(&text, "locus_probe_success", "target=\"n1\""),
+        Some(1.0),
+        "{text}"
+    );
+    // The configured address stays the label; the resolved IP is its own.
+    let info = format!("address=\"{by_name}\",claim=\"ams\",ip=\"127.0.0.1\"");
+    assert_eq!(
+        metric(&text, "locus_target_resolved_info", &info),
+        Some(1.0),
+        "{text}"
+    );
+    promtool_check(&text, dir.path());
+    // Without the target its series goes.
+    std::fs::write(&cfg_path, config(&[], "")).unwrap();
+    assert_eq!(http_async(http, "POST", "/-/reload").await.0, 200);
+    wait_metrics(http, "the resolved series gone", |t| {
+        !t.contains("locus_target_resolved_info{")
+    })
+    .await;
+    d.shutdown().await.unwrap();
+    r.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locked_database_loses_no_round() {
     let dir = tempfile::tempdir().unwrap();

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::address::TargetAddress;
 use crate::store::Database;
 
 /// A named place with coordinates; the monitor needs the prober's and the claimed sites.
@@ -24,7 +25,8 @@ pub struct SiteConfig {
 pub struct TargetConfig {
     /// Unique name of the node (the `target` label, the monitor's node name).
     pub name: String,
-    pub address: SocketAddr,
+    /// `host:port`; a host name is resolved at every connect.
+    pub address: TargetAddress,
     /// The site the operator claims the node runs at.
     pub claim: String,
     /// Pinned session key (SPKI DER); None: learned on each connection and reported.
@@ -39,7 +41,7 @@ pub struct LandmarkConfig {
     pub name: String,
     /// Where it runs: one of `sites`.
     pub site: String,
-    pub address: SocketAddr,
+    pub address: TargetAddress,
     /// Pinned session key (SPKI DER); None: learned on each connection.
     pub spki: Option<Vec<u8>>,
 }
@@ -90,7 +92,7 @@ pub struct Config {
     /// HTTP address of `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`.
     pub listen: SocketAddr,
     /// SQLite file (relative paths are relative to the config file's directory) or
-    /// PostgreSQL URL (`postgres://...`).
+    /// PostgreSQL URL (`postgres://...`), with the password of `db_password_file` if given.
     pub db: Database,
     /// How long a write waits for another writer's lock before it fails (and is retried
     /// with the next round); for PostgreSQL also the connection timeout.
@@ -146,6 +148,8 @@ pub enum ConfigError {
         target: String,
         source: hex::FromHexError,
     },
+    #[error("db_password_file: {0}")]
+    DbPassword(#[from] crate::store::PasswordFileError),
 }
 
 #[derive(Deserialize)]
@@ -155,6 +159,9 @@ struct RawConfig {
     #[serde(default = "default_listen")]
     listen: SocketAddr,
     db: String,
+    /// A file holding the PostgreSQL password (relative to the config file's directory).
+    #[serde(default)]
+    db_password_file: Option<PathBuf>,
     #[serde(default = "default_busy_ms")]
     db_busy_timeout_ms: u64,
     #[serde(default = "default_max_pending")]
@@ -179,7 +186,7 @@ struct RawConfig {
 struct RawLandmark {
     name: String,
     site: String,
-    address: SocketAddr,
+    address: TargetAddress,
     #[serde(default)]
     spki: Option<String>,
 }
@@ -239,7 +246,7 @@ impl Default for RawRetention {
 #[serde(deny_unknown_fields)]
 struct RawTarget {
     name: String,
-    address: SocketAddr,
+    address: TargetAddress,
     claim: String,
     #[serde(default)]
     spki: Option<String>,
@@ -425,7 +432,10 @@ impl Config {
                 spki,
             });
         }
-        let db = Database::parse(&raw.db, base);
+        let mut db = Database::parse(&raw.db, base);
+        if let Some(f) = &raw.db_password_file {
+            db = db.with_password_file(&base.join(f))?;
+        }
         Ok(Config {
             key_file: raw.prober.key_file.map(|k| base.join(k)),
             prober_id: raw.prober.id,
@@ -475,6 +485,29 @@ name = "n1"
 address = "127.0.0.1:4433"
 claim = "ams"
 "#;
+
+    #[test]
+    fn db_password_file_relative_to_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pg.pw"), "s3cret\n").unwrap();
+        let text = MINIMAL.replace(
+            "db = \"x.db\"",
+            "db = \"postgres://locus@db.internal/fleet\"\ndb_password_file = \"pg.pw\"",
+        );
+        let c = Config::from_toml_str(&text, dir.path()).unwrap();
+        assert_eq!(
+            c.db,
+            Database::Postgres("postgres://locus@db.internal/fleet?password=s3cret".into())
+        );
+        // With an SQLite file the password file is a mistake, said with its key.
+        let sqlite = MINIMAL.replace(
+            "db = \"x.db\"",
+            "db = \"x.db\"\ndb_password_file = \"pg.pw\"",
+        );
+        let e = Config::from_toml_str(&sqlite, dir.path()).unwrap_err();
+        assert!(matches!(e, ConfigError::DbPassword(_)), "{e}");
+        assert!(e.to_string().starts_with("db_password_file: "), "{e}");
+    }
 
     #[test]
     fn defaults_and_relative_db() {

@@ -2,6 +2,7 @@
 //! own task, stores rounds in SQLite, serves metrics and health endpoints, reloads its target
 //! list on request without losing the state of unchanged targets, and stops cleanly.
 
+pub mod address;
 mod clock;
 pub mod config;
 pub mod http;
@@ -160,7 +161,7 @@ fn probed(config: &Config) -> Vec<(Role, TargetConfig)> {
             Role::Landmark,
             TargetConfig {
                 name: l.name.clone(),
-                address: l.address,
+                address: l.address.clone(),
                 claim: l.site.clone(),
                 spki: l.spki.clone(),
             },

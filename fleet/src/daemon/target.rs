@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use locus_prober::identity::ProberIdentity;
 use locus_proto::messages::Include;
 use locus_proto::{Nonce, NONCE_LEN};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use rand::{Rng, RngCore};
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
@@ -15,7 +17,7 @@ use tracing::{debug, error, info, warn};
 use super::clock::WallClock;
 use super::config::{ProbeSettings, TargetConfig};
 use super::writer::{KeySeen, Write};
-use crate::metrics::{LandmarkLabels, ProberMetrics, TargetLabels};
+use crate::metrics::{LandmarkLabels, ProberMetrics, ResolvedLabels, TargetLabels};
 use crate::store::{EvidenceRecord, LandmarkRoundRecord, RoundRecord, SampleRecord, Store};
 use locus_prober::requests::request_evidence_sealed_timed;
 use locus_prober::{connect_on, run_round_from, RoundConfig, RoundReport, SpkiPolicy, Target};
@@ -81,6 +83,38 @@ pub(crate) fn landmark_labels(prober: &str, t: &TargetConfig) -> LandmarkLabels 
     }
 }
 
+/// The address a target's name last resolved to, exported as
+/// `locus_target_resolved_info{..., ip}`; the series goes when the target stops.
+#[derive(Default)]
+struct Resolved(Option<(Family<ResolvedLabels, Gauge>, ResolvedLabels)>);
+
+impl Resolved {
+    fn set(&mut self, m: &ProberMetrics, target: &TargetLabels, addr: std::net::SocketAddr) {
+        let l = ResolvedLabels {
+            target: target.clone(),
+            ip: addr.ip().to_string(),
+        };
+        if self.0.as_ref().is_some_and(|(_, old)| *old == l) {
+            return;
+        }
+        self.clear();
+        m.resolved.get_or_create(&l).set(1);
+        self.0 = Some((m.resolved.clone(), l));
+    }
+
+    fn clear(&mut self) {
+        if let Some((family, l)) = self.0.take() {
+            family.remove(&l);
+        }
+    }
+}
+
+impl Drop for Resolved {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
 pub(crate) fn labels(prober: &str, t: &TargetConfig) -> TargetLabels {
     TargetLabels {
         prober: prober.into(),
@@ -111,6 +145,7 @@ pub(crate) async fn run(
     let mut last_spki: Option<Vec<u8>> = None;
     let mut next_evidence = Instant::now();
     let mut evidence_task = EvidenceTask(None);
+    let mut resolved = Resolved::default();
     let interval = Duration::from_secs_f64(1.0 / settings.rate_hz);
     let round_cfg = RoundConfig {
         rate_hz: settings.rate_hz,
@@ -131,9 +166,22 @@ pub(crate) async fn run(
             c = async {
                 // Closed only when the daemon is dropped; then give up like a stop.
                 let _permit = shared.handshakes.acquire().await.ok()?;
-                Some((shared.unix_now_ns(), Instant::now(),
-                    Box::pin(connect_on(&shared.endpoint, spec.address, policy, connect_timeout))
-                        .await))
+                let (started, t0) = (shared.unix_now_ns(), Instant::now());
+                // Resolved at every connect: a reconnect follows a changed DNS record.
+                let ipv4 = shared.endpoint.local_addr().map_or(true, |a| a.is_ipv4());
+                let connected = match spec.address.resolve(ipv4).await {
+                    Ok(addr) => {
+                        // Landmarks have no per-target series.
+                        if role == Role::Node {
+                            resolved.set(&shared.metrics, &labels, addr);
+                        }
+                        Box::pin(connect_on(&shared.endpoint, addr, policy, connect_timeout))
+                            .await
+                            .map_err(|e| e.to_string())
+                    }
+                    Err(e) => Err(format!("resolving {}: {e}", spec.address)),
+                };
+                Some((started, t0, connected))
             } => c,
             _ = stopped(&mut stop) => break,
         };
@@ -152,14 +200,13 @@ pub(crate) async fn run(
                 match &landmark {
                     None => {
                         shared.metrics.probe_success.get_or_create(&labels).set(0);
-                        let rec =
-                            failed_round(&shared.prober_id, &spec, started, t0, e.to_string());
+                        let rec = failed_round(&shared.prober_id, &spec, started, t0, e.clone());
                         store_round(&shared, rec, Vec::new());
                     }
                     Some(l) => {
                         shared.metrics.landmark_success.get_or_create(l).set(0);
                         let rec = LandmarkRoundRecord {
-                            error: Some(e.to_string()),
+                            error: Some(e.clone()),
                             ..landmark_record(&shared.prober_id, &spec, None, started, None)
                         };
                         Box::pin(store_landmark_round(&shared, rec)).await;

@@ -26,6 +26,9 @@ pub struct MonitorConfig {
     pub trust: Trust,
     /// Rows of probers without a key are judged (and without any prober, every row).
     pub allow_unsigned: bool,
+    /// A file holding the PostgreSQL password for `--db` (relative to the config file's
+    /// directory when loaded from a file).
+    pub db_password_file: Option<PathBuf>,
 }
 
 /// Why a monitor configuration was rejected.
@@ -76,6 +79,8 @@ struct Raw {
     #[serde(default)]
     allow_unsigned: bool,
     #[serde(default)]
+    db_password_file: Option<PathBuf>,
+    #[serde(default)]
     sites: Vec<RawSite>,
     #[serde(default)]
     probers: Vec<RawProber>,
@@ -125,13 +130,16 @@ impl MonitorConfig {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_toml_str(&text, allow_unsigned).map_err(|e| match e {
+        let mut c = Self::from_toml_str(&text, allow_unsigned).map_err(|e| match e {
             MonitorConfigError::Parse { source, .. } => MonitorConfigError::Parse {
                 path: path.to_owned(),
                 source,
             },
             e => e,
-        })
+        })?;
+        let dir = path.parent().unwrap_or(Path::new(""));
+        c.db_password_file = c.db_password_file.map(|f| dir.join(f));
+        Ok(c)
     }
 
     /// Parses and validates TOML (`allow_unsigned` as for [`MonitorConfig::load`]).
@@ -247,6 +255,7 @@ impl MonitorConfig {
             claims,
             trust: Trust::new(keys, raw.allow_unsigned),
             allow_unsigned: raw.allow_unsigned,
+            db_password_file: raw.db_password_file,
         })
     }
 }

@@ -27,6 +27,82 @@ impl Database {
     }
 }
 
+/// Why a database password file could not be used (`db_password_file`,
+/// `--db-password-file`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PasswordFileError {
+    #[error("reading the database password file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file holds nothing but line ends.
+    #[error("the database password file {path} is empty")]
+    Empty { path: PathBuf },
+    /// SQLite has no password; the file is a mistake (a wrong `db`?).
+    #[error(
+        "a database password file ({path}) applies to PostgreSQL only, not the SQLite file {db}"
+    )]
+    NotPostgres { path: PathBuf, db: PathBuf },
+    /// The URL names a password too: keep it in one place, the file.
+    #[error(
+        "{url} already holds a password: with a password file ({path}), leave it out of the URL"
+    )]
+    TwoPasswords { path: PathBuf, url: String },
+}
+
+impl Database {
+    /// This PostgreSQL database with the password read from `path` (a trailing line end is not
+    /// part of it), so that no password needs to be in a config file's URL or on a command
+    /// line. It travels as the URL's `password=` parameter, which is never shown.
+    pub fn with_password_file(self, path: &Path) -> Result<Self, PasswordFileError> {
+        let url = match self {
+            Database::Postgres(url) => url,
+            Database::Sqlite(db) => {
+                return Err(PasswordFileError::NotPostgres {
+                    path: path.to_owned(),
+                    db,
+                })
+            }
+        };
+        if redact(&url) != url {
+            return Err(PasswordFileError::TwoPasswords {
+                path: path.to_owned(),
+                url: redact(&url),
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| PasswordFileError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let password = text.trim_end_matches(['\r', '\n']);
+        if password.is_empty() {
+            return Err(PasswordFileError::Empty {
+                path: path.to_owned(),
+            });
+        }
+        let sep = if url.contains('?') { '&' } else { '?' };
+        Ok(Database::Postgres(format!(
+            "{url}{sep}password={}",
+            percent_encode(password)
+        )))
+    }
+}
+
+/// Every byte but RFC 3986's unreserved ones as `%XX`, as a URL query value.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 impl FromStr for Database {
     type Err = std::convert::Infallible;
 
@@ -98,6 +174,45 @@ pub(crate) fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn password_file_goes_into_the_url_hidden() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "p@ss w&rd=%\n").unwrap();
+        let db = Database::Postgres("postgres://locus@db.internal/fleet".into())
+            .with_password_file(&file)
+            .unwrap();
+        assert_eq!(
+            db,
+            Database::Postgres(
+                "postgres://locus@db.internal/fleet?password=p%40ss%20w%26rd%3D%25".into()
+            )
+        );
+        assert!(!db.to_string().contains("%40"), "{db}");
+        assert!(!format!("{db:?}").contains("%40"), "{db:?}");
+        let db = Database::Postgres("postgres://locus@h/f?sslmode=disable".into())
+            .with_password_file(&file)
+            .unwrap();
+        assert!(
+            db.to_string().ends_with("?sslmode=disable&password=***"),
+            "{db}"
+        );
+
+        let twice = Database::Postgres("postgres://locus:old@h/f".into()).with_password_file(&file);
+        assert!(
+            matches!(&twice, Err(PasswordFileError::TwoPasswords { url, .. }) if !url.contains("old")),
+            "{twice:?}"
+        );
+        let sqlite = Database::Sqlite("x.db".into()).with_password_file(&file);
+        assert!(matches!(sqlite, Err(PasswordFileError::NotPostgres { .. })));
+        std::fs::write(&file, "\n").unwrap();
+        let empty = Database::Postgres("postgres://h/f".into()).with_password_file(&file);
+        assert!(matches!(empty, Err(PasswordFileError::Empty { .. })));
+        let missing = Database::Postgres("postgres://h/f".into())
+            .with_password_file(&dir.path().join("none"));
+        assert!(matches!(missing, Err(PasswordFileError::Read { .. })));
+    }
 
     #[test]
     fn urls_and_paths() {

@@ -24,7 +24,7 @@ use self::sqlite::Lite;
 use self::value::{params, Param, Row};
 
 pub use export::{export, export_filtered, ExportFilter, ExportFormat, ExportTable};
-pub use location::Database;
+pub use location::{Database, PasswordFileError};
 pub use schema::SCHEMA_VERSION;
 
 /// A storage failure.
