@@ -572,12 +572,9 @@ fn a_vtpm_part_without_signed_timings_fails_vtpm_chain() {
 fn a_slow_signed_chain_fails_its_bound() {
     let l = lab();
     let mut policy = l.policy.clone();
-    // The fastest signed quote: the main one or a link.
-    let t = &l.bundle.timings;
-    let fastest = t
-        .tpm_chain_ns
-        .iter()
-        .fold(t.tpm_quote_ns.unwrap(), |a, b| a.min(*b));
+    // The fastest chain link: the main quote does not count (its qualifying data is known to
+    // the vTPM transport, which could have it signed ahead of time).
+    let fastest = *l.bundle.timings.tpm_chain_ns.iter().min().unwrap();
     policy.max_tpm_chain_rtt_ns = Some(fastest - 1);
     let r = evidence::verify_bundle(&l.bundle, &policy, &l.inputs());
     assert!(matches!(
