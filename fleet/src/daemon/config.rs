@@ -1,7 +1,7 @@
 //! Daemon configuration (`locus prober --config FILE`): TOML with unknown keys rejected,
 //! validated once into typed values (durations, addresses, SPKI bytes).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -31,6 +31,8 @@ pub struct TargetConfig {
     pub claim: String,
     /// Pinned session key (SPKI DER); None: learned on each connection and reported.
     pub spki: Option<Vec<u8>>,
+    /// The probe module (`[modules.NAME]`) whose settings override `[probe]` for this target.
+    pub module: Option<String>,
 }
 
 /// A landmark: a responder at a known site the operator trusts (best: a reference node in the
@@ -103,6 +105,9 @@ pub struct Config {
     /// Local address probes are sent from.
     pub bind: SocketAddr,
     pub probe: ProbeSettings,
+    /// Named probe modules (`[modules.NAME]`): `[probe]` with some keys overridden, chosen per
+    /// target with `module = "NAME"` (like blackbox_exporter's modules).
+    pub modules: BTreeMap<String, ProbeSettings>,
     /// Upper bounds of `locus_rtt_seconds`, seconds, ascending (`[probe] rtt_buckets`).
     pub rtt_buckets: Vec<f64>,
     pub retention: Retention,
@@ -150,6 +155,13 @@ pub enum ConfigError {
     },
     #[error("db_password_file: {0}")]
     DbPassword(#[from] crate::store::PasswordFileError),
+    #[error("target {target:?} names module {module:?}, which is not in [modules]")]
+    UnknownModule { target: String, module: String },
+    #[error("[modules.{module}] {source}")]
+    Module {
+        module: String,
+        source: Box<ConfigError>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -170,6 +182,8 @@ struct RawConfig {
     bind: SocketAddr,
     #[serde(default)]
     probe: RawProbe,
+    #[serde(default)]
+    modules: BTreeMap<String, RawModule>,
     #[serde(default)]
     retention: RawRetention,
     #[serde(default)]
@@ -214,6 +228,88 @@ struct RawProbe {
     rtt_buckets: Option<Vec<f64>>,
 }
 
+/// A probe module: any `[probe]` key but `round_s` and `rtt_buckets` (one round length and one
+/// histogram layout per daemon: the writer batches by round, the histogram is per process).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModule {
+    rate_hz: Option<f64>,
+    window: Option<usize>,
+    timeout_ms: Option<u64>,
+    evidence_interval_s: Option<f64>,
+    evidence_tdx: Option<bool>,
+    evidence_tpm: Option<bool>,
+    anchors: Option<Vec<String>>,
+}
+
+impl RawModule {
+    /// `[probe]` with this module's keys in place of its own.
+    fn over(&self, p: &RawProbe) -> RawProbe {
+        RawProbe {
+            rate_hz: self.rate_hz.unwrap_or(p.rate_hz),
+            round_s: p.round_s,
+            window: self.window.unwrap_or(p.window),
+            timeout_ms: self.timeout_ms.unwrap_or(p.timeout_ms),
+            evidence_interval_s: self.evidence_interval_s.unwrap_or(p.evidence_interval_s),
+            evidence_tdx: self.evidence_tdx.unwrap_or(p.evidence_tdx),
+            evidence_tpm: self.evidence_tpm.unwrap_or(p.evidence_tpm),
+            anchors: self.anchors.clone().unwrap_or_else(|| p.anchors.clone()),
+            rtt_buckets: None,
+        }
+    }
+}
+
+impl RawProbe {
+    /// Validated settings (`rtt_buckets` are checked apart: they are not per target).
+    fn settings(&self) -> Result<ProbeSettings, ConfigError> {
+        let positive = |field, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(ConfigError::OutOfRange {
+                    field,
+                    found: v.to_string(),
+                    expected: "a finite number > 0",
+                })
+            }
+        };
+        positive("probe.rate_hz", self.rate_hz)?;
+        positive("probe.round_s", self.round_s)?;
+        if !(self.evidence_interval_s.is_finite() && self.evidence_interval_s >= 0.0) {
+            return Err(ConfigError::OutOfRange {
+                field: "probe.evidence_interval_s",
+                found: self.evidence_interval_s.to_string(),
+                expected: "a finite number ≥ 0 (0: never)",
+            });
+        }
+        if self.window == 0 {
+            return Err(ConfigError::OutOfRange {
+                field: "probe.window",
+                found: "0".into(),
+                expected: "at least 1",
+            });
+        }
+        if self.timeout_ms == 0 {
+            return Err(ConfigError::OutOfRange {
+                field: "probe.timeout_ms",
+                found: "0".into(),
+                expected: "at least 1",
+            });
+        }
+        Ok(ProbeSettings {
+            rate_hz: self.rate_hz,
+            round: Duration::from_secs_f64(self.round_s),
+            window: self.window,
+            timeout: Duration::from_millis(self.timeout_ms),
+            evidence_interval: (self.evidence_interval_s > 0.0)
+                .then(|| Duration::from_secs_f64(self.evidence_interval_s)),
+            evidence_tdx: self.evidence_tdx,
+            evidence_tpm: self.evidence_tpm,
+            anchors: self.anchors.clone(),
+        })
+    }
+}
+
 impl Default for RawProbe {
     fn default() -> Self {
         Self {
@@ -250,6 +346,8 @@ struct RawTarget {
     claim: String,
     #[serde(default)]
     spki: Option<String>,
+    #[serde(default)]
+    module: Option<String>,
 }
 
 /// The prober's default `/metrics` port. The Prometheus wiki's exporter range 9100-9999 is
@@ -285,6 +383,15 @@ fn default_bind() -> SocketAddr {
 }
 
 impl Config {
+    /// How `target` is probed: its module's settings, else `[probe]`.
+    pub fn settings_for(&self, target: &TargetConfig) -> &ProbeSettings {
+        target
+            .module
+            .as_ref()
+            .and_then(|m| self.modules.get(m))
+            .unwrap_or(&self.probe)
+    }
+
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -308,39 +415,14 @@ impl Config {
             source,
         })?;
         let p = &raw.probe;
-        let positive = |field, v: f64| {
-            if v.is_finite() && v > 0.0 {
-                Ok(())
-            } else {
-                Err(ConfigError::OutOfRange {
-                    field,
-                    found: v.to_string(),
-                    expected: "a finite number > 0",
-                })
-            }
-        };
-        positive("probe.rate_hz", p.rate_hz)?;
-        positive("probe.round_s", p.round_s)?;
-        if !(p.evidence_interval_s.is_finite() && p.evidence_interval_s >= 0.0) {
-            return Err(ConfigError::OutOfRange {
-                field: "probe.evidence_interval_s",
-                found: p.evidence_interval_s.to_string(),
-                expected: "a finite number ≥ 0 (0: never)",
-            });
-        }
-        if p.window == 0 {
-            return Err(ConfigError::OutOfRange {
-                field: "probe.window",
-                found: "0".into(),
-                expected: "at least 1",
-            });
-        }
-        if p.timeout_ms == 0 {
-            return Err(ConfigError::OutOfRange {
-                field: "probe.timeout_ms",
-                found: "0".into(),
-                expected: "at least 1",
-            });
+        let probe = p.settings()?;
+        let mut modules = BTreeMap::new();
+        for (name, m) in &raw.modules {
+            let settings = m.over(p).settings().map_err(|e| ConfigError::Module {
+                module: name.clone(),
+                source: Box::new(e),
+            })?;
+            modules.insert(name.clone(), settings);
         }
         let rtt_buckets = match &p.rtt_buckets {
             None => crate::metrics::default_rtt_buckets(),
@@ -403,6 +485,12 @@ impl Config {
                 return Err(ConfigError::DuplicateTarget(t.name));
             }
             known(format!("target {}", t.name), &t.claim)?;
+            if let Some(m) = t.module.as_ref().filter(|m| !modules.contains_key(*m)) {
+                return Err(ConfigError::UnknownModule {
+                    target: t.name,
+                    module: m.clone(),
+                });
+            }
             let spki = pin(&t.spki).map_err(|source| ConfigError::BadSpki {
                 target: t.name.clone(),
                 source,
@@ -412,6 +500,7 @@ impl Config {
                 address: t.address,
                 claim: t.claim,
                 spki,
+                module: t.module,
             });
         }
         let mut landmark_names = BTreeSet::new();
@@ -445,17 +534,8 @@ impl Config {
             db_busy_timeout: Duration::from_millis(raw.db_busy_timeout_ms),
             db_max_pending_rounds: raw.db_max_pending_rounds,
             bind: raw.bind,
-            probe: ProbeSettings {
-                rate_hz: p.rate_hz,
-                round: Duration::from_secs_f64(p.round_s),
-                window: p.window,
-                timeout: Duration::from_millis(p.timeout_ms),
-                evidence_interval: (p.evidence_interval_s > 0.0)
-                    .then(|| Duration::from_secs_f64(p.evidence_interval_s)),
-                evidence_tdx: p.evidence_tdx,
-                evidence_tpm: p.evidence_tpm,
-                anchors: p.anchors.clone(),
-            },
+            probe,
+            modules,
             rtt_buckets,
             retention: Retention {
                 samples: (days > 0.0).then(|| Duration::from_secs_f64(days * 86_400.0)),
@@ -507,6 +587,38 @@ claim = "ams"
         let e = Config::from_toml_str(&sqlite, dir.path()).unwrap_err();
         assert!(matches!(e, ConfigError::DbPassword(_)), "{e}");
         assert!(e.to_string().starts_with("db_password_file: "), "{e}");
+    }
+
+    #[test]
+    fn a_probe_module_overrides_probe_for_its_targets_only() {
+        let text = format!(
+            "{MINIMAL}module = \"fast\"\n[[targets]]\nname = \"n2\"\naddress = \"127.0.0.1:4434\"\nclaim = \"ams\"\n\
+             [probe]\nwindow = 8\n[modules.fast]\nrate_hz = 10.0\nanchors = [\"a1\"]\n"
+        );
+        let c = Config::from_toml_str(&text, Path::new("/")).unwrap();
+        let (fast, plain) = (c.settings_for(&c.targets[0]), c.settings_for(&c.targets[1]));
+        assert_eq!((fast.rate_hz, plain.rate_hz), (10.0, 1.0));
+        assert_eq!((fast.anchors.len(), plain.anchors.len()), (1, 0));
+        // What the module leaves out comes from [probe].
+        assert_eq!((fast.window, plain.window), (8, 8));
+        assert_eq!(fast.round, plain.round);
+
+        let unknown = MINIMAL.to_owned() + "module = \"slow\"\n";
+        let e = Config::from_toml_str(&unknown, Path::new("/")).unwrap_err();
+        assert!(matches!(e, ConfigError::UnknownModule { .. }), "{e}");
+        assert!(e.to_string().contains("\"slow\""), "{e}");
+
+        let bad = MINIMAL.to_owned() + "[modules.fast]\nwindow = 0\n";
+        let e = Config::from_toml_str(&bad, Path::new("/")).unwrap_err();
+        assert!(
+            e.to_string().starts_with("[modules.fast] probe.window = 0"),
+            "{e}"
+        );
+
+        // One round length per daemon: a module cannot set it.
+        let round = MINIMAL.to_owned() + "[modules.fast]\nround_s = 5.0\n";
+        let e = Config::from_toml_str(&round, Path::new("/")).unwrap_err();
+        assert!(e.to_string().contains("round_s"), "{e}");
     }
 
     #[test]

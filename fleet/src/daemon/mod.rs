@@ -164,6 +164,7 @@ fn probed(config: &Config) -> Vec<(Role, TargetConfig)> {
                 address: l.address.clone(),
                 claim: l.site.clone(),
                 spki: l.spki.clone(),
+                module: None,
             },
         )
     });
@@ -415,7 +416,7 @@ fn spawn_target(
         shared.clone(),
         spec.clone(),
         role,
-        config.probe.clone(),
+        config.settings_for(&spec).clone(),
         stop_rx,
     ));
     running.insert(
@@ -443,7 +444,8 @@ async fn stop_target(shared: &Shared, r: Running) {
 }
 
 /// Applies a new configuration's targets: unchanged targets keep running (and their state);
-/// changed ones restart; removed ones stop. Probe settings apply to every target (all restart).
+/// changed ones restart; removed ones stop. A change of `[probe]` or `[modules]` restarts every
+/// target.
 /// `listen`, `db`, `db_busy_timeout_ms`, `db_max_pending_rounds`, `bind`, the prober's id and
 /// key file need a restart and are left as they were.
 async fn reload(
@@ -494,7 +496,7 @@ async fn reload(
         })
         .await??;
     }
-    let settings_changed = new.probe != config.probe;
+    let settings_changed = new.probe != config.probe || new.modules != config.modules;
     let mut summary = ReloadSummary {
         need_restart: fixed,
         ..ReloadSummary::default()
