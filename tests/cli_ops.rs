@@ -120,6 +120,21 @@ fn errors_are_said_once_and_config_errors_name_line_and_column() {
     assert!(err.contains("bogus"), "{err}");
     // The TOML error's excerpt once, not twice.
     assert_eq!(err.matches("bogus = 1").count(), 1, "{err}");
+
+    // A value error (a claim that is not a site) names the place too.
+    std::fs::write(
+        &cfg,
+        "db = \"x.db\"\n[prober]\nid = \"p\"\nsite = \"ams\"\n[[sites]]\nname = \"ams\"\nlat = 1.0\nlon = 1.0\n\
+         [[targets]]\nname = \"n\"\naddress = \"127.0.0.1:1\"\nclaim = \"fra\"\n",
+    )
+    .unwrap();
+    let out = locus(&["prober", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains(cfg.to_str().unwrap()), "{err}");
+    // The [[targets]] table that holds it.
+    assert!(err.contains("line 9, column 1: target n"), "{err}");
+    assert!(err.contains("names site \"fra\""), "{err}");
 }
 
 #[test]

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use toml::Spanned;
 
 use super::address::TargetAddress;
 use crate::store::Database;
@@ -162,12 +163,41 @@ pub enum ConfigError {
         module: String,
         source: Box<ConfigError>,
     },
+    /// A value error with the place of the table it is in (the file's path is added by
+    /// [`Config::load`]).
+    #[error("{}line {line}, column {column}: {source}", in_file(.path))]
+    At {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        source: Box<ConfigError>,
+    },
+}
+
+fn in_file(path: &Path) -> String {
+    if path.as_os_str().is_empty() {
+        String::new()
+    } else {
+        format!("{}: ", path.display())
+    }
+}
+
+/// Gives `e` the line and column (1-based) of the byte `offset` of `text`.
+fn at(text: &str, offset: usize, e: ConfigError) -> ConfigError {
+    let before = text.get(..offset).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    ConfigError::At {
+        path: PathBuf::new(),
+        line: before.matches('\n').count() + 1,
+        column: before[line_start..].chars().count() + 1,
+        source: Box::new(e),
+    }
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    prober: RawProber,
+    prober: Spanned<RawProber>,
     #[serde(default = "default_listen")]
     listen: SocketAddr,
     db: String,
@@ -181,18 +211,18 @@ struct RawConfig {
     #[serde(default = "default_bind")]
     bind: SocketAddr,
     #[serde(default)]
-    probe: RawProbe,
+    probe: Option<Spanned<RawProbe>>,
     #[serde(default)]
-    modules: BTreeMap<String, RawModule>,
+    modules: BTreeMap<String, Spanned<RawModule>>,
     #[serde(default)]
     retention: RawRetention,
     #[serde(default)]
-    sites: Vec<SiteConfig>,
+    sites: Vec<Spanned<SiteConfig>>,
     #[serde(default)]
-    targets: Vec<RawTarget>,
+    targets: Vec<Spanned<RawTarget>>,
     /// `[[landmark]]` (the spelling; `[[landmarks]]` like `[[targets]]` is accepted).
     #[serde(default, rename = "landmark", alias = "landmarks")]
-    landmarks: Vec<RawLandmark>,
+    landmarks: Vec<Spanned<RawLandmark>>,
 }
 
 #[derive(Deserialize)]
@@ -404,6 +434,17 @@ impl Config {
                 path: path.to_owned(),
                 source,
             },
+            ConfigError::At {
+                line,
+                column,
+                source,
+                ..
+            } => ConfigError::At {
+                path: path.to_owned(),
+                line,
+                column,
+                source,
+            },
             other => other,
         })
     }
@@ -414,13 +455,20 @@ impl Config {
             path: PathBuf::new(),
             source,
         })?;
-        let p = &raw.probe;
-        let probe = p.settings()?;
+        let default_probe = RawProbe::default();
+        let (p, probe_at) = match &raw.probe {
+            Some(p) => (p.get_ref(), p.span().start),
+            None => (&default_probe, 0),
+        };
+        let probe = p.settings().map_err(|e| at(text, probe_at, e))?;
         let mut modules = BTreeMap::new();
         for (name, m) in &raw.modules {
-            let settings = m.over(p).settings().map_err(|e| ConfigError::Module {
-                module: name.clone(),
-                source: Box::new(e),
+            let settings = m.get_ref().over(p).settings().map_err(|e| {
+                let e = ConfigError::Module {
+                    module: name.clone(),
+                    source: Box::new(e),
+                };
+                at(text, m.span().start, e)
             })?;
             modules.insert(name.clone(), settings);
         }
@@ -430,11 +478,12 @@ impl Config {
                 let ascending = b.windows(2).all(|w| w[0] < w[1]);
                 let valid = b.iter().all(|v| v.is_finite() && *v > 0.0);
                 if b.is_empty() || b.len() > MAX_RTT_BUCKETS || !ascending || !valid {
-                    return Err(ConfigError::OutOfRange {
+                    let e = ConfigError::OutOfRange {
                         field: "probe.rtt_buckets",
                         found: format!("{b:?}"),
                         expected: "1 to 200 upper bounds in seconds, > 0, strictly ascending",
-                    });
+                    };
+                    return Err(at(text, probe_at, e));
                 }
                 b.clone()
             }
@@ -455,16 +504,18 @@ impl Config {
             });
         }
         let mut site_names = BTreeSet::new();
-        for s in &raw.sites {
+        for spanned in &raw.sites {
+            let s = spanned.get_ref();
+            let here = |e| at(text, spanned.span().start, e);
             if !site_names.insert(s.name.as_str()) {
-                return Err(ConfigError::DuplicateSite(s.name.clone()));
+                return Err(here(ConfigError::DuplicateSite(s.name.clone())));
             }
             if !(s.lat.abs() <= 90.0 && s.lon.abs() <= 180.0) {
-                return Err(ConfigError::OutOfRange {
+                return Err(here(ConfigError::OutOfRange {
                     field: "sites.lat/lon",
                     found: format!("{} ({}, {})", s.name, s.lat, s.lon),
                     expected: "latitude in [-90, 90], longitude in [-180, 180]",
-                });
+                }));
             }
         }
         let known = |what: String, site: &str| {
@@ -477,23 +528,30 @@ impl Config {
                 })
             }
         };
-        known(format!("prober {}", raw.prober.id), &raw.prober.site)?;
+        let prober_at = raw.prober.span().start;
+        let prober = raw.prober.into_inner();
+        known(format!("prober {}", prober.id), &prober.site).map_err(|e| at(text, prober_at, e))?;
         let mut names = BTreeSet::new();
         let mut targets = Vec::with_capacity(raw.targets.len());
-        for t in raw.targets {
+        for spanned in raw.targets {
+            let offset = spanned.span().start;
+            let here = |e| at(text, offset, e);
+            let t = spanned.into_inner();
             if !names.insert(t.name.clone()) {
-                return Err(ConfigError::DuplicateTarget(t.name));
+                return Err(here(ConfigError::DuplicateTarget(t.name)));
             }
-            known(format!("target {}", t.name), &t.claim)?;
+            known(format!("target {}", t.name), &t.claim).map_err(here)?;
             if let Some(m) = t.module.as_ref().filter(|m| !modules.contains_key(*m)) {
-                return Err(ConfigError::UnknownModule {
+                return Err(here(ConfigError::UnknownModule {
                     target: t.name,
                     module: m.clone(),
-                });
+                }));
             }
-            let spki = pin(&t.spki).map_err(|source| ConfigError::BadSpki {
-                target: t.name.clone(),
-                source,
+            let spki = pin(&t.spki).map_err(|source| {
+                here(ConfigError::BadSpki {
+                    target: t.name.clone(),
+                    source,
+                })
             })?;
             targets.push(TargetConfig {
                 name: t.name,
@@ -505,14 +563,19 @@ impl Config {
         }
         let mut landmark_names = BTreeSet::new();
         let mut landmarks = Vec::with_capacity(raw.landmarks.len());
-        for l in raw.landmarks {
+        for spanned in raw.landmarks {
+            let offset = spanned.span().start;
+            let here = |e| at(text, offset, e);
+            let l = spanned.into_inner();
             if !landmark_names.insert(l.name.clone()) {
-                return Err(ConfigError::DuplicateLandmark(l.name));
+                return Err(here(ConfigError::DuplicateLandmark(l.name)));
             }
-            known(format!("landmark {}", l.name), &l.site)?;
-            let spki = pin(&l.spki).map_err(|source| ConfigError::BadLandmarkSpki {
-                landmark: l.name.clone(),
-                source,
+            known(format!("landmark {}", l.name), &l.site).map_err(here)?;
+            let spki = pin(&l.spki).map_err(|source| {
+                here(ConfigError::BadLandmarkSpki {
+                    landmark: l.name.clone(),
+                    source,
+                })
             })?;
             landmarks.push(LandmarkConfig {
                 name: l.name,
@@ -526,9 +589,9 @@ impl Config {
             db = db.with_password_file(&base.join(f))?;
         }
         Ok(Config {
-            key_file: raw.prober.key_file.map(|k| base.join(k)),
-            prober_id: raw.prober.id,
-            prober_site: raw.prober.site,
+            key_file: prober.key_file.map(|k| base.join(k)),
+            prober_id: prober.id,
+            prober_site: prober.site,
             listen: raw.listen,
             db,
             db_busy_timeout: Duration::from_millis(raw.db_busy_timeout_ms),
@@ -540,7 +603,7 @@ impl Config {
             retention: Retention {
                 samples: (days > 0.0).then(|| Duration::from_secs_f64(days * 86_400.0)),
             },
-            sites: raw.sites,
+            sites: raw.sites.into_iter().map(Spanned::into_inner).collect(),
             targets,
             landmarks,
         })
@@ -589,6 +652,67 @@ claim = "ams"
         assert!(e.to_string().starts_with("db_password_file: "), "{e}");
     }
 
+    /// The error `text` is refused with, without its place.
+    fn err(text: &str) -> ConfigError {
+        match Config::from_toml_str(text, Path::new(".")) {
+            Err(ConfigError::At { source, .. }) => *source,
+            Err(e) => e,
+            Ok(_) => panic!("accepted"),
+        }
+    }
+
+    /// The error inside its place.
+    fn inner(e: &ConfigError) -> &ConfigError {
+        match e {
+            ConfigError::At { source, .. } => source,
+            other => other,
+        }
+    }
+
+    /// 1-based line of the first line equal to `l` after line `after`.
+    fn line_of(text: &str, l: &str, after: usize) -> usize {
+        after + text.lines().skip(after).position(|x| x == l).unwrap() + 1
+    }
+
+    #[test]
+    fn value_errors_name_file_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("prober.toml");
+        // The target's claim is not a site: the error points into that [[targets]] table.
+        let text = MINIMAL.replace("claim = \"ams\"", "claim = \"fra\"");
+        std::fs::write(&path, &text).unwrap();
+        let e = Config::load(&path).unwrap_err();
+        let table = line_of(&text, "[[targets]]", 0);
+        let ConfigError::At { line, source, .. } = &e else {
+            panic!("no place: {e}")
+        };
+        assert!(matches!(**source, ConfigError::UnknownSite { .. }), "{e}");
+        assert!((table..=table + 1).contains(line), "{e}");
+        let prefix = format!("{}: line {line}, column ", path.display());
+        assert!(e.to_string().starts_with(&prefix), "{e}");
+        assert!(
+            e.to_string()
+                .ends_with("target n1 names site \"fra\", which is not in [[sites]]"),
+            "{e}"
+        );
+        // A bad [probe] value points into [probe]; a duplicate site at the second one.
+        let probe = MINIMAL.to_owned() + "[probe]\nwindow = 0\n";
+        let e = Config::from_toml_str(&probe, Path::new("/")).unwrap_err();
+        let table = line_of(&probe, "[probe]", 0);
+        assert!(
+            matches!(e, ConfigError::At { line, .. } if (table..=table + 1).contains(&line)),
+            "{e}"
+        );
+        let twice = MINIMAL.to_owned() + "[[sites]]\nname = \"ams\"\nlat = 1.0\nlon = 1.0\n";
+        let e = Config::from_toml_str(&twice, Path::new("/")).unwrap_err();
+        let second = line_of(&twice, "[[sites]]", line_of(&twice, "[[sites]]", 0));
+        assert!(matches!(inner(&e), ConfigError::DuplicateSite(_)), "{e}");
+        assert!(
+            matches!(e, ConfigError::At { line, .. } if (second..=second + 1).contains(&line)),
+            "{e}"
+        );
+    }
+
     #[test]
     fn a_probe_module_overrides_probe_for_its_targets_only() {
         let text = format!(
@@ -605,13 +729,18 @@ claim = "ams"
 
         let unknown = MINIMAL.to_owned() + "module = \"slow\"\n";
         let e = Config::from_toml_str(&unknown, Path::new("/")).unwrap_err();
-        assert!(matches!(e, ConfigError::UnknownModule { .. }), "{e}");
+        assert!(
+            matches!(inner(&e), ConfigError::UnknownModule { .. }),
+            "{e}"
+        );
         assert!(e.to_string().contains("\"slow\""), "{e}");
 
         let bad = MINIMAL.to_owned() + "[modules.fast]\nwindow = 0\n";
         let e = Config::from_toml_str(&bad, Path::new("/")).unwrap_err();
         assert!(
-            e.to_string().starts_with("[modules.fast] probe.window = 0"),
+            inner(&e)
+                .to_string()
+                .starts_with("[modules.fast] probe.window = 0"),
             "{e}"
         );
 
@@ -689,21 +818,21 @@ claim = "ams"
             .is_empty());
         let twice = with.replace("name = \"n1\"\nsite", "name = \"ref-ams\"\nsite");
         assert!(matches!(
-            Config::from_toml_str(&twice, Path::new(".")),
-            Err(ConfigError::DuplicateLandmark(n)) if n == "ref-ams"
+            err(&twice),
+            ConfigError::DuplicateLandmark(n) if n == "ref-ams"
         ));
         let nowhere = with.replace(
             "site = \"ams\"\naddress = \"127.0.0.1:4500\"",
             "site = \"fra\"\naddress = \"127.0.0.1:4500\"",
         );
         assert!(matches!(
-            Config::from_toml_str(&nowhere, Path::new(".")),
-            Err(ConfigError::UnknownSite { what, site }) if what == "landmark ref-ams" && site == "fra"
+            err(&nowhere),
+            ConfigError::UnknownSite { what, site } if what == "landmark ref-ams" && site == "fra"
         ));
         let bad_pin = with.replace("spki = \"3059\"", "spki = \"xyz\"");
         assert!(matches!(
-            Config::from_toml_str(&bad_pin, Path::new(".")),
-            Err(ConfigError::BadLandmarkSpki { landmark, .. }) if landmark == "ref-ams"
+            err(&bad_pin),
+            ConfigError::BadLandmarkSpki { landmark, .. } if landmark == "ref-ams"
         ));
         let stray = with.replace("spki = \"3059\"", "claim = \"ams\"");
         assert!(Config::from_toml_str(&stray, Path::new(".")).is_err());
@@ -715,31 +844,31 @@ claim = "ams"
             "{MINIMAL}[[targets]]\nname = \"n1\"\naddress = \"127.0.0.1:1\"\nclaim = \"ams\"\n"
         );
         assert!(matches!(
-            Config::from_toml_str(&dup, Path::new(".")),
-            Err(ConfigError::DuplicateTarget(n)) if n == "n1"
+            err(&dup),
+            ConfigError::DuplicateTarget(n) if n == "n1"
         ));
         let unknown = MINIMAL.replace("claim = \"ams\"", "claim = \"fra\"");
         assert!(matches!(
-            Config::from_toml_str(&unknown, Path::new(".")),
-            Err(ConfigError::UnknownSite { site, .. }) if site == "fra"
+            err(&unknown),
+            ConfigError::UnknownSite { site, .. } if site == "fra"
         ));
         let rate = format!("{MINIMAL}[probe]\nrate_hz = 0\n");
         assert!(matches!(
-            Config::from_toml_str(&rate, Path::new(".")),
-            Err(ConfigError::OutOfRange {
+            err(&rate),
+            ConfigError::OutOfRange {
                 field: "probe.rate_hz",
                 ..
-            })
+            }
         ));
         for bad in ["[]", "[0.002, 0.001]", "[0.0, 0.001]", "[0.001, 0.001]"] {
             let b = format!("{MINIMAL}[probe]\nrtt_buckets = {bad}\n");
             assert!(
                 matches!(
-                    Config::from_toml_str(&b, Path::new(".")),
-                    Err(ConfigError::OutOfRange {
+                    err(&b),
+                    ConfigError::OutOfRange {
                         field: "probe.rtt_buckets",
                         ..
-                    })
+                    }
                 ),
                 "{bad}"
             );
@@ -748,9 +877,6 @@ claim = "ams"
         let c = Config::from_toml_str(&b, Path::new(".")).unwrap();
         assert_eq!(c.rtt_buckets, [0.001, 0.0015, 0.002]);
         let spki = MINIMAL.replace("claim = \"ams\"", "claim = \"ams\"\nspki = \"zz\"");
-        assert!(matches!(
-            Config::from_toml_str(&spki, Path::new(".")),
-            Err(ConfigError::BadSpki { .. })
-        ));
+        assert!(matches!(err(&spki), ConfigError::BadSpki { .. }));
     }
 }
