@@ -455,3 +455,65 @@ fn bounded_output(cmd: &mut std::process::Command) -> std::process::Output {
         stderr: std::fs::read(&err).unwrap(),
     }
 }
+
+/// REVIEW2 F7: under `pinned`, connections that proved no key cannot lock probers out. At the
+/// cap (3, all unsigned and idle) a pinned prober still connects and gets evidence; a fourth
+/// unsigned connection evicts the oldest unsigned one, never the pinned one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_cap_a_pinned_prober_evicts_the_oldest_unsigned_connection() {
+    use locus_prober::identity::ProberIdentity;
+    use locus_responder::access::EvidenceAccess;
+
+    let honest = Arc::new(ProberIdentity::from_seed([1; 32]));
+    let server = Server::start(
+        ServerConfig {
+            limits: Limits {
+                max_connections: 3,
+                ..Limits::default()
+            },
+            access: EvidenceAccess::Pinned(vec![honest.public_key().to_bytes()]),
+            ..ServerConfig::new(loopback())
+        },
+        SessionKey::generate().unwrap(),
+        EvidenceSource::default(),
+    )
+    .unwrap();
+    let idle = [
+        prober(&server).await,
+        prober(&server).await,
+        prober(&server).await,
+    ];
+    let closed = |t: &Target| t.conn.close_reason().is_some();
+    let pinned = prober(&server).await.with_signer(honest.clone());
+    let bundle = request_evidence(&pinned, &[1; 32], Include::default())
+        .await
+        .unwrap();
+    assert_eq!(bundle.nonce, [1; 32]);
+    until("the oldest idle connection is closed", || closed(&idle[0])).await;
+    let reason = format!("{:?}", idle[0].conn.close_reason());
+    assert!(reason.contains("evicted"), "{reason}");
+    assert!(!closed(&idle[1]) && !closed(&idle[2]));
+
+    let fourth = prober(&server).await;
+    until("the next oldest idle connection is closed", || {
+        closed(&idle[1])
+    })
+    .await;
+    assert!(!closed(&idle[2]) && !closed(&fourth) && !closed(&pinned));
+    // The pinned connection is older than the fourth, yet the fourth goes first.
+    let _fifth = prober(&server).await;
+    let _sixth = prober(&server).await;
+    until("the fourth is closed", || {
+        closed(&idle[2]) && closed(&fourth)
+    })
+    .await;
+    assert!(!closed(&pinned));
+    let again = request_evidence(&pinned, &[2; 32], Include::default())
+        .await
+        .unwrap();
+    assert_eq!(again.nonce, [2; 32]);
+    let counts = server.shed_counts();
+    assert_eq!(counts.connections_evicted, 4, "{counts:?}");
+    assert_eq!(counts.connections_over_cap, 0, "{counts:?}");
+    server.shutdown().await;
+}

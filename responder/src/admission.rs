@@ -2,16 +2,19 @@
 //! what it shed. Decisions take `now` as an argument so they can be tested without a clock.
 //!
 //! Connections are capped in total and per peer IP, and new ones are rate-limited per IP;
-//! requests (streams) and echo answers are rate-limited per IP.
+//! requests (streams) and echo answers are rate-limited per IP. Under `[access] evidence =
+//! "pinned"`, a new connection at the total cap evicts the oldest one that has not proved a
+//! pinned key, so idle connections cannot lock probers out (REVIEW2 F7).
 //! Each refusal is counted ([`ShedCounts`]) and logged at most once a second per kind.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tokio::sync::watch;
 use tracing::{debug, warn};
 
 /// The responder's admission limits (`[limits]` in the responder config).
@@ -98,6 +101,8 @@ impl TokenBucket {
 pub struct ShedCounts {
     /// Connections refused: the total cap.
     pub connections_over_cap: u64,
+    /// Connections closed to make room at the total cap: they had not proved a pinned key.
+    pub connections_evicted: u64,
     /// Connections refused: this IP's cap or handshake rate.
     pub connections_per_ip: u64,
     /// Stream requests refused: this IP's request rate (`rate-limited`).
@@ -124,6 +129,7 @@ pub struct ShedCounts {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Shed {
     ConnectionsOverCap,
+    ConnectionsEvicted,
     ConnectionsPerIp,
     RequestsRateLimited,
     EvidenceQueueFull,
@@ -135,12 +141,15 @@ pub(crate) enum Shed {
     RequestFloodClosed,
 }
 
-const SHED_KINDS: usize = 10;
+const SHED_KINDS: usize = 11;
 
 impl Shed {
     fn name(self) -> &'static str {
         match self {
             Shed::ConnectionsOverCap => "connection refused: connection cap",
+            Shed::ConnectionsEvicted => {
+                "connection evicted: connection cap, and it proved no pinned key"
+            }
             Shed::ConnectionsPerIp => "connection refused: per-IP cap or handshake rate",
             Shed::RequestsRateLimited => "request refused: per-IP request rate",
             Shed::EvidenceQueueFull => "evidence request busy: queue full",
@@ -192,6 +201,7 @@ impl ShedLog {
         let c = |k: Shed| self.counts[k as usize].load(Ordering::Relaxed);
         ShedCounts {
             connections_over_cap: c(Shed::ConnectionsOverCap),
+            connections_evicted: c(Shed::ConnectionsEvicted),
             connections_per_ip: c(Shed::ConnectionsPerIp),
             requests_rate_limited: c(Shed::RequestsRateLimited),
             evidence_queue_full: c(Shed::EvidenceQueueFull),
@@ -226,27 +236,71 @@ const MAX_PEER_IPS: usize = 65_536;
 #[derive(Debug)]
 pub(crate) struct Admission {
     limits: Limits,
+    /// At the total cap, evict the oldest connection that proved no pinned key (set under
+    /// `[access] evidence = "pinned"`; under `any` no connection can prove anything).
+    evict_unproven: bool,
     state: Mutex<AdmissionState>,
     pub(crate) log: ShedLog,
 }
 
 #[derive(Debug, Default)]
 struct AdmissionState {
+    /// Connections counted against the total cap (an evicted one no longer is).
     connections: usize,
     peers: HashMap<IpAddr, PeerIp>,
+    /// Only with eviction: open connections that proved no pinned key yet, by admission
+    /// number (oldest first), with their peer and the sender that evicts them.
+    unproven: BTreeMap<u64, (IpAddr, watch::Sender<bool>)>,
+    next_id: u64,
 }
 
 /// Holds one admitted connection's place; gives it back when dropped.
 #[derive(Debug)]
 pub(crate) struct ConnectionSlot {
-    admission: Arc<Admission>,
+    handle: SlotHandle,
     ip: IpAddr,
+}
+
+/// What a connection's tasks need of its slot: to say it proved a pinned key, and to learn
+/// it was evicted.
+#[derive(Debug, Clone)]
+pub(crate) struct SlotHandle {
+    admission: Arc<Admission>,
+    id: u64,
+    /// Becomes true when the connection is evicted.
+    evicted: watch::Receiver<bool>,
+}
+
+impl SlotHandle {
+    /// The connection made a request signed by a pinned key: it is never evicted.
+    pub(crate) fn prove(&self) {
+        self.admission.lock().unproven.remove(&self.id);
+    }
+
+    /// Resolves when the connection is evicted (never, once it proved a pinned key).
+    pub(crate) async fn evicted(&self) {
+        let mut rx = self.evicted.clone();
+        // The sender is dropped unsent when the connection proves a key.
+        if rx.wait_for(|e| *e).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl ConnectionSlot {
+    pub(crate) fn handle(&self) -> &SlotHandle {
+        &self.handle
+    }
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        let mut s = self.admission.lock();
-        s.connections = s.connections.saturating_sub(1);
+        let mut s = self.handle.admission.lock();
+        s.unproven.remove(&self.handle.id);
+        // An evicted connection's place was handed on when it was evicted.
+        if !*self.handle.evicted.borrow() {
+            s.connections = s.connections.saturating_sub(1);
+        }
         if let Some(p) = s.peers.get_mut(&self.ip) {
             p.connections = p.connections.saturating_sub(1);
         }
@@ -271,9 +325,12 @@ fn peer_of(ip: IpAddr) -> IpAddr {
 }
 
 impl Admission {
-    pub(crate) fn new(limits: Limits) -> Self {
+    /// `evict_unproven`: see [`Admission::connect`]; set it under `[access] evidence =
+    /// "pinned"`.
+    pub(crate) fn new(limits: Limits, evict_unproven: bool) -> Self {
         Self {
             limits,
+            evict_unproven,
             state: Mutex::new(AdmissionState::default()),
             log: ShedLog::default(),
         }
@@ -287,7 +344,9 @@ impl Admission {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Admits a new connection from `ip` at `now`, or says why not.
+    /// Admits a new connection from `ip` at `now`, or says why not. At the total cap, with
+    /// eviction on, it takes the place of the oldest connection that proved no pinned key
+    /// (which is told through [`SlotHandle::evicted`]); connections that did are never evicted.
     pub(crate) fn connect(
         self: &Arc<Self>,
         ip: IpAddr,
@@ -295,9 +354,15 @@ impl Admission {
     ) -> Result<ConnectionSlot, Shed> {
         let ip = peer_of(ip);
         let l = &self.limits;
-        let mut s = self.lock();
+        let mut guard = self.lock();
+        let s = &mut *guard;
+        // Chosen now, evicted only once the per-IP limits admit the newcomer.
+        let mut victim = None;
         if s.connections >= l.max_connections {
-            return Err(Shed::ConnectionsOverCap);
+            victim = match s.unproven.keys().next() {
+                Some(&id) if self.evict_unproven => Some(id),
+                _ => return Err(Shed::ConnectionsOverCap),
+            };
         }
         if !s.peers.contains_key(&ip) && s.peers.len() >= MAX_PEER_IPS {
             s.peers.retain(|_, p| {
@@ -321,9 +386,30 @@ impl Admission {
             return Err(Shed::ConnectionsPerIp);
         }
         peer.connections += 1;
+        let evicted = victim
+            .and_then(|id| s.unproven.remove(&id))
+            .map(|(at, tx)| {
+                tx.send_replace(true);
+                s.connections -= 1;
+                at
+            });
         s.connections += 1;
+        let id = s.next_id;
+        s.next_id += 1;
+        let (tx, rx) = watch::channel(false);
+        if self.evict_unproven {
+            s.unproven.insert(id, (ip, tx));
+        }
+        drop(guard);
+        if let Some(at) = evicted {
+            self.log.shed(Shed::ConnectionsEvicted, at);
+        }
         Ok(ConnectionSlot {
-            admission: Arc::clone(self),
+            handle: SlotHandle {
+                admission: Arc::clone(self),
+                id,
+                evicted: rx,
+            },
             ip,
         })
     }
@@ -429,12 +515,15 @@ mod tests {
 
     #[test]
     fn connections_are_capped_in_total_and_per_ip_and_slots_come_back() {
-        let a = Arc::new(Admission::new(Limits {
-            max_connections: 3,
-            max_connections_per_ip: 2,
-            connections_per_ip_per_sec: 1000.0,
-            ..Limits::default()
-        }));
+        let a = Arc::new(Admission::new(
+            Limits {
+                max_connections: 3,
+                max_connections_per_ip: 2,
+                connections_per_ip_per_sec: 1000.0,
+                ..Limits::default()
+            },
+            false,
+        ));
         let now = Instant::now();
         let s1 = a.connect(ip(1), now).unwrap();
         let _s2 = a.connect(ip(1), now).unwrap();
@@ -445,15 +534,57 @@ mod tests {
         a.connect(ip(1), now).unwrap();
     }
 
+    /// REVIEW2 F7: with eviction on (`pinned`), a connection at the cap takes the place of the
+    /// oldest one that proved no pinned key; one that proved a key is never evicted, and with
+    /// none unproven left the cap refuses.
+    #[tokio::test]
+    async fn at_the_cap_the_oldest_unproven_connection_is_evicted() {
+        let a = Arc::new(Admission::new(
+            Limits {
+                max_connections: 3,
+                connections_per_ip_per_sec: 1000.0,
+                ..Limits::default()
+            },
+            true,
+        ));
+        let now = Instant::now();
+        let evicted = |s: &ConnectionSlot| *s.handle().evicted.borrow();
+        let first = a.connect(ip(1), now).unwrap();
+        let second = a.connect(ip(2), now).unwrap();
+        let pinned = a.connect(ip(3), now).unwrap();
+        pinned.handle().prove();
+        let fourth = a.connect(ip(4), now).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), first.handle().evicted())
+            .await
+            .expect("the oldest unproven connection is told it was evicted");
+        assert!(evicted(&first) && !evicted(&second) && !evicted(&pinned));
+        let fifth = a.connect(ip(5), now).unwrap();
+        assert!(evicted(&second) && !evicted(&pinned) && !evicted(&fourth));
+        // The evicted ones closing give back no place: theirs were handed on.
+        drop((first, second));
+        assert_eq!(a.lock().connections, 3);
+        fourth.handle().prove();
+        fifth.handle().prove();
+        assert_eq!(a.connect(ip(6), now).unwrap_err(), Shed::ConnectionsOverCap);
+        assert_eq!(a.log.counts().connections_evicted, 2);
+        let never = tokio::time::timeout(Duration::from_millis(20), pinned.handle().evicted());
+        assert!(never.await.is_err(), "a proved connection is never evicted");
+        drop(fifth);
+        a.connect(ip(6), now).unwrap();
+    }
+
     /// REVIEW2 F7 (in part): the addresses of one IPv6 /64 are one peer; another /64, or an
     /// IPv4-mapped address's IPv4 peer, is not the same one.
     #[test]
     fn an_ipv6_slash_64_is_one_peer() {
-        let a = Arc::new(Admission::new(Limits {
-            max_connections_per_ip: 2,
-            connections_per_ip_per_sec: 1000.0,
-            ..Limits::default()
-        }));
+        let a = Arc::new(Admission::new(
+            Limits {
+                max_connections_per_ip: 2,
+                connections_per_ip_per_sec: 1000.0,
+                ..Limits::default()
+            },
+            false,
+        ));
         let now = Instant::now();
         let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
         let _a = a.connect(v6("2001:db8:1:2::1"), now).unwrap();
@@ -474,11 +605,14 @@ mod tests {
 
     #[test]
     fn handshakes_and_requests_are_rate_limited_per_ip() {
-        let a = Arc::new(Admission::new(Limits {
-            connections_per_ip_per_sec: 2.0,
-            requests_per_ip_per_sec: 5.0,
-            ..Limits::default()
-        }));
+        let a = Arc::new(Admission::new(
+            Limits {
+                connections_per_ip_per_sec: 2.0,
+                requests_per_ip_per_sec: 5.0,
+                ..Limits::default()
+            },
+            false,
+        ));
         let now = Instant::now();
         // Burst of twice the rate, then refused until the bucket refills.
         let slots: Vec<_> = (0..4).map(|_| a.connect(ip(1), now).unwrap()).collect();

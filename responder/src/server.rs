@@ -25,7 +25,9 @@ use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use crate::access::{AccessError, EvidenceAccess};
-use crate::admission::{Admission, ConnectionSlot, Limits, RateVerdict, Shed, ShedCounts};
+use crate::admission::{
+    Admission, ConnectionSlot, Limits, RateVerdict, Shed, ShedCounts, SlotHandle,
+};
 use crate::evidence::EvidenceSource;
 use crate::evidence_queue::EvidenceQueue;
 use crate::session_key::SessionKey;
@@ -36,6 +38,8 @@ use crate::session_key::SessionKey;
 const MAX_REQUEST_STREAMS: u32 = 4;
 /// How long one evidence or transcript request may take before the stream is dropped.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Close reason (with code `busy`) of a connection evicted at the connection cap.
+const EVICTED: &[u8] = b"evicted: connection cap reached and this connection proved no pinned key";
 
 /// Responder settings.
 pub struct ServerConfig {
@@ -130,7 +134,9 @@ impl Server {
             runtime,
         )
         .map_err(bind_err)?;
-        let admission = Arc::new(Admission::new(config.limits.clone()));
+        // Under `pinned`, connections that proved no key make room at the cap (REVIEW2 F7).
+        let evict = matches!(config.access, EvidenceAccess::Pinned(_));
+        let admission = Arc::new(Admission::new(config.limits.clone(), evict));
         let queue = EvidenceQueue::start(
             config.limits.evidence_concurrency,
             config.limits.evidence_queue,
@@ -160,7 +166,14 @@ impl Server {
                 };
                 let shared = shared.clone();
                 tokio::spawn(async move {
-                    match incoming.await {
+                    let handshake = tokio::select! {
+                        r = incoming => r,
+                        () = slot.handle().evicted() => {
+                            debug!(peer = %from, "evicted during its handshake");
+                            return;
+                        }
+                    };
+                    match handshake {
                         Ok(conn) => serve_connection(conn, shared, slot).await,
                         Err(e) => debug!("handshake failed: {e}"),
                     }
@@ -219,9 +232,11 @@ struct ConnState {
     session: Arc<Mutex<EchoSession>>,
     /// An evidence request of this connection is queued or running.
     evidence_in_flight: AtomicBool,
+    /// Its admission slot: a signed request of a pinned key protects it from eviction.
+    slot: SlotHandle,
 }
 
-async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>, _slot: ConnectionSlot) {
+async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>, slot: ConnectionSlot) {
     let peer = conn.remote_address();
     info!(%peer, "prober connected");
     let session = Arc::new(Mutex::new(EchoSession::new()));
@@ -230,7 +245,17 @@ async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>, _slot: C
         peer,
         session: session.clone(),
         evidence_in_flight: AtomicBool::new(false),
+        slot: slot.handle().clone(),
     });
+    // Off the echo path: closing the connection ends the loop below (counted at eviction).
+    let eviction = {
+        let (conn, handle) = (conn.clone(), slot.handle().clone());
+        tokio::spawn(async move {
+            handle.evicted().await;
+            debug!(%peer, "evicted at the connection cap");
+            conn.close(codes::BUSY.into(), EVICTED);
+        })
+    };
     let streams = {
         let shared = shared.clone();
         tokio::spawn(async move {
@@ -294,6 +319,8 @@ async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>, _slot: C
         }
     }
     streams.abort();
+    eviction.abort();
+    drop(slot);
     info!(%peer, rejected, "prober disconnected");
 }
 
@@ -495,7 +522,9 @@ fn check_auth(
     {
         return Err(AccessError::BadSignature);
     }
-    check(&exporter)
+    check(&exporter)?;
+    state.slot.prove();
+    Ok(())
 }
 
 /// Runs `work` on the evidence worker and returns its reply, or `busy` at once when the
