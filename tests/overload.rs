@@ -517,3 +517,173 @@ async fn at_the_cap_a_pinned_prober_evicts_the_oldest_unsigned_connection() {
     assert_eq!(counts.connections_over_cap, 0, "{counts:?}");
     server.shutdown().await;
 }
+
+/// A responder with pinned access for `honest` and these limits.
+fn start_pinned(limits: Limits, honest: &locus_prober::identity::ProberIdentity) -> Server {
+    Server::start(
+        ServerConfig {
+            limits,
+            access: locus_responder::access::EvidenceAccess::Pinned(vec![honest
+                .public_key()
+                .to_bytes()]),
+            ..ServerConfig::new(loopback())
+        },
+        SessionKey::generate().unwrap(),
+        EvidenceSource::default(),
+    )
+    .unwrap()
+}
+
+/// Connects from `from` with a short timeout (under QUIC's first retransmission, ~1 s, so an
+/// ignored attempt sends one Initial).
+async fn attempt(server: &Server, from: &str) -> Result<Target, locus_prober::ConnectError> {
+    connect(
+        server.local_addr().unwrap(),
+        format!("{from}:0").parse().unwrap(),
+        SpkiPolicy::Pinned(server.session_key().spki_der().to_vec()),
+        Duration::from_millis(500),
+    )
+    .await
+}
+
+/// An attempt the responder ignored: no refusal came back, the client timed out.
+fn ignored(r: &Result<Target, locus_prober::ConnectError>) -> bool {
+    matches!(r, Err(locus_prober::ConnectError::Timeout { .. }))
+}
+
+fn flood() -> RoundConfig {
+    RoundConfig {
+        rate_hz: 0.0,
+        count: 100_000,
+        window: 256,
+        timeout: Duration::from_secs(5),
+        keep_samples: false,
+        spin: Duration::ZERO,
+    }
+}
+
+fn honest_round() -> RoundConfig {
+    RoundConfig {
+        rate_hz: 1000.0,
+        count: 200,
+        window: 16,
+        timeout: Duration::from_secs(2),
+        keep_samples: false,
+        spin: Duration::ZERO,
+    }
+}
+
+/// Issue 20 part 2: attackers from several 127.x addresses that flood echoes and reconnect at
+/// once are closed, then their new connections are ignored (no packet back: the client times
+/// out) by the penalty, and an IP past its own handshake rate by that; the counters say which
+/// limit spoke. Meanwhile the honest pinned prober's connection, opened before, keeps its
+/// echoes (exempt from the total echo budget the floods exhaust) and evidence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnecting_flooders_are_ignored_while_a_pinned_prober_is_served() {
+    use locus_prober::identity::ProberIdentity;
+
+    let honest = Arc::new(ProberIdentity::from_seed([7; 32]));
+    let server = start_pinned(
+        Limits {
+            // One handshake per IP within the test (burst 1, refilling every 10 s).
+            connections_per_ip_per_sec: 0.1,
+            // Floods are closed by their share of the total budget, not a per-IP rate.
+            echo_per_ip_per_sec: None,
+            echo_per_sec: Some(400.0),
+            flood_penalty: Duration::from_secs(60),
+            ..Limits::default()
+        },
+        &honest,
+    );
+    let pinned = attempt(&server, "127.0.0.2")
+        .await
+        .unwrap()
+        .with_signer(honest.clone());
+    let bundle = request_evidence(&pinned, &[1; 32], Include::default())
+        .await
+        .unwrap();
+    assert_eq!(bundle.nonce, [1; 32], "the prober proved its key");
+
+    let attackers = ["127.0.3.1", "127.0.3.2", "127.0.3.3"];
+    let mut floods = Vec::new();
+    for from in attackers {
+        let target = attempt(&server, from).await.unwrap();
+        floods.push(tokio::spawn(async move {
+            let round = run_round(&target, &flood()).await;
+            (target.conn.close_reason().is_some(), round.answered)
+        }));
+    }
+    // The honest prober probes while the floods run.
+    let during = run_round(&pinned, &honest_round()).await;
+    for f in floods {
+        let (closed, answered) = f.await.unwrap();
+        assert!(closed && answered < 100_000, "a flood was not closed");
+    }
+    assert_eq!(during.answered, 200, "honest echoes during the floods");
+
+    // Reconnecting at once: ignored, each IP penalized.
+    for from in attackers {
+        let r = attempt(&server, from).await;
+        assert!(ignored(&r), "{from}: {:?}", r.err());
+    }
+    // An IP that never flooded, past its own handshake rate: ignored too.
+    let _first = attempt(&server, "127.0.3.9").await.unwrap();
+    let r = attempt(&server, "127.0.3.9").await;
+    assert!(ignored(&r), "{:?}", r.err());
+
+    let c = server.shed_counts();
+    assert_eq!(c.echo_flood_closed, 3, "{c:?}");
+    assert_eq!(c.flood_penalties, 3, "{c:?}");
+    assert!(c.echo_over_share > 0, "{c:?}");
+    // At least once per ignored attempt (a late retransmitted Initial is ignored again).
+    assert!(c.connections_penalized >= 3, "{c:?}");
+    assert!(c.connections_per_ip >= 1, "{c:?}");
+    assert_eq!(c.handshakes_over_budget, 0, "{c:?}");
+    assert_eq!(c.connections_over_cap, 0, "{c:?}");
+
+    // The honest connection still has echo and evidence.
+    let after = run_round(&pinned, &honest_round()).await;
+    assert_eq!(after.answered, 200);
+    let again = request_evidence(&pinned, &[2; 32], Include::default())
+        .await
+        .unwrap();
+    assert_eq!(again.nonce, [2; 32]);
+    server.shutdown().await;
+}
+
+/// The total handshake budget: once it is spent, attempts from any number of addresses, each
+/// within its own rate, are ignored without a handshake (`handshakes_over_budget`), while the
+/// connection admitted before keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_ips_cannot_buy_handshakes_past_the_total_budget() {
+    use locus_prober::identity::ProberIdentity;
+
+    let honest = Arc::new(ProberIdentity::from_seed([8; 32]));
+    let server = start_pinned(
+        Limits {
+            // A burst of one handshake, the next in ten seconds: the honest prober's.
+            handshakes_per_sec: 0.1,
+            ..Limits::default()
+        },
+        &honest,
+    );
+    let pinned = attempt(&server, "127.0.0.2")
+        .await
+        .unwrap()
+        .with_signer(honest.clone());
+    for i in 1..=4 {
+        let from = format!("127.0.4.{i}");
+        let r = attempt(&server, &from).await;
+        assert!(ignored(&r), "{from}: {:?}", r.err());
+    }
+    let c = server.shed_counts();
+    assert!(c.handshakes_over_budget >= 4, "{c:?}");
+    assert_eq!(c.connections_per_ip, 0, "{c:?}");
+    let round = run_round(&pinned, &honest_round()).await;
+    assert_eq!(round.answered, 200);
+    let bundle = request_evidence(&pinned, &[3; 32], Include::default())
+        .await
+        .unwrap();
+    assert_eq!(bundle.nonce, [3; 32]);
+    server.shutdown().await;
+}

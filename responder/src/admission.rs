@@ -857,6 +857,151 @@ mod tests {
         assert_eq!(verdicts[200], RateVerdict::Close);
     }
 
+    /// Many IPs, each within its own handshake rate, together get no more handshakes than the
+    /// total budget; an IP refused by the budget keeps its own tokens, and open connections
+    /// are untouched.
+    #[test]
+    fn the_total_handshake_budget_binds_many_ips() {
+        let a = Arc::new(Admission::new(
+            Limits {
+                handshakes_per_sec: 10.0,
+                connections_per_ip_per_sec: 2.0,
+                ..Limits::default()
+            },
+            false,
+        ));
+        let t0 = Instant::now();
+        let verdicts: Vec<_> = (1..=20).map(|i| a.connect(ip(i), t0)).collect();
+        assert_eq!(verdicts.iter().filter(|v| v.is_ok()).count(), 10);
+        assert!(verdicts[10..]
+            .iter()
+            .all(|v| matches!(v, Err(Shed::HandshakesOverBudget))));
+        assert!(!Shed::HandshakesOverBudget.answer_refusal());
+        // A tenth of a second later the budget has one more; ip(11) still has its own two.
+        let later = t0 + Duration::from_millis(100);
+        let _again = a.connect(ip(11), later).unwrap();
+        assert_eq!(
+            a.connect(ip(12), later).unwrap_err(),
+            Shed::HandshakesOverBudget
+        );
+        assert_eq!(a.lock().connections, 11, "admitted ones stay open");
+        assert_eq!(a.request(ip(1), later), RateVerdict::Answer);
+    }
+
+    /// After a flood close the IP's new connections are ignored for the penalty, twice as
+    /// long at each further close up to the maximum, from the start again after a clean
+    /// stretch; other IPs and the IP's open connections are not affected.
+    #[test]
+    fn a_flood_close_penalizes_new_connections_of_that_ip_growing() {
+        let a = Arc::new(Admission::new(
+            Limits {
+                connections_per_ip_per_sec: 1000.0,
+                flood_penalty: Duration::from_secs(1),
+                flood_penalty_max: Duration::from_secs(3),
+                ..Limits::default()
+            },
+            false,
+        ));
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let open = a.connect(ip(1), t0).unwrap();
+        assert_eq!(a.flood_closed(ip(1), t0), Some(Duration::from_secs(1)));
+        assert_eq!(
+            a.connect(ip(1), at(999)).unwrap_err(),
+            Shed::ConnectionsPenalized
+        );
+        assert!(
+            a.connect(ip(2), at(999)).is_ok(),
+            "another IP is not penalized"
+        );
+        assert_eq!(
+            a.request(ip(1), at(999)),
+            RateVerdict::Answer,
+            "open ones serve"
+        );
+        let _back = a.connect(ip(1), at(1000)).unwrap();
+        assert_eq!(
+            a.flood_closed(ip(1), at(1000)),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            a.connect(ip(1), at(2999)).unwrap_err(),
+            Shed::ConnectionsPenalized
+        );
+        assert_eq!(
+            a.flood_closed(ip(1), at(3000)),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            a.flood_closed(ip(1), at(6000)),
+            Some(Duration::from_secs(3))
+        );
+        // Clean for longer than the maximum after the last penalty (ended at 9 s): from 1 s.
+        assert_eq!(
+            a.flood_closed(ip(1), at(12_001)),
+            Some(Duration::from_secs(1))
+        );
+        let c = a.log.counts();
+        assert_eq!((c.connections_penalized, c.flood_penalties), (2, 5));
+        drop(open);
+        let off = Admission::new(
+            Limits {
+                flood_penalty: Duration::ZERO,
+                ..Limits::default()
+            },
+            false,
+        );
+        assert_eq!(off.flood_closed(ip(1), t0), None);
+    }
+
+    /// The total echo budget is split evenly between IPs with connections, grows back when one
+    /// leaves, and does not count connections that proved a pinned key.
+    #[test]
+    fn the_total_echo_budget_is_shared_between_ips() {
+        let a = Arc::new(Admission::new(
+            Limits {
+                echo_per_ip_per_sec: Some(100_000.0),
+                echo_per_sec: Some(1000.0),
+                ..Limits::default()
+            },
+            false,
+        ));
+        let t0 = Instant::now();
+        let first = a.connect(ip(1), t0).unwrap();
+        let _second = a.connect(ip(2), t0).unwrap();
+        // One second of challenges every 100 µs from each IP: about half the budget each.
+        let mut answered = [0u32; 2];
+        let mut shed = [0u32; 2];
+        for i in 0..10_000u64 {
+            let now = t0 + Duration::from_micros(100 * i);
+            for (k, peer) in [ip(1), ip(2)].into_iter().enumerate() {
+                match a.echo(peer, now, false) {
+                    (RateVerdict::Answer, _) => answered[k] += 1,
+                    (_, kind) => {
+                        assert_eq!(kind, Shed::EchoOverShare);
+                        shed[k] += 1;
+                    }
+                }
+            }
+        }
+        for k in 0..2 {
+            assert!((500..=560).contains(&answered[k]), "{answered:?}");
+            assert!(shed[k] > 0);
+        }
+        // A proved connection is not counted against the budget.
+        let t1 = t0 + Duration::from_secs(5);
+        assert!((0..5000).all(|_| a.echo(ip(2), t1, true).0 == RateVerdict::Answer));
+        // ip(1) leaves: ip(2) alone gets the whole budget (a tenth of a second's burst).
+        drop(first);
+        let t2 = t0 + Duration::from_secs(10);
+        assert_eq!(a.echo(ip(2), t2, false).0, RateVerdict::Answer);
+        let t2 = t2 + Duration::from_secs(1);
+        let burst = (0..1000)
+            .take_while(|_| a.echo(ip(2), t2, false).0 == RateVerdict::Answer)
+            .count();
+        assert_eq!(burst, 100);
+    }
+
     #[test]
     fn shed_work_is_counted_per_kind() {
         let log = ShedLog::default();
