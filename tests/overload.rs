@@ -518,9 +518,13 @@ async fn at_the_cap_a_pinned_prober_evicts_the_oldest_unsigned_connection() {
     server.shutdown().await;
 }
 
-/// A responder with pinned access for `honest` and these limits.
-fn start_pinned(limits: Limits, honest: &locus_prober::identity::ProberIdentity) -> Server {
-    Server::start(
+/// A responder with pinned access and these limits, and a pinned prober (127.0.0.2) whose
+/// connection proved its key with a first signed evidence request.
+async fn pinned_setup(limits: Limits, seed: u8) -> (Server, Target) {
+    let honest = Arc::new(locus_prober::identity::ProberIdentity::from_seed(
+        [seed; 32],
+    ));
+    let server = Server::start(
         ServerConfig {
             limits,
             access: locus_responder::access::EvidenceAccess::Pinned(vec![honest
@@ -531,7 +535,16 @@ fn start_pinned(limits: Limits, honest: &locus_prober::identity::ProberIdentity)
         SessionKey::generate().unwrap(),
         EvidenceSource::default(),
     )
-    .unwrap()
+    .unwrap();
+    let pinned = attempt(&server, "127.0.0.2")
+        .await
+        .unwrap()
+        .with_signer(honest);
+    let bundle = request_evidence(&pinned, &[1; 32], Include::default())
+        .await
+        .unwrap();
+    assert_eq!(bundle.nonce, [1; 32], "the prober proved its key");
+    (server, pinned)
 }
 
 /// Connects from `from` with a short timeout (under QUIC's first retransmission, ~1 s, so an
@@ -544,6 +557,16 @@ async fn attempt(server: &Server, from: &str) -> Result<Target, locus_prober::Co
         Duration::from_millis(500),
     )
     .await
+}
+
+/// The pinned prober's connection still has every echo answered and evidence served.
+async fn still_served(pinned: &Target, nonce: u8) {
+    let round = run_round(pinned, &honest_round()).await;
+    assert_eq!(round.answered, 200, "honest echoes");
+    let bundle = request_evidence(pinned, &[nonce; 32], Include::default())
+        .await
+        .unwrap();
+    assert_eq!(bundle.nonce, [nonce; 32]);
 }
 
 /// An attempt the responder ignored: no refusal came back, the client timed out.
@@ -580,10 +603,7 @@ fn honest_round() -> RoundConfig {
 /// echoes (exempt from the total echo budget the floods exhaust) and evidence.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnecting_flooders_are_ignored_while_a_pinned_prober_is_served() {
-    use locus_prober::identity::ProberIdentity;
-
-    let honest = Arc::new(ProberIdentity::from_seed([7; 32]));
-    let server = start_pinned(
+    let (server, pinned) = pinned_setup(
         Limits {
             // One handshake per IP within the test (burst 1, refilling every 10 s).
             connections_per_ip_per_sec: 0.1,
@@ -593,16 +613,9 @@ async fn reconnecting_flooders_are_ignored_while_a_pinned_prober_is_served() {
             flood_penalty: Duration::from_secs(60),
             ..Limits::default()
         },
-        &honest,
-    );
-    let pinned = attempt(&server, "127.0.0.2")
-        .await
-        .unwrap()
-        .with_signer(honest.clone());
-    let bundle = request_evidence(&pinned, &[1; 32], Include::default())
-        .await
-        .unwrap();
-    assert_eq!(bundle.nonce, [1; 32], "the prober proved its key");
+        7,
+    )
+    .await;
 
     let attackers = ["127.0.3.1", "127.0.3.2", "127.0.3.3"];
     let mut floods = Vec::new();
@@ -641,13 +654,7 @@ async fn reconnecting_flooders_are_ignored_while_a_pinned_prober_is_served() {
     assert_eq!(c.handshakes_over_budget, 0, "{c:?}");
     assert_eq!(c.connections_over_cap, 0, "{c:?}");
 
-    // The honest connection still has echo and evidence.
-    let after = run_round(&pinned, &honest_round()).await;
-    assert_eq!(after.answered, 200);
-    let again = request_evidence(&pinned, &[2; 32], Include::default())
-        .await
-        .unwrap();
-    assert_eq!(again.nonce, [2; 32]);
+    still_served(&pinned, 2).await;
     server.shutdown().await;
 }
 
@@ -656,21 +663,15 @@ async fn reconnecting_flooders_are_ignored_while_a_pinned_prober_is_served() {
 /// connection admitted before keeps working.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_ips_cannot_buy_handshakes_past_the_total_budget() {
-    use locus_prober::identity::ProberIdentity;
-
-    let honest = Arc::new(ProberIdentity::from_seed([8; 32]));
-    let server = start_pinned(
+    let (server, pinned) = pinned_setup(
         Limits {
-            // A burst of one handshake, the next in ten seconds: the honest prober's.
+            // A burst of one handshake, the next in ten seconds: the pinned prober's.
             handshakes_per_sec: 0.1,
             ..Limits::default()
         },
-        &honest,
-    );
-    let pinned = attempt(&server, "127.0.0.2")
-        .await
-        .unwrap()
-        .with_signer(honest.clone());
+        8,
+    )
+    .await;
     for i in 1..=4 {
         let from = format!("127.0.4.{i}");
         let r = attempt(&server, &from).await;
@@ -679,11 +680,6 @@ async fn many_ips_cannot_buy_handshakes_past_the_total_budget() {
     let c = server.shed_counts();
     assert!(c.handshakes_over_budget >= 4, "{c:?}");
     assert_eq!(c.connections_per_ip, 0, "{c:?}");
-    let round = run_round(&pinned, &honest_round()).await;
-    assert_eq!(round.answered, 200);
-    let bundle = request_evidence(&pinned, &[3; 32], Include::default())
-        .await
-        .unwrap();
-    assert_eq!(bundle.nonce, [3; 32]);
+    still_served(&pinned, 3).await;
     server.shutdown().await;
 }

@@ -690,6 +690,11 @@ mod tests {
         IpAddr::from([127, 0, 0, last])
     }
 
+    /// An admission without eviction (`[access] evidence = "any"`).
+    fn any(limits: Limits) -> Arc<Admission> {
+        Arc::new(Admission::new(limits, false))
+    }
+
     #[test]
     fn a_bucket_refills_at_its_rate_and_holds_its_burst() {
         let t0 = Instant::now();
@@ -705,15 +710,12 @@ mod tests {
 
     #[test]
     fn connections_are_capped_in_total_and_per_ip_and_slots_come_back() {
-        let a = Arc::new(Admission::new(
-            Limits {
-                max_connections: 3,
-                max_connections_per_ip: 2,
-                connections_per_ip_per_sec: 1000.0,
-                ..Limits::default()
-            },
-            false,
-        ));
+        let a = any(Limits {
+            max_connections: 3,
+            max_connections_per_ip: 2,
+            connections_per_ip_per_sec: 1000.0,
+            ..Limits::default()
+        });
         let now = Instant::now();
         let s1 = a.connect(ip(1), now).unwrap();
         let _s2 = a.connect(ip(1), now).unwrap();
@@ -767,14 +769,11 @@ mod tests {
     /// IPv4-mapped address's IPv4 peer, is not the same one.
     #[test]
     fn an_ipv6_slash_64_is_one_peer() {
-        let a = Arc::new(Admission::new(
-            Limits {
-                max_connections_per_ip: 2,
-                connections_per_ip_per_sec: 1000.0,
-                ..Limits::default()
-            },
-            false,
-        ));
+        let a = any(Limits {
+            max_connections_per_ip: 2,
+            connections_per_ip_per_sec: 1000.0,
+            ..Limits::default()
+        });
         let now = Instant::now();
         let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
         let _a = a.connect(v6("2001:db8:1:2::1"), now).unwrap();
@@ -795,14 +794,11 @@ mod tests {
 
     #[test]
     fn handshakes_and_requests_are_rate_limited_per_ip() {
-        let a = Arc::new(Admission::new(
-            Limits {
-                connections_per_ip_per_sec: 2.0,
-                requests_per_ip_per_sec: 5.0,
-                ..Limits::default()
-            },
-            false,
-        ));
+        let a = any(Limits {
+            connections_per_ip_per_sec: 2.0,
+            requests_per_ip_per_sec: 5.0,
+            ..Limits::default()
+        });
         let now = Instant::now();
         // Burst of twice the rate, then refused until the bucket refills.
         let slots: Vec<_> = (0..4).map(|_| a.connect(ip(1), now).unwrap()).collect();
@@ -862,14 +858,11 @@ mod tests {
     /// are untouched.
     #[test]
     fn the_total_handshake_budget_binds_many_ips() {
-        let a = Arc::new(Admission::new(
-            Limits {
-                handshakes_per_sec: 10.0,
-                connections_per_ip_per_sec: 2.0,
-                ..Limits::default()
-            },
-            false,
-        ));
+        let a = any(Limits {
+            handshakes_per_sec: 10.0,
+            connections_per_ip_per_sec: 2.0,
+            ..Limits::default()
+        });
         let t0 = Instant::now();
         let verdicts: Vec<_> = (1..=20).map(|i| a.connect(ip(i), t0)).collect();
         assert_eq!(verdicts.iter().filter(|v| v.is_ok()).count(), 10);
@@ -893,15 +886,12 @@ mod tests {
     /// stretch; other IPs and the IP's open connections are not affected.
     #[test]
     fn a_flood_close_penalizes_new_connections_of_that_ip_growing() {
-        let a = Arc::new(Admission::new(
-            Limits {
-                connections_per_ip_per_sec: 1000.0,
-                flood_penalty: Duration::from_secs(1),
-                flood_penalty_max: Duration::from_secs(3),
-                ..Limits::default()
-            },
-            false,
-        ));
+        let a = any(Limits {
+            connections_per_ip_per_sec: 1000.0,
+            flood_penalty: Duration::from_secs(1),
+            flood_penalty_max: Duration::from_secs(3),
+            ..Limits::default()
+        });
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         let open = a.connect(ip(1), t0).unwrap();
@@ -958,14 +948,11 @@ mod tests {
     /// leaves, and does not count connections that proved a pinned key.
     #[test]
     fn the_total_echo_budget_is_shared_between_ips() {
-        let a = Arc::new(Admission::new(
-            Limits {
-                echo_per_ip_per_sec: Some(100_000.0),
-                echo_per_sec: Some(1000.0),
-                ..Limits::default()
-            },
-            false,
-        ));
+        let a = any(Limits {
+            echo_per_ip_per_sec: Some(100_000.0),
+            echo_per_sec: Some(1000.0),
+            ..Limits::default()
+        });
         let t0 = Instant::now();
         let first = a.connect(ip(1), t0).unwrap();
         let _second = a.connect(ip(2), t0).unwrap();
