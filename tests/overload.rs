@@ -420,6 +420,12 @@ fn bench_overload_small_instance_reports_its_keys() {
     assert!(v["attack_unauthorized"].as_u64().unwrap() > 0, "{v}");
     assert!(v["busy_answers"].as_u64().is_some(), "{v}");
     assert_eq!(v["responder_alive"], true, "{v}");
+    // The responder's own counts, read from its log at shutdown: its hostile evidence
+    // requests were refused as unauthorized there too.
+    let shed = &v["responder_shed"];
+    assert!(shed["unauthorized"].as_u64().unwrap() > 0, "{v}");
+    assert!(shed["connections_penalized"].as_u64().is_some(), "{v}");
+    assert!(v["responder_cpu_s_attack"].as_f64().unwrap() > 0.0, "{v}");
 }
 
 /// Runs `cmd` to its end, killing it after two minutes (the bench bounds itself well within
