@@ -406,8 +406,9 @@ impl Pair {
             .spawn(async move {
                 let mut config = ServerConfig::new(LOOPBACK.parse()?);
                 config.spin_after_answer = spin;
-                // Throughput of the echo path itself: no per-IP echo rate limit.
+                // Throughput of the echo path itself: no echo rate limits.
                 config.limits.echo_per_ip_per_sec = None;
+                config.limits.echo_per_sec = None;
                 Server::start(config, SessionKey::generate()?, EvidenceSource::default())
                     .map_err(anyhow::Error::from)
             })
