@@ -14,9 +14,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Args;
 use locus_prober::stats::new_histogram;
+use locus_responder::admission::Limits;
+use locus_responder::config::TdxSection;
 use locus_responder::evidence::EvidenceSource;
 use locus_responder::server::{Server, ServerConfig};
 use locus_responder::session_key::SessionKey;
+use locus_responder::tdx::lab::{LabOptions, LabTdx, PacedQuoter};
+use locus_responder::tdx::TdxQuoter;
 use serde::Serialize;
 
 #[derive(Args)]
@@ -40,6 +44,14 @@ pub struct FleetArgs {
     /// `/metrics` is scraped this often while measuring, as Prometheus would.
     #[arg(long, default_value_t = 15.0)]
     scrape_interval_s: f64,
+    /// Each target asks for a TDX evidence bundle this often (lab quotes, `--quote-delay-ms`
+    /// each, serialized per responder and coalesced as on a real TD); 0: never. Shows whether
+    /// evidence requests delay other targets' echoes (`lateness_*`).
+    #[arg(long, default_value_t = 0.0)]
+    evidence_interval_s: f64,
+    /// With `--evidence-interval-s`: the lab quoter's latency per quote, ms.
+    #[arg(long, default_value_t = 40)]
+    quote_delay_ms: u64,
     /// Seconds allowed until every target is connected.
     #[arg(long, default_value_t = 180.0)]
     connect_timeout_s: f64,
@@ -88,9 +100,25 @@ struct FleetReport {
     udp_loop_cpu_us_per_probe: f64,
     /// `prober_cpu_us_per_probe / udp_loop_cpu_us_per_probe`.
     cpu_ratio_vs_udp_loop: f64,
+    /// With `--evidence-interval-s`: the evidence figures (`evidence_*` keys).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    evidence: Option<EvidenceFigures>,
     /// With `--peer`: the peer's figures (`peer_*` keys).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     peer: Option<crate::smokeping::PeerReport>,
+}
+
+/// Evidence requests while measuring (`--evidence-interval-s`), from the daemon's gauges.
+#[derive(Serialize)]
+struct EvidenceFigures {
+    evidence_interval_s: f64,
+    quote_delay_ms: u64,
+    /// Targets that have asked for evidence by the end of the window.
+    evidence_targets_asked: f64,
+    /// Of those, targets whose latest request succeeded.
+    evidence_targets_ok: f64,
+    /// Targets whose latest success falls in the measured window.
+    evidence_ok_in_window: f64,
 }
 
 /// The UDP loop runs at most this long: its CPU per probe settles within seconds.
@@ -115,9 +143,14 @@ pub fn run(args: FleetArgs) -> anyhow::Result<String> {
             bail!("{name} must be a finite number > 0");
         }
     }
+    if !(args.evidence_interval_s.is_finite() && args.evidence_interval_s >= 0.0) {
+        bail!("--evidence-interval-s must be a finite number >= 0");
+    }
     let dir = tempfile::tempdir()?;
     let rt = tokio::runtime::Runtime::new()?;
-    let servers = rt.block_on(start_responders(args.responders))?;
+    let quote_delay =
+        (args.evidence_interval_s > 0.0).then(|| Duration::from_millis(args.quote_delay_ms));
+    let servers = rt.block_on(start_responders(args.responders, quote_delay))?;
     let config = dir.path().join("fleet.toml");
     std::fs::write(&config, prober_config(&args, &servers)?)?;
 
@@ -153,15 +186,48 @@ pub fn run(args: FleetArgs) -> anyhow::Result<String> {
     render(&report, args.json)
 }
 
-async fn start_responders(n: usize) -> anyhow::Result<Vec<Server>> {
+/// `n` responders; with `quote_delay`, each has a lab TDX quoter that takes that long per
+/// quote, serialized and coalesced as a real TD's.
+async fn start_responders(n: usize, quote_delay: Option<Duration>) -> anyhow::Result<Vec<Server>> {
     let key = SessionKey::generate()?;
+    let lab = match quote_delay {
+        Some(_) => {
+            let now = locus_fleet::time::unix_now()?;
+            Some(
+                tokio::task::spawn_blocking(move || LabTdx::generate_with(&LabOptions::at(now)))
+                    .await??,
+            )
+        }
+        None => None,
+    };
     (0..n)
         .map(|i| {
             let mut cfg = ServerConfig::new(SocketAddr::from(([127, 0, 1, i as u8 + 1], 0)));
             // A 1 Hz monitor gains nothing from spinning; it would only burn the CPU the
             // prober is measured on.
             cfg.spin_after_answer = Duration::ZERO;
-            Ok(Server::start(cfg, key.clone(), EvidenceSource::default())?)
+            // One prober (one IP) holds every connection: the defaults' per-IP caps, sized
+            // for strangers on the internet, would refuse all but the first 64.
+            cfg.limits = Limits {
+                max_connections: usize::MAX,
+                max_connections_per_ip: usize::MAX,
+                connections_per_ip_per_sec: 1e9,
+                echo_per_ip_per_sec: None,
+                requests_per_ip_per_sec: 1e9,
+                // Every target may ask at once: coalescing answers them in batches.
+                evidence_queue: 1 << 20,
+                ..Limits::default()
+            };
+            let source = match (&lab, quote_delay) {
+                (Some(lab), Some(delay)) => {
+                    // One quoting service per responder, as one per machine.
+                    let paced: Arc<dyn TdxQuoter> = Arc::new(PacedQuoter::new(lab.quoter(), delay));
+                    EvidenceSource::new(Some(paced), None)
+                        .with_coalescing(TdxSection::default().coalesce_max_batch)
+                }
+                _ => EvidenceSource::default(),
+            };
+            Ok(Server::start(cfg, key.clone(), source)?)
         })
         .collect()
 }
@@ -172,9 +238,9 @@ fn prober_config(args: &FleetArgs, servers: &[Server]) -> anyhow::Result<String>
         "db = \"fleet.db\"\nlisten = \"127.0.0.1:0\"\nbind = \"127.0.0.1:0\"\n\
          [prober]\nid = \"bench\"\nsite = \"lab\"\n\
          [probe]\nrate_hz = {}\nround_s = {}\nwindow = 4\ntimeout_ms = 1000\n\
-         evidence_interval_s = 0\n\
+         evidence_interval_s = {}\nevidence_tpm = false\n\
          [[sites]]\nname = \"lab\"\nlat = 0.0\nlon = 0.0\n",
-        args.rate_hz, args.round_s
+        args.rate_hz, args.round_s, args.evidence_interval_s
     );
     for i in 0..args.targets {
         let addr = servers[i % servers.len()].local_addr()?;
@@ -307,6 +373,9 @@ fn measure(
     );
     let before = scrape(prober.http)?;
     let scraped_before = Instant::now();
+    let window_start_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs_f64();
     let cpu0 = cpu_seconds(prober.pid)?;
     let t0 = Instant::now();
     let scrape_every = Duration::from_secs_f64(args.scrape_interval_s);
@@ -356,6 +425,16 @@ fn measure(
         udp_loop_probes_per_s: 0.0,
         udp_loop_cpu_us_per_probe: 0.0,
         cpu_ratio_vs_udp_loop: 0.0,
+        evidence: (args.evidence_interval_s > 0.0).then(|| EvidenceFigures {
+            evidence_interval_s: args.evidence_interval_s,
+            quote_delay_ms: args.quote_delay_ms,
+            evidence_targets_asked: after.count("locus_evidence_request_success"),
+            evidence_targets_ok: after.sum("locus_evidence_request_success"),
+            evidence_ok_in_window: after.count_above(
+                "locus_evidence_last_success_timestamp_seconds",
+                window_start_unix,
+            ),
+        }),
         peer: None,
     })
 }
@@ -415,6 +494,19 @@ impl Scrape {
             .filter(|(n, _, _)| n == name)
             .map(|(_, _, v)| v)
             .sum()
+    }
+
+    /// Series of `name`.
+    fn count(&self, name: &str) -> f64 {
+        self.lines.iter().filter(|(n, _, _)| n == name).count() as f64
+    }
+
+    /// Series of `name` whose value exceeds `min`.
+    fn count_above(&self, name: &str, min: f64) -> f64 {
+        self.lines
+            .iter()
+            .filter(|(n, _, v)| n == name && *v > min)
+            .count() as f64
     }
 
     /// `(le, count in this scrape minus count in `before`)`, cumulative, ascending.
@@ -625,6 +717,18 @@ fn render(r: &FleetReport, json: bool) -> anyhow::Result<String> {
             r.udp_loop_probes_per_s,
             r.cpu_ratio_vs_udp_loop
         );
+        if let Some(e) = &r.evidence {
+            _ = writeln!(
+                out,
+                "evidence every {} s per target ({} ms quotes): {:.0} targets asked, latest \
+                 request ok for {:.0}, {:.0} succeeded in the window",
+                e.evidence_interval_s,
+                e.quote_delay_ms,
+                e.evidence_targets_asked,
+                e.evidence_targets_ok,
+                e.evidence_ok_in_window
+            );
+        }
         if let Some(p) = &r.peer {
             _ = writeln!(
                 out,
