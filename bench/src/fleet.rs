@@ -152,7 +152,14 @@ pub fn run(args: FleetArgs) -> anyhow::Result<String> {
         (args.evidence_interval_s > 0.0).then(|| Duration::from_millis(args.quote_delay_ms));
     let servers = rt.block_on(start_responders(args.responders, quote_delay))?;
     let config = dir.path().join("fleet.toml");
-    std::fs::write(&config, prober_config(&args, &servers)?)?;
+    let addrs = servers
+        .iter()
+        .map(Server::local_addr)
+        .collect::<std::io::Result<Vec<_>>>()?;
+    std::fs::write(
+        &config,
+        prober_config(&args, &addrs, servers[0].session_key().spki_der()),
+    )?;
 
     let started = Instant::now();
     let prober = ProberProcess::spawn(&config, dir.path())?;
@@ -232,8 +239,10 @@ async fn start_responders(n: usize, quote_delay: Option<Duration>) -> anyhow::Re
         .collect()
 }
 
-fn prober_config(args: &FleetArgs, servers: &[Server]) -> anyhow::Result<String> {
-    let spki = hex::encode(servers[0].session_key().spki_der());
+/// The daemon's configuration: `args.targets` targets spread over the responders at `addrs`,
+/// all pinned to `spki_der`.
+fn prober_config(args: &FleetArgs, addrs: &[SocketAddr], spki_der: &[u8]) -> String {
+    let spki = hex::encode(spki_der);
     let mut s = format!(
         "db = \"fleet.db\"\nlisten = \"127.0.0.1:0\"\nbind = \"127.0.0.1:0\"\n\
          [prober]\nid = \"bench\"\nsite = \"lab\"\n\
@@ -243,12 +252,12 @@ fn prober_config(args: &FleetArgs, servers: &[Server]) -> anyhow::Result<String>
         args.rate_hz, args.round_s, args.evidence_interval_s
     );
     for i in 0..args.targets {
-        let addr = servers[i % servers.len()].local_addr()?;
+        let addr = addrs[i % addrs.len()];
         s.push_str(&format!(
             "[[targets]]\nname = \"t{i:05}\"\naddress = \"{addr}\"\nclaim = \"lab\"\nspki = \"{spki}\"\n"
         ));
     }
-    Ok(s)
+    s
 }
 
 /// `locus prober --config FILE` as a child process; killed on drop.
@@ -765,6 +774,45 @@ mod tests {
         assert!((quantile(&b, 0.745) - 0.0015).abs() < 1e-9);
         assert_eq!(quantile(&b, 1.0), 0.004);
         assert_eq!(quantile(&[], 0.99), 0.0);
+    }
+
+    #[test]
+    fn the_daemon_loads_the_config_and_asks_for_evidence_only_when_told() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            fleet: FleetArgs,
+        }
+        let addrs: Vec<SocketAddr> = vec![
+            "127.0.1.1:4433".parse().unwrap(),
+            "127.0.1.2:4433".parse().unwrap(),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        for (flags, interval) in [
+            (&["x", "--targets", "5"][..], None),
+            (
+                &["x", "--targets", "5", "--evidence-interval-s", "30"][..],
+                Some(Duration::from_secs(30)),
+            ),
+        ] {
+            let args = Cli::parse_from(flags).fleet;
+            let path = dir.path().join("fleet.toml");
+            std::fs::write(&path, prober_config(&args, &addrs, &[1, 2, 3])).unwrap();
+            let c = locus_fleet::daemon::config::Config::load(&path).unwrap();
+            assert_eq!(c.targets.len(), 5);
+            assert_eq!(c.targets[1].address.to_string(), "127.0.1.2:4433");
+            assert_eq!(c.probe.evidence_interval, interval);
+            assert!(c.probe.evidence_tdx && !c.probe.evidence_tpm);
+        }
+    }
+
+    #[test]
+    fn scrapes_count_series_above_a_value() {
+        let s = Scrape::parse("g{t=\"a\"} 1\ng{t=\"b\"} 0\ng{t=\"c\"} 5\nh 9");
+        assert_eq!(s.count("g"), 3.0);
+        assert_eq!(s.count_above("g", 0.5), 2.0);
+        assert_eq!(s.count("none"), 0.0);
     }
 
     #[test]
