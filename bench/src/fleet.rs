@@ -14,9 +14,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Args;
 use locus_prober::stats::new_histogram;
+use locus_responder::admission::Limits;
+use locus_responder::config::TdxSection;
 use locus_responder::evidence::EvidenceSource;
 use locus_responder::server::{Server, ServerConfig};
 use locus_responder::session_key::SessionKey;
+use locus_responder::tdx::lab::{LabOptions, LabTdx, PacedQuoter};
+use locus_responder::tdx::TdxQuoter;
 use serde::Serialize;
 
 #[derive(Args)]
@@ -40,6 +44,14 @@ pub struct FleetArgs {
     /// `/metrics` is scraped this often while measuring, as Prometheus would.
     #[arg(long, default_value_t = 15.0)]
     scrape_interval_s: f64,
+    /// Each target asks for a TDX evidence bundle this often (lab quotes, `--quote-delay-ms`
+    /// each, serialized per responder and coalesced as on a real TD); 0: never. Shows whether
+    /// evidence requests delay other targets' echoes (`lateness_*`).
+    #[arg(long, default_value_t = 0.0)]
+    evidence_interval_s: f64,
+    /// With `--evidence-interval-s`: the lab quoter's latency per quote, ms.
+    #[arg(long, default_value_t = 40)]
+    quote_delay_ms: u64,
     /// Seconds allowed until every target is connected.
     #[arg(long, default_value_t = 180.0)]
     connect_timeout_s: f64,
@@ -88,9 +100,25 @@ struct FleetReport {
     udp_loop_cpu_us_per_probe: f64,
     /// `prober_cpu_us_per_probe / udp_loop_cpu_us_per_probe`.
     cpu_ratio_vs_udp_loop: f64,
+    /// With `--evidence-interval-s`: the evidence figures (`evidence_*` keys).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    evidence: Option<EvidenceFigures>,
     /// With `--peer`: the peer's figures (`peer_*` keys).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     peer: Option<crate::smokeping::PeerReport>,
+}
+
+/// Evidence requests while measuring (`--evidence-interval-s`), from the daemon's gauges.
+#[derive(Serialize)]
+struct EvidenceFigures {
+    evidence_interval_s: f64,
+    quote_delay_ms: u64,
+    /// Targets that have asked for evidence by the end of the window.
+    evidence_targets_asked: f64,
+    /// Of those, targets whose latest request succeeded.
+    evidence_targets_ok: f64,
+    /// Targets whose latest success falls in the measured window.
+    evidence_ok_in_window: f64,
 }
 
 /// The UDP loop runs at most this long: its CPU per probe settles within seconds.
@@ -115,11 +143,23 @@ pub fn run(args: FleetArgs) -> anyhow::Result<String> {
             bail!("{name} must be a finite number > 0");
         }
     }
+    if !(args.evidence_interval_s.is_finite() && args.evidence_interval_s >= 0.0) {
+        bail!("--evidence-interval-s must be a finite number >= 0");
+    }
     let dir = tempfile::tempdir()?;
     let rt = tokio::runtime::Runtime::new()?;
-    let servers = rt.block_on(start_responders(args.responders))?;
+    let quote_delay =
+        (args.evidence_interval_s > 0.0).then(|| Duration::from_millis(args.quote_delay_ms));
+    let servers = rt.block_on(start_responders(args.responders, quote_delay))?;
     let config = dir.path().join("fleet.toml");
-    std::fs::write(&config, prober_config(&args, &servers)?)?;
+    let addrs = servers
+        .iter()
+        .map(Server::local_addr)
+        .collect::<std::io::Result<Vec<_>>>()?;
+    std::fs::write(
+        &config,
+        prober_config(&args, &addrs, servers[0].session_key().spki_der()),
+    )?;
 
     let started = Instant::now();
     let prober = ProberProcess::spawn(&config, dir.path())?;
@@ -153,36 +193,71 @@ pub fn run(args: FleetArgs) -> anyhow::Result<String> {
     render(&report, args.json)
 }
 
-async fn start_responders(n: usize) -> anyhow::Result<Vec<Server>> {
+/// `n` responders; with `quote_delay`, each has a lab TDX quoter that takes that long per
+/// quote, serialized and coalesced as a real TD's.
+async fn start_responders(n: usize, quote_delay: Option<Duration>) -> anyhow::Result<Vec<Server>> {
     let key = SessionKey::generate()?;
+    let lab = match quote_delay {
+        Some(_) => {
+            let now = locus_fleet::time::unix_now()?;
+            Some(
+                tokio::task::spawn_blocking(move || LabTdx::generate_with(&LabOptions::at(now)))
+                    .await??,
+            )
+        }
+        None => None,
+    };
     (0..n)
         .map(|i| {
             let mut cfg = ServerConfig::new(SocketAddr::from(([127, 0, 1, i as u8 + 1], 0)));
             // A 1 Hz monitor gains nothing from spinning; it would only burn the CPU the
             // prober is measured on.
             cfg.spin_after_answer = Duration::ZERO;
-            Ok(Server::start(cfg, key.clone(), EvidenceSource::default())?)
+            // One prober (one IP) holds every connection: the defaults' per-IP caps, sized
+            // for strangers on the internet, would refuse all but the first 64.
+            cfg.limits = Limits {
+                max_connections: usize::MAX,
+                max_connections_per_ip: usize::MAX,
+                connections_per_ip_per_sec: 1e9,
+                echo_per_ip_per_sec: None,
+                requests_per_ip_per_sec: 1e9,
+                // Every target may ask at once: coalescing answers them in batches.
+                evidence_queue: 1 << 20,
+                ..Limits::default()
+            };
+            let source = match (&lab, quote_delay) {
+                (Some(lab), Some(delay)) => {
+                    // One quoting service per responder, as one per machine.
+                    let paced: Arc<dyn TdxQuoter> = Arc::new(PacedQuoter::new(lab.quoter(), delay));
+                    EvidenceSource::new(Some(paced), None)
+                        .with_coalescing(TdxSection::default().coalesce_max_batch)
+                }
+                _ => EvidenceSource::default(),
+            };
+            Ok(Server::start(cfg, key.clone(), source)?)
         })
         .collect()
 }
 
-fn prober_config(args: &FleetArgs, servers: &[Server]) -> anyhow::Result<String> {
-    let spki = hex::encode(servers[0].session_key().spki_der());
+/// The daemon's configuration: `args.targets` targets spread over the responders at `addrs`,
+/// all pinned to `spki_der`.
+fn prober_config(args: &FleetArgs, addrs: &[SocketAddr], spki_der: &[u8]) -> String {
+    let spki = hex::encode(spki_der);
     let mut s = format!(
         "db = \"fleet.db\"\nlisten = \"127.0.0.1:0\"\nbind = \"127.0.0.1:0\"\n\
          [prober]\nid = \"bench\"\nsite = \"lab\"\n\
          [probe]\nrate_hz = {}\nround_s = {}\nwindow = 4\ntimeout_ms = 1000\n\
-         evidence_interval_s = 0\n\
+         evidence_interval_s = {}\nevidence_tpm = false\n\
          [[sites]]\nname = \"lab\"\nlat = 0.0\nlon = 0.0\n",
-        args.rate_hz, args.round_s
+        args.rate_hz, args.round_s, args.evidence_interval_s
     );
     for i in 0..args.targets {
-        let addr = servers[i % servers.len()].local_addr()?;
+        let addr = addrs[i % addrs.len()];
         s.push_str(&format!(
             "[[targets]]\nname = \"t{i:05}\"\naddress = \"{addr}\"\nclaim = \"lab\"\nspki = \"{spki}\"\n"
         ));
     }
-    Ok(s)
+    s
 }
 
 /// `locus prober --config FILE` as a child process; killed on drop.
@@ -307,6 +382,9 @@ fn measure(
     );
     let before = scrape(prober.http)?;
     let scraped_before = Instant::now();
+    let window_start_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs_f64();
     let cpu0 = cpu_seconds(prober.pid)?;
     let t0 = Instant::now();
     let scrape_every = Duration::from_secs_f64(args.scrape_interval_s);
@@ -356,6 +434,16 @@ fn measure(
         udp_loop_probes_per_s: 0.0,
         udp_loop_cpu_us_per_probe: 0.0,
         cpu_ratio_vs_udp_loop: 0.0,
+        evidence: (args.evidence_interval_s > 0.0).then(|| EvidenceFigures {
+            evidence_interval_s: args.evidence_interval_s,
+            quote_delay_ms: args.quote_delay_ms,
+            evidence_targets_asked: after.count("locus_evidence_request_success"),
+            evidence_targets_ok: after.sum("locus_evidence_request_success"),
+            evidence_ok_in_window: after.count_above(
+                "locus_evidence_last_success_timestamp_seconds",
+                window_start_unix,
+            ),
+        }),
         peer: None,
     })
 }
@@ -415,6 +503,19 @@ impl Scrape {
             .filter(|(n, _, _)| n == name)
             .map(|(_, _, v)| v)
             .sum()
+    }
+
+    /// Series of `name`.
+    fn count(&self, name: &str) -> f64 {
+        self.lines.iter().filter(|(n, _, _)| n == name).count() as f64
+    }
+
+    /// Series of `name` whose value exceeds `min`.
+    fn count_above(&self, name: &str, min: f64) -> f64 {
+        self.lines
+            .iter()
+            .filter(|(n, _, v)| n == name && *v > min)
+            .count() as f64
     }
 
     /// `(le, count in this scrape minus count in `before`)`, cumulative, ascending.
@@ -625,6 +726,18 @@ fn render(r: &FleetReport, json: bool) -> anyhow::Result<String> {
             r.udp_loop_probes_per_s,
             r.cpu_ratio_vs_udp_loop
         );
+        if let Some(e) = &r.evidence {
+            _ = writeln!(
+                out,
+                "evidence every {} s per target ({} ms quotes): {:.0} targets asked, latest \
+                 request ok for {:.0}, {:.0} succeeded in the window",
+                e.evidence_interval_s,
+                e.quote_delay_ms,
+                e.evidence_targets_asked,
+                e.evidence_targets_ok,
+                e.evidence_ok_in_window
+            );
+        }
         if let Some(p) = &r.peer {
             _ = writeln!(
                 out,
@@ -661,6 +774,45 @@ mod tests {
         assert!((quantile(&b, 0.745) - 0.0015).abs() < 1e-9);
         assert_eq!(quantile(&b, 1.0), 0.004);
         assert_eq!(quantile(&[], 0.99), 0.0);
+    }
+
+    #[test]
+    fn the_daemon_loads_the_config_and_asks_for_evidence_only_when_told() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            fleet: FleetArgs,
+        }
+        let addrs: Vec<SocketAddr> = vec![
+            "127.0.1.1:4433".parse().unwrap(),
+            "127.0.1.2:4433".parse().unwrap(),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        for (flags, interval) in [
+            (&["x", "--targets", "5"][..], None),
+            (
+                &["x", "--targets", "5", "--evidence-interval-s", "30"][..],
+                Some(Duration::from_secs(30)),
+            ),
+        ] {
+            let args = Cli::parse_from(flags).fleet;
+            let path = dir.path().join("fleet.toml");
+            std::fs::write(&path, prober_config(&args, &addrs, &[1, 2, 3])).unwrap();
+            let c = locus_fleet::daemon::config::Config::load(&path).unwrap();
+            assert_eq!(c.targets.len(), 5);
+            assert_eq!(c.targets[1].address.to_string(), "127.0.1.2:4433");
+            assert_eq!(c.probe.evidence_interval, interval);
+            assert!(c.probe.evidence_tdx && !c.probe.evidence_tpm);
+        }
+    }
+
+    #[test]
+    fn scrapes_count_series_above_a_value() {
+        let s = Scrape::parse("g{t=\"a\"} 1\ng{t=\"b\"} 0\ng{t=\"c\"} 5\nh 9");
+        assert_eq!(s.count("g"), 3.0);
+        assert_eq!(s.count_above("g", 0.5), 2.0);
+        assert_eq!(s.count("none"), 0.0);
     }
 
     #[test]

@@ -23,12 +23,7 @@ fn exported() -> BTreeSet<String> {
     let mut r = Registry::default();
     let m = ProberMetrics::new(&mut r);
     // A family without series is not encoded at all: give each one a series.
-    let l = TargetLabels {
-        prober: "p".into(),
-        target: "t".into(),
-        address: "i".into(),
-        claim: "c".into(),
-    };
+    let l = TargetLabels::new("p", "t", "i", "c");
     let _ = m.probe_success.get_or_create(&l);
     let _ = m.rtt_seconds.get_or_create(&l);
     let _ = m.round_min_rtt_seconds.get_or_create(&l);

@@ -116,12 +116,7 @@ impl Drop for Resolved {
 }
 
 pub(crate) fn labels(prober: &str, t: &TargetConfig) -> TargetLabels {
-    TargetLabels {
-        prober: prober.into(),
-        target: t.name.as_str().into(),
-        address: t.address.to_string().into(),
-        claim: t.claim.as_str().into(),
-    }
+    TargetLabels::new(prober, &t.name, &t.address.to_string(), &t.claim)
 }
 
 /// Resolves once `stop` is set (or its sender is gone).

@@ -345,12 +345,7 @@ async fn store_batch(
 }
 
 fn labels_of(r: &RoundRecord) -> TargetLabels {
-    TargetLabels {
-        prober: r.prober.as_str().into(),
-        target: r.target.as_str().into(),
-        address: r.address.as_str().into(),
-        claim: r.claim.as_str().into(),
-    }
+    TargetLabels::new(&r.prober, &r.target, &r.address, &r.claim)
 }
 
 #[cfg(test)]
