@@ -341,7 +341,8 @@ impl SlotHandle {
     /// Resolves when the connection is evicted, with why.
     pub(crate) async fn evicted(&self) -> Eviction {
         let mut rx = self.evicted.clone();
-        match rx.wait_for(|e| e.is_some()).await {
+        let why = rx.wait_for(|e| e.is_some()).await.map(|e| *e);
+        match why {
             Ok(e) => e.unwrap_or(Eviction::AtCap),
             // The sender is dropped only with the slot.
             Err(_) => std::future::pending().await,

@@ -372,7 +372,7 @@ fn baseline(
     node: &str,
     before: i64,
     rounds: usize,
-    (before, answering): (Before<'_>, &BTreeSet<&str>),
+    (judged, answering): (Before<'_>, &BTreeSet<&str>),
     rejected: &mut Rejected,
 ) -> Result<(Vec<BaselineMin>, Option<String>), StoreError> {
     // Look a few baselines deep for verified rows; a prober with more rejected rows than that
@@ -417,13 +417,13 @@ fn baseline(
             )
         })
         .collect();
-    if missing.is_empty() && history.is_empty() && !matches!(before, Before::Never) {
+    if missing.is_empty() && history.is_empty() && !matches!(judged, Before::Never) {
         missing.push("the node was judged before but no verified round precedes the window".into());
     }
     // REVIEW3 B: deleting some probers' history must not switch the relocation check off
     // for them while they answer.
     if missing.is_empty() {
-        let expected = |p: &str| match before {
+        let expected = |p: &str| match judged {
             Before::Never => false,
             Before::Restarted => true,
             Before::Baselined(had) => had.contains(p),
