@@ -1880,6 +1880,30 @@ fn junk_rounds_before_the_window_do_not_evict_the_baseline() {
     assert_eq!(node(&flooded, "moved")["verdict"], "relocated");
 }
 
+/// `locus monitor --once` on `db` at `now_s` with a verdict policy, an evidence policy and a
+/// config (`paths`, in that order): the judged `honest` node.
+fn honest_with_evidence(db: &Path, now_s: u64, paths: [&Path; 3], case: &str) -> serde_json::Value {
+    let [verdict_policy, evidence_policy, config] = paths;
+    let (v, stdout) = monitor_once(
+        db.to_str().unwrap(),
+        &now_s.to_string(),
+        &[
+            &"--policy",
+            &verdict_policy,
+            &"--evidence-policy",
+            &evidence_policy,
+            &"--config",
+            &config,
+        ],
+    );
+    let nodes = v["nodes"].as_array().unwrap();
+    nodes
+        .iter()
+        .find(|n| n["name"] == "honest")
+        .unwrap_or_else(|| panic!("{case}: {stdout}"))
+        .clone()
+}
+
 /// REVIEW2 F3 and F6: each prober's latest verified bundle is chosen after every record was
 /// checked. A listed prober storing a bundle that fails (signed with its own key) after the
 /// others' valid ones no longer makes the honest node `evidence-invalid`: it is `inconclusive`
@@ -1931,24 +1955,12 @@ fn a_failed_or_withheld_bundle_holds_the_node_back_naming_the_prober() {
             }
         }
         .unwrap();
-        let (v, stdout) = monitor_once(
-            db.to_str().unwrap(),
-            &lab.now.to_string(),
-            &[
-                &"--policy",
-                &verdict_policy,
-                &"--evidence-policy",
-                &evidence_policy,
-                &"--config",
-                &config,
-            ],
-        );
-        let nodes = v["nodes"].as_array().unwrap();
-        nodes
-            .iter()
-            .find(|n| n["name"] == "honest")
-            .unwrap_or_else(|| panic!("{case}: {stdout}"))
-            .clone()
+        honest_with_evidence(
+            &db,
+            lab.now,
+            [&verdict_policy, &evidence_policy, &config],
+            case,
+        )
     };
     let honest = run("valid", Some(&valid));
     assert_eq!(honest["verdict"], "located", "{honest}");
@@ -2095,24 +2107,12 @@ fn review3_c_one_prober_evidence_rtt_does_not_accuse_alone() {
             seal_evidence(&key(p), &mut rec);
             store.insert_evidence(&rec).unwrap();
         }
-        let (v, stdout) = monitor_once(
-            db.to_str().unwrap(),
-            &lab.now.to_string(),
-            &[
-                &"--policy",
-                &verdict_policy,
-                &"--evidence-policy",
-                &evidence_policy,
-                &"--config",
-                &config,
-            ],
-        );
-        let nodes = v["nodes"].as_array().unwrap();
-        nodes
-            .iter()
-            .find(|n| n["name"] == "honest")
-            .unwrap_or_else(|| panic!("{case}: {stdout}"))
-            .clone()
+        honest_with_evidence(
+            &db,
+            lab.now,
+            [&verdict_policy, &evidence_policy, &config],
+            case,
+        )
     };
     let honest = run("valid", 5_000_000);
     assert_eq!(honest["verdict"], "located", "{honest}");

@@ -456,28 +456,33 @@ fn bounded_output(cmd: &mut std::process::Command) -> std::process::Output {
     }
 }
 
+/// A responder with `max_connections` answering evidence only to `key` (`pinned`).
+fn pinned_server(max_connections: usize, key: &locus_prober::identity::ProberIdentity) -> Server {
+    use locus_responder::access::EvidenceAccess;
+    Server::start(
+        ServerConfig {
+            limits: Limits {
+                max_connections,
+                ..Limits::default()
+            },
+            access: EvidenceAccess::Pinned(vec![key.public_key().to_bytes()]),
+            ..ServerConfig::new(loopback())
+        },
+        SessionKey::generate().unwrap(),
+        EvidenceSource::default(),
+    )
+    .unwrap()
+}
+
 /// REVIEW2 F7: under `pinned`, connections that proved no key cannot lock probers out. At the
 /// cap (3, all unsigned and idle) a pinned prober still connects and gets evidence; a fourth
 /// unsigned connection evicts the oldest unsigned one, never the pinned one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_the_cap_a_pinned_prober_evicts_the_oldest_unsigned_connection() {
     use locus_prober::identity::ProberIdentity;
-    use locus_responder::access::EvidenceAccess;
 
     let honest = Arc::new(ProberIdentity::from_seed([1; 32]));
-    let server = Server::start(
-        ServerConfig {
-            limits: Limits {
-                max_connections: 3,
-                ..Limits::default()
-            },
-            access: EvidenceAccess::Pinned(vec![honest.public_key().to_bytes()]),
-            ..ServerConfig::new(loopback())
-        },
-        SessionKey::generate().unwrap(),
-        EvidenceSource::default(),
-    )
-    .unwrap();
+    let server = pinned_server(3, &honest);
     let idle = [
         prober(&server).await,
         prober(&server).await,
@@ -526,22 +531,9 @@ async fn at_the_cap_a_pinned_prober_evicts_the_oldest_unsigned_connection() {
 async fn review3_a_pinned_prober_proves_its_key_at_once_and_is_not_evicted() {
     use locus_prober::identity::ProberIdentity;
     use locus_prober::requests::prove_key;
-    use locus_responder::access::EvidenceAccess;
 
     let honest = Arc::new(ProberIdentity::from_seed([1; 32]));
-    let server = Server::start(
-        ServerConfig {
-            limits: Limits {
-                max_connections: 3,
-                ..Limits::default()
-            },
-            access: EvidenceAccess::Pinned(vec![honest.public_key().to_bytes()]),
-            ..ServerConfig::new(loopback())
-        },
-        SessionKey::generate().unwrap(),
-        EvidenceSource::default(),
-    )
-    .unwrap();
+    let server = pinned_server(3, &honest);
     let closed = |t: &Target| t.conn.close_reason().is_some();
     // The honest pinned prober connects first, proves its key and probes (echo only, as in
     // its first round: no evidence request yet).
