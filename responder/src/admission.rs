@@ -676,7 +676,13 @@ impl Admission {
         match (l.echo_per_sec, p.echo_share.as_mut()) {
             (Some(total), Some(share)) if !proved => {
                 share.set_echo_rate(total / s.active_peers.max(1) as f64, now);
-                (share.take(now), Shed::EchoOverShare)
+                // The share only refuses, never closes: it shrinks as IPs connect, so an
+                // honest prober can exceed it; closing would ban its IP (REVIEW4 R1).
+                let v = match share.take(now) {
+                    RateVerdict::Close => RateVerdict::Refuse,
+                    v => v,
+                };
+                (v, Shed::EchoOverShare)
             }
             _ => (RateVerdict::Answer, Shed::EchoDropped),
         }
@@ -1175,5 +1181,23 @@ mod tests {
         assert_eq!(c.unauthorized, 1);
         assert_eq!(c.evidence_answered, 1);
         assert_eq!(c.echo_dropped, 0);
+    }
+    /// REVIEW4 PoC: with 200 IPs connected (an honest fleet under `any`), a one-off prober's
+    /// default 100 Hz round exceeds its share of the total echo budget; the share must only drop
+    /// echoes, never say Close (the server would close the connection and penalize the IP).
+    #[test]
+    fn review4_poc_the_echo_share_never_closes_an_honest_100hz_prober() {
+        let a = any(Limits::default());
+        let t0 = Instant::now();
+        let v4 = |i: u16| IpAddr::from([10, 0, (i >> 8) as u8, i as u8]);
+        let _slots: Vec<_> = (0..200).map(|i| a.connect(v4(i), t0).unwrap()).collect();
+        let verdicts: Vec<_> = (0..200u64)
+            .map(|k| a.echo(v4(0), t0 + Duration::from_millis(10 * k), false).0)
+            .collect();
+        assert!(
+            !verdicts.contains(&RateVerdict::Close),
+            "closed after {:?} echoes",
+            verdicts.iter().position(|v| *v == RateVerdict::Close)
+        );
     }
 }
