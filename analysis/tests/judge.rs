@@ -1221,6 +1221,12 @@ fn one_prober_alone_does_not_accuse_while_others_measure() {
         "{:?}",
         j.reasons
     );
+    // REVIEW4 M3: no runs of spaces from a string literal split without `\`.
+    assert!(
+        j.reasons.iter().all(|r| !r.contains("  ")),
+        "{:?}",
+        j.reasons
+    );
     // ≤ 300 km from ams; fra is 360 km away.
     lie(&mut n, "p-ams", 3_000_000);
     let j = judge(&w, &n, &Policy::default());

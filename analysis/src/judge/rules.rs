@@ -229,7 +229,9 @@ impl Judging<'_> {
         if hard.len() == 1 && used.len() >= 2 {
             let d = hard[0];
             let detail = format!(
-                "only prober {} puts the claim beyond its 2/3 c bound ({:.0} km from the claim,                  ≤ {:.0} km by its {:.2} ms): one prober cannot accuse while {} others measure                  (check its site, clock and key); {excess}",
+                "only prober {} puts the claim beyond its 2/3 c bound ({:.0} km from the claim, \
+                 ≤ {:.0} km by its {:.2} ms): one prober cannot accuse while {} others measure \
+                 (check its site, clock and key); {excess}",
                 d.prober,
                 d.distance_to_claim_km,
                 d.max_distance_km.unwrap_or(0.0),
@@ -529,7 +531,10 @@ impl Judging<'_> {
         if let ([p], Some((_, x, m, inside, _))) = (over.as_slice(), worst) {
             if held.len() >= 2 {
                 let detail = format!(
-                    "only prober {p} saw its evidence round trip exceed echo RTT + {inside:.2}                      ms in-TD time (by {x:.2} ms, {m:.2} ms beyond {factor:.1} extra echo round                      trips > {max:.2} ms) while {} other prober(s) on their own bundles stayed                      within the bound: one prober cannot accuse (check its site, clock and key)",
+                    "only prober {p} saw its evidence round trip exceed echo RTT + {inside:.2} \
+                     ms in-TD time (by {x:.2} ms, {m:.2} ms beyond {factor:.1} extra echo round \
+                     trips > {max:.2} ms) while {} other prober(s) on their own bundles stayed \
+                     within the bound: one prober cannot accuse (check its site, clock and key)",
                     held.len() - 1
                 );
                 self.missing.push(format!("evidence round trip: {detail}"));

@@ -293,6 +293,12 @@ mod tests {
             "{:?}",
             j.reasons
         );
+        // REVIEW4 M3: the reason reads as one sentence (no runs of spaces from a split literal).
+        assert!(
+            j.reasons.iter().all(|r| !r.contains("  ")),
+            "{:?}",
+            j.reasons
+        );
         // a second prober agreeing accuses
         n.probes[2].evidence_rtt_ns = vec![n.probes[2].samples[0].rtt_ns + 80_000_000];
         let j = judged(&n);
