@@ -739,3 +739,73 @@ async fn many_ips_cannot_buy_handshakes_past_the_total_budget() {
     still_served(&pinned, 3).await;
     server.shutdown().await;
 }
+
+/// A certificate check that refuses everything: the handshakes it is used for never get that far.
+#[derive(Debug)]
+struct NeverReached;
+
+impl locus_net::ServerKeyCheck for NeverReached {
+    fn check_server_cert(
+        &self,
+        _cert: locus_net::ServerCert<'_>,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Err(rustls::Error::General("never reached".into()))
+    }
+}
+
+/// Sends `n` first Initial packets to `to` from `socket` and never answers: what an attacker
+/// spoofing `socket`'s address can do.
+fn send_bare_initials(socket: &std::net::UdpSocket, to: SocketAddr, n: usize) {
+    let verifier = Arc::new(locus_net::Tls13Verifier::new(
+        NeverReached,
+        locus_net::crypto_provider().signature_verification_algorithms,
+    ));
+    let client = locus_net::client_config(verifier).unwrap();
+    let mut ep = quinn_proto::Endpoint::new(Default::default(), None, true, None);
+    let now = std::time::Instant::now();
+    let mut buf = Vec::new();
+    for _ in 0..n {
+        let (_, mut conn) = ep
+            .connect(now, client.clone(), to, "locus-responder")
+            .unwrap();
+        buf.clear();
+        let t = conn.poll_transmit(now, 1, &mut buf).expect("an Initial");
+        socket.send_to(&buf[..t.size], to).unwrap();
+    }
+}
+
+/// REVIEW4 R3: Initials from an address QUIC has not validated (spoofed with a prober's
+/// source, never answered) take no place and spend no allowance of that IP: 64 of them (the
+/// per-IP connection limit) are all answered with a Retry, and the prober behind that
+/// address still connects at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review4_r3_spoofed_initials_take_no_place_of_the_ip_they_claim() {
+    let server = start(
+        Limits {
+            connections_per_ip_per_sec: 1000.0,
+            ..Limits::default()
+        },
+        None,
+    );
+    let to = server.local_addr().unwrap();
+    let spoofed = std::net::UdpSocket::bind(loopback()).unwrap();
+    let per_ip = Limits::default().max_connections_per_ip;
+    send_bare_initials(&spoofed, to, per_ip);
+    until("every bare Initial is retried", || {
+        server.shed_counts().connections_retried >= per_ip as u64
+    })
+    .await;
+    let honest = prober(&server).await;
+    let _report = run_round(
+        &honest,
+        &RoundConfig {
+            count: 5,
+            ..RoundConfig::default()
+        },
+    )
+    .await;
+    let counts = server.shed_counts();
+    assert_eq!(counts.connections_per_ip, 0, "{counts:?}");
+    assert_eq!(counts.connections_over_cap, 0, "{counts:?}");
+    server.shutdown().await;
+}

@@ -635,13 +635,6 @@ impl Admission {
         Some(penalty)
     }
 
-    /// Whether a handshake from an address QUIC has not validated should be answered with a
-    /// Retry: once over half the cap is taken, a place costs a round trip from a real address
-    /// (REVIEW3 A: spoofed Initials would otherwise evict unproven connections for free).
-    pub(crate) fn wants_retry(&self) -> bool {
-        2 * self.lock().connections > self.limits.max_connections
-    }
-
     /// What to do with one more stream request of `ip` at `now`.
     pub(crate) fn request(&self, ip: IpAddr, now: Instant) -> RateVerdict {
         let ip = peer_of(ip);
@@ -922,26 +915,6 @@ mod tests {
         assert_eq!(a.log.counts().connections_evicted_same_key, 1);
         drop(stolen);
         assert_eq!(a.lock().connections, 1);
-    }
-
-    #[test]
-    fn over_half_the_cap_unvalidated_handshakes_are_retried() {
-        let a = Arc::new(Admission::new(
-            Limits {
-                max_connections: 4,
-                connections_per_ip_per_sec: 1000.0,
-                ..Limits::default()
-            },
-            false,
-        ));
-        let now = Instant::now();
-        let s1 = a.connect(ip(1), now).unwrap();
-        let _s2 = a.connect(ip(2), now).unwrap();
-        assert!(!a.wants_retry(), "half full is not over half");
-        let _s3 = a.connect(ip(3), now).unwrap();
-        assert!(a.wants_retry());
-        drop(s1);
-        assert!(!a.wants_retry());
     }
 
     /// REVIEW2 F7 (in part): the addresses of one IPv6 /64 are one peer; another /64, or an

@@ -223,12 +223,14 @@ impl Server {
     }
 }
 
-/// Over half the connection cap, answers a handshake from an address QUIC has not validated
-/// with a Retry (the client comes back with a token proving it receives at that address)
-/// instead of giving it a place: spoofed sources cannot fill the cap or evict unproven
-/// connections (REVIEW3 A). Returns the handshake to go on with, or `None` once retried.
+/// Answers every handshake from an address QUIC has not validated with a Retry (stateless;
+/// the client comes back with a token proving it receives at that address, one round trip)
+/// before any limit is charged: spoofed sources take no place, spend no IP's or the total
+/// handshake allowance and evict nothing (REVIEW3 A, REVIEW4 R3: below half the cap they
+/// once filled a chosen prober's per-IP places). Returns the handshake to go on with, or
+/// `None` once retried.
 fn retry_unvalidated(incoming: quinn::Incoming, admission: &Admission) -> Option<quinn::Incoming> {
-    if incoming.remote_address_validated() || !incoming.may_retry() || !admission.wants_retry() {
+    if incoming.remote_address_validated() || !incoming.may_retry() {
         return Some(incoming);
     }
     let from = incoming.remote_address();
