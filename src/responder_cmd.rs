@@ -76,10 +76,19 @@ pub(crate) fn run(args: ResponderArgs) -> anyhow::Result<ExitCode> {
         announce(addr, key.spki_der());
         log_hangups();
         shutdown_signal().await;
+        // What was shed, once, in one line that scripts (`locus bench overload`) can read.
+        tracing::info!(
+            target: SHED_LOG_TARGET,
+            counts = %serde_json::to_string(&server.shed_counts())?,
+            "shed since start"
+        );
         server.shutdown().await;
         anyhow::Ok(ExitCode::SUCCESS)
     })
 }
+
+/// The log target of the responder's shed counts at shutdown (`RUST_LOG=warn,locus_shed=info`).
+pub(crate) const SHED_LOG_TARGET: &str = "locus_shed";
 
 /// One JSON line on stdout, so that scripts and tests learn the address and the key to pin.
 #[expect(clippy::print_stdout, reason = "the CLI announces its address and key")]

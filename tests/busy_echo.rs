@@ -1,6 +1,7 @@
 //! The busy-polling (precision mode) drivers, end to end over loopback: handshake with the
 //! pinned session key, sequential echoes whose nonces match, a wrong pin refused, and a
-//! responder that stops when asked. No timing assertions.
+//! responder that stops when asked; the same with both ends parking in the kernel between
+//! datagrams. No timing assertions.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use locus_prober::busy::{BusyError, BusyTarget};
 use locus_prober::SpkiPolicy;
-use locus_responder::busy::{serve_busy, BusyReport};
+use locus_responder::busy::{serve_busy, serve_parked, BusyReport};
 use locus_responder::session_key::SessionKey;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,6 +32,11 @@ struct Responder {
 
 impl Responder {
     fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// `Some(spin)`: a responder that spins `spin` after each datagram, then parks.
+    fn start_with(spin: Option<Duration>) -> Self {
         let key = SessionKey::generate().unwrap();
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = socket.local_addr().unwrap();
@@ -40,7 +46,11 @@ impl Responder {
             let key = key.clone();
             let stop = stop.clone();
             move || {
-                let _ = tx.send(serve_busy(socket, &key, &stop).map_err(|e| e.to_string()));
+                let served = match spin {
+                    None => serve_busy(socket, &key, &stop),
+                    Some(spin) => serve_parked(socket, &key, &stop, spin),
+                };
+                let _ = tx.send(served.map_err(|e| e.to_string()));
             }
         });
         Self {
@@ -156,5 +166,31 @@ fn stops_when_asked_and_closes_its_connections() {
         Err(BusyError::Lost(_)) => {}
         Err(e) => panic!("expected the connection closed by the responder, got {e}"),
         Ok(s) => panic!("a stopped responder answered {s:?}"),
+    }
+}
+
+/// Both ends parked (spin zero: every read sleeps in the kernel) still echo every challenge in
+/// order, and a parked responder still stops when asked.
+#[test]
+fn parked_drivers_echo_and_stop() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    for spin in [Duration::ZERO, Duration::from_micros(200)] {
+        let responder = Responder::start_with(Some(spin));
+        let mut target = responder.connect(responder.pin()).unwrap();
+        target.set_spin(spin);
+        const N: u64 = 100;
+        for i in 0..N {
+            let sample = target.echo(nonce(i), TIMEOUT).unwrap();
+            assert_eq!((sample.seq, sample.nonce), (i, nonce(i)), "spin {spin:?}");
+        }
+        let c = target.counters();
+        assert_eq!((c.sent, c.answered, c.lost, c.violations), (N, N, 0, 0));
+        target.close().unwrap();
+        let report = responder.stop();
+        assert_eq!(
+            (report.connections, report.answered),
+            (1, N),
+            "spin {spin:?}"
+        );
     }
 }

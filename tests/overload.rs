@@ -420,6 +420,12 @@ fn bench_overload_small_instance_reports_its_keys() {
     assert!(v["attack_unauthorized"].as_u64().unwrap() > 0, "{v}");
     assert!(v["busy_answers"].as_u64().is_some(), "{v}");
     assert_eq!(v["responder_alive"], true, "{v}");
+    // The responder's own counts, read from its log at shutdown: its hostile evidence
+    // requests were refused as unauthorized there too.
+    let shed = &v["responder_shed"];
+    assert!(shed["unauthorized"].as_u64().unwrap() > 0, "{v}");
+    assert!(shed["connections_penalized"].as_u64().is_some(), "{v}");
+    assert!(v["responder_cpu_s_attack"].as_f64().unwrap() > 0.0, "{v}");
 }
 
 /// Runs `cmd` to its end, killing it after two minutes (the bench bounds itself well within
@@ -515,5 +521,171 @@ async fn at_the_cap_a_pinned_prober_evicts_the_oldest_unsigned_connection() {
     let counts = server.shed_counts();
     assert_eq!(counts.connections_evicted, 4, "{counts:?}");
     assert_eq!(counts.connections_over_cap, 0, "{counts:?}");
+    server.shutdown().await;
+}
+
+/// A responder with pinned access and these limits, and a pinned prober (127.0.0.2) whose
+/// connection proved its key with a first signed evidence request.
+async fn pinned_setup(limits: Limits, seed: u8) -> (Server, Target) {
+    let honest = Arc::new(locus_prober::identity::ProberIdentity::from_seed(
+        [seed; 32],
+    ));
+    let server = Server::start(
+        ServerConfig {
+            limits,
+            access: locus_responder::access::EvidenceAccess::Pinned(vec![honest
+                .public_key()
+                .to_bytes()]),
+            ..ServerConfig::new(loopback())
+        },
+        SessionKey::generate().unwrap(),
+        EvidenceSource::default(),
+    )
+    .unwrap();
+    let pinned = attempt(&server, "127.0.0.2")
+        .await
+        .unwrap()
+        .with_signer(honest);
+    let bundle = request_evidence(&pinned, &[1; 32], Include::default())
+        .await
+        .unwrap();
+    assert_eq!(bundle.nonce, [1; 32], "the prober proved its key");
+    (server, pinned)
+}
+
+/// Connects from `from` with a short timeout (under QUIC's first retransmission, ~1 s, so an
+/// ignored attempt sends one Initial).
+async fn attempt(server: &Server, from: &str) -> Result<Target, locus_prober::ConnectError> {
+    connect(
+        server.local_addr().unwrap(),
+        format!("{from}:0").parse().unwrap(),
+        SpkiPolicy::Pinned(server.session_key().spki_der().to_vec()),
+        Duration::from_millis(500),
+    )
+    .await
+}
+
+/// The pinned prober's connection still has every echo answered and evidence served.
+async fn still_served(pinned: &Target, nonce: u8) {
+    let round = run_round(pinned, &honest_round()).await;
+    assert_eq!(round.answered, 200, "honest echoes");
+    let bundle = request_evidence(pinned, &[nonce; 32], Include::default())
+        .await
+        .unwrap();
+    assert_eq!(bundle.nonce, [nonce; 32]);
+}
+
+/// An attempt the responder ignored: no refusal came back, the client timed out.
+fn ignored(r: &Result<Target, locus_prober::ConnectError>) -> bool {
+    matches!(r, Err(locus_prober::ConnectError::Timeout { .. }))
+}
+
+fn flood() -> RoundConfig {
+    RoundConfig {
+        rate_hz: 0.0,
+        count: 100_000,
+        window: 256,
+        timeout: Duration::from_secs(5),
+        keep_samples: false,
+        spin: Duration::ZERO,
+    }
+}
+
+fn honest_round() -> RoundConfig {
+    RoundConfig {
+        rate_hz: 1000.0,
+        count: 200,
+        window: 16,
+        timeout: Duration::from_secs(2),
+        keep_samples: false,
+        spin: Duration::ZERO,
+    }
+}
+
+/// Issue 20 part 2: attackers from several 127.x addresses that flood echoes and reconnect at
+/// once are closed, then their new connections are ignored (no packet back: the client times
+/// out) by the penalty, and an IP past its own handshake rate by that; the counters say which
+/// limit spoke. Meanwhile the honest pinned prober's connection, opened before, keeps its
+/// echoes (exempt from the total echo budget the floods exhaust) and evidence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnecting_flooders_are_ignored_while_a_pinned_prober_is_served() {
+    let (server, pinned) = pinned_setup(
+        Limits {
+            // One handshake per IP within the test (burst 1, refilling every 10 s).
+            connections_per_ip_per_sec: 0.1,
+            // Floods are closed by their share of the total budget, not a per-IP rate.
+            echo_per_ip_per_sec: None,
+            echo_per_sec: Some(400.0),
+            flood_penalty: Duration::from_secs(60),
+            ..Limits::default()
+        },
+        7,
+    )
+    .await;
+
+    let attackers = ["127.0.3.1", "127.0.3.2", "127.0.3.3"];
+    let mut floods = Vec::new();
+    for from in attackers {
+        let target = attempt(&server, from).await.unwrap();
+        floods.push(tokio::spawn(async move {
+            let round = run_round(&target, &flood()).await;
+            (target.conn.close_reason().is_some(), round.answered)
+        }));
+    }
+    // The honest prober probes while the floods run.
+    let during = run_round(&pinned, &honest_round()).await;
+    for f in floods {
+        let (closed, answered) = f.await.unwrap();
+        assert!(closed && answered < 100_000, "a flood was not closed");
+    }
+    assert_eq!(during.answered, 200, "honest echoes during the floods");
+
+    // Reconnecting at once: ignored, each IP penalized.
+    for from in attackers {
+        let r = attempt(&server, from).await;
+        assert!(ignored(&r), "{from}: {:?}", r.err());
+    }
+    // An IP that never flooded, past its own handshake rate: ignored too.
+    let _first = attempt(&server, "127.0.3.9").await.unwrap();
+    let r = attempt(&server, "127.0.3.9").await;
+    assert!(ignored(&r), "{:?}", r.err());
+
+    let c = server.shed_counts();
+    assert_eq!(c.echo_flood_closed, 3, "{c:?}");
+    assert_eq!(c.flood_penalties, 3, "{c:?}");
+    assert!(c.echo_over_share > 0, "{c:?}");
+    // At least once per ignored attempt (a late retransmitted Initial is ignored again).
+    assert!(c.connections_penalized >= 3, "{c:?}");
+    assert!(c.connections_per_ip >= 1, "{c:?}");
+    assert_eq!(c.handshakes_over_budget, 0, "{c:?}");
+    assert_eq!(c.connections_over_cap, 0, "{c:?}");
+
+    still_served(&pinned, 2).await;
+    server.shutdown().await;
+}
+
+/// The total handshake budget: once it is spent, attempts from any number of addresses, each
+/// within its own rate, are ignored without a handshake (`handshakes_over_budget`), while the
+/// connection admitted before keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_ips_cannot_buy_handshakes_past_the_total_budget() {
+    let (server, pinned) = pinned_setup(
+        Limits {
+            // A burst of one handshake, the next in ten seconds: the pinned prober's.
+            handshakes_per_sec: 0.1,
+            ..Limits::default()
+        },
+        8,
+    )
+    .await;
+    for i in 1..=4 {
+        let from = format!("127.0.4.{i}");
+        let r = attempt(&server, &from).await;
+        assert!(ignored(&r), "{from}: {:?}", r.err());
+    }
+    let c = server.shed_counts();
+    assert!(c.handshakes_over_budget >= 4, "{c:?}");
+    assert_eq!(c.connections_per_ip, 0, "{c:?}");
+    still_served(&pinned, 3).await;
     server.shutdown().await;
 }

@@ -1,7 +1,8 @@
 //! `locus bench evidence --concurrency N`: evidence at cloud speed. N requesters ask one
 //! responder's evidence source for fresh bundles (TDX quote and `--anchors` lab anchors, two by
-//! default, each bundle bound to its own nonce) while every TDX quote takes `--quote-delay-ms`, one at a time, as
-//! the host's quoting service does on a cloud TD. Measured alternately in the same run:
+//! default, pinned by SPKI as production anchors must be, each bundle bound to its own nonce)
+//! while every TDX quote takes `--quote-delay-ms`, one at a time, as the host's quoting service
+//! does on a cloud TD. Measured alternately in the same run:
 //! bundles with coalescing (one quote over a Merkle root of the waiting REPORTDATA values),
 //! the same bundles without it, and a bare serialized quoter asked by the same N requesters.
 
@@ -9,8 +10,8 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use locus_anchors::lab::{AnchorServer, LabCa};
-use locus_anchors::{AnchorSpec, AnchorsConfig, ClockOptions, MeasureOptions};
+use locus_anchors::lab::{AnchorServer, LabBehaviour, LabCa};
+use locus_anchors::{AnchorSpec, AnchorsConfig, ClockOptions, MeasureOptions, Trust};
 use locus_proto::messages::Include;
 use locus_proto::transcript::Transcript;
 use locus_responder::config::TdxSection;
@@ -99,14 +100,17 @@ async fn measure(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     let mut servers = Vec::new();
     let mut specs = Vec::new();
     for name in ["a1", "a2"].into_iter().take(args.anchors) {
+        let sni = format!("{name}.lab");
+        let identity = ca.issue(&sni)?;
+        let pin = identity.spki_sha256();
         let server =
-            AnchorServer::start("127.0.0.1:0".parse()?, &ca, &format!("{name}.lab")).await?;
-        specs.push(AnchorSpec::lab(
-            name,
-            server.local_addr(),
-            server.name(),
-            &ca,
-        )?);
+            AnchorServer::start_with("127.0.0.1:0".parse()?, &sni, identity, LabBehaviour::Honest)
+                .await?;
+        // Pinned, as outside a lab every anchor must be (a CA-trusted anchor file is refused
+        // without `allow_unpinned`): the handshake checks the pin, not a chain.
+        let mut spec = AnchorSpec::lab(name, server.local_addr(), server.name(), &ca)?;
+        spec.trust = Trust::PinnedSpki(pin);
+        specs.push(spec);
         servers.push(server);
     }
     let anchors = AnchorsConfig {

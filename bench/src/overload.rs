@@ -25,6 +25,7 @@ use locus_prober::stats::RttStats;
 use locus_prober::{connect, run_round, RoundConfig, SpkiPolicy, Target};
 use locus_proto::frame::{self, MessageKind};
 use locus_proto::messages::{EvidenceRequest, Include};
+use locus_responder::admission::ShedCounts;
 use locus_responder::tdx::lab::LabTdx;
 use serde::Serialize;
 
@@ -91,6 +92,15 @@ struct OverloadReport {
     attack_streams_held: u64,
     /// The responder process was still running after the attack.
     responder_alive: bool,
+    /// Seconds of the measured attack phase, and the CPU seconds used in it by the responder
+    /// and by this bench process (attackers, raw flood and honest prober; same machine).
+    attack_secs: f64,
+    responder_cpu_s_attack: f64,
+    bench_cpu_s_attack: f64,
+    /// The machine's 1-minute load average when the attack phase ended.
+    load_average: f64,
+    /// What the responder shed, by limit, as it logged at shutdown (`null` when it did not).
+    responder_shed: Option<ShedCounts>,
 }
 
 pub fn run(args: OverloadArgs) -> anyhow::Result<String> {
@@ -119,11 +129,12 @@ pub fn run(args: OverloadArgs) -> anyhow::Result<String> {
         Err(e) => bail!("{e:#}\nresponder log:\n{}", responder.log_tail()),
     };
     report.responder_alive = responder.alive();
-    report.responder_rss_mib_peak =
-        crate::fleet::status_kib(responder.pid, "VmHWM:")? as f64 / 1024.0;
     if !report.responder_alive {
         bail!("the responder died under attack:\n{}", responder.log_tail());
     }
+    report.responder_rss_mib_peak =
+        crate::fleet::status_kib(responder.pid, "VmHWM:")? as f64 / 1024.0;
+    report.responder_shed = responder.stop_for_shed_counts();
     render(&report, args.json)
 }
 
@@ -161,7 +172,7 @@ async fn measure(
         Duration::from_secs(5),
     )
     .await?
-    .with_signer(honest);
+    .with_signer(honest.clone());
     let mut report = OverloadReport {
         attack_connections: args.attack_connections,
         ..OverloadReport::default()
@@ -183,7 +194,7 @@ async fn measure(
     }
 
     // Capacity: four connections flooding echoes (from their own address).
-    report.echo_capacity_per_s = capacity(addr, &pin, phase).await?;
+    report.echo_capacity_per_s = capacity(addr, &pin, &honest, phase).await?;
 
     // Attack.
     let stop = Arc::new(AtomicBool::new(false));
@@ -225,9 +236,17 @@ async fn measure(
     // Let the attack reach its stride before measuring.
     tokio::time::sleep(phase / 3).await;
     let attack_started = Instant::now();
+    let cpu0 = (
+        crate::fleet::cpu_seconds(responder.pid)?,
+        crate::fleet::cpu_seconds(std::process::id())?,
+    );
     let echo_answered_before = counters.echo_answered.load(Ordering::Relaxed);
     let (echo_load, evidence_load) = honest_phase(&prober, args, phase, &busy).await?;
     let attack_secs = attack_started.elapsed().as_secs_f64();
+    report.attack_secs = attack_secs;
+    report.responder_cpu_s_attack = crate::fleet::cpu_seconds(responder.pid)? - cpu0.0;
+    report.bench_cpu_s_attack = crate::fleet::cpu_seconds(std::process::id())? - cpu0.1;
+    report.load_average = load_average().unwrap_or(f64::NAN);
     let echo_answered = counters.echo_answered.load(Ordering::Relaxed) - echo_answered_before;
     stop.store(true, Ordering::Relaxed);
     for a in attackers {
@@ -335,13 +354,36 @@ fn p99_ms(times: &[Duration]) -> f64 {
     RttStats::from_ns(ns).p99_us / 1000.0
 }
 
-/// Echo answers per second to four connections flooding with 256 challenges in flight.
-async fn capacity(addr: SocketAddr, pin: &SpkiPolicy, phase: Duration) -> anyhow::Result<f64> {
+/// Echo answers per second to four connections flooding with 256 challenges in flight. Each
+/// first proves the honest key (one signed evidence request), so the responder's total echo
+/// budget, meant for unauthenticated peers, does not cap what is measured here.
+async fn capacity(
+    addr: SocketAddr,
+    pin: &SpkiPolicy,
+    key: &Arc<ProberIdentity>,
+    phase: Duration,
+) -> anyhow::Result<f64> {
     let bind: SocketAddr = "127.0.0.3:0".parse()?;
+    let mut targets = Vec::new();
+    for _ in 0..4 {
+        let target = connect(addr, bind, pin.clone(), Duration::from_secs(5))
+            .await?
+            .with_signer(key.clone());
+        let include = Include {
+            tdx: true,
+            ..Include::default()
+        };
+        tokio::time::timeout(
+            EVIDENCE_TIMEOUT,
+            request_evidence(&target, &rand::random(), include),
+        )
+        .await
+        .context("capacity: signed evidence request timed out")??;
+        targets.push(target);
+    }
     let mut tasks = Vec::new();
     let started = Instant::now();
-    for _ in 0..4 {
-        let target = connect(addr, bind, pin.clone(), Duration::from_secs(5)).await?;
+    for target in targets {
         let until = started + phase;
         tasks.push(tokio::spawn(async move {
             let mut answered = 0;
@@ -486,6 +528,19 @@ fn raw_flood(addr: SocketAddr, rate: f64, stop: &AtomicBool) -> anyhow::Result<f
     Ok(sent as f64 / started.elapsed().as_secs_f64())
 }
 
+/// The log target of the responder's shed counts at shutdown (`src/responder_cmd.rs`).
+const SHED_LOG_TARGET: &str = "locus_shed";
+
+/// The 1-minute load average (`/proc/loadavg`).
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// `locus responder --config FILE` as a child process: pinned access for the honest key, a
 /// lab TDX backend; killed on drop.
 struct ResponderProcess {
@@ -518,7 +573,7 @@ impl ResponderProcess {
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log)?);
         if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "warn");
+            cmd.env("RUST_LOG", format!("warn,{SHED_LOG_TARGET}=info"));
         }
         let mut child = cmd.spawn().context("starting `locus responder --config`")?;
         let pid = child.id();
@@ -557,6 +612,31 @@ impl ResponderProcess {
 
     fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Stops the responder (SIGTERM) and reads the shed counts it logs on its way out; `None`
+    /// when it did not log them within a few seconds.
+    fn stop_for_shed_counts(&mut self) -> Option<ShedCounts> {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        kill(
+            Pid::from_raw(i32::try_from(self.pid).ok()?),
+            Signal::SIGTERM,
+        )
+        .ok()?;
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let counts = log
+                .lines()
+                .filter(|l| l.contains(SHED_LOG_TARGET))
+                .find_map(|l| serde_json::from_str(l.split_once("counts=")?.1.trim()).ok());
+            if counts.is_some() {
+                return counts;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     fn log_tail(&self) -> String {
@@ -614,5 +694,28 @@ fn render(r: &OverloadReport, json: bool) -> anyhow::Result<String> {
             r.busy_answers,
             r.attack_streams_held
         );
+        let _ = writeln!(
+            out,
+            "attack phase {:.1} s: responder {:.2} CPU-s, this bench (attackers, flood, honest \
+             prober) {:.2} CPU-s; load average {:.2}",
+            r.attack_secs, r.responder_cpu_s_attack, r.bench_cpu_s_attack, r.load_average
+        );
+        if let Some(c) = &r.responder_shed {
+            let _ = writeln!(
+                out,
+                "responder shed: connections ignored per IP {}, over the handshake budget {}, \
+                 penalized {} ({} penalties), over cap {}; echoes dropped per IP {}, over the \
+                 IP's share {}; closed for echo floods {}, request floods {}",
+                c.connections_per_ip,
+                c.handshakes_over_budget,
+                c.connections_penalized,
+                c.flood_penalties,
+                c.connections_over_cap,
+                c.echo_dropped,
+                c.echo_over_share,
+                c.echo_flood_closed,
+                c.request_flood_closed
+            );
+        }
     })
 }

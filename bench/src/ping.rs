@@ -1,9 +1,12 @@
 //! `locus bench ping`: what the locus echo path adds to a round trip, against a raw UDP echo
-//! under the same polling policy, in one process and run. Three pairs: tokio drivers spinning
-//! on both ends after each datagram (the default of the prober and the responder), tokio
-//! drivers spinning on neither, and the precision mode (busy-polling drivers over quinn-proto)
-//! against a busy-polled raw UDP echo. Each pair runs interleaved (A, B, A, B…) over several
-//! repetitions so that machine noise hits both sides alike; the spread is over repetitions.
+//! under the same polling policy, in one process and run. Three policies: both ends spinning
+//! for a while after each datagram (the default of the prober and the responder), neither end
+//! spinning, and the precision mode (busy-polling on both ends). Under the first two the locus
+//! side is the quinn-proto drivers on the thread that reads the socket (spinning, then parked in
+//! the kernel), beside a raw tokio UDP echo; the tokio drivers (quinn's endpoint and connection
+//! tasks, what `locus responder` and the daemon run) are measured in the same blocks as a third
+//! side. Each pair runs interleaved (A, B, A, B…) over several repetitions so that machine noise
+//! hits both sides alike; the spread is over repetitions.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,7 +20,7 @@ use locus_net::spinning;
 use locus_prober::busy::BusyTarget;
 use locus_prober::client::Target;
 use locus_prober::{connect, run_round, RoundConfig, RttStats, SpkiPolicy};
-use locus_responder::busy::serve_busy;
+use locus_responder::busy::{serve_busy, serve_parked, BusyError, BusyReport};
 use locus_responder::evidence::EvidenceSource;
 use locus_responder::server::{Server, ServerConfig};
 use locus_responder::session_key::SessionKey;
@@ -54,7 +57,8 @@ struct PingReport {
     baseline_min_us: f64,
     baseline_p50_us: f64,
     baseline_p99_us: f64,
-    /// Spin pair: the locus tokio drivers, both ends spinning `baseline_spin_us`.
+    /// Spin pair: the locus quinn-proto drivers on the socket's thread, both ends spinning
+    /// `baseline_spin_us` and then sleeping in the kernel.
     locus_min_us: f64,
     locus_p50_us: f64,
     locus_p99_us: f64,
@@ -66,6 +70,11 @@ struct PingReport {
     /// `locus_min_us - baseline_min_us`.
     overhead_min_us: f64,
     overhead_p50_km: f64,
+    /// Spin pair, third side: the tokio drivers (quinn's endpoint and connection tasks), both
+    /// ends spinning `baseline_spin_us`; the overhead is over the same baseline blocks.
+    tokio_locus_min_us: f64,
+    tokio_locus_p50_us: f64,
+    tokio_overhead_p50_us: f64,
     /// No-spin pair: neither end spins, so each datagram waits for a thread wake-up.
     baseline_nospin_min_us: f64,
     baseline_nospin_p50_us: f64,
@@ -76,6 +85,11 @@ struct PingReport {
     overhead_p50_us_nospin: f64,
     overhead_min_us_nospin: f64,
     overhead_p50_km_nospin: f64,
+    /// No-spin pair, third side: the tokio drivers.
+    tokio_locus_nospin_min_us: f64,
+    tokio_locus_nospin_p50_us: f64,
+    tokio_overhead_p50_us_nospin: f64,
+    /// The tokio drivers at 256 challenges in flight (spin pair's connection).
     throughput_per_s: f64,
     p99_at_256_us: f64,
     lost_at_256: u64,
@@ -124,8 +138,8 @@ pub fn run(args: PingArgs) -> anyhow::Result<String> {
         .enable_all()
         .build()?;
     let (spin, nospin, throughput) = rt.block_on(async {
-        let spin = Pair::start(&server_rt, SPIN).await?;
-        let nospin = Pair::start(&server_rt, Duration::ZERO).await?;
+        let mut spin = Pair::start(&server_rt, SPIN).await?;
+        let mut nospin = Pair::start(&server_rt, Duration::ZERO).await?;
         spin.warm_up().await?;
         nospin.warm_up().await?;
         let (mut s, mut n) = (PairRuns::default(), PairRuns::default());
@@ -178,6 +192,11 @@ fn report(
     spread.insert("overhead_p50_us_precision", precision.overhead_spread());
     spread.insert("ratio_p50", spin.ratio_spread());
     spread.insert("ratio_p50_nospin", nospin.ratio_spread());
+    spread.insert("tokio_overhead_p50_us", spin.tokio_overhead_spread());
+    spread.insert(
+        "tokio_overhead_p50_us_nospin",
+        nospin.tokio_overhead_spread(),
+    );
     PingReport {
         samples: args.samples,
         repetitions: reps,
@@ -193,6 +212,9 @@ fn report(
         overhead_p50_us: spin.overhead_p50(),
         overhead_min_us: locus.min_us - base.min_us,
         overhead_p50_km: spin.overhead_p50() / US_PER_KM,
+        tokio_locus_min_us: spin.tokio().min_us,
+        tokio_locus_p50_us: spin.tokio().p50_us,
+        tokio_overhead_p50_us: spin.tokio_overhead_p50(),
         baseline_nospin_min_us: base_n.min_us,
         baseline_nospin_p50_us: base_n.p50_us,
         locus_nospin_min_us: locus_n.min_us,
@@ -201,6 +223,9 @@ fn report(
         overhead_p50_us_nospin: nospin.overhead_p50(),
         overhead_min_us_nospin: locus_n.min_us - base_n.min_us,
         overhead_p50_km_nospin: nospin.overhead_p50() / US_PER_KM,
+        tokio_locus_nospin_min_us: nospin.tokio().min_us,
+        tokio_locus_nospin_p50_us: nospin.tokio().p50_us,
+        tokio_overhead_p50_us_nospin: nospin.tokio_overhead_p50(),
         throughput_per_s: throughput.per_s,
         p99_at_256_us: throughput.p99_us,
         lost_at_256: throughput.lost,
@@ -218,17 +243,40 @@ fn report(
     }
 }
 
-/// The round trips (ns) of both sides of one pair, block by block.
+/// The round trips (ns) of both sides of one pair, block by block, and of the tokio drivers
+/// where they ran beside them.
 #[derive(Default)]
 struct PairRuns {
     baseline: Vec<Vec<u64>>,
     locus: Vec<Vec<u64>>,
+    tokio: Vec<Vec<u64>>,
 }
 
 impl PairRuns {
     fn push(&mut self, baseline: Vec<u64>, locus: Vec<u64>) {
         self.baseline.push(baseline);
         self.locus.push(locus);
+    }
+
+    fn tokio(&self) -> RttStats {
+        RttStats::from_ns(self.tokio.concat())
+    }
+
+    /// Per repetition: the tokio drivers' p50 minus the baseline's, in µs.
+    fn tokio_overheads(&self) -> Vec<f64> {
+        self.baseline
+            .iter()
+            .zip(&self.tokio)
+            .map(|(a, b)| RttStats::from_ns(b.clone()).p50_us - RttStats::from_ns(a.clone()).p50_us)
+            .collect()
+    }
+
+    fn tokio_overhead_p50(&self) -> f64 {
+        median(self.tokio_overheads())
+    }
+
+    fn tokio_overhead_spread(&self) -> [f64; 2] {
+        range(&self.tokio_overheads())
     }
 
     fn baseline(&self) -> RttStats {
@@ -329,14 +377,17 @@ impl Drop for ServerThread {
     }
 }
 
-/// One tokio pair under one polling policy: a raw UDP echo and a locus responder on the server
-/// thread, both spinning `spin` after each datagram, and their clients here, spinning alike.
+/// One pair under one polling policy, all spinning `spin` after each datagram: a raw tokio UDP
+/// echo and a locus tokio responder on the server thread, a parked quinn-proto responder on a
+/// thread of its own, and their clients here.
 struct Pair {
     spin: Duration,
     udp: UdpSocket,
     echo: tokio::task::JoinHandle<()>,
     server: Server,
     target: Target,
+    parked: BusyTarget,
+    parked_responder: Spinner<Result<BusyReport, BusyError>>,
 }
 
 impl Pair {
@@ -355,8 +406,9 @@ impl Pair {
             .spawn(async move {
                 let mut config = ServerConfig::new(LOOPBACK.parse()?);
                 config.spin_after_answer = spin;
-                // Throughput of the echo path itself: no per-IP echo rate limit.
+                // Throughput of the echo path itself: no echo rate limits.
                 config.limits.echo_per_ip_per_sec = None;
+                config.limits.echo_per_sec = None;
                 Server::start(config, SessionKey::generate()?, EvidenceSource::default())
                     .map_err(anyhow::Error::from)
             })
@@ -364,12 +416,29 @@ impl Pair {
         let addr = server.local_addr()?;
         let pin = SpkiPolicy::Pinned(server.session_key().spki_der().to_vec());
         let target = connect(addr, LOOPBACK.parse()?, pin, Duration::from_secs(5)).await?;
+
+        let key = SessionKey::generate()?;
+        let socket = std::net::UdpSocket::bind(LOOPBACK)?;
+        let parked_addr = socket.local_addr()?;
+        let parked_responder = Spinner::spawn({
+            let key = key.clone();
+            move |stop| serve_parked(socket, &key, stop, spin)
+        });
+        let mut parked = BusyTarget::connect(
+            std::net::UdpSocket::bind(LOOPBACK)?,
+            parked_addr,
+            SpkiPolicy::Pinned(key.spki_der().to_vec()),
+            Duration::from_secs(5),
+        )?;
+        parked.set_spin(spin);
         Ok(Self {
             spin,
             udp,
             echo,
             server,
             target,
+            parked,
+            parked_responder,
         })
     }
 
@@ -385,22 +454,27 @@ impl Pair {
     }
 
     /// Connection state, allocator, caches: both sides once.
-    async fn warm_up(&self) -> anyhow::Result<()> {
+    async fn warm_up(&mut self) -> anyhow::Result<()> {
         self.udp_block(WARM_UP).await?;
         run_round(&self.target, &self.round(WARM_UP)).await;
+        echo_block(&mut self.parked, WARM_UP)?;
         Ok(())
     }
 
-    /// One repetition: a block of each side, the locus side first if `flip`.
-    async fn block(&self, n: u64, flip: bool, runs: &mut PairRuns) -> anyhow::Result<()> {
-        let (a, b) = if flip {
-            let b = self.locus_block(n).await?;
-            (self.udp_block(n).await?, b)
+    /// One repetition: a block of each side (baseline, locus, tokio drivers), in reverse order
+    /// if `flip`.
+    async fn block(&mut self, n: u64, flip: bool, runs: &mut PairRuns) -> anyhow::Result<()> {
+        let (a, b, c) = if flip {
+            let c = self.locus_block(n).await?;
+            let b = echo_block(&mut self.parked, n)?;
+            (self.udp_block(n).await?, b, c)
         } else {
             let a = self.udp_block(n).await?;
-            (a, self.locus_block(n).await?)
+            let b = echo_block(&mut self.parked, n)?;
+            (a, b, self.locus_block(n).await?)
         };
         runs.push(a, b);
+        runs.tokio.push(c);
         Ok(())
     }
 
@@ -450,6 +524,8 @@ impl Pair {
     }
 
     async fn stop(self, server_rt: &ServerThread) -> anyhow::Result<()> {
+        self.parked.close()?;
+        self.parked_responder.finish()??;
         self.echo.abort();
         self.target.conn.close(0u32.into(), b"done");
         let server = self.server;
@@ -569,6 +645,14 @@ fn precision_block(n: u64) -> anyhow::Result<Vec<u64>> {
         SpkiPolicy::Pinned(key.spki_der().to_vec()),
         Duration::from_secs(5),
     )?;
+    let rtts = echo_block(&mut target, n)?;
+    target.close()?;
+    responder.finish()??;
+    Ok(rtts)
+}
+
+/// `n` sequential echoes on a quinn-proto target after a short warm-up; round trips in ns.
+fn echo_block(target: &mut BusyTarget, n: u64) -> anyhow::Result<Vec<u64>> {
     let mut rtts = Vec::with_capacity(n as usize);
     for i in 0..n + BLOCK_WARM_UP {
         let nonce: locus_proto::Nonce = rand::random();
@@ -577,8 +661,6 @@ fn precision_block(n: u64) -> anyhow::Result<Vec<u64>> {
             rtts.push(sample.rtt_ns.max(1));
         }
     }
-    target.close()?;
-    responder.finish()??;
     Ok(rtts)
 }
 
@@ -615,6 +697,13 @@ fn render(r: &PingReport, json: bool) -> anyhow::Result<String> {
             r.locus_p50_us,
             Some(r.locus_p99_us),
         );
+        row(
+            out,
+            "  the same over tokio drivers",
+            r.tokio_locus_min_us,
+            r.tokio_locus_p50_us,
+            None,
+        );
         let pair = |out: &mut String, what: &str, p50: f64, min: f64, key: &str, goal: f64| {
             let [lo, hi] = spread(key);
             _ = writeln!(
@@ -632,6 +721,14 @@ fn render(r: &PingReport, json: bool) -> anyhow::Result<String> {
             "overhead_p50_us",
             3.0,
         );
+        let tokio = |out: &mut String, p50: f64, key: &str| {
+            let [lo, hi] = spread(key);
+            _ = writeln!(
+                out,
+                "  tokio drivers: overhead p50 {p50:.1} µs [{lo:.1} .. {hi:.1}]"
+            );
+        };
+        tokio(out, r.tokio_overhead_p50_us, "tokio_overhead_p50_us");
         let [lo, hi] = spread("ratio_p50");
         _ = writeln!(
             out,
@@ -652,6 +749,13 @@ fn render(r: &PingReport, json: bool) -> anyhow::Result<String> {
             r.locus_nospin_p50_us,
             None,
         );
+        row(
+            out,
+            "  the same over tokio drivers",
+            r.tokio_locus_nospin_min_us,
+            r.tokio_locus_nospin_p50_us,
+            None,
+        );
         pair(
             out,
             "no spin",
@@ -659,6 +763,11 @@ fn render(r: &PingReport, json: bool) -> anyhow::Result<String> {
             r.overhead_min_us_nospin,
             "overhead_p50_us_nospin",
             5.0,
+        );
+        tokio(
+            out,
+            r.tokio_overhead_p50_us_nospin,
+            "tokio_overhead_p50_us_nospin",
         );
         row(
             out,
@@ -684,7 +793,7 @@ fn render(r: &PingReport, json: bool) -> anyhow::Result<String> {
         );
         _ = writeln!(
             out,
-            "256 in flight: {:.0} answered challenges/s (target ≥ 250000), p99 {:.1} µs (target ≤ 1000), lost {}",
+            "tokio drivers, 256 in flight: {:.0} answered challenges/s (target ≥ 250000), p99 {:.1} µs (target ≤ 1000), lost {}",
             r.throughput_per_s, r.p99_at_256_us, r.lost_at_256
         );
     })
@@ -715,6 +824,9 @@ mod tests {
             "overhead_p50_us_nospin",
             "overhead_p50_us_precision",
             "precision_min_gap_us",
+            "tokio_locus_p50_us",
+            "tokio_overhead_p50_us",
+            "tokio_overhead_p50_us_nospin",
         ] {
             assert!(v[key].as_f64().is_some_and(f64::is_finite), "{key} in {v}");
         }

@@ -2,12 +2,14 @@
 //! spins on a non-blocking UDP socket and feeds the endpoint directly, so no task or vCPU
 //! wake-up (20-45 µs on our VMs) sits between the socket and the echo logic. The prober's
 //! one-connection client and the responder's many-connection server are built on
-//! [`BusyEndpoint`]; what each does with connection events stays with it.
+//! [`BusyEndpoint`]; what each does with connection events stays with it. The same drivers can
+//! spin for a while after each datagram and then sleep in the kernel
+//! ([`BusyEndpoint::recv_parked`]): the tokio drivers' spin policy without their task hops.
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use quinn_proto::{
@@ -44,6 +46,8 @@ pub struct BusyEndpoint {
     socket: UdpSocket,
     recv_buf: Vec<u8>,
     send_buf: Vec<u8>,
+    /// `Some`: the socket is in blocking mode with this read timeout ([`Self::recv_parked`]).
+    parked: Option<Duration>,
 }
 
 impl BusyEndpoint {
@@ -60,6 +64,7 @@ impl BusyEndpoint {
             socket,
             recv_buf: vec![0u8; MAX_UDP_PAYLOAD],
             send_buf: Vec::with_capacity(MAX_UDP_PAYLOAD),
+            parked: None,
         })
     }
 
@@ -78,9 +83,45 @@ impl BusyEndpoint {
     /// stateless answer. `None`: nothing was read (nothing waiting, or an error the socket
     /// reported for one peer only); the caller may look at its timers and spin on.
     pub fn recv(&mut self) -> std::io::Result<Option<(Instant, Received)>> {
+        if self.parked.take().is_some() {
+            self.socket.set_nonblocking(true)?;
+        }
+        self.read()
+    }
+
+    /// Like [`Self::recv`], but when nothing is waiting the thread sleeps in the kernel until a
+    /// datagram arrives or `until` has passed (then `None`): the parking half of a driver that
+    /// spins for a while after each datagram and then lets its thread sleep. A parked socket
+    /// blocks its sends too when the kernel's send buffer is full, where a spinning one drops.
+    pub fn recv_parked(&mut self, until: Instant) -> std::io::Result<Option<(Instant, Received)>> {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return self.recv();
+        }
+        // Mode and timeout are socket options (a syscall each): set them only when they must
+        // change. Waking before `until` is harmless (the caller parks again), so a timeout that
+        // is at most twice as long as needed stays.
+        let timeout = match self.parked {
+            Some(t) if t <= left && t * 2 >= left => t,
+            _ => left,
+        };
+        if self.parked.is_none() {
+            self.socket.set_nonblocking(false)?;
+        }
+        if self.parked != Some(timeout) {
+            self.socket.set_read_timeout(Some(timeout))?;
+        }
+        self.parked = Some(timeout);
+        self.read()
+    }
+
+    /// One `recv_from` in the socket's current mode; a timeout reads as nothing waiting.
+    fn read(&mut self) -> std::io::Result<Option<(Instant, Received)>> {
         let (n, from) = match self.socket.recv_from(&mut self.recv_buf) {
             Ok(read) => read,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(None),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Ok(None)
+            }
             Err(e) if is_transient(&e) => {
                 debug!("receive: {e}");
                 return Ok(None);
@@ -186,4 +227,33 @@ fn is_transient(e: &std::io::Error) -> bool {
         e.kind(),
         ErrorKind::Interrupted | ErrorKind::ConnectionRefused | ErrorKind::ConnectionReset
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A parked read returns what is waiting, returns nothing once `until` has passed, and
+    /// leaves the socket non-blocking for the next spinning read.
+    #[test]
+    fn parked_reads_wake_for_datagrams_and_deadlines() {
+        let mut ep = BusyEndpoint::new(UdpSocket::bind("127.0.0.1:0").unwrap(), None).unwrap();
+        let addr = ep.socket.local_addr().unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.send_to(b"not quic", addr).unwrap();
+        let far = Instant::now() + Duration::from_secs(10);
+        assert!(
+            ep.recv_parked(far).unwrap().is_some(),
+            "the waiting datagram"
+        );
+        let soon = Instant::now() + Duration::from_millis(2);
+        assert!(
+            ep.recv_parked(soon).unwrap().is_none(),
+            "nothing before `until`"
+        );
+        assert!(ep.parked.is_some());
+        // Non-blocking again: nothing waiting reads as nothing, at once.
+        assert!(ep.recv().unwrap().is_none());
+        assert!(ep.parked.is_none());
+    }
 }

@@ -69,6 +69,8 @@ pub struct BusyTarget {
     epoch: Instant,
     spki: Vec<u8>,
     pinned: bool,
+    /// `Some`: spin this long after sending, then sleep in the kernel ([`Self::set_spin`]).
+    spin: Option<Duration>,
 }
 
 impl BusyTarget {
@@ -97,6 +99,7 @@ impl BusyTarget {
             epoch: now,
             spki: Vec::new(),
             pinned,
+            spin: None,
         };
         target.flush()?;
         let deadline = now + timeout;
@@ -123,6 +126,14 @@ impl BusyTarget {
         }
         target.spki = seen.spki();
         Ok(target)
+    }
+
+    /// Spin for at most `spin` after each challenge, then let the thread sleep in the kernel
+    /// until the answer (or a timer) comes: the tokio driver's `RoundConfig::spin` policy
+    /// without its task hops. Zero never spins. Busy targets spin without limit until this is
+    /// called.
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.spin = Some(spin);
     }
 
     /// The responder's session key (SPKI DER) as seen in the handshake.
@@ -206,10 +217,22 @@ impl BusyTarget {
         at.saturating_duration_since(self.epoch).as_nanos() as u64
     }
 
-    /// Spins until a datagram arrived, a connection timer fired, or `deadline` passed.
+    /// Spins (then sleeps, with [`Self::set_spin`]) until a datagram arrived, a connection
+    /// timer fired, or `deadline` passed.
     fn wait(&mut self, deadline: Instant) -> Result<Woke, BusyError> {
+        let started = Instant::now();
         loop {
-            match self.endpoint.recv()? {
+            let parked = self.spin.is_some_and(|s| started.elapsed() >= s);
+            let read = if parked {
+                let wake = self
+                    .conn
+                    .poll_timeout()
+                    .map_or(deadline, |t| t.min(deadline));
+                self.endpoint.recv_parked(wake)?
+            } else {
+                self.endpoint.recv()?
+            };
+            match read {
                 Some((received, event)) => {
                     match event {
                         Received::Connection(ch, event) if ch == self.ch => {
@@ -230,7 +253,9 @@ impl BusyTarget {
                     if now >= deadline {
                         return Ok(Woke::Deadline);
                     }
-                    std::hint::spin_loop();
+                    if !parked {
+                        std::hint::spin_loop();
+                    }
                 }
             }
         }

@@ -1,19 +1,25 @@
 //! Admission: which connections, requests and echoes the responder takes on, and counters of
 //! what it shed. Decisions take `now` as an argument so they can be tested without a clock.
 //!
-//! Connections are capped in total and per peer IP, and new ones are rate-limited per IP;
-//! requests (streams) and echo answers are rate-limited per IP. Under `[access] evidence =
-//! "pinned"`, a new connection at the total cap evicts the oldest one that has not proved a
-//! pinned key, so idle connections cannot lock probers out (REVIEW2 F7).
+//! Connections are capped in total and per peer IP; new ones are rate-limited per IP and in
+//! total (a handshake costs a signature and a key schedule: many IPs reconnecting must not buy
+//! unlimited ones), and an IP whose connection was closed for flooding has its new connections
+//! ignored for a growing while. Refused attempts are decided before any TLS work and, but at
+//! the total cap, get no answer at all. Requests (streams) and echo answers are rate-limited
+//! per IP, and echo answers also in total, shared evenly between IPs. Established connections
+//! are never touched by the handshake limits. Under `[access] evidence = "pinned"`, a new
+//! connection at the total cap evicts the oldest one that has not proved a pinned key, so idle
+//! connections cannot lock probers out (REVIEW2 F7), and connections that proved one are not
+//! counted against the total echo budget.
 //! Each refusal is counted ([`ShedCounts`]) and logged at most once a second per kind.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
@@ -37,6 +43,20 @@ pub struct Limits {
     /// Echo answers per second to one IP address, all its connections together (bursts up to
     /// a tenth of a second's worth); `None`: unlimited (benchmarks of the raw echo path).
     pub echo_per_ip_per_sec: Option<f64>,
+    /// New connections (handshakes) per second from all IPs together, bursts up to one
+    /// second's worth: however many addresses reconnect, handshakes stay within this budget.
+    pub handshakes_per_sec: f64,
+    /// After the responder closed a connection of an IP for flooding (echoes or requests),
+    /// that IP's new connections are ignored for this long, doubled for each further flood
+    /// close up to `flood_penalty_max`; zero: no penalty.
+    pub flood_penalty: Duration,
+    /// The longest penalty; an IP that went this long past its last penalty without another
+    /// flood close starts again from `flood_penalty`.
+    pub flood_penalty_max: Duration,
+    /// Echo answers per second to all IPs together, shared evenly between the IPs with open
+    /// connections (each also within `echo_per_ip_per_sec`); connections that proved a
+    /// pinned key are not counted. `None`: unlimited.
+    pub echo_per_sec: Option<f64>,
 }
 
 impl Default for Limits {
@@ -52,6 +72,14 @@ impl Default for Limits {
             evidence_queue: 16,
             max_anchors: 4,
             echo_per_ip_per_sec: Some(20_000.0),
+            // A handshake costs the responder ~0.3 ms of CPU: 200/s is under a tenth of a core,
+            // and a thousand probers reconnect within five seconds.
+            handshakes_per_sec: 200.0,
+            flood_penalty: Duration::from_secs(1),
+            flood_penalty_max: Duration::from_secs(60),
+            // About half of what the tokio echo path answers on two loaded vCPUs (13-24 k/s):
+            // the rest stays for pinned probers, handshakes and evidence.
+            echo_per_sec: Some(10_000.0),
         }
     }
 }
@@ -76,11 +104,29 @@ impl TokenBucket {
         }
     }
 
-    /// Takes one token if there is one.
-    pub(crate) fn take(&mut self, now: Instant) -> bool {
+    fn refill(&mut self, now: Instant) {
         let dt = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+    }
+
+    /// Whether [`TokenBucket::take`] would succeed at `now` (nothing is taken).
+    fn available(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        self.tokens >= 1.0
+    }
+
+    /// Changes the rate (and burst) from `now` on; tokens above the new burst are dropped.
+    fn set_rate(&mut self, rate: f64, burst: f64, now: Instant) {
+        self.refill(now);
+        self.rate = rate;
+        self.burst = burst.max(1.0);
+        self.tokens = self.tokens.min(self.burst);
+    }
+
+    /// Takes one token if there is one.
+    pub(crate) fn take(&mut self, now: Instant) -> bool {
+        self.refill(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -97,7 +143,7 @@ impl TokenBucket {
 }
 
 /// What was shed since the responder started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShedCounts {
     /// Connections refused: the total cap.
     pub connections_over_cap: u64,
@@ -105,6 +151,13 @@ pub struct ShedCounts {
     pub connections_evicted: u64,
     /// Connections refused: this IP's cap or handshake rate.
     pub connections_per_ip: u64,
+    /// Connections ignored: the handshake budget of all IPs together was spent.
+    pub handshakes_over_budget: u64,
+    /// Connections ignored: their IP is penalized after one of its connections was closed for
+    /// flooding.
+    pub connections_penalized: u64,
+    /// Penalties started or lengthened (flood closes of an IP).
+    pub flood_penalties: u64,
     /// Stream requests refused: this IP's request rate (`rate-limited`).
     pub requests_rate_limited: u64,
     /// Evidence requests answered `busy`: the queue was full.
@@ -117,6 +170,8 @@ pub struct ShedCounts {
     pub too_many_anchors: u64,
     /// Echo challenges dropped unanswered: their IP's echo rate.
     pub echo_dropped: u64,
+    /// Echo challenges dropped unanswered: their IP's share of the total echo budget.
+    pub echo_over_share: u64,
     /// Connections closed for flooding echoes far beyond their rate.
     pub echo_flood_closed: u64,
     /// Connections closed because they kept asking past the per-IP request rate.
@@ -131,17 +186,21 @@ pub(crate) enum Shed {
     ConnectionsOverCap,
     ConnectionsEvicted,
     ConnectionsPerIp,
+    HandshakesOverBudget,
+    ConnectionsPenalized,
+    FloodPenalty,
     RequestsRateLimited,
     EvidenceQueueFull,
     EvidenceInFlight,
     Unauthorized,
     TooManyAnchors,
     EchoDropped,
+    EchoOverShare,
     EchoFloodClosed,
     RequestFloodClosed,
 }
 
-const SHED_KINDS: usize = 11;
+const SHED_KINDS: usize = 15;
 
 impl Shed {
     fn name(self) -> &'static str {
@@ -150,13 +209,17 @@ impl Shed {
             Shed::ConnectionsEvicted => {
                 "connection evicted: connection cap, and it proved no pinned key"
             }
-            Shed::ConnectionsPerIp => "connection refused: per-IP cap or handshake rate",
+            Shed::ConnectionsPerIp => "connection ignored: per-IP cap or handshake rate",
+            Shed::HandshakesOverBudget => "connection ignored: total handshake budget",
+            Shed::ConnectionsPenalized => "connection ignored: its IP is penalized for a flood",
+            Shed::FloodPenalty => "IP penalized: new connections ignored after a flood close",
             Shed::RequestsRateLimited => "request refused: per-IP request rate",
             Shed::EvidenceQueueFull => "evidence request busy: queue full",
             Shed::EvidenceInFlight => "evidence request busy: one already in flight",
             Shed::Unauthorized => "evidence request unauthorized",
             Shed::TooManyAnchors => "evidence request refused: too many anchors",
             Shed::EchoDropped => "echo dropped: per-IP echo rate",
+            Shed::EchoOverShare => "echo dropped: this IP's share of the total echo budget",
             Shed::EchoFloodClosed => "connection closed: it kept flooding echoes",
             Shed::RequestFloodClosed => "connection closed: it kept flooding requests",
         }
@@ -203,12 +266,16 @@ impl ShedLog {
             connections_over_cap: c(Shed::ConnectionsOverCap),
             connections_evicted: c(Shed::ConnectionsEvicted),
             connections_per_ip: c(Shed::ConnectionsPerIp),
+            handshakes_over_budget: c(Shed::HandshakesOverBudget),
+            connections_penalized: c(Shed::ConnectionsPenalized),
+            flood_penalties: c(Shed::FloodPenalty),
             requests_rate_limited: c(Shed::RequestsRateLimited),
             evidence_queue_full: c(Shed::EvidenceQueueFull),
             evidence_in_flight: c(Shed::EvidenceInFlight),
             unauthorized: c(Shed::Unauthorized),
             too_many_anchors: c(Shed::TooManyAnchors),
             echo_dropped: c(Shed::EchoDropped),
+            echo_over_share: c(Shed::EchoOverShare),
             echo_flood_closed: c(Shed::EchoFloodClosed),
             request_flood_closed: c(Shed::RequestFloodClosed),
             evidence_answered: self.answered.load(Ordering::Relaxed),
@@ -226,6 +293,22 @@ struct PeerIp {
     requests: RateLimiter,
     /// Shared by the IP's connections: opening more connections buys no more echoes.
     echo: Option<RateLimiter>,
+    /// This IP's share of the total echo budget (its rate follows the number of IPs).
+    echo_share: Option<RateLimiter>,
+    /// New connections are ignored until then (after a flood close).
+    penalized_until: Option<Instant>,
+    /// The last penalty's length: the next one doubles it.
+    penalty: Duration,
+}
+
+impl PeerIp {
+    /// Whether nothing would be lost by forgetting this peer at `now`.
+    fn idle(&self, now: Instant) -> bool {
+        self.connections == 0
+            && self.handshakes.full(now)
+            && self.requests.full(now)
+            && self.penalized_until.is_none_or(|u| u <= now)
+    }
 }
 
 /// Most peer IPs remembered; beyond it, idle ones are forgotten and, when none is, new IPs
@@ -243,11 +326,15 @@ pub(crate) struct Admission {
     pub(crate) log: ShedLog,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct AdmissionState {
     /// Connections counted against the total cap (an evicted one no longer is).
     connections: usize,
+    /// New connections of all IPs together.
+    handshakes: TokenBucket,
     peers: HashMap<IpAddr, PeerIp>,
+    /// Peers with at least one open connection: the total echo budget is split between them.
+    active_peers: usize,
     /// Only with eviction: open connections that proved no pinned key yet, by admission
     /// number (oldest first), with their peer and the sender that evicts them.
     unproven: BTreeMap<u64, (IpAddr, watch::Sender<bool>)>,
@@ -269,12 +356,20 @@ pub(crate) struct SlotHandle {
     id: u64,
     /// Becomes true when the connection is evicted.
     evicted: watch::Receiver<bool>,
+    /// The connection made a request signed by a pinned key.
+    proved: Arc<AtomicBool>,
 }
 
 impl SlotHandle {
     /// The connection made a request signed by a pinned key: it is never evicted.
     pub(crate) fn prove(&self) {
+        self.proved.store(true, Ordering::Relaxed);
         self.admission.lock().unproven.remove(&self.id);
+    }
+
+    /// Whether the connection made a request signed by a pinned key.
+    pub(crate) fn proved(&self) -> bool {
+        self.proved.load(Ordering::Relaxed)
     }
 
     /// Resolves when the connection is evicted (never, once it proved a pinned key).
@@ -295,13 +390,17 @@ impl ConnectionSlot {
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        let mut s = self.handle.admission.lock();
+        let mut guard = self.handle.admission.lock();
+        let s = &mut *guard;
         s.unproven.remove(&self.handle.id);
         // An evicted connection's place was handed on when it was evicted.
         if !*self.handle.evicted.borrow() {
             s.connections = s.connections.saturating_sub(1);
         }
         if let Some(p) = s.peers.get_mut(&self.ip) {
+            if p.connections == 1 {
+                s.active_peers = s.active_peers.saturating_sub(1);
+            }
             p.connections = p.connections.saturating_sub(1);
         }
     }
@@ -328,10 +427,22 @@ impl Admission {
     /// `evict_unproven`: see [`Admission::connect`]; set it under `[access] evidence =
     /// "pinned"`.
     pub(crate) fn new(limits: Limits, evict_unproven: bool) -> Self {
+        let handshakes = TokenBucket::new(
+            limits.handshakes_per_sec,
+            limits.handshakes_per_sec,
+            Instant::now(),
+        );
         Self {
             limits,
             evict_unproven,
-            state: Mutex::new(AdmissionState::default()),
+            state: Mutex::new(AdmissionState {
+                connections: 0,
+                handshakes,
+                peers: HashMap::new(),
+                active_peers: 0,
+                unproven: BTreeMap::new(),
+                next_id: 0,
+            }),
             log: ShedLog::default(),
         }
     }
@@ -344,9 +455,12 @@ impl Admission {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Admits a new connection from `ip` at `now`, or says why not. At the total cap, with
-    /// eviction on, it takes the place of the oldest connection that proved no pinned key
-    /// (which is told through [`SlotHandle::evicted`]); connections that did are never evicted.
+    /// Admits a new connection from `ip` at `now`, or says why not: a penalized IP, its cap,
+    /// its handshake rate, the total handshake budget, the total cap, in that order (all
+    /// decided before any TLS work; only the total cap's refusal is worth an answer, see
+    /// [`Shed::answer_refusal`]). At the total cap, with eviction on, it takes the place of
+    /// the oldest connection that proved no pinned key (which is told through
+    /// [`SlotHandle::evicted`]); connections that did are never evicted.
     pub(crate) fn connect(
         self: &Arc<Self>,
         ip: IpAddr,
@@ -356,18 +470,8 @@ impl Admission {
         let l = &self.limits;
         let mut guard = self.lock();
         let s = &mut *guard;
-        // Chosen now, evicted only once the per-IP limits admit the newcomer.
-        let mut victim = None;
-        if s.connections >= l.max_connections {
-            victim = match s.unproven.keys().next() {
-                Some(&id) if self.evict_unproven => Some(id),
-                _ => return Err(Shed::ConnectionsOverCap),
-            };
-        }
         if !s.peers.contains_key(&ip) && s.peers.len() >= MAX_PEER_IPS {
-            s.peers.retain(|_, p| {
-                p.connections > 0 || !(p.handshakes.full(now) && p.requests.full(now))
-            });
+            s.peers.retain(|_, p| !p.idle(now));
             if s.peers.len() >= MAX_PEER_IPS {
                 return Err(Shed::ConnectionsPerIp);
             }
@@ -381,9 +485,32 @@ impl Admission {
             ),
             requests: RateLimiter::requests(l.requests_per_ip_per_sec, now),
             echo: l.echo_per_ip_per_sec.map(|r| RateLimiter::echo(r, now)),
+            echo_share: l.echo_per_sec.map(|r| RateLimiter::echo(r, now)),
+            penalized_until: None,
+            penalty: Duration::ZERO,
         });
-        if peer.connections >= l.max_connections_per_ip || !peer.handshakes.take(now) {
+        if peer.penalized_until.is_some_and(|u| now < u) {
+            return Err(Shed::ConnectionsPenalized);
+        }
+        if peer.connections >= l.max_connections_per_ip || !peer.handshakes.available(now) {
             return Err(Shed::ConnectionsPerIp);
+        }
+        if !s.handshakes.available(now) {
+            return Err(Shed::HandshakesOverBudget);
+        }
+        // Both budgets pay for a refusal at the cap too: that one is answered with a packet.
+        peer.handshakes.take(now);
+        s.handshakes.take(now);
+        // Chosen now, evicted only once the newcomer is known to be admitted.
+        let mut victim = None;
+        if s.connections >= l.max_connections {
+            victim = match s.unproven.keys().next() {
+                Some(&id) if self.evict_unproven => Some(id),
+                _ => return Err(Shed::ConnectionsOverCap),
+            };
+        }
+        if peer.connections == 0 {
+            s.active_peers += 1;
         }
         peer.connections += 1;
         let evicted = victim
@@ -409,9 +536,38 @@ impl Admission {
                 admission: Arc::clone(self),
                 id,
                 evicted: rx,
+                proved: Arc::new(AtomicBool::new(false)),
             },
             ip,
         })
+    }
+
+    /// The responder closed a connection of `ip` for flooding at `now`: that IP's new
+    /// connections are ignored for a while, twice as long as last time (up to the maximum),
+    /// or from the start again when its last penalty ended long enough ago. Returns the
+    /// penalty, `None` when penalties are off.
+    pub(crate) fn flood_closed(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
+        let l = &self.limits;
+        if l.flood_penalty.is_zero() {
+            return None;
+        }
+        let ip = peer_of(ip);
+        let mut s = self.lock();
+        // A closed connection's peer is still in the table (its slot is not yet dropped).
+        let p = s.peers.get_mut(&ip)?;
+        let long_ago = p
+            .penalized_until
+            .is_none_or(|u| now.saturating_duration_since(u) > l.flood_penalty_max);
+        p.penalty = if long_ago {
+            l.flood_penalty
+        } else {
+            (p.penalty * 2).clamp(l.flood_penalty, l.flood_penalty_max)
+        };
+        p.penalized_until = Some(now + p.penalty);
+        let penalty = p.penalty;
+        drop(s);
+        self.log.shed(Shed::FloodPenalty, ip);
+        Some(penalty)
     }
 
     /// What to do with one more stream request of `ip` at `now`.
@@ -424,18 +580,44 @@ impl Admission {
             .map_or(RateVerdict::Refuse, |p| p.requests.take(now))
     }
 
-    /// What to do with an echo challenge from `ip` received at `now`.
-    pub(crate) fn echo(&self, ip: IpAddr, now: Instant) -> RateVerdict {
-        if self.limits.echo_per_ip_per_sec.is_none() {
-            return RateVerdict::Answer;
+    /// What to do with an echo challenge from `ip` received at `now`, and which limit spoke
+    /// when it is not `Answer`. `proved`: the connection proved a pinned key, so the total
+    /// budget does not count it (its IP's own rate still does).
+    pub(crate) fn echo(&self, ip: IpAddr, now: Instant, proved: bool) -> (RateVerdict, Shed) {
+        let l = &self.limits;
+        if l.echo_per_ip_per_sec.is_none() && (proved || l.echo_per_sec.is_none()) {
+            return (RateVerdict::Answer, Shed::EchoDropped);
         }
         let ip = peer_of(ip);
-        let mut s = self.lock();
-        match s.peers.get_mut(&ip).and_then(|p| p.echo.as_mut()) {
-            Some(l) => l.take(now),
-            // A connected peer always has an entry.
-            None => RateVerdict::Refuse,
+        let mut guard = self.lock();
+        let s = &mut *guard;
+        // A connected peer always has an entry.
+        let Some(p) = s.peers.get_mut(&ip) else {
+            return (RateVerdict::Refuse, Shed::EchoDropped);
+        };
+        if let Some(limiter) = p.echo.as_mut() {
+            let v = limiter.take(now);
+            if v != RateVerdict::Answer {
+                return (v, Shed::EchoDropped);
+            }
         }
+        match (l.echo_per_sec, p.echo_share.as_mut()) {
+            (Some(total), Some(share)) if !proved => {
+                share.set_echo_rate(total / s.active_peers.max(1) as f64, now);
+                (share.take(now), Shed::EchoOverShare)
+            }
+            _ => (RateVerdict::Answer, Shed::EchoDropped),
+        }
+    }
+}
+
+impl Shed {
+    /// Whether a refused connection attempt is answered (a close packet: the peer learns at
+    /// once) or ignored (nothing sent; the peer times out). Only the total cap is answered:
+    /// it may refuse an honest prober, and those refusals are within the handshake budgets;
+    /// every other refusal is of a peer over its own limits, not worth a packet.
+    pub(crate) fn answer_refusal(self) -> bool {
+        self == Shed::ConnectionsOverCap
     }
 }
 
@@ -472,6 +654,14 @@ impl RateLimiter {
         Self::new(rate, rate / 10.0, rate / 10.0, now)
     }
 
+    /// Changes an echo limiter's rate (bursts and refusals follow it).
+    fn set_echo_rate(&mut self, rate: f64, now: Instant) {
+        if self.answers.rate != rate {
+            self.answers.set_rate(rate, rate / 10.0, now);
+            self.refusals.set_rate(rate / 10.0, rate / 10.0, now);
+        }
+    }
+
     /// Requests: bursts of twice the rate, refusals at the rate.
     fn requests(rate: f64, now: Instant) -> Self {
         Self::new(rate, 2.0 * rate, rate, now)
@@ -500,6 +690,11 @@ mod tests {
         IpAddr::from([127, 0, 0, last])
     }
 
+    /// An admission without eviction (`[access] evidence = "any"`).
+    fn any(limits: Limits) -> Arc<Admission> {
+        Arc::new(Admission::new(limits, false))
+    }
+
     #[test]
     fn a_bucket_refills_at_its_rate_and_holds_its_burst() {
         let t0 = Instant::now();
@@ -515,15 +710,12 @@ mod tests {
 
     #[test]
     fn connections_are_capped_in_total_and_per_ip_and_slots_come_back() {
-        let a = Arc::new(Admission::new(
-            Limits {
-                max_connections: 3,
-                max_connections_per_ip: 2,
-                connections_per_ip_per_sec: 1000.0,
-                ..Limits::default()
-            },
-            false,
-        ));
+        let a = any(Limits {
+            max_connections: 3,
+            max_connections_per_ip: 2,
+            connections_per_ip_per_sec: 1000.0,
+            ..Limits::default()
+        });
         let now = Instant::now();
         let s1 = a.connect(ip(1), now).unwrap();
         let _s2 = a.connect(ip(1), now).unwrap();
@@ -577,14 +769,11 @@ mod tests {
     /// IPv4-mapped address's IPv4 peer, is not the same one.
     #[test]
     fn an_ipv6_slash_64_is_one_peer() {
-        let a = Arc::new(Admission::new(
-            Limits {
-                max_connections_per_ip: 2,
-                connections_per_ip_per_sec: 1000.0,
-                ..Limits::default()
-            },
-            false,
-        ));
+        let a = any(Limits {
+            max_connections_per_ip: 2,
+            connections_per_ip_per_sec: 1000.0,
+            ..Limits::default()
+        });
         let now = Instant::now();
         let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
         let _a = a.connect(v6("2001:db8:1:2::1"), now).unwrap();
@@ -605,14 +794,11 @@ mod tests {
 
     #[test]
     fn handshakes_and_requests_are_rate_limited_per_ip() {
-        let a = Arc::new(Admission::new(
-            Limits {
-                connections_per_ip_per_sec: 2.0,
-                requests_per_ip_per_sec: 5.0,
-                ..Limits::default()
-            },
-            false,
-        ));
+        let a = any(Limits {
+            connections_per_ip_per_sec: 2.0,
+            requests_per_ip_per_sec: 5.0,
+            ..Limits::default()
+        });
         let now = Instant::now();
         // Burst of twice the rate, then refused until the bucket refills.
         let slots: Vec<_> = (0..4).map(|_| a.connect(ip(1), now).unwrap()).collect();
@@ -665,6 +851,142 @@ mod tests {
             100
         );
         assert_eq!(verdicts[200], RateVerdict::Close);
+    }
+
+    /// Many IPs, each within its own handshake rate, together get no more handshakes than the
+    /// total budget; an IP refused by the budget keeps its own tokens, and open connections
+    /// are untouched.
+    #[test]
+    fn the_total_handshake_budget_binds_many_ips() {
+        let a = any(Limits {
+            handshakes_per_sec: 10.0,
+            connections_per_ip_per_sec: 2.0,
+            ..Limits::default()
+        });
+        let t0 = Instant::now();
+        let verdicts: Vec<_> = (1..=20).map(|i| a.connect(ip(i), t0)).collect();
+        assert_eq!(verdicts.iter().filter(|v| v.is_ok()).count(), 10);
+        assert!(verdicts[10..]
+            .iter()
+            .all(|v| matches!(v, Err(Shed::HandshakesOverBudget))));
+        assert!(!Shed::HandshakesOverBudget.answer_refusal());
+        // A tenth of a second later the budget has one more; ip(11) still has its own two.
+        let later = t0 + Duration::from_millis(100);
+        let _again = a.connect(ip(11), later).unwrap();
+        assert_eq!(
+            a.connect(ip(12), later).unwrap_err(),
+            Shed::HandshakesOverBudget
+        );
+        assert_eq!(a.lock().connections, 11, "admitted ones stay open");
+        assert_eq!(a.request(ip(1), later), RateVerdict::Answer);
+    }
+
+    /// After a flood close the IP's new connections are ignored for the penalty, twice as
+    /// long at each further close up to the maximum, from the start again after a clean
+    /// stretch; other IPs and the IP's open connections are not affected.
+    #[test]
+    fn a_flood_close_penalizes_new_connections_of_that_ip_growing() {
+        let a = any(Limits {
+            connections_per_ip_per_sec: 1000.0,
+            flood_penalty: Duration::from_secs(1),
+            flood_penalty_max: Duration::from_secs(3),
+            ..Limits::default()
+        });
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let open = a.connect(ip(1), t0).unwrap();
+        assert_eq!(a.flood_closed(ip(1), t0), Some(Duration::from_secs(1)));
+        assert_eq!(
+            a.connect(ip(1), at(999)).unwrap_err(),
+            Shed::ConnectionsPenalized
+        );
+        assert!(
+            a.connect(ip(2), at(999)).is_ok(),
+            "another IP is not penalized"
+        );
+        assert_eq!(
+            a.request(ip(1), at(999)),
+            RateVerdict::Answer,
+            "open ones serve"
+        );
+        let _back = a.connect(ip(1), at(1000)).unwrap();
+        assert_eq!(
+            a.flood_closed(ip(1), at(1000)),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            a.connect(ip(1), at(2999)).unwrap_err(),
+            Shed::ConnectionsPenalized
+        );
+        assert_eq!(
+            a.flood_closed(ip(1), at(3000)),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            a.flood_closed(ip(1), at(6000)),
+            Some(Duration::from_secs(3))
+        );
+        // Clean for longer than the maximum after the last penalty (ended at 9 s): from 1 s.
+        assert_eq!(
+            a.flood_closed(ip(1), at(12_001)),
+            Some(Duration::from_secs(1))
+        );
+        // Refused connections are counted by the caller (which also ignores them); penalties here.
+        assert_eq!(a.log.counts().flood_penalties, 5);
+        drop(open);
+        let off = Admission::new(
+            Limits {
+                flood_penalty: Duration::ZERO,
+                ..Limits::default()
+            },
+            false,
+        );
+        assert_eq!(off.flood_closed(ip(1), t0), None);
+    }
+
+    /// The total echo budget is split evenly between IPs with connections, grows back when one
+    /// leaves, and does not count connections that proved a pinned key.
+    #[test]
+    fn the_total_echo_budget_is_shared_between_ips() {
+        let a = any(Limits {
+            echo_per_ip_per_sec: Some(100_000.0),
+            echo_per_sec: Some(1000.0),
+            ..Limits::default()
+        });
+        let t0 = Instant::now();
+        let first = a.connect(ip(1), t0).unwrap();
+        let _second = a.connect(ip(2), t0).unwrap();
+        // One second of challenges every 100 µs from each IP: about half the budget each.
+        let mut answered = [0u32; 2];
+        let mut shed = [0u32; 2];
+        for i in 0..10_000u64 {
+            let now = t0 + Duration::from_micros(100 * i);
+            for (k, peer) in [ip(1), ip(2)].into_iter().enumerate() {
+                match a.echo(peer, now, false) {
+                    (RateVerdict::Answer, _) => answered[k] += 1,
+                    (_, kind) => {
+                        assert_eq!(kind, Shed::EchoOverShare);
+                        shed[k] += 1;
+                    }
+                }
+            }
+        }
+        for k in 0..2 {
+            assert!((500..=560).contains(&answered[k]), "{answered:?}");
+            assert!(shed[k] > 0);
+        }
+        // A proved connection is not counted against the budget.
+        let t1 = t0 + Duration::from_secs(5);
+        assert!((0..5000).all(|_| a.echo(ip(2), t1, true).0 == RateVerdict::Answer));
+        // ip(1) leaves: ip(2) alone gets the whole budget (a tenth of a second's burst).
+        drop(first);
+        let t2 = t0 + Duration::from_secs(10);
+        assert_eq!(a.echo(ip(2), t2, false).0, RateVerdict::Answer);
+        let t2 = t2 + Duration::from_secs(1);
+        let burst = (0..1000)
+            .take_while(|_| a.echo(ip(2), t2, false).0 == RateVerdict::Answer)
+            .count();
+        assert_eq!(burst, 100);
     }
 
     #[test]

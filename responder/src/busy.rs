@@ -2,6 +2,7 @@
 //! socket and drives `quinn-proto` directly, so no task or vCPU wake-up (20-45 µs on our VMs)
 //! sits between the socket and the sans-I/O echo core. It answers echo datagrams only;
 //! evidence and transcript requests stay with the tokio [`crate::server::Server`].
+//! [`serve_parked`] spins only for a while after each datagram and then sleeps in the kernel.
 
 use std::collections::HashMap;
 use std::net::UdpSocket;
@@ -19,6 +20,8 @@ use crate::session_key::SessionKey;
 
 /// Idle connections are closed after this long, as in the tokio server.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A parked responder wakes at least this often to see whether it should stop.
+const STOP_CHECK: Duration = Duration::from_millis(10);
 
 /// What a busy responder did before it stopped.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -53,6 +56,28 @@ pub fn serve_busy(
     key: &SessionKey,
     stop: &AtomicBool,
 ) -> Result<BusyReport, BusyError> {
+    serve(socket, key, stop, None)
+}
+
+/// Like [`serve_busy`], but spins only for `spin` after each datagram and then sleeps in the
+/// kernel until the next one (or a connection timer): the tokio server's
+/// `spin_after_answer` policy, with the datagram handled on the thread that read it instead of
+/// passing through quinn's endpoint and connection tasks. Zero never spins.
+pub fn serve_parked(
+    socket: UdpSocket,
+    key: &SessionKey,
+    stop: &AtomicBool,
+    spin: Duration,
+) -> Result<BusyReport, BusyError> {
+    serve(socket, key, stop, Some(spin))
+}
+
+fn serve(
+    socket: UdpSocket,
+    key: &SessionKey,
+    stop: &AtomicBool,
+    spin: Option<Duration>,
+) -> Result<BusyReport, BusyError> {
     // Echoes only: evidence and transcript requests (streams) go to the tokio server.
     let config =
         locus_net::server_config(key.cert_der(), key.private_key_der(), IDLE_TIMEOUT, 0, 0)?;
@@ -61,12 +86,28 @@ pub fn serve_busy(
         peers: HashMap::new(),
         report: BusyReport::default(),
     };
+    let mut last = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        match driver.endpoint.recv()? {
-            Some((received, event)) => driver.on_datagram(received, event)?,
+        let parked = spin.is_some_and(|s| last.elapsed() >= s);
+        let read = if parked {
+            let stop_check = Instant::now() + STOP_CHECK;
+            let wake = driver
+                .next_timer()
+                .map_or(stop_check, |t| t.min(stop_check));
+            driver.endpoint.recv_parked(wake)?
+        } else {
+            driver.endpoint.recv()?
+        };
+        match read {
+            Some((received, event)) => {
+                last = received;
+                driver.on_datagram(received, event)?;
+            }
             None => {
                 driver.on_timers()?;
-                std::hint::spin_loop();
+                if !parked {
+                    std::hint::spin_loop();
+                }
             }
         }
     }
@@ -103,6 +144,14 @@ impl Driver {
             Received::Nothing => {}
         }
         Ok(())
+    }
+
+    /// The earliest connection timer.
+    fn next_timer(&mut self) -> Option<Instant> {
+        self.peers
+            .values_mut()
+            .filter_map(|p| p.conn.poll_timeout())
+            .min()
     }
 
     /// Fires expired connection timers (loss detection, ACK delay, idle timeout).

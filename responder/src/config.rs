@@ -203,6 +203,12 @@ pub struct LimitsSection {
     pub max_anchors: usize,
     /// 0: unlimited.
     pub echo_per_ip_per_sec: f64,
+    pub handshakes_per_sec: f64,
+    /// 0: no penalty.
+    pub flood_penalty_ms: u64,
+    pub flood_penalty_max_ms: u64,
+    /// 0: unlimited.
+    pub echo_per_sec: f64,
 }
 
 impl Default for LimitsSection {
@@ -217,6 +223,10 @@ impl Default for LimitsSection {
             evidence_queue: l.evidence_queue,
             max_anchors: l.max_anchors,
             echo_per_ip_per_sec: l.echo_per_ip_per_sec.unwrap_or(0.0),
+            handshakes_per_sec: l.handshakes_per_sec,
+            flood_penalty_ms: l.flood_penalty.as_millis() as u64,
+            flood_penalty_max_ms: l.flood_penalty_max.as_millis() as u64,
+            echo_per_sec: l.echo_per_sec.unwrap_or(0.0),
         }
     }
 }
@@ -542,6 +552,23 @@ impl ResponderConfig {
             echo_per_ip_per_sec: match l.echo_per_ip_per_sec {
                 0.0 => None,
                 v => Some(positive("limits.echo_per_ip_per_sec", v)?),
+            },
+            handshakes_per_sec: positive("limits.handshakes_per_sec", l.handshakes_per_sec)?,
+            flood_penalty: Duration::from_millis(l.flood_penalty_ms),
+            flood_penalty_max: if l.flood_penalty_max_ms >= l.flood_penalty_ms {
+                Duration::from_millis(l.flood_penalty_max_ms)
+            } else {
+                return Err(ConfigError::Invalid {
+                    key: "limits.flood_penalty_max_ms",
+                    reason: format!(
+                        "must be at least limits.flood_penalty_ms ({}), not {}",
+                        l.flood_penalty_ms, l.flood_penalty_max_ms
+                    ),
+                });
+            },
+            echo_per_sec: match l.echo_per_sec {
+                0.0 => None,
+                v => Some(positive("limits.echo_per_sec", v)?),
             },
         })
     }

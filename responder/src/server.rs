@@ -160,7 +160,13 @@ impl Server {
                     Ok(slot) => slot,
                     Err(kind) => {
                         shared.admission.log.shed(kind, from);
-                        incoming.refuse();
+                        // Ignoring sends nothing: an attacker's attempt costs us no more than
+                        // reading its first packet.
+                        if kind.answer_refusal() {
+                            incoming.refuse();
+                        } else {
+                            incoming.ignore();
+                        }
                         continue;
                     }
                 };
@@ -282,15 +288,19 @@ async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>, slot: Co
             }
         };
         let received = Instant::now();
-        match shared.admission.echo(peer.ip(), received) {
-            RateVerdict::Answer => {}
-            RateVerdict::Refuse => {
-                shared.admission.log.shed(Shed::EchoDropped, peer);
+        match shared
+            .admission
+            .echo(peer.ip(), received, slot.handle().proved())
+        {
+            (RateVerdict::Answer, _) => {}
+            (RateVerdict::Refuse, kind) => {
+                shared.admission.log.shed(kind, peer);
                 continue;
             }
-            RateVerdict::Close => {
+            (RateVerdict::Close, _) => {
                 shared.admission.log.shed(Shed::EchoFloodClosed, peer);
                 conn.close(codes::RATE_LIMITED.into(), b"echo rate exceeded");
+                shared.admission.flood_closed(peer.ip(), received);
                 break;
             }
         }
@@ -356,6 +366,9 @@ async fn serve_stream(
             state
                 .conn
                 .close(codes::RATE_LIMITED.into(), b"request rate exceeded");
+            shared
+                .admission
+                .flood_closed(state.peer.ip(), Instant::now());
             return;
         }
     };

@@ -366,3 +366,47 @@ fn the_anchor_clock_is_tsc_unless_configured_and_its_path_resolves_here() {
     assert!(lab.allows(&lab.current()));
     assert!(!strict.allows("kvm-clock"));
 }
+
+/// The shedding keys of issue 20 part 2: each bad value is refused naming its key and what
+/// was wrong; zero switches the echo budget and the penalty off.
+#[test]
+fn handshake_budget_penalty_and_echo_budget_are_checked() {
+    let limits = |toml: &str| {
+        ResponderConfig::parse(&format!("[limits]\n{toml}\n"))
+            .unwrap()
+            .limits()
+    };
+    let l = limits("handshakes_per_sec = 50.0\nflood_penalty_ms = 250\nflood_penalty_max_ms = 4000\necho_per_sec = 3000").unwrap();
+    assert_eq!(l.handshakes_per_sec, 50.0);
+    assert_eq!(l.flood_penalty, Duration::from_millis(250));
+    assert_eq!(l.flood_penalty_max, Duration::from_millis(4000));
+    assert_eq!(l.echo_per_sec, Some(3000.0));
+    let off = limits("echo_per_sec = 0\nflood_penalty_ms = 0").unwrap();
+    assert_eq!(off.echo_per_sec, None);
+    assert!(off.flood_penalty.is_zero());
+    for (toml, key, says) in [
+        (
+            "handshakes_per_sec = 0.0",
+            "limits.handshakes_per_sec",
+            "positive",
+        ),
+        (
+            "handshakes_per_sec = -3.0",
+            "limits.handshakes_per_sec",
+            "-3",
+        ),
+        ("echo_per_sec = -1.0", "limits.echo_per_sec", "positive"),
+        ("echo_per_sec = nan", "limits.echo_per_sec", "NaN"),
+        (
+            "flood_penalty_ms = 5000\nflood_penalty_max_ms = 1000",
+            "limits.flood_penalty_max_ms",
+            "at least limits.flood_penalty_ms (5000), not 1000",
+        ),
+    ] {
+        let e = limits(toml).unwrap_err();
+        assert_eq!(e.key(), Some(key), "{toml}: {e}");
+        assert!(e.to_string().contains(says), "{toml}: {e}");
+    }
+    // A negative count is no number of milliseconds at all: refused while parsing.
+    assert!(ResponderConfig::parse("[limits]\nflood_penalty_ms = -1\n").is_err());
+}
