@@ -1880,6 +1880,30 @@ fn junk_rounds_before_the_window_do_not_evict_the_baseline() {
     assert_eq!(node(&flooded, "moved")["verdict"], "relocated");
 }
 
+/// `locus monitor --once` on `db` at `now_s` with a verdict policy, an evidence policy and a
+/// config (`paths`, in that order): the judged `honest` node.
+fn honest_with_evidence(db: &Path, now_s: u64, paths: [&Path; 3], case: &str) -> serde_json::Value {
+    let [verdict_policy, evidence_policy, config] = paths;
+    let (v, stdout) = monitor_once(
+        db.to_str().unwrap(),
+        &now_s.to_string(),
+        &[
+            &"--policy",
+            &verdict_policy,
+            &"--evidence-policy",
+            &evidence_policy,
+            &"--config",
+            &config,
+        ],
+    );
+    let nodes = v["nodes"].as_array().unwrap();
+    nodes
+        .iter()
+        .find(|n| n["name"] == "honest")
+        .unwrap_or_else(|| panic!("{case}: {stdout}"))
+        .clone()
+}
+
 /// REVIEW2 F3 and F6: each prober's latest verified bundle is chosen after every record was
 /// checked. A listed prober storing a bundle that fails (signed with its own key) after the
 /// others' valid ones no longer makes the honest node `evidence-invalid`: it is `inconclusive`
@@ -1931,24 +1955,12 @@ fn a_failed_or_withheld_bundle_holds_the_node_back_naming_the_prober() {
             }
         }
         .unwrap();
-        let (v, stdout) = monitor_once(
-            db.to_str().unwrap(),
-            &lab.now.to_string(),
-            &[
-                &"--policy",
-                &verdict_policy,
-                &"--evidence-policy",
-                &evidence_policy,
-                &"--config",
-                &config,
-            ],
-        );
-        let nodes = v["nodes"].as_array().unwrap();
-        nodes
-            .iter()
-            .find(|n| n["name"] == "honest")
-            .unwrap_or_else(|| panic!("{case}: {stdout}"))
-            .clone()
+        honest_with_evidence(
+            &db,
+            lab.now,
+            [&verdict_policy, &evidence_policy, &config],
+            case,
+        )
     };
     let honest = run("valid", Some(&valid));
     assert_eq!(honest["verdict"], "located", "{honest}");
@@ -1968,4 +1980,182 @@ fn a_failed_or_withheld_bundle_holds_the_node_back_naming_the_prober() {
         lab.now - 1
     );
     assert!(reasons(&honest).contains(&missing), "{honest}");
+}
+
+/// REVIEW3 B (was a PoC of the attack): deleting (here: not storing) the history rounds of all
+/// but one prober must not hide a 65 km relocation. Judged once (no verdict before), the node is
+/// `relocated`; once a verdict precedes (the monitor restarted, or it remembers which probers
+/// had a baseline), probers answering without verified history hold it back as "baseline
+/// missing", naming them. B2: 4096 unsigned junk rounds of par and waw pushing their real
+/// rounds past the per-prober cap hold the node too, naming them.
+#[test]
+fn review3_b_deleting_some_probers_history_holds_the_node_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = 1_800_000_000 * S;
+    // ~65 km east of fra.
+    let new_at = LatLon::new(50.11, 9.59);
+    let rtt_to = |p: &str, at: LatLon, i: u64| -> u64 {
+        let ms = 2.0 * distance_km(pos(p), at) * 1.5 / 200.0;
+        ((ms + 0.05 + (i % 7) as f64 * 0.01) * 1e6) as u64
+    };
+    let build = |name: &str, history_of: &[&str]| -> PathBuf {
+        let db = dir.path().join(name);
+        let mut s = Store::open(&db).unwrap();
+        let sites = site_records();
+        for p in PROBERS {
+            s.upsert_world(p, p, &sites).unwrap();
+        }
+        for p in PROBERS {
+            if history_of.contains(p) {
+                for k in 0..30 {
+                    let hist = rtt_to(p, pos("fra"), 0) - 20_000;
+                    let r = round(p, "honest", t - 1000 * S + k * 10 * S, Some(hist), false);
+                    s.insert_round(&signed(r, &[]), &[]).unwrap();
+                }
+            }
+            let start = t - 50 * S;
+            let samples: Vec<SampleRecord> = (0..100)
+                .map(|i| SampleRecord {
+                    sent_unix_ns: start + i as i64 * S / 10,
+                    rtt_ns: rtt_to(p, new_at, i),
+                    inside_ns: 20_000,
+                })
+                .collect();
+            let min = samples.iter().map(|x| x.rtt_ns - x.inside_ns).min();
+            let r = round(p, "honest", start, min, false);
+            s.insert_round(&signed(r, &samples), &samples).unwrap();
+        }
+        db
+    };
+    let config = fill_config(dir.path(), None);
+    let full = build("full.db", PROBERS);
+    let cut = build("cut.db", &["ams"]);
+    // Variant: no deletion, 4096 unsigned junk rounds of par and waw at the window's start
+    // push their real window rounds past the per-prober cap (`too_many`).
+    let flooded = build("flood.db", PROBERS);
+    {
+        let mut s = Store::open(&flooded).unwrap();
+        for p in ["par", "waw"] {
+            for k in 0..4096 {
+                let r = round(p, "honest", t - 600 * S + k, Some(1), false);
+                s.insert_round(&r, &[]).unwrap();
+            }
+        }
+    }
+    let fl = judged(flooded.to_str().unwrap(), "1800000000", &config);
+    let f = node(&fl, "honest");
+    assert_ne!(f["verdict"], "located", "{f}");
+    assert!(
+        reasons(f).contains("rounds unread: prober(s) par, waw"),
+        "{f}"
+    );
+    let before = judged(full.to_str().unwrap(), "1800000000", &config);
+    let b = node(&before, "honest");
+    assert_eq!(b["verdict"], "relocated", "{b}");
+    // Judged before: a verdict a minute earlier, as a monitor that judged it leaves.
+    Store::open(&cut)
+        .unwrap()
+        .insert_verdict(&VerdictRecord {
+            node: "honest".into(),
+            claim: "fra".into(),
+            at_unix_ns: t - 60 * S,
+            window_start_unix_ns: t - 660 * S,
+            verdict: "located".into(),
+            reasons: Vec::new(),
+            radius_km: None,
+            judgement: "{}".into(),
+        })
+        .unwrap();
+    let after = judged(cut.to_str().unwrap(), "1800000000", &config);
+    let a = node(&after, "honest");
+    assert_eq!(a["verdict"], "inconclusive", "{a}");
+    assert!(reasons(a).contains("baseline missing: prober par"), "{a}");
+    assert!(reasons(a).contains("prober waw"), "{a}");
+}
+
+/// REVIEW3 C (was a PoC of the attack): one listed prober (stolen key) stores its own evidence
+/// record, with the valid bundle it fetched, under an inflated evidence round trip. While the
+/// two others' own bundles pass, its word alone does not make the honest node `proxied`: the
+/// node is held back (inconclusive) with a reason naming it.
+#[test]
+fn review3_c_one_prober_evidence_rtt_does_not_accuse_alone() {
+    let lab = evidence_lab::lab();
+    let dir = tempfile::tempdir().unwrap();
+    let evidence_policy = lab.write_policy(dir.path());
+    let verdict_policy = fixtures::path("policy/no-anchors.toml");
+    let config = fill_config(dir.path(), None);
+    let t = lab.now as i64 * S;
+    let (nonce, spki) = (lab.bundle.nonce.clone(), lab.peer_spki.clone());
+    let valid = lab.bundle.to_cbor();
+    let run = |case: &str, ams_rtt_ns: u64| -> serde_json::Value {
+        let db = dir.path().join(format!("{case}.db"));
+        fill_keyed(&Database::Sqlite(db.clone()), t, Some(&hex::encode(&spki)));
+        let mut store = Store::open(&db).unwrap();
+        for (k, p) in PROBERS.iter().enumerate() {
+            let mut rec = EvidenceRecord {
+                prober: p.to_string(),
+                target: "honest".into(),
+                at_unix_ns: t - S + k as i64,
+                rtt_ns: Some(if *p == "ams" { ams_rtt_ns } else { 5_000_000 }),
+                ok: true,
+                error: None,
+                nonce: Some(nonce.clone()),
+                bundle: Some(valid.clone()),
+                peer_spki: Some(hex::encode(&spki)),
+                seal: None,
+            };
+            seal_evidence(&key(p), &mut rec);
+            store.insert_evidence(&rec).unwrap();
+        }
+        honest_with_evidence(
+            &db,
+            lab.now,
+            [&verdict_policy, &evidence_policy, &config],
+            case,
+        )
+    };
+    let honest = run("valid", 5_000_000);
+    assert_eq!(honest["verdict"], "located", "{honest}");
+    let held = run("inflated", 80_000_000);
+    assert_eq!(held["verdict"], "inconclusive", "{held}");
+    assert!(
+        reasons(&held).contains("only prober ams saw its evidence round trip exceed"),
+        "{held}"
+    );
+}
+
+/// REVIEW3 E: one unsigned history round under a prober name the config does not know spoils
+/// no baseline: the honest node stays `located`, naming the rejected row. With a verdict before
+/// it (REVIEW3 B after a restart), probers that all have verified history hold nothing back.
+#[test]
+fn review3_e_a_history_row_of_an_unknown_prober_spoils_no_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let t = 1_800_000_000 * S;
+    fill(&Database::Sqlite(db.clone()), t);
+    let config = fill_config(dir.path(), None);
+    let mut store = Store::open(&db).unwrap();
+    let junk = round("nobody", "honest", t - 900 * S, Some(1), false);
+    store.insert_round(&junk, &[]).unwrap();
+    store
+        .insert_verdict(&VerdictRecord {
+            node: "honest".into(),
+            claim: "fra".into(),
+            at_unix_ns: t - 60 * S,
+            window_start_unix_ns: t - 660 * S,
+            verdict: "located".into(),
+            reasons: Vec::new(),
+            radius_km: None,
+            judgement: "{}".into(),
+        })
+        .unwrap();
+    drop(store);
+    let v = judged(db.to_str().unwrap(), "1800000000", &config);
+    let honest = node(&v, "honest");
+    assert_eq!(honest["verdict"], "located", "{honest}");
+    assert!(
+        reasons(honest).contains("1 rounds (unknown_prober)"),
+        "{honest}"
+    );
+    assert!(!reasons(honest).contains("baseline missing"), "{honest}");
 }

@@ -462,28 +462,38 @@ fn bounded_output(cmd: &mut std::process::Command) -> std::process::Output {
     }
 }
 
+/// A responder with these limits answering evidence only to `key` (`pinned`).
+fn pinned_server(limits: Limits, key: &locus_prober::identity::ProberIdentity) -> Server {
+    use locus_responder::access::EvidenceAccess;
+    Server::start(
+        ServerConfig {
+            limits,
+            access: EvidenceAccess::Pinned(vec![key.public_key().to_bytes()]),
+            ..ServerConfig::new(loopback())
+        },
+        SessionKey::generate().unwrap(),
+        EvidenceSource::default(),
+    )
+    .unwrap()
+}
+
+/// At most three connections.
+fn cap_of_3() -> Limits {
+    Limits {
+        max_connections: 3,
+        ..Limits::default()
+    }
+}
+
 /// REVIEW2 F7: under `pinned`, connections that proved no key cannot lock probers out. At the
 /// cap (3, all unsigned and idle) a pinned prober still connects and gets evidence; a fourth
 /// unsigned connection evicts the oldest unsigned one, never the pinned one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_the_cap_a_pinned_prober_evicts_the_oldest_unsigned_connection() {
     use locus_prober::identity::ProberIdentity;
-    use locus_responder::access::EvidenceAccess;
 
     let honest = Arc::new(ProberIdentity::from_seed([1; 32]));
-    let server = Server::start(
-        ServerConfig {
-            limits: Limits {
-                max_connections: 3,
-                ..Limits::default()
-            },
-            access: EvidenceAccess::Pinned(vec![honest.public_key().to_bytes()]),
-            ..ServerConfig::new(loopback())
-        },
-        SessionKey::generate().unwrap(),
-        EvidenceSource::default(),
-    )
-    .unwrap();
+    let server = pinned_server(cap_of_3(), &honest);
     let idle = [
         prober(&server).await,
         prober(&server).await,
@@ -524,24 +534,64 @@ async fn at_the_cap_a_pinned_prober_evicts_the_oldest_unsigned_connection() {
     server.shutdown().await;
 }
 
+/// REVIEW3 A (was a PoC of the attack): a pinned prober proves its key right after the
+/// handshake (`prove_key`, as the daemon and `locus prober` now do), before any evidence
+/// request, so unsigned newcomers at the cap evict each other, never it; over half the cap
+/// their handshakes are answered with a Retry first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review3_a_pinned_prober_proves_its_key_at_once_and_is_not_evicted() {
+    use locus_prober::identity::ProberIdentity;
+    use locus_prober::requests::prove_key;
+
+    let honest = Arc::new(ProberIdentity::from_seed([1; 32]));
+    let server = pinned_server(cap_of_3(), &honest);
+    let closed = |t: &Target| t.conn.close_reason().is_some();
+    // The honest pinned prober connects first, proves its key and probes (echo only, as in
+    // its first round: no evidence request yet).
+    let pinned = prober(&server).await.with_signer(honest.clone());
+    prove_key(&pinned).await.unwrap();
+    let cfg = RoundConfig {
+        count: 5,
+        ..RoundConfig::default()
+    };
+    let _report = run_round(&pinned, &cfg).await;
+    // Three unsigned attacker connections at the cap of 3: the third evicts the first.
+    let a = [
+        prober(&server).await,
+        prober(&server).await,
+        prober(&server).await,
+    ];
+    until("the oldest unsigned connection is evicted", || {
+        closed(&a[0])
+    })
+    .await;
+    assert!(!closed(&pinned), "{:?}", pinned.conn.close_reason());
+    let bundle = request_evidence(&pinned, &[1; 32], Include::default())
+        .await
+        .unwrap();
+    assert_eq!(bundle.nonce, [1; 32]);
+    let counts = server.shed_counts();
+    assert_eq!(counts.connections_evicted, 1, "{counts:?}");
+    assert!(counts.connections_retried >= 2, "{counts:?}");
+    // A hello signed by a key the responder does not pin proves nothing.
+    let stranger = prober(&server)
+        .await
+        .with_signer(Arc::new(ProberIdentity::from_seed([2; 32])));
+    let refused = prove_key(&stranger).await;
+    assert!(
+        matches!(refused, Err(RequestError::Unauthorized { .. })),
+        "{refused:?}"
+    );
+    server.shutdown().await;
+}
+
 /// A responder with pinned access and these limits, and a pinned prober (127.0.0.2) whose
 /// connection proved its key with a first signed evidence request.
 async fn pinned_setup(limits: Limits, seed: u8) -> (Server, Target) {
     let honest = Arc::new(locus_prober::identity::ProberIdentity::from_seed(
         [seed; 32],
     ));
-    let server = Server::start(
-        ServerConfig {
-            limits,
-            access: locus_responder::access::EvidenceAccess::Pinned(vec![honest
-                .public_key()
-                .to_bytes()]),
-            ..ServerConfig::new(loopback())
-        },
-        SessionKey::generate().unwrap(),
-        EvidenceSource::default(),
-    )
-    .unwrap();
+    let server = pinned_server(limits, &honest);
     let pinned = attempt(&server, "127.0.0.2")
         .await
         .unwrap()

@@ -71,6 +71,10 @@ struct OverloadReport {
     honest_evidence_p99_ms_idle: f64,
     /// `honest_evidence_p99_ms / honest_evidence_p99_ms_idle` (goal ≤ 2).
     honest_evidence_ratio: f64,
+    /// Of those, the time inside the responder (request received to bundle ready, as the
+    /// bundle records it): the rest is transport and the prober's side.
+    honest_evidence_in_responder_p99_ms: f64,
+    honest_evidence_in_responder_p99_ms_idle: f64,
     /// Honest evidence requests that failed under attack (busy, refused, timed out).
     honest_evidence_failed: u32,
     /// Peak resident set of the responder process (VmHWM; goal ≤ 256 MiB).
@@ -184,6 +188,7 @@ async fn measure(
     report.honest_echo_p50_us_idle = echo_idle.rtt.p50_us;
     report.honest_echo_p99_us_idle = echo_idle.rtt.p99_us;
     report.honest_evidence_p99_ms_idle = p99_ms(&evidence_idle.times);
+    report.honest_evidence_in_responder_p99_ms_idle = p99_ms(&evidence_idle.in_responder);
     if evidence_idle.failed > 0 {
         bail!(
             "{} of {} idle evidence requests failed: {}",
@@ -263,6 +268,7 @@ async fn measure(
     report.honest_echo_lost = echo_load.lost;
     report.honest_echo_ratio = ratio(echo_load.rtt.p50_us, echo_idle.rtt.p50_us);
     report.honest_evidence_p99_ms = p99_ms(&evidence_load.times);
+    report.honest_evidence_in_responder_p99_ms = p99_ms(&evidence_load.in_responder);
     report.honest_evidence_ratio = ratio(
         report.honest_evidence_p99_ms,
         report.honest_evidence_p99_ms_idle,
@@ -291,6 +297,8 @@ fn ratio(a: f64, b: f64) -> f64 {
 #[derive(Default)]
 struct EvidenceTimes {
     times: Vec<Duration>,
+    /// The responder's own time for each (request received to bundle ready, from the bundle).
+    in_responder: Vec<Duration>,
     failed: u32,
     last_error: String,
 }
@@ -326,7 +334,12 @@ async fn honest_phase(
             match tokio::time::timeout(EVIDENCE_TIMEOUT, request_evidence(prober, &nonce, include))
                 .await
             {
-                Ok(Ok(_)) => out.times.push(t.elapsed()),
+                Ok(Ok(bundle)) => {
+                    out.times.push(t.elapsed());
+                    if let Some(ns) = bundle.timings.evidence_ns {
+                        out.in_responder.push(Duration::from_nanos(ns));
+                    }
+                }
                 Ok(Err(e)) => {
                     if matches!(e, RequestError::Busy { .. }) {
                         busy.fetch_add(1, Ordering::Relaxed);
@@ -677,11 +690,13 @@ fn render(r: &OverloadReport, json: bool) -> anyhow::Result<String> {
         );
         let _ = writeln!(
             out,
-            "honest evidence p99: {:.2} ms under attack, {:.2} ms idle (ratio {:.2}, goal ≤ 2); \
-             failed {}",
+            "honest evidence p99: {:.2} ms under attack, {:.2} ms idle (ratio {:.2}, goal ≤ 2), \
+             in the responder {:.2} / {:.2} ms; failed {}",
             r.honest_evidence_p99_ms,
             r.honest_evidence_p99_ms_idle,
             r.honest_evidence_ratio,
+            r.honest_evidence_in_responder_p99_ms,
+            r.honest_evidence_in_responder_p99_ms_idle,
             r.honest_evidence_failed
         );
         let _ = writeln!(

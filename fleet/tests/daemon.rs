@@ -843,3 +843,65 @@ async fn daemon_signs_evidence_requests_for_a_pinned_responder() {
         "{reason}"
     );
 }
+
+/// REVIEW3 A: a daemon with a key proves it right after the handshake, even with evidence off
+/// (`evidence_interval_s = 0`, no signed request ever): at a pinned responder's cap, unsigned
+/// newcomers (same address) evict each other, never the daemon's connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_proves_its_key_at_once_and_is_not_evicted_at_the_cap() {
+    use locus_prober::identity::ProberIdentity;
+    use locus_prober::{connect, SpkiPolicy};
+    use locus_responder::access::EvidenceAccess;
+    use locus_responder::admission::Limits;
+    let dir = tempfile::tempdir().unwrap();
+    let id = ProberIdentity::generate();
+    let r = Server::start(
+        ServerConfig {
+            access: EvidenceAccess::Pinned(vec![id.public_key().to_bytes()]),
+            limits: Limits {
+                max_connections: 2,
+                ..Limits::default()
+            },
+            ..ServerConfig::new("127.0.0.1:0".parse().unwrap())
+        },
+        SessionKey::generate().unwrap(),
+        EvidenceSource::default(),
+    )
+    .unwrap();
+    let addr = r.local_addr().unwrap();
+    let key = dir.path().join("p.key");
+    id.write_new(&key).unwrap();
+    let text = config(&[("n1", addr)], "")
+        .replace("evidence_interval_s = 0.2", "evidence_interval_s = 0")
+        .replace(
+            "[probe]",
+            &format!("key_file = \"{}\"\n[probe]", key.display()),
+        );
+    let cfg = dir.path().join("p.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let d = daemon::start(cfg).await.unwrap();
+    wait_metrics(d.http_addr(), "a probe round", |t| {
+        metric(t, "locus_probe_success", "target=\"n1\"") == Some(1.0)
+    })
+    .await;
+    let attacker = || {
+        connect(
+            addr,
+            "127.0.0.1:0".parse().unwrap(),
+            SpkiPolicy::TrustOnFirstUse,
+            Duration::from_secs(5),
+        )
+    };
+    let first = attacker().await.unwrap();
+    let _second = attacker().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while first.conn.close_reason().is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let reason = format!("{:?}", first.conn.close_reason());
+    assert!(reason.contains("evicted"), "{reason}");
+    let counts = r.shed_counts();
+    assert_eq!(counts.connections_evicted, 1, "{counts:?}");
+    d.shutdown().await.unwrap();
+    r.shutdown().await;
+}

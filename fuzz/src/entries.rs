@@ -13,8 +13,8 @@ use locus_analysis::verify::tpm;
 use locus_proto::anchor::AnchorReport;
 use locus_proto::frame::{self, Frame, MessageKind, MAX_BODY_LEN};
 use locus_proto::messages::{
-    ErrorMessage, EvidenceRequest, EvidenceResponse, KeysRequest, KeysResponse, TranscriptRequest,
-    TranscriptResponse,
+    ErrorMessage, EvidenceRequest, EvidenceResponse, HelloRequest, HelloResponse, KeysRequest,
+    KeysResponse, TranscriptRequest, TranscriptResponse,
 };
 use locus_proto::{EchoAnswer, EchoChallenge};
 
@@ -99,6 +99,8 @@ pub fn frames(data: &[u8]) {
     round_trip::<TranscriptResponse>(data, MessageKind::TranscriptResponse);
     round_trip::<KeysRequest>(data, MessageKind::KeysRequest);
     round_trip::<KeysResponse>(data, MessageKind::KeysResponse);
+    round_trip::<HelloRequest>(data, MessageKind::HelloRequest);
+    round_trip::<HelloResponse>(data, MessageKind::HelloResponse);
     round_trip::<ErrorMessage>(data, MessageKind::Error);
 }
 

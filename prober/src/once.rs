@@ -12,7 +12,9 @@ use locus_proto::evidence::EvidenceBundle;
 use locus_proto::messages::Include;
 use locus_proto::Nonce;
 
-use crate::requests::{request_evidence_sealed, request_transcript, RequestError, RequestSigner};
+use crate::requests::{
+    prove_key, request_evidence_sealed, request_transcript, RequestError, RequestSigner,
+};
 use crate::{connect, run_round, RoundConfig, RoundReport, SpkiPolicy};
 
 /// The bundle to ask for after the round.
@@ -97,6 +99,10 @@ pub async fn probe_once_then(
         }
     };
     result.spki = hex::encode(&target.spki);
+    // A pinned responder at its connection cap keeps only connections that proved a key.
+    if let Err(e) = prove_key(&target).await {
+        tracing::debug!(%addr, "key not proved after the handshake: {e}");
+    }
     let round = run_round(&target, cfg).await;
     match request_transcript(&target).await {
         Ok(t) => {

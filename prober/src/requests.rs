@@ -4,8 +4,8 @@ use locus_proto::credential::seal_to_first_ek;
 use locus_proto::evidence::EvidenceBundle;
 use locus_proto::frame::{self, Frame, FrameError, MessageKind, HEADER_LEN, MAX_BODY_LEN};
 use locus_proto::messages::{
-    codes, ErrorMessage, EvidenceRequest, EvidenceResponse, Include, KeysRequest, KeysResponse,
-    RequestAuth, TranscriptRequest, TranscriptResponse,
+    codes, ErrorMessage, EvidenceRequest, EvidenceResponse, HelloRequest, HelloResponse, Include,
+    KeysRequest, KeysResponse, RequestAuth, TranscriptRequest, TranscriptResponse,
 };
 use locus_proto::{request_auth, Nonce};
 use serde::de::DeserializeOwned;
@@ -136,11 +136,7 @@ pub async fn request_keys(target: &Target) -> Result<KeysResponse, RequestError>
     let mut req = KeysRequest::default();
     // A pinned responder answers keys only to a signed request, like evidence.
     if let Some(signer) = &target.signer {
-        let mut exporter = [0u8; request_auth::EXPORTER_LEN];
-        target
-            .conn
-            .export_keying_material(&mut exporter, request_auth::EXPORTER_LABEL, b"")
-            .map_err(|_| RequestError::NoExporter)?;
+        let exporter = exporter(target)?;
         req.auth = Some(RequestAuth {
             public_key: signer.public_key().to_vec(),
             signature: signer
@@ -155,6 +151,44 @@ pub async fn request_keys(target: &Target) -> Result<KeysResponse, RequestError>
         MessageKind::KeysResponse,
     )
     .await
+}
+
+/// Proves this connection's signing key to the responder right after the handshake (a signed
+/// hello, bound to the connection like a signed request): a responder with `[access] evidence
+/// = "pinned"` then never evicts the connection to make room at its connection cap (REVIEW3
+/// A). Without a signer there is nothing to prove and nothing is sent. A responder that
+/// predates the hello refuses it (`Refused`, unknown message): harmless, the first signed
+/// request proves the key there.
+pub async fn prove_key(target: &Target) -> Result<(), RequestError> {
+    let Some(signer) = &target.signer else {
+        return Ok(());
+    };
+    let exporter = exporter(target)?;
+    let req = HelloRequest {
+        auth: RequestAuth {
+            public_key: signer.public_key().to_vec(),
+            signature: signer
+                .sign(&request_auth::signed_hello_message(&exporter))
+                .to_vec(),
+        },
+    };
+    let _: HelloResponse = exchange(
+        target,
+        MessageKind::HelloRequest,
+        &req,
+        MessageKind::HelloResponse,
+    )
+    .await?;
+    Ok(())
+}
+
+fn exporter(target: &Target) -> Result<[u8; request_auth::EXPORTER_LEN], RequestError> {
+    let mut exporter = [0u8; request_auth::EXPORTER_LEN];
+    target
+        .conn
+        .export_keying_material(&mut exporter, request_auth::EXPORTER_LABEL, b"")
+        .map_err(|_| RequestError::NoExporter)?;
+    Ok(exporter)
 }
 
 async fn send_evidence_request(
@@ -209,11 +243,7 @@ pub fn sign_request(
     signer: &dyn RequestSigner,
     req: &EvidenceRequest,
 ) -> Result<EvidenceRequest, RequestError> {
-    let mut exporter = [0u8; request_auth::EXPORTER_LEN];
-    target
-        .conn
-        .export_keying_material(&mut exporter, request_auth::EXPORTER_LABEL, b"")
-        .map_err(|_| RequestError::NoExporter)?;
+    let exporter = exporter(target)?;
     let mut signed = req.clone();
     signed.auth = Some(RequestAuth {
         public_key: signer.public_key().to_vec(),

@@ -29,6 +29,8 @@ pub enum MessageKind {
     TranscriptResponse = 4,
     KeysRequest = 5,
     KeysResponse = 6,
+    HelloRequest = 7,
+    HelloResponse = 8,
     Error = 0x7f,
 }
 
@@ -41,6 +43,8 @@ impl MessageKind {
             4 => Self::TranscriptResponse,
             5 => Self::KeysRequest,
             6 => Self::KeysResponse,
+            7 => Self::HelloRequest,
+            8 => Self::HelloResponse,
             0x7f => Self::Error,
             _ => return None,
         })

@@ -55,6 +55,21 @@ pub struct KeysRequest {
     pub auth: Option<RequestAuth>,
 }
 
+/// A pinned prober proves its key right after the handshake (REVIEW3 A): a responder with
+/// `[access] evidence = "pinned"` then never evicts the connection at its connection cap. It
+/// costs the responder one signature check and no evidence work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HelloRequest {
+    /// The prober's signature over [`crate::request_auth::signed_hello_message`].
+    pub auth: RequestAuth,
+}
+
+/// The responder's answer to a [`HelloRequest`] it accepted (a refusal is an error frame).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HelloResponse {}
+
 /// The vTPM's keys as the responder states them (unauthenticated: the bundle's checks decide
 /// whether they are genuine).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -33,6 +33,19 @@ pub fn signed_keys_message(exporter: &[u8; EXPORTER_LEN]) -> Vec<u8> {
     m
 }
 
+/// Domain of a hello's signature: never a keys or evidence request's.
+const HELLO_DOMAIN: &[u8] = b"locus/1 hello\0";
+
+/// The bytes a prober signs for a hello on the connection whose exporter value is given:
+/// `HELLO_DOMAIN || exporter`. Bound to the connection like a request, so it proves nothing
+/// on any other connection.
+pub fn signed_hello_message(exporter: &[u8; EXPORTER_LEN]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(HELLO_DOMAIN.len() + EXPORTER_LEN);
+    m.extend_from_slice(HELLO_DOMAIN);
+    m.extend_from_slice(exporter);
+    m
+}
+
 /// The bytes a prober signs for `request` on the connection whose exporter value is given:
 /// `DOMAIN || exporter || SHA-256(canonical CBOR of request without auth)`.
 pub fn signed_message(exporter: &[u8; EXPORTER_LEN], request: &EvidenceRequest) -> Vec<u8> {
@@ -80,5 +93,15 @@ mod tests {
         let mut other = request();
         other.nonce = vec![9; 32];
         assert_ne!(signed_message(&[1; 32], &other), a, "another request");
+    }
+
+    /// A hello, a keys request and an evidence request never sign the same bytes.
+    #[test]
+    fn hello_keys_and_evidence_domains_differ() {
+        let e = [4; 32];
+        let hello = signed_hello_message(&e);
+        assert_ne!(hello, signed_keys_message(&e));
+        assert!(!signed_message(&e, &request()).starts_with(&hello[..hello.len() - 32]));
+        assert_ne!(hello, signed_hello_message(&[5; 32]), "another connection");
     }
 }

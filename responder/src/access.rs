@@ -5,7 +5,7 @@
 //! connection's TLS exporter value, so a signature seen on one connection is refused on any
 //! other. The key must be one of the configured probers'.
 
-use locus_proto::messages::{EvidenceRequest, KeysRequest, RequestAuth};
+use locus_proto::messages::{EvidenceRequest, HelloRequest, KeysRequest, RequestAuth};
 use locus_proto::request_auth::{self, EXPORTER_LEN, PUBLIC_KEY_LEN, SIGNATURE_LEN};
 
 /// The evidence access policy.
@@ -58,6 +58,18 @@ impl EvidenceAccess {
     ) -> Result<(), AccessError> {
         self.check_auth(req.auth.as_ref(), || {
             request_auth::signed_keys_message(exporter)
+        })
+    }
+
+    /// Checks a hello (a pinned prober proving its key right after the handshake, REVIEW3 A)
+    /// on the connection whose exporter value is `exporter`.
+    pub fn check_hello(
+        &self,
+        req: &HelloRequest,
+        exporter: &[u8; EXPORTER_LEN],
+    ) -> Result<(), AccessError> {
+        self.check_auth(Some(&req.auth), || {
+            request_auth::signed_hello_message(exporter)
         })
     }
 
@@ -141,6 +153,38 @@ mod tests {
         );
         assert!(matches!(
             access.check_keys(&signed_keys(&key(2), &[5; 32]), &[5; 32]),
+            Err(AccessError::UnknownKey { .. })
+        ));
+    }
+
+    /// REVIEW3 A: a hello verifies only on its connection, only for a pinned key, and a keys
+    /// request's signature is no hello's.
+    #[test]
+    fn a_hello_is_signed_over_its_own_domain_and_connection() {
+        let k = key(1);
+        let hello = |k: &Ed25519KeyPair, m: Vec<u8>| HelloRequest {
+            auth: RequestAuth {
+                public_key: k.public_key().as_ref().to_vec(),
+                signature: k.sign(&m).as_ref().to_vec(),
+            },
+        };
+        let access = pinned(&k);
+        let good = hello(&k, request_auth::signed_hello_message(&[5; 32]));
+        access.check_hello(&good, &[5; 32]).unwrap();
+        assert_eq!(
+            access.check_hello(&good, &[6; 32]),
+            Err(AccessError::BadSignature)
+        );
+        let keys_sig = hello(&k, request_auth::signed_keys_message(&[5; 32]));
+        assert_eq!(
+            access.check_hello(&keys_sig, &[5; 32]),
+            Err(AccessError::BadSignature)
+        );
+        assert!(matches!(
+            access.check_hello(
+                &hello(&key(2), request_auth::signed_hello_message(&[5; 32])),
+                &[5; 32]
+            ),
             Err(AccessError::UnknownKey { .. })
         ));
     }

@@ -8,9 +8,12 @@
 //! the total cap, get no answer at all. Requests (streams) and echo answers are rate-limited
 //! per IP, and echo answers also in total, shared evenly between IPs. Established connections
 //! are never touched by the handshake limits. Under `[access] evidence = "pinned"`, a new
-//! connection at the total cap evicts the oldest one that has not proved a pinned key, so idle
-//! connections cannot lock probers out (REVIEW2 F7), and connections that proved one are not
-//! counted against the total echo budget.
+//! connection at the total cap evicts one that has not proved a pinned key, so idle
+//! connections cannot lock probers out (REVIEW2 F7): the oldest of the peer holding the most
+//! such connections, so a flood from a few peers evicts its own (REVIEW3 A); connections that
+//! proved one are not counted against the total echo budget, and one key holds at most
+//! [`MAX_PROVEN_PER_KEY`] of them (REVIEW3 G). Over half the cap, handshakes from addresses
+//! QUIC has not validated are answered with a Retry, so spoofed sources take no place.
 //! Each refusal is counted ([`ShedCounts`]) and logged at most once a second per kind.
 
 use std::collections::{BTreeMap, HashMap};
@@ -149,6 +152,10 @@ pub struct ShedCounts {
     pub connections_over_cap: u64,
     /// Connections closed to make room at the total cap: they had not proved a pinned key.
     pub connections_evicted: u64,
+    /// Proved connections closed because their key held more than [`MAX_PROVEN_PER_KEY`].
+    pub connections_evicted_same_key: u64,
+    /// Handshakes answered with a QUIC Retry (address not validated, over half the cap).
+    pub connections_retried: u64,
     /// Connections refused: this IP's cap or handshake rate.
     pub connections_per_ip: u64,
     /// Connections ignored: the handshake budget of all IPs together was spent.
@@ -185,6 +192,8 @@ pub struct ShedCounts {
 pub(crate) enum Shed {
     ConnectionsOverCap,
     ConnectionsEvicted,
+    ConnectionsEvictedSameKey,
+    ConnectionsRetried,
     ConnectionsPerIp,
     HandshakesOverBudget,
     ConnectionsPenalized,
@@ -200,7 +209,7 @@ pub(crate) enum Shed {
     RequestFloodClosed,
 }
 
-const SHED_KINDS: usize = 15;
+const SHED_KINDS: usize = 17;
 
 impl Shed {
     fn name(self) -> &'static str {
@@ -208,6 +217,12 @@ impl Shed {
             Shed::ConnectionsOverCap => "connection refused: connection cap",
             Shed::ConnectionsEvicted => {
                 "connection evicted: connection cap, and it proved no pinned key"
+            }
+            Shed::ConnectionsEvictedSameKey => {
+                "connection evicted: its pinned key holds too many connections"
+            }
+            Shed::ConnectionsRetried => {
+                "handshake answered with a Retry: over half the connection cap, address not validated"
             }
             Shed::ConnectionsPerIp => "connection ignored: per-IP cap or handshake rate",
             Shed::HandshakesOverBudget => "connection ignored: total handshake budget",
@@ -265,6 +280,8 @@ impl ShedLog {
         ShedCounts {
             connections_over_cap: c(Shed::ConnectionsOverCap),
             connections_evicted: c(Shed::ConnectionsEvicted),
+            connections_evicted_same_key: c(Shed::ConnectionsEvictedSameKey),
+            connections_retried: c(Shed::ConnectionsRetried),
             connections_per_ip: c(Shed::ConnectionsPerIp),
             handshakes_over_budget: c(Shed::HandshakesOverBudget),
             connections_penalized: c(Shed::ConnectionsPenalized),
@@ -337,9 +354,29 @@ struct AdmissionState {
     active_peers: usize,
     /// Only with eviction: open connections that proved no pinned key yet, by admission
     /// number (oldest first), with their peer and the sender that evicts them.
-    unproven: BTreeMap<u64, (IpAddr, watch::Sender<bool>)>,
+    unproven: BTreeMap<u64, (IpAddr, Evictor)>,
+    /// Open connections that proved a pinned key, by admission number, with that key.
+    proven: BTreeMap<u64, ([u8; 32], Evictor)>,
     next_id: u64,
 }
+
+/// Why a connection was evicted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Eviction {
+    /// At the total cap, to make room: it proved no pinned key.
+    AtCap,
+    /// Its pinned key proved itself on more than [`MAX_PROVEN_PER_KEY`] connections: the
+    /// oldest goes (REVIEW3 G).
+    SameKey,
+}
+
+/// Tells a connection it was evicted.
+type Evictor = watch::Sender<Option<Eviction>>;
+
+/// Connections one pinned key may hold proved at once: a prober needs one per responder, a
+/// daemon with one-off `locus prober` runs or `locus bench overload` (five) a few more; many
+/// more would let a stolen key hold the cap forever (REVIEW3 G).
+pub const MAX_PROVEN_PER_KEY: usize = 8;
 
 /// Holds one admitted connection's place; gives it back when dropped.
 #[derive(Debug)]
@@ -354,17 +391,41 @@ pub(crate) struct ConnectionSlot {
 pub(crate) struct SlotHandle {
     admission: Arc<Admission>,
     id: u64,
-    /// Becomes true when the connection is evicted.
-    evicted: watch::Receiver<bool>,
+    /// Set when the connection is evicted.
+    evicted: watch::Receiver<Option<Eviction>>,
     /// The connection made a request signed by a pinned key.
     proved: Arc<AtomicBool>,
 }
 
 impl SlotHandle {
-    /// The connection made a request signed by a pinned key: it is never evicted.
-    pub(crate) fn prove(&self) {
+    /// The connection made a request signed by the pinned `key`: it is no longer evicted at
+    /// the cap, only when `key` proves itself on more than [`MAX_PROVEN_PER_KEY`] newer
+    /// connections (then the oldest of them goes).
+    pub(crate) fn prove(&self, key: &[u8; 32]) {
         self.proved.store(true, Ordering::Relaxed);
-        self.admission.lock().unproven.remove(&self.id);
+        let mut guard = self.admission.lock();
+        let s = &mut *guard;
+        let Some((_, tx)) = s.unproven.remove(&self.id) else {
+            // Proved already, evicted already, or eviction off (`any`): nothing to track.
+            return;
+        };
+        s.proven.insert(self.id, (*key, tx));
+        let same: Vec<u64> = (s.proven.iter())
+            .filter(|(_, (k, _))| k == key)
+            .map(|(id, _)| *id)
+            .collect();
+        let Some(&oldest) = same.first().filter(|_| same.len() > MAX_PROVEN_PER_KEY) else {
+            return;
+        };
+        if let Some((_, tx)) = s.proven.remove(&oldest) {
+            tx.send_replace(Some(Eviction::SameKey));
+            // Its place is free now: the slot gives nothing back when it drops.
+            s.connections = s.connections.saturating_sub(1);
+        }
+        drop(guard);
+        self.admission
+            .log
+            .shed(Shed::ConnectionsEvictedSameKey, hex::encode(&key[..8]));
     }
 
     /// Whether the connection made a request signed by a pinned key.
@@ -372,12 +433,14 @@ impl SlotHandle {
         self.proved.load(Ordering::Relaxed)
     }
 
-    /// Resolves when the connection is evicted (never, once it proved a pinned key).
-    pub(crate) async fn evicted(&self) {
+    /// Resolves when the connection is evicted, with why.
+    pub(crate) async fn evicted(&self) -> Eviction {
         let mut rx = self.evicted.clone();
-        // The sender is dropped unsent when the connection proves a key.
-        if rx.wait_for(|e| *e).await.is_err() {
-            std::future::pending::<()>().await;
+        let why = rx.wait_for(|e| e.is_some()).await.map(|e| *e);
+        match why {
+            Ok(e) => e.unwrap_or(Eviction::AtCap),
+            // The sender is dropped only with the slot.
+            Err(_) => std::future::pending().await,
         }
     }
 }
@@ -393,8 +456,9 @@ impl Drop for ConnectionSlot {
         let mut guard = self.handle.admission.lock();
         let s = &mut *guard;
         s.unproven.remove(&self.handle.id);
+        s.proven.remove(&self.handle.id);
         // An evicted connection's place was handed on when it was evicted.
-        if !*self.handle.evicted.borrow() {
+        if self.handle.evicted.borrow().is_none() {
             s.connections = s.connections.saturating_sub(1);
         }
         if let Some(p) = s.peers.get_mut(&self.ip) {
@@ -441,6 +505,7 @@ impl Admission {
                 peers: HashMap::new(),
                 active_peers: 0,
                 unproven: BTreeMap::new(),
+                proven: BTreeMap::new(),
                 next_id: 0,
             }),
             log: ShedLog::default(),
@@ -459,8 +524,8 @@ impl Admission {
     /// its handshake rate, the total handshake budget, the total cap, in that order (all
     /// decided before any TLS work; only the total cap's refusal is worth an answer, see
     /// [`Shed::answer_refusal`]). At the total cap, with eviction on, it takes the place of
-    /// the oldest connection that proved no pinned key (which is told through
-    /// [`SlotHandle::evicted`]); connections that did are never evicted.
+    /// a connection that proved no pinned key ([`victim_of`]; it is told through
+    /// [`SlotHandle::evicted`]); connections that did are evicted only by their own key.
     pub(crate) fn connect(
         self: &Arc<Self>,
         ip: IpAddr,
@@ -504,8 +569,8 @@ impl Admission {
         // Chosen now, evicted only once the newcomer is known to be admitted.
         let mut victim = None;
         if s.connections >= l.max_connections {
-            victim = match s.unproven.keys().next() {
-                Some(&id) if self.evict_unproven => Some(id),
+            victim = match victim_of(&s.unproven) {
+                Some(id) if self.evict_unproven => Some(id),
                 _ => return Err(Shed::ConnectionsOverCap),
             };
         }
@@ -516,14 +581,14 @@ impl Admission {
         let evicted = victim
             .and_then(|id| s.unproven.remove(&id))
             .map(|(at, tx)| {
-                tx.send_replace(true);
+                tx.send_replace(Some(Eviction::AtCap));
                 s.connections -= 1;
                 at
             });
         s.connections += 1;
         let id = s.next_id;
         s.next_id += 1;
-        let (tx, rx) = watch::channel(false);
+        let (tx, rx) = watch::channel(None);
         if self.evict_unproven {
             s.unproven.insert(id, (ip, tx));
         }
@@ -568,6 +633,13 @@ impl Admission {
         drop(s);
         self.log.shed(Shed::FloodPenalty, ip);
         Some(penalty)
+    }
+
+    /// Whether a handshake from an address QUIC has not validated should be answered with a
+    /// Retry: once over half the cap is taken, a place costs a round trip from a real address
+    /// (REVIEW3 A: spoofed Initials would otherwise evict unproven connections for free).
+    pub(crate) fn wants_retry(&self) -> bool {
+        2 * self.lock().connections > self.limits.max_connections
     }
 
     /// What to do with one more stream request of `ip` at `now`.
@@ -619,6 +691,21 @@ impl Shed {
     pub(crate) fn answer_refusal(self) -> bool {
         self == Shed::ConnectionsOverCap
     }
+}
+
+/// The connection to evict at the cap: the oldest unproven one of the peer holding the most
+/// unproven connections (on a tie, the peer whose oldest is oldest). A flooding peer evicts
+/// its own connections before anyone else's (REVIEW3 A).
+fn victim_of(unproven: &BTreeMap<u64, (IpAddr, Evictor)>) -> Option<u64> {
+    // Peer -> (unproven connections, its oldest); ids ascend, so the first seen is the oldest.
+    let mut per_peer: HashMap<IpAddr, (usize, u64)> = HashMap::new();
+    for (&id, (ip, _)) in unproven {
+        per_peer.entry(*ip).or_insert((0, id)).0 += 1;
+    }
+    per_peer
+        .into_values()
+        .max_by_key(|&(n, oldest)| (n, std::cmp::Reverse(oldest)))
+        .map(|(_, oldest)| oldest)
 }
 
 /// What to do with one echo challenge or stream request of a rate-limited peer.
@@ -740,11 +827,11 @@ mod tests {
             true,
         ));
         let now = Instant::now();
-        let evicted = |s: &ConnectionSlot| *s.handle().evicted.borrow();
+        let evicted = |s: &ConnectionSlot| s.handle().evicted.borrow().is_some();
         let first = a.connect(ip(1), now).unwrap();
         let second = a.connect(ip(2), now).unwrap();
         let pinned = a.connect(ip(3), now).unwrap();
-        pinned.handle().prove();
+        pinned.handle().prove(&[1; 32]);
         let fourth = a.connect(ip(4), now).unwrap();
         tokio::time::timeout(Duration::from_secs(5), first.handle().evicted())
             .await
@@ -755,14 +842,100 @@ mod tests {
         // The evicted ones closing give back no place: theirs were handed on.
         drop((first, second));
         assert_eq!(a.lock().connections, 3);
-        fourth.handle().prove();
-        fifth.handle().prove();
+        fourth.handle().prove(&[1; 32]);
+        fifth.handle().prove(&[1; 32]);
         assert_eq!(a.connect(ip(6), now).unwrap_err(), Shed::ConnectionsOverCap);
         assert_eq!(a.log.counts().connections_evicted, 2);
         let never = tokio::time::timeout(Duration::from_millis(20), pinned.handle().evicted());
         assert!(never.await.is_err(), "a proved connection is never evicted");
         drop(fifth);
         a.connect(ip(6), now).unwrap();
+    }
+
+    /// REVIEW3 A: at the cap, the victim is the oldest unproven connection of the peer holding
+    /// the most unproven connections, not the oldest overall: an honest prober that connected
+    /// first is not evicted by a flood from other peers. IPv6 /64s count as one peer.
+    #[test]
+    fn at_the_cap_the_peer_holding_most_unproven_connections_loses_its_oldest() {
+        let a = Arc::new(Admission::new(
+            Limits {
+                max_connections: 4,
+                connections_per_ip_per_sec: 1000.0,
+                ..Limits::default()
+            },
+            true,
+        ));
+        let now = Instant::now();
+        let evicted = |s: &ConnectionSlot| s.handle().evicted.borrow().is_some();
+        let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
+        let honest = a.connect(ip(1), now).unwrap();
+        let f1 = a.connect(v6("2001:db8::1"), now).unwrap();
+        let f2 = a.connect(v6("2001:db8::2"), now).unwrap();
+        let other = a.connect(ip(3), now).unwrap();
+        let f3 = a.connect(v6("2001:db8::3"), now).unwrap();
+        assert!(evicted(&f1), "the flooding /64's oldest goes first");
+        assert!(!evicted(&honest) && !evicted(&other) && !evicted(&f2));
+        let f4 = a.connect(v6("2001:db8::4"), now).unwrap();
+        assert!(evicted(&f2) && !evicted(&honest) && !evicted(&f3) && !evicted(&f4));
+        // One each left: on a tie, the oldest overall.
+        drop((f1, f2, f4));
+        assert_eq!(victim_of(&a.lock().unproven), Some(honest.handle().id));
+        let _ = (other, f3);
+    }
+
+    /// REVIEW3 G: one pinned key holds at most `MAX_PROVEN_PER_KEY` proved connections; one
+    /// more evicts that key's oldest (giving its place back), never another key's.
+    #[tokio::test]
+    async fn a_key_proved_on_too_many_connections_loses_its_oldest() {
+        let a = Arc::new(Admission::new(
+            Limits {
+                max_connections: 16,
+                connections_per_ip_per_sec: 1000.0,
+                ..Limits::default()
+            },
+            true,
+        ));
+        let now = Instant::now();
+        let why = |s: &ConnectionSlot| *s.handle().evicted.borrow();
+        let other = a.connect(ip(9), now).unwrap();
+        other.handle().prove(&[2; 32]);
+        let stolen: Vec<_> = (0..=MAX_PROVEN_PER_KEY as u8)
+            .map(|i| a.connect(ip(10 + i), now).unwrap())
+            .collect();
+        for s in &stolen[..MAX_PROVEN_PER_KEY] {
+            s.handle().prove(&[1; 32]);
+        }
+        assert!(stolen.iter().all(|s| why(s).is_none()));
+        stolen[MAX_PROVEN_PER_KEY].handle().prove(&[1; 32]);
+        assert_eq!(why(&stolen[0]), Some(Eviction::SameKey));
+        assert!(stolen[1..].iter().all(|s| why(s).is_none()) && why(&other).is_none());
+        // Proving again changes nothing; the evicted one's place was given back.
+        stolen[1].handle().prove(&[1; 32]);
+        assert!(why(&stolen[1]).is_none());
+        assert_eq!(a.lock().connections, 1 + MAX_PROVEN_PER_KEY);
+        assert_eq!(a.log.counts().connections_evicted_same_key, 1);
+        drop(stolen);
+        assert_eq!(a.lock().connections, 1);
+    }
+
+    #[test]
+    fn over_half_the_cap_unvalidated_handshakes_are_retried() {
+        let a = Arc::new(Admission::new(
+            Limits {
+                max_connections: 4,
+                connections_per_ip_per_sec: 1000.0,
+                ..Limits::default()
+            },
+            false,
+        ));
+        let now = Instant::now();
+        let s1 = a.connect(ip(1), now).unwrap();
+        let _s2 = a.connect(ip(2), now).unwrap();
+        assert!(!a.wants_retry(), "half full is not over half");
+        let _s3 = a.connect(ip(3), now).unwrap();
+        assert!(a.wants_retry());
+        drop(s1);
+        assert!(!a.wants_retry());
     }
 
     /// REVIEW2 F7 (in part): the addresses of one IPv6 /64 are one peer; another /64, or an

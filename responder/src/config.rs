@@ -595,6 +595,16 @@ impl ResponderConfig {
             })
             .collect::<Result<Vec<_>, _>>()?;
         match a.evidence {
+            // Keys listed under `any` would pin nothing: refused rather than silently open
+            // (REVIEW3 H).
+            EvidenceAccessKind::Any if !keys.is_empty() => Err(ConfigError::Invalid {
+                key: "access.probers",
+                reason: format!(
+                    "{} prober key(s) are listed but evidence = \"any\" answers every prober: \
+                     set evidence = \"pinned\" to answer only them, or remove the keys",
+                    keys.len()
+                ),
+            }),
             EvidenceAccessKind::Any => Ok(EvidenceAccess::Any),
             EvidenceAccessKind::Pinned if keys.is_empty() => Err(ConfigError::Invalid {
                 key: "access.probers",

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use locus_net::{read_datagram_spinning, ConfigError};
 use locus_proto::frame::{self, Frame, FrameError, MessageKind, HEADER_LEN};
 use locus_proto::messages::{
-    codes, ErrorMessage, EvidenceRequest, EvidenceResponse, KeysRequest, TranscriptRequest,
-    TranscriptResponse,
+    codes, ErrorMessage, EvidenceRequest, EvidenceResponse, HelloRequest, HelloResponse,
+    KeysRequest, RequestAuth, TranscriptRequest, TranscriptResponse,
 };
 use locus_proto::request_auth::{EXPORTER_LABEL, EXPORTER_LEN};
 use locus_proto::responder::EchoSession;
@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 
 use crate::access::{AccessError, EvidenceAccess};
 use crate::admission::{
-    Admission, ConnectionSlot, Limits, RateVerdict, Shed, ShedCounts, SlotHandle,
+    Admission, ConnectionSlot, Eviction, Limits, RateVerdict, Shed, ShedCounts, SlotHandle,
 };
 use crate::evidence::EvidenceSource;
 use crate::evidence_queue::EvidenceQueue;
@@ -38,8 +38,15 @@ use crate::session_key::SessionKey;
 const MAX_REQUEST_STREAMS: u32 = 4;
 /// How long one evidence or transcript request may take before the stream is dropped.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// Close reason (with code `busy`) of a connection evicted at the connection cap.
-const EVICTED: &[u8] = b"evicted: connection cap reached and this connection proved no pinned key";
+/// Close reason (with code `busy`) of an evicted connection.
+fn eviction_reason(why: Eviction) -> &'static [u8] {
+    match why {
+        Eviction::AtCap => {
+            b"evicted: connection cap reached and this connection proved no pinned key"
+        }
+        Eviction::SameKey => b"evicted: this prober key holds too many connections",
+    }
+}
 
 /// Responder settings.
 pub struct ServerConfig {
@@ -155,6 +162,9 @@ impl Server {
         tokio::spawn(async move {
             while let Some(incoming) = ep.accept().await {
                 let from = incoming.remote_address();
+                let Some(incoming) = retry_unvalidated(incoming, &shared.admission) else {
+                    continue;
+                };
                 // The slot is taken before the handshake: half-open connections count too.
                 let slot = match shared.admission.connect(from.ip(), Instant::now()) {
                     Ok(slot) => slot,
@@ -174,7 +184,7 @@ impl Server {
                 tokio::spawn(async move {
                     let handshake = tokio::select! {
                         r = incoming => r,
-                        () = slot.handle().evicted() => {
+                        _ = slot.handle().evicted() => {
                             debug!(peer = %from, "evicted during its handshake");
                             return;
                         }
@@ -210,6 +220,25 @@ impl Server {
     pub async fn shutdown(&self) {
         self.endpoint.close(0u32.into(), b"shutting down");
         self.endpoint.wait_idle().await;
+    }
+}
+
+/// Over half the connection cap, answers a handshake from an address QUIC has not validated
+/// with a Retry (the client comes back with a token proving it receives at that address)
+/// instead of giving it a place: spoofed sources cannot fill the cap or evict unproven
+/// connections (REVIEW3 A). Returns the handshake to go on with, or `None` once retried.
+fn retry_unvalidated(incoming: quinn::Incoming, admission: &Admission) -> Option<quinn::Incoming> {
+    if incoming.remote_address_validated() || !incoming.may_retry() || !admission.wants_retry() {
+        return Some(incoming);
+    }
+    let from = incoming.remote_address();
+    match incoming.retry() {
+        Ok(()) => {
+            admission.log.shed(Shed::ConnectionsRetried, from);
+            None
+        }
+        // Only when it already came with a Retry token (`may_retry` said it did not).
+        Err(e) => Some(e.into_incoming()),
     }
 }
 
@@ -257,9 +286,9 @@ async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>, slot: Co
     let eviction = {
         let (conn, handle) = (conn.clone(), slot.handle().clone());
         tokio::spawn(async move {
-            handle.evicted().await;
-            debug!(%peer, "evicted at the connection cap");
-            conn.close(codes::BUSY.into(), EVICTED);
+            let why = handle.evicted().await;
+            debug!(%peer, ?why, "evicted");
+            conn.close(codes::BUSY.into(), eviction_reason(why));
         })
     };
     let streams = {
@@ -438,7 +467,9 @@ async fn handle_request(
             };
             // The keys name the platform (EK certificates) and cost vTPM work: under
             // `pinned`, only for pinned probers, like evidence.
-            if let Err(e) = check_auth(state, shared, |x| shared.access.check_keys(&req, x)) {
+            if let Err(e) = check_auth(state, shared, req.auth.as_ref(), |x| {
+                shared.access.check_keys(&req, x)
+            }) {
                 shared.admission.log.shed(Shed::Unauthorized, state.peer);
                 return refusal(codes::UNAUTHORIZED, &e.to_string());
             }
@@ -452,6 +483,7 @@ async fn handle_request(
             })
             .await
         }
+        MessageKind::HelloRequest => hello(body, state, shared),
         MessageKind::TranscriptRequest => {
             if let Err(e) = frame::decode_body::<TranscriptRequest>(kind, body) {
                 return error_frame(&RequestError::Frame(e));
@@ -472,6 +504,22 @@ async fn handle_request(
     }
 }
 
+/// A pinned prober proving its key right after the handshake (REVIEW3 A): checked at once,
+/// off the evidence queue, so the connection is safe from eviction within a round trip.
+fn hello(body: &[u8], state: &ConnState, shared: &Shared) -> Vec<u8> {
+    let req: HelloRequest = match frame::decode_body(MessageKind::HelloRequest, body) {
+        Ok(r) => r,
+        Err(e) => return error_frame(&RequestError::Frame(e)),
+    };
+    if let Err(e) = check_auth(state, shared, Some(&req.auth), |x| {
+        shared.access.check_hello(&req, x)
+    }) {
+        shared.admission.log.shed(Shed::Unauthorized, state.peer);
+        return refusal(codes::UNAUTHORIZED, &e.to_string());
+    }
+    frame::encode(MessageKind::HelloResponse, &HelloResponse {})
+}
+
 /// Admits an evidence request (access, anchors, one in flight per connection) and queues it.
 async fn evidence_request(
     mut req: EvidenceRequest,
@@ -482,7 +530,9 @@ async fn evidence_request(
     // probers' requests is in-TD time too, or a prober would hold it against the distance.
     let received = Instant::now();
     let peer = state.peer;
-    if let Err(e) = check_auth(state, shared, |x| shared.access.check(&req, x)) {
+    if let Err(e) = check_auth(state, shared, req.auth.as_ref(), |x| {
+        shared.access.check(&req, x)
+    }) {
         shared.admission.log.shed(Shed::Unauthorized, peer);
         return refusal(codes::UNAUTHORIZED, &e.to_string());
     }
@@ -515,11 +565,12 @@ async fn evidence_request(
     reply
 }
 
-/// `[access]`: under `pinned`, the request's signature (`check`) must verify on this
-/// connection.
+/// `[access]`: under `pinned`, the request's signature (`check`, of `auth`) must verify on
+/// this connection; the connection has then proved `auth`'s key.
 fn check_auth(
     state: &ConnState,
     shared: &Shared,
+    auth: Option<&RequestAuth>,
     check: impl FnOnce(&[u8; EXPORTER_LEN]) -> Result<(), AccessError>,
 ) -> Result<(), AccessError> {
     if shared.access == EvidenceAccess::Any {
@@ -536,7 +587,10 @@ fn check_auth(
         return Err(AccessError::BadSignature);
     }
     check(&exporter)?;
-    state.slot.prove();
+    // `check` passed under `pinned`: the key is one of the pinned ones, 32 bytes.
+    if let Some(key) = auth.and_then(|a| <[u8; 32]>::try_from(&a.public_key[..]).ok()) {
+        state.slot.prove(&key);
+    }
     Ok(())
 }
 

@@ -462,8 +462,11 @@ impl Judging<'_> {
 
     /// Evidence round trip versus echo round trip. Every prober that asked for a bundle that
     /// verified (its session key carries that bundle's in-TD time) is held to the bound on its
-    /// own request: one whose evidence took a detour is enough, since the closest prober alone
-    /// would let a near box answer it while the others reach a far TD. Without such probers (a
+    /// own request, since the closest prober alone would let a near box answer it while the
+    /// others reach a far TD. One prober alone does not accuse while another's own bundle
+    /// passes (REVIEW3 C: a listed prober with a stolen key could store any round trip with a
+    /// valid bundle): the node is held back naming it; two agreeing, or the only prober with
+    /// its own bundle, accuse. Without such probers (a
     /// bundle file judged offline does not say who asked for it) the node's in-TD time is held
     /// against the closest prober only: in-TD times vary by tens of ms between requests, so
     /// another request's time says nothing at the 5 ms scale. Sound only with the TD's own
@@ -519,6 +522,21 @@ impl Judging<'_> {
         let worst = held.iter().copied().max_by(|a, c| a.2.total_cmp(&c.2));
         self.j.evidence_excess_ms = worst.map(|m| m.1);
         let (factor, max) = (policy.evidence_rtt_factor, policy.max_evidence_excess_ms);
+        let over: Vec<&str> = (held.iter())
+            .filter(|m| m.4 && m.2 > max)
+            .map(|m| m.0)
+            .collect();
+        if let ([p], Some((_, x, m, inside, _))) = (over.as_slice(), worst) {
+            if held.len() >= 2 {
+                let detail = format!(
+                    "only prober {p} saw its evidence round trip exceed echo RTT + {inside:.2}                      ms in-TD time (by {x:.2} ms, {m:.2} ms beyond {factor:.1} extra echo round                      trips > {max:.2} ms) while {} other prober(s) on their own bundles stayed                      within the bound: one prober cannot accuse (check its site, clock and key)",
+                    held.len() - 1
+                );
+                self.missing.push(format!("evidence round trip: {detail}"));
+                self.check(VerdictCheck::EvidenceRtt, CheckStatus::Fail, detail);
+                return Ok(());
+            }
+        }
         match worst {
             Some((p, x, m, inside, _)) if m > max => {
                 let detail = format!(

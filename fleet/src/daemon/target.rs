@@ -19,7 +19,7 @@ use super::config::{ProbeSettings, TargetConfig};
 use super::writer::{KeySeen, Write};
 use crate::metrics::{LandmarkLabels, ProberMetrics, ResolvedLabels, TargetLabels};
 use crate::store::{EvidenceRecord, LandmarkRoundRecord, RoundRecord, SampleRecord, Store};
-use locus_prober::requests::request_evidence_sealed_timed;
+use locus_prober::requests::{prove_key, request_evidence_sealed_timed};
 use locus_prober::{connect_on, run_round_from, RoundConfig, RoundReport, SpkiPolicy, Target};
 
 /// Longest wait for an evidence answer (quotes can take a while on real hardware).
@@ -124,6 +124,24 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// Proves the prober's key on a fresh connection at once, not at its first evidence request
+/// (up to a round later, or never without evidence): a pinned responder at its connection cap
+/// evicts connections that proved no key (REVIEW3 A). Off the round's path: the echo rounds
+/// start meanwhile; the task ends with the connection.
+fn prove_key_soon(spec: &TargetConfig, target: &Target) {
+    let (name, target) = (spec.name.clone(), target.clone());
+    tokio::spawn(async move {
+        match prove_key(&target).await {
+            Ok(()) => {}
+            Err(e @ locus_prober::requests::RequestError::Unauthorized { .. }) => {
+                warn!(target = %name, "the responder refused this prober's key: {e}");
+            }
+            // E.g. a responder that predates the hello: the first signed request proves it.
+            Err(e) => debug!(target = %name, "key not proved after the handshake: {e}"),
+        }
+    });
+}
+
 /// Runs until `stop` is set. A round in progress when it is set is dropped, not stored.
 ///
 /// Thousands of these tasks live at once: the connect, round and evidence futures are boxed
@@ -215,6 +233,9 @@ pub(crate) async fn run(
                 }
             }
         };
+        if shared.identity.is_some() {
+            prove_key_soon(&spec, &target);
+        }
         let spki_hex = hex::encode(&target.spki);
         if spec.spki.is_none() {
             if let Some(old) = &last_spki {

@@ -313,10 +313,28 @@ impl Trust {
         self.check_seal(&r.prober, r.seal.as_ref(), |d| {
             round_message(r, d.unwrap_or_default())
         })?;
-        if let (Some(samples), Some(seal)) = (samples, &r.seal) {
-            if self.key_of(&r.prober)?.is_some()
-                && seal.digest.as_deref() != Some(&samples_digest(samples)[..])
-            {
+        match samples {
+            Some(samples) => self.check_samples(r, samples),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether rows of `prober` can be accepted at all (it is configured, or every row is
+    /// taken unverified).
+    pub fn knows(&self, prober: &str) -> bool {
+        !matches!(self.key_of(prober), Err(Rejection::UnknownProber))
+    }
+
+    /// Checks that `samples` (as stored now) are the ones the round signed; the round's own
+    /// signature is [`Trust::check_round`]'s (with `None`), so a junk round is refused before
+    /// its samples are read.
+    pub fn check_samples(
+        &self,
+        r: &RoundRecord,
+        samples: &[SampleRecord],
+    ) -> Result<(), Rejection> {
+        if let (Some(_), Some(seal)) = (self.key_of(&r.prober)?, &r.seal) {
+            if seal.digest.as_deref() != Some(&samples_digest(samples)[..]) {
                 return Err(Rejection::SamplesMismatch);
             }
         }

@@ -125,7 +125,24 @@ pub(crate) fn world(store: &Store, from: i64, to: i64) -> Result<World, StoreErr
 /// Most rows of one prober (rounds, evidence records) one node's window reads: far above what a
 /// prober writes (one round a second over a ten-minute window is 600), so that a flood of
 /// junk rows costs a bounded number of signature checks. The rows beyond are `too_many`.
+/// Rounds count against it only when they fail their check, and rows of probers the config
+/// does not know count against one shared cap (REVIEW3 B2, F).
 pub(crate) const MAX_ROWS_PER_PROBER: usize = 4_096;
+
+/// The cap key of every prober the config does not know: new names buy no new cap.
+const UNKNOWN: &str = "\0unknown";
+
+/// What the monitor knew of a node when it last judged it (REVIEW3 B).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Before<'a> {
+    /// Never judged: no baseline is expected.
+    Never,
+    /// Judged before this monitor started (its verdict is stored): every prober answering now
+    /// is expected to have verified history.
+    Restarted,
+    /// Judged by this monitor, when these probers had a verified baseline: they still must.
+    Baselined(&'a BTreeSet<String>),
+}
 
 /// What [`node_input`] read for one node.
 pub(crate) struct Gathered {
@@ -135,6 +152,11 @@ pub(crate) struct Gathered {
     /// Why the node has no baseline it can be judged against, when it should have one: it
     /// must then not be `located` (a relocation before the window would go unseen).
     pub(crate) baseline_missing: Option<String>,
+    /// Probers with a verified baseline now (remembered for the next judgement).
+    pub(crate) baselined: BTreeSet<String>,
+    /// Which configured probers had rounds left unread (`too_many`): their true rounds may be
+    /// among them, so the node must not be `located` (REVIEW3 B2).
+    pub(crate) over_cap: Option<String>,
 }
 
 /// One node's input for `[from, to)`: samples (wall-clock `sent_ns`), challenges sent, evidence
@@ -149,8 +171,10 @@ pub(crate) struct Gathered {
 /// Only rows `trust` accepts count (each round checked with its samples), each round once (a
 /// copy of a signed round is a `duplicate`); the others are added to `rejected`. The baseline
 /// is taken from verified rows only: a prober whose history rows were rejected and that has no
-/// verified history, or a node `judged_before` without any verified history, has its baseline
-/// missing ([`Gathered::baseline_missing`]).
+/// verified history, a node judged `before` without any verified history, or a prober
+/// answering now without verified history that had one when the node was last judged (after
+/// a restart: any prober answering now) has its baseline missing
+/// ([`Gathered::baseline_missing`]).
 #[expect(
     clippy::too_many_arguments,
     reason = "the judgement's parameters, one call site"
@@ -163,7 +187,7 @@ pub(crate) fn node_input(
     window: (i64, i64),
     baseline_rounds: usize,
     keys: &[VerifiedKey],
-    judged_before: bool,
+    before: Before<'_>,
     rejected: &mut Rejected,
 ) -> Result<Gathered, StoreError> {
     let (from, to) = window;
@@ -172,17 +196,33 @@ pub(crate) fn node_input(
     let mut samples: Vec<ProberSample> = Vec::new();
     let mut read: BTreeMap<String, usize> = BTreeMap::new();
     let mut seen: BTreeSet<(String, i64)> = BTreeSet::new();
+    let mut over_cap: BTreeSet<String> = BTreeSet::new();
     for StoredRound { id, round: r } in store.rounds_overlapping(node, from, to)? {
-        if !within_cap(&mut read, &r.prober) {
+        let cap_key = cap_key(trust, &r.prober);
+        if read.get(cap_key).is_some_and(|n| *n >= MAX_ROWS_PER_PROBER) {
             rejected.add("rounds", Rejection::TooMany);
+            if cap_key != UNKNOWN {
+                over_cap.insert(r.prober.clone());
+            }
             continue;
         }
-        let stored = store.samples_of_round(id)?;
-        if let Err(why) = trust.check_round(&r, Some(&stored)) {
-            debug!(node, prober = %r.prober, round = id, reason = %why, "round rejected");
-            rejected.add("rounds", why);
-            continue;
-        }
+        // The round first, its samples only if it verifies: junk rounds cost no sample query.
+        let checked = match trust.check_round(&r, None) {
+            Ok(()) => {
+                let stored = store.samples_of_round(id)?;
+                trust.check_samples(&r, &stored).map(|()| stored)
+            }
+            Err(why) => Err(why),
+        };
+        let stored = match checked {
+            Ok(stored) => stored,
+            Err(why) => {
+                debug!(node, prober = %r.prober, round = id, reason = %why, "round rejected");
+                rejected.add("rounds", why);
+                *read.entry(cap_key.to_owned()).or_default() += 1;
+                continue;
+            }
+        };
         if !seen.insert((r.prober.clone(), r.started_unix_ns)) {
             rejected.add("rounds", Rejection::Duplicate);
             continue;
@@ -232,7 +272,7 @@ pub(crate) fn node_input(
     let mut read: BTreeMap<String, usize> = BTreeMap::new();
     let mut seen: BTreeSet<(String, i64)> = BTreeSet::new();
     for e in store.evidence_between(node, from, to)?.into_iter().rev() {
-        if !within_cap(&mut read, &e.prober) {
+        if !within_cap(&mut read, cap_key(trust, &e.prober)) {
             rejected.add("evidence", Rejection::TooMany);
             continue;
         }
@@ -264,16 +304,32 @@ pub(crate) fn node_input(
         debug!(node, dropped, "samples under another session key left out");
     }
     // A node nobody reaches now needs no baseline (it is judged `unreachable` anyway).
-    let answered = series.values().any(|s| !s.samples.is_empty());
+    let answering: BTreeSet<&str> = (series.values())
+        .filter(|s| !s.samples.is_empty())
+        .map(|s| s.prober.as_str())
+        .collect();
+    let before = if answering.is_empty() {
+        Before::Never
+    } else {
+        before
+    };
     let (baseline, baseline_missing) = baseline(
         store,
         trust,
         node,
         from,
         baseline_rounds,
-        judged_before && answered,
+        (before, &answering),
         rejected,
     )?;
+    let baselined = baseline.iter().map(|b| b.prober.clone()).collect();
+    let over_cap = (!over_cap.is_empty()).then(|| {
+        format!(
+            "rounds unread: prober(s) {} have more than {MAX_ROWS_PER_PROBER} rejected rounds \
+             in the window, so their own rounds may be among the unread",
+            over_cap.into_iter().collect::<Vec<_>>().join(", ")
+        )
+    });
     let input = NodeInput {
         name: node.to_owned(),
         claim: claim.to_owned(),
@@ -285,7 +341,18 @@ pub(crate) fn node_input(
         input,
         accepted,
         baseline_missing,
+        baselined,
+        over_cap,
     })
+}
+
+/// The cap a row of `prober` counts against: its own, or the one all unknown probers share.
+fn cap_key<'a>(trust: &Trust, prober: &'a str) -> &'a str {
+    if trust.knows(prober) {
+        prober
+    } else {
+        UNKNOWN
+    }
 }
 
 /// Counts a row of `prober`; false once it is over [`MAX_ROWS_PER_PROBER`].
@@ -305,7 +372,7 @@ fn baseline(
     node: &str,
     before: i64,
     rounds: usize,
-    judged_before: bool,
+    (judged, answering): (Before<'_>, &BTreeSet<&str>),
     rejected: &mut Rejected,
 ) -> Result<(Vec<BaselineMin>, Option<String>), StoreError> {
     // Look a few baselines deep for verified rows; a prober with more rejected rows than that
@@ -331,7 +398,11 @@ fn baseline(
             (Ok(()), None) => {}
             (Err(why), _) => {
                 rejected.add("rounds", why);
-                spoiled.entry(r.prober).or_default().insert(why);
+                // A prober the config does not know has no baseline of ours to spoil
+                // (REVIEW3 E).
+                if why != Rejection::UnknownProber {
+                    spoiled.entry(r.prober).or_default().insert(why);
+                }
             }
         }
     }
@@ -346,8 +417,27 @@ fn baseline(
             )
         })
         .collect();
-    if missing.is_empty() && history.is_empty() && judged_before {
+    if missing.is_empty() && history.is_empty() && !matches!(judged, Before::Never) {
         missing.push("the node was judged before but no verified round precedes the window".into());
+    }
+    // REVIEW3 B: deleting some probers' history must not switch the relocation check off
+    // for them while they answer.
+    if missing.is_empty() {
+        let expected = |p: &str| match judged {
+            Before::Never => false,
+            Before::Restarted => true,
+            Before::Baselined(had) => had.contains(p),
+        };
+        missing.extend(
+            (answering.iter())
+                .filter(|p| !history.contains_key(**p) && expected(p))
+                .map(|p| {
+                    format!(
+                        "prober {p} answers in the window but no verified round of it \
+                         precedes the window (the node was judged before)"
+                    )
+                }),
+        );
     }
     let baseline = history
         .iter()
@@ -409,7 +499,10 @@ pub(crate) fn bundles(
                 .or_default()
                 .add("evidence", why);
         };
-        if !within_cap(&mut read, &format!("{}\0{}", r.target, r.prober)) {
+        if !within_cap(
+            &mut read,
+            &format!("{}\0{}", r.target, cap_key(trust, &r.prober)),
+        ) {
             reject(rejected, Rejection::TooMany);
             continue;
         }

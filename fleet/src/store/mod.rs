@@ -1033,14 +1033,23 @@ impl Store {
     /// When `node`'s latest run of `verdict` began: the time of its first verdict `verdict`
     /// after its last other verdict (None when its latest stored verdict is another one or
     /// none). Direct alerts start there, stable across re-sends.
-    pub fn verdict_since(&self, node: &str, verdict: &str) -> Result<Option<i64>, StoreError> {
+    ///
+    /// Only verdicts up to `until` count: a row dated in the future neither starts nor ends
+    /// one (REVIEW3 D).
+    pub fn verdict_since(
+        &self,
+        node: &str,
+        verdict: &str,
+        until: i64,
+    ) -> Result<Option<i64>, StoreError> {
         let rows = self.with(|c| {
             c.query(
                 "SELECT MIN(at_unix_ns) FROM verdicts
-                 WHERE node = ?1 AND verdict = ?2 AND at_unix_ns > COALESCE(
-                     (SELECT MAX(at_unix_ns) FROM verdicts WHERE node = ?1 AND verdict <> ?2),
+                 WHERE node = ?1 AND verdict = ?2 AND at_unix_ns <= ?3 AND at_unix_ns > COALESCE(
+                     (SELECT MAX(at_unix_ns) FROM verdicts
+                      WHERE node = ?1 AND verdict <> ?2 AND at_unix_ns <= ?3),
                      -1)",
-                params![node, verdict],
+                params![node, verdict, until],
                 |r| r.opt_i64(0),
             )
         })?;

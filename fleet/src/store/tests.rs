@@ -299,12 +299,12 @@ fn verdicts_round_trip(s: &mut Store) {
     );
     // n1 at 5 and 9 has the helper's verdict, located at 7: its run began at 9.
     let v = verdict("n1", 9).verdict;
-    assert_eq!(s.verdict_since("n1", &v).unwrap(), Some(9));
-    assert_eq!(s.verdict_since("n2", &v).unwrap(), Some(20));
+    assert_eq!(s.verdict_since("n1", &v, i64::MAX).unwrap(), Some(9));
+    assert_eq!(s.verdict_since("n2", &v, i64::MAX).unwrap(), Some(20));
     s.insert_verdict(&verdict("n2", 30)).unwrap();
-    assert_eq!(s.verdict_since("n2", &v).unwrap(), Some(20));
-    assert_eq!(s.verdict_since("n1", "located").unwrap(), None);
-    assert_eq!(s.verdict_since("n3", &v).unwrap(), None);
+    assert_eq!(s.verdict_since("n2", &v, i64::MAX).unwrap(), Some(20));
+    assert_eq!(s.verdict_since("n1", "located", i64::MAX).unwrap(), None);
+    assert_eq!(s.verdict_since("n3", &v, i64::MAX).unwrap(), None);
 }
 
 /// Probers started together open one new database at once: every one must get a migrated

@@ -76,6 +76,11 @@ fn limits_and_access_are_checked_once() {
     assert_eq!(c.access().unwrap_err().key(), Some("access.probers"));
     let c = ResponderConfig::parse("[access]\nprobers = [\"AQID\"]\n").unwrap();
     assert_eq!(c.access().unwrap_err().key(), Some("access.probers"));
+    // REVIEW3 H: valid keys under `any` would pin nothing: refused, naming the fix.
+    let c = ResponderConfig::parse(&format!("[access]\nprobers = [\"{key}\"]\n")).unwrap();
+    let e = c.access().unwrap_err();
+    assert_eq!(e.key(), Some("access.probers"));
+    assert!(e.to_string().contains("evidence = \"pinned\""), "{e}");
 }
 
 #[test]
