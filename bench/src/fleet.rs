@@ -213,13 +213,16 @@ async fn start_responders(n: usize, quote_delay: Option<Duration>) -> anyhow::Re
             // A 1 Hz monitor gains nothing from spinning; it would only burn the CPU the
             // prober is measured on.
             cfg.spin_after_answer = Duration::ZERO;
-            // One prober (one IP) holds every connection: the defaults' per-IP caps, sized
-            // for strangers on the internet, would refuse all but the first 64.
+            // One prober (one IP) holds every connection: the defaults' caps, sized for
+            // strangers on the internet, would refuse all but the first 64 and answer at most
+            // 10 000 echoes a second in all.
             cfg.limits = Limits {
                 max_connections: usize::MAX,
                 max_connections_per_ip: usize::MAX,
                 connections_per_ip_per_sec: 1e9,
+                handshakes_per_sec: 1e9,
                 echo_per_ip_per_sec: None,
+                echo_per_sec: None,
                 requests_per_ip_per_sec: 1e9,
                 // Every target may ask at once: coalescing answers them in batches.
                 evidence_queue: 1 << 20,

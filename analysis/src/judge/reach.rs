@@ -27,6 +27,8 @@ struct Probe {
     at: LatLon,
     d_claim: f64,
     rtt: f64,
+    /// How far the node's RTT may differ from the landmark's and still match it, ms.
+    match_slack_ms: f64,
     /// With a landmark at the claim: its RTT, the path inflation it shows, the slack.
     landmark: Option<(f64, f64, f64)>,
 }
@@ -84,6 +86,7 @@ pub(crate) fn reach(
                 at: *at,
                 d_claim: d.distance_to_claim_km,
                 rtt,
+                match_slack_ms: d.slack_ms,
                 landmark,
             })
         })
@@ -122,8 +125,13 @@ pub(crate) fn reach(
             let next = RINGS_KM.iter().find(|&&n| n > r);
             next.copied().unwrap_or(f64::INFINITY)
         })
-        .unwrap_or(RINGS_KM[0]);
-    let calibrated = probes.iter().filter(|p| p.landmark.is_some()).count();
+        // no ring fits: the claim itself still may (then the first ring bounds the node);
+        // if not even the claim fits, the model explains nothing and bounds nothing
+        .unwrap_or(if fits(claim) {
+            RINGS_KM[0]
+        } else {
+            f64::INFINITY
+        });
     let bounded = |v: f64| {
         if v.is_finite() {
             format!("{v:.0} km")
@@ -131,6 +139,14 @@ pub(crate) fn reach(
             "any distance".into()
         }
     };
+    let calibrated = probes.iter().filter(|p| p.landmark.is_some()).count();
+    // With a landmark at the claim at every prober, the landmark's RTTs are measured evidence
+    // and decide alone: the rings rest on a model (the node's paths stretched like the
+    // landmark's) that real paths do not follow, locating nodes whose RTTs fit no position at
+    // all and withholding it from nodes whose probers sit on one side.
+    if probes.len() >= policy.min_probers.max(2) && calibrated == probes.len() {
+        return matched(&probes, anchors.len(), ring, policy);
+    }
     Reach {
         km: ring.max(relayed),
         how: format!(
@@ -146,4 +162,59 @@ pub(crate) fn reach(
             bounded(relayed)
         ),
     }
+}
+
+/// Every prober has a landmark at the claim: the node is located within the metro only if its
+/// RTT matches the landmark's at every prober, within the noise and what a position anywhere
+/// in the metro adds on a path inflated up to the ceiling. Along each prober's path a TD
+/// farther or nearer changes the RTT by at least light in fiber, so the tolerance bounds it.
+/// A mismatch accuses nothing (a faster or slower route is no proof): it only locates nothing.
+fn matched(probes: &[Probe], anchors: usize, ring: f64, policy: &Policy) -> Reach {
+    let mut worst = 0.0_f64;
+    let mut off = Vec::new();
+    for p in probes {
+        let Some((lm, infl, _)) = p.landmark else {
+            continue;
+        };
+        let (diff, tol) = (p.rtt - lm, tolerance(p, infl, policy));
+        worst = worst.max(diff.abs());
+        if diff.abs() > tol {
+            off.push(format!("{diff:+.2} ms (tolerance ±{tol:.2})"));
+        }
+    }
+    let geometry = if ring.is_finite() {
+        format!("{ring:.0} km")
+    } else {
+        "no bound".into()
+    };
+    if !off.is_empty() {
+        return Reach {
+            km: f64::INFINITY,
+            how: format!(
+                "{} probers with a landmark at the claim and {anchors} anchors: the node's RTT                  differs from the landmark's at {} of them ({}): nothing measured places it                  at the claim (no accusation: only the 2/3 c bound or a uniform excess                  accuses)",
+                probes.len(),
+                off.len(),
+                off.join(", ")
+            ),
+        };
+    }
+    let tol = (probes.iter())
+        .filter_map(|p| Some(tolerance(p, p.landmark?.1, policy)))
+        .fold(0.0, f64::max);
+    let along = bound::max_distance_km(tol);
+    Reach {
+        km: along,
+        how: format!(
+            "{} probers, all with a landmark at the claim, and {anchors} anchors: the node's RTT              matches the landmark's at every prober (largest difference {worst:.2} ms,              tolerance ±{tol:.2} ms: within {along:.0} km along each prober's path; the              probers' geometry alone would give {geometry})",
+            probes.len()
+        ),
+    }
+}
+
+/// How far a node in the claim's metro may differ from the landmark at one prober, ms: the
+/// noise, plus the metro's radius on a path inflated like the landmark's (measured; the
+/// ceiling caps it).
+fn tolerance(p: &Probe, landmark_inflation: f64, policy: &Policy) -> f64 {
+    let infl = landmark_inflation.min(policy.inflation_ceiling);
+    p.match_slack_ms + policy.claim_radius_km * PHYSICS_MS_PER_KM * infl
 }

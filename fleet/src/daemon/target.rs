@@ -124,22 +124,20 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Proves the prober's key on a fresh connection at once, not at its first evidence request
-/// (up to a round later, or never without evidence): a pinned responder at its connection cap
-/// evicts connections that proved no key (REVIEW3 A). Off the round's path: the echo rounds
-/// start meanwhile; the task ends with the connection.
-fn prove_key_soon(spec: &TargetConfig, target: &Target) {
-    let (name, target) = (spec.name.clone(), target.clone());
-    tokio::spawn(async move {
-        match prove_key(&target).await {
-            Ok(()) => {}
-            Err(e @ locus_prober::requests::RequestError::Unauthorized { .. }) => {
-                warn!(target = %name, "the responder refused this prober's key: {e}");
-            }
-            // E.g. a responder that predates the hello: the first signed request proves it.
-            Err(e) => debug!(target = %name, "key not proved after the handshake: {e}"),
+/// Proves the prober's key on a fresh connection before its first round, not at its first
+/// evidence request (up to a round later, or never without evidence): a pinned responder at
+/// its connection cap evicts connections that proved no key (REVIEW3 A). One round trip,
+/// bounded by `timeout`; a failure only delays the proof to the first signed request.
+async fn prove_key_first(spec: &TargetConfig, target: &Target, timeout: Duration) {
+    match tokio::time::timeout(timeout, prove_key(target)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e @ locus_prober::requests::RequestError::Unauthorized { .. })) => {
+            warn!(target = %spec.name, "the responder refused this prober's key: {e}");
         }
-    });
+        // E.g. a responder that predates the hello: the first signed request proves it.
+        Ok(Err(e)) => debug!(target = %spec.name, "key not proved after the handshake: {e}"),
+        Err(_) => debug!(target = %spec.name, "key not proved within {timeout:?}"),
+    }
 }
 
 /// Runs until `stop` is set. A round in progress when it is set is dropped, not stored.
@@ -234,7 +232,7 @@ pub(crate) async fn run(
             }
         };
         if shared.identity.is_some() {
-            prove_key_soon(&spec, &target);
+            Box::pin(prove_key_first(&spec, &target, connect_timeout)).await;
         }
         let spki_hex = hex::encode(&target.spki);
         if spec.spki.is_none() {
