@@ -663,8 +663,10 @@ async fn reconnecting_flooders_are_ignored_while_a_pinned_prober_is_served() {
         Limits {
             // One handshake per IP within the test (burst 1, refilling every 10 s).
             connections_per_ip_per_sec: 0.1,
-            // Floods are closed by their share of the total budget, not a per-IP rate.
-            echo_per_ip_per_sec: None,
+            // Floods are closed by their IP's own rate (the share of the total budget only
+            // drops echoes, REVIEW4 R1): a flood's first window of 256 is past its burst and
+            // refusals (120 + 120); the honest prober's 1 kHz is within it.
+            echo_per_ip_per_sec: Some(1200.0),
             echo_per_sec: Some(400.0),
             flood_penalty: Duration::from_secs(60),
             ..Limits::default()
