@@ -158,6 +158,11 @@ pub struct RelocationPolicy {
     /// changes that coincide pass for a move; a third shift seen at once over-determines the
     /// fit and makes it a test. Probers that see no shift fit as well but prove nothing.
     pub min_seen_probers: usize,
+    /// `min_seen_probers` when every seen shift is a step of the node's rounds less a
+    /// landmark's at the claim measured through the same prober path: a route change of that
+    /// path moves both and cancels, so two coinciding route changes no longer fake the
+    /// shifts; two steps at one instant, with every other prober fitting, are a move.
+    pub min_seen_differenced: usize,
 }
 
 /// `max_evidence_excess_ms` of [`Policy::lab`].
@@ -218,6 +223,7 @@ impl Default for RelocationPolicy {
             fit_tolerance_ms: 0.3,
             fit_tolerance_frac: 0.15,
             min_seen_probers: 3,
+            min_seen_differenced: 2,
         }
     }
 }
@@ -372,6 +378,10 @@ impl Policy {
             (
                 "relocation.min_seen_probers",
                 self.relocation.min_seen_probers,
+            ),
+            (
+                "relocation.min_seen_differenced",
+                self.relocation.min_seen_differenced,
             ),
         ] {
             if v == 0 {

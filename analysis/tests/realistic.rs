@@ -4,7 +4,7 @@
 use locus_analysis::judge::geo::{destination, distance_km, LatLon};
 use locus_analysis::{
     judge, AnchorReport, EchoSample, EvidenceSummary, InTdTimings, Judgement, LandmarkRtt,
-    NodeInput, Policy, Prober, ProberSeries, Site, Verdict, World,
+    LandmarkSeries, NodeInput, Policy, Prober, ProberSeries, Site, Verdict, World,
 };
 
 const PROBERS: [(&str, f64, f64); 4] = [
@@ -283,6 +283,102 @@ fn a_move_of_150_km_is_relocated_with_its_new_position() {
     );
     let at = j.relocation.as_ref().unwrap().new_position.unwrap();
     assert!(distance_km(at, to) < 100.0, "{at:?}");
+}
+
+/// `n` judged with the landmark at fra measured by every prober through the window, on the
+/// same routes as the node (its echoes in the input, not only its minimum).
+fn judged_with_landmark_rounds(n: &Node, policy: &Policy) -> Judgement {
+    let lm = landmark_rtts(n);
+    let w = world(Some(&lm[..]));
+    let mut x: u64 = 0x2545_f491;
+    let mut jitter = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % 1000) as f64 / 1000.0 * 0.05
+    };
+    let mut input = input(n);
+    input.landmark_series = (0..PROBERS.len())
+        .map(|i| LandmarkSeries {
+            prober: format!("p-{}", PROBERS[i].0),
+            site: "fra".into(),
+            samples: (0..ROUNDS * 10)
+                .map(|k| {
+                    let base = rtt(distance_km(prober_pos(i), FRA), (n.infl)(i, k / 10));
+                    EchoSample {
+                        sent_ns: k * 100_000_000 + 3_000_000,
+                        rtt_ns: ((base + jitter() + jitter()) * 1e6) as u64,
+                        inside_ns: 0,
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    judge(&w, &input, policy)
+}
+
+/// 120 km north-north-west of fra: ams and lon see the move (−1.6 and −1.0 ms at inflation
+/// 1.5), par and waw hardly (+0.05, +0.12 ms).
+fn two_probers_see(r: u64) -> LatLon {
+    if r >= 10 {
+        destination(FRA, 340.0, 120.0)
+    } else {
+        FRA
+    }
+}
+
+#[test]
+fn a_move_two_probers_see_is_relocated_against_the_landmark_rounds() {
+    let n = Node {
+        td: Box::new(two_probers_see),
+        relay_infl: None,
+        infl: Box::new(|_, _| 1.5),
+    };
+    // from minima alone two shifts are what two coinciding route changes look like
+    let j = judged(&n, true);
+    assert_ne!(j.verdict, Verdict::Relocated, "{}", reasons(&j));
+    let j = judged_with_landmark_rounds(&n, &Policy::default());
+    assert_eq!(j.verdict, Verdict::Relocated, "{}", reasons(&j));
+    let r = j.relocation.as_ref().unwrap();
+    assert!(r.shifts.iter().all(|s| s.landmark_differenced), "{r:?}");
+    let at = r.new_position.unwrap();
+    assert!(
+        distance_km(at, destination(FRA, 340.0, 120.0)) < 80.0,
+        "{at:?}"
+    );
+}
+
+#[test]
+fn route_changes_that_mimic_a_move_cancel_against_the_landmark_rounds() {
+    // the node stays 20 km south of fra; at round 10 the routes of ams and lon change by what
+    // the move above would shift them (their landmark echoes change with them)
+    let home = destination(FRA, 200.0, 20.0);
+    let to = destination(FRA, 340.0, 120.0);
+    let infl_after = |i: usize| {
+        let d = distance_km(prober_pos(i), home);
+        1.5 + (distance_km(prober_pos(i), to) - d) * 1.5 / d
+    };
+    let (ams, lon) = (infl_after(0), infl_after(1));
+    let n = Node {
+        td: Box::new(move |_| home),
+        relay_infl: None,
+        infl: Box::new(move |i, r| match (i, r) {
+            (0, r) if r >= 10 => ams,
+            (1, r) if r >= 10 => lon,
+            _ => 1.5,
+        }),
+    };
+    let j = judged_with_landmark_rounds(&n, &Policy::default());
+    assert_eq!(j.verdict, Verdict::Located, "{}", reasons(&j));
+    assert!(!j.relocation.as_ref().unwrap().detected);
+    // the raw rounds would take them for a move if two shifts sufficed
+    let mut two = Policy::default();
+    two.relocation.min_seen_probers = 2;
+    let j = judged(&n, true);
+    assert_eq!(j.verdict, Verdict::Located, "{}", reasons(&j));
+    let lm = landmark_rtts(&n);
+    let raw = judge(&world(Some(&lm[..])), &input(&n), &two);
+    assert_eq!(raw.verdict, Verdict::Relocated, "{}", reasons(&raw));
 }
 
 #[test]

@@ -113,8 +113,9 @@ impl Calibration {
     }
 }
 
-/// One prober's rounds for relocation detection: (prober, rounds, external baseline ms).
-type SeriesRounds = (String, Rounds, Option<f64>);
+/// One prober's rounds for relocation detection: (prober, rounds, external baseline ms,
+/// differenced against a landmark at the claim).
+type SeriesRounds = (String, Rounds, Option<f64>, bool);
 
 /// Discs from the probers' hard bounds and from their calibrated bestlines.
 #[derive(Default)]
@@ -143,7 +144,13 @@ impl<'a> Judging<'a> {
         if discs.any_calibrated {
             self.j.calibrated_region = Some(region::intersect(&discs.calibrated, claim));
         }
-        let mut reloc = relocation::detect(&series_rounds, &self.policy.relocation);
+        let detect_input: Vec<_> = (series_rounds.iter())
+            .map(|(p, r, b, _)| (p.clone(), r.clone(), *b))
+            .collect();
+        let mut reloc = relocation::detect(&detect_input, &self.policy.relocation);
+        for s in &mut reloc.shifts {
+            s.landmark_differenced = (series_rounds.iter()).any(|x| x.0 == s.prober && x.3);
+        }
         if reloc.detected {
             self.check_move(&mut reloc, claim, &probes, round_ms);
         }
@@ -173,9 +180,19 @@ impl<'a> Judging<'a> {
                 let site = world.site(&world.prober(&s.prober)?.site)?;
                 let step = s.settled_shift_ms?;
                 let series = probes.iter().find(|p| p.prober == s.prober)?;
+                // a differenced baseline is no path length: read the inflation from the
+                // node's own minimum
+                let baseline_ms = if s.landmark_differenced {
+                    (self.j.distances.iter())
+                        .find(|d| d.prober == s.prober)
+                        .and_then(|d| d.min_eff_rtt_ms)?
+                } else {
+                    s.baseline_ms
+                };
                 Some(moved::Shift {
                     at: site.position(),
-                    baseline_ms: s.baseline_ms,
+                    baseline_ms,
+                    differenced: s.landmark_differenced,
                     shift_ms: step,
                     alarmed: s.alarm_round.is_some(),
                     when_ns: moved::change_instant(
@@ -288,7 +305,8 @@ impl<'a> Judging<'a> {
                 .iter()
                 .find(|x| x.prober == s.prober)
                 .map(|x| ms(x.min_rtt_ns));
-            let r = relocation::rounds(&eff, round_ms, policy.relocation.min_round_samples);
+            let min_round = policy.relocation.min_round_samples;
+            let r = relocation::rounds(&eff, round_ms, min_round);
             // the most recent third of the window (≥ 3 rounds): where the node is now
             let k = (r.len() / 3).max(3).min(r.len());
             let recent_min = r[r.len() - k..]
@@ -305,7 +323,17 @@ impl<'a> Judging<'a> {
                     fast_tol_ms: policy.fast_tolerance_ms,
                 });
             }
-            rounds = Some((s.prober.clone(), r, external));
+            // Without history, difference against the landmark at the claim when this prober
+            // measured it through the window (history has no landmark rounds to match).
+            let differenced = (external.is_none())
+                .then(|| self.landmark_rounds(s, &cal, &eff, round_ms))
+                .flatten()
+                .map(|lm| relocation::difference(&r, &lm))
+                .filter(|d| d.len() * 2 >= r.len());
+            rounds = Some(match differenced {
+                Some(d) => (s.prober.clone(), d, None, true),
+                None => (s.prober.clone(), r, external, false),
+            });
         }
         self.j.distances.push(ProberDistance {
             prober: s.prober.clone(),
@@ -327,6 +355,37 @@ impl<'a> Judging<'a> {
             reference: cal.describe(),
         });
         rounds
+    }
+
+    /// The rounds of this prober's echoes to its landmark at the claim, counted from the
+    /// node series' first sample; None without such a landmark or its echoes.
+    fn landmark_rounds(
+        &self,
+        s: &ProberSeries,
+        cal: &Calibration,
+        eff: &[(u64, f64)],
+        round_ms: f64,
+    ) -> Option<Rounds> {
+        let (site, _, _) = cal.at_claim.as_ref()?;
+        let series =
+            (self.node.landmark_series.iter()).find(|l| l.prober == s.prober && &l.site == site)?;
+        let t0 = eff.iter().map(|e| e.0).min()?;
+        let cap_ns = (self.policy.max_processing_us * 1e3).max(0.0) as u64;
+        let samples: Vec<(u64, f64)> = (series.samples.iter())
+            .map(|x| {
+                (
+                    x.sent_ns,
+                    ms(x.rtt_ns.saturating_sub(x.inside_ns.min(cap_ns))),
+                )
+            })
+            .collect();
+        let r = relocation::rounds_from(
+            &samples,
+            t0,
+            round_ms,
+            self.policy.relocation.min_round_samples,
+        );
+        (!r.is_empty()).then_some(r)
     }
 
     /// Anchor distances; their discs join the region.

@@ -10,7 +10,7 @@
 use locus_analysis::judge::geo::{destination, distance_km, LatLon};
 use locus_analysis::{
     judge, AnchorReport, EchoSample, EvidenceSummary, InTdTimings, Judgement, LandmarkRtt,
-    NodeInput, Prober, ProberSeries, Site, World,
+    LandmarkSeries, NodeInput, Prober, ProberSeries, Site, World,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -251,6 +251,7 @@ pub(crate) fn trial(
     let step_ns = 1e9 / p.samples_per_round as f64;
     let mut probes = Vec::new();
     let mut landmarks = Vec::new();
+    let mut landmark_series = Vec::new();
     for (i, &site) in e.probers[..p.probers].iter().enumerate() {
         let at = pos(e, site);
         let path = paths[i];
@@ -285,16 +286,27 @@ pub(crate) fn trial(
             // the prober measures the landmark through the window too (same routes)
             let lm_host = host_ms(&mut d);
             let total = (n * rounds).max(1);
-            let min = (0..LANDMARK_ECHOES)
+            let echoes: Vec<EchoSample> = (0..LANDMARK_ECHOES)
                 .map(|j| {
-                    let t_s = (j * total / LANDMARK_ECHOES) as f64 * step_ns / 1e9;
-                    d.echo(ow(at, claim, path.at(t_s))) + lm_host
+                    let sent = (j * total / LANDMARK_ECHOES) as f64 * step_ns;
+                    let rtt = d.echo(ow(at, claim, path.at(sent / 1e9))) + lm_host;
+                    EchoSample {
+                        sent_ns: sent as u64,
+                        rtt_ns: (rtt * 1e6) as u64,
+                        inside_ns: 0,
+                    }
                 })
-                .fold(f64::INFINITY, f64::min);
+                .collect();
+            let min = echoes.iter().map(|x| x.rtt_ns).min().unwrap_or(0);
             landmarks.push(LandmarkRtt {
                 prober: prober_id(e, i, site),
                 site: e.claim.clone(),
-                min_rtt_ns: (min * 1e6) as u64,
+                min_rtt_ns: min,
+            });
+            landmark_series.push(LandmarkSeries {
+                prober: prober_id(e, i, site),
+                site: e.claim.clone(),
+                samples: echoes,
             });
         }
     }
@@ -333,6 +345,7 @@ pub(crate) fn trial(
             ..InTdTimings::default()
         },
         anchors,
+        landmark_series,
         // The simulation studies timing: evidence is valid and bound (a Frankenstein built
         // from two machines with the same image passes PCR equality; timing must catch it).
         evidence: Some(EvidenceSummary {
