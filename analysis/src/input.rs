@@ -302,6 +302,11 @@ pub struct NodeInput {
     /// it. Empty ⇒ the node's own rounds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub landmark_series: Vec<LandmarkSeries>,
+    /// The TD's own anchor minima from earlier windows (its history): a TD that moved away
+    /// from an anchor at the claim shows its RTT to it risen by more than any route change
+    /// within the metro can add. Empty ⇒ no such check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anchor_history: Vec<AnchorReport>,
     /// The platform's endorsement (signed inventory lookup), when one was resolved.
     #[serde(default)]
     pub endorsement: Option<crate::verify::endorse::Endorsement>,

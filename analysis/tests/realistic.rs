@@ -382,6 +382,55 @@ fn route_changes_that_mimic_a_move_cancel_against_the_landmark_rounds() {
 }
 
 #[test]
+fn a_move_the_probers_hardly_see_is_relocated_by_the_anchor_against_its_history() {
+    // 100 km north: only ams sees more than 0.5 ms (−1.05 ms at 1.5); the anchor at fra in
+    // every direction at once
+    let to = destination(FRA, 355.0, 100.0);
+    let n = Node {
+        td: Box::new(move |r| if r >= 10 { to } else { FRA }),
+        relay_infl: None,
+        infl: Box::new(|_, _| 1.5),
+    };
+    let mut input = input(&n);
+    let j = judge(&world(Some(&landmark_rtts(&n))), &input, &Policy::default());
+    assert_ne!(j.verdict, Verdict::Relocated, "{}", reasons(&j));
+    // its history: 0.08 ms at fra; now 1.58 ms
+    input.anchor_history = vec![AnchorReport {
+        site: "fra".into(),
+        min_rtt_ns: (rtt(0.0, 1.5) * 1e6) as u64,
+        samples: 5,
+    }];
+    let j = judge(&world(Some(&landmark_rtts(&n))), &input, &Policy::default());
+    assert_eq!(j.verdict, Verdict::Relocated, "{}", reasons(&j));
+    assert!(
+        reasons(&j).contains("own RTT to anchor fra rose"),
+        "{}",
+        reasons(&j)
+    );
+}
+
+#[test]
+fn an_anchor_route_change_in_the_metro_is_not_a_move() {
+    // the TD 30 km from the anchor; its route to it went from the great circle to 3.0
+    let home = destination(FRA, 120.0, 30.0);
+    let n = honest_at(home, [1.5; 4]);
+    let mut input = input(&n);
+    input.anchors[0].min_rtt_ns = (rtt(30.0, 3.0) * 1e6) as u64;
+    input.anchor_history = vec![AnchorReport {
+        site: "fra".into(),
+        min_rtt_ns: (rtt(30.0, 1.0) * 1e6) as u64,
+        samples: 5,
+    }];
+    let j = judge(&world(Some(&landmark_rtts(&n))), &input, &Policy::default());
+    assert_eq!(j.verdict, Verdict::Located, "{}", reasons(&j));
+    let step = j.relocation.as_ref().unwrap().anchor_step.clone().unwrap();
+    assert!(
+        !step.moved && step.now_ms - step.history_ms > 0.55,
+        "{step:?}"
+    );
+}
+
+#[test]
 fn hard_bound_violation_is_relocated() {
     // the node answers p-par in 0.4 ms: it is within 40 km of Paris, 480 km from the claim
     let j = judged(&honest_at(prober_pos(2), [1.5; 4]), false);

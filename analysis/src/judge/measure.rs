@@ -6,7 +6,7 @@ use super::geo::distance_km;
 use super::region::{self, Disc, Region};
 use super::relocation::{self, Relocation, Rounds};
 use super::verdict::{ms, AnchorDistance, Judging, ProberDistance, Scores};
-use super::{frankenstein, joint, moved};
+use super::{anchor_step, frankenstein, joint, moved};
 use crate::input::{LatLon, ProberSeries};
 
 /// What the timing rules need beyond the judgement's own fields.
@@ -153,6 +153,17 @@ impl<'a> Judging<'a> {
         }
         if reloc.detected {
             self.check_move(&mut reloc, claim, &probes, round_ms);
+        }
+        let node = self.node;
+        reloc.anchor_step = anchor_step::check(
+            self.world,
+            &node.anchors,
+            &node.anchor_history,
+            claim,
+            self.policy,
+        );
+        if reloc.anchor_step.as_ref().is_some_and(|s| s.moved) {
+            reloc.detected = true;
         }
         self.j.relocation = Some(reloc.clone());
         self.j.scores = self.scores(&reloc);

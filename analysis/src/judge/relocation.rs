@@ -99,6 +99,10 @@ pub struct Relocation {
     /// Where the shifts put the node after the move (centroid of the fitting positions).
     #[serde(default)]
     pub new_position: Option<crate::input::LatLon>,
+    /// The TD's RTT to an anchor at the claim against its history, when it has one; a rise
+    /// beyond `bound_ms` is a move by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor_step: Option<super::anchor_step::AnchorStep>,
 }
 
 /// One prober's CUSUM run against its baseline.
@@ -256,6 +260,7 @@ pub fn detect(series: &[(String, Rounds, Option<f64>)], p: &RelocationPolicy) ->
         onset_round,
         rejected,
         new_position: None,
+        anchor_step: None,
     }
 }
 

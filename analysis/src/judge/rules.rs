@@ -141,6 +141,24 @@ impl Judging<'_> {
             ),
             None => detail,
         };
+        let detail = match reloc.anchor_step.as_ref().filter(|s| s.moved) {
+            Some(s) if reloc.new_position.is_none() => format!(
+                "the TD's own RTT to anchor {} rose from {:.2} ms (its history) to {:.2} ms: \
+                 more than a route change can add for a TD within {:.0} km of the claim (≤ \
+                 {:.2} ms); it moved ≥ {:.0} km away from the anchor",
+                s.site,
+                s.history_ms,
+                s.now_ms,
+                self.policy.claim_radius_km,
+                s.bound_ms,
+                s.min_move_km
+            ),
+            Some(s) => format!(
+                "{detail}; the TD's own RTT to anchor {} rose from {:.2} to {:.2} ms as well",
+                s.site, s.history_ms, s.now_ms
+            ),
+            None => detail,
+        };
         let mut d = self.fail(VerdictCheck::Relocation, Verdict::Relocated, detail);
         let world = self.world;
         let after: Vec<Disc> = (reloc.after_min_ms.iter())

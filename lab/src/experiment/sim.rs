@@ -336,6 +336,30 @@ pub(crate) fn trial(
     let vtpm = (0..e.model.vtpm_cmds)
         .map(|_| 2.0 * vtpm_ow + e.model.vtpm_local_us / 1e3 + d.jitter2())
         .fold(f64::INFINITY, f64::min);
+    // Drawn last, so that every other draw stays as it was without it.
+    let mut anchor_history = Vec::new();
+    if m.anchor_history {
+        let then = match p.kind {
+            Kind::Honest | Kind::Frankenstein | Kind::Relocation => home,
+            Kind::Proxy => far,
+        };
+        let mut infl = anchor_infl;
+        if m.route_change_prob > 0.0 && d.rng.gen_range(0.0..1.0) < m.route_change_prob {
+            infl = (infl * (m.route_change_sigma * d.normal()).exp())
+                .clamp(m.inflation_min, m.inflation_max);
+        }
+        for &a in &e.anchors {
+            let one_way = ow(then, pos(e, a), infl);
+            let min = (0..e.model.anchor_round_trips)
+                .map(|_| 2.0 * one_way + e.model.anchor_floor_us / 1e3 + d.jitter2())
+                .fold(f64::INFINITY, f64::min);
+            anchor_history.push(AnchorReport {
+                site: e.sites[a].name.clone(),
+                min_rtt_ns: (min * 1e6) as u64,
+                samples: e.model.anchor_round_trips,
+            });
+        }
+    }
     let node = NodeInput {
         name: p.kind.as_str().into(),
         claim: e.claim.clone(),
@@ -346,6 +370,7 @@ pub(crate) fn trial(
         },
         anchors,
         landmark_series,
+        anchor_history,
         // The simulation studies timing: evidence is valid and bound (a Frankenstein built
         // from two machines with the same image passes PCR equality; timing must catch it).
         evidence: Some(EvidenceSummary {
@@ -367,6 +392,14 @@ pub(crate) fn trial(
     };
     let judgement = judge(world, &node, &e.policy);
     let latency_s = match (p.kind, &judgement.relocation) {
+        // seen only by the anchor: alerted with the evidence, at the window's end
+        (Kind::Relocation, Some(r))
+            if r.detected
+                && r.new_position.is_none()
+                && r.anchor_step.as_ref().is_some_and(|s| s.moved) =>
+        {
+            Some(duration_s - move_after_s)
+        }
         (Kind::Relocation, Some(r)) if r.detected => r.change_round.map(|c| {
             let span_ms = (n * rounds).saturating_sub(1) as f64 * step_ns / 1e6;
             let rp = &e.policy.relocation;
