@@ -204,10 +204,15 @@ impl<'a> Judging<'a> {
                     at: site.position(),
                     baseline_ms,
                     differenced: s.landmark_differenced,
-                    shift_ms: step,
+                    shift_ms: if s.landmark_differenced {
+                        s.baseline_ms + step
+                    } else {
+                        step
+                    },
+                    step_ms: step,
                     alarmed: s.alarm_round.is_some(),
                     when_ns: moved::change_instant(
-                        &self.effective(series),
+                        &self.timing_samples(series, s.landmark_differenced, claim, round_ms),
                         round_ms * 1e6,
                         onset,
                         step,
@@ -366,6 +371,41 @@ impl<'a> Judging<'a> {
             reference: cal.describe(),
         });
         rounds
+    }
+
+    /// The samples a step is timed on: the node's effective RTTs, differenced less the
+    /// landmark's minimum of the same round (a route change of the prober's path must not
+    /// pass for the step's instant); samples in rounds without a landmark minimum are left out.
+    fn timing_samples(
+        &self,
+        s: &ProberSeries,
+        differenced: bool,
+        claim: LatLon,
+        round_ms: f64,
+    ) -> Vec<(u64, f64)> {
+        let eff = self.effective(s);
+        if !differenced {
+            return eff;
+        }
+        let (world, policy) = (self.world, self.policy);
+        let Some(site) = world.prober(&s.prober).and_then(|p| world.site(&p.site)) else {
+            return eff;
+        };
+        let cal = Calibration::of(world, policy, &s.prober, site.position(), claim);
+        let (Some(lm), Some(t0)) = (
+            self.landmark_rounds(s, &cal, &eff, round_ms),
+            eff.iter().map(|e| e.0).min(),
+        ) else {
+            return eff;
+        };
+        let lm: std::collections::BTreeMap<u64, f64> = lm.into_iter().collect();
+        let round_ns = (round_ms * 1e6).max(1.0);
+        (eff.iter())
+            .filter_map(|&(t, v)| {
+                let r = ((t - t0) as f64 / round_ns).floor() as u64;
+                Some((t, v - lm.get(&r)?))
+            })
+            .collect()
     }
 
     /// The rounds of this prober's echoes to its landmark at the claim, counted from the

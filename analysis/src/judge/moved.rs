@@ -14,8 +14,12 @@ pub(crate) struct Shift {
     pub(crate) at: LatLon,
     /// Its baseline minimum RTT, ms.
     pub(crate) baseline_ms: f64,
-    /// Its settled shift from the onset on, ms.
+    /// What a move from the claim must explain, ms: the step of its rounds across the onset;
+    /// differenced, the level after it (the node's RTT less the landmark's at the claim), so
+    /// that where the node sat in the metro before does not count as part of the move.
     pub(crate) shift_ms: f64,
+    /// The step across the onset, ms: the prober sees the move when it exceeds the noise.
+    pub(crate) step_ms: f64,
     /// Its CUSUM alarmed.
     pub(crate) alarmed: bool,
     /// `shift_ms` is a step of the node's rounds less a landmark's at the claim: a route
@@ -137,7 +141,10 @@ pub(crate) fn fit(shifts: &[Shift], from: LatLon, policy: &Policy) -> Option<Lat
             let timed = s.when_ns.filter(|w| w.0.max(from_ns) <= w.1.min(to_ns));
             if (s.shift_ms - want).abs() <= tol + frac * want.abs() {
                 explained += usize::from(s.alarmed);
-                if s.shift_ms.abs() > noise {
+                // a differenced step its samples cannot time (too close to the noise) proves
+                // nothing but refutes nothing either; a raw one may be a route change
+                let untimed = s.differenced && s.when_ns.is_none();
+                if s.step_ms.abs() > noise && !untimed {
                     let Some((a, b)) = timed else {
                         return false;
                     };
@@ -173,6 +180,7 @@ mod tests {
             at,
             baseline_ms: base,
             shift_ms,
+            step_ms: shift_ms,
             alarmed: shift_ms.abs() > 0.5,
             differenced: false,
             when_ns: Some((1e9, 1.1e9)),
@@ -204,6 +212,8 @@ mod tests {
             .collect();
         routes[0].shift_ms = 2.0;
         routes[3].shift_ms = -2.5;
+        routes[0].step_ms = 2.0;
+        routes[3].step_ms = -2.5;
         routes[0].alarmed = true;
         routes[3].alarmed = true;
         assert!(fit(&routes, fra, &policy).is_none());
