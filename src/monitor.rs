@@ -24,7 +24,13 @@ use serde::Serialize;
 use tracing::info;
 
 /// How long opening the database and a write wait for the server or another writer's lock.
-const DB_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const DB_WAIT: Duration = Duration::from_secs(5);
+/// Seconds of samples a judgement looks at, by default (`--window-s`).
+pub(crate) const WINDOW_S: f64 = 600.0;
+/// Seconds back in which a node's latest evidence bundle counts, by default.
+pub(crate) const EVIDENCE_WINDOW_S: f64 = 900.0;
+/// Rounds before the window whose minima make a node's baseline, by default.
+pub(crate) const BASELINE_ROUNDS: usize = 60;
 
 /// Opens the database a reader (monitor, export) names; a missing SQLite file is an error.
 pub(crate) fn open_store(db: &Database) -> anyhow::Result<Store> {
@@ -78,16 +84,16 @@ pub(crate) struct MonitorArgs {
     #[arg(long)]
     evidence_policy: Option<PathBuf>,
     /// Seconds back from the judgement in which a node's latest evidence bundle counts.
-    #[arg(long, default_value_t = 900.0)]
+    #[arg(long, default_value_t = EVIDENCE_WINDOW_S)]
     evidence_window_s: f64,
     /// Seconds between two judgements of every node.
     #[arg(long, default_value_t = 60.0)]
     interval_s: f64,
     /// Seconds of samples each judgement looks at (ending now).
-    #[arg(long, default_value_t = 600.0)]
+    #[arg(long, default_value_t = WINDOW_S)]
     window_s: f64,
     /// Rounds before the window, per prober, whose minima make the node's baseline (median).
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = BASELINE_ROUNDS)]
     baseline_rounds: usize,
     /// Address of /metrics, /-/healthy and /-/ready (19465: outside the Prometheus exporter
     /// port range 9100-9999, which is all allocated).
@@ -132,62 +138,22 @@ struct Output<'a> {
 }
 
 pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
-    for (name, v) in [
-        ("--interval-s", args.interval_s),
-        ("--window-s", args.window_s),
-        ("--evidence-window-s", args.evidence_window_s),
-    ] {
-        if !(v.is_finite() && v > 0.0) {
-            bail!("{name} must be a finite number > 0, not {v}");
-        }
-    }
-    if args.baseline_rounds == 0 {
-        bail!("--baseline-rounds must be at least 1");
-    }
-    let evidence = match &args.evidence_policy {
-        Some(p) => Some(EvidenceConfig {
-            policy: locus_fleet::verifier::load_policy(p)?.1,
-            window: Duration::from_secs_f64(args.evidence_window_s),
-        }),
-        None => None,
-    };
-    let fleet = match &args.config {
-        Some(path) => Fleet::Configured(MonitorConfig::load(path, args.allow_unsigned)?),
-        None if args.allow_unsigned => {
-            tracing::warn!(
-                "--allow-unsigned without --config: every stored row is judged unverified, with \
-                 the sites, probers and claims the database holds"
-            );
-            Fleet::Unsigned
-        }
-        None => bail!(
-            "the monitor needs --config FILE naming the probers and their public keys \
-             (config/monitor.example.toml) so that it judges only rows they signed; \
-             --allow-unsigned judges every stored row unverified instead"
-        ),
-    };
-    let mut policy = locus_fleet::verifier::load_verdict_policy(args.policy.as_deref())?
-        .calibrated_vtpm(evidence.as_ref().map(|e| &e.policy));
-    if args.timing_only {
-        policy.require_evidence = false;
-        policy.min_anchors = 0;
-    } else if evidence.is_none() && (policy.require_evidence || policy.min_anchors > 0) {
+    if !(args.interval_s.is_finite() && args.interval_s > 0.0) {
         bail!(
-            "the verdict policy requires evidence (require_evidence = {}, min_anchors = {}) \
-             but no --evidence-policy was given: every node would be judged inconclusive. Give \
-             --evidence-policy FILE, or --timing-only to judge on round trips alone",
-            policy.require_evidence,
-            policy.min_anchors
+            "--interval-s must be a finite number > 0, not {}",
+            args.interval_s
         );
     }
-    let judging = Judging {
-        fleet,
-        policy,
-        window: Duration::from_secs_f64(args.window_s),
+    let judging = judging(&JudgingOptions {
+        config: args.config.as_deref(),
+        allow_unsigned: args.allow_unsigned,
+        policy: args.policy.as_deref(),
+        evidence_policy: args.evidence_policy.as_deref(),
+        timing_only: args.timing_only,
+        evidence_window_s: args.evidence_window_s,
+        window_s: args.window_s,
         baseline_rounds: args.baseline_rounds,
-        evidence,
-        memory: Default::default(),
-    };
+    })?;
     let password_file = args
         .db_password_file
         .clone()
@@ -273,6 +239,78 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         )
         .await;
         anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// What the monitor judges with, as its flags give it (`locus judge --db` takes the same).
+pub(crate) struct JudgingOptions<'a> {
+    pub(crate) config: Option<&'a Path>,
+    pub(crate) allow_unsigned: bool,
+    pub(crate) policy: Option<&'a Path>,
+    pub(crate) evidence_policy: Option<&'a Path>,
+    pub(crate) timing_only: bool,
+    pub(crate) evidence_window_s: f64,
+    pub(crate) window_s: f64,
+    pub(crate) baseline_rounds: usize,
+}
+
+/// The monitor's [`Judging`]: its config (or the database's world with `allow_unsigned`), the
+/// verdict policy, the evidence policy or timing alone, the windows and the baseline.
+pub(crate) fn judging(o: &JudgingOptions<'_>) -> anyhow::Result<Judging> {
+    for (name, v) in [
+        ("--window-s", o.window_s),
+        ("--evidence-window-s", o.evidence_window_s),
+    ] {
+        if !(v.is_finite() && v > 0.0) {
+            bail!("{name} must be a finite number > 0, not {v}");
+        }
+    }
+    if o.baseline_rounds == 0 {
+        bail!("--baseline-rounds must be at least 1");
+    }
+    let evidence = match o.evidence_policy {
+        Some(p) => Some(EvidenceConfig {
+            policy: locus_fleet::verifier::load_policy(p)?.1,
+            window: Duration::from_secs_f64(o.evidence_window_s),
+        }),
+        None => None,
+    };
+    let fleet = match o.config {
+        Some(path) => Fleet::Configured(MonitorConfig::load(path, o.allow_unsigned)?),
+        None if o.allow_unsigned => {
+            tracing::warn!(
+                "--allow-unsigned without --config: every stored row is judged unverified, with \
+                 the sites, probers and claims the database holds"
+            );
+            Fleet::Unsigned
+        }
+        None => bail!(
+            "the monitor needs --config FILE naming the probers and their public keys \
+             (config/monitor.example.toml) so that it judges only rows they signed; \
+             --allow-unsigned judges every stored row unverified instead"
+        ),
+    };
+    let mut policy = locus_fleet::verifier::load_verdict_policy(o.policy)?
+        .calibrated_vtpm(evidence.as_ref().map(|e| &e.policy));
+    if o.timing_only {
+        policy.require_evidence = false;
+        policy.min_anchors = 0;
+    } else if evidence.is_none() && (policy.require_evidence || policy.min_anchors > 0) {
+        bail!(
+            "the verdict policy requires evidence (require_evidence = {}, min_anchors = {}) \
+             but no --evidence-policy was given: every node would be judged inconclusive. Give \
+             --evidence-policy FILE, or --timing-only to judge on round trips alone",
+            policy.require_evidence,
+            policy.min_anchors
+        );
+    }
+    Ok(Judging {
+        fleet,
+        policy,
+        window: Duration::from_secs_f64(o.window_s),
+        baseline_rounds: o.baseline_rounds,
+        evidence,
+        memory: Default::default(),
     })
 }
 
