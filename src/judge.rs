@@ -5,13 +5,13 @@
 //! Exit codes: 0 every node `located`; 1 any other verdict; 2 unreadable input.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::bail;
 use clap::Args;
 use locus_analysis::{judge, Judgement};
-use locus_fleet::monitor::{judge_nodes, unix_now_ns, Fleet};
+use locus_fleet::monitor::{judge_nodes, unix_now_ns};
 use locus_fleet::store::{Database, Store};
 use locus_fleet::time::{parse_at, parse_time_ns};
 use locus_lab::judge_input::{
@@ -39,26 +39,9 @@ pub(crate) struct JudgeArgs {
     /// `db_password_file`).
     #[arg(long, value_name = "FILE", requires = "db")]
     db_password_file: Option<PathBuf>,
-    /// With --db: the monitor's config (config/monitor.example.toml): sites, probers with their
-    /// keys, nodes with their claims, landmarks. Only rows those probers signed are judged.
-    /// Required unless --allow-unsigned.
-    #[arg(long, value_name = "FILE", requires = "db")]
-    config: Option<PathBuf>,
-    /// With --db: judge unsigned rows, as `locus monitor --allow-unsigned`.
-    #[arg(long, requires = "db")]
-    allow_unsigned: bool,
-    /// With --db: judge on timing alone, as `locus monitor --timing-only`.
-    #[arg(long, requires = "db", conflicts_with = "evidence_policy")]
-    timing_only: bool,
-    /// With --db: seconds of samples the judgement looks at (ending at --at).
-    #[arg(long, requires = "db", default_value_t = crate::monitor::WINDOW_S)]
-    window_s: f64,
-    /// With --db: seconds back from --at in which a node's latest evidence bundle counts.
-    #[arg(long, requires = "db", default_value_t = crate::monitor::EVIDENCE_WINDOW_S)]
-    evidence_window_s: f64,
-    /// With --db: rounds before the window, per prober, whose minima make the baseline.
-    #[arg(long, requires = "db", default_value_t = crate::monitor::BASELINE_ROUNDS)]
-    baseline_rounds: usize,
+    /// With --db: how the store is judged, as `locus monitor` takes it.
+    #[command(flatten)]
+    store: crate::monitor::StoreJudging,
     /// Evidence per node, in DIR or DIR/evidence (a lab output directory): `NODE.bundle`, an
     /// evidence bundle verified here under --evidence-policy (its summary, in-TD timings and
     /// verified anchors replace the node's), or `NODE.json`, an unsigned evidence summary
@@ -173,22 +156,8 @@ pub(crate) fn run(args: JudgeArgs) -> anyhow::Result<ExitCode> {
 /// `locus judge --db`: the monitor's judgement of the store as of --at (default now), with
 /// nothing stored, remembered or alerted; the store is opened read-only.
 fn run_db(args: &JudgeArgs, db: &Database) -> anyhow::Result<ExitCode> {
-    let judging = crate::monitor::judging(&crate::monitor::JudgingOptions {
-        config: args.config.as_deref(),
-        allow_unsigned: args.allow_unsigned,
-        policy: args.policy.as_deref(),
-        evidence_policy: args.evidence_policy.as_deref(),
-        timing_only: args.timing_only,
-        evidence_window_s: args.evidence_window_s,
-        window_s: args.window_s,
-        baseline_rounds: args.baseline_rounds,
-    })?;
-    let password_file = args.db_password_file.as_deref().or(match &judging.fleet {
-        Fleet::Configured(c) => c.db_password_file.as_deref(),
-        Fleet::Unsigned => None,
-    });
-    let db =
-        crate::monitor::with_password(db.clone(), password_file.map(Path::to_path_buf).as_deref())?;
+    let judging = (args.store).judging(args.policy.as_deref(), args.evidence_policy.as_deref())?;
+    let db = (args.store).database(db, args.db_password_file.as_deref(), &judging)?;
     let now = match &args.at {
         Some(at) => parse_time_ns(at)?,
         None => unix_now_ns(),
@@ -204,7 +173,7 @@ fn run_db(args: &JudgeArgs, db: &Database) -> anyhow::Result<ExitCode> {
     if judgements.is_empty() {
         bail!(
             "no configured node has rounds in {db} in the {} s window ending at {}",
-            args.window_s,
+            args.store.window_s,
             now.div_euclid(1_000_000_000)
         );
     }

@@ -1614,23 +1614,10 @@ fn bench_fleet_reports_its_contract_keys() {
 /// `locus monitor --once --json --config CONFIG` as of `at`: the judged nodes, whatever the
 /// exit code (0 or 1).
 fn judged(db: &str, at: &str, config: &Path) -> Vec<serde_json::Value> {
-    let out = locus()
-        .args([
-            "monitor", "--once", "--json", "--db", db, "--at", at, "--policy",
-        ])
-        .arg(policy())
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        matches!(out.status.code(), Some(0 | 1)),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = judgement_json(
+        &["monitor", "--once", "--json", "--db", db, "--at", at],
+        &[&"--config", &config],
     );
-    let v: serde_json::Value =
-        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     v["nodes"].as_array().unwrap().clone()
 }
 
@@ -2175,35 +2162,30 @@ fn review3_e_a_history_row_of_an_unknown_prober_spoils_no_baseline() {
 /// `locus judge --db DB --at AT --json --policy` the timing-only policy, then ARGS: its JSON,
 /// after checking it exited 0 or 1.
 fn judge_db(db: &str, at: &str, args: &[&dyn AsRef<std::ffi::OsStr>]) -> serde_json::Value {
-    let out = locus()
-        .args(["judge", "--json", "--db", db, "--at", at, "--policy"])
-        .arg(policy())
-        .args(args.iter().map(|a| a.as_ref()))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        matches!(out.status.code(), Some(0 | 1)),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    judgement_json(&["judge", "--json", "--db", db, "--at", at], args)
 }
 
 /// `locus monitor --once --dry-run --json --db DB --at AT --policy` the timing-only policy,
 /// then ARGS: its JSON.
 fn monitor_dry_run(db: &str, at: &str, args: &[&dyn AsRef<std::ffi::OsStr>]) -> serde_json::Value {
+    let cmd = [
+        "monitor",
+        "--once",
+        "--dry-run",
+        "--json",
+        "--db",
+        db,
+        "--at",
+        at,
+    ];
+    judgement_json(&cmd, args)
+}
+
+/// `locus CMD... --policy` the timing-only policy, then ARGS: the JSON it printed, after
+/// checking it exited 0 or 1.
+fn judgement_json(cmd: &[&str], args: &[&dyn AsRef<std::ffi::OsStr>]) -> serde_json::Value {
     let out = locus()
-        .args([
-            "monitor",
-            "--once",
-            "--dry-run",
-            "--json",
-            "--db",
-            db,
-            "--at",
-            at,
-        ])
+        .args(cmd)
         .arg("--policy")
         .arg(policy())
         .args(args.iter().map(|a| a.as_ref()))
