@@ -316,18 +316,23 @@ pub(crate) fn trial(
         Kind::Honest | Kind::Frankenstein => home,
         Kind::Proxy | Kind::Relocation => far,
     };
-    let mut anchors = Vec::new();
-    for &a in &e.anchors {
-        let one_way = ow(td, pos(e, a), anchor_infl);
-        let min = (0..e.model.anchor_round_trips)
-            .map(|_| 2.0 * one_way + e.model.anchor_floor_us / 1e3 + d.jitter2())
-            .fold(f64::INFINITY, f64::min);
-        anchors.push(AnchorReport {
-            site: e.sites[a].name.clone(),
-            min_rtt_ns: (min * 1e6) as u64,
-            samples: e.model.anchor_round_trips,
-        });
-    }
+    // each anchor's minimum TLS round trip from a TD at `at` over a path inflated `infl`
+    let anchor_reports = |d: &mut Draw<'_>, at: LatLon, infl: f64| -> Vec<AnchorReport> {
+        (e.anchors.iter())
+            .map(|&a| {
+                let one_way = ow(at, pos(e, a), infl);
+                let min = (0..e.model.anchor_round_trips)
+                    .map(|_| 2.0 * one_way + e.model.anchor_floor_us / 1e3 + d.jitter2())
+                    .fold(f64::INFINITY, f64::min);
+                AnchorReport {
+                    site: e.sites[a].name.clone(),
+                    min_rtt_ns: (min * 1e6) as u64,
+                    samples: e.model.anchor_round_trips,
+                }
+            })
+            .collect()
+    };
+    let anchors = anchor_reports(&mut d, td, anchor_infl);
     let vtpm_ow = if p.kind == Kind::Frankenstein {
         extra_ow
     } else {
@@ -348,17 +353,7 @@ pub(crate) fn trial(
             infl = (infl * (m.route_change_sigma * d.normal()).exp())
                 .clamp(m.inflation_min, m.inflation_max);
         }
-        for &a in &e.anchors {
-            let one_way = ow(then, pos(e, a), infl);
-            let min = (0..e.model.anchor_round_trips)
-                .map(|_| 2.0 * one_way + e.model.anchor_floor_us / 1e3 + d.jitter2())
-                .fold(f64::INFINITY, f64::min);
-            anchor_history.push(AnchorReport {
-                site: e.sites[a].name.clone(),
-                min_rtt_ns: (min * 1e6) as u64,
-                samples: e.model.anchor_round_trips,
-            });
-        }
+        anchor_history = anchor_reports(&mut d, then, infl);
     }
     let node = NodeInput {
         name: p.kind.as_str().into(),
