@@ -18,10 +18,15 @@ pub struct AnchorStep {
     /// This window's minimum, ms.
     pub now_ms: f64,
     /// The largest rise a route change can bring a TD that stayed within `claim_radius_km` of
-    /// the claim (plus `relocation.drift_ms` of noise), ms.
+    /// the claim, plus `relocation.drift_ms` of noise and `relocation.anchor_jitter_ms` of the
+    /// anchor server's own delay, ms.
     pub bound_ms: f64,
     /// `now_ms − history_ms` exceeds `bound_ms`.
     pub moved: bool,
+    /// `moved`, and a prober's own rounds moved too: only then does the rise accuse (the
+    /// anchor's RTT includes its server's work, which anyone can slow down).
+    #[serde(default)]
+    pub corroborated: bool,
     /// How much farther from the anchor the TD is now at least, km (the rise at the policy's
     /// inflation ceiling, beyond the bound).
     pub min_move_km: f64,
@@ -33,7 +38,9 @@ pub struct AnchorStep {
 /// the anchor's offset `d` of the anchor (and within what its fastest history round trip
 /// allows at 2/3 c): any route between the great circle and `inflation_ceiling` times it adds
 /// at most `d × (ceiling − 1)` of fiber to the round trip. The anchor's fixed delay (TLS, host)
-/// is in both minima and cancels. A move of 100 km away from the anchor adds ≥ 1 ms.
+/// is in both minima, but the server's work varies (load, a new backend): up to
+/// `relocation.anchor_jitter_ms` is allowed on top. A move of 100 km away from the anchor adds
+/// ≥ 1 ms of fiber. The caller accuses only when a prober's own rounds moved too.
 pub(crate) fn check(
     world: &World,
     now: &[AnchorReport],
@@ -59,7 +66,9 @@ pub(crate) fn check(
             continue;
         };
         let reach_km = (policy.claim_radius_km + off).min(history_ms / PHYSICS_MS_PER_KM);
-        let bound_ms = reach_km * PHYSICS_MS_PER_KM * (ceiling - 1.0) + policy.relocation.drift_ms;
+        let bound_ms = reach_km * PHYSICS_MS_PER_KM * (ceiling - 1.0)
+            + policy.relocation.drift_ms
+            + policy.relocation.anchor_jitter_ms;
         let rise = now_ms - history_ms;
         let step = AnchorStep {
             site: site.name.clone(),
@@ -67,6 +76,7 @@ pub(crate) fn check(
             now_ms,
             bound_ms,
             moved: rise > bound_ms,
+            corroborated: false,
             min_move_km: ((rise - bound_ms) / (PHYSICS_MS_PER_KM * ceiling)).max(0.0),
         };
         if best
@@ -114,12 +124,15 @@ mod tests {
     fn a_rise_beyond_any_metro_route_change_is_a_move() {
         let (w, p) = (world(), Policy::default());
         let fra = LatLon::new(50.11, 8.68);
-        // 20 km from the anchor at 1.2: 0.08 ms fixed + 0.48 ms; 100 km away at 1.1: + 2.2 ms
-        let step = check(&w, &report("fra", 2.28), &report("fra", 0.56), fra, &p).unwrap();
+        // 20 km from the anchor at 1.2: 0.08 ms fixed + 0.48 ms; 200 km away at 1.1: + 4.4 ms
+        let step = check(&w, &report("fra", 4.48), &report("fra", 0.56), fra, &p).unwrap();
         assert!(step.moved, "{step:?}");
         assert!(step.min_move_km > 20.0, "{step:?}");
         // the same TD, its anchor route now at the ceiling (3.0): + 1.2 ms, never a move
         let step = check(&w, &report("fra", 1.28), &report("fra", 0.56), fra, &p).unwrap();
+        assert!(!step.moved, "{step:?}");
+        // ... nor its anchor server 1.9 ms slower on top (load, a new backend)
+        let step = check(&w, &report("fra", 3.18), &report("fra", 0.56), fra, &p).unwrap();
         assert!(!step.moved, "{step:?}");
         // the worst honest case: 30 km from the anchor, 1.0 → 3.0
         let (lo, hi) = (0.08 + 30.0 * 0.01, 0.08 + 30.0 * 0.03);

@@ -113,9 +113,18 @@ impl Calibration {
     }
 }
 
-/// One prober's rounds for relocation detection: (prober, rounds, external baseline ms,
-/// differenced against a landmark at the claim).
-type SeriesRounds = (String, Rounds, Option<f64>, bool);
+/// One prober's rounds for relocation detection.
+struct SeriesRounds {
+    prober: String,
+    /// What CUSUM reads: the node's rounds, or them less the landmark's when `landmark` is set.
+    rounds: Rounds,
+    /// Baseline from history, ms (raw rounds only).
+    external: Option<f64>,
+    /// The node's own (raw) rounds: a move steps them, a landmark event leaves them flat.
+    raw: Rounds,
+    /// The landmark's rounds at the claim when `rounds` is differenced against them.
+    landmark: Option<Rounds>,
+}
 
 /// Discs from the probers' hard bounds and from their calibrated bestlines.
 #[derive(Default)]
@@ -145,14 +154,15 @@ impl<'a> Judging<'a> {
             self.j.calibrated_region = Some(region::intersect(&discs.calibrated, claim));
         }
         let detect_input: Vec<_> = (series_rounds.iter())
-            .map(|(p, r, b, _)| (p.clone(), r.clone(), *b))
+            .map(|x| (x.prober.clone(), x.rounds.clone(), x.external))
             .collect();
         let mut reloc = relocation::detect(&detect_input, &self.policy.relocation);
         for s in &mut reloc.shifts {
-            s.landmark_differenced = (series_rounds.iter()).any(|x| x.0 == s.prober && x.3);
+            s.landmark_differenced =
+                (series_rounds.iter()).any(|x| x.prober == s.prober && x.landmark.is_some());
         }
         if reloc.detected {
-            self.check_move(&mut reloc, claim, &probes, round_ms);
+            self.check_move(&mut reloc, claim, &probes, round_ms, &series_rounds);
         }
         let node = self.node;
         reloc.anchor_step = anchor_step::check(
@@ -162,8 +172,11 @@ impl<'a> Judging<'a> {
             claim,
             self.policy,
         );
-        if reloc.anchor_step.as_ref().is_some_and(|s| s.moved) {
-            reloc.detected = true;
+        if let Some(step) = reloc.anchor_step.as_mut().filter(|s| s.moved) {
+            // The anchor's RTT includes its server's work: it accuses only together with a
+            // prober whose own rounds moved.
+            step.corroborated = own_rounds_moved(&reloc.shifts, &series_rounds, self.policy);
+            reloc.detected |= step.corroborated;
         }
         self.j.relocation = Some(reloc.clone());
         self.j.scores = self.scores(&reloc);
@@ -183,14 +196,47 @@ impl<'a> Judging<'a> {
         claim: LatLon,
         probes: &[&ProberSeries],
         round_ms: f64,
+        series_rounds: &[SeriesRounds],
     ) {
         let world = self.world;
+        let p = &self.policy.relocation;
         let onset = reloc.onset_round.unwrap_or(0);
+        // (prober, landmark step ms) where the landmark stepped and the node's rounds did not
+        let mut landmark_events: Vec<(String, f64)> = Vec::new();
         let shifts: Vec<moved::Shift> = (reloc.shifts.iter())
             .filter_map(|s| {
                 let site = world.site(&world.prober(&s.prober)?.site)?;
                 let step = s.settled_shift_ms?;
                 let series = probes.iter().find(|p| p.prober == s.prober)?;
+                let sr = series_rounds.iter().find(|x| x.prober == s.prober)?;
+                if let Some(lm) = &sr.landmark {
+                    // A differenced step is the node's only if its own rounds step about as
+                    // much at that instant; else the landmark moved or re-routed, and the
+                    // node's raw rounds are what this prober saw.
+                    let raw_step = relocation::step_across(&sr.raw, onset, p.confirm_rounds)?;
+                    if (raw_step - step).abs()
+                        > p.fit_tolerance_ms + p.fit_tolerance_frac * step.abs()
+                    {
+                        let lm_step = relocation::step_across(lm, onset, p.confirm_rounds)?;
+                        if raw_step.abs() <= p.drift_ms && lm_step.abs() > p.drift_ms {
+                            landmark_events.push((s.prober.clone(), lm_step));
+                        }
+                        return Some(moved::Shift {
+                            at: site.position(),
+                            baseline_ms: sr.raw.iter().map(|r| r.1).fold(f64::INFINITY, f64::min),
+                            differenced: false,
+                            shift_ms: raw_step,
+                            step_ms: raw_step,
+                            alarmed: s.alarm_round.is_some(),
+                            when_ns: moved::change_instant(
+                                &self.effective(series),
+                                round_ms * 1e6,
+                                onset,
+                                raw_step,
+                            ),
+                        });
+                    }
+                }
                 // a differenced baseline is no path length: read the inflation from the
                 // node's own minimum
                 let baseline_ms = if s.landmark_differenced {
@@ -220,6 +266,22 @@ impl<'a> Judging<'a> {
                 })
             })
             .collect();
+        if landmark_events.len() >= 2 {
+            // The same landmark stepping on several prober paths while the node's rounds
+            // stay flat: the landmark moved, was re-homed or re-routed.
+            reloc.detected = false;
+            let list: Vec<String> = (landmark_events.iter())
+                .map(|(p, m)| format!("{p} {m:+.2} ms"))
+                .collect();
+            reloc.rejected = Some(format!(
+                "the landmark at the claim stepped on {} prober paths at once ({}) while the \
+                 node's own rounds stayed flat: a landmark event (moved, re-homed or \
+                 re-routed), not a move",
+                list.len(),
+                list.join(", ")
+            ));
+            return;
+        }
         match moved::fit(&shifts, claim, self.policy) {
             Some(at) => reloc.new_position = Some(at),
             None => {
@@ -341,14 +403,27 @@ impl<'a> Judging<'a> {
             }
             // Without history, difference against the landmark at the claim when this prober
             // measured it through the window (history has no landmark rounds to match).
+            // Only a landmark that covers the whole window, its last rounds included, may
+            // replace the raw rounds: a landmark silenced at the move would hide it.
             let differenced = (external.is_none())
                 .then(|| self.landmark_rounds(s, &cal, &eff, round_ms))
                 .flatten()
-                .map(|lm| relocation::difference(&r, &lm))
-                .filter(|d| d.len() * 2 >= r.len());
+                .filter(|lm| covers(lm, &r));
             rounds = Some(match differenced {
-                Some(d) => (s.prober.clone(), d, None, true),
-                None => (s.prober.clone(), r, external, false),
+                Some(lm) => SeriesRounds {
+                    prober: s.prober.clone(),
+                    rounds: relocation::difference(&r, &lm),
+                    external: None,
+                    raw: r,
+                    landmark: Some(lm),
+                },
+                None => SeriesRounds {
+                    prober: s.prober.clone(),
+                    rounds: r.clone(),
+                    external,
+                    raw: r,
+                    landmark: None,
+                },
             });
         }
         self.j.distances.push(ProberDistance {
@@ -489,4 +564,33 @@ impl<'a> Judging<'a> {
             cusum_stat_ms: stats.get(policy.relocation.min_probers - 1).copied(),
         }
     }
+}
+
+/// The landmark's rounds cover the node's: its first and last rounds and ≥ 90 % of the rest
+/// (a lost round here and there is noise; echoes that stop are not).
+fn covers(landmark: &Rounds, node: &Rounds) -> bool {
+    let (Some(first), Some(last)) = (node.first(), node.last()) else {
+        return false;
+    };
+    let have: std::collections::BTreeSet<u64> = landmark.iter().map(|r| r.0).collect();
+    let shared = node.iter().filter(|r| have.contains(&r.0)).count();
+    have.contains(&first.0) && have.contains(&last.0) && shared * 10 >= node.len() * 9
+}
+
+/// Some alarming prober's own (raw) rounds moved by ≥ `min_shift_ms` in its alarm's
+/// direction around its onset: what a move shows and a slow anchor server does not.
+fn own_rounds_moved(
+    shifts: &[relocation::ProberShift],
+    series: &[SeriesRounds],
+    policy: &crate::policy::Policy,
+) -> bool {
+    let p = &policy.relocation;
+    shifts.iter().any(|s| {
+        let (Some(shift), Some(at)) = (s.shift_ms, s.onset_round.or(s.alarm_round)) else {
+            return false;
+        };
+        (series.iter().find(|x| x.prober == s.prober))
+            .and_then(|x| relocation::step_across(&x.raw, at, p.confirm_rounds))
+            .is_some_and(|raw| raw * shift.signum() >= p.min_shift_ms)
+    })
 }

@@ -292,6 +292,13 @@ fn step_at(rest: &[(u64, f64)], onset: u64, baseline: f64, k: usize) -> f64 {
     median(&mut after) - from
 }
 
+/// [`step_at`] for rounds that need rounds on both sides of `onset`: None without them.
+pub(crate) fn step_across(rounds: &[(u64, f64)], onset: u64, k: usize) -> Option<f64> {
+    let before = rounds.iter().any(|r| r.0 + 1 < onset);
+    let after = rounds.iter().any(|r| r.0 >= onset);
+    (before && after).then(|| step_at(rounds, onset, f64::NAN, k))
+}
+
 pub(crate) fn median(v: &mut [f64]) -> f64 {
     if v.is_empty() {
         return f64::NAN;
