@@ -169,11 +169,12 @@ pub(crate) struct Gathered {
 /// names as unverified; samples and evidence round trips under other keys are left out.
 ///
 /// Only rows `trust` accepts count (each round checked with its samples), each round once (a
-/// copy of a signed round is a `duplicate`); the others are added to `rejected`. The baseline
-/// is taken from verified rows only: a prober whose history rows were rejected and that has no
-/// verified history, a node judged `before` without any verified history, or a prober
-/// answering now without verified history that had one when the node was last judged (after
-/// a restart: any prober answering now) has its baseline missing
+/// copy of a signed round is a `duplicate`, found before any signature check and counted
+/// against the cap); the others are added to `rejected`. The baseline is taken from verified
+/// rows only: a prober whose history rows were rejected and that has no verified history, a
+/// node judged `before` without any verified history, or a prober answering now without
+/// verified history that had one when the node was last judged (after a restart: any prober
+/// answering now) has its baseline missing
 /// ([`Gathered::baseline_missing`]).
 #[expect(
     clippy::too_many_arguments,
@@ -206,6 +207,15 @@ pub(crate) fn node_input(
             }
             continue;
         }
+        // A copy of a round taken already costs no signature check and no sample query, but
+        // counts against the cap (REVIEW4 M2). Only a verified round is marked seen: a junk
+        // copy ahead of the real one cannot make the real one a duplicate.
+        let round_key = (r.prober.clone(), r.started_unix_ns);
+        if seen.contains(&round_key) {
+            rejected.add("rounds", Rejection::Duplicate);
+            *read.entry(cap_key.to_owned()).or_default() += 1;
+            continue;
+        }
         // The round first, its samples only if it verifies: junk rounds cost no sample query.
         let checked = match trust.check_round(&r, None) {
             Ok(()) => {
@@ -223,10 +233,7 @@ pub(crate) fn node_input(
                 continue;
             }
         };
-        if !seen.insert((r.prober.clone(), r.started_unix_ns)) {
-            rejected.add("rounds", Rejection::Duplicate);
-            continue;
-        }
+        seen.insert(round_key);
         if r.started_unix_ns >= from {
             accepted += 1;
             series_of(&mut series, &r.prober).sent += r.sent;
@@ -276,15 +283,19 @@ pub(crate) fn node_input(
             rejected.add("evidence", Rejection::TooMany);
             continue;
         }
+        // As for rounds: a copy of a record taken already is not verified again.
+        let record_key = (e.prober.clone(), e.at_unix_ns);
+        if seen.contains(&record_key) {
+            rejected.add("evidence", Rejection::Duplicate);
+            continue;
+        }
         match trust.check_evidence(&e) {
             Err(why) => {
                 debug!(node, prober = %e.prober, reason = %why, "evidence record rejected");
                 rejected.add("evidence", why);
             }
-            Ok(()) if !seen.insert((e.prober.clone(), e.at_unix_ns)) => {
-                rejected.add("evidence", Rejection::Duplicate);
-            }
             Ok(()) => {
+                seen.insert(record_key);
                 if let (true, Some(rtt)) = (e.ok, e.rtt_ns) {
                     rtts.push((e.prober, rtt, e.peer_spki));
                 }
@@ -386,13 +397,16 @@ fn baseline(
         if history.get(&r.prober).is_some_and(|h| h.len() >= rounds) {
             continue;
         }
-        let checked = trust.check_round(&r, None).and_then(|()| {
-            if seen.insert((r.prober.clone(), r.started_unix_ns)) {
-                Ok(())
-            } else {
-                Err(Rejection::Duplicate)
-            }
-        });
+        // A copy of a round taken already is not verified again (REVIEW4 M2).
+        let round_key = (r.prober.clone(), r.started_unix_ns);
+        let checked = if seen.contains(&round_key) {
+            Err(Rejection::Duplicate)
+        } else {
+            trust.check_round(&r, None)
+        };
+        if checked.is_ok() {
+            seen.insert(round_key);
+        }
         match (checked, r.min_eff_rtt_ns) {
             (Ok(()), Some(min)) => history.entry(r.prober).or_default().push(min),
             (Ok(()), None) => {}
@@ -846,5 +860,74 @@ mod tests {
         )
         .unwrap();
         assert_eq!(all.len(), 3, "{all:?}");
+    }
+
+    /// REVIEW4 M2: 10 000 copies of one signed round cost one signature check (a copy is found
+    /// before verifying, and no sample query either); the copies count against the prober's
+    /// cap, so past it the prober's rounds are unread and the node is held.
+    #[test]
+    fn copies_of_a_signed_round_cost_no_signature_check_and_count_against_the_cap() {
+        use crate::integrity::seal_round;
+        use crate::store::{RoundRecord, SampleRecord};
+        use locus_prober::identity::ProberIdentity;
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("c.db")).unwrap();
+        let id = ProberIdentity::from_seed([6; 32]);
+        let trust = Trust::new([("p-ams".to_string(), Some(id.public_key()))], false);
+        let samples = vec![SampleRecord {
+            sent_unix_ns: 1_500,
+            rtt_ns: 7_000_000,
+            inside_ns: 20_000,
+        }];
+        let mut r = RoundRecord {
+            prober: "p-ams".into(),
+            target: "n".into(),
+            claim: "fra".into(),
+            address: "127.0.0.1:4433".into(),
+            spki: None,
+            started_unix_ns: 1_000,
+            duration_ns: 1_000,
+            sent: 1,
+            answered: 1,
+            lost: 0,
+            late: 0,
+            out_of_order: 0,
+            violations: 0,
+            min_rtt_ns: Some(7_000_000),
+            p50_rtt_ns: Some(7_000_000),
+            p99_rtt_ns: Some(7_000_000),
+            min_eff_rtt_ns: Some(6_980_000),
+            inside_p50_ns: Some(20_000),
+            error: None,
+            seal: None,
+        };
+        seal_round(&id, &mut r, &samples);
+        let copies = 10_000;
+        let rows = vec![(r, samples); copies];
+        store.insert_rounds(&rows).unwrap();
+        let mut rejected = Rejected::default();
+        let g = node_input(
+            &store,
+            &trust,
+            "n",
+            "fra",
+            (1_000, 10_000),
+            4,
+            &[],
+            Before::Never,
+            &mut rejected,
+        )
+        .unwrap();
+        assert_eq!(trust.signature_checks(), 1);
+        assert_eq!(g.accepted, 1);
+        let unread = copies - 1 - MAX_ROWS_PER_PROBER;
+        assert_eq!(
+            rejected.0,
+            BTreeMap::from([
+                (("rounds", Rejection::Duplicate), MAX_ROWS_PER_PROBER as u64),
+                (("rounds", Rejection::TooMany), unread as u64),
+            ])
+        );
+        assert!(g.over_cap.is_some_and(|w| w.contains("p-ams")));
     }
 }
