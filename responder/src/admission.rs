@@ -30,9 +30,11 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 mod limits;
+mod recent;
 
 pub(crate) use limits::RateVerdict;
 use limits::{Refusals, TokenBucket};
+use recent::RecentlyProved;
 
 /// The responder's admission limits (`[limits]` in the responder config).
 #[derive(Debug, Clone, PartialEq)]
@@ -314,6 +316,8 @@ struct AdmissionState {
     proven: BTreeMap<u64, ([u8; 32], Evictor)>,
     /// Every open connection's own allowance of refusals, by admission number (REVIEW4 R2).
     refusals: HashMap<u64, Refusals>,
+    /// Peers that proved a pinned key lately: they pass the total handshake budget (R4).
+    recently_proved: RecentlyProved,
     next_id: u64,
 }
 
@@ -359,10 +363,12 @@ pub(crate) struct SlotHandle {
 impl SlotHandle {
     /// The connection made a request signed by the pinned `key`: it is no longer evicted at
     /// the cap, only when `key` proves itself on more than [`MAX_PROVEN_PER_KEY`] newer
-    /// connections (then the oldest of them goes).
-    pub(crate) fn prove(&self, key: &[u8; 32]) {
+    /// connections (then the oldest of them goes). Its peer's reconnects pass the total
+    /// handshake budget for a while ([`recent::REMEMBER_FOR`]).
+    pub(crate) fn prove(&self, key: &[u8; 32], now: Instant) {
         let mut guard = self.admission.lock();
         let s = &mut *guard;
+        s.recently_proved.saw(self.peer, now);
         // Under the lock, so that the slot's drop counts it off its peer exactly once.
         if !self.proved.swap(true, Ordering::Relaxed) {
             if let Some(p) = s.peers.get_mut(&self.peer) {
@@ -435,6 +441,11 @@ impl Drop for ConnectionSlot {
                 p.proved = p.proved.saturating_sub(1);
             }
         }
+        if self.handle.proved() {
+            // Remembered from when its proved connection ended, not when it proved the key
+            // (maybe days ago): a drop has no `now` of its own, so the clock is read here.
+            s.recently_proved.saw(self.ip, Instant::now());
+        }
     }
 }
 
@@ -475,6 +486,7 @@ impl Admission {
                 unproven: BTreeMap::new(),
                 proven: BTreeMap::new(),
                 refusals: HashMap::new(),
+                recently_proved: RecentlyProved::default(),
                 next_id: 0,
             }),
             log: ShedLog::default(),
@@ -490,7 +502,8 @@ impl Admission {
     }
 
     /// Admits a new connection from `ip` at `now`, or says why not: a penalized IP, its cap,
-    /// its handshake rate, the total handshake budget, the total cap, in that order (all
+    /// its handshake rate, the total handshake budget (passed by peers that proved a pinned
+    /// key lately), the total cap, in that order (all
     /// decided before any TLS work; only the total cap's refusal is worth an answer, see
     /// [`Shed::answer_refusal`]). At the total cap, with eviction on, it takes the place of
     /// a connection that proved no pinned key ([`victim_of`]; it is told through
@@ -530,7 +543,11 @@ impl Admission {
         if peer.connections >= l.max_connections_per_ip || !peer.handshakes.available(now) {
             return Err(Shed::ConnectionsPerIp);
         }
-        if !s.handshakes.available(now) {
+        // A peer that proved a pinned key lately (or holds a proved connection) passes the
+        // total budget, so a flood of handshakes from other peers cannot keep a known prober
+        // from reconnecting (REVIEW4 R4); its own limits above still apply.
+        let known = peer.proved > 0 || s.recently_proved.contains(ip, now);
+        if !s.handshakes.available(now) && !known {
             return Err(Shed::HandshakesOverBudget);
         }
         // Both budgets pay for a refusal at the cap too: that one is answered with a packet.
@@ -749,7 +766,7 @@ mod tests {
         let first = a.connect(ip(1), now).unwrap();
         let second = a.connect(ip(2), now).unwrap();
         let pinned = a.connect(ip(3), now).unwrap();
-        pinned.handle().prove(&[1; 32]);
+        pinned.handle().prove(&[1; 32], now);
         let fourth = a.connect(ip(4), now).unwrap();
         tokio::time::timeout(Duration::from_secs(5), first.handle().evicted())
             .await
@@ -760,8 +777,8 @@ mod tests {
         // The evicted ones closing give back no place: theirs were handed on.
         drop((first, second));
         assert_eq!(a.lock().connections, 3);
-        fourth.handle().prove(&[1; 32]);
-        fifth.handle().prove(&[1; 32]);
+        fourth.handle().prove(&[1; 32], now);
+        fifth.handle().prove(&[1; 32], now);
         assert_eq!(a.connect(ip(6), now).unwrap_err(), Shed::ConnectionsOverCap);
         assert_eq!(a.log.counts().connections_evicted, 2);
         let never = tokio::time::timeout(Duration::from_millis(20), pinned.handle().evicted());
@@ -816,19 +833,19 @@ mod tests {
         let now = Instant::now();
         let why = |s: &ConnectionSlot| *s.handle().evicted.borrow();
         let other = a.connect(ip(9), now).unwrap();
-        other.handle().prove(&[2; 32]);
+        other.handle().prove(&[2; 32], now);
         let stolen: Vec<_> = (0..=MAX_PROVEN_PER_KEY as u8)
             .map(|i| a.connect(ip(10 + i), now).unwrap())
             .collect();
         for s in &stolen[..MAX_PROVEN_PER_KEY] {
-            s.handle().prove(&[1; 32]);
+            s.handle().prove(&[1; 32], now);
         }
         assert!(stolen.iter().all(|s| why(s).is_none()));
-        stolen[MAX_PROVEN_PER_KEY].handle().prove(&[1; 32]);
+        stolen[MAX_PROVEN_PER_KEY].handle().prove(&[1; 32], now);
         assert_eq!(why(&stolen[0]), Some(Eviction::SameKey));
         assert!(stolen[1..].iter().all(|s| why(s).is_none()) && why(&other).is_none());
         // Proving again changes nothing; the evicted one's place was given back.
-        stolen[1].handle().prove(&[1; 32]);
+        stolen[1].handle().prove(&[1; 32], now);
         assert!(why(&stolen[1]).is_none());
         assert_eq!(a.lock().connections, 1 + MAX_PROVEN_PER_KEY);
         assert_eq!(a.log.counts().connections_evicted_same_key, 1);
@@ -1014,7 +1031,7 @@ mod tests {
         // A proved connection is not counted against the budget.
         let t1 = t0 + Duration::from_secs(5);
         let proved = a.connect(ip(2), t0).unwrap();
-        proved.handle().prove(&[1; 32]);
+        proved.handle().prove(&[1; 32], t0);
         assert!((0..5000).all(|_| a.echo(proved.handle(), t1).0 == RateVerdict::Answer));
         // ip(1) leaves: ip(2) alone gets the whole budget (a tenth of a second's burst).
         drop(first);
@@ -1071,7 +1088,7 @@ mod tests {
         let a = any(Limits::default());
         let t0 = Instant::now();
         let prober = a.connect(ip(1), t0).unwrap();
-        prober.handle().prove(&[1; 32]);
+        prober.handle().prove(&[1; 32], t0);
         let flooder = a.connect(ip(1), t0).unwrap();
         let (mut closed, mut flooder_closed) = (false, None);
         for i in 0..100_000u64 {
@@ -1124,5 +1141,53 @@ mod tests {
         assert_eq!(a.request(honest.handle(), t0), RateVerdict::Refuse);
         let later = t0 + Duration::from_secs(1);
         assert_eq!(a.request(honest.handle(), later), RateVerdict::Answer);
+    }
+
+    /// REVIEW4 R4: the total handshake budget spent by 100 other IPs, an IP that proved a
+    /// pinned key earlier (its connection closed since) is still admitted, within its own
+    /// limits; once it has not proved one for long enough it waits like the others.
+    #[test]
+    fn an_ip_that_proved_a_key_lately_passes_the_spent_handshake_budget() {
+        let a = Arc::new(Admission::new(
+            Limits {
+                handshakes_per_sec: 100.0,
+                connections_per_ip_per_sec: 1.0,
+                ..Limits::default()
+            },
+            true,
+        ));
+        let t0 = Instant::now();
+        let before = a.connect(ip(1), t0).unwrap();
+        before.handle().prove(&[1; 32], t0);
+        drop(before);
+        let spend = |at: Instant, net: u8| -> Vec<ConnectionSlot> {
+            let v4 = |i: u8| IpAddr::from([10, net, 0, i]);
+            let slots: Vec<_> = (0..100).filter_map(|i| a.connect(v4(i), at).ok()).collect();
+            assert_eq!(
+                a.connect(v4(200), at).unwrap_err(),
+                Shed::HandshakesOverBudget
+            );
+            slots
+        };
+        let t1 = t0 + Duration::from_secs(60);
+        let _others = spend(t1, 1);
+        let back = a
+            .connect(ip(1), t1)
+            .expect("a prober that proved its key lately");
+        // Its own limits still apply: a burst of two handshakes a second.
+        let _again = a.connect(ip(1), t1).unwrap();
+        assert_eq!(a.connect(ip(1), t1).unwrap_err(), Shed::ConnectionsPerIp);
+        assert_eq!(
+            a.connect(ip(2), t1).unwrap_err(),
+            Shed::HandshakesOverBudget
+        );
+        drop((back, _again));
+        // Long after it last proved a key (its unproved connections closing change nothing).
+        let t2 = t1 + recent::REMEMBER_FOR + Duration::from_secs(1);
+        let _more = spend(t2, 2);
+        assert_eq!(
+            a.connect(ip(1), t2).unwrap_err(),
+            Shed::HandshakesOverBudget
+        );
     }
 }

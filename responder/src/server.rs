@@ -588,7 +588,7 @@ fn check_auth(
     check(&exporter)?;
     // `check` passed under `pinned`: the key is one of the pinned ones, 32 bytes.
     if let Some(key) = auth.and_then(|a| <[u8; 32]>::try_from(&a.public_key[..]).ok()) {
-        state.slot.prove(&key);
+        state.slot.prove(&key, Instant::now());
     }
     Ok(())
 }
