@@ -231,8 +231,8 @@ pub struct NodeJudged {
     pub judgement: Judgement,
     claim: String,
     recalled: Recalled,
-    /// Probers with a verified baseline now (remembered for the next judgement).
-    baselined: BTreeSet<String>,
+    /// What to remember of the node's baselines for the next judgement (REVIEW4 M1).
+    baselined: input::Baselines,
     /// The node's rows that were not used.
     rejected: input::Rejected,
 }
