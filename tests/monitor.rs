@@ -1981,6 +1981,23 @@ fn a_failed_or_withheld_bundle_holds_the_node_back_naming_the_prober() {
     assert!(reasons(&honest).contains(&missing), "{honest}");
 }
 
+/// Stores a `located` verdict of node `honest` a minute before `t`, as a monitor that judged
+/// it leaves (REVIEW3 B, E; REVIEW4 M1).
+fn judged_a_minute_before(store: &mut Store, t: i64) {
+    store
+        .insert_verdict(&VerdictRecord {
+            node: "honest".into(),
+            claim: "fra".into(),
+            at_unix_ns: t - 60 * S,
+            window_start_unix_ns: t - 660 * S,
+            verdict: "located".into(),
+            reasons: Vec::new(),
+            radius_km: None,
+            judgement: "{}".into(),
+        })
+        .unwrap();
+}
+
 /// REVIEW3 B's database in `dir/name`: node `honest` (claiming fra) moved ~65 km east before
 /// the window ending at `t`; 30 history rounds at fra of the probers in `history_of`, one
 /// signed round of each prober at the new place at `t` - 50 s.
@@ -2063,19 +2080,7 @@ fn review3_b_deleting_some_probers_history_holds_the_node_back() {
     let b = node(&before, "honest");
     assert_eq!(b["verdict"], "relocated", "{b}");
     // Judged before: a verdict a minute earlier, as a monitor that judged it leaves.
-    Store::open(&cut)
-        .unwrap()
-        .insert_verdict(&VerdictRecord {
-            node: "honest".into(),
-            claim: "fra".into(),
-            at_unix_ns: t - 60 * S,
-            window_start_unix_ns: t - 660 * S,
-            verdict: "located".into(),
-            reasons: Vec::new(),
-            radius_km: None,
-            judgement: "{}".into(),
-        })
-        .unwrap();
+    judged_a_minute_before(&mut Store::open(&cut).unwrap(), t);
     let after = judged(cut.to_str().unwrap(), "1800000000", &config);
     let a = node(&after, "honest");
     assert_eq!(a["verdict"], "inconclusive", "{a}");
@@ -2096,18 +2101,7 @@ fn review4_m1_a_deletion_is_not_forgotten_at_the_next_judgement() {
     let db = review3_b_db(dir.path(), "cut.db", &["ams"], t);
     let mut store = Store::open(&db).unwrap();
     // Judged before, as in REVIEW3 B: a verdict a minute earlier.
-    store
-        .insert_verdict(&VerdictRecord {
-            node: "honest".into(),
-            claim: "fra".into(),
-            at_unix_ns: t - 60 * S,
-            window_start_unix_ns: t - 660 * S,
-            verdict: "located".into(),
-            reasons: Vec::new(),
-            radius_km: None,
-            judgement: "{}".into(),
-        })
-        .unwrap();
+    judged_a_minute_before(&mut store, t);
     let config = fill_config(dir.path(), None);
     let judging = Judging {
         policy: locus_fleet::verifier::load_verdict_policy(Some(&policy()))
@@ -2209,18 +2203,7 @@ fn review3_e_a_history_row_of_an_unknown_prober_spoils_no_baseline() {
     let mut store = Store::open(&db).unwrap();
     let junk = round("nobody", "honest", t - 900 * S, Some(1), false);
     store.insert_round(&junk, &[]).unwrap();
-    store
-        .insert_verdict(&VerdictRecord {
-            node: "honest".into(),
-            claim: "fra".into(),
-            at_unix_ns: t - 60 * S,
-            window_start_unix_ns: t - 660 * S,
-            verdict: "located".into(),
-            reasons: Vec::new(),
-            radius_km: None,
-            judgement: "{}".into(),
-        })
-        .unwrap();
+    judged_a_minute_before(&mut store, t);
     drop(store);
     let v = judged(db.to_str().unwrap(), "1800000000", &config);
     let honest = node(&v, "honest");

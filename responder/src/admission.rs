@@ -730,6 +730,11 @@ mod tests {
         Arc::new(Admission::new(limits, false))
     }
 
+    /// An admission with eviction (`[access] evidence = "pinned"`).
+    fn pinned(limits: Limits) -> Arc<Admission> {
+        Arc::new(Admission::new(limits, true))
+    }
+
     #[test]
     fn connections_are_capped_in_total_and_per_ip_and_slots_come_back() {
         let a = any(Limits {
@@ -753,14 +758,11 @@ mod tests {
     /// none unproven left the cap refuses.
     #[tokio::test]
     async fn at_the_cap_the_oldest_unproven_connection_is_evicted() {
-        let a = Arc::new(Admission::new(
-            Limits {
-                max_connections: 3,
-                connections_per_ip_per_sec: 1000.0,
-                ..Limits::default()
-            },
-            true,
-        ));
+        let a = pinned(Limits {
+            max_connections: 3,
+            connections_per_ip_per_sec: 1000.0,
+            ..Limits::default()
+        });
         let now = Instant::now();
         let evicted = |s: &ConnectionSlot| s.handle().evicted.borrow().is_some();
         let first = a.connect(ip(1), now).unwrap();
@@ -792,14 +794,11 @@ mod tests {
     /// first is not evicted by a flood from other peers. IPv6 /64s count as one peer.
     #[test]
     fn at_the_cap_the_peer_holding_most_unproven_connections_loses_its_oldest() {
-        let a = Arc::new(Admission::new(
-            Limits {
-                max_connections: 4,
-                connections_per_ip_per_sec: 1000.0,
-                ..Limits::default()
-            },
-            true,
-        ));
+        let a = pinned(Limits {
+            max_connections: 4,
+            connections_per_ip_per_sec: 1000.0,
+            ..Limits::default()
+        });
         let now = Instant::now();
         let evicted = |s: &ConnectionSlot| s.handle().evicted.borrow().is_some();
         let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
@@ -822,14 +821,11 @@ mod tests {
     /// more evicts that key's oldest (giving its place back), never another key's.
     #[tokio::test]
     async fn a_key_proved_on_too_many_connections_loses_its_oldest() {
-        let a = Arc::new(Admission::new(
-            Limits {
-                max_connections: 16,
-                connections_per_ip_per_sec: 1000.0,
-                ..Limits::default()
-            },
-            true,
-        ));
+        let a = pinned(Limits {
+            max_connections: 16,
+            connections_per_ip_per_sec: 1000.0,
+            ..Limits::default()
+        });
         let now = Instant::now();
         let why = |s: &ConnectionSlot| *s.handle().evicted.borrow();
         let other = a.connect(ip(9), now).unwrap();
@@ -1148,14 +1144,11 @@ mod tests {
     /// limits; once it has not proved one for long enough it waits like the others.
     #[test]
     fn an_ip_that_proved_a_key_lately_passes_the_spent_handshake_budget() {
-        let a = Arc::new(Admission::new(
-            Limits {
-                handshakes_per_sec: 100.0,
-                connections_per_ip_per_sec: 1.0,
-                ..Limits::default()
-            },
-            true,
-        ));
+        let a = pinned(Limits {
+            handshakes_per_sec: 100.0,
+            connections_per_ip_per_sec: 1.0,
+            ..Limits::default()
+        });
         let t0 = Instant::now();
         let before = a.connect(ip(1), t0).unwrap();
         before.handle().prove(&[1; 32], t0);
