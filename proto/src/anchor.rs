@@ -648,6 +648,56 @@ mod tests {
         assert_ne!(base, derive_client_random(&n, 0, "b"));
     }
 
+    fn batched() -> AnchorReport {
+        let leaves = [batch_leaf(&[7; 32]), batch_leaf(&[8; 32])];
+        let (root, paths) = crate::merkle::batch_root(&leaves).unwrap();
+        let proof = crate::merkle::InclusionProof {
+            index: 0,
+            size: 2,
+            path: paths[0].clone(),
+        };
+        AnchorReport::batch_member(&sample(), &[7; 32], &root, proof)
+    }
+
+    #[test]
+    fn the_batch_proof_is_bound_and_absent_from_version_2_encodings() {
+        let r = batched();
+        assert_eq!(r.version, ANCHOR_REPORT_BATCHED);
+        assert_eq!(r.anchors, sample().anchors);
+        for tamper in [
+            |b: &mut AnchorBatch| b.root[0] ^= 1,
+            |b: &mut AnchorBatch| b.index = 1,
+            |b: &mut AnchorBatch| b.size = 3,
+            |b: &mut AnchorBatch| b.path[0][0] ^= 1,
+        ] {
+            let mut t = r.clone();
+            tamper(t.batch.as_mut().unwrap());
+            assert_ne!(t.digest(), r.digest());
+        }
+        let mut no_batch = r.clone();
+        no_batch.batch = None;
+        assert_ne!(no_batch.digest(), r.digest());
+        // Version 2 encodes as before batching: no key, nothing in the canonical bytes.
+        let v2 = sample();
+        let cbor = crate::cbor::encode(&v2);
+        assert!(!String::from_utf8_lossy(&cbor).contains("batch"));
+        let back: AnchorReport = crate::cbor::decode_canonical(&crate::cbor::encode(&r)).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn batch_randoms_are_apart_from_nonce_randoms() {
+        let root = [1u8; 64];
+        let base = derive_batch_client_random(&root, 0, "a");
+        // The same bytes as a nonce give another random: the tags differ.
+        assert_ne!(base, derive_client_random(&root, 0, "a"));
+        assert_ne!(base, derive_batch_client_random(&[2; 64], 0, "a"));
+        assert_ne!(base, derive_batch_client_random(&root, 1, "a"));
+        assert_ne!(base, derive_batch_client_random(&root, 0, "b"));
+        assert_eq!(Freshness::BatchRoot(&root).client_random(0, "a"), base);
+        assert_ne!(batch_leaf(&[1; 32]), batch_leaf(&[1; 31]));
+    }
+
     #[test]
     fn cbor_round_trip() {
         let r = sample();
