@@ -65,9 +65,12 @@ fn audit_path(m: usize, h: &[[u8; 64]], out: &mut Vec<[u8; 64]>) {
     }
 }
 
+/// A 64-byte hash or value of the tree.
+pub type Hash = [u8; 64];
+
 /// The root over `values` (in order) and each value's audit path. A batch of one is its value
 /// with an empty path; an empty batch has no root.
-pub fn batch_root(values: &[[u8; 64]]) -> Option<([u8; 64], Vec<Vec<[u8; 64]>>)> {
+pub fn batch_root(values: &[Hash]) -> Option<(Hash, Vec<Vec<Hash>>)> {
     match values {
         [] => None,
         [one] => Some((*one, vec![Vec::new()])),
