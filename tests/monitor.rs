@@ -1404,13 +1404,35 @@ fn lab_relocation_through_daemons_fires_a_real_alert() {
     // Every daemon probed the served landmark (pinned, through the relay from its site).
     let store = Store::open(Path::new(db)).unwrap();
     let minima = store.landmark_minima_between(0, i64::MAX).unwrap();
-    let probers: Vec<&str> = minima.iter().map(|m| m.prober.as_str()).collect();
-    assert_eq!(
-        probers,
-        ["p0-ams", "p1-lon", "p2-par", "p3-waw"],
+    let at_fra: Vec<&str> = (minima.iter())
+        .filter(|m| m.site == "fra")
+        .map(|m| m.prober.as_str())
+        .collect();
+    let probers = [
+        ("p0-ams", "ams"),
+        ("p1-lon", "lon"),
+        ("p2-par", "par"),
+        ("p3-waw", "waw"),
+    ];
+    assert_eq!(at_fra, probers.map(|p| p.0), "{minima:?}");
+    // And each other's echo (`[echo]`), through the relay: the other three probers' sites,
+    // each far slower than loopback.
+    for (id, site) in probers {
+        let mut peers: Vec<&str> = (minima.iter())
+            .filter(|m| m.prober == id && m.site != "fra")
+            .map(|m| m.site.as_str())
+            .collect();
+        peers.sort_unstable();
+        let others: Vec<&str> = (probers.iter())
+            .map(|p| p.1)
+            .filter(|s| *s != site)
+            .collect();
+        assert_eq!(peers, others, "{id}: {minima:?}");
+    }
+    assert!(
+        minima.iter().all(|m| m.min_rtt_ns > 1_000_000),
         "{minima:?}"
     );
-    assert!(minima.iter().all(|m| m.site == "fra"), "{minima:?}");
 }
 
 #[test]
@@ -2433,4 +2455,95 @@ fn judge_db_names_bad_input() {
     assert!(e.contains("--timing-only"), "{e}");
     run(&[&"--db", &empty, &"--samples", &text]);
     run(&[&"--samples", &text, &"--config", &text]);
+}
+
+/// A free UDP port on 127.0.0.1 (free when asked; the daemon binds it right after).
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Issue 19, probers measure each other: two daemons answer each other's echoes (`[echo]
+/// listen`) and list each other as `[[landmark]]`s; the monitor's config names them by prober
+/// (`prober = "ID"`, the site resolved from `[[probers]]`), so the prober at par has a landmark
+/// at the claim (the prober at ams) and its prediction comes from it, as `locus judge --db` and
+/// the monitor judge it.
+#[test]
+fn probers_answer_each_others_echoes_and_calibrate_the_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let (responder, raddr) = start_responder();
+    let db = dir.path().join("d.db");
+    let db_arg = db.to_str().unwrap();
+    let sites = [("p1", "ams"), ("p2", "par")];
+    let ports = sites.map(|_| free_udp_port());
+    let mut keys = Vec::new();
+    let mut daemons = Vec::new();
+    for (i, (id, site)) in sites.into_iter().enumerate() {
+        let (cfg, key) = keyed_daemon(dir.path(), db_arg, (id, site), raddr, &["a"]);
+        let (peer, peer_site) = sites[1 - i];
+        let text = std::fs::read_to_string(&cfg).unwrap()
+            + &format!(
+                "[echo]\nlisten = \"127.0.0.1:{}\"\n\
+                 [[landmark]]\nname = \"{peer}\"\nsite = \"{peer_site}\"\n\
+                 address = \"127.0.0.1:{}\"\n",
+                ports[i],
+                ports[1 - i]
+            );
+        std::fs::write(&cfg, text).unwrap();
+        keys.push((id, site, key));
+        let mut p = Proc(prober(&cfg).stderr(Stdio::null()).spawn().unwrap());
+        let addr = p.listen();
+        daemons.push((p, addr, peer));
+    }
+    for (p, addr, peer) in &daemons {
+        let id = if *peer == "p1" { "p2" } else { "p1" };
+        wait_for(*addr, "the peer's echo as a landmark", |t| {
+            t.contains(&format!(
+                "locus_landmark_probe_success{{prober=\"{id}\",landmark=\"{peer}\""
+            )) && t.contains(&format!("locus_rounds_total{{prober=\"{id}\",target=\"a\""))
+        });
+        p.signal(Signal::SIGTERM);
+    }
+    for (p, _, _) in daemons {
+        assert_eq!(p.exit_code(), Some(0));
+    }
+    responder.signal(Signal::SIGTERM);
+    let minima = Store::open(&db)
+        .unwrap()
+        .landmark_minima_between(0, i64::MAX)
+        .unwrap();
+    let pairs: Vec<(&str, &str)> = (minima.iter())
+        .map(|m| (m.prober.as_str(), m.site.as_str()))
+        .collect();
+    assert_eq!(pairs, [("p1", "par"), ("p2", "ams")], "{minima:?}");
+
+    let config = daemon_monitor_config(dir.path(), &keys, &["a"]);
+    let text = std::fs::read_to_string(&config).unwrap()
+        + "[[landmark]]\nprober = \"p1\"\n[[landmark]]\nprober = \"p2\"\n";
+    std::fs::write(&config, text).unwrap();
+    let at = (locus_fleet::monitor::unix_now_ns() / S + 1).to_string();
+    let args: [&dyn AsRef<std::ffi::OsStr>; 2] = [&"--config", &config];
+    let v = judge_db(db_arg, &at, &args);
+    let a = node(v["nodes"].as_array().unwrap(), "a");
+    // Two probers are too few for a verdict; each prober's calibration is in the judgement.
+    let distance = |p: &str| {
+        (a["distances"].as_array().unwrap().iter())
+            .find(|d| d["prober"] == p)
+            .unwrap_or_else(|| panic!("{p}: {a}"))
+            .clone()
+    };
+    let (p1, p2) = (distance("p1"), distance("p2"));
+    assert_eq!(p2["calibrated"], true, "{a}");
+    assert!(
+        p2["reference"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("landmark ams at the claim")),
+        "{a}"
+    );
+    // p1's only landmark (p2's echo, at par) is not at the claim: no bestline from one.
+    assert_eq!(p1["calibrated"], false, "{a}");
+    assert_eq!(v["nodes"], monitor_dry_run(db_arg, &at, &args)["nodes"]);
 }
