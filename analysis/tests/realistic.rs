@@ -440,6 +440,33 @@ fn an_anchor_route_change_in_the_metro_is_not_a_move() {
 }
 
 #[test]
+fn a_relays_td_whose_anchor_route_changed_is_proxied_not_relocated() {
+    // the TD 100 km away behind a relay at the claim; its anchor path went from the great
+    // circle (history) to 3.0 (now): +2 ms, more than a route change in the metro adds, but
+    // the probers never showed the node in the metro (a uniform excess over the landmark)
+    let td = destination(FRA, 60.0, 100.0);
+    let n = Node {
+        td: Box::new(move |_| td),
+        relay_infl: Some(1.2),
+        infl: Box::new(|i, _| [2.2, 1.3, 1.1, 2.9][i]),
+    };
+    let mut input = input(&n);
+    input.anchors[0].min_rtt_ns = (rtt(100.0, 3.0) * 1e6) as u64;
+    input.anchor_history = vec![AnchorReport {
+        site: "fra".into(),
+        min_rtt_ns: (rtt(100.0, 1.0) * 1e6) as u64,
+        samples: 5,
+    }];
+    let j = judge(&world(Some(&landmark_rtts(&n))), &input, &Policy::default());
+    assert_eq!(j.verdict, Verdict::Proxied, "{}", reasons(&j));
+    let step = j.relocation.as_ref().unwrap().anchor_step.clone().unwrap();
+    assert!(
+        !step.moved && step.now_ms - step.history_ms > 1.9,
+        "{step:?}"
+    );
+}
+
+#[test]
 fn hard_bound_violation_is_relocated() {
     // the node answers p-par in 0.4 ms: it is within 40 km of Paris, 480 km from the claim
     let j = judged(&honest_at(prober_pos(2), [1.5; 4]), false);

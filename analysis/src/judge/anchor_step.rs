@@ -34,18 +34,20 @@ pub struct AnchorStep {
 
 /// The largest rise, over anchors within `claim_radius_km` of the claim that have a history.
 ///
-/// An honest TD stays within `claim_radius_km` of the claim, so within `claim_radius_km` +
-/// the anchor's offset `d` of the anchor (and within what its fastest history round trip
-/// allows at 2/3 c): any route between the great circle and `inflation_ceiling` times it adds
-/// at most `d × (ceiling − 1)` of fiber to the round trip. The anchor's fixed delay (TLS, host)
-/// is in both minima, but the server's work varies (load, a new backend): up to
-/// `relocation.anchor_jitter_ms` is allowed on top. A move of 100 km away from the anchor adds
-/// ≥ 1 ms of fiber. The caller accuses only when a prober's own rounds moved too.
+/// A route between the great circle and `inflation_ceiling` times it can at most multiply
+/// the fiber part of the history round trip (≤ all of it) by the ceiling. When the probers
+/// showed the node at the claim before (`in_metro`: not slower than the landmark at every
+/// prober, which a relay's detour would make it), the TD was within `claim_radius_km` + the
+/// anchor's offset of the anchor, which bounds that fiber part much tighter. The anchor's fixed
+/// delay (TLS, host) is in both minima, but the server's work varies (load, a new backend): up
+/// to `relocation.anchor_jitter_ms` is allowed on top. A move of 100 km away from the anchor
+/// adds ≥ 1 ms of fiber. The caller accuses only when a prober's own rounds moved too.
 pub(crate) fn check(
     world: &World,
     now: &[AnchorReport],
     history: &[AnchorReport],
     claim: LatLon,
+    in_metro: bool,
     policy: &Policy,
 ) -> Option<AnchorStep> {
     let ms = |ns: u64| ns as f64 / 1e6;
@@ -65,7 +67,12 @@ pub(crate) fn check(
         let (Some(now_ms), Some(history_ms)) = (min_of(now), min_of(history)) else {
             continue;
         };
-        let reach_km = (policy.claim_radius_km + off).min(history_ms / PHYSICS_MS_PER_KM);
+        let physics_km = history_ms / PHYSICS_MS_PER_KM;
+        let reach_km = if in_metro {
+            (policy.claim_radius_km + off).min(physics_km)
+        } else {
+            physics_km
+        };
         let bound_ms = reach_km * PHYSICS_MS_PER_KM * (ceiling - 1.0)
             + policy.relocation.drift_ms
             + policy.relocation.anchor_jitter_ms;
@@ -125,18 +132,46 @@ mod tests {
         let (w, p) = (world(), Policy::default());
         let fra = LatLon::new(50.11, 8.68);
         // 20 km from the anchor at 1.2: 0.08 ms fixed + 0.48 ms; 200 km away at 1.1: + 4.4 ms
-        let step = check(&w, &report("fra", 4.48), &report("fra", 0.56), fra, &p).unwrap();
+        let step = check(
+            &w,
+            &report("fra", 4.48),
+            &report("fra", 0.56),
+            fra,
+            true,
+            &p,
+        )
+        .unwrap();
         assert!(step.moved, "{step:?}");
         assert!(step.min_move_km > 20.0, "{step:?}");
+        // a TD that was never shown in the metro (a relay's TD 100 km away, history 2.1 ms):
+        // its own route change may add that much
+        let step = check(&w, &report("fra", 4.1), &report("fra", 2.1), fra, false, &p).unwrap();
+        assert!(!step.moved, "{step:?}");
         // the same TD, its anchor route now at the ceiling (3.0): + 1.2 ms, never a move
-        let step = check(&w, &report("fra", 1.28), &report("fra", 0.56), fra, &p).unwrap();
+        let step = check(
+            &w,
+            &report("fra", 1.28),
+            &report("fra", 0.56),
+            fra,
+            true,
+            &p,
+        )
+        .unwrap();
         assert!(!step.moved, "{step:?}");
         // ... nor its anchor server 1.9 ms slower on top (load, a new backend)
-        let step = check(&w, &report("fra", 3.18), &report("fra", 0.56), fra, &p).unwrap();
+        let step = check(
+            &w,
+            &report("fra", 3.18),
+            &report("fra", 0.56),
+            fra,
+            true,
+            &p,
+        )
+        .unwrap();
         assert!(!step.moved, "{step:?}");
         // the worst honest case: 30 km from the anchor, 1.0 → 3.0
         let (lo, hi) = (0.08 + 30.0 * 0.01, 0.08 + 30.0 * 0.03);
-        let step = check(&w, &report("fra", hi), &report("fra", lo), fra, &p).unwrap();
+        let step = check(&w, &report("fra", hi), &report("fra", lo), fra, true, &p).unwrap();
         assert!(!step.moved, "{step:?}");
     }
 
@@ -145,7 +180,15 @@ mod tests {
         let (w, p) = (world(), Policy::default());
         let fra = LatLon::new(50.11, 8.68);
         // an anchor 900 km away: any route change there dwarfs a metro
-        assert!(check(&w, &report("waw", 30.0), &report("waw", 12.0), fra, &p).is_none());
-        assert!(check(&w, &report("fra", 3.0), &[], fra, &p).is_none());
+        assert!(check(
+            &w,
+            &report("waw", 30.0),
+            &report("waw", 12.0),
+            fra,
+            true,
+            &p
+        )
+        .is_none());
+        assert!(check(&w, &report("fra", 3.0), &[], fra, true, &p).is_none());
     }
 }

@@ -164,12 +164,24 @@ impl<'a> Judging<'a> {
         if reloc.detected {
             self.check_move(&mut reloc, claim, &probes, round_ms, &series_rounds);
         }
+        // The node sat in the metro before when its early rounds were not slower than the
+        // landmark at the claim at every prober (a relay's detour is a uniform excess).
+        let slack = |p: &str| {
+            (self.j.distances.iter())
+                .find(|d| d.prober == p)
+                .map(|d| d.slack_ms)
+        };
+        let in_metro = !reloc.shifts.is_empty()
+            && (reloc.shifts.iter()).all(|s| s.landmark_differenced)
+            && (reloc.shifts.iter())
+                .any(|s| slack(&s.prober).is_some_and(|slack| s.baseline_ms <= slack));
         let node = self.node;
         reloc.anchor_step = anchor_step::check(
             self.world,
             &node.anchors,
             &node.anchor_history,
             claim,
+            in_metro,
             self.policy,
         );
         if let Some(step) = reloc.anchor_step.as_mut().filter(|s| s.moved) {
