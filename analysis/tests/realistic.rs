@@ -1,6 +1,7 @@
 //! Engine rules on paths that match no model (issue 19): per-path inflation 1.1-3.0, route
 //! changes, nodes anywhere in their metro, landmarks at the claimed site. Deterministic.
 
+use locus_analysis::judge::anchor_step::AnchorStep;
 use locus_analysis::judge::geo::{destination, distance_km, LatLon};
 use locus_analysis::{
     judge, AnchorReport, EchoSample, EvidenceSummary, InTdTimings, Judgement, LandmarkRtt,
@@ -423,16 +424,8 @@ fn an_anchor_route_change_in_the_metro_is_not_a_move() {
     // the TD 30 km from the anchor; its route to it went from the great circle to 3.0
     let home = destination(FRA, 120.0, 30.0);
     let n = honest_at(home, [1.5; 4]);
-    let mut input = input(&n);
-    input.anchors[0].min_rtt_ns = (rtt(30.0, 3.0) * 1e6) as u64;
-    input.anchor_history = vec![AnchorReport {
-        site: "fra".into(),
-        min_rtt_ns: (rtt(30.0, 1.0) * 1e6) as u64,
-        samples: 5,
-    }];
-    let j = judge(&world(Some(&landmark_rtts(&n))), &input, &Policy::default());
+    let (j, step) = judged_with_anchor_rise(&n, rtt(30.0, 3.0), rtt(30.0, 1.0));
     assert_eq!(j.verdict, Verdict::Located, "{}", reasons(&j));
-    let step = j.relocation.as_ref().unwrap().anchor_step.clone().unwrap();
     assert!(
         !step.moved && step.now_ms - step.history_ms > 0.55,
         "{step:?}"
@@ -450,16 +443,8 @@ fn a_relays_td_whose_anchor_route_changed_is_proxied_not_relocated() {
         relay_infl: Some(1.2),
         infl: Box::new(|i, _| [2.2, 1.3, 1.1, 2.9][i]),
     };
-    let mut input = input(&n);
-    input.anchors[0].min_rtt_ns = (rtt(100.0, 3.0) * 1e6) as u64;
-    input.anchor_history = vec![AnchorReport {
-        site: "fra".into(),
-        min_rtt_ns: (rtt(100.0, 1.0) * 1e6) as u64,
-        samples: 5,
-    }];
-    let j = judge(&world(Some(&landmark_rtts(&n))), &input, &Policy::default());
+    let (j, step) = judged_with_anchor_rise(&n, rtt(100.0, 3.0), rtt(100.0, 1.0));
     assert_eq!(j.verdict, Verdict::Proxied, "{}", reasons(&j));
-    let step = j.relocation.as_ref().unwrap().anchor_step.clone().unwrap();
     assert!(
         !step.moved && step.now_ms - step.history_ms > 1.9,
         "{step:?}"
@@ -517,6 +502,27 @@ fn proxy_50_km_with_a_landmark_is_proxied_with_its_distance() {
 
 /// The honest node of `n`, its landmark at the claim as each prober measures it per round:
 /// `lm_at(r)` is where the landmark's server is, `lm_extra(i, r)` ms its own added delay.
+/// The TD's RTT to the anchor at fra: `now_ms` this window, `history_ms` in its history.
+fn anchor_rise(input: &mut NodeInput, now_ms: f64, history_ms: f64) {
+    input.anchors[0].min_rtt_ns = (now_ms * 1e6) as u64;
+    input.anchor_history = vec![AnchorReport {
+        site: "fra".into(),
+        min_rtt_ns: (history_ms * 1e6) as u64,
+        samples: 5,
+    }];
+}
+
+/// `n` judged with its anchor RTT at fra rising from `history_ms` to `now_ms`, and that step.
+fn judged_with_anchor_rise(n: &Node, now_ms: f64, history_ms: f64) -> (Judgement, AnchorStep) {
+    let mut input = input(n);
+    anchor_rise(&mut input, now_ms, history_ms);
+    let j = judge(&world(Some(&landmark_rtts(n))), &input, &Policy::default());
+    let step = (j.relocation.as_ref())
+        .and_then(|r| r.anchor_step.clone())
+        .expect("an anchor step");
+    (j, step)
+}
+
 fn judged_with_landmark(
     n: &Node,
     lm_at: impl Fn(u64) -> LatLon,
@@ -631,12 +637,7 @@ fn a_slow_anchor_server_does_not_relocate_an_honest_td() {
     let n = honest_at(FRA, [1.5; 4]);
     let mut input = input(&n);
     let hist = rtt(0.0, 1.5);
-    input.anchors[0].min_rtt_ns = ((hist + 1.5) * 1e6) as u64;
-    input.anchor_history = vec![AnchorReport {
-        site: "fra".into(),
-        min_rtt_ns: (hist * 1e6) as u64,
-        samples: 5,
-    }];
+    anchor_rise(&mut input, hist + 1.5, hist);
     let w = world(Some(&landmark_rtts(&n)));
     let j = judge(&w, &input, &Policy::default());
     assert_ne!(j.verdict, Verdict::Relocated, "{}", reasons(&j));

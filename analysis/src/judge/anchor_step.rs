@@ -127,51 +127,40 @@ mod tests {
         }]
     }
 
-    #[test]
-    fn a_rise_beyond_any_metro_route_change_is_a_move() {
-        let (w, p) = (world(), Policy::default());
+    /// The step of an anchor at fra for a TD claimed at fra, `history` → `now` ms.
+    fn fra_step(now: f64, history: f64, in_metro: bool) -> AnchorStep {
         let fra = LatLon::new(50.11, 8.68);
-        // 20 km from the anchor at 1.2: 0.08 ms fixed + 0.48 ms; 200 km away at 1.1: + 4.4 ms
-        let step = check(
+        let (w, p) = (world(), Policy::default());
+        check(
             &w,
-            &report("fra", 4.48),
-            &report("fra", 0.56),
+            &report("fra", now),
+            &report("fra", history),
             fra,
-            true,
+            in_metro,
             &p,
         )
-        .unwrap();
+        .expect("an anchor at the claim with a history")
+    }
+
+    #[test]
+    fn a_rise_beyond_any_metro_route_change_is_a_move() {
+        // 20 km from the anchor at 1.2: 0.08 ms fixed + 0.48 ms; 200 km away at 1.1: + 4.4 ms
+        let step = fra_step(4.48, 0.56, true);
         assert!(step.moved, "{step:?}");
         assert!(step.min_move_km > 20.0, "{step:?}");
         // a TD that was never shown in the metro (a relay's TD 100 km away, history 2.1 ms):
         // its own route change may add that much
-        let step = check(&w, &report("fra", 4.1), &report("fra", 2.1), fra, false, &p).unwrap();
+        let step = fra_step(4.1, 2.1, false);
         assert!(!step.moved, "{step:?}");
         // the same TD, its anchor route now at the ceiling (3.0): + 1.2 ms, never a move
-        let step = check(
-            &w,
-            &report("fra", 1.28),
-            &report("fra", 0.56),
-            fra,
-            true,
-            &p,
-        )
-        .unwrap();
+        let step = fra_step(1.28, 0.56, true);
         assert!(!step.moved, "{step:?}");
         // ... nor its anchor server 1.9 ms slower on top (load, a new backend)
-        let step = check(
-            &w,
-            &report("fra", 3.18),
-            &report("fra", 0.56),
-            fra,
-            true,
-            &p,
-        )
-        .unwrap();
+        let step = fra_step(3.18, 0.56, true);
         assert!(!step.moved, "{step:?}");
         // the worst honest case: 30 km from the anchor, 1.0 → 3.0
         let (lo, hi) = (0.08 + 30.0 * 0.01, 0.08 + 30.0 * 0.03);
-        let step = check(&w, &report("fra", hi), &report("fra", lo), fra, true, &p).unwrap();
+        let step = fra_step(hi, lo, true);
         assert!(!step.moved, "{step:?}");
     }
 
