@@ -409,19 +409,25 @@ fn a_move_the_probers_hardly_see_is_relocated_by_the_anchor_against_its_history(
     );
 }
 
+/// `n` judged with its TD `km` from the anchor at fra over a route inflated `then` in its
+/// history and `now` in this window.
+fn judged_with_anchor_route(n: &Node, km: f64, then: f64, now: f64) -> Judgement {
+    let mut input = input(n);
+    input.anchors[0].min_rtt_ns = (rtt(km, now) * 1e6) as u64;
+    input.anchor_history = vec![AnchorReport {
+        site: "fra".into(),
+        min_rtt_ns: (rtt(km, then) * 1e6) as u64,
+        samples: 5,
+    }];
+    judge(&world(Some(&landmark_rtts(n))), &input, &Policy::default())
+}
+
 #[test]
 fn an_anchor_route_change_in_the_metro_is_not_a_move() {
     // the TD 30 km from the anchor; its route to it went from the great circle to 3.0
     let home = destination(FRA, 120.0, 30.0);
     let n = honest_at(home, [1.5; 4]);
-    let mut input = input(&n);
-    input.anchors[0].min_rtt_ns = (rtt(30.0, 3.0) * 1e6) as u64;
-    input.anchor_history = vec![AnchorReport {
-        site: "fra".into(),
-        min_rtt_ns: (rtt(30.0, 1.0) * 1e6) as u64,
-        samples: 5,
-    }];
-    let j = judge(&world(Some(&landmark_rtts(&n))), &input, &Policy::default());
+    let j = judged_with_anchor_route(&n, 30.0, 1.0, 3.0);
     assert_eq!(j.verdict, Verdict::Located, "{}", reasons(&j));
     let step = j.relocation.as_ref().unwrap().anchor_step.clone().unwrap();
     assert!(
@@ -441,14 +447,7 @@ fn a_relays_td_whose_anchor_route_changed_is_proxied_not_relocated() {
         relay_infl: Some(1.2),
         infl: Box::new(|i, _| [2.2, 1.3, 1.1, 2.9][i]),
     };
-    let mut input = input(&n);
-    input.anchors[0].min_rtt_ns = (rtt(100.0, 3.0) * 1e6) as u64;
-    input.anchor_history = vec![AnchorReport {
-        site: "fra".into(),
-        min_rtt_ns: (rtt(100.0, 1.0) * 1e6) as u64,
-        samples: 5,
-    }];
-    let j = judge(&world(Some(&landmark_rtts(&n))), &input, &Policy::default());
+    let j = judged_with_anchor_route(&n, 100.0, 1.0, 3.0);
     assert_eq!(j.verdict, Verdict::Proxied, "{}", reasons(&j));
     let step = j.relocation.as_ref().unwrap().anchor_step.clone().unwrap();
     assert!(
