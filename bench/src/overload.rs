@@ -8,12 +8,18 @@
 //! plus raw UDP datagrams at the responder's port, paced at `--flood-factor` times the echo
 //! capacity measured before the attack (best effort: the attacker shares the machine's cores
 //! with the responder and the honest prober; the rate reached is reported).
+//!
+//! The attackers run in their own process ([`attack`]): on a real deployment they are other
+//! machines, so none of their work runs on the honest prober's runtime. Idle and loaded
+//! phases use the same honest prober, runtime and connection.
+
+pub mod attack;
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,8 +29,7 @@ use locus_prober::identity::ProberIdentity;
 use locus_prober::requests::{request_evidence, RequestError};
 use locus_prober::stats::RttStats;
 use locus_prober::{connect, run_round, RoundConfig, SpkiPolicy, Target};
-use locus_proto::frame::{self, MessageKind};
-use locus_proto::messages::{EvidenceRequest, Include};
+use locus_proto::messages::Include;
 use locus_responder::admission::ShedCounts;
 use locus_responder::tdx::lab::LabTdx;
 use serde::Serialize;
@@ -97,10 +102,18 @@ struct OverloadReport {
     /// The responder process was still running after the attack.
     responder_alive: bool,
     /// Seconds of the measured attack phase, and the CPU seconds used in it by the responder
-    /// and by this bench process (attackers, raw flood and honest prober; same machine).
+    /// and by the bench (attackers, raw flood and honest prober; same machine): the sum of
+    /// the attack process's and the honest prober's process's.
     attack_secs: f64,
     responder_cpu_s_attack: f64,
     bench_cpu_s_attack: f64,
+    attacker_cpu_s_attack: f64,
+    honest_prober_cpu_s_attack: f64,
+    /// What the attackers reached in the measured phase, per second: connection attempts,
+    /// hostile echo challenges sent, unsigned evidence requests sent.
+    attack_connect_attempts_per_s: f64,
+    attack_echo_sent_per_s: f64,
+    attack_evidence_requests_per_s: f64,
     /// The machine's 1-minute load average when the attack phase ended.
     load_average: f64,
     /// What the responder shed, by limit, as it logged at shutdown (`null` when it did not).
@@ -122,7 +135,7 @@ pub fn run(args: OverloadArgs) -> anyhow::Result<String> {
     // failed run with the responder's log, never a stuck bench).
     let deadline = run_deadline(&args);
     let result = rt.block_on(async {
-        tokio::time::timeout(deadline, measure(&args, &responder, honest))
+        tokio::time::timeout(deadline, measure(&args, &responder, honest, dir.path()))
             .await
             .unwrap_or_else(|_| bail!("the run did not finish within {deadline:?}"))
     });
@@ -165,6 +178,7 @@ async fn measure(
     args: &OverloadArgs,
     responder: &ResponderProcess,
     honest: Arc<ProberIdentity>,
+    dir: &std::path::Path,
 ) -> anyhow::Result<OverloadReport> {
     let addr = responder.addr;
     let pin = SpkiPolicy::Pinned(responder.spki.clone());
@@ -201,68 +215,40 @@ async fn measure(
     // Capacity: four connections flooding echoes (from their own address).
     report.echo_capacity_per_s = capacity(addr, &pin, &honest, phase).await?;
 
-    // Attack.
-    let stop = Arc::new(AtomicBool::new(false));
-    let counters = Arc::new(AttackCounters::default());
+    // Attack, from its own process: the honest prober's runtime and process run none of it.
     let flood_target = args.flood_factor * report.echo_capacity_per_s;
-    let flood = {
-        let stop = stop.clone();
-        std::thread::spawn(move || raw_flood(addr, flood_target, &stop))
-    };
-    let mut attackers = Vec::new();
-    for i in 0..args.attack_connections {
-        // 32 connections per source address: the per-IP cap (64) is not what stops them.
-        let bind = SocketAddr::from(([127, 0, 1, 1 + (i / 32) as u8], 0));
-        let (stop, counters, busy, pin) =
-            (stop.clone(), counters.clone(), busy.clone(), pin.clone());
-        attackers.push(tokio::spawn(async move {
-            // A connection the responder closes (or refuses) is opened again: the attack
-            // keeps its size for as long as the responder lets it.
-            while !stop.load(Ordering::Relaxed) {
-                let target = match connect(addr, bind, pin.clone(), ATTACK_CONNECT_TIMEOUT).await {
-                    Ok(t) => t,
-                    Err(_) => {
-                        counters.refused.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(RECONNECT_PAUSE).await;
-                        continue;
-                    }
-                };
-                match i % 3 {
-                    0 => hold_header_only_streams(&target, &stop, &counters).await,
-                    1 => evidence_flood(&target, &stop, &counters, &busy).await,
-                    _ => echo_flood(&target, &stop, &counters).await,
-                }
-                if target.conn.close_reason().is_some() {
-                    counters.closed.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }));
-    }
+    let mut attack = attack::AttackProcess::spawn(
+        addr,
+        &responder.spki,
+        args.attack_connections,
+        flood_target,
+        &dir.join("attack.log"),
+    )?;
     // Let the attack reach its stride before measuring.
     tokio::time::sleep(phase / 3).await;
     let attack_started = Instant::now();
     let cpu0 = (
         crate::fleet::cpu_seconds(responder.pid)?,
         crate::fleet::cpu_seconds(std::process::id())?,
+        crate::fleet::cpu_seconds(attack.pid)?,
     );
-    let echo_answered_before = counters.echo_answered.load(Ordering::Relaxed);
+    let before = attack.snapshot()?;
     let (echo_load, evidence_load) = honest_phase(&prober, args, phase, &busy).await?;
+    let during = attack.snapshot()?;
     let attack_secs = attack_started.elapsed().as_secs_f64();
     report.attack_secs = attack_secs;
     report.responder_cpu_s_attack = crate::fleet::cpu_seconds(responder.pid)? - cpu0.0;
-    report.bench_cpu_s_attack = crate::fleet::cpu_seconds(std::process::id())? - cpu0.1;
+    report.honest_prober_cpu_s_attack = crate::fleet::cpu_seconds(std::process::id())? - cpu0.1;
+    report.attacker_cpu_s_attack = crate::fleet::cpu_seconds(attack.pid)? - cpu0.2;
+    report.bench_cpu_s_attack = report.honest_prober_cpu_s_attack + report.attacker_cpu_s_attack;
     report.load_average = load_average().unwrap_or(f64::NAN);
-    let echo_answered = counters.echo_answered.load(Ordering::Relaxed) - echo_answered_before;
-    stop.store(true, Ordering::Relaxed);
-    for a in attackers {
-        let _ = tokio::time::timeout(Duration::from_secs(5), a).await;
-    }
-    let sent = flood
-        .join()
-        .map_err(|_| anyhow::anyhow!("flood thread panicked"))??;
+    let total = attack.stop()?;
+    let per_s = |f: fn(&attack::AttackSnapshot) -> u64| {
+        f(&during).saturating_sub(f(&before)) as f64 / attack_secs
+    };
 
-    report.attack_connections_refused = counters.refused.load(Ordering::Relaxed);
-    report.attack_connections_closed = counters.closed.load(Ordering::Relaxed);
+    report.attack_connections_refused = total.refused;
+    report.attack_connections_closed = total.closed;
     report.honest_echo_p50_us = echo_load.rtt.p50_us;
     report.honest_echo_p99_us = echo_load.rtt.p99_us;
     report.honest_echo_lost = echo_load.lost;
@@ -275,12 +261,15 @@ async fn measure(
     );
     report.honest_evidence_failed = evidence_load.failed;
     report.flood_target_per_s = flood_target;
-    report.flood_sent_per_s = sent;
-    report.attack_echo_answered_per_s = echo_answered as f64 / attack_secs;
-    report.attack_evidence_answered = counters.evidence_answered.load(Ordering::Relaxed);
-    report.attack_unauthorized = counters.unauthorized.load(Ordering::Relaxed);
-    report.attack_streams_held = counters.streams_held.load(Ordering::Relaxed);
-    report.busy_answers = busy.load(Ordering::Relaxed);
+    report.flood_sent_per_s = per_s(|s| s.flood_sent);
+    report.attack_echo_answered_per_s = per_s(|s| s.echo_answered);
+    report.attack_echo_sent_per_s = per_s(|s| s.echo_sent);
+    report.attack_evidence_requests_per_s = per_s(|s| s.evidence_sent);
+    report.attack_connect_attempts_per_s = per_s(|s| s.connect_attempts);
+    report.attack_evidence_answered = total.evidence_answered;
+    report.attack_unauthorized = total.unauthorized;
+    report.attack_streams_held = total.streams_held;
+    report.busy_answers = busy.load(Ordering::Relaxed) + total.busy;
     prober.conn.close(0u32.into(), b"done");
     Ok(report)
 }
@@ -423,122 +412,6 @@ fn flood_round(count: u64) -> RoundConfig {
         keep_samples: false,
         spin: Duration::ZERO,
     }
-}
-
-#[derive(Default)]
-struct AttackCounters {
-    refused: AtomicU64,
-    closed: AtomicU64,
-    echo_answered: AtomicU64,
-    evidence_answered: AtomicU64,
-    unauthorized: AtomicU64,
-    streams_held: AtomicU64,
-}
-
-/// Opens request streams that announce the largest body and never send it, as many as the
-/// responder allows, and holds them.
-async fn hold_header_only_streams(target: &Target, stop: &AtomicBool, c: &AttackCounters) {
-    let header = [
-        1u8,
-        MessageKind::EvidenceRequest as u8,
-        0x00,
-        0x00,
-        0x3f,
-        0xff,
-    ];
-    let mut held = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
-        // Past the stream limit `open_bi` waits: try again a little later.
-        match tokio::time::timeout(Duration::from_millis(100), target.conn.open_bi()).await {
-            Ok(Ok((mut send, recv))) => {
-                if send.write_all(&header).await.is_ok() {
-                    c.streams_held.fetch_add(1, Ordering::Relaxed);
-                    held.push((send, recv));
-                }
-            }
-            Ok(Err(_)) => return,
-            Err(_) => {}
-        }
-    }
-}
-
-/// Unsigned evidence requests, one after another (the responder's answer decides the pace).
-async fn evidence_flood(target: &Target, stop: &AtomicBool, c: &AttackCounters, busy: &AtomicU64) {
-    let req = EvidenceRequest {
-        nonce: vec![0xa5; 32],
-        include: Include {
-            tdx: true,
-            tpm: false,
-            anchors: vec!["a".into(), "a".into(), "b".into()],
-        },
-        issuer: None,
-        sealed: None,
-        auth: None,
-    };
-    let bytes = frame::encode(MessageKind::EvidenceRequest, &req);
-    while !stop.load(Ordering::Relaxed) {
-        match locus_prober::requests::exchange_raw(target, &bytes).await {
-            Ok(reply) => match reply.get(1).copied() {
-                Some(k) if k == MessageKind::EvidenceResponse as u8 => {
-                    c.evidence_answered.fetch_add(1, Ordering::Relaxed);
-                }
-                _ => {
-                    let e: Result<locus_proto::messages::ErrorMessage, _> =
-                        frame::decode(&reply, MessageKind::Error, frame::MAX_BODY_LEN);
-                    match e.map(|e| e.code) {
-                        Ok(locus_proto::messages::codes::UNAUTHORIZED) => {
-                            c.unauthorized.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Ok(
-                            locus_proto::messages::codes::BUSY
-                            | locus_proto::messages::codes::RATE_LIMITED,
-                        ) => {
-                            busy.fetch_add(1, Ordering::Relaxed);
-                        }
-                        _ => {}
-                    }
-                }
-            },
-            Err(_) => {
-                if target.conn.close_reason().is_some() {
-                    return;
-                }
-            }
-        }
-    }
-}
-
-/// Echo challenges as fast as 256 in flight allow.
-async fn echo_flood(target: &Target, stop: &AtomicBool, c: &AttackCounters) {
-    while !stop.load(Ordering::Relaxed) && target.conn.close_reason().is_none() {
-        let r = run_round(target, &flood_round(2_000)).await;
-        c.echo_answered.fetch_add(r.answered, Ordering::Relaxed);
-    }
-}
-
-/// Raw UDP datagrams (QUIC short-header look, no connection) at `rate` per second from one
-/// thread, paced per millisecond; returns the rate reached.
-fn raw_flood(addr: SocketAddr, rate: f64, stop: &AtomicBool) -> anyhow::Result<f64> {
-    let socket = UdpSocket::bind("127.0.1.250:0")?;
-    socket.set_nonblocking(true)?;
-    let mut packet = [0u8; 64];
-    packet[0] = 0x40;
-    let started = Instant::now();
-    let mut sent = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        let due = (started.elapsed().as_secs_f64() * rate) as u64;
-        if sent >= due {
-            std::thread::sleep(Duration::from_micros(500));
-            continue;
-        }
-        for _ in 0..(due - sent).min(1024) {
-            packet[1..9].copy_from_slice(&sent.to_le_bytes());
-            // A full socket buffer drops the datagram, as a congested path would.
-            let _ = socket.send_to(&packet, addr);
-            sent += 1;
-        }
-    }
-    Ok(sent as f64 / started.elapsed().as_secs_f64())
 }
 
 /// The log target of the responder's shed counts at shutdown (`src/responder_cmd.rs`).
@@ -711,9 +584,22 @@ fn render(r: &OverloadReport, json: bool) -> anyhow::Result<String> {
         );
         let _ = writeln!(
             out,
-            "attack phase {:.1} s: responder {:.2} CPU-s, this bench (attackers, flood, honest \
-             prober) {:.2} CPU-s; load average {:.2}",
-            r.attack_secs, r.responder_cpu_s_attack, r.bench_cpu_s_attack, r.load_average
+            "attack phase {:.1} s: responder {:.2} CPU-s, attack process {:.2} CPU-s, honest \
+             prober {:.2} CPU-s; load average {:.2}",
+            r.attack_secs,
+            r.responder_cpu_s_attack,
+            r.attacker_cpu_s_attack,
+            r.honest_prober_cpu_s_attack,
+            r.load_average
+        );
+        let _ = writeln!(
+            out,
+            "attack reached: {:.0} connection attempts/s, {:.0} echo challenges/s ({:.0} \
+             answered), {:.0} evidence requests/s",
+            r.attack_connect_attempts_per_s,
+            r.attack_echo_sent_per_s,
+            r.attack_echo_answered_per_s,
+            r.attack_evidence_requests_per_s
         );
         if let Some(c) = &r.responder_shed {
             let _ = writeln!(
