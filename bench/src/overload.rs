@@ -31,6 +31,7 @@ use locus_prober::stats::RttStats;
 use locus_prober::{connect, run_round, RoundConfig, SpkiPolicy, Target};
 use locus_proto::messages::Include;
 use locus_responder::admission::ShedCounts;
+use locus_responder::server::EVIDENCE_TIMING_TARGET;
 use locus_responder::tdx::lab::LabTdx;
 use serde::Serialize;
 
@@ -51,6 +52,10 @@ pub struct OverloadArgs {
     /// Honest echo challenges per second.
     #[arg(long, default_value_t = 1000.0)]
     honest_rate: f64,
+    /// Keep the responder's log here, with each evidence request's timing (queue wait, work,
+    /// hand-back) at debug.
+    #[arg(long, value_name = "FILE")]
+    responder_log: Option<std::path::PathBuf>,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -126,7 +131,7 @@ pub fn run(args: OverloadArgs) -> anyhow::Result<String> {
     }
     let dir = tempfile::tempdir()?;
     let honest = Arc::new(ProberIdentity::from_seed(rand::random()));
-    let mut responder = ResponderProcess::spawn(dir.path(), &honest)?;
+    let mut responder = ResponderProcess::spawn(dir.path(), &honest, args.responder_log.is_some())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -143,7 +148,10 @@ pub fn run(args: OverloadArgs) -> anyhow::Result<String> {
     rt.shutdown_timeout(Duration::from_secs(1));
     let mut report = match result {
         Ok(r) => r,
-        Err(e) => bail!("{e:#}\nresponder log:\n{}", responder.log_tail()),
+        Err(e) => {
+            keep_log(&responder, args.responder_log.as_deref())?;
+            bail!("{e:#}\nresponder log:\n{}", responder.log_tail())
+        }
     };
     report.responder_alive = responder.alive();
     if !report.responder_alive {
@@ -152,7 +160,16 @@ pub fn run(args: OverloadArgs) -> anyhow::Result<String> {
     report.responder_rss_mib_peak =
         crate::fleet::status_kib(responder.pid, "VmHWM:")? as f64 / 1024.0;
     report.responder_shed = responder.stop_for_shed_counts();
+    keep_log(&responder, args.responder_log.as_deref())?;
     render(&report, args.json)
+}
+
+fn keep_log(responder: &ResponderProcess, to: Option<&std::path::Path>) -> anyhow::Result<()> {
+    if let Some(to) = to {
+        std::fs::copy(&responder.log, to)
+            .with_context(|| format!("keeping the responder's log at {}", to.display()))?;
+    }
+    Ok(())
 }
 
 /// The longest a run may take: three phases and the attack's ramp, every honest evidence
@@ -438,7 +455,7 @@ struct ResponderProcess {
 }
 
 impl ResponderProcess {
-    fn spawn(dir: &std::path::Path, honest: &ProberIdentity) -> anyhow::Result<Self> {
+    fn spawn(dir: &std::path::Path, honest: &ProberIdentity, timing: bool) -> anyhow::Result<Self> {
         let lab = dir.join("lab-pki");
         LabTdx::generate()?.save(&lab)?;
         let config = dir.join("responder.toml");
@@ -459,7 +476,11 @@ impl ResponderProcess {
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log)?);
         if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", format!("warn,{SHED_LOG_TARGET}=info"));
+            let mut filter = format!("warn,{SHED_LOG_TARGET}=info");
+            if timing {
+                filter.push_str(&format!(",{EVIDENCE_TIMING_TARGET}=debug"));
+            }
+            cmd.env("RUST_LOG", filter);
         }
         let mut child = cmd.spawn().context("starting `locus responder --config`")?;
         let pid = child.id();
