@@ -685,6 +685,12 @@ async fn collect_evidence(
                 t.sealed_nonce = req.sealed;
             }
             bundle.timings.evidence_ns = Some(received.elapsed().as_nanos() as u64);
+            debug!(
+                target: EVIDENCE_TIMING_TARGET,
+                tdx_quote_us = bundle.timings.tdx_quote_ns.map(|ns| ns / 1000),
+                tpm_quote_us = bundle.timings.tpm_quote_ns.map(|ns| ns / 1000),
+                "evidence collected"
+            );
             shared.admission.log.answered();
             frame::encode(MessageKind::EvidenceResponse, &EvidenceResponse { bundle })
         }
