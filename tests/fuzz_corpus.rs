@@ -216,6 +216,24 @@ fn regenerate_seed_corpus() {
     );
     put(
         "frames",
+        "hello-request.bin",
+        &encode(
+            MessageKind::HelloRequest,
+            &HelloRequest {
+                auth: RequestAuth {
+                    public_key: vec![3; 32],
+                    signature: vec![4; 64],
+                },
+            },
+        ),
+    );
+    put(
+        "frames",
+        "hello-response.bin",
+        &encode(MessageKind::HelloResponse, &HelloResponse {}),
+    );
+    put(
+        "frames",
         "error.bin",
         &encode(
             MessageKind::Error,
