@@ -104,6 +104,10 @@ struct OverloadReport {
     busy_answers: u64,
     /// Header-only request streams the responder let hostile connections open.
     attack_streams_held: u64,
+    /// Nice value of the honest prober's threads; the responder and the attack process run
+    /// at the bench's own (normally 0). On a deployment the attackers are other machines: here
+    /// their CPU must not delay the prober's own code, in the idle phase as under attack.
+    honest_prober_nice: i32,
     /// The responder process was still running after the attack.
     responder_alive: bool,
     /// Seconds of the measured attack phase, and the CPU seconds used in it by the responder
@@ -132,6 +136,16 @@ pub fn run(args: OverloadArgs) -> anyhow::Result<String> {
     let dir = tempfile::tempdir()?;
     let honest = Arc::new(ProberIdentity::from_seed(rand::random()));
     let mut responder = ResponderProcess::spawn(dir.path(), &honest, args.responder_log.is_some())?;
+    // From here this thread and the runtime's (created by it, so inheriting) run the honest
+    // prober only; the attack process is started at the bench's own priority.
+    let base_nice = priority::get()?;
+    let honest_nice = match priority::set(HONEST_NICE) {
+        Ok(()) => HONEST_NICE,
+        Err(e) => {
+            tracing::warn!("the honest prober keeps nice {base_nice} (nice {HONEST_NICE}: {e})");
+            base_nice
+        }
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -140,9 +154,12 @@ pub fn run(args: OverloadArgs) -> anyhow::Result<String> {
     // failed run with the responder's log, never a stuck bench).
     let deadline = run_deadline(&args);
     let result = rt.block_on(async {
-        tokio::time::timeout(deadline, measure(&args, &responder, honest, dir.path()))
-            .await
-            .unwrap_or_else(|_| bail!("the run did not finish within {deadline:?}"))
+        tokio::time::timeout(
+            deadline,
+            measure(&args, &responder, honest, dir.path(), base_nice),
+        )
+        .await
+        .unwrap_or_else(|_| bail!("the run did not finish within {deadline:?}"))
     });
     // Hostile tasks may still be parked on the responder: do not wait for them.
     rt.shutdown_timeout(Duration::from_secs(1));
@@ -153,6 +170,7 @@ pub fn run(args: OverloadArgs) -> anyhow::Result<String> {
             bail!("{e:#}\nresponder log:\n{}", responder.log_tail())
         }
     };
+    report.honest_prober_nice = honest_nice;
     report.responder_alive = responder.alive();
     if !report.responder_alive {
         bail!("the responder died under attack:\n{}", responder.log_tail());
@@ -182,6 +200,29 @@ fn run_deadline(args: &OverloadArgs) -> Duration {
         + Duration::from_secs(30)
 }
 
+/// Nice value asked for the honest prober's threads ([`OverloadReport::honest_prober_nice`]).
+const HONEST_NICE: i32 = -10;
+
+/// The calling thread's scheduling priority (its nice value).
+mod priority {
+    /// The calling thread's nice value.
+    pub(super) fn get() -> std::io::Result<i32> {
+        Ok(rustix::process::getpriority_process(Some(
+            rustix::thread::gettid(),
+        ))?)
+    }
+
+    /// Sets the calling thread's nice value (threads and processes it starts inherit it); a
+    /// lower value than the current one needs `CAP_SYS_NICE`.
+    pub(super) fn set(nice: i32) -> std::io::Result<()> {
+        // With a thread id, PRIO_PROCESS sets that thread's nice value only (Linux).
+        Ok(rustix::process::setpriority_process(
+            Some(rustix::thread::gettid()),
+            nice,
+        )?)
+    }
+}
+
 /// One honest evidence request, and one hostile handshake, at most.
 const EVIDENCE_TIMEOUT: Duration = Duration::from_secs(10);
 const ATTACK_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -196,6 +237,7 @@ async fn measure(
     responder: &ResponderProcess,
     honest: Arc<ProberIdentity>,
     dir: &std::path::Path,
+    attack_nice: i32,
 ) -> anyhow::Result<OverloadReport> {
     let addr = responder.addr;
     let pin = SpkiPolicy::Pinned(responder.spki.clone());
@@ -249,6 +291,7 @@ async fn measure(
         args.attack_connections,
         flood_target,
         &dir.join("attack.log"),
+        attack_nice,
     )?;
     // Let the attack reach its stride before measuring.
     tokio::time::sleep(phase / 3).await;
@@ -618,11 +661,12 @@ fn render(r: &OverloadReport, json: bool) -> anyhow::Result<String> {
         let _ = writeln!(
             out,
             "attack phase {:.1} s: responder {:.2} CPU-s, attack process {:.2} CPU-s, honest \
-             prober {:.2} CPU-s; load average {:.2}",
+             prober {:.2} CPU-s (nice {}); load average {:.2}",
             r.attack_secs,
             r.responder_cpu_s_attack,
             r.attacker_cpu_s_attack,
             r.honest_prober_cpu_s_attack,
+            r.honest_prober_nice,
             r.load_average
         );
         let _ = writeln!(

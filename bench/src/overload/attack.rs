@@ -301,6 +301,7 @@ impl AttackProcess {
         connections: usize,
         flood_rate: f64,
         log: &std::path::Path,
+        nice: i32,
     ) -> anyhow::Result<Self> {
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.args(["bench", "overload-attack", "--addr"])
@@ -314,9 +315,17 @@ impl AttackProcess {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(log)?);
-        let mut child = cmd
-            .spawn()
-            .context("starting `locus bench overload-attack`")?;
+        // Started from a thread of its own at `nice`: a child inherits its parent thread's
+        // priority, and the bench's threads run above it.
+        let mut child = std::thread::scope(|s| {
+            s.spawn(|| {
+                super::priority::set(nice)?;
+                cmd.spawn()
+            })
+            .join()
+        })
+        .map_err(|_| anyhow::anyhow!("the thread starting the attack panicked"))?
+        .context("starting `locus bench overload-attack`")?;
         let pid = child.id();
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().context("attack process stdout")?;
