@@ -426,6 +426,14 @@ fn bench_overload_small_instance_reports_its_keys() {
     assert!(shed["unauthorized"].as_u64().unwrap() > 0, "{v}");
     assert!(shed["connections_penalized"].as_u64().is_some(), "{v}");
     assert!(v["responder_cpu_s_attack"].as_f64().unwrap() > 0.0, "{v}");
+    // The attackers ran in their own process, and what they reached is reported.
+    assert!(v["attacker_cpu_s_attack"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(
+        v["attack_connect_attempts_per_s"].as_f64().unwrap() > 0.0,
+        "{v}"
+    );
+    assert!(v["flood_sent_per_s"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["honest_prober_nice"].as_i64().is_some(), "{v}");
 }
 
 /// Runs `cmd` to its end, killing it after two minutes (the bench bounds itself well within

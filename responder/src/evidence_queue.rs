@@ -3,10 +3,12 @@
 //! flood of them delays the echo path, which stays on the server's runtime. A request that
 //! finds the queue full is answered `busy` at once.
 //!
-//! Its threads (the worker and the blocking threads that take quotes) run at a higher
-//! scheduling priority than the rest of the responder ([`EVIDENCE_NICE`]): under a flood the
-//! server's runtime is busy with hostile handshakes and datagrams, and evidence work that
-//! waited for a CPU behind it took 4-6 ms instead of 0.4 (`bench overload`, README).
+//! Under `[access] evidence = "pinned"` only proven probers' requests reach it, and its
+//! threads (the worker and the blocking threads that take quotes) run at a higher scheduling
+//! priority than the rest of the responder ([`EVIDENCE_NICE`]): under a flood the server's
+//! runtime is busy with hostile handshakes and datagrams, and honest evidence work should not
+//! wait for a CPU behind it. Under `any` anyone's requests run here, so they keep the
+//! responder's priority: an evidence flood must not take CPU from the echo path.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,20 +27,29 @@ pub(crate) struct EvidenceQueue {
 }
 
 impl EvidenceQueue {
-    /// Starts the worker thread.
-    pub(crate) fn start(concurrency: usize, capacity: usize) -> std::io::Result<Self> {
+    /// Starts the worker thread; with `raised`, its threads run at [`EVIDENCE_NICE`].
+    pub(crate) fn start(
+        concurrency: usize,
+        capacity: usize,
+        raised: bool,
+    ) -> std::io::Result<Self> {
+        let raise = move || {
+            if raised {
+                raise_priority();
+            }
+        };
         let (tx, mut rx) = mpsc::channel::<Job>(capacity.max(1));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .thread_name("locus-evidence")
             // The blocking threads that take quotes.
-            .on_thread_start(raise_priority)
+            .on_thread_start(raise)
             .build()?;
         let slots = Arc::new(Semaphore::new(concurrency.max(1)));
         std::thread::Builder::new()
             .name("locus-evidence".into())
             .spawn(move || {
-                raise_priority();
+                raise();
                 runtime.block_on(async move {
                     while let Some(job) = rx.recv().await {
                         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
@@ -104,7 +115,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn evidence_work_runs_at_the_evidence_priority_where_allowed() {
-        let q = EvidenceQueue::start(1, 1).unwrap();
+        let q = EvidenceQueue::start(1, 1, true).unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::pin(async move {
             let on_worker = thread_nice();
@@ -134,11 +145,24 @@ mod tests {
             EVIDENCE_NICE,
             "only the evidence threads are raised"
         );
+
+        // Not raised (`any` access): they keep the priority they were started with.
+        let q = EvidenceQueue::start(1, 1, false).unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::pin(async move {
+            let _ = tx.send(thread_nice());
+        });
+        assert!(q.try_submit(job).is_ok());
+        let nice = tokio::time::timeout(Duration::from_secs(5), rx)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(nice, thread_nice());
     }
 
     #[tokio::test]
     async fn a_full_queue_gives_the_job_back_and_queued_jobs_run() {
-        let q = EvidenceQueue::start(1, 1).unwrap();
+        let q = EvidenceQueue::start(1, 1, false).unwrap();
         let (release, gate) = tokio::sync::watch::channel(false);
         let (done_tx, mut done) = mpsc::unbounded_channel();
         let job = |n: u32| -> Job {

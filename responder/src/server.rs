@@ -144,9 +144,11 @@ impl Server {
         // Under `pinned`, connections that proved no key make room at the cap (REVIEW2 F7).
         let evict = matches!(config.access, EvidenceAccess::Pinned(_));
         let admission = Arc::new(Admission::new(config.limits.clone(), evict));
+        // Under `pinned` only proven probers' work is queued: it goes ahead of the rest.
         let queue = EvidenceQueue::start(
             config.limits.evidence_concurrency,
             config.limits.evidence_queue,
+            evict,
         )
         .map_err(ServerError::Worker)?;
         let shared = Arc::new(Shared {
