@@ -1,5 +1,6 @@
 //! `locus judge`: verdicts on stored samples, evidence (summaries or bundles) and
-//! endorsements (signed inventory, Intel POEs), offline.
+//! endorsements (signed inventory, Intel POEs), offline; or, with `--db`, on a prober store
+//! (rounds, evidence, landmark rounds) exactly as `locus monitor --once` judges it, read-only.
 //!
 //! Exit codes: 0 every node `located`; 1 any other verdict; 2 unreadable input.
 
@@ -10,7 +11,9 @@ use std::process::ExitCode;
 use anyhow::bail;
 use clap::Args;
 use locus_analysis::{judge, Judgement};
-use locus_fleet::time::parse_at;
+use locus_fleet::monitor::{judge_nodes, unix_now_ns};
+use locus_fleet::store::{Database, Store};
+use locus_fleet::time::{parse_at, parse_time_ns};
 use locus_lab::judge_input::{
     attach_endorsements, attach_evidence, attach_poes, distrust_inline_summaries, load_samples,
     trust_inline_summaries, EvidenceTrust,
@@ -20,8 +23,25 @@ use serde::Serialize;
 #[derive(Args)]
 pub(crate) struct JudgeArgs {
     /// Samples file (JSON; format in docs/judge.md).
-    #[arg(long)]
-    samples: PathBuf,
+    #[arg(long, required_unless_present = "db")]
+    samples: Option<PathBuf>,
+    /// Judge a prober store instead (`db` of the probers' config: an SQLite file or a
+    /// `postgres://` URL) as `locus monitor --once` would, with the monitor's flags below:
+    /// read-only (nothing is migrated, stored or alerted). --evidence-policy verifies the
+    /// stored bundles; --policy, --at, --node and --json as for --samples.
+    #[arg(
+        long,
+        value_name = "FILE|URL",
+        conflicts_with_all = ["samples", "evidence", "trust_summaries", "inventory", "poe"]
+    )]
+    db: Option<Database>,
+    /// With --db: a file holding the PostgreSQL password (overrides the config's
+    /// `db_password_file`).
+    #[arg(long, value_name = "FILE", requires = "db")]
+    db_password_file: Option<PathBuf>,
+    /// With --db: how the store is judged, as `locus monitor` takes it.
+    #[command(flatten)]
+    store: crate::monitor::StoreJudging,
     /// Evidence per node, in DIR or DIR/evidence (a lab output directory): `NODE.bundle`, an
     /// evidence bundle verified here under --evidence-policy (its summary, in-TD timings and
     /// verified anchors replace the node's), or `NODE.json`, an unsigned evidence summary
@@ -55,7 +75,8 @@ pub(crate) struct JudgeArgs {
     #[arg(long, value_name = "FILE", requires = "poe")]
     poe_anchor: Vec<PathBuf>,
     /// Verification time (RFC 3339 or unix seconds) for the inventory, POEs and bundles;
-    /// default: now, and each bundle at the time its nonce was issued.
+    /// default: now, and each bundle at the time its nonce was issued. With --db: the instant
+    /// the judgement is made as of (the end of its window), default now.
     #[arg(long, value_name = "TIME")]
     at: Option<String>,
     /// Judge only these nodes (repeatable).
@@ -74,14 +95,20 @@ struct Output<'a> {
 }
 
 pub(crate) fn run(args: JudgeArgs) -> anyhow::Result<ExitCode> {
+    if let Some(db) = &args.db {
+        return run_db(&args, db);
+    }
+    let Some(samples) = &args.samples else {
+        bail!("give --samples FILE or --db FILE|URL");
+    };
     let policy = locus_fleet::verifier::load_verdict_policy(args.policy.as_deref())?;
     let at = args.at.as_deref().map(parse_at).transpose()?;
-    let mut file = load_samples(&args.samples)?;
+    let mut file = load_samples(samples)?;
     let mut policy = policy;
     if args.trust_summaries {
-        trust_inline_summaries(&mut file, &args.samples);
+        trust_inline_summaries(&mut file, samples);
     } else {
-        distrust_inline_summaries(&mut file, &args.samples);
+        distrust_inline_summaries(&mut file, samples);
     }
     if let Some(dir) = &args.evidence {
         let trust = EvidenceTrust {
@@ -105,13 +132,13 @@ pub(crate) fn run(args: JudgeArgs) -> anyhow::Result<ExitCode> {
     if !problems.is_empty() {
         bail!(
             "samples file {}: {}",
-            args.samples.display(),
+            samples.display(),
             problems.join("; ")
         );
     }
     for n in &args.node {
         if !file.nodes.iter().any(|x| &x.name == n) {
-            bail!("no node named {n} in {}", args.samples.display());
+            bail!("no node named {n} in {}", samples.display());
         }
     }
     let judgements: Vec<Judgement> = file
@@ -121,18 +148,50 @@ pub(crate) fn run(args: JudgeArgs) -> anyhow::Result<ExitCode> {
         .map(|n| judge(&world, n, &policy))
         .collect();
     if judgements.is_empty() {
-        bail!("{} holds no nodes", args.samples.display());
+        bail!("{} holds no nodes", samples.display());
     }
+    report(&judgements, args.json)
+}
+
+/// `locus judge --db`: the monitor's judgement of the store as of --at (default now), with
+/// nothing stored, remembered or alerted; the store is opened read-only.
+fn run_db(args: &JudgeArgs, db: &Database) -> anyhow::Result<ExitCode> {
+    let judging = (args.store).judging(args.policy.as_deref(), args.evidence_policy.as_deref())?;
+    let db = (args.store).database(db, args.db_password_file.as_deref(), &judging)?;
+    let now = match &args.at {
+        Some(at) => parse_time_ns(at)?,
+        None => unix_now_ns(),
+    };
+    let store = Store::open_read_only(&db, crate::monitor::DB_WAIT)?;
+    let mut judgements = judge_nodes(&store, &judging, now)?.judgements();
+    for n in &args.node {
+        if !judgements.iter().any(|j| &j.name == n) {
+            bail!("no node named {n} has rounds in {db} in the window ending at --at");
+        }
+    }
+    judgements.retain(|j| args.node.is_empty() || args.node.contains(&j.name));
+    if judgements.is_empty() {
+        bail!(
+            "no configured node has rounds in {db} in the {} s window ending at {}",
+            args.store.window_s,
+            now.div_euclid(1_000_000_000)
+        );
+    }
+    report(&judgements, args.json)
+}
+
+/// Prints the judgements (a table, or JSON) and gives the exit code.
+fn report(judgements: &[Judgement], json: bool) -> anyhow::Result<ExitCode> {
     let all_located = judgements.iter().all(|j| j.verdict.is_located());
-    if args.json {
+    if json {
         let out = Output {
             version: 1,
             all_located,
-            nodes: &judgements,
+            nodes: judgements,
         };
         print_out(&serde_json::to_string_pretty(&out)?);
     } else {
-        print_out(&table(&judgements));
+        print_out(&table(judgements));
     }
     Ok(if all_located {
         ExitCode::SUCCESS

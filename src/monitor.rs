@@ -24,7 +24,7 @@ use serde::Serialize;
 use tracing::info;
 
 /// How long opening the database and a write wait for the server or another writer's lock.
-const DB_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const DB_WAIT: Duration = Duration::from_secs(5);
 
 /// Opens the database a reader (monitor, export) names; a missing SQLite file is an error.
 pub(crate) fn open_store(db: &Database) -> anyhow::Result<Store> {
@@ -54,41 +54,20 @@ pub(crate) struct MonitorArgs {
     /// (overrides the config's `db_password_file`).
     #[arg(long, env = "LOCUS_DB_PASSWORD_FILE", value_name = "FILE")]
     db_password_file: Option<PathBuf>,
-    /// The monitor's own view of the fleet (TOML, config/monitor.example.toml): sites, probers
-    /// with their public keys, nodes with their claims. Only rows those probers signed are
-    /// judged. Required unless --allow-unsigned.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Judge unsigned rows: with --config, those of probers listed without a key; without it,
-    /// every row, with sites, probers and claims as the database holds them. Anyone who can
-    /// write the database (or its link) then decides the verdicts.
-    #[arg(long)]
-    allow_unsigned: bool,
+    #[command(flatten)]
+    store: StoreJudging,
     /// Verdict policy (TOML, config/policy.example.toml); defaults when absent. A policy that
     /// needs evidence or anchors is refused without --evidence-policy (every node would be
     /// `inconclusive`): give one, or --timing-only.
     #[arg(long)]
     policy: Option<PathBuf>,
-    /// Judge on timing alone, without evidence (the verdict policy's `require_evidence` and
-    /// `min_anchors` are set to false and 0): proxies and Frankenstein nodes go unseen.
-    #[arg(long, conflicts_with = "evidence_policy")]
-    timing_only: bool,
     /// Evidence policy (as for `locus verify evidence --policy`): each node's latest stored
     /// bundle is verified under it and feeds the verdict (evidence, anchors, in-TD timings).
     #[arg(long)]
     evidence_policy: Option<PathBuf>,
-    /// Seconds back from the judgement in which a node's latest evidence bundle counts.
-    #[arg(long, default_value_t = 900.0)]
-    evidence_window_s: f64,
     /// Seconds between two judgements of every node.
     #[arg(long, default_value_t = 60.0)]
     interval_s: f64,
-    /// Seconds of samples each judgement looks at (ending now).
-    #[arg(long, default_value_t = 600.0)]
-    window_s: f64,
-    /// Rounds before the window, per prober, whose minima make the node's baseline (median).
-    #[arg(long, default_value_t = 60)]
-    baseline_rounds: usize,
     /// Address of /metrics, /-/healthy and /-/ready (19465: outside the Prometheus exporter
     /// port range 9100-9999, which is all allocated).
     #[arg(long, default_value = "127.0.0.1:19465")]
@@ -132,70 +111,18 @@ struct Output<'a> {
 }
 
 pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
-    for (name, v) in [
-        ("--interval-s", args.interval_s),
-        ("--window-s", args.window_s),
-        ("--evidence-window-s", args.evidence_window_s),
-    ] {
-        if !(v.is_finite() && v > 0.0) {
-            bail!("{name} must be a finite number > 0, not {v}");
-        }
-    }
-    if args.baseline_rounds == 0 {
-        bail!("--baseline-rounds must be at least 1");
-    }
-    let evidence = match &args.evidence_policy {
-        Some(p) => Some(EvidenceConfig {
-            policy: locus_fleet::verifier::load_policy(p)?.1,
-            window: Duration::from_secs_f64(args.evidence_window_s),
-        }),
-        None => None,
-    };
-    let fleet = match &args.config {
-        Some(path) => Fleet::Configured(MonitorConfig::load(path, args.allow_unsigned)?),
-        None if args.allow_unsigned => {
-            tracing::warn!(
-                "--allow-unsigned without --config: every stored row is judged unverified, with \
-                 the sites, probers and claims the database holds"
-            );
-            Fleet::Unsigned
-        }
-        None => bail!(
-            "the monitor needs --config FILE naming the probers and their public keys \
-             (config/monitor.example.toml) so that it judges only rows they signed; \
-             --allow-unsigned judges every stored row unverified instead"
-        ),
-    };
-    let mut policy = locus_fleet::verifier::load_verdict_policy(args.policy.as_deref())?
-        .calibrated_vtpm(evidence.as_ref().map(|e| &e.policy));
-    if args.timing_only {
-        policy.require_evidence = false;
-        policy.min_anchors = 0;
-    } else if evidence.is_none() && (policy.require_evidence || policy.min_anchors > 0) {
+    if !(args.interval_s.is_finite() && args.interval_s > 0.0) {
         bail!(
-            "the verdict policy requires evidence (require_evidence = {}, min_anchors = {}) \
-             but no --evidence-policy was given: every node would be judged inconclusive. Give \
-             --evidence-policy FILE, or --timing-only to judge on round trips alone",
-            policy.require_evidence,
-            policy.min_anchors
+            "--interval-s must be a finite number > 0, not {}",
+            args.interval_s
         );
     }
-    let judging = Judging {
-        fleet,
-        policy,
-        window: Duration::from_secs_f64(args.window_s),
-        baseline_rounds: args.baseline_rounds,
-        evidence,
-        memory: Default::default(),
-    };
-    let password_file = args
-        .db_password_file
-        .clone()
-        .or_else(|| match &judging.fleet {
-            Fleet::Configured(c) => c.db_password_file.clone(),
-            _ => None,
-        });
-    let db = with_password(args.db.clone(), password_file.as_deref())?;
+    let judging = args
+        .store
+        .judging(args.policy.as_deref(), args.evidence_policy.as_deref())?;
+    let db = args
+        .store
+        .database(&args.db, args.db_password_file.as_deref(), &judging)?;
     let bearer = match &args.alertmanager_bearer_token_file {
         Some(p) => Some(
             std::fs::read_to_string(p)
@@ -273,6 +200,124 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         )
         .await;
         anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// How a store is judged: the flags `locus monitor` and `locus judge --db` share (each with
+/// `--db`, `--policy` and `--evidence-policy` of its own).
+#[derive(Args)]
+pub(crate) struct StoreJudging {
+    /// The monitor's own view of the fleet (TOML, config/monitor.example.toml): sites, probers
+    /// with their public keys, nodes with their claims, landmarks. Only rows those probers
+    /// signed are judged. Required unless --allow-unsigned.
+    #[arg(long, value_name = "FILE", requires = "db")]
+    config: Option<PathBuf>,
+    /// Judge unsigned rows: with --config, those of probers listed without a key; without it,
+    /// every row, with sites, probers and claims as the database holds them. Anyone who can
+    /// write the database (or its link) then decides the verdicts.
+    #[arg(long, requires = "db")]
+    allow_unsigned: bool,
+    /// Judge on timing alone, without evidence (the verdict policy's `require_evidence` and
+    /// `min_anchors` are set to false and 0): proxies and Frankenstein nodes go unseen.
+    #[arg(long, requires = "db", conflicts_with = "evidence_policy")]
+    timing_only: bool,
+    /// Seconds back from the judgement in which a node's latest evidence bundle counts.
+    #[arg(long, requires = "db", default_value_t = 900.0)]
+    evidence_window_s: f64,
+    /// Seconds of samples each judgement looks at (ending at the judgement).
+    #[arg(long, requires = "db", default_value_t = 600.0)]
+    pub(crate) window_s: f64,
+    /// Rounds before the window, per prober, whose minima make the node's baseline (median).
+    #[arg(long, requires = "db", default_value_t = 60)]
+    baseline_rounds: usize,
+}
+
+impl StoreJudging {
+    /// The monitor's [`Judging`]: its config (or the database's world with --allow-unsigned),
+    /// the verdict policy, the evidence policy or timing alone, the windows and the baseline.
+    pub(crate) fn judging(
+        &self,
+        policy: Option<&Path>,
+        evidence_policy: Option<&Path>,
+    ) -> anyhow::Result<Judging> {
+        judging(self, policy, evidence_policy)
+    }
+
+    /// `db` with the password of `password_file` (--db-password-file), else of the config's
+    /// `db_password_file`.
+    pub(crate) fn database(
+        &self,
+        db: &Database,
+        password_file: Option<&Path>,
+        judging: &Judging,
+    ) -> anyhow::Result<Database> {
+        let password_file = password_file.or(match &judging.fleet {
+            Fleet::Configured(c) => c.db_password_file.as_deref(),
+            Fleet::Unsigned => None,
+        });
+        with_password(db.clone(), password_file)
+    }
+}
+
+fn judging(
+    o: &StoreJudging,
+    policy: Option<&Path>,
+    evidence_policy: Option<&Path>,
+) -> anyhow::Result<Judging> {
+    for (name, v) in [
+        ("--window-s", o.window_s),
+        ("--evidence-window-s", o.evidence_window_s),
+    ] {
+        if !(v.is_finite() && v > 0.0) {
+            bail!("{name} must be a finite number > 0, not {v}");
+        }
+    }
+    if o.baseline_rounds == 0 {
+        bail!("--baseline-rounds must be at least 1");
+    }
+    let evidence = match evidence_policy {
+        Some(p) => Some(EvidenceConfig {
+            policy: locus_fleet::verifier::load_policy(p)?.1,
+            window: Duration::from_secs_f64(o.evidence_window_s),
+        }),
+        None => None,
+    };
+    let fleet = match &o.config {
+        Some(path) => Fleet::Configured(MonitorConfig::load(path, o.allow_unsigned)?),
+        None if o.allow_unsigned => {
+            tracing::warn!(
+                "--allow-unsigned without --config: every stored row is judged unverified, with \
+                 the sites, probers and claims the database holds"
+            );
+            Fleet::Unsigned
+        }
+        None => bail!(
+            "the monitor needs --config FILE naming the probers and their public keys \
+             (config/monitor.example.toml) so that it judges only rows they signed; \
+             --allow-unsigned judges every stored row unverified instead"
+        ),
+    };
+    let mut policy = locus_fleet::verifier::load_verdict_policy(policy)?
+        .calibrated_vtpm(evidence.as_ref().map(|e| &e.policy));
+    if o.timing_only {
+        policy.require_evidence = false;
+        policy.min_anchors = 0;
+    } else if evidence.is_none() && (policy.require_evidence || policy.min_anchors > 0) {
+        bail!(
+            "the verdict policy requires evidence (require_evidence = {}, min_anchors = {}) \
+             but no --evidence-policy was given: every node would be judged inconclusive. Give \
+             --evidence-policy FILE, or --timing-only to judge on round trips alone",
+            policy.require_evidence,
+            policy.min_anchors
+        );
+    }
+    Ok(Judging {
+        fleet,
+        policy,
+        window: Duration::from_secs_f64(o.window_s),
+        baseline_rounds: o.baseline_rounds,
+        evidence,
+        memory: Default::default(),
     })
 }
 

@@ -872,6 +872,7 @@ mod azure {
             nonce: NONCE.to_vec(),
             clocksource: Some("tsc".into()),
             anchors: vec![],
+            batch: None,
         };
         let mut policy = policy(&f.lab, &[(CheckId::Anchors, Requirement::Required)]);
         policy.anchors = Some(AnchorPolicy {

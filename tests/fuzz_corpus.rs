@@ -126,6 +126,26 @@ fn regenerate_seed_corpus() {
             &bytes,
         );
     }
+    // A batch member's report (version 3): the proof decodes and encodes with the report.
+    let leaves = [
+        locus_proto::anchor::batch_leaf(&nonce),
+        locus_proto::anchor::batch_leaf(&[0x5a; 32]),
+    ];
+    let (root, paths) = locus_proto::merkle::batch_root(&leaves).unwrap();
+    put(
+        "anchor_report",
+        "batched.cbor",
+        &locus_proto::cbor::encode(&AnchorReport::batch_member(
+            &AnchorReport::new(&[], locus_proto::anchor::TSC_CLOCKSOURCE),
+            &nonce,
+            &root,
+            locus_proto::merkle::InclusionProof {
+                index: 0,
+                size: 2,
+                path: paths[0].clone(),
+            },
+        )),
+    );
     put(
         "anchor_report",
         "empty.cbor",

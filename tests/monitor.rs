@@ -11,9 +11,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use locus_analysis::judge::geo::{distance_km, LatLon};
-use locus_fleet::integrity::{seal_evidence, seal_round};
+use locus_fleet::integrity::{seal_evidence, seal_landmark, seal_round};
 use locus_fleet::store::{
-    Database, EvidenceRecord, RoundRecord, SampleRecord, SiteRecord, Store, VerdictRecord,
+    Database, EvidenceRecord, LandmarkRoundRecord, RoundRecord, SampleRecord, SiteRecord, Store,
+    VerdictRecord,
 };
 use locus_prober::identity::ProberIdentity;
 use locus_test_support::pg_server;
@@ -1008,6 +1009,17 @@ fn prober_daemon_probes_stores_and_exports_landmarks() {
         "{pinned:?}"
     );
 
+    // `locus judge --db` judges the daemon's store as the monitor's dry run does, at one
+    // instant, and stores nothing.
+    let at = (locus_fleet::monitor::unix_now_ns() / S + 1).to_string();
+    let db_arg = db.to_str().unwrap();
+    let unsigned: [&dyn AsRef<std::ffi::OsStr>; 1] = [&"--allow-unsigned"];
+    let judged_db = judge_db(db_arg, &at, &unsigned);
+    let dry = monitor_dry_run(db_arg, &at, &unsigned);
+    assert_eq!(judged_db["nodes"], dry["nodes"]);
+    assert_eq!(judged_db["nodes"][0]["name"], "a", "{judged_db}");
+    assert_eq!(export(db_arg, "verdicts", "csv").lines().count(), 1);
+
     // The monitor judges node a with the landmark in its world (a consistent one: the
     // landmark's prober and site are known).
     let out = locus()
@@ -1392,13 +1404,35 @@ fn lab_relocation_through_daemons_fires_a_real_alert() {
     // Every daemon probed the served landmark (pinned, through the relay from its site).
     let store = Store::open(Path::new(db)).unwrap();
     let minima = store.landmark_minima_between(0, i64::MAX).unwrap();
-    let probers: Vec<&str> = minima.iter().map(|m| m.prober.as_str()).collect();
-    assert_eq!(
-        probers,
-        ["p0-ams", "p1-lon", "p2-par", "p3-waw"],
+    let at_fra: Vec<&str> = (minima.iter())
+        .filter(|m| m.site == "fra")
+        .map(|m| m.prober.as_str())
+        .collect();
+    let probers = [
+        ("p0-ams", "ams"),
+        ("p1-lon", "lon"),
+        ("p2-par", "par"),
+        ("p3-waw", "waw"),
+    ];
+    assert_eq!(at_fra, probers.map(|p| p.0), "{minima:?}");
+    // And each other's echo (`[echo]`), through the relay: the other three probers' sites,
+    // each far slower than loopback.
+    for (id, site) in probers {
+        let mut peers: Vec<&str> = (minima.iter())
+            .filter(|m| m.prober == id && m.site != "fra")
+            .map(|m| m.site.as_str())
+            .collect();
+        peers.sort_unstable();
+        let others: Vec<&str> = (probers.iter())
+            .map(|p| p.1)
+            .filter(|s| *s != site)
+            .collect();
+        assert_eq!(peers, others, "{id}: {minima:?}");
+    }
+    assert!(
+        minima.iter().all(|m| m.min_rtt_ns > 1_000_000),
         "{minima:?}"
     );
-    assert!(minima.iter().all(|m| m.site == "fra"), "{minima:?}");
 }
 
 #[test]
@@ -1602,23 +1636,10 @@ fn bench_fleet_reports_its_contract_keys() {
 /// `locus monitor --once --json --config CONFIG` as of `at`: the judged nodes, whatever the
 /// exit code (0 or 1).
 fn judged(db: &str, at: &str, config: &Path) -> Vec<serde_json::Value> {
-    let out = locus()
-        .args([
-            "monitor", "--once", "--json", "--db", db, "--at", at, "--policy",
-        ])
-        .arg(policy())
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        matches!(out.status.code(), Some(0 | 1)),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = judgement_json(
+        &["monitor", "--once", "--json", "--db", db, "--at", at],
+        &[&"--config", &config],
     );
-    let v: serde_json::Value =
-        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     v["nodes"].as_array().unwrap().clone()
 }
 
@@ -2158,4 +2179,315 @@ fn review3_e_a_history_row_of_an_unknown_prober_spoils_no_baseline() {
         "{honest}"
     );
     assert!(!reasons(honest).contains("baseline missing"), "{honest}");
+}
+
+/// `locus judge --db DB --at AT --json --policy` the timing-only policy, then ARGS: its JSON,
+/// after checking it exited 0 or 1.
+fn judge_db(db: &str, at: &str, args: &[&dyn AsRef<std::ffi::OsStr>]) -> serde_json::Value {
+    judgement_json(&["judge", "--json", "--db", db, "--at", at], args)
+}
+
+/// `locus monitor --once --dry-run --json --db DB --at AT --policy` the timing-only policy,
+/// then ARGS: its JSON.
+fn monitor_dry_run(db: &str, at: &str, args: &[&dyn AsRef<std::ffi::OsStr>]) -> serde_json::Value {
+    let cmd = [
+        "monitor",
+        "--once",
+        "--dry-run",
+        "--json",
+        "--db",
+        db,
+        "--at",
+        at,
+    ];
+    judgement_json(&cmd, args)
+}
+
+/// `locus CMD... --policy` the timing-only policy, then ARGS: the JSON it printed, after
+/// checking it exited 0 or 1.
+fn judgement_json(cmd: &[&str], args: &[&dyn AsRef<std::ffi::OsStr>]) -> serde_json::Value {
+    let out = locus()
+        .args(cmd)
+        .arg("--policy")
+        .arg(policy())
+        .args(args.iter().map(|a| a.as_ref()))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// Signed landmark rounds of every prober of [`fill`] to landmark `ref-fra` at fra (inflation
+/// 1.5, as the nodes' paths), 30 s before `t`.
+fn fill_landmarks(db: &Path, t: i64) {
+    let mut store = Store::open(db).unwrap();
+    for p in PROBERS {
+        let rtt = rtt_ns(p, "fra", 0);
+        let mut r = LandmarkRoundRecord {
+            prober: p.to_string(),
+            landmark: "ref-fra".into(),
+            site: "fra".into(),
+            address: "127.0.0.1:2".into(),
+            spki: None,
+            started_unix_ns: t - 30 * S,
+            sent: 10,
+            answered: 10,
+            min_rtt_ns: Some(rtt),
+            min_eff_rtt_ns: Some(rtt - 20_000),
+            error: None,
+            seal: None,
+        };
+        seal_landmark(&key(p), &mut r);
+        store.insert_landmark_round(&r).unwrap();
+    }
+}
+
+/// Issue 19: `locus judge --db` judges a store exactly as `locus monitor --once` does (same
+/// config, policy and instant), read-only: no verdict is stored. The store's signed landmark
+/// rounds, once the config lists the landmark, change the reasons from "calibration: none" to
+/// a landmark at the claim for every prober. `--node` and the text output as for --samples.
+#[test]
+fn judge_db_judges_a_store_as_monitor_once_without_storing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let t = 1_800_000_000 * S;
+    fill(&Database::Sqlite(db.clone()), t);
+    let config = fill_config(dir.path(), None);
+    let db_arg = db.to_str().unwrap();
+    let at = "1800000000";
+    let with_config: [&dyn AsRef<std::ffi::OsStr>; 2] = [&"--config", &config];
+    let v = judge_db(db_arg, at, &with_config);
+    assert_eq!(v["all_located"], false, "{v}");
+    assert_eq!(v["version"], 1, "{v}");
+    let nodes = v["nodes"].as_array().unwrap();
+    assert_eq!(node(nodes, "honest")["verdict"], "located", "{v}");
+    assert_eq!(node(nodes, "moved")["verdict"], "relocated", "{v}");
+    assert_eq!(node(nodes, "dark")["verdict"], "unreachable", "{v}");
+    assert!(
+        reasons(node(nodes, "honest")).contains("calibration: none"),
+        "{v}"
+    );
+    assert_eq!(
+        v["nodes"],
+        monitor_dry_run(db_arg, at, &with_config)["nodes"]
+    );
+    assert_eq!(
+        export(db_arg, "verdicts", "csv").lines().count(),
+        1,
+        "judge --db stored verdicts"
+    );
+
+    // The landmark rounds count once the config names the landmark.
+    fill_landmarks(&db, t);
+    let unlisted = judge_db(db_arg, at, &with_config);
+    assert!(
+        reasons(node(unlisted["nodes"].as_array().unwrap(), "honest"))
+            .contains("calibration: none"),
+        "{unlisted}"
+    );
+    let listed = dir.path().join("monitor-landmark.toml");
+    std::fs::write(
+        &listed,
+        std::fs::read_to_string(&config).unwrap()
+            + "[[landmark]]\nname = \"ref-fra\"\nsite = \"fra\"\n",
+    )
+    .unwrap();
+    let with_landmark: [&dyn AsRef<std::ffi::OsStr>; 2] = [&"--config", &listed];
+    let v = judge_db(db_arg, at, &with_landmark);
+    let honest = node(v["nodes"].as_array().unwrap(), "honest");
+    assert_eq!(honest["verdict"], "located", "{honest}");
+    assert!(
+        reasons(honest).contains("calibration: landmark at the claim for 3/3 probers"),
+        "{honest}"
+    );
+    assert_eq!(
+        v["nodes"],
+        monitor_dry_run(db_arg, at, &with_landmark)["nodes"]
+    );
+    assert_eq!(export(db_arg, "verdicts", "csv").lines().count(), 1);
+
+    // One node, as a table: exit 0 when it is located.
+    let out = locus()
+        .args([
+            "judge", "--db", db_arg, "--at", at, "--node", "honest", "--policy",
+        ])
+        .arg(policy())
+        .arg("--config")
+        .arg(&listed)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.starts_with("honest") && text.contains("located"),
+        "{text}"
+    );
+    assert!(!text.contains("moved"), "{text}");
+    let out = locus()
+        .args([
+            "judge", "--db", db_arg, "--at", at, "--node", "nobody", "--policy",
+        ])
+        .arg(policy())
+        .arg("--config")
+        .arg(&listed)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no node named nobody"),
+        "{out:?}"
+    );
+}
+
+/// `locus judge --db` reads PostgreSQL through the same store code, read-only.
+#[test]
+fn judge_db_reads_postgres_without_storing() {
+    let url = pg_server::shared().unwrap().fresh_database().unwrap();
+    let db = Database::Postgres(url.clone());
+    fill(&db, 1_800_000_000 * S);
+    let dir = tempfile::tempdir().unwrap();
+    let config = fill_config(dir.path(), None);
+    let v = judge_db(&url, "1800000000", &[&"--config", &config]);
+    let nodes = v["nodes"].as_array().unwrap();
+    assert_eq!(node(nodes, "honest")["verdict"], "located", "{v}");
+    assert_eq!(node(nodes, "moved")["verdict"], "relocated", "{v}");
+    let store = Store::connect_existing(&db, Duration::from_secs(5)).unwrap();
+    assert_eq!(store.latest_verdict("honest").unwrap(), None);
+}
+
+/// `locus judge --db` names what it cannot read (exit 2) and creates or changes no file: a
+/// missing file, a file that is not a database, an empty database; and its flags do not mix
+/// with --samples.
+#[test]
+fn judge_db_names_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&dyn AsRef<std::ffi::OsStr>]| {
+        let out = locus()
+            .arg("judge")
+            .args(args.iter().map(|a| a.as_ref()))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let missing = dir.path().join("nope.db");
+    let e = run(&[&"--db", &missing, &"--allow-unsigned", &"--timing-only"]);
+    assert!(e.contains("nope.db does not exist"), "{e}");
+    assert!(!missing.exists());
+    let text = dir.path().join("samples.json");
+    std::fs::write(&text, "{\"version\": 1, \"nodes\": []}\n".repeat(40)).unwrap();
+    let e = run(&[&"--db", &text, &"--allow-unsigned", &"--timing-only"]);
+    assert!(
+        e.contains("is not a locus store") && e.contains("not an SQLite"),
+        "{e}"
+    );
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, "").unwrap();
+    let e = run(&[&"--db", &empty, &"--allow-unsigned", &"--timing-only"]);
+    assert!(
+        e.contains("is not a locus store") && e.contains("no locus tables"),
+        "{e}"
+    );
+    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0);
+    // The monitor's rule: a policy that needs evidence wants --evidence-policy or --timing-only.
+    let e = run(&[&"--db", &empty, &"--allow-unsigned"]);
+    assert!(e.contains("--timing-only"), "{e}");
+    run(&[&"--db", &empty, &"--samples", &text]);
+    run(&[&"--samples", &text, &"--config", &text]);
+}
+
+/// A free UDP port on 127.0.0.1 (free when asked; the daemon binds it right after).
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Issue 19, probers measure each other: two daemons answer each other's echoes (`[echo]
+/// listen`) and list each other as `[[landmark]]`s; the monitor's config names them by prober
+/// (`prober = "ID"`, the site resolved from `[[probers]]`), so the prober at par has a landmark
+/// at the claim (the prober at ams) and its prediction comes from it, as `locus judge --db` and
+/// the monitor judge it.
+#[test]
+fn probers_answer_each_others_echoes_and_calibrate_the_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let (responder, raddr) = start_responder();
+    let db = dir.path().join("d.db");
+    let db_arg = db.to_str().unwrap();
+    let sites = [("p1", "ams"), ("p2", "par")];
+    let ports = sites.map(|_| free_udp_port());
+    let mut keys = Vec::new();
+    let mut daemons = Vec::new();
+    for (i, (id, site)) in sites.into_iter().enumerate() {
+        let (cfg, key) = keyed_daemon(dir.path(), db_arg, (id, site), raddr, &["a"]);
+        let (peer, peer_site) = sites[1 - i];
+        let text = std::fs::read_to_string(&cfg).unwrap()
+            + &format!(
+                "[echo]\nlisten = \"127.0.0.1:{}\"\n\
+                 [[landmark]]\nname = \"{peer}\"\nsite = \"{peer_site}\"\n\
+                 address = \"127.0.0.1:{}\"\n",
+                ports[i],
+                ports[1 - i]
+            );
+        std::fs::write(&cfg, text).unwrap();
+        keys.push((id, site, key));
+        let mut p = Proc(prober(&cfg).stderr(Stdio::null()).spawn().unwrap());
+        let addr = p.listen();
+        daemons.push((p, addr, peer));
+    }
+    for (p, addr, peer) in &daemons {
+        let id = if *peer == "p1" { "p2" } else { "p1" };
+        wait_for(*addr, "the peer's echo as a landmark", |t| {
+            t.contains(&format!(
+                "locus_landmark_probe_success{{prober=\"{id}\",landmark=\"{peer}\""
+            )) && t.contains(&format!("locus_rounds_total{{prober=\"{id}\",target=\"a\""))
+        });
+        p.signal(Signal::SIGTERM);
+    }
+    for (p, _, _) in daemons {
+        assert_eq!(p.exit_code(), Some(0));
+    }
+    responder.signal(Signal::SIGTERM);
+    let minima = Store::open(&db)
+        .unwrap()
+        .landmark_minima_between(0, i64::MAX)
+        .unwrap();
+    let pairs: Vec<(&str, &str)> = (minima.iter())
+        .map(|m| (m.prober.as_str(), m.site.as_str()))
+        .collect();
+    assert_eq!(pairs, [("p1", "par"), ("p2", "ams")], "{minima:?}");
+
+    let config = daemon_monitor_config(dir.path(), &keys, &["a"]);
+    let text = std::fs::read_to_string(&config).unwrap()
+        + "[[landmark]]\nprober = \"p1\"\n[[landmark]]\nprober = \"p2\"\n";
+    std::fs::write(&config, text).unwrap();
+    let at = (locus_fleet::monitor::unix_now_ns() / S + 1).to_string();
+    let args: [&dyn AsRef<std::ffi::OsStr>; 2] = [&"--config", &config];
+    let v = judge_db(db_arg, &at, &args);
+    let a = node(v["nodes"].as_array().unwrap(), "a");
+    // Two probers are too few for a verdict; each prober's calibration is in the judgement.
+    let distance = |p: &str| {
+        (a["distances"].as_array().unwrap().iter())
+            .find(|d| d["prober"] == p)
+            .unwrap_or_else(|| panic!("{p}: {a}"))
+            .clone()
+    };
+    let (p1, p2) = (distance("p1"), distance("p2"));
+    assert_eq!(p2["calibrated"], true, "{a}");
+    assert!(
+        p2["reference"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("landmark ams at the claim")),
+        "{a}"
+    );
+    // p1's only landmark (p2's echo, at par) is not at the claim: no bestline from one.
+    assert_eq!(p1["calibrated"], false, "{a}");
+    assert_eq!(v["nodes"], monitor_dry_run(db_arg, &at, &args)["nodes"]);
 }

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use locus_analysis::verify::tdx::{self, coalesced_report_data, InclusionProof, TrustRoot};
-use locus_responder::tdx::coalesce::{batch_root, CoalescingQuoter};
+use locus_proto::merkle::batch_root;
+use locus_responder::tdx::coalesce::CoalescingQuoter;
 use locus_responder::tdx::lab::{LabOptions, LabTdx};
 
 fn value(i: usize) -> [u8; 64] {
@@ -17,7 +18,7 @@ fn value(i: usize) -> [u8; 64] {
 fn every_member_of_every_batch_size_proves_inclusion() {
     for size in 1..=17usize {
         let values: Vec<_> = (0..size).map(value).collect();
-        let (root, paths) = batch_root(&values);
+        let (root, paths) = batch_root(&values).unwrap();
         for (i, path) in paths.into_iter().enumerate() {
             let proof = InclusionProof {
                 index: i as u64,

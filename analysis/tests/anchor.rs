@@ -344,3 +344,210 @@ async fn every_truncation_or_bit_flip_of_the_recorded_handshake_is_rejected() {
         assert_eq!(accepted, outside.contains(&i), "flip at {i} of {n}");
     }
 }
+
+/// Reports of one batched measurement for `nonces` (version 3, each with its proof).
+async fn measured_batch(lab: &Lab, nonces: &[[u8; 32]]) -> Vec<AnchorReport> {
+    let opts = MeasureOptions {
+        round_trips: 3,
+        clock: locus_anchors::ClockOptions::lab(),
+        ..MeasureOptions::default()
+    };
+    let refs: Vec<&[u8]> = nonces.iter().map(|n| &n[..]).collect();
+    locus_anchors::measure_batch(&lab.specs, &refs, &opts).await
+}
+
+const BATCH: [[u8; 32]; 3] = [[0x31; 32], [0x32; 32], [0x33; 32]];
+
+fn report_error(r: &AnchorReport, nonce: &[u8], policy: &AnchorPolicy) -> AnchorReportError {
+    verify_report(r, &r.digest(), nonce, policy, NOW).unwrap_err()
+}
+
+#[tokio::test]
+async fn every_member_of_a_batch_verifies_against_the_one_shared_measurement() {
+    let lab = lab(&["fra", "par"]).await;
+    let policy = policy(&lab);
+    let reports = measured_batch(&lab, &BATCH).await;
+    assert_eq!(reports.len(), 3);
+    for (i, (r, nonce)) in reports.iter().zip(BATCH).enumerate() {
+        assert_eq!(r.version, locus_proto::anchor::ANCHOR_REPORT_BATCHED);
+        assert_eq!(r.anchors, reports[0].anchors, "one measurement");
+        let b = r.batch.as_ref().unwrap();
+        assert_eq!((b.index, b.size), (i as u64, 3));
+        let v = verify_report(r, &r.digest(), &nonce, &policy, NOW).unwrap();
+        assert_eq!(v.usable().len(), 2, "member {i}");
+    }
+    // A batch of one is today's report: version 2, no proof, the nonce's own randoms.
+    let one = measured_batch(&lab, &BATCH[..1]).await;
+    assert_eq!((one[0].version, one[0].batch.is_none()), (2, true));
+    let v = verify_report(&one[0], &one[0].digest(), &BATCH[0], &policy, NOW).unwrap();
+    assert_eq!(v.usable().len(), 2);
+}
+
+#[tokio::test]
+async fn a_proof_for_another_nonce_is_rejected_by_the_proof_check() {
+    let lab = lab(&["fra"]).await;
+    let policy = policy(&lab);
+    let reports = measured_batch(&lab, &BATCH).await;
+    // Member 1's report (its proof) presented for member 0's nonce.
+    let mut r = reports[1].clone();
+    r.nonce = BATCH[0].to_vec();
+    assert!(matches!(
+        report_error(&r, &BATCH[0], &policy),
+        AnchorReportError::BatchProofMismatch { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_tampered_proof_or_root_is_rejected_by_the_proof_check() {
+    let lab = lab(&["fra"]).await;
+    let policy = policy(&lab);
+    let honest = measured_batch(&lab, &BATCH).await.remove(0);
+
+    let mut r = honest.clone();
+    r.batch.as_mut().unwrap().path[0][5] ^= 1;
+    assert!(matches!(
+        report_error(&r, &BATCH[0], &policy),
+        AnchorReportError::BatchProofMismatch { .. }
+    ));
+
+    let mut r = honest.clone();
+    r.batch.as_mut().unwrap().root[0] ^= 1;
+    assert!(matches!(
+        report_error(&r, &BATCH[0], &policy),
+        AnchorReportError::BatchProofMismatch { .. }
+    ));
+
+    let mut r = honest.clone();
+    r.batch.as_mut().unwrap().index = 1;
+    assert!(matches!(
+        report_error(&r, &BATCH[0], &policy),
+        AnchorReportError::BatchProofMismatch { .. }
+    ));
+
+    let mut r = honest.clone();
+    r.batch.as_mut().unwrap().path.pop();
+    assert!(matches!(
+        report_error(&r, &BATCH[0], &policy),
+        AnchorReportError::BatchProofMalformed { .. }
+    ));
+
+    let mut r = honest.clone();
+    r.batch.as_mut().unwrap().root.truncate(32);
+    assert!(matches!(
+        report_error(&r, &BATCH[0], &policy),
+        AnchorReportError::BatchProofMalformed { .. }
+    ));
+
+    // Changed after binding: the digest covers the proof.
+    let mut r = honest.clone();
+    let bound = r.digest();
+    r.batch.as_mut().unwrap().size = 4;
+    assert!(matches!(
+        verify_report(&r, &bound, &BATCH[0], &policy, NOW).unwrap_err(),
+        AnchorReportError::DigestMismatch { .. }
+    ));
+
+    // The version says what the digest covers: a version 2 report cannot carry a proof, and a
+    // version 3 one must.
+    let mut r = honest.clone();
+    r.version = 2;
+    assert_eq!(
+        report_error(&r, &BATCH[0], &policy),
+        AnchorReportError::BatchField {
+            version: 2,
+            has: true
+        }
+    );
+    let mut r = honest;
+    r.batch = None;
+    assert_eq!(
+        report_error(&r, &BATCH[0], &policy),
+        AnchorReportError::BatchField {
+            version: 3,
+            has: false
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_report_from_another_batch_is_rejected_by_the_client_random_check() {
+    let lab = lab(&["fra"]).await;
+    let policy = policy(&lab);
+    let ours = measured_batch(&lab, &BATCH).await.remove(0);
+    let other = measured_batch(&lab, &[[0x41; 32], [0x42; 32]])
+        .await
+        .remove(0);
+    // Our (valid) proof and root over the other batch's measurement.
+    let mut r = other.clone();
+    r.nonce = ours.nonce.clone();
+    r.batch = ours.batch.clone();
+    assert!(matches!(
+        only_anchor_error(&r, &BATCH[0], &policy),
+        AnchorError::ClientRandomNotFromBatchRoot { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_client_random_not_from_the_root_is_rejected() {
+    let lab = lab(&["fra"]).await;
+    let policy = policy(&lab);
+    let batched = measured_batch(&lab, &BATCH).await.remove(0);
+    // A measurement for the nonce itself (randoms from the nonce, not the root) dressed up
+    // with the batch's proof.
+    let mut r = measured(&lab, &BATCH[0]).await;
+    r.version = batched.version;
+    r.batch = batched.batch.clone();
+    assert!(matches!(
+        only_anchor_error(&r, &BATCH[0], &policy),
+        AnchorError::ClientRandomNotFromBatchRoot { .. }
+    ));
+    // And the other way: the batch's measurement without its proof claims the nonce's randoms.
+    let mut r = batched;
+    r.version = 2;
+    r.batch = None;
+    assert!(matches!(
+        only_anchor_error(&r, &BATCH[0], &policy),
+        AnchorError::ClientRandomMismatch { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_batch_report_replayed_for_a_new_nonce_is_rejected() {
+    let lab = lab(&["fra"]).await;
+    let policy = policy(&lab);
+    let old = measured_batch(&lab, &BATCH).await.remove(0);
+
+    // As recorded: it answers another challenge.
+    assert!(matches!(
+        report_error(&old, &NONCE, &policy),
+        AnchorReportError::NonceMismatch { .. }
+    ));
+    // Nonce rewritten: the old proof does not lead from the new nonce to the old root.
+    let mut r = old.clone();
+    r.nonce = NONCE.to_vec();
+    assert!(matches!(
+        report_error(&r, &NONCE, &policy),
+        AnchorReportError::BatchProofMismatch { .. }
+    ));
+    // A new tree that holds the new nonce beside the old batch's: its root is another, and
+    // the old handshakes' randoms are not derived from it.
+    let mut nonces = BATCH.to_vec();
+    nonces.push(NONCE);
+    let leaves: Vec<[u8; 64]> = nonces
+        .iter()
+        .map(|n| locus_proto::anchor::batch_leaf(n))
+        .collect();
+    let (root, paths) = locus_proto::merkle::batch_root(&leaves).unwrap();
+    let b = r.batch.as_mut().unwrap();
+    b.root = root.to_vec();
+    b.index = 3;
+    b.size = 4;
+    b.path = paths[3]
+        .iter()
+        .map(|h| locus_proto::evidence::ByteBuf::from(h.to_vec()))
+        .collect();
+    assert!(matches!(
+        only_anchor_error(&r, &NONCE, &policy),
+        AnchorError::ClientRandomNotFromBatchRoot { .. }
+    ));
+}

@@ -6,6 +6,7 @@
 //! CertificateVerify signs over it: the handshake cannot have been recorded earlier.
 //!
 //! - [`measure_all`] / [`measure`]: the measurement (driver: sockets and clock only);
+//!   [`measure_batch`]: one measurement shared by a batch of nonces, randoms from their root;
 //! - [`config`]: anchor specs and limits, TOML loader;
 //! - [`lab`]: a lab CA and local anchor servers for `locus lab` and the tests.
 //!
@@ -25,4 +26,4 @@ pub use config::{
 };
 pub use lab::{AnchorServer, LabBehaviour, LabCa, LabError, ServerIdentity};
 pub use locus_proto::anchor::{AnchorFailure, AnchorReport, AnchorResult};
-pub use measure::{measure, measure_all};
+pub use measure::{measure, measure_all, measure_batch};

@@ -9,8 +9,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
 
 use locus_proto::anchor::{
-    derive_client_random, AnchorFailure, AnchorReport, AnchorResult, CertVerify, TlsCapture,
+    batch_leaf, AnchorFailure, AnchorReport, AnchorResult, CertVerify, Freshness, TlsCapture,
 };
+use locus_proto::merkle::{batch_root, InclusionProof};
 use rustls::ClientConnection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -35,12 +36,60 @@ pub async fn measure_all(
     nonce: &[u8],
     options: &MeasureOptions,
 ) -> AnchorReport {
+    let mut report = AnchorReport::new(nonce, "");
+    let (clocksource, anchors) = measure_with(specs, Freshness::Nonce(nonce), options).await;
+    report.clocksource = Some(clocksource);
+    report.anchors = anchors;
+    report
+}
+
+/// One measurement shared by a batch of challenges: every anchor once, its ClientHello.random
+/// derived from the Merkle root over the batch's nonces ([`batch_leaf`] values, in the order
+/// given), so each anchor's signed handshake is later than every nonce. Returns one report per
+/// nonce, in order, each with its proof of inclusion (`docs/binding.md`, "Batched anchor
+/// measurements"). A batch of one is [`measure_all`]: a version 2 report without a proof.
+pub async fn measure_batch(
+    specs: &[AnchorSpec],
+    nonces: &[&[u8]],
+    options: &MeasureOptions,
+) -> Vec<AnchorReport> {
+    if let [one] = nonces {
+        return vec![measure_all(specs, one, options).await];
+    }
+    let leaves: Vec<[u8; 64]> = nonces.iter().map(|n| batch_leaf(n)).collect();
+    let Some((root, paths)) = batch_root(&leaves) else {
+        return Vec::new();
+    };
+    let (clocksource, anchors) = measure_with(specs, Freshness::BatchRoot(&root), options).await;
+    let mut shared = AnchorReport::new(&[], &clocksource);
+    shared.anchors = anchors;
+    let size = nonces.len() as u64;
+    nonces
+        .iter()
+        .zip(paths)
+        .enumerate()
+        .map(|(i, (nonce, path))| {
+            let proof = InclusionProof {
+                index: i as u64,
+                size,
+                path,
+            };
+            AnchorReport::batch_member(&shared, nonce, &root, proof)
+        })
+        .collect()
+}
+
+/// The clocksource and every anchor's result, randoms derived from `freshness`.
+async fn measure_with(
+    specs: &[AnchorSpec],
+    freshness: Freshness<'_>,
+    options: &MeasureOptions,
+) -> (String, Vec<AnchorResult>) {
     let clocksource = options.clock.current();
-    let mut report = AnchorReport::new(nonce, &clocksource);
     if !options.clock.allows(&clocksource) {
         // A clock the host can speed up would make far anchors look near: time nothing.
         warn!(%clocksource, allowed = ?options.clock.allow, "refusing to time anchors");
-        report.anchors = specs
+        let anchors = specs
             .iter()
             .map(|spec| AnchorResult {
                 failure: Some(AnchorFailure::Clocksource {
@@ -49,15 +98,15 @@ pub async fn measure_all(
                 ..empty_result(spec, options)
             })
             .collect();
-        return report;
+        return (clocksource, anchors);
     }
+    let mut anchors = Vec::with_capacity(specs.len());
     for (i, spec) in specs.iter().enumerate() {
         let index = u32::try_from(i).unwrap_or(u32::MAX);
-        report
-            .anchors
-            .push(measure(spec, nonce, index, options).await);
+        let random = freshness.client_random(index, &spec.name);
+        anchors.push(measure_with_random(spec, random, options).await);
     }
-    report
+    (clocksource, anchors)
 }
 
 /// A result with nothing measured yet.
@@ -85,12 +134,22 @@ pub async fn measure(
     index: u32,
     options: &MeasureOptions,
 ) -> AnchorResult {
+    let random = Freshness::Nonce(nonce).client_random(index, &spec.name);
+    measure_with_random(spec, random, options).await
+}
+
+/// [`measure`] with the ClientHello.random given.
+async fn measure_with_random(
+    spec: &AnchorSpec,
+    client_random: [u8; 32],
+    options: &MeasureOptions,
+) -> AnchorResult {
     let mut result = empty_result(spec, options);
     let span = tracing::debug_span!("anchor", name = %spec.name, target = %spec.target);
     let mut run = Run {
         spec,
         options,
-        client_random: derive_client_random(nonce, index, &spec.name),
+        client_random,
         result: &mut result,
         capture: None,
         client_hello: Vec::new(),

@@ -24,8 +24,10 @@ fn example_loads() {
         c.key_file,
         Some(Path::new("/etc/locus/prober.key").to_owned())
     );
-    assert_eq!(c.landmarks.len(), 1);
+    assert_eq!(c.landmarks.len(), 2);
     assert_eq!(c.landmarks[0].site, "fra");
+    assert_eq!(c.landmarks[1].site, "par");
+    assert_eq!(c.echo, Some("0.0.0.0:4433".parse().unwrap()));
 }
 
 #[test]
@@ -34,6 +36,8 @@ fn monitor_example_loads() {
     assert_eq!(c.world.probers.len(), 2);
     assert_eq!(c.claims.len(), 2);
     assert!(!c.allow_unsigned);
+    assert_eq!(c.landmarks["ref-fra"], "fra");
+    assert_eq!(c.landmarks["p-par"], "par");
 }
 
 /// The example with `stray = 1` at the top level and after each table header.

@@ -33,6 +33,11 @@ pub(crate) fn landmark_link(i: usize, l: usize) -> SocketAddr {
     SocketAddr::new(ip(65, i, l + 1), 0)
 }
 
+/// The relay's end of the path from prober `i` to prober `k`'s echo (`[echo]`).
+pub(crate) fn peer_link(i: usize, k: usize) -> SocketAddr {
+    SocketAddr::new(ip(66, i, k + 1), 0)
+}
+
 /// The relay's end of the path from prober `i` to responder `j`.
 pub(crate) fn prober_link(i: usize, j: usize) -> SocketAddr {
     SocketAddr::new(ip(60, i, j + 1), 0)

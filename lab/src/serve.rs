@@ -3,13 +3,15 @@
 //! is given) so that the operators' tools watch it: one `locus prober --config` daemon per
 //! prober site and `locus monitor` on their database. Before it announces itself it writes
 //! `OUT/fleet/prober-<id>.toml` (one per prober, every path through the relay, the scenario's
-//! landmarks as `[[landmark]]`, each daemon on its prober's own loopback address and a fixed
-//! port) with its identity key `OUT/fleet/prober-<id>.key`, `OUT/fleet/monitor.toml` (sites,
-//! the probers' public keys, the nodes' claims), `OUT/fleet/verdict-policy.toml`, the database
+//! landmarks and every other prober's echo as `[[landmark]]`s, each daemon on its prober's own
+//! loopback address and a fixed port, answering its peers' echoes there on [`ECHO_PORT`]) with
+//! its identity key `OUT/fleet/prober-<id>.key`, `OUT/fleet/monitor.toml` (sites, the probers'
+//! public keys, the nodes' claims, every landmark), `OUT/fleet/verdict-policy.toml`, the database
 //! (`OUT/fleet/locus.db`, empty), `OUT/fleet/prometheus.yml` (scraping those addresses and the
 //! monitor's default one, with config/alerts.yml as `alerts.yml`), `OUT/fleet/alertmanager.yml`,
 //! and the lab's trust files and evidence policy.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +33,9 @@ use crate::world::{self, World};
 pub(crate) const FLEET_DIR: &str = "fleet";
 /// Length of a daemon round: as the lab's own rounds, so the relocation policy fits both.
 const ROUND_S: f64 = 1.0;
+/// The UDP port each daemon answers its peers' echoes on (`[echo] listen`, on the prober's own
+/// loopback address); they reach it through the relay, at the path's delay.
+const ECHO_PORT: u16 = 4433;
 /// The daemons ask for evidence this often (the lab's in-TD timings and bundles).
 const EVIDENCE_INTERVAL_S: f64 = 10.0;
 
@@ -147,7 +152,20 @@ async fn serve(
                 name: lm.name.clone(),
                 site: s.sites[lm.site].name.clone(),
                 address: link.to_string(),
-                spki: hex::encode(lm.server.session_key().spki_der()),
+                spki: Some(hex::encode(lm.server.session_key().spki_der())),
+            });
+        }
+        // Probers measure each other: every other daemon's echo, through the relay, is a
+        // landmark at that prober's site (its key is new each start: learned, not pinned).
+        for k in (0..s.probers.len()).filter(|k| *k != i) {
+            let plan = world::peer_plan(s, i, k);
+            let echo = SocketAddr::new(addr::prober(k).ip(), ECHO_PORT);
+            let link = relay.udp_link(addr::peer_link(i, k), echo, &plan)?;
+            landmarks.push(LandmarkEntry {
+                name: prober_id(s, k, s.probers[k]),
+                site: s.sites[s.probers[k]].name.clone(),
+                address: link.to_string(),
+                spki: None,
             });
         }
         let id = prober_id(s, i, s.probers[i]);
@@ -263,6 +281,7 @@ struct DaemonConfig<'a> {
     sites: Vec<SiteEntry<'a>>,
     targets: Vec<TargetEntry>,
     landmark: Vec<LandmarkEntry>,
+    echo: EchoEntry,
 }
 
 #[derive(Serialize)]
@@ -328,13 +347,16 @@ fn monitor_config_text(
                 claim: s.sites[n.claim].name.clone(),
             })
             .collect(),
-        landmark: w
-            .landmarks
-            .iter()
+        landmark: (w.landmarks.iter())
             .map(|l| MonitorLandmark {
                 name: l.name.clone(),
                 site: s.sites[l.site].name.clone(),
             })
+            // every prober's echo, as its peers name it
+            .chain((0..s.probers.len()).map(|k| MonitorLandmark {
+                name: prober_id(s, k, s.probers[k]),
+                site: s.sites[s.probers[k]].name.clone(),
+            }))
             .collect(),
     };
     Ok(format!(
@@ -371,7 +393,13 @@ struct LandmarkEntry {
     name: String,
     site: String,
     address: String,
-    spki: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spki: Option<String>,
+}
+
+#[derive(Serialize)]
+struct EchoEntry {
+    listen: String,
 }
 
 /// A `locus prober --config` file for prober `i`: probes leave from the prober's own host and
@@ -406,6 +434,9 @@ fn daemon_config(
         sites: site_entries(s),
         targets,
         landmark,
+        echo: EchoEntry {
+            listen: format!("{host}:{ECHO_PORT}"),
+        },
     };
     Ok(format!(
         "# Prober daemon for a served lab: `locus prober --config THIS_FILE`.\n{}",

@@ -289,6 +289,12 @@ pub(crate) fn landmark_plan(s: &Scenario, i: usize, l: usize) -> LinkPlan {
     route(s, |_| vec![(psite, lsite)])
 }
 
+/// The path from prober `i` to prober `k` (whose daemon answers its peers' echoes).
+pub(crate) fn peer_plan(s: &Scenario, i: usize, k: usize) -> LinkPlan {
+    let (from, to) = (s.probers[i], s.probers[k]);
+    route(s, |_| vec![(from, to)])
+}
+
 /// Where responder `j`'s TD runs `t_s` seconds into the run.
 fn site_at(s: &Scenario, j: usize, t_s: f64) -> usize {
     let r = &s.responders[j];

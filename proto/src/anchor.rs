@@ -6,7 +6,7 @@
 //! serialization never changes what a quote binds.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha512};
 
 /// Version of the anchor report layout and of its canonical encoding that responders write:
 /// 2 names the clocksource the round trips were timed with.
@@ -15,6 +15,12 @@ pub const ANCHOR_REPORT_VERSION: u16 = 2;
 /// The first version, without the clocksource; verifiers refuse it unless their policy says
 /// otherwise.
 pub const ANCHOR_REPORT_V1: u16 = 1;
+
+/// A report whose measurement was shared by a batch of evidence requests: version 2 plus
+/// [`AnchorReport::batch`], the proof that this report's nonce is in the batch root the
+/// ClientHello randoms were derived from (`docs/binding.md`, "Batched anchor measurements").
+/// A batch of one is written as version 2, exactly as before batching existed.
+pub const ANCHOR_REPORT_BATCHED: u16 = 3;
 
 /// The one clocksource whose readings the host cannot make shorter inside a TD: the TDX module
 /// virtualises the TSC, while `kvm-clock`, `hpet` and the like are host-controlled.
@@ -25,6 +31,13 @@ pub const REPORT_DIGEST_TAG: &[u8] = b"locus/anchor-report/v1\0";
 
 /// Domain tag of the ClientHello.random derivation, see [`derive_client_random`].
 pub const CLIENT_RANDOM_TAG: &[u8] = b"locus/anchor-client-random/v1\0";
+
+/// Domain tag of the ClientHello.random derivation from a batch root, see
+/// [`derive_batch_client_random`].
+pub const BATCH_CLIENT_RANDOM_TAG: &[u8] = b"locus/anchor-client-random/batch/v1\0";
+
+/// Domain tag of a nonce's leaf value in a batch, see [`batch_leaf`].
+pub const BATCH_LEAF_TAG: &[u8] = b"locus/anchor-batch/leaf/v1\0";
 
 /// The ClientHello.random the responder must send to anchor number `index` (position in the
 /// report) named `name`, for challenge `nonce`:
@@ -39,6 +52,50 @@ pub fn derive_client_random(nonce: &[u8], index: u32, name: &str) -> [u8; 32] {
     h.update(index.to_be_bytes());
     put_bytes_into(&mut h, name.as_bytes());
     h.finalize().into()
+}
+
+/// The ClientHello.random for anchor `index` named `name` in a measurement shared by a batch
+/// whose Merkle root ([`crate::merkle`] over [`batch_leaf`] values) is `root`:
+/// `SHA-256(BATCH_CLIENT_RANDOM_TAG | 64:u32 | root | index:u32 | len(name):u32 | name)`.
+///
+/// The root commits to every nonce of the batch, so the anchor's signature over a ClientHello
+/// carrying this random shows the handshake happened after each of them was issued. Its own
+/// tag keeps it apart from [`derive_client_random`] of a nonce that happens to equal a root.
+pub fn derive_batch_client_random(root: &[u8; 64], index: u32, name: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(BATCH_CLIENT_RANDOM_TAG);
+    put_bytes_into(&mut h, root);
+    h.update(index.to_be_bytes());
+    put_bytes_into(&mut h, name.as_bytes());
+    h.finalize().into()
+}
+
+/// A nonce's 64-byte value in a batch: `SHA-512(BATCH_LEAF_TAG | len(nonce):u32 | nonce)`.
+pub fn batch_leaf(nonce: &[u8]) -> [u8; 64] {
+    let mut h = Sha512::new();
+    h.update(BATCH_LEAF_TAG);
+    h.update(len_u32(nonce.len()).to_be_bytes());
+    h.update(nonce);
+    h.finalize().into()
+}
+
+/// What the ClientHello randoms of a measurement were derived from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness<'a> {
+    /// One request's challenge nonce ([`derive_client_random`]).
+    Nonce(&'a [u8]),
+    /// The Merkle root over a batch's nonces ([`derive_batch_client_random`]).
+    BatchRoot(&'a [u8; 64]),
+}
+
+impl Freshness<'_> {
+    /// The ClientHello.random for anchor `index` named `name`.
+    pub fn client_random(&self, index: u32, name: &str) -> [u8; 32] {
+        match self {
+            Self::Nonce(n) => derive_client_random(n, index, name),
+            Self::BatchRoot(r) => derive_batch_client_random(r, index, name),
+        }
+    }
 }
 
 fn put_bytes_into(h: &mut Sha256, bytes: &[u8]) {
@@ -67,6 +124,26 @@ pub struct AnchorReport {
     pub clocksource: Option<String>,
     /// One entry per requested anchor, in request order (the index feeds the random derivation).
     pub anchors: Vec<AnchorResult>,
+    /// Version 3 only: the measurement was shared by a batch, and the randoms were derived
+    /// from its root, which this proof shows to include `nonce`. Absent (not null) otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<AnchorBatch>,
+}
+
+/// Where a report's nonce sits in the batch that shared one anchor measurement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnchorBatch {
+    /// The Merkle root ([`crate::merkle`]) over the batch's [`batch_leaf`] values, in arrival
+    /// order: what the ClientHello randoms were derived from. 64 bytes.
+    #[serde(with = "serde_bytes")]
+    pub root: Vec<u8>,
+    /// Index of this report's nonce in the batch.
+    pub index: u64,
+    /// Number of nonces in the batch.
+    pub size: u64,
+    /// Sibling hashes (64 bytes each), leaf level first.
+    pub path: Vec<serde_bytes::ByteBuf>,
 }
 
 /// The measurement of one anchor. A failed anchor keeps what was measured before it failed, and
@@ -333,6 +410,33 @@ impl AnchorReport {
             nonce: nonce.to_vec(),
             clocksource: Some(clocksource.to_string()),
             anchors: Vec::new(),
+            batch: None,
+        }
+    }
+
+    /// One batch member's report of a measurement shared by the batch: `shared`'s clocksource
+    /// and anchors, with `nonce` and its proof of inclusion in `root` (version 3).
+    pub fn batch_member(
+        shared: &AnchorReport,
+        nonce: &[u8],
+        root: &[u8; 64],
+        proof: crate::merkle::InclusionProof,
+    ) -> Self {
+        Self {
+            version: ANCHOR_REPORT_BATCHED,
+            nonce: nonce.to_vec(),
+            clocksource: shared.clocksource.clone(),
+            anchors: shared.anchors.clone(),
+            batch: Some(AnchorBatch {
+                root: root.to_vec(),
+                index: proof.index,
+                size: proof.size,
+                path: proof
+                    .path
+                    .iter()
+                    .map(|h| serde_bytes::ByteBuf::from(h.to_vec()))
+                    .collect(),
+            }),
         }
     }
 
@@ -340,7 +444,9 @@ impl AnchorReport {
     /// then every field in declaration order, integers big-endian, byte and text strings as
     /// `len:u32 | bytes`, lists as `count:u32 | items`, options as `0x00` or `0x01 | value`,
     /// failures as `code:u8 | fields`. From version 2 the clocksource follows the nonce (a
-    /// version 2 report without one encodes it as empty; verifiers refuse that).
+    /// version 2 report without one encodes it as empty; verifiers refuse that). From version 3
+    /// the batch proof follows the anchors, as an option (`root | index:u64 | size:u64 |
+    /// count:u32 | hashes`); earlier versions encode no batch (verifiers refuse one there).
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut e = Encoder(Vec::with_capacity(4096));
         e.raw(REPORT_DIGEST_TAG);
@@ -352,6 +458,17 @@ impl AnchorReport {
         e.u32(len_u32(self.anchors.len()));
         for a in &self.anchors {
             a.encode(&mut e);
+        }
+        if self.version >= ANCHOR_REPORT_BATCHED {
+            e.opt(self.batch.as_ref(), |e, b| {
+                e.bytes(&b.root);
+                e.u64(b.index);
+                e.u64(b.size);
+                e.u32(len_u32(b.path.len()));
+                for h in &b.path {
+                    e.bytes(h);
+                }
+            });
         }
         e.0
     }
@@ -529,6 +646,56 @@ mod tests {
         assert_ne!(base, derive_client_random(&[2u8; 32], 0, "a"));
         assert_ne!(base, derive_client_random(&n, 1, "a"));
         assert_ne!(base, derive_client_random(&n, 0, "b"));
+    }
+
+    fn batched() -> AnchorReport {
+        let leaves = [batch_leaf(&[7; 32]), batch_leaf(&[8; 32])];
+        let (root, paths) = crate::merkle::batch_root(&leaves).unwrap();
+        let proof = crate::merkle::InclusionProof {
+            index: 0,
+            size: 2,
+            path: paths[0].clone(),
+        };
+        AnchorReport::batch_member(&sample(), &[7; 32], &root, proof)
+    }
+
+    #[test]
+    fn the_batch_proof_is_bound_and_absent_from_version_2_encodings() {
+        let r = batched();
+        assert_eq!(r.version, ANCHOR_REPORT_BATCHED);
+        assert_eq!(r.anchors, sample().anchors);
+        for tamper in [
+            |b: &mut AnchorBatch| b.root[0] ^= 1,
+            |b: &mut AnchorBatch| b.index = 1,
+            |b: &mut AnchorBatch| b.size = 3,
+            |b: &mut AnchorBatch| b.path[0][0] ^= 1,
+        ] {
+            let mut t = r.clone();
+            tamper(t.batch.as_mut().unwrap());
+            assert_ne!(t.digest(), r.digest());
+        }
+        let mut no_batch = r.clone();
+        no_batch.batch = None;
+        assert_ne!(no_batch.digest(), r.digest());
+        // Version 2 encodes as before batching: no key, nothing in the canonical bytes.
+        let v2 = sample();
+        let cbor = crate::cbor::encode(&v2);
+        assert!(!String::from_utf8_lossy(&cbor).contains("batch"));
+        let back: AnchorReport = crate::cbor::decode_canonical(&crate::cbor::encode(&r)).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn batch_randoms_are_apart_from_nonce_randoms() {
+        let root = [1u8; 64];
+        let base = derive_batch_client_random(&root, 0, "a");
+        // The same bytes as a nonce give another random: the tags differ.
+        assert_ne!(base, derive_client_random(&root, 0, "a"));
+        assert_ne!(base, derive_batch_client_random(&[2; 64], 0, "a"));
+        assert_ne!(base, derive_batch_client_random(&root, 1, "a"));
+        assert_ne!(base, derive_batch_client_random(&root, 0, "b"));
+        assert_eq!(Freshness::BatchRoot(&root).client_random(0, "a"), base);
+        assert_ne!(batch_leaf(&[1; 32]), batch_leaf(&[1; 31]));
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod echo;
 pub mod evidence;
 pub mod frame;
 pub mod hcl;
+pub mod merkle;
 pub mod messages;
 pub mod prober;
 pub mod request_auth;

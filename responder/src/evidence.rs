@@ -19,7 +19,7 @@
 //! With [`EvidenceSource::with_coalescing`], concurrent collections share TDX quotes through a
 //! [`CoalescingQuoter`]: a bundle whose quote was shared carries its inclusion proof
 //! (`TdxEvidence::inclusion`, `docs/binding.md`). Only evidence requests wait there; the echo
-//! path never does.
+//! path never does. Anchor measurements are batched the same way ([`crate::anchor_batch`]).
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -36,6 +36,7 @@ use locus_proto::Nonce;
 
 use locus_anchors::AnchorsConfig;
 
+use crate::anchor_batch::AnchorBatcher;
 use crate::tdx::coalesce::CoalescingQuoter;
 use crate::tdx::{QuoteError, TdxQuoter};
 use crate::tpm::{EkKind, Vtpm, VtpmError};
@@ -59,6 +60,8 @@ pub enum EvidenceError {
     },
     #[error("anchors: {0}")]
     Anchors(#[from] locus_anchors::ConfigError),
+    #[error("anchors: {0}")]
+    AnchorBatch(#[from] crate::anchor_batch::BatchLost),
     #[error("a blocking evidence task failed: {0}")]
     Task(String),
     /// A sealed nonce names an EK certificate index without a known EK template.
@@ -108,6 +111,8 @@ pub struct EvidenceSource {
     ek_certs: OnceLock<Vec<EkCert>>,
     /// TLS anchors this responder can time on request.
     anchors: Option<AnchorsConfig>,
+    /// Set with coalescing: concurrent requests share anchor measurements.
+    anchor_batcher: Option<Arc<AnchorBatcher>>,
 }
 
 impl std::fmt::Debug for EvidenceSource {
@@ -153,12 +158,15 @@ impl EvidenceSource {
 
     /// Coalesce TDX quotes: collections whose quotes overlap share one quote (up to
     /// `max_batch` per quote, at least 1), each bundle carrying its inclusion proof. Quote
-    /// requests are serialized. Without a TDX quoter this does nothing.
+    /// requests are serialized (without a TDX quoter there are none). Anchor measurements are
+    /// batched alike: collections that overlap one share the next, its randoms derived from
+    /// the root over their nonces, each report carrying its nonce's inclusion proof.
     pub fn with_coalescing(mut self, max_batch: usize) -> Self {
         self.coalescer = self
             .tdx
             .as_ref()
             .map(|q| Arc::new(CoalescingQuoter::new(Arc::clone(q), max_batch)));
+        self.anchor_batcher = Some(Arc::new(AnchorBatcher::new(max_batch)));
         self
     }
 
@@ -262,7 +270,10 @@ impl EvidenceSource {
             (false, None) => return Err(EvidenceError::Unavailable { part: "anchor" }),
             (false, Some(cfg)) => {
                 let specs = cfg.select(&include.anchors)?;
-                Some(locus_anchors::measure_all(&specs, nonce, &cfg.options).await)
+                Some(match &self.anchor_batcher {
+                    Some(b) => b.measure(specs, *nonce, &cfg.options).await?,
+                    None => locus_anchors::measure_all(&specs, nonce, &cfg.options).await,
+                })
             }
         };
         let anchor_digest = anchors.as_ref().map(|a| a.digest());

@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod admission;
+mod anchor_batch;
 pub mod busy;
 pub mod config;
 pub mod doctor;

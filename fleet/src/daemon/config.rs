@@ -115,6 +115,10 @@ pub struct Config {
     pub sites: Vec<SiteConfig>,
     pub targets: Vec<TargetConfig>,
     pub landmarks: Vec<LandmarkConfig>,
+    /// `[echo] listen`: where this daemon answers echo challenges (QUIC datagrams, as a
+    /// responder without evidence), so that peer probers list it as a `[[landmark]]` at this
+    /// prober's site; None (the default): it answers nothing.
+    pub echo: Option<SocketAddr>,
 }
 
 /// Why a configuration was rejected.
@@ -223,6 +227,14 @@ struct RawConfig {
     /// `[[landmark]]` (the spelling; `[[landmarks]]` like `[[targets]]` is accepted).
     #[serde(default, rename = "landmark", alias = "landmarks")]
     landmarks: Vec<Spanned<RawLandmark>>,
+    #[serde(default)]
+    echo: Option<RawEcho>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEcho {
+    listen: SocketAddr,
 }
 
 #[derive(Deserialize)]
@@ -606,6 +618,7 @@ impl Config {
             sites: raw.sites.into_iter().map(Spanned::into_inner).collect(),
             targets,
             landmarks,
+            echo: raw.echo.map(|e| e.listen),
         })
     }
 }

@@ -62,6 +62,12 @@ pub enum DaemonError {
     /// The prober's identity key (`[prober] key_file`) could not be loaded.
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    /// `[echo] listen` could not be served (address in use, or not local).
+    #[error("[echo] listen: {0}")]
+    Echo(#[from] locus_responder::server::ServerError),
+    /// The echo's session key could not be made.
+    #[error("[echo]: {0}")]
+    EchoKey(#[from] locus_responder::session_key::SessionKeyError),
 }
 
 /// Why a reload was rejected; the previous configuration stays in force.
@@ -239,6 +245,7 @@ pub async fn start_with_clock(
         ready: ready.clone(),
         reload: Some(reload_tx.clone()),
     };
+    let echo = config.echo.map(start_echo).transpose()?;
     let http = tokio::spawn(http::serve(listener, endpoints, async move {
         let _ = http_stop_rx.wait_for(|s| *s).await;
     }));
@@ -274,7 +281,7 @@ pub async fn start_with_clock(
         ready,
         reload_rx,
         shutdown_rx,
-        http,
+        (http, echo),
         http_stop_tx,
     ));
     Ok(DaemonHandle {
@@ -283,6 +290,28 @@ pub async fn start_with_clock(
         shutdown: shutdown_tx,
         main,
     })
+}
+
+/// Answers echo challenges on `listen` for peer probers, which list this prober as a
+/// `[[landmark]]` at its site: prober<->prober round trips then calibrate the verdicts. A
+/// responder without evidence backends and without spinning (a daemon does not burn a core for
+/// its peers; a wake-up adds tens of µs, far below what calibration resolves).
+fn start_echo(listen: SocketAddr) -> Result<locus_responder::server::Server, DaemonError> {
+    use locus_responder::evidence::EvidenceSource;
+    use locus_responder::server::{Server, ServerConfig};
+    use locus_responder::session_key::SessionKey;
+    let config = ServerConfig {
+        spin_after_answer: Duration::ZERO,
+        ..ServerConfig::new(listen)
+    };
+    let key = SessionKey::generate()?;
+    let server = Server::start(config, key, EvidenceSource::new(None, None))?;
+    info!(
+        listen = %server.local_addr().map_or(listen, |a| a),
+        spki = %hex::encode(server.session_key().spki_der()),
+        "answering peer probers' echoes (a new session key each start: peers learn it)"
+    );
+    Ok(server)
 }
 
 fn site_records(c: &Config) -> Vec<SiteRecord> {
@@ -308,7 +337,10 @@ async fn main_loop(
     ready: Arc<AtomicBool>,
     mut reload_rx: mpsc::Receiver<ReloadRequest>,
     mut shutdown_rx: watch::Receiver<bool>,
-    http: JoinHandle<std::io::Result<()>>,
+    (http, echo): (
+        JoinHandle<std::io::Result<()>>,
+        Option<locus_responder::server::Server>,
+    ),
     http_stop: watch::Sender<bool>,
 ) -> Result<(), DaemonError> {
     let mut running: BTreeMap<Key, Running> = BTreeMap::new();
@@ -382,6 +414,9 @@ async fn main_loop(
     for (_, r) in std::mem::take(&mut running) {
         let _ = r.task.await;
     }
+    if let Some(echo) = echo {
+        echo.shutdown().await;
+    }
     // Every target has stopped: store what waits.
     writer.finish().await;
     let _ = http_stop.send(true);
@@ -446,8 +481,8 @@ async fn stop_target(shared: &Shared, r: Running) {
 /// Applies a new configuration's targets: unchanged targets keep running (and their state);
 /// changed ones restart; removed ones stop. A change of `[probe]` or `[modules]` restarts every
 /// target.
-/// `listen`, `db`, `db_busy_timeout_ms`, `db_max_pending_rounds`, `bind`, the prober's id and
-/// key file need a restart and are left as they were.
+/// `listen`, `db`, `db_busy_timeout_ms`, `db_max_pending_rounds`, `bind`, `[echo] listen`, the
+/// prober's id and key file need a restart and are left as they were.
 async fn reload(
     path: &std::path::Path,
     config: &mut Config,
@@ -476,6 +511,9 @@ async fn reload(
     }
     if new.key_file != config.key_file {
         fixed.push("prober.key_file");
+    }
+    if new.echo != config.echo {
+        fixed.push("echo.listen");
     }
     if new.rtt_buckets != config.rtt_buckets {
         // Every target's histogram was made with the old buckets.

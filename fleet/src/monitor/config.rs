@@ -68,6 +68,12 @@ pub enum MonitorConfigError {
     MissingKey { id: String },
     #[error("no [[probers]]: the monitor would have nothing to judge")]
     NoProbers,
+    /// A `[[landmark]]` must say where it is: `site = "S"`, or `prober = "ID"` for a peer
+    /// prober's echo (its site is the prober's).
+    #[error("landmark {name:?}: give exactly one of site or prober (and a name with site)")]
+    LandmarkWhere { name: String },
+    #[error("landmark {name:?} names prober {prober:?}, which is not in [[probers]]")]
+    UnknownLandmarkProber { name: String, prober: String },
     /// One key would speak for two probers: either prober could then write rows as the other.
     #[error("probers {first} and {second} have the same public_key: give each prober its own key")]
     SharedKey { first: String, second: String },
@@ -94,8 +100,15 @@ struct Raw {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLandmark {
-    name: String,
-    site: String,
+    /// The probers' `[[landmark]] name`; with `prober`, defaults to the prober's id.
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    site: Option<String>,
+    /// A peer prober answering echoes (`[echo] listen` in its config): the landmark stands at
+    /// that prober's site.
+    #[serde(default)]
+    prober: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -222,11 +235,29 @@ impl MonitorConfig {
         }
         let mut landmarks = BTreeMap::new();
         for l in &raw.landmarks {
-            known(format!("landmark {}", l.name), &l.site)?;
-            if landmarks.insert(l.name.clone(), l.site.clone()).is_some() {
+            let (name, site) = match (&l.name, &l.site, &l.prober) {
+                (Some(name), Some(site), None) => (name.clone(), site.clone()),
+                (name, None, Some(prober)) => {
+                    let name = name.clone().unwrap_or_else(|| prober.clone());
+                    let Some(p) = raw.probers.iter().find(|p| &p.id == prober) else {
+                        return Err(MonitorConfigError::UnknownLandmarkProber {
+                            name,
+                            prober: prober.clone(),
+                        });
+                    };
+                    (name, p.site.clone())
+                }
+                (name, _, prober) => {
+                    return Err(MonitorConfigError::LandmarkWhere {
+                        name: name.clone().or(prober.clone()).unwrap_or_default(),
+                    })
+                }
+            };
+            known(format!("landmark {name}"), &site)?;
+            if landmarks.insert(name.clone(), site).is_some() {
                 return Err(MonitorConfigError::Duplicate {
                     what: "landmark",
-                    name: l.name.clone(),
+                    name,
                 });
             }
         }
@@ -346,6 +377,43 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// A peer prober as a landmark stands at that prober's site, named after it unless named.
+    #[test]
+    fn a_prober_landmark_takes_the_probers_site() {
+        // p-fra without a key: allowed by `allow_unsigned` (the `true` below).
+        let base = format!(
+            "{}[[probers]]\nid = \"p-fra\"\nsite = \"fra\"\n",
+            config(&format!("public_key = \"{KEY}\""), "")
+        );
+        let c = MonitorConfig::from_toml_str(
+            &format!(
+                "{base}[[landmark]]\nprober = \"p-fra\"\n\
+                 [[landmark]]\nname = \"echo-ams\"\nprober = \"p-ams\"\n"
+            ),
+            true,
+        )
+        .unwrap();
+        assert_eq!(c.landmarks["p-fra"], "fra");
+        assert_eq!(c.landmarks["echo-ams"], "ams");
+        assert!(matches!(
+            MonitorConfig::from_toml_str(&format!("{base}[[landmark]]\nprober = \"p-x\"\n"), true),
+            Err(MonitorConfigError::UnknownLandmarkProber { prober, .. }) if prober == "p-x"
+        ));
+        for both in [
+            "[[landmark]]\nname = \"x\"\nsite = \"fra\"\nprober = \"p-fra\"\n",
+            "[[landmark]]\nname = \"x\"\n",
+            "[[landmark]]\nsite = \"fra\"\n",
+        ] {
+            assert!(
+                matches!(
+                    MonitorConfig::from_toml_str(&format!("{base}{both}"), true),
+                    Err(MonitorConfigError::LandmarkWhere { .. })
+                ),
+                "{both}"
+            );
+        }
     }
 
     /// F11: one key for two probers is refused (either could write rows as the other).

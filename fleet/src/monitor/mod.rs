@@ -226,6 +226,35 @@ pub async fn serve(
     info!("monitor stopped");
 }
 
+/// One node judged, before anything is stored, remembered or alerted.
+pub struct NodeJudged {
+    pub judgement: Judgement,
+    claim: String,
+    recalled: Recalled,
+    /// Probers with a verified baseline now (remembered for the next judgement).
+    baselined: BTreeSet<String>,
+    /// The node's rows that were not used.
+    rejected: input::Rejected,
+}
+
+/// Every node judged as of one instant, with nothing stored and nothing sent: what
+/// [`judge_all`] records and alerts, and what `locus judge --db` prints.
+pub struct Judged {
+    pub nodes: Vec<NodeJudged>,
+    world: locus_analysis::World,
+    from_ns: i64,
+    now_ns: i64,
+    /// Landmark rounds that were not used.
+    landmarks_rejected: input::Rejected,
+}
+
+impl Judged {
+    /// The judgements, in the order judged.
+    pub fn judgements(self) -> Vec<Judgement> {
+        self.nodes.into_iter().map(|n| n.judgement).collect()
+    }
+}
+
 /// Judges every node with rounds in the window ending at `now_ns`, stores the verdicts,
 /// updates the metrics and posts alerts; returns the judgements and the alerts not delivered.
 pub fn judge_all(
@@ -234,8 +263,18 @@ pub fn judge_all(
     now_ns: i64,
     sinks: &Sinks<'_>,
 ) -> Result<(Vec<Judgement>, Vec<AlertError>), MonitorError> {
+    let judged = judge_nodes(store, judging, now_ns)?;
+    record(store, judging, judged, sinks)
+}
+
+/// Judges every node with rounds in the window ending at `now_ns` from `store`, which it only
+/// reads: the world (the config's, with the window's accepted landmark minima, or the
+/// database's), each node's verified rows, baseline and evidence, and its previous verdict
+/// (this monitor's memory, else the database's).
+pub fn judge_nodes(store: &Store, judging: &Judging, now_ns: i64) -> Result<Judged, MonitorError> {
     let from = now_ns.saturating_sub(ns_of(judging.window));
     let unchecked = Trust::unchecked();
+    let mut landmarks_rejected = input::Rejected::default();
     let (world, trust, nodes) = match &judging.fleet {
         Fleet::Configured(c) => {
             let stored = store.nodes_between(from, now_ns)?;
@@ -258,17 +297,18 @@ pub fn judge_all(
                 .filter_map(|(n, _)| Some((n.clone(), c.claims.get(n)?.clone())))
                 .collect();
             let mut world = c.world.clone();
-            let mut rejected = input::Rejected::default();
             world.landmarks = input::landmarks(
                 store,
                 &c.trust,
                 Some(&c.landmarks),
                 (from, now_ns),
-                &mut rejected,
+                &mut landmarks_rejected,
             )?;
-            if !rejected.is_empty() {
-                warn!(rejected = %rejected.describe(), "landmark rounds rejected (not used)");
-                count_rejected(sinks, &rejected);
+            if !landmarks_rejected.is_empty() {
+                warn!(
+                    rejected = %landmarks_rejected.describe(),
+                    "landmark rounds rejected (not used)"
+                );
             }
             (world, &c.trust, nodes)
         }
@@ -293,10 +333,8 @@ pub fn judge_all(
         None => None,
     };
     let mut out = Vec::new();
-    let mut failed = Vec::new();
     for (node, claim) in nodes {
         let recalled = judging.memory.recall(store, &node, now_ns)?;
-        let (previous, last_located) = (recalled.previous.clone(), recalled.last_located.clone());
         let mut rejected = bundle_rejects.remove(&node).unwrap_or_default();
         let mut holds = Vec::new();
         let chosen = bundles.as_ref().and_then(|b| b.get(&node));
@@ -347,8 +385,53 @@ pub fn judge_all(
                 j.reasons
                     .push(format!("rows rejected (not judged): {what}"));
             }
-            count_rejected(sinks, &rejected);
         }
+        out.push(NodeJudged {
+            judgement: j,
+            claim,
+            recalled,
+            baselined: gathered.baselined,
+            rejected,
+        });
+    }
+    Ok(Judged {
+        nodes: out,
+        world,
+        from_ns: from,
+        now_ns,
+        landmarks_rejected,
+    })
+}
+
+/// What [`judge_all`] does with the judgements: stores each verdict (when `sinks.store`),
+/// remembers it, posts its alerts and sets its metrics.
+fn record(
+    store: &mut Store,
+    judging: &Judging,
+    judged: Judged,
+    sinks: &Sinks<'_>,
+) -> Result<(Vec<Judgement>, Vec<AlertError>), MonitorError> {
+    let Judged {
+        nodes,
+        world,
+        from_ns: from,
+        now_ns,
+        landmarks_rejected,
+    } = judged;
+    count_rejected(sinks, &landmarks_rejected);
+    let mut out = Vec::new();
+    let mut failed = Vec::new();
+    for NodeJudged {
+        judgement: j,
+        claim,
+        recalled,
+        baselined,
+        rejected,
+    } in nodes
+    {
+        count_rejected(sinks, &rejected);
+        let node = j.name.clone();
+        let (previous, last_located) = (recalled.previous, recalled.last_located);
         let verdict = j.verdict.as_str();
         // When the current verdict began: stable across judgements, so that a re-sent alert
         // keeps its start.
@@ -375,7 +458,7 @@ pub fn judge_all(
         }
         judging
             .memory
-            .remember(&record, last_located.clone(), since_ns, gathered.baselined);
+            .remember(&record, last_located.clone(), since_ns, baselined);
         if let Some(ams) = sinks.alertmanagers {
             let last_located = (j.verdict == Verdict::Located)
                 .then_some(record)

@@ -82,6 +82,21 @@ pub enum StoreError {
     ColumnType { column: String, found: String },
     #[error("database {} does not exist", .0.display())]
     NoSuchFile(std::path::PathBuf),
+    /// Opened read-only, the database holds no locus tables (or is no SQLite file at all):
+    /// point at the `db` a prober writes.
+    #[error("{db} is not a locus store: {reason}")]
+    NotAStore { db: String, reason: String },
+    /// Opened read-only, the database has an older schema than this locus reads; a read-only
+    /// reader does not migrate it: run `locus prober --config` or `locus monitor` on it once.
+    #[error(
+        "{db} has schema version {found}, older than this locus reads ({supported}); a read-only \
+         look does not migrate it: open it once with `locus prober --config` or `locus monitor`"
+    )]
+    OlderSchema {
+        db: String,
+        found: u32,
+        supported: u32,
+    },
     #[error("{0} is an SQLite operation")]
     SqliteOnly(&'static str),
     #[error("writing the export: {0}")]
@@ -381,6 +396,27 @@ impl Store {
             }
         }
         Self::connect(db, wait)
+    }
+
+    /// Opens either backend for reading only: nothing is created or migrated, and writes
+    /// fail (SQLite opened read-only; PostgreSQL sessions with `default_transaction_read_only`).
+    /// A missing SQLite file, a file or database without locus tables, or a schema of another
+    /// version is an error naming the database.
+    pub fn open_read_only(db: &Database, wait: Duration) -> Result<Self, StoreError> {
+        let backend = match db {
+            Database::Sqlite(path) => {
+                if !path.exists() {
+                    return Err(StoreError::NoSuchFile(path.clone()));
+                }
+                Backend::Sqlite(sqlite::open_read_only(path, wait)?)
+            }
+            Database::Postgres(url) => {
+                Backend::Postgres(Box::new(Pg::connect_read_only(url, wait)?))
+            }
+        };
+        Ok(Self {
+            backend: RefCell::new(backend),
+        })
     }
 
     /// Runs `f` on the connection (PostgreSQL: reconnecting if needed).

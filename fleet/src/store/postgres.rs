@@ -31,12 +31,24 @@ pub(crate) struct Pg {
     client: Option<Client>,
     /// While the server is unreachable: when to try again, and why the last attempt failed.
     down: Option<(Instant, String)>,
+    /// Sessions only read: no migration, `default_transaction_read_only` on.
+    read_only: bool,
 }
 
 impl Pg {
     /// Connects and migrates. `wait` bounds the connection attempt and how long a statement
     /// waits for another session's lock (unless the URL sets them).
     pub(crate) fn connect(url: &str, wait: Duration) -> Result<Self, StoreError> {
+        Self::connect_as(url, wait, false)
+    }
+
+    /// Connects for reading only: the schema must be the current one (nothing is migrated)
+    /// and every session refuses writes.
+    pub(crate) fn connect_read_only(url: &str, wait: Duration) -> Result<Self, StoreError> {
+        Self::connect_as(url, wait, true)
+    }
+
+    fn connect_as(url: &str, wait: Duration, read_only: bool) -> Result<Self, StoreError> {
         let bad = |reason: String| StoreError::BadUrl {
             url: redact(url),
             reason,
@@ -74,6 +86,7 @@ impl Pg {
             tls,
             client: None,
             down: None,
+            read_only,
         };
         pg.client()?;
         Ok(pg)
@@ -122,7 +135,13 @@ impl Pg {
             Some(tls) => self.config.connect(tls.clone()),
         };
         let mut c = connected.map_err(|e| connect_error(&self.url, &self.config, e))?;
-        schema::migrate_postgres(&mut c)?;
+        if self.read_only {
+            c.batch_execute("SET default_transaction_read_only = on")?;
+            let found = schema::postgres_version(&mut c)?;
+            schema::check_readable(&redact(&self.url), found)?;
+        } else {
+            schema::migrate_postgres(&mut c)?;
+        }
         Ok(c)
     }
 }

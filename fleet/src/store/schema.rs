@@ -266,6 +266,26 @@ fn check_not_newer(found: u32) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A read-only reader's check of the version `found` in `db`: 0 is no locus store, another
+/// version than [`SCHEMA_VERSION`] cannot be read without migrating.
+pub(crate) fn check_readable(db: &str, found: u32) -> Result<(), StoreError> {
+    check_not_newer(found)?;
+    if found == 0 {
+        return Err(StoreError::NotAStore {
+            db: db.to_owned(),
+            reason: "it has no locus tables (schema version 0)".to_owned(),
+        });
+    }
+    if found < SCHEMA_VERSION {
+        return Err(StoreError::OlderSchema {
+            db: db.to_owned(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
 /// The SQLite schema version.
 pub(crate) fn sqlite_version(conn: &Connection) -> Result<u32, StoreError> {
     Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)

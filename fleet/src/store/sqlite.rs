@@ -31,6 +31,33 @@ pub(crate) fn open(path: &Path, busy: Duration) -> Result<Connection, StoreError
     }
 }
 
+/// Opens the locus database at `path` read-only (no file, schema or journal mode is changed);
+/// a file that is no SQLite database or holds no locus schema is [`StoreError::NotAStore`].
+pub(crate) fn open_read_only(path: &Path, busy: Duration) -> Result<Connection, StoreError> {
+    use rusqlite::OpenFlags;
+    let db = path.display().to_string();
+    let not_a_store = |e: rusqlite::Error| match e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => {
+            StoreError::NotAStore {
+                db: db.clone(),
+                reason: "it is not an SQLite database".to_owned(),
+            }
+        }
+        e => StoreError::Sqlite(e),
+    };
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(busy)?;
+    let found = schema::sqlite_version(&conn).map_err(|e| match e {
+        StoreError::Sqlite(e) => not_a_store(e),
+        e => e,
+    })?;
+    schema::check_readable(&db, found)?;
+    Ok(conn)
+}
+
 fn set_up(path: &Path, busy: Duration) -> Result<Connection, StoreError> {
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(busy)?;

@@ -654,3 +654,81 @@ fn insert_rounds_is_all_or_none_and_keeps_order() {
     assert_eq!(mins, vec![Some(50), Some(51), Some(52)]);
     assert_eq!(s.samples_between("n1", 0, i64::MAX).unwrap().len(), 3);
 }
+
+/// A read-only open creates, migrates and writes nothing, and names what it cannot read: a
+/// missing file, a file that is no SQLite database, an SQLite database without locus tables
+/// (left unchanged), an older schema; a current store reads, and refuses writes.
+#[test]
+fn sqlite_read_only_opens_only_current_locus_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let ro = |p: &std::path::Path| Store::open_read_only(&Database::Sqlite(p.to_owned()), WAIT);
+    let missing = dir.path().join("missing.db");
+    assert!(matches!(ro(&missing), Err(StoreError::NoSuchFile(p)) if p == missing));
+    assert!(!missing.exists());
+
+    let text = dir.path().join("notes.txt");
+    std::fs::write(
+        &text,
+        "not a database at all, just some text that is long enough\n".repeat(20),
+    )
+    .unwrap();
+    let e = ro(&text).err().unwrap();
+    assert!(matches!(&e, StoreError::NotAStore { .. }), "{e}");
+    assert!(e.to_string().contains("not an SQLite database"), "{e}");
+
+    let foreign = dir.path().join("other-app.db");
+    {
+        let conn = rusqlite::Connection::open(&foreign).unwrap();
+        conn.execute_batch("CREATE TABLE notes (t TEXT); INSERT INTO notes VALUES ('x');")
+            .unwrap();
+    }
+    let before = std::fs::read(&foreign).unwrap();
+    let e = ro(&foreign).err().unwrap();
+    assert!(matches!(&e, StoreError::NotAStore { .. }), "{e}");
+    assert!(e.to_string().contains("no locus tables"), "{e}");
+    assert_eq!(
+        std::fs::read(&foreign).unwrap(),
+        before,
+        "the file was changed"
+    );
+
+    let old = dir.path().join("v1.db");
+    {
+        let mut conn = rusqlite::Connection::open(&old).unwrap();
+        schema::migrate_sqlite_to(&mut conn, 1).unwrap();
+    }
+    assert!(matches!(
+        ro(&old),
+        Err(StoreError::OlderSchema { found: 1, supported, .. }) if supported == SCHEMA_VERSION
+    ));
+
+    let current = dir.path().join("m.db");
+    let mut s = Store::open(&current).unwrap();
+    s.insert_round(&round("n1", 10, 500), &[]).unwrap();
+    drop(s);
+    let mut s = ro(&current).unwrap();
+    assert_eq!(s.rounds_between("n1", 0, 100).unwrap().len(), 1);
+    assert!(s.insert_verdict(&verdict("n1", 20)).is_err());
+}
+
+/// On PostgreSQL a read-only store refuses writes in the server and migrates nothing.
+#[test]
+fn postgres_read_only_opens_only_current_locus_stores() {
+    let url = pg_url();
+    let db = Database::Postgres(url.clone());
+    let e = Store::open_read_only(&db, WAIT).err().unwrap();
+    assert!(matches!(&e, StoreError::NotAStore { .. }), "{e}");
+    let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+    assert_eq!(
+        schema::postgres_version(&mut c).unwrap(),
+        0,
+        "migrated by a reader"
+    );
+    drop(c);
+    let mut s = Store::connect(&db, WAIT).unwrap();
+    s.insert_round(&round("n1", 10, 500), &[]).unwrap();
+    drop(s);
+    let mut s = Store::open_read_only(&db, WAIT).unwrap();
+    assert_eq!(s.rounds_between("n1", 0, 100).unwrap().len(), 1);
+    assert!(s.insert_verdict(&verdict("n1", 20)).is_err());
+}

@@ -7,13 +7,13 @@
 //! `locus_analysis::verify::tdx::coalesced_report_data`. A lone request is quoted with its own value
 //! as REPORTDATA (empty proof), exactly as without coalescing.
 //!
-//! Tree: RFC 9162 §2.1 shape, SHA-512, leaf = H(0x00 ‖ value), node = H(0x01 ‖ left ‖ right).
+//! Tree: [`locus_proto::merkle`] (RFC 9162 §2.1 shape, SHA-512, domain-separated leaves and nodes).
 //! The echo path never touches this: only evidence requests wait here.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use sha2::{Digest, Sha512};
+use locus_proto::merkle::batch_root;
 
 use super::{QuoteError, TdxQuoter};
 
@@ -27,67 +27,6 @@ pub struct CoalescedQuote {
     pub size: u64,
     /// Sibling hashes from the leaf up (empty for a batch of one).
     pub path: Vec<[u8; 64]>,
-}
-
-fn leaf_hash(v: &[u8; 64]) -> [u8; 64] {
-    let mut h = Sha512::new();
-    h.update([0x00]);
-    h.update(v);
-    h.finalize().into()
-}
-
-fn node_hash(l: &[u8; 64], r: &[u8; 64]) -> [u8; 64] {
-    let mut h = Sha512::new();
-    h.update([0x01]);
-    h.update(l);
-    h.update(r);
-    h.finalize().into()
-}
-
-fn split(n: usize) -> usize {
-    // Largest power of two strictly below n (n >= 2).
-    1 << (usize::BITS - 1 - (n - 1).leading_zeros())
-}
-
-fn mth(h: &[[u8; 64]]) -> [u8; 64] {
-    match h {
-        [one] => *one,
-        _ => {
-            let k = split(h.len());
-            node_hash(&mth(&h[..k]), &mth(&h[k..]))
-        }
-    }
-}
-
-fn audit_path(m: usize, h: &[[u8; 64]], out: &mut Vec<[u8; 64]>) {
-    if h.len() <= 1 {
-        return;
-    }
-    let k = split(h.len());
-    if m < k {
-        audit_path(m, &h[..k], out);
-        out.push(mth(&h[k..]));
-    } else {
-        audit_path(m - k, &h[k..], out);
-        out.push(mth(&h[..k]));
-    }
-}
-
-/// REPORTDATA for a batch of `values` and each value's audit path. Panics on an empty batch
-/// (callers always have their own value in it).
-pub fn batch_root(values: &[[u8; 64]]) -> ([u8; 64], Vec<Vec<[u8; 64]>>) {
-    if let [one] = values {
-        return (*one, vec![Vec::new()]);
-    }
-    let leaves: Vec<_> = values.iter().map(leaf_hash).collect();
-    let paths = (0..leaves.len())
-        .map(|m| {
-            let mut p = Vec::new();
-            audit_path(m, &leaves, &mut p);
-            p
-        })
-        .collect();
-    (mth(&leaves), paths)
 }
 
 struct State {
@@ -190,7 +129,10 @@ impl CoalescingQuoter {
                 tickets: Some(tickets.clone()),
             };
             let values: Vec<[u8; 64]> = batch.iter().map(|(_, v)| *v).collect();
-            let (root, paths) = batch_root(&values);
+            // Never empty (the leader's own value is waiting); if it were, `flight` resets.
+            let (root, paths) = batch_root(&values).ok_or_else(|| QuoteError::Coalesced {
+                reason: "an empty batch".into(),
+            })?;
             let result = self.inner.quote(root);
             flight.tickets = None;
 
@@ -312,10 +254,5 @@ mod tests {
         let r = q.quote_coalesced([3; 64]).unwrap();
         assert_eq!((r.size, r.path.len()), (1, 0));
         assert_eq!(&r.quote[568..632], &[3; 64]);
-    }
-
-    #[test]
-    fn split_is_the_largest_power_of_two_below() {
-        assert_eq!([2, 3, 4, 5, 8, 9].map(split), [1, 2, 2, 4, 4, 8]);
     }
 }

@@ -10,8 +10,9 @@ mod policy;
 
 pub use policy::{AnchorEntry, AnchorPolicyError, AnchorPolicyFile, TrustEntry};
 
-use locus_proto::anchor::{derive_client_random, AnchorFailure, AnchorReport, AnchorResult};
-use locus_proto::anchor::{ANCHOR_REPORT_V1, ANCHOR_REPORT_VERSION};
+use locus_proto::anchor::{batch_leaf, AnchorFailure, AnchorReport, AnchorResult, Freshness};
+use locus_proto::anchor::{ANCHOR_REPORT_BATCHED, ANCHOR_REPORT_V1};
+use locus_proto::merkle::{root_from_proof, InclusionProof};
 use rustls_pki_types::{CertificateDer, ServerName, SignatureVerificationAlgorithm, UnixTime};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -141,6 +142,18 @@ pub enum AnchorReportError {
     /// The report answers another challenge: replayed or foreign.
     #[error("anchor report is for nonce {found}, the challenge was {expected}")]
     NonceMismatch { expected: String, found: String },
+    /// The batch proof does not belong to the version: a version 3 report without one, or an
+    /// earlier report carrying one (outside its digest).
+    #[error("anchor report version {version} {}", if *has { "carries a batch proof, which its digest does not cover" } else { "names no batch" })]
+    BatchField { version: u16, has: bool },
+    /// The batch proof is not well formed: a root or sibling hash not 64 bytes, an index out
+    /// of range, or a path of the wrong length for the batch size.
+    #[error("malformed anchor batch proof: {detail}")]
+    BatchProofMalformed { detail: String },
+    /// The proof does not lead from this nonce to the stated root: a proof for another nonce,
+    /// a tampered proof or root, or a batch report replayed for a nonce it never held.
+    #[error("the batch proof folds this nonce to root {found}, the report states {expected}")]
+    BatchProofMismatch { expected: String, found: String },
 }
 
 /// Why one anchor's measurement is not usable.
@@ -158,6 +171,10 @@ pub enum AnchorError {
     /// The recorded random is not the one derived from this nonce: a replay of an old handshake.
     #[error("ClientHello.random {found} is not the one derived from the nonce ({expected})")]
     ClientRandomMismatch { expected: String, found: String },
+    /// In a batched report, the recorded random is not the one derived from the batch root the
+    /// proof leads to: a handshake from another batch (or none), not later than this nonce.
+    #[error("ClientHello.random {found} is not the one derived from the batch root ({expected})")]
+    ClientRandomNotFromBatchRoot { expected: String, found: String },
     /// The recorded ClientHello bytes carry another random than the reported one.
     #[error("the recorded ClientHello carries random {found}, not {expected}")]
     ClientHelloMismatch { expected: String, found: String },
@@ -264,12 +281,14 @@ impl AnchorVerification {
 }
 
 /// Checks that `report` is the one bound into the quote (`bound_digest`, taken from the binding
-/// the quote was verified against), and that it answers `nonce`.
+/// the quote was verified against), and that it answers `nonce`: itself, or (version 3) through
+/// a batch proof that leads from `nonce` to the root its randoms were derived from. Returns
+/// that root, `None` for a report of its own.
 pub fn verify_binding(
     report: &AnchorReport,
     bound_digest: &[u8; 32],
     nonce: &[u8],
-) -> Result<(), AnchorReportError> {
+) -> Result<Option<[u8; 64]>, AnchorReportError> {
     let found = report.digest();
     if &found != bound_digest {
         return Err(AnchorReportError::DigestMismatch {
@@ -277,15 +296,22 @@ pub fn verify_binding(
             found: hex::encode(found),
         });
     }
-    if !(ANCHOR_REPORT_V1..=ANCHOR_REPORT_VERSION).contains(&report.version) {
+    if !(ANCHOR_REPORT_V1..=ANCHOR_REPORT_BATCHED).contains(&report.version) {
         return Err(AnchorReportError::UnsupportedVersion {
             found: report.version,
-            supported: ANCHOR_REPORT_VERSION,
+            supported: ANCHOR_REPORT_BATCHED,
         });
     }
     let has = report.clocksource.is_some();
     if has != (report.version >= 2) {
         return Err(AnchorReportError::ClocksourceField {
+            version: report.version,
+            has,
+        });
+    }
+    let has = report.batch.is_some();
+    if has != (report.version >= ANCHOR_REPORT_BATCHED) {
+        return Err(AnchorReportError::BatchField {
             version: report.version,
             has,
         });
@@ -296,7 +322,53 @@ pub fn verify_binding(
             found: hex::encode(&report.nonce),
         });
     }
-    Ok(())
+    report
+        .batch
+        .as_ref()
+        .map(|b| batch_root(b, nonce))
+        .transpose()
+}
+
+/// The batch root `b` states, once its proof is checked to lead there from `nonce`.
+fn batch_root(
+    b: &locus_proto::anchor::AnchorBatch,
+    nonce: &[u8],
+) -> Result<[u8; 64], AnchorReportError> {
+    let malformed = |detail: String| AnchorReportError::BatchProofMalformed { detail };
+    let root: [u8; 64] = b
+        .root
+        .as_slice()
+        .try_into()
+        .map_err(|_| malformed(format!("the root is {} bytes, not 64", b.root.len())))?;
+    let path = b
+        .path
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            <[u8; 64]>::try_from(h.as_slice())
+                .map_err(|_| malformed(format!("hash {i} is {} bytes, not 64", h.len())))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let proof = InclusionProof {
+        index: b.index,
+        size: b.size,
+        path,
+    };
+    let folded = root_from_proof(&batch_leaf(nonce), &proof).ok_or_else(|| {
+        malformed(format!(
+            "index {} of {} with a path of {} hashes",
+            b.index,
+            b.size,
+            b.path.len()
+        ))
+    })?;
+    if folded != root {
+        return Err(AnchorReportError::BatchProofMismatch {
+            expected: hex::encode(root),
+            found: hex::encode(folded),
+        });
+    }
+    Ok(root)
 }
 
 /// Verifies a bound report: [`verify_binding`], then every anchor at `now_unix_s` under
@@ -308,14 +380,18 @@ pub fn verify_report(
     policy: &AnchorPolicy,
     now_unix_s: u64,
 ) -> Result<AnchorVerification, AnchorReportError> {
-    verify_binding(report, bound_digest, nonce)?;
+    let root = verify_binding(report, bound_digest, nonce)?;
+    let freshness = match &root {
+        Some(r) => Freshness::BatchRoot(r),
+        None => Freshness::Nonce(nonce),
+    };
     let anchors: Vec<AnchorCheck> = report
         .anchors
         .iter()
         .enumerate()
         .map(|(i, a)| AnchorCheck {
             name: a.name.clone(),
-            outcome: verify_anchor(a, i, nonce, policy, now_unix_s),
+            outcome: verify_anchor(a, i, freshness, policy, now_unix_s),
         })
         .collect();
     let anycast_suspects = anycast_suspects(&anchors, policy);
@@ -328,7 +404,7 @@ pub fn verify_report(
 fn verify_anchor(
     a: &AnchorResult,
     index: usize,
-    nonce: &[u8],
+    freshness: Freshness<'_>,
     policy: &AnchorPolicy,
     now_unix_s: u64,
 ) -> Result<VerifiedAnchor, AnchorError> {
@@ -350,13 +426,17 @@ fn verify_anchor(
     }
     let tls = a.tls.as_ref().ok_or(AnchorError::MissingTls)?;
 
-    // Freshness: the random is the nonce's, and it is the one in the ClientHello sent.
+    // Freshness: the random is the nonce's (or its batch root's), and it is the one in the
+    // ClientHello sent.
     let index = u32::try_from(index).unwrap_or(u32::MAX);
-    let expected = derive_client_random(nonce, index, &a.name);
+    let expected = freshness.client_random(index, &a.name);
     if tls.client_random != expected {
-        return Err(AnchorError::ClientRandomMismatch {
-            expected: hex::encode(expected),
-            found: hex::encode(&tls.client_random),
+        let (expected, found) = (hex::encode(expected), hex::encode(&tls.client_random));
+        return Err(match freshness {
+            Freshness::Nonce(_) => AnchorError::ClientRandomMismatch { expected, found },
+            Freshness::BatchRoot(_) => {
+                AnchorError::ClientRandomNotFromBatchRoot { expected, found }
+            }
         });
     }
     let on_wire = tls.client_hello.get(11..43);
