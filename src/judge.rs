@@ -156,8 +156,12 @@ pub(crate) fn run(args: JudgeArgs) -> anyhow::Result<ExitCode> {
 /// `locus judge --db`: the monitor's judgement of the store as of --at (default now), with
 /// nothing stored, remembered or alerted; the store is opened read-only.
 fn run_db(args: &JudgeArgs, db: &Database) -> anyhow::Result<ExitCode> {
-    let judging = (args.store).judging(args.policy.as_deref(), args.evidence_policy.as_deref())?;
-    let db = (args.store).database(db, args.db_password_file.as_deref(), &judging)?;
+    let judging = args
+        .store
+        .judging(args.policy.as_deref(), args.evidence_policy.as_deref())?;
+    let db = args
+        .store
+        .database(db, args.db_password_file.as_deref(), &judging)?;
     let now = match &args.at {
         Some(at) => parse_time_ns(at)?,
         None => unix_now_ns(),

@@ -240,7 +240,61 @@ impl StoreJudging {
         policy: Option<&Path>,
         evidence_policy: Option<&Path>,
     ) -> anyhow::Result<Judging> {
-        judging(self, policy, evidence_policy)
+        for (name, v) in [
+            ("--window-s", self.window_s),
+            ("--evidence-window-s", self.evidence_window_s),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                bail!("{name} must be a finite number > 0, not {v}");
+            }
+        }
+        if self.baseline_rounds == 0 {
+            bail!("--baseline-rounds must be at least 1");
+        }
+        let evidence = match evidence_policy {
+            Some(p) => Some(EvidenceConfig {
+                policy: locus_fleet::verifier::load_policy(p)?.1,
+                window: Duration::from_secs_f64(self.evidence_window_s),
+            }),
+            None => None,
+        };
+        let fleet = match &self.config {
+            Some(path) => Fleet::Configured(MonitorConfig::load(path, self.allow_unsigned)?),
+            None if self.allow_unsigned => {
+                tracing::warn!(
+                    "--allow-unsigned without --config: every stored row is judged unverified, with \
+                     the sites, probers and claims the database holds"
+                );
+                Fleet::Unsigned
+            }
+            None => bail!(
+                "the monitor needs --config FILE naming the probers and their public keys \
+                 (config/monitor.example.toml) so that it judges only rows they signed; \
+                 --allow-unsigned judges every stored row unverified instead"
+            ),
+        };
+        let mut policy = locus_fleet::verifier::load_verdict_policy(policy)?
+            .calibrated_vtpm(evidence.as_ref().map(|e| &e.policy));
+        if self.timing_only {
+            policy.require_evidence = false;
+            policy.min_anchors = 0;
+        } else if evidence.is_none() && (policy.require_evidence || policy.min_anchors > 0) {
+            bail!(
+                "the verdict policy requires evidence (require_evidence = {}, min_anchors = {}) \
+                 but no --evidence-policy was given: every node would be judged inconclusive. Give \
+                 --evidence-policy FILE, or --timing-only to judge on round trips alone",
+                policy.require_evidence,
+                policy.min_anchors
+            );
+        }
+        Ok(Judging {
+            fleet,
+            policy,
+            window: Duration::from_secs_f64(self.window_s),
+            baseline_rounds: self.baseline_rounds,
+            evidence,
+            memory: Default::default(),
+        })
     }
 
     /// `db` with the password of `password_file` (--db-password-file), else of the config's
@@ -257,68 +311,6 @@ impl StoreJudging {
         });
         with_password(db.clone(), password_file)
     }
-}
-
-fn judging(
-    o: &StoreJudging,
-    policy: Option<&Path>,
-    evidence_policy: Option<&Path>,
-) -> anyhow::Result<Judging> {
-    for (name, v) in [
-        ("--window-s", o.window_s),
-        ("--evidence-window-s", o.evidence_window_s),
-    ] {
-        if !(v.is_finite() && v > 0.0) {
-            bail!("{name} must be a finite number > 0, not {v}");
-        }
-    }
-    if o.baseline_rounds == 0 {
-        bail!("--baseline-rounds must be at least 1");
-    }
-    let evidence = match evidence_policy {
-        Some(p) => Some(EvidenceConfig {
-            policy: locus_fleet::verifier::load_policy(p)?.1,
-            window: Duration::from_secs_f64(o.evidence_window_s),
-        }),
-        None => None,
-    };
-    let fleet = match &o.config {
-        Some(path) => Fleet::Configured(MonitorConfig::load(path, o.allow_unsigned)?),
-        None if o.allow_unsigned => {
-            tracing::warn!(
-                "--allow-unsigned without --config: every stored row is judged unverified, with \
-                 the sites, probers and claims the database holds"
-            );
-            Fleet::Unsigned
-        }
-        None => bail!(
-            "the monitor needs --config FILE naming the probers and their public keys \
-             (config/monitor.example.toml) so that it judges only rows they signed; \
-             --allow-unsigned judges every stored row unverified instead"
-        ),
-    };
-    let mut policy = locus_fleet::verifier::load_verdict_policy(policy)?
-        .calibrated_vtpm(evidence.as_ref().map(|e| &e.policy));
-    if o.timing_only {
-        policy.require_evidence = false;
-        policy.min_anchors = 0;
-    } else if evidence.is_none() && (policy.require_evidence || policy.min_anchors > 0) {
-        bail!(
-            "the verdict policy requires evidence (require_evidence = {}, min_anchors = {}) \
-             but no --evidence-policy was given: every node would be judged inconclusive. Give \
-             --evidence-policy FILE, or --timing-only to judge on round trips alone",
-            policy.require_evidence,
-            policy.min_anchors
-        );
-    }
-    Ok(Judging {
-        fleet,
-        policy,
-        window: Duration::from_secs_f64(o.window_s),
-        baseline_rounds: o.baseline_rounds,
-        evidence,
-        memory: Default::default(),
-    })
 }
 
 #[expect(clippy::print_stdout, reason = "the CLI announces its address")]

@@ -2003,6 +2003,68 @@ fn a_failed_or_withheld_bundle_holds_the_node_back_naming_the_prober() {
     assert!(reasons(&honest).contains(&missing), "{honest}");
 }
 
+/// Stores a `located` verdict of node `honest` a minute before `t`, as a monitor that judged
+/// it leaves (REVIEW3 B, E; REVIEW4 M1).
+fn judged_a_minute_before(store: &mut Store, t: i64) {
+    store
+        .insert_verdict(&VerdictRecord {
+            node: "honest".into(),
+            claim: "fra".into(),
+            at_unix_ns: t - 60 * S,
+            window_start_unix_ns: t - 660 * S,
+            verdict: "located".into(),
+            reasons: Vec::new(),
+            radius_km: None,
+            judgement: "{}".into(),
+        })
+        .unwrap();
+}
+
+/// REVIEW3 B's database in `dir/name`: node `honest` (claiming fra) moved ~65 km east before
+/// the window ending at `t`; 30 history rounds at fra of the probers in `history_of`, one
+/// signed round of each prober at the new place at `t` - 50 s.
+fn review3_b_db(dir: &Path, name: &str, history_of: &[&str], t: i64) -> PathBuf {
+    let db = dir.join(name);
+    let mut s = Store::open(&db).unwrap();
+    let sites = site_records();
+    for p in PROBERS {
+        s.upsert_world(p, p, &sites).unwrap();
+    }
+    for p in PROBERS {
+        if history_of.contains(p) {
+            for k in 0..30 {
+                let hist = review3_b_rtt(p, pos("fra"), 0) - 20_000;
+                let r = round(p, "honest", t - 1000 * S + k * 10 * S, Some(hist), false);
+                s.insert_round(&signed(r, &[]), &[]).unwrap();
+            }
+        }
+        review3_b_moved_round(&mut s, p, t - 50 * S);
+    }
+    db
+}
+
+/// REVIEW3 B's round trip from prober `p` to `at`, in ns.
+fn review3_b_rtt(p: &str, at: LatLon, i: u64) -> u64 {
+    let ms = 2.0 * distance_km(pos(p), at) * 1.5 / 200.0;
+    ((ms + 0.05 + (i % 7) as f64 * 0.01) * 1e6) as u64
+}
+
+/// One signed round of `p` starting at `start`, probing node `honest` at its new place
+/// (~65 km east of fra).
+fn review3_b_moved_round(s: &mut Store, p: &str, start: i64) {
+    let new_at = LatLon::new(50.11, 9.59);
+    let samples: Vec<SampleRecord> = (0..100)
+        .map(|i| SampleRecord {
+            sent_unix_ns: start + i as i64 * S / 10,
+            rtt_ns: review3_b_rtt(p, new_at, i),
+            inside_ns: 20_000,
+        })
+        .collect();
+    let min = samples.iter().map(|x| x.rtt_ns - x.inside_ns).min();
+    let r = round(p, "honest", start, min, false);
+    s.insert_round(&signed(r, &samples), &samples).unwrap();
+}
+
 /// REVIEW3 B (was a PoC of the attack): deleting (here: not storing) the history rounds of all
 /// but one prober must not hide a 65 km relocation. Judged once (no verdict before), the node is
 /// `relocated`; once a verdict precedes (the monitor restarted, or it remembers which probers
@@ -2013,41 +2075,7 @@ fn a_failed_or_withheld_bundle_holds_the_node_back_naming_the_prober() {
 fn review3_b_deleting_some_probers_history_holds_the_node_back() {
     let dir = tempfile::tempdir().unwrap();
     let t = 1_800_000_000 * S;
-    // ~65 km east of fra.
-    let new_at = LatLon::new(50.11, 9.59);
-    let rtt_to = |p: &str, at: LatLon, i: u64| -> u64 {
-        let ms = 2.0 * distance_km(pos(p), at) * 1.5 / 200.0;
-        ((ms + 0.05 + (i % 7) as f64 * 0.01) * 1e6) as u64
-    };
-    let build = |name: &str, history_of: &[&str]| -> PathBuf {
-        let db = dir.path().join(name);
-        let mut s = Store::open(&db).unwrap();
-        let sites = site_records();
-        for p in PROBERS {
-            s.upsert_world(p, p, &sites).unwrap();
-        }
-        for p in PROBERS {
-            if history_of.contains(p) {
-                for k in 0..30 {
-                    let hist = rtt_to(p, pos("fra"), 0) - 20_000;
-                    let r = round(p, "honest", t - 1000 * S + k * 10 * S, Some(hist), false);
-                    s.insert_round(&signed(r, &[]), &[]).unwrap();
-                }
-            }
-            let start = t - 50 * S;
-            let samples: Vec<SampleRecord> = (0..100)
-                .map(|i| SampleRecord {
-                    sent_unix_ns: start + i as i64 * S / 10,
-                    rtt_ns: rtt_to(p, new_at, i),
-                    inside_ns: 20_000,
-                })
-                .collect();
-            let min = samples.iter().map(|x| x.rtt_ns - x.inside_ns).min();
-            let r = round(p, "honest", start, min, false);
-            s.insert_round(&signed(r, &samples), &samples).unwrap();
-        }
-        db
-    };
+    let build = |name: &str, history_of: &[&str]| review3_b_db(dir.path(), name, history_of, t);
     let config = fill_config(dir.path(), None);
     let full = build("full.db", PROBERS);
     let cut = build("cut.db", &["ams"]);
@@ -2074,24 +2102,63 @@ fn review3_b_deleting_some_probers_history_holds_the_node_back() {
     let b = node(&before, "honest");
     assert_eq!(b["verdict"], "relocated", "{b}");
     // Judged before: a verdict a minute earlier, as a monitor that judged it leaves.
-    Store::open(&cut)
-        .unwrap()
-        .insert_verdict(&VerdictRecord {
-            node: "honest".into(),
-            claim: "fra".into(),
-            at_unix_ns: t - 60 * S,
-            window_start_unix_ns: t - 660 * S,
-            verdict: "located".into(),
-            reasons: Vec::new(),
-            radius_km: None,
-            judgement: "{}".into(),
-        })
-        .unwrap();
+    judged_a_minute_before(&mut Store::open(&cut).unwrap(), t);
     let after = judged(cut.to_str().unwrap(), "1800000000", &config);
     let a = node(&after, "honest");
     assert_eq!(a["verdict"], "inconclusive", "{a}");
     assert!(reasons(a).contains("baseline missing: prober par"), "{a}");
     assert!(reasons(a).contains("prober waw"), "{a}");
+}
+
+/// REVIEW4 M1: REVIEW3 B's deletion, judged twice by one running monitor with the window
+/// advanced (a new round of every prober at the new place): the probers expected to have a
+/// baseline at the first judgement still are at the second (the remembered set is sticky, not
+/// rebuilt from what history is left), so the node is still not `located`. The relocation
+/// seen by the history left (ams) keeps its remembered minimum as well.
+#[test]
+fn review4_m1_a_deletion_is_not_forgotten_at_the_next_judgement() {
+    use locus_fleet::monitor::{judge_all, Fleet, Judging, MonitorConfig, Sinks};
+    let dir = tempfile::tempdir().unwrap();
+    let t = 1_800_000_000 * S;
+    let db = review3_b_db(dir.path(), "cut.db", &["ams"], t);
+    let mut store = Store::open(&db).unwrap();
+    // Judged before, as in REVIEW3 B: a verdict a minute earlier.
+    judged_a_minute_before(&mut store, t);
+    let config = fill_config(dir.path(), None);
+    let judging = Judging {
+        policy: locus_fleet::verifier::load_verdict_policy(Some(&policy()))
+            .unwrap()
+            .calibrated_vtpm(None),
+        window: Duration::from_secs(600),
+        baseline_rounds: 60,
+        evidence: None,
+        fleet: Fleet::Configured(MonitorConfig::load(&config, false).unwrap()),
+        memory: Default::default(),
+    };
+    let sinks = Sinks {
+        metrics: None,
+        alertmanagers: None,
+        alert_ttl: Duration::from_secs(180),
+        store: true,
+    };
+    let judge_at = |store: &mut Store, at: i64| {
+        let (js, _) = judge_all(store, &judging, at, &sinks).unwrap();
+        let j = js.into_iter().find(|j| j.name == "honest").unwrap();
+        (j.verdict.as_str().to_owned(), j.reasons.join("; "))
+    };
+    let (first, why) = judge_at(&mut store, t);
+    assert_eq!(first, "inconclusive", "{why}");
+    assert!(why.contains("baseline missing: prober par"), "{why}");
+    // A minute later, with a new round of each prober at the new place.
+    for p in PROBERS {
+        review3_b_moved_round(&mut store, p, t + 5 * S);
+    }
+    let (second, why) = judge_at(&mut store, t + 60 * S);
+    assert_ne!(second, "located", "{why}");
+    assert!(
+        why.contains("prober par") && why.contains("prober waw"),
+        "{why}"
+    );
 }
 
 /// REVIEW3 C (was a PoC of the attack): one listed prober (stolen key) stores its own evidence
@@ -2158,18 +2225,7 @@ fn review3_e_a_history_row_of_an_unknown_prober_spoils_no_baseline() {
     let mut store = Store::open(&db).unwrap();
     let junk = round("nobody", "honest", t - 900 * S, Some(1), false);
     store.insert_round(&junk, &[]).unwrap();
-    store
-        .insert_verdict(&VerdictRecord {
-            node: "honest".into(),
-            claim: "fra".into(),
-            at_unix_ns: t - 60 * S,
-            window_start_unix_ns: t - 660 * S,
-            verdict: "located".into(),
-            reasons: Vec::new(),
-            radius_km: None,
-            judgement: "{}".into(),
-        })
-        .unwrap();
+    judged_a_minute_before(&mut store, t);
     drop(store);
     let v = judged(db.to_str().unwrap(), "1800000000", &config);
     let honest = node(&v, "honest");

@@ -905,3 +905,78 @@ async fn a_daemon_proves_its_key_at_once_and_is_not_evicted_at_the_cap() {
     d.shutdown().await.unwrap();
     r.shutdown().await;
 }
+
+/// A UDP relay in front of `to` that drops every datagram until `open_at`: a responder that
+/// ignores a prober's first connection attempts (its handshake budget spent).
+async fn relay_ignoring_until(to: SocketAddr, open_at: Instant) -> SocketAddr {
+    let front = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let back = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    back.connect(to).await.unwrap();
+    let addr = front.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut up, mut down) = (vec![0u8; 65_536], vec![0u8; 65_536]);
+        let mut client = None;
+        loop {
+            tokio::select! {
+                r = front.recv_from(&mut up) => {
+                    let Ok((n, from)) = r else { return };
+                    if Instant::now() >= open_at {
+                        client = Some(from);
+                        let _ = back.send(&up[..n]).await;
+                    }
+                }
+                r = back.recv(&mut down) => {
+                    let Ok(n) = r else { return };
+                    if let Some(c) = client {
+                        let _ = front.send_to(&down[..n], c).await;
+                    }
+                }
+            }
+        }
+    });
+    addr
+}
+
+/// REVIEW4 R4: a daemon whose first connection attempt is ignored tries again a few seconds
+/// later (jittered) rather than recording an unreachable round and waiting a whole round: with
+/// 10 s rounds and the first 2.5 s of attempts dropped, it is connected within the first round
+/// period and stores no failed round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_whose_first_attempts_are_ignored_connects_within_the_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("prober.toml");
+    let r = responder().await;
+    let round = Duration::from_secs(10);
+    let start = Instant::now();
+    let gate =
+        relay_ignoring_until(r.local_addr().unwrap(), start + Duration::from_millis(2500)).await;
+    let text = config(&[("n1", gate)], "")
+        .replace("rate_hz = 100.0", "rate_hz = 20.0")
+        .replace("round_s = 0.1", "round_s = 10.0");
+    std::fs::write(&cfg_path, text).unwrap();
+    let d = daemon::start(cfg_path).await.unwrap();
+    wait_metrics(d.http_addr(), "a connection", |t| {
+        plain(t, "locus_targets_connected").is_some_and(|v| v >= 1.0)
+    })
+    .await;
+    let connected_after = start.elapsed();
+    assert!(
+        connected_after < round,
+        "connected after {connected_after:?}, not within the first round"
+    );
+    wait_metrics(d.http_addr(), "a stored round", |t| {
+        metric(t, "locus_rounds_total", "target=\"n1\"").is_some_and(|v| v >= 1.0)
+    })
+    .await;
+    d.shutdown().await.unwrap();
+    r.shutdown().await;
+    let c = rusqlite::Connection::open(dir.path().join("probe.db")).unwrap();
+    let failed: i64 = c
+        .query_row(
+            "SELECT count(*) FROM rounds WHERE error IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(failed, 0, "an unreachable round was stored");
+}

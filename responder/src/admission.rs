@@ -6,14 +6,17 @@
 //! unlimited ones), and an IP whose connection was closed for flooding has its new connections
 //! ignored for a growing while. Refused attempts are decided before any TLS work and, but at
 //! the total cap, get no answer at all. Requests (streams) and echo answers are rate-limited
-//! per IP, and echo answers also in total, shared evenly between IPs. Established connections
-//! are never touched by the handshake limits. Under `[access] evidence = "pinned"`, a new
+//! per IP, and echo answers also in total, shared evenly between IPs; past its IP's rate a
+//! connection is refused from its own allowance and then closed, so only the flooder among an
+//! IP's connections is closed, never one that proved a pinned key, and no IP is penalized
+//! while it holds such a connection (REVIEW4 R2; the limiters are in [`limits`]).
+//! Established connections are never touched by the handshake limits. Under `[access] evidence = "pinned"`, a new
 //! connection at the total cap evicts one that has not proved a pinned key, so idle
 //! connections cannot lock probers out (REVIEW2 F7): the oldest of the peer holding the most
 //! such connections, so a flood from a few peers evicts its own (REVIEW3 A); connections that
 //! proved one are not counted against the total echo budget, and one key holds at most
-//! [`MAX_PROVEN_PER_KEY`] of them (REVIEW3 G). Over half the cap, handshakes from addresses
-//! QUIC has not validated are answered with a Retry, so spoofed sources take no place.
+//! [`MAX_PROVEN_PER_KEY`] of them (REVIEW3 G). Handshakes from addresses QUIC has not
+//! validated are answered with a Retry, so spoofed sources take no place.
 //! Each refusal is counted ([`ShedCounts`]) and logged at most once a second per kind.
 
 use std::collections::{BTreeMap, HashMap};
@@ -25,6 +28,13 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{debug, warn};
+
+mod limits;
+mod recent;
+
+pub(crate) use limits::RateVerdict;
+use limits::{Refusals, TokenBucket};
+use recent::RecentlyProved;
 
 /// The responder's admission limits (`[limits]` in the responder config).
 #[derive(Debug, Clone, PartialEq)]
@@ -84,64 +94,6 @@ impl Default for Limits {
             // the rest stays for pinned probers, handshakes and evidence.
             echo_per_sec: Some(10_000.0),
         }
-    }
-}
-
-/// A token bucket: `rate` tokens a second, holding at most `burst`.
-#[derive(Debug, Clone)]
-pub(crate) struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl TokenBucket {
-    pub(crate) fn new(rate: f64, burst: f64, now: Instant) -> Self {
-        let burst = burst.max(1.0);
-        Self {
-            rate,
-            burst,
-            tokens: burst,
-            last: now,
-        }
-    }
-
-    fn refill(&mut self, now: Instant) {
-        let dt = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
-    }
-
-    /// Whether [`TokenBucket::take`] would succeed at `now` (nothing is taken).
-    fn available(&mut self, now: Instant) -> bool {
-        self.refill(now);
-        self.tokens >= 1.0
-    }
-
-    /// Changes the rate (and burst) from `now` on; tokens above the new burst are dropped.
-    fn set_rate(&mut self, rate: f64, burst: f64, now: Instant) {
-        self.refill(now);
-        self.rate = rate;
-        self.burst = burst.max(1.0);
-        self.tokens = self.tokens.min(self.burst);
-    }
-
-    /// Takes one token if there is one.
-    pub(crate) fn take(&mut self, now: Instant) -> bool {
-        self.refill(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Whether the bucket would be full at `now` (its state can be forgotten).
-    fn full(&self, now: Instant) -> bool {
-        let dt = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens + dt * self.rate >= self.burst
     }
 }
 
@@ -304,14 +256,19 @@ impl ShedLog {
 #[derive(Debug)]
 struct PeerIp {
     connections: usize,
+    /// Open connections of this peer that proved a pinned key: while there is one, a flood
+    /// close of another connection of the peer penalizes nobody (REVIEW4 R2).
+    proved: usize,
     handshakes: TokenBucket,
-    /// Refusals still cost a stream and an answer each: a peer refused a rate's worth within
-    /// a second and still asking has its connection closed.
-    requests: RateLimiter,
-    /// Shared by the IP's connections: opening more connections buys no more echoes.
-    echo: Option<RateLimiter>,
-    /// This IP's share of the total echo budget (its rate follows the number of IPs).
-    echo_share: Option<RateLimiter>,
+    /// Request answers, shared by the IP's connections; refusals still cost a stream and an
+    /// answer each, so a connection refused its allowance and still asking is closed (each
+    /// connection has its own allowance, [`Refusals`]).
+    requests: TokenBucket,
+    /// Echo answers, shared by the IP's connections: opening more connections buys no more.
+    echo: Option<TokenBucket>,
+    /// This IP's share of the total echo budget (its rate follows the number of IPs); it only
+    /// drops echoes, never closes.
+    echo_share: Option<TokenBucket>,
     /// New connections are ignored until then (after a flood close).
     penalized_until: Option<Instant>,
     /// The last penalty's length: the next one doubles it.
@@ -357,6 +314,10 @@ struct AdmissionState {
     unproven: BTreeMap<u64, (IpAddr, Evictor)>,
     /// Open connections that proved a pinned key, by admission number, with that key.
     proven: BTreeMap<u64, ([u8; 32], Evictor)>,
+    /// Every open connection's own allowance of refusals, by admission number (REVIEW4 R2).
+    refusals: HashMap<u64, Refusals>,
+    /// Peers that proved a pinned key lately: they pass the total handshake budget (R4).
+    recently_proved: RecentlyProved,
     next_id: u64,
 }
 
@@ -391,6 +352,8 @@ pub(crate) struct ConnectionSlot {
 pub(crate) struct SlotHandle {
     admission: Arc<Admission>,
     id: u64,
+    /// The peer the per-IP limits count ([`peer_of`]).
+    peer: IpAddr,
     /// Set when the connection is evicted.
     evicted: watch::Receiver<Option<Eviction>>,
     /// The connection made a request signed by a pinned key.
@@ -400,11 +363,18 @@ pub(crate) struct SlotHandle {
 impl SlotHandle {
     /// The connection made a request signed by the pinned `key`: it is no longer evicted at
     /// the cap, only when `key` proves itself on more than [`MAX_PROVEN_PER_KEY`] newer
-    /// connections (then the oldest of them goes).
-    pub(crate) fn prove(&self, key: &[u8; 32]) {
-        self.proved.store(true, Ordering::Relaxed);
+    /// connections (then the oldest of them goes). Its peer's reconnects pass the total
+    /// handshake budget for a while ([`recent::REMEMBER_FOR`]).
+    pub(crate) fn prove(&self, key: &[u8; 32], now: Instant) {
         let mut guard = self.admission.lock();
         let s = &mut *guard;
+        s.recently_proved.saw(self.peer, now);
+        // Under the lock, so that the slot's drop counts it off its peer exactly once.
+        if !self.proved.swap(true, Ordering::Relaxed) {
+            if let Some(p) = s.peers.get_mut(&self.peer) {
+                p.proved += 1;
+            }
+        }
         let Some((_, tx)) = s.unproven.remove(&self.id) else {
             // Proved already, evicted already, or eviction off (`any`): nothing to track.
             return;
@@ -457,6 +427,7 @@ impl Drop for ConnectionSlot {
         let s = &mut *guard;
         s.unproven.remove(&self.handle.id);
         s.proven.remove(&self.handle.id);
+        s.refusals.remove(&self.handle.id);
         // An evicted connection's place was handed on when it was evicted.
         if self.handle.evicted.borrow().is_none() {
             s.connections = s.connections.saturating_sub(1);
@@ -466,6 +437,14 @@ impl Drop for ConnectionSlot {
                 s.active_peers = s.active_peers.saturating_sub(1);
             }
             p.connections = p.connections.saturating_sub(1);
+            if self.handle.proved() {
+                p.proved = p.proved.saturating_sub(1);
+            }
+        }
+        if self.handle.proved() {
+            // Remembered from when its proved connection ended, not when it proved the key
+            // (maybe days ago): a drop has no `now` of its own, so the clock is read here.
+            s.recently_proved.saw(self.ip, Instant::now());
         }
     }
 }
@@ -506,6 +485,8 @@ impl Admission {
                 active_peers: 0,
                 unproven: BTreeMap::new(),
                 proven: BTreeMap::new(),
+                refusals: HashMap::new(),
+                recently_proved: RecentlyProved::default(),
                 next_id: 0,
             }),
             log: ShedLog::default(),
@@ -521,7 +502,8 @@ impl Admission {
     }
 
     /// Admits a new connection from `ip` at `now`, or says why not: a penalized IP, its cap,
-    /// its handshake rate, the total handshake budget, the total cap, in that order (all
+    /// its handshake rate, the total handshake budget (passed by peers that proved a pinned
+    /// key lately), the total cap, in that order (all
     /// decided before any TLS work; only the total cap's refusal is worth an answer, see
     /// [`Shed::answer_refusal`]). At the total cap, with eviction on, it takes the place of
     /// a connection that proved no pinned key ([`victim_of`]; it is told through
@@ -543,14 +525,15 @@ impl Admission {
         }
         let peer = s.peers.entry(ip).or_insert_with(|| PeerIp {
             connections: 0,
+            proved: 0,
             handshakes: TokenBucket::new(
                 l.connections_per_ip_per_sec,
                 2.0 * l.connections_per_ip_per_sec,
                 now,
             ),
-            requests: RateLimiter::requests(l.requests_per_ip_per_sec, now),
-            echo: l.echo_per_ip_per_sec.map(|r| RateLimiter::echo(r, now)),
-            echo_share: l.echo_per_sec.map(|r| RateLimiter::echo(r, now)),
+            requests: TokenBucket::requests(l.requests_per_ip_per_sec, now),
+            echo: l.echo_per_ip_per_sec.map(|r| TokenBucket::echo(r, now)),
+            echo_share: l.echo_per_sec.map(|r| TokenBucket::echo(r, now)),
             penalized_until: None,
             penalty: Duration::ZERO,
         });
@@ -560,7 +543,11 @@ impl Admission {
         if peer.connections >= l.max_connections_per_ip || !peer.handshakes.available(now) {
             return Err(Shed::ConnectionsPerIp);
         }
-        if !s.handshakes.available(now) {
+        // A peer that proved a pinned key lately (or holds a proved connection) passes the
+        // total budget, so a flood of handshakes from other peers cannot keep a known prober
+        // from reconnecting (REVIEW4 R4); its own limits above still apply.
+        let known = peer.proved > 0 || s.recently_proved.contains(ip, now);
+        if !s.handshakes.available(now) && !known {
             return Err(Shed::HandshakesOverBudget);
         }
         // Both budgets pay for a refusal at the cap too: that one is answered with a packet.
@@ -592,6 +579,8 @@ impl Admission {
         if self.evict_unproven {
             s.unproven.insert(id, (ip, tx));
         }
+        let refusals = Refusals::new(l.echo_per_ip_per_sec, l.requests_per_ip_per_sec, now);
+        s.refusals.insert(id, refusals);
         drop(guard);
         if let Some(at) = evicted {
             self.log.shed(Shed::ConnectionsEvicted, at);
@@ -600,6 +589,7 @@ impl Admission {
             handle: SlotHandle {
                 admission: Arc::clone(self),
                 id,
+                peer: ip,
                 evicted: rx,
                 proved: Arc::new(AtomicBool::new(false)),
             },
@@ -610,7 +600,9 @@ impl Admission {
     /// The responder closed a connection of `ip` for flooding at `now`: that IP's new
     /// connections are ignored for a while, twice as long as last time (up to the maximum),
     /// or from the start again when its last penalty ended long enough ago. Returns the
-    /// penalty, `None` when penalties are off.
+    /// penalty; `None` when penalties are off, or while the IP holds a connection that proved
+    /// a pinned key: a flooder behind the same NAT or /64 as a prober must not lock the
+    /// prober's reconnects out (REVIEW4 R2; the flooder's connection is closed all the same).
     pub(crate) fn flood_closed(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
         let l = &self.limits;
         if l.flood_penalty.is_zero() {
@@ -620,6 +612,10 @@ impl Admission {
         let mut s = self.lock();
         // A closed connection's peer is still in the table (its slot is not yet dropped).
         let p = s.peers.get_mut(&ip)?;
+        if p.proved > 0 {
+            debug!(peer = %ip, "no penalty: the peer holds a connection that proved a key");
+            return None;
+        }
         let long_ago = p
             .penalized_until
             .is_none_or(|u| now.saturating_duration_since(u) > l.flood_penalty_max);
@@ -635,33 +631,46 @@ impl Admission {
         Some(penalty)
     }
 
-    /// What to do with one more stream request of `ip` at `now`.
-    pub(crate) fn request(&self, ip: IpAddr, now: Instant) -> RateVerdict {
-        let ip = peer_of(ip);
-        let mut s = self.lock();
+    /// What to do with one more stream request of connection `conn` at `now`: within its IP's
+    /// rate it is answered; beyond, refused from the connection's own allowance, then closed
+    /// (never a connection that proved a pinned key: it is only refused, REVIEW4 R2).
+    pub(crate) fn request(&self, conn: &SlotHandle, now: Instant) -> RateVerdict {
+        let mut guard = self.lock();
+        let s = &mut *guard;
         // A connected peer always has an entry (it is kept while connections are open).
-        s.peers
-            .get_mut(&ip)
-            .map_or(RateVerdict::Refuse, |p| p.requests.take(now))
+        let Some(p) = s.peers.get_mut(&conn.peer) else {
+            return RateVerdict::Refuse;
+        };
+        limits::verdict(&mut p.requests, now, || {
+            match s.refusals.get_mut(&conn.id) {
+                Some(r) if !conn.proved() => r.request(now),
+                _ => RateVerdict::Refuse,
+            }
+        })
     }
 
-    /// What to do with an echo challenge from `ip` received at `now`, and which limit spoke
-    /// when it is not `Answer`. `proved`: the connection proved a pinned key, so the total
-    /// budget does not count it (its IP's own rate still does).
-    pub(crate) fn echo(&self, ip: IpAddr, now: Instant, proved: bool) -> (RateVerdict, Shed) {
+    /// What to do with an echo challenge of connection `conn` received at `now`, and which
+    /// limit spoke when it is not `Answer`. Over its IP's rate the echo is dropped from the
+    /// connection's own allowance of refusals, then the connection is told to close; one that
+    /// proved a pinned key never is, its echoes are only dropped (REVIEW4 R2). The total
+    /// budget does not count proved connections.
+    pub(crate) fn echo(&self, conn: &SlotHandle, now: Instant) -> (RateVerdict, Shed) {
         let l = &self.limits;
+        let proved = conn.proved();
         if l.echo_per_ip_per_sec.is_none() && (proved || l.echo_per_sec.is_none()) {
             return (RateVerdict::Answer, Shed::EchoDropped);
         }
-        let ip = peer_of(ip);
         let mut guard = self.lock();
         let s = &mut *guard;
         // A connected peer always has an entry.
-        let Some(p) = s.peers.get_mut(&ip) else {
+        let Some(p) = s.peers.get_mut(&conn.peer) else {
             return (RateVerdict::Refuse, Shed::EchoDropped);
         };
-        if let Some(limiter) = p.echo.as_mut() {
-            let v = limiter.take(now);
+        if let Some(answers) = p.echo.as_mut() {
+            let v = limits::verdict(answers, now, || match s.refusals.get_mut(&conn.id) {
+                Some(r) if !proved => r.echo(now),
+                _ => RateVerdict::Refuse,
+            });
             if v != RateVerdict::Answer {
                 return (v, Shed::EchoDropped);
             }
@@ -669,11 +678,12 @@ impl Admission {
         match (l.echo_per_sec, p.echo_share.as_mut()) {
             (Some(total), Some(share)) if !proved => {
                 share.set_echo_rate(total / s.active_peers.max(1) as f64, now);
-                // The share only refuses, never closes: it shrinks as IPs connect, so an
-                // honest prober can exceed it; closing would ban its IP (REVIEW4 R1).
-                let v = match share.take(now) {
-                    RateVerdict::Close => RateVerdict::Refuse,
-                    v => v,
+                // The share only drops, never closes: it shrinks as IPs connect, so an honest
+                // prober can exceed it; closing would ban its IP (REVIEW4 R1).
+                let v = if share.take(now) {
+                    RateVerdict::Answer
+                } else {
+                    RateVerdict::Refuse
                 };
                 (v, Shed::EchoOverShare)
             }
@@ -707,67 +717,6 @@ fn victim_of(unproven: &BTreeMap<u64, (IpAddr, Evictor)>) -> Option<u64> {
         .map(|(_, oldest)| oldest)
 }
 
-/// What to do with one echo challenge or stream request of a rate-limited peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RateVerdict {
-    Answer,
-    /// Over the rate: drop the echo unanswered, answer the request `rate-limited`.
-    Refuse,
-    /// Refused past its allowance for a second and still at it: close the connection, so its
-    /// flood costs the responder no more than a closed connection's packets (reconnecting is
-    /// rate-limited per IP).
-    Close,
-}
-
-/// A rate with an allowance of refusals: answers up to `rate` (bursts of `burst`), refuses
-/// beyond it at up to `refusals` a second, and says close when even those run out.
-#[derive(Debug, Clone)]
-pub(crate) struct RateLimiter {
-    answers: TokenBucket,
-    refusals: TokenBucket,
-}
-
-impl RateLimiter {
-    fn new(rate: f64, burst: f64, refusals: f64, now: Instant) -> Self {
-        Self {
-            answers: TokenBucket::new(rate, burst, now),
-            refusals: TokenBucket::new(refusals, refusals, now),
-        }
-    }
-
-    /// Echoes: bursts and refusals of a tenth of a second's worth.
-    fn echo(rate: f64, now: Instant) -> Self {
-        Self::new(rate, rate / 10.0, rate / 10.0, now)
-    }
-
-    /// Changes an echo limiter's rate (bursts and refusals follow it).
-    fn set_echo_rate(&mut self, rate: f64, now: Instant) {
-        if self.answers.rate != rate {
-            self.answers.set_rate(rate, rate / 10.0, now);
-            self.refusals.set_rate(rate / 10.0, rate / 10.0, now);
-        }
-    }
-
-    /// Requests: bursts of twice the rate, refusals at the rate.
-    fn requests(rate: f64, now: Instant) -> Self {
-        Self::new(rate, 2.0 * rate, rate, now)
-    }
-
-    pub(crate) fn take(&mut self, now: Instant) -> RateVerdict {
-        if self.answers.take(now) {
-            RateVerdict::Answer
-        } else if self.refusals.take(now) {
-            RateVerdict::Refuse
-        } else {
-            RateVerdict::Close
-        }
-    }
-
-    fn full(&self, now: Instant) -> bool {
-        self.answers.full(now) && self.refusals.full(now)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -781,17 +730,9 @@ mod tests {
         Arc::new(Admission::new(limits, false))
     }
 
-    #[test]
-    fn a_bucket_refills_at_its_rate_and_holds_its_burst() {
-        let t0 = Instant::now();
-        let mut b = TokenBucket::new(10.0, 3.0, t0);
-        assert!((0..3).all(|_| b.take(t0)));
-        assert!(!b.take(t0));
-        assert!(!b.take(t0 + Duration::from_millis(50)));
-        assert!(b.take(t0 + Duration::from_millis(100)));
-        // A long pause refills the burst, not more.
-        let later = t0 + Duration::from_secs(60);
-        assert_eq!((0..10).filter(|_| b.take(later)).count(), 3);
+    /// An admission with eviction (`[access] evidence = "pinned"`).
+    fn pinned(limits: Limits) -> Arc<Admission> {
+        Arc::new(Admission::new(limits, true))
     }
 
     #[test]
@@ -817,20 +758,17 @@ mod tests {
     /// none unproven left the cap refuses.
     #[tokio::test]
     async fn at_the_cap_the_oldest_unproven_connection_is_evicted() {
-        let a = Arc::new(Admission::new(
-            Limits {
-                max_connections: 3,
-                connections_per_ip_per_sec: 1000.0,
-                ..Limits::default()
-            },
-            true,
-        ));
+        let a = pinned(Limits {
+            max_connections: 3,
+            connections_per_ip_per_sec: 1000.0,
+            ..Limits::default()
+        });
         let now = Instant::now();
         let evicted = |s: &ConnectionSlot| s.handle().evicted.borrow().is_some();
         let first = a.connect(ip(1), now).unwrap();
         let second = a.connect(ip(2), now).unwrap();
         let pinned = a.connect(ip(3), now).unwrap();
-        pinned.handle().prove(&[1; 32]);
+        pinned.handle().prove(&[1; 32], now);
         let fourth = a.connect(ip(4), now).unwrap();
         tokio::time::timeout(Duration::from_secs(5), first.handle().evicted())
             .await
@@ -841,8 +779,8 @@ mod tests {
         // The evicted ones closing give back no place: theirs were handed on.
         drop((first, second));
         assert_eq!(a.lock().connections, 3);
-        fourth.handle().prove(&[1; 32]);
-        fifth.handle().prove(&[1; 32]);
+        fourth.handle().prove(&[1; 32], now);
+        fifth.handle().prove(&[1; 32], now);
         assert_eq!(a.connect(ip(6), now).unwrap_err(), Shed::ConnectionsOverCap);
         assert_eq!(a.log.counts().connections_evicted, 2);
         let never = tokio::time::timeout(Duration::from_millis(20), pinned.handle().evicted());
@@ -856,14 +794,11 @@ mod tests {
     /// first is not evicted by a flood from other peers. IPv6 /64s count as one peer.
     #[test]
     fn at_the_cap_the_peer_holding_most_unproven_connections_loses_its_oldest() {
-        let a = Arc::new(Admission::new(
-            Limits {
-                max_connections: 4,
-                connections_per_ip_per_sec: 1000.0,
-                ..Limits::default()
-            },
-            true,
-        ));
+        let a = pinned(Limits {
+            max_connections: 4,
+            connections_per_ip_per_sec: 1000.0,
+            ..Limits::default()
+        });
         let now = Instant::now();
         let evicted = |s: &ConnectionSlot| s.handle().evicted.borrow().is_some();
         let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
@@ -886,30 +821,27 @@ mod tests {
     /// more evicts that key's oldest (giving its place back), never another key's.
     #[tokio::test]
     async fn a_key_proved_on_too_many_connections_loses_its_oldest() {
-        let a = Arc::new(Admission::new(
-            Limits {
-                max_connections: 16,
-                connections_per_ip_per_sec: 1000.0,
-                ..Limits::default()
-            },
-            true,
-        ));
+        let a = pinned(Limits {
+            max_connections: 16,
+            connections_per_ip_per_sec: 1000.0,
+            ..Limits::default()
+        });
         let now = Instant::now();
         let why = |s: &ConnectionSlot| *s.handle().evicted.borrow();
         let other = a.connect(ip(9), now).unwrap();
-        other.handle().prove(&[2; 32]);
+        other.handle().prove(&[2; 32], now);
         let stolen: Vec<_> = (0..=MAX_PROVEN_PER_KEY as u8)
             .map(|i| a.connect(ip(10 + i), now).unwrap())
             .collect();
         for s in &stolen[..MAX_PROVEN_PER_KEY] {
-            s.handle().prove(&[1; 32]);
+            s.handle().prove(&[1; 32], now);
         }
         assert!(stolen.iter().all(|s| why(s).is_none()));
-        stolen[MAX_PROVEN_PER_KEY].handle().prove(&[1; 32]);
+        stolen[MAX_PROVEN_PER_KEY].handle().prove(&[1; 32], now);
         assert_eq!(why(&stolen[0]), Some(Eviction::SameKey));
         assert!(stolen[1..].iter().all(|s| why(s).is_none()) && why(&other).is_none());
         // Proving again changes nothing; the evicted one's place was given back.
-        stolen[1].handle().prove(&[1; 32]);
+        stolen[1].handle().prove(&[1; 32], now);
         assert!(why(&stolen[1]).is_none());
         assert_eq!(a.lock().connections, 1 + MAX_PROVEN_PER_KEY);
         assert_eq!(a.log.counts().connections_evicted_same_key, 1);
@@ -935,10 +867,8 @@ mod tests {
             Shed::ConnectionsPerIp
         );
         let _c = a.connect(v6("2001:db8:1:3::1"), now).unwrap();
-        assert_eq!(
-            a.request(v6("2001:db8:1:2:bbbb::9"), now),
-            RateVerdict::Answer
-        );
+        assert_eq!(_b.handle().peer, peer_of(v6("2001:db8:1:2:bbbb::9")));
+        assert_eq!(a.request(_b.handle(), now), RateVerdict::Answer);
         let _d = a.connect(v6("::ffff:127.0.0.9"), now).unwrap();
         let _e = a.connect(ip(9), now).unwrap();
         assert_eq!(a.connect(ip(9), now).unwrap_err(), Shed::ConnectionsPerIp);
@@ -960,49 +890,15 @@ mod tests {
             "another IP has its own budget"
         );
         a.connect(ip(1), now + Duration::from_millis(500)).unwrap();
-        let verdicts: Vec<_> = (0..20).map(|_| a.request(ip(1), now)).collect();
+        let verdicts: Vec<_> = (0..20).map(|_| a.request(slots[0].handle(), now)).collect();
         // The burst (twice the rate) served, the rate's worth refused, then closed.
         assert_eq!(verdicts[..10], [RateVerdict::Answer; 10]);
         assert_eq!(verdicts[10..15], [RateVerdict::Refuse; 5]);
         assert_eq!(verdicts[15..], [RateVerdict::Close; 5]);
-        assert_eq!(
-            a.request(ip(9), now),
-            RateVerdict::Refuse,
-            "an unknown peer has no budget"
-        );
         // Refusals refill too: a peer that paused is served again, not closed.
         let later = now + Duration::from_secs(2);
-        assert_eq!(a.request(ip(1), later), RateVerdict::Answer);
+        assert_eq!(a.request(slots[0].handle(), later), RateVerdict::Answer);
         drop(slots);
-    }
-
-    #[test]
-    fn an_echo_flood_is_dropped_then_closed_and_an_honest_rate_never_is() {
-        let t0 = Instant::now();
-        let mut honest = RateLimiter::echo(1000.0, t0);
-        // 900 a second for ten seconds: always answered.
-        for i in 0..9000u64 {
-            let at = t0 + Duration::from_micros(i * 1_111);
-            assert_eq!(honest.take(at), RateVerdict::Answer, "challenge {i}");
-        }
-        let mut flood = RateLimiter::echo(1000.0, t0);
-        let verdicts: Vec<_> = (0..400).map(|_| flood.take(t0)).collect();
-        // The burst (100) is answered, the next 100 dropped, then the connection is closed.
-        assert_eq!(
-            verdicts
-                .iter()
-                .filter(|v| **v == RateVerdict::Answer)
-                .count(),
-            100
-        );
-        assert_eq!(
-            verdicts
-                .iter()
-                .filter(|v| **v == RateVerdict::Refuse)
-                .count(),
-            100
-        );
-        assert_eq!(verdicts[200], RateVerdict::Close);
     }
 
     /// Many IPs, each within its own handshake rate, together get no more handshakes than the
@@ -1030,7 +926,8 @@ mod tests {
             Shed::HandshakesOverBudget
         );
         assert_eq!(a.lock().connections, 11, "admitted ones stay open");
-        assert_eq!(a.request(ip(1), later), RateVerdict::Answer);
+        let first = verdicts[0].as_ref().unwrap();
+        assert_eq!(a.request(first.handle(), later), RateVerdict::Answer);
     }
 
     /// After a flood close the IP's new connections are ignored for the penalty, twice as
@@ -1057,7 +954,7 @@ mod tests {
             "another IP is not penalized"
         );
         assert_eq!(
-            a.request(ip(1), at(999)),
+            a.request(open.handle(), at(999)),
             RateVerdict::Answer,
             "open ones serve"
         );
@@ -1107,14 +1004,14 @@ mod tests {
         });
         let t0 = Instant::now();
         let first = a.connect(ip(1), t0).unwrap();
-        let _second = a.connect(ip(2), t0).unwrap();
+        let second = a.connect(ip(2), t0).unwrap();
         // One second of challenges every 100 µs from each IP: about half the budget each.
         let mut answered = [0u32; 2];
         let mut shed = [0u32; 2];
         for i in 0..10_000u64 {
             let now = t0 + Duration::from_micros(100 * i);
-            for (k, peer) in [ip(1), ip(2)].into_iter().enumerate() {
-                match a.echo(peer, now, false) {
+            for (k, conn) in [&first, &second].into_iter().enumerate() {
+                match a.echo(conn.handle(), now) {
                     (RateVerdict::Answer, _) => answered[k] += 1,
                     (_, kind) => {
                         assert_eq!(kind, Shed::EchoOverShare);
@@ -1129,14 +1026,16 @@ mod tests {
         }
         // A proved connection is not counted against the budget.
         let t1 = t0 + Duration::from_secs(5);
-        assert!((0..5000).all(|_| a.echo(ip(2), t1, true).0 == RateVerdict::Answer));
+        let proved = a.connect(ip(2), t0).unwrap();
+        proved.handle().prove(&[1; 32], t0);
+        assert!((0..5000).all(|_| a.echo(proved.handle(), t1).0 == RateVerdict::Answer));
         // ip(1) leaves: ip(2) alone gets the whole budget (a tenth of a second's burst).
         drop(first);
         let t2 = t0 + Duration::from_secs(10);
-        assert_eq!(a.echo(ip(2), t2, false).0, RateVerdict::Answer);
+        assert_eq!(a.echo(second.handle(), t2).0, RateVerdict::Answer);
         let t2 = t2 + Duration::from_secs(1);
         let burst = (0..1000)
-            .take_while(|_| a.echo(ip(2), t2, false).0 == RateVerdict::Answer)
+            .take_while(|_| a.echo(second.handle(), t2).0 == RateVerdict::Answer)
             .count();
         assert_eq!(burst, 100);
     }
@@ -1165,12 +1064,123 @@ mod tests {
         let v4 = |i: u16| IpAddr::from([10, 0, (i >> 8) as u8, i as u8]);
         let _slots: Vec<_> = (0..200).map(|i| a.connect(v4(i), t0).unwrap()).collect();
         let verdicts: Vec<_> = (0..200u64)
-            .map(|k| a.echo(v4(0), t0 + Duration::from_millis(10 * k), false).0)
+            .map(|k| {
+                a.echo(_slots[0].handle(), t0 + Duration::from_millis(10 * k))
+                    .0
+            })
             .collect();
         assert!(
             !verdicts.contains(&RateVerdict::Close),
             "closed after {:?} echoes",
             verdicts.iter().position(|v| *v == RateVerdict::Close)
+        );
+    }
+
+    /// REVIEW4 R2 (the reviewer's PoC): a proved (pinned) prober behind the same NAT as a
+    /// flooder: its 10 Hz echoes are at most dropped, never told Close for the IP's flood;
+    /// the flooder is closed, and its close penalizes nobody while the prober is connected.
+    #[test]
+    fn review4_poc_a_proved_prober_is_not_closed_for_its_nat_neighbours_flood() {
+        let a = any(Limits::default());
+        let t0 = Instant::now();
+        let prober = a.connect(ip(1), t0).unwrap();
+        prober.handle().prove(&[1; 32], t0);
+        let flooder = a.connect(ip(1), t0).unwrap();
+        let (mut closed, mut flooder_closed) = (false, None);
+        for i in 0..100_000u64 {
+            let now = t0 + Duration::from_micros(10 * i);
+            // flooder at 100 kHz, prober at 10 Hz
+            if flooder_closed.is_none() && a.echo(flooder.handle(), now).0 == RateVerdict::Close {
+                flooder_closed = Some(now);
+            }
+            if i % 10_000 == 0 {
+                closed |= a.echo(prober.handle(), now).0 == RateVerdict::Close;
+            }
+        }
+        assert!(!closed, "the proved prober's connection is told Close");
+        let at = flooder_closed.expect("the flooder is closed");
+        assert_eq!(a.flood_closed(ip(1), at), None, "no penalty while proved");
+        assert!(a.connect(ip(1), at).is_ok());
+        // Once the prober is gone, a flood close penalizes the IP again.
+        drop(prober);
+        assert!(a.flood_closed(ip(1), at).is_some());
+        assert_eq!(
+            a.connect(ip(1), at).unwrap_err(),
+            Shed::ConnectionsPenalized
+        );
+    }
+
+    /// REVIEW4 R2 (unproved neighbours, `any`): refusals are each connection's own, so an
+    /// honest 100 Hz prober sharing its IP with a flooder is not closed either: only the
+    /// flooder runs out of its allowance. Requests likewise.
+    #[test]
+    fn refusals_are_per_connection_so_only_the_flooder_is_closed() {
+        let a = any(Limits::default());
+        let t0 = Instant::now();
+        let honest = a.connect(ip(1), t0).unwrap();
+        let flooder = a.connect(ip(1), t0).unwrap();
+        let mut flood = Vec::new();
+        for i in 0..100_000u64 {
+            let now = t0 + Duration::from_micros(10 * i);
+            flood.push(a.echo(flooder.handle(), now).0);
+            if i % 1_000 == 0 {
+                assert_ne!(
+                    a.echo(honest.handle(), now).0,
+                    RateVerdict::Close,
+                    "echo {i}"
+                );
+            }
+        }
+        assert!(flood.contains(&RateVerdict::Close));
+        let flood: Vec<_> = (0..1000).map(|_| a.request(flooder.handle(), t0)).collect();
+        assert!(flood.contains(&RateVerdict::Close));
+        assert_eq!(a.request(honest.handle(), t0), RateVerdict::Refuse);
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!(a.request(honest.handle(), later), RateVerdict::Answer);
+    }
+
+    /// REVIEW4 R4: the total handshake budget spent by 100 other IPs, an IP that proved a
+    /// pinned key earlier (its connection closed since) is still admitted, within its own
+    /// limits; once it has not proved one for long enough it waits like the others.
+    #[test]
+    fn an_ip_that_proved_a_key_lately_passes_the_spent_handshake_budget() {
+        let a = pinned(Limits {
+            handshakes_per_sec: 100.0,
+            connections_per_ip_per_sec: 1.0,
+            ..Limits::default()
+        });
+        let t0 = Instant::now();
+        let before = a.connect(ip(1), t0).unwrap();
+        before.handle().prove(&[1; 32], t0);
+        drop(before);
+        let spend = |at: Instant, net: u8| -> Vec<ConnectionSlot> {
+            let v4 = |i: u8| IpAddr::from([10, net, 0, i]);
+            let slots: Vec<_> = (0..100).filter_map(|i| a.connect(v4(i), at).ok()).collect();
+            assert_eq!(
+                a.connect(v4(200), at).unwrap_err(),
+                Shed::HandshakesOverBudget
+            );
+            slots
+        };
+        let t1 = t0 + Duration::from_secs(60);
+        let _others = spend(t1, 1);
+        let back = a
+            .connect(ip(1), t1)
+            .expect("a prober that proved its key lately");
+        // Its own limits still apply: a burst of two handshakes a second.
+        let _again = a.connect(ip(1), t1).unwrap();
+        assert_eq!(a.connect(ip(1), t1).unwrap_err(), Shed::ConnectionsPerIp);
+        assert_eq!(
+            a.connect(ip(2), t1).unwrap_err(),
+            Shed::HandshakesOverBudget
+        );
+        drop((back, _again));
+        // Long after it last proved a key (its unproved connections closing change nothing).
+        let t2 = t1 + recent::REMEMBER_FOR + Duration::from_secs(1);
+        let _more = spend(t2, 2);
+        assert_eq!(
+            a.connect(ip(1), t2).unwrap_err(),
+            Shed::HandshakesOverBudget
         );
     }
 }

@@ -321,10 +321,7 @@ async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>, slot: Co
             }
         };
         let received = Instant::now();
-        match shared
-            .admission
-            .echo(peer.ip(), received, slot.handle().proved())
-        {
+        match shared.admission.echo(slot.handle(), received) {
             (RateVerdict::Answer, _) => {}
             (RateVerdict::Refuse, kind) => {
                 shared.admission.log.shed(kind, peer);
@@ -373,7 +370,7 @@ async fn serve_stream(
     state: &Arc<ConnState>,
     shared: &Arc<Shared>,
 ) {
-    let reply = match shared.admission.request(state.peer.ip(), Instant::now()) {
+    let reply = match shared.admission.request(&state.slot, Instant::now()) {
         RateVerdict::Answer => match read_request(&mut recv, shared.max_request_len).await {
             Ok((kind, body)) => handle_request(kind, &body, state, shared).await,
             Err(e) => {
@@ -616,7 +613,7 @@ fn check_auth(
     check(&exporter)?;
     // `check` passed under `pinned`: the key is one of the pinned ones, 32 bytes.
     if let Some(key) = auth.and_then(|a| <[u8; 32]>::try_from(&a.public_key[..]).ok()) {
-        state.slot.prove(&key);
+        state.slot.prove(&key, Instant::now());
     }
     Ok(())
 }

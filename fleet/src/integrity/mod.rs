@@ -9,6 +9,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use locus_prober::identity::{ProberIdentity, PublicKey};
 use sha2::{Digest, Sha256};
@@ -248,6 +250,8 @@ pub struct Trust {
     /// configured (the monitor's `allow_unsigned`: anyone who can write the database can then
     /// decide verdicts).
     allow_unsigned: bool,
+    /// Signatures verified so far (shared by clones): what junk rows cost a judgement.
+    signature_checks: Arc<AtomicU64>,
 }
 
 impl Trust {
@@ -259,6 +263,7 @@ impl Trust {
         Self {
             probers: probers.into_iter().collect(),
             allow_unsigned,
+            signature_checks: Arc::default(),
         }
     }
 
@@ -268,6 +273,7 @@ impl Trust {
         Self {
             probers: BTreeMap::new(),
             allow_unsigned: true,
+            signature_checks: Arc::default(),
         }
     }
 
@@ -299,6 +305,7 @@ impl Trust {
         if seal.key_id != key.key_id() {
             return Err(Rejection::UnknownKey);
         }
+        self.signature_checks.fetch_add(1, Ordering::Relaxed);
         key.verify(&message(seal.digest.as_deref()), &seal.signature)
             .map_err(|_| Rejection::BadSignature)
     }
@@ -317,6 +324,12 @@ impl Trust {
             Some(samples) => self.check_samples(r, samples),
             None => Ok(()),
         }
+    }
+
+    /// How many signatures this trust (and its clones) verified: a bound tests check on what
+    /// copied or junk rows cost a judgement (REVIEW4 M2).
+    pub fn signature_checks(&self) -> u64 {
+        self.signature_checks.load(Ordering::Relaxed)
     }
 
     /// Whether rows of `prober` can be accepted at all (it is configured, or every row is

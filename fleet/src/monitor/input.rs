@@ -132,6 +132,12 @@ pub(crate) const MAX_ROWS_PER_PROBER: usize = 4_096;
 /// The cap key of every prober the config does not know: new names buy no new cap.
 const UNKNOWN: &str = "\0unknown";
 
+/// Per prober, what this monitor remembers of a node's baseline: the smallest verified
+/// baseline round trip it has seen (ns), or `None` when the prober was expected to have one
+/// and had none yet. Sticky: a judgement adds to it and keeps every prober the config still
+/// lists, so deleting history can neither shrink it nor raise a minimum (REVIEW4 M1).
+pub(crate) type Baselines = BTreeMap<String, Option<u64>>;
+
 /// What the monitor knew of a node when it last judged it (REVIEW3 B).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Before<'a> {
@@ -140,8 +146,9 @@ pub(crate) enum Before<'a> {
     /// Judged before this monitor started (its verdict is stored): every prober answering now
     /// is expected to have verified history.
     Restarted,
-    /// Judged by this monitor, when these probers had a verified baseline: they still must.
-    Baselined(&'a BTreeSet<String>),
+    /// Judged by this monitor: these probers had (or were expected to have) a verified
+    /// baseline, and they still must.
+    Baselined(&'a Baselines),
 }
 
 /// What [`node_input`] read for one node.
@@ -152,8 +159,9 @@ pub(crate) struct Gathered {
     /// Why the node has no baseline it can be judged against, when it should have one: it
     /// must then not be `located` (a relocation before the window would go unseen).
     pub(crate) baseline_missing: Option<String>,
-    /// Probers with a verified baseline now (remembered for the next judgement).
-    pub(crate) baselined: BTreeSet<String>,
+    /// What to remember for the next judgement: the previous [`Baselines`] with this
+    /// judgement's added (minima lowered, probers expected now added).
+    pub(crate) baselined: Baselines,
     /// Which configured probers had rounds left unread (`too_many`): their true rounds may be
     /// among them, so the node must not be `located` (REVIEW3 B2).
     pub(crate) over_cap: Option<String>,
@@ -169,11 +177,12 @@ pub(crate) struct Gathered {
 /// names as unverified; samples and evidence round trips under other keys are left out.
 ///
 /// Only rows `trust` accepts count (each round checked with its samples), each round once (a
-/// copy of a signed round is a `duplicate`); the others are added to `rejected`. The baseline
-/// is taken from verified rows only: a prober whose history rows were rejected and that has no
-/// verified history, a node judged `before` without any verified history, or a prober
-/// answering now without verified history that had one when the node was last judged (after
-/// a restart: any prober answering now) has its baseline missing
+/// copy of a signed round is a `duplicate`, found before any signature check and counted
+/// against the cap); the others are added to `rejected`. The baseline is taken from verified
+/// rows only: a prober whose history rows were rejected and that has no verified history, a
+/// node judged `before` without any verified history, or a prober answering now without
+/// verified history that had one when the node was last judged (after a restart: any prober
+/// answering now) has its baseline missing
 /// ([`Gathered::baseline_missing`]).
 #[expect(
     clippy::too_many_arguments,
@@ -206,6 +215,15 @@ pub(crate) fn node_input(
             }
             continue;
         }
+        // A copy of a round taken already costs no signature check and no sample query, but
+        // counts against the cap (REVIEW4 M2). Only a verified round is marked seen: a junk
+        // copy ahead of the real one cannot make the real one a duplicate.
+        let round_key = (r.prober.clone(), r.started_unix_ns);
+        if seen.contains(&round_key) {
+            rejected.add("rounds", Rejection::Duplicate);
+            *read.entry(cap_key.to_owned()).or_default() += 1;
+            continue;
+        }
         // The round first, its samples only if it verifies: junk rounds cost no sample query.
         let checked = match trust.check_round(&r, None) {
             Ok(()) => {
@@ -223,10 +241,7 @@ pub(crate) fn node_input(
                 continue;
             }
         };
-        if !seen.insert((r.prober.clone(), r.started_unix_ns)) {
-            rejected.add("rounds", Rejection::Duplicate);
-            continue;
-        }
+        seen.insert(round_key);
         if r.started_unix_ns >= from {
             accepted += 1;
             series_of(&mut series, &r.prober).sent += r.sent;
@@ -276,15 +291,19 @@ pub(crate) fn node_input(
             rejected.add("evidence", Rejection::TooMany);
             continue;
         }
+        // As for rounds: a copy of a record taken already is not verified again.
+        let record_key = (e.prober.clone(), e.at_unix_ns);
+        if seen.contains(&record_key) {
+            rejected.add("evidence", Rejection::Duplicate);
+            continue;
+        }
         match trust.check_evidence(&e) {
             Err(why) => {
                 debug!(node, prober = %e.prober, reason = %why, "evidence record rejected");
                 rejected.add("evidence", why);
             }
-            Ok(()) if !seen.insert((e.prober.clone(), e.at_unix_ns)) => {
-                rejected.add("evidence", Rejection::Duplicate);
-            }
             Ok(()) => {
+                seen.insert(record_key);
                 if let (true, Some(rtt)) = (e.ok, e.rtt_ns) {
                     rtts.push((e.prober, rtt, e.peer_spki));
                 }
@@ -308,7 +327,7 @@ pub(crate) fn node_input(
         .filter(|s| !s.samples.is_empty())
         .map(|s| s.prober.as_str())
         .collect();
-    let before = if answering.is_empty() {
+    let judged = if answering.is_empty() {
         Before::Never
     } else {
         before
@@ -319,10 +338,10 @@ pub(crate) fn node_input(
         node,
         from,
         baseline_rounds,
-        (before, &answering),
+        (judged, &answering),
         rejected,
     )?;
-    let baselined = baseline.iter().map(|b| b.prober.clone()).collect();
+    let baselined = remembered(trust, before, &answering, &baseline);
     let over_cap = (!over_cap.is_empty()).then(|| {
         format!(
             "rounds unread: prober(s) {} have more than {MAX_ROWS_PER_PROBER} rejected rounds \
@@ -362,9 +381,38 @@ fn within_cap(read: &mut BTreeMap<String, usize>, prober: &str) -> bool {
     *n <= MAX_ROWS_PER_PROBER
 }
 
+/// What to remember of the node's baselines after this judgement (REVIEW4 M1): what was
+/// remembered (whatever answers now: a node nobody reaches forgets nothing), each prober's
+/// baseline now (the smaller minimum stays), and each prober answering now that was expected
+/// to have one (`None` until it has); only probers the config no longer lists are dropped.
+fn remembered(
+    trust: &Trust,
+    before: Before<'_>,
+    answering: &BTreeSet<&str>,
+    baseline: &[BaselineMin],
+) -> Baselines {
+    let mut out = match before {
+        Before::Baselined(had) => had.clone(),
+        Before::Never | Before::Restarted => Baselines::new(),
+    };
+    if matches!(before, Before::Restarted) {
+        for p in answering {
+            out.entry((*p).to_owned()).or_insert(None);
+        }
+    }
+    for b in baseline {
+        let min = out.entry(b.prober.clone()).or_insert(None);
+        *min = Some(min.map_or(b.min_rtt_ns, |m| m.min(b.min_rtt_ns)));
+    }
+    out.retain(|p, _| trust.knows(p));
+    out
+}
+
 /// Each prober's baseline from its latest `rounds` verified rounds before `before`: rows are
 /// checked first and then counted, so rejected rows (junk inserted just before the window, or
-/// a history rewritten) cannot push the true history out. Also says why the baseline is
+/// a history rewritten) cannot push the true history out. A smaller minimum remembered from
+/// an earlier judgement stands in for the history's (deleting history cannot raise it), and
+/// stands in for a prober whose history is gone (REVIEW4 M1). Also says why the baseline is
 /// missing when it should be there.
 fn baseline(
     store: &Store,
@@ -386,13 +434,16 @@ fn baseline(
         if history.get(&r.prober).is_some_and(|h| h.len() >= rounds) {
             continue;
         }
-        let checked = trust.check_round(&r, None).and_then(|()| {
-            if seen.insert((r.prober.clone(), r.started_unix_ns)) {
-                Ok(())
-            } else {
-                Err(Rejection::Duplicate)
-            }
-        });
+        // A copy of a round taken already is not verified again (REVIEW4 M2).
+        let round_key = (r.prober.clone(), r.started_unix_ns);
+        let checked = if seen.contains(&round_key) {
+            Err(Rejection::Duplicate)
+        } else {
+            trust.check_round(&r, None)
+        };
+        if checked.is_ok() {
+            seen.insert(round_key);
+        }
         match (checked, r.min_eff_rtt_ns) {
             (Ok(()), Some(min)) => history.entry(r.prober).or_default().push(min),
             (Ok(()), None) => {}
@@ -426,7 +477,7 @@ fn baseline(
         let expected = |p: &str| match judged {
             Before::Never => false,
             Before::Restarted => true,
-            Before::Baselined(had) => had.contains(p),
+            Before::Baselined(had) => had.contains_key(p),
         };
         missing.extend(
             (answering.iter())
@@ -439,9 +490,20 @@ fn baseline(
                 }),
         );
     }
-    let baseline = history
+    let mut baseline: BTreeMap<String, u64> = history
         .iter()
         .filter_map(|(p, mins)| BaselineMin::from_history(p.clone(), mins))
+        .map(|b| (b.prober, b.min_rtt_ns))
+        .collect();
+    if let Before::Baselined(had) = judged {
+        for (p, min) in had.iter().filter_map(|(p, m)| Some((p, (*m)?))) {
+            let b = baseline.entry(p.clone()).or_insert(min);
+            *b = (*b).min(min);
+        }
+    }
+    let baseline = baseline
+        .into_iter()
+        .map(|(prober, min_rtt_ns)| BaselineMin { prober, min_rtt_ns })
         .collect();
     let missing =
         (!missing.is_empty()).then(|| format!("baseline missing: {}", missing.join("; ")));
@@ -846,5 +908,109 @@ mod tests {
         )
         .unwrap();
         assert_eq!(all.len(), 3, "{all:?}");
+    }
+
+    /// REVIEW4 M2: 10 000 copies of one signed round cost one signature check (a copy is found
+    /// before verifying, and no sample query either); the copies count against the prober's
+    /// cap, so past it the prober's rounds are unread and the node is held.
+    #[test]
+    fn copies_of_a_signed_round_cost_no_signature_check_and_count_against_the_cap() {
+        use crate::integrity::seal_round;
+        use crate::store::{RoundRecord, SampleRecord};
+        use locus_prober::identity::ProberIdentity;
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("c.db")).unwrap();
+        let id = ProberIdentity::from_seed([6; 32]);
+        let trust = Trust::new([("p-ams".to_string(), Some(id.public_key()))], false);
+        let samples = vec![SampleRecord {
+            sent_unix_ns: 1_500,
+            rtt_ns: 7_000_000,
+            inside_ns: 20_000,
+        }];
+        let mut r = RoundRecord {
+            prober: "p-ams".into(),
+            target: "n".into(),
+            claim: "fra".into(),
+            address: "127.0.0.1:4433".into(),
+            spki: None,
+            started_unix_ns: 1_000,
+            duration_ns: 1_000,
+            sent: 1,
+            answered: 1,
+            lost: 0,
+            late: 0,
+            out_of_order: 0,
+            violations: 0,
+            min_rtt_ns: Some(7_000_000),
+            p50_rtt_ns: Some(7_000_000),
+            p99_rtt_ns: Some(7_000_000),
+            min_eff_rtt_ns: Some(6_980_000),
+            inside_p50_ns: Some(20_000),
+            error: None,
+            seal: None,
+        };
+        seal_round(&id, &mut r, &samples);
+        let copies = 10_000;
+        let rows = vec![(r, samples); copies];
+        store.insert_rounds(&rows).unwrap();
+        let mut rejected = Rejected::default();
+        let g = node_input(
+            &store,
+            &trust,
+            "n",
+            "fra",
+            (1_000, 10_000),
+            4,
+            &[],
+            Before::Never,
+            &mut rejected,
+        )
+        .unwrap();
+        assert_eq!(trust.signature_checks(), 1);
+        assert_eq!(g.accepted, 1);
+        let unread = copies - 1 - MAX_ROWS_PER_PROBER;
+        assert_eq!(
+            rejected.0,
+            BTreeMap::from([
+                (("rounds", Rejection::Duplicate), MAX_ROWS_PER_PROBER as u64),
+                (("rounds", Rejection::TooMany), unread as u64),
+            ])
+        );
+        assert!(g.over_cap.is_some_and(|w| w.contains("p-ams")));
+    }
+
+    /// REVIEW4 M1: what is remembered of a node's baselines only grows (a prober expected
+    /// stays expected, a minimum only goes down) whatever history is left, also when nobody
+    /// answers; only a prober the config no longer lists is forgotten.
+    #[test]
+    fn remembered_baselines_are_sticky_and_keep_their_minimum() {
+        let trust = Trust::new(["ams", "par", "waw"].map(|p| (p.to_string(), None)), true);
+        let b = |p: &str, min: u64| BaselineMin {
+            prober: p.into(),
+            min_rtt_ns: min,
+        };
+        let answering: BTreeSet<&str> = ["ams", "par"].into();
+        let first = remembered(&trust, Before::Restarted, &answering, &[b("ams", 500)]);
+        assert_eq!(
+            first,
+            Baselines::from([("ams".into(), Some(500)), ("par".into(), None)])
+        );
+        // History deleted and replaced by slower rounds: the minimum stays, par stays expected.
+        let mut had = first.clone();
+        had.insert("gone".into(), Some(1));
+        let second = remembered(
+            &trust,
+            Before::Baselined(&had),
+            &BTreeSet::new(),
+            &[b("ams", 900), b("waw", 700)],
+        );
+        assert_eq!(
+            second,
+            Baselines::from([
+                ("ams".into(), Some(500)),
+                ("par".into(), None),
+                ("waw".into(), Some(700)),
+            ])
+        );
     }
 }

@@ -8,7 +8,7 @@ mod alert;
 pub mod config;
 mod input;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -67,8 +67,8 @@ struct Remembered {
     last_located: Option<VerdictRecord>,
     /// When the current verdict began (REVIEW3 D: not read back from the database).
     since_ns: i64,
-    /// The probers that had a verified baseline for the node (REVIEW3 B).
-    baselined: BTreeSet<String>,
+    /// The node's baselines as remembered (REVIEW3 B, REVIEW4 M1).
+    baselined: input::Baselines,
 }
 
 /// What the monitor recalls of a node's previous judgement.
@@ -79,7 +79,7 @@ struct Recalled {
     /// When `previous`'s verdict began, if this monitor knows.
     since_ns: Option<i64>,
     /// See [`input::Before`].
-    baselined: Option<BTreeSet<String>>,
+    baselined: Option<input::Baselines>,
 }
 
 impl Recalled {
@@ -122,7 +122,7 @@ impl VerdictMemory {
         v: &VerdictRecord,
         last_located: Option<VerdictRecord>,
         since_ns: i64,
-        baselined: BTreeSet<String>,
+        baselined: input::Baselines,
     ) {
         let located = (v.verdict == Verdict::Located.as_str()).then(|| v.clone());
         let mut memory = self.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -231,8 +231,8 @@ pub struct NodeJudged {
     pub judgement: Judgement,
     claim: String,
     recalled: Recalled,
-    /// Probers with a verified baseline now (remembered for the next judgement).
-    baselined: BTreeSet<String>,
+    /// What to remember of the node's baselines for the next judgement (REVIEW4 M1).
+    baselined: input::Baselines,
     /// The node's rows that were not used.
     rejected: input::Rejected,
 }
@@ -611,7 +611,7 @@ mod tests {
             &relocated,
             Some(verdict("n", 100, "located")),
             200,
-            BTreeSet::new(),
+            input::Baselines::new(),
         );
         // A writer's row, newer than the monitor's own.
         store.insert_verdict(&verdict("n", 250, "located")).unwrap();
