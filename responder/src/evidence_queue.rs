@@ -95,7 +95,7 @@ fn raise_priority() {
         WARNED.call_once(|| {
             warn!(
                 "evidence threads keep the responder's priority (nice {EVIDENCE_NICE} refused: \
-                 {e}); grant CAP_SYS_NICE so that floods cannot delay evidence"
+                 {e}); allow it (systemd LimitNICE=-10) so that floods cannot delay evidence"
             );
         });
     }
