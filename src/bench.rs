@@ -20,6 +20,9 @@ pub(crate) enum BenchCmd {
     /// probes and asks for evidence (goals: echo p50 ≤ 1.5 × idle, evidence p99 ≤ 2 × idle,
     /// responder RSS ≤ 256 MiB).
     Overload(overload::OverloadArgs),
+    /// The attackers of `bench overload`, in their own process (the bench starts it).
+    #[command(hide = true)]
+    OverloadAttack(overload::attack::AttackArgs),
 }
 
 pub(crate) fn run(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
@@ -29,6 +32,11 @@ pub(crate) fn run(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
         BenchCmd::Evidence(args) => evidence::run(args)?,
         BenchCmd::Fleet(args) => fleet::run(args)?,
         BenchCmd::Overload(args) => overload::run(args)?,
+        BenchCmd::OverloadAttack(args) => {
+            // Its snapshots go to stdout as the bench asks for them on stdin.
+            overload::attack::run(args, std::io::stdin().lock(), std::io::stdout())?;
+            return Ok(ExitCode::SUCCESS);
+        }
     };
     print(&report);
     Ok(ExitCode::SUCCESS)

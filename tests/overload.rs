@@ -426,6 +426,18 @@ fn bench_overload_small_instance_reports_its_keys() {
     assert!(shed["unauthorized"].as_u64().unwrap() > 0, "{v}");
     assert!(shed["connections_penalized"].as_u64().is_some(), "{v}");
     assert!(v["responder_cpu_s_attack"].as_f64().unwrap() > 0.0, "{v}");
+    // The attackers ran in their own process, and what they reached is reported.
+    assert!(v["attacker_cpu_s_attack"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["flood_sent_per_s"].as_f64().unwrap() > 0.0, "{v}");
+    // Rates of a 0.4 s phase may be 0 (a round of hostile echoes may not end in it).
+    for key in [
+        "attack_connect_attempts_per_s",
+        "attack_echo_sent_per_s",
+        "attack_evidence_requests_per_s",
+    ] {
+        assert!(v[key].as_f64().is_some_and(|x| x >= 0.0), "{key} in {v}");
+    }
+    assert!(v["honest_prober_nice"].as_i64().is_some(), "{v}");
 }
 
 /// Runs `cmd` to its end, killing it after two minutes (the bench bounds itself well within

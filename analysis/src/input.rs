@@ -38,6 +38,20 @@ pub struct LandmarkRtt {
     pub min_rtt_ns: u64,
 }
 
+/// A prober's echoes to a landmark during a node's window, on the prober's clock (the same
+/// clock as its [`ProberSeries`] of that node, so their rounds line up). The node's RTT minus
+/// the landmark's, round by round, cancels what both paths share: a route change of the
+/// prober's path to the landmark's site is no step in the difference, a move of the node is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LandmarkSeries {
+    /// A [`Prober::id`].
+    pub prober: String,
+    /// The landmark's [`Site::name`].
+    pub site: String,
+    pub samples: Vec<EchoSample>,
+}
+
 /// The fixed part of the world: sites, probers and their calibration data.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -283,6 +297,16 @@ pub struct NodeInput {
     /// are the baseline.
     #[serde(default)]
     pub baseline: Vec<BaselineMin>,
+    /// Each prober's echoes to landmarks over this window (see [`LandmarkSeries`]): with a
+    /// landmark at the claim, relocation detection reads the node's rounds differenced against
+    /// it. Empty ⇒ the node's own rounds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub landmark_series: Vec<LandmarkSeries>,
+    /// The TD's own anchor minima from earlier windows (its history): a TD that moved away
+    /// from an anchor at the claim shows its RTT to it risen by more than any route change
+    /// within the metro can add. Empty ⇒ no such check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anchor_history: Vec<AnchorReport>,
     /// The platform's endorsement (signed inventory lookup), when one was resolved.
     #[serde(default)]
     pub endorsement: Option<crate::verify::endorse::Endorsement>,

@@ -18,8 +18,8 @@ pub mod verify;
 pub use check::{Check, CheckStatus};
 pub use input::{
     AnchorReport, BaselineMin, EchoSample, EvidenceSource, EvidenceSummary, FailedAnchor,
-    InTdTimings, LandmarkRtt, NodeInput, Prober, ProberSeries, RefusedEvidence, SamplesFile, Site,
-    VerifiedKey, World,
+    InTdTimings, LandmarkRtt, LandmarkSeries, NodeInput, Prober, ProberSeries, RefusedEvidence,
+    SamplesFile, Site, VerifiedKey, World,
 };
 pub use judge::findings::BundleFindings;
 pub use judge::verdict::{judge, judge_file, Judgement, Scores, Verdict};

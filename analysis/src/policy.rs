@@ -158,6 +158,15 @@ pub struct RelocationPolicy {
     /// changes that coincide pass for a move; a third shift seen at once over-determines the
     /// fit and makes it a test. Probers that see no shift fit as well but prove nothing.
     pub min_seen_probers: usize,
+    /// `min_seen_probers` when every seen shift is a step of the node's rounds less a
+    /// landmark's at the claim measured through the same prober path: a route change of that
+    /// path moves both and cancels, so two coinciding route changes no longer fake the
+    /// shifts; two steps at one instant, with every other prober fitting, are a move.
+    pub min_seen_differenced: usize,
+    /// How much slower an anchor's server may answer than in the TD's history, ms: the
+    /// anchor's RTT includes its TLS and HTTP work, which load or a new backend slows. Added
+    /// to the route-change bound of the anchor step, which moreover never accuses alone.
+    pub anchor_jitter_ms: f64,
 }
 
 /// `max_evidence_excess_ms` of [`Policy::lab`].
@@ -218,6 +227,8 @@ impl Default for RelocationPolicy {
             fit_tolerance_ms: 0.3,
             fit_tolerance_frac: 0.15,
             min_seen_probers: 3,
+            min_seen_differenced: 2,
+            anchor_jitter_ms: 2.0,
         }
     }
 }
@@ -337,6 +348,10 @@ impl Policy {
             nonneg("vtpm_quote_baseline_ms", b)?;
         }
         nonneg("relocation.drift_ms", self.relocation.drift_ms)?;
+        nonneg(
+            "relocation.anchor_jitter_ms",
+            self.relocation.anchor_jitter_ms,
+        )?;
         nonneg("relocation.threshold_ms", self.relocation.threshold_ms)?;
         nonneg("relocation.min_shift_ms", self.relocation.min_shift_ms)?;
         if !(self.inflation.is_finite() && self.inflation >= 1.0) {
@@ -372,6 +387,10 @@ impl Policy {
             (
                 "relocation.min_seen_probers",
                 self.relocation.min_seen_probers,
+            ),
+            (
+                "relocation.min_seen_differenced",
+                self.relocation.min_seen_differenced,
             ),
         ] {
             if v == 0 {

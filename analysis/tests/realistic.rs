@@ -1,10 +1,11 @@
 //! Engine rules on paths that match no model (issue 19): per-path inflation 1.1-3.0, route
 //! changes, nodes anywhere in their metro, landmarks at the claimed site. Deterministic.
 
+use locus_analysis::judge::anchor_step::AnchorStep;
 use locus_analysis::judge::geo::{destination, distance_km, LatLon};
 use locus_analysis::{
     judge, AnchorReport, EchoSample, EvidenceSummary, InTdTimings, Judgement, LandmarkRtt,
-    NodeInput, Policy, Prober, ProberSeries, Site, Verdict, World,
+    LandmarkSeries, NodeInput, Policy, Prober, ProberSeries, Site, Verdict, World,
 };
 
 const PROBERS: [(&str, f64, f64); 4] = [
@@ -285,6 +286,171 @@ fn a_move_of_150_km_is_relocated_with_its_new_position() {
     assert!(distance_km(at, to) < 100.0, "{at:?}");
 }
 
+/// `n` judged with the landmark at fra measured by every prober through the window, on the
+/// same routes as the node (its echoes in the input, not only its minimum).
+fn judged_with_landmark_rounds(n: &Node, policy: &Policy) -> Judgement {
+    let lm = landmark_rtts(n);
+    let w = world(Some(&lm[..]));
+    let mut x: u64 = 0x2545_f491;
+    let mut jitter = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % 1000) as f64 / 1000.0 * 0.05
+    };
+    let mut input = input(n);
+    input.landmark_series = (0..PROBERS.len())
+        .map(|i| LandmarkSeries {
+            prober: format!("p-{}", PROBERS[i].0),
+            site: "fra".into(),
+            samples: (0..ROUNDS * 10)
+                .map(|k| {
+                    let base = rtt(distance_km(prober_pos(i), FRA), (n.infl)(i, k / 10));
+                    EchoSample {
+                        sent_ns: k * 100_000_000 + 3_000_000,
+                        rtt_ns: ((base + jitter() + jitter()) * 1e6) as u64,
+                        inside_ns: 0,
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    judge(&w, &input, policy)
+}
+
+/// 120 km north-north-west of fra: ams and lon see the move (−1.6 and −1.0 ms at inflation
+/// 1.5), par and waw hardly (+0.05, +0.12 ms).
+fn two_probers_see(r: u64) -> LatLon {
+    if r >= 10 {
+        destination(FRA, 340.0, 120.0)
+    } else {
+        FRA
+    }
+}
+
+#[test]
+fn a_move_two_probers_see_is_relocated_against_the_landmark_rounds() {
+    let n = Node {
+        td: Box::new(two_probers_see),
+        relay_infl: None,
+        infl: Box::new(|_, _| 1.5),
+    };
+    // from minima alone two shifts are what two coinciding route changes look like
+    let j = judged(&n, true);
+    assert_ne!(j.verdict, Verdict::Relocated, "{}", reasons(&j));
+    let j = judged_with_landmark_rounds(&n, &Policy::default());
+    assert_eq!(j.verdict, Verdict::Relocated, "{}", reasons(&j));
+    let r = j.relocation.as_ref().unwrap();
+    assert!(r.shifts.iter().all(|s| s.landmark_differenced), "{r:?}");
+    let at = r.new_position.unwrap();
+    assert!(
+        distance_km(at, destination(FRA, 340.0, 120.0)) < 80.0,
+        "{at:?}"
+    );
+}
+
+#[test]
+fn route_changes_that_mimic_a_move_cancel_against_the_landmark_rounds() {
+    // the node stays 20 km south of fra; at round 10 the routes of ams and lon change by what
+    // the move above would shift them (their landmark echoes change with them)
+    let home = destination(FRA, 200.0, 20.0);
+    let to = destination(FRA, 340.0, 120.0);
+    let infl_after = |i: usize| {
+        let d = distance_km(prober_pos(i), home);
+        1.5 + (distance_km(prober_pos(i), to) - d) * 1.5 / d
+    };
+    let (ams, lon) = (infl_after(0), infl_after(1));
+    let n = Node {
+        td: Box::new(move |_| home),
+        relay_infl: None,
+        infl: Box::new(move |i, r| match (i, r) {
+            (0, r) if r >= 10 => ams,
+            (1, r) if r >= 10 => lon,
+            _ => 1.5,
+        }),
+    };
+    let j = judged_with_landmark_rounds(&n, &Policy::default());
+    assert_eq!(j.verdict, Verdict::Located, "{}", reasons(&j));
+    assert!(!j.relocation.as_ref().unwrap().detected);
+    // the raw rounds would take them for a move if two shifts sufficed
+    let mut two = Policy::default();
+    two.relocation.min_seen_probers = 2;
+    let j = judged(&n, true);
+    assert_eq!(j.verdict, Verdict::Located, "{}", reasons(&j));
+    let lm = landmark_rtts(&n);
+    let raw = judge(&world(Some(&lm[..])), &input(&n), &two);
+    assert_eq!(raw.verdict, Verdict::Relocated, "{}", reasons(&raw));
+}
+
+#[test]
+fn a_move_the_probers_hardly_see_is_relocated_by_a_steady_anchor_against_its_history() {
+    // 100 km north: only ams sees more than 0.5 ms (−1.05 ms at 1.5); the anchor at fra in
+    // every direction at once
+    let to = destination(FRA, 355.0, 100.0);
+    let n = Node {
+        td: Box::new(move |r| if r >= 10 { to } else { FRA }),
+        relay_infl: None,
+        infl: Box::new(|_, _| 1.5),
+    };
+    let mut input = input(&n);
+    let j = judge(&world(Some(&landmark_rtts(&n))), &input, &Policy::default());
+    assert_ne!(j.verdict, Verdict::Relocated, "{}", reasons(&j));
+    // its history: 0.08 ms at fra; now 1.58 ms. Within the default allowance for the anchor
+    // server's own jitter (2 ms): as slow an anchor server would look (review5's PoC), so no
+    // accusation ...
+    input.anchor_history = vec![AnchorReport {
+        site: "fra".into(),
+        min_rtt_ns: (rtt(0.0, 1.5) * 1e6) as u64,
+        samples: 5,
+    }];
+    let w = world(Some(&landmark_rtts(&n)));
+    let j = judge(&w, &input, &Policy::default());
+    assert_ne!(j.verdict, Verdict::Relocated, "{}", reasons(&j));
+    // ... but an anchor whose server is known steady (0.3 ms), with ams's own rounds moving
+    // too, relocates it
+    let mut steady = Policy::default();
+    steady.relocation.anchor_jitter_ms = 0.3;
+    let j = judge(&w, &input, &steady);
+    assert_eq!(j.verdict, Verdict::Relocated, "{}", reasons(&j));
+    assert!(
+        reasons(&j).contains("own RTT to anchor fra rose"),
+        "{}",
+        reasons(&j)
+    );
+}
+
+#[test]
+fn an_anchor_route_change_in_the_metro_is_not_a_move() {
+    // the TD 30 km from the anchor; its route to it went from the great circle to 3.0
+    let home = destination(FRA, 120.0, 30.0);
+    let n = honest_at(home, [1.5; 4]);
+    let (j, step) = judged_with_anchor_rise(&n, rtt(30.0, 3.0), rtt(30.0, 1.0));
+    assert_eq!(j.verdict, Verdict::Located, "{}", reasons(&j));
+    assert!(
+        !step.moved && step.now_ms - step.history_ms > 0.55,
+        "{step:?}"
+    );
+}
+
+#[test]
+fn a_relays_td_whose_anchor_route_changed_is_proxied_not_relocated() {
+    // the TD 100 km away behind a relay at the claim; its anchor path went from the great
+    // circle (history) to 3.0 (now): +2 ms, more than a route change in the metro adds, but
+    // the probers never showed the node in the metro (a uniform excess over the landmark)
+    let td = destination(FRA, 60.0, 100.0);
+    let n = Node {
+        td: Box::new(move |_| td),
+        relay_infl: Some(1.2),
+        infl: Box::new(|i, _| [2.2, 1.3, 1.1, 2.9][i]),
+    };
+    let (j, step) = judged_with_anchor_rise(&n, rtt(100.0, 3.0), rtt(100.0, 1.0));
+    assert_eq!(j.verdict, Verdict::Proxied, "{}", reasons(&j));
+    assert!(
+        !step.moved && step.now_ms - step.history_ms > 1.9,
+        "{step:?}"
+    );
+}
+
 #[test]
 fn hard_bound_violation_is_relocated() {
     // the node answers p-par in 0.4 ms: it is within 40 km of Paris, 480 km from the claim
@@ -329,5 +495,181 @@ fn proxy_50_km_with_a_landmark_is_proxied_with_its_distance() {
         infl: Box::new(|i, _| [2.2, 1.3, 1.1, 2.9][i]),
     };
     let j = judged(&n, false);
+    assert_ne!(j.verdict, Verdict::Relocated, "{}", reasons(&j));
+}
+
+// Review 5: landmark events, a silenced landmark and a slow anchor server.
+
+/// The honest node of `n`, its landmark at the claim as each prober measures it per round:
+/// `lm_at(r)` is where the landmark's server is, `lm_extra(i, r)` ms its own added delay.
+/// The TD's RTT to the anchor at fra: `now_ms` this window, `history_ms` in its history.
+fn anchor_rise(input: &mut NodeInput, now_ms: f64, history_ms: f64) {
+    input.anchors[0].min_rtt_ns = (now_ms * 1e6) as u64;
+    input.anchor_history = vec![AnchorReport {
+        site: "fra".into(),
+        min_rtt_ns: (history_ms * 1e6) as u64,
+        samples: 5,
+    }];
+}
+
+/// `n` judged with its anchor RTT at fra rising from `history_ms` to `now_ms`, and that step.
+fn judged_with_anchor_rise(n: &Node, now_ms: f64, history_ms: f64) -> (Judgement, AnchorStep) {
+    let mut input = input(n);
+    anchor_rise(&mut input, now_ms, history_ms);
+    let j = judge(&world(Some(&landmark_rtts(n))), &input, &Policy::default());
+    let step = (j.relocation.as_ref())
+        .and_then(|r| r.anchor_step.clone())
+        .expect("an anchor step");
+    (j, step)
+}
+
+fn judged_with_landmark(
+    n: &Node,
+    lm_at: impl Fn(u64) -> LatLon,
+    lm_extra: impl Fn(usize, u64) -> f64,
+    lm_rounds: u64,
+) -> Judgement {
+    let lm = landmark_rtts(n);
+    let w = world(Some(&lm[..]));
+    let mut input = input(n);
+    input.landmark_series = (0..PROBERS.len())
+        .map(|i| LandmarkSeries {
+            prober: format!("p-{}", PROBERS[i].0),
+            site: "fra".into(),
+            samples: (0..lm_rounds * 10)
+                .map(|k| {
+                    let r = k / 10;
+                    let base =
+                        rtt(distance_km(prober_pos(i), lm_at(r)), (n.infl)(i, r)) + lm_extra(i, r);
+                    EchoSample {
+                        sent_ns: k * 100_000_000 + 3_000_000,
+                        rtt_ns: ((base + 0.01) * 1e6) as u64,
+                        inside_ns: 0,
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    judge(&w, &input, &Policy::default())
+}
+
+#[test]
+fn a_landmark_that_moves_does_not_relocate_an_honest_node() {
+    // The node never moves. The landmark's operator moves its server 120 km (or its address
+    // is re-homed) at round 10: every differenced series steps at one instant.
+    let n = honest_at(FRA, [1.5; 4]);
+    let to = destination(FRA, 160.0, 120.0);
+    let j = judged_with_landmark(&n, |r| if r >= 10 { to } else { FRA }, |_, _| 0.0, ROUNDS);
+    assert_ne!(j.verdict, Verdict::Relocated, "{}", reasons(&j));
+    let r = j.relocation.as_ref().unwrap();
+    assert!(
+        r.rejected
+            .as_ref()
+            .is_some_and(|x| x.contains("a landmark event")),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_route_change_on_the_landmarks_side_does_not_relocate_an_honest_node() {
+    // The node never moves. At round 10 the landmark's upstream towards ams and lon changes
+    // route (+1.2 / +0.8 ms on those two landmark paths only): two steps at one instant.
+    let n = honest_at(FRA, [1.5; 4]);
+    let j = judged_with_landmark(
+        &n,
+        |_| FRA,
+        |i, r| match (i, r) {
+            (0, r) if r >= 10 => 1.2,
+            (1, r) if r >= 10 => 0.8,
+            _ => 0.0,
+        },
+        ROUNDS,
+    );
+    assert_ne!(j.verdict, Verdict::Relocated, "{}", reasons(&j));
+    let r = j.relocation.as_ref().unwrap();
+    assert!(
+        r.rejected
+            .as_ref()
+            .is_some_and(|x| x.contains("a landmark event")),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_landmark_silenced_at_the_move_does_not_hide_it() {
+    // The 150 km move every prober sees, judged without a usable anchor (none near the claim
+    // or all failed): relocated from the node's own rounds. The landmark's echoes stop at
+    // round 10, when the TD moves (landmark DoS'd, dead, or its echoes lost on the way).
+    let to = destination(FRA, 100.0, 150.0);
+    let n = Node {
+        td: Box::new(move |r| if r >= 10 { to } else { FRA }),
+        relay_infl: None,
+        infl: Box::new(|i, _| [1.2, 1.6, 2.0, 1.4][i]),
+    };
+    let lm = landmark_rtts(&n);
+    let w = world(Some(&lm[..]));
+    let mut inp = input(&n);
+    inp.anchors.clear();
+    let raw = judge(&w, &inp, &Policy::default());
+    assert_eq!(raw.verdict, Verdict::Relocated, "{}", reasons(&raw));
+    inp.landmark_series = (0..PROBERS.len())
+        .map(|i| LandmarkSeries {
+            prober: format!("p-{}", PROBERS[i].0),
+            site: "fra".into(),
+            samples: (0..100)
+                .map(|k| EchoSample {
+                    sent_ns: k * 100_000_000 + 3_000_000,
+                    rtt_ns: ((rtt(distance_km(prober_pos(i), FRA), (n.infl)(i, k / 10)) + 0.01)
+                        * 1e6) as u64,
+                    inside_ns: 0,
+                })
+                .collect(),
+        })
+        .collect();
+    let j = judge(&w, &inp, &Policy::default());
+    assert_eq!(j.verdict, Verdict::Relocated, "{}", reasons(&j));
+}
+
+#[test]
+fn a_slow_anchor_server_does_not_relocate_an_honest_td() {
+    // The TD stays at fra. The anchor's HTTPS server answers HEAD 1.5 ms slower this window
+    // (loaded by anyone on the internet, a WAF, a new backend): its RTT "rose".
+    let n = honest_at(FRA, [1.5; 4]);
+    let mut input = input(&n);
+    let hist = rtt(0.0, 1.5);
+    anchor_rise(&mut input, hist + 1.5, hist);
+    let w = world(Some(&landmark_rtts(&n)));
+    let j = judge(&w, &input, &Policy::default());
+    assert_ne!(j.verdict, Verdict::Relocated, "{}", reasons(&j));
+    // even with no allowance for the server's jitter the rise does not accuse alone: no
+    // prober's own rounds moved
+    let mut steady = Policy::default();
+    steady.relocation.anchor_jitter_ms = 0.0;
+    let j = judge(&w, &input, &steady);
+    assert_ne!(j.verdict, Verdict::Relocated, "{}", reasons(&j));
+    let step = j.relocation.as_ref().unwrap().anchor_step.clone().unwrap();
+    assert!(step.moved && !step.corroborated, "{step:?}");
+}
+
+#[test]
+fn a_route_change_at_the_nodes_datacentre_does_not_relocate_an_honest_node() {
+    // The node never moves. At round 10 its datacentre's transit towards ams and lon changes
+    // (+0.6 ms inflation on those two node paths); the landmark, in another building of the
+    // metro, is not on it. Two differenced steps at one instant.
+    let n = Node {
+        td: Box::new(|_| FRA),
+        relay_infl: None,
+        infl: Box::new(|i, r| match (i, r) {
+            (0 | 1, r) if r >= 10 => 2.1,
+            _ => 1.5,
+        }),
+    };
+    let d = |i: usize| distance_km(prober_pos(i), FRA);
+    let j = judged_with_landmark(
+        &n,
+        |_| FRA,
+        |i, r| rtt(d(i), 1.5) - rtt(d(i), (n.infl)(i, r)),
+        ROUNDS,
+    );
     assert_ne!(j.verdict, Verdict::Relocated, "{}", reasons(&j));
 }

@@ -8,12 +8,18 @@
 //! plus raw UDP datagrams at the responder's port, paced at `--flood-factor` times the echo
 //! capacity measured before the attack (best effort: the attacker shares the machine's cores
 //! with the responder and the honest prober; the rate reached is reported).
+//!
+//! The attackers run in their own process ([`attack`]): on a real deployment they are other
+//! machines, so none of their work runs on the honest prober's runtime. Idle and loaded
+//! phases use the same honest prober, runtime and connection.
+
+pub mod attack;
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,9 +29,9 @@ use locus_prober::identity::ProberIdentity;
 use locus_prober::requests::{request_evidence, RequestError};
 use locus_prober::stats::RttStats;
 use locus_prober::{connect, run_round, RoundConfig, SpkiPolicy, Target};
-use locus_proto::frame::{self, MessageKind};
-use locus_proto::messages::{EvidenceRequest, Include};
+use locus_proto::messages::Include;
 use locus_responder::admission::ShedCounts;
+use locus_responder::server::EVIDENCE_TIMING_TARGET;
 use locus_responder::tdx::lab::LabTdx;
 use serde::Serialize;
 
@@ -46,6 +52,10 @@ pub struct OverloadArgs {
     /// Honest echo challenges per second.
     #[arg(long, default_value_t = 1000.0)]
     honest_rate: f64,
+    /// Keep the responder's log here, with each evidence request's timing (queue wait, work,
+    /// hand-back) at debug.
+    #[arg(long, value_name = "FILE")]
+    responder_log: Option<std::path::PathBuf>,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -94,13 +104,25 @@ struct OverloadReport {
     busy_answers: u64,
     /// Header-only request streams the responder let hostile connections open.
     attack_streams_held: u64,
+    /// Nice value of the honest prober's threads; the responder and the attack process run
+    /// at the bench's own (normally 0). On a deployment the attackers are other machines: here
+    /// their CPU must not delay the prober's own code, in the idle phase as under attack.
+    honest_prober_nice: i32,
     /// The responder process was still running after the attack.
     responder_alive: bool,
     /// Seconds of the measured attack phase, and the CPU seconds used in it by the responder
-    /// and by this bench process (attackers, raw flood and honest prober; same machine).
+    /// and by the bench (attackers, raw flood and honest prober; same machine): the sum of
+    /// the attack process's and the honest prober's process's.
     attack_secs: f64,
     responder_cpu_s_attack: f64,
     bench_cpu_s_attack: f64,
+    attacker_cpu_s_attack: f64,
+    honest_prober_cpu_s_attack: f64,
+    /// What the attackers reached in the measured phase, per second: connection attempts,
+    /// hostile echo challenges sent, unsigned evidence requests sent.
+    attack_connect_attempts_per_s: f64,
+    attack_echo_sent_per_s: f64,
+    attack_evidence_requests_per_s: f64,
     /// The machine's 1-minute load average when the attack phase ended.
     load_average: f64,
     /// What the responder shed, by limit, as it logged at shutdown (`null` when it did not).
@@ -113,7 +135,17 @@ pub fn run(args: OverloadArgs) -> anyhow::Result<String> {
     }
     let dir = tempfile::tempdir()?;
     let honest = Arc::new(ProberIdentity::from_seed(rand::random()));
-    let mut responder = ResponderProcess::spawn(dir.path(), &honest)?;
+    let mut responder = ResponderProcess::spawn(dir.path(), &honest, args.responder_log.is_some())?;
+    // From here this thread and the runtime's (created by it, so inheriting) run the honest
+    // prober only; the attack process is started at the bench's own priority.
+    let base_nice = priority::get()?;
+    let honest_nice = match priority::set(HONEST_NICE) {
+        Ok(()) => HONEST_NICE,
+        Err(e) => {
+            tracing::warn!("the honest prober keeps nice {base_nice} (nice {HONEST_NICE}: {e})");
+            base_nice
+        }
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -122,16 +154,23 @@ pub fn run(args: OverloadArgs) -> anyhow::Result<String> {
     // failed run with the responder's log, never a stuck bench).
     let deadline = run_deadline(&args);
     let result = rt.block_on(async {
-        tokio::time::timeout(deadline, measure(&args, &responder, honest))
-            .await
-            .unwrap_or_else(|_| bail!("the run did not finish within {deadline:?}"))
+        tokio::time::timeout(
+            deadline,
+            measure(&args, &responder, honest, dir.path(), base_nice),
+        )
+        .await
+        .unwrap_or_else(|_| bail!("the run did not finish within {deadline:?}"))
     });
     // Hostile tasks may still be parked on the responder: do not wait for them.
     rt.shutdown_timeout(Duration::from_secs(1));
     let mut report = match result {
         Ok(r) => r,
-        Err(e) => bail!("{e:#}\nresponder log:\n{}", responder.log_tail()),
+        Err(e) => {
+            keep_log(&responder, args.responder_log.as_deref())?;
+            bail!("{e:#}\nresponder log:\n{}", responder.log_tail())
+        }
     };
+    report.honest_prober_nice = honest_nice;
     report.responder_alive = responder.alive();
     if !report.responder_alive {
         bail!("the responder died under attack:\n{}", responder.log_tail());
@@ -139,7 +178,16 @@ pub fn run(args: OverloadArgs) -> anyhow::Result<String> {
     report.responder_rss_mib_peak =
         crate::fleet::status_kib(responder.pid, "VmHWM:")? as f64 / 1024.0;
     report.responder_shed = responder.stop_for_shed_counts();
+    keep_log(&responder, args.responder_log.as_deref())?;
     render(&report, args.json)
+}
+
+fn keep_log(responder: &ResponderProcess, to: Option<&std::path::Path>) -> anyhow::Result<()> {
+    if let Some(to) = to {
+        std::fs::copy(&responder.log, to)
+            .with_context(|| format!("keeping the responder's log at {}", to.display()))?;
+    }
+    Ok(())
 }
 
 /// The longest a run may take: three phases and the attack's ramp, every honest evidence
@@ -150,6 +198,29 @@ fn run_deadline(args: &OverloadArgs) -> Duration {
         + EVIDENCE_TIMEOUT * 2 * args.evidence_requests
         + ATTACK_CONNECT_TIMEOUT * u32::try_from(args.attack_connections).unwrap_or(u32::MAX)
         + Duration::from_secs(30)
+}
+
+/// Nice value asked for the honest prober's threads ([`OverloadReport::honest_prober_nice`]).
+const HONEST_NICE: i32 = -10;
+
+/// The calling thread's scheduling priority (its nice value).
+mod priority {
+    /// The calling thread's nice value.
+    pub(super) fn get() -> std::io::Result<i32> {
+        Ok(rustix::process::getpriority_process(Some(
+            rustix::thread::gettid(),
+        ))?)
+    }
+
+    /// Sets the calling thread's nice value (threads and processes it starts inherit it); a
+    /// lower value than the current one needs `CAP_SYS_NICE`.
+    pub(super) fn set(nice: i32) -> std::io::Result<()> {
+        // With a thread id, PRIO_PROCESS sets that thread's nice value only (Linux).
+        Ok(rustix::process::setpriority_process(
+            Some(rustix::thread::gettid()),
+            nice,
+        )?)
+    }
 }
 
 /// One honest evidence request, and one hostile handshake, at most.
@@ -165,6 +236,8 @@ async fn measure(
     args: &OverloadArgs,
     responder: &ResponderProcess,
     honest: Arc<ProberIdentity>,
+    dir: &std::path::Path,
+    attack_nice: i32,
 ) -> anyhow::Result<OverloadReport> {
     let addr = responder.addr;
     let pin = SpkiPolicy::Pinned(responder.spki.clone());
@@ -182,6 +255,15 @@ async fn measure(
         ..OverloadReport::default()
     };
     let busy = Arc::new(AtomicU64::new(0));
+
+    // One request before anything is measured: the responder's first one also starts its
+    // quoting thread (1-2 ms more), which would inflate the idle p99 the goal is relative to.
+    tokio::time::timeout(
+        EVIDENCE_TIMEOUT,
+        request_evidence(&prober, &rand::random(), tdx_only()),
+    )
+    .await
+    .context("warm-up evidence request timed out")??;
 
     // Idle: the honest prober alone.
     let (echo_idle, evidence_idle) = honest_phase(&prober, args, phase, &busy).await?;
@@ -201,68 +283,41 @@ async fn measure(
     // Capacity: four connections flooding echoes (from their own address).
     report.echo_capacity_per_s = capacity(addr, &pin, &honest, phase).await?;
 
-    // Attack.
-    let stop = Arc::new(AtomicBool::new(false));
-    let counters = Arc::new(AttackCounters::default());
+    // Attack, from its own process: the honest prober's runtime and process run none of it.
     let flood_target = args.flood_factor * report.echo_capacity_per_s;
-    let flood = {
-        let stop = stop.clone();
-        std::thread::spawn(move || raw_flood(addr, flood_target, &stop))
-    };
-    let mut attackers = Vec::new();
-    for i in 0..args.attack_connections {
-        // 32 connections per source address: the per-IP cap (64) is not what stops them.
-        let bind = SocketAddr::from(([127, 0, 1, 1 + (i / 32) as u8], 0));
-        let (stop, counters, busy, pin) =
-            (stop.clone(), counters.clone(), busy.clone(), pin.clone());
-        attackers.push(tokio::spawn(async move {
-            // A connection the responder closes (or refuses) is opened again: the attack
-            // keeps its size for as long as the responder lets it.
-            while !stop.load(Ordering::Relaxed) {
-                let target = match connect(addr, bind, pin.clone(), ATTACK_CONNECT_TIMEOUT).await {
-                    Ok(t) => t,
-                    Err(_) => {
-                        counters.refused.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(RECONNECT_PAUSE).await;
-                        continue;
-                    }
-                };
-                match i % 3 {
-                    0 => hold_header_only_streams(&target, &stop, &counters).await,
-                    1 => evidence_flood(&target, &stop, &counters, &busy).await,
-                    _ => echo_flood(&target, &stop, &counters).await,
-                }
-                if target.conn.close_reason().is_some() {
-                    counters.closed.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }));
-    }
+    let mut attack = attack::AttackProcess::spawn(
+        addr,
+        &responder.spki,
+        args.attack_connections,
+        flood_target,
+        &dir.join("attack.log"),
+        attack_nice,
+    )?;
     // Let the attack reach its stride before measuring.
     tokio::time::sleep(phase / 3).await;
     let attack_started = Instant::now();
     let cpu0 = (
         crate::fleet::cpu_seconds(responder.pid)?,
         crate::fleet::cpu_seconds(std::process::id())?,
+        crate::fleet::cpu_seconds(attack.pid)?,
     );
-    let echo_answered_before = counters.echo_answered.load(Ordering::Relaxed);
+    let before = attack.snapshot()?;
     let (echo_load, evidence_load) = honest_phase(&prober, args, phase, &busy).await?;
+    let during = attack.snapshot()?;
     let attack_secs = attack_started.elapsed().as_secs_f64();
     report.attack_secs = attack_secs;
     report.responder_cpu_s_attack = crate::fleet::cpu_seconds(responder.pid)? - cpu0.0;
-    report.bench_cpu_s_attack = crate::fleet::cpu_seconds(std::process::id())? - cpu0.1;
+    report.honest_prober_cpu_s_attack = crate::fleet::cpu_seconds(std::process::id())? - cpu0.1;
+    report.attacker_cpu_s_attack = crate::fleet::cpu_seconds(attack.pid)? - cpu0.2;
+    report.bench_cpu_s_attack = report.honest_prober_cpu_s_attack + report.attacker_cpu_s_attack;
     report.load_average = load_average().unwrap_or(f64::NAN);
-    let echo_answered = counters.echo_answered.load(Ordering::Relaxed) - echo_answered_before;
-    stop.store(true, Ordering::Relaxed);
-    for a in attackers {
-        let _ = tokio::time::timeout(Duration::from_secs(5), a).await;
-    }
-    let sent = flood
-        .join()
-        .map_err(|_| anyhow::anyhow!("flood thread panicked"))??;
+    let total = attack.stop()?;
+    let per_s = |f: fn(&attack::AttackSnapshot) -> u64| {
+        f(&during).saturating_sub(f(&before)) as f64 / attack_secs
+    };
 
-    report.attack_connections_refused = counters.refused.load(Ordering::Relaxed);
-    report.attack_connections_closed = counters.closed.load(Ordering::Relaxed);
+    report.attack_connections_refused = total.refused;
+    report.attack_connections_closed = total.closed;
     report.honest_echo_p50_us = echo_load.rtt.p50_us;
     report.honest_echo_p99_us = echo_load.rtt.p99_us;
     report.honest_echo_lost = echo_load.lost;
@@ -275,12 +330,15 @@ async fn measure(
     );
     report.honest_evidence_failed = evidence_load.failed;
     report.flood_target_per_s = flood_target;
-    report.flood_sent_per_s = sent;
-    report.attack_echo_answered_per_s = echo_answered as f64 / attack_secs;
-    report.attack_evidence_answered = counters.evidence_answered.load(Ordering::Relaxed);
-    report.attack_unauthorized = counters.unauthorized.load(Ordering::Relaxed);
-    report.attack_streams_held = counters.streams_held.load(Ordering::Relaxed);
-    report.busy_answers = busy.load(Ordering::Relaxed);
+    report.flood_sent_per_s = per_s(|s| s.flood_sent);
+    report.attack_echo_answered_per_s = per_s(|s| s.echo_answered);
+    report.attack_echo_sent_per_s = per_s(|s| s.echo_sent);
+    report.attack_evidence_requests_per_s = per_s(|s| s.evidence_sent);
+    report.attack_connect_attempts_per_s = per_s(|s| s.connect_attempts);
+    report.attack_evidence_answered = total.evidence_answered;
+    report.attack_unauthorized = total.unauthorized;
+    report.attack_streams_held = total.streams_held;
+    report.busy_answers = busy.load(Ordering::Relaxed) + total.busy;
     prober.conn.close(0u32.into(), b"done");
     Ok(report)
 }
@@ -326,13 +384,12 @@ async fn honest_phase(
         for _ in 0..args.evidence_requests {
             tokio::time::sleep(gap).await;
             let nonce: [u8; 32] = rand::random();
-            let include = Include {
-                tdx: true,
-                ..Include::default()
-            };
             let t = Instant::now();
-            match tokio::time::timeout(EVIDENCE_TIMEOUT, request_evidence(prober, &nonce, include))
-                .await
+            match tokio::time::timeout(
+                EVIDENCE_TIMEOUT,
+                request_evidence(prober, &nonce, tdx_only()),
+            )
+            .await
             {
                 Ok(Ok(bundle)) => {
                     out.times.push(t.elapsed());
@@ -359,6 +416,14 @@ async fn honest_phase(
     Ok((echo, evidence))
 }
 
+/// What the honest prober asks for (the bench's responder has a lab TDX backend only).
+fn tdx_only() -> Include {
+    Include {
+        tdx: true,
+        ..Include::default()
+    }
+}
+
 fn p99_ms(times: &[Duration]) -> f64 {
     if times.is_empty() {
         return f64::NAN;
@@ -382,13 +447,9 @@ async fn capacity(
         let target = connect(addr, bind, pin.clone(), Duration::from_secs(5))
             .await?
             .with_signer(key.clone());
-        let include = Include {
-            tdx: true,
-            ..Include::default()
-        };
         tokio::time::timeout(
             EVIDENCE_TIMEOUT,
-            request_evidence(&target, &rand::random(), include),
+            request_evidence(&target, &rand::random(), tdx_only()),
         )
         .await
         .context("capacity: signed evidence request timed out")??;
@@ -425,122 +486,6 @@ fn flood_round(count: u64) -> RoundConfig {
     }
 }
 
-#[derive(Default)]
-struct AttackCounters {
-    refused: AtomicU64,
-    closed: AtomicU64,
-    echo_answered: AtomicU64,
-    evidence_answered: AtomicU64,
-    unauthorized: AtomicU64,
-    streams_held: AtomicU64,
-}
-
-/// Opens request streams that announce the largest body and never send it, as many as the
-/// responder allows, and holds them.
-async fn hold_header_only_streams(target: &Target, stop: &AtomicBool, c: &AttackCounters) {
-    let header = [
-        1u8,
-        MessageKind::EvidenceRequest as u8,
-        0x00,
-        0x00,
-        0x3f,
-        0xff,
-    ];
-    let mut held = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
-        // Past the stream limit `open_bi` waits: try again a little later.
-        match tokio::time::timeout(Duration::from_millis(100), target.conn.open_bi()).await {
-            Ok(Ok((mut send, recv))) => {
-                if send.write_all(&header).await.is_ok() {
-                    c.streams_held.fetch_add(1, Ordering::Relaxed);
-                    held.push((send, recv));
-                }
-            }
-            Ok(Err(_)) => return,
-            Err(_) => {}
-        }
-    }
-}
-
-/// Unsigned evidence requests, one after another (the responder's answer decides the pace).
-async fn evidence_flood(target: &Target, stop: &AtomicBool, c: &AttackCounters, busy: &AtomicU64) {
-    let req = EvidenceRequest {
-        nonce: vec![0xa5; 32],
-        include: Include {
-            tdx: true,
-            tpm: false,
-            anchors: vec!["a".into(), "a".into(), "b".into()],
-        },
-        issuer: None,
-        sealed: None,
-        auth: None,
-    };
-    let bytes = frame::encode(MessageKind::EvidenceRequest, &req);
-    while !stop.load(Ordering::Relaxed) {
-        match locus_prober::requests::exchange_raw(target, &bytes).await {
-            Ok(reply) => match reply.get(1).copied() {
-                Some(k) if k == MessageKind::EvidenceResponse as u8 => {
-                    c.evidence_answered.fetch_add(1, Ordering::Relaxed);
-                }
-                _ => {
-                    let e: Result<locus_proto::messages::ErrorMessage, _> =
-                        frame::decode(&reply, MessageKind::Error, frame::MAX_BODY_LEN);
-                    match e.map(|e| e.code) {
-                        Ok(locus_proto::messages::codes::UNAUTHORIZED) => {
-                            c.unauthorized.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Ok(
-                            locus_proto::messages::codes::BUSY
-                            | locus_proto::messages::codes::RATE_LIMITED,
-                        ) => {
-                            busy.fetch_add(1, Ordering::Relaxed);
-                        }
-                        _ => {}
-                    }
-                }
-            },
-            Err(_) => {
-                if target.conn.close_reason().is_some() {
-                    return;
-                }
-            }
-        }
-    }
-}
-
-/// Echo challenges as fast as 256 in flight allow.
-async fn echo_flood(target: &Target, stop: &AtomicBool, c: &AttackCounters) {
-    while !stop.load(Ordering::Relaxed) && target.conn.close_reason().is_none() {
-        let r = run_round(target, &flood_round(2_000)).await;
-        c.echo_answered.fetch_add(r.answered, Ordering::Relaxed);
-    }
-}
-
-/// Raw UDP datagrams (QUIC short-header look, no connection) at `rate` per second from one
-/// thread, paced per millisecond; returns the rate reached.
-fn raw_flood(addr: SocketAddr, rate: f64, stop: &AtomicBool) -> anyhow::Result<f64> {
-    let socket = UdpSocket::bind("127.0.1.250:0")?;
-    socket.set_nonblocking(true)?;
-    let mut packet = [0u8; 64];
-    packet[0] = 0x40;
-    let started = Instant::now();
-    let mut sent = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        let due = (started.elapsed().as_secs_f64() * rate) as u64;
-        if sent >= due {
-            std::thread::sleep(Duration::from_micros(500));
-            continue;
-        }
-        for _ in 0..(due - sent).min(1024) {
-            packet[1..9].copy_from_slice(&sent.to_le_bytes());
-            // A full socket buffer drops the datagram, as a congested path would.
-            let _ = socket.send_to(&packet, addr);
-            sent += 1;
-        }
-    }
-    Ok(sent as f64 / started.elapsed().as_secs_f64())
-}
-
 /// The log target of the responder's shed counts at shutdown (`src/responder_cmd.rs`).
 const SHED_LOG_TARGET: &str = "locus_shed";
 
@@ -565,7 +510,7 @@ struct ResponderProcess {
 }
 
 impl ResponderProcess {
-    fn spawn(dir: &std::path::Path, honest: &ProberIdentity) -> anyhow::Result<Self> {
+    fn spawn(dir: &std::path::Path, honest: &ProberIdentity, timing: bool) -> anyhow::Result<Self> {
         let lab = dir.join("lab-pki");
         LabTdx::generate()?.save(&lab)?;
         let config = dir.join("responder.toml");
@@ -586,7 +531,11 @@ impl ResponderProcess {
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log)?);
         if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", format!("warn,{SHED_LOG_TARGET}=info"));
+            let mut filter = format!("warn,{SHED_LOG_TARGET}=info");
+            if timing {
+                filter.push_str(&format!(",{EVIDENCE_TIMING_TARGET}=debug"));
+            }
+            cmd.env("RUST_LOG", filter);
         }
         let mut child = cmd.spawn().context("starting `locus responder --config`")?;
         let pid = child.id();
@@ -711,9 +660,23 @@ fn render(r: &OverloadReport, json: bool) -> anyhow::Result<String> {
         );
         let _ = writeln!(
             out,
-            "attack phase {:.1} s: responder {:.2} CPU-s, this bench (attackers, flood, honest \
-             prober) {:.2} CPU-s; load average {:.2}",
-            r.attack_secs, r.responder_cpu_s_attack, r.bench_cpu_s_attack, r.load_average
+            "attack phase {:.1} s: responder {:.2} CPU-s, attack process {:.2} CPU-s, honest \
+             prober {:.2} CPU-s (nice {}); load average {:.2}",
+            r.attack_secs,
+            r.responder_cpu_s_attack,
+            r.attacker_cpu_s_attack,
+            r.honest_prober_cpu_s_attack,
+            r.honest_prober_nice,
+            r.load_average
+        );
+        let _ = writeln!(
+            out,
+            "attack reached: {:.0} connection attempts/s, {:.0} echo challenges/s ({:.0} \
+             answered), {:.0} evidence requests/s",
+            r.attack_connect_attempts_per_s,
+            r.attack_echo_sent_per_s,
+            r.attack_echo_answered_per_s,
+            r.attack_evidence_requests_per_s
         );
         if let Some(c) = &r.responder_shed {
             let _ = writeln!(

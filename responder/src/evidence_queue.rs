@@ -2,6 +2,13 @@
 //! `concurrency` at once with at most `capacity` waiting, so that neither their CPU work nor a
 //! flood of them delays the echo path, which stays on the server's runtime. A request that
 //! finds the queue full is answered `busy` at once.
+//!
+//! Under `[access] evidence = "pinned"` only proven probers' requests reach it, and its
+//! threads (the worker and the blocking threads that take quotes) run at a higher scheduling
+//! priority than the rest of the responder ([`EVIDENCE_NICE`]): under a flood the server's
+//! runtime is busy with hostile handshakes and datagrams, and honest evidence work should not
+//! wait for a CPU behind it. Under `any` anyone's requests run here, so they keep the
+//! responder's priority: an evidence flood must not take CPU from the echo path.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,17 +27,29 @@ pub(crate) struct EvidenceQueue {
 }
 
 impl EvidenceQueue {
-    /// Starts the worker thread.
-    pub(crate) fn start(concurrency: usize, capacity: usize) -> std::io::Result<Self> {
+    /// Starts the worker thread; with `raised`, its threads run at [`EVIDENCE_NICE`].
+    pub(crate) fn start(
+        concurrency: usize,
+        capacity: usize,
+        raised: bool,
+    ) -> std::io::Result<Self> {
+        let raise = move || {
+            if raised {
+                raise_priority();
+            }
+        };
         let (tx, mut rx) = mpsc::channel::<Job>(capacity.max(1));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .thread_name("locus-evidence")
+            // The blocking threads that take quotes.
+            .on_thread_start(raise)
             .build()?;
         let slots = Arc::new(Semaphore::new(concurrency.max(1)));
         std::thread::Builder::new()
             .name("locus-evidence".into())
             .spawn(move || {
+                raise();
                 runtime.block_on(async move {
                     while let Some(job) = rx.recv().await {
                         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
@@ -58,14 +77,92 @@ impl EvidenceQueue {
     }
 }
 
+/// Nice value of the evidence threads: evidence work is scheduled ahead of the server's
+/// runtime (nice 0), where hostile handshakes and datagrams are handled. Lowering the nice
+/// value needs `CAP_SYS_NICE` (or `RLIMIT_NICE`); without it the threads stay at the
+/// process's priority and a warning says so (`deploy/systemd/locus-responder.service` grants
+/// it).
+pub(crate) const EVIDENCE_NICE: i32 = -10;
+
+/// Moves the calling thread to [`EVIDENCE_NICE`], best effort.
+fn raise_priority() {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    #[cfg(target_os = "linux")]
+    // With a thread id, PRIO_PROCESS sets that thread's nice value only (Linux).
+    if let Err(e) =
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), EVIDENCE_NICE)
+    {
+        WARNED.call_once(|| {
+            warn!(
+                "evidence threads keep the responder's priority (nice {EVIDENCE_NICE} refused: \
+                 {e}); allow it (systemd LimitNICE=-10) so that floods cannot delay evidence"
+            );
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// The nice value of the calling thread.
+    #[cfg(target_os = "linux")]
+    fn thread_nice() -> i32 {
+        rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn evidence_work_runs_at_the_evidence_priority_where_allowed() {
+        let q = EvidenceQueue::start(1, 1, true).unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::pin(async move {
+            let on_worker = thread_nice();
+            let on_blocking = tokio::task::spawn_blocking(thread_nice).await.unwrap();
+            let _ = tx.send((on_worker, on_blocking));
+        });
+        assert!(q.try_submit(job).is_ok());
+        let (on_worker, on_blocking) = tokio::time::timeout(Duration::from_secs(5), rx)
+            .await
+            .unwrap()
+            .unwrap();
+        // Whether this process may raise a thread's priority, tried on a thread of its own.
+        let allowed = std::thread::spawn(|| {
+            rustix::process::setpriority_process(Some(rustix::thread::gettid()), EVIDENCE_NICE)
+                .is_ok()
+        })
+        .join()
+        .unwrap();
+        let expected = if allowed {
+            EVIDENCE_NICE
+        } else {
+            thread_nice()
+        };
+        assert_eq!((on_worker, on_blocking), (expected, expected));
+        assert_ne!(
+            thread_nice(),
+            EVIDENCE_NICE,
+            "only the evidence threads are raised"
+        );
+
+        // Not raised (`any` access): they keep the priority they were started with.
+        let q = EvidenceQueue::start(1, 1, false).unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::pin(async move {
+            let _ = tx.send(thread_nice());
+        });
+        assert!(q.try_submit(job).is_ok());
+        let nice = tokio::time::timeout(Duration::from_secs(5), rx)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(nice, thread_nice());
+    }
+
     #[tokio::test]
     async fn a_full_queue_gives_the_job_back_and_queued_jobs_run() {
-        let q = EvidenceQueue::start(1, 1).unwrap();
+        let q = EvidenceQueue::start(1, 1, false).unwrap();
         let (release, gate) = tokio::sync::watch::channel(false);
         let (done_tx, mut done) = mpsc::unbounded_channel();
         let job = |n: u32| -> Job {

@@ -144,9 +144,11 @@ impl Server {
         // Under `pinned`, connections that proved no key make room at the cap (REVIEW2 F7).
         let evict = matches!(config.access, EvidenceAccess::Pinned(_));
         let admission = Arc::new(Admission::new(config.limits.clone(), evict));
+        // Under `pinned` only proven probers' work is queued: it goes ahead of the rest.
         let queue = EvidenceQueue::start(
             config.limits.evidence_concurrency,
             config.limits.evidence_queue,
+            evict,
         )
         .map_err(ServerError::Worker)?;
         let shared = Arc::new(Shared {
@@ -481,6 +483,7 @@ async fn handle_request(
                 }
             })
             .await
+            .unwrap_or_else(|refused| refused)
         }
         MessageKind::HelloRequest => hello(body, state, shared),
         MessageKind::TranscriptRequest => {
@@ -554,15 +557,37 @@ async fn evidence_request(
             "this connection already has an evidence request in flight",
         );
     }
+    let authorized = Instant::now();
     let worker = shared.clone();
     let session = state.session.clone();
     let reply = queued(state, shared, async move {
-        collect_evidence(req, received, &session, &worker).await
+        let started = Instant::now();
+        let reply = collect_evidence(req, received, &session, &worker).await;
+        (reply, started, Instant::now())
     })
     .await;
     state.evidence_in_flight.store(false, Ordering::Release);
+    let (reply, started, done) = match reply {
+        Ok(r) => r,
+        Err(refused) => return refused,
+    };
+    // Where this request's time went, for slow requests under load.
+    let us = |from: Instant, to: Instant| to.saturating_duration_since(from).as_micros() as u64;
+    debug!(
+        target: EVIDENCE_TIMING_TARGET,
+        %peer,
+        auth_us = us(received, authorized),
+        queue_us = us(authorized, started),
+        work_us = us(started, done),
+        handback_us = us(done, Instant::now()),
+        "evidence request served"
+    );
     reply
 }
+
+/// The log target of each evidence request's timing (`auth_us`, `queue_us`, `work_us`,
+/// `handback_us`), at debug.
+pub const EVIDENCE_TIMING_TARGET: &str = "locus_evidence_timing";
 
 /// `[access]`: under `pinned`, the request's signature (`check`, of `auth`) must verify on
 /// this connection; the connection has then proved `auth`'s key.
@@ -593,13 +618,13 @@ fn check_auth(
     Ok(())
 }
 
-/// Runs `work` on the evidence worker and returns its reply, or `busy` at once when the
-/// worker's queue is full.
-async fn queued(
+/// Runs `work` on the evidence worker and returns its output, or (as `Err`) the refusal to
+/// send: `busy` at once when the worker's queue is full.
+async fn queued<T: Send + 'static>(
     state: &ConnState,
     shared: &Shared,
-    work: impl std::future::Future<Output = Vec<u8>> + Send + 'static,
-) -> Vec<u8> {
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> Result<T, Vec<u8>> {
     let (tx, rx) = oneshot::channel();
     let job = Box::pin(async move {
         // The prober gave up (its stream timed out) while this waited: skip the work.
@@ -613,12 +638,13 @@ async fn queued(
             .admission
             .log
             .shed(Shed::EvidenceQueueFull, state.peer);
-        return refusal(codes::BUSY, "the evidence queue is full; ask again later");
+        return Err(refusal(
+            codes::BUSY,
+            "the evidence queue is full; ask again later",
+        ));
     }
-    match rx.await {
-        Ok(reply) => reply,
-        Err(_) => refusal(codes::INTERNAL, "the evidence worker dropped the request"),
-    }
+    rx.await
+        .map_err(|_| refusal(codes::INTERNAL, "the evidence worker dropped the request"))
 }
 
 /// The evidence work of one request, on the evidence worker.
@@ -658,6 +684,12 @@ async fn collect_evidence(
                 t.sealed_nonce = req.sealed;
             }
             bundle.timings.evidence_ns = Some(received.elapsed().as_nanos() as u64);
+            debug!(
+                target: EVIDENCE_TIMING_TARGET,
+                tdx_quote_us = bundle.timings.tdx_quote_ns.map(|ns| ns / 1000),
+                tpm_quote_us = bundle.timings.tpm_quote_ns.map(|ns| ns / 1000),
+                "evidence collected"
+            );
             shared.admission.log.answered();
             frame::encode(MessageKind::EvidenceResponse, &EvidenceResponse { bundle })
         }

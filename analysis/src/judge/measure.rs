@@ -6,7 +6,7 @@ use super::geo::distance_km;
 use super::region::{self, Disc, Region};
 use super::relocation::{self, Relocation, Rounds};
 use super::verdict::{ms, AnchorDistance, Judging, ProberDistance, Scores};
-use super::{frankenstein, joint, moved};
+use super::{anchor_step, frankenstein, joint, moved};
 use crate::input::{LatLon, ProberSeries};
 
 /// What the timing rules need beyond the judgement's own fields.
@@ -113,8 +113,18 @@ impl Calibration {
     }
 }
 
-/// One prober's rounds for relocation detection: (prober, rounds, external baseline ms).
-type SeriesRounds = (String, Rounds, Option<f64>);
+/// One prober's rounds for relocation detection.
+struct SeriesRounds {
+    prober: String,
+    /// What CUSUM reads: the node's rounds, or them less the landmark's when `landmark` is set.
+    rounds: Rounds,
+    /// Baseline from history, ms (raw rounds only).
+    external: Option<f64>,
+    /// The node's own (raw) rounds: a move steps them, a landmark event leaves them flat.
+    raw: Rounds,
+    /// The landmark's rounds at the claim when `rounds` is differenced against them.
+    landmark: Option<Rounds>,
+}
 
 /// Discs from the probers' hard bounds and from their calibrated bestlines.
 #[derive(Default)]
@@ -143,9 +153,42 @@ impl<'a> Judging<'a> {
         if discs.any_calibrated {
             self.j.calibrated_region = Some(region::intersect(&discs.calibrated, claim));
         }
-        let mut reloc = relocation::detect(&series_rounds, &self.policy.relocation);
+        let detect_input: Vec<_> = (series_rounds.iter())
+            .map(|x| (x.prober.clone(), x.rounds.clone(), x.external))
+            .collect();
+        let mut reloc = relocation::detect(&detect_input, &self.policy.relocation);
+        for s in &mut reloc.shifts {
+            s.landmark_differenced =
+                (series_rounds.iter()).any(|x| x.prober == s.prober && x.landmark.is_some());
+        }
         if reloc.detected {
-            self.check_move(&mut reloc, claim, &probes, round_ms);
+            self.check_move(&mut reloc, claim, &probes, round_ms, &series_rounds);
+        }
+        // The node sat in the metro before when its early rounds were not slower than the
+        // landmark at the claim at every prober (a relay's detour is a uniform excess).
+        let slack = |p: &str| {
+            (self.j.distances.iter())
+                .find(|d| d.prober == p)
+                .map(|d| d.slack_ms)
+        };
+        let in_metro = !reloc.shifts.is_empty()
+            && (reloc.shifts.iter()).all(|s| s.landmark_differenced)
+            && (reloc.shifts.iter())
+                .any(|s| slack(&s.prober).is_some_and(|slack| s.baseline_ms <= slack));
+        let node = self.node;
+        reloc.anchor_step = anchor_step::check(
+            self.world,
+            &node.anchors,
+            &node.anchor_history,
+            claim,
+            in_metro,
+            self.policy,
+        );
+        if let Some(step) = reloc.anchor_step.as_mut().filter(|s| s.moved) {
+            // The anchor's RTT includes its server's work: it accuses only together with a
+            // prober whose own rounds moved.
+            step.corroborated = own_rounds_moved(&reloc.shifts, &series_rounds, self.policy);
+            reloc.detected |= step.corroborated;
         }
         self.j.relocation = Some(reloc.clone());
         self.j.scores = self.scores(&reloc);
@@ -165,21 +208,69 @@ impl<'a> Judging<'a> {
         claim: LatLon,
         probes: &[&ProberSeries],
         round_ms: f64,
+        series_rounds: &[SeriesRounds],
     ) {
         let world = self.world;
+        let p = &self.policy.relocation;
         let onset = reloc.onset_round.unwrap_or(0);
+        // (prober, landmark step ms) where the landmark stepped and the node's rounds did not
+        let mut landmark_events: Vec<(String, f64)> = Vec::new();
         let shifts: Vec<moved::Shift> = (reloc.shifts.iter())
             .filter_map(|s| {
                 let site = world.site(&world.prober(&s.prober)?.site)?;
                 let step = s.settled_shift_ms?;
                 let series = probes.iter().find(|p| p.prober == s.prober)?;
+                let sr = series_rounds.iter().find(|x| x.prober == s.prober)?;
+                if let Some(lm) = &sr.landmark {
+                    // A differenced step is the node's only if its own rounds step about as
+                    // much at that instant; else the landmark moved or re-routed, and the
+                    // node's raw rounds are what this prober saw.
+                    let raw_step = relocation::step_across(&sr.raw, onset, p.confirm_rounds)?;
+                    if (raw_step - step).abs()
+                        > p.fit_tolerance_ms + p.fit_tolerance_frac * step.abs()
+                    {
+                        let lm_step = relocation::step_across(lm, onset, p.confirm_rounds)?;
+                        if raw_step.abs() <= p.drift_ms && lm_step.abs() > p.drift_ms {
+                            landmark_events.push((s.prober.clone(), lm_step));
+                        }
+                        return Some(moved::Shift {
+                            at: site.position(),
+                            baseline_ms: sr.raw.iter().map(|r| r.1).fold(f64::INFINITY, f64::min),
+                            differenced: false,
+                            shift_ms: raw_step,
+                            step_ms: raw_step,
+                            alarmed: s.alarm_round.is_some(),
+                            when_ns: moved::change_instant(
+                                &self.effective(series),
+                                round_ms * 1e6,
+                                onset,
+                                raw_step,
+                            ),
+                        });
+                    }
+                }
+                // a differenced baseline is no path length: read the inflation from the
+                // node's own minimum
+                let baseline_ms = if s.landmark_differenced {
+                    (self.j.distances.iter())
+                        .find(|d| d.prober == s.prober)
+                        .and_then(|d| d.min_eff_rtt_ms)?
+                } else {
+                    s.baseline_ms
+                };
                 Some(moved::Shift {
                     at: site.position(),
-                    baseline_ms: s.baseline_ms,
-                    shift_ms: step,
+                    baseline_ms,
+                    differenced: s.landmark_differenced,
+                    shift_ms: if s.landmark_differenced {
+                        s.baseline_ms + step
+                    } else {
+                        step
+                    },
+                    step_ms: step,
                     alarmed: s.alarm_round.is_some(),
                     when_ns: moved::change_instant(
-                        &self.effective(series),
+                        &self.timing_samples(series, s.landmark_differenced, claim, round_ms),
                         round_ms * 1e6,
                         onset,
                         step,
@@ -187,6 +278,22 @@ impl<'a> Judging<'a> {
                 })
             })
             .collect();
+        if landmark_events.len() >= 2 {
+            // The same landmark stepping on several prober paths while the node's rounds
+            // stay flat: the landmark moved, was re-homed or re-routed.
+            reloc.detected = false;
+            let list: Vec<String> = (landmark_events.iter())
+                .map(|(p, m)| format!("{p} {m:+.2} ms"))
+                .collect();
+            reloc.rejected = Some(format!(
+                "the landmark at the claim stepped on {} prober paths at once ({}) while the \
+                 node's own rounds stayed flat: a landmark event (moved, re-homed or \
+                 re-routed), not a move",
+                list.len(),
+                list.join(", ")
+            ));
+            return;
+        }
         match moved::fit(&shifts, claim, self.policy) {
             Some(at) => reloc.new_position = Some(at),
             None => {
@@ -288,7 +395,8 @@ impl<'a> Judging<'a> {
                 .iter()
                 .find(|x| x.prober == s.prober)
                 .map(|x| ms(x.min_rtt_ns));
-            let r = relocation::rounds(&eff, round_ms, policy.relocation.min_round_samples);
+            let min_round = policy.relocation.min_round_samples;
+            let r = relocation::rounds(&eff, round_ms, min_round);
             // the most recent third of the window (≥ 3 rounds): where the node is now
             let k = (r.len() / 3).max(3).min(r.len());
             let recent_min = r[r.len() - k..]
@@ -305,7 +413,30 @@ impl<'a> Judging<'a> {
                     fast_tol_ms: policy.fast_tolerance_ms,
                 });
             }
-            rounds = Some((s.prober.clone(), r, external));
+            // Without history, difference against the landmark at the claim when this prober
+            // measured it through the window (history has no landmark rounds to match).
+            // Only a landmark that covers the whole window, its last rounds included, may
+            // replace the raw rounds: a landmark silenced at the move would hide it.
+            let differenced = (external.is_none())
+                .then(|| self.landmark_rounds(s, &cal, &eff, round_ms))
+                .flatten()
+                .filter(|lm| covers(lm, &r));
+            rounds = Some(match differenced {
+                Some(lm) => SeriesRounds {
+                    prober: s.prober.clone(),
+                    rounds: relocation::difference(&r, &lm),
+                    external: None,
+                    raw: r,
+                    landmark: Some(lm),
+                },
+                None => SeriesRounds {
+                    prober: s.prober.clone(),
+                    rounds: r.clone(),
+                    external,
+                    raw: r,
+                    landmark: None,
+                },
+            });
         }
         self.j.distances.push(ProberDistance {
             prober: s.prober.clone(),
@@ -327,6 +458,72 @@ impl<'a> Judging<'a> {
             reference: cal.describe(),
         });
         rounds
+    }
+
+    /// The samples a step is timed on: the node's effective RTTs, differenced less the
+    /// landmark's minimum of the same round (a route change of the prober's path must not
+    /// pass for the step's instant); samples in rounds without a landmark minimum are left out.
+    fn timing_samples(
+        &self,
+        s: &ProberSeries,
+        differenced: bool,
+        claim: LatLon,
+        round_ms: f64,
+    ) -> Vec<(u64, f64)> {
+        let eff = self.effective(s);
+        if !differenced {
+            return eff;
+        }
+        let (world, policy) = (self.world, self.policy);
+        let Some(site) = world.prober(&s.prober).and_then(|p| world.site(&p.site)) else {
+            return eff;
+        };
+        let cal = Calibration::of(world, policy, &s.prober, site.position(), claim);
+        let (Some(lm), Some(t0)) = (
+            self.landmark_rounds(s, &cal, &eff, round_ms),
+            eff.iter().map(|e| e.0).min(),
+        ) else {
+            return eff;
+        };
+        let lm: std::collections::BTreeMap<u64, f64> = lm.into_iter().collect();
+        let round_ns = (round_ms * 1e6).max(1.0);
+        (eff.iter())
+            .filter_map(|&(t, v)| {
+                let r = ((t - t0) as f64 / round_ns).floor() as u64;
+                Some((t, v - lm.get(&r)?))
+            })
+            .collect()
+    }
+
+    /// The rounds of this prober's echoes to its landmark at the claim, counted from the
+    /// node series' first sample; None without such a landmark or its echoes.
+    fn landmark_rounds(
+        &self,
+        s: &ProberSeries,
+        cal: &Calibration,
+        eff: &[(u64, f64)],
+        round_ms: f64,
+    ) -> Option<Rounds> {
+        let (site, _, _) = cal.at_claim.as_ref()?;
+        let series =
+            (self.node.landmark_series.iter()).find(|l| l.prober == s.prober && &l.site == site)?;
+        let t0 = eff.iter().map(|e| e.0).min()?;
+        let cap_ns = (self.policy.max_processing_us * 1e3).max(0.0) as u64;
+        let samples: Vec<(u64, f64)> = (series.samples.iter())
+            .map(|x| {
+                (
+                    x.sent_ns,
+                    ms(x.rtt_ns.saturating_sub(x.inside_ns.min(cap_ns))),
+                )
+            })
+            .collect();
+        let r = relocation::rounds_from(
+            &samples,
+            t0,
+            round_ms,
+            self.policy.relocation.min_round_samples,
+        );
+        (!r.is_empty()).then_some(r)
     }
 
     /// Anchor distances; their discs join the region.
@@ -379,4 +576,33 @@ impl<'a> Judging<'a> {
             cusum_stat_ms: stats.get(policy.relocation.min_probers - 1).copied(),
         }
     }
+}
+
+/// The landmark's rounds cover the node's: its first and last rounds and ≥ 90 % of the rest
+/// (a lost round here and there is noise; echoes that stop are not).
+fn covers(landmark: &Rounds, node: &Rounds) -> bool {
+    let (Some(first), Some(last)) = (node.first(), node.last()) else {
+        return false;
+    };
+    let have: std::collections::BTreeSet<u64> = landmark.iter().map(|r| r.0).collect();
+    let shared = node.iter().filter(|r| have.contains(&r.0)).count();
+    have.contains(&first.0) && have.contains(&last.0) && shared * 10 >= node.len() * 9
+}
+
+/// Some alarming prober's own (raw) rounds moved by ≥ `min_shift_ms` in its alarm's
+/// direction around its onset: what a move shows and a slow anchor server does not.
+fn own_rounds_moved(
+    shifts: &[relocation::ProberShift],
+    series: &[SeriesRounds],
+    policy: &crate::policy::Policy,
+) -> bool {
+    let p = &policy.relocation;
+    shifts.iter().any(|s| {
+        let (Some(shift), Some(at)) = (s.shift_ms, s.onset_round.or(s.alarm_round)) else {
+            return false;
+        };
+        (series.iter().find(|x| x.prober == s.prober))
+            .and_then(|x| relocation::step_across(&x.raw, at, p.confirm_rounds))
+            .is_some_and(|raw| raw * shift.signum() >= p.min_shift_ms)
+    })
 }

@@ -1,4 +1,5 @@
 //! Judgement: turns timing samples and verification findings into a verdict per node.
+pub mod anchor_step;
 mod attested;
 pub mod bound;
 pub mod findings;

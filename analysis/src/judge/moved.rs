@@ -14,10 +14,17 @@ pub(crate) struct Shift {
     pub(crate) at: LatLon,
     /// Its baseline minimum RTT, ms.
     pub(crate) baseline_ms: f64,
-    /// Its settled shift from the onset on, ms.
+    /// What a move from the claim must explain, ms: the step of its rounds across the onset;
+    /// differenced, the level after it (the node's RTT less the landmark's at the claim), so
+    /// that where the node sat in the metro before does not count as part of the move.
     pub(crate) shift_ms: f64,
+    /// The step across the onset, ms: the prober sees the move when it exceeds the noise.
+    pub(crate) step_ms: f64,
     /// Its CUSUM alarmed.
     pub(crate) alarmed: bool,
+    /// `shift_ms` is a step of the node's rounds less a landmark's at the claim: a route
+    /// change of the prober's path is not in it.
+    pub(crate) differenced: bool,
     /// When its step happened: an interval of send times (ns) holding the instant with
     /// confidence 1 − [`INSTANT_ALPHA`]; None when its samples cannot time it.
     pub(crate) when_ns: Option<(f64, f64)>,
@@ -102,8 +109,10 @@ impl Shift {
 /// more probers one alarming prober may miss (its path changed route during the window too),
 /// as long as at least `relocation.min_probers` alarming probers are explained. At least
 /// `relocation.min_seen_probers` explained shifts must exceed the noise (`drift_ms`): two
-/// shifts fit some position whatever they are, only a third tests the move; and those steps
-/// must have happened at one instant ([`change_instant`]).
+/// shifts fit some position whatever they are, only a third tests the move against two
+/// coinciding route changes; and those steps must have happened at one instant
+/// ([`change_instant`]). When every seen shift is landmark-differenced, route changes are not
+/// in them: `min_seen_differenced` suffice.
 pub(crate) fn fit(shifts: &[Shift], from: LatLon, policy: &Policy) -> Option<LatLon> {
     let (tol, frac) = (
         policy.relocation.fit_tolerance_ms,
@@ -117,13 +126,14 @@ pub(crate) fn fit(shifts: &[Shift], from: LatLon, policy: &Policy) -> Option<Lat
     if !radius.is_finite() {
         return None;
     }
-    let (need, need_seen) = (
+    let (need, need_seen, need_seen_diff) = (
         policy.relocation.min_probers,
         policy.relocation.min_seen_probers,
+        policy.relocation.min_seen_differenced,
     );
     let noise = policy.relocation.drift_ms;
     let fits = |p: LatLon, outliers: usize| {
-        let (mut missed, mut explained, mut seen) = (0, 0, 0);
+        let (mut missed, mut explained, mut seen, mut seen_diff) = (0, 0, 0, 0);
         // the seen steps' instants must share one moment
         let (mut from_ns, mut to_ns) = (f64::NEG_INFINITY, f64::INFINITY);
         for s in shifts {
@@ -131,12 +141,16 @@ pub(crate) fn fit(shifts: &[Shift], from: LatLon, policy: &Policy) -> Option<Lat
             let timed = s.when_ns.filter(|w| w.0.max(from_ns) <= w.1.min(to_ns));
             if (s.shift_ms - want).abs() <= tol + frac * want.abs() {
                 explained += usize::from(s.alarmed);
-                if s.shift_ms.abs() > noise {
+                // a differenced step its samples cannot time (too close to the noise) proves
+                // nothing but refutes nothing either; a raw one may be a route change
+                let untimed = s.differenced && s.when_ns.is_none();
+                if s.step_ms.abs() > noise && !untimed {
                     let Some((a, b)) = timed else {
                         return false;
                     };
                     (from_ns, to_ns) = (from_ns.max(a), to_ns.min(b));
                     seen += 1;
+                    seen_diff += usize::from(s.differenced);
                 }
             } else {
                 // only an alarming path may miss (its route changed as well); a path that
@@ -147,7 +161,7 @@ pub(crate) fn fit(shifts: &[Shift], from: LatLon, policy: &Policy) -> Option<Lat
                 }
             }
         }
-        explained >= need && seen >= need_seen
+        explained >= need && (seen >= need_seen || (seen == seen_diff && seen >= need_seen_diff))
     };
     // positions explaining every prober first; only without any, those missing one
     joint::search(from, radius, |p| fits(p, 0))
@@ -166,7 +180,9 @@ mod tests {
             at,
             baseline_ms: base,
             shift_ms,
+            step_ms: shift_ms,
             alarmed: shift_ms.abs() > 0.5,
+            differenced: false,
             when_ns: Some((1e9, 1.1e9)),
         }
     }
@@ -196,6 +212,8 @@ mod tests {
             .collect();
         routes[0].shift_ms = 2.0;
         routes[3].shift_ms = -2.5;
+        routes[0].step_ms = 2.0;
+        routes[3].step_ms = -2.5;
         routes[0].alarmed = true;
         routes[3].alarmed = true;
         assert!(fit(&routes, fra, &policy).is_none());

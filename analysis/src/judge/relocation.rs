@@ -18,9 +18,15 @@ pub fn rounds(samples: &[(u64, f64)], round_ms: f64, min_samples: usize) -> Roun
     let Some(t0) = samples.iter().map(|s| s.0).min() else {
         return Vec::new();
     };
+    rounds_from(samples, t0, round_ms, min_samples)
+}
+
+/// [`rounds`] counted from `t0` (another series' first sample, so both share round
+/// indices); samples before `t0` are left out.
+pub fn rounds_from(samples: &[(u64, f64)], t0: u64, round_ms: f64, min_samples: usize) -> Rounds {
     let round_ns = (round_ms * 1e6).max(1.0);
     let mut by_round: BTreeMap<u64, (usize, f64)> = BTreeMap::new();
-    for &(t, rtt) in samples {
+    for &(t, rtt) in samples.iter().filter(|s| s.0 >= t0) {
         let r = ((t - t0) as f64 / round_ns).floor() as u64;
         let e = by_round.entry(r).or_insert((0, f64::INFINITY));
         e.0 += 1;
@@ -30,6 +36,15 @@ pub fn rounds(samples: &[(u64, f64)], round_ms: f64, min_samples: usize) -> Roun
         .into_iter()
         .filter(|(_, (n, _))| *n >= min_samples)
         .map(|(r, (_, m))| (r, m))
+        .collect()
+}
+
+/// The node's round minima less the landmark's, over the rounds both have: what the two
+/// paths share (the prober's route to the landmark's site) cancels.
+pub fn difference(node: &[(u64, f64)], landmark: &[(u64, f64)]) -> Rounds {
+    let lm: BTreeMap<u64, f64> = landmark.iter().copied().collect();
+    (node.iter())
+        .filter_map(|&(r, m)| Some((r, m - lm.get(&r)?)))
         .collect()
 }
 
@@ -57,6 +72,10 @@ pub struct ProberShift {
     /// suspected: what the geometric fit reads.
     #[serde(default)]
     pub settled_shift_ms: Option<f64>,
+    /// Its rounds were the node's minima less a landmark's at the claim (route changes of
+    /// the prober's path cancel): `baseline_ms` and the shifts are differences.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub landmark_differenced: bool,
 }
 
 /// Relocation finding over all probers.
@@ -80,6 +99,10 @@ pub struct Relocation {
     /// Where the shifts put the node after the move (centroid of the fitting positions).
     #[serde(default)]
     pub new_position: Option<crate::input::LatLon>,
+    /// The TD's RTT to an anchor at the claim against its history, when it has one; a rise
+    /// beyond `bound_ms` is a move by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor_step: Option<super::anchor_step::AnchorStep>,
 }
 
 /// One prober's CUSUM run against its baseline.
@@ -172,6 +195,7 @@ pub fn detect(series: &[(String, Rounds, Option<f64>)], p: &RelocationPolicy) ->
             transients: run.transients,
             onset_round: run.onset,
             settled_shift_ms: None,
+            landmark_differenced: false,
         });
         evaluated.push((baseline, rest));
     }
@@ -236,6 +260,7 @@ pub fn detect(series: &[(String, Rounds, Option<f64>)], p: &RelocationPolicy) ->
         onset_round,
         rejected,
         new_position: None,
+        anchor_step: None,
     }
 }
 
@@ -265,6 +290,13 @@ fn step_at(rest: &[(u64, f64)], onset: u64, baseline: f64, k: usize) -> f64 {
         median(&mut before)
     };
     median(&mut after) - from
+}
+
+/// [`step_at`] for rounds that need rounds on both sides of `onset`: None without them.
+pub(crate) fn step_across(rounds: &[(u64, f64)], onset: u64, k: usize) -> Option<f64> {
+    let before = rounds.iter().any(|r| r.0 + 1 < onset);
+    let after = rounds.iter().any(|r| r.0 >= onset);
+    (before && after).then(|| step_at(rounds, onset, f64::NAN, k))
 }
 
 pub(crate) fn median(v: &mut [f64]) -> f64 {

@@ -113,6 +113,13 @@ impl Judging<'_> {
             if let Some(r) = &reloc.rejected {
                 detail.push_str(&format!(": {r}"));
             }
+            if let Some(s) = reloc.anchor_step.as_ref().filter(|s| s.moved) {
+                detail.push_str(&format!(
+                    "; the TD's RTT to anchor {} rose from {:.2} to {:.2} ms (> {:.2} ms) but no \
+                     prober's own rounds moved: the anchor server's delay, not a move",
+                    s.site, s.history_ms, s.now_ms, s.bound_ms
+                ));
+            }
             self.check(VerdictCheck::Relocation, status, detail);
             return Ok(());
         }
@@ -138,6 +145,25 @@ impl Judging<'_> {
                 at.lat,
                 at.lon,
                 distance_km(at, claim)
+            ),
+            None => detail,
+        };
+        let detail = match reloc.anchor_step.as_ref().filter(|s| s.corroborated) {
+            Some(s) if reloc.new_position.is_none() => format!(
+                "the TD's own RTT to anchor {} rose from {:.2} ms (its history) to {:.2} ms: \
+                 more than a route change and the anchor server's jitter can add for a TD \
+                 within {:.0} km of the claim (≤ {:.2} ms), and a prober's own rounds moved \
+                 with it; it moved ≥ {:.0} km away from the anchor",
+                s.site,
+                s.history_ms,
+                s.now_ms,
+                self.policy.claim_radius_km,
+                s.bound_ms,
+                s.min_move_km
+            ),
+            Some(s) => format!(
+                "{detail}; the TD's own RTT to anchor {} rose from {:.2} to {:.2} ms as well",
+                s.site, s.history_ms, s.now_ms
             ),
             None => detail,
         };

@@ -196,6 +196,12 @@ pub(crate) struct Model {
     pub(crate) landmark_at_claim: bool,
     /// Each endpoint (node, landmark) adds its own fixed host delay, uniform in 0..this, µs.
     pub(crate) host_spread_us: f64,
+    /// The node's anchor minima from an earlier window go to the engine
+    /// (`NodeInput::anchor_history`): taken where the TD was then (a relocating TD before its
+    /// move), over a route to the anchor that changed since with `route_change_prob`. Left
+    /// out of the fingerprint when off, so older experiment directories still resume.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) anchor_history: bool,
 }
 
 impl Default for Model {
@@ -217,6 +223,7 @@ impl Default for Model {
             metro_km: 0.0,
             landmark_at_claim: false,
             host_spread_us: 0.0,
+            anchor_history: false,
         }
     }
 }

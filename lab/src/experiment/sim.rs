@@ -10,7 +10,7 @@
 use locus_analysis::judge::geo::{destination, distance_km, LatLon};
 use locus_analysis::{
     judge, AnchorReport, EchoSample, EvidenceSummary, InTdTimings, Judgement, LandmarkRtt,
-    NodeInput, Prober, ProberSeries, Site, World,
+    LandmarkSeries, NodeInput, Prober, ProberSeries, Site, World,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -251,6 +251,7 @@ pub(crate) fn trial(
     let step_ns = 1e9 / p.samples_per_round as f64;
     let mut probes = Vec::new();
     let mut landmarks = Vec::new();
+    let mut landmark_series = Vec::new();
     for (i, &site) in e.probers[..p.probers].iter().enumerate() {
         let at = pos(e, site);
         let path = paths[i];
@@ -285,16 +286,27 @@ pub(crate) fn trial(
             // the prober measures the landmark through the window too (same routes)
             let lm_host = host_ms(&mut d);
             let total = (n * rounds).max(1);
-            let min = (0..LANDMARK_ECHOES)
+            let echoes: Vec<EchoSample> = (0..LANDMARK_ECHOES)
                 .map(|j| {
-                    let t_s = (j * total / LANDMARK_ECHOES) as f64 * step_ns / 1e9;
-                    d.echo(ow(at, claim, path.at(t_s))) + lm_host
+                    let sent = (j * total / LANDMARK_ECHOES) as f64 * step_ns;
+                    let rtt = d.echo(ow(at, claim, path.at(sent / 1e9))) + lm_host;
+                    EchoSample {
+                        sent_ns: sent as u64,
+                        rtt_ns: (rtt * 1e6) as u64,
+                        inside_ns: 0,
+                    }
                 })
-                .fold(f64::INFINITY, f64::min);
+                .collect();
+            let min = echoes.iter().map(|x| x.rtt_ns).min().unwrap_or(0);
             landmarks.push(LandmarkRtt {
                 prober: prober_id(e, i, site),
                 site: e.claim.clone(),
-                min_rtt_ns: (min * 1e6) as u64,
+                min_rtt_ns: min,
+            });
+            landmark_series.push(LandmarkSeries {
+                prober: prober_id(e, i, site),
+                site: e.claim.clone(),
+                samples: echoes,
             });
         }
     }
@@ -304,18 +316,23 @@ pub(crate) fn trial(
         Kind::Honest | Kind::Frankenstein => home,
         Kind::Proxy | Kind::Relocation => far,
     };
-    let mut anchors = Vec::new();
-    for &a in &e.anchors {
-        let one_way = ow(td, pos(e, a), anchor_infl);
-        let min = (0..e.model.anchor_round_trips)
-            .map(|_| 2.0 * one_way + e.model.anchor_floor_us / 1e3 + d.jitter2())
-            .fold(f64::INFINITY, f64::min);
-        anchors.push(AnchorReport {
-            site: e.sites[a].name.clone(),
-            min_rtt_ns: (min * 1e6) as u64,
-            samples: e.model.anchor_round_trips,
-        });
-    }
+    // each anchor's minimum TLS round trip from a TD at `at` over a path inflated `infl`
+    let anchor_reports = |d: &mut Draw<'_>, at: LatLon, infl: f64| -> Vec<AnchorReport> {
+        (e.anchors.iter())
+            .map(|&a| {
+                let one_way = ow(at, pos(e, a), infl);
+                let min = (0..e.model.anchor_round_trips)
+                    .map(|_| 2.0 * one_way + e.model.anchor_floor_us / 1e3 + d.jitter2())
+                    .fold(f64::INFINITY, f64::min);
+                AnchorReport {
+                    site: e.sites[a].name.clone(),
+                    min_rtt_ns: (min * 1e6) as u64,
+                    samples: e.model.anchor_round_trips,
+                }
+            })
+            .collect()
+    };
+    let anchors = anchor_reports(&mut d, td, anchor_infl);
     let vtpm_ow = if p.kind == Kind::Frankenstein {
         extra_ow
     } else {
@@ -324,6 +341,20 @@ pub(crate) fn trial(
     let vtpm = (0..e.model.vtpm_cmds)
         .map(|_| 2.0 * vtpm_ow + e.model.vtpm_local_us / 1e3 + d.jitter2())
         .fold(f64::INFINITY, f64::min);
+    // Drawn last, so that every other draw stays as it was without it.
+    let mut anchor_history = Vec::new();
+    if m.anchor_history {
+        let then = match p.kind {
+            Kind::Honest | Kind::Frankenstein | Kind::Relocation => home,
+            Kind::Proxy => far,
+        };
+        let mut infl = anchor_infl;
+        if m.route_change_prob > 0.0 && d.rng.gen_range(0.0..1.0) < m.route_change_prob {
+            infl = (infl * (m.route_change_sigma * d.normal()).exp())
+                .clamp(m.inflation_min, m.inflation_max);
+        }
+        anchor_history = anchor_reports(&mut d, then, infl);
+    }
     let node = NodeInput {
         name: p.kind.as_str().into(),
         claim: e.claim.clone(),
@@ -333,6 +364,8 @@ pub(crate) fn trial(
             ..InTdTimings::default()
         },
         anchors,
+        landmark_series,
+        anchor_history,
         // The simulation studies timing: evidence is valid and bound (a Frankenstein built
         // from two machines with the same image passes PCR equality; timing must catch it).
         evidence: Some(EvidenceSummary {
@@ -354,6 +387,14 @@ pub(crate) fn trial(
     };
     let judgement = judge(world, &node, &e.policy);
     let latency_s = match (p.kind, &judgement.relocation) {
+        // seen only by the anchor: alerted with the evidence, at the window's end
+        (Kind::Relocation, Some(r))
+            if r.detected
+                && r.new_position.is_none()
+                && r.anchor_step.as_ref().is_some_and(|s| s.moved) =>
+        {
+            Some(duration_s - move_after_s)
+        }
         (Kind::Relocation, Some(r)) if r.detected => r.change_round.map(|c| {
             let span_ms = (n * rounds).saturating_sub(1) as f64 * step_ns / 1e6;
             let rp = &e.policy.relocation;

@@ -602,6 +602,14 @@ pub(crate) fn summarize(e: &Experiment, rows: &[Row]) -> Summary {
             super::sim::LANDMARK_ECHOES
         ));
     }
+    if m.anchor_history {
+        assumptions.push(
+            "the node's anchor minima from an earlier window (where the TD was before any \
+             move; the anchor route changed since with route_change_prob) go to \
+             NodeInput::anchor_history"
+                .to_string(),
+        );
+    }
     if m.host_spread_us > 0.0 {
         assumptions.push(format!(
             "each endpoint (node, landmark) adds its own host delay, uniform in 0-{} µs",
