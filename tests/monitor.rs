@@ -2161,6 +2161,80 @@ fn review4_m1_a_deletion_is_not_forgotten_at_the_next_judgement() {
     );
 }
 
+/// REVIEW5 M5: a lasting honest route change (every path 0.6 ms slower from one instant on).
+/// A running monitor adopts the new baseline once the verified history without gaps holds
+/// only new rounds, so the node is `located` again and never `relocated` on the way. (The
+/// remembered minimum still stands in across gaps: REVIEW4 M1 above.)
+#[test]
+fn review5_m5_a_lasting_route_change_is_adopted_once_the_history_holds_it() {
+    use locus_fleet::monitor::{judge_all, Fleet, Judging, MonitorConfig, Sinks};
+    let dir = tempfile::tempdir().unwrap();
+    let t = 1_800_000_000 * S;
+    let db = dir.path().join("m5.db");
+    let mut store = Store::open(&db).unwrap();
+    let sites = site_records();
+    for p in PROBERS {
+        store.upsert_world(p, p, &sites).unwrap();
+    }
+    // Every path is 0.6 ms slower from t on, for good.
+    let extra = |_: usize, start: i64| if start >= t { 600_000 } else { 0 };
+    // One signed round of each prober every 10 s at fra.
+    let rounds = |store: &mut Store, from: i64, to: i64| {
+        for start in (from..to).step_by(10 * S as usize) {
+            for (k, p) in PROBERS.iter().enumerate() {
+                let samples: Vec<SampleRecord> = (0..100)
+                    .map(|i| SampleRecord {
+                        sent_unix_ns: start + i as i64 * S / 10,
+                        rtt_ns: review3_b_rtt(p, pos("fra"), i) + extra(k, start),
+                        inside_ns: 20_000,
+                    })
+                    .collect();
+                let min = samples.iter().map(|x| x.rtt_ns - x.inside_ns).min();
+                let r = round(p, "honest", start, min, false);
+                store.insert_round(&signed(r, &samples), &samples).unwrap();
+            }
+        }
+    };
+    let config = fill_config(dir.path(), None);
+    let judging = Judging {
+        policy: locus_fleet::verifier::load_verdict_policy(Some(&policy()))
+            .unwrap()
+            .calibrated_vtpm(None),
+        window: Duration::from_secs(600),
+        baseline_rounds: 6,
+        evidence: None,
+        fleet: Fleet::Configured(MonitorConfig::load(&config, false).unwrap()),
+        memory: Default::default(),
+    };
+    let sinks = Sinks {
+        metrics: None,
+        alertmanagers: None,
+        alert_ttl: Duration::from_secs(180),
+        store: true,
+    };
+    let judge_at = |store: &mut Store, at: i64| {
+        let (js, _) = judge_all(store, &judging, at, &sinks).unwrap();
+        let j = js.into_iter().find(|j| j.name == "honest").unwrap();
+        (j.verdict.as_str().to_owned(), j.reasons.join("; "))
+    };
+    rounds(&mut store, t - 1200 * S, t);
+    let (first, why) = judge_at(&mut store, t);
+    assert_eq!(first, "located", "{why}");
+    // Judged every five minutes over ten-minute windows.
+    let mut verdicts = Vec::new();
+    for minute in (5..=35).step_by(5) {
+        let at = t + minute * 60 * S;
+        rounds(&mut store, at - 60 * S, at);
+        verdicts.push((minute, judge_at(&mut store, at)));
+    }
+    let relocated: Vec<_> = (verdicts.iter())
+        .filter(|(_, (v, _))| v == "relocated")
+        .collect();
+    assert!(relocated.is_empty(), "{relocated:?}");
+    let (_, (last, why)) = verdicts.last().unwrap();
+    assert_eq!(last, "located", "{why}");
+}
+
 /// REVIEW3 C (was a PoC of the attack): one listed prober (stolen key) stores its own evidence
 /// record, with the valid bundle it fetched, under an inflated evidence round trip. While the
 /// two others' own bundles pass, its word alone does not make the honest node `proxied`: the

@@ -7,9 +7,11 @@
 //! ignored for a growing while. Refused attempts are decided before any TLS work and, but at
 //! the total cap, get no answer at all. Requests (streams) and echo answers are rate-limited
 //! per IP, and echo answers also in total, shared evenly between IPs; past its IP's rate a
-//! connection is refused from its own allowance and then closed, so only the flooder among an
-//! IP's connections is closed, never one that proved a pinned key, and no IP is penalized
-//! while it holds such a connection (REVIEW4 R2; the limiters are in [`limits`]).
+//! connection is refused from its own allowance and its IP's (all the IP's unproven
+//! connections together), then closed, so a flood spread over many connections is closed
+//! too. A connection that proved a pinned key is answered from its own allowance, never from
+//! its IP's, and never closed, and no IP is penalized while it holds such a connection
+//! (REVIEW4 R2, REVIEW5 M4; the limiters are in [`limits`]).
 //! Established connections are never touched by the handshake limits. Under `[access] evidence = "pinned"`, a new
 //! connection at the total cap evicts one that has not proved a pinned key, so idle
 //! connections cannot lock probers out (REVIEW2 F7): the oldest of the peer holding the most
@@ -33,7 +35,7 @@ mod limits;
 mod recent;
 
 pub(crate) use limits::RateVerdict;
-use limits::{Refusals, TokenBucket};
+use limits::{ProvedAnswers, Refusals, TokenBucket};
 use recent::RecentlyProved;
 
 /// The responder's admission limits (`[limits]` in the responder config).
@@ -260,10 +262,14 @@ struct PeerIp {
     /// close of another connection of the peer penalizes nobody (REVIEW4 R2).
     proved: usize,
     handshakes: TokenBucket,
-    /// Request answers, shared by the IP's connections; refusals still cost a stream and an
-    /// answer each, so a connection refused its allowance and still asking is closed (each
-    /// connection has its own allowance, [`Refusals`]).
+    /// Request answers, shared by the IP's unproven connections; refusals still cost a stream
+    /// and an answer each, so a connection refused its allowance and still asking is closed
+    /// (each connection has its own allowance, [`Refusals`], and the IP one more, `refusals`).
+    /// Connections that proved a pinned key have answers of their own ([`ProvedAnswers`]).
     requests: TokenBucket,
+    /// Refusals of all the IP's unproven connections together, twice one connection's: a
+    /// lone flooder runs out of its own first and leaves its neighbours some (REVIEW5 M4).
+    refusals: Refusals,
     /// Echo answers, shared by the IP's connections: opening more connections buys no more.
     echo: Option<TokenBucket>,
     /// This IP's share of the total echo budget (its rate follows the number of IPs); it only
@@ -316,6 +322,9 @@ struct AdmissionState {
     proven: BTreeMap<u64, ([u8; 32], Evictor)>,
     /// Every open connection's own allowance of refusals, by admission number (REVIEW4 R2).
     refusals: HashMap<u64, Refusals>,
+    /// Every connection that proved a pinned key: its own answers, by admission number
+    /// (REVIEW5 M4).
+    proved_answers: HashMap<u64, ProvedAnswers>,
     /// Peers that proved a pinned key lately: they pass the total handshake budget (R4).
     recently_proved: RecentlyProved,
     next_id: u64,
@@ -374,6 +383,9 @@ impl SlotHandle {
             if let Some(p) = s.peers.get_mut(&self.peer) {
                 p.proved += 1;
             }
+            let l = &self.admission.limits;
+            let answers = ProvedAnswers::new(l.echo_per_ip_per_sec, l.requests_per_ip_per_sec, now);
+            s.proved_answers.insert(self.id, answers);
         }
         let Some((_, tx)) = s.unproven.remove(&self.id) else {
             // Proved already, evicted already, or eviction off (`any`): nothing to track.
@@ -428,6 +440,7 @@ impl Drop for ConnectionSlot {
         s.unproven.remove(&self.handle.id);
         s.proven.remove(&self.handle.id);
         s.refusals.remove(&self.handle.id);
+        s.proved_answers.remove(&self.handle.id);
         // An evicted connection's place was handed on when it was evicted.
         if self.handle.evicted.borrow().is_none() {
             s.connections = s.connections.saturating_sub(1);
@@ -486,6 +499,7 @@ impl Admission {
                 unproven: BTreeMap::new(),
                 proven: BTreeMap::new(),
                 refusals: HashMap::new(),
+                proved_answers: HashMap::new(),
                 recently_proved: RecentlyProved::default(),
                 next_id: 0,
             }),
@@ -532,6 +546,7 @@ impl Admission {
                 now,
             ),
             requests: TokenBucket::requests(l.requests_per_ip_per_sec, now),
+            refusals: Refusals::shared(l.echo_per_ip_per_sec, l.requests_per_ip_per_sec, now),
             echo: l.echo_per_ip_per_sec.map(|r| TokenBucket::echo(r, now)),
             echo_share: l.echo_per_sec.map(|r| TokenBucket::echo(r, now)),
             penalized_until: None,
@@ -631,29 +646,34 @@ impl Admission {
         Some(penalty)
     }
 
-    /// What to do with one more stream request of connection `conn` at `now`: within its IP's
-    /// rate it is answered; beyond, refused from the connection's own allowance, then closed
-    /// (never a connection that proved a pinned key: it is only refused, REVIEW4 R2).
+    /// What to do with one more stream request of connection `conn` at `now`. A connection
+    /// that proved a pinned key is answered from its own allowance, then refused (never
+    /// closed); others within their IP's rate are answered, beyond it refused from their own
+    /// allowance and their IP's (all its unproven connections together), then closed
+    /// (REVIEW4 R2, REVIEW5 M4).
     pub(crate) fn request(&self, conn: &SlotHandle, now: Instant) -> RateVerdict {
         let mut guard = self.lock();
         let s = &mut *guard;
+        if let Some(own) = s.proved_answers.get_mut(&conn.id) {
+            return own.request(now);
+        }
         // A connected peer always has an entry (it is kept while connections are open).
         let Some(p) = s.peers.get_mut(&conn.peer) else {
             return RateVerdict::Refuse;
         };
         limits::verdict(&mut p.requests, now, || {
             match s.refusals.get_mut(&conn.id) {
-                Some(r) if !conn.proved() => r.request(now),
-                _ => RateVerdict::Refuse,
+                Some(r) => limits::refuse_from_both(r, &mut p.refusals, now, Refusals::request),
+                None => RateVerdict::Refuse,
             }
         })
     }
 
     /// What to do with an echo challenge of connection `conn` received at `now`, and which
-    /// limit spoke when it is not `Answer`. Over its IP's rate the echo is dropped from the
-    /// connection's own allowance of refusals, then the connection is told to close; one that
-    /// proved a pinned key never is, its echoes are only dropped (REVIEW4 R2). The total
-    /// budget does not count proved connections.
+    /// limit spoke when it is not `Answer`. One that proved a pinned key is answered from its
+    /// own allowance, then its echoes are dropped, never closed; it does not count against
+    /// the total budget. Others over their IP's rate are dropped from their own allowance of
+    /// refusals and their IP's, then told to close (REVIEW4 R2, REVIEW5 M4).
     pub(crate) fn echo(&self, conn: &SlotHandle, now: Instant) -> (RateVerdict, Shed) {
         let l = &self.limits;
         let proved = conn.proved();
@@ -662,21 +682,24 @@ impl Admission {
         }
         let mut guard = self.lock();
         let s = &mut *guard;
+        if let Some(own) = s.proved_answers.get_mut(&conn.id) {
+            return (own.echo(now), Shed::EchoDropped);
+        }
         // A connected peer always has an entry.
         let Some(p) = s.peers.get_mut(&conn.peer) else {
             return (RateVerdict::Refuse, Shed::EchoDropped);
         };
         if let Some(answers) = p.echo.as_mut() {
             let v = limits::verdict(answers, now, || match s.refusals.get_mut(&conn.id) {
-                Some(r) if !proved => r.echo(now),
-                _ => RateVerdict::Refuse,
+                Some(r) => limits::refuse_from_both(r, &mut p.refusals, now, Refusals::echo),
+                None => RateVerdict::Refuse,
             });
             if v != RateVerdict::Answer {
                 return (v, Shed::EchoDropped);
             }
         }
         match (l.echo_per_sec, p.echo_share.as_mut()) {
-            (Some(total), Some(share)) if !proved => {
+            (Some(total), Some(share)) => {
                 share.set_echo_rate(total / s.active_peers.max(1) as f64, now);
                 // The share only drops, never closes: it shrinks as IPs connect, so an honest
                 // prober can exceed it; closing would ban its IP (REVIEW4 R1).
@@ -1119,10 +1142,13 @@ mod tests {
         let t0 = Instant::now();
         let honest = a.connect(ip(1), t0).unwrap();
         let flooder = a.connect(ip(1), t0).unwrap();
-        let mut flood = Vec::new();
+        let mut flooder_closed = false;
         for i in 0..100_000u64 {
             let now = t0 + Duration::from_micros(10 * i);
-            flood.push(a.echo(flooder.handle(), now).0);
+            // A closed connection sends no more.
+            if !flooder_closed {
+                flooder_closed = a.echo(flooder.handle(), now).0 == RateVerdict::Close;
+            }
             if i % 1_000 == 0 {
                 assert_ne!(
                     a.echo(honest.handle(), now).0,
@@ -1131,7 +1157,7 @@ mod tests {
                 );
             }
         }
-        assert!(flood.contains(&RateVerdict::Close));
+        assert!(flooder_closed);
         let flood: Vec<_> = (0..1000).map(|_| a.request(flooder.handle(), t0)).collect();
         assert!(flood.contains(&RateVerdict::Close));
         assert_eq!(a.request(honest.handle(), t0), RateVerdict::Refuse);
@@ -1182,5 +1208,116 @@ mod tests {
             a.connect(ip(1), t2).unwrap_err(),
             Shed::HandshakesOverBudget
         );
+    }
+
+    /// REVIEW5 M4 (the reviewer's PoC): a NAT or /64 neighbour of a proved prober floods
+    /// requests over 63 connections, each a little under its own allowance of refusals. The
+    /// prober is answered from its own allowance, and the flooders, out of their IP's shared
+    /// allowance of refusals, are closed (a closed connection sends no more). Before the fix
+    /// the prober got 0 of 200 answered and no flooder was closed.
+    #[test]
+    fn a_proved_probers_requests_are_not_starved_by_neighbours_spread_over_connections() {
+        let a = Arc::new(Admission::new(Limits::default(), true));
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let prober = a.connect(ip(9), at(0)).unwrap();
+        prober.handle().prove(&[7; 32], at(0));
+        let flooders: Vec<_> = (1..64u64)
+            .map(|i| a.connect(ip(9), at(i * 60)).unwrap())
+            .collect();
+        let start_ns = 64 * 60 * 1_000_000u64;
+        // each flooder: its share of the IP's 50/s plus 45/s of its own 50/s refusals; every
+        // send at its own instant (ns), the prober every 100 ms (events in time order)
+        let rate = 50.0 / 63.0 + 45.0;
+        let period_ns = 1e9 / rate;
+        let mut events: Vec<(u64, Option<usize>)> = (0..200u64)
+            .map(|k| (start_ns + 50_000_000 + k * 100_000_000, None))
+            .collect();
+        for i in 0..63 {
+            let mut t = i as f64 / 63.0 * period_ns;
+            while t < 20e9 {
+                events.push((start_ns + t as u64, Some(i)));
+                t += period_ns;
+            }
+        }
+        events.sort_unstable();
+        let (mut asked, mut answered, mut closes) = (0, 0, 0);
+        let mut closed = [false; 63];
+        let (mut flood_sent, mut flood_answered) = (0, 0);
+        for (t, who) in events {
+            let now = t0 + Duration::from_nanos(t);
+            match who {
+                None => {
+                    asked += 1;
+                    answered += usize::from(a.request(prober.handle(), now) == RateVerdict::Answer);
+                }
+                Some(i) if closed[i] => {}
+                Some(i) => {
+                    let v = a.request(flooders[i].handle(), now);
+                    closed[i] = v == RateVerdict::Close;
+                    closes += usize::from(closed[i]);
+                    flood_answered += usize::from(v == RateVerdict::Answer);
+                    flood_sent += 1;
+                }
+            }
+        }
+        // Flooders are closed until the rest ask no more than the IP's answers and shared
+        // refusals (50 + 100 a second); the IP's answers stay within rate and burst.
+        let open = 63 - closes;
+        assert!(
+            closes > 0 && open as f64 * rate <= 150.0,
+            "{closes} flooders closed, {open} still open at {rate:.1}/s each"
+        );
+        assert!(
+            flood_answered <= 20 * 50 + 100,
+            "{flood_sent} sent, {flood_answered} answered"
+        );
+        assert!(
+            answered * 10 >= asked * 9,
+            "the proved prober got {answered} of {asked} requests answered"
+        );
+    }
+
+    /// REVIEW5 M4, echoes: 63 neighbours of a proved prober each echo a little under the
+    /// IP's answers share plus their own refusals. The prober's 1 kHz echoes are all answered
+    /// from its own allowance; flooders are closed until the rest fit the IP's budget.
+    #[test]
+    fn a_proved_probers_echoes_are_not_starved_by_neighbours_spread_over_connections() {
+        let a = pinned(Limits::default());
+        let t0 = Instant::now();
+        let prober = a.connect(ip(9), t0).unwrap();
+        prober.handle().prove(&[7; 32], t0);
+        // Within the IP's handshake rate.
+        let flooders: Vec<_> = (1..64u64)
+            .map(|i| {
+                a.connect(ip(9), t0 + Duration::from_millis(i * 60))
+                    .unwrap()
+            })
+            .collect();
+        let start = t0 + Duration::from_millis(64 * 60);
+        // Each flooder: its share of the IP's 20 000/s and 1 800/s of its own 2 000/s
+        // refusals, taking turns.
+        let rate = 20_000.0 / 63.0 + 1_800.0;
+        let step_ns = 1e9 / (63.0 * rate);
+        let mut closed = [false; 63];
+        let (mut answered, mut asked) = (0, 0);
+        for k in 0..(63.0 * rate) as u64 {
+            let now = start + Duration::from_nanos((k as f64 * step_ns) as u64);
+            let i = (k % 63) as usize;
+            if !closed[i] {
+                closed[i] = a.echo(flooders[i].handle(), now).0 == RateVerdict::Close;
+            }
+            if k % 140 == 0 {
+                asked += 1;
+                answered += usize::from(a.echo(prober.handle(), now).0 == RateVerdict::Answer);
+            }
+        }
+        let closes = closed.iter().filter(|c| **c).count();
+        let open = 63 - closes;
+        assert!(
+            closes > 0 && open as f64 * rate <= 20_000.0 + 4_000.0,
+            "{closes} flooders closed, {open} still open at {rate:.0}/s each"
+        );
+        assert_eq!(answered, asked, "the proved prober's echoes");
     }
 }

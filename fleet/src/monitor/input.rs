@@ -135,7 +135,8 @@ const UNKNOWN: &str = "\0unknown";
 /// Per prober, what this monitor remembers of a node's baseline: the smallest verified
 /// baseline round trip it has seen (ns), or `None` when the prober was expected to have one
 /// and had none yet. Sticky: a judgement adds to it and keeps every prober the config still
-/// lists, so deleting history can neither shrink it nor raise a minimum (REVIEW4 M1).
+/// lists, so deleting history can neither shrink it nor raise a minimum (REVIEW4 M1); a
+/// minimum rises only with a full verified history without gaps (REVIEW5 M5).
 pub(crate) type Baselines = BTreeMap<String, Option<u64>>;
 
 /// What the monitor knew of a node when it last judged it (REVIEW3 B).
@@ -383,7 +384,8 @@ fn within_cap(read: &mut BTreeMap<String, usize>, prober: &str) -> bool {
 
 /// What to remember of the node's baselines after this judgement (REVIEW4 M1): what was
 /// remembered (whatever answers now: a node nobody reaches forgets nothing), each prober's
-/// baseline now (the smaller minimum stays), and each prober answering now that was expected
+/// baseline now (as [`baseline`] chose it: the remembered minimum across gaps, the history's
+/// without, REVIEW5 M5), and each prober answering now that was expected
 /// to have one (`None` until it has); only probers the config no longer lists are dropped.
 fn remembered(
     trust: &Trust,
@@ -401,8 +403,7 @@ fn remembered(
         }
     }
     for b in baseline {
-        let min = out.entry(b.prober.clone()).or_insert(None);
-        *min = Some(min.map_or(b.min_rtt_ns, |m| m.min(b.min_rtt_ns)));
+        out.insert(b.prober.clone(), Some(b.min_rtt_ns));
     }
     out.retain(|p, _| trust.knows(p));
     out
@@ -411,8 +412,9 @@ fn remembered(
 /// Each prober's baseline from its latest `rounds` verified rounds before `before`: rows are
 /// checked first and then counted, so rejected rows (junk inserted just before the window, or
 /// a history rewritten) cannot push the true history out. A smaller minimum remembered from
-/// an earlier judgement stands in for the history's (deleting history cannot raise it), and
-/// stands in for a prober whose history is gone (REVIEW4 M1). Also says why the baseline is
+/// an earlier judgement stands in for the history's when the history has gaps (deleting
+/// history cannot raise it), and for a prober whose history is gone (REVIEW4 M1); a full
+/// history without gaps is taken as it is (REVIEW5 M5). Also says why the baseline is
 /// missing when it should be there.
 fn baseline(
     store: &Store,
@@ -426,7 +428,8 @@ fn baseline(
     // Look a few baselines deep for verified rows; a prober with more rejected rows than that
     // just before the window has no verified baseline, and says so.
     let scan = rounds.saturating_mul(4).max(rounds + 16);
-    let mut history: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    // Per prober, newest first: (started, min round trip).
+    let mut history: BTreeMap<String, Vec<(i64, u64)>> = BTreeMap::new();
     let mut spoiled: BTreeMap<String, BTreeSet<Rejection>> = BTreeMap::new();
     let mut seen: BTreeSet<(String, i64)> = BTreeSet::new();
     // Newest first per prober.
@@ -445,7 +448,9 @@ fn baseline(
             seen.insert(round_key);
         }
         match (checked, r.min_eff_rtt_ns) {
-            (Ok(()), Some(min)) => history.entry(r.prober).or_default().push(min),
+            (Ok(()), Some(min)) => {
+                (history.entry(r.prober).or_default()).push((r.started_unix_ns, min))
+            }
             (Ok(()), None) => {}
             (Err(why), _) => {
                 rejected.add("rounds", why);
@@ -492,11 +497,20 @@ fn baseline(
     }
     let mut baseline: BTreeMap<String, u64> = history
         .iter()
-        .filter_map(|(p, mins)| BaselineMin::from_history(p.clone(), mins))
+        .filter_map(|(p, h)| {
+            let mins: Vec<u64> = h.iter().map(|(_, m)| *m).collect();
+            BaselineMin::from_history(p.clone(), &mins)
+        })
         .map(|b| (b.prober, b.min_rtt_ns))
         .collect();
     if let Before::Baselined(had) = judged {
-        for (p, min) in had.iter().filter_map(|(p, m)| Some((p, (*m)?))) {
+        // A full history without gaps up to the window is the prober's baseline now, so a
+        // lasting honest route change is adopted once it fills the history (REVIEW5 M5).
+        let whole = |p: &str| (history.get(p)).is_some_and(|h| gap_free(h, rounds, before));
+        for (p, min) in (had.iter())
+            .filter(|(p, _)| !whole(p))
+            .filter_map(|(p, m)| Some((p, (*m)?)))
+        {
             let b = baseline.entry(p.clone()).or_insert(min);
             *b = (*b).min(min);
         }
@@ -509,6 +523,23 @@ fn baseline(
         (!missing.is_empty()).then(|| format!("baseline missing: {}", missing.join("; ")));
     Ok((baseline, missing))
 }
+
+/// Whether `history` (a prober's verified rounds, newest first: start and minimum) holds
+/// `rounds` rounds with no gap between them nor before `before`: no round missing, so none
+/// was deleted. A gap is a pause over [`GAP_FACTOR`] times the median spacing; a remembered
+/// minimum stands in only across gaps (REVIEW4 M1, REVIEW5 M5).
+fn gap_free(history: &[(i64, u64)], rounds: usize, before: i64) -> bool {
+    if history.len() < rounds.max(2) {
+        return false;
+    }
+    let mut spacing: Vec<i64> = history.windows(2).map(|w| w[0].0 - w[1].0).collect();
+    spacing.sort_unstable();
+    let most = spacing[spacing.len() / 2].max(1).saturating_mul(GAP_FACTOR);
+    spacing.last().is_some_and(|s| *s <= most) && before - history[0].0 <= most
+}
+
+/// A pause between rounds over this many times their median spacing is a gap.
+const GAP_FACTOR: i64 = 3;
 
 fn series_of<'a>(m: &'a mut BTreeMap<String, ProberSeries>, prober: &str) -> &'a mut ProberSeries {
     m.entry(prober.to_owned()).or_insert_with(|| ProberSeries {
@@ -979,11 +1010,12 @@ mod tests {
         assert!(g.over_cap.is_some_and(|w| w.contains("p-ams")));
     }
 
-    /// REVIEW4 M1: what is remembered of a node's baselines only grows (a prober expected
-    /// stays expected, a minimum only goes down) whatever history is left, also when nobody
-    /// answers; only a prober the config no longer lists is forgotten.
+    /// REVIEW4 M1: the probers remembered only grow (a prober expected stays expected)
+    /// whatever history is left, also when nobody answers; only a prober the config no longer
+    /// lists is forgotten. Each minimum is the baseline judged with ([`baseline`] keeps the
+    /// smaller one only across gaps, REVIEW5 M5).
     #[test]
-    fn remembered_baselines_are_sticky_and_keep_their_minimum() {
+    fn remembered_baselines_are_sticky_and_take_the_judged_minimum() {
         let trust = Trust::new(["ams", "par", "waw"].map(|p| (p.to_string(), None)), true);
         let b = |p: &str, min: u64| BaselineMin {
             prober: p.into(),
@@ -995,7 +1027,7 @@ mod tests {
             first,
             Baselines::from([("ams".into(), Some(500)), ("par".into(), None)])
         );
-        // History deleted and replaced by slower rounds: the minimum stays, par stays expected.
+        // A lasting route change filled ams's history: its baseline rose; par stays expected.
         let mut had = first.clone();
         had.insert("gone".into(), Some(1));
         let second = remembered(
@@ -1007,7 +1039,7 @@ mod tests {
         assert_eq!(
             second,
             Baselines::from([
-                ("ams".into(), Some(500)),
+                ("ams".into(), Some(900)),
                 ("par".into(), None),
                 ("waw".into(), Some(700)),
             ])

@@ -111,6 +111,12 @@ impl Refusals {
         }
     }
 
+    /// The allowance all of an IP's unproven connections share: twice one connection's, so a
+    /// lone flooder is closed before it spends its neighbours' share (REVIEW5 M4).
+    pub(crate) fn shared(echo_rate: Option<f64>, request_rate: f64, now: Instant) -> Self {
+        Self::new(echo_rate.map(|r| 2.0 * r), 2.0 * request_rate, now)
+    }
+
     /// An echo over its IP's rate: dropped while the allowance lasts, then close.
     pub(crate) fn echo(&mut self, now: Instant) -> RateVerdict {
         self.echo
@@ -121,6 +127,56 @@ impl Refusals {
     /// A request over its IP's rate: refused while the allowance lasts, then close.
     pub(crate) fn request(&mut self, now: Instant) -> RateVerdict {
         refuse_or_close(&mut self.requests, now)
+    }
+}
+
+/// Answers of one connection that proved a pinned key, at the per-IP rates: its own, so
+/// neighbours behind the same NAT or /64 cannot spend them (REVIEW5 M4). Past them it is only
+/// refused, never closed.
+#[derive(Debug, Clone)]
+pub(crate) struct ProvedAnswers {
+    echo: Option<TokenBucket>,
+    requests: TokenBucket,
+}
+
+impl ProvedAnswers {
+    /// `echo_rate`/`request_rate`: the per-IP rates (`None`: echoes unlimited).
+    pub(crate) fn new(echo_rate: Option<f64>, request_rate: f64, now: Instant) -> Self {
+        Self {
+            echo: echo_rate.map(|r| TokenBucket::echo(r, now)),
+            requests: TokenBucket::requests(request_rate, now),
+        }
+    }
+
+    pub(crate) fn echo(&mut self, now: Instant) -> RateVerdict {
+        if self.echo.as_mut().is_none_or(|b| b.take(now)) {
+            RateVerdict::Answer
+        } else {
+            RateVerdict::Refuse
+        }
+    }
+
+    pub(crate) fn request(&mut self, now: Instant) -> RateVerdict {
+        if self.requests.take(now) {
+            RateVerdict::Answer
+        } else {
+            RateVerdict::Refuse
+        }
+    }
+}
+
+/// A refusal of an unproven connection costs its own allowance and its IP's, which all the
+/// IP's unproven connections share: a flood spread over many connections, each within its
+/// own allowance, still runs out of the IP's and is closed (REVIEW5 M4).
+pub(crate) fn refuse_from_both(
+    own: &mut Refusals,
+    ip: &mut Refusals,
+    now: Instant,
+    pick: impl Fn(&mut Refusals, Instant) -> RateVerdict,
+) -> RateVerdict {
+    match pick(own, now) {
+        RateVerdict::Refuse => pick(ip, now),
+        v => v,
     }
 }
 
