@@ -2110,6 +2110,46 @@ fn review3_b_deleting_some_probers_history_holds_the_node_back() {
     assert!(reasons(a).contains("prober waw"), "{a}");
 }
 
+/// One monitor judging a store again and again (its memory kept between judgements), as
+/// `locus monitor` runs, over ten-minute windows with the filled config.
+struct RunningMonitor {
+    judging: locus_fleet::monitor::Judging,
+    sinks: locus_fleet::monitor::Sinks<'static>,
+}
+
+impl RunningMonitor {
+    fn new(dir: &Path, baseline_rounds: usize) -> Self {
+        use locus_fleet::monitor::{Fleet, Judging, MonitorConfig, Sinks};
+        let config = fill_config(dir, None);
+        Self {
+            judging: Judging {
+                policy: locus_fleet::verifier::load_verdict_policy(Some(&policy()))
+                    .unwrap()
+                    .calibrated_vtpm(None),
+                window: Duration::from_secs(600),
+                baseline_rounds,
+                evidence: None,
+                fleet: Fleet::Configured(MonitorConfig::load(&config, false).unwrap()),
+                memory: Default::default(),
+            },
+            sinks: Sinks {
+                metrics: None,
+                alertmanagers: None,
+                alert_ttl: Duration::from_secs(180),
+                store: true,
+            },
+        }
+    }
+
+    /// The node "honest"'s verdict and reasons at `at`.
+    fn judge_honest(&self, store: &mut Store, at: i64) -> (String, String) {
+        let (js, _) =
+            locus_fleet::monitor::judge_all(store, &self.judging, at, &self.sinks).unwrap();
+        let j = js.into_iter().find(|j| j.name == "honest").unwrap();
+        (j.verdict.as_str().to_owned(), j.reasons.join("; "))
+    }
+}
+
 /// REVIEW4 M1: REVIEW3 B's deletion, judged twice by one running monitor with the window
 /// advanced (a new round of every prober at the new place): the probers expected to have a
 /// baseline at the first judgement still are at the second (the remembered set is sticky, not
@@ -2117,35 +2157,14 @@ fn review3_b_deleting_some_probers_history_holds_the_node_back() {
 /// seen by the history left (ams) keeps its remembered minimum as well.
 #[test]
 fn review4_m1_a_deletion_is_not_forgotten_at_the_next_judgement() {
-    use locus_fleet::monitor::{judge_all, Fleet, Judging, MonitorConfig, Sinks};
     let dir = tempfile::tempdir().unwrap();
     let t = 1_800_000_000 * S;
     let db = review3_b_db(dir.path(), "cut.db", &["ams"], t);
     let mut store = Store::open(&db).unwrap();
     // Judged before, as in REVIEW3 B: a verdict a minute earlier.
     judged_a_minute_before(&mut store, t);
-    let config = fill_config(dir.path(), None);
-    let judging = Judging {
-        policy: locus_fleet::verifier::load_verdict_policy(Some(&policy()))
-            .unwrap()
-            .calibrated_vtpm(None),
-        window: Duration::from_secs(600),
-        baseline_rounds: 60,
-        evidence: None,
-        fleet: Fleet::Configured(MonitorConfig::load(&config, false).unwrap()),
-        memory: Default::default(),
-    };
-    let sinks = Sinks {
-        metrics: None,
-        alertmanagers: None,
-        alert_ttl: Duration::from_secs(180),
-        store: true,
-    };
-    let judge_at = |store: &mut Store, at: i64| {
-        let (js, _) = judge_all(store, &judging, at, &sinks).unwrap();
-        let j = js.into_iter().find(|j| j.name == "honest").unwrap();
-        (j.verdict.as_str().to_owned(), j.reasons.join("; "))
-    };
+    let monitor = RunningMonitor::new(dir.path(), 60);
+    let judge_at = |store: &mut Store, at: i64| monitor.judge_honest(store, at);
     let (first, why) = judge_at(&mut store, t);
     assert_eq!(first, "inconclusive", "{why}");
     assert!(why.contains("baseline missing: prober par"), "{why}");
@@ -2167,7 +2186,6 @@ fn review4_m1_a_deletion_is_not_forgotten_at_the_next_judgement() {
 /// remembered minimum still stands in across gaps: REVIEW4 M1 above.)
 #[test]
 fn review5_m5_a_lasting_route_change_is_adopted_once_the_history_holds_it() {
-    use locus_fleet::monitor::{judge_all, Fleet, Judging, MonitorConfig, Sinks};
     let dir = tempfile::tempdir().unwrap();
     let t = 1_800_000_000 * S;
     let db = dir.path().join("m5.db");
@@ -2195,28 +2213,8 @@ fn review5_m5_a_lasting_route_change_is_adopted_once_the_history_holds_it() {
             }
         }
     };
-    let config = fill_config(dir.path(), None);
-    let judging = Judging {
-        policy: locus_fleet::verifier::load_verdict_policy(Some(&policy()))
-            .unwrap()
-            .calibrated_vtpm(None),
-        window: Duration::from_secs(600),
-        baseline_rounds: 6,
-        evidence: None,
-        fleet: Fleet::Configured(MonitorConfig::load(&config, false).unwrap()),
-        memory: Default::default(),
-    };
-    let sinks = Sinks {
-        metrics: None,
-        alertmanagers: None,
-        alert_ttl: Duration::from_secs(180),
-        store: true,
-    };
-    let judge_at = |store: &mut Store, at: i64| {
-        let (js, _) = judge_all(store, &judging, at, &sinks).unwrap();
-        let j = js.into_iter().find(|j| j.name == "honest").unwrap();
-        (j.verdict.as_str().to_owned(), j.reasons.join("; "))
-    };
+    let monitor = RunningMonitor::new(dir.path(), 6);
+    let judge_at = |store: &mut Store, at: i64| monitor.judge_honest(store, at);
     rounds(&mut store, t - 1200 * S, t);
     let (first, why) = judge_at(&mut store, t);
     assert_eq!(first, "located", "{why}");
