@@ -907,3 +907,49 @@ fn render(r: &OverloadReport, json: bool) -> anyhow::Result<String> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_is_min_median_max_of_the_finite_values() {
+        let (lo, mid, hi) = spread([3.0, f64::NAN, 1.0, 2.0].into_iter());
+        assert_eq!((lo, mid, hi), (1.0, 2.0, 3.0));
+        // An even count: the mean of the middle two.
+        let (lo, mid, hi) = spread([4.0, 1.0, 2.0, 8.0, f64::INFINITY].into_iter());
+        assert_eq!((lo, mid, hi), (1.0, 3.0, 8.0));
+        let (lo, mid, hi) = spread([f64::NAN].into_iter());
+        assert!(lo.is_nan() && mid.is_nan() && hi.is_nan());
+    }
+
+    #[test]
+    fn a_pooled_phase_holds_every_sample_of_its_parts() {
+        let phase = |echo: &[u64], evidence_ms: &[u64], failed: u32| Phase {
+            echo_ns: echo.to_vec(),
+            echo_lost: 1,
+            evidence: EvidenceTimes {
+                times: evidence_ms
+                    .iter()
+                    .map(|&ms| Duration::from_millis(ms))
+                    .collect(),
+                in_responder: Vec::new(),
+                failed,
+                last_error: if failed > 0 {
+                    "busy".into()
+                } else {
+                    String::new()
+                },
+            },
+        };
+        let mut pooled = Phase::default();
+        pooled.extend(phase(&[1_000, 2_000, 3_000], &[1, 9], 1));
+        pooled.extend(phase(&[4_000, 5_000], &[2], 0));
+        assert_eq!(pooled.echo().count, 5);
+        assert_eq!(pooled.echo().p50_us, 3.0);
+        assert_eq!(pooled.echo_lost, 2);
+        assert_eq!(p99_ms(&pooled.evidence.times), 9.0);
+        assert_eq!(pooled.evidence.failed, 1);
+        assert_eq!(pooled.evidence.last_error, "busy");
+    }
+}
