@@ -699,28 +699,19 @@ async fn queued<T: Send + 'static>(
         }
         let _ = tx.send(work.await);
     });
-    match shared.queue.try_submit(state.slot.key(), job) {
-        Ok(()) => {}
-        Err(Refused::Full) => {
-            shared
-                .admission
-                .log
-                .shed(Shed::EvidenceQueueFull, state.peer);
-            return Err(refusal(
-                codes::BUSY,
+    if let Err(why) = shared.queue.try_submit(state.slot.key(), job) {
+        let (kind, message) = match why {
+            Refused::Full => (
+                Shed::EvidenceQueueFull,
                 "the evidence queue is full; ask again later",
-            ));
-        }
-        Err(Refused::KeyShare) => {
-            shared
-                .admission
-                .log
-                .shed(Shed::EvidenceKeyShare, state.peer);
-            return Err(refusal(
-                codes::BUSY,
+            ),
+            Refused::KeyShare => (
+                Shed::EvidenceKeyShare,
                 "this prober key holds its share of the evidence queue; ask again later",
-            ));
-        }
+            ),
+        };
+        shared.admission.log.shed(kind, state.peer);
+        return Err(refusal(codes::BUSY, message));
     }
     rx.await
         .map_err(|_| refusal(codes::INTERNAL, "the evidence worker dropped the request"))
