@@ -397,6 +397,11 @@ impl SlotHandle {
         let mut guard = self.admission.lock();
         let s = &mut *guard;
         s.recently_proved.saw(self.peer, now);
+        // A request checked after its connection closed (every open one has refusals): its
+        // slot's drop is over, nothing would count it off again.
+        if !s.refusals.contains_key(&self.id) {
+            return;
+        }
         // Under the lock, so that the slot's drop counts it off its peer exactly once.
         if !self.proved.swap(true, Ordering::Relaxed) {
             if let Some(p) = s.peers.get_mut(&self.peer) {
@@ -1418,6 +1423,12 @@ mod tests {
             1,
             "only the other key's is left"
         );
+        // A request checked after its connection closed leaves nothing behind.
+        let late = a.connect(ip(11), later).unwrap();
+        let handle = late.handle().clone();
+        drop(late);
+        handle.prove(&[9; 32], later);
+        assert_eq!(a.lock().proved_answers.len(), 1);
         drop(other);
         assert!(a.lock().proved_answers.is_empty() && a.lock().proved_keys.is_empty());
     }
