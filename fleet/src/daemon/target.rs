@@ -371,7 +371,12 @@ pub(crate) async fn run(
             EchoTransport::Quic => Echo::Quic(target),
             EchoTransport::Udp => {
                 match Box::pin(open_udp(&shared, &target, &settings, connect_timeout)).await {
-                    Ok(udp) => udp,
+                    // The last handle of the closed connection: quinn frees its state (most of
+                    // a QUIC target's memory) only once every handle is gone.
+                    Ok(udp) => {
+                        drop(target);
+                        udp
+                    }
                     Err(e) => {
                         warn!(target = %spec.name, "no UDP echo session, echoing over QUIC: {e}");
                         Echo::Quic(target)
