@@ -22,7 +22,7 @@ use tracing::debug;
 
 use crate::client::Target;
 use crate::requests::{exchange, RequestError};
-use crate::round::{RoundConfig, RoundReport};
+use crate::round::{Pacer, RoundConfig, RoundReport};
 use crate::stats::RttStats;
 
 /// How many violations a round keeps verbatim (all are counted).
@@ -296,19 +296,9 @@ pub async fn run_udp_round_from(
     };
     let socket = &target.socket.shared.socket;
     let mut rng = rand::rngs::StdRng::from_entropy();
-    let interval = (cfg.rate_hz > 0.0).then(|| Duration::from_secs_f64(1.0 / cfg.rate_hz));
-    let mut lateness_ns = Vec::with_capacity(if interval.is_some() {
-        cfg.count.min(1 << 16) as usize
-    } else {
-        0
-    });
+    let mut pacer = Pacer::new(cfg, schedule);
     for i in 0..cfg.count {
-        let due = interval.map(|iv| schedule + iv.mul_f64(i as f64));
-        if let Some(due) = due {
-            if due > Instant::now() {
-                tokio::time::sleep_until(due.into()).await;
-            }
-        }
+        let due = pacer.until(i).await;
         settle(slot, epoch, |t| t.in_flight() < cfg.window).await;
         let mut nonce = [0u8; 32];
         rng.fill_bytes(&mut nonce);
@@ -317,9 +307,7 @@ pub async fn run_udp_round_from(
             let now = nanos(epoch.elapsed());
             s.client.issue(now, nonce)
         };
-        if let Some(due) = due {
-            lateness_ns.push(nanos(Instant::now().saturating_duration_since(due)));
-        }
+        pacer.left(due);
         if let Err(e) = socket.send_to(&datagram, target.addr).await {
             // Counted as lost when it expires, as a datagram lost on the way would be.
             debug!(target = %target.addr, "challenge not sent: {e}");
@@ -334,21 +322,15 @@ pub async fn run_udp_round_from(
             s.client.tracker().counters(),
         )
     };
-    let d = |f: fn(&locus_proto::prober::Counters) -> u64| f(&after) - f(&before);
     RoundReport {
         target: target.addr,
         rtt: RttStats::from_ns(samples.iter().map(|s| s.rtt_ns).collect()),
         inside_p50_us: RttStats::from_ns(samples.iter().map(|s| s.inside_ns).collect()).p50_us,
-        sent: d(|c| c.sent),
-        answered: d(|c| c.answered),
-        lost: d(|c| c.lost),
-        late: d(|c| c.late),
-        out_of_order: d(|c| c.out_of_order),
-        violations: d(|c| c.violations),
         violation_examples: examples,
         wall_s: started.elapsed().as_secs_f64(),
         samples,
-        lateness_ns,
+        lateness_ns: pacer.lateness_ns,
+        ..RoundReport::counted(before, after)
     }
 }
 

@@ -146,9 +146,11 @@ async fn prove_key_first(spec: &TargetConfig, target: &Target, timeout: Duration
     }
 }
 
-/// Rounds without a single answer after which a UDP echo session is given up and a new one
-/// asked for (the responder may have restarted, evicted or expired it).
-const UDP_SILENT_ROUNDS: u32 = 3;
+/// Challenges in a row (whole rounds without an answer) after which a UDP echo session is
+/// given up and a new one asked for: the responder may have restarted, evicted or expired it.
+/// Counted in challenges, not rounds, so that a fleet's short first rounds (a random length to
+/// spread them) do not renew sessions for a datagram or two lost while thousands connect.
+const UDP_SILENT_CHALLENGES: u64 = 10;
 
 /// A session is renewed when less than this beyond a round is left of its lifetime.
 const UDP_RENEW_MARGIN: Duration = Duration::from_secs(30);
@@ -162,7 +164,8 @@ enum Echo {
     Udp {
         session: Box<UdpTarget>,
         quic: std::net::SocketAddr,
-        silent_rounds: u32,
+        /// Challenges sent since the last round with an answer.
+        silent: u64,
     },
 }
 
@@ -203,18 +206,16 @@ impl Echo {
                 .close_reason()
                 .map(|r| format!("connection lost: {r}")),
             Echo::Udp {
-                session,
-                silent_rounds,
-                ..
+                session, silent, ..
             } => {
-                *silent_rounds = if report.sent > 0 && report.answered == 0 {
-                    *silent_rounds + 1
+                *silent = if report.answered == 0 {
+                    *silent + report.sent
                 } else {
                     0
                 };
-                if *silent_rounds >= UDP_SILENT_ROUNDS {
+                if *silent >= UDP_SILENT_CHALLENGES {
                     Some(format!(
-                        "no UDP echo answer in {UDP_SILENT_ROUNDS} rounds: asking for a new session"
+                        "no UDP echo answer to {silent} challenges: asking for a new session"
                     ))
                 } else if Instant::now() + round + UDP_RENEW_MARGIN >= session.expires {
                     Some("the UDP echo session expires: renewing it".into())
@@ -249,7 +250,7 @@ async fn open_udp(
     Ok(Echo::Udp {
         session: Box::new(socket.open(grant, target.spki.clone(), settings.timeout)),
         quic: target.addr,
-        silent_rounds: 0,
+        silent: 0,
     })
 }
 
