@@ -74,6 +74,15 @@ pub struct Limits {
     /// connections (each also within `echo_per_ip_per_sec`); connections that proved a
     /// pinned key are not counted. `None`: unlimited.
     pub echo_per_sec: Option<f64>,
+    /// UDP echo sessions held at once (`[echo] udp_listen`), all IPs together; at the cap the
+    /// idlest of the oldest is evicted.
+    pub udp_echo_sessions: usize,
+    /// UDP echo sessions held at once for one IP; at the cap that IP's idlest of its oldest is
+    /// evicted.
+    pub udp_echo_sessions_per_ip: usize,
+    /// UDP echo answers per second on one session (bursts of a tenth of a second's worth);
+    /// `None`: unlimited. Per IP, `echo_per_ip_per_sec` applies to UDP echoes too.
+    pub udp_echo_per_session_per_sec: Option<f64>,
 }
 
 impl Default for Limits {
@@ -97,6 +106,10 @@ impl Default for Limits {
             // About half of what the tokio echo path answers on two loaded vCPUs (13-24 k/s):
             // the rest stays for pinned probers, handshakes and evidence.
             echo_per_sec: Some(10_000.0),
+            // Four times the connections, as many per IP: ~250 bytes each, 1 MiB in all.
+            udp_echo_sessions: 4096,
+            udp_echo_sessions_per_ip: 64,
+            udp_echo_per_session_per_sec: Some(1_000.0),
         }
     }
 }

@@ -16,10 +16,11 @@ use locus_net::{read_datagram_spinning, ConfigError};
 use locus_proto::frame::{self, Frame, FrameError, MessageKind, HEADER_LEN};
 use locus_proto::messages::{
     codes, ErrorMessage, EvidenceRequest, EvidenceResponse, HelloRequest, HelloResponse,
-    KeysRequest, RequestAuth, TranscriptRequest, TranscriptResponse,
+    KeysRequest, RequestAuth, TranscriptRequest, TranscriptResponse, UdpEchoRequest,
 };
 use locus_proto::request_auth::{EXPORTER_LABEL, EXPORTER_LEN};
 use locus_proto::responder::EchoSession;
+use locus_proto::udp_echo::table::TableCounts;
 use locus_proto::{DecodeError, Nonce};
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
@@ -31,6 +32,7 @@ use crate::admission::{
 use crate::evidence::EvidenceSource;
 use crate::evidence_queue::{EvidenceQueue, Refused};
 use crate::session_key::SessionKey;
+use crate::udp_echo::{UdpEcho, UdpEchoConfig};
 
 /// Requests a prober may have open at once on one connection: the protocol needs at most a
 /// keys request, an evidence request and a transcript request; each open stream is state
@@ -62,6 +64,8 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Who may ask for evidence.
     pub access: EvidenceAccess,
+    /// `[echo] udp_listen`: also answer UDP echoes keyed from QUIC connections; None: off.
+    pub udp_echo: Option<UdpEchoConfig>,
 }
 
 impl ServerConfig {
@@ -74,6 +78,7 @@ impl ServerConfig {
             spin_after_answer: Duration::from_micros(200),
             limits: Limits::default(),
             access: EvidenceAccess::Any,
+            udp_echo: None,
         }
     }
 }
@@ -103,6 +108,7 @@ pub struct Server {
     endpoint: quinn::Endpoint,
     key: Arc<SessionKey>,
     admission: Arc<Admission>,
+    udp_echo: Option<Arc<UdpEcho>>,
 }
 
 struct Shared {
@@ -113,6 +119,7 @@ struct Shared {
     admission: Arc<Admission>,
     access: EvidenceAccess,
     queue: EvidenceQueue,
+    udp_echo: Option<Arc<UdpEcho>>,
 }
 
 impl Server {
@@ -151,6 +158,17 @@ impl Server {
             evict,
         )
         .map_err(ServerError::Worker)?;
+        let udp_echo = match &config.udp_echo {
+            Some(u) => Some(Arc::new(
+                UdpEcho::start(u, &config.limits, config.spin_after_answer).map_err(|source| {
+                    ServerError::Bind {
+                        addr: u.listen,
+                        source,
+                    }
+                })?,
+            )),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             key: key.clone(),
             spin_after_answer: config.spin_after_answer,
@@ -159,6 +177,7 @@ impl Server {
             admission: admission.clone(),
             access: config.access,
             queue,
+            udp_echo: udp_echo.clone(),
         });
         let ep = endpoint.clone();
         tokio::spawn(async move {
@@ -202,7 +221,18 @@ impl Server {
             endpoint,
             key,
             admission,
+            udp_echo,
         })
+    }
+
+    /// The UDP echo's address, when `udp_echo` is on.
+    pub fn udp_echo_addr(&self) -> Option<SocketAddr> {
+        self.udp_echo.as_ref().map(|u| u.local_addr())
+    }
+
+    /// What the UDP echo answered and dropped since it started, when it is on.
+    pub fn udp_echo_counts(&self) -> Option<TableCounts> {
+        self.udp_echo.as_ref().map(|u| u.counts())
     }
 
     /// What this responder has shed (and evidence answered) since it started.
@@ -220,6 +250,9 @@ impl Server {
 
     /// Closes every connection and waits until they are gone.
     pub async fn shutdown(&self) {
+        if let Some(u) = &self.udp_echo {
+            u.stop();
+        }
         self.endpoint.close(0u32.into(), b"shutting down");
         self.endpoint.wait_idle().await;
     }
@@ -250,7 +283,7 @@ fn retry_unvalidated(incoming: quinn::Incoming, admission: &Admission) -> Option
 /// flights arrive in bursts that overflow the default ~208 KiB.
 const SOCKET_BUFFER: usize = 4 << 20;
 
-fn udp_socket(listen: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+pub(crate) fn udp_socket(listen: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let s = Socket::new(
         Domain::for_address(listen),
@@ -551,6 +584,7 @@ async fn handle_request(
             .unwrap_or_else(|refused| refused)
         }
         MessageKind::HelloRequest => hello(body, state, shared),
+        MessageKind::UdpEchoRequest => udp_echo(body, state, shared),
         MessageKind::TranscriptRequest => {
             if let Err(e) = frame::decode_body::<TranscriptRequest>(kind, body) {
                 return error_frame(&RequestError::Frame(e));
@@ -585,6 +619,26 @@ fn hello(body: &[u8], state: &ConnState, shared: &Shared) -> Vec<u8> {
         return refusal(codes::UNAUTHORIZED, &e.to_string());
     }
     frame::encode(MessageKind::HelloResponse, &HelloResponse {})
+}
+
+/// Grants a UDP echo session keyed from this connection (open to every prober, like echo).
+fn udp_echo(body: &[u8], state: &ConnState, shared: &Shared) -> Vec<u8> {
+    if let Err(e) = frame::decode_body::<UdpEchoRequest>(MessageKind::UdpEchoRequest, body) {
+        return error_frame(&RequestError::Frame(e));
+    }
+    let Some(udp) = &shared.udp_echo else {
+        return refusal(
+            codes::UNAVAILABLE,
+            "this responder answers no UDP echo ([echo] udp_listen)",
+        );
+    };
+    match udp.grant(&state.conn) {
+        Ok(granted) => {
+            debug!(peer = %state.peer, session = granted.session, "UDP echo session granted");
+            frame::encode(MessageKind::UdpEchoResponse, &granted)
+        }
+        Err(e) => refusal(codes::INTERNAL, &e.to_string()),
+    }
 }
 
 /// Admits an evidence request (access, anchors, one in flight per connection) and queues it.
