@@ -15,8 +15,8 @@
 //! The attack mixes, per hostile connection in turn: request streams that send a frame header
 //! and never its body (held open), unsigned evidence-request floods, and echo-challenge floods;
 //! plus raw UDP datagrams at the responder's port, paced at `--flood-factor` times the echo
-//! capacity measured before the attack (best effort: the attacker shares the machine's cores
-//! with the responder and the honest prober; the rate reached is reported).
+//! capacity measured before the attack (best effort: the attack process has its own CPUs,
+//! by default one; the rate reached is reported).
 //!
 //! The attackers run in their own process ([`attack`]) on CPUs of their own ([`cpus`]): on a
 //! real deployment they are other machines, so none of their work runs on the honest
@@ -71,7 +71,7 @@ pub struct OverloadArgs {
     #[arg(long, default_value_t = 1000.0)]
     honest_rate: f64,
     /// CPUs of the attack process (a list as `1`, `2-3`, `0,2`; or `none`). The bench process,
-    /// and what it starts (the responder, its swtpm), runs on the other CPUs, in idle and attack
+    /// and what it starts (the responder and its children), runs on the other CPUs, in idle and attack
     /// phases alike: the attackers' sending cost is on their own machines, as on a deployment.
     /// Default: the last CPU when there are at least two, else `none` (the attack then shares
     /// the responder's and the honest prober's CPUs, and the model does not hold).
