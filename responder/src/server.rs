@@ -30,7 +30,7 @@ use crate::admission::{
     Admission, ConnectionSlot, Eviction, Limits, RateVerdict, Shed, ShedCounts, SlotHandle,
 };
 use crate::evidence::EvidenceSource;
-use crate::evidence_queue::EvidenceQueue;
+use crate::evidence_queue::{EvidenceQueue, Refused};
 use crate::session_key::SessionKey;
 use crate::udp_echo::{UdpEcho, UdpEchoConfig};
 
@@ -306,6 +306,9 @@ struct ConnState {
     evidence_in_flight: AtomicBool,
     /// Its admission slot: a signed request of a pinned key protects it from eviction.
     slot: SlotHandle,
+    /// Its one request over the rate read and checked for a pinned key's signature was
+    /// taken ([`prove_early`]).
+    early_proof: AtomicBool,
 }
 
 async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>, slot: ConnectionSlot) {
@@ -318,6 +321,7 @@ async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>, slot: Co
         session: session.clone(),
         evidence_in_flight: AtomicBool::new(false),
         slot: slot.handle().clone(),
+        early_proof: AtomicBool::new(false),
     });
     // Off the echo path: closing the connection ends the loop below (counted at eviction).
     let eviction = {
@@ -403,14 +407,37 @@ async fn serve_stream(
     state: &Arc<ConnState>,
     shared: &Arc<Shared>,
 ) {
-    let reply = match shared.admission.request(&state.slot, Instant::now()) {
-        RateVerdict::Answer => match read_request(&mut recv, shared.max_request_len).await {
-            Ok((kind, body)) => handle_request(kind, &body, state, shared).await,
-            Err(e) => {
-                debug!(peer = %state.peer, "request refused: {e}");
-                error_frame(&e)
+    let now = Instant::now();
+    let mut verdict = shared.admission.request(&state.slot, now);
+    let mut read = None;
+    if verdict == RateVerdict::Refuse
+        && shared.access != EvidenceAccess::Any
+        && !state.slot.proved()
+        && !state.early_proof.swap(true, Ordering::AcqRel)
+    {
+        let request = read_request(&mut recv, shared.max_request_len).await;
+        if let Ok((kind, body)) = &request {
+            if prove_early(*kind, body, state, shared) {
+                // Proved: answered from its key's allowance from now on.
+                verdict = shared.admission.request(&state.slot, now);
             }
-        },
+        }
+        read = Some(request);
+    }
+    let reply = match verdict {
+        RateVerdict::Answer => {
+            let request = match read {
+                Some(r) => r,
+                None => read_request(&mut recv, shared.max_request_len).await,
+            };
+            match request {
+                Ok((kind, body)) => handle_request(kind, &body, state, shared).await,
+                Err(e) => {
+                    debug!(peer = %state.peer, "request refused: {e}");
+                    error_frame(&e)
+                }
+            }
+        }
         RateVerdict::Refuse => {
             shared
                 .admission
@@ -440,6 +467,44 @@ async fn serve_stream(
         // Wait until the prober has the reply before the stream is dropped.
         let _ = send.stopped().await;
     }
+}
+
+/// REVIEW6 R8: a pinned prober's request over its IP's rate (a NAT or /64 neighbour spent
+/// it) is read and its signature checked before it is refused, so the prober can still prove
+/// its key and be answered from the key's allowance. One such request per connection: what a
+/// flooder can make the responder verify this way is one signature per connection, within the
+/// per-IP and total handshake rates (each handshake already costs a signature of ours). The
+/// request, when answered, is checked again as any other.
+fn prove_early(kind: MessageKind, body: &[u8], state: &ConnState, shared: &Shared) -> bool {
+    let checked = match kind {
+        MessageKind::HelloRequest => {
+            frame::decode_body::<HelloRequest>(kind, body)
+                .ok()
+                .map(|req| {
+                    check_auth(state, shared, Some(&req.auth), |x| {
+                        shared.access.check_hello(&req, x)
+                    })
+                })
+        }
+        MessageKind::KeysRequest => frame::decode_body::<KeysRequest>(kind, body)
+            .ok()
+            .map(|req| {
+                check_auth(state, shared, req.auth.as_ref(), |x| {
+                    shared.access.check_keys(&req, x)
+                })
+            }),
+        MessageKind::EvidenceRequest => {
+            frame::decode_body::<EvidenceRequest>(kind, body)
+                .ok()
+                .map(|req| {
+                    check_auth(state, shared, req.auth.as_ref(), |x| {
+                        shared.access.check(&req, x)
+                    })
+                })
+        }
+        _ => None,
+    };
+    matches!(checked, Some(Ok(())))
 }
 
 /// Errors while reading a request from a stream.
@@ -673,7 +738,8 @@ fn check_auth(
 }
 
 /// Runs `work` on the evidence worker and returns its output, or (as `Err`) the refusal to
-/// send: `busy` at once when the worker's queue is full.
+/// send: `busy` at once when the worker's queue is full or the connection's pinned key holds
+/// its share of it (REVIEW6 R9).
 async fn queued<T: Send + 'static>(
     state: &ConnState,
     shared: &Shared,
@@ -687,15 +753,19 @@ async fn queued<T: Send + 'static>(
         }
         let _ = tx.send(work.await);
     });
-    if shared.queue.try_submit(job).is_err() {
-        shared
-            .admission
-            .log
-            .shed(Shed::EvidenceQueueFull, state.peer);
-        return Err(refusal(
-            codes::BUSY,
-            "the evidence queue is full; ask again later",
-        ));
+    if let Err(why) = shared.queue.try_submit(state.slot.key(), job) {
+        let (kind, message) = match why {
+            Refused::Full => (
+                Shed::EvidenceQueueFull,
+                "the evidence queue is full; ask again later",
+            ),
+            Refused::KeyShare => (
+                Shed::EvidenceKeyShare,
+                "this prober key holds its share of the evidence queue; ask again later",
+            ),
+        };
+        shared.admission.log.shed(kind, state.peer);
+        return Err(refusal(codes::BUSY, message));
     }
     rx.await
         .map_err(|_| refusal(codes::INTERNAL, "the evidence worker dropped the request"))
