@@ -844,8 +844,10 @@ fn review6_d_a_slow_anchor_and_one_unrelated_route_change_do_not_relocate() {
     // allowance that covers this anchor server's delay, nothing accuses)
     let mut input = input(&n);
     anchor_rise(&mut input, hist + 2.6, hist);
-    let mut slow_server = Policy::default();
-    slow_server.max_anchor_excess_ms = 3.0;
+    let slow_server = Policy {
+        max_anchor_excess_ms: 3.0,
+        ..Policy::default()
+    };
     let j = judge(&world(Some(&landmark_rtts(&n))), &input, &slow_server);
     assert_ne!(j.verdict, Verdict::Relocated, "{}", reasons(&j));
 }

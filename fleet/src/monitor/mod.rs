@@ -137,10 +137,12 @@ impl VerdictMemory {
         };
         let last_located = store.latest_verdict_until(node, Some("located"), now_ns)?;
         // After a restart the baselines from before a move are gone: a node relocated since
-        // it was last located stays frozen (never `located`) until re-baselined.
+        // it was last located stays frozen (never `located`) until re-baselined. (A verdict
+        // stored at this very instant is this judgement's own, looked at again.)
         let relocated = store.latest_verdict_until(node, Some("relocated"), now_ns)?;
         let frozen_since = relocated
             .map(|r| r.at_unix_ns)
+            .filter(|at| *at < now_ns)
             .filter(|at| last_located.as_ref().is_none_or(|l| l.at_unix_ns < *at))
             .filter(|_| !thaw);
         Ok(Recalled {
