@@ -379,8 +379,8 @@ async fn a_round_ends_when_the_responder_closes_a_flooding_connection() {
 }
 
 /// A small `locus bench overload` runs to the end and reports every key (timings are not
-/// asserted: this machine's load decides them); hostile evidence requests get no bundle under
-/// pinned access.
+/// asserted: this machine's load decides them), pooled over its interleaved pairs; hostile
+/// evidence requests get no bundle under pinned access.
 #[test]
 fn bench_overload_small_instance_reports_its_keys() {
     let out = bounded_output(
@@ -391,8 +391,10 @@ fn bench_overload_small_instance_reports_its_keys() {
             "6",
             "--phase-ms",
             "400",
-            "--evidence-requests",
+            "--repetitions",
             "2",
+            "--evidence-requests",
+            "3",
             "--json",
         ]),
     );
@@ -438,6 +440,75 @@ fn bench_overload_small_instance_reports_its_keys() {
         assert!(v[key].as_f64().is_some_and(|x| x >= 0.0), "{key} in {v}");
     }
     assert!(v["honest_prober_nice"].as_i64().is_some(), "{v}");
+    pooled_over_the_pairs(&v);
+}
+
+/// The pooled figures of a `bench overload` report agree with its pairs': a pooled quantile
+/// lies between the pairs' smallest and largest (pooled ratios need not lie between the pairs'
+/// ratios), and the spread keys are those of the pairs' ratios.
+fn pooled_over_the_pairs(v: &serde_json::Value) {
+    assert_eq!(v["repetitions"], 2, "{v}");
+    assert_eq!(v["evidence_samples_per_side"], 6, "{v}");
+    let pairs = v["per_repetition"].as_array().expect("per_repetition");
+    assert_eq!(pairs.len(), 2, "{v}");
+    let of_pairs = |key: &str| -> Vec<f64> {
+        pairs
+            .iter()
+            .filter_map(|p| p[key].as_f64())
+            .filter(|x| x.is_finite())
+            .collect()
+    };
+    let within = |pooled: &str, key: &str| {
+        let x = &of_pairs(key);
+        if x.is_empty() {
+            // Every request under attack failed: nothing pooled either.
+            assert!(v[pooled].is_null(), "{pooled} in {v}");
+            return;
+        }
+        let (lo, hi) = (
+            x.iter().copied().fold(f64::INFINITY, f64::min),
+            x.iter().copied().fold(0.0, f64::max),
+        );
+        let p = v[pooled]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no {pooled} in {v}"));
+        assert!(
+            lo <= p && p <= hi,
+            "{pooled} = {p} outside the pairs' {key} {lo}..={hi} in {v}"
+        );
+    };
+    within("honest_echo_p50_us", "honest_echo_p50_us");
+    within("honest_echo_p50_us_idle", "honest_echo_p50_us_idle");
+    within("honest_evidence_p99_ms", "honest_evidence_p99_ms");
+    within("honest_evidence_p99_ms_idle", "honest_evidence_p99_ms_idle");
+    for (spread, key) in [
+        ("honest_echo_ratio", "honest_echo_ratio"),
+        ("honest_evidence_p99_ratio", "honest_evidence_ratio"),
+    ] {
+        let mut x = of_pairs(key);
+        x.sort_by(f64::total_cmp);
+        let get = |s: &str| v[format!("{spread}_{s}")].as_f64();
+        if x.is_empty() {
+            assert_eq!(get("min"), None, "{v}");
+            continue;
+        }
+        let median = (x[(x.len() - 1) / 2] + x[x.len() / 2]) / 2.0;
+        let close =
+            |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() <= 1e-9 * b.abs().max(1.0));
+        assert!(close(get("min"), x[0]), "{spread}_min in {v}");
+        assert!(close(get("median"), median), "{spread}_median in {v}");
+        assert!(close(get("max"), x[x.len() - 1]), "{spread}_max in {v}");
+    }
+    let ratio =
+        v["honest_echo_p50_us"].as_f64().unwrap() / v["honest_echo_p50_us_idle"].as_f64().unwrap();
+    assert!(
+        (v["honest_echo_ratio"].as_f64().unwrap() - ratio).abs() < 1e-9,
+        "{v}"
+    );
+    assert!(
+        v["idle_settle_ms_max"].as_f64().is_some_and(|x| x >= 0.0),
+        "{v}"
+    );
 }
 
 /// Runs `cmd` to its end, killing it after two minutes (the bench bounds itself well within

@@ -1,7 +1,16 @@
 //! `locus bench overload`: a responder (`locus responder`, a child process) under attack by N
 //! hostile connections while one pinned honest prober probes it and asks for evidence; the
-//! honest prober's echo and evidence times under attack are compared with its own idle ones,
-//! measured first in the same run.
+//! honest prober's echo and evidence times under attack are compared with its own idle ones
+//! in the same run.
+//!
+//! Idle and attack phases alternate (idle, attack, idle, attack, ...) for `--repetitions`
+//! pairs, so that a scheduler stall of this machine is as likely to hit the baseline as the
+//! attack; the samples of all idle phases and of all attack phases are pooled (with 40
+//! evidence requests a phase and 5 pairs, the pooled p99 is the third slowest of 200, not the
+//! single slowest), and the per-pair ratios' spread is reported beside the pooled ratio. Each
+//! attack phase starts a new attack process from source addresses the responder has not seen
+//! (penalties earned in one phase do not weaken the next) and kills it after; each idle phase
+//! starts once the responder is quiet again.
 //!
 //! The attack mixes, per hostile connection in turn: request streams that send a frame header
 //! and never its body (held open), unsigned evidence-request floods, and echo-challenge floods;
@@ -40,11 +49,15 @@ pub struct OverloadArgs {
     /// Hostile connections (each one header-only streams, evidence flood or echo flood, in turn).
     #[arg(long, default_value_t = 96)]
     attack_connections: usize,
-    /// Length of each measuring phase (idle, capacity, attack), in milliseconds.
+    /// Length of each measuring phase (capacity, each idle and each attack phase), in
+    /// milliseconds.
     #[arg(long, default_value_t = 3000)]
     phase_ms: u64,
-    /// Honest evidence requests per phase (idle, then under attack).
-    #[arg(long, default_value_t = 20)]
+    /// Idle/attack pairs, run interleaved (idle, attack, idle, attack, ...).
+    #[arg(long, default_value_t = 5)]
+    repetitions: u32,
+    /// Honest evidence requests per phase (each idle and each attack phase).
+    #[arg(long, default_value_t = 40)]
     evidence_requests: u32,
     /// Raw datagram flood rate as a multiple of the measured echo capacity.
     #[arg(long, default_value_t = 10.0)]
@@ -61,9 +74,16 @@ pub struct OverloadArgs {
     json: bool,
 }
 
+/// Echo and evidence figures are pooled over every idle phase and every attack phase of the
+/// run; counts and CPU seconds are summed over the attack phases.
 #[derive(Debug, Default, Serialize)]
 struct OverloadReport {
     attack_connections: usize,
+    /// Idle/attack pairs run, interleaved.
+    repetitions: u32,
+    /// Honest evidence requests on each side (idle, under attack): repetitions × requests per
+    /// phase. Failed ones under attack have no time (`honest_evidence_failed`).
+    evidence_samples_per_side: u32,
     /// Hostile connection attempts the responder refused (connection cap, per-IP cap or
     /// handshake rate); each refused or closed attacker connects again.
     attack_connections_refused: u64,
@@ -73,6 +93,11 @@ struct OverloadReport {
     honest_echo_p50_us_idle: f64,
     /// `honest_echo_p50_us / honest_echo_p50_us_idle` (goal ≤ 1.5).
     honest_echo_ratio: f64,
+    /// The same ratio in each pair (attack phase over the idle phase before it): smallest,
+    /// median and largest. The pooled ratio need not lie between them.
+    honest_echo_ratio_min: f64,
+    honest_echo_ratio_median: f64,
+    honest_echo_ratio_max: f64,
     honest_echo_p99_us: f64,
     honest_echo_p99_us_idle: f64,
     /// Honest echo challenges lost under attack.
@@ -81,12 +106,24 @@ struct OverloadReport {
     honest_evidence_p99_ms_idle: f64,
     /// `honest_evidence_p99_ms / honest_evidence_p99_ms_idle` (goal ≤ 2).
     honest_evidence_ratio: f64,
+    /// The evidence p99 ratio in each pair (of `--evidence-requests` each side, so each pair's
+    /// p99 is about its slowest request): smallest, median and largest, over the pairs where
+    /// a request under attack was answered.
+    honest_evidence_p99_ratio_min: f64,
+    honest_evidence_p99_ratio_median: f64,
+    honest_evidence_p99_ratio_max: f64,
     /// Of those, the time inside the responder (request received to bundle ready, as the
     /// bundle records it): the rest is transport and the prober's side.
     honest_evidence_in_responder_p99_ms: f64,
     honest_evidence_in_responder_p99_ms_idle: f64,
     /// Honest evidence requests that failed under attack (busy, refused, timed out).
     honest_evidence_failed: u32,
+    /// Each pair's own figures, in the order run.
+    per_repetition: Vec<Repetition>,
+    /// Before each idle phase the bench waits until the responder used at most one clock tick
+    /// of CPU in [`QUIET_WINDOW`]: the longest such wait (after an attack: its connections
+    /// closing, its queued datagrams drained).
+    idle_settle_ms_max: f64,
     /// Peak resident set of the responder process (VmHWM; goal ≤ 256 MiB).
     responder_rss_mib_peak: f64,
     /// Echo answers per second the responder gave four flooding connections before the attack.
@@ -110,28 +147,48 @@ struct OverloadReport {
     honest_prober_nice: i32,
     /// The responder process was still running after the attack.
     responder_alive: bool,
-    /// Seconds of the measured attack phase, and the CPU seconds used in it by the responder
-    /// and by the bench (attackers, raw flood and honest prober; same machine): the sum of
-    /// the attack process's and the honest prober's process's.
+    /// Seconds of the measured attack phases (summed), and the CPU seconds used in them by the
+    /// responder and by the bench (attackers, raw flood and honest prober; same machine): the
+    /// sum of the attack process's and the honest prober's process's.
     attack_secs: f64,
     responder_cpu_s_attack: f64,
     bench_cpu_s_attack: f64,
     attacker_cpu_s_attack: f64,
     honest_prober_cpu_s_attack: f64,
-    /// What the attackers reached in the measured phase, per second: connection attempts,
+    /// What the attackers reached in the measured phases, per second: connection attempts,
     /// hostile echo challenges sent, unsigned evidence requests sent.
     attack_connect_attempts_per_s: f64,
     attack_echo_sent_per_s: f64,
     attack_evidence_requests_per_s: f64,
-    /// The machine's 1-minute load average when the attack phase ended.
+    /// The machine's 1-minute load average when an attack phase ended (the highest of them).
     load_average: f64,
     /// What the responder shed, by limit, as it logged at shutdown (`null` when it did not).
     responder_shed: Option<ShedCounts>,
 }
 
+/// One idle/attack pair.
+#[derive(Debug, Default, Serialize)]
+struct Repetition {
+    honest_echo_p50_us: f64,
+    honest_echo_p50_us_idle: f64,
+    honest_echo_ratio: f64,
+    honest_evidence_p99_ms: f64,
+    honest_evidence_p99_ms_idle: f64,
+    honest_evidence_ratio: f64,
+}
+
 pub fn run(args: OverloadArgs) -> anyhow::Result<String> {
-    if args.phase_ms == 0 || args.evidence_requests == 0 || args.honest_rate <= 0.0 {
-        bail!("--phase-ms, --evidence-requests and --honest-rate must be positive");
+    if args.phase_ms == 0
+        || args.repetitions == 0
+        || args.evidence_requests == 0
+        || args.honest_rate <= 0.0
+    {
+        bail!("--phase-ms, --repetitions, --evidence-requests and --honest-rate must be positive");
+    }
+    if args.repetitions > MAX_REPETITIONS {
+        bail!(
+            "--repetitions is at most {MAX_REPETITIONS} (each attack has its own source addresses)"
+        );
     }
     let dir = tempfile::tempdir()?;
     let honest = Arc::new(ProberIdentity::from_seed(rand::random()));
@@ -190,15 +247,26 @@ fn keep_log(responder: &ResponderProcess, to: Option<&std::path::Path>) -> anyho
     Ok(())
 }
 
-/// The longest a run may take: three phases and the attack's ramp, every honest evidence
-/// request at its timeout, every hostile handshake at its timeout, and slack for the rest.
+/// The longest a run may take: the capacity phase, then per pair two phases, the attack's
+/// ramp, the wait for quiet, every honest evidence request at its timeout, every hostile
+/// handshake at its timeout and stopping the attack; and slack for the rest.
 fn run_deadline(args: &OverloadArgs) -> Duration {
     let phase = Duration::from_millis(args.phase_ms);
-    phase * 4
+    let per_pair = phase * 3
+        + SETTLE_MAX
         + EVIDENCE_TIMEOUT * 2 * args.evidence_requests
         + ATTACK_CONNECT_TIMEOUT * u32::try_from(args.attack_connections).unwrap_or(u32::MAX)
-        + Duration::from_secs(30)
+        + attack::STOP_TIMEOUT;
+    phase + per_pair * args.repetitions + Duration::from_secs(30)
 }
+
+/// The most idle/attack pairs: each attack phase has a source subnet of its own, 127.0.1-254.x.
+const MAX_REPETITIONS: u32 = 254;
+
+/// The responder counts as quiet once it used at most one clock tick of CPU in this long.
+const QUIET_WINDOW: Duration = Duration::from_millis(200);
+/// The longest wait for quiet before an idle phase (then the phase starts anyway, logged).
+const SETTLE_MAX: Duration = Duration::from_secs(10);
 
 /// Nice value asked for the honest prober's threads ([`OverloadReport::honest_prober_nice`]).
 const HONEST_NICE: i32 = -10;
@@ -252,6 +320,9 @@ async fn measure(
     .with_signer(honest.clone());
     let mut report = OverloadReport {
         attack_connections: args.attack_connections,
+        repetitions: args.repetitions,
+        evidence_samples_per_side: args.repetitions * args.evidence_requests,
+        load_average: f64::NAN,
         ..OverloadReport::default()
     };
     let busy = Arc::new(AtomicU64::new(0));
@@ -265,76 +336,113 @@ async fn measure(
     .await
     .context("warm-up evidence request timed out")??;
 
-    // Idle: the honest prober alone.
-    let (echo_idle, evidence_idle) = honest_phase(&prober, args, phase, &busy).await?;
-    report.honest_echo_p50_us_idle = echo_idle.rtt.p50_us;
-    report.honest_echo_p99_us_idle = echo_idle.rtt.p99_us;
-    report.honest_evidence_p99_ms_idle = p99_ms(&evidence_idle.times);
-    report.honest_evidence_in_responder_p99_ms_idle = p99_ms(&evidence_idle.in_responder);
-    if evidence_idle.failed > 0 {
-        bail!(
-            "{} of {} idle evidence requests failed: {}",
-            evidence_idle.failed,
-            args.evidence_requests,
-            evidence_idle.last_error
-        );
-    }
-
     // Capacity: four connections flooding echoes (from their own address).
     report.echo_capacity_per_s = capacity(addr, &pin, &honest, phase).await?;
-
-    // Attack, from its own process: the honest prober's runtime and process run none of it.
     let flood_target = args.flood_factor * report.echo_capacity_per_s;
-    let mut attack = attack::AttackProcess::spawn(
-        addr,
-        &responder.spki,
-        args.attack_connections,
-        flood_target,
-        &dir.join("attack.log"),
-        attack_nice,
-    )?;
-    // Let the attack reach its stride before measuring.
-    tokio::time::sleep(phase / 3).await;
-    let attack_started = Instant::now();
-    let cpu0 = (
-        crate::fleet::cpu_seconds(responder.pid)?,
-        crate::fleet::cpu_seconds(std::process::id())?,
-        crate::fleet::cpu_seconds(attack.pid)?,
-    );
-    let before = attack.snapshot()?;
-    let (echo_load, evidence_load) = honest_phase(&prober, args, phase, &busy).await?;
-    let during = attack.snapshot()?;
-    let attack_secs = attack_started.elapsed().as_secs_f64();
-    report.attack_secs = attack_secs;
-    report.responder_cpu_s_attack = crate::fleet::cpu_seconds(responder.pid)? - cpu0.0;
-    report.honest_prober_cpu_s_attack = crate::fleet::cpu_seconds(std::process::id())? - cpu0.1;
-    report.attacker_cpu_s_attack = crate::fleet::cpu_seconds(attack.pid)? - cpu0.2;
-    report.bench_cpu_s_attack = report.honest_prober_cpu_s_attack + report.attacker_cpu_s_attack;
-    report.load_average = load_average().unwrap_or(f64::NAN);
-    let total = attack.stop()?;
-    let per_s = |f: fn(&attack::AttackSnapshot) -> u64| {
-        f(&during).saturating_sub(f(&before)) as f64 / attack_secs
-    };
 
+    let (mut idle, mut load) = (Phase::default(), Phase::default());
+    // Counts of the measured attack phases, and each attack process's final counts, summed.
+    let (mut measured, mut total) = (
+        attack::AttackSnapshot::default(),
+        attack::AttackSnapshot::default(),
+    );
+    let mut settle_max = Duration::ZERO;
+    for rep in 0..args.repetitions {
+        settle_max = settle_max.max(settle(responder.pid).await?);
+        // Idle: the honest prober alone.
+        let idle_rep = honest_phase(&prober, args, phase, &busy).await?;
+        if idle_rep.evidence.failed > 0 {
+            bail!(
+                "{} of {} idle evidence requests failed: {}",
+                idle_rep.evidence.failed,
+                args.evidence_requests,
+                idle_rep.evidence.last_error
+            );
+        }
+
+        // Attack, from its own process: the honest prober's runtime and process run none of
+        // it. Fresh source addresses, so this attack is as strong as the first.
+        let subnet = u8::try_from(rep + 1)?;
+        let mut attack = attack::AttackProcess::spawn(
+            addr,
+            &responder.spki,
+            args.attack_connections,
+            flood_target,
+            subnet,
+            &dir.join(format!("attack-{rep}.log")),
+            attack_nice,
+        )?;
+        // Let the attack reach its stride before measuring.
+        tokio::time::sleep(phase / 3).await;
+        let attack_started = Instant::now();
+        let cpu0 = (
+            crate::fleet::cpu_seconds(responder.pid)?,
+            crate::fleet::cpu_seconds(std::process::id())?,
+            crate::fleet::cpu_seconds(attack.pid)?,
+        );
+        let before = attack.snapshot()?;
+        let load_rep = honest_phase(&prober, args, phase, &busy).await?;
+        let during = attack.snapshot()?;
+        report.attack_secs += attack_started.elapsed().as_secs_f64();
+        report.responder_cpu_s_attack += crate::fleet::cpu_seconds(responder.pid)? - cpu0.0;
+        report.honest_prober_cpu_s_attack +=
+            crate::fleet::cpu_seconds(std::process::id())? - cpu0.1;
+        report.attacker_cpu_s_attack += crate::fleet::cpu_seconds(attack.pid)? - cpu0.2;
+        report.load_average = report.load_average.max(load_average().unwrap_or(f64::NAN));
+        let last = attack.stop()?;
+        measured = measured.plus(&during.since(&before));
+        total = total.plus(&last);
+
+        report
+            .per_repetition
+            .push(Repetition::of(&idle_rep, &load_rep));
+        idle.extend(idle_rep);
+        load.extend(load_rep);
+    }
+    report.idle_settle_ms_max = settle_max.as_secs_f64() * 1e3;
+    report.bench_cpu_s_attack = report.honest_prober_cpu_s_attack + report.attacker_cpu_s_attack;
+    let per_s = |n: u64| n as f64 / report.attack_secs;
+
+    let echo_idle = idle.echo();
+    let echo_load = load.echo();
     report.attack_connections_refused = total.refused;
     report.attack_connections_closed = total.closed;
-    report.honest_echo_p50_us = echo_load.rtt.p50_us;
-    report.honest_echo_p99_us = echo_load.rtt.p99_us;
-    report.honest_echo_lost = echo_load.lost;
-    report.honest_echo_ratio = ratio(echo_load.rtt.p50_us, echo_idle.rtt.p50_us);
-    report.honest_evidence_p99_ms = p99_ms(&evidence_load.times);
-    report.honest_evidence_in_responder_p99_ms = p99_ms(&evidence_load.in_responder);
+    report.honest_echo_p50_us = echo_load.p50_us;
+    report.honest_echo_p50_us_idle = echo_idle.p50_us;
+    report.honest_echo_p99_us = echo_load.p99_us;
+    report.honest_echo_p99_us_idle = echo_idle.p99_us;
+    report.honest_echo_lost = load.echo_lost;
+    report.honest_echo_ratio = ratio(echo_load.p50_us, echo_idle.p50_us);
+    (
+        report.honest_echo_ratio_min,
+        report.honest_echo_ratio_median,
+        report.honest_echo_ratio_max,
+    ) = spread(report.per_repetition.iter().map(|r| r.honest_echo_ratio));
+    report.honest_evidence_p99_ms = p99_ms(&load.evidence.times);
+    report.honest_evidence_p99_ms_idle = p99_ms(&idle.evidence.times);
     report.honest_evidence_ratio = ratio(
         report.honest_evidence_p99_ms,
         report.honest_evidence_p99_ms_idle,
     );
-    report.honest_evidence_failed = evidence_load.failed;
+    (
+        report.honest_evidence_p99_ratio_min,
+        report.honest_evidence_p99_ratio_median,
+        report.honest_evidence_p99_ratio_max,
+    ) = spread(
+        report
+            .per_repetition
+            .iter()
+            .map(|r| r.honest_evidence_ratio),
+    );
+    report.honest_evidence_in_responder_p99_ms = p99_ms(&load.evidence.in_responder);
+    report.honest_evidence_in_responder_p99_ms_idle = p99_ms(&idle.evidence.in_responder);
+    report.honest_evidence_failed = load.evidence.failed;
     report.flood_target_per_s = flood_target;
-    report.flood_sent_per_s = per_s(|s| s.flood_sent);
-    report.attack_echo_answered_per_s = per_s(|s| s.echo_answered);
-    report.attack_echo_sent_per_s = per_s(|s| s.echo_sent);
-    report.attack_evidence_requests_per_s = per_s(|s| s.evidence_sent);
-    report.attack_connect_attempts_per_s = per_s(|s| s.connect_attempts);
+    report.flood_sent_per_s = per_s(measured.flood_sent);
+    report.attack_echo_answered_per_s = per_s(measured.echo_answered);
+    report.attack_echo_sent_per_s = per_s(measured.echo_sent);
+    report.attack_evidence_requests_per_s = per_s(measured.evidence_sent);
+    report.attack_connect_attempts_per_s = per_s(measured.connect_attempts);
     report.attack_evidence_answered = total.evidence_answered;
     report.attack_unauthorized = total.unauthorized;
     report.attack_streams_held = total.streams_held;
@@ -343,11 +451,96 @@ async fn measure(
     Ok(report)
 }
 
+/// Waits until the responder is quiet: at most one clock tick of CPU (the resolution of
+/// `/proc/PID/stat`) in a [`QUIET_WINDOW`], at most [`SETTLE_MAX`]. Returns how long it took.
+async fn settle(pid: u32) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let tick =
+        1.0 / nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.context("CLK_TCK")? as f64;
+    let mut cpu = crate::fleet::cpu_seconds(pid)?;
+    loop {
+        tokio::time::sleep(QUIET_WINDOW).await;
+        let now = crate::fleet::cpu_seconds(pid)?;
+        // Half a tick of slack: the difference of two tick counts, as floats.
+        if now - cpu < tick * 1.5 {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() >= SETTLE_MAX {
+            tracing::warn!(
+                cpu_s = now - cpu,
+                "the responder is still busy {SETTLE_MAX:?} after the last phase; measuring anyway"
+            );
+            return Ok(started.elapsed());
+        }
+        cpu = now;
+    }
+}
+
 fn ratio(a: f64, b: f64) -> f64 {
     if b > 0.0 {
         a / b
     } else {
         f64::NAN
+    }
+}
+
+/// Smallest, median (the mean of the middle two of an even count) and largest of the finite
+/// values; NaN (JSON `null`) when there are none.
+fn spread(values: impl Iterator<Item = f64>) -> (f64, f64, f64) {
+    let mut v: Vec<f64> = values.filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    (v[0], median, v[n - 1])
+}
+
+impl Repetition {
+    fn of(idle: &Phase, load: &Phase) -> Self {
+        let (echo_idle, echo_load) = (idle.echo(), load.echo());
+        let (ev_idle, ev_load) = (p99_ms(&idle.evidence.times), p99_ms(&load.evidence.times));
+        Self {
+            honest_echo_p50_us: echo_load.p50_us,
+            honest_echo_p50_us_idle: echo_idle.p50_us,
+            honest_echo_ratio: ratio(echo_load.p50_us, echo_idle.p50_us),
+            honest_evidence_p99_ms: ev_load,
+            honest_evidence_p99_ms_idle: ev_idle,
+            honest_evidence_ratio: ratio(ev_load, ev_idle),
+        }
+    }
+}
+
+/// What the honest prober measured in one phase, or in several pooled.
+#[derive(Default)]
+struct Phase {
+    /// Round-trip time of every answered echo.
+    echo_ns: Vec<u64>,
+    echo_lost: u64,
+    evidence: EvidenceTimes,
+}
+
+impl Phase {
+    fn echo(&self) -> RttStats {
+        RttStats::from_ns(self.echo_ns.clone())
+    }
+
+    fn extend(&mut self, other: Phase) {
+        self.echo_ns.extend(other.echo_ns);
+        self.echo_lost += other.echo_lost;
+        self.evidence.times.extend(other.evidence.times);
+        self.evidence
+            .in_responder
+            .extend(other.evidence.in_responder);
+        self.evidence.failed += other.evidence.failed;
+        if !other.evidence.last_error.is_empty() {
+            self.evidence.last_error = other.evidence.last_error;
+        }
     }
 }
 
@@ -368,13 +561,14 @@ async fn honest_phase(
     args: &OverloadArgs,
     phase: Duration,
     busy: &AtomicU64,
-) -> anyhow::Result<(locus_prober::RoundReport, EvidenceTimes)> {
+) -> anyhow::Result<Phase> {
     let cfg = RoundConfig {
         rate_hz: args.honest_rate,
         count: (args.honest_rate * phase.as_secs_f64()).max(1.0) as u64,
         window: 64,
         timeout: Duration::from_secs(1),
-        keep_samples: false,
+        // Every round trip, so that phases pool exactly.
+        keep_samples: true,
         spin: Duration::ZERO,
     };
     let echo = run_round(prober, &cfg);
@@ -413,7 +607,11 @@ async fn honest_phase(
         out
     };
     let (echo, evidence) = tokio::join!(echo, evidence);
-    Ok((echo, evidence))
+    Ok(Phase {
+        echo_ns: echo.samples.iter().map(|s| s.rtt_ns).collect(),
+        echo_lost: echo.lost,
+        evidence,
+    })
 }
 
 /// What the honest prober asks for (the bench's responder has a lab TDX backend only).
@@ -630,20 +828,32 @@ fn render(r: &OverloadReport, json: bool) -> anyhow::Result<String> {
         );
         let _ = writeln!(
             out,
-            "honest echo p50: {:.1} µs under attack, {:.1} µs idle (ratio {:.2}, goal ≤ 1.5); \
-             lost {}",
+            "{} idle/attack pairs, interleaved; pooled over {} evidence requests a side \
+             (the responder went quiet within {:.0} ms before each idle phase)",
+            r.repetitions, r.evidence_samples_per_side, r.idle_settle_ms_max
+        );
+        let _ = writeln!(
+            out,
+            "honest echo p50: {:.1} µs under attack, {:.1} µs idle (ratio {:.2}, goal ≤ 1.5; \
+             per pair {:.2} / {:.2} / {:.2} min / median / max); lost {}",
             r.honest_echo_p50_us,
             r.honest_echo_p50_us_idle,
             r.honest_echo_ratio,
+            r.honest_echo_ratio_min,
+            r.honest_echo_ratio_median,
+            r.honest_echo_ratio_max,
             r.honest_echo_lost
         );
         let _ = writeln!(
             out,
-            "honest evidence p99: {:.2} ms under attack, {:.2} ms idle (ratio {:.2}, goal ≤ 2), \
-             in the responder {:.2} / {:.2} ms; failed {}",
+            "honest evidence p99: {:.2} ms under attack, {:.2} ms idle (ratio {:.2}, goal ≤ 2; \
+             per pair {:.2} / {:.2} / {:.2}), in the responder {:.2} / {:.2} ms; failed {}",
             r.honest_evidence_p99_ms,
             r.honest_evidence_p99_ms_idle,
             r.honest_evidence_ratio,
+            r.honest_evidence_p99_ratio_min,
+            r.honest_evidence_p99_ratio_median,
+            r.honest_evidence_p99_ratio_max,
             r.honest_evidence_in_responder_p99_ms,
             r.honest_evidence_in_responder_p99_ms_idle,
             r.honest_evidence_failed
@@ -660,7 +870,7 @@ fn render(r: &OverloadReport, json: bool) -> anyhow::Result<String> {
         );
         let _ = writeln!(
             out,
-            "attack phase {:.1} s: responder {:.2} CPU-s, attack process {:.2} CPU-s, honest \
+            "attack phases {:.1} s: responder {:.2} CPU-s, attack process {:.2} CPU-s, honest \
              prober {:.2} CPU-s (nice {}); load average {:.2}",
             r.attack_secs,
             r.responder_cpu_s_attack,
@@ -696,4 +906,50 @@ fn render(r: &OverloadReport, json: bool) -> anyhow::Result<String> {
             );
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_is_min_median_max_of_the_finite_values() {
+        let (lo, mid, hi) = spread([3.0, f64::NAN, 1.0, 2.0].into_iter());
+        assert_eq!((lo, mid, hi), (1.0, 2.0, 3.0));
+        // An even count: the mean of the middle two.
+        let (lo, mid, hi) = spread([4.0, 1.0, 2.0, 8.0, f64::INFINITY].into_iter());
+        assert_eq!((lo, mid, hi), (1.0, 3.0, 8.0));
+        let (lo, mid, hi) = spread([f64::NAN].into_iter());
+        assert!(lo.is_nan() && mid.is_nan() && hi.is_nan());
+    }
+
+    #[test]
+    fn a_pooled_phase_holds_every_sample_of_its_parts() {
+        let phase = |echo: &[u64], evidence_ms: &[u64], failed: u32| Phase {
+            echo_ns: echo.to_vec(),
+            echo_lost: 1,
+            evidence: EvidenceTimes {
+                times: evidence_ms
+                    .iter()
+                    .map(|&ms| Duration::from_millis(ms))
+                    .collect(),
+                in_responder: Vec::new(),
+                failed,
+                last_error: if failed > 0 {
+                    "busy".into()
+                } else {
+                    String::new()
+                },
+            },
+        };
+        let mut pooled = Phase::default();
+        pooled.extend(phase(&[1_000, 2_000, 3_000], &[1, 9], 1));
+        pooled.extend(phase(&[4_000, 5_000], &[2], 0));
+        assert_eq!(pooled.echo().count, 5);
+        assert_eq!(pooled.echo().p50_us, 3.0);
+        assert_eq!(pooled.echo_lost, 2);
+        assert_eq!(p99_ms(&pooled.evidence.times), 9.0);
+        assert_eq!(pooled.evidence.failed, 1);
+        assert_eq!(pooled.evidence.last_error, "busy");
+    }
 }

@@ -38,6 +38,10 @@ pub struct AttackArgs {
     /// Raw datagrams per second.
     #[arg(long)]
     flood_rate: f64,
+    /// The third octet of the attackers' source addresses, 127.0.SUBNET.x (1-254; the honest
+    /// prober uses 127.0.0.x): a new attack from addresses the responder has not penalized.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=254))]
+    subnet: u8,
 }
 
 /// What the attackers have done so far (counts since they started).
@@ -72,6 +76,35 @@ struct Counters {
     busy: AtomicU64,
     streams_held: AtomicU64,
     flood_sent: AtomicU64,
+}
+
+impl AttackSnapshot {
+    /// Each count combined with `other`'s by `f`.
+    fn zip(&self, other: &Self, f: impl Fn(u64, u64) -> u64) -> Self {
+        Self {
+            connect_attempts: f(self.connect_attempts, other.connect_attempts),
+            refused: f(self.refused, other.refused),
+            closed: f(self.closed, other.closed),
+            echo_sent: f(self.echo_sent, other.echo_sent),
+            echo_answered: f(self.echo_answered, other.echo_answered),
+            evidence_sent: f(self.evidence_sent, other.evidence_sent),
+            evidence_answered: f(self.evidence_answered, other.evidence_answered),
+            unauthorized: f(self.unauthorized, other.unauthorized),
+            busy: f(self.busy, other.busy),
+            streams_held: f(self.streams_held, other.streams_held),
+            flood_sent: f(self.flood_sent, other.flood_sent),
+        }
+    }
+
+    /// The counts added since `before`.
+    pub(super) fn since(&self, before: &Self) -> Self {
+        self.zip(before, u64::saturating_sub)
+    }
+
+    /// The sum of two snapshots (of two attack processes).
+    pub(super) fn plus(&self, other: &Self) -> Self {
+        self.zip(other, u64::saturating_add)
+    }
 }
 
 impl Counters {
@@ -110,13 +143,13 @@ pub fn run(args: AttackArgs, input: impl BufRead, mut output: impl Write) -> any
     let counters = Arc::new(Counters::default());
     let flood = {
         let (stop, counters) = (stop.clone(), counters.clone());
-        let (addr, rate) = (args.addr, args.flood_rate);
-        std::thread::spawn(move || raw_flood(addr, rate, &stop, &counters))
+        let (addr, rate, subnet) = (args.addr, args.flood_rate, args.subnet);
+        std::thread::spawn(move || raw_flood(addr, rate, subnet, &stop, &counters))
     };
     let mut attackers = Vec::new();
     for i in 0..args.connections {
         // 32 connections per source address: the per-IP cap (64) is not what stops them.
-        let bind = SocketAddr::from(([127, 0, 1, 1 + (i / 32) as u8], 0));
+        let bind = SocketAddr::from(([127, 0, args.subnet, 1 + (i / 32) as u8], 0));
         let (stop, counters, pin) = (stop.clone(), counters.clone(), pin.clone());
         attackers.push(rt.spawn(attacker(i, args.addr, bind, pin, stop, counters)));
     }
@@ -137,6 +170,9 @@ pub fn run(args: AttackArgs, input: impl BufRead, mut output: impl Write) -> any
         for a in attackers {
             let _ = tokio::time::timeout(Duration::from_secs(5), a).await;
         }
+        // Each attacker closed its connection; their drivers (tasks of this runtime) send
+        // the close frames in a moment, before the runtime goes.
+        tokio::time::sleep(CLOSE_FLUSH).await;
     });
     // Hostile streams may still be parked on the responder: do not wait for them.
     rt.shutdown_timeout(Duration::from_secs(1));
@@ -173,6 +209,10 @@ async fn attacker(
         }
         if target.conn.close_reason().is_some() {
             add(&c.closed, 1);
+        } else {
+            // Stopped: say so, rather than leave the responder holding the connection (and its
+            // streams) until its idle timeout, into the next idle phase.
+            target.conn.close(0u32.into(), b"attack stopped");
         }
     }
 }
@@ -255,8 +295,14 @@ async fn echo_flood(target: &Target, stop: &AtomicBool, c: &Counters) {
 
 /// Raw UDP datagrams (QUIC short-header look, no connection) at `rate` per second from one
 /// thread, paced per millisecond.
-fn raw_flood(addr: SocketAddr, rate: f64, stop: &AtomicBool, c: &Counters) -> anyhow::Result<()> {
-    let socket = UdpSocket::bind("127.0.1.250:0")?;
+fn raw_flood(
+    addr: SocketAddr,
+    rate: f64,
+    subnet: u8,
+    stop: &AtomicBool,
+    c: &Counters,
+) -> anyhow::Result<()> {
+    let socket = UdpSocket::bind(SocketAddr::from(([127, 0, subnet, 250], 0)))?;
     socket.set_nonblocking(true)?;
     let mut packet = [0u8; 64];
     packet[0] = 0x40;
@@ -280,10 +326,13 @@ fn raw_flood(addr: SocketAddr, rate: f64, stop: &AtomicBool, c: &Counters) -> an
     Ok(())
 }
 
+/// How long the attack process keeps running after its attackers closed their connections.
+const CLOSE_FLUSH: Duration = Duration::from_millis(100);
+
 /// How long the bench waits for the attack process to start, or to answer a snapshot.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long stopping may take (each attacker is given 5 s, in turn, at worst).
-const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The attack process as the bench sees it: `locus bench overload-attack`, killed on drop.
 pub(super) struct AttackProcess {
@@ -300,6 +349,7 @@ impl AttackProcess {
         spki: &[u8],
         connections: usize,
         flood_rate: f64,
+        subnet: u8,
         log: &std::path::Path,
         nice: i32,
     ) -> anyhow::Result<Self> {
@@ -312,6 +362,8 @@ impl AttackProcess {
             .arg(connections.to_string())
             .arg("--flood-rate")
             .arg(flood_rate.to_string())
+            .arg("--subnet")
+            .arg(subnet.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(log)?);
