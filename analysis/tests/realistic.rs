@@ -581,6 +581,18 @@ fn with_landmark(
     input
 }
 
+/// `n` judged with the landmark at fra on paths at 1.5 throughout: its route changes are the
+/// node's own (its datacentre's), the landmark in another building of the metro not on them.
+fn judged_with_node_side_routes(n: &Node) -> Judgement {
+    let d = |i: usize| distance_km(prober_pos(i), FRA);
+    judged_with_landmark(
+        n,
+        |_| FRA,
+        |i, r| rtt(d(i), 1.5) - rtt(d(i), (n.infl)(i, r)),
+        ROUNDS,
+    )
+}
+
 #[test]
 fn a_landmark_that_moves_does_not_relocate_an_honest_node() {
     // The node never moves. The landmark's operator moves its server 120 km (or its address
@@ -692,13 +704,7 @@ fn a_route_change_at_the_nodes_datacentre_does_not_relocate_an_honest_node() {
             _ => 1.5,
         }),
     };
-    let d = |i: usize| distance_km(prober_pos(i), FRA);
-    let j = judged_with_landmark(
-        &n,
-        |_| FRA,
-        |i, r| rtt(d(i), 1.5) - rtt(d(i), (n.infl)(i, r)),
-        ROUNDS,
-    );
+    let j = judged_with_node_side_routes(&n);
     assert_ne!(j.verdict, Verdict::Relocated, "{}", reasons(&j));
 }
 
@@ -721,12 +727,7 @@ fn review6_a_node_side_route_change_on_two_paths_does_not_relocate_an_honest_nod
                 _ => 1.5,
             }),
         };
-        let j = judged_with_landmark(
-            &n,
-            |_| FRA,
-            |i, r| rtt(d(i), 1.5) - rtt(d(i), (n.infl)(i, r)),
-            ROUNDS,
-        );
+        let j = judged_with_node_side_routes(&n);
         assert_ne!(j.verdict, Verdict::Relocated, "{step_ms}: {}", reasons(&j));
     }
 }
@@ -748,12 +749,7 @@ fn review6_b_a_uniform_node_side_delay_does_not_relocate_an_honest_node() {
     let j = judged(&n, true);
     assert_ne!(j.verdict, Verdict::Relocated, "raw: {}", reasons(&j));
     // landmark rounds, the landmark not on the datacentre's egress
-    let j = judged_with_landmark(
-        &n,
-        |_| FRA,
-        |i, r| rtt(d(i), 1.5) - rtt(d(i), (n.infl)(i, r)),
-        ROUNDS,
-    );
+    let j = judged_with_node_side_routes(&n);
     assert_ne!(
         j.verdict,
         Verdict::Relocated,

@@ -257,15 +257,33 @@ mod tests {
         }
     }
 
+    /// The claim and four probers (ams, lon, par, waw).
+    const FRA: LatLon = LatLon {
+        lat: 50.11,
+        lon: 8.68,
+    };
+    const PROBERS: [LatLon; 4] = [
+        LatLon {
+            lat: 52.37,
+            lon: 4.90,
+        },
+        LatLon {
+            lat: 51.51,
+            lon: -0.13,
+        },
+        LatLon {
+            lat: 48.86,
+            lon: 2.35,
+        },
+        LatLon {
+            lat: 52.23,
+            lon: 21.01,
+        },
+    ];
+
     #[test]
     fn a_move_fits_and_two_route_changes_do_not() {
-        let fra = LatLon::new(50.11, 8.68);
-        let probers = [
-            LatLon::new(52.37, 4.90),
-            LatLon::new(51.51, -0.13),
-            LatLon::new(48.86, 2.35),
-            LatLon::new(52.23, 21.01),
-        ];
+        let (fra, probers) = (FRA, PROBERS);
         let policy = Policy::default();
         // 150 km east: every prober's shift follows from one position
         let to = super::super::geo::destination(fra, 90.0, 150.0);
@@ -295,13 +313,7 @@ mod tests {
     fn a_missed_step_at_the_moves_instant_refutes_it() {
         // REVIEW6 R1: every path 0.6 ms slower at one instant (the node's side). Three probers
         // west of the claim fit a move east; waw, east, misses with a step of its own.
-        let fra = LatLon::new(50.11, 8.68);
-        let probers = [
-            LatLon::new(52.37, 4.90),
-            LatLon::new(51.51, -0.13),
-            LatLon::new(48.86, 2.35),
-            LatLon::new(52.23, 21.01),
-        ];
+        let (fra, probers) = (FRA, PROBERS);
         let policy = Policy::default();
         let mut uniform: Vec<Shift> = probers
             .iter()
