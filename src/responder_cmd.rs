@@ -55,6 +55,7 @@ pub(crate) fn run(args: ResponderArgs) -> anyhow::Result<ExitCode> {
         .or_else(|| config.spki_out.as_ref().map(|p| config.resolve(p)));
     let limits = config.limits()?;
     let access = config.access()?;
+    let udp_echo = config.echo.udp_echo()?;
     // Blocking (TPM, a first TDX quote): before the runtime, and fatal when a backend fails.
     let backends = config.open()?;
     tracing::info!(?backends, "evidence backends open");
@@ -69,10 +70,14 @@ pub(crate) fn run(args: ResponderArgs) -> anyhow::Result<ExitCode> {
         let server_config = ServerConfig {
             limits,
             access,
+            udp_echo,
             ..ServerConfig::new(listen)
         };
         let server = Server::start(server_config, key.clone(), source)?;
         let addr = server.local_addr()?;
+        if let Some(udp) = server.udp_echo_addr() {
+            tracing::info!(%udp, "answering UDP echo sessions");
+        }
         announce(addr, key.spki_der());
         log_hangups();
         shutdown_signal().await;
@@ -82,6 +87,13 @@ pub(crate) fn run(args: ResponderArgs) -> anyhow::Result<ExitCode> {
             counts = %serde_json::to_string(&server.shed_counts())?,
             "shed since start"
         );
+        if let Some(udp) = server.udp_echo_counts() {
+            tracing::info!(
+                target: SHED_LOG_TARGET,
+                udp_echo = %serde_json::to_string(&udp)?,
+                "UDP echo since start"
+            );
+        }
         server.shutdown().await;
         anyhow::Ok(ExitCode::SUCCESS)
     })

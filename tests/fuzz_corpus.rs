@@ -279,6 +279,50 @@ fn regenerate_seed_corpus() {
         }
         .encode(),
     );
+    {
+        use locus_proto::udp_echo::{EchoKeys, UdpAnswer, UdpChallenge};
+        // The key `entries::datagrams` checks UDP echo datagrams under.
+        let keys = EchoKeys::from_exporter(&[7; 64]);
+        let session = 0x0123_4567_89ab_cdef;
+        put(
+            "datagrams",
+            "udp-challenge.bin",
+            &UdpChallenge {
+                session,
+                counter: 1,
+                nonce: [9; 32],
+            }
+            .encode(&keys),
+        );
+        put(
+            "datagrams",
+            "udp-answer.bin",
+            &UdpAnswer {
+                session,
+                counter: 1,
+                inside_ns: 1200,
+                arrival: 0,
+            }
+            .encode(&keys, &[0; 32]),
+        );
+        put(
+            "frames",
+            "udp-echo-request.bin",
+            &encode(MessageKind::UdpEchoRequest, &UdpEchoRequest {}),
+        );
+        put(
+            "frames",
+            "udp-echo-response.bin",
+            &encode(
+                MessageKind::UdpEchoResponse,
+                &UdpEchoResponse {
+                    session,
+                    port: 4434,
+                    lifetime_s: 3600,
+                },
+            ),
+        );
+    }
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     put(
         "policy_toml",

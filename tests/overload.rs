@@ -894,3 +894,126 @@ async fn review4_r3_spoofed_initials_take_no_place_of_the_ip_they_claim() {
     assert_eq!(counts.connections_over_cap, 0, "{counts:?}");
     server.shutdown().await;
 }
+
+/// A pinned server answering evidence to `keys`, with `quoter` for TDX quotes.
+fn pinned_with(limits: Limits, keys: &[[u8; 32]], quoter: Option<Arc<GatedQuoter>>) -> Server {
+    use locus_responder::access::EvidenceAccess;
+    Server::start(
+        ServerConfig {
+            limits,
+            access: EvidenceAccess::Pinned(keys.to_vec()),
+            ..ServerConfig::new(loopback())
+        },
+        SessionKey::generate().unwrap(),
+        EvidenceSource::new(quoter.map(|q| q as Arc<dyn TdxQuoter>), None),
+    )
+    .unwrap()
+}
+
+/// Spends the request answers of 127.0.0.2 from a fresh unsigned connection: transcripts
+/// until one is refused.
+async fn spend_requests_of_127_0_0_2(server: &Server) {
+    let neighbour = attempt(server, "127.0.0.2").await.unwrap();
+    for _ in 0..100 {
+        if is_busy(&request_transcript(&neighbour).await, codes::RATE_LIMITED) {
+            return;
+        }
+    }
+    panic!("the neighbour's transcripts were never rate-limited");
+}
+
+/// REVIEW6 R8: a NAT neighbour spent the IP's request answers; a pinned prober's new
+/// connection still proves its key (its first request over the rate is read and its
+/// signature checked before it is refused) and is then answered from its key's allowance.
+/// What a flooder can make the responder verify this way is bounded: one signature check
+/// per connection, so a connection whose one check was spent (on a key the responder does
+/// not pin) is refused `rate-limited` even for a good signature later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review6_a_pinned_prober_proves_its_key_over_its_neighbours_spent_request_rate() {
+    use locus_prober::identity::ProberIdentity;
+    use locus_prober::requests::prove_key;
+
+    let honest = Arc::new(ProberIdentity::from_seed([1; 32]));
+    let stranger = Arc::new(ProberIdentity::from_seed([2; 32]));
+    let limits = Limits {
+        // A token every half second: each check below runs right after the answers are spent.
+        requests_per_ip_per_sec: 2.0,
+        ..Limits::default()
+    };
+    let server = pinned_with(limits, &[honest.public_key().to_bytes()], None);
+
+    // The one early check of a connection, spent on a key the responder does not pin.
+    let spent = attempt(&server, "127.0.0.2").await.unwrap();
+    spend_requests_of_127_0_0_2(&server).await;
+    let r = prove_key(&spent.clone().with_signer(stranger)).await;
+    assert!(is_busy(&r, codes::RATE_LIMITED), "{r:?}");
+    spend_requests_of_127_0_0_2(&server).await;
+    let r = prove_key(&spent.with_signer(honest.clone())).await;
+    assert!(is_busy(&r, codes::RATE_LIMITED), "{r:?}");
+
+    let prober = attempt(&server, "127.0.0.2")
+        .await
+        .unwrap()
+        .with_signer(honest);
+    spend_requests_of_127_0_0_2(&server).await;
+    prove_key(&prober)
+        .await
+        .expect("the pinned prober proves its key over the spent rate");
+    spend_requests_of_127_0_0_2(&server).await;
+    let bundle = request_evidence(&prober, &[1; 32], Include::default())
+        .await
+        .expect("answered from its key's allowance");
+    assert_eq!(bundle.nonce, [1; 32]);
+    let c = server.shed_counts();
+    assert_eq!(c.request_flood_closed, 0, "{c:?}");
+    server.shutdown().await;
+}
+
+/// REVIEW6 R9: a hostile pinned key on several connections holds at most its share of the
+/// evidence work (half the collection slots, queued and running): while its first quote is
+/// held, its second request is `busy` at once, and another pinned prober's request is taken
+/// and quoted meanwhile, not queued behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review6_a_hostile_pinned_key_holds_only_its_share_of_the_evidence_queue() {
+    use locus_prober::identity::ProberIdentity;
+
+    let hostile = Arc::new(ProberIdentity::from_seed([3; 32]));
+    let honest = Arc::new(ProberIdentity::from_seed([4; 32]));
+    let quoter = Arc::new(GatedQuoter::default());
+    let keys = [
+        hostile.public_key().to_bytes(),
+        honest.public_key().to_bytes(),
+    ];
+    let server = pinned_with(Limits::default(), &keys, Some(quoter.clone()));
+
+    let first = prober(&server).await.with_signer(hostile.clone());
+    let held = tokio::spawn(async move { request_evidence(&first, &[1; 32], tdx()).await });
+    until("the hostile key's first request quotes", || {
+        quoter.entered.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    for i in 2..5u8 {
+        let more = prober(&server).await.with_signer(hostile.clone());
+        let r = request_evidence(&more, &[i; 32], tdx()).await;
+        match &r {
+            Err(RequestError::Busy { code, message }) => {
+                assert_eq!(*code, codes::BUSY);
+                assert!(message.contains("share"), "{message}");
+            }
+            other => panic!("expected busy, got {other:?}"),
+        }
+    }
+    let other = prober(&server).await.with_signer(honest);
+    let served = tokio::spawn(async move { request_evidence(&other, &[9; 32], tdx()).await });
+    until("the other key's request quotes too", || {
+        quoter.entered.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    quoter.open();
+    assert!(is_unavailable(&held.await.unwrap()));
+    assert!(is_unavailable(&served.await.unwrap()));
+    let c = server.shed_counts();
+    assert_eq!(c.evidence_over_key_share, 3, "{c:?}");
+    assert_eq!(c.evidence_queue_full, 0, "{c:?}");
+    server.shutdown().await;
+}

@@ -980,3 +980,81 @@ async fn a_daemon_whose_first_attempts_are_ignored_connects_within_the_round() {
         .unwrap();
     assert_eq!(failed, 0, "an unreachable round was stored");
 }
+
+/// `echo = "udp"`: the daemon gets a UDP echo session on its QUIC connection, closes the
+/// connection and probes over the shared UDP socket; its rounds are stored answered under the
+/// responder's key, and evidence comes over connections of their own. A responder without a UDP
+/// echo is probed over QUIC instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_echo_rounds_are_stored_answered_under_the_responders_key() {
+    use locus_responder::udp_echo::UdpEchoConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("prober.toml");
+    let udp = Server::start(
+        ServerConfig {
+            udp_echo: Some(UdpEchoConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                lifetime: Duration::from_secs(3600),
+            }),
+            ..ServerConfig::new("127.0.0.1:0".parse().unwrap())
+        },
+        SessionKey::generate().unwrap(),
+        EvidenceSource::default(),
+    )
+    .unwrap();
+    let plain = responder().await;
+    let targets = [
+        ("n1", udp.local_addr().unwrap()),
+        ("n2", plain.local_addr().unwrap()),
+    ];
+    std::fs::write(&cfg_path, config(&targets, "echo = \"udp\"")).unwrap();
+    let d = daemon::start(cfg_path).await.unwrap();
+    let http = d.http_addr();
+    wait_metrics(http, "answered rounds and evidence of both", |t| {
+        ["n1", "n2"].iter().all(|n| {
+            let l = format!("target=\"{n}\"");
+            metric(t, "locus_rounds_total", &l).is_some_and(|v| v >= 3.0)
+                && metric(t, "locus_probe_success", &l) == Some(1.0)
+                && metric(t, "locus_evidence_request_success", &l) == Some(1.0)
+        })
+    })
+    .await;
+    d.shutdown().await.unwrap();
+    let counts = udp.udp_echo_counts().unwrap();
+    udp.shutdown().await;
+    plain.shutdown().await;
+    let store = Store::open(&dir.path().join("probe.db")).unwrap();
+    for (name, server) in [("n1", &udp), ("n2", &plain)] {
+        let rounds = store.rounds_between(name, 0, i64::MAX).unwrap();
+        let answered: u64 = rounds.iter().map(|r| r.answered).sum();
+        assert!(answered > 0, "{name}: {rounds:?}");
+        let spki = hex::encode(server.session_key().spki_der());
+        assert!(
+            rounds
+                .iter()
+                .all(|r| r.spki.as_deref() == Some(spki.as_str())),
+            "{name}: {rounds:?}"
+        );
+        if name == "n1" {
+            // Every stored answer came over the UDP echo, which dropped nothing.
+            assert!(counts.answered >= answered, "{counts:?} < {answered}");
+            assert_eq!(counts.registered, 1, "{counts:?}");
+            assert_eq!(
+                (counts.bad_mac, counts.unknown_session, counts.wrong_peer),
+                (0, 0, 0)
+            );
+        }
+    }
+    let evidence = store.evidence_records_between(0, i64::MAX).unwrap();
+    let n1: Vec<_> = evidence
+        .iter()
+        .filter(|e| e.record.target == "n1")
+        .collect();
+    assert!(
+        n1.iter().any(|e| e.record.ok),
+        "{:?}",
+        n1.first().map(|e| &e.record.error)
+    );
+    assert!(n1.iter().all(|e| e.record.peer_spki.as_deref()
+        == Some(hex::encode(udp.session_key().spki_der()).as_str())));
+}

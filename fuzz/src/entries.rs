@@ -14,8 +14,9 @@ use locus_proto::anchor::AnchorReport;
 use locus_proto::frame::{self, Frame, MessageKind, MAX_BODY_LEN};
 use locus_proto::messages::{
     ErrorMessage, EvidenceRequest, EvidenceResponse, HelloRequest, HelloResponse, KeysRequest,
-    KeysResponse, TranscriptRequest, TranscriptResponse,
+    KeysResponse, TranscriptRequest, TranscriptResponse, UdpEchoRequest, UdpEchoResponse,
 };
+use locus_proto::udp_echo::{self, EchoKeys, ServerSession, UdpAnswer, UdpChallenge};
 use locus_proto::{EchoAnswer, EchoChallenge};
 
 /// A target's entry point.
@@ -101,6 +102,8 @@ pub fn frames(data: &[u8]) {
     round_trip::<KeysResponse>(data, MessageKind::KeysResponse);
     round_trip::<HelloRequest>(data, MessageKind::HelloRequest);
     round_trip::<HelloResponse>(data, MessageKind::HelloResponse);
+    round_trip::<UdpEchoRequest>(data, MessageKind::UdpEchoRequest);
+    round_trip::<UdpEchoResponse>(data, MessageKind::UdpEchoResponse);
     round_trip::<ErrorMessage>(data, MessageKind::Error);
 }
 
@@ -111,6 +114,18 @@ pub fn datagrams(data: &[u8]) {
     }
     if let Ok(a) = EchoAnswer::decode(data) {
         assert_eq!(a.encode()[..], data[..]);
+    }
+    // UDP echo datagrams under the seeds' key ([7; 64]): what authenticates re-encodes.
+    let keys = EchoKeys::from_exporter(&[7; udp_echo::EXPORTER_LEN]);
+    let _ = udp_echo::challenge_session(data);
+    let _ = udp_echo::answer_session(data);
+    if let Ok(c) = UdpChallenge::decode(data, &keys) {
+        assert_eq!(c.encode(&keys)[..], data[..]);
+        let mut s = ServerSession::new(c.session, keys.clone());
+        assert!(s.on_challenge(0, 1, data).is_ok());
+    }
+    if let Ok(a) = UdpAnswer::decode(data, &keys, |_| Some([0; 32])) {
+        assert_eq!(a.encode(&keys, &[0; 32])[..], data[..]);
     }
 }
 

@@ -10,6 +10,7 @@ pub mod pin;
 pub mod requests;
 pub mod round;
 pub mod stats;
+pub mod udp_echo;
 
 pub use client::{client_endpoint, connect, connect_on, ConnectError, Target};
 pub use pin::SpkiPolicy;

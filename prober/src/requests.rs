@@ -280,7 +280,7 @@ pub async fn exchange_raw(target: &Target, request: &[u8]) -> Result<Vec<u8>, Re
     Ok(out)
 }
 
-async fn exchange<Req: Serialize, Resp: DeserializeOwned + Serialize>(
+pub(crate) async fn exchange<Req: Serialize, Resp: DeserializeOwned + Serialize>(
     target: &Target,
     kind: MessageKind,
     req: &Req,

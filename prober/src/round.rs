@@ -102,19 +102,9 @@ pub async fn run_round_from(target: &Target, cfg: &RoundConfig, schedule: Instan
     ));
 
     let mut rng = rand::rngs::StdRng::from_entropy();
-    let interval = (cfg.rate_hz > 0.0).then(|| Duration::from_secs_f64(1.0 / cfg.rate_hz));
-    let mut lateness_ns = Vec::with_capacity(if interval.is_some() {
-        cfg.count.min(1 << 16) as usize
-    } else {
-        0
-    });
+    let mut pacer = Pacer::new(cfg, schedule);
     for i in 0..cfg.count {
-        let due = interval.map(|iv| schedule + iv.mul_f64(i as f64));
-        if let Some(due) = due {
-            if due > Instant::now() {
-                tokio::time::sleep_until(due.into()).await;
-            }
-        }
+        let due = pacer.until(i).await;
         loop {
             let waiting = room.notified();
             if lock(&state).tracker.in_flight() < cfg.window {
@@ -129,9 +119,7 @@ pub async fn run_round_from(target: &Target, cfg: &RoundConfig, schedule: Instan
             let now = epoch.elapsed().as_nanos() as u64;
             s.tracker.issue(now, nonce)
         };
-        if let Some(due) = due {
-            lateness_ns.push(Instant::now().saturating_duration_since(due).as_nanos() as u64);
-        }
+        pacer.left(due);
         if let Err(e) = target.conn.send_datagram(datagram.to_vec().into()) {
             debug!(target = %target.addr, "challenge not sent: {e}");
             break;
@@ -145,21 +133,81 @@ pub async fn run_round_from(target: &Target, cfg: &RoundConfig, schedule: Instan
         (RttStats::default(), 0.0, Vec::new(), Vec::new())
     });
     let after = lock(&state).tracker.counters();
-    let d = |f: fn(&Counters) -> u64| f(&after) - f(&before);
     RoundReport {
         target: target.addr,
         rtt,
         inside_p50_us,
-        sent: d(|c| c.sent),
-        answered: d(|c| c.answered),
-        lost: d(|c| c.lost),
-        late: d(|c| c.late),
-        out_of_order: d(|c| c.out_of_order),
-        violations: d(|c| c.violations),
         violation_examples: examples,
         wall_s: started.elapsed().as_secs_f64(),
         samples,
-        lateness_ns,
+        lateness_ns: pacer.lateness_ns,
+        ..RoundReport::counted(before, after)
+    }
+}
+
+impl RoundReport {
+    /// A report holding what the counters moved by between `before` and `after`, the rest
+    /// empty.
+    pub(crate) fn counted(before: Counters, after: Counters) -> Self {
+        let d = |f: fn(&Counters) -> u64| f(&after) - f(&before);
+        Self {
+            target: SocketAddr::from(([0, 0, 0, 0], 0)),
+            rtt: RttStats::default(),
+            inside_p50_us: 0.0,
+            sent: d(|c| c.sent),
+            answered: d(|c| c.answered),
+            lost: d(|c| c.lost),
+            late: d(|c| c.late),
+            out_of_order: d(|c| c.out_of_order),
+            violations: d(|c| c.violations),
+            violation_examples: Vec::new(),
+            wall_s: 0.0,
+            samples: Vec::new(),
+            lateness_ns: Vec::new(),
+        }
+    }
+}
+
+/// Paces a round: challenge `i` is due at `schedule + i / rate_hz` (at once when `rate_hz` is
+/// 0), and how late each left is recorded.
+pub(crate) struct Pacer {
+    schedule: Instant,
+    interval: Option<Duration>,
+    pub(crate) lateness_ns: Vec<u64>,
+}
+
+impl Pacer {
+    pub(crate) fn new(cfg: &RoundConfig, schedule: Instant) -> Self {
+        let interval = (cfg.rate_hz > 0.0).then(|| Duration::from_secs_f64(1.0 / cfg.rate_hz));
+        let cap = if interval.is_some() {
+            cfg.count.min(1 << 16) as usize
+        } else {
+            0
+        };
+        Self {
+            schedule,
+            interval,
+            lateness_ns: Vec::with_capacity(cap),
+        }
+    }
+
+    /// Sleeps until challenge `i` is due; returns when that was (None: unpaced).
+    pub(crate) async fn until(&self, i: u64) -> Option<Instant> {
+        let due = self.interval.map(|iv| self.schedule + iv.mul_f64(i as f64));
+        if let Some(due) = due {
+            if due > Instant::now() {
+                tokio::time::sleep_until(due.into()).await;
+            }
+        }
+        due
+    }
+
+    /// The challenge due at `due` left now.
+    pub(crate) fn left(&mut self, due: Option<Instant>) {
+        if let Some(due) = due {
+            self.lateness_ns
+                .push(Instant::now().saturating_duration_since(due).as_nanos() as u64);
+        }
     }
 }
 

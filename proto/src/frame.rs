@@ -31,6 +31,8 @@ pub enum MessageKind {
     KeysResponse = 6,
     HelloRequest = 7,
     HelloResponse = 8,
+    UdpEchoRequest = 9,
+    UdpEchoResponse = 10,
     Error = 0x7f,
 }
 
@@ -45,6 +47,8 @@ impl MessageKind {
             6 => Self::KeysResponse,
             7 => Self::HelloRequest,
             8 => Self::HelloResponse,
+            9 => Self::UdpEchoRequest,
+            10 => Self::UdpEchoResponse,
             0x7f => Self::Error,
             _ => return None,
         })

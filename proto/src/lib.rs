@@ -20,6 +20,7 @@ pub mod prober;
 pub mod request_auth;
 pub mod responder;
 pub mod transcript;
+pub mod udp_echo;
 mod window;
 
 pub use codec::DecodeError;

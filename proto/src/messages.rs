@@ -116,6 +116,27 @@ pub struct TranscriptResponse {
     pub session_spki: Vec<u8>,
 }
 
+/// Asks for a UDP echo session ([`crate::udp_echo`]): echoes over plain UDP authenticated with
+/// keys both ends export from this connection, so the connection itself can be closed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UdpEchoRequest {}
+
+/// A granted UDP echo session (a responder without one refuses with
+/// [`codes::UNAVAILABLE`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UdpEchoResponse {
+    /// The session id, chosen by the responder: the exporter context of the keys and the id
+    /// every datagram of the session carries.
+    pub session: u64,
+    /// UDP port of the echo, at the connection's responder address.
+    pub port: u16,
+    /// Seconds the session lives from now (the responder may evict it sooner: the prober asks
+    /// for a new one when answers stop).
+    pub lifetime_s: u32,
+}
+
 /// Sent instead of a response when a request is refused; the stream then closes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -79,7 +79,8 @@ pub struct ChallengeTracker {
     pending: HashMap<u64, Pending>,
     /// Issue order of pending challenges, for expiry without scanning the map.
     order: VecDeque<u64>,
-    expired: HashMap<u64, u64>,
+    /// Lost challenges: send time and nonce (a UDP echo answer's MAC covers the nonce).
+    expired: HashMap<u64, (u64, Nonce)>,
     expired_order: VecDeque<u64>,
     highest_answered: Option<u64>,
     counters: Counters,
@@ -101,6 +102,13 @@ impl ChallengeTracker {
 
     /// Issues the next challenge with the caller's fresh `nonce`, sent at `now_ns`.
     pub fn issue(&mut self, now_ns: u64, nonce: Nonce) -> [u8; EchoChallenge::LEN] {
+        let seq = self.issue_seq(now_ns, nonce);
+        EchoChallenge { seq, nonce }.encode()
+    }
+
+    /// Records the next challenge as sent at `now_ns` and returns its sequence number, for a
+    /// driver that encodes it itself (the UDP echo, [`crate::udp_echo`]).
+    pub fn issue_seq(&mut self, now_ns: u64, nonce: Nonce) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.pending.insert(
@@ -112,7 +120,15 @@ impl ChallengeTracker {
         );
         self.order.push_back(seq);
         self.counters.sent += 1;
-        EchoChallenge { seq, nonce }.encode()
+        seq
+    }
+
+    /// The nonce challenge `seq` was issued with, while it is pending or remembered as lost.
+    pub fn nonce_of(&self, seq: u64) -> Option<Nonce> {
+        self.pending
+            .get(&seq)
+            .map(|p| p.nonce)
+            .or_else(|| self.expired.get(&seq).map(|e| e.1))
     }
 
     /// Changes the timeout for challenges issued or expired from now on.
@@ -141,7 +157,20 @@ impl ChallengeTracker {
 
     /// Classifies one answer datagram received at `now_ns`.
     pub fn on_answer(&mut self, now_ns: u64, datagram: &[u8]) -> AnswerOutcome {
-        let outcome = self.classify(now_ns, datagram);
+        let outcome = match EchoAnswer::decode(datagram) {
+            Ok(a) => self.classify(now_ns, a),
+            Err(e) => AnswerOutcome::Violation(e.into()),
+        };
+        self.count(outcome)
+    }
+
+    /// Classifies one answer decoded (and authenticated) by the driver, received at `now_ns`.
+    pub fn on_decoded_answer(&mut self, now_ns: u64, a: EchoAnswer) -> AnswerOutcome {
+        let outcome = self.classify(now_ns, a);
+        self.count(outcome)
+    }
+
+    fn count(&mut self, outcome: AnswerOutcome) -> AnswerOutcome {
         match &outcome {
             AnswerOutcome::Sample(s) => {
                 self.counters.answered += 1;
@@ -153,11 +182,7 @@ impl ChallengeTracker {
         outcome
     }
 
-    fn classify(&mut self, now_ns: u64, datagram: &[u8]) -> AnswerOutcome {
-        let a = match EchoAnswer::decode(datagram) {
-            Ok(a) => a,
-            Err(e) => return AnswerOutcome::Violation(e.into()),
-        };
+    fn classify(&mut self, now_ns: u64, a: EchoAnswer) -> AnswerOutcome {
         if a.seq >= self.next_seq {
             return AnswerOutcome::Violation(Violation::NeverIssued { seq: a.seq });
         }
@@ -180,7 +205,7 @@ impl ChallengeTracker {
                 out_of_order,
             });
         }
-        if let Some(sent_ns) = self.expired.remove(&a.seq) {
+        if let Some((sent_ns, _)) = self.expired.remove(&a.seq) {
             return AnswerOutcome::Late {
                 seq: a.seq,
                 rtt_ns: now_ns.saturating_sub(sent_ns),
@@ -200,10 +225,10 @@ impl ChallengeTracker {
             if now_ns.saturating_sub(p.sent_ns) < self.timeout_ns {
                 break;
             }
-            let sent_ns = p.sent_ns;
+            let p = *p;
             self.pending.remove(&seq);
             self.order.pop_front();
-            self.remember_expired(seq, sent_ns);
+            self.remember_expired(seq, p);
             lost += 1;
         }
         self.counters.lost += lost;
@@ -215,19 +240,19 @@ impl ChallengeTracker {
         let pending: Vec<_> = self.pending.drain().collect();
         self.order.clear();
         for (seq, p) in &pending {
-            self.remember_expired(*seq, p.sent_ns);
+            self.remember_expired(*seq, *p);
         }
         self.counters.lost += pending.len() as u64;
         pending.len() as u64
     }
 
-    fn remember_expired(&mut self, seq: u64, sent_ns: u64) {
+    fn remember_expired(&mut self, seq: u64, p: Pending) {
         if self.expired_order.len() == EXPIRED_MEMORY {
             if let Some(old) = self.expired_order.pop_front() {
                 self.expired.remove(&old);
             }
         }
-        self.expired.insert(seq, sent_ns);
+        self.expired.insert(seq, (p.sent_ns, p.nonce));
         self.expired_order.push_back(seq);
     }
 

@@ -1,12 +1,14 @@
 //! A sliding anti-replay window over sequence numbers (as in IPsec, RFC 4303 §3.4.3):
 //! bounded memory however long a connection lives.
 
+/// Bits of the default window (a QUIC connection's echo).
+#[cfg(test)]
 const WINDOW_BITS: u64 = 4096;
-const WORDS: usize = (WINDOW_BITS / 64) as usize;
 
-/// Remembers which sequence numbers in the last [`WINDOW_BITS`] below the highest were seen.
+/// Remembers which sequence numbers in the last `64 * WORDS` below the highest were seen
+/// (4096 by default; a UDP echo session, of which a responder holds many, keeps fewer).
 #[derive(Debug, Clone)]
-pub(crate) struct SeqWindow {
+pub(crate) struct SeqWindow<const WORDS: usize = 64> {
     /// One past the highest sequence number seen, 0 when none was.
     top: u64,
     bits: [u64; WORDS],
@@ -23,7 +25,9 @@ pub(crate) enum Seen {
     TooOld,
 }
 
-impl SeqWindow {
+impl<const WORDS: usize> SeqWindow<WORDS> {
+    const BITS: u64 = 64 * WORDS as u64;
+
     pub(crate) fn new() -> Self {
         Self {
             top: 0,
@@ -35,7 +39,7 @@ impl SeqWindow {
         if seq >= self.top {
             // Slide forward, clearing the bits that leave the window.
             let shift = seq + 1 - self.top;
-            if shift >= WINDOW_BITS {
+            if shift >= Self::BITS {
                 self.bits = [0; WORDS];
             } else {
                 for s in self.top..=seq {
@@ -46,7 +50,7 @@ impl SeqWindow {
             self.set(seq);
             return Seen::New;
         }
-        if self.top - seq > WINDOW_BITS {
+        if self.top - seq > Self::BITS {
             return Seen::TooOld;
         }
         if self.get(seq) {
@@ -58,7 +62,7 @@ impl SeqWindow {
     }
 
     fn slot(seq: u64) -> (usize, u64) {
-        let i = seq % WINDOW_BITS;
+        let i = seq % Self::BITS;
         ((i / 64) as usize, 1 << (i % 64))
     }
 
@@ -84,7 +88,7 @@ mod tests {
 
     #[test]
     fn detects_replays_in_and_out_of_order() {
-        let mut w = SeqWindow::new();
+        let mut w: SeqWindow = SeqWindow::new();
         assert_eq!(w.check_and_insert(5), Seen::New);
         assert_eq!(w.check_and_insert(3), Seen::New);
         assert_eq!(w.check_and_insert(5), Seen::Replayed);
@@ -98,10 +102,19 @@ mod tests {
 
     #[test]
     fn sliding_clears_stale_bits() {
-        let mut w = SeqWindow::new();
+        let mut w: SeqWindow = SeqWindow::new();
         assert_eq!(w.check_and_insert(1), Seen::New);
         // 1 + 4096 maps to the same bit as 1: it must be fresh, not a replay.
         assert_eq!(w.check_and_insert(1 + WINDOW_BITS), Seen::New);
         assert_eq!(w.check_and_insert(2 + WINDOW_BITS), Seen::New);
+    }
+
+    #[test]
+    fn a_small_window_slides_by_its_own_size() {
+        let mut w = SeqWindow::<4>::new();
+        assert_eq!(w.check_and_insert(300), Seen::New);
+        assert_eq!(w.check_and_insert(300 - 255), Seen::New);
+        assert_eq!(w.check_and_insert(300 - 256), Seen::TooOld);
+        assert_eq!(w.check_and_insert(300 - 255), Seen::Replayed);
     }
 }

@@ -7,11 +7,13 @@
 //! ignored for a growing while. Refused attempts are decided before any TLS work and, but at
 //! the total cap, get no answer at all. Requests (streams) and echo answers are rate-limited
 //! per IP, and echo answers also in total, shared evenly between IPs; past its IP's rate a
-//! connection is refused from its own allowance and its IP's (all the IP's unproven
-//! connections together), then closed, so a flood spread over many connections is closed
-//! too. A connection that proved a pinned key is answered from its own allowance, never from
-//! its IP's, and never closed, and no IP is penalized while it holds such a connection
-//! (REVIEW4 R2, REVIEW5 M4; the limiters are in [`limits`]).
+//! connection is refused from its own allowance and, once it has spent some of that, its IP's
+//! (all the IP's unproven connections together), then closed, so a flood spread over many
+//! connections is closed too, never a newcomer's first requests (REVIEW6 R8). Connections
+//! that proved a pinned key are answered from that key's allowance (one IP's rates, shared by
+//! all its connections: REVIEW6 R7), never from their IP's, and never closed, and no IP is
+//! penalized while it holds such a connection (REVIEW4 R2, REVIEW5 M4; the limiters are in
+//! [`limits`]).
 //! Established connections are never touched by the handshake limits. Under `[access] evidence = "pinned"`, a new
 //! connection at the total cap evicts one that has not proved a pinned key, so idle
 //! connections cannot lock probers out (REVIEW2 F7): the oldest of the peer holding the most
@@ -35,7 +37,7 @@ mod limits;
 mod recent;
 
 pub(crate) use limits::RateVerdict;
-use limits::{ProvedAnswers, Refusals, TokenBucket};
+use limits::{Over, ProvedAnswers, Refusals, TokenBucket};
 use recent::RecentlyProved;
 
 /// The responder's admission limits (`[limits]` in the responder config).
@@ -72,6 +74,15 @@ pub struct Limits {
     /// connections (each also within `echo_per_ip_per_sec`); connections that proved a
     /// pinned key are not counted. `None`: unlimited.
     pub echo_per_sec: Option<f64>,
+    /// UDP echo sessions held at once (`[echo] udp_listen`), all IPs together; at the cap the
+    /// idlest of the oldest is evicted.
+    pub udp_echo_sessions: usize,
+    /// UDP echo sessions held at once for one IP; at the cap that IP's idlest of its oldest is
+    /// evicted.
+    pub udp_echo_sessions_per_ip: usize,
+    /// UDP echo answers per second on one session (bursts of a tenth of a second's worth);
+    /// `None`: unlimited. Per IP, `echo_per_ip_per_sec` applies to UDP echoes too.
+    pub udp_echo_per_session_per_sec: Option<f64>,
 }
 
 impl Default for Limits {
@@ -95,6 +106,10 @@ impl Default for Limits {
             // About half of what the tokio echo path answers on two loaded vCPUs (13-24 k/s):
             // the rest stays for pinned probers, handshakes and evidence.
             echo_per_sec: Some(10_000.0),
+            // Four times the connections, as many per IP: ~250 bytes each, 1 MiB in all.
+            udp_echo_sessions: 4096,
+            udp_echo_sessions_per_ip: 64,
+            udp_echo_per_session_per_sec: Some(1_000.0),
         }
     }
 }
@@ -125,6 +140,9 @@ pub struct ShedCounts {
     pub evidence_queue_full: u64,
     /// Evidence requests answered `busy`: their connection had one in flight.
     pub evidence_in_flight: u64,
+    /// Evidence (or keys) requests answered `busy`: their pinned key held its share of the
+    /// evidence queue (half the collection slots, queued and running).
+    pub evidence_over_key_share: u64,
     /// Evidence requests refused under `[access] evidence = "pinned"`.
     pub unauthorized: u64,
     /// Evidence requests refused: too many anchors.
@@ -155,6 +173,7 @@ pub(crate) enum Shed {
     RequestsRateLimited,
     EvidenceQueueFull,
     EvidenceInFlight,
+    EvidenceKeyShare,
     Unauthorized,
     TooManyAnchors,
     EchoDropped,
@@ -163,7 +182,7 @@ pub(crate) enum Shed {
     RequestFloodClosed,
 }
 
-const SHED_KINDS: usize = 17;
+const SHED_KINDS: usize = 18;
 
 impl Shed {
     fn name(self) -> &'static str {
@@ -185,6 +204,9 @@ impl Shed {
             Shed::RequestsRateLimited => "request refused: per-IP request rate",
             Shed::EvidenceQueueFull => "evidence request busy: queue full",
             Shed::EvidenceInFlight => "evidence request busy: one already in flight",
+            Shed::EvidenceKeyShare => {
+                "evidence request busy: its pinned key holds its share of the queue"
+            }
             Shed::Unauthorized => "evidence request unauthorized",
             Shed::TooManyAnchors => "evidence request refused: too many anchors",
             Shed::EchoDropped => "echo dropped: per-IP echo rate",
@@ -243,6 +265,7 @@ impl ShedLog {
             requests_rate_limited: c(Shed::RequestsRateLimited),
             evidence_queue_full: c(Shed::EvidenceQueueFull),
             evidence_in_flight: c(Shed::EvidenceInFlight),
+            evidence_over_key_share: c(Shed::EvidenceKeyShare),
             unauthorized: c(Shed::Unauthorized),
             too_many_anchors: c(Shed::TooManyAnchors),
             echo_dropped: c(Shed::EchoDropped),
@@ -265,7 +288,7 @@ struct PeerIp {
     /// Request answers, shared by the IP's unproven connections; refusals still cost a stream
     /// and an answer each, so a connection refused its allowance and still asking is closed
     /// (each connection has its own allowance, [`Refusals`], and the IP one more, `refusals`).
-    /// Connections that proved a pinned key have answers of their own ([`ProvedAnswers`]).
+    /// Connections that proved a pinned key are answered from their key's ([`ProvedAnswers`]).
     requests: TokenBucket,
     /// Refusals of all the IP's unproven connections together, twice one connection's: a
     /// lone flooder runs out of its own first and leaves its neighbours some (REVIEW5 M4).
@@ -322,12 +345,21 @@ struct AdmissionState {
     proven: BTreeMap<u64, ([u8; 32], Evictor)>,
     /// Every open connection's own allowance of refusals, by admission number (REVIEW4 R2).
     refusals: HashMap<u64, Refusals>,
-    /// Every connection that proved a pinned key: its own answers, by admission number
-    /// (REVIEW5 M4).
-    proved_answers: HashMap<u64, ProvedAnswers>,
+    /// The key each connection that proved one proved first, by admission number.
+    proved_keys: HashMap<u64, [u8; 32]>,
+    /// Answers of each key in `proved_keys`, shared by its connections (REVIEW5 M4, REVIEW6
+    /// R7); forgotten with its last connection, so bounded by the open connections.
+    proved_answers: HashMap<[u8; 32], KeyAnswers>,
     /// Peers that proved a pinned key lately: they pass the total handshake budget (R4).
     recently_proved: RecentlyProved,
     next_id: u64,
+}
+
+/// The answers of one pinned key, and how many open connections proved it.
+#[derive(Debug)]
+struct KeyAnswers {
+    answers: ProvedAnswers,
+    connections: usize,
 }
 
 /// Why a connection was evicted.
@@ -378,14 +410,23 @@ impl SlotHandle {
         let mut guard = self.admission.lock();
         let s = &mut *guard;
         s.recently_proved.saw(self.peer, now);
+        // A request checked after its connection closed (every open one has refusals): its
+        // slot's drop is over, nothing would count it off again.
+        if !s.refusals.contains_key(&self.id) {
+            return;
+        }
         // Under the lock, so that the slot's drop counts it off its peer exactly once.
         if !self.proved.swap(true, Ordering::Relaxed) {
             if let Some(p) = s.peers.get_mut(&self.peer) {
                 p.proved += 1;
             }
             let l = &self.admission.limits;
-            let answers = ProvedAnswers::new(l.echo_per_ip_per_sec, l.requests_per_ip_per_sec, now);
-            s.proved_answers.insert(self.id, answers);
+            s.proved_keys.insert(self.id, *key);
+            let shared = s.proved_answers.entry(*key).or_insert_with(|| KeyAnswers {
+                answers: ProvedAnswers::new(l.echo_per_ip_per_sec, l.requests_per_ip_per_sec, now),
+                connections: 0,
+            });
+            shared.connections += 1;
         }
         let Some((_, tx)) = s.unproven.remove(&self.id) else {
             // Proved already, evicted already, or eviction off (`any`): nothing to track.
@@ -415,6 +456,14 @@ impl SlotHandle {
         self.proved.load(Ordering::Relaxed)
     }
 
+    /// The pinned key the connection proved (the first, if it proved several).
+    pub(crate) fn key(&self) -> Option<[u8; 32]> {
+        if !self.proved() {
+            return None;
+        }
+        self.admission.lock().proved_keys.get(&self.id).copied()
+    }
+
     /// Resolves when the connection is evicted, with why.
     pub(crate) async fn evicted(&self) -> Eviction {
         let mut rx = self.evicted.clone();
@@ -440,7 +489,14 @@ impl Drop for ConnectionSlot {
         s.unproven.remove(&self.handle.id);
         s.proven.remove(&self.handle.id);
         s.refusals.remove(&self.handle.id);
-        s.proved_answers.remove(&self.handle.id);
+        if let Some(key) = s.proved_keys.remove(&self.handle.id) {
+            if let Some(shared) = s.proved_answers.get_mut(&key) {
+                shared.connections -= 1;
+                if shared.connections == 0 {
+                    s.proved_answers.remove(&key);
+                }
+            }
+        }
         // An evicted connection's place was handed on when it was evicted.
         if self.handle.evicted.borrow().is_none() {
             s.connections = s.connections.saturating_sub(1);
@@ -499,6 +555,7 @@ impl Admission {
                 unproven: BTreeMap::new(),
                 proven: BTreeMap::new(),
                 refusals: HashMap::new(),
+                proved_keys: HashMap::new(),
                 proved_answers: HashMap::new(),
                 recently_proved: RecentlyProved::default(),
                 next_id: 0,
@@ -647,15 +704,15 @@ impl Admission {
     }
 
     /// What to do with one more stream request of connection `conn` at `now`. A connection
-    /// that proved a pinned key is answered from its own allowance, then refused (never
+    /// that proved a pinned key is answered from its key's allowance, then refused (never
     /// closed); others within their IP's rate are answered, beyond it refused from their own
     /// allowance and their IP's (all its unproven connections together), then closed
-    /// (REVIEW4 R2, REVIEW5 M4).
+    /// (REVIEW4 R2, REVIEW5 M4, REVIEW6 R7, R8).
     pub(crate) fn request(&self, conn: &SlotHandle, now: Instant) -> RateVerdict {
         let mut guard = self.lock();
         let s = &mut *guard;
-        if let Some(own) = s.proved_answers.get_mut(&conn.id) {
-            return own.request(now);
+        if let Some(key) = s.proved_answers_of(conn.id) {
+            return key.request(now);
         }
         // A connected peer always has an entry (it is kept while connections are open).
         let Some(p) = s.peers.get_mut(&conn.peer) else {
@@ -663,7 +720,7 @@ impl Admission {
         };
         limits::verdict(&mut p.requests, now, || {
             match s.refusals.get_mut(&conn.id) {
-                Some(r) => limits::refuse_from_both(r, &mut p.refusals, now, Refusals::request),
+                Some(r) => limits::refuse_from_both(r, &mut p.refusals, Over::Request, now),
                 None => RateVerdict::Refuse,
             }
         })
@@ -671,7 +728,7 @@ impl Admission {
 
     /// What to do with an echo challenge of connection `conn` received at `now`, and which
     /// limit spoke when it is not `Answer`. One that proved a pinned key is answered from its
-    /// own allowance, then its echoes are dropped, never closed; it does not count against
+    /// key's allowance, then its echoes are dropped, never closed; it does not count against
     /// the total budget. Others over their IP's rate are dropped from their own allowance of
     /// refusals and their IP's, then told to close (REVIEW4 R2, REVIEW5 M4).
     pub(crate) fn echo(&self, conn: &SlotHandle, now: Instant) -> (RateVerdict, Shed) {
@@ -682,8 +739,8 @@ impl Admission {
         }
         let mut guard = self.lock();
         let s = &mut *guard;
-        if let Some(own) = s.proved_answers.get_mut(&conn.id) {
-            return (own.echo(now), Shed::EchoDropped);
+        if let Some(key) = s.proved_answers_of(conn.id) {
+            return (key.echo(now), Shed::EchoDropped);
         }
         // A connected peer always has an entry.
         let Some(p) = s.peers.get_mut(&conn.peer) else {
@@ -691,7 +748,7 @@ impl Admission {
         };
         if let Some(answers) = p.echo.as_mut() {
             let v = limits::verdict(answers, now, || match s.refusals.get_mut(&conn.id) {
-                Some(r) => limits::refuse_from_both(r, &mut p.refusals, now, Refusals::echo),
+                Some(r) => limits::refuse_from_both(r, &mut p.refusals, Over::Echo, now),
                 None => RateVerdict::Refuse,
             });
             if v != RateVerdict::Answer {
@@ -712,6 +769,14 @@ impl Admission {
             }
             _ => (RateVerdict::Answer, Shed::EchoDropped),
         }
+    }
+}
+
+impl AdmissionState {
+    /// The answers of the key connection `id` proved, if it proved one.
+    fn proved_answers_of(&mut self, id: u64) -> Option<&mut ProvedAnswers> {
+        let key = self.proved_keys.get(&id)?;
+        self.proved_answers.get_mut(key).map(|k| &mut k.answers)
     }
 }
 
@@ -1319,5 +1384,104 @@ mod tests {
             "{closes} flooders closed, {open} still open at {rate:.0}/s each"
         );
         assert_eq!(answered, asked, "the proved prober's echoes");
+    }
+    /// REVIEW6 R7 (the reviewer's PoC, M4-a): one pinned key (a hostile or stolen prober key)
+    /// proves itself on MAX_PROVEN_PER_KEY connections from one IP. Each was answered from its
+    /// own allowance at the full per-IP rate (8 x 20 000 echo answers a second, 16 x the
+    /// total budget, and 8 x 50 requests); now the key's connections share one allowance, and
+    /// it is forgotten with the key's last connection.
+    #[test]
+    fn review6_one_pinned_key_gets_no_more_than_one_ips_echo_rate() {
+        let a = pinned(Limits::default());
+        let t0 = Instant::now();
+        let conns: Vec<_> = (0..MAX_PROVEN_PER_KEY as u64)
+            .map(|i| {
+                a.connect(ip(9), t0 + Duration::from_millis(i * 60))
+                    .unwrap()
+            })
+            .collect();
+        let start = t0 + Duration::from_secs(1);
+        for c in &conns {
+            c.handle().prove(&[7; 32], start);
+        }
+        let mut answered = 0u64;
+        // one second, each connection at 20 000/s
+        for k in 0..20_000u64 {
+            let now = start + Duration::from_micros(k * 50);
+            for c in &conns {
+                answered += u64::from(a.echo(c.handle(), now).0 == RateVerdict::Answer);
+            }
+        }
+        assert!(
+            answered <= 20_000 + 2_000,
+            "one key was answered {answered} echoes in a second"
+        );
+        // Requests: one IP's burst (100) and rate (50/s) for the key, over 8 connections.
+        let later = start + Duration::from_secs(10);
+        let requests = |at: Instant| {
+            (0..100)
+                .flat_map(|_| &conns)
+                .filter(|c| a.request(c.handle(), at) == RateVerdict::Answer)
+                .count()
+        };
+        assert_eq!(requests(later), 100);
+        assert_eq!(requests(later + Duration::from_secs(1)), 50);
+        // Another key has an allowance of its own.
+        let other = a.connect(ip(10), later).unwrap();
+        other.handle().prove(&[8; 32], later);
+        assert_eq!(a.request(other.handle(), later), RateVerdict::Answer);
+        drop(conns);
+        assert_eq!(
+            a.lock().proved_answers.len(),
+            1,
+            "only the other key's is left"
+        );
+        // A request checked after its connection closed leaves nothing behind.
+        let late = a.connect(ip(11), later).unwrap();
+        let handle = late.handle().clone();
+        drop(late);
+        handle.prove(&[9; 32], later);
+        assert_eq!(a.lock().proved_answers.len(), 1);
+        drop(other);
+        assert!(a.lock().proved_answers.is_empty() && a.lock().proved_keys.is_empty());
+    }
+
+    /// REVIEW6 R8 (the reviewer's PoC, M4-b): a flooder behind the same NAT as an honest
+    /// prober spends the IP's shared refusals; the prober's new connection was closed on its
+    /// very first request (under `any` on its first echo) and the IP penalized. The IP's
+    /// allowance now closes only connections that spent some of their own: the newcomer is
+    /// refused (and under `pinned` its signed request over the rate still proves its key, see
+    /// `tests/overload.rs`).
+    #[test]
+    fn review6_an_honest_neighbours_first_request_is_not_a_flood_close() {
+        let a = pinned(Limits::default());
+        let t0 = Instant::now();
+        for _ in 0..2 {
+            let flooder = a.connect(ip(9), t0).unwrap();
+            while a.request(flooder.handle(), t0) != RateVerdict::Close {}
+        }
+        let honest = a.connect(ip(9), t0).unwrap();
+        assert_ne!(
+            a.request(honest.handle(), t0),
+            RateVerdict::Close,
+            "request"
+        );
+        // Still asking once it spent a tenth of its own 50 refusals, it is closed when the IP's
+        // shared allowance runs out, its own far from spent.
+        let refused = 1
+            + (0..50)
+                .take_while(|_| a.request(honest.handle(), t0) == RateVerdict::Refuse)
+                .count();
+        assert!(
+            (5..50).contains(&refused),
+            "refused {refused} before the close"
+        );
+        let a = any(Limits::default());
+        for _ in 0..2 {
+            let flooder = a.connect(ip(9), t0).unwrap();
+            while a.echo(flooder.handle(), t0).0 != RateVerdict::Close {}
+        }
+        let honest = a.connect(ip(9), t0).unwrap();
+        assert_ne!(a.echo(honest.handle(), t0).0, RateVerdict::Close, "echo");
     }
 }

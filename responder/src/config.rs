@@ -209,6 +209,10 @@ pub struct LimitsSection {
     pub flood_penalty_max_ms: u64,
     /// 0: unlimited.
     pub echo_per_sec: f64,
+    pub udp_echo_sessions: usize,
+    pub udp_echo_sessions_per_ip: usize,
+    /// 0: unlimited.
+    pub udp_echo_per_session_per_sec: f64,
 }
 
 impl Default for LimitsSection {
@@ -227,6 +231,9 @@ impl Default for LimitsSection {
             flood_penalty_ms: l.flood_penalty.as_millis() as u64,
             flood_penalty_max_ms: l.flood_penalty_max.as_millis() as u64,
             echo_per_sec: l.echo_per_sec.unwrap_or(0.0),
+            udp_echo_sessions: l.udp_echo_sessions,
+            udp_echo_sessions_per_ip: l.udp_echo_sessions_per_ip,
+            udp_echo_per_session_per_sec: l.udp_echo_per_session_per_sec.unwrap_or(0.0),
         }
     }
 }
@@ -253,6 +260,49 @@ pub struct AccessSection {
     pub probers: Vec<String>,
 }
 
+/// `[echo]`: echoes besides the QUIC datagrams every responder answers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EchoSection {
+    /// Where to answer UDP echoes keyed from a QUIC connection (`docs/binding.md`, "UDP echo
+    /// sessions"), for fleets that cannot keep a QUIC connection per target; None (default): off.
+    pub udp_listen: Option<SocketAddr>,
+    /// How long a UDP echo session lives, seconds.
+    pub udp_session_lifetime_s: u64,
+}
+
+impl Default for EchoSection {
+    fn default() -> Self {
+        Self {
+            udp_listen: None,
+            udp_session_lifetime_s: 3600,
+        }
+    }
+}
+
+impl EchoSection {
+    /// The UDP echo's settings when it is on.
+    pub fn udp_echo(&self) -> Result<Option<crate::udp_echo::UdpEchoConfig>, ConfigError> {
+        let Some(listen) = self.udp_listen else {
+            return Ok(None);
+        };
+        if !(1..=u64::from(u32::MAX)).contains(&self.udp_session_lifetime_s) {
+            return Err(ConfigError::Invalid {
+                key: "echo.udp_session_lifetime_s",
+                reason: format!(
+                    "must be 1 to {} seconds, not {}",
+                    u32::MAX,
+                    self.udp_session_lifetime_s
+                ),
+            });
+        }
+        Ok(Some(crate::udp_echo::UdpEchoConfig {
+            listen,
+            lifetime: Duration::from_secs(self.udp_session_lifetime_s),
+        }))
+    }
+}
+
 /// A responder configuration file. Relative paths are relative to the file's directory.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -269,6 +319,8 @@ pub struct ResponderConfig {
     pub limits: LimitsSection,
     #[serde(default)]
     pub access: AccessSection,
+    #[serde(default)]
+    pub echo: EchoSection,
     /// Where relative paths start (the config file's directory); not a key.
     #[serde(skip)]
     base: PathBuf,
@@ -569,6 +621,15 @@ impl ResponderConfig {
             echo_per_sec: match l.echo_per_sec {
                 0.0 => None,
                 v => Some(positive("limits.echo_per_sec", v)?),
+            },
+            udp_echo_sessions: at_least_one("limits.udp_echo_sessions", l.udp_echo_sessions)?,
+            udp_echo_sessions_per_ip: at_least_one(
+                "limits.udp_echo_sessions_per_ip",
+                l.udp_echo_sessions_per_ip,
+            )?,
+            udp_echo_per_session_per_sec: match l.udp_echo_per_session_per_sec {
+                0.0 => None,
+                v => Some(positive("limits.udp_echo_per_session_per_sec", v)?),
             },
         })
     }

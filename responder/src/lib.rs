@@ -16,3 +16,4 @@ pub mod server;
 pub mod session_key;
 pub mod tdx;
 pub mod tpm;
+pub mod udp_echo;

@@ -16,10 +16,11 @@ use locus_net::{read_datagram_spinning, ConfigError};
 use locus_proto::frame::{self, Frame, FrameError, MessageKind, HEADER_LEN};
 use locus_proto::messages::{
     codes, ErrorMessage, EvidenceRequest, EvidenceResponse, HelloRequest, HelloResponse,
-    KeysRequest, RequestAuth, TranscriptRequest, TranscriptResponse,
+    KeysRequest, RequestAuth, TranscriptRequest, TranscriptResponse, UdpEchoRequest,
 };
 use locus_proto::request_auth::{EXPORTER_LABEL, EXPORTER_LEN};
 use locus_proto::responder::EchoSession;
+use locus_proto::udp_echo::table::TableCounts;
 use locus_proto::{DecodeError, Nonce};
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
@@ -29,8 +30,9 @@ use crate::admission::{
     Admission, ConnectionSlot, Eviction, Limits, RateVerdict, Shed, ShedCounts, SlotHandle,
 };
 use crate::evidence::EvidenceSource;
-use crate::evidence_queue::EvidenceQueue;
+use crate::evidence_queue::{EvidenceQueue, Refused};
 use crate::session_key::SessionKey;
+use crate::udp_echo::{UdpEcho, UdpEchoConfig};
 
 /// Requests a prober may have open at once on one connection: the protocol needs at most a
 /// keys request, an evidence request and a transcript request; each open stream is state
@@ -62,6 +64,8 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Who may ask for evidence.
     pub access: EvidenceAccess,
+    /// `[echo] udp_listen`: also answer UDP echoes keyed from QUIC connections; None: off.
+    pub udp_echo: Option<UdpEchoConfig>,
 }
 
 impl ServerConfig {
@@ -74,6 +78,7 @@ impl ServerConfig {
             spin_after_answer: Duration::from_micros(200),
             limits: Limits::default(),
             access: EvidenceAccess::Any,
+            udp_echo: None,
         }
     }
 }
@@ -103,6 +108,7 @@ pub struct Server {
     endpoint: quinn::Endpoint,
     key: Arc<SessionKey>,
     admission: Arc<Admission>,
+    udp_echo: Option<Arc<UdpEcho>>,
 }
 
 struct Shared {
@@ -113,6 +119,7 @@ struct Shared {
     admission: Arc<Admission>,
     access: EvidenceAccess,
     queue: EvidenceQueue,
+    udp_echo: Option<Arc<UdpEcho>>,
 }
 
 impl Server {
@@ -151,6 +158,17 @@ impl Server {
             evict,
         )
         .map_err(ServerError::Worker)?;
+        let udp_echo = match &config.udp_echo {
+            Some(u) => Some(Arc::new(
+                UdpEcho::start(u, &config.limits, config.spin_after_answer).map_err(|source| {
+                    ServerError::Bind {
+                        addr: u.listen,
+                        source,
+                    }
+                })?,
+            )),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             key: key.clone(),
             spin_after_answer: config.spin_after_answer,
@@ -159,6 +177,7 @@ impl Server {
             admission: admission.clone(),
             access: config.access,
             queue,
+            udp_echo: udp_echo.clone(),
         });
         let ep = endpoint.clone();
         tokio::spawn(async move {
@@ -202,7 +221,18 @@ impl Server {
             endpoint,
             key,
             admission,
+            udp_echo,
         })
+    }
+
+    /// The UDP echo's address, when `udp_echo` is on.
+    pub fn udp_echo_addr(&self) -> Option<SocketAddr> {
+        self.udp_echo.as_ref().map(|u| u.local_addr())
+    }
+
+    /// What the UDP echo answered and dropped since it started, when it is on.
+    pub fn udp_echo_counts(&self) -> Option<TableCounts> {
+        self.udp_echo.as_ref().map(|u| u.counts())
     }
 
     /// What this responder has shed (and evidence answered) since it started.
@@ -220,6 +250,9 @@ impl Server {
 
     /// Closes every connection and waits until they are gone.
     pub async fn shutdown(&self) {
+        if let Some(u) = &self.udp_echo {
+            u.stop();
+        }
         self.endpoint.close(0u32.into(), b"shutting down");
         self.endpoint.wait_idle().await;
     }
@@ -250,7 +283,7 @@ fn retry_unvalidated(incoming: quinn::Incoming, admission: &Admission) -> Option
 /// flights arrive in bursts that overflow the default ~208 KiB.
 const SOCKET_BUFFER: usize = 4 << 20;
 
-fn udp_socket(listen: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+pub(crate) fn udp_socket(listen: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let s = Socket::new(
         Domain::for_address(listen),
@@ -273,6 +306,9 @@ struct ConnState {
     evidence_in_flight: AtomicBool,
     /// Its admission slot: a signed request of a pinned key protects it from eviction.
     slot: SlotHandle,
+    /// Its one request over the rate read and checked for a pinned key's signature was
+    /// taken ([`prove_early`]).
+    early_proof: AtomicBool,
 }
 
 async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>, slot: ConnectionSlot) {
@@ -285,6 +321,7 @@ async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>, slot: Co
         session: session.clone(),
         evidence_in_flight: AtomicBool::new(false),
         slot: slot.handle().clone(),
+        early_proof: AtomicBool::new(false),
     });
     // Off the echo path: closing the connection ends the loop below (counted at eviction).
     let eviction = {
@@ -370,14 +407,37 @@ async fn serve_stream(
     state: &Arc<ConnState>,
     shared: &Arc<Shared>,
 ) {
-    let reply = match shared.admission.request(&state.slot, Instant::now()) {
-        RateVerdict::Answer => match read_request(&mut recv, shared.max_request_len).await {
-            Ok((kind, body)) => handle_request(kind, &body, state, shared).await,
-            Err(e) => {
-                debug!(peer = %state.peer, "request refused: {e}");
-                error_frame(&e)
+    let now = Instant::now();
+    let mut verdict = shared.admission.request(&state.slot, now);
+    let mut read = None;
+    if verdict == RateVerdict::Refuse
+        && shared.access != EvidenceAccess::Any
+        && !state.slot.proved()
+        && !state.early_proof.swap(true, Ordering::AcqRel)
+    {
+        let request = read_request(&mut recv, shared.max_request_len).await;
+        if let Ok((kind, body)) = &request {
+            if prove_early(*kind, body, state, shared) {
+                // Proved: answered from its key's allowance from now on.
+                verdict = shared.admission.request(&state.slot, now);
             }
-        },
+        }
+        read = Some(request);
+    }
+    let reply = match verdict {
+        RateVerdict::Answer => {
+            let request = match read {
+                Some(r) => r,
+                None => read_request(&mut recv, shared.max_request_len).await,
+            };
+            match request {
+                Ok((kind, body)) => handle_request(kind, &body, state, shared).await,
+                Err(e) => {
+                    debug!(peer = %state.peer, "request refused: {e}");
+                    error_frame(&e)
+                }
+            }
+        }
         RateVerdict::Refuse => {
             shared
                 .admission
@@ -407,6 +467,44 @@ async fn serve_stream(
         // Wait until the prober has the reply before the stream is dropped.
         let _ = send.stopped().await;
     }
+}
+
+/// REVIEW6 R8: a pinned prober's request over its IP's rate (a NAT or /64 neighbour spent
+/// it) is read and its signature checked before it is refused, so the prober can still prove
+/// its key and be answered from the key's allowance. One such request per connection: what a
+/// flooder can make the responder verify this way is one signature per connection, within the
+/// per-IP and total handshake rates (each handshake already costs a signature of ours). The
+/// request, when answered, is checked again as any other.
+fn prove_early(kind: MessageKind, body: &[u8], state: &ConnState, shared: &Shared) -> bool {
+    let checked = match kind {
+        MessageKind::HelloRequest => {
+            frame::decode_body::<HelloRequest>(kind, body)
+                .ok()
+                .map(|req| {
+                    check_auth(state, shared, Some(&req.auth), |x| {
+                        shared.access.check_hello(&req, x)
+                    })
+                })
+        }
+        MessageKind::KeysRequest => frame::decode_body::<KeysRequest>(kind, body)
+            .ok()
+            .map(|req| {
+                check_auth(state, shared, req.auth.as_ref(), |x| {
+                    shared.access.check_keys(&req, x)
+                })
+            }),
+        MessageKind::EvidenceRequest => {
+            frame::decode_body::<EvidenceRequest>(kind, body)
+                .ok()
+                .map(|req| {
+                    check_auth(state, shared, req.auth.as_ref(), |x| {
+                        shared.access.check(&req, x)
+                    })
+                })
+        }
+        _ => None,
+    };
+    matches!(checked, Some(Ok(())))
 }
 
 /// Errors while reading a request from a stream.
@@ -486,6 +584,7 @@ async fn handle_request(
             .unwrap_or_else(|refused| refused)
         }
         MessageKind::HelloRequest => hello(body, state, shared),
+        MessageKind::UdpEchoRequest => udp_echo(body, state, shared),
         MessageKind::TranscriptRequest => {
             if let Err(e) = frame::decode_body::<TranscriptRequest>(kind, body) {
                 return error_frame(&RequestError::Frame(e));
@@ -520,6 +619,26 @@ fn hello(body: &[u8], state: &ConnState, shared: &Shared) -> Vec<u8> {
         return refusal(codes::UNAUTHORIZED, &e.to_string());
     }
     frame::encode(MessageKind::HelloResponse, &HelloResponse {})
+}
+
+/// Grants a UDP echo session keyed from this connection (open to every prober, like echo).
+fn udp_echo(body: &[u8], state: &ConnState, shared: &Shared) -> Vec<u8> {
+    if let Err(e) = frame::decode_body::<UdpEchoRequest>(MessageKind::UdpEchoRequest, body) {
+        return error_frame(&RequestError::Frame(e));
+    }
+    let Some(udp) = &shared.udp_echo else {
+        return refusal(
+            codes::UNAVAILABLE,
+            "this responder answers no UDP echo ([echo] udp_listen)",
+        );
+    };
+    match udp.grant(&state.conn) {
+        Ok(granted) => {
+            debug!(peer = %state.peer, session = granted.session, "UDP echo session granted");
+            frame::encode(MessageKind::UdpEchoResponse, &granted)
+        }
+        Err(e) => refusal(codes::INTERNAL, &e.to_string()),
+    }
 }
 
 /// Admits an evidence request (access, anchors, one in flight per connection) and queues it.
@@ -619,7 +738,8 @@ fn check_auth(
 }
 
 /// Runs `work` on the evidence worker and returns its output, or (as `Err`) the refusal to
-/// send: `busy` at once when the worker's queue is full.
+/// send: `busy` at once when the worker's queue is full or the connection's pinned key holds
+/// its share of it (REVIEW6 R9).
 async fn queued<T: Send + 'static>(
     state: &ConnState,
     shared: &Shared,
@@ -633,15 +753,19 @@ async fn queued<T: Send + 'static>(
         }
         let _ = tx.send(work.await);
     });
-    if shared.queue.try_submit(job).is_err() {
-        shared
-            .admission
-            .log
-            .shed(Shed::EvidenceQueueFull, state.peer);
-        return Err(refusal(
-            codes::BUSY,
-            "the evidence queue is full; ask again later",
-        ));
+    if let Err(why) = shared.queue.try_submit(state.slot.key(), job) {
+        let (kind, message) = match why {
+            Refused::Full => (
+                Shed::EvidenceQueueFull,
+                "the evidence queue is full; ask again later",
+            ),
+            Refused::KeyShare => (
+                Shed::EvidenceKeyShare,
+                "this prober key holds its share of the evidence queue; ask again later",
+            ),
+        };
+        shared.admission.log.shed(kind, state.peer);
+        return Err(refusal(codes::BUSY, message));
     }
     rx.await
         .map_err(|_| refusal(codes::INTERNAL, "the evidence worker dropped the request"))

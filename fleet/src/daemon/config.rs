@@ -34,6 +34,22 @@ pub struct TargetConfig {
     pub spki: Option<Vec<u8>>,
     /// The probe module (`[modules.NAME]`) whose settings override `[probe]` for this target.
     pub module: Option<String>,
+    /// `echo = "quic" | "udp"`: overrides the module's or `[probe]`'s `echo`.
+    pub echo: Option<EchoTransport>,
+}
+
+/// How a target's echoes travel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EchoTransport {
+    /// QUIC datagrams on a connection kept open per target (the default).
+    #[default]
+    Quic,
+    /// Plain UDP from one socket for all targets, MAC'd with keys exported from a QUIC
+    /// connection that is closed once the session is granted (the responder's `[echo]
+    /// udp_listen`; `docs/binding.md`, "UDP echo sessions"): a fleet of tens of thousands of
+    /// targets without a QUIC connection each.
+    Udp,
 }
 
 /// A landmark: a responder at a known site the operator trusts (best: a reference node in the
@@ -66,6 +82,8 @@ pub struct ProbeSettings {
     pub evidence_tpm: bool,
     /// Anchors the responder times before quoting.
     pub anchors: Vec<String>,
+    /// How echoes travel (`echo = "quic" | "udp"`).
+    pub echo: EchoTransport,
 }
 
 impl ProbeSettings {
@@ -268,6 +286,7 @@ struct RawProbe {
     evidence_tpm: bool,
     anchors: Vec<String>,
     rtt_buckets: Option<Vec<f64>>,
+    echo: EchoTransport,
 }
 
 /// A probe module: any `[probe]` key but `round_s` and `rtt_buckets` (one round length and one
@@ -282,6 +301,7 @@ struct RawModule {
     evidence_tdx: Option<bool>,
     evidence_tpm: Option<bool>,
     anchors: Option<Vec<String>>,
+    echo: Option<EchoTransport>,
 }
 
 impl RawModule {
@@ -297,6 +317,7 @@ impl RawModule {
             evidence_tpm: self.evidence_tpm.unwrap_or(p.evidence_tpm),
             anchors: self.anchors.clone().unwrap_or_else(|| p.anchors.clone()),
             rtt_buckets: None,
+            echo: self.echo.unwrap_or(p.echo),
         }
     }
 }
@@ -348,6 +369,7 @@ impl RawProbe {
             evidence_tdx: self.evidence_tdx,
             evidence_tpm: self.evidence_tpm,
             anchors: self.anchors.clone(),
+            echo: self.echo,
         })
     }
 }
@@ -364,6 +386,7 @@ impl Default for RawProbe {
             evidence_tpm: true,
             anchors: Vec::new(),
             rtt_buckets: None,
+            echo: EchoTransport::Quic,
         }
     }
 }
@@ -390,6 +413,8 @@ struct RawTarget {
     spki: Option<String>,
     #[serde(default)]
     module: Option<String>,
+    #[serde(default)]
+    echo: Option<EchoTransport>,
 }
 
 /// The prober's default `/metrics` port. The Prometheus wiki's exporter range 9100-9999 is
@@ -425,6 +450,11 @@ fn default_bind() -> SocketAddr {
 }
 
 impl Config {
+    /// How `target`'s echoes travel: its own `echo`, else its settings'.
+    pub fn echo_for(&self, target: &TargetConfig) -> EchoTransport {
+        target.echo.unwrap_or(self.settings_for(target).echo)
+    }
+
     /// How `target` is probed: its module's settings, else `[probe]`.
     pub fn settings_for(&self, target: &TargetConfig) -> &ProbeSettings {
         target
@@ -571,6 +601,7 @@ impl Config {
                 claim: t.claim,
                 spki,
                 module: t.module,
+                echo: t.echo,
             });
         }
         let mut landmark_names = BTreeSet::new();
@@ -761,6 +792,25 @@ claim = "ams"
         let round = MINIMAL.to_owned() + "[modules.fast]\nround_s = 5.0\n";
         let e = Config::from_toml_str(&round, Path::new("/")).unwrap_err();
         assert!(e.to_string().contains("round_s"), "{e}");
+    }
+
+    #[test]
+    fn echo_transport_per_probe_module_and_target() {
+        let c = Config::from_toml_str(MINIMAL, Path::new("/")).unwrap();
+        assert_eq!(c.echo_for(&c.targets[0]), EchoTransport::Quic);
+        let text = format!(
+            "{MINIMAL}module = \"m\"\n[[targets]]\nname = \"n2\"\naddress = \"127.0.0.1:4434\"\nclaim = \"ams\"\n\
+             echo = \"quic\"\n[[targets]]\nname = \"n3\"\naddress = \"127.0.0.1:4435\"\nclaim = \"ams\"\n\
+             [probe]\necho = \"udp\"\n[modules.m]\necho = \"quic\"\n"
+        );
+        let c = Config::from_toml_str(&text, Path::new("/")).unwrap();
+        let echo: Vec<_> = c.targets.iter().map(|t| c.echo_for(t)).collect();
+        assert_eq!(
+            echo,
+            [EchoTransport::Quic, EchoTransport::Quic, EchoTransport::Udp]
+        );
+        let bad = MINIMAL.to_owned() + "echo = \"tcp\"\n";
+        assert!(Config::from_toml_str(&bad, Path::new("/")).is_err());
     }
 
     #[test]

@@ -171,6 +171,7 @@ fn probed(config: &Config) -> Vec<(Role, TargetConfig)> {
                 claim: l.site.clone(),
                 spki: l.spki.clone(),
                 module: None,
+                echo: None,
             },
         )
     });
@@ -260,6 +261,8 @@ pub async fn start_with_clock(
     let shared = Arc::new(Shared {
         prober_id: config.prober_id.clone(),
         endpoint: client_endpoint(config.bind)?,
+        bind: config.bind,
+        udp: tokio::sync::OnceCell::new(),
         handshakes: tokio::sync::Semaphore::new(MAX_HANDSHAKES),
         store,
         writer: writer.sender(),

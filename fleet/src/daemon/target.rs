@@ -2,6 +2,7 @@
 //! request evidence on its interval, store each round and update the metrics; reconnect
 //! after a failure, stop when told.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,11 +16,12 @@ use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
 use super::clock::WallClock;
-use super::config::{ProbeSettings, TargetConfig};
+use super::config::{EchoTransport, ProbeSettings, TargetConfig};
 use super::writer::{KeySeen, Write};
 use crate::metrics::{LandmarkLabels, ProberMetrics, ResolvedLabels, TargetLabels};
 use crate::store::{EvidenceRecord, LandmarkRoundRecord, RoundRecord, SampleRecord, Store};
 use locus_prober::requests::{prove_key, request_evidence_sealed_timed};
+use locus_prober::udp_echo::{request_udp_echo, run_udp_round_from, UdpEchoSocket, UdpTarget};
 use locus_prober::{connect_on, run_round_from, RoundConfig, RoundReport, SpkiPolicy, Target};
 
 /// Longest wait for an evidence answer (quotes can take a while on real hardware).
@@ -30,6 +32,10 @@ pub(crate) struct Shared {
     pub(crate) prober_id: String,
     /// One QUIC endpoint (one socket) for every target.
     pub(crate) endpoint: quinn::Endpoint,
+    /// Where the UDP echo socket binds (`bind`).
+    pub(crate) bind: std::net::SocketAddr,
+    /// One UDP socket for every target probed with `echo = "udp"`, bound at the first.
+    pub(crate) udp: tokio::sync::OnceCell<UdpEchoSocket>,
     /// Handshakes in progress at once: thousands of targets start together, and a handshake
     /// that waits for the CPU behind all the others would time out.
     pub(crate) handshakes: tokio::sync::Semaphore,
@@ -138,6 +144,114 @@ async fn prove_key_first(spec: &TargetConfig, target: &Target, timeout: Duration
         Ok(Err(e)) => debug!(target = %spec.name, "key not proved after the handshake: {e}"),
         Err(_) => debug!(target = %spec.name, "key not proved within {timeout:?}"),
     }
+}
+
+/// Challenges in a row (whole rounds without an answer) after which a UDP echo session is
+/// given up and a new one asked for: the responder may have restarted, evicted or expired it.
+/// Counted in challenges, not rounds, so that a fleet's short first rounds (a random length to
+/// spread them) do not renew sessions for a datagram or two lost while thousands connect.
+const UDP_SILENT_CHALLENGES: u64 = 10;
+
+/// A session is renewed when less than this beyond a round is left of its lifetime.
+const UDP_RENEW_MARGIN: Duration = Duration::from_secs(30);
+
+/// The path a target's echoes take once connected.
+enum Echo {
+    /// QUIC datagrams on the connection.
+    Quic(Target),
+    /// A UDP echo session (the connection that granted it is closed); `quic` is the address
+    /// evidence requests connect to.
+    Udp {
+        session: Box<UdpTarget>,
+        quic: std::net::SocketAddr,
+        /// Challenges sent since the last round with an answer.
+        silent: u64,
+    },
+}
+
+impl Echo {
+    fn epoch(&self) -> Instant {
+        match self {
+            Echo::Quic(t) => t.epoch(),
+            Echo::Udp { session, .. } => session.epoch(),
+        }
+    }
+
+    fn spki(&self) -> &[u8] {
+        match self {
+            Echo::Quic(t) => &t.spki,
+            Echo::Udp { session, .. } => &session.spki,
+        }
+    }
+
+    async fn round(&self, cfg: &RoundConfig, schedule: Instant) -> RoundReport {
+        match self {
+            Echo::Quic(t) => run_round_from(t, cfg, schedule).await,
+            Echo::Udp { session, .. } => run_udp_round_from(session, cfg, schedule).await,
+        }
+    }
+
+    fn close(&self) {
+        if let Echo::Quic(t) = self {
+            t.conn.close(0u32.into(), b"prober stopping");
+        }
+    }
+
+    /// Why the next round cannot run on this path (then the target reconnects), after a round
+    /// that ended with `report` and with rounds of `round` length.
+    fn lost(&mut self, report: &RoundReport, round: Duration) -> Option<String> {
+        match self {
+            Echo::Quic(t) => t
+                .conn
+                .close_reason()
+                .map(|r| format!("connection lost: {r}")),
+            Echo::Udp {
+                session, silent, ..
+            } => {
+                *silent = if report.answered == 0 {
+                    *silent + report.sent
+                } else {
+                    0
+                };
+                if *silent >= UDP_SILENT_CHALLENGES {
+                    Some(format!(
+                        "no UDP echo answer to {silent} challenges: asking for a new session"
+                    ))
+                } else if Instant::now() + round + UDP_RENEW_MARGIN >= session.expires {
+                    Some("the UDP echo session expires: renewing it".into())
+                } else {
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// Asks `target`'s responder for a UDP echo session and closes the connection once it is
+/// granted; `Err` (a responder without `[echo] udp_listen`, or no answer in `timeout`) leaves
+/// the connection open for the QUIC echo.
+async fn open_udp(
+    shared: &Shared,
+    target: &Target,
+    settings: &ProbeSettings,
+    timeout: Duration,
+) -> Result<Echo, String> {
+    let socket = shared
+        .udp
+        .get_or_try_init(|| async { UdpEchoSocket::bind(shared.bind) })
+        .await
+        .map_err(|e| format!("cannot bind the UDP echo socket to {}: {e}", shared.bind))?;
+    let grant = match tokio::time::timeout(timeout, request_udp_echo(target)).await {
+        Ok(Ok(g)) => g,
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => return Err(format!("no UDP echo session within {timeout:?}")),
+    };
+    target.conn.close(0u32.into(), b"UDP echo session granted");
+    Ok(Echo::Udp {
+        session: Box::new(socket.open(grant, target.spki.clone(), settings.timeout)),
+        quic: target.addr,
+        silent: 0,
+    })
 }
 
 /// Runs until `stop` is set. A round in progress when it is set is dropped, not stored.
@@ -254,10 +368,27 @@ pub(crate) async fn run(
         if shared.identity.is_some() {
             Box::pin(prove_key_first(&spec, &target, connect_timeout)).await;
         }
-        let spki_hex = hex::encode(&target.spki);
+        let mut echo = match spec.echo.unwrap_or(settings.echo) {
+            EchoTransport::Quic => Echo::Quic(target),
+            EchoTransport::Udp => {
+                match Box::pin(open_udp(&shared, &target, &settings, connect_timeout)).await {
+                    // The last handle of the closed connection: quinn frees its state (most of
+                    // a QUIC target's memory) only once every handle is gone.
+                    Ok(udp) => {
+                        drop(target);
+                        udp
+                    }
+                    Err(e) => {
+                        warn!(target = %spec.name, "no UDP echo session, echoing over QUIC: {e}");
+                        Echo::Quic(target)
+                    }
+                }
+            }
+        };
+        let spki_hex = hex::encode(echo.spki());
         if spec.spki.is_none() {
             if let Some(old) = &last_spki {
-                if *old != target.spki && role == Role::Node {
+                if old.as_slice() != echo.spki() && role == Role::Node {
                     // A restarted responder has a new session key: not a relocation by itself.
                     warn!(target = %spec.name, "learned a new session key: {spki_hex}");
                     shared
@@ -269,7 +400,7 @@ pub(crate) async fn run(
             }
             info!(target = %spec.name, "session key learned on first use: {spki_hex}");
         }
-        last_spki = Some(target.spki.clone());
+        last_spki = Some(echo.spki().to_vec());
         let _connected = Connected::new(&shared.metrics);
         if role == Role::Node {
             let _ = send(
@@ -310,11 +441,11 @@ pub(crate) async fn run(
             };
             let started = shared.unix_now_ns();
             // Sample timestamps count from the connection's epoch: map them to wall time.
-            let epoch_unix = started - nanos(target.epoch().elapsed());
+            let epoch_unix = started - nanos(echo.epoch().elapsed());
             let report = tokio::select! {
-                r = Box::pin(run_round_from(&target, &cfg, schedule)) => r,
+                r = Box::pin(echo.round(&cfg, schedule)) => r,
                 _ = stopped(&mut stop) => {
-                    target.conn.close(0u32.into(), b"prober stopping");
+                    echo.close();
                     return;
                 }
             };
@@ -351,14 +482,29 @@ pub(crate) async fn run(
                         if idle && Instant::now() >= next_evidence {
                             // On a task of its own, one at a time: a slow quote (tens of ms on a
                             // cloud TD) must not hold back this target's next challenges.
-                            let task = {
-                                let (shared, spec) = (shared.clone(), spec.clone());
-                                let labels = labels.clone();
-                                let (target, settings) = (target.clone(), settings.clone());
-                                async move {
-                                    evidence(&shared, &spec, &labels, &target, &settings).await
-                                }
-                            };
+                            let (shared, spec) = (shared.clone(), spec.clone());
+                            let (labels, settings) = (labels.clone(), settings.clone());
+                            let task: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> =
+                                match &echo {
+                                    Echo::Quic(target) => {
+                                        let target = target.clone();
+                                        Box::pin(async move {
+                                            evidence(&shared, &spec, &labels, &target, &settings)
+                                                .await
+                                        })
+                                    }
+                                    // The session's connection is closed: a new one, pinned
+                                    // to the key that keyed the session.
+                                    Echo::Udp { quic, .. } => {
+                                        let (quic, spki) = (*quic, echo.spki().to_vec());
+                                        Box::pin(async move {
+                                            evidence_connecting(
+                                                &shared, &spec, &labels, quic, spki, &settings,
+                                            )
+                                            .await
+                                        })
+                                    }
+                                };
                             evidence_task.0 = Some(tokio::spawn(task));
                             next_evidence =
                                 Instant::now() + iv.mul_f64(rand::thread_rng().gen_range(0.9..1.1));
@@ -366,12 +512,18 @@ pub(crate) async fn run(
                     }
                 }
             }
-            if let Some(reason) = target.conn.close_reason() {
-                warn!(target = %spec.name, ?role, "connection lost: {reason}; reconnecting");
+            if let Some(reason) = echo.lost(&report, settings.round) {
+                match &echo {
+                    Echo::Quic(_) => warn!(target = %spec.name, ?role, "{reason}; reconnecting"),
+                    Echo::Udp { .. } if report.answered == 0 => {
+                        warn!(target = %spec.name, ?role, "{reason}")
+                    }
+                    Echo::Udp { .. } => debug!(target = %spec.name, ?role, "{reason}"),
+                }
                 break;
             }
             if *stop.borrow() {
-                target.conn.close(0u32.into(), b"prober stopping");
+                echo.close();
                 return;
             }
         }
@@ -576,6 +728,57 @@ fn send(shared: &Shared, w: Write) -> bool {
     sent
 }
 
+/// [`evidence`] on a connection of its own (a UDP echo target has none open), pinned to
+/// `spki`, closed afterwards; a failed connect is stored as a failed request.
+async fn evidence_connecting(
+    shared: &Arc<Shared>,
+    spec: &TargetConfig,
+    labels: &TargetLabels,
+    addr: std::net::SocketAddr,
+    spki: Vec<u8>,
+    settings: &ProbeSettings,
+) {
+    let timeout = settings.timeout.max(Duration::from_secs(2));
+    let connected = {
+        let _permit = shared.handshakes.acquire().await;
+        Box::pin(connect_on(
+            &shared.endpoint,
+            addr,
+            SpkiPolicy::Pinned(spki.clone()),
+            timeout,
+        ))
+        .await
+    };
+    match connected {
+        Ok(t) => {
+            let t = match &shared.identity {
+                Some(id) => t.with_signer(id.clone()),
+                None => t,
+            };
+            evidence(shared, spec, labels, &t, settings).await;
+            t.conn.close(0u32.into(), b"evidence done");
+        }
+        Err(e) => {
+            let error = format!("connecting for evidence: {e}");
+            warn!(target = %spec.name, "evidence request failed: {error}");
+            shared.metrics.evidence_success.get_or_create(labels).set(0);
+            let rec = EvidenceRecord {
+                prober: shared.prober_id.clone(),
+                target: spec.name.clone(),
+                at_unix_ns: shared.unix_now_ns(),
+                rtt_ns: None,
+                ok: false,
+                error: Some(error),
+                nonce: None,
+                bundle: None,
+                peer_spki: Some(hex::encode(&spki)),
+                seal: None,
+            };
+            store_evidence(shared, spec, rec).await;
+        }
+    }
+}
+
 async fn evidence(
     shared: &Arc<Shared>,
     spec: &TargetConfig,
@@ -640,6 +843,10 @@ async fn evidence(
         peer_spki: Some(hex::encode(&target.spki)),
         seal: None,
     };
+    store_evidence(shared, spec, rec).await;
+}
+
+async fn store_evidence(shared: &Arc<Shared>, spec: &TargetConfig, rec: EvidenceRecord) {
     let s = shared.clone();
     let res = tokio::task::spawn_blocking(move || {
         let mut rec = rec;

@@ -90,6 +90,48 @@ pub(crate) enum RateVerdict {
     Close,
 }
 
+/// Which limit a refusal is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Over {
+    Echo,
+    Request,
+}
+
+/// One allowance of refusals, and how many it has paid for so far.
+#[derive(Debug, Clone)]
+struct Allowance {
+    bucket: TokenBucket,
+    spent: u64,
+}
+
+impl Allowance {
+    fn new(rate: f64, burst: f64, now: Instant) -> Self {
+        Self {
+            bucket: TokenBucket::new(rate, burst, now),
+            spent: 0,
+        }
+    }
+
+    /// One refusal from this allowance: `Refuse` while it lasts, then `Close`.
+    fn refuse(&mut self, now: Instant) -> RateVerdict {
+        if self.bucket.take(now) {
+            self.spent += 1;
+            RateVerdict::Refuse
+        } else {
+            RateVerdict::Close
+        }
+    }
+
+    /// Whether this connection has paid some refusals of its own already (a tenth of its
+    /// burst, at least one): only then may its IP's shared allowance close it. A neighbour's flood cannot close an
+    /// honest connection's first requests or echoes (REVIEW6 R8); a flood spread over many
+    /// connections pays this much on each before it is closed, and new connections are
+    /// limited per IP.
+    fn spent_some(&self) -> bool {
+        self.spent as f64 >= (self.bucket.burst / 10.0).max(1.0)
+    }
+}
+
 /// One connection's allowance of refusals once its IP's answers ran out. Answers are shared
 /// by the IP's connections (more connections buy no more), refusals are not: a flooder behind
 /// the same NAT or IPv6 /64 as an honest prober runs out of its own and is closed, never the
@@ -97,17 +139,17 @@ pub(crate) enum RateVerdict {
 #[derive(Debug, Clone)]
 pub(crate) struct Refusals {
     /// A tenth of a second's worth of the per-IP echo rate, refilled at that rate a second.
-    echo: Option<TokenBucket>,
+    echo: Option<Allowance>,
     /// The per-IP request rate's worth, refilled at that rate.
-    requests: TokenBucket,
+    requests: Allowance,
 }
 
 impl Refusals {
     /// `echo_rate`/`request_rate`: the per-IP rates (`None`: echoes unlimited).
     pub(crate) fn new(echo_rate: Option<f64>, request_rate: f64, now: Instant) -> Self {
         Self {
-            echo: echo_rate.map(|r| TokenBucket::new(r / 10.0, r / 10.0, now)),
-            requests: TokenBucket::new(request_rate, request_rate, now),
+            echo: echo_rate.map(|r| Allowance::new(r / 10.0, r / 10.0, now)),
+            requests: Allowance::new(request_rate, request_rate, now),
         }
     }
 
@@ -117,22 +159,25 @@ impl Refusals {
         Self::new(echo_rate.map(|r| 2.0 * r), 2.0 * request_rate, now)
     }
 
-    /// An echo over its IP's rate: dropped while the allowance lasts, then close.
-    pub(crate) fn echo(&mut self, now: Instant) -> RateVerdict {
-        self.echo
-            .as_mut()
-            .map_or(RateVerdict::Refuse, |r| refuse_or_close(r, now))
+    fn of(&mut self, over: Over) -> Option<&mut Allowance> {
+        match over {
+            Over::Echo => self.echo.as_mut(),
+            Over::Request => Some(&mut self.requests),
+        }
     }
 
-    /// A request over its IP's rate: refused while the allowance lasts, then close.
-    pub(crate) fn request(&mut self, now: Instant) -> RateVerdict {
-        refuse_or_close(&mut self.requests, now)
+    /// An echo or request over its IP's rate, this allowance alone: refused while it lasts,
+    /// then close (echoes unlimited: only dropped).
+    #[cfg(test)]
+    pub(crate) fn refuse(&mut self, over: Over, now: Instant) -> RateVerdict {
+        self.of(over).map_or(RateVerdict::Refuse, |a| a.refuse(now))
     }
 }
 
-/// Answers of one connection that proved a pinned key, at the per-IP rates: its own, so
-/// neighbours behind the same NAT or /64 cannot spend them (REVIEW5 M4). Past them it is only
-/// refused, never closed.
+/// Answers of one pinned key, shared by every connection that proved it, at the per-IP
+/// rates: neighbours behind the same NAT or /64 cannot spend them (REVIEW5 M4), and more
+/// connections of the key buy no more (REVIEW6 R7). Past them it is only refused, never
+/// closed.
 #[derive(Debug, Clone)]
 pub(crate) struct ProvedAnswers {
     echo: Option<TokenBucket>,
@@ -165,26 +210,25 @@ impl ProvedAnswers {
     }
 }
 
-/// A refusal of an unproven connection costs its own allowance and its IP's, which all the
-/// IP's unproven connections share: a flood spread over many connections, each within its
-/// own allowance, still runs out of the IP's and is closed (REVIEW5 M4).
+/// A refusal of an unproven connection costs its own allowance and, once it has spent some
+/// of that, its IP's, which all the IP's unproven connections share: a flood spread over many
+/// connections, each within its own allowance, still runs out of the IP's and is closed
+/// (REVIEW5 M4), while a newcomer is only refused (REVIEW6 R8).
 pub(crate) fn refuse_from_both(
     own: &mut Refusals,
     ip: &mut Refusals,
+    over: Over,
     now: Instant,
-    pick: impl Fn(&mut Refusals, Instant) -> RateVerdict,
 ) -> RateVerdict {
-    match pick(own, now) {
-        RateVerdict::Refuse => pick(ip, now),
+    let Some(mine) = own.of(over) else {
+        return RateVerdict::Refuse;
+    };
+    let closable = mine.spent_some();
+    match mine.refuse(now) {
+        RateVerdict::Refuse if closable => {
+            ip.of(over).map_or(RateVerdict::Refuse, |a| a.refuse(now))
+        }
         v => v,
-    }
-}
-
-fn refuse_or_close(refusals: &mut TokenBucket, now: Instant) -> RateVerdict {
-    if refusals.take(now) {
-        RateVerdict::Refuse
-    } else {
-        RateVerdict::Close
     }
 }
 
@@ -231,7 +275,7 @@ mod tests {
         // 900 a second for ten seconds: always answered.
         for i in 0..9000u64 {
             let at = t0 + Duration::from_micros(i * 1_111);
-            let v = verdict(&mut answers, at, || refusals.echo(at));
+            let v = verdict(&mut answers, at, || refusals.refuse(Over::Echo, at));
             assert_eq!(v, RateVerdict::Answer, "challenge {i}");
         }
         let (mut answers, mut refusals) = (
@@ -239,7 +283,7 @@ mod tests {
             Refusals::new(Some(1000.0), 50.0, t0),
         );
         let verdicts: Vec<_> = (0..400)
-            .map(|_| verdict(&mut answers, t0, || refusals.echo(t0)))
+            .map(|_| verdict(&mut answers, t0, || refusals.refuse(Over::Echo, t0)))
             .collect();
         // The burst (100) is answered, the next 100 dropped, then the connection is closed.
         let count = |want| verdicts.iter().filter(|v| **v == want).count();
@@ -247,6 +291,9 @@ mod tests {
         assert_eq!(count(RateVerdict::Refuse), 100);
         assert_eq!(verdicts[200], RateVerdict::Close);
         // Echoes unlimited: nothing to close for.
-        assert_eq!(Refusals::new(None, 50.0, t0).echo(t0), RateVerdict::Refuse);
+        assert_eq!(
+            Refusals::new(None, 50.0, t0).refuse(Over::Echo, t0),
+            RateVerdict::Refuse
+        );
     }
 }
