@@ -102,6 +102,12 @@ pub(crate) struct MonitorArgs {
     /// A file holding a bearer token for the Alertmanagers whose URL has no user info.
     #[arg(long, env = "LOCUS_ALERTMANAGER_BEARER_TOKEN_FILE")]
     alertmanager_bearer_token_file: Option<PathBuf>,
+    /// Re-baseline this node (repeatable or comma-separated): after a `relocated` verdict a
+    /// node's baselines stay frozen and it is never `located` again until the operator,
+    /// knowing the new place is right, restarts the monitor once with this flag; the node's
+    /// verified history is then its baseline again.
+    #[arg(long, value_name = "NODE", value_delimiter = ',')]
+    rebaseline: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -117,9 +123,10 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
             args.interval_s
         );
     }
-    let judging = args
+    let mut judging = args
         .store
         .judging(args.policy.as_deref(), args.evidence_policy.as_deref())?;
+    judging.memory = locus_fleet::monitor::VerdictMemory::rebaselining(args.rebaseline.clone());
     let db = args
         .store
         .database(&args.db, args.db_password_file.as_deref(), &judging)?;

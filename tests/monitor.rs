@@ -2119,8 +2119,11 @@ struct RunningMonitor {
 
 impl RunningMonitor {
     fn new(dir: &Path, baseline_rounds: usize) -> Self {
+        Self::with_config(&fill_config(dir, None), baseline_rounds)
+    }
+
+    fn with_config(config: &Path, baseline_rounds: usize) -> Self {
         use locus_fleet::monitor::{Fleet, Judging, MonitorConfig, Sinks};
-        let config = fill_config(dir, None);
         Self {
             judging: Judging {
                 policy: locus_fleet::verifier::load_verdict_policy(Some(&policy()))
@@ -2129,7 +2132,7 @@ impl RunningMonitor {
                 window: Duration::from_secs(600),
                 baseline_rounds,
                 evidence: None,
-                fleet: Fleet::Configured(MonitorConfig::load(&config, false).unwrap()),
+                fleet: Fleet::Configured(MonitorConfig::load(config, false).unwrap()),
                 memory: Default::default(),
             },
             sinks: Sinks {
@@ -2178,59 +2181,6 @@ fn review4_m1_a_deletion_is_not_forgotten_at_the_next_judgement() {
         why.contains("prober par") && why.contains("prober waw"),
         "{why}"
     );
-}
-
-/// REVIEW5 M5: a lasting honest route change (every path 0.6 ms slower from one instant on).
-/// A running monitor adopts the new baseline once the verified history without gaps holds
-/// only new rounds, so the node is `located` again and never `relocated` on the way. (The
-/// remembered minimum still stands in across gaps: REVIEW4 M1 above.)
-#[test]
-fn review5_m5_a_lasting_route_change_is_adopted_once_the_history_holds_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let t = 1_800_000_000 * S;
-    let db = dir.path().join("m5.db");
-    let mut store = Store::open(&db).unwrap();
-    let sites = site_records();
-    for p in PROBERS {
-        store.upsert_world(p, p, &sites).unwrap();
-    }
-    // Every path is 0.6 ms slower from t on, for good.
-    let extra = |_: usize, start: i64| if start >= t { 600_000 } else { 0 };
-    // One signed round of each prober every 10 s at fra.
-    let rounds = |store: &mut Store, from: i64, to: i64| {
-        for start in (from..to).step_by(10 * S as usize) {
-            for (k, p) in PROBERS.iter().enumerate() {
-                let samples: Vec<SampleRecord> = (0..100)
-                    .map(|i| SampleRecord {
-                        sent_unix_ns: start + i as i64 * S / 10,
-                        rtt_ns: review3_b_rtt(p, pos("fra"), i) + extra(k, start),
-                        inside_ns: 20_000,
-                    })
-                    .collect();
-                let min = samples.iter().map(|x| x.rtt_ns - x.inside_ns).min();
-                let r = round(p, "honest", start, min, false);
-                store.insert_round(&signed(r, &samples), &samples).unwrap();
-            }
-        }
-    };
-    let monitor = RunningMonitor::new(dir.path(), 6);
-    let judge_at = |store: &mut Store, at: i64| monitor.judge_honest(store, at);
-    rounds(&mut store, t - 1200 * S, t);
-    let (first, why) = judge_at(&mut store, t);
-    assert_eq!(first, "located", "{why}");
-    // Judged every five minutes over ten-minute windows.
-    let mut verdicts = Vec::new();
-    for minute in (5..=35).step_by(5) {
-        let at = t + minute * 60 * S;
-        rounds(&mut store, at - 60 * S, at);
-        verdicts.push((minute, judge_at(&mut store, at)));
-    }
-    let relocated: Vec<_> = (verdicts.iter())
-        .filter(|(_, (v, _))| v == "relocated")
-        .collect();
-    assert!(relocated.is_empty(), "{relocated:?}");
-    let (_, (last, why)) = verdicts.last().unwrap();
-    assert_eq!(last, "located", "{why}");
 }
 
 /// REVIEW3 C (was a PoC of the attack): one listed prober (stolen key) stores its own evidence
@@ -2618,4 +2568,258 @@ fn probers_answer_each_others_echoes_and_calibrate_the_verdict() {
     // p1's only landmark (p2's echo, at par) is not at the claim: no bestline from one.
     assert_eq!(p1["calibrated"], false, "{a}");
     assert_eq!(v["nodes"], monitor_dry_run(db_arg, &at, &args)["nodes"]);
+}
+
+// REVIEW6 PoCs (M5): one running monitor, four probers (lon added), node "honest" at fra,
+// one signed round of each prober every 10 s without gaps, judged every five minutes over
+// ten-minute windows with a baseline of six rounds.
+
+const REVIEW6_PROBERS: [(&str, f64, f64); 4] = [
+    ("ams", 52.37, 4.90),
+    ("par", 48.86, 2.35),
+    ("waw", 52.23, 21.01),
+    ("lon", 51.51, -0.13),
+];
+
+/// The verdicts of "honest" judged every five minutes from `t` to `t + minutes`, each prober's
+/// round trip from `at(start)` plus `extra(prober, start)` ns.
+fn review6_verdicts(
+    t: i64,
+    minutes: i64,
+    at: impl Fn(i64) -> LatLon,
+    extra: impl Fn(&str, i64) -> u64,
+) -> Vec<(i64, String, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, config) = review6_fleet(dir.path());
+    let monitor = RunningMonitor::with_config(&config, 6);
+    let node = Review6Node {
+        at: &at,
+        extra: &extra,
+        stored: &|_, _| true,
+    };
+    node.rounds(&mut store, t - 1200 * S, t);
+    review6_judged(&monitor, &mut store, &node, t, (0, minutes))
+}
+
+/// The store and monitor config of the REVIEW6 monitor tests in `dir`.
+fn review6_fleet(dir: &Path) -> (Store, PathBuf) {
+    let mut store = Store::open(&dir.join("r6.db")).unwrap();
+    let mut sites = site_records();
+    sites.push(SiteRecord {
+        name: "lon".into(),
+        lat: 51.51,
+        lon: -0.13,
+    });
+    let mut config = String::new();
+    for s in &sites {
+        config.push_str(&format!(
+            "[[sites]]\nname = \"{}\"\nlat = {}\nlon = {}\n",
+            s.name, s.lat, s.lon
+        ));
+    }
+    for (p, _, _) in REVIEW6_PROBERS {
+        store.upsert_world(p, p, &sites).unwrap();
+        let k = key(p).public_key().to_string();
+        config.push_str(&format!(
+            "[[probers]]\nid = \"{p}\"\nsite = \"{p}\"\npublic_key = \"{k}\"\n"
+        ));
+    }
+    config.push_str("[[nodes]]\nname = \"honest\"\nclaim = \"fra\"\n");
+    let path = dir.join("r6.toml");
+    std::fs::write(&path, config).unwrap();
+    (store, path)
+}
+
+/// Node "honest" as the REVIEW6 probers see it: where it is and each prober's extra round trip
+/// (ns) per round start; rounds for which `stored` is false are not in the store (deleted).
+struct Review6Node<'a> {
+    at: &'a dyn Fn(i64) -> LatLon,
+    extra: &'a dyn Fn(&str, i64) -> u64,
+    stored: &'a dyn Fn(&str, i64) -> bool,
+}
+
+impl Review6Node<'_> {
+    /// One signed round of each prober every 10 s from `from` to `to`.
+    fn rounds(&self, store: &mut Store, from: i64, to: i64) {
+        for start in (from..to).step_by(10 * S as usize) {
+            for (p, lat, lon) in REVIEW6_PROBERS {
+                if !(self.stored)(p, start) {
+                    continue;
+                }
+                let km = distance_km(LatLon::new(lat, lon), (self.at)(start));
+                let ms = 2.0 * km * 1.5 / 200.0;
+                let samples: Vec<SampleRecord> = (0..100)
+                    .map(|i| SampleRecord {
+                        sent_unix_ns: start + i as i64 * S / 10,
+                        rtt_ns: ((ms + 0.05 + (i % 7) as f64 * 0.01) * 1e6) as u64
+                            + (self.extra)(p, start),
+                        inside_ns: 20_000,
+                    })
+                    .collect();
+                let min = samples.iter().map(|x| x.rtt_ns - x.inside_ns).min();
+                let r = round(p, "honest", start, min, false);
+                store.insert_round(&signed(r, &samples), &samples).unwrap();
+            }
+        }
+    }
+}
+
+/// `node`'s verdicts and reasons judged by `monitor` every five minutes from `t + minutes.0`
+/// to `t + minutes.1`, its rounds stored up to each judgement.
+fn review6_judged(
+    monitor: &RunningMonitor,
+    store: &mut Store,
+    node: &Review6Node<'_>,
+    t: i64,
+    (first, last_minute): (i64, i64),
+) -> Vec<(i64, String, String)> {
+    let mut out = Vec::new();
+    let mut last = t + first * 60 * S;
+    for minute in (first..=last_minute).step_by(5) {
+        let now = t + minute * 60 * S;
+        node.rounds(store, last, now);
+        last = now;
+        let (verdict, reasons) = monitor.judge_honest(store, now);
+        out.push((minute, verdict, reasons));
+    }
+    out
+}
+
+/// REVIEW6 (review 5 M5's reproducer): three lasting honest route changes 20 minutes apart
+/// (ams +1.4 ms, then lon +1.0 ms, then par +0.35 ms: what a move 100 km south-south-east
+/// would add). A monitor whose remembered minimum never rises (2e8d71d) sees them all "from
+/// round 0" and relocates the node; one that adopts a gap-free history does not.
+#[test]
+fn review6_m5_three_lasting_route_changes_apart_do_not_accumulate_into_a_move() {
+    let t = 1_800_000_000 * S;
+    let min = 60 * S;
+    let extra = |p: &str, start: i64| match p {
+        "ams" if start >= t => 1_400_000,
+        "lon" if start >= t + 20 * min => 1_000_000,
+        "par" if start >= t + 40 * min => 350_000,
+        _ => 0,
+    };
+    let v = review6_verdicts(t, 70, |_| pos("fra"), extra);
+    let bad: Vec<_> = v.iter().filter(|x| x.1 == "relocated").collect();
+    assert!(bad.is_empty(), "{bad:?}");
+}
+
+/// REVIEW6 B in the monitor: every path of the node 0.6 ms slower from one instant on (its
+/// datacentre's egress moved); three of four probers lie west of fra.
+#[test]
+fn review6_m5_a_uniform_route_change_does_not_relocate() {
+    let t = 1_800_000_000 * S;
+    let v = review6_verdicts(
+        t + 150 * S,
+        20,
+        |_| pos("fra"),
+        |_, s| {
+            if s >= t + 5 * 60 * S {
+                600_000
+            } else {
+                0
+            }
+        },
+    );
+    let bad: Vec<_> = v.iter().filter(|x| x.1 == "relocated").collect();
+    assert!(bad.is_empty(), "{bad:?}");
+}
+
+/// REVIEW6: a real 150 km move east stays relocated: it must not be "adopted" like a route
+/// change once the new place fills a gap-free history (the alert would resolve itself).
+#[test]
+fn review6_m5_a_real_move_is_not_adopted() {
+    let t = 1_800_000_000 * S;
+    let to = LatLon::new(49.857, 10.741);
+    let v = review6_verdicts(
+        t,
+        40,
+        |s| if s >= t + 150 * S { to } else { pos("fra") },
+        |_, _| 0,
+    );
+    let first = v.iter().position(|x| x.1 == "relocated");
+    assert!(first.is_some(), "never relocated: {v:?}");
+    let after: Vec<_> = v[first.unwrap()..]
+        .iter()
+        .filter(|x| x.1 == "located")
+        .collect();
+    assert!(after.is_empty(), "{after:?}");
+}
+
+/// REVIEW6 R5: a node judged `relocated` stays frozen, also across a restart of the monitor
+/// (its latest stored `relocated` is newer than its latest `located`), until the operator
+/// re-baselines it (`locus monitor --rebaseline NODE`): then its verified history is its
+/// baseline again and the hold is gone.
+#[test]
+fn review6_r5_a_relocated_node_stays_frozen_until_rebaselined() {
+    let t = 1_800_000_000 * S;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, config) = review6_fleet(dir.path());
+    let to = LatLon::new(49.857, 10.741);
+    let node = Review6Node {
+        at: &|s| if s >= t + 150 * S { to } else { pos("fra") },
+        extra: &|_, _| 0,
+        stored: &|_, _| true,
+    };
+    node.rounds(&mut store, t - 1200 * S, t);
+    let monitor = RunningMonitor::with_config(&config, 6);
+    let v = review6_judged(&monitor, &mut store, &node, t, (0, 30));
+    let first = v.iter().position(|x| x.1 == "relocated");
+    assert!(first.is_some(), "never relocated: {v:?}");
+    let frozen = "not re-baselined since";
+    for x in &v[first.unwrap() + 1..] {
+        assert_ne!(x.1, "located", "{x:?}");
+        assert!(x.2.contains(frozen), "{x:?}");
+    }
+    // restarted: the stored verdicts keep it frozen
+    let restarted = RunningMonitor::with_config(&config, 6);
+    let v = review6_judged(&restarted, &mut store, &node, t, (35, 40));
+    for x in &v {
+        assert_ne!(x.1, "located", "{x:?}");
+        assert!(x.2.contains("--rebaseline honest"), "{x:?}");
+    }
+    // re-baselined by the operator: judged on its history at the new place, no hold
+    let mut thawed = RunningMonitor::with_config(&config, 6);
+    thawed.judging.memory =
+        locus_fleet::monitor::VerdictMemory::rebaselining(["honest".to_owned()]);
+    let v = review6_judged(&thawed, &mut store, &node, t, (45, 55));
+    for x in &v {
+        assert!(!x.2.contains(frozen), "{x:?}");
+        assert_ne!(x.1, "relocated", "{x:?}");
+    }
+}
+
+/// REVIEW6 R6: review 5 M5's reproducer while whoever writes the database deletes three rounds
+/// of every prober just before each window's start, so the newest baseline rounds always have a
+/// gap and the remembered minimum is never replaced. The shifts "from round 0" against that
+/// minimum are held inconclusive naming the gap, not relocated.
+#[test]
+fn review6_r6_deleted_baseline_rounds_do_not_accumulate_route_changes_into_a_move() {
+    let t = 1_800_000_000 * S;
+    let min = 60 * S;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, config) = review6_fleet(dir.path());
+    let node = Review6Node {
+        at: &|_| pos("fra"),
+        extra: &|p, start| match p {
+            "ams" if start >= t => 1_400_000,
+            "lon" if start >= t + 20 * min => 1_000_000,
+            "par" if start >= t + 40 * min => 350_000,
+            _ => 0,
+        },
+        stored: &|_, start| {
+            let offset = (start - t).rem_euclid(5 * min);
+            !(t..t + 80 * min).contains(&start) || offset < 270 * S
+        },
+    };
+    node.rounds(&mut store, t - 1200 * S, t);
+    let monitor = RunningMonitor::with_config(&config, 6);
+    let v = review6_judged(&monitor, &mut store, &node, t, (0, 70));
+    let bad: Vec<_> = v.iter().filter(|x| x.1 == "relocated").collect();
+    assert!(bad.is_empty(), "{bad:?}");
+    assert!(
+        v.iter()
+            .any(|x| x.2.contains("gap in the newest baseline rounds")),
+        "{v:?}"
+    );
 }

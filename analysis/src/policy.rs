@@ -158,14 +158,16 @@ pub struct RelocationPolicy {
     /// changes that coincide pass for a move; a third shift seen at once over-determines the
     /// fit and makes it a test. Probers that see no shift fit as well but prove nothing.
     pub min_seen_probers: usize,
-    /// `min_seen_probers` when every seen shift is a step of the node's rounds less a
-    /// landmark's at the claim measured through the same prober path: a route change of that
-    /// path moves both and cancels, so two coinciding route changes no longer fake the
-    /// shifts; two steps at one instant, with every other prober fitting, are a move.
+    /// Seen shifts, all of them steps of the node's rounds less a landmark's at the claim
+    /// measured through the same prober path, that hold the node `inconclusive` (fewer than
+    /// `min_seen_probers`): a route change of those paths moves both and cancels, but one at
+    /// the node's datacentre towards those probers looks exactly like a move they see, so
+    /// `relocated` needs `min_seen_probers` or the anchor step tied to the move (REVIEW6 R3).
     pub min_seen_differenced: usize,
     /// How much slower an anchor's server may answer than in the TD's history, ms: the
     /// anchor's RTT includes its TLS and HTTP work, which load or a new backend slows. Added
-    /// to the route-change bound of the anchor step, which moreover never accuses alone.
+    /// to the route-change bound of the anchor step, which moreover never accuses alone: only
+    /// with prober steps that fit a move away from the anchor.
     pub anchor_jitter_ms: f64,
 }
 

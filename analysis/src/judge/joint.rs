@@ -43,6 +43,25 @@ pub(crate) fn search(
     radius_km: f64,
     fits: impl Fn(LatLon) -> bool,
 ) -> Option<(LatLon, usize)> {
+    let hits = hits(center, radius_km, fits);
+    Some((centroid(&hits)?, hits.len()))
+}
+
+/// The hit of [`search`] nearest the hits' centroid: a point where `fits` holds itself (the
+/// centroid of a crescent or of two patches need not, REVIEW6 R1), or None.
+pub(crate) fn search_fitting(
+    center: LatLon,
+    radius_km: f64,
+    fits: impl Fn(LatLon) -> bool,
+) -> Option<LatLon> {
+    let hits = hits(center, radius_km, fits);
+    let c = centroid(&hits)?;
+    hits.into_iter()
+        .min_by(|a, b| distance_km(*a, c).total_cmp(&distance_km(*b, c)))
+}
+
+/// The lattice points within `radius_km` of `center` where `fits` holds.
+fn hits(center: LatLon, radius_km: f64, fits: impl Fn(LatLon) -> bool) -> Vec<LatLon> {
     let radius_km = radius_km.clamp(10.0, 20_000.0);
     let n = 100i64; // half-width in steps
     let step_km = radius_km / n as f64;
@@ -60,21 +79,24 @@ pub(crate) fn search(
             }
         }
     }
-    if hits.is_empty() {
+    hits
+}
+
+fn centroid(points: &[LatLon]) -> Option<LatLon> {
+    if points.is_empty() {
         return None;
     }
     let (mut x, mut y, mut z) = (0.0, 0.0, 0.0);
-    for p in &hits {
+    for p in points {
         let (la, lo) = (p.lat.to_radians(), p.lon.to_radians());
         x += la.cos() * lo.cos();
         y += la.cos() * lo.sin();
         z += la.sin();
     }
-    let c = LatLon::new(
+    Some(LatLon::new(
         z.atan2((x * x + y * y).sqrt()).to_degrees(),
         y.atan2(x).to_degrees(),
-    );
-    Some((c, hits.len()))
+    ))
 }
 
 #[cfg(test)]

@@ -184,11 +184,15 @@ impl<'a> Judging<'a> {
             in_metro,
             self.policy,
         );
-        if let Some(step) = reloc.anchor_step.as_mut().filter(|s| s.moved) {
+        if let Some(step) = reloc.anchor_step.clone().filter(|s| s.moved) {
             // The anchor's RTT includes its server's work: it accuses only together with a
-            // prober whose own rounds moved.
-            step.corroborated = own_rounds_moved(&reloc.shifts, &series_rounds, self.policy);
-            reloc.detected |= step.corroborated;
+            // prober step that a move away from it explains.
+            let tied =
+                self.tie_anchor_step(&reloc, &step, claim, &probes, round_ms, &series_rounds);
+            if let (Some(_), Some(s)) = (tied, reloc.anchor_step.as_mut()) {
+                s.corroborated = true;
+                reloc.detected = true;
+            }
         }
         self.j.relocation = Some(reloc.clone());
         self.j.scores = self.scores(&reloc);
@@ -210,16 +214,13 @@ impl<'a> Judging<'a> {
         round_ms: f64,
         series_rounds: &[SeriesRounds],
     ) {
-        let world = self.world;
         let p = &self.policy.relocation;
         let onset = reloc.onset_round.unwrap_or(0);
         // (prober, landmark step ms) where the landmark stepped and the node's rounds did not
         let mut landmark_events: Vec<(String, f64)> = Vec::new();
-        let shifts: Vec<moved::Shift> = (reloc.shifts.iter())
+        let shifts: Vec<(String, moved::Shift)> = (reloc.shifts.iter())
             .filter_map(|s| {
-                let site = world.site(&world.prober(&s.prober)?.site)?;
                 let step = s.settled_shift_ms?;
-                let series = probes.iter().find(|p| p.prober == s.prober)?;
                 let sr = series_rounds.iter().find(|x| x.prober == s.prober)?;
                 if let Some(lm) = &sr.landmark {
                     // A differenced step is the node's only if its own rounds step about as
@@ -233,22 +234,12 @@ impl<'a> Judging<'a> {
                         if raw_step.abs() <= p.drift_ms && lm_step.abs() > p.drift_ms {
                             landmark_events.push((s.prober.clone(), lm_step));
                         }
-                        return Some(moved::Shift {
-                            at: site.position(),
-                            baseline_ms: sr.raw.iter().map(|r| r.1).fold(f64::INFINITY, f64::min),
-                            differenced: false,
-                            shift_ms: raw_step,
-                            step_ms: raw_step,
-                            alarmed: s.alarm_round.is_some(),
-                            when_ns: moved::change_instant(
-                                &self.effective(series),
-                                round_ms * 1e6,
-                                onset,
-                                raw_step,
-                            ),
-                        });
+                        let raw = self.raw_shift(s, sr, probes, onset, round_ms)?;
+                        return Some((s.prober.clone(), raw));
                     }
                 }
+                let site = self.world.site(&self.world.prober(&s.prober)?.site)?;
+                let series = probes.iter().find(|p| p.prober == s.prober)?;
                 // a differenced baseline is no path length: read the inflation from the
                 // node's own minimum
                 let baseline_ms = if s.landmark_differenced {
@@ -258,7 +249,7 @@ impl<'a> Judging<'a> {
                 } else {
                     s.baseline_ms
                 };
-                Some(moved::Shift {
+                let shift = moved::Shift {
                     at: site.position(),
                     baseline_ms,
                     differenced: s.landmark_differenced,
@@ -275,27 +266,83 @@ impl<'a> Judging<'a> {
                         onset,
                         step,
                     ),
-                })
+                };
+                Some((s.prober.clone(), shift))
             })
             .collect();
+        let steps = |list: &[(String, f64)]| {
+            (list.iter())
+                .map(|(p, m)| format!("{p} {m:+.2} ms"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         if landmark_events.len() >= 2 {
             // The same landmark stepping on several prober paths while the node's rounds
-            // stay flat: the landmark moved, was re-homed or re-routed.
-            reloc.detected = false;
-            let list: Vec<String> = (landmark_events.iter())
-                .map(|(p, m)| format!("{p} {m:+.2} ms"))
-                .collect();
-            reloc.rejected = Some(format!(
+            // stay flat: the landmark moved, was re-homed or re-routed. Unless the node's own
+            // rounds moved at that instant at another prober: then the landmark is no
+            // reference this window, and the node's raw rounds decide (REVIEW6 R4).
+            let event = format!(
                 "the landmark at the claim stepped on {} prober paths at once ({}) while the \
-                 node's own rounds stayed flat: a landmark event (moved, re-homed or \
-                 re-routed), not a move",
-                list.len(),
-                list.join(", ")
+                 node's own rounds stayed flat",
+                landmark_events.len(),
+                steps(&landmark_events)
+            );
+            let own: Vec<(String, f64)> = (reloc.shifts.iter())
+                .filter(|s| !landmark_events.iter().any(|e| e.0 == s.prober))
+                .filter_map(|s| {
+                    let sr = series_rounds.iter().find(|x| x.prober == s.prober)?;
+                    let raw = relocation::step_across(&sr.raw, onset, p.confirm_rounds)?;
+                    (raw.abs() >= p.min_shift_ms).then(|| (s.prober.clone(), raw))
+                })
+                .collect();
+            if own.is_empty() {
+                reloc.detected = false;
+                reloc.rejected = Some(format!(
+                    "{event}: a landmark event (moved, re-homed or re-routed), not a move"
+                ));
+                return;
+            }
+            let raw: Vec<moved::Shift> = (reloc.shifts.iter())
+                .filter_map(|s| {
+                    let sr = series_rounds.iter().find(|x| x.prober == s.prober)?;
+                    self.raw_shift(s, sr, probes, onset, round_ms)
+                })
+                .collect();
+            if let Some(moved::Fit::Moved(at)) = moved::fit(&raw, claim, self.policy) {
+                reloc.new_position = Some(at);
+                return;
+            }
+            reloc.detected = false;
+            reloc.held = Some(format!(
+                "{event}, but at that instant the node's own rounds moved at {}: the landmark \
+                 is no reference this window, and the node's raw rounds alone are seen by too \
+                 few probers to prove a move",
+                steps(&own)
             ));
             return;
         }
-        match moved::fit(&shifts, claim, self.policy) {
-            Some(at) => reloc.new_position = Some(at),
+        let only: Vec<moved::Shift> = shifts.iter().map(|x| x.1).collect();
+        match moved::fit(&only, claim, self.policy) {
+            Some(moved::Fit::Moved(at)) => reloc.new_position = Some(at),
+            Some(moved::Fit::Seen(at, seen)) => {
+                reloc.detected = false;
+                let list: Vec<(String, f64)> = (seen.iter())
+                    .filter_map(|&i| Some((shifts.get(i)?.0.clone(), shifts[i].1.step_ms)))
+                    .collect();
+                reloc.held = Some(format!(
+                    "only {} landmark-differenced steps ({}) at one instant fit a new position, \
+                     ({:.2}, {:.2}), {:.0} km from the claim: a move {} probers see, or a route \
+                     change at the node's datacentre towards them (need ≥ {} probers, or the \
+                     TD's anchor step tied to it)",
+                    list.len(),
+                    steps(&list),
+                    at.lat,
+                    at.lon,
+                    distance_km(at, claim),
+                    list.len(),
+                    p.min_seen_probers
+                ));
+            }
             None => {
                 reloc.detected = false;
                 let list: Vec<String> = (reloc.shifts.iter())
@@ -305,10 +352,74 @@ impl<'a> Judging<'a> {
                     "shifts {} fit no single new position seen by ≥ {} probers: route \
                      changes, not a move",
                     list.join(", "),
-                    self.policy.relocation.min_seen_probers
+                    p.min_seen_probers
                 ));
             }
         }
+    }
+
+    /// One prober's shift from the node's own (raw) rounds across `onset`, its baseline their
+    /// minimum: what it saw of a move whatever its landmark did.
+    fn raw_shift(
+        &self,
+        s: &relocation::ProberShift,
+        sr: &SeriesRounds,
+        probes: &[&ProberSeries],
+        onset: u64,
+        round_ms: f64,
+    ) -> Option<moved::Shift> {
+        let p = &self.policy.relocation;
+        let site = self.world.site(&self.world.prober(&s.prober)?.site)?;
+        let series = probes.iter().find(|p| p.prober == s.prober)?;
+        let raw_step = relocation::step_across(&sr.raw, onset, p.confirm_rounds)?;
+        Some(moved::Shift {
+            at: site.position(),
+            baseline_ms: sr.raw.iter().map(|r| r.1).fold(f64::INFINITY, f64::min),
+            differenced: false,
+            shift_ms: raw_step,
+            step_ms: raw_step,
+            alarmed: s.alarm_round.is_some(),
+            when_ns: moved::change_instant(
+                &self.effective(series),
+                round_ms * 1e6,
+                onset,
+                raw_step,
+            ),
+        })
+    }
+
+    /// The TD's anchor rose beyond what it may without a move: does a prober step tie it to
+    /// one? At an alarming prober's onset, the node's raw steps of every prober must fit a
+    /// position at least `min_move_km` from the anchor, with one of them above the noise
+    /// (REVIEW6 R2): an unrelated route change elsewhere, or at another time, is not that.
+    fn tie_anchor_step(
+        &self,
+        reloc: &Relocation,
+        step: &anchor_step::AnchorStep,
+        claim: LatLon,
+        probes: &[&ProberSeries],
+        round_ms: f64,
+        series_rounds: &[SeriesRounds],
+    ) -> Option<LatLon> {
+        let anchor = self.world.site(&step.site)?.position();
+        let mut onsets: Vec<u64> = (reloc.shifts.iter())
+            .filter(|s| s.alarm_round.is_some())
+            .filter_map(|s| s.onset_round.or(s.alarm_round))
+            .chain(reloc.onset_round)
+            .collect();
+        onsets.sort_unstable();
+        onsets.dedup();
+        onsets.into_iter().find_map(|onset| {
+            let raw: Vec<moved::Shift> = (reloc.shifts.iter())
+                .filter_map(|s| {
+                    let sr = series_rounds.iter().find(|x| x.prober == s.prober)?;
+                    self.raw_shift(s, sr, probes, onset, round_ms)
+                })
+                .collect();
+            // every evaluated prober must have its say
+            (raw.len() == reloc.shifts.len()).then_some(())?;
+            moved::fit_away_from(&raw, claim, anchor, step.min_move_km, self.policy)
+        })
     }
 
     /// `(sent_ns, effective RTT ms)`: each sample's RTT less the node's reported processing
@@ -587,22 +698,4 @@ fn covers(landmark: &Rounds, node: &Rounds) -> bool {
     let have: std::collections::BTreeSet<u64> = landmark.iter().map(|r| r.0).collect();
     let shared = node.iter().filter(|r| have.contains(&r.0)).count();
     have.contains(&first.0) && have.contains(&last.0) && shared * 10 >= node.len() * 9
-}
-
-/// Some alarming prober's own (raw) rounds moved by ≥ `min_shift_ms` in its alarm's
-/// direction around its onset: what a move shows and a slow anchor server does not.
-fn own_rounds_moved(
-    shifts: &[relocation::ProberShift],
-    series: &[SeriesRounds],
-    policy: &crate::policy::Policy,
-) -> bool {
-    let p = &policy.relocation;
-    shifts.iter().any(|s| {
-        let (Some(shift), Some(at)) = (s.shift_ms, s.onset_round.or(s.alarm_round)) else {
-            return false;
-        };
-        (series.iter().find(|x| x.prober == s.prober))
-            .and_then(|x| relocation::step_across(&x.raw, at, p.confirm_rounds))
-            .is_some_and(|raw| raw * shift.signum() >= p.min_shift_ms)
-    })
 }

@@ -104,69 +104,139 @@ impl Shift {
     }
 }
 
-/// The centroid of the new positions that explain the shifts, or None. Each shift may miss
-/// its prediction by `relocation.fit_tolerance_ms` + `fit_tolerance_frac` of it. With four or
-/// more probers one alarming prober may miss (its path changed route during the window too),
-/// as long as at least `relocation.min_probers` alarming probers are explained. At least
-/// `relocation.min_seen_probers` explained shifts must exceed the noise (`drift_ms`): two
-/// shifts fit some position whatever they are, only a third tests the move against two
-/// coinciding route changes; and those steps must have happened at one instant
-/// ([`change_instant`]). When every seen shift is landmark-differenced, route changes are not
-/// in them: `min_seen_differenced` suffice.
-pub(crate) fn fit(shifts: &[Shift], from: LatLon, policy: &Policy) -> Option<LatLon> {
+/// How far a fit proves a move.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Fit {
+    /// At least `relocation.min_seen_probers` seen shifts fit this position at one instant:
+    /// two shifts fit some position whatever they are, only a third tests the move against
+    /// two coinciding route changes.
+    Moved(LatLon),
+    /// Only `relocation.min_seen_differenced` (fewer than `min_seen_probers`) seen shifts,
+    /// all landmark-differenced, fit this position (indices into the shifts): the prober
+    /// side's route changes cancel in them, but a route change at the node's datacentre
+    /// towards those probers looks the same (REVIEW6 R3). Not a move by itself.
+    Seen(LatLon, Vec<usize>),
+}
+
+/// What one position makes of the shifts, when they are consistent with it.
+struct Tally {
+    /// Alarming probers explained.
+    explained: usize,
+    /// Indices of the explained shifts above the noise, and how many are differenced.
+    seen: Vec<usize>,
+    seen_differenced: usize,
+}
+
+/// Do the shifts fit a move from `from` to `p`? Each shift may miss its prediction by
+/// `relocation.fit_tolerance_ms` + `fit_tolerance_frac` of it; up to `outliers` alarming
+/// probers may miss (their route changed as well), but only when their own step is within
+/// the noise (`drift_ms`) at the move's instant or happened at another instant: a step that
+/// misses at the same instant as the others refutes the move (a uniform step of every path
+/// at the node's side is not a move, REVIEW6 R1). The seen steps (above the noise) must share
+/// one instant ([`change_instant`]).
+fn tally(
+    shifts: &[Shift],
+    from: LatLon,
+    p: LatLon,
+    outliers: usize,
+    policy: &Policy,
+) -> Option<Tally> {
     let (tol, frac) = (
         policy.relocation.fit_tolerance_ms,
         policy.relocation.fit_tolerance_frac,
     );
-    let ceiling = policy.inflation_ceiling;
-    // the new position is inside every prober's 2/3 c disc after the move
+    let (ceiling, noise) = (policy.inflation_ceiling, policy.relocation.drift_ms);
+    let mut t = Tally {
+        explained: 0,
+        seen: Vec::new(),
+        seen_differenced: 0,
+    };
+    // the seen steps' instants must share one moment
+    let (mut from_ns, mut to_ns) = (f64::NEG_INFINITY, f64::INFINITY);
+    let mut missed = Vec::new();
+    for (i, s) in shifts.iter().enumerate() {
+        let want = s.predicted(from, p, ceiling);
+        if (s.shift_ms - want).abs() > tol + frac * want.abs() {
+            // only an alarming path may miss (its route changed as well); a path that stayed
+            // put must fit, or two route changes would pass for a move
+            if missed.len() >= outliers || !s.alarmed {
+                return None;
+            }
+            missed.push(s);
+            continue;
+        }
+        t.explained += usize::from(s.alarmed);
+        // a differenced step its samples cannot time (too close to the noise) proves nothing
+        // but refutes nothing either; a raw one may be a route change
+        let untimed = s.differenced && s.when_ns.is_none();
+        if s.step_ms.abs() > noise && !untimed {
+            let (a, b) = s.when_ns.filter(|w| w.0.max(from_ns) <= w.1.min(to_ns))?;
+            (from_ns, to_ns) = (from_ns.max(a), to_ns.min(b));
+            t.seen.push(i);
+            t.seen_differenced += usize::from(s.differenced);
+        }
+    }
+    // a missed step above the noise is an outlier only when timed away from the move
+    let elsewhere = |s: &Shift| {
+        s.step_ms.abs() <= noise || s.when_ns.is_some_and(|w| w.1 < from_ns || w.0 > to_ns)
+    };
+    missed.into_iter().all(elsewhere).then_some(t)
+}
+
+/// Where the shifts put the node, and how far they prove a move: positions explaining every
+/// prober first; only without any, with four or more probers, those missing one alarming
+/// prober (see [`tally`]). At least `relocation.min_probers` alarming probers must be
+/// explained. The position reported fits itself (the hit nearest the hits' centroid).
+pub(crate) fn fit(shifts: &[Shift], from: LatLon, policy: &Policy) -> Option<Fit> {
+    let radius = disc_radius(shifts, from)?;
+    let r = &policy.relocation;
+    let search = |ok: &dyn Fn(&Tally) -> bool| {
+        let with = |outliers: usize| {
+            move |p: LatLon| tally(shifts, from, p, outliers, policy).is_some_and(|t| ok(&t))
+        };
+        joint::search_fitting(from, radius, with(0)).or_else(|| {
+            (shifts.len() >= 4).then(|| joint::search_fitting(from, radius, with(1)))?
+        })
+    };
+    let moved = |t: &Tally| t.explained >= r.min_probers && t.seen.len() >= r.min_seen_probers;
+    if let Some(at) = search(&moved) {
+        return Some(Fit::Moved(at));
+    }
+    let seen = |t: &Tally| {
+        t.explained >= r.min_probers
+            && t.seen.len() == t.seen_differenced
+            && t.seen.len() >= r.min_seen_differenced
+    };
+    let at = search(&seen)?;
+    let outliers = usize::from(tally(shifts, from, at, 0, policy).is_none());
+    let t = tally(shifts, from, at, outliers, policy)?;
+    Some(Fit::Seen(at, t.seen))
+}
+
+/// A position at least `min_km` from `anchor` that every shift fits (no outlier), with at
+/// least one alarming prober explained and one step above the noise: a prober step that the
+/// TD's rise towards that anchor explains, the other probers consistent with it (REVIEW6 R2).
+pub(crate) fn fit_away_from(
+    shifts: &[Shift],
+    from: LatLon,
+    anchor: LatLon,
+    min_km: f64,
+    policy: &Policy,
+) -> Option<LatLon> {
+    let radius = disc_radius(shifts, from)?;
+    joint::search_fitting(from, radius, |p| {
+        distance_km(p, anchor) >= min_km
+            && tally(shifts, from, p, 0, policy)
+                .is_some_and(|t| t.explained >= 1 && !t.seen.is_empty())
+    })
+}
+
+/// The new position is inside every prober's 2/3 c disc after the move.
+fn disc_radius(shifts: &[Shift], from: LatLon) -> Option<f64> {
     let radius = (shifts.iter())
         .map(|s| distance_km(s.at, from) + (s.baseline_ms + s.shift_ms).max(0.0) * 100.0)
         .fold(f64::INFINITY, f64::min);
-    if !radius.is_finite() {
-        return None;
-    }
-    let (need, need_seen, need_seen_diff) = (
-        policy.relocation.min_probers,
-        policy.relocation.min_seen_probers,
-        policy.relocation.min_seen_differenced,
-    );
-    let noise = policy.relocation.drift_ms;
-    let fits = |p: LatLon, outliers: usize| {
-        let (mut missed, mut explained, mut seen, mut seen_diff) = (0, 0, 0, 0);
-        // the seen steps' instants must share one moment
-        let (mut from_ns, mut to_ns) = (f64::NEG_INFINITY, f64::INFINITY);
-        for s in shifts {
-            let want = s.predicted(from, p, ceiling);
-            let timed = s.when_ns.filter(|w| w.0.max(from_ns) <= w.1.min(to_ns));
-            if (s.shift_ms - want).abs() <= tol + frac * want.abs() {
-                explained += usize::from(s.alarmed);
-                // a differenced step its samples cannot time (too close to the noise) proves
-                // nothing but refutes nothing either; a raw one may be a route change
-                let untimed = s.differenced && s.when_ns.is_none();
-                if s.step_ms.abs() > noise && !untimed {
-                    let Some((a, b)) = timed else {
-                        return false;
-                    };
-                    (from_ns, to_ns) = (from_ns.max(a), to_ns.min(b));
-                    seen += 1;
-                    seen_diff += usize::from(s.differenced);
-                }
-            } else {
-                // only an alarming path may miss (its route changed as well); a path that
-                // stayed put must fit, or two route changes would pass for a move
-                missed += 1;
-                if missed > outliers || !s.alarmed {
-                    return false;
-                }
-            }
-        }
-        explained >= need && (seen >= need_seen || (seen == seen_diff && seen >= need_seen_diff))
-    };
-    // positions explaining every prober first; only without any, those missing one
-    joint::search(from, radius, |p| fits(p, 0))
-        .or_else(|| (shifts.len() >= 4).then(|| joint::search(from, radius, |p| fits(p, 1)))?)
-        .map(|(c, _)| c)
+    radius.is_finite().then_some(radius)
 }
 
 #[cfg(test)]
@@ -187,15 +257,33 @@ mod tests {
         }
     }
 
+    /// The claim and four probers (ams, lon, par, waw).
+    const FRA: LatLon = LatLon {
+        lat: 50.11,
+        lon: 8.68,
+    };
+    const PROBERS: [LatLon; 4] = [
+        LatLon {
+            lat: 52.37,
+            lon: 4.90,
+        },
+        LatLon {
+            lat: 51.51,
+            lon: -0.13,
+        },
+        LatLon {
+            lat: 48.86,
+            lon: 2.35,
+        },
+        LatLon {
+            lat: 52.23,
+            lon: 21.01,
+        },
+    ];
+
     #[test]
     fn a_move_fits_and_two_route_changes_do_not() {
-        let fra = LatLon::new(50.11, 8.68);
-        let probers = [
-            LatLon::new(52.37, 4.90),
-            LatLon::new(51.51, -0.13),
-            LatLon::new(48.86, 2.35),
-            LatLon::new(52.23, 21.01),
-        ];
+        let (fra, probers) = (FRA, PROBERS);
         let policy = Policy::default();
         // 150 km east: every prober's shift follows from one position
         let to = super::super::geo::destination(fra, 90.0, 150.0);
@@ -203,7 +291,9 @@ mod tests {
             .iter()
             .map(|p| shift(*p, fra, to, 1.6, 0.0))
             .collect();
-        let at = fit(&moved, fra, &policy).expect("a move fits");
+        let Some(Fit::Moved(at)) = fit(&moved, fra, &policy) else {
+            panic!("a move fits");
+        };
         assert!(distance_km(at, to) < 60.0, "{at:?}");
         // the node stays; two paths change route in opposite directions, two do not
         let mut routes: Vec<Shift> = probers
@@ -217,6 +307,25 @@ mod tests {
         routes[0].alarmed = true;
         routes[3].alarmed = true;
         assert!(fit(&routes, fra, &policy).is_none());
+    }
+
+    #[test]
+    fn a_missed_step_at_the_moves_instant_refutes_it() {
+        // REVIEW6 R1: every path 0.6 ms slower at one instant (the node's side). Three probers
+        // west of the claim fit a move east; waw, east, misses with a step of its own.
+        let (fra, probers) = (FRA, PROBERS);
+        let policy = Policy::default();
+        let mut uniform: Vec<Shift> = probers
+            .iter()
+            .map(|p| shift(*p, fra, fra, 1.5, 0.6))
+            .collect();
+        assert_eq!(fit(&uniform, fra, &policy), None);
+        // the same miss timed minutes away is waw's own route change: it may be the outlier
+        uniform[3].when_ns = Some((300e9, 300.1e9));
+        assert!(
+            matches!(fit(&uniform, fra, &policy), Some(Fit::Moved(_))),
+            "{uniform:?}"
+        );
     }
 
     #[test]

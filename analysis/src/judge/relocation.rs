@@ -96,9 +96,15 @@ pub struct Relocation {
     /// the shifts); None when nothing was rejected.
     #[serde(default)]
     pub rejected: Option<String>,
-    /// Where the shifts put the node after the move (centroid of the fitting positions).
+    /// Where the shifts put the node after the move (a fitting position nearest the centroid
+    /// of all of them).
     #[serde(default)]
     pub new_position: Option<crate::input::LatLon>,
+    /// A move the shifts allow but do not prove (two landmark-differenced steps only, or the
+    /// node's own rounds moving while the landmark stepped too): the node is not `located`,
+    /// and `relocated` only with a third prober or the TD's anchor step tied to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
     /// The TD's RTT to an anchor at the claim against its history, when it has one; a rise
     /// beyond `bound_ms` is a move by itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -260,6 +266,7 @@ pub fn detect(series: &[(String, Rounds, Option<f64>)], p: &RelocationPolicy) ->
         onset_round,
         rejected,
         new_position: None,
+        held: None,
         anchor_step: None,
     }
 }

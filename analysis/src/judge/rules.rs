@@ -116,9 +116,17 @@ impl Judging<'_> {
             if let Some(s) = reloc.anchor_step.as_ref().filter(|s| s.moved) {
                 detail.push_str(&format!(
                     "; the TD's RTT to anchor {} rose from {:.2} to {:.2} ms (> {:.2} ms) but no \
-                     prober's own rounds moved: the anchor server's delay, not a move",
+                     prober step at one instant fits a move away from it: the anchor server's \
+                     delay, not a move",
                     s.site, s.history_ms, s.now_ms, s.bound_ms
                 ));
+            }
+            if let Some(h) = &reloc.held {
+                // Not proof of a move, but the node may have moved: not `located`.
+                detail = format!("a move is not ruled out: {h}");
+                self.missing.push(format!("relocation: {detail}"));
+                self.check(VerdictCheck::Relocation, CheckStatus::Fail, detail);
+                return Ok(());
             }
             self.check(VerdictCheck::Relocation, status, detail);
             return Ok(());
@@ -152,8 +160,8 @@ impl Judging<'_> {
             Some(s) if reloc.new_position.is_none() => format!(
                 "the TD's own RTT to anchor {} rose from {:.2} ms (its history) to {:.2} ms: \
                  more than a route change and the anchor server's jitter can add for a TD \
-                 within {:.0} km of the claim (≤ {:.2} ms), and a prober's own rounds moved \
-                 with it; it moved ≥ {:.0} km away from the anchor",
+                 within {:.0} km of the claim (≤ {:.2} ms), and the probers' steps at one \
+                 instant fit a move ≥ {:.0} km away from the anchor",
                 s.site,
                 s.history_ms,
                 s.now_ms,

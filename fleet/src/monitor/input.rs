@@ -150,6 +150,19 @@ pub(crate) enum Before<'a> {
     /// Judged by this monitor: these probers had (or were expected to have) a verified
     /// baseline, and they still must.
     Baselined(&'a Baselines),
+    /// As `Baselined`, but the node was judged `relocated` since: these baselines, from
+    /// before the move, are its baselines as they are (no history adopted, none lowered)
+    /// until it is re-baselined (REVIEW6 R5).
+    Frozen(&'a Baselines),
+}
+
+/// A prober whose newest baseline rounds have a gap, so that the smaller minimum remembered
+/// from before the gap stands in for its history's (REVIEW6 R6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Carried {
+    pub(crate) prober: String,
+    pub(crate) remembered_ns: u64,
+    pub(crate) history_ns: u64,
 }
 
 /// What [`node_input`] read for one node.
@@ -166,6 +179,8 @@ pub(crate) struct Gathered {
     /// Which configured probers had rounds left unread (`too_many`): their true rounds may be
     /// among them, so the node must not be `located` (REVIEW3 B2).
     pub(crate) over_cap: Option<String>,
+    /// Probers whose baseline is a minimum carried across a gap in their history.
+    pub(crate) carried: Vec<Carried>,
 }
 
 /// One node's input for `[from, to)`: samples (wall-clock `sent_ns`), challenges sent, evidence
@@ -333,7 +348,7 @@ pub(crate) fn node_input(
     } else {
         before
     };
-    let (baseline, baseline_missing) = baseline(
+    let (baseline, baseline_missing, carried) = baseline(
         store,
         trust,
         node,
@@ -363,6 +378,7 @@ pub(crate) fn node_input(
         baseline_missing,
         baselined,
         over_cap,
+        carried,
     })
 }
 
@@ -394,7 +410,7 @@ fn remembered(
     baseline: &[BaselineMin],
 ) -> Baselines {
     let mut out = match before {
-        Before::Baselined(had) => had.clone(),
+        Before::Baselined(had) | Before::Frozen(had) => had.clone(),
         Before::Never | Before::Restarted => Baselines::new(),
     };
     if matches!(before, Before::Restarted) {
@@ -403,6 +419,10 @@ fn remembered(
         }
     }
     for b in baseline {
+        // frozen baselines stay as they were before the move (REVIEW6 R5)
+        if matches!(before, Before::Frozen(had) if had.contains_key(&b.prober)) {
+            continue;
+        }
         out.insert(b.prober.clone(), Some(b.min_rtt_ns));
     }
     out.retain(|p, _| trust.knows(p));
@@ -424,7 +444,7 @@ fn baseline(
     rounds: usize,
     (judged, answering): (Before<'_>, &BTreeSet<&str>),
     rejected: &mut Rejected,
-) -> Result<(Vec<BaselineMin>, Option<String>), StoreError> {
+) -> Result<BaselineFound, StoreError> {
     // Look a few baselines deep for verified rows; a prober with more rejected rows than that
     // just before the window has no verified baseline, and says so.
     let scan = rounds.saturating_mul(4).max(rounds + 16);
@@ -482,7 +502,7 @@ fn baseline(
         let expected = |p: &str| match judged {
             Before::Never => false,
             Before::Restarted => true,
-            Before::Baselined(had) => had.contains_key(p),
+            Before::Baselined(had) | Before::Frozen(had) => had.contains_key(p),
         };
         missing.extend(
             (answering.iter())
@@ -503,17 +523,35 @@ fn baseline(
         })
         .map(|b| (b.prober, b.min_rtt_ns))
         .collect();
-    if let Before::Baselined(had) = judged {
-        // A full history without gaps up to the window is the prober's baseline now, so a
-        // lasting honest route change is adopted once it fills the history (REVIEW5 M5).
-        let whole = |p: &str| (history.get(p)).is_some_and(|h| gap_free(h, rounds, before));
-        for (p, min) in (had.iter())
-            .filter(|(p, _)| !whole(p))
-            .filter_map(|(p, m)| Some((p, (*m)?)))
-        {
-            let b = baseline.entry(p.clone()).or_insert(min);
-            *b = (*b).min(min);
+    let mut carried = Vec::new();
+    match judged {
+        Before::Baselined(had) => {
+            // A full history without gaps up to the window is the prober's baseline now, so a
+            // lasting honest route change is adopted once it fills the history (REVIEW5 M5).
+            let whole = |p: &str| (history.get(p)).is_some_and(|h| gap_free(h, rounds, before));
+            for (p, min) in (had.iter())
+                .filter(|(p, _)| !whole(p))
+                .filter_map(|(p, m)| Some((p, (*m)?)))
+            {
+                let b = baseline.entry(p.clone()).or_insert(min);
+                if let Some(history_ns) = (*b > min && history.contains_key(p)).then_some(*b) {
+                    carried.push(Carried {
+                        prober: p.clone(),
+                        remembered_ns: min,
+                        history_ns,
+                    });
+                }
+                *b = (*b).min(min);
+            }
         }
+        Before::Frozen(had) => {
+            // After a move: the baselines from before it, whatever the history holds now
+            // (REVIEW6 R5).
+            for (p, min) in had.iter().filter_map(|(p, m)| Some((p, (*m)?))) {
+                baseline.insert(p.clone(), min);
+            }
+        }
+        Before::Never | Before::Restarted => {}
     }
     let baseline = baseline
         .into_iter()
@@ -521,8 +559,11 @@ fn baseline(
         .collect();
     let missing =
         (!missing.is_empty()).then(|| format!("baseline missing: {}", missing.join("; ")));
-    Ok((baseline, missing))
+    Ok((baseline, missing, carried))
 }
+
+/// [`baseline`]'s finding: the baseline, why it is missing, the minima carried across gaps.
+type BaselineFound = (Vec<BaselineMin>, Option<String>, Vec<Carried>);
 
 /// Whether `history` (a prober's verified rounds, newest first: start and minimum) holds
 /// `rounds` rounds with no gap between them nor before `before`: no round missing, so none

@@ -8,7 +8,7 @@ mod alert;
 pub mod config;
 mod input;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,8 +58,17 @@ pub struct Judging {
 /// relocation, naming the old region), so rows a database writer adds to `verdicts` cannot
 /// change what is alerted. After a restart the database's latest verdict (not one dated in
 /// the future) stands in until the node is judged again.
+///
+/// After a `relocated` verdict the node's baselines are frozen: later judgements compare with
+/// the baselines from before the move and adopt no new history, and the node is not
+/// `located`, until the operator re-baselines it (`locus monitor --rebaseline NODE`,
+/// [`VerdictMemory::rebaselining`]) once the new place is known to be right (REVIEW6 R5).
 #[derive(Debug, Default)]
-pub struct VerdictMemory(Mutex<BTreeMap<String, Remembered>>);
+pub struct VerdictMemory {
+    nodes: Mutex<BTreeMap<String, Remembered>>,
+    /// Nodes the operator re-baselined: their next recall thaws them.
+    rebaseline: Mutex<BTreeSet<String>>,
+}
 
 #[derive(Debug, Clone)]
 struct Remembered {
@@ -69,6 +78,8 @@ struct Remembered {
     since_ns: i64,
     /// The node's baselines as remembered (REVIEW3 B, REVIEW4 M1).
     baselined: input::Baselines,
+    /// When it was judged `relocated`, its baselines frozen since (REVIEW6 R5).
+    frozen_since: Option<i64>,
 }
 
 /// What the monitor recalls of a node's previous judgement.
@@ -80,6 +91,8 @@ struct Recalled {
     since_ns: Option<i64>,
     /// See [`input::Before`].
     baselined: Option<input::Baselines>,
+    /// When the node was judged `relocated` and not re-baselined since (REVIEW6 R5).
+    frozen_since: Option<i64>,
 }
 
 impl Recalled {
@@ -87,21 +100,34 @@ impl Recalled {
         match (&self.previous, &self.baselined) {
             (None, _) => input::Before::Never,
             (Some(_), None) => input::Before::Restarted,
+            (Some(_), Some(b)) if self.frozen_since.is_some() => input::Before::Frozen(b),
             (Some(_), Some(b)) => input::Before::Baselined(b),
         }
     }
 }
 
 impl VerdictMemory {
+    /// A memory in which `nodes` are re-baselined: a node judged `relocated` (its baselines
+    /// frozen since) takes its verified history as its baseline again at its next judgement.
+    /// For the new place of a node that was moved on purpose, once the operator knows it.
+    pub fn rebaselining(nodes: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            nodes: Mutex::default(),
+            rebaseline: Mutex::new(nodes.into_iter().collect()),
+        }
+    }
+
     /// The node's previous verdict, its last `located` one and what else this monitor kept.
     fn recall(&self, store: &Store, node: &str, now_ns: i64) -> Result<Recalled, StoreError> {
-        let memory = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let thaw = (self.rebaseline.lock().unwrap_or_else(|e| e.into_inner())).remove(node);
+        let memory = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = memory.get(node) {
             return Ok(Recalled {
                 previous: Some(r.last.clone()),
                 last_located: r.last_located.clone(),
                 since_ns: Some(r.since_ns),
                 baselined: Some(r.baselined.clone()),
+                frozen_since: r.frozen_since.filter(|_| !thaw),
             });
         }
         let previous = store.latest_verdict_until(node, None, now_ns)?;
@@ -109,11 +135,22 @@ impl VerdictMemory {
             Some(p) => store.verdict_since(node, &p.verdict, now_ns)?,
             None => None,
         };
+        let last_located = store.latest_verdict_until(node, Some("located"), now_ns)?;
+        // After a restart the baselines from before a move are gone: a node relocated since
+        // it was last located stays frozen (never `located`) until re-baselined. (A verdict
+        // stored at this very instant is this judgement's own, looked at again.)
+        let relocated = store.latest_verdict_until(node, Some("relocated"), now_ns)?;
+        let frozen_since = relocated
+            .map(|r| r.at_unix_ns)
+            .filter(|at| *at < now_ns)
+            .filter(|at| last_located.as_ref().is_none_or(|l| l.at_unix_ns < *at))
+            .filter(|_| !thaw);
         Ok(Recalled {
             previous,
-            last_located: store.latest_verdict_until(node, Some("located"), now_ns)?,
+            last_located,
             since_ns,
             baselined: None,
+            frozen_since,
         })
     }
 
@@ -122,10 +159,11 @@ impl VerdictMemory {
         v: &VerdictRecord,
         last_located: Option<VerdictRecord>,
         since_ns: i64,
-        baselined: input::Baselines,
+        (baselined, frozen_since): (input::Baselines, Option<i64>),
     ) {
         let located = (v.verdict == Verdict::Located.as_str()).then(|| v.clone());
-        let mut memory = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let relocated = (v.verdict == Verdict::Relocated.as_str()).then_some(v.at_unix_ns);
+        let mut memory = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
         memory.insert(
             v.node.clone(),
             Remembered {
@@ -133,6 +171,7 @@ impl VerdictMemory {
                 last_located: located.or(last_located),
                 since_ns,
                 baselined,
+                frozen_since: frozen_since.or(relocated),
             },
         );
     }
@@ -361,6 +400,14 @@ pub fn judge_nodes(store: &Store, judging: &Judging, now_ns: i64) -> Result<Judg
             &mut rejected,
         )?;
         let (mut input, accepted) = (gathered.input, gathered.accepted);
+        if let Some(at) = recalled.frozen_since {
+            holds.push(format!(
+                "judged relocated at {} and not re-baselined since: compared with its \
+                 baselines from before the move, which new history does not replace, until \
+                 the operator re-baselines it (`locus monitor --rebaseline {node}`)",
+                crate::time::rfc3339(at.div_euclid(1_000_000_000))
+            ));
+        }
         holds.extend(gathered.baseline_missing);
         holds.extend(gathered.over_cap);
         if let (Some(f), Some(e)) = (found, &evidence) {
@@ -370,6 +417,7 @@ pub fn judge_nodes(store: &Store, judging: &Judging, now_ns: i64) -> Result<Judg
             own_evidence_rtts(&mut input, chosen.map(|b| &b.chosen[..]), keys);
         }
         let mut j = judge(&world, &input, &judging.policy);
+        carried_across_gap(&mut j, &gathered.carried);
         hold(&mut j, holds);
         if !rejected.is_empty() {
             let what = rejected.describe();
@@ -456,9 +504,12 @@ fn record(
         if sinks.store {
             store.insert_verdict(&record)?;
         }
-        judging
-            .memory
-            .remember(&record, last_located.clone(), since_ns, baselined);
+        judging.memory.remember(
+            &record,
+            last_located.clone(),
+            since_ns,
+            (baselined, recalled.frozen_since),
+        );
         if let Some(ams) = sinks.alertmanagers {
             let last_located = (j.verdict == Verdict::Located)
                 .then_some(record)
@@ -507,6 +558,50 @@ fn count_rejected(sinks: &Sinks<'_>, rejected: &input::Rejected) {
 /// A node that would be `located` while something it must be judged on is missing or
 /// contradicts itself is `inconclusive` with those reasons first; any other verdict stands,
 /// with the reasons added.
+/// A gap in a prober's newest baseline rounds (a round missing: lost, or deleted by whoever
+/// writes the database) keeps the smaller minimum remembered from before it (REVIEW4 M1);
+/// say so. A shift from the window's first round against such a minimum cannot be told from
+/// a lasting route change the gap hid from adoption (REVIEW5 M5, REVIEW6 R6): it is held
+/// `inconclusive`, naming the gap, rather than `relocated`.
+fn carried_across_gap(j: &mut Judgement, carried: &[input::Carried]) {
+    if carried.is_empty() {
+        return;
+    }
+    let named: Vec<String> = (carried.iter())
+        .map(|c| {
+            format!(
+                "{} ({:.2} ms remembered, {:.2} ms in its history)",
+                c.prober,
+                c.remembered_ns as f64 / 1e6,
+                c.history_ns as f64 / 1e6
+            )
+        })
+        .collect();
+    let gap = format!(
+        "baseline: a gap in the newest baseline rounds of {}: the minimum remembered from \
+         before the gap stands in",
+        named.join(", ")
+    );
+    let reloc = j.relocation.as_ref().filter(|r| r.detected);
+    let from_start = reloc.is_some_and(|r| {
+        r.onset_round.unwrap_or(0) <= 1
+            && (r.shifts.iter())
+                .any(|s| s.alarm_round.is_some() && carried.iter().any(|c| c.prober == s.prober))
+    });
+    if j.verdict == Verdict::Relocated && from_start {
+        j.verdict = Verdict::Inconclusive;
+        let mut reasons = vec![format!(
+            "inconclusive: the shift from the window's first round is judged against minima \
+             carried across a gap ({gap}): a move before the window cannot be told from a \
+             lasting route change whose rounds are missing"
+        )];
+        reasons.append(&mut j.reasons);
+        j.reasons = reasons;
+    } else {
+        j.reasons.push(gap);
+    }
+}
+
 fn hold(j: &mut Judgement, holds: Vec<String>) {
     if holds.is_empty() {
         return;
@@ -611,7 +706,7 @@ mod tests {
             &relocated,
             Some(verdict("n", 100, "located")),
             200,
-            input::Baselines::new(),
+            (input::Baselines::new(), None),
         );
         // A writer's row, newer than the monitor's own.
         store.insert_verdict(&verdict("n", 250, "located")).unwrap();
