@@ -246,9 +246,11 @@ async fn open_udp(
         Ok(Err(e)) => return Err(e.to_string()),
         Err(_) => return Err(format!("no UDP echo session within {timeout:?}")),
     };
+    let session =
+        (socket.open(grant, target.spki.clone(), settings.timeout)).map_err(|e| e.to_string())?;
     target.conn.close(0u32.into(), b"UDP echo session granted");
     Ok(Echo::Udp {
-        session: Box::new(socket.open(grant, target.spki.clone(), settings.timeout)),
+        session: Box::new(session),
         quic: target.addr,
         silent: 0,
     })
