@@ -440,7 +440,29 @@ fn bench_overload_small_instance_reports_its_keys() {
         assert!(v[key].as_f64().is_some_and(|x| x >= 0.0), "{key} in {v}");
     }
     assert!(v["honest_prober_nice"].as_i64().is_some(), "{v}");
+    on_cpus_of_their_own(&v);
     pooled_over_the_pairs(&v);
+}
+
+/// By default, on two CPUs or more, the attack process runs on CPUs of its own and the
+/// responder on the others (as read back from each process); on one, both on that one.
+fn on_cpus_of_their_own(v: &serde_json::Value) {
+    let cpus = |key: &str| -> Vec<u64> {
+        v[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {key} in {v}"))
+            .iter()
+            .map(|c| c.as_u64().expect("a CPU number"))
+            .collect()
+    };
+    let (attacker, bench) = (cpus("attacker_cpus"), cpus("bench_cpus"));
+    assert!(!attacker.is_empty() && !bench.is_empty(), "{v}");
+    let online = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if online >= 2 {
+        assert!(attacker.iter().all(|c| !bench.contains(c)), "{v}");
+    } else {
+        assert_eq!(attacker, bench, "{v}");
+    }
 }
 
 /// The pooled figures of a `bench overload` report agree with its pairs': a pooled quantile

@@ -15,15 +15,20 @@
 //! The attack mixes, per hostile connection in turn: request streams that send a frame header
 //! and never its body (held open), unsigned evidence-request floods, and echo-challenge floods;
 //! plus raw UDP datagrams at the responder's port, paced at `--flood-factor` times the echo
-//! capacity measured before the attack (best effort: the attacker shares the machine's cores
-//! with the responder and the honest prober; the rate reached is reported).
+//! capacity measured before the attack (best effort: the attack process has its own CPUs,
+//! by default one; the rate reached is reported).
 //!
-//! The attackers run in their own process ([`attack`]): on a real deployment they are other
-//! machines, so none of their work runs on the honest prober's runtime. Idle and loaded
-//! phases use the same honest prober, runtime and connection.
+//! The attackers run in their own process ([`attack`]) on CPUs of their own ([`cpus`]): on a
+//! real deployment they are other machines, so none of their work runs on the honest
+//! prober's runtime, nor on the responder's or the prober's CPUs (on loopback the kernel's
+//! receive work for a datagram runs in its sender's context, so the attack process pays most
+//! of that too). Idle and loaded phases use the same honest prober, runtime, connection and
+//! CPUs.
 
 pub mod attack;
+mod cpus;
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -65,6 +70,13 @@ pub struct OverloadArgs {
     /// Honest echo challenges per second.
     #[arg(long, default_value_t = 1000.0)]
     honest_rate: f64,
+    /// CPUs of the attack process (a list as `1`, `2-3`, `0,2`; or `none`). The bench process,
+    /// and what it starts (the responder and its children), runs on the other CPUs, in idle and attack
+    /// phases alike: the attackers' sending cost is on their own machines, as on a deployment.
+    /// Default: the last CPU when there are at least two, else `none` (the attack then shares
+    /// the responder's and the honest prober's CPUs, and the model does not hold).
+    #[arg(long, value_name = "LIST|none")]
+    attacker_cpus: Option<cpus::AttackerCpus>,
     /// Keep the responder's log here, with each evidence request's timing (queue wait, work,
     /// hand-back) at debug.
     #[arg(long, value_name = "FILE")]
@@ -145,6 +157,10 @@ struct OverloadReport {
     /// at the bench's own (normally 0). On a deployment the attackers are other machines: here
     /// their CPU must not delay the prober's own code, in the idle phase as under attack.
     honest_prober_nice: i32,
+    /// The CPUs the attack process and the bench's responder could run on (read back from each
+    /// process): disjoint when pinned (`--attacker-cpus`), the same when not.
+    attacker_cpus: BTreeSet<usize>,
+    bench_cpus: BTreeSet<usize>,
     /// The responder process was still running after the attack.
     responder_alive: bool,
     /// Seconds of the measured attack phases (summed), and the CPU seconds used in them by the
@@ -190,6 +206,17 @@ pub fn run(args: OverloadArgs) -> anyhow::Result<String> {
             "--repetitions is at most {MAX_REPETITIONS} (each attack has its own source addresses)"
         );
     }
+    let placement = cpus::Placement::split(&cpus::allowed()?, args.attacker_cpus.as_ref())?;
+    if placement.pinned() {
+        // Before anything is started: the responder, its children and the runtime's threads
+        // inherit it.
+        cpus::pin_process(&placement.bench)?;
+    } else {
+        tracing::warn!(
+            "the attack process shares the responder's and the honest prober's CPUs: its cost \
+             lands on them, as separate attacking machines' would not"
+        );
+    }
     let dir = tempfile::tempdir()?;
     let honest = Arc::new(ProberIdentity::from_seed(rand::random()));
     let mut responder = ResponderProcess::spawn(dir.path(), &honest, args.responder_log.is_some())?;
@@ -213,7 +240,14 @@ pub fn run(args: OverloadArgs) -> anyhow::Result<String> {
     let result = rt.block_on(async {
         tokio::time::timeout(
             deadline,
-            measure(&args, &responder, honest, dir.path(), base_nice),
+            measure(
+                &args,
+                &responder,
+                honest,
+                dir.path(),
+                base_nice,
+                &placement.attacker,
+            ),
         )
         .await
         .unwrap_or_else(|_| bail!("the run did not finish within {deadline:?}"))
@@ -228,6 +262,7 @@ pub fn run(args: OverloadArgs) -> anyhow::Result<String> {
         }
     };
     report.honest_prober_nice = honest_nice;
+    report.bench_cpus = cpus::of(responder.pid)?;
     report.responder_alive = responder.alive();
     if !report.responder_alive {
         bail!("the responder died under attack:\n{}", responder.log_tail());
@@ -306,6 +341,7 @@ async fn measure(
     honest: Arc<ProberIdentity>,
     dir: &std::path::Path,
     attack_nice: i32,
+    attack_cpus: &BTreeSet<usize>,
 ) -> anyhow::Result<OverloadReport> {
     let addr = responder.addr;
     let pin = SpkiPolicy::Pinned(responder.spki.clone());
@@ -370,8 +406,12 @@ async fn measure(
             flood_target,
             subnet,
             &dir.join(format!("attack-{rep}.log")),
-            attack_nice,
+            attack::Scheduling {
+                nice: attack_nice,
+                cpus: attack_cpus,
+            },
         )?;
+        report.attacker_cpus = cpus::of(attack.pid)?;
         // Let the attack reach its stride before measuring.
         tokio::time::sleep(phase / 3).await;
         let attack_started = Instant::now();
@@ -868,6 +908,21 @@ fn render(r: &OverloadReport, json: bool) -> anyhow::Result<String> {
             r.busy_answers,
             r.attack_streams_held
         );
+        let _ = writeln!(
+            out,
+            "CPUs: attack process {}, responder and honest prober {}",
+            cpus::list(&r.attacker_cpus),
+            cpus::list(&r.bench_cpus)
+        );
+        if !r.attacker_cpus.is_disjoint(&r.bench_cpus) {
+            let _ = writeln!(
+                out,
+                "warning: the attack process shares CPUs with the responder and the honest \
+                 prober (--attacker-cpus none, or one CPU): its sending cost, and the kernel's \
+                 receive work it pays on loopback, land on them; the model of attackers on \
+                 machines of their own does not hold"
+            );
+        }
         let _ = writeln!(
             out,
             "attack phases {:.1} s: responder {:.2} CPU-s, attack process {:.2} CPU-s, honest \

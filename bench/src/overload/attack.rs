@@ -8,6 +8,7 @@
 //! attacker is started, one for each line read on stdin, and a last one after `stop` (or the
 //! end of stdin) once the attackers have stopped.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -334,6 +335,13 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long stopping may take (each attacker is given 5 s, in turn, at worst).
 pub(super) const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Where the attack process runs: its nice value, and its CPUs (empty: the bench's).
+#[derive(Clone, Copy)]
+pub(super) struct Scheduling<'a> {
+    pub(super) nice: i32,
+    pub(super) cpus: &'a BTreeSet<usize>,
+}
+
 /// The attack process as the bench sees it: `locus bench overload-attack`, killed on drop.
 pub(super) struct AttackProcess {
     child: Child,
@@ -351,7 +359,7 @@ impl AttackProcess {
         flood_rate: f64,
         subnet: u8,
         log: &std::path::Path,
-        nice: i32,
+        sched: Scheduling<'_>,
     ) -> anyhow::Result<Self> {
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.args(["bench", "overload-attack", "--addr"])
@@ -367,12 +375,16 @@ impl AttackProcess {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(log)?);
-        // Started from a thread of its own at `nice`: a child inherits its parent thread's
-        // priority, and the bench's threads run above it.
+        // Started from a thread of its own at its nice value and on its CPUs: a
+        // child inherits its parent thread's priority and CPUs, from its first instruction,
+        // and the bench's threads run above it and elsewhere.
         let mut child = std::thread::scope(|s| {
             s.spawn(|| {
-                super::priority::set(nice)?;
-                cmd.spawn()
+                if !sched.cpus.is_empty() {
+                    super::cpus::pin_thread(sched.cpus)?;
+                }
+                super::priority::set(sched.nice)?;
+                Ok::<_, anyhow::Error>(cmd.spawn()?)
             })
             .join()
         })

@@ -20,9 +20,10 @@ use super::config::{EchoTransport, ProbeSettings, TargetConfig};
 use super::writer::{KeySeen, Write};
 use crate::metrics::{LandmarkLabels, ProberMetrics, ResolvedLabels, TargetLabels};
 use crate::store::{EvidenceRecord, LandmarkRoundRecord, RoundRecord, SampleRecord, Store};
-use locus_prober::requests::{prove_key, request_evidence_sealed_timed};
+use locus_prober::requests::{prove_key, request_evidence_sealed_timed, RequestError};
 use locus_prober::udp_echo::{request_udp_echo, run_udp_round_from, UdpEchoSocket, UdpTarget};
 use locus_prober::{connect_on, run_round_from, RoundConfig, RoundReport, SpkiPolicy, Target};
+use locus_proto::messages::codes;
 
 /// Longest wait for an evidence answer (quotes can take a while on real hardware).
 const EVIDENCE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -149,8 +150,11 @@ async fn prove_key_first(spec: &TargetConfig, target: &Target, timeout: Duration
 /// Challenges in a row (whole rounds without an answer) after which a UDP echo session is
 /// given up and a new one asked for: the responder may have restarted, evicted or expired it.
 /// Counted in challenges, not rounds, so that a fleet's short first rounds (a random length to
-/// spread them) do not renew sessions for a datagram or two lost while thousands connect.
-const UDP_SILENT_CHALLENGES: u64 = 10;
+/// spread them) do not renew sessions for a datagram or two lost while thousands connect; 30
+/// (30 s at 1 Hz, QUIC's idle timeout) so that a responder that drops most answers under load
+/// is not handed a handshake per target on top (10 renewed 47 000 of 50 000 sessions in the
+/// bench's overloaded responders).
+const UDP_SILENT_CHALLENGES: u64 = 30;
 
 /// A session is renewed when less than this beyond a round is left of its lifetime.
 const UDP_RENEW_MARGIN: Duration = Duration::from_secs(30);
@@ -227,24 +231,44 @@ impl Echo {
     }
 }
 
+/// Why a target got no UDP echo session.
+enum NoUdp {
+    /// The responder answers no UDP echo (or the socket cannot be bound): echo over QUIC.
+    Unavailable(String),
+    /// No grant this time (a busy responder, a lost connection): connect again later; falling
+    /// back to QUIC would keep a connection per target, what a fleet on UDP cannot afford.
+    Failed(String),
+}
+
 /// Asks `target`'s responder for a UDP echo session and closes the connection once it is
-/// granted; `Err` (a responder without `[echo] udp_listen`, or no answer in `timeout`) leaves
-/// the connection open for the QUIC echo.
+/// granted.
 async fn open_udp(
     shared: &Shared,
     target: &Target,
     settings: &ProbeSettings,
     timeout: Duration,
-) -> Result<Echo, String> {
+) -> Result<Echo, NoUdp> {
     let socket = shared
         .udp
         .get_or_try_init(|| async { UdpEchoSocket::bind(shared.bind) })
         .await
-        .map_err(|e| format!("cannot bind the UDP echo socket to {}: {e}", shared.bind))?;
+        .map_err(|e| {
+            NoUdp::Unavailable(format!(
+                "cannot bind the UDP echo socket to {}: {e}",
+                shared.bind
+            ))
+        })?;
     let grant = match tokio::time::timeout(timeout, request_udp_echo(target)).await {
         Ok(Ok(g)) => g,
-        Ok(Err(e)) => return Err(e.to_string()),
-        Err(_) => return Err(format!("no UDP echo session within {timeout:?}")),
+        Ok(Err(e @ RequestError::Refused { code, .. })) if code == codes::UNAVAILABLE => {
+            return Err(NoUdp::Unavailable(e.to_string()))
+        }
+        Ok(Err(e)) => return Err(NoUdp::Failed(e.to_string())),
+        Err(_) => {
+            return Err(NoUdp::Failed(format!(
+                "no UDP echo session within {timeout:?}"
+            )))
+        }
     };
     let session =
         (socket.open(grant, target.spki.clone(), settings.timeout)).map_err(|e| e.to_string())?;
@@ -380,9 +404,19 @@ pub(crate) async fn run(
                         drop(target);
                         udp
                     }
-                    Err(e) => {
+                    Err(NoUdp::Unavailable(e)) => {
                         warn!(target = %spec.name, "no UDP echo session, echoing over QUIC: {e}");
                         Echo::Quic(target)
+                    }
+                    Err(NoUdp::Failed(e)) => {
+                        target.conn.close(0u32.into(), b"no UDP echo session");
+                        let retry =
+                            Duration::from_secs_f64(rand::thread_rng().gen_range(1.0..=5.0));
+                        warn!(target = %spec.name, ?retry, "no UDP echo session, connecting again: {e}");
+                        tokio::select! {
+                            _ = tokio::time::sleep(retry) => continue 'rounds,
+                            _ = stopped(&mut stop) => break 'rounds,
+                        }
                     }
                 }
             }
