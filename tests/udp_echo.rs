@@ -63,7 +63,7 @@ async fn a_session_answers_after_its_connection_closed_and_strangers_get_nothing
     let session = grant.session;
     target.conn.close(0u32.into(), b"done");
     let socket = UdpEchoSocket::bind(at([127, 0, 0, 1])).unwrap();
-    let t = socket.open(grant, target.spki.clone(), Duration::from_secs(1));
+    let t = (socket.open(grant, target.spki.clone(), Duration::from_secs(1))).unwrap();
     let cfg = RoundConfig {
         rate_hz: 0.0,
         count: 20,

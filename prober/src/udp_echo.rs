@@ -3,6 +3,7 @@
 //! target, and one receive task hands each answer to its session's state by session id. A
 //! target then costs its session's keys and challenge bookkeeping, not a QUIC connection.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -87,7 +88,6 @@ struct Slot {
 
 struct SessionState {
     client: ClientSession,
-    addr: SocketAddr,
     epoch: Instant,
     samples: Vec<Sample>,
     examples: Vec<String>,
@@ -95,9 +95,29 @@ struct SessionState {
     rejected: u64,
 }
 
+/// A session as the prober tells it apart: the responder's UDP address (canonical IP) and the
+/// id it granted. Ids are chosen by responders, so one alone could be granted by two targets
+/// (a hostile one copying another's id, REVIEW7 U4).
+type SessionKey = (SocketAddr, u64);
+
+fn session_key(addr: SocketAddr, session: u64) -> SessionKey {
+    (
+        SocketAddr::new(addr.ip().to_canonical(), addr.port()),
+        session,
+    )
+}
+
+/// [`UdpEchoSocket::open`] was handed a session this socket already probes.
+#[derive(Debug, thiserror::Error)]
+#[error("UDP echo session {session:016x} of {addr} is already open on this socket")]
+pub struct SessionTaken {
+    pub addr: SocketAddr,
+    pub session: u64,
+}
+
 struct Shared {
     socket: UdpSocket,
-    sessions: Mutex<HashMap<u64, Arc<Slot>>>,
+    sessions: Mutex<HashMap<SessionKey, Arc<Slot>>>,
     /// Datagrams dropped: malformed, of no session held, from another address, or not
     /// authenticating.
     rejected: AtomicU64,
@@ -158,13 +178,18 @@ impl UdpEchoSocket {
     }
 
     /// Starts probing the session of `grant`; `spki` is the session key the grant's connection
-    /// showed (recorded with its rounds). Answers time out after `timeout`.
-    pub fn open(&self, grant: UdpEchoGrant, spki: Vec<u8>, timeout: Duration) -> UdpTarget {
+    /// showed (recorded with its rounds). Answers time out after `timeout`. A session of the
+    /// same address and id already open is refused, not replaced.
+    pub fn open(
+        &self,
+        grant: UdpEchoGrant,
+        spki: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<UdpTarget, SessionTaken> {
         let now = Instant::now();
         let slot = Arc::new(Slot {
             state: Mutex::new(SessionState {
                 client: ClientSession::new(grant.session, grant.keys, nanos(timeout)),
-                addr: grant.addr,
                 epoch: now,
                 samples: Vec::new(),
                 examples: Vec::new(),
@@ -172,15 +197,25 @@ impl UdpEchoSocket {
             }),
             answered: Notify::new(),
         });
-        lock_map(&self.shared.sessions).insert(grant.session, slot.clone());
-        UdpTarget {
+        match lock_map(&self.shared.sessions).entry(session_key(grant.addr, grant.session)) {
+            Entry::Occupied(_) => {
+                return Err(SessionTaken {
+                    addr: grant.addr,
+                    session: grant.session,
+                })
+            }
+            Entry::Vacant(v) => {
+                v.insert(slot.clone());
+            }
+        }
+        Ok(UdpTarget {
             addr: grant.addr,
             spki,
             session: grant.session,
             expires: now + grant.lifetime,
             slot,
             socket: self.clone(),
-        }
+        })
     }
 }
 
@@ -210,7 +245,16 @@ impl UdpTarget {
 
 impl Drop for UdpTarget {
     fn drop(&mut self) {
-        lock_map(&self.socket.shared.sessions).remove(&self.session);
+        // Only its own entry: another may hold the key since (never while this one lives,
+        // but the check is cheap and keeps a drop from ending someone else's session).
+        let mut sessions = lock_map(&self.socket.shared.sessions);
+        let key = session_key(self.addr, self.session);
+        if sessions
+            .get(&key)
+            .is_some_and(|s| Arc::ptr_eq(s, &self.slot))
+        {
+            sessions.remove(&key);
+        }
     }
 }
 
@@ -218,7 +262,9 @@ fn lock(slot: &Slot) -> MutexGuard<'_, SessionState> {
     slot.state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn lock_map(m: &Mutex<HashMap<u64, Arc<Slot>>>) -> MutexGuard<'_, HashMap<u64, Arc<Slot>>> {
+fn lock_map(
+    m: &Mutex<HashMap<SessionKey, Arc<Slot>>>,
+) -> MutexGuard<'_, HashMap<SessionKey, Arc<Slot>>> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -240,21 +286,18 @@ async fn receive(shared: Arc<Shared>) {
         };
         let received = Instant::now();
         let datagram = buf.get(..n).unwrap_or_default();
-        let slot = answer_session(datagram)
-            .ok()
-            .and_then(|id| lock_map(&shared.sessions).get(&id).cloned());
+        // Keyed by the source too: an answer from another address than the session's finds
+        // no session.
+        let slot = answer_session(datagram).ok().and_then(|id| {
+            lock_map(&shared.sessions)
+                .get(&session_key(from, id))
+                .cloned()
+        });
         let Some(slot) = slot else {
             shared.rejected.fetch_add(1, Ordering::Relaxed);
             continue;
         };
         let mut s = lock(&slot);
-        let same_source =
-            s.addr.port() == from.port() && s.addr.ip().to_canonical() == from.ip().to_canonical();
-        if !same_source {
-            s.rejected += 1;
-            shared.rejected.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
         let now = nanos(received.saturating_duration_since(s.epoch));
         match s.client.on_answer(now, datagram) {
             Ok(AnswerOutcome::Sample(sample)) => {

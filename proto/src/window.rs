@@ -37,8 +37,13 @@ impl<const WORDS: usize> SeqWindow<WORDS> {
 
     pub(crate) fn check_and_insert(&mut self, seq: u64) -> Seen {
         if seq >= self.top {
+            // u64::MAX has no successor to become `top`: refused rather than wrapping `top`
+            // to 0, which would make every earlier number new again (REVIEW7 U3).
+            let Some(next) = seq.checked_add(1) else {
+                return Seen::TooOld;
+            };
             // Slide forward, clearing the bits that leave the window.
-            let shift = seq + 1 - self.top;
+            let shift = next - self.top;
             if shift >= Self::BITS {
                 self.bits = [0; WORDS];
             } else {
@@ -46,7 +51,7 @@ impl<const WORDS: usize> SeqWindow<WORDS> {
                     self.clear(s);
                 }
             }
-            self.top = seq + 1;
+            self.top = next;
             self.set(seq);
             return Seen::New;
         }
@@ -116,5 +121,15 @@ mod tests {
         assert_eq!(w.check_and_insert(300 - 255), Seen::New);
         assert_eq!(w.check_and_insert(300 - 256), Seen::TooOld);
         assert_eq!(w.check_and_insert(300 - 255), Seen::Replayed);
+    }
+
+    #[test]
+    fn the_largest_number_is_refused_without_reopening_the_window() {
+        let mut w = SeqWindow::<4>::new();
+        assert_eq!(w.check_and_insert(7), Seen::New);
+        assert_eq!(w.check_and_insert(u64::MAX), Seen::TooOld);
+        assert_eq!(w.check_and_insert(7), Seen::Replayed);
+        assert_eq!(w.check_and_insert(u64::MAX - 1), Seen::New);
+        assert_eq!(w.check_and_insert(u64::MAX), Seen::TooOld);
     }
 }

@@ -518,22 +518,9 @@ impl Drop for ConnectionSlot {
     }
 }
 
-/// The peer the per-IP limits count: an IPv4 address (also when mapped into IPv6), or an IPv6
-/// address's /64, since one host commonly holds a whole /64 and could otherwise take a fresh
-/// address per connection (REVIEW2 F7).
-fn peer_of(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut octets = v6.octets();
-                octets[8..].fill(0);
-                IpAddr::from(octets)
-            }
-        },
-    }
-}
+// The peer the per-IP limits count: an IPv4 address (also when mapped into IPv6), or an IPv6
+// address's /64 (REVIEW2 F7); the UDP echo's session table counts the same peers.
+use locus_proto::udp_echo::table::peer_of;
 
 impl Admission {
     /// `evict_unproven`: see [`Admission::connect`]; set it under `[access] evidence =

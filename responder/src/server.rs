@@ -20,7 +20,7 @@ use locus_proto::messages::{
 };
 use locus_proto::request_auth::{EXPORTER_LABEL, EXPORTER_LEN};
 use locus_proto::responder::EchoSession;
-use locus_proto::udp_echo::table::TableCounts;
+use locus_proto::udp_echo::table::{Grantee, RegisterError, TableCounts};
 use locus_proto::{DecodeError, Nonce};
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
@@ -32,7 +32,7 @@ use crate::admission::{
 use crate::evidence::EvidenceSource;
 use crate::evidence_queue::{EvidenceQueue, Refused};
 use crate::session_key::SessionKey;
-use crate::udp_echo::{UdpEcho, UdpEchoConfig};
+use crate::udp_echo::{GrantError, UdpEcho, UdpEchoConfig};
 
 /// Requests a prober may have open at once on one connection: the protocol needs at most a
 /// keys request, an evidence request and a transcript request; each open stream is state
@@ -621,7 +621,9 @@ fn hello(body: &[u8], state: &ConnState, shared: &Shared) -> Vec<u8> {
     frame::encode(MessageKind::HelloResponse, &HelloResponse {})
 }
 
-/// Grants a UDP echo session keyed from this connection (open to every prober, like echo).
+/// Grants a UDP echo session keyed from this connection: under `[access] evidence = "pinned"`
+/// only to a connection that proved a pinned key (a session outlives its connection, so
+/// strangers' grants would evict probers' sessions, REVIEW7 U1); under `any` to every prober.
 fn udp_echo(body: &[u8], state: &ConnState, shared: &Shared) -> Vec<u8> {
     if let Err(e) = frame::decode_body::<UdpEchoRequest>(MessageKind::UdpEchoRequest, body) {
         return error_frame(&RequestError::Frame(e));
@@ -632,11 +634,23 @@ fn udp_echo(body: &[u8], state: &ConnState, shared: &Shared) -> Vec<u8> {
             "this responder answers no UDP echo ([echo] udp_listen)",
         );
     };
-    match udp.grant(&state.conn) {
+    let grantee = match state.slot.key() {
+        Some(key) => Grantee::Proved(key),
+        None if shared.access == EvidenceAccess::Any => Grantee::Unproven,
+        None => {
+            shared.admission.log.shed(Shed::Unauthorized, state.peer);
+            return refusal(
+                codes::UNAUTHORIZED,
+                "a UDP echo session is granted only to a connection that proved a pinned key",
+            );
+        }
+    };
+    match udp.grant(&state.conn, grantee) {
         Ok(granted) => {
             debug!(peer = %state.peer, session = granted.session, "UDP echo session granted");
             frame::encode(MessageKind::UdpEchoResponse, &granted)
         }
+        Err(e @ GrantError::Register(RegisterError::Full)) => refusal(codes::BUSY, &e.to_string()),
         Err(e) => refusal(codes::INTERNAL, &e.to_string()),
     }
 }

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use locus_proto::messages::UdpEchoResponse;
-use locus_proto::udp_echo::table::{RegisterError, SessionTable, TableCounts, TableLimits};
+use locus_proto::udp_echo::table::{
+    Grantee, RegisterError, SessionTable, TableCounts, TableLimits,
+};
 use locus_proto::udp_echo::{exporter_context, EchoKeys, EXPORTER_LABEL, EXPORTER_LEN};
 use tokio::net::UdpSocket;
 use tracing::{debug, warn};
@@ -65,6 +67,7 @@ impl UdpEcho {
             lifetime_ns: nanos(config.lifetime),
             per_session_per_sec: limits.udp_echo_per_session_per_sec,
             per_ip_per_sec: limits.echo_per_ip_per_sec,
+            unproven_per_sec: limits.echo_per_sec,
         })));
         let epoch = Instant::now();
         let task = tokio::spawn(serve(socket, table.clone(), epoch, spin)).abort_handle();
@@ -85,8 +88,12 @@ impl UdpEcho {
         lock(&self.table).counts()
     }
 
-    /// Grants a session to the peer of `conn`, keyed from its TLS exporter.
-    pub(crate) fn grant(&self, conn: &quinn::Connection) -> Result<UdpEchoResponse, GrantError> {
+    /// Grants a session to the peer of `conn`, keyed from its TLS exporter, for `grantee`.
+    pub(crate) fn grant(
+        &self,
+        conn: &quinn::Connection,
+        grantee: Grantee,
+    ) -> Result<UdpEchoResponse, GrantError> {
         let ip = conn.remote_address().ip().to_canonical();
         let mut tries = 0;
         loop {
@@ -96,8 +103,8 @@ impl UdpEcho {
             conn.export_keying_material(&mut secret, EXPORTER_LABEL, &exporter_context(session))
                 .map_err(|_| GrantError::NoExporter)?;
             let now = nanos(self.epoch.elapsed());
-            let result =
-                lock(&self.table).register(now, session, ip, EchoKeys::from_exporter(&secret));
+            let keys = EchoKeys::from_exporter(&secret);
+            let result = lock(&self.table).register_for(now, session, ip, keys, grantee);
             match result {
                 Ok(_) => {
                     return Ok(UdpEchoResponse {
@@ -106,6 +113,7 @@ impl UdpEcho {
                         lifetime_s: u32::try_from(self.lifetime.as_secs()).unwrap_or(u32::MAX),
                     })
                 }
+                Err(e @ RegisterError::Full) => return Err(e.into()),
                 Err(e) if tries >= 3 => return Err(e.into()),
                 Err(_) => tries += 1,
             }

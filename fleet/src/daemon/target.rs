@@ -270,9 +270,11 @@ async fn open_udp(
             )))
         }
     };
+    let session = (socket.open(grant, target.spki.clone(), settings.timeout))
+        .map_err(|e| NoUdp::Failed(e.to_string()))?;
     target.conn.close(0u32.into(), b"UDP echo session granted");
     Ok(Echo::Udp {
-        session: Box::new(socket.open(grant, target.spki.clone(), settings.timeout)),
+        session: Box::new(session),
         quic: target.addr,
         silent: 0,
     })

@@ -70,7 +70,7 @@ async fn genuine_answers_count_and_answers_under_another_sessions_key_do_not() {
     );
     let socket = UdpEchoSocket::bind(loopback()).unwrap();
     let grant = UdpEchoGrant::new(SESSION, addr, Duration::from_secs(60), keys(1));
-    let target = socket.open(grant, vec![1, 2, 3], Duration::from_millis(300));
+    let target = (socket.open(grant, vec![1, 2, 3], Duration::from_millis(300))).unwrap();
     let r = run_udp_round_from(&target, &cfg(3), Instant::now()).await;
     fake.join().unwrap();
     assert_eq!((r.sent, r.answered, r.lost, r.violations), (3, 3, 0, 0));
@@ -85,7 +85,7 @@ async fn strangers_and_unknown_sessions_are_dropped_and_unanswered_challenges_lo
     let (addr, fake) = fake_responder(|_| Vec::new(), 2);
     let socket = UdpEchoSocket::bind(loopback()).unwrap();
     let grant = UdpEchoGrant::new(7, addr, Duration::from_secs(60), keys(1));
-    let target = socket.open(grant, Vec::new(), Duration::from_millis(100));
+    let target = (socket.open(grant, Vec::new(), Duration::from_millis(100))).unwrap();
     // Someone else sends a well-formed answer of another session to the prober's socket.
     let stranger = StdSocket::bind(loopback()).unwrap();
     let bogus = UdpAnswer {
@@ -105,4 +105,48 @@ async fn strangers_and_unknown_sessions_are_dropped_and_unanswered_challenges_lo
     // The session is forgotten with its target.
     drop(target);
     assert!(lock_map(&socket.shared.sessions).is_empty());
+}
+
+/// REVIEW7 U4: two responders grant the same session id (a hostile one copying the other's,
+/// which every datagram shows): both sessions keep being answered, a second open of one
+/// address and id is refused, and dropping one target leaves the other's entry.
+#[tokio::test]
+async fn one_session_id_granted_by_two_responders_keeps_both_answered() {
+    const SESSION: u64 = 42;
+    let responder = |seed, challenges| {
+        let server = Mutex::new(ServerSession::new(SESSION, keys(seed)));
+        fake_responder(
+            move |c| {
+                vec![server
+                    .lock()
+                    .unwrap()
+                    .on_challenge(0, 10, c)
+                    .unwrap()
+                    .to_vec()]
+            },
+            challenges,
+        )
+    };
+    let ((a, fake_a), (b, fake_b)) = (responder(1, 4), responder(2, 2));
+    let socket = UdpEchoSocket::bind(loopback()).unwrap();
+    let grant = |addr, seed| UdpEchoGrant::new(SESSION, addr, Duration::from_secs(60), keys(seed));
+    let ta = socket
+        .open(grant(a, 1), Vec::new(), Duration::from_millis(300))
+        .unwrap();
+    let tb = socket
+        .open(grant(b, 2), Vec::new(), Duration::from_millis(300))
+        .unwrap();
+    assert!(socket
+        .open(grant(a, 1), Vec::new(), Duration::from_millis(300))
+        .is_err());
+    for t in [&ta, &tb] {
+        let r = run_udp_round_from(t, &cfg(2), Instant::now()).await;
+        assert_eq!((r.sent, r.answered, r.lost), (2, 2, 0));
+    }
+    drop(tb);
+    let r = run_udp_round_from(&ta, &cfg(2), Instant::now()).await;
+    assert_eq!((r.sent, r.answered, r.lost), (2, 2, 0));
+    fake_a.join().unwrap();
+    fake_b.join().unwrap();
+    assert_eq!(socket.rejected(), 0);
 }

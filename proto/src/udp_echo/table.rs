@@ -1,6 +1,8 @@
-//! The responder's UDP echo sessions: bounded in total and per IP (the idlest of the oldest is
-//! evicted to make room), expiring after a fixed lifetime, rate-limited per session and per IP.
-//! A datagram of an unknown session costs a hash lookup and allocates nothing.
+//! The responder's UDP echo sessions: bounded in total and per peer (an IPv4 address or an
+//! IPv6 /64; the idlest of the oldest is evicted to make room, and a session granted to a
+//! connection that proved no pinned key evicts only such sessions), expiring after a fixed
+//! lifetime, rate-limited per session, per peer and in total for unproven sessions, per key
+//! for proved ones. A datagram of an unknown session costs a hash lookup and allocates nothing.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -19,15 +21,46 @@ const EVICTION_CANDIDATES: usize = 8;
 pub struct TableLimits {
     /// Sessions held at once, all IPs together.
     pub max_sessions: usize,
-    /// Sessions held at once for one IP: one address cannot fill the table.
+    /// Sessions held at once for one peer (an IPv4 address or an IPv6 /64, [`peer_of`]): one
+    /// host cannot fill the table.
     pub max_sessions_per_ip: usize,
     /// A session is forgotten this long after it was granted.
     pub lifetime_ns: u64,
     /// Answers per second on one session (bursts of a tenth of a second's worth, at least
     /// one); `None`: unlimited.
     pub per_session_per_sec: Option<f64>,
-    /// Answers per second to one IP, all its sessions together; `None`: unlimited.
+    /// Answers per second to one peer, all its unproven sessions together, and to one pinned
+    /// key, all its proved sessions together; `None`: unlimited.
     pub per_ip_per_sec: Option<f64>,
+    /// Answers per second to all unproven sessions together (REVIEW7 U2: the QUIC echo's
+    /// `echo_per_sec`); `None`: unlimited.
+    pub unproven_per_sec: Option<f64>,
+}
+
+/// Who a session was granted to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grantee {
+    /// A connection that proved no pinned key.
+    Unproven,
+    /// A connection that proved this pinned key: its sessions are answered from the key's own
+    /// rate, not its peer's or the unproven total, and unproven grants never evict them.
+    Proved([u8; 32]),
+}
+
+/// The peer the per-peer limits count: an IPv4 address (also when mapped into IPv6), or an
+/// IPv6 address's /64, since one host commonly holds a whole /64 (REVIEW2 F7, REVIEW7 U1).
+pub fn peer_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut octets = v6.octets();
+                octets[8..].fill(0);
+                IpAddr::from(octets)
+            }
+        },
+    }
 }
 
 /// What the table did since it was made.
@@ -62,6 +95,9 @@ pub enum RegisterError {
     /// The id is in use: draw another.
     #[error("session id {0:016x} is taken")]
     IdTaken(u64),
+    /// At a cap with no session an unproven grant may evict (all are proved).
+    #[error("no room for a session of a connection that proved no pinned key")]
+    Full,
 }
 
 /// A token bucket over nanoseconds.
@@ -99,6 +135,9 @@ fn burst(rate: f64) -> f64 {
 #[derive(Debug)]
 struct Entry {
     ip: IpAddr,
+    /// The peer ([`peer_of`]) of `ip`.
+    peer: IpAddr,
+    grantee: Grantee,
     state: ServerSession,
     created_ns: u64,
     last_used_ns: u64,
@@ -121,7 +160,12 @@ pub struct SessionTable {
     /// Every session as `(id, created_ns)`, oldest first (so also by expiry); ids of removed
     /// sessions are skipped lazily and compacted away.
     order: VecDeque<(u64, u64)>,
+    /// Per peer ([`peer_of`]), not per address.
     ips: HashMap<IpAddr, PerIp>,
+    /// Per pinned key: its proved sessions and their answers.
+    keys: HashMap<[u8; 32], (usize, Option<Bucket>)>,
+    /// Answers of all unproven sessions together.
+    unproven: Option<Bucket>,
     counts: TableCounts,
 }
 
@@ -132,6 +176,8 @@ impl SessionTable {
             sessions: HashMap::new(),
             order: VecDeque::new(),
             ips: HashMap::new(),
+            keys: HashMap::new(),
+            unproven: None,
             counts: TableCounts::default(),
         }
     }
@@ -156,9 +202,8 @@ impl SessionTable {
         self.counts
     }
 
-    /// Registers session `id` (drawn at random by the caller) for `ip` with the keys exported
-    /// for it; returns when it expires (ns). Expired sessions go first; at the IP's or the
-    /// total cap the idlest of the oldest [`EVICTION_CANDIDATES`] is evicted.
+    /// Registers session `id` for a connection that proved no pinned key, see
+    /// [`SessionTable::register_for`].
     pub fn register(
         &mut self,
         now_ns: u64,
@@ -166,21 +211,42 @@ impl SessionTable {
         ip: IpAddr,
         keys: EchoKeys,
     ) -> Result<u64, RegisterError> {
+        self.register_for(now_ns, id, ip, keys, Grantee::Unproven)
+    }
+
+    /// Registers session `id` (drawn at random by the caller) for `ip` with the keys exported
+    /// for it; returns when it expires (ns). Expired sessions go first; at the peer's or the
+    /// total cap the idlest of the oldest [`EVICTION_CANDIDATES`] unproven sessions is
+    /// evicted, or, for a proved grantee when there is none, of all sessions; an unproven
+    /// grant finding no unproven session to evict is refused (REVIEW7 U1).
+    pub fn register_for(
+        &mut self,
+        now_ns: u64,
+        id: u64,
+        ip: IpAddr,
+        keys: EchoKeys,
+        grantee: Grantee,
+    ) -> Result<u64, RegisterError> {
         self.expire(now_ns);
         if self.sessions.contains_key(&id) {
             return Err(RegisterError::IdTaken(id));
         }
+        let peer = peer_of(ip);
         let max_ip = self.limits.max_sessions_per_ip.max(1);
-        while self.ips.get(&ip).is_some_and(|p| p.live >= max_ip) {
-            let Some(victim) = self.ips.get(&ip).and_then(|p| self.idlest(&p.order)) else {
-                break;
+        while self.ips.get(&peer).is_some_and(|p| p.live >= max_ip) {
+            let victim = self
+                .ips
+                .get(&peer)
+                .and_then(|p| self.victim(&p.order, grantee));
+            let Some(victim) = victim else {
+                return Err(RegisterError::Full);
             };
             self.remove(victim);
             self.counts.evicted += 1;
         }
         while self.sessions.len() >= self.limits.max_sessions.max(1) {
-            let Some(victim) = self.idlest(&self.order) else {
-                break;
+            let Some(victim) = self.victim(&self.order, grantee) else {
+                return Err(RegisterError::Full);
             };
             self.remove(victim);
             self.counts.evicted += 1;
@@ -193,6 +259,8 @@ impl SessionTable {
             id,
             Entry {
                 ip,
+                peer,
+                grantee,
                 state: ServerSession::new(id, keys),
                 created_ns: now_ns,
                 last_used_ns: now_ns,
@@ -201,15 +269,20 @@ impl SessionTable {
         );
         self.order.push_back((id, now_ns));
         let per_ip_rate = self.limits.per_ip_per_sec;
-        let p = self.ips.entry(ip).or_insert_with(|| PerIp {
+        let p = self.ips.entry(peer).or_insert_with(|| PerIp {
             order: VecDeque::new(),
             live: 0,
             bucket: per_ip_rate.map(|r| Bucket::new(r, now_ns)),
         });
         p.order.push_back((id, now_ns));
         p.live += 1;
+        if let Grantee::Proved(key) = grantee {
+            let k = (self.keys.entry(key))
+                .or_insert_with(|| (0, per_ip_rate.map(|r| Bucket::new(r, now_ns))));
+            k.0 += 1;
+        }
         self.counts.registered += 1;
-        self.compact(ip);
+        self.compact(peer);
         Ok(now_ns.saturating_add(self.limits.lifetime_ns))
     }
 
@@ -272,14 +345,37 @@ impl SessionTable {
             (Some(b), Some(rate)) => b.take(rate, received_ns),
             _ => true,
         };
-        let ip_ok = match (
-            self.ips.get_mut(&from).and_then(|p| p.bucket.as_mut()),
-            self.limits.per_ip_per_sec,
-        ) {
-            (Some(b), Some(rate)) => session_ok && b.take(rate, received_ns),
-            _ => session_ok,
+        let l = &self.limits;
+        let take = |b: Option<&mut Bucket>, rate: Option<f64>| match (b, rate) {
+            (Some(b), Some(rate)) => b.take(rate, received_ns),
+            _ => true,
         };
-        if !ip_ok {
+        // A proved session spends its key's answers only, so neither its NAT neighbours nor
+        // the unproven crowd can spend them (as REVIEW6 R7 for the QUIC echo).
+        let ok = session_ok
+            && match entry.grantee {
+                Grantee::Proved(key) => take(
+                    self.keys.get_mut(&key).and_then(|k| k.1.as_mut()),
+                    l.per_ip_per_sec,
+                ),
+                Grantee::Unproven => {
+                    let peer = entry.peer;
+                    take(
+                        self.ips.get_mut(&peer).and_then(|p| p.bucket.as_mut()),
+                        l.per_ip_per_sec,
+                    ) && take(
+                        match (&mut self.unproven, l.unproven_per_sec) {
+                            (Some(b), _) => Some(b),
+                            (None, Some(r)) => {
+                                Some(self.unproven.insert(Bucket::new(r, received_ns)))
+                            }
+                            (None, None) => None,
+                        },
+                        l.unproven_per_sec,
+                    )
+                }
+            };
+        if !ok {
             return Err(UdpEchoError::RateLimited { session });
         }
         Ok(answer)
@@ -303,14 +399,24 @@ impl SessionTable {
         }
     }
 
-    /// Of the oldest [`EVICTION_CANDIDATES`] live sessions in `order`, the least recently
-    /// used (the oldest among equals).
-    fn idlest(&self, order: &VecDeque<(u64, u64)>) -> Option<u64> {
+    /// The session to evict for a grant to `grantee`: the idlest of the oldest unproven
+    /// sessions in `order`, else, for a proved grantee only, of all sessions.
+    fn victim(&self, order: &VecDeque<(u64, u64)>, grantee: Grantee) -> Option<u64> {
+        self.idlest(order, true).or_else(|| match grantee {
+            Grantee::Proved(_) => self.idlest(order, false),
+            Grantee::Unproven => None,
+        })
+    }
+
+    /// Of the oldest [`EVICTION_CANDIDATES`] live sessions in `order` (only unproven ones if
+    /// `unproven`), the least recently used (the oldest among equals).
+    fn idlest(&self, order: &VecDeque<(u64, u64)>, unproven: bool) -> Option<u64> {
         order
             .iter()
             .filter_map(|&(id, created)| {
                 let e = self.sessions.get(&id)?;
-                (e.created_ns == created).then_some((e.last_used_ns, id))
+                let fits = !unproven || e.grantee == Grantee::Unproven;
+                (e.created_ns == created && fits).then_some((e.last_used_ns, id))
             })
             .take(EVICTION_CANDIDATES)
             .min_by_key(|&(last_used, _)| last_used)
@@ -321,10 +427,18 @@ impl SessionTable {
         let Some(e) = self.sessions.remove(&id) else {
             return;
         };
-        if let Some(p) = self.ips.get_mut(&e.ip) {
+        if let Some(p) = self.ips.get_mut(&e.peer) {
             p.live -= 1;
             if p.live == 0 {
-                self.ips.remove(&e.ip);
+                self.ips.remove(&e.peer);
+            }
+        }
+        if let Grantee::Proved(key) = e.grantee {
+            if let Some(k) = self.keys.get_mut(&key) {
+                k.0 -= 1;
+                if k.0 == 0 {
+                    self.keys.remove(&key);
+                }
             }
         }
     }
