@@ -1330,7 +1330,7 @@ fn lab_relocation_through_daemons_fires_a_real_alert() {
     );
     let metrics = monitor.listen();
 
-    // The mover moves 15 s after the world started. Its alert fires once the CUSUM sees the
+    // The mover moves 25 s after the world started. Its alert fires once the CUSUM sees the
     // change; the monitor re-sends it every judgement, and once the window holds only rounds
     // after the move its new region is around Paris.
     let near_paris = |region: &str| {

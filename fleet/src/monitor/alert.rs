@@ -290,7 +290,11 @@ pub(crate) struct AlertContext<'a> {
     pub(crate) last_located: Option<&'a VerdictRecord>,
     /// When the node's current verdict began (Unix seconds).
     pub(crate) since_unix_s: i64,
+    /// The judgement's instant.
     pub(crate) now_unix_s: i64,
+    /// When the alerts are sent (the wall clock): a firing alert's `endsAt` counts from here,
+    /// so that a judgement slower than the TTL does not post alerts that already ended.
+    pub(crate) sent_unix_s: i64,
     /// A firing alert expires this long after it was last sent.
     pub(crate) firing_for: Duration,
     pub(crate) generator_url: Option<&'a str>,
@@ -371,7 +375,9 @@ pub(crate) fn alerts_for(j: &Judgement, cx: &AlertContext<'_>) -> Vec<Alert> {
         labels: labels(name, verdict, &j.claim),
         annotations,
         starts_at: Some(rfc3339(cx.since_unix_s)),
-        ends_at: rfc3339(cx.now_unix_s + cx.firing_for.as_secs() as i64),
+        ends_at: rfc3339(
+            cx.now_unix_s.max(cx.sent_unix_s) + cx.firing_for.as_secs_f64().ceil() as i64,
+        ),
         generator_url,
     });
     out
@@ -380,6 +386,53 @@ pub(crate) fn alerts_for(j: &Judgement, cx: &AlertContext<'_>) -> Vec<Alert> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn relocated(name: &str) -> Judgement {
+        Judgement {
+            name: name.into(),
+            claim: "fra".into(),
+            verdict: locus_analysis::Verdict::Relocated,
+            reasons: vec!["moved".into()],
+            region: None,
+            calibrated_region: None,
+            distances: Vec::new(),
+            anchors: Vec::new(),
+            checks: Vec::new(),
+            relocation: None,
+            vtpm: Default::default(),
+            scores: Default::default(),
+            evidence_excess_ms: None,
+        }
+    }
+
+    fn ends_at(now_unix_s: i64, sent_unix_s: i64) -> String {
+        let j = relocated("n");
+        let alerts = alerts_for(
+            &j,
+            &AlertContext {
+                previous: None,
+                last_located: None,
+                since_unix_s: now_unix_s,
+                now_unix_s,
+                sent_unix_s,
+                firing_for: Duration::from_millis(2_500),
+                generator_url: None,
+            },
+        );
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        alerts[0].ends_at.clone()
+    }
+
+    #[test]
+    fn a_firing_alert_ends_after_it_is_sent_even_when_judging_was_slow() {
+        // Judged at 1000, sent at 1010 (a judgement slower than the TTL): the alert must not
+        // arrive already ended, or Alertmanager never shows it.
+        assert_eq!(ends_at(1_000, 1_010), rfc3339(1_013));
+        // Sent within the judgement's second: from the judgement (the TTL rounded up).
+        assert_eq!(ends_at(1_000, 1_000), rfc3339(1_003));
+        // A judgement dated ahead of the clock (`--at` in the future): from the judgement.
+        assert_eq!(ends_at(1_000, 990), rfc3339(1_003));
+    }
 
     #[test]
     fn bad_urls_are_named_and_passwords_hidden() {

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use locus_analysis::{judge, Judgement, Policy, Verdict};
 use tracing::{info, warn};
@@ -227,6 +227,10 @@ pub async fn serve(
     let store = Arc::new(Mutex::new(store));
     let judging = Arc::new(judging);
     let mut tick = tokio::time::interval(interval);
+    // A judgement slower than the interval is followed by the next one, not by a burst.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // How long the last judgement took: alerts are re-sent once per max(interval, that).
+    let mut last_took = Duration::ZERO;
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -234,7 +238,11 @@ pub async fn serve(
             _ = tick.tick() => {
                 let (s, j, m) = (store.clone(), judging.clone(), metrics.clone());
                 let ams = alertmanagers.clone();
-                let ttl = interval * 3;
+                // Three re-send periods, as the docs say, where a period is the interval or the
+                // last judgement's duration, whichever is longer (a large fleet or a loaded
+                // host must not let a firing alert lapse between two judgements).
+                let ttl = interval.max(last_took) * 3;
+                let started = Instant::now();
                 let res = tokio::task::spawn_blocking(move || {
                     let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
                     let sinks = Sinks {
@@ -246,6 +254,7 @@ pub async fn serve(
                     judge_all(&mut s, &j, unix_now_ns(), &sinks)
                 })
                 .await;
+                last_took = started.elapsed();
                 match res {
                     Ok(Ok((js, failed))) => {
                         ready.store(true, Ordering::Release);
@@ -521,6 +530,7 @@ fn record(
                     last_located: last_located.as_ref(),
                     since_unix_s: since_ns.div_euclid(1_000_000_000),
                     now_unix_s: now_ns.div_euclid(1_000_000_000),
+                    sent_unix_s: unix_now_ns().div_euclid(1_000_000_000),
                     firing_for: sinks.alert_ttl,
                     generator_url: ams.generator_url(),
                 },
