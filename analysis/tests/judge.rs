@@ -1232,3 +1232,39 @@ fn one_prober_alone_does_not_accuse_while_others_measure() {
     let j = judge(&w, &n, &Policy::default());
     assert_eq!(j.verdict, Verdict::Relocated, "{:?}", j.reasons);
 }
+
+/// An honest node whose anchor server is slow (a loaded TLS server, a debug build: +4 ms over
+/// the model) is not accused: an anchor RTT above the model is no physical bound, and the one
+/// location that fits both lies within what the evidence resolves. Held, never located.
+/// (CI: a loaded lab monitor once judged its honest node `relocated` this way, 54 km off.)
+#[test]
+fn a_slow_anchor_server_near_the_claim_holds_instead_of_accusing() {
+    let w = world();
+    let mut n = node(&w, "slow-anchor", "fra", &honest(), 11);
+    n.anchors[0].min_rtt_ns += 4_000_000;
+    let j = judge(&w, &n, &Policy::default());
+    assert_eq!(j.verdict, Verdict::Inconclusive, "{:#?}", j.reasons);
+    assert!(
+        j.reasons
+            .iter()
+            .any(|r| r.contains("anchors") && r.contains("held, not accused")),
+        "{:#?}",
+        j.reasons
+    );
+    assert_single_spaced(&j);
+    // A TD far from the claim (Munich, ~300 km) is still accused by the same rule.
+    assert_verdict(
+        &node(
+            &w,
+            "elsewhere",
+            "fra",
+            &Spec {
+                td: "muc",
+                ..honest()
+            },
+            6,
+        ),
+        Verdict::Relocated,
+        "the node runs there",
+    );
+}

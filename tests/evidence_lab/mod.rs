@@ -116,7 +116,13 @@ fn build() -> Lab {
         ..SwtpmOptions::default()
     })
     .unwrap();
-    let vtpm = Vtpm::open(VtpmConfig::new(tpm.tcti())).unwrap();
+    // Generous: several tests start swtpms at once on a loaded 2-core CI host, where one
+    // command has waited over the 5 s default; these tests are not about vTPM timeouts.
+    let vtpm = Vtpm::open(VtpmConfig {
+        command_timeout: std::time::Duration::from_secs(60),
+        ..VtpmConfig::new(tpm.tcti())
+    })
+    .unwrap();
     let (tcg_log, ccel, rtmrs) = measure_boot(&vtpm);
 
     let mut opts = LabOptions::at(now);
