@@ -46,6 +46,31 @@ fn every_target_has_seeds_and_survives_them_and_their_mutations() {
     }
 }
 
+/// The UDP echo script seed reaches every outcome of the responder's session table.
+#[test]
+fn udp_script_seed_reaches_every_outcome() {
+    let bytes = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/datagrams/udp-script.bin"),
+    )
+    .unwrap();
+    let counts = entries::udp_script(&bytes);
+    assert_eq!(
+        counts,
+        locus_proto::udp_echo::table::TableCounts {
+            registered: 1,
+            evicted: 0,
+            expired: 1,
+            answered: 7,
+            malformed: 0,
+            unknown_session: 3,
+            wrong_peer: 1,
+            bad_mac: 1,
+            replayed: 19,
+            rate_limited: 1,
+        }
+    );
+}
+
 /// Writes the seed corpus: messages of every kind, a lab bundle (lab TDX, swtpm vTPM, lab boot
 /// logs), its event logs and TPM structures, and the policy TOML examples. Run it when a
 /// format changes: `cargo test --test fuzz_corpus -- --ignored`.
@@ -305,6 +330,38 @@ fn regenerate_seed_corpus() {
             }
             .encode(&keys, &[0; 32]),
         );
+        // A script of `entries::udp_script`, step by step: `(op, arg)`, op = datagram | clock
+        // steps << 2 | 0x80 for a counter relative to one past the newest.
+        let rel = |d: i64| d as u64;
+        let script: &[(u8, u64)] = &[
+            (0, 1),                  // new
+            (0, 1),                  // replayed
+            (0x80, rel(-2)),         // 0: new, out of order
+            (1, 2),                  // from another address
+            (3, 2),                  // bad MAC
+            (2, 2),                  // unknown session
+            (0, 300),                // new, 1 leaves the window
+            (0, 1),                  // too old
+            (0x80, rel(-256)),       // 45: the window's last slot, new
+            (0x80, rel(-257)),       // 44: just past it, too old
+            (0, u64::MAX - 1),       // new
+            (0, u64::MAX),           // no successor: refused
+            (0x80, 0),               // u64::MAX again, relative
+            (0x80, rel(-3)),         // new, over the burst of 5: rate-limited
+            (0x80, rel(-3)),         // replayed (a rate-limited counter is spent)
+            (31 << 2, u64::MAX - 4), // 0.26 s later: answered
+        ];
+        let mut bytes = Vec::new();
+        for &(op, arg) in script {
+            bytes.push(op);
+            bytes.extend_from_slice(&arg.to_be_bytes());
+        }
+        // Answered, replayed, then past the session's lifetime (4 s): expired, then unknown.
+        for _ in 0..16 {
+            bytes.push(31 << 2);
+            bytes.extend_from_slice(&(u64::MAX - 5).to_be_bytes());
+        }
+        put("datagrams", "udp-script.bin", &bytes);
         put(
             "frames",
             "udp-echo-request.bin",

@@ -3,7 +3,8 @@
 //! function per target, each must never panic on any input. Where a decoder accepts an
 //! input, the target also checks that the encoding round-trips.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::OnceLock;
 
 use locus_analysis::verify::bundle::{self as bundle, EvidencePolicy, VerifyInputs};
@@ -16,7 +17,11 @@ use locus_proto::messages::{
     ErrorMessage, EvidenceRequest, EvidenceResponse, HelloRequest, HelloResponse, KeysRequest,
     KeysResponse, TranscriptRequest, TranscriptResponse, UdpEchoRequest, UdpEchoResponse,
 };
-use locus_proto::udp_echo::{self, EchoKeys, ServerSession, UdpAnswer, UdpChallenge};
+use locus_proto::prober::AnswerOutcome;
+use locus_proto::udp_echo::table::{SessionTable, TableCounts, TableLimits};
+use locus_proto::udp_echo::{
+    self, ClientSession, EchoKeys, ServerSession, UdpAnswer, UdpChallenge, UdpEchoError,
+};
 use locus_proto::{EchoAnswer, EchoChallenge};
 
 /// A target's entry point.
@@ -107,7 +112,18 @@ pub fn frames(data: &[u8]) {
     round_trip::<ErrorMessage>(data, MessageKind::Error);
 }
 
-/// Echo datagrams: challenges (responder) and answers (prober).
+/// The UDP echo session of the seeds (`udp-*.bin`), keyed with [`udp_keys`], granted to
+/// [`PROBER`].
+const UDP_SESSION: u64 = 0x0123_4567_89ab_cdef;
+const PROBER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+
+/// The seeds' session keys (exporter output `[7; 64]`).
+fn udp_keys() -> EchoKeys {
+    EchoKeys::from_exporter(&[7; udp_echo::EXPORTER_LEN])
+}
+
+/// Echo datagrams: challenges (responder) and answers (prober), alone and through the session
+/// state each end keeps; then the same bytes as a script of challenges ([`udp_script`]).
 pub fn datagrams(data: &[u8]) {
     if let Ok(c) = EchoChallenge::decode(data) {
         assert_eq!(c.encode()[..], data[..]);
@@ -115,11 +131,12 @@ pub fn datagrams(data: &[u8]) {
     if let Ok(a) = EchoAnswer::decode(data) {
         assert_eq!(a.encode()[..], data[..]);
     }
-    // UDP echo datagrams under the seeds' key ([7; 64]): what authenticates re-encodes.
-    let keys = EchoKeys::from_exporter(&[7; udp_echo::EXPORTER_LEN]);
+    // UDP echo datagrams under the seeds' key: what authenticates re-encodes.
+    let keys = udp_keys();
     let _ = udp_echo::challenge_session(data);
     let _ = udp_echo::answer_session(data);
-    if let Ok(c) = UdpChallenge::decode(data, &keys) {
+    let challenge = UdpChallenge::decode(data, &keys);
+    if let Ok(c) = challenge {
         assert_eq!(c.encode(&keys)[..], data[..]);
         let mut s = ServerSession::new(c.session, keys.clone());
         assert!(s.on_challenge(0, 1, data).is_ok());
@@ -127,6 +144,187 @@ pub fn datagrams(data: &[u8]) {
     if let Ok(a) = UdpAnswer::decode(data, &keys, |_| Some([0; 32])) {
         assert_eq!(a.encode(&keys, &[0; 32])[..], data[..]);
     }
+    // The responder's table as it serves: session lookup, peer, MAC, replay window, rates.
+    let mut table = SessionTable::new(udp_limits());
+    table
+        .register(0, UDP_SESSION, PROBER, keys.clone())
+        .expect("an empty table grants");
+    match table.on_datagram(0, 1, PROBER, data) {
+        Ok(answer) => {
+            let c = challenge.expect("only an authenticated challenge is answered");
+            let a = UdpAnswer::decode(&answer, &keys, |_| Some(c.nonce)).expect("answer");
+            assert_eq!(
+                (a.session, a.counter, a.inside_ns),
+                (c.session, c.counter, 1)
+            );
+        }
+        Err(_) => {
+            assert!(challenge.map_or(true, |c| c.session != UDP_SESSION || c.counter == u64::MAX))
+        }
+    }
+    // The prober's session with counters 0 and 1 pending under nonce `[0; 32]` (the seed
+    // answers 1): an authenticated answer is a sample once, then not pending; once its
+    // challenge was counted lost, it is late.
+    let client = || {
+        let mut s = ClientSession::new(UDP_SESSION, keys.clone(), 1_000);
+        for _ in 0..2 {
+            s.issue(0, [0; 32]);
+        }
+        s
+    };
+    let mut on_time = client();
+    let first = on_time.on_answer(10, data);
+    if let Ok(outcome) = &first {
+        assert!(
+            matches!(outcome, AnswerOutcome::Sample(s) if s.seq < 2 && s.rtt_ns == 10),
+            "{outcome:?}"
+        );
+        assert!(matches!(
+            on_time.on_answer(11, data),
+            Err(UdpEchoError::NotPending { .. })
+        ));
+    }
+    let mut late = client();
+    assert_eq!(late.tracker_mut().expire(1_000), 2);
+    match late.on_answer(2_000, data) {
+        Ok(outcome) => assert!(
+            first.is_ok() && matches!(outcome, AnswerOutcome::Late { rtt_ns: 2_000, .. }),
+            "{outcome:?}"
+        ),
+        Err(_) => assert!(first.is_err()),
+    }
+    udp_script(data);
+}
+
+/// Lifetime of a session in [`udp_script`]: about 16 of its longest steps.
+const UDP_LIFETIME_NS: u64 = 4_000_000_000;
+/// Counters below the newest one a responder's session tells from replays (32 bytes a
+/// session, `udp_echo::SESSION_WINDOW_WORDS`).
+const UDP_WINDOW: u64 = 256;
+
+fn udp_limits() -> TableLimits {
+    TableLimits {
+        max_sessions: 4,
+        max_sessions_per_ip: 2,
+        lifetime_ns: UDP_LIFETIME_NS,
+        // Bursts of 5: a few steps at one instant reach the limit.
+        per_session_per_sec: Some(50.0),
+        per_ip_per_sec: Some(100.0),
+        unproven_per_sec: Some(1000.0),
+    }
+}
+
+/// `data` as up to 128 steps of 9 bytes, `op:u8 | arg:u64` (big-endian), each one challenge
+/// sent to a session table holding [`UDP_SESSION`]; every outcome is checked against a plain
+/// model (an unbounded set of counters for the replay window). `op`: bits 0-1 pick the
+/// datagram (0: the session's, from its peer; 1: from another address; 2: of an unknown
+/// session; 3: MAC'd with other keys), bits 2-6 advance the clock by that many 2^23 ns, bit 7
+/// makes the counter `arg` (as `i64`, modulo 300) relative to one past the newest counter seen
+/// instead of `arg` itself. Authenticated challenges are generated here, so the fuzzer
+/// reaches the window's edges (u64::MAX, the window's lower bound) that it could never MAC.
+/// Returns the table's counts (checked against the model's).
+pub fn udp_script(data: &[u8]) -> TableCounts {
+    let keys = udp_keys();
+    let forger = EchoKeys::from_exporter(&[8; udp_echo::EXPORTER_LEN]);
+    let elsewhere = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    let mut table = SessionTable::new(udp_limits());
+    table
+        .register(0, UDP_SESSION, PROBER, keys.clone())
+        .expect("an empty table grants");
+    let mut want = TableCounts {
+        registered: 1,
+        ..TableCounts::default()
+    };
+    // One past the newest counter seen, 0 before any; every counter seen.
+    let mut top = 0u64;
+    let mut seen = HashSet::new();
+    let mut held = true;
+    let mut now = 0u64;
+    for step in data.chunks_exact(9).take(128) {
+        let op = step[0];
+        let mut arg = [0u8; 8];
+        arg.copy_from_slice(&step[1..]);
+        let arg = u64::from_be_bytes(arg);
+        now += u64::from((op >> 2) & 0x1f) << 23;
+        let counter = if op & 0x80 != 0 {
+            top.saturating_add_signed(arg as i64 % 300)
+        } else {
+            arg
+        };
+        let nonce = [op; 32];
+        let (session, from, mac) = match op & 3 {
+            0 => (UDP_SESSION, PROBER, &keys),
+            1 => (UDP_SESSION, elsewhere, &keys),
+            2 => (UDP_SESSION ^ 1, PROBER, &keys),
+            _ => (UDP_SESSION, PROBER, &forger),
+        };
+        let datagram = UdpChallenge {
+            session,
+            counter,
+            nonce,
+        }
+        .encode(mac);
+        let got = table.on_datagram(now, now + 100, from, &datagram);
+        let live = now < UDP_LIFETIME_NS;
+        if session != UDP_SESSION || !live {
+            if held && !live && session == UDP_SESSION {
+                held = false;
+                want.expired += 1;
+            }
+            want.unknown_session += 1;
+            assert_eq!(got, Err(UdpEchoError::UnknownSession { session }));
+            continue;
+        }
+        if from != PROBER {
+            want.wrong_peer += 1;
+            assert!(
+                matches!(got, Err(UdpEchoError::WrongPeer { .. })),
+                "{got:?}"
+            );
+            continue;
+        }
+        if op & 3 == 3 {
+            want.bad_mac += 1;
+            assert_eq!(got, Err(UdpEchoError::BadMac { session }));
+            continue;
+        }
+        // The window: new unless seen or more than UDP_WINDOW below `top`; u64::MAX, which
+        // has no successor to become `top`, is never new.
+        let new = if counter >= top {
+            match counter.checked_add(1) {
+                Some(next) => {
+                    top = next;
+                    seen.insert(counter)
+                }
+                None => false,
+            }
+        } else {
+            top - counter <= UDP_WINDOW && seen.insert(counter)
+        };
+        match got {
+            Ok(answer) => {
+                assert!(new, "counter {counter} answered again (top {top})");
+                let a = UdpAnswer::decode(&answer, &keys, |_| Some(nonce)).expect("answer");
+                assert_eq!((a.session, a.counter, a.inside_ns), (session, counter, 100));
+                assert_eq!(a.arrival, want.answered + want.rate_limited);
+                want.answered += 1;
+            }
+            Err(UdpEchoError::RateLimited { .. }) => {
+                assert!(
+                    new,
+                    "counter {counter} rate-limited, not refused (top {top})"
+                );
+                want.rate_limited += 1;
+            }
+            Err(UdpEchoError::Replayed { .. } | UdpEchoError::TooOld { .. }) => {
+                assert!(!new, "new counter {counter} refused: {got:?} (top {top})");
+                want.replayed += 1;
+            }
+            Err(e) => panic!("counter {counter}: {e}"),
+        }
+    }
+    assert_eq!(table.counts(), want);
+    want
 }
 
 /// Anchor reports as bundles carry them (strict CBOR), and their canonical digest.
