@@ -13,6 +13,14 @@ fn short() -> String {
     fixtures::scenario("short")
 }
 
+/// One lab at a time: each runs a whole world (relay, swtpms, responders, probers) whose
+/// timing bounds a second lab beside it on a 2-core CI host can break (an evidence round trip
+/// 58 ms over its bound once made the short scenario's honest node `inconclusive`).
+fn one_lab_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LAB.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn locus() -> Command {
     Command::new(env!("CARGO_BIN_EXE_locus"))
 }
@@ -54,6 +62,7 @@ fn swtpms_under(dir: &Path) -> Vec<String> {
 
 #[test]
 fn short_scenario_verdicts_equal_truth_and_everything_is_cleaned_up() {
+    let _one_lab = one_lab_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     let (report, out) = run_lab(tmp.path(), "short");
     let responders = report["responders"].as_array().unwrap();
@@ -487,6 +496,7 @@ fn poe_on_lab_data(out: &Path) {
 
 #[test]
 fn interrupted_lab_cleans_up() {
+    let _one_lab = one_lab_at_a_time();
     use nix::sys::signal::Signal;
     // Once while emulators are being set up (Ctrl-C), once while probing (SIGTERM, as from
     // `kill` or systemd): both are an interrupt.
@@ -586,6 +596,7 @@ fn bad_scenarios_are_refused_with_the_line() {
 /// file to the lab's verdicts.
 #[test]
 fn network_like_scenario_accuses_no_honest_node_and_carries_landmarks_to_judge() {
+    let _one_lab = one_lab_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     let (report, out) = run_lab(tmp.path(), "networks");
     let responders = report["responders"].as_array().unwrap();
