@@ -268,7 +268,7 @@ const VERDICT_POLICY: &str = "\
 # --evidence-policy ../policy.toml), except that the lab's own TDX root is accepted and evidence
 # round trips may exceed echo round trips by what the lab's relay adds to a large answer.
 accept_lab_root = true
-max_evidence_excess_ms = 30.0
+max_evidence_excess_ms = 100.0
 ";
 
 #[derive(Serialize)]
