@@ -893,6 +893,21 @@ async fn a_daemon_proves_its_key_at_once_and_is_not_evicted_at_the_cap() {
         )
     };
     let first = attacker().await.unwrap();
+    // Evict only once the responder serves `first` (its echo answered): a connection evicted
+    // while the responder is still setting it up is dropped without a reason (one CI run saw
+    // `ApplicationClosed(0, "")` under load).
+    let challenge = locus_proto::echo::EchoChallenge {
+        seq: 1,
+        nonce: [7; 32],
+    };
+    first
+        .conn
+        .send_datagram(challenge.encode().to_vec().into())
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), first.conn.read_datagram())
+        .await
+        .expect("the responder answers an unproven connection's echo")
+        .unwrap();
     let _second = attacker().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while first.conn.close_reason().is_none() && Instant::now() < deadline {
