@@ -1386,10 +1386,20 @@ fn lab_relocation_through_daemons_fires_a_real_alert() {
         !body.contains("\"node\":\"honest\""),
         "the honest node must not alert: {body}"
     );
-    let text = get(metrics, "/metrics").1;
+    // The honest node is located (not frozen, never accused); on a loaded host one judgement
+    // may hold it `inconclusive` (a slow loopback anchor), so it is given a few judgements.
+    let honest_located = r#"locus_node_verdict{node="honest",claim="fra",verdict="located"} 1"#;
+    let until = Instant::now() + Duration::from_secs(30);
+    let mut text = get(metrics, "/metrics").1;
+    while !text.contains(honest_located) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(500));
+        text = get(metrics, "/metrics").1;
+    }
+    assert!(text.contains(honest_located), "{text}");
+    let (_, body) = alerts_in(am_addr);
     assert!(
-        text.contains(r#"locus_node_verdict{node="honest",claim="fra",verdict="located"} 1"#),
-        "{text}"
+        !body.contains("\"node\":\"honest\""),
+        "the honest node must not alert: {body}"
     );
     monitor.signal(Signal::SIGTERM);
     assert_eq!(monitor.exit_code(), Some(0));
