@@ -1237,6 +1237,8 @@ fn one_prober_alone_does_not_accuse_while_others_measure() {
 /// the model) is not accused: an anchor RTT above the model is no physical bound, and the one
 /// location that fits both lies within what the evidence resolves. Held, never located.
 /// (CI: a loaded lab monitor once judged its honest node `relocated` this way, 54 km off.)
+/// A TD far from the claim (Munich, ~300 km) is still accused by the same rule: the
+/// "elsewhere" row of `table_of_verdicts`.
 #[test]
 fn a_slow_anchor_server_near_the_claim_holds_instead_of_accusing() {
     let w = world();
@@ -1252,19 +1254,4 @@ fn a_slow_anchor_server_near_the_claim_holds_instead_of_accusing() {
         j.reasons
     );
     assert_single_spaced(&j);
-    // A TD far from the claim (Munich, ~300 km) is still accused by the same rule.
-    assert_verdict(
-        &node(
-            &w,
-            "elsewhere",
-            "fra",
-            &Spec {
-                td: "muc",
-                ..honest()
-            },
-            6,
-        ),
-        Verdict::Relocated,
-        "the node runs there",
-    );
 }
